@@ -1,0 +1,509 @@
+//! Search parameters and the index rows they produce.
+//!
+//! The table comes from the official SearchParameter definitions; the generator has
+//! already turned each FHIRPath expression into concrete JSON paths (choice types
+//! expanded, `where(resolve() is X)` and `where(system='x')` turned into filters),
+//! so extraction here is a plain walk over the resource.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::datetime::{self, DateRange, MAX_MS, MIN_MS};
+use crate::reference::parse_reference;
+use crate::types::SUPPORTED_TYPES;
+
+const PARAMS_JSON: &str = include_str!("generated/search_params.json");
+
+/// Longest string kept in a string or token index row (PostgreSQL b-tree entries are
+/// limited in size; longer values still match by prefix).
+const MAX_INDEXED_CHARS: usize = 200;
+
+/// Parameter types the server indexes and searches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ParamKind {
+    Token,
+    String,
+    Reference,
+    Date,
+}
+
+impl ParamKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParamKind::Token => "token",
+            ParamKind::String => "string",
+            ParamKind::Reference => "reference",
+            ParamKind::Date => "date",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "token" => Some(ParamKind::Token),
+            "string" => Some(ParamKind::String),
+            "reference" => Some(ParamKind::Reference),
+            "date" => Some(ParamKind::Date),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawFilter {
+    Ref(String),
+    Eq((String, String)),
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct RawPath {
+    steps: Vec<(String, Option<RawFilter>)>,
+    target: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct RawParam {
+    code: String,
+    #[serde(rename = "type")]
+    kind: String,
+    resource: String,
+    paths: Vec<RawPath>,
+    targets: Vec<String>,
+    description: String,
+}
+
+/// A filter applied to the items reached by one step.
+#[derive(Clone, Debug)]
+pub enum Filter {
+    /// The Reference must point to this resource type.
+    RefType(String),
+    /// The element's child `field` must equal `value`.
+    Eq(String, String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub field: String,
+    pub filter: Option<Filter>,
+}
+
+/// One concrete path from the resource root to values of a known FHIR type.
+#[derive(Clone, Debug)]
+pub struct Path {
+    pub steps: Vec<Step>,
+    pub target: String,
+}
+
+/// A search parameter this server supports.
+#[derive(Clone, Debug)]
+pub struct SearchParam {
+    pub code: String,
+    pub kind: ParamKind,
+    /// The resource type it is defined on, or `Resource` for the common ones.
+    pub base: String,
+    pub paths: Vec<Path>,
+    pub targets: Vec<String>,
+    pub description: String,
+}
+
+impl SearchParam {
+    /// `_id` and `_lastUpdated` are answered from the resource table itself.
+    pub fn is_native(&self) -> bool {
+        self.code == "_id" || self.code == "_lastUpdated"
+    }
+}
+
+struct Registry {
+    by_type: HashMap<String, Vec<SearchParam>>,
+    common: Vec<SearchParam>,
+}
+
+#[allow(clippy::expect_used)] // the table is generated and compiled in; unit tests load it
+static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
+    let raw: Vec<RawParam> = serde_json::from_str(PARAMS_JSON).expect("generated search_params.json parses");
+    let mut by_type: HashMap<String, Vec<SearchParam>> = HashMap::new();
+    let mut common = Vec::new();
+    for p in raw {
+        let Some(kind) = ParamKind::parse(&p.kind) else { continue };
+        let param = SearchParam {
+            code: p.code,
+            kind,
+            base: p.resource.clone(),
+            paths: p
+                .paths
+                .into_iter()
+                .map(|rp| Path {
+                    steps: rp
+                        .steps
+                        .into_iter()
+                        .map(|(field, f)| Step {
+                            field,
+                            filter: f.map(|f| match f {
+                                RawFilter::Ref(t) => Filter::RefType(t),
+                                RawFilter::Eq((a, b)) => Filter::Eq(a, b),
+                            }),
+                        })
+                        .collect(),
+                    target: rp.target,
+                })
+                .collect(),
+            targets: p.targets,
+            description: p.description,
+        };
+        if p.resource == "Resource" {
+            common.push(param);
+        } else if SUPPORTED_TYPES.contains(&p.resource.as_str()) {
+            by_type.entry(p.resource).or_default().push(param);
+        }
+    }
+    for list in by_type.values_mut() {
+        list.sort_by(|a, b| a.code.cmp(&b.code));
+    }
+    common.sort_by(|a, b| a.code.cmp(&b.code));
+    Registry { by_type, common }
+});
+
+/// Forces the table to load.
+pub fn warm_up() {
+    LazyLock::force(&REGISTRY);
+}
+
+/// The supported parameters of a resource type: common ones first, then its own.
+pub fn search_params_for(resource_type: &str) -> Vec<&'static SearchParam> {
+    let reg: &'static Registry = &REGISTRY;
+    let mut out: Vec<&'static SearchParam> = reg.common.iter().collect();
+    if let Some(list) = reg.by_type.get(resource_type) {
+        out.extend(list.iter());
+    }
+    out
+}
+
+/// Looks up one parameter by code for a resource type.
+pub fn search_param(resource_type: &str, code: &str) -> Option<&'static SearchParam> {
+    let reg: &'static Registry = &REGISTRY;
+    reg.by_type
+        .get(resource_type)
+        .and_then(|l| l.iter().find(|p| p.code == code))
+        .or_else(|| reg.common.iter().find(|p| p.code == code))
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TokenRow {
+    pub param: &'static str,
+    pub system: Option<String>,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StringRow {
+    pub param: &'static str,
+    /// Lower-cased and accent-folded, for the default starts-with match.
+    pub norm: String,
+    /// As written, for `:exact`.
+    pub exact: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ReferenceRow {
+    pub param: &'static str,
+    /// `None` for references that are not `Type/id` (canonical URLs, `urn:uuid:`).
+    pub target_type: Option<String>,
+    pub target_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DateRow {
+    pub param: &'static str,
+    pub low: i64,
+    pub high: i64,
+}
+
+/// Every index row one resource produces.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndexRows {
+    pub tokens: Vec<TokenRow>,
+    pub strings: Vec<StringRow>,
+    pub references: Vec<ReferenceRow>,
+    pub dates: Vec<DateRow>,
+}
+
+impl IndexRows {
+    pub fn len(&self) -> usize {
+        self.tokens.len() + self.strings.len() + self.references.len() + self.dates.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn truncate(s: &str) -> String {
+    match s.char_indices().nth(MAX_INDEXED_CHARS) {
+        Some((i, _)) => s[..i].to_string(),
+        None => s.to_string(),
+    }
+}
+
+/// Case- and accent-insensitive form used by string search.
+pub fn normalize(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        for l in c.to_lowercase() {
+            out.push(fold_accent(l));
+        }
+    }
+    truncate(&out)
+}
+
+fn fold_accent(c: char) -> char {
+    match c {
+        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' | 'ǎ' => 'a',
+        'ç' | 'č' => 'c',
+        'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ě' => 'e',
+        'ì' | 'í' | 'î' | 'ï' | 'ī' | 'ǐ' => 'i',
+        'ñ' | 'ń' | 'ň' => 'n',
+        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'ō' | 'ǒ' => 'o',
+        'ù' | 'ú' | 'û' | 'ü' | 'ū' | 'ǔ' | 'ǖ' | 'ǘ' | 'ǚ' | 'ǜ' => 'u',
+        'ý' | 'ÿ' => 'y',
+        'š' => 's',
+        'ž' => 'z',
+        other => other,
+    }
+}
+
+fn passes(item: &Value, filter: &Option<Filter>) -> bool {
+    match filter {
+        None => true,
+        Some(Filter::Eq(field, value)) => item.get(field).and_then(Value::as_str) == Some(value.as_str()),
+        Some(Filter::RefType(t)) => {
+            let by_ref =
+                item.get("reference").and_then(Value::as_str).and_then(parse_reference).map(|r| r.resource_type == t);
+            match by_ref {
+                Some(b) => b,
+                None => item.get("type").and_then(Value::as_str) == Some(t.as_str()),
+            }
+        }
+    }
+}
+
+fn walk<'a>(v: &'a Value, steps: &[Step], out: &mut Vec<&'a Value>) {
+    match steps.split_first() {
+        None => out.push(v),
+        Some((step, rest)) => {
+            let Some(child) = v.get(&step.field) else { return };
+            let items: &[Value] = match child {
+                Value::Array(a) => a,
+                other => std::slice::from_ref(other),
+            };
+            for item in items {
+                if !item.is_null() && passes(item, &step.filter) {
+                    walk(item, rest, out);
+                }
+            }
+        }
+    }
+}
+
+fn str_field<'a>(v: &'a Value, f: &str) -> Option<&'a str> {
+    v.get(f).and_then(Value::as_str)
+}
+
+fn each_str<'a>(v: &'a Value, f: &str) -> impl Iterator<Item = &'a str> {
+    let vals: Vec<&str> = match v.get(f) {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    vals.into_iter()
+}
+
+fn token(param: &'static str, system: Option<&str>, code: Option<&str>, out: &mut Vec<TokenRow>) {
+    if let Some(code) = code {
+        out.push(TokenRow { param, system: system.map(truncate), code: truncate(code) });
+    }
+}
+
+fn date(param: &'static str, r: Option<DateRange>, out: &mut Vec<DateRow>) {
+    if let Some(r) = r {
+        out.push(DateRow { param, low: r.low, high: r.high });
+    }
+}
+
+fn extract_value(p: &'static SearchParam, target: &str, v: &Value, rows: &mut IndexRows) {
+    let param = p.code.as_str();
+    match p.kind {
+        ParamKind::Token => match target {
+            "CodeableConcept" => {
+                if let Some(codings) = v.get("coding").and_then(Value::as_array) {
+                    for c in codings {
+                        token(param, str_field(c, "system"), str_field(c, "code"), &mut rows.tokens);
+                    }
+                }
+            }
+            "Coding" => token(param, str_field(v, "system"), str_field(v, "code"), &mut rows.tokens),
+            "Identifier" | "ContactPoint" => {
+                token(param, str_field(v, "system"), str_field(v, "value"), &mut rows.tokens)
+            }
+            "boolean" => {
+                if let Some(b) = v.as_bool() {
+                    token(param, None, Some(if b { "true" } else { "false" }), &mut rows.tokens);
+                }
+            }
+            _ => token(param, None, v.as_str(), &mut rows.tokens),
+        },
+        ParamKind::String => {
+            let mut push = |s: &str| {
+                rows.strings.push(StringRow { param, norm: normalize(s), exact: truncate(s) });
+            };
+            match target {
+                "HumanName" => {
+                    for f in ["text", "family", "given", "prefix", "suffix"] {
+                        each_str(v, f).for_each(&mut push);
+                    }
+                }
+                "Address" => {
+                    for f in ["text", "line", "city", "district", "state", "postalCode", "country"] {
+                        each_str(v, f).for_each(&mut push);
+                    }
+                }
+                _ => {
+                    if let Some(s) = v.as_str() {
+                        push(s);
+                    }
+                }
+            }
+        }
+        ParamKind::Reference => match target {
+            "Reference" => {
+                if let Some(r) = str_field(v, "reference") {
+                    if let Some(parsed) = parse_reference(r) {
+                        rows.references.push(ReferenceRow {
+                            param,
+                            target_type: Some(parsed.resource_type.to_string()),
+                            target_id: parsed.id.to_string(),
+                        });
+                    } else if r.starts_with("urn:") {
+                        rows.references.push(ReferenceRow { param, target_type: None, target_id: truncate(r) });
+                    }
+                }
+            }
+            _ => {
+                if let Some(s) = v.as_str() {
+                    rows.references.push(ReferenceRow { param, target_type: None, target_id: truncate(s) });
+                }
+            }
+        },
+        ParamKind::Date => match target {
+            "date" | "dateTime" | "instant" => date(param, v.as_str().and_then(datetime::parse_range), &mut rows.dates),
+            "Period" => {
+                let start = str_field(v, "start").and_then(datetime::parse_range);
+                let end = str_field(v, "end").and_then(datetime::parse_range);
+                if start.is_some() || end.is_some() {
+                    rows.dates.push(DateRow {
+                        param,
+                        low: start.map_or(MIN_MS, |r| r.low),
+                        high: end.map_or(MAX_MS, |r| r.high),
+                    });
+                }
+            }
+            "Timing" => {
+                for e in each_str(v, "event") {
+                    date(param, datetime::parse_range(e), &mut rows.dates);
+                }
+            }
+            _ => {}
+        },
+    }
+}
+
+/// Extracts every index row of a (valid) resource of a supported type.
+pub fn extract_index(resource_type: &str, resource: &Value) -> IndexRows {
+    let mut rows = IndexRows::default();
+    let mut found = Vec::new();
+    for p in search_params_for(resource_type) {
+        if p.is_native() {
+            continue;
+        }
+        for path in &p.paths {
+            found.clear();
+            walk(resource, &path.steps, &mut found);
+            for v in &found {
+                extract_value(p, &path.target, v, &mut rows);
+            }
+        }
+    }
+    rows.tokens.sort();
+    rows.tokens.dedup();
+    rows.strings.sort();
+    rows.strings.dedup();
+    rows.references.sort();
+    rows.references.dedup();
+    rows.dates.sort();
+    rows.dates.dedup();
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn patient_rows() {
+        let p = json!({
+            "resourceType": "Patient", "id": "p1",
+            "identifier": [{"system": "urn:oid:2.16.156.10011.1.1", "value": "11010519491231002X"}],
+            "name": [{"family": "Zhāng", "given": ["San"], "text": "张三"}],
+            "telecom": [{"system": "phone", "value": "13800000000"}, {"system": "email", "value": "a@b.cn"}],
+            "gender": "male", "birthDate": "1980-02",
+            "managingOrganization": {"reference": "Organization/campus-a"},
+            "meta": {"tag": [{"system": "urn:t", "code": "demo"}]}
+        });
+        let rows = extract_index("Patient", &p);
+        assert!(rows.tokens.contains(&TokenRow { param: "gender", system: None, code: "male".into() }));
+        assert!(rows.tokens.contains(&TokenRow {
+            param: "phone",
+            system: Some("phone".into()),
+            code: "13800000000".into()
+        }));
+        assert!(!rows.tokens.iter().any(|t| t.param == "phone" && t.code == "a@b.cn"));
+        assert!(rows.tokens.contains(&TokenRow { param: "_tag", system: Some("urn:t".into()), code: "demo".into() }));
+        assert!(rows.strings.iter().any(|s| s.param == "name" && s.norm == "zhang"));
+        assert!(rows.strings.iter().any(|s| s.param == "family" && s.exact == "Zhāng"));
+        assert!(rows.strings.iter().any(|s| s.param == "name" && s.norm == "张三"));
+        let bd = rows.dates.iter().find(|d| d.param == "birthdate").unwrap();
+        assert_eq!(datetime::format_instant(bd.high), "1980-02-29T23:59:59.999Z");
+        assert!(rows.references.contains(&ReferenceRow {
+            param: "organization",
+            target_type: Some("Organization".into()),
+            target_id: "campus-a".into()
+        }));
+    }
+
+    #[test]
+    fn observation_subject_filtered_by_target_type() {
+        let o = json!({"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]},
+            "subject": {"reference": "Group/g1"},
+            "effectivePeriod": {"start": "2024-01-01"}});
+        let rows = extract_index("Observation", &o);
+        assert!(rows.references.iter().any(|r| r.param == "subject"));
+        assert!(!rows.references.iter().any(|r| r.param == "patient"));
+        let d = rows.dates.iter().find(|d| d.param == "date").unwrap();
+        assert_eq!(d.high, MAX_MS);
+        assert!(rows.tokens.iter().any(|t| t.param == "code" && t.code == "718-7"));
+    }
+
+    #[test]
+    fn every_supported_type_has_parameters() {
+        for t in SUPPORTED_TYPES {
+            assert!(search_params_for(t).len() > 5, "{t}");
+        }
+        assert!(search_param("Encounter", "patient").is_some());
+        assert!(search_param("Encounter", "_lastUpdated").unwrap().is_native());
+        assert!(search_param("Encounter", "nope").is_none());
+    }
+}

@@ -1,0 +1,129 @@
+//! Settings: command line, then `LIANYI_*` environment variables, then the config
+//! file (TOML), then defaults. Plain types, no macros; secrets are wrapped so that
+//! `Debug` and log lines never show them.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A value that must never be printed (database URLs carry passwords).
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The config file, every key optional. Example:
+/// ```toml
+/// listen = "0.0.0.0:8080"
+/// data_dir = "/var/lib/lianyi"
+/// database_url = "postgres://lianyi:secret@db/lianyi"
+/// default_campus = "campus-east"
+/// public_url = "https://his.example.org"
+/// max_body_bytes = 16777216
+/// ```
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<Secret>,
+    pub default_campus: Option<String>,
+    pub public_url: Option<String>,
+    pub max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+}
+
+impl FileConfig {
+    pub fn load(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
+        let Some(path) = path else { return Ok(FileConfig::default()) };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+    }
+}
+
+/// Where the data lives, resolved.
+#[derive(Clone, Debug)]
+pub struct DataLocation {
+    pub data_dir: PathBuf,
+    pub database_url: Secret,
+}
+
+impl DataLocation {
+    /// `--database` wins; otherwise `sqlite://<data dir>/lianyi.db`. The data dir is
+    /// created when missing.
+    pub fn resolve(
+        data_dir: Option<PathBuf>,
+        database: Option<Secret>,
+        file: &FileConfig,
+    ) -> Result<Self, ConfigError> {
+        let data_dir = data_dir.or_else(|| file.data_dir.clone()).unwrap_or_else(|| PathBuf::from("lianyi-data"));
+        std::fs::create_dir_all(&data_dir).map_err(|source| ConfigError::DataDir { path: data_dir.clone(), source })?;
+        let database_url = database
+            .or_else(|| file.database_url.clone())
+            .unwrap_or_else(|| Secret::new(format!("sqlite://{}", data_dir.join("lianyi.db").display())));
+        Ok(DataLocation { data_dir, database_url })
+    }
+
+    /// The database URL with any password masked, for messages.
+    pub fn display_url(&self) -> String {
+        mask_password(self.database_url.expose())
+    }
+}
+
+/// `postgres://user:pw@host/db` → `postgres://user:***@host/db`.
+pub fn mask_password(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((creds, host)) = rest.split_once('@')
+        && let Some((user, _)) = creds.split_once(':')
+    {
+        return format!("{scheme}://{user}:***@{host}");
+    }
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("postgres://u:hunter2@h/db");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert_eq!(mask_password(s.expose()), "postgres://u:***@h/db");
+        assert_eq!(mask_password("sqlite://data/lianyi.db"), "sqlite://data/lianyi.db");
+    }
+
+    #[test]
+    fn file_config_rejects_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "listen = \"0.0.0.0:1\"\nlisten_port = 3\n").unwrap();
+        let e = FileConfig::load(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains("listen_port"), "{e}");
+    }
+}

@@ -1,0 +1,327 @@
+//! `lianyi`: the one binary. Parses the command line and configuration, then hands
+//! over to the services and the HTTP edge.
+#![forbid(unsafe_code)]
+
+mod config;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use lianyi_services::import::{Progress, import_ndjson};
+use lianyi_services::{FhirService, SystemClock, UuidIds, demo};
+use lianyi_store::Store;
+use lianyi_web::{App, AppConfig};
+use tokio::net::TcpListener;
+
+use crate::config::{DataLocation, FileConfig, Secret};
+
+#[derive(Parser)]
+#[command(name = "lianyi", version, about = "Lianyi (联医) hospital information platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the data lives; the same options on every command that touches data.
+#[derive(Args, Clone, Debug)]
+struct DataArgs {
+    /// Folder for the embedded database and other files.
+    #[arg(long, env = "LIANYI_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB (default: SQLite in the data dir).
+    #[arg(long, env = "LIANYI_DATABASE_URL", hide_env_values = true)]
+    database: Option<String>,
+    /// TOML config file; command-line options and LIANYI_* variables override it.
+    #[arg(long, env = "LIANYI_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the platform.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "LIANYI_LISTEN")]
+        listen: Option<String>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Serve a fresh SQLite database filled with the demo hospital group.
+    Demo {
+        #[arg(long, env = "LIANYI_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Folder for the demo database (recreated on every start).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Apply pending database migrations.
+    Migrate {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Load FHIR NDJSON files (a folder of *.ndjson or one file), keeping ids and references.
+    Import {
+        /// Folder or file to import.
+        path: PathBuf,
+        /// Campus that owns the imported resources.
+        #[arg(long)]
+        campus: Option<String>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    App(#[from] lianyi_web::AppError),
+    #[error(transparent)]
+    Store(#[from] lianyi_store::StoreError),
+    #[error(transparent)]
+    Import(#[from] lianyi_services::import::ImportError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+    #[error("{0}")]
+    Usage(String),
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("LIANYI_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let json = std::env::var("LIANYI_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+fn location(data: DataArgs, file: &FileConfig) -> Result<DataLocation, CliError> {
+    Ok(DataLocation::resolve(data.data_dir, data.database.map(Secret::new), file)?)
+}
+
+async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), CliError> {
+    let listener = TcpListener::bind(addr).await.map_err(|source| CliError::Listen { addr: addr.into(), source })?;
+    let local = listener.local_addr().map_err(|source| CliError::Listen { addr: addr.into(), source })?;
+    Ok((listener, local))
+}
+
+fn app_config(loc: &DataLocation, file: &FileConfig) -> AppConfig {
+    AppConfig {
+        database_url: loc.database_url.expose().to_string(),
+        default_campus: file.default_campus.clone(),
+        max_body_bytes: file.max_body_bytes.unwrap_or(AppConfig::DEFAULT_MAX_BODY),
+        public_url: file.public_url.clone(),
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    match cli.command {
+        Command::Version => {
+            println!("lianyi {} (FHIR R4 4.0.1)", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { data } => {
+            let file = FileConfig::load(data.config.as_deref())?;
+            let loc = location(data, &file)?;
+            let store = Store::connect(loc.database_url.expose()).await?;
+            let n = store.migrate().await?;
+            println!("{}: {n} migration(s) applied", loc.display_url());
+            store.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { listen, data } => {
+            let file = FileConfig::load(data.config.as_deref())?;
+            let listen = listen.or_else(|| file.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".into());
+            let loc = location(data, &file)?;
+            let started = Instant::now();
+            let app = App::build(app_config(&loc, &file)).await?;
+            let (listener, addr) = bind(&listen).await?;
+            tracing::info!(%addr, database = %loc.display_url(), ms = started.elapsed().as_millis() as u64, "serving");
+            println!(
+                "Lianyi is serving FHIR R4 at http://{addr}/fhir (data dir: {}, database: {})",
+                loc.data_dir.display(),
+                loc.display_url()
+            );
+            app.run(listener, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { listen, data_dir } => demo_command(&listen, data_dir).await,
+        Command::Import { path, campus, data } => {
+            let file = FileConfig::load(data.config.as_deref())?;
+            let loc = location(data, &file)?;
+            let store = Store::connect(loc.database_url.expose()).await?;
+            store.migrate().await?;
+            let service =
+                FhirService::new(store.clone(), Arc::new(SystemClock::default()), Arc::new(UuidIds), campus.clone());
+            let started = Instant::now();
+            let mut bar = Bar(None);
+            let summary = import_ndjson(&service, &path, campus, &mut bar).await?;
+            if let Some(b) = bar.0 {
+                b.finish_and_clear();
+            }
+            store.close().await;
+            let secs = started.elapsed().as_secs_f64();
+            println!("Imported {} resources in {secs:.1} s into {}:", summary.stored(), loc.display_url());
+            for (t, n) in &summary.stored_by_type {
+                println!("  {t:<28} {n:>8}");
+            }
+            for f in &summary.skipped_files {
+                println!("Skipped {f}: not FHIR NDJSON (no resourceType)");
+            }
+            if summary.rejected.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("Rejected {} line(s):", summary.rejected.len());
+                for r in summary.rejected.iter().take(20) {
+                    println!("  {r}");
+                }
+                Ok(ExitCode::from(2))
+            }
+        }
+    }
+}
+
+/// indicatif progress by bytes read.
+struct Bar(Option<ProgressBar>);
+
+impl Progress for Bar {
+    fn start(&mut self, total_bytes: u64) {
+        let b = ProgressBar::new(total_bytes);
+        if let Ok(style) = ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}") {
+            b.set_style(style);
+        }
+        self.0 = Some(b);
+    }
+
+    fn advance(&mut self, bytes: u64) {
+        if let Some(b) = &self.0 {
+            b.inc(bytes);
+        }
+    }
+}
+
+const DEMO_MARKER: &str = "LIANYI-DEMO";
+
+async fn demo_command(listen: &str, data_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
+    let started = Instant::now();
+    let dir = data_dir.unwrap_or_else(|| std::env::temp_dir().join("lianyi-demo"));
+    let db = dir.join("lianyi.db");
+    if db.exists() && !dir.join(DEMO_MARKER).exists() {
+        return Err(CliError::Usage(format!(
+            "{} holds a database that the demo did not create; the demo recreates its database on every start, so give it an empty folder",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(&dir).map_err(|source| config::ConfigError::DataDir { path: dir.clone(), source })?;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.join(format!("lianyi.db{suffix}")));
+    }
+    let _ = std::fs::write(
+        dir.join(DEMO_MARKER),
+        "This folder holds the Lianyi demo database; `lianyi demo` recreates it.\n",
+    );
+
+    let (listener, addr) = bind(listen).await?;
+    let url = format!("sqlite://{}", db.display());
+    let store = Store::connect(&url).await?;
+    store.migrate().await?;
+    let service = FhirService::new(store.clone(), Arc::new(SystemClock::default()), Arc::new(UuidIds), None);
+    let data = demo::generate();
+    let total = data.len();
+    let mut batch = Vec::with_capacity(2000);
+    for r in data {
+        batch.push((r.resource, Some(r.campus)));
+        if batch.len() == 2000 {
+            let rep = service.load_batch(std::mem::take(&mut batch)).await?;
+            if !rep.rejected.is_empty() {
+                return Err(CliError::Usage(format!("demo data rejected: {:?}", rep.rejected.first())));
+            }
+        }
+    }
+    let rep = service.load_batch(batch).await?;
+    if !rep.rejected.is_empty() {
+        return Err(CliError::Usage(format!("demo data rejected: {:?}", rep.rejected.first())));
+    }
+    let counts = store.count_by_type().await?;
+    let app = App::with_store(
+        store,
+        AppConfig {
+            database_url: url,
+            default_campus: None,
+            max_body_bytes: AppConfig::DEFAULT_MAX_BODY,
+            public_url: None,
+        },
+    );
+    println!(
+        "Lianyi demo: a hospital group with 3 campuses, {} practitioners and {} patients ({total} resources, loaded in {} ms).",
+        demo::PRACTITIONERS,
+        demo::PATIENTS,
+        started.elapsed().as_millis()
+    );
+    println!();
+    println!("  FHIR R4 API   http://{addr}/fhir");
+    println!("  Capabilities  http://{addr}/fhir/metadata");
+    println!("  Health        http://{addr}/healthz");
+    println!("  Metrics       http://{addr}/metrics");
+    println!("  Database      {} (SQLite, recreated on every demo start)", db.display());
+    println!();
+    for (t, n) in counts {
+        println!("  {t:<20} {n:>6}");
+    }
+    println!();
+    println!("  Try: curl 'http://{addr}/fhir/Patient?name=Zhang'");
+    println!(
+        "  Logins: none yet. The API is open until user login and API tokens land; keep the demo on a loopback address."
+    );
+    app.run(listener, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}

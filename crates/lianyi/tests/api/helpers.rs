@@ -1,0 +1,119 @@
+use lianyi_store::testing::fresh_database;
+use lianyi_web::{App, AppConfig};
+use reqwest::{Client, Response, StatusCode};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+pub struct TestApp {
+    pub base: String,
+    pub client: Client,
+    pub database_url: String,
+    _shutdown: oneshot::Sender<()>,
+    _dir: Option<std::path::PathBuf>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppConfig::DEFAULT_MAX_BODY).await
+}
+
+pub async fn spawn_app_with(max_body_bytes: usize) -> TestApp {
+    let (url, dir) = fresh_database().await;
+    let app = App::build(AppConfig {
+        database_url: url.clone(),
+        default_campus: Some("campus-east".into()),
+        max_body_bytes,
+        public_url: None,
+    })
+    .await
+    .expect("build app");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        app.run(listener, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    TestApp { base: format!("http://{addr}"), client: Client::new(), database_url: url, _shutdown: tx, _dir: dir }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .put(self.url(path))
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a resource and returns its server-assigned id.
+    pub async fn create(&self, body: &Value) -> String {
+        let t = body["resourceType"].as_str().unwrap();
+        let r = self.post(&format!("/fhir/{t}"), body).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let v: Value = r.json().await.unwrap();
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    /// Ids of a search, following `next` links through every page.
+    pub async fn search_ids(&self, path_and_query: &str) -> Vec<String> {
+        let mut ids = Vec::new();
+        let mut next = Some(self.url(path_and_query));
+        while let Some(url) = next.take() {
+            let r = self.client.get(&url).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{url}");
+            let b: Value = r.json().await.unwrap();
+            assert_eq!(b["type"], "searchset");
+            for e in b["entry"].as_array().cloned().unwrap_or_default() {
+                ids.push(e["resource"]["id"].as_str().unwrap().to_string());
+            }
+            next = b["link"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["relation"] == "next")
+                .map(|l| l["url"].as_str().unwrap().to_string());
+        }
+        ids
+    }
+
+    pub async fn total(&self, path_and_query: &str) -> i64 {
+        let b: Value = self.get(path_and_query).await.json().await.unwrap();
+        b["total"].as_i64().unwrap()
+    }
+}
+
+/// The first issue of an OperationOutcome: (code, expression, diagnostics).
+pub async fn outcome(r: Response) -> (String, String, String) {
+    assert_eq!(r.headers()["content-type"], "application/fhir+json; charset=utf-8");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["resourceType"], "OperationOutcome", "{v}");
+    let i = &v["issue"][0];
+    (
+        i["code"].as_str().unwrap_or_default().to_string(),
+        i["expression"][0].as_str().unwrap_or_default().to_string(),
+        i["diagnostics"].as_str().unwrap_or_default().to_string(),
+    )
+}

@@ -1,0 +1,9 @@
+//! The API suite: the real server on port 0 (in-process through `App`, or the
+//! `lianyi` binary itself where a process must die), driven over HTTP. One binary
+//! for the crate; `scripts/test` runs it once on SQLite and once on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+mod process;
+mod rest;
+mod search;

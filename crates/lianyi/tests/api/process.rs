@@ -1,0 +1,141 @@
+//! Tests that need the real `lianyi` binary: kill -9 durability, import then serve.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::spawn_app;
+
+const BIN: &str = env!("CARGO_BIN_EXE_lianyi");
+
+/// Starts `lianyi serve` on port 0 and returns the child and its base URL.
+fn serve(data_dir: &Path, database_url: &str) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(["--database", database_url])
+        .env("LIANYI_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn lianyi");
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let url =
+        line.split_whitespace().find(|w| w.starts_with("http://")).expect("serving line").trim_end_matches("/fhir");
+    (child, url.to_string())
+}
+
+#[tokio::test]
+async fn acknowledged_create_survives_kill_9() {
+    // A fresh database (SQLite file or PostgreSQL) that the child process will own.
+    let (url, dir) = lianyi_store::testing::fresh_database().await;
+    let data_dir = dir.clone().unwrap_or_else(std::env::temp_dir);
+    let client = reqwest::Client::new();
+    let (mut child, base) = serve(&data_dir, &url);
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let r = client
+            .post(format!("{base}/fhir/Patient"))
+            .header("content-type", "application/fhir+json")
+            .body(json!({"resourceType": "Patient", "name": [{"family": format!("Durable{i}")}]}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let v: Value = r.json().await.unwrap();
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    child.kill().unwrap(); // SIGKILL, immediately after the last 201
+    child.wait().unwrap();
+
+    let (mut child, base) = serve(&data_dir, &url);
+    for id in &ids {
+        let r = client.get(format!("{base}/fhir/Patient/{id}")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{id} lost after kill -9");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["meta"]["versionId"], "1");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn import_then_serve_the_same_data() {
+    let (url, dir) = lianyi_store::testing::fresh_database().await;
+    let work = tempfile::tempdir().unwrap();
+    let data_dir = dir.clone().unwrap_or_else(|| work.path().to_path_buf());
+    let ndjson = work.path().join("in");
+    std::fs::create_dir_all(&ndjson).unwrap();
+    std::fs::write(
+        ndjson.join("Patient.ndjson"),
+        "{\"resourceType\":\"Patient\",\"id\":\"imp-1\",\"name\":[{\"family\":\"Imported\"}]}\n\
+         {\"resourceType\":\"Patient\",\"id\":\"imp-2\",\"birthDate\":\"not-a-date\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        ndjson.join("Encounter.ndjson"),
+        "{\"resourceType\":\"Encounter\",\"id\":\"imp-e1\",\"status\":\"finished\",\"class\":{\"code\":\"AMB\"},\"subject\":{\"reference\":\"Patient/imp-1\"}}\n",
+    )
+    .unwrap();
+    std::fs::write(ndjson.join("log.ndjson"), "{\"eventId\":\"kickoff\"}\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("import")
+        .arg(&ndjson)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["--database", &url])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "one line was rejected: {stdout}");
+    assert!(stdout.contains("Imported 2 resources"), "{stdout}");
+    assert!(stdout.contains("Patient.ndjson:2: Patient.birthDate"), "{stdout}");
+    assert!(stdout.contains("Skipped log.ndjson"), "{stdout}");
+
+    let (mut child, base) = serve(&data_dir, &url);
+    let b: Value =
+        reqwest::get(format!("{base}/fhir/Encounter?patient=Patient/imp-1")).await.unwrap().json().await.unwrap();
+    assert_eq!(b["total"], 1);
+    assert_eq!(b["entry"][0]["resource"]["id"], "imp-e1");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// The Synthea fixture (outside the repository; skipped when absent): all 7,160
+/// resources load and a patient's encounters are exactly those referencing them.
+#[tokio::test]
+async fn synthea_fixture_imports_completely() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/synthea-10-patients");
+    if !fixture.exists() {
+        eprintln!("skipping: {} not present", fixture.display());
+        return;
+    }
+    let app = spawn_app().await;
+    let out = Command::new(BIN).arg("import").arg(&fixture).args(["--database", &app.database_url]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("Imported 7160 resources"), "{stdout}");
+
+    let encounters = std::fs::read_to_string(fixture.join("Encounter.000.ndjson")).unwrap();
+    let patient_id = {
+        let first: Value = serde_json::from_str(encounters.lines().next().unwrap()).unwrap();
+        first["subject"]["reference"].as_str().unwrap().trim_start_matches("Patient/").to_string()
+    };
+    let mut expected: Vec<String> = encounters
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["subject"]["reference"] == format!("Patient/{patient_id}"))
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    expected.sort();
+    let mut got = app.search_ids(&format!("/fhir/Encounter?patient=Patient/{patient_id}&_count=1000")).await;
+    got.sort();
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected);
+    assert_eq!(app.total("/fhir/Encounter?_count=0").await, 1215);
+}

@@ -1,0 +1,173 @@
+//! The resource store: current versions, full history and search-index tables on
+//! SQLite (embedded, WAL) or PostgreSQL, through one code base on sqlx's Any driver.
+//!
+//! The store knows FHIR only as far as storage needs: it stamps `meta.versionId` and
+//! `meta.lastUpdated`, keeps every version, and answers typed search requests with
+//! SQL. It knows nothing of HTTP, users or workflows; callers validate and extract
+//! index rows before writing. Dialect differences live in [`Backend`].
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod migrate;
+mod read;
+mod search;
+mod sql;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod write;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+pub use read::{HistoryPage, HistoryQuery, StoredResource};
+pub use search::SearchPage;
+pub use write::{WriteKind, WriteOp, WriteResult};
+
+/// Which database engine is behind the pools.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+
+    /// The statement that opens a write transaction. SQLite takes the write lock up
+    /// front so a transaction never fails half-way on a lock upgrade.
+    fn begin_write(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        }
+    }
+
+    /// Bound values per multi-row INSERT: enough rows to amortize round trips, few
+    /// enough that statement parsing and argument encoding stay cheap (far under
+    /// SQLite's 32,766 and PostgreSQL's 65,535 limits).
+    fn max_params(self) -> usize {
+        match self {
+            Backend::Sqlite => 2_500,
+            Backend::Postgres => 2_500,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("version conflict on {resource_type}/{id}: expected version {expected}, current is {current}")]
+    VersionConflict { resource_type: String, id: String, expected: i64, current: i64 },
+    #[error("{resource_type}/{id} already exists")]
+    AlreadyExists { resource_type: String, id: String },
+    #[error("unsupported database URL (rule: sqlite://PATH or postgres://...)")]
+    UnsupportedUrl,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Connection-pool figures for `/metrics`.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolStats {
+    pub read_size: u32,
+    pub read_idle: usize,
+    pub write_size: u32,
+    pub write_idle: usize,
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    read: AnyPool,
+    write: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `sqlite://PATH` (the file is created if missing) or `postgres://...`.
+    /// SQLite gets one writer connection (writes are serialized in-process rather than
+    /// retried on lock errors) and a pool of readers that see WAL snapshots.
+    pub async fn connect(url: &str) -> Result<Store> {
+        install_default_drivers();
+        // Statement logging is off: SQL text can be huge and is no use in production logs.
+        let options = |url: &str| -> Result<AnyConnectOptions> {
+            Ok(AnyConnectOptions::from_str(url)?
+                .log_statements(log::LevelFilter::Off)
+                .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(3600)))
+        };
+        if url.starts_with("sqlite:") {
+            let url = if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") };
+            let opts = options(&url)?;
+            let write = AnyPoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(30))
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        Ok(())
+                    })
+                })
+                .connect_with(opts.clone())
+                .await?;
+            let read = AnyPoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(Duration::from_secs(30))
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA query_only = ON").await?;
+                        Ok(())
+                    })
+                })
+                .connect_with(opts)
+                .await?;
+            Ok(Store { read, write, backend: Backend::Sqlite })
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = AnyPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options(url)?)
+                .await?;
+            Ok(Store { read: pool.clone(), write: pool, backend: Backend::Postgres })
+        } else {
+            Err(StoreError::UnsupportedUrl)
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A trivial round trip, for `/healthz`.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        PoolStats {
+            read_size: self.read.size(),
+            read_idle: self.read.num_idle(),
+            write_size: self.write.size(),
+            write_idle: self.write.num_idle(),
+        }
+    }
+
+    /// Closes the pools, waiting for checked-out connections to return.
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}

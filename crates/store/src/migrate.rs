@@ -1,0 +1,67 @@
+//! Forward-only schema migrations, one folder per backend, embedded in the binary.
+
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::{Backend, Result, Store};
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "resources",
+    sqlite: include_str!("../migrations/sqlite/0001_resources.sql"),
+    postgres: include_str!("../migrations/postgres/0001_resources.sql"),
+}];
+
+impl Store {
+    /// Applies pending migrations; returns how many were applied.
+    pub async fn migrate(&self) -> Result<usize> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&self.write)
+        .await?;
+        let rows = sqlx::query("SELECT version FROM schema_migrations").fetch_all(&self.write).await?;
+        let applied: Vec<i64> = rows.iter().map(|r| r.try_get::<i64, _>(0)).collect::<std::result::Result<_, _>>()?;
+        let mut count = 0;
+        for m in MIGRATIONS {
+            if applied.contains(&m.version) {
+                continue;
+            }
+            let text = match self.backend {
+                Backend::Sqlite => m.sqlite,
+                Backend::Postgres => m.postgres,
+            };
+            let mut tx = self.write.begin().await?;
+            for stmt in statements(text) {
+                sqlx::query(AssertSqlSafe(stmt)).execute(&mut *tx).await?;
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or_default();
+            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                .bind(m.version)
+                .bind(m.name)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            tracing::info!(version = m.version, name = m.name, "applied migration");
+            count += 1;
+        }
+        Ok(count)
+    }
+}
+
+/// Splits a migration file into statements (the files hold no `;` inside literals).
+fn statements(text: &str) -> Vec<String> {
+    let without_comments: String =
+        text.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
+    without_comments.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+}

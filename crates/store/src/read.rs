@@ -1,0 +1,125 @@
+//! Reads: current version, a given version, and history (instance, type, system).
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::sql::{Arg, Sql};
+use crate::{Result, Store};
+
+/// One stored version of a resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredResource {
+    pub resource_type: String,
+    pub id: String,
+    pub version: i64,
+    pub last_updated: i64,
+    pub campus: Option<String>,
+    pub deleted: bool,
+    /// The HTTP method that produced this version (history only; empty otherwise).
+    pub method: String,
+    /// The resource JSON as stored (empty for a deletion).
+    pub body: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct HistoryQuery {
+    pub resource_type: Option<String>,
+    pub id: Option<String>,
+    /// Only versions written at or after this instant (epoch ms).
+    pub since: Option<i64>,
+    pub count: usize,
+    pub offset: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct HistoryPage {
+    pub total: i64,
+    pub entries: Vec<StoredResource>,
+}
+
+fn from_row(row: &AnyRow, with_method: bool) -> Result<StoredResource> {
+    Ok(StoredResource {
+        resource_type: row.try_get("res_type")?,
+        id: row.try_get("id")?,
+        version: row.try_get("version")?,
+        last_updated: row.try_get("last_updated")?,
+        campus: row.try_get("campus")?,
+        deleted: row.try_get::<i64, _>("deleted")? != 0,
+        method: if with_method { row.try_get("method")? } else { String::new() },
+        body: row.try_get("body")?,
+    })
+}
+
+pub(crate) fn current_from_row(row: &AnyRow) -> Result<StoredResource> {
+    from_row(row, false)
+}
+
+impl Store {
+    /// The current version, including a deletion marker (`deleted` true).
+    pub async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>> {
+        let row = sqlx::query(
+            "SELECT res_type, id, version, last_updated, campus, deleted, body FROM resources WHERE res_type = $1 AND id = $2",
+        )
+        .bind(resource_type.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(current_from_row).transpose()
+    }
+
+    /// One version from history.
+    pub async fn vread(&self, resource_type: &str, id: &str, version: i64) -> Result<Option<StoredResource>> {
+        let row = sqlx::query(
+            "SELECT res_type, id, version, last_updated, campus, deleted, method, body FROM resource_history \
+             WHERE res_type = $1 AND id = $2 AND version = $3",
+        )
+        .bind(resource_type.to_string())
+        .bind(id.to_string())
+        .bind(version)
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(|r| from_row(r, true)).transpose()
+    }
+
+    /// Versions newest first, with the total count for paging.
+    pub async fn history(&self, q: &HistoryQuery) -> Result<HistoryPage> {
+        let mut filter = Sql::new(" FROM resource_history WHERE 1 = 1");
+        if let Some(t) = &q.resource_type {
+            filter.push(" AND res_type = ");
+            filter.push_bind(Arg::Text(t.clone()));
+        }
+        if let Some(id) = &q.id {
+            filter.push(" AND id = ");
+            filter.push_bind(Arg::Text(id.clone()));
+        }
+        if let Some(since) = q.since {
+            filter.push(" AND last_updated >= ");
+            filter.push_bind(Arg::Int(since));
+        }
+        let mut count = Sql::new("SELECT COUNT(*)");
+        count.push(&filter.text);
+        count.args = filter.args.clone();
+        let total: i64 = count.query().fetch_one(&self.read).await?.try_get(0)?;
+
+        let mut page = Sql::new("SELECT res_type, id, version, last_updated, campus, deleted, method, body");
+        page.push(&filter.text);
+        page.args = filter.args;
+        page.push(" ORDER BY last_updated DESC, res_type, id, version DESC LIMIT ");
+        page.push_bind(Arg::Int(q.count as i64));
+        page.push(" OFFSET ");
+        page.push_bind(Arg::Int(q.offset as i64));
+        let rows = page.query().fetch_all(&self.read).await?;
+        let entries = rows.iter().map(|r| from_row(r, true)).collect::<Result<_>>()?;
+        Ok(HistoryPage { total, entries })
+    }
+
+    /// Number of live resources per type, for import summaries and the demo banner.
+    pub async fn count_by_type(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT res_type, COUNT(*) FROM resources WHERE deleted = 0 GROUP BY res_type ORDER BY res_type",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+}

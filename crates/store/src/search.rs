@@ -1,0 +1,186 @@
+//! Search: a typed [`SearchRequest`] becomes one SQL query over the resource table
+//! with one `IN (subquery)` per criterion against the index tables, plus a count.
+//!
+//! Date semantics follow FHIR R4: both the search value and each indexed value are
+//! ranges; `eq` means the search range contains the value's range, `gt` that the
+//! value's range reaches beyond it, and so on.
+
+use lianyi_fhir::search::{Criterion, DateValue, Prefix, SearchRequest, TokenSystem};
+use sqlx::Row;
+
+use crate::read::{StoredResource, current_from_row};
+use crate::sql::{Arg, Sql};
+use crate::{Result, Store};
+
+#[derive(Clone, Debug)]
+pub struct SearchPage {
+    pub total: i64,
+    pub resources: Vec<StoredResource>,
+}
+
+/// The smallest string greater than every string that starts with `prefix`.
+fn prefix_upper_bound(prefix: &str) -> String {
+    let mut s = prefix.to_string();
+    while let Some(c) = s.pop() {
+        let mut next = c as u32 + 1;
+        if (0xD800..0xE000).contains(&next) {
+            next = 0xE000;
+        }
+        if let Some(n) = char::from_u32(next) {
+            s.push(n);
+            return s;
+        }
+    }
+    // Every character was char::MAX: no finite bound; this sorts after any text.
+    "\u{10FFFF}\u{10FFFF}".to_string()
+}
+
+fn date_condition(sql: &mut Sql, low: &str, high: &str, v: &DateValue) {
+    let sl = sql.bind(Arg::Int(v.range.low));
+    let sh = sql.bind(Arg::Int(v.range.high));
+    let eq = format!("({low} >= {sl} AND {high} <= {sh})");
+    let cond = match v.prefix {
+        Prefix::Eq => eq,
+        Prefix::Ne => format!("NOT {eq}"),
+        Prefix::Gt => format!("{high} > {sh}"),
+        Prefix::Lt => format!("{low} < {sl}"),
+        Prefix::Ge => format!("({high} > {sh} OR {eq})"),
+        Prefix::Le => format!("({low} < {sl} OR {eq})"),
+    };
+    sql.push(&cond);
+}
+
+fn or_group<T>(sql: &mut Sql, values: &[T], mut each: impl FnMut(&mut Sql, &T)) {
+    sql.push("(");
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            sql.push(" OR ");
+        }
+        sql.push("(");
+        each(sql, v);
+        sql.push(")");
+    }
+    sql.push(")");
+}
+
+fn index_subquery(sql: &mut Sql, table: &str, type_ph: &str, param: &str) {
+    sql.push(&format!(" AND r.id IN (SELECT res_id FROM {table} WHERE res_type = {type_ph} AND param = "));
+    sql.push_bind(Arg::Text(param.to_string()));
+    sql.push(" AND ");
+}
+
+/// Appends the WHERE clause of a search (without ORDER/LIMIT).
+fn where_clause(sql: &mut Sql, req: &SearchRequest) {
+    sql.push(" FROM resources r WHERE r.res_type = ");
+    let type_ph = sql.bind(Arg::Text(req.resource_type.as_str().to_string()));
+    sql.push(&type_ph);
+    sql.push(" AND r.deleted = 0");
+    for c in &req.criteria {
+        match c {
+            Criterion::Id(ids) => {
+                sql.push(" AND r.id IN (");
+                for (i, id) in ids.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.push_bind(Arg::Text(id.clone()));
+                }
+                sql.push(")");
+            }
+            Criterion::LastUpdated(values) => {
+                sql.push(" AND ");
+                or_group(sql, values, |s, v| date_condition(s, "r.last_updated", "r.last_updated", v));
+            }
+            Criterion::Token { param, values } => {
+                index_subquery(sql, "idx_token", &type_ph, param);
+                or_group(sql, values, |s, v| {
+                    s.push("1 = 1");
+                    if let Some(code) = &v.code {
+                        s.push(" AND code = ");
+                        s.push_bind(Arg::Text(code.clone()));
+                    }
+                    match &v.system {
+                        TokenSystem::Any => {}
+                        TokenSystem::None => s.push(" AND system IS NULL"),
+                        TokenSystem::Is(sys) => {
+                            s.push(" AND system = ");
+                            s.push_bind(Arg::Text(sys.clone()));
+                        }
+                    }
+                });
+                sql.push(")");
+            }
+            Criterion::String { param, values } => {
+                index_subquery(sql, "idx_string", &type_ph, param);
+                or_group(sql, values, |s, v| {
+                    if v.exact {
+                        s.push("exact = ");
+                        s.push_bind(Arg::Text(v.value.clone()));
+                    } else {
+                        s.push("norm >= ");
+                        s.push_bind(Arg::Text(v.value.clone()));
+                        s.push(" AND norm < ");
+                        s.push_bind(Arg::Text(prefix_upper_bound(&v.value)));
+                    }
+                });
+                sql.push(")");
+            }
+            Criterion::Reference { param, values } => {
+                index_subquery(sql, "idx_reference", &type_ph, param);
+                or_group(sql, values, |s, v| {
+                    s.push("target_id = ");
+                    s.push_bind(Arg::Text(v.id.clone()));
+                    if let Some(t) = &v.target_type {
+                        s.push(" AND target_type = ");
+                        s.push_bind(Arg::Text(t.clone()));
+                    }
+                });
+                sql.push(")");
+            }
+            Criterion::Date { param, values } => {
+                index_subquery(sql, "idx_date", &type_ph, param);
+                or_group(sql, values, |s, v| date_condition(s, "low", "high", v));
+                sql.push(")");
+            }
+        }
+    }
+}
+
+impl Store {
+    /// One page of matches in a stable order (last update, then id), and the total.
+    pub async fn search(&self, req: &SearchRequest) -> Result<SearchPage> {
+        let mut count = Sql::new("SELECT COUNT(*)");
+        where_clause(&mut count, req);
+        let total: i64 = count.query().fetch_one(&self.read).await?.try_get(0)?;
+
+        let mut page = Sql::new("SELECT r.res_type, r.id, r.version, r.last_updated, r.campus, r.deleted, r.body");
+        where_clause(&mut page, req);
+        page.push(" ORDER BY r.last_updated, r.id LIMIT ");
+        page.push_bind(Arg::Int(req.count as i64));
+        page.push(" OFFSET ");
+        page.push_bind(Arg::Int(req.offset as i64));
+        let resources = if req.count == 0 {
+            Vec::new()
+        } else {
+            let rows = page.query().fetch_all(&self.read).await?;
+            rows.iter().map(current_from_row).collect::<Result<_>>()?
+        };
+        Ok(SearchPage { total, resources })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_upper_bound;
+
+    #[test]
+    fn upper_bound_is_just_past_the_prefix() {
+        assert_eq!(prefix_upper_bound("abc"), "abd");
+        assert_eq!(
+            prefix_upper_bound("张"),
+            "张".chars().map(|c| char::from_u32(c as u32 + 1).unwrap()).collect::<String>()
+        );
+        assert!("张三" < prefix_upper_bound("张").as_str());
+        assert_eq!(prefix_upper_bound("a\u{D7FF}"), "a\u{E000}");
+    }
+}

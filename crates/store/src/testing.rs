@@ -1,0 +1,54 @@
+//! Fresh, empty databases for tests: a SQLite file in a temporary folder by default,
+//! or a new database on the PostgreSQL server named by `LIANYI_TEST_PG_URL`
+//! (an admin URL such as `postgres://postgres@127.0.0.1:55432/postgres`).
+//! `scripts/test` runs every suite once per backend.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sqlx::AssertSqlSafe;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn unique_name() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("lianyi_test_{}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), nanos)
+}
+
+/// Which backend the current test run targets.
+pub fn backend_under_test() -> &'static str {
+    if std::env::var("LIANYI_TEST_PG_URL").is_ok_and(|v| !v.is_empty()) { "postgres" } else { "sqlite" }
+}
+
+/// A database URL for a new empty database, and the folder to keep alive (SQLite).
+/// Panics when the configured PostgreSQL server cannot be reached: a test run that
+/// asked for PostgreSQL must not quietly fall back to SQLite.
+#[allow(clippy::expect_used, clippy::panic)]
+pub async fn fresh_database() -> (String, Option<std::path::PathBuf>) {
+    match std::env::var("LIANYI_TEST_PG_URL") {
+        Ok(admin) if !admin.is_empty() => {
+            install_default_drivers();
+            let name = unique_name();
+            let pool = AnyPoolOptions::new()
+                .max_connections(1)
+                .connect(&admin)
+                .await
+                .unwrap_or_else(|e| panic!("LIANYI_TEST_PG_URL is set but PostgreSQL is unreachable: {e}"));
+            sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&pool)
+                .await
+                .expect("create test database");
+            pool.close().await;
+            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+            (format!("{base}/{name}"), None)
+        }
+        _ => {
+            let dir = std::env::temp_dir().join(unique_name());
+            std::fs::create_dir_all(&dir).expect("create temp dir");
+            (format!("sqlite://{}", dir.join("lianyi.db").display()), Some(dir))
+        }
+    }
+}

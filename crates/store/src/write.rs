@@ -1,0 +1,333 @@
+//! Writes: create, update (also update-as-create) and delete, in batches that are one
+//! database transaction each. Every write bumps the version, appends a history row
+//! and replaces the resource's index rows, all or nothing.
+
+use std::collections::HashMap;
+
+use lianyi_fhir::datetime::format_instant;
+use lianyi_fhir::search_params::IndexRows;
+use serde_json::{Map, Value};
+use sqlx::Row;
+
+use crate::sql::{Arg, Sql, multi_insert};
+use crate::{Result, Store, StoreError};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteKind {
+    /// A new resource; fails if the id is taken (even by a deleted resource).
+    Create,
+    /// Replace (or create with the client's id); `if_match` guards the current version.
+    Update { if_match: Option<i64> },
+    /// Logical delete; deleting a missing or deleted resource changes nothing.
+    Delete { if_match: Option<i64> },
+}
+
+/// One write. The caller has validated the resource and extracted its index rows.
+#[derive(Clone, Debug)]
+pub struct WriteOp {
+    pub resource_type: String,
+    pub id: String,
+    pub kind: WriteKind,
+    /// The resource (required for create and update, ignored for delete).
+    pub resource: Option<Value>,
+    pub index: IndexRows,
+    /// Owning campus; `None` keeps the current owner on update.
+    pub campus: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteResult {
+    pub resource_type: String,
+    pub id: String,
+    pub version: i64,
+    pub last_updated: i64,
+    /// True when this write created the resource (201 rather than 200).
+    pub created: bool,
+    /// False for a delete of something already absent.
+    pub changed: bool,
+    /// The stored JSON with `meta.versionId` and `meta.lastUpdated` set.
+    pub body: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+struct Current {
+    version: i64,
+    deleted: bool,
+    campus: Option<String>,
+}
+
+struct Planned {
+    resource_type: String,
+    id: String,
+    version: i64,
+    campus: Option<String>,
+    deleted: bool,
+    method: &'static str,
+    body: String,
+    index: IndexRows,
+    existed: bool,
+}
+
+/// Sets `id`, `meta.versionId` and `meta.lastUpdated` and serializes.
+fn stamp(mut resource: Value, id: &str, version: i64, now_ms: i64) -> Result<String> {
+    let obj = resource.as_object_mut().ok_or_else(|| StoreError::Corrupt("resource is not a JSON object".into()))?;
+    obj.insert("id".into(), Value::String(id.to_string()));
+    let meta = obj.entry("meta").or_insert_with(|| Value::Object(Map::new()));
+    if let Some(m) = meta.as_object_mut() {
+        m.insert("versionId".into(), Value::String(version.to_string()));
+        m.insert("lastUpdated".into(), Value::String(format_instant(now_ms)));
+    }
+    serde_json::to_string(&resource).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl Store {
+    /// Applies the operations in order as one transaction, stamped with `now_ms`.
+    /// Any error rolls everything back.
+    pub async fn write(&self, ops: Vec<WriteOp>, now_ms: i64) -> Result<Vec<WriteResult>> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
+
+        // Current state of every touched resource, fetched per type in chunks.
+        let mut by_type: HashMap<&str, Vec<&str>> = HashMap::new();
+        for op in &ops {
+            by_type.entry(op.resource_type.as_str()).or_default().push(op.id.as_str());
+        }
+        let mut current: HashMap<(String, String), Current> = HashMap::new();
+        for (rtype, ids) in by_type {
+            for chunk in ids.chunks(500) {
+                let mut sql = Sql::new("SELECT id, version, deleted, campus FROM resources WHERE res_type = ");
+                sql.push_bind(Arg::Text(rtype.to_string()));
+                sql.push(" AND id IN (");
+                for (i, id) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.push_bind(Arg::Text((*id).to_string()));
+                }
+                sql.push(")");
+                for row in sql.query().fetch_all(&mut *tx).await? {
+                    let id: String = row.try_get(0)?;
+                    current.insert(
+                        (rtype.to_string(), id),
+                        Current {
+                            version: row.try_get(1)?,
+                            deleted: row.try_get::<i64, _>(2)? != 0,
+                            campus: row.try_get(3)?,
+                        },
+                    );
+                }
+            }
+        }
+        let mut existed_at_start: HashMap<(String, String), bool> = current.keys().map(|k| (k.clone(), true)).collect();
+
+        let mut planned: Vec<Planned> = Vec::with_capacity(ops.len());
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops {
+            let key = (op.resource_type.clone(), op.id.clone());
+            let cur = current.get(&key).cloned();
+            let check = |if_match: Option<i64>, cur: &Option<Current>| -> Result<()> {
+                if let Some(expected) = if_match {
+                    let actual = cur.as_ref().filter(|c| !c.deleted).map_or(0, |c| c.version);
+                    if actual != expected {
+                        return Err(StoreError::VersionConflict {
+                            resource_type: op.resource_type.clone(),
+                            id: op.id.clone(),
+                            expected,
+                            current: actual,
+                        });
+                    }
+                }
+                Ok(())
+            };
+            let (version, deleted, method, body, created) = match &op.kind {
+                WriteKind::Create | WriteKind::Update { .. } => {
+                    if op.kind == WriteKind::Create && cur.is_some() {
+                        return Err(StoreError::AlreadyExists { resource_type: op.resource_type, id: op.id });
+                    }
+                    if let WriteKind::Update { if_match } = op.kind {
+                        check(if_match, &cur)?;
+                    }
+                    let version = cur.as_ref().map_or(1, |c| c.version + 1);
+                    let resource = op
+                        .resource
+                        .clone()
+                        .ok_or_else(|| StoreError::Corrupt("create or update without a resource".into()))?;
+                    let body = stamp(resource, &op.id, version, now_ms)?;
+                    let created = cur.as_ref().is_none_or(|c| c.deleted);
+                    (version, false, if cur.is_some() { "PUT" } else { "POST" }, body, created)
+                }
+                WriteKind::Delete { if_match } => {
+                    check(*if_match, &cur)?;
+                    match &cur {
+                        Some(c) if !c.deleted => (c.version + 1, true, "DELETE", String::new(), false),
+                        _ => {
+                            results.push(WriteResult {
+                                resource_type: op.resource_type,
+                                id: op.id,
+                                version: cur.as_ref().map_or(0, |c| c.version),
+                                last_updated: now_ms,
+                                created: false,
+                                changed: false,
+                                body: None,
+                            });
+                            continue;
+                        }
+                    }
+                }
+            };
+            let campus = op.campus.clone().or_else(|| cur.as_ref().and_then(|c| c.campus.clone()));
+            current.insert(key.clone(), Current { version, deleted, campus: campus.clone() });
+            let existed = existed_at_start.insert(key, true).is_some();
+            results.push(WriteResult {
+                resource_type: op.resource_type.clone(),
+                id: op.id.clone(),
+                version,
+                last_updated: now_ms,
+                created,
+                changed: true,
+                body: if deleted { None } else { Some(body.clone()) },
+            });
+            planned.push(Planned {
+                resource_type: op.resource_type,
+                id: op.id,
+                version,
+                campus,
+                deleted,
+                method,
+                body,
+                index: if deleted { IndexRows::default() } else { op.index },
+                existed,
+            });
+        }
+
+        // Old index rows of resources that existed go; new ones come in.
+        let mut stale: HashMap<&str, Vec<&str>> = HashMap::new();
+        for p in planned.iter().filter(|p| p.existed) {
+            stale.entry(p.resource_type.as_str()).or_default().push(p.id.as_str());
+        }
+        for (rtype, ids) in &stale {
+            for chunk in ids.chunks(500) {
+                for table in ["idx_token", "idx_string", "idx_reference", "idx_date"] {
+                    let mut sql = Sql::new(&format!("DELETE FROM {table} WHERE res_type = "));
+                    sql.push_bind(Arg::Text((*rtype).to_string()));
+                    sql.push(" AND res_id IN (");
+                    for (i, id) in chunk.iter().enumerate() {
+                        if i > 0 {
+                            sql.push(", ");
+                        }
+                        sql.push_bind(Arg::Text((*id).to_string()));
+                    }
+                    sql.push(")");
+                    sql.query().execute(&mut *tx).await?;
+                }
+            }
+        }
+
+        // The last planned state of each resource is its current row.
+        let mut last: HashMap<(&str, &str), usize> = HashMap::new();
+        for (i, p) in planned.iter().enumerate() {
+            last.insert((p.resource_type.as_str(), p.id.as_str()), i);
+        }
+        let mut finals: Vec<usize> = last.into_values().collect();
+        finals.sort_unstable();
+
+        let max = self.backend.max_params();
+        let mut statements = Vec::new();
+        let cur_rows: Vec<Vec<Arg>> = finals
+            .iter()
+            .map(|&i| {
+                let p = &planned[i];
+                vec![
+                    Arg::Text(p.resource_type.clone()),
+                    Arg::Text(p.id.clone()),
+                    Arg::Int(p.version),
+                    Arg::Int(now_ms),
+                    Arg::OptText(p.campus.clone()),
+                    Arg::Int(i64::from(p.deleted)),
+                    Arg::Text(p.body.clone()),
+                ]
+            })
+            .collect();
+        for mut s in multi_insert(
+            "resources",
+            &["res_type", "id", "version", "last_updated", "campus", "deleted", "body"],
+            cur_rows,
+            max,
+        ) {
+            s.push(
+                " ON CONFLICT (res_type, id) DO UPDATE SET version = excluded.version, \
+                 last_updated = excluded.last_updated, campus = excluded.campus, \
+                 deleted = excluded.deleted, body = excluded.body",
+            );
+            statements.push(s);
+        }
+        let hist_rows: Vec<Vec<Arg>> = planned
+            .iter()
+            .map(|p| {
+                vec![
+                    Arg::Text(p.resource_type.clone()),
+                    Arg::Text(p.id.clone()),
+                    Arg::Int(p.version),
+                    Arg::Int(now_ms),
+                    Arg::OptText(p.campus.clone()),
+                    Arg::Int(i64::from(p.deleted)),
+                    Arg::Text(p.method.to_string()),
+                    Arg::Text(p.body.clone()),
+                ]
+            })
+            .collect();
+        statements.extend(multi_insert(
+            "resource_history",
+            &["res_type", "id", "version", "last_updated", "campus", "deleted", "method", "body"],
+            hist_rows,
+            max,
+        ));
+
+        let (mut tokens, mut strings, mut refs, mut dates) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for &i in &finals {
+            let p = &planned[i];
+            let owner = || vec![Arg::Text(p.resource_type.clone()), Arg::Text(p.id.clone())];
+            for t in &p.index.tokens {
+                let mut r = owner();
+                r.extend([Arg::Text(t.param.to_string()), Arg::OptText(t.system.clone()), Arg::Text(t.code.clone())]);
+                tokens.push(r);
+            }
+            for s in &p.index.strings {
+                let mut r = owner();
+                r.extend([Arg::Text(s.param.to_string()), Arg::Text(s.norm.clone()), Arg::Text(s.exact.clone())]);
+                strings.push(r);
+            }
+            for x in &p.index.references {
+                let mut r = owner();
+                r.extend([
+                    Arg::Text(x.param.to_string()),
+                    Arg::OptText(x.target_type.clone()),
+                    Arg::Text(x.target_id.clone()),
+                ]);
+                refs.push(r);
+            }
+            for d in &p.index.dates {
+                let mut r = owner();
+                r.extend([Arg::Text(d.param.to_string()), Arg::Int(d.low), Arg::Int(d.high)]);
+                dates.push(r);
+            }
+        }
+        statements.extend(multi_insert("idx_token", &["res_type", "res_id", "param", "system", "code"], tokens, max));
+        statements.extend(multi_insert("idx_string", &["res_type", "res_id", "param", "norm", "exact"], strings, max));
+        statements.extend(multi_insert(
+            "idx_reference",
+            &["res_type", "res_id", "param", "target_type", "target_id"],
+            refs,
+            max,
+        ));
+        statements.extend(multi_insert("idx_date", &["res_type", "res_id", "param", "low", "high"], dates, max));
+
+        for s in &statements {
+            s.query().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+}

@@ -1,0 +1,228 @@
+//! The store suite: one binary, run once on SQLite and once on PostgreSQL by
+//! `scripts/test` (see `lianyi_store::testing`). Each test gets a fresh database.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use lianyi_fhir::search::parse_search;
+use lianyi_fhir::{ResourceType, extract_index};
+use lianyi_store::testing::{backend_under_test, fresh_database};
+use lianyi_store::{HistoryQuery, Store, StoreError, WriteKind, WriteOp};
+use serde_json::{Value, json};
+
+const T0: i64 = 1_700_000_000_000;
+
+async fn store() -> (Store, Option<std::path::PathBuf>) {
+    let (url, dir) = fresh_database().await;
+    let store = Store::connect(&url).await.expect("connect");
+    assert_eq!(store.backend().name(), backend_under_test());
+    store.migrate().await.expect("migrate");
+    (store, dir)
+}
+
+fn op(kind: WriteKind, resource: Value) -> WriteOp {
+    let rtype = resource["resourceType"].as_str().unwrap().to_string();
+    let id = resource["id"].as_str().unwrap().to_string();
+    WriteOp {
+        index: extract_index(&rtype, &resource),
+        resource_type: rtype,
+        id,
+        kind,
+        resource: Some(resource),
+        campus: Some("campus-a".into()),
+    }
+}
+
+fn patient(id: &str, family: &str, given: &str, birth: &str) -> Value {
+    json!({"resourceType": "Patient", "id": id, "name": [{"family": family, "given": [given]}],
+           "gender": "female", "birthDate": birth,
+           "identifier": [{"system": "urn:mrn", "value": format!("MRN-{id}")}]})
+}
+
+async fn ids(store: &Store, rtype: &str, q: &[(&str, &str)]) -> Vec<String> {
+    let params: Vec<(String, String)> = q.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    let req = parse_search(ResourceType::parse(rtype).unwrap(), &params).unwrap();
+    let page = store.search(&req).await.unwrap();
+    page.resources.into_iter().map(|r| r.id).collect()
+}
+
+#[tokio::test]
+async fn create_read_update_delete_and_history() {
+    let (store, _dir) = store().await;
+    let r = store.write(vec![op(WriteKind::Create, patient("p1", "Li", "Na", "1990-05-01"))], T0).await.unwrap();
+    assert_eq!((r[0].version, r[0].created), (1, true));
+    let body: Value = serde_json::from_str(r[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(body["meta"]["versionId"], "1");
+    assert_eq!(body["meta"]["lastUpdated"], "2023-11-14T22:13:20.000Z");
+
+    let r = store
+        .write(vec![op(WriteKind::Update { if_match: Some(1) }, patient("p1", "Li", "Nana", "1990-05-01"))], T0 + 1000)
+        .await
+        .unwrap();
+    assert_eq!((r[0].version, r[0].created), (2, false));
+
+    let cur = store.read("Patient", "p1").await.unwrap().unwrap();
+    assert_eq!(cur.version, 2);
+    assert_eq!(cur.campus.as_deref(), Some("campus-a"));
+    let v1 = store.vread("Patient", "p1", 1).await.unwrap().unwrap();
+    assert!(v1.body.contains("\"Na\""));
+    assert_eq!(v1.method, "POST");
+
+    let del = WriteOp {
+        resource: None,
+        kind: WriteKind::Delete { if_match: None },
+        ..op(WriteKind::Create, patient("p1", "x", "y", "2000"))
+    };
+    let r = store.write(vec![del.clone()], T0 + 2000).await.unwrap();
+    assert_eq!((r[0].version, r[0].changed), (3, true));
+    assert!(store.read("Patient", "p1").await.unwrap().unwrap().deleted);
+    assert!(ids(&store, "Patient", &[("family", "Li")]).await.is_empty(), "deleted resources leave the index");
+    let again = store.write(vec![del], T0 + 3000).await.unwrap();
+    assert!(!again[0].changed, "deleting twice changes nothing");
+
+    let h = store
+        .history(&HistoryQuery {
+            resource_type: Some("Patient".into()),
+            id: Some("p1".into()),
+            count: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(h.total, 3);
+    let versions: Vec<(i64, bool, &str)> =
+        h.entries.iter().map(|e| (e.version, e.deleted, e.method.as_str())).collect();
+    assert_eq!(versions, vec![(3, true, "DELETE"), (2, false, "PUT"), (1, false, "POST")]);
+
+    // Update after delete brings the resource back as a new version.
+    let r = store
+        .write(vec![op(WriteKind::Update { if_match: None }, patient("p1", "Li", "Na", "1990"))], T0 + 4000)
+        .await
+        .unwrap();
+    assert_eq!((r[0].version, r[0].created), (4, true));
+}
+
+#[tokio::test]
+async fn version_conflict_and_failed_batches_store_nothing() {
+    let (store, _dir) = store().await;
+    store.write(vec![op(WriteKind::Create, patient("p1", "Wang", "Fang", "1980"))], T0).await.unwrap();
+    let err = store
+        .write(vec![op(WriteKind::Update { if_match: Some(7) }, patient("p1", "Wang", "X", "1980"))], T0)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::VersionConflict { expected: 7, current: 1, .. }), "{err}");
+
+    // A batch whose second write fails leaves no trace of the first.
+    let err = store
+        .write(
+            vec![
+                op(WriteKind::Create, patient("p2", "Zhao", "Lei", "1970")),
+                op(WriteKind::Create, patient("p1", "Dup", "Dup", "1970")),
+            ],
+            T0 + 1,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists { .. }));
+    assert!(store.read("Patient", "p2").await.unwrap().is_none());
+    assert!(ids(&store, "Patient", &[("family", "Zhao")]).await.is_empty());
+    assert_eq!(store.read("Patient", "p1").await.unwrap().unwrap().version, 1);
+}
+
+#[tokio::test]
+async fn search_by_each_parameter_kind() {
+    let (store, _dir) = store().await;
+    let ops = vec![
+        op(WriteKind::Create, patient("a", "张", "三", "1980-02-10")),
+        op(WriteKind::Create, patient("b", "Zhang", "Wei", "1985-07-01")),
+        op(WriteKind::Create, patient("c", "Chen", "Jing", "1990")),
+        op(
+            WriteKind::Create,
+            json!({"resourceType": "Encounter", "id": "e1", "status": "finished",
+                   "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                   "subject": {"reference": "Patient/a"}, "period": {"start": "2024-03-01T08:00:00+08:00", "end": "2024-03-01T09:00:00+08:00"}}),
+        ),
+        op(
+            WriteKind::Create,
+            json!({"resourceType": "Encounter", "id": "e2", "status": "in-progress",
+                   "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+                   "subject": {"reference": "Patient/b"}, "period": {"start": "2024-05-10"}}),
+        ),
+    ];
+    store.write(ops, T0).await.unwrap();
+
+    assert_eq!(ids(&store, "Patient", &[("name", "zhang")]).await, vec!["b"]);
+    assert_eq!(ids(&store, "Patient", &[("family", "张")]).await, vec!["a"]);
+    assert_eq!(ids(&store, "Patient", &[("name", "zh,chen")]).await, vec!["b", "c"]);
+    assert_eq!(ids(&store, "Patient", &[("family:exact", "zhang")]).await, Vec::<String>::new());
+    assert_eq!(ids(&store, "Patient", &[("family:exact", "Zhang")]).await, vec!["b"]);
+    assert_eq!(ids(&store, "Patient", &[("identifier", "urn:mrn|MRN-c")]).await, vec!["c"]);
+    assert_eq!(ids(&store, "Patient", &[("identifier", "MRN-c")]).await, vec!["c"]);
+    assert_eq!(ids(&store, "Patient", &[("identifier", "urn:other|MRN-c")]).await, Vec::<String>::new());
+    assert_eq!(ids(&store, "Patient", &[("identifier", "urn:mrn|")]).await, vec!["a", "b", "c"]);
+    assert_eq!(ids(&store, "Patient", &[("birthdate", "1980")]).await, vec!["a"]);
+    assert_eq!(ids(&store, "Patient", &[("birthdate", "gt1985-07-01")]).await, vec!["c"]);
+    assert_eq!(ids(&store, "Patient", &[("birthdate", "ge1985-07-01")]).await, vec!["b", "c"]);
+    assert_eq!(ids(&store, "Patient", &[("birthdate", "lt1985-07-01")]).await, vec!["a"]);
+    assert_eq!(ids(&store, "Patient", &[("birthdate", "le1985-07-01")]).await, vec!["a", "b"]);
+    assert_eq!(ids(&store, "Patient", &[("birthdate", "ne1985-07-01")]).await, vec!["a", "c"]);
+    assert_eq!(ids(&store, "Patient", &[("birthdate", "ge1980"), ("birthdate", "lt1990")]).await, vec!["a", "b"]);
+    assert_eq!(ids(&store, "Patient", &[("_id", "c,a")]).await, vec!["a", "c"]);
+
+    assert_eq!(ids(&store, "Encounter", &[("patient", "Patient/a")]).await, vec!["e1"]);
+    assert_eq!(ids(&store, "Encounter", &[("subject", "b")]).await, vec!["e2"]);
+    assert_eq!(ids(&store, "Encounter", &[("subject:Patient", "b")]).await, vec!["e2"]);
+    assert_eq!(ids(&store, "Encounter", &[("date", "2024-03-01")]).await, vec!["e1"]);
+    assert_eq!(ids(&store, "Encounter", &[("date", "gt2024-04")]).await, vec!["e2"], "open-ended period reaches past");
+    assert_eq!(ids(&store, "Encounter", &[("class", "IMP")]).await, vec!["e2"]);
+    assert_eq!(
+        ids(&store, "Encounter", &[("status", "finished"), ("patient", "Patient/b")]).await,
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn paging_total_and_last_updated() {
+    let (store, _dir) = store().await;
+    for i in 0..7 {
+        let p = patient(&format!("p{i}"), "Sun", "X", "2000");
+        store.write(vec![op(WriteKind::Create, p)], T0 + i * 1000).await.unwrap();
+    }
+    let req = |q: &[(&str, &str)]| {
+        let params: Vec<(String, String)> = q.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        parse_search(ResourceType::parse("Patient").unwrap(), &params).unwrap()
+    };
+    let page = store.search(&req(&[("family", "sun"), ("_count", "3"), ("_offset", "3")])).await.unwrap();
+    assert_eq!(page.total, 7);
+    assert_eq!(page.resources.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), vec!["p3", "p4", "p5"]);
+    let when = lianyi_fhir::datetime::format_instant(T0 + 4000);
+    let got = ids(&store, "Patient", &[("_lastUpdated", &format!("ge{when}"))]).await;
+    assert_eq!(got, vec!["p4", "p5", "p6"]);
+    let count_only = store.search(&req(&[("_count", "0")])).await.unwrap();
+    assert_eq!((count_only.total, count_only.resources.len()), (7, 0));
+}
+
+#[tokio::test]
+async fn data_survives_reconnect_and_migrate_is_idempotent() {
+    let (url, _dir) = fresh_database().await;
+    let store = Store::connect(&url).await.unwrap();
+    assert_eq!(store.migrate().await.unwrap(), 1);
+    store.write(vec![op(WriteKind::Create, patient("keep", "Ma", "Li", "1999"))], T0).await.unwrap();
+    store.close().await;
+    let store = Store::connect(&url).await.unwrap();
+    assert_eq!(store.migrate().await.unwrap(), 0);
+    assert_eq!(store.read("Patient", "keep").await.unwrap().unwrap().version, 1);
+    assert_eq!(store.count_by_type().await.unwrap(), vec![("Patient".to_string(), 1)]);
+}
+
+#[tokio::test]
+async fn large_batches_split_across_statements() {
+    let (store, _dir) = store().await;
+    let ops: Vec<WriteOp> = (0..3000)
+        .map(|i| op(WriteKind::Update { if_match: None }, patient(&format!("bulk{i}"), "Bulk", "B", "2001")))
+        .collect();
+    let res = store.write(ops, T0).await.unwrap();
+    assert_eq!(res.len(), 3000);
+    let page = ids(&store, "Patient", &[("family", "bulk"), ("_count", "1")]).await;
+    assert_eq!(page.len(), 1);
+    let req = parse_search(ResourceType::parse("Patient").unwrap(), &[("family".into(), "bulk".into())]).unwrap();
+    assert_eq!(store.search(&req).await.unwrap().total, 3000);
+}

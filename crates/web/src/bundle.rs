@@ -1,0 +1,119 @@
+//! Bundles built from stored JSON without re-parsing it (`RawValue`).
+
+use lianyi_fhir::datetime::format_instant;
+use lianyi_store::StoredResource;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+#[derive(Serialize)]
+pub struct Link {
+    pub relation: &'static str,
+    pub url: String,
+}
+
+#[derive(Serialize)]
+struct Search {
+    mode: &'static str,
+}
+
+#[derive(Serialize)]
+struct Request {
+    method: String,
+    url: String,
+}
+
+#[derive(Serialize)]
+struct EntryResponse {
+    status: String,
+    etag: String,
+    #[serde(rename = "lastModified")]
+    last_modified: String,
+}
+
+#[derive(Serialize)]
+struct Entry {
+    #[serde(rename = "fullUrl")]
+    full_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource: Option<Box<RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    search: Option<Search>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<Request>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<EntryResponse>,
+}
+
+#[derive(Serialize)]
+struct Bundle {
+    #[serde(rename = "resourceType")]
+    resource_type: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    timestamp: String,
+    total: i64,
+    link: Vec<Link>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    entry: Vec<Entry>,
+}
+
+fn raw(body: &str) -> Option<Box<RawValue>> {
+    RawValue::from_string(body.to_string()).ok()
+}
+
+/// A `searchset` Bundle.
+pub fn searchset(base: &str, total: i64, links: Vec<Link>, resources: &[StoredResource], now_ms: i64) -> String {
+    let entry = resources
+        .iter()
+        .map(|r| Entry {
+            full_url: format!("{base}/fhir/{}/{}", r.resource_type, r.id),
+            resource: raw(&r.body),
+            search: Some(Search { mode: "match" }),
+            request: None,
+            response: None,
+        })
+        .collect();
+    let b = Bundle {
+        resource_type: "Bundle",
+        kind: "searchset",
+        timestamp: format_instant(now_ms),
+        total,
+        link: links,
+        entry,
+    };
+    serde_json::to_string(&b).unwrap_or_default()
+}
+
+/// A `history` Bundle, newest version first.
+pub fn history(base: &str, total: i64, links: Vec<Link>, versions: &[StoredResource], now_ms: i64) -> String {
+    let entry = versions
+        .iter()
+        .map(|r| {
+            let (method, url, status) = match (r.deleted, r.method.as_str()) {
+                (true, _) => ("DELETE", format!("{}/{}", r.resource_type, r.id), "200 OK"),
+                (false, "POST") => ("POST", r.resource_type.clone(), "201 Created"),
+                (false, _) => ("PUT", format!("{}/{}", r.resource_type, r.id), "200 OK"),
+            };
+            Entry {
+                full_url: format!("{base}/fhir/{}/{}", r.resource_type, r.id),
+                resource: if r.deleted { None } else { raw(&r.body) },
+                search: None,
+                request: Some(Request { method: method.to_string(), url }),
+                response: Some(EntryResponse {
+                    status: status.to_string(),
+                    etag: format!("W/\"{}\"", r.version),
+                    last_modified: format_instant(r.last_updated),
+                }),
+            }
+        })
+        .collect();
+    let b = Bundle {
+        resource_type: "Bundle",
+        kind: "history",
+        timestamp: format_instant(now_ms),
+        total,
+        link: links,
+        entry,
+    };
+    serde_json::to_string(&b).unwrap_or_default()
+}

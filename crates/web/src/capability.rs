@@ -1,0 +1,79 @@
+//! The CapabilityStatement: generated from the same tables the server runs on, so it
+//! lists exactly what is supported and nothing more.
+
+use lianyi_fhir::search_params::search_params_for;
+use lianyi_fhir::types::SUPPORTED_TYPES;
+use serde_json::{Value, json};
+
+pub const SOFTWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub fn capability_statement(base: &str, date: &str) -> Value {
+    let resources: Vec<Value> = SUPPORTED_TYPES
+        .iter()
+        .map(|t| {
+            let params: Vec<Value> = search_params_for(t)
+                .into_iter()
+                .map(|p| {
+                    let mut v = json!({"name": p.code, "type": p.kind.as_str()});
+                    if !p.description.is_empty() {
+                        v["documentation"] = json!(p.description);
+                    }
+                    v
+                })
+                .collect();
+            json!({
+                "type": t,
+                "interaction": [
+                    {"code": "read"}, {"code": "vread"}, {"code": "update"}, {"code": "delete"},
+                    {"code": "history-instance"}, {"code": "history-type"}, {"code": "create"}, {"code": "search-type"}
+                ],
+                "versioning": "versioned",
+                "readHistory": true,
+                "updateCreate": true,
+                "conditionalCreate": false,
+                "conditionalRead": "not-supported",
+                "conditionalUpdate": false,
+                "conditionalDelete": "not-supported",
+                "searchParam": params,
+            })
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": date,
+        "publisher": "Lianyi",
+        "kind": "instance",
+        "software": {"name": "Lianyi", "version": SOFTWARE_VERSION},
+        "implementation": {"description": "Lianyi hospital information platform FHIR R4 server", "url": format!("{base}/fhir")},
+        "fhirVersion": "4.0.1",
+        "format": ["json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Search: parameters of type token, string, reference and date with the prefixes eq, ne, lt, gt, le, ge; the modifiers :exact (string) and :[type] (reference); _id, _lastUpdated, _count. Unknown parameters are rejected (400).",
+            "resource": resources,
+            "interaction": [{"code": "history-system"}],
+        }],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_statement_is_valid_r4() {
+        let cs = capability_statement("http://localhost:8080", "2026-01-01T00:00:00Z");
+        lianyi_fhir::validate_resource(&cs).unwrap();
+        let types: Vec<&str> =
+            cs["rest"][0]["resource"].as_array().unwrap().iter().map(|r| r["type"].as_str().unwrap()).collect();
+        assert_eq!(types, SUPPORTED_TYPES);
+        let kinds: std::collections::HashSet<&str> = cs["rest"][0]["resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["searchParam"].as_array().unwrap().iter().map(|p| p["type"].as_str().unwrap()))
+            .collect();
+        assert_eq!(kinds, ["token", "string", "reference", "date"].into_iter().collect());
+    }
+}

@@ -1,0 +1,86 @@
+//! The one place service errors become HTTP responses with an OperationOutcome.
+//! Internal errors are logged with a request id and never described to the client.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use lianyi_fhir::{Issue, IssueType, OperationOutcome};
+use lianyi_services::ServiceError;
+
+pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+
+/// An error on a FHIR route.
+#[derive(Debug)]
+pub struct FhirError {
+    pub status: StatusCode,
+    pub outcome: OperationOutcome,
+}
+
+impl FhirError {
+    pub fn new(status: StatusCode, code: IssueType, msg: impl Into<String>) -> Self {
+        FhirError { status, outcome: OperationOutcome::single(Issue::error(code, msg)) }
+    }
+
+    pub fn at(status: StatusCode, issue: Issue) -> Self {
+        FhirError { status, outcome: OperationOutcome::single(issue) }
+    }
+
+    pub fn unknown_type(name: &str) -> Self {
+        let msg = if lianyi_fhir::schema::is_r4_resource_type(name) {
+            format!("resource type '{name}' is not supported by this server (see /fhir/metadata)")
+        } else {
+            format!("unknown resource type '{name}'")
+        };
+        FhirError::new(StatusCode::NOT_FOUND, IssueType::NotSupported, msg)
+    }
+}
+
+impl From<ServiceError> for FhirError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(outcome) => FhirError { status: StatusCode::BAD_REQUEST, outcome },
+            ServiceError::NotFound { resource_type, id } => {
+                FhirError::new(StatusCode::NOT_FOUND, IssueType::NotFound, format!("{resource_type}/{id} is not known"))
+            }
+            ServiceError::Gone { resource_type, id, version } => FhirError::new(
+                StatusCode::GONE,
+                IssueType::Deleted,
+                format!("{resource_type}/{id} was deleted (version {version})"),
+            ),
+            ServiceError::VersionConflict { expected, current } => FhirError::new(
+                StatusCode::PRECONDITION_FAILED,
+                IssueType::Conflict,
+                format!("If-Match expected version {expected} but the current version is {current}"),
+            ),
+            ServiceError::Conflict { resource_type, id } => FhirError::new(
+                StatusCode::CONFLICT,
+                IssueType::Conflict,
+                format!("{resource_type}/{id} already exists"),
+            ),
+            ServiceError::Store(err) => {
+                let request_id = uuid_like();
+                tracing::error!(%request_id, error = %err, "storage failure");
+                FhirError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    IssueType::Exception,
+                    format!("internal error; quote reference {request_id} to the administrator"),
+                )
+            }
+        }
+    }
+}
+
+/// A short random reference for correlating a client-visible error with the log.
+fn uuid_like() -> String {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    format!("{:x}", nanos & 0xffff_ffff_ffff)
+}
+
+impl IntoResponse for FhirError {
+    fn into_response(self) -> Response {
+        let body = self.outcome.to_json().to_string();
+        let mut resp = (self.status, body).into_response();
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+        resp
+    }
+}

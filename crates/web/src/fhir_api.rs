@@ -1,0 +1,393 @@
+//! FHIR R4 REST handlers: parse, call the FHIR service once, render.
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use lianyi_fhir::datetime::{format_instant, parse_range};
+use lianyi_fhir::search::{DEFAULT_COUNT, MAX_COUNT, parse_search};
+use lianyi_fhir::{Issue, IssueType, OperationOutcome, ResourceType};
+use lianyi_store::{HistoryQuery, StoredResource, WriteResult};
+use serde_json::Value;
+
+use crate::AppState;
+use crate::bundle::{self, Link};
+use crate::capability::capability_statement;
+use crate::error::{FHIR_JSON, FhirError};
+
+type FhirResult = Result<Response, FhirError>;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/metadata", get(metadata))
+        .route("/_history", get(history_system))
+        .route("/{rtype}", get(search_get).post(create))
+        .route("/{rtype}/_search", post(search_post))
+        .route("/{rtype}/_history", get(history_type))
+        .route("/{rtype}/{id}", get(read).put(update).delete(delete))
+        .route("/{rtype}/{id}/_history", get(history_instance))
+        .route("/{rtype}/{id}/_history/{vid}", get(vread))
+        .fallback(not_found)
+}
+
+async fn not_found() -> FhirError {
+    FhirError::new(StatusCode::NOT_FOUND, IssueType::NotFound, "no such FHIR endpoint")
+}
+
+fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(u) = &state.config.public_url {
+        return u.trim_end_matches('/').to_string();
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+fn resource_type(name: &str) -> Result<ResourceType, FhirError> {
+    ResourceType::parse(name).ok_or_else(|| FhirError::unknown_type(name))
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    resp
+}
+
+/// `Sat, 21 Nov 2026 23:10:00 GMT`
+fn http_date(ms: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let days = ms.div_euclid(86_400_000);
+    let (y, m, d) = lianyi_fhir::datetime::civil_from_days(days);
+    let secs = ms.rem_euclid(86_400_000) / 1000;
+    format!(
+        "{}, {d:02} {} {y:04} {:02}:{:02}:{:02} GMT",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(m - 1) as usize],
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+fn version_headers(resp: &mut Response, version: i64, last_updated: i64) {
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!("W/\"{version}\"")) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&http_date(last_updated)) {
+        h.insert(header::LAST_MODIFIED, v);
+    }
+}
+
+fn resource_response(r: &StoredResource) -> Response {
+    let mut resp = json_response(StatusCode::OK, r.body.clone());
+    version_headers(&mut resp, r.version, r.last_updated);
+    resp
+}
+
+fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
+}
+
+/// `If-Match: W/"3"` (or `"3"`) → 3.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, FhirError> {
+    let Some(v) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let s = v.to_str().unwrap_or_default().trim();
+    let inner = s.strip_prefix("W/").unwrap_or(s).trim_matches('"');
+    inner.parse::<i64>().map(Some).map_err(|_| {
+        FhirError::at(
+            StatusCode::BAD_REQUEST,
+            Issue::error(IssueType::Invalid, format!("If-Match '{s}' is not a version tag (rule: W/\"<versionId>\")"))
+                .at("If-Match"),
+        )
+    })
+}
+
+/// Reads and parses a JSON request body within the configured size limit.
+async fn json_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Value, FhirError> {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        let mime = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        if mime != "application/fhir+json" && mime != "application/json" {
+            return Err(FhirError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                IssueType::NotSupported,
+                format!("Content-Type '{mime}' is not supported (rule: application/fhir+json)"),
+            ));
+        }
+    }
+    let limit = state.config.max_body_bytes;
+    let too_large = || {
+        FhirError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            IssueType::TooLong,
+            format!("request body is larger than the limit of {limit} bytes"),
+        )
+    };
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        FhirError::at(
+            StatusCode::BAD_REQUEST,
+            Issue::error(IssueType::Structure, format!("malformed JSON: {e}")).at(format!(
+                "line {}, column {}",
+                e.line(),
+                e.column()
+            )),
+        )
+    })
+}
+
+/// The response to a create or update, honouring `Prefer: return=...`.
+fn write_response(base: &str, headers: &HeaderMap, rtype: ResourceType, w: &WriteResult) -> Response {
+    let status = if w.created { StatusCode::CREATED } else { StatusCode::OK };
+    let prefer = headers.get("prefer").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let mut resp = if prefer.contains("return=minimal") {
+        status.into_response()
+    } else if prefer.contains("return=OperationOutcome") {
+        let oo = OperationOutcome::information(format!("{rtype}/{} stored as version {}", w.id, w.version));
+        json_response(status, oo.to_json().to_string())
+    } else {
+        json_response(status, w.body.clone().unwrap_or_default())
+    };
+    version_headers(&mut resp, w.version, w.last_updated);
+    if let Ok(v) = HeaderValue::from_str(&format!("{base}/fhir/{rtype}/{}/_history/{}", w.id, w.version)) {
+        resp.headers_mut().insert(header::LOCATION, v.clone());
+        if w.created {
+            resp.headers_mut().insert(header::CONTENT_LOCATION, v);
+        }
+    }
+    resp
+}
+
+async fn metadata(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let base = base_url(&state, &headers);
+    let date = format_instant(state.fhir.now_ms());
+    json_response(StatusCode::OK, capability_statement(&base, &date).to_string())
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Path(rtype): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> FhirResult {
+    let rtype = resource_type(&rtype)?;
+    let resource = json_body(&state, &headers, body).await?;
+    let w = state.fhir.create(rtype, resource).await?;
+    Ok(write_response(&base_url(&state, &headers), &headers, rtype, &w))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Path((rtype, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> FhirResult {
+    let rtype = resource_type(&rtype)?;
+    let expected = if_match(&headers)?;
+    let resource = json_body(&state, &headers, body).await?;
+    let w = state.fhir.update(rtype, &id, resource, expected).await?;
+    Ok(write_response(&base_url(&state, &headers), &headers, rtype, &w))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Path((rtype, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> FhirResult {
+    let rtype = resource_type(&rtype)?;
+    let expected = if_match(&headers)?;
+    let w = state.fhir.delete(rtype, &id, expected).await?;
+    let text = if w.changed {
+        format!("{rtype}/{id} deleted (version {})", w.version)
+    } else {
+        format!("{rtype}/{id} does not exist or was already deleted; nothing changed")
+    };
+    let mut resp = json_response(StatusCode::OK, OperationOutcome::information(text).to_json().to_string());
+    if w.changed {
+        version_headers(&mut resp, w.version, w.last_updated);
+    }
+    Ok(resp)
+}
+
+async fn read(State(state): State<AppState>, Path((rtype, id)): Path<(String, String)>) -> FhirResult {
+    let rtype = resource_type(&rtype)?;
+    let r = state.fhir.read(rtype, &id).await?;
+    Ok(resource_response(&r))
+}
+
+async fn vread(State(state): State<AppState>, Path((rtype, id, vid)): Path<(String, String, String)>) -> FhirResult {
+    let rtype = resource_type(&rtype)?;
+    let version = vid.parse::<i64>().map_err(|_| {
+        FhirError::new(
+            StatusCode::NOT_FOUND,
+            IssueType::NotFound,
+            format!("'{vid}' is not a version id of {rtype}/{id}"),
+        )
+    })?;
+    let r = state.fhir.vread(rtype, &id, version).await?;
+    Ok(resource_response(&r))
+}
+
+fn bad_param(key: &str, msg: String) -> FhirError {
+    FhirError::at(StatusCode::BAD_REQUEST, Issue::error(IssueType::Invalid, msg).at(key.to_string()))
+}
+
+fn paging_links(url: &str, applied: &[(String, String)], count: usize, offset: usize, total: i64) -> Vec<Link> {
+    let make = |off: usize| {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in applied {
+            s.append_pair(k, v);
+        }
+        s.append_pair("_count", &count.to_string());
+        if off > 0 {
+            s.append_pair("_offset", &off.to_string());
+        }
+        format!("{url}?{}", s.finish())
+    };
+    let mut links = vec![Link { relation: "self", url: make(offset) }];
+    if count > 0 && ((offset + count) as i64) < total {
+        links.push(Link { relation: "next", url: make(offset + count) });
+    }
+    if offset > 0 && count > 0 {
+        links.push(Link { relation: "previous", url: make(offset.saturating_sub(count)) });
+    }
+    links
+}
+
+async fn search(state: &AppState, headers: &HeaderMap, rtype: &str, params: Vec<(String, String)>) -> FhirResult {
+    let rtype = resource_type(rtype)?;
+    let req = parse_search(rtype, &params).map_err(|issue| FhirError::at(StatusCode::BAD_REQUEST, issue))?;
+    let page = state.fhir.search(&req).await?;
+    let base = base_url(state, headers);
+    let links = paging_links(&format!("{base}/fhir/{rtype}"), &req.applied, req.count, req.offset, page.total);
+    let body = bundle::searchset(&base, page.total, links, &page.resources, state.fhir.now_ms());
+    Ok(json_response(StatusCode::OK, body))
+}
+
+async fn search_get(
+    State(state): State<AppState>,
+    Path(rtype): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> FhirResult {
+    search(&state, &headers, &rtype, query_pairs(q.as_deref())).await
+}
+
+/// `POST /{type}/_search` with `application/x-www-form-urlencoded` parameters (and
+/// possibly more in the URL).
+async fn search_post(
+    State(state): State<AppState>,
+    Path(rtype): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> FhirResult {
+    let mut params = query_pairs(q.as_deref());
+    let bytes = axum::body::to_bytes(body, 1024 * 1024).await.map_err(|_| {
+        FhirError::new(StatusCode::PAYLOAD_TOO_LARGE, IssueType::TooLong, "search form larger than 1 MiB")
+    })?;
+    if !bytes.is_empty() {
+        let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if !ct.starts_with("application/x-www-form-urlencoded") {
+            return Err(FhirError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                IssueType::NotSupported,
+                "_search parameters must be sent as application/x-www-form-urlencoded",
+            ));
+        }
+        params.extend(form_urlencoded::parse(&bytes).into_owned());
+    }
+    search(&state, &headers, &rtype, params).await
+}
+
+fn history_query(raw: Option<&str>) -> Result<HistoryQuery, FhirError> {
+    let mut q = HistoryQuery { count: DEFAULT_COUNT, ..Default::default() };
+    for (k, v) in query_pairs(raw) {
+        match k.as_str() {
+            "_count" => {
+                q.count =
+                    v.parse().ok().filter(|n| *n <= MAX_COUNT).ok_or_else(|| {
+                        bad_param(&k, format!("'_count' must be a whole number from 0 to {MAX_COUNT}"))
+                    })?;
+            }
+            "_offset" => q.offset = v.parse().map_err(|_| bad_param(&k, "'_offset' must be a whole number".into()))?,
+            "_since" => {
+                q.since = Some(
+                    parse_range(&v)
+                        .ok_or_else(|| {
+                            bad_param(&k, format!("'{v}' is not an instant (rule: YYYY-MM-DDThh:mm:ss[.sss]Z)"))
+                        })?
+                        .low,
+                )
+            }
+            "_format" | "_pretty" => {}
+            other => {
+                return Err(bad_param(
+                    other,
+                    format!("history parameter '{other}' is not supported (use _count, _since)"),
+                ));
+            }
+        }
+    }
+    Ok(q)
+}
+
+async fn history(state: &AppState, headers: &HeaderMap, mut q: HistoryQuery, path: String) -> FhirResult {
+    let page = state.fhir.history(&q).await?;
+    let base = base_url(state, headers);
+    let mut applied = Vec::new();
+    if let Some(since) = q.since.take() {
+        applied.push(("_since".to_string(), format_instant(since)));
+    }
+    let links = paging_links(&format!("{base}/fhir{path}"), &applied, q.count, q.offset, page.total);
+    Ok(json_response(StatusCode::OK, bundle::history(&base, page.total, links, &page.entries, state.fhir.now_ms())))
+}
+
+async fn history_system(State(state): State<AppState>, RawQuery(raw): RawQuery, headers: HeaderMap) -> FhirResult {
+    let q = history_query(raw.as_deref())?;
+    history(&state, &headers, q, "/_history".into()).await
+}
+
+async fn history_type(
+    State(state): State<AppState>,
+    Path(rtype): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> FhirResult {
+    let rtype = resource_type(&rtype)?;
+    let q = HistoryQuery { resource_type: Some(rtype.as_str().into()), ..history_query(raw.as_deref())? };
+    history(&state, &headers, q, format!("/{rtype}/_history")).await
+}
+
+async fn history_instance(
+    State(state): State<AppState>,
+    Path((rtype, id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> FhirResult {
+    let rtype = resource_type(&rtype)?;
+    let q = HistoryQuery {
+        resource_type: Some(rtype.as_str().into()),
+        id: Some(id.clone()),
+        ..history_query(raw.as_deref())?
+    };
+    history(&state, &headers, q, format!("/{rtype}/{id}/_history")).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::http_date;
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(1_795_302_600_000), "Sat, 21 Nov 2026 23:10:00 GMT");
+    }
+}

@@ -1,0 +1,109 @@
+//! The HTTP edge: FHIR REST at `/fhir`, `/healthz` and `/metrics`.
+//!
+//! Handlers parse the request, call one service function and render the result;
+//! errors are mapped to OperationOutcome once, in [`error`]. `App::build` wires the
+//! store and services from a config; `App::run` serves on a listener, so tests and
+//! benchmarks start the real server on port 0 (STYLE.md habit 3).
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod bundle;
+mod capability;
+mod error;
+mod fhir_api;
+mod ops;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use lianyi_services::{Clock, FhirService, IdSource, SystemClock, UuidIds};
+use lianyi_store::Store;
+use tokio::net::TcpListener;
+
+pub use ops::install_metrics;
+
+/// What the server needs to start; built by the binary from file, environment and
+/// command line.
+#[derive(Clone, Debug)]
+pub struct AppConfig {
+    pub database_url: String,
+    /// Campus recorded on writes that do not name one.
+    pub default_campus: Option<String>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Base URL clients use (`https://his.example.org`); derived from `Host` if unset.
+    pub public_url: Option<String>,
+}
+
+impl AppConfig {
+    pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
+}
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub fhir: FhirService,
+    pub config: Arc<AppConfig>,
+    pub started: Instant,
+}
+
+/// A built application: database connected and migrated, ready to serve.
+pub struct App {
+    state: AppState,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("database: {0}")]
+    Store(#[from] lianyi_store::StoreError),
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl App {
+    pub async fn build(config: AppConfig) -> Result<App, AppError> {
+        let store = Store::connect(&config.database_url).await?;
+        store.migrate().await?;
+        Ok(App::with_store(store, config))
+    }
+
+    /// Uses an already connected and migrated store.
+    pub fn with_store(store: Store, config: AppConfig) -> App {
+        lianyi_fhir::schema::warm_up();
+        lianyi_fhir::search_params::warm_up();
+        install_metrics();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
+        let ids: Arc<dyn IdSource> = Arc::new(UuidIds);
+        let fhir = FhirService::new(store, clock, ids, config.default_campus.clone());
+        App { state: AppState { fhir, config: Arc::new(config), started: Instant::now() } }
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+
+    /// Serves until `shutdown` completes, then closes the database pools.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AppError> {
+        let store = self.state.fhir.store().clone();
+        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await?;
+        store.close().await;
+        Ok(())
+    }
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .nest("/fhir", fhir_api::router())
+        .merge(ops::router())
+        .layer(axum::middleware::from_fn(ops::track))
+        .with_state(state)
+}
