@@ -1,0 +1,131 @@
+"""The server driven by PyPI `fhirclient` (SMART on FHIR), whose R4 4.0.1 models are
+strict: every resource and Bundle the server returns is parsed with strict=True, so
+any element the R4 schema does not allow fails the test."""
+import requests
+from fhirclient import client
+from fhirclient.models.bundle import Bundle
+from fhirclient.models.capabilitystatement import CapabilityStatement
+from fhirclient.models.observation import Observation
+from fhirclient.models.operationoutcome import OperationOutcome
+from fhirclient.models.patient import Patient
+import pytest
+
+
+@pytest.fixture(scope="module")
+def smart(base_url):
+    return client.FHIRClient(settings={"app_id": "lianyi-tests", "api_base": base_url + "/fhir/"})
+
+
+def test_capability_statement_is_strict_r4(smart):
+    cs = CapabilityStatement(smart.server.request_json("metadata"), strict=True)
+    assert cs.fhirVersion == "4.0.1"
+    types = {r.type for r in cs.rest[0].resource}
+    assert {"Patient", "Observation", "Encounter"} <= types
+
+
+def new_patient(family, given, birth):
+    return Patient(
+        {
+            "resourceType": "Patient",
+            "name": [{"family": family, "given": [given], "text": family + given}],
+            "gender": "female",
+            "birthDate": birth,
+            "identifier": [{"system": "urn:lianyi:sid:mrn:campus-east", "value": f"PY-{family}-{given}"}],
+            "telecom": [{"system": "phone", "value": "13900000000", "use": "mobile"}],
+        },
+        strict=True,
+    )
+
+
+def test_create_read_and_search_patients(smart):
+    created = []
+    for given, birth in [("晓", "1980-01-02"), ("雪", "1991-06-07"), ("雨", "2001-11-12")]:
+        ret = new_patient("司马", given, birth).create(smart.server)
+        p = Patient(ret, strict=True)
+        assert p.id and p.meta.versionId == "1"
+        created.append(p.id)
+
+    back = Patient.read(created[1], smart.server)
+    assert back.name[0].given == ["雪"]
+    assert back.birthDate.isostring == "1991-06-07"
+
+    found = list(Patient.where({"family": "司马"}).perform_resources_iter(smart.server))
+    assert sorted(p.id for p in found) == sorted(created)
+
+    born_90s = list(Patient.where({"family": "司马", "birthdate": "ge1990"}).perform_resources_iter(smart.server))
+    assert sorted(p.id for p in born_90s) == sorted(created[1:])
+
+    by_id = list(
+        Patient.where({"identifier": "urn:lianyi:sid:mrn:campus-east|PY-司马-晓"}).perform_resources_iter(smart.server)
+    )
+    assert [p.id for p in by_id] == [created[0]]
+
+    back.active = True
+    updated = Patient(back.update(smart.server), strict=True)
+    assert updated.meta.versionId == "2"
+
+
+def test_observations_with_units_and_paging(smart):
+    pid = Patient(new_patient("欧阳", "峰", "1970-05-05").create(smart.server), strict=True).id
+    ids = []
+    for i, value in enumerate([5.1, 6.8, 7.9, 4.6, 9.3]):
+        obs = Observation(
+            {
+                "resourceType": "Observation",
+                "status": "final",
+                "category": [
+                    {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                "code": "laboratory",
+                            }
+                        ]
+                    }
+                ],
+                "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}], "text": "葡萄糖"},
+                "subject": {"reference": f"Patient/{pid}"},
+                "effectiveDateTime": f"2025-0{i + 1}-15T08:00:00+08:00",
+                "valueQuantity": {"value": value, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"},
+                "referenceRange": [
+                    {
+                        "low": {"value": 3.9, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"},
+                        "high": {"value": 6.1, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"},
+                    }
+                ],
+            },
+            strict=True,
+        )
+        ids.append(Observation(obs.create(smart.server), strict=True).id)
+
+    read = Observation.read(ids[2], smart.server)
+    assert read.valueQuantity.value == 7.9 and read.valueQuantity.code == "mmol/L"
+    assert read.referenceRange[0].high.value == 6.1
+
+    # Two per page: the client follows `next` links through three strict Bundles.
+    search = Observation.where({"patient": f"Patient/{pid}", "code": "http://loinc.org|2345-7", "_count": "2"})
+    pages = list(search.perform_iter(smart.server))
+    assert len(pages) == 3
+    assert all(isinstance(b, Bundle) and b.total == 5 for b in pages)
+    got = [e.resource.id for b in pages for e in (b.entry or [])]
+    assert got == ids
+
+    spring = list(
+        Observation.where({"patient": pid, "date": "ge2025-02-01", "_count": "10"}).perform_resources_iter(smart.server)
+    )
+    spring_ids = [o.id for o in spring]
+    assert spring_ids == [i for i in ids if ids.index(i) >= 1]
+
+
+def test_errors_are_strict_operation_outcomes(base_url):
+    r = requests.post(
+        base_url + "/fhir/Patient",
+        data='{"resourceType":"Patient","birthDate":"not-a-date"}',
+        headers={"Content-Type": "application/fhir+json"},
+    )
+    assert r.status_code == 400
+    oo = OperationOutcome(r.json(), strict=True)
+    assert oo.issue[0].expression == ["Patient.birthDate"]
+    r = requests.get(base_url + "/fhir/Patient?birthdate=not-a-date")
+    assert r.status_code == 400
+    assert OperationOutcome(r.json(), strict=True).issue[0].expression == ["birthdate"]
