@@ -55,8 +55,8 @@ impl Backend {
     /// SQLite's 32,766 and PostgreSQL's 65,535 limits).
     fn max_params(self) -> usize {
         match self {
-            Backend::Sqlite => 2_500,
-            Backend::Postgres => 2_500,
+            Backend::Sqlite => 4_000,
+            Backend::Postgres => 4_000,
         }
     }
 }
@@ -117,6 +117,7 @@ impl Store {
                     Box::pin(async move {
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA synchronous = FULL").await?;
+                        conn.execute("PRAGMA cache_size = -65536").await?;
                         Ok(())
                     })
                 })

@@ -99,7 +99,7 @@ impl Store {
         let mut count = Sql::new("SELECT COUNT(*)");
         count.push(&filter.text);
         count.args = filter.args.clone();
-        let total: i64 = count.query().fetch_one(&self.read).await?.try_get(0)?;
+        let total: i64 = count.query(self.backend).fetch_one(&self.read).await?.try_get(0)?;
 
         let mut page = Sql::new("SELECT res_type, id, version, last_updated, campus, deleted, method, body");
         page.push(&filter.text);
@@ -108,7 +108,7 @@ impl Store {
         page.push_bind(Arg::Int(q.count as i64));
         page.push(" OFFSET ");
         page.push_bind(Arg::Int(q.offset as i64));
-        let rows = page.query().fetch_all(&self.read).await?;
+        let rows = page.query(self.backend).fetch_all(&self.read).await?;
         let entries = rows.iter().map(|r| from_row(r, true)).collect::<Result<_>>()?;
         Ok(HistoryPage { total, entries })
     }

@@ -151,7 +151,7 @@ impl Store {
     pub async fn search(&self, req: &SearchRequest) -> Result<SearchPage> {
         let mut count = Sql::new("SELECT COUNT(*)");
         where_clause(&mut count, req);
-        let total: i64 = count.query().fetch_one(&self.read).await?.try_get(0)?;
+        let total: i64 = count.query(self.backend).fetch_one(&self.read).await?.try_get(0)?;
 
         let mut page = Sql::new("SELECT r.res_type, r.id, r.version, r.last_updated, r.campus, r.deleted, r.body");
         where_clause(&mut page, req);
@@ -162,7 +162,7 @@ impl Store {
         let resources = if req.count == 0 {
             Vec::new()
         } else {
-            let rows = page.query().fetch_all(&self.read).await?;
+            let rows = page.query(self.backend).fetch_all(&self.read).await?;
             rows.iter().map(current_from_row).collect::<Result<_>>()?
         };
         Ok(SearchPage { total, resources })

@@ -5,6 +5,8 @@ use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, AssertSqlSafe};
 
+use crate::Backend;
+
 /// A value to bind.
 #[derive(Clone, Debug)]
 pub(crate) enum Arg {
@@ -40,9 +42,18 @@ impl Sql {
         self.text.push_str(&p);
     }
 
-    pub fn query(&self) -> Query<'_, Any, AnyArguments> {
-        let mut q = sqlx::query(AssertSqlSafe(self.text.clone()));
-        for a in &self.args {
+    /// The query for `backend`. SQLite gets plain positional `?` markers (with the
+    /// arguments repeated where a `$n` is reused): sqlx resolves every numbered SQLite
+    /// parameter through `sqlite3_bind_parameter_name`, a linear scan, which made large
+    /// multi-row inserts quadratic.
+    pub fn query(&self, backend: Backend) -> Query<'_, Any, AnyArguments> {
+        let (text, order) = match backend {
+            Backend::Postgres => (self.text.clone(), (0..self.args.len()).collect::<Vec<_>>()),
+            Backend::Sqlite => positional(&self.text),
+        };
+        let mut q = sqlx::query(AssertSqlSafe(text));
+        for i in order {
+            let Some(a) = self.args.get(i) else { continue };
             q = match a {
                 Arg::Text(s) => q.bind(s.clone()),
                 Arg::OptText(s) => q.bind(s.clone()),
@@ -51,6 +62,34 @@ impl Sql {
         }
         q
     }
+}
+
+/// Rewrites `$n` markers to `?` and returns the argument index for each `?`.
+fn positional(text: &str) -> (String, Vec<usize>) {
+    let mut out = String::with_capacity(text.len());
+    let mut order = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let mut start = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'$' && i + 1 < bytes.len() && bytes[i + 1].is_ascii_digit() {
+            let mut j = i + 1;
+            let mut n = 0usize;
+            while j < bytes.len() && bytes[j].is_ascii_digit() {
+                n = n * 10 + usize::from(bytes[j] - b'0');
+                j += 1;
+            }
+            out.push_str(&text[start..i]);
+            out.push('?');
+            order.push(n.saturating_sub(1));
+            i = j;
+            start = j;
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&text[start..]);
+    (out, order)
 }
 
 /// Builds `INSERT INTO table (cols) VALUES (...),(...)` statements for many rows,
@@ -77,4 +116,16 @@ pub(crate) fn multi_insert(table: &str, cols: &[&str], rows: Vec<Vec<Arg>>, max_
         out.push(sql);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::positional;
+
+    #[test]
+    fn numbered_markers_become_positional() {
+        let (t, o) = positional("SELECT a FROM t WHERE x = $1 AND y IN ($2, $3) AND z = $1 AND s = '$'");
+        assert_eq!(t, "SELECT a FROM t WHERE x = ? AND y IN (?, ?) AND z = ? AND s = '$'");
+        assert_eq!(o, vec![0, 1, 2, 0]);
+    }
 }

@@ -87,6 +87,7 @@ impl Store {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
+        let started = std::time::Instant::now();
         let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
 
         // Current state of every touched resource, fetched per type in chunks.
@@ -107,7 +108,7 @@ impl Store {
                     sql.push_bind(Arg::Text((*id).to_string()));
                 }
                 sql.push(")");
-                for row in sql.query().fetch_all(&mut *tx).await? {
+                for row in sql.query(self.backend).fetch_all(&mut *tx).await? {
                     let id: String = row.try_get(0)?;
                     current.insert(
                         (rtype.to_string(), id),
@@ -220,7 +221,7 @@ impl Store {
                         sql.push_bind(Arg::Text((*id).to_string()));
                     }
                     sql.push(")");
-                    sql.query().execute(&mut *tx).await?;
+                    sql.query(self.backend).execute(&mut *tx).await?;
                 }
             }
         }
@@ -324,10 +325,20 @@ impl Store {
         ));
         statements.extend(multi_insert("idx_date", &["res_type", "res_id", "param", "low", "high"], dates, max));
 
+        let planned_at = started.elapsed();
         for s in &statements {
-            s.query().execute(&mut *tx).await?;
+            s.query(self.backend).execute(&mut *tx).await?;
         }
+        let inserted_at = started.elapsed();
         tx.commit().await?;
+        tracing::debug!(
+            writes = results.len(),
+            statements = statements.len(),
+            plan_us = planned_at.as_micros() as u64,
+            insert_us = (inserted_at - planned_at).as_micros() as u64,
+            commit_us = (started.elapsed() - inserted_at).as_micros() as u64,
+            "write batch"
+        );
         Ok(results)
     }
 }
