@@ -113,7 +113,7 @@ impl OperationOutcome {
                     "code": i.code.code(),
                     "diagnostics": i.diagnostics,
                 });
-                if let Some(e) = &i.expression {
+                if let Some(e) = i.expression.as_deref().filter(|e| !e.is_empty()) {
                     v["expression"] = json!([e]);
                 }
                 v

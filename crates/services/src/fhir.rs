@@ -82,6 +82,12 @@ impl FhirService {
     }
 
     fn check(&self, rtype: ResourceType, resource: Value) -> Result<Checked> {
+        if !resource.is_object() {
+            return Err(ServiceError::Invalid(OperationOutcome::single(Issue::error(
+                IssueType::Structure,
+                "the body must be a JSON object holding one FHIR resource",
+            ))));
+        }
         match resource.get("resourceType").and_then(Value::as_str) {
             Some(t) if t == rtype.as_str() => {}
             Some(t) => {

@@ -84,3 +84,21 @@ impl IntoResponse for FhirError {
         resp
     }
 }
+
+/// A panic in a handler becomes a 500 OperationOutcome; the panic text is logged,
+/// never sent.
+pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = err
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    let request_id = uuid_like();
+    tracing::error!(%request_id, panic = detail, "handler panicked");
+    FhirError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        IssueType::Exception,
+        format!("internal error; quote reference {request_id} to the administrator"),
+    )
+    .into_response()
+}

@@ -30,6 +30,35 @@ pub fn router() -> Router<AppState> {
         .route("/{rtype}/{id}/_history", get(history_instance))
         .route("/{rtype}/{id}/_history/{vid}", get(vread))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(json_only))
+}
+
+fn is_json_format(f: &str) -> bool {
+    let f = f.split(';').next().unwrap_or_default().trim();
+    matches!(f, "json" | "application/json" | "application/fhir+json" | "*/*" | "application/*" | "")
+}
+
+/// The server speaks JSON only: `_format` or an `Accept` that rules JSON out gets 406.
+async fn json_only(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let format = req
+        .uri()
+        .query()
+        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "_format").map(|(_, v)| v.into_owned()));
+    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let refused = match (&format, &accept) {
+        (Some(f), _) => !is_json_format(f),
+        (None, Some(a)) => !a.split(',').any(is_json_format) && !a.contains("json"),
+        (None, None) => false,
+    };
+    if refused {
+        return FhirError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            IssueType::NotSupported,
+            "this server returns JSON only (rule: _format=json or Accept: application/fhir+json)",
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 async fn not_found() -> FhirError {

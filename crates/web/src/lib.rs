@@ -105,5 +105,6 @@ fn router(state: AppState) -> Router {
         .nest("/fhir", fhir_api::router())
         .merge(ops::router())
         .layer(axum::middleware::from_fn(ops::track))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(error::panic_response))
         .with_state(state)
 }

@@ -173,6 +173,30 @@ async fn invalid_input_is_rejected_with_the_path_and_nothing_is_stored() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
+    let r = app.get("/fhir/Patient?_format=xml").await;
+    assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE);
+    let r = app.client.get(app.url("/fhir/metadata")).header("accept", "application/fhir+xml").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE);
+    let r = app
+        .client
+        .get(app.url("/fhir/metadata"))
+        .header("accept", "application/fhir+json, */*;q=0.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .client
+        .post(app.url("/fhir/Patient"))
+        .header("content-type", "application/json")
+        .body("[1]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["issue"][0].get("expression").is_none(), "no empty expression: {v}");
+
     assert_eq!(app.total("/fhir/Patient?_count=0").await, before, "no error stored anything");
     let h: Value = app.get("/fhir/_history").await.json().await.unwrap();
     assert_eq!(h["total"], 1);
