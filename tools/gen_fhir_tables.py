@@ -8,7 +8,7 @@ official files; its output is committed so the build never needs them.
 
 Usage: tools/gen_fhir_tables.py [DEFINITIONS_DIR]   (default ../shared/fhir-r4)
 
-Writes crates/fhir/src/generated/{schema,search_params}.json (minified).
+Writes crates/fhir/src/generated/{schema,search_params,compartment}.json (minified).
 
 schema.json:
   {"primitives": {name: {"json": "string"|"number"|"boolean", "pattern": re|null}},
@@ -16,6 +16,8 @@ schema.json:
    "resources": [names...]}
   kind: "t" (arg = type name), "e" (arg = allowed codes), "c" (arg = constant),
         "p" (arg = [json type, pattern]: an inline primitive), "x" (xhtml / any string)
+compartment.json:
+  {resource type: [search parameter codes linking it to the Patient compartment]}
 search_params.json:
   [{"code", "type", "resource", "paths": [{"steps": [[field, filter|null]...], "target": type}],
     "targets": [...], "description"}]
@@ -241,6 +243,11 @@ with open(os.path.join(OUT, "schema.json"), "w", encoding="utf-8") as f:
               separators=(",", ":"), ensure_ascii=False, sort_keys=True)
 with open(os.path.join(OUT, "search_params.json"), "w", encoding="utf-8") as f:
     json.dump(params, f, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+compartment = json.load(open(os.path.join(SRC, "compartmentdefinition-patient.json"), encoding="utf-8"))
+patient_compartment = {r["code"]: r["param"] for r in compartment["resource"] if r.get("param")}
+with open(os.path.join(OUT, "compartment.json"), "w", encoding="utf-8") as f:
+    json.dump(patient_compartment, f, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
 print(f"{len(types)} complex types, {len(primitives)} primitives, {len(resources)} resources, "
       f"{len(params)} search parameters ({len(skipped)} expressions skipped)")
 for s in skipped:

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod compartment;
 pub mod datetime;
 pub mod outcome;
 pub mod reference;

@@ -36,6 +36,7 @@ impl fmt::Debug for Secret {
 /// default_campus = "campus-east"
 /// public_url = "https://his.example.org"
 /// max_body_bytes = 16777216
+/// audit_hash = "sm3"
 /// ```
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +47,8 @@ pub struct FileConfig {
     pub default_campus: Option<String>,
     pub public_url: Option<String>,
     pub max_body_bytes: Option<usize>,
+    /// Audit chain hash: "sha256" (default) or "sm3".
+    pub audit_hash: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,11 +57,20 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("config: audit_hash '{0}' is not supported (rule: sha256 or sm3)")]
+    AuditHash(String),
     #[error("cannot create data directory {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
 }
 
 impl FileConfig {
+    pub fn audit_hash(&self) -> Result<lianyi_security::ChainAlg, ConfigError> {
+        match &self.audit_hash {
+            None => Ok(lianyi_security::ChainAlg::default()),
+            Some(name) => lianyi_security::ChainAlg::parse(name).ok_or_else(|| ConfigError::AuditHash(name.clone())),
+        }
+    }
+
     pub fn load(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
         let Some(path) = path else { return Ok(FileConfig::default()) };
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;

@@ -12,9 +12,11 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use lianyi_security::{AuditLog, Caller};
 use lianyi_services::import::{Progress, import_ndjson};
 use lianyi_services::{FhirService, SystemClock, UuidIds, demo};
 use lianyi_store::Store;
+use lianyi_store::audit::ChainStatus;
 use lianyi_web::{App, AppConfig};
 use tokio::net::TcpListener;
 
@@ -74,8 +76,23 @@ enum Command {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Re-compute the audit hash chain; exits 1 naming the first record that was
+    /// changed, deleted or reordered.
+    Verify {
+        #[command(flatten)]
+        data: DataArgs,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,13 +171,14 @@ async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), CliError> {
     Ok((listener, local))
 }
 
-fn app_config(loc: &DataLocation, file: &FileConfig) -> AppConfig {
-    AppConfig {
+fn app_config(loc: &DataLocation, file: &FileConfig) -> Result<AppConfig, CliError> {
+    Ok(AppConfig {
         database_url: loc.database_url.expose().to_string(),
         default_campus: file.default_campus.clone(),
         max_body_bytes: file.max_body_bytes.unwrap_or(AppConfig::DEFAULT_MAX_BODY),
         public_url: file.public_url.clone(),
-    }
+        audit_hash: file.audit_hash()?,
+    })
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, CliError> {
@@ -183,7 +201,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let listen = listen.or_else(|| file.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".into());
             let loc = location(data, &file)?;
             let started = Instant::now();
-            let app = App::build(app_config(&loc, &file)).await?;
+            let app = App::build(app_config(&loc, &file)?).await?;
             let (listener, addr) = bind(&listen).await?;
             tracing::info!(%addr, database = %loc.display_url(), ms = started.elapsed().as_millis() as u64, "serving");
             println!(
@@ -195,16 +213,40 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { listen, data_dir } => demo_command(&listen, data_dir).await,
+        Command::Audit { command: AuditCommand::Verify { data } } => {
+            let file = FileConfig::load(data.config.as_deref())?;
+            let loc = location(data, &file)?;
+            let store = Store::connect(loc.database_url.expose()).await?;
+            store.migrate().await?;
+            let status = store.verify_audit(&file.audit_hash()?).await?;
+            store.close().await;
+            match status {
+                ChainStatus::Intact { records } => {
+                    println!("audit chain intact: {records} records verified");
+                    Ok(ExitCode::SUCCESS)
+                }
+                ChainStatus::Broken { seq, reason } => {
+                    println!("audit chain BROKEN at record {seq}: {reason}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
         Command::Import { path, campus, data } => {
             let file = FileConfig::load(data.config.as_deref())?;
             let loc = location(data, &file)?;
             let store = Store::connect(loc.database_url.expose()).await?;
             store.migrate().await?;
-            let service =
-                FhirService::new(store.clone(), Arc::new(SystemClock::default()), Arc::new(UuidIds), campus.clone());
+            let audit = AuditLog::start(store.clone(), file.audit_hash()?);
+            let service = FhirService::new(
+                store.clone(),
+                Arc::new(SystemClock::default()),
+                Arc::new(UuidIds),
+                campus.clone(),
+                audit,
+            );
             let started = Instant::now();
             let mut bar = Bar(None);
-            let summary = import_ndjson(&service, &path, campus, &mut bar).await?;
+            let summary = import_ndjson(&service, &Caller::system("lianyi import"), &path, campus, &mut bar).await?;
             if let Some(b) = bar.0 {
                 b.finish_and_clear();
             }
@@ -274,20 +316,22 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>) -> Result<ExitCod
     let url = format!("sqlite://{}", db.display());
     let store = Store::connect(&url).await?;
     store.migrate().await?;
-    let service = FhirService::new(store.clone(), Arc::new(SystemClock::default()), Arc::new(UuidIds), None);
+    let audit = AuditLog::start(store.clone(), lianyi_security::ChainAlg::default());
+    let service = FhirService::new(store.clone(), Arc::new(SystemClock::default()), Arc::new(UuidIds), None, audit);
+    let caller = Caller::system("lianyi demo");
     let data = demo::generate();
     let total = data.len();
     let mut batch = Vec::with_capacity(2000);
     for r in data {
         batch.push((r.resource, Some(r.campus)));
         if batch.len() == 2000 {
-            let rep = service.load_batch(std::mem::take(&mut batch)).await?;
+            let rep = service.load_batch(&caller, std::mem::take(&mut batch)).await?;
             if !rep.rejected.is_empty() {
                 return Err(CliError::Usage(format!("demo data rejected: {:?}", rep.rejected.first())));
             }
         }
     }
-    let rep = service.load_batch(batch).await?;
+    let rep = service.load_batch(&caller, batch).await?;
     if !rep.rejected.is_empty() {
         return Err(CliError::Usage(format!("demo data rejected: {:?}", rep.rejected.first())));
     }
@@ -299,6 +343,7 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>) -> Result<ExitCod
             default_campus: None,
             max_body_bytes: AppConfig::DEFAULT_MAX_BODY,
             public_url: None,
+            audit_hash: lianyi_security::ChainAlg::default(),
         },
     );
     println!(

@@ -64,6 +64,7 @@ pub fn ndjson_files(path: &Path) -> Result<Vec<PathBuf>, ImportError> {
 /// Imports every `.ndjson` file under `path` into the store owned by `campus`.
 pub async fn import_ndjson(
     service: &FhirService,
+    caller: &lianyi_security::Caller,
     path: &Path,
     campus: Option<String>,
     progress: &mut dyn Progress,
@@ -103,16 +104,17 @@ pub async fn import_ndjson(
                 Err(e) => summary.rejected.push(format!("{name}:{}: malformed JSON: {e}", n + 1)),
             }
             if batch.len() >= BATCH {
-                flush(service, &name, &mut batch, &mut lines_of_batch, &mut summary).await?;
+                flush(service, caller, &name, &mut batch, &mut lines_of_batch, &mut summary).await?;
             }
         }
-        flush(service, &name, &mut batch, &mut lines_of_batch, &mut summary).await?;
+        flush(service, caller, &name, &mut batch, &mut lines_of_batch, &mut summary).await?;
     }
     Ok(summary)
 }
 
 async fn flush(
     service: &FhirService,
+    caller: &lianyi_security::Caller,
     name: &str,
     batch: &mut Vec<(Value, Option<String>)>,
     lines: &mut Vec<usize>,
@@ -121,7 +123,7 @@ async fn flush(
     if batch.is_empty() {
         return Ok(());
     }
-    let report = service.load_batch(std::mem::take(batch)).await?;
+    let report = service.load_batch(caller, std::mem::take(batch)).await?;
     for t in report.stored {
         *summary.stored_by_type.entry(t).or_default() += 1;
     }

@@ -11,12 +11,26 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "resources",
-    sqlite: include_str!("../migrations/sqlite/0001_resources.sql"),
-    postgres: include_str!("../migrations/postgres/0001_resources.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "resources",
+        sqlite: include_str!("../migrations/sqlite/0001_resources.sql"),
+        postgres: include_str!("../migrations/postgres/0001_resources.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "audit",
+        sqlite: include_str!("../migrations/sqlite/0002_audit.sql"),
+        postgres: include_str!("../migrations/postgres/0002_audit.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "resource_patient",
+        sqlite: include_str!("../migrations/sqlite/0003_resource_patient.sql"),
+        postgres: include_str!("../migrations/postgres/0003_resource_patient.sql"),
+    },
+];
 
 impl Store {
     /// Applies pending migrations; returns how many were applied.

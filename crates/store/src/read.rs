@@ -14,6 +14,8 @@ pub struct StoredResource {
     pub version: i64,
     pub last_updated: i64,
     pub campus: Option<String>,
+    /// The patient whose compartment it is in, if any.
+    pub patient: Option<String>,
     pub deleted: bool,
     /// The HTTP method that produced this version (history only; empty otherwise).
     pub method: String,
@@ -44,6 +46,7 @@ fn from_row(row: &AnyRow, with_method: bool) -> Result<StoredResource> {
         version: row.try_get("version")?,
         last_updated: row.try_get("last_updated")?,
         campus: row.try_get("campus")?,
+        patient: row.try_get("patient")?,
         deleted: row.try_get::<i64, _>("deleted")? != 0,
         method: if with_method { row.try_get("method")? } else { String::new() },
         body: row.try_get("body")?,
@@ -58,7 +61,7 @@ impl Store {
     /// The current version, including a deletion marker (`deleted` true).
     pub async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>> {
         let row = sqlx::query(
-            "SELECT res_type, id, version, last_updated, campus, deleted, body FROM resources WHERE res_type = $1 AND id = $2",
+            "SELECT res_type, id, version, last_updated, campus, patient, deleted, body FROM resources WHERE res_type = $1 AND id = $2",
         )
         .bind(resource_type.to_string())
         .bind(id.to_string())
@@ -70,7 +73,7 @@ impl Store {
     /// One version from history.
     pub async fn vread(&self, resource_type: &str, id: &str, version: i64) -> Result<Option<StoredResource>> {
         let row = sqlx::query(
-            "SELECT res_type, id, version, last_updated, campus, deleted, method, body FROM resource_history \
+            "SELECT res_type, id, version, last_updated, campus, patient, deleted, method, body FROM resource_history \
              WHERE res_type = $1 AND id = $2 AND version = $3",
         )
         .bind(resource_type.to_string())
@@ -101,7 +104,7 @@ impl Store {
         count.args = filter.args.clone();
         let total: i64 = count.query(self.backend).fetch_one(&self.read).await?.try_get(0)?;
 
-        let mut page = Sql::new("SELECT res_type, id, version, last_updated, campus, deleted, method, body");
+        let mut page = Sql::new("SELECT res_type, id, version, last_updated, campus, patient, deleted, method, body");
         page.push(&filter.text);
         page.args = filter.args;
         page.push(" ORDER BY last_updated DESC, res_type, id, version DESC LIMIT ");

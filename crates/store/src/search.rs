@@ -153,7 +153,8 @@ impl Store {
         where_clause(&mut count, req);
         let total: i64 = count.query(self.backend).fetch_one(&self.read).await?.try_get(0)?;
 
-        let mut page = Sql::new("SELECT r.res_type, r.id, r.version, r.last_updated, r.campus, r.deleted, r.body");
+        let mut page =
+            Sql::new("SELECT r.res_type, r.id, r.version, r.last_updated, r.campus, r.patient, r.deleted, r.body");
         where_clause(&mut page, req);
         page.push(" ORDER BY r.last_updated, r.id LIMIT ");
         page.push_bind(Arg::Int(req.count as i64));

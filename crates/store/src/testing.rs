@@ -52,3 +52,15 @@ pub async fn fresh_database() -> (String, Option<std::path::PathBuf>) {
         }
     }
 }
+
+/// Runs raw SQL (`;`-separated statements) against a database, behind the store's
+/// back: tests use it to tamper with data the way an attacker with file access would.
+#[allow(clippy::expect_used)]
+pub async fn raw_execute(url: &str, sql: &str) {
+    install_default_drivers();
+    let pool = AnyPoolOptions::new().max_connections(1).connect(url).await.expect("connect");
+    for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        sqlx::query(AssertSqlSafe(stmt.to_string())).execute(&pool).await.expect("raw statement");
+    }
+    pool.close().await;
+}

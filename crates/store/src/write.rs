@@ -33,6 +33,8 @@ pub struct WriteOp {
     pub index: IndexRows,
     /// Owning campus; `None` keeps the current owner on update.
     pub campus: Option<String>,
+    /// The patient whose compartment the resource is in, if any.
+    pub patient: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +63,7 @@ struct Planned {
     id: String,
     version: i64,
     campus: Option<String>,
+    patient: Option<String>,
     deleted: bool,
     method: &'static str,
     body: String,
@@ -84,6 +87,18 @@ impl Store {
     /// Applies the operations in order as one transaction, stamped with `now_ms`.
     /// Any error rolls everything back.
     pub async fn write(&self, ops: Vec<WriteOp>, now_ms: i64) -> Result<Vec<WriteResult>> {
+        self.write_audited(ops, now_ms, &[], None).await
+    }
+
+    /// Like [`Store::write`], appending `audit` to the audit chain in the same
+    /// transaction: the change and its audit record are durable together or not at all.
+    pub async fn write_audited(
+        &self,
+        ops: Vec<WriteOp>,
+        now_ms: i64,
+        audit: &[crate::audit::AuditEntry],
+        hasher: Option<&dyn crate::audit::ChainHasher>,
+    ) -> Result<Vec<WriteResult>> {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
@@ -195,6 +210,7 @@ impl Store {
                 id: op.id,
                 version,
                 campus,
+                patient: op.patient,
                 deleted,
                 method,
                 body,
@@ -246,6 +262,7 @@ impl Store {
                     Arg::Int(p.version),
                     Arg::Int(now_ms),
                     Arg::OptText(p.campus.clone()),
+                    Arg::OptText(p.patient.clone()),
                     Arg::Int(i64::from(p.deleted)),
                     Arg::Text(p.body.clone()),
                 ]
@@ -253,13 +270,13 @@ impl Store {
             .collect();
         for mut s in multi_insert(
             "resources",
-            &["res_type", "id", "version", "last_updated", "campus", "deleted", "body"],
+            &["res_type", "id", "version", "last_updated", "campus", "patient", "deleted", "body"],
             cur_rows,
             max,
         ) {
             s.push(
                 " ON CONFLICT (res_type, id) DO UPDATE SET version = excluded.version, \
-                 last_updated = excluded.last_updated, campus = excluded.campus, \
+                 last_updated = excluded.last_updated, campus = excluded.campus, patient = excluded.patient, \
                  deleted = excluded.deleted, body = excluded.body",
             );
             statements.push(s);
@@ -273,6 +290,7 @@ impl Store {
                     Arg::Int(p.version),
                     Arg::Int(now_ms),
                     Arg::OptText(p.campus.clone()),
+                    Arg::OptText(p.patient.clone()),
                     Arg::Int(i64::from(p.deleted)),
                     Arg::Text(p.method.to_string()),
                     Arg::Text(p.body.clone()),
@@ -281,7 +299,7 @@ impl Store {
             .collect();
         statements.extend(multi_insert(
             "resource_history",
-            &["res_type", "id", "version", "last_updated", "campus", "deleted", "method", "body"],
+            &["res_type", "id", "version", "last_updated", "campus", "patient", "deleted", "method", "body"],
             hist_rows,
             max,
         ));
@@ -328,6 +346,9 @@ impl Store {
         let planned_at = started.elapsed();
         for s in &statements {
             s.query(self.backend).execute(&mut *tx).await?;
+        }
+        if let Some(h) = hasher {
+            Store::append_audit_in(self.backend, &mut tx, audit, h).await?;
         }
         let inserted_at = started.elapsed();
         tx.commit().await?;

@@ -56,6 +56,15 @@ impl From<ServiceError> for FhirError {
                 IssueType::Conflict,
                 format!("{resource_type}/{id} already exists"),
             ),
+            ServiceError::Audit(err) => {
+                let request_id = uuid_like();
+                tracing::error!(%request_id, error = %err, "audit failure; access refused");
+                FhirError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    IssueType::Exception,
+                    format!("the access could not be audited, so it was refused; quote reference {request_id}"),
+                )
+            }
             ServiceError::Store(err) => {
                 let request_id = uuid_like();
                 tracing::error!(%request_id, error = %err, "storage failure");

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::AppState;
 use crate::bundle::{self, Link};
+use crate::caller::RemoteCaller;
 use crate::capability::capability_statement;
 use crate::error::{FHIR_JSON, FhirError};
 
@@ -202,18 +203,20 @@ async fn metadata(State(state): State<AppState>, headers: HeaderMap) -> Response
 
 async fn create(
     State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
     Path(rtype): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> FhirResult {
     let rtype = resource_type(&rtype)?;
     let resource = json_body(&state, &headers, body).await?;
-    let w = state.fhir.create(rtype, resource).await?;
+    let w = state.fhir.create(&caller, rtype, resource).await?;
     Ok(write_response(&base_url(&state, &headers), &headers, rtype, &w))
 }
 
 async fn update(
     State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
     Path((rtype, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
@@ -221,18 +224,19 @@ async fn update(
     let rtype = resource_type(&rtype)?;
     let expected = if_match(&headers)?;
     let resource = json_body(&state, &headers, body).await?;
-    let w = state.fhir.update(rtype, &id, resource, expected).await?;
+    let w = state.fhir.update(&caller, rtype, &id, resource, expected).await?;
     Ok(write_response(&base_url(&state, &headers), &headers, rtype, &w))
 }
 
 async fn delete(
     State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
     Path((rtype, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> FhirResult {
     let rtype = resource_type(&rtype)?;
     let expected = if_match(&headers)?;
-    let w = state.fhir.delete(rtype, &id, expected).await?;
+    let w = state.fhir.delete(&caller, rtype, &id, expected).await?;
     let text = if w.changed {
         format!("{rtype}/{id} deleted (version {})", w.version)
     } else {
@@ -245,13 +249,21 @@ async fn delete(
     Ok(resp)
 }
 
-async fn read(State(state): State<AppState>, Path((rtype, id)): Path<(String, String)>) -> FhirResult {
+async fn read(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    Path((rtype, id)): Path<(String, String)>,
+) -> FhirResult {
     let rtype = resource_type(&rtype)?;
-    let r = state.fhir.read(rtype, &id).await?;
+    let r = state.fhir.read(&caller, rtype, &id).await?;
     Ok(resource_response(&r))
 }
 
-async fn vread(State(state): State<AppState>, Path((rtype, id, vid)): Path<(String, String, String)>) -> FhirResult {
+async fn vread(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    Path((rtype, id, vid)): Path<(String, String, String)>,
+) -> FhirResult {
     let rtype = resource_type(&rtype)?;
     let version = vid.parse::<i64>().map_err(|_| {
         FhirError::new(
@@ -260,7 +272,7 @@ async fn vread(State(state): State<AppState>, Path((rtype, id, vid)): Path<(Stri
             format!("'{vid}' is not a version id of {rtype}/{id}"),
         )
     })?;
-    let r = state.fhir.vread(rtype, &id, version).await?;
+    let r = state.fhir.vread(&caller, rtype, &id, version).await?;
     Ok(resource_response(&r))
 }
 
@@ -290,10 +302,16 @@ fn paging_links(url: &str, applied: &[(String, String)], count: usize, offset: u
     links
 }
 
-async fn search(state: &AppState, headers: &HeaderMap, rtype: &str, params: Vec<(String, String)>) -> FhirResult {
+async fn search(
+    state: &AppState,
+    caller: &lianyi_security::Caller,
+    headers: &HeaderMap,
+    rtype: &str,
+    params: Vec<(String, String)>,
+) -> FhirResult {
     let rtype = resource_type(rtype)?;
     let req = parse_search(rtype, &params).map_err(|issue| FhirError::at(StatusCode::BAD_REQUEST, issue))?;
-    let page = state.fhir.search(&req).await?;
+    let page = state.fhir.search(caller, &req).await?;
     let base = base_url(state, headers);
     let links = paging_links(&format!("{base}/fhir/{rtype}"), &req.applied, req.count, req.offset, page.total);
     let body = bundle::searchset(&base, page.total, links, &page.resources, state.fhir.now_ms());
@@ -302,17 +320,19 @@ async fn search(state: &AppState, headers: &HeaderMap, rtype: &str, params: Vec<
 
 async fn search_get(
     State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
     Path(rtype): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> FhirResult {
-    search(&state, &headers, &rtype, query_pairs(q.as_deref())).await
+    search(&state, &caller, &headers, &rtype, query_pairs(q.as_deref())).await
 }
 
 /// `POST /{type}/_search` with `application/x-www-form-urlencoded` parameters (and
 /// possibly more in the URL).
 async fn search_post(
     State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
     Path(rtype): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
@@ -333,7 +353,7 @@ async fn search_post(
         }
         params.extend(form_urlencoded::parse(&bytes).into_owned());
     }
-    search(&state, &headers, &rtype, params).await
+    search(&state, &caller, &headers, &rtype, params).await
 }
 
 fn history_query(raw: Option<&str>) -> Result<HistoryQuery, FhirError> {
@@ -368,8 +388,14 @@ fn history_query(raw: Option<&str>) -> Result<HistoryQuery, FhirError> {
     Ok(q)
 }
 
-async fn history(state: &AppState, headers: &HeaderMap, mut q: HistoryQuery, path: String) -> FhirResult {
-    let page = state.fhir.history(&q).await?;
+async fn history(
+    state: &AppState,
+    caller: &lianyi_security::Caller,
+    headers: &HeaderMap,
+    mut q: HistoryQuery,
+    path: String,
+) -> FhirResult {
+    let page = state.fhir.history(caller, &q).await?;
     let base = base_url(state, headers);
     let mut applied = Vec::new();
     if let Some(since) = q.since.take() {
@@ -379,24 +405,31 @@ async fn history(state: &AppState, headers: &HeaderMap, mut q: HistoryQuery, pat
     Ok(json_response(StatusCode::OK, bundle::history(&base, page.total, links, &page.entries, state.fhir.now_ms())))
 }
 
-async fn history_system(State(state): State<AppState>, RawQuery(raw): RawQuery, headers: HeaderMap) -> FhirResult {
+async fn history_system(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> FhirResult {
     let q = history_query(raw.as_deref())?;
-    history(&state, &headers, q, "/_history".into()).await
+    history(&state, &caller, &headers, q, "/_history".into()).await
 }
 
 async fn history_type(
     State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
     Path(rtype): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> FhirResult {
     let rtype = resource_type(&rtype)?;
     let q = HistoryQuery { resource_type: Some(rtype.as_str().into()), ..history_query(raw.as_deref())? };
-    history(&state, &headers, q, format!("/{rtype}/_history")).await
+    history(&state, &caller, &headers, q, format!("/{rtype}/_history")).await
 }
 
 async fn history_instance(
     State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
     Path((rtype, id)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
@@ -407,7 +440,7 @@ async fn history_instance(
         id: Some(id.clone()),
         ..history_query(raw.as_deref())?
     };
-    history(&state, &headers, q, format!("/{rtype}/{id}/_history")).await
+    history(&state, &caller, &headers, q, format!("/{rtype}/{id}/_history")).await
 }
 
 #[cfg(test)]

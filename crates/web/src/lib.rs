@@ -8,6 +8,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bundle;
+mod caller;
 mod capability;
 mod error;
 mod fhir_api;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
+use lianyi_security::{AuditLog, ChainAlg};
 use lianyi_services::{Clock, FhirService, IdSource, SystemClock, UuidIds};
 use lianyi_store::Store;
 use tokio::net::TcpListener;
@@ -34,6 +36,8 @@ pub struct AppConfig {
     pub max_body_bytes: usize,
     /// Base URL clients use (`https://his.example.org`); derived from `Host` if unset.
     pub public_url: Option<String>,
+    /// Hash function of the audit chain.
+    pub audit_hash: ChainAlg,
 }
 
 impl AppConfig {
@@ -68,14 +72,16 @@ impl App {
         Ok(App::with_store(store, config))
     }
 
-    /// Uses an already connected and migrated store.
+    /// Uses an already connected and migrated store. Must be called on the tokio
+    /// runtime (it starts the audit writer).
     pub fn with_store(store: Store, config: AppConfig) -> App {
         lianyi_fhir::schema::warm_up();
         lianyi_fhir::search_params::warm_up();
         install_metrics();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
         let ids: Arc<dyn IdSource> = Arc::new(UuidIds);
-        let fhir = FhirService::new(store, clock, ids, config.default_campus.clone());
+        let audit = AuditLog::start(store.clone(), config.audit_hash);
+        let fhir = FhirService::new(store, clock, ids, config.default_campus.clone(), audit);
         App { state: AppState { fhir, config: Arc::new(config), started: Instant::now() } }
     }
 
@@ -94,7 +100,8 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
         let store = self.state.fhir.store().clone();
-        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await?;
+        let service = self.router().into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
         store.close().await;
         Ok(())
     }

@@ -23,6 +23,7 @@ pub async fn spawn_app_with(max_body_bytes: usize) -> TestApp {
         default_campus: Some("campus-east".into()),
         max_body_bytes,
         public_url: None,
+        audit_hash: lianyi_security::ChainAlg::Sm3,
     })
     .await
     .expect("build app");

@@ -3,6 +3,7 @@
 //! for the crate; `scripts/test` runs it once on SQLite and once on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod audit;
 mod helpers;
 mod process;
 mod rest;

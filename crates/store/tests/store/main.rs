@@ -4,7 +4,8 @@
 
 use lianyi_fhir::search::parse_search;
 use lianyi_fhir::{ResourceType, extract_index};
-use lianyi_store::testing::{backend_under_test, fresh_database};
+use lianyi_store::audit::{AuditEntry, ChainHasher, ChainStatus};
+use lianyi_store::testing::{backend_under_test, fresh_database, raw_execute};
 use lianyi_store::{HistoryQuery, Store, StoreError, WriteKind, WriteOp};
 use serde_json::{Value, json};
 
@@ -21,8 +22,10 @@ async fn store() -> (Store, Option<std::path::PathBuf>) {
 fn op(kind: WriteKind, resource: Value) -> WriteOp {
     let rtype = resource["resourceType"].as_str().unwrap().to_string();
     let id = resource["id"].as_str().unwrap().to_string();
+    let index = extract_index(&rtype, &resource);
     WriteOp {
-        index: extract_index(&rtype, &resource),
+        patient: lianyi_fhir::compartment::patients_of(&rtype, &id, &index).into_iter().next(),
+        index,
         resource_type: rtype,
         id,
         kind,
@@ -204,7 +207,7 @@ async fn paging_total_and_last_updated() {
 async fn data_survives_reconnect_and_migrate_is_idempotent() {
     let (url, _dir) = fresh_database().await;
     let store = Store::connect(&url).await.unwrap();
-    assert_eq!(store.migrate().await.unwrap(), 1);
+    assert_eq!(store.migrate().await.unwrap(), 3);
     store.write(vec![op(WriteKind::Create, patient("keep", "Ma", "Li", "1999"))], T0).await.unwrap();
     store.close().await;
     let store = Store::connect(&url).await.unwrap();
@@ -225,4 +228,86 @@ async fn large_batches_split_across_statements() {
     assert_eq!(page.len(), 1);
     let req = parse_search(ResourceType::parse("Patient").unwrap(), &[("family".into(), "bulk".into())]).unwrap();
     assert_eq!(store.search(&req).await.unwrap().total, 3000);
+}
+
+/// A stand-in hash for testing the chain mechanics (the real ones live in
+/// lianyi-security and have their own known-answer tests).
+struct TestHasher;
+
+impl ChainHasher for TestHasher {
+    fn name(&self) -> &'static str {
+        "test"
+    }
+    fn hex_digest(&self, data: &[u8]) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        data.hash(&mut h);
+        format!("{:016x}", h.finish())
+    }
+    fn for_name(&self, name: &str) -> Option<&dyn ChainHasher> {
+        (name == "test").then_some(self as &dyn ChainHasher)
+    }
+}
+
+fn entry(i: i64) -> AuditEntry {
+    AuditEntry {
+        recorded_at: T0 + i,
+        actor: format!("user-{i}"),
+        actor_kind: "user".into(),
+        action: "read".into(),
+        resource_type: Some("Patient".into()),
+        resource_id: Some(format!("p{i}")),
+        patient: Some(format!("p{i}")),
+        outcome: "success".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn audit_chain_detects_change_deletion_and_truncation() {
+    let (store, _dir) = store().await;
+    store.append_audit(&(1..=5).map(entry).collect::<Vec<_>>(), &TestHasher).await.unwrap();
+    // Audited writes append in the same transaction.
+    let w = op(WriteKind::Create, patient("audited", "Audit", "A", "1999"));
+    let mut e = entry(6);
+    e.action = "create".into();
+    store.write_audited(vec![w], T0, &[e], Some(&TestHasher)).await.unwrap();
+    assert_eq!(store.verify_audit(&TestHasher).await.unwrap(), ChainStatus::Intact { records: 6 });
+    assert_eq!(store.audit_count().await.unwrap(), 6);
+    let by_patient = store
+        .audit_records(&lianyi_store::audit::AuditQuery { patient: Some("p3".into()), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(by_patient.len(), 1);
+    assert_eq!(by_patient[0].seq, 3);
+}
+
+async fn tampered(sql: &str) -> ChainStatus {
+    let (url, _dir) = fresh_database().await;
+    let store = Store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    store.append_audit(&(1..=5).map(entry).collect::<Vec<_>>(), &TestHasher).await.unwrap();
+    raw_execute(&url, sql).await;
+    store.verify_audit(&TestHasher).await.unwrap()
+}
+
+#[tokio::test]
+async fn audit_tampering_is_named() {
+    match tampered("UPDATE audit_log SET actor = 'user-X' WHERE seq = 3").await {
+        ChainStatus::Broken { seq, reason } => assert_eq!(seq, 3, "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    match tampered("DELETE FROM audit_log WHERE seq = 2").await {
+        ChainStatus::Broken { seq, reason } => assert_eq!((seq, reason.contains("missing")), (2, true), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    match tampered("DELETE FROM audit_log WHERE seq = 5").await {
+        ChainStatus::Broken { seq, .. } => assert_eq!(seq, 5),
+        other => panic!("{other:?}"),
+    }
+    // Re-numbering to hide a deletion breaks the link instead.
+    match tampered("DELETE FROM audit_log WHERE seq = 2; UPDATE audit_log SET seq = seq - 1 WHERE seq > 2").await {
+        ChainStatus::Broken { seq, .. } => assert_eq!(seq, 2),
+        other => panic!("{other:?}"),
+    }
 }
