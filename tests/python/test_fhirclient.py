@@ -12,8 +12,10 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def smart(base_url):
-    return client.FHIRClient(settings={"app_id": "lianyi-tests", "api_base": base_url + "/fhir/"})
+def smart(base_url, token):
+    c = client.FHIRClient(settings={"app_id": "lianyi-tests", "api_base": base_url + "/fhir/"})
+    c.server.session.headers["Authorization"] = f"Bearer {token}"
+    return c
 
 
 def test_capability_statement_is_strict_r4(smart):
@@ -117,15 +119,19 @@ def test_observations_with_units_and_paging(smart):
     assert spring_ids == [i for i in ids if ids.index(i) >= 1]
 
 
-def test_errors_are_strict_operation_outcomes(base_url):
+def test_errors_are_strict_operation_outcomes(base_url, token):
+    auth = {"Authorization": f"Bearer {token}"}
+    r = requests.get(base_url + "/fhir/Patient")
+    assert r.status_code == 401
+    assert OperationOutcome(r.json(), strict=True).issue[0].code == "security"
     r = requests.post(
         base_url + "/fhir/Patient",
         data='{"resourceType":"Patient","birthDate":"not-a-date"}',
-        headers={"Content-Type": "application/fhir+json"},
+        headers={"Content-Type": "application/fhir+json", **auth},
     )
     assert r.status_code == 400
     oo = OperationOutcome(r.json(), strict=True)
     assert oo.issue[0].expression == ["Patient.birthDate"]
-    r = requests.get(base_url + "/fhir/Patient?birthdate=not-a-date")
+    r = requests.get(base_url + "/fhir/Patient?birthdate=not-a-date", headers=auth)
     assert r.status_code == 400
     assert OperationOutcome(r.json(), strict=True).issue[0].expression == ["birthdate"]

@@ -37,6 +37,7 @@ pub enum IssueType {
     Exception,
     Informational,
     Security,
+    Forbidden,
 }
 
 impl IssueType {
@@ -55,6 +56,7 @@ impl IssueType {
             IssueType::Exception => "exception",
             IssueType::Informational => "informational",
             IssueType::Security => "security",
+            IssueType::Forbidden => "forbidden",
         }
     }
 }

@@ -76,6 +76,11 @@ enum Command {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// API clients (OAuth2 client credentials).
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
     /// Audit log tools.
     Audit {
         #[command(subcommand)]
@@ -83,6 +88,37 @@ enum Command {
     },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register a client; prints its id and secret as JSON (the secret is shown only now).
+    Add {
+        /// A name for people: which system this is ("lab-interface").
+        name: String,
+        /// Space-separated SMART scopes, e.g. "system/Patient.rs system/Observation.cruds".
+        #[arg(long)]
+        scope: String,
+        /// Campus whose data the client may touch (repeat for several; default: all).
+        #[arg(long = "campus")]
+        campuses: Vec<String>,
+        /// Limit the client to one patient's compartment.
+        #[arg(long)]
+        patient: Option<String>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// List clients (never their secrets).
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Disable a client and revoke its tokens.
+    Disable {
+        name: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -107,6 +143,8 @@ enum CliError {
     Import(#[from] lianyi_services::import::ImportError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
+    #[error(transparent)]
+    Client(#[from] lianyi_security::clients::ClientError),
     #[error("{0}")]
     Usage(String),
 }
@@ -213,6 +251,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { listen, data_dir } => demo_command(&listen, data_dir).await,
+        Command::Client { command } => client_command(command).await,
         Command::Audit { command: AuditCommand::Verify { data } } => {
             let file = FileConfig::load(data.config.as_deref())?;
             let loc = location(data, &file)?;
@@ -267,6 +306,61 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     println!("  {r}");
                 }
                 Ok(ExitCode::from(2))
+            }
+        }
+    }
+}
+
+/// The operator at the terminal, as the audit log names them.
+fn cli_caller() -> Caller {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    Caller::system(&format!("cli:{user}"))
+}
+
+async fn client_service(data: DataArgs) -> Result<(lianyi_security::ClientService, Store), CliError> {
+    let file = FileConfig::load(data.config.as_deref())?;
+    let loc = location(data, &file)?;
+    let store = Store::connect(loc.database_url.expose()).await?;
+    store.migrate().await?;
+    let audit = AuditLog::start(store.clone(), file.audit_hash()?);
+    Ok((lianyi_security::ClientService::new(store.clone(), audit, Arc::new(SystemClock::default())), store))
+}
+
+async fn client_command(command: ClientCommand) -> Result<ExitCode, CliError> {
+    match command {
+        ClientCommand::Add { name, scope, campuses, patient, data } => {
+            let (clients, store) = client_service(data).await?;
+            let campuses = if campuses.is_empty() { "*".to_string() } else { campuses.join(" ") };
+            let c = clients.add(&cli_caller(), &name, &scope, &campuses, patient).await?;
+            store.close().await;
+            let out = serde_json::json!({
+                "name": c.name, "client_id": c.client_id, "client_secret": c.client_secret,
+                "scopes": c.scopes, "campuses": c.campuses, "patient": c.patient, "token_endpoint": "/oauth/token",
+            });
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::List { data } => {
+            let (clients, store) = client_service(data).await?;
+            let list = clients.list().await?;
+            store.close().await;
+            println!("{:<24} {:<38} {:<9} {:<24} scopes", "name", "client_id", "state", "campuses");
+            for c in list {
+                let state = if c.disabled { "disabled" } else { "active" };
+                println!("{:<24} {:<38} {:<9} {:<24} {}", c.name, c.id, state, c.campuses, c.scopes);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Disable { name, data } => {
+            let (clients, store) = client_service(data).await?;
+            let done = clients.disable(&cli_caller(), &name).await?;
+            store.close().await;
+            if done {
+                println!("client {name} disabled; its tokens are revoked");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("no client named {name}");
+                Ok(ExitCode::FAILURE)
             }
         }
     }
@@ -336,6 +430,14 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>) -> Result<ExitCod
         return Err(CliError::Usage(format!("demo data rejected: {:?}", rep.rejected.first())));
     }
     let counts = store.count_by_type().await?;
+    let clients = lianyi_security::ClientService::new(
+        store.clone(),
+        service.audit_log().clone(),
+        Arc::new(SystemClock::default()),
+    );
+    let demo_caller = Caller::system("lianyi demo");
+    let admin = clients.add(&demo_caller, "demo-admin", "system/*.cruds", "*", None).await?;
+    let east = clients.add(&demo_caller, "demo-east-readonly", "system/*.rs", "campus-east", None).await?;
     let app = App::with_store(
         store,
         AppConfig {
@@ -363,10 +465,20 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>) -> Result<ExitCod
         println!("  {t:<20} {n:>6}");
     }
     println!();
-    println!("  Try: curl 'http://{addr}/fhir/Patient?name=Zhang'");
+    println!("  API clients (OAuth2 client credentials; secrets are new on every demo start):");
+    for (c, what) in [(&admin, "every campus, read and write"), (&east, "East Campus only, read and search")] {
+        println!("    {:<20} {what}", c.name);
+        println!("      client_id     {}", c.client_id);
+        println!("      client_secret {}", c.client_secret);
+    }
+    println!();
+    println!("  Try:");
     println!(
-        "  Logins: none yet. The API is open until user login and API tokens land; keep the demo on a loopback address."
+        "    TOKEN=$(curl -s -d grant_type=client_credentials -d client_id={} -d client_secret={} http://{addr}/oauth/token | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
+        admin.client_id, admin.client_secret
     );
+    println!("    curl -H \"Authorization: Bearer $TOKEN\" 'http://{addr}/fhir/Patient?name=Zhang'");
+    println!("  User logins (web pages) are not built yet; the API needs a token.");
     app.run(listener, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

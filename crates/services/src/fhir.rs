@@ -10,14 +10,14 @@ use std::sync::Arc;
 use lianyi_fhir::compartment::patients_of;
 use lianyi_fhir::search::SearchRequest;
 use lianyi_fhir::{Issue, IssueType, OperationOutcome, ResourceType, extract_index, validate_resource};
-use lianyi_security::{AuditError, AuditLog, Caller};
+use lianyi_security::{AuditError, AuditLog, Caller, Campuses, Perm};
 use lianyi_store::audit::AuditEntry;
 use lianyi_store::{
-    HistoryPage, HistoryQuery, SearchPage, Store, StoreError, StoredResource, WriteKind, WriteOp, WriteResult,
+    HistoryPage, HistoryQuery, RowScope, SearchPage, Store, StoreError, StoredResource, WriteKind, WriteOp, WriteResult,
 };
 use serde_json::Value;
 
-use crate::clock::{Clock, IdSource};
+use lianyi_security::clock::{Clock, IdSource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -32,6 +32,9 @@ pub enum ServiceError {
     VersionConflict { expected: i64, current: i64 },
     #[error("{resource_type}/{id} already exists")]
     Conflict { resource_type: String, id: String },
+    /// The caller's grants do not allow this; the reason is safe to show.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error(transparent)]
     Store(StoreError),
     /// The access could not be audited, so it was not performed.
@@ -47,6 +50,7 @@ impl ServiceError {
             ServiceError::NotFound { .. } => "not-found",
             ServiceError::Gone { .. } => "gone",
             ServiceError::VersionConflict { .. } | ServiceError::Conflict { .. } => "conflict",
+            ServiceError::Forbidden(_) => "denied",
             ServiceError::Store(_) | ServiceError::Audit(_) => "error",
         }
     }
@@ -84,6 +88,28 @@ pub struct FhirService {
     /// The campus recorded on writes that do not name one.
     default_campus: Option<String>,
     audit: AuditLog,
+}
+
+/// Directory data every campus shares: campus limits do not apply to these types.
+/// (Health data, everything in the Patient compartment, stays with its campus.)
+pub const SHARED_TYPES: &[&str] = &["Location", "Medication", "Organization", "Practitioner", "PractitionerRole"];
+
+fn is_shared_type(t: &str) -> bool {
+    SHARED_TYPES.contains(&t)
+}
+
+fn in_compartment(t: &str) -> bool {
+    !lianyi_fhir::compartment::patient_params(t).is_empty()
+}
+
+fn perm_name(p: Perm) -> &'static str {
+    match p {
+        Perm::Create => "create",
+        Perm::Read => "read",
+        Perm::Update => "update",
+        Perm::Delete => "delete",
+        Perm::Search => "search",
+    }
 }
 
 fn is_valid_id(id: &str) -> bool {
@@ -212,15 +238,86 @@ impl FhirService {
         }
     }
 
+    /// The caller may perform `perm` on `rtype` at all (scopes, authentication).
+    fn permit(caller: &Caller, rtype: &str, perm: Perm) -> Result<()> {
+        if !caller.is_authenticated() {
+            return Err(ServiceError::Forbidden("authentication is required".into()));
+        }
+        if !caller.access.allows(rtype, perm) {
+            return Err(ServiceError::Forbidden(format!("your scopes do not allow {} on {rtype}", perm_name(perm))));
+        }
+        Ok(())
+    }
+
+    /// The caller may see this stored resource (campus and patient compartment).
+    fn visible(caller: &Caller, r: &StoredResource) -> Result<()> {
+        if !is_shared_type(&r.resource_type) && !caller.access.sees_campus(r.campus.as_deref()) {
+            return Err(ServiceError::Forbidden(format!(
+                "{}/{} belongs to campus {}, which your grants do not cover (break-the-glass can open it)",
+                r.resource_type,
+                r.id,
+                r.campus.as_deref().unwrap_or("-")
+            )));
+        }
+        if let Some(p) = &caller.access.patient
+            && in_compartment(&r.resource_type)
+            && r.patient.as_deref() != Some(p.as_str())
+        {
+            return Err(ServiceError::Forbidden(format!(
+                "{}/{} is outside your patient compartment",
+                r.resource_type, r.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// A resource a patient-bound caller writes must be in their own compartment.
+    fn own_compartment(caller: &Caller, op: &WriteOp) -> Result<()> {
+        if let Some(p) = &caller.access.patient
+            && in_compartment(&op.resource_type)
+            && op.patient.as_deref() != Some(p.as_str())
+        {
+            return Err(ServiceError::Forbidden(format!(
+                "{} must be in your own patient compartment",
+                op.resource_type
+            )));
+        }
+        Ok(())
+    }
+
+    /// The row limits of a caller's grants, for searches and history.
+    pub fn row_scope(caller: &Caller) -> RowScope {
+        let supported = lianyi_fhir::SUPPORTED_TYPES.iter();
+        RowScope {
+            campuses: match &caller.access.campuses {
+                Campuses::All => None,
+                Campuses::Only(list) => Some(list.clone()),
+            },
+            campus_exempt_types: SHARED_TYPES.iter().map(|t| t.to_string()).collect(),
+            patient: caller.access.patient.clone(),
+            patient_exempt_types: supported.filter(|t| !in_compartment(t)).map(|t| t.to_string()).collect(),
+        }
+    }
+
+    /// Campus for new data: the caller's first granted campus, else the configured default.
+    fn campus_for(&self, caller: &Caller) -> Option<String> {
+        caller.access.home_campus().map(str::to_string).or_else(|| self.default_campus.clone())
+    }
+
     /// `POST /{type}`: a new resource with a server-assigned id (a client id is ignored,
     /// as the spec says).
     pub async fn create(&self, caller: &Caller, rtype: ResourceType, resource: Value) -> Result<WriteResult> {
-        let c = match self.check(rtype, resource) {
-            Ok(c) => c,
-            Err(e) => return self.failed(caller, "create", rtype.as_str(), None, e).await,
-        };
-        let op = self.op(c, self.ids.new_id(), WriteKind::Create, None);
-        self.write_one(caller, "create", op).await
+        let t = rtype.as_str();
+        let prepared = Self::permit(caller, t, Perm::Create).and_then(|()| {
+            let c = self.check(rtype, resource)?;
+            let op = self.op(c, self.ids.new_id(), WriteKind::Create, self.campus_for(caller));
+            Self::own_compartment(caller, &op)?;
+            Ok(op)
+        });
+        match prepared {
+            Ok(op) => self.write_one(caller, "create", op).await,
+            Err(e) => self.failed(caller, "create", t, None, e).await,
+        }
     }
 
     /// `PUT /{type}/{id}`: replace, or create with the client's id.
@@ -232,12 +329,24 @@ impl FhirService {
         resource: Value,
         if_match: Option<i64>,
     ) -> Result<WriteResult> {
-        match self.check_update(rtype, id, resource) {
-            Ok(c) => {
-                let op = self.op(c, id.to_string(), WriteKind::Update { if_match }, None);
-                self.write_one(caller, "update", op).await
+        let t = rtype.as_str();
+        let existing = match self.store.read(t, id).await? {
+            Some(r) if !r.deleted => Some(r),
+            _ => None,
+        };
+        let prepared = Self::permit(caller, t, Perm::Update).and_then(|()| {
+            if let Some(r) = &existing {
+                Self::visible(caller, r)?;
             }
-            Err(e) => self.failed(caller, "update", rtype.as_str(), Some(id), e).await,
+            let c = self.check_update(rtype, id, resource)?;
+            let campus = if existing.is_some() { None } else { self.campus_for(caller) };
+            let op = self.op(c, id.to_string(), WriteKind::Update { if_match }, campus);
+            Self::own_compartment(caller, &op)?;
+            Ok(op)
+        });
+        match prepared {
+            Ok(op) => self.write_one(caller, "update", op).await,
+            Err(e) => self.failed(caller, "update", t, Some(id), e).await,
         }
     }
 
@@ -277,22 +386,33 @@ impl FhirService {
         id: &str,
         if_match: Option<i64>,
     ) -> Result<WriteResult> {
-        let patient = self.store.read(rtype.as_str(), id).await?.and_then(|r| r.patient);
+        let t = rtype.as_str();
+        let existing = self.store.read(t, id).await?.filter(|r| !r.deleted);
+        let allowed = Self::permit(caller, t, Perm::Delete).and_then(|()| match &existing {
+            Some(r) => Self::visible(caller, r),
+            None => Ok(()),
+        });
+        if let Err(e) = allowed {
+            return self.failed(caller, "delete", t, Some(id), e).await;
+        }
         let op = WriteOp {
-            resource_type: rtype.as_str().to_string(),
+            resource_type: t.to_string(),
             id: id.to_string(),
             kind: WriteKind::Delete { if_match },
             resource: None,
             index: Default::default(),
             campus: None,
-            patient,
+            patient: existing.and_then(|r| r.patient),
         };
         self.write_one(caller, "delete", op).await
     }
 
     /// `GET /{type}/{id}`.
     pub async fn read(&self, caller: &Caller, rtype: ResourceType, id: &str) -> Result<StoredResource> {
-        let found = self.read_unaudited(rtype, id).await;
+        let found = match Self::permit(caller, rtype.as_str(), Perm::Read) {
+            Ok(()) => self.read_unaudited(rtype, id).await,
+            Err(e) => Err(e),
+        };
         self.audited_one(caller, "read", rtype, id, found).await
     }
 
@@ -304,7 +424,7 @@ impl FhirService {
         id: &str,
         found: Result<StoredResource>,
     ) -> Result<StoredResource> {
-        match found {
+        match found.and_then(|r| Self::visible(caller, &r).map(|()| r)) {
             Ok(r) => {
                 let mut e = self.entry(caller, action, "success", rtype.as_str(), Some(id));
                 e.patient = r.patient.clone();
@@ -327,7 +447,10 @@ impl FhirService {
 
     /// `GET /{type}/{id}/_history/{vid}`.
     pub async fn vread(&self, caller: &Caller, rtype: ResourceType, id: &str, version: i64) -> Result<StoredResource> {
-        let found = self.vread_unaudited(rtype, id, version).await;
+        let found = match Self::permit(caller, rtype.as_str(), Perm::Read) {
+            Ok(()) => self.vread_unaudited(rtype, id, version).await,
+            Err(e) => Err(e),
+        };
         self.audited_one(caller, "vread", rtype, id, found).await
     }
 
@@ -344,16 +467,29 @@ impl FhirService {
         }
     }
 
-    /// Instance, type or system history.
+    /// Instance, type or system history, limited to what the caller may see.
     pub async fn history(&self, caller: &Caller, q: &HistoryQuery) -> Result<HistoryPage> {
         let rtype = q.resource_type.as_deref().unwrap_or("*");
-        if let (Some(t), Some(id)) = (&q.resource_type, &q.id)
-            && self.store.read(t, id).await?.is_none()
-        {
-            let err = ServiceError::NotFound { resource_type: t.clone(), id: id.clone() };
-            return self.failed(caller, "history", rtype, Some(id), err).await;
+        let allowed = match &q.resource_type {
+            Some(t) => Self::permit(caller, t, Perm::Read),
+            None => lianyi_fhir::SUPPORTED_TYPES
+                .iter()
+                .try_for_each(|t| Self::permit(caller, t, Perm::Read))
+                .map_err(|_| ServiceError::Forbidden("system history needs read access to every type".into())),
+        };
+        if let Err(e) = allowed {
+            return self.failed(caller, "history", rtype, q.id.as_deref(), e).await;
         }
-        let page = self.store.history(q).await?;
+        if let (Some(t), Some(id)) = (&q.resource_type, &q.id) {
+            let visible = match self.store.read(t, id).await? {
+                None => Err(ServiceError::NotFound { resource_type: t.clone(), id: id.clone() }),
+                Some(r) => Self::visible(caller, &r),
+            };
+            if let Err(e) = visible {
+                return self.failed(caller, "history", rtype, Some(id), e).await;
+            }
+        }
+        let page = self.store.history(q, &Self::row_scope(caller)).await?;
         let mut entries = self.entries_for(
             caller,
             "history",
@@ -368,12 +504,15 @@ impl FhirService {
         Ok(page)
     }
 
+    /// Search, limited inside the query to what the caller may see.
     pub async fn search(&self, caller: &Caller, req: &SearchRequest) -> Result<SearchPage> {
-        let page = self.store.search(req).await?;
+        let t = req.resource_type.as_str();
+        if let Err(e) = Self::permit(caller, t, Perm::Search) {
+            return self.failed(caller, "search", t, None, e).await;
+        }
+        let page = self.store.search(req, &Self::row_scope(caller)).await?;
         let detail = format!("{} of {} matches", page.resources.len(), page.total);
-        self.audit
-            .record(self.entries_for(caller, "search", Some(req.resource_type.as_str()), &page.resources, detail))
-            .await?;
+        self.audit.record(self.entries_for(caller, "search", Some(t), &page.resources, detail)).await?;
         Ok(page)
     }
 
@@ -393,6 +532,12 @@ impl FhirService {
                 errors.push((n, format!("resource type '{rtype_name}' is not stored by this server")));
                 continue;
             };
+            if !caller.access.allows(rtype.as_str(), Perm::Create)
+                || !caller.access.allows(rtype.as_str(), Perm::Update)
+            {
+                errors.push((n, format!("your scopes do not allow writing {rtype_name}")));
+                continue;
+            }
             let Some(id) = resource.get("id").and_then(Value::as_str).map(str::to_string) else {
                 errors.push((n, format!("{rtype_name} without an id")));
                 continue;

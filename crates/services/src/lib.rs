@@ -5,15 +5,13 @@
 //! - [`import`]: bulk loading of FHIR NDJSON.
 //! - [`demo`]: the deterministic demo hospital group.
 //! - [`identifiers`]: resident ID numbers and medical record numbers.
-//! - [`clock`]: time and id sources, injected so tests control them.
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-pub mod clock;
 pub mod demo;
 pub mod fhir;
 pub mod identifiers;
 pub mod import;
 
-pub use clock::{Clock, IdSource, SystemClock, UuidIds};
 pub use fhir::{FhirService, LoadReport, ServiceError};
+pub use lianyi_security::clock::{Clock, IdSource, ManualClock, SystemClock, UuidIds};

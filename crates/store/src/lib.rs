@@ -9,8 +9,10 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod audit;
+pub mod clients;
 mod migrate;
 mod read;
+mod scope;
 mod search;
 mod sql;
 #[cfg(feature = "testing")]
@@ -24,6 +26,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use read::{HistoryPage, HistoryQuery, StoredResource};
+pub use scope::RowScope;
 pub use search::SearchPage;
 pub use write::{WriteKind, WriteOp, WriteResult};
 

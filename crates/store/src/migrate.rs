@@ -30,6 +30,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_resource_patient.sql"),
         postgres: include_str!("../migrations/postgres/0003_resource_patient.sql"),
     },
+    Migration {
+        version: 4,
+        name: "clients",
+        sqlite: include_str!("../migrations/sqlite/0004_clients.sql"),
+        postgres: include_str!("../migrations/postgres/0004_clients.sql"),
+    },
 ];
 
 impl Store {

@@ -85,7 +85,7 @@ impl Store {
     }
 
     /// Versions newest first, with the total count for paging.
-    pub async fn history(&self, q: &HistoryQuery) -> Result<HistoryPage> {
+    pub async fn history(&self, q: &HistoryQuery, scope: &crate::RowScope) -> Result<HistoryPage> {
         let mut filter = Sql::new(" FROM resource_history WHERE 1 = 1");
         if let Some(t) = &q.resource_type {
             filter.push(" AND res_type = ");
@@ -99,6 +99,7 @@ impl Store {
             filter.push(" AND last_updated >= ");
             filter.push_bind(Arg::Int(since));
         }
+        scope.push_conditions(&mut filter, "");
         let mut count = Sql::new("SELECT COUNT(*)");
         count.push(&filter.text);
         count.args = filter.args.clone();

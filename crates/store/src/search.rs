@@ -9,6 +9,7 @@ use lianyi_fhir::search::{Criterion, DateValue, Prefix, SearchRequest, TokenSyst
 use sqlx::Row;
 
 use crate::read::{StoredResource, current_from_row};
+use crate::scope::RowScope;
 use crate::sql::{Arg, Sql};
 use crate::{Result, Store};
 
@@ -70,11 +71,12 @@ fn index_subquery(sql: &mut Sql, table: &str, type_ph: &str, param: &str) {
 }
 
 /// Appends the WHERE clause of a search (without ORDER/LIMIT).
-fn where_clause(sql: &mut Sql, req: &SearchRequest) {
+fn where_clause(sql: &mut Sql, req: &SearchRequest, scope: &RowScope) {
     sql.push(" FROM resources r WHERE r.res_type = ");
     let type_ph = sql.bind(Arg::Text(req.resource_type.as_str().to_string()));
     sql.push(&type_ph);
     sql.push(" AND r.deleted = 0");
+    scope.push_conditions(sql, "r");
     for c in &req.criteria {
         match c {
             Criterion::Id(ids) => {
@@ -148,14 +150,14 @@ fn where_clause(sql: &mut Sql, req: &SearchRequest) {
 
 impl Store {
     /// One page of matches in a stable order (last update, then id), and the total.
-    pub async fn search(&self, req: &SearchRequest) -> Result<SearchPage> {
+    pub async fn search(&self, req: &SearchRequest, scope: &RowScope) -> Result<SearchPage> {
         let mut count = Sql::new("SELECT COUNT(*)");
-        where_clause(&mut count, req);
+        where_clause(&mut count, req, scope);
         let total: i64 = count.query(self.backend).fetch_one(&self.read).await?.try_get(0)?;
 
         let mut page =
             Sql::new("SELECT r.res_type, r.id, r.version, r.last_updated, r.campus, r.patient, r.deleted, r.body");
-        where_clause(&mut page, req);
+        where_clause(&mut page, req, scope);
         page.push(" ORDER BY r.last_updated, r.id LIMIT ");
         page.push_bind(Arg::Int(req.count as i64));
         page.push(" OFFSET ");

@@ -50,6 +50,11 @@ pub fn capability_statement(base: &str, date: &str) -> Value {
         "format": ["json"],
         "rest": [{
             "mode": "server",
+            "security": {
+                "cors": false,
+                "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "OAuth"}]}],
+                "description": "Bearer tokens from POST /oauth/token (OAuth2 client credentials) with SMART v2 scopes such as system/Patient.rs; every client is limited to its campuses. Without a token: 401; outside the token's scopes, campuses or patient compartment: 403.",
+            },
             "documentation": "Search: parameters of type token, string, reference and date with the prefixes eq, ne, lt, gt, le, ge; the modifiers :exact (string) and :[type] (reference); _id, _lastUpdated, _count. Unknown parameters are rejected (400).",
             "resource": resources,
             "interaction": [{"code": "history-system"}],

@@ -56,6 +56,7 @@ impl From<ServiceError> for FhirError {
                 IssueType::Conflict,
                 format!("{resource_type}/{id} already exists"),
             ),
+            ServiceError::Forbidden(reason) => FhirError::new(StatusCode::FORBIDDEN, IssueType::Forbidden, reason),
             ServiceError::Audit(err) => {
                 let request_id = uuid_like();
                 tracing::error!(%request_id, error = %err, "audit failure; access refused");

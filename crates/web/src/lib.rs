@@ -12,13 +12,14 @@ mod caller;
 mod capability;
 mod error;
 mod fhir_api;
+mod oauth;
 mod ops;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use lianyi_security::{AuditLog, ChainAlg};
+use lianyi_security::{AuditLog, ChainAlg, ClientService};
 use lianyi_services::{Clock, FhirService, IdSource, SystemClock, UuidIds};
 use lianyi_store::Store;
 use tokio::net::TcpListener;
@@ -48,6 +49,7 @@ impl AppConfig {
 #[derive(Clone)]
 pub struct AppState {
     pub fhir: FhirService,
+    pub clients: ClientService,
     pub config: Arc<AppConfig>,
     pub started: Instant,
 }
@@ -81,8 +83,9 @@ impl App {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
         let ids: Arc<dyn IdSource> = Arc::new(UuidIds);
         let audit = AuditLog::start(store.clone(), config.audit_hash);
+        let clients = ClientService::new(store.clone(), audit.clone(), clock.clone());
         let fhir = FhirService::new(store, clock, ids, config.default_campus.clone(), audit);
-        App { state: AppState { fhir, config: Arc::new(config), started: Instant::now() } }
+        App { state: AppState { fhir, clients, config: Arc::new(config), started: Instant::now() } }
     }
 
     pub fn state(&self) -> &AppState {
@@ -110,6 +113,7 @@ impl App {
 fn router(state: AppState) -> Router {
     Router::new()
         .nest("/fhir", fhir_api::router())
+        .merge(oauth::router())
         .merge(ops::router())
         .layer(axum::middleware::from_fn(ops::track))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(error::panic_response))

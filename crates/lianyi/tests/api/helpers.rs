@@ -1,12 +1,16 @@
+use lianyi_security::{Caller, ClientService};
 use lianyi_store::testing::fresh_database;
 use lianyi_web::{App, AppConfig};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 pub struct TestApp {
     pub base: String,
+    /// Sends the bearer token of an all-campus, all-types client.
     pub client: Client,
+    pub clients: ClientService,
     pub database_url: String,
     _shutdown: oneshot::Sender<()>,
     _dir: Option<std::path::PathBuf>,
@@ -27,8 +31,15 @@ pub async fn spawn_app_with(max_body_bytes: usize) -> TestApp {
     })
     .await
     .expect("build app");
+    let admin = app
+        .state()
+        .clients
+        .add(&Caller::system("test setup"), "test-admin", "system/*.cruds", "*", None)
+        .await
+        .expect("admin client");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let clients = app.state().clients.clone();
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(async move {
         app.run(listener, async {
@@ -37,10 +48,45 @@ pub async fn spawn_app_with(max_body_bytes: usize) -> TestApp {
         .await
         .unwrap();
     });
-    TestApp { base: format!("http://{addr}"), client: Client::new(), database_url: url, _shutdown: tx, _dir: dir }
+    let base = format!("http://{addr}");
+    let client = authorized(&base, &admin.client_id, &admin.client_secret).await;
+    TestApp { base, client, clients, database_url: url, _shutdown: tx, _dir: dir }
+}
+
+/// An HTTP client that sends a bearer token obtained with these credentials.
+pub async fn authorized(base: &str, client_id: &str, secret: &str) -> Client {
+    let token = token(base, client_id, secret).await;
+    let mut headers = HeaderMap::new();
+    headers.insert(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    Client::builder().default_headers(headers).build().unwrap()
+}
+
+/// `POST /oauth/token` with client credentials.
+pub async fn token(base: &str, client_id: &str, secret: &str) -> String {
+    let r = Client::new()
+        .post(format!("{base}/oauth/token"))
+        .form(&[("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", secret)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    v["access_token"].as_str().unwrap().to_string()
 }
 
 impl TestApp {
+    /// An HTTP client for a new API client with these grants.
+    pub async fn client_with(&self, scopes: &str, campuses: &str, patient: Option<&str>) -> Client {
+        let name =
+            format!("c{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+        let c = self
+            .clients
+            .add(&Caller::system("test setup"), &name, scopes, campuses, patient.map(str::to_string))
+            .await
+            .unwrap();
+        authorized(&self.base, &c.client_id, &c.client_secret).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

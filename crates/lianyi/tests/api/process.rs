@@ -30,13 +30,27 @@ fn serve(data_dir: &Path, database_url: &str) -> (Child, String) {
     (child, url.to_string())
 }
 
+/// Registers an all-access client through the CLI and returns (id, secret).
+fn cli_client(data_dir: &Path, database_url: &str) -> (String, String) {
+    let out = Command::new(BIN)
+        .args(["client", "add", "process-test", "--scope", "system/*.cruds", "--data-dir"])
+        .arg(data_dir)
+        .args(["--database", database_url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    (v["client_id"].as_str().unwrap().to_string(), v["client_secret"].as_str().unwrap().to_string())
+}
+
 #[tokio::test]
 async fn acknowledged_create_survives_kill_9() {
     // A fresh database (SQLite file or PostgreSQL) that the child process will own.
     let (url, dir) = lianyi_store::testing::fresh_database().await;
     let data_dir = dir.clone().unwrap_or_else(std::env::temp_dir);
-    let client = reqwest::Client::new();
+    let (id, secret) = cli_client(&data_dir, &url);
     let (mut child, base) = serve(&data_dir, &url);
+    let client = crate::helpers::authorized(&base, &id, &secret).await;
     let mut ids = Vec::new();
     for i in 0..20 {
         let r = client
@@ -54,6 +68,7 @@ async fn acknowledged_create_survives_kill_9() {
     child.wait().unwrap();
 
     let (mut child, base) = serve(&data_dir, &url);
+    let client = crate::helpers::authorized(&base, &id, &secret).await;
     for id in &ids {
         let r = client.get(format!("{base}/fhir/Patient/{id}")).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{id} lost after kill -9");
@@ -97,9 +112,11 @@ async fn import_then_serve_the_same_data() {
     assert!(stdout.contains("Patient.ndjson:2: Patient.birthDate"), "{stdout}");
     assert!(stdout.contains("Skipped log.ndjson"), "{stdout}");
 
+    let (id, secret) = cli_client(&data_dir, &url);
     let (mut child, base) = serve(&data_dir, &url);
+    let client = crate::helpers::authorized(&base, &id, &secret).await;
     let b: Value =
-        reqwest::get(format!("{base}/fhir/Encounter?patient=Patient/imp-1")).await.unwrap().json().await.unwrap();
+        client.get(format!("{base}/fhir/Encounter?patient=Patient/imp-1")).send().await.unwrap().json().await.unwrap();
     assert_eq!(b["total"], 1);
     assert_eq!(b["entry"][0]["resource"]["id"], "imp-e1");
     child.kill().unwrap();

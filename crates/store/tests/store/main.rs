@@ -6,7 +6,7 @@ use lianyi_fhir::search::parse_search;
 use lianyi_fhir::{ResourceType, extract_index};
 use lianyi_store::audit::{AuditEntry, ChainHasher, ChainStatus};
 use lianyi_store::testing::{backend_under_test, fresh_database, raw_execute};
-use lianyi_store::{HistoryQuery, Store, StoreError, WriteKind, WriteOp};
+use lianyi_store::{HistoryQuery, RowScope, Store, StoreError, WriteKind, WriteOp};
 use serde_json::{Value, json};
 
 const T0: i64 = 1_700_000_000_000;
@@ -43,7 +43,7 @@ fn patient(id: &str, family: &str, given: &str, birth: &str) -> Value {
 async fn ids(store: &Store, rtype: &str, q: &[(&str, &str)]) -> Vec<String> {
     let params: Vec<(String, String)> = q.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
     let req = parse_search(ResourceType::parse(rtype).unwrap(), &params).unwrap();
-    let page = store.search(&req).await.unwrap();
+    let page = store.search(&req, &lianyi_store::RowScope::unrestricted()).await.unwrap();
     page.resources.into_iter().map(|r| r.id).collect()
 }
 
@@ -82,12 +82,15 @@ async fn create_read_update_delete_and_history() {
     assert!(!again[0].changed, "deleting twice changes nothing");
 
     let h = store
-        .history(&HistoryQuery {
-            resource_type: Some("Patient".into()),
-            id: Some("p1".into()),
-            count: 10,
-            ..Default::default()
-        })
+        .history(
+            &HistoryQuery {
+                resource_type: Some("Patient".into()),
+                id: Some("p1".into()),
+                count: 10,
+                ..Default::default()
+            },
+            &lianyi_store::RowScope::unrestricted(),
+        )
         .await
         .unwrap();
     assert_eq!(h.total, 3);
@@ -193,13 +196,16 @@ async fn paging_total_and_last_updated() {
         let params: Vec<(String, String)> = q.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
         parse_search(ResourceType::parse("Patient").unwrap(), &params).unwrap()
     };
-    let page = store.search(&req(&[("family", "sun"), ("_count", "3"), ("_offset", "3")])).await.unwrap();
+    let page = store
+        .search(&req(&[("family", "sun"), ("_count", "3"), ("_offset", "3")]), &RowScope::unrestricted())
+        .await
+        .unwrap();
     assert_eq!(page.total, 7);
     assert_eq!(page.resources.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), vec!["p3", "p4", "p5"]);
     let when = lianyi_fhir::datetime::format_instant(T0 + 4000);
     let got = ids(&store, "Patient", &[("_lastUpdated", &format!("ge{when}"))]).await;
     assert_eq!(got, vec!["p4", "p5", "p6"]);
-    let count_only = store.search(&req(&[("_count", "0")])).await.unwrap();
+    let count_only = store.search(&req(&[("_count", "0")]), &RowScope::unrestricted()).await.unwrap();
     assert_eq!((count_only.total, count_only.resources.len()), (7, 0));
 }
 
@@ -207,7 +213,7 @@ async fn paging_total_and_last_updated() {
 async fn data_survives_reconnect_and_migrate_is_idempotent() {
     let (url, _dir) = fresh_database().await;
     let store = Store::connect(&url).await.unwrap();
-    assert_eq!(store.migrate().await.unwrap(), 3);
+    assert_eq!(store.migrate().await.unwrap(), 4);
     store.write(vec![op(WriteKind::Create, patient("keep", "Ma", "Li", "1999"))], T0).await.unwrap();
     store.close().await;
     let store = Store::connect(&url).await.unwrap();
@@ -227,7 +233,7 @@ async fn large_batches_split_across_statements() {
     let page = ids(&store, "Patient", &[("family", "bulk"), ("_count", "1")]).await;
     assert_eq!(page.len(), 1);
     let req = parse_search(ResourceType::parse("Patient").unwrap(), &[("family".into(), "bulk".into())]).unwrap();
-    assert_eq!(store.search(&req).await.unwrap().total, 3000);
+    assert_eq!(store.search(&req, &lianyi_store::RowScope::unrestricted()).await.unwrap().total, 3000);
 }
 
 /// A stand-in hash for testing the chain mechanics (the real ones live in
@@ -310,4 +316,49 @@ async fn audit_tampering_is_named() {
         ChainStatus::Broken { seq, .. } => assert_eq!(seq, 2),
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn row_scope_limits_search_and_history() {
+    let (store, _dir) = store().await;
+    let mut a = op(WriteKind::Create, patient("pa", "Scope", "A", "1990"));
+    a.campus = Some("east".into());
+    let mut b = op(WriteKind::Create, patient("pb", "Scope", "B", "1990"));
+    b.campus = Some("west".into());
+    let mut obs = op(
+        WriteKind::Create,
+        json!({"resourceType": "Observation", "id": "ob", "status": "final", "code": {"text": "x"}, "subject": {"reference": "Patient/pb"}}),
+    );
+    obs.campus = Some("east".into());
+    let mut org = op(WriteKind::Create, json!({"resourceType": "Organization", "id": "org-w", "name": "West"}));
+    org.campus = Some("west".into());
+    store.write(vec![a, b, obs, org], T0).await.unwrap();
+    let search = |t: &str, scope: RowScope| {
+        let store = store.clone();
+        let t = t.to_string();
+        async move {
+            let req = parse_search(ResourceType::parse(&t).unwrap(), &[]).unwrap();
+            store.search(&req, &scope).await.unwrap().resources.into_iter().map(|r| r.id).collect::<Vec<_>>()
+        }
+    };
+    let east = RowScope {
+        campuses: Some(vec!["east".into()]),
+        campus_exempt_types: vec!["Organization".into()],
+        ..Default::default()
+    };
+    assert_eq!(search("Patient", east.clone()).await, vec!["pa"]);
+    assert_eq!(search("Organization", east.clone()).await, vec!["org-w"], "directory data is shared");
+    let pb = RowScope {
+        patient: Some("pb".into()),
+        patient_exempt_types: vec!["Organization".into()],
+        ..Default::default()
+    };
+    assert_eq!(search("Patient", pb.clone()).await, vec!["pb"]);
+    assert_eq!(search("Observation", pb.clone()).await, vec!["ob"]);
+    let pa = RowScope { patient: Some("pa".into()), ..Default::default() };
+    assert!(search("Observation", pa.clone()).await.is_empty());
+    let h = store.history(&HistoryQuery { count: 10, ..Default::default() }, &east).await.unwrap();
+    assert_eq!(h.total, 3);
+    let h = store.history(&HistoryQuery { count: 10, ..Default::default() }, &pa).await.unwrap();
+    assert_eq!(h.entries.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), vec!["pa"]);
 }

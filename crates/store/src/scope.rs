@@ -1,0 +1,64 @@
+//! Row-level limits that come from the caller's grants: applied inside the SQL of
+//! searches and history, so a page never holds rows the caller may not see and
+//! totals do not leak their number.
+
+use crate::sql::{Arg, Sql};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RowScope {
+    /// Only resources owned by one of these campuses, or by none. `None`: any campus.
+    pub campuses: Option<Vec<String>>,
+    /// Types the campus limit does not apply to (shared directory data).
+    pub campus_exempt_types: Vec<String>,
+    /// Only resources in this patient's compartment. `None`: any patient.
+    pub patient: Option<String>,
+    /// Types the patient limit does not apply to (not in the Patient compartment).
+    pub patient_exempt_types: Vec<String>,
+}
+
+fn in_list(sql: &mut Sql, col: &str, values: &[String]) {
+    if values.is_empty() {
+        sql.push("1 = 0");
+        return;
+    }
+    sql.push(col);
+    sql.push(" IN (");
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.push_bind(Arg::Text(v.clone()));
+    }
+    sql.push(")");
+}
+
+impl RowScope {
+    /// Everything: no limits.
+    pub fn unrestricted() -> Self {
+        RowScope::default()
+    }
+
+    /// Appends ` AND (...)` conditions on the columns of alias `r` (empty alias for
+    /// unqualified columns).
+    pub(crate) fn push_conditions(&self, sql: &mut Sql, alias: &str) {
+        let col = |c: &str| if alias.is_empty() { c.to_string() } else { format!("{alias}.{c}") };
+        if let Some(campuses) = &self.campuses {
+            sql.push(&format!(" AND ({} IS NULL OR ", col("campus")));
+            in_list(sql, &col("campus"), campuses);
+            if !self.campus_exempt_types.is_empty() {
+                sql.push(" OR ");
+                in_list(sql, &col("res_type"), &self.campus_exempt_types);
+            }
+            sql.push(")");
+        }
+        if let Some(p) = &self.patient {
+            sql.push(&format!(" AND ({} = ", col("patient")));
+            sql.push_bind(Arg::Text(p.clone()));
+            if !self.patient_exempt_types.is_empty() {
+                sql.push(" OR ");
+                in_list(sql, &col("res_type"), &self.patient_exempt_types);
+            }
+            sql.push(")");
+        }
+    }
+}
