@@ -76,6 +76,11 @@ enum Command {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// People who log in.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// API clients (OAuth2 client credentials).
     Client {
         #[command(subcommand)]
@@ -88,6 +93,45 @@ enum Command {
     },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account; prints a one-time initial password that must be changed,
+    /// and a second factor is enrolled, at first login.
+    Add {
+        username: String,
+        /// Name shown on pages and printouts.
+        #[arg(long)]
+        name: String,
+        /// ROLE@CAMPUS (campus `*` for every campus); repeat for several. Roles:
+        /// registrar, doctor, nurse, pharmacist, lab-technician, radiologist, cashier,
+        /// manager, it-engineer, administrator, privacy-officer, patient.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// For patient accounts: their Patient id.
+        #[arg(long)]
+        patient: Option<String>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// List accounts with their roles and state.
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Disable an account and end its sessions.
+    Disable {
+        username: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Remove an account's second factor; it enrols again at next login.
+    ResetMfa {
+        username: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -145,6 +189,8 @@ enum CliError {
     Listen { addr: String, source: std::io::Error },
     #[error(transparent)]
     Client(#[from] lianyi_security::clients::ClientError),
+    #[error(transparent)]
+    User(#[from] lianyi_security::users::UserError),
     #[error("{0}")]
     Usage(String),
 }
@@ -252,6 +298,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Demo { listen, data_dir } => demo_command(&listen, data_dir).await,
         Command::Client { command } => client_command(command).await,
+        Command::User { command } => user_command(command).await,
         Command::Audit { command: AuditCommand::Verify { data } } => {
             let file = FileConfig::load(data.config.as_deref())?;
             let loc = location(data, &file)?;
@@ -324,6 +371,89 @@ async fn client_service(data: DataArgs) -> Result<(lianyi_security::ClientServic
     store.migrate().await?;
     let audit = AuditLog::start(store.clone(), file.audit_hash()?);
     Ok((lianyi_security::ClientService::new(store.clone(), audit, Arc::new(SystemClock::default())), store))
+}
+
+async fn user_service(data: DataArgs) -> Result<(lianyi_security::users::UserService, Store), CliError> {
+    let file = FileConfig::load(data.config.as_deref())?;
+    let loc = location(data, &file)?;
+    let store = Store::connect(loc.database_url.expose()).await?;
+    store.migrate().await?;
+    let audit = AuditLog::start(store.clone(), file.audit_hash()?);
+    let users = lianyi_security::users::UserService::new(
+        store.clone(),
+        audit,
+        Arc::new(SystemClock::default()),
+        lianyi_security::users::SecurityPolicy::default(),
+    );
+    Ok((users, store))
+}
+
+async fn user_command(command: UserCommand) -> Result<ExitCode, CliError> {
+    match command {
+        UserCommand::Add { username, name, roles, patient, data } => {
+            let mut grants = Vec::new();
+            for r in &roles {
+                let (role, campus) = r.split_once('@').unwrap_or((r.as_str(), "*"));
+                grants.push((role.to_string(), campus.to_string()));
+            }
+            let initial = lianyi_security::secrets::random_hex(8).map_err(|e| CliError::Usage(e.to_string()))?;
+            let (users, store) = user_service(data).await?;
+            let new = lianyi_security::users::NewUser {
+                username: username.clone(),
+                display_name: name,
+                password: format!("Ly-{initial}"),
+                grants,
+                patient,
+            };
+            let result = users.add_user(&cli_caller(), new).await;
+            store.close().await;
+            result?;
+            println!("user {username} created; initial password: Ly-{initial}");
+            println!("(it must be changed, and an authenticator app enrolled, at first login)");
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::List { data } => {
+            let (users, store) = user_service(data).await?;
+            let list = users.list_users().await?;
+            store.close().await;
+            let now = lianyi_security::Clock::now_ms(&SystemClock::default());
+            println!("{:<20} {:<10} {:<6} roles", "username", "state", "mfa");
+            for (u, grants) in list {
+                let state = if u.disabled {
+                    "disabled"
+                } else if u.locked_until > now {
+                    "locked"
+                } else {
+                    "active"
+                };
+                let roles: Vec<String> = grants.iter().map(|g| format!("{}@{}", g.role, g.campus)).collect();
+                println!(
+                    "{:<20} {:<10} {:<6} {}",
+                    u.username,
+                    state,
+                    if u.totp_enabled { "yes" } else { "no" },
+                    roles.join(" ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::Disable { username, data } => {
+            let (users, store) = user_service(data).await?;
+            let r = users.disable_user(&cli_caller(), &username).await;
+            store.close().await;
+            r?;
+            println!("user {username} disabled; sessions ended");
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::ResetMfa { username, data } => {
+            let (users, store) = user_service(data).await?;
+            let r = users.reset_mfa(&cli_caller(), &username).await;
+            store.close().await;
+            r?;
+            println!("second factor of {username} removed; they enrol again at next login");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 async fn client_command(command: ClientCommand) -> Result<ExitCode, CliError> {

@@ -3,6 +3,7 @@
 
 use lianyi_store::audit::AuditEntry;
 
+use crate::roles::Capability;
 use crate::scope::{Perm, ScopeSet};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,41 +59,92 @@ impl std::fmt::Display for Campuses {
     }
 }
 
-/// What a caller may do: interactions per type (scopes), which campuses' data, and
-/// whether only one patient's compartment.
+/// One grant: interactions per type (scopes) at a set of campuses. A user holds one
+/// per role; an API client holds exactly one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub scopes: ScopeSet,
+    pub campuses: Campuses,
+}
+
+/// What a caller may do: its grants, and whether only one patient's compartment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Access {
-    /// `None`: not limited by scopes (the platform's own jobs).
-    pub scopes: Option<ScopeSet>,
-    pub campuses: Campuses,
+    /// `None`: unrestricted (the platform's own jobs).
+    pub grants: Option<Vec<Grant>>,
     pub patient: Option<String>,
+}
+
+impl Campuses {
+    fn union(items: impl Iterator<Item = Campuses>) -> Campuses {
+        let mut out: Vec<String> = Vec::new();
+        for c in items {
+            match c {
+                Campuses::All => return Campuses::All,
+                Campuses::Only(list) => {
+                    for x in list {
+                        if !out.contains(&x) {
+                            out.push(x);
+                        }
+                    }
+                }
+            }
+        }
+        Campuses::Only(out)
+    }
 }
 
 impl Access {
     pub fn unrestricted() -> Access {
-        Access { scopes: None, campuses: Campuses::All, patient: None }
+        Access { grants: None, patient: None }
     }
 
     /// Nothing at all (anonymous callers).
     pub fn nothing() -> Access {
-        Access { scopes: Some(ScopeSet::default()), campuses: Campuses::Only(Vec::new()), patient: None }
+        Access { grants: Some(Vec::new()), patient: None }
+    }
+
+    pub fn single(scopes: ScopeSet, campuses: Campuses, patient: Option<String>) -> Access {
+        Access { grants: Some(vec![Grant { scopes, campuses }]), patient }
     }
 
     pub fn allows(&self, resource_type: &str, perm: Perm) -> bool {
-        self.scopes.as_ref().is_none_or(|s| s.allows(resource_type, perm))
+        self.grants.as_ref().is_none_or(|gs| gs.iter().any(|g| g.scopes.allows(resource_type, perm)))
     }
 
-    /// Whether data owned by `campus` is visible (unowned data always is).
-    pub fn sees_campus(&self, campus: Option<&str>) -> bool {
-        campus.is_none_or(|c| self.campuses.contains(c))
+    /// The campuses at which the caller may do `perm` on `resource_type`.
+    pub fn campuses_for(&self, resource_type: &str, perm: Perm) -> Campuses {
+        match &self.grants {
+            None => Campuses::All,
+            Some(gs) => {
+                Campuses::union(gs.iter().filter(|g| g.scopes.allows(resource_type, perm)).map(|g| g.campuses.clone()))
+            }
+        }
+    }
+
+    /// Every campus any grant covers.
+    pub fn all_campuses(&self) -> Campuses {
+        match &self.grants {
+            None => Campuses::All,
+            Some(gs) => Campuses::union(gs.iter().map(|g| g.campuses.clone())),
+        }
+    }
+
+    /// Whether data owned by `campus` may be touched with `perm` (unowned data: if the
+    /// type is allowed at all).
+    pub fn sees(&self, resource_type: &str, perm: Perm, campus: Option<&str>) -> bool {
+        match campus {
+            None => self.allows(resource_type, perm),
+            Some(c) => self.campuses_for(resource_type, perm).contains(c),
+        }
     }
 
     /// The campus new data of this caller belongs to: the first granted one.
     pub fn home_campus(&self) -> Option<&str> {
-        match &self.campuses {
-            Campuses::All => None,
+        self.grants.as_ref()?.iter().find_map(|g| match &g.campuses {
             Campuses::Only(list) => list.first().map(String::as_str),
-        }
+            Campuses::All => None,
+        })
     }
 }
 
@@ -104,6 +156,8 @@ pub struct Caller {
     pub campus: Option<String>,
     pub client_addr: Option<String>,
     pub access: Access,
+    /// Platform capabilities beyond FHIR (from roles).
+    pub capabilities: Vec<Capability>,
 }
 
 impl Caller {
@@ -115,6 +169,7 @@ impl Caller {
             campus: None,
             client_addr,
             access: Access::nothing(),
+            capabilities: Vec::new(),
         }
     }
 
@@ -127,7 +182,12 @@ impl Caller {
             campus: None,
             client_addr: None,
             access: Access::unrestricted(),
+            capabilities: vec![Capability::AdministerUsers, Capability::ReviewAudit],
         }
+    }
+
+    pub fn can(&self, c: Capability) -> bool {
+        self.capabilities.contains(&c)
     }
 
     pub fn is_authenticated(&self) -> bool {

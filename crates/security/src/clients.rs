@@ -130,7 +130,8 @@ impl ClientService {
                 Campuses::All => None,
             },
             client_addr,
-            access: Access { scopes: Some(scopes), campuses, patient: client.patient.clone() },
+            access: Access::single(scopes, campuses, client.patient.clone()),
+            capabilities: Vec::new(),
         }
     }
 

@@ -11,11 +11,15 @@ pub mod caller;
 pub mod chain;
 pub mod clients;
 pub mod clock;
+pub mod password;
+pub mod roles;
 pub mod scope;
 pub mod secrets;
+pub mod totp;
+pub mod users;
 
 pub use audit::{AuditError, AuditLog};
-pub use caller::{Access, ActorKind, Caller, Campuses};
+pub use caller::{Access, ActorKind, Caller, Campuses, Grant};
 pub use chain::ChainAlg;
 pub use clients::ClientService;
 pub use clock::{Clock, IdSource, ManualClock, SystemClock, UuidIds};

@@ -249,9 +249,10 @@ impl FhirService {
         Ok(())
     }
 
-    /// The caller may see this stored resource (campus and patient compartment).
-    fn visible(caller: &Caller, r: &StoredResource) -> Result<()> {
-        if !is_shared_type(&r.resource_type) && !caller.access.sees_campus(r.campus.as_deref()) {
+    /// The caller may touch this stored resource with `perm` (campus and patient
+    /// compartment).
+    fn visible(caller: &Caller, r: &StoredResource, perm: Perm) -> Result<()> {
+        if !is_shared_type(&r.resource_type) && !caller.access.sees(&r.resource_type, perm, r.campus.as_deref()) {
             return Err(ServiceError::Forbidden(format!(
                 "{}/{} belongs to campus {}, which your grants do not cover (break-the-glass can open it)",
                 r.resource_type,
@@ -285,13 +286,18 @@ impl FhirService {
         Ok(())
     }
 
-    /// The row limits of a caller's grants, for searches and history.
-    pub fn row_scope(caller: &Caller) -> RowScope {
+    /// The row limits of a caller's grants, for searches and history of one type (or
+    /// of every type).
+    pub fn row_scope(caller: &Caller, rtype: Option<&str>, perm: Perm) -> RowScope {
         let supported = lianyi_fhir::SUPPORTED_TYPES.iter();
+        let campuses = match rtype {
+            Some(t) => caller.access.campuses_for(t, perm),
+            None => caller.access.all_campuses(),
+        };
         RowScope {
-            campuses: match &caller.access.campuses {
+            campuses: match campuses {
                 Campuses::All => None,
-                Campuses::Only(list) => Some(list.clone()),
+                Campuses::Only(list) => Some(list),
             },
             campus_exempt_types: SHARED_TYPES.iter().map(|t| t.to_string()).collect(),
             patient: caller.access.patient.clone(),
@@ -336,7 +342,7 @@ impl FhirService {
         };
         let prepared = Self::permit(caller, t, Perm::Update).and_then(|()| {
             if let Some(r) = &existing {
-                Self::visible(caller, r)?;
+                Self::visible(caller, r, Perm::Update)?;
             }
             let c = self.check_update(rtype, id, resource)?;
             let campus = if existing.is_some() { None } else { self.campus_for(caller) };
@@ -389,7 +395,7 @@ impl FhirService {
         let t = rtype.as_str();
         let existing = self.store.read(t, id).await?.filter(|r| !r.deleted);
         let allowed = Self::permit(caller, t, Perm::Delete).and_then(|()| match &existing {
-            Some(r) => Self::visible(caller, r),
+            Some(r) => Self::visible(caller, r, Perm::Delete),
             None => Ok(()),
         });
         if let Err(e) = allowed {
@@ -424,7 +430,7 @@ impl FhirService {
         id: &str,
         found: Result<StoredResource>,
     ) -> Result<StoredResource> {
-        match found.and_then(|r| Self::visible(caller, &r).map(|()| r)) {
+        match found.and_then(|r| Self::visible(caller, &r, Perm::Read).map(|()| r)) {
             Ok(r) => {
                 let mut e = self.entry(caller, action, "success", rtype.as_str(), Some(id));
                 e.patient = r.patient.clone();
@@ -483,13 +489,13 @@ impl FhirService {
         if let (Some(t), Some(id)) = (&q.resource_type, &q.id) {
             let visible = match self.store.read(t, id).await? {
                 None => Err(ServiceError::NotFound { resource_type: t.clone(), id: id.clone() }),
-                Some(r) => Self::visible(caller, &r),
+                Some(r) => Self::visible(caller, &r, Perm::Read),
             };
             if let Err(e) = visible {
                 return self.failed(caller, "history", rtype, Some(id), e).await;
             }
         }
-        let page = self.store.history(q, &Self::row_scope(caller)).await?;
+        let page = self.store.history(q, &Self::row_scope(caller, q.resource_type.as_deref(), Perm::Read)).await?;
         let mut entries = self.entries_for(
             caller,
             "history",
@@ -510,7 +516,7 @@ impl FhirService {
         if let Err(e) = Self::permit(caller, t, Perm::Search) {
             return self.failed(caller, "search", t, None, e).await;
         }
-        let page = self.store.search(req, &Self::row_scope(caller)).await?;
+        let page = self.store.search(req, &Self::row_scope(caller, Some(t), Perm::Search)).await?;
         let detail = format!("{} of {} matches", page.resources.len(), page.total);
         self.audit.record(self.entries_for(caller, "search", Some(t), &page.resources, detail)).await?;
         Ok(page)

@@ -17,6 +17,7 @@ mod search;
 mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod users;
 mod write;
 
 use std::str::FromStr;

@@ -36,6 +36,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_clients.sql"),
         postgres: include_str!("../migrations/postgres/0004_clients.sql"),
     },
+    Migration {
+        version: 5,
+        name: "users",
+        sqlite: include_str!("../migrations/sqlite/0005_users.sql"),
+        postgres: include_str!("../migrations/postgres/0005_users.sql"),
+    },
 ];
 
 impl Store {

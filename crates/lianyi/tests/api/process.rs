@@ -156,3 +156,27 @@ async fn synthea_fixture_imports_completely() {
     assert_eq!(got, expected);
     assert_eq!(app.total("/fhir/Encounter?_count=0").await, 1215);
 }
+
+#[tokio::test]
+async fn user_cli_adds_lists_and_disables() {
+    let (url, dir) = lianyi_store::testing::fresh_database().await;
+    let work = tempfile::tempdir().unwrap();
+    let data_dir = dir.unwrap_or_else(|| work.path().to_path_buf());
+    let run = |args: &[&str]| {
+        Command::new(BIN).args(args).arg("--data-dir").arg(&data_dir).args(["--database", &url]).output().unwrap()
+    };
+    let out =
+        run(&["user", "add", "dr.chen", "--name", "陈医生", "--role", "doctor@campus-east", "--role", "manager@*"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("initial password: Ly-"), "{text}");
+    let out = run(&["user", "add", "dr.bad", "--name", "x", "--role", "wizard@campus-east"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown role 'wizard'"));
+    let list = String::from_utf8_lossy(&run(&["user", "list"]).stdout).to_string();
+    assert!(list.contains("dr.chen") && list.contains("doctor@campus-east manager@*"), "{list}");
+    assert!(run(&["user", "disable", "dr.chen"]).status.success());
+    let list = String::from_utf8_lossy(&run(&["user", "list"]).stdout).to_string();
+    assert!(list.lines().any(|l| l.starts_with("dr.chen") && l.contains("disabled")), "{list}");
+    assert!(!run(&["user", "reset-mfa", "nobody"]).status.success());
+}

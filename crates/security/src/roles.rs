@@ -1,0 +1,150 @@
+//! Roles and what they may do, least privilege first. Each role is a set of SMART
+//! `user/` scopes over FHIR types plus platform capabilities that are not FHIR
+//! (user administration, audit review). A user holds roles per campus; the
+//! administrator manages accounts but reads no health data, and the privacy officer
+//! reviews the audit log (separation of duties, GB/T 22239 level 3).
+
+use crate::scope::ScopeSet;
+
+/// Platform capabilities outside FHIR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Capability {
+    /// Add, disable and reset users and API clients.
+    AdministerUsers,
+    /// Read the audit log and the break-the-glass report.
+    ReviewAudit,
+    /// Open a record outside one's campuses, with a reason (clinicians).
+    BreakTheGlass,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Registrar,
+    Doctor,
+    Nurse,
+    Pharmacist,
+    LabTechnician,
+    Radiologist,
+    Cashier,
+    Manager,
+    ItEngineer,
+    Administrator,
+    PrivacyOfficer,
+    Patient,
+}
+
+const CLINICAL_READ: &str = "user/Patient.rs user/Encounter.rs user/Condition.rs user/AllergyIntolerance.rs \
+     user/Observation.rs user/DiagnosticReport.rs user/ServiceRequest.rs user/Specimen.rs user/ImagingStudy.rs \
+     user/MedicationRequest.rs user/MedicationDispense.rs user/MedicationAdministration.rs user/Procedure.rs \
+     user/DocumentReference.rs user/Composition.rs user/CarePlan.rs user/CareTeam.rs user/Goal.rs \
+     user/Immunization.rs user/Flag.rs user/Task.rs user/Communication.rs user/Appointment.rs \
+     user/Coverage.rs user/Provenance.rs";
+const DIRECTORY_READ: &str = "user/Organization.rs user/Location.rs user/Practitioner.rs user/PractitionerRole.rs \
+     user/Medication.rs user/Schedule.rs user/Slot.rs user/Device.rs";
+
+impl Role {
+    pub const ALL: [Role; 12] = [
+        Role::Registrar,
+        Role::Doctor,
+        Role::Nurse,
+        Role::Pharmacist,
+        Role::LabTechnician,
+        Role::Radiologist,
+        Role::Cashier,
+        Role::Manager,
+        Role::ItEngineer,
+        Role::Administrator,
+        Role::PrivacyOfficer,
+        Role::Patient,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Role::Registrar => "registrar",
+            Role::Doctor => "doctor",
+            Role::Nurse => "nurse",
+            Role::Pharmacist => "pharmacist",
+            Role::LabTechnician => "lab-technician",
+            Role::Radiologist => "radiologist",
+            Role::Cashier => "cashier",
+            Role::Manager => "manager",
+            Role::ItEngineer => "it-engineer",
+            Role::Administrator => "administrator",
+            Role::PrivacyOfficer => "privacy-officer",
+            Role::Patient => "patient",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.code() == code)
+    }
+
+    /// The FHIR interactions of the role, as SMART scopes.
+    pub fn scopes(self) -> ScopeSet {
+        let extra = match self {
+            Role::Registrar => {
+                "user/Patient.cru user/Encounter.cru user/Appointment.cru user/Coverage.cru user/Account.cru"
+            }
+            Role::Doctor => {
+                "user/Encounter.cru user/Condition.cru user/AllergyIntolerance.cru user/Observation.cru \
+                 user/MedicationRequest.cru user/ServiceRequest.cru user/Procedure.cru user/DocumentReference.cru \
+                 user/Composition.cru user/CarePlan.cru user/Flag.cru user/Task.cru user/Communication.cru"
+            }
+            Role::Nurse => {
+                "user/Observation.cru user/MedicationAdministration.cru user/Task.cru user/Communication.cru \
+                 user/Encounter.u user/Flag.cru"
+            }
+            Role::Pharmacist => "user/MedicationDispense.cru user/Medication.cru",
+            Role::LabTechnician => "user/Specimen.cru user/Observation.cru user/DiagnosticReport.cru user/Task.u",
+            Role::Radiologist => "user/ImagingStudy.cru user/DiagnosticReport.cru user/Observation.cru",
+            Role::Cashier => "user/ChargeItem.cru user/Invoice.cru user/Account.cru",
+            Role::Manager | Role::ItEngineer | Role::Administrator | Role::PrivacyOfficer | Role::Patient => "",
+        };
+        let base = match self {
+            Role::Registrar | Role::Cashier => format!(
+                "user/Patient.rs user/Encounter.rs user/Coverage.rs user/Account.rs \
+                 user/ChargeItem.rs user/Invoice.rs user/Appointment.rs {DIRECTORY_READ}"
+            ),
+            Role::Doctor | Role::Nurse | Role::Pharmacist | Role::LabTechnician | Role::Radiologist | Role::Manager => {
+                format!("{CLINICAL_READ} {DIRECTORY_READ}")
+            }
+            Role::ItEngineer => "user/Device.rs user/Subscription.rs user/Organization.rs user/Location.rs".to_string(),
+            Role::Administrator | Role::PrivacyOfficer => "user/Organization.rs user/Location.rs user/Practitioner.rs \
+                 user/PractitionerRole.rs"
+                .to_string(),
+            Role::Patient => format!("patient/*.rs {DIRECTORY_READ}"),
+        };
+        ScopeSet::parse(&format!("{base} {extra}")).unwrap_or_default()
+    }
+
+    pub fn capabilities(self) -> &'static [Capability] {
+        match self {
+            Role::Doctor | Role::Nurse => &[Capability::BreakTheGlass],
+            Role::Administrator => &[Capability::AdministerUsers],
+            Role::PrivacyOfficer => &[Capability::ReviewAudit],
+            _ => &[],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scope::Perm;
+
+    #[test]
+    fn every_role_parses_and_least_privilege_holds() {
+        for r in Role::ALL {
+            assert_eq!(Role::parse(r.code()), Some(r));
+            assert!(!r.scopes().is_empty(), "{r:?}");
+        }
+        assert!(Role::Doctor.scopes().allows("MedicationRequest", Perm::Create));
+        assert!(!Role::Nurse.scopes().allows("MedicationRequest", Perm::Create));
+        assert!(!Role::Administrator.scopes().allows("Patient", Perm::Read), "admins read no health data");
+        assert!(!Role::ItEngineer.scopes().allows("Observation", Perm::Read));
+        assert!(Role::Pharmacist.scopes().allows("MedicationDispense", Perm::Create));
+        assert!(!Role::Cashier.scopes().allows("Observation", Perm::Read));
+        assert!(Role::Registrar.scopes().allows("Patient", Perm::Create));
+        assert!(!Role::Doctor.scopes().allows("Patient", Perm::Delete), "nobody deletes patients through a role");
+    }
+}

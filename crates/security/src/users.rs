@@ -1,0 +1,508 @@
+//! People who log in: accounts with Argon2id passwords and a policy, mandatory TOTP
+//! second factor with replay blocking, lockout after repeated failures, and
+//! server-side sessions with idle and absolute timeouts. Every step is audited.
+//!
+//! A login moves a session through stages: `password-change` (first login or after
+//! a reset) → `mfa-enrol` (no authenticator yet) → `mfa` (code needed) → `active`.
+//! Only an `active` session stands for a caller with access.
+
+use std::sync::Arc;
+
+use lianyi_store::users::{RoleGrant, SessionRecord, UserRecord};
+use lianyi_store::{Store, StoreError};
+
+use crate::audit::{AuditError, AuditLog};
+use crate::caller::{Access, ActorKind, Caller, Campuses, Grant};
+use crate::clock::Clock;
+use crate::password::{self, PolicyError};
+use crate::roles::Role;
+use crate::secrets::{RandomError, random_hex, secret_hash};
+use crate::totp;
+
+/// Lockout and session limits (configurable).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SecurityPolicy {
+    pub lockout_attempts: i64,
+    pub lockout_ms: i64,
+    pub idle_timeout_ms: i64,
+    pub absolute_timeout_ms: i64,
+}
+
+impl Default for SecurityPolicy {
+    fn default() -> Self {
+        SecurityPolicy {
+            lockout_attempts: 5,
+            lockout_ms: 15 * 60_000,
+            idle_timeout_ms: 15 * 60_000,
+            absolute_timeout_ms: 12 * 3_600_000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    PasswordChange,
+    MfaEnrol,
+    Mfa,
+    Active,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::PasswordChange => "password-change",
+            Stage::MfaEnrol => "mfa-enrol",
+            Stage::Mfa => "mfa",
+            Stage::Active => "active",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Stage> {
+        [Stage::PasswordChange, Stage::MfaEnrol, Stage::Mfa, Stage::Active].into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("wrong user name or password")]
+    InvalidCredentials,
+    #[error("the account is locked after repeated failures; try again later")]
+    Locked { until: i64 },
+    #[error("the code is wrong or was already used")]
+    InvalidCode,
+    #[error("the session has expired; log in again")]
+    SessionExpired,
+    #[error("this step is not expected now")]
+    WrongStage,
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("user name must be 1-64 letters, digits, '-', '_' or '.'")]
+    Name,
+    #[error("unknown role '{0}'")]
+    Role(String),
+    #[error("a user named '{0}' already exists")]
+    Exists(String),
+    #[error("no user named '{0}'")]
+    NoSuchUser(String),
+    #[error("not allowed")]
+    Forbidden,
+    #[error(transparent)]
+    Random(#[from] RandomError),
+    #[error(transparent)]
+    Hash(#[from] password::HashError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for UserError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::AlreadyExists { id, .. } => UserError::Exists(id),
+            other => UserError::Store(other),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, UserError>;
+
+/// What `add_user` needs.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub username: String,
+    pub display_name: String,
+    pub password: String,
+    /// (role code, campus id or `*`).
+    pub grants: Vec<(String, String)>,
+    pub patient: Option<String>,
+}
+
+/// A session handed to the browser: the token goes in the cookie, the CSRF token in
+/// forms. Only hashes are stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedSession {
+    pub token: String,
+    pub stage: Stage,
+    pub csrf: String,
+}
+
+/// A live session and whom it belongs to.
+#[derive(Clone, Debug)]
+pub struct SessionInfo {
+    pub stage: Stage,
+    pub csrf: String,
+    pub user: UserRecord,
+    pub caller: Caller,
+}
+
+#[derive(Clone, Debug)]
+pub struct UserService {
+    store: Store,
+    audit: AuditLog,
+    clock: Arc<dyn Clock>,
+    policy: SecurityPolicy,
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// A PHC string no password matches, verified against for unknown users so a login
+/// for a missing account takes as long as for an existing one.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3KBqFfBMm0cCxC8HpZqC4Zc2Gv9u2I2B3T0G8r0Gf0c";
+
+impl UserService {
+    pub fn new(store: Store, audit: AuditLog, clock: Arc<dyn Clock>, policy: SecurityPolicy) -> Self {
+        UserService { store, audit, clock, policy }
+    }
+
+    pub fn policy(&self) -> SecurityPolicy {
+        self.policy
+    }
+
+    async fn log(&self, caller: &Caller, action: &str, outcome: &str, detail: Option<String>) -> Result<()> {
+        let mut e = caller.entry(self.clock.now_ms(), action, outcome);
+        e.detail = detail;
+        self.audit.record(vec![e]).await?;
+        Ok(())
+    }
+
+    fn user_caller(user: &UserRecord, grants: &[RoleGrant], client_addr: Option<String>) -> Caller {
+        let mut access_grants = Vec::new();
+        let mut capabilities = Vec::new();
+        let mut roles: Vec<&str> = Vec::new();
+        for g in grants {
+            let Some(role) = Role::parse(&g.role) else { continue };
+            roles.push(role.code());
+            access_grants.push(Grant { scopes: role.scopes(), campuses: Campuses::parse(&g.campus) });
+            for c in role.capabilities() {
+                if !capabilities.contains(c) {
+                    capabilities.push(*c);
+                }
+            }
+        }
+        roles.dedup();
+        Caller {
+            actor: format!("user:{}", user.username),
+            kind: ActorKind::User,
+            role: if roles.is_empty() { None } else { Some(roles.join(",")) },
+            campus: grants.iter().map(|g| g.campus.clone()).find(|c| c != "*"),
+            client_addr,
+            access: Access { grants: Some(access_grants), patient: user.patient.clone() },
+            capabilities,
+        }
+    }
+
+    /// Creates an account that must change its password and enrol a second factor at
+    /// first login.
+    pub async fn add_user(&self, admin: &Caller, new: NewUser) -> Result<UserRecord> {
+        if !valid_name(&new.username) {
+            return Err(UserError::Name);
+        }
+        password::check_policy(&new.username, &new.password)?;
+        let mut grants = Vec::new();
+        for (role, campus) in &new.grants {
+            if Role::parse(role).is_none() {
+                return Err(UserError::Role(role.clone()));
+            }
+            grants.push(RoleGrant { role: role.clone(), campus: campus.clone() });
+        }
+        let now = self.clock.now_ms();
+        let user = UserRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            username: new.username.clone(),
+            display_name: new.display_name.clone(),
+            password_hash: password::hash(&new.password)?,
+            must_change_password: true,
+            totp_secret: None,
+            totp_enabled: false,
+            totp_last_step: 0,
+            failed_attempts: 0,
+            locked_until: 0,
+            disabled: false,
+            patient: new.patient.clone(),
+            language: None,
+            created_at: now,
+            password_changed_at: now,
+        };
+        let roles: Vec<String> = grants.iter().map(|g| format!("{}@{}", g.role, g.campus)).collect();
+        match self.store.insert_user(&user, &grants).await {
+            Ok(()) => {
+                self.log(
+                    admin,
+                    "user-add",
+                    "success",
+                    Some(format!("user {} roles {}", user.username, roles.join(" "))),
+                )
+                .await?;
+                Ok(user)
+            }
+            Err(e) => {
+                self.log(admin, "user-add", "failure", Some(format!("user {}", new.username))).await?;
+                Err(e.into())
+            }
+        }
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<(UserRecord, Vec<RoleGrant>)>> {
+        Ok(self.store.list_users().await?)
+    }
+
+    async fn user_named(&self, username: &str) -> Result<UserRecord> {
+        self.store.user_by_name(username).await?.ok_or_else(|| UserError::NoSuchUser(username.into()))
+    }
+
+    /// Disables an account and ends its sessions.
+    pub async fn disable_user(&self, admin: &Caller, username: &str) -> Result<()> {
+        let mut u = self.user_named(username).await?;
+        u.disabled = true;
+        self.store.update_user(&u).await?;
+        self.store.revoke_user_sessions(&u.id).await?;
+        self.log(admin, "user-disable", "success", Some(format!("user {username}"))).await
+    }
+
+    /// Removes the second factor: the user enrols again at next login.
+    pub async fn reset_mfa(&self, admin: &Caller, username: &str) -> Result<()> {
+        let mut u = self.user_named(username).await?;
+        u.totp_secret = None;
+        u.totp_enabled = false;
+        self.store.update_user(&u).await?;
+        self.store.revoke_user_sessions(&u.id).await?;
+        self.log(admin, "mfa-reset", "success", Some(format!("user {username}"))).await
+    }
+
+    fn next_stage(user: &UserRecord) -> Stage {
+        if user.must_change_password {
+            Stage::PasswordChange
+        } else if !user.totp_enabled {
+            Stage::MfaEnrol
+        } else {
+            Stage::Mfa
+        }
+    }
+
+    /// Counts a failed attempt; locks the account at the limit. Returns the error to give.
+    async fn fail(&self, user: &mut UserRecord, who: &Caller, action: &str) -> Result<UserError> {
+        let now = self.clock.now_ms();
+        user.failed_attempts += 1;
+        if user.failed_attempts >= self.policy.lockout_attempts {
+            user.locked_until = now + self.policy.lockout_ms;
+            user.failed_attempts = 0;
+            self.store.update_user(user).await?;
+            self.store.revoke_user_sessions(&user.id).await?;
+            self.log(who, action, "failure", None).await?;
+            self.log(
+                who,
+                "lockout",
+                "success",
+                Some(format!("locked for {} minutes", self.policy.lockout_ms / 60_000)),
+            )
+            .await?;
+            return Ok(UserError::Locked { until: user.locked_until });
+        }
+        self.store.update_user(user).await?;
+        self.log(who, action, "failure", Some(format!("failed attempt {}", user.failed_attempts))).await?;
+        Ok(if action == "login" { UserError::InvalidCredentials } else { UserError::InvalidCode })
+    }
+
+    /// First step of a login. Starts a session at the stage the account needs.
+    pub async fn login(&self, username: &str, password: &str, client_addr: Option<String>) -> Result<IssuedSession> {
+        let now = self.clock.now_ms();
+        let mut who = Caller::anonymous(client_addr.clone());
+        who.actor = format!("user:{}", username.chars().take(64).collect::<String>());
+        who.kind = ActorKind::User;
+        let Some(mut user) = self.store.user_by_name(username).await?.filter(|u| !u.disabled) else {
+            let _ = password::verify(password, DUMMY_HASH);
+            self.log(&who, "login", "failure", Some("unknown or disabled account".into())).await?;
+            return Err(UserError::InvalidCredentials);
+        };
+        if user.locked_until > now {
+            self.log(&who, "login", "locked", None).await?;
+            return Err(UserError::Locked { until: user.locked_until });
+        }
+        if !password::verify(password, &user.password_hash) {
+            return Err(self.fail(&mut user, &who, "login").await?);
+        }
+        user.failed_attempts = 0;
+        self.store.update_user(&user).await?;
+        let stage = Self::next_stage(&user);
+        let issued = self.new_session(&user, stage, client_addr).await?;
+        self.log(&who, "login-password", "success", Some(format!("next: {}", stage.as_str()))).await?;
+        Ok(issued)
+    }
+
+    async fn new_session(&self, user: &UserRecord, stage: Stage, client_addr: Option<String>) -> Result<IssuedSession> {
+        let now = self.clock.now_ms();
+        let token = random_hex(32)?;
+        let csrf = random_hex(16)?;
+        self.store
+            .insert_session(&SessionRecord {
+                id_hash: secret_hash(&token),
+                user_id: user.id.clone(),
+                created_at: now,
+                last_seen: now,
+                stage: stage.as_str().into(),
+                csrf: csrf.clone(),
+                client_addr,
+                revoked: false,
+            })
+            .await?;
+        Ok(IssuedSession { token, stage, csrf })
+    }
+
+    /// The session behind a cookie value, if live; refreshes its idle timer. An
+    /// expired session is revoked and refused (and audited).
+    pub async fn session(&self, token: &str, client_addr: Option<String>) -> Result<SessionInfo> {
+        let now = self.clock.now_ms();
+        let hash = secret_hash(token);
+        let Some(s) = self.store.session(&hash).await?.filter(|s| !s.revoked) else {
+            return Err(UserError::SessionExpired);
+        };
+        let user = self.store.user_by_id(&s.user_id).await?.filter(|u| !u.disabled);
+        let Some(user) = user else { return Err(UserError::SessionExpired) };
+        let grants = self.store.user_grants(&user.id).await?;
+        let caller = Self::user_caller(&user, &grants, client_addr);
+        if now - s.last_seen > self.policy.idle_timeout_ms || now - s.created_at > self.policy.absolute_timeout_ms {
+            self.store.revoke_session(&hash).await?;
+            let why =
+                if now - s.created_at > self.policy.absolute_timeout_ms { "absolute timeout" } else { "idle timeout" };
+            self.log(&caller, "session-expired", "success", Some(why.into())).await?;
+            return Err(UserError::SessionExpired);
+        }
+        let stage = Stage::parse(&s.stage).ok_or(UserError::SessionExpired)?;
+        self.store.touch_session(&hash, now, stage.as_str()).await?;
+        Ok(SessionInfo { stage, csrf: s.csrf, user, caller })
+    }
+
+    async fn set_stage(&self, token: &str, stage: Stage) -> Result<()> {
+        self.store.touch_session(&secret_hash(token), self.clock.now_ms(), stage.as_str()).await?;
+        Ok(())
+    }
+
+    /// The forced password change (stage `password-change`, or any time when active).
+    pub async fn change_password(
+        &self,
+        token: &str,
+        current: &str,
+        new: &str,
+        client_addr: Option<String>,
+    ) -> Result<Stage> {
+        let info = self.session(token, client_addr).await?;
+        if !matches!(info.stage, Stage::PasswordChange | Stage::Active) {
+            return Err(UserError::WrongStage);
+        }
+        let mut user = info.user;
+        if !password::verify(current, &user.password_hash) {
+            return Err(self.fail(&mut user, &info.caller, "password-change").await.map(|e| match e {
+                UserError::InvalidCode => UserError::InvalidCredentials,
+                other => other,
+            })?);
+        }
+        password::check_policy(&user.username, new)?;
+        if password::verify(new, &user.password_hash) {
+            return Err(UserError::Policy(PolicyError::Common));
+        }
+        user.password_hash = password::hash(new)?;
+        user.must_change_password = false;
+        user.password_changed_at = self.clock.now_ms();
+        user.failed_attempts = 0;
+        self.store.update_user(&user).await?;
+        let next = if info.stage == Stage::Active { Stage::Active } else { Self::next_stage(&user) };
+        self.set_stage(token, next).await?;
+        self.log(&info.caller, "password-change", "success", None).await?;
+        Ok(next)
+    }
+
+    /// Starts (or restarts) authenticator enrolment: a new secret, returned as the
+    /// otpauth URI to show as a QR code and as text to type.
+    pub async fn begin_enrolment(&self, token: &str, client_addr: Option<String>) -> Result<(String, String)> {
+        let info = self.session(token, client_addr).await?;
+        if info.stage != Stage::MfaEnrol {
+            return Err(UserError::WrongStage);
+        }
+        let mut user = info.user;
+        let secret = match user.totp_secret.as_deref().and_then(totp::base32_decode).filter(|s| s.len() == 20) {
+            Some(s) => s,
+            None => {
+                let hex = random_hex(20)?;
+                let bytes: Vec<u8> =
+                    (0..20).filter_map(|i| u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).ok()).collect();
+                user.totp_secret = Some(totp::base32_encode(&bytes));
+                self.store.update_user(&user).await?;
+                bytes
+            }
+        };
+        Ok((totp::otpauth_uri("Lianyi", &user.username, &secret), totp::base32_encode(&secret)))
+    }
+
+    /// Confirms enrolment with a first code from the authenticator.
+    pub async fn confirm_enrolment(&self, token: &str, code: &str, client_addr: Option<String>) -> Result<Stage> {
+        let info = self.session(token, client_addr).await?;
+        if info.stage != Stage::MfaEnrol {
+            return Err(UserError::WrongStage);
+        }
+        let mut user = info.user;
+        let secret = user.totp_secret.as_deref().and_then(totp::base32_decode).ok_or(UserError::WrongStage)?;
+        match totp::matching_step(&secret, code, self.clock.now_ms()) {
+            Some(step) if self.store.claim_totp_step(&user.id, step).await? => {
+                user.totp_enabled = true;
+                user.totp_last_step = step;
+                user.failed_attempts = 0;
+                self.store.update_user(&user).await?;
+                self.set_stage(token, Stage::Active).await?;
+                self.log(&info.caller, "mfa-enrol", "success", None).await?;
+                self.log(&info.caller, "login", "success", Some("second factor enrolled".into())).await?;
+                Ok(Stage::Active)
+            }
+            _ => Err(self.fail(&mut user, &info.caller, "mfa-enrol").await?),
+        }
+    }
+
+    /// The second factor at login. A code is accepted once: a replayed code fails.
+    pub async fn verify_code(&self, token: &str, code: &str, client_addr: Option<String>) -> Result<Stage> {
+        let info = self.session(token, client_addr).await?;
+        if info.stage != Stage::Mfa {
+            return Err(UserError::WrongStage);
+        }
+        let mut user = info.user;
+        if user.locked_until > self.clock.now_ms() {
+            return Err(UserError::Locked { until: user.locked_until });
+        }
+        let secret = user.totp_secret.as_deref().and_then(totp::base32_decode).ok_or(UserError::WrongStage)?;
+        match totp::matching_step(&secret, code, self.clock.now_ms()) {
+            Some(step) if self.store.claim_totp_step(&user.id, step).await? => {
+                user.totp_last_step = step;
+                user.failed_attempts = 0;
+                self.store.update_user(&user).await?;
+                self.set_stage(token, Stage::Active).await?;
+                self.log(&info.caller, "login", "success", None).await?;
+                Ok(Stage::Active)
+            }
+            Some(_) => {
+                self.log(&info.caller, "mfa-replay", "denied", None).await?;
+                Err(self.fail(&mut user, &info.caller, "mfa").await?)
+            }
+            None => Err(self.fail(&mut user, &info.caller, "mfa").await?),
+        }
+    }
+
+    /// The caller of an active session (for pages and API calls made with it).
+    pub async fn active_caller(&self, token: &str, client_addr: Option<String>) -> Result<SessionInfo> {
+        let info = self.session(token, client_addr).await?;
+        if info.stage != Stage::Active {
+            return Err(UserError::WrongStage);
+        }
+        Ok(info)
+    }
+
+    pub async fn logout(&self, token: &str, client_addr: Option<String>) -> Result<()> {
+        let hash = secret_hash(token);
+        if let Ok(info) = self.session(token, client_addr).await {
+            self.log(&info.caller, "logout", "success", None).await?;
+        }
+        self.store.revoke_session(&hash).await?;
+        Ok(())
+    }
+}
