@@ -15,26 +15,56 @@ import requests
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+class Server:
+    """A `lianyi serve` process on a free port with its own data folder."""
+
+    def __init__(self, config=""):
+        self.binary = os.environ.get("LIANYI_BIN", os.path.join(ROOT, "target", "debug", "lianyi"))
+        self.data_dir = tempfile.mkdtemp(prefix="lianyi-pytest-")
+        database = os.environ.get("LIANYI_PYTEST_DATABASE")
+        self.where = ["--data-dir", self.data_dir]
+        if database:
+            # Each server gets its own schema-free database: reuse only when asked once.
+            self.where += ["--database", database]
+        if config:
+            path = os.path.join(self.data_dir, "lianyi.toml")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(config)
+            self.where += ["--config", path]
+        self.env = dict(os.environ, LIANYI_LOG="warn")
+        self.proc = None
+        self.base = None
+
+    def cli(self, *args):
+        out = subprocess.run([self.binary, *args, *self.where], check=True, capture_output=True, text=True, env=self.env)
+        return out.stdout
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [self.binary, "serve", "--listen", "127.0.0.1:0", *self.where], stdout=subprocess.PIPE, text=True, env=self.env
+        )
+        line = self.proc.stdout.readline()
+        url = next((w for w in line.split() if w.startswith("http://")), None)
+        if url is None:
+            self.proc.kill()
+            raise RuntimeError(f"lianyi did not start: {line!r}")
+        self.base = url[: -len("/fhir")]
+        return self
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def server():
-    binary = os.environ.get("LIANYI_BIN", os.path.join(ROOT, "target", "debug", "lianyi"))
-    data_dir = tempfile.mkdtemp(prefix="lianyi-pytest-")
-    database = os.environ.get("LIANYI_PYTEST_DATABASE")
-    where = ["--data-dir", data_dir] + (["--database", database] if database else [])
-    env = dict(os.environ, LIANYI_LOG="warn")
+    s = Server()
     # An API client with every scope, registered through the CLI as an operator would.
-    add = [binary, "client", "add", "pytest", "--scope", "system/*.cruds"] + where
-    creds = json.loads(subprocess.run(add, check=True, capture_output=True, text=True, env=env).stdout)
-    proc = subprocess.Popen([binary, "serve", "--listen", "127.0.0.1:0"] + where, stdout=subprocess.PIPE, text=True, env=env)
-    line = proc.stdout.readline()
-    url = next((w for w in line.split() if w.startswith("http://")), None)
-    if url is None:
-        proc.kill()
-        raise RuntimeError(f"lianyi did not start: {line!r}")
-    print(f"lianyi at {url} on {database or 'sqlite'}")
-    yield {"base": url[: -len("/fhir")], "client_id": creds["client_id"], "client_secret": creds["client_secret"]}
-    proc.terminate()
-    proc.wait(timeout=10)
+    creds = json.loads(s.cli("client", "add", "pytest", "--scope", "system/*.cruds"))
+    s.start()
+    yield {"base": s.base, "client_id": creds["client_id"], "client_secret": creds["client_secret"]}
+    s.stop()
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,10 @@ impl fmt::Debug for Secret {
 /// public_url = "https://his.example.org"
 /// max_body_bytes = 16777216
 /// audit_hash = "sm3"
+/// session_idle_secs = 900
+/// session_absolute_secs = 43200
+/// lockout_attempts = 5
+/// lockout_secs = 900
 /// ```
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +53,14 @@ pub struct FileConfig {
     pub max_body_bytes: Option<usize>,
     /// Audit chain hash: "sha256" (default) or "sm3".
     pub audit_hash: Option<String>,
+    /// Failed logins before an account locks (default 5).
+    pub lockout_attempts: Option<i64>,
+    /// How long a lock lasts, in seconds (default 900).
+    pub lockout_secs: Option<i64>,
+    /// Session idle timeout in seconds (default 900).
+    pub session_idle_secs: Option<i64>,
+    /// Session absolute timeout in seconds (default 43200).
+    pub session_absolute_secs: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +76,16 @@ pub enum ConfigError {
 }
 
 impl FileConfig {
+    pub fn policy(&self) -> lianyi_security::users::SecurityPolicy {
+        let d = lianyi_security::users::SecurityPolicy::default();
+        lianyi_security::users::SecurityPolicy {
+            lockout_attempts: self.lockout_attempts.unwrap_or(d.lockout_attempts).max(1),
+            lockout_ms: self.lockout_secs.map_or(d.lockout_ms, |s| s.max(1) * 1000),
+            idle_timeout_ms: self.session_idle_secs.map_or(d.idle_timeout_ms, |s| s.max(1) * 1000),
+            absolute_timeout_ms: self.session_absolute_secs.map_or(d.absolute_timeout_ms, |s| s.max(1) * 1000),
+        }
+    }
+
     pub fn audit_hash(&self) -> Result<lianyi_security::ChainAlg, ConfigError> {
         match &self.audit_hash {
             None => Ok(lianyi_security::ChainAlg::default()),

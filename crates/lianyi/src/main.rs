@@ -262,6 +262,7 @@ fn app_config(loc: &DataLocation, file: &FileConfig) -> Result<AppConfig, CliErr
         max_body_bytes: file.max_body_bytes.unwrap_or(AppConfig::DEFAULT_MAX_BODY),
         public_url: file.public_url.clone(),
         audit_hash: file.audit_hash()?,
+        policy: file.policy(),
     })
 }
 
@@ -379,12 +380,8 @@ async fn user_service(data: DataArgs) -> Result<(lianyi_security::users::UserSer
     let store = Store::connect(loc.database_url.expose()).await?;
     store.migrate().await?;
     let audit = AuditLog::start(store.clone(), file.audit_hash()?);
-    let users = lianyi_security::users::UserService::new(
-        store.clone(),
-        audit,
-        Arc::new(SystemClock::default()),
-        lianyi_security::users::SecurityPolicy::default(),
-    );
+    let users =
+        lianyi_security::users::UserService::new(store.clone(), audit, Arc::new(SystemClock::default()), file.policy());
     Ok((users, store))
 }
 
@@ -404,6 +401,7 @@ async fn user_command(command: UserCommand) -> Result<ExitCode, CliError> {
                 password: format!("Ly-{initial}"),
                 grants,
                 patient,
+                must_change_password: true,
             };
             let result = users.add_user(&cli_caller(), new).await;
             store.close().await;
@@ -517,6 +515,24 @@ impl Progress for Bar {
 
 const DEMO_MARKER: &str = "LIANYI-DEMO";
 
+/// One demo account per role: user name, display name, role, campus, patient.
+const DEMO_USERS: &[(&str, &str, &str, &str, Option<&str>)] = &[
+    ("registrar.east", "挂号员 王芳", "registrar", "campus-east", None),
+    ("doctor.east", "内科 李明医生", "doctor", "campus-east", None),
+    ("doctor.west", "外科 陈静医生", "doctor", "campus-west", None),
+    ("nurse.east", "护士 赵娜", "nurse", "campus-east", None),
+    ("pharmacist.east", "药师 周强", "pharmacist", "campus-east", None),
+    ("labtech.east", "检验技师 吴磊", "lab-technician", "campus-east", None),
+    ("radiologist.south", "放射科 孙杰医生", "radiologist", "campus-south", None),
+    ("cashier.east", "收费员 马丽", "cashier", "campus-east", None),
+    ("manager", "院长办公室 高华", "manager", "*", None),
+    ("it.engineer", "信息科 罗刚", "it-engineer", "*", None),
+    ("admin", "系统管理员 林平", "administrator", "*", None),
+    ("privacy.officer", "隐私审计 何秀", "privacy-officer", "*", None),
+    ("patient.0001", "患者（pat-0001）", "patient", "*", Some("pat-0001")),
+];
+const DEMO_PASSWORD: &str = "Lianyi-Demo-2026";
+
 async fn demo_command(listen: &str, data_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
     let started = Instant::now();
     let dir = data_dir.unwrap_or_else(|| std::env::temp_dir().join("lianyi-demo"));
@@ -568,6 +584,27 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>) -> Result<ExitCod
     let demo_caller = Caller::system("lianyi demo");
     let admin = clients.add(&demo_caller, "demo-admin", "system/*.cruds", "*", None).await?;
     let east = clients.add(&demo_caller, "demo-east-readonly", "system/*.rs", "campus-east", None).await?;
+    let users = lianyi_security::users::UserService::new(
+        store.clone(),
+        service.audit_log().clone(),
+        Arc::new(SystemClock::default()),
+        lianyi_security::users::SecurityPolicy::default(),
+    );
+    for (username, name, role, campus, patient) in DEMO_USERS {
+        users
+            .add_user(
+                &demo_caller,
+                lianyi_security::users::NewUser {
+                    username: username.to_string(),
+                    display_name: name.to_string(),
+                    password: DEMO_PASSWORD.to_string(),
+                    grants: vec![(role.to_string(), campus.to_string())],
+                    patient: patient.map(str::to_string),
+                    must_change_password: false,
+                },
+            )
+            .await?;
+    }
     let app = App::with_store(
         store,
         AppConfig {
@@ -576,6 +613,7 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>) -> Result<ExitCod
             max_body_bytes: AppConfig::DEFAULT_MAX_BODY,
             public_url: None,
             audit_hash: lianyi_security::ChainAlg::default(),
+            policy: lianyi_security::users::SecurityPolicy::default(),
         },
     );
     println!(
@@ -608,7 +646,12 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>) -> Result<ExitCod
         admin.client_id, admin.client_secret
     );
     println!("    curl -H \"Authorization: Bearer $TOKEN\" 'http://{addr}/fhir/Patient?name=Zhang'");
-    println!("  User logins (web pages) are not built yet; the API needs a token.");
+    println!();
+    println!("  Web login: http://{addr}/login   password for every demo account: {DEMO_PASSWORD}");
+    println!("  (each account enrols an authenticator app at its first login: scan the QR code)");
+    for (username, name, role, campus, _) in DEMO_USERS {
+        println!("    {username:<18} {role:<16} {campus:<13} {name}");
+    }
     app.run(listener, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

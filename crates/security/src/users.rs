@@ -116,6 +116,9 @@ pub struct NewUser {
     /// (role code, campus id or `*`).
     pub grants: Vec<(String, String)>,
     pub patient: Option<String>,
+    /// Whether the password must be replaced at first login (true for every account
+    /// an administrator creates; the demo's accounts skip it).
+    pub must_change_password: bool,
 }
 
 /// A session handed to the browser: the token goes in the cookie, the CSRF token in
@@ -215,7 +218,7 @@ impl UserService {
             username: new.username.clone(),
             display_name: new.display_name.clone(),
             password_hash: password::hash(&new.password)?,
-            must_change_password: true,
+            must_change_password: new.must_change_password,
             totp_secret: None,
             totp_enabled: false,
             totp_last_step: 0,
@@ -246,6 +249,11 @@ impl UserService {
         }
     }
 
+    /// The role grants of a user.
+    pub async fn grants(&self, user_id: &str) -> Result<Vec<RoleGrant>> {
+        Ok(self.store.user_grants(user_id).await?)
+    }
+
     pub async fn list_users(&self) -> Result<Vec<(UserRecord, Vec<RoleGrant>)>> {
         Ok(self.store.list_users().await?)
     }
@@ -261,6 +269,19 @@ impl UserService {
         self.store.update_user(&u).await?;
         self.store.revoke_user_sessions(&u.id).await?;
         self.log(admin, "user-disable", "success", Some(format!("user {username}"))).await
+    }
+
+    /// Sets a password for a user (administrator reset, or demo set-up); with
+    /// `must_change` the user replaces it at next login.
+    pub async fn set_password(&self, admin: &Caller, username: &str, new: &str, must_change: bool) -> Result<()> {
+        let mut u = self.user_named(username).await?;
+        password::check_policy(&u.username, new)?;
+        u.password_hash = password::hash(new)?;
+        u.must_change_password = must_change;
+        u.password_changed_at = self.clock.now_ms();
+        self.store.update_user(&u).await?;
+        self.store.revoke_user_sessions(&u.id).await?;
+        self.log(admin, "password-set", "success", Some(format!("user {username}"))).await
     }
 
     /// Removes the second factor: the user enrols again at next login.

@@ -175,6 +175,16 @@ impl FhirService {
         patients.into_iter().map(|p| AuditEntry { patient: Some(p.to_string()), ..base.clone() }).collect()
     }
 
+    /// A campus's display name from its Organization (directory data, not audited):
+    /// the Chinese name, or for `en` the first alias.
+    pub async fn campus_name(&self, campus: &str, lang: &str) -> Option<String> {
+        let org = self.store.read("Organization", campus).await.ok()??;
+        let v: Value = serde_json::from_str(&org.body).ok()?;
+        let alias = v.get("alias").and_then(|a| a.get(0)).and_then(Value::as_str);
+        let name = v.get("name").and_then(Value::as_str);
+        if lang == "en" { alias.or(name).map(str::to_string) } else { name.map(str::to_string) }
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }

@@ -12,13 +12,16 @@ mod caller;
 mod capability;
 mod error;
 mod fhir_api;
+mod i18n;
 mod oauth;
 mod ops;
+mod pages;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
+use lianyi_security::users::{SecurityPolicy, UserService};
 use lianyi_security::{AuditLog, ChainAlg, ClientService};
 use lianyi_services::{Clock, FhirService, IdSource, SystemClock, UuidIds};
 use lianyi_store::Store;
@@ -39,6 +42,8 @@ pub struct AppConfig {
     pub public_url: Option<String>,
     /// Hash function of the audit chain.
     pub audit_hash: ChainAlg,
+    /// Lockout and session timeouts.
+    pub policy: SecurityPolicy,
 }
 
 impl AppConfig {
@@ -50,6 +55,7 @@ impl AppConfig {
 pub struct AppState {
     pub fhir: FhirService,
     pub clients: ClientService,
+    pub users: UserService,
     pub config: Arc<AppConfig>,
     pub started: Instant,
 }
@@ -77,15 +83,20 @@ impl App {
     /// Uses an already connected and migrated store. Must be called on the tokio
     /// runtime (it starts the audit writer).
     pub fn with_store(store: Store, config: AppConfig) -> App {
+        App::with_clock(store, config, Arc::new(SystemClock::default()))
+    }
+
+    /// Like [`App::with_store`] with a given clock (tests control time with it).
+    pub fn with_clock(store: Store, config: AppConfig, clock: Arc<dyn Clock>) -> App {
         lianyi_fhir::schema::warm_up();
         lianyi_fhir::search_params::warm_up();
         install_metrics();
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
         let ids: Arc<dyn IdSource> = Arc::new(UuidIds);
         let audit = AuditLog::start(store.clone(), config.audit_hash);
         let clients = ClientService::new(store.clone(), audit.clone(), clock.clone());
+        let users = UserService::new(store.clone(), audit.clone(), clock.clone(), config.policy);
         let fhir = FhirService::new(store, clock, ids, config.default_campus.clone(), audit);
-        App { state: AppState { fhir, clients, config: Arc::new(config), started: Instant::now() } }
+        App { state: AppState { fhir, clients, users, config: Arc::new(config), started: Instant::now() } }
     }
 
     pub fn state(&self) -> &AppState {
@@ -114,8 +125,10 @@ fn router(state: AppState) -> Router {
     Router::new()
         .nest("/fhir", fhir_api::router())
         .merge(oauth::router())
+        .merge(pages::router())
         .merge(ops::router())
         .layer(axum::middleware::from_fn(ops::track))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(error::panic_response))
+        .layer(axum::middleware::from_fn(ops::security_headers))
         .with_state(state)
 }

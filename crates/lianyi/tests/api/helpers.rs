@@ -11,6 +11,7 @@ pub struct TestApp {
     /// Sends the bearer token of an all-campus, all-types client.
     pub client: Client,
     pub clients: ClientService,
+    pub users: lianyi_security::users::UserService,
     pub database_url: String,
     _shutdown: oneshot::Sender<()>,
     _dir: Option<std::path::PathBuf>,
@@ -21,16 +22,29 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(max_body_bytes: usize) -> TestApp {
+    spawn_app_clocked(max_body_bytes, None).await
+}
+
+/// A test app whose clock the test moves.
+pub async fn spawn_app_clocked(
+    max_body_bytes: usize,
+    clock: Option<std::sync::Arc<lianyi_security::ManualClock>>,
+) -> TestApp {
     let (url, dir) = fresh_database().await;
-    let app = App::build(AppConfig {
+    let store = lianyi_store::Store::connect(&url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let config = AppConfig {
         database_url: url.clone(),
         default_campus: Some("campus-east".into()),
         max_body_bytes,
         public_url: None,
         audit_hash: lianyi_security::ChainAlg::Sm3,
-    })
-    .await
-    .expect("build app");
+        policy: lianyi_security::users::SecurityPolicy::default(),
+    };
+    let app = match clock {
+        Some(c) => App::with_clock(store, config, c),
+        None => App::with_store(store, config),
+    };
     let admin = app
         .state()
         .clients
@@ -40,6 +54,7 @@ pub async fn spawn_app_with(max_body_bytes: usize) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let clients = app.state().clients.clone();
+    let users = app.state().users.clone();
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(async move {
         app.run(listener, async {
@@ -50,7 +65,7 @@ pub async fn spawn_app_with(max_body_bytes: usize) -> TestApp {
     });
     let base = format!("http://{addr}");
     let client = authorized(&base, &admin.client_id, &admin.client_secret).await;
-    TestApp { base, client, clients, database_url: url, _shutdown: tx, _dir: dir }
+    TestApp { base, client, clients, users, database_url: url, _shutdown: tx, _dir: dir }
 }
 
 /// An HTTP client that sends a bearer token obtained with these credentials.

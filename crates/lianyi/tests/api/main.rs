@@ -6,6 +6,7 @@
 mod audit;
 mod authz;
 mod helpers;
+mod pages;
 mod process;
 mod rest;
 mod search;

@@ -38,6 +38,7 @@ fn doctor(name: &str) -> NewUser {
         password: "first-Password-1".into(),
         grants: vec![("doctor".into(), "campus-east".into())],
         patient: None,
+        must_change_password: true,
     }
 }
 

@@ -1,0 +1,219 @@
+//! The login pages over HTTP with a manual clock: password, forced change, TOTP
+//! enrolment from the page's key, the second factor with replay blocking, idle
+//! timeout, logout, CSRF and the language switch.
+
+use std::sync::Arc;
+
+use lianyi_security::users::NewUser;
+use lianyi_security::{Caller, Clock, ManualClock, totp};
+use reqwest::redirect::Policy;
+use reqwest::{Client, Response, StatusCode};
+
+use crate::helpers::spawn_app_clocked;
+
+/// A browser-like client that keeps cookies by hand (the session cookie is `Secure`,
+/// which reqwest's store would not send over http).
+struct Browser {
+    http: Client,
+    base: String,
+    cookies: Vec<(String, String)>,
+    lang: &'static str,
+}
+
+impl Browser {
+    fn new(base: &str, lang: &'static str) -> Self {
+        Browser {
+            http: Client::builder().redirect(Policy::none()).build().unwrap(),
+            base: base.into(),
+            cookies: Vec::new(),
+            lang,
+        }
+    }
+
+    fn keep(&mut self, r: &Response) {
+        for v in r.headers().get_all("set-cookie") {
+            let first = v.to_str().unwrap().split(';').next().unwrap();
+            let (k, val) = first.split_once('=').unwrap();
+            self.cookies.retain(|(n, _)| n != k);
+            if !val.is_empty() {
+                self.cookies.push((k.into(), val.into()));
+            }
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    async fn get(&mut self, path: &str) -> (StatusCode, String, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .header("accept-language", self.lang)
+            .send()
+            .await
+            .unwrap();
+        self.keep(&r);
+        let status = r.status();
+        let location = r.headers().get("location").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        (status, location, r.text().await.unwrap())
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String, String) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .header("accept-language", self.lang)
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.keep(&r);
+        let status = r.status();
+        let location = r.headers().get("location").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        (status, location, r.text().await.unwrap())
+    }
+}
+
+fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
+    let i = html.find(start).unwrap_or_else(|| panic!("{start} not in page: {html}")) + start.len();
+    let j = html[i..].find(end).unwrap() + i;
+    &html[i..j]
+}
+
+fn csrf(html: &str) -> String {
+    between(html, "name=\"csrf\" value=\"", "\"").to_string()
+}
+
+async fn user(app: &crate::helpers::TestApp, name: &str) {
+    app.users
+        .add_user(
+            &Caller::system("test"),
+            NewUser {
+                username: name.into(),
+                display_name: "欧阳医生".into(),
+                password: "initial-Pass-2026".into(),
+                grants: vec![("doctor".into(), "campus-east".into()), ("manager".into(), "*".into())],
+                patient: None,
+                must_change_password: true,
+            },
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn login_with_password_and_totp_then_idle_timeout_and_logout() {
+    let clock = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    user(&app, "dr.ouyang").await;
+    let mut b = Browser::new(&app.base, "zh-CN");
+
+    let r = b.http.get(app.url("/login")).send().await.unwrap();
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"), "{csp}");
+    let (s, _, html) = b.get("/login").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("<html lang=\"zh-CN\">") && html.contains("登录"));
+    let token = csrf(&html);
+    assert!(b.cookies.iter().any(|(k, _)| k == "__Host-lianyi_csrf"));
+
+    // A form posted without the matching CSRF token does nothing.
+    let (_, loc, _) =
+        b.post("/login", &[("csrf", "forged"), ("username", "dr.ouyang"), ("password", "initial-Pass-2026")]).await;
+    assert!(loc.is_empty() && !b.cookies.iter().any(|(k, _)| k == "__Host-lianyi_session"));
+
+    let (_, _, html) = b.get("/login").await;
+    let (s, loc, _) =
+        b.post("/login", &[("csrf", &csrf(&html)), ("username", "dr.ouyang"), ("password", "initial-Pass-2026")]).await;
+    assert_eq!((s, loc.as_str()), (StatusCode::SEE_OTHER, "/login/password"));
+    let _ = token;
+    // Not yet logged in: the home page sends the browser back to the current step.
+    assert_eq!(b.get("/").await.1, "/login/password");
+
+    let (_, _, html) = b.get("/login/password").await;
+    let t = csrf(&html);
+    let (_, _, again) = b
+        .post(
+            "/login/password",
+            &[("csrf", &t), ("current", "initial-Pass-2026"), ("new", "short"), ("confirm", "short")],
+        )
+        .await;
+    assert!(again.contains("密码至少需要 10 个字符"), "{again}");
+    let (_, loc, _) = b
+        .post(
+            "/login/password",
+            &[
+                ("csrf", &t),
+                ("current", "initial-Pass-2026"),
+                ("new", "a brand new passphrase"),
+                ("confirm", "a brand new passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(loc, "/login/enrol");
+
+    let (_, _, html) = b.get("/login/enrol").await;
+    assert!(html.contains("<svg"), "the QR code is drawn on the server");
+    let secret = totp::base32_decode(between(&html, "id=\"totp-secret\">", "<")).unwrap();
+    let code = totp::code_at(&secret, clock.now_ms());
+    let (_, loc, _) = b.post("/login/enrol", &[("csrf", &csrf(&html)), ("code", &code)]).await;
+    assert_eq!(loc, "/");
+    let (s, _, home) = b.get("/").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(home.contains("欢迎，欧阳医生") && home.contains("医生") && home.contains("全部院区"), "{home}");
+
+    // Idle for longer than 15 minutes: the session is refused.
+    clock.advance(15 * 60_000 + 1);
+    assert_eq!(b.get("/").await.1, "/login?m=expired");
+    let (_, _, html) = b.get("/login?m=expired").await;
+    assert!(html.contains("会话已超时"));
+
+    // Log in again in English.
+    let mut b = Browser::new(&app.base, "en-US");
+    let (_, _, html) = b.get("/login").await;
+    assert!(html.contains("Log in"));
+    let (_, loc, _) = b
+        .post("/login", &[("csrf", &csrf(&html)), ("username", "dr.ouyang"), ("password", "a brand new passphrase")])
+        .await;
+    assert_eq!(loc, "/login/mfa");
+    let (_, _, html) = b.get("/login/mfa").await;
+    let fresh = totp::code_at(&secret, clock.now_ms());
+    let (_, loc, _) = b.post("/login/mfa", &[("csrf", &csrf(&html)), ("code", &fresh)]).await;
+    assert_eq!(loc, "/");
+    // The same code again, in another browser within the same 30 seconds: a replay.
+    let mut other = Browser::new(&app.base, "en");
+    let (_, _, html2) = other.get("/login").await;
+    other
+        .post("/login", &[("csrf", &csrf(&html2)), ("username", "dr.ouyang"), ("password", "a brand new passphrase")])
+        .await;
+    let (_, _, mfa2) = other.get("/login/mfa").await;
+    let (_, _, page) = other.post("/login/mfa", &[("csrf", &csrf(&mfa2)), ("code", &fresh)]).await;
+    assert!(page.contains("already used"), "{page}");
+    assert_eq!(other.get("/").await.1, "/login/mfa");
+    let (_, _, home) = b.get("/").await;
+    assert!(home.contains("Welcome, 欧阳医生") && home.contains("All campuses"), "{home}");
+
+    let (_, loc, _) = b.post("/logout", &[("csrf", &csrf(&home))]).await;
+    assert_eq!(loc, "/login?m=logged-out");
+    assert_eq!(b.get("/").await.1, "/login");
+}
+
+#[tokio::test]
+async fn lockout_shows_on_the_login_page() {
+    let clock: Arc<ManualClock> = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock)).await;
+    user(&app, "dr.locked").await;
+    let mut b = Browser::new(&app.base, "en");
+    let mut last = String::new();
+    for _ in 0..5 {
+        let (_, _, html) = b.get("/login").await;
+        last = b
+            .post("/login", &[("csrf", &csrf(&html)), ("username", "dr.locked"), ("password", "wrong-wrong-wrong")])
+            .await
+            .2;
+    }
+    assert!(last.contains("locked"), "{last}");
+}
