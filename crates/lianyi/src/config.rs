@@ -41,6 +41,8 @@ impl fmt::Debug for Secret {
 /// session_absolute_secs = 43200
 /// lockout_attempts = 5
 /// lockout_secs = 900
+/// keys_file = "/etc/lianyi/keys"
+/// cipher = "sm4-gcm"
 /// ```
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,6 +63,11 @@ pub struct FileConfig {
     pub session_idle_secs: Option<i64>,
     /// Session absolute timeout in seconds (default 43200).
     pub session_absolute_secs: Option<i64>,
+    /// Field-encryption key file (default: `keys` in the data dir; created if missing).
+    /// `LIANYI_KEYS` (the file's content) takes precedence.
+    pub keys_file: Option<PathBuf>,
+    /// Cipher for new field-encryption keys: "aes-256-gcm" (default) or "sm4-gcm".
+    pub cipher: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,11 +78,24 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("config: audit_hash '{0}' is not supported (rule: sha256 or sm3)")]
     AuditHash(String),
+    #[error("config: cipher '{0}' is not supported (rule: aes-256-gcm or sm4-gcm)")]
+    Cipher(String),
     #[error("cannot create data directory {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
 }
 
 impl FileConfig {
+    pub fn cipher(&self) -> Result<lianyi_security::crypto::CipherAlg, ConfigError> {
+        match &self.cipher {
+            None => Ok(lianyi_security::crypto::CipherAlg::Aes256Gcm),
+            Some(c) => lianyi_security::crypto::CipherAlg::parse(c).ok_or_else(|| ConfigError::Cipher(c.clone())),
+        }
+    }
+
+    pub fn keys_file(&self, data_dir: &Path) -> PathBuf {
+        self.keys_file.clone().unwrap_or_else(|| data_dir.join("keys"))
+    }
+
     pub fn policy(&self) -> lianyi_security::users::SecurityPolicy {
         let d = lianyi_security::users::SecurityPolicy::default();
         lianyi_security::users::SecurityPolicy {

@@ -86,6 +86,11 @@ enum Command {
         #[command(subcommand)]
         command: ClientCommand,
     },
+    /// Field-encryption keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Audit log tools.
     Audit {
         #[command(subcommand)]
@@ -160,6 +165,19 @@ enum ClientCommand {
     /// Disable a client and revoke its tokens.
     Disable {
         name: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a new data key and re-encrypt every protected field with it, while the
+    /// server keeps running (it learns the new key on first sight).
+    Rotate {
+        /// Cipher of the new key: aes-256-gcm or sm4-gcm (default: the config's).
+        #[arg(long)]
+        cipher: Option<String>,
         #[command(flatten)]
         data: DataArgs,
     },
@@ -263,6 +281,8 @@ fn app_config(loc: &DataLocation, file: &FileConfig) -> Result<AppConfig, CliErr
         public_url: file.public_url.clone(),
         audit_hash: file.audit_hash()?,
         policy: file.policy(),
+        keys_file: file.keys_file(&loc.data_dir),
+        cipher: file.cipher()?,
     })
 }
 
@@ -300,6 +320,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Demo { listen, data_dir } => demo_command(&listen, data_dir).await,
         Command::Client { command } => client_command(command).await,
         Command::User { command } => user_command(command).await,
+        Command::Keys { command: KeysCommand::Rotate { cipher, data } } => rotate_keys(cipher, data).await,
         Command::Audit { command: AuditCommand::Verify { data } } => {
             let file = FileConfig::load(data.config.as_deref())?;
             let loc = location(data, &file)?;
@@ -324,12 +345,14 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let store = Store::connect(loc.database_url.expose()).await?;
             store.migrate().await?;
             let audit = AuditLog::start(store.clone(), file.audit_hash()?);
+            let protect = lianyi_web::protector(&file.keys_file(&loc.data_dir), file.cipher()?)?;
             let service = FhirService::new(
                 store.clone(),
                 Arc::new(SystemClock::default()),
                 Arc::new(UuidIds),
                 campus.clone(),
                 audit,
+                protect,
             );
             let started = Instant::now();
             let mut bar = Bar(None);
@@ -372,6 +395,55 @@ async fn client_service(data: DataArgs) -> Result<(lianyi_security::ClientServic
     store.migrate().await?;
     let audit = AuditLog::start(store.clone(), file.audit_hash()?);
     Ok((lianyi_security::ClientService::new(store.clone(), audit, Arc::new(SystemClock::default())), store))
+}
+
+async fn rotate_keys(cipher: Option<String>, data: DataArgs) -> Result<ExitCode, CliError> {
+    use lianyi_security::crypto::{CipherAlg, FieldCipher, FileKeys, KeyProvider};
+    let file = FileConfig::load(data.config.as_deref())?;
+    let loc = location(data, &file)?;
+    let alg = match cipher {
+        Some(c) => CipherAlg::parse(&c).ok_or(config::ConfigError::Cipher(c))?,
+        None => file.cipher()?,
+    };
+    let keys = FileKeys::open(&file.keys_file(&loc.data_dir), alg).map_err(lianyi_web::AppError::from)?;
+    let id = keys.add_key(alg).map_err(lianyi_web::AppError::from)?;
+    let keys: Box<dyn KeyProvider> = Box::new(keys);
+    let protect = lianyi_services::protect::Protector::new(Arc::new(FieldCipher::new(keys)));
+    let store = Store::connect(loc.database_url.expose()).await?;
+    store.migrate().await?;
+    let mut changed = 0u64;
+    for table in ["resource_history", "resources"] {
+        let mut after = None;
+        loop {
+            let rows = store.scan_bodies(table, &["Patient", "RelatedPerson"], after.clone(), 500).await?;
+            let Some(last) = rows.last() else { break };
+            after = Some((last.resource_type.clone(), last.id.clone(), last.version));
+            let mut out = Vec::with_capacity(rows.len());
+            for mut r in rows {
+                match protect.reencrypt_body(&r.resource_type, &r.body) {
+                    Ok(Some(b)) => {
+                        r.body = b;
+                        out.push(r);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        return Err(CliError::Usage(format!(
+                            "{}/{} version {}: {e}",
+                            r.resource_type, r.id, r.version
+                        )));
+                    }
+                }
+            }
+            changed += store.replace_bodies(&out).await?;
+        }
+    }
+    let audit = AuditLog::start(store.clone(), file.audit_hash()?);
+    let mut e = cli_caller().entry(lianyi_security::Clock::now_ms(&SystemClock::default()), "keys-rotate", "success");
+    e.detail = Some(format!("new key {id} ({}), {changed} stored versions re-encrypted", alg.name()));
+    audit.record(vec![e]).await.map_err(|e| CliError::Usage(e.to_string()))?;
+    store.close().await;
+    println!("new data key {id} ({}) is current; {changed} stored versions re-encrypted", alg.name());
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn user_service(data: DataArgs) -> Result<(lianyi_security::users::UserService, Store), CliError> {
@@ -557,7 +629,12 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>) -> Result<ExitCod
     let store = Store::connect(&url).await?;
     store.migrate().await?;
     let audit = AuditLog::start(store.clone(), lianyi_security::ChainAlg::default());
-    let service = FhirService::new(store.clone(), Arc::new(SystemClock::default()), Arc::new(UuidIds), None, audit);
+    let keys_file = dir.join("keys");
+    let _ = std::fs::remove_file(&keys_file);
+    let cipher = lianyi_security::crypto::CipherAlg::Aes256Gcm;
+    let protect = lianyi_web::protector(&keys_file, cipher)?;
+    let service =
+        FhirService::new(store.clone(), Arc::new(SystemClock::default()), Arc::new(UuidIds), None, audit, protect);
     let caller = Caller::system("lianyi demo");
     let data = demo::generate();
     let total = data.len();
@@ -614,8 +691,10 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>) -> Result<ExitCod
             public_url: None,
             audit_hash: lianyi_security::ChainAlg::default(),
             policy: lianyi_security::users::SecurityPolicy::default(),
+            keys_file,
+            cipher,
         },
-    );
+    )?;
     println!(
         "Lianyi demo: a hospital group with 3 campuses, {} practitioners and {} patients ({total} resources, loaded in {} ms).",
         demo::PRACTITIONERS,

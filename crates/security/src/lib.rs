@@ -11,6 +11,7 @@ pub mod caller;
 pub mod chain;
 pub mod clients;
 pub mod clock;
+pub mod crypto;
 pub mod password;
 pub mod roles;
 pub mod scope;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use lianyi_fhir::compartment::patients_of;
 use lianyi_fhir::search::SearchRequest;
 use lianyi_fhir::{Issue, IssueType, OperationOutcome, ResourceType, extract_index, validate_resource};
+use lianyi_security::crypto::CryptoError;
 use lianyi_security::{AuditError, AuditLog, Caller, Campuses, Perm};
 use lianyi_store::audit::AuditEntry;
 use lianyi_store::{
@@ -18,6 +19,8 @@ use lianyi_store::{
 use serde_json::Value;
 
 use lianyi_security::clock::{Clock, IdSource};
+
+use crate::protect::Protector;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -37,6 +40,10 @@ pub enum ServiceError {
     Forbidden(String),
     #[error(transparent)]
     Store(StoreError),
+    /// A protected field could not be encrypted or decrypted (keys missing or data
+    /// tampered with).
+    #[error("field encryption: {0}")]
+    Crypto(#[from] CryptoError),
     /// The access could not be audited, so it was not performed.
     #[error(transparent)]
     Audit(#[from] AuditError),
@@ -51,7 +58,7 @@ impl ServiceError {
             ServiceError::Gone { .. } => "gone",
             ServiceError::VersionConflict { .. } | ServiceError::Conflict { .. } => "conflict",
             ServiceError::Forbidden(_) => "denied",
-            ServiceError::Store(_) | ServiceError::Audit(_) => "error",
+            ServiceError::Store(_) | ServiceError::Audit(_) | ServiceError::Crypto(_) => "error",
         }
     }
 }
@@ -88,6 +95,7 @@ pub struct FhirService {
     /// The campus recorded on writes that do not name one.
     default_campus: Option<String>,
     audit: AuditLog,
+    protector: Protector,
 }
 
 /// Directory data every campus shares: campus limits do not apply to these types.
@@ -123,8 +131,13 @@ impl FhirService {
         ids: Arc<dyn IdSource>,
         default_campus: Option<String>,
         audit: AuditLog,
+        protector: Protector,
     ) -> Self {
-        FhirService { store, clock, ids, default_campus, audit }
+        FhirService { store, clock, ids, default_campus, audit, protector }
+    }
+
+    pub fn protector(&self) -> &Protector {
+        &self.protector
     }
 
     pub fn audit_log(&self) -> &AuditLog {
@@ -217,17 +230,31 @@ impl FhirService {
         Ok(Checked { resource, rtype })
     }
 
-    fn op(&self, c: Checked, id: String, kind: WriteKind, campus: Option<String>) -> WriteOp {
-        let index = extract_index(c.rtype.as_str(), &c.resource);
-        WriteOp {
-            patient: patients_of(c.rtype.as_str(), &id, &index).into_iter().next(),
+    /// The write of a checked resource: index rows from the plaintext (protected values
+    /// as blind indexes), then the protected fields encrypted.
+    fn op(&self, c: Checked, id: String, kind: WriteKind, campus: Option<String>) -> Result<WriteOp> {
+        let t = c.rtype.as_str();
+        let mut index = extract_index(t, &c.resource);
+        self.protector.adjust_index(t, &c.resource, &mut index);
+        let mut resource = c.resource;
+        self.protector.protect(t, &mut resource)?;
+        Ok(WriteOp {
+            patient: patients_of(t, &id, &index).into_iter().next(),
             index,
-            resource_type: c.rtype.as_str().to_string(),
+            resource_type: t.to_string(),
             id,
             kind,
-            resource: Some(c.resource),
+            resource: Some(resource),
             campus: campus.or_else(|| self.default_campus.clone()),
+        })
+    }
+
+    /// A stored resource with its protected fields decrypted.
+    fn revealed(&self, mut r: StoredResource) -> Result<StoredResource> {
+        if !r.body.is_empty() {
+            r.body = self.protector.reveal_body(&r.resource_type, &r.body)?;
         }
+        Ok(r)
     }
 
     /// Writes one resource and its audit record in one transaction.
@@ -242,7 +269,13 @@ impl FhirService {
             .map_err(ServiceError::from);
         match written {
             Ok(mut results) => {
-                results.pop().ok_or_else(|| ServiceError::Store(StoreError::Corrupt("write returned no result".into())))
+                let mut w = results
+                    .pop()
+                    .ok_or_else(|| ServiceError::Store(StoreError::Corrupt("write returned no result".into())))?;
+                if let Some(body) = &w.body {
+                    w.body = Some(self.protector.reveal_body(&rtype, body)?);
+                }
+                Ok(w)
             }
             Err(e) => self.failed(caller, action, &rtype, Some(&id), e).await,
         }
@@ -326,7 +359,7 @@ impl FhirService {
         let t = rtype.as_str();
         let prepared = Self::permit(caller, t, Perm::Create).and_then(|()| {
             let c = self.check(rtype, resource)?;
-            let op = self.op(c, self.ids.new_id(), WriteKind::Create, self.campus_for(caller));
+            let op = self.op(c, self.ids.new_id(), WriteKind::Create, self.campus_for(caller))?;
             Self::own_compartment(caller, &op)?;
             Ok(op)
         });
@@ -356,7 +389,7 @@ impl FhirService {
             }
             let c = self.check_update(rtype, id, resource)?;
             let campus = if existing.is_some() { None } else { self.campus_for(caller) };
-            let op = self.op(c, id.to_string(), WriteKind::Update { if_match }, campus);
+            let op = self.op(c, id.to_string(), WriteKind::Update { if_match }, campus)?;
             Self::own_compartment(caller, &op)?;
             Ok(op)
         });
@@ -445,7 +478,7 @@ impl FhirService {
                 let mut e = self.entry(caller, action, "success", rtype.as_str(), Some(id));
                 e.patient = r.patient.clone();
                 self.audit.record(vec![e]).await?;
-                Ok(r)
+                self.revealed(r)
             }
             Err(e) => self.failed(caller, action, rtype.as_str(), Some(id), e).await,
         }
@@ -505,7 +538,7 @@ impl FhirService {
                 return self.failed(caller, "history", rtype, Some(id), e).await;
             }
         }
-        let page = self.store.history(q, &Self::row_scope(caller, q.resource_type.as_deref(), Perm::Read)).await?;
+        let mut page = self.store.history(q, &Self::row_scope(caller, q.resource_type.as_deref(), Perm::Read)).await?;
         let mut entries = self.entries_for(
             caller,
             "history",
@@ -517,6 +550,7 @@ impl FhirService {
             e.resource_id = q.id.clone();
         }
         self.audit.record(entries).await?;
+        page.entries = page.entries.into_iter().map(|r| self.revealed(r)).collect::<Result<_>>()?;
         Ok(page)
     }
 
@@ -526,9 +560,12 @@ impl FhirService {
         if let Err(e) = Self::permit(caller, t, Perm::Search) {
             return self.failed(caller, "search", t, None, e).await;
         }
-        let page = self.store.search(req, &Self::row_scope(caller, Some(t), Perm::Search)).await?;
+        let mut req = req.clone();
+        self.protector.search_variants(&mut req);
+        let mut page = self.store.search(&req, &Self::row_scope(caller, Some(t), Perm::Search)).await?;
         let detail = format!("{} of {} matches", page.resources.len(), page.total);
         self.audit.record(self.entries_for(caller, "search", Some(t), &page.resources, detail)).await?;
+        page.resources = page.resources.into_iter().map(|r| self.revealed(r)).collect::<Result<_>>()?;
         Ok(page)
     }
 
@@ -563,7 +600,10 @@ impl FhirService {
                 continue;
             }
             match self.check(rtype, resource) {
-                Ok(c) => ops.push(self.op(c, id, WriteKind::Update { if_match: None }, campus)),
+                Ok(c) => match self.op(c, id, WriteKind::Update { if_match: None }, campus) {
+                    Ok(op) => ops.push(op),
+                    Err(e) => errors.push((n, e.to_string())),
+                },
                 Err(ServiceError::Invalid(o)) => {
                     let first = o.issues.first().map_or(String::new(), |i| {
                         format!("{}: {}", i.expression.as_deref().unwrap_or(""), i.diagnostics)

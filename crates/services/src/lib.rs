@@ -5,6 +5,7 @@
 //! - [`import`]: bulk loading of FHIR NDJSON.
 //! - [`demo`]: the deterministic demo hospital group.
 //! - [`identifiers`]: resident ID numbers and medical record numbers.
+//! - [`protect`]: which fields are encrypted at rest and how search still finds them.
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -12,6 +13,7 @@ pub mod demo;
 pub mod fhir;
 pub mod identifiers;
 pub mod import;
+pub mod protect;
 
 pub use fhir::{FhirService, LoadReport, ServiceError};
 pub use lianyi_security::clock::{Clock, IdSource, ManualClock, SystemClock, UuidIds};

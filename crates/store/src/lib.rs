@@ -26,7 +26,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
-pub use read::{HistoryPage, HistoryQuery, StoredResource};
+pub use read::{BodyRow, HistoryPage, HistoryQuery, StoredResource};
 pub use scope::RowScope;
 pub use search::SearchPage;
 pub use write::{WriteKind, WriteOp, WriteResult};

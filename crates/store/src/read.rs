@@ -127,3 +127,83 @@ impl Store {
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 }
+
+/// One stored body, as key rotation walks them.
+#[derive(Clone, Debug)]
+pub struct BodyRow {
+    /// `resources` or `resource_history`.
+    pub table: &'static str,
+    pub resource_type: String,
+    pub id: String,
+    pub version: i64,
+    pub body: String,
+}
+
+impl Store {
+    /// Bodies of the given types in `table`, in key order after `after` (type, id,
+    /// version), `limit` at a time.
+    pub async fn scan_bodies(
+        &self,
+        table: &'static str,
+        types: &[&str],
+        after: Option<(String, String, i64)>,
+        limit: usize,
+    ) -> Result<Vec<BodyRow>> {
+        let table_sql = if table == "resources" { "resources" } else { "resource_history" };
+        let mut sql = Sql::new(&format!("SELECT res_type, id, version, body FROM {table_sql} WHERE res_type IN ("));
+        for (i, t) in types.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.push_bind(Arg::Text((*t).to_string()));
+        }
+        sql.push(")");
+        if let Some((t, id, v)) = after {
+            sql.push(" AND (res_type > ");
+            sql.push_bind(Arg::Text(t.clone()));
+            sql.push(" OR (res_type = ");
+            sql.push_bind(Arg::Text(t));
+            sql.push(" AND (id > ");
+            sql.push_bind(Arg::Text(id.clone()));
+            sql.push(" OR (id = ");
+            sql.push_bind(Arg::Text(id));
+            sql.push(" AND version > ");
+            sql.push_bind(Arg::Int(v));
+            sql.push("))))");
+        }
+        sql.push(" ORDER BY res_type, id, version LIMIT ");
+        sql.push_bind(Arg::Int(limit as i64));
+        let rows = sql.query(self.backend).fetch_all(&self.read).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(BodyRow {
+                    table: if table == "resources" { "resources" } else { "resource_history" },
+                    resource_type: r.try_get(0)?,
+                    id: r.try_get(1)?,
+                    version: r.try_get(2)?,
+                    body: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces bodies in one transaction; a current row is replaced only if it is
+    /// still at the scanned version (a concurrent update wins). Returns rows changed.
+    pub async fn replace_bodies(&self, rows: &[BodyRow]) -> Result<u64> {
+        let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
+        let mut n = 0;
+        for r in rows {
+            let sql = format!("UPDATE {} SET body = $1 WHERE res_type = $2 AND id = $3 AND version = $4", r.table);
+            let res = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(r.body.clone())
+                .bind(r.resource_type.clone())
+                .bind(r.id.clone())
+                .bind(r.version)
+                .execute(&mut *tx)
+                .await?;
+            n += res.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+}

@@ -57,6 +57,15 @@ impl From<ServiceError> for FhirError {
                 format!("{resource_type}/{id} already exists"),
             ),
             ServiceError::Forbidden(reason) => FhirError::new(StatusCode::FORBIDDEN, IssueType::Forbidden, reason),
+            ServiceError::Crypto(err) => {
+                let request_id = uuid_like();
+                tracing::error!(%request_id, error = %err, "field encryption failure");
+                FhirError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    IssueType::Exception,
+                    format!("internal error; quote reference {request_id} to the administrator"),
+                )
+            }
             ServiceError::Audit(err) => {
                 let request_id = uuid_like();
                 tracing::error!(%request_id, error = %err, "audit failure; access refused");

@@ -21,8 +21,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
+use lianyi_security::crypto::{CipherAlg, FieldCipher, FileKeys, KeyProvider};
 use lianyi_security::users::{SecurityPolicy, UserService};
 use lianyi_security::{AuditLog, ChainAlg, ClientService};
+use lianyi_services::protect::Protector;
 use lianyi_services::{Clock, FhirService, IdSource, SystemClock, UuidIds};
 use lianyi_store::Store;
 use tokio::net::TcpListener;
@@ -44,6 +46,9 @@ pub struct AppConfig {
     pub audit_hash: ChainAlg,
     /// Lockout and session timeouts.
     pub policy: SecurityPolicy,
+    /// Field-encryption key file (created when missing) and the cipher for new keys.
+    pub keys_file: std::path::PathBuf,
+    pub cipher: CipherAlg,
 }
 
 impl AppConfig {
@@ -71,23 +76,31 @@ pub enum AppError {
     Store(#[from] lianyi_store::StoreError),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("field-encryption keys: {0}")]
+    Keys(#[from] lianyi_security::crypto::CryptoError),
+}
+
+/// The field protector for a key file.
+pub fn protector(keys_file: &std::path::Path, cipher: CipherAlg) -> Result<Protector, AppError> {
+    let keys: Box<dyn KeyProvider> = Box::new(FileKeys::open(keys_file, cipher)?);
+    Ok(Protector::new(Arc::new(FieldCipher::new(keys))))
 }
 
 impl App {
     pub async fn build(config: AppConfig) -> Result<App, AppError> {
         let store = Store::connect(&config.database_url).await?;
         store.migrate().await?;
-        Ok(App::with_store(store, config))
+        App::with_store(store, config)
     }
 
     /// Uses an already connected and migrated store. Must be called on the tokio
     /// runtime (it starts the audit writer).
-    pub fn with_store(store: Store, config: AppConfig) -> App {
+    pub fn with_store(store: Store, config: AppConfig) -> Result<App, AppError> {
         App::with_clock(store, config, Arc::new(SystemClock::default()))
     }
 
     /// Like [`App::with_store`] with a given clock (tests control time with it).
-    pub fn with_clock(store: Store, config: AppConfig, clock: Arc<dyn Clock>) -> App {
+    pub fn with_clock(store: Store, config: AppConfig, clock: Arc<dyn Clock>) -> Result<App, AppError> {
         lianyi_fhir::schema::warm_up();
         lianyi_fhir::search_params::warm_up();
         install_metrics();
@@ -95,8 +108,9 @@ impl App {
         let audit = AuditLog::start(store.clone(), config.audit_hash);
         let clients = ClientService::new(store.clone(), audit.clone(), clock.clone());
         let users = UserService::new(store.clone(), audit.clone(), clock.clone(), config.policy);
-        let fhir = FhirService::new(store, clock, ids, config.default_campus.clone(), audit);
-        App { state: AppState { fhir, clients, users, config: Arc::new(config), started: Instant::now() } }
+        let protect = protector(&config.keys_file, config.cipher)?;
+        let fhir = FhirService::new(store, clock, ids, config.default_campus.clone(), audit, protect);
+        Ok(App { state: AppState { fhir, clients, users, config: Arc::new(config), started: Instant::now() } })
     }
 
     pub fn state(&self) -> &AppState {

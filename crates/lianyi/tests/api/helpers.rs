@@ -12,7 +12,10 @@ pub struct TestApp {
     pub client: Client,
     pub clients: ClientService,
     pub users: lianyi_security::users::UserService,
+    pub fhir: lianyi_services::FhirService,
     pub database_url: String,
+    /// Holds the field-encryption key file.
+    pub keys_dir: std::path::PathBuf,
     _shutdown: oneshot::Sender<()>,
     _dir: Option<std::path::PathBuf>,
 }
@@ -31,6 +34,9 @@ pub async fn spawn_app_clocked(
     clock: Option<std::sync::Arc<lianyi_security::ManualClock>>,
 ) -> TestApp {
     let (url, dir) = fresh_database().await;
+    let keys_dir =
+        dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("lianyi-keys-{}", std::process::id())));
+    std::fs::create_dir_all(&keys_dir).unwrap();
     let store = lianyi_store::Store::connect(&url).await.expect("connect");
     store.migrate().await.expect("migrate");
     let config = AppConfig {
@@ -40,11 +46,14 @@ pub async fn spawn_app_clocked(
         public_url: None,
         audit_hash: lianyi_security::ChainAlg::Sm3,
         policy: lianyi_security::users::SecurityPolicy::default(),
+        keys_file: keys_dir.join("keys"),
+        cipher: lianyi_security::crypto::CipherAlg::Sm4Gcm,
     };
     let app = match clock {
         Some(c) => App::with_clock(store, config, c),
         None => App::with_store(store, config),
-    };
+    }
+    .expect("build app");
     let admin = app
         .state()
         .clients
@@ -55,6 +64,7 @@ pub async fn spawn_app_clocked(
     let addr = listener.local_addr().unwrap();
     let clients = app.state().clients.clone();
     let users = app.state().users.clone();
+    let fhir = app.state().fhir.clone();
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(async move {
         app.run(listener, async {
@@ -65,7 +75,7 @@ pub async fn spawn_app_clocked(
     });
     let base = format!("http://{addr}");
     let client = authorized(&base, &admin.client_id, &admin.client_secret).await;
-    TestApp { base, client, clients, users, database_url: url, _shutdown: tx, _dir: dir }
+    TestApp { base, client, clients, users, fhir, database_url: url, keys_dir, _shutdown: tx, _dir: dir }
 }
 
 /// An HTTP client that sends a bearer token obtained with these credentials.

@@ -5,6 +5,7 @@
 
 mod audit;
 mod authz;
+mod encryption;
 mod helpers;
 mod pages;
 mod process;
