@@ -73,6 +73,9 @@ pub struct Access {
     /// `None`: unrestricted (the platform's own jobs).
     pub grants: Option<Vec<Grant>>,
     pub patient: Option<String>,
+    /// Patients opened by break-the-glass: their records are visible regardless of
+    /// campus (the role's interactions still apply) until the grant expires.
+    pub open_patients: Vec<String>,
 }
 
 impl Campuses {
@@ -96,16 +99,16 @@ impl Campuses {
 
 impl Access {
     pub fn unrestricted() -> Access {
-        Access { grants: None, patient: None }
+        Access { grants: None, patient: None, open_patients: Vec::new() }
     }
 
     /// Nothing at all (anonymous callers).
     pub fn nothing() -> Access {
-        Access { grants: Some(Vec::new()), patient: None }
+        Access { grants: Some(Vec::new()), patient: None, open_patients: Vec::new() }
     }
 
     pub fn single(scopes: ScopeSet, campuses: Campuses, patient: Option<String>) -> Access {
-        Access { grants: Some(vec![Grant { scopes, campuses }]), patient }
+        Access { grants: Some(vec![Grant { scopes, campuses }]), patient, open_patients: Vec::new() }
     }
 
     pub fn allows(&self, resource_type: &str, perm: Perm) -> bool {

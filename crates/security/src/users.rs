@@ -193,7 +193,7 @@ impl UserService {
             role: if roles.is_empty() { None } else { Some(roles.join(",")) },
             campus: grants.iter().map(|g| g.campus.clone()).find(|c| c != "*"),
             client_addr,
-            access: Access { grants: Some(access_grants), patient: user.patient.clone() },
+            access: Access { grants: Some(access_grants), patient: user.patient.clone(), open_patients: Vec::new() },
             capabilities,
         }
     }
@@ -384,7 +384,8 @@ impl UserService {
         let user = self.store.user_by_id(&s.user_id).await?.filter(|u| !u.disabled);
         let Some(user) = user else { return Err(UserError::SessionExpired) };
         let grants = self.store.user_grants(&user.id).await?;
-        let caller = Self::user_caller(&user, &grants, client_addr);
+        let mut caller = Self::user_caller(&user, &grants, client_addr);
+        caller.access.open_patients = self.store.break_glass_patients(&caller.actor, now).await?;
         if now - s.last_seen > self.policy.idle_timeout_ms || now - s.created_at > self.policy.absolute_timeout_ms {
             self.store.revoke_session(&hash).await?;
             let why =

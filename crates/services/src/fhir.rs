@@ -11,8 +11,10 @@ use lianyi_fhir::compartment::patients_of;
 use lianyi_fhir::search::SearchRequest;
 use lianyi_fhir::{Issue, IssueType, OperationOutcome, ResourceType, extract_index, validate_resource};
 use lianyi_security::crypto::CryptoError;
+use lianyi_security::roles::Capability;
 use lianyi_security::{AuditError, AuditLog, Caller, Campuses, Perm};
 use lianyi_store::audit::AuditEntry;
+use lianyi_store::break_glass::BreakGlassRecord;
 use lianyi_store::{
     HistoryPage, HistoryQuery, RowScope, SearchPage, Store, StoreError, StoredResource, WriteKind, WriteOp, WriteResult,
 };
@@ -97,6 +99,9 @@ pub struct FhirService {
     audit: AuditLog,
     protector: Protector,
 }
+
+/// How long a break-the-glass grant lasts.
+pub const BREAK_GLASS_MS: i64 = 4 * 3_600_000;
 
 /// Directory data every campus shares: campus limits do not apply to these types.
 /// (Health data, everything in the Patient compartment, stays with its campus.)
@@ -186,6 +191,92 @@ impl FhirService {
             return vec![base];
         }
         patients.into_iter().map(|p| AuditEntry { patient: Some(p.to_string()), ..base.clone() }).collect()
+    }
+
+    /// Break-the-glass: opens `patient`'s record to a clinician outside their campuses
+    /// for [`BREAK_GLASS_MS`], with a mandatory reason; audited, and listed on the
+    /// privacy officer's report.
+    pub async fn break_glass(&self, caller: &Caller, patient: &str, reason: &str) -> Result<BreakGlassRecord> {
+        let reason = reason.trim();
+        let check = if !caller.can(Capability::BreakTheGlass) {
+            Err(ServiceError::Forbidden("only clinicians may break the glass".into()))
+        } else if reason.chars().count() < 10 {
+            Err(invalid(IssueType::Required, "a reason of at least 10 characters is required", "reason"))
+        } else {
+            match self.store.read("Patient", patient).await? {
+                Some(p) if !p.deleted => Ok(()),
+                _ => Err(ServiceError::NotFound { resource_type: "Patient".into(), id: patient.into() }),
+            }
+        };
+        if let Err(e) = check {
+            return self.failed(caller, "break-glass", "Patient", Some(patient), e).await;
+        }
+        let now = self.clock.now_ms();
+        let record = BreakGlassRecord {
+            id: self.ids.new_id(),
+            actor: caller.actor.clone(),
+            role: caller.role.clone(),
+            patient: patient.to_string(),
+            reason: reason.chars().take(500).collect(),
+            granted_at: now,
+            expires_at: now + BREAK_GLASS_MS,
+            client_addr: caller.client_addr.clone(),
+        };
+        self.store.insert_break_glass(&record).await?;
+        let mut e = self.entry(caller, "break-glass", "success", "Patient", Some(patient));
+        e.patient = Some(patient.to_string());
+        e.detail = Some(format!(
+            "reason: {}; until {}",
+            record.reason,
+            lianyi_fhir::datetime::format_instant(record.expires_at)
+        ));
+        self.audit.record(vec![e]).await?;
+        Ok(record)
+    }
+
+    /// Audit records for the privacy officer's review page.
+    pub async fn audit_review(
+        &self,
+        caller: &Caller,
+        q: &lianyi_store::audit::AuditQuery,
+    ) -> Result<Vec<lianyi_store::audit::AuditRecord>> {
+        if !caller.can(Capability::ReviewAudit) {
+            let e = ServiceError::Forbidden("the audit log is for the privacy officer".into());
+            return self.failed(caller, "audit-review", "AuditEvent", None, e).await;
+        }
+        let rows = self.store.audit_records(q).await?;
+        let mut e = caller.entry(self.clock.now_ms(), "audit-review", "success");
+        e.resource_type = Some("AuditEvent".into());
+        e.detail = Some(format!("{} records", rows.len()));
+        self.audit.record(vec![e]).await?;
+        Ok(rows)
+    }
+
+    /// "Who has seen my record": accesses to the calling patient's own data.
+    pub async fn my_access_log(&self, caller: &Caller) -> Result<Vec<lianyi_store::audit::AuditRecord>> {
+        let Some(patient) = caller.access.patient.clone() else {
+            let e = ServiceError::Forbidden("only a patient account has an access log".into());
+            return self.failed(caller, "access-log", "AuditEvent", None, e).await;
+        };
+        let q = lianyi_store::audit::AuditQuery { patient: Some(patient.clone()), limit: 500, ..Default::default() };
+        let rows = self.store.audit_records(&q).await?;
+        let mut e = caller.entry(self.clock.now_ms(), "access-log", "success");
+        e.patient = Some(patient);
+        self.audit.record(vec![e]).await?;
+        Ok(rows)
+    }
+
+    /// Break-the-glass grants made in `[since, until)`, for the privacy officer.
+    pub async fn break_glass_report(&self, caller: &Caller, since: i64, until: i64) -> Result<Vec<BreakGlassRecord>> {
+        if !caller.can(Capability::ReviewAudit) {
+            let e = ServiceError::Forbidden("the break-the-glass report is for the privacy officer".into());
+            return self.failed(caller, "break-glass-report", "Patient", None, e).await;
+        }
+        let rows = self.store.break_glass_report(since, until, 1000).await?;
+        let mut e = caller.entry(self.clock.now_ms(), "break-glass-report", "success");
+        e.detail = Some(format!("{} grants", rows.len()));
+        self.audit.record(vec![e]).await?;
+        Ok(rows)
     }
 
     /// A campus's display name from its Organization (directory data, not audited):
@@ -295,7 +386,12 @@ impl FhirService {
     /// The caller may touch this stored resource with `perm` (campus and patient
     /// compartment).
     fn visible(caller: &Caller, r: &StoredResource, perm: Perm) -> Result<()> {
-        if !is_shared_type(&r.resource_type) && !caller.access.sees(&r.resource_type, perm, r.campus.as_deref()) {
+        let opened = r.patient.as_ref().is_some_and(|p| caller.access.open_patients.contains(p))
+            && caller.access.allows(&r.resource_type, perm);
+        if !is_shared_type(&r.resource_type)
+            && !opened
+            && !caller.access.sees(&r.resource_type, perm, r.campus.as_deref())
+        {
             return Err(ServiceError::Forbidden(format!(
                 "{}/{} belongs to campus {}, which your grants do not cover (break-the-glass can open it)",
                 r.resource_type,
@@ -343,6 +439,7 @@ impl FhirService {
                 Campuses::Only(list) => Some(list),
             },
             campus_exempt_types: SHARED_TYPES.iter().map(|t| t.to_string()).collect(),
+            campus_exempt_patients: caller.access.open_patients.clone(),
             patient: caller.access.patient.clone(),
             patient_exempt_types: supported.filter(|t| !in_compartment(t)).map(|t| t.to_string()).collect(),
         }

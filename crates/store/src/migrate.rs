@@ -42,6 +42,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_users.sql"),
         postgres: include_str!("../migrations/postgres/0005_users.sql"),
     },
+    Migration {
+        version: 6,
+        name: "break_glass",
+        sqlite: include_str!("../migrations/sqlite/0006_break_glass.sql"),
+        postgres: include_str!("../migrations/postgres/0006_break_glass.sql"),
+    },
 ];
 
 impl Store {

@@ -10,6 +10,8 @@ pub struct RowScope {
     pub campuses: Option<Vec<String>>,
     /// Types the campus limit does not apply to (shared directory data).
     pub campus_exempt_types: Vec<String>,
+    /// Patients whose compartment is open regardless of campus (break-the-glass).
+    pub campus_exempt_patients: Vec<String>,
     /// Only resources in this patient's compartment. `None`: any patient.
     pub patient: Option<String>,
     /// Types the patient limit does not apply to (not in the Patient compartment).
@@ -48,6 +50,10 @@ impl RowScope {
             if !self.campus_exempt_types.is_empty() {
                 sql.push(" OR ");
                 in_list(sql, &col("res_type"), &self.campus_exempt_types);
+            }
+            if !self.campus_exempt_patients.is_empty() {
+                sql.push(" OR ");
+                in_list(sql, &col("patient"), &self.campus_exempt_patients);
             }
             sql.push(")");
         }

@@ -10,8 +10,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use lianyi_security::roles::Capability;
 use lianyi_security::secrets::random_hex;
 use lianyi_security::users::{SessionInfo, Stage, UserError};
+use lianyi_services::ServiceError;
 use serde::Deserialize;
 
 use crate::AppState;
@@ -31,6 +33,10 @@ pub fn router() -> Router<AppState> {
         .route("/login/mfa", get(mfa_form).post(mfa_submit))
         .route("/logout", post(logout))
         .route("/lang/{code}", get(set_lang))
+        .route("/break-glass", get(bg_form).post(bg_submit))
+        .route("/admin/break-glass", get(bg_report))
+        .route("/admin/audit", get(audit_page))
+        .route("/me/access-log", get(access_log))
         .route("/static/app.css", get(css))
 }
 
@@ -365,6 +371,8 @@ struct HomePage<'a> {
     t: Tr,
     csrf: &'a str,
     display_name: &'a str,
+    /// (href, text key) of the pages this user may open.
+    links: Vec<(&'static str, &'static str)>,
     /// (role text key, campus id, campus name)
     grants: Vec<(String, String, String)>,
     idle_minutes: String,
@@ -387,7 +395,19 @@ async fn home(State(state): State<AppState>, ClientAddr(addr): ClientAddr, heade
         Err(e) => tracing::error!(error = %e, "grants lookup failed"),
     }
     let idle_minutes = format!("{}", (state.users.policy().idle_timeout_ms as f64 / 6_000.0).round() / 10.0);
-    page(HomePage { t, csrf: &info.csrf, display_name: &info.user.display_name, grants, idle_minutes }.render())
+    let c = &info.caller;
+    let mut links = Vec::new();
+    if c.can(Capability::BreakTheGlass) {
+        links.push(("/break-glass", "nav-break-glass"));
+    }
+    if c.can(Capability::ReviewAudit) {
+        links.push(("/admin/audit", "nav-audit"));
+        links.push(("/admin/break-glass", "nav-break-glass-report"));
+    }
+    if c.access.patient.is_some() {
+        links.push(("/me/access-log", "nav-access-log"));
+    }
+    page(HomePage { t, csrf: &info.csrf, display_name: &info.user.display_name, links, grants, idle_minutes }.render())
 }
 
 #[derive(Deserialize)]
@@ -433,4 +453,251 @@ async fn css() -> Response {
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
     r
+}
+
+#[derive(Template)]
+#[template(path = "break_glass.html")]
+struct BreakGlassPage<'a> {
+    t: Tr,
+    message: Option<&'a str>,
+    csrf: &'a str,
+    patient: &'a str,
+    granted_until: Option<String>,
+}
+
+fn forbidden(t: Tr) -> Response {
+    let mut r = page(Ok(format!(
+        "<!DOCTYPE html><html lang=\"{}\"><head><meta charset=\"utf-8\"><link rel=\"stylesheet\" href=\"/static/app.css\"></head><body><main><section class=\"card narrow\"><p class=\"error\" id=\"message\">{}</p><a href=\"/\">{}</a></section></main></body></html>",
+        t.code(),
+        t.get("forbidden"),
+        t.get("nav-home")
+    )));
+    *r.status_mut() = StatusCode::FORBIDDEN;
+    r
+}
+
+/// `YYYY-MM-DD HH:MM` in Beijing time, for tables.
+fn local_time(ms: i64) -> String {
+    let s = lianyi_fhir::datetime::format_instant(ms + 8 * 3_600_000);
+    format!("{} {}", &s[..10], &s[11..16])
+}
+
+async fn bg_form(State(state): State<AppState>, ClientAddr(addr): ClientAddr, headers: HeaderMap) -> Response {
+    let (_, info) = match at_stage(&state, &headers, addr, Stage::Active).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let t = Tr::new(lang(&headers));
+    if !info.caller.can(Capability::BreakTheGlass) {
+        return forbidden(t);
+    }
+    page(BreakGlassPage { t, message: None, csrf: &info.csrf, patient: "", granted_until: None }.render())
+}
+
+#[derive(Deserialize)]
+struct BreakGlassForm {
+    csrf: String,
+    patient: String,
+    reason: String,
+}
+
+async fn bg_submit(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    Form(f): Form<BreakGlassForm>,
+) -> Response {
+    let (_, info) = match at_stage(&state, &headers, addr, Stage::Active).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let t = Tr::new(lang(&headers));
+    let answer = |message: Option<&str>, granted_until: Option<String>| {
+        page(BreakGlassPage { t, message, csrf: &info.csrf, patient: f.patient.trim(), granted_until }.render())
+    };
+    if !lianyi_security::secrets::constant_time_eq(&info.csrf, &f.csrf) {
+        return answer(Some("login-error"), None);
+    }
+    match state.fhir.break_glass(&info.caller, f.patient.trim(), &f.reason).await {
+        Ok(g) => answer(None, Some(local_time(g.expires_at))),
+        Err(ServiceError::Invalid(_)) => answer(Some("bg-reason-required"), None),
+        Err(ServiceError::NotFound { .. }) => answer(Some("bg-no-patient"), None),
+        Err(ServiceError::Forbidden(_)) => forbidden(t),
+        Err(e) => {
+            tracing::error!(error = %e, "break-the-glass failed");
+            answer(Some("login-error"), None)
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct RangeQuery {
+    from: Option<String>,
+    to: Option<String>,
+    actor: Option<String>,
+    patient: Option<String>,
+    action: Option<String>,
+}
+
+/// `[from, to]` as epoch ms (whole days, Beijing time); default: the last 30 days.
+fn range(state: &AppState, q: &RangeQuery) -> (i64, i64, String, String) {
+    let now = state.fhir.now_ms();
+    let day = |s: &Option<String>| s.as_deref().filter(|d| !d.is_empty()).and_then(lianyi_fhir::datetime::parse_range);
+    let from = day(&q.from).map_or(now - 30 * 86_400_000, |r| r.low - 8 * 3_600_000);
+    let to = day(&q.to).map_or(now + 60_000, |r| r.high + 1 - 8 * 3_600_000);
+    (from, to, local_time(from)[..10].to_string(), local_time(to - 1)[..10].to_string())
+}
+
+#[derive(Template)]
+#[template(path = "report.html")]
+struct ReportPage {
+    t: Tr,
+    from: String,
+    to: String,
+    rows: Vec<(String, String, String, String, String, String)>,
+}
+
+async fn bg_report(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    Query(q): Query<RangeQuery>,
+) -> Response {
+    let (_, info) = match at_stage(&state, &headers, addr, Stage::Active).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let t = Tr::new(lang(&headers));
+    let (since, until, from, to) = range(&state, &q);
+    match state.fhir.break_glass_report(&info.caller, since, until).await {
+        Ok(list) => {
+            let rows = list
+                .into_iter()
+                .map(|g| {
+                    (
+                        local_time(g.granted_at),
+                        g.actor,
+                        g.role.unwrap_or_default(),
+                        g.patient,
+                        g.reason,
+                        local_time(g.expires_at),
+                    )
+                })
+                .collect();
+            page(ReportPage { t, from, to, rows }.render())
+        }
+        Err(_) => forbidden(t),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage<'a> {
+    t: Tr,
+    title: &'a str,
+    intro: Option<&'a str>,
+    show_filters: bool,
+    actor: String,
+    patient: String,
+    action: String,
+    from: String,
+    to: String,
+    rows: Vec<AuditRow>,
+}
+
+/// One audit record as a table row: seq, time, actor, role, action, resource,
+/// patient, outcome, address.
+type AuditRow = (i64, String, String, String, String, String, String, String, String);
+
+fn audit_rows(records: Vec<lianyi_store::audit::AuditRecord>) -> Vec<AuditRow> {
+    records
+        .into_iter()
+        .map(|r| {
+            let e = r.entry;
+            let resource = match (e.resource_type, e.resource_id) {
+                (Some(t), Some(id)) => format!("{t}/{id}"),
+                (Some(t), None) => t,
+                _ => String::new(),
+            };
+            (
+                r.seq,
+                local_time(e.recorded_at),
+                e.actor,
+                e.role.unwrap_or_default(),
+                e.action,
+                resource,
+                e.patient.unwrap_or_default(),
+                e.outcome,
+                e.client_addr.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+async fn audit_page(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    Query(q): Query<RangeQuery>,
+) -> Response {
+    let (_, info) = match at_stage(&state, &headers, addr, Stage::Active).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let t = Tr::new(lang(&headers));
+    let (since, until, from, to) = range(&state, &q);
+    let filled = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+    let query = lianyi_store::audit::AuditQuery {
+        actor: filled(&q.actor),
+        patient: filled(&q.patient),
+        action: filled(&q.action),
+        since: Some(since),
+        until: Some(until),
+        limit: 500,
+        offset: 0,
+    };
+    match state.fhir.audit_review(&info.caller, &query).await {
+        Ok(records) => page(
+            AuditPage {
+                t,
+                title: t.get("audit-title"),
+                intro: None,
+                show_filters: true,
+                actor: query.actor.unwrap_or_default(),
+                patient: query.patient.unwrap_or_default(),
+                action: query.action.unwrap_or_default(),
+                from,
+                to,
+                rows: audit_rows(records),
+            }
+            .render(),
+        ),
+        Err(_) => forbidden(t),
+    }
+}
+
+async fn access_log(State(state): State<AppState>, ClientAddr(addr): ClientAddr, headers: HeaderMap) -> Response {
+    let (_, info) = match at_stage(&state, &headers, addr, Stage::Active).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let t = Tr::new(lang(&headers));
+    match state.fhir.my_access_log(&info.caller).await {
+        Ok(records) => page(
+            AuditPage {
+                t,
+                title: t.get("access-title"),
+                intro: Some(t.get("access-intro")),
+                show_filters: false,
+                actor: String::new(),
+                patient: String::new(),
+                action: String::new(),
+                from: String::new(),
+                to: String::new(),
+                rows: audit_rows(records),
+            }
+            .render(),
+        ),
+        Err(_) => forbidden(t),
+    }
 }

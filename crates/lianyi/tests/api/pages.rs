@@ -217,3 +217,128 @@ async fn lockout_shows_on_the_login_page() {
     }
     assert!(last.contains("locked"), "{last}");
 }
+
+/// Creates an account with one role and logs a browser all the way in (password
+/// change, authenticator enrolment).
+async fn logged_in(
+    app: &crate::helpers::TestApp,
+    clock: &ManualClock,
+    name: &str,
+    role: &str,
+    campus: &str,
+    patient: Option<&str>,
+) -> (Browser, String) {
+    app.users
+        .add_user(
+            &Caller::system("test"),
+            NewUser {
+                username: name.into(),
+                display_name: format!("{name} 显示名"),
+                password: "initial-Pass-2026".into(),
+                grants: vec![(role.into(), campus.into())],
+                patient: patient.map(str::to_string),
+                must_change_password: true,
+            },
+        )
+        .await
+        .unwrap();
+    let mut b = Browser::new(&app.base, "zh-CN");
+    let (_, _, html) = b.get("/login").await;
+    b.post("/login", &[("csrf", &csrf(&html)), ("username", name), ("password", "initial-Pass-2026")]).await;
+    let (_, _, html) = b.get("/login/password").await;
+    let t = csrf(&html);
+    b.post(
+        "/login/password",
+        &[
+            ("csrf", &t),
+            ("current", "initial-Pass-2026"),
+            ("new", "a brand new passphrase"),
+            ("confirm", "a brand new passphrase"),
+        ],
+    )
+    .await;
+    let (_, _, html) = b.get("/login/enrol").await;
+    let secret = totp::base32_decode(between(&html, "id=\"totp-secret\">", "<")).unwrap();
+    let (_, loc, _) =
+        b.post("/login/enrol", &[("csrf", &csrf(&html)), ("code", &totp::code_at(&secret, clock.now_ms()))]).await;
+    assert_eq!(loc, "/");
+    let (_, _, home) = b.get("/").await;
+    (b, csrf(&home))
+}
+
+#[tokio::test]
+async fn break_the_glass_grants_then_expires_and_is_reported() {
+    use lianyi_fhir::ResourceType;
+    let clock = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    // A west-campus patient with an observation.
+    let west = app.client_with("system/*.cruds", "campus-west", None).await;
+    let pid = {
+        let r = west
+            .post(app.url("/fhir/Patient"))
+            .header("content-type", "application/fhir+json")
+            .body(serde_json::json!({"resourceType": "Patient", "name": [{"family": "West"}]}).to_string())
+            .send()
+            .await
+            .unwrap();
+        r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string()
+    };
+    let (mut doctor, csrf_token) = logged_in(&app, &clock, "dr.east", "doctor", "campus-east", None).await;
+    let session = doctor.cookies.iter().find(|(k, _)| k == "__Host-lianyi_session").unwrap().1.clone();
+    let patient = ResourceType::parse("Patient").unwrap();
+    let caller = || async { app.users.active_caller(&session, None).await.unwrap().caller };
+
+    assert!(app.fhir.read(&caller().await, patient, &pid).await.is_err(), "outside the doctor's campus");
+    // No reason, no access.
+    let (_, _, page) = doctor.post("/break-glass", &[("csrf", &csrf_token), ("patient", &pid), ("reason", "x")]).await;
+    assert!(page.contains("请填写至少 10 个字的理由"), "{page}");
+    let (_, _, page) = doctor
+        .post("/break-glass", &[("csrf", &csrf_token), ("patient", &pid), ("reason", "急诊抢救，患者昏迷无法问诊")])
+        .await;
+    assert!(page.contains("已授权，有效期至"), "{page}");
+    let r = app.fhir.read(&caller().await, patient, &pid).await.unwrap();
+    assert_eq!(r.id, pid);
+    let search = lianyi_fhir::search::parse_search(patient, &[]).unwrap();
+    assert_eq!(app.fhir.search(&caller().await, &search).await.unwrap().total, 1, "search includes the opened record");
+
+    // Four hours later the grant is over (the doctor stays active meanwhile).
+    for _ in 0..24 {
+        clock.advance(10 * 60_000);
+        let _ = caller().await;
+    }
+    clock.advance(1);
+    assert!(app.fhir.read(&caller().await, patient, &pid).await.is_err(), "the grant expired");
+
+    // The privacy officer sees it on the report; the doctor may not open the report.
+    assert_eq!(doctor.get("/admin/break-glass").await.0, StatusCode::FORBIDDEN);
+    let (mut officer, _) = logged_in(&app, &clock, "privacy", "privacy-officer", "*", None).await;
+    let (s, _, report) = officer.get("/admin/break-glass").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        report.contains("user:dr.east") && report.contains("急诊抢救，患者昏迷无法问诊") && report.contains(&pid),
+        "{report}"
+    );
+    let (_, _, audit) = officer.get(&format!("/admin/audit?patient={pid}")).await;
+    assert!(audit.contains("break-glass") && audit.contains("user:dr.east"), "{audit}");
+}
+
+#[tokio::test]
+async fn a_patient_sees_who_has_seen_their_record() {
+    let clock = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    let pid = app.create(&serde_json::json!({"resourceType": "Patient", "name": [{"family": "Self"}]})).await;
+    let other = app.create(&serde_json::json!({"resourceType": "Patient", "name": [{"family": "Other"}]})).await;
+    assert_eq!(app.get(&format!("/fhir/Patient/{pid}")).await.status(), StatusCode::OK);
+    assert_eq!(app.get(&format!("/fhir/Patient/{other}")).await.status(), StatusCode::OK);
+    let (mut me, _) = logged_in(&app, &clock, "patient.self", "patient", "*", Some(&pid)).await;
+    let (s, _, page) = me.get("/me/access-log").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        page.contains("谁看过我的病历")
+            && page.contains("client:test-admin")
+            && page.contains(&format!("Patient/{pid}")),
+        "{page}"
+    );
+    assert!(!page.contains(&other), "only their own record");
+    assert_eq!(me.get("/admin/audit").await.0, StatusCode::FORBIDDEN);
+}
