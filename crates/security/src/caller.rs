@@ -115,6 +115,11 @@ impl Access {
         self.grants.as_ref().is_none_or(|gs| gs.iter().any(|g| g.scopes.allows(resource_type, perm)))
     }
 
+    /// Whether a grant names `resource_type` explicitly with `perm` (wildcards excluded).
+    pub fn names(&self, resource_type: &str, perm: Perm) -> bool {
+        self.grants.as_ref().is_none_or(|gs| gs.iter().any(|g| g.scopes.names(resource_type, perm)))
+    }
+
     /// The campuses at which the caller may do `perm` on `resource_type`.
     pub fn campuses_for(&self, resource_type: &str, perm: Perm) -> Campuses {
         match &self.grants {

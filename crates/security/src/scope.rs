@@ -129,6 +129,12 @@ impl ScopeSet {
         self.0.iter().any(|s| s.allows(resource_type, perm))
     }
 
+    /// Whether a scope names `resource_type` explicitly (not through `*`) with `perm`:
+    /// for data that a wildcard should not reach, such as the audit log.
+    pub fn names(&self, resource_type: &str, perm: Perm) -> bool {
+        self.0.iter().any(|s| s.resource_type.as_deref() == Some(resource_type) && s.perms.contains(perm.letter()))
+    }
+
     /// Whether every scope of `other` is covered by a scope here (for narrowing a
     /// client's scopes when it asks for a token).
     pub fn covers(&self, other: &ScopeSet) -> bool {

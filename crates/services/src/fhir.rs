@@ -252,6 +252,58 @@ impl FhirService {
         Ok(rows)
     }
 
+    fn may_read_audit(caller: &Caller, perm: Perm) -> Result<()> {
+        if caller.can(Capability::ReviewAudit) || (caller.is_authenticated() && caller.access.names("AuditEvent", perm))
+        {
+            Ok(())
+        } else {
+            Err(ServiceError::Forbidden(
+                "the audit log needs the privacy officer's role or a scope naming AuditEvent (wildcards do not reach it)".into(),
+            ))
+        }
+    }
+
+    /// `GET /AuditEvent/{seq}`.
+    pub async fn audit_event(&self, caller: &Caller, id: &str) -> Result<Value> {
+        let found = match Self::may_read_audit(caller, Perm::Read) {
+            Err(e) => Err(e),
+            Ok(()) => {
+                let seq = id.parse::<i64>().ok();
+                let q =
+                    lianyi_store::audit::AuditQuery { seq: Some(seq.unwrap_or(-1)), limit: 1, ..Default::default() };
+                match self.store.audit_records(&q).await?.into_iter().next() {
+                    Some(r) => Ok(crate::audit_event::to_audit_event(&r)),
+                    None => Err(ServiceError::NotFound { resource_type: "AuditEvent".into(), id: id.into() }),
+                }
+            }
+        };
+        match found {
+            Ok(v) => {
+                self.audit.record(vec![self.entry(caller, "read", "success", "AuditEvent", Some(id))]).await?;
+                Ok(v)
+            }
+            Err(e) => self.failed(caller, "read", "AuditEvent", Some(id), e).await,
+        }
+    }
+
+    /// `GET /AuditEvent?...`: newest first, with the total.
+    pub async fn audit_events(
+        &self,
+        caller: &Caller,
+        q: &lianyi_store::audit::AuditQuery,
+    ) -> Result<(i64, Vec<Value>)> {
+        if let Err(e) = Self::may_read_audit(caller, Perm::Search) {
+            return self.failed(caller, "search", "AuditEvent", None, e).await;
+        }
+        let total = self.store.audit_matching(q).await?;
+        let rows = if q.limit == 0 { Vec::new() } else { self.store.audit_records(q).await? };
+        let mut e = caller.entry(self.clock.now_ms(), "search", "success");
+        e.resource_type = Some("AuditEvent".into());
+        e.detail = Some(format!("{} of {total} records", rows.len()));
+        self.audit.record(vec![e]).await?;
+        Ok((total, rows.iter().map(crate::audit_event::to_audit_event).collect()))
+    }
+
     /// "Who has seen my record": accesses to the calling patient's own data.
     pub async fn my_access_log(&self, caller: &Caller) -> Result<Vec<lianyi_store::audit::AuditRecord>> {
         let Some(patient) = caller.access.patient.clone() else {
@@ -682,6 +734,10 @@ impl FhirService {
                 errors.push((n, format!("resource type '{rtype_name}' is not stored by this server")));
                 continue;
             };
+            if rtype.as_str() == "AuditEvent" {
+                errors.push((n, "AuditEvent is read-only: the audit log is written by the server only".into()));
+                continue;
+            }
             if !caller.access.allows(rtype.as_str(), Perm::Create)
                 || !caller.access.allows(rtype.as_str(), Perm::Update)
             {

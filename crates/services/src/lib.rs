@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod audit_event;
 pub mod demo;
 pub mod fhir;
 pub mod identifiers;

@@ -144,6 +144,8 @@ pub struct AuditQuery {
     pub action: Option<String>,
     pub since: Option<i64>,
     pub until: Option<i64>,
+    /// One record by number.
+    pub seq: Option<i64>,
     pub limit: usize,
     pub offset: usize,
 }
@@ -277,9 +279,7 @@ impl Store {
         Ok(ChainStatus::Intact { records: last })
     }
 
-    /// Reads records newest first.
-    pub async fn audit_records(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
-        let mut sql = Sql::new(&format!("SELECT {} FROM audit_log WHERE 1 = 1", COLUMNS.join(", ")));
+    fn audit_filter(sql: &mut Sql, q: &AuditQuery) {
         for (col, v) in [("patient", &q.patient), ("actor", &q.actor), ("action", &q.action)] {
             if let Some(v) = v {
                 sql.push(&format!(" AND {col} = "));
@@ -294,12 +294,29 @@ impl Store {
             sql.push(" AND recorded_at < ");
             sql.push_bind(Arg::Int(u));
         }
+        if let Some(seq) = q.seq {
+            sql.push(" AND seq = ");
+            sql.push_bind(Arg::Int(seq));
+        }
+    }
+
+    /// Reads records newest first.
+    pub async fn audit_records(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        let mut sql = Sql::new(&format!("SELECT {} FROM audit_log WHERE 1 = 1", COLUMNS.join(", ")));
+        Store::audit_filter(&mut sql, q);
         sql.push(" ORDER BY seq DESC LIMIT ");
         sql.push_bind(Arg::Int(q.limit.max(1) as i64));
         sql.push(" OFFSET ");
         sql.push_bind(Arg::Int(q.offset as i64));
         let rows = sql.query(self.backend).fetch_all(&self.read).await?;
         rows.iter().map(record_from_row).collect()
+    }
+
+    /// Number of records matching a query (limit and offset ignored).
+    pub async fn audit_matching(&self, q: &AuditQuery) -> Result<i64> {
+        let mut sql = Sql::new("SELECT COUNT(*) FROM audit_log WHERE 1 = 1");
+        Store::audit_filter(&mut sql, q);
+        Ok(sql.query(self.backend).fetch_one(&self.read).await?.try_get(0)?)
     }
 
     /// Number of audit records.

@@ -11,6 +11,9 @@ pub fn capability_statement(base: &str, date: &str) -> Value {
     let resources: Vec<Value> = SUPPORTED_TYPES
         .iter()
         .map(|t| {
+            if *t == "AuditEvent" {
+                return audit_event_capability();
+            }
             let params: Vec<Value> = search_params_for(t)
                 .into_iter()
                 .map(|p| {
@@ -62,6 +65,24 @@ pub fn capability_statement(base: &str, date: &str) -> Value {
     })
 }
 
+/// AuditEvent is served from the audit log: read and search only.
+fn audit_event_capability() -> Value {
+    json!({
+        "type": "AuditEvent",
+        "documentation": "The tamper-evident audit log, read-only. Needs the privacy officer's role or a scope naming AuditEvent.",
+        "interaction": [{"code": "read"}, {"code": "vread"}, {"code": "search-type"}],
+        "versioning": "no-version",
+        "readHistory": false,
+        "updateCreate": false,
+        "searchParam": [
+            {"name": "date", "type": "date", "documentation": "When the event was recorded (prefixes eq, ge, gt, le, lt)"},
+            {"name": "patient", "type": "reference", "documentation": "The patient whose data was accessed"},
+            {"name": "subtype", "type": "token", "documentation": "The action: read, search, create, update, delete, login, break-glass, ..."},
+            {"name": "altid", "type": "token", "documentation": "The actor, e.g. user:dr.li or client:lab"},
+        ],
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +101,9 @@ mod tests {
             .flat_map(|r| r["searchParam"].as_array().unwrap().iter().map(|p| p["type"].as_str().unwrap()))
             .collect();
         assert_eq!(kinds, ["token", "string", "reference", "date"].into_iter().collect());
+        let audit = cs["rest"][0]["resource"].as_array().unwrap().iter().find(|r| r["type"] == "AuditEvent").unwrap();
+        let interactions: Vec<&str> =
+            audit["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
+        assert_eq!(interactions, vec!["read", "vread", "search-type"]);
     }
 }

@@ -74,6 +74,107 @@ fn base_url(state: &AppState, headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
+/// Audit events come from the audit log, which only the server writes.
+const AUDIT_EVENT: &str = "AuditEvent";
+
+fn read_only(rtype: ResourceType) -> Result<(), FhirError> {
+    if rtype.as_str() == AUDIT_EVENT {
+        return Err(FhirError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            IssueType::NotSupported,
+            "AuditEvent is read-only: the server records every access itself (read and search are supported)",
+        ));
+    }
+    Ok(())
+}
+
+/// `GET /AuditEvent?`: `date` (with prefixes), `patient`, `subtype` (the action),
+/// `altid` (the actor), `_count`, `_offset`.
+async fn audit_search(
+    state: &AppState,
+    caller: &lianyi_security::Caller,
+    headers: &HeaderMap,
+    params: Vec<(String, String)>,
+) -> FhirResult {
+    use lianyi_fhir::search::Prefix;
+    let mut q = lianyi_store::audit::AuditQuery { limit: DEFAULT_COUNT, ..Default::default() };
+    let mut applied = Vec::new();
+    for (k, v) in &params {
+        match k.as_str() {
+            "_count" => {
+                q.limit =
+                    v.parse().ok().filter(|n| *n <= MAX_COUNT).ok_or_else(|| {
+                        bad_param(k, format!("'_count' must be a whole number from 0 to {MAX_COUNT}"))
+                    })?;
+                continue;
+            }
+            "_offset" => {
+                q.offset = v.parse().map_err(|_| bad_param(k, "'_offset' must be a whole number".into()))?;
+                continue;
+            }
+            "_format" | "_pretty" => continue,
+            "patient" => q.patient = Some(v.trim_start_matches("Patient/").to_string()),
+            "subtype" => q.action = Some(v.rsplit('|').next().unwrap_or_default().to_string()),
+            "altid" => q.actor = Some(v.clone()),
+            "date" => {
+                let p = lianyi_fhir::search::parse_search(
+                    ResourceType::parse("Patient").ok_or_else(|| bad_param(k, "internal".into()))?,
+                    &[("_lastUpdated".to_string(), v.clone())],
+                )
+                .map_err(|_| bad_param(k, format!("'{v}' is not a date (rule: [ge|le|gt|lt|eq]YYYY[-MM[-DD]])")))?;
+                if let Some(lianyi_fhir::search::Criterion::LastUpdated(values)) = p.criteria.first()
+                    && let Some(d) = values.first()
+                {
+                    match d.prefix {
+                        Prefix::Ge | Prefix::Gt => {
+                            q.since = Some(if d.prefix == Prefix::Gt { d.range.high + 1 } else { d.range.low })
+                        }
+                        Prefix::Le | Prefix::Lt => {
+                            q.until = Some(if d.prefix == Prefix::Le { d.range.high + 1 } else { d.range.low })
+                        }
+                        Prefix::Eq => {
+                            q.since = Some(d.range.low);
+                            q.until = Some(d.range.high + 1);
+                        }
+                        Prefix::Ne => {
+                            return Err(bad_param(k, "the ne prefix is not supported on AuditEvent.date".into()));
+                        }
+                    }
+                }
+            }
+            other => {
+                return Err(FhirError::at(
+                    StatusCode::BAD_REQUEST,
+                    Issue::error(
+                        IssueType::NotSupported,
+                        format!("unknown search parameter '{other}' for AuditEvent (date, patient, subtype, altid)"),
+                    )
+                    .at(other.to_string()),
+                ));
+            }
+        }
+        applied.push((k.clone(), v.clone()));
+    }
+    let (total, events) = state.fhir.audit_events(caller, &q).await?;
+    let base = base_url(state, headers);
+    let links = paging_links(&format!("{base}/fhir/AuditEvent"), &applied, q.limit, q.offset, total);
+    let bodies: Vec<StoredResource> = events
+        .into_iter()
+        .map(|v| StoredResource {
+            resource_type: AUDIT_EVENT.into(),
+            id: v["id"].as_str().unwrap_or_default().to_string(),
+            version: 1,
+            last_updated: 0,
+            campus: None,
+            patient: None,
+            deleted: false,
+            method: String::new(),
+            body: v.to_string(),
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, bundle::searchset(&base, total, links, &bodies, state.fhir.now_ms())))
+}
+
 fn resource_type(name: &str) -> Result<ResourceType, FhirError> {
     ResourceType::parse(name).ok_or_else(|| FhirError::unknown_type(name))
 }
@@ -209,6 +310,7 @@ async fn create(
     body: Body,
 ) -> FhirResult {
     let rtype = resource_type(&rtype)?;
+    read_only(rtype)?;
     let resource = json_body(&state, &headers, body).await?;
     let w = state.fhir.create(&caller, rtype, resource).await?;
     Ok(write_response(&base_url(&state, &headers), &headers, rtype, &w))
@@ -222,6 +324,7 @@ async fn update(
     body: Body,
 ) -> FhirResult {
     let rtype = resource_type(&rtype)?;
+    read_only(rtype)?;
     let expected = if_match(&headers)?;
     let resource = json_body(&state, &headers, body).await?;
     let w = state.fhir.update(&caller, rtype, &id, resource, expected).await?;
@@ -235,6 +338,7 @@ async fn delete(
     headers: HeaderMap,
 ) -> FhirResult {
     let rtype = resource_type(&rtype)?;
+    read_only(rtype)?;
     let expected = if_match(&headers)?;
     let w = state.fhir.delete(&caller, rtype, &id, expected).await?;
     let text = if w.changed {
@@ -255,6 +359,10 @@ async fn read(
     Path((rtype, id)): Path<(String, String)>,
 ) -> FhirResult {
     let rtype = resource_type(&rtype)?;
+    if rtype.as_str() == AUDIT_EVENT {
+        let v = state.fhir.audit_event(&caller, &id).await?;
+        return Ok(json_response(StatusCode::OK, v.to_string()));
+    }
     let r = state.fhir.read(&caller, rtype, &id).await?;
     Ok(resource_response(&r))
 }
@@ -272,6 +380,17 @@ async fn vread(
             format!("'{vid}' is not a version id of {rtype}/{id}"),
         )
     })?;
+    if rtype.as_str() == AUDIT_EVENT {
+        if version != 1 {
+            return Err(FhirError::new(
+                StatusCode::NOT_FOUND,
+                IssueType::NotFound,
+                "audit events have one version only",
+            ));
+        }
+        let v = state.fhir.audit_event(&caller, &id).await?;
+        return Ok(json_response(StatusCode::OK, v.to_string()));
+    }
     let r = state.fhir.vread(&caller, rtype, &id, version).await?;
     Ok(resource_response(&r))
 }
@@ -310,6 +429,9 @@ async fn search(
     params: Vec<(String, String)>,
 ) -> FhirResult {
     let rtype = resource_type(rtype)?;
+    if rtype.as_str() == AUDIT_EVENT {
+        return audit_search(state, caller, headers, params).await;
+    }
     let req = parse_search(rtype, &params).map_err(|issue| FhirError::at(StatusCode::BAD_REQUEST, issue))?;
     let page = state.fhir.search(caller, &req).await?;
     let base = base_url(state, headers);
@@ -423,6 +545,7 @@ async fn history_type(
     headers: HeaderMap,
 ) -> FhirResult {
     let rtype = resource_type(&rtype)?;
+    read_only(rtype)?;
     let q = HistoryQuery { resource_type: Some(rtype.as_str().into()), ..history_query(raw.as_deref())? };
     history(&state, &caller, &headers, q, format!("/{rtype}/_history")).await
 }

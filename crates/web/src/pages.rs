@@ -653,6 +653,7 @@ async fn audit_page(
         action: filled(&q.action),
         since: Some(since),
         until: Some(until),
+        seq: None,
         limit: 500,
         offset: 0,
     };

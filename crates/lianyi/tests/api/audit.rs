@@ -105,3 +105,70 @@ async fn audit_verify_names_the_tampered_record() {
     assert_eq!(bad.status.code(), Some(1), "{out}");
     assert!(out.contains("record 2"), "{out}");
 }
+
+#[tokio::test]
+async fn the_audit_log_reads_as_fhir_audit_events_and_cannot_be_written() {
+    let app = spawn_app().await;
+    let pid = app.create(&json!({"resourceType": "Patient", "name": [{"family": "Watched"}]})).await;
+    assert_eq!(app.get(&format!("/fhir/Patient/{pid}")).await.status(), StatusCode::OK);
+
+    // A wildcard scope does not reach the audit log.
+    let r = app.get("/fhir/AuditEvent").await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let auditor = app.client_with("system/AuditEvent.rs", "*", None).await;
+    let b: serde_json::Value = auditor
+        .get(app.url(&format!("/fhir/AuditEvent?patient=Patient/{pid}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(b["type"], "searchset");
+    let entries = b["entry"].as_array().unwrap();
+    let subtypes: Vec<&str> = entries.iter().map(|e| e["resource"]["subtype"][0]["code"].as_str().unwrap()).collect();
+    assert_eq!(subtypes, vec!["read", "create"], "newest first");
+    assert_eq!(b["total"], 2);
+    for e in entries {
+        lianyi_fhir::validate_resource(&e["resource"]).unwrap();
+        assert!(
+            e["resource"]["entity"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["what"]["reference"] == format!("Patient/{pid}"))
+        );
+    }
+    let id = entries[0]["resource"]["id"].as_str().unwrap();
+    let one: serde_json::Value =
+        auditor.get(app.url(&format!("/fhir/AuditEvent/{id}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(one["action"], "R");
+    assert_eq!(one["agent"][0]["altId"], "client:test-admin");
+    let by_action: serde_json::Value = auditor
+        .get(app.url("/fhir/AuditEvent?subtype=create&date=ge2000-01-01"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_action["total"], 1);
+
+    // Written only by the server.
+    let r = auditor
+        .post(app.url("/fhir/AuditEvent"))
+        .header("content-type", "application/fhir+json")
+        .body(one.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        app.client.delete(app.url(&format!("/fhir/AuditEvent/{id}"))).send().await.unwrap().status(),
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(
+        auditor.get(app.url("/fhir/AuditEvent?agent=x")).send().await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+}
