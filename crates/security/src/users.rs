@@ -14,6 +14,7 @@ use lianyi_store::{Store, StoreError};
 use crate::audit::{AuditError, AuditLog};
 use crate::caller::{Access, ActorKind, Caller, Campuses, Grant};
 use crate::clock::Clock;
+use crate::crypto::{FieldCipher, KeyProvider};
 use crate::password::{self, PolicyError};
 use crate::roles::Role;
 use crate::secrets::{RandomError, random_hex, secret_hash};
@@ -88,6 +89,8 @@ pub enum UserError {
     Forbidden,
     #[error(transparent)]
     Random(#[from] RandomError),
+    #[error("secret encryption: {0}")]
+    Crypto(String),
     #[error(transparent)]
     Hash(#[from] password::HashError),
     #[error(transparent)]
@@ -145,7 +148,11 @@ pub struct UserService {
     audit: AuditLog,
     clock: Arc<dyn Clock>,
     policy: SecurityPolicy,
+    /// Encrypts TOTP secrets at rest.
+    cipher: Option<Arc<FieldCipher<dyn KeyProvider>>>,
 }
+
+const TOTP_AAD: &str = "users.totp_secret";
 
 fn valid_name(n: &str) -> bool {
     !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
@@ -158,7 +165,31 @@ const DUMMY_HASH: &str =
 
 impl UserService {
     pub fn new(store: Store, audit: AuditLog, clock: Arc<dyn Clock>, policy: SecurityPolicy) -> Self {
-        UserService { store, audit, clock, policy }
+        UserService { store, audit, clock, policy, cipher: None }
+    }
+
+    /// Stores authenticator secrets encrypted with these keys.
+    pub fn with_cipher(mut self, cipher: Arc<FieldCipher<dyn KeyProvider>>) -> Self {
+        self.cipher = Some(cipher);
+        self
+    }
+
+    fn seal_secret(&self, base32: String) -> Result<String> {
+        match &self.cipher {
+            Some(c) => c.encrypt(&base32, TOTP_AAD).map_err(|e| UserError::Crypto(e.to_string())),
+            None => Ok(base32),
+        }
+    }
+
+    /// The authenticator secret of a user, decrypted.
+    fn secret_of(&self, user: &UserRecord) -> Option<Vec<u8>> {
+        let stored = user.totp_secret.as_deref()?;
+        let plain = match (&self.cipher, stored.starts_with(crate::crypto::PREFIX)) {
+            (Some(c), true) => c.decrypt(stored, TOTP_AAD).ok()?,
+            (None, true) => return None,
+            (_, false) => stored.to_string(),
+        };
+        totp::base32_decode(&plain).filter(|s| s.len() == 20)
     }
 
     pub fn policy(&self) -> SecurityPolicy {
@@ -445,13 +476,13 @@ impl UserService {
             return Err(UserError::WrongStage);
         }
         let mut user = info.user;
-        let secret = match user.totp_secret.as_deref().and_then(totp::base32_decode).filter(|s| s.len() == 20) {
+        let secret = match self.secret_of(&user) {
             Some(s) => s,
             None => {
                 let hex = random_hex(20)?;
                 let bytes: Vec<u8> =
                     (0..20).filter_map(|i| u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).ok()).collect();
-                user.totp_secret = Some(totp::base32_encode(&bytes));
+                user.totp_secret = Some(self.seal_secret(totp::base32_encode(&bytes))?);
                 self.store.update_user(&user).await?;
                 bytes
             }
@@ -466,7 +497,7 @@ impl UserService {
             return Err(UserError::WrongStage);
         }
         let mut user = info.user;
-        let secret = user.totp_secret.as_deref().and_then(totp::base32_decode).ok_or(UserError::WrongStage)?;
+        let secret = self.secret_of(&user).ok_or(UserError::WrongStage)?;
         match totp::matching_step(&secret, code, self.clock.now_ms()) {
             Some(step) if self.store.claim_totp_step(&user.id, step).await? => {
                 user.totp_enabled = true;
@@ -492,7 +523,7 @@ impl UserService {
         if user.locked_until > self.clock.now_ms() {
             return Err(UserError::Locked { until: user.locked_until });
         }
-        let secret = user.totp_secret.as_deref().and_then(totp::base32_decode).ok_or(UserError::WrongStage)?;
+        let secret = self.secret_of(&user).ok_or(UserError::WrongStage)?;
         match totp::matching_step(&secret, code, self.clock.now_ms()) {
             Some(step) if self.store.claim_totp_step(&user.id, step).await? => {
                 user.totp_last_step = step;

@@ -80,10 +80,18 @@ pub enum AppError {
     Keys(#[from] lianyi_security::crypto::CryptoError),
 }
 
+/// The field cipher for a key file.
+pub fn field_cipher(
+    keys_file: &std::path::Path,
+    cipher: CipherAlg,
+) -> Result<Arc<FieldCipher<dyn KeyProvider>>, AppError> {
+    let keys: Box<dyn KeyProvider> = Box::new(FileKeys::open(keys_file, cipher)?);
+    Ok(Arc::new(FieldCipher::new(keys)))
+}
+
 /// The field protector for a key file.
 pub fn protector(keys_file: &std::path::Path, cipher: CipherAlg) -> Result<Protector, AppError> {
-    let keys: Box<dyn KeyProvider> = Box::new(FileKeys::open(keys_file, cipher)?);
-    Ok(Protector::new(Arc::new(FieldCipher::new(keys))))
+    Ok(Protector::new(field_cipher(keys_file, cipher)?))
 }
 
 impl App {
@@ -107,8 +115,10 @@ impl App {
         let ids: Arc<dyn IdSource> = Arc::new(UuidIds);
         let audit = AuditLog::start(store.clone(), config.audit_hash);
         let clients = ClientService::new(store.clone(), audit.clone(), clock.clone());
-        let users = UserService::new(store.clone(), audit.clone(), clock.clone(), config.policy);
-        let protect = protector(&config.keys_file, config.cipher)?;
+        let cipher = field_cipher(&config.keys_file, config.cipher)?;
+        let users =
+            UserService::new(store.clone(), audit.clone(), clock.clone(), config.policy).with_cipher(cipher.clone());
+        let protect = Protector::new(cipher);
         let fhir = FhirService::new(store, clock, ids, config.default_campus.clone(), audit, protect);
         Ok(App { state: AppState { fhir, clients, users, config: Arc::new(config), started: Instant::now() } })
     }

@@ -161,6 +161,8 @@ async fn login_with_password_and_totp_then_idle_timeout_and_logout() {
     let code = totp::code_at(&secret, clock.now_ms());
     let (_, loc, _) = b.post("/login/enrol", &[("csrf", &csrf(&html)), ("code", &code)]).await;
     assert_eq!(loc, "/");
+    let stored = app.fhir.store().user_by_name("dr.ouyang").await.unwrap().unwrap();
+    assert!(stored.totp_secret.unwrap().starts_with("enc:"), "the authenticator secret is encrypted at rest");
     let (s, _, home) = b.get("/").await;
     assert_eq!(s, StatusCode::OK);
     assert!(home.contains("欢迎，欧阳医生") && home.contains("医生") && home.contains("全部院区"), "{home}");
