@@ -39,12 +39,15 @@ class Server:
         out = subprocess.run([self.binary, *args, *self.where], check=True, capture_output=True, text=True, env=self.env)
         return out.stdout
 
-    def start(self):
+    def start(self, *serve_args):
         self.proc = subprocess.Popen(
-            [self.binary, "serve", "--listen", "127.0.0.1:0", *self.where], stdout=subprocess.PIPE, text=True, env=self.env
+            [self.binary, "serve", "--listen", "127.0.0.1:0", *serve_args, *self.where],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=self.env,
         )
         line = self.proc.stdout.readline()
-        url = next((w for w in line.split() if w.startswith("http://")), None)
+        url = next((w for w in line.split() if w.startswith(("http://", "https://"))), None)
         if url is None:
             self.proc.kill()
             raise RuntimeError(f"lianyi did not start: {line!r}")

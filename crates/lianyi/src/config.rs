@@ -43,6 +43,9 @@ impl fmt::Debug for Secret {
 /// lockout_secs = 900
 /// keys_file = "/etc/lianyi/keys"
 /// cipher = "sm4-gcm"
+/// tls_cert = "/etc/lianyi/tls/fullchain.pem"
+/// tls_key = "/etc/lianyi/tls/key.pem"
+/// login_rate_per_minute = 30
 /// ```
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +71,11 @@ pub struct FileConfig {
     pub keys_file: Option<PathBuf>,
     /// Cipher for new field-encryption keys: "aes-256-gcm" (default) or "sm4-gcm".
     pub cipher: Option<String>,
+    /// HTTPS certificate chain and private key (PEM).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Login and token requests allowed per client address per minute (default 30).
+    pub login_rate_per_minute: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]

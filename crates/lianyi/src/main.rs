@@ -50,6 +50,12 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "LIANYI_LISTEN")]
         listen: Option<String>,
+        /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// Private key (PEM) of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
         #[command(flatten)]
         data: DataArgs,
     },
@@ -283,6 +289,12 @@ fn app_config(loc: &DataLocation, file: &FileConfig) -> Result<AppConfig, CliErr
         policy: file.policy(),
         keys_file: file.keys_file(&loc.data_dir),
         cipher: file.cipher()?,
+        tls: match (&file.tls_cert, &file.tls_key) {
+            (Some(cert), Some(key)) => Some(lianyi_web::TlsFiles { cert: cert.clone(), key: key.clone() }),
+            (None, None) => None,
+            _ => return Err(CliError::Usage("tls_cert and tls_key go together".into())),
+        },
+        login_rate_per_minute: file.login_rate_per_minute.unwrap_or(30),
     })
 }
 
@@ -301,16 +313,21 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             store.close().await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { listen, data } => {
-            let file = FileConfig::load(data.config.as_deref())?;
+        Command::Serve { listen, tls_cert, tls_key, data } => {
+            let mut file = FileConfig::load(data.config.as_deref())?;
+            if tls_cert.is_some() {
+                file.tls_cert = tls_cert;
+                file.tls_key = tls_key;
+            }
             let listen = listen.or_else(|| file.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".into());
             let loc = location(data, &file)?;
             let started = Instant::now();
             let app = App::build(app_config(&loc, &file)?).await?;
             let (listener, addr) = bind(&listen).await?;
             tracing::info!(%addr, database = %loc.display_url(), ms = started.elapsed().as_millis() as u64, "serving");
+            let scheme = if file.tls_cert.is_some() { "https" } else { "http" };
             println!(
-                "Lianyi is serving FHIR R4 at http://{addr}/fhir (data dir: {}, database: {})",
+                "Lianyi is serving FHIR R4 at {scheme}://{addr}/fhir (data dir: {}, database: {})",
                 loc.data_dir.display(),
                 loc.display_url()
             );
@@ -693,6 +710,8 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>) -> Result<ExitCod
             policy: lianyi_security::users::SecurityPolicy::default(),
             keys_file,
             cipher,
+            tls: None,
+            login_rate_per_minute: 30,
         },
     )?;
     println!(

@@ -49,6 +49,17 @@ pub struct AppConfig {
     /// Field-encryption key file (created when missing) and the cipher for new keys.
     pub keys_file: std::path::PathBuf,
     pub cipher: CipherAlg,
+    /// Serve HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<TlsFiles>,
+    /// Login and token requests allowed per client address per minute.
+    pub login_rate_per_minute: u32,
+}
+
+/// PEM files for HTTPS.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 impl AppConfig {
@@ -63,6 +74,8 @@ pub struct AppState {
     pub users: UserService,
     pub config: Arc<AppConfig>,
     pub started: Instant,
+    /// Per-address budgets for the login and token endpoints.
+    pub limits: Arc<ops::RateLimiter>,
 }
 
 /// A built application: database connected and migrated, ready to serve.
@@ -76,6 +89,8 @@ pub enum AppError {
     Store(#[from] lianyi_store::StoreError),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("TLS certificate or key: {0}")]
+    Tls(String),
     #[error("field-encryption keys: {0}")]
     Keys(#[from] lianyi_security::crypto::CryptoError),
 }
@@ -120,7 +135,8 @@ impl App {
             UserService::new(store.clone(), audit.clone(), clock.clone(), config.policy).with_cipher(cipher.clone());
         let protect = Protector::new(cipher);
         let fhir = FhirService::new(store, clock, ids, config.default_campus.clone(), audit, protect);
-        Ok(App { state: AppState { fhir, clients, users, config: Arc::new(config), started: Instant::now() } })
+        let limits = Arc::new(ops::RateLimiter::new(config.login_rate_per_minute));
+        Ok(App { state: AppState { fhir, clients, users, config: Arc::new(config), started: Instant::now(), limits } })
     }
 
     pub fn state(&self) -> &AppState {
@@ -131,7 +147,8 @@ impl App {
         router(self.state.clone())
     }
 
-    /// Serves until `shutdown` completes, then closes the database pools.
+    /// Serves (HTTPS when the config names certificate files) until `shutdown`
+    /// completes, then closes the database pools.
     pub async fn run(
         self,
         listener: TcpListener,
@@ -139,14 +156,31 @@ impl App {
     ) -> Result<(), AppError> {
         let store = self.state.fhir.store().clone();
         let service = self.router().into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
+        match self.state.config.tls.clone() {
+            None => axum::serve(listener, service).with_graceful_shutdown(shutdown).await?,
+            Some(files) => {
+                // rustls with the ring provider only (no C toolchain for aws-lc).
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key)
+                    .await
+                    .map_err(|e| AppError::Tls(e.to_string()))?;
+                let handle = axum_server::Handle::new();
+                let stopper = handle.clone();
+                tokio::spawn(async move {
+                    shutdown.await;
+                    stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+                });
+                axum_server::from_tcp_rustls(listener.into_std()?, tls)?.handle(handle).serve(service).await?;
+            }
+        }
         store.close().await;
         Ok(())
     }
 }
 
 fn router(state: AppState) -> Router {
-    Router::new()
+    let hsts = state.config.tls.is_some();
+    let router = Router::new()
         .nest("/fhir", fhir_api::router())
         .merge(oauth::router())
         .merge(pages::router())
@@ -154,5 +188,7 @@ fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(ops::track))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(error::panic_response))
         .layer(axum::middleware::from_fn(ops::security_headers))
-        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(state.limits.clone(), ops::rate_limit));
+    let router = if hsts { router.layer(axum::middleware::from_fn(ops::hsts)) } else { router };
+    router.with_state(state)
 }

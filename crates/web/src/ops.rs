@@ -122,3 +122,62 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     );
     resp
 }
+
+/// `Strict-Transport-Security` when the server speaks HTTPS.
+pub async fn hsts(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    resp.headers_mut()
+        .insert("strict-transport-security", HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+    resp
+}
+
+/// A token bucket per client address for the endpoints that take passwords and
+/// secrets (`POST /login`, `POST /oauth/token`): guessing is slowed down for
+/// everyone, on top of the per-account lockout.
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_minute: u32,
+    buckets: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    pub fn new(per_minute: u32) -> Self {
+        RateLimiter { per_minute: per_minute.max(1), buckets: std::sync::Mutex::new(std::collections::HashMap::new()) }
+    }
+
+    /// Takes one token for `ip`; `Err(seconds)` to wait when the bucket is empty.
+    pub fn take(&self, ip: std::net::IpAddr) -> Result<(), u64> {
+        let now = Instant::now();
+        let cap = f64::from(self.per_minute);
+        let rate = cap / 60.0;
+        let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
+        if buckets.len() > 10_000 {
+            buckets.retain(|_, (_, t)| now.duration_since(*t).as_secs() < 120);
+        }
+        let (tokens, last) = buckets.entry(ip).or_insert((cap, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(cap);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / rate).ceil() as u64)
+        }
+    }
+}
+
+pub async fn rate_limit(State(limiter): State<std::sync::Arc<RateLimiter>>, req: Request, next: Next) -> Response {
+    let limited = req.method() == axum::http::Method::POST && matches!(req.uri().path(), "/login" | "/oauth/token");
+    if limited
+        && let Some(ip) = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
+        && let Err(wait) = limiter.take(ip)
+    {
+        metrics::counter!("rate_limited_total", "route" => req.uri().path().to_string()).increment(1);
+        let mut resp = (StatusCode::TOO_MANY_REQUESTS, "too many attempts; try again later\n").into_response();
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return resp;
+    }
+    next.run(req).await
+}

@@ -125,7 +125,7 @@ async fn tokens_are_required_and_checked() {
 async fn anon_post(url: String, form: Vec<(&'static str, String)>) -> (StatusCode, Value) {
     let r = Client::new().post(url).form(&form).send().await.unwrap();
     let s = r.status();
-    (s, r.json().await.unwrap())
+    (s, r.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]
@@ -238,4 +238,26 @@ async fn a_patient_token_sees_only_its_own_compartment() {
     }
     assert_eq!(ids(&me, app.url("/fhir/Patient")).await, vec![p1.clone()]);
     assert_eq!(status(&me, app.url(&format!("/fhir/Organization/{org}"))).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn password_and_token_endpoints_are_rate_limited_per_address() {
+    let app = spawn_app().await;
+    let mut statuses = Vec::new();
+    for _ in 0..32 {
+        let (s, _) = anon_post(
+            app.url("/oauth/token"),
+            vec![("grant_type", "client_credentials".into()), ("client_id", "x".into()), ("client_secret", "y".into())],
+        )
+        .await;
+        statuses.push(s);
+    }
+    // The admin client's token was the first request from this address.
+    assert!(statuses[..29].iter().all(|s| *s == StatusCode::UNAUTHORIZED), "{statuses:?}");
+    assert_eq!(statuses[31], StatusCode::TOO_MANY_REQUESTS);
+    let r = Client::new().post(app.url("/login")).form(&[("csrf", "x")]).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    // Other routes are not limited.
+    assert_eq!(app.get("/fhir/metadata").await.status(), StatusCode::OK);
 }

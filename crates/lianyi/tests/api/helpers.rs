@@ -48,6 +48,8 @@ pub async fn spawn_app_clocked(
         policy: lianyi_security::users::SecurityPolicy::default(),
         keys_file: keys_dir.join("keys"),
         cipher: lianyi_security::crypto::CipherAlg::Sm4Gcm,
+        tls: None,
+        login_rate_per_minute: 30,
     };
     let app = match clock {
         Some(c) => App::with_clock(store, config, c),
