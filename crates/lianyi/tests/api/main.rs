@@ -5,6 +5,7 @@
 
 mod audit;
 mod authz;
+mod browser;
 mod encryption;
 mod helpers;
 mod pages;
