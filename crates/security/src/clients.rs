@@ -24,6 +24,8 @@ pub enum ClientError {
     NoScope,
     #[error("client name must be 1-64 letters, digits, '-', '_' or '.'")]
     Name,
+    #[error("patient/ scopes need a patient: give the client one (--patient)")]
+    PatientContext,
     #[error("a client named '{0}' already exists")]
     Exists(String),
     #[error(transparent)]
@@ -150,6 +152,9 @@ impl ClientService {
         let parsed = ScopeSet::parse(scopes)?;
         if parsed.is_empty() {
             return Err(ClientError::NoScope);
+        }
+        if patient.is_none() && parsed.0.iter().any(|s| s.context == crate::scope::Context::Patient) {
+            return Err(ClientError::PatientContext);
         }
         let campuses = Campuses::parse(campuses).to_string();
         let client_id = uuid::Uuid::new_v4().to_string();

@@ -81,6 +81,8 @@ pub enum UserError {
     Name,
     #[error("unknown role '{0}'")]
     Role(String),
+    #[error("a patient account needs its Patient id (--patient)")]
+    PatientRole,
     #[error("a user named '{0}' already exists")]
     Exists(String),
     #[error("no user named '{0}'")]
@@ -238,8 +240,10 @@ impl UserService {
         password::check_policy(&new.username, &new.password)?;
         let mut grants = Vec::new();
         for (role, campus) in &new.grants {
-            if Role::parse(role).is_none() {
-                return Err(UserError::Role(role.clone()));
+            match Role::parse(role) {
+                None => return Err(UserError::Role(role.clone())),
+                Some(Role::Patient) if new.patient.is_none() => return Err(UserError::PatientRole),
+                Some(_) => {}
             }
             grants.push(RoleGrant { role: role.clone(), campus: campus.clone() });
         }

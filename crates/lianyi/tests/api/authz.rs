@@ -227,6 +227,8 @@ async fn a_patient_token_sees_only_its_own_compartment() {
         ));
     }
     let org = app.create(&json!({"resourceType": "Organization", "name": "Hospital"})).await;
+    let unbound = app.clients.add(&lianyi_security::Caller::system("t"), "unbound", "patient/*.rs", "*", None).await;
+    assert!(unbound.is_err(), "patient/ scopes need a patient context");
     let me = app.client_with("patient/*.rs", "*", Some(&p1)).await;
     assert_eq!(status(&me, app.url(&format!("/fhir/Patient/{p1}"))).await, StatusCode::OK);
     assert_eq!(status(&me, app.url(&format!("/fhir/Patient/{p2}"))).await, StatusCode::FORBIDDEN);
