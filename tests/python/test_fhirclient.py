@@ -135,3 +135,39 @@ def test_errors_are_strict_operation_outcomes(base_url, token):
     r = requests.get(base_url + "/fhir/Patient?birthdate=not-a-date", headers=auth)
     assert r.status_code == 400
     assert OperationOutcome(r.json(), strict=True).issue[0].expression == ["birthdate"]
+
+
+def test_transaction_bundle_round_trip(smart):
+    from fhirclient.models.bundle import Bundle as FhirBundle
+
+    tx = FhirBundle(
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "fullUrl": "urn:uuid:2f1b5a3e-8d0c-4c39-9e7b-1d2c3b4a5f60",
+                    "resource": {"resourceType": "Patient", "name": [{"family": "事务", "given": ["测试"]}]},
+                    "request": {"method": "POST", "url": "Patient"},
+                },
+                {
+                    "resource": {
+                        "resourceType": "Observation",
+                        "status": "final",
+                        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                        "subject": {"reference": "urn:uuid:2f1b5a3e-8d0c-4c39-9e7b-1d2c3b4a5f60"},
+                        "valueQuantity": {"value": 72, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"},
+                    },
+                    "request": {"method": "POST", "url": "Observation"},
+                },
+            ],
+        },
+        strict=True,
+    )
+    response = FhirBundle(smart.server.post_json("", tx.as_json()).json(), strict=True)
+    assert response.type == "transaction-response"
+    statuses = [e.response.status for e in response.entry]
+    assert statuses == ["201 Created", "201 Created"]
+    patient_ref = response.entry[0].response.location.split("/_history")[0]
+    obs = Observation(response.entry[1].resource.as_json(), strict=True)
+    assert obs.subject.reference == patient_ref

@@ -24,6 +24,8 @@ use lianyi_security::clock::{Clock, IdSource};
 
 use crate::protect::Protector;
 
+mod transaction;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// The request content is wrong; the outcome names the path and the rule.

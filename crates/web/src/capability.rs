@@ -33,9 +33,9 @@ pub fn capability_statement(base: &str, date: &str) -> Value {
                 "versioning": "versioned",
                 "readHistory": true,
                 "updateCreate": true,
-                "conditionalCreate": false,
+                "conditionalCreate": true,
                 "conditionalRead": "not-supported",
-                "conditionalUpdate": false,
+                "conditionalUpdate": true,
                 "conditionalDelete": "not-supported",
                 "searchParam": params,
             })
@@ -60,7 +60,7 @@ pub fn capability_statement(base: &str, date: &str) -> Value {
             },
             "documentation": "Search: parameters of type token, string, reference and date with the prefixes eq, ne, lt, gt, le, ge; the modifiers :exact (string) and :[type] (reference); _id, _lastUpdated, _count. Unknown parameters are rejected (400).",
             "resource": resources,
-            "interaction": [{"code": "history-system"}],
+            "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
         }],
     })
 }

@@ -22,9 +22,10 @@ type FhirResult = Result<Response, FhirError>;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/", post(bundle_post))
         .route("/metadata", get(metadata))
         .route("/_history", get(history_system))
-        .route("/{rtype}", get(search_get).post(create))
+        .route("/{rtype}", get(search_get).post(create).put(conditional_update))
         .route("/{rtype}/_search", post(search_post))
         .route("/{rtype}/_history", get(history_type))
         .route("/{rtype}/{id}", get(read).put(update).delete(delete))
@@ -296,6 +297,18 @@ fn write_response(base: &str, headers: &HeaderMap, rtype: ResourceType, w: &Writ
     resp
 }
 
+/// `POST /fhir` with a batch or transaction Bundle.
+pub(crate) async fn bundle_post(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    headers: HeaderMap,
+    body: Body,
+) -> FhirResult {
+    let bundle = json_body(&state, &headers, body).await?;
+    let out = state.fhir.process_bundle(&caller, bundle).await?;
+    Ok(json_response(StatusCode::OK, out.to_string()))
+}
+
 async fn metadata(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let base = base_url(&state, &headers);
     let date = format_instant(state.fhir.now_ms());
@@ -312,7 +325,42 @@ async fn create(
     let rtype = resource_type(&rtype)?;
     read_only(rtype)?;
     let resource = json_body(&state, &headers, body).await?;
+    let base = base_url(&state, &headers);
+    if let Some(q) = headers.get("if-none-exist").and_then(|v| v.to_str().ok()) {
+        // The header holds search parameters; tolerate a leading `Type?`.
+        let q = q.split_once('?').map_or(q, |(_, rest)| rest).to_string();
+        return match state.fhir.create_if_none_exist(&caller, rtype, resource, &q).await? {
+            Ok(w) => Ok(write_response(&base, &headers, rtype, &w)),
+            Err(id) => {
+                let r = state.fhir.read(&caller, rtype, &id).await?;
+                Ok(resource_response(&r))
+            }
+        };
+    }
     let w = state.fhir.create(&caller, rtype, resource).await?;
+    Ok(write_response(&base, &headers, rtype, &w))
+}
+
+/// `PUT /{type}?query`: conditional update.
+async fn conditional_update(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    Path(rtype): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> FhirResult {
+    let rtype = resource_type(&rtype)?;
+    read_only(rtype)?;
+    let Some(q) = q.filter(|q| !q.is_empty()) else {
+        return Err(FhirError::new(
+            StatusCode::BAD_REQUEST,
+            IssueType::Required,
+            "a conditional update needs search parameters (PUT /Type?identifier=...); to update by id use PUT /Type/id",
+        ));
+    };
+    let resource = json_body(&state, &headers, body).await?;
+    let w = state.fhir.update_where(&caller, rtype, &q, resource).await?;
     Ok(write_response(&base_url(&state, &headers), &headers, rtype, &w))
 }
 

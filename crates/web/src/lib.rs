@@ -182,6 +182,8 @@ fn router(state: AppState) -> Router {
     let hsts = state.config.tls.is_some();
     let router = Router::new()
         .nest("/fhir", fhir_api::router())
+        // Clients that join the base URL and an empty path post bundles to `/fhir/`.
+        .route("/fhir/", axum::routing::post(fhir_api::bundle_post))
         .merge(oauth::router())
         .merge(pages::router())
         .merge(ops::router())

@@ -6,6 +6,7 @@
 mod audit;
 mod authz;
 mod browser;
+mod bundles;
 mod encryption;
 mod helpers;
 mod pages;
