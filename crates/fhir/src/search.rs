@@ -68,9 +68,12 @@ pub struct TokenValue {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StringValue {
-    /// Normalized for the default starts-with match, as written for `:exact`.
+    /// Normalized for the default starts-with and `:contains` matches, as written for
+    /// `:exact`.
     pub value: String,
     pub exact: bool,
+    /// `:contains`: anywhere in the value.
+    pub contains: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,10 +87,54 @@ pub struct RefValue {
 pub enum Criterion {
     Id(Vec<String>),
     LastUpdated(Vec<DateValue>),
-    Token { param: &'static str, values: Vec<TokenValue> },
-    String { param: &'static str, values: Vec<StringValue> },
-    Reference { param: &'static str, values: Vec<RefValue> },
-    Date { param: &'static str, values: Vec<DateValue> },
+    /// `negate` is the `:not` modifier: resources with no matching value.
+    Token {
+        param: &'static str,
+        values: Vec<TokenValue>,
+        negate: bool,
+    },
+    /// `:missing=true|false`.
+    Missing {
+        param: &'static str,
+        kind: ParamKind,
+        missing: bool,
+    },
+    String {
+        param: &'static str,
+        values: Vec<StringValue>,
+    },
+    Reference {
+        param: &'static str,
+        values: Vec<RefValue>,
+    },
+    Date {
+        param: &'static str,
+        values: Vec<DateValue>,
+    },
+}
+
+/// What a page is ordered by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    Id,
+    LastUpdated,
+    Param { param: &'static str, kind: ParamKind },
+}
+
+/// `_include` / `_revinclude`: `source_type:param[:target_type]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Include {
+    pub source_type: ResourceType,
+    pub param: &'static str,
+    pub target_type: Option<ResourceType>,
+    pub iterate: bool,
+}
+
+/// `_total`: whether to count all matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Total {
+    Accurate,
+    None,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,6 +143,13 @@ pub struct SearchRequest {
     pub criteria: Vec<Criterion>,
     pub count: usize,
     pub offset: usize,
+    /// `_sort` keys, `true` for descending.
+    pub sort: Vec<(SortKey, bool)>,
+    pub includes: Vec<Include>,
+    pub revincludes: Vec<Include>,
+    pub total: Total,
+    /// `_elements`: top-level elements to keep (plus id, meta, resourceType).
+    pub elements: Option<Vec<String>>,
     /// The parameters that were applied, for the Bundle's `self` and paging links.
     pub applied: Vec<(String, String)>,
 }
@@ -159,8 +213,18 @@ fn parse_count(param: &str, v: &str, max: usize) -> Result<usize, Issue> {
 
 /// Parses the query parameters of `GET /fhir/{type}?...` or a `_search` form body.
 pub fn parse_search(resource_type: ResourceType, params: &[(String, String)]) -> Result<SearchRequest, Issue> {
-    let mut req =
-        SearchRequest { resource_type, criteria: Vec::new(), count: DEFAULT_COUNT, offset: 0, applied: Vec::new() };
+    let mut req = SearchRequest {
+        resource_type,
+        criteria: Vec::new(),
+        count: DEFAULT_COUNT,
+        offset: 0,
+        sort: Vec::new(),
+        includes: Vec::new(),
+        revincludes: Vec::new(),
+        total: Total::Accurate,
+        elements: None,
+        applied: Vec::new(),
+    };
     for (key, raw) in params {
         let (name, modifier) = match key.split_once(':') {
             Some((n, m)) => (n, Some(m)),
@@ -176,6 +240,87 @@ pub fn parse_search(resource_type: ResourceType, params: &[(String, String)]) ->
                 continue;
             }
             "_format" | "_pretty" => continue,
+            "_sort" => {
+                for k in raw.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+                    let (name, desc) = match k.strip_prefix('-') {
+                        Some(n) => (n, true),
+                        None => (k, false),
+                    };
+                    let key = match name {
+                        "_id" => SortKey::Id,
+                        "_lastUpdated" => SortKey::LastUpdated,
+                        other => match search_param(resource_type.as_str(), other) {
+                            Some(sp) if matches!(sp.kind, ParamKind::Date | ParamKind::String | ParamKind::Token) => {
+                                SortKey::Param { param: sp.code.as_str(), kind: sp.kind }
+                            }
+                            _ => {
+                                return Err(bad(
+                                    key,
+                                    format!(
+                                        "cannot sort by '{other}' (rule: _id, _lastUpdated or a date, string or token parameter of {resource_type})"
+                                    ),
+                                ));
+                            }
+                        },
+                    };
+                    req.sort.push((key, desc));
+                }
+                req.applied.push((key.clone(), raw.clone()));
+                continue;
+            }
+            "_include" | "_revinclude" => {
+                let iterate = match modifier {
+                    None => false,
+                    Some("iterate") | Some("recurse") => true,
+                    Some(m) => return Err(unsupported_modifier(key, m)),
+                };
+                let inc = parse_include(name, raw, iterate)?;
+                if name == "_include" {
+                    if !iterate && inc.source_type != resource_type {
+                        return Err(bad(
+                            key,
+                            format!(
+                                "_include source '{}' must be the searched type {resource_type} (or use :iterate)",
+                                inc.source_type
+                            ),
+                        ));
+                    }
+                    req.includes.push(inc);
+                } else {
+                    req.revincludes.push(inc);
+                }
+                req.applied.push((key.clone(), raw.clone()));
+                continue;
+            }
+            "_total" => {
+                req.total = match raw.as_str() {
+                    "none" => Total::None,
+                    "accurate" | "estimate" => Total::Accurate,
+                    _ => return Err(bad(key, format!("_total '{raw}' (rule: none, estimate or accurate)"))),
+                };
+                req.applied.push((key.clone(), raw.clone()));
+                continue;
+            }
+            "_summary" => {
+                match raw.as_str() {
+                    "count" => req.count = 0,
+                    "false" => {}
+                    _ => {
+                        return Err(Issue::error(
+                            IssueType::NotSupported,
+                            format!("_summary={raw} is not supported (count and false are)"),
+                        )
+                        .at(key.clone()));
+                    }
+                }
+                req.applied.push((key.clone(), raw.clone()));
+                continue;
+            }
+            "_elements" => {
+                req.elements = Some(raw.split(',').map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect());
+                req.applied.push((key.clone(), raw.clone()));
+                continue;
+            }
             _ => {}
         }
         if raw.is_empty() {
@@ -200,22 +345,37 @@ pub fn parse_search(resource_type: ResourceType, params: &[(String, String)]) ->
                     .at(key.clone()));
                 };
                 let param = sp.code.as_str();
+                if modifier == Some("missing") {
+                    let missing = match raw.as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(bad(key, format!("'{key}' takes true or false"))),
+                    };
+                    req.criteria.push(Criterion::Missing { param, kind: sp.kind, missing });
+                    req.applied.push((key.clone(), raw.clone()));
+                    continue;
+                }
                 match sp.kind {
                     ParamKind::Token => {
-                        no_modifier(key, modifier)?;
-                        Criterion::Token { param, values: values.iter().map(|v| parse_token(v)).collect() }
+                        let negate = match modifier {
+                            None => false,
+                            Some("not") => true,
+                            Some(m) => return Err(unsupported_modifier(key, m)),
+                        };
+                        Criterion::Token { param, values: values.iter().map(|v| parse_token(v)).collect(), negate }
                     }
                     ParamKind::String => {
-                        let exact = match modifier {
-                            None => false,
-                            Some("exact") => true,
+                        let (exact, contains) = match modifier {
+                            None => (false, false),
+                            Some("exact") => (true, false),
+                            Some("contains") => (false, true),
                             Some(m) => return Err(unsupported_modifier(key, m)),
                         };
                         let values = values
                             .iter()
                             .map(|v| {
                                 let v = v.replace('\u{1}', "|");
-                                StringValue { value: if exact { v } else { normalize(&v) }, exact }
+                                StringValue { value: if exact { v } else { normalize(&v) }, exact, contains }
                             })
                             .collect();
                         Criterion::String { param, values }
@@ -263,6 +423,20 @@ pub fn parse_search(resource_type: ResourceType, params: &[(String, String)]) ->
     Ok(req)
 }
 
+/// `Type:param[:Target]` of `_include` / `_revinclude` (`*` is not supported).
+fn parse_include(name: &str, raw: &str, iterate: bool) -> Result<Include, Issue> {
+    let rule = format!("'{raw}' is not an include (rule: Type:parameter[:TargetType], a reference parameter)");
+    let mut parts = raw.split(':');
+    let (Some(t), Some(p)) = (parts.next(), parts.next()) else { return Err(bad(name, rule)) };
+    let source_type = ResourceType::parse(t).ok_or_else(|| bad(name, rule.clone()))?;
+    let sp = search_param(t, p).filter(|sp| sp.kind == ParamKind::Reference).ok_or_else(|| bad(name, rule.clone()))?;
+    let target_type = match parts.next() {
+        None => None,
+        Some(tt) => Some(ResourceType::parse(tt).ok_or_else(|| bad(name, rule.clone()))?),
+    };
+    Ok(Include { source_type, param: sp.code.as_str(), target_type, iterate })
+}
+
 fn unsupported_modifier(key: &str, m: &str) -> Issue {
     Issue::error(IssueType::NotSupported, format!("modifier ':{m}' is not supported on '{key}'")).at(key.to_string())
 }
@@ -305,8 +479,8 @@ mod tests {
             Criterion::String {
                 param: "name",
                 values: vec![
-                    StringValue { value: "zhang".into(), exact: false },
-                    StringValue { value: "li".into(), exact: false }
+                    StringValue { value: "zhang".into(), exact: false, contains: false },
+                    StringValue { value: "li".into(), exact: false, contains: false }
                 ]
             }
         );
@@ -314,7 +488,8 @@ mod tests {
             r.criteria[1],
             Criterion::Token {
                 param: "identifier",
-                values: vec![TokenValue { system: TokenSystem::Is("urn:x".into()), code: Some("1|2".into()) }]
+                values: vec![TokenValue { system: TokenSystem::Is("urn:x".into()), code: Some("1|2".into()) }],
+                negate: false
             }
         );
         match &r.criteria[2] {
@@ -336,8 +511,12 @@ mod tests {
         assert_eq!(e.expression.as_deref(), Some("foo"));
         let e = parse_search(patient(), &p(&[("birthdate", "gt-yesterday")])).unwrap_err();
         assert_eq!(e.expression.as_deref(), Some("birthdate"));
-        let e = parse_search(patient(), &p(&[("name:contains", "x")])).unwrap_err();
-        assert!(e.diagnostics.contains(":contains"));
+        let e = parse_search(patient(), &p(&[("name:above", "x")])).unwrap_err();
+        assert!(e.diagnostics.contains(":above"));
+        let e = parse_search(patient(), &p(&[("_sort", "shoe-size")])).unwrap_err();
+        assert_eq!(e.expression.as_deref(), Some("_sort"));
+        let e = parse_search(patient(), &p(&[("_include", "Observation:subject")])).unwrap_err();
+        assert_eq!(e.expression.as_deref(), Some("_include"));
         let e = parse_search(patient(), &p(&[("_count", "-1")])).unwrap_err();
         assert_eq!(e.expression.as_deref(), Some("_count"));
     }

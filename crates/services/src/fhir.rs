@@ -705,7 +705,8 @@ impl FhirService {
         Ok(page)
     }
 
-    /// Search, limited inside the query to what the caller may see.
+    /// Search, limited inside the query to what the caller may see, with the
+    /// `_include` and `_revinclude` resources the caller may also see.
     pub async fn search(&self, caller: &Caller, req: &SearchRequest) -> Result<SearchPage> {
         let t = req.resource_type.as_str();
         if let Err(e) = Self::permit(caller, t, Perm::Search) {
@@ -714,10 +715,103 @@ impl FhirService {
         let mut req = req.clone();
         self.protector.search_variants(&mut req);
         let mut page = self.store.search(&req, &Self::row_scope(caller, Some(t), Perm::Search)).await?;
-        let detail = format!("{} of {} matches", page.resources.len(), page.total);
-        self.audit.record(self.entries_for(caller, "search", Some(t), &page.resources, detail)).await?;
+        page.included = self.included(caller, &req, &page.resources).await?;
+        let total = page.total.map_or_else(|| "?".to_string(), |n| n.to_string());
+        let detail = format!("{} of {total} matches, {} included", page.resources.len(), page.included.len());
+        let mut seen = page.resources.clone();
+        seen.extend(page.included.iter().cloned());
+        self.audit.record(self.entries_for(caller, "search", Some(t), &seen, detail)).await?;
         page.resources = page.resources.into_iter().map(|r| self.revealed(r)).collect::<Result<_>>()?;
+        page.included = page.included.into_iter().map(|r| self.revealed(r)).collect::<Result<_>>()?;
         Ok(page)
+    }
+
+    /// Follows `_include` (with `:iterate`, until nothing new, at most 3 rounds) and
+    /// `_revinclude`, each target type limited to what the caller may read.
+    async fn included(
+        &self,
+        caller: &Caller,
+        req: &SearchRequest,
+        matches: &[StoredResource],
+    ) -> Result<Vec<StoredResource>> {
+        const MAX_INCLUDED: usize = 1000;
+        let mut seen: std::collections::HashSet<(String, String)> =
+            matches.iter().map(|r| (r.resource_type.clone(), r.id.clone())).collect();
+        let mut out: Vec<StoredResource> = Vec::new();
+        let mut frontier: Vec<StoredResource> = matches.to_vec();
+        for round in 0..3 {
+            let mut next = Vec::new();
+            for inc in &req.includes {
+                if round > 0 && !inc.iterate {
+                    continue;
+                }
+                let ids: Vec<String> = frontier
+                    .iter()
+                    .filter(|r| r.resource_type == inc.source_type.as_str())
+                    .map(|r| r.id.clone())
+                    .collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                let mut by_type: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+                for (tt, id) in self.store.references_from(inc.source_type.as_str(), &ids, inc.param).await? {
+                    let Some(tt) = tt else { continue };
+                    if inc.target_type.is_some_and(|want| want.as_str() != tt) {
+                        continue;
+                    }
+                    by_type.entry(tt).or_default().push(id);
+                }
+                for (tt, ids) in by_type {
+                    if !caller.access.allows(&tt, Perm::Read) {
+                        continue;
+                    }
+                    for r in self.store.fetch_many(&tt, &ids, &Self::row_scope(caller, Some(&tt), Perm::Read)).await? {
+                        if Self::visible(caller, &r, Perm::Read).is_ok()
+                            && seen.insert((r.resource_type.clone(), r.id.clone()))
+                        {
+                            next.push(r);
+                        }
+                    }
+                }
+            }
+            if round == 0 {
+                for inc in &req.revincludes {
+                    let st = inc.source_type.as_str();
+                    if !caller.access.allows(st, Perm::Read) {
+                        continue;
+                    }
+                    let ids: Vec<String> = matches.iter().map(|r| r.id.clone()).collect();
+                    let found = self
+                        .store
+                        .referencing(
+                            st,
+                            inc.param,
+                            req.resource_type.as_str(),
+                            &ids,
+                            &Self::row_scope(caller, Some(st), Perm::Read),
+                            MAX_INCLUDED,
+                        )
+                        .await?;
+                    for r in found {
+                        if Self::visible(caller, &r, Perm::Read).is_ok()
+                            && seen.insert((r.resource_type.clone(), r.id.clone()))
+                        {
+                            next.push(r);
+                        }
+                    }
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            out.extend(next.iter().cloned());
+            if out.len() >= MAX_INCLUDED {
+                out.truncate(MAX_INCLUDED);
+                break;
+            }
+            frontier = next;
+        }
+        Ok(out)
     }
 
     /// Validates many resources and stores the valid ones keeping their ids

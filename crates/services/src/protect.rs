@@ -168,7 +168,7 @@ impl Protector {
             return;
         }
         for c in req.criteria.iter_mut() {
-            if let Criterion::Token { param, values } = c
+            if let Criterion::Token { param, values, negate: _ } = c
                 && TOKEN_PARAMS.contains(param)
             {
                 let extra: Vec<TokenValue> = values

@@ -5,18 +5,22 @@
 //! ranges; `eq` means the search range contains the value's range, `gt` that the
 //! value's range reaches beyond it, and so on.
 
-use lianyi_fhir::search::{Criterion, DateValue, Prefix, SearchRequest, TokenSystem};
+use lianyi_fhir::search::{Criterion, DateValue, Prefix, SearchRequest, SortKey, TokenSystem, Total};
+use lianyi_fhir::search_params::ParamKind;
 use sqlx::Row;
 
 use crate::read::{StoredResource, current_from_row};
 use crate::scope::RowScope;
 use crate::sql::{Arg, Sql};
-use crate::{Result, Store};
+use crate::{Backend, Result, Store};
 
 #[derive(Clone, Debug)]
 pub struct SearchPage {
-    pub total: i64,
+    /// All matches (not only this page); `None` when the request asked `_total=none`.
+    pub total: Option<i64>,
     pub resources: Vec<StoredResource>,
+    /// Resources added by `_include` / `_revinclude` (filled by the service).
+    pub included: Vec<StoredResource>,
 }
 
 /// The smallest string greater than every string that starts with `prefix`.
@@ -64,14 +68,28 @@ fn or_group<T>(sql: &mut Sql, values: &[T], mut each: impl FnMut(&mut Sql, &T)) 
     sql.push(")");
 }
 
+fn table_of(kind: ParamKind) -> &'static str {
+    match kind {
+        ParamKind::Token => "idx_token",
+        ParamKind::String => "idx_string",
+        ParamKind::Reference => "idx_reference",
+        ParamKind::Date => "idx_date",
+    }
+}
+
 fn index_subquery(sql: &mut Sql, table: &str, type_ph: &str, param: &str) {
-    sql.push(&format!(" AND r.id IN (SELECT res_id FROM {table} WHERE res_type = {type_ph} AND param = "));
+    index_subquery_neg(sql, table, type_ph, param, false);
+}
+
+fn index_subquery_neg(sql: &mut Sql, table: &str, type_ph: &str, param: &str, negate: bool) {
+    let not = if negate { "NOT " } else { "" };
+    sql.push(&format!(" AND r.id {not}IN (SELECT res_id FROM {table} WHERE res_type = {type_ph} AND param = "));
     sql.push_bind(Arg::Text(param.to_string()));
     sql.push(" AND ");
 }
 
 /// Appends the WHERE clause of a search (without ORDER/LIMIT).
-fn where_clause(sql: &mut Sql, req: &SearchRequest, scope: &RowScope) {
+fn where_clause(sql: &mut Sql, req: &SearchRequest, scope: &RowScope, backend: Backend) {
     sql.push(" FROM resources r WHERE r.res_type = ");
     let type_ph = sql.bind(Arg::Text(req.resource_type.as_str().to_string()));
     sql.push(&type_ph);
@@ -93,8 +111,12 @@ fn where_clause(sql: &mut Sql, req: &SearchRequest, scope: &RowScope) {
                 sql.push(" AND ");
                 or_group(sql, values, |s, v| date_condition(s, "r.last_updated", "r.last_updated", v));
             }
-            Criterion::Token { param, values } => {
-                index_subquery(sql, "idx_token", &type_ph, param);
+            Criterion::Missing { param, kind, missing } => {
+                index_subquery_neg(sql, table_of(*kind), &type_ph, param, *missing);
+                sql.push("1 = 1)");
+            }
+            Criterion::Token { param, values, negate } => {
+                index_subquery_neg(sql, "idx_token", &type_ph, param, *negate);
                 or_group(sql, values, |s, v| {
                     s.push("1 = 1");
                     if let Some(code) = &v.code {
@@ -118,6 +140,12 @@ fn where_clause(sql: &mut Sql, req: &SearchRequest, scope: &RowScope) {
                     if v.exact {
                         s.push("exact = ");
                         s.push_bind(Arg::Text(v.value.clone()));
+                    } else if v.contains {
+                        let ph = s.bind(Arg::Text(v.value.clone()));
+                        s.push(&match backend {
+                            Backend::Sqlite => format!("instr(norm, {ph}) > 0"),
+                            Backend::Postgres => format!("strpos(norm, {ph}) > 0"),
+                        });
                     } else {
                         s.push("norm >= ");
                         s.push_bind(Arg::Text(v.value.clone()));
@@ -149,16 +177,42 @@ fn where_clause(sql: &mut Sql, req: &SearchRequest, scope: &RowScope) {
 }
 
 impl Store {
-    /// One page of matches in a stable order (last update, then id), and the total.
+    /// One page of matches in the requested order (default: last update, then id;
+    /// `id` breaks every tie), and the total unless `_total=none`.
     pub async fn search(&self, req: &SearchRequest, scope: &RowScope) -> Result<SearchPage> {
-        let mut count = Sql::new("SELECT COUNT(*)");
-        where_clause(&mut count, req, scope);
-        let total: i64 = count.query(self.backend).fetch_one(&self.read).await?.try_get(0)?;
+        let total = if req.total == Total::None {
+            None
+        } else {
+            let mut count = Sql::new("SELECT COUNT(*)");
+            where_clause(&mut count, req, scope, self.backend);
+            Some(count.query(self.backend).fetch_one(&self.read).await?.try_get(0)?)
+        };
 
         let mut page =
             Sql::new("SELECT r.res_type, r.id, r.version, r.last_updated, r.campus, r.patient, r.deleted, r.body");
-        where_clause(&mut page, req, scope);
-        page.push(" ORDER BY r.last_updated, r.id LIMIT ");
+        where_clause(&mut page, req, scope, self.backend);
+        page.push(" ORDER BY ");
+        for (key, desc) in &req.sort {
+            let dir = if *desc { " DESC" } else { "" };
+            match key {
+                SortKey::Id => page.push(&format!("r.id{dir}, ")),
+                SortKey::LastUpdated => page.push(&format!("r.last_updated{dir}, ")),
+                SortKey::Param { param, kind } => {
+                    let (col, table) = match kind {
+                        ParamKind::Date => (if *desc { "MAX(high)" } else { "MIN(low)" }, "idx_date"),
+                        ParamKind::String => (if *desc { "MAX(norm)" } else { "MIN(norm)" }, "idx_string"),
+                        _ => (if *desc { "MAX(code)" } else { "MIN(code)" }, "idx_token"),
+                    };
+                    let p = page.bind(Arg::Text((*param).to_string()));
+                    let expr = format!(
+                        "(SELECT {col} FROM {table} x WHERE x.res_type = r.res_type AND x.res_id = r.id AND x.param = {p})"
+                    );
+                    // Resources without a value sort last either way, on both engines.
+                    page.push(&format!("({expr} IS NULL), {expr}{dir}, "));
+                }
+            }
+        }
+        page.push("r.last_updated, r.id LIMIT ");
         page.push_bind(Arg::Int(req.count as i64));
         page.push(" OFFSET ");
         page.push_bind(Arg::Int(req.offset as i64));
@@ -168,7 +222,103 @@ impl Store {
             let rows = page.query(self.backend).fetch_all(&self.read).await?;
             rows.iter().map(current_from_row).collect::<Result<_>>()?
         };
-        Ok(SearchPage { total, resources })
+        Ok(SearchPage { total, resources, included: Vec::new() })
+    }
+
+    /// The references a parameter of `source_type` makes from these resources.
+    pub async fn references_from(
+        &self,
+        source_type: &str,
+        ids: &[String],
+        param: &str,
+    ) -> Result<Vec<(Option<String>, String)>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(500) {
+            let mut sql = Sql::new("SELECT DISTINCT target_type, target_id FROM idx_reference WHERE res_type = ");
+            sql.push_bind(Arg::Text(source_type.to_string()));
+            sql.push(" AND param = ");
+            sql.push_bind(Arg::Text(param.to_string()));
+            sql.push(" AND res_id IN (");
+            for (i, id) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.push_bind(Arg::Text(id.clone()));
+            }
+            sql.push(")");
+            for row in sql.query(self.backend).fetch_all(&self.read).await? {
+                out.push((row.try_get(0)?, row.try_get(1)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Current, undeleted resources of one type by id, within a row scope.
+    pub async fn fetch_many(
+        &self,
+        resource_type: &str,
+        ids: &[String],
+        scope: &RowScope,
+    ) -> Result<Vec<StoredResource>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(500) {
+            let mut sql = Sql::new(
+                "SELECT r.res_type, r.id, r.version, r.last_updated, r.campus, r.patient, r.deleted, r.body FROM resources r WHERE r.res_type = ",
+            );
+            sql.push_bind(Arg::Text(resource_type.to_string()));
+            sql.push(" AND r.deleted = 0");
+            scope.push_conditions(&mut sql, "r");
+            sql.push(" AND r.id IN (");
+            for (i, id) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.push_bind(Arg::Text(id.clone()));
+            }
+            sql.push(") ORDER BY r.id");
+            let rows = sql.query(self.backend).fetch_all(&self.read).await?;
+            out.extend(rows.iter().map(current_from_row).collect::<Result<Vec<_>>>()?);
+        }
+        Ok(out)
+    }
+
+    /// Resources of `source_type` whose `param` points at one of `target_ids` (of
+    /// `target_type`), within a row scope, at most `limit`.
+    pub async fn referencing(
+        &self,
+        source_type: &str,
+        param: &str,
+        target_type: &str,
+        target_ids: &[String],
+        scope: &RowScope,
+        limit: usize,
+    ) -> Result<Vec<StoredResource>> {
+        let mut out = Vec::new();
+        for chunk in target_ids.chunks(500) {
+            let mut sql = Sql::new(
+                "SELECT r.res_type, r.id, r.version, r.last_updated, r.campus, r.patient, r.deleted, r.body FROM resources r WHERE r.res_type = ",
+            );
+            let t = sql.bind(Arg::Text(source_type.to_string()));
+            sql.push(&t);
+            sql.push(" AND r.deleted = 0");
+            scope.push_conditions(&mut sql, "r");
+            sql.push(&format!(" AND r.id IN (SELECT res_id FROM idx_reference WHERE res_type = {t} AND param = "));
+            sql.push_bind(Arg::Text(param.to_string()));
+            sql.push(" AND target_type = ");
+            sql.push_bind(Arg::Text(target_type.to_string()));
+            sql.push(" AND target_id IN (");
+            for (i, id) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.push_bind(Arg::Text(id.clone()));
+            }
+            sql.push(")) ORDER BY r.id LIMIT ");
+            sql.push_bind(Arg::Int(limit as i64));
+            let rows = sql.query(self.backend).fetch_all(&self.read).await?;
+            out.extend(rows.iter().map(current_from_row).collect::<Result<Vec<_>>>()?);
+        }
+        Ok(out)
     }
 }
 

@@ -51,7 +51,8 @@ struct Bundle {
     #[serde(rename = "type")]
     kind: &'static str,
     timestamp: String,
-    total: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<i64>,
     link: Vec<Link>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     entry: Vec<Entry>,
@@ -61,14 +62,23 @@ fn raw(body: &str) -> Option<Box<RawValue>> {
     RawValue::from_string(body.to_string()).ok()
 }
 
-/// A `searchset` Bundle.
-pub fn searchset(base: &str, total: i64, links: Vec<Link>, resources: &[StoredResource], now_ms: i64) -> String {
+/// A `searchset` Bundle: the matches, then the included resources.
+pub fn searchset(
+    base: &str,
+    total: Option<i64>,
+    links: Vec<Link>,
+    resources: &[StoredResource],
+    included: &[StoredResource],
+    now_ms: i64,
+) -> String {
     let entry = resources
         .iter()
-        .map(|r| Entry {
+        .map(|r| (r, "match"))
+        .chain(included.iter().map(|r| (r, "include")))
+        .map(|(r, mode)| Entry {
             full_url: format!("{base}/fhir/{}/{}", r.resource_type, r.id),
             resource: raw(&r.body),
-            search: Some(Search { mode: "match" }),
+            search: Some(Search { mode }),
             request: None,
             response: None,
         })
@@ -111,9 +121,28 @@ pub fn history(base: &str, total: i64, links: Vec<Link>, versions: &[StoredResou
         resource_type: "Bundle",
         kind: "history",
         timestamp: format_instant(now_ms),
-        total,
+        total: Some(total),
         link: links,
         entry,
     };
     serde_json::to_string(&b).unwrap_or_default()
+}
+
+/// `_elements`: keeps the named top-level elements (and id, meta, resourceType) and
+/// marks the resource SUBSETTED, as the spec asks.
+pub fn subset(body: &str, elements: &[String]) -> String {
+    let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_str::<serde_json::Value>(body) else {
+        return body.to_string();
+    };
+    obj.retain(|k, _| matches!(k.as_str(), "resourceType" | "id" | "meta") || elements.iter().any(|e| e == k));
+    let tag =
+        serde_json::json!({"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"});
+    let meta = obj.entry("meta").or_insert_with(|| serde_json::json!({}));
+    if let Some(m) = meta.as_object_mut() {
+        let tags = m.entry("tag").or_insert_with(|| serde_json::json!([]));
+        if let Some(a) = tags.as_array_mut() {
+            a.push(tag);
+        }
+    }
+    serde_json::Value::Object(obj).to_string()
 }

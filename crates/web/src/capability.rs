@@ -14,6 +14,20 @@ pub fn capability_statement(base: &str, date: &str) -> Value {
             if *t == "AuditEvent" {
                 return audit_event_capability();
             }
+            let includes: Vec<String> = search_params_for(t)
+                .into_iter()
+                .filter(|p| p.kind == lianyi_fhir::ParamKind::Reference && p.base != "Resource")
+                .map(|p| format!("{t}:{}", p.code))
+                .collect();
+            let revincludes: Vec<String> = SUPPORTED_TYPES
+                .iter()
+                .flat_map(|src| {
+                    search_params_for(src)
+                        .into_iter()
+                        .filter(|p| p.kind == lianyi_fhir::ParamKind::Reference && p.targets.iter().any(|x| x == t))
+                        .map(move |p| format!("{src}:{}", p.code))
+                })
+                .collect();
             let params: Vec<Value> = search_params_for(t)
                 .into_iter()
                 .map(|p| {
@@ -24,7 +38,7 @@ pub fn capability_statement(base: &str, date: &str) -> Value {
                     v
                 })
                 .collect();
-            json!({
+            let mut r = json!({
                 "type": t,
                 "interaction": [
                     {"code": "read"}, {"code": "vread"}, {"code": "update"}, {"code": "delete"},
@@ -38,7 +52,14 @@ pub fn capability_statement(base: &str, date: &str) -> Value {
                 "conditionalUpdate": true,
                 "conditionalDelete": "not-supported",
                 "searchParam": params,
-            })
+            });
+            if !includes.is_empty() {
+                r["searchInclude"] = json!(includes);
+            }
+            if !revincludes.is_empty() {
+                r["searchRevInclude"] = json!(revincludes);
+            }
+            r
         })
         .collect();
     json!({
@@ -58,7 +79,7 @@ pub fn capability_statement(base: &str, date: &str) -> Value {
                 "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "OAuth"}]}],
                 "description": "Bearer tokens from POST /oauth/token (OAuth2 client credentials) with SMART v2 scopes such as system/Patient.rs; every client is limited to its campuses. Without a token: 401; outside the token's scopes, campuses or patient compartment: 403.",
             },
-            "documentation": "Search: parameters of type token, string, reference and date with the prefixes eq, ne, lt, gt, le, ge; the modifiers :exact (string) and :[type] (reference); _id, _lastUpdated, _count. Unknown parameters are rejected (400).",
+            "documentation": "Search: parameters of type token, string, reference and date with the prefixes eq, ne, lt, gt, le, ge; modifiers :missing (all), :exact and :contains (string), :not (token), :[type] (reference); _id, _lastUpdated, _count, _sort (several keys, - for descending), _include and _revinclude (with :iterate), _total=none, _summary=count, _elements. Unknown parameters are rejected (400). Transactions and batches at the base URL.",
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
         }],

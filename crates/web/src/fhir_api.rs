@@ -173,7 +173,7 @@ async fn audit_search(
             body: v.to_string(),
         })
         .collect();
-    Ok(json_response(StatusCode::OK, bundle::searchset(&base, total, links, &bodies, state.fhir.now_ms())))
+    Ok(json_response(StatusCode::OK, bundle::searchset(&base, Some(total), links, &bodies, &[], state.fhir.now_ms())))
 }
 
 fn resource_type(name: &str) -> Result<ResourceType, FhirError> {
@@ -481,10 +481,17 @@ async fn search(
         return audit_search(state, caller, headers, params).await;
     }
     let req = parse_search(rtype, &params).map_err(|issue| FhirError::at(StatusCode::BAD_REQUEST, issue))?;
-    let page = state.fhir.search(caller, &req).await?;
+    let mut page = state.fhir.search(caller, &req).await?;
     let base = base_url(state, headers);
-    let links = paging_links(&format!("{base}/fhir/{rtype}"), &req.applied, req.count, req.offset, page.total);
-    let body = bundle::searchset(&base, page.total, links, &page.resources, state.fhir.now_ms());
+    // Without a total, a full page means there may be more.
+    let total_for_links = page.total.unwrap_or(if page.resources.len() == req.count { i64::MAX } else { 0 });
+    let links = paging_links(&format!("{base}/fhir/{rtype}"), &req.applied, req.count, req.offset, total_for_links);
+    if let Some(elements) = &req.elements {
+        for r in page.resources.iter_mut() {
+            r.body = bundle::subset(&r.body, elements);
+        }
+    }
+    let body = bundle::searchset(&base, page.total, links, &page.resources, &page.included, state.fhir.now_ms());
     Ok(json_response(StatusCode::OK, body))
 }
 

@@ -96,6 +96,184 @@ async fn bad_search_parameters_are_named() {
     assert_eq!(outcome(r).await.1, "birthdate");
     let r = app.get("/fhir/Patient?_count=5000").await;
     assert_eq!(outcome(r).await.1, "_count");
-    let r = app.get("/fhir/Patient?name:contains=x").await;
+    let r = app.get("/fhir/Patient?name:above=x").await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+async fn people(app: &crate::helpers::TestApp) -> Vec<String> {
+    let mut ids = Vec::new();
+    for (family, birth, gender, active) in [
+        ("Li", Some("1990-05-01"), "female", Some(true)),
+        ("Wang", Some("1970-01-01"), "male", None),
+        ("Zhang", None, "female", Some(false)),
+        ("Wangshu", Some("1985-03-03"), "male", Some(true)),
+    ] {
+        let mut p = json!({"resourceType": "Patient", "name": [{"family": family}], "gender": gender});
+        if let Some(b) = birth {
+            p["birthDate"] = json!(b);
+        }
+        if let Some(a) = active {
+            p["active"] = json!(a);
+        }
+        ids.push(app.create(&p).await);
+    }
+    ids
+}
+
+#[tokio::test]
+async fn sort_on_several_keys_both_directions() {
+    let app = spawn_app().await;
+    let ids = people(&app).await; // Li 1990, Wang 1970, Zhang -, Wangshu 1985
+    let pick = |order: &[usize]| order.iter().map(|i| ids[*i].clone()).collect::<Vec<_>>();
+    assert_eq!(app.search_ids("/fhir/Patient?_sort=birthdate").await, pick(&[1, 3, 0, 2]), "missing values last");
+    assert_eq!(app.search_ids("/fhir/Patient?_sort=-birthdate").await, pick(&[0, 3, 1, 2]));
+    assert_eq!(app.search_ids("/fhir/Patient?_sort=gender,-birthdate").await, pick(&[0, 2, 3, 1]));
+    assert_eq!(
+        app.search_ids("/fhir/Patient?_sort=-family&_count=2").await,
+        pick(&[2, 3, 1, 0]),
+        "pages follow the sort"
+    );
+    let mut by_id = ids.clone();
+    by_id.sort();
+    assert_eq!(app.search_ids("/fhir/Patient?_sort=_id").await, by_id);
+}
+
+#[tokio::test]
+async fn missing_not_and_contains_modifiers() {
+    let app = spawn_app().await;
+    let ids = people(&app).await;
+    assert_eq!(app.search_ids("/fhir/Patient?birthdate:missing=true").await, vec![ids[2].clone()]);
+    assert_eq!(
+        app.search_ids("/fhir/Patient?active:missing=false").await,
+        vec![ids[0].clone(), ids[2].clone(), ids[3].clone()]
+    );
+    assert_eq!(app.search_ids("/fhir/Patient?gender:not=male").await, vec![ids[0].clone(), ids[2].clone()]);
+    assert_eq!(
+        app.search_ids("/fhir/Patient?active:not=true").await,
+        vec![ids[1].clone(), ids[2].clone()],
+        ":not includes resources without the element"
+    );
+    assert_eq!(
+        app.search_ids("/fhir/Patient?family:contains=ang").await,
+        vec![ids[1].clone(), ids[2].clone(), ids[3].clone()]
+    );
+    assert_eq!(app.search_ids("/fhir/Patient?family=wang").await, vec![ids[1].clone(), ids[3].clone()]);
+}
+
+#[tokio::test]
+async fn include_and_revinclude_follow_references() {
+    let app = spawn_app().await;
+    let (a, b, e) = seed(&app).await;
+    let obs = app
+        .create(&json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                        "subject": {"reference": format!("Patient/{a}")}, "encounter": {"reference": format!("Encounter/{}", e[0])}}))
+        .await;
+    let bundle: Value = app
+        .get(&format!("/fhir/Encounter?_id={},{}&_include=Encounter:subject", e[0], e[4]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let got: Vec<(String, String)> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["resource"]["id"].as_str().unwrap().to_string(), x["search"]["mode"].as_str().unwrap().to_string()))
+        .collect();
+    // Matches in search order, then included resources by type and id.
+    let mut inc = [a.clone(), b.clone()];
+    inc.sort();
+    assert_eq!(
+        got,
+        vec![
+            (e[0].clone(), "match".into()),
+            (e[4].clone(), "match".into()),
+            (inc[0].clone(), "include".into()),
+            (inc[1].clone(), "include".into())
+        ]
+    );
+    assert_eq!(bundle["total"], 2, "included resources are not counted");
+    let bundle: Value = app
+        .get(&format!("/fhir/Patient?_id={a}&_revinclude=Observation:subject&_revinclude=Encounter:subject"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut got: Vec<String> =
+        bundle["entry"].as_array().unwrap().iter().map(|x| x["resource"]["id"].as_str().unwrap().to_string()).collect();
+    got[1..].sort();
+    let mut expected = vec![obs.clone(), e[0].clone(), e[1].clone(), e[2].clone(), e[3].clone()];
+    expected.sort();
+    assert_eq!(got[0], a);
+    assert_eq!(got[1..].to_vec(), expected);
+    // :iterate follows references of the included resources too.
+    let bundle: Value = app
+        .get(&format!("/fhir/Observation?_id={obs}&_include=Observation:encounter&_include:iterate=Encounter:subject"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let got: Vec<&str> =
+        bundle["entry"].as_array().unwrap().iter().map(|x| x["resource"]["id"].as_str().unwrap()).collect();
+    assert_eq!(got, vec![obs.as_str(), e[0].as_str(), a.as_str()]);
+}
+
+#[tokio::test]
+async fn includes_never_cross_campuses() {
+    let app = spawn_app().await;
+    let west = app.client_with("system/*.cruds", "campus-west", None).await;
+    let east = app.client_with("system/*.cruds", "campus-east", None).await;
+    let post = |c: &reqwest::Client, body: Value| {
+        let c = c.clone();
+        let url = app.url(&format!("/fhir/{}", body["resourceType"].as_str().unwrap()));
+        async move {
+            let r = c
+                .post(url)
+                .header("content-type", "application/fhir+json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string()
+        }
+    };
+    let pw = post(&west, json!({"resourceType": "Patient", "name": [{"family": "West"}]})).await;
+    let enc = post(&east, json!({"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"}, "subject": {"reference": format!("Patient/{pw}")}})).await;
+    post(&west, json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": format!("Patient/{pw}")}})).await;
+    let b: Value = east
+        .get(app.url(&format!("/fhir/Encounter?_id={enc}&_include=Encounter:subject")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(b["entry"].as_array().unwrap().len(), 1, "the campus-west patient is not included: {b}");
+    let b: Value = east
+        .get(app.url(&format!("/fhir/Encounter?_id={enc}&_revinclude=Observation:encounter")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(b["entry"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn total_summary_and_elements() {
+    let app = spawn_app().await;
+    people(&app).await;
+    let b: Value = app.get("/fhir/Patient?_total=none&_count=2").await.json().await.unwrap();
+    assert!(b.get("total").is_none());
+    assert!(b["link"].as_array().unwrap().iter().any(|l| l["relation"] == "next"));
+    let b: Value = app.get("/fhir/Patient?_summary=count").await.json().await.unwrap();
+    assert_eq!(b["total"], 4);
+    assert!(b.get("entry").is_none());
+    let b: Value = app.get("/fhir/Patient?_elements=gender&_sort=family").await.json().await.unwrap();
+    let first = &b["entry"][0]["resource"];
+    assert_eq!(first["gender"], "female");
+    assert!(first.get("name").is_none() && first.get("birthDate").is_none());
+    assert_eq!(first["meta"]["tag"][0]["code"], "SUBSETTED");
+    lianyi_fhir::validate_resource(first).unwrap();
 }

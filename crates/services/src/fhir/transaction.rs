@@ -303,7 +303,10 @@ impl FhirService {
                     .filter_map(|r| serde_json::from_str::<Value>(&r.body).ok())
                     .map(|r| json!({"resource": r, "search": {"mode": "match"}}))
                     .collect();
-                let mut res = json!({"resourceType": "Bundle", "type": "searchset", "total": page.total});
+                let mut res = json!({"resourceType": "Bundle", "type": "searchset"});
+                if let Some(t) = page.total {
+                    res["total"] = json!(t);
+                }
                 if !entries.is_empty() {
                     res["entry"] = Value::Array(entries);
                 }
