@@ -99,6 +99,18 @@ pub enum Criterion {
         kind: ParamKind,
         missing: bool,
     },
+    /// `param:Target.inner`: resources whose reference points at a `target` matching `inner`.
+    Chain {
+        param: &'static str,
+        target: ResourceType,
+        inner: Box<Criterion>,
+    },
+    /// `_has:Source:param:inner`: resources pointed at by a `source` matching `inner`.
+    Has {
+        source: ResourceType,
+        param: &'static str,
+        inner: Box<Criterion>,
+    },
     String {
         param: &'static str,
         values: Vec<StringValue>,
@@ -326,97 +338,7 @@ pub fn parse_search(resource_type: ResourceType, params: &[(String, String)]) ->
         if raw.is_empty() {
             return Err(bad(key, format!("search parameter '{key}' has an empty value")));
         }
-        let values = split_values(raw);
-        let criterion = match name {
-            "_id" => {
-                no_modifier(key, modifier)?;
-                Criterion::Id(values)
-            }
-            "_lastUpdated" => {
-                no_modifier(key, modifier)?;
-                Criterion::LastUpdated(values.iter().map(|v| parse_date_value(key, v)).collect::<Result<_, _>>()?)
-            }
-            _ => {
-                let Some(sp) = search_param(resource_type.as_str(), name) else {
-                    return Err(Issue::error(
-                        IssueType::NotSupported,
-                        format!("unknown search parameter '{name}' for {resource_type} (see /fhir/metadata for the supported ones)"),
-                    )
-                    .at(key.clone()));
-                };
-                let param = sp.code.as_str();
-                if modifier == Some("missing") {
-                    let missing = match raw.as_str() {
-                        "true" => true,
-                        "false" => false,
-                        _ => return Err(bad(key, format!("'{key}' takes true or false"))),
-                    };
-                    req.criteria.push(Criterion::Missing { param, kind: sp.kind, missing });
-                    req.applied.push((key.clone(), raw.clone()));
-                    continue;
-                }
-                match sp.kind {
-                    ParamKind::Token => {
-                        let negate = match modifier {
-                            None => false,
-                            Some("not") => true,
-                            Some(m) => return Err(unsupported_modifier(key, m)),
-                        };
-                        Criterion::Token { param, values: values.iter().map(|v| parse_token(v)).collect(), negate }
-                    }
-                    ParamKind::String => {
-                        let (exact, contains) = match modifier {
-                            None => (false, false),
-                            Some("exact") => (true, false),
-                            Some("contains") => (false, true),
-                            Some(m) => return Err(unsupported_modifier(key, m)),
-                        };
-                        let values = values
-                            .iter()
-                            .map(|v| {
-                                let v = v.replace('\u{1}', "|");
-                                StringValue { value: if exact { v } else { normalize(&v) }, exact, contains }
-                            })
-                            .collect();
-                        Criterion::String { param, values }
-                    }
-                    ParamKind::Reference => {
-                        let type_modifier = match modifier {
-                            None => None,
-                            Some(m) if ResourceType::parse(m).is_some() => Some(m.to_string()),
-                            Some(m) => return Err(unsupported_modifier(key, m)),
-                        };
-                        let values = values
-                            .iter()
-                            .map(|v| match parse_reference(v) {
-                                Some(r) => {
-                                    if let Some(t) = type_modifier.as_ref().filter(|t| *t != r.resource_type) {
-                                        return Err(bad(key, format!("'{v}' does not point to a {t}")));
-                                    }
-                                    Ok(RefValue {
-                                        target_type: Some(r.resource_type.to_string()),
-                                        id: r.id.to_string(),
-                                    })
-                                }
-                                None if v.contains('/') || v.contains('?') => Err(bad(
-                                    key,
-                                    format!("'{v}' is not a reference (rule: [Type/]id or an absolute URL)"),
-                                )),
-                                None => Ok(RefValue { target_type: type_modifier.clone(), id: v.clone() }),
-                            })
-                            .collect::<Result<_, _>>()?;
-                        Criterion::Reference { param, values }
-                    }
-                    ParamKind::Date => {
-                        no_modifier(key, modifier)?;
-                        Criterion::Date {
-                            param,
-                            values: values.iter().map(|v| parse_date_value(key, v)).collect::<Result<_, _>>()?,
-                        }
-                    }
-                }
-            }
-        };
+        let criterion = parse_criterion(resource_type, key, key, raw, 0)?;
         req.criteria.push(criterion);
         req.applied.push((key.clone(), raw.clone()));
     }
@@ -435,6 +357,160 @@ fn parse_include(name: &str, raw: &str, iterate: bool) -> Result<Include, Issue>
         Some(tt) => Some(ResourceType::parse(tt).ok_or_else(|| bad(name, rule.clone()))?),
     };
     Ok(Include { source_type, param: sp.code.as_str(), target_type, iterate })
+}
+
+/// Deepest chain or `_has` nesting accepted.
+const MAX_CHAIN: usize = 4;
+
+/// One search parameter (`key` without the value) on `resource_type`, following
+/// chains (`subject:Patient.name`) and reverse chains (`_has:Observation:patient:code`)
+/// recursively. `full` is the whole parameter as the client wrote it, for errors.
+fn parse_criterion(
+    resource_type: ResourceType,
+    full: &str,
+    key: &str,
+    raw: &str,
+    depth: usize,
+) -> Result<Criterion, Issue> {
+    if depth > MAX_CHAIN {
+        return Err(bad(full, format!("'{full}' chains deeper than {MAX_CHAIN} levels")));
+    }
+    if let Some(rest) = key.strip_prefix("_has:") {
+        let mut parts = rest.splitn(3, ':');
+        let (Some(src), Some(param), Some(inner)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad(
+                full,
+                format!("'{full}' is not a reverse chain (rule: _has:Type:reference-parameter:search-parameter)"),
+            ));
+        };
+        let source =
+            ResourceType::parse(src).ok_or_else(|| bad(full, format!("_has: '{src}' is not a supported type")))?;
+        let sp = search_param(src, param)
+            .filter(|sp| sp.kind == ParamKind::Reference)
+            .ok_or_else(|| bad(full, format!("_has: '{param}' is not a reference parameter of {src}")))?;
+        let inner = parse_criterion(source, full, inner, raw, depth + 1)?;
+        return Ok(Criterion::Has { source, param: sp.code.as_str(), inner: Box::new(inner) });
+    }
+    let (head, tail) = match key.split_once('.') {
+        Some((h, t)) => (h, Some(t)),
+        None => (key, None),
+    };
+    let (name, modifier) = match head.split_once(':') {
+        Some((n, m)) => (n, Some(m)),
+        None => (head, None),
+    };
+    if let Some(tail) = tail {
+        let sp = search_param(resource_type.as_str(), name).filter(|sp| sp.kind == ParamKind::Reference).ok_or_else(
+            || bad(full, format!("'{name}' is not a reference parameter of {resource_type}, so it cannot be chained")),
+        )?;
+        let target = match modifier {
+            Some(m) => ResourceType::parse(m).ok_or_else(|| bad(full, format!("'{m}' is not a supported type")))?,
+            None => {
+                let supported: Vec<ResourceType> = sp.targets.iter().filter_map(|t| ResourceType::parse(t)).collect();
+                match supported.as_slice() {
+                    [one] => *one,
+                    _ => {
+                        return Err(bad(
+                            full,
+                            format!(
+                                "'{name}' can point to several types; name one, e.g. {name}:{}.{tail}",
+                                supported.first().map_or("Patient", |t| t.as_str())
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
+        let inner = parse_criterion(target, full, tail, raw, depth + 1)?;
+        return Ok(Criterion::Chain { param: sp.code.as_str(), target, inner: Box::new(inner) });
+    }
+    let key = full;
+    let values = split_values(raw);
+    let criterion = match name {
+        "_id" => {
+            no_modifier(key, modifier)?;
+            Criterion::Id(values)
+        }
+        "_lastUpdated" => {
+            no_modifier(key, modifier)?;
+            Criterion::LastUpdated(values.iter().map(|v| parse_date_value(key, v)).collect::<Result<_, _>>()?)
+        }
+        _ => {
+            let Some(sp) = search_param(resource_type.as_str(), name) else {
+                return Err(Issue::error(
+                    IssueType::NotSupported,
+                    format!("unknown search parameter '{name}' for {resource_type} (see /fhir/metadata for the supported ones)"),
+                )
+                .at(full.to_string()));
+            };
+            let param = sp.code.as_str();
+            if modifier == Some("missing") {
+                let missing = match raw {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad(key, format!("'{key}' takes true or false"))),
+                };
+                return Ok(Criterion::Missing { param, kind: sp.kind, missing });
+            }
+            match sp.kind {
+                ParamKind::Token => {
+                    let negate = match modifier {
+                        None => false,
+                        Some("not") => true,
+                        Some(m) => return Err(unsupported_modifier(key, m)),
+                    };
+                    Criterion::Token { param, values: values.iter().map(|v| parse_token(v)).collect(), negate }
+                }
+                ParamKind::String => {
+                    let (exact, contains) = match modifier {
+                        None => (false, false),
+                        Some("exact") => (true, false),
+                        Some("contains") => (false, true),
+                        Some(m) => return Err(unsupported_modifier(key, m)),
+                    };
+                    let values = values
+                        .iter()
+                        .map(|v| {
+                            let v = v.replace('\u{1}', "|");
+                            StringValue { value: if exact { v } else { normalize(&v) }, exact, contains }
+                        })
+                        .collect();
+                    Criterion::String { param, values }
+                }
+                ParamKind::Reference => {
+                    let type_modifier = match modifier {
+                        None => None,
+                        Some(m) if ResourceType::parse(m).is_some() => Some(m.to_string()),
+                        Some(m) => return Err(unsupported_modifier(key, m)),
+                    };
+                    let values = values
+                        .iter()
+                        .map(|v| match parse_reference(v) {
+                            Some(r) => {
+                                if let Some(t) = type_modifier.as_ref().filter(|t| *t != r.resource_type) {
+                                    return Err(bad(key, format!("'{v}' does not point to a {t}")));
+                                }
+                                Ok(RefValue { target_type: Some(r.resource_type.to_string()), id: r.id.to_string() })
+                            }
+                            None if v.contains('/') || v.contains('?') => {
+                                Err(bad(key, format!("'{v}' is not a reference (rule: [Type/]id or an absolute URL)")))
+                            }
+                            None => Ok(RefValue { target_type: type_modifier.clone(), id: v.clone() }),
+                        })
+                        .collect::<Result<_, _>>()?;
+                    Criterion::Reference { param, values }
+                }
+                ParamKind::Date => {
+                    no_modifier(key, modifier)?;
+                    Criterion::Date {
+                        param,
+                        values: values.iter().map(|v| parse_date_value(key, v)).collect::<Result<_, _>>()?,
+                    }
+                }
+            }
+        }
+    };
+    Ok(criterion)
 }
 
 fn unsupported_modifier(key: &str, m: &str) -> Issue {

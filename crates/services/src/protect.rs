@@ -162,14 +162,19 @@ impl Protector {
     }
 
     /// Adds the blind-index form of every value searched on a protected token
-    /// parameter, so exact searches match encrypted values too.
+    /// parameter (also inside chains and reverse chains), so exact searches match
+    /// encrypted values too.
     pub fn search_variants(&self, req: &mut SearchRequest) {
-        if !PROTECTED_TYPES.contains(&req.resource_type.as_str()) {
-            return;
-        }
+        let t = req.resource_type.as_str();
         for c in req.criteria.iter_mut() {
-            if let Criterion::Token { param, values, negate: _ } = c
-                && TOKEN_PARAMS.contains(param)
+            self.criterion_variants(t, c);
+        }
+    }
+
+    fn criterion_variants(&self, rtype: &str, c: &mut Criterion) {
+        match c {
+            Criterion::Token { param, values, negate: _ }
+                if PROTECTED_TYPES.contains(&rtype) && TOKEN_PARAMS.contains(param) =>
             {
                 let extra: Vec<TokenValue> = values
                     .iter()
@@ -182,6 +187,9 @@ impl Protector {
                     .collect();
                 values.extend(extra);
             }
+            Criterion::Chain { target, inner, .. } => self.criterion_variants(target.as_str(), inner),
+            Criterion::Has { source, inner, .. } => self.criterion_variants(source.as_str(), inner),
+            _ => {}
         }
     }
 }

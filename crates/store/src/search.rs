@@ -77,13 +77,13 @@ fn table_of(kind: ParamKind) -> &'static str {
     }
 }
 
-fn index_subquery(sql: &mut Sql, table: &str, type_ph: &str, param: &str) {
-    index_subquery_neg(sql, table, type_ph, param, false);
+fn index_subquery(sql: &mut Sql, table: &str, alias: &str, type_ph: &str, param: &str) {
+    index_subquery_neg(sql, table, alias, type_ph, param, false);
 }
 
-fn index_subquery_neg(sql: &mut Sql, table: &str, type_ph: &str, param: &str, negate: bool) {
+fn index_subquery_neg(sql: &mut Sql, table: &str, alias: &str, type_ph: &str, param: &str, negate: bool) {
     let not = if negate { "NOT " } else { "" };
-    sql.push(&format!(" AND r.id {not}IN (SELECT res_id FROM {table} WHERE res_type = {type_ph} AND param = "));
+    sql.push(&format!(" AND {alias}.id {not}IN (SELECT res_id FROM {table} WHERE res_type = {type_ph} AND param = "));
     sql.push_bind(Arg::Text(param.to_string()));
     sql.push(" AND ");
 }
@@ -96,82 +96,127 @@ fn where_clause(sql: &mut Sql, req: &SearchRequest, scope: &RowScope, backend: B
     sql.push(" AND r.deleted = 0");
     scope.push_conditions(sql, "r");
     for c in &req.criteria {
-        match c {
-            Criterion::Id(ids) => {
-                sql.push(" AND r.id IN (");
-                for (i, id) in ids.iter().enumerate() {
-                    if i > 0 {
-                        sql.push(", ");
-                    }
-                    sql.push_bind(Arg::Text(id.clone()));
+        push_criterion(sql, c, "r", &type_ph, scope, backend, 0);
+    }
+}
+
+/// ` AND <condition>` for one criterion on the resources aliased `alias` whose type
+/// is bound at `type_ph`. Chains and reverse chains nest a query over the other
+/// type, limited by the same row scope, so they never reach rows the caller may not see.
+fn push_criterion(
+    sql: &mut Sql,
+    c: &Criterion,
+    alias: &str,
+    type_ph: &str,
+    scope: &RowScope,
+    backend: Backend,
+    depth: usize,
+) {
+    let r = alias;
+    match c {
+        Criterion::Id(ids) => {
+            sql.push(&format!(" AND {r}.id IN ("));
+            for (i, id) in ids.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
                 }
-                sql.push(")");
+                sql.push_bind(Arg::Text(id.clone()));
             }
-            Criterion::LastUpdated(values) => {
-                sql.push(" AND ");
-                or_group(sql, values, |s, v| date_condition(s, "r.last_updated", "r.last_updated", v));
-            }
-            Criterion::Missing { param, kind, missing } => {
-                index_subquery_neg(sql, table_of(*kind), &type_ph, param, *missing);
-                sql.push("1 = 1)");
-            }
-            Criterion::Token { param, values, negate } => {
-                index_subquery_neg(sql, "idx_token", &type_ph, param, *negate);
-                or_group(sql, values, |s, v| {
-                    s.push("1 = 1");
-                    if let Some(code) = &v.code {
-                        s.push(" AND code = ");
-                        s.push_bind(Arg::Text(code.clone()));
+            sql.push(")");
+        }
+        Criterion::LastUpdated(values) => {
+            sql.push(" AND ");
+            let col = format!("{r}.last_updated");
+            or_group(sql, values, |s, v| date_condition(s, &col, &col, v));
+        }
+        Criterion::Missing { param, kind, missing } => {
+            index_subquery_neg(sql, table_of(*kind), r, type_ph, param, *missing);
+            sql.push("1 = 1)");
+        }
+        Criterion::Token { param, values, negate } => {
+            index_subquery_neg(sql, "idx_token", r, type_ph, param, *negate);
+            or_group(sql, values, |s, v| {
+                s.push("1 = 1");
+                if let Some(code) = &v.code {
+                    s.push(" AND code = ");
+                    s.push_bind(Arg::Text(code.clone()));
+                }
+                match &v.system {
+                    TokenSystem::Any => {}
+                    TokenSystem::None => s.push(" AND system IS NULL"),
+                    TokenSystem::Is(sys) => {
+                        s.push(" AND system = ");
+                        s.push_bind(Arg::Text(sys.clone()));
                     }
-                    match &v.system {
-                        TokenSystem::Any => {}
-                        TokenSystem::None => s.push(" AND system IS NULL"),
-                        TokenSystem::Is(sys) => {
-                            s.push(" AND system = ");
-                            s.push_bind(Arg::Text(sys.clone()));
-                        }
-                    }
-                });
-                sql.push(")");
-            }
-            Criterion::String { param, values } => {
-                index_subquery(sql, "idx_string", &type_ph, param);
-                or_group(sql, values, |s, v| {
-                    if v.exact {
-                        s.push("exact = ");
-                        s.push_bind(Arg::Text(v.value.clone()));
-                    } else if v.contains {
-                        let ph = s.bind(Arg::Text(v.value.clone()));
-                        s.push(&match backend {
-                            Backend::Sqlite => format!("instr(norm, {ph}) > 0"),
-                            Backend::Postgres => format!("strpos(norm, {ph}) > 0"),
-                        });
-                    } else {
-                        s.push("norm >= ");
-                        s.push_bind(Arg::Text(v.value.clone()));
-                        s.push(" AND norm < ");
-                        s.push_bind(Arg::Text(prefix_upper_bound(&v.value)));
-                    }
-                });
-                sql.push(")");
-            }
-            Criterion::Reference { param, values } => {
-                index_subquery(sql, "idx_reference", &type_ph, param);
-                or_group(sql, values, |s, v| {
-                    s.push("target_id = ");
-                    s.push_bind(Arg::Text(v.id.clone()));
-                    if let Some(t) = &v.target_type {
-                        s.push(" AND target_type = ");
-                        s.push_bind(Arg::Text(t.clone()));
-                    }
-                });
-                sql.push(")");
-            }
-            Criterion::Date { param, values } => {
-                index_subquery(sql, "idx_date", &type_ph, param);
-                or_group(sql, values, |s, v| date_condition(s, "low", "high", v));
-                sql.push(")");
-            }
+                }
+            });
+            sql.push(")");
+        }
+        Criterion::String { param, values } => {
+            index_subquery(sql, "idx_string", r, type_ph, param);
+            or_group(sql, values, |s, v| {
+                if v.exact {
+                    s.push("exact = ");
+                    s.push_bind(Arg::Text(v.value.clone()));
+                } else if v.contains {
+                    let ph = s.bind(Arg::Text(v.value.clone()));
+                    s.push(&match backend {
+                        Backend::Sqlite => format!("instr(norm, {ph}) > 0"),
+                        Backend::Postgres => format!("strpos(norm, {ph}) > 0"),
+                    });
+                } else {
+                    s.push("norm >= ");
+                    s.push_bind(Arg::Text(v.value.clone()));
+                    s.push(" AND norm < ");
+                    s.push_bind(Arg::Text(prefix_upper_bound(&v.value)));
+                }
+            });
+            sql.push(")");
+        }
+        Criterion::Reference { param, values } => {
+            index_subquery(sql, "idx_reference", r, type_ph, param);
+            or_group(sql, values, |s, v| {
+                s.push("target_id = ");
+                s.push_bind(Arg::Text(v.id.clone()));
+                if let Some(t) = &v.target_type {
+                    s.push(" AND target_type = ");
+                    s.push_bind(Arg::Text(t.clone()));
+                }
+            });
+            sql.push(")");
+        }
+        Criterion::Date { param, values } => {
+            index_subquery(sql, "idx_date", r, type_ph, param);
+            or_group(sql, values, |s, v| date_condition(s, "low", "high", v));
+            sql.push(")");
+        }
+        Criterion::Chain { param, target, inner } => {
+            let a = format!("c{depth}");
+            index_subquery(sql, "idx_reference", r, type_ph, param);
+            sql.push("target_type = ");
+            let t = sql.bind(Arg::Text(target.as_str().to_string()));
+            sql.push(&t);
+            sql.push(&format!(
+                " AND target_id IN (SELECT {a}.id FROM resources {a} WHERE {a}.res_type = {t} AND {a}.deleted = 0"
+            ));
+            scope.push_conditions(sql, &a);
+            push_criterion(sql, inner, &a, &t, scope, backend, depth + 1);
+            sql.push("))");
+        }
+        Criterion::Has { source, param, inner } => {
+            let a = format!("h{depth}");
+            sql.push(&format!(" AND {r}.id IN (SELECT target_id FROM idx_reference WHERE res_type = "));
+            let t = sql.bind(Arg::Text(source.as_str().to_string()));
+            sql.push(&t);
+            sql.push(" AND param = ");
+            sql.push_bind(Arg::Text((*param).to_string()));
+            sql.push(&format!(" AND target_type = {type_ph}"));
+            sql.push(&format!(
+                " AND res_id IN (SELECT {a}.id FROM resources {a} WHERE {a}.res_type = {t} AND {a}.deleted = 0"
+            ));
+            scope.push_conditions(sql, &a);
+            push_criterion(sql, inner, &a, &t, scope, backend, depth + 1);
+            sql.push("))");
         }
     }
 }

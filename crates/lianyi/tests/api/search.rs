@@ -277,3 +277,71 @@ async fn total_summary_and_elements() {
     assert_eq!(first["meta"]["tag"][0]["code"], "SUBSETTED");
     lianyi_fhir::validate_resource(first).unwrap();
 }
+
+#[tokio::test]
+async fn chained_and_reverse_chained_parameters() {
+    let app = spawn_app().await;
+    let org = app.create(&json!({"resourceType": "Organization", "name": "协和东院"})).await;
+    let (a, b, e) = seed(&app).await;
+    // Give patient b a managing organization.
+    let mut pb: Value = app.get(&format!("/fhir/Patient/{b}")).await.json().await.unwrap();
+    pb["managingOrganization"] = json!({"reference": format!("Organization/{org}")});
+    assert_eq!(app.put(&format!("/fhir/Patient/{b}"), &pb).await.status(), StatusCode::OK);
+    let obs = app
+        .create(&json!({"resourceType": "Observation", "status": "final",
+                        "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
+                        "subject": {"reference": format!("Patient/{a}")}}))
+        .await;
+
+    assert_eq!(app.search_ids("/fhir/Encounter?subject:Patient.name=ouyang").await, vec![e[4].clone()]);
+    assert_eq!(app.search_ids("/fhir/Encounter?patient.family=%E6%AC%A7%E9%98%B3").await, e[..4].to_vec());
+    assert_eq!(
+        app.search_ids("/fhir/Encounter?patient.organization.name=%E5%8D%8F%E5%92%8C").await,
+        vec![e[4].clone()],
+        "two levels"
+    );
+    assert_eq!(
+        app.search_ids("/fhir/Observation?subject:Patient.identifier=urn:lianyi:sid:mrn:campus-east%7CE1").await,
+        vec![obs.clone()]
+    );
+    assert_eq!(app.search_ids("/fhir/Patient?_has:Observation:patient:code=2345-7").await, vec![a.clone()]);
+    assert_eq!(app.search_ids("/fhir/Patient?_has:Encounter:patient:date=2024-05").await, vec![b.clone()]);
+    assert_eq!(
+        app.search_ids("/fhir/Organization?_has:Patient:organization:_has:Encounter:patient:date=2024-05").await,
+        vec![org.clone()],
+        "nested _has"
+    );
+    let r = app.get("/fhir/Encounter?subject.name=x").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "subject can point to several types");
+    assert!(outcome(r).await.2.contains("subject:"));
+}
+
+#[tokio::test]
+async fn chains_never_cross_campuses() {
+    let app = spawn_app().await;
+    let west = app.client_with("system/*.cruds", "campus-west", None).await;
+    let east = app.client_with("system/*.cruds", "campus-east", None).await;
+    let post = |c: &reqwest::Client, body: Value| {
+        let c = c.clone();
+        let url = app.url(&format!("/fhir/{}", body["resourceType"].as_str().unwrap()));
+        async move {
+            let r = c
+                .post(url)
+                .header("content-type", "application/fhir+json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string()
+        }
+    };
+    let pw = post(&west, json!({"resourceType": "Patient", "name": [{"family": "Secret"}]})).await;
+    post(&east, json!({"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"}, "subject": {"reference": format!("Patient/{pw}")}})).await;
+    post(&west, json!({"resourceType": "Observation", "status": "final", "code": {"coding": [{"code": "x1"}]}, "subject": {"reference": format!("Patient/{pw}")}})).await;
+    let b: Value =
+        east.get(app.url("/fhir/Encounter?patient.family=secret")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(b["total"], 0, "a chain cannot test a campus-west patient's name");
+    let b: Value =
+        east.get(app.url("/fhir/Patient?_has:Observation:patient:code=x1")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(b["total"], 0);
+}
