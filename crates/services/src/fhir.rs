@@ -24,7 +24,10 @@ use lianyi_security::clock::{Clock, IdSource};
 
 use crate::protect::Protector;
 
+mod patch;
 mod transaction;
+
+pub use patch::apply_patch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {

@@ -270,6 +270,51 @@ impl Store {
         Ok(SearchPage { total, resources, included: Vec::new() })
     }
 
+    /// A patient's compartment: current resources of `types` whose patient is
+    /// `patient` (the Patient itself included), by type and id, with the total.
+    pub async fn compartment(
+        &self,
+        patient: &str,
+        types: &[String],
+        since: Option<i64>,
+        scope: &RowScope,
+        limit: usize,
+        offset: usize,
+    ) -> Result<(i64, Vec<StoredResource>)> {
+        if types.is_empty() {
+            return Ok((0, Vec::new()));
+        }
+        let filter = |sql: &mut Sql| {
+            sql.push(" FROM resources r WHERE r.patient = ");
+            sql.push_bind(Arg::Text(patient.to_string()));
+            sql.push(" AND r.deleted = 0 AND r.res_type IN (");
+            for (i, t) in types.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.push_bind(Arg::Text(t.clone()));
+            }
+            sql.push(")");
+            if let Some(s) = since {
+                sql.push(" AND r.last_updated >= ");
+                sql.push_bind(Arg::Int(s));
+            }
+            scope.push_conditions(sql, "r");
+        };
+        let mut count = Sql::new("SELECT COUNT(*)");
+        filter(&mut count);
+        let total: i64 = count.query(self.backend).fetch_one(&self.read).await?.try_get(0)?;
+        let mut page =
+            Sql::new("SELECT r.res_type, r.id, r.version, r.last_updated, r.campus, r.patient, r.deleted, r.body");
+        filter(&mut page);
+        page.push(" ORDER BY r.res_type, r.id LIMIT ");
+        page.push_bind(Arg::Int(limit as i64));
+        page.push(" OFFSET ");
+        page.push_bind(Arg::Int(offset as i64));
+        let rows = page.query(self.backend).fetch_all(&self.read).await?;
+        Ok((total, rows.iter().map(current_from_row).collect::<Result<_>>()?))
+    }
+
     /// The references a parameter of `source_type` makes from these resources.
     pub async fn references_from(
         &self,

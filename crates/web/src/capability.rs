@@ -41,7 +41,7 @@ pub fn capability_statement(base: &str, date: &str) -> Value {
             let mut r = json!({
                 "type": t,
                 "interaction": [
-                    {"code": "read"}, {"code": "vread"}, {"code": "update"}, {"code": "delete"},
+                    {"code": "read"}, {"code": "vread"}, {"code": "update"}, {"code": "patch"}, {"code": "delete"},
                     {"code": "history-instance"}, {"code": "history-type"}, {"code": "create"}, {"code": "search-type"}
                 ],
                 "versioning": "versioned",
@@ -55,6 +55,9 @@ pub fn capability_statement(base: &str, date: &str) -> Value {
             });
             if !includes.is_empty() {
                 r["searchInclude"] = json!(includes);
+            }
+            if *t == "Patient" {
+                r["operation"] = json!([{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]);
             }
             if !revincludes.is_empty() {
                 r["searchRevInclude"] = json!(revincludes);

@@ -28,7 +28,8 @@ pub fn router() -> Router<AppState> {
         .route("/{rtype}", get(search_get).post(create).put(conditional_update))
         .route("/{rtype}/_search", post(search_post))
         .route("/{rtype}/_history", get(history_type))
-        .route("/{rtype}/{id}", get(read).put(update).delete(delete))
+        .route("/{rtype}/{id}", get(read).put(update).delete(delete).patch(patch))
+        .route("/Patient/{id}/$everything", get(everything))
         .route("/{rtype}/{id}/_history", get(history_instance))
         .route("/{rtype}/{id}/_history/{vid}", get(vread))
         .fallback(not_found)
@@ -339,6 +340,93 @@ async fn create(
     }
     let w = state.fhir.create(&caller, rtype, resource).await?;
     Ok(write_response(&base, &headers, rtype, &w))
+}
+
+/// `PATCH /{type}/{id}` with a JSON Patch document.
+async fn patch(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    Path((rtype, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> FhirResult {
+    let rtype = resource_type(&rtype)?;
+    read_only(rtype)?;
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !ct.starts_with("application/json-patch+json") {
+        return Err(FhirError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IssueType::NotSupported,
+            "PATCH takes a JSON Patch document (rule: Content-Type application/json-patch+json)",
+        ));
+    }
+    let expected = if_match(&headers)?;
+    let limit = state.config.max_body_bytes;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        FhirError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            IssueType::TooLong,
+            format!("request body is larger than {limit} bytes"),
+        )
+    })?;
+    let doc: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        FhirError::at(StatusCode::BAD_REQUEST, Issue::error(IssueType::Structure, format!("malformed JSON: {e}")))
+    })?;
+    let w = state.fhir.patch(&caller, rtype, &id, &doc, expected).await?;
+    Ok(write_response(&base_url(&state, &headers), &headers, rtype, &w))
+}
+
+/// `GET /Patient/{id}/$everything` (`_type`, `_since`, `_count`, `_offset`).
+async fn everything(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> FhirResult {
+    let mut types: Option<Vec<String>> = None;
+    let mut since = None;
+    let mut count = 100usize;
+    let mut offset = 0usize;
+    let mut applied = Vec::new();
+    for (k, v) in query_pairs(raw.as_deref()) {
+        match k.as_str() {
+            "_type" => {
+                let list: Vec<String> = v.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
+                if let Some(bad) = list.iter().find(|t| ResourceType::parse(t).is_none()) {
+                    return Err(bad_param(&k, format!("'{bad}' is not a supported resource type")));
+                }
+                types = Some(list);
+            }
+            "_since" => {
+                since = Some(parse_range(&v).ok_or_else(|| bad_param(&k, format!("'{v}' is not an instant")))?.low)
+            }
+            "_count" => {
+                count = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n <= MAX_COUNT)
+                    .ok_or_else(|| bad_param(&k, format!("'_count' must be 0 to {MAX_COUNT}")))?;
+                continue;
+            }
+            "_offset" => {
+                offset = v.parse().map_err(|_| bad_param(&k, "'_offset' must be a whole number".into()))?;
+                continue;
+            }
+            "_format" | "_pretty" => continue,
+            other => {
+                return Err(bad_param(
+                    other,
+                    format!("'{other}' is not a parameter of $everything (_type, _since, _count)"),
+                ));
+            }
+        }
+        applied.push((k, v));
+    }
+    let (total, rows) = state.fhir.everything(&caller, &id, types.as_deref(), since, count, offset).await?;
+    let base = base_url(&state, &headers);
+    let links = paging_links(&format!("{base}/fhir/Patient/{id}/$everything"), &applied, count, offset, total);
+    Ok(json_response(StatusCode::OK, bundle::searchset(&base, Some(total), links, &rows, &[], state.fhir.now_ms())))
 }
 
 /// `PUT /{type}?query`: conditional update.

@@ -225,3 +225,82 @@ async fn health_and_metrics() {
     assert!(text.contains("db_pool_connections{"));
     assert!(!text.contains("Metric"), "no query values in metrics");
 }
+
+#[tokio::test]
+async fn json_patch_makes_a_new_version() {
+    let app = spawn_app().await;
+    let id = app.create(&patient("Patchy")).await;
+    let send = |body: &str, if_match: Option<&str>| {
+        let mut r = app
+            .client
+            .patch(app.url(&format!("/fhir/Patient/{id}")))
+            .header("content-type", "application/json-patch+json")
+            .body(body.to_string());
+        if let Some(m) = if_match {
+            r = r.header("if-match", m);
+        }
+        r.send()
+    };
+    let r = send(
+        r#"[{"op": "replace", "path": "/gender", "value": "male"}, {"op": "add", "path": "/active", "value": true}]"#,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["gender"].as_str(), v["active"].as_bool(), v["meta"]["versionId"].as_str()),
+        (Some("male"), Some(true), Some("2"))
+    );
+    // A patch that makes the resource invalid is refused and names the path.
+    let r = send(r#"[{"op": "replace", "path": "/gender", "value": "robot"}]"#, None).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(outcome(r).await.1, "Patient.gender");
+    let r = send(r#"[{"op": "remove", "path": "/telecom"}]"#, None).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(outcome(r).await.1, "Patch[0]");
+    assert_eq!(
+        send(r#"[{"op": "add", "path": "/active", "value": false}]"#, Some("W/\"1\"")).await.unwrap().status(),
+        StatusCode::PRECONDITION_FAILED
+    );
+    let cur: Value = app.get(&format!("/fhir/Patient/{id}")).await.json().await.unwrap();
+    assert_eq!(cur["meta"]["versionId"], "2", "failed patches store nothing");
+}
+
+#[tokio::test]
+async fn everything_returns_the_compartment_within_reach() {
+    let app = spawn_app().await;
+    let pid = app.create(&patient("Every")).await;
+    let other = app.create(&patient("Else")).await;
+    let mut mine = vec![pid.clone()];
+    for p in [&pid, &other] {
+        let r = format!("Patient/{p}");
+        let e = app.create(&json!({"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"}, "subject": {"reference": r}})).await;
+        let o = app.create(&json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": r}})).await;
+        if p == &pid {
+            mine.extend([e, o]);
+        }
+    }
+    let b: Value = app.get(&format!("/fhir/Patient/{pid}/$everything")).await.json().await.unwrap();
+    let mut got: Vec<&str> =
+        b["entry"].as_array().unwrap().iter().map(|e| e["resource"]["id"].as_str().unwrap()).collect();
+    got.sort();
+    let mut want: Vec<&str> = mine.iter().map(String::as_str).collect();
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(b["total"], 3);
+    let b: Value = app.get(&format!("/fhir/Patient/{pid}/$everything?_type=Observation")).await.json().await.unwrap();
+    assert_eq!(b["total"], 1);
+    // A client limited to Patient reads sees only the patient.
+    let narrow = app.client_with("system/Patient.rs", "*", None).await;
+    let b: Value =
+        narrow.get(app.url(&format!("/fhir/Patient/{pid}/$everything"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(b["total"], 1);
+    // Another campus: refused like a read.
+    let west = app.client_with("system/*.rs", "campus-west", None).await;
+    assert_eq!(
+        west.get(app.url(&format!("/fhir/Patient/{pid}/$everything"))).send().await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+}
