@@ -295,6 +295,7 @@ fn app_config(loc: &DataLocation, file: &FileConfig) -> Result<AppConfig, CliErr
             _ => return Err(CliError::Usage("tls_cert and tls_key go together".into())),
         },
         login_rate_per_minute: file.login_rate_per_minute.unwrap_or(30),
+        export_dir: loc.data_dir.join("exports"),
     })
 }
 
@@ -712,6 +713,7 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>) -> Result<ExitCod
             cipher,
             tls: None,
             login_rate_per_minute: 30,
+            export_dir: dir.join("exports"),
         },
     )?;
     println!(

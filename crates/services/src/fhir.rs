@@ -24,6 +24,7 @@ use lianyi_security::clock::{Clock, IdSource};
 
 use crate::protect::Protector;
 
+pub mod export;
 mod patch;
 mod transaction;
 

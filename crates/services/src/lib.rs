@@ -16,5 +16,6 @@ pub mod identifiers;
 pub mod import;
 pub mod protect;
 
+pub use fhir::export;
 pub use fhir::{FhirService, LoadReport, ServiceError};
 pub use lianyi_security::clock::{Clock, IdSource, ManualClock, SystemClock, UuidIds};

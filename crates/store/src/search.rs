@@ -412,6 +412,58 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Current resources of one type in id order after `after`, for exports: changed
+    /// since `since`, within `scope`; with `compartments`, only resources in some
+    /// patient's compartment, and with `patients` only in these patients'.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn scan_type(
+        &self,
+        resource_type: &str,
+        since: Option<i64>,
+        compartments: bool,
+        patients: Option<&[String]>,
+        scope: &RowScope,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredResource>> {
+        let mut sql = Sql::new(
+            "SELECT r.res_type, r.id, r.version, r.last_updated, r.campus, r.patient, r.deleted, r.body FROM resources r WHERE r.res_type = ",
+        );
+        sql.push_bind(Arg::Text(resource_type.to_string()));
+        sql.push(" AND r.deleted = 0");
+        if let Some(s) = since {
+            sql.push(" AND r.last_updated >= ");
+            sql.push_bind(Arg::Int(s));
+        }
+        if compartments && patients.is_none() {
+            sql.push(" AND r.patient IS NOT NULL");
+        }
+        if let Some(ps) = patients {
+            if ps.is_empty() {
+                return Ok(Vec::new());
+            }
+            sql.push(" AND r.patient IN (");
+            for (i, p) in ps.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.push_bind(Arg::Text(p.clone()));
+            }
+            sql.push(")");
+        }
+        scope.push_conditions(&mut sql, "r");
+        if let Some(a) = after {
+            sql.push(" AND r.id > ");
+            sql.push_bind(Arg::Text(a.to_string()));
+        }
+        sql.push(" ORDER BY r.id LIMIT ");
+        sql.push_bind(Arg::Int(limit as i64));
+        let rows = sql.query(self.backend).fetch_all(&self.read).await?;
+        rows.iter().map(current_from_row).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::prefix_upper_bound;

@@ -57,7 +57,13 @@ pub fn capability_statement(base: &str, date: &str) -> Value {
                 r["searchInclude"] = json!(includes);
             }
             if *t == "Patient" {
-                r["operation"] = json!([{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]);
+                r["operation"] = json!([
+                    {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+                    {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"},
+                ]);
+            }
+            if *t == "Group" {
+                r["operation"] = json!([{"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}]);
             }
             if !revincludes.is_empty() {
                 r["searchRevInclude"] = json!(revincludes);
@@ -85,6 +91,7 @@ pub fn capability_statement(base: &str, date: &str) -> Value {
             "documentation": "Search: parameters of type token, string, reference and date with the prefixes eq, ne, lt, gt, le, ge; modifiers :missing (all), :exact and :contains (string), :not (token), :[type] (reference); chained parameters (several levels) and _has (nestable); _id, _lastUpdated, _count, _sort (several keys, - for descending), _include and _revinclude (with :iterate), _total=none, _summary=count, _elements. Unknown parameters are rejected (400). Transactions and batches at the base URL.",
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
+            "operation": [{"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}],
         }],
     })
 }

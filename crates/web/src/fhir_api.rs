@@ -17,6 +17,7 @@ use crate::bundle::{self, Link};
 use crate::caller::RemoteCaller;
 use crate::capability::capability_statement;
 use crate::error::{FHIR_JSON, FhirError};
+use lianyi_services::export::{ExportLevel, JobState};
 
 type FhirResult = Result<Response, FhirError>;
 
@@ -30,6 +31,11 @@ pub fn router() -> Router<AppState> {
         .route("/{rtype}/_history", get(history_type))
         .route("/{rtype}/{id}", get(read).put(update).delete(delete).patch(patch))
         .route("/Patient/{id}/$everything", get(everything))
+        .route("/$export", get(export_system))
+        .route("/Patient/$export", get(export_patients))
+        .route("/Group/{id}/$export", get(export_group))
+        .route("/$export-status/{job}", get(export_status).delete(export_delete))
+        .route("/$export-file/{job}/{file}", get(export_file))
         .route("/{rtype}/{id}/_history", get(history_instance))
         .route("/{rtype}/{id}/_history/{vid}", get(vread))
         .fallback(not_found)
@@ -427,6 +433,146 @@ async fn everything(
     let base = base_url(&state, &headers);
     let links = paging_links(&format!("{base}/fhir/Patient/{id}/$everything"), &applied, count, offset, total);
     Ok(json_response(StatusCode::OK, bundle::searchset(&base, Some(total), links, &rows, &[], state.fhir.now_ms())))
+}
+
+async fn export_system(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> FhirResult {
+    kick_off(&state, &caller, &headers, raw, ExportLevel::System, "/$export").await
+}
+
+async fn export_patients(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> FhirResult {
+    kick_off(&state, &caller, &headers, raw, ExportLevel::Patient, "/Patient/$export").await
+}
+
+async fn export_group(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> FhirResult {
+    let path = format!("/Group/{id}/$export");
+    kick_off(&state, &caller, &headers, raw, ExportLevel::Group(id), &path).await
+}
+
+/// Bulk Data kick-off: `Prefer: respond-async` required; 202 with the status URL.
+async fn kick_off(
+    state: &AppState,
+    caller: &lianyi_security::Caller,
+    headers: &HeaderMap,
+    raw: Option<String>,
+    level: ExportLevel,
+    path: &str,
+) -> FhirResult {
+    let prefer = headers.get("prefer").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !prefer.contains("respond-async") {
+        return Err(FhirError::at(
+            StatusCode::BAD_REQUEST,
+            Issue::error(IssueType::Required, "a bulk export runs asynchronously: send 'Prefer: respond-async'")
+                .at("Prefer"),
+        ));
+    }
+    let mut types = None;
+    let mut since = None;
+    for (k, v) in query_pairs(raw.as_deref()) {
+        match k.as_str() {
+            "_type" => types = Some(v.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect()),
+            "_since" => {
+                since = Some(parse_range(&v).ok_or_else(|| bad_param(&k, format!("'{v}' is not an instant")))?.low)
+            }
+            "_outputFormat" => {
+                if !matches!(v.as_str(), "application/fhir+ndjson" | "application/ndjson" | "ndjson") {
+                    return Err(bad_param(&k, format!("'{v}' is not supported (rule: application/fhir+ndjson)")));
+                }
+            }
+            other => {
+                return Err(bad_param(
+                    other,
+                    format!("'{other}' is not a parameter of $export (_type, _since, _outputFormat)"),
+                ));
+            }
+        }
+    }
+    let base = base_url(state, headers);
+    let request = format!("{base}/fhir{path}{}", raw.map(|q| format!("?{q}")).unwrap_or_default());
+    let req = lianyi_services::export::ExportRequest { level, types, since, request };
+    let job = state.fhir.start_export(caller, &state.exports, &state.config.export_dir, req).await?;
+    let mut resp = StatusCode::ACCEPTED.into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("{base}/fhir/$export-status/{job}")) {
+        resp.headers_mut().insert(header::CONTENT_LOCATION, v);
+    }
+    Ok(resp)
+}
+
+async fn export_status(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    Path(job): Path<String>,
+    headers: HeaderMap,
+) -> FhirResult {
+    let Some(j) = state.exports.get(&job, &caller) else {
+        return Err(FhirError::new(StatusCode::NOT_FOUND, IssueType::NotFound, "no such export job of yours"));
+    };
+    match &j.state {
+        JobState::Running { done_types, total_types } => {
+            let mut resp = StatusCode::ACCEPTED.into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("{done_types} of {total_types} types")) {
+                resp.headers_mut().insert("x-progress", v);
+            }
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Ok(resp)
+        }
+        JobState::Done { files } => {
+            let body = lianyi_services::export::manifest(&j, files, &base_url(&state, &headers));
+            let mut resp = (StatusCode::OK, body.to_string()).into_response();
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            Ok(resp)
+        }
+        JobState::Failed(_) => Err(FhirError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            IssueType::Exception,
+            "the export failed; see the server log",
+        )),
+    }
+}
+
+async fn export_delete(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    Path(job): Path<String>,
+) -> FhirResult {
+    if state.exports.remove(&job, &caller) {
+        Ok(StatusCode::ACCEPTED.into_response())
+    } else {
+        Err(FhirError::new(StatusCode::NOT_FOUND, IssueType::NotFound, "no such export job of yours"))
+    }
+}
+
+async fn export_file(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    Path((job, file)): Path<(String, String)>,
+) -> FhirResult {
+    let path = state.exports.get(&job, &caller).and_then(|j| lianyi_services::export::file_path(&j, &file));
+    let Some(path) = path else {
+        return Err(FhirError::new(StatusCode::NOT_FOUND, IssueType::NotFound, "no such export file of yours"));
+    };
+    let f = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| FhirError::new(StatusCode::NOT_FOUND, IssueType::NotFound, "the export file is gone"))?;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(f));
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+ndjson"));
+    Ok(resp)
 }
 
 /// `PUT /{type}?query`: conditional update.

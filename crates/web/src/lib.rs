@@ -53,6 +53,8 @@ pub struct AppConfig {
     pub tls: Option<TlsFiles>,
     /// Login and token requests allowed per client address per minute.
     pub login_rate_per_minute: u32,
+    /// Where bulk-export files are written (owner-only).
+    pub export_dir: std::path::PathBuf,
 }
 
 /// PEM files for HTTPS.
@@ -76,6 +78,8 @@ pub struct AppState {
     pub started: Instant,
     /// Per-address budgets for the login and token endpoints.
     pub limits: Arc<ops::RateLimiter>,
+    /// Running and finished bulk exports.
+    pub exports: lianyi_services::export::ExportJobs,
 }
 
 /// A built application: database connected and migrated, ready to serve.
@@ -136,7 +140,17 @@ impl App {
         let protect = Protector::new(cipher);
         let fhir = FhirService::new(store, clock, ids, config.default_campus.clone(), audit, protect);
         let limits = Arc::new(ops::RateLimiter::new(config.login_rate_per_minute));
-        Ok(App { state: AppState { fhir, clients, users, config: Arc::new(config), started: Instant::now(), limits } })
+        Ok(App {
+            state: AppState {
+                fhir,
+                clients,
+                users,
+                config: Arc::new(config),
+                started: Instant::now(),
+                limits,
+                exports: Default::default(),
+            },
+        })
     }
 
     pub fn state(&self) -> &AppState {

@@ -8,6 +8,7 @@ mod authz;
 mod browser;
 mod bundles;
 mod encryption;
+mod export;
 mod helpers;
 mod pages;
 mod process;
