@@ -77,15 +77,52 @@ fn table_of(kind: ParamKind) -> &'static str {
     }
 }
 
-fn index_subquery(sql: &mut Sql, table: &str, alias: &str, type_ph: &str, param: &str) {
-    index_subquery_neg(sql, table, alias, type_ph, param, false);
+fn index_subquery(sql: &mut Sql, table: &str, alias: &str, type_ph: &str, param: &str, probe: bool) {
+    index_subquery_neg(sql, table, alias, type_ph, param, false, probe);
 }
 
-fn index_subquery_neg(sql: &mut Sql, table: &str, alias: &str, type_ph: &str, param: &str, negate: bool) {
+/// Opens the index condition of one criterion. The driving criterion (`probe`
+/// false) selects candidate ids with `IN (subquery)`; the others probe each
+/// candidate through the owner index with `EXISTS`, so a low-selectivity
+/// criterion (`category=laboratory`) never materializes its whole id set.
+fn index_subquery_neg(sql: &mut Sql, table: &str, alias: &str, type_ph: &str, param: &str, negate: bool, probe: bool) {
     let not = if negate { "NOT " } else { "" };
-    sql.push(&format!(" AND {alias}.id {not}IN (SELECT res_id FROM {table} WHERE res_type = {type_ph} AND param = "));
+    if probe {
+        sql.push(&format!(
+            " AND {not}EXISTS (SELECT 1 FROM {table} x WHERE x.res_type = {type_ph} AND x.res_id = {alias}.id AND x.param = "
+        ));
+    } else {
+        sql.push(&format!(
+            " AND {alias}.id {not}IN (SELECT res_id FROM {table} WHERE res_type = {type_ph} AND param = "
+        ));
+    }
     sql.push_bind(Arg::Text(param.to_string()));
     sql.push(" AND ");
+}
+
+/// Token parameters whose values match a large share of a type (a poor driver).
+const BROAD_TOKENS: &[&str] = &[
+    "status",
+    "category",
+    "clinical-status",
+    "verification-status",
+    "gender",
+    "class",
+    "intent",
+    "active",
+    "type",
+    "priority",
+];
+
+/// Lower is more selective: the most selective criterion drives the query.
+fn selectivity(c: &Criterion) -> u8 {
+    match c {
+        Criterion::Id(_) | Criterion::Chain { .. } | Criterion::Has { .. } | Criterion::Reference { .. } => 0,
+        Criterion::Token { param, negate: false, .. } if !BROAD_TOKENS.contains(param) => 1,
+        Criterion::String { .. } => 1,
+        Criterion::Date { .. } | Criterion::LastUpdated(_) => 2,
+        _ => 3,
+    }
 }
 
 /// Appends the WHERE clause of a search (without ORDER/LIMIT).
@@ -95,14 +132,17 @@ fn where_clause(sql: &mut Sql, req: &SearchRequest, scope: &RowScope, backend: B
     sql.push(&type_ph);
     sql.push(" AND r.deleted = 0");
     scope.push_conditions(sql, "r");
-    for c in &req.criteria {
-        push_criterion(sql, c, "r", &type_ph, scope, backend, 0);
+    let mut ordered: Vec<&Criterion> = req.criteria.iter().collect();
+    ordered.sort_by_key(|c| selectivity(c));
+    for (i, c) in ordered.into_iter().enumerate() {
+        push_criterion(sql, c, "r", &type_ph, scope, backend, 0, i > 0);
     }
 }
 
 /// ` AND <condition>` for one criterion on the resources aliased `alias` whose type
 /// is bound at `type_ph`. Chains and reverse chains nest a query over the other
 /// type, limited by the same row scope, so they never reach rows the caller may not see.
+#[allow(clippy::too_many_arguments)]
 fn push_criterion(
     sql: &mut Sql,
     c: &Criterion,
@@ -111,6 +151,7 @@ fn push_criterion(
     scope: &RowScope,
     backend: Backend,
     depth: usize,
+    probe: bool,
 ) {
     let r = alias;
     match c {
@@ -130,11 +171,11 @@ fn push_criterion(
             or_group(sql, values, |s, v| date_condition(s, &col, &col, v));
         }
         Criterion::Missing { param, kind, missing } => {
-            index_subquery_neg(sql, table_of(*kind), r, type_ph, param, *missing);
+            index_subquery_neg(sql, table_of(*kind), r, type_ph, param, *missing, probe);
             sql.push("1 = 1)");
         }
         Criterion::Token { param, values, negate } => {
-            index_subquery_neg(sql, "idx_token", r, type_ph, param, *negate);
+            index_subquery_neg(sql, "idx_token", r, type_ph, param, *negate, probe);
             or_group(sql, values, |s, v| {
                 s.push("1 = 1");
                 if let Some(code) = &v.code {
@@ -153,7 +194,7 @@ fn push_criterion(
             sql.push(")");
         }
         Criterion::String { param, values } => {
-            index_subquery(sql, "idx_string", r, type_ph, param);
+            index_subquery(sql, "idx_string", r, type_ph, param, probe);
             or_group(sql, values, |s, v| {
                 if v.exact {
                     s.push("exact = ");
@@ -174,7 +215,7 @@ fn push_criterion(
             sql.push(")");
         }
         Criterion::Reference { param, values } => {
-            index_subquery(sql, "idx_reference", r, type_ph, param);
+            index_subquery(sql, "idx_reference", r, type_ph, param, probe);
             or_group(sql, values, |s, v| {
                 s.push("target_id = ");
                 s.push_bind(Arg::Text(v.id.clone()));
@@ -186,13 +227,13 @@ fn push_criterion(
             sql.push(")");
         }
         Criterion::Date { param, values } => {
-            index_subquery(sql, "idx_date", r, type_ph, param);
+            index_subquery(sql, "idx_date", r, type_ph, param, probe);
             or_group(sql, values, |s, v| date_condition(s, "low", "high", v));
             sql.push(")");
         }
         Criterion::Chain { param, target, inner } => {
             let a = format!("c{depth}");
-            index_subquery(sql, "idx_reference", r, type_ph, param);
+            index_subquery(sql, "idx_reference", r, type_ph, param, probe);
             sql.push("target_type = ");
             let t = sql.bind(Arg::Text(target.as_str().to_string()));
             sql.push(&t);
@@ -200,7 +241,7 @@ fn push_criterion(
                 " AND target_id IN (SELECT {a}.id FROM resources {a} WHERE {a}.res_type = {t} AND {a}.deleted = 0"
             ));
             scope.push_conditions(sql, &a);
-            push_criterion(sql, inner, &a, &t, scope, backend, depth + 1);
+            push_criterion(sql, inner, &a, &t, scope, backend, depth + 1, false);
             sql.push("))");
         }
         Criterion::Has { source, param, inner } => {
@@ -215,7 +256,7 @@ fn push_criterion(
                 " AND res_id IN (SELECT {a}.id FROM resources {a} WHERE {a}.res_type = {t} AND {a}.deleted = 0"
             ));
             scope.push_conditions(sql, &a);
-            push_criterion(sql, inner, &a, &t, scope, backend, depth + 1);
+            push_criterion(sql, inner, &a, &t, scope, backend, depth + 1, false);
             sql.push("))");
         }
     }
@@ -257,7 +298,9 @@ impl Store {
                 }
             }
         }
-        page.push("r.last_updated, r.id LIMIT ");
+        // `+` keeps the planner from walking the whole type in update order to avoid a
+        // sort: the criteria, not the order, must drive the query.
+        page.push("+r.last_updated, r.id LIMIT ");
         page.push_bind(Arg::Int(req.count as i64));
         page.push(" OFFSET ");
         page.push_bind(Arg::Int(req.offset as i64));
