@@ -1,6 +1,8 @@
 """The server driven by PyPI `fhirclient` (SMART on FHIR), whose R4 4.0.1 models are
 strict: every resource and Bundle the server returns is parsed with strict=True, so
 any element the R4 schema does not allow fails the test."""
+import json
+
 import requests
 from fhirclient import client
 from fhirclient.models.bundle import Bundle
@@ -171,3 +173,60 @@ def test_transaction_bundle_round_trip(smart):
     patient_ref = response.entry[0].response.location.split("/_history")[0]
     obs = Observation(response.entry[1].resource.as_json(), strict=True)
     assert obs.subject.reference == patient_ref
+
+
+def test_chained_search_and_include_with_strict_models(smart):
+    from fhirclient.models.encounter import Encounter
+
+    pid = Patient(new_patient("链式", "查询", "1966-06-06").create(smart.server), strict=True).id
+    enc = Encounter(
+        {
+            "resourceType": "Encounter",
+            "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": f"Patient/{pid}"},
+            "period": {"start": "2025-03-01T08:00:00+08:00"},
+        },
+        strict=True,
+    )
+    eid = Encounter(enc.create(smart.server), strict=True).id
+    # Chained: encounters whose patient has this family name.
+    found = list(Encounter.where({"subject:Patient.family": "链式"}).perform_resources_iter(smart.server))
+    assert [e.id for e in found] == [eid]
+    # _include: the bundle carries the patient, marked as included; every entry parses strictly.
+    bundle = Bundle(smart.server.request_json(f"Encounter?_id={eid}&_include=Encounter:subject"), strict=True)
+    modes = sorted((e.resource.resource_type, e.search.mode) for e in bundle.entry)
+    assert modes == [("Encounter", "match"), ("Patient", "include")]
+    # Reverse chain.
+    has = Bundle(smart.server.request_json("Patient?_has:Encounter:patient:date=ge2025-03-01&_count=1000"), strict=True)
+    assert pid in [e.resource.id for e in has.entry]
+
+
+def test_bulk_export_round_trip(base_url, token):
+    """$export kick-off, status polling and NDJSON download; every exported line is a
+    strictly valid R4 resource."""
+    import time
+
+    from fhirclient.models import fhirelementfactory
+
+    auth = {"Authorization": f"Bearer {token}"}
+    r = requests.get(base_url + "/fhir/$export?_type=Patient,Observation", headers={**auth, "Prefer": "respond-async"})
+    assert r.status_code == 202
+    status = r.headers["Content-Location"]
+    for _ in range(100):
+        s = requests.get(status, headers=auth)
+        if s.status_code == 200:
+            break
+        assert s.status_code == 202
+        time.sleep(0.1)
+    manifest = s.json()
+    assert {o["type"] for o in manifest["output"]} <= {"Patient", "Observation"}
+    total = 0
+    for out in manifest["output"]:
+        text = requests.get(out["url"], headers=auth).text
+        for line in text.splitlines():
+            res = json.loads(line)
+            fhirelementfactory.FHIRElementFactory.instantiate(res["resourceType"], res)
+            total += 1
+        assert total > 0
+    assert requests.delete(status, headers=auth).status_code == 202
