@@ -63,8 +63,8 @@ impl AuditLog {
     }
 
     /// The chain's hash function, for writes that append in their own transaction.
-    pub fn hasher(&self) -> &dyn ChainHasher {
-        &self.alg
+    pub fn hasher(&self) -> &'static dyn ChainHasher {
+        self.alg.as_static()
     }
 
     /// Appends entries and returns once they are durable.

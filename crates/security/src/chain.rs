@@ -16,6 +16,14 @@ static SHA256: ChainAlg = ChainAlg::Sha256;
 static SM3: ChainAlg = ChainAlg::Sm3;
 
 impl ChainAlg {
+    /// The hasher as a `'static` reference (for work queued to other tasks).
+    pub fn as_static(self) -> &'static dyn ChainHasher {
+        match self {
+            ChainAlg::Sha256 => &SHA256,
+            ChainAlg::Sm3 => &SM3,
+        }
+    }
+
     /// `sha256` or `sm3`.
     pub fn parse(name: &str) -> Option<ChainAlg> {
         match name.to_ascii_lowercase().as_str() {

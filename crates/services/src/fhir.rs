@@ -413,7 +413,7 @@ impl FhirService {
         let (rtype, id) = (op.resource_type.clone(), op.id.clone());
         let written = self
             .store
-            .write_audited(vec![op], self.clock.now_ms(), &[entry], Some(self.audit.hasher()))
+            .write_grouped(vec![op], self.clock.now_ms(), vec![entry], self.audit.hasher())
             .await
             .map_err(ServiceError::from);
         match written {

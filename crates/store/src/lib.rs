@@ -98,6 +98,8 @@ pub struct Store {
     read: AnyPool,
     write: AnyPool,
     backend: Backend,
+    /// The group-commit queue, started on first use.
+    group: std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<write::Pending>>>,
 }
 
 impl Store {
@@ -140,14 +142,14 @@ impl Store {
                 })
                 .connect_with(opts)
                 .await?;
-            Ok(Store { read, write, backend: Backend::Sqlite })
+            Ok(Store { read, write, backend: Backend::Sqlite, group: Default::default() })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(options(url)?)
                 .await?;
-            Ok(Store { read: pool.clone(), write: pool, backend: Backend::Postgres })
+            Ok(Store { read: pool.clone(), write: pool, backend: Backend::Postgres, group: Default::default() })
         } else {
             Err(StoreError::UnsupportedUrl)
         }

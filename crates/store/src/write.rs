@@ -90,6 +90,31 @@ impl Store {
         self.write_audited(ops, now_ms, &[], None).await
     }
 
+    /// Like [`Store::write_audited`] for one request among many concurrent ones:
+    /// requests that arrive while a transaction is being committed are committed
+    /// together in the next one (group commit), so N concurrent writers share one
+    /// fsync. Each caller still gets its own result only after its data is durable;
+    /// if the combined transaction fails, every request is retried alone, so one
+    /// request's conflict never fails another.
+    pub async fn write_grouped(
+        &self,
+        ops: Vec<WriteOp>,
+        now_ms: i64,
+        audit: Vec<crate::audit::AuditEntry>,
+        hasher: &'static dyn crate::audit::ChainHasher,
+    ) -> Result<Vec<WriteResult>> {
+        let queue = self.group.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Pending>(1024);
+            tokio::spawn(group_writer(self.clone(), rx));
+            tx
+        });
+        let (done, result) = tokio::sync::oneshot::channel();
+        if queue.send(Pending { ops, now_ms, audit, hasher, done }).await.is_err() {
+            return Err(StoreError::Corrupt("the writer has stopped".into()));
+        }
+        result.await.map_err(|_| StoreError::Corrupt("the writer has stopped".into()))?
+    }
+
     /// Like [`Store::write`], appending `audit` to the audit chain in the same
     /// transaction: the change and its audit record are durable together or not at all.
     pub async fn write_audited(
@@ -361,5 +386,56 @@ impl Store {
             "write batch"
         );
         Ok(results)
+    }
+}
+
+/// One queued write request.
+pub(crate) struct Pending {
+    ops: Vec<WriteOp>,
+    now_ms: i64,
+    audit: Vec<crate::audit::AuditEntry>,
+    hasher: &'static dyn crate::audit::ChainHasher,
+    done: tokio::sync::oneshot::Sender<Result<Vec<WriteResult>>>,
+}
+
+const MAX_GROUP: usize = 256;
+
+async fn group_writer(store: Store, mut rx: tokio::sync::mpsc::Receiver<Pending>) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(64);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        if batch.len() == 1 {
+            let p = batch.remove(0);
+            let r = store.write_audited(p.ops, p.now_ms, &p.audit, Some(p.hasher)).await;
+            let _ = p.done.send(r);
+            continue;
+        }
+        let now = batch.iter().map(|p| p.now_ms).max().unwrap_or_default();
+        let hasher = batch[0].hasher;
+        let counts: Vec<usize> = batch.iter().map(|p| p.ops.len()).collect();
+        let ops: Vec<WriteOp> = batch.iter().flat_map(|p| p.ops.iter().cloned()).collect();
+        let audit: Vec<crate::audit::AuditEntry> = batch.iter().flat_map(|p| p.audit.iter().cloned()).collect();
+        match store.write_audited(ops, now, &audit, Some(hasher)).await {
+            Ok(mut results) => {
+                for (p, n) in batch.drain(..).zip(counts) {
+                    let rest = results.split_off(n.min(results.len()));
+                    let mine = std::mem::replace(&mut results, rest);
+                    let _ = p.done.send(Ok(mine));
+                }
+            }
+            Err(_) => {
+                // Someone's request cannot commit: run each alone, in arrival order.
+                for p in batch.drain(..) {
+                    let r = store.write_audited(p.ops, p.now_ms, &p.audit, Some(p.hasher)).await;
+                    let _ = p.done.send(r);
+                }
+            }
+        }
     }
 }

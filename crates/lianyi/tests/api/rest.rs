@@ -304,3 +304,52 @@ async fn everything_returns_the_compartment_within_reach() {
         StatusCode::FORBIDDEN
     );
 }
+
+#[tokio::test]
+async fn concurrent_writes_commit_in_groups_without_mixing_outcomes() {
+    let app = spawn_app().await;
+    let id = app.create(&patient("Contended")).await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let client = app.client.clone();
+        let url = app.url("/fhir/Patient");
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"resourceType": "Patient", "name": [{"family": format!("Many{i}")}]}).to_string();
+            client.post(url).header("content-type", "application/fhir+json").body(body).send().await.unwrap().status()
+        }));
+    }
+    // Ten updates that all expect version 1: exactly one may win.
+    for i in 0..10 {
+        let client = app.client.clone();
+        let url = app.url(&format!("/fhir/Patient/{id}"));
+        let body = json!({"resourceType": "Patient", "id": id, "name": [{"family": format!("Winner{i}")}]}).to_string();
+        tasks.push(tokio::spawn(async move {
+            client
+                .put(url)
+                .header("content-type", "application/fhir+json")
+                .header("if-match", "W/\"1\"")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert!(statuses[..40].iter().all(|s| *s == StatusCode::CREATED));
+    let wins = statuses[40..].iter().filter(|s| **s == StatusCode::OK).count();
+    let conflicts = statuses[40..].iter().filter(|s| **s == StatusCode::PRECONDITION_FAILED).count();
+    assert_eq!((wins, conflicts), (1, 9), "{statuses:?}");
+    assert_eq!(app.total("/fhir/Patient?family=many&_count=0").await, 40);
+    let cur: Value = app.get(&format!("/fhir/Patient/{id}")).await.json().await.unwrap();
+    assert_eq!(cur["meta"]["versionId"], "2");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lianyi"))
+        .args(["audit", "verify", "--database", &app.database_url, "--data-dir"])
+        .arg(&app.keys_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
