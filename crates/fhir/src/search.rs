@@ -48,6 +48,37 @@ pub struct DateValue {
     pub range: DateRange,
 }
 
+/// A number search value: the prefix, the value, and the half-width of its implicit
+/// precision (`100` is 99.5 ≤ x < 100.5; `100.0` is 99.95 ≤ x < 100.05).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NumberValue {
+    pub prefix: Prefix,
+    pub value: f64,
+    pub half: f64,
+}
+
+impl Eq for NumberValue {}
+
+/// A quantity search value: a number with optional system and unit code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuantityValue {
+    pub number: NumberValue,
+    pub system: Option<String>,
+    pub code: Option<String>,
+}
+
+fn parse_number(key: &str, v: &str) -> Result<NumberValue, Issue> {
+    let (prefix, rest) = Prefix::split(v);
+    let err = || bad(key, format!("'{v}' is not a number (rule: [eq|ne|gt|lt|ge|le]decimal)"));
+    let value: f64 = rest.parse().map_err(|_| err())?;
+    if !value.is_finite() {
+        return Err(err());
+    }
+    let mantissa = rest.split(['e', 'E']).next().unwrap_or(rest);
+    let decimals = mantissa.split_once('.').map_or(0, |(_, d)| d.len()) as i32;
+    Ok(NumberValue { prefix, value, half: 0.5 * 10f64.powi(-decimals) })
+}
+
 /// `[system]|[code]` with the three spellings of "system".
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TokenSystem {
@@ -98,6 +129,22 @@ pub enum Criterion {
         param: &'static str,
         kind: ParamKind,
         missing: bool,
+    },
+    /// Number values: `[prefix]number`, with the value's implicit precision for `eq`/`ne`.
+    Number {
+        param: &'static str,
+        values: Vec<NumberValue>,
+    },
+    /// Quantity values: `[prefix]number|system|code`.
+    Quantity {
+        param: &'static str,
+        values: Vec<QuantityValue>,
+    },
+    /// Uri values; `below` is the `:below` modifier (prefix match).
+    Uri {
+        param: &'static str,
+        values: Vec<String>,
+        below: bool,
     },
     /// `param:Target.inner`: resources whose reference points at a `target` matching `inner`.
     Chain {
@@ -506,6 +553,35 @@ fn parse_criterion(
                         param,
                         values: values.iter().map(|v| parse_date_value(key, v)).collect::<Result<_, _>>()?,
                     }
+                }
+                ParamKind::Number => {
+                    no_modifier(key, modifier)?;
+                    Criterion::Number {
+                        param,
+                        values: values.iter().map(|v| parse_number(key, v)).collect::<Result<_, _>>()?,
+                    }
+                }
+                ParamKind::Quantity => {
+                    no_modifier(key, modifier)?;
+                    let values = values
+                        .iter()
+                        .map(|v| {
+                            let mut parts = v.split('|');
+                            let number = parse_number(key, parts.next().unwrap_or_default())?;
+                            let system = parts.next().filter(|s| !s.is_empty()).map(|s| s.replace('\u{1}', "|"));
+                            let code = parts.next().filter(|s| !s.is_empty()).map(|s| s.replace('\u{1}', "|"));
+                            Ok(QuantityValue { number, system, code })
+                        })
+                        .collect::<Result<_, Issue>>()?;
+                    Criterion::Quantity { param, values }
+                }
+                ParamKind::Uri => {
+                    let below = match modifier {
+                        None => false,
+                        Some("below") => true,
+                        Some(m) => return Err(unsupported_modifier(key, m)),
+                    };
+                    Criterion::Uri { param, values: values.iter().map(|v| v.replace('\u{1}', "|")).collect(), below }
                 }
             }
         }

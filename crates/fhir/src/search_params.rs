@@ -28,6 +28,9 @@ pub enum ParamKind {
     String,
     Reference,
     Date,
+    Number,
+    Quantity,
+    Uri,
 }
 
 impl ParamKind {
@@ -37,6 +40,9 @@ impl ParamKind {
             ParamKind::String => "string",
             ParamKind::Reference => "reference",
             ParamKind::Date => "date",
+            ParamKind::Number => "number",
+            ParamKind::Quantity => "quantity",
+            ParamKind::Uri => "uri",
         }
     }
 
@@ -46,6 +52,9 @@ impl ParamKind {
             "string" => Some(ParamKind::String),
             "reference" => Some(ParamKind::Reference),
             "date" => Some(ParamKind::Date),
+            "number" => Some(ParamKind::Number),
+            "quantity" => Some(ParamKind::Quantity),
+            "uri" => Some(ParamKind::Uri),
             _ => None,
         }
     }
@@ -221,18 +230,48 @@ pub struct DateRow {
     pub high: i64,
 }
 
+#[derive(Clone, Debug, PartialEq, PartialOrd)]
+pub struct NumberRow {
+    pub param: &'static str,
+    pub value: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, PartialOrd)]
+pub struct QuantityRow {
+    pub param: &'static str,
+    pub value: f64,
+    pub system: Option<String>,
+    /// The unit code (UCUM code, or the currency of Money).
+    pub code: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UriRow {
+    pub param: &'static str,
+    pub uri: String,
+}
+
 /// Every index row one resource produces.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct IndexRows {
     pub tokens: Vec<TokenRow>,
     pub strings: Vec<StringRow>,
     pub references: Vec<ReferenceRow>,
     pub dates: Vec<DateRow>,
+    pub numbers: Vec<NumberRow>,
+    pub quantities: Vec<QuantityRow>,
+    pub uris: Vec<UriRow>,
 }
 
 impl IndexRows {
     pub fn len(&self) -> usize {
-        self.tokens.len() + self.strings.len() + self.references.len() + self.dates.len()
+        self.tokens.len()
+            + self.strings.len()
+            + self.references.len()
+            + self.dates.len()
+            + self.numbers.len()
+            + self.quantities.len()
+            + self.uris.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -416,6 +455,41 @@ fn extract_value(p: &'static SearchParam, target: &str, v: &Value, rows: &mut In
             }
             _ => {}
         },
+        ParamKind::Number => {
+            if let Some(n) = v.as_f64() {
+                rows.numbers.push(NumberRow { param, value: n });
+            }
+        }
+        ParamKind::Quantity => match target {
+            "Money" => {
+                if let Some(n) = v.get("value").and_then(Value::as_f64) {
+                    let currency = str_field(v, "currency").map(str::to_string);
+                    rows.quantities.push(QuantityRow {
+                        param,
+                        value: n,
+                        system: Some("urn:iso:std:iso:4217".into()),
+                        code: currency,
+                    });
+                }
+            }
+            "Quantity" | "Age" | "Duration" | "Distance" | "Count" | "SimpleQuantity" | "MoneyQuantity" => {
+                if let Some(n) = v.get("value").and_then(Value::as_f64) {
+                    let code = str_field(v, "code").or_else(|| str_field(v, "unit")).map(str::to_string);
+                    rows.quantities.push(QuantityRow {
+                        param,
+                        value: n,
+                        system: str_field(v, "system").map(str::to_string),
+                        code,
+                    });
+                }
+            }
+            _ => {}
+        },
+        ParamKind::Uri => {
+            if let Some(s) = v.as_str() {
+                rows.uris.push(UriRow { param, uri: truncate(s) });
+            }
+        }
     }
 }
 
@@ -443,6 +517,10 @@ pub fn extract_index(resource_type: &str, resource: &Value) -> IndexRows {
     rows.references.dedup();
     rows.dates.sort();
     rows.dates.dedup();
+    rows.numbers.dedup();
+    rows.quantities.dedup();
+    rows.uris.sort();
+    rows.uris.dedup();
     rows
 }
 

@@ -48,6 +48,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_break_glass.sql"),
         postgres: include_str!("../migrations/postgres/0006_break_glass.sql"),
     },
+    Migration {
+        version: 7,
+        name: "more_index",
+        sqlite: include_str!("../migrations/sqlite/0007_more_index.sql"),
+        postgres: include_str!("../migrations/postgres/0007_more_index.sql"),
+    },
 ];
 
 impl Store {

@@ -5,7 +5,7 @@
 //! ranges; `eq` means the search range contains the value's range, `gt` that the
 //! value's range reaches beyond it, and so on.
 
-use lianyi_fhir::search::{Criterion, DateValue, Prefix, SearchRequest, SortKey, TokenSystem, Total};
+use lianyi_fhir::search::{Criterion, DateValue, NumberValue, Prefix, SearchRequest, SortKey, TokenSystem, Total};
 use lianyi_fhir::search_params::ParamKind;
 use sqlx::Row;
 
@@ -74,7 +74,27 @@ fn table_of(kind: ParamKind) -> &'static str {
         ParamKind::String => "idx_string",
         ParamKind::Reference => "idx_reference",
         ParamKind::Date => "idx_date",
+        ParamKind::Number => "idx_number",
+        ParamKind::Quantity => "idx_quantity",
+        ParamKind::Uri => "idx_uri",
     }
+}
+
+/// A number comparison on `col`: `eq`/`ne` use the search value's implicit precision,
+/// the others compare with the value itself.
+fn number_condition(sql: &mut Sql, col: &str, v: &NumberValue) {
+    let lo = sql.bind(Arg::Float(v.value - v.half));
+    let hi = sql.bind(Arg::Float(v.value + v.half));
+    let x = sql.bind(Arg::Float(v.value));
+    let cond = match v.prefix {
+        Prefix::Eq => format!("({col} >= {lo} AND {col} < {hi})"),
+        Prefix::Ne => format!("NOT ({col} >= {lo} AND {col} < {hi})"),
+        Prefix::Gt => format!("{col} > {x}"),
+        Prefix::Lt => format!("{col} < {x}"),
+        Prefix::Ge => format!("{col} >= {x}"),
+        Prefix::Le => format!("{col} <= {x}"),
+    };
+    sql.push(&cond);
 }
 
 fn index_subquery(sql: &mut Sql, table: &str, alias: &str, type_ph: &str, param: &str, probe: bool) {
@@ -119,7 +139,8 @@ fn selectivity(c: &Criterion) -> u8 {
     match c {
         Criterion::Id(_) | Criterion::Chain { .. } | Criterion::Has { .. } | Criterion::Reference { .. } => 0,
         Criterion::Token { param, negate: false, .. } if !BROAD_TOKENS.contains(param) => 1,
-        Criterion::String { .. } => 1,
+        Criterion::String { .. } | Criterion::Uri { .. } => 1,
+        Criterion::Quantity { .. } | Criterion::Number { .. } => 2,
         Criterion::Date { .. } | Criterion::LastUpdated(_) => 2,
         _ => 3,
     }
@@ -229,6 +250,41 @@ fn push_criterion(
         Criterion::Date { param, values } => {
             index_subquery(sql, "idx_date", r, type_ph, param, probe);
             or_group(sql, values, |s, v| date_condition(s, "low", "high", v));
+            sql.push(")");
+        }
+        Criterion::Number { param, values } => {
+            index_subquery(sql, "idx_number", r, type_ph, param, probe);
+            or_group(sql, values, |s, v| number_condition(s, "value", v));
+            sql.push(")");
+        }
+        Criterion::Quantity { param, values } => {
+            index_subquery(sql, "idx_quantity", r, type_ph, param, probe);
+            or_group(sql, values, |s, v| {
+                number_condition(s, "value", &v.number);
+                if let Some(sys) = &v.system {
+                    s.push(" AND system = ");
+                    s.push_bind(Arg::Text(sys.clone()));
+                }
+                if let Some(code) = &v.code {
+                    s.push(" AND code = ");
+                    s.push_bind(Arg::Text(code.clone()));
+                }
+            });
+            sql.push(")");
+        }
+        Criterion::Uri { param, values, below } => {
+            index_subquery(sql, "idx_uri", r, type_ph, param, probe);
+            or_group(sql, values, |s, v| {
+                if *below {
+                    s.push("uri >= ");
+                    s.push_bind(Arg::Text(v.clone()));
+                    s.push(" AND uri < ");
+                    s.push_bind(Arg::Text(prefix_upper_bound(v)));
+                } else {
+                    s.push("uri = ");
+                    s.push_bind(Arg::Text(v.clone()));
+                }
+            });
             sql.push(")");
         }
         Criterion::Chain { param, target, inner } => {

@@ -13,6 +13,7 @@ pub(crate) enum Arg {
     Text(String),
     OptText(Option<String>),
     Int(i64),
+    Float(f64),
 }
 
 /// SQL text plus its arguments in placeholder order.
@@ -58,6 +59,7 @@ impl Sql {
                 Arg::Text(s) => q.bind(s.clone()),
                 Arg::OptText(s) => q.bind(s.clone()),
                 Arg::Int(i) => q.bind(*i),
+                Arg::Float(f) => q.bind(*f),
             };
         }
         q

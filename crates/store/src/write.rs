@@ -251,7 +251,9 @@ impl Store {
         }
         for (rtype, ids) in &stale {
             for chunk in ids.chunks(500) {
-                for table in ["idx_token", "idx_string", "idx_reference", "idx_date"] {
+                for table in
+                    ["idx_token", "idx_string", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri"]
+                {
                     let mut sql = Sql::new(&format!("DELETE FROM {table} WHERE res_type = "));
                     sql.push_bind(Arg::Text((*rtype).to_string()));
                     sql.push(" AND res_id IN (");
@@ -330,6 +332,7 @@ impl Store {
         ));
 
         let (mut tokens, mut strings, mut refs, mut dates) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut numbers, mut quantities, mut uris) = (Vec::new(), Vec::new(), Vec::new());
         for &i in &finals {
             let p = &planned[i];
             let owner = || vec![Arg::Text(p.resource_type.clone()), Arg::Text(p.id.clone())];
@@ -357,6 +360,26 @@ impl Store {
                 r.extend([Arg::Text(d.param.to_string()), Arg::Int(d.low), Arg::Int(d.high)]);
                 dates.push(r);
             }
+            for n in &p.index.numbers {
+                let mut r = owner();
+                r.extend([Arg::Text(n.param.to_string()), Arg::Float(n.value)]);
+                numbers.push(r);
+            }
+            for q in &p.index.quantities {
+                let mut r = owner();
+                r.extend([
+                    Arg::Text(q.param.to_string()),
+                    Arg::Float(q.value),
+                    Arg::OptText(q.system.clone()),
+                    Arg::OptText(q.code.clone()),
+                ]);
+                quantities.push(r);
+            }
+            for u in &p.index.uris {
+                let mut r = owner();
+                r.extend([Arg::Text(u.param.to_string()), Arg::Text(u.uri.clone())]);
+                uris.push(r);
+            }
         }
         statements.extend(multi_insert("idx_token", &["res_type", "res_id", "param", "system", "code"], tokens, max));
         statements.extend(multi_insert("idx_string", &["res_type", "res_id", "param", "norm", "exact"], strings, max));
@@ -367,6 +390,14 @@ impl Store {
             max,
         ));
         statements.extend(multi_insert("idx_date", &["res_type", "res_id", "param", "low", "high"], dates, max));
+        statements.extend(multi_insert("idx_number", &["res_type", "res_id", "param", "value"], numbers, max));
+        statements.extend(multi_insert(
+            "idx_quantity",
+            &["res_type", "res_id", "param", "value", "system", "code"],
+            quantities,
+            max,
+        ));
+        statements.extend(multi_insert("idx_uri", &["res_type", "res_id", "param", "uri"], uris, max));
 
         let planned_at = started.elapsed();
         for s in &statements {

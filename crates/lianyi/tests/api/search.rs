@@ -345,3 +345,53 @@ async fn chains_never_cross_campuses() {
         east.get(app.url("/fhir/Patient?_has:Observation:patient:code=x1")).send().await.unwrap().json().await.unwrap();
     assert_eq!(b["total"], 0);
 }
+
+#[tokio::test]
+async fn quantity_number_and_uri_parameters() {
+    let app = spawn_app().await;
+    let mut obs = Vec::new();
+    for (v, unit) in [(5.4, "mmol/L"), (7.95, "mmol/L"), (12.0, "mg/dL"), (100.0, "mmol/L")] {
+        obs.push(
+            app.create(&json!({"resourceType": "Observation", "status": "final", "code": {"text": "glucose"},
+                "meta": {"profile": ["http://hl7.org/fhir/StructureDefinition/vitalsigns"]},
+                "valueQuantity": {"value": v, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}}))
+                .await,
+        );
+    }
+    let ids = |idx: &[usize]| idx.iter().map(|i| obs[*i].clone()).collect::<Vec<_>>();
+    assert_eq!(app.search_ids("/fhir/Observation?value-quantity=gt6").await, ids(&[1, 2, 3]));
+    assert_eq!(
+        app.search_ids("/fhir/Observation?value-quantity=gt6%7Chttp://unitsofmeasure.org%7Cmmol/L").await,
+        ids(&[1, 3])
+    );
+    assert_eq!(app.search_ids("/fhir/Observation?value-quantity=5.4%7C%7Cmmol/L").await, ids(&[0]));
+    assert_eq!(app.search_ids("/fhir/Observation?value-quantity=8").await, ids(&[1]), "8 means 7.5 <= x < 8.5");
+    assert_eq!(app.search_ids("/fhir/Observation?value-quantity=8.0").await, ids(&[1]), "8.0 means 7.95 <= x < 8.05");
+    assert_eq!(app.search_ids("/fhir/Observation?value-quantity=8.00").await, Vec::<String>::new());
+    assert_eq!(app.search_ids("/fhir/Observation?value-quantity=le12&value-quantity=ge12").await, ids(&[2]));
+
+    // uri: exact and :below (on _profile, which every type has).
+    assert_eq!(
+        app.search_ids("/fhir/Observation?_profile=http://hl7.org/fhir/StructureDefinition/vitalsigns").await.len(),
+        4
+    );
+    assert_eq!(
+        app.search_ids("/fhir/Observation?_profile:below=http://hl7.org/fhir/StructureDefinition/").await.len(),
+        4
+    );
+    assert!(app.search_ids("/fhir/Observation?_profile=http://hl7.org/fhir/StructureDefinition").await.is_empty());
+
+    // number.
+    let mut charges = Vec::new();
+    for f in [0.8, 1.25] {
+        charges.push(
+            app.create(&json!({"resourceType": "ChargeItem", "status": "billable", "code": {"text": "consult"},
+                "subject": {"reference": "Patient/p1"}, "factorOverride": f}))
+                .await,
+        );
+    }
+    assert_eq!(app.search_ids("/fhir/ChargeItem?factor-override=gt1").await, vec![charges[1].clone()]);
+    assert_eq!(app.search_ids("/fhir/ChargeItem?factor-override=0.8").await, vec![charges[0].clone()]);
+    let r = app.get("/fhir/ChargeItem?factor-override=abc").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
