@@ -209,6 +209,9 @@ pub struct SearchRequest {
     pub total: Total,
     /// `_elements`: top-level elements to keep (plus id, meta, resourceType).
     pub elements: Option<Vec<String>>,
+    /// `_cursor`: continue after this (last updated, id) in the default order, so
+    /// pages stay consistent while writes happen (keyset paging).
+    pub cursor: Option<(i64, String)>,
     /// The parameters that were applied, for the Bundle's `self` and paging links.
     pub applied: Vec<(String, String)>,
 }
@@ -282,6 +285,7 @@ pub fn parse_search(resource_type: ResourceType, params: &[(String, String)]) ->
         revincludes: Vec::new(),
         total: Total::Accurate,
         elements: None,
+        cursor: None,
         applied: Vec::new(),
     };
     for (key, raw) in params {
@@ -299,6 +303,12 @@ pub fn parse_search(resource_type: ResourceType, params: &[(String, String)]) ->
                 continue;
             }
             "_format" | "_pretty" => continue,
+            "_cursor" => {
+                let parsed = raw.split_once(':').and_then(|(t, id)| Some((t.parse::<i64>().ok()?, id.to_string())));
+                req.cursor =
+                    Some(parsed.ok_or_else(|| bad(key, "'_cursor' comes from a next link (rule: <time>:<id>)"))?);
+                continue;
+            }
             "_sort" => {
                 for k in raw.split(',').map(str::trim).filter(|k| !k.is_empty()) {
                     let (name, desc) = match k.strip_prefix('-') {

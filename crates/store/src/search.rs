@@ -333,6 +333,17 @@ impl Store {
         let mut page =
             Sql::new("SELECT r.res_type, r.id, r.version, r.last_updated, r.campus, r.patient, r.deleted, r.body");
         where_clause(&mut page, req, scope, self.backend);
+        let keyset = req.sort.is_empty() && req.cursor.is_some();
+        if let (true, Some((at, id))) = (keyset, &req.cursor) {
+            // Keyset paging: rows after the last one seen, so inserts and updates
+            // elsewhere never shift the pages still to come.
+            page.push(" AND (r.last_updated > ");
+            let t = page.bind(Arg::Int(*at));
+            page.push(&t);
+            page.push(&format!(" OR (r.last_updated = {t} AND r.id > "));
+            page.push_bind(Arg::Text(id.clone()));
+            page.push("))");
+        }
         page.push(" ORDER BY ");
         for (key, desc) in &req.sort {
             let dir = if *desc { " DESC" } else { "" };
@@ -359,7 +370,7 @@ impl Store {
         page.push("+r.last_updated, r.id LIMIT ");
         page.push_bind(Arg::Int(req.count as i64));
         page.push(" OFFSET ");
-        page.push_bind(Arg::Int(req.offset as i64));
+        page.push_bind(Arg::Int(if keyset { 0 } else { req.offset as i64 }));
         let resources = if req.count == 0 {
             Vec::new()
         } else {

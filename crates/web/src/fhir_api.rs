@@ -718,8 +718,32 @@ async fn search(
     let mut page = state.fhir.search(caller, &req).await?;
     let base = base_url(state, headers);
     // Without a total, a full page means there may be more.
-    let total_for_links = page.total.unwrap_or(if page.resources.len() == req.count { i64::MAX } else { 0 });
-    let links = paging_links(&format!("{base}/fhir/{rtype}"), &req.applied, req.count, req.offset, total_for_links);
+    let full = page.resources.len() == req.count;
+    let total_for_links = match (req.cursor.is_some(), page.total) {
+        // Continuing from a cursor, the total says nothing about what is left.
+        (true, _) | (false, None) => {
+            if full {
+                i64::MAX
+            } else {
+                0
+            }
+        }
+        (false, Some(t)) => t,
+    };
+    let mut links = paging_links(&format!("{base}/fhir/{rtype}"), &req.applied, req.count, req.offset, total_for_links);
+    // In the default order, `next` continues after the last row (keyset), so pages stay
+    // consistent while resources are created or updated between requests.
+    if req.sort.is_empty()
+        && let (Some(last), Some(next)) = (page.resources.last(), links.iter_mut().find(|l| l.relation == "next"))
+    {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &req.applied {
+            s.append_pair(k, v);
+        }
+        s.append_pair("_count", &req.count.to_string());
+        s.append_pair("_cursor", &format!("{}:{}", last.last_updated, last.id));
+        next.url = format!("{base}/fhir/{rtype}?{}", s.finish());
+    }
     if let Some(elements) = &req.elements {
         for r in page.resources.iter_mut() {
             r.body = bundle::subset(&r.body, elements);

@@ -28,9 +28,13 @@ async fn metadata_lists_exactly_the_supported_types() {
     }
     assert!(names.contains(&"_profile"));
     let obs = cs["rest"][0]["resource"].as_array().unwrap().iter().find(|r| r["type"] == "Observation").unwrap();
-    let obs_names: Vec<&str> = obs["searchParam"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let obs_names: Vec<&str> =
+        obs["searchParam"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert!(obs_names.contains(&"value-quantity"));
-    assert!(!obs_names.contains(&"code-value-quantity"), "composite parameters are not supported yet and must not be advertised");
+    assert!(
+        !obs_names.contains(&"code-value-quantity"),
+        "composite parameters are not supported yet and must not be advertised"
+    );
 }
 
 #[tokio::test]
