@@ -91,7 +91,10 @@ pub fn capability_statement(base: &str, date: &str) -> Value {
             "documentation": "Search: parameters of type token, string, reference, date, number, quantity and uri with the prefixes eq, ne, lt, gt, le, ge (number and quantity with implicit precision); modifiers :below (uri), :missing (all), :exact and :contains (string), :not (token), :[type] (reference); chained parameters (several levels) and _has (nestable); _id, _lastUpdated, _count, _sort (several keys, - for descending), _include and _revinclude (with :iterate), _total=none, _summary=count, _elements. Unknown parameters are rejected (400). Transactions and batches at the base URL.",
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
-            "operation": [{"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}],
+            "operation": [
+                {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"},
+                {"name": "import", "definition": "urn:lianyi:operation:import", "documentation": "POST NDJSON (application/fhir+ndjson), one resource with its id per line; created or updated under the caller's grants; answers an OperationOutcome with counts and rejected lines"},
+            ],
         }],
     })
 }

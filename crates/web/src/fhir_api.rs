@@ -32,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/{rtype}/{id}", get(read).put(update).delete(delete).patch(patch))
         .route("/Patient/{id}/$everything", get(everything))
         .route("/$export", get(export_system))
+        .route("/$import", post(import_ndjson))
         .route("/Patient/$export", get(export_patients))
         .route("/Group/{id}/$export", get(export_group))
         .route("/$export-status/{job}", get(export_status).delete(export_delete))
@@ -433,6 +434,93 @@ async fn everything(
     let base = base_url(&state, &headers);
     let links = paging_links(&format!("{base}/fhir/Patient/{id}/$everything"), &applied, count, offset, total);
     Ok(json_response(StatusCode::OK, bundle::searchset(&base, Some(total), links, &rows, &[], state.fhir.now_ms())))
+}
+
+/// `POST /$import` with an NDJSON body (`application/fhir+ndjson`): every line a
+/// resource with its id, stored as create-or-update under the caller's grants; the
+/// answer is an OperationOutcome with the count per type and each rejected line.
+async fn import_ndjson(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    headers: HeaderMap,
+    body: Body,
+) -> FhirResult {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !(ct.starts_with("application/fhir+ndjson") || ct.starts_with("application/ndjson")) {
+        return Err(FhirError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IssueType::NotSupported,
+            "$import takes NDJSON (rule: Content-Type application/fhir+ndjson, one resource per line)",
+        ));
+    }
+    let limit = state.config.max_body_bytes;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        FhirError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            IssueType::TooLong,
+            format!("request body is larger than {limit} bytes"),
+        )
+    })?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut issues: Vec<Issue> = Vec::new();
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut batch: Vec<(Value, Option<String>)> = Vec::new();
+    let mut lines: Vec<usize> = Vec::new();
+    let campus = caller.access.home_campus().map(str::to_string);
+    let flush = |batch: Vec<(Value, Option<String>)>, lines: Vec<usize>| {
+        let fhir = state.fhir.clone();
+        let caller = caller.clone();
+        async move { (fhir.load_batch(&caller, batch).await, lines) }
+    };
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Value>(line) {
+            Ok(v) => {
+                batch.push((v, campus.clone()));
+                lines.push(n + 1);
+            }
+            Err(e) => issues
+                .push(Issue::error(IssueType::Structure, format!("malformed JSON: {e}")).at(format!("line {}", n + 1))),
+        }
+        if batch.len() >= 2000 {
+            let (r, ls) = flush(std::mem::take(&mut batch), std::mem::take(&mut lines)).await;
+            collect_import(r, &ls, &mut counts, &mut issues)?;
+        }
+    }
+    if !batch.is_empty() {
+        let (r, ls) = flush(batch, lines).await;
+        collect_import(r, &ls, &mut counts, &mut issues)?;
+    }
+    let stored: usize = counts.values().sum();
+    let summary = counts.iter().map(|(t, n)| format!("{t} {n}")).collect::<Vec<_>>().join(", ");
+    let mut all = vec![Issue {
+        severity: lianyi_fhir::IssueSeverity::Information,
+        code: IssueType::Informational,
+        diagnostics: format!("stored {stored} resources ({summary}); rejected {}", issues.len()),
+        expression: None,
+    }];
+    all.extend(issues);
+    let status = if stored == 0 && all.len() > 1 { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    Ok(json_response(status, OperationOutcome::new(all).to_json().to_string()))
+}
+
+fn collect_import(
+    r: Result<lianyi_services::LoadReport, lianyi_store::StoreError>,
+    lines: &[usize],
+    counts: &mut std::collections::BTreeMap<String, usize>,
+    issues: &mut Vec<Issue>,
+) -> Result<(), FhirError> {
+    let report = r.map_err(|e| FhirError::from(lianyi_services::ServiceError::Store(e)))?;
+    for t in report.stored {
+        *counts.entry(t).or_default() += 1;
+    }
+    for (pos, msg) in report.rejected {
+        let line = lines.get(pos).copied().unwrap_or_default();
+        issues.push(Issue::error(IssueType::Invalid, msg).at(format!("line {line}")));
+    }
+    Ok(())
 }
 
 async fn export_system(

@@ -133,3 +133,29 @@ async fn conditional_create_and_update_over_rest() {
     app.create(&json!({"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "C-7"}]})).await;
     assert_eq!(put(body).await.unwrap().status(), StatusCode::PRECONDITION_FAILED);
 }
+
+#[tokio::test]
+async fn import_endpoint_takes_ndjson() {
+    let app = spawn_app().await;
+    let ndjson = "{\"resourceType\":\"Patient\",\"id\":\"nd-1\",\"name\":[{\"family\":\"Nd\"}]}\n\
+                  {\"resourceType\":\"Patient\",\"id\":\"nd-2\",\"birthDate\":\"not-a-date\"}\n\
+                  {\"resourceType\":\"Encounter\",\"id\":\"nd-e\",\"status\":\"finished\",\"class\":{\"code\":\"AMB\"},\"subject\":{\"reference\":\"Patient/nd-1\"}}\n";
+    let post = |client: &reqwest::Client| {
+        client.post(app.url("/fhir/$import")).header("content-type", "application/fhir+ndjson").body(ndjson).send()
+    };
+    let r = post(&app.client).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let oo: Value = r.json().await.unwrap();
+    assert!(
+        oo["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("stored 2 resources (Encounter 1, Patient 1); rejected 1"),
+        "{oo}"
+    );
+    assert_eq!(oo["issue"][1]["expression"][0], "line 2");
+    assert_eq!(app.search_ids("/fhir/Encounter?patient=Patient/nd-1").await, vec!["nd-e".to_string()]);
+    let reader = app.client_with("system/*.rs", "*", None).await;
+    let oo: Value = post(&reader).await.unwrap().json().await.unwrap();
+    assert!(oo["issue"][0]["diagnostics"].as_str().unwrap().contains("stored 0"), "{oo}");
+}
