@@ -290,6 +290,7 @@ async fn main() {
             .http
             .post(format!("{}/fhir", server.base))
             .header("content-type", "application/fhir+json")
+            .header("prefer", "return=minimal")
             .body(bundle.to_string())
             .send()
             .await

@@ -313,7 +313,8 @@ pub(crate) async fn bundle_post(
     body: Body,
 ) -> FhirResult {
     let bundle = json_body(&state, &headers, body).await?;
-    let out = state.fhir.process_bundle(&caller, bundle).await?;
+    let minimal = headers.get("prefer").and_then(|v| v.to_str().ok()).is_some_and(|p| p.contains("return=minimal"));
+    let out = state.fhir.process_bundle(&caller, bundle, minimal).await?;
     Ok(json_response(StatusCode::OK, out.to_string()))
 }
 

@@ -159,3 +159,24 @@ async fn import_endpoint_takes_ndjson() {
     let oo: Value = post(&reader).await.unwrap().json().await.unwrap();
     assert!(oo["issue"][0]["diagnostics"].as_str().unwrap().contains("stored 0"), "{oo}");
 }
+
+#[tokio::test]
+async fn prefer_minimal_leaves_resources_out_of_the_response() {
+    let app = spawn_app().await;
+    let bundle =
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": [patient_entry(1), patient_entry(2)]});
+    let r = app
+        .client
+        .post(app.url("/fhir"))
+        .header("content-type", "application/fhir+json")
+        .header("prefer", "return=minimal")
+        .body(bundle.to_string())
+        .send()
+        .await
+        .unwrap();
+    let b: Value = r.json().await.unwrap();
+    let e = b["entry"].as_array().unwrap();
+    assert_eq!(e.len(), 2);
+    assert!(e.iter().all(|x| x.get("resource").is_none() && x["response"]["status"] == "201 Created"));
+    assert_eq!(app.total("/fhir/Patient?_count=0").await, 2);
+}

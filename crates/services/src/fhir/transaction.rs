@@ -220,7 +220,9 @@ impl FhirService {
     }
 
     /// `POST /` with a `batch` or `transaction` Bundle; returns the response Bundle.
-    pub async fn process_bundle(&self, caller: &Caller, bundle: Value) -> Result<Value> {
+    /// With `minimal` (`Prefer: return=minimal`) the response carries statuses and
+    /// locations but not the stored resources.
+    pub async fn process_bundle(&self, caller: &Caller, mut bundle: Value, minimal: bool) -> Result<Value> {
         if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
             return Err(invalid(IssueType::Invalid, "the body must be a Bundle", "resourceType"));
         }
@@ -232,10 +234,25 @@ impl FhirService {
                 "Bundle.type",
             ));
         }
+        // The entries' resources are validated one by one when each entry is checked
+        // (errors then name Bundle.entry[n]); here only the bundle's own structure.
+        let mut entries: Vec<Value> = match bundle.get_mut("entry").map(Value::take) {
+            Some(Value::Array(a)) => a,
+            _ => Vec::new(),
+        };
+        let resources: Vec<Option<Value>> =
+            entries.iter_mut().map(|e| e.as_object_mut().and_then(|o| o.shift_remove("resource"))).collect();
+        if !entries.is_empty() {
+            bundle["entry"] = Value::Array(entries.clone());
+        }
         if let Err(e) = lianyi_fhir::validate_resource(&bundle) {
             return self.failed(caller, &kind, "Bundle", None, ServiceError::Invalid(e.into_outcome())).await;
         }
-        let entries = bundle.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
+        for (e, r) in entries.iter_mut().zip(resources) {
+            if let (Some(o), Some(r)) = (e.as_object_mut(), r) {
+                o.insert("resource".into(), r);
+            }
+        }
         if kind == "batch" {
             let mut out = Vec::with_capacity(entries.len());
             for (i, entry) in entries.iter().enumerate() {
@@ -248,9 +265,12 @@ impl FhirService {
                     Err(e) => error_result(&e),
                 });
             }
+            if minimal {
+                out.iter_mut().for_each(|x| x.resource = None);
+            }
             return Ok(response_bundle("batch-response", out));
         }
-        self.transaction(caller, entries).await
+        self.transaction(caller, entries, minimal).await
     }
 
     /// One batch entry, with the ordinary single-resource paths (each audited).
@@ -323,7 +343,7 @@ impl FhirService {
     }
 
     /// All or nothing.
-    async fn transaction(&self, caller: &Caller, entries: Vec<Value>) -> Result<Value> {
+    async fn transaction(&self, caller: &Caller, entries: Vec<Value>, minimal: bool) -> Result<Value> {
         let mut parsed = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
             match Self::parse_entry(i, entry) {
@@ -488,7 +508,7 @@ impl FhirService {
         };
         for (pos, w) in positions.into_iter().zip(written) {
             let mut x = written_result(&w);
-            if let Some(body) = &w.body {
+            if let Some(body) = w.body.as_ref().filter(|_| !minimal) {
                 x.resource =
                     self.protector.reveal_body(&w.resource_type, body).ok().and_then(|b| serde_json::from_str(&b).ok());
             }
