@@ -534,24 +534,33 @@ impl FhirService {
         if_match: Option<i64>,
     ) -> Result<WriteResult> {
         let t = rtype.as_str();
-        let existing = match self.store.read(t, id).await? {
-            Some(r) if !r.deleted => Some(r),
-            _ => None,
-        };
-        let prepared = Self::permit(caller, t, Perm::Update).and_then(|()| {
-            if let Some(r) = &existing {
-                Self::visible(caller, r, Perm::Update)?;
-            }
-            let c = self.check_update(rtype, id, resource)?;
-            let campus = if existing.is_some() { None } else { self.campus_for(caller) };
-            let op = self.op(c, id.to_string(), WriteKind::Update { if_match }, campus)?;
-            Self::own_compartment(caller, &op)?;
-            Ok(op)
-        });
-        match prepared {
+        let existing = self.store.read(t, id).await?.filter(|r| !r.deleted);
+        match self.update_op(caller, rtype, id, resource, if_match, existing.as_ref()) {
             Ok(op) => self.write_one(caller, "update", op).await,
             Err(e) => self.failed(caller, "update", t, Some(id), e).await,
         }
+    }
+
+    /// Checks an update against the caller's grants and the current version
+    /// (`existing`, absent for create-on-update) and builds the write.
+    fn update_op(
+        &self,
+        caller: &Caller,
+        rtype: ResourceType,
+        id: &str,
+        resource: Value,
+        if_match: Option<i64>,
+        existing: Option<&StoredResource>,
+    ) -> Result<WriteOp> {
+        Self::permit(caller, rtype.as_str(), Perm::Update)?;
+        if let Some(r) = existing {
+            Self::visible(caller, r, Perm::Update)?;
+        }
+        let c = self.check_update(rtype, id, resource)?;
+        let campus = if existing.is_some() { None } else { self.campus_for(caller) };
+        let op = self.op(c, id.to_string(), WriteKind::Update { if_match }, campus)?;
+        Self::own_compartment(caller, &op)?;
+        Ok(op)
     }
 
     fn check_update(&self, rtype: ResourceType, id: &str, resource: Value) -> Result<Checked> {

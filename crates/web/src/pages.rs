@@ -6,7 +6,8 @@
 use askama::Template;
 use axum::Form;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -17,7 +18,7 @@ use lianyi_services::ServiceError;
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::caller::ClientAddr;
+use crate::caller::{ClientAddr, client_addr};
 use crate::i18n::{Lang, Tr};
 
 const SESSION_COOKIE: &str = "__Host-lianyi_session";
@@ -135,6 +136,19 @@ async fn at_stage(
         return Err(see_other(stage_path(info.stage)));
     }
     Ok((token, info))
+}
+
+/// A signed-in session that has passed every login stage; any other request is
+/// redirected to the page of the stage it is at (or to the login page).
+struct Active(SessionInfo);
+
+impl FromRequestParts<AppState> for Active {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let addr = client_addr(parts);
+        at_stage(state, &parts.headers, addr, Stage::Active).await.map(|(_, info)| Active(info))
+    }
 }
 
 #[derive(Template)]
@@ -378,11 +392,7 @@ struct HomePage<'a> {
     idle_minutes: String,
 }
 
-async fn home(State(state): State<AppState>, ClientAddr(addr): ClientAddr, headers: HeaderMap) -> Response {
-    let (_, info) = match at_stage(&state, &headers, addr, Stage::Active).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn home(State(state): State<AppState>, Active(info): Active, headers: HeaderMap) -> Response {
     let t = Tr::new(lang(&headers));
     let mut grants = Vec::new();
     match state.users.grants(&info.user.id).await {
@@ -482,11 +492,7 @@ fn local_time(ms: i64) -> String {
     format!("{} {}", &s[..10], &s[11..16])
 }
 
-async fn bg_form(State(state): State<AppState>, ClientAddr(addr): ClientAddr, headers: HeaderMap) -> Response {
-    let (_, info) = match at_stage(&state, &headers, addr, Stage::Active).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn bg_form(Active(info): Active, headers: HeaderMap) -> Response {
     let t = Tr::new(lang(&headers));
     if !info.caller.can(Capability::BreakTheGlass) {
         return forbidden(t);
@@ -503,14 +509,10 @@ struct BreakGlassForm {
 
 async fn bg_submit(
     State(state): State<AppState>,
-    ClientAddr(addr): ClientAddr,
+    Active(info): Active,
     headers: HeaderMap,
     Form(f): Form<BreakGlassForm>,
 ) -> Response {
-    let (_, info) = match at_stage(&state, &headers, addr, Stage::Active).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let t = Tr::new(lang(&headers));
     let answer = |message: Option<&str>, granted_until: Option<String>| {
         page(BreakGlassPage { t, message, csrf: &info.csrf, patient: f.patient.trim(), granted_until }.render())
@@ -559,14 +561,10 @@ struct ReportPage {
 
 async fn bg_report(
     State(state): State<AppState>,
-    ClientAddr(addr): ClientAddr,
+    Active(info): Active,
     headers: HeaderMap,
     Query(q): Query<RangeQuery>,
 ) -> Response {
-    let (_, info) = match at_stage(&state, &headers, addr, Stage::Active).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let t = Tr::new(lang(&headers));
     let (since, until, from, to) = range(&state, &q);
     match state.fhir.break_glass_report(&info.caller, since, until).await {
@@ -636,14 +634,10 @@ fn audit_rows(records: Vec<lianyi_store::audit::AuditRecord>) -> Vec<AuditRow> {
 
 async fn audit_page(
     State(state): State<AppState>,
-    ClientAddr(addr): ClientAddr,
+    Active(info): Active,
     headers: HeaderMap,
     Query(q): Query<RangeQuery>,
 ) -> Response {
-    let (_, info) = match at_stage(&state, &headers, addr, Stage::Active).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let t = Tr::new(lang(&headers));
     let (since, until, from, to) = range(&state, &q);
     let filled = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
@@ -677,11 +671,7 @@ async fn audit_page(
     }
 }
 
-async fn access_log(State(state): State<AppState>, ClientAddr(addr): ClientAddr, headers: HeaderMap) -> Response {
-    let (_, info) = match at_stage(&state, &headers, addr, Stage::Active).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn access_log(State(state): State<AppState>, Active(info): Active, headers: HeaderMap) -> Response {
     let t = Tr::new(lang(&headers));
     match state.fhir.my_access_log(&info.caller).await {
         Ok(records) => page(

@@ -541,15 +541,7 @@ impl FhirService {
         if_match: Option<i64>,
     ) -> Result<WriteOp> {
         let existing = self.store.read(rtype.as_str(), id).await?.filter(|r| !r.deleted);
-        Self::permit(caller, rtype.as_str(), Perm::Update)?;
-        if let Some(r) = &existing {
-            Self::visible(caller, r, Perm::Update)?;
-        }
-        let c = self.check_update(rtype, id, resource)?;
-        let campus = if existing.is_some() { None } else { self.campus_for(caller) };
-        let op = self.op(c, id.to_string(), WriteKind::Update { if_match }, campus)?;
-        Self::own_compartment(caller, &op)?;
-        Ok(op)
+        self.update_op(caller, rtype, id, resource, if_match, existing.as_ref())
     }
 }
 
