@@ -124,8 +124,10 @@ def upper_first(s):
 TOKEN_RE = re.compile(r"\.?([A-Za-z]+)|\.where\(resolve\(\) is ([A-Za-z]+)\)|\.where\(([a-z]+)='([^']*)'\)|\.ofType\(([A-Za-z]+)\)")
 
 
-def compile_path(expr, resource):
-    """Compile one FHIRPath union member into concrete paths, or None if unsupported."""
+def compile_path(expr, resource, start=None):
+    """Compile one FHIRPath union member into concrete paths, or None if unsupported.
+    `start` is the type the walk begins at (default: the resource itself); composite
+    components are compiled relative to their root element's type this way."""
     expr = expr.strip()
     m = re.fullmatch(r"\((.*)\)(\.[a-z][A-Za-z]*)?", expr)
     trailing = None
@@ -163,7 +165,7 @@ def compile_path(expr, resource):
         return None
     # walk the schema, expanding choices
     # Resource-level parameters (_tag, _profile, ...) walk the common resource header.
-    paths = [([], "Patient" if resource == "Resource" else resource)]  # (steps, current type)
+    paths = [([], start or ("Patient" if resource == "Resource" else resource))]  # (steps, current type)
     i = 0
     while i < len(toks):
         kind, arg = toks[i]
@@ -200,11 +202,70 @@ def compile_path(expr, resource):
 
 
 bundle = json.load(open(os.path.join(SRC, "search-parameters.json"), encoding="utf-8"))
+by_url = {e["resource"]["url"]: e["resource"] for e in bundle["entry"]}
 params = []
 skipped = []
+
+
+def compile_composite(sp, base):
+    """A two-part composite (a token, then a token, quantity, date or string): its root elements and, per root, each part's paths relative to it.
+    None when the definition does not fit that shape."""
+    comps = sp.get("component", [])
+    if len(comps) != 2:
+        return None
+    kinds = []
+    for c in comps:
+        d = by_url.get(c["definition"])
+        if d is None:
+            return None
+        kinds.append(d["type"])
+    if kinds[0] != "token" or kinds[1] not in ("token", "quantity", "date", "string"):
+        return None
+    roots = []
+    for mem in [m.strip() for m in re.split(r"\s\|\s", sp["expression"])]:
+        if mem == base:
+            root_paths = [{"steps": [], "target": base}]
+        elif mem.startswith(base + "."):
+            root_paths = compile_path(mem, base)
+            if not root_paths:
+                return None
+        else:
+            continue
+        for rp in root_paths:
+            parts = []
+            for c, kind in zip(comps, kinds):
+                paths = []
+                for cm in [m.strip() for m in re.split(r"\s\|\s", c["expression"])]:
+                    compiled = compile_path(rp["target"] + "." + cm, rp["target"], rp["target"])
+                    if compiled is None:
+                        return None
+                    paths.extend(compiled)
+                if not paths:
+                    return None
+                parts.append({"type": kind, "paths": paths})
+            roots.append({"root": rp, "parts": parts})
+    return roots or None
+
+
 for e in bundle["entry"]:
     sp = e["resource"]
     ptype = sp.get("type")
+    if ptype == "composite":
+        for base in sp.get("base", []):
+            roots = compile_composite(sp, base)
+            if roots is None:
+                skipped.append(f"{base}.{sp['code']}: composite of this shape")
+                continue
+            params.append({
+                "code": sp["code"],
+                "type": "composite",
+                "resource": base,
+                "paths": [r["root"] for r in roots],
+                "composite": roots,
+                "targets": [],
+                "description": sp.get("description", "").split("\n")[0][:200],
+            })
+        continue
     if ptype not in ("token", "string", "reference", "date", "number", "quantity", "uri"):
         continue
     expr = sp.get("expression")

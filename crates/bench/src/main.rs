@@ -27,11 +27,19 @@ struct Args {
     database: Option<String>,
     out: PathBuf,
     bundle: usize,
+    bundle_clients: usize,
 }
 
 fn args() -> Args {
-    let mut a =
-        Args { resources: 100_000, clients: 16, creates: 5_000, database: None, out: "bench.json".into(), bundle: 500 };
+    let mut a = Args {
+        resources: 100_000,
+        clients: 16,
+        creates: 5_000,
+        database: None,
+        out: "bench.json".into(),
+        bundle: 500,
+        bundle_clients: 4,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
@@ -42,9 +50,10 @@ fn args() -> Args {
             "--database" => a.database = Some(v()),
             "--out" => a.out = v().into(),
             "--bundle" => a.bundle = v().parse().expect("--bundle N"),
+            "--bundle-clients" => a.bundle_clients = v().parse().expect("--bundle-clients N"),
             "--help" | "-h" => {
                 println!(
-                    "lianyi-bench [--resources N] [--clients N] [--creates N] [--bundle N] [--database URL] [--out FILE]"
+                    "lianyi-bench [--resources N] [--clients N] [--creates N] [--bundle N] [--bundle-clients N] [--database URL] [--out FILE]"
                 );
                 std::process::exit(0);
             }
@@ -268,13 +277,35 @@ async fn main() {
     let rss_idle = rss_kb(pid);
     println!("Lianyi benchmark on {backend}: {} resources, {} clients", a.resources, a.clients);
 
-    // 1. Bulk ingest through transaction bundles.
+    // 1. Bulk ingest through transaction bundles, `--bundle-clients` at a time (a bulk
+    // loader keeps several bundles in flight so the server never waits for the next).
     let mut rng = Rng(42);
     let mut loaded = 0usize;
     let mut patients = 0usize;
     let mut bodies: Vec<String> = Vec::new();
     let t = Instant::now();
-    let mut peak_rss = rss_idle;
+    let peak = Arc::new(AtomicUsize::new(rss_idle as usize));
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(a.bundle_clients);
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let mut senders = Vec::new();
+    for _ in 0..a.bundle_clients {
+        let (rx, http, url, peak) = (rx.clone(), server.http.clone(), format!("{}/fhir", server.base), peak.clone());
+        senders.push(tokio::spawn(async move {
+            loop {
+                let Some(bundle) = rx.lock().await.recv().await else { break };
+                let r = http
+                    .post(&url)
+                    .header("content-type", "application/fhir+json")
+                    .header("prefer", "return=minimal")
+                    .body(bundle)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success(), "bundle failed: {}", r.text().await.unwrap());
+                peak.fetch_max(rss_kb(pid) as usize, Ordering::Relaxed);
+            }
+        }));
+    }
     while loaded < a.resources {
         let mut entries = Vec::new();
         while entries.len() < a.bundle && loaded + entries.len() < a.resources {
@@ -286,18 +317,13 @@ async fn main() {
             bodies.extend(entries.iter().map(|e| e["resource"].to_string()));
         }
         let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
-        let r = server
-            .http
-            .post(format!("{}/fhir", server.base))
-            .header("content-type", "application/fhir+json")
-            .header("prefer", "return=minimal")
-            .body(bundle.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "bundle failed: {}", r.text().await.unwrap());
-        peak_rss = peak_rss.max(rss_kb(pid));
+        tx.send(bundle.to_string()).await.unwrap();
     }
+    drop(tx);
+    for s in senders {
+        s.await.unwrap();
+    }
+    let mut peak_rss = peak.load(Ordering::Relaxed) as u64;
     let ingest_secs = t.elapsed().as_secs_f64();
     let bundle_rate = loaded as f64 / ingest_secs;
     println!("  bundle ingest        {bundle_rate:>10.0} resources/s ({loaded} in {ingest_secs:.1} s)");

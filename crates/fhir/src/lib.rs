@@ -18,5 +18,7 @@ pub mod types;
 
 pub use outcome::{Issue, IssueSeverity, IssueType, OperationOutcome};
 pub use schema::{ValidationErrors, validate_resource};
-pub use search_params::{IndexRows, ParamKind, SearchParam, extract_index, search_param, search_params_for};
+pub use search_params::{
+    INDEX_VERSION, IndexRows, ParamKind, SearchParam, extract_index, search_param, search_params_for,
+};
 pub use types::{ResourceType, SUPPORTED_TYPES};

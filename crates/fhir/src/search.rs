@@ -107,6 +107,23 @@ pub struct StringValue {
     pub contains: bool,
 }
 
+/// The second part of a composite search value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecondTerm {
+    Token(TokenValue),
+    Quantity(QuantityValue),
+    Date(DateValue),
+    /// Normalized; matches as a prefix, like a string parameter.
+    String(String),
+}
+
+/// One composite search value: `[system|]code$second`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompositeTerm {
+    pub first: TokenValue,
+    pub second: SecondTerm,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RefValue {
     pub target_type: Option<String>,
@@ -140,11 +157,18 @@ pub enum Criterion {
         param: &'static str,
         values: Vec<QuantityValue>,
     },
-    /// Uri values; `below` is the `:below` modifier (prefix match).
+    /// Uri values; `below` is the `:below` modifier (the value is a prefix of the
+    /// stored uri), `above` is `:above` (the stored uri is a prefix of the value).
     Uri {
         param: &'static str,
         values: Vec<String>,
         below: bool,
+        above: bool,
+    },
+    /// Composite values `token$second`, both parts matched on the same element.
+    Composite {
+        param: &'static str,
+        values: Vec<CompositeTerm>,
     },
     /// `param:Target.inner`: resources whose reference points at a `target` matching `inner`.
     Chain {
@@ -209,6 +233,8 @@ pub struct SearchRequest {
     pub total: Total,
     /// `_elements`: top-level elements to keep (plus id, meta, resourceType).
     pub elements: Option<Vec<String>>,
+    /// `_summary=data`: leave out the narrative (`text`).
+    pub drop_text: bool,
     /// `_cursor`: continue after this (last updated, id) in the default order, so
     /// pages stay consistent while writes happen (keyset paging).
     pub cursor: Option<(i64, String)>,
@@ -285,6 +311,7 @@ pub fn parse_search(resource_type: ResourceType, params: &[(String, String)]) ->
         revincludes: Vec::new(),
         total: Total::Accurate,
         elements: None,
+        drop_text: false,
         cursor: None,
         applied: Vec::new(),
     };
@@ -371,13 +398,17 @@ pub fn parse_search(resource_type: ResourceType, params: &[(String, String)]) ->
                 continue;
             }
             "_summary" => {
+                // `true` and `text` need the element definitions' isSummary flags and
+                // mandatory primitives, which the R4 JSON Schema this server is built
+                // from does not carry; they are refused rather than approximated.
                 match raw.as_str() {
                     "count" => req.count = 0,
+                    "data" => req.drop_text = true,
                     "false" => {}
                     _ => {
                         return Err(Issue::error(
                             IssueType::NotSupported,
-                            format!("_summary={raw} is not supported (count and false are)"),
+                            format!("_summary={raw} is not supported (count, data and false are)"),
                         )
                         .at(key.clone()));
                     }
@@ -514,6 +545,17 @@ fn parse_criterion(
                     let negate = match modifier {
                         None => false,
                         Some("not") => true,
+                        Some("text") => {
+                            let values = values
+                                .iter()
+                                .map(|v| StringValue {
+                                    value: normalize(&v.replace('\u{1}', "|")),
+                                    exact: false,
+                                    contains: false,
+                                })
+                                .collect();
+                            return Ok(Criterion::String { param: sp.text_key.as_str(), values });
+                        }
                         Some(m) => return Err(unsupported_modifier(key, m)),
                     };
                     Criterion::Token { param, values: values.iter().map(|v| parse_token(v)).collect(), negate }
@@ -535,6 +577,10 @@ fn parse_criterion(
                     Criterion::String { param, values }
                 }
                 ParamKind::Reference => {
+                    if modifier == Some("identifier") {
+                        let values = values.iter().map(|v| parse_token(v)).collect();
+                        return Ok(Criterion::Token { param: sp.identifier_key.as_str(), values, negate: false });
+                    }
                     let type_modifier = match modifier {
                         None => None,
                         Some(m) if ResourceType::parse(m).is_some() => Some(m.to_string()),
@@ -573,30 +619,85 @@ fn parse_criterion(
                 }
                 ParamKind::Quantity => {
                     no_modifier(key, modifier)?;
-                    let values = values
-                        .iter()
-                        .map(|v| {
-                            let mut parts = v.split('|');
-                            let number = parse_number(key, parts.next().unwrap_or_default())?;
-                            let system = parts.next().filter(|s| !s.is_empty()).map(|s| s.replace('\u{1}', "|"));
-                            let code = parts.next().filter(|s| !s.is_empty()).map(|s| s.replace('\u{1}', "|"));
-                            Ok(QuantityValue { number, system, code })
-                        })
-                        .collect::<Result<_, Issue>>()?;
+                    let values = values.iter().map(|v| parse_quantity(key, v)).collect::<Result<_, Issue>>()?;
                     Criterion::Quantity { param, values }
                 }
                 ParamKind::Uri => {
-                    let below = match modifier {
-                        None => false,
-                        Some("below") => true,
+                    let (below, above) = match modifier {
+                        None => (false, false),
+                        Some("below") => (true, false),
+                        Some("above") => (false, true),
                         Some(m) => return Err(unsupported_modifier(key, m)),
                     };
-                    Criterion::Uri { param, values: values.iter().map(|v| v.replace('\u{1}', "|")).collect(), below }
+                    let values = values.iter().map(|v| v.replace('\u{1}', "|")).collect();
+                    Criterion::Uri { param, values, below, above }
+                }
+                ParamKind::Composite => {
+                    no_modifier(key, modifier)?;
+                    let second = sp.composite.first().map_or(ParamKind::Token, |c| c.second.kind);
+                    let values = split_composite(raw)
+                        .iter()
+                        .map(|(first, rest)| parse_composite(key, second, first, rest))
+                        .collect::<Result<_, Issue>>()?;
+                    Criterion::Composite { param, values }
                 }
             }
         }
     };
     Ok(criterion)
+}
+
+fn parse_quantity(key: &str, v: &str) -> Result<QuantityValue, Issue> {
+    let mut parts = v.split('|');
+    let number = parse_number(key, parts.next().unwrap_or_default())?;
+    let system = parts.next().filter(|s| !s.is_empty()).map(|s| s.replace('\u{1}', "|"));
+    let code = parts.next().filter(|s| !s.is_empty()).map(|s| s.replace('\u{1}', "|"));
+    Ok(QuantityValue { number, system, code })
+}
+
+/// Splits a composite parameter's raw value on unescaped commas (OR), and each value
+/// on its first unescaped `$`, keeping the escapes for [`split_values`].
+fn split_composite(raw: &str) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    let (mut first, mut second): (String, Option<String>) = (String::new(), None);
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ',' => out.push((std::mem::take(&mut first), second.take())),
+            '$' if second.is_none() => second = Some(String::new()),
+            _ => {
+                let cur = second.as_mut().unwrap_or(&mut first);
+                cur.push(c);
+                if c == '\\'
+                    && let Some(n) = chars.next()
+                {
+                    cur.push(n);
+                }
+            }
+        }
+    }
+    out.push((first, second));
+    out
+}
+
+/// One composite value: a token, `$`, then a value of the second part's type.
+fn parse_composite(key: &str, second: ParamKind, first: &str, rest: &Option<String>) -> Result<CompositeTerm, Issue> {
+    let unescape = |s: &str| split_values(s).concat();
+    let Some(rest) = rest.as_deref().filter(|r| !r.is_empty() && !first.is_empty()) else {
+        return Err(bad(
+            key,
+            format!("'{key}' is a composite parameter (rule: [system|]code${} value)", second.as_str()),
+        ));
+    };
+    let first = parse_token(&unescape(first));
+    let rest = unescape(rest);
+    let second = match second {
+        ParamKind::Quantity => SecondTerm::Quantity(parse_quantity(key, &rest)?),
+        ParamKind::Date => SecondTerm::Date(parse_date_value(key, &rest)?),
+        ParamKind::String => SecondTerm::String(normalize(&rest.replace('\u{1}', "|"))),
+        _ => SecondTerm::Token(parse_token(&rest)),
+    };
+    Ok(CompositeTerm { first, second })
 }
 
 fn unsupported_modifier(key: &str, m: &str) -> Issue {

@@ -17,6 +17,11 @@ use crate::types::SUPPORTED_TYPES;
 
 const PARAMS_JSON: &str = include_str!("generated/search_params.json");
 
+/// The version of the extraction rules below. Bump it whenever they change what rows a
+/// resource produces: servers then rebuild stored rows (`lianyi reindex`).
+/// 2: composite rows, token display texts (`:text`), reference identifiers (`:identifier`).
+pub const INDEX_VERSION: i64 = 2;
+
 /// Longest string kept in a string or token index row (PostgreSQL b-tree entries are
 /// limited in size; longer values still match by prefix).
 const MAX_INDEXED_CHARS: usize = 200;
@@ -31,6 +36,9 @@ pub enum ParamKind {
     Number,
     Quantity,
     Uri,
+    /// Two parts matched on the same element: a token, then a token, quantity, date
+    /// or string (`code-value-quantity=http://loinc.org|2823-3$gt5.5`).
+    Composite,
 }
 
 impl ParamKind {
@@ -43,6 +51,7 @@ impl ParamKind {
             ParamKind::Number => "number",
             ParamKind::Quantity => "quantity",
             ParamKind::Uri => "uri",
+            ParamKind::Composite => "composite",
         }
     }
 
@@ -55,6 +64,7 @@ impl ParamKind {
             "number" => Some(ParamKind::Number),
             "quantity" => Some(ParamKind::Quantity),
             "uri" => Some(ParamKind::Uri),
+            "composite" => Some(ParamKind::Composite),
             _ => None,
         }
     }
@@ -74,6 +84,19 @@ struct RawPath {
 }
 
 #[derive(Clone, Debug, Deserialize)]
+struct RawPart {
+    #[serde(rename = "type")]
+    kind: String,
+    paths: Vec<RawPath>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct RawRoot {
+    root: RawPath,
+    parts: Vec<RawPart>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
 struct RawParam {
     code: String,
     #[serde(rename = "type")]
@@ -82,6 +105,8 @@ struct RawParam {
     paths: Vec<RawPath>,
     targets: Vec<String>,
     description: String,
+    #[serde(default)]
+    composite: Vec<RawRoot>,
 }
 
 /// A filter applied to the items reached by one step.
@@ -106,6 +131,22 @@ pub struct Path {
     pub target: String,
 }
 
+/// One part of a composite parameter: its type and its paths from the root element.
+#[derive(Clone, Debug)]
+pub struct CompositePart {
+    pub kind: ParamKind,
+    pub paths: Vec<Path>,
+}
+
+/// A root element of a composite parameter (`Observation`, `Observation.component`)
+/// and how to reach both parts from it: the parts must match on the same root.
+#[derive(Clone, Debug)]
+pub struct CompositeRoot {
+    pub root: Path,
+    pub first: CompositePart,
+    pub second: CompositePart,
+}
+
 /// A search parameter this server supports.
 #[derive(Clone, Debug)]
 pub struct SearchParam {
@@ -116,6 +157,12 @@ pub struct SearchParam {
     pub paths: Vec<Path>,
     pub targets: Vec<String>,
     pub description: String,
+    /// The roots and parts of a composite parameter (empty otherwise).
+    pub composite: Vec<CompositeRoot>,
+    /// `code:text`: where the display texts of a token parameter are indexed.
+    pub text_key: String,
+    /// `subject:identifier`: where the identifiers of a reference parameter are indexed.
+    pub identifier_key: String,
 }
 
 impl SearchParam {
@@ -135,32 +182,43 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
     let raw: Vec<RawParam> = serde_json::from_str(PARAMS_JSON).expect("generated search_params.json parses");
     let mut by_type: HashMap<String, Vec<SearchParam>> = HashMap::new();
     let mut common = Vec::new();
+    let path = |rp: RawPath| Path {
+        steps: rp
+            .steps
+            .into_iter()
+            .map(|(field, f)| Step {
+                field,
+                filter: f.map(|f| match f {
+                    RawFilter::Ref(t) => Filter::RefType(t),
+                    RawFilter::Eq((a, b)) => Filter::Eq(a, b),
+                }),
+            })
+            .collect(),
+        target: rp.target,
+    };
+    let part = |rp: RawPart| -> Option<CompositePart> {
+        Some(CompositePart { kind: ParamKind::parse(&rp.kind)?, paths: rp.paths.into_iter().map(path).collect() })
+    };
     for p in raw {
         let Some(kind) = ParamKind::parse(&p.kind) else { continue };
+        let composite = p
+            .composite
+            .into_iter()
+            .filter_map(|r| {
+                let mut parts = r.parts.into_iter();
+                Some(CompositeRoot { root: path(r.root), first: part(parts.next()?)?, second: part(parts.next()?)? })
+            })
+            .collect();
         let param = SearchParam {
+            text_key: format!("{}:text", p.code),
+            identifier_key: format!("{}:identifier", p.code),
             code: p.code,
             kind,
             base: p.resource.clone(),
-            paths: p
-                .paths
-                .into_iter()
-                .map(|rp| Path {
-                    steps: rp
-                        .steps
-                        .into_iter()
-                        .map(|(field, f)| Step {
-                            field,
-                            filter: f.map(|f| match f {
-                                RawFilter::Ref(t) => Filter::RefType(t),
-                                RawFilter::Eq((a, b)) => Filter::Eq(a, b),
-                            }),
-                        })
-                        .collect(),
-                    target: rp.target,
-                })
-                .collect(),
+            paths: p.paths.into_iter().map(path).collect(),
             targets: p.targets,
             description: p.description,
+            composite,
         };
         if p.resource == "Resource" {
             common.push(param);
@@ -251,6 +309,34 @@ pub struct UriRow {
     pub uri: String,
 }
 
+/// The second part of a composite row.
+#[derive(Clone, Debug, PartialEq, PartialOrd)]
+pub enum CompositeValue {
+    /// A token, or a string (`code` = normalized text, `system` none).
+    Code {
+        system: Option<String>,
+        code: String,
+    },
+    Quantity {
+        value: f64,
+        system: Option<String>,
+        code: Option<String>,
+    },
+    Date {
+        low: i64,
+        high: i64,
+    },
+}
+
+/// One composite row: the first part (a token) and the second, from the same element.
+#[derive(Clone, Debug, PartialEq, PartialOrd)]
+pub struct CompositeRow {
+    pub param: &'static str,
+    pub system: Option<String>,
+    pub code: String,
+    pub value: CompositeValue,
+}
+
 /// Every index row one resource produces.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct IndexRows {
@@ -261,6 +347,7 @@ pub struct IndexRows {
     pub numbers: Vec<NumberRow>,
     pub quantities: Vec<QuantityRow>,
     pub uris: Vec<UriRow>,
+    pub composites: Vec<CompositeRow>,
 }
 
 impl IndexRows {
@@ -272,6 +359,7 @@ impl IndexRows {
             + self.numbers.len()
             + self.quantities.len()
             + self.uris.len()
+            + self.composites.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -371,18 +459,33 @@ fn date(param: &'static str, r: Option<DateRange>, out: &mut Vec<DateRow>) {
     }
 }
 
-fn extract_value(p: &'static SearchParam, target: &str, v: &Value, rows: &mut IndexRows) {
+/// A display text of a token (`code:text` searches it like a string).
+fn text(key: &'static str, s: Option<&str>, out: &mut Vec<StringRow>) {
+    if let Some(s) = s.filter(|s| !s.trim().is_empty()) {
+        out.push(StringRow { param: key, norm: normalize(s), exact: truncate(s) });
+    }
+}
+
+/// The rows of one value `v` of type `target` reached by parameter `p`, indexed as `kind`
+/// (the parameter's own type, or a composite part's).
+fn extract_value(p: &'static SearchParam, kind: ParamKind, target: &str, v: &Value, rows: &mut IndexRows) {
     let param = p.code.as_str();
-    match p.kind {
+    match kind {
+        ParamKind::Composite => {}
         ParamKind::Token => match target {
             "CodeableConcept" => {
                 if let Some(codings) = v.get("coding").and_then(Value::as_array) {
                     for c in codings {
                         token(param, str_field(c, "system"), str_field(c, "code"), &mut rows.tokens);
+                        text(&p.text_key, str_field(c, "display"), &mut rows.strings);
                     }
                 }
+                text(&p.text_key, str_field(v, "text"), &mut rows.strings);
             }
-            "Coding" => token(param, str_field(v, "system"), str_field(v, "code"), &mut rows.tokens),
+            "Coding" => {
+                token(param, str_field(v, "system"), str_field(v, "code"), &mut rows.tokens);
+                text(&p.text_key, str_field(v, "display"), &mut rows.strings);
+            }
             "Identifier" | "ContactPoint" => {
                 token(param, str_field(v, "system"), str_field(v, "value"), &mut rows.tokens)
             }
@@ -417,6 +520,9 @@ fn extract_value(p: &'static SearchParam, target: &str, v: &Value, rows: &mut In
         }
         ParamKind::Reference => match target {
             "Reference" => {
+                if let Some(id) = v.get("identifier") {
+                    token(&p.identifier_key, str_field(id, "system"), str_field(id, "value"), &mut rows.tokens);
+                }
                 if let Some(r) = str_field(v, "reference") {
                     if let Some(parsed) = parse_reference(r) {
                         rows.references.push(ReferenceRow {
@@ -493,6 +599,59 @@ fn extract_value(p: &'static SearchParam, target: &str, v: &Value, rows: &mut In
     }
 }
 
+/// The composite rows of `p` in `resource`: for each root element, every first-part
+/// token paired with every second-part value found under that same element.
+fn extract_composite(p: &'static SearchParam, resource: &Value, rows: &mut IndexRows) {
+    let mut roots = Vec::new();
+    let mut found = Vec::new();
+    for c in &p.composite {
+        roots.clear();
+        walk(resource, &c.root.steps, &mut roots);
+        for item in &roots {
+            let (mut first, mut second) = (IndexRows::default(), IndexRows::default());
+            for (part, out) in [(&c.first, &mut first), (&c.second, &mut second)] {
+                for path in &part.paths {
+                    found.clear();
+                    walk(item, &path.steps, &mut found);
+                    for v in &found {
+                        extract_value(p, part.kind, &path.target, v, out);
+                    }
+                }
+            }
+            let values: Vec<CompositeValue> = match c.second.kind {
+                ParamKind::Token => {
+                    second.tokens.into_iter().map(|t| CompositeValue::Code { system: t.system, code: t.code }).collect()
+                }
+                ParamKind::String => second
+                    .strings
+                    .into_iter()
+                    .filter(|s| s.param == p.code)
+                    .map(|s| CompositeValue::Code { system: None, code: s.norm })
+                    .collect(),
+                ParamKind::Quantity => second
+                    .quantities
+                    .into_iter()
+                    .map(|q| CompositeValue::Quantity { value: q.value, system: q.system, code: q.code })
+                    .collect(),
+                ParamKind::Date => {
+                    second.dates.into_iter().map(|d| CompositeValue::Date { low: d.low, high: d.high }).collect()
+                }
+                _ => Vec::new(),
+            };
+            for t in first.tokens.iter().filter(|t| t.param == p.code) {
+                for v in &values {
+                    rows.composites.push(CompositeRow {
+                        param: p.code.as_str(),
+                        system: t.system.clone(),
+                        code: t.code.clone(),
+                        value: v.clone(),
+                    });
+                }
+            }
+        }
+    }
+}
+
 /// Extracts every index row of a (valid) resource of a supported type.
 pub fn extract_index(resource_type: &str, resource: &Value) -> IndexRows {
     let mut rows = IndexRows::default();
@@ -501,11 +660,15 @@ pub fn extract_index(resource_type: &str, resource: &Value) -> IndexRows {
         if p.is_native() {
             continue;
         }
+        if p.kind == ParamKind::Composite {
+            extract_composite(p, resource, &mut rows);
+            continue;
+        }
         for path in &p.paths {
             found.clear();
             walk(resource, &path.steps, &mut found);
             for v in &found {
-                extract_value(p, &path.target, v, &mut rows);
+                extract_value(p, p.kind, &path.target, v, &mut rows);
             }
         }
     }
@@ -521,6 +684,7 @@ pub fn extract_index(resource_type: &str, resource: &Value) -> IndexRows {
     rows.quantities.dedup();
     rows.uris.sort();
     rows.uris.dedup();
+    rows.composites.dedup();
     rows
 }
 

@@ -72,6 +72,12 @@ enum Command {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Rebuild the search-index rows of every stored resource (after an upgrade that
+    /// changed the indexing rules; `serve` also does it at start when needed).
+    Reindex {
+        #[command(flatten)]
+        data: DataArgs,
+    },
     /// Load FHIR NDJSON files (a folder of *.ndjson or one file), keeping ids and references.
     Import {
         /// Folder or file to import.
@@ -209,6 +215,8 @@ enum CliError {
     Store(#[from] lianyi_store::StoreError),
     #[error(transparent)]
     Import(#[from] lianyi_services::import::ImportError),
+    #[error(transparent)]
+    Service(#[from] lianyi_services::fhir::ServiceError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
     #[error(transparent)]
@@ -324,6 +332,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let loc = location(data, &file)?;
             let started = Instant::now();
             let app = App::build(app_config(&loc, &file)?).await?;
+            reindex_if_stale(&app.state().fhir).await?;
             let (listener, addr) = bind(&listen).await?;
             tracing::info!(%addr, database = %loc.display_url(), ms = started.elapsed().as_millis() as u64, "serving");
             let scheme = if file.tls_cert.is_some() { "https" } else { "http" };
@@ -333,6 +342,16 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 loc.display_url()
             );
             app.run(listener, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reindex { data } => {
+            let file = FileConfig::load(data.config.as_deref())?;
+            let loc = location(data, &file)?;
+            let app = App::build(app_config(&loc, &file)?).await?;
+            let started = Instant::now();
+            let n = app.state().fhir.reindex(&cli_caller(), |_| {}).await?;
+            app.state().fhir.store().close().await;
+            println!("{}: {n} resources reindexed in {:.1} s", loc.display_url(), started.elapsed().as_secs_f64());
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { listen, data_dir } => demo_command(&listen, data_dir).await,
@@ -413,6 +432,18 @@ async fn client_service(data: DataArgs) -> Result<(lianyi_security::ClientServic
     store.migrate().await?;
     let audit = AuditLog::start(store.clone(), file.audit_hash()?);
     Ok((lianyi_security::ClientService::new(store.clone(), audit, Arc::new(SystemClock::default())), store))
+}
+
+/// Rebuilds index rows written by older indexing rules before serving, so searches
+/// never silently miss stored data.
+async fn reindex_if_stale(fhir: &FhirService) -> Result<(), CliError> {
+    if fhir.index_is_stale().await? {
+        println!("The search index was built by an older version; rebuilding it before serving...");
+        let started = Instant::now();
+        let n = fhir.reindex(&Caller::system("lianyi serve"), |_| {}).await?;
+        println!("Reindexed {n} resources in {:.1} s", started.elapsed().as_secs_f64());
+    }
+    Ok(())
 }
 
 async fn rotate_keys(cipher: Option<String>, data: DataArgs) -> Result<ExitCode, CliError> {

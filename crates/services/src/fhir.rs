@@ -26,6 +26,7 @@ use crate::protect::Protector;
 
 pub mod export;
 mod patch;
+mod reindex;
 mod transaction;
 
 pub use patch::apply_patch;

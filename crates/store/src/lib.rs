@@ -30,7 +30,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 pub use read::{BodyRow, HistoryPage, HistoryQuery, StoredResource};
 pub use scope::RowScope;
 pub use search::SearchPage;
-pub use write::{WriteKind, WriteOp, WriteResult};
+pub use write::{Reindexed, WriteKind, WriteOp, WriteResult};
 
 /// Which database engine is behind the pools.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +100,27 @@ pub struct Store {
     backend: Backend,
     /// The group-commit queue, started on first use.
     group: std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<write::Pending>>>,
+    /// Held by every clone; background tasks stop once the last clone is gone.
+    _alive: Option<std::sync::Arc<()>>,
+    /// SQLite's checkpoint connection.
+    checkpointer: Option<AnyPool>,
+}
+
+/// Copies committed WAL frames into the SQLite database file off the write path.
+/// PASSIVE never blocks readers or the writer; frames still in use by a reader are
+/// copied on a later round, and the writer starts the WAL file over once every frame
+/// has been copied (as with SQLite's own automatic checkpoints, which are PASSIVE too).
+async fn checkpoint_loop(pool: AnyPool, alive: std::sync::Weak<()>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if alive.upgrade().is_none() || pool.is_closed() {
+            pool.close().await;
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_all(&pool).await {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
 }
 
 impl Store {
@@ -126,6 +147,13 @@ impl Store {
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA synchronous = FULL").await?;
                         conn.execute("PRAGMA cache_size = -65536").await?;
+                        // Statement journals stay in memory rather than in temp files.
+                        conn.execute("PRAGMA temp_store = MEMORY").await?;
+                        // Checkpoints mostly run on their own connection (below), not
+                        // inside the commit of whichever write crosses the WAL threshold;
+                        // the writer's own checkpoint at 32 MiB then finds little left to
+                        // copy and lets the WAL file start over.
+                        conn.execute("PRAGMA wal_autocheckpoint = 8192").await?;
                         Ok(())
                     })
                 })
@@ -140,16 +168,33 @@ impl Store {
                         Ok(())
                     })
                 })
-                .connect_with(opts)
+                .connect_with(opts.clone())
                 .await?;
-            Ok(Store { read, write, backend: Backend::Sqlite, group: Default::default() })
+            let alive = std::sync::Arc::new(());
+            let checkpointer = AnyPoolOptions::new().max_connections(1).connect_with(opts).await?;
+            tokio::spawn(checkpoint_loop(checkpointer.clone(), std::sync::Arc::downgrade(&alive)));
+            Ok(Store {
+                read,
+                write,
+                backend: Backend::Sqlite,
+                group: Default::default(),
+                _alive: Some(alive),
+                checkpointer: Some(checkpointer),
+            })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(options(url)?)
                 .await?;
-            Ok(Store { read: pool.clone(), write: pool, backend: Backend::Postgres, group: Default::default() })
+            Ok(Store {
+                read: pool.clone(),
+                write: pool,
+                backend: Backend::Postgres,
+                group: Default::default(),
+                _alive: None,
+                checkpointer: None,
+            })
         } else {
             Err(StoreError::UnsupportedUrl)
         }
@@ -178,5 +223,8 @@ impl Store {
     pub async fn close(&self) {
         self.read.close().await;
         self.write.close().await;
+        if let Some(c) = &self.checkpointer {
+            c.close().await;
+        }
     }
 }

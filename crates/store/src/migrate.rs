@@ -54,6 +54,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0007_more_index.sql"),
         postgres: include_str!("../migrations/postgres/0007_more_index.sql"),
     },
+    Migration {
+        version: 8,
+        name: "search_v2",
+        sqlite: include_str!("../migrations/sqlite/0008_search_v2.sql"),
+        postgres: include_str!("../migrations/postgres/0008_search_v2.sql"),
+    },
 ];
 
 impl Store {
@@ -92,6 +98,13 @@ impl Store {
             tx.commit().await?;
             tracing::info!(version = m.version, name = m.name, "applied migration");
             count += 1;
+        }
+        // A database without resources has nothing to reindex: its rows will all be
+        // written by this build's rules.
+        if self.index_version().await?.is_none()
+            && sqlx::query("SELECT 1 FROM resources LIMIT 1").fetch_optional(&self.write).await?.is_none()
+        {
+            self.set_index_version(lianyi_fhir::INDEX_VERSION).await?;
         }
         Ok(count)
     }

@@ -5,7 +5,9 @@
 //! ranges; `eq` means the search range contains the value's range, `gt` that the
 //! value's range reaches beyond it, and so on.
 
-use lianyi_fhir::search::{Criterion, DateValue, NumberValue, Prefix, SearchRequest, SortKey, TokenSystem, Total};
+use lianyi_fhir::search::{
+    Criterion, DateValue, NumberValue, Prefix, SearchRequest, SecondTerm, SortKey, TokenSystem, TokenValue, Total,
+};
 use lianyi_fhir::search_params::ParamKind;
 use sqlx::Row;
 
@@ -77,6 +79,7 @@ fn table_of(kind: ParamKind) -> &'static str {
         ParamKind::Number => "idx_number",
         ParamKind::Quantity => "idx_quantity",
         ParamKind::Uri => "idx_uri",
+        ParamKind::Composite => "idx_composite",
     }
 }
 
@@ -95,6 +98,23 @@ fn number_condition(sql: &mut Sql, col: &str, v: &NumberValue) {
         Prefix::Le => format!("{col} <= {x}"),
     };
     sql.push(&cond);
+}
+
+/// `[system|]code` on the columns `system` and `code`.
+fn token_condition(s: &mut Sql, system: &str, code: &str, v: &TokenValue) {
+    s.push("1 = 1");
+    if let Some(c) = &v.code {
+        s.push(&format!(" AND {code} = "));
+        s.push_bind(Arg::Text(c.clone()));
+    }
+    match &v.system {
+        TokenSystem::Any => {}
+        TokenSystem::None => s.push(&format!(" AND {system} IS NULL")),
+        TokenSystem::Is(sys) => {
+            s.push(&format!(" AND {system} = "));
+            s.push_bind(Arg::Text(sys.clone()));
+        }
+    }
 }
 
 fn index_subquery(sql: &mut Sql, table: &str, alias: &str, type_ph: &str, param: &str, probe: bool) {
@@ -139,7 +159,7 @@ fn selectivity(c: &Criterion) -> u8 {
     match c {
         Criterion::Id(_) | Criterion::Chain { .. } | Criterion::Has { .. } | Criterion::Reference { .. } => 0,
         Criterion::Token { param, negate: false, .. } if !BROAD_TOKENS.contains(param) => 1,
-        Criterion::String { .. } | Criterion::Uri { .. } => 1,
+        Criterion::String { .. } | Criterion::Uri { .. } | Criterion::Composite { .. } => 1,
         Criterion::Quantity { .. } | Criterion::Number { .. } => 2,
         Criterion::Date { .. } | Criterion::LastUpdated(_) => 2,
         _ => 3,
@@ -197,21 +217,7 @@ fn push_criterion(
         }
         Criterion::Token { param, values, negate } => {
             index_subquery_neg(sql, "idx_token", r, type_ph, param, *negate, probe);
-            or_group(sql, values, |s, v| {
-                s.push("1 = 1");
-                if let Some(code) = &v.code {
-                    s.push(" AND code = ");
-                    s.push_bind(Arg::Text(code.clone()));
-                }
-                match &v.system {
-                    TokenSystem::Any => {}
-                    TokenSystem::None => s.push(" AND system IS NULL"),
-                    TokenSystem::Is(sys) => {
-                        s.push(" AND system = ");
-                        s.push_bind(Arg::Text(sys.clone()));
-                    }
-                }
-            });
+            or_group(sql, values, |s, v| token_condition(s, "system", "code", v));
             sql.push(")");
         }
         Criterion::String { param, values } => {
@@ -272,10 +278,14 @@ fn push_criterion(
             });
             sql.push(")");
         }
-        Criterion::Uri { param, values, below } => {
+        Criterion::Uri { param, values, below, above } => {
             index_subquery(sql, "idx_uri", r, type_ph, param, probe);
             or_group(sql, values, |s, v| {
-                if *below {
+                if *above {
+                    // The stored uri is the value or one of its leading parts.
+                    let ph = s.bind(Arg::Text(v.clone()));
+                    s.push(&format!("uri <= {ph} AND substr({ph}, 1, length(uri)) = uri"));
+                } else if *below {
                     s.push("uri >= ");
                     s.push_bind(Arg::Text(v.clone()));
                     s.push(" AND uri < ");
@@ -283,6 +293,35 @@ fn push_criterion(
                 } else {
                     s.push("uri = ");
                     s.push_bind(Arg::Text(v.clone()));
+                }
+            });
+            sql.push(")");
+        }
+        Criterion::Composite { param, values } => {
+            index_subquery(sql, "idx_composite", r, type_ph, param, probe);
+            or_group(sql, values, |s, v| {
+                token_condition(s, "system", "code", &v.first);
+                s.push(" AND ");
+                match &v.second {
+                    SecondTerm::Token(t) => token_condition(s, "vsystem", "vcode", t),
+                    SecondTerm::String(prefix) => {
+                        s.push("vcode >= ");
+                        s.push_bind(Arg::Text(prefix.clone()));
+                        s.push(" AND vcode < ");
+                        s.push_bind(Arg::Text(prefix_upper_bound(prefix)));
+                    }
+                    SecondTerm::Date(d) => date_condition(s, "low", "high", d),
+                    SecondTerm::Quantity(q) => {
+                        number_condition(s, "num", &q.number);
+                        if let Some(sys) = &q.system {
+                            s.push(" AND vsystem = ");
+                            s.push_bind(Arg::Text(sys.clone()));
+                        }
+                        if let Some(code) = &q.code {
+                            s.push(" AND vcode = ");
+                            s.push_bind(Arg::Text(code.clone()));
+                        }
+                    }
                 }
             });
             sql.push(")");

@@ -14,6 +14,8 @@ pub(crate) enum Arg {
     OptText(Option<String>),
     Int(i64),
     Float(f64),
+    OptInt(Option<i64>),
+    OptFloat(Option<f64>),
 }
 
 /// SQL text plus its arguments in placeholder order.
@@ -60,6 +62,8 @@ impl Sql {
                 Arg::OptText(s) => q.bind(s.clone()),
                 Arg::Int(i) => q.bind(*i),
                 Arg::Float(f) => q.bind(*f),
+                Arg::OptInt(i) => q.bind(*i),
+                Arg::OptFloat(f) => q.bind(*f),
             };
         }
         q

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use lianyi_fhir::datetime::format_instant;
-use lianyi_fhir::search_params::IndexRows;
+use lianyi_fhir::search_params::{CompositeValue, IndexRows};
 use serde_json::{Map, Value};
 use sqlx::Row;
 
@@ -250,22 +250,8 @@ impl Store {
             stale.entry(p.resource_type.as_str()).or_default().push(p.id.as_str());
         }
         for (rtype, ids) in &stale {
-            for chunk in ids.chunks(500) {
-                for table in
-                    ["idx_token", "idx_string", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri"]
-                {
-                    let mut sql = Sql::new(&format!("DELETE FROM {table} WHERE res_type = "));
-                    sql.push_bind(Arg::Text((*rtype).to_string()));
-                    sql.push(" AND res_id IN (");
-                    for (i, id) in chunk.iter().enumerate() {
-                        if i > 0 {
-                            sql.push(", ");
-                        }
-                        sql.push_bind(Arg::Text((*id).to_string()));
-                    }
-                    sql.push(")");
-                    sql.query(self.backend).execute(&mut *tx).await?;
-                }
+            for sql in index_deletes(rtype, ids) {
+                sql.query(self.backend).execute(&mut *tx).await?;
             }
         }
 
@@ -331,73 +317,10 @@ impl Store {
             max,
         ));
 
-        let (mut tokens, mut strings, mut refs, mut dates) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut numbers, mut quantities, mut uris) = (Vec::new(), Vec::new(), Vec::new());
-        for &i in &finals {
-            let p = &planned[i];
-            let owner = || vec![Arg::Text(p.resource_type.clone()), Arg::Text(p.id.clone())];
-            for t in &p.index.tokens {
-                let mut r = owner();
-                r.extend([Arg::Text(t.param.to_string()), Arg::OptText(t.system.clone()), Arg::Text(t.code.clone())]);
-                tokens.push(r);
-            }
-            for s in &p.index.strings {
-                let mut r = owner();
-                r.extend([Arg::Text(s.param.to_string()), Arg::Text(s.norm.clone()), Arg::Text(s.exact.clone())]);
-                strings.push(r);
-            }
-            for x in &p.index.references {
-                let mut r = owner();
-                r.extend([
-                    Arg::Text(x.param.to_string()),
-                    Arg::OptText(x.target_type.clone()),
-                    Arg::Text(x.target_id.clone()),
-                ]);
-                refs.push(r);
-            }
-            for d in &p.index.dates {
-                let mut r = owner();
-                r.extend([Arg::Text(d.param.to_string()), Arg::Int(d.low), Arg::Int(d.high)]);
-                dates.push(r);
-            }
-            for n in &p.index.numbers {
-                let mut r = owner();
-                r.extend([Arg::Text(n.param.to_string()), Arg::Float(n.value)]);
-                numbers.push(r);
-            }
-            for q in &p.index.quantities {
-                let mut r = owner();
-                r.extend([
-                    Arg::Text(q.param.to_string()),
-                    Arg::Float(q.value),
-                    Arg::OptText(q.system.clone()),
-                    Arg::OptText(q.code.clone()),
-                ]);
-                quantities.push(r);
-            }
-            for u in &p.index.uris {
-                let mut r = owner();
-                r.extend([Arg::Text(u.param.to_string()), Arg::Text(u.uri.clone())]);
-                uris.push(r);
-            }
-        }
-        statements.extend(multi_insert("idx_token", &["res_type", "res_id", "param", "system", "code"], tokens, max));
-        statements.extend(multi_insert("idx_string", &["res_type", "res_id", "param", "norm", "exact"], strings, max));
-        statements.extend(multi_insert(
-            "idx_reference",
-            &["res_type", "res_id", "param", "target_type", "target_id"],
-            refs,
+        statements.extend(index_inserts(
+            finals.iter().map(|&i| (planned[i].resource_type.as_str(), planned[i].id.as_str(), &planned[i].index)),
             max,
         ));
-        statements.extend(multi_insert("idx_date", &["res_type", "res_id", "param", "low", "high"], dates, max));
-        statements.extend(multi_insert("idx_number", &["res_type", "res_id", "param", "value"], numbers, max));
-        statements.extend(multi_insert(
-            "idx_quantity",
-            &["res_type", "res_id", "param", "value", "system", "code"],
-            quantities,
-            max,
-        ));
-        statements.extend(multi_insert("idx_uri", &["res_type", "res_id", "param", "uri"], uris, max));
 
         let planned_at = started.elapsed();
         for s in &statements {
@@ -417,6 +340,193 @@ impl Store {
             "write batch"
         );
         Ok(results)
+    }
+}
+
+/// The index tables, one per parameter type.
+const INDEX_TABLES: [&str; 8] =
+    ["idx_token", "idx_string", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri", "idx_composite"];
+
+/// Statements deleting every index row of the resources `ids` of type `rtype`.
+fn index_deletes(rtype: &str, ids: &[&str]) -> Vec<Sql> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(500) {
+        for table in INDEX_TABLES {
+            let mut sql = Sql::new(&format!("DELETE FROM {table} WHERE res_type = "));
+            sql.push_bind(Arg::Text(rtype.to_string()));
+            sql.push(" AND res_id IN (");
+            for (i, id) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.push_bind(Arg::Text((*id).to_string()));
+            }
+            sql.push(")");
+            out.push(sql);
+        }
+    }
+    out
+}
+
+/// Multi-row inserts of the index rows of each (type, id, rows).
+fn index_inserts<'a>(owners: impl Iterator<Item = (&'a str, &'a str, &'a IndexRows)>, max: usize) -> Vec<Sql> {
+    let mut out = Vec::new();
+    let (mut tokens, mut strings, mut refs, mut dates) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut numbers, mut quantities, mut uris, mut composites) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (rtype, id, index) in owners {
+        let owner = || vec![Arg::Text(rtype.to_string()), Arg::Text(id.to_string())];
+        for t in &index.tokens {
+            let mut r = owner();
+            r.extend([Arg::Text(t.param.to_string()), Arg::OptText(t.system.clone()), Arg::Text(t.code.clone())]);
+            tokens.push(r);
+        }
+        for s in &index.strings {
+            let mut r = owner();
+            r.extend([Arg::Text(s.param.to_string()), Arg::Text(s.norm.clone()), Arg::Text(s.exact.clone())]);
+            strings.push(r);
+        }
+        for x in &index.references {
+            let mut r = owner();
+            r.extend([
+                Arg::Text(x.param.to_string()),
+                Arg::OptText(x.target_type.clone()),
+                Arg::Text(x.target_id.clone()),
+            ]);
+            refs.push(r);
+        }
+        for d in &index.dates {
+            let mut r = owner();
+            r.extend([Arg::Text(d.param.to_string()), Arg::Int(d.low), Arg::Int(d.high)]);
+            dates.push(r);
+        }
+        for n in &index.numbers {
+            let mut r = owner();
+            r.extend([Arg::Text(n.param.to_string()), Arg::Float(n.value)]);
+            numbers.push(r);
+        }
+        for q in &index.quantities {
+            let mut r = owner();
+            r.extend([
+                Arg::Text(q.param.to_string()),
+                Arg::Float(q.value),
+                Arg::OptText(q.system.clone()),
+                Arg::OptText(q.code.clone()),
+            ]);
+            quantities.push(r);
+        }
+        for u in &index.uris {
+            let mut r = owner();
+            r.extend([Arg::Text(u.param.to_string()), Arg::Text(u.uri.clone())]);
+            uris.push(r);
+        }
+        for c in &index.composites {
+            let mut r = owner();
+            r.extend([Arg::Text(c.param.to_string()), Arg::OptText(c.system.clone()), Arg::Text(c.code.clone())]);
+            let (vsystem, vcode, num, low, high) = match &c.value {
+                CompositeValue::Code { system, code } => (system.clone(), Some(code.clone()), None, None, None),
+                CompositeValue::Quantity { value, system, code } => {
+                    (system.clone(), code.clone(), Some(*value), None, None)
+                }
+                CompositeValue::Date { low, high } => (None, None, None, Some(*low), Some(*high)),
+            };
+            r.extend([
+                Arg::OptText(vsystem),
+                Arg::OptText(vcode),
+                Arg::OptFloat(num),
+                Arg::OptInt(low),
+                Arg::OptInt(high),
+            ]);
+            composites.push(r);
+        }
+    }
+    out.extend(multi_insert("idx_token", &["res_type", "res_id", "param", "system", "code"], tokens, max));
+    out.extend(multi_insert("idx_string", &["res_type", "res_id", "param", "norm", "exact"], strings, max));
+    out.extend(multi_insert("idx_reference", &["res_type", "res_id", "param", "target_type", "target_id"], refs, max));
+    out.extend(multi_insert("idx_date", &["res_type", "res_id", "param", "low", "high"], dates, max));
+    out.extend(multi_insert("idx_number", &["res_type", "res_id", "param", "value"], numbers, max));
+    out.extend(multi_insert(
+        "idx_quantity",
+        &["res_type", "res_id", "param", "value", "system", "code"],
+        quantities,
+        max,
+    ));
+    out.extend(multi_insert("idx_uri", &["res_type", "res_id", "param", "uri"], uris, max));
+    out.extend(multi_insert(
+        "idx_composite",
+        &["res_type", "res_id", "param", "system", "code", "vsystem", "vcode", "num", "low", "high"],
+        composites,
+        max,
+    ));
+
+    out
+}
+
+/// One current resource's new index rows, for [`Store::replace_index`].
+#[derive(Clone, Debug)]
+pub struct Reindexed {
+    pub resource_type: String,
+    pub id: String,
+    /// The version the rows were extracted from; skipped if it is no longer current.
+    pub version: i64,
+    pub index: IndexRows,
+}
+
+impl Store {
+    /// Replaces the index rows of resources (after the extraction rules changed), in
+    /// one transaction, leaving bodies and versions alone. A resource updated since it
+    /// was read keeps the rows its update wrote. Returns how many were reindexed.
+    pub async fn replace_index(&self, items: &[Reindexed]) -> Result<usize> {
+        let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
+        let mut current = Vec::new();
+        for it in items {
+            let mut sql = Sql::new("SELECT 1 FROM resources WHERE res_type = ");
+            sql.push_bind(Arg::Text(it.resource_type.clone()));
+            sql.push(" AND id = ");
+            sql.push_bind(Arg::Text(it.id.clone()));
+            sql.push(" AND version = ");
+            sql.push_bind(Arg::Int(it.version));
+            sql.push(" AND deleted = 0");
+            if sql.query(self.backend).fetch_optional(&mut *tx).await?.is_some() {
+                current.push(it);
+            }
+        }
+        for it in &current {
+            for sql in index_deletes(&it.resource_type, &[it.id.as_str()]) {
+                sql.query(self.backend).execute(&mut *tx).await?;
+            }
+        }
+        let inserts = index_inserts(
+            current.iter().map(|it| (it.resource_type.as_str(), it.id.as_str(), &it.index)),
+            self.backend.max_params(),
+        );
+        for sql in &inserts {
+            sql.query(self.backend).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(current.len())
+    }
+
+    /// The version of the index-extraction rules the stored rows were built with
+    /// (`None` before the first record).
+    pub async fn index_version(&self) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT value FROM store_meta WHERE name = 'index_version'")
+            .fetch_optional(&self.write)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<String, _>(0)?.parse().ok(),
+            None => None,
+        })
+    }
+
+    pub async fn set_index_version(&self, version: i64) -> Result<()> {
+        let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
+        sqlx::query("DELETE FROM store_meta WHERE name = 'index_version'").execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO store_meta (name, value) VALUES ('index_version', $1)")
+            .bind(version.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 }
 

@@ -128,13 +128,20 @@ pub fn history(base: &str, total: i64, links: Vec<Link>, versions: &[StoredResou
     serde_json::to_string(&b).unwrap_or_default()
 }
 
-/// `_elements`: keeps the named top-level elements (and id, meta, resourceType) and
-/// marks the resource SUBSETTED, as the spec asks.
-pub fn subset(body: &str, elements: &[String]) -> String {
+/// `_elements`: keeps the named top-level elements (and id, meta, resourceType);
+/// `_summary=data` (`drop_text`): leaves out the narrative. Either way the resource is
+/// marked SUBSETTED, as the spec asks.
+pub fn subset(body: &str, elements: Option<&[String]>, drop_text: bool) -> String {
     let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_str::<serde_json::Value>(body) else {
         return body.to_string();
     };
-    obj.retain(|k, _| matches!(k.as_str(), "resourceType" | "id" | "meta") || elements.iter().any(|e| e == k));
+    obj.retain(|k, _| {
+        let kept = match elements {
+            Some(list) => matches!(k.as_str(), "resourceType" | "id" | "meta") || list.iter().any(|e| e == k),
+            None => true,
+        };
+        kept && !(drop_text && k == "text")
+    });
     let tag =
         serde_json::json!({"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"});
     let meta = obj.entry("meta").or_insert_with(|| serde_json::json!({}));

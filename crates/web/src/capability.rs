@@ -88,7 +88,7 @@ pub fn capability_statement(base: &str, date: &str) -> Value {
                 "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "OAuth"}]}],
                 "description": "Bearer tokens from POST /oauth/token (OAuth2 client credentials) with SMART v2 scopes such as system/Patient.rs; every client is limited to its campuses. Without a token: 401; outside the token's scopes, campuses or patient compartment: 403.",
             },
-            "documentation": "Search: parameters of type token, string, reference, date, number, quantity and uri with the prefixes eq, ne, lt, gt, le, ge (number and quantity with implicit precision); modifiers :below (uri), :missing (all), :exact and :contains (string), :not (token), :[type] (reference); chained parameters (several levels) and _has (nestable); _id, _lastUpdated, _count, _sort (several keys, - for descending), _include and _revinclude (with :iterate), _total=none, _summary=count, _elements. Unknown parameters are rejected (400). Transactions and batches at the base URL.",
+            "documentation": "Search: parameters of type token, string, reference, date, number, quantity, uri and composite (token$value, both parts on the same element) with the prefixes eq, ne, lt, gt, le, ge (number and quantity with implicit precision); modifiers :above and :below (uri), :missing (all), :exact and :contains (string), :not and :text (token), :[type] and :identifier (reference); chained parameters (several levels) and _has (nestable); _id, _lastUpdated, _count, _sort (several keys, - for descending), _include and _revinclude (with :iterate), _total=none, _summary=count|data|false (true and text are refused: this server is built from the R4 JSON Schema, which does not carry the isSummary flags), _elements. Unknown parameters are rejected (400). Transactions and batches at the base URL.",
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
             "operation": [
@@ -134,7 +134,10 @@ mod tests {
             .iter()
             .flat_map(|r| r["searchParam"].as_array().unwrap().iter().map(|p| p["type"].as_str().unwrap()))
             .collect();
-        assert_eq!(kinds, ["token", "string", "reference", "date", "number", "quantity", "uri"].into_iter().collect());
+        assert_eq!(
+            kinds,
+            ["token", "string", "reference", "date", "number", "quantity", "uri", "composite"].into_iter().collect()
+        );
         let audit = cs["rest"][0]["resource"].as_array().unwrap().iter().find(|r| r["type"] == "AuditEvent").unwrap();
         let interactions: Vec<&str> =
             audit["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();

@@ -833,9 +833,9 @@ async fn search(
         s.append_pair("_cursor", &format!("{}:{}", last.last_updated, last.id));
         next.url = format!("{base}/fhir/{rtype}?{}", s.finish());
     }
-    if let Some(elements) = &req.elements {
+    if req.elements.is_some() || req.drop_text {
         for r in page.resources.iter_mut() {
-            r.body = bundle::subset(&r.body, elements);
+            r.body = bundle::subset(&r.body, req.elements.as_deref(), req.drop_text);
         }
     }
     let body = bundle::searchset(&base, page.total, links, &page.resources, &page.included, state.fhir.now_ms());

@@ -31,10 +31,11 @@ async fn metadata_lists_exactly_the_supported_types() {
     let obs_names: Vec<&str> =
         obs["searchParam"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert!(obs_names.contains(&"value-quantity"));
-    assert!(
-        !obs_names.contains(&"code-value-quantity"),
-        "composite parameters are not supported yet and must not be advertised"
-    );
+    let composite = obs["searchParam"].as_array().unwrap().iter().find(|p| p["name"] == "code-value-quantity").unwrap();
+    assert_eq!(composite["type"], "composite");
+    // Composites of shapes the server does not index are not advertised.
+    let doc = cs["rest"][0]["resource"].as_array().unwrap().iter().find(|r| r["type"] == "DocumentReference").unwrap();
+    assert!(!doc["searchParam"].as_array().unwrap().iter().any(|p| p["name"] == "relationship"));
 }
 
 #[tokio::test]

@@ -397,6 +397,132 @@ async fn quantity_number_and_uri_parameters() {
 }
 
 #[tokio::test]
+async fn composite_parameters_match_parts_on_the_same_element() {
+    let app = spawn_app().await;
+    let loinc = "http://loinc.org";
+    let q = |v: f64| json!({"value": v, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"});
+    // 0: potassium 6.8; 1: potassium 4.1; 2: sodium 6.8 (a code and a value that only
+    // match across two different observations must not match one).
+    let mut obs = Vec::new();
+    for (code, v) in [("2823-3", 6.8), ("2823-3", 4.1), ("2951-2", 6.8)] {
+        obs.push(
+            app.create(&json!({"resourceType": "Observation", "status": "final",
+                "code": {"coding": [{"system": loinc, "code": code, "display": "Potassium [Moles/volume] in Serum or Plasma"}]},
+                "valueQuantity": q(v)}))
+                .await,
+        );
+    }
+    // 3: blood pressure with components: systolic 150, diastolic 85.
+    obs.push(
+        app.create(&json!({"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": loinc, "code": "85354-9"}], "text": "Blood pressure panel"},
+            "component": [
+                {"code": {"coding": [{"system": loinc, "code": "8480-6"}]}, "valueQuantity": {"value": 150, "unit": "mm[Hg]", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
+                {"code": {"coding": [{"system": loinc, "code": "8462-4"}]}, "valueQuantity": {"value": 85, "unit": "mm[Hg]", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}
+            ]}))
+            .await,
+    );
+    // 4: a coded value.
+    obs.push(
+        app.create(&json!({"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": loinc, "code": "883-9"}]},
+            "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "112144000"}]}}))
+            .await,
+    );
+    let ids = |idx: &[usize]| idx.iter().map(|i| obs[*i].clone()).collect::<Vec<_>>();
+    let none: Vec<String> = Vec::new();
+    assert_eq!(app.search_ids("/fhir/Observation?code-value-quantity=http://loinc.org%7C2823-3$gt6").await, ids(&[0]));
+    assert_eq!(app.search_ids("/fhir/Observation?code-value-quantity=2823-3$lt5").await, ids(&[1]));
+    assert_eq!(app.search_ids("/fhir/Observation?code-value-quantity=2823-3$gt6,2951-2$gt6").await, ids(&[0, 2]));
+    assert_eq!(
+        app.search_ids("/fhir/Observation?code-value-quantity=2823-3$6.8%7Chttp://unitsofmeasure.org%7Cmmol/L").await,
+        ids(&[0])
+    );
+    assert_eq!(app.search_ids("/fhir/Observation?code-value-quantity=2823-3$6.8%7C%7Cmg/dL").await, none);
+    // Components: systolic > 140 matches; diastolic > 140 does not (85), although the
+    // resource has both a diastolic code and a value above 140.
+    assert_eq!(app.search_ids("/fhir/Observation?component-code-value-quantity=8480-6$gt140").await, ids(&[3]));
+    assert_eq!(app.search_ids("/fhir/Observation?component-code-value-quantity=8462-4$gt140").await, none);
+    assert_eq!(app.search_ids("/fhir/Observation?combo-code-value-quantity=8462-4$lt90").await, ids(&[3]));
+    assert_eq!(app.search_ids("/fhir/Observation?combo-code-value-quantity=2823-3$gt6").await, ids(&[0]));
+    assert_eq!(
+        app.search_ids("/fhir/Observation?code-value-concept=883-9$http://snomed.info/sct%7C112144000").await,
+        ids(&[4])
+    );
+    assert_eq!(app.search_ids("/fhir/Observation?code-value-concept=883-9$999").await, none);
+    // Errors name the parameter and the rule.
+    let r = app.get("/fhir/Observation?code-value-quantity=2823-3").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let (code, at, text) = outcome(r).await;
+    assert_eq!((code.as_str(), at.as_str()), ("invalid", "code-value-quantity"));
+    assert!(text.contains("$quantity"), "{text}");
+    let r = app.get("/fhir/Observation?code-value-quantity=2823-3$abc").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // :text on a token searches displays and CodeableConcept.text (starts-with, any case).
+    assert_eq!(app.search_ids("/fhir/Observation?code:text=potassium").await, ids(&[0, 1, 2]));
+    assert_eq!(app.search_ids("/fhir/Observation?code:text=BLOOD%20press").await, ids(&[3]));
+    assert_eq!(app.search_ids("/fhir/Observation?code:text=sodium").await, none);
+}
+
+#[tokio::test]
+async fn identifier_above_and_summary_data() {
+    let app = spawn_app().await;
+    // :identifier on a reference parameter matches Reference.identifier.
+    let mut enc = Vec::new();
+    for v in ["E1", "E2"] {
+        enc.push(
+            app.create(&json!({"resourceType": "Encounter", "status": "finished",
+                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                "subject": {"identifier": {"system": "urn:lianyi:sid:mrn:campus-east", "value": v}, "display": "x"}}))
+                .await,
+        );
+    }
+    assert_eq!(
+        app.search_ids("/fhir/Encounter?subject:identifier=urn:lianyi:sid:mrn:campus-east%7CE2").await,
+        vec![enc[1].clone()]
+    );
+    assert_eq!(app.search_ids("/fhir/Encounter?subject:identifier=E1").await, vec![enc[0].clone()]);
+    assert!(app.search_ids("/fhir/Encounter?subject:identifier=urn:other%7CE1").await.is_empty());
+
+    // :above on a uri: the stored uri is the value or a leading part of it.
+    let mut obs = Vec::new();
+    for profile in
+        ["http://example.org/fhir/StructureDefinition/lab", "http://example.org/fhir/StructureDefinition/lab-chem"]
+    {
+        obs.push(
+            app.create(&json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                "meta": {"profile": [profile]}, "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"}}))
+                .await,
+        );
+    }
+    assert_eq!(
+        app.search_ids("/fhir/Observation?_profile:above=http://example.org/fhir/StructureDefinition/lab-chem").await,
+        obs.clone()
+    );
+    assert_eq!(
+        app.search_ids("/fhir/Observation?_profile:above=http://example.org/fhir/StructureDefinition/lab").await,
+        vec![obs[0].clone()]
+    );
+    assert!(app.search_ids("/fhir/Observation?_profile:above=http://example.org/fhir/").await.is_empty());
+
+    // _summary=data leaves out the narrative; true and text are refused by name.
+    let b: Value = app.get("/fhir/Observation?_summary=data&_sort=_id").await.json().await.unwrap();
+    let first = &b["entry"][0]["resource"];
+    assert!(first.get("text").is_none() && first.get("code").is_some());
+    assert_eq!(first["meta"]["tag"][0]["code"], "SUBSETTED");
+    lianyi_fhir::validate_resource(first).unwrap();
+    let b: Value = app.get("/fhir/Observation?_sort=_id").await.json().await.unwrap();
+    assert!(b["entry"][0]["resource"].get("text").is_some());
+    for v in ["true", "text"] {
+        let r = app.get(&format!("/fhir/Observation?_summary={v}")).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let (code, at, _) = outcome(r).await;
+        assert_eq!((code.as_str(), at.as_str()), ("not-supported", "_summary"));
+    }
+}
+
+#[tokio::test]
 async fn paging_stays_consistent_while_writes_happen() {
     let app = spawn_app().await;
     let mut ids = Vec::new();
@@ -434,4 +560,47 @@ async fn paging_stays_consistent_while_writes_happen() {
         assert_eq!(seen.iter().filter(|s| *s == id).count(), 1, "{id} in {seen:?}");
     }
     assert!(seen.iter().filter(|s| **s == ids[0]).count() >= 1);
+}
+
+#[tokio::test]
+async fn reindex_rebuilds_rows_written_by_older_rules() {
+    let app = spawn_app().await;
+    let patient = app
+        .create(&json!({"resourceType": "Patient", "name": [{"family": "Reindex"}],
+            "identifier": [{"system": "urn:lianyi:sid:resident-id", "value": "990101199001010015"}]}))
+        .await;
+    let obs = app
+        .create(&json!({"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2823-3", "display": "Potassium"}]},
+            "subject": {"reference": format!("Patient/{patient}")},
+            "valueQuantity": {"value": 6.8, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"}}))
+        .await;
+    let composite = "/fhir/Observation?code-value-quantity=2823-3$gt6";
+    assert_eq!(app.search_ids(composite).await, vec![obs.clone()]);
+    assert!(!app.fhir.index_is_stale().await.unwrap());
+
+    // A database indexed by the previous rules: no composite or text rows, no version.
+    for sql in [
+        "DELETE FROM idx_composite",
+        "DELETE FROM idx_string WHERE param = 'code:text'",
+        "DELETE FROM idx_token WHERE param = 'identifier'",
+        "DELETE FROM store_meta",
+    ] {
+        lianyi_store::testing::raw_execute(&app.database_url, sql).await;
+    }
+    assert!(app.search_ids(composite).await.is_empty());
+    assert!(app.fhir.index_is_stale().await.unwrap());
+
+    // Only operators may reindex; the run rebuilds every row, blind indexes included.
+    let clinician = lianyi_security::Caller::anonymous(None);
+    assert!(app.fhir.reindex(&clinician, |_| {}).await.is_err());
+    let n = app.fhir.reindex(&lianyi_security::Caller::system("test"), |_| {}).await.unwrap();
+    assert_eq!(n, 2);
+    assert!(!app.fhir.index_is_stale().await.unwrap());
+    assert_eq!(app.search_ids(composite).await, vec![obs.clone()]);
+    assert_eq!(app.search_ids("/fhir/Observation?code:text=potass").await, vec![obs]);
+    assert_eq!(
+        app.search_ids("/fhir/Patient?identifier=urn:lianyi:sid:resident-id%7C990101199001010015").await,
+        vec![patient]
+    );
 }
