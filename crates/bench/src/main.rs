@@ -28,6 +28,8 @@ struct Args {
     out: PathBuf,
     bundle: usize,
     bundle_clients: usize,
+    /// Keep the SQLite database for inspection (`EXPLAIN QUERY PLAN`).
+    keep: bool,
 }
 
 fn args() -> Args {
@@ -39,6 +41,7 @@ fn args() -> Args {
         out: "bench.json".into(),
         bundle: 500,
         bundle_clients: 4,
+        keep: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -51,9 +54,10 @@ fn args() -> Args {
             "--out" => a.out = v().into(),
             "--bundle" => a.bundle = v().parse().expect("--bundle N"),
             "--bundle-clients" => a.bundle_clients = v().parse().expect("--bundle-clients N"),
+            "--keep" => a.keep = true,
             "--help" | "-h" => {
                 println!(
-                    "lianyi-bench [--resources N] [--clients N] [--creates N] [--bundle N] [--bundle-clients N] [--database URL] [--out FILE]"
+                    "lianyi-bench [--resources N] [--clients N] [--creates N] [--bundle N] [--bundle-clients N] [--keep] [--database URL] [--out FILE]"
                 );
                 std::process::exit(0);
             }
@@ -485,6 +489,10 @@ async fn main() {
     std::fs::write(&a.out, serde_json::to_string_pretty(&report).unwrap()).unwrap();
     println!("  JSON: {}", a.out.display());
     if a.database.is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
+        if a.keep {
+            println!("  database kept in {}", dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 }

@@ -117,19 +117,43 @@ fn token_condition(s: &mut Sql, system: &str, code: &str, v: &TokenValue) {
     }
 }
 
-fn index_subquery(sql: &mut Sql, table: &str, alias: &str, type_ph: &str, param: &str, probe: bool) {
-    index_subquery_neg(sql, table, alias, type_ph, param, false, probe);
+/// On SQLite, ` INDEXED BY <table>_owner` for lookups of one resource's rows (see
+/// [`index_subquery_neg`]); PostgreSQL plans from its statistics.
+fn owner_hint(backend: Backend, table: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!(" INDEXED BY {table}_owner"),
+        Backend::Postgres => String::new(),
+    }
+}
+
+fn index_subquery(sql: &mut Sql, table: &str, alias: &str, type_ph: &str, param: &str, probe: bool, backend: Backend) {
+    index_subquery_neg(sql, table, alias, type_ph, param, false, probe, backend);
 }
 
 /// Opens the index condition of one criterion. The driving criterion (`probe`
 /// false) selects candidate ids with `IN (subquery)`; the others probe each
 /// candidate through the owner index with `EXISTS`, so a low-selectivity
 /// criterion (`category=laboratory`) never materializes its whole id set.
-fn index_subquery_neg(sql: &mut Sql, table: &str, alias: &str, type_ph: &str, param: &str, negate: bool, probe: bool) {
+///
+/// On SQLite the probe names the owner index: without table statistics its planner
+/// otherwise prefers the lookup index whenever the value condition is a range
+/// (`date=lt2024`), scanning every row of the parameter for each candidate.
+#[allow(clippy::too_many_arguments)]
+fn index_subquery_neg(
+    sql: &mut Sql,
+    table: &str,
+    alias: &str,
+    type_ph: &str,
+    param: &str,
+    negate: bool,
+    probe: bool,
+    backend: Backend,
+) {
     let not = if negate { "NOT " } else { "" };
     if probe {
+        let hint = owner_hint(backend, table);
         sql.push(&format!(
-            " AND {not}EXISTS (SELECT 1 FROM {table} x WHERE x.res_type = {type_ph} AND x.res_id = {alias}.id AND x.param = "
+            " AND {not}EXISTS (SELECT 1 FROM {table} x{hint} WHERE x.res_type = {type_ph} AND x.res_id = {alias}.id AND x.param = "
         ));
     } else {
         sql.push(&format!(
@@ -212,16 +236,16 @@ fn push_criterion(
             or_group(sql, values, |s, v| date_condition(s, &col, &col, v));
         }
         Criterion::Missing { param, kind, missing } => {
-            index_subquery_neg(sql, table_of(*kind), r, type_ph, param, *missing, probe);
+            index_subquery_neg(sql, table_of(*kind), r, type_ph, param, *missing, probe, backend);
             sql.push("1 = 1)");
         }
         Criterion::Token { param, values, negate } => {
-            index_subquery_neg(sql, "idx_token", r, type_ph, param, *negate, probe);
+            index_subquery_neg(sql, "idx_token", r, type_ph, param, *negate, probe, backend);
             or_group(sql, values, |s, v| token_condition(s, "system", "code", v));
             sql.push(")");
         }
         Criterion::String { param, values } => {
-            index_subquery(sql, "idx_string", r, type_ph, param, probe);
+            index_subquery(sql, "idx_string", r, type_ph, param, probe, backend);
             or_group(sql, values, |s, v| {
                 if v.exact {
                     s.push("exact = ");
@@ -242,7 +266,7 @@ fn push_criterion(
             sql.push(")");
         }
         Criterion::Reference { param, values } => {
-            index_subquery(sql, "idx_reference", r, type_ph, param, probe);
+            index_subquery(sql, "idx_reference", r, type_ph, param, probe, backend);
             or_group(sql, values, |s, v| {
                 s.push("target_id = ");
                 s.push_bind(Arg::Text(v.id.clone()));
@@ -254,17 +278,17 @@ fn push_criterion(
             sql.push(")");
         }
         Criterion::Date { param, values } => {
-            index_subquery(sql, "idx_date", r, type_ph, param, probe);
+            index_subquery(sql, "idx_date", r, type_ph, param, probe, backend);
             or_group(sql, values, |s, v| date_condition(s, "low", "high", v));
             sql.push(")");
         }
         Criterion::Number { param, values } => {
-            index_subquery(sql, "idx_number", r, type_ph, param, probe);
+            index_subquery(sql, "idx_number", r, type_ph, param, probe, backend);
             or_group(sql, values, |s, v| number_condition(s, "value", v));
             sql.push(")");
         }
         Criterion::Quantity { param, values } => {
-            index_subquery(sql, "idx_quantity", r, type_ph, param, probe);
+            index_subquery(sql, "idx_quantity", r, type_ph, param, probe, backend);
             or_group(sql, values, |s, v| {
                 number_condition(s, "value", &v.number);
                 if let Some(sys) = &v.system {
@@ -279,7 +303,7 @@ fn push_criterion(
             sql.push(")");
         }
         Criterion::Uri { param, values, below, above } => {
-            index_subquery(sql, "idx_uri", r, type_ph, param, probe);
+            index_subquery(sql, "idx_uri", r, type_ph, param, probe, backend);
             or_group(sql, values, |s, v| {
                 if *above {
                     // The stored uri is the value or one of its leading parts.
@@ -298,7 +322,7 @@ fn push_criterion(
             sql.push(")");
         }
         Criterion::Composite { param, values } => {
-            index_subquery(sql, "idx_composite", r, type_ph, param, probe);
+            index_subquery(sql, "idx_composite", r, type_ph, param, probe, backend);
             or_group(sql, values, |s, v| {
                 token_condition(s, "system", "code", &v.first);
                 s.push(" AND ");
@@ -328,7 +352,7 @@ fn push_criterion(
         }
         Criterion::Chain { param, target, inner } => {
             let a = format!("c{depth}");
-            index_subquery(sql, "idx_reference", r, type_ph, param, probe);
+            index_subquery(sql, "idx_reference", r, type_ph, param, probe, backend);
             sql.push("target_type = ");
             let t = sql.bind(Arg::Text(target.as_str().to_string()));
             sql.push(&t);
@@ -396,8 +420,9 @@ impl Store {
                         _ => (if *desc { "MAX(code)" } else { "MIN(code)" }, "idx_token"),
                     };
                     let p = page.bind(Arg::Text((*param).to_string()));
+                    let hint = owner_hint(self.backend, table);
                     let expr = format!(
-                        "(SELECT {col} FROM {table} x WHERE x.res_type = r.res_type AND x.res_id = r.id AND x.param = {p})"
+                        "(SELECT {col} FROM {table} x{hint} WHERE x.res_type = r.res_type AND x.res_id = r.id AND x.param = {p})"
                     );
                     // Resources without a value sort last either way, on both engines.
                     page.push(&format!("({expr} IS NULL), {expr}{dir}, "));
@@ -473,7 +498,10 @@ impl Store {
     ) -> Result<Vec<(Option<String>, String)>> {
         let mut out = Vec::new();
         for chunk in ids.chunks(500) {
-            let mut sql = Sql::new("SELECT DISTINCT target_type, target_id FROM idx_reference WHERE res_type = ");
+            let mut sql = Sql::new(&format!(
+                "SELECT DISTINCT target_type, target_id FROM idx_reference{} WHERE res_type = ",
+                owner_hint(self.backend, "idx_reference")
+            ));
             sql.push_bind(Arg::Text(source_type.to_string()));
             sql.push(" AND param = ");
             sql.push_bind(Arg::Text(param.to_string()));
