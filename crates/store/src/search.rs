@@ -57,7 +57,33 @@ fn date_condition(sql: &mut Sql, low: &str, high: &str, v: &DateValue) {
     sql.push(&cond);
 }
 
-fn or_group<T>(sql: &mut Sql, values: &[T], mut each: impl FnMut(&mut Sql, &T)) {
+/// How the values of one criterion are joined: inside a probe, `(A) OR (B)`; in a
+/// driving subquery, one index lookup per value joined by `UNION ALL`, each with the
+/// subquery's own equality conditions. (SQLite does not use the lookup index per arm
+/// for `res_type = ? AND param = ? AND (code = a OR code = b)`; it scans every row of
+/// the parameter instead, e.g. all patients' identifiers when a protected identifier
+/// is searched as both its value and its blind index.)
+#[derive(Default)]
+struct Arms {
+    /// Conditions that open every arm.
+    prefix: String,
+    /// Text between arms in a driving subquery: ` UNION ALL SELECT res_id FROM t WHERE `.
+    union: Option<String>,
+}
+
+fn or_group<T>(sql: &mut Sql, arms: &Arms, values: &[T], mut each: impl FnMut(&mut Sql, &T)) {
+    if let Some(union) = &arms.union {
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                sql.push(union);
+            }
+            sql.push(&arms.prefix);
+            sql.push("(");
+            each(sql, v);
+            sql.push(")");
+        }
+        return;
+    }
     sql.push("(");
     for (i, v) in values.iter().enumerate() {
         if i > 0 {
@@ -126,8 +152,16 @@ fn owner_hint(backend: Backend, table: &str) -> String {
     }
 }
 
-fn index_subquery(sql: &mut Sql, table: &str, alias: &str, type_ph: &str, param: &str, probe: bool, backend: Backend) {
-    index_subquery_neg(sql, table, alias, type_ph, param, false, probe, backend);
+fn index_subquery(
+    sql: &mut Sql,
+    table: &str,
+    alias: &str,
+    type_ph: &str,
+    param: &str,
+    probe: bool,
+    backend: Backend,
+) -> Arms {
+    index_subquery_neg(sql, table, alias, type_ph, param, false, probe, backend)
 }
 
 /// Opens the index condition of one criterion. The driving criterion (`probe`
@@ -138,6 +172,8 @@ fn index_subquery(sql: &mut Sql, table: &str, alias: &str, type_ph: &str, param:
 /// On SQLite the probe names the owner index: without table statistics its planner
 /// otherwise prefers the lookup index whenever the value condition is a range
 /// (`date=lt2024`), scanning every row of the parameter for each candidate.
+///
+/// Returns how the criterion's values are to be joined ([`or_group`]).
 #[allow(clippy::too_many_arguments)]
 fn index_subquery_neg(
     sql: &mut Sql,
@@ -148,20 +184,24 @@ fn index_subquery_neg(
     negate: bool,
     probe: bool,
     backend: Backend,
-) {
+) -> Arms {
     let not = if negate { "NOT " } else { "" };
     if probe {
         let hint = owner_hint(backend, table);
         sql.push(&format!(
             " AND {not}EXISTS (SELECT 1 FROM {table} x{hint} WHERE x.res_type = {type_ph} AND x.res_id = {alias}.id AND x.param = "
         ));
+        sql.push_bind(Arg::Text(param.to_string()));
+        sql.push(" AND ");
+        Arms::default()
     } else {
-        sql.push(&format!(
-            " AND {alias}.id {not}IN (SELECT res_id FROM {table} WHERE res_type = {type_ph} AND param = "
-        ));
+        sql.push(&format!(" AND {alias}.id {not}IN (SELECT res_id FROM {table} WHERE "));
+        let param_ph = sql.bind(Arg::Text(param.to_string()));
+        Arms {
+            prefix: format!("res_type = {type_ph} AND param = {param_ph} AND "),
+            union: Some(format!(" UNION ALL SELECT res_id FROM {table} WHERE ")),
+        }
     }
-    sql.push_bind(Arg::Text(param.to_string()));
-    sql.push(" AND ");
 }
 
 /// Token parameters whose values match a large share of a type (a poor driver).
@@ -233,20 +273,21 @@ fn push_criterion(
         Criterion::LastUpdated(values) => {
             sql.push(" AND ");
             let col = format!("{r}.last_updated");
-            or_group(sql, values, |s, v| date_condition(s, &col, &col, v));
+            or_group(sql, &Arms::default(), values, |s, v| date_condition(s, &col, &col, v));
         }
         Criterion::Missing { param, kind, missing } => {
-            index_subquery_neg(sql, table_of(*kind), r, type_ph, param, *missing, probe, backend);
+            let pre = index_subquery_neg(sql, table_of(*kind), r, type_ph, param, *missing, probe, backend);
+            sql.push(&pre.prefix);
             sql.push("1 = 1)");
         }
         Criterion::Token { param, values, negate } => {
-            index_subquery_neg(sql, "idx_token", r, type_ph, param, *negate, probe, backend);
-            or_group(sql, values, |s, v| token_condition(s, "system", "code", v));
+            let pre = index_subquery_neg(sql, "idx_token", r, type_ph, param, *negate, probe, backend);
+            or_group(sql, &pre, values, |s, v| token_condition(s, "system", "code", v));
             sql.push(")");
         }
         Criterion::String { param, values } => {
-            index_subquery(sql, "idx_string", r, type_ph, param, probe, backend);
-            or_group(sql, values, |s, v| {
+            let pre = index_subquery(sql, "idx_string", r, type_ph, param, probe, backend);
+            or_group(sql, &pre, values, |s, v| {
                 if v.exact {
                     s.push("exact = ");
                     s.push_bind(Arg::Text(v.value.clone()));
@@ -266,8 +307,8 @@ fn push_criterion(
             sql.push(")");
         }
         Criterion::Reference { param, values } => {
-            index_subquery(sql, "idx_reference", r, type_ph, param, probe, backend);
-            or_group(sql, values, |s, v| {
+            let pre = index_subquery(sql, "idx_reference", r, type_ph, param, probe, backend);
+            or_group(sql, &pre, values, |s, v| {
                 s.push("target_id = ");
                 s.push_bind(Arg::Text(v.id.clone()));
                 if let Some(t) = &v.target_type {
@@ -278,18 +319,18 @@ fn push_criterion(
             sql.push(")");
         }
         Criterion::Date { param, values } => {
-            index_subquery(sql, "idx_date", r, type_ph, param, probe, backend);
-            or_group(sql, values, |s, v| date_condition(s, "low", "high", v));
+            let pre = index_subquery(sql, "idx_date", r, type_ph, param, probe, backend);
+            or_group(sql, &pre, values, |s, v| date_condition(s, "low", "high", v));
             sql.push(")");
         }
         Criterion::Number { param, values } => {
-            index_subquery(sql, "idx_number", r, type_ph, param, probe, backend);
-            or_group(sql, values, |s, v| number_condition(s, "value", v));
+            let pre = index_subquery(sql, "idx_number", r, type_ph, param, probe, backend);
+            or_group(sql, &pre, values, |s, v| number_condition(s, "value", v));
             sql.push(")");
         }
         Criterion::Quantity { param, values } => {
-            index_subquery(sql, "idx_quantity", r, type_ph, param, probe, backend);
-            or_group(sql, values, |s, v| {
+            let pre = index_subquery(sql, "idx_quantity", r, type_ph, param, probe, backend);
+            or_group(sql, &pre, values, |s, v| {
                 number_condition(s, "value", &v.number);
                 if let Some(sys) = &v.system {
                     s.push(" AND system = ");
@@ -303,8 +344,8 @@ fn push_criterion(
             sql.push(")");
         }
         Criterion::Uri { param, values, below, above } => {
-            index_subquery(sql, "idx_uri", r, type_ph, param, probe, backend);
-            or_group(sql, values, |s, v| {
+            let pre = index_subquery(sql, "idx_uri", r, type_ph, param, probe, backend);
+            or_group(sql, &pre, values, |s, v| {
                 if *above {
                     // The stored uri is the value or one of its leading parts.
                     let ph = s.bind(Arg::Text(v.clone()));
@@ -322,8 +363,8 @@ fn push_criterion(
             sql.push(")");
         }
         Criterion::Composite { param, values } => {
-            index_subquery(sql, "idx_composite", r, type_ph, param, probe, backend);
-            or_group(sql, values, |s, v| {
+            let pre = index_subquery(sql, "idx_composite", r, type_ph, param, probe, backend);
+            or_group(sql, &pre, values, |s, v| {
                 token_condition(s, "system", "code", &v.first);
                 s.push(" AND ");
                 match &v.second {
@@ -352,7 +393,8 @@ fn push_criterion(
         }
         Criterion::Chain { param, target, inner } => {
             let a = format!("c{depth}");
-            index_subquery(sql, "idx_reference", r, type_ph, param, probe, backend);
+            let pre = index_subquery(sql, "idx_reference", r, type_ph, param, probe, backend);
+            sql.push(&pre.prefix);
             sql.push("target_type = ");
             let t = sql.bind(Arg::Text(target.as_str().to_string()));
             sql.push(&t);
