@@ -461,7 +461,8 @@ async fn rotate_keys(cipher: Option<String>, data: DataArgs) -> Result<ExitCode,
     let store = Store::connect(loc.database_url.expose()).await?;
     store.migrate().await?;
     let mut changed = 0u64;
-    for table in ["resource_history", "resources"] {
+    // Every stored version, the current ones included, lives in resource_history.
+    for table in ["resource_history"] {
         let mut after = None;
         loop {
             let rows = store.scan_bodies(table, &["Patient", "RelatedPerson"], after.clone(), 500).await?;

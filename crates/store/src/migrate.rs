@@ -60,6 +60,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0008_search_v2.sql"),
         postgres: include_str!("../migrations/postgres/0008_search_v2.sql"),
     },
+    Migration {
+        version: 9,
+        name: "body_once",
+        sqlite: include_str!("../migrations/sqlite/0009_body_once.sql"),
+        postgres: include_str!("../migrations/postgres/0009_body_once.sql"),
+    },
 ];
 
 impl Store {

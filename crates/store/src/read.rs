@@ -61,7 +61,9 @@ impl Store {
     /// The current version, including a deletion marker (`deleted` true).
     pub async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>> {
         let row = sqlx::query(
-            "SELECT res_type, id, version, last_updated, campus, patient, deleted, body FROM resources WHERE res_type = $1 AND id = $2",
+            "SELECT r.res_type, r.id, r.version, r.last_updated, r.campus, r.patient, r.deleted, \
+             (SELECT h.body FROM resource_history h WHERE h.res_type = r.res_type AND h.id = r.id AND h.version = r.version) AS body \
+             FROM resources r WHERE r.res_type = $1 AND r.id = $2",
         )
         .bind(resource_type.to_string())
         .bind(id.to_string())
@@ -140,8 +142,10 @@ pub struct BodyRow {
 }
 
 impl Store {
-    /// Bodies of the given types in `table`, in key order after `after` (type, id,
-    /// version), `limit` at a time.
+    /// Bodies of the given types in key order after `after` (type, id, version),
+    /// `limit` at a time: every stored version (`resource_history`), or only the
+    /// current ones (`resources`). Bodies live in the history table either way, which
+    /// the returned rows name for [`Store::replace_bodies`].
     pub async fn scan_bodies(
         &self,
         table: &'static str,
@@ -149,8 +153,12 @@ impl Store {
         after: Option<(String, String, i64)>,
         limit: usize,
     ) -> Result<Vec<BodyRow>> {
-        let table_sql = if table == "resources" { "resources" } else { "resource_history" };
-        let mut sql = Sql::new(&format!("SELECT res_type, id, version, body FROM {table_sql} WHERE res_type IN ("));
+        let mut sql = Sql::new(if table == "resources" {
+            "SELECT res_type, id, version, (SELECT h.body FROM resource_history h WHERE h.res_type = resources.res_type \
+             AND h.id = resources.id AND h.version = resources.version) FROM resources WHERE res_type IN ("
+        } else {
+            "SELECT res_type, id, version, body FROM resource_history WHERE res_type IN ("
+        });
         for (i, t) in types.iter().enumerate() {
             if i > 0 {
                 sql.push(", ");
@@ -177,7 +185,7 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(BodyRow {
-                    table: if table == "resources" { "resources" } else { "resource_history" },
+                    table: "resource_history",
                     resource_type: r.try_get(0)?,
                     id: r.try_get(1)?,
                     version: r.try_get(2)?,
@@ -187,8 +195,8 @@ impl Store {
             .collect()
     }
 
-    /// Replaces bodies in one transaction; a current row is replaced only if it is
-    /// still at the scanned version (a concurrent update wins). Returns rows changed.
+    /// Replaces bodies in one transaction, each at exactly its scanned version (a
+    /// concurrent update writes a new version and wins). Returns rows changed.
     pub async fn replace_bodies(&self, rows: &[BodyRow]) -> Result<u64> {
         let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
         let mut n = 0;

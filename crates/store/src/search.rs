@@ -25,6 +25,11 @@ pub struct SearchPage {
     pub included: Vec<StoredResource>,
 }
 
+/// The columns of a current resource for [`current_from_row`]; the body is the
+/// history row of the current version (it is stored once, there).
+pub(crate) const CURRENT_COLUMNS: &str = "r.res_type, r.id, r.version, r.last_updated, r.campus, r.patient, r.deleted, \
+     (SELECT h.body FROM resource_history h WHERE h.res_type = r.res_type AND h.id = r.id AND h.version = r.version) AS body";
+
 /// The smallest string greater than every string that starts with `prefix`.
 fn prefix_upper_bound(prefix: &str) -> String {
     let mut s = prefix.to_string();
@@ -435,8 +440,9 @@ impl Store {
             Some(count.query(self.backend).fetch_one(&self.read).await?.try_get(0)?)
         };
 
-        let mut page =
-            Sql::new("SELECT r.res_type, r.id, r.version, r.last_updated, r.campus, r.patient, r.deleted, r.body");
+        // The page's ids first, then their rows: the body (in the history table) is
+        // read for the page only, never for every match the sort has to order.
+        let mut page = Sql::new("SELECT r.id");
         where_clause(&mut page, req, scope, self.backend);
         let keyset = req.sort.is_empty() && req.cursor.is_some();
         if let (true, Some((at, id))) = (keyset, &req.cursor) {
@@ -480,8 +486,19 @@ impl Store {
         let resources = if req.count == 0 {
             Vec::new()
         } else {
-            let rows = page.query(self.backend).fetch_all(&self.read).await?;
-            rows.iter().map(current_from_row).collect::<Result<_>>()?
+            let ids: Vec<String> = page
+                .query(self.backend)
+                .fetch_all(&self.read)
+                .await?
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<std::result::Result<_, _>>()?;
+            let mut rows = self.fetch_many(req.resource_type.as_str(), &ids, scope).await?;
+            // Back into the page's order (a row deleted in between is left out).
+            let rank: std::collections::HashMap<&str, usize> =
+                ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+            rows.sort_by_key(|r| rank.get(r.id.as_str()).copied().unwrap_or(usize::MAX));
+            rows
         };
         Ok(SearchPage { total, resources, included: Vec::new() })
     }
@@ -520,8 +537,7 @@ impl Store {
         let mut count = Sql::new("SELECT COUNT(*)");
         filter(&mut count);
         let total: i64 = count.query(self.backend).fetch_one(&self.read).await?.try_get(0)?;
-        let mut page =
-            Sql::new("SELECT r.res_type, r.id, r.version, r.last_updated, r.campus, r.patient, r.deleted, r.body");
+        let mut page = Sql::new(&format!("SELECT {CURRENT_COLUMNS}"));
         filter(&mut page);
         page.push(" ORDER BY r.res_type, r.id LIMIT ");
         page.push_bind(Arg::Int(limit as i64));
@@ -571,9 +587,7 @@ impl Store {
     ) -> Result<Vec<StoredResource>> {
         let mut out = Vec::new();
         for chunk in ids.chunks(500) {
-            let mut sql = Sql::new(
-                "SELECT r.res_type, r.id, r.version, r.last_updated, r.campus, r.patient, r.deleted, r.body FROM resources r WHERE r.res_type = ",
-            );
+            let mut sql = Sql::new(&format!("SELECT {CURRENT_COLUMNS} FROM resources r WHERE r.res_type = "));
             sql.push_bind(Arg::Text(resource_type.to_string()));
             sql.push(" AND r.deleted = 0");
             scope.push_conditions(&mut sql, "r");
@@ -604,9 +618,7 @@ impl Store {
     ) -> Result<Vec<StoredResource>> {
         let mut out = Vec::new();
         for chunk in target_ids.chunks(500) {
-            let mut sql = Sql::new(
-                "SELECT r.res_type, r.id, r.version, r.last_updated, r.campus, r.patient, r.deleted, r.body FROM resources r WHERE r.res_type = ",
-            );
+            let mut sql = Sql::new(&format!("SELECT {CURRENT_COLUMNS} FROM resources r WHERE r.res_type = "));
             let t = sql.bind(Arg::Text(source_type.to_string()));
             sql.push(&t);
             sql.push(" AND r.deleted = 0");
@@ -646,9 +658,7 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<StoredResource>> {
-        let mut sql = Sql::new(
-            "SELECT r.res_type, r.id, r.version, r.last_updated, r.campus, r.patient, r.deleted, r.body FROM resources r WHERE r.res_type = ",
-        );
+        let mut sql = Sql::new(&format!("SELECT {CURRENT_COLUMNS} FROM resources r WHERE r.res_type = "));
         sql.push_bind(Arg::Text(resource_type.to_string()));
         sql.push(" AND r.deleted = 0");
         if let Some(s) = since {

@@ -277,20 +277,20 @@ impl Store {
                     Arg::OptText(p.campus.clone()),
                     Arg::OptText(p.patient.clone()),
                     Arg::Int(i64::from(p.deleted)),
-                    Arg::Text(p.body.clone()),
                 ]
             })
             .collect();
+        // The body is stored once, in the history row of its version.
         for mut s in multi_insert(
             "resources",
-            &["res_type", "id", "version", "last_updated", "campus", "patient", "deleted", "body"],
+            &["res_type", "id", "version", "last_updated", "campus", "patient", "deleted"],
             cur_rows,
             max,
         ) {
             s.push(
                 " ON CONFLICT (res_type, id) DO UPDATE SET version = excluded.version, \
                  last_updated = excluded.last_updated, campus = excluded.campus, patient = excluded.patient, \
-                 deleted = excluded.deleted, body = excluded.body",
+                 deleted = excluded.deleted",
             );
             statements.push(s);
         }
