@@ -331,6 +331,10 @@ async fn main() {
     let ingest_secs = t.elapsed().as_secs_f64();
     let bundle_rate = loaded as f64 / ingest_secs;
     println!("  bundle ingest        {bundle_rate:>10.0} resources/s ({loaded} in {ingest_secs:.1} s)");
+    // As an operator does after a bulk load (and `lianyi import` does itself): fresh
+    // planner statistics. PostgreSQL plans prepared searches from them; without them
+    // its first plans after a load can scan whole tables.
+    lianyi_store::Store::connect(&database).await.unwrap().refresh_statistics().await.unwrap();
 
     // 2. Single creates with N concurrent clients.
     let counter = Arc::new(AtomicUsize::new(0));

@@ -397,6 +397,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             if let Some(b) = bar.0 {
                 b.finish_and_clear();
             }
+            store.refresh_statistics().await?;
             store.close().await;
             let secs = started.elapsed().as_secs_f64();
             println!("Imported {} resources in {secs:.1} s into {}:", summary.stored(), loc.display_url());

@@ -204,6 +204,16 @@ impl Store {
         self.backend
     }
 
+    /// Refreshes the query planner's statistics after a bulk load. PostgreSQL plans
+    /// from them (autovacuum refreshes them too, but only a minute or more later);
+    /// on SQLite the searches name their indexes and nothing is needed.
+    pub async fn refresh_statistics(&self) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("ANALYZE").execute(&self.write).await?;
+        }
+        Ok(())
+    }
+
     /// A trivial round trip, for `/healthz`.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
