@@ -10,6 +10,7 @@ mod bundles;
 mod encryption;
 mod export;
 mod helpers;
+mod hl7;
 mod pages;
 mod process;
 mod rest;
