@@ -7,6 +7,8 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod inbound;
 pub mod v2_to_fhir;
 
-pub use v2_to_fhir::{Channel, Mapped, map_message};
+pub use inbound::Inbound;
+pub use v2_to_fhir::{Channel, MapError, Mapped, map_message};

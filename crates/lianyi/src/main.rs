@@ -56,6 +56,13 @@ enum Command {
         /// Private key (PEM) of --tls-cert.
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Also accept HL7 v2 over MLLP on this address (e.g. 0.0.0.0:2575).
+        #[arg(long, env = "LIANYI_MLLP_LISTEN")]
+        mllp_listen: Option<String>,
+        /// The campus whose MRNs and visits the MLLP messages carry (default: the
+        /// configured default campus).
+        #[arg(long)]
+        mllp_campus: Option<String>,
         #[command(flatten)]
         data: DataArgs,
     },
@@ -322,7 +329,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             store.close().await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { listen, tls_cert, tls_key, data } => {
+        Command::Serve { listen, tls_cert, tls_key, mllp_listen, mllp_campus, data } => {
             let mut file = FileConfig::load(data.config.as_deref())?;
             if tls_cert.is_some() {
                 file.tls_cert = tls_cert;
@@ -334,6 +341,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let app = App::build(app_config(&loc, &file)?).await?;
             reindex_if_stale(&app.state().fhir).await?;
             let (listener, addr) = bind(&listen).await?;
+
             tracing::info!(%addr, database = %loc.display_url(), ms = started.elapsed().as_millis() as u64, "serving");
             let scheme = if file.tls_cert.is_some() { "https" } else { "http" };
             println!(
@@ -341,6 +349,19 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 loc.data_dir.display(),
                 loc.display_url()
             );
+            // After the serving line (scripts read the URL from the first line).
+            if let Some(mllp) = mllp_listen {
+                let campus = mllp_campus.or_else(|| file.default_campus.clone()).unwrap_or_else(|| "default".into());
+                let (mllp_listener, mllp_addr) = bind(&mllp).await?;
+                let inbound = lianyi_interop::Inbound::new(
+                    app.state().fhir.clone(),
+                    &format!("mllp:{mllp_addr}"),
+                    &campus,
+                    "+08:00",
+                );
+                tokio::spawn(lianyi_web::mllp::serve_mllp(mllp_listener, inbound, Default::default()));
+                println!("HL7 v2 (MLLP) is listening on {mllp_addr} for campus {campus}");
+            }
             app.run(listener, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }

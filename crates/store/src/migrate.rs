@@ -66,6 +66,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0009_body_once.sql"),
         postgres: include_str!("../migrations/postgres/0009_body_once.sql"),
     },
+    Migration {
+        version: 10,
+        name: "message_log",
+        sqlite: include_str!("../migrations/sqlite/0010_message_log.sql"),
+        postgres: include_str!("../migrations/postgres/0010_message_log.sql"),
+    },
 ];
 
 impl Store {

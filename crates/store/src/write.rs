@@ -124,7 +124,20 @@ impl Store {
         audit: &[crate::audit::AuditEntry],
         hasher: Option<&dyn crate::audit::ChainHasher>,
     ) -> Result<Vec<WriteResult>> {
-        if ops.is_empty() {
+        self.write_audited_with(ops, now_ms, audit, hasher, &[]).await
+    }
+
+    /// Like [`Store::write_audited`], also writing `side` rows (a message's outcome)
+    /// in the same transaction: they are durable exactly when the writes are.
+    pub async fn write_audited_with(
+        &self,
+        ops: Vec<WriteOp>,
+        now_ms: i64,
+        audit: &[crate::audit::AuditEntry],
+        hasher: Option<&dyn crate::audit::ChainHasher>,
+        side: &[crate::messages::SideWrite],
+    ) -> Result<Vec<WriteResult>> {
+        if ops.is_empty() && side.is_empty() {
             return Ok(Vec::new());
         }
         let started = std::time::Instant::now();
@@ -328,6 +341,13 @@ impl Store {
         }
         if let Some(h) = hasher {
             Store::append_audit_in(self.backend, &mut tx, audit, h).await?;
+        }
+        for w in side {
+            match w {
+                crate::messages::SideWrite::FinishMessage(f) => {
+                    crate::messages::finish_sql(f).query(self.backend).execute(&mut *tx).await?;
+                }
+            }
         }
         let inserted_at = started.elapsed();
         tx.commit().await?;

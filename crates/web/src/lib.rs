@@ -13,6 +13,7 @@ mod capability;
 mod error;
 mod fhir_api;
 mod i18n;
+pub mod mllp;
 mod oauth;
 mod ops;
 mod pages;

@@ -180,3 +180,100 @@ async fn user_cli_adds_lists_and_disables() {
     assert!(list.lines().any(|l| l.starts_with("dr.chen") && l.contains("disabled")), "{list}");
     assert!(!run(&["user", "reset-mfa", "nobody"]).status.success());
 }
+
+/// Starts `lianyi serve` with an MLLP listener on port 0; returns the child, the HTTP
+/// base URL and the MLLP address.
+fn serve_with_mllp(data_dir: &Path, database_url: &str) -> (Child, String, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--mllp-listen", "127.0.0.1:0", "--mllp-campus", "campus-east"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--database", database_url])
+        .env("LIANYI_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn lianyi");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut first, mut second) = (String::new(), String::new());
+    out.read_line(&mut first).unwrap();
+    out.read_line(&mut second).unwrap();
+    let base = first.split_whitespace().find(|w| w.starts_with("http://")).unwrap().trim_end_matches("/fhir");
+    let mllp = second.split_whitespace().nth(6).unwrap_or_default().to_string();
+    assert!(second.starts_with("HL7 v2 (MLLP) is listening on"), "{second}");
+    (child, base.to_string(), mllp)
+}
+
+/// Sends each message in one MLLP frame on one connection; returns the ACKs.
+fn mllp_exchange(addr: &str, messages: &[Vec<u8>]) -> Vec<String> {
+    use std::io::{Read, Write};
+    let mut sock = std::net::TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let mut acks = Vec::new();
+    for m in messages {
+        let mut frame = vec![0x0b];
+        frame.extend_from_slice(m);
+        frame.extend_from_slice(&[0x1c, 0x0d]);
+        sock.write_all(&frame).unwrap();
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        while !got.ends_with(&[0x1c, 0x0d]) {
+            sock.read_exact(&mut byte).unwrap();
+            got.push(byte[0]);
+        }
+        assert_eq!(got[0], 0x0b);
+        acks.push(String::from_utf8_lossy(&got[1..got.len() - 2]).to_string());
+    }
+    acks
+}
+
+fn msa(ack: &str) -> (String, String) {
+    let m = lianyi_hl7::Message::parse(ack).unwrap();
+    let s = m.segment("MSA").unwrap();
+    (s.first(1), s.first(2))
+}
+
+#[tokio::test]
+async fn mllp_messages_are_acknowledged_after_they_are_stored() {
+    let (url, dir) = lianyi_store::testing::fresh_database().await;
+    let work = tempfile::tempdir().unwrap();
+    let data_dir = dir.clone().unwrap_or_else(|| work.path().to_path_buf());
+    let (id, secret) = cli_client(&data_dir, &url);
+    let (mut child, base, mllp) = serve_with_mllp(&data_dir, &url);
+    let hl7 = |f: &str| std::fs::read(format!("{}/../../tests/hl7/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let bad = b"MSH|^~\\&|LIS|EAST|LIANYI|GROUP|20261122093000||ORU^R01|BAD1|P|2.5.1\rPID|1||^^^EAST^MR\rOBR|1||F9|2823-3^K^LN\rOBX|1|NM|2823-3^K^LN||7.1|mmol/L\r".to_vec();
+    let siu = b"MSH|^~\\&|PAS|EAST|LIANYI|GROUP|20261122||SIU^S12|S1|P|2.5\rSCH|1\r".to_vec();
+    let acks = mllp_exchange(&mllp, &[hl7("adt_a01.hl7"), hl7("oru_r01.hl7"), hl7("oru_r01.hl7"), bad, siu]);
+    assert_eq!(msa(&acks[0]), ("AA".into(), "ADT0001".into()));
+    assert_eq!(msa(&acks[1]), ("AA".into(), "ORU0001".into()));
+    assert_eq!(acks[2], acks[1], "a resend gets the original ACK");
+    assert_eq!(msa(&acks[3]), ("AE".into(), "BAD1".into()));
+    assert!(acks[3].contains("\rERR|PID^1^3^101"), "{}", acks[3]);
+    assert_eq!(msa(&acks[4]).0, "AR");
+    assert!(acks[4].contains("|200^Unsupported message type^HL70357|"), "{}", acks[4]);
+
+    let client = crate::helpers::authorized(&base, &id, &secret).await;
+    let get = |q: &str| client.get(format!("{base}/fhir/{q}")).send();
+    let b: Value =
+        get("Observation?code-value-quantity=http://loinc.org%7C2823-3$gt6").await.unwrap().json().await.unwrap();
+    assert_eq!(b["total"], 1, "the resend was not applied again, the AE message not at all");
+    let o = &b["entry"][0]["resource"];
+    assert_eq!(o["valueQuantity"]["value"], 6.8);
+    assert_eq!(o["meta"]["versionId"], "1");
+    let b: Value =
+        get("Patient?identifier=urn:lianyi:sid:mrn:campus-east%7CE100234").await.unwrap().json().await.unwrap();
+    assert_eq!(b["total"], 1);
+    let b: Value = get("Observation?code-value-quantity=2823-3$gt7").await.unwrap().json().await.unwrap();
+    assert_eq!(b["total"], 0);
+
+    // The log: every message with its outcome; payloads encrypted at rest.
+    let store = lianyi_store::Store::connect(&url).await.unwrap();
+    let log = store.recent_messages(None, 10).await.unwrap();
+    let statuses: Vec<&str> = log.iter().rev().map(|m| m.status.as_str()).collect();
+    assert_eq!(statuses, ["accepted", "accepted", "error", "rejected"], "the resend is answered from the log");
+    assert!(log.iter().all(|m| m.payload.starts_with("enc:")));
+    assert_eq!(log[3].summary.as_deref(), Some("ADT^A01: patient E100234, visit V0001"));
+    store.close().await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

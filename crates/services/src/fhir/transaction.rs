@@ -222,7 +222,19 @@ impl FhirService {
     /// `POST /` with a `batch` or `transaction` Bundle; returns the response Bundle.
     /// With `minimal` (`Prefer: return=minimal`) the response carries statuses and
     /// locations but not the stored resources.
-    pub async fn process_bundle(&self, caller: &Caller, mut bundle: Value, minimal: bool) -> Result<Value> {
+    pub async fn process_bundle(&self, caller: &Caller, bundle: Value, minimal: bool) -> Result<Value> {
+        self.process_bundle_with(caller, bundle, minimal, &[]).await
+    }
+
+    /// Like [`FhirService::process_bundle`]; a transaction also writes `side` rows
+    /// (a message's outcome) in its database transaction.
+    pub async fn process_bundle_with(
+        &self,
+        caller: &Caller,
+        mut bundle: Value,
+        minimal: bool,
+        side: &[lianyi_store::messages::SideWrite],
+    ) -> Result<Value> {
         if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
             return Err(invalid(IssueType::Invalid, "the body must be a Bundle", "resourceType"));
         }
@@ -270,7 +282,7 @@ impl FhirService {
             }
             return Ok(response_bundle("batch-response", out));
         }
-        self.transaction(caller, entries, minimal).await
+        self.transaction(caller, entries, minimal, side).await
     }
 
     /// One batch entry, with the ordinary single-resource paths (each audited).
@@ -343,7 +355,13 @@ impl FhirService {
     }
 
     /// All or nothing.
-    async fn transaction(&self, caller: &Caller, entries: Vec<Value>, minimal: bool) -> Result<Value> {
+    async fn transaction(
+        &self,
+        caller: &Caller,
+        entries: Vec<Value>,
+        minimal: bool,
+        side: &[lianyi_store::messages::SideWrite],
+    ) -> Result<Value> {
         let mut parsed = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
             match Self::parse_entry(i, entry) {
@@ -488,7 +506,13 @@ impl FhirService {
         let positions: Vec<usize> = ops.iter().map(|(i, _, _)| *i).collect();
         let written = self
             .store
-            .write_audited(ops.into_iter().map(|(_, op, _)| op).collect(), now, &audit, Some(self.audit.hasher()))
+            .write_audited_with(
+                ops.into_iter().map(|(_, op, _)| op).collect(),
+                now,
+                &audit,
+                Some(self.audit.hasher()),
+                side,
+            )
             .await;
         let written = match written {
             Ok(w) => w,

@@ -1,0 +1,285 @@
+//! Inbound HL7 v2: one message in, one ACK out. The raw message is logged (durably,
+//! encrypted) before anything else; a message already answered for this sender and
+//! control id gets its original ACK and is not applied again; an accepted message's
+//! data, its audit records and its log outcome commit in one transaction, and only
+//! then is AA returned.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use lianyi_hl7::{AckCode, Charset, ErrorCode, Hl7Error, Location, Message, ack, decode, encode_text, unreadable};
+use lianyi_security::Caller;
+use lianyi_services::FhirService;
+use lianyi_services::fhir::ServiceError;
+use lianyi_services::identifiers::mrn_system;
+use lianyi_store::messages::{Finish, NewMessage, SideWrite};
+
+use crate::v2_to_fhir::{Channel, MapError, map_message};
+
+/// What is kept encrypted in the log, named for the cipher's associated data.
+const PAYLOAD_AAD: &str = "message_log.payload";
+const ACK_AAD: &str = "message_log.ack";
+
+/// Messages about the same patient are applied one at a time (conditional creates
+/// must not race); others run in parallel.
+const LOCKS: usize = 64;
+
+#[derive(Clone)]
+pub struct Inbound {
+    fhir: FhirService,
+    /// Names the listener in the log (`mllp:0.0.0.0:2575`).
+    channel: String,
+    campus: String,
+    utc_offset: String,
+    locks: Arc<Vec<tokio::sync::Mutex<()>>>,
+    counter: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbound").field("channel", &self.channel).field("campus", &self.campus).finish()
+    }
+}
+
+/// The outcome of one message, for the listener's metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    Duplicate,
+    Error,
+    Rejected,
+    Failed,
+}
+
+impl Inbound {
+    pub fn new(fhir: FhirService, channel: &str, campus: &str, utc_offset: &str) -> Inbound {
+        Inbound {
+            fhir,
+            channel: channel.to_string(),
+            campus: campus.to_string(),
+            utc_offset: utc_offset.to_string(),
+            locks: Arc::new((0..LOCKS).map(|_| tokio::sync::Mutex::new(())).collect()),
+            counter: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn ack_id(&self) -> String {
+        format!("L{}{:04}", self.fhir.now_ms(), self.counter.fetch_add(1, Ordering::Relaxed) % 10_000)
+    }
+
+    fn now_dtm(&self) -> String {
+        let ms = self.fhir.now_ms();
+        let iso = lianyi_fhir::datetime::format_instant(ms);
+        iso.chars().filter(|c| c.is_ascii_digit()).take(14).collect()
+    }
+
+    fn seal(&self, text: &str, aad: &str) -> Option<String> {
+        self.fhir.protector().cipher().encrypt(text, aad).ok()
+    }
+
+    /// Handles one message (the bytes inside an MLLP frame) and returns the ACK bytes.
+    pub async fn receive(&self, bytes: &[u8], peer: Option<String>) -> (Vec<u8>, Outcome) {
+        let received_at = self.fhir.now_ms();
+        let (text, charset) = match decode(bytes) {
+            Ok(x) => x,
+            Err(e) => {
+                let text = String::from_utf8_lossy(bytes).to_string();
+                return self.unreadable(&text, peer, received_at, e).await;
+            }
+        };
+        let m = match Message::parse(&text) {
+            Ok(m) => m,
+            Err(e) => return self.unreadable(&text, peer, received_at, e).await,
+        };
+        let (app, facility) = m.sender();
+        let sender = format!("{app}^{facility}");
+        let control_id = m.control_id();
+        let kind = format!("{}^{}", m.message_code(), m.trigger());
+        let encode = |a: &Message| encode_text(&a.encode(), charset);
+        if control_id.is_empty() {
+            let e = Hl7Error {
+                code: ErrorCode::RequiredFieldMissing,
+                location: Some(Location::field("MSH", 1, 10)),
+                message: "MSH-10 (message control id) is required".into(),
+            };
+            let a = ack(&m, AckCode::Reject, &self.ack_id(), &self.now_dtm(), &[e]);
+            return (encode(&a), Outcome::Rejected);
+        }
+        // A resend of a message already answered: the same answer, nothing applied.
+        if let Ok(Some(stored)) = self.fhir.store().answered("in", &sender, &control_id).await
+            && let Ok(original) = self.fhir.protector().cipher().decrypt(&stored, ACK_AAD)
+        {
+            return (encode_text(&original, charset), Outcome::Duplicate);
+        }
+        let Some(payload) = self.seal(&text, PAYLOAD_AAD) else {
+            return self.internal(&m, charset, None, "the message could not be encrypted for the log").await;
+        };
+        let logged = self
+            .fhir
+            .store()
+            .log_message(&NewMessage {
+                direction: "in".into(),
+                channel: self.channel.clone(),
+                peer,
+                sender: sender.clone(),
+                control_id: control_id.clone(),
+                message_type: kind.clone(),
+                received_at,
+                payload,
+            })
+            .await;
+        let id = match logged {
+            Ok(id) => id,
+            Err(_) => return self.internal(&m, charset, None, "the message could not be logged").await,
+        };
+        let channel = Channel {
+            mrn_system: mrn_system(&self.campus),
+            visit_system: format!("urn:lianyi:sid:visit:{}", self.campus),
+            order_system: format!("urn:lianyi:sid:order:{}", app.to_ascii_lowercase()),
+            utc_offset: self.utc_offset.clone(),
+        };
+        let mapped = match map_message(&m, &channel) {
+            Ok(x) => x,
+            Err(MapError::Reject(e)) => return self.refuse(&m, charset, id, AckCode::Reject, vec![e]).await,
+            Err(MapError::Invalid(errs)) => return self.refuse(&m, charset, id, AckCode::Error, errs).await,
+        };
+        let aa = ack(&m, AckCode::Accept, &self.ack_id(), &self.now_dtm(), &[]);
+        let Some(sealed_ack) = self.seal(&aa.encode(), ACK_AAD) else {
+            return self.internal(&m, charset, Some(id), "the ACK could not be encrypted for the log").await;
+        };
+        let side = [SideWrite::FinishMessage(Finish {
+            id,
+            status: "accepted".into(),
+            finished_at: self.fhir.now_ms(),
+            ack: Some(sealed_ack),
+            error: None,
+            summary: Some(mapped.summary.clone()),
+        })];
+        let key = m.segment("PID").map(|p| p.component(3, 1)).unwrap_or_default();
+        let slot = key.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize)) % LOCKS;
+        let _guard = self.locks[slot].lock().await;
+        // The same message may have been answered while this one waited (a sender's
+        // retry racing its original): answer as the original did.
+        if let Ok(Some(stored)) = self.fhir.store().answered("in", &sender, &control_id).await
+            && let Ok(original) = self.fhir.protector().cipher().decrypt(&stored, ACK_AAD)
+        {
+            let _ = self
+                .fhir
+                .store()
+                .finish_message(&Finish {
+                    id,
+                    status: "duplicate".into(),
+                    finished_at: self.fhir.now_ms(),
+                    ack: None,
+                    error: None,
+                    summary: None,
+                })
+                .await;
+            return (encode_text(&original, charset), Outcome::Duplicate);
+        }
+        let caller = Caller::system(&format!("hl7:{sender}"));
+        match self.fhir.process_bundle_with(&caller, mapped.bundle, true, &side).await {
+            Ok(_) => (encode(&aa), Outcome::Accepted),
+            Err(ServiceError::Invalid(outcome)) => {
+                let text = outcome.issues.first().map(|i| i.diagnostics.clone()).unwrap_or_default();
+                let e = Hl7Error { code: ErrorCode::DataType, location: None, message: text };
+                self.refuse(&m, charset, id, AckCode::Error, vec![e]).await
+            }
+            Err(other) => self.internal(&m, charset, Some(id), &other.to_string()).await,
+        }
+    }
+
+    /// AE or AR for the content; logged as answered, so a resend gets the same ACK.
+    async fn refuse(
+        &self,
+        m: &Message,
+        charset: Charset,
+        id: i64,
+        code: AckCode,
+        errors: Vec<Hl7Error>,
+    ) -> (Vec<u8>, Outcome) {
+        let a = ack(m, code, &self.ack_id(), &self.now_dtm(), &errors);
+        let text = errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; ");
+        let _ = self
+            .fhir
+            .store()
+            .finish_message(&Finish {
+                id,
+                status: if code == AckCode::Reject { "rejected" } else { "error" }.into(),
+                finished_at: self.fhir.now_ms(),
+                ack: self.seal(&a.encode(), ACK_AAD),
+                error: Some(text),
+                summary: None,
+            })
+            .await;
+        (encode_text(&a.encode(), charset), if code == AckCode::Reject { Outcome::Rejected } else { Outcome::Error })
+    }
+
+    /// AE 207: nothing was applied and a resend will be processed again.
+    async fn internal(&self, m: &Message, charset: Charset, id: Option<i64>, why: &str) -> (Vec<u8>, Outcome) {
+        let e = Hl7Error {
+            code: ErrorCode::ApplicationInternal,
+            location: None,
+            message: "internal error; nothing was stored, please resend".into(),
+        };
+        let a = ack(m, AckCode::Error, &self.ack_id(), &self.now_dtm(), &[e]);
+        if let Some(id) = id {
+            let _ = self
+                .fhir
+                .store()
+                .finish_message(&Finish {
+                    id,
+                    status: "failed".into(),
+                    finished_at: self.fhir.now_ms(),
+                    ack: None,
+                    error: Some(why.to_string()),
+                    summary: None,
+                })
+                .await;
+        }
+        (encode_text(&a.encode(), charset), Outcome::Failed)
+    }
+
+    /// AR for bytes that are not a readable message; logged with what could be read.
+    async fn unreadable(
+        &self,
+        text: &str,
+        peer: Option<String>,
+        received_at: i64,
+        e: lianyi_hl7::ParseError,
+    ) -> (Vec<u8>, Outcome) {
+        let err = Hl7Error { code: ErrorCode::SegmentSequence, location: e.location(), message: e.to_string() };
+        let bare = Message::parse(text).unwrap_or_else(|_| unreadable());
+        let a = ack(&bare, AckCode::Reject, &self.ack_id(), &self.now_dtm(), &[err]);
+        if let Some(payload) = self.seal(text, PAYLOAD_AAD)
+            && let Ok(id) = self
+                .fhir
+                .store()
+                .log_message(&NewMessage {
+                    direction: "in".into(),
+                    channel: self.channel.clone(),
+                    peer,
+                    sender: String::new(),
+                    control_id: String::new(),
+                    message_type: String::new(),
+                    received_at,
+                    payload,
+                })
+                .await
+        {
+            let _ = self
+                .fhir
+                .store()
+                .finish_message(&Finish {
+                    id,
+                    status: "rejected".into(),
+                    finished_at: self.fhir.now_ms(),
+                    ack: self.seal(&a.encode(), ACK_AAD),
+                    error: Some(e.to_string()),
+                    summary: None,
+                })
+                .await;
+        }
+        (a.encode().into_bytes(), Outcome::Rejected)
+    }
+}
