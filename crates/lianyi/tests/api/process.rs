@@ -277,3 +277,108 @@ async fn mllp_messages_are_acknowledged_after_they_are_stored() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// One sender on its own connection: sends `messages` in order until every one is
+/// answered or the connection breaks; returns the indexes answered AA.
+fn send_until_broken(addr: &str, messages: &[(usize, Vec<u8>)], acked: &std::sync::atomic::AtomicUsize) -> Vec<usize> {
+    use std::io::{Read, Write};
+    let mut done = Vec::new();
+    let Ok(mut sock) = std::net::TcpStream::connect(addr) else { return done };
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    for (i, m) in messages {
+        let mut frame = vec![0x0b];
+        frame.extend_from_slice(m);
+        frame.extend_from_slice(&[0x1c, 0x0d]);
+        if sock.write_all(&frame).is_err() {
+            break;
+        }
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        while !got.ends_with(&[0x1c, 0x0d]) {
+            match sock.read(&mut byte) {
+                Ok(1) => got.push(byte[0]),
+                _ => return done,
+            }
+        }
+        let (code, _) = msa(&String::from_utf8_lossy(&got[1..got.len() - 2]));
+        assert_eq!(code, "AA");
+        done.push(*i);
+        acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    done
+}
+
+#[tokio::test]
+async fn mllp_kill_9_loses_no_acknowledged_message_and_retries_do_not_duplicate() {
+    let senders = 4;
+    let per_sender: usize =
+        std::env::var("LIANYI_KILL9_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000) / senders;
+    let (url, dir) = lianyi_store::testing::fresh_database().await;
+    let work = tempfile::tempdir().unwrap();
+    let data_dir = dir.clone().unwrap_or_else(|| work.path().to_path_buf());
+    let (id, secret) = cli_client(&data_dir, &url);
+    let (mut child, _, mllp) = serve_with_mllp(&data_dir, &url);
+    let message = |s: usize, i: usize| {
+        format!(
+            "MSH|^~\\&|LIS{s}|EAST|LIANYI|GROUP|20261122100000||ORU^R01|S{s}-{i}|P|2.5.1\r\
+             PID|1||K{s}{:05}^^^EAST^MR\r\
+             OBR|1||S{s}F{i}|2823-3^Potassium^LN|||202611221000\r\
+             OBX|1|NM|2823-3^Potassium^LN||{}.{}|mmol/L^mmol/L^UCUM|3.5-5.3|N|||F\r",
+            i % 50,
+            3 + i % 3,
+            i % 10
+        )
+        .into_bytes()
+    };
+    let all: Vec<Vec<(usize, Vec<u8>)>> =
+        (0..senders).map(|s| (0..per_sender).map(|i| (i, message(s, i))).collect()).collect();
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+
+    // Several senders stream; the server is killed (SIGKILL) part-way.
+    let handles: Vec<_> = all
+        .iter()
+        .cloned()
+        .map(|msgs| {
+            let (addr, acked) = (mllp.clone(), acked.clone());
+            std::thread::spawn(move || send_until_broken(&addr, &msgs, &acked))
+        })
+        .collect();
+    let target = senders * per_sender / 3;
+    while acked.load(std::sync::atomic::Ordering::Relaxed) < target {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let first: Vec<Vec<usize>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let acked_before: usize = first.iter().map(Vec::len).sum();
+    assert!(acked_before >= target && acked_before < senders * per_sender, "killed part-way: {acked_before}");
+
+    // Restart; every sender retries what was not acknowledged.
+    let (mut child, base, mllp) = serve_with_mllp(&data_dir, &url);
+    for (s, done) in first.iter().enumerate() {
+        let rest: Vec<(usize, Vec<u8>)> = all[s].iter().filter(|(i, _)| !done.contains(i)).cloned().collect();
+        let again = send_until_broken(&mllp, &rest, &acked);
+        assert_eq!(again.len(), rest.len(), "sender {s}: every retry answered AA");
+    }
+
+    // Every acknowledged message is there, each once.
+    let client = crate::helpers::authorized(&base, &id, &secret).await;
+    let count = |q: String| {
+        let client = client.clone();
+        async move {
+            let b: Value = client.get(q).send().await.unwrap().json().await.unwrap();
+            b["total"].as_i64().unwrap()
+        }
+    };
+    assert_eq!(count(format!("{base}/fhir/Observation?_summary=count")).await, (senders * per_sender) as i64);
+    assert_eq!(count(format!("{base}/fhir/DiagnosticReport?_summary=count")).await, (senders * per_sender) as i64);
+    assert_eq!(count(format!("{base}/fhir/Patient?_summary=count")).await, (senders * 50.min(per_sender)) as i64);
+    for (s, done) in first.iter().enumerate() {
+        for i in done.iter().step_by(97) {
+            let n = count(format!("{base}/fhir/Observation?identifier=urn:lianyi:sid:order:lis{s}%7CS{s}F{i}-1")).await;
+            assert_eq!(n, 1, "acknowledged S{s}-{i} present once after the restart");
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
