@@ -67,6 +67,8 @@ fn args() -> Args {
     a
 }
 
+mod mllp;
+
 /// Deterministic pseudo-random numbers (SplitMix64).
 struct Rng(u64);
 impl Rng {
@@ -198,9 +200,14 @@ async fn serve(database: String, dir: PathBuf, cred_file: PathBuf) {
         .expect("client");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let mllp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mllp_addr = mllp_listener.local_addr().unwrap();
+    let inbound = lianyi_interop::Inbound::new(app.state().fhir.clone(), "mllp:bench", "campus-east", "+08:00");
+    tokio::spawn(lianyi_web::mllp::serve_mllp(mllp_listener, inbound, Default::default()));
     std::fs::write(
         &cred_file,
-        json!({"base": format!("http://{addr}"), "id": c.client_id, "secret": c.client_secret}).to_string(),
+        json!({"base": format!("http://{addr}"), "id": c.client_id, "secret": c.client_secret, "mllp": mllp_addr.to_string()})
+            .to_string(),
     )
     .unwrap();
     app.run(listener, std::future::pending()).await.unwrap();
@@ -210,6 +217,8 @@ struct Server {
     child: Child,
     base: String,
     http: reqwest::Client,
+    /// The MLLP listener's address.
+    mllp: String,
 }
 
 impl Drop for Server {
@@ -260,7 +269,8 @@ async fn start_server(database: &str, dir: &std::path::Path) -> Server {
         format!("Bearer {}", token["access_token"].as_str().unwrap()).parse().unwrap(),
     );
     let http = reqwest::Client::builder().default_headers(headers).pool_max_idle_per_host(64).build().unwrap();
-    Server { child, base, http }
+    let mllp = creds["mllp"].as_str().unwrap_or_default().to_string();
+    Server { child, base, http, mllp }
 }
 
 #[tokio::main]
@@ -268,6 +278,10 @@ async fn main() {
     let raw: Vec<String> = std::env::args().collect();
     if raw.get(1).map(String::as_str) == Some("__serve") {
         serve(raw[2].clone(), raw[3].clone().into(), raw[4].clone().into()).await;
+        return;
+    }
+    if raw.get(1).map(String::as_str) == Some("mllp") {
+        mllp::run(raw[2..].to_vec()).await;
         return;
     }
     let a = args();

@@ -103,13 +103,25 @@ impl Store {
         audit: Vec<crate::audit::AuditEntry>,
         hasher: &'static dyn crate::audit::ChainHasher,
     ) -> Result<Vec<WriteResult>> {
+        self.write_grouped_with(ops, now_ms, audit, hasher, Vec::new()).await
+    }
+
+    /// [`Store::write_grouped`] with side rows committed in the same transaction.
+    pub async fn write_grouped_with(
+        &self,
+        ops: Vec<WriteOp>,
+        now_ms: i64,
+        audit: Vec<crate::audit::AuditEntry>,
+        hasher: &'static dyn crate::audit::ChainHasher,
+        side: Vec<crate::messages::SideWrite>,
+    ) -> Result<Vec<WriteResult>> {
         let queue = self.group.get_or_init(|| {
             let (tx, rx) = tokio::sync::mpsc::channel::<Pending>(1024);
             tokio::spawn(group_writer(self.clone(), rx));
             tx
         });
         let (done, result) = tokio::sync::oneshot::channel();
-        if queue.send(Pending { ops, now_ms, audit, hasher, done }).await.is_err() {
+        if queue.send(Pending { ops, now_ms, audit, hasher, side, done }).await.is_err() {
             return Err(StoreError::Corrupt("the writer has stopped".into()));
         }
         result.await.map_err(|_| StoreError::Corrupt("the writer has stopped".into()))?
@@ -556,6 +568,7 @@ pub(crate) struct Pending {
     now_ms: i64,
     audit: Vec<crate::audit::AuditEntry>,
     hasher: &'static dyn crate::audit::ChainHasher,
+    side: Vec<crate::messages::SideWrite>,
     done: tokio::sync::oneshot::Sender<Result<Vec<WriteResult>>>,
 }
 
@@ -573,7 +586,7 @@ async fn group_writer(store: Store, mut rx: tokio::sync::mpsc::Receiver<Pending>
         }
         if batch.len() == 1 {
             let p = batch.remove(0);
-            let r = store.write_audited(p.ops, p.now_ms, &p.audit, Some(p.hasher)).await;
+            let r = store.write_audited_with(p.ops, p.now_ms, &p.audit, Some(p.hasher), &p.side).await;
             let _ = p.done.send(r);
             continue;
         }
@@ -582,7 +595,8 @@ async fn group_writer(store: Store, mut rx: tokio::sync::mpsc::Receiver<Pending>
         let counts: Vec<usize> = batch.iter().map(|p| p.ops.len()).collect();
         let ops: Vec<WriteOp> = batch.iter().flat_map(|p| p.ops.iter().cloned()).collect();
         let audit: Vec<crate::audit::AuditEntry> = batch.iter().flat_map(|p| p.audit.iter().cloned()).collect();
-        match store.write_audited(ops, now, &audit, Some(hasher)).await {
+        let side: Vec<crate::messages::SideWrite> = batch.iter().flat_map(|p| p.side.iter().cloned()).collect();
+        match store.write_audited_with(ops, now, &audit, Some(hasher), &side).await {
             Ok(mut results) => {
                 for (p, n) in batch.drain(..).zip(counts) {
                     let rest = results.split_off(n.min(results.len()));
@@ -593,7 +607,7 @@ async fn group_writer(store: Store, mut rx: tokio::sync::mpsc::Receiver<Pending>
             Err(_) => {
                 // Someone's request cannot commit: run each alone, in arrival order.
                 for p in batch.drain(..) {
-                    let r = store.write_audited(p.ops, p.now_ms, &p.audit, Some(p.hasher)).await;
+                    let r = store.write_audited_with(p.ops, p.now_ms, &p.audit, Some(p.hasher), &p.side).await;
                     let _ = p.done.send(r);
                 }
             }

@@ -506,12 +506,12 @@ impl FhirService {
         let positions: Vec<usize> = ops.iter().map(|(i, _, _)| *i).collect();
         let written = self
             .store
-            .write_audited_with(
+            .write_grouped_with(
                 ops.into_iter().map(|(_, op, _)| op).collect(),
                 now,
-                &audit,
-                Some(self.audit.hasher()),
-                side,
+                audit,
+                self.audit.hasher(),
+                side.to_vec(),
             )
             .await;
         let written = match written {
