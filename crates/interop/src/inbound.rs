@@ -105,29 +105,30 @@ impl Inbound {
             let a = ack(&m, AckCode::Reject, &self.ack_id(), &self.now_dtm(), &[e]);
             return (encode(&a), Outcome::Rejected);
         }
-        // A resend of a message already answered: the same answer, nothing applied.
-        if let Ok(Some(stored)) = self.fhir.store().answered("in", &sender, &control_id).await
-            && let Ok(original) = self.fhir.protector().cipher().decrypt(&stored, ACK_AAD)
-        {
-            return (encode_text(&original, charset), Outcome::Duplicate);
-        }
         let Some(payload) = self.seal(&text, PAYLOAD_AAD) else {
             return self.internal(&m, charset, None, "the message could not be encrypted for the log").await;
         };
-        let logged = self
-            .fhir
-            .store()
-            .log_message(&NewMessage {
-                direction: "in".into(),
-                channel: self.channel.clone(),
-                peer,
-                sender: sender.clone(),
-                control_id: control_id.clone(),
-                message_type: kind.clone(),
-                received_at,
-                payload,
-            })
-            .await;
+        let new_message = NewMessage {
+            direction: "in".into(),
+            channel: self.channel.clone(),
+            peer,
+            sender: sender.clone(),
+            control_id: control_id.clone(),
+            message_type: kind.clone(),
+            received_at,
+            payload,
+        };
+        // A resend of a message already answered: logged as a duplicate, answered with
+        // the original ACK, nothing applied.
+        if let Ok(Some(stored)) = self.fhir.store().answered("in", &sender, &control_id).await
+            && let Ok(original) = self.fhir.protector().cipher().decrypt(&stored, ACK_AAD)
+        {
+            if let Ok(id) = self.fhir.store().log_message(&new_message).await {
+                self.mark_duplicate(id).await;
+            }
+            return (encode_text(&original, charset), Outcome::Duplicate);
+        }
+        let logged = self.fhir.store().log_message(&new_message).await;
         let id = match logged {
             Ok(id) => id,
             Err(_) => return self.internal(&m, charset, None, "the message could not be logged").await,
@@ -163,18 +164,7 @@ impl Inbound {
         if let Ok(Some(stored)) = self.fhir.store().answered("in", &sender, &control_id).await
             && let Ok(original) = self.fhir.protector().cipher().decrypt(&stored, ACK_AAD)
         {
-            let _ = self
-                .fhir
-                .store()
-                .finish_message(&Finish {
-                    id,
-                    status: "duplicate".into(),
-                    finished_at: self.fhir.now_ms(),
-                    ack: None,
-                    error: None,
-                    summary: None,
-                })
-                .await;
+            self.mark_duplicate(id).await;
             return (encode_text(&original, charset), Outcome::Duplicate);
         }
         let caller = Caller::system(&format!("hl7:{sender}"));
@@ -187,6 +177,18 @@ impl Inbound {
             }
             Err(other) => self.internal(&m, charset, Some(id), &other.to_string()).await,
         }
+    }
+
+    async fn mark_duplicate(&self, id: i64) {
+        let finish = Finish {
+            id,
+            status: "duplicate".into(),
+            finished_at: self.fhir.now_ms(),
+            ack: None,
+            error: None,
+            summary: None,
+        };
+        let _ = self.fhir.store().finish_message(&finish).await;
     }
 
     /// AE or AR for the content; logged as answered, so a resend gets the same ACK.
