@@ -108,31 +108,37 @@ impl Inbound {
         let Some(payload) = self.seal(&text, PAYLOAD_AAD) else {
             return self.internal(&m, charset, None, "the message could not be encrypted for the log").await;
         };
-        let new_message = NewMessage {
-            direction: "in".into(),
-            channel: self.channel.clone(),
-            peer,
-            sender: sender.clone(),
-            control_id: control_id.clone(),
-            message_type: kind.clone(),
-            received_at,
-            payload,
+        let logged = self
+            .fhir
+            .store()
+            .log_message(&NewMessage {
+                direction: "in".into(),
+                channel: self.channel.clone(),
+                peer,
+                sender: sender.clone(),
+                control_id: control_id.clone(),
+                message_type: kind.clone(),
+                received_at,
+                payload,
+            })
+            .await;
+        let id = match logged {
+            Ok(id) => id,
+            Err(_) => return self.internal(&m, charset, None, "the message could not be logged").await,
         };
+        // Messages about one patient are handled one at a time, so the duplicate check
+        // below also covers a sender's retry racing its original.
+        let key = m.segment("PID").map(|p| p.component(3, 1)).unwrap_or_default();
+        let slot = key.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize)) % LOCKS;
+        let _guard = self.locks[slot].lock().await;
         // A resend of a message already answered: logged as a duplicate, answered with
         // the original ACK, nothing applied.
         if let Ok(Some(stored)) = self.fhir.store().answered("in", &sender, &control_id).await
             && let Ok(original) = self.fhir.protector().cipher().decrypt(&stored, ACK_AAD)
         {
-            if let Ok(id) = self.fhir.store().log_message(&new_message).await {
-                self.mark_duplicate(id).await;
-            }
+            self.finish(id, "duplicate", None, None, None).await;
             return (encode_text(&original, charset), Outcome::Duplicate);
         }
-        let logged = self.fhir.store().log_message(&new_message).await;
-        let id = match logged {
-            Ok(id) => id,
-            Err(_) => return self.internal(&m, charset, None, "the message could not be logged").await,
-        };
         let channel = Channel {
             mrn_system: mrn_system(&self.campus),
             visit_system: format!("urn:lianyi:sid:visit:{}", self.campus),
@@ -156,17 +162,6 @@ impl Inbound {
             error: None,
             summary: Some(mapped.summary.clone()),
         })];
-        let key = m.segment("PID").map(|p| p.component(3, 1)).unwrap_or_default();
-        let slot = key.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize)) % LOCKS;
-        let _guard = self.locks[slot].lock().await;
-        // The same message may have been answered while this one waited (a sender's
-        // retry racing its original): answer as the original did.
-        if let Ok(Some(stored)) = self.fhir.store().answered("in", &sender, &control_id).await
-            && let Ok(original) = self.fhir.protector().cipher().decrypt(&stored, ACK_AAD)
-        {
-            self.mark_duplicate(id).await;
-            return (encode_text(&original, charset), Outcome::Duplicate);
-        }
         let caller = Caller::system(&format!("hl7:{sender}"));
         match self.fhir.process_bundle_with(&caller, mapped.bundle, true, &side).await {
             Ok(_) => (encode(&aa), Outcome::Accepted),
@@ -179,16 +174,10 @@ impl Inbound {
         }
     }
 
-    async fn mark_duplicate(&self, id: i64) {
-        let finish = Finish {
-            id,
-            status: "duplicate".into(),
-            finished_at: self.fhir.now_ms(),
-            ack: None,
-            error: None,
-            summary: None,
-        };
-        let _ = self.fhir.store().finish_message(&finish).await;
+    /// Records a message's outcome on its own (nothing else was written).
+    async fn finish(&self, id: i64, status: &str, ack: Option<String>, error: Option<String>, summary: Option<String>) {
+        let f = Finish { id, status: status.into(), finished_at: self.fhir.now_ms(), ack, error, summary };
+        let _ = self.fhir.store().finish_message(&f).await;
     }
 
     /// AE or AR for the content; logged as answered, so a resend gets the same ACK.
@@ -202,18 +191,8 @@ impl Inbound {
     ) -> (Vec<u8>, Outcome) {
         let a = ack(m, code, &self.ack_id(), &self.now_dtm(), &errors);
         let text = errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; ");
-        let _ = self
-            .fhir
-            .store()
-            .finish_message(&Finish {
-                id,
-                status: if code == AckCode::Reject { "rejected" } else { "error" }.into(),
-                finished_at: self.fhir.now_ms(),
-                ack: self.seal(&a.encode(), ACK_AAD),
-                error: Some(text),
-                summary: None,
-            })
-            .await;
+        let status = if code == AckCode::Reject { "rejected" } else { "error" };
+        self.finish(id, status, self.seal(&a.encode(), ACK_AAD), Some(text), None).await;
         (encode_text(&a.encode(), charset), if code == AckCode::Reject { Outcome::Rejected } else { Outcome::Error })
     }
 
@@ -226,18 +205,7 @@ impl Inbound {
         };
         let a = ack(m, AckCode::Error, &self.ack_id(), &self.now_dtm(), &[e]);
         if let Some(id) = id {
-            let _ = self
-                .fhir
-                .store()
-                .finish_message(&Finish {
-                    id,
-                    status: "failed".into(),
-                    finished_at: self.fhir.now_ms(),
-                    ack: None,
-                    error: Some(why.to_string()),
-                    summary: None,
-                })
-                .await;
+            self.finish(id, "failed", None, Some(why.to_string()), None).await;
         }
         (encode_text(&a.encode(), charset), Outcome::Failed)
     }
@@ -269,18 +237,7 @@ impl Inbound {
                 })
                 .await
         {
-            let _ = self
-                .fhir
-                .store()
-                .finish_message(&Finish {
-                    id,
-                    status: "rejected".into(),
-                    finished_at: self.fhir.now_ms(),
-                    ack: self.seal(&a.encode(), ACK_AAD),
-                    error: Some(e.to_string()),
-                    summary: None,
-                })
-                .await;
+            self.finish(id, "rejected", self.seal(&a.encode(), ACK_AAD), Some(e.to_string()), None).await;
         }
         (a.encode().into_bytes(), Outcome::Rejected)
     }

@@ -3,6 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::search::{CURRENT_BODY, CURRENT_COLUMNS};
 use crate::sql::{Arg, Sql};
 use crate::{Result, Store};
 
@@ -60,11 +61,9 @@ pub(crate) fn current_from_row(row: &AnyRow) -> Result<StoredResource> {
 impl Store {
     /// The current version, including a deletion marker (`deleted` true).
     pub async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>> {
-        let row = sqlx::query(
-            "SELECT r.res_type, r.id, r.version, r.last_updated, r.campus, r.patient, r.deleted, \
-             (SELECT h.body FROM resource_history h WHERE h.res_type = r.res_type AND h.id = r.id AND h.version = r.version) AS body \
-             FROM resources r WHERE r.res_type = $1 AND r.id = $2",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CURRENT_COLUMNS} FROM resources r WHERE r.res_type = $1 AND r.id = $2"
+        )))
         .bind(resource_type.to_string())
         .bind(id.to_string())
         .fetch_optional(&self.read)
@@ -153,11 +152,10 @@ impl Store {
         after: Option<(String, String, i64)>,
         limit: usize,
     ) -> Result<Vec<BodyRow>> {
-        let mut sql = Sql::new(if table == "resources" {
-            "SELECT res_type, id, version, (SELECT h.body FROM resource_history h WHERE h.res_type = resources.res_type \
-             AND h.id = resources.id AND h.version = resources.version) FROM resources WHERE res_type IN ("
+        let mut sql = Sql::new(&if table == "resources" {
+            format!("SELECT res_type, id, version, {CURRENT_BODY} FROM resources r WHERE res_type IN (")
         } else {
-            "SELECT res_type, id, version, body FROM resource_history WHERE res_type IN ("
+            "SELECT res_type, id, version, body FROM resource_history WHERE res_type IN (".to_string()
         });
         for (i, t) in types.iter().enumerate() {
             if i > 0 {

@@ -25,10 +25,19 @@ pub struct SearchPage {
     pub included: Vec<StoredResource>,
 }
 
+macro_rules! current_body {
+    () => {
+        "(SELECT h.body FROM resource_history h \
+         WHERE h.res_type = r.res_type AND h.id = r.id AND h.version = r.version) AS body"
+    };
+}
+
+/// The body of the current version of `resources r`, from its history row.
+pub(crate) const CURRENT_BODY: &str = current_body!();
 /// The columns of a current resource for [`current_from_row`]; the body is the
 /// history row of the current version (it is stored once, there).
-pub(crate) const CURRENT_COLUMNS: &str = "r.res_type, r.id, r.version, r.last_updated, r.campus, r.patient, r.deleted, \
-     (SELECT h.body FROM resource_history h WHERE h.res_type = r.res_type AND h.id = r.id AND h.version = r.version) AS body";
+pub(crate) const CURRENT_COLUMNS: &str =
+    concat!("r.res_type, r.id, r.version, r.last_updated, r.campus, r.patient, r.deleted, ", current_body!());
 
 /// The smallest string greater than every string that starts with `prefix`.
 fn prefix_upper_bound(prefix: &str) -> String {

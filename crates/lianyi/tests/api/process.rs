@@ -204,27 +204,28 @@ fn serve_with_mllp(data_dir: &Path, database_url: &str) -> (Child, String, Strin
     (child, base.to_string(), mllp)
 }
 
+/// Sends one message in an MLLP frame and reads the framed answer.
+fn mllp_roundtrip(sock: &mut std::net::TcpStream, message: &[u8]) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut frame = vec![0x0b];
+    frame.extend_from_slice(message);
+    frame.extend_from_slice(&[0x1c, 0x0d]);
+    sock.write_all(&frame)?;
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(&[0x1c, 0x0d]) {
+        sock.read_exact(&mut byte)?;
+        got.push(byte[0]);
+    }
+    assert_eq!(got[0], 0x0b);
+    Ok(String::from_utf8_lossy(&got[1..got.len() - 2]).to_string())
+}
+
 /// Sends each message in one MLLP frame on one connection; returns the ACKs.
 fn mllp_exchange(addr: &str, messages: &[Vec<u8>]) -> Vec<String> {
-    use std::io::{Read, Write};
     let mut sock = std::net::TcpStream::connect(addr).unwrap();
     sock.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
-    let mut acks = Vec::new();
-    for m in messages {
-        let mut frame = vec![0x0b];
-        frame.extend_from_slice(m);
-        frame.extend_from_slice(&[0x1c, 0x0d]);
-        sock.write_all(&frame).unwrap();
-        let mut got = Vec::new();
-        let mut byte = [0u8; 1];
-        while !got.ends_with(&[0x1c, 0x0d]) {
-            sock.read_exact(&mut byte).unwrap();
-            got.push(byte[0]);
-        }
-        assert_eq!(got[0], 0x0b);
-        acks.push(String::from_utf8_lossy(&got[1..got.len() - 2]).to_string());
-    }
-    acks
+    messages.iter().map(|m| mllp_roundtrip(&mut sock, m).unwrap()).collect()
 }
 
 fn msa(ack: &str) -> (String, String) {
@@ -281,27 +282,12 @@ async fn mllp_messages_are_acknowledged_after_they_are_stored() {
 /// One sender on its own connection: sends `messages` in order until every one is
 /// answered or the connection breaks; returns the indexes answered AA.
 fn send_until_broken(addr: &str, messages: &[(usize, Vec<u8>)], acked: &std::sync::atomic::AtomicUsize) -> Vec<usize> {
-    use std::io::{Read, Write};
     let mut done = Vec::new();
     let Ok(mut sock) = std::net::TcpStream::connect(addr) else { return done };
     sock.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
     for (i, m) in messages {
-        let mut frame = vec![0x0b];
-        frame.extend_from_slice(m);
-        frame.extend_from_slice(&[0x1c, 0x0d]);
-        if sock.write_all(&frame).is_err() {
-            break;
-        }
-        let mut got = Vec::new();
-        let mut byte = [0u8; 1];
-        while !got.ends_with(&[0x1c, 0x0d]) {
-            match sock.read(&mut byte) {
-                Ok(1) => got.push(byte[0]),
-                _ => return done,
-            }
-        }
-        let (code, _) = msa(&String::from_utf8_lossy(&got[1..got.len() - 2]));
-        assert_eq!(code, "AA");
+        let Ok(ack) = mllp_roundtrip(&mut sock, m) else { break };
+        assert_eq!(msa(&ack).0, "AA");
         done.push(*i);
         acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
