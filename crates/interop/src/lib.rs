@@ -7,8 +7,11 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod fhir_to_v2;
 pub mod inbound;
+pub mod outbound;
 pub mod v2_to_fhir;
 
 pub use inbound::Inbound;
+pub use outbound::{ChannelSpec, Dispatcher, Outbound, OutboundError};
 pub use v2_to_fhir::{Channel, MapError, Mapped, map_message};

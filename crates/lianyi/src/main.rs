@@ -115,8 +115,118 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Outbound channels: webhooks and HL7 v2 feeds (FHIR rest-hooks are Subscription
+    /// resources).
+    Channel {
+        #[command(subcommand)]
+        command: ChannelCommand,
+    },
+    /// The integration message log (inbound and outbound).
+    Messages {
+        #[command(subcommand)]
+        command: MessagesCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum ChannelCommand {
+    /// Add a channel; it delivers changes committed from now on. A webhook's signing
+    /// secret is printed once.
+    Add {
+        /// Short name: lower-case letters, digits, dashes ("lab-adt").
+        id: String,
+        /// webhook (HTTP POST of a JSON event) or mllp (HL7 v2).
+        #[arg(long)]
+        kind: String,
+        /// http://host:port/path for webhooks, host:port for MLLP.
+        #[arg(long)]
+        endpoint: String,
+        /// Resource types ("Patient,Observation"; empty: all, webhooks only) or one FHIR
+        /// search ("Observation?code=http://loinc.org|2823-3").
+        #[arg(long, default_value = "")]
+        criteria: String,
+        /// Only changes owned by this campus (and shared directory data).
+        #[arg(long)]
+        campus: Option<String>,
+        /// Extra HTTP header "Name: value" (repeat for several).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// Attempts before a delivery becomes a dead letter.
+        #[arg(long, default_value_t = lianyi_interop::ChannelSpec::DEFAULT_MAX_ATTEMPTS)]
+        max_attempts: i64,
+        /// First retry delay; doubled after each failed attempt.
+        #[arg(long, default_value_t = lianyi_interop::ChannelSpec::DEFAULT_BACKOFF_MS)]
+        backoff_ms: i64,
+        /// Longest retry delay.
+        #[arg(long, default_value_t = lianyi_interop::ChannelSpec::DEFAULT_MAX_BACKOFF_MS)]
+        max_backoff_ms: i64,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// List channels with their queue depth, dead letters and last success.
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Pause a channel (its changes wait in the outbox).
+    Disable {
+        id: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Resume a paused channel.
+    Enable {
+        id: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Queue every dead letter of a channel again.
+    ReplayDead {
+        id: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum MessagesCommand {
+    /// Newest messages first.
+    List {
+        /// in or out.
+        #[arg(long)]
+        direction: Option<String>,
+        /// received, accepted, error, rejected, duplicate, failed, pending, delivered, dead.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// One message with its payload and ACK or response.
+    Show {
+        id: i64,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Send outbound messages again (same idempotency key).
+    Replay {
+        #[arg(required = true)]
+        ids: Vec<i64>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Delete finished messages older than the retention period.
+    Prune {
+        #[arg(long, default_value_t = 90)]
+        keep_days: i64,
+        #[command(flatten)]
+        data: DataArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -230,6 +340,8 @@ enum CliError {
     Client(#[from] lianyi_security::clients::ClientError),
     #[error(transparent)]
     User(#[from] lianyi_security::users::UserError),
+    #[error(transparent)]
+    Outbound(#[from] lianyi_interop::OutboundError),
     #[error("{0}")]
     Usage(String),
 }
@@ -377,6 +489,8 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Demo { listen, data_dir } => demo_command(&listen, data_dir).await,
         Command::Client { command } => client_command(command).await,
+        Command::Channel { command } => channel_command(command).await,
+        Command::Messages { command } => messages_command(command).await,
         Command::User { command } => user_command(command).await,
         Command::Keys { command: KeysCommand::Rotate { cipher, data } } => rotate_keys(cipher, data).await,
         Command::Audit { command: AuditCommand::Verify { data } } => {
@@ -634,6 +748,170 @@ async fn client_command(command: ClientCommand) -> Result<ExitCode, CliError> {
                 println!("no client named {name}");
                 Ok(ExitCode::FAILURE)
             }
+        }
+    }
+}
+
+async fn outbound_service(data: DataArgs) -> Result<lianyi_interop::Outbound, CliError> {
+    let file = FileConfig::load(data.config.as_deref())?;
+    let loc = location(data, &file)?;
+    let app = App::build(app_config(&loc, &file)?).await?;
+    Ok(app.state().outbound.clone())
+}
+
+fn when(ms: Option<i64>) -> String {
+    ms.map(lianyi_fhir::datetime::format_instant).unwrap_or_else(|| "-".into())
+}
+
+async fn channel_command(command: ChannelCommand) -> Result<ExitCode, CliError> {
+    let caller = cli_caller();
+    match command {
+        ChannelCommand::Add {
+            id,
+            kind,
+            endpoint,
+            criteria,
+            campus,
+            headers,
+            max_attempts,
+            backoff_ms,
+            max_backoff_ms,
+            data,
+        } => {
+            let out = outbound_service(data).await?;
+            let spec = lianyi_interop::ChannelSpec {
+                id: id.clone(),
+                name: id,
+                kind,
+                endpoint,
+                criteria,
+                campus,
+                headers: if headers.is_empty() { None } else { Some(headers.join("\n")) },
+                max_attempts,
+                backoff_ms,
+                max_backoff_ms,
+            };
+            let (ch, secret) = out.add_channel(&caller, spec).await?;
+            out.fhir().store().close().await;
+            println!(
+                "channel {} ({} to {}) added; it delivers changes committed from now on",
+                ch.id, ch.kind, ch.endpoint
+            );
+            if let Some(s) = secret {
+                println!("signing secret (X-Lianyi-Signature: sha256=HMAC-SHA256(secret, body)); shown only now:\n{s}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ChannelCommand::List { data } => {
+            let out = outbound_service(data).await?;
+            let channels = out.channels(&caller).await?;
+            let stats = out.fhir().store().queue_stats().await?;
+            out.fhir().store().close().await;
+            println!(
+                "{:<20} {:<9} {:<8} {:>8} {:>6} {:>10} {:<24} endpoint",
+                "channel", "kind", "state", "pending", "dead", "delivered", "last success"
+            );
+            for c in channels {
+                let s = stats.iter().find(|s| s.channel == c.id).cloned().unwrap_or_default();
+                let state = if c.enabled { "active" } else { "paused" };
+                println!(
+                    "{:<20} {:<9} {:<8} {:>8} {:>6} {:>10} {:<24} {}",
+                    c.id,
+                    c.kind,
+                    state,
+                    s.pending,
+                    s.dead,
+                    s.delivered,
+                    when(s.last_success),
+                    c.endpoint
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ChannelCommand::Disable { id, data } => {
+            let out = outbound_service(data).await?;
+            out.set_enabled(&caller, &id, false).await?;
+            out.fhir().store().close().await;
+            println!("channel {id} paused; its changes wait in the outbox");
+            Ok(ExitCode::SUCCESS)
+        }
+        ChannelCommand::Enable { id, data } => {
+            let out = outbound_service(data).await?;
+            out.set_enabled(&caller, &id, true).await?;
+            out.fhir().store().close().await;
+            println!("channel {id} resumed");
+            Ok(ExitCode::SUCCESS)
+        }
+        ChannelCommand::ReplayDead { id, data } => {
+            let out = outbound_service(data).await?;
+            let n = out.replay_dead(&caller, &id).await?;
+            out.fhir().store().close().await;
+            println!("{n} dead letters of channel {id} queued again");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn messages_command(command: MessagesCommand) -> Result<ExitCode, CliError> {
+    let caller = cli_caller();
+    match command {
+        MessagesCommand::List { direction, status, channel, limit, data } => {
+            let out = outbound_service(data).await?;
+            let filter =
+                lianyi_store::messages::MessageFilter { direction, status, channel, limit, ..Default::default() };
+            let list = out.messages(&caller, &filter).await?;
+            out.fhir().store().close().await;
+            println!(
+                "{:>8} {:<3} {:<10} {:<24} {:<22} {:<14} {:>3} {:<24} error",
+                "id", "dir", "status", "channel", "control id", "type", "try", "received"
+            );
+            for m in list {
+                println!(
+                    "{:>8} {:<3} {:<10} {:<24} {:<22} {:<14} {:>3} {:<24} {}",
+                    m.id,
+                    m.direction,
+                    m.status,
+                    m.channel,
+                    m.control_id,
+                    m.message_type,
+                    m.attempts,
+                    when(Some(m.received_at)),
+                    m.error.unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MessagesCommand::Show { id, data } => {
+            let out = outbound_service(data).await?;
+            let (m, payload, ack) = out.message(&caller, id).await?;
+            out.fhir().store().close().await;
+            println!(
+                "message {} ({} {} on {}): {} after {} attempt(s)",
+                m.id, m.direction, m.message_type, m.channel, m.status, m.attempts
+            );
+            println!("received {}  finished {}", when(Some(m.received_at)), when(m.finished_at));
+            if let Some(e) = m.error {
+                println!("error: {e}");
+            }
+            println!("--- payload\n{}", payload.replace('\r', "\n"));
+            if let Some(a) = ack {
+                println!("--- ack/response\n{}", a.replace('\r', "\n"));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MessagesCommand::Replay { ids, data } => {
+            let out = outbound_service(data).await?;
+            let n = out.replay(&caller, &ids).await?;
+            out.fhir().store().close().await;
+            println!("{n} of {} messages queued again (outbound dead letters and delivered messages only)", ids.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        MessagesCommand::Prune { keep_days, data } => {
+            let out = outbound_service(data).await?;
+            let (m, e) = out.prune(&caller, keep_days).await?;
+            out.fhir().store().close().await;
+            println!("{m} messages and {e} outbox events older than {keep_days} days deleted");
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

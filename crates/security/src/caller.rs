@@ -190,7 +190,7 @@ impl Caller {
             campus: None,
             client_addr: None,
             access: Access::unrestricted(),
-            capabilities: vec![Capability::AdministerUsers, Capability::ReviewAudit],
+            capabilities: vec![Capability::AdministerUsers, Capability::ReviewAudit, Capability::ManageIntegration],
         }
     }
 

@@ -15,6 +15,8 @@ pub enum Capability {
     ReviewAudit,
     /// Open a record outside one's campuses, with a reason (clinicians).
     BreakTheGlass,
+    /// Configure outbound channels, read the integration message log, replay messages.
+    ManageIntegration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,7 +122,8 @@ impl Role {
     pub fn capabilities(self) -> &'static [Capability] {
         match self {
             Role::Doctor | Role::Nurse => &[Capability::BreakTheGlass],
-            Role::Administrator => &[Capability::AdministerUsers],
+            Role::Administrator => &[Capability::AdministerUsers, Capability::ManageIntegration],
+            Role::ItEngineer => &[Capability::ManageIntegration],
             Role::PrivacyOfficer => &[Capability::ReviewAudit],
             _ => &[],
         }

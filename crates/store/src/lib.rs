@@ -13,6 +13,7 @@ pub mod break_glass;
 pub mod clients;
 pub mod messages;
 mod migrate;
+pub mod outbox;
 mod read;
 mod scope;
 mod search;
@@ -103,6 +104,8 @@ pub struct Store {
     group: std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<write::Pending>>>,
     /// Held by every clone; background tasks stop once the last clone is gone.
     _alive: Option<std::sync::Arc<()>>,
+    /// Woken after every commit that wrote outbox events.
+    changes: std::sync::Arc<tokio::sync::Notify>,
     /// SQLite's checkpoint connection.
     checkpointer: Option<AnyPool>,
 }
@@ -180,6 +183,7 @@ impl Store {
                 backend: Backend::Sqlite,
                 group: Default::default(),
                 _alive: Some(alive),
+                changes: Default::default(),
                 checkpointer: Some(checkpointer),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -194,11 +198,18 @@ impl Store {
                 backend: Backend::Postgres,
                 group: Default::default(),
                 _alive: None,
+                changes: Default::default(),
                 checkpointer: None,
             })
         } else {
             Err(StoreError::UnsupportedUrl)
         }
+    }
+
+    /// Notified (one stored permit) after each commit that wrote outbox events: the
+    /// outbound dispatcher waits on it instead of polling.
+    pub fn changes(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.changes.clone()
     }
 
     pub fn backend(&self) -> Backend {

@@ -120,39 +120,86 @@ impl Store {
         })
     }
 
-    /// The newest messages first, optionally only one status.
-    pub async fn recent_messages(&self, status: Option<&str>, limit: usize) -> Result<Vec<LoggedMessage>> {
-        let mut sql = Sql::new(
-            "SELECT id, direction, channel, peer, sender, control_id, message_type, status, received_at, finished_at, \
-             attempts, error, summary, payload, ack FROM message_log",
-        );
-        if let Some(s) = status {
-            sql.push(" WHERE status = ");
-            sql.push_bind(Arg::Text(s.to_string()));
+    /// The newest messages first that pass `filter`.
+    pub async fn find_messages(&self, filter: &MessageFilter) -> Result<Vec<LoggedMessage>> {
+        let mut sql = Sql::new(&format!("SELECT {MESSAGE_COLUMNS} FROM message_log WHERE 1 = 1"));
+        let mut eq = |col: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                sql.push(&format!(" AND {col} = "));
+                sql.push_bind(Arg::Text(v.clone()));
+            }
+        };
+        eq("direction", &filter.direction);
+        eq("status", &filter.status);
+        eq("channel", &filter.channel);
+        eq("message_type", &filter.message_type);
+        eq("control_id", &filter.control_id);
+        if let Some(t) = filter.since {
+            sql.push(" AND received_at >= ");
+            sql.push_bind(Arg::Int(t));
+        }
+        if let Some(t) = filter.until {
+            sql.push(" AND received_at < ");
+            sql.push_bind(Arg::Int(t));
+        }
+        if let Some(b) = filter.before_id {
+            sql.push(" AND id < ");
+            sql.push_bind(Arg::Int(b));
         }
         sql.push(" ORDER BY id DESC LIMIT ");
-        sql.push_bind(Arg::Int(limit as i64));
+        sql.push_bind(Arg::Int(filter.limit.clamp(1, 1000) as i64));
         let rows = sql.query(self.backend).fetch_all(&self.read).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(LoggedMessage {
-                    id: r.try_get(0)?,
-                    direction: r.try_get(1)?,
-                    channel: r.try_get(2)?,
-                    peer: r.try_get(3)?,
-                    sender: r.try_get(4)?,
-                    control_id: r.try_get(5)?,
-                    message_type: r.try_get(6)?,
-                    status: r.try_get(7)?,
-                    received_at: r.try_get(8)?,
-                    finished_at: r.try_get(9)?,
-                    attempts: r.try_get(10)?,
-                    error: r.try_get(11)?,
-                    summary: r.try_get(12)?,
-                    payload: r.try_get(13)?,
-                    ack: r.try_get(14)?,
-                })
-            })
-            .collect()
+        rows.iter().map(message_row).collect()
     }
+
+    /// The newest messages first, optionally only one status.
+    pub async fn recent_messages(&self, status: Option<&str>, limit: usize) -> Result<Vec<LoggedMessage>> {
+        self.find_messages(&MessageFilter { status: status.map(str::to_string), limit, ..Default::default() }).await
+    }
+
+    pub async fn message(&self, id: i64) -> Result<Option<LoggedMessage>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {MESSAGE_COLUMNS} FROM message_log WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(&self.write)
+            .await?;
+        row.as_ref().map(message_row).transpose()
+    }
+}
+
+const MESSAGE_COLUMNS: &str = "id, direction, channel, peer, sender, control_id, message_type, status, received_at, \
+     finished_at, attempts, error, summary, payload, ack";
+
+fn message_row(r: &sqlx::any::AnyRow) -> Result<LoggedMessage> {
+    Ok(LoggedMessage {
+        id: r.try_get(0)?,
+        direction: r.try_get(1)?,
+        channel: r.try_get(2)?,
+        peer: r.try_get(3)?,
+        sender: r.try_get(4)?,
+        control_id: r.try_get(5)?,
+        message_type: r.try_get(6)?,
+        status: r.try_get(7)?,
+        received_at: r.try_get(8)?,
+        finished_at: r.try_get(9)?,
+        attempts: r.try_get(10)?,
+        error: r.try_get(11)?,
+        summary: r.try_get(12)?,
+        payload: r.try_get(13)?,
+        ack: r.try_get(14)?,
+    })
+}
+
+/// What to look for in the message log (all conditions optional).
+#[derive(Clone, Debug, Default)]
+pub struct MessageFilter {
+    pub direction: Option<String>,
+    pub status: Option<String>,
+    pub channel: Option<String>,
+    pub message_type: Option<String>,
+    pub control_id: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Paging: only rows older than this id.
+    pub before_id: Option<i64>,
+    pub limit: usize,
 }

@@ -72,6 +72,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0010_message_log.sql"),
         postgres: include_str!("../migrations/postgres/0010_message_log.sql"),
     },
+    Migration {
+        version: 11,
+        name: "outbox",
+        sqlite: include_str!("../migrations/sqlite/0011_outbox.sql"),
+        postgres: include_str!("../migrations/postgres/0011_outbox.sql"),
+    },
 ];
 
 impl Store {

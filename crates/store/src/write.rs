@@ -351,6 +351,36 @@ impl Store {
         for s in &statements {
             s.query(self.backend).execute(&mut *tx).await?;
         }
+        if !planned.is_empty() {
+            // Every change is an outbox event in the same transaction. On PostgreSQL,
+            // writers take the outbox lock for their last moments so events commit in
+            // `seq` order (a reader never sees seq n+1 before n); SQLite has one writer.
+            if self.backend == crate::Backend::Postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock(7357)").execute(&mut *tx).await?;
+            }
+            let rows: Vec<Vec<Arg>> = planned
+                .iter()
+                .map(|p| {
+                    vec![
+                        Arg::Text(p.resource_type.clone()),
+                        Arg::Text(p.id.clone()),
+                        Arg::Int(p.version),
+                        Arg::Text(p.method.to_string()),
+                        Arg::OptText(p.campus.clone()),
+                        Arg::OptText(p.patient.clone()),
+                        Arg::Int(now_ms),
+                    ]
+                })
+                .collect();
+            for s in multi_insert(
+                "outbox",
+                &["res_type", "res_id", "version", "method", "campus", "patient", "at"],
+                rows,
+                max,
+            ) {
+                s.query(self.backend).execute(&mut *tx).await?;
+            }
+        }
         if let Some(h) = hasher {
             Store::append_audit_in(self.backend, &mut tx, audit, h).await?;
         }
@@ -363,6 +393,9 @@ impl Store {
         }
         let inserted_at = started.elapsed();
         tx.commit().await?;
+        if !planned.is_empty() {
+            self.changes.notify_one();
+        }
         tracing::debug!(
             writes = results.len(),
             statements = statements.len(),

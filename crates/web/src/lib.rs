@@ -81,6 +81,8 @@ pub struct AppState {
     pub limits: Arc<ops::RateLimiter>,
     /// Running and finished bulk exports.
     pub exports: lianyi_services::export::ExportJobs,
+    /// Outbound channels, the message log, replay.
+    pub outbound: lianyi_interop::Outbound,
 }
 
 /// A built application: database connected and migrated, ready to serve.
@@ -140,6 +142,8 @@ impl App {
             UserService::new(store.clone(), audit.clone(), clock.clone(), config.policy).with_cipher(cipher.clone());
         let protect = Protector::new(cipher);
         let fhir = FhirService::new(store, clock, ids, config.default_campus.clone(), audit, protect);
+        let outbound =
+            lianyi_interop::Outbound::new(fhir.clone(), config.default_campus.as_deref().unwrap_or("lianyi"));
         let limits = Arc::new(ops::RateLimiter::new(config.login_rate_per_minute));
         Ok(App {
             state: AppState {
@@ -150,6 +154,7 @@ impl App {
                 started: Instant::now(),
                 limits,
                 exports: Default::default(),
+                outbound,
             },
         })
     }
@@ -170,6 +175,9 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
         let store = self.state.fhir.store().clone();
+        // Outbound channels deliver while the server runs; undelivered messages wait
+        // in the database for the next start.
+        let dispatcher = tokio::spawn(lianyi_interop::Dispatcher::new(self.state.outbound.clone()).run());
         let service = self.router().into_make_service_with_connect_info::<std::net::SocketAddr>();
         match self.state.config.tls.clone() {
             None => axum::serve(listener, service).with_graceful_shutdown(shutdown).await?,
@@ -188,6 +196,7 @@ impl App {
                 axum_server::from_tcp_rustls(listener.into_std()?, tls)?.handle(handle).serve(service).await?;
             }
         }
+        dispatcher.abort();
         store.close().await;
         Ok(())
     }

@@ -11,6 +11,7 @@ mod encryption;
 mod export;
 mod helpers;
 mod hl7;
+mod outbound;
 mod pages;
 mod process;
 mod rest;

@@ -12,7 +12,7 @@ use crate::helpers::spawn_app;
 const BIN: &str = env!("CARGO_BIN_EXE_lianyi");
 
 /// Starts `lianyi serve` on port 0 and returns the child and its base URL.
-fn serve(data_dir: &Path, database_url: &str) -> (Child, String) {
+pub(crate) fn serve(data_dir: &Path, database_url: &str) -> (Child, String) {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
@@ -31,7 +31,7 @@ fn serve(data_dir: &Path, database_url: &str) -> (Child, String) {
 }
 
 /// Registers an all-access client through the CLI and returns (id, secret).
-fn cli_client(data_dir: &Path, database_url: &str) -> (String, String) {
+pub(crate) fn cli_client(data_dir: &Path, database_url: &str) -> (String, String) {
     let out = Command::new(BIN)
         .args(["client", "add", "process-test", "--scope", "system/*.cruds", "--data-dir"])
         .arg(data_dir)

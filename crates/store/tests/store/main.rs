@@ -213,7 +213,7 @@ async fn paging_total_and_last_updated() {
 async fn data_survives_reconnect_and_migrate_is_idempotent() {
     let (url, _dir) = fresh_database().await;
     let store = Store::connect(&url).await.unwrap();
-    assert_eq!(store.migrate().await.unwrap(), 10);
+    assert_eq!(store.migrate().await.unwrap(), 11);
     store.write(vec![op(WriteKind::Create, patient("keep", "Ma", "Li", "1999"))], T0).await.unwrap();
     store.close().await;
     let store = Store::connect(&url).await.unwrap();
@@ -361,4 +361,43 @@ async fn row_scope_limits_search_and_history() {
     assert_eq!(h.total, 3);
     let h = store.history(&HistoryQuery { count: 10, ..Default::default() }, &pa).await.unwrap();
     assert_eq!(h.entries.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), vec!["pa"]);
+}
+
+#[tokio::test]
+async fn every_committed_change_is_an_outbox_event_and_a_rolled_back_one_is_not() {
+    let (url, _dir) = fresh_database().await;
+    let store = Store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    store
+        .write(
+            vec![
+                op(WriteKind::Create, patient("ob1", "Zhao", "Yi", "1980")),
+                op(WriteKind::Update { if_match: None }, patient("ob1", "Zhao", "Er", "1980")),
+                op(WriteKind::Delete { if_match: None }, patient("ob1", "Zhao", "Er", "1980")),
+            ],
+            T0,
+        )
+        .await
+        .unwrap();
+    // A batch that fails (version conflict on its second write) leaves no event.
+    let err = store
+        .write(
+            vec![
+                op(WriteKind::Create, patient("ob2", "Qian", "San", "1981")),
+                op(WriteKind::Update { if_match: Some(9) }, patient("ob1", "Zhao", "Si", "1980")),
+            ],
+            T0 + 1,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::VersionConflict { .. }), "{err}");
+    let events = store.outbox_after(0, 100).await.unwrap();
+    let seen: Vec<(&str, i64, &str, Option<&str>)> =
+        events.iter().map(|e| (e.id.as_str(), e.version, e.method.as_str(), e.patient.as_deref())).collect();
+    assert_eq!(
+        seen,
+        [("ob1", 1, "POST", Some("ob1")), ("ob1", 2, "PUT", Some("ob1")), ("ob1", 3, "DELETE", Some("ob1"))]
+    );
+    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(store.outbox_head().await.unwrap(), events[2].seq);
 }
