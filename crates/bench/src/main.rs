@@ -183,6 +183,7 @@ async fn serve(database: String, dir: PathBuf, cred_file: PathBuf) {
         cipher: lianyi_security::crypto::CipherAlg::Aes256Gcm,
         tls: None,
         login_rate_per_minute: 1000,
+        message_retention_days: 90,
         export_dir: dir.join("exports"),
     };
     let app = lianyi_web::App::with_store(store, config).expect("app");
@@ -203,7 +204,7 @@ async fn serve(database: String, dir: PathBuf, cred_file: PathBuf) {
     let mllp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mllp_addr = mllp_listener.local_addr().unwrap();
     let inbound = lianyi_interop::Inbound::new(app.state().fhir.clone(), "mllp:bench", "campus-east", "+08:00");
-    tokio::spawn(lianyi_web::mllp::serve_mllp(mllp_listener, inbound, Default::default()));
+    tokio::spawn(lianyi_web::mllp::serve_mllp(mllp_listener, inbound, Default::default(), None));
     std::fs::write(
         &cred_file,
         json!({"base": format!("http://{addr}"), "id": c.client_id, "secret": c.client_secret, "mllp": mllp_addr.to_string()})

@@ -143,13 +143,22 @@ impl Inbound {
             mrn_system: mrn_system(&self.campus),
             visit_system: format!("urn:lianyi:sid:visit:{}", self.campus),
             order_system: format!("urn:lianyi:sid:order:{}", app.to_ascii_lowercase()),
+            appointment_system: format!("urn:lianyi:sid:appointment:{}", app.to_ascii_lowercase()),
             utc_offset: self.utc_offset.clone(),
         };
-        let mapped = match map_message(&m, &channel) {
+        let mut mapped = match map_message(&m, &channel) {
             Ok(x) => x,
             Err(MapError::Reject(e)) => return self.refuse(&m, charset, id, AckCode::Reject, vec![e]).await,
             Err(MapError::Invalid(errs)) => return self.refuse(&m, charset, id, AckCode::Error, errs).await,
         };
+        let caller = Caller::system(&format!("hl7:{sender}"));
+        if let Some((system, value)) = mapped.merge.take() {
+            match self.merge_entries(&caller, &mut mapped.bundle, &system, &value).await {
+                Ok(()) => {}
+                Err(Some(e)) => return self.refuse(&m, charset, id, AckCode::Error, vec![e]).await,
+                Err(None) => return self.internal(&m, charset, Some(id), "the merged patient could not be read").await,
+            }
+        }
         let aa = ack(&m, AckCode::Accept, &self.ack_id(), &self.now_dtm(), &[]);
         let Some(sealed_ack) = self.seal(&aa.encode(), ACK_AAD) else {
             return self.internal(&m, charset, Some(id), "the ACK could not be encrypted for the log").await;
@@ -162,7 +171,6 @@ impl Inbound {
             error: None,
             summary: Some(mapped.summary.clone()),
         })];
-        let caller = Caller::system(&format!("hl7:{sender}"));
         match self.fhir.process_bundle_with(&caller, mapped.bundle, true, &side).await {
             Ok(_) => (encode(&aa), Outcome::Accepted),
             Err(ServiceError::Invalid(outcome)) => {
@@ -172,6 +180,55 @@ impl Inbound {
             }
             Err(other) => self.internal(&m, charset, Some(id), &other.to_string()).await,
         }
+    }
+
+    /// ADT^A40: the merged-away patient (found by its MRN) is marked inactive with a
+    /// `replaced-by` link to the survivor, and the survivor gets a `replaces` link,
+    /// both in the message's transaction (the retired record's update is guarded by
+    /// its version). `Err(Some)` is an AE for the sender, `Err(None)` an internal error.
+    async fn merge_entries(
+        &self,
+        caller: &Caller,
+        bundle: &mut serde_json::Value,
+        system: &str,
+        value: &str,
+    ) -> Result<(), Option<Hl7Error>> {
+        use serde_json::{Value, json};
+        let unknown = || {
+            Some(Hl7Error {
+                code: ErrorCode::UnknownKey,
+                location: Some(Location::field("MRG", 1, 1)),
+                message: format!("MRG-1 '{value}' names no known patient"),
+            })
+        };
+        let Some(rtype) = lianyi_fhir::ResourceType::parse("Patient") else { return Err(None) };
+        let params = vec![("identifier".to_string(), format!("{system}|{value}"))];
+        let req = lianyi_fhir::search::parse_search(rtype, &params).map_err(|_| None)?;
+        let page = self.fhir.search(caller, &req).await.map_err(|_| None)?;
+        let Some(old) = page.resources.first() else { return Err(unknown()) };
+        let mut retired: Value = serde_json::from_str(&old.body).map_err(|_| None)?;
+        let Some(survivor) = bundle.pointer_mut("/entry/0") else { return Err(None) };
+        let survivor_url = survivor["fullUrl"].clone();
+        let mut links = survivor["resource"]["link"].as_array().cloned().unwrap_or_default();
+        links.push(json!({"other": {"reference": format!("Patient/{}", old.id)}, "type": "replaces"}));
+        survivor["resource"]["link"] = json!(links);
+        retired["active"] = json!(false);
+        let mut links = retired["link"].as_array().cloned().unwrap_or_default();
+        links.push(json!({"other": {"reference": survivor_url}, "type": "replaced-by"}));
+        retired["link"] = json!(links);
+        if let Some(meta) = retired.as_object_mut() {
+            meta.remove("meta");
+        }
+        let entry = json!({
+            "fullUrl": format!("urn:uuid:00000000-0000-4000-9000-{:012x}", 1),
+            "resource": retired,
+            "request": {"method": "PUT", "url": format!("Patient/{}", old.id), "ifMatch": format!("W/\"{}\"", old.version)}
+        });
+        match bundle.get_mut("entry").and_then(Value::as_array_mut) {
+            Some(entries) => entries.push(entry),
+            None => return Err(None),
+        }
+        Ok(())
     }
 
     /// Records a message's outcome on its own (nothing else was written).

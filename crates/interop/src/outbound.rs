@@ -167,6 +167,29 @@ fn mllp_endpoint_ok(endpoint: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// Delivery attempts of one channel since the server started (for the error rate).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    pub attempts: u64,
+    pub failures: u64,
+    pub last_error_at: Option<i64>,
+}
+
+/// One channel with its queue and health, for the status page and the API.
+#[derive(Clone, Debug)]
+pub struct ChannelStatus {
+    pub channel: ChannelRow,
+    pub queue: lianyi_store::outbox::QueueStats,
+    pub health: Health,
+}
+
+impl ChannelStatus {
+    /// Failed attempts per attempt since start (0 with no attempts).
+    pub fn error_rate(&self) -> f64 {
+        if self.health.attempts == 0 { 0.0 } else { self.health.failures as f64 / self.health.attempts as f64 }
+    }
+}
+
 /// The outbound service. Cheap to clone.
 #[derive(Clone)]
 pub struct Outbound {
@@ -174,6 +197,9 @@ pub struct Outbound {
     /// MSH-3/MSH-4 of outbound HL7 messages.
     sending_app: String,
     sending_facility: String,
+    /// Finished log rows older than this are deleted (hourly, by the dispatcher).
+    retention_days: i64,
+    health: Arc<std::sync::Mutex<HashMap<String, Health>>>,
 }
 
 impl std::fmt::Debug for Outbound {
@@ -183,8 +209,54 @@ impl std::fmt::Debug for Outbound {
 }
 
 impl Outbound {
+    pub const DEFAULT_RETENTION_DAYS: i64 = 90;
+
     pub fn new(fhir: FhirService, sending_facility: &str) -> Outbound {
-        Outbound { fhir, sending_app: "LIANYI".into(), sending_facility: sending_facility.to_string() }
+        Outbound {
+            fhir,
+            sending_app: "LIANYI".into(),
+            sending_facility: sending_facility.to_string(),
+            retention_days: Self::DEFAULT_RETENTION_DAYS,
+            health: Arc::default(),
+        }
+    }
+
+    /// Keeps finished log rows for `days` (at least 1).
+    pub fn with_retention_days(mut self, days: i64) -> Outbound {
+        self.retention_days = days.max(1);
+        self
+    }
+
+    fn note_attempt(&self, channel: &str, ok: bool, now: i64) {
+        if let Ok(mut h) = self.health.lock() {
+            let e = h.entry(channel.to_string()).or_default();
+            e.attempts += 1;
+            if !ok {
+                e.failures += 1;
+                e.last_error_at = Some(now);
+            }
+        }
+    }
+
+    /// Every channel with its queue depth, dead letters, last success and error rate.
+    pub async fn status(&self, caller: &Caller) -> Result<Vec<ChannelStatus>> {
+        self.check(caller, "channel-list").await?;
+        let stats = self.fhir.store().queue_stats().await?;
+        let health = self.health.lock().map(|h| h.clone()).unwrap_or_default();
+        Ok(self
+            .fhir
+            .store()
+            .channels()
+            .await?
+            .into_iter()
+            .map(|c| ChannelStatus {
+                queue: stats.iter().find(|s| s.channel == c.id).cloned().unwrap_or_else(|| {
+                    lianyi_store::outbox::QueueStats { channel: c.id.clone(), ..Default::default() }
+                }),
+                health: health.get(&c.id).cloned().unwrap_or_default(),
+                channel: c,
+            })
+            .collect())
     }
 
     pub fn fhir(&self) -> &FhirService {
@@ -381,6 +453,18 @@ impl Outbound {
         )
         .await?;
         Ok((m, e))
+    }
+
+    /// The retention policy, run by the dispatcher: audited when it deleted something.
+    async fn retention(&self) -> Result<()> {
+        let keep = self.retention_days;
+        let before = self.fhir.now_ms() - keep * 86_400_000;
+        let (m, e) = self.fhir.store().prune_log(before).await?;
+        if m + e > 0 {
+            let detail = format!("{m} messages and {e} events older than {keep} days");
+            self.audit(&Caller::system("lianyi retention"), "message-prune", "success", detail).await?;
+        }
+        Ok(())
     }
 
     /// Brings the channels of FHIR Subscriptions in line with the Subscription
@@ -717,8 +801,15 @@ impl Dispatcher {
             tracing::warn!(error = %e, "subscription sync failed");
         }
         let this = Arc::new(self);
+        let mut pruned_at: Option<std::time::Instant> = None;
         loop {
             let woken = changes.notified();
+            if pruned_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+                pruned_at = Some(std::time::Instant::now());
+                if let Err(e) = this.outbound.retention().await {
+                    tracing::warn!(error = %e, "message log retention failed");
+                }
+            }
             if let Ok(Some(seq)) = store.outbox_changed_after("Subscription", sub_cursor).await {
                 sub_cursor = seq;
                 if let Err(e) = this.outbound.sync_subscriptions().await {
@@ -978,12 +1069,9 @@ async fn worker(d: Arc<Dispatcher>, channel: String, wake: Arc<tokio::sync::Noti
                 tracing::warn!(channel = %channel, error = %e, "delivery outcome could not be recorded");
                 blocked.insert(delivery.order_key.clone());
             }
-            metrics::counter!("lianyi_channel_deliveries_total", "channel" => channel.clone(), "outcome" => outcome)
+            d.outbound.note_attempt(&channel, outcome == "delivered", now);
+            metrics::counter!("lianyi_channel_attempts_total", "channel" => channel.clone(), "outcome" => outcome)
                 .increment(1);
-            if outcome == "delivered" {
-                metrics::gauge!("lianyi_channel_last_success_seconds", "channel" => channel.clone())
-                    .set(now as f64 / 1000.0);
-            }
         }
         if progressed && pending.len() == WORK_BATCH {
             continue;

@@ -1,6 +1,8 @@
-//! HL7 v2 → FHIR R4: ADT^A01/A04/A08 (Patient, Encounter) and ORU^R01 (Patient,
-//! DiagnosticReport, Observation). Every write is conditional on a business
-//! identifier (MRN, visit number, filler order number), so a message applied twice
+//! HL7 v2 → FHIR R4: ADT^A01/A02/A03/A04/A08/A11/A13 (Patient, Encounter: admit,
+//! transfer, discharge, register, update, cancels), ADT^A40 (patient merge), ORU^R01
+//! (DiagnosticReport, Observation), ORM^O01 and OML^O21 (ServiceRequest), SIU^S12 to
+//! S15 and S26 (Appointment). Every write is conditional on a business identifier
+//! (MRN, visit number, order number, appointment id), so a message applied twice
 //! changes nothing new, and a corrected result (OBX-11 `C`) updates the same
 //! Observation.
 
@@ -17,6 +19,8 @@ pub struct Channel {
     pub visit_system: String,
     /// The system of order numbers (OBR-2/OBR-3) from this sender.
     pub order_system: String,
+    /// The system of appointment ids (SCH-1/SCH-2) from this sender.
+    pub appointment_system: String,
     /// The UTC offset of local times that carry none (`+08:00`).
     pub utc_offset: String,
 }
@@ -27,6 +31,10 @@ pub struct Mapped {
     pub bundle: Value,
     /// For the message log: `ORU^R01: 2 observations`.
     pub summary: String,
+    /// ADT^A40: the identifier (system, value) of the patient merged into the
+    /// message's PID patient. The caller marks that record inactive and links the two
+    /// (it has to read the stored record to do so).
+    pub merge: Option<(String, String)>,
 }
 
 /// Why a message is not applied: rejected (AR: type, version, processing id) or in
@@ -37,7 +45,8 @@ pub enum MapError {
     Invalid(Vec<Hl7Error>),
 }
 
-const ADT_EVENTS: &[&str] = &["A01", "A04", "A08"];
+const ADT_EVENTS: &[&str] = &["A01", "A02", "A03", "A04", "A08", "A11", "A13", "A40"];
+const SIU_EVENTS: &[&str] = &["S12", "S13", "S14", "S15", "S26"];
 const LOINC: &str = "http://loinc.org";
 const UCUM: &str = "http://unitsofmeasure.org";
 
@@ -66,17 +75,23 @@ pub fn map_message(m: &Message, ch: &Channel) -> Result<Mapped, MapError> {
     }
     let (code, event) = (m.message_code(), m.trigger());
     match (code.as_str(), event.as_str()) {
+        ("ADT", "A40") => map_merge(m, ch),
         ("ADT", e) if ADT_EVENTS.contains(&e) => map_adt(m, ch, e),
         ("ORU", "R01") => map_oru(m, ch),
-        ("ADT", e) | ("ORU", e) => Err(MapError::Reject(err(
+        ("ORM", "O01") | ("OML", "O21") => map_order(m, ch, &format!("{code}^{event}")),
+        ("SIU", e) if SIU_EVENTS.contains(&e) => map_schedule(m, ch, e),
+        ("ADT", e) | ("ORU", e) | ("ORM", e) | ("OML", e) | ("SIU", e) => Err(MapError::Reject(err(
             ErrorCode::UnsupportedEvent,
             Location::component("MSH", 1, 9, 2),
-            format!("MSH-9 event '{code}^{e}' is not supported (rule: ADT^A01, A04, A08 or ORU^R01)"),
+            format!(
+                "MSH-9 event '{code}^{e}' is not supported (rule: ADT^A01/A02/A03/A04/A08/A11/A13/A40, ORU^R01, \
+                 ORM^O01, OML^O21, SIU^S12/S13/S14/S15/S26)"
+            ),
         ))),
         _ => Err(MapError::Reject(err(
             ErrorCode::UnsupportedMessageType,
             Location::component("MSH", 1, 9, 1),
-            format!("MSH-9 message type '{code}' is not supported (rule: ADT or ORU)"),
+            format!("MSH-9 message type '{code}' is not supported (rule: ADT, ORU, ORM, OML or SIU)"),
         ))),
     }
 }
@@ -367,6 +382,34 @@ fn required_pid(m: &Message) -> Result<&Segment, MapError> {
     })
 }
 
+/// What an ADT event does to the visit: its status, and whether EVN-2 (the event
+/// time) starts or ends it.
+fn adt_effect(event: &str) -> (&'static str, Option<&'static str>) {
+    match event {
+        "A01" | "A04" => ("in-progress", Some("start")),
+        "A03" => ("finished", Some("end")),
+        "A11" => ("cancelled", None),
+        // A02 transfer, A08 update, A13 cancel discharge: the visit goes on.
+        _ => ("in-progress", None),
+    }
+}
+
+/// A DTM field as a FHIR dateTime, or AE 102 naming `segment-field`.
+fn dtm_at(raw: &str, offset: &str, segment: &str, field: usize) -> Result<String, MapError> {
+    date_time(raw, offset).ok_or_else(|| {
+        MapError::Invalid(vec![err(
+            ErrorCode::DataType,
+            Location::field(segment, 1, field),
+            format!("{segment}-{field} '{raw}' is not a date/time (rule: YYYYMMDDHHMM[SS][+ZZZZ])"),
+        )])
+    })
+}
+
+fn pl_display(seg: &Segment, field: usize) -> Option<String> {
+    let place: Vec<String> = (1..=4).map(|c| seg.component(field, c)).filter(|s| !s.is_empty()).collect();
+    (!place.is_empty()).then(|| place.join(" "))
+}
+
 fn map_adt(m: &Message, ch: &Channel, event: &str) -> Result<Mapped, MapError> {
     let pid = required_pid(m)?;
     let (patient, psys, pval) = patient(pid, ch).map_err(|e| MapError::Invalid(vec![e]))?;
@@ -380,7 +423,15 @@ fn map_adt(m: &Message, ch: &Channel, event: &str) -> Result<Mapped, MapError> {
     let mut tx = Tx { entries: Vec::new() };
     let subject = tx.upsert(patient, &psys, &pval);
     let mut summary = format!("ADT^{event}: patient {pval}");
-    if let Some(pv1) = m.segment("PV1") {
+    let pv1 = m.segment("PV1");
+    if pv1.is_none() && event != "A04" && event != "A08" {
+        return Err(MapError::Invalid(vec![err(
+            ErrorCode::SegmentSequence,
+            Location { segment: "PV1".into(), sequence: 1, ..Default::default() },
+            format!("ADT^{event} needs a PV1 segment (the visit it changes)"),
+        )]));
+    }
+    if let Some(pv1) = pv1 {
         let visit = pv1.first(19);
         if visit.is_empty() {
             return Err(MapError::Invalid(vec![err(
@@ -395,29 +446,53 @@ fn map_adt(m: &Message, ch: &Channel, event: &str) -> Result<Mapped, MapError> {
             "P" => ("PRENC", "pre-admission"),
             _ => ("AMB", "ambulatory"),
         };
+        let (mut status, evn_is) = adt_effect(event);
+        let evn = m.segment("EVN").map(|e| e.first(2)).unwrap_or_default();
+        let admitted = pv1.first(44);
+        let discharged = pv1.first(45);
+        let mut period = Map::new();
+        // The visit starts at PV1-44, else at the event (EVN-2) of an admit or register.
+        if !admitted.is_empty() {
+            period.insert("start".into(), json!(dtm_at(&admitted, &ch.utc_offset, "PV1", 44)?));
+        } else if evn_is == Some("start") && !evn.is_empty() {
+            period.insert("start".into(), json!(dtm_at(&evn, &ch.utc_offset, "EVN", 2)?));
+        }
+        // It ends at PV1-45, else at the event of a discharge; not when the discharge
+        // (A13) or the admission (A11) is being cancelled.
+        if event != "A13" && event != "A11" {
+            let end = if !discharged.is_empty() {
+                Some(dtm_at(&discharged, &ch.utc_offset, "PV1", 45)?)
+            } else if evn_is == Some("end") && !evn.is_empty() {
+                Some(dtm_at(&evn, &ch.utc_offset, "EVN", 2)?)
+            } else {
+                None
+            };
+            if let Some(at) = end {
+                period.insert("end".into(), json!(at));
+                status = "finished";
+            }
+        }
         let mut enc = json!({
             "resourceType": "Encounter",
             "identifier": [{"system": ch.visit_system, "value": visit}],
-            "status": "in-progress",
+            "status": status,
             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": class, "display": display},
             "subject": {"reference": subject},
         });
-        let start = [pv1.first(44), m.segment("EVN").map(|e| e.first(2)).unwrap_or_default()]
-            .into_iter()
-            .find(|s| !s.is_empty());
-        if let Some(s) = start {
-            let at = date_time(&s, &ch.utc_offset).ok_or_else(|| {
-                MapError::Invalid(vec![err(
-                    ErrorCode::DataType,
-                    Location::field("PV1", 1, 44),
-                    format!("PV1-44 '{s}' is not a date/time (rule: YYYYMMDDHHMM[SS])"),
-                )])
-            })?;
-            enc["period"] = json!({"start": at});
+        if !period.is_empty() {
+            enc["period"] = Value::Object(period);
         }
-        let place: Vec<String> = (1..=4).map(|c| pv1.component(3, c)).filter(|s| !s.is_empty()).collect();
-        if !place.is_empty() {
-            enc["location"] = json!([{"location": {"display": place.join(" ")}}]);
+        let mut locations = Vec::new();
+        if let Some(place) = pl_display(pv1, 3) {
+            let state = if status == "in-progress" { "active" } else { "completed" };
+            locations.push(json!({"location": {"display": place}, "status": state}));
+        }
+        // A transfer names where the patient was (PV1-6).
+        if let Some(prior) = pl_display(pv1, 6).filter(|_| event == "A02") {
+            locations.push(json!({"location": {"display": prior}, "status": "completed"}));
+        }
+        if !locations.is_empty() {
+            enc["location"] = json!(locations);
         }
         let doctor = pv1.component(7, 1);
         if !doctor.is_empty() {
@@ -432,9 +507,371 @@ fn map_adt(m: &Message, ch: &Channel, event: &str) -> Result<Mapped, MapError> {
             enc["serviceType"] = json!({"text": service});
         }
         tx.upsert(enc, &ch.visit_system, &visit);
-        summary.push_str(&format!(", visit {visit}"));
+        summary.push_str(&format!(", visit {visit} {status}"));
     }
-    Ok(Mapped { bundle: tx.bundle(), summary })
+    Ok(Mapped { bundle: tx.bundle(), summary, merge: None })
+}
+
+/// ADT^A40: PID is the surviving patient, MRG-1 the one merged into it.
+fn map_merge(m: &Message, ch: &Channel) -> Result<Mapped, MapError> {
+    let pid = required_pid(m)?;
+    let (patient, psys, pval) = patient(pid, ch).map_err(|e| MapError::Invalid(vec![e]))?;
+    let Some(mrg) = m.segment("MRG") else {
+        return Err(MapError::Invalid(vec![err(
+            ErrorCode::SegmentSequence,
+            Location { segment: "MRG".into(), sequence: 1, ..Default::default() },
+            "ADT^A40 needs an MRG segment (the patient merged away)",
+        )]));
+    };
+    let retired = (1..=mrg.repetitions(1).len()).find_map(|rep| {
+        let value = mrg.rep_component(1, rep, 1);
+        let kind = mrg.rep_component(1, rep, 5);
+        (!value.is_empty() && (kind == "MR" || kind.is_empty())).then_some(value)
+    });
+    let Some(retired) = retired else {
+        return Err(MapError::Invalid(vec![err(
+            ErrorCode::RequiredFieldMissing,
+            Location::field("MRG", 1, 1),
+            "MRG-1 must hold the merged patient's medical record number (type MR)",
+        )]));
+    };
+    if retired == pval {
+        return Err(MapError::Invalid(vec![err(
+            ErrorCode::DataType,
+            Location::field("MRG", 1, 1),
+            "MRG-1 names the surviving patient itself",
+        )]));
+    }
+    let mut tx = Tx { entries: Vec::new() };
+    tx.upsert(patient, &psys, &pval);
+    Ok(Mapped {
+        bundle: tx.bundle(),
+        summary: format!("ADT^A40: patient {retired} merged into {pval}"),
+        merge: Some((ch.mrn_system.clone(), retired)),
+    })
+}
+
+/// An XCN (id^family^given) as a Reference by staff number.
+fn staff(seg: &Segment, field: usize) -> Option<Value> {
+    let id = seg.component(field, 1);
+    let name = format!("{}{}", seg.component(field, 2), seg.component(field, 3));
+    if id.is_empty() && name.is_empty() {
+        return None;
+    }
+    let mut r = json!({});
+    if !id.is_empty() {
+        r["identifier"] = json!({"system": STAFF_ID_SYSTEM, "value": id});
+    }
+    if !name.is_empty() {
+        r["display"] = json!(name);
+    }
+    Some(r)
+}
+
+/// ORM^O01 and OML^O21: each ORC with its OBR → one ServiceRequest, keyed by the
+/// placer order number (ORC-2, else OBR-2), else the filler's (ORC-3, else OBR-3).
+fn map_order(m: &Message, ch: &Channel, kind: &str) -> Result<Mapped, MapError> {
+    let pid = required_pid(m)?;
+    let (patient, psys, pval) = patient(pid, ch).map_err(|e| MapError::Invalid(vec![e]))?;
+    let mut tx = Tx { entries: Vec::new() };
+    let subject = tx.ensure(patient, &psys, &pval);
+    let mut errors = Vec::new();
+    let (mut orc_seq, mut obr_seq) = (0usize, 0usize);
+    // (ORC segment index, its request under construction)
+    let mut current: Option<(usize, Option<(Value, String)>)> = None;
+    let mut orders = Vec::new();
+    let finish = |orders: &mut Vec<(Value, String)>,
+                  cur: Option<(usize, Option<(Value, String)>)>,
+                  errors: &mut Vec<Hl7Error>| {
+        if let Some((seq, built)) = cur {
+            match built {
+                Some(o) => orders.push(o),
+                None => errors.push(err(
+                    ErrorCode::SegmentSequence,
+                    Location { segment: "ORC".into(), sequence: seq, ..Default::default() },
+                    "each ORC must be followed by its OBR (what is ordered)",
+                )),
+            }
+        }
+    };
+    let mut orc: Option<&Segment> = None;
+    // The order's own timing (TQ1 after its ORC, v2.5+).
+    let mut tq1: Option<&Segment> = None;
+    for seg in &m.segments {
+        match seg.id.as_str() {
+            "ORC" => {
+                orc_seq += 1;
+                finish(&mut orders, current.take(), &mut errors);
+                orc = Some(seg);
+                tq1 = None;
+                current = Some((orc_seq, None));
+            }
+            "TQ1" => tq1 = Some(seg),
+            "OBR" => {
+                obr_seq += 1;
+                let (Some(o), Some((_, slot))) = (orc, current.as_mut()) else {
+                    errors.push(err(
+                        ErrorCode::SegmentSequence,
+                        Location { segment: "OBR".into(), sequence: obr_seq, ..Default::default() },
+                        "an OBR must follow an ORC",
+                    ));
+                    continue;
+                };
+                let placer = [o.component(2, 1), seg.component(2, 1)].into_iter().find(|s| !s.is_empty());
+                let filler = [o.component(3, 1), seg.component(3, 1)].into_iter().find(|s| !s.is_empty());
+                let Some(key) = placer.clone().or(filler.clone()) else {
+                    errors.push(err(
+                        ErrorCode::RequiredFieldMissing,
+                        Location::field("ORC", orc_seq, 2),
+                        "ORC-2 (placer order number) or ORC-3 (filler order number) is required",
+                    ));
+                    continue;
+                };
+                let Some(code) = concept(seg, 4, 1, ch) else {
+                    errors.push(err(
+                        ErrorCode::RequiredFieldMissing,
+                        Location::field("OBR", obr_seq, 4),
+                        "OBR-4 (universal service identifier: what is ordered) is required",
+                    ));
+                    continue;
+                };
+                let control = o.first(1);
+                let order_status = o.first(5);
+                let status = match (control.as_str(), order_status.as_str()) {
+                    (_, "CM") => "completed",
+                    (_, "CA") | ("CA" | "OC" | "DC" | "OD" | "CR", _) => "revoked",
+                    ("HD" | "OH", _) | (_, "HD") => "on-hold",
+                    ("NW" | "XO" | "RP" | "SC" | "SN" | "RO" | "" | "OK" | "RL", _) => "active",
+                    _ => {
+                        errors.push(err(
+                            ErrorCode::TableValueNotFound,
+                            Location::field("ORC", orc_seq, 1),
+                            format!("ORC-1 order control '{control}' is not supported (rule: NW, XO, RP, SC, CA, OC, DC, HD, RL)"),
+                        ));
+                        continue;
+                    }
+                };
+                let mut identifiers = Vec::new();
+                let typed = |value: &str, code: &str| {
+                    json!({"system": ch.order_system, "value": value,
+                           "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": code}]}})
+                };
+                if let Some(p) = &placer {
+                    identifiers.push(typed(p, "PLAC"));
+                }
+                if let Some(f) = filler.as_ref().filter(|f| Some(*f) != placer.as_ref()) {
+                    identifiers.push(typed(f, "FILL"));
+                }
+                let mut sr = json!({
+                    "resourceType": "ServiceRequest",
+                    "identifier": identifiers,
+                    "status": status,
+                    "intent": "order",
+                    "code": code,
+                    "subject": {"reference": subject},
+                });
+                let authored = o.first(9);
+                if !authored.is_empty() {
+                    match date_time(&authored, &ch.utc_offset) {
+                        Some(t) => sr["authoredOn"] = json!(t),
+                        None => errors.push(err(
+                            ErrorCode::DataType,
+                            Location::field("ORC", orc_seq, 9),
+                            format!("ORC-9 '{authored}' is not a date/time (rule: YYYYMMDDHHMM[SS][+ZZZZ])"),
+                        )),
+                    }
+                }
+                if let Some(r) = staff(o, 12).or_else(|| staff(seg, 16)) {
+                    sr["requester"] = r;
+                }
+                let priority =
+                    [o.component(7, 6), seg.component(27, 6), tq1.map(|t| t.component(9, 1)).unwrap_or_default()]
+                        .into_iter()
+                        .find(|p| !p.is_empty());
+                if let Some(p) = priority {
+                    sr["priority"] = json!(match p.as_str() {
+                        "S" | "STAT" => "stat",
+                        "A" | "ASAP" => "asap",
+                        "U" => "urgent",
+                        _ => "routine",
+                    });
+                }
+                if let Some(reason) = concept(seg, 31, 1, ch) {
+                    sr["reasonCode"] = json!([reason]);
+                }
+                let section = seg.first(24);
+                if !section.is_empty() {
+                    sr["category"] = json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": section}]}]);
+                }
+                *slot = Some((sr, key));
+            }
+            "NTE" => {
+                if let Some((_, Some((sr, _)))) = current.as_mut() {
+                    let text = seg.first(3);
+                    if !text.is_empty() {
+                        let mut list = sr.get("note").and_then(Value::as_array).cloned().unwrap_or_default();
+                        list.push(json!({"text": text}));
+                        sr["note"] = json!(list);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    finish(&mut orders, current.take(), &mut errors);
+    if orders.is_empty() && errors.is_empty() {
+        errors.push(err(
+            ErrorCode::SegmentSequence,
+            Location { segment: "ORC".into(), sequence: 1, ..Default::default() },
+            format!("{kind} needs at least one ORC with its OBR"),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(MapError::Invalid(errors));
+    }
+    let n = orders.len();
+    let statuses: Vec<String> = orders.iter().map(|(sr, _)| sr["status"].as_str().unwrap_or("").to_string()).collect();
+    for (sr, key) in orders {
+        tx.upsert(sr, &ch.order_system, &key);
+    }
+    Ok(Mapped {
+        bundle: tx.bundle(),
+        summary: format!("{kind}: patient {pval}, {n} order(s) {}", statuses.join(", ")),
+        merge: None,
+    })
+}
+
+/// SIU^S12 (booked), S13 (rescheduled), S14 (changed), S15 (cancelled), S26 (no-show)
+/// → one Appointment keyed by the filler's appointment id (SCH-2), else the placer's
+/// (SCH-1).
+fn map_schedule(m: &Message, ch: &Channel, event: &str) -> Result<Mapped, MapError> {
+    let Some(sch) = m.segment("SCH") else {
+        return Err(MapError::Invalid(vec![err(
+            ErrorCode::SegmentSequence,
+            Location { segment: "SCH".into(), sequence: 1, ..Default::default() },
+            format!("SIU^{event} needs an SCH segment"),
+        )]));
+    };
+    let pid = required_pid(m)?;
+    let (patient, psys, pval) = patient(pid, ch).map_err(|e| MapError::Invalid(vec![e]))?;
+    let Some(key) = [sch.component(2, 1), sch.component(1, 1)].into_iter().find(|s| !s.is_empty()) else {
+        return Err(MapError::Invalid(vec![err(
+            ErrorCode::RequiredFieldMissing,
+            Location::field("SCH", 1, 2),
+            "SCH-2 (filler appointment id) or SCH-1 (placer appointment id) is required",
+        )]));
+    };
+    let mut status = match event {
+        "S15" => "cancelled",
+        "S26" => "noshow",
+        _ => "booked",
+    };
+    // SCH-25 (filler status, HL7 table 0278) wins where it says more.
+    match sch.component(25, 1).to_ascii_lowercase().as_str() {
+        "cancelled" | "deleted" => status = "cancelled",
+        "noshow" => status = "noshow",
+        "complete" => status = "fulfilled",
+        "pending" | "waitlist" if status == "booked" => status = "pending",
+        _ => {}
+    }
+    let mut errors = Vec::new();
+    let tq1 = m.segment("TQ1");
+    let ais = m.segment("AIS");
+    let start_raw = [
+        ais.map(|a| a.first(4)).unwrap_or_default(),
+        sch.component(11, 4),
+        tq1.map(|t| t.component(7, 1)).unwrap_or_default(),
+    ]
+    .into_iter()
+    .find(|s| !s.is_empty());
+    let mut appt = json!({"resourceType": "Appointment", "status": status});
+    appt["identifier"] = json!([{"system": ch.appointment_system, "value": key}]);
+    match start_raw.as_deref().map(|s| (s, date_time(s, &ch.utc_offset))) {
+        Some((_, Some(t))) if t.contains('T') => appt["start"] = json!(t),
+        Some((raw, _)) => errors.push(err(
+            ErrorCode::DataType,
+            Location::component("SCH", 1, 11, 4),
+            format!("the appointment start '{raw}' is not a date and time (rule: YYYYMMDDHHMM[SS][+ZZZZ])"),
+        )),
+        None if status == "booked" => errors.push(err(
+            ErrorCode::RequiredFieldMissing,
+            Location::component("SCH", 1, 11, 4),
+            "a booked appointment needs its start (AIS-4, SCH-11.4 or TQ1-7)",
+        )),
+        None => {}
+    }
+    let end_raw =
+        [sch.component(11, 5), tq1.map(|t| t.component(8, 1)).unwrap_or_default()].into_iter().find(|s| !s.is_empty());
+    if let Some(raw) = end_raw {
+        match date_time(&raw, &ch.utc_offset) {
+            Some(t) => appt["end"] = json!(t),
+            None => errors.push(err(
+                ErrorCode::DataType,
+                Location::component("SCH", 1, 11, 5),
+                format!("the appointment end '{raw}' is not a date and time"),
+            )),
+        }
+    }
+    let minutes = [ais.map(|a| (a.first(7), a.component(8, 1))), Some((sch.first(9), sch.component(10, 1)))]
+        .into_iter()
+        .flatten()
+        .find(|(d, _)| !d.is_empty());
+    if let Some((d, unit)) = minutes {
+        match d.parse::<u32>() {
+            Ok(n) => {
+                let factor = match unit.to_ascii_lowercase().as_str() {
+                    "h" | "hr" | "hour" => 60,
+                    "s" | "sec" => 0,
+                    _ => 1,
+                };
+                if factor > 0 {
+                    appt["minutesDuration"] = json!(n * factor);
+                }
+            }
+            Err(_) => errors.push(err(
+                ErrorCode::DataType,
+                Location::field("SCH", 1, 9),
+                format!("the appointment duration '{d}' is not a whole number"),
+            )),
+        }
+    }
+    if let Some(reason) = concept(sch, 7, 1, ch) {
+        appt["reasonCode"] = json!([reason]);
+    }
+    if let Some(kind) = concept(sch, 8, 1, ch) {
+        appt["appointmentType"] = kind;
+    }
+    if let Some(service) = ais.and_then(|a| concept(a, 3, 1, ch)) {
+        appt["serviceType"] = json!([service]);
+    }
+    let mut tx = Tx { entries: Vec::new() };
+    let subject = tx.ensure(patient, &psys, &pval);
+    let mut participants = vec![json!({"actor": {"reference": subject}, "required": "required", "status": "accepted"})];
+    for aip in m.segments_named("AIP") {
+        if let Some(who) = staff(aip, 3) {
+            participants.push(json!({"actor": who, "required": "required", "status": "accepted"}));
+        }
+    }
+    for ail in m.segments_named("AIL") {
+        if let Some(place) = pl_display(ail, 3) {
+            participants.push(json!({"actor": {"display": place}, "required": "required", "status": "accepted"}));
+        }
+    }
+    appt["participant"] = json!(participants);
+    let notes: Vec<Value> =
+        m.segments_named("NTE").map(|n| n.first(3)).filter(|t| !t.is_empty()).map(|t| json!(t)).collect();
+    if !notes.is_empty() {
+        appt["comment"] = json!(notes.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("\n"));
+    }
+    if !errors.is_empty() {
+        return Err(MapError::Invalid(errors));
+    }
+    tx.upsert(appt, &ch.appointment_system, &key);
+    Ok(Mapped {
+        bundle: tx.bundle(),
+        summary: format!("SIU^{event}: appointment {key} {status} for patient {pval}"),
+        merge: None,
+    })
 }
 
 fn observation_status(code: &str) -> &'static str {
@@ -695,7 +1132,11 @@ fn map_oru(m: &Message, ch: &Channel) -> Result<Mapped, MapError> {
     if !errors.is_empty() {
         return Err(MapError::Invalid(errors));
     }
-    Ok(Mapped { bundle: tx.bundle(), summary: format!("ORU^R01: patient {pval}, {observations} observation(s)") })
+    Ok(Mapped {
+        bundle: tx.bundle(),
+        summary: format!("ORU^R01: patient {pval}, {observations} observation(s)"),
+        merge: None,
+    })
 }
 
 #[cfg(test)]
@@ -707,12 +1148,116 @@ mod tests {
             mrn_system: "urn:lianyi:sid:mrn:campus-east".into(),
             visit_system: "urn:lianyi:sid:visit:campus-east".into(),
             order_system: "urn:lianyi:sid:order:lis".into(),
+            appointment_system: "urn:lianyi:sid:appointment:his".into(),
             utc_offset: "+08:00".into(),
         }
     }
 
     fn parse(text: &str) -> Message {
         Message::parse(text).unwrap()
+    }
+
+    fn sample(file: &str) -> Mapped {
+        let text = std::fs::read_to_string(format!("{}/../../tests/hl7/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        map_message(&parse(&text), &channel()).unwrap()
+    }
+
+    fn resource(m: &Mapped, i: usize) -> &Value {
+        &m.bundle["entry"][i]["resource"]
+    }
+
+    #[test]
+    fn adt_events_move_the_visit_through_transfer_discharge_and_cancels() {
+        let a02 = sample("adt_a02.hl7");
+        let e = resource(&a02, 1);
+        assert_eq!(e["status"], "in-progress");
+        assert_eq!(e["location"][0], json!({"location": {"display": "ICU 0102 03 EAST"}, "status": "active"}));
+        assert_eq!(e["location"][1], json!({"location": {"display": "CARD 0301 01 EAST"}, "status": "completed"}));
+        assert_eq!(e["period"], json!({"start": "2026-11-22T08:00:00+08:00"}), "a transfer does not restart the visit");
+        let a03 = sample("adt_a03.hl7");
+        let e = resource(&a03, 1);
+        assert_eq!(e["status"], "finished");
+        assert_eq!(e["period"]["end"], "2026-11-25T10:00:00+08:00", "EVN-2 of a discharge ends the visit");
+        assert_eq!(e["location"][0]["status"], "completed");
+        let a13 = sample("adt_a13.hl7");
+        assert_eq!(resource(&a13, 1)["status"], "in-progress");
+        assert!(resource(&a13, 1)["period"].get("end").is_none(), "a cancelled discharge reopens the visit");
+        let a11 = sample("adt_a11.hl7");
+        assert_eq!(resource(&a11, 1)["status"], "cancelled");
+        assert_eq!(
+            a11.bundle["entry"][1]["request"]["url"],
+            "Encounter?identifier=urn:lianyi:sid:visit:campus-east|V0002"
+        );
+        assert_eq!(a11.summary, "ADT^A11: patient E100234, visit V0002 cancelled");
+        let a40 = sample("adt_a40.hl7");
+        assert_eq!(a40.merge, Some(("urn:lianyi:sid:mrn:campus-east".to_string(), "E100999".to_string())));
+        assert_eq!(a40.summary, "ADT^A40: patient E100999 merged into E100234");
+        let bad = "MSH|^~\\&|HIS|EAST|LIANYI|GROUP|20261122||ADT^A40|M1|P|2.5\rPID|1||E1^^^EAST^MR||A^B\r";
+        let Err(MapError::Invalid(errs)) = map_message(&parse(bad), &channel()) else { panic!("expected AE") };
+        assert_eq!(errs[0].location.as_ref().unwrap().segment, "MRG");
+        let same = format!("{bad}MRG|E1^^^EAST^MR\r");
+        let Err(MapError::Invalid(errs)) = map_message(&parse(&same), &channel()) else { panic!("expected AE") };
+        assert_eq!(errs[0].location, Some(Location::field("MRG", 1, 1)));
+    }
+
+    #[test]
+    fn orders_become_service_requests() {
+        let orm = sample("orm_o01.hl7");
+        assert_eq!(orm.bundle["entry"][0]["request"]["method"], "POST", "orders do not overwrite demographics");
+        let sr = resource(&orm, 1);
+        assert_eq!(
+            orm.bundle["entry"][1]["request"]["url"],
+            "ServiceRequest?identifier=urn:lianyi:sid:order:lis|ORD7001"
+        );
+        assert_eq!(
+            (sr["status"].as_str(), sr["intent"].as_str(), sr["priority"].as_str()),
+            (Some("active"), Some("order"), Some("stat"))
+        );
+        assert_eq!(sr["code"]["coding"][0], json!({"system": LOINC, "code": "2823-3", "display": "Potassium"}));
+        assert_eq!(sr["identifier"][0]["type"]["coding"][0]["code"], "PLAC");
+        assert_eq!(sr["authoredOn"], "2026-11-23T09:55:00+08:00");
+        assert_eq!(
+            sr["requester"],
+            json!({"identifier": {"system": STAFF_ID_SYSTEM, "value": "D001"}, "display": "李明"})
+        );
+        assert_eq!(sr["reasonCode"][0]["coding"][0]["system"], "http://hl7.org/fhir/sid/icd-10");
+        assert_eq!(sr["category"][0]["coding"][0]["code"], "LAB");
+        assert_eq!(sr["note"][0]["text"], "Draw before the next dose");
+        let oml = sample("oml_o21.hl7");
+        assert_eq!(resource(&oml, 1)["status"], "active");
+        assert_eq!(resource(&oml, 1)["priority"], "routine");
+        assert_eq!(resource(&oml, 2)["status"], "revoked", "ORC-1 CA cancels ORD7001");
+        assert_eq!(oml.summary, "OML^O21: patient E100234, 2 order(s) active, revoked");
+        let bad = "MSH|^~\\&|HIS|EAST|LIANYI|GROUP|20261122||ORM^O01|M1|P|2.3\rPID|1||E1^^^EAST^MR\rORC|NW|X1\r";
+        let Err(MapError::Invalid(errs)) = map_message(&parse(bad), &channel()) else { panic!("expected AE") };
+        assert!(errs[0].message.contains("followed by its OBR"), "{errs:?}");
+        let bad = "MSH|^~\\&|HIS|EAST|LIANYI|GROUP|20261122||ORM^O01|M1|P|2.3\rPID|1||E1^^^EAST^MR\rORC|ZZ|X1\rOBR|1|X1||A^B\r";
+        let Err(MapError::Invalid(errs)) = map_message(&parse(bad), &channel()) else { panic!("expected AE") };
+        assert_eq!(errs[0].location, Some(Location::field("ORC", 1, 1)));
+    }
+
+    #[test]
+    fn schedules_become_appointments() {
+        let s12 = sample("siu_s12.hl7");
+        let a = resource(&s12, 1);
+        assert_eq!(
+            s12.bundle["entry"][1]["request"]["url"],
+            "Appointment?identifier=urn:lianyi:sid:appointment:his|APT-F-88"
+        );
+        assert_eq!(a["status"], "booked");
+        assert_eq!(a["start"], "2026-12-01T09:00:00+08:00");
+        assert_eq!(a["end"], "2026-12-01T09:30:00+08:00");
+        assert_eq!(a["minutesDuration"], 30);
+        assert_eq!(a["serviceType"][0]["text"], "Cardiology clinic");
+        assert_eq!(a["participant"].as_array().unwrap().len(), 3);
+        assert_eq!(a["participant"][1]["actor"]["display"], "李明");
+        assert_eq!(a["participant"][2]["actor"]["display"], "CARD 0201 EAST");
+        assert_eq!(a["comment"], "Bring previous ECG");
+        let s15 = sample("siu_s15.hl7");
+        assert_eq!(resource(&s15, 1)["status"], "cancelled");
+        let bad = "MSH|^~\\&|HIS|EAST|LIANYI|GROUP|20261122||SIU^S12|M1|P|2.5\rSCH|A1|F1\rPID|1||E1^^^EAST^MR\r";
+        let Err(MapError::Invalid(errs)) = map_message(&parse(bad), &channel()) else { panic!("expected AE") };
+        assert_eq!(errs[0].location, Some(Location::component("SCH", 1, 11, 4)));
     }
 
     #[test]
@@ -795,7 +1340,8 @@ mod tests {
             Err(MapError::Reject(e)) => e.code,
             other => panic!("expected AR, got {other:?}"),
         };
-        assert_eq!(code(map_message(&msg("SIU^S12", "2.5", "P"), &channel())), ErrorCode::UnsupportedMessageType);
+        assert_eq!(code(map_message(&msg("MDM^T02", "2.5", "P"), &channel())), ErrorCode::UnsupportedMessageType);
+        assert_eq!(code(map_message(&msg("SIU^S99", "2.5", "P"), &channel())), ErrorCode::UnsupportedEvent);
         assert_eq!(code(map_message(&msg("ADT^A99", "2.5", "P"), &channel())), ErrorCode::UnsupportedEvent);
         assert_eq!(code(map_message(&msg("ADT^A01", "3.0", "P"), &channel())), ErrorCode::UnsupportedVersion);
         assert_eq!(code(map_message(&msg("ADT^A01", "2.5", "Q"), &channel())), ErrorCode::UnsupportedProcessingId);

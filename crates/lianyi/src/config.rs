@@ -46,6 +46,7 @@ impl fmt::Debug for Secret {
 /// tls_cert = "/etc/lianyi/tls/fullchain.pem"
 /// tls_key = "/etc/lianyi/tls/key.pem"
 /// login_rate_per_minute = 30
+/// message_retention_days = 90
 /// ```
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,6 +77,8 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     /// Login and token requests allowed per client address per minute (default 30).
     pub login_rate_per_minute: Option<u32>,
+    /// Days the integration message log keeps finished messages (default 90).
+    pub message_retention_days: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -63,6 +63,10 @@ enum Command {
         /// configured default campus).
         #[arg(long)]
         mllp_campus: Option<String>,
+        /// Require TLS on the MLLP port, with the HTTPS certificate (--tls-cert/--tls-key
+        /// or the config's tls_cert/tls_key).
+        #[arg(long, requires = "mllp_listen")]
+        mllp_tls: bool,
         #[command(flatten)]
         data: DataArgs,
     },
@@ -422,6 +426,7 @@ fn app_config(loc: &DataLocation, file: &FileConfig) -> Result<AppConfig, CliErr
             _ => return Err(CliError::Usage("tls_cert and tls_key go together".into())),
         },
         login_rate_per_minute: file.login_rate_per_minute.unwrap_or(30),
+        message_retention_days: file.message_retention_days.unwrap_or(lianyi_interop::Outbound::DEFAULT_RETENTION_DAYS),
         export_dir: loc.data_dir.join("exports"),
     })
 }
@@ -441,7 +446,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             store.close().await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { listen, tls_cert, tls_key, mllp_listen, mllp_campus, data } => {
+        Command::Serve { listen, tls_cert, tls_key, mllp_listen, mllp_campus, mllp_tls, data } => {
             let mut file = FileConfig::load(data.config.as_deref())?;
             if tls_cert.is_some() {
                 file.tls_cert = tls_cert;
@@ -464,6 +469,13 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             // After the serving line (scripts read the URL from the first line).
             if let Some(mllp) = mllp_listen {
                 let campus = mllp_campus.or_else(|| file.default_campus.clone()).unwrap_or_else(|| "default".into());
+                let tls = match (&app.state().config.tls, mllp_tls) {
+                    (_, false) => None,
+                    (Some(files), true) => Some(lianyi_web::tls_server_config(files).await?),
+                    (None, true) => {
+                        return Err(CliError::Usage("--mllp-tls needs a certificate: --tls-cert and --tls-key".into()));
+                    }
+                };
                 let (mllp_listener, mllp_addr) = bind(&mllp).await?;
                 let inbound = lianyi_interop::Inbound::new(
                     app.state().fhir.clone(),
@@ -471,8 +483,9 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     &campus,
                     "+08:00",
                 );
-                tokio::spawn(lianyi_web::mllp::serve_mllp(mllp_listener, inbound, Default::default()));
-                println!("HL7 v2 (MLLP) is listening on {mllp_addr} for campus {campus}");
+                let kind = if tls.is_some() { "MLLP+TLS" } else { "MLLP" };
+                tokio::spawn(lianyi_web::mllp::serve_mllp(mllp_listener, inbound, Default::default(), tls));
+                println!("HL7 v2 ({kind}) is listening on {mllp_addr} for campus {campus}");
             }
             app.run(listener, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
@@ -1045,6 +1058,7 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>) -> Result<ExitCod
             cipher,
             tls: None,
             login_rate_per_minute: 30,
+            message_retention_days: lianyi_interop::Outbound::DEFAULT_RETENTION_DAYS,
             export_dir: dir.join("exports"),
         },
     )?;

@@ -16,6 +16,10 @@ use crate::secrets::{RandomError, constant_time_eq, random_hex, secret_hash};
 /// Lifetime of an access token.
 pub const TOKEN_TTL_MS: i64 = 15 * 60 * 1000;
 
+/// A scope word (not a SMART scope) that lets an API client use the integration
+/// API: the message log, its replay, and channel status.
+pub const INTEGRATION_SCOPE: &str = "lianyi:integration";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(transparent)]
@@ -133,7 +137,11 @@ impl ClientService {
             },
             client_addr,
             access: Access::single(scopes, campuses, client.patient.clone()),
-            capabilities: Vec::new(),
+            capabilities: if client.scopes.split_whitespace().any(|w| w == INTEGRATION_SCOPE) {
+                vec![crate::roles::Capability::ManageIntegration]
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -150,7 +158,8 @@ impl ClientService {
             return Err(ClientError::Name);
         }
         let parsed = ScopeSet::parse(scopes)?;
-        if parsed.is_empty() {
+        let integration = scopes.split_whitespace().any(|w| w == INTEGRATION_SCOPE);
+        if parsed.is_empty() && !integration {
             return Err(ClientError::NoScope);
         }
         if patient.is_none() && parsed.0.iter().any(|s| s.context == crate::scope::Context::Patient) {
@@ -163,7 +172,11 @@ impl ClientService {
             id: client_id.clone(),
             name: name.to_string(),
             secret_hash: secret_hash(&client_secret),
-            scopes: parsed.to_string(),
+            scopes: if integration {
+                format!("{parsed} {INTEGRATION_SCOPE}").trim().to_string()
+            } else {
+                parsed.to_string()
+            },
             campuses: campuses.clone(),
             patient: patient.clone(),
             disabled: false,

@@ -382,37 +382,44 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
-    /// Queue depth, dead letters, deliveries and the last success of every channel.
+    /// Queue depth, dead letters, deliveries, the last success and the last error of
+    /// every channel; each figure is an index range on (channel, status, id).
     pub async fn queue_stats(&self) -> Result<Vec<QueueStats>> {
-        let rows = sqlx::query(
-            "SELECT channel, \
-             SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END), \
-             SUM(CASE WHEN status = 'dead' THEN 1 ELSE 0 END), \
-             SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0 END), \
-             MAX(CASE WHEN status = 'delivered' THEN finished_at END) \
-             FROM message_log WHERE direction = 'out' GROUP BY channel ORDER BY channel",
-        )
-        .fetch_all(&self.read)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
+        let ids = sqlx::query("SELECT id FROM channels ORDER BY id").fetch_all(&self.read).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for r in &ids {
             let channel: String = r.try_get(0)?;
+            let count = |status: &'static str| {
+                let channel = channel.clone();
+                async move {
+                    let row = sqlx::query("SELECT COUNT(*) FROM message_log WHERE channel = $1 AND status = $2")
+                        .bind(channel)
+                        .bind(status)
+                        .fetch_one(&self.read)
+                        .await?;
+                    Ok::<i64, StoreError>(row.try_get(0)?)
+                }
+            };
+            let (pending, dead, delivered) = (count("pending").await?, count("dead").await?, count("delivered").await?);
+            let last_success = sqlx::query(
+                "SELECT finished_at FROM message_log WHERE channel = $1 AND status = 'delivered' ORDER BY id DESC LIMIT 1",
+            )
+            .bind(channel.clone())
+            .fetch_optional(&self.read)
+            .await?
+            .map(|r| r.try_get::<Option<i64>, _>(0))
+            .transpose()?
+            .flatten();
             let last_error = sqlx::query(
-                "SELECT error FROM message_log WHERE channel = $1 AND error IS NOT NULL ORDER BY id DESC LIMIT 1",
+                "SELECT error FROM message_log WHERE channel = $1 AND status IN ('pending', 'dead') \
+                 AND error IS NOT NULL ORDER BY id DESC LIMIT 1",
             )
             .bind(channel.clone())
             .fetch_optional(&self.read)
             .await?
             .map(|r| r.try_get::<String, _>(0))
             .transpose()?;
-            out.push(QueueStats {
-                channel,
-                pending: r.try_get::<Option<i64>, _>(1)?.unwrap_or_default(),
-                dead: r.try_get::<Option<i64>, _>(2)?.unwrap_or_default(),
-                delivered: r.try_get::<Option<i64>, _>(3)?.unwrap_or_default(),
-                last_success: r.try_get(4)?,
-                last_error,
-            });
+            out.push(QueueStats { channel, pending, dead, delivered, last_success, last_error });
         }
         Ok(out)
     }

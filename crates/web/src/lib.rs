@@ -13,6 +13,7 @@ mod capability;
 mod error;
 mod fhir_api;
 mod i18n;
+mod integration;
 pub mod mllp;
 mod oauth;
 mod ops;
@@ -56,6 +57,8 @@ pub struct AppConfig {
     pub login_rate_per_minute: u32,
     /// Where bulk-export files are written (owner-only).
     pub export_dir: std::path::PathBuf,
+    /// Days the integration message log keeps finished messages.
+    pub message_retention_days: i64,
 }
 
 /// PEM files for HTTPS.
@@ -109,6 +112,16 @@ pub fn field_cipher(
 ) -> Result<Arc<FieldCipher<dyn KeyProvider>>, AppError> {
     let keys: Box<dyn KeyProvider> = Box::new(FileKeys::open(keys_file, cipher)?);
     Ok(Arc::new(FieldCipher::new(keys)))
+}
+
+/// The TLS configuration of a certificate chain and key (PEM), for MLLP over TLS.
+pub async fn tls_server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, AppError> {
+    // rustls with the ring provider only (no C toolchain for aws-lc).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key)
+        .await
+        .map_err(|e| AppError::Tls(e.to_string()))?;
+    Ok(tls.get_inner())
 }
 
 /// The field protector for a key file.

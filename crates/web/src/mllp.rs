@@ -1,5 +1,5 @@
-//! The MLLP edge: HL7 v2 messages framed as `<VT> message <FS><CR>` over TCP (TLS is
-//! for a later change), many per connection, answered in order. A frame larger than
+//! The MLLP edge: HL7 v2 messages framed as `<VT> message <FS><CR>` over TCP, or over
+//! TLS (rustls, the server's certificate), many per connection, answered in order. A frame larger than
 //! the limit or a connection idle longer than the timeout is closed. The rules live
 //! in `lianyi_interop::Inbound`; this module only frames bytes.
 
@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use lianyi_interop::Inbound;
 use lianyi_interop::inbound::Outcome;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 const VT: u8 = 0x0b;
 const FS: u8 = 0x1c;
@@ -29,13 +31,30 @@ impl Default for MllpLimits {
     }
 }
 
-/// Accepts connections until the task is dropped.
-pub async fn serve_mllp(listener: TcpListener, inbound: Inbound, limits: MllpLimits) {
+/// Accepts connections until the task is dropped; with `tls`, every connection must
+/// complete a TLS handshake (within 10 s) before any frame is read.
+pub async fn serve_mllp(
+    listener: TcpListener,
+    inbound: Inbound,
+    limits: MllpLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let Ok((sock, peer)) = listener.accept().await else { continue };
+        let _ = sock.set_nodelay(true);
         let inbound = inbound.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(sock, peer, inbound, limits).await {
+            let ended = match acceptor {
+                None => connection(sock, peer, inbound, limits).await,
+                Some(a) => match tokio::time::timeout(Duration::from_secs(10), a.accept(sock)).await {
+                    Ok(Ok(stream)) => connection(stream, peer, inbound, limits).await,
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")),
+                },
+            };
+            if let Err(e) = ended {
                 tracing::debug!(error = %e, "MLLP connection ended");
             }
         });
@@ -49,8 +68,8 @@ fn next_frame(buf: &[u8]) -> Option<(usize, usize)> {
     Some((start, end))
 }
 
-async fn connection(
-    mut sock: TcpStream,
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut sock: S,
     peer: SocketAddr,
     inbound: Inbound,
     limits: MllpLimits,

@@ -81,6 +81,22 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         metrics::gauge!("process_resident_memory_bytes").set(rss as f64);
     }
     metrics::gauge!("process_uptime_seconds").set(state.started.elapsed().as_secs_f64());
+    // Channel health: queue depth, dead letters and last success per outbound channel
+    // (attempts by outcome are counted as they happen: lianyi_channel_attempts_total).
+    match state.fhir.store().queue_stats().await {
+        Ok(stats) => {
+            for s in stats {
+                let ch = s.channel;
+                metrics::gauge!("lianyi_channel_queue_depth", "channel" => ch.clone()).set(s.pending as f64);
+                metrics::gauge!("lianyi_channel_dead_letters", "channel" => ch.clone()).set(s.dead as f64);
+                if let Some(t) = s.last_success {
+                    metrics::gauge!("lianyi_channel_last_success_timestamp_seconds", "channel" => ch)
+                        .set(t as f64 / 1000.0);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "channel statistics unavailable"),
+    }
     let text = METRICS.get().and_then(|h| h.as_ref()).map(|h| h.render()).unwrap_or_default();
     let mut resp = text.into_response();
     resp.headers_mut()

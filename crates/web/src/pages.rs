@@ -38,6 +38,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/break-glass", get(bg_report))
         .route("/admin/audit", get(audit_page))
         .route("/me/access-log", get(access_log))
+        .merge(crate::integration::router())
         .route("/static/app.css", get(css))
 }
 
@@ -53,7 +54,7 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// The page language: the switch cookie, else the browser's preference, else zh-CN.
-fn lang(headers: &HeaderMap) -> Lang {
+pub(crate) fn lang(headers: &HeaderMap) -> Lang {
     cookie(headers, LANG_COOKIE)
         .and_then(Lang::parse)
         .or_else(|| headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).and_then(Lang::from_accept))
@@ -74,7 +75,7 @@ fn clear_session_cookie() -> String {
     format!("{SESSION_COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0")
 }
 
-fn page(html: Result<String, askama::Error>) -> Response {
+pub(crate) fn page(html: Result<String, askama::Error>) -> Response {
     match html {
         Ok(body) => {
             let mut resp = Html(body).into_response();
@@ -88,7 +89,7 @@ fn page(html: Result<String, askama::Error>) -> Response {
     }
 }
 
-fn see_other(to: &str) -> Response {
+pub(crate) fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()
 }
 
@@ -140,7 +141,7 @@ async fn at_stage(
 
 /// A signed-in session that has passed every login stage; any other request is
 /// redirected to the page of the stage it is at (or to the login page).
-struct Active(SessionInfo);
+pub(crate) struct Active(pub(crate) SessionInfo);
 
 impl FromRequestParts<AppState> for Active {
     type Rejection = Response;
@@ -410,6 +411,9 @@ async fn home(State(state): State<AppState>, Active(info): Active, headers: Head
     if c.can(Capability::BreakTheGlass) {
         links.push(("/break-glass", "nav-break-glass"));
     }
+    if c.can(Capability::ManageIntegration) {
+        links.push(("/admin/integration", "nav-integration"));
+    }
     if c.can(Capability::ReviewAudit) {
         links.push(("/admin/audit", "nav-audit"));
         links.push(("/admin/break-glass", "nav-break-glass-report"));
@@ -475,7 +479,7 @@ struct BreakGlassPage<'a> {
     granted_until: Option<String>,
 }
 
-fn forbidden(t: Tr) -> Response {
+pub(crate) fn forbidden(t: Tr) -> Response {
     let mut r = page(Ok(format!(
         "<!DOCTYPE html><html lang=\"{}\"><head><meta charset=\"utf-8\"><link rel=\"stylesheet\" href=\"/static/app.css\"></head><body><main><section class=\"card narrow\"><p class=\"error\" id=\"message\">{}</p><a href=\"/\">{}</a></section></main></body></html>",
         t.code(),
@@ -487,7 +491,7 @@ fn forbidden(t: Tr) -> Response {
 }
 
 /// `YYYY-MM-DD HH:MM` in Beijing time, for tables.
-fn local_time(ms: i64) -> String {
+pub(crate) fn local_time(ms: i64) -> String {
     let s = lianyi_fhir::datetime::format_instant(ms + 8 * 3_600_000);
     format!("{} {}", &s[..10], &s[11..16])
 }

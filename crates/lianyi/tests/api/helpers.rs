@@ -50,6 +50,7 @@ pub async fn spawn_app_clocked(
         cipher: lianyi_security::crypto::CipherAlg::Sm4Gcm,
         tls: None,
         login_rate_per_minute: 30,
+        message_retention_days: 90,
         export_dir: keys_dir.join("exports"),
     };
     let app = match clock {

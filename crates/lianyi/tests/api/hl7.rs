@@ -14,6 +14,7 @@ fn channel() -> Channel {
         mrn_system: "urn:lianyi:sid:mrn:campus-east".into(),
         visit_system: "urn:lianyi:sid:visit:campus-east".into(),
         order_system: "urn:lianyi:sid:order:lis-east".into(),
+        appointment_system: "urn:lianyi:sid:appointment:his-east".into(),
         utc_offset: "+08:00".into(),
     }
 }
@@ -52,4 +53,84 @@ async fn adt_then_oru_land_as_valid_linked_resources() {
     assert_eq!(d["result"].as_array().unwrap().len(), 2);
     assert!(d["result"][0]["reference"].as_str().unwrap().starts_with("Observation/"));
     assert_eq!(app.search_ids("/fhir/Observation?patient.identifier=E100234").await.len(), 2);
+}
+
+fn sample(file: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/../../tests/hl7/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+#[tokio::test]
+async fn visits_orders_appointments_and_a_merge_arrive_through_the_inbound_path() {
+    let app = spawn_app().await;
+    let inbound = lianyi_interop::Inbound::new(app.fhir.clone(), "test", "campus-east", "+08:00");
+    let send = |bytes: Vec<u8>| {
+        let inbound = inbound.clone();
+        async move {
+            let (ack, outcome) = inbound.receive(&bytes, None).await;
+            (String::from_utf8(ack).unwrap(), outcome)
+        }
+    };
+    // The record that will be merged away, registered separately.
+    let dup = "MSH|^~\\&|HIS|EAST|LIANYI|GROUP|20261121080000||ADT^A04|REG0099|P|2.5.1\rPID|1||E100999^^^EAST^MR||张^三||19900101|M\r";
+    assert_eq!(send(dup.as_bytes().to_vec()).await.1, lianyi_interop::inbound::Outcome::Accepted);
+    for file in [
+        "adt_a01.hl7",
+        "adt_a02.hl7",
+        "orm_o01.hl7",
+        "oml_o21.hl7",
+        "siu_s12.hl7",
+        "adt_a03.hl7",
+        "adt_a13.hl7",
+        "siu_s15.hl7",
+        "adt_a11.hl7",
+        "adt_a40.hl7",
+    ] {
+        let (ack, outcome) = send(sample(file)).await;
+        assert_eq!(outcome, lianyi_interop::inbound::Outcome::Accepted, "{file}: {ack}");
+    }
+    let one = |path: String| {
+        let app = &app;
+        async move {
+            let ids = app.search_ids(&path).await;
+            assert_eq!(ids.len(), 1, "{path}: {ids:?}");
+            let rtype = path.split('?').next().unwrap().trim_start_matches("/fhir/").to_string();
+            let v: Value = app.get(&format!("/fhir/{rtype}/{}", ids[0])).await.json().await.unwrap();
+            v
+        }
+    };
+    let admitted = one("/fhir/Encounter?identifier=urn:lianyi:sid:visit:campus-east%7CV0001".into()).await;
+    assert_eq!(admitted["status"], "in-progress", "discharged, then the discharge was cancelled");
+    assert_eq!(admitted["location"][0]["location"]["display"], "ICU 0102 03 EAST", "transferred to the ICU");
+    assert!(admitted["period"].get("end").is_none());
+    let cancelled = one("/fhir/Encounter?identifier=urn:lianyi:sid:visit:campus-east%7CV0002".into()).await;
+    assert_eq!(cancelled["status"], "cancelled");
+    let k = one("/fhir/ServiceRequest?identifier=urn:lianyi:sid:order:his%7CORD7001".into()).await;
+    assert_eq!(k["status"], "revoked", "the OML cancel (ORC-1 CA) revoked the ORM order");
+    assert!(k.get("priority").is_none(), "an order message carries the whole order: the cancel named no priority");
+    let panel = one("/fhir/ServiceRequest?identifier=urn:lianyi:sid:order:his%7CORD7002".into()).await;
+    assert_eq!(panel["status"], "active");
+    lianyi_fhir::validate_resource(&panel).unwrap();
+    let appt = one("/fhir/Appointment?identifier=urn:lianyi:sid:appointment:his%7CAPT-F-88".into()).await;
+    assert_eq!(
+        (appt["status"].as_str(), appt["start"].as_str()),
+        (Some("cancelled"), Some("2026-12-01T09:00:00+08:00"))
+    );
+    lianyi_fhir::validate_resource(&appt).unwrap();
+    let survivor = one("/fhir/Patient?identifier=urn:lianyi:sid:mrn:campus-east%7CE100234".into()).await;
+    let retired = one("/fhir/Patient?identifier=urn:lianyi:sid:mrn:campus-east%7CE100999".into()).await;
+    assert_eq!(retired["active"], false);
+    assert_eq!(retired["link"][0]["type"], "replaced-by");
+    assert_eq!(retired["link"][0]["other"]["reference"], format!("Patient/{}", survivor["id"].as_str().unwrap()));
+    assert_eq!(
+        survivor["link"][0],
+        serde_json::json!({"other": {"reference": format!("Patient/{}", retired["id"].as_str().unwrap())}, "type": "replaces"})
+    );
+    assert_eq!(retired["name"][0]["family"], "张", "the merged record keeps its content");
+
+    // A merge naming an unknown patient is AE at MRG-1, and nothing changes.
+    let unknown = "MSH|^~\\&|HIS|EAST|LIANYI|GROUP|20261126090000||ADT^A40|ADT0099|P|2.5.1\rPID|1||E100234^^^EAST^MR||张^三\rMRG|E404^^^EAST^MR\r";
+    let (ack, outcome) = send(unknown.as_bytes().to_vec()).await;
+    assert_eq!(outcome, lianyi_interop::inbound::Outcome::Error);
+    assert!(ack.contains("MSA|AE|ADT0099|MRG-1 'E404' names no known patient"), "{ack}");
+    assert!(ack.contains("ERR|MRG^1^1^204&"), "{ack}");
 }

@@ -19,7 +19,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_lianyi");
 
 /// One HTTP request as a receiver saw it.
 #[derive(Clone, Debug)]
-struct Received {
+pub(crate) struct Received {
     method: String,
     path: String,
     headers: HashMap<String, String>,
@@ -28,7 +28,7 @@ struct Received {
 
 /// A minimal HTTP/1.1 receiver (keep-alive, Content-Length bodies) that records every
 /// request and answers with the status `answer` holds at the time.
-fn http_receiver(listener: TcpListener, answer: Arc<Mutex<u16>>) -> Arc<Mutex<Vec<Received>>> {
+pub(crate) fn http_receiver(listener: TcpListener, answer: Arc<Mutex<u16>>) -> Arc<Mutex<Vec<Received>>> {
     let log: Arc<Mutex<Vec<Received>>> = Arc::default();
     let seen = log.clone();
     tokio::spawn(async move {

@@ -348,3 +348,113 @@ async fn a_patient_sees_who_has_seen_their_record() {
     assert!(!page.contains(&other), "only their own record");
     assert_eq!(me.get("/admin/audit").await.0, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn integration_page_api_and_metrics_show_channel_health_and_replay_dead_letters() {
+    let clock = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(lianyi_web::AppConfig::DEFAULT_MAX_BODY, Some(clock.clone())).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answer = Arc::new(std::sync::Mutex::new(400u16));
+    let log = crate::outbound::http_receiver(listener, answer.clone());
+    let outbound = lianyi_interop::Outbound::new(app.fhir.clone(), "campus-east");
+    let spec = lianyi_interop::ChannelSpec {
+        id: "registry".into(),
+        name: "registry".into(),
+        kind: "webhook".into(),
+        endpoint: format!("http://{addr}/events"),
+        criteria: "Patient".into(),
+        campus: None,
+        headers: None,
+        max_attempts: 3,
+        backoff_ms: 100,
+        max_backoff_ms: 1000,
+    };
+    outbound.add_channel(&Caller::system("test"), spec).await.unwrap();
+    app.create(&serde_json::json!({"resourceType": "Patient", "name": [{"family": "Refused"}]})).await;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while app.fhir.store().dead_letters("registry").await.unwrap().is_empty() {
+        assert!(std::time::Instant::now() < until, "a 400 makes a dead letter");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // The status page, for the IT engineer, in Chinese.
+    let (mut it, token) = logged_in(&app, &clock, "it-wang", "it-engineer", "*", None).await;
+    let (_, _, home) = it.get("/").await;
+    assert!(home.contains("href=\"/admin/integration\">集成平台</a>"), "{home}");
+    let (status, _, html) = it.get("/admin/integration").await;
+    assert_eq!(status, StatusCode::OK);
+    let row = between(&html, "data-channel=\"registry\">", "</tr>");
+    assert!(row.contains("<td class=\"queue\">0</td><td class=\"dead\">1</td>"), "{row}");
+    assert!(row.contains("HTTP 400"), "the last error is shown: {row}");
+    assert!(html.contains("<td class=\"status\">dead</td>"));
+    let id = between(&html, "href=\"/admin/integration/messages/", "\"").to_string();
+    let (_, _, detail) = it.get(&format!("/admin/integration/messages/{id}")).await;
+    let payload = between(&detail, "<pre id=\"payload\">", "</pre>");
+    assert!(payload.starts_with("POST\n") && payload.contains("Refused"), "{payload}");
+    assert!(detail.contains("id=\"replay\""));
+
+    // A replay without the form token does nothing; with it, the dead letter goes again.
+    let (status, _, _) = it.post("/admin/integration/channels/registry/replay-dead", &[("csrf", "forged")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(app.fhir.store().dead_letters("registry").await.unwrap().len(), 1);
+    *answer.lock().unwrap() = 200;
+    let (status, loc, _) = it.post("/admin/integration/channels/registry/replay-dead", &[("csrf", &token)]).await;
+    assert_eq!((status, loc.as_str()), (StatusCode::SEE_OTHER, "/admin/integration?queued=1"));
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while log.lock().unwrap().len() < 2 {
+        assert!(std::time::Instant::now() < until, "the replayed delivery arrives");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (_, _, html) = it.get("/admin/integration?queued=1").await;
+    assert!(html.contains("已重新排队 1 条消息"));
+
+    // The JSON API for a client registered with the integration scope word; others get 403.
+    let api = app.client_with("system/Patient.rs lianyi:integration", "*", None).await;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let channel = loop {
+        let v: serde_json::Value =
+            api.get(app.url("/api/integration/channels")).send().await.unwrap().json().await.unwrap();
+        let c = v["channels"][0].clone();
+        if c["delivered"] == 1 {
+            break c;
+        }
+        assert!(std::time::Instant::now() < until, "{v}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (channel["id"].as_str(), channel["queueDepth"].as_i64(), channel["deadLetters"].as_i64()),
+        (Some("registry"), Some(0), Some(0))
+    );
+    let v: serde_json::Value = api
+        .get(app.url("/api/integration/messages?direction=out&status=delivered"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let m = &v["messages"][0];
+    assert_eq!(
+        (m["channel"].as_str(), m["attempts"].as_i64(), m["type"].as_str()),
+        (Some("registry"), Some(1), Some("Patient.create")),
+        "a replay starts a fresh attempt budget"
+    );
+    let one: serde_json::Value =
+        api.get(app.url(&format!("/api/integration/messages/{}", m["id"]))).send().await.unwrap().json().await.unwrap();
+    assert!(one["payload"].as_str().unwrap().contains("\"family\":\"Refused\""));
+    assert_eq!(one["ack"], "HTTP 200 ok");
+    let plain = app.client_with("system/*.cruds", "*", None).await;
+    let r = plain.get(app.url("/api/integration/messages")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (doctor, _) = logged_in(&app, &clock, "dr-li", "doctor", "campus-east", None).await;
+    let mut doctor = doctor;
+    assert_eq!(doctor.get("/admin/integration").await.0, StatusCode::FORBIDDEN);
+
+    // Channel health on /metrics.
+    let text = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(text.contains("lianyi_channel_queue_depth{channel=\"registry\"} 0"), "{text}");
+    assert!(text.contains("lianyi_channel_dead_letters{channel=\"registry\"} 0"));
+    assert!(text.contains("lianyi_channel_last_success_timestamp_seconds{channel=\"registry\"}"));
+    assert!(text.contains("lianyi_channel_attempts_total{channel=\"registry\",outcome=\"dead\"} 1"));
+}

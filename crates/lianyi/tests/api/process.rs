@@ -243,8 +243,8 @@ async fn mllp_messages_are_acknowledged_after_they_are_stored() {
     let (mut child, base, mllp) = serve_with_mllp(&data_dir, &url);
     let hl7 = |f: &str| std::fs::read(format!("{}/../../tests/hl7/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let bad = b"MSH|^~\\&|LIS|EAST|LIANYI|GROUP|20261122093000||ORU^R01|BAD1|P|2.5.1\rPID|1||^^^EAST^MR\rOBR|1||F9|2823-3^K^LN\rOBX|1|NM|2823-3^K^LN||7.1|mmol/L\r".to_vec();
-    let siu = b"MSH|^~\\&|PAS|EAST|LIANYI|GROUP|20261122||SIU^S12|S1|P|2.5\rSCH|1\r".to_vec();
-    let acks = mllp_exchange(&mllp, &[hl7("adt_a01.hl7"), hl7("oru_r01.hl7"), hl7("oru_r01.hl7"), bad, siu]);
+    let unsupported = b"MSH|^~\\&|PAS|EAST|LIANYI|GROUP|20261122||MDM^T02|S1|P|2.5\rTXA|1\r".to_vec();
+    let acks = mllp_exchange(&mllp, &[hl7("adt_a01.hl7"), hl7("oru_r01.hl7"), hl7("oru_r01.hl7"), bad, unsupported]);
     assert_eq!(msa(&acks[0]), ("AA".into(), "ADT0001".into()));
     assert_eq!(msa(&acks[1]), ("AA".into(), "ORU0001".into()));
     assert_eq!(acks[2], acks[1], "a resend gets the original ACK");
@@ -273,7 +273,7 @@ async fn mllp_messages_are_acknowledged_after_they_are_stored() {
     let statuses: Vec<&str> = log.iter().rev().map(|m| m.status.as_str()).collect();
     assert_eq!(statuses, ["accepted", "accepted", "duplicate", "error", "rejected"]);
     assert!(log.iter().all(|m| m.payload.starts_with("enc:")));
-    assert_eq!(log[4].summary.as_deref(), Some("ADT^A01: patient E100234, visit V0001"));
+    assert_eq!(log[4].summary.as_deref(), Some("ADT^A01: patient E100234, visit V0001 in-progress"));
     store.close().await;
     child.kill().unwrap();
     child.wait().unwrap();
