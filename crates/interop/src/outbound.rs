@@ -167,6 +167,12 @@ fn mllp_endpoint_ok(endpoint: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// Texts queued for one websocket connection.
+pub type SocketSender = tokio::sync::mpsc::UnboundedSender<String>;
+
+/// The websocket connections bound to each Subscription id, by connection number.
+type Sockets = HashMap<String, Vec<(u64, SocketSender)>>;
+
 /// Delivery attempts of one channel since the server started (for the error rate).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Health {
@@ -200,6 +206,9 @@ pub struct Outbound {
     /// Finished log rows older than this are deleted (hourly, by the dispatcher).
     retention_days: i64,
     health: Arc<std::sync::Mutex<HashMap<String, Health>>>,
+    /// Websocket connections bound to a Subscription (by its id).
+    sockets: Arc<std::sync::Mutex<Sockets>>,
+    next_socket: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Outbound {
@@ -218,7 +227,68 @@ impl Outbound {
             sending_facility: sending_facility.to_string(),
             retention_days: Self::DEFAULT_RETENTION_DAYS,
             health: Arc::default(),
+            sockets: Arc::default(),
+            next_socket: Arc::default(),
         }
+    }
+
+    /// A new websocket connection's id and the queue of texts to send on it.
+    pub fn open_socket(
+        &self,
+    ) -> (u64, tokio::sync::mpsc::UnboundedSender<String>, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (self.next_socket.fetch_add(1, std::sync::atomic::Ordering::Relaxed), tx, rx)
+    }
+
+    /// `bind <id>` on a websocket: the caller must be able to read the Subscription
+    /// (checked and audited by the FHIR service), and it must be an active websocket
+    /// subscription. Returns the text to answer (`bound <id>` or `error <id> <why>`).
+    pub async fn bind_socket(
+        &self,
+        caller: &Caller,
+        socket: u64,
+        sender: &tokio::sync::mpsc::UnboundedSender<String>,
+        id: &str,
+    ) -> String {
+        let Some(rtype) = ResourceType::parse("Subscription") else { return format!("error {id} unsupported") };
+        let sub = match self.fhir.read(caller, rtype, id).await {
+            Ok(r) => r,
+            Err(ServiceError::Forbidden(_)) => return format!("error {id} forbidden"),
+            Err(_) => return format!("error {id} Subscription/{id} is not known"),
+        };
+        let body: Value = serde_json::from_str(&sub.body).unwrap_or_default();
+        if body.pointer("/channel/type").and_then(Value::as_str) != Some("websocket") {
+            return format!("error {id} Subscription/{id} is not a websocket subscription");
+        }
+        if !matches!(body.get("status").and_then(Value::as_str), Some("active" | "requested")) {
+            return format!("error {id} Subscription/{id} is not active");
+        }
+        if let Ok(mut map) = self.sockets.lock() {
+            let list = map.entry(id.to_string()).or_default();
+            list.retain(|(n, s)| *n != socket && !s.is_closed());
+            list.push((socket, sender.clone()));
+        }
+        // Notifications queued while no client was bound go now.
+        self.fhir.store().changes().notify_one();
+        format!("bound {id}")
+    }
+
+    /// Forgets a closed websocket connection.
+    pub fn close_socket(&self, socket: u64) {
+        if let Ok(mut map) = self.sockets.lock() {
+            for list in map.values_mut() {
+                list.retain(|(n, _)| *n != socket);
+            }
+            map.retain(|_, l| !l.is_empty());
+        }
+    }
+
+    /// Sends `text` to every connection bound to Subscription `id`; how many got it.
+    fn ping_sockets(&self, id: &str, text: &str) -> usize {
+        let Ok(mut map) = self.sockets.lock() else { return 0 };
+        let Some(list) = map.get_mut(id) else { return 0 };
+        list.retain(|(_, s)| s.send(text.to_string()).is_ok());
+        list.len()
     }
 
     /// Keeps finished log rows for `days` (at least 1).
@@ -500,7 +570,7 @@ impl Outbound {
                 let ch = ChannelRow {
                     id: channel_id.clone(),
                     name: format!("Subscription/{}", r.id),
-                    kind: "rest-hook".into(),
+                    kind: sub.pointer("/channel/type").and_then(Value::as_str).unwrap_or("rest-hook").to_string(),
                     endpoint: sub.pointer("/channel/endpoint").and_then(Value::as_str).unwrap_or("").to_string(),
                     criteria: sub.get("criteria").and_then(Value::as_str).unwrap_or("").to_string(),
                     campus: r.campus.clone(),
@@ -683,6 +753,11 @@ impl Outbound {
                 };
                 (format!("{}^{}", m.message_code(), m.trigger()), control_id, m.encode())
             }
+            "websocket" => {
+                let control_id = format!("{}-{}", ch.id, e.seq);
+                let sub = ch.subscription.clone().unwrap_or_default();
+                (format!("{}.{action}", e.resource_type), control_id, format!("ping {sub}"))
+            }
             "rest-hook" => {
                 let control_id = format!("{}-{}", ch.id, e.seq);
                 let with_body = ch.payload.as_deref().is_some_and(|p| !p.is_empty());
@@ -735,12 +810,19 @@ impl Outbound {
 /// Why a requested Subscription cannot be served, if it cannot.
 fn subscription_problem(sub: &Value) -> Option<String> {
     let kind = sub.pointer("/channel/type").and_then(Value::as_str).unwrap_or("");
-    if kind != "rest-hook" {
-        return Some(format!("channel.type '{kind}' is not supported by this server (rule: rest-hook)"));
-    }
-    let endpoint = sub.pointer("/channel/endpoint").and_then(Value::as_str).unwrap_or("");
-    if let Err(m) = http_endpoint_ok(endpoint) {
-        return Some(format!("channel.endpoint: {m}"));
+    match kind {
+        "rest-hook" => {
+            let endpoint = sub.pointer("/channel/endpoint").and_then(Value::as_str).unwrap_or("");
+            if let Err(m) = http_endpoint_ok(endpoint) {
+                return Some(format!("channel.endpoint: {m}"));
+            }
+        }
+        "websocket" => {}
+        _ => {
+            return Some(format!(
+                "channel.type '{kind}' is not supported by this server (rule: rest-hook or websocket)"
+            ));
+        }
     }
     let criteria = sub.get("criteria").and_then(Value::as_str).unwrap_or("");
     match Criteria::parse(criteria) {
@@ -867,6 +949,13 @@ impl Dispatcher {
     async fn send(&self, ch: &ChannelRow, d: &Delivery, text: &str, conn: &mut Option<TcpStream>) -> Sent {
         if ch.kind == "mllp" {
             return send_mllp(&ch.endpoint, &d.control_id, text, conn).await;
+        }
+        if ch.kind == "websocket" {
+            let sub = ch.subscription.as_deref().unwrap_or_default();
+            return match self.outbound.ping_sockets(sub, text) {
+                0 => Sent::Retry(format!("no websocket client is bound to Subscription/{sub}"), None),
+                n => Sent::Ok(Some(format!("{text} sent to {n} client(s)"))),
+            };
         }
         let (line, body) = text.split_once('\n').unwrap_or((text, ""));
         let (method, url) = match line.strip_prefix("PUT ") {

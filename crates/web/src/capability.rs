@@ -83,6 +83,11 @@ pub fn capability_statement(base: &str, date: &str) -> Value {
         "format": ["json"],
         "rest": [{
             "mode": "server",
+            // Where websocket Subscriptions bind (R4 capabilitystatement-websocket).
+            "extension": [{
+                "url": "http://hl7.org/fhir/StructureDefinition/capabilitystatement-websocket",
+                "valueUri": format!("{}{}", base.replacen("http", "ws", 1), crate::websocket::PATH),
+            }],
             "security": {
                 "cors": false,
                 "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "OAuth"}]}],

@@ -18,6 +18,7 @@ pub mod mllp;
 mod oauth;
 mod ops;
 mod pages;
+mod websocket;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -224,6 +225,7 @@ fn router(state: AppState) -> Router {
         .merge(oauth::router())
         .merge(pages::router())
         .merge(ops::router())
+        .merge(websocket::router())
         .layer(axum::middleware::from_fn(ops::track))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(error::panic_response))
         .layer(axum::middleware::from_fn(ops::security_headers))
