@@ -91,6 +91,67 @@ impl Inbound {
             Ok(m) => m,
             Err(e) => return self.unreadable(&text, peer, received_at, e).await,
         };
+        self.handle(&text, m, charset, peer, received_at, false).await
+    }
+
+    /// Processes a logged inbound message again (after the cause of its AE, AR or
+    /// internal failure was fixed): logged as a new message, applied without the
+    /// duplicate check, with the same rules and ACK otherwise. Needs the integration
+    /// role; audited.
+    pub async fn replay(&self, caller: &Caller, id: i64) -> Result<Outcome, crate::OutboundError> {
+        use crate::OutboundError;
+        if !caller.can(lianyi_security::roles::Capability::ManageIntegration) {
+            return Err(OutboundError::Forbidden(
+                "replaying messages needs the IT engineer or administrator role".into(),
+            ));
+        }
+        let Some(logged) = self.fhir.store().message(id).await? else {
+            return Err(OutboundError::NotFound(format!("message {id}")));
+        };
+        if logged.direction != "in" || logged.channel != self.channel {
+            return Err(OutboundError::Invalid {
+                field: "id".into(),
+                message: format!("message {id} was not received on {}", self.channel),
+            });
+        }
+        if !matches!(logged.status.as_str(), "error" | "rejected" | "failed") {
+            return Err(OutboundError::Invalid {
+                field: "id".into(),
+                message: format!(
+                    "message {id} is {}; only error, rejected or failed messages are replayed",
+                    logged.status
+                ),
+            });
+        }
+        let text = self
+            .fhir
+            .protector()
+            .cipher()
+            .decrypt(&logged.payload, PAYLOAD_AAD)
+            .map_err(|e| OutboundError::Crypto(e.to_string()))?;
+        let m = Message::parse(&text)
+            .map_err(|e| OutboundError::Invalid { field: "payload".into(), message: e.to_string() })?;
+        let (_, outcome) = self.handle(&text, m, Charset::Utf8, logged.peer.clone(), self.fhir.now_ms(), true).await;
+        let mut e = caller.entry(self.fhir.now_ms(), "message-replay", "success");
+        e.detail = Some(format!("inbound message {id} processed again: {outcome:?}"));
+        self.fhir.audit_log().record(vec![e]).await?;
+        Ok(outcome)
+    }
+
+    /// The name of the listener this handles messages for (`mllp:0.0.0.0:2575`).
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    async fn handle(
+        &self,
+        text: &str,
+        m: Message,
+        charset: Charset,
+        peer: Option<String>,
+        received_at: i64,
+        replay: bool,
+    ) -> (Vec<u8>, Outcome) {
         let (app, facility) = m.sender();
         let sender = format!("{app}^{facility}");
         let control_id = m.control_id();
@@ -105,7 +166,7 @@ impl Inbound {
             let a = ack(&m, AckCode::Reject, &self.ack_id(), &self.now_dtm(), &[e]);
             return (encode(&a), Outcome::Rejected);
         }
-        let Some(payload) = self.seal(&text, PAYLOAD_AAD) else {
+        let Some(payload) = self.seal(text, PAYLOAD_AAD) else {
             return self.internal(&m, charset, None, "the message could not be encrypted for the log").await;
         };
         let logged = self
@@ -133,7 +194,8 @@ impl Inbound {
         let _guard = self.locks[slot].lock().await;
         // A resend of a message already answered: logged as a duplicate, answered with
         // the original ACK, nothing applied.
-        if let Ok(Some(stored)) = self.fhir.store().answered("in", &sender, &control_id).await
+        if !replay
+            && let Ok(Some(stored)) = self.fhir.store().answered("in", &sender, &control_id).await
             && let Ok(original) = self.fhir.protector().cipher().decrypt(&stored, ACK_AAD)
         {
             self.finish(id, "duplicate", None, None, None).await;

@@ -209,6 +209,8 @@ pub struct Outbound {
     /// Websocket connections bound to a Subscription (by its id).
     sockets: Arc<std::sync::Mutex<Sockets>>,
     next_socket: Arc<std::sync::atomic::AtomicU64>,
+    /// The inbound listeners of this server, for replaying what they received.
+    inbound: Arc<std::sync::Mutex<Vec<crate::Inbound>>>,
 }
 
 impl std::fmt::Debug for Outbound {
@@ -229,6 +231,14 @@ impl Outbound {
             health: Arc::default(),
             sockets: Arc::default(),
             next_socket: Arc::default(),
+            inbound: Arc::default(),
+        }
+    }
+
+    /// Makes an inbound listener's messages replayable through this service.
+    pub fn register_inbound(&self, inbound: crate::Inbound) {
+        if let Ok(mut list) = self.inbound.lock() {
+            list.push(inbound);
         }
     }
 
@@ -494,12 +504,37 @@ impl Outbound {
     /// idempotency key, so a receiver that already applied one ignores it).
     pub async fn replay(&self, caller: &Caller, ids: &[i64]) -> Result<u64> {
         self.check(caller, "message-replay").await?;
+        // Inbound messages go back through the listener that received them.
+        let mut outbound_ids = Vec::with_capacity(ids.len());
+        let mut inbound_done = 0u64;
+        for &id in ids {
+            match self.fhir.store().message(id).await? {
+                Some(m) if m.direction == "in" => {
+                    let listener =
+                        self.inbound.lock().ok().and_then(|l| l.iter().find(|i| i.channel() == m.channel).cloned());
+                    let Some(listener) = listener else {
+                        return Err(invalid(
+                            "id",
+                            format!("message {id} came in on {}, which is not running in this server", m.channel),
+                        ));
+                    };
+                    listener.replay(caller, id).await?;
+                    inbound_done += 1;
+                }
+                Some(_) => outbound_ids.push(id),
+                None => return Err(OutboundError::NotFound(format!("message {id}"))),
+            }
+        }
+        if outbound_ids.is_empty() {
+            return Ok(inbound_done);
+        }
+        let ids = &outbound_ids[..];
         let n = self.fhir.store().requeue(ids, self.fhir.now_ms()).await?;
         self.audit(caller, "message-replay", "success", format!("{n} of {} messages queued again", ids.len())).await?;
         if n > 0 {
             self.fhir.store().changes().notify_one();
         }
-        Ok(n)
+        Ok(n + inbound_done)
     }
 
     /// Replays every dead letter of a channel, oldest first.

@@ -483,6 +483,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     &campus,
                     "+08:00",
                 );
+                app.state().outbound.register_inbound(inbound.clone());
                 let kind = if tls.is_some() { "MLLP+TLS" } else { "MLLP" };
                 tokio::spawn(lianyi_web::mllp::serve_mllp(mllp_listener, inbound, Default::default(), tls));
                 println!("HL7 v2 ({kind}) is listening on {mllp_addr} for campus {campus}");

@@ -106,6 +106,8 @@ pub struct Store {
     _alive: Option<std::sync::Arc<()>>,
     /// Woken after every commit that wrote outbox events.
     changes: std::sync::Arc<tokio::sync::Notify>,
+    /// The group-commit queue of the message log, started on first use.
+    log_group: std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<messages::PendingLog>>>,
     /// SQLite's checkpoint connection.
     checkpointer: Option<AnyPool>,
 }
@@ -184,6 +186,7 @@ impl Store {
                 group: Default::default(),
                 _alive: Some(alive),
                 changes: Default::default(),
+                log_group: Default::default(),
                 checkpointer: Some(checkpointer),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -199,6 +202,7 @@ impl Store {
                 group: Default::default(),
                 _alive: None,
                 changes: Default::default(),
+                log_group: Default::default(),
                 checkpointer: None,
             })
         } else {

@@ -77,23 +77,45 @@ pub(crate) fn finish_sql(f: &Finish) -> Sql {
 }
 
 impl Store {
-    /// Logs a message before it is processed; returns its id once durable.
+    /// Logs a message before it is processed; returns its id once durable. Messages
+    /// logged while a log transaction commits are committed together in the next one
+    /// (one fsync for many senders).
     pub async fn log_message(&self, m: &NewMessage) -> Result<i64> {
-        let row = sqlx::query(
-            "INSERT INTO message_log (direction, channel, peer, sender, control_id, message_type, status, received_at, payload) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'received', $7, $8) RETURNING id",
-        )
-        .bind(m.direction.clone())
-        .bind(m.channel.clone())
-        .bind(m.peer.clone())
-        .bind(m.sender.clone())
-        .bind(m.control_id.clone())
-        .bind(m.message_type.clone())
-        .bind(m.received_at)
-        .bind(m.payload.clone())
-        .fetch_one(&self.write)
-        .await?;
-        Ok(row.try_get(0)?)
+        let queue = self.log_group.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel::<PendingLog>(1024);
+            tokio::spawn(log_writer(self.clone(), rx));
+            tx
+        });
+        let (done, result) = tokio::sync::oneshot::channel();
+        if queue.send(PendingLog { message: m.clone(), done }).await.is_err() {
+            return Err(crate::StoreError::Corrupt("the log writer has stopped".into()));
+        }
+        result.await.map_err(|_| crate::StoreError::Corrupt("the log writer has stopped".into()))?
+    }
+
+    /// Inserts `batch` in one transaction; the ids in order.
+    async fn log_messages(&self, batch: &[&NewMessage]) -> Result<Vec<i64>> {
+        let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
+        let mut ids = Vec::with_capacity(batch.len());
+        for m in batch {
+            let row = sqlx::query(
+                "INSERT INTO message_log (direction, channel, peer, sender, control_id, message_type, status, received_at, payload) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'received', $7, $8) RETURNING id",
+            )
+            .bind(m.direction.clone())
+            .bind(m.channel.clone())
+            .bind(m.peer.clone())
+            .bind(m.sender.clone())
+            .bind(m.control_id.clone())
+            .bind(m.message_type.clone())
+            .bind(m.received_at)
+            .bind(m.payload.clone())
+            .fetch_one(&mut *tx)
+            .await?;
+            ids.push(row.try_get(0)?);
+        }
+        tx.commit().await?;
+        Ok(ids)
     }
 
     /// Records an outcome on its own (nothing else was written).
@@ -112,7 +134,7 @@ impl Store {
         .bind(direction.to_string())
         .bind(sender.to_string())
         .bind(control_id.to_string())
-        .fetch_optional(&self.write)
+        .fetch_optional(&self.read)
         .await?;
         Ok(match row {
             Some(r) => r.try_get(0)?,
@@ -160,7 +182,7 @@ impl Store {
     pub async fn message(&self, id: i64) -> Result<Option<LoggedMessage>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {MESSAGE_COLUMNS} FROM message_log WHERE id = $1")))
             .bind(id)
-            .fetch_optional(&self.write)
+            .fetch_optional(&self.read)
             .await?;
         row.as_ref().map(message_row).transpose()
     }
@@ -202,4 +224,38 @@ pub struct MessageFilter {
     /// Paging: only rows older than this id.
     pub before_id: Option<i64>,
     pub limit: usize,
+}
+
+/// One message waiting to be logged.
+pub(crate) struct PendingLog {
+    message: NewMessage,
+    done: tokio::sync::oneshot::Sender<Result<i64>>,
+}
+
+async fn log_writer(store: Store, mut rx: tokio::sync::mpsc::Receiver<PendingLog>) {
+    let mut batch: Vec<PendingLog> = Vec::with_capacity(64);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < 256 {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let messages: Vec<&NewMessage> = batch.iter().map(|p| &p.message).collect();
+        match store.log_messages(&messages).await {
+            Ok(ids) => {
+                for (p, id) in batch.drain(..).zip(ids) {
+                    let _ = p.done.send(Ok(id));
+                }
+            }
+            Err(_) => {
+                // One bad row must not fail the others: each alone.
+                for p in batch.drain(..) {
+                    let r = store.log_messages(&[&p.message]).await.map(|ids| ids.first().copied().unwrap_or_default());
+                    let _ = p.done.send(r);
+                }
+            }
+        }
+    }
 }

@@ -130,7 +130,7 @@ fn channel_row(r: &sqlx::any::AnyRow) -> Result<ChannelRow> {
 impl Store {
     /// The newest outbox seq (0 when empty).
     pub async fn outbox_head(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetch_one(&self.write).await?;
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetch_one(&self.read).await?;
         Ok(row.try_get(0)?)
     }
 
@@ -139,7 +139,7 @@ impl Store {
         let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM outbox WHERE res_type = $1 AND res_id = $2")
             .bind(resource_type.to_string())
             .bind(id.to_string())
-            .fetch_one(&self.write)
+            .fetch_one(&self.read)
             .await?;
         Ok(row.try_get(0)?)
     }
@@ -149,7 +149,7 @@ impl Store {
         let row = sqlx::query("SELECT MAX(seq) FROM outbox WHERE seq > $1 AND res_type = $2")
             .bind(cursor)
             .bind(resource_type.to_string())
-            .fetch_one(&self.write)
+            .fetch_one(&self.read)
             .await?;
         Ok(row.try_get(0)?)
     }
@@ -202,7 +202,7 @@ impl Store {
 
     pub async fn channels(&self) -> Result<Vec<ChannelRow>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CHANNEL_COLUMNS} FROM channels ORDER BY id")))
-            .fetch_all(&self.write)
+            .fetch_all(&self.read)
             .await?;
         rows.iter().map(channel_row).collect()
     }
@@ -210,7 +210,7 @@ impl Store {
     pub async fn channel(&self, id: &str) -> Result<Option<ChannelRow>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CHANNEL_COLUMNS} FROM channels WHERE id = $1")))
             .bind(id.to_string())
-            .fetch_optional(&self.write)
+            .fetch_optional(&self.read)
             .await?;
         row.as_ref().map(channel_row).transpose()
     }
@@ -233,7 +233,7 @@ impl Store {
         )
         .bind(cursor)
         .bind(limit as i64)
-        .fetch_all(&self.write)
+        .fetch_all(&self.read)
         .await?;
         rows.iter()
             .map(|r| {
@@ -302,7 +302,7 @@ impl Store {
         )
         .bind(channel.to_string())
         .bind(limit as i64)
-        .fetch_all(&self.write)
+        .fetch_all(&self.read)
         .await?;
         rows.iter()
             .map(|r| {
@@ -377,7 +377,7 @@ impl Store {
     pub async fn dead_letters(&self, channel: &str) -> Result<Vec<i64>> {
         let rows = sqlx::query("SELECT id FROM message_log WHERE channel = $1 AND status = 'dead' ORDER BY id")
             .bind(channel.to_string())
-            .fetch_all(&self.write)
+            .fetch_all(&self.read)
             .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }

@@ -341,7 +341,10 @@ async fn message_page(
                 t,
                 csrf: &info.csrf,
                 id: m.id,
-                replayable: m.direction == "out" && (m.status == "dead" || m.status == "delivered"),
+                replayable: match m.direction.as_str() {
+                    "out" => m.status == "dead" || m.status == "delivered",
+                    _ => matches!(m.status.as_str(), "error" | "rejected" | "failed"),
+                },
                 direction: m.direction,
                 channel: m.channel,
                 peer: m.peer.unwrap_or_default(),

@@ -133,4 +133,28 @@ async fn visits_orders_appointments_and_a_merge_arrive_through_the_inbound_path(
     assert_eq!(outcome, lianyi_interop::inbound::Outcome::Error);
     assert!(ack.contains("MSA|AE|ADT0099|MRG-1 'E404' names no known patient"), "{ack}");
     assert!(ack.contains("ERR|MRG^1^1^204&"), "{ack}");
+
+    // Once the missing patient is registered, the operator replays the refused message.
+    let outbound = lianyi_interop::Outbound::new(app.fhir.clone(), "campus-east");
+    outbound.register_inbound(inbound.clone());
+    let it = lianyi_security::Caller::system("test operator");
+    let filter = |status: &str| lianyi_store::messages::MessageFilter {
+        direction: Some("in".into()),
+        status: Some(status.into()),
+        control_id: Some("ADT0099".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    let refused = outbound.messages(&it, &filter("error")).await.unwrap();
+    assert_eq!(refused.len(), 1);
+    let e404 =
+        "MSH|^~\\&|HIS|EAST|LIANYI|GROUP|20261126080000||ADT^A04|REG0404|P|2.5.1\rPID|1||E404^^^EAST^MR||赵^六\r";
+    assert_eq!(send(e404.as_bytes().to_vec()).await.1, lianyi_interop::inbound::Outcome::Accepted);
+    assert_eq!(outbound.replay(&it, &[refused[0].id]).await.unwrap(), 1);
+    assert_eq!(outbound.messages(&it, &filter("accepted")).await.unwrap().len(), 1, "the replay is logged as accepted");
+    let merged = one("/fhir/Patient?identifier=urn:lianyi:sid:mrn:campus-east%7CE404".into()).await;
+    assert_eq!(merged["active"], false);
+    let accepted_once = outbound.messages(&it, &filter("accepted")).await.unwrap()[0].id;
+    let again = outbound.replay(&it, &[accepted_once]).await.unwrap_err().to_string();
+    assert!(again.contains("only error, rejected or failed messages are replayed"), "{again}");
 }
