@@ -32,6 +32,8 @@ use crate::fhir_to_v2::{Header, RENDERED_TYPES, render};
 const PAYLOAD_AAD: &str = "message_log.payload";
 const ACK_AAD: &str = "message_log.ack";
 const SECRET_AAD: &str = "channels.secret";
+/// Outbox events every channel has passed are kept this long (a day), then deleted.
+const EVENT_RETENTION_MS: i64 = 86_400_000;
 /// Outbox events read per fan-out round.
 const FAN_OUT_BATCH: usize = 500;
 /// Deliveries a worker looks at per round.
@@ -549,7 +551,7 @@ impl Outbound {
     pub async fn prune(&self, caller: &Caller, keep_days: i64) -> Result<(u64, u64)> {
         self.check(caller, "message-prune").await?;
         let before = self.fhir.now_ms() - keep_days.max(0) * 86_400_000;
-        let (m, e) = self.fhir.store().prune_log(before).await?;
+        let (m, e) = self.fhir.store().prune_log(before, self.fhir.now_ms() - EVENT_RETENTION_MS).await?;
         self.audit(
             caller,
             "message-prune",
@@ -564,7 +566,7 @@ impl Outbound {
     async fn retention(&self) -> Result<()> {
         let keep = self.retention_days;
         let before = self.fhir.now_ms() - keep * 86_400_000;
-        let (m, e) = self.fhir.store().prune_log(before).await?;
+        let (m, e) = self.fhir.store().prune_log(before, self.fhir.now_ms() - EVENT_RETENTION_MS).await?;
         if m + e > 0 {
             let detail = format!("{m} messages and {e} events older than {keep} days");
             self.audit(&Caller::system("lianyi retention"), "message-prune", "success", detail).await?;

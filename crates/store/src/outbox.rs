@@ -171,17 +171,19 @@ impl Store {
         Ok(row)
     }
 
-    /// Adds or updates the channel of a Subscription. A new one starts after the
-    /// outbox event `from` (the Subscription's own write); an existing one keeps its
-    /// cursor and queue.
+    /// Adds or updates the channel of a Subscription. A new one, or one switched back
+    /// on, starts after the outbox event `from` (the Subscription's own write); an
+    /// active one keeps its cursor and queue.
     pub async fn upsert_subscription_channel(&self, c: &ChannelRow, from: i64) -> Result<()> {
         let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
         let exists =
             sqlx::query("SELECT 1 FROM channels WHERE id = $1").bind(c.id.clone()).fetch_optional(&mut *tx).await?;
         if exists.is_some() {
+            // A Subscription switched back on starts after its own write again: what
+            // changed while it was off is not sent.
             sqlx::query(
                 "UPDATE channels SET name = $1, endpoint = $2, criteria = $3, campus = $4, payload = $5, headers = $6, \
-                 enabled = $7 WHERE id = $8",
+                 cursor = CASE WHEN enabled = 0 AND $7 = 1 THEN $9 ELSE cursor END, enabled = $7 WHERE id = $8",
             )
             .bind(c.name.clone())
             .bind(c.endpoint.clone())
@@ -191,6 +193,7 @@ impl Store {
             .bind(c.headers.clone())
             .bind(i64::from(c.enabled))
             .bind(c.id.clone())
+            .bind(from)
             .execute(&mut *tx)
             .await?;
         } else {
@@ -424,24 +427,53 @@ impl Store {
         Ok(out)
     }
 
-    /// Retention: deletes finished log rows older than `before_ms` (pending outbound
-    /// messages and dead letters stay until delivered or replayed away) and outbox
-    /// events every channel has passed. Returns (messages, events) deleted.
-    pub async fn prune_log(&self, before_ms: i64) -> Result<(u64, u64)> {
-        let messages = sqlx::query(
-            "DELETE FROM message_log WHERE received_at < $1 AND status NOT IN ('pending', 'dead', 'received')",
+    /// Retention: deletes finished log rows received before `messages_before` (pending
+    /// outbound messages and dead letters stay until delivered or replayed away) and
+    /// outbox events written before `events_before` that every channel has passed (a
+    /// paused channel holds its events; a stopped Subscription's channel does not).
+    /// Deletes in chunks so writers are never held up for long. Returns (messages,
+    /// events) deleted.
+    pub async fn prune_log(&self, messages_before: i64, events_before: i64) -> Result<(u64, u64)> {
+        const CHUNK: i64 = 5_000;
+        let mut messages = 0;
+        loop {
+            let n = sqlx::query(
+                "DELETE FROM message_log WHERE id IN (SELECT id FROM message_log WHERE received_at < $1 \
+                 AND status NOT IN ('pending', 'dead', 'received') ORDER BY id LIMIT $2)",
+            )
+            .bind(messages_before)
+            .bind(CHUNK)
+            .execute(&self.write)
+            .await?
+            .rows_affected();
+            messages += n;
+            if n < CHUNK as u64 {
+                break;
+            }
+        }
+        let floor: i64 = sqlx::query(
+            "SELECT COALESCE((SELECT MIN(cursor) FROM channels WHERE enabled = 1 OR subscription IS NULL), \
+             (SELECT COALESCE(MAX(seq), 0) FROM outbox))",
         )
-        .bind(before_ms)
-        .execute(&self.write)
+        .fetch_one(&self.read)
         .await?
-        .rows_affected();
-        let events = sqlx::query(
-            "DELETE FROM outbox WHERE at < $1 AND seq <= (SELECT COALESCE(MIN(cursor), (SELECT COALESCE(MAX(seq), 0) FROM outbox)) FROM channels)",
-        )
-        .bind(before_ms)
-        .execute(&self.write)
-        .await?
-        .rows_affected();
+        .try_get(0)?;
+        let mut events = 0;
+        loop {
+            let n = sqlx::query(
+                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE seq <= $1 AND at < $2 ORDER BY seq LIMIT $3)",
+            )
+            .bind(floor)
+            .bind(events_before)
+            .bind(CHUNK)
+            .execute(&self.write)
+            .await?
+            .rows_affected();
+            events += n;
+            if n < CHUNK as u64 {
+                break;
+            }
+        }
         Ok((messages, events))
     }
 }

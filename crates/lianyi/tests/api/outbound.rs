@@ -368,9 +368,24 @@ async fn subscription_rest_hook_delivers_matching_resources_and_dead_letters_rep
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let before = log.lock().unwrap().len();
-    app.create(&obs("2823-3", 4.0)).await;
+    let while_off = app.create(&obs("2823-3", 4.0)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(log.lock().unwrap().len(), before);
+
+    // Switched on again: what changed while it was off is not sent, new changes are.
+    let mut v: Value = app.get(&format!("/fhir/Subscription/{sub_id}")).await.json().await.unwrap();
+    v["status"] = json!("requested");
+    assert_eq!(app.put(&format!("/fhir/Subscription/{sub_id}"), &v).await.status(), 200);
+    let until = Instant::now() + Duration::from_secs(10);
+    while !app.fhir.store().channel(&channel).await.unwrap().unwrap().enabled {
+        assert!(Instant::now() < until, "the channel resumes");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = app.create(&obs("2823-3", 4.1)).await;
+    wait_for("the next notification", 20, || log.lock().unwrap().len() > before).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let paths: Vec<String> = log.lock().unwrap()[before..].iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, [format!("/fhir/Observation/{after}")], "not /fhir/Observation/{while_off}");
 }
 
 #[tokio::test]

@@ -401,3 +401,58 @@ async fn every_committed_change_is_an_outbox_event_and_a_rolled_back_one_is_not(
     assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
     assert_eq!(store.outbox_head().await.unwrap(), events[2].seq);
 }
+
+#[tokio::test]
+async fn retention_keeps_what_is_unfinished_and_what_a_channel_has_not_passed() {
+    use lianyi_store::messages::{Finish, NewMessage};
+    use lianyi_store::outbox::ChannelRow;
+    let (url, _dir) = fresh_database().await;
+    let store = Store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    store.write(vec![op(WriteKind::Create, patient("r1", "Sun", "Yi", "1970"))], T0).await.unwrap();
+    let channel = ChannelRow {
+        id: "feed".into(),
+        name: "feed".into(),
+        kind: "webhook".into(),
+        endpoint: "http://127.0.0.1:9/x".into(),
+        criteria: String::new(),
+        campus: None,
+        payload: None,
+        headers: None,
+        secret: None,
+        max_attempts: 3,
+        backoff_ms: 100,
+        max_backoff_ms: 1000,
+        enabled: false,
+        cursor: 0,
+        created_at: T0,
+        subscription: None,
+    };
+    // The paused channel starts after r1's event, so r2's event waits for it.
+    store.create_channel(&channel).await.unwrap();
+    store.write(vec![op(WriteKind::Create, patient("r2", "Sun", "Er", "1971"))], T0 + 1).await.unwrap();
+    let msg = |control: &str| NewMessage {
+        direction: "in".into(),
+        channel: "mllp:test".into(),
+        peer: None,
+        sender: "LIS^EAST".into(),
+        control_id: control.into(),
+        message_type: "ORU^R01".into(),
+        received_at: T0,
+        payload: "x".into(),
+    };
+    let done = store.log_message(&msg("A1")).await.unwrap();
+    let _unfinished = store.log_message(&msg("A2")).await.unwrap();
+    let f = Finish { id: done, status: "accepted".into(), finished_at: T0, ack: None, error: None, summary: None };
+    store.finish_message(&f).await.unwrap();
+    let (messages, events) = store.prune_log(T0 + 10, T0 + 10).await.unwrap();
+    assert_eq!((messages, events), (1, 1), "the finished message and r1's event (behind every cursor) go");
+    let left = store.recent_messages(None, 10).await.unwrap();
+    assert_eq!(left.iter().map(|m| m.control_id.as_str()).collect::<Vec<_>>(), ["A2"]);
+    let events = store.outbox_after(0, 10).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["r2"],
+        "the paused channel has not passed r2"
+    );
+}
