@@ -440,6 +440,20 @@ fn push_criterion(
 impl Store {
     /// One page of matches in the requested order (default: last update, then id;
     /// `id` breaks every tie), and the total unless `_total=none`.
+    /// The ids of the first `limit` matches only (no count, no bodies): one query, for
+    /// conditional matching.
+    pub async fn search_ids(&self, req: &SearchRequest, scope: &RowScope, limit: usize) -> Result<Vec<String>> {
+        let mut page = Sql::new("SELECT r.id");
+        where_clause(&mut page, req, scope, self.backend);
+        page.push(" ORDER BY +r.last_updated, r.id LIMIT ");
+        page.push_bind(Arg::Int(limit as i64));
+        self.page_ids(page).await
+    }
+
+    async fn page_ids(&self, page: Sql) -> Result<Vec<String>> {
+        page.query(self.backend).fetch_all(&self.read).await?.iter().map(|row| Ok(row.try_get(0)?)).collect()
+    }
+
     pub async fn search(&self, req: &SearchRequest, scope: &RowScope) -> Result<SearchPage> {
         let total = if req.total == Total::None {
             None
@@ -495,13 +509,7 @@ impl Store {
         let resources = if req.count == 0 {
             Vec::new()
         } else {
-            let ids: Vec<String> = page
-                .query(self.backend)
-                .fetch_all(&self.read)
-                .await?
-                .iter()
-                .map(|row| row.try_get(0))
-                .collect::<std::result::Result<_, _>>()?;
+            let ids = self.page_ids(page).await?;
             let mut rows = self.fetch_many(req.resource_type.as_str(), &ids, scope).await?;
             // Back into the page's order (a row deleted in between is left out).
             let rank: std::collections::HashMap<&str, usize> =

@@ -166,8 +166,8 @@ impl FhirService {
     async fn matches(&self, caller: &Caller, rtype: ResourceType, query: &str) -> Result<Vec<String>> {
         let params: Vec<(String, String)> = form_urlencoded_pairs(query);
         let req = parse_search(rtype, &params).map_err(|i| ServiceError::Invalid(OperationOutcome::single(i)))?;
-        let page = self.store.search(&req, &Self::row_scope(caller, Some(rtype.as_str()), Perm::Search)).await?;
-        Ok(page.resources.into_iter().map(|r| r.id).collect())
+        // Whether none, one or several match is all that counts: two ids at most.
+        Ok(self.store.search_ids(&req, &Self::row_scope(caller, Some(rtype.as_str()), Perm::Search), 2).await?)
     }
 
     /// Conditional create (`If-None-Exist`): the existing match, or the new resource.
@@ -294,10 +294,10 @@ impl FhirService {
                     match found.len() {
                         0 => {}
                         1 => return Ok(located("200 OK", rtype.as_str(), &found[0], None)),
-                        n => {
+                        _ => {
                             return Err(ServiceError::Invalid(OperationOutcome::single(Issue::error(
                                 IssueType::Conflict,
-                                format!("ifNoneExist matched {n} resources"),
+                                "ifNoneExist matched more than one resource (rule: at most one)".to_string(),
                             ))));
                         }
                     }
@@ -382,7 +382,7 @@ impl FhirService {
                                 let e = entry_error(
                                     *i,
                                     IssueType::Conflict,
-                                    format!("ifNoneExist matched {} resources", found.len()),
+                                    "ifNoneExist matched more than one resource (rule: at most one)".to_string(),
                                 );
                                 return self.failed(caller, "transaction", "Bundle", None, e).await;
                             }
@@ -412,7 +412,7 @@ impl FhirService {
                         let e = entry_error(
                             *i,
                             IssueType::Conflict,
-                            format!("the condition matched {} resources", found.len()),
+                            "the condition matched more than one resource (rule: at most one)".to_string(),
                         );
                         return self.failed(caller, "transaction", "Bundle", None, e).await;
                     }
