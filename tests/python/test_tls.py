@@ -1,10 +1,17 @@
 """`serve --tls-cert --tls-key`: HTTPS with rustls, checked by Python's own TLS stack
 against a certificate made by the openssl tool, with HSTS on every response; and
-`--mllp-tls`: HL7 v2 over MLLP inside TLS with the same certificate."""
+`--mllp-tls`: HL7 v2 over MLLP inside TLS with the same certificate; and a webhook
+channel delivering to an HTTPS receiver whose certificate the server verifies."""
+import hashlib
+import hmac
+import http.server
+import json
 import os
 import socket
 import ssl
 import subprocess
+import threading
+import time
 
 import requests
 
@@ -79,3 +86,90 @@ def test_mllp_over_tls(tmp_path):
                 pass
     finally:
         s.stop()
+
+
+def make_ca_and_leaf(tmp_path):
+    """A CA and a server certificate it signs (webpki, unlike Python's ssl, refuses a
+    self-signed CA certificate as a server's)."""
+    ca_key, ca_cert = tmp_path / "ca.key", tmp_path / "ca.pem"
+    key, csr, cert, ext = tmp_path / "leaf.key", tmp_path / "leaf.csr", tmp_path / "leaf.pem", tmp_path / "leaf.ext"
+    run = lambda *a: subprocess.run(list(a), check=True, capture_output=True)
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca_cert),
+        "-days", "2", "-subj", "/CN=Lianyi test CA")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=localhost")
+    ext.write_text("basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key), "-CAcreateserial",
+        "-out", str(cert), "-days", "2", "-extfile", str(ext))
+    return ca_cert, cert, key
+
+
+def test_webhook_over_https_verifies_the_receiver(tmp_path):
+    ca, cert, key = make_ca_and_leaf(tmp_path)
+    received = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.headers.get("Idempotency-Key"), self.headers.get("X-Lianyi-Signature"), body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    def https_receiver(cert, key):
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(cert), str(key))
+        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        return httpd
+
+    httpd = https_receiver(cert, key)
+    port = httpd.server_address[1]
+    # A receiver whose certificate nobody vouches for.
+    untrusted_dir = tmp_path / "untrusted"
+    untrusted_dir.mkdir()
+    impostor = https_receiver(*make_cert(untrusted_dir))
+
+    s = Server()
+    creds = json.loads(s.cli("client", "add", "hook-check", "--scope", "system/*.cruds"))
+    out = s.cli("channel", "add", "secure-feed", "--kind", "webhook",
+                "--endpoint", f"https://localhost:{port}/events", "--criteria", "Patient")
+    secret = out.strip().splitlines()[-1]
+    s.cli("channel", "add", "impostor-feed", "--kind", "webhook", "--max-attempts", "2", "--backoff-ms", "50",
+          "--endpoint", f"https://localhost:{impostor.server_address[1]}/events", "--criteria", "Patient")
+    # The receiver's CA is trusted through the standard variable.
+    s.env["SSL_CERT_FILE"] = str(ca)
+    s.start()
+    try:
+        token = requests.post(s.base + "/oauth/token", data={"grant_type": "client_credentials",
+                              "client_id": creds["client_id"], "client_secret": creds["client_secret"]},
+                              timeout=10).json()["access_token"]
+        r = requests.post(s.base + "/fhir/Patient", timeout=10,
+                          headers={"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"},
+                          data=json.dumps({"resourceType": "Patient", "name": [{"family": "Secure"}]}))
+        assert r.status_code == 201
+        for _ in range(150):
+            if received:
+                break
+            time.sleep(0.1)
+        assert len(received) == 1, received
+        key_header, signature, body = received[0]
+        assert key_header.startswith("secure-feed-")
+        assert signature == "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        event = json.loads(body)
+        assert event["type"] == "create" and event["resource"]["name"][0]["family"] == "Secure"
+        # Nothing goes to the impostor: its delivery is a dead letter naming the certificate.
+        for _ in range(100):
+            listed = s.cli("messages", "list", "--channel", "impostor-feed", "--status", "dead")
+            if "impostor-feed-" in listed:
+                break
+            time.sleep(0.1)
+        assert "invalid peer certificate" in listed, listed
+        assert len(received) == 1
+    finally:
+        s.stop()
+        httpd.shutdown()
+        impostor.shutdown()

@@ -229,6 +229,17 @@ impl Drop for Server {
     }
 }
 
+/// reqwest is built with rustls and no crypto provider (the server uses ring, not
+/// aws-lc): the provider is installed before any client is built.
+fn reqwest_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest_builder().build().expect("HTTP client")
+}
+
 async fn start_server(database: &str, dir: &std::path::Path) -> Server {
     let cred = dir.join("bench-credentials.json");
     let _ = std::fs::remove_file(&cred);
@@ -251,7 +262,7 @@ async fn start_server(database: &str, dir: &std::path::Path) -> Server {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let base = creds["base"].as_str().unwrap().to_string();
-    let token: Value = reqwest::Client::new()
+    let token: Value = http_client()
         .post(format!("{base}/oauth/token"))
         .form(&[
             ("grant_type", "client_credentials"),
@@ -269,7 +280,7 @@ async fn start_server(database: &str, dir: &std::path::Path) -> Server {
         reqwest::header::AUTHORIZATION,
         format!("Bearer {}", token["access_token"].as_str().unwrap()).parse().unwrap(),
     );
-    let http = reqwest::Client::builder().default_headers(headers).pool_max_idle_per_host(64).build().unwrap();
+    let http = reqwest_builder().default_headers(headers).pool_max_idle_per_host(64).build().unwrap();
     let mllp = creds["mllp"].as_str().unwrap_or_default().to_string();
     Server { child, base, http, mllp }
 }

@@ -125,6 +125,15 @@ async fn drive(addr: &str, total: usize, senders: usize) -> Stats {
     }
 }
 
+/// User + system CPU seconds a process has used so far (Linux `/proc`, 100 ticks/s).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
+}
+
 pub async fn run(raw: Vec<String>) {
     let a = args(raw);
     let dir = std::env::temp_dir().join(format!("lianyi-bench-mllp-{}", std::process::id()));
@@ -136,11 +145,13 @@ pub async fn run(raw: Vec<String>) {
     let server = crate::start_server(&database, &dir).await;
     // A short warm-up (first connections, prepared statements).
     drive(&server.mllp, a.senders * 10, a.senders).await;
+    let cpu_before = cpu_seconds(server.child.id());
     let lianyi = drive(&server.mllp, a.messages, a.senders).await;
+    let cpu_ms = (cpu_seconds(server.child.id()) - cpu_before) * 1000.0 / a.messages as f64;
     assert_eq!(lianyi.accepted, a.messages, "every message must be answered AA");
     println!(
-        "  lianyi (stored, durable ACK)    {:>8.0} messages/s   ACK p50 {:>6.2} ms  p99 {:>6.2} ms",
-        lianyi.rate, lianyi.p50, lianyi.p99
+        "  lianyi (stored, durable ACK)    {:>8.0} messages/s   ACK p50 {:>6.2} ms  p99 {:>6.2} ms   server CPU {:.2} ms/message",
+        lianyi.rate, lianyi.p50, lianyi.p99, cpu_ms
     );
     drop(server);
 
@@ -180,7 +191,7 @@ pub async fn run(raw: Vec<String>) {
     };
     let report = json!({
         "backend": backend, "messages": a.messages, "senders": a.senders, "results_per_message": 3,
-        "lianyi": {"messages_per_s": lianyi.rate, "ack_p50_ms": lianyi.p50, "ack_p99_ms": lianyi.p99},
+        "lianyi": {"messages_per_s": lianyi.rate, "ack_p50_ms": lianyi.p50, "ack_p99_ms": lianyi.p99, "server_cpu_ms_per_message": cpu_ms},
         "peer": peer_stats.as_ref().map(|s| json!({"messages_per_s": s.rate, "ack_p50_ms": s.p50, "ack_p99_ms": s.p99})),
         "ratio": peer_stats.as_ref().map(|s| lianyi.rate / s.rate),
     });

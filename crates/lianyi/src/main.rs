@@ -144,7 +144,7 @@ enum ChannelCommand {
         /// webhook (HTTP POST of a JSON event) or mllp (HL7 v2).
         #[arg(long)]
         kind: String,
-        /// http://host:port/path for webhooks, host:port for MLLP.
+        /// http(s)://host:port/path for webhooks, host:port for MLLP.
         #[arg(long)]
         endpoint: String,
         /// Resource types ("Patient,Observation"; empty: all, webhooks only) or one FHIR
@@ -779,6 +779,7 @@ fn when(ms: Option<i64>) -> String {
 
 async fn channel_command(command: ChannelCommand) -> Result<ExitCode, CliError> {
     let caller = cli_caller();
+    let enable = matches!(command, ChannelCommand::Enable { .. });
     match command {
         ChannelCommand::Add {
             id,
@@ -842,18 +843,15 @@ async fn channel_command(command: ChannelCommand) -> Result<ExitCode, CliError> 
             }
             Ok(ExitCode::SUCCESS)
         }
-        ChannelCommand::Disable { id, data } => {
+        ChannelCommand::Disable { id, data } | ChannelCommand::Enable { id, data } => {
             let out = outbound_service(data).await?;
-            out.set_enabled(&caller, &id, false).await?;
+            out.set_enabled(&caller, &id, enable).await?;
             out.fhir().store().close().await;
-            println!("channel {id} paused; its changes wait in the outbox");
-            Ok(ExitCode::SUCCESS)
-        }
-        ChannelCommand::Enable { id, data } => {
-            let out = outbound_service(data).await?;
-            out.set_enabled(&caller, &id, true).await?;
-            out.fhir().store().close().await;
-            println!("channel {id} resumed");
+            if enable {
+                println!("channel {id} resumed");
+            } else {
+                println!("channel {id} paused; its changes wait in the outbox");
+            }
             Ok(ExitCode::SUCCESS)
         }
         ChannelCommand::ReplayDead { id, data } => {

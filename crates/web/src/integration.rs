@@ -382,12 +382,8 @@ async fn replay_form(
     Path(id): Path<i64>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let t = Tr::new(lang(&headers));
-    // The token is checked before anything is replayed.
-    if !lianyi_security::secrets::constant_time_eq(&info.csrf, &f.csrf) {
-        return forbidden(t);
-    }
-    replayed(t, state.outbound.replay(&info.caller, &[id]).await)
+    let replay = async { state.outbound.replay(&info.caller, &[id]).await };
+    checked_replay(&info, &f, &headers, replay).await
 }
 
 async fn replay_dead_form(
@@ -397,11 +393,22 @@ async fn replay_dead_form(
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let t = Tr::new(lang(&headers));
+    let replay = async { state.outbound.replay_dead(&info.caller, &id).await };
+    checked_replay(&info, &f, &headers, replay).await
+}
+
+/// Runs `replay` only when the form carries the session's CSRF token.
+async fn checked_replay(
+    info: &lianyi_security::users::SessionInfo,
+    f: &CsrfForm,
+    headers: &HeaderMap,
+    replay: impl Future<Output = Result<u64, OutboundError>>,
+) -> Response {
+    let t = Tr::new(lang(headers));
     if !lianyi_security::secrets::constant_time_eq(&info.csrf, &f.csrf) {
         return forbidden(t);
     }
-    replayed(t, state.outbound.replay_dead(&info.caller, &id).await)
+    replayed(t, replay.await)
 }
 
 fn replayed(t: Tr, r: Result<u64, OutboundError>) -> Response {

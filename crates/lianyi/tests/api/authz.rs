@@ -50,7 +50,7 @@ async fn denied_count(app: &TestApp) -> usize {
 #[tokio::test]
 async fn tokens_are_required_and_checked() {
     let app = spawn_app().await;
-    let anon = Client::new();
+    let anon = crate::helpers::http().build().unwrap();
     let r = anon.get(app.url("/fhir/Patient")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
@@ -123,7 +123,7 @@ async fn tokens_are_required_and_checked() {
 }
 
 async fn anon_post(url: String, form: Vec<(&'static str, String)>) -> (StatusCode, Value) {
-    let r = Client::new().post(url).form(&form).send().await.unwrap();
+    let r = crate::helpers::http().build().unwrap().post(url).form(&form).send().await.unwrap();
     let s = r.status();
     (s, r.json().await.unwrap_or(Value::Null))
 }
@@ -257,7 +257,8 @@ async fn password_and_token_endpoints_are_rate_limited_per_address() {
     // The admin client's token was the first request from this address.
     assert!(statuses[..29].iter().all(|s| *s == StatusCode::UNAUTHORIZED), "{statuses:?}");
     assert_eq!(statuses[31], StatusCode::TOO_MANY_REQUESTS);
-    let r = Client::new().post(app.url("/login")).form(&[("csrf", "x")]).send().await.unwrap();
+    let r =
+        crate::helpers::http().build().unwrap().post(app.url("/login")).form(&[("csrf", "x")]).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers().contains_key("retry-after"));
     // Other routes are not limited.

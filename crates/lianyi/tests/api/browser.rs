@@ -40,7 +40,7 @@ impl Driver {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let http = reqwest::Client::new();
+        let http = crate::helpers::http().build().unwrap();
         let base = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
         while http.get(format!("{base}/status")).send().await.is_err() {

@@ -82,17 +82,26 @@ pub async fn spawn_app_clocked(
     TestApp { base, client, clients, users, fhir, database_url: url, keys_dir, _shutdown: tx, _dir: dir }
 }
 
+/// A client builder for the tests. reqwest is built with rustls but no crypto provider
+/// (the server uses ring, not aws-lc), so the provider is installed first.
+pub fn http() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::builder()
+}
+
 /// An HTTP client that sends a bearer token obtained with these credentials.
 pub async fn authorized(base: &str, client_id: &str, secret: &str) -> Client {
     let token = token(base, client_id, secret).await;
     let mut headers = HeaderMap::new();
     headers.insert(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
-    Client::builder().default_headers(headers).build().unwrap()
+    http().default_headers(headers).build().unwrap()
 }
 
 /// `POST /oauth/token` with client credentials.
 pub async fn token(base: &str, client_id: &str, secret: &str) -> String {
-    let r = Client::new()
+    let r = http()
+        .build()
+        .unwrap()
         .post(format!("{base}/oauth/token"))
         .form(&[("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", secret)])
         .send()

@@ -23,7 +23,7 @@ struct Browser {
 impl Browser {
     fn new(base: &str, lang: &'static str) -> Self {
         Browser {
-            http: Client::builder().redirect(Policy::none()).build().unwrap(),
+            http: crate::helpers::http().redirect(Policy::none()).build().unwrap(),
             base: base.into(),
             cookies: Vec::new(),
             lang,
@@ -452,7 +452,8 @@ async fn integration_page_api_and_metrics_show_channel_health_and_replay_dead_le
     assert_eq!(doctor.get("/admin/integration").await.0, StatusCode::FORBIDDEN);
 
     // Channel health on /metrics.
-    let text = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    let text =
+        crate::helpers::http().build().unwrap().get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(text.contains("lianyi_channel_queue_depth{channel=\"registry\"} 0"), "{text}");
     assert!(text.contains("lianyi_channel_dead_letters{channel=\"registry\"} 0"));
     assert!(text.contains("lianyi_channel_last_success_timestamp_seconds{channel=\"registry\"}"));
