@@ -928,9 +928,10 @@ impl Dispatcher {
                     tracing::warn!(error = %e, "message log retention failed");
                 }
             }
-            if let Ok(Some(seq)) = store.outbox_changed_after("Subscription", sub_cursor).await {
-                sub_cursor = seq;
-                if let Err(e) = this.outbound.sync_subscriptions().await {
+            // Subscriptions created, changed or deleted since the last round.
+            if let Ok((head, changed)) = store.outbox_scan("Subscription", sub_cursor).await {
+                sub_cursor = head;
+                if changed && let Err(e) = this.outbound.sync_subscriptions().await {
                     tracing::warn!(error = %e, "subscription sync failed");
                 }
             }

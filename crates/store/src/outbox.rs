@@ -144,14 +144,19 @@ impl Store {
         Ok(row.try_get(0)?)
     }
 
-    /// The newest seq after `cursor` of a change to a resource of `resource_type`, if any.
-    pub async fn outbox_changed_after(&self, resource_type: &str, cursor: i64) -> Result<Option<i64>> {
-        let row = sqlx::query("SELECT MAX(seq) FROM outbox WHERE seq > $1 AND res_type = $2")
-            .bind(cursor)
-            .bind(resource_type.to_string())
-            .fetch_one(&self.read)
-            .await?;
-        Ok(row.try_get(0)?)
+    /// Looks at the events after `cursor`: returns the newest seq among them (the new
+    /// cursor; `cursor` itself when there are none) and whether any is a change to a
+    /// resource of `resource_type`. Each call reads only the events since the last.
+    pub async fn outbox_scan(&self, resource_type: &str, cursor: i64) -> Result<(i64, bool)> {
+        let row = sqlx::query(
+            "SELECT COALESCE(MAX(seq), $1), CAST(COALESCE(MAX(CASE WHEN res_type = $2 THEN 1 ELSE 0 END), 0) AS BIGINT) \
+             FROM outbox WHERE seq > $1",
+        )
+        .bind(cursor)
+        .bind(resource_type.to_string())
+        .fetch_one(&self.read)
+        .await?;
+        Ok((row.try_get(0)?, row.try_get::<i64, _>(1)? != 0))
     }
 
     /// Adds a channel; it sees changes committed from now on (`cursor` is ignored and
