@@ -12,7 +12,7 @@ from conftest import Server
 
 def test_websocket_subscription_pings_on_matching_changes():
     s = Server()
-    creds = json.loads(s.cli("client", "add", "ws-check", "--scope", "system/*.cruds"))
+    creds = json.loads(s.cli("client", "add", "ws-check", "--scope", "system/*.cruds lianyi:integration"))
     s.start()
     try:
         r = requests.post(s.base + "/oauth/token", data={"grant_type": "client_credentials",

@@ -144,7 +144,10 @@ fn form_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
 }
 
 fn valid_channel_id(id: &str) -> bool {
-    (1..=40).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    (1..=40).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        // `sub-<id>` names the channel of Subscription <id>.
+        && !id.starts_with("sub-")
 }
 
 fn http_endpoint_ok(endpoint: &str) -> std::result::Result<(), String> {
@@ -371,7 +374,10 @@ impl Outbound {
     pub async fn add_channel(&self, caller: &Caller, spec: ChannelSpec) -> Result<(ChannelRow, Option<String>)> {
         self.check(caller, "channel-add").await?;
         if !valid_channel_id(&spec.id) {
-            return Err(invalid("id", format!("'{}' must be 1-40 lower-case letters, digits or dashes", spec.id)));
+            return Err(invalid(
+                "id",
+                format!("'{}' must be 1-40 lower-case letters, digits or dashes, not starting with sub-", spec.id),
+            ));
         }
         let criteria = Criteria::parse(&spec.criteria).map_err(|m| invalid("criteria", m))?;
         match spec.kind.as_str() {
@@ -620,7 +626,15 @@ impl Outbound {
                     created_at: r.last_updated,
                     subscription: Some(r.id.clone()),
                 };
-                let from = store.outbox_seq_of("Subscription", &r.id).await?;
+                // Where a new (or switched back on) channel starts: after the
+                // Subscription's own write, or at the head once that event is pruned.
+                let from = match store.channel(&channel_id).await? {
+                    Some(existing) if existing.enabled => existing.cursor,
+                    _ => match store.outbox_seq_of("Subscription", &r.id).await? {
+                        0 => store.outbox_head().await?,
+                        seq => seq,
+                    },
+                };
                 store.upsert_subscription_channel(&ch, from).await?;
                 live.insert(channel_id);
                 if status == "requested" {
@@ -664,7 +678,17 @@ impl Outbound {
             if !matching.contains(&(e.resource_type.clone(), e.id.clone())) {
                 continue;
             }
-            let Some(d) = self.render(ch, e, &mut patient_cache).await? else { continue };
+            let d = match self.render(ch, e, &mut patient_cache).await {
+                Ok(Some(d)) => d,
+                Ok(None) => continue,
+                Err(err) => {
+                    // One unreadable event (e.g. a body that no longer decrypts) must
+                    // not stop the channel: it is counted and named in the log by seq.
+                    tracing::error!(channel = %ch.id, seq = e.seq, error = %err, "event not deliverable; skipped");
+                    metrics::counter!("lianyi_channel_skipped_events_total", "channel" => ch.id.clone()).increment(1);
+                    continue;
+                }
+            };
             if let Some(p) = &e.patient {
                 *patients.entry(p.clone()).or_default() += 1;
             }
@@ -1006,9 +1030,11 @@ impl Dispatcher {
         }
         if ch.kind == "webhook" {
             req = req.header("X-Lianyi-Event", &d.message_type);
-            if let Some(secret) =
-                ch.secret.as_ref().and_then(|s| self.outbound.fhir.protector().cipher().decrypt(s, SECRET_AAD).ok())
-            {
+            if let Some(sealed) = &ch.secret {
+                // Never unsigned: a secret that does not decrypt fails the attempt.
+                let Ok(secret) = self.outbound.fhir.protector().cipher().decrypt(sealed, SECRET_AAD) else {
+                    return Sent::Retry("the channel's signing secret cannot be decrypted".into(), None);
+                };
                 let sig = lianyi_security::secrets::hmac_sha256_hex(secret.as_bytes(), body.as_bytes());
                 req = req.header("X-Lianyi-Signature", format!("sha256={sig}"));
             }

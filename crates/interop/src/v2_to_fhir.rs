@@ -639,7 +639,7 @@ fn map_order(m: &Message, ch: &Channel, kind: &str) -> Result<Mapped, MapError> 
                 let order_status = o.first(5);
                 let status = match (control.as_str(), order_status.as_str()) {
                     (_, "CM") => "completed",
-                    (_, "CA") | ("CA" | "OC" | "DC" | "OD" | "CR", _) => "revoked",
+                    (_, "CA" | "DC") | ("CA" | "OC" | "DC" | "OD" | "CR", _) => "revoked",
                     ("HD" | "OH", _) | (_, "HD") => "on-hold",
                     ("NW" | "XO" | "RP" | "SC" | "SN" | "RO" | "" | "OK" | "RL", _) => "active",
                     _ => {
@@ -862,6 +862,28 @@ fn map_schedule(m: &Message, ch: &Channel, event: &str) -> Result<Mapped, MapErr
         m.segments_named("NTE").map(|n| n.first(3)).filter(|t| !t.is_empty()).map(|t| json!(t)).collect();
     if !notes.is_empty() {
         appt["comment"] = json!(notes.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("\n"));
+    }
+    // R4 app-2/app-3: a start needs an end, and only proposed or cancelled
+    // appointments may lack them.
+    if appt.get("start").is_some() && appt.get("end").is_none() {
+        let start = appt["start"].as_str().and_then(lianyi_fhir::datetime::parse_range).map(|r| r.low);
+        match (start, appt.get("minutesDuration").and_then(Value::as_i64)) {
+            (Some(at), Some(minutes)) => {
+                appt["end"] = json!(lianyi_fhir::datetime::format_instant(at + minutes * 60_000));
+            }
+            _ => errors.push(err(
+                ErrorCode::RequiredFieldMissing,
+                Location::component("SCH", 1, 11, 5),
+                "the appointment needs its end (SCH-11.5 or TQ1-8) or its duration (AIS-7 or SCH-9)",
+            )),
+        }
+    }
+    if appt.get("start").is_none() && !matches!(status, "cancelled" | "proposed") && errors.is_empty() {
+        errors.push(err(
+            ErrorCode::RequiredFieldMissing,
+            Location::component("SCH", 1, 11, 4),
+            format!("a {status} appointment needs its start (AIS-4, SCH-11.4 or TQ1-7)"),
+        ));
     }
     if !errors.is_empty() {
         return Err(MapError::Invalid(errors));
@@ -1253,6 +1275,10 @@ mod tests {
         assert_eq!(a["participant"][1]["actor"]["display"], "李明");
         assert_eq!(a["participant"][2]["actor"]["display"], "CARD 0201 EAST");
         assert_eq!(a["comment"], "Bring previous ECG");
+        // No end given: start + duration (R4 app-2), as an instant.
+        let timed = "MSH|^~\\&|HIS|EAST|LIANYI|GROUP|20261122||SIU^S12|M2|P|2.5\rSCH|A2|F2||||||||||||||||||||||||Booked\rPID|1||E1^^^EAST^MR\rAIS|1||X^Clinic|202612010900|||45|min\r";
+        let a = map_message(&parse(timed), &channel()).unwrap();
+        assert_eq!(resource(&a, 1)["end"], "2026-12-01T01:45:00.000Z");
         let s15 = sample("siu_s15.hl7");
         assert_eq!(resource(&s15, 1)["status"], "cancelled");
         let bad = "MSH|^~\\&|HIS|EAST|LIANYI|GROUP|20261122||SIU^S12|M1|P|2.5\rSCH|A1|F1\rPID|1||E1^^^EAST^MR\r";

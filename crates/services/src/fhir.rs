@@ -439,6 +439,18 @@ impl FhirService {
         if !caller.access.allows(rtype, perm) {
             return Err(ServiceError::Forbidden(format!("your scopes do not allow {} on {rtype}", perm_name(perm))));
         }
+        // A Subscription sends data to an endpoint of its author's choosing: it is
+        // integration configuration, written only by the integration role (IT engineers,
+        // administrators, clients with the lianyi:integration scope word).
+        if rtype == "Subscription"
+            && matches!(perm, Perm::Create | Perm::Update | Perm::Delete)
+            && !caller.can(lianyi_security::roles::Capability::ManageIntegration)
+        {
+            return Err(ServiceError::Forbidden(
+                "creating or changing a Subscription needs the integration role (API clients: the lianyi:integration scope word)"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 

@@ -188,7 +188,8 @@ impl Store {
             // changed while it was off is not sent.
             sqlx::query(
                 "UPDATE channels SET name = $1, endpoint = $2, criteria = $3, campus = $4, payload = $5, headers = $6, \
-                 cursor = CASE WHEN enabled = 0 AND $7 = 1 THEN $9 ELSE cursor END, enabled = $7 WHERE id = $8",
+                 cursor = CASE WHEN enabled = 0 AND $7 = 1 AND $9 > cursor THEN $9 ELSE cursor END, enabled = $7, \
+                 kind = $10 WHERE id = $8 AND subscription IS NOT NULL",
             )
             .bind(c.name.clone())
             .bind(c.endpoint.clone())
@@ -199,6 +200,7 @@ impl Store {
             .bind(i64::from(c.enabled))
             .bind(c.id.clone())
             .bind(from)
+            .bind(c.kind.clone())
             .execute(&mut *tx)
             .await?;
         } else {
@@ -393,6 +395,16 @@ impl Store {
     /// Queue depth, dead letters, deliveries, the last success and the last error of
     /// every channel; each figure is an index range on (channel, status, id).
     pub async fn queue_stats(&self) -> Result<Vec<QueueStats>> {
+        self.queue_stats_with(true).await
+    }
+
+    /// [`Store::queue_stats`] without the delivered count (which grows with the
+    /// retention period), for frequent callers such as `/metrics`.
+    pub async fn queue_health(&self) -> Result<Vec<QueueStats>> {
+        self.queue_stats_with(false).await
+    }
+
+    async fn queue_stats_with(&self, delivered: bool) -> Result<Vec<QueueStats>> {
         let ids = sqlx::query("SELECT id FROM channels ORDER BY id").fetch_all(&self.read).await?;
         let mut out = Vec::with_capacity(ids.len());
         for r in &ids {
@@ -408,7 +420,8 @@ impl Store {
                     Ok::<i64, StoreError>(row.try_get(0)?)
                 }
             };
-            let (pending, dead, delivered) = (count("pending").await?, count("dead").await?, count("delivered").await?);
+            let (pending, dead) = (count("pending").await?, count("dead").await?);
+            let delivered = if delivered { count("delivered").await? } else { 0 };
             let last_success = sqlx::query(
                 "SELECT finished_at FROM message_log WHERE channel = $1 AND status = 'delivered' ORDER BY id DESC LIMIT 1",
             )

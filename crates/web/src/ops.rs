@@ -83,7 +83,7 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
     metrics::gauge!("process_uptime_seconds").set(state.started.elapsed().as_secs_f64());
     // Channel health: queue depth, dead letters and last success per outbound channel
     // (attempts by outcome are counted as they happen: lianyi_channel_attempts_total).
-    match state.fhir.store().queue_stats().await {
+    match state.fhir.store().queue_health().await {
         Ok(stats) => {
             for s in stats {
                 let ch = s.channel;

@@ -107,6 +107,24 @@ fn cli(data_dir: &Path, database_url: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
+/// Sends a FHIR write as an API client with the integration scope word (only the
+/// integration role may write Subscriptions).
+async fn as_integration(
+    app: &crate::helpers::TestApp,
+    method: reqwest::Method,
+    path: &str,
+    body: &Value,
+) -> reqwest::Response {
+    let client = app.client_with("system/*.cruds lianyi:integration", "*", None).await;
+    client
+        .request(method, app.url(path))
+        .header("content-type", "application/fhir+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
     let until = Instant::now() + Duration::from_secs(secs);
     while !done() {
@@ -280,15 +298,13 @@ async fn subscription_rest_hook_delivers_matching_resources_and_dead_letters_rep
     let answer = Arc::new(Mutex::new(200u16));
     let log = http_receiver(listener, answer.clone());
 
-    let sub = app
-        .post(
-            "/fhir/Subscription",
-            &json!({"resourceType": "Subscription", "status": "requested", "reason": "potassium results to the ICU board",
-                "criteria": "Observation?code=http://loinc.org|2823-3",
-                "channel": {"type": "rest-hook", "endpoint": format!("http://{addr}/fhir"), "payload": "application/fhir+json",
-                            "header": ["Authorization: Bearer icu-board"]}}),
-        )
-        .await;
+    let subscription = json!({"resourceType": "Subscription", "status": "requested", "reason": "potassium results to the ICU board",
+        "criteria": "Observation?code=http://loinc.org|2823-3",
+        "channel": {"type": "rest-hook", "endpoint": format!("http://{addr}/fhir"), "payload": "application/fhir+json",
+                    "header": ["Authorization: Bearer icu-board"]}});
+    // A client without the integration role may not point the server at an endpoint.
+    assert_eq!(app.post("/fhir/Subscription", &subscription).await.status(), 403);
+    let sub = as_integration(&app, reqwest::Method::POST, "/fhir/Subscription", &subscription).await;
     assert_eq!(sub.status(), 201);
     let sub_id = sub.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
     let status = || async {
@@ -361,7 +377,10 @@ async fn subscription_rest_hook_delivers_matching_resources_and_dead_letters_rep
     // Turned off: no more notifications.
     let mut v: Value = app.get(&format!("/fhir/Subscription/{sub_id}")).await.json().await.unwrap();
     v["status"] = json!("off");
-    assert_eq!(app.put(&format!("/fhir/Subscription/{sub_id}"), &v).await.status(), 200);
+    assert_eq!(
+        as_integration(&app, reqwest::Method::PUT, &format!("/fhir/Subscription/{sub_id}"), &v).await.status(),
+        200
+    );
     let until = Instant::now() + Duration::from_secs(10);
     while app.fhir.store().channel(&channel).await.unwrap().unwrap().enabled {
         assert!(Instant::now() < until, "the channel of an 'off' subscription stops");
@@ -375,7 +394,10 @@ async fn subscription_rest_hook_delivers_matching_resources_and_dead_letters_rep
     // Switched on again: what changed while it was off is not sent, new changes are.
     let mut v: Value = app.get(&format!("/fhir/Subscription/{sub_id}")).await.json().await.unwrap();
     v["status"] = json!("requested");
-    assert_eq!(app.put(&format!("/fhir/Subscription/{sub_id}"), &v).await.status(), 200);
+    assert_eq!(
+        as_integration(&app, reqwest::Method::PUT, &format!("/fhir/Subscription/{sub_id}"), &v).await.status(),
+        200
+    );
     let until = Instant::now() + Duration::from_secs(10);
     while !app.fhir.store().channel(&channel).await.unwrap().unwrap().enabled {
         assert!(Instant::now() < until, "the channel resumes");
@@ -391,13 +413,14 @@ async fn subscription_rest_hook_delivers_matching_resources_and_dead_letters_rep
 #[tokio::test]
 async fn unsupported_subscription_channel_is_set_to_error_with_the_reason() {
     let app = spawn_app().await;
-    let sub = app
-        .post(
-            "/fhir/Subscription",
-            &json!({"resourceType": "Subscription", "status": "requested", "reason": "x", "criteria": "Observation",
-                "channel": {"type": "email", "endpoint": "mailto:ward@example.org"}}),
-        )
-        .await;
+    let sub = as_integration(
+        &app,
+        reqwest::Method::POST,
+        "/fhir/Subscription",
+        &json!({"resourceType": "Subscription", "status": "requested", "reason": "x", "criteria": "Observation",
+            "channel": {"type": "email", "endpoint": "mailto:ward@example.org"}}),
+    )
+    .await;
     let id = sub.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
     let until = Instant::now() + Duration::from_secs(10);
     loop {
