@@ -921,6 +921,8 @@ impl Dispatcher {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(5))
+            // A receiver's redirect is not followed: deliveries go where the channel says.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
         Dispatcher { outbound, http }
@@ -1045,9 +1047,17 @@ impl Dispatcher {
             }
         }
         match req.send().await {
-            Ok(resp) => {
+            Ok(mut resp) => {
                 let status = resp.status();
-                let text = resp.text().await.unwrap_or_default();
+                // Only the start of the answer is kept (for the log): at most 4 KiB is read.
+                let mut head: Vec<u8> = Vec::new();
+                while head.len() < 4096 {
+                    match resp.chunk().await {
+                        Ok(Some(chunk)) => head.extend_from_slice(&chunk[..chunk.len().min(4096 - head.len())]),
+                        _ => break,
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
                 let summary = format!(
                     "HTTP {}{}{}",
                     status.as_u16(),
