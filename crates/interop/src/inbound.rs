@@ -214,6 +214,9 @@ impl Inbound {
             Err(MapError::Invalid(errs)) => return self.refuse(&m, charset, id, AckCode::Error, errs).await,
         };
         let caller = Caller::system(&format!("hl7:{sender}"));
+        if self.keep_merge_state(&caller, &mut mapped.bundle).await.is_err() {
+            return self.internal(&m, charset, Some(id), "the stored patient could not be read").await;
+        }
         if let Some((system, value)) = mapped.merge.take() {
             match self.merge_entries(&caller, &mut mapped.bundle, &system, &value).await {
                 Ok(()) => {}
@@ -242,6 +245,33 @@ impl Inbound {
             }
             Err(other) => self.internal(&m, charset, Some(id), &other.to_string()).await,
         }
+    }
+
+    /// An ADT message replaces the Patient it names, but not the merge state the
+    /// message knows nothing of: the stored record's `link`s and a merged record's
+    /// `active: false` are carried over, so a later ADT neither undoes a merge nor
+    /// revives a merged-away record.
+    async fn keep_merge_state(&self, caller: &Caller, bundle: &mut serde_json::Value) -> Result<(), ()> {
+        use serde_json::Value;
+        let Some(entry) = bundle.pointer_mut("/entry/0") else { return Ok(()) };
+        let url = entry.pointer("/request/url").and_then(Value::as_str).unwrap_or_default().to_string();
+        let is_put = entry.pointer("/request/method").and_then(Value::as_str) == Some("PUT");
+        let Some(query) = url.strip_prefix("Patient?").filter(|_| is_put) else { return Ok(()) };
+        let Some(rtype) = lianyi_fhir::ResourceType::parse("Patient") else { return Ok(()) };
+        let params: Vec<(String, String)> =
+            form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let req = lianyi_fhir::search::parse_search(rtype, &params).map_err(|_| ())?;
+        let page = self.fhir.search(caller, &req).await.map_err(|_| ())?;
+        let Some(stored) = page.resources.first() else { return Ok(()) };
+        let stored: Value = serde_json::from_str(&stored.body).map_err(|_| ())?;
+        let Some(links) = stored.get("link").filter(|l| l.as_array().is_some_and(|a| !a.is_empty())) else {
+            return Ok(());
+        };
+        entry["resource"]["link"] = links.clone();
+        if stored.get("active") == Some(&Value::Bool(false)) {
+            entry["resource"]["active"] = Value::Bool(false);
+        }
+        Ok(())
     }
 
     /// ADT^A40: the merged-away patient (found by its MRN) is marked inactive with a

@@ -126,6 +126,16 @@ async fn visits_orders_appointments_and_a_merge_arrive_through_the_inbound_path(
         serde_json::json!({"other": {"reference": format!("Patient/{}", retired["id"].as_str().unwrap())}, "type": "replaces"})
     );
     assert_eq!(retired["name"][0]["family"], "张", "the merged record keeps its content");
+    // Later ADT messages for either record keep the merge.
+    let again = "MSH|^~\\&|HIS|EAST|LIANYI|GROUP|20261127090000||ADT^A08|ADT0010|P|2.5.1\rPID|1||E100999^^^EAST^MR||张^三丰||19900101|M\r";
+    assert_eq!(send(again.as_bytes().to_vec()).await.1, lianyi_interop::inbound::Outcome::Accepted);
+    let survivor_update = "MSH|^~\\&|HIS|EAST|LIANYI|GROUP|20261127090100||ADT^A08|ADT0011|P|2.5.1\rPID|1||E100234^^^EAST^MR||张^三||19900101|M\r";
+    assert_eq!(send(survivor_update.as_bytes().to_vec()).await.1, lianyi_interop::inbound::Outcome::Accepted);
+    let retired = one("/fhir/Patient?identifier=urn:lianyi:sid:mrn:campus-east%7CE100999".into()).await;
+    assert_eq!((retired["active"].as_bool(), retired["name"][0]["given"][0].as_str()), (Some(false), Some("三丰")));
+    assert_eq!(retired["link"][0]["type"], "replaced-by");
+    let survivor = one("/fhir/Patient?identifier=urn:lianyi:sid:mrn:campus-east%7CE100234".into()).await;
+    assert_eq!(survivor["link"][0]["type"], "replaces");
 
     // A merge naming an unknown patient is AE at MRG-1, and nothing changes.
     let unknown = "MSH|^~\\&|HIS|EAST|LIANYI|GROUP|20261126090000||ADT^A40|ADT0099|P|2.5.1\rPID|1||E100234^^^EAST^MR||张^三\rMRG|E404^^^EAST^MR\r";
