@@ -17,8 +17,8 @@ use lianyi_store::messages::{Finish, NewMessage, SideWrite};
 use crate::v2_to_fhir::{Channel, MapError, map_message};
 
 /// What is kept encrypted in the log, named for the cipher's associated data.
-const PAYLOAD_AAD: &str = "message_log.payload";
-const ACK_AAD: &str = "message_log.ack";
+pub(crate) const PAYLOAD_AAD: &str = "message_log.payload";
+pub(crate) const ACK_AAD: &str = "message_log.ack";
 
 /// Messages about the same patient are applied one at a time (conditional creates
 /// must not race); others run in parallel.
@@ -257,12 +257,8 @@ impl Inbound {
         let url = entry.pointer("/request/url").and_then(Value::as_str).unwrap_or_default().to_string();
         let is_put = entry.pointer("/request/method").and_then(Value::as_str) == Some("PUT");
         let Some(query) = url.strip_prefix("Patient?").filter(|_| is_put) else { return Ok(()) };
-        let Some(rtype) = lianyi_fhir::ResourceType::parse("Patient") else { return Ok(()) };
-        let params: Vec<(String, String)> =
-            form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-        let req = lianyi_fhir::search::parse_search(rtype, &params).map_err(|_| ())?;
-        let page = self.fhir.search(caller, &req).await.map_err(|_| ())?;
-        let Some(stored) = page.resources.first() else { return Ok(()) };
+        let params = lianyi_services::fhir::query_pairs(query);
+        let Some(stored) = self.stored_patient(caller, &params).await? else { return Ok(()) };
         let stored: Value = serde_json::from_str(&stored.body).map_err(|_| ())?;
         let Some(links) = stored.get("link").filter(|l| l.as_array().is_some_and(|a| !a.is_empty())) else {
             return Ok(());
@@ -272,6 +268,19 @@ impl Inbound {
             entry["resource"]["active"] = Value::Bool(false);
         }
         Ok(())
+    }
+
+    /// The stored Patient a search (an identifier) finds, decrypted; `Err` when the
+    /// search cannot run.
+    async fn stored_patient(
+        &self,
+        caller: &Caller,
+        params: &[(String, String)],
+    ) -> Result<Option<lianyi_store::StoredResource>, ()> {
+        let rtype = lianyi_fhir::ResourceType::parse("Patient").ok_or(())?;
+        let req = lianyi_fhir::search::parse_search(rtype, params).map_err(|_| ())?;
+        let page = self.fhir.search(caller, &req).await.map_err(|_| ())?;
+        Ok(page.resources.into_iter().next())
     }
 
     /// ADT^A40: the merged-away patient (found by its MRN) is marked inactive with a
@@ -293,11 +302,8 @@ impl Inbound {
                 message: format!("MRG-1 '{value}' names no known patient"),
             })
         };
-        let Some(rtype) = lianyi_fhir::ResourceType::parse("Patient") else { return Err(None) };
         let params = vec![("identifier".to_string(), format!("{system}|{value}"))];
-        let req = lianyi_fhir::search::parse_search(rtype, &params).map_err(|_| None)?;
-        let page = self.fhir.search(caller, &req).await.map_err(|_| None)?;
-        let Some(old) = page.resources.first() else { return Err(unknown()) };
+        let Some(old) = self.stored_patient(caller, &params).await.map_err(|_| None)? else { return Err(unknown()) };
         let mut retired: Value = serde_json::from_str(&old.body).map_err(|_| None)?;
         let Some(survivor) = bundle.pointer_mut("/entry/0") else { return Err(None) };
         let survivor_url = survivor["fullUrl"].clone();

@@ -28,9 +28,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::fhir_to_v2::{Header, RENDERED_TYPES, render};
+use crate::inbound::{ACK_AAD, PAYLOAD_AAD};
 
-const PAYLOAD_AAD: &str = "message_log.payload";
-const ACK_AAD: &str = "message_log.ack";
 const SECRET_AAD: &str = "channels.secret";
 /// Outbox events every channel has passed are kept this long (a day), then deleted.
 const EVENT_RETENTION_MS: i64 = 86_400_000;
@@ -108,7 +107,7 @@ impl Criteria {
             let rtype = ResourceType::parse(t.trim())
                 .ok_or_else(|| format!("'{t}' is not a FHIR R4 resource type (rule: Type?search)"))?;
             let params: Vec<(String, String)> =
-                form_urlencoded_pairs(query).into_iter().filter(|(k, _)| !k.is_empty()).collect();
+                lianyi_services::fhir::query_pairs(query).into_iter().filter(|(k, _)| !k.is_empty()).collect();
             if let Some((k, _)) = params.iter().find(|(k, _)| k.starts_with('_') && k != "_id" && k != "_tag") {
                 return Err(format!("'{k}' is not allowed in criteria (rule: search parameters only)"));
             }
@@ -136,11 +135,6 @@ impl Criteria {
             Criteria::Search(rt, _) => rt.as_str() == t,
         }
     }
-}
-
-/// `a=1&b=x%7Cy` → pairs, percent- and plus-decoded.
-fn form_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
-    form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
 }
 
 fn valid_channel_id(id: &str) -> bool {
@@ -178,7 +172,6 @@ type Sockets = HashMap<String, Vec<(u64, SocketSender)>>;
 pub struct Health {
     pub attempts: u64,
     pub failures: u64,
-    pub last_error_at: Option<i64>,
 }
 
 /// One channel with its queue and health, for the status page and the API.
@@ -307,13 +300,12 @@ impl Outbound {
         self
     }
 
-    fn note_attempt(&self, channel: &str, ok: bool, now: i64) {
+    fn note_attempt(&self, channel: &str, ok: bool) {
         if let Ok(mut h) = self.health.lock() {
             let e = h.entry(channel.to_string()).or_default();
             e.attempts += 1;
             if !ok {
                 e.failures += 1;
-                e.last_error_at = Some(now);
             }
         }
     }
@@ -528,23 +520,27 @@ impl Outbound {
                 None => return Err(OutboundError::NotFound(format!("message {id}"))),
             }
         }
-        if outbound_ids.is_empty() {
-            return Ok(inbound_done);
-        }
-        let ids = &outbound_ids[..];
-        let n = self.fhir.store().requeue(ids, self.fhir.now_ms()).await?;
-        self.audit(caller, "message-replay", "success", format!("{n} of {} messages queued again", ids.len())).await?;
-        if n > 0 {
-            self.fhir.store().changes().notify_one();
-        }
-        Ok(n + inbound_done)
+        Ok(self.requeue(caller, &outbound_ids).await? + inbound_done)
     }
 
     /// Replays every dead letter of a channel, oldest first.
     pub async fn replay_dead(&self, caller: &Caller, channel: &str) -> Result<u64> {
         self.check(caller, "message-replay").await?;
         let ids = self.fhir.store().dead_letters(channel).await?;
-        self.replay(caller, &ids).await
+        self.requeue(caller, &ids).await
+    }
+
+    /// Queues outbound messages again (the caller is checked); audited.
+    async fn requeue(&self, caller: &Caller, ids: &[i64]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let n = self.fhir.store().requeue(ids, self.fhir.now_ms()).await?;
+        self.audit(caller, "message-replay", "success", format!("{n} of {} messages queued again", ids.len())).await?;
+        if n > 0 {
+            self.fhir.store().changes().notify_one();
+        }
+        Ok(n)
     }
 
     /// Retention: drops finished log rows older than `keep_days` and outbox events
@@ -1231,7 +1227,7 @@ async fn worker(d: Arc<Dispatcher>, channel: String, wake: Arc<tokio::sync::Noti
                 tracing::warn!(channel = %channel, error = %e, "delivery outcome could not be recorded");
                 blocked.insert(delivery.order_key.clone());
             }
-            d.outbound.note_attempt(&channel, outcome == "delivered", now);
+            d.outbound.note_attempt(&channel, outcome == "delivered");
             metrics::counter!("lianyi_channel_attempts_total", "channel" => channel.clone(), "outcome" => outcome)
                 .increment(1);
         }

@@ -30,6 +30,7 @@ mod reindex;
 mod transaction;
 
 pub use patch::apply_patch;
+pub use transaction::query_pairs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {

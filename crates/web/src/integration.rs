@@ -111,11 +111,19 @@ fn channel_json(s: &ChannelStatus) -> Value {
     })
 }
 
-async fn api_channels(State(state): State<AppState>, RemoteCaller(caller): RemoteCaller) -> Response {
-    match state.outbound.status(&caller).await {
-        Ok(list) => Json(json!({"channels": list.iter().map(channel_json).collect::<Vec<_>>()})).into_response(),
+/// The JSON answer of an API call: `body` of the result, or the error.
+fn answer<T>(r: Result<T, OutboundError>, body: impl FnOnce(T) -> Value) -> Response {
+    match r {
+        Ok(x) => Json(body(x)).into_response(),
         Err(e) => api_error(e),
     }
+}
+
+async fn api_channels(State(state): State<AppState>, RemoteCaller(caller): RemoteCaller) -> Response {
+    answer(
+        state.outbound.status(&caller).await,
+        |list| json!({"channels": list.iter().map(channel_json).collect::<Vec<_>>()}),
+    )
 }
 
 async fn api_messages(
@@ -124,14 +132,10 @@ async fn api_messages(
     Query(q): Query<LogQuery>,
 ) -> Response {
     let filter = q.filter();
-    match state.outbound.messages(&caller, &filter).await {
-        Ok(list) => {
-            let next = (list.len() == filter.limit).then(|| list.last().map(|m| m.id)).flatten();
-            Json(json!({"messages": list.iter().map(message_json).collect::<Vec<_>>(), "nextBefore": next}))
-                .into_response()
-        }
-        Err(e) => api_error(e),
-    }
+    answer(state.outbound.messages(&caller, &filter).await, |list| {
+        let next = (list.len() == filter.limit).then(|| list.last().map(|m| m.id)).flatten();
+        json!({"messages": list.iter().map(message_json).collect::<Vec<_>>(), "nextBefore": next})
+    })
 }
 
 async fn api_message(
@@ -139,15 +143,12 @@ async fn api_message(
     RemoteCaller(caller): RemoteCaller,
     Path(id): Path<i64>,
 ) -> Response {
-    match state.outbound.message(&caller, id).await {
-        Ok((m, payload, ack)) => {
-            let mut v = message_json(&m);
-            v["payload"] = json!(payload);
-            v["ack"] = json!(ack);
-            Json(v).into_response()
-        }
-        Err(e) => api_error(e),
-    }
+    answer(state.outbound.message(&caller, id).await, |(m, payload, ack)| {
+        let mut v = message_json(&m);
+        v["payload"] = json!(payload);
+        v["ack"] = json!(ack);
+        v
+    })
 }
 
 async fn api_replay(
@@ -155,7 +156,7 @@ async fn api_replay(
     RemoteCaller(caller): RemoteCaller,
     Path(id): Path<i64>,
 ) -> Response {
-    replay_answer(state.outbound.replay(&caller, &[id]).await)
+    answer(state.outbound.replay(&caller, &[id]).await, |n| json!({"queued": n}))
 }
 
 async fn api_replay_dead(
@@ -163,14 +164,7 @@ async fn api_replay_dead(
     RemoteCaller(caller): RemoteCaller,
     Path(id): Path<String>,
 ) -> Response {
-    replay_answer(state.outbound.replay_dead(&caller, &id).await)
-}
-
-fn replay_answer(r: Result<u64, OutboundError>) -> Response {
-    match r {
-        Ok(n) => Json(json!({"queued": n})).into_response(),
-        Err(e) => api_error(e),
-    }
+    answer(state.outbound.replay_dead(&caller, &id).await, |n| json!({"queued": n}))
 }
 
 /// One channel as a row of the status page.

@@ -164,7 +164,7 @@ impl FhirService {
 
     /// Ids of the resources matching a conditional query, within the caller's reach.
     async fn matches(&self, caller: &Caller, rtype: ResourceType, query: &str) -> Result<Vec<String>> {
-        let params: Vec<(String, String)> = form_urlencoded_pairs(query);
+        let params: Vec<(String, String)> = query_pairs(query);
         let req = parse_search(rtype, &params).map_err(|i| ServiceError::Invalid(OperationOutcome::single(i)))?;
         // Whether none, one or several match is all that counts: two ids at most.
         Ok(self.store.search_ids(&req, &Self::row_scope(caller, Some(rtype.as_str()), Perm::Search), 2).await?)
@@ -326,7 +326,7 @@ impl FhirService {
                 Ok(x)
             }
             Request::Search { rtype, query } => {
-                let req = parse_search(rtype, &form_urlencoded_pairs(&query))
+                let req = parse_search(rtype, &query_pairs(&query))
                     .map_err(|i| ServiceError::Invalid(OperationOutcome::single(i)))?;
                 let page = self.search(caller, &req).await?;
                 let entries: Vec<Value> = page
@@ -569,7 +569,8 @@ impl FhirService {
     }
 }
 
-fn form_urlencoded_pairs(q: &str) -> Vec<(String, String)> {
+/// `a=1&b=x%7Cy` → pairs, percent- and plus-decoded (conditional URLs, criteria).
+pub fn query_pairs(q: &str) -> Vec<(String, String)> {
     form_urlencoded::parse(q.as_bytes()).into_owned().collect()
 }
 
