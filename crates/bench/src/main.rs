@@ -170,6 +170,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Server mode: the child process the benchmark measures.
 async fn serve(database: String, dir: PathBuf, cred_file: PathBuf) {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("LIANYI_LOG") {
+        tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).init();
+    }
     let store = lianyi_store::Store::connect(&database).await.expect("connect");
     store.migrate().await.expect("migrate");
     let config = lianyi_web::AppConfig {
@@ -247,8 +250,13 @@ async fn start_server(database: &str, dir: &std::path::Path) -> Server {
         .args(["__serve", database])
         .arg(dir)
         .arg(&cred)
-        .env("LIANYI_LOG", "warn")
-        .stdout(Stdio::null())
+        // LIANYI_BENCH_LOG sets the server's log filter; its log then goes to stderr.
+        .env("LIANYI_LOG", std::env::var("LIANYI_BENCH_LOG").unwrap_or_else(|_| "warn".into()))
+        .stdout(if std::env::var_os("LIANYI_BENCH_LOG").is_some() {
+            Stdio::from(std::io::stderr())
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .unwrap();
     let started = Instant::now();

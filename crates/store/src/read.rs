@@ -71,6 +71,25 @@ impl Store {
         row.as_ref().map(current_from_row).transpose()
     }
 
+    /// The current versions of several resources (type, id) in one query per 200,
+    /// including deletion markers; missing ones are absent from the answer.
+    pub async fn read_many(&self, keys: &[(String, String)]) -> Result<Vec<StoredResource>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(200) {
+            let mut sql = crate::sql::Sql::new(&format!("SELECT {CURRENT_COLUMNS} FROM resources r WHERE "));
+            for (i, (rtype, id)) in chunk.iter().enumerate() {
+                sql.push(if i > 0 { " OR (r.res_type = " } else { "(r.res_type = " });
+                sql.push_bind(crate::sql::Arg::Text(rtype.clone()));
+                sql.push(" AND r.id = ");
+                sql.push_bind(crate::sql::Arg::Text(id.clone()));
+                sql.push(")");
+            }
+            let rows = sql.query(self.backend).fetch_all(&self.read).await?;
+            out.extend(rows.iter().map(current_from_row).collect::<Result<Vec<_>>>()?);
+        }
+        Ok(out)
+    }
+
     /// One version from history.
     pub async fn vread(&self, resource_type: &str, id: &str, version: i64) -> Result<Option<StoredResource>> {
         let row = sqlx::query(

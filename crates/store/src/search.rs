@@ -450,6 +450,37 @@ impl Store {
         self.page_ids(page).await
     }
 
+    /// [`Store::search_ids`] for several searches in one query (a message's conditional
+    /// matches): the ids of each, in the order of `searches`.
+    pub async fn search_ids_many(
+        &self,
+        searches: &[(&SearchRequest, &RowScope)],
+        limit: usize,
+    ) -> Result<Vec<Vec<String>>> {
+        let mut found = vec![Vec::new(); searches.len()];
+        if searches.is_empty() {
+            return Ok(found);
+        }
+        let mut sql = Sql::new("");
+        for (i, (req, scope)) in searches.iter().enumerate() {
+            if i > 0 {
+                sql.push(" UNION ALL ");
+            }
+            sql.push(&format!("SELECT q, id FROM (SELECT CAST({i} AS BIGINT) AS q, r.id"));
+            where_clause(&mut sql, req, scope, self.backend);
+            sql.push(" ORDER BY +r.last_updated, r.id LIMIT ");
+            sql.push_bind(Arg::Int(limit as i64));
+            sql.push(&format!(") AS m{i}"));
+        }
+        for row in sql.query(self.backend).fetch_all(&self.read).await? {
+            let q: i64 = row.try_get(0)?;
+            if let Some(ids) = usize::try_from(q).ok().and_then(|q| found.get_mut(q)) {
+                ids.push(row.try_get(1)?);
+            }
+        }
+        Ok(found)
+    }
+
     async fn page_ids(&self, page: Sql) -> Result<Vec<String>> {
         page.query(self.backend).fetch_all(&self.read).await?.iter().map(|row| Ok(row.try_get(0)?)).collect()
     }

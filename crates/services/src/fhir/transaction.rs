@@ -369,29 +369,48 @@ impl FhirService {
                 Err(e) => return self.failed(caller, "transaction", "Bundle", None, e).await,
             }
         }
+        // Every condition (ifNoneExist, conditional update) is answered by one query.
+        let mut conditions: Vec<(usize, lianyi_fhir::search::SearchRequest, lianyi_store::RowScope)> = Vec::new();
+        for (i, _, r) in &parsed {
+            let (rtype, query) = match r {
+                Request::Create { rtype, if_none_exist: Some(q), .. } => (*rtype, q),
+                Request::ConditionalUpdate { rtype, query, .. } => (*rtype, query),
+                _ => continue,
+            };
+            match parse_search(rtype, &query_pairs(query)) {
+                Ok(req) => conditions.push((*i, req, Self::row_scope(caller, Some(rtype.as_str()), Perm::Search))),
+                Err(issue) => {
+                    let e = at_entry(*i, ServiceError::Invalid(OperationOutcome::single(issue)));
+                    return self.failed(caller, "transaction", "Bundle", None, e).await;
+                }
+            }
+        }
+        let searches: Vec<_> = conditions.iter().map(|(_, req, scope)| (req, scope)).collect();
+        // Whether none, one or several match is all that counts: two ids at most.
+        let mut matched: HashMap<usize, Vec<String>> = match self.store.search_ids_many(&searches, 2).await {
+            Ok(found) => conditions.iter().map(|(i, _, _)| *i).zip(found).collect(),
+            Err(e) => return self.failed(caller, "transaction", "Bundle", None, ServiceError::from(e)).await,
+        };
+
         // Ids for created resources, so references to their full URLs can be rewritten.
         let mut ids: HashMap<String, String> = HashMap::new();
         let mut assigned: HashMap<usize, String> = HashMap::new();
+        // Resources that already exist and are updated: read in one query below.
+        let mut to_read: Vec<(String, String)> = Vec::new();
         let mut results: Vec<Option<EntryResult>> = vec![None; parsed.len()];
         for (i, full_url, r) in &parsed {
             let (rtype, id) = match r {
-                Request::Create { rtype, if_none_exist, .. } => {
-                    let existing = match if_none_exist {
-                        Some(q) => match self.matches(caller, *rtype, q).await {
-                            Ok(found) if found.len() > 1 => {
-                                let e = entry_error(
-                                    *i,
-                                    IssueType::Conflict,
-                                    "ifNoneExist matched more than one resource (rule: at most one)".to_string(),
-                                );
-                                return self.failed(caller, "transaction", "Bundle", None, e).await;
-                            }
-                            Ok(found) => found.into_iter().next(),
-                            Err(e) => return self.failed(caller, "transaction", "Bundle", None, at_entry(*i, e)).await,
-                        },
-                        None => None,
-                    };
-                    match existing {
+                Request::Create { rtype, .. } => {
+                    let found = matched.remove(i).unwrap_or_default();
+                    if found.len() > 1 {
+                        let e = entry_error(
+                            *i,
+                            IssueType::Conflict,
+                            "ifNoneExist matched more than one resource (rule: at most one)".to_string(),
+                        );
+                        return self.failed(caller, "transaction", "Bundle", None, e).await;
+                    }
+                    match found.into_iter().next() {
                         Some(id) => {
                             results[*i] = Some(located("200 OK", rtype.as_str(), &id, None));
                             (*rtype, id)
@@ -403,11 +422,8 @@ impl FhirService {
                         }
                     }
                 }
-                Request::ConditionalUpdate { rtype, query, .. } => {
-                    let found = match self.matches(caller, *rtype, query).await {
-                        Ok(f) => f,
-                        Err(e) => return self.failed(caller, "transaction", "Bundle", None, at_entry(*i, e)).await,
-                    };
+                Request::ConditionalUpdate { rtype, .. } => {
+                    let found = matched.remove(i).unwrap_or_default();
                     if found.len() > 1 {
                         let e = entry_error(
                             *i,
@@ -416,17 +432,36 @@ impl FhirService {
                         );
                         return self.failed(caller, "transaction", "Bundle", None, e).await;
                     }
-                    let id = found.into_iter().next().unwrap_or_else(|| self.ids.new_id());
+                    let id = match found.into_iter().next() {
+                        Some(id) => {
+                            to_read.push((rtype.as_str().to_string(), id.clone()));
+                            id
+                        }
+                        None => self.ids.new_id(),
+                    };
                     assigned.insert(*i, id.clone());
                     (*rtype, id)
                 }
-                Request::Update { rtype, id, .. } => (*rtype, id.clone()),
+                Request::Update { rtype, id, .. } => {
+                    to_read.push((rtype.as_str().to_string(), id.clone()));
+                    (*rtype, id.clone())
+                }
                 _ => continue,
             };
             if let Some(u) = full_url {
                 ids.insert(u.clone(), format!("{rtype}/{id}"));
             }
         }
+        let existing: HashMap<(String, String), lianyi_store::StoredResource> =
+            match self.store.read_many(&to_read).await {
+                Ok(rows) => rows
+                    .into_iter()
+                    .filter(|r| !r.deleted)
+                    .map(|r| ((r.resource_type.clone(), r.id.clone()), r))
+                    .collect(),
+                Err(e) => return self.failed(caller, "transaction", "Bundle", None, ServiceError::from(e)).await,
+            };
+        let stored = |rtype: ResourceType, id: &str| existing.get(&(rtype.as_str().to_string(), id.to_string()));
 
         // Check every write and build the operations, in processing order.
         let mut order: Vec<usize> = (0..parsed.len()).collect();
@@ -450,14 +485,16 @@ impl FhirService {
                 Request::Update { rtype, id, resource, if_match } => {
                     let mut resource = resource.clone();
                     rewrite_references(&mut resource, &ids);
-                    self.prepare_update(caller, *rtype, id, resource, *if_match).await.map(|op| Some((op, "update")))
+                    self.update_op(caller, *rtype, id, resource, *if_match, stored(*rtype, id))
+                        .map(|op| Some((op, "update")))
                 }
                 Request::ConditionalUpdate { rtype, resource, .. } => {
                     let id = assigned.get(i).cloned().unwrap_or_default();
                     let mut resource = resource.clone();
                     resource["id"] = Value::String(id.clone());
                     rewrite_references(&mut resource, &ids);
-                    self.prepare_update(caller, *rtype, &id, resource, None).await.map(|op| Some((op, "update")))
+                    self.update_op(caller, *rtype, &id, resource, None, stored(*rtype, &id))
+                        .map(|op| Some((op, "update")))
                 }
                 Request::Delete { rtype, id } => {
                     let existing = self.store.read(rtype.as_str(), id).await?.filter(|r| !r.deleted);
@@ -554,18 +591,6 @@ impl FhirService {
             "transaction-response",
             results.into_iter().map(|r| r.unwrap_or_else(|| located("200 OK", "", "", None))).collect(),
         ))
-    }
-
-    async fn prepare_update(
-        &self,
-        caller: &Caller,
-        rtype: ResourceType,
-        id: &str,
-        resource: Value,
-        if_match: Option<i64>,
-    ) -> Result<WriteOp> {
-        let existing = self.store.read(rtype.as_str(), id).await?.filter(|r| !r.deleted);
-        self.update_op(caller, rtype, id, resource, if_match, existing.as_ref())
     }
 }
 

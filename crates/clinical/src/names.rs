@@ -1,0 +1,185 @@
+//! Chinese names: Hanzi → Hanyu Pinyin (toneless) for the pinyin name every record
+//! carries and for matching names written with different characters of the same
+//! sound. Readings come from the `pinyin` crate (data: pinyin-data, from Unihan);
+//! surnames whose reading differs from the character's common one (单 Shan, 曾 Zeng,
+//! 解 Xie …) and the common two-character surnames are handled here.
+
+use pinyin::ToPinyin;
+
+/// Surname readings that differ from the character's most common reading.
+const SURNAME_READINGS: &[(char, &str)] = &[
+    ('单', "shan"),
+    ('曾', "zeng"),
+    ('解', "xie"),
+    ('仇', "qiu"),
+    ('区', "ou"),
+    ('查', "zha"),
+    ('朴', "piao"),
+    ('覃', "qin"),
+    ('盖', "ge"),
+    ('乐', "yue"),
+    ('缪', "miao"),
+    ('翟', "zhai"),
+    ('召', "shao"),
+    ('种', "chong"),
+    ('重', "chong"),
+    ('员', "yun"),
+    ('秘', "bi"),
+    ('尉', "yu"),
+    ('长', "chang"),
+    ('柏', "bai"),
+    ('卜', "bu"),
+    ('沈', "shen"),
+    ('万', "wan"),
+];
+
+/// Two-character surnames (复姓) that are still in common use.
+const COMPOUND_SURNAMES: &[&str] = &[
+    "欧阳", "司马", "上官", "诸葛", "东方", "皇甫", "尉迟", "公孙", "慕容", "令狐", "长孙", "宇文", "司徒", "夏侯",
+    "端木", "独孤", "南宫", "西门", "百里", "呼延",
+];
+
+/// Whether `c` is a CJK unified ideograph (the basic block and extension A).
+pub fn is_hanzi(c: char) -> bool {
+    matches!(c, '\u{4E00}'..='\u{9FFF}' | '\u{3400}'..='\u{4DBF}')
+}
+
+/// A full name split into surname and given name (Hanzi; the first character, or a
+/// known two-character surname). Names in Latin letters split at the first space.
+pub fn split_name(full: &str) -> (String, String) {
+    let full = full.trim();
+    if !full.chars().next().is_some_and(is_hanzi) {
+        let (family, given) = full.split_once(' ').unwrap_or((full, ""));
+        return (family.trim().to_string(), given.trim().to_string());
+    }
+    let compound = COMPOUND_SURNAMES.iter().find(|s| full.starts_with(*s) && full.chars().count() > 2);
+    let n = if compound.is_some() { 2 } else { 1 };
+    let family: String = full.chars().take(n).collect();
+    let given: String = full.chars().skip(n).filter(|c| !c.is_whitespace()).collect();
+    (family, given)
+}
+
+/// Toneless syllables of `text`: one per Hanzi; runs of Latin letters or digits are
+/// kept (lower-cased) as one syllable; everything else separates.
+fn syllables(text: &str, surname: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    for (i, (c, p)) in text.chars().zip(text.to_pinyin()).enumerate() {
+        if let Some(p) = p {
+            if !word.is_empty() {
+                out.push(std::mem::take(&mut word));
+            }
+            let reading = SURNAME_READINGS.iter().find(|(s, _)| surname && i == 0 && *s == c).map(|(_, r)| *r);
+            out.push(reading.unwrap_or(p.plain()).to_string());
+        } else if c.is_alphanumeric() {
+            word.extend(c.to_lowercase());
+        } else if !word.is_empty() {
+            out.push(std::mem::take(&mut word));
+        }
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// The pinyin form of a name as written on documents: `("Ouyang", "Xiaoming")` for
+/// 欧阳晓明 — surname and given name each one capitalized word.
+pub fn pinyin_name(full: &str) -> (String, String) {
+    let (family, given) = split_name(full);
+    let family = capitalized(&syllables(&family, true).concat());
+    let given = capitalized(&syllables(&given, false).concat());
+    (family, given)
+}
+
+/// The syllables of a whole name (surname reading applied), lower case:
+/// `["zeng", "guo", "fan"]` for 曾国藩. The key for sound-alike matching.
+pub fn name_key(full: &str) -> Vec<String> {
+    let (family, given) = split_name(full);
+    let mut out = syllables(&family, true);
+    out.extend(syllables(&given, false));
+    out
+}
+
+/// Jaro–Winkler similarity of two strings, 0.0 (nothing alike) to 1.0 (equal).
+pub fn jaro_winkler(a: &str, b: &str) -> f64 {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    if a.is_empty() && b.is_empty() {
+        return 1.0;
+    }
+    if a.is_empty() || b.is_empty() {
+        return 0.0;
+    }
+    let window = (a.len().max(b.len()) / 2).saturating_sub(1);
+    let mut a_match = vec![false; a.len()];
+    let mut b_match = vec![false; b.len()];
+    let mut matches = 0usize;
+    for (i, ca) in a.iter().enumerate() {
+        let lo = i.saturating_sub(window);
+        let hi = (i + window + 1).min(b.len());
+        for j in lo..hi {
+            if !b_match[j] && b[j] == *ca {
+                a_match[i] = true;
+                b_match[j] = true;
+                matches += 1;
+                break;
+            }
+        }
+    }
+    if matches == 0 {
+        return 0.0;
+    }
+    let a_seq = a.iter().zip(&a_match).filter(|(_, m)| **m).map(|(c, _)| c);
+    let b_seq = b.iter().zip(&b_match).filter(|(_, m)| **m).map(|(c, _)| c);
+    let transpositions = a_seq.zip(b_seq).filter(|(x, y)| x != y).count() / 2;
+    let m = matches as f64;
+    let jaro = (m / a.len() as f64 + m / b.len() as f64 + (m - transpositions as f64) / m) / 3.0;
+    let prefix = a.iter().zip(&b).take(4).take_while(|(x, y)| x == y).count() as f64;
+    jaro + prefix * 0.1 * (1.0 - jaro)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_get_their_pinyin() {
+        assert_eq!(pinyin_name("张三"), ("Zhang".into(), "San".into()));
+        assert_eq!(pinyin_name("李晓明"), ("Li".into(), "Xiaoming".into()));
+        assert_eq!(pinyin_name("欧阳修远"), ("Ouyang".into(), "Xiuyuan".into()));
+        // Surname readings differ from the common reading of the character.
+        assert_eq!(pinyin_name("单田芳").0, "Shan");
+        assert_eq!(pinyin_name("曾国藩").0, "Zeng");
+        assert_eq!(pinyin_name("解缙").0, "Xie");
+        // Latin names keep their letters.
+        assert_eq!(pinyin_name("Anna Schmidt"), ("Anna".into(), "Schmidt".into()));
+        assert_eq!(name_key("曾国藩"), vec!["zeng", "guo", "fan"]);
+    }
+
+    #[test]
+    fn splitting_knows_compound_surnames() {
+        assert_eq!(split_name("司马光"), ("司马".into(), "光".into()));
+        assert_eq!(split_name("司马"), ("司".into(), "马".into()), "a two-character name is surname + given");
+        assert_eq!(split_name(" 王 芳 "), ("王".into(), "芳".into()));
+    }
+
+    #[test]
+    fn homophones_share_a_key_and_similar_names_score_high() {
+        assert_eq!(name_key("张珊"), name_key("张山"));
+        assert_ne!(name_key("张珊"), name_key("章三"));
+        assert!((jaro_winkler("martha", "marhta") - 0.961).abs() < 0.001);
+        assert!((jaro_winkler("dixon", "dicksonx") - 0.813).abs() < 0.001);
+        assert_eq!(jaro_winkler("abc", "abc"), 1.0);
+        assert_eq!(jaro_winkler("abc", "xyz"), 0.0);
+        assert!(jaro_winkler("zhangxiaoming", "zhangxiaomin") > 0.95);
+    }
+}
