@@ -78,6 +78,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0011_outbox.sql"),
         postgres: include_str!("../migrations/postgres/0011_outbox.sql"),
     },
+    Migration {
+        version: 12,
+        name: "counters",
+        sqlite: include_str!("../migrations/sqlite/0012_counters.sql"),
+        postgres: include_str!("../migrations/postgres/0012_counters.sql"),
+    },
 ];
 
 impl Store {

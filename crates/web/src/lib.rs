@@ -10,6 +10,7 @@
 mod bundle;
 mod caller;
 mod capability;
+mod clinic;
 mod error;
 mod fhir_api;
 mod i18n;
@@ -87,6 +88,8 @@ pub struct AppState {
     pub exports: lianyi_services::export::ExportJobs,
     /// Outbound channels, the message log, replay.
     pub outbound: lianyi_interop::Outbound,
+    /// Registration and the patient index.
+    pub registry: lianyi_clinical::registry::Registry,
 }
 
 /// A built application: database connected and migrated, ready to serve.
@@ -159,6 +162,7 @@ impl App {
         let outbound =
             lianyi_interop::Outbound::new(fhir.clone(), config.default_campus.as_deref().unwrap_or("lianyi"));
         let limits = Arc::new(ops::RateLimiter::new(config.login_rate_per_minute));
+        let registry = lianyi_clinical::registry::Registry::new(fhir.clone());
         Ok(App {
             state: AppState {
                 fhir,
@@ -169,6 +173,7 @@ impl App {
                 limits,
                 exports: Default::default(),
                 outbound,
+                registry,
             },
         })
     }

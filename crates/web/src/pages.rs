@@ -39,6 +39,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/audit", get(audit_page))
         .route("/me/access-log", get(access_log))
         .merge(crate::integration::router())
+        .merge(crate::clinic::router())
         .route("/static/app.css", get(css))
 }
 
@@ -407,15 +408,8 @@ async fn home(State(state): State<AppState>, Active(info): Active, headers: Head
     }
     let idle_minutes = format!("{}", (state.users.policy().idle_timeout_ms as f64 / 6_000.0).round() / 10.0);
     let c = &info.caller;
-    let mut links = Vec::new();
-    if c.can(Capability::BreakTheGlass) {
-        links.push(("/break-glass", "nav-break-glass"));
-    }
-    if c.can(Capability::ManageIntegration) {
-        links.push(("/admin/integration", "nav-integration"));
-    }
+    let mut links: Vec<_> = crate::clinic::nav_links(c).into_iter().filter(|(href, _)| *href != "/").collect();
     if c.can(Capability::ReviewAudit) {
-        links.push(("/admin/audit", "nav-audit"));
         links.push(("/admin/break-glass", "nav-break-glass-report"));
     }
     if c.access.patient.is_some() {
@@ -449,15 +443,7 @@ async fn logout(
 /// Switches the page language and returns to the page the switch was clicked on.
 async fn set_lang(Path(code): Path<String>, headers: HeaderMap) -> Response {
     let lang = Lang::parse(&code).unwrap_or(Lang::ZhCn);
-    let back = headers
-        .get(header::REFERER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|r| r.split_once("://").map(|(_, rest)| rest))
-        .and_then(|rest| rest.find('/').map(|i| &rest[i..]))
-        .filter(|p| p.starts_with('/') && !p.starts_with("//"))
-        .unwrap_or("/")
-        .to_string();
-    let mut r = see_other(&back);
+    let mut r = see_other(&referer_path(&headers));
     set_cookie(&mut r, format!("{LANG_COOKIE}={}; Path=/; SameSite=Lax; Max-Age=31536000", lang.code()));
     r
 }
@@ -477,6 +463,29 @@ struct BreakGlassPage<'a> {
     csrf: &'a str,
     patient: &'a str,
     granted_until: Option<String>,
+}
+
+/// The path of the page a link was followed from (this site's only), else `/`.
+pub(crate) fn referer_path(headers: &HeaderMap) -> String {
+    headers
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.split_once("://").map(|(_, rest)| rest))
+        .and_then(|rest| rest.find('/').map(|i| &rest[i..]))
+        .filter(|p| p.starts_with('/') && !p.starts_with("//"))
+        .unwrap_or("/")
+        .to_string()
+}
+
+pub(crate) fn not_found(t: Tr) -> Response {
+    let mut r = page(Ok(format!(
+        "<!DOCTYPE html><html lang=\"{}\"><head><meta charset=\"utf-8\"><link rel=\"stylesheet\" href=\"/static/app.css\"></head><body><main><section class=\"card narrow\"><p class=\"error\" id=\"message\">{}</p><a href=\"/\">{}</a></section></main></body></html>",
+        t.code(),
+        t.get("not-found"),
+        t.get("nav-home")
+    )));
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r
 }
 
 pub(crate) fn forbidden(t: Tr) -> Response {

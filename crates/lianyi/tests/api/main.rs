@@ -14,5 +14,6 @@ mod hl7;
 mod outbound;
 mod pages;
 mod process;
+mod registration;
 mod rest;
 mod search;

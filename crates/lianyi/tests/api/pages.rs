@@ -13,11 +13,11 @@ use crate::helpers::spawn_app_clocked;
 
 /// A browser-like client that keeps cookies by hand (the session cookie is `Secure`,
 /// which reqwest's store would not send over http).
-struct Browser {
-    http: Client,
+pub(crate) struct Browser {
+    pub(crate) http: Client,
     base: String,
-    cookies: Vec<(String, String)>,
-    lang: &'static str,
+    pub(crate) cookies: Vec<(String, String)>,
+    pub(crate) lang: &'static str,
 }
 
 impl Browser {
@@ -45,7 +45,7 @@ impl Browser {
         self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
     }
 
-    async fn get(&mut self, path: &str) -> (StatusCode, String, String) {
+    pub(crate) async fn get(&mut self, path: &str) -> (StatusCode, String, String) {
         let r = self
             .http
             .get(format!("{}{path}", self.base))
@@ -60,7 +60,7 @@ impl Browser {
         (status, location, r.text().await.unwrap())
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String, String) {
+    pub(crate) async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String, String) {
         let r = self
             .http
             .post(format!("{}{path}", self.base))
@@ -77,13 +77,13 @@ impl Browser {
     }
 }
 
-fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
+pub(crate) fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
     let i = html.find(start).unwrap_or_else(|| panic!("{start} not in page: {html}")) + start.len();
     let j = html[i..].find(end).unwrap() + i;
     &html[i..j]
 }
 
-fn csrf(html: &str) -> String {
+pub(crate) fn csrf(html: &str) -> String {
     between(html, "name=\"csrf\" value=\"", "\"").to_string()
 }
 
@@ -222,7 +222,7 @@ async fn lockout_shows_on_the_login_page() {
 
 /// Creates an account with one role and logs a browser all the way in (password
 /// change, authenticator enrolment).
-async fn logged_in(
+pub(crate) async fn logged_in(
     app: &crate::helpers::TestApp,
     clock: &ManualClock,
     name: &str,

@@ -456,3 +456,22 @@ async fn retention_keeps_what_is_unfinished_and_what_a_channel_has_not_passed() 
         "the paused channel has not passed r2"
     );
 }
+
+#[tokio::test]
+async fn counters_hand_out_each_value_once() {
+    let (store, _dir) = store().await;
+    assert_eq!(store.next_counter("mrn:campus-a", 2_000_000).await.unwrap(), 2_000_000);
+    let takers: Vec<_> = (0..20)
+        .map(|_| {
+            let s = store.clone();
+            tokio::spawn(async move { s.next_counter("mrn:campus-a", 2_000_000).await.unwrap() })
+        })
+        .collect();
+    let mut taken = Vec::new();
+    for t in takers {
+        taken.push(t.await.unwrap());
+    }
+    taken.sort_unstable();
+    assert_eq!(taken, (2_000_001..=2_000_020).collect::<Vec<i64>>());
+    assert_eq!(store.next_counter("mrn:campus-b", 7).await.unwrap(), 7, "each name counts on its own");
+}

@@ -1,0 +1,425 @@
+//! Clinical pages: the navigation every signed-in page shares (by role, with the
+//! campus switcher), registration with the duplicate check, and the patient page.
+//! Handlers parse forms and render; the rules live in [`lianyi_clinical`].
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Form, Router};
+use lianyi_clinical::registry::{Candidate, Draft, FieldError, Registration, RegistryError};
+use lianyi_clinical::{Reason, matching};
+use lianyi_security::{Caller, Campuses, Perm};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::AppState;
+use crate::i18n::Tr;
+use crate::pages::{Active, forbidden, lang, page, see_other};
+
+const CAMPUS_COOKIE: &str = "lianyi_campus";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/registration", get(registration_form).post(registration_submit))
+        .route("/patients/{id}", get(patient_page))
+        .route("/campus/{id}", get(switch_campus))
+}
+
+/// What every signed-in page shows around its content: the pages of the user's
+/// roles and the campus they work at.
+pub(crate) struct Shell {
+    pub display_name: String,
+    pub csrf: String,
+    /// (href, text key)
+    pub links: Vec<(&'static str, &'static str)>,
+    /// The campus new records belong to (`None` for group-wide users).
+    pub campus: Option<String>,
+    /// (campus id, name, is the active one) the user may switch between; empty when
+    /// there is only one.
+    pub campuses: Vec<(String, String, bool)>,
+    pub campus_name: String,
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The campuses of the caller's grants, in grant order (`None`: every campus).
+fn granted_campuses(caller: &Caller) -> Option<Vec<String>> {
+    match caller.access.all_campuses() {
+        Campuses::All => None,
+        Campuses::Only(list) => Some(list),
+    }
+}
+
+/// The campus the user works at: the switcher's choice if granted, else the first.
+pub(crate) fn active_campus(caller: &Caller, headers: &HeaderMap) -> Option<String> {
+    let granted = granted_campuses(caller)?;
+    let chosen = cookie(headers, CAMPUS_COOKIE).filter(|c| granted.iter().any(|g| g == c));
+    chosen.map(str::to_string).or_else(|| granted.first().cloned())
+}
+
+/// The pages a caller's roles use, for the navigation bar.
+pub(crate) fn nav_links(caller: &Caller) -> Vec<(&'static str, &'static str)> {
+    use lianyi_security::roles::Capability;
+    let mut links = vec![("/", "nav-home")];
+    if caller.access.allows("Patient", Perm::Create) && caller.access.patient.is_none() {
+        links.push(("/registration", "nav-registration"));
+    }
+    if caller.can(Capability::BreakTheGlass) {
+        links.push(("/break-glass", "nav-break-glass"));
+    }
+    if caller.can(Capability::ManageIntegration) {
+        links.push(("/admin/integration", "nav-integration"));
+    }
+    if caller.can(Capability::ReviewAudit) {
+        links.push(("/admin/audit", "nav-audit"));
+    }
+    links
+}
+
+pub(crate) async fn shell(
+    state: &AppState,
+    info: &lianyi_security::users::SessionInfo,
+    t: Tr,
+    headers: &HeaderMap,
+) -> Shell {
+    let campus = active_campus(&info.caller, headers);
+    let mut campuses = Vec::new();
+    for c in granted_campuses(&info.caller).unwrap_or_default() {
+        let name = state.fhir.campus_name(&c, t.code()).await.unwrap_or_else(|| c.clone());
+        campuses.push((c, name));
+    }
+    let campus_name = match &campus {
+        Some(c) => campuses.iter().find(|(id, _)| id == c).map(|(_, n)| n.clone()).unwrap_or_else(|| c.clone()),
+        None => t.get("home-all-campuses").to_string(),
+    };
+    let campuses = if campuses.len() < 2 {
+        Vec::new()
+    } else {
+        campuses
+            .into_iter()
+            .map(|(id, name)| (campus.as_deref() == Some(id.as_str()), id, name))
+            .map(|(cur, id, name)| (id, name, cur))
+            .collect()
+    };
+    Shell {
+        display_name: info.user.display_name.clone(),
+        csrf: info.csrf.clone(),
+        links: nav_links(&info.caller),
+        campus,
+        campuses,
+        campus_name,
+    }
+}
+
+/// Chooses the campus the user works at (one of their grants) and returns to the page.
+async fn switch_campus(Active(info): Active, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let t = Tr::new(lang(&headers));
+    if !granted_campuses(&info.caller).is_some_and(|g| g.contains(&id)) {
+        return forbidden(t);
+    }
+    let back = crate::pages::referer_path(&headers);
+    let mut r = see_other(&back);
+    if let Ok(v) = HeaderValue::from_str(&format!("{CAMPUS_COOKIE}={id}; Path=/; SameSite=Lax; Max-Age=31536000")) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+#[derive(Deserialize, Default)]
+struct RegistrationForm {
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    resident_id: String,
+    #[serde(default)]
+    birth_date: String,
+    #[serde(default)]
+    gender: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    address: String,
+    /// Set by "register as a new patient" after the duplicate check.
+    #[serde(default)]
+    confirmed: String,
+}
+
+impl RegistrationForm {
+    fn draft(&self) -> Draft {
+        Draft {
+            name: self.name.clone(),
+            resident_id: self.resident_id.clone(),
+            birth_date: self.birth_date.clone(),
+            gender: self.gender.clone(),
+            phone: self.phone.clone(),
+            address: self.address.clone(),
+        }
+    }
+}
+
+/// A candidate as the page shows it.
+struct CandidateRow {
+    id: String,
+    name: String,
+    pinyin: String,
+    birth_date: String,
+    gender_key: String,
+    phone_tail: String,
+    mrns: String,
+    score: u8,
+    likely: bool,
+    reasons: Vec<String>,
+}
+
+fn reason_text(t: Tr, r: Reason) -> String {
+    match r {
+        Reason::SimilarName(p) => t.fmt("reason-similar-name", &p.to_string()),
+        other => t.get(&format!("reason-{}", other.code())).to_string(),
+    }
+}
+
+fn candidate_row(t: Tr, c: &Candidate) -> CandidateRow {
+    CandidateRow {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        pinyin: c.pinyin.clone(),
+        birth_date: c.birth_date.clone().unwrap_or_default(),
+        gender_key: format!("gender-{}", c.gender.as_deref().unwrap_or("unknown")),
+        phone_tail: c.phone_tail.clone().unwrap_or_default(),
+        mrns: c.mrns.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join(", "),
+        score: c.score.score,
+        likely: c.score.score >= matching::PROBABLE,
+        reasons: c.score.reasons.iter().map(|r| reason_text(t, *r)).collect(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "registration.html")]
+struct RegistrationPage<'a> {
+    t: Tr,
+    shell: &'a Shell,
+    form: &'a RegistrationForm,
+    /// (field, translated message)
+    errors: Vec<(&'static str, String)>,
+    duplicates: Vec<CandidateRow>,
+    same_id: Option<CandidateRow>,
+    message: Option<String>,
+}
+
+impl RegistrationPage<'_> {
+    fn error_for(&self, field: &str) -> Option<&str> {
+        self.errors.iter().find(|(f, _)| *f == field).map(|(_, m)| m.as_str())
+    }
+}
+
+fn error_text(t: Tr, e: &FieldError) -> String {
+    let key = format!("reg-error-{}", e.code);
+    let text = t.get(&key);
+    if text == key { e.detail.clone() } else { text.to_string() }
+}
+
+fn may_register(caller: &Caller) -> bool {
+    caller.access.allows("Patient", Perm::Create) && caller.access.patient.is_none()
+}
+
+async fn registration_form(State(state): State<AppState>, Active(info): Active, headers: HeaderMap) -> Response {
+    let t = Tr::new(lang(&headers));
+    if !may_register(&info.caller) {
+        return forbidden(t);
+    }
+    let shell = shell(&state, &info, t, &headers).await;
+    let form = RegistrationForm::default();
+    page(
+        RegistrationPage {
+            t,
+            shell: &shell,
+            form: &form,
+            errors: Vec::new(),
+            duplicates: Vec::new(),
+            same_id: None,
+            message: None,
+        }
+        .render(),
+    )
+}
+
+async fn registration_submit(
+    State(state): State<AppState>,
+    Active(info): Active,
+    headers: HeaderMap,
+    Form(form): Form<RegistrationForm>,
+) -> Response {
+    let t = Tr::new(lang(&headers));
+    if !may_register(&info.caller) || !lianyi_security::secrets::constant_time_eq(&info.csrf, &form.csrf) {
+        return forbidden(t);
+    }
+    let shell = shell(&state, &info, t, &headers).await;
+    let Some(campus) = shell.campus.clone() else {
+        let message = Some(t.get("reg-no-campus").to_string());
+        return page(
+            RegistrationPage {
+                t,
+                shell: &shell,
+                form: &form,
+                errors: Vec::new(),
+                duplicates: Vec::new(),
+                same_id: None,
+                message,
+            }
+            .render(),
+        );
+    };
+    let outcome = state.registry.register(&info.caller, &campus, &form.draft(), form.confirmed == "1").await;
+    let mut view = RegistrationPage {
+        t,
+        shell: &shell,
+        form: &form,
+        errors: Vec::new(),
+        duplicates: Vec::new(),
+        same_id: None,
+        message: None,
+    };
+    match outcome {
+        Ok(Registration::Created { id, .. }) => return see_other(&format!("/patients/{id}?registered=1")),
+        Ok(Registration::PossibleDuplicates(list)) => {
+            view.duplicates = list.iter().map(|c| candidate_row(t, c)).collect();
+        }
+        Ok(Registration::SameResidentId(c)) => view.same_id = Some(candidate_row(t, &c)),
+        Err(RegistryError::Invalid(errors)) => {
+            view.errors = errors.iter().map(|e| (e.field, error_text(t, e))).collect();
+        }
+        Err(RegistryError::Forbidden(_)) => return forbidden(t),
+        Err(e) => {
+            tracing::error!(error = %e, "registration failed");
+            view.message = Some(t.get("reg-failed").to_string());
+        }
+    }
+    page(view.render())
+}
+
+/// The patient as the banner shows it.
+struct Banner {
+    id: String,
+    name: String,
+    pinyin: String,
+    gender_key: String,
+    birth_date: String,
+    age: String,
+    mrns: Vec<(String, String)>,
+    resident_id: String,
+    phone: String,
+    address: String,
+    active: bool,
+}
+
+fn masked_id(id: &str) -> String {
+    if id.len() == 18 { format!("{}********{}", &id[..6], &id[14..]) } else { "****".into() }
+}
+
+/// Whole years between a `YYYY-MM-DD` birth date and today.
+fn age(birth: &str, today: &str) -> Option<u32> {
+    let y = |s: &str| s.get(..4)?.parse::<u32>().ok();
+    let (by, ty) = (y(birth)?, y(today)?);
+    let before_birthday = today.get(5..10)? < birth.get(5..10)?;
+    ty.checked_sub(by)?.checked_sub(u32::from(before_birthday))
+}
+
+fn banner(p: &Value, id: &str, today: &str) -> Banner {
+    let person = lianyi_clinical::registry::person_of(p);
+    let pinyin = p["name"]
+        .as_array()
+        .and_then(|ns| ns.iter().find(|n| n["extension"][0]["valueCode"] == "ABC"))
+        .and_then(|n| n["text"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let mrns = p["identifier"]
+        .as_array()
+        .map(|ids| {
+            ids.iter()
+                .filter_map(|i| {
+                    let campus = i["system"].as_str()?.strip_prefix("urn:lianyi:sid:mrn:")?;
+                    Some((campus.to_string(), i["value"].as_str()?.to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let birth = person.birth_date.clone().unwrap_or_default();
+    Banner {
+        id: id.to_string(),
+        name: person.name,
+        pinyin,
+        gender_key: format!("gender-{}", person.gender.as_deref().unwrap_or("unknown")),
+        age: age(&birth, today).map(|a| a.to_string()).unwrap_or_default(),
+        birth_date: birth,
+        mrns,
+        resident_id: person.resident_id.as_deref().map(masked_id).unwrap_or_default(),
+        phone: person.phone.unwrap_or_default(),
+        address: p["address"][0]["text"].as_str().unwrap_or_default().to_string(),
+        active: p["active"] != false,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "patient.html")]
+struct PatientPage<'a> {
+    t: Tr,
+    shell: &'a Shell,
+    b: Banner,
+    registered: bool,
+}
+
+#[derive(Deserialize)]
+struct PatientQuery {
+    registered: Option<String>,
+}
+
+async fn patient_page(
+    State(state): State<AppState>,
+    Active(info): Active,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<PatientQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let t = Tr::new(lang(&headers));
+    let Some(rtype) = lianyi_fhir::ResourceType::parse("Patient") else { return forbidden(t) };
+    let stored = match state.fhir.read(&info.caller, rtype, &id).await {
+        Ok(r) => r,
+        Err(lianyi_services::ServiceError::NotFound { .. } | lianyi_services::ServiceError::Gone { .. }) => {
+            return crate::pages::not_found(t);
+        }
+        Err(_) => return forbidden(t),
+    };
+    let Ok(body) = serde_json::from_str::<Value>(&stored.body) else { return forbidden(t) };
+    let today: String =
+        lianyi_fhir::datetime::format_instant(state.fhir.now_ms() + 8 * 3_600_000).chars().take(10).collect();
+    let shell = shell(&state, &info, t, &headers).await;
+    page(
+        PatientPage { t, shell: &shell, b: banner(&body, &stored.id, &today), registered: q.registered.is_some() }
+            .render(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_count_whole_years() {
+        assert_eq!(age("1990-11-23", "2026-11-22"), Some(35));
+        assert_eq!(age("1990-11-22", "2026-11-22"), Some(36));
+        assert_eq!(age("2026-01-01", "2026-11-22"), Some(0));
+        assert_eq!(masked_id("11010519491231002X"), "110105********002X");
+    }
+}
