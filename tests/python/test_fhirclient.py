@@ -230,3 +230,37 @@ def test_bulk_export_round_trip(base_url, token):
             total += 1
         assert total > 0
     assert requests.delete(status, headers=auth).status_code == 202
+
+
+def test_patient_match_answers_a_strict_searchset(smart, base_url, token):
+    """`Patient/$match` (FHIR R4 §8.1.15.1) with a Parameters body built from fhirclient's
+    strict models; the answer parses as a strict R4 Bundle whose entries carry the score and
+    the match grade."""
+    from fhirclient.models.parameters import Parameters
+
+    stored = Patient(new_patient("东方", "既白", "1977-07-07").create(smart.server), strict=True)
+    typed = Patient(
+        {"resourceType": "Patient", "name": [{"family": "东方", "given": ["既白"], "text": "东方既白"}],
+         "birthDate": "1977-07-07", "gender": "female"},
+        strict=True,
+    )
+    params = Parameters(
+        {"resourceType": "Parameters",
+         "parameter": [{"name": "resource", "resource": typed.as_json()}, {"name": "count", "valueInteger": 5}]},
+        strict=True,
+    )
+    r = requests.post(
+        base_url + "/fhir/Patient/$match",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"},
+        data=json.dumps(params.as_json()),
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    bundle = Bundle(r.json(), strict=True)
+    assert bundle.type == "searchset"
+    first = bundle.entry[0]
+    assert Patient(first.resource.as_json(), strict=True).id == stored.id
+    assert first.search.mode == "match"
+    assert 0.5 <= first.search.score <= 1.0
+    grade = [e.valueCode for e in first.search.extension if e.url.endswith("match-grade")]
+    assert grade in (["possible"], ["probable"])

@@ -437,6 +437,46 @@ impl Registry {
     /// best first: found by the same resident ID, birth date, phone or name, then
     /// scored. Every record looked at is audited as read by the caller.
     pub async fn candidates(&self, caller: &Caller, person: &Person) -> Result<Vec<Candidate>, RegistryError> {
+        Ok(self
+            .scored(caller, person)
+            .await?
+            .into_iter()
+            .map(|(id, body, score)| candidate_of(&id, &body, score))
+            .collect())
+    }
+
+    /// `Patient/$match`: the records `caller` may see that may be the patient in
+    /// `resource`, scored, best first, at most `count`; with `only_certain`, only
+    /// those that are certainly the same person (the same resident ID).
+    pub async fn match_patient(
+        &self,
+        caller: &Caller,
+        resource: &Value,
+        count: usize,
+        only_certain: bool,
+    ) -> Result<Vec<(Value, Score)>, RegistryError> {
+        if resource["resourceType"] != "Patient" {
+            return Err(RegistryError::Invalid(vec![field_error(
+                "resource",
+                "match-resource",
+                "the parameter 'resource' must be a Patient",
+            )]));
+        }
+        let person = person_of(resource);
+        if person.name.is_empty() && person.resident_id.is_none() && person.birth_date.is_none() {
+            return Err(RegistryError::Invalid(vec![field_error(
+                "resource",
+                "match-resource",
+                "the Patient needs a name, a birthDate or a resident ID identifier to be matched",
+            )]));
+        }
+        let mut found = self.scored(caller, &person).await?;
+        found.retain(|(_, _, s)| if only_certain { s.score == 100 } else { s.score >= POSSIBLE });
+        found.truncate(count);
+        Ok(found.into_iter().map(|(_, body, score)| (body, score)).collect())
+    }
+
+    async fn scored(&self, caller: &Caller, person: &Person) -> Result<Vec<(String, Value, Score)>, RegistryError> {
         let mut searches: Vec<Vec<(String, String)>> = Vec::new();
         if let Some(id) = &person.resident_id {
             searches.push(vec![("identifier".into(), format!("{RESIDENT_ID_SYSTEM}|{id}"))]);
@@ -455,7 +495,7 @@ impl Registry {
             }
         }
         let mut seen = std::collections::HashSet::new();
-        let mut out: Vec<Candidate> = Vec::new();
+        let mut out: Vec<(String, Value, Score)> = Vec::new();
         for mut params in searches {
             params.push(("_count".into(), PER_SEARCH.to_string()));
             let req = parse_search(patient_type()?, &params).map_err(|issue| {
@@ -469,11 +509,11 @@ impl Registry {
                 let Ok(body) = serde_json::from_str::<Value>(&r.body) else { continue };
                 let score = matching::score(person, &person_of(&body));
                 if score.score > 0 {
-                    out.push(candidate_of(&r.id, &body, score));
+                    out.push((r.id, body, score));
                 }
             }
         }
-        out.sort_by(|a, b| b.score.score.cmp(&a.score.score).then_with(|| a.id.cmp(&b.id)));
+        out.sort_by(|a, b| b.2.score.cmp(&a.2.score).then_with(|| a.0.cmp(&b.0)));
         Ok(out)
     }
 }

@@ -59,6 +59,7 @@ pub fn capability_statement(base: &str, date: &str) -> Value {
             if *t == "Patient" {
                 r["operation"] = json!([
                     {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+                    {"name": "match", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match"},
                     {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"},
                 ]);
             }

@@ -31,6 +31,7 @@ pub fn router() -> Router<AppState> {
         .route("/{rtype}/_history", get(history_type))
         .route("/{rtype}/{id}", get(read).put(update).delete(delete).patch(patch))
         .route("/Patient/{id}/$everything", get(everything))
+        .route("/Patient/$match", post(match_patient))
         .route("/$export", get(export_system))
         .route("/$import", post(import_ndjson))
         .route("/Patient/$export", get(export_patients))
@@ -435,6 +436,90 @@ async fn everything(
     let base = base_url(&state, &headers);
     let links = paging_links(&format!("{base}/fhir/Patient/{id}/$everything"), &applied, count, offset, total);
     Ok(json_response(StatusCode::OK, bundle::searchset(&base, Some(total), links, &rows, &[], state.fhir.now_ms())))
+}
+
+/// `POST /Patient/$match` with a Parameters resource (`resource`: the Patient,
+/// `onlyCertainMatches`, `count`): the records the caller may see that may be that
+/// patient, as a searchset with `search.score` and the match grade, best first.
+async fn match_patient(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> FhirResult {
+    let bad = |path: &str, msg: &str| {
+        FhirError::at(StatusCode::BAD_REQUEST, Issue::error(IssueType::Invalid, msg).at(path.to_string()))
+    };
+    let doc: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        FhirError::at(StatusCode::BAD_REQUEST, Issue::error(IssueType::Structure, format!("malformed JSON: {e}")))
+    })?;
+    if doc["resourceType"] != "Parameters" {
+        return Err(bad("Parameters", "$match takes a Parameters resource"));
+    }
+    let params = doc["parameter"].as_array().cloned().unwrap_or_default();
+    let param = |name: &str| params.iter().find(|p| p["name"] == name);
+    let Some(resource) = param("resource").map(|p| p["resource"].clone()).filter(Value::is_object) else {
+        return Err(bad("Parameters.parameter[resource]", "the parameter 'resource' (a Patient) is required"));
+    };
+    let only_certain = match param("onlyCertainMatches") {
+        None => false,
+        Some(p) => p["valueBoolean"]
+            .as_bool()
+            .ok_or_else(|| bad("Parameters.parameter[onlyCertainMatches]", "onlyCertainMatches takes valueBoolean"))?,
+    };
+    let count = match param("count") {
+        None => 10,
+        Some(p) => p["valueInteger"]
+            .as_u64()
+            .or_else(|| p["valuePositiveInt"].as_u64())
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| bad("Parameters.parameter[count]", "count takes a whole number from 1 to 100"))?
+            as usize,
+    };
+    let found = match state.registry.match_patient(&caller, &resource, count, only_certain).await {
+        Ok(f) => f,
+        Err(lianyi_clinical::registry::RegistryError::Invalid(errors)) => {
+            let msg = errors.iter().map(|e| e.detail.clone()).collect::<Vec<_>>().join("; ");
+            return Err(bad("Parameters.parameter[resource]", &msg));
+        }
+        Err(lianyi_clinical::registry::RegistryError::Service(e)) => return Err(e.into()),
+        Err(e) => return Err(FhirError::new(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, e.to_string())),
+    };
+    let base = base_url(&state, &headers);
+    let entries: Vec<Value> = found
+        .iter()
+        .map(|(body, score)| {
+            let grade = if score.score == 100 {
+                "certain"
+            } else if score.score >= lianyi_clinical::matching::PROBABLE {
+                "probable"
+            } else {
+                "possible"
+            };
+            let mut ext = vec![
+                serde_json::json!({"url": "http://hl7.org/fhir/StructureDefinition/match-grade", "valueCode": grade}),
+            ];
+            ext.extend(
+                score
+                    .reasons
+                    .iter()
+                    .map(|r| serde_json::json!({"url": "urn:lianyi:fhir:match-reason", "valueCode": r.code()})),
+            );
+            serde_json::json!({
+                "fullUrl": format!("{base}/fhir/Patient/{}", body["id"].as_str().unwrap_or_default()),
+                "resource": body,
+                "search": {"mode": "match", "score": f64::from(score.score) / 100.0, "extension": ext}
+            })
+        })
+        .collect();
+    let bundle = serde_json::json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "timestamp": format_instant(state.fhir.now_ms()),
+        "total": entries.len(),
+        "entry": entries,
+    });
+    Ok(json_response(StatusCode::OK, bundle.to_string()))
 }
 
 /// `POST /$import` with an NDJSON body (`application/fhir+ndjson`): every line a

@@ -112,3 +112,107 @@ async fn registration_checks_fields_warns_of_duplicates_and_assigns_campus_mrns(
     assert_eq!(created.len(), 2);
     assert!(created.iter().all(|e| e.actor == "user:reg.east" && e.campus.as_deref() == Some("campus-east")));
 }
+
+/// `POST /fhir/Patient/$match`: scored matches with their grade and reasons, only the
+/// caller's campuses, `onlyCertainMatches`, and errors that name the parameter.
+#[tokio::test]
+async fn patient_match_scores_grades_and_respects_campuses() {
+    use serde_json::{Value, json};
+    let app = crate::helpers::spawn_app().await;
+    let id_number = ResidentId::build(990_101, "19850312", 11).unwrap();
+    let patient = |name: &str, pinyin: (&str, &str), birth: &str, rid: Option<&str>, phone: &str| {
+        let mut p = json!({"resourceType": "Patient", "gender": "male", "birthDate": birth,
+            "name": [{"text": name, "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/iso21090-EN-representation", "valueCode": "IDE"}]},
+                     {"text": format!("{} {}", pinyin.0, pinyin.1), "family": pinyin.0, "given": [pinyin.1],
+                      "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/iso21090-EN-representation", "valueCode": "ABC"}]}],
+            "telecom": [{"system": "phone", "value": phone}]});
+        if let Some(r) = rid {
+            p["identifier"] = json!([{"system": "urn:lianyi:sid:resident-id", "value": r}]);
+        }
+        p
+    };
+    let east = app.client_with("system/*.cruds", "campus-east", None).await;
+    let west = app.client_with("system/*.cruds", "campus-west", None).await;
+    let create = |c: &reqwest::Client, p: Value| {
+        let c = c.clone();
+        let url = app.url("/fhir/Patient");
+        async move {
+            let r =
+                c.post(url).header("content-type", "application/fhir+json").body(p.to_string()).send().await.unwrap();
+            assert_eq!(r.status(), 201);
+            r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string()
+        }
+    };
+    let same =
+        create(&east, patient("王小明", ("Wang", "Xiaoming"), "1985-03-12", Some(id_number.as_str()), "13900000001"))
+            .await;
+    let sound = create(&east, patient("王晓明", ("Wang", "Xiaoming"), "1985-03-12", None, "13900000002")).await;
+    let _other = create(&east, patient("赵六", ("Zhao", "Liu"), "1970-02-02", None, "13900000003")).await;
+    let west_twin = create(&west, patient("王小明", ("Wang", "Xiaoming"), "1985-03-12", None, "13900000004")).await;
+
+    let query = |p: Value, extra: Vec<Value>| {
+        let mut params = vec![json!({"name": "resource", "resource": p})];
+        params.extend(extra);
+        json!({"resourceType": "Parameters", "parameter": params}).to_string()
+    };
+    let run = |c: &reqwest::Client, body: String| {
+        let c = c.clone();
+        let url = app.url("/fhir/Patient/$match");
+        async move {
+            let r = c.post(url).header("content-type", "application/fhir+json").body(body).send().await.unwrap();
+            let status = r.status();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let typed =
+        json!({"resourceType": "Patient", "name": [{"text": "王小明"}], "birthDate": "1985-03-12", "gender": "male"});
+
+    let (status, bundle) = run(&east, query(typed.clone(), vec![])).await;
+    assert_eq!(status, 200, "{bundle}");
+    assert_eq!(bundle["type"], "searchset");
+    let ids: Vec<&str> =
+        bundle["entry"].as_array().unwrap().iter().map(|e| e["resource"]["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        vec![same.as_str(), sound.as_str()],
+        "best first; the west record is not the east client's; 赵六 is no match"
+    );
+    assert!(!ids.contains(&west_twin.as_str()));
+    let first = &bundle["entry"][0]["search"];
+    assert_eq!(first["mode"], "match");
+    assert_eq!(first["score"], 0.7);
+    assert_eq!(first["extension"][0]["valueCode"], "possible");
+    let reasons: Vec<&str> =
+        first["extension"].as_array().unwrap()[1..].iter().map(|e| e["valueCode"].as_str().unwrap()).collect();
+    assert_eq!(reasons, vec!["same-name", "same-birth-date", "same-gender"]);
+    assert_eq!(bundle["entry"][1]["search"]["extension"][1]["valueCode"], "same-name-sound");
+
+    // With the resident ID: certain, and alone when only certain matches are asked for.
+    let mut with_id = typed.clone();
+    with_id["identifier"] = json!([{"system": "urn:lianyi:sid:resident-id", "value": id_number.as_str()}]);
+    let (_, bundle) =
+        run(&east, query(with_id, vec![json!({"name": "onlyCertainMatches", "valueBoolean": true})])).await;
+    assert_eq!(bundle["total"], 1);
+    assert_eq!(bundle["entry"][0]["resource"]["id"], same.as_str());
+    assert_eq!(bundle["entry"][0]["search"]["score"], 1.0);
+    assert_eq!(bundle["entry"][0]["search"]["extension"][0]["valueCode"], "certain");
+
+    // The west client finds its own twin only.
+    let (_, bundle) = run(&west, query(typed.clone(), vec![json!({"name": "count", "valueInteger": 5})])).await;
+    assert_eq!(bundle["total"], 1);
+    assert_eq!(bundle["entry"][0]["resource"]["id"], west_twin.as_str());
+
+    // Errors name the parameter and the rule.
+    let (status, oo) = run(&east, json!({"resourceType": "Parameters", "parameter": []}).to_string()).await;
+    assert_eq!(status, 400);
+    assert_eq!(oo["issue"][0]["expression"][0], "Parameters.parameter[resource]", "{oo}");
+    let (status, oo) = run(&east, query(typed.clone(), vec![json!({"name": "count", "valueInteger": 0})])).await;
+    assert_eq!(status, 400);
+    assert!(oo["issue"][0]["diagnostics"].as_str().unwrap().contains("1 to 100"), "{oo}");
+    let (status, oo) = run(&east, query(json!({"resourceType": "Observation"}), vec![])).await;
+    assert_eq!(status, 400);
+    assert!(oo["issue"][0]["diagnostics"].as_str().unwrap().contains("must be a Patient"), "{oo}");
+    // No Patient search, no $match.
+    let lab = app.client_with("system/Observation.rs", "campus-east", None).await;
+    assert_eq!(run(&lab, query(typed, vec![])).await.0, 403);
+}
