@@ -1,11 +1,12 @@
 //! Clinical workflows over the FHIR store: the patient index (registration with
-//! duplicate detection, campus MRNs, `$match`). Services here hold the rules; they
+//! duplicate detection, campus MRNs, `$match`, link, merge and unmerge). Services here hold the rules; they
 //! write through [`lianyi_services::FhirService`], so every change is permission-
 //! checked, campus-scoped and audited there.
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod matching;
+pub mod merge;
 pub mod names;
 pub mod registry;
 

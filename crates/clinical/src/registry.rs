@@ -380,12 +380,16 @@ impl Registry {
         Registry { fhir }
     }
 
+    pub(crate) fn fhir(&self) -> &FhirService {
+        &self.fhir
+    }
+
     fn today(&self) -> String {
         lianyi_fhir::datetime::format_instant(self.fhir.now_ms()).chars().take(10).collect()
     }
 
     /// The caller's role at every campus: the index is searched group-wide.
-    fn group_wide(caller: &Caller) -> Caller {
+    pub fn group_wide(caller: &Caller) -> Caller {
         let mut wide = caller.clone();
         if let Some(grants) = &caller.access.grants {
             wide.access.grants =

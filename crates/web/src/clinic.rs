@@ -24,6 +24,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/registration", get(registration_form).post(registration_submit))
         .route("/patients/{id}", get(patient_page))
+        .route("/patients/{id}/{action}", axum::routing::post(index_action))
         .route("/campus/{id}", get(switch_campus))
 }
 
@@ -378,11 +379,17 @@ struct PatientPage<'a> {
     shell: &'a Shell,
     b: Banner,
     registered: bool,
+    /// What an index action did (`merged`, `linked`, `unmerged`) or why it failed.
+    done: Option<String>,
+    error: Option<String>,
+    index: IndexView,
 }
 
 #[derive(Deserialize)]
 struct PatientQuery {
     registered: Option<String>,
+    done: Option<String>,
+    error: Option<String>,
 }
 
 async fn patient_page(
@@ -405,9 +412,19 @@ async fn patient_page(
     let today: String =
         lianyi_fhir::datetime::format_instant(state.fhir.now_ms() + 8 * 3_600_000).chars().take(10).collect();
     let shell = shell(&state, &info, t, &headers).await;
+    let index = index_view(&state, &info.caller, t, &stored.id, &body).await;
+    let known = |v: Option<String>, keys: &[&str]| v.filter(|x| keys.contains(&x.as_str()));
     page(
-        PatientPage { t, shell: &shell, b: banner(&body, &stored.id, &today), registered: q.registered.is_some() }
-            .render(),
+        PatientPage {
+            t,
+            shell: &shell,
+            b: banner(&body, &stored.id, &today),
+            registered: q.registered.is_some(),
+            done: known(q.done, &["merged", "linked", "unmerged"]),
+            error: known(q.error, &["same-record", "already-merged", "not-merged", "no-provenance", "failed"]),
+            index,
+        }
+        .render(),
     )
 }
 
@@ -421,5 +438,90 @@ mod tests {
         assert_eq!(age("1990-11-22", "2026-11-22"), Some(36));
         assert_eq!(age("2026-01-01", "2026-11-22"), Some(0));
         assert_eq!(masked_id("11010519491231002X"), "110105********002X");
+    }
+}
+
+/// The patient index's part of the patient page: a merged record names its
+/// survivor (with unmerge); otherwise possible duplicates with merge and link.
+struct IndexView {
+    merged_into: Option<String>,
+    /// (patient id, kind) of the record's links.
+    links: Vec<(String, String)>,
+    duplicates: Vec<CandidateRow>,
+    may_manage: bool,
+}
+
+async fn index_view(state: &AppState, caller: &Caller, t: Tr, id: &str, body: &Value) -> IndexView {
+    let may_manage = may_register(caller) && caller.access.allows("Patient", Perm::Update);
+    let merged_into = lianyi_clinical::merge::link_of(body, "replaced-by").filter(|_| body["active"] == false);
+    let links = body["link"]
+        .as_array()
+        .map(|ls| {
+            ls.iter()
+                .filter_map(|l| {
+                    let other = l["other"]["reference"].as_str()?.strip_prefix("Patient/")?;
+                    Some((other.to_string(), format!("link-{}", l["type"].as_str().unwrap_or("seealso"))))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut duplicates = Vec::new();
+    if may_manage && merged_into.is_none() {
+        let person = lianyi_clinical::registry::person_of(body);
+        let linked: Vec<String> = body["link"]
+            .as_array()
+            .map(|ls| ls.iter().filter_map(|l| l["other"]["reference"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        match state.registry.candidates(&lianyi_clinical::registry::Registry::group_wide(caller), &person).await {
+            Ok(list) => {
+                duplicates = list
+                    .iter()
+                    .filter(|c| c.id != id && c.active && c.score.score >= matching::POSSIBLE)
+                    .filter(|c| !linked.contains(&format!("Patient/{}", c.id)))
+                    .map(|c| candidate_row(t, c))
+                    .collect();
+            }
+            Err(e) => tracing::warn!(error = %e, "duplicate check on the patient page failed"),
+        }
+    }
+    IndexView { merged_into, links, duplicates, may_manage }
+}
+
+#[derive(Deserialize)]
+struct IndexForm {
+    csrf: String,
+    #[serde(default)]
+    other: String,
+}
+
+/// `POST /patients/{id}/merge` (the other record merges into this one), `/link`, `/unmerge`.
+async fn index_action(
+    State(state): State<AppState>,
+    Active(info): Active,
+    Path((id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    Form(f): Form<IndexForm>,
+) -> Response {
+    let t = Tr::new(lang(&headers));
+    if !may_register(&info.caller) || !lianyi_security::secrets::constant_time_eq(&info.csrf, &f.csrf) {
+        return forbidden(t);
+    }
+    let done = match action.as_str() {
+        "merge" => state.registry.merge(&info.caller, &id, f.other.trim()).await.map(|_| "merged"),
+        "link" => state.registry.link(&info.caller, &id, f.other.trim()).await.map(|()| "linked"),
+        "unmerge" => state.registry.unmerge(&info.caller, &id).await.map(|_| "unmerged"),
+        _ => return crate::pages::not_found(t),
+    };
+    match done {
+        Ok(what) => see_other(&format!("/patients/{id}?done={what}")),
+        Err(RegistryError::Forbidden(_)) => forbidden(t),
+        Err(RegistryError::Invalid(errors)) => {
+            let code = errors.first().map_or("failed", |e| e.code);
+            see_other(&format!("/patients/{id}?error={code}"))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "patient index action failed");
+            see_other(&format!("/patients/{id}?error=failed"))
+        }
     }
 }

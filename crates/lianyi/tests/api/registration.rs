@@ -216,3 +216,105 @@ async fn patient_match_scores_grades_and_respects_campuses() {
     let lab = app.client_with("system/Observation.rs", "campus-east", None).await;
     assert_eq!(run(&lab, query(typed, vec![])).await.0, 403);
 }
+
+/// Merge from the patient page: every resource of the retired record, at every
+/// campus, points at the survivor afterwards (history keeps the earlier versions);
+/// unmerge puts everything back; link keeps both records. Audited as the registrar's.
+#[tokio::test]
+async fn merge_repoints_every_campus_and_unmerge_restores() {
+    use serde_json::{Value, json};
+    let clock = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    let east = app.client_with("system/*.cruds", "campus-east", None).await;
+    let west = app.client_with("system/*.cruds", "campus-west", None).await;
+    let post = |c: &reqwest::Client, v: Value| {
+        let (c, url) = (c.clone(), app.url(&format!("/fhir/{}", v["resourceType"].as_str().unwrap())));
+        async move {
+            let r =
+                c.post(url).header("content-type", "application/fhir+json").body(v.to_string()).send().await.unwrap();
+            assert_eq!(r.status(), 201);
+            r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string()
+        }
+    };
+    let patient = |name: &str, mrn: &str| {
+        json!({"resourceType": "Patient", "active": true, "gender": "female", "birthDate": "1990-01-01",
+               "name": [{"text": name}], "telecom": [{"system": "phone", "value": "13800138000"}],
+               "identifier": [{"system": "urn:lianyi:sid:mrn:campus-east", "value": mrn}]})
+    };
+    let keep = post(&east, patient("张珊", "E1000001")).await;
+    let dup = post(&east, patient("张山", "E1000002")).await;
+    let obs = post(&west, json!({"resourceType": "Observation", "status": "final", "code": {"text": "K"},
+                                 "subject": {"reference": format!("Patient/{dup}")}, "valueQuantity": {"value": 4.1, "unit": "mmol/L"}}))
+    .await;
+    let enc = post(
+        &east,
+        json!({"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+                                 "subject": {"reference": format!("Patient/{dup}")}}),
+    )
+    .await;
+
+    let (mut registrar, _) = logged_in(&app, &clock, "reg.east", "registrar", "campus-east", None).await;
+    let (_, _, page) = registrar.get(&format!("/patients/{keep}")).await;
+    let table = between(&page, "id=\"index-duplicates\"", "</table>");
+    assert!(table.contains(&format!("data-patient=\"{dup}\"")) && table.contains("姓名同音"), "{table}");
+    let token = csrf(&page);
+
+    // A doctor may not merge; a record does not merge with itself.
+    let (mut doctor, doctor_token) = logged_in(&app, &clock, "dr.east", "doctor", "campus-east", None).await;
+    let (s, _, _) = doctor.post(&format!("/patients/{keep}/merge"), &[("csrf", &doctor_token), ("other", &dup)]).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (_, loc, _) = registrar.post(&format!("/patients/{keep}/merge"), &[("csrf", &token), ("other", &keep)]).await;
+    assert!(loc.ends_with("?error=same-record"), "{loc}");
+
+    let (s, loc, _) = registrar.post(&format!("/patients/{keep}/merge"), &[("csrf", &token), ("other", &dup)]).await;
+    assert_eq!((s, loc.as_str()), (StatusCode::SEE_OTHER, format!("/patients/{keep}?done=merged").as_str()));
+    let app = &app;
+    let read = |path: String| async move { app.get(&path).await.json::<Value>().await.unwrap() };
+    let o = read(format!("/fhir/Observation/{obs}")).await;
+    assert_eq!(o["subject"]["reference"], format!("Patient/{keep}"), "the west campus's result moved too");
+    assert_eq!(o["meta"]["versionId"], "2");
+    let o1 = read(format!("/fhir/Observation/{obs}/_history/1")).await;
+    assert_eq!(o1["subject"]["reference"], format!("Patient/{dup}"), "history keeps the earlier version");
+    assert_eq!(read(format!("/fhir/Encounter/{enc}")).await["subject"]["reference"], format!("Patient/{keep}"));
+    let retired = read(format!("/fhir/Patient/{dup}")).await;
+    assert_eq!(retired["active"], false);
+    assert_eq!(retired["link"][0], json!({"other": {"reference": format!("Patient/{keep}")}, "type": "replaced-by"}));
+    let survivor = read(format!("/fhir/Patient/{keep}")).await;
+    assert_eq!(survivor["link"][0]["type"], "replaces");
+    assert!(survivor["identifier"].as_array().unwrap().iter().any(|i| i["value"] == "E1000002" && i["use"] == "old"));
+    assert_eq!(app.total(&format!("/fhir/Provenance?entity=Patient/{dup}")).await, 1);
+    assert_eq!(app.total(&format!("/fhir/Observation?subject=Patient/{keep}")).await, 1);
+    let (_, _, page) = registrar.get(&format!("/patients/{dup}")).await;
+    assert!(between(&page, "id=\"merged-into\"", "</div>").contains(&format!("/patients/{keep}")), "{page}");
+    let (_, loc, _) = registrar.post(&format!("/patients/{keep}/merge"), &[("csrf", &token), ("other", &dup)]).await;
+    assert!(loc.ends_with("?error=already-merged"), "{loc}");
+
+    // Unmerge: everything back where it was.
+    let (_, loc, _) = registrar.post(&format!("/patients/{dup}/unmerge"), &[("csrf", &token)]).await;
+    assert!(loc.ends_with("?done=unmerged"), "{loc}");
+    let o = read(format!("/fhir/Observation/{obs}")).await;
+    assert_eq!(
+        (o["subject"]["reference"].as_str(), o["meta"]["versionId"].as_str()),
+        (Some(format!("Patient/{dup}").as_str()), Some("3"))
+    );
+    assert_eq!(read(format!("/fhir/Encounter/{enc}")).await["subject"]["reference"], format!("Patient/{dup}"));
+    let retired = read(format!("/fhir/Patient/{dup}")).await;
+    assert_eq!((retired["active"].clone(), retired.get("link").is_none()), (json!(true), true));
+    let survivor = read(format!("/fhir/Patient/{keep}")).await;
+    assert!(survivor.get("link").is_none());
+    assert!(!survivor["identifier"].as_array().unwrap().iter().any(|i| i["value"] == "E1000002"));
+
+    // Link: both kept, pointing at each other.
+    let (_, loc, _) = registrar.post(&format!("/patients/{keep}/link"), &[("csrf", &token), ("other", &dup)]).await;
+    assert!(loc.ends_with("?done=linked"), "{loc}");
+    assert_eq!(read(format!("/fhir/Patient/{keep}")).await["link"][0]["type"], "seealso");
+    assert_eq!(read(format!("/fhir/Patient/{dup}")).await["link"][0]["other"]["reference"], format!("Patient/{keep}"));
+
+    let query =
+        lianyi_store::audit::AuditQuery { actor: Some("user:reg.east".into()), limit: 1000, ..Default::default() };
+    let actions: Vec<String> =
+        app.fhir.store().audit_records(&query).await.unwrap().into_iter().map(|r| r.entry.action).collect();
+    for a in ["patient-merge", "patient-unmerge", "patient-link"] {
+        assert!(actions.iter().any(|x| x == a), "{a} not audited: {actions:?}");
+    }
+}
