@@ -323,15 +323,19 @@ fn name_text(n: &Value) -> String {
     format!("{family}{}", given.join(""))
 }
 
-fn candidate_of(id: &str, p: &Value, score: Score) -> Candidate {
-    let person = person_of(p);
-    let pinyin = p["name"]
+/// The pinyin name of a stored Patient (its `ABC` representation), or "".
+pub fn pinyin_of(p: &Value) -> String {
+    p["name"]
         .as_array()
         .and_then(|ns| ns.iter().find(|n| n["extension"][0]["valueCode"] == "ABC"))
         .and_then(|n| n["text"].as_str())
         .unwrap_or_default()
-        .to_string();
-    let mrns = p["identifier"]
+        .to_string()
+}
+
+/// (campus, MRN) of every campus MRN a Patient carries.
+pub fn mrns_of(p: &Value) -> Vec<(String, String)> {
+    p["identifier"]
         .as_array()
         .map(|ids| {
             ids.iter()
@@ -341,7 +345,12 @@ fn candidate_of(id: &str, p: &Value, score: Score) -> Candidate {
                 })
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+fn candidate_of(id: &str, p: &Value, score: Score) -> Candidate {
+    let person = person_of(p);
+    let (pinyin, mrns) = (pinyin_of(p), mrns_of(p));
     let tail = person.phone.as_deref().map(matching::normalize_phone).filter(|d| d.len() >= 4);
     Candidate {
         id: id.to_string(),

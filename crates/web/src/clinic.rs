@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::AppState;
 use crate::i18n::Tr;
-use crate::pages::{Active, forbidden, lang, page, see_other};
+use crate::pages::{Active, cookie, forbidden, lang, page, see_other};
 
 const CAMPUS_COOKIE: &str = "lianyi_campus";
 
@@ -41,17 +41,6 @@ pub(crate) struct Shell {
     /// there is only one.
     pub campuses: Vec<(String, String, bool)>,
     pub campus_name: String,
-}
-
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
 }
 
 /// The campuses of the caller's grants, in grant order (`None`: every campus).
@@ -219,7 +208,12 @@ struct RegistrationPage<'a> {
     message: Option<String>,
 }
 
-impl RegistrationPage<'_> {
+impl<'a> RegistrationPage<'a> {
+    /// The empty form (or the typed one), nothing found yet.
+    fn new(t: Tr, shell: &'a Shell, form: &'a RegistrationForm) -> Self {
+        RegistrationPage { t, shell, form, errors: Vec::new(), duplicates: Vec::new(), same_id: None, message: None }
+    }
+
     fn error_for(&self, field: &str) -> Option<&str> {
         self.errors.iter().find(|(f, _)| *f == field).map(|(_, m)| m.as_str())
     }
@@ -242,18 +236,7 @@ async fn registration_form(State(state): State<AppState>, Active(info): Active, 
     }
     let shell = shell(&state, &info, t, &headers).await;
     let form = RegistrationForm::default();
-    page(
-        RegistrationPage {
-            t,
-            shell: &shell,
-            form: &form,
-            errors: Vec::new(),
-            duplicates: Vec::new(),
-            same_id: None,
-            message: None,
-        }
-        .render(),
-    )
+    page(RegistrationPage::new(t, &shell, &form).render())
 }
 
 async fn registration_submit(
@@ -267,31 +250,12 @@ async fn registration_submit(
         return forbidden(t);
     }
     let shell = shell(&state, &info, t, &headers).await;
+    let mut view = RegistrationPage::new(t, &shell, &form);
     let Some(campus) = shell.campus.clone() else {
-        let message = Some(t.get("reg-no-campus").to_string());
-        return page(
-            RegistrationPage {
-                t,
-                shell: &shell,
-                form: &form,
-                errors: Vec::new(),
-                duplicates: Vec::new(),
-                same_id: None,
-                message,
-            }
-            .render(),
-        );
+        view.message = Some(t.get("reg-no-campus").to_string());
+        return page(view.render());
     };
     let outcome = state.registry.register(&info.caller, &campus, &form.draft(), form.confirmed == "1").await;
-    let mut view = RegistrationPage {
-        t,
-        shell: &shell,
-        form: &form,
-        errors: Vec::new(),
-        duplicates: Vec::new(),
-        same_id: None,
-        message: None,
-    };
     match outcome {
         Ok(Registration::Created { id, .. }) => return see_other(&format!("/patients/{id}?registered=1")),
         Ok(Registration::PossibleDuplicates(list)) => {
@@ -339,23 +303,7 @@ fn age(birth: &str, today: &str) -> Option<u32> {
 
 fn banner(p: &Value, id: &str, today: &str) -> Banner {
     let person = lianyi_clinical::registry::person_of(p);
-    let pinyin = p["name"]
-        .as_array()
-        .and_then(|ns| ns.iter().find(|n| n["extension"][0]["valueCode"] == "ABC"))
-        .and_then(|n| n["text"].as_str())
-        .unwrap_or_default()
-        .to_string();
-    let mrns = p["identifier"]
-        .as_array()
-        .map(|ids| {
-            ids.iter()
-                .filter_map(|i| {
-                    let campus = i["system"].as_str()?.strip_prefix("urn:lianyi:sid:mrn:")?;
-                    Some((campus.to_string(), i["value"].as_str()?.to_string()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let (pinyin, mrns) = (lianyi_clinical::registry::pinyin_of(p), lianyi_clinical::registry::mrns_of(p));
     let birth = person.birth_date.clone().unwrap_or_default();
     Banner {
         id: id.to_string(),
