@@ -9,5 +9,6 @@ pub mod matching;
 pub mod merge;
 pub mod names;
 pub mod registry;
+pub mod scheduling;
 
 pub use matching::{Person, Reason, Score};

@@ -967,6 +967,32 @@ const DEMO_USERS: &[(&str, &str, &str, &str, Option<&str>)] = &[
 ];
 const DEMO_PASSWORD: &str = "Lianyi-Demo-2026";
 
+/// Weekday templates for every demo doctor (mornings 08:00–12:00 and afternoons
+/// 14:00–17:00 in 15-minute slots, Monday to Friday) and their slots for the next
+/// 14 days from today; returns how many slots were made.
+async fn demo_schedules(service: &FhirService, caller: &Caller, roles: &[String]) -> Result<usize, CliError> {
+    use lianyi_clinical::scheduling::{Scheduling, Session};
+    let scheduling = Scheduling::new(service.clone());
+    let mut sessions = Vec::new();
+    for weekday in 1..=5 {
+        sessions.push(Session { weekday, start: "08:00".into(), end: "12:00".into(), slot_minutes: 15 });
+        sessions.push(Session { weekday, start: "14:00".into(), end: "17:00".into(), slot_minutes: 15 });
+    }
+    let today = scheduling.today();
+    let mut made = 0;
+    for role in roles {
+        let schedule = scheduling
+            .set_template(caller, role, &sessions)
+            .await
+            .map_err(|e| CliError::Usage(format!("demo schedule for {role}: {e}")))?;
+        made += scheduling
+            .generate_slots(caller, &schedule, &today, 14)
+            .await
+            .map_err(|e| CliError::Usage(format!("demo slots for {role}: {e}")))?;
+    }
+    Ok(made)
+}
+
 async fn demo_command(listen: &str, data_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
     let started = Instant::now();
     let dir = data_dir.unwrap_or_else(|| std::env::temp_dir().join("lianyi-demo"));
@@ -1000,6 +1026,14 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>) -> Result<ExitCod
     let caller = Caller::system("lianyi demo");
     let data = demo::generate();
     let total = data.len();
+    // Doctors' roles get weekly templates (and slots) once the data is in.
+    let doctor_roles: Vec<String> = data
+        .iter()
+        .filter(|r| {
+            r.resource["resourceType"] == "PractitionerRole" && r.resource["code"][0]["coding"][0]["code"] == "doctor"
+        })
+        .filter_map(|r| r.resource["id"].as_str().map(str::to_string))
+        .collect();
     let mut batch = Vec::with_capacity(2000);
     for r in data {
         batch.push((r.resource, Some(r.campus)));
@@ -1014,6 +1048,7 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>) -> Result<ExitCod
     if !rep.rejected.is_empty() {
         return Err(CliError::Usage(format!("demo data rejected: {:?}", rep.rejected.first())));
     }
+    let slots = demo_schedules(&service, &caller, &doctor_roles).await?;
     let counts = store.count_by_type().await?;
     let clients = lianyi_security::ClientService::new(
         store.clone(),
@@ -1067,6 +1102,7 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>) -> Result<ExitCod
         demo::PATIENTS,
         started.elapsed().as_millis()
     );
+    println!("  Outpatient schedules: {} doctors, {slots} free slots over the next 14 days.", doctor_roles.len());
     println!();
     println!("  FHIR R4 API   http://{addr}/fhir");
     println!("  Capabilities  http://{addr}/fhir/metadata");

@@ -85,7 +85,8 @@ impl Role {
     pub fn scopes(self) -> ScopeSet {
         let extra = match self {
             Role::Registrar => {
-                "user/Patient.cru user/Encounter.cru user/Appointment.cru user/Coverage.cru user/Account.cru"
+                "user/Patient.cru user/Encounter.cru user/Appointment.cru user/Coverage.cru user/Account.cru \
+                 user/Schedule.cru user/Slot.cru"
             }
             Role::Doctor => {
                 "user/Encounter.cru user/Condition.cru user/AllergyIntolerance.cru user/Observation.cru \

@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/patients/{id}", get(patient_page))
         .route("/patients/{id}/{action}", axum::routing::post(index_action))
         .route("/campus/{id}", get(switch_campus))
+        .merge(crate::outpatient::router())
 }
 
 /// What every signed-in page shows around its content: the pages of the user's
@@ -64,6 +65,12 @@ pub(crate) fn nav_links(caller: &Caller) -> Vec<(&'static str, &'static str)> {
     let mut links = vec![("/", "nav-home")];
     if caller.access.allows("Patient", Perm::Create) && caller.access.patient.is_none() {
         links.push(("/registration", "nav-registration"));
+    }
+    if caller.access.allows("Appointment", Perm::Create) && caller.access.patient.is_none() {
+        links.push(("/scheduling", "nav-scheduling"));
+    }
+    if caller.access.allows("Encounter", Perm::Search) && caller.access.patient.is_none() {
+        links.push(("/queue", "nav-queue"));
     }
     if caller.can(Capability::BreakTheGlass) {
         links.push(("/break-glass", "nav-break-glass"));
@@ -329,14 +336,19 @@ struct PatientPage<'a> {
     registered: bool,
     /// What an index action did (`merged`, `linked`, `unmerged`) or why it failed.
     done: Option<String>,
+    /// The queue number a check-in gave.
+    queue: Option<u32>,
     error: Option<String>,
     index: IndexView,
+    may_book: bool,
+    appointments: Vec<crate::outpatient::AppointmentRow>,
 }
 
 #[derive(Deserialize)]
 struct PatientQuery {
     registered: Option<String>,
     done: Option<String>,
+    queue: Option<u32>,
     error: Option<String>,
 }
 
@@ -361,6 +373,9 @@ async fn patient_page(
         lianyi_fhir::datetime::format_instant(state.fhir.now_ms() + 8 * 3_600_000).chars().take(10).collect();
     let shell = shell(&state, &info, t, &headers).await;
     let index = index_view(&state, &info.caller, t, &stored.id, &body).await;
+    let may_book = info.caller.access.allows("Appointment", Perm::Create) && info.caller.access.patient.is_none();
+    let appointments =
+        if may_book { crate::outpatient::appointments(&state, &info.caller, t, &stored.id).await } else { Vec::new() };
     let known = |v: Option<String>, keys: &[&str]| v.filter(|x| keys.contains(&x.as_str()));
     page(
         PatientPage {
@@ -368,9 +383,12 @@ async fn patient_page(
             shell: &shell,
             b: banner(&body, &stored.id, &today),
             registered: q.registered.is_some(),
-            done: known(q.done, &["merged", "linked", "unmerged"]),
+            done: known(q.done, &["merged", "linked", "unmerged", "booked", "checked-in", "cancelled"]),
+            queue: q.queue,
             error: known(q.error, &["same-record", "already-merged", "not-merged", "no-provenance", "failed"]),
             index,
+            may_book,
+            appointments,
         }
         .render(),
     )

@@ -18,6 +18,7 @@ mod integration;
 pub mod mllp;
 mod oauth;
 mod ops;
+mod outpatient;
 mod pages;
 mod websocket;
 
@@ -90,6 +91,8 @@ pub struct AppState {
     pub outbound: lianyi_interop::Outbound,
     /// Registration and the patient index.
     pub registry: lianyi_clinical::registry::Registry,
+    /// Schedules, slots, appointments, check-in and queues.
+    pub scheduling: lianyi_clinical::scheduling::Scheduling,
 }
 
 /// A built application: database connected and migrated, ready to serve.
@@ -163,6 +166,7 @@ impl App {
             lianyi_interop::Outbound::new(fhir.clone(), config.default_campus.as_deref().unwrap_or("lianyi"));
         let limits = Arc::new(ops::RateLimiter::new(config.login_rate_per_minute));
         let registry = lianyi_clinical::registry::Registry::new(fhir.clone());
+        let scheduling = lianyi_clinical::scheduling::Scheduling::new(fhir.clone());
         Ok(App {
             state: AppState {
                 fhir,
@@ -174,6 +178,7 @@ impl App {
                 exports: Default::default(),
                 outbound,
                 registry,
+                scheduling,
             },
         })
     }

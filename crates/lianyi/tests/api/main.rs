@@ -12,6 +12,7 @@ mod export;
 mod helpers;
 mod hl7;
 mod outbound;
+mod outpatient;
 mod pages;
 mod process;
 mod registration;

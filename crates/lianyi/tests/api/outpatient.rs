@@ -1,0 +1,129 @@
+//! The outpatient day over the pages: a doctor's weekly template makes slots, the
+//! registrar books one for a patient (a second booking of the same slot is refused),
+//! checks the patient in (queue numbers in arrival order), cancels another booking
+//! (its slot is free again); the doctor calls the queue in order.
+
+use lianyi_clinical::scheduling::{Scheduling, Session};
+use lianyi_security::{Caller, ManualClock};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::spawn_app_clocked;
+use crate::pages::{between, csrf, logged_in};
+
+/// Monday 23 November 2026, 08:30 in Beijing.
+const MONDAY_0830: i64 = 1_795_393_800_000;
+
+#[tokio::test]
+async fn book_check_in_queue_and_call_next() {
+    let clock = ManualClock::new(MONDAY_0830);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    let east = app.client_with("system/*.cruds", "campus-east", None).await;
+    let put = |v: Value| {
+        let c = east.clone();
+        let url = app.url(&format!("/fhir/{}/{}", v["resourceType"].as_str().unwrap(), v["id"].as_str().unwrap()));
+        async move {
+            let r =
+                c.put(url).header("content-type", "application/fhir+json").body(v.to_string()).send().await.unwrap();
+            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        }
+    };
+    put(json!({"resourceType": "Organization", "id": "campus-east", "name": "东院区", "alias": ["East Campus"]})).await;
+    put(json!({"resourceType": "Organization", "id": "east-im", "name": "内科", "alias": ["Internal Medicine"],
+               "partOf": {"reference": "Organization/campus-east"}}))
+    .await;
+    put(json!({"resourceType": "Practitioner", "id": "dr-li", "name": [{"text": "李明", "family": "李", "given": ["明"]}]})).await;
+    put(
+        json!({"resourceType": "PractitionerRole", "id": "role-li", "practitioner": {"reference": "Practitioner/dr-li"},
+               "organization": {"reference": "Organization/east-im"}}),
+    )
+    .await;
+    for (id, name) in [("p1", "张三"), ("p2", "李四")] {
+        put(json!({"resourceType": "Patient", "id": id, "name": [{"text": name}], "gender": "male", "birthDate": "1980-01-01"}))
+            .await;
+    }
+    let scheduling = Scheduling::new(app.fhir.clone());
+    let system = Caller::system("test setup");
+    let schedule = scheduling
+        .set_template(
+            &system,
+            "role-li",
+            &[Session { weekday: 1, start: "08:00".into(), end: "10:00".into(), slot_minutes: 30 }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(scheduling.generate_slots(&system, &schedule, "2026-11-23", 7).await.unwrap(), 4, "Monday only");
+    assert_eq!(scheduling.generate_slots(&system, &schedule, "2026-11-23", 7).await.unwrap(), 0, "kept, not doubled");
+
+    let (mut registrar, _) = logged_in(&app, &clock, "reg.east", "registrar", "campus-east", None).await;
+    let (status, _, page) = registrar.get("/scheduling?patient=p1&dept=east-im&date=2026-11-23").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("李明") && page.contains(">08:00<") && page.contains(">09:30<"), "{page}");
+    let token = csrf(&page);
+    let first_slot = between(&page, "data-slot=\"", "\"").to_string();
+    let back = "dept=east-im&date=2026-11-23&patient=p1";
+    let (_, loc, _) = registrar
+        .post("/scheduling/book", &[("csrf", &token), ("slot", &first_slot), ("patient", "p1"), ("back", back)])
+        .await;
+    assert_eq!(loc, "/patients/p1?done=booked");
+    // The same slot again: refused, nothing booked twice.
+    let (_, loc, _) = registrar
+        .post("/scheduling/book", &[("csrf", &token), ("slot", &first_slot), ("patient", "p2"), ("back", back)])
+        .await;
+    assert!(loc.ends_with("&error=taken"), "{loc}");
+    let (_, _, page) = registrar.get(&loc).await;
+    assert!(!page.contains(&format!("data-slot=\"{first_slot}\"")), "the booked slot is no longer offered");
+    let second_slot = between(&page, "data-slot=\"", "\"").to_string();
+    registrar
+        .post("/scheduling/book", &[("csrf", &token), ("slot", &second_slot), ("patient", "p2"), ("back", back)])
+        .await;
+
+    // p2 arrives first: number 1; then p1: number 2.
+    for (patient, number) in [("p2", "1"), ("p1", "2")] {
+        let (_, _, page) = registrar.get(&format!("/patients/{patient}")).await;
+        let appointment =
+            between(between(&page, "id=\"appointments\"", "</table>"), "data-appointment=\"", "\"").to_string();
+        let (_, loc, _) = registrar
+            .post(&format!("/appointments/{appointment}/check-in"), &[("csrf", &token), ("patient", patient)])
+            .await;
+        assert_eq!(loc, format!("/patients/{patient}?done=checked-in&queue={number}"));
+        let (_, _, page) = registrar.get(&loc).await;
+        assert!(page.contains(&format!("候诊序号：{number}")) && page.contains("已签到"), "{page}");
+    }
+
+    // A booking cancelled frees its slot.
+    let (_, _, page) = registrar.get("/scheduling?patient=p1&dept=east-im&date=2026-11-23").await;
+    let third = between(&page, "data-slot=\"", "\"").to_string();
+    registrar.post("/scheduling/book", &[("csrf", &token), ("slot", &third), ("patient", "p1"), ("back", back)]).await;
+    let (_, _, page) = registrar.get("/patients/p1").await;
+    let rows = between(&page, "id=\"appointments\"", "</table>");
+    let booked = between(rows.split("已签到").last().unwrap(), "data-appointment=\"", "\"").to_string();
+    let (_, loc, _) =
+        registrar.post(&format!("/appointments/{booked}/cancel"), &[("csrf", &token), ("patient", "p1")]).await;
+    assert_eq!(loc, "/patients/p1?done=cancelled");
+    let free = scheduling.free_slots(&system, std::slice::from_ref(&schedule), "2026-11-23").await.unwrap();
+    assert_eq!(free.len(), 2, "four slots, two booked and checked in, the cancelled one free again");
+    assert!(free.iter().any(|s| s.id == third));
+
+    // The doctor calls the queue in order.
+    let (mut doctor, _) = logged_in(&app, &clock, "dr.li", "doctor", "campus-east", None).await;
+    let (_, _, page) = doctor.get("/queue?dept=east-im").await;
+    let queue = between(&page, "id=\"queue\"", "</table>");
+    assert!(queue.find("李四").unwrap() < queue.find("张三").unwrap(), "{queue}");
+    assert!(!queue.contains("已叫号"));
+    let token = csrf(&page);
+    let (_, loc, _) = doctor.post("/queue/call", &[("csrf", &token), ("dept", "east-im")]).await;
+    assert!(loc.starts_with("/encounters/"), "{loc}");
+    let (_, _, page) = doctor.get(&loc).await;
+    assert!(page.contains("李四") && page.contains("就诊中") && page.contains("id=\"queue-number\">1<"), "{page}");
+    let (_, loc, _) = doctor.post("/queue/call", &[("csrf", &token), ("dept", "east-im")]).await;
+    let (_, _, page) = doctor.get(&loc).await;
+    assert!(page.contains("张三"), "{page}");
+    let (_, loc, _) = doctor.post("/queue/call", &[("csrf", &token), ("dept", "east-im")]).await;
+    assert_eq!(loc, "/queue?dept=east-im&empty=1");
+
+    // Registration-side pages are not the doctor's; a patient account sees no queue.
+    assert_eq!(doctor.get("/scheduling").await.0, StatusCode::FORBIDDEN);
+    let (_, _, page) = registrar.get("/queue?dept=east-im").await;
+    assert!(!page.contains("id=\"call-next\""), "registrars see the queue but do not call");
+}

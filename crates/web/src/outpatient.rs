@@ -1,0 +1,454 @@
+//! Outpatient pages: free slots of a department's doctors on a day and booking for a
+//! patient, check-in and cancel on the patient page, the department's queue with
+//! call-next, and the encounter a call opens. The rules live in
+//! [`lianyi_clinical::scheduling`]; every read and write goes through the FHIR
+//! service as the signed-in user (permission, campus, audit).
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use lianyi_clinical::scheduling::{FreeSlot, QueueEntry, ScheduleError};
+use lianyi_fhir::ResourceType;
+use lianyi_fhir::search::parse_search;
+use lianyi_security::{Caller, Perm};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::AppState;
+use crate::clinic::{Shell, shell};
+use crate::i18n::Tr;
+use crate::pages::{Active, forbidden, lang, page, see_other};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/scheduling", get(scheduling_page))
+        .route("/scheduling/book", post(book))
+        .route("/appointments/{id}/{action}", post(appointment_action))
+        .route("/queue", get(queue_page))
+        .route("/queue/call", post(call_next))
+        .route("/encounters/{id}", get(encounter_page))
+}
+
+async fn search(state: &AppState, caller: &Caller, t: &str, params: &[(&str, String)]) -> Vec<Value> {
+    let Some(rt) = ResourceType::parse(t) else { return Vec::new() };
+    let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let Ok(req) = parse_search(rt, &params) else { return Vec::new() };
+    match state.fhir.search(caller, &req).await {
+        Ok(page) => page
+            .resources
+            .iter()
+            .chain(page.included.iter())
+            .filter_map(|r| serde_json::from_str::<Value>(&r.body).ok())
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, resource_type = t, "page search failed");
+            Vec::new()
+        }
+    }
+}
+
+async fn read(state: &AppState, caller: &Caller, t: &str, id: &str) -> Option<Value> {
+    let rt = ResourceType::parse(t)?;
+    let r = state.fhir.read(caller, rt, id).await.ok()?;
+    serde_json::from_str(&r.body).ok()
+}
+
+/// An Organization's or Practitioner's name in the page's language.
+fn display_name(v: &Value, t: Tr) -> String {
+    if v["resourceType"] == "Practitioner" {
+        let names = v["name"].as_array().cloned().unwrap_or_default();
+        let pick = |latin: bool| {
+            names.iter().find(|n| (n["extension"][0]["valueCode"] == "ABC") == latin).and_then(|n| n["text"].as_str())
+        };
+        let name =
+            if t.code() == "en" { pick(true).or_else(|| pick(false)) } else { pick(false).or_else(|| pick(true)) };
+        return name.unwrap_or_default().to_string();
+    }
+    let alias = v["alias"][0].as_str();
+    let name = v["name"].as_str();
+    if t.code() == "en" { alias.or(name) } else { name.or(alias) }.unwrap_or_default().to_string()
+}
+
+/// (id, name) of the departments of a campus.
+async fn departments(state: &AppState, caller: &Caller, t: Tr, campus: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = search(
+        state,
+        caller,
+        "Organization",
+        &[("partof", format!("Organization/{campus}")), ("_count", "100".into())],
+    )
+    .await
+    .iter()
+    .filter_map(|o| Some((o["id"].as_str()?.to_string(), display_name(o, t))))
+    .collect();
+    out.sort();
+    out
+}
+
+/// One doctor's free slots on the chosen day.
+struct DoctorSlots {
+    name: String,
+    /// (slot id, HH:MM)
+    slots: Vec<(String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "scheduling.html")]
+struct SchedulingPage<'a> {
+    t: Tr,
+    shell: &'a Shell,
+    departments: Vec<(String, String)>,
+    dept: String,
+    date: String,
+    patient: Option<(String, String)>,
+    doctors: Vec<DoctorSlots>,
+    error: Option<&'static str>,
+}
+
+#[derive(Deserialize, Default)]
+struct SchedulingQuery {
+    dept: Option<String>,
+    date: Option<String>,
+    patient: Option<String>,
+    error: Option<String>,
+}
+
+fn may_book(caller: &Caller) -> bool {
+    caller.access.allows("Appointment", Perm::Create) && caller.access.patient.is_none()
+}
+
+async fn scheduling_page(
+    State(state): State<AppState>,
+    Active(info): Active,
+    Query(q): Query<SchedulingQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let t = Tr::new(lang(&headers));
+    if !may_book(&info.caller) {
+        return forbidden(t);
+    }
+    let shell = shell(&state, &info, t, &headers).await;
+    let caller = &info.caller;
+    let departments = match &shell.campus {
+        Some(c) => departments(&state, caller, t, c).await,
+        None => Vec::new(),
+    };
+    let dept = q.dept.filter(|d| departments.iter().any(|(id, _)| id == d)).unwrap_or_default();
+    let date = q
+        .date
+        .filter(|d| lianyi_clinical::scheduling::weekday(d).is_some())
+        .unwrap_or_else(|| state.scheduling.today());
+    let patient = match q.patient.as_deref().filter(|p| !p.is_empty()) {
+        Some(p) => read(&state, caller, "Patient", p)
+            .await
+            .map(|v| (p.to_string(), lianyi_clinical::registry::person_of(&v).name)),
+        None => None,
+    };
+    let mut doctors = Vec::new();
+    if !dept.is_empty() {
+        let roles = search(
+            &state,
+            caller,
+            "PractitionerRole",
+            &[
+                ("organization", format!("Organization/{dept}")),
+                ("_include", "PractitionerRole:practitioner".into()),
+                ("_count", "100".into()),
+            ],
+        )
+        .await;
+        for role in roles.iter().filter(|r| r["resourceType"] == "PractitionerRole") {
+            let Some(role_id) = role["id"].as_str() else { continue };
+            let practitioner = role["practitioner"]["reference"].as_str().unwrap_or_default();
+            let name = roles
+                .iter()
+                .find(|p| {
+                    p["resourceType"] == "Practitioner"
+                        && format!("Practitioner/{}", p["id"].as_str().unwrap_or_default()) == practitioner
+                })
+                .map(|p| display_name(p, t))
+                .unwrap_or_default();
+            let schedules: Vec<String> = search(
+                &state,
+                caller,
+                "Schedule",
+                &[("actor", format!("PractitionerRole/{role_id}")), ("active", "true".into())],
+            )
+            .await
+            .iter()
+            .filter_map(|s| s["id"].as_str().map(str::to_string))
+            .collect();
+            if schedules.is_empty() {
+                continue;
+            }
+            let slots = state.scheduling.free_slots(caller, &schedules, &date).await.unwrap_or_default();
+            doctors.push(DoctorSlots {
+                name,
+                slots: slots.iter().map(|s: &FreeSlot| (s.id.clone(), s.start[11..16].to_string())).collect(),
+            });
+        }
+    }
+    let error = match q.error.as_deref() {
+        Some("taken") => Some("sched-error-taken"),
+        Some(_) => Some("sched-error-failed"),
+        None => None,
+    };
+    page(SchedulingPage { t, shell: &shell, departments, dept, date, patient, doctors, error }.render())
+}
+
+#[derive(Deserialize)]
+struct BookForm {
+    csrf: String,
+    slot: String,
+    patient: String,
+    #[serde(default)]
+    back: String,
+}
+
+async fn book(
+    State(state): State<AppState>,
+    Active(info): Active,
+    headers: HeaderMap,
+    Form(f): Form<BookForm>,
+) -> Response {
+    let t = Tr::new(lang(&headers));
+    if !may_book(&info.caller) || !lianyi_security::secrets::constant_time_eq(&info.csrf, &f.csrf) {
+        return forbidden(t);
+    }
+    match state.scheduling.book(&info.caller, &f.slot, &f.patient).await {
+        Ok(_) => see_other(&format!("/patients/{}?done=booked", f.patient)),
+        Err(ScheduleError::Taken) => see_other(&format!("/scheduling?{}&error=taken", f.back)),
+        Err(ScheduleError::Service(lianyi_services::ServiceError::Forbidden(_))) => forbidden(t),
+        Err(e) => {
+            tracing::error!(error = %e, "booking failed");
+            see_other(&format!("/scheduling?{}&error=failed", f.back))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ActionForm {
+    csrf: String,
+    patient: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn appointment_action(
+    State(state): State<AppState>,
+    Active(info): Active,
+    Path((id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    let t = Tr::new(lang(&headers));
+    if !may_book(&info.caller) || !lianyi_security::secrets::constant_time_eq(&info.csrf, &f.csrf) {
+        return forbidden(t);
+    }
+    let done = match action.as_str() {
+        "check-in" => state.scheduling.check_in(&info.caller, &id).await.map(|(_, n)| format!("checked-in&queue={n}")),
+        "cancel" => state.scheduling.cancel(&info.caller, &id, &f.reason).await.map(|()| "cancelled".to_string()),
+        _ => return crate::pages::not_found(t),
+    };
+    match done {
+        Ok(what) => see_other(&format!("/patients/{}?done={what}", f.patient)),
+        Err(ScheduleError::Service(lianyi_services::ServiceError::Forbidden(_))) => forbidden(t),
+        Err(e) => {
+            tracing::error!(error = %e, "appointment action failed");
+            see_other(&format!("/patients/{}?error=failed", f.patient))
+        }
+    }
+}
+
+/// A patient's booked and arrived appointments, for the patient page.
+pub(crate) struct AppointmentRow {
+    pub id: String,
+    pub start: String,
+    pub status: String,
+    pub doctor: String,
+}
+
+pub(crate) async fn appointments(state: &AppState, caller: &Caller, t: Tr, patient: &str) -> Vec<AppointmentRow> {
+    let rows = search(
+        state,
+        caller,
+        "Appointment",
+        &[
+            ("patient", format!("Patient/{patient}")),
+            ("status", "booked,arrived".into()),
+            ("_include", "Appointment:practitioner".into()),
+            ("_count", "50".into()),
+        ],
+    )
+    .await;
+    let mut out: Vec<AppointmentRow> = rows
+        .iter()
+        .filter(|a| a["resourceType"] == "Appointment")
+        .map(|a| {
+            let doctor_ref = a["participant"]
+                .as_array()
+                .and_then(|ps| {
+                    ps.iter().find_map(|p| p["actor"]["reference"].as_str().filter(|r| r.starts_with("Practitioner/")))
+                })
+                .unwrap_or_default();
+            let doctor = rows
+                .iter()
+                .find(|p| {
+                    p["resourceType"] == "Practitioner"
+                        && format!("Practitioner/{}", p["id"].as_str().unwrap_or_default()) == doctor_ref
+                })
+                .map(|p| display_name(p, t))
+                .unwrap_or_default();
+            let start = a["start"].as_str().unwrap_or_default();
+            AppointmentRow {
+                id: a["id"].as_str().unwrap_or_default().to_string(),
+                start: format!("{} {}", start.get(..10).unwrap_or_default(), start.get(11..16).unwrap_or_default()),
+                status: a["status"].as_str().unwrap_or_default().to_string(),
+                doctor,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.start.cmp(&b.start));
+    out
+}
+
+struct QueueRow {
+    number: u32,
+    name: String,
+    called: bool,
+    encounter: String,
+}
+
+#[derive(Template)]
+#[template(path = "queue.html")]
+struct QueuePage<'a> {
+    t: Tr,
+    shell: &'a Shell,
+    departments: Vec<(String, String)>,
+    dept: String,
+    rows: Vec<QueueRow>,
+    may_call: bool,
+    empty: bool,
+}
+
+#[derive(Deserialize, Default)]
+struct QueueQuery {
+    dept: Option<String>,
+    empty: Option<String>,
+}
+
+fn may_see_queue(caller: &Caller) -> bool {
+    caller.access.allows("Encounter", Perm::Search) && caller.access.patient.is_none()
+}
+
+async fn queue_page(
+    State(state): State<AppState>,
+    Active(info): Active,
+    Query(q): Query<QueueQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let t = Tr::new(lang(&headers));
+    if !may_see_queue(&info.caller) {
+        return forbidden(t);
+    }
+    let shell = shell(&state, &info, t, &headers).await;
+    let departments = match &shell.campus {
+        Some(c) => departments(&state, &info.caller, t, c).await,
+        None => Vec::new(),
+    };
+    let dept = q.dept.filter(|d| departments.iter().any(|(id, _)| id == d)).unwrap_or_default();
+    let mut rows = Vec::new();
+    if !dept.is_empty() {
+        let entries: Vec<QueueEntry> = state.scheduling.queue(&info.caller, &dept).await.unwrap_or_default();
+        for e in entries {
+            let name = read(&state, &info.caller, "Patient", &e.patient)
+                .await
+                .map(|p| lianyi_clinical::registry::person_of(&p).name)
+                .unwrap_or_default();
+            rows.push(QueueRow { number: e.number, name, called: e.status == "in-progress", encounter: e.encounter });
+        }
+    }
+    let may_call =
+        info.caller.access.allows("Encounter", Perm::Update) && info.caller.access.allows("Condition", Perm::Create);
+    page(QueuePage { t, shell: &shell, departments, dept, rows, may_call, empty: q.empty.is_some() }.render())
+}
+
+#[derive(Deserialize)]
+struct CallForm {
+    csrf: String,
+    dept: String,
+}
+
+async fn call_next(
+    State(state): State<AppState>,
+    Active(info): Active,
+    headers: HeaderMap,
+    Form(f): Form<CallForm>,
+) -> Response {
+    let t = Tr::new(lang(&headers));
+    if !may_see_queue(&info.caller) || !lianyi_security::secrets::constant_time_eq(&info.csrf, &f.csrf) {
+        return forbidden(t);
+    }
+    match state.scheduling.call_next(&info.caller, &f.dept).await {
+        Ok(Some(next)) => see_other(&format!("/encounters/{}", next.encounter)),
+        Ok(None) => see_other(&format!("/queue?dept={}&empty=1", f.dept)),
+        Err(ScheduleError::Service(lianyi_services::ServiceError::Forbidden(_))) => forbidden(t),
+        Err(e) => {
+            tracing::error!(error = %e, "call-next failed");
+            see_other(&format!("/queue?dept={}", f.dept))
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "encounter.html")]
+struct EncounterPage<'a> {
+    t: Tr,
+    shell: &'a Shell,
+    patient_id: String,
+    patient_name: String,
+    status: String,
+    department: String,
+    started: String,
+    queue_number: String,
+}
+
+async fn encounter_page(
+    State(state): State<AppState>,
+    Active(info): Active,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let t = Tr::new(lang(&headers));
+    let Some(e) = read(&state, &info.caller, "Encounter", &id).await else { return crate::pages::not_found(t) };
+    let shell = shell(&state, &info, t, &headers).await;
+    let patient_id = e["subject"]["reference"].as_str().unwrap_or_default().trim_start_matches("Patient/").to_string();
+    let patient_name = match read(&state, &info.caller, "Patient", &patient_id).await {
+        Some(p) => lianyi_clinical::registry::person_of(&p).name,
+        None => String::new(),
+    };
+    let dept_id =
+        e["serviceProvider"]["reference"].as_str().unwrap_or_default().trim_start_matches("Organization/").to_string();
+    let department = match read(&state, &info.caller, "Organization", &dept_id).await {
+        Some(o) => display_name(&o, t),
+        None => dept_id,
+    };
+    let started = e["period"]["start"].as_str().unwrap_or_default();
+    let started = format!("{} {}", started.get(..10).unwrap_or_default(), started.get(11..16).unwrap_or_default());
+    let queue_number = e["identifier"]
+        .as_array()
+        .and_then(|ids| {
+            ids.iter().find(|i| i["system"].as_str().is_some_and(|s| s.starts_with("urn:lianyi:sid:queue:")))
+        })
+        .and_then(|i| i["value"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let status = e["status"].as_str().unwrap_or_default().to_string();
+    page(
+        EncounterPage { t, shell: &shell, patient_id, patient_name, status, department, started, queue_number }
+            .render(),
+    )
+}
