@@ -383,7 +383,7 @@ async fn patient_page(
             shell: &shell,
             b: banner(&body, &stored.id, &today),
             registered: q.registered.is_some(),
-            done: known(q.done, &["merged", "linked", "unmerged", "booked", "checked-in", "cancelled"]),
+            done: known(q.done, &["merged", "linked", "unmerged", "booked", "rescheduled", "checked-in", "cancelled"]),
             queue: q.queue,
             error: known(q.error, &["same-record", "already-merged", "not-merged", "no-provenance", "failed"]),
             index,

@@ -104,6 +104,8 @@ struct SchedulingPage<'a> {
     dept: String,
     date: String,
     patient: Option<(String, String)>,
+    /// The appointment being moved to another time.
+    reschedule: String,
     doctors: Vec<DoctorSlots>,
     error: Option<&'static str>,
 }
@@ -113,6 +115,7 @@ struct SchedulingQuery {
     dept: Option<String>,
     date: Option<String>,
     patient: Option<String>,
+    reschedule: Option<String>,
     error: Option<String>,
 }
 
@@ -196,7 +199,8 @@ async fn scheduling_page(
         Some(_) => Some("sched-error-failed"),
         None => None,
     };
-    page(SchedulingPage { t, shell: &shell, departments, dept, date, patient, doctors, error }.render())
+    let reschedule = q.reschedule.unwrap_or_default();
+    page(SchedulingPage { t, shell: &shell, departments, dept, date, patient, reschedule, doctors, error }.render())
 }
 
 #[derive(Deserialize)]
@@ -206,6 +210,9 @@ struct BookForm {
     patient: String,
     #[serde(default)]
     back: String,
+    /// Set when an existing appointment moves to this slot.
+    #[serde(default)]
+    reschedule: String,
 }
 
 async fn book(
@@ -218,8 +225,14 @@ async fn book(
     if !may_book(&info.caller) || !lianyi_security::secrets::constant_time_eq(&info.csrf, &f.csrf) {
         return forbidden(t);
     }
-    match state.scheduling.book(&info.caller, &f.slot, &f.patient).await {
-        Ok(_) => see_other(&format!("/patients/{}?done=booked", f.patient)),
+    let outcome = if f.reschedule.is_empty() {
+        state.scheduling.book(&info.caller, &f.slot, &f.patient).await
+    } else {
+        state.scheduling.reschedule(&info.caller, &f.reschedule, &f.slot).await
+    };
+    let done = if f.reschedule.is_empty() { "booked" } else { "rescheduled" };
+    match outcome {
+        Ok(_) => see_other(&format!("/patients/{}?done={done}", f.patient)),
         Err(ScheduleError::Taken) => see_other(&format!("/scheduling?{}&error=taken", f.back)),
         Err(ScheduleError::Service(lianyi_services::ServiceError::Forbidden(_))) => forbidden(t),
         Err(e) => {

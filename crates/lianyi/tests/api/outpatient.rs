@@ -98,12 +98,31 @@ async fn book_check_in_queue_and_call_next() {
     let (_, _, page) = registrar.get("/patients/p1").await;
     let rows = between(&page, "id=\"appointments\"", "</table>");
     let booked = between(rows.split("已签到").last().unwrap(), "data-appointment=\"", "\"").to_string();
+    // Moved to the last free time: the earlier slot is free again.
+    let (_, _, page) =
+        registrar.get(&format!("/scheduling?patient=p1&reschedule={booked}&dept=east-im&date=2026-11-23")).await;
+    assert!(page.contains("为以下患者改约"), "{page}");
+    let slots: Vec<String> =
+        page.split("data-slot=\"").skip(1).map(|s| s[..s.find('"').unwrap()].to_string()).collect();
+    assert_eq!(slots.len(), 1, "one free time left: {slots:?}");
+    let (_, loc, _) = registrar
+        .post(
+            "/scheduling/book",
+            &[("csrf", &token), ("slot", &slots[0]), ("patient", "p1"), ("back", back), ("reschedule", &booked)],
+        )
+        .await;
+    assert_eq!(loc, "/patients/p1?done=rescheduled");
+    let free = scheduling.free_slots(&system, std::slice::from_ref(&schedule), "2026-11-23").await.unwrap();
+    assert_eq!(free.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), vec![third.as_str()]);
+    let (_, _, page) = registrar.get("/patients/p1").await;
+    let rows = between(&page, "id=\"appointments\"", "</table>");
+    let booked = between(rows.split("已签到").last().unwrap(), "data-appointment=\"", "\"").to_string();
     let (_, loc, _) =
         registrar.post(&format!("/appointments/{booked}/cancel"), &[("csrf", &token), ("patient", "p1")]).await;
     assert_eq!(loc, "/patients/p1?done=cancelled");
     let free = scheduling.free_slots(&system, std::slice::from_ref(&schedule), "2026-11-23").await.unwrap();
     assert_eq!(free.len(), 2, "four slots, two booked and checked in, the cancelled one free again");
-    assert!(free.iter().any(|s| s.id == third));
+    assert!(free.iter().any(|s| s.id == third) && free.iter().any(|s| s.id == slots[0]));
 
     // The doctor calls the queue in order.
     let (mut doctor, _) = logged_in(&app, &clock, "dr.li", "doctor", "campus-east", None).await;
