@@ -5,6 +5,8 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod encounter;
+pub mod icd10;
 pub mod matching;
 pub mod merge;
 pub mod names;

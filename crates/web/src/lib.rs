@@ -93,6 +93,8 @@ pub struct AppState {
     pub registry: lianyi_clinical::registry::Registry,
     /// Schedules, slots, appointments, check-in and queues.
     pub scheduling: lianyi_clinical::scheduling::Scheduling,
+    /// Diagnoses and allergies of the encounter workspace.
+    pub workspace: lianyi_clinical::encounter::Workspace,
 }
 
 /// A built application: database connected and migrated, ready to serve.
@@ -167,6 +169,7 @@ impl App {
         let limits = Arc::new(ops::RateLimiter::new(config.login_rate_per_minute));
         let registry = lianyi_clinical::registry::Registry::new(fhir.clone());
         let scheduling = lianyi_clinical::scheduling::Scheduling::new(fhir.clone());
+        let workspace = lianyi_clinical::encounter::Workspace::new(fhir.clone());
         Ok(App {
             state: AppState {
                 fhir,
@@ -179,6 +182,7 @@ impl App {
                 outbound,
                 registry,
                 scheduling,
+                workspace,
             },
         })
     }

@@ -30,6 +30,8 @@ pub fn router() -> Router<AppState> {
         .route("/queue", get(queue_page))
         .route("/queue/call", post(call_next))
         .route("/encounters/{id}", get(encounter_page))
+        .route("/encounters/{id}/diagnoses", post(add_diagnosis))
+        .route("/encounters/{id}/allergies", post(add_allergy))
 }
 
 async fn search(state: &AppState, caller: &Caller, t: &str, params: &[(&str, String)]) -> Vec<Value> {
@@ -416,36 +418,60 @@ async fn call_next(
     }
 }
 
+/// A diagnosis or search result as the workspace shows it.
+struct CodeRow {
+    code: String,
+    title: String,
+}
+
 #[derive(Template)]
 #[template(path = "encounter.html")]
 struct EncounterPage<'a> {
     t: Tr,
     shell: &'a Shell,
+    id: String,
     patient_id: String,
     patient_name: String,
     status: String,
     department: String,
     started: String,
     queue_number: String,
+    allergies: Vec<lianyi_clinical::encounter::Allergy>,
+    diagnoses: Vec<CodeRow>,
+    icd_query: String,
+    icd_results: Vec<CodeRow>,
+    may_diagnose: bool,
+    may_record_allergy: bool,
+    done: Option<&'static str>,
+    error: Option<&'static str>,
+}
+
+#[derive(Deserialize, Default)]
+struct EncounterQuery {
+    icd: Option<String>,
+    done: Option<String>,
+    error: Option<String>,
 }
 
 async fn encounter_page(
     State(state): State<AppState>,
     Active(info): Active,
     Path(id): Path<String>,
+    Query(q): Query<EncounterQuery>,
     headers: HeaderMap,
 ) -> Response {
     let t = Tr::new(lang(&headers));
-    let Some(e) = read(&state, &info.caller, "Encounter", &id).await else { return crate::pages::not_found(t) };
+    let caller = &info.caller;
+    let Some(e) = read(&state, caller, "Encounter", &id).await else { return crate::pages::not_found(t) };
     let shell = shell(&state, &info, t, &headers).await;
     let patient_id = e["subject"]["reference"].as_str().unwrap_or_default().trim_start_matches("Patient/").to_string();
-    let patient_name = match read(&state, &info.caller, "Patient", &patient_id).await {
+    let patient_name = match read(&state, caller, "Patient", &patient_id).await {
         Some(p) => lianyi_clinical::registry::person_of(&p).name,
         None => String::new(),
     };
     let dept_id =
         e["serviceProvider"]["reference"].as_str().unwrap_or_default().trim_start_matches("Organization/").to_string();
-    let department = match read(&state, &info.caller, "Organization", &dept_id).await {
+    let department = match read(&state, caller, "Organization", &dept_id).await {
         Some(o) => display_name(&o, t),
         None => dept_id,
     };
@@ -460,8 +486,126 @@ async fn encounter_page(
         .unwrap_or_default()
         .to_string();
     let status = e["status"].as_str().unwrap_or_default().to_string();
+    let allergies = state.workspace.allergies(caller, &patient_id).await.unwrap_or_default();
+    let lang_code = t.code();
+    let diagnoses = state
+        .workspace
+        .diagnoses(caller, &id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| CodeRow {
+            title: if lang_code == "en" {
+                d.title_en.clone()
+            } else {
+                d.title_zh.clone().unwrap_or(d.title_en.clone())
+            },
+            code: d.code,
+        })
+        .collect();
+    let icd_query = q.icd.unwrap_or_default();
+    let icd_results = lianyi_clinical::icd10::search(&icd_query, 20)
+        .into_iter()
+        .map(|c| CodeRow { code: c.code.to_string(), title: c.title(lang_code).to_string() })
+        .collect();
+    let may_diagnose = caller.access.allows("Condition", Perm::Create);
+    let may_record_allergy = caller.access.allows("AllergyIntolerance", Perm::Create);
+    let done = match q.done.as_deref() {
+        Some("diagnosis") => Some("ws-done-diagnosis"),
+        Some("allergy") => Some("ws-done-allergy"),
+        _ => None,
+    };
+    let error = q.error.as_deref().map(|e| match e {
+        "icd10-unknown" => "ws-error-icd10",
+        "substance" => "ws-error-substance",
+        _ => "ws-error-failed",
+    });
     page(
-        EncounterPage { t, shell: &shell, patient_id, patient_name, status, department, started, queue_number }
-            .render(),
+        EncounterPage {
+            t,
+            shell: &shell,
+            id,
+            patient_id,
+            patient_name,
+            status,
+            department,
+            started,
+            queue_number,
+            allergies,
+            diagnoses,
+            icd_query,
+            icd_results,
+            may_diagnose,
+            may_record_allergy,
+            done,
+            error,
+        }
+        .render(),
     )
+}
+
+#[derive(Deserialize)]
+struct DiagnosisForm {
+    csrf: String,
+    code: String,
+}
+
+fn workspace_error(id: &str, e: &lianyi_clinical::registry::RegistryError, t: Tr) -> Response {
+    use lianyi_clinical::registry::RegistryError;
+    match e {
+        RegistryError::Forbidden(_) | RegistryError::Service(lianyi_services::ServiceError::Forbidden(_)) => {
+            forbidden(t)
+        }
+        RegistryError::Invalid(errors) => {
+            see_other(&format!("/encounters/{id}?error={}", errors.first().map_or("failed", |e| e.code)))
+        }
+        other => {
+            tracing::error!(error = %other, "encounter workspace write failed");
+            see_other(&format!("/encounters/{id}?error=failed"))
+        }
+    }
+}
+
+async fn add_diagnosis(
+    State(state): State<AppState>,
+    Active(info): Active,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<DiagnosisForm>,
+) -> Response {
+    let t = Tr::new(lang(&headers));
+    if !lianyi_security::secrets::constant_time_eq(&info.csrf, &f.csrf) {
+        return forbidden(t);
+    }
+    match state.workspace.add_diagnosis(&info.caller, &id, &f.code).await {
+        Ok(_) => see_other(&format!("/encounters/{id}?done=diagnosis")),
+        Err(e) => workspace_error(&id, &e, t),
+    }
+}
+
+#[derive(Deserialize)]
+struct AllergyForm {
+    csrf: String,
+    patient: String,
+    substance: String,
+    criticality: String,
+    #[serde(default)]
+    reaction: String,
+}
+
+async fn add_allergy(
+    State(state): State<AppState>,
+    Active(info): Active,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<AllergyForm>,
+) -> Response {
+    let t = Tr::new(lang(&headers));
+    if !lianyi_security::secrets::constant_time_eq(&info.csrf, &f.csrf) {
+        return forbidden(t);
+    }
+    match state.workspace.add_allergy(&info.caller, &f.patient, &f.substance, &f.criticality, &f.reaction).await {
+        Ok(_) => see_other(&format!("/encounters/{id}?done=allergy")),
+        Err(e) => workspace_error(&id, &e, t),
+    }
 }

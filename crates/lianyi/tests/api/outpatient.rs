@@ -135,6 +135,41 @@ async fn book_check_in_queue_and_call_next() {
     assert!(loc.starts_with("/encounters/"), "{loc}");
     let (_, _, page) = doctor.get(&loc).await;
     assert!(page.contains("李四") && page.contains("就诊中") && page.contains("id=\"queue-number\">1<"), "{page}");
+    // The workspace: an ICD-10 diagnosis found by its Chinese name, an allergy.
+    let encounter = loc.trim_start_matches("/encounters/").to_string();
+    assert!(page.contains("未记录过敏史"), "{page}");
+    let (_, _, page) = doctor.get(&format!("{loc}?icd=%E9%AB%98%E8%A1%80%E5%8E%8B")).await;
+    let results = between(&page, "id=\"icd-results\"", "</table>");
+    assert!(results.contains("data-code=\"I10\"") && results.contains("原发性高血压"), "{results}");
+    let (_, back, _) = doctor.post(&format!("{loc}/diagnoses"), &[("csrf", &token), ("code", "I10")]).await;
+    assert_eq!(back, format!("{loc}?done=diagnosis"));
+    let (_, back, _) = doctor.post(&format!("{loc}/diagnoses"), &[("csrf", &token), ("code", "X99.99")]).await;
+    assert_eq!(back, format!("{loc}?error=icd10-unknown"));
+    let (_, back, _) = doctor
+        .post(
+            &format!("{loc}/allergies"),
+            &[
+                ("csrf", &token),
+                ("patient", "p2"),
+                ("substance", "青霉素"),
+                ("criticality", "high"),
+                ("reaction", "皮疹"),
+            ],
+        )
+        .await;
+    assert_eq!(back, format!("{loc}?done=allergy"));
+    let (_, _, page) = doctor.get(&loc).await;
+    assert!(between(&page, "id=\"diagnoses\"", "</ul>").contains("I10</code> 原发性高血压"), "{page}");
+    assert!(between(&page, "id=\"allergies\"", "</p>").contains("青霉素 (高危) — 皮疹"), "{page}");
+    doctor.lang = "en";
+    let (_, _, page) = doctor.get(&loc).await;
+    assert!(page.contains("Essential (primary) hypertension") && page.contains("high risk"), "{page}");
+    doctor.lang = "zh-CN";
+    let conditions =
+        app.get(&format!("/fhir/Condition?encounter=Encounter/{encounter}")).await.json::<Value>().await.unwrap();
+    assert_eq!(conditions["entry"][0]["resource"]["code"]["coding"][0]["system"], "http://hl7.org/fhir/sid/icd-10-cm");
+    assert_eq!(conditions["entry"][0]["resource"]["subject"]["reference"], "Patient/p2");
+
     let (_, loc, _) = doctor.post("/queue/call", &[("csrf", &token), ("dept", "east-im")]).await;
     let (_, _, page) = doctor.get(&loc).await;
     assert!(page.contains("张三"), "{page}");

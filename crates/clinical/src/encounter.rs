@@ -1,0 +1,163 @@
+//! The doctor's encounter workspace: diagnoses coded with ICD-10 (a Condition of
+//! category `encounter-diagnosis` linked to the Encounter) and the patient's
+//! allergies (AllergyIntolerance), written through the FHIR service as the doctor.
+
+use lianyi_fhir::ResourceType;
+use lianyi_fhir::search::parse_search;
+use lianyi_security::Caller;
+use lianyi_services::FhirService;
+use serde_json::{Value, json};
+
+use crate::icd10;
+use crate::registry::{FieldError, RegistryError};
+
+fn invalid(field: &'static str, code: &'static str, detail: impl Into<String>) -> RegistryError {
+    RegistryError::Invalid(vec![FieldError { field, code, detail: detail.into() }])
+}
+
+fn rtype(name: &str) -> Result<ResourceType, RegistryError> {
+    ResourceType::parse(name).ok_or_else(|| invalid("type", "type", format!("{name} is not supported")))
+}
+
+/// A diagnosis as the workspace lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnosis {
+    pub id: String,
+    pub code: String,
+    pub title_en: String,
+    pub title_zh: Option<String>,
+}
+
+/// An allergy as the banner and the workspace show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Allergy {
+    pub id: String,
+    pub substance: String,
+    pub criticality: String,
+    pub reaction: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    fhir: FhirService,
+}
+
+impl Workspace {
+    pub fn new(fhir: FhirService) -> Workspace {
+        Workspace { fhir }
+    }
+
+    async fn encounter(&self, caller: &Caller, id: &str) -> Result<Value, RegistryError> {
+        let r = self.fhir.read(caller, rtype("Encounter")?, id).await?;
+        serde_json::from_str(&r.body).map_err(|e| invalid("encounter", "stored", e.to_string()))
+    }
+
+    async fn search(&self, caller: &Caller, t: &str, params: &[(&str, String)]) -> Result<Vec<Value>, RegistryError> {
+        let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let req = parse_search(rtype(t)?, &params).map_err(|i| invalid("search", "search", i.diagnostics))?;
+        let page = self.fhir.search(caller, &req).await?;
+        Ok(page.resources.iter().filter_map(|r| serde_json::from_str(&r.body).ok()).collect())
+    }
+
+    /// Records an ICD-10 diagnosis for the encounter; returns the Condition's id.
+    pub async fn add_diagnosis(&self, caller: &Caller, encounter: &str, code: &str) -> Result<String, RegistryError> {
+        let Some(c) = icd10::lookup(code) else {
+            return Err(invalid("code", "icd10-unknown", format!("'{code}' is not an ICD-10 code of the table")));
+        };
+        let e = self.encounter(caller, encounter).await?;
+        let mut text = c.en.to_string();
+        if let Some(zh) = c.zh {
+            text = format!("{zh} ({})", c.en);
+        }
+        let condition = json!({"resourceType": "Condition",
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+            "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed"}]},
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": "encounter-diagnosis"}]}],
+            "code": {"coding": [{"system": icd10::SYSTEM, "code": c.code, "display": c.en}], "text": text},
+            "subject": e["subject"],
+            "encounter": {"reference": format!("Encounter/{encounter}")},
+            "recordedDate": crate::scheduling::local_instant(self.fhir.now_ms())});
+        let w = self.fhir.create(caller, rtype("Condition")?, condition).await?;
+        Ok(w.id)
+    }
+
+    /// The encounter's diagnoses, in the order they were recorded.
+    pub async fn diagnoses(&self, caller: &Caller, encounter: &str) -> Result<Vec<Diagnosis>, RegistryError> {
+        let rows = self
+            .search(
+                caller,
+                "Condition",
+                &[("encounter", format!("Encounter/{encounter}")), ("_sort", "_lastUpdated".into())],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|c| {
+                let coding = &c["code"]["coding"][0];
+                let code = coding["code"].as_str().unwrap_or_default().to_string();
+                let known = icd10::lookup(&code);
+                Diagnosis {
+                    id: c["id"].as_str().unwrap_or_default().to_string(),
+                    title_en: coding["display"].as_str().unwrap_or_default().to_string(),
+                    title_zh: known.and_then(|k| k.zh.map(str::to_string)),
+                    code,
+                }
+            })
+            .collect())
+    }
+
+    /// Records an allergy of the patient (substance as text, criticality high, low
+    /// or unable-to-assess, the reaction seen); returns the AllergyIntolerance's id.
+    pub async fn add_allergy(
+        &self,
+        caller: &Caller,
+        patient: &str,
+        substance: &str,
+        criticality: &str,
+        reaction: &str,
+    ) -> Result<String, RegistryError> {
+        let substance = substance.trim();
+        if substance.is_empty() || substance.chars().count() > 100 {
+            return Err(invalid("substance", "substance", "the substance is required (at most 100 characters)"));
+        }
+        if !matches!(criticality, "high" | "low" | "unable-to-assess") {
+            return Err(invalid("criticality", "criticality", "one of high, low, unable-to-assess"));
+        }
+        let mut allergy = json!({"resourceType": "AllergyIntolerance",
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]},
+            "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification", "code": "confirmed"}]},
+            "type": "allergy", "category": ["medication"], "criticality": criticality,
+            "code": {"text": substance},
+            "patient": {"reference": format!("Patient/{patient}")},
+            "recordedDate": crate::scheduling::local_instant(self.fhir.now_ms())});
+        if !reaction.trim().is_empty() {
+            allergy["reaction"] = json!([{"manifestation": [{"text": reaction.trim()}]}]);
+        }
+        let w = self.fhir.create(caller, rtype("AllergyIntolerance")?, allergy).await?;
+        Ok(w.id)
+    }
+
+    /// The patient's active allergies.
+    pub async fn allergies(&self, caller: &Caller, patient: &str) -> Result<Vec<Allergy>, RegistryError> {
+        let rows = self
+            .search(
+                caller,
+                "AllergyIntolerance",
+                &[("patient", format!("Patient/{patient}")), ("clinical-status", "active".into())],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|a| Allergy {
+                id: a["id"].as_str().unwrap_or_default().to_string(),
+                substance: a["code"]["text"]
+                    .as_str()
+                    .or_else(|| a["code"]["coding"][0]["display"].as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                criticality: a["criticality"].as_str().unwrap_or("unable-to-assess").to_string(),
+                reaction: a["reaction"][0]["manifestation"][0]["text"].as_str().unwrap_or_default().to_string(),
+            })
+            .collect())
+    }
+}

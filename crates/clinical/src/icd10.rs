@@ -1,0 +1,114 @@
+//! ICD-10 code search for diagnoses. The table is ICD-10-CM (CDC/NCHS, April 2026,
+//! public domain) at the category and subcategory level (`A00`, `A00.0`; 12,014
+//! codes, built by `tools/icd10/extract.py`), with Chinese titles for the common
+//! diagnoses (`data/icd10-zh.tsv`, the project's own translation). Both are compiled
+//! into the binary.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+/// The code system of the codes (FHIR's URI for ICD-10-CM).
+pub const SYSTEM: &str = "http://hl7.org/fhir/sid/icd-10-cm";
+
+/// One code of the table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Code {
+    pub code: &'static str,
+    pub en: &'static str,
+    pub zh: Option<&'static str>,
+}
+
+impl Code {
+    /// The title in `lang` (`zh-CN` or `en`); English where no Chinese title exists.
+    pub fn title(&self, lang: &str) -> &'static str {
+        if lang.starts_with("zh") { self.zh.unwrap_or(self.en) } else { self.en }
+    }
+}
+
+fn rows(text: &'static str) -> impl Iterator<Item = (&'static str, &'static str)> {
+    text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).filter_map(|l| l.split_once('\t'))
+}
+
+static TABLE: LazyLock<Vec<Code>> = LazyLock::new(|| {
+    let zh: HashMap<&str, &str> = rows(include_str!("../data/icd10-zh.tsv")).collect();
+    rows(include_str!("../data/icd10cm.tsv")).map(|(code, en)| Code { code, en, zh: zh.get(code).copied() }).collect()
+});
+
+/// The code, exactly (`e87.5`, `E875` and `E87.5` are the same).
+pub fn lookup(code: &str) -> Option<Code> {
+    let key = normalize(code);
+    TABLE.iter().find(|c| normalize(c.code) == key).cloned()
+}
+
+fn normalize(code: &str) -> String {
+    code.trim().chars().filter(|c| *c != '.').flat_map(char::to_uppercase).collect()
+}
+
+/// Codes matching `query`, best first, at most `limit`: a code or its beginning
+/// (`E87`, `e875`), or words of the title (English words' beginnings, or a
+/// Chinese title containing the text).
+pub fn search(query: &str, limit: usize) -> Vec<Code> {
+    let q = query.trim();
+    if q.is_empty() {
+        return Vec::new();
+    }
+    let code_key = normalize(q);
+    let looks_like_code = code_key.len() <= 5
+        && code_key.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && code_key.chars().skip(1).all(|c| c.is_ascii_alphanumeric())
+        && code_key.chars().nth(1).is_none_or(|c| c.is_ascii_digit());
+    let words: Vec<String> = q.to_lowercase().split_whitespace().map(str::to_string).collect();
+    let mut scored: Vec<(u8, &Code)> = TABLE
+        .iter()
+        .filter_map(|c| {
+            let key = normalize(c.code);
+            if looks_like_code && key == code_key {
+                return Some((0, c));
+            }
+            if looks_like_code && key.starts_with(&code_key) {
+                return Some((1, c));
+            }
+            if let Some(zh) = c.zh
+                && zh.contains(q)
+            {
+                return Some((if zh == q { 0 } else { 2 }, c));
+            }
+            let title = c.en.to_lowercase();
+            let title_words: Vec<&str> =
+                title.split(|ch: char| !ch.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
+            let all = words.iter().all(|w| title_words.iter().any(|t| t.starts_with(w.as_str())));
+            all.then_some((if c.zh.is_some() { 3 } else { 4 }, c))
+        })
+        .collect();
+    scored.sort_by(|a, b| {
+        a.0.cmp(&b.0).then_with(|| a.1.code.len().cmp(&b.1.code.len())).then_with(|| a.1.code.cmp(b.1.code))
+    });
+    scored.into_iter().take(limit).map(|(_, c)| c.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_complete_and_translated_where_common() {
+        assert_eq!(TABLE.len(), 12_014);
+        let k = lookup("e875").unwrap();
+        assert_eq!((k.code, k.en, k.title("zh-CN")), ("E87.5", "Hyperkalemia", "高钾血症"));
+        assert_eq!(lookup("A00.0").unwrap().title("zh-CN"), "Cholera due to Vibrio cholerae 01, biovar cholerae");
+        assert!(lookup("Z99.99").is_none());
+    }
+
+    #[test]
+    fn search_by_code_english_words_or_chinese() {
+        let codes = |q: &str| search(q, 5).into_iter().map(|c| c.code).collect::<Vec<_>>();
+        assert_eq!(codes("I10"), vec!["I10"]);
+        assert_eq!(codes("e11")[..2], ["E11", "E11.0"]);
+        assert_eq!(codes("高血压")[0], "I10");
+        assert!(codes("糖尿病").contains(&"E11.9"));
+        assert_eq!(codes("hyperkal"), vec!["E87.5"]);
+        assert!(codes("essential hypertension").contains(&"I10"));
+        assert!(codes("").is_empty());
+        assert!(codes("qqqqzzzz").is_empty());
+    }
+}
