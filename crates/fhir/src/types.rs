@@ -21,6 +21,7 @@ pub const SUPPORTED_TYPES: &[&str] = &[
     "Composition",
     "Condition",
     "Coverage",
+    "DetectedIssue",
     "Device",
     "DiagnosticReport",
     "DocumentReference",

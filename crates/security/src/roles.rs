@@ -40,7 +40,7 @@ const CLINICAL_READ: &str = "user/Patient.rs user/Encounter.rs user/Condition.rs
      user/MedicationRequest.rs user/MedicationDispense.rs user/MedicationAdministration.rs user/Procedure.rs \
      user/DocumentReference.rs user/Composition.rs user/CarePlan.rs user/CareTeam.rs user/Goal.rs \
      user/Immunization.rs user/Flag.rs user/Task.rs user/Communication.rs user/Appointment.rs \
-     user/Coverage.rs user/Provenance.rs";
+     user/Coverage.rs user/Provenance.rs user/DetectedIssue.rs";
 const DIRECTORY_READ: &str = "user/Organization.rs user/Location.rs user/Practitioner.rs user/PractitionerRole.rs \
      user/Medication.rs user/Schedule.rs user/Slot.rs user/Device.rs";
 
@@ -91,7 +91,8 @@ impl Role {
             Role::Doctor => {
                 "user/Encounter.cru user/Condition.cru user/AllergyIntolerance.cru user/Observation.cru \
                  user/MedicationRequest.cru user/ServiceRequest.cru user/Procedure.cru user/DocumentReference.cru \
-                 user/Composition.cru user/CarePlan.cru user/Flag.cru user/Task.cru user/Communication.cru"
+                 user/Composition.cru user/CarePlan.cru user/Flag.cru user/Task.cru user/Communication.cru \
+                 user/DetectedIssue.cru"
             }
             Role::Nurse => {
                 "user/Observation.cru user/MedicationAdministration.cru user/Task.cru user/Communication.cru \

@@ -95,6 +95,8 @@ pub struct AppState {
     pub scheduling: lianyi_clinical::scheduling::Scheduling,
     /// Diagnoses and allergies of the encounter workspace.
     pub workspace: lianyi_clinical::encounter::Workspace,
+    /// Prescriptions with their safety checks.
+    pub prescribing: lianyi_clinical::prescribing::Prescribing,
 }
 
 /// A built application: database connected and migrated, ready to serve.
@@ -170,6 +172,7 @@ impl App {
         let registry = lianyi_clinical::registry::Registry::new(fhir.clone());
         let scheduling = lianyi_clinical::scheduling::Scheduling::new(fhir.clone());
         let workspace = lianyi_clinical::encounter::Workspace::new(fhir.clone());
+        let prescribing = lianyi_clinical::prescribing::Prescribing::new(fhir.clone());
         Ok(App {
             state: AppState {
                 fhir,
@@ -183,6 +186,7 @@ impl App {
                 registry,
                 scheduling,
                 workspace,
+                prescribing,
             },
         })
     }

@@ -32,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/encounters/{id}", get(encounter_page))
         .route("/encounters/{id}/diagnoses", post(add_diagnosis))
         .route("/encounters/{id}/allergies", post(add_allergy))
+        .route("/encounters/{id}/prescriptions", post(prescribe))
 }
 
 async fn search(state: &AppState, caller: &Caller, t: &str, params: &[(&str, String)]) -> Vec<Value> {
@@ -444,6 +445,11 @@ struct EncounterPage<'a> {
     may_record_allergy: bool,
     done: Option<&'static str>,
     error: Option<&'static str>,
+    may_prescribe: bool,
+    prescriptions: Vec<(String, String)>,
+    /// (code, label) of the catalogue.
+    drugs: Vec<(String, String)>,
+    review: Option<Review>,
 }
 
 #[derive(Deserialize, Default)]
@@ -460,10 +466,31 @@ async fn encounter_page(
     Query(q): Query<EncounterQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let t = Tr::new(lang(&headers));
+    render_encounter(&state, &info, &headers, id, q, None).await
+}
+
+/// The review of a prescription the doctor is about to sign, shown on the page.
+struct Review {
+    form: PrescriptionForm,
+    /// (blocking, text)
+    findings: Vec<(bool, String)>,
+    blocked: bool,
+    reason_missing: bool,
+}
+
+async fn render_encounter(
+    state: &AppState,
+    info: &lianyi_security::users::SessionInfo,
+    headers: &HeaderMap,
+    id: String,
+    q: EncounterQuery,
+    review: Option<Review>,
+) -> Response {
+    let t = Tr::new(lang(headers));
+    let (state, headers) = (state.clone(), headers.clone());
     let caller = &info.caller;
     let Some(e) = read(&state, caller, "Encounter", &id).await else { return crate::pages::not_found(t) };
-    let shell = shell(&state, &info, t, &headers).await;
+    let shell = shell(&state, info, t, &headers).await;
     let patient_id = e["subject"]["reference"].as_str().unwrap_or_default().trim_start_matches("Patient/").to_string();
     let patient_name = match read(&state, caller, "Patient", &patient_id).await {
         Some(p) => lianyi_clinical::registry::person_of(&p).name,
@@ -513,11 +540,19 @@ async fn encounter_page(
     let done = match q.done.as_deref() {
         Some("diagnosis") => Some("ws-done-diagnosis"),
         Some("allergy") => Some("ws-done-allergy"),
+        Some("prescribed") => Some("rx-done"),
         _ => None,
     };
+    let may_prescribe = caller.access.allows("MedicationRequest", Perm::Create);
+    let prescriptions = prescriptions(&state, caller, &id, lang_code).await;
+    let drugs = lianyi_clinical::prescribing::catalogue()
+        .iter()
+        .map(|d| (d.code.to_string(), format!("{} {} ({})", d.name(lang_code), d.strength, d.unit)))
+        .collect();
     let error = q.error.as_deref().map(|e| match e {
         "icd10-unknown" => "ws-error-icd10",
         "substance" => "ws-error-substance",
+        "dose" | "days" | "drug-unknown" => "rx-error-order",
         _ => "ws-error-failed",
     });
     page(
@@ -539,9 +574,93 @@ async fn encounter_page(
             may_record_allergy,
             done,
             error,
+            may_prescribe,
+            prescriptions,
+            drugs,
+            review,
         }
         .render(),
     )
+}
+
+/// The encounter's active prescriptions: (text, dosage).
+async fn prescriptions(state: &AppState, caller: &Caller, encounter: &str, lang: &str) -> Vec<(String, String)> {
+    search(
+        state,
+        caller,
+        "MedicationRequest",
+        &[("encounter", format!("Encounter/{encounter}")), ("status", "active".into())],
+    )
+    .await
+    .iter()
+    .map(|m| {
+        let code = m["medicationCodeableConcept"]["coding"][0]["code"].as_str().unwrap_or_default();
+        let name = lianyi_clinical::prescribing::drug(code)
+            .map(|d| format!("{} {}", d.name(lang), d.strength))
+            .unwrap_or_else(|| m["medicationCodeableConcept"]["text"].as_str().unwrap_or_default().to_string());
+        (name, m["dosageInstruction"][0]["text"].as_str().unwrap_or_default().to_string())
+    })
+    .collect()
+}
+
+#[derive(Deserialize, Clone, Default)]
+struct PrescriptionForm {
+    csrf: String,
+    drug: String,
+    dose: String,
+    frequency: String,
+    days: String,
+    /// Set by the second step, after the doctor has seen the findings.
+    #[serde(default)]
+    confirm: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn prescribe(
+    State(state): State<AppState>,
+    Active(info): Active,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<PrescriptionForm>,
+) -> Response {
+    use lianyi_clinical::prescribing::{Frequency, Order, Signed};
+    let t = Tr::new(lang(&headers));
+    if !lianyi_security::secrets::constant_time_eq(&info.csrf, &f.csrf) {
+        return forbidden(t);
+    }
+    let order = Order {
+        drug: f.drug.clone(),
+        dose: f.dose.trim().parse().unwrap_or(f64::NAN),
+        frequency: Frequency::parse(&f.frequency).unwrap_or(Frequency::Qd),
+        days: f.days.trim().parse().unwrap_or(0),
+    };
+    let show = |findings: &[lianyi_clinical::prescribing::Finding], reason_missing: bool| Review {
+        form: f.clone(),
+        findings: findings.iter().map(|x| (x.blocking, x.text(t.code()).to_string())).collect(),
+        blocked: findings.iter().any(|x| x.blocking),
+        reason_missing,
+    };
+    if f.confirm != "1" {
+        // First step: the checks; signed at once only when there is nothing to see.
+        match state.prescribing.review(&info.caller, &id, &order).await {
+            Ok(findings) if !findings.is_empty() => {
+                let review = show(&findings, false);
+                return render_encounter(&state, &info, &headers, id, EncounterQuery::default(), Some(review)).await;
+            }
+            Ok(_) => {}
+            Err(e) => return workspace_error(&id, &e, t),
+        }
+    }
+    let reason = Some(f.reason.as_str()).filter(|r| !r.trim().is_empty());
+    match state.prescribing.sign(&info.caller, &id, &order, reason).await {
+        Ok(Signed::Done { .. }) => see_other(&format!("/encounters/{id}?done=prescribed")),
+        Ok(Signed::Blocked(findings)) => {
+            let review = show(&findings, true);
+            render_encounter(&state, &info, &headers, id, EncounterQuery::default(), Some(review)).await
+        }
+        Err(e) => workspace_error(&id, &e, t),
+    }
 }
 
 #[derive(Deserialize)]

@@ -165,6 +165,46 @@ async fn book_check_in_queue_and_call_next() {
     let (_, _, page) = doctor.get(&loc).await;
     assert!(page.contains("Essential (primary) hypertension") && page.contains("high risk"), "{page}");
     doctor.lang = "zh-CN";
+    // Safe prescribing: amoxicillin is blocked by the penicillin allergy.
+    let rx = format!("{loc}/prescriptions");
+    let amox = [("csrf", token.as_str()), ("drug", "AMOX500"), ("dose", "500"), ("frequency", "tid"), ("days", "7")];
+    let (status, _, page) = doctor.post(&rx, &amox).await;
+    assert_eq!(status, StatusCode::OK);
+    let review = between(&page, "id=\"rx-review\"", "</form>");
+    assert!(review.contains("处方被拦截") && review.contains("患者对“青霉素”过敏"), "{review}");
+    assert!(page.contains("id=\"no-prescriptions\""), "nothing signed yet");
+    let mut confirm = amox.to_vec();
+    confirm.push(("confirm", "1"));
+    let (_, _, page) = doctor.post(&rx, &confirm).await;
+    assert!(page.contains("id=\"reason-missing\""), "no reason, no override: {page}");
+    confirm.push(("reason", "皮试阴性，既往多次使用无反应"));
+    let (_, back, _) = doctor.post(&rx, &confirm).await;
+    assert_eq!(back, format!("{loc}?done=prescribed"));
+    // Paracetamol: nothing to check, signed at once; again: a duplicate, signed after seeing it.
+    let para = [("csrf", token.as_str()), ("drug", "PARA500"), ("dose", "500"), ("frequency", "tid"), ("days", "3")];
+    let (_, back, _) = doctor.post(&rx, &para).await;
+    assert_eq!(back, format!("{loc}?done=prescribed"));
+    let (_, _, page) = doctor.post(&rx, &para).await;
+    let review = between(&page, "id=\"rx-review\"", "</form>");
+    assert!(review.contains("重复用药") && review.contains("id=\"sign-anyway\""), "{review}");
+    let (_, _, page) = doctor.get(&loc).await;
+    let list = between(&page, "id=\"prescriptions\"", "</ul>");
+    assert!(list.contains("阿莫西林胶囊 500 mg") && list.contains("对乙酰氨基酚片"), "{list}");
+    let issues = app.get("/fhir/DetectedIssue?patient=Patient/p2").await.json::<Value>().await.unwrap();
+    let entries = issues["entry"].as_array().unwrap();
+    let allergy_issue = entries.iter().find(|e| e["resource"]["code"]["coding"][0]["code"] == "ALGY").unwrap();
+    assert!(allergy_issue["resource"]["mitigation"][0]["action"]["text"].as_str().unwrap().contains("皮试阴性"));
+    let query = lianyi_store::audit::AuditQuery {
+        action: Some("prescribing-override".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    let overrides = app.fhir.store().audit_records(&query).await.unwrap();
+    assert_eq!(overrides.len(), 1);
+    assert_eq!(overrides[0].entry.actor, "user:dr.li");
+    assert_eq!(overrides[0].entry.patient.as_deref(), Some("p2"));
+    assert!(overrides[0].entry.detail.as_deref().unwrap().contains("AMOX500 overridden (allergy)"));
+
     let conditions =
         app.get(&format!("/fhir/Condition?encounter=Encounter/{encounter}")).await.json::<Value>().await.unwrap();
     assert_eq!(conditions["entry"][0]["resource"]["code"]["coding"][0]["system"], "http://hl7.org/fhir/sid/icd-10-cm");

@@ -1,0 +1,582 @@
+//! Safe prescribing: a prescription (MedicationRequest) from the drug catalogue is
+//! checked before it is signed against the patient's recorded allergies (and
+//! cross-reactive classes), the patient's active prescriptions (drug–drug
+//! interactions, duplicate therapy) and the drug's dose limits. Each finding
+//! blocks or warns; a blocked prescription is signed only with an override reason,
+//! which is audited. Every finding is kept as a DetectedIssue the prescription
+//! refers to (with the override as its mitigation).
+//!
+//! The tables (`data/drugs.tsv`, `data/interactions.tsv`, `data/allergy-classes.tsv`)
+//! are compiled in; their sources are named in their headers.
+
+use std::sync::LazyLock;
+
+use lianyi_fhir::ResourceType;
+use lianyi_fhir::search::parse_search;
+use lianyi_security::Caller;
+use lianyi_services::FhirService;
+use serde_json::{Value, json};
+
+use crate::registry::{FieldError, RegistryError};
+
+/// The catalogue's code system.
+pub const DRUG_SYSTEM: &str = "urn:lianyi:drug";
+const ATC_SYSTEM: &str = "http://www.whocc.no/atc";
+
+/// One drug of the catalogue.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Drug {
+    pub code: &'static str,
+    pub zh: &'static str,
+    pub en: &'static str,
+    pub atc: &'static str,
+    pub form: &'static str,
+    pub strength: &'static str,
+    /// The unit doses are given in (`mg`, `tablet`).
+    pub unit: &'static str,
+    pub min_single: f64,
+    pub max_single: f64,
+    pub max_daily: f64,
+    pub allergy_classes: Vec<&'static str>,
+    /// ATC level 4 group, for duplicate therapy.
+    pub class: &'static str,
+}
+
+impl Drug {
+    pub fn name(&self, lang: &str) -> &'static str {
+        if lang.starts_with("zh") { self.zh } else { self.en }
+    }
+}
+
+fn rows(text: &'static str) -> impl Iterator<Item = Vec<&'static str>> {
+    text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).map(|l| l.split('\t').collect())
+}
+
+static DRUGS: LazyLock<Vec<Drug>> = LazyLock::new(|| {
+    rows(include_str!("../data/drugs.tsv"))
+        .filter(|c| c.len() >= 12)
+        .map(|c| Drug {
+            code: c[0],
+            zh: c[1],
+            en: c[2],
+            atc: c[3],
+            form: c[4],
+            strength: c[5],
+            unit: c[6],
+            min_single: c[7].parse().unwrap_or(0.0),
+            max_single: c[8].parse().unwrap_or(f64::MAX),
+            max_daily: c[9].parse().unwrap_or(f64::MAX),
+            allergy_classes: c[10].split(',').map(str::trim).filter(|s| !s.is_empty()).collect(),
+            class: c[11],
+        })
+        .collect()
+});
+
+/// An interaction rule: two drugs (codes or ATC prefixes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interaction {
+    pub left: &'static str,
+    pub right: &'static str,
+    pub contraindicated: bool,
+    pub zh: &'static str,
+    pub en: &'static str,
+    pub source: &'static str,
+}
+
+static INTERACTIONS: LazyLock<Vec<Interaction>> = LazyLock::new(|| {
+    rows(include_str!("../data/interactions.tsv"))
+        .filter(|c| c.len() >= 6)
+        .map(|c| Interaction {
+            left: c[0],
+            right: c[1],
+            contraindicated: c[2] == "contraindicated",
+            zh: c[3],
+            en: c[4],
+            source: c[5],
+        })
+        .collect()
+});
+
+/// An allergy class: its name, the words naming it, classes cross-reacting with it.
+type AllergyClass = (&'static str, Vec<&'static str>, Vec<&'static str>);
+
+static ALLERGY_CLASSES: LazyLock<Vec<AllergyClass>> = LazyLock::new(|| {
+    rows(include_str!("../data/allergy-classes.tsv"))
+        .filter(|c| c.len() >= 2)
+        .map(|c| {
+            let list = |s: Option<&&'static str>| -> Vec<&'static str> {
+                s.map(|s| s.split(',').map(str::trim).filter(|x| !x.is_empty()).collect()).unwrap_or_default()
+            };
+            (c[0], list(c.get(1)), list(c.get(2)))
+        })
+        .collect()
+});
+
+pub fn catalogue() -> &'static [Drug] {
+    &DRUGS
+}
+
+pub fn drug(code: &str) -> Option<&'static Drug> {
+    DRUGS.iter().find(|d| d.code == code)
+}
+
+/// Drugs whose code, Chinese or English name contains `q` (case-insensitive).
+pub fn search_drugs(q: &str) -> Vec<&'static Drug> {
+    let q = q.trim().to_lowercase();
+    if q.is_empty() {
+        return Vec::new();
+    }
+    DRUGS
+        .iter()
+        .filter(|d| d.code.to_lowercase().contains(&q) || d.zh.contains(&q) || d.en.to_lowercase().contains(&q))
+        .collect()
+}
+
+/// How often a dose is taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Frequency {
+    /// Once a day.
+    Qd,
+    Bid,
+    Tid,
+    Qid,
+    /// Once at night.
+    Qn,
+}
+
+impl Frequency {
+    pub const ALL: [Frequency; 5] = [Frequency::Qd, Frequency::Bid, Frequency::Tid, Frequency::Qid, Frequency::Qn];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Frequency::Qd => "qd",
+            Frequency::Bid => "bid",
+            Frequency::Tid => "tid",
+            Frequency::Qid => "qid",
+            Frequency::Qn => "qn",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Frequency> {
+        Frequency::ALL.into_iter().find(|f| f.code() == s)
+    }
+
+    pub fn per_day(self) -> u32 {
+        match self {
+            Frequency::Qd | Frequency::Qn => 1,
+            Frequency::Bid => 2,
+            Frequency::Tid => 3,
+            Frequency::Qid => 4,
+        }
+    }
+}
+
+/// What the doctor orders.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Order {
+    pub drug: String,
+    /// In the drug's dose unit.
+    pub dose: f64,
+    pub frequency: Frequency,
+    pub days: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Allergy,
+    CrossAllergy,
+    Interaction,
+    DoseHigh,
+    DoseLow,
+    Duplicate,
+}
+
+impl Kind {
+    pub fn code(self) -> &'static str {
+        match self {
+            Kind::Allergy => "allergy",
+            Kind::CrossAllergy => "cross-allergy",
+            Kind::Interaction => "interaction",
+            Kind::DoseHigh => "dose-high",
+            Kind::DoseLow => "dose-low",
+            Kind::Duplicate => "duplicate",
+        }
+    }
+
+    /// The HL7 v3 ActCode of the alert (DetectedIssue.code).
+    fn act_code(self) -> &'static str {
+        match self {
+            Kind::Allergy | Kind::CrossAllergy => "ALGY",
+            Kind::Interaction => "DRG",
+            Kind::DoseHigh => "DOSEH",
+            Kind::DoseLow => "DOSEL",
+            Kind::Duplicate => "DUPTHPY",
+        }
+    }
+}
+
+/// One check's finding.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finding {
+    pub kind: Kind,
+    /// Blocks signing unless overridden with a reason (else it warns).
+    pub blocking: bool,
+    pub zh: String,
+    pub en: String,
+}
+
+impl Finding {
+    pub fn text(&self, lang: &str) -> &str {
+        if lang.starts_with("zh") { &self.zh } else { &self.en }
+    }
+}
+
+fn matches_rule(pattern: &str, d: &Drug) -> bool {
+    pattern == d.code || d.atc.starts_with(pattern)
+}
+
+/// The classes a recorded allergy's text names.
+fn allergy_classes_of(substance: &str) -> Vec<&'static str> {
+    let s = substance.to_lowercase();
+    ALLERGY_CLASSES
+        .iter()
+        .filter(|(_, words, _)| words.iter().any(|w| s.contains(&w.to_lowercase())))
+        .map(|(c, _, _)| *c)
+        .collect()
+}
+
+/// Checks an order against the patient's allergies (recorded substances, free
+/// text), the drugs of the patient's active prescriptions and the dose limits.
+pub fn check(order: &Order, d: &Drug, allergies: &[String], active: &[&Drug]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for a in allergies {
+        let classes = allergy_classes_of(a);
+        if let Some(c) = d.allergy_classes.iter().find(|c| classes.contains(c)) {
+            out.push(Finding {
+                kind: Kind::Allergy,
+                blocking: true,
+                zh: format!("患者对“{a}”过敏：{}属于同一类（{c}）", d.zh),
+                en: format!("The patient is allergic to '{a}': {} is of the same class ({c})", d.en),
+            });
+            continue;
+        }
+        let cross = ALLERGY_CLASSES
+            .iter()
+            .filter(|(c, _, _)| classes.contains(c))
+            .flat_map(|(_, _, x)| x.iter())
+            .find(|x| d.allergy_classes.contains(x));
+        if let Some(x) = cross {
+            out.push(Finding {
+                kind: Kind::CrossAllergy,
+                blocking: false,
+                zh: format!("患者对“{a}”过敏，{}（{x}）可能发生交叉过敏", d.zh),
+                en: format!("The patient is allergic to '{a}'; {} ({x}) may cross-react", d.en),
+            });
+        }
+    }
+    for other in active {
+        for r in INTERACTIONS.iter() {
+            let hit = (matches_rule(r.left, d) && matches_rule(r.right, other))
+                || (matches_rule(r.right, d) && matches_rule(r.left, other));
+            if hit {
+                out.push(Finding {
+                    kind: Kind::Interaction,
+                    blocking: r.contraindicated,
+                    zh: format!("与正在使用的{}相互作用：{}（来源：{}）", other.zh, r.zh, r.source),
+                    en: format!("Interacts with {} (active): {} (source: {})", other.en, r.en, r.source),
+                });
+            }
+        }
+        if other.class == d.class && other.code != d.code {
+            out.push(Finding {
+                kind: Kind::Duplicate,
+                blocking: false,
+                zh: format!("重复用药：正在使用同类药物{}（{}）", other.zh, d.class),
+                en: format!("Duplicate therapy: {} of the same class ({}) is active", other.en, d.class),
+            });
+        } else if other.code == d.code {
+            out.push(Finding {
+                kind: Kind::Duplicate,
+                blocking: false,
+                zh: format!("重复用药：{}已有有效处方", d.zh),
+                en: format!("Duplicate therapy: {} is already prescribed", d.en),
+            });
+        }
+    }
+    let daily = order.dose * f64::from(order.frequency.per_day());
+    if order.dose > d.max_single || daily > d.max_daily {
+        out.push(Finding {
+            kind: Kind::DoseHigh,
+            blocking: true,
+            zh: format!(
+                "剂量超出范围：单次 {} {}（上限 {}），每日 {} {}（上限 {}）",
+                order.dose, d.unit, d.max_single, daily, d.unit, d.max_daily
+            ),
+            en: format!(
+                "Dose above range: {} {} a dose (at most {}), {} {} a day (at most {})",
+                order.dose, d.unit, d.max_single, daily, d.unit, d.max_daily
+            ),
+        });
+    } else if order.dose < d.min_single {
+        out.push(Finding {
+            kind: Kind::DoseLow,
+            blocking: false,
+            zh: format!("剂量低于常用量：单次 {} {}（常用至少 {}）", order.dose, d.unit, d.min_single),
+            en: format!(
+                "Dose below the usual range: {} {} a dose (usually at least {})",
+                order.dose, d.unit, d.min_single
+            ),
+        });
+    }
+    out
+}
+
+/// The outcome of signing.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Signed {
+    /// The MedicationRequest's id, with the findings that were accepted.
+    Done { id: String, findings: Vec<Finding> },
+    /// Blocking findings and no override reason: nothing was written.
+    Blocked(Vec<Finding>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Prescribing {
+    fhir: FhirService,
+}
+
+fn invalid(field: &'static str, code: &'static str, detail: impl Into<String>) -> RegistryError {
+    RegistryError::Invalid(vec![FieldError { field, code, detail: detail.into() }])
+}
+
+fn rtype(name: &str) -> Result<ResourceType, RegistryError> {
+    ResourceType::parse(name).ok_or_else(|| invalid("type", "type", format!("{name} is not supported")))
+}
+
+/// The shortest override reason accepted.
+pub const MIN_REASON: usize = 4;
+
+impl Prescribing {
+    pub fn new(fhir: FhirService) -> Prescribing {
+        Prescribing { fhir }
+    }
+
+    async fn search(&self, caller: &Caller, t: &str, params: &[(&str, String)]) -> Result<Vec<Value>, RegistryError> {
+        let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let req = parse_search(rtype(t)?, &params).map_err(|i| invalid("search", "search", i.diagnostics))?;
+        let page = self.fhir.search(caller, &req).await?;
+        Ok(page.resources.iter().filter_map(|r| serde_json::from_str(&r.body).ok()).collect())
+    }
+
+    fn checked_order(order: &Order) -> Result<&'static Drug, RegistryError> {
+        let d = drug(&order.drug).ok_or_else(|| invalid("drug", "drug-unknown", "not a drug of the catalogue"))?;
+        if !(order.dose.is_finite() && order.dose > 0.0) {
+            return Err(invalid("dose", "dose", "a dose above 0"));
+        }
+        if !(1..=90).contains(&order.days) {
+            return Err(invalid("days", "days", "1 to 90 days"));
+        }
+        Ok(d)
+    }
+
+    /// The findings for `order` in an encounter (its patient's allergies and
+    /// active prescriptions, as far as the caller may read them).
+    pub async fn review(&self, caller: &Caller, encounter: &str, order: &Order) -> Result<Vec<Finding>, RegistryError> {
+        let d = Self::checked_order(order)?;
+        let patient = self.patient_of(caller, encounter).await?;
+        self.review_for(caller, &patient, order, d).await
+    }
+
+    async fn patient_of(&self, caller: &Caller, encounter: &str) -> Result<String, RegistryError> {
+        let e = self.fhir.read(caller, rtype("Encounter")?, encounter).await?;
+        let e: Value = serde_json::from_str(&e.body).map_err(|x| invalid("encounter", "stored", x.to_string()))?;
+        e["subject"]["reference"]
+            .as_str()
+            .and_then(|r| r.strip_prefix("Patient/"))
+            .map(str::to_string)
+            .ok_or_else(|| invalid("encounter", "no-patient", "the encounter names no patient"))
+    }
+
+    async fn review_for(
+        &self,
+        caller: &Caller,
+        patient: &str,
+        order: &Order,
+        d: &Drug,
+    ) -> Result<Vec<Finding>, RegistryError> {
+        let allergies: Vec<String> = self
+            .search(
+                caller,
+                "AllergyIntolerance",
+                &[("patient", format!("Patient/{patient}")), ("clinical-status", "active".into())],
+            )
+            .await?
+            .iter()
+            .filter_map(|a| {
+                a["code"]["text"].as_str().or_else(|| a["code"]["coding"][0]["display"].as_str()).map(str::to_string)
+            })
+            .collect();
+        let active: Vec<&Drug> = self
+            .search(
+                caller,
+                "MedicationRequest",
+                &[("patient", format!("Patient/{patient}")), ("status", "active".into())],
+            )
+            .await?
+            .iter()
+            .filter_map(|m| {
+                let codings = m["medicationCodeableConcept"]["coding"].as_array()?;
+                let code = codings.iter().find(|c| c["system"] == DRUG_SYSTEM)?["code"].as_str()?;
+                drug(code)
+            })
+            .collect();
+        Ok(check(order, d, &allergies, &active))
+    }
+
+    /// Signs a prescription in an encounter. With blocking findings it is written
+    /// only when `override_reason` is given (at least [`MIN_REASON`] characters);
+    /// the override is audited. Findings become DetectedIssues the MedicationRequest
+    /// refers to, all in one transaction.
+    pub async fn sign(
+        &self,
+        caller: &Caller,
+        encounter: &str,
+        order: &Order,
+        override_reason: Option<&str>,
+    ) -> Result<Signed, RegistryError> {
+        let d = Self::checked_order(order)?;
+        let patient = self.patient_of(caller, encounter).await?;
+        let findings = self.review_for(caller, &patient, order, d).await?;
+        let reason = override_reason.map(str::trim).filter(|r| r.chars().count() >= MIN_REASON);
+        let blocked = findings.iter().any(|f| f.blocking);
+        if blocked && reason.is_none() {
+            return Ok(Signed::Blocked(findings));
+        }
+        let now = crate::scheduling::local_instant(self.fhir.now_ms());
+        let request_url = "urn:uuid:00000000-0000-4000-8000-000000000001";
+        let mut entries = Vec::new();
+        let mut issue_refs = Vec::new();
+        for (i, f) in findings.iter().enumerate() {
+            let url = format!("urn:uuid:00000000-0000-4000-8000-{:012x}", i + 2);
+            let mut issue = json!({"resourceType": "DetectedIssue", "status": "final",
+                "code": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": f.kind.act_code()}], "text": f.kind.code()},
+                "severity": if f.blocking { "high" } else { "moderate" },
+                "patient": {"reference": format!("Patient/{patient}")},
+                "identifiedDateTime": now,
+                "implicated": [{"reference": request_url}],
+                "detail": format!("{} / {}", f.zh, f.en)});
+            if f.blocking
+                && let Some(r) = reason
+            {
+                issue["mitigation"] = json!([{"action": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "EMAUTH"}],
+                                                          "text": format!("override: {r}")},
+                                              "date": now, "author": {"display": caller.actor.clone()}}]);
+            }
+            issue_refs.push(json!({"reference": url}));
+            entries.push(
+                json!({"fullUrl": url, "resource": issue, "request": {"method": "POST", "url": "DetectedIssue"}}),
+            );
+        }
+        let per_day = order.frequency.per_day();
+        let request = json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+            "medicationCodeableConcept": {"coding": [{"system": DRUG_SYSTEM, "code": d.code, "display": d.en},
+                                                     {"system": ATC_SYSTEM, "code": d.atc}],
+                                          "text": format!("{} {}", d.zh, d.strength)},
+            "subject": {"reference": format!("Patient/{patient}")},
+            "encounter": {"reference": format!("Encounter/{encounter}")},
+            "authoredOn": now,
+            "requester": {"display": caller.actor.clone()},
+            "dosageInstruction": [{"text": format!("{} {} {} × {} d", order.dose, d.unit, order.frequency.code(), order.days),
+                                   "timing": {"repeat": {"frequency": per_day, "period": 1, "periodUnit": "d"},
+                                              "code": {"text": order.frequency.code()}},
+                                   "doseAndRate": [{"doseQuantity": {"value": order.dose, "unit": d.unit}}]}],
+            "dispenseRequest": {"expectedSupplyDuration": {"value": order.days, "unit": "d", "system": "http://unitsofmeasure.org", "code": "d"}}});
+        let mut request = request;
+        if !issue_refs.is_empty() {
+            request["detectedIssue"] = json!(issue_refs);
+        }
+        entries.insert(0, json!({"fullUrl": request_url, "resource": request, "request": {"method": "POST", "url": "MedicationRequest"}}));
+        let response = self
+            .fhir
+            .process_bundle(caller, json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}), true)
+            .await?;
+        let id = response["entry"][0]["response"]["location"]
+            .as_str()
+            .and_then(|l| l.split('/').nth(1))
+            .map(str::to_string)
+            .ok_or_else(|| invalid("drug", "sign", "the prescription was not created"))?;
+        if blocked && let Some(r) = reason {
+            let mut e = caller.entry(self.fhir.now_ms(), "prescribing-override", "success");
+            e.resource_type = Some("MedicationRequest".into());
+            e.resource_id = Some(id.clone());
+            e.patient = Some(patient.clone());
+            let kinds: Vec<&str> = findings.iter().filter(|f| f.blocking).map(|f| f.kind.code()).collect();
+            e.detail = Some(format!("{} overridden ({}): {r}", d.code, kinds.join(", ")));
+            self.fhir.audit_log().record(vec![e]).await.map_err(lianyi_services::ServiceError::from)?;
+        }
+        Ok(Signed::Done { id, findings })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(code: &str, dose: f64, f: Frequency) -> Order {
+        Order { drug: code.into(), dose, frequency: f, days: 7 }
+    }
+
+    fn run(code: &str, dose: f64, f: Frequency, allergies: &[&str], active: &[&str]) -> Vec<(Kind, bool)> {
+        let d = drug(code).unwrap();
+        let allergies: Vec<String> = allergies.iter().map(|s| s.to_string()).collect();
+        let active: Vec<&Drug> = active.iter().map(|c| drug(c).unwrap()).collect();
+        check(&order(code, dose, f), d, &allergies, &active).into_iter().map(|x| (x.kind, x.blocking)).collect()
+    }
+
+    #[test]
+    fn the_tables_load() {
+        assert!(catalogue().len() >= 35);
+        assert!(INTERACTIONS.len() >= 14);
+        assert_eq!(drug("AMOX500").unwrap().allergy_classes, vec!["penicillin"]);
+        assert_eq!(search_drugs("阿莫西林")[0].code, "AMOX500");
+        assert_eq!(search_drugs("amox")[0].code, "AMOX500");
+    }
+
+    #[test]
+    fn allergies_block_and_cross_reactions_warn() {
+        assert_eq!(run("AMOX500", 500.0, Frequency::Tid, &["青霉素"], &[]), vec![(Kind::Allergy, true)]);
+        assert_eq!(run("AMOX500", 500.0, Frequency::Tid, &["Penicillin G"], &[]), vec![(Kind::Allergy, true)]);
+        assert_eq!(run("CEFU250", 250.0, Frequency::Bid, &["青霉素"], &[]), vec![(Kind::CrossAllergy, false)]);
+        assert!(run("AZIT250", 500.0, Frequency::Qd, &["青霉素"], &[]).is_empty());
+        assert!(run("AMOX500", 500.0, Frequency::Tid, &["花粉"], &[]).is_empty());
+    }
+
+    #[test]
+    fn interactions_block_when_contraindicated_and_warn_otherwise() {
+        assert_eq!(run("CLAR250", 250.0, Frequency::Bid, &[], &["SIMV20"]), vec![(Kind::Interaction, true)]);
+        assert_eq!(
+            run("SIMV20", 20.0, Frequency::Qn, &[], &["CLAR250"]),
+            vec![(Kind::Interaction, true)],
+            "either order"
+        );
+        assert_eq!(run("IBU200", 400.0, Frequency::Tid, &[], &["WARF3"]), vec![(Kind::Interaction, false)]);
+        assert_eq!(run("SILD50", 50.0, Frequency::Qd, &[], &["ISMN20"]), vec![(Kind::Interaction, true)]);
+        assert!(run("PARA500", 500.0, Frequency::Tid, &[], &["WARF3"]).is_empty());
+    }
+
+    #[test]
+    fn doses_outside_the_range() {
+        assert_eq!(run("PARA500", 1500.0, Frequency::Tid, &[], &[]), vec![(Kind::DoseHigh, true)], "single dose");
+        assert_eq!(run("PARA500", 1000.0, Frequency::Qid, &[], &[]), vec![], "4 g a day is the limit");
+        assert_eq!(run("IBU200", 800.0, Frequency::Qid, &[], &[]), vec![(Kind::DoseHigh, true)], "3.2 g a day");
+        assert_eq!(run("AMLO5", 1.0, Frequency::Qd, &[], &[]), vec![(Kind::DoseLow, false)]);
+    }
+
+    #[test]
+    fn duplicate_therapy_warns() {
+        assert_eq!(run("LOSA50", 50.0, Frequency::Qd, &[], &["VALS80"]), vec![(Kind::Duplicate, false)]);
+        assert_eq!(run("AMLO5", 5.0, Frequency::Qd, &[], &["AMLO5"]), vec![(Kind::Duplicate, false)]);
+        // An ACE inhibitor with spironolactone: an interaction, not a duplicate.
+        assert_eq!(run("ENAL10", 10.0, Frequency::Bid, &[], &["SPIR20"]), vec![(Kind::Interaction, false)]);
+    }
+}
