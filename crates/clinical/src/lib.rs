@@ -10,6 +10,7 @@ pub mod icd10;
 pub mod matching;
 pub mod merge;
 pub mod names;
+pub mod orders;
 pub mod prescribing;
 pub mod registry;
 pub mod scheduling;

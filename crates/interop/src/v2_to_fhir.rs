@@ -934,6 +934,10 @@ fn reference_range(raw: &str, unit: &Option<Value>) -> Value {
     json!({"text": t})
 }
 
+/// The identifier system of Lianyi's own placer order numbers (as in
+/// `lianyi_clinical::orders`).
+pub const PLACER_SYSTEM: &str = "urn:lianyi:sid:placer";
+
 fn map_oru(m: &Message, ch: &Channel) -> Result<Mapped, MapError> {
     let pid = required_pid(m)?;
     let (patient, psys, pval) = patient(pid, ch).map_err(|e| MapError::Invalid(vec![e]))?;
@@ -947,6 +951,15 @@ fn map_oru(m: &Message, ch: &Channel) -> Result<Mapped, MapError> {
     // (report, its observations' urls) in progress.
     let mut current: Option<(Value, String, Vec<String>)> = None;
     let mut last_obs: Option<usize> = None;
+    // OBR-2 is the placer's order number, and the placer is the receiver of the
+    // results: Lianyi's own numbers, or those of the system named in MSH-5.
+    let receiver = m.segment("MSH").map(|h| h.component(5, 1)).unwrap_or_default();
+    let placer_system = if receiver.is_empty() || receiver.eq_ignore_ascii_case("LIANYI") {
+        PLACER_SYSTEM.to_string()
+    } else {
+        format!("urn:lianyi:sid:order:{}", receiver.to_ascii_lowercase())
+    };
+    let mut based_on: Option<Value> = None;
     let finish = |tx: &mut Tx, cur: Option<(Value, String, Vec<String>)>| {
         if let Some((mut report, filler, results)) = cur {
             report["result"] = json!(results.iter().map(|r| json!({"reference": r})).collect::<Vec<_>>());
@@ -989,6 +1002,13 @@ fn map_oru(m: &Message, ch: &Channel) -> Result<Mapped, MapError> {
                     "code": code,
                     "subject": {"reference": subject},
                 });
+                let placer = seg.first(2);
+                based_on = (!placer.is_empty()).then(
+                    || json!([{"identifier": {"system": placer_system, "value": placer}, "type": "ServiceRequest"}]),
+                );
+                if let Some(b) = &based_on {
+                    report["basedOn"] = b.clone();
+                }
                 let when = seg.first(7);
                 if !when.is_empty() {
                     match date_time(&when, &ch.utc_offset) {
@@ -1034,6 +1054,9 @@ fn map_oru(m: &Message, ch: &Channel) -> Result<Mapped, MapError> {
                     "code": code,
                     "subject": {"reference": subject},
                 });
+                if let Some(b) = &based_on {
+                    obs["basedOn"] = b.clone();
+                }
                 let unit = {
                     let ucode = seg.component(6, 1);
                     let utext = seg.component(6, 2);

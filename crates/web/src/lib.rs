@@ -97,6 +97,8 @@ pub struct AppState {
     pub workspace: lianyi_clinical::encounter::Workspace,
     /// Prescriptions with their safety checks.
     pub prescribing: lianyi_clinical::prescribing::Prescribing,
+    /// Laboratory and imaging requests.
+    pub ordering: lianyi_clinical::orders::Ordering,
 }
 
 /// A built application: database connected and migrated, ready to serve.
@@ -173,6 +175,7 @@ impl App {
         let scheduling = lianyi_clinical::scheduling::Scheduling::new(fhir.clone());
         let workspace = lianyi_clinical::encounter::Workspace::new(fhir.clone());
         let prescribing = lianyi_clinical::prescribing::Prescribing::new(fhir.clone());
+        let ordering = lianyi_clinical::orders::Ordering::new(fhir.clone());
         Ok(App {
             state: AppState {
                 fhir,
@@ -187,6 +190,7 @@ impl App {
                 scheduling,
                 workspace,
                 prescribing,
+                ordering,
             },
         })
     }

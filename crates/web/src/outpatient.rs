@@ -33,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/encounters/{id}/diagnoses", post(add_diagnosis))
         .route("/encounters/{id}/allergies", post(add_allergy))
         .route("/encounters/{id}/prescriptions", post(prescribe))
+        .route("/encounters/{id}/orders", post(add_order))
 }
 
 async fn search(state: &AppState, caller: &Caller, t: &str, params: &[(&str, String)]) -> Vec<Value> {
@@ -450,6 +451,11 @@ struct EncounterPage<'a> {
     /// (code, label) of the catalogue.
     drugs: Vec<(String, String)>,
     review: Option<Review>,
+    may_order: bool,
+    /// (placer number, name, priority key) of the visit's requests.
+    orders: Vec<(String, String, String)>,
+    /// (code, label) of the order catalogue.
+    order_items: Vec<(String, String)>,
 }
 
 #[derive(Deserialize, Default)]
@@ -541,8 +547,25 @@ async fn render_encounter(
         Some("diagnosis") => Some("ws-done-diagnosis"),
         Some("allergy") => Some("ws-done-allergy"),
         Some("prescribed") => Some("rx-done"),
+        Some("ordered") => Some("order-done"),
         _ => None,
     };
+    let may_order = caller.access.allows("ServiceRequest", Perm::Create);
+    let orders = state
+        .ordering
+        .requested(caller, &id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            let name = lianyi_clinical::orders::item(&r.code).map_or(r.code.clone(), |i| i.name(lang_code).to_string());
+            (r.placer, name, format!("order-priority-{}", r.priority))
+        })
+        .collect();
+    let order_items = lianyi_clinical::orders::catalogue()
+        .iter()
+        .map(|i| (i.code.to_string(), format!("{} ({})", i.name(lang_code), i.loinc)))
+        .collect();
     let may_prescribe = caller.access.allows("MedicationRequest", Perm::Create);
     let prescriptions = prescriptions(&state, caller, &id, lang_code).await;
     let drugs = lianyi_clinical::prescribing::catalogue()
@@ -553,6 +576,7 @@ async fn render_encounter(
         "icd10-unknown" => "ws-error-icd10",
         "substance" => "ws-error-substance",
         "dose" | "days" | "drug-unknown" => "rx-error-order",
+        "order-unknown" | "priority" => "order-error",
         _ => "ws-error-failed",
     });
     page(
@@ -578,6 +602,9 @@ async fn render_encounter(
             prescriptions,
             drugs,
             review,
+            may_order,
+            orders,
+            order_items,
         }
         .render(),
     )
@@ -601,6 +628,30 @@ async fn prescriptions(state: &AppState, caller: &Caller, encounter: &str, lang:
         (name, m["dosageInstruction"][0]["text"].as_str().unwrap_or_default().to_string())
     })
     .collect()
+}
+
+#[derive(Deserialize)]
+struct OrderForm {
+    csrf: String,
+    item: String,
+    priority: String,
+}
+
+async fn add_order(
+    State(state): State<AppState>,
+    Active(info): Active,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<OrderForm>,
+) -> Response {
+    let t = Tr::new(lang(&headers));
+    if !lianyi_security::secrets::constant_time_eq(&info.csrf, &f.csrf) {
+        return forbidden(t);
+    }
+    match state.ordering.order(&info.caller, &id, &f.item, &f.priority, &info.user.display_name).await {
+        Ok(_) => see_other(&format!("/encounters/{id}?done=ordered")),
+        Err(e) => workspace_error(&id, &e, t),
+    }
 }
 
 #[derive(Deserialize, Clone, Default)]

@@ -205,6 +205,22 @@ async fn book_check_in_queue_and_call_next() {
     assert_eq!(overrides[0].entry.patient.as_deref(), Some("p2"));
     assert!(overrides[0].entry.detail.as_deref().unwrap().contains("AMOX500 overridden (allergy)"));
 
+    // A stat potassium: the request carries the platform's placer number.
+    let (_, back, _) = doctor
+        .post(&format!("{loc}/orders"), &[("csrf", token.as_str()), ("item", "LAB-K"), ("priority", "stat")])
+        .await;
+    assert_eq!(back, format!("{loc}?done=ordered"));
+    let (_, _, page) = doctor.get(&loc).await;
+    assert!(between(&page, "id=\"orders\"", "</ul>").contains("血钾 · 急诊 · <code>LY00000001</code>"), "{page}");
+    let sr = app
+        .get("/fhir/ServiceRequest?identifier=urn:lianyi:sid:placer|LY00000001")
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(sr["entry"][0]["resource"]["requester"]["identifier"]["value"], "dr.li");
+    assert_eq!(sr["entry"][0]["resource"]["code"]["coding"][0]["code"], "2823-3");
+
     let conditions =
         app.get(&format!("/fhir/Condition?encounter=Encounter/{encounter}")).await.json::<Value>().await.unwrap();
     assert_eq!(conditions["entry"][0]["resource"]["code"]["coding"][0]["system"], "http://hl7.org/fhir/sid/icd-10-cm");
