@@ -187,6 +187,7 @@ async fn serve(database: String, dir: PathBuf, cred_file: PathBuf) {
         tls: None,
         login_rate_per_minute: 1000,
         message_retention_days: 90,
+        critical_escalation_minutes: 10,
         export_dir: dir.join("exports"),
     };
     let app = lianyi_web::App::with_store(store, config).expect("app");

@@ -427,6 +427,7 @@ fn app_config(loc: &DataLocation, file: &FileConfig) -> Result<AppConfig, CliErr
         },
         login_rate_per_minute: file.login_rate_per_minute.unwrap_or(30),
         message_retention_days: file.message_retention_days.unwrap_or(lianyi_interop::Outbound::DEFAULT_RETENTION_DAYS),
+        critical_escalation_minutes: file.critical_escalation_minutes.unwrap_or(10),
         export_dir: loc.data_dir.join("exports"),
     })
 }
@@ -1093,6 +1094,7 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>) -> Result<ExitCod
             tls: None,
             login_rate_per_minute: 30,
             message_retention_days: lianyi_interop::Outbound::DEFAULT_RETENTION_DAYS,
+            critical_escalation_minutes: 10,
             export_dir: dir.join("exports"),
         },
     )?;

@@ -23,6 +23,8 @@ pub enum Capability {
 pub enum Role {
     Registrar,
     Doctor,
+    /// A doctor who heads a department: receives escalated critical values.
+    DepartmentHead,
     Nurse,
     Pharmacist,
     LabTechnician,
@@ -45,9 +47,10 @@ const DIRECTORY_READ: &str = "user/Organization.rs user/Location.rs user/Practit
      user/Medication.rs user/Schedule.rs user/Slot.rs user/Device.rs";
 
 impl Role {
-    pub const ALL: [Role; 12] = [
+    pub const ALL: [Role; 13] = [
         Role::Registrar,
         Role::Doctor,
+        Role::DepartmentHead,
         Role::Nurse,
         Role::Pharmacist,
         Role::LabTechnician,
@@ -64,6 +67,7 @@ impl Role {
         match self {
             Role::Registrar => "registrar",
             Role::Doctor => "doctor",
+            Role::DepartmentHead => "department-head",
             Role::Nurse => "nurse",
             Role::Pharmacist => "pharmacist",
             Role::LabTechnician => "lab-technician",
@@ -88,7 +92,7 @@ impl Role {
                 "user/Patient.cru user/Encounter.cru user/Appointment.cru user/Coverage.cru user/Account.cru \
                  user/Schedule.cru user/Slot.cru"
             }
-            Role::Doctor => {
+            Role::Doctor | Role::DepartmentHead => {
                 "user/Encounter.cru user/Condition.cru user/AllergyIntolerance.cru user/Observation.cru \
                  user/MedicationRequest.cru user/ServiceRequest.cru user/Procedure.cru user/DocumentReference.cru \
                  user/Composition.cru user/CarePlan.cru user/Flag.cru user/Task.cru user/Communication.cru \
@@ -109,7 +113,13 @@ impl Role {
                 "user/Patient.rs user/Encounter.rs user/Coverage.rs user/Account.rs \
                  user/ChargeItem.rs user/Invoice.rs user/Appointment.rs {DIRECTORY_READ}"
             ),
-            Role::Doctor | Role::Nurse | Role::Pharmacist | Role::LabTechnician | Role::Radiologist | Role::Manager => {
+            Role::Doctor
+            | Role::DepartmentHead
+            | Role::Nurse
+            | Role::Pharmacist
+            | Role::LabTechnician
+            | Role::Radiologist
+            | Role::Manager => {
                 format!("{CLINICAL_READ} {DIRECTORY_READ}")
             }
             Role::ItEngineer => "user/Device.rs user/Subscription.rs user/Organization.rs user/Location.rs".to_string(),
@@ -123,7 +133,7 @@ impl Role {
 
     pub fn capabilities(self) -> &'static [Capability] {
         match self {
-            Role::Doctor | Role::Nurse => &[Capability::BreakTheGlass],
+            Role::Doctor | Role::DepartmentHead | Role::Nurse => &[Capability::BreakTheGlass],
             Role::Administrator => &[Capability::AdministerUsers, Capability::ManageIntegration],
             Role::ItEngineer => &[Capability::ManageIntegration],
             Role::PrivacyOfficer => &[Capability::ReviewAudit],

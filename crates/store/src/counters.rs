@@ -19,4 +19,30 @@ impl Store {
         .await?;
         Ok(row.try_get(0)?)
     }
+
+    /// The position of an internal follower of the outbox (`cursor:<name>` in
+    /// `counters`; 0 before its first move). The outbox keeps every event after it.
+    pub async fn cursor(&self, name: &str) -> Result<i64> {
+        let row = sqlx::query("SELECT value FROM counters WHERE name = $1")
+            .bind(format!("cursor:{name}"))
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get(0)?,
+            None => 0,
+        })
+    }
+
+    /// Moves an internal follower's cursor (forward only).
+    pub async fn set_cursor(&self, name: &str, value: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO counters (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value WHERE counters.value < excluded.value",
+        )
+        .bind(format!("cursor:{name}"))
+        .bind(value)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
 }

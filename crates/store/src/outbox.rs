@@ -469,9 +469,12 @@ impl Store {
                 break;
             }
         }
+        // Internal followers of the outbox (the critical-value watcher) keep their
+        // cursors in `counters` as `cursor:<name>`: events they have not read stay.
         let floor: i64 = sqlx::query(
-            "SELECT COALESCE((SELECT MIN(cursor) FROM channels WHERE enabled = 1 OR subscription IS NULL), \
-             (SELECT COALESCE(MAX(seq), 0) FROM outbox))",
+            "SELECT MIN(f) FROM (SELECT COALESCE((SELECT MIN(cursor) FROM channels WHERE enabled = 1 OR subscription IS NULL), \
+             (SELECT COALESCE(MAX(seq), 0) FROM outbox)) AS f \
+             UNION ALL SELECT value FROM counters WHERE name LIKE 'cursor:%') AS floors",
         )
         .fetch_one(&self.read)
         .await?

@@ -27,6 +27,10 @@ pub fn router() -> Router<AppState> {
         .route("/patients/{id}/{action}", axum::routing::post(index_action))
         .route("/campus/{id}", get(switch_campus))
         .merge(crate::outpatient::router())
+        .route("/alerts", get(alerts_fragment))
+        .route("/alerts/{task}/ack", axum::routing::post(acknowledge))
+        .route("/static/alerts.js", get(alerts_js))
+        .route("/reports/critical-values", get(critical_report))
 }
 
 /// What every signed-in page shows around its content: the pages of the user's
@@ -42,6 +46,8 @@ pub(crate) struct Shell {
     /// there is only one.
     pub campuses: Vec<(String, String, bool)>,
     pub campus_name: String,
+    /// Open critical values for this user (theirs, or escalated to them).
+    pub alerts: Vec<lianyi_clinical::critical::Alert>,
 }
 
 /// The campuses of the caller's grants, in grant order (`None`: every campus).
@@ -71,6 +77,9 @@ pub(crate) fn nav_links(caller: &Caller) -> Vec<(&'static str, &'static str)> {
     }
     if caller.access.allows("Encounter", Perm::Search) && caller.access.patient.is_none() {
         links.push(("/queue", "nav-queue"));
+    }
+    if caller.access.allows("Task", Perm::Search) && caller.access.patient.is_none() {
+        links.push(("/reports/critical-values", "nav-critical-report"));
     }
     if caller.can(Capability::BreakTheGlass) {
         links.push(("/break-glass", "nav-break-glass"));
@@ -109,13 +118,44 @@ pub(crate) async fn shell(
             .map(|(cur, id, name)| (id, name, cur))
             .collect()
     };
+    let alerts = critical_alerts(state, info).await;
     Shell {
+        alerts,
         display_name: info.user.display_name.clone(),
         csrf: info.csrf.clone(),
         links: nav_links(&info.caller),
         campus,
         campuses,
         campus_name,
+    }
+}
+
+/// The campuses where the user is a department head (`*`: every campus).
+pub(crate) async fn heads_at(state: &AppState, info: &lianyi_security::users::SessionInfo) -> Vec<String> {
+    match state.users.grants(&info.user.id).await {
+        Ok(list) => list.into_iter().filter(|g| g.role == "department-head").map(|g| g.campus).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "grants lookup failed");
+            Vec::new()
+        }
+    }
+}
+
+/// The open critical values the user must see.
+pub(crate) async fn critical_alerts(
+    state: &AppState,
+    info: &lianyi_security::users::SessionInfo,
+) -> Vec<lianyi_clinical::critical::Alert> {
+    if !info.caller.access.allows("Task", Perm::Read) || info.caller.access.patient.is_some() {
+        return Vec::new();
+    }
+    let heads = heads_at(state, info).await;
+    match state.critical.alerts_for(&info.caller, &heads).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "critical-value lookup failed");
+            Vec::new()
+        }
     }
 }
 
@@ -490,4 +530,114 @@ async fn index_action(
             see_other(&format!("/patients/{id}?error=failed"))
         }
     }
+}
+
+#[derive(Template)]
+#[template(path = "alerts.html")]
+struct AlertsFragment<'a> {
+    t: Tr,
+    shell: &'a Shell,
+}
+
+/// The critical-value bar alone, for pages to refresh it.
+async fn alerts_fragment(State(state): State<AppState>, Active(info): Active, headers: HeaderMap) -> Response {
+    let t = Tr::new(lang(&headers));
+    let shell = shell(&state, &info, t, &headers).await;
+    page(AlertsFragment { t, shell: &shell }.render())
+}
+
+async fn alerts_js() -> Response {
+    let mut r = axum::response::IntoResponse::into_response(include_str!("../static/alerts.js"));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    r
+}
+
+#[derive(Deserialize)]
+struct AckForm {
+    csrf: String,
+    action: String,
+}
+
+async fn acknowledge(
+    State(state): State<AppState>,
+    Active(info): Active,
+    Path(task): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<AckForm>,
+) -> Response {
+    let t = Tr::new(lang(&headers));
+    if !lianyi_security::secrets::constant_time_eq(&info.csrf, &f.csrf) {
+        return forbidden(t);
+    }
+    let heads = heads_at(&state, &info).await;
+    match state.critical.acknowledge(&info.caller, &heads, &task, &f.action, &info.user.display_name).await {
+        Ok(()) => {
+            let back = crate::pages::referer_path(&headers);
+            let sep = if back.contains('?') { '&' } else { '?' };
+            see_other(&format!("{back}{sep}cv=acknowledged"))
+        }
+        Err(RegistryError::Forbidden(_)) => forbidden(t),
+        Err(e) => {
+            tracing::warn!(error = %e, "critical-value acknowledgement failed");
+            see_other(&crate::pages::referer_path(&headers))
+        }
+    }
+}
+
+struct ReportRow {
+    text: String,
+    owner: String,
+    reported: String,
+    by: String,
+    action: String,
+    minutes: Option<i64>,
+    escalated: bool,
+}
+
+#[derive(Template)]
+#[template(path = "cv_report.html")]
+struct CriticalReport<'a> {
+    t: Tr,
+    shell: &'a Shell,
+    rows: Vec<ReportRow>,
+    median: String,
+    within: String,
+    limit_minutes: i64,
+}
+
+async fn critical_report(State(state): State<AppState>, Active(info): Active, headers: HeaderMap) -> Response {
+    let t = Tr::new(lang(&headers));
+    if !info.caller.access.allows("Task", Perm::Search) || info.caller.access.patient.is_some() {
+        return forbidden(t);
+    }
+    let shell = shell(&state, &info, t, &headers).await;
+    let handled = state.critical.report(&info.caller, 30).await.unwrap_or_default();
+    let limit_minutes = state.critical.escalate_after_ms / 60_000;
+    let mut minutes: Vec<i64> = handled.iter().filter_map(|h| h.minutes).collect();
+    minutes.sort_unstable();
+    let median = minutes.get(minutes.len() / 2).map(|m| m.to_string()).unwrap_or_else(|| "-".into());
+    let within = if handled.is_empty() {
+        "-".to_string()
+    } else {
+        let n = handled.iter().filter(|h| h.minutes.is_some_and(|m| m <= limit_minutes)).count();
+        format!("{n} / {}", handled.len())
+    };
+    let rows = handled
+        .into_iter()
+        .map(|h| ReportRow {
+            reported: format!(
+                "{} {}",
+                h.authored.get(..10).unwrap_or_default(),
+                h.authored.get(11..16).unwrap_or_default()
+            ),
+            text: h.text,
+            owner: h.owner,
+            by: h.acknowledged_by,
+            action: h.action,
+            minutes: h.minutes,
+            escalated: h.escalated,
+        })
+        .collect();
+    page(CriticalReport { t, shell: &shell, rows, median, within, limit_minutes }.render())
 }

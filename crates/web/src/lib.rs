@@ -62,6 +62,8 @@ pub struct AppConfig {
     pub export_dir: std::path::PathBuf,
     /// Days the integration message log keeps finished messages.
     pub message_retention_days: i64,
+    /// Minutes a critical value waits for its doctor before escalation.
+    pub critical_escalation_minutes: i64,
 }
 
 /// PEM files for HTTPS.
@@ -99,6 +101,8 @@ pub struct AppState {
     pub prescribing: lianyi_clinical::prescribing::Prescribing,
     /// Laboratory and imaging requests.
     pub ordering: lianyi_clinical::orders::Ordering,
+    /// The critical-value loop.
+    pub critical: lianyi_clinical::critical::CriticalValues,
 }
 
 /// A built application: database connected and migrated, ready to serve.
@@ -176,6 +180,10 @@ impl App {
         let workspace = lianyi_clinical::encounter::Workspace::new(fhir.clone());
         let prescribing = lianyi_clinical::prescribing::Prescribing::new(fhir.clone());
         let ordering = lianyi_clinical::orders::Ordering::new(fhir.clone());
+        let critical = lianyi_clinical::critical::CriticalValues::new(
+            fhir.clone(),
+            config.critical_escalation_minutes.max(1) * 60_000,
+        );
         Ok(App {
             state: AppState {
                 fhir,
@@ -191,6 +199,7 @@ impl App {
                 workspace,
                 prescribing,
                 ordering,
+                critical,
             },
         })
     }
@@ -214,6 +223,8 @@ impl App {
         // Outbound channels deliver while the server runs; undelivered messages wait
         // in the database for the next start.
         let dispatcher = tokio::spawn(lianyi_interop::Dispatcher::new(self.state.outbound.clone()).run());
+        // Critical values are checked while the server runs; its cursor survives restarts.
+        let watcher = tokio::spawn(self.state.critical.clone().run());
         let service = self.router().into_make_service_with_connect_info::<std::net::SocketAddr>();
         match self.state.config.tls.clone() {
             None => axum::serve(listener, service).with_graceful_shutdown(shutdown).await?,
@@ -233,6 +244,7 @@ impl App {
             }
         }
         dispatcher.abort();
+        watcher.abort();
         store.close().await;
         Ok(())
     }

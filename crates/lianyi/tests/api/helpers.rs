@@ -51,6 +51,7 @@ pub async fn spawn_app_clocked(
         tls: None,
         login_rate_per_minute: 30,
         message_retention_days: 90,
+        critical_escalation_minutes: 10,
         export_dir: keys_dir.join("exports"),
     };
     let app = match clock {

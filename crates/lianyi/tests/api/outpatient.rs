@@ -237,3 +237,108 @@ async fn book_check_in_queue_and_call_next() {
     let (_, _, page) = registrar.get("/queue?dept=east-im").await;
     assert!(!page.contains("id=\"call-next\""), "registrars see the queue but do not call");
 }
+
+/// The critical-value loop: a stat potassium is ordered, the lab's ORU with K 6.8
+/// arrives over the HL7 inbound path, the ordering doctor's pages show the alert, the
+/// doctor acknowledges it with the action taken (audited, on the response-time
+/// report). A critical value nobody acknowledges is escalated to the department head
+/// after the configured time (the clock is the test's).
+#[tokio::test]
+async fn critical_values_reach_the_ordering_doctor_and_escalate() {
+    let clock = ManualClock::new(MONDAY_0830);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    let east = app.client_with("system/*.cruds", "campus-east", None).await;
+    let put = |v: Value| {
+        let c = east.clone();
+        let url = app.url(&format!("/fhir/{}/{}", v["resourceType"].as_str().unwrap(), v["id"].as_str().unwrap()));
+        async move {
+            let r =
+                c.put(url).header("content-type", "application/fhir+json").body(v.to_string()).send().await.unwrap();
+            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        }
+    };
+    for (id, mrn) in [("p1", "E100001"), ("p2", "E100002")] {
+        put(json!({"resourceType": "Patient", "id": id, "name": [{"text": format!("患者{id}")}],
+                   "identifier": [{"system": "urn:lianyi:sid:mrn:campus-east", "value": mrn}]}))
+        .await;
+    }
+    put(json!({"resourceType": "Encounter", "id": "e1", "status": "in-progress", "class": {"code": "AMB"},
+               "subject": {"reference": "Patient/p1"}}))
+    .await;
+    let (mut doctor, token) = logged_in(&app, &clock, "dr.li", "doctor", "campus-east", None).await;
+    let (_, back, _) = doctor
+        .post("/encounters/e1/orders", &[("csrf", token.as_str()), ("item", "LAB-K"), ("priority", "stat")])
+        .await;
+    assert_eq!(back, "/encounters/e1?done=ordered");
+
+    let inbound = lianyi_interop::Inbound::new(app.fhir.clone(), "mllp:test", "campus-east", "+08:00");
+    let oru = |control: &str, mrn: &str, placer: &str, value: &str, flag: &str| {
+        format!(
+            "MSH|^~\\&|LIS|EAST|LIANYI|GROUP|20261123083500||ORU^R01^ORU_R01|{control}|P|2.5.1\rPID|1||{mrn}^^^EAST^MR\r\
+             OBR|1|{placer}|F{control}|2823-3^Potassium^LN|||20261123083000|||||||||||||||||F\r\
+             OBX|1|NM|2823-3^Potassium [Moles/volume] in Serum or Plasma^LN||{value}|mmol/L^mmol/L^UCUM|3.5-5.3|{flag}|||F\r"
+        )
+    };
+    let (ack, _) = inbound.receive(oru("C1", "E100001", "LY00000001", "6.8", "HH").as_bytes(), None).await;
+    assert!(String::from_utf8_lossy(&ack).contains("MSA|AA|C1"), "{}", String::from_utf8_lossy(&ack));
+
+    // Within a moment the doctor's pages carry the alert.
+    let started = std::time::Instant::now();
+    let bar = loop {
+        let (_, _, page) = doctor.get("/alerts").await;
+        if page.contains("critical-item") {
+            break page;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "no alert: {page}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(bar.contains("血钾 6.8 mmol/L (危急值 ≥ 6)") && bar.contains("/patients/p1"), "{bar}");
+    let (_, _, page) = doctor.get("/encounters/e1").await;
+    assert!(page.contains("id=\"critical-alerts\"") && page.contains("血钾 6.8"), "every page shows it");
+    let task = between(&bar, "data-task=\"", "\"").to_string();
+
+    // Another doctor may not acknowledge it; the owner does, with the action taken.
+    let (mut other, other_token) = logged_in(&app, &clock, "dr.wang", "doctor", "campus-east", None).await;
+    let (_, _, page) = other.get("/alerts").await;
+    assert!(!page.contains("critical-item"), "not the other doctor's");
+    let (s, _, _) = other.post(&format!("/alerts/{task}/ack"), &[("csrf", &other_token), ("action", "看到了")]).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    clock.advance(3 * 60_000);
+    let (s, _, _) =
+        doctor.post(&format!("/alerts/{task}/ack"), &[("csrf", &token), ("action", "已电话通知患者返院复查")]).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let (_, _, page) = doctor.get("/alerts").await;
+    assert!(!page.contains("critical-item"), "acknowledged: gone");
+    let t = app.get(&format!("/fhir/Task/{task}")).await.json::<Value>().await.unwrap();
+    assert_eq!(t["status"], "completed");
+    assert_eq!(t["owner"]["identifier"]["value"], "dr.li");
+    assert_eq!(t["output"][0]["valueString"], "已电话通知患者返院复查");
+    assert_eq!(t["focus"]["reference"].as_str().unwrap().split('/').next(), Some("Observation"));
+    let (_, _, report) = doctor.get("/reports/critical-values").await;
+    let table = between(&report, "id=\"cv-report\"", "</table>");
+    assert!(table.contains("已电话通知患者返院复查") && table.contains("<td>3</td>"), "{table}");
+    let query =
+        lianyi_store::audit::AuditQuery { action: Some("critical-value-ack".into()), limit: 10, ..Default::default() };
+    let acks = app.fhir.store().audit_records(&query).await.unwrap();
+    assert_eq!((acks.len(), acks[0].entry.actor.as_str()), (1, "user:dr.li"));
+
+    // A critical value of a result without an order of ours: nobody owns it; after
+    // ten minutes it goes to the department head.
+    let (ack, _) = inbound.receive(oru("C2", "E100002", "", "2.3", "LL").as_bytes(), None).await;
+    assert!(String::from_utf8_lossy(&ack).contains("MSA|AA|C2"));
+    let (mut head, _) = logged_in(&app, &clock, "head.im", "department-head", "campus-east", None).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (_, _, page) = head.get("/alerts").await;
+    assert!(!page.contains("critical-item"), "not yet escalated: {page}");
+    clock.advance(11 * 60_000);
+    let started = std::time::Instant::now();
+    let bar = loop {
+        let (_, _, page) = head.get("/alerts").await;
+        if page.contains("critical-item") {
+            break page;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "not escalated: {page}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(bar.contains("血钾 2.3 mmol/L (危急值 ≤ 2.5)") && bar.contains("已上报科室主任"), "{bar}");
+}
