@@ -175,6 +175,16 @@ impl CriticalValues {
         Ok(page.resources.iter().filter_map(|r| Some((r.id.clone(), serde_json::from_str(&r.body).ok()?))).collect())
     }
 
+    /// The watcher's own lookups (the order of a result, open Tasks): the platform's
+    /// internal processing, not a disclosure to anyone, so not audited; what a user is
+    /// shown and every change are.
+    async fn internal_search(&self, t: &str, params: &[(&str, String)]) -> Result<Vec<(String, Value)>, RegistryError> {
+        let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let req = parse_search(rtype(t)?, &params).map_err(|i| invalid("search", "search", i.diagnostics))?;
+        let page = self.fhir.store().search(&req, &lianyi_store::RowScope::unrestricted()).await?;
+        Ok(page.resources.iter().filter_map(|r| Some((r.id.clone(), serde_json::from_str(&r.body).ok()?))).collect())
+    }
+
     /// Checks the Observations changed since the last scan; returns how many critical
     /// values became Tasks.
     pub async fn scan(&self) -> Result<usize, RegistryError> {
@@ -203,7 +213,9 @@ impl CriticalValues {
 
     async fn check(&self, id: &str, version: i64, campus: Option<&str>) -> Result<bool, RegistryError> {
         let platform = Self::platform(campus);
-        let Ok(stored) = self.fhir.read(&platform, rtype("Observation")?, id).await else { return Ok(false) };
+        let Some(stored) = self.fhir.store().read("Observation", id).await?.filter(|r| !r.deleted) else {
+            return Ok(false);
+        };
         if stored.version != version {
             return Ok(false); // a later version follows in the outbox
         }
@@ -220,7 +232,7 @@ impl CriticalValues {
             .map(str::to_string);
         if let Some(p) = placer {
             let found =
-                self.search(&platform, "ServiceRequest", &[("identifier", format!("{PLACER_SYSTEM}|{p}"))]).await?;
+                self.internal_search("ServiceRequest", &[("identifier", format!("{PLACER_SYSTEM}|{p}"))]).await?;
             if let Some((_, sr)) = found.first() {
                 owner = sr["requester"].clone();
                 if encounter.is_null() {
@@ -255,8 +267,7 @@ impl CriticalValues {
     pub async fn escalate_due(&self) -> Result<usize, RegistryError> {
         let platform = Self::platform(None);
         let open = self
-            .search(
-                &platform,
+            .internal_search(
                 "Task",
                 &[
                     ("code", format!("{TASK_SYSTEM}|{TASK_CODE}")),
@@ -273,7 +284,7 @@ impl CriticalValues {
             if !due_for_escalation(authored, now, self.escalate_after_ms, escalated) {
                 continue;
             }
-            let stored = self.fhir.read(&platform, rtype("Task")?, &id).await?;
+            let Some(stored) = self.fhir.store().read("Task", &id).await? else { continue };
             let campus = stored.campus.clone().unwrap_or_default();
             let mut t = task.clone();
             if let Some(o) = t.as_object_mut() {
@@ -314,10 +325,8 @@ impl CriticalValues {
     /// a department-head role they hold at the Task's campus.
     pub async fn alerts_for(&self, caller: &Caller, heads_at: &[String]) -> Result<Vec<Alert>, RegistryError> {
         let Some(user) = crate::orders::username(caller) else { return Ok(Vec::new()) };
-        let platform = Self::platform(None);
         let open = self
-            .search(
-                &platform,
+            .internal_search(
                 "Task",
                 &[
                     ("code", format!("{TASK_SYSTEM}|{TASK_CODE}")),
@@ -370,7 +379,9 @@ impl CriticalValues {
             return Err(RegistryError::Forbidden("this critical value is not yours to acknowledge".into()));
         }
         let platform = Self::platform(None);
-        let stored = self.fhir.read(&platform, rtype("Task")?, task).await?;
+        let Some(stored) = self.fhir.store().read("Task", task).await? else {
+            return Err(invalid("task", "not-found", "no such critical value"));
+        };
         let mut t: Value = serde_json::from_str(&stored.body).map_err(|e| invalid("task", "stored", e.to_string()))?;
         if let Some(o) = t.as_object_mut() {
             o.remove("meta");
