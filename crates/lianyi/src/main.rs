@@ -955,6 +955,7 @@ const DEMO_USERS: &[(&str, &str, &str, &str, Option<&str>)] = &[
     ("registrar.east", "挂号员 王芳", "registrar", "campus-east", None),
     ("doctor.east", "内科 李明医生", "doctor", "campus-east", None),
     ("doctor.west", "外科 陈静医生", "doctor", "campus-west", None),
+    ("head.east", "内科主任 张华", "department-head", "campus-east", None),
     ("nurse.east", "护士 赵娜", "nurse", "campus-east", None),
     ("pharmacist.east", "药师 周强", "pharmacist", "campus-east", None),
     ("labtech.east", "检验技师 吴磊", "lab-technician", "campus-east", None),
