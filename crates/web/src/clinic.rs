@@ -118,7 +118,7 @@ pub(crate) async fn shell(
             .map(|(cur, id, name)| (id, name, cur))
             .collect()
     };
-    let alerts = critical_alerts(state, info).await;
+    let alerts = critical_alerts(state, info, t).await;
     Shell {
         alerts,
         display_name: info.user.display_name.clone(),
@@ -145,13 +145,23 @@ pub(crate) async fn heads_at(state: &AppState, info: &lianyi_security::users::Se
 pub(crate) async fn critical_alerts(
     state: &AppState,
     info: &lianyi_security::users::SessionInfo,
+    t: Tr,
 ) -> Vec<lianyi_clinical::critical::Alert> {
     if !info.caller.access.allows("Task", Perm::Read) || info.caller.access.patient.is_some() {
         return Vec::new();
     }
     let heads = heads_at(state, info).await;
     match state.critical.alerts_for(&info.caller, &heads).await {
-        Ok(a) => a,
+        // The description holds both languages ("中文 / English"): the page's one.
+        Ok(a) => a
+            .into_iter()
+            .map(|mut x| {
+                if let Some((zh, en)) = x.text.split_once(" / ") {
+                    x.text = if t.code() == "en" { en.to_string() } else { zh.to_string() };
+                }
+                x
+            })
+            .collect(),
         Err(e) => {
             tracing::warn!(error = %e, "critical-value lookup failed");
             Vec::new()
@@ -217,7 +227,8 @@ struct CandidateRow {
     mrns: String,
     score: u8,
     likely: bool,
-    reasons: Vec<String>,
+    /// The reasons, joined as the language writes lists.
+    reasons: String,
 }
 
 fn reason_text(t: Tr, r: Reason) -> String {
@@ -238,7 +249,11 @@ fn candidate_row(t: Tr, c: &Candidate) -> CandidateRow {
         mrns: c.mrns.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join(", "),
         score: c.score.score,
         likely: c.score.score >= matching::PROBABLE,
-        reasons: c.score.reasons.iter().map(|r| reason_text(t, *r)).collect(),
+        reasons: c.score.reasons.iter().map(|r| reason_text(t, *r)).collect::<Vec<_>>().join(if t.code() == "en" {
+            ", "
+        } else {
+            "，"
+        }),
     }
 }
 

@@ -52,7 +52,7 @@ impl Driver {
             "binary": "/usr/bin/chromium",
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                      "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--lang=zh-CN", format!("--user-data-dir={}", profile.display())],
+                     "--lang=zh-CN", "--window-size=1280,1000", format!("--user-data-dir={}", profile.display())],
             "prefs": {"intl.accept_languages": "zh-CN,zh"}}}}});
         let v: Value = http.post(format!("{base}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
         let session = v["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {v}")).to_string();
@@ -162,4 +162,284 @@ async fn chromium_logs_in_with_totp_and_is_logged_out_when_idle() {
     assert!(d.wait_url("/login").await.contains("m=expired"));
     assert!(d.text("#message").await.contains("会话已超时"));
     d.cmd(reqwest::Method::DELETE, "", json!({})).await;
+}
+
+impl Driver {
+    /// Saves a screenshot of the page (a test artifact) under
+    /// `target/screenshots/<dir>/<name>.png`.
+    async fn screenshot(&self, dir: &str, name: &str) {
+        use base64::Engine;
+        let png = self.cmd(reqwest::Method::GET, "/screenshot", json!({})).await;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap_or_default()).unwrap();
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots").join(dir);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join(format!("{name}.png")), bytes).unwrap();
+    }
+
+    /// The page's visible text.
+    async fn body(&self) -> String {
+        self.text("body").await
+    }
+
+    /// Waits until the visible text contains `needle` (the page may change by itself).
+    async fn wait_text(&self, needle: &str, secs: u64) -> String {
+        let started = Instant::now();
+        loop {
+            let t = self.body().await;
+            if t.contains(needle) {
+                return t;
+            }
+            assert!(started.elapsed() < Duration::from_secs(secs), "'{needle}' never appeared in: {t}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Logs in with password (changing it when asked) and the authenticator code.
+    async fn log_in(&self, site: &str, user: &str, clock: &ManualClock) {
+        self.goto(&format!("{site}/login")).await;
+        self.type_into("#username", user).await;
+        self.type_into("#password", "initial-Pass-2026").await;
+        self.click("#submit").await;
+        if self.wait_url("/login/").await.contains("/login/password") {
+            self.type_into("#current", "initial-Pass-2026").await;
+            self.type_into("#new", "walk passphrase 2026").await;
+            self.type_into("#confirm", "walk passphrase 2026").await;
+            self.click("#submit").await;
+            self.wait_url("/login/enrol").await;
+        }
+        let secret = totp::base32_decode(self.text("#totp-secret").await.trim()).unwrap();
+        self.type_into("#code", &totp::code_at(&secret, clock.now_ms())).await;
+        self.click("#submit").await;
+        self.find("#welcome").await;
+    }
+}
+
+/// What the walk expects to read, per language.
+struct Expect {
+    duplicate: &'static str,
+    registered: &'static str,
+    booked: &'static str,
+    checked_in: &'static str,
+    with_doctor: &'static str,
+    icd_query: &'static str,
+    diagnosis: &'static str,
+    allergy: &'static str,
+    blocked: &'static str,
+    override_reason: &'static str,
+    signed: &'static str,
+    ordered: &'static str,
+    critical: &'static str,
+    action: &'static str,
+}
+
+const ZH: Expect = Expect {
+    duplicate: "疑似重复",
+    registered: "登记成功",
+    booked: "预约成功",
+    checked_in: "候诊序号：1",
+    with_doctor: "就诊中",
+    icd_query: "高血压",
+    diagnosis: "原发性高血压",
+    allergy: "青霉素",
+    blocked: "处方被拦截",
+    override_reason: "皮试阴性，既往使用无反应",
+    signed: "处方已签署",
+    ordered: "申请已发送",
+    critical: "危急值",
+    action: "已电话通知患者立即返院",
+};
+
+const EN: Expect = Expect {
+    duplicate: "Possible duplicates",
+    registered: "The patient is registered",
+    booked: "The appointment is booked",
+    checked_in: "Queue number: 1",
+    with_doctor: "With the doctor",
+    icd_query: "essential hypertension",
+    diagnosis: "Essential (primary) hypertension",
+    allergy: "penicillin",
+    blocked: "The prescription is blocked",
+    override_reason: "skin test negative, tolerated before",
+    signed: "The prescription is signed",
+    ordered: "The request is sent",
+    critical: "Critical value",
+    action: "patient called back to the emergency room",
+};
+
+/// The outpatient day in a real Chromium, as a registrar and a doctor: register (the
+/// duplicate warning for a near-duplicate), book, check in; call the patient, add an
+/// ICD-10 diagnosis, have a prescription blocked by the allergy and override it with a
+/// reason, request a potassium; the lab's ORU with a critical potassium arrives over
+/// MLLP and the alert appears on the doctor's open page by itself; the doctor
+/// acknowledges it. A screenshot of every step is saved under target/screenshots.
+async fn outpatient_day(lang: &str, x: &Expect) {
+    use lianyi_clinical::scheduling::{Scheduling, Session};
+    // Monday 23 November 2026, 08:30 in Beijing.
+    let clock = ManualClock::new(1_795_393_800_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    let east = app.client_with("system/*.cruds", "campus-east", None).await;
+    for v in [
+        json!({"resourceType": "Organization", "id": "campus-east", "name": "东院区", "alias": ["East Campus"]}),
+        json!({"resourceType": "Organization", "id": "east-im", "name": "内科", "alias": ["Internal Medicine"],
+               "partOf": {"reference": "Organization/campus-east"}}),
+        json!({"resourceType": "Practitioner", "id": "dr-li", "name": [{"text": "李明"}]}),
+        json!({"resourceType": "PractitionerRole", "id": "role-li", "practitioner": {"reference": "Practitioner/dr-li"},
+               "organization": {"reference": "Organization/east-im"}}),
+        // Registered before, at this campus: the near-duplicate.
+        json!({"resourceType": "Patient", "id": "zhang-shan-1", "gender": "female", "birthDate": "1990-01-01",
+               "name": [{"text": "张珊"}], "telecom": [{"system": "phone", "value": "13800138000"}],
+               "identifier": [{"system": "urn:lianyi:sid:mrn:campus-east", "value": "E1000001"}]}),
+    ] {
+        let url = app.url(&format!("/fhir/{}/{}", v["resourceType"].as_str().unwrap(), v["id"].as_str().unwrap()));
+        let r = east.put(url).header("content-type", "application/fhir+json").body(v.to_string()).send().await.unwrap();
+        assert!(r.status().is_success());
+    }
+    let scheduling = Scheduling::new(app.fhir.clone());
+    let system = Caller::system("test setup");
+    let sessions = [Session { weekday: 1, start: "09:00".into(), end: "11:00".into(), slot_minutes: 30 }];
+    let schedule = scheduling.set_template(&system, "role-li", &sessions).await.unwrap();
+    scheduling.generate_slots(&system, &schedule, "2026-11-23", 1).await.unwrap();
+    let tag = if lang == "en" { "en" } else { "zh" };
+    for (name, role) in [("registrar", "registrar"), ("doctor", "doctor")] {
+        app.users
+            .add_user(
+                &Caller::system("test"),
+                NewUser {
+                    username: format!("{name}.{tag}"),
+                    display_name: format!("{name} {lang}"),
+                    password: "initial-Pass-2026".into(),
+                    grants: vec![(role.into(), "campus-east".into())],
+                    patient: None,
+                    must_change_password: false,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    // The lab system's MLLP connection ends at the platform's listener.
+    let mllp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mllp_addr = mllp.local_addr().unwrap();
+    let inbound = lianyi_interop::Inbound::new(app.fhir.clone(), "mllp:walk", "campus-east", "+08:00");
+    tokio::spawn(lianyi_web::mllp::serve_mllp(mllp, inbound, Default::default(), None));
+
+    let shots = format!("outpatient-{lang}");
+    let site = app.base.replace("127.0.0.1", "localhost");
+    let d = Driver::start().await;
+    d.goto(&format!("{site}/login")).await;
+    if lang == "en" {
+        d.click("#lang-switch").await;
+        d.wait_text("Log in", 10).await;
+    }
+    d.log_in(&site, &format!("registrar.{tag}"), &clock).await;
+    d.screenshot(&shots, "01-registrar-home").await;
+
+    // Registration: a near-duplicate of 张珊 (same sound, birth date and phone).
+    d.goto(&format!("{site}/registration")).await;
+    d.type_into("#name", "张山").await;
+    d.type_into("#birth_date", "1990-01-01").await;
+    d.click("#gender option[value=female]").await;
+    d.type_into("#phone", "13800138000").await;
+    d.click("#register").await;
+    let page = d.wait_text(x.duplicate, 10).await;
+    assert!(page.contains("张珊") && page.contains("E1000001"), "{page}");
+    d.screenshot(&shots, "02-duplicate-warning").await;
+    d.click("#confirm-new").await;
+    let page = d.wait_text(x.registered, 10).await;
+    assert!(page.contains("E2000000"), "the campus's first MRN: {page}");
+    d.screenshot(&shots, "03-registered").await;
+
+    // Book the first free time of internal medicine, then check in.
+    d.click("#book-appointment").await;
+    d.wait_url("/scheduling").await;
+    d.click("#dept option[value=east-im]").await;
+    d.click("#show-slots").await;
+    d.wait_text("09:00", 10).await;
+    d.click("button.slot").await;
+    d.wait_text(x.booked, 10).await;
+    d.screenshot(&shots, "04-booked").await;
+    d.click("button.check-in").await;
+    d.wait_text(x.checked_in, 10).await;
+    d.screenshot(&shots, "05-checked-in").await;
+    d.click("#logout").await;
+    d.wait_url("/login").await;
+
+    // The doctor calls the patient and opens the encounter.
+    d.log_in(&site, &format!("doctor.{tag}"), &clock).await;
+    d.goto(&format!("{site}/queue?dept=east-im")).await;
+    d.click("#call-next").await;
+    d.wait_url("/encounters/").await;
+    let page = d.wait_text(x.with_doctor, 10).await;
+    assert!(page.contains("张山"), "{page}");
+    d.screenshot(&shots, "06-encounter").await;
+
+    // A diagnosis found by ICD-10 search.
+    d.type_into("#icd", x.icd_query).await;
+    d.click("#icd-go").await;
+    d.click("tr[data-code=I10] button.add-diagnosis").await;
+    let page = d.wait_text(x.diagnosis, 10).await;
+    assert!(page.contains("I10"), "{page}");
+    d.screenshot(&shots, "07-diagnosis").await;
+
+    // The allergy, then a prescription it blocks; overridden with a reason.
+    d.type_into("#substance", x.allergy).await;
+    d.click("#criticality option[value=high]").await;
+    d.click("#add-allergy").await;
+    d.wait_url("done=allergy").await;
+    d.click("#drug option[value=AMOX500]").await;
+    d.type_into("#dose", "500").await;
+    d.click("#frequency option[value=tid]").await;
+    d.click("#rx-check").await;
+    let page = d.wait_text(x.blocked, 10).await;
+    assert!(page.contains(x.allergy), "{page}");
+    d.screenshot(&shots, "08-prescription-blocked").await;
+    d.type_into("#override-reason", x.override_reason).await;
+    d.click("#override-sign").await;
+    d.wait_text(x.signed, 10).await;
+    d.screenshot(&shots, "09-override-signed").await;
+
+    // A stat potassium.
+    d.click("#order-item option[value=LAB-K]").await;
+    d.click("#order-priority option[value=stat]").await;
+    d.click("#order-submit").await;
+    let page = d.wait_text(x.ordered, 10).await;
+    assert!(page.contains("LY00000001"), "{page}");
+    let encounter_url = d.url().await;
+
+    // The lab's ORU over MLLP: potassium 6.8 mmol/L (HH) for that request.
+    let oru = "MSH|^~\\&|LIS|EAST|LIANYI|GROUP|20261123093000||ORU^R01^ORU_R01|WALK1|P|2.5.1\rPID|1||E2000000^^^EAST^MR\r\
+               OBR|1|LY00000001|LAB1|2823-3^Potassium^LN|||20261123091500|||||||||||||||||F\r\
+               OBX|1|NM|2823-3^Potassium [Moles/volume] in Serum or Plasma^LN||6.8|mmol/L^mmol/L^UCUM|3.5-5.3|HH|||F\r";
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(mllp_addr).await.unwrap();
+        let mut frame = vec![0x0b];
+        frame.extend_from_slice(oru.as_bytes());
+        frame.extend_from_slice(&[0x1c, 0x0d]);
+        s.write_all(&frame).await.unwrap();
+        let mut ack = vec![0u8; 1024];
+        let n = s.read(&mut ack).await.unwrap();
+        assert!(String::from_utf8_lossy(&ack[..n]).contains("MSA|AA|WALK1"));
+    }
+    // The doctor's open page shows it by itself (no reload).
+    assert_eq!(d.url().await, encounter_url);
+    let page = d.wait_text("6.8 mmol/L", 20).await;
+    assert!(page.contains(x.critical), "{page}");
+    d.screenshot(&shots, "10-critical-value").await;
+    d.type_into(".cv-action", x.action).await;
+    d.click(".cv-ack-button").await;
+    d.wait_url("cv=acknowledged").await;
+    let page = d.body().await;
+    assert!(!page.contains("6.8 mmol/L"), "acknowledged: the alert is gone: {page}");
+    d.screenshot(&shots, "11-acknowledged").await;
+    d.cmd(reqwest::Method::DELETE, "", json!({})).await;
+}
+
+#[tokio::test]
+async fn chromium_walks_the_outpatient_day_in_chinese() {
+    outpatient_day("zh-CN", &ZH).await;
+}
+
+#[tokio::test]
+async fn chromium_walks_the_outpatient_day_in_english() {
+    outpatient_day("en", &EN).await;
 }
