@@ -68,6 +68,7 @@ fn args() -> Args {
 }
 
 mod mllp;
+mod pages;
 
 /// Deterministic pseudo-random numbers (SplitMix64).
 struct Rng(u64);
@@ -303,6 +304,10 @@ async fn main() {
     }
     if raw.get(1).map(String::as_str) == Some("mllp") {
         mllp::run(raw[2..].to_vec()).await;
+        return;
+    }
+    if raw.get(1).map(String::as_str) == Some("pages") {
+        pages::run(raw[2..].to_vec()).await;
         return;
     }
     let a = args();

@@ -969,9 +969,10 @@ const DEMO_USERS: &[(&str, &str, &str, &str, Option<&str>)] = &[
 ];
 const DEMO_PASSWORD: &str = "Lianyi-Demo-2026";
 
-/// Weekday templates for every demo doctor (mornings 08:00–12:00 and afternoons
-/// 14:00–17:00 in 15-minute slots, Monday to Friday) and their slots for the next
-/// 14 days from today; returns how many slots were made.
+/// Templates for every demo doctor (mornings 08:00–12:00 and afternoons 14:00–17:00
+/// in 15-minute slots Monday to Friday, weekend clinics on Saturday and Sunday
+/// mornings) and their slots for the next 14 days from today; returns how many
+/// slots were made.
 async fn demo_schedules(service: &FhirService, caller: &Caller, roles: &[String]) -> Result<usize, CliError> {
     use lianyi_clinical::scheduling::{Scheduling, Session};
     let scheduling = Scheduling::new(service.clone());
@@ -979,6 +980,9 @@ async fn demo_schedules(service: &FhirService, caller: &Caller, roles: &[String]
     for weekday in 1..=5 {
         sessions.push(Session { weekday, start: "08:00".into(), end: "12:00".into(), slot_minutes: 15 });
         sessions.push(Session { weekday, start: "14:00".into(), end: "17:00".into(), slot_minutes: 15 });
+    }
+    for weekday in 6..=7 {
+        sessions.push(Session { weekday, start: "08:00".into(), end: "12:00".into(), slot_minutes: 15 });
     }
     let today = scheduling.today();
     let mut made = 0;

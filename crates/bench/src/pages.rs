@@ -1,0 +1,218 @@
+//! `lianyi-bench pages`: server-side render time of the clinical pages with the demo
+//! data. Starts `lianyi demo` (the real binary, next to this one), signs in as the
+//! demo registrar and doctor through the login pages (password, then the
+//! authenticator enrolment with a code computed from the page's key), books and
+//! checks in a demo patient and calls them, then requests the registration, queue,
+//! encounter and patient pages N times each, one at a time, and reports p50/p95/p99.
+//! The times are measured by the client over loopback, so they include HTTP (an
+//! upper bound of the server's own time).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+const DEMO_PASSWORD: &str = "Lianyi-Demo-2026";
+
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A signed-in browser session (cookies kept by hand: the session cookie is Secure).
+struct Session {
+    http: reqwest::Client,
+    base: String,
+    cookies: Vec<(String, String)>,
+}
+
+fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
+    let i = html.find(start).unwrap_or_else(|| panic!("{start} not in page")) + start.len();
+    let j = html[i..].find(end).unwrap_or(0) + i;
+    &html[i..j]
+}
+
+impl Session {
+    fn new(base: &str) -> Session {
+        let http = crate::reqwest_builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Session { http, base: base.into(), cookies: Vec::new() }
+    }
+
+    fn keep(&mut self, r: &reqwest::Response) {
+        for v in r.headers().get_all("set-cookie") {
+            let first = v.to_str().unwrap_or_default().split(';').next().unwrap_or_default();
+            if let Some((k, val)) = first.split_once('=') {
+                self.cookies.retain(|(n, _)| n != k);
+                if !val.is_empty() {
+                    self.cookies.push((k.into(), val.into()));
+                }
+            }
+        }
+    }
+
+    fn cookie(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    async fn get(&mut self, path: &str) -> (u16, String, String) {
+        let r = self.http.get(format!("{}{path}", self.base)).header("cookie", self.cookie()).send().await.unwrap();
+        self.keep(&r);
+        let status = r.status().as_u16();
+        let loc = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        (status, loc, r.text().await.unwrap())
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (u16, String, String) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.keep(&r);
+        let status = r.status().as_u16();
+        let loc = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        (status, loc, r.text().await.unwrap())
+    }
+
+    async fn log_in(base: &str, user: &str) -> (Session, String) {
+        let mut s = Session::new(base);
+        let (_, _, page) = s.get("/login").await;
+        let csrf = between(&page, "name=\"csrf\" value=\"", "\"").to_string();
+        let (_, loc, _) = s.post("/login", &[("csrf", &csrf), ("username", user), ("password", DEMO_PASSWORD)]).await;
+        assert!(loc.contains("/login/enrol"), "{user}: expected the enrolment, got {loc}");
+        let (_, _, page) = s.get("/login/enrol").await;
+        let csrf = between(&page, "name=\"csrf\" value=\"", "\"").to_string();
+        let secret = lianyi_security::totp::base32_decode(between(&page, "id=\"totp-secret\">", "<").trim()).unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        let code = lianyi_security::totp::code_at(&secret, now);
+        let (_, loc, _) = s.post("/login/enrol", &[("csrf", &csrf), ("code", &code)]).await;
+        assert_eq!(loc, "/", "{user}: enrolment failed");
+        let (_, _, home) = s.get("/").await;
+        let csrf = between(&home, "name=\"csrf\" value=\"", "\"").to_string();
+        (s, csrf)
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn measure(s: &mut Session, path: &str, n: usize) -> (f64, f64, f64) {
+    // Warm-up: templates, statement caches.
+    for _ in 0..5 {
+        let (status, _, _) = s.get(path).await;
+        assert_eq!(status, 200, "{path}");
+    }
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let (status, _, body) = s.get(path).await;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert!(status == 200 && !body.is_empty(), "{path}: {status}");
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    (percentile(&times, 0.5), percentile(&times, 0.95), percentile(&times, 0.99))
+}
+
+pub async fn run(raw: Vec<String>) {
+    let mut n = 200usize;
+    let mut out = "bench-pages.json".to_string();
+    let mut it = raw.into_iter();
+    while let Some(k) = it.next() {
+        match k.as_str() {
+            "--requests" => n = it.next().and_then(|v| v.parse().ok()).expect("--requests N"),
+            "--out" => out = it.next().expect("--out FILE"),
+            _ => {
+                println!("lianyi-bench pages [--requests N] [--out FILE]");
+                return;
+            }
+        }
+    }
+    let exe = std::env::current_exe().unwrap();
+    let lianyi = exe.with_file_name("lianyi");
+    assert!(lianyi.exists(), "{} is missing: cargo build --release -p lianyi first", lianyi.display());
+    let dir = std::env::temp_dir().join(format!("lianyi-bench-pages-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(&lianyi)
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(&dir)
+        .env("LIANYI_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _demo = Demo(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let probe = crate::http_client();
+    let started = Instant::now();
+    while probe.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(120), "the demo did not start");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("Page render benchmark on the demo data (SQLite), {n} requests per page, one at a time");
+
+    // The registrar books and checks in demo patient pat-0001 at internal medicine.
+    let (mut registrar, csrf) = Session::log_in(&base, "registrar.east").await;
+    let today = lianyi_fhir_today();
+    let (_, _, page) = registrar.get(&format!("/scheduling?patient=pat-0001&dept=campus-east-im&date={today}")).await;
+    let slot = between(&page, "data-slot=\"", "\"").to_string();
+    let back = format!("dept=campus-east-im&date={today}&patient=pat-0001");
+    let (_, loc, _) = registrar
+        .post("/scheduling/book", &[("csrf", &csrf), ("slot", &slot), ("patient", "pat-0001"), ("back", &back)])
+        .await;
+    assert!(loc.contains("done=booked"), "booking failed: {loc} (the demo schedules run Monday to Friday)");
+    let (_, _, page) = registrar.get("/patients/pat-0001").await;
+    let appointment =
+        between(between(&page, "id=\"appointments\"", "</table>"), "data-appointment=\"", "\"").to_string();
+    registrar.post(&format!("/appointments/{appointment}/check-in"), &[("csrf", &csrf), ("patient", "pat-0001")]).await;
+
+    // The doctor calls the patient: the encounter page.
+    let (mut doctor, dcsrf) = Session::log_in(&base, "doctor.east").await;
+    let (_, encounter, _) = doctor.post("/queue/call", &[("csrf", &dcsrf), ("dept", "campus-east-im")]).await;
+    assert!(encounter.starts_with("/encounters/"), "call-next failed: {encounter}");
+
+    let mut results = Vec::new();
+    for (who, path) in [
+        ("registrar", "/registration".to_string()),
+        ("registrar", "/patients/pat-0001".to_string()),
+        ("doctor", "/queue?dept=campus-east-im".to_string()),
+        ("doctor", encounter.clone()),
+    ] {
+        let s = if who == "registrar" { &mut registrar } else { &mut doctor };
+        let (p50, p95, p99) = measure(s, &path, n).await;
+        let name = path.split('?').next().unwrap_or_default().split('/').take(2).collect::<Vec<_>>().join("/");
+        println!("  {name:<16} p50 {p50:>6.2} ms   p95 {p95:>6.2} ms   p99 {p99:>6.2} ms");
+        results.push(json!({"page": name, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}));
+    }
+    let report = json!({"requests_per_page": n, "pages": results});
+    std::fs::write(&out, serde_json::to_string_pretty(&report).unwrap()).unwrap();
+    println!("  JSON: {out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Today in Beijing, `YYYY-MM-DD`.
+fn lianyi_fhir_today() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let days = (now + 8 * 3_600_000).div_euclid(86_400_000);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
