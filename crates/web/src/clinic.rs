@@ -397,6 +397,8 @@ struct PatientPage<'a> {
     index: IndexView,
     may_book: bool,
     appointments: Vec<crate::outpatient::AppointmentRow>,
+    /// (DiagnosticReport id, title, date) of the patient's lab reports.
+    reports: Vec<(String, String, String)>,
 }
 
 #[derive(Deserialize)]
@@ -431,6 +433,7 @@ async fn patient_page(
     let may_book = info.caller.access.allows("Appointment", Perm::Create) && info.caller.access.patient.is_none();
     let appointments =
         if may_book { crate::outpatient::appointments(&state, &info.caller, t, &stored.id).await } else { Vec::new() };
+    let reports = crate::outpatient::lab_reports(&state, &info.caller, &stored.id).await;
     let known = |v: Option<String>, keys: &[&str]| v.filter(|x| keys.contains(&x.as_str()));
     page(
         PatientPage {
@@ -444,6 +447,7 @@ async fn patient_page(
             index,
             may_book,
             appointments,
+            reports,
         }
         .render(),
     )

@@ -34,6 +34,8 @@ pub fn router() -> Router<AppState> {
         .route("/encounters/{id}/allergies", post(add_allergy))
         .route("/encounters/{id}/prescriptions", post(prescribe))
         .route("/encounters/{id}/orders", post(add_order))
+        .route("/encounters/{id}/print/{what}", get(print_page))
+        .route("/reports/lab/{id}", get(lab_report))
 }
 
 async fn search(state: &AppState, caller: &Caller, t: &str, params: &[(&str, String)]) -> Vec<Value> {
@@ -778,4 +780,255 @@ async fn add_allergy(
         Ok(_) => see_other(&format!("/encounters/{id}?done=allergy")),
         Err(e) => workspace_error(&id, &e, t),
     }
+}
+
+/// One result line of a printed lab report.
+struct ResultLine {
+    name: String,
+    value: String,
+    unit: String,
+    range: String,
+    flag: String,
+}
+
+#[derive(Template)]
+#[template(path = "print.html")]
+struct PrintPage {
+    t: Tr,
+    /// `prescription`, `summary` or `lab`.
+    what: String,
+    hospital: String,
+    department: String,
+    patient_name: String,
+    gender_key: String,
+    age: String,
+    mrns: String,
+    date: String,
+    doctor: String,
+    allergies: Vec<String>,
+    diagnoses: Vec<String>,
+    prescriptions: Vec<(String, String)>,
+    orders: Vec<String>,
+    results: Vec<ResultLine>,
+    report_title: String,
+}
+
+fn age_at(birth: &str, today: &str) -> String {
+    let y = |s: &str| s.get(..4).and_then(|v| v.parse::<i32>().ok());
+    match (y(birth), y(today)) {
+        (Some(b), Some(n)) => (n - b - i32::from(today.get(5..10) < birth.get(5..10))).to_string(),
+        _ => String::new(),
+    }
+}
+
+/// The printed header's patient facts.
+async fn print_patient(
+    state: &AppState,
+    caller: &Caller,
+    patient: &str,
+    today: &str,
+) -> (String, String, String, String) {
+    match read(state, caller, "Patient", patient).await {
+        Some(p) => {
+            let person = lianyi_clinical::registry::person_of(&p);
+            let mrns =
+                lianyi_clinical::registry::mrns_of(&p).into_iter().map(|(_, m)| m).collect::<Vec<_>>().join(", ");
+            let gender = format!("gender-{}", person.gender.as_deref().unwrap_or("unknown"));
+            (person.name, gender, age_at(person.birth_date.as_deref().unwrap_or_default(), today), mrns)
+        }
+        None => Default::default(),
+    }
+}
+
+/// `/encounters/{id}/print/prescription` (处方笺) and `/print/summary` (visit summary):
+/// print-ready pages of what the visit recorded.
+async fn print_page(
+    State(state): State<AppState>,
+    Active(info): Active,
+    Path((id, what)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let t = Tr::new(lang(&headers));
+    if !matches!(what.as_str(), "prescription" | "summary") {
+        return crate::pages::not_found(t);
+    }
+    let caller = &info.caller;
+    let Some(e) = read(&state, caller, "Encounter", &id).await else { return crate::pages::not_found(t) };
+    let lang_code = t.code();
+    let today = state.scheduling.today();
+    let patient = e["subject"]["reference"].as_str().unwrap_or_default().trim_start_matches("Patient/").to_string();
+    let (patient_name, gender_key, age, mrns) = print_patient(&state, caller, &patient, &today).await;
+    let dept_id =
+        e["serviceProvider"]["reference"].as_str().unwrap_or_default().trim_start_matches("Organization/").to_string();
+    let dept = read(&state, caller, "Organization", &dept_id).await;
+    let department = dept.as_ref().map(|o| display_name(o, t)).unwrap_or_default();
+    let hospital = match dept
+        .as_ref()
+        .and_then(|o| o["partOf"]["reference"].as_str())
+        .map(|r| r.trim_start_matches("Organization/").to_string())
+    {
+        Some(campus) => state.fhir.campus_name(&campus, lang_code).await.unwrap_or(campus),
+        None => String::new(),
+    };
+    let allergies = state
+        .workspace
+        .allergies(caller, &patient)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| a.substance)
+        .collect();
+    let diagnoses = state
+        .workspace
+        .diagnoses(caller, &id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| {
+            format!(
+                "{} {}",
+                d.code,
+                if lang_code == "en" { d.title_en.clone() } else { d.title_zh.clone().unwrap_or(d.title_en) }
+            )
+        })
+        .collect();
+    let prescriptions = prescriptions(&state, caller, &id, lang_code).await;
+    let orders = state
+        .ordering
+        .requested(caller, &id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            let name = lianyi_clinical::orders::item(&r.code).map_or(r.code.clone(), |i| i.name(lang_code).to_string());
+            format!("{name} ({})", r.placer)
+        })
+        .collect();
+    let started = e["period"]["start"].as_str().unwrap_or_default();
+    page(
+        PrintPage {
+            t,
+            what,
+            hospital,
+            department,
+            patient_name,
+            gender_key,
+            age,
+            mrns,
+            date: started.get(..10).unwrap_or_default().to_string(),
+            doctor: info.user.display_name.clone(),
+            allergies,
+            diagnoses,
+            prescriptions,
+            orders,
+            results: Vec::new(),
+            report_title: String::new(),
+        }
+        .render(),
+    )
+}
+
+/// `/reports/lab/{id}`: a DiagnosticReport with its results (values, units, reference
+/// ranges, abnormal flags) as a print-ready lab report.
+async fn lab_report(
+    State(state): State<AppState>,
+    Active(info): Active,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let t = Tr::new(lang(&headers));
+    let caller = &info.caller;
+    let Some(r) = read(&state, caller, "DiagnosticReport", &id).await else { return crate::pages::not_found(t) };
+    let today = state.scheduling.today();
+    let patient = r["subject"]["reference"].as_str().unwrap_or_default().trim_start_matches("Patient/").to_string();
+    let (patient_name, gender_key, age, mrns) = print_patient(&state, caller, &patient, &today).await;
+    let mut results = Vec::new();
+    for reference in r["result"].as_array().cloned().unwrap_or_default() {
+        let Some(obs_id) = reference["reference"].as_str().and_then(|x| x.strip_prefix("Observation/")) else {
+            continue;
+        };
+        let Some(o) = read(&state, caller, "Observation", obs_id).await else { continue };
+        let q = &o["valueQuantity"];
+        let range = &o["referenceRange"][0];
+        let bound = |b: &Value| b["value"].as_f64().map(|v| v.to_string()).unwrap_or_default();
+        results.push(ResultLine {
+            name: o["code"]["coding"][0]["display"]
+                .as_str()
+                .or_else(|| o["code"]["text"].as_str())
+                .unwrap_or_default()
+                .to_string(),
+            value: q["value"]
+                .as_f64()
+                .map(|v| v.to_string())
+                .or_else(|| o["valueString"].as_str().map(str::to_string))
+                .unwrap_or_default(),
+            unit: q["unit"].as_str().unwrap_or_default().to_string(),
+            range: if range.is_object() {
+                format!("{}–{}", bound(&range["low"]), bound(&range["high"]))
+            } else {
+                String::new()
+            },
+            flag: o["interpretation"][0]["coding"][0]["code"].as_str().unwrap_or_default().to_string(),
+        });
+    }
+    page(
+        PrintPage {
+            t,
+            what: "lab".into(),
+            hospital: String::new(),
+            department: String::new(),
+            patient_name,
+            gender_key,
+            age,
+            mrns,
+            date: r["effectiveDateTime"]
+                .as_str()
+                .or_else(|| r["issued"].as_str())
+                .unwrap_or_default()
+                .get(..10)
+                .unwrap_or_default()
+                .to_string(),
+            doctor: String::new(),
+            allergies: Vec::new(),
+            diagnoses: Vec::new(),
+            prescriptions: Vec::new(),
+            orders: Vec::new(),
+            results,
+            report_title: r["code"]["coding"][0]["display"]
+                .as_str()
+                .or_else(|| r["code"]["text"].as_str())
+                .unwrap_or_default()
+                .to_string(),
+        }
+        .render(),
+    )
+}
+
+/// The patient's lab reports the caller may read, newest first: (id, title, date).
+pub(crate) async fn lab_reports(state: &AppState, caller: &Caller, patient: &str) -> Vec<(String, String, String)> {
+    if !caller.access.allows("DiagnosticReport", Perm::Search) {
+        return Vec::new();
+    }
+    let mut out: Vec<(String, String, String)> = search(
+        state,
+        caller,
+        "DiagnosticReport",
+        &[("patient", format!("Patient/{patient}")), ("_count", "20".into())],
+    )
+    .await
+    .iter()
+    .map(|r| {
+        (
+            r["id"].as_str().unwrap_or_default().to_string(),
+            r["code"]["coding"][0]["display"]
+                .as_str()
+                .or_else(|| r["code"]["text"].as_str())
+                .unwrap_or_default()
+                .to_string(),
+            r["effectiveDateTime"].as_str().unwrap_or_default().get(..10).unwrap_or_default().to_string(),
+        )
+    })
+    .collect();
+    out.sort_by(|a, b| b.2.cmp(&a.2));
+    out
 }

@@ -190,6 +190,9 @@ async fn book_check_in_queue_and_call_next() {
     let (_, _, page) = doctor.get(&loc).await;
     let list = between(&page, "id=\"prescriptions\"", "</ul>");
     assert!(list.contains("阿莫西林胶囊 500 mg") && list.contains("对乙酰氨基酚片"), "{list}");
+    let (_, _, sheet) = doctor.get(&format!("{loc}/print/prescription")).await;
+    let rp = between(&sheet, "id=\"print-prescriptions\"", "</ol>");
+    assert!(sheet.contains("处方笺") && rp.contains("阿莫西林胶囊 500 mg") && sheet.contains("青霉素"), "{sheet}");
     let issues = app.get("/fhir/DetectedIssue?patient=Patient/p2").await.json::<Value>().await.unwrap();
     let entries = issues["entry"].as_array().unwrap();
     let allergy_issue = entries.iter().find(|e| e["resource"]["code"]["coding"][0]["code"] == "ALGY").unwrap();
@@ -317,6 +320,17 @@ async fn critical_values_reach_the_ordering_doctor_and_escalate() {
     let (_, _, report) = doctor.get("/reports/critical-values").await;
     let table = between(&report, "id=\"cv-report\"", "</table>");
     assert!(table.contains("已电话通知患者返院复查") && table.contains("<td>3</td>"), "{table}");
+    // Print-ready pages: the visit summary names the request; the lab report the result.
+    let (_, _, summary) = doctor.get("/encounters/e1/print/summary").await;
+    assert!(summary.contains("血钾 (LY00000001)") && summary.contains("门诊病历摘要"), "{summary}");
+    let (_, _, patient_page) = doctor.get("/patients/p1").await;
+    let report_link = between(between(&patient_page, "id=\"lab-reports\"", "</ul>"), "href=\"", "\"").to_string();
+    let (_, _, report) = doctor.get(&report_link).await;
+    let rows = between(&report, "id=\"print-results\"", "</table>");
+    assert!(
+        rows.contains("<td>6.8</td><td>mmol/L</td><td>3.5–5.3</td><td>HH</td>") && rows.contains("abnormal"),
+        "{rows}"
+    );
     let query =
         lianyi_store::audit::AuditQuery { action: Some("critical-value-ack".into()), limit: 10, ..Default::default() };
     let acks = app.fhir.store().audit_records(&query).await.unwrap();
