@@ -24,6 +24,7 @@ use lianyi_security::{Caller, Perm};
 use lianyi_store::StoredResource;
 use serde_json::{Value, json};
 
+use crate::bundle::put;
 use crate::registry::{Registry, RegistryError};
 
 const PAGE: usize = 1000;
@@ -57,16 +58,7 @@ fn repoint(v: &mut Value, from: &str, to: &str) -> bool {
 }
 
 fn body(r: &StoredResource) -> Result<Value, RegistryError> {
-    let mut v: Value = serde_json::from_str(&r.body).map_err(|e| invalid("resource", "stored", e.to_string()))?;
-    if let Some(o) = v.as_object_mut() {
-        o.remove("meta");
-    }
-    Ok(v)
-}
-
-fn put(v: Value, r: &StoredResource) -> Value {
-    json!({"resource": v, "request": {"method": "PUT", "url": format!("{}/{}", r.resource_type, r.id),
-                                      "ifMatch": format!("W/\"{}\"", r.version)}})
+    crate::bundle::editable(r).map_err(|e| invalid("resource", "stored", e.to_string()))
 }
 
 fn links_without(p: &mut Value, other: &str) {

@@ -18,6 +18,7 @@ use lianyi_services::fhir::ServiceError;
 use lianyi_store::StoredResource;
 use serde_json::{Value, json};
 
+use crate::bundle::put;
 use crate::registry::FieldError;
 
 /// The extension of a Schedule holding one weekly session.
@@ -180,16 +181,7 @@ pub struct Scheduling {
 }
 
 fn body(r: &StoredResource) -> Result<Value, ScheduleError> {
-    let mut v: Value = serde_json::from_str(&r.body).map_err(|e| invalid("resource", "stored", e.to_string()))?;
-    if let Some(o) = v.as_object_mut() {
-        o.remove("meta");
-    }
-    Ok(v)
-}
-
-fn put(v: Value, r: &StoredResource) -> Value {
-    json!({"resource": v, "request": {"method": "PUT", "url": format!("{}/{}", r.resource_type, r.id),
-                                      "ifMatch": format!("W/\"{}\"", r.version)}})
+    crate::bundle::editable(r).map_err(|e| invalid("resource", "stored", e.to_string()))
 }
 
 fn created_id(response: &Value, entry: usize) -> Option<String> {

@@ -65,20 +65,25 @@ pub(crate) fn active_campus(caller: &Caller, headers: &HeaderMap) -> Option<Stri
     chosen.map(str::to_string).or_else(|| granted.first().cloned())
 }
 
+/// Whether a staff member (not a patient account) may do `perm` on `rtype`.
+pub(crate) fn staff_may(caller: &Caller, rtype: &str, perm: Perm) -> bool {
+    caller.access.allows(rtype, perm) && caller.access.patient.is_none()
+}
+
 /// The pages a caller's roles use, for the navigation bar.
 pub(crate) fn nav_links(caller: &Caller) -> Vec<(&'static str, &'static str)> {
     use lianyi_security::roles::Capability;
     let mut links = vec![("/", "nav-home")];
-    if caller.access.allows("Patient", Perm::Create) && caller.access.patient.is_none() {
+    if staff_may(caller, "Patient", Perm::Create) {
         links.push(("/registration", "nav-registration"));
     }
-    if caller.access.allows("Appointment", Perm::Create) && caller.access.patient.is_none() {
+    if staff_may(caller, "Appointment", Perm::Create) {
         links.push(("/scheduling", "nav-scheduling"));
     }
-    if caller.access.allows("Encounter", Perm::Search) && caller.access.patient.is_none() {
+    if staff_may(caller, "Encounter", Perm::Search) {
         links.push(("/queue", "nav-queue"));
     }
-    if caller.access.allows("Task", Perm::Search) && caller.access.patient.is_none() {
+    if staff_may(caller, "Task", Perm::Search) {
         links.push(("/reports/critical-values", "nav-critical-report"));
     }
     if caller.can(Capability::BreakTheGlass) {
@@ -147,7 +152,7 @@ pub(crate) async fn critical_alerts(
     info: &lianyi_security::users::SessionInfo,
     t: Tr,
 ) -> Vec<lianyi_clinical::critical::Alert> {
-    if !info.caller.access.allows("Task", Perm::Read) || info.caller.access.patient.is_some() {
+    if !staff_may(&info.caller, "Task", Perm::Read) {
         return Vec::new();
     }
     let heads = heads_at(state, info).await;
@@ -288,7 +293,7 @@ fn error_text(t: Tr, e: &FieldError) -> String {
 }
 
 fn may_register(caller: &Caller) -> bool {
-    caller.access.allows("Patient", Perm::Create) && caller.access.patient.is_none()
+    staff_may(caller, "Patient", Perm::Create)
 }
 
 async fn registration_form(State(state): State<AppState>, Active(info): Active, headers: HeaderMap) -> Response {
@@ -430,7 +435,7 @@ async fn patient_page(
         lianyi_fhir::datetime::format_instant(state.fhir.now_ms() + 8 * 3_600_000).chars().take(10).collect();
     let shell = shell(&state, &info, t, &headers).await;
     let index = index_view(&state, &info.caller, t, &stored.id, &body).await;
-    let may_book = info.caller.access.allows("Appointment", Perm::Create) && info.caller.access.patient.is_none();
+    let may_book = staff_may(&info.caller, "Appointment", Perm::Create);
     let appointments =
         if may_book { crate::outpatient::appointments(&state, &info.caller, t, &stored.id).await } else { Vec::new() };
     let reports = crate::outpatient::lab_reports(&state, &info.caller, &stored.id).await;
@@ -627,7 +632,7 @@ struct CriticalReport<'a> {
 
 async fn critical_report(State(state): State<AppState>, Active(info): Active, headers: HeaderMap) -> Response {
     let t = Tr::new(lang(&headers));
-    if !info.caller.access.allows("Task", Perm::Search) || info.caller.access.patient.is_some() {
+    if !staff_may(&info.caller, "Task", Perm::Search) {
         return forbidden(t);
     }
     let shell = shell(&state, &info, t, &headers).await;

@@ -94,6 +94,22 @@ async fn departments(state: &AppState, caller: &Caller, t: Tr, campus: &str) -> 
     out
 }
 
+/// The departments of the user's campus, and `chosen` if it is one of them (else "").
+async fn department_choice(
+    state: &AppState,
+    caller: &Caller,
+    t: Tr,
+    shell: &Shell,
+    chosen: Option<String>,
+) -> (Vec<(String, String)>, String) {
+    let departments = match &shell.campus {
+        Some(c) => departments(state, caller, t, c).await,
+        None => Vec::new(),
+    };
+    let dept = chosen.filter(|d| departments.iter().any(|(id, _)| id == d)).unwrap_or_default();
+    (departments, dept)
+}
+
 /// One doctor's free slots on the chosen day.
 struct DoctorSlots {
     name: String,
@@ -126,7 +142,7 @@ struct SchedulingQuery {
 }
 
 fn may_book(caller: &Caller) -> bool {
-    caller.access.allows("Appointment", Perm::Create) && caller.access.patient.is_none()
+    crate::clinic::staff_may(caller, "Appointment", Perm::Create)
 }
 
 async fn scheduling_page(
@@ -141,11 +157,7 @@ async fn scheduling_page(
     }
     let shell = shell(&state, &info, t, &headers).await;
     let caller = &info.caller;
-    let departments = match &shell.campus {
-        Some(c) => departments(&state, caller, t, c).await,
-        None => Vec::new(),
-    };
-    let dept = q.dept.filter(|d| departments.iter().any(|(id, _)| id == d)).unwrap_or_default();
+    let (departments, dept) = department_choice(&state, caller, t, &shell, q.dept).await;
     let date = q
         .date
         .filter(|d| lianyi_clinical::scheduling::weekday(d).is_some())
@@ -360,7 +372,7 @@ struct QueueQuery {
 }
 
 fn may_see_queue(caller: &Caller) -> bool {
-    caller.access.allows("Encounter", Perm::Search) && caller.access.patient.is_none()
+    crate::clinic::staff_may(caller, "Encounter", Perm::Search)
 }
 
 async fn queue_page(
@@ -374,11 +386,7 @@ async fn queue_page(
         return forbidden(t);
     }
     let shell = shell(&state, &info, t, &headers).await;
-    let departments = match &shell.campus {
-        Some(c) => departments(&state, &info.caller, t, c).await,
-        None => Vec::new(),
-    };
-    let dept = q.dept.filter(|d| departments.iter().any(|(id, _)| id == d)).unwrap_or_default();
+    let (departments, dept) = department_choice(&state, &info.caller, t, &shell, q.dept).await;
     let mut rows = Vec::new();
     if !dept.is_empty() {
         let entries: Vec<QueueEntry> = state.scheduling.queue(&info.caller, &dept).await.unwrap_or_default();
