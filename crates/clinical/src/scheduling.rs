@@ -396,6 +396,15 @@ impl Scheduling {
         if ab["status"] != "booked" {
             return Err(invalid("appointment", "not-booked", "only a booked appointment can be checked in"));
         }
+        let today = self.today();
+        let day = ab["start"].as_str().and_then(|s| s.get(..10)).unwrap_or_default();
+        if day != today {
+            return Err(invalid(
+                "appointment",
+                "not-today",
+                format!("check-in is on the day of the appointment ({day}), not {today}"),
+            ));
+        }
         let actor = |prefix: &str| {
             ab["participant"].as_array().and_then(|ps| {
                 ps.iter().find_map(|p| {
@@ -415,7 +424,6 @@ impl Scheduling {
             None => None,
         }
         .ok_or_else(|| invalid("appointment", "no-department", "the appointment's doctor has no department"))?;
-        let today = self.today();
         let number = self.fhir.store().next_counter(&format!("queue:{dept}:{today}"), 1).await?;
         let number = u32::try_from(number).unwrap_or(u32::MAX);
         let now = local_instant(self.fhir.now_ms());

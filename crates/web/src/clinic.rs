@@ -448,7 +448,10 @@ async fn patient_page(
             registered: q.registered.is_some(),
             done: known(q.done, &["merged", "linked", "unmerged", "booked", "rescheduled", "checked-in", "cancelled"]),
             queue: q.queue,
-            error: known(q.error, &["same-record", "already-merged", "not-merged", "no-provenance", "failed"]),
+            error: known(
+                q.error,
+                &["same-record", "already-merged", "not-merged", "no-provenance", "not-today", "not-booked", "failed"],
+            ),
             index,
             may_book,
             appointments,

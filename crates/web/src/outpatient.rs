@@ -287,6 +287,10 @@ async fn appointment_action(
     match done {
         Ok(what) => see_other(&format!("/patients/{}?done={what}", f.patient)),
         Err(ScheduleError::Service(lianyi_services::ServiceError::Forbidden(_))) => forbidden(t),
+        Err(ScheduleError::Invalid(errors)) => {
+            let code = errors.first().map_or("failed", |e| e.code);
+            see_other(&format!("/patients/{}?error={code}", f.patient))
+        }
         Err(e) => {
             tracing::error!(error = %e, "appointment action failed");
             see_other(&format!("/patients/{}?error=failed", f.patient))

@@ -78,6 +78,17 @@ async fn book_check_in_queue_and_call_next() {
         .post("/scheduling/book", &[("csrf", &token), ("slot", &second_slot), ("patient", "p2"), ("back", back)])
         .await;
 
+    // Check-in is on the day: a booking for next Monday is refused today.
+    assert_eq!(scheduling.generate_slots(&system, &schedule, "2026-11-30", 1).await.unwrap(), 4);
+    let next_week = scheduling.free_slots(&system, std::slice::from_ref(&schedule), "2026-11-30").await.unwrap();
+    let later = scheduling.book(&system, &next_week[0].id, "p1").await.unwrap();
+    let (_, loc, _) =
+        registrar.post(&format!("/appointments/{later}/check-in"), &[("csrf", &token), ("patient", "p1")]).await;
+    assert_eq!(loc, "/patients/p1?error=not-today");
+    let (_, _, page) = registrar.get(&loc).await;
+    assert!(page.contains("仅可在预约当天签到"), "{page}");
+    scheduling.cancel(&system, &later, "test").await.unwrap();
+
     // p2 arrives first: number 1; then p1: number 2.
     for (patient, number) in [("p2", "1"), ("p1", "2")] {
         let (_, _, page) = registrar.get(&format!("/patients/{patient}")).await;
