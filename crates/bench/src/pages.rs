@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::percentile;
+
 const DEMO_PASSWORD: &str = "Lianyi-Demo-2026";
 
 struct Demo(Child);
@@ -100,13 +102,6 @@ impl Session {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 async fn measure(s: &mut Session, path: &str, n: usize) -> (f64, f64, f64) {
     // Warm-up: templates, statement caches.
     for _ in 0..5 {
@@ -163,7 +158,7 @@ pub async fn run(raw: Vec<String>) {
 
     // The registrar books and checks in demo patient pat-0001 at internal medicine.
     let (mut registrar, csrf) = Session::log_in(&base, "registrar.east").await;
-    let today = lianyi_fhir_today();
+    let today = beijing_today();
     let (_, _, page) = registrar.get(&format!("/scheduling?patient=pat-0001&dept=campus-east-im&date={today}")).await;
     let slot = between(&page, "data-slot=\"", "\"").to_string();
     let back = format!("dept=campus-east-im&date={today}&patient=pat-0001");
@@ -201,18 +196,7 @@ pub async fn run(raw: Vec<String>) {
 }
 
 /// Today in Beijing, `YYYY-MM-DD`.
-fn lianyi_fhir_today() -> String {
+fn beijing_today() -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    let days = (now + 8 * 3_600_000).div_euclid(86_400_000);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    lianyi_fhir::datetime::format_instant(now + 8 * 3_600_000)[..10].to_string()
 }

@@ -11,14 +11,14 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use lianyi_fhir::ResourceType;
 use lianyi_fhir::search::parse_search;
 use lianyi_security::{Access, Caller, Campuses, ScopeSet};
 use lianyi_services::FhirService;
 use serde_json::{Value, json};
 
+use crate::common::{invalid, rtype};
 use crate::orders::{PLACER_SYSTEM, USER_SYSTEM};
-use crate::registry::{FieldError, RegistryError};
+use crate::registry::RegistryError;
 
 const CURSOR: &str = "critical-values";
 const TASK_SYSTEM: &str = "urn:lianyi:task";
@@ -123,14 +123,6 @@ pub struct Handled {
     pub escalated: bool,
 }
 
-fn invalid(field: &'static str, code: &'static str, detail: impl Into<String>) -> RegistryError {
-    RegistryError::Invalid(vec![FieldError { field, code, detail: detail.into() }])
-}
-
-fn rtype(name: &str) -> Result<ResourceType, RegistryError> {
-    ResourceType::parse(name).ok_or_else(|| invalid("type", "type", format!("{name} is not supported")))
-}
-
 fn instant_ms(s: &str) -> Option<i64> {
     lianyi_fhir::datetime::parse_range(s).map(|r| r.low)
 }
@@ -163,18 +155,6 @@ impl CriticalValues {
         c
     }
 
-    async fn search(
-        &self,
-        caller: &Caller,
-        t: &str,
-        params: &[(&str, String)],
-    ) -> Result<Vec<(String, Value)>, RegistryError> {
-        let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-        let req = parse_search(rtype(t)?, &params).map_err(|i| invalid("search", "search", i.diagnostics))?;
-        let page = self.fhir.search(caller, &req).await?;
-        Ok(page.resources.iter().filter_map(|r| Some((r.id.clone(), serde_json::from_str(&r.body).ok()?))).collect())
-    }
-
     /// The watcher's own lookups (the order of a result, open Tasks): the platform's
     /// internal processing, not a disclosure to anyone, so not audited; what a user is
     /// shown and every change are.
@@ -186,16 +166,23 @@ impl CriticalValues {
     }
 
     /// Checks the Observations changed since the last scan; returns how many critical
-    /// values became Tasks.
-    pub async fn scan(&self) -> Result<usize, RegistryError> {
+    /// values became Tasks. `known` is the watcher's cursor as it last left it (`None`:
+    /// read it from the database), so an idle round is a single outbox query.
+    pub async fn scan(&self, known: &mut Option<i64>) -> Result<usize, RegistryError> {
         let store = self.fhir.store();
-        let mut cursor = store.cursor(CURSOR).await?;
-        if cursor == 0 {
-            // First start: from now on (earlier results were reported by whatever
-            // system the hospital had).
-            cursor = store.outbox_head().await?;
-            store.set_cursor(CURSOR, cursor.max(1)).await?;
-        }
+        let mut cursor = match *known {
+            Some(c) => c,
+            None => match store.cursor(CURSOR).await? {
+                Some(c) => c,
+                None => {
+                    // First start: from now on (earlier results were reported by
+                    // whatever system the hospital had).
+                    let head = store.outbox_head().await?;
+                    store.set_cursor(CURSOR, head).await?;
+                    head
+                }
+            },
+        };
         let mut made = 0;
         loop {
             let events = store.outbox_after(cursor, 200).await?;
@@ -208,6 +195,7 @@ impl CriticalValues {
             cursor = last;
             store.set_cursor(CURSOR, cursor).await?;
         }
+        *known = Some(cursor);
         Ok(made)
     }
 
@@ -286,14 +274,11 @@ impl CriticalValues {
             }
             let Some(stored) = self.fhir.store().read("Task", &id).await? else { continue };
             let campus = stored.campus.clone().unwrap_or_default();
-            let mut t = task.clone();
-            if let Some(o) = t.as_object_mut() {
-                o.remove("meta");
-            }
+            let Ok(mut t) = crate::common::editable(&stored) else { continue };
             t["businessStatus"] = json!({"text": "escalated"});
             t["restriction"] = json!({"recipient": [{"identifier": {"system": ROLE_SYSTEM, "value": format!("department-head@{campus}")}}]});
-            let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
-                {"resource": t, "request": {"method": "PUT", "url": format!("Task/{id}"), "ifMatch": format!("W/\"{}\"", stored.version)}}]});
+            let bundle =
+                json!({"resourceType": "Bundle", "type": "transaction", "entry": [crate::common::put(t, &stored)]});
             if self.fhir.process_bundle(&platform, bundle, true).await.is_ok() {
                 n += 1;
             }
@@ -306,8 +291,9 @@ impl CriticalValues {
     /// store's change notification: that wakes one waiter, the outbound dispatcher.)
     pub async fn run(self) {
         let mut last_escalation = 0i64;
+        let mut cursor = None;
         loop {
-            if let Err(e) = self.scan().await {
+            if let Err(e) = self.scan(&mut cursor).await {
                 tracing::warn!(error = %e, "critical-value scan failed");
             }
             let now = self.fhir.now_ms();
@@ -382,10 +368,7 @@ impl CriticalValues {
         let Some(stored) = self.fhir.store().read("Task", task).await? else {
             return Err(invalid("task", "not-found", "no such critical value"));
         };
-        let mut t: Value = serde_json::from_str(&stored.body).map_err(|e| invalid("task", "stored", e.to_string()))?;
-        if let Some(o) = t.as_object_mut() {
-            o.remove("meta");
-        }
+        let mut t = crate::common::editable(&stored).map_err(|e| invalid("task", "stored", e.to_string()))?;
         let now = crate::scheduling::local_instant(self.fhir.now_ms());
         let user = crate::orders::username(caller).unwrap_or_default();
         t["status"] = json!("completed");
@@ -395,8 +378,8 @@ impl CriticalValues {
         t["output"] = json!([{"type": {"text": "action-taken"}, "valueString": action},
                              {"type": {"text": "acknowledged-by"}, "valueString": format!("{user} ({display})")}]);
         t["note"] = json!([{"authorString": display, "time": now, "text": action}]);
-        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
-            {"resource": t, "request": {"method": "PUT", "url": format!("Task/{task}"), "ifMatch": format!("W/\"{}\"", stored.version)}}]});
+        let bundle =
+            json!({"resourceType": "Bundle", "type": "transaction", "entry": [crate::common::put(t, &stored)]});
         self.fhir.process_bundle(&platform, bundle, true).await?;
         let mut e = caller.entry(self.fhir.now_ms(), "critical-value-ack", "success");
         e.resource_type = Some("Task".into());
@@ -410,17 +393,17 @@ impl CriticalValues {
     /// Critical values of the last `days` days with their response times.
     pub async fn report(&self, caller: &Caller, days: i64) -> Result<Vec<Handled>, RegistryError> {
         let since = crate::scheduling::local_instant(self.fhir.now_ms() - days * 86_400_000);
-        let rows = self
-            .search(
-                caller,
-                "Task",
-                &[
-                    ("code", format!("{TASK_SYSTEM}|{TASK_CODE}")),
-                    ("authored-on", format!("ge{since}")),
-                    ("_count", "1000".into()),
-                ],
-            )
-            .await?;
+        let rows = crate::common::search(
+            &self.fhir,
+            caller,
+            "Task",
+            &[
+                ("code", format!("{TASK_SYSTEM}|{TASK_CODE}")),
+                ("authored-on", format!("ge{since}")),
+                ("_count", "1000".into()),
+            ],
+        )
+        .await?;
         let mut out: Vec<Handled> = rows
             .into_iter()
             .map(|(id, t)| {

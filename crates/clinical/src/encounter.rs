@@ -2,22 +2,13 @@
 //! category `encounter-diagnosis` linked to the Encounter) and the patient's
 //! allergies (AllergyIntolerance), written through the FHIR service as the doctor.
 
-use lianyi_fhir::ResourceType;
-use lianyi_fhir::search::parse_search;
 use lianyi_security::Caller;
 use lianyi_services::FhirService;
 use serde_json::{Value, json};
 
+use crate::common::{invalid, rtype};
 use crate::icd10;
-use crate::registry::{FieldError, RegistryError};
-
-fn invalid(field: &'static str, code: &'static str, detail: impl Into<String>) -> RegistryError {
-    RegistryError::Invalid(vec![FieldError { field, code, detail: detail.into() }])
-}
-
-fn rtype(name: &str) -> Result<ResourceType, RegistryError> {
-    ResourceType::parse(name).ok_or_else(|| invalid("type", "type", format!("{name} is not supported")))
-}
+use crate::registry::RegistryError;
 
 /// A diagnosis as the workspace lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,10 +44,7 @@ impl Workspace {
     }
 
     async fn search(&self, caller: &Caller, t: &str, params: &[(&str, String)]) -> Result<Vec<Value>, RegistryError> {
-        let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-        let req = parse_search(rtype(t)?, &params).map_err(|i| invalid("search", "search", i.diagnostics))?;
-        let page = self.fhir.search(caller, &req).await?;
-        Ok(page.resources.iter().filter_map(|r| serde_json::from_str(&r.body).ok()).collect())
+        Ok(crate::common::search(&self.fhir, caller, t, params).await?.into_iter().map(|(_, v)| v).collect())
     }
 
     /// Records an ICD-10 diagnosis for the encounter; returns the Condition's id.

@@ -36,9 +36,12 @@ static TABLE: LazyLock<Vec<Code>> = LazyLock::new(|| {
 
 /// The code, exactly (`e87.5`, `E875` and `E87.5` are the same).
 pub fn lookup(code: &str) -> Option<Code> {
-    let key = normalize(code);
-    TABLE.iter().find(|c| normalize(c.code) == key).cloned()
+    BY_CODE.get(&normalize(code)).map(|&i| TABLE[i].clone())
 }
+
+/// Positions in the table by normalised code, for [`lookup`].
+static BY_CODE: LazyLock<HashMap<String, usize>> =
+    LazyLock::new(|| TABLE.iter().enumerate().map(|(i, c)| (normalize(c.code), i)).collect());
 
 fn normalize(code: &str) -> String {
     code.trim().chars().filter(|c| *c != '.').flat_map(char::to_uppercase).collect()

@@ -5,7 +5,7 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod bundle;
+mod common;
 pub mod critical;
 pub mod encounter;
 pub mod icd10;

@@ -18,24 +18,16 @@
 //! write is audited under `empi (… by <caller>)`, and the caller's own request is
 //! audited as `patient-merge`, `patient-unmerge` or `patient-link`.
 
-use lianyi_fhir::ResourceType;
 use lianyi_fhir::search::parse_search;
 use lianyi_security::{Caller, Perm};
 use lianyi_store::StoredResource;
 use serde_json::{Value, json};
 
-use crate::bundle::put;
+use crate::common::put;
+use crate::common::{invalid, rtype};
 use crate::registry::{Registry, RegistryError};
 
 const PAGE: usize = 1000;
-
-fn invalid(field: &'static str, code: &'static str, detail: impl Into<String>) -> RegistryError {
-    RegistryError::Invalid(vec![crate::registry::FieldError { field, code, detail: detail.into() }])
-}
-
-fn rtype(name: &str) -> Result<ResourceType, RegistryError> {
-    ResourceType::parse(name).ok_or_else(|| invalid("type", "type", format!("{name} is not supported")))
-}
 
 /// Replaces every `"reference": "<from>"` (exact) with `to`; whether any was.
 fn repoint(v: &mut Value, from: &str, to: &str) -> bool {
@@ -58,7 +50,7 @@ fn repoint(v: &mut Value, from: &str, to: &str) -> bool {
 }
 
 fn body(r: &StoredResource) -> Result<Value, RegistryError> {
-    crate::bundle::editable(r).map_err(|e| invalid("resource", "stored", e.to_string()))
+    crate::common::editable(r).map_err(|e| invalid("resource", "stored", e.to_string()))
 }
 
 fn links_without(p: &mut Value, other: &str) {
@@ -188,7 +180,7 @@ impl Registry {
         // The survivor answers to the retired MRNs too (as old identifiers).
         let mut ids = ps["identifier"].as_array().cloned().unwrap_or_default();
         for id in pr["identifier"].as_array().cloned().unwrap_or_default() {
-            let is_mrn = id["system"].as_str().is_some_and(|s| s.starts_with("urn:lianyi:sid:mrn:"));
+            let is_mrn = id["system"].as_str().and_then(lianyi_services::identifiers::mrn_campus).is_some();
             if is_mrn && !ids.iter().any(|x| x["system"] == id["system"] && x["value"] == id["value"]) {
                 let mut old = id.clone();
                 old["use"] = json!("old");

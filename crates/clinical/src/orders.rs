@@ -6,18 +6,14 @@
 
 use std::sync::LazyLock;
 
-use lianyi_fhir::ResourceType;
-use lianyi_fhir::search::parse_search;
 use lianyi_security::Caller;
 use lianyi_services::FhirService;
 use serde_json::{Value, json};
 
-use crate::registry::{FieldError, RegistryError};
+use crate::common::{invalid, rtype};
+use crate::registry::RegistryError;
 
-/// The identifier system of the platform's placer order numbers.
-pub const PLACER_SYSTEM: &str = "urn:lianyi:sid:placer";
-/// The identifier system of staff user names (requesters, task owners).
-pub const USER_SYSTEM: &str = "urn:lianyi:sid:user";
+pub use lianyi_services::identifiers::{PLACER_SYSTEM, USER_SYSTEM};
 const ORDER_CODE_SYSTEM: &str = "urn:lianyi:order";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,14 +49,6 @@ pub fn catalogue() -> &'static [OrderItem] {
 
 pub fn item(code: &str) -> Option<&'static OrderItem> {
     ITEMS.iter().find(|i| i.code == code)
-}
-
-fn invalid(field: &'static str, code: &'static str, detail: impl Into<String>) -> RegistryError {
-    RegistryError::Invalid(vec![FieldError { field, code, detail: detail.into() }])
-}
-
-fn rtype(name: &str) -> Result<ResourceType, RegistryError> {
-    ResourceType::parse(name).ok_or_else(|| invalid("type", "type", format!("{name} is not supported")))
 }
 
 /// The staff user a caller is (`user:dr.li` → `dr.li`).
@@ -128,17 +116,16 @@ impl Ordering {
 
     /// The encounter's requests, oldest first.
     pub async fn requested(&self, caller: &Caller, encounter: &str) -> Result<Vec<Requested>, RegistryError> {
-        let params = vec![
-            ("encounter".to_string(), format!("Encounter/{encounter}")),
-            ("_sort".to_string(), "_lastUpdated".to_string()),
-        ];
-        let req =
-            parse_search(rtype("ServiceRequest")?, &params).map_err(|i| invalid("search", "search", i.diagnostics))?;
-        let page = self.fhir.search(caller, &req).await?;
-        Ok(page
-            .resources
-            .iter()
-            .filter_map(|r| serde_json::from_str::<Value>(&r.body).ok())
+        let rows = crate::common::search(
+            &self.fhir,
+            caller,
+            "ServiceRequest",
+            &[("encounter", format!("Encounter/{encounter}")), ("_sort", "_lastUpdated".into())],
+        )
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(_, s)| s)
             .map(|s| Requested {
                 id: s["id"].as_str().unwrap_or_default().to_string(),
                 placer: s["identifier"]

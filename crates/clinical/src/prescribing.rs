@@ -11,13 +11,12 @@
 
 use std::sync::LazyLock;
 
-use lianyi_fhir::ResourceType;
-use lianyi_fhir::search::parse_search;
 use lianyi_security::Caller;
 use lianyi_services::FhirService;
 use serde_json::{Value, json};
 
-use crate::registry::{FieldError, RegistryError};
+use crate::common::{invalid, rtype};
+use crate::registry::RegistryError;
 
 /// The catalogue's code system.
 pub const DRUG_SYSTEM: &str = "urn:lianyi:drug";
@@ -345,14 +344,6 @@ pub struct Prescribing {
     fhir: FhirService,
 }
 
-fn invalid(field: &'static str, code: &'static str, detail: impl Into<String>) -> RegistryError {
-    RegistryError::Invalid(vec![FieldError { field, code, detail: detail.into() }])
-}
-
-fn rtype(name: &str) -> Result<ResourceType, RegistryError> {
-    ResourceType::parse(name).ok_or_else(|| invalid("type", "type", format!("{name} is not supported")))
-}
-
 /// The shortest override reason accepted.
 pub const MIN_REASON: usize = 4;
 
@@ -362,10 +353,7 @@ impl Prescribing {
     }
 
     async fn search(&self, caller: &Caller, t: &str, params: &[(&str, String)]) -> Result<Vec<Value>, RegistryError> {
-        let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-        let req = parse_search(rtype(t)?, &params).map_err(|i| invalid("search", "search", i.diagnostics))?;
-        let page = self.fhir.search(caller, &req).await?;
-        Ok(page.resources.iter().filter_map(|r| serde_json::from_str(&r.body).ok()).collect())
+        Ok(crate::common::search(&self.fhir, caller, t, params).await?.into_iter().map(|(_, v)| v).collect())
     }
 
     fn checked_order(order: &Order) -> Result<&'static Drug, RegistryError> {

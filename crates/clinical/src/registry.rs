@@ -340,7 +340,7 @@ pub fn mrns_of(p: &Value) -> Vec<(String, String)> {
         .map(|ids| {
             ids.iter()
                 .filter_map(|i| {
-                    let campus = i["system"].as_str()?.strip_prefix("urn:lianyi:sid:mrn:")?;
+                    let campus = lianyi_services::identifiers::mrn_campus(i["system"].as_str()?)?;
                     Some((campus.to_string(), i["value"].as_str()?.to_string()))
                 })
                 .collect()

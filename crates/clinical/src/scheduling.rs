@@ -18,7 +18,7 @@ use lianyi_services::fhir::ServiceError;
 use lianyi_store::StoredResource;
 use serde_json::{Value, json};
 
-use crate::bundle::put;
+use crate::common::put;
 use crate::registry::FieldError;
 
 /// The extension of a Schedule holding one weekly session.
@@ -181,7 +181,12 @@ pub struct Scheduling {
 }
 
 fn body(r: &StoredResource) -> Result<Value, ScheduleError> {
-    crate::bundle::editable(r).map_err(|e| invalid("resource", "stored", e.to_string()))
+    crate::common::editable(r).map_err(|e| invalid("resource", "stored", e.to_string()))
+}
+
+/// A transaction refused because a resource changed since it was read (If-Match).
+fn is_conflict(o: &lianyi_fhir::OperationOutcome) -> bool {
+    o.issues.iter().any(|i| i.code == lianyi_fhir::IssueType::Conflict)
 }
 
 fn created_id(response: &Value, entry: usize) -> Option<String> {
@@ -342,7 +347,7 @@ impl Scheduling {
             {"resource": appointment, "request": {"method": "POST", "url": "Appointment"}}]});
         let response = match self.fhir.process_bundle(caller, bundle, true).await {
             Ok(r) => r,
-            Err(ServiceError::Invalid(o)) if o.issues.iter().any(|i| i.diagnostics.contains("If-Match")) => {
+            Err(ServiceError::Invalid(o)) if is_conflict(&o) => {
                 return Err(ScheduleError::Taken);
             }
             Err(e) => return Err(e.into()),
@@ -500,7 +505,7 @@ impl Scheduling {
                     return Ok(Some(next));
                 }
                 // Called by a colleague a moment ago: the next one.
-                Err(ServiceError::Invalid(o)) if o.issues.iter().any(|i| i.diagnostics.contains("If-Match")) => {
+                Err(ServiceError::Invalid(o)) if is_conflict(&o) => {
                     continue;
                 }
                 Err(other) => return Err(other.into()),

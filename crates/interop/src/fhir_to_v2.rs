@@ -77,7 +77,7 @@ fn pid(seg: &mut Segment, patient: &Value) {
         let kind = id
             .pointer("/type/coding/0/code")
             .and_then(Value::as_str)
-            .unwrap_or(if system.starts_with("urn:lianyi:sid:mrn:") { "MR" } else { "" });
+            .unwrap_or(if lianyi_services::identifiers::mrn_campus(system).is_some() { "MR" } else { "" });
         seg.set(3, rep, 1, 1, value).set(3, rep, 4, 1, system).set(3, rep, 5, 1, kind);
     }
     if let Some(name) = patient.pointer("/name/0") {

@@ -934,10 +934,6 @@ fn reference_range(raw: &str, unit: &Option<Value>) -> Value {
     json!({"text": t})
 }
 
-/// The identifier system of Lianyi's own placer order numbers (as in
-/// `lianyi_clinical::orders`).
-pub const PLACER_SYSTEM: &str = "urn:lianyi:sid:placer";
-
 fn map_oru(m: &Message, ch: &Channel) -> Result<Mapped, MapError> {
     let pid = required_pid(m)?;
     let (patient, psys, pval) = patient(pid, ch).map_err(|e| MapError::Invalid(vec![e]))?;
@@ -955,7 +951,7 @@ fn map_oru(m: &Message, ch: &Channel) -> Result<Mapped, MapError> {
     // results: Lianyi's own numbers, or those of the system named in MSH-5.
     let receiver = m.segment("MSH").map(|h| h.component(5, 1)).unwrap_or_default();
     let placer_system = if receiver.is_empty() || receiver.eq_ignore_ascii_case("LIANYI") {
-        PLACER_SYSTEM.to_string()
+        lianyi_services::identifiers::PLACER_SYSTEM.to_string()
     } else {
         format!("urn:lianyi:sid:order:{}", receiver.to_ascii_lowercase())
     };

@@ -113,6 +113,14 @@ pub const BREAK_GLASS_MS: i64 = 4 * 3_600_000;
 
 /// Directory data every campus shares: campus limits do not apply to these types.
 /// (Health data, everything in the Patient compartment, stays with its campus.)
+/// An Organization's name in `lang`: the English alias for `en`, else the name (the
+/// other one when the first is missing).
+pub fn organization_name(v: &Value, lang: &str) -> Option<String> {
+    let alias = v.get("alias").and_then(|a| a.get(0)).and_then(Value::as_str);
+    let name = v.get("name").and_then(Value::as_str);
+    if lang == "en" { alias.or(name) } else { name.or(alias) }.map(str::to_string)
+}
+
 pub const SHARED_TYPES: &[&str] = &["Location", "Medication", "Organization", "Practitioner", "PractitionerRole"];
 
 fn is_shared_type(t: &str) -> bool {
@@ -344,9 +352,7 @@ impl FhirService {
     pub async fn campus_name(&self, campus: &str, lang: &str) -> Option<String> {
         let org = self.store.read("Organization", campus).await.ok()??;
         let v: Value = serde_json::from_str(&org.body).ok()?;
-        let alias = v.get("alias").and_then(|a| a.get(0)).and_then(Value::as_str);
-        let name = v.get("name").and_then(Value::as_str);
-        if lang == "en" { alias.or(name).map(str::to_string) } else { name.map(str::to_string) }
+        organization_name(&v, lang)
     }
 
     pub fn store(&self) -> &Store {

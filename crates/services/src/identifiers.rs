@@ -8,9 +8,21 @@ use std::fmt;
 pub const RESIDENT_ID_SYSTEM: &str = "urn:lianyi:sid:resident-id";
 pub const STAFF_ID_SYSTEM: &str = "urn:lianyi:sid:staff-no";
 
+/// Lianyi's placer order numbers (requests it sends; a lab echoes them in OBR-2).
+pub const PLACER_SYSTEM: &str = "urn:lianyi:sid:placer";
+/// Staff user names, in references to a user (requesters, task owners).
+pub const USER_SYSTEM: &str = "urn:lianyi:sid:user";
+/// What every campus MRN system starts with.
+pub const MRN_SYSTEM_PREFIX: &str = "urn:lianyi:sid:mrn:";
+
 /// The MRN system of one campus.
 pub fn mrn_system(campus: &str) -> String {
-    format!("urn:lianyi:sid:mrn:{campus}")
+    format!("{MRN_SYSTEM_PREFIX}{campus}")
+}
+
+/// The campus of an MRN system (`None` for any other system).
+pub fn mrn_campus(system: &str) -> Option<&str> {
+    system.strip_prefix(MRN_SYSTEM_PREFIX)
 }
 
 const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];

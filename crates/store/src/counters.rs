@@ -21,15 +21,15 @@ impl Store {
     }
 
     /// The position of an internal follower of the outbox (`cursor:<name>` in
-    /// `counters`; 0 before its first move). The outbox keeps every event after it.
-    pub async fn cursor(&self, name: &str) -> Result<i64> {
+    /// `counters`; `None` before it was first set). The outbox keeps every event after it.
+    pub async fn cursor(&self, name: &str) -> Result<Option<i64>> {
         let row = sqlx::query("SELECT value FROM counters WHERE name = $1")
             .bind(format!("cursor:{name}"))
             .fetch_optional(&self.read)
             .await?;
         Ok(match row {
-            Some(r) => r.try_get(0)?,
-            None => 0,
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
         })
     }
 

@@ -119,8 +119,10 @@ pub(crate) async fn shell(
     } else {
         campuses
             .into_iter()
-            .map(|(id, name)| (campus.as_deref() == Some(id.as_str()), id, name))
-            .map(|(cur, id, name)| (id, name, cur))
+            .map(|(id, name)| {
+                let current = campus.as_deref() == Some(id.as_str());
+                (id, name, current)
+            })
             .collect()
     };
     let alerts = critical_alerts(state, info, t).await;
@@ -361,7 +363,7 @@ fn masked_id(id: &str) -> String {
 }
 
 /// Whole years between a `YYYY-MM-DD` birth date and today.
-fn age(birth: &str, today: &str) -> Option<u32> {
+pub(crate) fn age(birth: &str, today: &str) -> Option<u32> {
     let y = |s: &str| s.get(..4)?.parse::<u32>().ok();
     let (by, ty) = (y(birth)?, y(today)?);
     let before_birthday = today.get(5..10)? < birth.get(5..10)?;
@@ -431,8 +433,7 @@ async fn patient_page(
         Err(_) => return forbidden(t),
     };
     let Ok(body) = serde_json::from_str::<Value>(&stored.body) else { return forbidden(t) };
-    let today: String =
-        lianyi_fhir::datetime::format_instant(state.fhir.now_ms() + 8 * 3_600_000).chars().take(10).collect();
+    let today = state.scheduling.today();
     let shell = shell(&state, &info, t, &headers).await;
     let index = index_view(&state, &info.caller, t, &stored.id, &body).await;
     let may_book = staff_may(&info.caller, "Appointment", Perm::Create);
@@ -566,10 +567,19 @@ struct AlertsFragment<'a> {
     shell: &'a Shell,
 }
 
-/// The critical-value bar alone, for pages to refresh it.
+/// The critical-value bar alone, polled by every open page: only the alerts are
+/// looked up (not the campus names and links of the whole top bar).
 async fn alerts_fragment(State(state): State<AppState>, Active(info): Active, headers: HeaderMap) -> Response {
     let t = Tr::new(lang(&headers));
-    let shell = shell(&state, &info, t, &headers).await;
+    let shell = Shell {
+        alerts: critical_alerts(&state, &info, t).await,
+        display_name: String::new(),
+        csrf: info.csrf.clone(),
+        links: Vec::new(),
+        campus: None,
+        campuses: Vec::new(),
+        campus_name: String::new(),
+    };
     page(AlertsFragment { t, shell: &shell }.render())
 }
 

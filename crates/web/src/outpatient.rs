@@ -73,9 +73,7 @@ fn display_name(v: &Value, t: Tr) -> String {
             if t.code() == "en" { pick(true).or_else(|| pick(false)) } else { pick(false).or_else(|| pick(true)) };
         return name.unwrap_or_default().to_string();
     }
-    let alias = v["alias"][0].as_str();
-    let name = v["name"].as_str();
-    if t.code() == "en" { alias.or(name) } else { name.or(alias) }.unwrap_or_default().to_string()
+    lianyi_services::fhir::organization_name(v, t.code()).unwrap_or_default()
 }
 
 /// (id, name) of the departments of a campus.
@@ -825,14 +823,6 @@ struct PrintPage {
     report_title: String,
 }
 
-fn age_at(birth: &str, today: &str) -> String {
-    let y = |s: &str| s.get(..4).and_then(|v| v.parse::<i32>().ok());
-    match (y(birth), y(today)) {
-        (Some(b), Some(n)) => (n - b - i32::from(today.get(5..10) < birth.get(5..10))).to_string(),
-        _ => String::new(),
-    }
-}
-
 /// The printed header's patient facts.
 async fn print_patient(
     state: &AppState,
@@ -846,7 +836,14 @@ async fn print_patient(
             let mrns =
                 lianyi_clinical::registry::mrns_of(&p).into_iter().map(|(_, m)| m).collect::<Vec<_>>().join(", ");
             let gender = format!("gender-{}", person.gender.as_deref().unwrap_or("unknown"));
-            (person.name, gender, age_at(person.birth_date.as_deref().unwrap_or_default(), today), mrns)
+            (
+                person.name,
+                gender,
+                crate::clinic::age(person.birth_date.as_deref().unwrap_or_default(), today)
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                mrns,
+            )
         }
         None => Default::default(),
     }
