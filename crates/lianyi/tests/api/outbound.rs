@@ -366,8 +366,16 @@ async fn subscription_rest_hook_delivers_matching_resources_and_dead_letters_rep
         log.lock().unwrap().iter().filter(|r| r.path.ends_with(&k3) && r.method == "PUT").count() == 2
     })
     .await;
-    let stats = app.fhir.store().queue_stats().await.unwrap();
-    let s = stats.iter().find(|s| s.channel == channel).unwrap();
+    // The receiver has answered; the dispatcher records the delivery a moment later.
+    let until = Instant::now() + Duration::from_secs(10);
+    let s = loop {
+        let stats = app.fhir.store().queue_stats().await.unwrap();
+        let s = stats.into_iter().find(|s| s.channel == channel).unwrap();
+        if s.pending == 0 || Instant::now() > until {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!((s.pending, s.dead, s.delivered), (0, 0, 3));
 
     // Someone without the integration role may not read the message log or replay.
