@@ -36,7 +36,9 @@ class Server:
         self.base = None
 
     def cli(self, *args):
-        out = subprocess.run([self.binary, *args, *self.where], check=True, capture_output=True, text=True, env=self.env)
+        out = subprocess.run([self.binary, *args, *self.where], capture_output=True, text=True, env=self.env)
+        if out.returncode != 0:
+            raise RuntimeError(f"lianyi {args[0]} exited with {out.returncode}: {out.stderr.strip()}")
         return out.stdout
 
     def start(self, *serve_args):
