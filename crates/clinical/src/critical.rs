@@ -55,6 +55,11 @@ static LIMITS: LazyLock<Vec<Limit>> = LazyLock::new(|| {
         .collect()
 });
 
+/// The critical limits of a test, by LOINC code.
+pub fn limit(loinc: &str) -> Option<&'static Limit> {
+    LIMITS.iter().find(|l| l.loinc == loinc)
+}
+
 /// A result beyond its critical limits.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Hit {

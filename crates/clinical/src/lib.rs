@@ -14,7 +14,9 @@ pub mod merge;
 pub mod names;
 pub mod orders;
 pub mod prescribing;
+pub mod record;
 pub mod registry;
+pub mod results;
 pub mod scheduling;
 
 pub use matching::{Person, Reason, Score};

@@ -51,6 +51,16 @@ pub fn item(code: &str) -> Option<&'static OrderItem> {
     ITEMS.iter().find(|i| i.code == code)
 }
 
+/// The catalogue code of a stored request.
+pub fn order_code_of(s: &Value) -> Option<String> {
+    s["code"]["coding"]
+        .as_array()?
+        .iter()
+        .find(|c| c["system"] == ORDER_CODE_SYSTEM)
+        .and_then(|c| c["code"].as_str())
+        .map(str::to_string)
+}
+
 /// The staff user a caller is (`user:dr.li` → `dr.li`).
 pub fn username(caller: &Caller) -> Option<&str> {
     caller.actor.strip_prefix("user:")
@@ -134,12 +144,7 @@ impl Ordering {
                     .and_then(|i| i["value"].as_str())
                     .unwrap_or_default()
                     .to_string(),
-                code: s["code"]["coding"]
-                    .as_array()
-                    .and_then(|cs| cs.iter().find(|c| c["system"] == ORDER_CODE_SYSTEM))
-                    .and_then(|c| c["code"].as_str())
-                    .unwrap_or_default()
-                    .to_string(),
+                code: order_code_of(&s).unwrap_or_default(),
                 priority: s["priority"].as_str().unwrap_or("routine").to_string(),
                 status: s["status"].as_str().unwrap_or_default().to_string(),
             })

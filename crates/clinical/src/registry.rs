@@ -24,6 +24,7 @@ use lianyi_services::fhir::ServiceError;
 use lianyi_services::identifiers::{RESIDENT_ID_SYSTEM, ResidentId, ResidentIdError, mrn_system};
 use serde_json::{Value, json};
 
+use crate::common::invalid;
 use crate::matching::{self, POSSIBLE, Person, Reason, Score};
 use crate::names::{is_hanzi, pinyin_name};
 
@@ -405,6 +406,45 @@ impl Registry {
                 Some(grants.iter().map(|g| Grant { scopes: g.scopes.clone(), campuses: Campuses::All }).collect());
         }
         wide
+    }
+
+    /// Registers a patient of another campus at `campus` too (one of the caller's): a
+    /// campus MRN is added to the one record, which makes the whole record readable to
+    /// that campus's staff (see [`crate::record`]). Returns the MRN (the existing one
+    /// if the patient already holds one there).
+    pub async fn register_here(&self, caller: &Caller, patient: &str, campus: &str) -> Result<String, RegistryError> {
+        if !caller.access.sees("Patient", Perm::Create, Some(campus)) {
+            return Err(RegistryError::Forbidden(format!("registering patients at {campus} is not among your roles")));
+        }
+        // The registrar found the patient in the group-wide index; this write is
+        // theirs, on this one record.
+        let mut here = Self::group_wide(caller);
+        here.access.open_patients.push(patient.to_string());
+        let stored = self.fhir.read(&here, patient_type()?, patient).await?;
+        let mut p = crate::common::editable(&stored).map_err(|e| invalid("patient", "stored", e.to_string()))?;
+        if let Some((_, mrn)) = mrns_of(&p).into_iter().find(|(c, _)| c == campus) {
+            return Ok(mrn);
+        }
+        if p["active"] == false {
+            return Err(invalid(
+                "patient",
+                "inactive",
+                "the record is inactive (merged into another): register that one",
+            ));
+        }
+        let n = self.fhir.store().next_counter(&format!("mrn:{campus}"), FIRST_MRN).await?;
+        let mrn = format!("{}{n:07}", mrn_prefix(campus));
+        let identifier = json!({"use": "usual", "type": {"coding": [{"system": ID_TYPE, "code": "MR"}], "text": "病案号"},
+                                "system": mrn_system(campus), "value": mrn,
+                                "assigner": {"reference": format!("Organization/{campus}")}});
+        match p["identifier"].as_array_mut() {
+            Some(ids) => ids.push(identifier),
+            None => p["identifier"] = json!([identifier]),
+        }
+        let bundle =
+            json!({"resourceType": "Bundle", "type": "transaction", "entry": [crate::common::put(p, &stored)]});
+        self.fhir.process_bundle(&here, bundle, true).await?;
+        Ok(mrn)
     }
 
     /// Registers a patient at `campus` (one of the caller's), unless the index holds

@@ -103,8 +103,12 @@ impl Role {
                  user/Encounter.u user/Flag.cru"
             }
             Role::Pharmacist => "user/MedicationDispense.cru user/Medication.cru",
-            Role::LabTechnician => "user/Specimen.cru user/Observation.cru user/DiagnosticReport.cru user/Task.u",
-            Role::Radiologist => "user/ImagingStudy.cru user/DiagnosticReport.cru user/Observation.cru",
+            Role::LabTechnician => {
+                "user/Specimen.cru user/Observation.cru user/DiagnosticReport.cru user/Task.u user/ServiceRequest.u"
+            }
+            Role::Radiologist => {
+                "user/ImagingStudy.cru user/DiagnosticReport.cru user/Observation.cru user/ServiceRequest.u"
+            }
             Role::Cashier => "user/ChargeItem.cru user/Invoice.cru user/Account.cru",
             Role::Manager | Role::ItEngineer | Role::Administrator | Role::PrivacyOfficer | Role::Patient => "",
         };

@@ -27,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/patients/{id}/{action}", axum::routing::post(index_action))
         .route("/campus/{id}", get(switch_campus))
         .merge(crate::outpatient::router())
+        .merge(crate::results::router())
         .route("/alerts", get(alerts_fragment))
         .route("/alerts/{task}/ack", axum::routing::post(acknowledge))
         .route("/static/alerts.js", get(alerts_js))
@@ -82,6 +83,9 @@ pub(crate) fn nav_links(caller: &Caller) -> Vec<(&'static str, &'static str)> {
     }
     if staff_may(caller, "Encounter", Perm::Search) {
         links.push(("/queue", "nav-queue"));
+    }
+    if crate::results::may_report(caller) {
+        links.push(("/results", "nav-results"));
     }
     if staff_may(caller, "Task", Perm::Search) {
         links.push(("/reports/critical-values", "nav-critical-report"));
@@ -406,6 +410,13 @@ struct PatientPage<'a> {
     appointments: Vec<crate::outpatient::AppointmentRow>,
     /// (DiagnosticReport id, title, date) of the patient's lab reports.
     reports: Vec<(String, String, String)>,
+    /// A patient of another campus only, shown to a registrar who may register them here.
+    elsewhere: bool,
+    /// The viewer reads clinical data: newest results and the record across campuses.
+    clinician: bool,
+    patient_id: String,
+    results: Vec<crate::outpatient::ResultRow>,
+    timeline: Vec<crate::outpatient::TimelineRow>,
 }
 
 #[derive(Deserialize)]
@@ -425,7 +436,20 @@ async fn patient_page(
 ) -> Response {
     let t = Tr::new(lang(&headers));
     let Some(rtype) = lianyi_fhir::ResourceType::parse("Patient") else { return forbidden(t) };
-    let stored = match state.fhir.read(&info.caller, rtype, &id).await {
+    // A patient of this campus (an MRN here) is read whole, from every campus.
+    let (care, elsewhere) = match state.record.care_caller(&info.caller, &id).await {
+        Ok(c) => (c, false),
+        // A registrar who found the patient in the group-wide index may register
+        // them here; the page then shows who it is and that one action.
+        Err(RegistryError::Forbidden(_)) if may_register(&info.caller) => {
+            (lianyi_clinical::registry::Registry::group_wide(&info.caller), true)
+        }
+        Err(RegistryError::Service(
+            lianyi_services::ServiceError::NotFound { .. } | lianyi_services::ServiceError::Gone { .. },
+        )) => return crate::pages::not_found(t),
+        Err(_) => return forbidden(t),
+    };
+    let stored = match state.fhir.read(&care, rtype, &id).await {
         Ok(r) => r,
         Err(lianyi_services::ServiceError::NotFound { .. } | lianyi_services::ServiceError::Gone { .. }) => {
             return crate::pages::not_found(t);
@@ -435,11 +459,21 @@ async fn patient_page(
     let Ok(body) = serde_json::from_str::<Value>(&stored.body) else { return forbidden(t) };
     let today = state.scheduling.today();
     let shell = shell(&state, &info, t, &headers).await;
-    let index = index_view(&state, &info.caller, t, &stored.id, &body).await;
-    let may_book = staff_may(&info.caller, "Appointment", Perm::Create);
+    let index = if elsewhere {
+        IndexView { merged_into: None, links: Vec::new(), duplicates: Vec::new(), may_manage: false }
+    } else {
+        index_view(&state, &info.caller, t, &stored.id, &body).await
+    };
+    let may_book = !elsewhere && staff_may(&info.caller, "Appointment", Perm::Create);
     let appointments =
-        if may_book { crate::outpatient::appointments(&state, &info.caller, t, &stored.id).await } else { Vec::new() };
-    let reports = crate::outpatient::lab_reports(&state, &info.caller, &stored.id).await;
+        if may_book { crate::outpatient::appointments(&state, &care, t, &stored.id).await } else { Vec::new() };
+    let reports = if elsewhere { Vec::new() } else { crate::outpatient::lab_reports(&state, &care, &stored.id).await };
+    let clinician = !elsewhere && staff_may(&info.caller, "Observation", Perm::Search);
+    let (results, timeline) = if clinician {
+        crate::outpatient::record_rows(&state, &care, &stored.id, t).await
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let known = |v: Option<String>, keys: &[&str]| v.filter(|x| keys.contains(&x.as_str()));
     page(
         PatientPage {
@@ -447,16 +481,42 @@ async fn patient_page(
             shell: &shell,
             b: banner(&body, &stored.id, &today),
             registered: q.registered.is_some(),
-            done: known(q.done, &["merged", "linked", "unmerged", "booked", "rescheduled", "checked-in", "cancelled"]),
+            done: known(
+                q.done,
+                &[
+                    "merged",
+                    "linked",
+                    "unmerged",
+                    "booked",
+                    "rescheduled",
+                    "checked-in",
+                    "cancelled",
+                    "registered-here",
+                ],
+            ),
             queue: q.queue,
             error: known(
                 q.error,
-                &["same-record", "already-merged", "not-merged", "no-provenance", "not-today", "not-booked", "failed"],
+                &[
+                    "same-record",
+                    "already-merged",
+                    "not-merged",
+                    "no-provenance",
+                    "not-today",
+                    "not-booked",
+                    "inactive",
+                    "failed",
+                ],
             ),
             index,
             may_book,
             appointments,
             reports,
+            elsewhere,
+            clinician,
+            patient_id: stored.id.clone(),
+            results,
+            timeline,
         }
         .render(),
     )
@@ -544,6 +604,10 @@ async fn index_action(
         "merge" => state.registry.merge(&info.caller, &id, f.other.trim()).await.map(|_| "merged"),
         "link" => state.registry.link(&info.caller, &id, f.other.trim()).await.map(|()| "linked"),
         "unmerge" => state.registry.unmerge(&info.caller, &id).await.map(|_| "unmerged"),
+        "register-here" => match active_campus(&info.caller, &headers) {
+            Some(campus) => state.registry.register_here(&info.caller, &id, &campus).await.map(|_| "registered-here"),
+            None => return forbidden(t),
+        },
         _ => return crate::pages::not_found(t),
     };
     match done {

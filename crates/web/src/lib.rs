@@ -20,6 +20,7 @@ mod oauth;
 mod ops;
 mod outpatient;
 mod pages;
+mod results;
 mod websocket;
 
 use std::sync::Arc;
@@ -103,6 +104,10 @@ pub struct AppState {
     pub ordering: lianyi_clinical::orders::Ordering,
     /// The critical-value loop.
     pub critical: lianyi_clinical::critical::CriticalValues,
+    /// The patient's record across campuses, and clinical notes.
+    pub record: lianyi_clinical::record::Record,
+    /// Results entry, abnormal flags and trends.
+    pub results: lianyi_clinical::results::Results,
 }
 
 /// A built application: database connected and migrated, ready to serve.
@@ -180,6 +185,8 @@ impl App {
         let workspace = lianyi_clinical::encounter::Workspace::new(fhir.clone());
         let prescribing = lianyi_clinical::prescribing::Prescribing::new(fhir.clone());
         let ordering = lianyi_clinical::orders::Ordering::new(fhir.clone());
+        let record = lianyi_clinical::record::Record::new(fhir.clone());
+        let results = lianyi_clinical::results::Results::new(fhir.clone());
         let critical = lianyi_clinical::critical::CriticalValues::new(
             fhir.clone(),
             config.critical_escalation_minutes.max(1) * 60_000,
@@ -200,6 +207,8 @@ impl App {
                 prescribing,
                 ordering,
                 critical,
+                record,
+                results,
             },
         })
     }

@@ -34,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .route("/encounters/{id}/allergies", post(add_allergy))
         .route("/encounters/{id}/prescriptions", post(prescribe))
         .route("/encounters/{id}/orders", post(add_order))
+        .route("/encounters/{id}/notes", post(add_note))
         .route("/encounters/{id}/print/{what}", get(print_page))
         .route("/reports/lab/{id}", get(lab_report))
 }
@@ -56,7 +57,7 @@ async fn search(state: &AppState, caller: &Caller, t: &str, params: &[(&str, Str
     }
 }
 
-async fn read(state: &AppState, caller: &Caller, t: &str, id: &str) -> Option<Value> {
+pub(crate) async fn read(state: &AppState, caller: &Caller, t: &str, id: &str) -> Option<Value> {
     let rt = ResourceType::parse(t)?;
     let r = state.fhir.read(caller, rt, id).await.ok()?;
     serde_json::from_str(&r.body).ok()
@@ -468,6 +469,87 @@ struct EncounterPage<'a> {
     orders: Vec<(String, String, String)>,
     /// (code, label) of the order catalogue.
     order_items: Vec<(String, String)>,
+    may_write_notes: bool,
+    notes: Vec<lianyi_clinical::record::Note>,
+    note: lianyi_clinical::record::NoteDraft,
+    results: Vec<ResultRow>,
+    timeline: Vec<TimelineRow>,
+}
+
+/// A test's newest result on the workspace.
+pub(crate) struct ResultRow {
+    pub loinc: String,
+    pub name: String,
+    pub value: String,
+    pub unit: String,
+    pub flag: String,
+    pub when: String,
+    pub campus: String,
+}
+
+/// One line of the record across campuses.
+pub(crate) struct TimelineRow {
+    pub when: String,
+    pub kind: &'static str,
+    pub campus: String,
+    pub text: String,
+    pub link: Option<String>,
+}
+
+/// Campus names by id, looked up once per page.
+pub(crate) struct CampusNames {
+    lang: &'static str,
+    known: Vec<(String, String)>,
+}
+
+impl CampusNames {
+    pub(crate) fn new(t: Tr) -> CampusNames {
+        CampusNames { lang: t.code(), known: Vec::new() }
+    }
+
+    pub(crate) async fn name(&mut self, state: &AppState, id: &str) -> String {
+        if let Some((_, n)) = self.known.iter().find(|(k, _)| k == id) {
+            return n.clone();
+        }
+        let n = state.fhir.campus_name(id, self.lang).await.unwrap_or_else(|| id.to_string());
+        self.known.push((id.to_string(), n.clone()));
+        n
+    }
+}
+
+/// The patient's newest results and record across campuses, as `care` reads them.
+pub(crate) async fn record_rows(
+    state: &AppState,
+    care: &Caller,
+    patient: &str,
+    t: Tr,
+) -> (Vec<ResultRow>, Vec<TimelineRow>) {
+    let mut names = CampusNames::new(t);
+    let mut results = Vec::new();
+    for r in state.results.latest(care, patient, t.code()).await {
+        results.push(ResultRow {
+            campus: names.name(state, &r.campus).await,
+            loinc: r.loinc,
+            name: r.name,
+            value: r.value,
+            unit: r.unit,
+            flag: if r.flag == "N" { String::new() } else { r.flag },
+            when: r.when,
+        });
+    }
+    let mut timeline = Vec::new();
+    let own = care.access.all_campuses();
+    for e in state.record.timeline(care, patient, 50).await {
+        timeline.push(TimelineRow {
+            campus: names.name(state, &e.campus).await,
+            when: e.when,
+            kind: e.kind,
+            text: e.text,
+            // Pages of another campus's visits are not the reader's to open.
+            link: e.link.filter(|_| own.contains(&e.campus)),
+        });
+    }
+    (results, timeline)
 }
 
 #[derive(Deserialize, Default)]
@@ -475,6 +557,9 @@ struct EncounterQuery {
     icd: Option<String>,
     done: Option<String>,
     error: Option<String>,
+    /// A note sent back to its author with an error (never from the URL).
+    #[serde(skip)]
+    note: Option<lianyi_clinical::record::NoteDraft>,
 }
 
 async fn encounter_page(
@@ -531,7 +616,12 @@ async fn render_encounter(
         .unwrap_or_default()
         .to_string();
     let status = e["status"].as_str().unwrap_or_default().to_string();
-    let allergies = state.workspace.allergies(caller, &patient_id).await.unwrap_or_default();
+    // The whole record of a patient of this campus, whichever campus made it.
+    let care = state.record.care_caller(caller, &patient_id).await.unwrap_or_else(|_| caller.clone());
+    let allergies = state.workspace.allergies(&care, &patient_id).await.unwrap_or_default();
+    let (results, timeline) = record_rows(&state, &care, &patient_id, t).await;
+    let notes = state.record.notes(caller, &id).await;
+    let may_write_notes = crate::clinic::staff_may(caller, "Composition", Perm::Create);
     let lang_code = t.code();
     let diagnoses = state
         .workspace
@@ -560,6 +650,7 @@ async fn render_encounter(
         Some("allergy") => Some("ws-done-allergy"),
         Some("prescribed") => Some("rx-done"),
         Some("ordered") => Some("order-done"),
+        Some("note") => Some("note-done"),
         _ => None,
     };
     let may_order = caller.access.allows("ServiceRequest", Perm::Create);
@@ -589,6 +680,8 @@ async fn render_encounter(
         "substance" => "ws-error-substance",
         "dose" | "days" | "drug-unknown" => "rx-error-order",
         "order-unknown" | "priority" => "order-error",
+        "note-empty" => "note-error-empty",
+        "too-long" => "note-error-long",
         _ => "ws-error-failed",
     });
     page(
@@ -617,6 +710,11 @@ async fn render_encounter(
             may_order,
             orders,
             order_items,
+            may_write_notes,
+            notes,
+            note: q.note.unwrap_or_default(),
+            results,
+            timeline,
         }
         .render(),
     )
@@ -662,6 +760,55 @@ async fn add_order(
     }
     match state.ordering.order(&info.caller, &id, &f.item, &f.priority, &info.user.display_name).await {
         Ok(_) => see_other(&format!("/encounters/{id}?done=ordered")),
+        Err(e) => workspace_error(&id, &e, t),
+    }
+}
+
+#[derive(Deserialize)]
+struct NoteForm {
+    csrf: String,
+    #[serde(default)]
+    subjective: String,
+    #[serde(default)]
+    objective: String,
+    #[serde(default)]
+    assessment: String,
+    #[serde(default)]
+    plan: String,
+    #[serde(default)]
+    text: String,
+}
+
+/// `POST /encounters/{id}/notes`: a SOAP or free-text note; a refused note comes back
+/// in the form with the rule it broke.
+async fn add_note(
+    State(state): State<AppState>,
+    Active(info): Active,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<NoteForm>,
+) -> Response {
+    let t = Tr::new(lang(&headers));
+    if !lianyi_security::secrets::constant_time_eq(&info.csrf, &f.csrf) {
+        return forbidden(t);
+    }
+    let draft = lianyi_clinical::record::NoteDraft {
+        subjective: f.subjective,
+        objective: f.objective,
+        assessment: f.assessment,
+        plan: f.plan,
+        text: f.text,
+    };
+    match state.record.add_note(&info.caller, &id, &draft, &info.user.display_name).await {
+        Ok(_) => see_other(&format!("/encounters/{id}?done=note")),
+        Err(lianyi_clinical::registry::RegistryError::Invalid(errors)) => {
+            let q = EncounterQuery {
+                error: errors.first().map(|e| e.code.to_string()),
+                note: Some(draft),
+                ..EncounterQuery::default()
+            };
+            render_encounter(&state, &info, &headers, id, q, None).await
+        }
         Err(e) => workspace_error(&id, &e, t),
     }
 }

@@ -17,4 +17,5 @@ mod pages;
 mod process;
 mod registration;
 mod rest;
+mod results;
 mod search;
