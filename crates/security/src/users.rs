@@ -133,6 +133,8 @@ pub struct IssuedSession {
     pub token: String,
     pub stage: Stage,
     pub csrf: String,
+    /// The page language the user chose last (`zh-CN`, `en`), if any.
+    pub language: Option<String>,
 }
 
 /// A live session and whom it belongs to.
@@ -405,7 +407,7 @@ impl UserService {
                 revoked: false,
             })
             .await?;
-        Ok(IssuedSession { token, stage, csrf })
+        Ok(IssuedSession { token, stage, csrf, language: user.language.clone() })
     }
 
     /// The session behind a cookie value, if live; refreshes its idle timer. An
@@ -543,6 +545,14 @@ impl UserService {
             }
             None => Err(self.fail(&mut user, &info.caller, "mfa").await?),
         }
+    }
+
+    /// Keeps the page language the user of a live session chose (`zh-CN` or `en`), so
+    /// it follows them to their next login on any device.
+    pub async fn set_language(&self, token: &str, language: &str, client_addr: Option<String>) -> Result<()> {
+        let info = self.session(token, client_addr).await?;
+        self.store.set_user_language(&info.user.id, language).await?;
+        Ok(())
     }
 
     /// The caller of an active session (for pages and API calls made with it).

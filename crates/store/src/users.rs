@@ -187,6 +187,16 @@ impl Store {
         Ok(())
     }
 
+    /// Sets a user's page language.
+    pub async fn set_user_language(&self, user_id: &str, language: &str) -> Result<()> {
+        sqlx::query("UPDATE users SET language = $1 WHERE id = $2")
+            .bind(language.to_string())
+            .bind(user_id.to_string())
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
     /// Accepts a TOTP step only if it is newer than the last accepted one (atomic, so
     /// two requests racing with the same code cannot both pass).
     pub async fn claim_totp_step(&self, user_id: &str, step: i64) -> Result<bool> {

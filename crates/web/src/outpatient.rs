@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/queue", get(queue_page))
         .route("/queue/call", post(call_next))
         .route("/encounters/{id}", get(encounter_page))
+        .route("/encounters/{id}/icd", get(icd_fragment))
         .route("/encounters/{id}/diagnoses", post(add_diagnosis))
         .route("/encounters/{id}/allergies", post(add_allergy))
         .route("/encounters/{id}/prescriptions", post(prescribe))
@@ -572,6 +573,45 @@ async fn encounter_page(
     render_encounter(&state, &info, &headers, id, q, None).await
 }
 
+/// The CSRF token a fragment's forms carry.
+struct FragmentShell {
+    csrf: String,
+}
+
+#[derive(Template)]
+#[template(path = "icd_results.html")]
+struct IcdFragment {
+    t: Tr,
+    shell: FragmentShell,
+    id: String,
+    icd_query: String,
+    icd_results: Vec<CodeRow>,
+}
+
+fn icd_rows(query: &str, lang: &str) -> Vec<CodeRow> {
+    lianyi_clinical::icd10::search(query, 20)
+        .into_iter()
+        .map(|c| CodeRow { code: c.code.to_string(), title: c.title(lang).to_string() })
+        .collect()
+}
+
+/// `GET /encounters/{id}/icd?icd=…`: the ICD-10 matches alone, swapped into the
+/// workspace as the doctor types (htmx); the search form does the same without it.
+async fn icd_fragment(
+    Active(info): Active,
+    Path(id): Path<String>,
+    Query(q): Query<EncounterQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let t = Tr::new(lang(&headers));
+    if !crate::clinic::staff_may(&info.caller, "Condition", Perm::Create) {
+        return forbidden(t);
+    }
+    let icd_query = q.icd.unwrap_or_default();
+    let icd_results = icd_rows(&icd_query, t.code());
+    page(IcdFragment { t, shell: FragmentShell { csrf: info.csrf.clone() }, id, icd_query, icd_results }.render())
+}
+
 /// The review of a prescription the doctor is about to sign, shown on the page.
 struct Review {
     form: PrescriptionForm,
@@ -639,10 +679,7 @@ async fn render_encounter(
         })
         .collect();
     let icd_query = q.icd.unwrap_or_default();
-    let icd_results = lianyi_clinical::icd10::search(&icd_query, 20)
-        .into_iter()
-        .map(|c| CodeRow { code: c.code.to_string(), title: c.title(lang_code).to_string() })
-        .collect();
+    let icd_results = icd_rows(&icd_query, lang_code);
     let may_diagnose = caller.access.allows("Condition", Perm::Create);
     let may_record_allergy = caller.access.allows("AllergyIntolerance", Perm::Create);
     let done = match q.done.as_deref() {

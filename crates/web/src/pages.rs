@@ -41,6 +41,7 @@ pub fn router() -> Router<AppState> {
         .merge(crate::integration::router())
         .merge(crate::clinic::router())
         .route("/static/app.css", get(css))
+        .route("/static/htmx.min.js", get(htmx))
 }
 
 pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -206,6 +207,10 @@ async fn login_submit(
         Ok(issued) => {
             let mut r = see_other(stage_path(issued.stage));
             set_cookie(&mut r, session_cookie(&issued.token));
+            // The language the user chose before, on whichever device.
+            if let Some(l) = issued.language.as_deref().and_then(Lang::parse) {
+                set_cookie(&mut r, lang_cookie(l));
+            }
             r
         }
         Err(UserError::Locked { .. }) => login_page(t, Some("login-locked"), &f.username),
@@ -440,11 +445,27 @@ async fn logout(
     r
 }
 
-/// Switches the page language and returns to the page the switch was clicked on.
-async fn set_lang(Path(code): Path<String>, headers: HeaderMap) -> Response {
+fn lang_cookie(lang: Lang) -> String {
+    format!("{LANG_COOKIE}={}; Path=/; SameSite=Lax; Max-Age=31536000", lang.code())
+}
+
+/// Switches the page language and returns to the page the switch was clicked on. A
+/// signed-in user's choice is kept with their account for their next login.
+async fn set_lang(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let lang = Lang::parse(&code).unwrap_or(Lang::ZhCn);
+    if let Some(token) = cookie(&headers, SESSION_COOKIE)
+        && let Err(e) = state.users.set_language(token, lang.code(), addr).await
+        && !matches!(e, UserError::SessionExpired)
+    {
+        tracing::warn!(error = %e, "keeping the language choice failed");
+    }
     let mut r = see_other(&referer_path(&headers));
-    set_cookie(&mut r, format!("{LANG_COOKIE}={}; Path=/; SameSite=Lax; Max-Age=31536000", lang.code()));
+    set_cookie(&mut r, lang_cookie(lang));
     r
 }
 
@@ -452,6 +473,15 @@ async fn css() -> Response {
     let mut r = include_str!("../static/app.css").into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    r
+}
+
+/// htmx 2.0.11, vendored unchanged (see `static/vendor/README.md`); pages load it
+/// with this SHA-256 as their `integrity`, so a browser runs no other file.
+async fn htmx() -> Response {
+    let mut r = include_str!("../static/vendor/htmx-2.0.11.min.js").into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
     r
 }
 

@@ -229,6 +229,8 @@ struct Expect {
     signed: &'static str,
     ordered: &'static str,
     critical: &'static str,
+    flagged_result: &'static str,
+    alert_text: &'static str,
     action: &'static str,
 }
 
@@ -246,6 +248,8 @@ const ZH: Expect = Expect {
     signed: "处方已签署",
     ordered: "申请已发送",
     critical: "危急值",
+    flagged_result: "血钾 6.8 mmol/L 危急高值",
+    alert_text: "6.8 mmol/L (危急值",
     action: "已电话通知患者立即返院",
 };
 
@@ -263,6 +267,8 @@ const EN: Expect = Expect {
     signed: "The prescription is signed",
     ordered: "The request is sent",
     critical: "Critical value",
+    flagged_result: "Potassium 6.8 mmol/L critical high",
+    alert_text: "6.8 mmol/L (critical",
     action: "patient called back to the emergency room",
 };
 
@@ -429,7 +435,9 @@ async fn outpatient_day(lang: &str, x: &Expect) {
     d.click(".cv-ack-button").await;
     d.wait_url("cv=acknowledged").await;
     let page = d.body().await;
-    assert!(!page.contains("6.8 mmol/L"), "acknowledged: the alert is gone: {page}");
+    assert!(!page.contains(x.alert_text), "acknowledged: the alert is gone: {page}");
+    // The result stays on the workspace, flagged.
+    assert!(page.contains(x.flagged_result), "{page}");
     d.screenshot(&shots, "11-acknowledged").await;
     d.cmd(reqwest::Method::DELETE, "", json!({})).await;
 }

@@ -41,7 +41,7 @@ impl Browser {
         }
     }
 
-    fn cookie_header(&self) -> String {
+    pub(crate) fn cookie_header(&self) -> String {
         self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
     }
 
@@ -458,4 +458,28 @@ async fn integration_page_api_and_metrics_show_channel_health_and_replay_dead_le
     assert!(text.contains("lianyi_channel_dead_letters{channel=\"registry\"} 0"));
     assert!(text.contains("lianyi_channel_last_success_timestamp_seconds{channel=\"registry\"}"));
     assert!(text.contains("lianyi_channel_attempts_total{channel=\"registry\",outcome=\"dead\"} 1"));
+}
+
+#[tokio::test]
+async fn the_language_choice_follows_the_user_to_the_next_login() {
+    let clock = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    let (mut b, _) = logged_in(&app, &clock, "dr.lang", "doctor", "campus-east", None).await;
+    let (_, _, home) = b.get("/").await;
+    assert!(home.contains("<html lang=\"zh-CN\">"), "the browser asks for Chinese");
+    b.http.get(format!("{}/lang/en", app.base)).header("cookie", b.cookie_header()).send().await.unwrap();
+    let user = app.fhir.store().user_by_name("dr.lang").await.unwrap().unwrap();
+    assert_eq!(user.language.as_deref(), Some("en"), "kept with the account");
+
+    // Another device, whose browser asks for Chinese: after the password the pages are English.
+    let mut other = Browser::new(&app.base, "zh-CN");
+    let (_, _, html) = other.get("/login").await;
+    assert!(html.contains("<html lang=\"zh-CN\">"));
+    let (_, loc, _) = other
+        .post("/login", &[("csrf", &csrf(&html)), ("username", "dr.lang"), ("password", "a brand new passphrase")])
+        .await;
+    assert_eq!(loc, "/login/mfa");
+    assert!(other.cookies.iter().any(|(k, v)| k == "lianyi_lang" && v == "en"), "{:?}", other.cookies);
+    let (_, _, mfa) = other.get("/login/mfa").await;
+    assert!(mfa.contains("<html lang=\"en\">"), "{mfa}");
 }

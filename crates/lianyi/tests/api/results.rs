@@ -71,8 +71,21 @@ async fn results_flags_trends_notes_and_the_record_across_campuses() {
     )
     .await;
 
-    // The doctor requests a basic metabolic panel (stat) and a potassium (routine).
+    // htmx is the vendored file: what is served hashes to the integrity every page names.
     let (mut doctor, token) = logged_in(&app, &clock, "dr.li", "doctor", "campus-east", None).await;
+    let js = doctor.http.get(format!("{}/static/htmx.min.js", app.base)).send().await.unwrap().bytes().await.unwrap();
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let served = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&js));
+    assert_eq!(served, "1v3HXyBOa976mbab8ebUrGm4o2T3eSn0XBNHa0AA9xc=", "static/vendor/README.md names this hash");
+    let (_, _, page) = doctor.get("/encounters/e1").await;
+    assert!(page.contains(&format!("src=\"/static/htmx.min.js\" integrity=\"sha256-{served}\"")), "{page}");
+    // The ICD-10 matches as the doctor types: a fragment, not a page.
+    let (status, _, fragment) = doctor.get("/encounters/e1/icd?icd=%E9%AB%98%E8%A1%80%E5%8E%8B").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(fragment.contains("data-code=\"I10\"") && !fragment.contains("<html"), "{fragment}");
+
+    // The doctor requests a basic metabolic panel (stat) and a potassium (routine).
     for (item, priority) in [("LAB-K", "routine"), ("LAB-BMP", "stat")] {
         let (_, back, _) = doctor
             .post("/encounters/e1/orders", &[("csrf", token.as_str()), ("item", item), ("priority", priority)])
