@@ -394,8 +394,10 @@ impl Registry {
         &self.fhir
     }
 
+    /// Today in the hospital's time zone (a birth date may be today in Beijing while
+    /// UTC is still yesterday).
     fn today(&self) -> String {
-        lianyi_fhir::datetime::format_instant(self.fhir.now_ms()).chars().take(10).collect()
+        crate::scheduling::local_date(self.fhir.now_ms())
     }
 
     /// The caller's role at every campus: the index is searched group-wide.

@@ -18,12 +18,17 @@ struct Driver {
     http: reqwest::Client,
     session: String,
     base: String,
+    profile: std::path::PathBuf,
 }
 
 impl Drop for Driver {
+    /// Also on a failed test: the driver, then the browser it started (which would
+    /// outlive a killed driver), then the browser's profile.
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = Command::new("pkill").arg("-f").arg(self.profile.as_os_str()).status();
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 
@@ -56,7 +61,7 @@ impl Driver {
             "prefs": {"intl.accept_languages": "zh-CN,zh"}}}}});
         let v: Value = http.post(format!("{base}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
         let session = v["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {v}")).to_string();
-        Driver { child, http, session, base }
+        Driver { child, http, session, base, profile }
     }
 
     async fn cmd(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
