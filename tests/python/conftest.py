@@ -1,18 +1,34 @@
 """Starts the real `lianyi` binary for the Python client tests.
 
 LIANYI_BIN picks the binary (default: target/debug/lianyi); LIANYI_PYTEST_DATABASE
-picks the database (default: a new SQLite file). scripts/test runs this suite once
-per backend.
+picks the backend (default: a new SQLite file per server; a PostgreSQL URL: a new
+database per server beside it). scripts/test runs this suite once per backend.
 """
 import json
 import os
 import subprocess
 import tempfile
+import uuid
 
 import pytest
 import requests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def own_database(url):
+    """A new, empty PostgreSQL database beside the one named by `url`, for one server:
+    servers sharing a database would each dispatch the others' outbound channels
+    (with keys that cannot decrypt them)."""
+    if not url.startswith("postgres"):
+        return url
+    base, _, _ = url.rpartition("/")
+    name = f"lianyi_pytest_{uuid.uuid4().hex[:12]}"
+    host_port = base.split("@", 1)[-1]
+    host, _, port = host_port.partition(":")
+    createdb = os.path.join(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"), "createdb")
+    subprocess.run([createdb, "-h", host, "-p", port or "5432", "-U", "postgres", name], check=True)
+    return f"{base}/{name}"
 
 
 class Server:
@@ -24,8 +40,7 @@ class Server:
         database = os.environ.get("LIANYI_PYTEST_DATABASE")
         self.where = ["--data-dir", self.data_dir]
         if database:
-            # Each server gets its own schema-free database: reuse only when asked once.
-            self.where += ["--database", database]
+            self.where += ["--database", own_database(database)]
         if config:
             path = os.path.join(self.data_dir, "lianyi.toml")
             with open(path, "w", encoding="utf-8") as f:

@@ -208,7 +208,12 @@ async fn serve(database: String, dir: PathBuf, cred_file: PathBuf) {
     let addr = listener.local_addr().unwrap();
     let mllp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mllp_addr = mllp_listener.local_addr().unwrap();
-    let inbound = lianyi_interop::Inbound::new(app.state().fhir.clone(), "mllp:bench", "campus-east", "+08:00");
+    let mut inbound = lianyi_interop::Inbound::new(app.state().fhir.clone(), "mllp:bench", "campus-east", "+08:00");
+    // `lianyi-bench mllp --ack journaled`: the server's `mllp_ack = "journaled"`.
+    if std::env::var("LIANYI_BENCH_MLLP_ACK").as_deref() == Ok("journaled") {
+        inbound = inbound.journaled();
+        tokio::spawn(inbound.clone().run_applier());
+    }
     tokio::spawn(lianyi_web::mllp::serve_mllp(mllp_listener, inbound, Default::default(), None));
     std::fs::write(
         &cred_file,
@@ -246,9 +251,15 @@ fn http_client() -> reqwest::Client {
 }
 
 async fn start_server(database: &str, dir: &std::path::Path) -> Server {
+    start_server_with(database, dir, &[]).await
+}
+
+/// [`start_server`] with extra environment for the server process.
+async fn start_server_with(database: &str, dir: &std::path::Path, env: &[(&str, &str)]) -> Server {
     let cred = dir.join("bench-credentials.json");
     let _ = std::fs::remove_file(&cred);
     let child = Command::new(std::env::current_exe().unwrap())
+        .envs(env.iter().copied())
         .args(["__serve", database])
         .arg(dir)
         .arg(&cred)

@@ -15,6 +15,9 @@ struct Args {
     database: Option<String>,
     python: String,
     out: String,
+    /// `applied` (AA once the data is written) or `journaled` (AA once the checked
+    /// message is in the message log; the data follows).
+    ack: String,
 }
 
 fn args(raw: Vec<String>) -> Args {
@@ -24,6 +27,7 @@ fn args(raw: Vec<String>) -> Args {
         database: None,
         python: ".venv/bin/python".into(),
         out: "bench-mllp.json".into(),
+        ack: "applied".into(),
     };
     let mut it = raw.into_iter();
     while let Some(k) = it.next() {
@@ -34,9 +38,13 @@ fn args(raw: Vec<String>) -> Args {
             "--database" => a.database = Some(v()),
             "--python" => a.python = v(),
             "--out" => a.out = v(),
+            "--ack" => {
+                a.ack = v();
+                assert!(matches!(a.ack.as_str(), "applied" | "journaled"), "--ack applied|journaled");
+            }
             "--help" | "-h" => {
                 println!(
-                    "lianyi-bench mllp [--messages N] [--senders N] [--database URL] [--python PATH] [--out FILE]"
+                    "lianyi-bench mllp [--messages N] [--senders N] [--ack applied|journaled] [--database URL] [--python PATH] [--out FILE]"
                 );
                 std::process::exit(0);
             }
@@ -63,6 +71,9 @@ fn oru(sender: usize, i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The warm-up's first message number (its control ids differ from the run's).
+const WARM_UP: usize = 10_000_000;
+
 struct Stats {
     rate: f64,
     p50: f64,
@@ -70,8 +81,9 @@ struct Stats {
     accepted: usize,
 }
 
-/// `senders` connections, `total` messages between them; every ACK must be AA.
-async fn drive(addr: &str, total: usize, senders: usize) -> Stats {
+/// `senders` connections, `total` messages between them (numbered from `first`, so
+/// each run's control ids are new); every ACK must be AA.
+async fn drive(addr: &str, total: usize, senders: usize, first: usize) -> Stats {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for s in 0..senders {
@@ -84,7 +96,7 @@ async fn drive(addr: &str, total: usize, senders: usize) -> Stats {
             let mut buf = Vec::with_capacity(1024);
             let mut chunk = [0u8; 4096];
             let mut accepted = 0;
-            for i in 0..share {
+            for i in first..first + share {
                 let mut frame = vec![0x0b];
                 frame.extend_from_slice(&oru(s, i));
                 frame.extend_from_slice(&[0x1c, 0x0d]);
@@ -140,19 +152,56 @@ pub async fn run(raw: Vec<String>) {
     std::fs::create_dir_all(&dir).unwrap();
     let database = a.database.clone().unwrap_or_else(|| format!("sqlite://{}", dir.join("lianyi.db").display()));
     let backend = if database.starts_with("postgres") { "postgres" } else { "sqlite" };
-    println!("MLLP benchmark on {backend}: {} ORU^R01 messages (3 results each), {} senders", a.messages, a.senders);
+    println!(
+        "MLLP benchmark on {backend}: {} ORU^R01 messages (3 results each), {} senders, AA when {}",
+        a.messages, a.senders, a.ack
+    );
 
-    let server = crate::start_server(&database, &dir).await;
+    let server = if a.ack == "journaled" {
+        crate::start_server_with(&database, &dir, &[("LIANYI_BENCH_MLLP_ACK", "journaled")]).await
+    } else {
+        crate::start_server(&database, &dir).await
+    };
     // A short warm-up (first connections, prepared statements).
-    drive(&server.mllp, a.senders * 10, a.senders).await;
+    drive(&server.mllp, a.senders * 10, a.senders, WARM_UP).await;
     let cpu_before = cpu_seconds(server.child.id());
-    let lianyi = drive(&server.mllp, a.messages, a.senders).await;
+    let lianyi = drive(&server.mllp, a.messages, a.senders, 0).await;
     let cpu_ms = (cpu_seconds(server.child.id()) - cpu_before) * 1000.0 / a.messages as f64;
     assert_eq!(lianyi.accepted, a.messages, "every message must be answered AA");
+    let what = if a.ack == "journaled" { "journaled, durable ACK" } else { "stored, durable ACK" };
     println!(
-        "  lianyi (stored, durable ACK)    {:>8.0} messages/s   ACK p50 {:>6.2} ms  p99 {:>6.2} ms   server CPU {:.2} ms/message",
+        "  lianyi ({what})    {:>8.0} messages/s   ACK p50 {:>6.2} ms  p99 {:>6.2} ms   server CPU {:.2} ms/message",
         lianyi.rate, lianyi.p50, lianyi.p99, cpu_ms
     );
+    // Journaled: how long until every acknowledged message's report is readable.
+    let mut applied_after = None;
+    if a.ack == "journaled" {
+        let ingest_end = Instant::now();
+        let expected = (a.messages + a.senders * 10) as u64;
+        loop {
+            let v: serde_json::Value = server
+                .http
+                .get(format!("{}/fhir/DiagnosticReport?_summary=count", server.base))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if v["total"].as_u64().unwrap_or(0) >= expected {
+                break;
+            }
+            assert!(ingest_end.elapsed() < Duration::from_secs(900), "the queue was not applied: {v}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let secs = ingest_end.elapsed().as_secs_f64();
+        let whole = secs + a.messages as f64 / lianyi.rate;
+        println!(
+            "  every report readable {secs:.1} s after the last ACK; ingest to applied: {:.0} messages/s",
+            a.messages as f64 / whole
+        );
+        applied_after = Some((secs, a.messages as f64 / whole));
+    }
     drop(server);
 
     let port_file = dir.join("peer-port");
@@ -173,8 +222,8 @@ pub async fn run(raw: Vec<String>) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             };
             let addr = format!("127.0.0.1:{port}");
-            drive(&addr, a.senders * 10, a.senders).await;
-            let s = drive(&addr, a.messages, a.senders).await;
+            drive(&addr, a.senders * 10, a.senders, WARM_UP).await;
+            let s = drive(&addr, a.messages, a.senders, 0).await;
             let _ = child.kill();
             let _ = child.wait();
             println!(
@@ -191,7 +240,9 @@ pub async fn run(raw: Vec<String>) {
     };
     let report = json!({
         "backend": backend, "messages": a.messages, "senders": a.senders, "results_per_message": 3,
-        "lianyi": {"messages_per_s": lianyi.rate, "ack_p50_ms": lianyi.p50, "ack_p99_ms": lianyi.p99, "server_cpu_ms_per_message": cpu_ms},
+        "ack": a.ack,
+        "lianyi": {"messages_per_s": lianyi.rate, "ack_p50_ms": lianyi.p50, "ack_p99_ms": lianyi.p99, "server_cpu_ms_per_message": cpu_ms,
+                   "applied_after_last_ack_s": applied_after.map(|x| x.0), "applied_messages_per_s": applied_after.map(|x| x.1)},
         "peer": peer_stats.as_ref().map(|s| json!({"messages_per_s": s.rate, "ack_p50_ms": s.p50, "ack_p99_ms": s.p99})),
         "ratio": peer_stats.as_ref().map(|s| lianyi.rate / s.rate),
     });

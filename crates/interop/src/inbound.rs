@@ -3,6 +3,18 @@
 //! control id gets its original ACK and is not applied again; an accepted message's
 //! data, its audit records and its log outcome commit in one transaction, and only
 //! then is AA returned.
+//!
+//! A listener may instead acknowledge from its journal ([`Inbound::journaled`]): an
+//! ORU^R01 is decoded, mapped and checked against the FHIR rules (so content errors
+//! still get AE before anything is acknowledged), then the raw message and its AA are
+//! committed to the message log with status `queued` — one row, written in a group
+//! commit with the other senders' — and AA is returned. The applier
+//! ([`Inbound::run_applier`]) writes queued messages' data in arrival order (mapping
+//! again from the logged message: the mapping is deterministic), each with its log
+//! outcome in one transaction, after a restart too; it gives way while senders are
+//! waiting for ACKs and catches up when they pause. Other message types wait until
+//! the queue is applied and are then handled as above, so one patient's messages
+//! keep their order.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +35,31 @@ pub(crate) const ACK_AAD: &str = "message_log.ack";
 /// Messages about the same patient are applied one at a time (conditional creates
 /// must not race); others run in parallel.
 const LOCKS: usize = 64;
+/// Queued messages applied at once (different patients; one patient's in order).
+const APPLY_CONCURRENCY: usize = 8;
+/// While senders wait for ACKs, the applier waits at most this long between messages.
+const APPLY_YIELD: std::time::Duration = std::time::Duration::from_millis(50);
+/// A backlog this long is applied regardless of waiting senders (they slow down).
+const APPLY_BACKLOG_LIMIT: i64 = 50_000;
+
+/// The message types acknowledged from the journal: their mapping needs no stored
+/// data, so a message that maps and validates is applied later without new errors.
+fn journalable(kind: &str) -> bool {
+    kind == "ORU^R01"
+}
+
+/// The journal's shared state (one per listener).
+#[derive(Debug, Default)]
+struct Journal {
+    /// Wakes the applier when a message is queued.
+    queued: tokio::sync::Notify,
+    /// Wakes those waiting for the queue to be applied.
+    drained: tokio::sync::Notify,
+    /// Messages being journaled right now (their senders wait for the ACK).
+    in_flight: AtomicU64,
+    /// Messages waiting for the queue to be applied (the applier does not yield).
+    waiting: AtomicU64,
+}
 
 #[derive(Clone)]
 pub struct Inbound {
@@ -33,6 +70,7 @@ pub struct Inbound {
     utc_offset: String,
     locks: Arc<Vec<tokio::sync::Mutex<()>>>,
     counter: Arc<AtomicU64>,
+    journal: Option<Arc<Journal>>,
 }
 
 impl std::fmt::Debug for Inbound {
@@ -60,7 +98,37 @@ impl Inbound {
             utc_offset: utc_offset.to_string(),
             locks: Arc::new((0..LOCKS).map(|_| tokio::sync::Mutex::new(())).collect()),
             counter: Arc::new(AtomicU64::new(0)),
+            journal: None,
         }
+    }
+
+    /// Acknowledges ORU^R01 from the journal (see the module documentation); run
+    /// [`Inbound::run_applier`] beside the listener.
+    pub fn journaled(mut self) -> Inbound {
+        self.journal = Some(Arc::default());
+        self
+    }
+
+    pub fn is_journaled(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    /// The identifier systems of this listener's messages.
+    fn channel_for(&self, app: &str) -> Channel {
+        Channel {
+            mrn_system: mrn_system(&self.campus),
+            visit_system: format!("urn:lianyi:sid:visit:{}", self.campus),
+            order_system: format!("urn:lianyi:sid:order:{}", app.to_ascii_lowercase()),
+            appointment_system: format!("urn:lianyi:sid:appointment:{}", app.to_ascii_lowercase()),
+            utc_offset: self.utc_offset.clone(),
+        }
+    }
+
+    /// The lock of the patient a message is about (PID-3's first identifier).
+    fn lock_for(&self, m: &Message) -> &tokio::sync::Mutex<()> {
+        let key = m.segment("PID").map(|p| p.component(3, 1)).unwrap_or_default();
+        let slot = key.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize)) % LOCKS;
+        &self.locks[slot]
     }
 
     fn ack_id(&self) -> String {
@@ -166,6 +234,16 @@ impl Inbound {
             let a = ack(&m, AckCode::Reject, &self.ack_id(), &self.now_dtm(), &[e]);
             return (encode(&a), Outcome::Rejected);
         }
+        if let Some(j) = self.journal.clone()
+            && !replay
+        {
+            if journalable(&kind) {
+                return self.journal_message(text, &m, charset, peer, received_at, &j).await;
+            }
+            // Anything else follows what is queued, so one patient's messages keep
+            // their order.
+            self.wait_applied(&j).await;
+        }
         let Some(payload) = self.seal(text, PAYLOAD_AAD) else {
             return self.internal(&m, charset, None, "the message could not be encrypted for the log").await;
         };
@@ -181,6 +259,8 @@ impl Inbound {
                 message_type: kind.clone(),
                 received_at,
                 payload,
+                queued_ack: None,
+                campus: Some(self.campus.clone()),
             })
             .await;
         let id = match logged {
@@ -189,9 +269,7 @@ impl Inbound {
         };
         // Messages about one patient are handled one at a time, so the duplicate check
         // below also covers a sender's retry racing its original.
-        let key = m.segment("PID").map(|p| p.component(3, 1)).unwrap_or_default();
-        let slot = key.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize)) % LOCKS;
-        let _guard = self.locks[slot].lock().await;
+        let _guard = self.lock_for(&m).lock().await;
         // A resend of a message already answered: logged as a duplicate, answered with
         // the original ACK, nothing applied.
         if !replay
@@ -201,13 +279,7 @@ impl Inbound {
             self.finish(id, "duplicate", None, None, None).await;
             return (encode_text(&original, charset), Outcome::Duplicate);
         }
-        let channel = Channel {
-            mrn_system: mrn_system(&self.campus),
-            visit_system: format!("urn:lianyi:sid:visit:{}", self.campus),
-            order_system: format!("urn:lianyi:sid:order:{}", app.to_ascii_lowercase()),
-            appointment_system: format!("urn:lianyi:sid:appointment:{}", app.to_ascii_lowercase()),
-            utc_offset: self.utc_offset.clone(),
-        };
+        let channel = self.channel_for(&app);
         let mut mapped = match map_message(&m, &channel) {
             Ok(x) => x,
             Err(MapError::Reject(e)) => return self.refuse(&m, charset, id, AckCode::Reject, vec![e]).await,
@@ -244,6 +316,219 @@ impl Inbound {
                 self.refuse(&m, charset, id, AckCode::Error, vec![e]).await
             }
             Err(other) => self.internal(&m, charset, Some(id), &other.to_string()).await,
+        }
+    }
+
+    /// Logs an inbound message (queued with its AA when `queued_ack` is given).
+    async fn log_in(
+        &self,
+        m: &Message,
+        text: &str,
+        peer: Option<String>,
+        received_at: i64,
+        queued_ack: Option<String>,
+    ) -> Option<i64> {
+        let (app, facility) = m.sender();
+        let payload = self.seal(text, PAYLOAD_AAD)?;
+        self.fhir
+            .store()
+            .log_message(&NewMessage {
+                direction: "in".into(),
+                channel: self.channel.clone(),
+                peer,
+                sender: format!("{app}^{facility}"),
+                control_id: m.control_id(),
+                message_type: format!("{}^{}", m.message_code(), m.trigger()),
+                received_at,
+                payload,
+                queued_ack,
+                campus: Some(self.campus.clone()),
+            })
+            .await
+            .ok()
+    }
+
+    /// Acknowledges a message from the journal: mapped and checked first (content
+    /// errors get AE, logged, nothing queued), then queued with its AA in the log.
+    async fn journal_message(
+        &self,
+        text: &str,
+        m: &Message,
+        charset: Charset,
+        peer: Option<String>,
+        received_at: i64,
+        journal: &Journal,
+    ) -> (Vec<u8>, Outcome) {
+        let (app, facility) = m.sender();
+        let sender = format!("{app}^{facility}");
+        let peer_for_refusal = peer.clone();
+        let refused = |code: AckCode, errors: Vec<Hl7Error>| async move {
+            match self.log_in(m, text, peer_for_refusal, received_at, None).await {
+                Some(id) => self.refuse(m, charset, id, code, errors).await,
+                None => self.internal(m, charset, None, "the message could not be logged").await,
+            }
+        };
+        let mapped = match map_message(m, &self.channel_for(&app)) {
+            Ok(x) => x,
+            Err(MapError::Reject(e)) => return refused(AckCode::Reject, vec![e]).await,
+            Err(MapError::Invalid(errs)) => return refused(AckCode::Error, errs).await,
+        };
+        if let Err(ServiceError::Invalid(outcome)) = self.fhir.validate_writes(&mapped.bundle) {
+            let text = outcome.issues.first().map(|i| i.diagnostics.clone()).unwrap_or_default();
+            return refused(
+                AckCode::Error,
+                vec![Hl7Error { code: ErrorCode::DataType, location: None, message: text }],
+            )
+            .await;
+        }
+        let aa = ack(m, AckCode::Accept, &self.ack_id(), &self.now_dtm(), &[]);
+        let Some(sealed_ack) = self.seal(&aa.encode(), ACK_AAD) else {
+            return self.internal(m, charset, None, "the ACK could not be encrypted for the log").await;
+        };
+        // One sender's retry racing its original: the second finds the first's ACK.
+        let _guard = self.lock_for(m).lock().await;
+        if let Ok(Some(stored)) = self.fhir.store().answered("in", &sender, &m.control_id()).await
+            && let Ok(original) = self.fhir.protector().cipher().decrypt(&stored, ACK_AAD)
+        {
+            if let Some(id) = self.log_in(m, text, peer.clone(), received_at, None).await {
+                self.finish(id, "duplicate", None, None, None).await;
+            }
+            return (encode_text(&original, charset), Outcome::Duplicate);
+        }
+        journal.in_flight.fetch_add(1, Ordering::SeqCst);
+        let queued = self.log_in(m, text, peer.clone(), received_at, Some(sealed_ack)).await;
+        journal.in_flight.fetch_sub(1, Ordering::SeqCst);
+        match queued {
+            Some(_) => {
+                journal.queued.notify_one();
+                (encode_text(&aa.encode(), charset), Outcome::Accepted)
+            }
+            None => self.internal(m, charset, None, "the message could not be logged").await,
+        }
+    }
+
+    /// Waits until every message queued for this listener's campus is applied.
+    async fn wait_applied(&self, journal: &Journal) {
+        journal.waiting.fetch_add(1, Ordering::SeqCst);
+        journal.queued.notify_one();
+        loop {
+            let drained = journal.drained.notified();
+            match self.fhir.store().queued_count(&self.campus).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let _ = tokio::time::timeout(std::time::Duration::from_millis(100), drained).await;
+                }
+            }
+        }
+        journal.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Applies the queued messages of this listener's campus (whichever listener
+    /// received them, before a restart too), oldest first, until the task is dropped
+    /// (a no-op for a listener that does not journal). Messages about
+    /// different patients are applied together (their writes share commits); one
+    /// patient's in arrival order.
+    pub async fn run_applier(self) {
+        let Some(journal) = self.journal.clone() else { return };
+        loop {
+            let woken = journal.queued.notified();
+            let rows = match self.fhir.store().queued_messages(&self.campus, 0, 256).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the message queue failed");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if rows.is_empty() {
+                journal.drained.notify_waiters();
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), woken).await;
+                continue;
+            }
+            let backlog = rows.len() as i64;
+            tracing::debug!(rows = backlog, "applying queued messages");
+            let mut running = tokio::task::JoinSet::new();
+            let mut keys: Vec<String> = Vec::new();
+            for row in rows {
+                // Senders waiting for their ACK go first, unless the backlog is long.
+                let mut waited = std::time::Duration::ZERO;
+                while journal.in_flight.load(Ordering::SeqCst) > 0
+                    && journal.waiting.load(Ordering::SeqCst) == 0
+                    && backlog < APPLY_BACKLOG_LIMIT
+                    && waited < APPLY_YIELD
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    waited += std::time::Duration::from_millis(2);
+                }
+                let key = self.patient_key(&row).unwrap_or_default();
+                if keys.contains(&key) || running.len() >= APPLY_CONCURRENCY {
+                    while running.join_next().await.is_some() {}
+                    keys.clear();
+                }
+                keys.push(key);
+                let me = self.clone();
+                running.spawn(async move { me.apply_queued(row).await });
+            }
+            while running.join_next().await.is_some() {}
+        }
+    }
+
+    fn patient_key(&self, row: &lianyi_store::messages::LoggedMessage) -> Option<String> {
+        let text = self.fhir.protector().cipher().decrypt(&row.payload, PAYLOAD_AAD).ok()?;
+        let m = Message::parse(&text).ok()?;
+        Some(m.segment("PID").map(|p| p.component(3, 1)).unwrap_or_default())
+    }
+
+    /// Writes one queued message's data with its log outcome. A message that cannot
+    /// be applied (AA was sent) is logged `failed` with the reason, for replay.
+    async fn apply_queued(&self, row: lianyi_store::messages::LoggedMessage) {
+        let failed = |why: String| {
+            let f = Finish {
+                id: row.id,
+                status: "failed".into(),
+                finished_at: self.fhir.now_ms(),
+                ack: row.ack.clone(),
+                error: Some(format!("acknowledged, then not applied: {why}")),
+                summary: None,
+            };
+            async move {
+                let side = [SideWrite::FinishQueued(f)];
+                let _ = self.fhir.store().write_audited_with(Vec::new(), self.fhir.now_ms(), &[], None, &side).await;
+            }
+        };
+        let text = match self.fhir.protector().cipher().decrypt(&row.payload, PAYLOAD_AAD) {
+            Ok(t) => t,
+            Err(e) => return failed(format!("the logged message could not be decrypted: {e}")).await,
+        };
+        let m = match Message::parse(&text) {
+            Ok(m) => m,
+            Err(e) => return failed(e.to_string()).await,
+        };
+        let (app, _) = m.sender();
+        let mut mapped = match map_message(&m, &self.channel_for(&app)) {
+            Ok(x) => x,
+            Err(_) => return failed("the message no longer maps".into()).await,
+        };
+        let caller = Caller::system(&format!("hl7:{}", row.sender));
+        if self.keep_merge_state(&caller, &mut mapped.bundle).await.is_err() {
+            return failed("the stored patient could not be read".into()).await;
+        }
+        let side = [SideWrite::FinishQueued(Finish {
+            id: row.id,
+            status: "accepted".into(),
+            finished_at: self.fhir.now_ms(),
+            ack: row.ack.clone(),
+            error: None,
+            summary: Some(mapped.summary.clone()),
+        })];
+        match self.fhir.process_bundle_with(&caller, mapped.bundle, true, &side).await {
+            Ok(_) => tracing::debug!(message = row.id, "queued message applied"),
+            // Another applier (a second server on the same database) was first.
+            Err(ServiceError::Store(lianyi_store::StoreError::NotQueued(_))) => {}
+            Err(e) => {
+                tracing::warn!(message = row.id, error = %e, "a queued message could not be applied");
+                failed(e.to_string()).await;
+            }
         }
     }
 
@@ -389,6 +674,8 @@ impl Inbound {
                     message_type: String::new(),
                     received_at,
                     payload,
+                    queued_ack: None,
+                    campus: Some(self.campus.clone()),
                 })
                 .await
         {

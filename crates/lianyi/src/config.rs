@@ -48,6 +48,7 @@ impl fmt::Debug for Secret {
 /// login_rate_per_minute = 30
 /// message_retention_days = 90
 /// critical_escalation_minutes = 10
+/// mllp_ack = "applied"
 /// ```
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,6 +84,10 @@ pub struct FileConfig {
     /// Minutes a critical value may wait for its doctor before it is escalated to the
     /// department heads (default 10).
     pub critical_escalation_minutes: Option<i64>,
+    /// When the MLLP listener sends AA for an ORU^R01: "applied" (default: once its
+    /// data is written) or "journaled" (once the checked message is committed to the
+    /// message log; its data is written moments later, in order, after a restart too).
+    pub mllp_ack: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

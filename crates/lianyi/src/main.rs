@@ -478,12 +478,24 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     }
                 };
                 let (mllp_listener, mllp_addr) = bind(&mllp).await?;
-                let inbound = lianyi_interop::Inbound::new(
+                let mut inbound = lianyi_interop::Inbound::new(
                     app.state().fhir.clone(),
                     &format!("mllp:{mllp_addr}"),
                     &campus,
                     "+08:00",
                 );
+                match file.mllp_ack.as_deref() {
+                    None | Some("applied") => {}
+                    Some("journaled") => {
+                        inbound = inbound.journaled();
+                        tokio::spawn(inbound.clone().run_applier());
+                    }
+                    Some(other) => {
+                        return Err(CliError::Usage(format!(
+                            "mllp_ack = \"{other}\" in the config file: it must be \"applied\" or \"journaled\""
+                        )));
+                    }
+                }
                 app.state().outbound.register_inbound(inbound.clone());
                 let kind = if tls.is_some() { "MLLP+TLS" } else { "MLLP" };
                 tokio::spawn(lianyi_web::mllp::serve_mllp(mllp_listener, inbound, Default::default(), tls));

@@ -82,6 +82,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A queued message was applied already (by another applier): nothing written.
+    #[error("message {0} is no longer queued")]
+    NotQueued(i64),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

@@ -19,6 +19,12 @@ pub struct NewMessage {
     pub message_type: String,
     pub received_at: i64,
     pub payload: String,
+    /// Acknowledged from the journal: the AA sent (encrypted); the message waits with
+    /// status `queued` until applied.
+    pub queued_ack: Option<String>,
+    /// The campus the listener maps messages for (queued messages are applied by an
+    /// applier of the same campus).
+    pub campus: Option<String>,
 }
 
 /// A message's outcome.
@@ -38,6 +44,9 @@ pub struct Finish {
 #[derive(Clone, Debug)]
 pub enum SideWrite {
     FinishMessage(Finish),
+    /// The outcome of a queued message, only if it is still queued (else the whole
+    /// transaction fails with [`crate::StoreError::NotQueued`]).
+    FinishQueued(Finish),
 }
 
 /// One row of the log, for the log page and API.
@@ -99,8 +108,8 @@ impl Store {
         let mut ids = Vec::with_capacity(batch.len());
         for m in batch {
             let row = sqlx::query(
-                "INSERT INTO message_log (direction, channel, peer, sender, control_id, message_type, status, received_at, payload) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'received', $7, $8) RETURNING id",
+                "INSERT INTO message_log (direction, channel, peer, sender, control_id, message_type, status, received_at, payload, ack, campus) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
             )
             .bind(m.direction.clone())
             .bind(m.channel.clone())
@@ -108,8 +117,11 @@ impl Store {
             .bind(m.sender.clone())
             .bind(m.control_id.clone())
             .bind(m.message_type.clone())
+            .bind(if m.queued_ack.is_some() { "queued" } else { "received" })
             .bind(m.received_at)
             .bind(m.payload.clone())
+            .bind(m.queued_ack.clone())
+            .bind(m.campus.clone())
             .fetch_one(&mut *tx)
             .await?;
             ids.push(row.try_get(0)?);
@@ -129,7 +141,7 @@ impl Store {
     pub async fn answered(&self, direction: &str, sender: &str, control_id: &str) -> Result<Option<String>> {
         let row = sqlx::query(
             "SELECT ack FROM message_log WHERE direction = $1 AND sender = $2 AND control_id = $3 \
-             AND status IN ('accepted', 'error', 'rejected') AND ack IS NOT NULL ORDER BY id LIMIT 1",
+             AND status IN ('accepted', 'queued', 'error', 'rejected') AND ack IS NOT NULL ORDER BY id LIMIT 1",
         )
         .bind(direction.to_string())
         .bind(sender.to_string())
@@ -177,6 +189,29 @@ impl Store {
     /// The newest messages first, optionally only one status.
     pub async fn recent_messages(&self, status: Option<&str>, limit: usize) -> Result<Vec<LoggedMessage>> {
         self.find_messages(&MessageFilter { status: status.map(str::to_string), limit, ..Default::default() }).await
+    }
+
+    /// Queued messages of `campus` in arrival order, after `after_id`.
+    pub async fn queued_messages(&self, campus: &str, after_id: i64, limit: usize) -> Result<Vec<LoggedMessage>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {MESSAGE_COLUMNS} FROM message_log WHERE campus = $1 AND status = 'queued' AND id > $2 \
+             ORDER BY id LIMIT $3"
+        )))
+        .bind(campus.to_string())
+        .bind(after_id)
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(message_row).collect()
+    }
+
+    /// How many messages of `campus` wait to be applied.
+    pub async fn queued_count(&self, campus: &str) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM message_log WHERE campus = $1 AND status = 'queued'")
+            .bind(campus.to_string())
+            .fetch_one(&self.read)
+            .await?;
+        Ok(row.try_get(0)?)
     }
 
     pub async fn message(&self, id: i64) -> Result<Option<LoggedMessage>> {

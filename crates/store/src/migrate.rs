@@ -84,6 +84,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0012_counters.sql"),
         postgres: include_str!("../migrations/postgres/0012_counters.sql"),
     },
+    Migration {
+        version: 13,
+        name: "message_queue",
+        sqlite: include_str!("../migrations/sqlite/0013_message_queue.sql"),
+        postgres: include_str!("../migrations/postgres/0013_message_queue.sql"),
+    },
 ];
 
 impl Store {

@@ -457,7 +457,7 @@ impl Store {
         loop {
             let n = sqlx::query(
                 "DELETE FROM message_log WHERE id IN (SELECT id FROM message_log WHERE received_at < $1 \
-                 AND status NOT IN ('pending', 'dead', 'received') ORDER BY id LIMIT $2)",
+                 AND status NOT IN ('pending', 'dead', 'received', 'queued') ORDER BY id LIMIT $2)",
             )
             .bind(messages_before)
             .bind(CHUNK)

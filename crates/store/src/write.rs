@@ -389,6 +389,13 @@ impl Store {
                 crate::messages::SideWrite::FinishMessage(f) => {
                     crate::messages::finish_sql(f).query(self.backend).execute(&mut *tx).await?;
                 }
+                crate::messages::SideWrite::FinishQueued(f) => {
+                    let mut sql = crate::messages::finish_sql(f);
+                    sql.push(" AND status = 'queued'");
+                    if sql.query(self.backend).execute(&mut *tx).await?.rows_affected() != 1 {
+                        return Err(StoreError::NotQueued(f.id));
+                    }
+                }
             }
         }
         let inserted_at = started.elapsed();

@@ -168,3 +168,65 @@ async fn visits_orders_appointments_and_a_merge_arrive_through_the_inbound_path(
     let again = outbound.replay(&it, &[accepted_once]).await.unwrap_err().to_string();
     assert!(again.contains("only error, rejected or failed messages are replayed"), "{again}");
 }
+
+#[tokio::test]
+async fn journaled_acks_come_after_the_check_and_every_queued_message_is_applied_in_order() {
+    use lianyi_interop::inbound::Outcome;
+    let app = spawn_app().await;
+    let oru = |control: &str, value: &str| {
+        format!(
+            "MSH|^~\\&|LIS|EAST|LIANYI|GROUP|20261123083500||ORU^R01^ORU_R01|{control}|P|2.5.1\rPID|1||E300001^^^EAST^MR||李^四||19700101|M\r\
+             OBR|1|P{control}|F{control}|2823-3^Potassium^LN|||20261123083000|||||||||||||||||F\r\
+             OBX|1|NM|2823-3^Potassium [Moles/volume] in Serum or Plasma^LN||{value}|mmol/L^mmol/L^UCUM|3.5-5.3|N|||F\r"
+        )
+        .into_bytes()
+    };
+    // A listener journaling, its applier not yet running (as after a crash).
+    let inbound = lianyi_interop::Inbound::new(app.fhir.clone(), "mllp:journal", "campus-east", "+08:00").journaled();
+    for (i, value) in ["4.1", "4.4", "4.9"].iter().enumerate() {
+        let (ack, outcome) = inbound.receive(&oru(&format!("J{i}"), value), None).await;
+        assert_eq!(outcome, Outcome::Accepted, "{}", String::from_utf8_lossy(&ack));
+    }
+    assert_eq!(app.fhir.store().queued_count("campus-east").await.unwrap(), 3, "acknowledged, queued");
+    assert!(app.search_ids("/fhir/Observation?code=http://loinc.org%7C2823-3").await.is_empty(), "not yet applied");
+    // A resend of a queued message gets its AA and is not queued twice.
+    let (_, outcome) = inbound.receive(&oru("J1", "4.4"), None).await;
+    assert_eq!(outcome, Outcome::Duplicate);
+    // Content errors are answered before anything is queued: a value that is no number.
+    let (ack, outcome) = inbound.receive(&oru("J9", "high"), None).await;
+    assert_eq!(outcome, Outcome::Error, "{}", String::from_utf8_lossy(&ack));
+    assert!(String::from_utf8_lossy(&ack).contains("MSA|AE|J9"));
+    assert_eq!(app.fhir.store().queued_count("campus-east").await.unwrap(), 3);
+
+    // The applier (started later, as on restart) writes them all, in arrival order.
+    let applier = tokio::spawn(inbound.clone().run_applier());
+    let started = std::time::Instant::now();
+    while app.fhir.store().queued_count("campus-east").await.unwrap() > 0 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the queue was not applied");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let ids = app.search_ids("/fhir/Observation?code=http://loinc.org%7C2823-3&_sort=_lastUpdated").await;
+    assert_eq!(ids.len(), 3, "each once");
+    let mut values = Vec::new();
+    for id in &ids {
+        let o: Value = app.get(&format!("/fhir/Observation/{id}")).await.json().await.unwrap();
+        values.push(o["valueQuantity"]["value"].as_f64().unwrap());
+    }
+    assert_eq!(values, [4.1, 4.4, 4.9], "in the order they arrived");
+    let logged = app.fhir.store().recent_messages(Some("accepted"), 10).await.unwrap();
+    assert_eq!(logged.iter().filter(|m| m.channel == "mllp:journal").count(), 3);
+    assert!(logged.iter().all(|m| m.ack.is_some() && m.summary.is_some()), "the AA and the outcome kept");
+
+    // Another type waits for the queue, then is applied before its ACK.
+    let (_, outcome) = inbound.receive(&oru("J4", "5.0"), None).await;
+    assert_eq!(outcome, Outcome::Accepted);
+    let adt = "MSH|^~\\&|HIS|EAST|LIANYI|GROUP|20261123090000||ADT^A08|J5|P|2.5.1\rPID|1||E300001^^^EAST^MR||李^思||19700101|M\r";
+    let (ack, outcome) = inbound.receive(adt.as_bytes(), None).await;
+    assert_eq!(outcome, Outcome::Accepted, "{}", String::from_utf8_lossy(&ack));
+    assert_eq!(app.fhir.store().queued_count("campus-east").await.unwrap(), 0, "the ORU before it is applied");
+    let p = app.search_ids("/fhir/Patient?identifier=urn:lianyi:sid:mrn:campus-east%7CE300001").await;
+    assert_eq!(p.len(), 1);
+    let p: Value = app.get(&format!("/fhir/Patient/{}", p[0])).await.json().await.unwrap();
+    assert_eq!(p["name"][0]["text"], "李思", "the ADT's update, applied at once");
+    applier.abort();
+}

@@ -184,11 +184,21 @@ async fn user_cli_adds_lists_and_disables() {
 /// Starts `lianyi serve` with an MLLP listener on port 0; returns the child, the HTTP
 /// base URL and the MLLP address.
 fn serve_with_mllp(data_dir: &Path, database_url: &str) -> (Child, String, String) {
-    let mut child = Command::new(BIN)
+    serve_with_mllp_config(data_dir, database_url, None)
+}
+
+/// [`serve_with_mllp`] with a config file.
+fn serve_with_mllp_config(data_dir: &Path, database_url: &str, config: Option<&Path>) -> (Child, String, String) {
+    let mut command = Command::new(BIN);
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--mllp-listen", "127.0.0.1:0", "--mllp-campus", "campus-east"])
         .arg("--data-dir")
         .arg(data_dir)
-        .args(["--database", database_url])
+        .args(["--database", database_url]);
+    if let Some(c) = config {
+        command.arg("--config").arg(c);
+    }
+    let mut child = command
         .env("LIANYI_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -296,6 +306,17 @@ fn send_until_broken(addr: &str, messages: &[(usize, Vec<u8>)], acked: &std::syn
 
 #[tokio::test]
 async fn mllp_kill_9_loses_no_acknowledged_message_and_retries_do_not_duplicate() {
+    kill_9_run(false).await;
+}
+
+/// The same with AA from the journal: what was acknowledged but not yet applied when
+/// the server died is applied after the restart.
+#[tokio::test]
+async fn mllp_kill_9_with_journaled_acks_applies_every_acknowledged_message_after_restart() {
+    kill_9_run(true).await;
+}
+
+async fn kill_9_run(journaled: bool) {
     let senders = 4;
     let per_sender: usize =
         std::env::var("LIANYI_KILL9_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000) / senders;
@@ -303,7 +324,10 @@ async fn mllp_kill_9_loses_no_acknowledged_message_and_retries_do_not_duplicate(
     let work = tempfile::tempdir().unwrap();
     let data_dir = dir.clone().unwrap_or_else(|| work.path().to_path_buf());
     let (id, secret) = cli_client(&data_dir, &url);
-    let (mut child, _, mllp) = serve_with_mllp(&data_dir, &url);
+    let config = work.path().join("journaled.toml");
+    std::fs::write(&config, "mllp_ack = \"journaled\"\n").unwrap();
+    let config = journaled.then_some(config.as_path());
+    let (mut child, _, mllp) = serve_with_mllp_config(&data_dir, &url, config);
     let message = |s: usize, i: usize| {
         format!(
             "MSH|^~\\&|LIS{s}|EAST|LIANYI|GROUP|20261122100000||ORU^R01|S{s}-{i}|P|2.5.1\r\
@@ -340,7 +364,7 @@ async fn mllp_kill_9_loses_no_acknowledged_message_and_retries_do_not_duplicate(
     assert!(acked_before >= target && acked_before < senders * per_sender, "killed part-way: {acked_before}");
 
     // Restart; every sender retries what was not acknowledged.
-    let (mut child, base, mllp) = serve_with_mllp(&data_dir, &url);
+    let (mut child, base, mllp) = serve_with_mllp_config(&data_dir, &url, config);
     for (s, done) in first.iter().enumerate() {
         let rest: Vec<(usize, Vec<u8>)> = all[s].iter().filter(|(i, _)| !done.contains(i)).cloned().collect();
         let again = send_until_broken(&mllp, &rest, &acked);
@@ -356,6 +380,14 @@ async fn mllp_kill_9_loses_no_acknowledged_message_and_retries_do_not_duplicate(
             b["total"].as_i64().unwrap()
         }
     };
+    if journaled {
+        // Acknowledged from the journal: applied moments later.
+        let started = std::time::Instant::now();
+        while count(format!("{base}/fhir/DiagnosticReport?_summary=count")).await < (senders * per_sender) as i64 {
+            assert!(started.elapsed() < std::time::Duration::from_secs(120), "the queue was not applied");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
     assert_eq!(count(format!("{base}/fhir/Observation?_summary=count")).await, (senders * per_sender) as i64);
     assert_eq!(count(format!("{base}/fhir/DiagnosticReport?_summary=count")).await, (senders * per_sender) as i64);
     assert_eq!(count(format!("{base}/fhir/Patient?_summary=count")).await, (senders * 50.min(per_sender)) as i64);

@@ -222,6 +222,21 @@ impl FhirService {
     /// `POST /` with a `batch` or `transaction` Bundle; returns the response Bundle.
     /// With `minimal` (`Prefer: return=minimal`) the response carries statuses and
     /// locations but not the stored resources.
+    /// Checks every resource a bundle would write against the R4 rules, without the
+    /// database: the content errors processing it would report (an HL7 message
+    /// acknowledged before it is applied is checked with this first).
+    pub fn validate_writes(&self, bundle: &Value) -> Result<()> {
+        let entries = bundle.get("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        for (i, e) in entries.iter().enumerate() {
+            let Some(resource) = e.get("resource") else { continue };
+            let rtype = resource.get("resourceType").and_then(Value::as_str).and_then(ResourceType::parse).ok_or_else(
+                || at_entry(i, invalid(IssueType::NotSupported, "unsupported resource type", "resourceType")),
+            )?;
+            self.check(rtype, resource.clone()).map_err(|x| at_entry(i, x))?;
+        }
+        Ok(())
+    }
+
     pub async fn process_bundle(&self, caller: &Caller, bundle: Value, minimal: bool) -> Result<Value> {
         self.process_bundle_with(caller, bundle, minimal, &[]).await
     }

@@ -440,15 +440,32 @@ async fn retention_keeps_what_is_unfinished_and_what_a_channel_has_not_passed() 
         message_type: "ORU^R01".into(),
         received_at: T0,
         payload: "x".into(),
+        queued_ack: None,
+        campus: Some("campus-east".into()),
     };
     let done = store.log_message(&msg("A1")).await.unwrap();
     let _unfinished = store.log_message(&msg("A2")).await.unwrap();
+    // Acknowledged from the journal and not yet applied: queued, kept, found in order.
+    let queued = store.log_message(&NewMessage { queued_ack: Some("AA".into()), ..msg("A3") }).await.unwrap();
+    assert_eq!(store.queued_count("campus-east").await.unwrap(), 1);
+    assert_eq!(store.answered("in", "LIS^EAST", "A3").await.unwrap().as_deref(), Some("AA"), "a resend gets the AA");
     let f = Finish { id: done, status: "accepted".into(), finished_at: T0, ack: None, error: None, summary: None };
     store.finish_message(&f).await.unwrap();
     let (messages, events) = store.prune_log(T0 + 10, T0 + 10).await.unwrap();
     assert_eq!((messages, events), (1, 1), "the finished message and r1's event (behind every cursor) go");
     let left = store.recent_messages(None, 10).await.unwrap();
-    assert_eq!(left.iter().map(|m| m.control_id.as_str()).collect::<Vec<_>>(), ["A2"]);
+    assert_eq!(left.iter().map(|m| m.control_id.as_str()).collect::<Vec<_>>(), ["A3", "A2"]);
+    assert_eq!(store.queued_messages("campus-east", 0, 10).await.unwrap()[0].id, queued);
+    // Applied once: the outcome is written only while the message is still queued.
+    let applied =
+        Finish { id: queued, status: "accepted".into(), finished_at: T0, ack: None, error: None, summary: None };
+    let side = vec![lianyi_store::messages::SideWrite::FinishQueued(applied)];
+    store.write_audited_with(Vec::new(), T0, &[], None, &side).await.unwrap();
+    assert!(matches!(
+        store.write_audited_with(Vec::new(), T0, &[], None, &side).await,
+        Err(lianyi_store::StoreError::NotQueued(id)) if id == queued
+    ));
+    assert_eq!(store.queued_count("campus-east").await.unwrap(), 0);
     let events = store.outbox_after(0, 10).await.unwrap();
     assert_eq!(
         events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
