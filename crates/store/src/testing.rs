@@ -27,7 +27,7 @@ pub fn backend_under_test() -> &'static str {
 /// Panics when the configured PostgreSQL server cannot be reached: a test run that
 /// asked for PostgreSQL must not quietly fall back to SQLite.
 #[allow(clippy::expect_used, clippy::panic)]
-pub async fn fresh_database() -> (String, Option<std::path::PathBuf>) {
+pub async fn fresh_database() -> (String, TestDir) {
     match std::env::var("LIANYI_TEST_PG_URL") {
         Ok(admin) if !admin.is_empty() => {
             install_default_drivers();
@@ -43,12 +43,33 @@ pub async fn fresh_database() -> (String, Option<std::path::PathBuf>) {
                 .expect("create test database");
             pool.close().await;
             let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-            (format!("{base}/{name}"), None)
+            (format!("{base}/{name}"), TestDir(None))
         }
         _ => {
             let dir = std::env::temp_dir().join(unique_name());
             std::fs::create_dir_all(&dir).expect("create temp dir");
-            (format!("sqlite://{}", dir.join("lianyi.db").display()), Some(dir))
+            (format!("sqlite://{}", dir.join("lianyi.db").display()), TestDir(Some(dir)))
+        }
+    }
+}
+
+/// A test's scratch folder (its SQLite database's; none on PostgreSQL), removed when
+/// dropped so test runs do not fill the disk. Reads as `Option<PathBuf>`.
+#[derive(Debug)]
+pub struct TestDir(Option<std::path::PathBuf>);
+
+impl std::ops::Deref for TestDir {
+    type Target = Option<std::path::PathBuf>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }

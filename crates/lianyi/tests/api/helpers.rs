@@ -17,7 +17,9 @@ pub struct TestApp {
     /// Holds the field-encryption key file.
     pub keys_dir: std::path::PathBuf,
     _shutdown: oneshot::Sender<()>,
-    _dir: Option<std::path::PathBuf>,
+    _dir: lianyi_store::testing::TestDir,
+    /// The key folder on PostgreSQL (on SQLite it is the database's folder).
+    _keys: Option<tempfile::TempDir>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -34,9 +36,8 @@ pub async fn spawn_app_clocked(
     clock: Option<std::sync::Arc<lianyi_security::ManualClock>>,
 ) -> TestApp {
     let (url, dir) = fresh_database().await;
-    let keys_dir =
-        dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("lianyi-keys-{}", std::process::id())));
-    std::fs::create_dir_all(&keys_dir).unwrap();
+    let keys = if dir.is_none() { Some(tempfile::tempdir().unwrap()) } else { None };
+    let keys_dir = dir.clone().unwrap_or_else(|| keys.as_ref().map(|k| k.path().to_path_buf()).unwrap_or_default());
     let store = lianyi_store::Store::connect(&url).await.expect("connect");
     store.migrate().await.expect("migrate");
     let config = AppConfig {
@@ -80,7 +81,7 @@ pub async fn spawn_app_clocked(
     });
     let base = format!("http://{addr}");
     let client = authorized(&base, &admin.client_id, &admin.client_secret).await;
-    TestApp { base, client, clients, users, fhir, database_url: url, keys_dir, _shutdown: tx, _dir: dir }
+    TestApp { base, client, clients, users, fhir, database_url: url, keys_dir, _shutdown: tx, _dir: dir, _keys: keys }
 }
 
 /// A client builder for the tests. reqwest is built with rustls but no crypto provider

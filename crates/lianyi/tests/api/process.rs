@@ -161,7 +161,7 @@ async fn synthea_fixture_imports_completely() {
 async fn user_cli_adds_lists_and_disables() {
     let (url, dir) = lianyi_store::testing::fresh_database().await;
     let work = tempfile::tempdir().unwrap();
-    let data_dir = dir.unwrap_or_else(|| work.path().to_path_buf());
+    let data_dir = dir.clone().unwrap_or_else(|| work.path().to_path_buf());
     let run = |args: &[&str]| {
         Command::new(BIN).args(args).arg("--data-dir").arg(&data_dir).args(["--database", &url]).output().unwrap()
     };

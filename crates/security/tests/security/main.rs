@@ -18,7 +18,7 @@ struct Env {
     users: UserService,
     clock: Arc<ManualClock>,
     store: Store,
-    _dir: Option<std::path::PathBuf>,
+    _dir: lianyi_store::testing::TestDir,
 }
 
 async fn env() -> Env {

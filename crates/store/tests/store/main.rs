@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 const T0: i64 = 1_700_000_000_000;
 
-async fn store() -> (Store, Option<std::path::PathBuf>) {
+async fn store() -> (Store, lianyi_store::testing::TestDir) {
     let (url, dir) = fresh_database().await;
     let store = Store::connect(&url).await.expect("connect");
     assert_eq!(store.backend().name(), backend_under_test());
