@@ -6,6 +6,7 @@ database per server beside it). scripts/test runs this suite once per backend.
 """
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import uuid
@@ -75,6 +76,7 @@ class Server:
         if self.proc:
             self.proc.terminate()
             self.proc.wait(timeout=10)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

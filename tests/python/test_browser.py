@@ -3,6 +3,7 @@ password and a TOTP code from an independent implementation (pyotp), sees the ho
 page, and is logged out after the idle timeout (set to 3 seconds for the test).
 Screenshots go to $LIANYI_SCREENSHOTS when set."""
 import os
+import shutil
 import re
 import tempfile
 import time
@@ -32,12 +33,13 @@ def web():
 
 @pytest.fixture(scope="module")
 def browser():
+    profile = tempfile.mkdtemp(prefix="lianyi-chrome-")
     opts = webdriver.ChromeOptions()
     opts.binary_location = "/usr/bin/chromium"
     for flag in [
         "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
         "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--lang=zh-CN", "--window-size=1100,900", f"--user-data-dir={tempfile.mkdtemp(prefix='lianyi-chrome-')}",
+        "--lang=zh-CN", "--window-size=1100,900", f"--user-data-dir={profile}",
     ]:
         opts.add_argument(flag)
     opts.add_experimental_option("prefs", {"intl.accept_languages": "zh-CN,zh"})
@@ -45,6 +47,7 @@ def browser():
     driver.implicitly_wait(5)
     yield driver
     driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
 
 
 def shot(driver, name):
