@@ -11,8 +11,9 @@
 //! commit with the other senders' — and AA is returned. The applier
 //! ([`Inbound::run_applier`]) writes queued messages' data in arrival order (mapping
 //! again from the logged message: the mapping is deterministic), each with its log
-//! outcome in one transaction, after a restart too; it gives way while senders are
-//! waiting for ACKs and catches up when they pause. Other message types wait until
+//! outcome in one transaction, after a restart too. While senders are busy it takes
+//! at most a quarter of the single writer's time (until 50,000 are queued) and
+//! catches up when they pause. Other message types wait until
 //! the queue is applied and are then handled as above, so one patient's messages
 //! keep their order.
 
@@ -24,7 +25,7 @@ use lianyi_security::Caller;
 use lianyi_services::FhirService;
 use lianyi_services::fhir::ServiceError;
 use lianyi_services::identifiers::mrn_system;
-use lianyi_store::messages::{Finish, NewMessage, SideWrite};
+use lianyi_store::messages::{Finish, Logged, NewMessage, SideWrite};
 
 use crate::v2_to_fhir::{Channel, MapError, map_message};
 
@@ -37,10 +38,17 @@ pub(crate) const ACK_AAD: &str = "message_log.ack";
 const LOCKS: usize = 64;
 /// Queued messages applied at once (different patients; one patient's in order).
 const APPLY_CONCURRENCY: usize = 8;
-/// While senders wait for ACKs, the applier waits at most this long between messages.
-const APPLY_YIELD: std::time::Duration = std::time::Duration::from_millis(50);
-/// A backlog this long is applied regardless of waiting senders (they slow down).
+/// While senders are busy, the applier takes at most a quarter of the time: after
+/// each group it applied, it waits three times as long (at most this long)...
+const APPLY_YIELD: std::time::Duration = std::time::Duration::from_millis(200);
+/// Senders count as busy while a message was journaled within this many milliseconds.
+const BUSY_MS: u64 = 20;
+/// ...until the backlog is this long (senders then slow down instead).
 const APPLY_BACKLOG_LIMIT: i64 = 50_000;
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
 
 /// The message types acknowledged from the journal: their mapping needs no stored
 /// data, so a message that maps and validates is applied later without new errors.
@@ -55,8 +63,8 @@ struct Journal {
     queued: tokio::sync::Notify,
     /// Wakes those waiting for the queue to be applied.
     drained: tokio::sync::Notify,
-    /// Messages being journaled right now (their senders wait for the ACK).
-    in_flight: AtomicU64,
+    /// When a message was last journaled (ms since 1970).
+    last_journaled: AtomicU64,
     /// Messages waiting for the queue to be applied (the applier does not yield).
     waiting: AtomicU64,
 }
@@ -319,37 +327,34 @@ impl Inbound {
         }
     }
 
-    /// Logs an inbound message (queued with its AA when `queued_ack` is given).
-    async fn log_in(
+    /// The log row of an inbound message (payload encrypted; queued with its AA when
+    /// `queued_ack` is given).
+    fn new_message(
         &self,
         m: &Message,
         text: &str,
         peer: Option<String>,
         received_at: i64,
         queued_ack: Option<String>,
-    ) -> Option<i64> {
+    ) -> Option<NewMessage> {
         let (app, facility) = m.sender();
-        let payload = self.seal(text, PAYLOAD_AAD)?;
-        self.fhir
-            .store()
-            .log_message(&NewMessage {
-                direction: "in".into(),
-                channel: self.channel.clone(),
-                peer,
-                sender: format!("{app}^{facility}"),
-                control_id: m.control_id(),
-                message_type: format!("{}^{}", m.message_code(), m.trigger()),
-                received_at,
-                payload,
-                queued_ack,
-                campus: Some(self.campus.clone()),
-            })
-            .await
-            .ok()
+        Some(NewMessage {
+            direction: "in".into(),
+            channel: self.channel.clone(),
+            peer,
+            sender: format!("{app}^{facility}"),
+            control_id: m.control_id(),
+            message_type: format!("{}^{}", m.message_code(), m.trigger()),
+            received_at,
+            payload: self.seal(text, PAYLOAD_AAD)?,
+            queued_ack,
+            campus: Some(self.campus.clone()),
+        })
     }
 
     /// Acknowledges a message from the journal: mapped and checked first (content
-    /// errors get AE, logged, nothing queued), then queued with its AA in the log.
+    /// errors get AE, logged, nothing queued), then queued with its AA in the log —
+    /// unless it is a resend of a message answered before, which gets that ACK.
     async fn journal_message(
         &self,
         text: &str,
@@ -359,11 +364,14 @@ impl Inbound {
         received_at: i64,
         journal: &Journal,
     ) -> (Vec<u8>, Outcome) {
-        let (app, facility) = m.sender();
-        let sender = format!("{app}^{facility}");
+        let (app, _) = m.sender();
         let peer_for_refusal = peer.clone();
         let refused = |code: AckCode, errors: Vec<Hl7Error>| async move {
-            match self.log_in(m, text, peer_for_refusal, received_at, None).await {
+            let logged = match self.new_message(m, text, peer_for_refusal, received_at, None) {
+                Some(row) => self.fhir.store().log_message(&row).await.ok(),
+                None => None,
+            };
+            match logged {
                 Some(id) => self.refuse(m, charset, id, code, errors).await,
                 None => self.internal(m, charset, None, "the message could not be logged").await,
             }
@@ -373,7 +381,7 @@ impl Inbound {
             Err(MapError::Reject(e)) => return refused(AckCode::Reject, vec![e]).await,
             Err(MapError::Invalid(errs)) => return refused(AckCode::Error, errs).await,
         };
-        if let Err(ServiceError::Invalid(outcome)) = self.fhir.validate_writes(&mapped.bundle) {
+        if let Err(ServiceError::Invalid(outcome)) = FhirService::validate_writes(&mapped.bundle) {
             let text = outcome.issues.first().map(|i| i.diagnostics.clone()).unwrap_or_default();
             return refused(
                 AckCode::Error,
@@ -382,28 +390,25 @@ impl Inbound {
             .await;
         }
         let aa = ack(m, AckCode::Accept, &self.ack_id(), &self.now_dtm(), &[]);
-        let Some(sealed_ack) = self.seal(&aa.encode(), ACK_AAD) else {
-            return self.internal(m, charset, None, "the ACK could not be encrypted for the log").await;
+        let aa_text = aa.encode();
+        let Some(row) =
+            self.seal(&aa_text, ACK_AAD).and_then(|a| self.new_message(m, text, peer, received_at, Some(a)))
+        else {
+            return self.internal(m, charset, None, "the message could not be encrypted for the log").await;
         };
-        // One sender's retry racing its original: the second finds the first's ACK.
-        let _guard = self.lock_for(m).lock().await;
-        if let Ok(Some(stored)) = self.fhir.store().answered("in", &sender, &m.control_id()).await
-            && let Ok(original) = self.fhir.protector().cipher().decrypt(&stored, ACK_AAD)
-        {
-            if let Some(id) = self.log_in(m, text, peer.clone(), received_at, None).await {
-                self.finish(id, "duplicate", None, None, None).await;
-            }
-            return (encode_text(&original, charset), Outcome::Duplicate);
-        }
-        journal.in_flight.fetch_add(1, Ordering::SeqCst);
-        let queued = self.log_in(m, text, peer.clone(), received_at, Some(sealed_ack)).await;
-        journal.in_flight.fetch_sub(1, Ordering::SeqCst);
-        match queued {
-            Some(_) => {
+        let logged = self.fhir.store().journal_message(&row).await;
+        journal.last_journaled.store(now_millis(), Ordering::Relaxed);
+        match logged {
+            Ok(Logged::New(_)) => {
                 journal.queued.notify_one();
-                (encode_text(&aa.encode(), charset), Outcome::Accepted)
+                (encode_text(&aa_text, charset), Outcome::Accepted)
             }
-            None => self.internal(m, charset, None, "the message could not be logged").await,
+            // A resend of a message answered before: its ACK, nothing queued.
+            Ok(Logged::Duplicate { ack, .. }) => match self.fhir.protector().cipher().decrypt(&ack, ACK_AAD) {
+                Ok(original) => (encode_text(&original, charset), Outcome::Duplicate),
+                Err(_) => self.internal(m, charset, None, "the original ACK could not be decrypted").await,
+            },
+            Err(_) => self.internal(m, charset, None, "the message could not be logged").await,
         }
     }
 
@@ -445,31 +450,39 @@ impl Inbound {
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(1), woken).await;
                 continue;
             }
-            let backlog = rows.len() as i64;
-            tracing::debug!(rows = backlog, "applying queued messages");
+            let backlog = if rows.len() < 256 {
+                rows.len() as i64
+            } else {
+                self.fhir.store().queued_count(&self.campus).await.unwrap_or_default()
+            };
+            tracing::debug!(backlog, "applying queued messages");
             let mut running = tokio::task::JoinSet::new();
             let mut keys: Vec<String> = Vec::new();
+            let mut group_started = std::time::Instant::now();
             for row in rows {
-                // Senders waiting for their ACK go first, unless the backlog is long.
-                let mut waited = std::time::Duration::ZERO;
-                while journal.in_flight.load(Ordering::SeqCst) > 0
-                    && journal.waiting.load(Ordering::SeqCst) == 0
-                    && backlog < APPLY_BACKLOG_LIMIT
-                    && waited < APPLY_YIELD
-                {
-                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-                    waited += std::time::Duration::from_millis(2);
-                }
                 let key = self.patient_key(&row).unwrap_or_default();
                 if keys.contains(&key) || running.len() >= APPLY_CONCURRENCY {
                     while running.join_next().await.is_some() {}
                     keys.clear();
+                    self.give_way(&journal, group_started.elapsed(), backlog).await;
+                    group_started = std::time::Instant::now();
                 }
                 keys.push(key);
                 let me = self.clone();
                 running.spawn(async move { me.apply_queued(row).await });
             }
             while running.join_next().await.is_some() {}
+            self.give_way(&journal, group_started.elapsed(), backlog).await;
+        }
+    }
+
+    /// While senders are busy (and nobody waits for the queue, and the backlog is not
+    /// too long), waits three times as long as the last group took: the single writer
+    /// is theirs three quarters of the time.
+    async fn give_way(&self, journal: &Journal, took: std::time::Duration, backlog: i64) {
+        let busy = now_millis().saturating_sub(journal.last_journaled.load(Ordering::Relaxed)) < BUSY_MS;
+        if busy && journal.waiting.load(Ordering::SeqCst) == 0 && backlog < APPLY_BACKLOG_LIMIT {
+            tokio::time::sleep((took * 3).min(APPLY_YIELD)).await;
         }
     }
 

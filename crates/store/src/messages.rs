@@ -90,44 +90,126 @@ impl Store {
     /// logged while a log transaction commits are committed together in the next one
     /// (one fsync for many senders).
     pub async fn log_message(&self, m: &NewMessage) -> Result<i64> {
+        match self.enqueue_log(m, false).await? {
+            Logged::New(id) | Logged::Duplicate { id, .. } => Ok(id),
+        }
+    }
+
+    /// Logs a message acknowledged from the journal (`queued_ack` set), unless the
+    /// same sender's control id was answered before (accepted, queued, or refused
+    /// for its content): then it is logged as a `duplicate` and the original ACK is
+    /// returned. The check runs in the log writer's transaction, so a retry racing
+    /// its original (even in the same group commit) is found too.
+    pub async fn journal_message(&self, m: &NewMessage) -> Result<Logged> {
+        self.enqueue_log(m, true).await
+    }
+
+    async fn enqueue_log(&self, m: &NewMessage, dedupe: bool) -> Result<Logged> {
         let queue = self.log_group.get_or_init(|| {
             let (tx, rx) = tokio::sync::mpsc::channel::<PendingLog>(1024);
             tokio::spawn(log_writer(self.clone(), rx));
             tx
         });
         let (done, result) = tokio::sync::oneshot::channel();
-        if queue.send(PendingLog { message: m.clone(), done }).await.is_err() {
+        if queue.send(PendingLog { message: m.clone(), dedupe, done }).await.is_err() {
             return Err(crate::StoreError::Corrupt("the log writer has stopped".into()));
         }
         result.await.map_err(|_| crate::StoreError::Corrupt("the log writer has stopped".into()))?
     }
 
-    /// Inserts `batch` in one transaction; the ids in order.
-    async fn log_messages(&self, batch: &[&NewMessage]) -> Result<Vec<i64>> {
+    /// Inserts `batch` in one transaction (one multi-row statement per 100 rows);
+    /// for the rows to deduplicate, finds earlier answers first (in the database and
+    /// earlier in the batch). The outcome of each, in order.
+    async fn log_messages(&self, batch: &[(&NewMessage, bool)]) -> Result<Vec<Logged>> {
         let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
-        let mut ids = Vec::with_capacity(batch.len());
-        for m in batch {
-            let row = sqlx::query(
-                "INSERT INTO message_log (direction, channel, peer, sender, control_id, message_type, status, received_at, payload, ack, campus) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
-            )
-            .bind(m.direction.clone())
-            .bind(m.channel.clone())
-            .bind(m.peer.clone())
-            .bind(m.sender.clone())
-            .bind(m.control_id.clone())
-            .bind(m.message_type.clone())
-            .bind(if m.queued_ack.is_some() { "queued" } else { "received" })
-            .bind(m.received_at)
-            .bind(m.payload.clone())
-            .bind(m.queued_ack.clone())
-            .bind(m.campus.clone())
-            .fetch_one(&mut *tx)
-            .await?;
-            ids.push(row.try_get(0)?);
+        // Earlier answers of the control ids to check: (sender, control id) → ACK.
+        let mut answered: std::collections::HashMap<(String, String), String> = Default::default();
+        // By sender, so the lookup uses the (direction, sender, control_id) index.
+        let mut by_sender: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        for (m, _) in batch.iter().filter(|(_, d)| *d) {
+            by_sender.entry(m.sender.as_str()).or_default().push(m.control_id.as_str());
+        }
+        if !by_sender.is_empty() {
+            let mut sql = Sql::new(
+                "SELECT sender, control_id, ack FROM message_log WHERE direction = 'in' \
+                 AND status IN ('accepted', 'queued', 'error', 'rejected') AND ack IS NOT NULL AND (",
+            );
+            for (i, (sender, controls)) in by_sender.iter().enumerate() {
+                sql.push(if i == 0 { "(sender = " } else { " OR (sender = " });
+                sql.push_bind(Arg::Text(sender.to_string()));
+                sql.push(" AND control_id IN (");
+                for (k, c) in controls.iter().enumerate() {
+                    if k > 0 {
+                        sql.push(", ");
+                    }
+                    sql.push_bind(Arg::Text(c.to_string()));
+                }
+                sql.push("))");
+            }
+            sql.push(") ORDER BY id DESC");
+            for r in sql.query(self.backend).fetch_all(&mut *tx).await? {
+                // Newest first, so the oldest answer is the one kept.
+                answered.insert((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?);
+            }
+        }
+        let mut rows: Vec<(&NewMessage, &'static str, Option<String>)> = Vec::with_capacity(batch.len());
+        for (m, dedupe) in batch {
+            let key = (m.sender.clone(), m.control_id.clone());
+            match answered.get(&key) {
+                Some(ack) if *dedupe => rows.push((m, "duplicate", Some(ack.clone()))),
+                _ => {
+                    if *dedupe && let Some(ack) = &m.queued_ack {
+                        answered.insert(key, ack.clone());
+                    }
+                    let status = if m.queued_ack.is_some() { "queued" } else { "received" };
+                    rows.push((m, status, None));
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(100) {
+            let mut sql = Sql::new(
+                "INSERT INTO message_log (direction, channel, peer, sender, control_id, message_type, status, \
+                 received_at, payload, ack, campus) VALUES ",
+            );
+            for (i, (m, status, _)) in chunk.iter().enumerate() {
+                sql.push(if i == 0 { "(" } else { ", (" });
+                let ack = if *status == "duplicate" { None } else { m.queued_ack.clone() };
+                let args = [
+                    Arg::Text(m.direction.clone()),
+                    Arg::Text(m.channel.clone()),
+                    Arg::OptText(m.peer.clone()),
+                    Arg::Text(m.sender.clone()),
+                    Arg::Text(m.control_id.clone()),
+                    Arg::Text(m.message_type.clone()),
+                    Arg::Text((*status).into()),
+                    Arg::Int(m.received_at),
+                    Arg::Text(m.payload.clone()),
+                    Arg::OptText(ack),
+                    Arg::OptText(m.campus.clone()),
+                ];
+                for (k, a) in args.into_iter().enumerate() {
+                    if k > 0 {
+                        sql.push(", ");
+                    }
+                    sql.push_bind(a);
+                }
+                sql.push(")");
+            }
+            sql.push(" RETURNING id");
+            let got = sql.query(self.backend).fetch_all(&mut *tx).await?;
+            // One statement's rows get increasing ids in the order of its VALUES.
+            let mut ids: Vec<i64> = got.iter().map(|r| r.try_get(0)).collect::<std::result::Result<_, _>>()?;
+            ids.sort_unstable();
+            for ((_, _, original), id) in chunk.iter().zip(ids) {
+                out.push(match original {
+                    Some(ack) => Logged::Duplicate { id, ack: ack.clone() },
+                    None => Logged::New(id),
+                });
+            }
         }
         tx.commit().await?;
-        Ok(ids)
+        Ok(out)
     }
 
     /// Records an outcome on its own (nothing else was written).
@@ -261,10 +343,20 @@ pub struct MessageFilter {
     pub limit: usize,
 }
 
+/// What logging a message did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Logged {
+    /// Logged (queued, when acknowledged from the journal).
+    New(i64),
+    /// Logged as a `duplicate` of an earlier answered message; its ACK (encrypted).
+    Duplicate { id: i64, ack: String },
+}
+
 /// One message waiting to be logged.
 pub(crate) struct PendingLog {
     message: NewMessage,
-    done: tokio::sync::oneshot::Sender<Result<i64>>,
+    dedupe: bool,
+    done: tokio::sync::oneshot::Sender<Result<Logged>>,
 }
 
 async fn log_writer(store: Store, mut rx: tokio::sync::mpsc::Receiver<PendingLog>) {
@@ -277,17 +369,20 @@ async fn log_writer(store: Store, mut rx: tokio::sync::mpsc::Receiver<PendingLog
                 Err(_) => break,
             }
         }
-        let messages: Vec<&NewMessage> = batch.iter().map(|p| &p.message).collect();
+        let messages: Vec<(&NewMessage, bool)> = batch.iter().map(|p| (&p.message, p.dedupe)).collect();
         match store.log_messages(&messages).await {
-            Ok(ids) => {
-                for (p, id) in batch.drain(..).zip(ids) {
-                    let _ = p.done.send(Ok(id));
+            Ok(logged) => {
+                for (p, l) in batch.drain(..).zip(logged) {
+                    let _ = p.done.send(Ok(l));
                 }
             }
             Err(_) => {
                 // One bad row must not fail the others: each alone.
                 for p in batch.drain(..) {
-                    let r = store.log_messages(&[&p.message]).await.map(|ids| ids.first().copied().unwrap_or_default());
+                    let r = store
+                        .log_messages(&[(&p.message, p.dedupe)])
+                        .await
+                        .and_then(|mut l| l.pop().ok_or_else(|| crate::StoreError::Corrupt("nothing logged".into())));
                     let _ = p.done.send(r);
                 }
             }

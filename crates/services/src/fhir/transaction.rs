@@ -225,14 +225,15 @@ impl FhirService {
     /// Checks every resource a bundle would write against the R4 rules, without the
     /// database: the content errors processing it would report (an HL7 message
     /// acknowledged before it is applied is checked with this first).
-    pub fn validate_writes(&self, bundle: &Value) -> Result<()> {
+    pub fn validate_writes(bundle: &Value) -> Result<()> {
         let entries = bundle.get("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
         for (i, e) in entries.iter().enumerate() {
             let Some(resource) = e.get("resource") else { continue };
-            let rtype = resource.get("resourceType").and_then(Value::as_str).and_then(ResourceType::parse).ok_or_else(
-                || at_entry(i, invalid(IssueType::NotSupported, "unsupported resource type", "resourceType")),
-            )?;
-            self.check(rtype, resource.clone()).map_err(|x| at_entry(i, x))?;
+            resource.get("resourceType").and_then(Value::as_str).and_then(ResourceType::parse).ok_or_else(|| {
+                at_entry(i, invalid(IssueType::NotSupported, "unsupported resource type", "resourceType"))
+            })?;
+            lianyi_fhir::validate_resource(resource)
+                .map_err(|e| at_entry(i, ServiceError::Invalid(e.into_outcome())))?;
         }
         Ok(())
     }
