@@ -415,8 +415,8 @@ struct PatientPage<'a> {
     /// The viewer reads clinical data: newest results and the record across campuses.
     clinician: bool,
     patient_id: String,
-    results: Vec<crate::outpatient::ResultRow>,
-    timeline: Vec<crate::outpatient::TimelineRow>,
+    results: Vec<lianyi_clinical::results::Latest>,
+    timeline: Vec<lianyi_clinical::record::Event>,
 }
 
 #[derive(Deserialize)]

@@ -10,6 +10,8 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Form, Router};
+use lianyi_clinical::record::Event;
+use lianyi_clinical::results::Latest;
 use lianyi_clinical::scheduling::{FreeSlot, QueueEntry, ScheduleError};
 use lianyi_fhir::ResourceType;
 use lianyi_fhir::search::parse_search;
@@ -473,28 +475,8 @@ struct EncounterPage<'a> {
     may_write_notes: bool,
     notes: Vec<lianyi_clinical::record::Note>,
     note: lianyi_clinical::record::NoteDraft,
-    results: Vec<ResultRow>,
-    timeline: Vec<TimelineRow>,
-}
-
-/// A test's newest result on the workspace.
-pub(crate) struct ResultRow {
-    pub loinc: String,
-    pub name: String,
-    pub value: String,
-    pub unit: String,
-    pub flag: String,
-    pub when: String,
-    pub campus: String,
-}
-
-/// One line of the record across campuses.
-pub(crate) struct TimelineRow {
-    pub when: String,
-    pub kind: &'static str,
-    pub campus: String,
-    pub text: String,
-    pub link: Option<String>,
+    results: Vec<Latest>,
+    timeline: Vec<Event>,
 }
 
 /// Campus names by id, looked up once per page.
@@ -518,37 +500,25 @@ impl CampusNames {
     }
 }
 
-/// The patient's newest results and record across campuses, as `care` reads them.
-pub(crate) async fn record_rows(
-    state: &AppState,
-    care: &Caller,
-    patient: &str,
-    t: Tr,
-) -> (Vec<ResultRow>, Vec<TimelineRow>) {
+/// The patient's newest results and record across campuses, as `care` reads them,
+/// with campus names (and a normal result's flag left blank).
+pub(crate) async fn record_rows(state: &AppState, care: &Caller, patient: &str, t: Tr) -> (Vec<Latest>, Vec<Event>) {
     let mut names = CampusNames::new(t);
-    let mut results = Vec::new();
-    for r in state.results.latest(care, patient, t.code()).await {
-        results.push(ResultRow {
-            campus: names.name(state, &r.campus).await,
-            loinc: r.loinc,
-            name: r.name,
-            value: r.value,
-            unit: r.unit,
-            flag: if r.flag == "N" { String::new() } else { r.flag },
-            when: r.when,
-        });
+    let mut results = state.results.latest(care, patient, t.code()).await;
+    for r in &mut results {
+        r.campus = names.name(state, &r.campus).await;
+        if r.flag == "N" {
+            r.flag.clear();
+        }
     }
-    let mut timeline = Vec::new();
     let own = care.access.all_campuses();
-    for e in state.record.timeline(care, patient, 50).await {
-        timeline.push(TimelineRow {
-            campus: names.name(state, &e.campus).await,
-            when: e.when,
-            kind: e.kind,
-            text: e.text,
-            // Pages of another campus's visits are not the reader's to open.
-            link: e.link.filter(|_| own.contains(&e.campus)),
-        });
+    let mut timeline = state.record.timeline(care, patient, 50).await;
+    for e in &mut timeline {
+        // Pages of another campus's visits are not the reader's to open.
+        if !own.contains(&e.campus) {
+            e.link = None;
+        }
+        e.campus = names.name(state, &e.campus).await;
     }
     (results, timeline)
 }
