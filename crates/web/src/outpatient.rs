@@ -452,6 +452,8 @@ struct EncounterPage<'a> {
     patient_name: String,
     status: String,
     department: String,
+    /// The visit's campus.
+    campus: String,
     started: String,
     queue_number: String,
     allergies: Vec<lianyi_clinical::encounter::Allergy>,
@@ -611,9 +613,15 @@ async fn render_encounter(
     };
     let dept_id =
         e["serviceProvider"]["reference"].as_str().unwrap_or_default().trim_start_matches("Organization/").to_string();
-    let department = match read(&state, caller, "Organization", &dept_id).await {
-        Some(o) => display_name(&o, t),
-        None => dept_id,
+    let dept = read(&state, caller, "Organization", &dept_id).await;
+    let department = dept.as_ref().map_or(dept_id, |o| display_name(o, t));
+    // The campus of the visit, for the banner.
+    let campus = match dept.as_ref().and_then(|o| o["partOf"]["reference"].as_str()) {
+        Some(r) => {
+            let id = r.trim_start_matches("Organization/");
+            state.fhir.campus_name(id, t.code()).await.unwrap_or_else(|| id.to_string())
+        }
+        None => String::new(),
     };
     let started = e["period"]["start"].as_str().unwrap_or_default();
     let started = format!("{} {}", started.get(..10).unwrap_or_default(), started.get(11..16).unwrap_or_default());
@@ -700,6 +708,7 @@ async fn render_encounter(
             patient_name,
             status,
             department,
+            campus,
             started,
             queue_number,
             allergies,

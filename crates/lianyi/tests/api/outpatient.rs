@@ -146,6 +146,7 @@ async fn book_check_in_queue_and_call_next() {
     assert!(loc.starts_with("/encounters/"), "{loc}");
     let (_, _, page) = doctor.get(&loc).await;
     assert!(page.contains("李四") && page.contains("就诊中") && page.contains("id=\"queue-number\">1<"), "{page}");
+    assert!(page.contains("<span id=\"visit-campus\">东院区</span>"), "the banner names the campus");
     // The workspace: an ICD-10 diagnosis found by its Chinese name, an allergy.
     let encounter = loc.trim_start_matches("/encounters/").to_string();
     assert!(page.contains("未记录过敏史"), "{page}");
