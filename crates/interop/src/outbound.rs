@@ -906,7 +906,13 @@ enum Sent {
 pub struct Dispatcher {
     outbound: Outbound,
     http: reqwest::Client,
+    /// Names this dispatcher in the channel leases.
+    holder: String,
 }
+
+/// How long a channel lease lasts unless renewed (the dispatcher renews it every
+/// round, at least every second).
+const LEASE_MS: i64 = 10_000;
 
 impl Dispatcher {
     pub fn new(outbound: Outbound) -> Dispatcher {
@@ -921,11 +927,13 @@ impl Dispatcher {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
-        Dispatcher { outbound, http }
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        Dispatcher { outbound, http, holder: format!("{}-{nanos:x}", std::process::id()) }
     }
 
     /// Fans out after every commit (and at least every second) and keeps one worker
-    /// per enabled channel. Runs until the task is dropped.
+    /// per enabled channel whose lease this dispatcher holds (servers sharing a
+    /// database deliver each channel once). Runs until the task is dropped.
     pub async fn run(self) {
         let store = self.outbound.fhir.store().clone();
         let changes = store.changes();
@@ -966,6 +974,16 @@ impl Dispatcher {
             };
             let mut enabled = HashSet::new();
             for mut ch in channels.into_iter().filter(|c| c.enabled) {
+                // One server delivers a channel: the one holding its lease.
+                let now = this.outbound.fhir.now_ms();
+                match store.lease_channel(&ch.id, &this.holder, now, LEASE_MS).await {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::warn!(channel = %ch.id, error = %e, "the channel lease could not be taken");
+                        continue;
+                    }
+                }
                 enabled.insert(ch.id.clone());
                 loop {
                     match this.outbound.fan_out(&ch).await {

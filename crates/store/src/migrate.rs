@@ -90,6 +90,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0013_message_queue.sql"),
         postgres: include_str!("../migrations/postgres/0013_message_queue.sql"),
     },
+    Migration {
+        version: 14,
+        name: "channel_leases",
+        sqlite: include_str!("../migrations/sqlite/0014_channel_leases.sql"),
+        postgres: include_str!("../migrations/postgres/0014_channel_leases.sql"),
+    },
 ];
 
 impl Store {

@@ -210,6 +210,23 @@ impl Store {
         Ok(())
     }
 
+    /// Takes or renews `holder`'s lease on a channel until `now + ttl_ms`; `true` when
+    /// `holder` has it (it held it, or the previous holder's ran out).
+    pub async fn lease_channel(&self, channel: &str, holder: &str, now: i64, ttl_ms: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "INSERT INTO channel_leases (channel, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (channel) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE channel_leases.holder = excluded.holder OR channel_leases.expires_at < $4",
+        )
+        .bind(channel.to_string())
+        .bind(holder.to_string())
+        .bind(now + ttl_ms)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     pub async fn channels(&self) -> Result<Vec<ChannelRow>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CHANNEL_COLUMNS} FROM channels ORDER BY id")))
             .fetch_all(&self.read)

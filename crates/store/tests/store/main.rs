@@ -213,7 +213,7 @@ async fn paging_total_and_last_updated() {
 async fn data_survives_reconnect_and_migrate_is_idempotent() {
     let (url, _dir) = fresh_database().await;
     let store = Store::connect(&url).await.unwrap();
-    assert_eq!(store.migrate().await.unwrap(), 13);
+    assert_eq!(store.migrate().await.unwrap(), 14);
     store.write(vec![op(WriteKind::Create, patient("keep", "Ma", "Li", "1999"))], T0).await.unwrap();
     store.close().await;
     let store = Store::connect(&url).await.unwrap();
@@ -491,4 +491,16 @@ async fn counters_hand_out_each_value_once() {
     taken.sort_unstable();
     assert_eq!(taken, (2_000_001..=2_000_020).collect::<Vec<i64>>());
     assert_eq!(store.next_counter("mrn:campus-b", 7).await.unwrap(), 7, "each name counts on its own");
+}
+
+#[tokio::test]
+async fn a_channel_lease_has_one_holder_until_it_runs_out() {
+    let (store, _dir) = store().await;
+    assert!(store.lease_channel("lab-feed", "node-a", T0, 10_000).await.unwrap());
+    assert!(!store.lease_channel("lab-feed", "node-b", T0 + 1_000, 10_000).await.unwrap(), "held by node-a");
+    assert!(store.lease_channel("lab-feed", "node-a", T0 + 9_000, 10_000).await.unwrap(), "renewed");
+    assert!(!store.lease_channel("lab-feed", "node-b", T0 + 12_000, 10_000).await.unwrap(), "renewal counts");
+    assert!(store.lease_channel("other-feed", "node-b", T0, 10_000).await.unwrap(), "each channel on its own");
+    assert!(store.lease_channel("lab-feed", "node-b", T0 + 19_001, 10_000).await.unwrap(), "node-a stopped renewing");
+    assert!(!store.lease_channel("lab-feed", "node-a", T0 + 19_002, 10_000).await.unwrap());
 }
