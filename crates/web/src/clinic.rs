@@ -425,6 +425,9 @@ struct PatientQuery {
     done: Option<String>,
     queue: Option<u32>,
     error: Option<String>,
+    /// Search the group's index for duplicates of this record (on request: each
+    /// record looked at is an audited read).
+    duplicates: Option<String>,
 }
 
 async fn patient_page(
@@ -460,9 +463,9 @@ async fn patient_page(
     let today = state.scheduling.today();
     let shell = shell(&state, &info, t, &headers).await;
     let index = if elsewhere {
-        IndexView { merged_into: None, links: Vec::new(), duplicates: Vec::new(), may_manage: false }
+        IndexView { merged_into: None, links: Vec::new(), duplicates: Vec::new(), may_manage: false, searched: false }
     } else {
-        index_view(&state, &info.caller, t, &stored.id, &body).await
+        index_view(&state, &info.caller, t, &stored.id, &body, q.duplicates.is_some()).await
     };
     let may_book = !elsewhere && staff_may(&info.caller, "Appointment", Perm::Create);
     let appointments =
@@ -543,9 +546,11 @@ struct IndexView {
     links: Vec<(String, String)>,
     duplicates: Vec<CandidateRow>,
     may_manage: bool,
+    /// Whether the index was searched for duplicates (on request).
+    searched: bool,
 }
 
-async fn index_view(state: &AppState, caller: &Caller, t: Tr, id: &str, body: &Value) -> IndexView {
+async fn index_view(state: &AppState, caller: &Caller, t: Tr, id: &str, body: &Value, search: bool) -> IndexView {
     let may_manage = may_register(caller) && caller.access.allows("Patient", Perm::Update);
     let merged_into = lianyi_clinical::merge::link_of(body, "replaced-by").filter(|_| body["active"] == false);
     let links = body["link"]
@@ -560,7 +565,8 @@ async fn index_view(state: &AppState, caller: &Caller, t: Tr, id: &str, body: &V
         })
         .unwrap_or_default();
     let mut duplicates = Vec::new();
-    if may_manage && merged_into.is_none() {
+    let searched = search && may_manage && merged_into.is_none();
+    if searched {
         let person = lianyi_clinical::registry::person_of(body);
         let linked: Vec<String> = body["link"]
             .as_array()
@@ -578,7 +584,7 @@ async fn index_view(state: &AppState, caller: &Caller, t: Tr, id: &str, body: &V
             Err(e) => tracing::warn!(error = %e, "duplicate check on the patient page failed"),
         }
     }
-    IndexView { merged_into, links, duplicates, may_manage }
+    IndexView { merged_into, links, duplicates, may_manage, searched }
 }
 
 #[derive(Deserialize)]

@@ -254,7 +254,10 @@ async fn merge_repoints_every_campus_and_unmerge_restores() {
     .await;
 
     let (mut registrar, _) = logged_in(&app, &clock, "reg.east", "registrar", "campus-east", None).await;
+    // Looking at a record reads no other records; the index is searched on request.
     let (_, _, page) = registrar.get(&format!("/patients/{keep}")).await;
+    assert!(!page.contains("id=\"index-duplicates\"") && page.contains("id=\"find-duplicates\""), "{page}");
+    let (_, _, page) = registrar.get(&format!("/patients/{keep}?duplicates=1")).await;
     let table = between(&page, "id=\"index-duplicates\"", "</table>");
     assert!(table.contains(&format!("data-patient=\"{dup}\"")) && table.contains("姓名同音"), "{table}");
     let token = csrf(&page);
