@@ -573,9 +573,10 @@ async fn reindex_rebuilds_rows_written_by_older_rules() {
         .create(&json!({"resourceType": "Observation", "status": "final",
             "code": {"coding": [{"system": "http://loinc.org", "code": "2823-3", "display": "Potassium"}]},
             "subject": {"reference": format!("Patient/{patient}")},
-            "valueQuantity": {"value": 6.8, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"}}))
+            // High but not critical: a critical value would add the watcher's Task to the count.
+            "valueQuantity": {"value": 5.8, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"}}))
         .await;
-    let composite = "/fhir/Observation?code-value-quantity=2823-3$gt6";
+    let composite = "/fhir/Observation?code-value-quantity=2823-3$gt5";
     assert_eq!(app.search_ids(composite).await, vec![obs.clone()]);
     assert!(!app.fhir.index_is_stale().await.unwrap());
 
