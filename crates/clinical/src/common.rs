@@ -48,3 +48,13 @@ pub(crate) fn put(v: Value, r: &StoredResource) -> Value {
     json!({"resource": v, "request": {"method": "PUT", "url": format!("{}/{}", r.resource_type, r.id),
                                       "ifMatch": format!("W/\"{}\"", r.version)}})
 }
+
+/// `YYYY-MM-DD HH:MM` of a FHIR dateTime (a date alone as it is): local times as the
+/// platform writes them sort as text.
+pub(crate) fn minute(v: &Value) -> String {
+    let s = v.as_str().unwrap_or_default();
+    match (s.get(..10), s.get(11..16)) {
+        (Some(d), Some(t)) => format!("{d} {t}"),
+        _ => s.to_string(),
+    }
+}

@@ -17,7 +17,7 @@ use lianyi_services::FhirService;
 use lianyi_store::StoredResource;
 use serde_json::{Value, json};
 
-use crate::common::{invalid, rtype};
+use crate::common::{invalid, minute as when, rtype};
 use crate::registry::{Registry, RegistryError, mrns_of};
 
 const LOINC: &str = "http://loinc.org";
@@ -115,16 +115,6 @@ fn plain(div: &str) -> String {
     inner.replace("<br/>", "\n").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&amp;", "&")
 }
 
-/// `YYYY-MM-DD HH:MM` of a FHIR date or dateTime.
-fn when(v: &Value) -> String {
-    let s = v.as_str().unwrap_or_default();
-    match (s.get(..10), s.get(11..16)) {
-        (Some(d), Some(t)) => format!("{d} {t}"),
-        (Some(d), None) => d.to_string(),
-        _ => s.to_string(),
-    }
-}
-
 fn code_text(c: &Value) -> String {
     c["text"]
         .as_str()
@@ -148,13 +138,20 @@ impl Record {
     /// patient holds an MRN at a campus the caller works at. Otherwise the caller as
     /// is (their own campus's part of the record, or what break-the-glass opened).
     pub async fn care_caller(&self, caller: &Caller, patient: &str) -> Result<Caller, RegistryError> {
+        Ok(self.open(caller, patient).await?.0)
+    }
+
+    /// [`Record::care_caller`] and the Patient it read to decide (one read).
+    pub async fn open(&self, caller: &Caller, patient: &str) -> Result<(Caller, Value), RegistryError> {
+        let parse = |body: &str| serde_json::from_str(body).map_err(|e| invalid("patient", "stored", e.to_string()));
         if caller.access.patient.is_some() || caller.access.open_patients.iter().any(|p| p == patient) {
-            return Ok(caller.clone());
+            let stored = self.fhir.read(caller, rtype("Patient")?, patient).await?;
+            return Ok((caller.clone(), parse(&stored.body)?));
         }
         let campuses = caller.access.campuses_for("Patient", Perm::Read);
         let wide = Registry::group_wide(caller);
         let stored = self.fhir.read(&wide, rtype("Patient")?, patient).await?;
-        let p: Value = serde_json::from_str(&stored.body).map_err(|e| invalid("patient", "stored", e.to_string()))?;
+        let p: Value = parse(&stored.body)?;
         let ours = stored.campus.as_deref().is_some_and(|c| campuses.contains(c))
             || mrns_of(&p).iter().any(|(campus, _)| campuses.contains(campus));
         if !ours {
@@ -164,7 +161,7 @@ impl Record {
         }
         let mut care = caller.clone();
         care.access.open_patients.push(patient.to_string());
-        Ok(care)
+        Ok((care, p))
     }
 
     async fn rows(&self, caller: &Caller, t: &str, params: &[(&str, String)]) -> Vec<(StoredResource, Value)> {

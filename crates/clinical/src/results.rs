@@ -16,7 +16,7 @@ use lianyi_security::{Caller, Perm};
 use lianyi_services::FhirService;
 use serde_json::{Value, json};
 
-use crate::common::{editable, invalid, put, rtype};
+use crate::common::{editable, invalid, minute as when, put, rtype};
 use crate::orders::{PLACER_SYSTEM, USER_SYSTEM, item, order_code_of, username};
 use crate::registry::{FieldError, RegistryError};
 
@@ -163,10 +163,6 @@ pub struct Latest {
     pub campus: String,
 }
 
-fn local(ms: i64) -> String {
-    crate::scheduling::local_instant(ms)
-}
-
 /// A typed result value: a non-negative number (a full-width comma taken as the point).
 pub fn parse_value(text: &str) -> Option<f64> {
     let v: f64 = text.trim().replace('，', ".").parse().ok()?;
@@ -177,16 +173,17 @@ fn quantity(v: f64, unit: &str) -> Value {
     json!({"value": v, "unit": unit, "system": UCUM, "code": unit})
 }
 
-fn flag_of(o: &Value) -> String {
-    o["interpretation"][0]["coding"][0]["code"].as_str().unwrap_or_default().to_string()
+/// An Observation's value as text: the number, or the text result.
+pub fn value_text(o: &Value) -> String {
+    o["valueQuantity"]["value"]
+        .as_f64()
+        .map(|v| v.to_string())
+        .or_else(|| o["valueString"].as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
-fn when(v: &Value) -> String {
-    let s = v.as_str().unwrap_or_default();
-    match (s.get(..10), s.get(11..16)) {
-        (Some(d), Some(t)) => format!("{d} {t}"),
-        _ => s.to_string(),
-    }
+fn flag_of(o: &Value) -> String {
+    o["interpretation"][0]["coding"][0]["code"].as_str().unwrap_or_default().to_string()
 }
 
 #[derive(Clone, Debug)]
@@ -314,11 +311,12 @@ impl Results {
         let values = Self::check(&order, draft)?;
         let patient =
             sr["subject"]["reference"].as_str().unwrap_or_default().trim_start_matches("Patient/").to_string();
-        let sex = match self.fhir.read(&self.reader(caller, &patient), rtype("Patient")?, &patient).await {
-            Ok(p) => serde_json::from_str::<Value>(&p.body).ok().and_then(|p| p["gender"].as_str().map(str::to_string)),
+        // The request's patient, read under the record-across-campuses rule.
+        let sex = match crate::record::Record::new(self.fhir.clone()).open(caller, &patient).await {
+            Ok((_, p)) => p["gender"].as_str().map(str::to_string),
             Err(_) => None,
         };
-        let now = local(self.fhir.now_ms());
+        let now = crate::scheduling::local_instant(self.fhir.now_ms());
         let placer = sr["identifier"]
             .as_array()
             .and_then(|ids| ids.iter().find(|i| i["system"] == PLACER_SYSTEM))
@@ -409,16 +407,6 @@ impl Results {
             .ok_or_else(|| invalid("request", "report", "the report was not created"))
     }
 
-    /// The caller, reading `patient` across campuses (see [`crate::record`]); the
-    /// caller as is when the patient is not theirs.
-    fn reader(&self, caller: &Caller, patient: &str) -> Caller {
-        let mut c = caller.clone();
-        if caller.access.allows("Patient", Perm::Read) && !c.access.open_patients.iter().any(|p| p == patient) {
-            c.access.open_patients.push(patient.to_string());
-        }
-        c
-    }
-
     /// The patient's numeric results of one test, oldest first (at most `limit`,
     /// the newest kept).
     pub async fn series(&self, caller: &Caller, patient: &str, loinc: &str, limit: usize) -> Vec<Point> {
@@ -494,11 +482,7 @@ impl Results {
             let latest = Latest {
                 loinc: coding.to_string(),
                 name,
-                value: q["value"]
-                    .as_f64()
-                    .map(|v| v.to_string())
-                    .or_else(|| o["valueString"].as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                value: value_text(&o),
                 unit: q["unit"].as_str().unwrap_or_default().to_string(),
                 flag: flag_of(&o),
                 when: at,

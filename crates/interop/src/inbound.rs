@@ -134,7 +134,7 @@ impl Inbound {
 
     /// The lock of the patient a message is about (PID-3's first identifier).
     fn lock_for(&self, m: &Message) -> &tokio::sync::Mutex<()> {
-        let key = m.segment("PID").map(|p| p.component(3, 1)).unwrap_or_default();
+        let key = Self::patient_of(m);
         let slot = key.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize)) % LOCKS;
         &self.locks[slot]
     }
@@ -437,7 +437,7 @@ impl Inbound {
         let Some(journal) = self.journal.clone() else { return };
         loop {
             let woken = journal.queued.notified();
-            let rows = match self.fhir.store().queued_messages(&self.campus, 0, 256).await {
+            let rows = match self.fhir.store().queued_messages(&self.campus, 256).await {
                 Ok(rows) => rows,
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the message queue failed");
@@ -460,7 +460,9 @@ impl Inbound {
             let mut keys: Vec<String> = Vec::new();
             let mut group_started = std::time::Instant::now();
             for row in rows {
-                let key = self.patient_key(&row).unwrap_or_default();
+                // Decrypted and parsed once: for the patient's place in the order, and to apply.
+                let opened = self.open_row(&row);
+                let key = opened.as_ref().map(Self::patient_of).unwrap_or_default();
                 if keys.contains(&key) || running.len() >= APPLY_CONCURRENCY {
                     while running.join_next().await.is_some() {}
                     keys.clear();
@@ -469,7 +471,7 @@ impl Inbound {
                 }
                 keys.push(key);
                 let me = self.clone();
-                running.spawn(async move { me.apply_queued(row).await });
+                running.spawn(async move { me.apply_queued(row, opened).await });
             }
             while running.join_next().await.is_some() {}
             self.give_way(&journal, group_started.elapsed(), backlog).await;
@@ -486,15 +488,25 @@ impl Inbound {
         }
     }
 
-    fn patient_key(&self, row: &lianyi_store::messages::LoggedMessage) -> Option<String> {
-        let text = self.fhir.protector().cipher().decrypt(&row.payload, PAYLOAD_AAD).ok()?;
-        let m = Message::parse(&text).ok()?;
-        Some(m.segment("PID").map(|p| p.component(3, 1)).unwrap_or_default())
+    /// A queued message as logged: decrypted and parsed, or why it cannot be.
+    fn open_row(&self, row: &lianyi_store::messages::LoggedMessage) -> Result<Message, String> {
+        let text = self
+            .fhir
+            .protector()
+            .cipher()
+            .decrypt(&row.payload, PAYLOAD_AAD)
+            .map_err(|e| format!("the logged message could not be decrypted: {e}"))?;
+        Message::parse(&text).map_err(|e| e.to_string())
+    }
+
+    /// The patient a message is about (PID-3's first identifier).
+    fn patient_of(m: &Message) -> String {
+        m.segment("PID").map(|p| p.component(3, 1)).unwrap_or_default()
     }
 
     /// Writes one queued message's data with its log outcome. A message that cannot
     /// be applied (AA was sent) is logged `failed` with the reason, for replay.
-    async fn apply_queued(&self, row: lianyi_store::messages::LoggedMessage) {
+    async fn apply_queued(&self, row: lianyi_store::messages::LoggedMessage, opened: Result<Message, String>) {
         let failed = |why: String| {
             let f = Finish {
                 id: row.id,
@@ -509,13 +521,9 @@ impl Inbound {
                 let _ = self.fhir.store().write_audited_with(Vec::new(), self.fhir.now_ms(), &[], None, &side).await;
             }
         };
-        let text = match self.fhir.protector().cipher().decrypt(&row.payload, PAYLOAD_AAD) {
-            Ok(t) => t,
-            Err(e) => return failed(format!("the logged message could not be decrypted: {e}")).await,
-        };
-        let m = match Message::parse(&text) {
+        let m = match opened {
             Ok(m) => m,
-            Err(e) => return failed(e.to_string()).await,
+            Err(why) => return failed(why).await,
         };
         let (app, _) = m.sender();
         let mut mapped = match map_message(&m, &self.channel_for(&app)) {

@@ -273,14 +273,13 @@ impl Store {
         self.find_messages(&MessageFilter { status: status.map(str::to_string), limit, ..Default::default() }).await
     }
 
-    /// Queued messages of `campus` in arrival order, after `after_id`.
-    pub async fn queued_messages(&self, campus: &str, after_id: i64, limit: usize) -> Result<Vec<LoggedMessage>> {
+    /// The oldest queued messages of `campus`, in arrival order.
+    pub async fn queued_messages(&self, campus: &str, limit: usize) -> Result<Vec<LoggedMessage>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {MESSAGE_COLUMNS} FROM message_log WHERE campus = $1 AND status = 'queued' AND id > $2 \
-             ORDER BY id LIMIT $3"
+            "SELECT {MESSAGE_COLUMNS} FROM message_log WHERE campus = $1 AND status = 'queued' \
+             ORDER BY id LIMIT $2"
         )))
         .bind(campus.to_string())
-        .bind(after_id)
         .bind(limit as i64)
         .fetch_all(&self.read)
         .await?;

@@ -438,42 +438,39 @@ async fn patient_page(
     headers: HeaderMap,
 ) -> Response {
     let t = Tr::new(lang(&headers));
-    let Some(rtype) = lianyi_fhir::ResourceType::parse("Patient") else { return forbidden(t) };
+    let gone = |e: &lianyi_services::ServiceError| {
+        matches!(e, lianyi_services::ServiceError::NotFound { .. } | lianyi_services::ServiceError::Gone { .. })
+    };
     // A patient of this campus (an MRN here) is read whole, from every campus.
-    let (care, elsewhere) = match state.record.care_caller(&info.caller, &id).await {
-        Ok(c) => (c, false),
+    let (care, body, elsewhere) = match state.record.open(&info.caller, &id).await {
+        Ok((c, p)) => (c, p, false),
         // A registrar who found the patient in the group-wide index may register
         // them here; the page then shows who it is and that one action.
         Err(RegistryError::Forbidden(_)) if may_register(&info.caller) => {
-            (lianyi_clinical::registry::Registry::group_wide(&info.caller), true)
+            let wide = lianyi_clinical::registry::Registry::group_wide(&info.caller);
+            match crate::outpatient::read(&state, &wide, "Patient", &id).await {
+                Some(p) => (wide, p, true),
+                None => return forbidden(t),
+            }
         }
-        Err(RegistryError::Service(
-            lianyi_services::ServiceError::NotFound { .. } | lianyi_services::ServiceError::Gone { .. },
-        )) => return crate::pages::not_found(t),
+        Err(RegistryError::Service(e)) if gone(&e) => return crate::pages::not_found(t),
         Err(_) => return forbidden(t),
     };
-    let stored = match state.fhir.read(&care, rtype, &id).await {
-        Ok(r) => r,
-        Err(lianyi_services::ServiceError::NotFound { .. } | lianyi_services::ServiceError::Gone { .. }) => {
-            return crate::pages::not_found(t);
-        }
-        Err(_) => return forbidden(t),
-    };
-    let Ok(body) = serde_json::from_str::<Value>(&stored.body) else { return forbidden(t) };
+    let stored_id = id;
     let today = state.scheduling.today();
     let shell = shell(&state, &info, t, &headers).await;
     let index = if elsewhere {
         IndexView { merged_into: None, links: Vec::new(), duplicates: Vec::new(), may_manage: false, searched: false }
     } else {
-        index_view(&state, &info.caller, t, &stored.id, &body, q.duplicates.is_some()).await
+        index_view(&state, &info.caller, t, &stored_id, &body, q.duplicates.is_some()).await
     };
     let may_book = !elsewhere && staff_may(&info.caller, "Appointment", Perm::Create);
     let appointments =
-        if may_book { crate::outpatient::appointments(&state, &care, t, &stored.id).await } else { Vec::new() };
-    let reports = if elsewhere { Vec::new() } else { crate::outpatient::lab_reports(&state, &care, &stored.id).await };
+        if may_book { crate::outpatient::appointments(&state, &care, t, &stored_id).await } else { Vec::new() };
+    let reports = if elsewhere { Vec::new() } else { crate::outpatient::lab_reports(&state, &care, &stored_id).await };
     let clinician = !elsewhere && staff_may(&info.caller, "Observation", Perm::Search);
     let (results, timeline) = if clinician {
-        crate::outpatient::record_rows(&state, &care, &stored.id, t).await
+        crate::outpatient::record_rows(&state, &care, &stored_id, t).await
     } else {
         (Vec::new(), Vec::new())
     };
@@ -482,7 +479,7 @@ async fn patient_page(
         PatientPage {
             t,
             shell: &shell,
-            b: banner(&body, &stored.id, &today),
+            b: banner(&body, &stored_id, &today),
             registered: q.registered.is_some(),
             done: known(
                 q.done,
@@ -517,7 +514,7 @@ async fn patient_page(
             reports,
             elsewhere,
             clinician,
-            patient_id: stored.id.clone(),
+            patient_id: stored_id.clone(),
             results,
             timeline,
         }

@@ -607,9 +607,11 @@ async fn render_encounter(
     let Some(e) = read(&state, caller, "Encounter", &id).await else { return crate::pages::not_found(t) };
     let shell = shell(&state, info, t, &headers).await;
     let patient_id = e["subject"]["reference"].as_str().unwrap_or_default().trim_start_matches("Patient/").to_string();
-    let patient_name = match read(&state, caller, "Patient", &patient_id).await {
-        Some(p) => lianyi_clinical::registry::person_of(&p).name,
-        None => String::new(),
+    // The whole record of a patient of this campus, whichever campus made it (the
+    // same read gives the banner's name).
+    let (care, patient_name) = match state.record.open(caller, &patient_id).await {
+        Ok((care, p)) => (care, lianyi_clinical::registry::person_of(&p).name),
+        Err(_) => (caller.clone(), String::new()),
     };
     let dept_id =
         e["serviceProvider"]["reference"].as_str().unwrap_or_default().trim_start_matches("Organization/").to_string();
@@ -634,8 +636,6 @@ async fn render_encounter(
         .unwrap_or_default()
         .to_string();
     let status = e["status"].as_str().unwrap_or_default().to_string();
-    // The whole record of a patient of this campus, whichever campus made it.
-    let care = state.record.care_caller(caller, &patient_id).await.unwrap_or_else(|_| caller.clone());
     let allergies = state.workspace.allergies(&care, &patient_id).await.unwrap_or_default();
     let (results, timeline) = record_rows(&state, &care, &patient_id, t).await;
     let notes = state.record.notes(caller, &id).await;
@@ -1129,11 +1129,7 @@ async fn lab_report(
                 .or_else(|| o["code"]["text"].as_str())
                 .unwrap_or_default()
                 .to_string(),
-            value: q["value"]
-                .as_f64()
-                .map(|v| v.to_string())
-                .or_else(|| o["valueString"].as_str().map(str::to_string))
-                .unwrap_or_default(),
+            value: lianyi_clinical::results::value_text(&o),
             unit: q["unit"].as_str().unwrap_or_default().to_string(),
             range: if range.is_object() {
                 format!("{}–{}", bound(&range["low"]), bound(&range["high"]))

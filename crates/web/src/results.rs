@@ -32,12 +32,12 @@ pub(crate) fn may_report(caller: &Caller) -> bool {
     staff_may(caller, "DiagnosticReport", Perm::Create) && staff_may(caller, "ServiceRequest", Perm::Update)
 }
 
-async fn patient_name(state: &AppState, caller: &Caller, patient: &str) -> String {
-    let Ok(care) = state.record.care_caller(caller, patient).await else { return String::new() };
-    read(state, &care, "Patient", patient)
-        .await
-        .map(|p| lianyi_clinical::registry::person_of(&p).name)
-        .unwrap_or_default()
+/// The patient's name and sex (FHIR gender), from one read under the record rule.
+async fn patient_facts(state: &AppState, caller: &Caller, patient: &str) -> (String, Option<String>) {
+    match state.record.open(caller, patient).await {
+        Ok((_, p)) => (lianyi_clinical::registry::person_of(&p).name, p["gender"].as_str().map(str::to_string)),
+        Err(_) => (String::new(), None),
+    }
 }
 
 struct WorkRow {
@@ -85,7 +85,7 @@ async fn worklist(
     for p in state.results.pending(caller, category).await.unwrap_or_default() {
         let item = lianyi_clinical::orders::item(&p.order).map_or(p.order.clone(), |i| i.name(t.code()).to_string());
         rows.push(WorkRow {
-            patient: patient_name(&state, caller, &p.patient).await,
+            patient: patient_facts(&state, caller, &p.patient).await.0,
             id: p.id,
             placer: p.placer,
             item,
@@ -142,7 +142,7 @@ async fn render_entry(
     let order = lianyi_clinical::orders::order_code_of(&sr).unwrap_or_default();
     let patient_id = sr["subject"]["reference"].as_str().unwrap_or_default().trim_start_matches("Patient/").to_string();
     let shell = shell(state, info, t, headers).await;
-    let sex = patient_sex(state, caller, &patient_id).await;
+    let (patient, sex) = patient_facts(state, caller, &patient_id).await;
     let items = analytes_of(&order)
         .into_iter()
         .map(|a: &Analyte| ItemRow {
@@ -159,7 +159,7 @@ async fn render_entry(
             shell: &shell,
             id: id.to_string(),
             placer: placer_of(&sr),
-            patient: patient_name(state, caller, &patient_id).await,
+            patient,
             item: lianyi_clinical::orders::item(&order).map_or(order.clone(), |i| i.name(t.code()).to_string()),
             items,
             findings: form.findings.clone(),
@@ -168,11 +168,6 @@ async fn render_entry(
         }
         .render(),
     )
-}
-
-async fn patient_sex(state: &AppState, caller: &Caller, patient: &str) -> Option<String> {
-    let care = state.record.care_caller(caller, patient).await.ok()?;
-    read(state, &care, "Patient", patient).await?["gender"].as_str().map(str::to_string)
 }
 
 async fn entry_form(
@@ -274,13 +269,13 @@ async fn trend_page(
     if !staff_may(caller, "Observation", Perm::Search) {
         return forbidden(t);
     }
-    let care = match state.record.care_caller(caller, &id).await {
-        Ok(c) => c,
+    let (care, p) = match state.record.open(caller, &id).await {
+        Ok(x) => x,
         Err(RegistryError::Forbidden(_)) => return forbidden(t),
         Err(_) => return not_found(t),
     };
+    let (patient, sex) = (lianyi_clinical::registry::person_of(&p).name, p["gender"].as_str().map(str::to_string));
     let shell = shell(&state, &info, t, &headers).await;
-    let sex = patient_sex(&state, caller, &id).await;
     let points = state.results.series(&care, &id, &loinc, 100).await;
     let known = analyte(&loinc);
     let name = known.map_or(loinc.clone(), |a| a.name(t.code()).to_string());
@@ -292,7 +287,6 @@ async fn trend_page(
         .rev()
         .map(|p| (p.when.clone(), p.value.to_string(), if p.flag == "N" { String::new() } else { p.flag.clone() }))
         .collect();
-    let patient = patient_name(&state, caller, &id).await;
     page(
         TrendPage {
             t,

@@ -455,7 +455,7 @@ async fn retention_keeps_what_is_unfinished_and_what_a_channel_has_not_passed() 
     assert_eq!((messages, events), (1, 1), "the finished message and r1's event (behind every cursor) go");
     let left = store.recent_messages(None, 10).await.unwrap();
     assert_eq!(left.iter().map(|m| m.control_id.as_str()).collect::<Vec<_>>(), ["A3", "A2"]);
-    assert_eq!(store.queued_messages("campus-east", 0, 10).await.unwrap()[0].id, queued);
+    assert_eq!(store.queued_messages("campus-east", 10).await.unwrap()[0].id, queued);
     // Applied once: the outcome is written only while the message is still queued.
     let applied =
         Finish { id: queued, status: "accepted".into(), finished_at: T0, ack: None, error: None, summary: None };
