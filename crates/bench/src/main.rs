@@ -20,6 +20,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+/// mimalloc: glibc's malloc took a third of the server's CPU under many small,
+/// short-lived allocations across threads (measured: BENCHMARKS.md, MLLP ingest).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     resources: usize,
     clients: usize,

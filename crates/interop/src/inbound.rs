@@ -18,7 +18,7 @@
 //! keep their order.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use lianyi_hl7::{AckCode, Charset, ErrorCode, Hl7Error, Location, Message, ack, decode, encode_text, unreadable};
 use lianyi_security::Caller;
@@ -36,24 +36,30 @@ pub(crate) const ACK_AAD: &str = "message_log.ack";
 /// Messages about the same patient are applied one at a time (conditional creates
 /// must not race); others run in parallel.
 const LOCKS: usize = 64;
-/// Queued messages applied at once (different patients; one patient's in order).
-const APPLY_CONCURRENCY: usize = 8;
+/// Queued messages applied at once (different patients; one patient's in order):
+/// their writes share group commits.
+const APPLY_CONCURRENCY: usize = 32;
 /// While senders are busy, the applier takes at most a quarter of the time: after
-/// each group it applied, it waits three times as long (at most this long)...
+/// each group it applied, it waits three times as long (at most this long).
 const APPLY_YIELD: std::time::Duration = std::time::Duration::from_millis(200);
-/// Senders count as busy while a message was journaled within this many milliseconds.
-const BUSY_MS: u64 = 20;
-/// ...until the backlog is this long (senders then slow down instead).
+/// Senders count as busy while messages are journaled at this rate (per second) or
+/// more — a burst or a backload, far above a campus's steady result feed, which the
+/// applier keeps up with at full speed.
+const BUSY_RATE: f64 = 1_000.0;
+/// The longest queue: at this length new messages wait for the applier before they
+/// are journaled (senders slow down to the apply rate), and it no longer gives way.
 const APPLY_BACKLOG_LIMIT: i64 = 50_000;
-
-fn now_millis() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
 
 /// The message types acknowledged from the journal: their mapping needs no stored
 /// data, so a message that maps and validates is applied later without new errors.
 fn journalable(kind: &str) -> bool {
     kind == "ORU^R01"
+}
+
+/// Where the applier last measured the senders' rate.
+struct Pace {
+    journaled: u64,
+    at: std::time::Instant,
 }
 
 /// The journal's shared state (one per listener).
@@ -63,8 +69,12 @@ struct Journal {
     queued: tokio::sync::Notify,
     /// Wakes those waiting for the queue to be applied.
     drained: tokio::sync::Notify,
-    /// When a message was last journaled (ms since 1970).
-    last_journaled: AtomicU64,
+    /// Messages journaled so far (the applier's measure of the senders' rate).
+    journaled: AtomicU64,
+    /// Queued messages not yet applied (set by the applier, raised per new message).
+    backlog: AtomicI64,
+    /// Wakes senders waiting for the backlog to fall under the limit.
+    room: tokio::sync::Notify,
     /// Messages waiting for the queue to be applied (the applier does not yield).
     waiting: AtomicU64,
 }
@@ -396,10 +406,18 @@ impl Inbound {
         else {
             return self.internal(m, charset, None, "the message could not be encrypted for the log").await;
         };
+        // A full queue: wait for the applier (AA is not sent before the row is durable
+        // anyway; senders now go at the apply rate).
+        while journal.backlog.load(Ordering::Relaxed) >= APPLY_BACKLOG_LIMIT {
+            let room = journal.room.notified();
+            journal.queued.notify_one();
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(100), room).await;
+        }
         let logged = self.fhir.store().journal_message(&row).await;
-        journal.last_journaled.store(now_millis(), Ordering::Relaxed);
         match logged {
             Ok(Logged::New(_)) => {
+                journal.journaled.fetch_add(1, Ordering::Relaxed);
+                journal.backlog.fetch_add(1, Ordering::Relaxed);
                 journal.queued.notify_one();
                 (encode_text(&aa_text, charset), Outcome::Accepted)
             }
@@ -435,6 +453,7 @@ impl Inbound {
     /// patient's in arrival order.
     pub async fn run_applier(self) {
         let Some(journal) = self.journal.clone() else { return };
+        let mut pace = Pace { journaled: journal.journaled.load(Ordering::Relaxed), at: std::time::Instant::now() };
         loop {
             let woken = journal.queued.notified();
             let rows = match self.fhir.store().queued_messages(&self.campus, 256).await {
@@ -446,6 +465,8 @@ impl Inbound {
                 }
             };
             if rows.is_empty() {
+                journal.backlog.store(0, Ordering::Relaxed);
+                journal.room.notify_waiters();
                 journal.drained.notify_waiters();
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(1), woken).await;
                 continue;
@@ -455,6 +476,10 @@ impl Inbound {
             } else {
                 self.fhir.store().queued_count(&self.campus).await.unwrap_or_default()
             };
+            journal.backlog.store(backlog, Ordering::Relaxed);
+            if backlog < APPLY_BACKLOG_LIMIT {
+                journal.room.notify_waiters();
+            }
             tracing::debug!(backlog, "applying queued messages");
             let mut running = tokio::task::JoinSet::new();
             let mut keys: Vec<String> = Vec::new();
@@ -466,7 +491,7 @@ impl Inbound {
                 if keys.contains(&key) || running.len() >= APPLY_CONCURRENCY {
                     while running.join_next().await.is_some() {}
                     keys.clear();
-                    self.give_way(&journal, group_started.elapsed(), backlog).await;
+                    self.give_way(&journal, &mut pace, group_started.elapsed(), backlog).await;
                     group_started = std::time::Instant::now();
                 }
                 keys.push(key);
@@ -474,16 +499,22 @@ impl Inbound {
                 running.spawn(async move { me.apply_queued(row, opened).await });
             }
             while running.join_next().await.is_some() {}
-            self.give_way(&journal, group_started.elapsed(), backlog).await;
+            self.give_way(&journal, &mut pace, group_started.elapsed(), backlog).await;
         }
     }
 
     /// While senders are busy (and nobody waits for the queue, and the backlog is not
     /// too long), waits three times as long as the last group took: the single writer
     /// is theirs three quarters of the time.
-    async fn give_way(&self, journal: &Journal, took: std::time::Duration, backlog: i64) {
-        let busy = now_millis().saturating_sub(journal.last_journaled.load(Ordering::Relaxed)) < BUSY_MS;
-        if busy && journal.waiting.load(Ordering::SeqCst) == 0 && backlog < APPLY_BACKLOG_LIMIT {
+    async fn give_way(&self, journal: &Journal, pace: &mut Pace, took: std::time::Duration, backlog: i64) {
+        let journaled = journal.journaled.load(Ordering::Relaxed);
+        let secs = pace.at.elapsed().as_secs_f64();
+        let rate = journaled.saturating_sub(pace.journaled) as f64 / secs.max(1e-3);
+        // The rate over at least the last tenth of a second.
+        if secs >= 0.1 {
+            *pace = Pace { journaled, at: std::time::Instant::now() };
+        }
+        if rate >= BUSY_RATE && journal.waiting.load(Ordering::SeqCst) == 0 && backlog < APPLY_BACKLOG_LIMIT {
             tokio::time::sleep((took * 3).min(APPLY_YIELD)).await;
         }
     }

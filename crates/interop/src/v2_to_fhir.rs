@@ -102,6 +102,12 @@ struct Tx {
     entries: Vec<Value>,
 }
 
+/// A JSON object of these members, moved in: `json!` would copy every `Value` it is
+/// given through serde, which dominated the mapping's time.
+fn obj<const N: usize>(members: [(&str, Value); N]) -> Value {
+    Value::Object(members.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
+
 impl Tx {
     fn next_url(&self) -> String {
         format!("urn:uuid:00000000-0000-4000-8000-{:012x}", self.entries.len() + 1)
@@ -111,10 +117,8 @@ impl Tx {
     fn upsert(&mut self, resource: Value, system: &str, value: &str) -> String {
         let url = self.next_url();
         let rtype = resource["resourceType"].as_str().unwrap_or_default().to_string();
-        self.entries.push(json!({
-            "fullUrl": url, "resource": resource,
-            "request": {"method": "PUT", "url": format!("{rtype}?identifier={}", query_token(system, value))}
-        }));
+        let request = json!({"method": "PUT", "url": format!("{rtype}?identifier={}", query_token(system, value))});
+        self.entries.push(obj([("fullUrl", Value::String(url.clone())), ("resource", resource), ("request", request)]));
         url
     }
 
@@ -122,15 +126,13 @@ impl Tx {
     fn ensure(&mut self, resource: Value, system: &str, value: &str) -> String {
         let url = self.next_url();
         let rtype = resource["resourceType"].as_str().unwrap_or_default().to_string();
-        self.entries.push(json!({
-            "fullUrl": url, "resource": resource,
-            "request": {"method": "POST", "url": rtype, "ifNoneExist": format!("identifier={}", query_token(system, value))}
-        }));
+        let request = json!({"method": "POST", "url": rtype, "ifNoneExist": format!("identifier={}", query_token(system, value))});
+        self.entries.push(obj([("fullUrl", Value::String(url.clone())), ("resource", resource), ("request", request)]));
         url
     }
 
     fn bundle(self) -> Value {
-        json!({"resourceType": "Bundle", "type": "transaction", "entry": self.entries})
+        obj([("resourceType", "Bundle".into()), ("type", "transaction".into()), ("entry", Value::Array(self.entries))])
     }
 }
 
@@ -224,7 +226,7 @@ fn concept(seg: &Segment, field: usize, rep: usize, ch: &Channel) -> Option<Valu
         if !text.is_empty() {
             coding["display"] = json!(text);
         }
-        cc.insert("coding".into(), json!([coding]));
+        cc.insert("coding".into(), Value::Array(vec![coding]));
     }
     if !text.is_empty() {
         cc.insert("text".into(), json!(text));
@@ -266,7 +268,7 @@ fn patient(pid: &Segment, ch: &Channel) -> Result<(Value, String, String), Hl7Er
             "PID-3 must hold the patient's medical record number (type MR)",
         ));
     };
-    let mut p = json!({"resourceType": "Patient", "identifier": identifiers});
+    let mut p = obj([("resourceType", "Patient".into()), ("identifier", Value::Array(identifiers))]);
     let mut names = Vec::new();
     for rep in 1..=pid.repetitions(5).len() {
         let family = pid.value(5, rep, 1, 1);
@@ -297,7 +299,7 @@ fn patient(pid: &Segment, ch: &Channel) -> Result<(Value, String, String), Hl7Er
         names.push(Value::Object(n));
     }
     if !names.is_empty() {
-        p["name"] = json!(names);
+        p["name"] = Value::Array(names);
     }
     let birth = pid.first(7);
     if !birth.is_empty() {
@@ -345,7 +347,7 @@ fn patient(pid: &Segment, ch: &Channel) -> Result<(Value, String, String), Hl7Er
         }
     }
     if !addresses.is_empty() {
-        p["address"] = json!(addresses);
+        p["address"] = Value::Array(addresses);
     }
     let mut telecom = Vec::new();
     for (field, default_use) in [(13, "home"), (14, "work")] {
@@ -367,7 +369,7 @@ fn patient(pid: &Segment, ch: &Channel) -> Result<(Value, String, String), Hl7Er
         }
     }
     if !telecom.is_empty() {
-        p["telecom"] = json!(telecom);
+        p["telecom"] = Value::Array(telecom);
     }
     Ok((p, system, value))
 }
@@ -492,7 +494,7 @@ fn map_adt(m: &Message, ch: &Channel, event: &str) -> Result<Mapped, MapError> {
             locations.push(json!({"location": {"display": prior}, "status": "completed"}));
         }
         if !locations.is_empty() {
-            enc["location"] = json!(locations);
+            enc["location"] = Value::Array(locations);
         }
         let doctor = pv1.component(7, 1);
         if !doctor.is_empty() {
@@ -664,12 +666,15 @@ fn map_order(m: &Message, ch: &Channel, kind: &str) -> Result<Mapped, MapError> 
                 }
                 let mut sr = json!({
                     "resourceType": "ServiceRequest",
-                    "identifier": identifiers,
+                    "identifier": null,
                     "status": status,
                     "intent": "order",
-                    "code": code,
+                    "code": null,
                     "subject": {"reference": subject},
                 });
+                // Moved in, not copied through serde as `json!` would.
+                sr["identifier"] = Value::Array(identifiers);
+                sr["code"] = code;
                 let authored = o.first(9);
                 if !authored.is_empty() {
                     match date_time(&authored, &ch.utc_offset) {
@@ -697,7 +702,7 @@ fn map_order(m: &Message, ch: &Channel, kind: &str) -> Result<Mapped, MapError> 
                     });
                 }
                 if let Some(reason) = concept(seg, 31, 1, ch) {
-                    sr["reasonCode"] = json!([reason]);
+                    sr["reasonCode"] = Value::Array(vec![reason]);
                 }
                 let section = seg.first(24);
                 if !section.is_empty() {
@@ -711,7 +716,7 @@ fn map_order(m: &Message, ch: &Channel, kind: &str) -> Result<Mapped, MapError> 
                     if !text.is_empty() {
                         let mut list = sr.get("note").and_then(Value::as_array).cloned().unwrap_or_default();
                         list.push(json!({"text": text}));
-                        sr["note"] = json!(list);
+                        sr["note"] = Value::Array(list);
                     }
                 }
             }
@@ -836,20 +841,20 @@ fn map_schedule(m: &Message, ch: &Channel, event: &str) -> Result<Mapped, MapErr
         }
     }
     if let Some(reason) = concept(sch, 7, 1, ch) {
-        appt["reasonCode"] = json!([reason]);
+        appt["reasonCode"] = Value::Array(vec![reason]);
     }
     if let Some(kind) = concept(sch, 8, 1, ch) {
         appt["appointmentType"] = kind;
     }
     if let Some(service) = ais.and_then(|a| concept(a, 3, 1, ch)) {
-        appt["serviceType"] = json!([service]);
+        appt["serviceType"] = Value::Array(vec![service]);
     }
     let mut tx = Tx { entries: Vec::new() };
     let subject = tx.ensure(patient, &psys, &pval);
     let mut participants = vec![json!({"actor": {"reference": subject}, "required": "required", "status": "accepted"})];
     for aip in m.segments_named("AIP") {
         if let Some(who) = staff(aip, 3) {
-            participants.push(json!({"actor": who, "required": "required", "status": "accepted"}));
+            participants.push(obj([("actor", who), ("required", "required".into()), ("status", "accepted".into())]));
         }
     }
     for ail in m.segments_named("AIL") {
@@ -857,7 +862,7 @@ fn map_schedule(m: &Message, ch: &Channel, event: &str) -> Result<Mapped, MapErr
             participants.push(json!({"actor": {"display": place}, "required": "required", "status": "accepted"}));
         }
     }
-    appt["participant"] = json!(participants);
+    appt["participant"] = Value::Array(participants);
     let notes: Vec<Value> =
         m.segments_named("NTE").map(|n| n.first(3)).filter(|t| !t.is_empty()).map(|t| json!(t)).collect();
     if !notes.is_empty() {
@@ -923,13 +928,13 @@ fn reference_range(raw: &str, unit: &Option<Value>) -> Value {
     if let Some((lo, hi)) = t.split_once('-').filter(|(lo, _)| !lo.is_empty())
         && let (Ok(lo), Ok(hi)) = (lo.trim().parse::<f64>(), hi.trim().parse::<f64>())
     {
-        return json!({"low": q(lo), "high": q(hi)});
+        return obj([("low", q(lo)), ("high", q(hi))]);
     }
     if let Some(v) = t.strip_prefix('<').and_then(|v| v.trim_start_matches('=').trim().parse::<f64>().ok()) {
-        return json!({"high": q(v)});
+        return obj([("high", q(v))]);
     }
     if let Some(v) = t.strip_prefix('>').and_then(|v| v.trim_start_matches('=').trim().parse::<f64>().ok()) {
-        return json!({"low": q(v)});
+        return obj([("low", q(v))]);
     }
     json!({"text": t})
 }
@@ -958,7 +963,7 @@ fn map_oru(m: &Message, ch: &Channel) -> Result<Mapped, MapError> {
     let mut based_on: Option<Value> = None;
     let finish = |tx: &mut Tx, cur: Option<(Value, String, Vec<String>)>| {
         if let Some((mut report, filler, results)) = cur {
-            report["result"] = json!(results.iter().map(|r| json!({"reference": r})).collect::<Vec<_>>());
+            report["result"] = results.iter().map(|r| json!({"reference": r})).collect();
             tx.upsert(report, &ch.order_system, &filler);
         }
     };
@@ -995,9 +1000,10 @@ fn map_oru(m: &Message, ch: &Channel) -> Result<Mapped, MapError> {
                         _ => "final",
                     },
                     "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "LAB"}]}],
-                    "code": code,
+                    "code": null,
                     "subject": {"reference": subject},
                 });
+                report["code"] = code;
                 let placer = seg.first(2);
                 based_on = (!placer.is_empty()).then(
                     || json!([{"identifier": {"system": placer_system, "value": placer}, "type": "ServiceRequest"}]),
@@ -1047,9 +1053,10 @@ fn map_oru(m: &Message, ch: &Channel) -> Result<Mapped, MapError> {
                     "identifier": [{"system": ch.order_system, "value": key}],
                     "status": observation_status(&seg.first(11)),
                     "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
-                    "code": code,
+                    "code": null,
                     "subject": {"reference": subject},
                 });
+                obs["code"] = code;
                 if let Some(b) = &based_on {
                     obs["basedOn"] = b.clone();
                 }
@@ -1120,7 +1127,7 @@ fn map_oru(m: &Message, ch: &Channel) -> Result<Mapped, MapError> {
                 }
                 let range = seg.first(7);
                 if !range.is_empty() {
-                    obs["referenceRange"] = json!([reference_range(&range, &unit)]);
+                    obs["referenceRange"] = Value::Array(vec![reference_range(&range, &unit)]);
                 }
                 let flags: Vec<Value> = (1..=seg.repetitions(8).len())
                     .map(|r| seg.rep_component(8, r, 1))
@@ -1128,7 +1135,7 @@ fn map_oru(m: &Message, ch: &Channel) -> Result<Mapped, MapError> {
                     .map(|f| json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "code": f}]}))
                     .collect();
                 if !flags.is_empty() {
-                    obs["interpretation"] = json!(flags);
+                    obs["interpretation"] = Value::Array(flags);
                 }
                 let when = [seg.first(14), report["effectiveDateTime"].as_str().unwrap_or_default().to_string()]
                     .into_iter()
@@ -1155,7 +1162,7 @@ fn map_oru(m: &Message, ch: &Channel) -> Result<Mapped, MapError> {
                         let obs = &mut tx.entries[i]["resource"];
                         let mut notes = obs["note"].as_array().cloned().unwrap_or_default();
                         notes.push(json!({"text": text}));
-                        obs["note"] = json!(notes);
+                        obs["note"] = Value::Array(notes);
                     }
                 }
             }

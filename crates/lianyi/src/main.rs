@@ -4,6 +4,11 @@
 
 mod config;
 
+/// mimalloc: glibc's malloc took a third of the server's CPU under many small,
+/// short-lived allocations across threads (measured: BENCHMARKS.md, MLLP ingest).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -130,12 +130,17 @@ impl Store {
             by_sender.entry(m.sender.as_str()).or_default().push(m.control_id.as_str());
         }
         if !by_sender.is_empty() {
-            let mut sql = Sql::new(
-                "SELECT sender, control_id, ack FROM message_log WHERE direction = 'in' \
-                 AND status IN ('accepted', 'queued', 'error', 'rejected') AND ack IS NOT NULL AND (",
-            );
+            // One indexed search per sender, joined: an OR across senders makes
+            // SQLite search the index by direction alone, scanning every inbound row.
+            let mut sql = Sql::new("");
             for (i, (sender, controls)) in by_sender.iter().enumerate() {
-                sql.push(if i == 0 { "(sender = " } else { " OR (sender = " });
+                if i > 0 {
+                    sql.push(" UNION ALL ");
+                }
+                sql.push(
+                    "SELECT id, sender, control_id, ack FROM message_log WHERE direction = 'in' \
+                     AND status IN ('accepted', 'queued', 'error', 'rejected') AND ack IS NOT NULL AND sender = ",
+                );
                 sql.push_bind(Arg::Text(sender.to_string()));
                 sql.push(" AND control_id IN (");
                 for (k, c) in controls.iter().enumerate() {
@@ -144,12 +149,12 @@ impl Store {
                     }
                     sql.push_bind(Arg::Text(c.to_string()));
                 }
-                sql.push("))");
+                sql.push(")");
             }
-            sql.push(") ORDER BY id DESC");
+            sql.push(" ORDER BY 1 DESC");
             for r in sql.query(self.backend).fetch_all(&mut *tx).await? {
                 // Newest first, so the oldest answer is the one kept.
-                answered.insert((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?);
+                answered.insert((r.try_get(1)?, r.try_get(2)?), r.try_get(3)?);
             }
         }
         let mut rows: Vec<(&NewMessage, &'static str, Option<String>)> = Vec::with_capacity(batch.len());
