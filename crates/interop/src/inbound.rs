@@ -6,16 +6,16 @@
 //!
 //! A listener may instead acknowledge from its journal ([`Inbound::journaled`]): an
 //! ORU^R01 is decoded, mapped and checked against the FHIR rules (so content errors
-//! still get AE before anything is acknowledged), then the raw message and its AA are
-//! committed to the message log with status `queued` — one row, written in a group
-//! commit with the other senders' — and AA is returned. The applier
-//! ([`Inbound::run_applier`]) writes queued messages' data in arrival order (mapping
-//! again from the logged message: the mapping is deterministic), each with its log
-//! outcome in one transaction, after a restart too. While senders are busy it takes
-//! at most a quarter of the single writer's time (until 50,000 are queued) and
-//! catches up when they pause. Other message types wait until
-//! the queue is applied and are then handled as above, so one patient's messages
-//! keep their order.
+//! still get AE before anything is acknowledged), then the raw message, the checked
+//! FHIR transaction it mapped to and its AA are committed to the message log with
+//! status `queued` — one row, written in a group commit with the other senders' — and
+//! AA is returned: the mapped data is durable before the ACK. The applier
+//! ([`Inbound::run_applier`]) writes the kept transactions in arrival order, each with
+//! its log outcome in one transaction, after a restart too. While messages arrive at
+//! 1,000/s or more it takes at most a sixth of the single writer's time, and catches
+//! up when they slow; at 50,000 queued, new messages wait for it (senders slow down to
+//! the apply rate). Other message types wait until the queue is applied and are then
+//! handled as above, so one patient's messages keep their order.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -25,13 +25,14 @@ use lianyi_security::Caller;
 use lianyi_services::FhirService;
 use lianyi_services::fhir::ServiceError;
 use lianyi_services::identifiers::mrn_system;
-use lianyi_store::messages::{Finish, Logged, NewMessage, SideWrite};
+use lianyi_store::messages::{Finish, Logged, NewMessage, Queued, QueuedMessage, SideWrite};
 
 use crate::v2_to_fhir::{Channel, MapError, map_message};
 
 /// What is kept encrypted in the log, named for the cipher's associated data.
 pub(crate) const PAYLOAD_AAD: &str = "message_log.payload";
 pub(crate) const ACK_AAD: &str = "message_log.ack";
+const MAPPED_AAD: &str = "message_log.mapped";
 
 /// Messages about the same patient are applied one at a time (conditional creates
 /// must not race); others run in parallel.
@@ -39,9 +40,9 @@ const LOCKS: usize = 64;
 /// Queued messages applied at once (different patients; one patient's in order):
 /// their writes share group commits.
 const APPLY_CONCURRENCY: usize = 32;
-/// While senders are busy, the applier takes at most a quarter of the time: after
-/// each group it applied, it waits three times as long (at most this long).
-const APPLY_YIELD: std::time::Duration = std::time::Duration::from_millis(200);
+/// While senders are busy, the applier takes at most a sixth of the time: after each
+/// group it applied, it waits five times as long (at most this long).
+const APPLY_YIELD: std::time::Duration = std::time::Duration::from_millis(300);
 /// Senders count as busy while messages are journaled at this rate (per second) or
 /// more — a burst or a backload, far above a campus's steady result feed, which the
 /// applier keeps up with at full speed.
@@ -277,7 +278,7 @@ impl Inbound {
                 message_type: kind.clone(),
                 received_at,
                 payload,
-                queued_ack: None,
+                queued: None,
                 campus: Some(self.campus.clone()),
             })
             .await;
@@ -337,15 +338,15 @@ impl Inbound {
         }
     }
 
-    /// The log row of an inbound message (payload encrypted; queued with its AA when
-    /// `queued_ack` is given).
+    /// The log row of an inbound message (payload encrypted; queued when `queued` is
+    /// given).
     fn new_message(
         &self,
         m: &Message,
         text: &str,
         peer: Option<String>,
         received_at: i64,
-        queued_ack: Option<String>,
+        queued: Option<Queued>,
     ) -> Option<NewMessage> {
         let (app, facility) = m.sender();
         Some(NewMessage {
@@ -357,7 +358,7 @@ impl Inbound {
             message_type: format!("{}^{}", m.message_code(), m.trigger()),
             received_at,
             payload: self.seal(text, PAYLOAD_AAD)?,
-            queued_ack,
+            queued,
             campus: Some(self.campus.clone()),
         })
     }
@@ -401,9 +402,13 @@ impl Inbound {
         }
         let aa = ack(m, AckCode::Accept, &self.ack_id(), &self.now_dtm(), &[]);
         let aa_text = aa.encode();
-        let Some(row) =
-            self.seal(&aa_text, ACK_AAD).and_then(|a| self.new_message(m, text, peer, received_at, Some(a)))
-        else {
+        // The checked mapping is kept with the message: durable before the AA, and
+        // what the applier writes.
+        let queued = match (self.seal(&aa_text, ACK_AAD), self.seal(&mapped.bundle.to_string(), MAPPED_AAD)) {
+            (Some(ack), Some(kept)) => Some(Queued { ack, mapped: kept, summary: mapped.summary }),
+            _ => None,
+        };
+        let Some(row) = queued.and_then(|q| self.new_message(m, text, peer, received_at, Some(q))) else {
             return self.internal(m, charset, None, "the message could not be encrypted for the log").await;
         };
         // A full queue: wait for the applier (AA is not sent before the row is durable
@@ -485,8 +490,9 @@ impl Inbound {
             let mut keys: Vec<String> = Vec::new();
             let mut group_started = std::time::Instant::now();
             for row in rows {
-                // Decrypted and parsed once: for the patient's place in the order, and to apply.
-                let opened = self.open_row(&row);
+                // Decrypted and parsed once: for the patient's place in the order, and
+                // to apply (when it was queued without its mapping).
+                let opened = self.open_row(&row.message);
                 let key = opened.as_ref().map(Self::patient_of).unwrap_or_default();
                 if keys.contains(&key) || running.len() >= APPLY_CONCURRENCY {
                     while running.join_next().await.is_some() {}
@@ -504,8 +510,8 @@ impl Inbound {
     }
 
     /// While senders are busy (and nobody waits for the queue, and the backlog is not
-    /// too long), waits three times as long as the last group took: the single writer
-    /// is theirs three quarters of the time.
+    /// too long), waits five times as long as the last group took: the single writer
+    /// is theirs five sixths of the time.
     async fn give_way(&self, journal: &Journal, pace: &mut Pace, took: std::time::Duration, backlog: i64) {
         let journaled = journal.journaled.load(Ordering::Relaxed);
         let secs = pace.at.elapsed().as_secs_f64();
@@ -515,7 +521,7 @@ impl Inbound {
             *pace = Pace { journaled, at: std::time::Instant::now() };
         }
         if rate >= BUSY_RATE && journal.waiting.load(Ordering::SeqCst) == 0 && backlog < APPLY_BACKLOG_LIMIT {
-            tokio::time::sleep((took * 3).min(APPLY_YIELD)).await;
+            tokio::time::sleep((took * 5).min(APPLY_YIELD)).await;
         }
     }
 
@@ -537,7 +543,8 @@ impl Inbound {
 
     /// Writes one queued message's data with its log outcome. A message that cannot
     /// be applied (AA was sent) is logged `failed` with the reason, for replay.
-    async fn apply_queued(&self, row: lianyi_store::messages::LoggedMessage, opened: Result<Message, String>) {
+    async fn apply_queued(&self, queued: QueuedMessage, opened: Result<Message, String>) {
+        let row = &queued.message;
         let failed = |why: String| {
             let f = Finish {
                 id: row.id,
@@ -552,17 +559,29 @@ impl Inbound {
                 let _ = self.fhir.store().write_audited_with(Vec::new(), self.fhir.now_ms(), &[], None, &side).await;
             }
         };
-        let m = match opened {
-            Ok(m) => m,
-            Err(why) => return failed(why).await,
-        };
-        let (app, _) = m.sender();
-        let mut mapped = match map_message(&m, &self.channel_for(&app)) {
-            Ok(x) => x,
-            Err(_) => return failed("the message no longer maps".into()).await,
+        // The mapping kept with the message; mapped again only for a message queued
+        // before mappings were kept.
+        let (mut bundle, summary) = match &queued.mapped {
+            Some(sealed) => {
+                let kept = self.fhir.protector().cipher().decrypt(sealed, MAPPED_AAD);
+                match kept.ok().and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok()) {
+                    Some(bundle) => (bundle, row.summary.clone()),
+                    None => return failed("the kept mapping could not be decrypted".into()).await,
+                }
+            }
+            None => {
+                let m = match opened {
+                    Ok(m) => m,
+                    Err(why) => return failed(why).await,
+                };
+                match map_message(&m, &self.channel_for(&m.sender().0)) {
+                    Ok(x) => (x.bundle, Some(x.summary)),
+                    Err(_) => return failed("the message no longer maps".into()).await,
+                }
+            }
         };
         let caller = Caller::system(&format!("hl7:{}", row.sender));
-        if self.keep_merge_state(&caller, &mut mapped.bundle).await.is_err() {
+        if self.keep_merge_state(&caller, &mut bundle).await.is_err() {
             return failed("the stored patient could not be read".into()).await;
         }
         let side = [SideWrite::FinishQueued(Finish {
@@ -571,9 +590,9 @@ impl Inbound {
             finished_at: self.fhir.now_ms(),
             ack: row.ack.clone(),
             error: None,
-            summary: Some(mapped.summary.clone()),
+            summary,
         })];
-        match self.fhir.process_bundle_with(&caller, mapped.bundle, true, &side).await {
+        match self.fhir.process_bundle_with(&caller, bundle, true, &side).await {
             Ok(_) => tracing::debug!(message = row.id, "queued message applied"),
             // Another applier (a second server on the same database) was first.
             Err(ServiceError::Store(lianyi_store::StoreError::NotQueued(_))) => {}
@@ -726,7 +745,7 @@ impl Inbound {
                     message_type: String::new(),
                     received_at,
                     payload,
-                    queued_ack: None,
+                    queued: None,
                     campus: Some(self.campus.clone()),
                 })
                 .await

@@ -19,12 +19,31 @@ pub struct NewMessage {
     pub message_type: String,
     pub received_at: i64,
     pub payload: String,
-    /// Acknowledged from the journal: the AA sent (encrypted); the message waits with
-    /// status `queued` until applied.
-    pub queued_ack: Option<String>,
+    /// Acknowledged from the journal: the message waits with status `queued` until
+    /// its mapping is applied.
+    pub queued: Option<Queued>,
     /// The campus the listener maps messages for (queued messages are applied by an
     /// applier of the same campus).
     pub campus: Option<String>,
+}
+
+/// What a message acknowledged from the journal keeps until it is applied.
+#[derive(Clone, Debug)]
+pub struct Queued {
+    /// The AA sent (encrypted).
+    pub ack: String,
+    /// The checked FHIR transaction it mapped to (encrypted).
+    pub mapped: String,
+    /// What it holds, for the log (as a finished message's summary).
+    pub summary: String,
+}
+
+/// A queued message as the applier reads it.
+#[derive(Clone, Debug)]
+pub struct QueuedMessage {
+    pub message: LoggedMessage,
+    /// [`Queued::mapped`]; absent for messages queued before it was kept.
+    pub mapped: Option<String>,
 }
 
 /// A message's outcome.
@@ -95,7 +114,7 @@ impl Store {
         }
     }
 
-    /// Logs a message acknowledged from the journal (`queued_ack` set), unless the
+    /// Logs a message acknowledged from the journal (`queued` set), unless the
     /// same sender's control id was answered before (accepted, queued, or refused
     /// for its content): then it is logged as a `duplicate` and the original ACK is
     /// returned. The check runs in the log writer's transaction, so a retry racing
@@ -163,10 +182,10 @@ impl Store {
             match answered.get(&key) {
                 Some(ack) if *dedupe => rows.push((m, "duplicate", Some(ack.clone()))),
                 _ => {
-                    if *dedupe && let Some(ack) = &m.queued_ack {
-                        answered.insert(key, ack.clone());
+                    if *dedupe && let Some(q) = &m.queued {
+                        answered.insert(key, q.ack.clone());
                     }
-                    let status = if m.queued_ack.is_some() { "queued" } else { "received" };
+                    let status = if m.queued.is_some() { "queued" } else { "received" };
                     rows.push((m, status, None));
                 }
             }
@@ -175,11 +194,11 @@ impl Store {
         for chunk in rows.chunks(100) {
             let mut sql = Sql::new(
                 "INSERT INTO message_log (direction, channel, peer, sender, control_id, message_type, status, \
-                 received_at, payload, ack, campus) VALUES ",
+                 received_at, payload, ack, campus, mapped, summary) VALUES ",
             );
             for (i, (m, status, _)) in chunk.iter().enumerate() {
                 sql.push(if i == 0 { "(" } else { ", (" });
-                let ack = if *status == "duplicate" { None } else { m.queued_ack.clone() };
+                let queued = m.queued.as_ref().filter(|_| *status != "duplicate");
                 let args = [
                     Arg::Text(m.direction.clone()),
                     Arg::Text(m.channel.clone()),
@@ -190,8 +209,10 @@ impl Store {
                     Arg::Text((*status).into()),
                     Arg::Int(m.received_at),
                     Arg::Text(m.payload.clone()),
-                    Arg::OptText(ack),
+                    Arg::OptText(queued.map(|q| q.ack.clone())),
                     Arg::OptText(m.campus.clone()),
+                    Arg::OptText(queued.map(|q| q.mapped.clone())),
+                    Arg::OptText(queued.map(|q| q.summary.clone())),
                 ];
                 for (k, a) in args.into_iter().enumerate() {
                     if k > 0 {
@@ -279,16 +300,16 @@ impl Store {
     }
 
     /// The oldest queued messages of `campus`, in arrival order.
-    pub async fn queued_messages(&self, campus: &str, limit: usize) -> Result<Vec<LoggedMessage>> {
+    pub async fn queued_messages(&self, campus: &str, limit: usize) -> Result<Vec<QueuedMessage>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {MESSAGE_COLUMNS} FROM message_log WHERE campus = $1 AND status = 'queued' \
+            "SELECT {MESSAGE_COLUMNS}, mapped FROM message_log WHERE campus = $1 AND status = 'queued' \
              ORDER BY id LIMIT $2"
         )))
         .bind(campus.to_string())
         .bind(limit as i64)
         .fetch_all(&self.read)
         .await?;
-        rows.iter().map(message_row).collect()
+        rows.iter().map(|r| Ok(QueuedMessage { message: message_row(r)?, mapped: r.try_get(15)? })).collect()
     }
 
     /// How many messages of `campus` wait to be applied.

@@ -96,6 +96,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0014_channel_leases.sql"),
         postgres: include_str!("../migrations/postgres/0014_channel_leases.sql"),
     },
+    Migration {
+        version: 15,
+        name: "queued_mapping",
+        sqlite: include_str!("../migrations/sqlite/0015_queued_mapping.sql"),
+        postgres: include_str!("../migrations/postgres/0015_queued_mapping.sql"),
+    },
 ];
 
 impl Store {

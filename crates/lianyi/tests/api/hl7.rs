@@ -188,6 +188,13 @@ async fn journaled_acks_come_after_the_check_and_every_queued_message_is_applied
         assert_eq!(outcome, Outcome::Accepted, "{}", String::from_utf8_lossy(&ack));
     }
     assert_eq!(app.fhir.store().queued_count("campus-east").await.unwrap(), 3, "acknowledged, queued");
+    // Each keeps its checked mapping (encrypted), durable before its AA.
+    let queued = app.fhir.store().queued_messages("campus-east", 10).await.unwrap();
+    let kept = app.fhir.protector().cipher().decrypt(queued[0].mapped.as_ref().unwrap(), "message_log.mapped").unwrap();
+    let kept: Value = serde_json::from_str(&kept).unwrap();
+    assert_eq!(kept["type"], "transaction");
+    assert_eq!(kept["entry"][1]["resource"]["valueQuantity"]["value"], 4.1, "{kept}");
+    assert_eq!(queued[0].message.summary.as_deref(), Some("ORU^R01: patient E300001, 1 observation(s)"));
     assert!(app.search_ids("/fhir/Observation?code=http://loinc.org%7C2823-3").await.is_empty(), "not yet applied");
     // A resend of a queued message gets its AA and is not queued twice.
     let (_, outcome) = inbound.receive(&oru("J1", "4.4"), None).await;

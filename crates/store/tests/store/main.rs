@@ -440,13 +440,15 @@ async fn retention_keeps_what_is_unfinished_and_what_a_channel_has_not_passed() 
         message_type: "ORU^R01".into(),
         received_at: T0,
         payload: "x".into(),
-        queued_ack: None,
+        queued: None,
         campus: Some("campus-east".into()),
     };
     let done = store.log_message(&msg("A1")).await.unwrap();
     let _unfinished = store.log_message(&msg("A2")).await.unwrap();
     // Acknowledged from the journal and not yet applied: queued, kept, found in order.
-    let queued = store.log_message(&NewMessage { queued_ack: Some("AA".into()), ..msg("A3") }).await.unwrap();
+    let kept =
+        lianyi_store::messages::Queued { ack: "AA".into(), mapped: "{bundle}".into(), summary: "ORU^R01".into() };
+    let queued = store.log_message(&NewMessage { queued: Some(kept), ..msg("A3") }).await.unwrap();
     assert_eq!(store.queued_count("campus-east").await.unwrap(), 1);
     assert_eq!(store.answered("in", "LIS^EAST", "A3").await.unwrap().as_deref(), Some("AA"), "a resend gets the AA");
     let f = Finish { id: done, status: "accepted".into(), finished_at: T0, ack: None, error: None, summary: None };
@@ -455,7 +457,10 @@ async fn retention_keeps_what_is_unfinished_and_what_a_channel_has_not_passed() 
     assert_eq!((messages, events), (1, 1), "the finished message and r1's event (behind every cursor) go");
     let left = store.recent_messages(None, 10).await.unwrap();
     assert_eq!(left.iter().map(|m| m.control_id.as_str()).collect::<Vec<_>>(), ["A3", "A2"]);
-    assert_eq!(store.queued_messages("campus-east", 10).await.unwrap()[0].id, queued);
+    let waiting = store.queued_messages("campus-east", 10).await.unwrap();
+    assert_eq!(waiting[0].message.id, queued);
+    assert_eq!(waiting[0].mapped.as_deref(), Some("{bundle}"), "the mapping is kept with the queued message");
+    assert_eq!(waiting[0].message.summary.as_deref(), Some("ORU^R01"));
     // Applied once: the outcome is written only while the message is still queued.
     let applied =
         Finish { id: queued, status: "accepted".into(), finished_at: T0, ack: None, error: None, summary: None };
