@@ -11,9 +11,10 @@
 //! status `queued` — one row, written in a group commit with the other senders' — and
 //! AA is returned: the mapped data is durable before the ACK. The applier
 //! ([`Inbound::run_applier`]) writes the kept transactions in arrival order, each with
-//! its log outcome in one transaction, after a restart too. While messages arrive at
-//! 1,000/s or more it takes at most a sixth of the single writer's time, and catches
-//! up when they slow; at 50,000 queued, new messages wait for it (senders slow down to
+//! its log outcome in one transaction, after a restart too. While messages arrive it
+//! takes the share of the single writer's time it needs to keep up (at least a tenth;
+//! only that tenth when they arrive faster than it can apply), and catches up when
+//! they stop; at 50,000 queued, new messages wait for it (senders slow down to
 //! the apply rate). Other message types wait until the queue is applied and are then
 //! handled as above, so one patient's messages keep their order.
 
@@ -40,13 +41,10 @@ const LOCKS: usize = 64;
 /// Queued messages applied at once (different patients; one patient's in order):
 /// their writes share group commits.
 const APPLY_CONCURRENCY: usize = 32;
-/// While senders are busy, the applier takes at most a sixth of the time: after each
-/// group it applied, it waits five times as long (at most this long).
-const APPLY_YIELD: std::time::Duration = std::time::Duration::from_millis(300);
-/// Senders count as busy while messages are journaled at this rate (per second) or
-/// more — a burst or a backload, far above a campus's steady result feed, which the
-/// applier keeps up with at full speed.
-const BUSY_RATE: f64 = 1_000.0;
+/// While senders are busy, the applier's pause after a group is at most this long.
+const APPLY_YIELD: std::time::Duration = std::time::Duration::from_secs(1);
+/// The least share of the time the applier takes while senders are busy.
+const MIN_SHARE: f64 = 1.0 / 10.0;
 /// The longest queue: at this length new messages wait for the applier before they
 /// are journaled (senders slow down to the apply rate), and it no longer gives way.
 const APPLY_BACKLOG_LIMIT: i64 = 50_000;
@@ -57,10 +55,71 @@ fn journalable(kind: &str) -> bool {
     kind == "ORU^R01"
 }
 
-/// Where the applier last measured the senders' rate.
+/// How the applier shares the one database writer with the senders. While messages
+/// arrive, it takes the share of the time it needs to keep up with them (with a
+/// quarter to spare), at least a tenth and at most 95 %; when they arrive faster than
+/// it can apply them at all (a burst, a backload), only that tenth, so the senders'
+/// ACKs come first and the queue is written out behind them. When nothing arrives, all
+/// of it. The arrival rate is measured while it pauses, when it does not slow the
+/// senders down (measured while it runs, its own share would lower the rate it sees).
+#[derive(Debug)]
 struct Pace {
-    journaled: u64,
-    at: std::time::Instant,
+    /// Messages journaled at the last group's end.
+    seen: u64,
+    /// Messages journaled while the applier paused, and for how long, since the last
+    /// estimate.
+    heard: (u64, std::time::Duration),
+    /// Messages journaled per second (smoothed; `None` before the first estimate).
+    arrivals: Option<f64>,
+    /// Messages applied per second while the applier runs (smoothed).
+    applies: Option<f64>,
+}
+
+/// The most of the time the applier takes while messages arrive (the rest measures them).
+const MAX_SHARE: f64 = 0.95;
+
+impl Pace {
+    fn new(journaled: u64) -> Pace {
+        Pace { seen: journaled, heard: (0, std::time::Duration::ZERO), arrivals: None, applies: None }
+    }
+
+    /// After a group of `applied` messages that took `took`, with `journaled` messages
+    /// journaled so far: how long to pause (none when no message arrived meanwhile).
+    fn after_group(
+        &mut self,
+        journaled: u64,
+        applied: usize,
+        took: std::time::Duration,
+    ) -> Option<std::time::Duration> {
+        let busy = journaled != self.seen;
+        self.seen = journaled;
+        if applied > 0 && !took.is_zero() {
+            let rate = applied as f64 / took.as_secs_f64();
+            self.applies = Some(self.applies.map_or(rate, |old| 0.8 * old + 0.2 * rate));
+        }
+        if !busy {
+            return None;
+        }
+        let need = match (self.arrivals, self.applies) {
+            (Some(a), Some(p)) if p > 0.0 => a / p,
+            _ => f64::INFINITY,
+        };
+        let share = if need >= 1.0 { MIN_SHARE } else { (need * 1.25).clamp(MIN_SHARE, MAX_SHARE) };
+        Some(took.mul_f64(1.0 / share - 1.0).min(APPLY_YIELD))
+    }
+
+    /// The pause ended after `paused`, with `journaled` messages journaled so far.
+    fn after_pause(&mut self, journaled: u64, paused: std::time::Duration) {
+        self.heard.0 += journaled.saturating_sub(self.seen);
+        self.heard.1 += paused;
+        self.seen = journaled;
+        // An estimate from at least a tenth of a second of pauses.
+        if self.heard.1.as_secs_f64() >= 0.1 {
+            let rate = self.heard.0 as f64 / self.heard.1.as_secs_f64();
+            self.arrivals = Some(self.arrivals.map_or(rate, |old| 0.5 * old + 0.5 * rate));
+            self.heard = (0, std::time::Duration::ZERO);
+        }
+    }
 }
 
 /// The journal's shared state (one per listener).
@@ -458,7 +517,7 @@ impl Inbound {
     /// patient's in arrival order.
     pub async fn run_applier(self) {
         let Some(journal) = self.journal.clone() else { return };
-        let mut pace = Pace { journaled: journal.journaled.load(Ordering::Relaxed), at: std::time::Instant::now() };
+        let mut pace = Pace::new(journal.journaled.load(Ordering::Relaxed));
         loop {
             let woken = journal.queued.notified();
             let rows = match self.fhir.store().queued_messages(&self.campus, 256).await {
@@ -496,8 +555,8 @@ impl Inbound {
                 let key = opened.as_ref().map(Self::patient_of).unwrap_or_default();
                 if keys.contains(&key) || running.len() >= APPLY_CONCURRENCY {
                     while running.join_next().await.is_some() {}
+                    self.give_way(&journal, &mut pace, keys.len(), group_started.elapsed(), backlog).await;
                     keys.clear();
-                    self.give_way(&journal, &mut pace, group_started.elapsed(), backlog).await;
                     group_started = std::time::Instant::now();
                 }
                 keys.push(key);
@@ -505,23 +564,29 @@ impl Inbound {
                 running.spawn(async move { me.apply_queued(row, opened).await });
             }
             while running.join_next().await.is_some() {}
-            self.give_way(&journal, &mut pace, group_started.elapsed(), backlog).await;
+            self.give_way(&journal, &mut pace, keys.len(), group_started.elapsed(), backlog).await;
         }
     }
 
-    /// While senders are busy (and nobody waits for the queue, and the backlog is not
-    /// too long), waits five times as long as the last group took: the single writer
-    /// is theirs five sixths of the time.
-    async fn give_way(&self, journal: &Journal, pace: &mut Pace, took: std::time::Duration, backlog: i64) {
-        let journaled = journal.journaled.load(Ordering::Relaxed);
-        let secs = pace.at.elapsed().as_secs_f64();
-        let rate = journaled.saturating_sub(pace.journaled) as f64 / secs.max(1e-3);
-        // The rate over at least the last tenth of a second.
-        if secs >= 0.1 {
-            *pace = Pace { journaled, at: std::time::Instant::now() };
-        }
-        if rate >= BUSY_RATE && journal.waiting.load(Ordering::SeqCst) == 0 && backlog < APPLY_BACKLOG_LIMIT {
-            tokio::time::sleep((took * 5).min(APPLY_YIELD)).await;
+    /// After a group: the pause [`Pace`] asks for, unless someone waits for the queue
+    /// or it is full.
+    async fn give_way(
+        &self,
+        journal: &Journal,
+        pace: &mut Pace,
+        applied: usize,
+        took: std::time::Duration,
+        backlog: i64,
+    ) {
+        let pause = pace.after_group(journal.journaled.load(Ordering::Relaxed), applied, took);
+        tracing::debug!(applied, took_ms = took.as_millis() as u64, ?pause, arrivals = ?pace.arrivals, applies = ?pace.applies, backlog, "applier pace");
+        if let Some(pause) = pause
+            && journal.waiting.load(Ordering::SeqCst) == 0
+            && backlog < APPLY_BACKLOG_LIMIT
+        {
+            let started = std::time::Instant::now();
+            tokio::time::sleep(pause).await;
+            pace.after_pause(journal.journaled.load(Ordering::Relaxed), started.elapsed());
         }
     }
 
@@ -753,5 +818,53 @@ impl Inbound {
             self.finish(id, "rejected", self.seal(&a.encode(), ACK_AAD), Some(e.to_string()), None).await;
         }
         (a.encode().into_bytes(), Outcome::Rejected)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Groups of `applied` messages taking 10 ms each, while messages arrive at `rate`
+    /// per second; the applier's share of the time over the last fifty groups.
+    fn share_at(pace: &mut Pace, journaled: &mut f64, rate: f64, applied: usize) -> f64 {
+        let took = Duration::from_millis(10);
+        let (mut busy, mut all) = (Duration::ZERO, Duration::ZERO);
+        for round in 0..300 {
+            *journaled += rate * took.as_secs_f64();
+            let pause = pace.after_group(*journaled as u64, applied, took).unwrap_or_default();
+            *journaled += rate * pause.as_secs_f64();
+            pace.after_pause(*journaled as u64, pause);
+            if round >= 250 {
+                busy += took;
+                all += took + pause;
+            }
+        }
+        busy.as_secs_f64() / all.as_secs_f64()
+    }
+
+    #[test]
+    fn the_applier_keeps_up_with_a_feed_gives_way_to_a_burst_and_drains_when_it_ends() {
+        let mut journaled = 0.0;
+        let mut pace = Pace::new(0);
+        // It applies 600 messages/s while it runs (6 per 10 ms group).
+        // A steady feed of 200/s needs a third of the time: it takes that and a quarter more.
+        let share = share_at(&mut pace, &mut journaled, 200.0, 6);
+        assert!((0.36..0.48).contains(&share), "{share}");
+        // A feed it keeps up with only by running almost all the time: it does.
+        let share = share_at(&mut pace, &mut journaled, 550.0, 6);
+        assert!((0.93..0.96).contains(&share), "{share}");
+        // A burst faster than it can apply: the senders get nine tenths.
+        let share = share_at(&mut pace, &mut journaled, 6_000.0, 6);
+        assert!((MIN_SHARE - 0.01..MIN_SHARE + 0.01).contains(&share), "{share}");
+        // Back to the steady feed: it takes its share again.
+        let share = share_at(&mut pace, &mut journaled, 200.0, 6);
+        assert!((0.36..0.48).contains(&share), "{share}");
+        // A trickle: never less than a tenth.
+        let share = share_at(&mut pace, &mut journaled, 5.0, 6);
+        assert!(share >= MIN_SHARE - 0.01, "{share}");
+        // Nothing arrives: no pause at all.
+        assert_eq!(pace.after_group(journaled as u64, 6, Duration::from_millis(10)), None);
     }
 }
