@@ -18,6 +18,8 @@ struct Args {
     /// `applied` (AA once the data is written) or `journaled` (AA once the checked
     /// message is in the message log; the data follows).
     ack: String,
+    /// Messages per second in all (a steady feed), or as fast as ACKs come (`None`).
+    rate: Option<f64>,
 }
 
 fn args(raw: Vec<String>) -> Args {
@@ -28,6 +30,7 @@ fn args(raw: Vec<String>) -> Args {
         python: ".venv/bin/python".into(),
         out: "bench-mllp.json".into(),
         ack: "applied".into(),
+        rate: None,
     };
     let mut it = raw.into_iter();
     while let Some(k) = it.next() {
@@ -38,13 +41,14 @@ fn args(raw: Vec<String>) -> Args {
             "--database" => a.database = Some(v()),
             "--python" => a.python = v(),
             "--out" => a.out = v(),
+            "--rate" => a.rate = Some(v().parse().expect("--rate MESSAGES_PER_SECOND")),
             "--ack" => {
                 a.ack = v();
                 assert!(matches!(a.ack.as_str(), "applied" | "journaled"), "--ack applied|journaled");
             }
             "--help" | "-h" => {
                 println!(
-                    "lianyi-bench mllp [--messages N] [--senders N] [--ack applied|journaled] [--database URL] [--python PATH] [--out FILE]"
+                    "lianyi-bench mllp [--messages N] [--senders N] [--ack applied|journaled] [--rate PER_SECOND] [--database URL] [--python PATH] [--out FILE]"
                 );
                 std::process::exit(0);
             }
@@ -82,8 +86,9 @@ struct Stats {
 }
 
 /// `senders` connections, `total` messages between them (numbered from `first`, so
-/// each run's control ids are new); every ACK must be AA.
-async fn drive(addr: &str, total: usize, senders: usize, first: usize) -> Stats {
+/// each run's control ids are new), at `rate` messages/s in all if given; every ACK
+/// must be AA.
+async fn drive(addr: &str, total: usize, senders: usize, first: usize, rate: Option<f64>) -> Stats {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for s in 0..senders {
@@ -96,7 +101,13 @@ async fn drive(addr: &str, total: usize, senders: usize, first: usize) -> Stats 
             let mut buf = Vec::with_capacity(1024);
             let mut chunk = [0u8; 4096];
             let mut accepted = 0;
-            for i in first..first + share {
+            // Each sender's share of a steady feed: its k-th message is due k intervals in.
+            let interval = rate.map(|r| Duration::from_secs_f64(senders as f64 / r));
+            let begun = Instant::now();
+            for (k, i) in (first..first + share).enumerate() {
+                if let Some(every) = interval {
+                    tokio::time::sleep_until((begun + every * k as u32).into()).await;
+                }
                 let mut frame = vec![0x0b];
                 frame.extend_from_slice(&oru(s, i));
                 frame.extend_from_slice(&[0x1c, 0x0d]);
@@ -153,8 +164,11 @@ pub async fn run(raw: Vec<String>) {
     let database = a.database.clone().unwrap_or_else(|| format!("sqlite://{}", dir.join("lianyi.db").display()));
     let backend = if database.starts_with("postgres") { "postgres" } else { "sqlite" };
     println!(
-        "MLLP benchmark on {backend}: {} ORU^R01 messages (3 results each), {} senders, AA when {}",
-        a.messages, a.senders, a.ack
+        "MLLP benchmark on {backend}: {} ORU^R01 messages (3 results each), {} senders, AA when {}{}",
+        a.messages,
+        a.senders,
+        a.ack,
+        a.rate.map(|r| format!(", a steady {r} messages/s")).unwrap_or_default()
     );
 
     let server = if a.ack == "journaled" {
@@ -163,9 +177,9 @@ pub async fn run(raw: Vec<String>) {
         crate::start_server(&database, &dir).await
     };
     // A short warm-up (first connections, prepared statements).
-    drive(&server.mllp, a.senders * 10, a.senders, WARM_UP).await;
+    drive(&server.mllp, a.senders * 10, a.senders, WARM_UP, None).await;
     let cpu_before = cpu_seconds(server.child.id());
-    let lianyi = drive(&server.mllp, a.messages, a.senders, 0).await;
+    let lianyi = drive(&server.mllp, a.messages, a.senders, 0, a.rate).await;
     let cpu_ms = (cpu_seconds(server.child.id()) - cpu_before) * 1000.0 / a.messages as f64;
     assert_eq!(lianyi.accepted, a.messages, "every message must be answered AA");
     let what = if a.ack == "journaled" { "journaled, durable ACK" } else { "stored, durable ACK" };
@@ -222,8 +236,8 @@ pub async fn run(raw: Vec<String>) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             };
             let addr = format!("127.0.0.1:{port}");
-            drive(&addr, a.senders * 10, a.senders, WARM_UP).await;
-            let s = drive(&addr, a.messages, a.senders, 0).await;
+            drive(&addr, a.senders * 10, a.senders, WARM_UP, None).await;
+            let s = drive(&addr, a.messages, a.senders, 0, a.rate).await;
             let _ = child.kill();
             let _ = child.wait();
             println!(
@@ -240,7 +254,7 @@ pub async fn run(raw: Vec<String>) {
     };
     let report = json!({
         "backend": backend, "messages": a.messages, "senders": a.senders, "results_per_message": 3,
-        "ack": a.ack,
+        "ack": a.ack, "rate": a.rate,
         "lianyi": {"messages_per_s": lianyi.rate, "ack_p50_ms": lianyi.p50, "ack_p99_ms": lianyi.p99, "server_cpu_ms_per_message": cpu_ms,
                    "applied_after_last_ack_s": applied_after.map(|x| x.0), "applied_messages_per_s": applied_after.map(|x| x.1)},
         "peer": peer_stats.as_ref().map(|s| json!({"messages_per_s": s.rate, "ack_p50_ms": s.p50, "ack_p99_ms": s.p99})),
