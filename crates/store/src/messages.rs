@@ -99,6 +99,9 @@ pub(crate) fn finish_sql(f: &Finish) -> Sql {
     sql.push_bind(Arg::OptText(f.error.clone()));
     sql.push(", summary = ");
     sql.push_bind(Arg::OptText(f.summary.clone()));
+    // A queued message's kept mapping is no longer needed once it is finished (its data
+    // is written, or it failed and a replay maps the payload again).
+    sql.push(", mapped = NULL");
     sql.push(" WHERE id = ");
     sql.push_bind(Arg::Int(f.id));
     sql

@@ -471,6 +471,11 @@ async fn retention_keeps_what_is_unfinished_and_what_a_channel_has_not_passed() 
         Err(lianyi_store::StoreError::NotQueued(id)) if id == queued
     ));
     assert_eq!(store.queued_count("campus-east").await.unwrap(), 0);
+    // Once applied the kept mapping is dropped (the data is in the resources now): put
+    // back in the queue by hand, the row has none.
+    raw_execute(&url, &format!("UPDATE message_log SET status = 'queued' WHERE id = {queued}")).await;
+    assert_eq!(store.queued_messages("campus-east", 10).await.unwrap()[0].mapped, None);
+    raw_execute(&url, &format!("UPDATE message_log SET status = 'accepted' WHERE id = {queued}")).await;
     let events = store.outbox_after(0, 10).await.unwrap();
     assert_eq!(
         events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
