@@ -322,26 +322,10 @@ impl Inbound {
             // their order.
             self.wait_applied(&j).await;
         }
-        let Some(payload) = self.seal(text, PAYLOAD_AAD) else {
+        let Some(row) = self.new_message(&m, text, peer, received_at, None) else {
             return self.internal(&m, charset, None, "the message could not be encrypted for the log").await;
         };
-        let logged = self
-            .fhir
-            .store()
-            .log_message(&NewMessage {
-                direction: "in".into(),
-                channel: self.channel.clone(),
-                peer,
-                sender: sender.clone(),
-                control_id: control_id.clone(),
-                message_type: kind.clone(),
-                received_at,
-                payload,
-                queued: None,
-                campus: Some(self.campus.clone()),
-            })
-            .await;
-        let id = match logged {
+        let id = match self.fhir.store().log_message(row).await {
             Ok(id) => id,
             Err(_) => return self.internal(&m, charset, None, "the message could not be logged").await,
         };
@@ -438,7 +422,7 @@ impl Inbound {
         let peer_for_refusal = peer.clone();
         let refused = |code: AckCode, errors: Vec<Hl7Error>| async move {
             let logged = match self.new_message(m, text, peer_for_refusal, received_at, None) {
-                Some(row) => self.fhir.store().log_message(&row).await.ok(),
+                Some(row) => self.fhir.store().log_message(row).await.ok(),
                 None => None,
             };
             match logged {
@@ -477,7 +461,7 @@ impl Inbound {
             journal.queued.notify_one();
             let _ = tokio::time::timeout(std::time::Duration::from_millis(100), room).await;
         }
-        let logged = self.fhir.store().journal_message(&row).await;
+        let logged = self.fhir.store().journal_message(row).await;
         match logged {
             Ok(Logged::New(_)) => {
                 journal.journaled.fetch_add(1, Ordering::Relaxed);
@@ -801,7 +785,7 @@ impl Inbound {
             && let Ok(id) = self
                 .fhir
                 .store()
-                .log_message(&NewMessage {
+                .log_message(NewMessage {
                     direction: "in".into(),
                     channel: self.channel.clone(),
                     peer,

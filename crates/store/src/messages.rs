@@ -5,7 +5,7 @@
 
 use sqlx::Row;
 
-use crate::sql::{Arg, Sql};
+use crate::sql::{Arg, Sql, multi_insert};
 use crate::{Result, Store};
 
 /// A message as it arrived (payload and ACK already encrypted by the caller).
@@ -111,7 +111,7 @@ impl Store {
     /// Logs a message before it is processed; returns its id once durable. Messages
     /// logged while a log transaction commits are committed together in the next one
     /// (one fsync for many senders).
-    pub async fn log_message(&self, m: &NewMessage) -> Result<i64> {
+    pub async fn log_message(&self, m: NewMessage) -> Result<i64> {
         match self.enqueue_log(m, false).await? {
             Logged::New(id) | Logged::Duplicate { id, .. } => Ok(id),
         }
@@ -122,18 +122,18 @@ impl Store {
     /// for its content): then it is logged as a `duplicate` and the original ACK is
     /// returned. The check runs in the log writer's transaction, so a retry racing
     /// its original (even in the same group commit) is found too.
-    pub async fn journal_message(&self, m: &NewMessage) -> Result<Logged> {
+    pub async fn journal_message(&self, m: NewMessage) -> Result<Logged> {
         self.enqueue_log(m, true).await
     }
 
-    async fn enqueue_log(&self, m: &NewMessage, dedupe: bool) -> Result<Logged> {
+    async fn enqueue_log(&self, message: NewMessage, dedupe: bool) -> Result<Logged> {
         let queue = self.log_group.get_or_init(|| {
             let (tx, rx) = tokio::sync::mpsc::channel::<PendingLog>(1024);
             tokio::spawn(log_writer(self.clone(), rx));
             tx
         });
         let (done, result) = tokio::sync::oneshot::channel();
-        if queue.send(PendingLog { message: m.clone(), dedupe, done }).await.is_err() {
+        if queue.send(PendingLog { message, dedupe, done }).await.is_err() {
             return Err(crate::StoreError::Corrupt("the log writer has stopped".into()));
         }
         result.await.map_err(|_| crate::StoreError::Corrupt("the log writer has stopped".into()))?
@@ -164,14 +164,8 @@ impl Store {
                      AND status IN ('accepted', 'queued', 'error', 'rejected') AND ack IS NOT NULL AND sender = ",
                 );
                 sql.push_bind(Arg::Text(sender.to_string()));
-                sql.push(" AND control_id IN (");
-                for (k, c) in controls.iter().enumerate() {
-                    if k > 0 {
-                        sql.push(", ");
-                    }
-                    sql.push_bind(Arg::Text(c.to_string()));
-                }
-                sql.push(")");
+                sql.push(" AND ");
+                sql.push_in("control_id", controls);
             }
             sql.push(" ORDER BY 1 DESC");
             for r in sql.query(self.backend).fetch_all(&mut *tx).await? {
@@ -179,30 +173,34 @@ impl Store {
                 answered.insert((r.try_get(1)?, r.try_get(2)?), r.try_get(3)?);
             }
         }
-        let mut rows: Vec<(&NewMessage, &'static str, Option<String>)> = Vec::with_capacity(batch.len());
+        // Each row's status, and for a duplicate the original's ACK.
+        let mut outcomes: Vec<(&'static str, Option<String>)> = Vec::with_capacity(batch.len());
         for (m, dedupe) in batch {
-            let key = (m.sender.clone(), m.control_id.clone());
-            match answered.get(&key) {
-                Some(ack) if *dedupe => rows.push((m, "duplicate", Some(ack.clone()))),
-                _ => {
-                    if *dedupe && let Some(q) = &m.queued {
-                        answered.insert(key, q.ack.clone());
-                    }
-                    let status = if m.queued.is_some() { "queued" } else { "received" };
-                    rows.push((m, status, None));
+            let original = if *dedupe {
+                let key = (m.sender.clone(), m.control_id.clone());
+                let found = answered.get(&key).cloned();
+                if found.is_none()
+                    && let Some(q) = &m.queued
+                {
+                    answered.insert(key, q.ack.clone());
                 }
-            }
+                found
+            } else {
+                None
+            };
+            let status = match (&original, &m.queued) {
+                (Some(_), _) => "duplicate",
+                (None, Some(_)) => "queued",
+                (None, None) => "received",
+            };
+            outcomes.push((status, original));
         }
-        let mut out = Vec::with_capacity(rows.len());
-        for chunk in rows.chunks(100) {
-            let mut sql = Sql::new(
-                "INSERT INTO message_log (direction, channel, peer, sender, control_id, message_type, status, \
-                 received_at, payload, ack, campus, mapped, summary) VALUES ",
-            );
-            for (i, (m, status, _)) in chunk.iter().enumerate() {
-                sql.push(if i == 0 { "(" } else { ", (" });
+        let rows: Vec<Vec<Arg>> = batch
+            .iter()
+            .zip(&outcomes)
+            .map(|((m, _), (status, _))| {
                 let queued = m.queued.as_ref().filter(|_| *status != "duplicate");
-                let args = [
+                vec![
                     Arg::Text(m.direction.clone()),
                     Arg::Text(m.channel.clone()),
                     Arg::OptText(m.peer.clone()),
@@ -216,23 +214,36 @@ impl Store {
                     Arg::OptText(m.campus.clone()),
                     Arg::OptText(queued.map(|q| q.mapped.clone())),
                     Arg::OptText(queued.map(|q| q.summary.clone())),
-                ];
-                for (k, a) in args.into_iter().enumerate() {
-                    if k > 0 {
-                        sql.push(", ");
-                    }
-                    sql.push_bind(a);
-                }
-                sql.push(")");
-            }
+                ]
+            })
+            .collect();
+        const COLUMNS: [&str; 13] = [
+            "direction",
+            "channel",
+            "peer",
+            "sender",
+            "control_id",
+            "message_type",
+            "status",
+            "received_at",
+            "payload",
+            "ack",
+            "campus",
+            "mapped",
+            "summary",
+        ];
+        let mut out = Vec::with_capacity(batch.len());
+        let mut outcomes = outcomes.into_iter();
+        // 100 rows per statement.
+        for mut sql in multi_insert("message_log", &COLUMNS, rows, 100 * COLUMNS.len()) {
             sql.push(" RETURNING id");
             let got = sql.query(self.backend).fetch_all(&mut *tx).await?;
             // One statement's rows get increasing ids in the order of its VALUES.
             let mut ids: Vec<i64> = got.iter().map(|r| r.try_get(0)).collect::<std::result::Result<_, _>>()?;
             ids.sort_unstable();
-            for ((_, _, original), id) in chunk.iter().zip(ids) {
+            for (id, (_, original)) in ids.into_iter().zip(outcomes.by_ref()) {
                 out.push(match original {
-                    Some(ack) => Logged::Duplicate { id, ack: ack.clone() },
+                    Some(ack) => Logged::Duplicate { id, ack },
                     None => Logged::New(id),
                 });
             }

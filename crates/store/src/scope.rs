@@ -18,22 +18,6 @@ pub struct RowScope {
     pub patient_exempt_types: Vec<String>,
 }
 
-fn in_list(sql: &mut Sql, col: &str, values: &[String]) {
-    if values.is_empty() {
-        sql.push("1 = 0");
-        return;
-    }
-    sql.push(col);
-    sql.push(" IN (");
-    for (i, v) in values.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.push_bind(Arg::Text(v.clone()));
-    }
-    sql.push(")");
-}
-
 impl RowScope {
     /// Everything: no limits.
     pub fn unrestricted() -> Self {
@@ -46,14 +30,14 @@ impl RowScope {
         let col = |c: &str| if alias.is_empty() { c.to_string() } else { format!("{alias}.{c}") };
         if let Some(campuses) = &self.campuses {
             sql.push(&format!(" AND ({} IS NULL OR ", col("campus")));
-            in_list(sql, &col("campus"), campuses);
+            sql.push_in(&col("campus"), campuses);
             if !self.campus_exempt_types.is_empty() {
                 sql.push(" OR ");
-                in_list(sql, &col("res_type"), &self.campus_exempt_types);
+                sql.push_in(&col("res_type"), &self.campus_exempt_types);
             }
             if !self.campus_exempt_patients.is_empty() {
                 sql.push(" OR ");
-                in_list(sql, &col("patient"), &self.campus_exempt_patients);
+                sql.push_in(&col("patient"), &self.campus_exempt_patients);
             }
             sql.push(")");
         }
@@ -62,7 +46,7 @@ impl RowScope {
             sql.push_bind(Arg::Text(p.clone()));
             if !self.patient_exempt_types.is_empty() {
                 sql.push(" OR ");
-                in_list(sql, &col("res_type"), &self.patient_exempt_types);
+                sql.push_in(&col("res_type"), &self.patient_exempt_types);
             }
             sql.push(")");
         }

@@ -443,12 +443,12 @@ async fn retention_keeps_what_is_unfinished_and_what_a_channel_has_not_passed() 
         queued: None,
         campus: Some("campus-east".into()),
     };
-    let done = store.log_message(&msg("A1")).await.unwrap();
-    let _unfinished = store.log_message(&msg("A2")).await.unwrap();
+    let done = store.log_message(msg("A1")).await.unwrap();
+    let _unfinished = store.log_message(msg("A2")).await.unwrap();
     // Acknowledged from the journal and not yet applied: queued, kept, found in order.
     let kept =
         lianyi_store::messages::Queued { ack: "AA".into(), mapped: "{bundle}".into(), summary: "ORU^R01".into() };
-    let queued = store.log_message(&NewMessage { queued: Some(kept), ..msg("A3") }).await.unwrap();
+    let queued = store.log_message(NewMessage { queued: Some(kept), ..msg("A3") }).await.unwrap();
     assert_eq!(store.queued_count("campus-east").await.unwrap(), 1);
     assert_eq!(store.answered("in", "LIS^EAST", "A3").await.unwrap().as_deref(), Some("AA"), "a resend gets the AA");
     let f = Finish { id: done, status: "accepted".into(), finished_at: T0, ack: None, error: None, summary: None };
