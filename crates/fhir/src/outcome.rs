@@ -32,6 +32,8 @@ pub enum IssueType {
     Deleted,
     NotSupported,
     Conflict,
+    /// Valid content that breaks a rule of the hospital's (`business-rule`).
+    BusinessRule,
     TooLong,
     Processing,
     Exception,
@@ -51,6 +53,7 @@ impl IssueType {
             IssueType::Deleted => "deleted",
             IssueType::NotSupported => "not-supported",
             IssueType::Conflict => "conflict",
+            IssueType::BusinessRule => "business-rule",
             IssueType::TooLong => "too-long",
             IssueType::Processing => "processing",
             IssueType::Exception => "exception",

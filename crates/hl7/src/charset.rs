@@ -24,9 +24,9 @@ impl Charset {
         let norm: String =
             value.chars().filter(|c| !matches!(c, ' ' | '-' | '_')).collect::<String>().to_ascii_uppercase();
         match norm.as_str() {
-            "" | "ASCII" | "UNICODE" | "UNICODEUTF8" | "UTF8" => Some(Charset::Utf8),
-            "GB180302000" | "GB18030" | "GBK" | "GB2312" | "CHINESE" => Some(Charset::Gb18030),
-            "8859/1" | "ISO88591" | "LATIN1" => Some(Charset::Latin1),
+            "" | "ASCII" | "UNICODE" | "UNICODEUTF8" | "UTF8" | "ISOIR192" => Some(Charset::Utf8),
+            "GB180302000" | "GB18030" | "GBK" | "GB2312" | "CHINESE" | "CP936" => Some(Charset::Gb18030),
+            "8859/1" | "8859" | "ISO88591" | "ISO8859/1" | "LATIN1" | "ISOIR100" => Some(Charset::Latin1),
             _ => None,
         }
     }
@@ -62,18 +62,21 @@ fn declared(bytes: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(first).trim().to_string())
 }
 
-/// Decodes a message's bytes by its MSH-18 and returns the text and the set used.
+/// Decodes a message's bytes by its MSH-18 and returns the text and the set used. A
+/// set this server does not know is read as if none were declared (UTF-8, else
+/// GB18030); the listener warns the sender.
 pub fn decode(bytes: &[u8]) -> Result<(String, Charset), ParseError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let named = declared(bytes);
-    let charset = match named.as_deref() {
-        None | Some("") => {
+    let known = named.as_deref().filter(|n| !n.is_empty()).and_then(Charset::from_msh18);
+    let charset = match known {
+        Some(c) => c,
+        None => {
             if let Ok(s) = std::str::from_utf8(bytes) {
                 return Ok((s.to_string(), Charset::Utf8));
             }
             Charset::Gb18030
         }
-        Some(name) => Charset::from_msh18(name).ok_or_else(|| ParseError::UnsupportedCharset(name.to_string()))?,
     };
     match charset.encoding().decode_without_bom_handling_and_without_replacement(bytes) {
         Some(text) => Ok((text.into_owned(), charset)),
@@ -105,12 +108,15 @@ mod tests {
     }
 
     #[test]
-    fn declared_utf8_must_be_utf8_and_unknown_sets_are_named() {
+    fn declared_utf8_must_be_utf8_and_unknown_sets_are_read_as_undeclared() {
         let text = "MSH|^~\\&|A|B|C|D|1||ADT^A01|1|P|2.5||||||UNICODE UTF-8\rPID|1||1||张三\r";
         let gb = encode_text(text, Charset::Gb18030);
         assert_eq!(decode(&gb), Err(ParseError::InvalidText("UTF-8")));
         let odd = text.replace("UNICODE UTF-8", "ISO IR87");
-        assert_eq!(decode(odd.as_bytes()), Err(ParseError::UnsupportedCharset("ISO IR87".into())));
+        assert_eq!(decode(odd.as_bytes()).unwrap(), (odd.clone(), Charset::Utf8));
+        let odd_gb = encode_text(&odd, Charset::Gb18030);
+        assert_eq!(decode(&odd_gb).unwrap(), (odd, Charset::Gb18030));
+        assert_eq!(Charset::from_msh18("8859"), Some(Charset::Latin1));
         assert_eq!(Charset::from_msh18("gbk"), Some(Charset::Gb18030));
     }
 }

@@ -8,7 +8,8 @@
 //! sends exactly what was built. Values are unescaped on read ([`Message::text`]) and
 //! escaped on write ([`Segment::set_text`]).
 //!
-//! The crate does no I/O; the MLLP framing lives with the listener.
+//! The crate does no I/O: [`mllp`] cuts frames out of bytes the listener reads, and
+//! the listener owns the socket.
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -16,8 +17,9 @@ mod ack;
 mod charset;
 mod escape;
 mod message;
+pub mod mllp;
 
 pub use ack::{AckCode, ErrorCode, Hl7Error, ack, unreadable};
 pub use charset::{Charset, decode, encode_text};
 pub use escape::{escape, unescape};
-pub use message::{Location, Message, ParseError, Segment, Separators};
+pub use message::{Location, Message, NULL, ParseError, Segment, Separators};

@@ -250,6 +250,49 @@ impl Segment {
     }
 }
 
+/// HL7's null: a field, component or sub-component of exactly `""` carries "no value"
+/// (on an update: delete the stored value), unlike an empty one ("not sent").
+pub const NULL: &str = "\"\"";
+
+impl Segment {
+    /// Replaces every HL7 null (`""`) in this segment's fields with empty text, at any
+    /// level; returns the numbers of the fields that were null as a whole (those
+    /// whose stored value the sender asks to delete). MSH is left as it is.
+    pub fn clear_nulls(&mut self) -> Vec<usize> {
+        let mut whole = Vec::new();
+        if self.id == "MSH" {
+            return whole;
+        }
+        let sep = self.sep;
+        for (i, f) in self.fields.iter_mut().enumerate() {
+            if !f.contains(NULL) {
+                continue;
+            }
+            if f == NULL {
+                f.clear();
+                whole.push(i + 1);
+                continue;
+            }
+            let cleared: Vec<String> = f
+                .split(sep.repetition)
+                .map(|r| {
+                    r.split(sep.component)
+                        .map(|c| {
+                            c.split(sep.subcomponent)
+                                .map(|s| if s == NULL { "" } else { s })
+                                .collect::<Vec<_>>()
+                                .join(&sep.subcomponent.to_string())
+                        })
+                        .collect::<Vec<_>>()
+                        .join(&sep.component.to_string())
+                })
+                .collect();
+            *f = cleared.join(&sep.repetition.to_string());
+        }
+        whole
+    }
+}
+
 /// Drops trailing empty components and repetitions that `set` had to pad with.
 fn trim_empty_tail<'a>(raw: &'a str, sep: &Separators) -> &'a str {
     raw.trim_end_matches([sep.component, sep.subcomponent, sep.repetition])
@@ -383,6 +426,34 @@ impl Message {
         self.msh_value(12, 1)
     }
 
+    /// Whether any field outside MSH holds an HL7 null (`""`).
+    pub fn has_nulls(&self) -> bool {
+        self.segments.iter().skip(1).any(|s| s.fields.iter().any(|f| f.contains(NULL)))
+    }
+
+    /// Replaces every HL7 null outside MSH with empty text (see [`Segment::clear_nulls`]);
+    /// returns where whole fields were null.
+    pub fn clear_nulls(&mut self) -> Vec<Location> {
+        let mut seen: Vec<(String, usize)> = Vec::new();
+        let mut out = Vec::new();
+        for s in &mut self.segments {
+            let sequence = match seen.iter_mut().find(|(id, _)| *id == s.id) {
+                Some((_, n)) => {
+                    *n += 1;
+                    *n
+                }
+                None => {
+                    seen.push((s.id.clone(), 1));
+                    1
+                }
+            };
+            for field in s.clear_nulls() {
+                out.push(Location::field(&s.id, sequence, field));
+            }
+        }
+        out
+    }
+
     /// MSH-3.1 and MSH-4.1: who sent it (application, facility).
     pub fn sender(&self) -> (String, String) {
         (self.msh_value(3, 1), self.msh_value(4, 1))
@@ -394,11 +465,25 @@ mod tests {
     use super::*;
 
     const ORU: &str = "MSH|^~\\&|LIS|EAST|LIANYI|GROUP|20261122083000||ORU^R01^ORU_R01|MSG0001|P|2.5.1||||||UNICODE UTF-8\r\
-PID|1||E1234^^^EAST^MR~990101199001010015^^^CHN^NNCHN||张^三||19900101|M\r\
+PID|1||E1234^^^EAST^MR~990101199001010019^^^CHN^NNCHN||张^三||19900101|M\r\
 OBR|1|ORD1|FIL1|2823-3^Potassium^LN\r\
 OBX|1|NM|2823-3^Potassium [Moles/volume] in Serum or Plasma^LN||6.8|mmol/L^mmol/L^UCUM|3.5-5.3|HH|||F\r\
 NTE|1||critical \\T\\ called\\.br\\second line\r\
 ZLY|custom|kept\r";
+
+    #[test]
+    fn hl7_nulls_become_empty_and_whole_null_fields_are_named() {
+        let text = "MSH|^~\\&|A|B|C|D|20260101||ADT^A08|1|P|2.5\rPID|1||E1^^^EAST^MR||张^三|\"\"|\"\"|M||||^\"\"^X\r";
+        let mut m = Message::parse(text).unwrap();
+        assert!(m.has_nulls());
+        let nulls = m.clear_nulls();
+        assert_eq!(nulls, vec![Location::field("PID", 1, 6), Location::field("PID", 1, 7)]);
+        let pid = m.segment("PID").unwrap();
+        assert_eq!(pid.first(7), "");
+        assert_eq!(pid.first(8), "M");
+        assert_eq!((pid.component(12, 2), pid.component(12, 3)), (String::new(), "X".to_string()));
+        assert!(!m.has_nulls());
+    }
 
     #[test]
     fn reads_fields_repetitions_components() {
@@ -409,7 +494,7 @@ ZLY|custom|kept\r";
         assert_eq!(m.version(), "2.5.1");
         let pid = m.segment("PID").unwrap();
         assert_eq!(pid.repetitions(3).len(), 2);
-        assert_eq!(pid.rep_component(3, 2, 1), "990101199001010015");
+        assert_eq!(pid.rep_component(3, 2, 1), "990101199001010019");
         assert_eq!(pid.component(5, 1), "张");
         let obx = m.segment("OBX").unwrap();
         assert_eq!(obx.first(5), "6.8");

@@ -1,6 +1,8 @@
-//! Property tests: encode ∘ parse is the identity on well-formed messages, and values
-//! written through the builder read back unchanged whatever characters they hold.
+//! Property tests: encode ∘ parse is the identity on well-formed messages, values
+//! written through the builder read back unchanged whatever characters they hold, and
+//! MLLP frames come out the same however the stream is cut into reads.
 
+use lianyi_hl7::mllp::{Framer, frame};
 use lianyi_hl7::{Charset, Message, Separators, decode, encode_text};
 use proptest::prelude::*;
 
@@ -94,5 +96,33 @@ proptest! {
         prop_assert_eq!(charset, Charset::Gb18030);
         prop_assert_eq!(&decoded, &full);
         prop_assert_eq!(Message::parse(&decoded).unwrap().encode(), full);
+    }
+
+    #[test]
+    fn mllp_frames_do_not_depend_on_read_boundaries(
+        messages in proptest::collection::vec((message_text(), "[\r\n a-z]{0,3}"), 1..6),
+        cuts in proptest::collection::vec(0usize..4096, 0..8),
+    ) {
+        let mut wire = Vec::new();
+        for (m, noise) in &messages {
+            wire.extend_from_slice(noise.as_bytes());
+            wire.extend_from_slice(&frame(m.as_bytes()));
+        }
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (wire.len() + 1)).collect();
+        cuts.push(wire.len());
+        cuts.sort_unstable();
+        let mut framer = Framer::new(1 << 20);
+        let (mut got, mut at) = (Vec::new(), 0);
+        for cut in cuts {
+            framer.push(&wire[at..cut]);
+            at = cut;
+            while let Some(f) = framer.next_frame() {
+                got.push(String::from_utf8(f.to_vec()).unwrap());
+            }
+            prop_assert!(!framer.overflowed());
+        }
+        let sent: Vec<String> = messages.into_iter().map(|(m, _)| m).collect();
+        prop_assert_eq!(got, sent);
+        prop_assert_eq!(framer.buffered(), 0);
     }
 }

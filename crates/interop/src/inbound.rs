@@ -28,7 +28,7 @@ use lianyi_services::fhir::ServiceError;
 use lianyi_services::identifiers::mrn_system;
 use lianyi_store::messages::{Finish, Logged, NewMessage, Queued, QueuedMessage, SideWrite};
 
-use crate::v2_to_fhir::{Channel, MapError, map_message};
+use crate::v2_to_fhir::{Channel, MapError, Pid3Profile, map_message, urn_part};
 
 /// What is kept encrypted in the log, named for the cipher's associated data.
 pub(crate) const PAYLOAD_AAD: &str = "message_log.payload";
@@ -146,6 +146,7 @@ pub struct Inbound {
     channel: String,
     campus: String,
     utc_offset: String,
+    profile: Pid3Profile,
     locks: Arc<Vec<tokio::sync::Mutex<()>>>,
     counter: Arc<AtomicU64>,
     journal: Option<Arc<Journal>>,
@@ -174,6 +175,7 @@ impl Inbound {
             channel: channel.to_string(),
             campus: campus.to_string(),
             utc_offset: utc_offset.to_string(),
+            profile: Pid3Profile::default(),
             locks: Arc::new((0..LOCKS).map(|_| tokio::sync::Mutex::new(())).collect()),
             counter: Arc::new(AtomicU64::new(0)),
             journal: None,
@@ -187,6 +189,13 @@ impl Inbound {
         self
     }
 
+    /// Reads PID-3 as `profile` says (which repetition is the MRN, which campus an
+    /// assigning authority means).
+    pub fn with_profile(mut self, profile: Pid3Profile) -> Inbound {
+        self.profile = profile;
+        self
+    }
+
     pub fn is_journaled(&self) -> bool {
         self.journal.is_some()
     }
@@ -196,9 +205,11 @@ impl Inbound {
         Channel {
             mrn_system: mrn_system(&self.campus),
             visit_system: format!("urn:lianyi:sid:visit:{}", self.campus),
-            order_system: format!("urn:lianyi:sid:order:{}", app.to_ascii_lowercase()),
-            appointment_system: format!("urn:lianyi:sid:appointment:{}", app.to_ascii_lowercase()),
+            order_system: format!("urn:lianyi:sid:order:{}", urn_part(app)),
+            appointment_system: format!("urn:lianyi:sid:appointment:{}", urn_part(app)),
             utc_offset: self.utc_offset.clone(),
+            profile: self.profile.clone(),
+            now_ms: self.fhir.now_ms(),
         }
     }
 
@@ -300,18 +311,9 @@ impl Inbound {
     ) -> (Vec<u8>, Outcome) {
         let (app, facility) = m.sender();
         let sender = format!("{app}^{facility}");
-        let control_id = m.control_id();
+        let control_id = control_id_of(&m, text);
         let kind = format!("{}^{}", m.message_code(), m.trigger());
         let encode = |a: &Message| encode_text(&a.encode(), charset);
-        if control_id.is_empty() {
-            let e = Hl7Error {
-                code: ErrorCode::RequiredFieldMissing,
-                location: Some(Location::field("MSH", 1, 10)),
-                message: "MSH-10 (message control id) is required".into(),
-            };
-            let a = ack(&m, AckCode::Reject, &self.ack_id(), &self.now_dtm(), &[e]);
-            return (encode(&a), Outcome::Rejected);
-        }
         if let Some(j) = self.journal.clone()
             && !replay
         {
@@ -335,7 +337,7 @@ impl Inbound {
         // A resend of a message already answered: logged as a duplicate, answered with
         // the original ACK, nothing applied.
         if !replay
-            && let Ok(Some(stored)) = self.fhir.store().answered("in", &sender, &control_id).await
+            && let Ok(Some(stored)) = self.fhir.store().answered("in", &sender, &control_id, &digest(text)).await
             && let Ok(original) = self.fhir.protector().cipher().decrypt(&stored, ACK_AAD)
         {
             self.finish(id, "duplicate", None, None, None).await;
@@ -343,22 +345,23 @@ impl Inbound {
         }
         let channel = self.channel_for(&app);
         let mut mapped = match map_message(&m, &channel) {
-            Ok(x) => x,
+            Ok(x) => with_header_warnings(x, &m),
             Err(MapError::Reject(e)) => return self.refuse(&m, charset, id, AckCode::Reject, vec![e]).await,
             Err(MapError::Invalid(errs)) => return self.refuse(&m, charset, id, AckCode::Error, errs).await,
         };
         let caller = Caller::system(&format!("hl7:{sender}"));
-        if self.keep_merge_state(&caller, &mut mapped.bundle).await.is_err() {
+        if self.keep_stored_state(&caller, &mut mapped.bundle, &mapped.cleared).await.is_err() {
             return self.internal(&m, charset, Some(id), "the stored patient could not be read").await;
         }
         if let Some((system, value)) = mapped.merge.take() {
             match self.merge_entries(&caller, &mut mapped.bundle, &system, &value).await {
                 Ok(()) => {}
-                Err(Some(e)) => return self.refuse(&m, charset, id, AckCode::Error, vec![e]).await,
+                // Nothing known here to merge away: the survivor is still updated.
+                Err(Some(e)) => mapped.warnings.push(e),
                 Err(None) => return self.internal(&m, charset, Some(id), "the merged patient could not be read").await,
             }
         }
-        let aa = ack(&m, AckCode::Accept, &self.ack_id(), &self.now_dtm(), &[]);
+        let aa = ack(&m, AckCode::Accept, &self.ack_id(), &self.now_dtm(), &mapped.warnings);
         let Some(sealed_ack) = self.seal(&aa.encode(), ACK_AAD) else {
             return self.internal(&m, charset, Some(id), "the ACK could not be encrypted for the log").await;
         };
@@ -369,12 +372,12 @@ impl Inbound {
             ack: Some(sealed_ack),
             error: None,
             summary: Some(mapped.summary.clone()),
+            warnings: warnings_text(&mapped.warnings),
         })];
         match self.fhir.process_bundle_with(&caller, mapped.bundle, true, &side).await {
             Ok(_) => (encode(&aa), Outcome::Accepted),
             Err(ServiceError::Invalid(outcome)) => {
-                let text = outcome.issues.first().map(|i| i.diagnostics.clone()).unwrap_or_default();
-                let e = Hl7Error { code: ErrorCode::DataType, location: None, message: text };
+                let e = rule_error(&outcome);
                 self.refuse(&m, charset, id, AckCode::Error, vec![e]).await
             }
             Err(other) => self.internal(&m, charset, Some(id), &other.to_string()).await,
@@ -397,10 +400,11 @@ impl Inbound {
             channel: self.channel.clone(),
             peer,
             sender: format!("{app}^{facility}"),
-            control_id: m.control_id(),
+            control_id: control_id_of(m, text),
             message_type: format!("{}^{}", m.message_code(), m.trigger()),
             received_at,
             payload: self.seal(text, PAYLOAD_AAD)?,
+            digest: Some(digest(text)),
             queued,
             campus: Some(self.campus.clone()),
         })
@@ -431,24 +435,21 @@ impl Inbound {
             }
         };
         let mapped = match map_message(m, &self.channel_for(&app)) {
-            Ok(x) => x,
+            Ok(x) => with_header_warnings(x, m),
             Err(MapError::Reject(e)) => return refused(AckCode::Reject, vec![e]).await,
             Err(MapError::Invalid(errs)) => return refused(AckCode::Error, errs).await,
         };
-        if let Err(ServiceError::Invalid(outcome)) = FhirService::validate_writes(&mapped.bundle) {
-            let text = outcome.issues.first().map(|i| i.diagnostics.clone()).unwrap_or_default();
-            return refused(
-                AckCode::Error,
-                vec![Hl7Error { code: ErrorCode::DataType, location: None, message: text }],
-            )
-            .await;
+        if let Err(ServiceError::Invalid(outcome)) = self.fhir.validate_writes(&mapped.bundle) {
+            return refused(AckCode::Error, vec![rule_error(&outcome)]).await;
         }
-        let aa = ack(m, AckCode::Accept, &self.ack_id(), &self.now_dtm(), &[]);
+        let aa = ack(m, AckCode::Accept, &self.ack_id(), &self.now_dtm(), &mapped.warnings);
         let aa_text = aa.encode();
         // The checked mapping is kept with the message: durable before the AA, and
         // what the applier writes.
         let queued = match (self.seal(&aa_text, ACK_AAD), self.seal(&mapped.bundle.to_string(), MAPPED_AAD)) {
-            (Some(ack), Some(kept)) => Some(Queued { ack, mapped: kept, summary: mapped.summary }),
+            (Some(ack), Some(kept)) => {
+                Some(Queued { ack, mapped: kept, summary: mapped.summary, warnings: warnings_text(&mapped.warnings) })
+            }
             _ => None,
         };
         let Some(row) = queued.and_then(|q| self.new_message(m, text, peer, received_at, Some(q))) else {
@@ -602,6 +603,7 @@ impl Inbound {
                 ack: row.ack.clone(),
                 error: Some(format!("acknowledged, then not applied: {why}")),
                 summary: None,
+                warnings: None,
             };
             async move {
                 let side = [SideWrite::FinishQueued(f)];
@@ -610,11 +612,11 @@ impl Inbound {
         };
         // The mapping kept with the message; mapped again only for a message queued
         // before mappings were kept.
-        let (mut bundle, summary) = match &queued.mapped {
+        let (mut bundle, summary, cleared) = match &queued.mapped {
             Some(sealed) => {
                 let kept = self.fhir.protector().cipher().decrypt(sealed, MAPPED_AAD);
                 match kept.ok().and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok()) {
-                    Some(bundle) => (bundle, row.summary.clone()),
+                    Some(bundle) => (bundle, row.summary.clone(), Vec::new()),
                     None => return failed("the kept mapping could not be decrypted".into()).await,
                 }
             }
@@ -624,13 +626,13 @@ impl Inbound {
                     Err(why) => return failed(why).await,
                 };
                 match map_message(&m, &self.channel_for(&m.sender().0)) {
-                    Ok(x) => (x.bundle, Some(x.summary)),
+                    Ok(x) => (x.bundle, Some(x.summary), x.cleared),
                     Err(_) => return failed("the message no longer maps".into()).await,
                 }
             }
         };
         let caller = Caller::system(&format!("hl7:{}", row.sender));
-        if self.keep_merge_state(&caller, &mut bundle).await.is_err() {
+        if self.keep_stored_state(&caller, &mut bundle, &cleared).await.is_err() {
             return failed("the stored patient could not be read".into()).await;
         }
         let side = [SideWrite::FinishQueued(Finish {
@@ -640,6 +642,7 @@ impl Inbound {
             ack: row.ack.clone(),
             error: None,
             summary,
+            warnings: None,
         })];
         match self.fhir.process_bundle_with(&caller, bundle, true, &side).await {
             Ok(_) => tracing::debug!(message = row.id, "queued message applied"),
@@ -652,11 +655,19 @@ impl Inbound {
         }
     }
 
-    /// An ADT message replaces the Patient it names, but not the merge state the
-    /// message knows nothing of: the stored record's `link`s and a merged record's
-    /// `active: false` are carried over, so a later ADT neither undoes a merge nor
-    /// revives a merged-away record.
-    async fn keep_merge_state(&self, caller: &Caller, bundle: &mut serde_json::Value) -> Result<(), ()> {
+    /// An ADT message updates the Patient it names with what it sends: elements it
+    /// does not send (an empty field means "not sent" in HL7) are carried over from the
+    /// stored record, except those it deletes with the HL7 null (`cleared`);
+    /// identifiers of other systems (another campus's MRN, a resident ID number it
+    /// does not repeat) are kept. So is the merge state the message knows nothing of:
+    /// the stored `link`s and a merged record's `active: false`, so a later ADT neither
+    /// undoes a merge nor revives a merged-away record.
+    async fn keep_stored_state(
+        &self,
+        caller: &Caller,
+        bundle: &mut serde_json::Value,
+        cleared: &[&str],
+    ) -> Result<(), ()> {
         use serde_json::Value;
         let Some(entry) = bundle.pointer_mut("/entry/0") else { return Ok(()) };
         let url = entry.pointer("/request/url").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -664,14 +675,9 @@ impl Inbound {
         let Some(query) = url.strip_prefix("Patient?").filter(|_| is_put) else { return Ok(()) };
         let params = lianyi_services::fhir::query_pairs(query);
         let Some(stored) = self.stored_patient(caller, &params).await? else { return Ok(()) };
-        let stored: Value = serde_json::from_str(&stored.body).map_err(|_| ())?;
-        let Some(links) = stored.get("link").filter(|l| l.as_array().is_some_and(|a| !a.is_empty())) else {
-            return Ok(());
-        };
-        entry["resource"]["link"] = links.clone();
-        if stored.get("active") == Some(&Value::Bool(false)) {
-            entry["resource"]["active"] = Value::Bool(false);
-        }
+        let Ok(Value::Object(stored)) = serde_json::from_str::<Value>(&stored.body) else { return Err(()) };
+        let Some(incoming) = entry.get_mut("resource").and_then(Value::as_object_mut) else { return Ok(()) };
+        carry_over(incoming, stored, cleared);
         Ok(())
     }
 
@@ -704,7 +710,8 @@ impl Inbound {
             Some(Hl7Error {
                 code: ErrorCode::UnknownKey,
                 location: Some(Location::field("MRG", 1, 1)),
-                message: format!("MRG-1 '{value}' names no known patient"),
+                message: "MRG-1 names no patient known here: nothing was merged, the surviving patient was updated"
+                    .into(),
             })
         };
         let params = vec![("identifier".to_string(), format!("{system}|{value}"))];
@@ -736,7 +743,8 @@ impl Inbound {
 
     /// Records a message's outcome on its own (nothing else was written).
     async fn finish(&self, id: i64, status: &str, ack: Option<String>, error: Option<String>, summary: Option<String>) {
-        let f = Finish { id, status: status.into(), finished_at: self.fhir.now_ms(), ack, error, summary };
+        let f =
+            Finish { id, status: status.into(), finished_at: self.fhir.now_ms(), ack, error, summary, warnings: None };
         let _ = self.fhir.store().finish_message(&f).await;
     }
 
@@ -794,6 +802,7 @@ impl Inbound {
                     message_type: String::new(),
                     received_at,
                     payload,
+                    digest: None,
                     queued: None,
                     campus: Some(self.campus.clone()),
                 })
@@ -802,6 +811,122 @@ impl Inbound {
             self.finish(id, "rejected", self.seal(&a.encode(), ACK_AAD), Some(e.to_string()), None).await;
         }
         (a.encode().into_bytes(), Outcome::Rejected)
+    }
+}
+
+/// A message's control id (MSH-10), by which with its content a resend is
+/// recognised; a message without one is known by its content alone (`#` and the
+/// start of its SHA-256).
+fn control_id_of(m: &Message, text: &str) -> String {
+    let id = m.control_id();
+    if !id.is_empty() {
+        return id;
+    }
+    format!("#{}", &digest(text)[..24])
+}
+
+/// The SHA-256 of a message's text (hex) but MSH-7, which some senders stamp anew
+/// when they resend: a resend has the same one, another message reusing a control id
+/// has not.
+fn digest(text: &str) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    let (first, rest) = text.split_at(text.find(['\r', '\n']).unwrap_or(text.len()));
+    match first.get(3..4) {
+        Some(sep) if first.starts_with("MSH") => {
+            for (i, field) in first.split(sep).enumerate() {
+                if i != 6 {
+                    hash.update(field.as_bytes());
+                }
+                hash.update(sep.as_bytes());
+            }
+        }
+        _ => hash.update(first.as_bytes()),
+    }
+    hash.update(rest.as_bytes());
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The warnings about the header the listener reads (MSH-10) before the mapping's own.
+fn with_header_warnings(mut mapped: crate::Mapped, m: &Message) -> crate::Mapped {
+    let declared = m.msh().map(|h| h.value(18, 1, 1, 1)).unwrap_or_default();
+    if !declared.trim().is_empty() && lianyi_hl7::Charset::from_msh18(&declared).is_none() {
+        mapped.warnings.insert(
+            0,
+            Hl7Error {
+                code: ErrorCode::DataType,
+                location: Some(Location::field("MSH", 1, 18)),
+                message: "MSH-18 names a character set this hub does not know: the message was read as UTF-8 \
+                          (GB18030 where it is not UTF-8)"
+                    .into(),
+            },
+        );
+    }
+    if m.control_id().is_empty() {
+        mapped.warnings.insert(
+            0,
+            Hl7Error {
+                code: ErrorCode::RequiredFieldMissing,
+                location: Some(Location::field("MSH", 1, 10)),
+                message: "MSH-10 (message control id) is empty: a resend is recognised by its content".into(),
+            },
+        );
+    }
+    mapped
+}
+
+/// The warnings of an accepted message as one text for the log (`None`: none).
+fn warnings_text(warnings: &[Hl7Error]) -> Option<String> {
+    (!warnings.is_empty()).then(|| warnings.iter().map(|w| w.message.as_str()).collect::<Vec<_>>().join("; "))
+}
+
+/// A platform rule the mapped data breaks (the FHIR check every door shares), as an
+/// ERR naming the HL7 field where the resource element comes from.
+fn rule_error(outcome: &lianyi_fhir::OperationOutcome) -> Hl7Error {
+    let issue = outcome.issues.first();
+    let text = issue.map(|i| i.diagnostics.clone()).unwrap_or_default();
+    let at = issue.and_then(|i| i.expression.as_deref()).unwrap_or_default();
+    // `Bundle.entry[0].resource: Patient.identifier[1]`: the element after the entry.
+    let element = at.rsplit(": ").next().unwrap_or_default();
+    let location = [
+        ("Patient.identifier", 3),
+        ("Patient.name", 5),
+        ("Patient.birthDate", 7),
+        ("Patient.gender", 8),
+        ("Patient.address", 11),
+        ("Patient.telecom", 13),
+    ]
+    .iter()
+    .find(|(prefix, _)| element.starts_with(prefix))
+    .map(|(_, field)| Location::field("PID", 1, *field));
+    Hl7Error { code: ErrorCode::DataType, location, message: text }
+}
+
+/// Fills `incoming` (a Patient an ADT message sends) with what it does not say from
+/// `stored`: every element it lacks, unless `cleared`; and the stored identifiers of
+/// systems it does not send.
+fn carry_over(
+    incoming: &mut serde_json::Map<String, serde_json::Value>,
+    stored: serde_json::Map<String, serde_json::Value>,
+    cleared: &[&str],
+) {
+    use serde_json::Value;
+    for (key, value) in stored {
+        if matches!(key.as_str(), "id" | "meta" | "text") || cleared.contains(&key.as_str()) {
+            continue;
+        }
+        match incoming.get_mut(&key) {
+            None => {
+                incoming.insert(key, value);
+            }
+            Some(Value::Array(sent)) if key == "identifier" => {
+                let systems: Vec<Value> = sent.iter().map(|i| i["system"].clone()).collect();
+                if let Value::Array(kept) = value {
+                    sent.extend(kept.into_iter().filter(|i| !systems.contains(&i["system"])));
+                }
+            }
+            Some(_) => {}
+        }
     }
 }
 
@@ -826,6 +951,15 @@ mod tests {
             }
         }
         busy.as_secs_f64() / all.as_secs_f64()
+    }
+
+    #[test]
+    fn a_resend_stamped_anew_is_the_same_message_and_a_reused_control_id_is_not() {
+        let m = "MSH|^~\\&|LIS|EAST|LIANYI|GROUP|20261122093000||ORU^R01|C1|P|2.5\rPID|1||E1\r";
+        let restamped = m.replace("20261122093000", "20261122093500");
+        assert_eq!(digest(m), digest(&restamped));
+        assert_ne!(digest(m), digest(&m.replace("PID|1||E1", "PID|1||E2")));
+        assert_ne!(digest(m), digest(&m.replace("|C1|", "|C2|")));
     }
 
     #[test]

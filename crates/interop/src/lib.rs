@@ -14,4 +14,4 @@ pub mod v2_to_fhir;
 
 pub use inbound::Inbound;
 pub use outbound::{ChannelSpec, Dispatcher, Outbound, OutboundError};
-pub use v2_to_fhir::{Channel, MapError, Mapped, map_message};
+pub use v2_to_fhir::{Channel, MapError, Mapped, Pid3Profile, map_message};

@@ -49,6 +49,11 @@ impl fmt::Debug for Secret {
 /// message_retention_days = 90
 /// critical_escalation_minutes = 10
 /// mllp_ack = "applied"
+///
+/// [mllp_profile]            # how the MLLP sender fills PID-3
+/// mrn_type = "PI"           # the identifier type of the MRN (default: MR, else the first)
+/// mrn_authority = "EAST"    # and/or its assigning authority
+/// campuses = { EAST = "campus-east", WEST = "campus-west" }   # authority → campus
 /// ```
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,6 +93,29 @@ pub struct FileConfig {
     /// data is written) or "journaled" (once the checked message is committed to the
     /// message log; its data is written moments later, in order, after a restart too).
     pub mllp_ack: Option<String>,
+    /// How the MLLP sender fills PID-3 (which identifier is the MRN, which campus an
+    /// assigning authority means).
+    pub mllp_profile: Option<MllpProfile>,
+}
+
+/// `[mllp_profile]`: see [`lianyi_interop::v2_to_fhir::Pid3Profile`].
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MllpProfile {
+    pub mrn_type: Option<String>,
+    pub mrn_authority: Option<String>,
+    #[serde(default)]
+    pub campuses: std::collections::BTreeMap<String, String>,
+}
+
+impl MllpProfile {
+    pub fn pid3(&self) -> lianyi_interop::v2_to_fhir::Pid3Profile {
+        lianyi_interop::v2_to_fhir::Pid3Profile {
+            mrn_type: self.mrn_type.clone(),
+            mrn_authority: self.mrn_authority.clone(),
+            campuses: self.campuses.iter().map(|(a, c)| (a.to_ascii_uppercase(), c.clone())).collect(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -82,6 +82,9 @@ enum Command {
         /// Folder for the demo database (recreated on every start).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Where the demo's HL7 v2 (MLLP) listener for East Campus listens.
+        #[arg(long, default_value = "127.0.0.1:2575")]
+        mllp_listen: String,
     },
     /// Apply pending database migrations.
     Migrate {
@@ -415,6 +418,30 @@ async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), CliError> {
     Ok((listener, local))
 }
 
+/// Starts the HL7 v2 listener on `addr` for `campus` (acknowledging from the journal
+/// when `journaled`), registered with the outbound side for replays; returns the
+/// address it listens on.
+async fn start_mllp(
+    app: &App,
+    addr: &str,
+    campus: &str,
+    journaled: bool,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    profile: lianyi_interop::v2_to_fhir::Pid3Profile,
+) -> Result<SocketAddr, CliError> {
+    let (listener, local) = bind(addr).await?;
+    let mut inbound =
+        lianyi_interop::Inbound::new(app.state().fhir.clone(), &format!("mllp:{local}"), campus, "+08:00")
+            .with_profile(profile);
+    if journaled {
+        inbound = inbound.journaled();
+        tokio::spawn(inbound.clone().run_applier());
+    }
+    app.state().outbound.register_inbound(inbound.clone());
+    tokio::spawn(lianyi_web::mllp::serve_mllp(listener, inbound, Default::default(), tls));
+    Ok(local)
+}
+
 fn app_config(loc: &DataLocation, file: &FileConfig) -> Result<AppConfig, CliError> {
     Ok(AppConfig {
         database_url: loc.database_url.expose().to_string(),
@@ -482,28 +509,18 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                         return Err(CliError::Usage("--mllp-tls needs a certificate: --tls-cert and --tls-key".into()));
                     }
                 };
-                let (mllp_listener, mllp_addr) = bind(&mllp).await?;
-                let mut inbound = lianyi_interop::Inbound::new(
-                    app.state().fhir.clone(),
-                    &format!("mllp:{mllp_addr}"),
-                    &campus,
-                    "+08:00",
-                );
-                match file.mllp_ack.as_deref() {
-                    None | Some("applied") => {}
-                    Some("journaled") => {
-                        inbound = inbound.journaled();
-                        tokio::spawn(inbound.clone().run_applier());
-                    }
+                let journaled = match file.mllp_ack.as_deref() {
+                    None | Some("applied") => false,
+                    Some("journaled") => true,
                     Some(other) => {
                         return Err(CliError::Usage(format!(
                             "mllp_ack = \"{other}\" in the config file: it must be \"applied\" or \"journaled\""
                         )));
                     }
-                }
-                app.state().outbound.register_inbound(inbound.clone());
+                };
                 let kind = if tls.is_some() { "MLLP+TLS" } else { "MLLP" };
-                tokio::spawn(lianyi_web::mllp::serve_mllp(mllp_listener, inbound, Default::default(), tls));
+                let profile = file.mllp_profile.as_ref().map(config::MllpProfile::pid3).unwrap_or_default();
+                let mllp_addr = start_mllp(&app, &mllp, &campus, journaled, tls, profile).await?;
                 println!("HL7 v2 ({kind}) is listening on {mllp_addr} for campus {campus}");
             }
             app.run(listener, shutdown_signal()).await?;
@@ -519,7 +536,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             println!("{}: {n} resources reindexed in {:.1} s", loc.display_url(), started.elapsed().as_secs_f64());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { listen, data_dir } => demo_command(&listen, data_dir).await,
+        Command::Demo { listen, data_dir, mllp_listen } => demo_command(&listen, data_dir, &mllp_listen).await,
         Command::Client { command } => client_command(command).await,
         Command::Channel { command } => channel_command(command).await,
         Command::Messages { command } => messages_command(command).await,
@@ -892,7 +909,7 @@ async fn messages_command(command: MessagesCommand) -> Result<ExitCode, CliError
             let list = out.messages(&caller, &filter).await?;
             out.fhir().store().close().await;
             println!(
-                "{:>8} {:<3} {:<10} {:<24} {:<22} {:<14} {:>3} {:<24} error",
+                "{:>8} {:<3} {:<10} {:<24} {:<22} {:<14} {:>3} {:<24} error or warnings",
                 "id", "dir", "status", "channel", "control id", "type", "try", "received"
             );
             for m in list {
@@ -906,7 +923,7 @@ async fn messages_command(command: MessagesCommand) -> Result<ExitCode, CliError
                     m.message_type,
                     m.attempts,
                     when(Some(m.received_at)),
-                    m.error.unwrap_or_default()
+                    m.error.or(m.warnings.map(|w| format!("warnings: {w}"))).unwrap_or_default()
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -922,6 +939,9 @@ async fn messages_command(command: MessagesCommand) -> Result<ExitCode, CliError
             println!("received {}  finished {}", when(Some(m.received_at)), when(m.finished_at));
             if let Some(e) = m.error {
                 println!("error: {e}");
+            }
+            if let Some(w) = m.warnings {
+                println!("warnings (accepted; for the sender to fix): {w}");
             }
             println!("--- payload\n{}", payload.replace('\r', "\n"));
             if let Some(a) = ack {
@@ -985,6 +1005,39 @@ const DEMO_USERS: &[(&str, &str, &str, &str, Option<&str>)] = &[
     ("patient.0001", "患者（pat-0001）", "patient", "*", Some("pat-0001")),
 ];
 const DEMO_PASSWORD: &str = "Lianyi-Demo-2026";
+/// The campus whose systems the demo's MLLP listener stands for.
+const DEMO_MLLP_CAMPUS: &str = "campus-east";
+
+/// A lab result for the first East Campus demo patient, as the laboratory system would
+/// send it (ORU^R01, segments on lines of their own): a potassium of 4.1 mmol/L; with
+/// the patient's resource id.
+fn demo_oru(data: &[demo::DemoResource]) -> Option<(String, String)> {
+    let mrn_system = lianyi_services::identifiers::mrn_system(DEMO_MLLP_CAMPUS);
+    let patient = data.iter().map(|r| &r.resource).find(|r| {
+        r["resourceType"] == "Patient"
+            && r["identifier"].as_array().is_some_and(|ids| ids.iter().any(|i| i["system"] == mrn_system.as_str()))
+    })?;
+    let mrn =
+        patient["identifier"].as_array()?.iter().find(|i| i["system"] == mrn_system.as_str())?["value"].as_str()?;
+    let name = patient["name"].get(0)?;
+    let family = name["family"].as_str().unwrap_or_default();
+    let given = name["given"].get(0).and_then(serde_json::Value::as_str).unwrap_or_default();
+    let birth = patient["birthDate"].as_str().unwrap_or_default().replace('-', "");
+    let sex = if patient["gender"] == "male" { "M" } else { "F" };
+    let id = patient["id"].as_str()?;
+    let now = lianyi_fhir::datetime::format_instant(lianyi_services::Clock::now_ms(&SystemClock::default()));
+    let ts: String = now.chars().filter(char::is_ascii_digit).take(14).collect();
+    Some((
+        format!(
+            "MSH|^~\\&|LIS|EAST|LIANYI|GROUP|{ts}||ORU^R01^ORU_R01|DEMO-{ts}|P|2.5.1||||||UNICODE UTF-8\n\
+         PID|1||{mrn}^^^EAST^MR||{family}^{given}||{birth}|{sex}\n\
+         OBR|1||DEMO-LAB-{ts}|2823-3^Potassium^LN|||{ts}||||||||||||||{ts}|||F\n\
+         OBX|1|NM|2823-3^Potassium [Moles/volume] in Serum or Plasma^LN||4.1|mmol/L^mmol/L^UCUM|3.5-5.3|N|||F|||{ts}\n\
+"
+        ),
+        id.to_string(),
+    ))
+}
 
 /// Templates for every demo doctor (mornings 08:00–12:00 and afternoons 14:00–17:00
 /// in 15-minute slots Monday to Friday, weekend clinics on Saturday and Sunday
@@ -1016,7 +1069,7 @@ async fn demo_schedules(service: &FhirService, caller: &Caller, roles: &[String]
     Ok(made)
 }
 
-async fn demo_command(listen: &str, data_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
+async fn demo_command(listen: &str, data_dir: Option<PathBuf>, mllp_listen: &str) -> Result<ExitCode, CliError> {
     let started = Instant::now();
     let dir = data_dir.unwrap_or_else(|| std::env::temp_dir().join("lianyi-demo"));
     let db = dir.join("lianyi.db");
@@ -1049,6 +1102,7 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>) -> Result<ExitCod
     let caller = Caller::system("lianyi demo");
     let data = demo::generate();
     let total = data.len();
+    let sample_oru = demo_oru(&data);
     // Doctors' roles get weekly templates (and slots) once the data is in.
     let doctor_roles: Vec<String> = data
         .iter()
@@ -1120,6 +1174,10 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>) -> Result<ExitCod
             export_dir: dir.join("exports"),
         },
     )?;
+    let mllp_addr = start_mllp(&app, mllp_listen, DEMO_MLLP_CAMPUS, false, None, Default::default()).await?;
+    let oru_file = dir.join("oru_r01.hl7");
+    std::fs::write(&oru_file, sample_oru.as_ref().map_or("", |(m, _)| m.as_str()))
+        .map_err(|source| config::ConfigError::DataDir { path: oru_file.clone(), source })?;
     println!(
         "Lianyi demo: a hospital group with 3 campuses, {} practitioners and {} patients ({total} resources, loaded in {} ms).",
         demo::PRACTITIONERS,
@@ -1132,6 +1190,7 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>) -> Result<ExitCod
     println!("  Capabilities  http://{addr}/fhir/metadata");
     println!("  Health        http://{addr}/healthz");
     println!("  Metrics       http://{addr}/metrics");
+    println!("  HL7 v2 (MLLP) {mllp_addr} (East Campus: ADT, ORU^R01, ORM/OML, SIU)");
     println!("  Database      {} (SQLite, recreated on every demo start)", db.display());
     println!();
     for (t, n) in counts {
@@ -1151,6 +1210,15 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>) -> Result<ExitCod
         admin.client_id, admin.client_secret
     );
     println!("    curl -H \"Authorization: Bearer $TOKEN\" 'http://{addr}/fhir/Patient?name=Zhang'");
+    if let Some((_, patient)) = &sample_oru {
+        println!(
+            "  Send a lab result over HL7 v2 (python-hl7's mllp_send: pip install hl7; `--loose` reads a plain file):"
+        );
+        println!("    mllp_send --loose --port {} --file {} {}", mllp_addr.port(), oru_file.display(), mllp_addr.ip());
+        println!(
+            "    curl -H \"Authorization: Bearer $TOKEN\" 'http://{addr}/fhir/Observation?subject=Patient/{patient}&code=2823-3'"
+        );
+    }
     println!();
     println!("  Web login: http://{addr}/login   password for every demo account: {DEMO_PASSWORD}");
     println!("  (each account enrols an authenticator app at its first login: scan the QR code)");

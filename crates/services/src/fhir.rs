@@ -384,6 +384,7 @@ impl FhirService {
             }
         }
         validate_resource(&resource).map_err(|e| ServiceError::Invalid(e.into_outcome()))?;
+        crate::rules::check(rtype.as_str(), &resource, self.clock.now_ms()).map_err(ServiceError::Invalid)?;
         Ok(Checked { resource, rtype })
     }
 

@@ -6,6 +6,7 @@
 //! - [`demo`]: the deterministic demo hospital group.
 //! - [`identifiers`]: resident ID numbers and medical record numbers.
 //! - [`protect`]: which fields are encrypted at rest and how search still finds them.
+//! - [`rules`]: content rules that hold on every door (resident ID numbers, birth dates).
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -15,6 +16,7 @@ pub mod fhir;
 pub mod identifiers;
 pub mod import;
 pub mod protect;
+pub mod rules;
 
 pub use fhir::export;
 pub use fhir::{FhirService, LoadReport, ServiceError};

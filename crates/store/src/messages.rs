@@ -19,6 +19,9 @@ pub struct NewMessage {
     pub message_type: String,
     pub received_at: i64,
     pub payload: String,
+    /// The SHA-256 (hex) of the message text: a resend has the same; `None` for rows
+    /// that need no duplicate check (outbound, unreadable).
+    pub digest: Option<String>,
     /// Acknowledged from the journal: the message waits with status `queued` until
     /// its mapping is applied.
     pub queued: Option<Queued>,
@@ -36,6 +39,8 @@ pub struct Queued {
     pub mapped: String,
     /// What it holds, for the log (as a finished message's summary).
     pub summary: String,
+    /// What the sender should fix although it was accepted (the ACK's W-severity ERRs).
+    pub warnings: Option<String>,
 }
 
 /// A queued message as the applier reads it.
@@ -57,6 +62,8 @@ pub struct Finish {
     pub ack: Option<String>,
     pub error: Option<String>,
     pub summary: Option<String>,
+    /// Accepted with warnings: what was skipped or left out (kept when `None`).
+    pub warnings: Option<String>,
 }
 
 /// Extra rows written in the same transaction as a batch of resource writes.
@@ -86,6 +93,8 @@ pub struct LoggedMessage {
     pub summary: Option<String>,
     pub payload: String,
     pub ack: Option<String>,
+    /// What the sender should fix although the message was accepted.
+    pub warnings: Option<String>,
 }
 
 pub(crate) fn finish_sql(f: &Finish) -> Sql {
@@ -99,6 +108,10 @@ pub(crate) fn finish_sql(f: &Finish) -> Sql {
     sql.push_bind(Arg::OptText(f.error.clone()));
     sql.push(", summary = ");
     sql.push_bind(Arg::OptText(f.summary.clone()));
+    if let Some(w) = &f.warnings {
+        sql.push(", warnings = ");
+        sql.push_bind(Arg::Text(w.clone()));
+    }
     // A queued message's kept mapping is no longer needed once it is finished (its data
     // is written, or it failed and a replay maps the payload again).
     sql.push(", mapped = NULL");
@@ -144,8 +157,8 @@ impl Store {
     /// earlier in the batch). The outcome of each, in order.
     async fn log_messages(&self, batch: &[(&NewMessage, bool)]) -> Result<Vec<Logged>> {
         let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
-        // Earlier answers of the control ids to check: (sender, control id) → ACK.
-        let mut answered: std::collections::HashMap<(String, String), String> = Default::default();
+        // Earlier answers of the control ids to check: (sender, control id) → (digest, ACK).
+        let mut answered: std::collections::HashMap<(String, String), (Option<String>, String)> = Default::default();
         // By sender, so the lookup uses the (direction, sender, control_id) index.
         let mut by_sender: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
         for (m, _) in batch.iter().filter(|(_, d)| *d) {
@@ -160,7 +173,7 @@ impl Store {
                     sql.push(" UNION ALL ");
                 }
                 sql.push(
-                    "SELECT id, sender, control_id, ack FROM message_log WHERE direction = 'in' \
+                    "SELECT id, sender, control_id, ack, digest FROM message_log WHERE direction = 'in' \
                      AND status IN ('accepted', 'queued', 'error', 'rejected') AND ack IS NOT NULL AND sender = ",
                 );
                 sql.push_bind(Arg::Text(sender.to_string()));
@@ -170,7 +183,7 @@ impl Store {
             sql.push(" ORDER BY 1 DESC");
             for r in sql.query(self.backend).fetch_all(&mut *tx).await? {
                 // Newest first, so the oldest answer is the one kept.
-                answered.insert((r.try_get(1)?, r.try_get(2)?), r.try_get(3)?);
+                answered.insert((r.try_get(1)?, r.try_get(2)?), (r.try_get(4)?, r.try_get(3)?));
             }
         }
         // Each row's status, and for a duplicate the original's ACK.
@@ -178,11 +191,16 @@ impl Store {
         for (m, dedupe) in batch {
             let original = if *dedupe {
                 let key = (m.sender.clone(), m.control_id.clone());
-                let found = answered.get(&key).cloned();
+                // A resend: the same content (rows logged before digests were kept match
+                // on the control id alone).
+                let found = answered
+                    .get(&key)
+                    .filter(|(digest, _)| digest.is_none() || m.digest.is_none() || *digest == m.digest)
+                    .map(|(_, ack)| ack.clone());
                 if found.is_none()
                     && let Some(q) = &m.queued
                 {
-                    answered.insert(key, q.ack.clone());
+                    answered.insert(key, (m.digest.clone(), q.ack.clone()));
                 }
                 found
             } else {
@@ -214,10 +232,12 @@ impl Store {
                     Arg::OptText(m.campus.clone()),
                     Arg::OptText(queued.map(|q| q.mapped.clone())),
                     Arg::OptText(queued.map(|q| q.summary.clone())),
+                    Arg::OptText(queued.and_then(|q| q.warnings.clone())),
+                    Arg::OptText(m.digest.clone()),
                 ]
             })
             .collect();
-        const COLUMNS: [&str; 13] = [
+        const COLUMNS: [&str; 15] = [
             "direction",
             "channel",
             "peer",
@@ -231,6 +251,8 @@ impl Store {
             "campus",
             "mapped",
             "summary",
+            "warnings",
+            "digest",
         ];
         let mut out = Vec::with_capacity(batch.len());
         let mut outcomes = outcomes.into_iter();
@@ -258,16 +280,25 @@ impl Store {
         Ok(())
     }
 
-    /// The stored ACK of an earlier message with this sender and control id that was
-    /// answered for good (accepted, or rejected or in error for its content), if any.
-    pub async fn answered(&self, direction: &str, sender: &str, control_id: &str) -> Result<Option<String>> {
+    /// The stored ACK of an earlier message with this sender, control id and content
+    /// (`digest`; rows without one match on the control id) that was answered for good
+    /// (accepted, or rejected or in error for its content), if any.
+    pub async fn answered(
+        &self,
+        direction: &str,
+        sender: &str,
+        control_id: &str,
+        digest: &str,
+    ) -> Result<Option<String>> {
         let row = sqlx::query(
             "SELECT ack FROM message_log WHERE direction = $1 AND sender = $2 AND control_id = $3 \
-             AND status IN ('accepted', 'queued', 'error', 'rejected') AND ack IS NOT NULL ORDER BY id LIMIT 1",
+             AND status IN ('accepted', 'queued', 'error', 'rejected') AND ack IS NOT NULL \
+             AND (digest IS NULL OR digest = $4) ORDER BY id LIMIT 1",
         )
         .bind(direction.to_string())
         .bind(sender.to_string())
         .bind(control_id.to_string())
+        .bind(digest.to_string())
         .fetch_optional(&self.read)
         .await?;
         Ok(match row {
@@ -323,7 +354,7 @@ impl Store {
         .bind(limit as i64)
         .fetch_all(&self.read)
         .await?;
-        rows.iter().map(|r| Ok(QueuedMessage { message: message_row(r)?, mapped: r.try_get(15)? })).collect()
+        rows.iter().map(|r| Ok(QueuedMessage { message: message_row(r)?, mapped: r.try_get(16)? })).collect()
     }
 
     /// How many messages of `campus` wait to be applied.
@@ -345,7 +376,7 @@ impl Store {
 }
 
 const MESSAGE_COLUMNS: &str = "id, direction, channel, peer, sender, control_id, message_type, status, received_at, \
-     finished_at, attempts, error, summary, payload, ack";
+     finished_at, attempts, error, summary, payload, ack, warnings";
 
 fn message_row(r: &sqlx::any::AnyRow) -> Result<LoggedMessage> {
     Ok(LoggedMessage {
@@ -364,6 +395,7 @@ fn message_row(r: &sqlx::any::AnyRow) -> Result<LoggedMessage> {
         summary: r.try_get(12)?,
         payload: r.try_get(13)?,
         ack: r.try_get(14)?,
+        warnings: r.try_get(15)?,
     })
 }
 

@@ -102,6 +102,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0015_queued_mapping.sql"),
         postgres: include_str!("../migrations/postgres/0015_queued_mapping.sql"),
     },
+    Migration {
+        version: 16,
+        name: "message_warnings",
+        sqlite: include_str!("../migrations/sqlite/0016_message_warnings.sql"),
+        postgres: include_str!("../migrations/postgres/0016_message_warnings.sql"),
+    },
 ];
 
 impl Store {

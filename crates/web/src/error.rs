@@ -37,7 +37,13 @@ impl FhirError {
 impl From<ServiceError> for FhirError {
     fn from(e: ServiceError) -> Self {
         match e {
-            ServiceError::Invalid(outcome) => FhirError { status: StatusCode::BAD_REQUEST, outcome },
+            // Valid R4 that breaks a rule of the server's is 422, as the FHIR HTTP
+            // specification says; content that is not valid R4 is 400.
+            ServiceError::Invalid(outcome) => {
+                let rule = outcome.issues.iter().any(|i| i.code == IssueType::BusinessRule);
+                let status = if rule { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::BAD_REQUEST };
+                FhirError { status, outcome }
+            }
             ServiceError::NotFound { resource_type, id } => {
                 FhirError::new(StatusCode::NOT_FOUND, IssueType::NotFound, format!("{resource_type}/{id} is not known"))
             }

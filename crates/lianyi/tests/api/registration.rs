@@ -321,3 +321,61 @@ async fn merge_repoints_every_campus_and_unmerge_restores() {
         assert!(actions.iter().any(|x| x == a), "{a} not audited: {actions:?}");
     }
 }
+
+/// One rule per door: a resident ID number whose check character is wrong is refused
+/// by the FHIR API (422 naming the identifier), a transaction, `$import` (the line is
+/// rejected) and the HL7 listener (AE with ERR at PID-3), and nothing is stored.
+#[tokio::test]
+async fn a_bad_resident_id_is_refused_on_every_door() {
+    use serde_json::json;
+    let app = crate::helpers::spawn_app().await;
+    let bad = "110105194912310021"; // the GB 11643 example with its last character changed
+    let patient = json!({"resourceType": "Patient", "identifier": [
+        {"system": "urn:lianyi:sid:mrn:campus-east", "value": "E-RULE"},
+        {"system": "urn:lianyi:sid:resident-id", "value": bad}]});
+    let r = app.post("/fhir/Patient", &patient).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let (code, at, text) = crate::helpers::outcome(r).await;
+    assert_eq!((code.as_str(), at.as_str()), ("business-rule", "Patient.identifier[1]"));
+    assert!(text.contains("check character") && text.contains("ISO 7064"), "{text}");
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction",
+        "entry": [{"resource": patient, "request": {"method": "POST", "url": "Patient"}}]});
+    let r = app.post("/fhir", &bundle).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, at, _) = crate::helpers::outcome(r).await;
+    assert!(at.ends_with("Patient.identifier[1]"), "{at}");
+    // A birth date that disagrees with a valid number is refused the same way.
+    let mismatch = json!({"resourceType": "Patient", "birthDate": "1950-01-01",
+        "identifier": [{"system": "urn:lianyi:sid:resident-id", "value": "11010519491231002X"}]});
+    let (_, at, _) = crate::helpers::outcome(app.post("/fhir/Patient", &mismatch).await).await;
+    assert_eq!(at, "Patient.birthDate");
+
+    let ndjson = format!(
+        "{}\n{{\"resourceType\":\"Patient\",\"id\":\"rule-ok\"}}\n",
+        json!({"resourceType": "Patient", "id": "rule-bad", "identifier": [{"system": "urn:lianyi:sid:resident-id", "value": bad}]})
+    );
+    let r = app
+        .client
+        .post(app.url("/fhir/$import"))
+        .header("content-type", "application/fhir+ndjson")
+        .body(ndjson)
+        .send()
+        .await
+        .unwrap();
+    let oo: serde_json::Value = r.json().await.unwrap();
+    assert!(oo["issue"][0]["diagnostics"].as_str().unwrap().contains("rejected 1"), "{oo}");
+    assert_eq!(oo["issue"][1]["expression"][0], "line 1");
+    assert!(oo["issue"][1]["diagnostics"].as_str().unwrap().contains("Patient.identifier[0]"), "{oo}");
+
+    let inbound = lianyi_interop::Inbound::new(app.fhir.clone(), "rule-test", "campus-east", "+08:00");
+    let a04 = format!(
+        "MSH|^~\\&|HIS|EAST|LIANYI|GROUP|20261122||ADT^A04|RULE1|P|2.5.1\rPID|1||E-RULE^^^EAST^MR~{bad}^^^CHN^NNCHN||王^五||19491231|F\r"
+    );
+    let (ack, outcome) = inbound.receive(a04.as_bytes(), None).await;
+    let ack = String::from_utf8(ack).unwrap();
+    assert_eq!(outcome, lianyi_interop::inbound::Outcome::Error, "{ack}");
+    assert!(ack.contains("\rERR|PID^1^3^102&") && ack.contains("|PID^1^3^2|"), "ERR names PID-3 repetition 2: {ack}");
+    assert!(ack.contains("ISO 7064"), "{ack}");
+    assert_eq!(app.total("/fhir/Patient?identifier=E-RULE").await, 0, "nothing stored");
+    assert_eq!(app.total("/fhir/Patient?_id=rule-bad").await, 0);
+}

@@ -567,7 +567,7 @@ async fn reindex_rebuilds_rows_written_by_older_rules() {
     let app = spawn_app().await;
     let patient = app
         .create(&json!({"resourceType": "Patient", "name": [{"family": "Reindex"}],
-            "identifier": [{"system": "urn:lianyi:sid:resident-id", "value": "990101199001010015"}]}))
+            "identifier": [{"system": "urn:lianyi:sid:resident-id", "value": "990101199001010019"}]}))
         .await;
     let obs = app
         .create(&json!({"resourceType": "Observation", "status": "final",
@@ -601,7 +601,7 @@ async fn reindex_rebuilds_rows_written_by_older_rules() {
     assert_eq!(app.search_ids(composite).await, vec![obs.clone()]);
     assert_eq!(app.search_ids("/fhir/Observation?code:text=potass").await, vec![obs]);
     assert_eq!(
-        app.search_ids("/fhir/Patient?identifier=urn:lianyi:sid:resident-id%7C990101199001010015").await,
+        app.search_ids("/fhir/Patient?identifier=urn:lianyi:sid:resident-id%7C990101199001010019").await,
         vec![patient]
     );
 }

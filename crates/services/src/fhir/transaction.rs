@@ -225,7 +225,7 @@ impl FhirService {
     /// Checks every resource a bundle would write against the R4 rules, without the
     /// database: the content errors processing it would report (an HL7 message
     /// acknowledged before it is applied is checked with this first).
-    pub fn validate_writes(bundle: &Value) -> Result<()> {
+    pub fn validate_writes(&self, bundle: &Value) -> Result<()> {
         let entries = bundle.get("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
         for (i, e) in entries.iter().enumerate() {
             let Some(resource) = e.get("resource") else { continue };
@@ -234,6 +234,9 @@ impl FhirService {
             })?;
             lianyi_fhir::validate_resource(resource)
                 .map_err(|e| at_entry(i, ServiceError::Invalid(e.into_outcome())))?;
+            let rtype = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
+            crate::rules::check(rtype, resource, self.clock.now_ms())
+                .map_err(|o| at_entry(i, ServiceError::Invalid(o)))?;
         }
         Ok(())
     }

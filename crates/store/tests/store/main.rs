@@ -213,7 +213,7 @@ async fn paging_total_and_last_updated() {
 async fn data_survives_reconnect_and_migrate_is_idempotent() {
     let (url, _dir) = fresh_database().await;
     let store = Store::connect(&url).await.unwrap();
-    assert_eq!(store.migrate().await.unwrap(), 15);
+    assert_eq!(store.migrate().await.unwrap(), 16);
     store.write(vec![op(WriteKind::Create, patient("keep", "Ma", "Li", "1999"))], T0).await.unwrap();
     store.close().await;
     let store = Store::connect(&url).await.unwrap();
@@ -440,18 +440,40 @@ async fn retention_keeps_what_is_unfinished_and_what_a_channel_has_not_passed() 
         message_type: "ORU^R01".into(),
         received_at: T0,
         payload: "x".into(),
+        digest: Some("d".into()),
         queued: None,
         campus: Some("campus-east".into()),
     };
     let done = store.log_message(msg("A1")).await.unwrap();
     let _unfinished = store.log_message(msg("A2")).await.unwrap();
     // Acknowledged from the journal and not yet applied: queued, kept, found in order.
-    let kept =
-        lianyi_store::messages::Queued { ack: "AA".into(), mapped: "{bundle}".into(), summary: "ORU^R01".into() };
+    let kept = lianyi_store::messages::Queued {
+        ack: "AA".into(),
+        mapped: "{bundle}".into(),
+        summary: "ORU^R01".into(),
+        warnings: None,
+    };
     let queued = store.log_message(NewMessage { queued: Some(kept), ..msg("A3") }).await.unwrap();
     assert_eq!(store.queued_count("campus-east").await.unwrap(), 1);
-    assert_eq!(store.answered("in", "LIS^EAST", "A3").await.unwrap().as_deref(), Some("AA"), "a resend gets the AA");
-    let f = Finish { id: done, status: "accepted".into(), finished_at: T0, ack: None, error: None, summary: None };
+    assert_eq!(
+        store.answered("in", "LIS^EAST", "A3", "d").await.unwrap().as_deref(),
+        Some("AA"),
+        "a resend gets the AA"
+    );
+    assert_eq!(
+        store.answered("in", "LIS^EAST", "A3", "other").await.unwrap(),
+        None,
+        "another message reusing A3 is not"
+    );
+    let f = Finish {
+        id: done,
+        status: "accepted".into(),
+        finished_at: T0,
+        ack: None,
+        error: None,
+        summary: None,
+        warnings: None,
+    };
     store.finish_message(&f).await.unwrap();
     let (messages, events) = store.prune_log(T0 + 10, T0 + 10).await.unwrap();
     assert_eq!((messages, events), (1, 1), "the finished message and r1's event (behind every cursor) go");
@@ -462,8 +484,15 @@ async fn retention_keeps_what_is_unfinished_and_what_a_channel_has_not_passed() 
     assert_eq!(waiting[0].mapped.as_deref(), Some("{bundle}"), "the mapping is kept with the queued message");
     assert_eq!(waiting[0].message.summary.as_deref(), Some("ORU^R01"));
     // Applied once: the outcome is written only while the message is still queued.
-    let applied =
-        Finish { id: queued, status: "accepted".into(), finished_at: T0, ack: None, error: None, summary: None };
+    let applied = Finish {
+        id: queued,
+        status: "accepted".into(),
+        finished_at: T0,
+        ack: None,
+        error: None,
+        summary: None,
+        warnings: None,
+    };
     let side = vec![lianyi_store::messages::SideWrite::FinishQueued(applied)];
     store.write_audited_with(Vec::new(), T0, &[], None, &side).await.unwrap();
     assert!(matches!(
