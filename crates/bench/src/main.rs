@@ -201,7 +201,7 @@ async fn serve(database: String, dir: PathBuf, cred_file: PathBuf) {
         .state()
         .clients
         .add(
-            &lianyi_security::Caller::system("bench"),
+            &lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("bench".into())),
             &format!("bench-{}", std::process::id()),
             "system/*.cruds",
             "*",

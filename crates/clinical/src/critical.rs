@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use lianyi_fhir::search::parse_search;
-use lianyi_security::{Access, Caller, Campuses, ScopeSet};
+use lianyi_security::{Caller, SystemTask};
 use lianyi_services::FhirService;
 use serde_json::{Value, json};
 
@@ -148,16 +148,11 @@ impl CriticalValues {
     }
 
     fn platform(campus: Option<&str>) -> Caller {
-        let mut c = Caller::system("critical-values");
-        if let Some(campus) = campus {
-            // Tasks belong to the campus of the result.
-            c.access = Access::single(
-                ScopeSet::parse("system/*.cruds").unwrap_or_default(),
-                Campuses::Only(vec![campus.to_string()]),
-                None,
-            );
+        // Tasks belong to the campus of the result.
+        match campus {
+            Some(campus) => Caller::task_at(SystemTask::CriticalValues, campus),
+            None => Caller::task(SystemTask::CriticalValues),
         }
-        c
     }
 
     /// The watcher's own lookups (the order of a result, open Tasks): the platform's

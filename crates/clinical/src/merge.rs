@@ -95,7 +95,7 @@ pub struct MergeOutcome {
 
 impl Registry {
     fn platform(caller: &Caller, what: &str) -> Caller {
-        Caller::system(&format!("empi ({what} by {})", caller.actor))
+        Caller::task(lianyi_security::SystemTask::Empi { what: what.to_string(), by: caller.actor().to_string() })
     }
 
     /// Both records, read as the caller (which checks they may update them).
@@ -103,14 +103,14 @@ impl Registry {
         if a == b {
             return Err(invalid("other", "same-record", "a record cannot be merged or linked with itself"));
         }
-        if !caller.access.allows("Patient", Perm::Update) || caller.access.patient.is_some() {
+        if !caller.access().allows("Patient", Perm::Update) || caller.access().patient().is_some() {
             return Err(RegistryError::Forbidden("merging and linking patients needs the registrar role".into()));
         }
         let p = rtype("Patient")?;
         let first = self.fhir().read(caller, p, a).await?;
         let second = self.fhir().read(caller, p, b).await?;
         for r in [&first, &second] {
-            if !caller.access.sees("Patient", Perm::Update, r.campus.as_deref()) {
+            if !caller.access().sees("Patient", Perm::Update, r.campus.as_deref()) {
                 return Err(RegistryError::Forbidden(format!("Patient/{} is not at one of your campuses", r.id)));
             }
         }
@@ -219,7 +219,7 @@ impl Registry {
                "recorded": lianyi_fhir::datetime::format_instant(self.fhir().now_ms()),
                "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "UPDATE"}], "text": what},
                "reason": [{"text": format!("patient-{what}")}],
-               "agent": [{"who": {"display": caller.actor.clone()}}],
+               "agent": [{"who": {"display": caller.actor().to_string()}}],
                "entity": [{"role": "source", "what": {"reference": format!("Patient/{retired}")}}]})
     }
 

@@ -63,7 +63,7 @@ pub fn order_code_of(s: &Value) -> Option<String> {
 
 /// The staff user a caller is (`user:dr.li` → `dr.li`).
 pub fn username(caller: &Caller) -> Option<&str> {
-    caller.actor.strip_prefix("user:")
+    caller.actor().strip_prefix("user:")
 }
 
 /// A request as the workspace lists it.

@@ -458,7 +458,7 @@ impl Prescribing {
             {
                 issue["mitigation"] = json!([{"action": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "EMAUTH"}],
                                                           "text": format!("override: {r}")},
-                                              "date": now, "author": {"display": caller.actor.clone()}}]);
+                                              "date": now, "author": {"display": caller.actor().to_string()}}]);
             }
             issue_refs.push(json!({"reference": url}));
             entries.push(
@@ -473,7 +473,7 @@ impl Prescribing {
             "subject": {"reference": format!("Patient/{patient}")},
             "encounter": {"reference": format!("Encounter/{encounter}")},
             "authoredOn": now,
-            "requester": {"display": caller.actor.clone()},
+            "requester": {"display": caller.actor().to_string()},
             "dosageInstruction": [{"text": format!("{} {} {} × {} d", order.dose, d.unit, order.frequency.code(), order.days),
                                    "timing": {"repeat": {"frequency": per_day, "period": 1, "periodUnit": "d"},
                                               "code": {"text": order.frequency.code()}},

@@ -18,7 +18,7 @@ use lianyi_store::StoredResource;
 use serde_json::{Value, json};
 
 use crate::common::{invalid, minute as when, rtype};
-use crate::registry::{Registry, RegistryError, mrns_of};
+use crate::registry::{RegistryError, mrns_of};
 
 const LOINC: &str = "http://loinc.org";
 /// The SOAP sections: (key, LOINC code, LOINC display).
@@ -144,28 +144,28 @@ impl Record {
     /// [`Record::care_caller`] and the Patient it read to decide (one read).
     pub async fn open(&self, caller: &Caller, patient: &str) -> Result<(Caller, Value), RegistryError> {
         let parse = |body: &str| serde_json::from_str(body).map_err(|e| invalid("patient", "stored", e.to_string()));
-        if caller.access.patient.is_some() || caller.access.open_patients.iter().any(|p| p == patient) {
+        if caller.access().patient().is_some() || caller.access().is_open(patient) {
             let stored = self.fhir.read(caller, rtype("Patient")?, patient).await?;
             return Ok((caller.clone(), parse(&stored.body)?));
         }
-        let campuses = caller.access.campuses_for("Patient", Perm::Read);
-        let wide = Registry::group_wide(caller);
+        let wide = caller.group_wide();
         let stored = self.fhir.read(&wide, rtype("Patient")?, patient).await?;
         let p: Value = parse(&stored.body)?;
-        let ours = stored.campus.as_deref().is_some_and(|c| campuses.contains(c))
-            || mrns_of(&p).iter().any(|(campus, _)| campuses.contains(campus));
-        if !ours {
-            return Err(RegistryError::Forbidden(format!(
+        // The record is open where the patient belongs: its campus, and every campus
+        // where the patient holds an MRN (the rule lives with the caller, in security).
+        let mrns = mrns_of(&p);
+        let campuses: Vec<&str> =
+            stored.campus.as_deref().into_iter().chain(mrns.iter().map(|(c, _)| c.as_str())).collect();
+        let care = caller.open_record(patient, &campuses).ok_or_else(|| {
+            RegistryError::Forbidden(format!(
                 "Patient/{patient} holds no MRN at your campuses: register the patient here, or break the glass"
-            )));
-        }
-        let mut care = caller.clone();
-        care.access.open_patients.push(patient.to_string());
+            ))
+        })?;
         Ok((care, p))
     }
 
     async fn rows(&self, caller: &Caller, t: &str, params: &[(&str, String)]) -> Vec<(StoredResource, Value)> {
-        if !caller.access.allows(t, Perm::Search) {
+        if !caller.access().allows(t, Perm::Search) {
             return Vec::new();
         }
         let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();

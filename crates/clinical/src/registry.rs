@@ -18,7 +18,6 @@
 use lianyi_fhir::ResourceType;
 use lianyi_fhir::search::parse_search;
 use lianyi_security::{Caller, Perm};
-use lianyi_security::{Campuses, Grant};
 use lianyi_services::FhirService;
 use lianyi_services::fhir::ServiceError;
 use lianyi_services::identifiers::{RESIDENT_ID_SYSTEM, ResidentId, ResidentIdError, mrn_system};
@@ -402,12 +401,7 @@ impl Registry {
 
     /// The caller's role at every campus: the index is searched group-wide.
     pub fn group_wide(caller: &Caller) -> Caller {
-        let mut wide = caller.clone();
-        if let Some(grants) = &caller.access.grants {
-            wide.access.grants =
-                Some(grants.iter().map(|g| Grant { scopes: g.scopes.clone(), campuses: Campuses::All }).collect());
-        }
-        wide
+        caller.group_wide()
     }
 
     /// Registers a patient of another campus at `campus` too (one of the caller's): a
@@ -415,13 +409,14 @@ impl Registry {
     /// that campus's staff (see [`crate::record`]). Returns the MRN (the existing one
     /// if the patient already holds one there).
     pub async fn register_here(&self, caller: &Caller, patient: &str, campus: &str) -> Result<String, RegistryError> {
-        if !caller.access.sees("Patient", Perm::Create, Some(campus)) {
+        if !caller.access().sees("Patient", Perm::Create, Some(campus)) {
             return Err(RegistryError::Forbidden(format!("registering patients at {campus} is not among your roles")));
         }
         // The registrar found the patient in the group-wide index; this write is
         // theirs, on this one record.
-        let mut here = Self::group_wide(caller);
-        here.access.open_patients.push(patient.to_string());
+        let here = caller.group_wide().open_record(patient, &[campus]).ok_or_else(|| {
+            RegistryError::Forbidden(format!("registering patients at {campus} is not among your roles"))
+        })?;
         let stored = self.fhir.read(&here, patient_type()?, patient).await?;
         let mut p = crate::common::editable(&stored).map_err(|e| invalid("patient", "stored", e.to_string()))?;
         if let Some((_, mrn)) = mrns_of(&p).into_iter().find(|(c, _)| c == campus) {
@@ -458,7 +453,7 @@ impl Registry {
         draft: &Draft,
         confirmed_new: bool,
     ) -> Result<Registration, RegistryError> {
-        if !caller.access.sees("Patient", Perm::Create, Some(campus)) {
+        if !caller.access().sees("Patient", Perm::Create, Some(campus)) {
             return Err(RegistryError::Forbidden(format!("registering patients at {campus} is not among your roles")));
         }
         let checked = check_draft(draft, &self.today()).map_err(RegistryError::Invalid)?;
@@ -472,17 +467,10 @@ impl Registry {
         }
         let n = self.fhir.store().next_counter(&format!("mrn:{campus}"), FIRST_MRN).await?;
         let mrn = format!("{}{n:07}", mrn_prefix(campus));
-        let mut campus_caller = caller.clone();
         // The record belongs to the campus it is registered at.
-        if let Some(grants) = &caller.access.grants {
-            campus_caller.access.grants = Some(
-                grants
-                    .iter()
-                    .filter(|g| g.campuses.contains(campus))
-                    .map(|g| Grant { scopes: g.scopes.clone(), campuses: Campuses::Only(vec![campus.to_string()]) })
-                    .collect(),
-            );
-        }
+        let campus_caller = caller.at_campus(campus).ok_or_else(|| {
+            RegistryError::Forbidden(format!("registering patients at {campus} is not among your roles"))
+        })?;
         let written =
             self.fhir.create(&campus_caller, patient_type()?, patient_resource(&checked, campus, &mrn)).await?;
         Ok(Registration::Created { id: written.id, mrn })

@@ -441,7 +441,7 @@ impl Results {
 
     /// The newest result of each test the patient has, newest first.
     pub async fn latest(&self, caller: &Caller, patient: &str, lang: &str) -> Vec<Latest> {
-        if !caller.access.allows("Observation", Perm::Search) {
+        if !caller.access().allows("Observation", Perm::Search) {
             return Vec::new();
         }
         let params: Vec<(String, String)> = vec![

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use lianyi_hl7::{AckCode, Charset, ErrorCode, Hl7Error, Location, Message, ack, decode, encode_text, unreadable};
-use lianyi_security::Caller;
+use lianyi_security::{Caller, SystemTask};
 use lianyi_services::FhirService;
 use lianyi_services::fhir::ServiceError;
 use lianyi_services::identifiers::mrn_system;
@@ -349,7 +349,7 @@ impl Inbound {
             Err(MapError::Reject(e)) => return self.refuse(&m, charset, id, AckCode::Reject, vec![e]).await,
             Err(MapError::Invalid(errs)) => return self.refuse(&m, charset, id, AckCode::Error, errs).await,
         };
-        let caller = Caller::system(&format!("hl7:{sender}"));
+        let caller = Caller::task(SystemTask::Hl7Inbound(sender.clone()));
         if self.keep_stored_state(&caller, &mut mapped.bundle, &mapped.cleared).await.is_err() {
             return self.internal(&m, charset, Some(id), "the stored patient could not be read").await;
         }
@@ -631,7 +631,7 @@ impl Inbound {
                 }
             }
         };
-        let caller = Caller::system(&format!("hl7:{}", row.sender));
+        let caller = Caller::task(SystemTask::Hl7Inbound(row.sender.clone()));
         if self.keep_stored_state(&caller, &mut bundle, &cleared).await.is_err() {
             return failed("the stored patient could not be read".into()).await;
         }

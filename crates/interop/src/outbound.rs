@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use lianyi_fhir::ResourceType;
 use lianyi_fhir::search::parse_search;
-use lianyi_security::Caller;
 use lianyi_security::roles::Capability;
+use lianyi_security::{Caller, SystemTask};
 use lianyi_services::FhirService;
 use lianyi_services::fhir::{SHARED_TYPES, ServiceError};
 use lianyi_store::RowScope;
@@ -566,7 +566,7 @@ impl Outbound {
         let (m, e) = self.fhir.store().prune_log(before, self.fhir.now_ms() - EVENT_RETENTION_MS).await?;
         if m + e > 0 {
             let detail = format!("{m} messages and {e} events older than {keep} days");
-            self.audit(&Caller::system("lianyi retention"), "message-prune", "success", detail).await?;
+            self.audit(&Caller::task(SystemTask::MessageRetention), "message-prune", "success", detail).await?;
         }
         Ok(())
     }
@@ -576,7 +576,7 @@ impl Outbound {
     /// reason), `off`/`error`/deleted ones stop.
     pub async fn sync_subscriptions(&self) -> Result<()> {
         let store = self.fhir.store();
-        let system = Caller::system("lianyi outbound");
+        let system = Caller::task(SystemTask::OutboundDelivery);
         let Some(sub_type) = ResourceType::parse("Subscription") else { return Ok(()) };
         let mut live: HashSet<String> = HashSet::new();
         let mut after: Option<String> = None;
@@ -694,7 +694,7 @@ impl Outbound {
         if store.enqueue(ch, ch.cursor, to, &deliveries, self.fhir.now_ms()).await? && n > 0 {
             // Handing patient data to another system is a disclosure: one audit
             // record per patient per round.
-            let system = Caller::system("lianyi outbound");
+            let system = Caller::task(SystemTask::OutboundDelivery);
             let now = self.fhir.now_ms();
             let mut entries: Vec<AuditEntry> = patients
                 .into_iter()

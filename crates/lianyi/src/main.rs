@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use lianyi_security::{AuditLog, Caller};
+use lianyi_security::{AuditLog, Caller, SystemTask};
 use lianyi_services::import::{Progress, import_ndjson};
 use lianyi_services::{FhirService, SystemClock, UuidIds, demo};
 use lianyi_store::Store;
@@ -577,7 +577,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             );
             let started = Instant::now();
             let mut bar = Bar(None);
-            let summary = import_ndjson(&service, &Caller::system("lianyi import"), &path, campus, &mut bar).await?;
+            let summary = import_ndjson(&service, &Caller::task(SystemTask::Import), &path, campus, &mut bar).await?;
             if let Some(b) = bar.0 {
                 b.finish_and_clear();
             }
@@ -607,7 +607,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
 /// The operator at the terminal, as the audit log names them.
 fn cli_caller() -> Caller {
     let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
-    Caller::system(&format!("cli:{user}"))
+    Caller::task(SystemTask::Operator(format!("cli:{user}")))
 }
 
 async fn client_service(data: DataArgs) -> Result<(lianyi_security::ClientService, Store), CliError> {
@@ -625,7 +625,7 @@ async fn reindex_if_stale(fhir: &FhirService) -> Result<(), CliError> {
     if fhir.index_is_stale().await? {
         println!("The search index was built by an older version; rebuilding it before serving...");
         let started = Instant::now();
-        let n = fhir.reindex(&Caller::system("lianyi serve"), |_| {}).await?;
+        let n = fhir.reindex(&Caller::task(SystemTask::Reindex), |_| {}).await?;
         println!("Reindexed {n} resources in {:.1} s", started.elapsed().as_secs_f64());
     }
     Ok(())
@@ -1099,7 +1099,7 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>, mllp_listen: &str
     let protect = lianyi_web::protector(&keys_file, cipher)?;
     let service =
         FhirService::new(store.clone(), Arc::new(SystemClock::default()), Arc::new(UuidIds), None, audit, protect);
-    let caller = Caller::system("lianyi demo");
+    let caller = Caller::task(SystemTask::Demo);
     let data = demo::generate();
     let total = data.len();
     let sample_oru = demo_oru(&data);
@@ -1132,7 +1132,7 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>, mllp_listen: &str
         service.audit_log().clone(),
         Arc::new(SystemClock::default()),
     );
-    let demo_caller = Caller::system("lianyi demo");
+    let demo_caller = Caller::task(SystemTask::Demo);
     let admin = clients.add(&demo_caller, "demo-admin", "system/*.cruds", "*", None).await?;
     let east = clients.add(&demo_caller, "demo-east-readonly", "system/*.rs", "campus-east", None).await?;
     let users = lianyi_security::users::UserService::new(

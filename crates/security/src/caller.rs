@@ -1,5 +1,13 @@
 //! Who is calling a service, from where, and what they may touch. Every service
 //! call takes one; every audit record is made from one.
+//!
+//! Only this crate makes a [`Caller`]: from a session ([`crate::users`]), a token
+//! ([`crate::clients`]), or a named [`SystemTask`]; its fields are private, so no other
+//! crate can forge or widen one. Widening lives here too, each with its rule:
+//! [`Caller::group_wide`] (searching the patient index), [`Caller::open_record`] (a
+//! patient's record across campuses where the patient holds an MRN at one of the
+//! caller's), [`Caller::at_campus`] (writing as one campus), and break-the-glass
+//! (granted and audited by the FHIR service, loaded into the session here).
 
 use lianyi_store::audit::AuditEntry;
 
@@ -68,14 +76,15 @@ pub struct Grant {
 }
 
 /// What a caller may do: its grants, and whether only one patient's compartment.
+/// Read-only outside this crate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Access {
     /// `None`: unrestricted (the platform's own jobs).
-    pub grants: Option<Vec<Grant>>,
-    pub patient: Option<String>,
-    /// Patients opened by break-the-glass: their records are visible regardless of
-    /// campus (the role's interactions still apply) until the grant expires.
-    pub open_patients: Vec<String>,
+    pub(crate) grants: Option<Vec<Grant>>,
+    pub(crate) patient: Option<String>,
+    /// Patients whose records are open regardless of campus (break-the-glass, or the
+    /// record across campuses): the role's interactions still apply.
+    pub(crate) open_patients: Vec<String>,
 }
 
 impl Campuses {
@@ -98,17 +107,42 @@ impl Campuses {
 }
 
 impl Access {
-    pub fn unrestricted() -> Access {
+    pub(crate) fn unrestricted() -> Access {
         Access { grants: None, patient: None, open_patients: Vec::new() }
     }
 
     /// Nothing at all (anonymous callers).
-    pub fn nothing() -> Access {
+    pub(crate) fn nothing() -> Access {
         Access { grants: Some(Vec::new()), patient: None, open_patients: Vec::new() }
     }
 
-    pub fn single(scopes: ScopeSet, campuses: Campuses, patient: Option<String>) -> Access {
+    pub(crate) fn single(scopes: ScopeSet, campuses: Campuses, patient: Option<String>) -> Access {
         Access { grants: Some(vec![Grant { scopes, campuses }]), patient, open_patients: Vec::new() }
+    }
+
+    pub(crate) fn granted(grants: Vec<Grant>, patient: Option<String>) -> Access {
+        Access { grants: Some(grants), patient, open_patients: Vec::new() }
+    }
+
+    /// The grants (`None`: unrestricted, a platform task).
+    pub fn grants(&self) -> Option<&[Grant]> {
+        self.grants.as_deref()
+    }
+
+    /// The one patient whose compartment this caller is bound to (a patient's account,
+    /// a client bound to a patient).
+    pub fn patient(&self) -> Option<&str> {
+        self.patient.as_deref()
+    }
+
+    /// Patients whose records are open to this caller regardless of campus.
+    pub fn open_patients(&self) -> &[String] {
+        &self.open_patients
+    }
+
+    /// Whether `patient`'s record is open regardless of campus.
+    pub fn is_open(&self, patient: &str) -> bool {
+        self.open_patients.iter().any(|p| p == patient)
     }
 
     pub fn allows(&self, resource_type: &str, perm: Perm) -> bool {
@@ -156,16 +190,61 @@ impl Access {
     }
 }
 
+/// A job the platform runs itself, named for the audit log: what it reads and writes
+/// of patient data is recorded under this purpose.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SystemTask {
+    /// `lianyi import`: loading NDJSON files.
+    Import,
+    /// `lianyi demo`: loading the demo hospital group.
+    Demo,
+    /// Rebuilding the search index after an upgrade.
+    Reindex,
+    /// The HL7 v2 listener applying one sender's (`MSH-3^MSH-4`) messages.
+    Hl7Inbound(String),
+    /// Outbound channels: reading the change feed and delivering it.
+    OutboundDelivery,
+    /// Pruning the message log past its retention.
+    MessageRetention,
+    /// The critical-value watcher: a result's order and open tasks, the doctor's
+    /// task, escalation.
+    CriticalValues,
+    /// A merge, unmerge or link of patient records done for a registrar: `what`, `by`
+    /// whom (the registrar's actor name).
+    Empi { what: String, by: String },
+    /// An operator at the command line (`cli:<os user>`), a benchmark or a test set-up,
+    /// named by who runs it.
+    Operator(String),
+}
+
+impl SystemTask {
+    /// The actor name in the audit log.
+    pub fn actor(&self) -> String {
+        match self {
+            SystemTask::Import => "lianyi import".into(),
+            SystemTask::Demo => "lianyi demo".into(),
+            SystemTask::Reindex => "lianyi reindex".into(),
+            SystemTask::Hl7Inbound(sender) => format!("hl7:{sender}"),
+            SystemTask::OutboundDelivery => "lianyi outbound".into(),
+            SystemTask::MessageRetention => "lianyi retention".into(),
+            SystemTask::CriticalValues => "critical-values".into(),
+            SystemTask::Empi { what, by } => format!("empi ({what} by {by})"),
+            SystemTask::Operator(name) => name.clone(),
+        }
+    }
+}
+
+/// Who is calling. Made only by this crate; read-only elsewhere.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
-    pub actor: String,
-    pub kind: ActorKind,
-    pub role: Option<String>,
-    pub campus: Option<String>,
-    pub client_addr: Option<String>,
-    pub access: Access,
+    pub(crate) actor: String,
+    pub(crate) kind: ActorKind,
+    pub(crate) role: Option<String>,
+    pub(crate) campus: Option<String>,
+    pub(crate) client_addr: Option<String>,
+    pub(crate) access: Access,
     /// Platform capabilities beyond FHIR (from roles).
-    pub capabilities: Vec<Capability>,
+    pub(crate) capabilities: Vec<Capability>,
 }
 
 impl Caller {
@@ -181,10 +260,23 @@ impl Caller {
         }
     }
 
-    /// An operator command or internal job, named for the audit log (`lianyi import`).
-    pub fn system(name: &str) -> Self {
+    pub(crate) fn new(
+        actor: String,
+        kind: ActorKind,
+        role: Option<String>,
+        campus: Option<String>,
+        client_addr: Option<String>,
+        access: Access,
+        capabilities: Vec<Capability>,
+    ) -> Caller {
+        Caller { actor, kind, role, campus, client_addr, access, capabilities }
+    }
+
+    /// The platform acting for `task`: every campus, every interaction, named for the
+    /// audit log.
+    pub fn task(task: SystemTask) -> Self {
         Caller {
-            actor: name.into(),
+            actor: task.actor(),
             kind: ActorKind::System,
             role: None,
             campus: None,
@@ -192,6 +284,95 @@ impl Caller {
             access: Access::unrestricted(),
             capabilities: vec![Capability::AdministerUsers, Capability::ReviewAudit, Capability::ManageIntegration],
         }
+    }
+
+    /// The platform acting for `task` at one campus only (what it writes belongs to
+    /// that campus: the critical-value watcher's tasks belong to the result's).
+    pub fn task_at(task: SystemTask, campus: &str) -> Self {
+        let mut c = Caller::task(task);
+        c.access = Access::single(
+            ScopeSet::parse("system/*.cruds").unwrap_or_default(),
+            Campuses::Only(vec![campus.to_string()]),
+            None,
+        );
+        c
+    }
+
+    /// "user:dr.li", "client:lab-east", "hl7:LIS^EAST", "lianyi import".
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    pub fn kind(&self) -> ActorKind {
+        self.kind
+    }
+
+    /// The caller's roles, comma-separated (users only).
+    pub fn role(&self) -> Option<&str> {
+        self.role.as_deref()
+    }
+
+    /// The caller's first campus (for the audit log).
+    pub fn campus(&self) -> Option<&str> {
+        self.campus.as_deref()
+    }
+
+    pub fn client_addr(&self) -> Option<&str> {
+        self.client_addr.as_deref()
+    }
+
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
+    /// This caller without the platform capabilities of its roles (FHIR access only).
+    pub fn without_capabilities(&self) -> Caller {
+        Caller { capabilities: Vec::new(), ..self.clone() }
+    }
+
+    /// The caller's roles at every campus: for searching the patient index group-wide,
+    /// where every record looked at is audited as read by the caller.
+    pub fn group_wide(&self) -> Caller {
+        let mut wide = self.clone();
+        if let Some(grants) = &self.access.grants {
+            wide.access.grants =
+                Some(grants.iter().map(|g| Grant { scopes: g.scopes.clone(), campuses: Campuses::All }).collect());
+        }
+        wide
+    }
+
+    /// The caller with `patient`'s whole record open across campuses, when the
+    /// patient belongs to a campus where the caller may read patients: the record's
+    /// own campus or a campus where the patient holds an MRN (`campuses`). The rule of
+    /// the record across campuses; break-the-glass is the way for anyone else.
+    pub fn open_record(&self, patient: &str, campuses: &[&str]) -> Option<Caller> {
+        let mine = self.access.campuses_for("Patient", Perm::Read);
+        if !campuses.iter().any(|c| mine.contains(c)) {
+            return None;
+        }
+        let mut care = self.clone();
+        if !care.access.is_open(patient) {
+            care.access.open_patients.push(patient.to_string());
+        }
+        Some(care)
+    }
+
+    /// The caller writing as `campus` only (the grants that cover it, limited to it):
+    /// a record registered here belongs to this campus. `None` when no grant covers it.
+    pub fn at_campus(&self, campus: &str) -> Option<Caller> {
+        let mut here = self.clone();
+        if let Some(grants) = &self.access.grants {
+            let covering: Vec<Grant> = grants
+                .iter()
+                .filter(|g| g.campuses.contains(campus))
+                .map(|g| Grant { scopes: g.scopes.clone(), campuses: Campuses::Only(vec![campus.to_string()]) })
+                .collect();
+            if covering.is_empty() {
+                return None;
+            }
+            here.access.grants = Some(covering);
+        }
+        Some(here)
     }
 
     pub fn can(&self, c: Capability) -> bool {

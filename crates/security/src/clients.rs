@@ -127,22 +127,23 @@ impl ClientService {
 
     fn caller_for(client: &ClientRecord, scopes: ScopeSet, client_addr: Option<String>) -> Caller {
         let campuses = Campuses::parse(&client.campuses);
-        Caller {
-            actor: format!("client:{}", client.name),
-            kind: ActorKind::Client,
-            role: None,
-            campus: match &campuses {
-                Campuses::Only(l) => l.first().cloned(),
-                Campuses::All => None,
-            },
+        let campus = match &campuses {
+            Campuses::Only(l) => l.first().cloned(),
+            Campuses::All => None,
+        };
+        Caller::new(
+            format!("client:{}", client.name),
+            ActorKind::Client,
+            None,
+            campus,
             client_addr,
-            access: Access::single(scopes, campuses, client.patient.clone()),
-            capabilities: if client.scopes.split_whitespace().any(|w| w == INTEGRATION_SCOPE) {
+            Access::single(scopes, campuses, client.patient.clone()),
+            if client.scopes.split_whitespace().any(|w| w == INTEGRATION_SCOPE) {
                 vec![crate::roles::Capability::ManageIntegration]
             } else {
                 Vec::new()
             },
-        }
+        )
     }
 
     /// Registers a client. `campuses` is `*` or space-separated campus ids.

@@ -222,15 +222,15 @@ impl UserService {
             }
         }
         roles.dedup();
-        Caller {
-            actor: format!("user:{}", user.username),
-            kind: ActorKind::User,
-            role: if roles.is_empty() { None } else { Some(roles.join(",")) },
-            campus: grants.iter().map(|g| g.campus.clone()).find(|c| c != "*"),
+        Caller::new(
+            format!("user:{}", user.username),
+            ActorKind::User,
+            if roles.is_empty() { None } else { Some(roles.join(",")) },
+            grants.iter().map(|g| g.campus.clone()).find(|c| c != "*"),
             client_addr,
-            access: Access { grants: Some(access_grants), patient: user.patient.clone(), open_patients: Vec::new() },
+            Access::granted(access_grants, user.patient.clone()),
             capabilities,
-        }
+        )
     }
 
     /// Creates an account that must change its password and enrol a second factor at

@@ -230,13 +230,13 @@ impl FhirService {
         let now = self.clock.now_ms();
         let record = BreakGlassRecord {
             id: self.ids.new_id(),
-            actor: caller.actor.clone(),
-            role: caller.role.clone(),
+            actor: caller.actor().to_string(),
+            role: caller.role().map(str::to_string),
             patient: patient.to_string(),
             reason: reason.chars().take(500).collect(),
             granted_at: now,
             expires_at: now + BREAK_GLASS_MS,
-            client_addr: caller.client_addr.clone(),
+            client_addr: caller.client_addr().map(str::to_string),
         };
         self.store.insert_break_glass(&record).await?;
         let mut e = self.entry(caller, "break-glass", "success", "Patient", Some(patient));
@@ -269,7 +269,8 @@ impl FhirService {
     }
 
     fn may_read_audit(caller: &Caller, perm: Perm) -> Result<()> {
-        if caller.can(Capability::ReviewAudit) || (caller.is_authenticated() && caller.access.names("AuditEvent", perm))
+        if caller.can(Capability::ReviewAudit)
+            || (caller.is_authenticated() && caller.access().names("AuditEvent", perm))
         {
             Ok(())
         } else {
@@ -322,7 +323,7 @@ impl FhirService {
 
     /// "Who has seen my record": accesses to the calling patient's own data.
     pub async fn my_access_log(&self, caller: &Caller) -> Result<Vec<lianyi_store::audit::AuditRecord>> {
-        let Some(patient) = caller.access.patient.clone() else {
+        let Some(patient) = caller.access().patient().map(str::to_string) else {
             let e = ServiceError::Forbidden("only a patient account has an access log".into());
             return self.failed(caller, "access-log", "AuditEvent", None, e).await;
         };
@@ -444,7 +445,7 @@ impl FhirService {
         if !caller.is_authenticated() {
             return Err(ServiceError::Forbidden("authentication is required".into()));
         }
-        if !caller.access.allows(rtype, perm) {
+        if !caller.access().allows(rtype, perm) {
             return Err(ServiceError::Forbidden(format!("your scopes do not allow {} on {rtype}", perm_name(perm))));
         }
         // A Subscription sends data to an endpoint of its author's choosing: it is
@@ -465,11 +466,11 @@ impl FhirService {
     /// The caller may touch this stored resource with `perm` (campus and patient
     /// compartment).
     fn visible(caller: &Caller, r: &StoredResource, perm: Perm) -> Result<()> {
-        let opened = r.patient.as_ref().is_some_and(|p| caller.access.open_patients.contains(p))
-            && caller.access.allows(&r.resource_type, perm);
+        let opened = r.patient.as_ref().is_some_and(|p| caller.access().open_patients().contains(p))
+            && caller.access().allows(&r.resource_type, perm);
         if !is_shared_type(&r.resource_type)
             && !opened
-            && !caller.access.sees(&r.resource_type, perm, r.campus.as_deref())
+            && !caller.access().sees(&r.resource_type, perm, r.campus.as_deref())
         {
             return Err(ServiceError::Forbidden(format!(
                 "{}/{} belongs to campus {}, which your grants do not cover (break-the-glass can open it)",
@@ -478,9 +479,9 @@ impl FhirService {
                 r.campus.as_deref().unwrap_or("-")
             )));
         }
-        if let Some(p) = &caller.access.patient
+        if let Some(p) = caller.access().patient()
             && in_compartment(&r.resource_type)
-            && r.patient.as_deref() != Some(p.as_str())
+            && r.patient.as_deref() != Some(p)
         {
             return Err(ServiceError::Forbidden(format!(
                 "{}/{} is outside your patient compartment",
@@ -492,9 +493,9 @@ impl FhirService {
 
     /// A resource a patient-bound caller writes must be in their own compartment.
     fn own_compartment(caller: &Caller, op: &WriteOp) -> Result<()> {
-        if let Some(p) = &caller.access.patient
+        if let Some(p) = caller.access().patient()
             && in_compartment(&op.resource_type)
-            && op.patient.as_deref() != Some(p.as_str())
+            && op.patient.as_deref() != Some(p)
         {
             return Err(ServiceError::Forbidden(format!(
                 "{} must be in your own patient compartment",
@@ -509,8 +510,8 @@ impl FhirService {
     pub fn row_scope(caller: &Caller, rtype: Option<&str>, perm: Perm) -> RowScope {
         let supported = lianyi_fhir::SUPPORTED_TYPES.iter();
         let campuses = match rtype {
-            Some(t) => caller.access.campuses_for(t, perm),
-            None => caller.access.all_campuses(),
+            Some(t) => caller.access().campuses_for(t, perm),
+            None => caller.access().all_campuses(),
         };
         RowScope {
             campuses: match campuses {
@@ -518,15 +519,15 @@ impl FhirService {
                 Campuses::Only(list) => Some(list),
             },
             campus_exempt_types: SHARED_TYPES.iter().map(|t| t.to_string()).collect(),
-            campus_exempt_patients: caller.access.open_patients.clone(),
-            patient: caller.access.patient.clone(),
+            campus_exempt_patients: caller.access().open_patients().to_vec(),
+            patient: caller.access().patient().map(str::to_string),
             patient_exempt_types: supported.filter(|t| !in_compartment(t)).map(|t| t.to_string()).collect(),
         }
     }
 
     /// Campus for new data: the caller's first granted campus, else the configured default.
     fn campus_for(&self, caller: &Caller) -> Option<String> {
-        caller.access.home_campus().map(str::to_string).or_else(|| self.default_campus.clone())
+        caller.access().home_campus().map(str::to_string).or_else(|| self.default_campus.clone())
     }
 
     /// `POST /{type}`: a new resource with a server-assigned id (a client id is ignored,
@@ -796,7 +797,7 @@ impl FhirService {
                     by_type.entry(tt).or_default().push(id);
                 }
                 for (tt, ids) in by_type {
-                    if !caller.access.allows(&tt, Perm::Read) {
+                    if !caller.access().allows(&tt, Perm::Read) {
                         continue;
                     }
                     for r in self.store.fetch_many(&tt, &ids, &Self::row_scope(caller, Some(&tt), Perm::Read)).await? {
@@ -811,7 +812,7 @@ impl FhirService {
             if round == 0 {
                 for inc in &req.revincludes {
                     let st = inc.source_type.as_str();
-                    if !caller.access.allows(st, Perm::Read) {
+                    if !caller.access().allows(st, Perm::Read) {
                         continue;
                     }
                     let ids: Vec<String> = matches.iter().map(|r| r.id.clone()).collect();
@@ -868,8 +869,8 @@ impl FhirService {
                 errors.push((n, "AuditEvent is read-only: the audit log is written by the server only".into()));
                 continue;
             }
-            if !caller.access.allows(rtype.as_str(), Perm::Create)
-                || !caller.access.allows(rtype.as_str(), Perm::Update)
+            if !caller.access().allows(rtype.as_str(), Perm::Create)
+                || !caller.access().allows(rtype.as_str(), Perm::Update)
             {
                 errors.push((n, format!("your scopes do not allow writing {rtype_name}")));
                 continue;

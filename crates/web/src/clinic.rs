@@ -53,7 +53,7 @@ pub(crate) struct Shell {
 
 /// The campuses of the caller's grants, in grant order (`None`: every campus).
 fn granted_campuses(caller: &Caller) -> Option<Vec<String>> {
-    match caller.access.all_campuses() {
+    match caller.access().all_campuses() {
         Campuses::All => None,
         Campuses::Only(list) => Some(list),
     }
@@ -68,7 +68,7 @@ pub(crate) fn active_campus(caller: &Caller, headers: &HeaderMap) -> Option<Stri
 
 /// Whether a staff member (not a patient account) may do `perm` on `rtype`.
 pub(crate) fn staff_may(caller: &Caller, rtype: &str, perm: Perm) -> bool {
-    caller.access.allows(rtype, perm) && caller.access.patient.is_none()
+    caller.access().allows(rtype, perm) && caller.access().patient().is_none()
 }
 
 /// The pages a caller's roles use, for the navigation bar.
@@ -548,7 +548,7 @@ struct IndexView {
 }
 
 async fn index_view(state: &AppState, caller: &Caller, t: Tr, id: &str, body: &Value, search: bool) -> IndexView {
-    let may_manage = may_register(caller) && caller.access.allows("Patient", Perm::Update);
+    let may_manage = may_register(caller) && caller.access().allows("Patient", Perm::Update);
     let merged_into = lianyi_clinical::merge::link_of(body, "replaced-by").filter(|_| body["active"] == false);
     let links = body["link"]
         .as_array()

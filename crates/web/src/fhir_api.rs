@@ -552,7 +552,7 @@ async fn import_ndjson(
     let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
     let mut batch: Vec<(Value, Option<String>)> = Vec::new();
     let mut lines: Vec<usize> = Vec::new();
-    let campus = caller.access.home_campus().map(str::to_string);
+    let campus = caller.access().home_campus().map(str::to_string);
     let flush = |batch: Vec<(Value, Option<String>)>, lines: Vec<usize>| {
         let fhir = state.fhir.clone();
         let caller = caller.clone();

@@ -404,8 +404,8 @@ async fn queue_page(
             rows.push(QueueRow { number: e.number, name, called: e.status == "in-progress", encounter: e.encounter });
         }
     }
-    let may_call =
-        info.caller.access.allows("Encounter", Perm::Update) && info.caller.access.allows("Condition", Perm::Create);
+    let may_call = info.caller.access().allows("Encounter", Perm::Update)
+        && info.caller.access().allows("Condition", Perm::Create);
     page(QueuePage { t, shell: &shell, departments, dept, rows, may_call, empty: q.empty.is_some() }.render())
 }
 
@@ -513,7 +513,7 @@ pub(crate) async fn record_rows(state: &AppState, care: &Caller, patient: &str, 
             r.flag.clear();
         }
     }
-    let own = care.access.all_campuses();
+    let own = care.access().all_campuses();
     let mut timeline = state.record.timeline(care, patient, 50).await;
     for e in &mut timeline {
         // Pages of another campus's visits are not the reader's to open.
@@ -658,8 +658,8 @@ async fn render_encounter(
         .collect();
     let icd_query = q.icd.unwrap_or_default();
     let icd_results = icd_rows(&icd_query, lang_code);
-    let may_diagnose = caller.access.allows("Condition", Perm::Create);
-    let may_record_allergy = caller.access.allows("AllergyIntolerance", Perm::Create);
+    let may_diagnose = caller.access().allows("Condition", Perm::Create);
+    let may_record_allergy = caller.access().allows("AllergyIntolerance", Perm::Create);
     let done = match q.done.as_deref() {
         Some("diagnosis") => Some("ws-done-diagnosis"),
         Some("allergy") => Some("ws-done-allergy"),
@@ -668,7 +668,7 @@ async fn render_encounter(
         Some("note") => Some("note-done"),
         _ => None,
     };
-    let may_order = caller.access.allows("ServiceRequest", Perm::Create);
+    let may_order = caller.access().allows("ServiceRequest", Perm::Create);
     let orders = state
         .ordering
         .requested(caller, &id)
@@ -684,7 +684,7 @@ async fn render_encounter(
         .iter()
         .map(|i| (i.code.to_string(), format!("{} ({})", i.name(lang_code), i.loinc)))
         .collect();
-    let may_prescribe = caller.access.allows("MedicationRequest", Perm::Create);
+    let may_prescribe = caller.access().allows("MedicationRequest", Perm::Create);
     let prescriptions = prescriptions(&state, caller, &id, lang_code).await;
     let drugs = lianyi_clinical::prescribing::catalogue()
         .iter()
@@ -1174,7 +1174,7 @@ async fn lab_report(
 
 /// The patient's lab reports the caller may read, newest first: (id, title, date).
 pub(crate) async fn lab_reports(state: &AppState, caller: &Caller, patient: &str) -> Vec<(String, String, String)> {
-    if !caller.access.allows("DiagnosticReport", Perm::Search) {
+    if !caller.access().allows("DiagnosticReport", Perm::Search) {
         return Vec::new();
     }
     let mut out: Vec<(String, String, String)> = search(

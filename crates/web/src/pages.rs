@@ -417,7 +417,7 @@ async fn home(State(state): State<AppState>, Active(info): Active, headers: Head
     if c.can(Capability::ReviewAudit) {
         links.push(("/admin/break-glass", "nav-break-glass-report"));
     }
-    if c.access.patient.is_some() {
+    if c.access().patient().is_some() {
         links.push(("/me/access-log", "nav-access-log"));
     }
     page(HomePage { t, csrf: &info.csrf, display_name: &info.user.display_name, links, grants, idle_minutes }.render())

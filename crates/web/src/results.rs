@@ -75,12 +75,14 @@ async fn worklist(
         return forbidden(t);
     }
     let shell = shell(&state, &info, t, &headers).await;
-    let category =
-        match (caller.access.allows("ImagingStudy", Perm::Create), caller.access.allows("Specimen", Perm::Create)) {
-            (true, false) => Some("imaging"),
-            (false, true) => Some("laboratory"),
-            _ => None,
-        };
+    let category = match (
+        caller.access().allows("ImagingStudy", Perm::Create),
+        caller.access().allows("Specimen", Perm::Create),
+    ) {
+        (true, false) => Some("imaging"),
+        (false, true) => Some("laboratory"),
+        _ => None,
+    };
     let mut rows = Vec::new();
     for p in state.results.pending(caller, category).await.unwrap_or_default() {
         let item = lianyi_clinical::orders::item(&p.order).map_or(p.order.clone(), |i| i.name(t.code()).to_string());

@@ -64,7 +64,13 @@ async fn tokens_are_required_and_checked() {
     // Token endpoint errors follow RFC 6749.
     let c = app
         .clients
-        .add(&lianyi_security::Caller::system("t"), "narrow", "system/Patient.rs system/Observation.rs", "*", None)
+        .add(
+            &lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("t".into())),
+            "narrow",
+            "system/Patient.rs system/Observation.rs",
+            "*",
+            None,
+        )
         .await
         .unwrap();
     let post = |form: Vec<(&'static str, String)>| {
@@ -115,7 +121,10 @@ async fn tokens_are_required_and_checked() {
         StatusCode::UNAUTHORIZED
     );
     let t = token(&app.base, &c.client_id, &c.client_secret).await;
-    app.clients.disable(&lianyi_security::Caller::system("t"), "narrow").await.unwrap();
+    app.clients
+        .disable(&lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("t".into())), "narrow")
+        .await
+        .unwrap();
     assert_eq!(
         anon.get(app.url("/fhir/Patient")).bearer_auth(&t).send().await.unwrap().status(),
         StatusCode::UNAUTHORIZED
@@ -227,7 +236,16 @@ async fn a_patient_token_sees_only_its_own_compartment() {
         ));
     }
     let org = app.create(&json!({"resourceType": "Organization", "name": "Hospital"})).await;
-    let unbound = app.clients.add(&lianyi_security::Caller::system("t"), "unbound", "patient/*.rs", "*", None).await;
+    let unbound = app
+        .clients
+        .add(
+            &lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("t".into())),
+            "unbound",
+            "patient/*.rs",
+            "*",
+            None,
+        )
+        .await;
     assert!(unbound.is_err(), "patient/ scopes need a patient context");
     let me = app.client_with("patient/*.rs", "*", Some(&p1)).await;
     assert_eq!(status(&me, app.url(&format!("/fhir/Patient/{p1}"))).await, StatusCode::OK);

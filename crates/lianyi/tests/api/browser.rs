@@ -129,7 +129,7 @@ async fn chromium_logs_in_with_totp_and_is_logged_out_when_idle() {
     let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
     app.users
         .add_user(
-            &Caller::system("test"),
+            &Caller::task(lianyi_security::SystemTask::Operator("test".into())),
             NewUser {
                 username: "dr.chrome".into(),
                 display_name: "浏览器 测试医生".into(),
@@ -306,7 +306,7 @@ async fn outpatient_day(lang: &str, x: &Expect) {
         assert!(r.status().is_success());
     }
     let scheduling = Scheduling::new(app.fhir.clone());
-    let system = Caller::system("test setup");
+    let system = Caller::task(lianyi_security::SystemTask::Operator("test setup".into()));
     let sessions = [Session { weekday: 1, start: "09:00".into(), end: "11:00".into(), slot_minutes: 30 }];
     let schedule = scheduling.set_template(&system, "role-li", &sessions).await.unwrap();
     scheduling.generate_slots(&system, &schedule, "2026-11-23", 1).await.unwrap();
@@ -314,7 +314,7 @@ async fn outpatient_day(lang: &str, x: &Expect) {
     for (name, role) in [("registrar", "registrar"), ("doctor", "doctor")] {
         app.users
             .add_user(
-                &Caller::system("test"),
+                &Caller::task(lianyi_security::SystemTask::Operator("test".into())),
                 NewUser {
                     username: format!("{name}.{tag}"),
                     display_name: format!("{name} {lang}"),

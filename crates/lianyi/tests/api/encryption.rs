@@ -82,7 +82,8 @@ async fn protected_fields_are_ciphertext_at_rest_and_still_searchable() {
         .filter(|r| matches!(r.resource["resourceType"].as_str(), Some("Patient" | "Organization")))
         .map(|r| (r.resource, Some(r.campus)))
         .collect();
-    let report = app.fhir.load_batch(&Caller::system("test"), batch).await.unwrap();
+    let report =
+        app.fhir.load_batch(&Caller::task(lianyi_security::SystemTask::Operator("test".into())), batch).await.unwrap();
     assert!(report.rejected.is_empty());
     let secrets = secrets();
     assert_eq!(secrets.len(), demo::PATIENTS);

@@ -94,7 +94,10 @@ async fn export_then_reimport_gives_identical_resources() {
     for chunk in source.chunks(2000) {
         let report = app
             .fhir
-            .load_batch(&Caller::system("test"), chunk.iter().map(|v| (v.clone(), None)).collect())
+            .load_batch(
+                &Caller::task(lianyi_security::SystemTask::Operator("test".into())),
+                chunk.iter().map(|v| (v.clone(), None)).collect(),
+            )
             .await
             .unwrap();
         assert!(report.rejected.is_empty(), "{:?}", report.rejected.first());
@@ -105,7 +108,11 @@ async fn export_then_reimport_gives_identical_resources() {
     let fresh = spawn_app().await;
     let values: Vec<(Value, Option<String>)> = exported.values().map(|v| (v.clone(), None)).collect();
     for chunk in values.chunks(2000) {
-        let report = fresh.fhir.load_batch(&Caller::system("test"), chunk.to_vec()).await.unwrap();
+        let report = fresh
+            .fhir
+            .load_batch(&Caller::task(lianyi_security::SystemTask::Operator("test".into())), chunk.to_vec())
+            .await
+            .unwrap();
         assert!(report.rejected.is_empty());
     }
     let again = export(&fresh, &fresh.client, "/fhir/$export").await;

@@ -63,7 +63,13 @@ pub async fn spawn_app_clocked(
     let admin = app
         .state()
         .clients
-        .add(&Caller::system("test setup"), "test-admin", "system/*.cruds", "*", None)
+        .add(
+            &Caller::task(lianyi_security::SystemTask::Operator("test setup".into())),
+            "test-admin",
+            "system/*.cruds",
+            "*",
+            None,
+        )
         .await
         .expect("admin client");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -121,7 +127,13 @@ impl TestApp {
             format!("c{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
         let c = self
             .clients
-            .add(&Caller::system("test setup"), &name, scopes, campuses, patient.map(str::to_string))
+            .add(
+                &Caller::task(lianyi_security::SystemTask::Operator("test setup".into())),
+                &name,
+                scopes,
+                campuses,
+                patient.map(str::to_string),
+            )
             .await
             .unwrap();
         authorized(&self.base, &c.client_id, &c.client_secret).await

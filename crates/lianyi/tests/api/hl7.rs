@@ -158,7 +158,7 @@ async fn visits_orders_appointments_and_a_merge_arrive_through_the_inbound_path(
     assert!(ack.contains("MSA|AE|REG0404|PID-3 must hold the patient's medical record number (type PI"), "{ack}");
     let outbound = lianyi_interop::Outbound::new(app.fhir.clone(), "campus-east");
     outbound.register_inbound(lianyi_interop::Inbound::new(app.fhir.clone(), "profiled", "campus-east", "+08:00"));
-    let it = lianyi_security::Caller::system("test operator");
+    let it = lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("test operator".into()));
     let filter = |status: &str| lianyi_store::messages::MessageFilter {
         direction: Some("in".into()),
         status: Some(status.into()),

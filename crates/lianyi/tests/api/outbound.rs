@@ -344,7 +344,7 @@ async fn subscription_rest_hook_delivers_matching_resources_and_dead_letters_rep
     *answer.lock().unwrap() = 400;
     let k3 = app.create(&obs("2823-3", 7.2)).await;
     let outbound = lianyi_interop::Outbound::new(app.fhir.clone(), "campus-east");
-    let it = lianyi_security::Caller::system("test operator");
+    let it = lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("test operator".into()));
     let channel = format!("sub-{sub_id}");
     let until = Instant::now() + Duration::from_secs(20);
     loop {
@@ -379,7 +379,8 @@ async fn subscription_rest_hook_delivers_matching_resources_and_dead_letters_rep
     assert_eq!((s.pending, s.dead, s.delivered), (0, 0, 3));
 
     // Someone without the integration role may not read the message log or replay.
-    let nurse = lianyi_security::Caller { capabilities: Vec::new(), ..lianyi_security::Caller::system("not it") };
+    let nurse =
+        lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("not it".into())).without_capabilities();
     assert!(matches!(outbound.replay_dead(&nurse, &channel).await, Err(lianyi_interop::OutboundError::Forbidden(_))));
 
     // Turned off: no more notifications.
@@ -489,7 +490,7 @@ async fn hl7_feed_sends_adt_and_oru_over_mllp_and_an_ae_is_a_dead_letter() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let outbound = lianyi_interop::Outbound::new(app.fhir.clone(), "campus-east");
-    let it = lianyi_security::Caller::system("test operator");
+    let it = lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("test operator".into()));
     let spec = |kind: &str, criteria: &str| lianyi_interop::ChannelSpec {
         id: "lab-feed".into(),
         name: "LIS".into(),

@@ -43,7 +43,7 @@ async fn book_check_in_queue_and_call_next() {
             .await;
     }
     let scheduling = Scheduling::new(app.fhir.clone());
-    let system = Caller::system("test setup");
+    let system = Caller::task(lianyi_security::SystemTask::Operator("test setup".into()));
     let schedule = scheduling
         .set_template(
             &system,

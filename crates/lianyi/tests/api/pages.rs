@@ -90,7 +90,7 @@ pub(crate) fn csrf(html: &str) -> String {
 async fn user(app: &crate::helpers::TestApp, name: &str) {
     app.users
         .add_user(
-            &Caller::system("test"),
+            &Caller::task(lianyi_security::SystemTask::Operator("test".into())),
             NewUser {
                 username: name.into(),
                 display_name: "欧阳医生".into(),
@@ -232,7 +232,7 @@ pub(crate) async fn logged_in(
 ) -> (Browser, String) {
     app.users
         .add_user(
-            &Caller::system("test"),
+            &Caller::task(lianyi_security::SystemTask::Operator("test".into())),
             NewUser {
                 username: name.into(),
                 display_name: format!("{name} 显示名"),
@@ -370,7 +370,7 @@ async fn integration_page_api_and_metrics_show_channel_health_and_replay_dead_le
         backoff_ms: 100,
         max_backoff_ms: 1000,
     };
-    outbound.add_channel(&Caller::system("test"), spec).await.unwrap();
+    outbound.add_channel(&Caller::task(lianyi_security::SystemTask::Operator("test".into())), spec).await.unwrap();
     app.create(&serde_json::json!({"resourceType": "Patient", "name": [{"family": "Refused"}]})).await;
     let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while app.fhir.store().dead_letters("registry").await.unwrap().is_empty() {

@@ -595,7 +595,11 @@ async fn reindex_rebuilds_rows_written_by_older_rules() {
     // Only operators may reindex; the run rebuilds every row, blind indexes included.
     let clinician = lianyi_security::Caller::anonymous(None);
     assert!(app.fhir.reindex(&clinician, |_| {}).await.is_err());
-    let n = app.fhir.reindex(&lianyi_security::Caller::system("test"), |_| {}).await.unwrap();
+    let n = app
+        .fhir
+        .reindex(&lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("test".into())), |_| {})
+        .await
+        .unwrap();
     assert_eq!(n, 2);
     assert!(!app.fhir.index_is_stale().await.unwrap());
     assert_eq!(app.search_ids(composite).await, vec![obs.clone()]);

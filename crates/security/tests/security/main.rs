@@ -75,7 +75,10 @@ impl Now for ManualClock {
 #[tokio::test]
 async fn five_wrong_passwords_lock_the_account_and_the_lock_is_audited() {
     let e = env().await;
-    e.users.add_user(&Caller::system("test"), doctor("dr.wang")).await.unwrap();
+    e.users
+        .add_user(&Caller::task(lianyi_security::SystemTask::Operator("test".into())), doctor("dr.wang"))
+        .await
+        .unwrap();
     for i in 1..=4 {
         let err = e.users.login("dr.wang", "wrong password!", None).await.unwrap_err();
         assert!(matches!(err, UserError::InvalidCredentials), "attempt {i}: {err}");
@@ -97,12 +100,18 @@ async fn five_wrong_passwords_lock_the_account_and_the_lock_is_audited() {
 #[tokio::test]
 async fn first_login_then_totp_and_a_used_code_is_rejected() {
     let e = env().await;
-    e.users.add_user(&Caller::system("test"), doctor("dr.li")).await.unwrap();
+    e.users
+        .add_user(&Caller::task(lianyi_security::SystemTask::Operator("test".into())), doctor("dr.li"))
+        .await
+        .unwrap();
     let (token, secret) = first_login(&e, "dr.li").await;
     let info = e.users.active_caller(&token, None).await.unwrap();
-    assert_eq!(info.caller.actor, "user:dr.li");
-    assert_eq!(info.caller.access.campuses_for("Observation", Perm::Read), Campuses::Only(vec!["campus-east".into()]));
-    assert!(!info.caller.access.allows("Patient", Perm::Delete));
+    assert_eq!(info.caller.actor(), "user:dr.li");
+    assert_eq!(
+        info.caller.access().campuses_for("Observation", Perm::Read),
+        Campuses::Only(vec!["campus-east".into()])
+    );
+    assert!(!info.caller.access().allows("Patient", Perm::Delete));
     e.users.logout(&token, None).await.unwrap();
     assert!(matches!(e.users.active_caller(&token, None).await, Err(UserError::SessionExpired)));
 
@@ -127,7 +136,10 @@ async fn first_login_then_totp_and_a_used_code_is_rejected() {
 #[tokio::test]
 async fn sessions_expire_when_idle_and_at_the_absolute_limit() {
     let e = env().await;
-    e.users.add_user(&Caller::system("test"), doctor("nurse.zhao")).await.unwrap();
+    e.users
+        .add_user(&Caller::task(lianyi_security::SystemTask::Operator("test".into())), doctor("nurse.zhao"))
+        .await
+        .unwrap();
     let (token, secret) = first_login(&e, "nurse.zhao").await;
     e.clock.advance(14 * 60_000);
     assert!(e.users.active_caller(&token, None).await.is_ok(), "within the idle limit");
@@ -151,7 +163,7 @@ async fn sessions_expire_when_idle_and_at_the_absolute_limit() {
 #[tokio::test]
 async fn password_policy_and_roles_are_enforced_at_creation() {
     let e = env().await;
-    let admin = Caller::system("test");
+    let admin = Caller::task(lianyi_security::SystemTask::Operator("test".into()));
     let mut weak = doctor("dr.short");
     weak.password = "short".into();
     assert!(matches!(e.users.add_user(&admin, weak).await, Err(UserError::Policy(_))));

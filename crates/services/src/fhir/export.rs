@@ -76,14 +76,14 @@ impl ExportJobs {
     /// The job, if `caller` started it.
     pub fn get(&self, id: &str, caller: &Caller) -> Option<ExportJob> {
         let jobs = self.jobs.lock().ok()?;
-        jobs.get(id).filter(|j| j.owner == caller.actor).cloned()
+        jobs.get(id).filter(|j| j.owner == caller.actor()).cloned()
     }
 
     /// Removes a job and its files; false if there is no such job of `caller`.
     pub fn remove(&self, id: &str, caller: &Caller) -> bool {
         let Ok(mut jobs) = self.jobs.lock() else { return false };
         match jobs.get(id) {
-            Some(j) if j.owner == caller.actor => {
+            Some(j) if j.owner == caller.actor() => {
                 let _ = std::fs::remove_dir_all(&j.dir);
                 jobs.remove(id);
                 true
@@ -137,8 +137,8 @@ impl FhirService {
         }
         // Patients whose compartments the export covers.
         let patients: Option<Vec<String>> = match &level {
-            ExportLevel::System => caller.access.patient.clone().map(|p| vec![p]),
-            ExportLevel::Patient => caller.access.patient.clone().map(|p| vec![p]),
+            ExportLevel::System => caller.access().patient().map(str::to_string).map(|p| vec![p]),
+            ExportLevel::Patient => caller.access().patient().map(str::to_string).map(|p| vec![p]),
             ExportLevel::Group(gid) => {
                 let g = ResourceType::parse("Group").ok_or_else(|| ServiceError::Forbidden("Group".into()))?;
                 let group = self.read(caller, g, gid).await?;
@@ -154,7 +154,7 @@ impl FhirService {
                             .collect()
                     })
                     .unwrap_or_default();
-                Some(match &caller.access.patient {
+                Some(match &caller.access().patient() {
                     Some(own) => members.into_iter().filter(|m| m == own).collect(),
                     None => members,
                 })
@@ -170,7 +170,7 @@ impl FhirService {
         let wanted: Vec<String> = all
             .into_iter()
             .filter(|t| types.as_ref().is_none_or(|ts| ts.contains(t)))
-            .filter(|t| caller.access.allows(t, Perm::Read) && caller.access.allows(t, Perm::Search))
+            .filter(|t| caller.access().allows(t, Perm::Read) && caller.access().allows(t, Perm::Search))
             .collect();
 
         let id = self.ids.new_id();
@@ -183,7 +183,7 @@ impl FhirService {
                 id.clone(),
                 ExportJob {
                     id: id.clone(),
-                    owner: caller.actor.clone(),
+                    owner: caller.actor().to_string(),
                     request: request.clone(),
                     started_at: now,
                     state: JobState::Running { done_types: 0, total_types: wanted.len() },

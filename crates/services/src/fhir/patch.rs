@@ -161,7 +161,7 @@ impl FhirService {
         let allowed: Vec<String> = lianyi_fhir::SUPPORTED_TYPES
             .iter()
             .filter(|t| types.is_none_or(|ts| ts.iter().any(|x| x == *t)))
-            .filter(|t| caller.access.allows(t, Perm::Read))
+            .filter(|t| caller.access().allows(t, Perm::Read))
             .map(|t| t.to_string())
             .collect();
         let scope = Self::row_scope(caller, None, Perm::Read);

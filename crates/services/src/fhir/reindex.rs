@@ -19,7 +19,7 @@ impl FhirService {
     /// version. Operators only (`lianyi reindex`, or the server at start-up); the run
     /// is audited. `progress` is called with the running count.
     pub async fn reindex(&self, caller: &Caller, mut progress: impl FnMut(u64)) -> Result<u64> {
-        if caller.kind != ActorKind::System {
+        if caller.kind() != ActorKind::System {
             return Err(ServiceError::Forbidden("reindexing is an operator command".into()));
         }
         let mut done = 0u64;
