@@ -2,8 +2,8 @@
 //! and answering must never panic, and whatever parses must encode back unchanged.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use lianyi_hl7::{AckCode, Message, ack, decode};
+use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok((text, _)) = decode(data) else { return };
