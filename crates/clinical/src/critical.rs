@@ -155,21 +155,32 @@ impl CriticalValues {
         }
     }
 
-    /// The watcher's own lookups (the order of a result, open Tasks): the platform's
-    /// internal processing, not a disclosure to anyone, so not audited; what a user is
-    /// shown and every change are.
+    /// The watcher's own lookups (the order of a result, open Tasks), through the FHIR
+    /// service as the critical-value task: audited under that purpose.
     async fn internal_search(&self, t: &str, params: &[(&str, String)]) -> Result<Vec<(String, Value)>, RegistryError> {
         let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         let req = parse_search(rtype(t)?, &params).map_err(|i| invalid("search", "search", i.diagnostics))?;
-        let page = self.fhir.store().search(&req, &lianyi_store::RowScope::unrestricted()).await?;
+        let page = self.fhir.search(&Self::platform(None), &req).await?;
         Ok(page.resources.iter().filter_map(|r| Some((r.id.clone(), serde_json::from_str(&r.body).ok()?))).collect())
+    }
+
+    /// One resource read as the critical-value task (audited); `None` when it is not
+    /// there or deleted.
+    async fn task_read(&self, t: &str, id: &str) -> Result<Option<lianyi_store::StoredResource>, RegistryError> {
+        match self.fhir.reader(&Self::platform(None), rtype(t)?).await?.read(id).await {
+            Ok(r) => Ok(Some(r)),
+            Err(lianyi_services::ServiceError::NotFound { .. } | lianyi_services::ServiceError::Gone { .. }) => {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Checks the Observations changed since the last scan; returns how many critical
     /// values became Tasks. `known` is the watcher's cursor as it last left it (`None`:
     /// read it from the database), so an idle round is a single outbox query.
     pub async fn scan(&self, known: &mut Option<i64>) -> Result<usize, RegistryError> {
-        let store = self.fhir.store();
+        let store = self.fhir.operations();
         let mut cursor = match *known {
             Some(c) => c,
             None => match store.cursor(CURSOR).await? {
@@ -201,7 +212,7 @@ impl CriticalValues {
 
     async fn check(&self, id: &str, version: i64, campus: Option<&str>) -> Result<bool, RegistryError> {
         let platform = Self::platform(campus);
-        let Some(stored) = self.fhir.store().read("Observation", id).await?.filter(|r| !r.deleted) else {
+        let Some(stored) = self.task_read("Observation", id).await? else {
             return Ok(false);
         };
         if stored.version != version {
@@ -272,7 +283,7 @@ impl CriticalValues {
             if !due_for_escalation(authored, now, self.escalate_after_ms, escalated) {
                 continue;
             }
-            let Some(stored) = self.fhir.store().read("Task", &id).await? else { continue };
+            let Some(stored) = self.task_read("Task", &id).await? else { continue };
             let campus = stored.campus.clone().unwrap_or_default();
             let Ok(mut t) = crate::common::editable(&stored) else { continue };
             t["businessStatus"] = json!({"text": "escalated"});
@@ -365,7 +376,7 @@ impl CriticalValues {
             return Err(RegistryError::Forbidden("this critical value is not yours to acknowledge".into()));
         }
         let platform = Self::platform(None);
-        let Some(stored) = self.fhir.store().read("Task", task).await? else {
+        let Some(stored) = self.task_read("Task", task).await? else {
             return Err(invalid("task", "not-found", "no such critical value"));
         };
         let mut t = crate::common::editable(&stored).map_err(|e| invalid("task", "stored", e.to_string()))?;

@@ -39,7 +39,7 @@ impl Workspace {
     }
 
     async fn encounter(&self, caller: &Caller, id: &str) -> Result<Value, RegistryError> {
-        let r = self.fhir.read(caller, rtype("Encounter")?, id).await?;
+        let r = self.fhir.reader(caller, rtype("Encounter")?).await?.read(id).await?;
         serde_json::from_str(&r.body).map_err(|e| invalid("encounter", "stored", e.to_string()))
     }
 

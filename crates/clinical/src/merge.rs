@@ -107,8 +107,8 @@ impl Registry {
             return Err(RegistryError::Forbidden("merging and linking patients needs the registrar role".into()));
         }
         let p = rtype("Patient")?;
-        let first = self.fhir().read(caller, p, a).await?;
-        let second = self.fhir().read(caller, p, b).await?;
+        let first = self.fhir().reader(caller, p).await?.read(a).await?;
+        let second = self.fhir().reader(caller, p).await?.read(b).await?;
         for r in [&first, &second] {
             if !caller.access().sees("Patient", Perm::Update, r.campus.as_deref()) {
                 return Err(RegistryError::Forbidden(format!("Patient/{} is not at one of your campuses", r.id)));
@@ -226,7 +226,7 @@ impl Registry {
     /// Undoes the merge of `retired` (see the module documentation).
     pub async fn unmerge(&self, caller: &Caller, retired: &str) -> Result<MergeOutcome, RegistryError> {
         let p = rtype("Patient")?;
-        let rr = self.fhir().read(caller, p, retired).await?;
+        let rr = self.fhir().reader(caller, p).await?.read(retired).await?;
         let pr = body(&rr)?;
         let Some(survivor) = link_of(&pr, "replaced-by").filter(|_| pr["active"] == false) else {
             return Err(invalid("patient", "not-merged", format!("Patient/{retired} is not merged")));
@@ -264,7 +264,7 @@ impl Registry {
         let mut back = Vec::new();
         for m in &moved {
             let Some((t, id)) = m.split_once('/') else { continue };
-            let Ok(r) = self.fhir().read(&platform, rtype(t)?, id).await else { continue };
+            let Ok(r) = self.fhir().reader(&platform, rtype(t)?).await?.read(id).await else { continue };
             let mut v = body(&r)?;
             if repoint(&mut v, &from, &to) {
                 back.push(m.clone());

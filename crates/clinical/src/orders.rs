@@ -100,9 +100,9 @@ impl Ordering {
         if !matches!(priority, "routine" | "urgent" | "stat") {
             return Err(invalid("priority", "priority", "one of routine, urgent, stat"));
         }
-        let e = self.fhir.read(caller, rtype("Encounter")?, encounter).await?;
+        let e = self.fhir.reader(caller, rtype("Encounter")?).await?.read(encounter).await?;
         let e: Value = serde_json::from_str(&e.body).map_err(|x| invalid("encounter", "stored", x.to_string()))?;
-        let n = self.fhir.store().next_counter("placer", 1).await?;
+        let n = self.fhir.operations().next_counter("placer", 1).await?;
         let placer = format!("LY{n:08}");
         let (cat_code, cat_text) =
             if it.category == "imaging" { ("363679005", "Imaging") } else { ("108252007", "Laboratory procedure") };

@@ -376,7 +376,7 @@ impl Prescribing {
     }
 
     async fn patient_of(&self, caller: &Caller, encounter: &str) -> Result<String, RegistryError> {
-        let e = self.fhir.read(caller, rtype("Encounter")?, encounter).await?;
+        let e = self.fhir.reader(caller, rtype("Encounter")?).await?.read(encounter).await?;
         let e: Value = serde_json::from_str(&e.body).map_err(|x| invalid("encounter", "stored", x.to_string()))?;
         e["subject"]["reference"]
             .as_str()

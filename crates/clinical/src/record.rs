@@ -145,11 +145,11 @@ impl Record {
     pub async fn open(&self, caller: &Caller, patient: &str) -> Result<(Caller, Value), RegistryError> {
         let parse = |body: &str| serde_json::from_str(body).map_err(|e| invalid("patient", "stored", e.to_string()));
         if caller.access().patient().is_some() || caller.access().is_open(patient) {
-            let stored = self.fhir.read(caller, rtype("Patient")?, patient).await?;
+            let stored = self.fhir.reader(caller, rtype("Patient")?).await?.read(patient).await?;
             return Ok((caller.clone(), parse(&stored.body)?));
         }
         let wide = caller.group_wide();
-        let stored = self.fhir.read(&wide, rtype("Patient")?, patient).await?;
+        let stored = self.fhir.reader(&wide, rtype("Patient")?).await?.read(patient).await?;
         let p: Value = parse(&stored.body)?;
         // The record is open where the patient belongs: its campus, and every campus
         // where the patient holds an MRN (the rule lives with the caller, in security).
@@ -280,7 +280,7 @@ impl Record {
         author_name: &str,
     ) -> Result<String, RegistryError> {
         draft.check()?;
-        let e = self.fhir.read(caller, rtype("Encounter")?, encounter).await?;
+        let e = self.fhir.reader(caller, rtype("Encounter")?).await?.read(encounter).await?;
         let e: Value = serde_json::from_str(&e.body).map_err(|x| invalid("encounter", "stored", x.to_string()))?;
         let soap = draft.sections();
         let (title, sections): (&str, Vec<Value>) = if soap.is_empty() {

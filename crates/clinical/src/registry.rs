@@ -417,7 +417,7 @@ impl Registry {
         let here = caller.group_wide().open_record(patient, &[campus]).ok_or_else(|| {
             RegistryError::Forbidden(format!("registering patients at {campus} is not among your roles"))
         })?;
-        let stored = self.fhir.read(&here, patient_type()?, patient).await?;
+        let stored = self.fhir.reader(&here, patient_type()?).await?.read(patient).await?;
         let mut p = crate::common::editable(&stored).map_err(|e| invalid("patient", "stored", e.to_string()))?;
         if let Some((_, mrn)) = mrns_of(&p).into_iter().find(|(c, _)| c == campus) {
             return Ok(mrn);
@@ -429,7 +429,7 @@ impl Registry {
                 "the record is inactive (merged into another): register that one",
             ));
         }
-        let n = self.fhir.store().next_counter(&format!("mrn:{campus}"), FIRST_MRN).await?;
+        let n = self.fhir.operations().next_counter(&format!("mrn:{campus}"), FIRST_MRN).await?;
         let mrn = format!("{}{n:07}", mrn_prefix(campus));
         let identifier = json!({"use": "usual", "type": {"coding": [{"system": ID_TYPE, "code": "MR"}], "text": "病案号"},
                                 "system": mrn_system(campus), "value": mrn,
@@ -465,7 +465,7 @@ impl Registry {
         if !possible.is_empty() && !confirmed_new {
             return Ok(Registration::PossibleDuplicates(possible));
         }
-        let n = self.fhir.store().next_counter(&format!("mrn:{campus}"), FIRST_MRN).await?;
+        let n = self.fhir.operations().next_counter(&format!("mrn:{campus}"), FIRST_MRN).await?;
         let mrn = format!("{}{n:07}", mrn_prefix(campus));
         // The record belongs to the campus it is registered at.
         let campus_caller = caller.at_campus(campus).ok_or_else(|| {

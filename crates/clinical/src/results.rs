@@ -297,7 +297,7 @@ impl Results {
         draft: &ResultDraft,
         performer_name: &str,
     ) -> Result<String, RegistryError> {
-        let stored = self.fhir.read(caller, rtype("ServiceRequest")?, request_id).await?;
+        let stored = self.fhir.reader(caller, rtype("ServiceRequest")?).await?.read(request_id).await?;
         let sr: Value = serde_json::from_str(&stored.body).map_err(|e| invalid("request", "stored", e.to_string()))?;
         if sr["status"] != "active" {
             return Err(invalid(

@@ -203,7 +203,7 @@ impl Scheduling {
     }
 
     async fn read(&self, caller: &Caller, t: &str, id: &str) -> Result<StoredResource, ScheduleError> {
-        Ok(self.fhir.read(caller, rtype(t)?, id).await?)
+        Ok(self.fhir.reader(caller, rtype(t)?).await?.read(id).await?)
     }
 
     async fn search(
@@ -429,7 +429,7 @@ impl Scheduling {
             None => None,
         }
         .ok_or_else(|| invalid("appointment", "no-department", "the appointment's doctor has no department"))?;
-        let number = self.fhir.store().next_counter(&format!("queue:{dept}:{today}"), 1).await?;
+        let number = self.fhir.operations().next_counter(&format!("queue:{dept}:{today}"), 1).await?;
         let number = u32::try_from(number).unwrap_or(u32::MAX);
         let now = local_instant(self.fhir.now_ms());
         let mut encounter = json!({"resourceType": "Encounter", "status": "arrived",

@@ -262,7 +262,7 @@ impl Inbound {
                 "replaying messages needs the IT engineer or administrator role".into(),
             ));
         }
-        let Some(logged) = self.fhir.store().message(id).await? else {
+        let Some(logged) = self.fhir.operations().message(id).await? else {
             return Err(OutboundError::NotFound(format!("message {id}")));
         };
         if logged.direction != "in" || logged.channel != self.channel {
@@ -327,7 +327,7 @@ impl Inbound {
         let Some(row) = self.new_message(&m, text, peer, received_at, None) else {
             return self.internal(&m, charset, None, "the message could not be encrypted for the log").await;
         };
-        let id = match self.fhir.store().log_message(row).await {
+        let id = match self.fhir.operations().log_message(row).await {
             Ok(id) => id,
             Err(_) => return self.internal(&m, charset, None, "the message could not be logged").await,
         };
@@ -337,7 +337,7 @@ impl Inbound {
         // A resend of a message already answered: logged as a duplicate, answered with
         // the original ACK, nothing applied.
         if !replay
-            && let Ok(Some(stored)) = self.fhir.store().answered("in", &sender, &control_id, &digest(text)).await
+            && let Ok(Some(stored)) = self.fhir.operations().answered("in", &sender, &control_id, &digest(text)).await
             && let Ok(original) = self.fhir.protector().cipher().decrypt(&stored, ACK_AAD)
         {
             self.finish(id, "duplicate", None, None, None).await;
@@ -426,7 +426,7 @@ impl Inbound {
         let peer_for_refusal = peer.clone();
         let refused = |code: AckCode, errors: Vec<Hl7Error>| async move {
             let logged = match self.new_message(m, text, peer_for_refusal, received_at, None) {
-                Some(row) => self.fhir.store().log_message(row).await.ok(),
+                Some(row) => self.fhir.operations().log_message(row).await.ok(),
                 None => None,
             };
             match logged {
@@ -462,7 +462,7 @@ impl Inbound {
             journal.queued.notify_one();
             let _ = tokio::time::timeout(std::time::Duration::from_millis(100), room).await;
         }
-        let logged = self.fhir.store().journal_message(row).await;
+        let logged = self.fhir.operations().journal_message(row).await;
         match logged {
             Ok(Logged::New(_)) => {
                 journal.journaled.fetch_add(1, Ordering::Relaxed);
@@ -485,7 +485,7 @@ impl Inbound {
         journal.queued.notify_one();
         loop {
             let drained = journal.drained.notified();
-            match self.fhir.store().queued_count(&self.campus).await {
+            match self.fhir.operations().queued_count(&self.campus).await {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
                     let _ = tokio::time::timeout(std::time::Duration::from_millis(100), drained).await;
@@ -505,7 +505,7 @@ impl Inbound {
         let mut pace = Pace::new(journal.journaled.load(Ordering::Relaxed));
         loop {
             let woken = journal.queued.notified();
-            let rows = match self.fhir.store().queued_messages(&self.campus, 256).await {
+            let rows = match self.fhir.operations().queued_messages(&self.campus, 256).await {
                 Ok(rows) => rows,
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the message queue failed");
@@ -523,7 +523,7 @@ impl Inbound {
             let backlog = if rows.len() < 256 {
                 rows.len() as i64
             } else {
-                self.fhir.store().queued_count(&self.campus).await.unwrap_or_default()
+                self.fhir.operations().queued_count(&self.campus).await.unwrap_or_default()
             };
             journal.backlog.store(backlog, Ordering::Relaxed);
             if backlog < APPLY_BACKLOG_LIMIT {
@@ -606,8 +606,7 @@ impl Inbound {
                 warnings: None,
             };
             async move {
-                let side = [SideWrite::FinishQueued(f)];
-                let _ = self.fhir.store().write_audited_with(Vec::new(), self.fhir.now_ms(), &[], None, &side).await;
+                let _ = self.fhir.operations().finish_queued(f).await;
             }
         };
         // The mapping kept with the message; mapped again only for a message queued
@@ -745,7 +744,7 @@ impl Inbound {
     async fn finish(&self, id: i64, status: &str, ack: Option<String>, error: Option<String>, summary: Option<String>) {
         let f =
             Finish { id, status: status.into(), finished_at: self.fhir.now_ms(), ack, error, summary, warnings: None };
-        let _ = self.fhir.store().finish_message(&f).await;
+        let _ = self.fhir.operations().finish_message(&f).await;
     }
 
     /// AE or AR for the content; logged as answered, so a resend gets the same ACK.
@@ -792,7 +791,7 @@ impl Inbound {
         if let Some(payload) = self.seal(text, PAYLOAD_AAD)
             && let Ok(id) = self
                 .fhir
-                .store()
+                .operations()
                 .log_message(NewMessage {
                     direction: "in".into(),
                     channel: self.channel.clone(),

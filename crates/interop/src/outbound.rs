@@ -19,7 +19,6 @@ use lianyi_security::roles::Capability;
 use lianyi_security::{Caller, SystemTask};
 use lianyi_services::FhirService;
 use lianyi_services::fhir::{SHARED_TYPES, ServiceError};
-use lianyi_store::RowScope;
 use lianyi_store::audit::AuditEntry;
 use lianyi_store::messages::{LoggedMessage, MessageFilter};
 use lianyi_store::outbox::{Attempt, ChannelRow, Delivery, NewDelivery, OutboxEvent};
@@ -254,7 +253,11 @@ impl Outbound {
         id: &str,
     ) -> String {
         let Some(rtype) = ResourceType::parse("Subscription") else { return format!("error {id} unsupported") };
-        let sub = match self.fhir.read(caller, rtype, id).await {
+        let found = match self.fhir.reader(caller, rtype).await {
+            Ok(reader) => reader.read(id).await,
+            Err(e) => Err(e),
+        };
+        let sub = match found {
             Ok(r) => r,
             Err(ServiceError::Forbidden(_)) => return format!("error {id} forbidden"),
             Err(_) => return format!("error {id} Subscription/{id} is not known"),
@@ -272,7 +275,7 @@ impl Outbound {
             list.push((socket, sender.clone()));
         }
         // Notifications queued while no client was bound go now.
-        self.fhir.store().changes().notify_one();
+        self.fhir.operations().changes().notify_one();
         format!("bound {id}")
     }
 
@@ -313,11 +316,11 @@ impl Outbound {
     /// Every channel with its queue depth, dead letters, last success and error rate.
     pub async fn status(&self, caller: &Caller) -> Result<Vec<ChannelStatus>> {
         self.check(caller, "channel-list").await?;
-        let stats = self.fhir.store().queue_stats().await?;
+        let stats = self.fhir.operations().queue_stats().await?;
         let health = self.health.lock().map(|h| h.clone()).unwrap_or_default();
         Ok(self
             .fhir
-            .store()
+            .operations()
             .channels()
             .await?
             .into_iter()
@@ -444,7 +447,7 @@ impl Outbound {
             created_at: self.fhir.now_ms(),
             subscription: None,
         };
-        let row = match self.fhir.store().create_channel(&row).await {
+        let row = match self.fhir.operations().create_channel(&row).await {
             Ok(r) => r,
             Err(lianyi_store::StoreError::AlreadyExists { .. }) => {
                 return Err(invalid("id", format!("a channel named '{}' already exists", spec.id)));
@@ -457,13 +460,13 @@ impl Outbound {
 
     pub async fn channels(&self, caller: &Caller) -> Result<Vec<ChannelRow>> {
         self.check(caller, "channel-list").await?;
-        Ok(self.fhir.store().channels().await?)
+        Ok(self.fhir.operations().channels().await?)
     }
 
     /// Pauses or resumes a channel; while paused its events wait in the outbox.
     pub async fn set_enabled(&self, caller: &Caller, id: &str, enabled: bool) -> Result<()> {
         self.check(caller, "channel-enable").await?;
-        if !self.fhir.store().set_channel_enabled(id, enabled).await? {
+        if !self.fhir.operations().set_channel_enabled(id, enabled).await? {
             return Err(OutboundError::NotFound(format!("channel '{id}'")));
         }
         self.audit(caller, "channel-enable", "success", format!("{id} enabled={enabled}")).await?;
@@ -473,7 +476,7 @@ impl Outbound {
     /// Searches the message log (payloads stay encrypted; see [`Outbound::message`]).
     pub async fn messages(&self, caller: &Caller, filter: &MessageFilter) -> Result<Vec<LoggedMessage>> {
         self.check(caller, "message-search").await?;
-        let found = self.fhir.store().find_messages(filter).await?;
+        let found = self.fhir.operations().find_messages(filter).await?;
         self.audit(caller, "message-search", "success", format!("{} messages", found.len())).await?;
         Ok(found)
     }
@@ -481,7 +484,7 @@ impl Outbound {
     /// One logged message with its payload and ACK (or response) in clear.
     pub async fn message(&self, caller: &Caller, id: i64) -> Result<(LoggedMessage, String, Option<String>)> {
         self.check(caller, "message-read").await?;
-        let Some(m) = self.fhir.store().message(id).await? else {
+        let Some(m) = self.fhir.operations().message(id).await? else {
             return Err(OutboundError::NotFound(format!("message {id}")));
         };
         let cipher = self.fhir.protector().cipher();
@@ -503,7 +506,7 @@ impl Outbound {
         let mut outbound_ids = Vec::with_capacity(ids.len());
         let mut inbound_done = 0u64;
         for &id in ids {
-            match self.fhir.store().message(id).await? {
+            match self.fhir.operations().message(id).await? {
                 Some(m) if m.direction == "in" => {
                     let listener =
                         self.inbound.lock().ok().and_then(|l| l.iter().find(|i| i.channel() == m.channel).cloned());
@@ -526,7 +529,7 @@ impl Outbound {
     /// Replays every dead letter of a channel, oldest first.
     pub async fn replay_dead(&self, caller: &Caller, channel: &str) -> Result<u64> {
         self.check(caller, "message-replay").await?;
-        let ids = self.fhir.store().dead_letters(channel).await?;
+        let ids = self.fhir.operations().dead_letters(channel).await?;
         self.requeue(caller, &ids).await
     }
 
@@ -535,10 +538,10 @@ impl Outbound {
         if ids.is_empty() {
             return Ok(0);
         }
-        let n = self.fhir.store().requeue(ids, self.fhir.now_ms()).await?;
+        let n = self.fhir.operations().requeue(ids, self.fhir.now_ms()).await?;
         self.audit(caller, "message-replay", "success", format!("{n} of {} messages queued again", ids.len())).await?;
         if n > 0 {
-            self.fhir.store().changes().notify_one();
+            self.fhir.operations().changes().notify_one();
         }
         Ok(n)
     }
@@ -548,7 +551,7 @@ impl Outbound {
     pub async fn prune(&self, caller: &Caller, keep_days: i64) -> Result<(u64, u64)> {
         self.check(caller, "message-prune").await?;
         let before = self.fhir.now_ms() - keep_days.max(0) * 86_400_000;
-        let (m, e) = self.fhir.store().prune_log(before, self.fhir.now_ms() - EVENT_RETENTION_MS).await?;
+        let (m, e) = self.fhir.operations().prune_log(before, self.fhir.now_ms() - EVENT_RETENTION_MS).await?;
         self.audit(
             caller,
             "message-prune",
@@ -563,7 +566,7 @@ impl Outbound {
     async fn retention(&self) -> Result<()> {
         let keep = self.retention_days;
         let before = self.fhir.now_ms() - keep * 86_400_000;
-        let (m, e) = self.fhir.store().prune_log(before, self.fhir.now_ms() - EVENT_RETENTION_MS).await?;
+        let (m, e) = self.fhir.operations().prune_log(before, self.fhir.now_ms() - EVENT_RETENTION_MS).await?;
         if m + e > 0 {
             let detail = format!("{m} messages and {e} events older than {keep} days");
             self.audit(&Caller::task(SystemTask::MessageRetention), "message-prune", "success", detail).await?;
@@ -575,20 +578,17 @@ impl Outbound {
     /// resources: `requested` ones are checked and set `active` (or `error` with the
     /// reason), `off`/`error`/deleted ones stop.
     pub async fn sync_subscriptions(&self) -> Result<()> {
-        let store = self.fhir.store();
+        let store = self.fhir.operations();
         let system = Caller::task(SystemTask::OutboundDelivery);
         let Some(sub_type) = ResourceType::parse("Subscription") else { return Ok(()) };
         let mut live: HashSet<String> = HashSet::new();
         let mut after: Option<String> = None;
         loop {
-            let page = store
-                .scan_type("Subscription", None, false, None, &RowScope::unrestricted(), after.as_deref(), 200)
-                .await?;
+            let page = self.fhir.subscriptions_after(after.as_deref(), 200).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id.clone());
             for r in &page {
-                let Ok(body) = self.fhir.protector().reveal_body("Subscription", &r.body) else { continue };
-                let Ok(mut sub) = serde_json::from_str::<Value>(&body) else { continue };
+                let Ok(mut sub) = serde_json::from_str::<Value>(&r.body) else { continue };
                 let status = sub.get("status").and_then(Value::as_str).unwrap_or("").to_string();
                 let channel_id = format!("sub-{}", r.id);
                 if status != "requested" && status != "active" {
@@ -650,7 +650,7 @@ impl Outbound {
     /// Turns the channel's new outbox events into queued deliveries (at most one round
     /// of [`FAN_OUT_BATCH`]). Returns how many events were consumed.
     pub async fn fan_out(&self, ch: &ChannelRow) -> Result<usize> {
-        let store = self.fhir.store();
+        let store = self.fhir.operations();
         let events = store.outbox_after(ch.cursor, FAN_OUT_BATCH).await?;
         let Some(last) = events.last() else { return Ok(0) };
         let to = last.seq;
@@ -735,27 +735,28 @@ impl Outbound {
             p.push(("_id".into(), chunk.join(",")));
             p.push(("_count".into(), chunk.len().to_string()));
             p.push(("_total".into(), "none".into()));
-            let Ok(mut req) = parse_search(*rtype, &p) else { continue };
-            self.fhir.protector().search_variants(&mut req);
-            let scope = RowScope {
-                campuses: ch.campus.clone().map(|c| vec![c]),
-                campus_exempt_types: SHARED_TYPES.iter().map(|t| t.to_string()).collect(),
-                ..RowScope::unrestricted()
-            };
-            let page = self.fhir.store().search(&req, &scope).await?;
+            let Ok(req) = parse_search(*rtype, &p) else { continue };
+            // Limited to the channel's campus; read as the delivery task (audited).
+            let page = self.fhir.search(&delivery_task(ch), &req).await?;
             out.extend(page.resources.into_iter().map(|r| (r.resource_type, r.id)));
         }
         Ok(out)
     }
 
-    async fn clear_body(&self, rtype: &str, id: &str, version: i64) -> Result<Option<Value>> {
-        let Some(r) = self.fhir.store().vread(rtype, id, version).await? else { return Ok(None) };
-        if r.deleted || r.body.is_empty() {
-            return Ok(None);
+    /// The resource a change made (that version), read as the delivery task of `ch`
+    /// (audited under that purpose); `None` when it is gone.
+    async fn clear_body(&self, ch: &ChannelRow, rtype: &str, id: &str, version: Option<i64>) -> Result<Option<Value>> {
+        let Some(t) = ResourceType::parse(rtype) else { return Ok(None) };
+        let task = delivery_task(ch);
+        let found = match version {
+            Some(v) => self.fhir.reader(&task, t).await?.vread(id, v).await,
+            None => self.fhir.reader(&task, t).await?.read(id).await,
+        };
+        match found {
+            Ok(r) if !r.deleted && !r.body.is_empty() => Ok(serde_json::from_str(&r.body).ok()),
+            Ok(_) | Err(ServiceError::NotFound { .. } | ServiceError::Gone { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
         }
-        let body =
-            self.fhir.protector().reveal_body(rtype, &r.body).map_err(|e| OutboundError::Crypto(e.to_string()))?;
-        Ok(serde_json::from_str(&body).ok())
     }
 
     async fn render(
@@ -769,8 +770,11 @@ impl Outbound {
             "DELETE" => "delete",
             _ => "update",
         };
-        let resource =
-            if e.method == "DELETE" { None } else { self.clear_body(&e.resource_type, &e.id, e.version).await? };
+        let resource = if e.method == "DELETE" {
+            None
+        } else {
+            self.clear_body(ch, &e.resource_type, &e.id, Some(e.version)).await?
+        };
         if e.method != "DELETE" && resource.is_none() {
             return Ok(None);
         }
@@ -780,11 +784,7 @@ impl Outbound {
                 let patient = match &e.patient {
                     Some(p) if e.resource_type != "Patient" => {
                         if !patients.contains_key(p) {
-                            let current = self.fhir.store().read("Patient", p).await?;
-                            let v = match current {
-                                Some(r) if !r.deleted => self.clear_body("Patient", p, r.version).await?,
-                                _ => None,
-                            };
+                            let v = self.clear_body(ch, "Patient", p, None).await?;
                             patients.insert(p.clone(), v);
                         }
                         patients.get(p).cloned().flatten()
@@ -935,7 +935,7 @@ impl Dispatcher {
     /// per enabled channel whose lease this dispatcher holds (servers sharing a
     /// database deliver each channel once). Runs until the task is dropped.
     pub async fn run(self) {
-        let store = self.outbound.fhir.store().clone();
+        let store = self.outbound.fhir.operations();
         let changes = store.changes();
         let mut workers: HashMap<String, (Arc<tokio::sync::Notify>, tokio::task::JoinHandle<()>)> = HashMap::new();
         let mut sub_cursor = match store.outbox_head().await {
@@ -1176,7 +1176,7 @@ async fn send_mllp(endpoint: &str, control_id: &str, text: &str, conn: &mut Opti
 /// Delivers one channel's queue: oldest first, one patient's deliveries strictly in
 /// order (a failing one holds back the later ones of the same patient only).
 async fn worker(d: Arc<Dispatcher>, channel: String, wake: Arc<tokio::sync::Notify>) {
-    let store = d.outbound.fhir.store().clone();
+    let store = d.outbound.fhir.operations();
     let cipher = d.outbound.fhir.protector().clone();
     let mut conn: Option<TcpStream> = None;
     loop {
@@ -1260,5 +1260,13 @@ async fn worker(d: Arc<Dispatcher>, channel: String, wake: Arc<tokio::sync::Noti
             _ = woken => {}
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+/// The platform delivering a channel's changes: limited to the channel's campus when
+/// it has one; what it reads is audited under this purpose.
+fn delivery_task(ch: &ChannelRow) -> Caller {
+    match &ch.campus {
+        Some(c) => Caller::task_at(SystemTask::OutboundDelivery, c),
+        None => Caller::task(SystemTask::OutboundDelivery),
     }
 }

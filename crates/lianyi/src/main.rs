@@ -532,7 +532,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let app = App::build(app_config(&loc, &file)?).await?;
             let started = Instant::now();
             let n = app.state().fhir.reindex(&cli_caller(), |_| {}).await?;
-            app.state().fhir.store().close().await;
+            app.state().fhir.operations().close().await;
             println!("{}: {n} resources reindexed in {:.1} s", loc.display_url(), started.elapsed().as_secs_f64());
             Ok(ExitCode::SUCCESS)
         }
@@ -842,7 +842,7 @@ async fn channel_command(command: ChannelCommand) -> Result<ExitCode, CliError> 
                 max_backoff_ms,
             };
             let (ch, secret) = out.add_channel(&caller, spec).await?;
-            out.fhir().store().close().await;
+            out.fhir().operations().close().await;
             println!(
                 "channel {} ({} to {}) added; it delivers changes committed from now on",
                 ch.id, ch.kind, ch.endpoint
@@ -855,8 +855,8 @@ async fn channel_command(command: ChannelCommand) -> Result<ExitCode, CliError> 
         ChannelCommand::List { data } => {
             let out = outbound_service(data).await?;
             let channels = out.channels(&caller).await?;
-            let stats = out.fhir().store().queue_stats().await?;
-            out.fhir().store().close().await;
+            let stats = out.fhir().operations().queue_stats().await?;
+            out.fhir().operations().close().await;
             println!(
                 "{:<20} {:<9} {:<8} {:>8} {:>6} {:>10} {:<24} endpoint",
                 "channel", "kind", "state", "pending", "dead", "delivered", "last success"
@@ -881,7 +881,7 @@ async fn channel_command(command: ChannelCommand) -> Result<ExitCode, CliError> 
         ChannelCommand::Disable { id, data } | ChannelCommand::Enable { id, data } => {
             let out = outbound_service(data).await?;
             out.set_enabled(&caller, &id, enable).await?;
-            out.fhir().store().close().await;
+            out.fhir().operations().close().await;
             if enable {
                 println!("channel {id} resumed");
             } else {
@@ -892,7 +892,7 @@ async fn channel_command(command: ChannelCommand) -> Result<ExitCode, CliError> 
         ChannelCommand::ReplayDead { id, data } => {
             let out = outbound_service(data).await?;
             let n = out.replay_dead(&caller, &id).await?;
-            out.fhir().store().close().await;
+            out.fhir().operations().close().await;
             println!("{n} dead letters of channel {id} queued again");
             Ok(ExitCode::SUCCESS)
         }
@@ -907,7 +907,7 @@ async fn messages_command(command: MessagesCommand) -> Result<ExitCode, CliError
             let filter =
                 lianyi_store::messages::MessageFilter { direction, status, channel, limit, ..Default::default() };
             let list = out.messages(&caller, &filter).await?;
-            out.fhir().store().close().await;
+            out.fhir().operations().close().await;
             println!(
                 "{:>8} {:<3} {:<10} {:<24} {:<22} {:<14} {:>3} {:<24} error or warnings",
                 "id", "dir", "status", "channel", "control id", "type", "try", "received"
@@ -931,7 +931,7 @@ async fn messages_command(command: MessagesCommand) -> Result<ExitCode, CliError
         MessagesCommand::Show { id, data } => {
             let out = outbound_service(data).await?;
             let (m, payload, ack) = out.message(&caller, id).await?;
-            out.fhir().store().close().await;
+            out.fhir().operations().close().await;
             println!(
                 "message {} ({} {} on {}): {} after {} attempt(s)",
                 m.id, m.direction, m.message_type, m.channel, m.status, m.attempts
@@ -952,14 +952,14 @@ async fn messages_command(command: MessagesCommand) -> Result<ExitCode, CliError
         MessagesCommand::Replay { ids, data } => {
             let out = outbound_service(data).await?;
             let n = out.replay(&caller, &ids).await?;
-            out.fhir().store().close().await;
+            out.fhir().operations().close().await;
             println!("{n} of {} messages queued again (outbound dead letters and delivered messages only)", ids.len());
             Ok(ExitCode::SUCCESS)
         }
         MessagesCommand::Prune { keep_days, data } => {
             let out = outbound_service(data).await?;
             let (m, e) = out.prune(&caller, keep_days).await?;
-            out.fhir().store().close().await;
+            out.fhir().operations().close().await;
             println!("{m} messages and {e} outbox events older than {keep_days} days deleted");
             Ok(ExitCode::SUCCESS)
         }

@@ -11,8 +11,9 @@ use lianyi_fhir::compartment::patients_of;
 use lianyi_fhir::search::SearchRequest;
 use lianyi_fhir::{Issue, IssueType, OperationOutcome, ResourceType, extract_index, validate_resource};
 use lianyi_security::crypto::CryptoError;
+use lianyi_security::permit::{self, Interaction};
 use lianyi_security::roles::Capability;
-use lianyi_security::{AuditError, AuditLog, Caller, Campuses, Perm};
+use lianyi_security::{AuditError, AuditLog, Caller, Campuses, Perm, Permit};
 use lianyi_store::audit::AuditEntry;
 use lianyi_store::break_glass::BreakGlassRecord;
 use lianyi_store::{
@@ -356,8 +357,20 @@ impl FhirService {
         organization_name(&v, lang)
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// Subscriptions after `after` in id order (configuration of the integration hub,
+    /// not health data: not audited), their bodies decrypted, for keeping the
+    /// delivery channels in line with them.
+    pub async fn subscriptions_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<StoredResource>> {
+        let page =
+            self.store.scan_type("Subscription", None, false, None, &RowScope::unrestricted(), after, limit).await?;
+        page.into_iter().map(|r| self.revealed(r)).collect()
+    }
+
+    /// The tables without health data (message log, outbox, channels, counters) and
+    /// the database's health: what the integration hub, the pages and the command
+    /// line use beside this service.
+    pub fn operations(&self) -> lianyi_store::Operations {
+        self.store.operations()
     }
 
     pub fn now_ms(&self) -> i64 {
@@ -441,13 +454,18 @@ impl FhirService {
     }
 
     /// The caller may perform `perm` on `rtype` at all (scopes, authentication).
-    fn permit(caller: &Caller, rtype: &str, perm: Perm) -> Result<()> {
+    fn permit_check(caller: &Caller, rtype: &str, perm: Perm) -> Result<()> {
         if !caller.is_authenticated() {
             return Err(ServiceError::Forbidden("authentication is required".into()));
         }
         if !caller.access().allows(rtype, perm) {
             return Err(ServiceError::Forbidden(format!("your scopes do not allow {} on {rtype}", perm_name(perm))));
         }
+        Self::permit_rules(caller, rtype, perm)
+    }
+
+    /// This service's own rules beyond the grants.
+    fn permit_rules(caller: &Caller, rtype: &str, perm: Perm) -> Result<()> {
         // A Subscription sends data to an endpoint of its author's choosing: it is
         // integration configuration, written only by the integration role (IT engineers,
         // administrators, clients with the lianyi:integration scope word).
@@ -534,7 +552,7 @@ impl FhirService {
     /// as the spec says).
     pub async fn create(&self, caller: &Caller, rtype: ResourceType, resource: Value) -> Result<WriteResult> {
         let t = rtype.as_str();
-        let prepared = Self::permit(caller, t, Perm::Create).and_then(|()| {
+        let prepared = Self::permit_check(caller, t, Perm::Create).and_then(|()| {
             let c = self.check(rtype, resource)?;
             let op = self.op(c, self.ids.new_id(), WriteKind::Create, self.campus_for(caller))?;
             Self::own_compartment(caller, &op)?;
@@ -574,7 +592,7 @@ impl FhirService {
         if_match: Option<i64>,
         existing: Option<&StoredResource>,
     ) -> Result<WriteOp> {
-        Self::permit(caller, rtype.as_str(), Perm::Update)?;
+        Self::permit_check(caller, rtype.as_str(), Perm::Update)?;
         if let Some(r) = existing {
             Self::visible(caller, r, Perm::Update)?;
         }
@@ -623,7 +641,7 @@ impl FhirService {
     ) -> Result<WriteResult> {
         let t = rtype.as_str();
         let existing = self.store.read(t, id).await?.filter(|r| !r.deleted);
-        let allowed = Self::permit(caller, t, Perm::Delete).and_then(|()| match &existing {
+        let allowed = Self::permit_check(caller, t, Perm::Delete).and_then(|()| match &existing {
             Some(r) => Self::visible(caller, r, Perm::Delete),
             None => Ok(()),
         });
@@ -643,12 +661,62 @@ impl FhirService {
     }
 
     /// `GET /{type}/{id}`.
-    pub async fn read(&self, caller: &Caller, rtype: ResourceType, id: &str) -> Result<StoredResource> {
-        let found = match Self::permit(caller, rtype.as_str(), Perm::Read) {
-            Ok(()) => self.read_unaudited(rtype, id).await,
-            Err(e) => Err(e),
-        };
+    ///
+    /// A read needs a [`Permit<Read>`] for the type, which only the permission check
+    /// makes ([`FhirService::permit`], [`FhirService::reader`]); a caller alone does not
+    /// compile:
+    ///
+    /// ```compile_fail
+    /// # async fn f(fhir: lianyi_services::FhirService, caller: lianyi_security::Caller) {
+    /// let patient = lianyi_fhir::ResourceType::parse("Patient").unwrap();
+    /// let _ = fhir.read(&caller, patient, "p1").await; // a Caller is no Permit<Read>
+    /// # }
+    /// ```
+    ///
+    /// ```compile_fail
+    /// # fn f(caller: lianyi_security::Caller) {
+    /// // Nor can a permit be made by hand: its fields are private to security.
+    /// let forged: lianyi_security::Permit<lianyi_security::permit::Read> =
+    ///     lianyi_security::Permit { caller, resource_type: "Patient".into(), interaction: std::marker::PhantomData };
+    /// # }
+    /// ```
+    ///
+    /// ```no_run
+    /// # async fn f(fhir: lianyi_services::FhirService, caller: lianyi_security::Caller)
+    /// #     -> Result<(), lianyi_services::ServiceError> {
+    /// let patient = lianyi_fhir::ResourceType::parse("Patient").unwrap();
+    /// let permit = fhir.permit::<lianyi_security::permit::Read>(&caller, patient).await?;
+    /// let stored = fhir.read(&permit, "p1").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn read(&self, permit: &Permit<permit::Read>, id: &str) -> Result<StoredResource> {
+        let caller = permit.caller();
+        let rtype = Self::permitted_type(permit.resource_type())?;
+        let found = self.read_unaudited(rtype, id).await;
         self.audited_one(caller, "read", rtype, id, found).await
+    }
+
+    /// A permit for `I` on `rtype`: the caller's grants (checked in security) and this
+    /// service's own rule that a Subscription is changed only by the integration role.
+    /// A denial is audited.
+    pub async fn permit<I: Interaction>(&self, caller: &Caller, rtype: ResourceType) -> Result<Permit<I>> {
+        let t = rtype.as_str();
+        let checked = Self::permit_rules(caller, t, I::PERM)
+            .and_then(|()| caller.permit::<I>(t).map_err(|d| ServiceError::Forbidden(d.0)));
+        match checked {
+            Ok(p) => Ok(p),
+            Err(e) => self.failed(caller, I::NAME, t, None, e).await,
+        }
+    }
+
+    /// Reading `rtype` as `caller`: the permission check, then [`Reader::read`] and
+    /// [`Reader::vread`].
+    pub async fn reader(&self, caller: &Caller, rtype: ResourceType) -> Result<Reader<'_>> {
+        Ok(Reader { fhir: self, permit: self.permit(caller, rtype).await? })
+    }
+
+    fn permitted_type(t: &str) -> Result<ResourceType> {
+        ResourceType::parse(t).ok_or_else(|| ServiceError::NotFound { resource_type: t.to_string(), id: String::new() })
     }
 
     async fn audited_one(
@@ -681,11 +749,10 @@ impl FhirService {
     }
 
     /// `GET /{type}/{id}/_history/{vid}`.
-    pub async fn vread(&self, caller: &Caller, rtype: ResourceType, id: &str, version: i64) -> Result<StoredResource> {
-        let found = match Self::permit(caller, rtype.as_str(), Perm::Read) {
-            Ok(()) => self.vread_unaudited(rtype, id, version).await,
-            Err(e) => Err(e),
-        };
+    pub async fn vread(&self, permit: &Permit<permit::Read>, id: &str, version: i64) -> Result<StoredResource> {
+        let caller = permit.caller();
+        let rtype = Self::permitted_type(permit.resource_type())?;
+        let found = self.vread_unaudited(rtype, id, version).await;
         self.audited_one(caller, "vread", rtype, id, found).await
     }
 
@@ -706,10 +773,10 @@ impl FhirService {
     pub async fn history(&self, caller: &Caller, q: &HistoryQuery) -> Result<HistoryPage> {
         let rtype = q.resource_type.as_deref().unwrap_or("*");
         let allowed = match &q.resource_type {
-            Some(t) => Self::permit(caller, t, Perm::Read),
+            Some(t) => Self::permit_check(caller, t, Perm::Read),
             None => lianyi_fhir::SUPPORTED_TYPES
                 .iter()
-                .try_for_each(|t| Self::permit(caller, t, Perm::Read))
+                .try_for_each(|t| Self::permit_check(caller, t, Perm::Read))
                 .map_err(|_| ServiceError::Forbidden("system history needs read access to every type".into())),
         };
         if let Err(e) = allowed {
@@ -744,7 +811,7 @@ impl FhirService {
     /// `_include` and `_revinclude` resources the caller may also see.
     pub async fn search(&self, caller: &Caller, req: &SearchRequest) -> Result<SearchPage> {
         let t = req.resource_type.as_str();
-        if let Err(e) = Self::permit(caller, t, Perm::Search) {
+        if let Err(e) = Self::permit_check(caller, t, Perm::Search) {
             return self.failed(caller, "search", t, None, e).await;
         }
         let mut req = req.clone();
@@ -755,7 +822,12 @@ impl FhirService {
         let detail = format!("{} of {total} matches, {} included", page.resources.len(), page.included.len());
         let mut seen = page.resources.clone();
         seen.extend(page.included.iter().cloned());
-        self.audit.record(self.entries_for(caller, "search", Some(t), &seen, detail)).await?;
+        // A platform task is audited for what it read; a round of the critical-value
+        // watcher that finds nothing leaves no record (people are audited for every
+        // search, found or not).
+        if caller.kind() != lianyi_security::ActorKind::System || !seen.is_empty() {
+            self.audit.record(self.entries_for(caller, "search", Some(t), &seen, detail)).await?;
+        }
         page.resources = page.resources.into_iter().map(|r| self.revealed(r)).collect::<Result<_>>()?;
         page.included = page.included.into_iter().map(|r| self.revealed(r)).collect::<Result<_>>()?;
         Ok(page)
@@ -905,6 +977,26 @@ impl FhirService {
         entry.detail = Some(format!("{} stored, {} rejected", stored.len(), errors.len()));
         self.store.write_audited(ops, self.clock.now_ms(), &[entry], Some(self.audit.hasher())).await?;
         Ok(LoadReport { stored, rejected: errors })
+    }
+}
+
+/// Reads of one type, after the permission check ([`FhirService::reader`]).
+#[derive(Debug)]
+pub struct Reader<'a> {
+    fhir: &'a FhirService,
+    permit: Permit<permit::Read>,
+}
+
+impl Reader<'_> {
+    /// `GET /{type}/{id}`: the resource, if the caller's campuses or compartment reach
+    /// it; audited.
+    pub async fn read(&self, id: &str) -> Result<StoredResource> {
+        self.fhir.read(&self.permit, id).await
+    }
+
+    /// `GET /{type}/{id}/_history/{vid}`.
+    pub async fn vread(&self, id: &str, version: i64) -> Result<StoredResource> {
+        self.fhir.vread(&self.permit, id, version).await
     }
 }
 

@@ -14,6 +14,7 @@ pub mod clients;
 mod counters;
 pub mod messages;
 mod migrate;
+mod operations;
 pub mod outbox;
 mod read;
 mod scope;
@@ -30,6 +31,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+pub use operations::Operations;
 pub use read::{BodyRow, HistoryPage, HistoryQuery, StoredResource};
 pub use scope::RowScope;
 pub use search::SearchPage;

@@ -342,7 +342,7 @@ async fn create(
         return match state.fhir.create_if_none_exist(&caller, rtype, resource, &q).await? {
             Ok(w) => Ok(write_response(&base, &headers, rtype, &w)),
             Err(id) => {
-                let r = state.fhir.read(&caller, rtype, &id).await?;
+                let r = state.fhir.reader(&caller, rtype).await?.read(&id).await?;
                 Ok(resource_response(&r))
             }
         };
@@ -819,7 +819,7 @@ async fn read(
         let v = state.fhir.audit_event(&caller, &id).await?;
         return Ok(json_response(StatusCode::OK, v.to_string()));
     }
-    let r = state.fhir.read(&caller, rtype, &id).await?;
+    let r = state.fhir.reader(&caller, rtype).await?.read(&id).await?;
     Ok(resource_response(&r))
 }
 
@@ -847,7 +847,7 @@ async fn vread(
         let v = state.fhir.audit_event(&caller, &id).await?;
         return Ok(json_response(StatusCode::OK, v.to_string()));
     }
-    let r = state.fhir.vread(&caller, rtype, &id, version).await?;
+    let r = state.fhir.reader(&caller, rtype).await?.vread(&id, version).await?;
     Ok(resource_response(&r))
 }
 

@@ -228,7 +228,7 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
-        let store = self.state.fhir.store().clone();
+        let store = self.state.fhir.operations();
         // Outbound channels deliver while the server runs; undelivered messages wait
         // in the database for the next start.
         let dispatcher = tokio::spawn(lianyi_interop::Dispatcher::new(self.state.outbound.clone()).run());

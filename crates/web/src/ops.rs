@@ -41,8 +41,8 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
-    let db = state.fhir.store().ping().await;
-    let backend = state.fhir.store().backend().name();
+    let db = state.fhir.operations().ping().await;
+    let backend = state.fhir.operations().backend().name();
     let uptime = state.started.elapsed().as_secs();
     let (status, db_status) = match &db {
         Ok(()) => (StatusCode::OK, "ok"),
@@ -67,8 +67,8 @@ fn rss_bytes() -> Option<u64> {
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {
-    let stats = state.fhir.store().pool_stats();
-    let backend = state.fhir.store().backend().name();
+    let stats = state.fhir.operations().pool_stats();
+    let backend = state.fhir.operations().backend().name();
     for (pool, size, idle) in
         [("read", stats.read_size, stats.read_idle), ("write", stats.write_size, stats.write_idle)]
     {
@@ -83,7 +83,7 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
     metrics::gauge!("process_uptime_seconds").set(state.started.elapsed().as_secs_f64());
     // Channel health: queue depth, dead letters and last success per outbound channel
     // (attempts by outcome are counted as they happen: lianyi_channel_attempts_total).
-    match state.fhir.store().queue_health().await {
+    match state.fhir.operations().queue_health().await {
         Ok(stats) => {
             for s in stats {
                 let ch = s.channel;

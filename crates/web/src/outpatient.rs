@@ -62,7 +62,7 @@ async fn search(state: &AppState, caller: &Caller, t: &str, params: &[(&str, Str
 
 pub(crate) async fn read(state: &AppState, caller: &Caller, t: &str, id: &str) -> Option<Value> {
     let rt = ResourceType::parse(t)?;
-    let r = state.fhir.read(caller, rt, id).await.ok()?;
+    let r = state.fhir.reader(caller, rt).await.ok()?.read(id).await.ok()?;
     serde_json::from_str(&r.body).ok()
 }
 

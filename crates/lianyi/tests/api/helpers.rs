@@ -13,6 +13,8 @@ pub struct TestApp {
     pub clients: ClientService,
     pub users: lianyi_security::users::UserService,
     pub fhir: lianyi_services::FhirService,
+    /// The raw store, for tests that look behind the service (audit rows, users).
+    pub store: lianyi_store::Store,
     pub database_url: String,
     /// Holds the field-encryption key file.
     pub keys_dir: std::path::PathBuf,
@@ -40,6 +42,7 @@ pub async fn spawn_app_clocked(
     let keys_dir = dir.clone().unwrap_or_else(|| keys.as_ref().map(|k| k.path().to_path_buf()).unwrap_or_default());
     let store = lianyi_store::Store::connect(&url).await.expect("connect");
     store.migrate().await.expect("migrate");
+    let raw = store.clone();
     let config = AppConfig {
         database_url: url.clone(),
         default_campus: Some("campus-east".into()),
@@ -87,7 +90,19 @@ pub async fn spawn_app_clocked(
     });
     let base = format!("http://{addr}");
     let client = authorized(&base, &admin.client_id, &admin.client_secret).await;
-    TestApp { base, client, clients, users, fhir, database_url: url, keys_dir, _shutdown: tx, _dir: dir, _keys: keys }
+    TestApp {
+        base,
+        client,
+        clients,
+        users,
+        fhir,
+        store: raw,
+        database_url: url,
+        keys_dir,
+        _shutdown: tx,
+        _dir: dir,
+        _keys: keys,
+    }
 }
 
 /// A client builder for the tests. reqwest is built with rustls but no crypto provider

@@ -195,9 +195,9 @@ async fn journaled_acks_come_after_the_check_and_every_queued_message_is_applied
         let (ack, outcome) = inbound.receive(&oru(&format!("J{i}"), value), None).await;
         assert_eq!(outcome, Outcome::Accepted, "{}", String::from_utf8_lossy(&ack));
     }
-    assert_eq!(app.fhir.store().queued_count("campus-east").await.unwrap(), 3, "acknowledged, queued");
+    assert_eq!(app.fhir.operations().queued_count("campus-east").await.unwrap(), 3, "acknowledged, queued");
     // Each keeps its checked mapping (encrypted), durable before its AA.
-    let queued = app.fhir.store().queued_messages("campus-east", 10).await.unwrap();
+    let queued = app.fhir.operations().queued_messages("campus-east", 10).await.unwrap();
     let kept = app.fhir.protector().cipher().decrypt(queued[0].mapped.as_ref().unwrap(), "message_log.mapped").unwrap();
     let kept: Value = serde_json::from_str(&kept).unwrap();
     assert_eq!(kept["type"], "transaction");
@@ -211,12 +211,12 @@ async fn journaled_acks_come_after_the_check_and_every_queued_message_is_applied
     let (ack, outcome) = inbound.receive(&oru("J9", "high"), None).await;
     assert_eq!(outcome, Outcome::Error, "{}", String::from_utf8_lossy(&ack));
     assert!(String::from_utf8_lossy(&ack).contains("MSA|AE|J9"));
-    assert_eq!(app.fhir.store().queued_count("campus-east").await.unwrap(), 3);
+    assert_eq!(app.fhir.operations().queued_count("campus-east").await.unwrap(), 3);
 
     // The applier (started later, as on restart) writes them all, in arrival order.
     let applier = tokio::spawn(inbound.clone().run_applier());
     let started = std::time::Instant::now();
-    while app.fhir.store().queued_count("campus-east").await.unwrap() > 0 {
+    while app.fhir.operations().queued_count("campus-east").await.unwrap() > 0 {
         assert!(started.elapsed() < std::time::Duration::from_secs(10), "the queue was not applied");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
@@ -228,7 +228,7 @@ async fn journaled_acks_come_after_the_check_and_every_queued_message_is_applied
         values.push(o["valueQuantity"]["value"].as_f64().unwrap());
     }
     assert_eq!(values, [4.1, 4.4, 4.9], "in the order they arrived");
-    let logged = app.fhir.store().recent_messages(Some("accepted"), 10).await.unwrap();
+    let logged = app.fhir.operations().recent_messages(Some("accepted"), 10).await.unwrap();
     assert_eq!(logged.iter().filter(|m| m.channel == "mllp:journal").count(), 3);
     assert!(logged.iter().all(|m| m.ack.is_some() && m.summary.is_some()), "the AA and the outcome kept");
 
@@ -238,7 +238,7 @@ async fn journaled_acks_come_after_the_check_and_every_queued_message_is_applied
     let adt = "MSH|^~\\&|HIS|EAST|LIANYI|GROUP|20261123090000||ADT^A08|J5|P|2.5.1\rPID|1||E300001^^^EAST^MR||李^思||19700101|M\r";
     let (ack, outcome) = inbound.receive(adt.as_bytes(), None).await;
     assert_eq!(outcome, Outcome::Accepted, "{}", String::from_utf8_lossy(&ack));
-    assert_eq!(app.fhir.store().queued_count("campus-east").await.unwrap(), 0, "the ORU before it is applied");
+    assert_eq!(app.fhir.operations().queued_count("campus-east").await.unwrap(), 0, "the ORU before it is applied");
     let p = app.search_ids("/fhir/Patient?identifier=urn:lianyi:sid:mrn:campus-east%7CE300001").await;
     assert_eq!(p.len(), 1);
     let p: Value = app.get(&format!("/fhir/Patient/{}", p[0])).await.json().await.unwrap();

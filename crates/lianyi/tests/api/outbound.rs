@@ -348,7 +348,7 @@ async fn subscription_rest_hook_delivers_matching_resources_and_dead_letters_rep
     let channel = format!("sub-{sub_id}");
     let until = Instant::now() + Duration::from_secs(20);
     loop {
-        let dead = app.fhir.store().dead_letters(&channel).await.unwrap();
+        let dead = app.fhir.operations().dead_letters(&channel).await.unwrap();
         if dead.len() == 1 {
             let (m, payload, ack) = outbound.message(&it, dead[0]).await.unwrap();
             assert_eq!(m.status, "dead");
@@ -369,7 +369,7 @@ async fn subscription_rest_hook_delivers_matching_resources_and_dead_letters_rep
     // The receiver has answered; the dispatcher records the delivery a moment later.
     let until = Instant::now() + Duration::from_secs(10);
     let s = loop {
-        let stats = app.fhir.store().queue_stats().await.unwrap();
+        let stats = app.fhir.operations().queue_stats().await.unwrap();
         let s = stats.into_iter().find(|s| s.channel == channel).unwrap();
         if s.pending == 0 || Instant::now() > until {
             break s;
@@ -391,7 +391,7 @@ async fn subscription_rest_hook_delivers_matching_resources_and_dead_letters_rep
         200
     );
     let until = Instant::now() + Duration::from_secs(10);
-    while app.fhir.store().channel(&channel).await.unwrap().unwrap().enabled {
+    while app.fhir.operations().channel(&channel).await.unwrap().unwrap().enabled {
         assert!(Instant::now() < until, "the channel of an 'off' subscription stops");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -408,7 +408,7 @@ async fn subscription_rest_hook_delivers_matching_resources_and_dead_letters_rep
         200
     );
     let until = Instant::now() + Duration::from_secs(10);
-    while !app.fhir.store().channel(&channel).await.unwrap().unwrap().enabled {
+    while !app.fhir.operations().channel(&channel).await.unwrap().unwrap().enabled {
         assert!(Instant::now() < until, "the channel resumes");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -214,7 +214,7 @@ async fn book_check_in_queue_and_call_next() {
         limit: 10,
         ..Default::default()
     };
-    let overrides = app.fhir.store().audit_records(&query).await.unwrap();
+    let overrides = app.store.audit_records(&query).await.unwrap();
     assert_eq!(overrides.len(), 1);
     assert_eq!(overrides[0].entry.actor, "user:dr.li");
     assert_eq!(overrides[0].entry.patient.as_deref(), Some("p2"));
@@ -345,7 +345,7 @@ async fn critical_values_reach_the_ordering_doctor_and_escalate() {
     );
     let query =
         lianyi_store::audit::AuditQuery { action: Some("critical-value-ack".into()), limit: 10, ..Default::default() };
-    let acks = app.fhir.store().audit_records(&query).await.unwrap();
+    let acks = app.store.audit_records(&query).await.unwrap();
     assert_eq!((acks.len(), acks[0].entry.actor.as_str()), (1, "user:dr.li"));
 
     // A critical value of a result without an order of ours: nobody owns it; after

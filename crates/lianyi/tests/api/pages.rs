@@ -161,7 +161,7 @@ async fn login_with_password_and_totp_then_idle_timeout_and_logout() {
     let code = totp::code_at(&secret, clock.now_ms());
     let (_, loc, _) = b.post("/login/enrol", &[("csrf", &csrf(&html)), ("code", &code)]).await;
     assert_eq!(loc, "/");
-    let stored = app.fhir.store().user_by_name("dr.ouyang").await.unwrap().unwrap();
+    let stored = app.store.user_by_name("dr.ouyang").await.unwrap().unwrap();
     assert!(stored.totp_secret.unwrap().starts_with("enc:"), "the authenticator secret is encrypted at rest");
     let (s, _, home) = b.get("/").await;
     assert_eq!(s, StatusCode::OK);
@@ -290,7 +290,10 @@ async fn break_the_glass_grants_then_expires_and_is_reported() {
     let patient = ResourceType::parse("Patient").unwrap();
     let caller = || async { app.users.active_caller(&session, None).await.unwrap().caller };
 
-    assert!(app.fhir.read(&caller().await, patient, &pid).await.is_err(), "outside the doctor's campus");
+    assert!(
+        app.fhir.reader(&caller().await, patient).await.unwrap().read(&pid).await.is_err(),
+        "outside the doctor's campus"
+    );
     // No reason, no access.
     let (_, _, page) = doctor.post("/break-glass", &[("csrf", &csrf_token), ("patient", &pid), ("reason", "x")]).await;
     assert!(page.contains("请填写至少 10 个字的理由"), "{page}");
@@ -298,7 +301,7 @@ async fn break_the_glass_grants_then_expires_and_is_reported() {
         .post("/break-glass", &[("csrf", &csrf_token), ("patient", &pid), ("reason", "急诊抢救，患者昏迷无法问诊")])
         .await;
     assert!(page.contains("已授权，有效期至"), "{page}");
-    let r = app.fhir.read(&caller().await, patient, &pid).await.unwrap();
+    let r = app.fhir.reader(&caller().await, patient).await.unwrap().read(&pid).await.unwrap();
     assert_eq!(r.id, pid);
     let search = lianyi_fhir::search::parse_search(patient, &[]).unwrap();
     assert_eq!(
@@ -313,7 +316,7 @@ async fn break_the_glass_grants_then_expires_and_is_reported() {
         let _ = caller().await;
     }
     clock.advance(1);
-    assert!(app.fhir.read(&caller().await, patient, &pid).await.is_err(), "the grant expired");
+    assert!(app.fhir.reader(&caller().await, patient).await.unwrap().read(&pid).await.is_err(), "the grant expired");
 
     // The privacy officer sees it on the report; the doctor may not open the report.
     assert_eq!(doctor.get("/admin/break-glass").await.0, StatusCode::FORBIDDEN);
@@ -373,7 +376,7 @@ async fn integration_page_api_and_metrics_show_channel_health_and_replay_dead_le
     outbound.add_channel(&Caller::task(lianyi_security::SystemTask::Operator("test".into())), spec).await.unwrap();
     app.create(&serde_json::json!({"resourceType": "Patient", "name": [{"family": "Refused"}]})).await;
     let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while app.fhir.store().dead_letters("registry").await.unwrap().is_empty() {
+    while app.fhir.operations().dead_letters("registry").await.unwrap().is_empty() {
         assert!(std::time::Instant::now() < until, "a 400 makes a dead letter");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
@@ -397,7 +400,7 @@ async fn integration_page_api_and_metrics_show_channel_health_and_replay_dead_le
     // A replay without the form token does nothing; with it, the dead letter goes again.
     let (status, _, _) = it.post("/admin/integration/channels/registry/replay-dead", &[("csrf", "forged")]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(app.fhir.store().dead_letters("registry").await.unwrap().len(), 1);
+    assert_eq!(app.fhir.operations().dead_letters("registry").await.unwrap().len(), 1);
     *answer.lock().unwrap() = 200;
     let (status, loc, _) = it.post("/admin/integration/channels/registry/replay-dead", &[("csrf", &token)]).await;
     assert_eq!((status, loc.as_str()), (StatusCode::SEE_OTHER, "/admin/integration?queued=1"));
@@ -468,7 +471,7 @@ async fn the_language_choice_follows_the_user_to_the_next_login() {
     let (_, _, home) = b.get("/").await;
     assert!(home.contains("<html lang=\"zh-CN\">"), "the browser asks for Chinese");
     b.http.get(format!("{}/lang/en", app.base)).header("cookie", b.cookie_header()).send().await.unwrap();
-    let user = app.fhir.store().user_by_name("dr.lang").await.unwrap().unwrap();
+    let user = app.store.user_by_name("dr.lang").await.unwrap().unwrap();
     assert_eq!(user.language.as_deref(), Some("en"), "kept with the account");
 
     // Another device, whose browser asks for Chinese: after the password the pages are English.

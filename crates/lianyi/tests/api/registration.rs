@@ -106,7 +106,7 @@ async fn registration_checks_fields_warns_of_duplicates_and_assigns_campus_mrns(
 
     // Every registration is audited as the registrar's.
     let query = lianyi_store::audit::AuditQuery { action: Some("create".into()), limit: 1000, ..Default::default() };
-    let audit = app.fhir.store().audit_records(&query).await.unwrap();
+    let audit = app.store.audit_records(&query).await.unwrap();
     let created: Vec<_> =
         audit.iter().map(|r| &r.entry).filter(|e| e.resource_type.as_deref() == Some("Patient")).collect();
     assert_eq!(created.len(), 2);
@@ -316,7 +316,7 @@ async fn merge_repoints_every_campus_and_unmerge_restores() {
     let query =
         lianyi_store::audit::AuditQuery { actor: Some("user:reg.east".into()), limit: 1000, ..Default::default() };
     let actions: Vec<String> =
-        app.fhir.store().audit_records(&query).await.unwrap().into_iter().map(|r| r.entry.action).collect();
+        app.store.audit_records(&query).await.unwrap().into_iter().map(|r| r.entry.action).collect();
     for a in ["patient-merge", "patient-unmerge", "patient-link"] {
         assert!(actions.iter().any(|x| x == a), "{a} not audited: {actions:?}");
     }

@@ -201,7 +201,7 @@ async fn results_flags_trends_notes_and_the_record_across_campuses() {
     assert!(timeline.contains("href=\"/encounters/e1\""), "{timeline}");
     // Each of those reads is the doctor's, in the audit log.
     let query = lianyi_store::audit::AuditQuery { actor: Some("user:dr.li".into()), limit: 500, ..Default::default() };
-    let reads = app.fhir.store().audit_records(&query).await.unwrap();
+    let reads = app.store.audit_records(&query).await.unwrap();
     assert!(
         reads.iter().any(|r| r.entry.action == "search" && r.entry.resource_type.as_deref() == Some("Encounter")),
         "the timeline's searches are audited as the doctor's"

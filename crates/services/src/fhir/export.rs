@@ -141,7 +141,7 @@ impl FhirService {
             ExportLevel::Patient => caller.access().patient().map(str::to_string).map(|p| vec![p]),
             ExportLevel::Group(gid) => {
                 let g = ResourceType::parse("Group").ok_or_else(|| ServiceError::Forbidden("Group".into()))?;
-                let group = self.read(caller, g, gid).await?;
+                let group = self.reader(caller, g).await?.read(gid).await?;
                 let v: Value = serde_json::from_str(&group.body).unwrap_or_default();
                 let members: Vec<String> = v
                     .get("member")

@@ -126,7 +126,7 @@ impl FhirService {
         patch: &Value,
         if_match: Option<i64>,
     ) -> Result<WriteResult> {
-        let current = self.read(caller, rtype, id).await?;
+        let current = self.reader(caller, rtype).await?.read(id).await?;
         let mut doc: Value =
             serde_json::from_str(&current.body).map_err(|_| patch_error(0, "the stored resource is not JSON"))?;
         if let Err(e) = apply_patch(&mut doc, patch) {
@@ -157,7 +157,7 @@ impl FhirService {
     ) -> Result<(i64, Vec<StoredResource>)> {
         let p = ResourceType::parse("Patient").ok_or_else(|| patch_error(0, "Patient"))?;
         // Reading the patient checks permission, campus and compartment, and audits.
-        self.read(caller, p, patient).await?;
+        self.reader(caller, p).await?.read(patient).await?;
         let allowed: Vec<String> = lianyi_fhir::SUPPORTED_TYPES
             .iter()
             .filter(|t| types.is_none_or(|ts| ts.iter().any(|x| x == *t)))

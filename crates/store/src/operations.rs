@@ -1,0 +1,188 @@
+//! The store without health data: the integration hub's tables (message log, outbox
+//! cursors and deliveries, channels), counters and cursors, and the database's own
+//! health. Areas outside the services get this handle, never a [`Store`]: resources
+//! are read and written only through the FHIR service, which checks and audits every
+//! access. (Message payloads are kept encrypted; the caller holds the key.)
+
+use crate::messages::{Finish, Logged, LoggedMessage, MessageFilter, NewMessage, QueuedMessage, SideWrite};
+use crate::outbox::{Attempt, ChannelRow, Delivery, NewDelivery, OutboxEvent, QueueStats};
+use crate::{Backend, PoolStats, Result, Store};
+
+/// See the module documentation.
+#[derive(Clone, Debug)]
+pub struct Operations(Store);
+
+impl Store {
+    /// This store's tables without health data.
+    pub fn operations(&self) -> Operations {
+        Operations(self.clone())
+    }
+}
+
+impl Operations {
+    pub async fn log_message(&self, m: NewMessage) -> Result<i64> {
+        self.0.log_message(m).await
+    }
+
+    pub async fn journal_message(&self, m: NewMessage) -> Result<Logged> {
+        self.0.journal_message(m).await
+    }
+
+    pub async fn answered(
+        &self,
+        direction: &str,
+        sender: &str,
+        control_id: &str,
+        digest: &str,
+    ) -> Result<Option<String>> {
+        self.0.answered(direction, sender, control_id, digest).await
+    }
+
+    pub async fn finish_message(&self, f: &Finish) -> Result<()> {
+        self.0.finish_message(f).await
+    }
+
+    pub async fn find_messages(&self, filter: &MessageFilter) -> Result<Vec<LoggedMessage>> {
+        self.0.find_messages(filter).await
+    }
+
+    pub async fn recent_messages(&self, status: Option<&str>, limit: usize) -> Result<Vec<LoggedMessage>> {
+        self.0.recent_messages(status, limit).await
+    }
+
+    pub async fn queued_messages(&self, campus: &str, limit: usize) -> Result<Vec<QueuedMessage>> {
+        self.0.queued_messages(campus, limit).await
+    }
+
+    pub async fn queued_count(&self, campus: &str) -> Result<i64> {
+        self.0.queued_count(campus).await
+    }
+
+    pub async fn message(&self, id: i64) -> Result<Option<LoggedMessage>> {
+        self.0.message(id).await
+    }
+
+    pub async fn outbox_head(&self) -> Result<i64> {
+        self.0.outbox_head().await
+    }
+
+    pub async fn outbox_seq_of(&self, resource_type: &str, id: &str) -> Result<i64> {
+        self.0.outbox_seq_of(resource_type, id).await
+    }
+
+    pub async fn outbox_scan(&self, resource_type: &str, cursor: i64) -> Result<(i64, bool)> {
+        self.0.outbox_scan(resource_type, cursor).await
+    }
+
+    pub async fn create_channel(&self, c: &ChannelRow) -> Result<ChannelRow> {
+        self.0.create_channel(c).await
+    }
+
+    pub async fn upsert_subscription_channel(&self, c: &ChannelRow, from: i64) -> Result<()> {
+        self.0.upsert_subscription_channel(c, from).await
+    }
+
+    pub async fn lease_channel(&self, channel: &str, holder: &str, now: i64, ttl_ms: i64) -> Result<bool> {
+        self.0.lease_channel(channel, holder, now, ttl_ms).await
+    }
+
+    pub async fn channels(&self) -> Result<Vec<ChannelRow>> {
+        self.0.channels().await
+    }
+
+    pub async fn channel(&self, id: &str) -> Result<Option<ChannelRow>> {
+        self.0.channel(id).await
+    }
+
+    pub async fn set_channel_enabled(&self, id: &str, enabled: bool) -> Result<bool> {
+        self.0.set_channel_enabled(id, enabled).await
+    }
+
+    pub async fn outbox_after(&self, cursor: i64, limit: usize) -> Result<Vec<OutboxEvent>> {
+        self.0.outbox_after(cursor, limit).await
+    }
+
+    pub async fn enqueue(
+        &self,
+        channel: &ChannelRow,
+        from: i64,
+        to: i64,
+        deliveries: &[NewDelivery],
+        now_ms: i64,
+    ) -> Result<bool> {
+        self.0.enqueue(channel, from, to, deliveries, now_ms).await
+    }
+
+    pub async fn pending_deliveries(&self, channel: &str, limit: usize) -> Result<Vec<Delivery>> {
+        self.0.pending_deliveries(channel, limit).await
+    }
+
+    pub async fn record_attempt(&self, id: i64, now_ms: i64, attempt: &Attempt) -> Result<()> {
+        self.0.record_attempt(id, now_ms, attempt).await
+    }
+
+    pub async fn requeue(&self, ids: &[i64], now_ms: i64) -> Result<u64> {
+        self.0.requeue(ids, now_ms).await
+    }
+
+    pub async fn dead_letters(&self, channel: &str) -> Result<Vec<i64>> {
+        self.0.dead_letters(channel).await
+    }
+
+    pub async fn queue_stats(&self) -> Result<Vec<QueueStats>> {
+        self.0.queue_stats().await
+    }
+
+    pub async fn queue_health(&self) -> Result<Vec<QueueStats>> {
+        self.0.queue_health().await
+    }
+
+    pub async fn prune_log(&self, messages_before: i64, events_before: i64) -> Result<(u64, u64)> {
+        self.0.prune_log(messages_before, events_before).await
+    }
+
+    pub async fn next_counter(&self, name: &str, first: i64) -> Result<i64> {
+        self.0.next_counter(name, first).await
+    }
+
+    pub async fn cursor(&self, name: &str) -> Result<Option<i64>> {
+        self.0.cursor(name).await
+    }
+
+    pub async fn set_cursor(&self, name: &str, value: i64) -> Result<()> {
+        self.0.set_cursor(name, value).await
+    }
+
+    pub async fn refresh_statistics(&self) -> Result<()> {
+        self.0.refresh_statistics().await
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        self.0.ping().await
+    }
+
+    /// Records a queued message's outcome, only if it is still queued (else
+    /// [`crate::StoreError::NotQueued`]): a message that could not be applied.
+    pub async fn finish_queued(&self, f: Finish) -> Result<()> {
+        let at = f.finished_at;
+        self.0.write_audited_with(Vec::new(), at, &[], None, &[SideWrite::FinishQueued(f)]).await.map(|_| ())
+    }
+
+    /// Woken on every committed change (and by those who queue deliveries).
+    pub fn changes(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.0.changes()
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.0.backend()
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        self.0.pool_stats()
+    }
+
+    /// Closes the pools, waiting for checked-out connections to return.
+    pub async fn close(&self) {
+        self.0.close().await
+    }
+}
