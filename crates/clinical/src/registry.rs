@@ -399,11 +399,6 @@ impl Registry {
         crate::scheduling::local_date(self.fhir.now_ms())
     }
 
-    /// The caller's role at every campus: the index is searched group-wide.
-    pub fn group_wide(caller: &Caller) -> Caller {
-        caller.group_wide()
-    }
-
     /// Registers a patient of another campus at `campus` too (one of the caller's): a
     /// campus MRN is added to the one record, which makes the whole record readable to
     /// that campus's staff (see [`crate::record`]). Returns the MRN (the existing one
@@ -457,7 +452,7 @@ impl Registry {
             return Err(RegistryError::Forbidden(format!("registering patients at {campus} is not among your roles")));
         }
         let checked = check_draft(draft, &self.today()).map_err(RegistryError::Invalid)?;
-        let candidates = self.candidates(&Self::group_wide(caller), &checked.person()).await?;
+        let candidates = self.candidates(&caller.group_wide(), &checked.person()).await?;
         if let Some(same) = candidates.iter().find(|c| c.score.reasons.contains(&Reason::SameResidentId)) {
             return Ok(Registration::SameResidentId(same.clone()));
         }

@@ -87,10 +87,6 @@ pub enum ParseError {
     BadEncodingCharacters,
     #[error("segment {line}: '{id}' is not a segment name (rule: three upper-case letters or digits)")]
     BadSegmentId { line: usize, id: String },
-    #[error(
-        "the character set '{0}' in MSH-18 is not supported (rule: ASCII, UNICODE UTF-8, GB 18030-2000, GBK, GB2312 or 8859/1)"
-    )]
-    UnsupportedCharset(String),
     #[error("the bytes are not valid {0} text")]
     InvalidText(&'static str),
 }
@@ -101,7 +97,7 @@ impl ParseError {
         match self {
             ParseError::NotMsh(_) | ParseError::Empty => Some(Location::field("MSH", 1, 1)),
             ParseError::BadEncodingCharacters => Some(Location::field("MSH", 1, 2)),
-            ParseError::UnsupportedCharset(_) | ParseError::InvalidText(_) => Some(Location::field("MSH", 1, 18)),
+            ParseError::InvalidText(_) => Some(Location::field("MSH", 1, 18)),
             ParseError::BadSegmentId { id, line } => {
                 Some(Location { segment: id.chars().take(3).collect(), sequence: *line, ..Default::default() })
             }

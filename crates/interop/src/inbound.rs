@@ -28,7 +28,9 @@ use lianyi_services::fhir::ServiceError;
 use lianyi_services::identifiers::mrn_system;
 use lianyi_store::messages::{Finish, Logged, NewMessage, Queued, QueuedMessage, SideWrite};
 
-use crate::v2_to_fhir::{Channel, MapError, Pid3Profile, map_message, urn_part};
+use crate::v2_to_fhir::{
+    Channel, MapError, Pid3Profile, content_digest, map_message, message_key, pid_field_of, urn_part,
+};
 
 /// What is kept encrypted in the log, named for the cipher's associated data.
 pub(crate) const PAYLOAD_AAD: &str = "message_log.payload";
@@ -311,20 +313,20 @@ impl Inbound {
     ) -> (Vec<u8>, Outcome) {
         let (app, facility) = m.sender();
         let sender = format!("{app}^{facility}");
-        let control_id = control_id_of(&m, text);
+        let key = MessageKey::of(&m, text);
         let kind = format!("{}^{}", m.message_code(), m.trigger());
         let encode = |a: &Message| encode_text(&a.encode(), charset);
         if let Some(j) = self.journal.clone()
             && !replay
         {
             if journalable(&kind) {
-                return self.journal_message(text, &m, charset, peer, received_at, &j).await;
+                return self.journal_message(text, &m, &key, charset, peer, received_at, &j).await;
             }
             // Anything else follows what is queued, so one patient's messages keep
             // their order.
             self.wait_applied(&j).await;
         }
-        let Some(row) = self.new_message(&m, text, peer, received_at, None) else {
+        let Some(row) = self.new_message(&m, text, &key, peer, received_at, None) else {
             return self.internal(&m, charset, None, "the message could not be encrypted for the log").await;
         };
         let id = match self.fhir.operations().log_message(row).await {
@@ -337,7 +339,7 @@ impl Inbound {
         // A resend of a message already answered: logged as a duplicate, answered with
         // the original ACK, nothing applied.
         if !replay
-            && let Ok(Some(stored)) = self.fhir.operations().answered("in", &sender, &control_id, &digest(text)).await
+            && let Ok(Some(stored)) = self.fhir.operations().answered("in", &sender, &key.control_id, &key.digest).await
             && let Ok(original) = self.fhir.protector().cipher().decrypt(&stored, ACK_AAD)
         {
             self.finish(id, "duplicate", None, None, None).await;
@@ -390,6 +392,7 @@ impl Inbound {
         &self,
         m: &Message,
         text: &str,
+        key: &MessageKey,
         peer: Option<String>,
         received_at: i64,
         queued: Option<Queued>,
@@ -400,11 +403,11 @@ impl Inbound {
             channel: self.channel.clone(),
             peer,
             sender: format!("{app}^{facility}"),
-            control_id: control_id_of(m, text),
+            control_id: key.control_id.clone(),
             message_type: format!("{}^{}", m.message_code(), m.trigger()),
             received_at,
             payload: self.seal(text, PAYLOAD_AAD)?,
-            digest: Some(digest(text)),
+            digest: Some(key.digest.clone()),
             queued,
             campus: Some(self.campus.clone()),
         })
@@ -413,10 +416,12 @@ impl Inbound {
     /// Acknowledges a message from the journal: mapped and checked first (content
     /// errors get AE, logged, nothing queued), then queued with its AA in the log —
     /// unless it is a resend of a message answered before, which gets that ACK.
+    #[allow(clippy::too_many_arguments)]
     async fn journal_message(
         &self,
         text: &str,
         m: &Message,
+        key: &MessageKey,
         charset: Charset,
         peer: Option<String>,
         received_at: i64,
@@ -425,7 +430,7 @@ impl Inbound {
         let (app, _) = m.sender();
         let peer_for_refusal = peer.clone();
         let refused = |code: AckCode, errors: Vec<Hl7Error>| async move {
-            let logged = match self.new_message(m, text, peer_for_refusal, received_at, None) {
+            let logged = match self.new_message(m, text, key, peer_for_refusal, received_at, None) {
                 Some(row) => self.fhir.operations().log_message(row).await.ok(),
                 None => None,
             };
@@ -452,7 +457,7 @@ impl Inbound {
             }
             _ => None,
         };
-        let Some(row) = queued.and_then(|q| self.new_message(m, text, peer, received_at, Some(q))) else {
+        let Some(row) = queued.and_then(|q| self.new_message(m, text, key, peer, received_at, Some(q))) else {
             return self.internal(m, charset, None, "the message could not be encrypted for the log").await;
         };
         // A full queue: wait for the applier (AA is not sent before the row is durable
@@ -813,37 +818,17 @@ impl Inbound {
     }
 }
 
-/// A message's control id (MSH-10), by which with its content a resend is
-/// recognised; a message without one is known by its content alone (`#` and the
-/// start of its SHA-256).
-fn control_id_of(m: &Message, text: &str) -> String {
-    let id = m.control_id();
-    if !id.is_empty() {
-        return id;
-    }
-    format!("#{}", &digest(text)[..24])
+/// What a resend is recognised by: the sender's control id (or the message's key when
+/// MSH-10 is empty) and the digest of its content. Worked out once per message.
+struct MessageKey {
+    control_id: String,
+    digest: String,
 }
 
-/// The SHA-256 of a message's text (hex) but MSH-7, which some senders stamp anew
-/// when they resend: a resend has the same one, another message reusing a control id
-/// has not.
-fn digest(text: &str) -> String {
-    use sha2::Digest;
-    let mut hash = sha2::Sha256::new();
-    let (first, rest) = text.split_at(text.find(['\r', '\n']).unwrap_or(text.len()));
-    match first.get(3..4) {
-        Some(sep) if first.starts_with("MSH") => {
-            for (i, field) in first.split(sep).enumerate() {
-                if i != 6 {
-                    hash.update(field.as_bytes());
-                }
-                hash.update(sep.as_bytes());
-            }
-        }
-        _ => hash.update(first.as_bytes()),
+impl MessageKey {
+    fn of(m: &Message, text: &str) -> MessageKey {
+        MessageKey { control_id: message_key(m), digest: content_digest(text) }
     }
-    hash.update(rest.as_bytes());
-    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The warnings about the header the listener reads (MSH-10) before the mapping's own.
@@ -884,20 +869,10 @@ fn warnings_text(warnings: &[Hl7Error]) -> Option<String> {
 fn rule_error(outcome: &lianyi_fhir::OperationOutcome) -> Hl7Error {
     let issue = outcome.issues.first();
     let text = issue.map(|i| i.diagnostics.clone()).unwrap_or_default();
-    let at = issue.and_then(|i| i.expression.as_deref()).unwrap_or_default();
-    // `Bundle.entry[0].resource: Patient.identifier[1]`: the element after the entry.
-    let element = at.rsplit(": ").next().unwrap_or_default();
-    let location = [
-        ("Patient.identifier", 3),
-        ("Patient.name", 5),
-        ("Patient.birthDate", 7),
-        ("Patient.gender", 8),
-        ("Patient.address", 11),
-        ("Patient.telecom", 13),
-    ]
-    .iter()
-    .find(|(prefix, _)| element.starts_with(prefix))
-    .map(|(_, field)| Location::field("PID", 1, *field));
+    let location = issue
+        .and_then(|i| i.expression.as_deref())
+        .and_then(pid_field_of)
+        .map(|(field, _)| Location::field("PID", 1, field));
     Hl7Error { code: ErrorCode::DataType, location, message: text }
 }
 
@@ -956,9 +931,9 @@ mod tests {
     fn a_resend_stamped_anew_is_the_same_message_and_a_reused_control_id_is_not() {
         let m = "MSH|^~\\&|LIS|EAST|LIANYI|GROUP|20261122093000||ORU^R01|C1|P|2.5\rPID|1||E1\r";
         let restamped = m.replace("20261122093000", "20261122093500");
-        assert_eq!(digest(m), digest(&restamped));
-        assert_ne!(digest(m), digest(&m.replace("PID|1||E1", "PID|1||E2")));
-        assert_ne!(digest(m), digest(&m.replace("|C1|", "|C2|")));
+        assert_eq!(content_digest(m), content_digest(&restamped));
+        assert_ne!(content_digest(m), content_digest(&m.replace("PID|1||E1", "PID|1||E2")));
+        assert_ne!(content_digest(m), content_digest(&m.replace("|C1|", "|C2|")));
     }
 
     #[test]

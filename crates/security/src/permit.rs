@@ -17,8 +17,6 @@ mod sealed {
 /// One of the interactions a permit is for. Sealed: the five below are all there are.
 pub trait Interaction: sealed::Sealed {
     const PERM: Perm;
-    /// The word for the audit log and messages ("read").
-    const NAME: &'static str;
 }
 
 /// Read one resource (or one of its versions).
@@ -37,20 +35,26 @@ pub struct Update;
 #[derive(Debug)]
 pub struct Delete;
 
-macro_rules! interaction {
-    ($t:ident, $perm:ident, $name:literal) => {
-        impl sealed::Sealed for $t {}
-        impl Interaction for $t {
-            const PERM: Perm = Perm::$perm;
-            const NAME: &'static str = $name;
-        }
-    };
+impl sealed::Sealed for Read {}
+impl Interaction for Read {
+    const PERM: Perm = Perm::Read;
 }
-interaction!(Read, Read, "read");
-interaction!(Search, Search, "search");
-interaction!(Create, Create, "create");
-interaction!(Update, Update, "update");
-interaction!(Delete, Delete, "delete");
+impl sealed::Sealed for Search {}
+impl Interaction for Search {
+    const PERM: Perm = Perm::Search;
+}
+impl sealed::Sealed for Create {}
+impl Interaction for Create {
+    const PERM: Perm = Perm::Create;
+}
+impl sealed::Sealed for Update {}
+impl Interaction for Update {
+    const PERM: Perm = Perm::Update;
+}
+impl sealed::Sealed for Delete {}
+impl Interaction for Delete {
+    const PERM: Perm = Perm::Delete;
+}
 
 /// The caller may perform `I` on [`Permit::resource_type`]. Fields private: made only
 /// by [`Caller::permit`].
@@ -81,13 +85,20 @@ impl Caller {
     /// A permit for `I` on `resource_type`, when the caller is authenticated and its
     /// grants allow it (at some campus: which rows remains the caller's campuses).
     pub fn permit<I: Interaction>(&self, resource_type: &str) -> Result<Permit<I>, Denied> {
+        self.may(resource_type, I::PERM)?;
+        Ok(Permit { caller: self.clone(), resource_type: resource_type.to_string(), interaction: PhantomData })
+    }
+
+    /// The check behind every permit: authenticated, and a grant allows `perm` on
+    /// `resource_type`. For services checking many types at once (a bundle).
+    pub fn may(&self, resource_type: &str, perm: Perm) -> Result<(), Denied> {
         if !self.is_authenticated() {
             return Err(Denied("authentication is required".into()));
         }
-        if !self.access().allows(resource_type, I::PERM) {
-            return Err(Denied(format!("your scopes do not allow {} on {resource_type}", I::NAME)));
+        if !self.access().allows(resource_type, perm) {
+            return Err(Denied(format!("your scopes do not allow {} on {resource_type}", perm.name())));
         }
-        Ok(Permit { caller: self.clone(), resource_type: resource_type.to_string(), interaction: PhantomData })
+        Ok(())
     }
 }
 

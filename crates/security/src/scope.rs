@@ -14,6 +14,17 @@ pub enum Perm {
 }
 
 impl Perm {
+    /// The interaction's name ("read").
+    pub fn name(self) -> &'static str {
+        match self {
+            Perm::Create => "create",
+            Perm::Read => "read",
+            Perm::Update => "update",
+            Perm::Delete => "delete",
+            Perm::Search => "search",
+        }
+    }
+
     fn letter(self) -> char {
         match self {
             Perm::Create => 'c',

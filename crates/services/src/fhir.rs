@@ -132,16 +132,6 @@ fn in_compartment(t: &str) -> bool {
     !lianyi_fhir::compartment::patient_params(t).is_empty()
 }
 
-fn perm_name(p: Perm) -> &'static str {
-    match p {
-        Perm::Create => "create",
-        Perm::Read => "read",
-        Perm::Update => "update",
-        Perm::Delete => "delete",
-        Perm::Search => "search",
-    }
-}
-
 fn is_valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
@@ -455,12 +445,7 @@ impl FhirService {
 
     /// The caller may perform `perm` on `rtype` at all (scopes, authentication).
     fn permit_check(caller: &Caller, rtype: &str, perm: Perm) -> Result<()> {
-        if !caller.is_authenticated() {
-            return Err(ServiceError::Forbidden("authentication is required".into()));
-        }
-        if !caller.access().allows(rtype, perm) {
-            return Err(ServiceError::Forbidden(format!("your scopes do not allow {} on {rtype}", perm_name(perm))));
-        }
+        caller.may(rtype, perm).map_err(|d| ServiceError::Forbidden(d.0))?;
         Self::permit_rules(caller, rtype, perm)
     }
 
@@ -705,7 +690,7 @@ impl FhirService {
             .and_then(|()| caller.permit::<I>(t).map_err(|d| ServiceError::Forbidden(d.0)));
         match checked {
             Ok(p) => Ok(p),
-            Err(e) => self.failed(caller, I::NAME, t, None, e).await,
+            Err(e) => self.failed(caller, I::PERM.name(), t, None, e).await,
         }
     }
 

@@ -447,7 +447,7 @@ async fn patient_page(
         // A registrar who found the patient in the group-wide index may register
         // them here; the page then shows who it is and that one action.
         Err(RegistryError::Forbidden(_)) if may_register(&info.caller) => {
-            let wide = lianyi_clinical::registry::Registry::group_wide(&info.caller);
+            let wide = info.caller.group_wide();
             match crate::outpatient::read(&state, &wide, "Patient", &id).await {
                 Some(p) => (wide, p, true),
                 None => return forbidden(t),
@@ -569,7 +569,7 @@ async fn index_view(state: &AppState, caller: &Caller, t: Tr, id: &str, body: &V
             .as_array()
             .map(|ls| ls.iter().filter_map(|l| l["other"]["reference"].as_str().map(str::to_string)).collect())
             .unwrap_or_default();
-        match state.registry.candidates(&lianyi_clinical::registry::Registry::group_wide(caller), &person).await {
+        match state.registry.candidates(&caller.group_wide(), &person).await {
             Ok(list) => {
                 duplicates = list
                     .iter()

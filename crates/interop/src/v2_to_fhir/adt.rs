@@ -1,7 +1,7 @@
 //! ADT: registration, admission, transfer, discharge, updates and their cancels
 //! (Patient, Encounter), and the merge of two patients (A40).
 
-use super::patient::{Demographics, Pid};
+use super::patient::{Demographics, PID_ELEMENTS, Pid};
 use super::*;
 
 /// What an ADT event does to the visit: its status, and whether EVN-2 (the event
@@ -26,14 +26,11 @@ const REGISTRATIONS: &[&str] = &["A01", "A04", "A05", "A06", "A07", "A08", "A14"
 /// placeholder and no visit is recorded.
 const PERSON_ONLY: &[&str] = &["A28", "A31"];
 
-/// The Patient elements each PID field fills, for HL7 nulls that delete them.
-const PID_ELEMENTS: &[(usize, &str)] =
-    &[(5, "name"), (7, "birthDate"), (8, "gender"), (11, "address"), (13, "telecom"), (14, "telecom")];
-
 pub(super) fn map_adt(m: &Message, ch: &Channel, event: &str, nulls: &[Location]) -> Result<Mapped, MapError> {
     let pid = required_pid(m)?;
     let Pid { resource: patient, system: psys, value: pval, mut warnings } =
         patient(pid, ch, Demographics::Strict).map_err(|e| MapError::Invalid(vec![e]))?;
+    // HL7 nulls in these fields delete the element they fill.
     let mut cleared: Vec<&'static str> = PID_ELEMENTS
         .iter()
         .filter(|(field, _)| nulls.iter().any(|l| l.segment == "PID" && l.sequence == 1 && l.field == *field))

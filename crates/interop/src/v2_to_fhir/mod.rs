@@ -27,6 +27,7 @@ mod schedule;
 use adt::{map_adt, map_merge};
 use orders::map_order;
 use patient::patient;
+pub use patient::pid_field_of;
 use results::map_oru;
 use schedule::map_schedule;
 
@@ -210,27 +211,41 @@ pub fn map_message(m: &Message, ch: &Channel) -> Result<Mapped, MapError> {
 /// percent-encoded (`GHH LAB` → `ghh%20lab`), so every sender's system is a valid URI
 /// and distinct names stay distinct.
 pub fn urn_part(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for b in name.trim().to_lowercase().bytes() {
-        if b.is_ascii_alphanumeric() || b"-._".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoded(&name.trim().to_lowercase(), b"-._")
 }
 
-/// What a message is known by when it names no order number of its own: its control
-/// id (MSH-10), else the start of the SHA-256 of its text.
-fn message_key(m: &Message) -> String {
+/// What a message is known by: its control id (MSH-10), else (a sender that leaves
+/// MSH-10 empty) `#` and the start of its [`content_digest`]. The listener's duplicate
+/// check and the mapping's order and report numbers of last resort both use it.
+pub fn message_key(m: &Message) -> String {
     let id = m.control_id();
     if !id.is_empty() {
         return id;
     }
+    format!("#{}", &content_digest(&m.encode())[..24])
+}
+
+/// The SHA-256 of a message's text (hex) but MSH-7, which some senders stamp anew
+/// when they resend: a resend has the same one, another message reusing a control id
+/// has not.
+pub fn content_digest(text: &str) -> String {
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(m.encode().as_bytes());
-    digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
+    let mut hash = sha2::Sha256::new();
+    let (first, rest) = text.split_at(text.find(['\r', '\n']).unwrap_or(text.len()));
+    match first.get(3..4) {
+        Some(sep) if first.starts_with("MSH") => {
+            for (i, field) in first.split(sep).enumerate() {
+                if i != 6 {
+                    hash.update(field.as_bytes());
+                }
+                hash.update(sep.as_bytes());
+            }
+        }
+        _ => hash.update(first.as_bytes()),
+    }
+    hash.update(rest.as_bytes());
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    hash.finalize().iter().flat_map(|b| [HEX[usize::from(b >> 4)] as char, HEX[usize::from(b & 15)] as char]).collect()
 }
 
 /// A transaction under construction; entries get `urn:uuid:` full URLs so later
@@ -276,10 +291,14 @@ impl Tx {
 /// `system|value` as a URL query value (FHIR escapes, then percent-encoding).
 fn query_token(system: &str, value: &str) -> String {
     let esc = |s: &str| s.replace('\\', "\\\\").replace('|', "\\|").replace(',', "\\,").replace('$', "\\$");
-    let raw = format!("{}|{}", esc(system), esc(value));
-    let mut out = String::new();
+    percent_encoded(&format!("{}|{}", esc(system), esc(value)), b"-._~:/|")
+}
+
+/// `raw` with every byte but ASCII letters, digits and `keep` percent-encoded.
+fn percent_encoded(raw: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(raw.len());
     for b in raw.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~:/|".contains(&b) {
+        if b.is_ascii_alphanumeric() || keep.contains(&b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));

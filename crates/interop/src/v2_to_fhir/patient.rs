@@ -27,6 +27,26 @@ pub(super) struct Pid {
     pub warnings: Vec<Hl7Error>,
 }
 
+/// The Patient element each PID field fills (PID-13 and PID-14 both fill `telecom`).
+pub(super) const PID_ELEMENTS: &[(usize, &str)] = &[
+    (3, "identifier"),
+    (5, "name"),
+    (7, "birthDate"),
+    (8, "gender"),
+    (11, "address"),
+    (13, "telecom"),
+    (14, "telecom"),
+];
+
+/// The PID field and Patient element an expression names (`Patient.birthDate`,
+/// `Patient.identifier[1]`, also behind a bundle entry's prefix).
+pub fn pid_field_of(expression: &str) -> Option<(usize, &'static str)> {
+    let element = expression.rsplit(": ").next().unwrap_or_default().strip_prefix("Patient.")?;
+    PID_ELEMENTS.iter().copied().find(|(_, name)| {
+        element.strip_prefix(name).is_some_and(|rest| rest.is_empty() || rest.starts_with(['[', '.']))
+    })
+}
+
 /// The type codes of a resident ID number in PID-3.5.
 const RESIDENT_ID_TYPES: &[&str] = &["NNCHN", "NI", "RI", "CZ"];
 
@@ -258,14 +278,7 @@ pub(super) fn patient(pid: &Segment, ch: &Channel, strictness: Demographics) -> 
     for _ in 0..3 {
         let Err(outcome) = lianyi_services::rules::check("Patient", &p, ch.now_ms) else { break };
         let Some(issue) = outcome.issues.into_iter().next() else { break };
-        let at = issue.expression.unwrap_or_default();
-        let (field, element) = if at.starts_with("Patient.birthDate") {
-            (7, "birthDate")
-        } else if at.starts_with("Patient.gender") {
-            (8, "gender")
-        } else {
-            (3, "identifier")
-        };
+        let (field, element) = issue.expression.as_deref().and_then(pid_field_of).unwrap_or((3, "identifier"));
         let problem = err(ErrorCode::DataType, Location::field("PID", 1, field), issue.diagnostics);
         demographic(strict, &mut warnings, problem)?;
         if let Some(o) = p.as_object_mut() {

@@ -74,7 +74,6 @@ pub(super) fn map_oru(m: &Message, ch: &Channel) -> Result<Mapped, MapError> {
             tx.upsert(report, &ch.order_system, &filler);
         }
     };
-    let message = message_key(m);
     for seg in &m.segments {
         match seg.id.as_str() {
             "OBR" => {
@@ -89,7 +88,7 @@ pub(super) fn map_oru(m: &Message, ch: &Channel) -> Result<Mapped, MapError> {
                         "OBR-3 (filler order number) and OBR-2 (placer order number) are empty: the report is known \
                          by the message control id, so a correction in a later message cannot find it",
                     ));
-                    format!("{message}-{obr_seq}")
+                    format!("{}-{obr_seq}", message_key(m))
                 });
                 let code = concept(seg, 4, 1, ch).unwrap_or_else(|| {
                     warnings.push(err(
@@ -137,7 +136,7 @@ pub(super) fn map_oru(m: &Message, ch: &Channel) -> Result<Mapped, MapError> {
             "OBX" => {
                 obx_seq += 1;
                 let (report, filler, results) =
-                    current.get_or_insert_with(|| (Value::Null, format!("{message}-patient"), Vec::new()));
+                    current.get_or_insert_with(|| (Value::Null, format!("{}-patient", message_key(m)), Vec::new()));
                 // Without its own identifier, an observation is what its report is of.
                 let code = match concept(seg, 3, 1, ch) {
                     Some(c) => c,
