@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use lianyi_fhir::search::parse_search;
-use lianyi_security::{Caller, SystemTask};
+use lianyi_security::{Caller, CampusId, SystemTask};
 use lianyi_services::FhirService;
 use serde_json::{Value, json};
 
@@ -150,7 +150,7 @@ impl CriticalValues {
     fn platform(campus: Option<&str>) -> Caller {
         // Tasks belong to the campus of the result.
         match campus {
-            Some(campus) => Caller::task_at(SystemTask::CriticalValues, campus),
+            Some(campus) => Caller::task_at(SystemTask::CriticalValues, CampusId::stored(campus)),
             None => Caller::task(SystemTask::CriticalValues),
         }
     }

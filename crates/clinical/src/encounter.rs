@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::common::{invalid, rtype};
 use crate::icd10;
+use crate::names::Names;
 use crate::registry::RegistryError;
 
 /// A diagnosis as the workspace lists it.
@@ -28,6 +29,26 @@ pub struct Allergy {
     pub reaction: String,
 }
 
+/// An outpatient visit as the encounter workspace shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncounterView {
+    pub id: String,
+    /// The Patient id.
+    pub patient: String,
+    /// FHIR Encounter.status (`arrived`, `in-progress`, `finished` …).
+    pub status: String,
+    /// `YYYY-MM-DD HH:MM` as stored (the hospital's local time).
+    pub started: String,
+    /// The number called in the department's queue (empty if none).
+    pub queue_number: String,
+    /// The department (Organization id) and its names.
+    pub department: String,
+    pub department_names: Names,
+    /// The campus the department belongs to.
+    pub campus: Option<String>,
+}
+
+/// The encounter workspace: diagnoses and allergies of a visit.
 #[derive(Clone, Debug)]
 pub struct Workspace {
     fhir: FhirService,
@@ -41,6 +62,45 @@ impl Workspace {
     async fn encounter(&self, caller: &Caller, id: &str) -> Result<Value, RegistryError> {
         let r = self.fhir.reader(caller, rtype("Encounter")?).await?.read(id).await?;
         serde_json::from_str(&r.body).map_err(|e| invalid("encounter", "stored", e.to_string()))
+    }
+
+    /// The visit as the workspace's banner shows it: patient, department (with its
+    /// names and campus), status, start and queue number.
+    pub async fn view(&self, caller: &Caller, id: &str) -> Result<EncounterView, RegistryError> {
+        let e = self.encounter(caller, id).await?;
+        let reference = |v: &Value, prefix: &str| {
+            v["reference"].as_str().unwrap_or_default().trim_start_matches(prefix).to_string()
+        };
+        let department = reference(&e["serviceProvider"], "Organization/");
+        let organization = match department.as_str() {
+            "" => None,
+            dept => match self.fhir.reader(caller, rtype("Organization")?).await?.read(dept).await {
+                Ok(r) => serde_json::from_str::<Value>(&r.body).ok(),
+                Err(_) => None,
+            },
+        };
+        let started = e["period"]["start"].as_str().unwrap_or_default();
+        let queue_number = e["identifier"]
+            .as_array()
+            .and_then(|ids| {
+                ids.iter().find(|i| i["system"].as_str().is_some_and(|s| s.starts_with("urn:lianyi:sid:queue:")))
+            })
+            .and_then(|i| i["value"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        Ok(EncounterView {
+            id: id.to_string(),
+            patient: reference(&e["subject"], "Patient/"),
+            status: e["status"].as_str().unwrap_or_default().to_string(),
+            started: format!("{} {}", started.get(..10).unwrap_or_default(), started.get(11..16).unwrap_or_default()),
+            queue_number,
+            department_names: organization
+                .as_ref()
+                .map(Names::of_organization)
+                .unwrap_or_else(|| Names { zh: department.clone(), en: department.clone() }),
+            campus: organization.as_ref().map(|o| reference(&o["partOf"], "Organization/")).filter(|c| !c.is_empty()),
+            department,
+        })
     }
 
     async fn search(&self, caller: &Caller, t: &str, params: &[(&str, String)]) -> Result<Vec<Value>, RegistryError> {

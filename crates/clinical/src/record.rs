@@ -155,7 +155,7 @@ impl Record {
         // where the patient holds an MRN (the rule lives with the caller, in security).
         let mrns = mrns_of(&p);
         let campuses: Vec<&str> =
-            stored.campus.as_deref().into_iter().chain(mrns.iter().map(|(c, _)| c.as_str())).collect();
+            stored.campus.as_deref().into_iter().chain(mrns.iter().map(|m| m.campus.as_str())).collect();
         let care = caller.open_record(patient, &campuses).ok_or_else(|| {
             RegistryError::Forbidden(format!(
                 "Patient/{patient} holds no MRN at your campuses: register the patient here, or break the glass"

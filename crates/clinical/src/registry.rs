@@ -17,10 +17,10 @@
 
 use lianyi_fhir::ResourceType;
 use lianyi_fhir::search::parse_search;
-use lianyi_security::{Caller, Perm};
+use lianyi_security::{Caller, CampusId, Perm};
 use lianyi_services::FhirService;
 use lianyi_services::fhir::ServiceError;
-use lianyi_services::identifiers::{RESIDENT_ID_SYSTEM, ResidentId, ResidentIdError, mrn_system};
+use lianyi_services::identifiers::{Mrn, RESIDENT_ID_SYSTEM, ResidentId, ResidentIdError};
 use serde_json::{Value, json};
 
 use crate::common::invalid;
@@ -242,8 +242,9 @@ fn mrn_prefix(campus: &str) -> char {
     campus.rsplit(['-', '_']).next().and_then(|w| w.chars().next()).map_or('M', |c| c.to_ascii_uppercase())
 }
 
-/// The FHIR Patient of a checked draft at `campus` with MRN `mrn`.
-pub fn patient_resource(c: &Checked, campus: &str, mrn: &str) -> Value {
+/// The FHIR Patient of a checked draft registered with `mrn` (at its campus).
+pub fn patient_resource(c: &Checked, mrn: &Mrn) -> Value {
+    let campus = mrn.campus.as_str();
     let mut identifier = Vec::new();
     if let Some(id) = &c.resident_id {
         identifier.push(
@@ -252,7 +253,7 @@ pub fn patient_resource(c: &Checked, campus: &str, mrn: &str) -> Value {
         );
     }
     identifier.push(json!({"use": "usual", "type": {"coding": [{"system": ID_TYPE, "code": "MR"}], "text": "病案号"},
-                           "system": mrn_system(campus), "value": mrn,
+                           "system": mrn.system(), "value": mrn.number,
                            "assigner": {"reference": format!("Organization/{campus}")}}));
     let mut names = vec![json!({"use": "official", "text": c.name, "family": c.family, "given": [c.given],
                                 "extension": [{"url": NAME_REPRESENTATION, "valueCode": "IDE"}]})];
@@ -283,8 +284,7 @@ pub struct Candidate {
     pub gender: Option<String>,
     /// The last four digits of the phone (enough to ask the patient).
     pub phone_tail: Option<String>,
-    /// (campus, MRN) pairs.
-    pub mrns: Vec<(String, String)>,
+    pub mrns: Vec<Mrn>,
     pub active: bool,
     pub score: Score,
 }
@@ -333,19 +333,9 @@ pub fn pinyin_of(p: &Value) -> String {
         .to_string()
 }
 
-/// (campus, MRN) of every campus MRN a Patient carries.
-pub fn mrns_of(p: &Value) -> Vec<(String, String)> {
-    p["identifier"]
-        .as_array()
-        .map(|ids| {
-            ids.iter()
-                .filter_map(|i| {
-                    let campus = lianyi_services::identifiers::mrn_campus(i["system"].as_str()?)?;
-                    Some((campus.to_string(), i["value"].as_str()?.to_string()))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+/// Every campus MRN a Patient carries.
+pub fn mrns_of(p: &Value) -> Vec<Mrn> {
+    p["identifier"].as_array().map(|ids| ids.iter().filter_map(Mrn::of_identifier).collect()).unwrap_or_default()
 }
 
 fn candidate_of(id: &str, p: &Value, score: Score) -> Candidate {
@@ -370,7 +360,7 @@ fn candidate_of(id: &str, p: &Value, score: Score) -> Candidate {
 pub enum Registration {
     Created {
         id: String,
-        mrn: String,
+        mrn: Mrn,
     },
     /// Records that may be the same person, best first; nothing was created.
     PossibleDuplicates(Vec<Candidate>),
@@ -403,7 +393,9 @@ impl Registry {
     /// campus MRN is added to the one record, which makes the whole record readable to
     /// that campus's staff (see [`crate::record`]). Returns the MRN (the existing one
     /// if the patient already holds one there).
-    pub async fn register_here(&self, caller: &Caller, patient: &str, campus: &str) -> Result<String, RegistryError> {
+    pub async fn register_here(&self, caller: &Caller, patient: &str, campus: &CampusId) -> Result<Mrn, RegistryError> {
+        let campus_id = campus;
+        let campus = campus_id.as_str();
         if !caller.access().sees("Patient", Perm::Create, Some(campus)) {
             return Err(RegistryError::Forbidden(format!("registering patients at {campus} is not among your roles")));
         }
@@ -414,7 +406,7 @@ impl Registry {
         })?;
         let stored = self.fhir.reader(&here, patient_type()?).await?.read(patient).await?;
         let mut p = crate::common::editable(&stored).map_err(|e| invalid("patient", "stored", e.to_string()))?;
-        if let Some((_, mrn)) = mrns_of(&p).into_iter().find(|(c, _)| c == campus) {
+        if let Some(mrn) = mrns_of(&p).into_iter().find(|m| &m.campus == campus_id) {
             return Ok(mrn);
         }
         if p["active"] == false {
@@ -425,9 +417,9 @@ impl Registry {
             ));
         }
         let n = self.fhir.operations().next_counter(&format!("mrn:{campus}"), FIRST_MRN).await?;
-        let mrn = format!("{}{n:07}", mrn_prefix(campus));
+        let mrn = Mrn { campus: campus_id.clone(), number: format!("{}{n:07}", mrn_prefix(campus)) };
         let identifier = json!({"use": "usual", "type": {"coding": [{"system": ID_TYPE, "code": "MR"}], "text": "病案号"},
-                                "system": mrn_system(campus), "value": mrn,
+                                "system": mrn.system(), "value": mrn.number,
                                 "assigner": {"reference": format!("Organization/{campus}")}});
         match p["identifier"].as_array_mut() {
             Some(ids) => ids.push(identifier),
@@ -444,10 +436,11 @@ impl Registry {
     pub async fn register(
         &self,
         caller: &Caller,
-        campus: &str,
+        campus_id: &CampusId,
         draft: &Draft,
         confirmed_new: bool,
     ) -> Result<Registration, RegistryError> {
+        let campus = campus_id.as_str();
         if !caller.access().sees("Patient", Perm::Create, Some(campus)) {
             return Err(RegistryError::Forbidden(format!("registering patients at {campus} is not among your roles")));
         }
@@ -461,13 +454,12 @@ impl Registry {
             return Ok(Registration::PossibleDuplicates(possible));
         }
         let n = self.fhir.operations().next_counter(&format!("mrn:{campus}"), FIRST_MRN).await?;
-        let mrn = format!("{}{n:07}", mrn_prefix(campus));
+        let mrn = Mrn { campus: campus_id.clone(), number: format!("{}{n:07}", mrn_prefix(campus)) };
         // The record belongs to the campus it is registered at.
-        let campus_caller = caller.at_campus(campus).ok_or_else(|| {
+        let campus_caller = caller.at_campus(campus_id).ok_or_else(|| {
             RegistryError::Forbidden(format!("registering patients at {campus} is not among your roles"))
         })?;
-        let written =
-            self.fhir.create(&campus_caller, patient_type()?, patient_resource(&checked, campus, &mrn)).await?;
+        let written = self.fhir.create(&campus_caller, patient_type()?, patient_resource(&checked, &mrn)).await?;
         Ok(Registration::Created { id: written.id, mrn })
     }
 
@@ -585,7 +577,8 @@ mod tests {
         assert_eq!((c.name.as_str(), c.family.as_str(), c.given.as_str()), ("欧阳娜娜", "欧阳", "娜娜"));
         assert_eq!(c.pinyin(), "Ouyang Nana");
         assert_eq!(c.phone.as_deref(), Some("13800138000"));
-        let p = patient_resource(&c, "campus-east", "E2000001");
+        let mrn = Mrn { campus: CampusId::parse("campus-east").unwrap(), number: "E2000001".into() };
+        let p = patient_resource(&c, &mrn);
         assert_eq!(p["identifier"][1]["system"], "urn:lianyi:sid:mrn:campus-east");
         assert_eq!(p["name"][1]["text"], "Ouyang Nana");
         assert!(lianyi_fhir::validate_resource(&p).is_ok(), "{:?}", lianyi_fhir::validate_resource(&p));

@@ -19,6 +19,7 @@ use lianyi_store::StoredResource;
 use serde_json::{Value, json};
 
 use crate::common::put;
+use crate::names::Names;
 use crate::registry::FieldError;
 
 /// The extension of a Schedule holding one weekly session.
@@ -27,6 +28,27 @@ const SLOT_SYSTEM: &str = "urn:lianyi:sid:slot";
 const OFFSET_MS: i64 = 8 * 3_600_000;
 const DAY_MS: i64 = 86_400_000;
 const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// A doctor who takes appointments in a department.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Doctor {
+    /// The PractitionerRole id.
+    pub role: String,
+    pub names: Names,
+    /// Ids of the role's active Schedules.
+    pub schedules: Vec<String>,
+}
+
+/// An appointment as the patient page lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppointmentView {
+    pub id: String,
+    /// `YYYY-MM-DD HH:MM` as stored (the hospital's local time).
+    pub start: String,
+    /// `booked` or `arrived`.
+    pub status: String,
+    pub doctor: Names,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
@@ -282,6 +304,98 @@ impl Scheduling {
             es.iter().filter(|e| e["response"]["status"].as_str().is_some_and(|s| s.starts_with("201"))).count()
         });
         Ok(made)
+    }
+
+    /// A search with its `_include`d resources, parsed.
+    async fn search_with_included(
+        &self,
+        caller: &Caller,
+        t: &str,
+        params: &[(&str, String)],
+    ) -> Result<(Vec<Value>, Vec<Value>), ScheduleError> {
+        let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let req = parse_search(rtype(t)?, &params).map_err(|i| invalid("search", "search", i.diagnostics))?;
+        let page = self.fhir.search(caller, &req).await?;
+        let parse = |rs: &[StoredResource]| rs.iter().filter_map(|r| serde_json::from_str(&r.body).ok()).collect();
+        Ok((parse(&page.resources), parse(&page.included)))
+    }
+
+    /// The doctors of a department who have an active Schedule, with their names and
+    /// Schedules, for booking.
+    pub async fn doctors(&self, caller: &Caller, department: &str) -> Result<Vec<Doctor>, ScheduleError> {
+        let (roles, practitioners) = self
+            .search_with_included(
+                caller,
+                "PractitionerRole",
+                &[
+                    ("organization", format!("Organization/{department}")),
+                    ("_include", "PractitionerRole:practitioner".into()),
+                    ("_count", "100".into()),
+                ],
+            )
+            .await?;
+        let mut out = Vec::new();
+        for role in &roles {
+            let Some(role_id) = role["id"].as_str() else { continue };
+            let reference = role["practitioner"]["reference"].as_str().unwrap_or_default();
+            let names = practitioners
+                .iter()
+                .find(|p| reference.strip_prefix("Practitioner/") == p["id"].as_str())
+                .map(Names::of_practitioner)
+                .unwrap_or_default();
+            let schedules: Vec<String> = self
+                .search(
+                    caller,
+                    "Schedule",
+                    &[("actor", format!("PractitionerRole/{role_id}")), ("active", "true".into())],
+                )
+                .await?
+                .into_iter()
+                .map(|s| s.id)
+                .collect();
+            if !schedules.is_empty() {
+                out.push(Doctor { role: role_id.to_string(), names, schedules });
+            }
+        }
+        Ok(out)
+    }
+
+    /// A patient's booked and arrived appointments with their doctors, by start.
+    pub async fn appointments_of(&self, caller: &Caller, patient: &str) -> Result<Vec<AppointmentView>, ScheduleError> {
+        let (appointments, practitioners) = self
+            .search_with_included(
+                caller,
+                "Appointment",
+                &[
+                    ("patient", format!("Patient/{patient}")),
+                    ("status", "booked,arrived".into()),
+                    ("_include", "Appointment:practitioner".into()),
+                    ("_count", "50".into()),
+                ],
+            )
+            .await?;
+        let mut out: Vec<AppointmentView> = appointments
+            .iter()
+            .map(|a| {
+                let doctor = a["participant"]
+                    .as_array()
+                    .and_then(|ps| {
+                        ps.iter().find_map(|p| p["actor"]["reference"].as_str()?.strip_prefix("Practitioner/"))
+                    })
+                    .and_then(|id| practitioners.iter().find(|p| p["id"] == id))
+                    .map(Names::of_practitioner)
+                    .unwrap_or_default();
+                let start = a["start"].as_str().unwrap_or_default();
+                AppointmentView {
+                    id: a["id"].as_str().unwrap_or_default().to_string(),
+                    start: format!("{} {}", start.get(..10).unwrap_or_default(), start.get(11..16).unwrap_or_default()),
+                    status: a["status"].as_str().unwrap_or_default().to_string(),
+                    doctor,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.start.cmp(&b.start));
+        Ok(out)
     }
 
     /// The free Slots of the given Schedules on a day, by start time.

@@ -16,12 +16,12 @@ use std::time::Duration;
 use lianyi_fhir::ResourceType;
 use lianyi_fhir::search::parse_search;
 use lianyi_security::roles::Capability;
-use lianyi_security::{Caller, SystemTask};
+use lianyi_security::{Caller, CampusId, SystemTask};
 use lianyi_services::FhirService;
 use lianyi_services::fhir::{SHARED_TYPES, ServiceError};
 use lianyi_store::audit::AuditEntry;
 use lianyi_store::messages::{LoggedMessage, MessageFilter};
-use lianyi_store::outbox::{Attempt, ChannelRow, Delivery, NewDelivery, OutboxEvent};
+use lianyi_store::outbox::{Attempt, ChannelKind, ChannelRow, Delivery, NewDelivery, OutboxEvent};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -375,9 +375,21 @@ impl Outbound {
             ));
         }
         let criteria = Criteria::parse(&spec.criteria).map_err(|m| invalid("criteria", m))?;
-        match spec.kind.as_str() {
-            "webhook" => http_endpoint_ok(&spec.endpoint).map_err(|m| invalid("endpoint", m))?,
-            "mllp" => {
+        let kind = match ChannelKind::parse(&spec.kind) {
+            Some(k @ (ChannelKind::Webhook | ChannelKind::Mllp)) => k,
+            _ => {
+                return Err(invalid(
+                    "kind",
+                    format!(
+                        "'{}' is not a channel kind (rule: webhook or mllp; FHIR rest-hooks are Subscription resources)",
+                        spec.kind
+                    ),
+                ));
+            }
+        };
+        match kind {
+            ChannelKind::Webhook => http_endpoint_ok(&spec.endpoint).map_err(|m| invalid("endpoint", m))?,
+            ChannelKind::Mllp => {
                 mllp_endpoint_ok(&spec.endpoint).map_err(|m| invalid("endpoint", m))?;
                 let types = criteria.types();
                 if types.is_empty() {
@@ -393,14 +405,7 @@ impl Outbound {
                     ));
                 }
             }
-            other => {
-                return Err(invalid(
-                    "kind",
-                    format!(
-                        "'{other}' is not a channel kind (rule: webhook or mllp; FHIR rest-hooks are Subscription resources)"
-                    ),
-                ));
-            }
+            ChannelKind::RestHook | ChannelKind::Websocket => {}
         }
         if !(1..=1000).contains(&spec.max_attempts) {
             return Err(invalid("max_attempts", "must be from 1 to 1000"));
@@ -414,7 +419,7 @@ impl Outbound {
                 "must be from 10 ms to 1 hour, and max_backoff_ms from backoff_ms to 1 day",
             ));
         }
-        let secret = if spec.kind == "webhook" {
+        let secret = if kind == ChannelKind::Webhook {
             Some(lianyi_security::secrets::random_hex(32).map_err(|e| OutboundError::Crypto(e.to_string()))?)
         } else {
             None
@@ -432,7 +437,7 @@ impl Outbound {
         let row = ChannelRow {
             id: spec.id.clone(),
             name: if spec.name.is_empty() { spec.id.clone() } else { spec.name },
-            kind: spec.kind,
+            kind,
             endpoint: spec.endpoint,
             criteria: spec.criteria.trim().to_string(),
             campus: spec.campus,
@@ -604,7 +609,11 @@ impl Outbound {
                 let ch = ChannelRow {
                     id: channel_id.clone(),
                     name: format!("Subscription/{}", r.id),
-                    kind: sub.pointer("/channel/type").and_then(Value::as_str).unwrap_or("rest-hook").to_string(),
+                    kind: sub
+                        .pointer("/channel/type")
+                        .and_then(Value::as_str)
+                        .and_then(ChannelKind::parse)
+                        .unwrap_or(ChannelKind::RestHook),
                     endpoint: sub.pointer("/channel/endpoint").and_then(Value::as_str).unwrap_or("").to_string(),
                     criteria: sub.get("criteria").and_then(Value::as_str).unwrap_or("").to_string(),
                     campus: r.campus.clone(),
@@ -664,7 +673,7 @@ impl Outbound {
             })
             // FHIR Subscriptions and HL7 feeds carry creations and updates; webhooks
             // also carry deletions.
-            .filter(|e| e.method != "DELETE" || ch.kind == "webhook")
+            .filter(|e| e.method != "DELETE" || ch.kind == ChannelKind::Webhook)
             .collect();
         let matching = self.matching(ch, &criteria, &wanted).await?;
         let mut deliveries = Vec::new();
@@ -778,8 +787,8 @@ impl Outbound {
         if e.method != "DELETE" && resource.is_none() {
             return Ok(None);
         }
-        let (message_type, control_id, text) = match ch.kind.as_str() {
-            "mllp" => {
+        let (message_type, control_id, text) = match ch.kind {
+            ChannelKind::Mllp => {
                 let Some(res) = &resource else { return Ok(None) };
                 let patient = match &e.patient {
                     Some(p) if e.resource_type != "Patient" => {
@@ -805,12 +814,12 @@ impl Outbound {
                 };
                 (format!("{}^{}", m.message_code(), m.trigger()), control_id, m.encode())
             }
-            "websocket" => {
+            ChannelKind::Websocket => {
                 let control_id = format!("{}-{}", ch.id, e.seq);
                 let sub = ch.subscription.clone().unwrap_or_default();
                 (format!("{}.{action}", e.resource_type), control_id, format!("ping {sub}"))
             }
-            "rest-hook" => {
+            ChannelKind::RestHook => {
                 let control_id = format!("{}-{}", ch.id, e.seq);
                 let with_body = ch.payload.as_deref().is_some_and(|p| !p.is_empty());
                 let text = match (&resource, with_body) {
@@ -819,7 +828,7 @@ impl Outbound {
                 };
                 (format!("{}.{action}", e.resource_type), control_id, text)
             }
-            _ => {
+            ChannelKind::Webhook => {
                 let control_id = format!("{}-{}", ch.id, e.seq);
                 let mut event = json!({
                     "id": control_id,
@@ -927,8 +936,10 @@ impl Dispatcher {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        Dispatcher { outbound, http, holder: format!("{}-{nanos:x}", std::process::id()) }
+        // Which server holds a channel's lease: the process and a random tag, unique
+        // across restarts and machines.
+        let tag = lianyi_security::secrets::random_hex(6).unwrap_or_default();
+        Dispatcher { outbound, http, holder: format!("{}-{tag}", std::process::id()) }
     }
 
     /// Fans out after every commit (and at least every second) and keeps one worker
@@ -1024,10 +1035,10 @@ impl Dispatcher {
     }
 
     async fn send(&self, ch: &ChannelRow, d: &Delivery, text: &str, conn: &mut Option<TcpStream>) -> Sent {
-        if ch.kind == "mllp" {
+        if ch.kind == ChannelKind::Mllp {
             return send_mllp(&ch.endpoint, &d.control_id, text, conn).await;
         }
-        if ch.kind == "websocket" {
+        if ch.kind == ChannelKind::Websocket {
             let sub = ch.subscription.as_deref().unwrap_or_default();
             return match self.outbound.ping_sockets(sub, text) {
                 0 => Sent::Retry(format!("no websocket client is bound to Subscription/{sub}"), None),
@@ -1041,10 +1052,11 @@ impl Dispatcher {
         };
         let mut req = self.http.request(method, &url).header("Idempotency-Key", &d.control_id);
         if !body.is_empty() {
-            let content_type = if ch.kind == "rest-hook" { "application/fhir+json" } else { "application/json" };
+            let content_type =
+                if ch.kind == ChannelKind::RestHook { "application/fhir+json" } else { "application/json" };
             req = req.header("Content-Type", content_type).body(body.to_string());
         }
-        if ch.kind == "webhook" {
+        if ch.kind == ChannelKind::Webhook {
             req = req.header("X-Lianyi-Event", &d.message_type);
             if let Some(sealed) = &ch.secret {
                 // Never unsigned: a secret that does not decrypt fails the attempt.
@@ -1266,7 +1278,7 @@ async fn worker(d: Arc<Dispatcher>, channel: String, wake: Arc<tokio::sync::Noti
 /// it has one; what it reads is audited under this purpose.
 fn delivery_task(ch: &ChannelRow) -> Caller {
     match &ch.campus {
-        Some(c) => Caller::task_at(SystemTask::OutboundDelivery, c),
+        Some(c) => Caller::task_at(SystemTask::OutboundDelivery, CampusId::stored(c)),
         None => Caller::task(SystemTask::OutboundDelivery),
     }
 }

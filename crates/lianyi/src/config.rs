@@ -109,12 +109,16 @@ pub struct MllpProfile {
 }
 
 impl MllpProfile {
-    pub fn pid3(&self) -> lianyi_interop::v2_to_fhir::Pid3Profile {
-        lianyi_interop::v2_to_fhir::Pid3Profile {
+    pub fn pid3(&self) -> Result<lianyi_interop::v2_to_fhir::Pid3Profile, lianyi_security::InvalidCampus> {
+        let mut campuses = std::collections::BTreeMap::new();
+        for (authority, campus) in &self.campuses {
+            campuses.insert(authority.to_ascii_uppercase(), lianyi_security::CampusId::parse(campus)?);
+        }
+        Ok(lianyi_interop::v2_to_fhir::Pid3Profile {
             mrn_type: self.mrn_type.clone(),
             mrn_authority: self.mrn_authority.clone(),
-            campuses: self.campuses.iter().map(|(a, c)| (a.to_ascii_uppercase(), c.clone())).collect(),
-        }
+            campuses,
+        })
     }
 }
 

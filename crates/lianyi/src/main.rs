@@ -519,7 +519,10 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     }
                 };
                 let kind = if tls.is_some() { "MLLP+TLS" } else { "MLLP" };
-                let profile = file.mllp_profile.as_ref().map(config::MllpProfile::pid3).unwrap_or_default();
+                let profile = match file.mllp_profile.as_ref().map(config::MllpProfile::pid3).transpose() {
+                    Ok(p) => p.unwrap_or_default(),
+                    Err(e) => return Err(CliError::Usage(format!("[mllp_profile] campuses in the config file: {e}"))),
+                };
                 let mllp_addr = start_mllp(&app, &mllp, &campus, journaled, tls, profile).await?;
                 println!("HL7 v2 ({kind}) is listening on {mllp_addr} for campus {campus}");
             }

@@ -37,17 +37,78 @@ impl ActorKind {
     }
 }
 
+/// A campus of the group by its id (`campus-east`): 1-64 ASCII letters, digits, `-`,
+/// `_` or `.`. Grants, callers and the records a caller writes name campuses by it, so
+/// a campus cannot be confused with another string (a role, an MRN, a name).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CampusId(String);
+
+/// A campus id that breaks the rule of [`CampusId`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("campus id '{0}' must be 1-64 letters, digits, '-', '_' or '.'")]
+pub struct InvalidCampus(pub String);
+
+impl CampusId {
+    pub fn parse(s: &str) -> Result<CampusId, InvalidCampus> {
+        let ok = !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if ok { Ok(CampusId(s.to_string())) } else { Err(InvalidCampus(s.to_string())) }
+    }
+
+    /// A campus id read back from the database, where only checked ids (a caller's,
+    /// or the configured default) were written: not checked again.
+    pub fn stored(s: &str) -> CampusId {
+        CampusId(s.to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for CampusId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for CampusId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for CampusId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for CampusId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl From<CampusId> for String {
+    fn from(c: CampusId) -> String {
+        c.0
+    }
+}
+
 /// The campuses a caller's grants cover.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Campuses {
     All,
-    Only(Vec<String>),
+    Only(Vec<CampusId>),
 }
 
 impl Campuses {
     /// `*` or space-separated campus ids.
-    pub fn parse(s: &str) -> Campuses {
-        if s.trim() == "*" { Campuses::All } else { Campuses::Only(s.split_whitespace().map(str::to_string).collect()) }
+    pub fn parse(s: &str) -> Result<Campuses, InvalidCampus> {
+        if s.trim() == "*" {
+            return Ok(Campuses::All);
+        }
+        Ok(Campuses::Only(s.split_whitespace().map(CampusId::parse).collect::<Result<_, _>>()?))
     }
 
     pub fn contains(&self, campus: &str) -> bool {
@@ -62,7 +123,7 @@ impl std::fmt::Display for Campuses {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Campuses::All => f.write_str("*"),
-            Campuses::Only(list) => f.write_str(&list.join(" ")),
+            Campuses::Only(list) => f.write_str(&list.iter().map(CampusId::as_str).collect::<Vec<_>>().join(" ")),
         }
     }
 }
@@ -89,7 +150,7 @@ pub struct Access {
 
 impl Campuses {
     fn union(items: impl Iterator<Item = Campuses>) -> Campuses {
-        let mut out: Vec<String> = Vec::new();
+        let mut out: Vec<CampusId> = Vec::new();
         for c in items {
             match c {
                 Campuses::All => return Campuses::All,
@@ -182,9 +243,9 @@ impl Access {
     }
 
     /// The campus new data of this caller belongs to: the first granted one.
-    pub fn home_campus(&self) -> Option<&str> {
+    pub fn home_campus(&self) -> Option<&CampusId> {
         self.grants.as_ref()?.iter().find_map(|g| match &g.campuses {
-            Campuses::Only(list) => list.first().map(String::as_str),
+            Campuses::Only(list) => list.first(),
             Campuses::All => None,
         })
     }
@@ -240,7 +301,7 @@ pub struct Caller {
     pub(crate) actor: String,
     pub(crate) kind: ActorKind,
     pub(crate) role: Option<String>,
-    pub(crate) campus: Option<String>,
+    pub(crate) campus: Option<CampusId>,
     pub(crate) client_addr: Option<String>,
     pub(crate) access: Access,
     /// Platform capabilities beyond FHIR (from roles).
@@ -264,7 +325,7 @@ impl Caller {
         actor: String,
         kind: ActorKind,
         role: Option<String>,
-        campus: Option<String>,
+        campus: Option<CampusId>,
         client_addr: Option<String>,
         access: Access,
         capabilities: Vec<Capability>,
@@ -288,13 +349,10 @@ impl Caller {
 
     /// The platform acting for `task` at one campus only (what it writes belongs to
     /// that campus: the critical-value watcher's tasks belong to the result's).
-    pub fn task_at(task: SystemTask, campus: &str) -> Self {
+    pub fn task_at(task: SystemTask, campus: CampusId) -> Self {
         let mut c = Caller::task(task);
-        c.access = Access::single(
-            ScopeSet::parse("system/*.cruds").unwrap_or_default(),
-            Campuses::Only(vec![campus.to_string()]),
-            None,
-        );
+        c.access =
+            Access::single(ScopeSet::parse("system/*.cruds").unwrap_or_default(), Campuses::Only(vec![campus]), None);
         c
     }
 
@@ -313,8 +371,8 @@ impl Caller {
     }
 
     /// The caller's first campus (for the audit log).
-    pub fn campus(&self) -> Option<&str> {
-        self.campus.as_deref()
+    pub fn campus(&self) -> Option<&CampusId> {
+        self.campus.as_ref()
     }
 
     pub fn client_addr(&self) -> Option<&str> {
@@ -359,13 +417,13 @@ impl Caller {
 
     /// The caller writing as `campus` only (the grants that cover it, limited to it):
     /// a record registered here belongs to this campus. `None` when no grant covers it.
-    pub fn at_campus(&self, campus: &str) -> Option<Caller> {
+    pub fn at_campus(&self, campus: &CampusId) -> Option<Caller> {
         let mut here = self.clone();
         if let Some(grants) = &self.access.grants {
             let covering: Vec<Grant> = grants
                 .iter()
-                .filter(|g| g.campuses.contains(campus))
-                .map(|g| Grant { scopes: g.scopes.clone(), campuses: Campuses::Only(vec![campus.to_string()]) })
+                .filter(|g| g.campuses.contains(campus.as_str()))
+                .map(|g| Grant { scopes: g.scopes.clone(), campuses: Campuses::Only(vec![campus.clone()]) })
                 .collect();
             if covering.is_empty() {
                 return None;
@@ -390,7 +448,7 @@ impl Caller {
             actor: self.actor.clone(),
             actor_kind: self.kind.as_str().into(),
             role: self.role.clone(),
-            campus: self.campus.clone(),
+            campus: self.campus.clone().map(String::from),
             action: action.into(),
             outcome: outcome.into(),
             client_addr: self.client_addr.clone(),

@@ -33,6 +33,8 @@ pub enum ClientError {
     #[error("a client named '{0}' already exists")]
     Exists(String),
     #[error(transparent)]
+    Campus(#[from] crate::caller::InvalidCampus),
+    #[error(transparent)]
     Random(#[from] RandomError),
     #[error(transparent)]
     Audit(#[from] AuditError),
@@ -126,7 +128,8 @@ impl ClientService {
     }
 
     fn caller_for(client: &ClientRecord, scopes: ScopeSet, client_addr: Option<String>) -> Caller {
-        let campuses = Campuses::parse(&client.campuses);
+        // Checked when the client was added; a record that no longer parses grants nothing.
+        let campuses = Campuses::parse(&client.campuses).unwrap_or(Campuses::Only(Vec::new()));
         let campus = match &campuses {
             Campuses::Only(l) => l.first().cloned(),
             Campuses::All => None,
@@ -166,7 +169,7 @@ impl ClientService {
         if patient.is_none() && parsed.0.iter().any(|s| s.context == crate::scope::Context::Patient) {
             return Err(ClientError::PatientContext);
         }
-        let campuses = Campuses::parse(campuses).to_string();
+        let campuses = Campuses::parse(campuses)?.to_string();
         let client_id = uuid::Uuid::new_v4().to_string();
         let client_secret = random_hex(32)?;
         let record = ClientRecord {

@@ -21,7 +21,7 @@ pub mod totp;
 pub mod users;
 
 pub use audit::{AuditError, AuditLog};
-pub use caller::{Access, ActorKind, Caller, Campuses, Grant, SystemTask};
+pub use caller::{Access, ActorKind, Caller, CampusId, Campuses, Grant, InvalidCampus, SystemTask};
 pub use chain::ChainAlg;
 pub use clients::ClientService;
 pub use clock::{Clock, IdSource, ManualClock, SystemClock, UuidIds};

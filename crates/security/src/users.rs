@@ -12,7 +12,7 @@ use lianyi_store::users::{RoleGrant, SessionRecord, UserRecord};
 use lianyi_store::{Store, StoreError};
 
 use crate::audit::{AuditError, AuditLog};
-use crate::caller::{Access, ActorKind, Caller, Campuses, Grant};
+use crate::caller::{Access, ActorKind, Caller, CampusId, Campuses, Grant};
 use crate::clock::Clock;
 use crate::crypto::{FieldCipher, KeyProvider};
 use crate::password::{self, PolicyError};
@@ -81,6 +81,8 @@ pub enum UserError {
     Name,
     #[error("unknown role '{0}'")]
     Role(String),
+    #[error(transparent)]
+    Campus(#[from] crate::caller::InvalidCampus),
     #[error("a patient account needs its Patient id (--patient)")]
     PatientRole,
     #[error("a user named '{0}' already exists")]
@@ -214,7 +216,9 @@ impl UserService {
         for g in grants {
             let Some(role) = Role::parse(&g.role) else { continue };
             roles.push(role.code());
-            access_grants.push(Grant { scopes: role.scopes(), campuses: Campuses::parse(&g.campus) });
+            // Checked when granted; a stored grant that no longer parses grants nothing.
+            let campuses = Campuses::parse(&g.campus).unwrap_or(Campuses::Only(Vec::new()));
+            access_grants.push(Grant { scopes: role.scopes(), campuses });
             for c in role.capabilities() {
                 if !capabilities.contains(c) {
                     capabilities.push(*c);
@@ -226,7 +230,7 @@ impl UserService {
             format!("user:{}", user.username),
             ActorKind::User,
             if roles.is_empty() { None } else { Some(roles.join(",")) },
-            grants.iter().map(|g| g.campus.clone()).find(|c| c != "*"),
+            grants.iter().find_map(|g| CampusId::parse(&g.campus).ok()),
             client_addr,
             Access::granted(access_grants, user.patient.clone()),
             capabilities,
@@ -247,6 +251,7 @@ impl UserService {
                 Some(Role::Patient) if new.patient.is_none() => return Err(UserError::PatientRole),
                 Some(_) => {}
             }
+            Campuses::parse(campus)?;
             grants.push(RoleGrant { role: role.clone(), campus: campus.clone() });
         }
         let now = self.clock.now_ms();

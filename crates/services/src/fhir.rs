@@ -519,7 +519,7 @@ impl FhirService {
         RowScope {
             campuses: match campuses {
                 Campuses::All => None,
-                Campuses::Only(list) => Some(list),
+                Campuses::Only(list) => Some(list.into_iter().map(String::from).collect()),
             },
             campus_exempt_types: SHARED_TYPES.iter().map(|t| t.to_string()).collect(),
             campus_exempt_patients: caller.access().open_patients().to_vec(),
@@ -530,7 +530,7 @@ impl FhirService {
 
     /// Campus for new data: the caller's first granted campus, else the configured default.
     fn campus_for(&self, caller: &Caller) -> Option<String> {
-        caller.access().home_campus().map(str::to_string).or_else(|| self.default_campus.clone())
+        caller.access().home_campus().map(|c| c.as_str().to_string()).or_else(|| self.default_campus.clone())
     }
 
     /// `POST /{type}`: a new resource with a server-assigned id (a client id is ignored,

@@ -25,6 +25,34 @@ pub fn mrn_campus(system: &str) -> Option<&str> {
     system.strip_prefix(MRN_SYSTEM_PREFIX)
 }
 
+/// A medical record number (病案号): the number a campus gave a patient. One person
+/// holds one per campus registered at, all on one record.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Mrn {
+    pub campus: lianyi_security::CampusId,
+    pub number: String,
+}
+
+impl Mrn {
+    /// The identifier system of the issuing campus.
+    pub fn system(&self) -> String {
+        mrn_system(self.campus.as_str())
+    }
+
+    /// The MRN of a FHIR identifier, if it is one (a campus MRN system).
+    pub fn of_identifier(identifier: &serde_json::Value) -> Option<Mrn> {
+        let campus = mrn_campus(identifier["system"].as_str()?)?;
+        let number = identifier["value"].as_str()?;
+        Some(Mrn { campus: lianyi_security::CampusId::parse(campus).ok()?, number: number.to_string() })
+    }
+}
+
+impl fmt::Display for Mrn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.number)
+    }
+}
+
 const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
 const CHECK: [char; 11] = ['1', '0', 'X', '9', '8', '7', '6', '5', '4', '3', '2'];
 

@@ -133,6 +133,9 @@ impl Store {
             for stmt in statements(text) {
                 sqlx::query(AssertSqlSafe(stmt)).execute(&mut *tx).await?;
             }
+            // When a migration ran is bookkeeping of the schema, before any service
+            // (and its Clock) exists.
+            #[allow(clippy::disallowed_methods)]
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as i64)

@@ -23,13 +23,50 @@ pub struct OutboxEvent {
     pub at: i64,
 }
 
+/// How a channel delivers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ChannelKind {
+    /// An HTTP POST of a JSON event, signed with the channel's secret.
+    Webhook,
+    /// HL7 v2 over MLLP.
+    Mllp,
+    /// A FHIR Subscription's rest-hook (the resource, PUT or POST).
+    RestHook,
+    /// A FHIR Subscription's WebSocket notification.
+    Websocket,
+}
+
+impl ChannelKind {
+    pub const ALL: [ChannelKind; 4] =
+        [ChannelKind::Webhook, ChannelKind::Mllp, ChannelKind::RestHook, ChannelKind::Websocket];
+
+    /// The name stored and shown (`rest-hook` as FHIR spells it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Webhook => "webhook",
+            ChannelKind::Mllp => "mllp",
+            ChannelKind::RestHook => "rest-hook",
+            ChannelKind::Websocket => "websocket",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ChannelKind> {
+        ChannelKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for ChannelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An outbound channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChannelRow {
     pub id: String,
     pub name: String,
-    /// `webhook`, `mllp` or `rest-hook` (a FHIR Subscription).
-    pub kind: String,
+    pub kind: ChannelKind,
     pub endpoint: String,
     /// Resource types (`Patient,Observation`) or one FHIR search (`Observation?code=…`).
     pub criteria: String,
@@ -110,7 +147,10 @@ fn channel_row(r: &sqlx::any::AnyRow) -> Result<ChannelRow> {
     Ok(ChannelRow {
         id: r.try_get(0)?,
         name: r.try_get(1)?,
-        kind: r.try_get(2)?,
+        kind: {
+            let kind: String = r.try_get(2)?;
+            ChannelKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("channel kind '{kind}'")))?
+        },
         endpoint: r.try_get(3)?,
         criteria: r.try_get(4)?,
         campus: r.try_get(5)?,
@@ -200,7 +240,7 @@ impl Store {
             .bind(i64::from(c.enabled))
             .bind(c.id.clone())
             .bind(from)
-            .bind(c.kind.clone())
+            .bind(c.kind.as_str())
             .execute(&mut *tx)
             .await?;
         } else {
@@ -521,7 +561,7 @@ fn insert_channel(c: &ChannelRow) -> Sql {
     let args = [
         Arg::Text(c.id.clone()),
         Arg::Text(c.name.clone()),
-        Arg::Text(c.kind.clone()),
+        Arg::Text(c.kind.as_str().to_string()),
         Arg::Text(c.endpoint.clone()),
         Arg::Text(c.criteria.clone()),
         Arg::OptText(c.campus.clone()),

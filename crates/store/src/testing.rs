@@ -10,6 +10,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
+#[allow(clippy::disallowed_methods)] // a unique test database name, not a time
 fn unique_name() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

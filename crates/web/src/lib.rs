@@ -1,27 +1,26 @@
-//! The HTTP edge: FHIR REST at `/fhir`, `/healthz` and `/metrics`.
+//! The HTTP edge: the FHIR API, the pages, the integration hub and the MLLP
+//! listener, `/healthz` and `/metrics`.
 //!
-//! Handlers parse the request, call one service function and render the result;
-//! errors are mapped to OperationOutcome once, in [`error`]. `App::build` wires the
-//! store and services from a config; `App::run` serves on a listener, so tests and
-//! benchmarks start the real server on port 0 (STYLE.md habit 3).
+//! One folder per area (`fhir/`, `account/`, `audit/`, `clinic/`, `integration/`,
+//! `health/`), each with its own `router()`, templates (`templates/<area>/`) and
+//! texts (`locales/<area>/`); `ui/` holds what they share (session and its
+//! extractor, shell and navigation, languages, errors, layers). Areas import `ui/`
+//! and the services, never each other (`scripts/check-layers` checks it);
+//! [`routes`] merges them. Handlers parse the request, call one service function and
+//! render the result. `App::build` wires the store and services from a config;
+//! `App::run` serves on a listener, so tests and benchmarks start the real server on
+//! port 0 (STYLE.md habit 3).
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod bundle;
-mod caller;
-mod capability;
+mod account;
+mod audit;
 mod clinic;
-mod error;
-mod fhir_api;
-mod i18n;
+mod fhir;
+mod health;
 mod integration;
-pub mod mllp;
-mod oauth;
-mod ops;
-mod outpatient;
-mod pages;
-mod results;
-mod websocket;
+mod routes;
+mod ui;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,7 +34,8 @@ use lianyi_services::{Clock, FhirService, IdSource, SystemClock, UuidIds};
 use lianyi_store::Store;
 use tokio::net::TcpListener;
 
-pub use ops::install_metrics;
+pub use health::install_metrics;
+pub use integration::mllp;
 
 /// What the server needs to start; built by the binary from file, environment and
 /// command line.
@@ -87,7 +87,7 @@ pub struct AppState {
     pub config: Arc<AppConfig>,
     pub started: Instant,
     /// Per-address budgets for the login and token endpoints.
-    pub limits: Arc<ops::RateLimiter>,
+    pub limits: Arc<ui::layers::RateLimiter>,
     /// Running and finished bulk exports.
     pub exports: lianyi_services::export::ExportJobs,
     /// Outbound channels, the message log, replay.
@@ -108,6 +108,8 @@ pub struct AppState {
     pub record: lianyi_clinical::record::Record,
     /// Results entry, abnormal flags and trends.
     pub results: lianyi_clinical::results::Results,
+    /// Each area's pages in the navigation, in order ([`routes::NAV`]).
+    nav: &'static [&'static [ui::shell::NavLink]],
 }
 
 /// A built application: database connected and migrated, ready to serve.
@@ -179,7 +181,7 @@ impl App {
         let fhir = FhirService::new(store, clock, ids, config.default_campus.clone(), audit, protect);
         let outbound =
             lianyi_interop::Outbound::new(fhir.clone(), config.default_campus.as_deref().unwrap_or("lianyi"));
-        let limits = Arc::new(ops::RateLimiter::new(config.login_rate_per_minute));
+        let limits = Arc::new(ui::layers::RateLimiter::new(config.login_rate_per_minute));
         let registry = lianyi_clinical::registry::Registry::new(fhir.clone());
         let scheduling = lianyi_clinical::scheduling::Scheduling::new(fhir.clone());
         let workspace = lianyi_clinical::encounter::Workspace::new(fhir.clone());
@@ -209,6 +211,7 @@ impl App {
                 critical,
                 record,
                 results,
+                nav: routes::NAV,
             },
         })
     }
@@ -218,7 +221,7 @@ impl App {
     }
 
     pub fn router(&self) -> Router {
-        router(self.state.clone())
+        routes::router(self.state.clone())
     }
 
     /// Serves (HTTPS when the config names certificate files) until `shutdown`
@@ -257,22 +260,4 @@ impl App {
         store.close().await;
         Ok(())
     }
-}
-
-fn router(state: AppState) -> Router {
-    let hsts = state.config.tls.is_some();
-    let router = Router::new()
-        .nest("/fhir", fhir_api::router())
-        // Clients that join the base URL and an empty path post bundles to `/fhir/`.
-        .route("/fhir/", axum::routing::post(fhir_api::bundle_post))
-        .merge(oauth::router())
-        .merge(pages::router())
-        .merge(ops::router())
-        .merge(websocket::router())
-        .layer(axum::middleware::from_fn(ops::track))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(error::panic_response))
-        .layer(axum::middleware::from_fn(ops::security_headers))
-        .layer(axum::middleware::from_fn_with_state(state.limits.clone(), ops::rate_limit));
-    let router = if hsts { router.layer(axum::middleware::from_fn(ops::hsts)) } else { router };
-    router.with_state(state)
 }

@@ -63,7 +63,7 @@ pub struct Pid3Profile {
     pub mrn_authority: Option<String>,
     /// Assigning authority (upper case) → campus id: MRNs of these authorities are
     /// that campus's numbers.
-    pub campuses: std::collections::BTreeMap<String, String>,
+    pub campuses: std::collections::BTreeMap<String, lianyi_security::CampusId>,
 }
 
 /// A message's meaning: one FHIR transaction.
@@ -636,7 +636,7 @@ mod tests {
         ch.profile = Pid3Profile {
             mrn_type: Some("PT".into()),
             mrn_authority: None,
-            campuses: [("WEST".to_string(), "campus-west".to_string())].into(),
+            campuses: [("WEST".to_string(), lianyi_security::CampusId::parse("campus-west").unwrap())].into(),
         };
         let text = format!("{MSH_A04}PID|1||X9^^^LAB^PI~W55^^^WEST^PT||王^五\r");
         let m = map_message(&parse(&text), &ch).unwrap();

@@ -128,7 +128,7 @@ pub(super) fn patient(pid: &Segment, ch: &Channel, strictness: Demographics) -> 
         }
         let authority = pid.value(3, rep, 4, 1).trim().to_string();
         let kind = pid.rep_component(3, rep, 5).trim().to_string();
-        let campus_system = ch.profile.campuses.get(&authority.to_ascii_uppercase()).map(|c| mrn_system(c));
+        let campus_system = ch.profile.campuses.get(&authority.to_ascii_uppercase()).map(|c| mrn_system(c.as_str()));
         let is_mrn = rep == key_rep || (kind == "MR" && campus_system.is_some());
         let system = if is_mrn {
             campus_system.unwrap_or_else(|| ch.mrn_system.clone())

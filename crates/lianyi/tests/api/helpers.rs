@@ -138,8 +138,8 @@ pub async fn token(base: &str, client_id: &str, secret: &str) -> String {
 impl TestApp {
     /// An HTTP client for a new API client with these grants.
     pub async fn client_with(&self, scopes: &str, campuses: &str, patient: Option<&str>) -> Client {
-        let name =
-            format!("c{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+        static CLIENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let name = format!("c{}-{}", std::process::id(), CLIENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let c = self
             .clients
             .add(

@@ -109,7 +109,7 @@ async fn first_login_then_totp_and_a_used_code_is_rejected() {
     assert_eq!(info.caller.actor(), "user:dr.li");
     assert_eq!(
         info.caller.access().campuses_for("Observation", Perm::Read),
-        Campuses::Only(vec!["campus-east".into()])
+        Campuses::Only(vec![lianyi_security::CampusId::parse("campus-east").unwrap()])
     );
     assert!(!info.caller.access().allows("Patient", Perm::Delete));
     e.users.logout(&token, None).await.unwrap();

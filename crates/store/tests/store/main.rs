@@ -413,7 +413,7 @@ async fn retention_keeps_what_is_unfinished_and_what_a_channel_has_not_passed() 
     let channel = ChannelRow {
         id: "feed".into(),
         name: "feed".into(),
-        kind: "webhook".into(),
+        kind: lianyi_store::outbox::ChannelKind::Webhook,
         endpoint: "http://127.0.0.1:9/x".into(),
         criteria: String::new(),
         campus: None,

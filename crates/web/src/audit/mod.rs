@@ -1,0 +1,259 @@
+//! Accountability pages: break-the-glass (emergency access with a reason) and its
+//! report, the audit trail review, and a patient's own access log. The rules and the
+//! audit chain live in [`lianyi_security`] and [`lianyi_services`].
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Form, Router};
+use lianyi_security::Caller;
+use lianyi_security::roles::Capability;
+use lianyi_services::ServiceError;
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::ui::i18n::Tr;
+use crate::ui::render::{forbidden, local_time, page};
+use crate::ui::session::Signed;
+use crate::ui::shell::{NavLink, Place};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/break-glass", get(bg_form).post(bg_submit))
+        .route("/admin/break-glass", get(bg_report))
+        .route("/admin/audit", get(audit_page))
+        .route("/me/access-log", get(access_log))
+}
+
+/// Break-the-glass for clinicians, the reviews for auditors, the access log for
+/// patients.
+pub(crate) const NAV: &[NavLink] = &[
+    NavLink {
+        href: "/break-glass",
+        text: "nav-break-glass",
+        place: Place::Bar,
+        shown: |c: &Caller| c.can(Capability::BreakTheGlass),
+    },
+    NavLink {
+        href: "/admin/audit",
+        text: "nav-audit",
+        place: Place::Bar,
+        shown: |c: &Caller| c.can(Capability::ReviewAudit),
+    },
+    NavLink {
+        href: "/admin/break-glass",
+        text: "nav-break-glass-report",
+        place: Place::Home,
+        shown: |c: &Caller| c.can(Capability::ReviewAudit),
+    },
+    NavLink {
+        href: "/me/access-log",
+        text: "nav-access-log",
+        place: Place::Home,
+        shown: |c: &Caller| c.access().patient().is_some(),
+    },
+];
+
+#[derive(Template)]
+#[template(path = "audit/break_glass.html")]
+struct BreakGlassPage<'a> {
+    t: Tr,
+    message: Option<&'a str>,
+    csrf: &'a str,
+    patient: &'a str,
+    granted_until: Option<String>,
+}
+
+async fn bg_form(Signed { info, t, .. }: Signed) -> Response {
+    if !info.caller.can(Capability::BreakTheGlass) {
+        return forbidden(t);
+    }
+    page(BreakGlassPage { t, message: None, csrf: &info.csrf, patient: "", granted_until: None }.render())
+}
+
+#[derive(Deserialize)]
+struct BreakGlassForm {
+    csrf: String,
+    patient: String,
+    reason: String,
+}
+
+async fn bg_submit(
+    State(state): State<AppState>,
+    Signed { info, t, .. }: Signed,
+    Form(f): Form<BreakGlassForm>,
+) -> Response {
+    let answer = |message: Option<&str>, granted_until: Option<String>| {
+        page(BreakGlassPage { t, message, csrf: &info.csrf, patient: f.patient.trim(), granted_until }.render())
+    };
+    if !lianyi_security::secrets::constant_time_eq(&info.csrf, &f.csrf) {
+        return answer(Some("login-error"), None);
+    }
+    match state.fhir.break_glass(&info.caller, f.patient.trim(), &f.reason).await {
+        Ok(g) => answer(None, Some(local_time(g.expires_at))),
+        Err(ServiceError::Invalid(_)) => answer(Some("bg-reason-required"), None),
+        Err(ServiceError::NotFound { .. }) => answer(Some("bg-no-patient"), None),
+        Err(ServiceError::Forbidden(_)) => forbidden(t),
+        Err(e) => {
+            tracing::error!(error = %e, "break-the-glass failed");
+            answer(Some("login-error"), None)
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct RangeQuery {
+    from: Option<String>,
+    to: Option<String>,
+    actor: Option<String>,
+    patient: Option<String>,
+    action: Option<String>,
+}
+
+/// `[from, to]` as epoch ms (whole days, Beijing time); default: the last 30 days.
+fn range(state: &AppState, q: &RangeQuery) -> (i64, i64, String, String) {
+    let now = state.fhir.now_ms();
+    let day = |s: &Option<String>| s.as_deref().filter(|d| !d.is_empty()).and_then(lianyi_fhir::datetime::parse_range);
+    let from = day(&q.from).map_or(now - 30 * 86_400_000, |r| r.low - 8 * 3_600_000);
+    let to = day(&q.to).map_or(now + 60_000, |r| r.high + 1 - 8 * 3_600_000);
+    (from, to, local_time(from)[..10].to_string(), local_time(to - 1)[..10].to_string())
+}
+
+#[derive(Template)]
+#[template(path = "audit/break_glass_report.html")]
+struct ReportPage {
+    t: Tr,
+    from: String,
+    to: String,
+    rows: Vec<(String, String, String, String, String, String)>,
+}
+
+async fn bg_report(
+    State(state): State<AppState>,
+    Signed { info, t, .. }: Signed,
+    Query(q): Query<RangeQuery>,
+) -> Response {
+    let (since, until, from, to) = range(&state, &q);
+    match state.fhir.break_glass_report(&info.caller, since, until).await {
+        Ok(list) => {
+            let rows = list
+                .into_iter()
+                .map(|g| {
+                    (
+                        local_time(g.granted_at),
+                        g.actor,
+                        g.role.unwrap_or_default(),
+                        g.patient,
+                        g.reason,
+                        local_time(g.expires_at),
+                    )
+                })
+                .collect();
+            page(ReportPage { t, from, to, rows }.render())
+        }
+        Err(_) => forbidden(t),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "audit/audit.html")]
+struct AuditPage<'a> {
+    t: Tr,
+    title: &'a str,
+    intro: Option<&'a str>,
+    show_filters: bool,
+    actor: String,
+    patient: String,
+    action: String,
+    from: String,
+    to: String,
+    rows: Vec<AuditRow>,
+}
+
+/// One audit record as a table row: seq, time, actor, role, action, resource,
+/// patient, outcome, address.
+type AuditRow = (i64, String, String, String, String, String, String, String, String);
+
+fn audit_rows(records: Vec<lianyi_store::audit::AuditRecord>) -> Vec<AuditRow> {
+    records
+        .into_iter()
+        .map(|r| {
+            let e = r.entry;
+            let resource = match (e.resource_type, e.resource_id) {
+                (Some(t), Some(id)) => format!("{t}/{id}"),
+                (Some(t), None) => t,
+                _ => String::new(),
+            };
+            (
+                r.seq,
+                local_time(e.recorded_at),
+                e.actor,
+                e.role.unwrap_or_default(),
+                e.action,
+                resource,
+                e.patient.unwrap_or_default(),
+                e.outcome,
+                e.client_addr.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+async fn audit_page(
+    State(state): State<AppState>,
+    Signed { info, t, .. }: Signed,
+    Query(q): Query<RangeQuery>,
+) -> Response {
+    let (since, until, from, to) = range(&state, &q);
+    let filled = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+    let query = lianyi_store::audit::AuditQuery {
+        actor: filled(&q.actor),
+        patient: filled(&q.patient),
+        action: filled(&q.action),
+        since: Some(since),
+        until: Some(until),
+        seq: None,
+        limit: 500,
+        offset: 0,
+    };
+    match state.fhir.audit_review(&info.caller, &query).await {
+        Ok(records) => page(
+            AuditPage {
+                t,
+                title: t.get("audit-title"),
+                intro: None,
+                show_filters: true,
+                actor: query.actor.unwrap_or_default(),
+                patient: query.patient.unwrap_or_default(),
+                action: query.action.unwrap_or_default(),
+                from,
+                to,
+                rows: audit_rows(records),
+            }
+            .render(),
+        ),
+        Err(_) => forbidden(t),
+    }
+}
+
+async fn access_log(State(state): State<AppState>, Signed { info, t, .. }: Signed) -> Response {
+    match state.fhir.my_access_log(&info.caller).await {
+        Ok(records) => page(
+            AuditPage {
+                t,
+                title: t.get("access-title"),
+                intro: Some(t.get("access-intro")),
+                show_filters: false,
+                actor: String::new(),
+                patient: String::new(),
+                action: String::new(),
+                from: String::new(),
+                to: String::new(),
+                rows: audit_rows(records),
+            }
+            .render(),
+        ),
+        Err(_) => forbidden(t),
+    }
+}

@@ -1,0 +1,480 @@
+//! The encounter workspace: diagnoses with ICD-10 search, allergies, prescriptions
+//! with their safety review, laboratory and imaging orders, and notes. The rules
+//! live in [`lianyi_clinical`] (encounter, prescribing, orders, record).
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use lianyi_clinical::record::Event;
+use lianyi_clinical::results::Latest;
+use lianyi_security::{Caller, Perm};
+use serde::Deserialize;
+
+use super::reads::*;
+use crate::AppState;
+use crate::ui::i18n::Tr;
+use crate::ui::render::{forbidden, not_found, page, see_other};
+use crate::ui::session::Signed;
+use crate::ui::shell::{Shell, shell, staff_may};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/encounters/{id}", get(encounter_page))
+        .route("/encounters/{id}/icd", get(icd_fragment))
+        .route("/encounters/{id}/diagnoses", post(add_diagnosis))
+        .route("/encounters/{id}/allergies", post(add_allergy))
+        .route("/encounters/{id}/prescriptions", post(prescribe))
+        .route("/encounters/{id}/orders", post(add_order))
+        .route("/encounters/{id}/notes", post(add_note))
+}
+
+/// A diagnosis or search result as the workspace shows it.
+struct CodeRow {
+    code: String,
+    title: String,
+}
+
+#[derive(Template)]
+#[template(path = "clinic/encounter.html")]
+struct EncounterPage<'a> {
+    t: Tr,
+    shell: &'a Shell,
+    id: String,
+    patient_id: String,
+    patient_name: String,
+    status: String,
+    department: String,
+    /// The visit's campus.
+    campus: String,
+    started: String,
+    queue_number: String,
+    allergies: Vec<lianyi_clinical::encounter::Allergy>,
+    diagnoses: Vec<CodeRow>,
+    icd_query: String,
+    icd_results: Vec<CodeRow>,
+    may_diagnose: bool,
+    may_record_allergy: bool,
+    done: Option<&'static str>,
+    error: Option<&'static str>,
+    may_prescribe: bool,
+    prescriptions: Vec<(String, String)>,
+    /// (code, label) of the catalogue.
+    drugs: Vec<(String, String)>,
+    review: Option<Review>,
+    may_order: bool,
+    /// (placer number, name, priority key) of the visit's requests.
+    orders: Vec<(String, String, String)>,
+    /// (code, label) of the order catalogue.
+    order_items: Vec<(String, String)>,
+    may_write_notes: bool,
+    notes: Vec<lianyi_clinical::record::Note>,
+    note: lianyi_clinical::record::NoteDraft,
+    results: Vec<Latest>,
+    timeline: Vec<Event>,
+}
+
+#[derive(Deserialize, Default)]
+struct EncounterQuery {
+    icd: Option<String>,
+    done: Option<String>,
+    error: Option<String>,
+    /// A note sent back to its author with an error (never from the URL).
+    #[serde(skip)]
+    note: Option<lianyi_clinical::record::NoteDraft>,
+}
+
+async fn encounter_page(
+    State(state): State<AppState>,
+    s: Signed,
+    Path(id): Path<String>,
+    Query(q): Query<EncounterQuery>,
+) -> Response {
+    let (_info, _headers) = (&s.info, &s.headers);
+    render_encounter(&state, &s, id, q, None).await
+}
+
+/// The CSRF token a fragment's forms carry.
+struct FragmentShell {
+    csrf: String,
+}
+
+#[derive(Template)]
+#[template(path = "clinic/icd_results.html")]
+struct IcdFragment {
+    t: Tr,
+    shell: FragmentShell,
+    id: String,
+    icd_query: String,
+    icd_results: Vec<CodeRow>,
+}
+
+fn icd_rows(query: &str, lang: &str) -> Vec<CodeRow> {
+    lianyi_clinical::icd10::search(query, 20)
+        .into_iter()
+        .map(|c| CodeRow { code: c.code.to_string(), title: c.title(lang).to_string() })
+        .collect()
+}
+
+/// `GET /encounters/{id}/icd?icd=…`: the ICD-10 matches alone, swapped into the
+/// workspace as the doctor types (htmx); the search form does the same without it.
+async fn icd_fragment(
+    Signed { info, t, .. }: Signed,
+    Path(id): Path<String>,
+    Query(q): Query<EncounterQuery>,
+) -> Response {
+    if !staff_may(&info.caller, "Condition", Perm::Create) {
+        return forbidden(t);
+    }
+    let icd_query = q.icd.unwrap_or_default();
+    let icd_results = icd_rows(&icd_query, t.code());
+    page(IcdFragment { t, shell: FragmentShell { csrf: info.csrf.clone() }, id, icd_query, icd_results }.render())
+}
+
+/// The review of a prescription the doctor is about to sign, shown on the page.
+struct Review {
+    form: PrescriptionForm,
+    /// (blocking, text)
+    findings: Vec<(bool, String)>,
+    blocked: bool,
+    reason_missing: bool,
+}
+
+async fn render_encounter(
+    state: &AppState,
+    s: &Signed,
+    id: String,
+    q: EncounterQuery,
+    review: Option<Review>,
+) -> Response {
+    let (info, headers, t) = (&s.info, &s.headers, s.t);
+    let (state, headers) = (state.clone(), headers.clone());
+    let caller = &info.caller;
+    let Ok(e) = state.workspace.view(caller, &id).await else { return not_found(t) };
+    let shell = shell(&state, info, t, &headers).await;
+    let patient_id = e.patient.clone();
+    // The whole record of a patient of this campus, whichever campus made it (the
+    // same read gives the banner's name).
+    let (care, patient_name) = match state.record.open(caller, &patient_id).await {
+        Ok((care, p)) => (care, lianyi_clinical::registry::person_of(&p).name),
+        Err(_) => (caller.clone(), String::new()),
+    };
+    let department = t.pick(&e.department_names.zh, &e.department_names.en).clone();
+    // The campus of the visit, for the banner.
+    let campus = match &e.campus {
+        Some(id) => state.fhir.campus_name(id, t.code()).await.unwrap_or_else(|| id.clone()),
+        None => String::new(),
+    };
+    let (started, queue_number, status) = (e.started, e.queue_number, e.status);
+    let allergies = state.workspace.allergies(&care, &patient_id).await.unwrap_or_default();
+    let (results, timeline) = record_rows(&state, &care, &patient_id, t).await;
+    let notes = state.record.notes(caller, &id).await;
+    let may_write_notes = staff_may(caller, "Composition", Perm::Create);
+    let lang_code = t.code();
+    let diagnoses = state
+        .workspace
+        .diagnoses(caller, &id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| CodeRow {
+            title: t.pick(d.title_zh.as_deref().unwrap_or(&d.title_en), &d.title_en).to_string(),
+            code: d.code,
+        })
+        .collect();
+    let icd_query = q.icd.unwrap_or_default();
+    let icd_results = icd_rows(&icd_query, lang_code);
+    let may_diagnose = caller.access().allows("Condition", Perm::Create);
+    let may_record_allergy = caller.access().allows("AllergyIntolerance", Perm::Create);
+    let done = match q.done.as_deref() {
+        Some("diagnosis") => Some("ws-done-diagnosis"),
+        Some("allergy") => Some("ws-done-allergy"),
+        Some("prescribed") => Some("rx-done"),
+        Some("ordered") => Some("order-done"),
+        Some("note") => Some("note-done"),
+        _ => None,
+    };
+    let may_order = caller.access().allows("ServiceRequest", Perm::Create);
+    let orders = state
+        .ordering
+        .requested(caller, &id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            let name = lianyi_clinical::orders::item(&r.code).map_or(r.code.clone(), |i| i.name(lang_code).to_string());
+            (r.placer, name, format!("order-priority-{}", r.priority))
+        })
+        .collect();
+    let order_items = lianyi_clinical::orders::catalogue()
+        .iter()
+        .map(|i| (i.code.to_string(), format!("{} ({})", i.name(lang_code), i.loinc)))
+        .collect();
+    let may_prescribe = caller.access().allows("MedicationRequest", Perm::Create);
+    let prescriptions = prescriptions(&state, caller, &id, lang_code).await;
+    let drugs = lianyi_clinical::prescribing::catalogue()
+        .iter()
+        .map(|d| (d.code.to_string(), format!("{} {} ({})", d.name(lang_code), d.strength, d.unit)))
+        .collect();
+    let error = q.error.as_deref().map(|e| match e {
+        "icd10-unknown" => "ws-error-icd10",
+        "substance" => "ws-error-substance",
+        "dose" | "days" | "drug-unknown" => "rx-error-order",
+        "order-unknown" | "priority" => "order-error",
+        "note-empty" => "note-error-empty",
+        "too-long" => "note-error-long",
+        _ => "ws-error-failed",
+    });
+    page(
+        EncounterPage {
+            t,
+            shell: &shell,
+            id,
+            patient_id,
+            patient_name,
+            status,
+            department,
+            campus,
+            started,
+            queue_number,
+            allergies,
+            diagnoses,
+            icd_query,
+            icd_results,
+            may_diagnose,
+            may_record_allergy,
+            done,
+            error,
+            may_prescribe,
+            prescriptions,
+            drugs,
+            review,
+            may_order,
+            orders,
+            order_items,
+            may_write_notes,
+            notes,
+            note: q.note.unwrap_or_default(),
+            results,
+            timeline,
+        }
+        .render(),
+    )
+}
+
+/// The encounter's active prescriptions: (text, dosage).
+pub(super) async fn prescriptions(
+    state: &AppState,
+    caller: &Caller,
+    encounter: &str,
+    lang: &str,
+) -> Vec<(String, String)> {
+    search(
+        state,
+        caller,
+        "MedicationRequest",
+        &[("encounter", format!("Encounter/{encounter}")), ("status", "active".into())],
+    )
+    .await
+    .iter()
+    .map(|m| {
+        let code = m["medicationCodeableConcept"]["coding"][0]["code"].as_str().unwrap_or_default();
+        let name = lianyi_clinical::prescribing::drug(code)
+            .map(|d| format!("{} {}", d.name(lang), d.strength))
+            .unwrap_or_else(|| m["medicationCodeableConcept"]["text"].as_str().unwrap_or_default().to_string());
+        (name, m["dosageInstruction"][0]["text"].as_str().unwrap_or_default().to_string())
+    })
+    .collect()
+}
+
+#[derive(Deserialize)]
+struct OrderForm {
+    csrf: String,
+    item: String,
+    priority: String,
+}
+
+async fn add_order(
+    State(state): State<AppState>,
+    Signed { info, t, .. }: Signed,
+    Path(id): Path<String>,
+    Form(f): Form<OrderForm>,
+) -> Response {
+    if !lianyi_security::secrets::constant_time_eq(&info.csrf, &f.csrf) {
+        return forbidden(t);
+    }
+    match state.ordering.order(&info.caller, &id, &f.item, &f.priority, &info.user.display_name).await {
+        Ok(_) => see_other(&format!("/encounters/{id}?done=ordered")),
+        Err(e) => workspace_error(&id, &e, t),
+    }
+}
+
+#[derive(Deserialize)]
+struct NoteForm {
+    csrf: String,
+    #[serde(default)]
+    subjective: String,
+    #[serde(default)]
+    objective: String,
+    #[serde(default)]
+    assessment: String,
+    #[serde(default)]
+    plan: String,
+    #[serde(default)]
+    text: String,
+}
+
+/// `POST /encounters/{id}/notes`: a SOAP or free-text note; a refused note comes back
+/// in the form with the rule it broke.
+async fn add_note(
+    State(state): State<AppState>,
+    s: Signed,
+    Path(id): Path<String>,
+    Form(f): Form<NoteForm>,
+) -> Response {
+    let (info, t, _headers) = (&s.info, s.t, &s.headers);
+    if !lianyi_security::secrets::constant_time_eq(&info.csrf, &f.csrf) {
+        return forbidden(t);
+    }
+    let draft = lianyi_clinical::record::NoteDraft {
+        subjective: f.subjective,
+        objective: f.objective,
+        assessment: f.assessment,
+        plan: f.plan,
+        text: f.text,
+    };
+    match state.record.add_note(&info.caller, &id, &draft, &info.user.display_name).await {
+        Ok(_) => see_other(&format!("/encounters/{id}?done=note")),
+        Err(lianyi_clinical::registry::RegistryError::Invalid(errors)) => {
+            let q = EncounterQuery {
+                error: errors.first().map(|e| e.code.to_string()),
+                note: Some(draft),
+                ..EncounterQuery::default()
+            };
+            render_encounter(&state, &s, id, q, None).await
+        }
+        Err(e) => workspace_error(&id, &e, t),
+    }
+}
+
+#[derive(Deserialize, Clone, Default)]
+struct PrescriptionForm {
+    csrf: String,
+    drug: String,
+    dose: String,
+    frequency: String,
+    days: String,
+    /// Set by the second step, after the doctor has seen the findings.
+    #[serde(default)]
+    confirm: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn prescribe(
+    State(state): State<AppState>,
+    s: Signed,
+    Path(id): Path<String>,
+    Form(f): Form<PrescriptionForm>,
+) -> Response {
+    let (info, t, _headers) = (&s.info, s.t, &s.headers);
+    use lianyi_clinical::prescribing::{Frequency, Order, Signed};
+    if !lianyi_security::secrets::constant_time_eq(&info.csrf, &f.csrf) {
+        return forbidden(t);
+    }
+    let order = Order {
+        drug: f.drug.clone(),
+        dose: f.dose.trim().parse().unwrap_or(f64::NAN),
+        frequency: Frequency::parse(&f.frequency).unwrap_or(Frequency::Qd),
+        days: f.days.trim().parse().unwrap_or(0),
+    };
+    let show = |findings: &[lianyi_clinical::prescribing::Finding], reason_missing: bool| Review {
+        form: f.clone(),
+        findings: findings.iter().map(|x| (x.blocking, t.pick(&x.zh, &x.en).clone())).collect(),
+        blocked: findings.iter().any(|x| x.blocking),
+        reason_missing,
+    };
+    if f.confirm != "1" {
+        // First step: the checks; signed at once only when there is nothing to see.
+        match state.prescribing.review(&info.caller, &id, &order).await {
+            Ok(findings) if !findings.is_empty() => {
+                let review = show(&findings, false);
+                return render_encounter(&state, &s, id, EncounterQuery::default(), Some(review)).await;
+            }
+            Ok(_) => {}
+            Err(e) => return workspace_error(&id, &e, t),
+        }
+    }
+    let reason = Some(f.reason.as_str()).filter(|r| !r.trim().is_empty());
+    match state.prescribing.sign(&info.caller, &id, &order, reason).await {
+        Ok(Signed::Done { .. }) => see_other(&format!("/encounters/{id}?done=prescribed")),
+        Ok(Signed::Blocked(findings)) => {
+            let review = show(&findings, true);
+            render_encounter(&state, &s, id, EncounterQuery::default(), Some(review)).await
+        }
+        Err(e) => workspace_error(&id, &e, t),
+    }
+}
+
+#[derive(Deserialize)]
+struct DiagnosisForm {
+    csrf: String,
+    code: String,
+}
+
+fn workspace_error(id: &str, e: &lianyi_clinical::registry::RegistryError, t: Tr) -> Response {
+    use lianyi_clinical::registry::RegistryError;
+    match e {
+        RegistryError::Forbidden(_) | RegistryError::Service(lianyi_services::ServiceError::Forbidden(_)) => {
+            forbidden(t)
+        }
+        RegistryError::Invalid(errors) => {
+            see_other(&format!("/encounters/{id}?error={}", errors.first().map_or("failed", |e| e.code)))
+        }
+        other => {
+            tracing::error!(error = %other, "encounter workspace write failed");
+            see_other(&format!("/encounters/{id}?error=failed"))
+        }
+    }
+}
+
+async fn add_diagnosis(
+    State(state): State<AppState>,
+    Signed { info, t, .. }: Signed,
+    Path(id): Path<String>,
+    Form(f): Form<DiagnosisForm>,
+) -> Response {
+    if !lianyi_security::secrets::constant_time_eq(&info.csrf, &f.csrf) {
+        return forbidden(t);
+    }
+    match state.workspace.add_diagnosis(&info.caller, &id, &f.code).await {
+        Ok(_) => see_other(&format!("/encounters/{id}?done=diagnosis")),
+        Err(e) => workspace_error(&id, &e, t),
+    }
+}
+
+#[derive(Deserialize)]
+struct AllergyForm {
+    csrf: String,
+    patient: String,
+    substance: String,
+    criticality: String,
+    #[serde(default)]
+    reaction: String,
+}
+
+async fn add_allergy(
+    State(state): State<AppState>,
+    Signed { info, t, .. }: Signed,
+    Path(id): Path<String>,
+    Form(f): Form<AllergyForm>,
+) -> Response {
+    if !lianyi_security::secrets::constant_time_eq(&info.csrf, &f.csrf) {
+        return forbidden(t);
+    }
+    match state.workspace.add_allergy(&info.caller, &f.patient, &f.substance, &f.criticality, &f.reaction).await {
+        Ok(_) => see_other(&format!("/encounters/{id}?done=allergy")),
+        Err(e) => workspace_error(&id, &e, t),
+    }
+}

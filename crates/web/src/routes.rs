@@ -1,0 +1,30 @@
+//! Every area's routes in one router, the layers around them, and every area's
+//! pages in the navigation. The one module that names every area.
+
+use axum::Router;
+
+use crate::ui::shell::NavLink;
+use crate::{AppState, account, audit, clinic, fhir, health, integration, ui};
+
+/// The navigation, area by area, in the order the bar shows it.
+pub(crate) const NAV: &[&[NavLink]] = &[clinic::NAV, audit::NAV, integration::NAV];
+
+pub(crate) fn router(state: AppState) -> Router {
+    let hsts = state.config.tls.is_some();
+    let router = Router::new()
+        .merge(fhir::router())
+        .merge(account::router())
+        .merge(audit::router())
+        .merge(clinic::router())
+        .merge(integration::router())
+        .merge(health::router())
+        .merge(ui::shell::router())
+        .merge(ui::assets::router())
+        .fallback(ui::render::unknown_path)
+        .layer(axum::middleware::from_fn(ui::layers::track))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(ui::error::panic_response))
+        .layer(axum::middleware::from_fn(ui::layers::security_headers))
+        .layer(axum::middleware::from_fn_with_state(state.limits.clone(), ui::layers::rate_limit));
+    let router = if hsts { router.layer(axum::middleware::from_fn(ui::layers::hsts)) } else { router };
+    router.with_state(state)
+}
