@@ -29,7 +29,7 @@ pub(crate) async fn search(
 ) -> Result<Vec<(String, Value)>, RegistryError> {
     let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     let req = parse_search(rtype(t)?, &params).map_err(|i| invalid("search", "search", i.diagnostics))?;
-    let page = fhir.search(caller, &req).await?;
+    let page = fhir.search(&fhir.permit(caller, req.resource_type).await?, &req).await?;
     Ok(page.resources.iter().filter_map(|r| Some((r.id.clone(), serde_json::from_str(&r.body).ok()?))).collect())
 }
 

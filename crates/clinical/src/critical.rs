@@ -160,7 +160,7 @@ impl CriticalValues {
     async fn internal_search(&self, t: &str, params: &[(&str, String)]) -> Result<Vec<(String, Value)>, RegistryError> {
         let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         let req = parse_search(rtype(t)?, &params).map_err(|i| invalid("search", "search", i.diagnostics))?;
-        let page = self.fhir.search(&Self::platform(None), &req).await?;
+        let page = self.fhir.search(&self.fhir.permit(&Self::platform(None), req.resource_type).await?, &req).await?;
         Ok(page.resources.iter().filter_map(|r| Some((r.id.clone(), serde_json::from_str(&r.body).ok()?))).collect())
     }
 

@@ -125,7 +125,7 @@ impl Workspace {
             "subject": e["subject"],
             "encounter": {"reference": format!("Encounter/{encounter}")},
             "recordedDate": crate::scheduling::local_instant(self.fhir.now_ms())});
-        let w = self.fhir.create(caller, rtype("Condition")?, condition).await?;
+        let w = self.fhir.create(&self.fhir.permit(caller, rtype("Condition")?).await?, condition).await?;
         Ok(w.id)
     }
 
@@ -181,7 +181,7 @@ impl Workspace {
         if !reaction.trim().is_empty() {
             allergy["reaction"] = json!([{"manifestation": [{"text": reaction.trim()}]}]);
         }
-        let w = self.fhir.create(caller, rtype("AllergyIntolerance")?, allergy).await?;
+        let w = self.fhir.create(&self.fhir.permit(caller, rtype("AllergyIntolerance")?).await?, allergy).await?;
         Ok(w.id)
     }
 

@@ -17,6 +17,7 @@ pub mod prescribing;
 pub mod record;
 pub mod registry;
 pub mod results;
+pub mod rules;
 pub mod scheduling;
 
 pub use matching::{Person, Reason, Score};

@@ -245,7 +245,7 @@ impl Registry {
             ],
         )
         .map_err(|i| invalid("search", "search", i.diagnostics))?;
-        let page = self.fhir().search(&platform, &req).await?;
+        let page = self.fhir().search(&self.fhir().permit(&platform, req.resource_type).await?, &req).await?;
         let merge = page
             .resources
             .iter()

@@ -120,7 +120,7 @@ impl Ordering {
             request["requester"] =
                 json!({"identifier": {"system": USER_SYSTEM, "value": user}, "display": requester_name});
         }
-        let w = self.fhir.create(caller, rtype("ServiceRequest")?, request).await?;
+        let w = self.fhir.create(&self.fhir.permit(caller, rtype("ServiceRequest")?).await?, request).await?;
         Ok((w.id, placer))
     }
 

@@ -171,7 +171,8 @@ impl Record {
         let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         let Ok(t) = rtype(t) else { return Vec::new() };
         let Ok(req) = parse_search(t, &params) else { return Vec::new() };
-        match self.fhir.search(caller, &req).await {
+        let Ok(permit) = self.fhir.permit(caller, t).await else { return Vec::new() };
+        match self.fhir.search(&permit, &req).await {
             Ok(page) => page
                 .resources
                 .into_iter()
@@ -312,7 +313,7 @@ impl Record {
             "author": [author],
             "title": title,
             "section": sections});
-        let w = self.fhir.create(caller, rtype("Composition")?, note).await?;
+        let w = self.fhir.create(&self.fhir.permit(caller, rtype("Composition")?).await?, note).await?;
         Ok(w.id)
     }
 

@@ -459,7 +459,10 @@ impl Registry {
         let campus_caller = caller.at_campus(campus_id).ok_or_else(|| {
             RegistryError::Forbidden(format!("registering patients at {campus} is not among your roles"))
         })?;
-        let written = self.fhir.create(&campus_caller, patient_type()?, patient_resource(&checked, &mrn)).await?;
+        let written = self
+            .fhir
+            .create(&self.fhir.permit(&campus_caller, patient_type()?).await?, patient_resource(&checked, &mrn))
+            .await?;
         Ok(Registration::Created { id: written.id, mrn })
     }
 
@@ -531,7 +534,7 @@ impl Registry {
             let req = parse_search(patient_type()?, &params).map_err(|issue| {
                 RegistryError::Invalid(vec![field_error("search", "search", issue.diagnostics.clone())])
             })?;
-            let page = self.fhir.search(caller, &req).await?;
+            let page = self.fhir.search(&self.fhir.permit(caller, req.resource_type).await?, &req).await?;
             for r in page.resources {
                 if !seen.insert(r.id.clone()) {
                     continue;

@@ -452,7 +452,8 @@ impl Results {
         ];
         let Ok(t) = rtype("Observation") else { return Vec::new() };
         let Ok(req) = lianyi_fhir::search::parse_search(t, &params) else { return Vec::new() };
-        let Ok(page) = self.fhir.search(caller, &req).await else { return Vec::new() };
+        let Ok(permit) = self.fhir.permit(caller, t).await else { return Vec::new() };
+        let Ok(page) = self.fhir.search(&permit, &req).await else { return Vec::new() };
         let mut out: Vec<Latest> = Vec::new();
         for r in &page.resources {
             let Ok(o) = serde_json::from_str::<Value>(&r.body) else { continue };

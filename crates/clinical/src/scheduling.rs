@@ -236,7 +236,7 @@ impl Scheduling {
     ) -> Result<Vec<StoredResource>, ScheduleError> {
         let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         let req = parse_search(rtype(t)?, &params).map_err(|i| invalid("search", "search", i.diagnostics))?;
-        Ok(self.fhir.search(caller, &req).await?.resources)
+        Ok(self.fhir.search(&self.fhir.permit(caller, req.resource_type).await?, &req).await?.resources)
     }
 
     /// Sets the weekly template of a doctor's role (PractitionerRole) and returns the
@@ -315,7 +315,7 @@ impl Scheduling {
     ) -> Result<(Vec<Value>, Vec<Value>), ScheduleError> {
         let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         let req = parse_search(rtype(t)?, &params).map_err(|i| invalid("search", "search", i.diagnostics))?;
-        let page = self.fhir.search(caller, &req).await?;
+        let page = self.fhir.search(&self.fhir.permit(caller, req.resource_type).await?, &req).await?;
         let parse = |rs: &[StoredResource]| rs.iter().filter_map(|r| serde_json::from_str(&r.body).ok()).collect();
         Ok((parse(&page.resources), parse(&page.included)))
     }

@@ -694,7 +694,8 @@ impl Inbound {
     ) -> Result<Option<lianyi_store::StoredResource>, ()> {
         let rtype = lianyi_fhir::ResourceType::parse("Patient").ok_or(())?;
         let req = lianyi_fhir::search::parse_search(rtype, params).map_err(|_| ())?;
-        let page = self.fhir.search(caller, &req).await.map_err(|_| ())?;
+        let permit = self.fhir.permit(caller, rtype).await.map_err(|_| ())?;
+        let page = self.fhir.search(&permit, &req).await.map_err(|_| ())?;
         Ok(page.resources.into_iter().next())
     }
 

@@ -603,7 +603,10 @@ impl Outbound {
                 if let Some(reason) = problem {
                     sub["status"] = json!("error");
                     sub["error"] = json!(reason);
-                    let _ = self.fhir.update(&system, sub_type, &r.id, sub, Some(r.version)).await;
+                    let _ = self
+                        .fhir
+                        .update(&self.fhir.permit(&system, sub_type).await?, &r.id, sub, Some(r.version))
+                        .await;
                     continue;
                 }
                 let ch = ChannelRow {
@@ -644,7 +647,10 @@ impl Outbound {
                 live.insert(channel_id);
                 if status == "requested" {
                     sub["status"] = json!("active");
-                    let _ = self.fhir.update(&system, sub_type, &r.id, sub, Some(r.version)).await;
+                    let _ = self
+                        .fhir
+                        .update(&self.fhir.permit(&system, sub_type).await?, &r.id, sub, Some(r.version))
+                        .await;
                 }
             }
         }
@@ -746,7 +752,7 @@ impl Outbound {
             p.push(("_total".into(), "none".into()));
             let Ok(req) = parse_search(*rtype, &p) else { continue };
             // Limited to the channel's campus; read as the delivery task (audited).
-            let page = self.fhir.search(&delivery_task(ch), &req).await?;
+            let page = self.fhir.search(&self.fhir.permit(&delivery_task(ch), req.resource_type).await?, &req).await?;
             out.extend(page.resources.into_iter().map(|r| (r.resource_type, r.id)));
         }
         Ok(out)

@@ -577,7 +577,8 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 campus.clone(),
                 audit,
                 protect,
-            );
+            )
+            .with_rules(lianyi_clinical::rules::all());
             let started = Instant::now();
             let mut bar = Bar(None);
             let summary = import_ndjson(&service, &Caller::task(SystemTask::Import), &path, campus, &mut bar).await?;
@@ -1101,7 +1102,8 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>, mllp_listen: &str
     let cipher = lianyi_security::crypto::CipherAlg::Aes256Gcm;
     let protect = lianyi_web::protector(&keys_file, cipher)?;
     let service =
-        FhirService::new(store.clone(), Arc::new(SystemClock::default()), Arc::new(UuidIds), None, audit, protect);
+        FhirService::new(store.clone(), Arc::new(SystemClock::default()), Arc::new(UuidIds), None, audit, protect)
+            .with_rules(lianyi_clinical::rules::all());
     let caller = Caller::task(SystemTask::Demo);
     let data = demo::generate();
     let total = data.len();

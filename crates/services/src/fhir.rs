@@ -107,6 +107,8 @@ pub struct FhirService {
     default_campus: Option<String>,
     audit: AuditLog,
     protector: Protector,
+    /// Rules on stored data added by the layers above ([`FhirService::with_rules`]).
+    rules: Arc<[Arc<dyn crate::rules::StoredRule>]>,
 }
 
 /// How long a break-the-glass grant lasts.
@@ -145,7 +147,42 @@ impl FhirService {
         audit: AuditLog,
         protector: Protector,
     ) -> Self {
-        FhirService { store, clock, ids, default_campus, audit, protector }
+        FhirService { store, clock, ids, default_campus, audit, protector, rules: Arc::new([]) }
+    }
+
+    /// The service with `rules` checked on every write of their types (on every door).
+    /// The platform is wired with the clinical rules (`lianyi_clinical::rules`).
+    pub fn with_rules(mut self, rules: Vec<Arc<dyn crate::rules::StoredRule>>) -> Self {
+        self.rules = rules.into();
+        self
+    }
+
+    /// Runs the stored-data rules on the writes of one request (`creating`: which are
+    /// new resources); the first broken rule is the error, with the write's position.
+    pub(crate) async fn stored_rules(
+        &self,
+        writes: &[(&WriteOp, bool)],
+    ) -> std::result::Result<(), (usize, ServiceError)> {
+        if self.rules.is_empty() {
+            return Ok(());
+        }
+        let bodies: Vec<&Value> = writes.iter().filter_map(|(op, _)| op.resource.as_ref()).collect();
+        let data = crate::rules::StoredData { fhir: self };
+        for (n, (op, creating)) in writes.iter().enumerate() {
+            let Some(resource) = &op.resource else { continue };
+            for rule in self.rules.iter().filter(|r| r.applies_to(&op.resource_type)) {
+                let alongside: Vec<&Value> = bodies.iter().copied().filter(|b| !std::ptr::eq(*b, resource)).collect();
+                let proposed = crate::rules::Proposed {
+                    rtype: &op.resource_type,
+                    id: &op.id,
+                    resource,
+                    creating: *creating,
+                    alongside: &alongside,
+                };
+                rule.check(&data, &proposed).await.map_err(|e| (n, e))?;
+            }
+        }
+        Ok(())
     }
 
     pub fn protector(&self) -> &Protector {
@@ -534,8 +571,22 @@ impl FhirService {
     }
 
     /// `POST /{type}`: a new resource with a server-assigned id (a client id is ignored,
-    /// as the spec says).
-    pub async fn create(&self, caller: &Caller, rtype: ResourceType, resource: Value) -> Result<WriteResult> {
+    /// as the spec says). Needs a [`Permit<Create>`](permit::Create) for the type:
+    ///
+    /// ```compile_fail
+    /// # async fn f(fhir: lianyi_services::FhirService, caller: lianyi_security::Caller) {
+    /// let patient = lianyi_fhir::ResourceType::parse("Patient").unwrap();
+    /// let _ = fhir.create(&caller, patient, serde_json::json!({})).await; // no Permit<Create>
+    /// # }
+    /// ```
+    pub async fn create(&self, permit: &Permit<permit::Create>, resource: Value) -> Result<WriteResult> {
+        let rtype = Self::permitted_type(permit.resource_type())?;
+        self.create_as(permit.caller(), rtype, resource).await
+    }
+
+    /// [`FhirService::create`] inside the service (a bundle's entries, a patch): the
+    /// permission is checked here, per entry.
+    pub(crate) async fn create_as(&self, caller: &Caller, rtype: ResourceType, resource: Value) -> Result<WriteResult> {
         let t = rtype.as_str();
         let prepared = Self::permit_check(caller, t, Perm::Create).and_then(|()| {
             let c = self.check(rtype, resource)?;
@@ -544,13 +595,28 @@ impl FhirService {
             Ok(op)
         });
         match prepared {
-            Ok(op) => self.write_one(caller, "create", op).await,
+            Ok(op) => match self.stored_rules(&[(&op, true)]).await {
+                Ok(()) => self.write_one(caller, "create", op).await,
+                Err((_, e)) => self.failed(caller, "create", t, None, e).await,
+            },
             Err(e) => self.failed(caller, "create", t, None, e).await,
         }
     }
 
-    /// `PUT /{type}/{id}`: replace, or create with the client's id.
+    /// `PUT /{type}/{id}`: replace, or create with the client's id. Needs a
+    /// [`Permit<Update>`](permit::Update) for the type.
     pub async fn update(
+        &self,
+        permit: &Permit<permit::Update>,
+        id: &str,
+        resource: Value,
+        if_match: Option<i64>,
+    ) -> Result<WriteResult> {
+        let rtype = Self::permitted_type(permit.resource_type())?;
+        self.update_as(permit.caller(), rtype, id, resource, if_match).await
+    }
+
+    pub(crate) async fn update_as(
         &self,
         caller: &Caller,
         rtype: ResourceType,
@@ -561,7 +627,10 @@ impl FhirService {
         let t = rtype.as_str();
         let existing = self.store.read(t, id).await?.filter(|r| !r.deleted);
         match self.update_op(caller, rtype, id, resource, if_match, existing.as_ref()) {
-            Ok(op) => self.write_one(caller, "update", op).await,
+            Ok(op) => match self.stored_rules(&[(&op, existing.is_none())]).await {
+                Ok(()) => self.write_one(caller, "update", op).await,
+                Err((_, e)) => self.failed(caller, "update", t, Some(id), e).await,
+            },
             Err(e) => self.failed(caller, "update", t, Some(id), e).await,
         }
     }
@@ -616,8 +685,18 @@ impl FhirService {
         self.check(rtype, resource)
     }
 
-    /// `DELETE /{type}/{id}`.
+    /// `DELETE /{type}/{id}`. Needs a [`Permit<Delete>`](permit::Delete) for the type.
     pub async fn delete(
+        &self,
+        permit: &Permit<permit::Delete>,
+        id: &str,
+        if_match: Option<i64>,
+    ) -> Result<WriteResult> {
+        let rtype = Self::permitted_type(permit.resource_type())?;
+        self.delete_as(permit.caller(), rtype, id, if_match).await
+    }
+
+    pub(crate) async fn delete_as(
         &self,
         caller: &Caller,
         rtype: ResourceType,
@@ -794,7 +873,17 @@ impl FhirService {
 
     /// Search, limited inside the query to what the caller may see, with the
     /// `_include` and `_revinclude` resources the caller may also see.
-    pub async fn search(&self, caller: &Caller, req: &SearchRequest) -> Result<SearchPage> {
+    ///
+    /// Needs a [`Permit<Search>`](permit::Search) for the searched type.
+    pub async fn search(&self, permit: &Permit<permit::Search>, req: &SearchRequest) -> Result<SearchPage> {
+        if permit.resource_type() != req.resource_type.as_str() {
+            let msg = format!("a permit for {} does not search {}", permit.resource_type(), req.resource_type);
+            return Err(ServiceError::Forbidden(msg));
+        }
+        self.search_as(permit.caller(), req).await
+    }
+
+    pub(crate) async fn search_as(&self, caller: &Caller, req: &SearchRequest) -> Result<SearchPage> {
         let t = req.resource_type.as_str();
         if let Err(e) = Self::permit_check(caller, t, Perm::Search) {
             return self.failed(caller, "search", t, None, e).await;
@@ -992,4 +1081,29 @@ pub struct LoadReport {
     pub stored: Vec<String>,
     /// (position in the batch, what is wrong) for each rejected resource.
     pub rejected: Vec<(usize, String)>,
+}
+
+impl crate::rules::StoredData<'_> {
+    /// The stored resource, if it exists and is not deleted.
+    pub async fn read(&self, rtype: &str, id: &str) -> Result<Option<Value>> {
+        let Some(r) = self.fhir.store.read(rtype, id).await?.filter(|r| !r.deleted) else { return Ok(None) };
+        let r = self.fhir.revealed(r)?;
+        Ok(serde_json::from_str(&r.body).ok())
+    }
+
+    /// The stored resources a search finds (at most its `_count`).
+    pub async fn search(&self, rtype: ResourceType, params: &[(String, String)]) -> Result<Vec<Value>> {
+        let mut req = lianyi_fhir::search::parse_search(rtype, params)
+            .map_err(|i| ServiceError::Invalid(OperationOutcome::single(i)))?;
+        self.fhir.protector.search_variants(&mut req);
+        let page = self.fhir.store.search(&req, &RowScope::unrestricted()).await?;
+        let mut out = Vec::with_capacity(page.resources.len());
+        for r in page.resources {
+            let r = self.fhir.revealed(r)?;
+            if let Ok(v) = serde_json::from_str(&r.body) {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
 }

@@ -5,6 +5,9 @@
 //! Its issues have the code `business-rule`, which the FHIR API answers with 422
 //! (valid R4 that breaks a rule of the server's), not 400.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use lianyi_fhir::{Issue, IssueType, OperationOutcome};
 use serde_json::Value;
 
@@ -134,4 +137,48 @@ mod tests {
         let today = json!({"resourceType": "Patient", "birthDate": "2026-11-18"});
         assert!(check("Patient", &today, NOW).is_ok());
     }
+}
+
+/// A rule that needs stored data to decide (is the Slot still free? what is the
+/// patient allergic to?), added by a layer above the services when the platform is
+/// wired ([`crate::FhirService::with_rules`]: the clinical rules). The service runs it
+/// on every write of its types, on every door (the API, bundles, `$import`, HL7, the
+/// pages), after the content rules and before anything is stored; the error names the
+/// element and the rule, with the code `business-rule`.
+pub trait StoredRule: Send + Sync + std::fmt::Debug {
+    /// Whether the rule looks at writes of `rtype`.
+    fn applies_to(&self, rtype: &str) -> bool;
+
+    /// Checks one write. `data` reads what is stored now (before this write).
+    fn check<'a>(&'a self, data: &'a StoredData<'a>, write: &'a Proposed<'a>) -> RuleFuture<'a>;
+}
+
+/// What a [`StoredRule`] answers.
+/// (A broken rule is [`crate::ServiceError::Invalid`] with a `business-rule` issue,
+/// made by [`broken_rule`]; a store failure while looking is the store's error.)
+pub type RuleFuture<'a> = Pin<Box<dyn Future<Output = Result<(), crate::ServiceError>> + Send + 'a>>;
+
+/// One write a [`StoredRule`] is asked about.
+#[derive(Debug)]
+pub struct Proposed<'a> {
+    pub rtype: &'a str,
+    pub id: &'a str,
+    pub resource: &'a Value,
+    /// A new resource (not a new version of a stored one).
+    pub creating: bool,
+    /// The other resources written in the same transaction.
+    pub alongside: &'a [&'a Value],
+}
+
+/// The stored data a rule may look at while it checks a write: every campus, read
+/// only, not audited (nothing leaves the service but the rule's verdict, which goes to
+/// the writer, whose write is audited). Made only by the service, for one check.
+#[derive(Debug)]
+pub struct StoredData<'a> {
+    pub(crate) fhir: &'a crate::FhirService,
+}
+
+/// A broken business rule at `at` (a FHIRPath such as `Appointment.slot[0]`).
+pub fn broken_rule(at: &str, msg: impl Into<String>) -> crate::ServiceError {
+    crate::ServiceError::Invalid(broken(IssueType::BusinessRule, at.to_string(), msg.into()))
 }

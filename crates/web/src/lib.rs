@@ -178,7 +178,9 @@ impl App {
         let users =
             UserService::new(store.clone(), audit.clone(), clock.clone(), config.policy).with_cipher(cipher.clone());
         let protect = Protector::new(cipher);
-        let fhir = FhirService::new(store, clock, ids, config.default_campus.clone(), audit, protect);
+        // The clinical rules that need stored data hold on every door into the record.
+        let fhir = FhirService::new(store, clock, ids, config.default_campus.clone(), audit, protect)
+            .with_rules(lianyi_clinical::rules::all());
         let outbound =
             lianyi_interop::Outbound::new(fhir.clone(), config.default_campus.as_deref().unwrap_or("lianyi"));
         let limits = Arc::new(ui::layers::RateLimiter::new(config.login_rate_per_minute));

@@ -319,7 +319,11 @@ async fn break_the_glass_grants_then_expires_and_is_reported() {
     assert_eq!(r.id, pid);
     let search = lianyi_fhir::search::parse_search(patient, &[]).unwrap();
     assert_eq!(
-        app.fhir.search(&caller().await, &search).await.unwrap().total,
+        app.fhir
+            .search(&app.fhir.permit(&caller().await, search.resource_type).await.unwrap(), &search)
+            .await
+            .unwrap()
+            .total,
         Some(1),
         "search includes the opened record"
     );

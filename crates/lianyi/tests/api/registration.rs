@@ -379,3 +379,77 @@ async fn a_bad_resident_id_is_refused_on_every_door() {
     assert_eq!(app.total("/fhir/Patient?identifier=E-RULE").await, 0, "nothing stored");
     assert_eq!(app.total("/fhir/Patient?_id=rule-bad").await, 0);
 }
+
+/// The scheduling and prescribing rules the pages keep hold on the FHIR API too: a new
+/// Appointment on a busy Slot, and a prescription with a blocking drug-safety finding
+/// and no documented override, are refused with 422 naming the element and the rule.
+#[tokio::test]
+async fn booking_and_prescribing_rules_hold_on_the_api_too() {
+    use serde_json::json;
+    let app = crate::helpers::spawn_app().await;
+    let patient = app.create(&json!({"resourceType": "Patient", "name": [{"text": "规则 测试"}]})).await;
+    let subject = json!({"reference": format!("Patient/{patient}")});
+    let schedule = app
+        .create(&json!({"resourceType": "Schedule", "active": true, "actor": [{"reference": "Practitioner/dr-rule"}]}))
+        .await;
+    let slot = |status: &str| {
+        json!({"resourceType": "Slot", "schedule": {"reference": format!("Schedule/{schedule}")}, "status": status,
+               "start": "2026-12-07T09:00:00+08:00", "end": "2026-12-07T09:10:00+08:00"})
+    };
+    let busy = app.create(&slot("busy")).await;
+    let free = app.create(&slot("free")).await;
+    let appointment = |slot: &str| {
+        json!({"resourceType": "Appointment", "status": "booked", "slot": [{"reference": format!("Slot/{slot}")}],
+               "participant": [{"actor": subject.clone(), "status": "accepted"}]})
+    };
+    let r = app.post("/fhir/Appointment", &appointment(&busy)).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let (code, at, text) = crate::helpers::outcome(r).await;
+    assert_eq!((code.as_str(), at.as_str()), ("business-rule", "Appointment.slot[0]"));
+    assert!(text.contains(&format!("Slot/{busy} is busy")) && text.contains("free slot"), "{text}");
+    // In a transaction too, at the entry that breaks it.
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction",
+        "entry": [{"resource": appointment(&busy), "request": {"method": "POST", "url": "Appointment"}}]});
+    let (_, at, _) = crate::helpers::outcome(app.post("/fhir", &bundle).await).await;
+    assert_eq!(at, "Bundle.entry[0].resource: Appointment.slot[0]");
+    assert_eq!(app.total("/fhir/Appointment").await, 0, "nothing stored");
+    // A free slot is booked, and marked busy in the same transaction as the pages do.
+    let mut taken = slot("busy");
+    taken["id"] = json!(free);
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": taken, "request": {"method": "PUT", "url": format!("Slot/{free}")}},
+        {"resource": appointment(&free), "request": {"method": "POST", "url": "Appointment"}}]});
+    assert_eq!(app.post("/fhir", &bundle).await.status(), StatusCode::OK);
+    assert_eq!(app.post("/fhir/Appointment", &appointment(&free)).await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Penicillin allergy, then amoxicillin (a penicillin) through the API.
+    app.create(&json!({"resourceType": "AllergyIntolerance", "patient": subject.clone(),
+        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]},
+        "code": {"text": "青霉素"}}))
+        .await;
+    let prescription = json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+        "subject": subject.clone(),
+        "medicationCodeableConcept": {"coding": [{"system": "urn:lianyi:drug", "code": "AMOX500"}]},
+        "dosageInstruction": [{"timing": {"repeat": {"frequency": 3, "period": 1, "periodUnit": "d"}},
+                               "doseAndRate": [{"doseQuantity": {"value": 500, "unit": "mg"}}]}]});
+    let r = app.post("/fhir/MedicationRequest", &prescription).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let (code, at, text) = crate::helpers::outcome(r).await;
+    assert_eq!((code.as_str(), at.as_str()), ("business-rule", "MedicationRequest.medicationCodeableConcept"));
+    assert!(text.contains("allergic") && text.contains("override"), "{text}");
+    assert_eq!(app.total("/fhir/MedicationRequest").await, 0);
+    // With the override documented (a DetectedIssue with its reason), it is written.
+    let issue = app
+        .create(&json!({"resourceType": "DetectedIssue", "status": "final", "patient": subject.clone(),
+            "mitigation": [{"action": {"text": "override: skin test negative, observed 30 min"}}]}))
+        .await;
+    let mut overridden = prescription.clone();
+    overridden["detectedIssue"] = json!([{"reference": format!("DetectedIssue/{issue}")}]);
+    assert_eq!(app.post("/fhir/MedicationRequest", &overridden).await.status(), StatusCode::CREATED);
+    // A drug with no finding needs nothing.
+    let mut safe = prescription.clone();
+    safe["medicationCodeableConcept"]["coding"][0]["code"] = json!("AZIT250");
+    safe["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = json!(500);
+    safe["dosageInstruction"][0]["timing"]["repeat"]["frequency"] = json!(1);
+    assert_eq!(app.post("/fhir/MedicationRequest", &safe).await.status(), StatusCode::CREATED);
+}

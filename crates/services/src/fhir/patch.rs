@@ -141,7 +141,7 @@ impl FhirService {
                 o.remove("meta");
             }
         }
-        self.update(caller, rtype, id, doc, Some(if_match.unwrap_or(current.version))).await
+        self.update_as(caller, rtype, id, doc, Some(if_match.unwrap_or(current.version))).await
     }
 
     /// `Patient/{id}/$everything`: the patient and every resource of its compartment

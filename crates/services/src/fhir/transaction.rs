@@ -184,7 +184,7 @@ impl FhirService {
             Err(e) => return self.failed(caller, "create", rtype.as_str(), None, e).await,
         };
         match found.len() {
-            0 => Ok(Ok(self.create(caller, rtype, resource).await?)),
+            0 => Ok(Ok(self.create_as(caller, rtype, resource).await?)),
             1 => Ok(Err(found[0].clone())),
             n => {
                 let e = ServiceError::VersionConflict { expected: 1, current: n as i64 };
@@ -216,7 +216,7 @@ impl FhirService {
         if let Some(obj) = resource.as_object_mut() {
             obj.insert("id".into(), Value::String(id.clone()));
         }
-        self.update(caller, rtype, &id, resource, None).await
+        self.update_as(caller, rtype, &id, resource, None).await
     }
 
     /// `POST /` with a `batch` or `transaction` Bundle; returns the response Bundle.
@@ -321,11 +321,11 @@ impl FhirService {
                         }
                     }
                 }
-                let w = self.create(caller, rtype, resource).await?;
+                let w = self.create_as(caller, rtype, resource).await?;
                 Ok(written(&w))
             }
             Request::Update { rtype, id, resource, if_match } => {
-                Ok(written(&self.update(caller, rtype, &id, resource, if_match).await?))
+                Ok(written(&self.update_as(caller, rtype, &id, resource, if_match).await?))
             }
             Request::ConditionalUpdate { rtype, query, mut resource } => {
                 let found = self.matches(caller, rtype, &query).await?;
@@ -335,9 +335,9 @@ impl FhirService {
                     n => return Err(ServiceError::VersionConflict { expected: 1, current: n as i64 }),
                 };
                 resource["id"] = Value::String(id.clone());
-                Ok(written(&self.update(caller, rtype, &id, resource, None).await?))
+                Ok(written(&self.update_as(caller, rtype, &id, resource, None).await?))
             }
-            Request::Delete { rtype, id } => Ok(written(&self.delete(caller, rtype, &id, None).await?)),
+            Request::Delete { rtype, id } => Ok(written(&self.delete_as(caller, rtype, &id, None).await?)),
             Request::Read { rtype, id } => {
                 let r = self.reader(caller, rtype).await?.read(&id).await?;
                 let mut x = located("200 OK", rtype.as_str(), &id, Some(r.version));
@@ -347,7 +347,7 @@ impl FhirService {
             Request::Search { rtype, query } => {
                 let req = parse_search(rtype, &query_pairs(&query))
                     .map_err(|i| ServiceError::Invalid(OperationOutcome::single(i)))?;
-                let page = self.search(caller, &req).await?;
+                let page = self.search_as(caller, &req).await?;
                 let entries: Vec<Value> = page
                     .resources
                     .iter()
@@ -547,6 +547,21 @@ impl FhirService {
                 Ok(None) => {}
                 Err(e) => return self.failed(caller, "transaction", "Bundle", None, at_entry(*i, e)).await,
             }
+        }
+
+        // Rules on stored data see the whole transaction (a Slot marked busy with the
+        // Appointment that takes it, a prescription with its DetectedIssues).
+        let creating: Vec<bool> = ops
+            .iter()
+            .map(|(_, op, action)| match ResourceType::parse(&op.resource_type) {
+                Some(rt) => *action == "create" || stored(rt, &op.id).is_none(),
+                None => *action == "create",
+            })
+            .collect();
+        let checks: Vec<(&WriteOp, bool)> = ops.iter().map(|(_, op, _)| op).zip(creating).collect();
+        if let Err((n, e)) = self.stored_rules(&checks).await {
+            let entry = ops.get(n).map_or(0, |(i, _, _)| *i);
+            return self.failed(caller, "transaction", "Bundle", None, at_entry(entry, e)).await;
         }
 
         // One database transaction for every write and its audit record.

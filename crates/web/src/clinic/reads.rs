@@ -17,7 +17,11 @@ pub(super) async fn search(state: &AppState, caller: &Caller, t: &str, params: &
     let Some(rt) = ResourceType::parse(t) else { return Vec::new() };
     let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     let Ok(req) = parse_search(rt, &params) else { return Vec::new() };
-    match state.fhir.search(caller, &req).await {
+    let searched = match state.fhir.permit(caller, rt).await {
+        Ok(permit) => state.fhir.search(&permit, &req).await,
+        Err(e) => Err(e),
+    };
+    match searched {
         Ok(page) => page
             .resources
             .iter()

@@ -347,7 +347,7 @@ async fn create(
             }
         };
     }
-    let w = state.fhir.create(&caller, rtype, resource).await?;
+    let w = state.fhir.create(&state.fhir.permit(&caller, rtype).await?, resource).await?;
     Ok(write_response(&base, &headers, rtype, &w))
 }
 
@@ -783,7 +783,7 @@ async fn update(
     read_only(rtype)?;
     let expected = if_match(&headers)?;
     let resource = json_body(&state, &headers, body).await?;
-    let w = state.fhir.update(&caller, rtype, &id, resource, expected).await?;
+    let w = state.fhir.update(&state.fhir.permit(&caller, rtype).await?, &id, resource, expected).await?;
     Ok(write_response(&base_url(&state, &headers), &headers, rtype, &w))
 }
 
@@ -796,7 +796,7 @@ async fn delete(
     let rtype = resource_type(&rtype)?;
     read_only(rtype)?;
     let expected = if_match(&headers)?;
-    let w = state.fhir.delete(&caller, rtype, &id, expected).await?;
+    let w = state.fhir.delete(&state.fhir.permit(&caller, rtype).await?, &id, expected).await?;
     let text = if w.changed {
         format!("{rtype}/{id} deleted (version {})", w.version)
     } else {
@@ -889,7 +889,7 @@ async fn search(
         return audit_search(state, caller, headers, params).await;
     }
     let req = parse_search(rtype, &params).map_err(|issue| FhirError::at(StatusCode::BAD_REQUEST, issue))?;
-    let mut page = state.fhir.search(caller, &req).await?;
+    let mut page = state.fhir.search(&state.fhir.permit(caller, req.resource_type).await?, &req).await?;
     let base = base_url(state, headers);
     // Without a total, a full page means there may be more.
     let full = page.resources.len() == req.count;
