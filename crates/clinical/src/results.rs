@@ -186,6 +186,44 @@ fn flag_of(o: &Value) -> String {
     o["interpretation"][0]["coding"][0]["code"].as_str().unwrap_or_default().to_string()
 }
 
+/// A laboratory report as it prints: title, date and one line per result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportView {
+    pub id: String,
+    /// The Patient id.
+    pub patient: String,
+    pub title: String,
+    /// `YYYY-MM-DD` (effective, else issued).
+    pub date: String,
+    pub lines: Vec<ReportLine>,
+}
+
+/// One result of a printed report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportLine {
+    pub name: String,
+    pub value: String,
+    pub unit: String,
+    /// `low–high`, empty without a reference range.
+    pub range: String,
+    /// The interpretation code (H, L, HH, LL, A, N) or empty.
+    pub flag: String,
+}
+
+fn code_title(v: &Value) -> String {
+    v["code"]["coding"][0]["display"].as_str().or_else(|| v["code"]["text"].as_str()).unwrap_or_default().to_string()
+}
+
+fn report_date(r: &Value) -> String {
+    r["effectiveDateTime"]
+        .as_str()
+        .or_else(|| r["issued"].as_str())
+        .unwrap_or_default()
+        .get(..10)
+        .unwrap_or_default()
+        .to_string()
+}
+
 #[derive(Clone, Debug)]
 pub struct Results {
     fhir: FhirService,
@@ -440,6 +478,66 @@ impl Results {
     }
 
     /// The newest result of each test the patient has, newest first.
+    /// A DiagnosticReport with its results, as far as the caller may read them.
+    pub async fn report(&self, caller: &Caller, id: &str) -> Result<ReportView, RegistryError> {
+        let stored = self.fhir.reader(caller, rtype("DiagnosticReport")?).await?.read(id).await?;
+        let r: Value = serde_json::from_str(&stored.body).map_err(|e| invalid("report", "stored", e.to_string()))?;
+        // Results the caller may not read are left out (the report itself was readable).
+        let observations = self.fhir.reader(caller, rtype("Observation")?).await.ok();
+        let mut lines = Vec::new();
+        for reference in r["result"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let Some(observations) = &observations else { break };
+            let Some(obs) = reference["reference"].as_str().and_then(|x| x.strip_prefix("Observation/")) else {
+                continue;
+            };
+            let Ok(stored) = observations.read(obs).await else { continue };
+            let Ok(o) = serde_json::from_str::<Value>(&stored.body) else { continue };
+            let range = &o["referenceRange"][0];
+            let bound = |b: &Value| b["value"].as_f64().map(|v| v.to_string()).unwrap_or_default();
+            lines.push(ReportLine {
+                name: code_title(&o),
+                value: value_text(&o),
+                unit: o["valueQuantity"]["unit"].as_str().unwrap_or_default().to_string(),
+                range: if range.is_object() {
+                    format!("{}–{}", bound(&range["low"]), bound(&range["high"]))
+                } else {
+                    String::new()
+                },
+                flag: o["interpretation"][0]["coding"][0]["code"].as_str().unwrap_or_default().to_string(),
+            });
+        }
+        Ok(ReportView {
+            id: id.to_string(),
+            patient: r["subject"]["reference"].as_str().unwrap_or_default().trim_start_matches("Patient/").to_string(),
+            title: code_title(&r),
+            date: report_date(&r),
+            lines,
+        })
+    }
+
+    /// A patient's reports the caller may read, newest first (without their results).
+    pub async fn reports_of(&self, caller: &Caller, patient: &str) -> Result<Vec<ReportView>, RegistryError> {
+        let found = crate::common::search(
+            &self.fhir,
+            caller,
+            "DiagnosticReport",
+            &[("patient", format!("Patient/{patient}")), ("_count", "20".into())],
+        )
+        .await?;
+        let mut out: Vec<ReportView> = found
+            .into_iter()
+            .map(|(id, r)| ReportView {
+                id,
+                patient: patient.to_string(),
+                title: code_title(&r),
+                date: report_date(&r),
+                lines: Vec::new(),
+            })
+            .collect();
+        out.sort_by(|a, b| b.date.cmp(&a.date));
+        Ok(out)
+    }
+
     pub async fn latest(&self, caller: &Caller, patient: &str, lang: &str) -> Vec<Latest> {
         if !caller.access().allows("Observation", Perm::Search) {
             return Vec::new();

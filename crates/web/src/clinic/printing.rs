@@ -7,7 +7,6 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::get;
 use lianyi_security::{Caller, Perm};
-use serde_json::Value;
 
 use super::encounter::prescriptions;
 use super::reads::*;
@@ -88,21 +87,14 @@ async fn print_page(
         return not_found(t);
     }
     let caller = &info.caller;
-    let Some(e) = read(&state, caller, "Encounter", &id).await else { return not_found(t) };
+    let Ok(e) = state.workspace.view(caller, &id).await else { return not_found(t) };
     let lang_code = t.code();
     let today = state.scheduling.today();
-    let patient = e["subject"]["reference"].as_str().unwrap_or_default().trim_start_matches("Patient/").to_string();
+    let patient = e.patient.clone();
     let (patient_name, gender_key, age, mrns) = print_patient(&state, caller, &patient, &today).await;
-    let dept_id =
-        e["serviceProvider"]["reference"].as_str().unwrap_or_default().trim_start_matches("Organization/").to_string();
-    let dept = read(&state, caller, "Organization", &dept_id).await;
-    let department = dept.as_ref().map(|o| display_name(o, t)).unwrap_or_default();
-    let hospital = match dept
-        .as_ref()
-        .and_then(|o| o["partOf"]["reference"].as_str())
-        .map(|r| r.trim_start_matches("Organization/").to_string())
-    {
-        Some(campus) => state.fhir.campus_name(&campus, lang_code).await.unwrap_or(campus),
+    let department = t.pick(&e.department_names.zh, &e.department_names.en).clone();
+    let hospital = match &e.campus {
+        Some(campus) => state.fhir.campus_name(campus, lang_code).await.unwrap_or_else(|| campus.clone()),
         None => String::new(),
     };
     let allergies = state
@@ -133,7 +125,6 @@ async fn print_page(
             format!("{name} ({})", r.placer)
         })
         .collect();
-    let started = e["period"]["start"].as_str().unwrap_or_default();
     page(
         PrintPage {
             t,
@@ -144,7 +135,7 @@ async fn print_page(
             gender_key,
             age,
             mrns,
-            date: started.get(..10).unwrap_or_default().to_string(),
+            date: e.started.get(..10).unwrap_or_default().to_string(),
             doctor: info.user.display_name.clone(),
             allergies,
             diagnoses,
@@ -161,35 +152,14 @@ async fn print_page(
 /// ranges, abnormal flags) as a print-ready lab report.
 async fn lab_report(State(state): State<AppState>, Signed { info, t, .. }: Signed, Path(id): Path<String>) -> Response {
     let caller = &info.caller;
-    let Some(r) = read(&state, caller, "DiagnosticReport", &id).await else { return not_found(t) };
+    let Ok(r) = state.results.report(caller, &id).await else { return not_found(t) };
     let today = state.scheduling.today();
-    let patient = r["subject"]["reference"].as_str().unwrap_or_default().trim_start_matches("Patient/").to_string();
-    let (patient_name, gender_key, age, mrns) = print_patient(&state, caller, &patient, &today).await;
-    let mut results = Vec::new();
-    for reference in r["result"].as_array().cloned().unwrap_or_default() {
-        let Some(obs_id) = reference["reference"].as_str().and_then(|x| x.strip_prefix("Observation/")) else {
-            continue;
-        };
-        let Some(o) = read(&state, caller, "Observation", obs_id).await else { continue };
-        let q = &o["valueQuantity"];
-        let range = &o["referenceRange"][0];
-        let bound = |b: &Value| b["value"].as_f64().map(|v| v.to_string()).unwrap_or_default();
-        results.push(ResultLine {
-            name: o["code"]["coding"][0]["display"]
-                .as_str()
-                .or_else(|| o["code"]["text"].as_str())
-                .unwrap_or_default()
-                .to_string(),
-            value: lianyi_clinical::results::value_text(&o),
-            unit: q["unit"].as_str().unwrap_or_default().to_string(),
-            range: if range.is_object() {
-                format!("{}–{}", bound(&range["low"]), bound(&range["high"]))
-            } else {
-                String::new()
-            },
-            flag: o["interpretation"][0]["coding"][0]["code"].as_str().unwrap_or_default().to_string(),
-        });
-    }
+    let (patient_name, gender_key, age, mrns) = print_patient(&state, caller, &r.patient, &today).await;
+    let results = r
+        .lines
+        .into_iter()
+        .map(|l| ResultLine { name: l.name, value: l.value, unit: l.unit, range: l.range, flag: l.flag })
+        .collect();
     page(
         PrintPage {
             t,
@@ -200,24 +170,14 @@ async fn lab_report(State(state): State<AppState>, Signed { info, t, .. }: Signe
             gender_key,
             age,
             mrns,
-            date: r["effectiveDateTime"]
-                .as_str()
-                .or_else(|| r["issued"].as_str())
-                .unwrap_or_default()
-                .get(..10)
-                .unwrap_or_default()
-                .to_string(),
+            date: r.date,
             doctor: String::new(),
             allergies: Vec::new(),
             diagnoses: Vec::new(),
             prescriptions: Vec::new(),
             orders: Vec::new(),
             results,
-            report_title: r["code"]["coding"][0]["display"]
-                .as_str()
-                .or_else(|| r["code"]["text"].as_str())
-                .unwrap_or_default()
-                .to_string(),
+            report_title: r.title,
         }
         .render(),
     )
@@ -228,26 +188,11 @@ pub(super) async fn lab_reports(state: &AppState, caller: &Caller, patient: &str
     if !caller.access().allows("DiagnosticReport", Perm::Search) {
         return Vec::new();
     }
-    let mut out: Vec<(String, String, String)> = search(
-        state,
-        caller,
-        "DiagnosticReport",
-        &[("patient", format!("Patient/{patient}")), ("_count", "20".into())],
-    )
-    .await
-    .iter()
-    .map(|r| {
-        (
-            r["id"].as_str().unwrap_or_default().to_string(),
-            r["code"]["coding"][0]["display"]
-                .as_str()
-                .or_else(|| r["code"]["text"].as_str())
-                .unwrap_or_default()
-                .to_string(),
-            r["effectiveDateTime"].as_str().unwrap_or_default().get(..10).unwrap_or_default().to_string(),
-        )
-    })
-    .collect();
-    out.sort_by(|a, b| b.2.cmp(&a.2));
-    out
+    match state.results.reports_of(caller, patient).await {
+        Ok(list) => list.into_iter().map(|r| (r.id, r.title, r.date)).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "lab reports of a patient");
+            Vec::new()
+        }
+    }
 }

@@ -36,7 +36,10 @@ pub(super) fn may_report(caller: &Caller) -> bool {
 /// The patient's name and sex (FHIR gender), from one read under the record rule.
 async fn patient_facts(state: &AppState, caller: &Caller, patient: &str) -> (String, Option<String>) {
     match state.record.open(caller, patient).await {
-        Ok((_, p)) => (lianyi_clinical::registry::person_of(&p).name, p["gender"].as_str().map(str::to_string)),
+        Ok((_, p)) => {
+            let person = lianyi_clinical::registry::person_of(&p);
+            (person.name, person.gender)
+        }
         Err(_) => (String::new(), None),
     }
 }
@@ -261,7 +264,8 @@ async fn trend_page(
         Err(RegistryError::Forbidden(_)) => return forbidden(t),
         Err(_) => return not_found(t),
     };
-    let (patient, sex) = (lianyi_clinical::registry::person_of(&p).name, p["gender"].as_str().map(str::to_string));
+    let person = lianyi_clinical::registry::person_of(&p);
+    let (patient, sex) = (person.name, person.gender);
     let shell = shell(&state, &info, t, &headers).await;
     let points = state.results.series(&care, &id, &loinc, 100).await;
     let known = analyte(&loinc);
