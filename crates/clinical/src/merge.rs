@@ -84,6 +84,27 @@ pub fn link_of(p: &Value, kind: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Every link of a Patient as (other Patient id, link type: `replaced-by`,
+/// `replaces`, `refer`, `seealso`).
+pub fn links_of(p: &Value) -> Vec<(String, String)> {
+    p["link"]
+        .as_array()
+        .map(|ls| {
+            ls.iter()
+                .filter_map(|l| {
+                    let other = l["other"]["reference"].as_str()?.strip_prefix("Patient/")?;
+                    Some((other.to_string(), l["type"].as_str().unwrap_or("seealso").to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a Patient record is active (a merged-away record is not).
+pub fn is_active(p: &Value) -> bool {
+    p["active"] != false
+}
+
 /// What a merge or unmerge did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MergeOutcome {

@@ -16,6 +16,7 @@ use lianyi_services::FhirService;
 use serde_json::{Value, json};
 
 use crate::common::{invalid, rtype};
+use crate::names::Names;
 use crate::registry::RegistryError;
 
 /// The catalogue's code system.
@@ -344,6 +345,17 @@ pub struct Prescribing {
     fhir: FhirService,
 }
 
+/// A prescription as the workspace lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prescription {
+    /// The catalogue code (empty for a drug outside the catalogue).
+    pub code: String,
+    /// Drug and strength.
+    pub names: Names,
+    /// The dosage as signed (`500 mg tid × 5 d`).
+    pub dosage: String,
+}
+
 /// The shortest override reason accepted.
 pub const MIN_REASON: usize = 4;
 
@@ -354,6 +366,35 @@ impl Prescribing {
 
     async fn search(&self, caller: &Caller, t: &str, params: &[(&str, String)]) -> Result<Vec<Value>, RegistryError> {
         Ok(crate::common::search(&self.fhir, caller, t, params).await?.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// The encounter's active prescriptions, for the workspace and the printed slip.
+    pub async fn active_in(&self, caller: &Caller, encounter: &str) -> Result<Vec<Prescription>, RegistryError> {
+        let found = self
+            .search(
+                caller,
+                "MedicationRequest",
+                &[("encounter", format!("Encounter/{encounter}")), ("status", "active".into())],
+            )
+            .await?;
+        Ok(found
+            .iter()
+            .map(|m| {
+                let code = m["medicationCodeableConcept"]["coding"][0]["code"].as_str().unwrap_or_default();
+                let names = match drug(code) {
+                    Some(d) => Names { zh: format!("{} {}", d.zh, d.strength), en: format!("{} {}", d.en, d.strength) },
+                    None => {
+                        let text = m["medicationCodeableConcept"]["text"].as_str().unwrap_or_default().to_string();
+                        Names { zh: text.clone(), en: text }
+                    }
+                };
+                Prescription {
+                    code: code.to_string(),
+                    names,
+                    dosage: m["dosageInstruction"][0]["text"].as_str().unwrap_or_default().to_string(),
+                }
+            })
+            .collect())
     }
 
     fn checked_order(order: &Order) -> Result<&'static Drug, RegistryError> {

@@ -333,6 +333,11 @@ pub fn pinyin_of(p: &Value) -> String {
         .to_string()
 }
 
+/// The text of a Patient's first address (empty if none).
+pub fn address_of(p: &Value) -> String {
+    p["address"][0]["text"].as_str().unwrap_or_default().to_string()
+}
+
 /// Every campus MRN a Patient carries.
 pub fn mrns_of(p: &Value) -> Vec<Mrn> {
     p["identifier"].as_array().map(|ids| ids.iter().filter_map(Mrn::of_identifier).collect()).unwrap_or_default()

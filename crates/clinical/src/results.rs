@@ -132,6 +132,22 @@ pub struct Pending {
     pub authored: String,
 }
 
+fn pending_of(id: String, s: &Value, order: String) -> Pending {
+    Pending {
+        id,
+        placer: s["identifier"]
+            .as_array()
+            .and_then(|ids| ids.iter().find(|i| i["system"] == PLACER_SYSTEM))
+            .and_then(|i| i["value"].as_str())
+            .unwrap_or_default()
+            .to_string(),
+        order,
+        patient: s["subject"]["reference"].as_str().unwrap_or_default().trim_start_matches("Patient/").into(),
+        priority: s["priority"].as_str().unwrap_or("routine").to_string(),
+        authored: when(&s["authoredOn"]),
+    }
+}
+
 /// What the laboratory or radiology enters for a request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ResultDraft {
@@ -236,6 +252,14 @@ impl Results {
 
     /// Open requests the caller may report on (laboratory, imaging or both), stat
     /// first, then oldest first.
+    /// One request as the worklist shows it (whatever its status).
+    pub async fn request(&self, caller: &Caller, id: &str) -> Result<Pending, RegistryError> {
+        let stored = self.fhir.reader(caller, rtype("ServiceRequest")?).await?.read(id).await?;
+        let s: Value = serde_json::from_str(&stored.body).map_err(|e| invalid("request", "stored", e.to_string()))?;
+        let order = order_code_of(&s).unwrap_or_default();
+        Ok(pending_of(id.to_string(), &s, order))
+    }
+
     pub async fn pending(&self, caller: &Caller, category: Option<&str>) -> Result<Vec<Pending>, RegistryError> {
         let rows = crate::common::search(
             &self.fhir,
@@ -252,23 +276,7 @@ impl Results {
                 if category.is_some_and(|c| c != it.category) {
                     return None;
                 }
-                Some(Pending {
-                    id,
-                    placer: s["identifier"]
-                        .as_array()
-                        .and_then(|ids| ids.iter().find(|i| i["system"] == PLACER_SYSTEM))
-                        .and_then(|i| i["value"].as_str())
-                        .unwrap_or_default()
-                        .to_string(),
-                    order,
-                    patient: s["subject"]["reference"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .trim_start_matches("Patient/")
-                        .into(),
-                    priority: s["priority"].as_str().unwrap_or("routine").to_string(),
-                    authored: when(&s["authoredOn"]),
-                })
+                Some(pending_of(id, &s, order))
             })
             .collect();
         let rank = |p: &str| match p {

@@ -212,7 +212,7 @@ async fn render_encounter(
         .map(|i| (i.code.to_string(), format!("{} ({})", i.name(lang_code), i.loinc)))
         .collect();
     let may_prescribe = caller.access().allows("MedicationRequest", Perm::Create);
-    let prescriptions = prescriptions(&state, caller, &id, lang_code).await;
+    let prescriptions = prescriptions(&state, caller, &id, t).await;
     let drugs = lianyi_clinical::prescribing::catalogue()
         .iter()
         .map(|d| (d.code.to_string(), format!("{} {} ({})", d.name(lang_code), d.strength, d.unit)))
@@ -264,28 +264,14 @@ async fn render_encounter(
 }
 
 /// The encounter's active prescriptions: (text, dosage).
-pub(super) async fn prescriptions(
-    state: &AppState,
-    caller: &Caller,
-    encounter: &str,
-    lang: &str,
-) -> Vec<(String, String)> {
-    search(
-        state,
-        caller,
-        "MedicationRequest",
-        &[("encounter", format!("Encounter/{encounter}")), ("status", "active".into())],
-    )
-    .await
-    .iter()
-    .map(|m| {
-        let code = m["medicationCodeableConcept"]["coding"][0]["code"].as_str().unwrap_or_default();
-        let name = lianyi_clinical::prescribing::drug(code)
-            .map(|d| format!("{} {}", d.name(lang), d.strength))
-            .unwrap_or_else(|| m["medicationCodeableConcept"]["text"].as_str().unwrap_or_default().to_string());
-        (name, m["dosageInstruction"][0]["text"].as_str().unwrap_or_default().to_string())
-    })
-    .collect()
+pub(super) async fn prescriptions(state: &AppState, caller: &Caller, encounter: &str, t: Tr) -> Vec<(String, String)> {
+    match state.prescribing.active_in(caller, encounter).await {
+        Ok(list) => list.into_iter().map(|p| (t.pick(p.names.zh, p.names.en), p.dosage)).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "prescriptions of an encounter");
+            Vec::new()
+        }
+    }
 }
 
 #[derive(Deserialize)]

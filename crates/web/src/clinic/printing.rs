@@ -113,7 +113,7 @@ async fn print_page(
         .into_iter()
         .map(|d| format!("{} {}", d.code, t.pick(d.title_zh.as_deref().unwrap_or(&d.title_en), &d.title_en)))
         .collect();
-    let prescriptions = prescriptions(&state, caller, &id, lang_code).await;
+    let prescriptions = prescriptions(&state, caller, &id, t).await;
     let orders = state
         .ordering
         .requested(caller, &id)

@@ -215,8 +215,8 @@ fn banner(p: &Value, id: &str, today: &str) -> Banner {
         mrns: mrns.into_iter().map(|m| (m.campus.to_string(), m.number)).collect(),
         resident_id: person.resident_id.as_deref().map(masked_id).unwrap_or_default(),
         phone: person.phone.unwrap_or_default(),
-        address: p["address"][0]["text"].as_str().unwrap_or_default().to_string(),
-        active: p["active"] != false,
+        address: lianyi_clinical::registry::address_of(p),
+        active: lianyi_clinical::merge::is_active(p),
     }
 }
 
@@ -371,32 +371,20 @@ struct IndexView {
 
 async fn index_view(state: &AppState, caller: &Caller, t: Tr, id: &str, body: &Value, search: bool) -> IndexView {
     let may_manage = may_register(caller) && caller.access().allows("Patient", Perm::Update);
-    let merged_into = lianyi_clinical::merge::link_of(body, "replaced-by").filter(|_| body["active"] == false);
-    let links = body["link"]
-        .as_array()
-        .map(|ls| {
-            ls.iter()
-                .filter_map(|l| {
-                    let other = l["other"]["reference"].as_str()?.strip_prefix("Patient/")?;
-                    Some((other.to_string(), format!("link-{}", l["type"].as_str().unwrap_or("seealso"))))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    use lianyi_clinical::merge::{is_active, link_of, links_of};
+    let merged_into = link_of(body, "replaced-by").filter(|_| !is_active(body));
+    let linked = links_of(body);
+    let links = linked.iter().map(|(other, kind)| (other.clone(), format!("link-{kind}"))).collect();
     let mut duplicates = Vec::new();
     let searched = search && may_manage && merged_into.is_none();
     if searched {
         let person = lianyi_clinical::registry::person_of(body);
-        let linked: Vec<String> = body["link"]
-            .as_array()
-            .map(|ls| ls.iter().filter_map(|l| l["other"]["reference"].as_str().map(str::to_string)).collect())
-            .unwrap_or_default();
         match state.registry.candidates(&caller.group_wide(), &person).await {
             Ok(list) => {
                 duplicates = list
                     .iter()
                     .filter(|c| c.id != id && c.active && c.score.score >= matching::POSSIBLE)
-                    .filter(|c| !linked.contains(&format!("Patient/{}", c.id)))
+                    .filter(|c| !linked.iter().any(|(other, _)| *other == c.id))
                     .map(|c| candidate_row(t, c))
                     .collect();
             }

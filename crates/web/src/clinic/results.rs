@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use lianyi_security::{Caller, Perm};
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::AppState;
 use crate::ui::i18n::Tr;
@@ -18,8 +17,6 @@ use crate::ui::session::Signed;
 use crate::ui::shell::{Shell, shell, staff_may};
 use lianyi_clinical::registry::RegistryError;
 use lianyi_clinical::results::{Analyte, ResultDraft, analyte, analytes_of};
-
-use super::reads::*;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -123,23 +120,13 @@ struct EntryPage<'a> {
     errors: Vec<String>,
 }
 
-fn placer_of(sr: &Value) -> String {
-    sr["identifier"]
-        .as_array()
-        .and_then(|ids| ids.iter().find(|i| i["system"] == lianyi_clinical::orders::PLACER_SYSTEM))
-        .and_then(|i| i["value"].as_str())
-        .unwrap_or_default()
-        .to_string()
-}
-
 async fn render_entry(state: &AppState, s: &Signed, id: &str, form: &ResultDraft, errors: Vec<String>) -> Response {
     let (info, headers, t) = (&s.info, &s.headers, s.t);
     let caller = &info.caller;
-    let Some(sr) = read(state, caller, "ServiceRequest", id).await else { return not_found(t) };
-    let order = lianyi_clinical::orders::order_code_of(&sr).unwrap_or_default();
-    let patient_id = sr["subject"]["reference"].as_str().unwrap_or_default().trim_start_matches("Patient/").to_string();
+    let Ok(request) = state.results.request(caller, id).await else { return not_found(t) };
+    let order = request.order.clone();
     let shell = shell(state, info, t, headers).await;
-    let (patient, sex) = patient_facts(state, caller, &patient_id).await;
+    let (patient, sex) = patient_facts(state, caller, &request.patient).await;
     let items = analytes_of(&order)
         .into_iter()
         .map(|a: &Analyte| ItemRow {
@@ -155,7 +142,7 @@ async fn render_entry(state: &AppState, s: &Signed, id: &str, form: &ResultDraft
             t,
             shell: &shell,
             id: id.to_string(),
-            placer: placer_of(&sr),
+            placer: request.placer,
             patient,
             item: lianyi_clinical::orders::item(&order).map_or(order.clone(), |i| i.name(t.code()).to_string()),
             items,
