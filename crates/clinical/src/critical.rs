@@ -70,12 +70,13 @@ pub struct Hit {
 }
 
 impl Hit {
-    pub fn describe(&self, lang: &str) -> String {
-        let (name, word) =
-            if lang.starts_with("zh") { (self.limit.zh, "危急值") } else { (self.limit.en, "critical") };
+    /// The alert text in both languages, as the Task records it (`中文 / English`;
+    /// the page shows its language's half).
+    pub fn describe(&self) -> crate::names::Names {
         let bound = if self.side == "high" { self.limit.high } else { self.limit.low }.unwrap_or_default();
         let op = if self.side == "high" { "≥" } else { "≤" };
-        format!("{name} {} {} ({word} {op} {bound})", self.value, self.limit.unit)
+        let text = |name: &str, word: &str| format!("{name} {} {} ({word} {op} {bound})", self.value, self.limit.unit);
+        crate::names::Names { zh: text(self.limit.zh, "危急值"), en: text(self.limit.en, "critical") }
     }
 }
 
@@ -241,10 +242,11 @@ impl CriticalValues {
         }
         let now = crate::scheduling::local_instant(self.fhir.now_ms());
         let key = format!("{id}-{version}");
+        let described = hit.describe();
         let mut task = json!({"resourceType": "Task", "status": "requested", "intent": "order", "priority": "stat",
             "identifier": [{"system": CRITICAL_ID_SYSTEM, "value": key}],
             "code": {"coding": [{"system": TASK_SYSTEM, "code": TASK_CODE}], "text": "危急值 / critical value"},
-            "description": format!("{} / {}", hit.describe("zh-CN"), hit.describe("en")),
+            "description": format!("{} / {}", described.zh, described.en),
             "focus": {"reference": format!("Observation/{id}")},
             "for": obs["subject"],
             "authoredOn": now,
@@ -466,7 +468,7 @@ mod tests {
     fn limits_decide_what_is_critical() {
         let k = critical(&obs("2823-3", 6.8, "mmol/L")).unwrap();
         assert_eq!((k.side, k.value), ("high", 6.8));
-        assert_eq!(k.describe("zh-CN"), "血钾 6.8 mmol/L (危急值 ≥ 6)");
+        assert_eq!(k.describe().zh, "血钾 6.8 mmol/L (危急值 ≥ 6)");
         assert_eq!(critical(&obs("2823-3", 2.4, "mmol/L")).unwrap().side, "low");
         assert!(critical(&obs("2823-3", 5.9, "mmol/L")).is_none());
         assert!(critical(&obs("2823-3", 6.8, "mg/dL")).is_none(), "another unit is not compared");

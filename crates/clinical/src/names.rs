@@ -147,6 +147,31 @@ pub fn jaro_winkler(a: &str, b: &str) -> f64 {
     jaro + prefix * 0.1 * (1.0 - jaro)
 }
 
+pub use lianyi_services::Names;
+
+/// An Organization's names: the name, and the English alias (each falls back to
+/// the other).
+pub fn of_organization(v: &serde_json::Value) -> Names {
+    lianyi_services::fhir::organization_names(v)
+}
+
+/// A Practitioner's names: the one in characters (representation IDE) and the one
+/// in pinyin (ABC), each falling back to the other.
+pub fn of_practitioner(v: &serde_json::Value) -> Names {
+    let names = v["name"].as_array().cloned().unwrap_or_default();
+    let pick = |latin: bool| {
+        names.iter().find(|n| (n["extension"][0]["valueCode"] == "ABC") == latin).and_then(|n| n["text"].as_str())
+    };
+    let zh = pick(false).or_else(|| pick(true)).unwrap_or_default().to_string();
+    let en = pick(true).or_else(|| pick(false)).unwrap_or_default().to_string();
+    Names { zh, en }
+}
+
+/// Names of a Practitioner or an Organization.
+pub fn of(v: &serde_json::Value) -> Names {
+    if v["resourceType"] == "Practitioner" { of_practitioner(v) } else { of_organization(v) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,41 +206,5 @@ mod tests {
         assert_eq!(jaro_winkler("abc", "abc"), 1.0);
         assert_eq!(jaro_winkler("abc", "xyz"), 0.0);
         assert!(jaro_winkler("zhangxiaoming", "zhangxiaomin") > 0.95);
-    }
-}
-
-/// A name in both languages of the pages: the page picks one (the web crate's i18n
-/// layer), so services never branch on a language.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Names {
-    pub zh: String,
-    pub en: String,
-}
-
-impl Names {
-    /// An Organization's names: the name, and the English alias (each falls back to
-    /// the other).
-    pub fn of_organization(v: &serde_json::Value) -> Names {
-        Names {
-            zh: lianyi_services::fhir::organization_name(v, "zh-CN").unwrap_or_default(),
-            en: lianyi_services::fhir::organization_name(v, "en").unwrap_or_default(),
-        }
-    }
-
-    /// A Practitioner's names: the one in characters (representation IDE) and the one
-    /// in pinyin (ABC), each falling back to the other.
-    pub fn of_practitioner(v: &serde_json::Value) -> Names {
-        let names = v["name"].as_array().cloned().unwrap_or_default();
-        let pick = |latin: bool| {
-            names.iter().find(|n| (n["extension"][0]["valueCode"] == "ABC") == latin).and_then(|n| n["text"].as_str())
-        };
-        let zh = pick(false).or_else(|| pick(true)).unwrap_or_default().to_string();
-        let en = pick(true).or_else(|| pick(false)).unwrap_or_default().to_string();
-        Names { zh, en }
-    }
-
-    /// Names of a Practitioner or an Organization.
-    pub fn of(v: &serde_json::Value) -> Names {
-        if v["resourceType"] == "Practitioner" { Names::of_practitioner(v) } else { Names::of_organization(v) }
     }
 }

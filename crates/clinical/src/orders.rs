@@ -27,12 +27,6 @@ pub struct OrderItem {
     pub category: &'static str,
 }
 
-impl OrderItem {
-    pub fn name(&self, lang: &str) -> &'static str {
-        if lang.starts_with("zh") { self.zh } else { self.en }
-    }
-}
-
 static ITEMS: LazyLock<Vec<OrderItem>> = LazyLock::new(|| {
     include_str!("../data/orders.tsv")
         .lines()
@@ -160,7 +154,7 @@ mod tests {
     fn the_catalogue_loads() {
         assert!(catalogue().len() >= 13);
         let k = item("LAB-K").unwrap();
-        assert_eq!((k.loinc, k.category, k.name("en")), ("2823-3", "laboratory", "Potassium"));
+        assert_eq!((k.loinc, k.category, k.en), ("2823-3", "laboratory", "Potassium"));
         assert_eq!(item("IMG-CXR").unwrap().category, "imaging");
         assert!(item("nope").is_none());
     }

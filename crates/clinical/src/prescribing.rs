@@ -42,12 +42,6 @@ pub struct Drug {
     pub class: &'static str,
 }
 
-impl Drug {
-    pub fn name(&self, lang: &str) -> &'static str {
-        if lang.starts_with("zh") { self.zh } else { self.en }
-    }
-}
-
 fn rows(text: &'static str) -> impl Iterator<Item = Vec<&'static str>> {
     text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).map(|l| l.split('\t').collect())
 }
@@ -223,12 +217,6 @@ pub struct Finding {
     pub blocking: bool,
     pub zh: String,
     pub en: String,
-}
-
-impl Finding {
-    pub fn text(&self, lang: &str) -> &str {
-        if lang.starts_with("zh") { &self.zh } else { &self.en }
-    }
 }
 
 fn matches_rule(pattern: &str, d: &Drug) -> bool {

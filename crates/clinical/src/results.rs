@@ -45,10 +45,6 @@ pub struct Analyte {
 }
 
 impl Analyte {
-    pub fn name(&self, lang: &str) -> &'static str {
-        if lang.starts_with("zh") { self.zh } else { self.en }
-    }
-
     /// The interval for a patient of `sex` (FHIR gender): that sex's, else `any`.
     pub fn interval(&self, sex: Option<&str>) -> Option<&Interval> {
         self.intervals.iter().find(|i| Some(i.sex) == sex).or_else(|| self.intervals.iter().find(|i| i.sex == "any"))
@@ -171,6 +167,8 @@ pub struct Point {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Latest {
     pub loinc: String,
+    /// The test's names; `name` is for the page to fill in its language.
+    pub names: crate::names::Names,
     pub name: String,
     pub value: String,
     pub unit: String,
@@ -546,7 +544,7 @@ impl Results {
         Ok(out)
     }
 
-    pub async fn latest(&self, caller: &Caller, patient: &str, lang: &str) -> Vec<Latest> {
+    pub async fn latest(&self, caller: &Caller, patient: &str) -> Vec<Latest> {
         if !caller.access().allows("Observation", Perm::Search) {
             return Vec::new();
         }
@@ -579,16 +577,21 @@ impl Results {
                 }
             }
             let q = &o["valueQuantity"];
-            let name = analyte(coding).map(|a| a.name(lang).to_string()).unwrap_or_else(|| {
-                o["code"]["coding"][0]["display"]
-                    .as_str()
-                    .or_else(|| o["code"]["text"].as_str())
-                    .unwrap_or(coding)
-                    .into()
-            });
+            let names = match analyte(coding) {
+                Some(a) => crate::names::Names { zh: a.zh.to_string(), en: a.en.to_string() },
+                None => {
+                    let text: String = o["code"]["coding"][0]["display"]
+                        .as_str()
+                        .or_else(|| o["code"]["text"].as_str())
+                        .unwrap_or(coding)
+                        .into();
+                    crate::names::Names { zh: text.clone(), en: text }
+                }
+            };
             let latest = Latest {
                 loinc: coding.to_string(),
-                name,
+                name: names.zh.clone(),
+                names,
                 value: value_text(&o),
                 unit: q["unit"].as_str().unwrap_or_default().to_string(),
                 flag: flag_of(&o),

@@ -341,7 +341,7 @@ impl Scheduling {
             let names = practitioners
                 .iter()
                 .find(|p| reference.strip_prefix("Practitioner/") == p["id"].as_str())
-                .map(Names::of_practitioner)
+                .map(crate::names::of_practitioner)
                 .unwrap_or_default();
             let schedules: Vec<String> = self
                 .search(
@@ -383,7 +383,7 @@ impl Scheduling {
                         ps.iter().find_map(|p| p["actor"]["reference"].as_str()?.strip_prefix("Practitioner/"))
                     })
                     .and_then(|id| practitioners.iter().find(|p| p["id"] == id))
-                    .map(Names::of_practitioner)
+                    .map(crate::names::of_practitioner)
                     .unwrap_or_default();
                 let start = a["start"].as_str().unwrap_or_default();
                 AppointmentView {

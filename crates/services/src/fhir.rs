@@ -116,12 +116,20 @@ pub const BREAK_GLASS_MS: i64 = 4 * 3_600_000;
 
 /// Directory data every campus shares: campus limits do not apply to these types.
 /// (Health data, everything in the Patient compartment, stays with its campus.)
-/// An Organization's name in `lang`: the English alias for `en`, else the name (the
-/// other one when the first is missing).
-pub fn organization_name(v: &Value, lang: &str) -> Option<String> {
+/// An Organization's names: the name for zh-CN and the English alias for en, each
+/// falling back to the other.
+pub fn organization_names(v: &Value) -> Names {
     let alias = v.get("alias").and_then(|a| a.get(0)).and_then(Value::as_str);
     let name = v.get("name").and_then(Value::as_str);
-    if lang == "en" { alias.or(name) } else { name.or(alias) }.map(str::to_string)
+    Names { zh: name.or(alias).unwrap_or_default().to_string(), en: alias.or(name).unwrap_or_default().to_string() }
+}
+
+/// A name in both languages of the pages: the page picks one (the web crate's i18n
+/// layer), so no service branches on a language.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Names {
+    pub zh: String,
+    pub en: String,
 }
 
 pub const SHARED_TYPES: &[&str] = &["Location", "Medication", "Organization", "Practitioner", "PractitionerRole"];
@@ -378,10 +386,10 @@ impl FhirService {
 
     /// A campus's display name from its Organization (directory data, not audited):
     /// the Chinese name, or for `en` the first alias.
-    pub async fn campus_name(&self, campus: &str, lang: &str) -> Option<String> {
+    pub async fn campus_names(&self, campus: &str) -> Option<Names> {
         let org = self.store.read("Organization", campus).await.ok()??;
         let v: Value = serde_json::from_str(&org.body).ok()?;
-        organization_name(&v, lang)
+        Some(organization_names(&v))
     }
 
     /// Subscriptions after `after` in id order (configuration of the integration hub,

@@ -22,7 +22,7 @@ use crate::ui::session::{
     LANG_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE, Signed, at_stage, clear_session_cookie, cookie, lang,
     session_cookie, session_of, set_cookie, stage_path,
 };
-use crate::ui::shell::{Place, nav_links};
+use crate::ui::shell::{Place, campus_name, nav_links};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -285,7 +285,7 @@ async fn home(State(state): State<AppState>, Signed { info, t, .. }: Signed) -> 
     match state.users.grants(&info.user.id).await {
         Ok(list) => {
             for g in list {
-                let name = state.fhir.campus_name(&g.campus, t.code()).await.unwrap_or_else(|| g.campus.clone());
+                let name = campus_name(&state, &g.campus, t).await;
                 grants.push((format!("role-{}", g.role), g.campus, name));
             }
         }

@@ -17,7 +17,7 @@ use crate::AppState;
 use crate::ui::i18n::Tr;
 use crate::ui::render::{forbidden, not_found, page, see_other};
 use crate::ui::session::Signed;
-use crate::ui::shell::{Shell, shell, staff_may};
+use crate::ui::shell::{Shell, campus_name, shell, staff_may};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -110,10 +110,10 @@ struct IcdFragment {
     icd_results: Vec<CodeRow>,
 }
 
-fn icd_rows(query: &str, lang: &str) -> Vec<CodeRow> {
+fn icd_rows(query: &str, t: Tr) -> Vec<CodeRow> {
     lianyi_clinical::icd10::search(query, 20)
         .into_iter()
-        .map(|c| CodeRow { code: c.code.to_string(), title: c.title(lang).to_string() })
+        .map(|c| CodeRow { code: c.code.to_string(), title: t.pick(c.zh.unwrap_or(c.en), c.en).to_string() })
         .collect()
 }
 
@@ -128,7 +128,7 @@ async fn icd_fragment(
         return forbidden(t);
     }
     let icd_query = q.icd.unwrap_or_default();
-    let icd_results = icd_rows(&icd_query, t.code());
+    let icd_results = icd_rows(&icd_query, t);
     page(IcdFragment { t, shell: FragmentShell { csrf: info.csrf.clone() }, id, icd_query, icd_results }.render())
 }
 
@@ -163,7 +163,7 @@ async fn render_encounter(
     let department = t.pick(&e.department_names.zh, &e.department_names.en).clone();
     // The campus of the visit, for the banner.
     let campus = match &e.campus {
-        Some(id) => state.fhir.campus_name(id, t.code()).await.unwrap_or_else(|| id.clone()),
+        Some(id) => campus_name(&state, id, t).await,
         None => String::new(),
     };
     let (started, queue_number, status) = (e.started, e.queue_number, e.status);
@@ -171,7 +171,6 @@ async fn render_encounter(
     let (results, timeline) = record_rows(&state, &care, &patient_id, t).await;
     let notes = state.record.notes(caller, &id).await;
     let may_write_notes = staff_may(caller, "Composition", Perm::Create);
-    let lang_code = t.code();
     let diagnoses = state
         .workspace
         .diagnoses(caller, &id)
@@ -184,7 +183,7 @@ async fn render_encounter(
         })
         .collect();
     let icd_query = q.icd.unwrap_or_default();
-    let icd_results = icd_rows(&icd_query, lang_code);
+    let icd_results = icd_rows(&icd_query, t);
     let may_diagnose = caller.access().allows("Condition", Perm::Create);
     let may_record_allergy = caller.access().allows("AllergyIntolerance", Perm::Create);
     let done = match q.done.as_deref() {
@@ -203,19 +202,20 @@ async fn render_encounter(
         .unwrap_or_default()
         .into_iter()
         .map(|r| {
-            let name = lianyi_clinical::orders::item(&r.code).map_or(r.code.clone(), |i| i.name(lang_code).to_string());
+            let name =
+                lianyi_clinical::orders::item(&r.code).map_or(r.code.clone(), |i| t.pick(i.zh, i.en).to_string());
             (r.placer, name, format!("order-priority-{}", r.priority))
         })
         .collect();
     let order_items = lianyi_clinical::orders::catalogue()
         .iter()
-        .map(|i| (i.code.to_string(), format!("{} ({})", i.name(lang_code), i.loinc)))
+        .map(|i| (i.code.to_string(), format!("{} ({})", t.pick(i.zh, i.en), i.loinc)))
         .collect();
     let may_prescribe = caller.access().allows("MedicationRequest", Perm::Create);
     let prescriptions = prescriptions(&state, caller, &id, t).await;
     let drugs = lianyi_clinical::prescribing::catalogue()
         .iter()
-        .map(|d| (d.code.to_string(), format!("{} {} ({})", d.name(lang_code), d.strength, d.unit)))
+        .map(|d| (d.code.to_string(), format!("{} {} ({})", t.pick(d.zh, d.en), d.strength, d.unit)))
         .collect();
     let error = q.error.as_deref().map(|e| match e {
         "icd10-unknown" => "ws-error-icd10",

@@ -14,6 +14,7 @@ use crate::AppState;
 use crate::ui::i18n::Tr;
 use crate::ui::render::{not_found, page};
 use crate::ui::session::Signed;
+use crate::ui::shell::campus_name;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/encounters/{id}/print/{what}", get(print_page)).route("/reports/lab/{id}", get(lab_report))
@@ -88,13 +89,12 @@ async fn print_page(
     }
     let caller = &info.caller;
     let Ok(e) = state.workspace.view(caller, &id).await else { return not_found(t) };
-    let lang_code = t.code();
     let today = state.scheduling.today();
     let patient = e.patient.clone();
     let (patient_name, gender_key, age, mrns) = print_patient(&state, caller, &patient, &today).await;
     let department = t.pick(&e.department_names.zh, &e.department_names.en).clone();
     let hospital = match &e.campus {
-        Some(campus) => state.fhir.campus_name(campus, lang_code).await.unwrap_or_else(|| campus.clone()),
+        Some(campus) => campus_name(&state, campus, t).await,
         None => String::new(),
     };
     let allergies = state
@@ -121,7 +121,8 @@ async fn print_page(
         .unwrap_or_default()
         .into_iter()
         .map(|r| {
-            let name = lianyi_clinical::orders::item(&r.code).map_or(r.code.clone(), |i| i.name(lang_code).to_string());
+            let name =
+                lianyi_clinical::orders::item(&r.code).map_or(r.code.clone(), |i| t.pick(i.zh, i.en).to_string());
             format!("{name} ({})", r.placer)
         })
         .collect();

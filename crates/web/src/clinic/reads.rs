@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::AppState;
 use crate::ui::i18n::Tr;
-use crate::ui::shell::Shell;
+use crate::ui::shell::{Shell, campus_name};
 
 pub(super) async fn search(state: &AppState, caller: &Caller, t: &str, params: &[(&str, String)]) -> Vec<Value> {
     let Some(rt) = ResourceType::parse(t) else { return Vec::new() };
@@ -43,7 +43,7 @@ pub(super) async fn read(state: &AppState, caller: &Caller, t: &str, id: &str) -
 
 /// An Organization's or Practitioner's name in the page's language.
 pub(super) fn display_name(v: &Value, t: Tr) -> String {
-    let names = lianyi_clinical::names::Names::of(v);
+    let names = lianyi_clinical::names::of(v);
     t.pick(names.zh, names.en)
 }
 
@@ -81,20 +81,20 @@ pub(super) async fn department_choice(
 
 /// Campus names by id, looked up once per page.
 pub(super) struct CampusNames {
-    lang: &'static str,
+    t: Tr,
     known: Vec<(String, String)>,
 }
 
 impl CampusNames {
     pub(super) fn new(t: Tr) -> CampusNames {
-        CampusNames { lang: t.code(), known: Vec::new() }
+        CampusNames { t, known: Vec::new() }
     }
 
     pub(super) async fn name(&mut self, state: &AppState, id: &str) -> String {
         if let Some((_, n)) = self.known.iter().find(|(k, _)| k == id) {
             return n.clone();
         }
-        let n = state.fhir.campus_name(id, self.lang).await.unwrap_or_else(|| id.to_string());
+        let n = campus_name(state, id, self.t).await;
         self.known.push((id.to_string(), n.clone()));
         n
     }
@@ -104,8 +104,9 @@ impl CampusNames {
 /// with campus names (and a normal result's flag left blank).
 pub(super) async fn record_rows(state: &AppState, care: &Caller, patient: &str, t: Tr) -> (Vec<Latest>, Vec<Event>) {
     let mut names = CampusNames::new(t);
-    let mut results = state.results.latest(care, patient, t.code()).await;
+    let mut results = state.results.latest(care, patient).await;
     for r in &mut results {
+        r.name = t.pick(&r.names.zh, &r.names.en).clone();
         r.campus = names.name(state, &r.campus).await;
         if r.flag == "N" {
             r.flag.clear();

@@ -84,7 +84,7 @@ async fn worklist(
     };
     let mut rows = Vec::new();
     for p in state.results.pending(caller, category).await.unwrap_or_default() {
-        let item = lianyi_clinical::orders::item(&p.order).map_or(p.order.clone(), |i| i.name(t.code()).to_string());
+        let item = lianyi_clinical::orders::item(&p.order).map_or(p.order.clone(), |i| t.pick(i.zh, i.en).to_string());
         rows.push(WorkRow {
             patient: patient_facts(&state, caller, &p.patient).await.0,
             id: p.id,
@@ -131,7 +131,7 @@ async fn render_entry(state: &AppState, s: &Signed, id: &str, form: &ResultDraft
         .into_iter()
         .map(|a: &Analyte| ItemRow {
             loinc: a.loinc.to_string(),
-            name: a.name(t.code()).to_string(),
+            name: t.pick(a.zh, a.en).to_string(),
             unit: a.unit.to_string(),
             interval: a.interval_text(sex.as_deref()),
             value: form.values.iter().find(|(l, _)| l == a.loinc).map(|(_, v)| v.clone()).unwrap_or_default(),
@@ -144,7 +144,7 @@ async fn render_entry(state: &AppState, s: &Signed, id: &str, form: &ResultDraft
             id: id.to_string(),
             placer: request.placer,
             patient,
-            item: lianyi_clinical::orders::item(&order).map_or(order.clone(), |i| i.name(t.code()).to_string()),
+            item: lianyi_clinical::orders::item(&order).map_or(order.clone(), |i| t.pick(i.zh, i.en).to_string()),
             items,
             findings: form.findings.clone(),
             conclusion: form.conclusion.clone(),
@@ -192,7 +192,7 @@ async fn entry_submit(
                     // Each value that is not a number, named in the page's language.
                     for (loinc, typed) in &draft.values {
                         if !typed.trim().is_empty() && lianyi_clinical::results::parse_value(typed).is_none() {
-                            let name = analyte(loinc).map_or(loinc.as_str(), |a| a.name(t.code()));
+                            let name = analyte(loinc).map_or(loinc.as_str(), |a| t.pick(a.zh, a.en));
                             texts.push(format!("{}: {name} — “{}”", t.get("result-error-number"), typed.trim()));
                         }
                     }
@@ -256,7 +256,7 @@ async fn trend_page(
     let shell = shell(&state, &info, t, &headers).await;
     let points = state.results.series(&care, &id, &loinc, 100).await;
     let known = analyte(&loinc);
-    let name = known.map_or(loinc.clone(), |a| a.name(t.code()).to_string());
+    let name = known.map_or(loinc.clone(), |a| t.pick(a.zh, a.en).to_string());
     let unit = known.map(|a| a.unit.to_string()).or_else(|| points.first().map(|p| p.unit.clone())).unwrap_or_default();
     let interval = known.and_then(|a| a.interval(sex.as_deref()));
     let svg = lianyi_clinical::results::trend_svg(&format!("{name} ({unit})"), &points, interval, &loinc);

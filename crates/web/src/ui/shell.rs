@@ -97,7 +97,7 @@ pub(crate) async fn shell(
     let campus = active_campus(&info.caller, headers);
     let mut campuses = Vec::new();
     for c in granted_campuses(&info.caller).unwrap_or_default() {
-        let name = state.fhir.campus_name(c.as_str(), t.code()).await.unwrap_or_else(|| c.to_string());
+        let name = campus_name(state, c.as_str(), t).await;
         campuses.push((c.to_string(), name));
     }
     let campus_name = match &campus {
@@ -126,6 +126,14 @@ pub(crate) async fn shell(
         campus,
         campuses,
         campus_name,
+    }
+}
+
+/// A campus's name in the page's language (its id if it has no Organization).
+pub(crate) async fn campus_name(state: &AppState, campus: &str, t: Tr) -> String {
+    match state.fhir.campus_names(campus).await {
+        Some(n) => t.pick(n.zh, n.en),
+        None => campus.to_string(),
     }
 }
 
