@@ -60,7 +60,7 @@ impl Reason {
 }
 
 /// A comparison's outcome.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Score {
     /// 0 (nothing alike) to 100 (the same person).
     pub score: u8,

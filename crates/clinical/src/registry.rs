@@ -360,6 +360,62 @@ fn candidate_of(id: &str, p: &Value, score: Score) -> Candidate {
     }
 }
 
+/// What a staff member typed to find a patient, as the finder reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Query {
+    /// 18 characters in the resident-ID format (found through the blind index).
+    ResidentId(String),
+    /// A mobile or landline number (7 or more digits, with spaces, dashes or +86).
+    Phone(String),
+    /// Letters and digits mixed (an MRN such as `E1000123`): any identifier's value.
+    Identifier(String),
+    /// A name in characters or pinyin.
+    Name(String),
+}
+
+impl Query {
+    pub fn parse(q: &str) -> Option<Query> {
+        let q = q.trim();
+        if q.is_empty() || q.chars().count() > 64 {
+            return None;
+        }
+        let digits = q.chars().filter(char::is_ascii_digit).count();
+        let phone_like = q.chars().all(|c| c.is_ascii_digit() || " -+()".contains(c));
+        if q.len() == 18 && ResidentId::parse(q).is_ok() || q.len() == 18 && q[..17].bytes().all(|b| b.is_ascii_digit())
+        {
+            Some(Query::ResidentId(q.to_ascii_uppercase()))
+        } else if phone_like && digits >= 7 {
+            Some(Query::Phone(matching::normalize_phone(q)))
+        } else if digits > 0 && q.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            Some(Query::Identifier(q.to_string()))
+        } else {
+            Some(Query::Name(q.to_string()))
+        }
+    }
+
+    fn params(&self) -> Vec<(String, String)> {
+        match self {
+            Query::ResidentId(id) => vec![("identifier".into(), format!("{RESIDENT_ID_SYSTEM}|{id}"))],
+            Query::Phone(p) => vec![("phone".into(), p.clone())],
+            Query::Identifier(v) => vec![("identifier".into(), v.clone())],
+            Query::Name(n) => vec![("name".into(), n.clone())],
+        }
+    }
+}
+
+/// A patient the finder found: the index's facts, and whether the searcher may open
+/// the record (it belongs to, or holds an MRN at, one of their campuses); a record
+/// elsewhere is shown only to clinicians who may break the glass, to start it from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    pub candidate: Candidate,
+    pub campus: Option<String>,
+    pub openable: bool,
+}
+
+/// At most this many patients a search shows.
+pub const FOUND_LIMIT: usize = 50;
+
 /// The outcome of a registration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Registration {
@@ -469,6 +525,38 @@ impl Registry {
             .create(&self.fhir.permit(&campus_caller, patient_type()?).await?, patient_resource(&checked, &mrn))
             .await?;
         Ok(Registration::Created { id: written.id, mrn })
+    }
+
+    /// Finds patients by name (characters or pinyin), MRN, phone or resident ID across
+    /// the group's index; each search and every record it shows is audited as the
+    /// caller's. Records the caller may not open are left out, unless the caller may
+    /// break the glass (then they are marked, to start it from).
+    pub async fn find(&self, caller: &Caller, query: &Query) -> Result<Vec<Found>, RegistryError> {
+        let mut params = query.params();
+        params.push(("_count".into(), FOUND_LIMIT.to_string()));
+        let req = parse_search(patient_type()?, &params)
+            .map_err(|issue| RegistryError::Invalid(vec![field_error("q", "search", issue.diagnostics.clone())]))?;
+        let wide = caller.group_wide();
+        let page = self.fhir.search(&self.fhir.permit(&wide, req.resource_type).await?, &req).await?;
+        let may_break_glass = caller.can(lianyi_security::roles::Capability::BreakTheGlass);
+        let mut out = Vec::new();
+        for r in page.resources {
+            let Ok(body) = serde_json::from_str::<Value>(&r.body) else { continue };
+            let mrns = mrns_of(&body);
+            let campuses: Vec<&str> =
+                r.campus.as_deref().into_iter().chain(mrns.iter().map(|m| m.campus.as_str())).collect();
+            let openable = caller.open_record(&r.id, &campuses).is_some();
+            if !openable && !may_break_glass {
+                continue;
+            }
+            out.push(Found {
+                candidate: candidate_of(&r.id, &body, Score::default()),
+                campus: r.campus.clone(),
+                openable,
+            });
+        }
+        out.sort_by(|a, b| b.openable.cmp(&a.openable).then_with(|| a.candidate.name.cmp(&b.candidate.name)));
+        Ok(out)
     }
 
     /// Records of the index (as far as `caller` may search) that may be `person`,

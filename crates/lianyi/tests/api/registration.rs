@@ -453,3 +453,61 @@ async fn booking_and_prescribing_rules_hold_on_the_api_too() {
     safe["dosageInstruction"][0]["timing"]["repeat"]["frequency"] = json!(1);
     assert_eq!(app.post("/fhir/MedicationRequest", &safe).await.status(), StatusCode::CREATED);
 }
+
+/// Finding a patient from the header: by name in characters or pinyin, MRN and
+/// phone; a registrar sees only the records of their campuses, a doctor who may
+/// break the glass also sees the others, marked, with break-the-glass prefilled.
+#[tokio::test]
+async fn staff_find_patients_by_name_pinyin_mrn_and_phone_within_their_campuses() {
+    use serde_json::json;
+    let clock = lianyi_security::ManualClock::new(1_800_000_000_000);
+    let app = crate::helpers::spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    for (campus, mrn, phone) in [("campus-east", "E1000001", "13800138000"), ("campus-west", "W1000001", "13900139000")]
+    {
+        let client = app.client_with("system/*.cruds", campus, None).await;
+        let patient = json!({"resourceType": "Patient", "gender": "male", "birthDate": "1980-03-01",
+            "name": [{"text": "王伟", "family": "王", "given": ["伟"]},
+                     {"text": "Wang Wei", "family": "Wang", "given": ["Wei"],
+                      "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/iso21090-EN-representation", "valueCode": "ABC"}]}],
+            "telecom": [{"system": "phone", "value": phone}],
+            "identifier": [{"system": format!("urn:lianyi:sid:mrn:{campus}"), "value": mrn}]});
+        let r = client
+            .post(app.url("/fhir/Patient"))
+            .header("content-type", "application/fhir+json")
+            .body(patient.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+    }
+    let (mut registrar, _) = crate::pages::logged_in(&app, &clock, "reg.find", "registrar", "campus-east", None).await;
+    let (_, _, page) = registrar.get("/registration").await;
+    assert!(page.contains("id=\"header-find\""), "the header carries the patient search");
+    for q in ["王伟", "wang", "Wang%20Wei", "E1000001", "138-0013-8000"] {
+        let (status, _, html) = registrar.get(&format!("/patients?q={q}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(html.matches("data-patient=").count(), 1, "{q}: one record of the east campus\n{html}");
+        assert!(html.contains("E1000001") && !html.contains("W1000001"), "{q}");
+    }
+    let (_, _, none) = registrar.get("/patients?q=W1000001").await;
+    assert!(none.contains("id=\"find-none\""), "a record of another campus is not shown to a registrar");
+
+    let (mut doctor, _) = crate::pages::logged_in(&app, &clock, "dr.find", "doctor", "campus-east", None).await;
+    let (_, _, html) = doctor.get("/patients?q=%E7%8E%8B%E4%BC%9F").await;
+    assert_eq!(html.matches("data-patient=").count(), 2, "{html}");
+    let west = html.split("class=\"elsewhere\"").count() - 1;
+    assert_eq!(west, 1, "the west record is marked as outside the doctor's campuses");
+    let id = html.split("/break-glass?patient=").nth(1).and_then(|s| s.split('"').next()).unwrap().to_string();
+    let (_, _, form) = doctor.get(&format!("/break-glass?patient={id}")).await;
+    assert!(form.contains(&format!("value=\"{id}\"")), "break-the-glass starts from the search");
+    // Each search is an audited read of what it showed.
+    let audit = app
+        .fhir
+        .audit_review(
+            &lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("test".into())),
+            &lianyi_store::audit::AuditQuery { actor: Some("user:reg.find".into()), limit: 100, ..Default::default() },
+        )
+        .await
+        .unwrap();
+    assert!(audit.iter().any(|r| r.entry.action == "search" && r.entry.patient.is_some()), "searches are audited");
+}

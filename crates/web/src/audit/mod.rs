@@ -65,11 +65,19 @@ struct BreakGlassPage<'a> {
     granted_until: Option<String>,
 }
 
-async fn bg_form(Signed { info, t, .. }: Signed) -> Response {
+#[derive(Deserialize, Default)]
+struct BreakGlassQuery {
+    /// The record chosen in the patient search.
+    #[serde(default)]
+    patient: String,
+}
+
+async fn bg_form(Signed { info, t, .. }: Signed, Query(q): Query<BreakGlassQuery>) -> Response {
     if !info.caller.can(Capability::BreakTheGlass) {
         return forbidden(t);
     }
-    page(BreakGlassPage { t, message: None, csrf: &info.csrf, patient: "", granted_until: None }.render())
+    let patient = q.patient.trim();
+    page(BreakGlassPage { t, message: None, csrf: &info.csrf, patient, granted_until: None }.render())
 }
 
 #[derive(Deserialize)]

@@ -9,6 +9,7 @@ mod reads;
 mod registration;
 mod results;
 mod scheduling;
+mod search;
 
 use axum::Router;
 use lianyi_security::{Caller, Perm};
@@ -18,6 +19,7 @@ use crate::ui::shell::{NavLink, Place, staff_may};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
+        .merge(search::router())
         .merge(registration::router())
         .merge(scheduling::router())
         .merge(encounter::router())
@@ -28,6 +30,7 @@ pub(crate) fn router() -> Router<AppState> {
 
 /// The clinic's pages in the navigation.
 pub(crate) const NAV: &[NavLink] = &[
+    NavLink { href: "/patients", text: "nav-find", place: Place::Home, shown: search::may_find },
     NavLink {
         href: "/registration",
         text: "nav-registration",

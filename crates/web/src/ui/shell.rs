@@ -39,6 +39,8 @@ pub(crate) struct Shell {
     pub campus_name: String,
     /// Open critical values for this user (theirs, or escalated to them).
     pub alerts: Vec<lianyi_clinical::critical::Alert>,
+    /// The header's patient search (staff who may search patients).
+    pub find_patients: bool,
 }
 
 /// The campuses of the caller's grants, in grant order (`None`: every campus).
@@ -123,6 +125,7 @@ pub(crate) async fn shell(
         display_name: info.user.display_name.clone(),
         csrf: info.csrf.clone(),
         links: nav_links(state, &info.caller, Place::Bar),
+        find_patients: staff_may(&info.caller, "Patient", Perm::Search),
         campus,
         campuses,
         campus_name,
@@ -206,6 +209,7 @@ async fn alerts_fragment(State(state): State<AppState>, Signed { info, t, .. }: 
         campus: None,
         campuses: Vec::new(),
         campus_name: String::new(),
+        find_patients: false,
     };
     page(AlertsFragment { t, shell: &shell }.render())
 }
