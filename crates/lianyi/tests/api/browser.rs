@@ -109,6 +109,22 @@ impl Driver {
             .to_string()
     }
 
+    /// The page's scroll width and the window's inner width, in CSS pixels.
+    async fn widths(&self) -> (i64, i64) {
+        let script = "return [document.documentElement.scrollWidth, window.innerWidth];";
+        let v = self.cmd(reqwest::Method::POST, "/execute/sync", json!({"script": script, "args": []})).await;
+        (v[0].as_i64().unwrap_or(i64::MAX), v[1].as_i64().unwrap_or(0))
+    }
+
+    /// The page at `url` fits the window (nothing wider than the viewport) and carries
+    /// the header with log-out.
+    async fn fits(&self, url: &str) {
+        self.goto(url).await;
+        self.find("#logout").await;
+        let (page, window) = self.widths().await;
+        assert!(page <= window, "{url} is {page} px wide in a {window} px window");
+    }
+
     /// Waits until the page URL contains `fragment` (after a click started a navigation).
     async fn wait_url(&self, fragment: &str) -> String {
         let started = Instant::now();
@@ -343,6 +359,11 @@ async fn outpatient_day(lang: &str, x: &Expect) {
     }
     d.log_in(&site, &format!("registrar.{tag}"), &clock).await;
     d.screenshot(&shots, "01-registrar-home").await;
+    // The header's search finds the patient by MRN.
+    d.type_into("#header-find", "E1000001\n").await;
+    d.wait_url("/patients?q=E1000001").await;
+    let page = d.wait_text("张珊", 10).await;
+    assert!(page.contains("E1000001"), "{page}");
 
     // Registration: a near-duplicate of 张珊 (same sound, birth date and phone).
     d.goto(&format!("{site}/registration")).await;
@@ -444,6 +465,14 @@ async fn outpatient_day(lang: &str, x: &Expect) {
     // The result stays on the workspace, flagged.
     assert!(page.contains(x.flagged_result), "{page}");
     d.screenshot(&shots, "11-acknowledged").await;
+
+    // On a phone (390 × 844) the doctor's pages fit the screen and keep the header.
+    d.cmd(reqwest::Method::POST, "/window/rect", json!({"width": 390, "height": 844})).await;
+    for path in ["/", "/queue?dept=east-im", "/patients?q=E1000001", "/no/such/page"] {
+        d.fits(&format!("{site}{path}")).await;
+    }
+    d.fits(&encounter_url).await;
+    d.screenshot(&shots, "12-phone-encounter").await;
     d.cmd(reqwest::Method::DELETE, "", json!({})).await;
 }
 

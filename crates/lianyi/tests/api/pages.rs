@@ -222,13 +222,19 @@ async fn lockout_shows_on_the_login_page() {
 
 #[tokio::test]
 async fn an_unknown_page_is_a_not_found_page_in_the_browsers_language() {
-    let app = spawn_app_clocked(1 << 20, None).await;
+    let clock: Arc<ManualClock> = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
     let (status, _, html) = Browser::new(&app.base, "en").get("/no/such/page").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(html.contains("id=\"message\">Not found.") && html.contains("href=\"/\""), "{html}");
     let (status, _, html) = Browser::new(&app.base, "zh-CN").get("/no/such/page").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(html.contains("未找到"), "{html}");
+    // Signed in, it is a page of the shell: navigation, search, log-out, footer.
+    let (mut nurse, _) = logged_in(&app, &clock, "nurse.lost", "nurse", "campus-east", None).await;
+    let (status, _, html) = nurse.get("/no/such/page").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(html.contains("id=\"logout\"") && html.contains("class=\"foot\"") && html.contains("未找到"), "{html}");
     // The FHIR API keeps its own answer for unknown paths: an OperationOutcome.
     let r = crate::helpers::http().build().unwrap().get(format!("{}/fhir/Nothing/1", app.base)).send().await.unwrap();
     assert_ne!(r.headers()["content-type"], "text/html; charset=utf-8");

@@ -22,7 +22,7 @@ use crate::ui::session::{
     LANG_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE, Signed, at_stage, clear_session_cookie, cookie, lang,
     session_cookie, session_of, set_cookie, stage_path,
 };
-use crate::ui::shell::{Place, campus_name, nav_links};
+use crate::ui::shell::{Place, Shell, campus_name, nav_links, shell};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -271,7 +271,7 @@ async fn mfa_submit(
 #[template(path = "account/home.html")]
 struct HomePage<'a> {
     t: Tr,
-    csrf: &'a str,
+    shell: &'a Shell,
     display_name: &'a str,
     /// (href, text key) of the pages this user may open.
     links: Vec<(&'static str, &'static str)>,
@@ -280,7 +280,8 @@ struct HomePage<'a> {
     idle_minutes: String,
 }
 
-async fn home(State(state): State<AppState>, Signed { info, t, .. }: Signed) -> Response {
+async fn home(State(state): State<AppState>, Signed { info, t, headers }: Signed) -> Response {
+    let shell = shell(&state, &info, t, &headers).await;
     let mut grants = Vec::new();
     match state.users.grants(&info.user.id).await {
         Ok(list) => {
@@ -295,7 +296,7 @@ async fn home(State(state): State<AppState>, Signed { info, t, .. }: Signed) -> 
     let mut links: Vec<_> =
         nav_links(&state, &info.caller, Place::Bar).into_iter().filter(|(href, _)| *href != "/").collect();
     links.extend(nav_links(&state, &info.caller, Place::Home));
-    page(HomePage { t, csrf: &info.csrf, display_name: &info.user.display_name, links, grants, idle_minutes }.render())
+    page(HomePage { t, shell: &shell, display_name: &info.user.display_name, links, grants, idle_minutes }.render())
 }
 
 #[derive(Deserialize)]

@@ -16,7 +16,7 @@ use crate::AppState;
 use crate::ui::i18n::Tr;
 use crate::ui::render::{forbidden, local_time, page};
 use crate::ui::session::Signed;
-use crate::ui::shell::{NavLink, Place};
+use crate::ui::shell::{NavLink, Place, Shell, shell};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -59,6 +59,7 @@ pub(crate) const NAV: &[NavLink] = &[
 #[template(path = "audit/break_glass.html")]
 struct BreakGlassPage<'a> {
     t: Tr,
+    shell: &'a Shell,
     message: Option<&'a str>,
     csrf: &'a str,
     patient: &'a str,
@@ -72,12 +73,17 @@ struct BreakGlassQuery {
     patient: String,
 }
 
-async fn bg_form(Signed { info, t, .. }: Signed, Query(q): Query<BreakGlassQuery>) -> Response {
+async fn bg_form(
+    State(state): State<AppState>,
+    Signed { info, t, headers }: Signed,
+    Query(q): Query<BreakGlassQuery>,
+) -> Response {
     if !info.caller.can(Capability::BreakTheGlass) {
         return forbidden(t);
     }
     let patient = q.patient.trim();
-    page(BreakGlassPage { t, message: None, csrf: &info.csrf, patient, granted_until: None }.render())
+    let shell = shell(&state, &info, t, &headers).await;
+    page(BreakGlassPage { t, shell: &shell, message: None, csrf: &info.csrf, patient, granted_until: None }.render())
 }
 
 #[derive(Deserialize)]
@@ -89,11 +95,15 @@ struct BreakGlassForm {
 
 async fn bg_submit(
     State(state): State<AppState>,
-    Signed { info, t, .. }: Signed,
+    Signed { info, t, headers }: Signed,
     Form(f): Form<BreakGlassForm>,
 ) -> Response {
+    let shell = shell(&state, &info, t, &headers).await;
     let answer = |message: Option<&str>, granted_until: Option<String>| {
-        page(BreakGlassPage { t, message, csrf: &info.csrf, patient: f.patient.trim(), granted_until }.render())
+        page(
+            BreakGlassPage { t, shell: &shell, message, csrf: &info.csrf, patient: f.patient.trim(), granted_until }
+                .render(),
+        )
     };
     if !lianyi_security::secrets::constant_time_eq(&info.csrf, &f.csrf) {
         return answer(Some("login-error"), None);
@@ -130,8 +140,9 @@ fn range(state: &AppState, q: &RangeQuery) -> (i64, i64, String, String) {
 
 #[derive(Template)]
 #[template(path = "audit/break_glass_report.html")]
-struct ReportPage {
+struct ReportPage<'a> {
     t: Tr,
+    shell: &'a Shell,
     from: String,
     to: String,
     rows: Vec<(String, String, String, String, String, String)>,
@@ -139,9 +150,10 @@ struct ReportPage {
 
 async fn bg_report(
     State(state): State<AppState>,
-    Signed { info, t, .. }: Signed,
+    Signed { info, t, headers }: Signed,
     Query(q): Query<RangeQuery>,
 ) -> Response {
+    let shell = shell(&state, &info, t, &headers).await;
     let (since, until, from, to) = range(&state, &q);
     match state.fhir.break_glass_report(&info.caller, since, until).await {
         Ok(list) => {
@@ -158,7 +170,7 @@ async fn bg_report(
                     )
                 })
                 .collect();
-            page(ReportPage { t, from, to, rows }.render())
+            page(ReportPage { t, shell: &shell, from, to, rows }.render())
         }
         Err(_) => forbidden(t),
     }
@@ -168,6 +180,7 @@ async fn bg_report(
 #[template(path = "audit/audit.html")]
 struct AuditPage<'a> {
     t: Tr,
+    shell: &'a Shell,
     title: &'a str,
     intro: Option<&'a str>,
     show_filters: bool,
@@ -210,9 +223,10 @@ fn audit_rows(records: Vec<lianyi_store::audit::AuditRecord>) -> Vec<AuditRow> {
 
 async fn audit_page(
     State(state): State<AppState>,
-    Signed { info, t, .. }: Signed,
+    Signed { info, t, headers }: Signed,
     Query(q): Query<RangeQuery>,
 ) -> Response {
+    let shell = shell(&state, &info, t, &headers).await;
     let (since, until, from, to) = range(&state, &q);
     let filled = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
     let query = lianyi_store::audit::AuditQuery {
@@ -229,6 +243,7 @@ async fn audit_page(
         Ok(records) => page(
             AuditPage {
                 t,
+                shell: &shell,
                 title: t.get("audit-title"),
                 intro: None,
                 show_filters: true,
@@ -245,11 +260,13 @@ async fn audit_page(
     }
 }
 
-async fn access_log(State(state): State<AppState>, Signed { info, t, .. }: Signed) -> Response {
+async fn access_log(State(state): State<AppState>, Signed { info, t, headers }: Signed) -> Response {
+    let shell = shell(&state, &info, t, &headers).await;
     match state.fhir.my_access_log(&info.caller).await {
         Ok(records) => page(
             AuditPage {
                 t,
+                shell: &shell,
                 title: t.get("access-title"),
                 intro: Some(t.get("access-intro")),
                 show_filters: false,

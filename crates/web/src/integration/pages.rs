@@ -14,6 +14,7 @@ use crate::AppState;
 use crate::ui::i18n::Tr;
 use crate::ui::render::{forbidden, local_time, page, see_other};
 use crate::ui::session::Signed;
+use crate::ui::shell::{Shell, shell};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -55,6 +56,7 @@ struct MessageRow {
 #[template(path = "integration/status.html")]
 struct StatusPage<'a> {
     t: Tr,
+    shell: &'a Shell,
     csrf: &'a str,
     channels: Vec<ChannelRow>,
     messages: Vec<MessageRow>,
@@ -79,10 +81,11 @@ struct PageQuery {
 
 async fn status_page(
     State(state): State<AppState>,
-    Signed { info, t, .. }: Signed,
+    Signed { info, t, headers }: Signed,
     Query(q): Query<PageQuery>,
 ) -> Response {
     let caller = &info.caller;
+    let shell = shell(&state, &info, t, &headers).await;
     let log = LogQuery {
         direction: q.direction.clone(),
         status: q.status.clone(),
@@ -135,6 +138,7 @@ async fn status_page(
     page(
         StatusPage {
             t,
+            shell: &shell,
             csrf: &info.csrf,
             channels,
             messages,
@@ -153,6 +157,7 @@ async fn status_page(
 #[template(path = "integration/message.html")]
 struct MessagePage<'a> {
     t: Tr,
+    shell: &'a Shell,
     csrf: &'a str,
     id: i64,
     direction: String,
@@ -176,11 +181,17 @@ fn lines(text: &str) -> Vec<String> {
     text.split(['\r', '\n']).filter(|l| !l.is_empty()).map(str::to_string).collect()
 }
 
-async fn message_page(State(state): State<AppState>, Signed { info, t, .. }: Signed, Path(id): Path<i64>) -> Response {
+async fn message_page(
+    State(state): State<AppState>,
+    Signed { info, t, headers }: Signed,
+    Path(id): Path<i64>,
+) -> Response {
+    let shell = shell(&state, &info, t, &headers).await;
     match state.outbound.message(&info.caller, id).await {
         Ok((m, payload, ack)) => page(
             MessagePage {
                 t,
+                shell: &shell,
                 csrf: &info.csrf,
                 id: m.id,
                 replayable: match m.direction.as_str() {

@@ -101,6 +101,11 @@ impl Tr {
         self.lang.code()
     }
 
+    /// The platform's version, for the footer.
+    pub fn version(&self) -> &'static str {
+        env!("CARGO_PKG_VERSION")
+    }
+
     /// Of a text that comes in both languages with its data, the page's.
     pub fn pick<T>(&self, zh: T, en: T) -> T {
         match self.lang {

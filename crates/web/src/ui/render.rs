@@ -75,10 +75,28 @@ pub(crate) fn local_time(ms: i64) -> String {
     format!("{} {}", &s[..10], &s[11..16])
 }
 
-/// Any path no area serves: the not-found page in the browser's language (the FHIR
-/// API answers its own unknown paths with an OperationOutcome).
-pub(crate) async fn unknown_path(headers: HeaderMap) -> Response {
-    not_found(Tr::new(crate::ui::session::lang(&headers)))
+#[derive(askama::Template)]
+#[template(path = "ui/message.html")]
+struct MessagePage<'a> {
+    t: Tr,
+    shell: Option<&'a crate::ui::shell::Shell>,
+    message: &'a str,
+}
+
+/// Any path no area serves: the not-found page in the browser's language, inside the
+/// shell for a signed-in user (the FHIR API answers its own unknown paths with an
+/// OperationOutcome).
+pub(crate) async fn unknown_path(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    signed: Result<crate::ui::session::Signed, Response>,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(s) = signed else { return not_found(Tr::new(crate::ui::session::lang(&headers))) };
+    let shell = crate::ui::shell::shell(&state, &s.info, s.t, &s.headers).await;
+    let mut r =
+        page(askama::Template::render(&MessagePage { t: s.t, shell: Some(&shell), message: s.t.get("not-found") }));
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r
 }
 
 #[cfg(test)]
