@@ -369,8 +369,11 @@ pub enum Query {
     Phone(String),
     /// Letters and digits mixed (an MRN such as `E1000123`): any identifier's value.
     Identifier(String),
-    /// A name in characters or pinyin.
+    /// A name in characters.
     Name(String),
+    /// Pinyin or a Latin name, whole or from a syllable on, or initials (`lxm`):
+    /// searched by sound (the `phonetic` parameter), spaces and case ignored.
+    Pinyin(String),
 }
 
 impl Query {
@@ -388,6 +391,8 @@ impl Query {
             Some(Query::Phone(matching::normalize_phone(q)))
         } else if digits > 0 && q.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
             Some(Query::Identifier(q.to_string()))
+        } else if q.chars().all(|c| c.is_ascii_alphabetic() || c == ' ' || c == '\'') {
+            Some(Query::Pinyin(q.chars().filter(char::is_ascii_alphabetic).collect::<String>().to_ascii_lowercase()))
         } else {
             Some(Query::Name(q.to_string()))
         }
@@ -399,6 +404,7 @@ impl Query {
             Query::Phone(p) => vec![("phone".into(), p.clone())],
             Query::Identifier(v) => vec![("identifier".into(), v.clone())],
             Query::Name(n) => vec![("name".into(), n.clone())],
+            Query::Pinyin(p) => vec![("phonetic".into(), p.clone())],
         }
     }
 }

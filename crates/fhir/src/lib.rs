@@ -10,6 +10,7 @@
 pub mod compartment;
 pub mod datetime;
 pub mod outcome;
+pub mod phonetic;
 pub mod reference;
 pub mod schema;
 pub mod search;

@@ -20,7 +20,8 @@ const PARAMS_JSON: &str = include_str!("generated/search_params.json");
 /// The version of the extraction rules below. Bump it whenever they change what rows a
 /// resource produces: servers then rebuild stored rows (`lianyi reindex`).
 /// 2: composite rows, token display texts (`:text`), reference identifiers (`:identifier`).
-pub const INDEX_VERSION: i64 = 2;
+/// 3: `phonetic` indexes pinyin and initials (Hanzi names) instead of the name parts.
+pub const INDEX_VERSION: i64 = 3;
 
 /// Longest string kept in a string or token index row (PostgreSQL b-tree entries are
 /// limited in size; longer values still match by prefix).
@@ -501,6 +502,15 @@ fn extract_value(p: &'static SearchParam, kind: ParamKind, target: &str, v: &Val
                 rows.strings.push(StringRow { param, norm: normalize(s), exact: truncate(s) });
             };
             match target {
+                // Names by sound: pinyin and initials of the whole name (`lxm`).
+                "HumanName" if param == "phonetic" => {
+                    let whole = str_field(v, "text").map(str::to_string).unwrap_or_else(|| {
+                        each_str(v, "family").chain(each_str(v, "given")).collect::<Vec<_>>().join(" ")
+                    });
+                    for key in crate::phonetic::keys(&whole) {
+                        push(&key);
+                    }
+                }
                 "HumanName" => {
                     for f in ["text", "family", "given", "prefix", "suffix"] {
                         each_str(v, f).for_each(&mut push);

@@ -359,11 +359,14 @@ async fn outpatient_day(lang: &str, x: &Expect) {
     }
     d.log_in(&site, &format!("registrar.{tag}"), &clock).await;
     d.screenshot(&shots, "01-registrar-home").await;
-    // The header's search finds the patient by MRN.
-    d.type_into("#header-find", "E1000001\n").await;
-    d.wait_url("/patients?q=E1000001").await;
+    // The header's search finds the patient by pinyin initials, and by MRN.
+    d.type_into("#header-find", "zs\n").await;
+    d.wait_url("/patients?q=zs").await;
     let page = d.wait_text("张珊", 10).await;
     assert!(page.contains("E1000001"), "{page}");
+    d.type_into("#header-find", "E1000001\n").await;
+    d.wait_url("/patients?q=E1000001").await;
+    d.wait_text("张珊", 10).await;
 
     // Registration: a near-duplicate of 张珊 (same sound, birth date and phone).
     d.goto(&format!("{site}/registration")).await;

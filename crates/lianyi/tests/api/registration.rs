@@ -483,7 +483,7 @@ async fn staff_find_patients_by_name_pinyin_mrn_and_phone_within_their_campuses(
     let (mut registrar, _) = crate::pages::logged_in(&app, &clock, "reg.find", "registrar", "campus-east", None).await;
     let (_, _, page) = registrar.get("/registration").await;
     assert!(page.contains("id=\"header-find\""), "the header carries the patient search");
-    for q in ["王伟", "wang", "Wang%20Wei", "E1000001", "138-0013-8000"] {
+    for q in ["王伟", "wang", "Wang%20Wei", "ww", "wangw", "wei", "E1000001", "138-0013-8000"] {
         let (status, _, html) = registrar.get(&format!("/patients?q={q}")).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(html.matches("data-patient=").count(), 1, "{q}: one record of the east campus\n{html}");
