@@ -240,6 +240,7 @@ impl UserService {
     /// Creates an account that must change its password and enrol a second factor at
     /// first login.
     pub async fn add_user(&self, admin: &Caller, new: NewUser) -> Result<UserRecord> {
+        self.administer(admin, "user-add").await?;
         if !valid_name(&new.username) {
             return Err(UserError::Name);
         }
@@ -300,12 +301,54 @@ impl UserService {
         Ok(self.store.list_users().await?)
     }
 
+    /// Accounts with their grants, for an administrator (the account page); audited.
+    pub async fn accounts(&self, admin: &Caller) -> Result<Vec<(UserRecord, Vec<RoleGrant>)>> {
+        self.administer(admin, "user-list").await?;
+        let list = self.store.list_users().await?;
+        self.log(admin, "user-list", "success", Some(format!("{} accounts", list.len()))).await?;
+        Ok(list)
+    }
+
+    /// Only administrators manage accounts; a refusal is audited.
+    async fn administer(&self, admin: &Caller, action: &str) -> Result<()> {
+        if admin.can(crate::roles::Capability::AdministerUsers) {
+            return Ok(());
+        }
+        self.log(admin, action, "failure", Some("not an administrator".into())).await?;
+        Err(UserError::Forbidden)
+    }
+
+    /// Grants `role` at `campus` (or `*`) to a user; takes effect at their next request.
+    pub async fn grant_role(&self, admin: &Caller, username: &str, role: &str, campus: &str) -> Result<()> {
+        self.administer(admin, "role-grant").await?;
+        let u = self.user_named(username).await?;
+        match Role::parse(role) {
+            None => return Err(UserError::Role(role.into())),
+            Some(Role::Patient) => return Err(UserError::PatientRole),
+            Some(_) => {}
+        }
+        Campuses::parse(campus)?;
+        self.store.add_user_role(&u.id, role, campus).await?;
+        self.log(admin, "role-grant", "success", Some(format!("user {username} role {role}@{campus}"))).await
+    }
+
+    /// Removes `role` at `campus` from a user; their sessions end so it takes effect now.
+    pub async fn revoke_role(&self, admin: &Caller, username: &str, role: &str, campus: &str) -> Result<()> {
+        self.administer(admin, "role-revoke").await?;
+        let u = self.user_named(username).await?;
+        if self.store.remove_user_role(&u.id, role, campus).await? {
+            self.store.revoke_user_sessions(&u.id).await?;
+        }
+        self.log(admin, "role-revoke", "success", Some(format!("user {username} role {role}@{campus}"))).await
+    }
+
     async fn user_named(&self, username: &str) -> Result<UserRecord> {
         self.store.user_by_name(username).await?.ok_or_else(|| UserError::NoSuchUser(username.into()))
     }
 
     /// Disables an account and ends its sessions.
     pub async fn disable_user(&self, admin: &Caller, username: &str) -> Result<()> {
+        self.administer(admin, "user-disable").await?;
         let mut u = self.user_named(username).await?;
         u.disabled = true;
         self.store.update_user(&u).await?;
@@ -316,6 +359,7 @@ impl UserService {
     /// Sets a password for a user (administrator reset, or demo set-up); with
     /// `must_change` the user replaces it at next login.
     pub async fn set_password(&self, admin: &Caller, username: &str, new: &str, must_change: bool) -> Result<()> {
+        self.administer(admin, "password-set").await?;
         let mut u = self.user_named(username).await?;
         password::check_policy(&u.username, new)?;
         u.password_hash = password::hash(new)?;
@@ -328,6 +372,7 @@ impl UserService {
 
     /// Removes the second factor: the user enrols again at next login.
     pub async fn reset_mfa(&self, admin: &Caller, username: &str) -> Result<()> {
+        self.administer(admin, "mfa-reset").await?;
         let mut u = self.user_named(username).await?;
         u.totp_secret = None;
         u.totp_enabled = false;

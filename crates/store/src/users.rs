@@ -163,6 +163,30 @@ impl Store {
         rows.iter().map(|r| Ok(RoleGrant { role: r.try_get(0)?, campus: r.try_get(1)? })).collect()
     }
 
+    /// Adds a role grant; false when the user held it already.
+    pub async fn add_user_role(&self, user_id: &str, role: &str, campus: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "INSERT INTO user_roles (user_id, role, campus) VALUES ($1, $2, $3) ON CONFLICT (user_id, role, campus) DO NOTHING",
+        )
+        .bind(user_id.to_string())
+        .bind(role.to_string())
+        .bind(campus.to_string())
+        .execute(&self.write)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Removes a role grant; false when the user did not hold it.
+    pub async fn remove_user_role(&self, user_id: &str, role: &str, campus: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM user_roles WHERE user_id = $1 AND role = $2 AND campus = $3")
+            .bind(user_id.to_string())
+            .bind(role.to_string())
+            .bind(campus.to_string())
+            .execute(&self.write)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
     /// Saves the mutable security state of a user (everything but id, name, created).
     pub async fn update_user(&self, u: &UserRecord) -> Result<()> {
         sqlx::query(

@@ -14,6 +14,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod account;
+mod accounts;
 mod audit;
 mod clinic;
 mod fhir;

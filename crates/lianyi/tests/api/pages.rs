@@ -510,3 +510,88 @@ async fn the_language_choice_follows_the_user_to_the_next_login() {
     let (_, _, mfa) = other.get("/login/mfa").await;
     assert!(mfa.contains("<html lang=\"en\">"), "{mfa}");
 }
+
+/// An administrator manages accounts in the browser: create with a one-time password
+/// shown once, grant and remove roles per campus, reset, disable; each audited, and
+/// refused to anyone else.
+#[tokio::test]
+async fn an_administrator_creates_an_account_and_assigns_roles_in_the_browser() {
+    let clock: Arc<ManualClock> = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    let (mut admin, _) = logged_in(&app, &clock, "it.admin", "administrator", "*", None).await;
+    let (status, _, html) = admin.get("/admin/accounts").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("data-user=\"it.admin\""), "{html}");
+    let token = csrf(&html);
+    let (_, _, created) = admin
+        .post(
+            "/admin/accounts",
+            &[
+                ("csrf", &token),
+                ("username", "nurse.wu"),
+                ("display_name", "吴护士"),
+                ("role", "nurse"),
+                ("campus", "campus-east"),
+            ],
+        )
+        .await;
+    let password = between(&created, "id=\"one-time-password\">", "<").to_string();
+    assert_eq!(password.len(), 16, "{created}");
+    assert!(created.contains("data-user=\"nurse.wu\""));
+    // A bad campus is named, and nothing changes.
+    let (_, _, refused) = admin
+        .post("/admin/accounts/nurse.wu/grant", &[("csrf", &token), ("role", "doctor"), ("campus", "east campus!")])
+        .await;
+    assert!(refused.contains("id=\"message\""), "{refused}");
+    let (_, loc, _) = admin
+        .post("/admin/accounts/nurse.wu/grant", &[("csrf", &token), ("role", "doctor"), ("campus", "campus-west")])
+        .await;
+    assert_eq!(loc, "/admin/accounts?done=granted");
+    let user = app.users.list_users().await.unwrap().into_iter().find(|(u, _)| u.username == "nurse.wu").unwrap();
+    let grants: Vec<(String, String)> = user.1.iter().map(|g| (g.role.clone(), g.campus.clone())).collect();
+    assert_eq!(grants, [("doctor".to_string(), "campus-west".to_string()), ("nurse".into(), "campus-east".into())]);
+    let (_, loc, _) = admin
+        .post("/admin/accounts/nurse.wu/revoke", &[("csrf", &token), ("role", "doctor"), ("campus", "campus-west")])
+        .await;
+    assert_eq!(loc, "/admin/accounts?done=revoked");
+    assert_eq!(
+        app.users.list_users().await.unwrap().iter().find(|(u, _)| u.username == "nurse.wu").unwrap().1.len(),
+        1
+    );
+
+    // The new user logs in with the one-time password and must replace it.
+    let mut nurse = Browser::new(&app.base, "zh-CN");
+    let (_, _, login) = nurse.get("/login").await;
+    let (_, loc, _) =
+        nurse.post("/login", &[("csrf", &csrf(&login)), ("username", "nurse.wu"), ("password", &password)]).await;
+    assert_eq!(loc, "/login/password");
+
+    // Disabling ends it; the audit trail has every step.
+    let (_, loc, _) = admin.post("/admin/accounts/nurse.wu/disable", &[("csrf", &token)]).await;
+    assert_eq!(loc, "/admin/accounts?done=disabled");
+    let (_, _, login) = Browser::new(&app.base, "en").get("/login").await;
+    let (_, _, denied) = Browser::new(&app.base, "en")
+        .post("/login", &[("csrf", &csrf(&login)), ("username", "nurse.wu"), ("password", &password)])
+        .await;
+    assert!(!denied.contains("/login/password"));
+    let audit = app
+        .fhir
+        .audit_review(
+            &Caller::task(lianyi_security::SystemTask::Operator("test".into())),
+            &lianyi_store::audit::AuditQuery { actor: Some("user:it.admin".into()), limit: 100, ..Default::default() },
+        )
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit.iter().map(|r| r.entry.action.as_str()).collect();
+    for a in ["user-add", "role-grant", "role-revoke", "user-disable", "user-list"] {
+        assert!(actions.contains(&a), "{a} audited: {actions:?}");
+    }
+    // Anyone else is refused, in the service as on the page.
+    let (mut doctor, _) = logged_in(&app, &clock, "dr.curious", "doctor", "campus-east", None).await;
+    assert_eq!(doctor.get("/admin/accounts").await.0, StatusCode::FORBIDDEN);
+    let (_, _, any) = doctor.get("/").await;
+    let (status, _, _) = doctor
+        .post("/admin/accounts/nurse.wu/grant", &[("csrf", &csrf(&any)), ("role", "administrator"), ("campus", "*")])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

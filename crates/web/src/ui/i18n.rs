@@ -51,6 +51,7 @@ const AREAS: &[(&str, &str, &str)] = &[
     ("ui", include_str!("../../locales/ui/zh-CN.txt"), include_str!("../../locales/ui/en.txt")),
     ("account", include_str!("../../locales/account/zh-CN.txt"), include_str!("../../locales/account/en.txt")),
     ("audit", include_str!("../../locales/audit/zh-CN.txt"), include_str!("../../locales/audit/en.txt")),
+    ("accounts", include_str!("../../locales/accounts/zh-CN.txt"), include_str!("../../locales/accounts/en.txt")),
     ("clinic", include_str!("../../locales/clinic/zh-CN.txt"), include_str!("../../locales/clinic/en.txt")),
     (
         "integration",
