@@ -595,3 +595,24 @@ async fn an_administrator_creates_an_account_and_assigns_roles_in_the_browser() 
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+/// Each role lands on its worklist: what it has to do now.
+#[tokio::test]
+async fn home_pages_are_worklists_by_role() {
+    let clock: Arc<ManualClock> = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    for (name, role, campus, panel, other) in [
+        ("lab.home", "lab-technician", "campus-east", "work-results", "work-accounts"),
+        ("dr.home", "doctor", "campus-east", "work-critical", "work-channels"),
+        ("privacy.home", "privacy-officer", "*", "work-break-glass", "work-results"),
+        ("it.home", "it-engineer", "*", "work-channels", "work-critical"),
+        ("admin.home", "administrator", "*", "work-accounts", "work-results"),
+    ] {
+        let (mut b, _) = logged_in(&app, &clock, name, role, campus, None).await;
+        let (status, _, html) = b.get("/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains(&format!("id=\"{panel}\"")), "{role} sees {panel}: {html}");
+        assert!(!html.contains(&format!("id=\"{other}\"")), "{role} does not see {other}");
+        assert!(html.contains("id=\"logout\""), "{role}: the shell");
+    }
+}

@@ -24,6 +24,8 @@ use crate::ui::session::{
 };
 use crate::ui::shell::{Place, Shell, campus_name, nav_links, shell};
 
+mod worklist;
+
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(home))
@@ -278,6 +280,8 @@ struct HomePage<'a> {
     /// (role text key, campus id, campus name)
     grants: Vec<(String, String, String)>,
     idle_minutes: String,
+    /// The worklists of the user's roles.
+    panels: Vec<worklist::Panel>,
 }
 
 async fn home(State(state): State<AppState>, Signed { info, t, headers }: Signed) -> Response {
@@ -296,7 +300,11 @@ async fn home(State(state): State<AppState>, Signed { info, t, headers }: Signed
     let mut links: Vec<_> =
         nav_links(&state, &info.caller, Place::Bar).into_iter().filter(|(href, _)| *href != "/").collect();
     links.extend(nav_links(&state, &info.caller, Place::Home));
-    page(HomePage { t, shell: &shell, display_name: &info.user.display_name, links, grants, idle_minutes }.render())
+    let panels = worklist::panels(&state, &info.caller, t, &shell.alerts).await;
+    page(
+        HomePage { t, shell: &shell, display_name: &info.user.display_name, links, grants, idle_minutes, panels }
+            .render(),
+    )
 }
 
 #[derive(Deserialize)]

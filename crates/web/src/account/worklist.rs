@@ -1,0 +1,143 @@
+//! The home page as a worklist: what each role has to do now, from the services the
+//! pages use (each read checked and audited there). A role sees the panels of what it
+//! may do; an area not built yet shows nothing rather than an empty promise.
+
+use lianyi_security::roles::Capability;
+use lianyi_security::{Caller, Perm};
+
+use crate::AppState;
+use crate::ui::i18n::Tr;
+use crate::ui::render::local_time;
+use crate::ui::shell::staff_may;
+
+/// One worklist on the home page.
+pub(crate) struct Panel {
+    /// Locale key of the title; the panel's id is derived from it.
+    pub title: &'static str,
+    pub id: &'static str,
+    /// (href, text, detail)
+    pub items: Vec<(String, String, String)>,
+    /// Locale key shown when there is nothing to do.
+    pub empty: &'static str,
+    /// The page with the whole list.
+    pub more: &'static str,
+}
+
+const SHOWN: usize = 8;
+
+/// The panels for `caller`; `alerts` are the open critical values the shell found.
+pub(crate) async fn panels(
+    state: &AppState,
+    caller: &Caller,
+    t: Tr,
+    alerts: &[lianyi_clinical::critical::Alert],
+) -> Vec<Panel> {
+    let mut out = Vec::new();
+    // Laboratory and radiology: open requests, urgent first.
+    if staff_may(caller, "DiagnosticReport", Perm::Create) && staff_may(caller, "ServiceRequest", Perm::Update) {
+        let pending = state.results.pending(caller, None).await.unwrap_or_default();
+        let items = pending
+            .iter()
+            .take(SHOWN)
+            .map(|p| {
+                let item =
+                    lianyi_clinical::orders::item(&p.order).map_or(p.order.clone(), |i| t.pick(i.zh, i.en).to_string());
+                (
+                    format!("/results/{}", p.id),
+                    format!("{item} · {}", p.placer),
+                    t.get(&format!("order-priority-{}", p.priority)).to_string(),
+                )
+            })
+            .collect();
+        out.push(Panel {
+            title: "work-results",
+            id: "work-results",
+            items,
+            empty: "work-results-none",
+            more: "/results",
+        });
+    }
+    // Clinicians: critical values waiting for them (also in the bar of every page).
+    if staff_may(caller, "Task", Perm::Read) {
+        let items = alerts
+            .iter()
+            .take(SHOWN)
+            .map(|a| (format!("/patients/{}", a.patient), a.text.clone(), a.authored.clone()))
+            .collect();
+        out.push(Panel {
+            title: "work-critical",
+            id: "work-critical",
+            items,
+            empty: "work-critical-none",
+            more: "/reports/critical-values",
+        });
+    }
+    // Privacy officers: today's break-the-glass.
+    if caller.can(Capability::ReviewAudit) {
+        let now = state.fhir.now_ms();
+        let list = state.fhir.break_glass_report(caller, now - 86_400_000, now + 60_000).await.unwrap_or_default();
+        let items = list
+            .iter()
+            .take(SHOWN)
+            .map(|g| {
+                ("/admin/break-glass".to_string(), format!("{} → {}", g.actor, g.patient), local_time(g.granted_at))
+            })
+            .collect();
+        out.push(Panel {
+            title: "work-break-glass",
+            id: "work-break-glass",
+            items,
+            empty: "work-break-glass-none",
+            more: "/admin/break-glass",
+        });
+    }
+    // IT engineers: interfaces with a queue, dead letters or errors.
+    if caller.can(Capability::ManageIntegration) {
+        let status = state.outbound.status(caller).await.unwrap_or_default();
+        let items = status
+            .iter()
+            .filter(|s| s.queue.dead > 0 || s.queue.pending > 0 || s.queue.last_error.is_some())
+            .take(SHOWN)
+            .map(|s| {
+                let detail = t
+                    .get("work-channel-detail")
+                    .replace("{0}", &s.queue.pending.to_string())
+                    .replace("{1}", &s.queue.dead.to_string());
+                ("/admin/integration".to_string(), s.channel.id.clone(), detail)
+            })
+            .collect();
+        out.push(Panel {
+            title: "work-channels",
+            id: "work-channels",
+            items,
+            empty: "work-channels-none",
+            more: "/admin/integration",
+        });
+    }
+    // Administrators: locked and disabled accounts.
+    if caller.can(Capability::AdministerUsers)
+        && let Ok(accounts) = state.users.accounts(caller).await
+    {
+        let now = state.fhir.now_ms();
+        let items = accounts
+            .iter()
+            .filter(|(u, _)| u.locked_until > now)
+            .take(SHOWN)
+            .map(|(u, _)| {
+                (
+                    format!("/admin/accounts?q={}", u.username),
+                    u.username.clone(),
+                    t.fmt("accounts-locked", &local_time(u.locked_until)),
+                )
+            })
+            .collect();
+        out.push(Panel {
+            title: "work-accounts",
+            id: "work-accounts",
+            items,
+            empty: "work-accounts-none",
+            more: "/admin/accounts",
+        });
+    }
+    out
+}
