@@ -177,8 +177,20 @@ async fn book_check_in_queue_and_call_next() {
     let (_, _, page) = doctor.get(&loc).await;
     assert!(page.contains("Essential (primary) hypertension") && page.contains("high risk"), "{page}");
     doctor.lang = "zh-CN";
-    // Safe prescribing: amoxicillin is blocked by the penicillin allergy.
+    // A dose that is not a number: the form comes back as typed, the field named at the top.
     let rx = format!("{loc}/prescriptions");
+    let bad = [("csrf", token.as_str()), ("drug", "PARA500"), ("dose", "5OO"), ("frequency", "bid"), ("days", "4")];
+    let (status, _, page) = doctor.post(&rx, &bad).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(between(&page, "id=\"rx-error\"", "</div>").contains("剂量须为大于 0 的数字"), "{page}");
+    assert!(page.find("id=\"rx-error\"") < page.find("id=\"banner\""), "the error is at the top");
+    let form = between(&page, "id=\"rx-form\"", "</form>");
+    assert!(
+        form.contains("value=\"PARA500\" selected") && form.contains("value=\"5OO\" aria-invalid=\"true\""),
+        "{form}"
+    );
+    assert!(form.contains("value=\"bid\" selected") && form.contains("value=\"4\""), "{form}");
+    // Safe prescribing: amoxicillin is blocked by the penicillin allergy.
     let amox = [("csrf", token.as_str()), ("drug", "AMOX500"), ("dose", "500"), ("frequency", "tid"), ("days", "7")];
     let (status, _, page) = doctor.post(&rx, &amox).await;
     assert_eq!(status, StatusCode::OK);

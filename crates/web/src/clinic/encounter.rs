@@ -63,6 +63,8 @@ struct EncounterPage<'a> {
     /// (code, label) of the catalogue.
     drugs: Vec<(String, String)>,
     review: Option<Review>,
+    /// The prescription form's values: as typed after a review or an error, else empty.
+    rx: PrescriptionForm,
     may_order: bool,
     /// (placer number, name, priority key) of the visit's requests.
     orders: Vec<(String, String, String)>,
@@ -135,6 +137,8 @@ async fn icd_fragment(
 /// The review of a prescription the doctor is about to sign, shown on the page.
 struct Review {
     form: PrescriptionForm,
+    /// A field the order got wrong: (field, locale key of the rule); no findings then.
+    invalid: Option<(&'static str, &'static str)>,
     /// (blocking, text)
     findings: Vec<(bool, String)>,
     blocked: bool,
@@ -249,6 +253,10 @@ async fn render_encounter(
             may_prescribe,
             prescriptions,
             drugs,
+            rx: review
+                .as_ref()
+                .map(|r| r.form.clone())
+                .unwrap_or_else(|| PrescriptionForm { days: "7".into(), ..Default::default() }),
             review,
             may_order,
             orders,
@@ -377,6 +385,7 @@ async fn prescribe(
     };
     let show = |findings: &[lianyi_clinical::prescribing::Finding], reason_missing: bool| Review {
         form: f.clone(),
+        invalid: None,
         findings: findings.iter().map(|x| (x.blocking, t.pick(&x.zh, &x.en).clone())).collect(),
         blocked: findings.iter().any(|x| x.blocking),
         reason_missing,
@@ -389,6 +398,23 @@ async fn prescribe(
                 return render_encounter(&state, &s, id, EncounterQuery::default(), Some(review)).await;
             }
             Ok(_) => {}
+            Err(lianyi_clinical::registry::RegistryError::Invalid(errors)) => {
+                // The form comes back as typed, the field and its rule named at the top.
+                let (field, key) = match errors.first().map(|e| e.field) {
+                    Some("dose") => ("dose", "rx-error-dose"),
+                    Some("days") => ("days", "rx-error-days"),
+                    Some("drug") => ("drug", "rx-error-drug"),
+                    _ => ("drug", "rx-error-order"),
+                };
+                let review = Review {
+                    form: f.clone(),
+                    invalid: Some((field, key)),
+                    findings: Vec::new(),
+                    blocked: false,
+                    reason_missing: false,
+                };
+                return render_encounter(&state, &s, id, EncounterQuery::default(), Some(review)).await;
+            }
             Err(e) => return workspace_error(&id, &e, t),
         }
     }
