@@ -627,6 +627,23 @@ impl Scheduling {
         }
         Ok(None)
     }
+
+    /// Ends a visit in progress: the Encounter is finished, with the time it ended.
+    /// Returns the department, for going back to its queue.
+    pub async fn finish(&self, caller: &Caller, encounter: &str) -> Result<String, ScheduleError> {
+        let e = self.read(caller, "Encounter", encounter).await?;
+        let mut eb = body(&e)?;
+        if eb["status"] != "in-progress" {
+            return Err(invalid("encounter", "not-in-progress", "only a visit in progress can be ended"));
+        }
+        eb["status"] = json!("finished");
+        eb["period"]["end"] = json!(local_instant(self.fhir.now_ms()));
+        let dept = eb["serviceProvider"]["reference"].as_str().unwrap_or_default().trim_start_matches("Organization/");
+        let dept = dept.to_string();
+        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [put(eb, &e)]});
+        self.fhir.process_bundle(caller, bundle, true).await?;
+        Ok(dept)
+    }
 }
 
 #[cfg(test)]

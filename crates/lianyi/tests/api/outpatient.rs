@@ -256,6 +256,17 @@ async fn book_check_in_queue_and_call_next() {
     let (_, loc, _) = doctor.post("/queue/call", &[("csrf", &token), ("dept", "east-im")]).await;
     let (_, _, page) = doctor.get(&loc).await;
     assert!(page.contains("张三"), "{page}");
+    // The doctor ends this visit and is back at the queue.
+    assert!(page.contains("id=\"end-visit\""), "a visit in progress can be ended");
+    let (_, back, _) = doctor.post(&format!("{loc}/finish"), &[("csrf", &token)]).await;
+    assert_eq!(back, "/queue?dept=east-im&done=finished");
+    let (_, _, queue) = doctor.get(&back).await;
+    assert!(queue.contains("id=\"queue-finished\""), "{queue}");
+    let (_, _, page) = doctor.get(&loc).await;
+    assert!(page.contains("id=\"status\">已结束"), "{page}");
+    assert!(!page.contains("id=\"end-visit\""), "a finished visit is not ended again");
+    let (_, again, _) = doctor.post(&format!("{loc}/finish"), &[("csrf", &token)]).await;
+    assert!(again.ends_with("?error=not-in-progress"), "{again}");
     let (_, loc, _) = doctor.post("/queue/call", &[("csrf", &token), ("dept", "east-im")]).await;
     assert_eq!(loc, "/queue?dept=east-im&empty=1");
 

@@ -28,6 +28,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/encounters/{id}/prescriptions", post(prescribe))
         .route("/encounters/{id}/orders", post(add_order))
         .route("/encounters/{id}/notes", post(add_note))
+        .route("/encounters/{id}/finish", post(finish))
 }
 
 /// A diagnosis or search result as the workspace shows it.
@@ -66,6 +67,8 @@ struct EncounterPage<'a> {
     /// The prescription form's values: as typed after a review or an error, else empty.
     rx: PrescriptionForm,
     may_order: bool,
+    /// Whether the user may end the visit (update Encounters).
+    may_finish: bool,
     /// (placer number, name, priority key) of the visit's requests.
     orders: Vec<(String, String, String)>,
     /// (code, label) of the order catalogue.
@@ -228,6 +231,7 @@ async fn render_encounter(
         "order-unknown" | "priority" => "order-error",
         "note-empty" => "note-error-empty",
         "too-long" => "note-error-long",
+        "not-in-progress" => "ws-error-not-in-progress",
         _ => "ws-error-failed",
     });
     page(
@@ -259,6 +263,7 @@ async fn render_encounter(
                 .unwrap_or_else(|| PrescriptionForm { days: "7".into(), ..Default::default() }),
             review,
             may_order,
+            may_finish: staff_may(caller, "Encounter", Perm::Update),
             orders,
             order_items,
             may_write_notes,
@@ -488,5 +493,35 @@ async fn add_allergy(
     match state.workspace.add_allergy(&info.caller, &f.patient, &f.substance, &f.criticality, &f.reaction).await {
         Ok(_) => see_other(&format!("/encounters/{id}?done=allergy")),
         Err(e) => workspace_error(&id, &e, t),
+    }
+}
+
+#[derive(Deserialize)]
+struct FinishForm {
+    csrf: String,
+}
+
+/// `POST /encounters/{id}/finish`: ends the visit and goes back to the department's queue.
+async fn finish(
+    State(state): State<AppState>,
+    s: Signed,
+    Path(id): Path<String>,
+    Form(f): Form<FinishForm>,
+) -> Response {
+    if !s.csrf_ok(&f.csrf) {
+        return s.forbidden();
+    }
+    match state.scheduling.finish(s.caller(), &id).await {
+        Ok(dept) => see_other(&format!("/queue?dept={dept}&done=finished")),
+        Err(lianyi_clinical::scheduling::ScheduleError::Service(lianyi_services::ServiceError::Forbidden(_))) => {
+            s.forbidden()
+        }
+        Err(lianyi_clinical::scheduling::ScheduleError::Invalid(_)) => {
+            see_other(&format!("/encounters/{id}?error=not-in-progress"))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "ending a visit failed");
+            see_other(&format!("/encounters/{id}?error=failed"))
+        }
     }
 }

@@ -217,12 +217,15 @@ struct QueuePage<'a> {
     rows: Vec<QueueRow>,
     may_call: bool,
     empty: bool,
+    /// A visit was just ended.
+    finished: bool,
 }
 
 #[derive(Deserialize, Default)]
 struct QueueQuery {
     dept: Option<String>,
     empty: Option<String>,
+    done: Option<String>,
 }
 
 fn may_see_queue(caller: &Caller) -> bool {
@@ -252,7 +255,19 @@ async fn queue_page(
     }
     let may_call = info.caller.access().allows("Encounter", Perm::Update)
         && info.caller.access().allows("Condition", Perm::Create);
-    page(QueuePage { t, shell: &shell, departments, dept, rows, may_call, empty: q.empty.is_some() }.render())
+    page(
+        QueuePage {
+            t,
+            shell: &shell,
+            departments,
+            dept,
+            rows,
+            may_call,
+            empty: q.empty.is_some(),
+            finished: q.done.as_deref() == Some("finished"),
+        }
+        .render(),
+    )
 }
 
 #[derive(Deserialize)]
