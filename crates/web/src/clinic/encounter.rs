@@ -202,17 +202,10 @@ async fn render_encounter(
         _ => None,
     };
     let may_order = caller.access().allows("ServiceRequest", Perm::Create);
-    let orders = state
-        .ordering
-        .requested(caller, &id)
+    let orders = requested(&state, caller, &id, t)
         .await
-        .unwrap_or_default()
         .into_iter()
-        .map(|r| {
-            let name =
-                lianyi_clinical::orders::item(&r.code).map_or(r.code.clone(), |i| t.pick(i.zh, i.en).to_string());
-            (r.placer, name, format!("order-priority-{}", r.priority))
-        })
+        .map(|(placer, name, priority)| (placer, name, format!("order-priority-{priority}")))
         .collect();
     let order_items = lianyi_clinical::orders::catalogue()
         .iter()

@@ -114,17 +114,10 @@ async fn print_page(
         .map(|d| format!("{} {}", d.code, t.pick(d.title_zh.as_deref().unwrap_or(&d.title_en), &d.title_en)))
         .collect();
     let prescriptions = prescriptions(&state, caller, &id, t).await;
-    let orders = state
-        .ordering
-        .requested(caller, &id)
+    let orders = requested(&state, caller, &id, t)
         .await
-        .unwrap_or_default()
         .into_iter()
-        .map(|r| {
-            let name =
-                lianyi_clinical::orders::item(&r.code).map_or(r.code.clone(), |i| t.pick(i.zh, i.en).to_string());
-            format!("{name} ({})", r.placer)
-        })
+        .map(|(placer, name, _)| format!("{name} ({placer})"))
         .collect();
     page(
         PrintPage {

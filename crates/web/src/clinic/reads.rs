@@ -123,3 +123,25 @@ pub(super) async fn record_rows(state: &AppState, care: &Caller, patient: &str, 
     }
     (results, timeline)
 }
+
+/// The laboratory and imaging requests of a visit: (placer number, item name in the
+/// page's language, priority code).
+pub(super) async fn requested(
+    state: &AppState,
+    caller: &Caller,
+    encounter: &str,
+    t: Tr,
+) -> Vec<(String, String, String)> {
+    state
+        .ordering
+        .requested(caller, encounter)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            let name =
+                lianyi_clinical::orders::item(&r.code).map_or(r.code.clone(), |i| t.pick(i.zh, i.en).to_string());
+            (r.placer, name, r.priority)
+        })
+        .collect()
+}
