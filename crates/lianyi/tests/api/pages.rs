@@ -352,7 +352,7 @@ async fn break_the_glass_grants_then_expires_and_is_reported() {
         "{report}"
     );
     let (_, _, audit) = officer.get(&format!("/admin/audit?patient={pid}")).await;
-    assert!(audit.contains("break-glass") && audit.contains("user:dr.east"), "{audit}");
+    assert!(audit.contains("<td>紧急授权</td>") && audit.contains("user:dr.east"), "{audit}");
 }
 
 #[tokio::test]
@@ -615,4 +615,49 @@ async fn home_pages_are_worklists_by_role() {
         assert!(!html.contains(&format!("id=\"{other}\"")), "{role} does not see {other}");
         assert!(html.contains("id=\"logout\""), "{role}: the shell");
     }
+}
+
+/// The audit review pages through the records, shows actions in the page's language
+/// and exports the filtered records as CSV.
+#[tokio::test]
+async fn the_audit_review_pages_translates_and_exports_csv() {
+    let clock: Arc<ManualClock> = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    let task = Caller::task(lianyi_security::SystemTask::Operator("audit, test".into()));
+    let entries: Vec<_> = (0..150)
+        .map(|i| {
+            let mut e = task.entry(clock.now_ms(), "read", "success");
+            e.resource_type = Some("Patient".into());
+            e.resource_id = Some(format!("p{i}"));
+            e
+        })
+        .collect();
+    app.fhir.audit_log().record(entries).await.unwrap();
+    let (mut officer, _) = logged_in(&app, &clock, "privacy.lin", "privacy-officer", "*", None).await;
+    let (status, _, page) = officer.get("/admin/audit?actor=audit,%20test").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page.matches("<tr><td>").count(), 100, "one page of 100");
+    assert!(page.contains("<td>读取</td>") && page.contains("<td>成功</td>"), "actions in Chinese: {page}");
+    assert!(page.contains("&#38;page=1\" id=\"audit-next\""), "a link to the next page: {page}");
+    let (_, _, older) = officer.get("/admin/audit?actor=audit,%20test&page=1").await;
+    assert_eq!(older.matches("<tr><td>").count(), 50);
+    assert!(older.contains("id=\"audit-prev\"") && !older.contains("id=\"audit-next\""));
+    let r = officer
+        .http
+        .get(format!("{}/admin/audit.csv?actor=audit,%20test", app.base))
+        .header("cookie", officer.cookie_header())
+        .header("accept-language", "en")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = r.text().await.unwrap();
+    assert!(csv.starts_with('\u{feff}'), "a byte-order mark for spreadsheets");
+    let lines: Vec<&str> = csv.trim_end().split("\r\n").collect();
+    assert_eq!(lines.len(), 151, "a header and every record");
+    assert!(lines[1].contains(",\"audit, test\",") && lines[1].contains(",read,"), "{}", lines[1]);
+    // Nobody else exports it.
+    let (mut nurse, _) = logged_in(&app, &clock, "nurse.csv", "nurse", "campus-east", None).await;
+    assert_eq!(nurse.get("/admin/audit.csv").await.0, StatusCode::FORBIDDEN);
 }

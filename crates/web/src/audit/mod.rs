@@ -23,6 +23,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/break-glass", get(bg_form).post(bg_submit))
         .route("/admin/break-glass", get(bg_report))
         .route("/admin/audit", get(audit_page))
+        .route("/admin/audit.csv", get(audit_csv))
         .route("/me/access-log", get(access_log))
 }
 
@@ -122,6 +123,8 @@ async fn bg_submit(
 
 #[derive(Deserialize, Default)]
 struct RangeQuery {
+    /// Page of the audit list, from 0.
+    page: Option<usize>,
     from: Option<String>,
     to: Option<String>,
     actor: Option<String>,
@@ -190,44 +193,54 @@ struct AuditPage<'a> {
     from: String,
     to: String,
     rows: Vec<AuditRow>,
+    /// Paging of the filtered list: (previous page's query, next page's query).
+    prev: Option<String>,
+    next: Option<String>,
+    /// The filters as a query string, for the CSV link.
+    filters: String,
 }
+
+/// Records a page of the audit list shows.
+const AUDIT_PAGE: usize = 100;
+/// The most records one CSV export holds.
+const AUDIT_CSV_MAX: usize = 50_000;
 
 /// One audit record as a table row: seq, time, actor, role, action, resource,
 /// patient, outcome, address.
 type AuditRow = (i64, String, String, String, String, String, String, String, String);
 
-fn audit_rows(records: Vec<lianyi_store::audit::AuditRecord>) -> Vec<AuditRow> {
+fn audit_rows(t: Tr, records: Vec<lianyi_store::audit::AuditRecord>) -> Vec<AuditRow> {
     records
         .into_iter()
         .map(|r| {
             let e = r.entry;
             let resource = match (e.resource_type, e.resource_id) {
-                (Some(t), Some(id)) => format!("{t}/{id}"),
-                (Some(t), None) => t,
+                (Some(rt), Some(id)) => format!("{rt}/{id}"),
+                (Some(rt), None) => rt,
                 _ => String::new(),
             };
+            // Actions and outcomes in the page's language (an action without a text
+            // shows its code).
+            let action = t.try_get(&format!("audit-act-{}", e.action)).map_or(e.action, str::to_string);
+            let outcome = t.try_get(&format!("audit-outcome-{}", e.outcome)).map_or(e.outcome, str::to_string);
             (
                 r.seq,
                 local_time(e.recorded_at),
                 e.actor,
                 e.role.unwrap_or_default(),
-                e.action,
+                action,
                 resource,
                 e.patient.unwrap_or_default(),
-                e.outcome,
+                outcome,
                 e.client_addr.unwrap_or_default(),
             )
         })
         .collect()
 }
 
-async fn audit_page(
-    State(state): State<AppState>,
-    Signed { info, t, headers }: Signed,
-    Query(q): Query<RangeQuery>,
-) -> Response {
-    let shell = shell(&state, &info, t, &headers).await;
-    let (since, until, from, to) = range(&state, &q);
+/// The audit query of the filters (dates as Beijing days; default the last 30 days).
+fn audit_query(state: &AppState, q: &RangeQuery, limit: usize) -> (lianyi_store::audit::AuditQuery, String, String) {
+    let (since, until, from, to) = range(state, q);
     let filled = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
     let query = lianyi_store::audit::AuditQuery {
         actor: filled(&q.actor),
@@ -236,28 +249,100 @@ async fn audit_page(
         since: Some(since),
         until: Some(until),
         seq: None,
-        limit: 500,
-        offset: 0,
+        limit,
+        offset: q.page.unwrap_or(0) * limit,
     };
+    (query, from, to)
+}
+
+/// The filters as a query string (without the page).
+fn filter_string(query: &lianyi_store::audit::AuditQuery, from: &str, to: &str) -> String {
+    let mut f = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in [("actor", &query.actor), ("patient", &query.patient), ("action", &query.action)] {
+        if let Some(v) = v {
+            f.append_pair(k, v);
+        }
+    }
+    f.append_pair("from", from).append_pair("to", to);
+    f.finish()
+}
+
+async fn audit_page(
+    State(state): State<AppState>,
+    Signed { info, t, headers }: Signed,
+    Query(q): Query<RangeQuery>,
+) -> Response {
+    let shell = shell(&state, &info, t, &headers).await;
+    let (query, from, to) = audit_query(&state, &q, AUDIT_PAGE);
+    let filters = filter_string(&query, &from, &to);
+    let page_no = q.page.unwrap_or(0);
     match state.fhir.audit_review(&info.caller, &query).await {
-        Ok(records) => page(
-            AuditPage {
-                t,
-                shell: &shell,
-                title: t.get("audit-title"),
-                intro: None,
-                show_filters: true,
-                actor: query.actor.unwrap_or_default(),
-                patient: query.patient.unwrap_or_default(),
-                action: query.action.unwrap_or_default(),
-                from,
-                to,
-                rows: audit_rows(records),
-            }
-            .render(),
-        ),
+        Ok(records) => {
+            let full = records.len() == AUDIT_PAGE;
+            page(
+                AuditPage {
+                    t,
+                    shell: &shell,
+                    title: t.get("audit-title"),
+                    intro: None,
+                    show_filters: true,
+                    actor: query.actor.clone().unwrap_or_default(),
+                    patient: query.patient.clone().unwrap_or_default(),
+                    action: query.action.clone().unwrap_or_default(),
+                    from,
+                    to,
+                    rows: audit_rows(t, records),
+                    prev: (page_no > 0).then(|| format!("{filters}&page={}", page_no - 1)),
+                    next: full.then(|| format!("{filters}&page={}", page_no + 1)),
+                    filters,
+                }
+                .render(),
+            )
+        }
         Err(_) => forbidden(t),
     }
+}
+
+/// `GET /admin/audit.csv`: the filtered records as CSV (UTF-8 with a byte-order mark,
+/// which spreadsheet programs need for Chinese), for the privacy officer's reports.
+/// The export is itself an audited review.
+async fn audit_csv(
+    State(state): State<AppState>,
+    Signed { info, t, .. }: Signed,
+    Query(q): Query<RangeQuery>,
+) -> Response {
+    let (query, from, to) = audit_query(&state, &RangeQuery { page: None, ..q }, AUDIT_CSV_MAX);
+    let Ok(records) = state.fhir.audit_review(&info.caller, &query).await else { return forbidden(t) };
+    let field = |s: &str| {
+        if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    };
+    let mut body = String::from("\u{feff}");
+    let header = [
+        "audit-seq",
+        "report-when",
+        "audit-actor",
+        "report-role",
+        "audit-action",
+        "audit-resource",
+        "report-patient",
+        "audit-outcome",
+        "audit-address",
+    ];
+    body.push_str(&header.iter().map(|k| field(t.get(k))).collect::<Vec<_>>().join(","));
+    body.push_str("\r\n");
+    for r in audit_rows(t, records) {
+        let cells = [r.0.to_string(), r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8];
+        body.push_str(&cells.iter().map(|c| field(c)).collect::<Vec<_>>().join(","));
+        body.push_str("\r\n");
+    }
+    let mut resp = axum::response::IntoResponse::into_response(body);
+    let h = resp.headers_mut();
+    h.insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("text/csv; charset=utf-8"));
+    h.insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("attachment; filename=\"audit-{from}-{to}.csv\"")) {
+        h.insert(axum::http::header::CONTENT_DISPOSITION, v);
+    }
+    resp
 }
 
 async fn access_log(State(state): State<AppState>, Signed { info, t, headers }: Signed) -> Response {
@@ -275,7 +360,10 @@ async fn access_log(State(state): State<AppState>, Signed { info, t, headers }: 
                 action: String::new(),
                 from: String::new(),
                 to: String::new(),
-                rows: audit_rows(records),
+                rows: audit_rows(t, records),
+                prev: None,
+                next: None,
+                filters: String::new(),
             }
             .render(),
         ),

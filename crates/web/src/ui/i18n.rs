@@ -93,6 +93,16 @@ impl Tr {
         table.get(key).copied().unwrap_or(key)
     }
 
+    /// The text for `key` if there is one (codes that may have no text: an audit
+    /// action added later shows as its code).
+    pub fn try_get(&self, key: &str) -> Option<&'static str> {
+        let table: &HashMap<&'static str, &'static str> = match self.lang {
+            Lang::ZhCn => &ZH,
+            Lang::En => &EN,
+        };
+        table.get(key).copied()
+    }
+
     /// The text for `key` with `{0}` replaced by `arg`.
     pub fn fmt(&self, key: &str, arg: &str) -> String {
         self.get(key).replace("{0}", arg)
