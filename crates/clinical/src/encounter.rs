@@ -96,7 +96,7 @@ impl Workspace {
             queue_number,
             department_names: organization
                 .as_ref()
-                .map(crate::names::of_organization)
+                .map(lianyi_services::fhir::organization_names)
                 .unwrap_or_else(|| Names { zh: department.clone(), en: department.clone() }),
             campus: organization.as_ref().map(|o| reference(&o["partOf"], "Organization/")).filter(|c| !c.is_empty()),
             department,

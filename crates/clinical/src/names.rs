@@ -63,12 +63,6 @@ pub fn jaro_winkler(a: &str, b: &str) -> f64 {
 
 pub use lianyi_services::Names;
 
-/// An Organization's names: the name, and the English alias (each falls back to
-/// the other).
-pub fn of_organization(v: &serde_json::Value) -> Names {
-    lianyi_services::fhir::organization_names(v)
-}
-
 /// A Practitioner's names: the one in characters (representation IDE) and the one
 /// in pinyin (ABC), each falling back to the other.
 pub fn of_practitioner(v: &serde_json::Value) -> Names {
@@ -83,7 +77,7 @@ pub fn of_practitioner(v: &serde_json::Value) -> Names {
 
 /// Names of a Practitioner or an Organization.
 pub fn of(v: &serde_json::Value) -> Names {
-    if v["resourceType"] == "Practitioner" { of_practitioner(v) } else { of_organization(v) }
+    if v["resourceType"] == "Practitioner" { of_practitioner(v) } else { lianyi_services::fhir::organization_names(v) }
 }
 
 #[cfg(test)]

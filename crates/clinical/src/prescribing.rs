@@ -219,6 +219,17 @@ pub struct Finding {
     pub en: String,
 }
 
+/// The substance of a recorded AllergyIntolerance, as the checks compare it.
+pub fn allergy_substance(a: &Value) -> Option<String> {
+    a["code"]["text"].as_str().or_else(|| a["code"]["coding"][0]["display"].as_str()).map(str::to_string)
+}
+
+/// The catalogue drug a MedicationRequest prescribes, if it is one of the catalogue's.
+pub fn prescribed_drug(m: &Value) -> Option<&'static Drug> {
+    let codings = m["medicationCodeableConcept"]["coding"].as_array()?;
+    codings.iter().filter(|c| c["system"] == DRUG_SYSTEM).find_map(|c| drug(c["code"].as_str()?))
+}
+
 fn matches_rule(pattern: &str, d: &Drug) -> bool {
     pattern == d.code || d.atc.starts_with(pattern)
 }
@@ -429,9 +440,7 @@ impl Prescribing {
             )
             .await?
             .iter()
-            .filter_map(|a| {
-                a["code"]["text"].as_str().or_else(|| a["code"]["coding"][0]["display"].as_str()).map(str::to_string)
-            })
+            .filter_map(allergy_substance)
             .collect();
         let active: Vec<&Drug> = self
             .search(
@@ -441,11 +450,7 @@ impl Prescribing {
             )
             .await?
             .iter()
-            .filter_map(|m| {
-                let codings = m["medicationCodeableConcept"]["coding"].as_array()?;
-                let code = codings.iter().find(|c| c["system"] == DRUG_SYSTEM)?["code"].as_str()?;
-                drug(code)
-            })
+            .filter_map(prescribed_drug)
             .collect();
         Ok(check(order, d, &allergies, &active))
     }

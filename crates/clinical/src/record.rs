@@ -18,7 +18,7 @@ use lianyi_store::StoredResource;
 use serde_json::{Value, json};
 
 use crate::common::{invalid, minute as when, rtype};
-use crate::registry::{RegistryError, mrns_of};
+use crate::registry::{RegistryError, mrns_of, record_open};
 
 const LOINC: &str = "http://loinc.org";
 /// The SOAP sections: (key, LOINC code, LOINC display).
@@ -151,12 +151,7 @@ impl Record {
         let wide = caller.group_wide();
         let stored = self.fhir.reader(&wide, rtype("Patient")?).await?.read(patient).await?;
         let p: Value = parse(&stored.body)?;
-        // The record is open where the patient belongs: its campus, and every campus
-        // where the patient holds an MRN (the rule lives with the caller, in security).
-        let mrns = mrns_of(&p);
-        let campuses: Vec<&str> =
-            stored.campus.as_deref().into_iter().chain(mrns.iter().map(|m| m.campus.as_str())).collect();
-        let care = caller.open_record(patient, &campuses).ok_or_else(|| {
+        let care = record_open(caller, patient, stored.campus.as_deref(), &mrns_of(&p)).ok_or_else(|| {
             RegistryError::Forbidden(format!(
                 "Patient/{patient} holds no MRN at your campuses: register the patient here, or break the glass"
             ))

@@ -338,6 +338,14 @@ pub fn address_of(p: &Value) -> String {
     p["address"][0]["text"].as_str().unwrap_or_default().to_string()
 }
 
+/// `caller` with `patient`'s record open, when the record belongs to one of their
+/// campuses: the campus that owns it, or one where it holds an MRN (the rule itself
+/// lives with the caller, in security). The record-across-campuses rule.
+pub fn record_open(caller: &Caller, patient: &str, owner: Option<&str>, mrns: &[Mrn]) -> Option<Caller> {
+    let campuses: Vec<&str> = owner.into_iter().chain(mrns.iter().map(|m| m.campus.as_str())).collect();
+    caller.open_record(patient, &campuses)
+}
+
 /// Every campus MRN a Patient carries.
 pub fn mrns_of(p: &Value) -> Vec<Mrn> {
     p["identifier"].as_array().map(|ids| ids.iter().filter_map(Mrn::of_identifier).collect()).unwrap_or_default()
@@ -384,8 +392,9 @@ impl Query {
         }
         let digits = q.chars().filter(char::is_ascii_digit).count();
         let phone_like = q.chars().all(|c| c.is_ascii_digit() || " -+()".contains(c));
-        if q.len() == 18 && ResidentId::parse(q).is_ok() || q.len() == 18 && q[..17].bytes().all(|b| b.is_ascii_digit())
-        {
+        // 17 digits and a check character: a resident ID (a wrong check character
+        // finds nothing rather than being read as a name).
+        if q.len() == 18 && q.as_bytes()[..17].iter().all(u8::is_ascii_digit) {
             Some(Query::ResidentId(q.to_ascii_uppercase()))
         } else if phone_like && digits >= 7 {
             Some(Query::Phone(matching::normalize_phone(q)))
@@ -548,18 +557,12 @@ impl Registry {
         let mut out = Vec::new();
         for r in page.resources {
             let Ok(body) = serde_json::from_str::<Value>(&r.body) else { continue };
-            let mrns = mrns_of(&body);
-            let campuses: Vec<&str> =
-                r.campus.as_deref().into_iter().chain(mrns.iter().map(|m| m.campus.as_str())).collect();
-            let openable = caller.open_record(&r.id, &campuses).is_some();
+            let candidate = candidate_of(&r.id, &body, Score::default());
+            let openable = record_open(caller, &r.id, r.campus.as_deref(), &candidate.mrns).is_some();
             if !openable && !may_break_glass {
                 continue;
             }
-            out.push(Found {
-                candidate: candidate_of(&r.id, &body, Score::default()),
-                campus: r.campus.clone(),
-                openable,
-            });
+            out.push(Found { candidate, campus: r.campus.clone(), openable });
         }
         out.sort_by(|a, b| b.openable.cmp(&a.openable).then_with(|| a.candidate.name.cmp(&b.candidate.name)));
         Ok(out)

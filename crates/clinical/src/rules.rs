@@ -23,7 +23,7 @@ use lianyi_fhir::ResourceType;
 use lianyi_services::rules::{Proposed, RuleFuture, StoredData, StoredRule, broken_rule};
 use serde_json::Value;
 
-use crate::prescribing::{DRUG_SYSTEM, Frequency, Kind, Order, check, drug};
+use crate::prescribing::{Frequency, Kind, Order, allergy_substance, check, prescribed_drug};
 
 /// Every clinical rule on stored data.
 pub fn all() -> Vec<Arc<dyn StoredRule>> {
@@ -102,11 +102,7 @@ impl StoredRule for DrugSafety {
             if !write.creating || !in_force {
                 return Ok(());
             }
-            let codings = m["medicationCodeableConcept"]["coding"].as_array().map(Vec::as_slice).unwrap_or_default();
-            let Some(d) = codings.iter().filter(|c| c["system"] == DRUG_SYSTEM).find_map(|c| drug(c["code"].as_str()?))
-            else {
-                return Ok(());
-            };
+            let Some(d) = prescribed_drug(m) else { return Ok(()) };
             let Some(patient) = m["subject"]["reference"].as_str().and_then(|r| r.strip_prefix("Patient/")) else {
                 return Ok(());
             };
@@ -122,22 +118,14 @@ impl StoredRule for DrugSafety {
                 .search(allergy_type, &of_patient(("clinical-status", "active")))
                 .await?
                 .iter()
-                .filter_map(|a| {
-                    a["code"]["text"]
-                        .as_str()
-                        .or_else(|| a["code"]["coding"][0]["display"].as_str())
-                        .map(str::to_string)
-                })
+                .filter_map(allergy_substance)
                 .collect();
             let active: Vec<_> = data
                 .search(request_type, &of_patient(("status", "active")))
                 .await?
                 .iter()
                 .filter(|r| r["id"].as_str() != Some(write.id))
-                .filter_map(|r| {
-                    let codings = r["medicationCodeableConcept"]["coding"].as_array()?;
-                    drug(codings.iter().find(|c| c["system"] == DRUG_SYSTEM)?["code"].as_str()?)
-                })
+                .filter_map(prescribed_drug)
                 .collect();
             let (order, dosed) = order_of(m, d.code);
             let findings = check(&order, d, &allergies, &active);

@@ -165,28 +165,22 @@ impl FhirService {
         self
     }
 
-    /// Runs the stored-data rules on the writes of one request (`creating`: which are
-    /// new resources); the first broken rule is the error, with the write's position.
+    /// Whether a stored-data rule looks at writes of `rtype` (most types: none).
+    pub(crate) fn has_rules_for(&self, rtype: &str) -> bool {
+        self.rules.iter().any(|r| r.applies_to(rtype))
+    }
+
+    /// Runs the stored-data rules on writes of one request: (position, write, whether
+    /// it makes a new resource). The first broken rule is the error, with its position.
     pub(crate) async fn stored_rules(
         &self,
-        writes: &[(&WriteOp, bool)],
+        writes: &[(usize, &WriteOp, bool)],
     ) -> std::result::Result<(), (usize, ServiceError)> {
-        if self.rules.is_empty() {
-            return Ok(());
-        }
-        let bodies: Vec<&Value> = writes.iter().filter_map(|(op, _)| op.resource.as_ref()).collect();
         let data = crate::rules::StoredData { fhir: self };
-        for (n, (op, creating)) in writes.iter().enumerate() {
+        for &(n, op, creating) in writes {
             let Some(resource) = &op.resource else { continue };
             for rule in self.rules.iter().filter(|r| r.applies_to(&op.resource_type)) {
-                let alongside: Vec<&Value> = bodies.iter().copied().filter(|b| !std::ptr::eq(*b, resource)).collect();
-                let proposed = crate::rules::Proposed {
-                    rtype: &op.resource_type,
-                    id: &op.id,
-                    resource,
-                    creating: *creating,
-                    alongside: &alongside,
-                };
+                let proposed = crate::rules::Proposed { rtype: &op.resource_type, id: &op.id, resource, creating };
                 rule.check(&data, &proposed).await.map_err(|e| (n, e))?;
             }
         }
@@ -603,7 +597,7 @@ impl FhirService {
             Ok(op)
         });
         match prepared {
-            Ok(op) => match self.stored_rules(&[(&op, true)]).await {
+            Ok(op) => match self.stored_rules(&[(0, &op, true)]).await {
                 Ok(()) => self.write_one(caller, "create", op).await,
                 Err((_, e)) => self.failed(caller, "create", t, None, e).await,
             },
@@ -635,7 +629,7 @@ impl FhirService {
         let t = rtype.as_str();
         let existing = self.store.read(t, id).await?.filter(|r| !r.deleted);
         match self.update_op(caller, rtype, id, resource, if_match, existing.as_ref()) {
-            Ok(op) => match self.stored_rules(&[(&op, existing.is_none())]).await {
+            Ok(op) => match self.stored_rules(&[(0, &op, existing.is_none())]).await {
                 Ok(()) => self.write_one(caller, "update", op).await,
                 Err((_, e)) => self.failed(caller, "update", t, Some(id), e).await,
             },

@@ -166,8 +166,6 @@ pub struct Proposed<'a> {
     pub resource: &'a Value,
     /// A new resource (not a new version of a stored one).
     pub creating: bool,
-    /// The other resources written in the same transaction.
-    pub alongside: &'a [&'a Value],
 }
 
 /// The stored data a rule may look at while it checks a write: every campus, read

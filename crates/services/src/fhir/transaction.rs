@@ -549,18 +549,18 @@ impl FhirService {
             }
         }
 
-        // Rules on stored data see the whole transaction (a Slot marked busy with the
-        // Appointment that takes it, a prescription with its DetectedIssues).
-        let creating: Vec<bool> = ops
+        // Rules on stored data (a booking's Slot, a prescription's safety checks) judge
+        // the writes of their types against what is stored before this transaction.
+        let checks: Vec<(usize, &WriteOp, bool)> = ops
             .iter()
-            .map(|(_, op, action)| match ResourceType::parse(&op.resource_type) {
-                Some(rt) => *action == "create" || stored(rt, &op.id).is_none(),
-                None => *action == "create",
+            .filter(|(_, op, _)| self.has_rules_for(&op.resource_type))
+            .map(|(i, op, action)| {
+                let new = *action == "create"
+                    || ResourceType::parse(&op.resource_type).is_some_and(|rt| stored(rt, &op.id).is_none());
+                (*i, op, new)
             })
             .collect();
-        let checks: Vec<(&WriteOp, bool)> = ops.iter().map(|(_, op, _)| op).zip(creating).collect();
-        if let Err((n, e)) = self.stored_rules(&checks).await {
-            let entry = ops.get(n).map_or(0, |(i, _, _)| *i);
+        if let Err((entry, e)) = self.stored_rules(&checks).await {
             return self.failed(caller, "transaction", "Bundle", None, at_entry(entry, e)).await;
         }
 

@@ -178,17 +178,8 @@ async fn render_encounter(
     let (results, timeline) = record_rows(&state, &care, &patient_id, t).await;
     let notes = state.record.notes(caller, &id).await;
     let may_write_notes = staff_may(caller, "Composition", Perm::Create);
-    let diagnoses = state
-        .workspace
-        .diagnoses(caller, &id)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|d| CodeRow {
-            title: t.pick(d.title_zh.as_deref().unwrap_or(&d.title_en), &d.title_en).to_string(),
-            code: d.code,
-        })
-        .collect();
+    let diagnoses =
+        diagnoses(&state, caller, &id, t).await.into_iter().map(|(code, title)| CodeRow { code, title }).collect();
     let icd_query = q.icd.unwrap_or_default();
     let icd_results = icd_rows(&icd_query, t);
     let may_diagnose = caller.access().allows("Condition", Perm::Create);

@@ -105,14 +105,8 @@ async fn print_page(
         .into_iter()
         .map(|a| a.substance)
         .collect();
-    let diagnoses = state
-        .workspace
-        .diagnoses(caller, &id)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|d| format!("{} {}", d.code, t.pick(d.title_zh.as_deref().unwrap_or(&d.title_en), &d.title_en)))
-        .collect();
+    let diagnoses =
+        diagnoses(&state, caller, &id, t).await.into_iter().map(|(code, title)| format!("{code} {title}")).collect();
     let prescriptions = prescriptions(&state, caller, &id, t).await;
     let orders = requested(&state, caller, &id, t)
         .await

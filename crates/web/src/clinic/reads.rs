@@ -145,3 +145,19 @@ pub(super) async fn requested(
         })
         .collect()
 }
+
+/// The visit's diagnoses: (ICD-10 code, title in the page's language; English where
+/// the table has no Chinese title).
+pub(super) async fn diagnoses(state: &AppState, caller: &Caller, encounter: &str, t: Tr) -> Vec<(String, String)> {
+    state
+        .workspace
+        .diagnoses(caller, encounter)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| {
+            let title = t.pick(d.title_zh.as_deref().unwrap_or(&d.title_en), &d.title_en).to_string();
+            (d.code, title)
+        })
+        .collect()
+}

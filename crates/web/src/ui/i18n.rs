@@ -86,11 +86,7 @@ impl Tr {
 
     /// The text for `key`; the key itself if missing (a test prevents that).
     pub fn get<'a>(&self, key: &'a str) -> &'a str {
-        let table: &HashMap<&'static str, &'static str> = match self.lang {
-            Lang::ZhCn => &ZH,
-            Lang::En => &EN,
-        };
-        table.get(key).copied().unwrap_or(key)
+        self.try_get(key).unwrap_or(key)
     }
 
     /// The text for `key` if there is one (codes that may have no text: an audit
