@@ -97,6 +97,47 @@ impl Rng {
 }
 
 const FAMILIES: [&str; 12] = ["Wang", "Li", "Zhang", "Liu", "Chen", "Yang", "Huang", "Zhao", "Wu", "Zhou", "Xu", "Sun"];
+/// The same surnames in Hanzi (a patient's official name), and given-name characters.
+const FAMILIES_ZH: [&str; 12] = ["王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙"];
+const GIVEN_ZH: [(&str, &str); 20] = [
+    ("伟", "wei"),
+    ("芳", "fang"),
+    ("娜", "na"),
+    ("敏", "min"),
+    ("静", "jing"),
+    ("丽", "li"),
+    ("强", "qiang"),
+    ("磊", "lei"),
+    ("军", "jun"),
+    ("洋", "yang"),
+    ("勇", "yong"),
+    ("艳", "yan"),
+    ("杰", "jie"),
+    ("娟", "juan"),
+    ("涛", "tao"),
+    ("明", "ming"),
+    ("超", "chao"),
+    ("秀", "xiu"),
+    ("霞", "xia"),
+    ("平", "ping"),
+];
+
+/// The n-th patient's name in Hanzi and in pinyin, and its initials (`王伟明`,
+/// `wangweiming`, `wwm`), from the surname the generator chose.
+fn chinese_name(family: usize, n: usize) -> (String, String, String) {
+    let (g1, g2) = (GIVEN_ZH[(n * 7) % 20], GIVEN_ZH[(n / 20 * 13) % 20]);
+    let py = FAMILIES[family].to_lowercase();
+    (
+        format!("{}{}{}", FAMILIES_ZH[family], g1.0, g2.0),
+        format!("{py}{}{}", g1.1, g2.1),
+        format!("{}{}{}", &py[..1], &g1.1[..1], &g2.1[..1]),
+    )
+}
+
+/// The n-th patient's mobile number.
+fn phone(n: usize) -> String {
+    format!("139{n:08}")
+}
 const LABS: [(&str, &str, f64, f64); 5] = [
     ("2345-7", "mmol/L", 5.4, 1.6),
     ("718-7", "g/L", 138.0, 18.0),
@@ -110,10 +151,14 @@ const CONDITIONS: [&str; 6] = ["I10", "E11.9", "J06.9", "K29.7", "E78.5", "M54.5
 /// conditions and prescriptions. References use urn:uuid so it goes in one transaction.
 fn patient_bundle(rng: &mut Rng, n: usize) -> Vec<Value> {
     let pu = format!("urn:uuid:00000000-0000-4000-8000-{n:012}");
-    let family = FAMILIES[rng.below(FAMILIES.len() as u64) as usize];
+    let f = rng.below(FAMILIES.len() as u64) as usize;
+    let family = FAMILIES[f];
+    let (hanzi, _, _) = chinese_name(f, n);
     let year = 1940 + rng.below(80);
     let mut out = vec![json!({"fullUrl": pu, "request": {"method": "POST", "url": "Patient"}, "resource": {
-        "resourceType": "Patient", "name": [{"family": family, "given": [format!("G{}", n % 1000)]}],
+        "resourceType": "Patient", "name": [{"use": "official", "text": hanzi, "family": FAMILIES_ZH[f], "given": [hanzi.chars().skip(1).collect::<String>()]},
+                                          {"use": "usual", "family": family, "given": [format!("G{}", n % 1000)]}],
+        "telecom": [{"system": "phone", "value": phone(n), "use": "mobile"}],
         "identifier": [{"system": "urn:lianyi:sid:mrn:bench", "value": format!("B{n:08}")}],
         "gender": if rng.below(2) == 0 { "male" } else { "female" },
         "birthDate": format!("{year}-{:02}-{:02}", 1 + rng.below(12), 1 + rng.below(28))}})];
@@ -152,6 +197,13 @@ fn patient_bundle(rng: &mut Rng, n: usize) -> Vec<Value> {
     }
     out
 }
+
+/// The account the finder benchmark signs in as.
+const BENCH_USER: &str = "bench.registrar";
+const BENCH_PASSWORD: &str = "Bench-Registrar-2026";
+
+/// The finder's text for the n-th patient (of the given surname).
+type FinderQuery = fn(usize, usize) -> String;
 
 /// A search for the n-th patient.
 type QueryFor = Box<dyn Fn(usize) -> String>;
@@ -211,6 +263,23 @@ async fn serve(database: String, dir: PathBuf, cred_file: PathBuf) {
         )
         .await
         .expect("client");
+    // The registrar the patient finder is measured as (the login pages enrol its
+    // authenticator).
+    app.state()
+        .users
+        .add_user(
+            &lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("bench".into())),
+            lianyi_security::users::NewUser {
+                username: BENCH_USER.into(),
+                display_name: "基准 挂号员".into(),
+                password: BENCH_PASSWORD.into(),
+                grants: vec![("registrar".into(), "*".into())],
+                patient: None,
+                must_change_password: false,
+            },
+        )
+        .await
+        .expect("bench user");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mllp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -344,6 +413,7 @@ async fn main() {
     let mut rng = Rng(42);
     let mut loaded = 0usize;
     let mut patients = 0usize;
+    let mut family_of: Vec<usize> = Vec::new();
     let mut bodies: Vec<String> = Vec::new();
     let t = Instant::now();
     let peak = Arc::new(AtomicUsize::new(rss_idle as usize));
@@ -371,7 +441,10 @@ async fn main() {
     while loaded < a.resources {
         let mut entries = Vec::new();
         while entries.len() < a.bundle && loaded + entries.len() < a.resources {
-            entries.extend(patient_bundle(&mut rng, patients));
+            let bundle = patient_bundle(&mut rng, patients);
+            let family = &bundle[0]["resource"]["name"][0]["family"];
+            family_of.push(FAMILIES_ZH.iter().position(|z| family == *z).unwrap_or(0));
+            entries.extend(bundle);
             patients += 1;
         }
         loaded += entries.len();
@@ -483,6 +556,33 @@ async fn main() {
         println!("  search {name:<28} p50 {p50:>6.1} ms  p95 {p95:>6.1} ms  p99 {p99:>6.1} ms");
         searches.push(json!({"query": name, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}));
     }
+    // 4. The staff's patient finder (`/patients?q=`, what the header's search opens), as
+    // a registrar signed in through the login pages: pinyin initials, whole pinyin,
+    // MRN and phone. Each found record is an audited read, as in use.
+    let mut finder = Vec::new();
+    let (mut registrar, _) = pages::Session::log_in(&server.base, BENCH_USER, BENCH_PASSWORD).await;
+    let kinds: [(&str, FinderQuery); 4] = [
+        ("pinyin initials", |f, p| chinese_name(f, p).2),
+        ("whole pinyin", |f, p| chinese_name(f, p).1),
+        ("MRN", |_, p| format!("B{p:08}")),
+        ("phone", |_, p| phone(p)),
+    ];
+    for (name, q) in kinds {
+        let mut lat = Vec::new();
+        for i in 0..200 {
+            let p = (i * 7919) % patients.max(1);
+            let f = family_of[p];
+            let t = Instant::now();
+            let (status, _, body) = registrar.get(&format!("/patients?q={}", q(f, p))).await;
+            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert!(status == 200 && body.contains("data-patient") || name == "pinyin initials", "{name}: {status}");
+        }
+        lat.sort_by(|x, y| x.total_cmp(y));
+        let (p50, p95, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.95), percentile(&lat, 0.99));
+        println!("  finder {name:<28} p50 {p50:>6.1} ms  p95 {p95:>6.1} ms  p99 {p99:>6.1} ms");
+        finder.push(json!({"query": name, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}));
+    }
+
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = rss_kb(pid);
     drop(server);
@@ -545,6 +645,7 @@ async fn main() {
         "bundle_ingest_per_s": bundle_rate, "single_create_per_s": create_rate,
         "raw_insert_per_s": raw_rate, "ingest_fraction_of_raw": ratio,
         "search": searches,
+        "finder": finder,
         "rss_idle_mb": rss_idle / 1024, "rss_peak_mb": peak_rss / 1024, "rss_after_mb": rss_after / 1024,
         "database_bytes": db_bytes,
     });

@@ -26,7 +26,7 @@ impl Drop for Demo {
 }
 
 /// A signed-in browser session (cookies kept by hand: the session cookie is Secure).
-struct Session {
+pub(crate) struct Session {
     http: reqwest::Client,
     base: String,
     cookies: Vec<(String, String)>,
@@ -60,7 +60,7 @@ impl Session {
         self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
     }
 
-    async fn get(&mut self, path: &str) -> (u16, String, String) {
+    pub(crate) async fn get(&mut self, path: &str) -> (u16, String, String) {
         let r = self.http.get(format!("{}{path}", self.base)).header("cookie", self.cookie()).send().await.unwrap();
         self.keep(&r);
         let status = r.status().as_u16();
@@ -83,11 +83,12 @@ impl Session {
         (status, loc, r.text().await.unwrap())
     }
 
-    async fn log_in(base: &str, user: &str) -> (Session, String) {
+    /// Signs in with a password (no change asked) and enrols the authenticator.
+    pub(crate) async fn log_in(base: &str, user: &str, password: &str) -> (Session, String) {
         let mut s = Session::new(base);
         let (_, _, page) = s.get("/login").await;
         let csrf = between(&page, "name=\"csrf\" value=\"", "\"").to_string();
-        let (_, loc, _) = s.post("/login", &[("csrf", &csrf), ("username", user), ("password", DEMO_PASSWORD)]).await;
+        let (_, loc, _) = s.post("/login", &[("csrf", &csrf), ("username", user), ("password", password)]).await;
         assert!(loc.contains("/login/enrol"), "{user}: expected the enrolment, got {loc}");
         let (_, _, page) = s.get("/login/enrol").await;
         let csrf = between(&page, "name=\"csrf\" value=\"", "\"").to_string();
@@ -157,7 +158,7 @@ pub async fn run(raw: Vec<String>) {
     println!("Page render benchmark on the demo data (SQLite), {n} requests per page, one at a time");
 
     // The registrar books and checks in demo patient pat-0001 at internal medicine.
-    let (mut registrar, csrf) = Session::log_in(&base, "registrar.east").await;
+    let (mut registrar, csrf) = Session::log_in(&base, "registrar.east", DEMO_PASSWORD).await;
     let today = beijing_today();
     let (_, _, page) = registrar.get(&format!("/scheduling?patient=pat-0001&dept=campus-east-im&date={today}")).await;
     let slot = between(&page, "data-slot=\"", "\"").to_string();
@@ -172,7 +173,7 @@ pub async fn run(raw: Vec<String>) {
     registrar.post(&format!("/appointments/{appointment}/check-in"), &[("csrf", &csrf), ("patient", "pat-0001")]).await;
 
     // The doctor calls the patient: the encounter page.
-    let (mut doctor, dcsrf) = Session::log_in(&base, "doctor.east").await;
+    let (mut doctor, dcsrf) = Session::log_in(&base, "doctor.east", DEMO_PASSWORD).await;
     let (_, encounter, _) = doctor.post("/queue/call", &[("csrf", &dcsrf), ("dept", "campus-east-im")]).await;
     assert!(encounter.starts_with("/encounters/"), "call-next failed: {encounter}");
 

@@ -344,15 +344,55 @@ pub struct Prescribing {
     fhir: FhirService,
 }
 
-/// A prescription as the workspace lists it.
+/// A prescription as the workspace lists it and the slip prints it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Prescription {
     /// The catalogue code (empty for a drug outside the catalogue).
     pub code: String,
     /// Drug and strength.
     pub names: Names,
-    /// The dosage as signed (`500 mg tid × 5 d`).
+    /// The dosage as signed (`500 mg tid × 5 d`), for prescriptions without the
+    /// structured parts below (written by other systems).
     pub dosage: String,
+    /// The prescription number (处方编号, `RX00000001`), empty when it has none.
+    pub number: String,
+    /// The structured dosage, when the prescription carries it.
+    pub dose: Option<Dose>,
+}
+
+/// A prescription's dosage in parts, for pages to say in their language.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dose {
+    /// The single dose as written (`500`, `0.5`).
+    pub amount: String,
+    /// Its unit (`mg`, `tablet`).
+    pub unit: String,
+    /// `qd`, `bid`, `tid`, `qid` or `qn`.
+    pub frequency: String,
+    pub days: u32,
+    /// `oral` (the catalogue's tablets and capsules), empty when unknown.
+    pub route: String,
+    /// The quantity to dispense, in the drug's form (`15`, `capsule`).
+    pub quantity: Option<(u32, String)>,
+}
+
+/// The prescription numbers' identifier system.
+pub const NUMBER_SYSTEM: &str = "urn:lianyi:sid:prescription";
+const SNOMED: &str = "http://snomed.info/sct";
+
+/// How many units of the drug's form (tablets, capsules) one prescription takes:
+/// a dose in the strength's unit divided by the strength (rounded up to whole
+/// units), or a dose counted in the form itself; times doses a day, times days.
+pub fn quantity(d: &Drug, order: &Order) -> Option<u32> {
+    let mut strength = d.strength.split_whitespace();
+    let per_dose = if d.unit == d.form {
+        order.dose
+    } else {
+        let value: f64 = strength.next()?.parse().ok()?;
+        (strength.next()? == d.unit && value > 0.0).then_some(order.dose / value)?
+    };
+    let total = (per_dose - 1e-9).ceil().max(1.0) * f64::from(order.frequency.per_day()) * f64::from(order.days);
+    (total.is_finite() && total <= 100_000.0).then_some(total as u32)
 }
 
 /// The shortest override reason accepted.
@@ -387,10 +427,35 @@ impl Prescribing {
                         Names { zh: text.clone(), en: text }
                     }
                 };
+                let di = &m["dosageInstruction"][0];
+                let dq = &di["doseAndRate"][0]["doseQuantity"];
+                let frequency = di["timing"]["code"]["text"].as_str().filter(|f| Frequency::parse(f).is_some());
+                let days = m["dispenseRequest"]["expectedSupplyDuration"]["value"].as_u64();
+                let dose = match (dq["value"].as_f64(), dq["unit"].as_str(), frequency, days) {
+                    (Some(amount), Some(unit), Some(frequency), Some(days)) => Some(Dose {
+                        amount: amount.to_string(),
+                        unit: unit.to_string(),
+                        frequency: frequency.to_string(),
+                        days: u32::try_from(days).unwrap_or(u32::MAX),
+                        route: di["route"]["text"].as_str().unwrap_or_default().to_string(),
+                        quantity: m["dispenseRequest"]["quantity"]["value"].as_u64().map(|n| {
+                            let unit = m["dispenseRequest"]["quantity"]["unit"].as_str().unwrap_or_default();
+                            (u32::try_from(n).unwrap_or(u32::MAX), unit.to_string())
+                        }),
+                    }),
+                    _ => None,
+                };
                 Prescription {
                     code: code.to_string(),
                     names,
-                    dosage: m["dosageInstruction"][0]["text"].as_str().unwrap_or_default().to_string(),
+                    dosage: di["text"].as_str().unwrap_or_default().to_string(),
+                    number: m["identifier"]
+                        .as_array()
+                        .and_then(|ids| ids.iter().find(|i| i["system"] == NUMBER_SYSTEM))
+                        .and_then(|i| i["value"].as_str())
+                        .unwrap_or_default()
+                        .to_string(),
+                    dose,
                 }
             })
             .collect())
@@ -500,7 +565,9 @@ impl Prescribing {
             );
         }
         let per_day = order.frequency.per_day();
+        let number = format!("RX{:08}", self.fhir.operations().next_counter("prescription", 1).await?);
         let request = json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+            "identifier": [{"system": NUMBER_SYSTEM, "value": number}],
             "medicationCodeableConcept": {"coding": [{"system": DRUG_SYSTEM, "code": d.code, "display": d.en},
                                                      {"system": ATC_SYSTEM, "code": d.atc}],
                                           "text": format!("{} {}", d.zh, d.strength)},
@@ -514,6 +581,14 @@ impl Prescribing {
                                    "doseAndRate": [{"doseQuantity": {"value": order.dose, "unit": d.unit}}]}],
             "dispenseRequest": {"expectedSupplyDuration": {"value": order.days, "unit": "d", "system": "http://unitsofmeasure.org", "code": "d"}}});
         let mut request = request;
+        // The catalogue's tablets and capsules are taken by mouth.
+        if matches!(d.form, "tablet" | "capsule") {
+            request["dosageInstruction"][0]["route"] =
+                json!({"coding": [{"system": SNOMED, "code": "26643006", "display": "Oral route"}], "text": "oral"});
+        }
+        if let Some(n) = quantity(d, order) {
+            request["dispenseRequest"]["quantity"] = json!({"value": n, "unit": d.form});
+        }
         if !issue_refs.is_empty() {
             request["detectedIssue"] = json!(issue_refs);
         }
@@ -546,6 +621,20 @@ mod tests {
 
     fn order(code: &str, dose: f64, f: Frequency) -> Order {
         Order { drug: code.into(), dose, frequency: f, days: 7 }
+    }
+
+    #[test]
+    fn the_quantity_counts_whole_tablets_and_capsules() {
+        let q = |code: &str, dose: f64, f: Frequency, days: u32| {
+            quantity(drug(code).unwrap(), &Order { drug: code.into(), dose, frequency: f, days })
+        };
+        // 500 mg capsules, 500 mg three times a day for 5 days.
+        assert_eq!(q("AMOX500", 500.0, Frequency::Tid, 5), Some(15));
+        // Half a tablet is a whole tablet to dispense; 1,000 mg of a 500 mg tablet is two.
+        assert_eq!(q("PARA500", 250.0, Frequency::Qd, 3), Some(3));
+        assert_eq!(q("PARA500", 1000.0, Frequency::Bid, 2), Some(8));
+        // A dose counted in tablets.
+        assert_eq!(q("SMZ400", 2.0, Frequency::Bid, 7), Some(28));
     }
 
     fn run(code: &str, dose: f64, f: Frequency, allergies: &[&str], active: &[&str]) -> Vec<(Kind, bool)> {

@@ -93,6 +93,11 @@ pub struct Event {
     pub link: Option<String>,
     /// A result's worst abnormal flag (H, L, HH, LL, A) or empty.
     pub flag: String,
+    /// A visit's class code (`AMB`, `IMP` …) and status code, for pages to name in
+    /// their language; empty for other events. A visit's `text` is its type's text
+    /// (empty when it has none).
+    pub class: String,
+    pub status: String,
 }
 
 /// XHTML narrative of plain text (escaped, line breaks kept).
@@ -191,15 +196,16 @@ impl Record {
         let mut out = Vec::new();
         let campus = |r: &StoredResource| r.campus.clone().unwrap_or_default();
         for (r, e) in self.rows(caller, "Encounter", &params).await {
-            let class = e["class"]["display"].as_str().or_else(|| e["class"]["code"].as_str()).unwrap_or_default();
-            let kind = e["type"][0]["text"].as_str().or_else(|| e["serviceType"]["text"].as_str()).unwrap_or(class);
+            let kind = e["type"][0]["text"].as_str().or_else(|| e["serviceType"]["text"].as_str()).unwrap_or_default();
             out.push(Event {
                 when: when(&e["period"]["start"]),
                 kind: "encounter",
                 campus: campus(&r),
-                text: format!("{kind} · {}", e["status"].as_str().unwrap_or_default()),
+                text: kind.to_string(),
                 link: Some(format!("/encounters/{}", r.id)),
                 flag: String::new(),
+                class: e["class"]["code"].as_str().unwrap_or_default().to_string(),
+                status: e["status"].as_str().unwrap_or_default().to_string(),
             });
         }
         for (r, c) in self.rows(caller, "Condition", &params).await {
@@ -213,6 +219,8 @@ impl Record {
                     .as_str()
                     .map(|e| format!("/{}", e.replace("Encounter/", "encounters/"))),
                 flag: String::new(),
+                class: String::new(),
+                status: String::new(),
             });
         }
         for (r, d) in self.rows(caller, "DiagnosticReport", &params).await {
@@ -230,6 +238,8 @@ impl Record {
                 },
                 link: Some(format!("/reports/lab/{}", r.id)),
                 flag: String::new(),
+                class: String::new(),
+                status: String::new(),
             });
         }
         for (r, m) in self.rows(caller, "MedicationRequest", &params).await {
@@ -246,6 +256,8 @@ impl Record {
                     .as_str()
                     .map(|e| format!("/{}", e.replace("Encounter/", "encounters/"))),
                 flag: String::new(),
+                class: String::new(),
+                status: String::new(),
             });
         }
         for (r, n) in self.rows(caller, "Composition", &params).await {
@@ -260,6 +272,8 @@ impl Record {
                     .as_str()
                     .map(|e| format!("/{}", e.replace("Encounter/", "encounters/"))),
                 flag: String::new(),
+                class: String::new(),
+                status: String::new(),
             });
         }
         out.sort_by(|a, b| b.when.cmp(&a.when));

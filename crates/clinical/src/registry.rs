@@ -290,6 +290,14 @@ pub struct Candidate {
 }
 
 /// The fields of a stored Patient that matching compares.
+/// Whole years between a `YYYY-MM-DD` birth date and today.
+pub fn age(birth: &str, today: &str) -> Option<u32> {
+    let y = |s: &str| s.get(..4)?.parse::<u32>().ok();
+    let (by, ty) = (y(birth)?, y(today)?);
+    let before_birthday = today.get(5..10)? < birth.get(5..10)?;
+    ty.checked_sub(by)?.checked_sub(u32::from(before_birthday))
+}
+
 pub fn person_of(p: &Value) -> Person {
     let names = p["name"].as_array().cloned().unwrap_or_default();
     let ideographic = names

@@ -210,12 +210,16 @@ pub struct ReportView {
     /// `YYYY-MM-DD` (effective, else issued).
     pub date: String,
     pub lines: Vec<ReportLine>,
+    /// The department that asked for it (the requesting visit's), when known.
+    pub department: crate::names::Names,
 }
 
 /// One result of a printed report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReportLine {
-    pub name: String,
+    /// The test's name: the catalogue's Chinese and English names of a known LOINC
+    /// code, else the result's own title in both.
+    pub names: crate::names::Names,
     pub value: String,
     pub unit: String,
     /// `low–high`, empty without a reference range.
@@ -500,8 +504,13 @@ impl Results {
             let Ok(o) = serde_json::from_str::<Value>(&stored.body) else { continue };
             let range = &o["referenceRange"][0];
             let bound = |b: &Value| b["value"].as_f64().map(|v| v.to_string()).unwrap_or_default();
+            let loinc = o["code"]["coding"][0]["code"].as_str().unwrap_or_default();
+            let names = match analyte(loinc) {
+                Some(a) => crate::names::Names { zh: a.zh.to_string(), en: a.en.to_string() },
+                None => crate::names::Names { zh: code_title(&o), en: code_title(&o) },
+            };
             lines.push(ReportLine {
-                name: code_title(&o),
+                names,
                 value: value_text(&o),
                 unit: o["valueQuantity"]["unit"].as_str().unwrap_or_default().to_string(),
                 range: if range.is_object() {
@@ -518,7 +527,28 @@ impl Results {
             title: code_title(&r),
             date: report_date(&r),
             lines,
+            department: self.requesting_department(caller, &r).await.unwrap_or_default(),
         })
+    }
+
+    /// The department of the visit a report was asked for in: the report's encounter,
+    /// else its request's; that visit's service provider.
+    async fn requesting_department(&self, caller: &Caller, r: &Value) -> Option<crate::names::Names> {
+        let read = |t: &'static str, id: String| async move {
+            let stored = self.fhir.reader(caller, rtype(t).ok()?).await.ok()?.read(&id).await.ok()?;
+            serde_json::from_str::<Value>(&stored.body).ok()
+        };
+        let reference = |v: &Value, prefix: &str| v["reference"].as_str()?.strip_prefix(prefix).map(str::to_string);
+        let encounter = match reference(&r["encounter"], "Encounter/") {
+            Some(e) => e,
+            None => {
+                let request = read("ServiceRequest", reference(&r["basedOn"][0], "ServiceRequest/")?).await?;
+                reference(&request["encounter"], "Encounter/")?
+            }
+        };
+        let e = read("Encounter", encounter).await?;
+        let org = read("Organization", reference(&e["serviceProvider"], "Organization/")?).await?;
+        Some(crate::names::of(&org))
     }
 
     /// A patient's reports the caller may read, newest first (without their results).
@@ -538,6 +568,7 @@ impl Results {
                 title: code_title(&r),
                 date: report_date(&r),
                 lines: Vec::new(),
+                department: Default::default(),
             })
             .collect();
         out.sort_by(|a, b| b.date.cmp(&a.date));

@@ -195,6 +195,22 @@ pub struct QueueEntry {
     pub number: u32,
     /// `arrived` (waiting) or `in-progress` (called).
     pub status: String,
+    /// The Practitioner id of the doctor the patient was booked with.
+    pub doctor: Option<String>,
+}
+
+/// One of today's appointments at the caller's campuses, as the registrar's worklist
+/// shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DayAppointment {
+    pub id: String,
+    /// `HH:MM`, the hospital's local time.
+    pub time: String,
+    /// `booked` (not yet come) or `arrived` (checked in).
+    pub status: String,
+    pub patient: String,
+    pub patient_name: String,
+    pub doctor: Names,
 }
 
 #[derive(Clone, Debug)]
@@ -593,15 +609,95 @@ impl Scheduling {
                     .iter()
                     .find(|i| i["system"] == system.as_str())
                     .and_then(|i| i["value"].as_str()?.parse().ok())?;
+                let doctor = b["participant"].as_array().and_then(|ps| {
+                    ps.iter().find_map(|p| p["individual"]["reference"].as_str()?.strip_prefix("Practitioner/"))
+                });
                 Some(QueueEntry {
                     encounter: r.id.clone(),
                     patient: b["subject"]["reference"].as_str()?.trim_start_matches("Patient/").to_string(),
                     number,
                     status: b["status"].as_str()?.to_string(),
+                    doctor: doctor.map(str::to_string),
                 })
             })
             .collect();
         out.sort_by_key(|e| e.number);
+        Ok(out)
+    }
+
+    /// The departments (Organization ids) where the signed-in user works: the
+    /// PractitionerRoles of the Practitioner that carries the user's name as an
+    /// identifier (`urn:lianyi:sid:user|<username>`). Empty for a user without one.
+    pub async fn own_departments(&self, caller: &Caller) -> Result<Vec<String>, ScheduleError> {
+        let Some(user) = crate::orders::username(caller) else { return Ok(Vec::new()) };
+        let people = self
+            .search(caller, "Practitioner", &[("identifier", format!("{}|{user}", crate::orders::USER_SYSTEM))])
+            .await?;
+        let mut out = Vec::new();
+        for p in people {
+            let roles =
+                self.search(caller, "PractitionerRole", &[("practitioner", format!("Practitioner/{}", p.id))]).await?;
+            for r in roles {
+                let b: Value = serde_json::from_str(&r.body).unwrap_or_default();
+                if b["active"] != false
+                    && let Some(org) =
+                        b["organization"]["reference"].as_str().and_then(|o| o.strip_prefix("Organization/"))
+                    && !out.iter().any(|d| d == org)
+                {
+                    out.push(org.to_string());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Today's booked and checked-in appointments the caller may see (a registrar's
+    /// campus), by time, with patients' and doctors' names.
+    pub async fn day_appointments(&self, caller: &Caller) -> Result<Vec<DayAppointment>, ScheduleError> {
+        let today = self.today();
+        let midnight = local_midnight(&today).unwrap_or_default();
+        let (appointments, included) = self
+            .search_with_included(
+                caller,
+                "Appointment",
+                &[
+                    ("date", format!("ge{}", local_instant(midnight))),
+                    ("date", format!("lt{}", local_instant(midnight + DAY_MS))),
+                    ("status", "booked,arrived".into()),
+                    ("_include", "Appointment:patient".into()),
+                    ("_include", "Appointment:practitioner".into()),
+                    ("_count", "500".into()),
+                ],
+            )
+            .await?;
+        let find = |t: &str, reference: Option<&str>| {
+            let id = reference?.strip_prefix(t)?.strip_prefix('/')?;
+            included.iter().find(|r| r["resourceType"] == t && r["id"] == id)
+        };
+        let mut out: Vec<DayAppointment> = appointments
+            .iter()
+            .map(|a| {
+                let actor = |prefix: &str| {
+                    a["participant"].as_array().and_then(|ps| {
+                        ps.iter().find_map(|p| p["actor"]["reference"].as_str().filter(|r| r.starts_with(prefix)))
+                    })
+                };
+                let patient = actor("Patient/");
+                DayAppointment {
+                    id: a["id"].as_str().unwrap_or_default().to_string(),
+                    time: a["start"].as_str().and_then(|s| s.get(11..16)).unwrap_or_default().to_string(),
+                    status: a["status"].as_str().unwrap_or_default().to_string(),
+                    patient: patient.map(|p| p.trim_start_matches("Patient/").to_string()).unwrap_or_default(),
+                    patient_name: find("Patient", patient)
+                        .map(|p| crate::registry::person_of(p).name)
+                        .unwrap_or_default(),
+                    doctor: find("Practitioner", actor("Practitioner/"))
+                        .map(crate::names::of_practitioner)
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.id.cmp(&b.id)));
         Ok(out)
     }
 

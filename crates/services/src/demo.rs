@@ -9,11 +9,30 @@
 
 use serde_json::{Value, json};
 
-use crate::identifiers::{RESIDENT_ID_SYSTEM, ResidentId, STAFF_ID_SYSTEM, mrn_system};
+use crate::identifiers::{RESIDENT_ID_SYSTEM, ResidentId, STAFF_ID_SYSTEM, USER_SYSTEM, mrn_system};
 
 pub const GROUP_ID: &str = "lianyi-group";
 pub const PATIENTS: usize = 200;
 pub const PRACTITIONERS: usize = 20;
+/// A practitioner who is also a demo account (the users `lianyi demo` adds): their
+/// user name becomes an identifier of their Practitioner, so "my department" finds
+/// their PractitionerRole.
+pub struct StaffAccount {
+    /// The practitioner's position in the generated list.
+    pub position: usize,
+    pub user: &'static str,
+    /// Surname and given name, each in Hanzi and pinyin.
+    pub surname: (&'static str, &'static str),
+    pub given: (&'static str, &'static str),
+}
+
+/// prac-001 is an internal-medicine doctor at the East Campus, prac-002 a surgeon at
+/// the West Campus, prac-019 an internal-medicine nurse at the East Campus.
+pub const STAFF_ACCOUNTS: [StaffAccount; 3] = [
+    StaffAccount { position: 0, user: "doctor.east", surname: ("李", "Li"), given: ("明", "Ming") },
+    StaffAccount { position: 1, user: "doctor.west", surname: ("陈", "Chen"), given: ("静", "Jing") },
+    StaffAccount { position: 18, user: "nurse.east", surname: ("赵", "Zhao"), given: ("娜", "Na") },
+];
 
 /// Campus id, Chinese name, English name, district, postal code.
 pub const CAMPUSES: [(&str, &str, &str, &str, &str); 3] = [
@@ -284,11 +303,19 @@ pub fn generate() -> Vec<DemoResource> {
     ];
     let mut doctors: Vec<Vec<String>> = vec![Vec::new(); 3];
     for i in 0..PRACTITIONERS {
+        let account = STAFF_ACCOUNTS.iter().find(|a| a.position == i);
         let c = i % 3;
         let cid = CAMPUSES[c].0;
-        let (sur_zh, sur_py) = *rng.pick(&SURNAMES);
-        let (g_zh, g_py) = *rng.pick(&GIVEN_CHARS);
+        let (mut sur_zh, mut sur_py) = *rng.pick(&SURNAMES);
+        let (mut g_zh, mut g_py) = *rng.pick(&GIVEN_CHARS);
+        if let Some(a) = account {
+            ((sur_zh, sur_py), (g_zh, g_py)) = (a.surname, a.given);
+        }
         let id = format!("prac-{:03}", i + 1);
+        let mut identifiers = vec![json!({"system": STAFF_ID_SYSTEM, "value": format!("LY{:05}", 10_000 + i)})];
+        if let Some(a) = account {
+            identifiers.push(json!({"system": USER_SYSTEM, "value": a.user}));
+        }
         let (role, role_zh) = if i % 10 == 9 { ("ict", "检验技师") } else { roles[i % roles.len()] };
         let dept = match role {
             "pharmacist" => "pha",
@@ -299,7 +326,7 @@ pub fn generate() -> Vec<DemoResource> {
         push(
             cid,
             json!({"resourceType": "Practitioner", "id": id, "active": true,
-                   "identifier": [{"system": STAFF_ID_SYSTEM, "value": format!("LY{:05}", 10_000 + i)}],
+                   "identifier": identifiers,
                    "name": [{"use": "official", "text": format!("{sur_zh}{g_zh}"), "family": sur_zh, "given": [g_zh]},
                             {"use": "usual", "text": format!("{sur_py} {g_py}"), "family": sur_py, "given": [g_py],
                              "extension": [{"url": NAME_REPRESENTATION, "valueCode": "ABC"}]}],

@@ -34,6 +34,11 @@ impl Drop for Driver {
 
 impl Driver {
     async fn start() -> Driver {
+        Driver::start_sized(1280, 1000).await
+    }
+
+    /// A browser whose page area is `width` × `height` CSS pixels.
+    async fn start_sized(width: u32, height: u32) -> Driver {
         assert!(
             std::path::Path::new("/usr/bin/chromedriver").exists(),
             "chromedriver is missing: scripts/test installs Debian's chromium and chromium-driver"
@@ -61,7 +66,9 @@ impl Driver {
             "prefs": {"intl.accept_languages": "zh-CN,zh"}}}}});
         let v: Value = http.post(format!("{base}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
         let session = v["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {v}")).to_string();
-        Driver { child, http, session, base, profile }
+        let d = Driver { child, http, session, base, profile };
+        d.cmd(reqwest::Method::POST, "/window/rect", json!({"width": width, "height": height})).await;
+        d
     }
 
     async fn cmd(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
@@ -116,13 +123,57 @@ impl Driver {
         (v[0].as_i64().unwrap_or(i64::MAX), v[1].as_i64().unwrap_or(0))
     }
 
-    /// The page at `url` fits the window (nothing wider than the viewport) and carries
-    /// the header with log-out.
-    async fn fits(&self, url: &str) {
-        self.goto(url).await;
-        self.find("#logout").await;
+    /// What the walk asserts on every page it visits: the shell's header (with
+    /// log-out when signed in) and footer are there, nothing is wider than the
+    /// window, and axe-core finds no serious or critical accessibility violation.
+    async fn check(&self, signed_in: bool) {
+        let url = self.url().await;
+        self.find("header.bar").await;
+        self.find("footer.foot").await;
+        if signed_in {
+            self.find("#logout").await;
+        }
         let (page, window) = self.widths().await;
         assert!(page <= window, "{url} is {page} px wide in a {window} px window");
+        let violations = self.axe().await;
+        assert!(violations.is_empty(), "axe-core on {url}:\n{}", violations.join("\n"));
+    }
+
+    /// axe-core's serious and critical violations on the page, one line each.
+    async fn axe(&self) -> Vec<String> {
+        static AXE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/vendor/axe-core/axe.min.js");
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        });
+        let loaded = format!("{}\nreturn typeof axe;", *AXE);
+        let v = self.cmd(reqwest::Method::POST, "/execute/sync", json!({"script": loaded, "args": []})).await;
+        assert_eq!(v, "object", "axe-core did not load: {v}");
+        let run = "const done = arguments[arguments.length - 1];\
+            axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations\
+              .filter(v => v.impact === 'serious' || v.impact === 'critical')\
+              .map(v => v.id + ' (' + v.impact + '): ' + v.help + ' at ' + v.nodes.slice(0, 4).map(n => n.target.join(' ') + ' ' + (n.failureSummary || '').replace(/\\s+/g, ' ')).join(' | '))))\
+              .catch(e => done(['axe failed: ' + e]));";
+        let v = self.cmd(reqwest::Method::POST, "/execute/async", json!({"script": run, "args": []})).await;
+        v.as_array()
+            .unwrap_or_else(|| panic!("axe-core answered {v}"))
+            .iter()
+            .map(|l| l.as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// Opens the folded header menu (phones) when it is folded.
+    async fn open_menu(&self) {
+        let id = self.find("#site-nav").await;
+        let shown = self.cmd(reqwest::Method::GET, &format!("/element/{id}/displayed"), json!({})).await;
+        if shown != true {
+            self.click("#menu-toggle").await;
+        }
+    }
+
+    async fn log_out(&self) {
+        self.open_menu().await;
+        self.click("#logout").await;
+        self.wait_url("/login").await;
     }
 
     /// Waits until the page URL contains `fragment` (after a click started a navigation).
@@ -215,23 +266,28 @@ impl Driver {
         }
     }
 
-    /// Logs in with password (changing it when asked) and the authenticator code.
-    async fn log_in(&self, site: &str, user: &str, clock: &ManualClock) {
+    /// Logs in with password (changing it when asked) and the authenticator code,
+    /// checking each page on the way.
+    async fn log_in(&self, site: &str, user: &str, password: &str, clock: &ManualClock) {
         self.goto(&format!("{site}/login")).await;
+        self.check(false).await;
         self.type_into("#username", user).await;
-        self.type_into("#password", "initial-Pass-2026").await;
+        self.type_into("#password", password).await;
         self.click("#submit").await;
         if self.wait_url("/login/").await.contains("/login/password") {
-            self.type_into("#current", "initial-Pass-2026").await;
+            self.check(false).await;
+            self.type_into("#current", password).await;
             self.type_into("#new", "walk passphrase 2026").await;
             self.type_into("#confirm", "walk passphrase 2026").await;
             self.click("#submit").await;
             self.wait_url("/login/enrol").await;
         }
+        self.check(false).await;
         let secret = totp::base32_decode(self.text("#totp-secret").await.trim()).unwrap();
         self.type_into("#code", &totp::code_at(&secret, clock.now_ms())).await;
         self.click("#submit").await;
         self.find("#welcome").await;
+        self.check(true).await;
     }
 }
 
@@ -293,23 +349,31 @@ const EN: Expect = Expect {
     action: "patient called back to the emergency room",
 };
 
-/// The outpatient day in a real Chromium, as a registrar and a doctor: register (the
-/// duplicate warning for a near-duplicate), book, check in; call the patient, add an
-/// ICD-10 diagnosis, have a prescription blocked by the allergy and override it with a
-/// reason, request a potassium; the lab's ORU with a critical potassium arrives over
-/// MLLP and the alert appears on the doctor's open page by itself; the doctor
-/// acknowledges it. A screenshot of every step is saved under target/screenshots.
-async fn outpatient_day(lang: &str, x: &Expect) {
+/// The outpatient day in a real Chromium, as an administrator, a registrar and a
+/// doctor, in one language and one window size: the administrator creates the
+/// registrar's account (the one-time password shown once) and gives the doctor's
+/// account its role; the registrar finds a patient by pinyin initials and by MRN,
+/// registers a near-duplicate (the warning), books and checks in; the doctor's queue
+/// opens at their own department, they call the patient, add an ICD-10 diagnosis, have
+/// a prescription blocked by the allergy and override it with a reason, request a
+/// potassium; the lab's ORU with a critical potassium arrives over MLLP and the alert
+/// appears on the doctor's open page by itself; the doctor acknowledges it. Every page
+/// on the way passes [`Driver::check`] (header, width, axe-core); a screenshot of every
+/// step is saved under target/screenshots.
+async fn outpatient_day(lang: &str, x: &Expect, (width, height): (u32, u32)) {
     use lianyi_clinical::scheduling::{Scheduling, Session};
     // Monday 23 November 2026, 08:30 in Beijing.
     let clock = ManualClock::new(1_795_393_800_000);
     let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
     let east = app.client_with("system/*.cruds", "campus-east", None).await;
+    let tag = if lang == "en" { "en" } else { "zh" };
     for v in [
         json!({"resourceType": "Organization", "id": "campus-east", "name": "东院区", "alias": ["East Campus"]}),
         json!({"resourceType": "Organization", "id": "east-im", "name": "内科", "alias": ["Internal Medicine"],
                "partOf": {"reference": "Organization/campus-east"}}),
-        json!({"resourceType": "Practitioner", "id": "dr-li", "name": [{"text": "李明"}]}),
+        // The doctor's account name on their Practitioner: the queue opens at their department.
+        json!({"resourceType": "Practitioner", "id": "dr-li", "name": [{"text": "李明"}],
+               "identifier": [{"system": "urn:lianyi:sid:user", "value": format!("doctor.{tag}")}]}),
         json!({"resourceType": "PractitionerRole", "id": "role-li", "practitioner": {"reference": "Practitioner/dr-li"},
                "organization": {"reference": "Organization/east-im"}}),
         // Registered before, at this campus: the near-duplicate.
@@ -326,16 +390,17 @@ async fn outpatient_day(lang: &str, x: &Expect) {
     let sessions = [Session { weekday: 1, start: "09:00".into(), end: "11:00".into(), slot_minutes: 30 }];
     let schedule = scheduling.set_template(&system, "role-li", &sessions).await.unwrap();
     scheduling.generate_slots(&system, &schedule, "2026-11-23", 1).await.unwrap();
-    let tag = if lang == "en" { "en" } else { "zh" };
-    for (name, role) in [("registrar", "registrar"), ("doctor", "doctor")] {
+    // The administrator (command line, as at installation) and the doctor's account,
+    // which gets its role from the administrator in the browser.
+    for (name, grants) in [("admin", vec![("administrator".to_string(), "*".to_string())]), ("doctor", Vec::new())] {
         app.users
             .add_user(
-                &Caller::task(lianyi_security::SystemTask::Operator("test".into())),
+                &system,
                 NewUser {
                     username: format!("{name}.{tag}"),
                     display_name: format!("{name} {lang}"),
                     password: "initial-Pass-2026".into(),
-                    grants: vec![(role.into(), "campus-east".into())],
+                    grants,
                     patient: None,
                     must_change_password: false,
                 },
@@ -349,27 +414,57 @@ async fn outpatient_day(lang: &str, x: &Expect) {
     let inbound = lianyi_interop::Inbound::new(app.fhir.clone(), "mllp:walk", "campus-east", "+08:00");
     tokio::spawn(lianyi_web::mllp::serve_mllp(mllp, inbound, Default::default(), None));
 
-    let shots = format!("outpatient-{lang}");
+    let shots = format!("outpatient-{lang}-{width}");
     let site = app.base.replace("127.0.0.1", "localhost");
-    let d = Driver::start().await;
+    let d = Driver::start_sized(width, height).await;
     d.goto(&format!("{site}/login")).await;
     if lang == "en" {
+        d.open_menu().await;
         d.click("#lang-switch").await;
         d.wait_text("Log in", 10).await;
     }
-    d.log_in(&site, &format!("registrar.{tag}"), &clock).await;
+
+    // The administrator creates the registrar's account and gives the doctor's its role.
+    d.log_in(&site, &format!("admin.{tag}"), "initial-Pass-2026", &clock).await;
+    d.goto(&format!("{site}/admin/accounts")).await;
+    d.check(true).await;
+    d.type_into("#new-username", &format!("registrar.{tag}")).await;
+    d.type_into("#new-display-name", &format!("registrar {lang}")).await;
+    d.click("#new-role option[value=registrar]").await;
+    d.type_into("#new-campus", "campus-east").await;
+    d.click("#create-submit").await;
+    let registrar_password = d.text("#one-time-password").await.trim().to_string();
+    assert!(registrar_password.len() >= 12, "{registrar_password}");
+    d.check(true).await;
+    d.screenshot(&shots, "00-account-created").await;
+    let row = format!("tr[data-user='doctor.{tag}']");
+    d.click(&format!("{row} form.add-grant option[value=doctor]")).await;
+    d.type_into(&format!("{row} form.add-grant input[name=campus]"), "campus-east").await;
+    d.click(&format!("{row} form.add-grant button")).await;
+    d.wait_text("campus-east", 10).await;
+    let roles = d.text(&row).await;
+    assert!(roles.contains(if lang == "en" { "Doctor" } else { "医生" }), "{roles}");
+    d.check(true).await;
+    d.log_out().await;
+
+    d.log_in(&site, &format!("registrar.{tag}"), &registrar_password, &clock).await;
     d.screenshot(&shots, "01-registrar-home").await;
     // The header's search finds the patient by pinyin initials, and by MRN.
+    d.open_menu().await;
     d.type_into("#header-find", "zs\n").await;
     d.wait_url("/patients?q=zs").await;
     let page = d.wait_text("张珊", 10).await;
     assert!(page.contains("E1000001"), "{page}");
+    d.check(true).await;
+    d.open_menu().await;
     d.type_into("#header-find", "E1000001\n").await;
     d.wait_url("/patients?q=E1000001").await;
     d.wait_text("张珊", 10).await;
+    d.check(true).await;
 
     // Registration: a near-duplicate of 张珊 (same sound, birth date and phone).
     d.goto(&format!("{site}/registration")).await;
+    d.check(true).await;
     d.type_into("#name", "张山").await;
     d.type_into("#birth_date", "1990-01-01").await;
     d.click("#gender option[value=female]").await;
@@ -377,34 +472,55 @@ async fn outpatient_day(lang: &str, x: &Expect) {
     d.click("#register").await;
     let page = d.wait_text(x.duplicate, 10).await;
     assert!(page.contains("张珊") && page.contains("E1000001"), "{page}");
+    d.check(true).await;
     d.screenshot(&shots, "02-duplicate-warning").await;
     d.click("#confirm-new").await;
     let page = d.wait_text(x.registered, 10).await;
     assert!(page.contains("E2000000"), "the campus's first MRN: {page}");
+    d.check(true).await;
     d.screenshot(&shots, "03-registered").await;
 
     // Book the first free time of internal medicine, then check in.
     d.click("#book-appointment").await;
     d.wait_url("/scheduling").await;
+    d.check(true).await;
     d.click("#dept option[value=east-im]").await;
     d.click("#show-slots").await;
     d.wait_text("09:00", 10).await;
-    d.click("button.slot").await;
+    d.check(true).await;
+    // A slot asks for a confirmation naming the patient, doctor and time.
+    d.click("summary.slot").await;
+    let confirm = d.text("details[open] form.confirm").await;
+    assert!(confirm.contains("张山") && confirm.contains("李明") && confirm.contains("09:00"), "{confirm}");
+    d.check(true).await;
+    d.click("details[open] button.book-confirm").await;
     d.wait_text(x.booked, 10).await;
+    d.check(true).await;
     d.screenshot(&shots, "04-booked").await;
     d.click("button.check-in").await;
     d.wait_text(x.checked_in, 10).await;
+    d.check(true).await;
     d.screenshot(&shots, "05-checked-in").await;
-    d.click("#logout").await;
-    d.wait_url("/login").await;
+    // The registrar's home lists today's appointment as checked in.
+    d.goto(&format!("{site}/")).await;
+    let today = d.text("#work-today").await;
+    assert!(today.contains("张山") && today.contains("09:00"), "{today}");
+    d.log_out().await;
 
-    // The doctor calls the patient and opens the encounter.
-    d.log_in(&site, &format!("doctor.{tag}"), &clock).await;
-    d.goto(&format!("{site}/queue?dept=east-im")).await;
+    // The doctor (their role given by the administrator) sees the queue on their home
+    // page, opens their department's queue and calls the patient.
+    d.log_in(&site, &format!("doctor.{tag}"), "initial-Pass-2026", &clock).await;
+    let queue = d.text("#work-queue").await;
+    assert!(queue.contains("张山"), "{queue}");
+    d.goto(&format!("{site}/queue")).await;
+    let page = d.wait_text("张山", 10).await;
+    assert!(page.contains("李明"), "the doctor column: {page}");
+    d.check(true).await;
     d.click("#call-next").await;
     d.wait_url("/encounters/").await;
     let page = d.wait_text(x.with_doctor, 10).await;
     assert!(page.contains("张山"), "{page}");
+    d.check(true).await;
     d.screenshot(&shots, "06-encounter").await;
 
     // A diagnosis found by ICD-10 search.
@@ -413,6 +529,7 @@ async fn outpatient_day(lang: &str, x: &Expect) {
     d.click("tr[data-code=I10] button.add-diagnosis").await;
     let page = d.wait_text(x.diagnosis, 10).await;
     assert!(page.contains("I10"), "{page}");
+    d.check(true).await;
     d.screenshot(&shots, "07-diagnosis").await;
 
     // The allergy, then a prescription it blocks; overridden with a reason.
@@ -420,16 +537,19 @@ async fn outpatient_day(lang: &str, x: &Expect) {
     d.click("#criticality option[value=high]").await;
     d.click("#add-allergy").await;
     d.wait_url("done=allergy").await;
+    d.check(true).await;
     d.click("#drug option[value=AMOX500]").await;
     d.type_into("#dose", "500").await;
     d.click("#frequency option[value=tid]").await;
     d.click("#rx-check").await;
     let page = d.wait_text(x.blocked, 10).await;
     assert!(page.contains(x.allergy), "{page}");
+    d.check(true).await;
     d.screenshot(&shots, "08-prescription-blocked").await;
     d.type_into("#override-reason", x.override_reason).await;
     d.click("#override-sign").await;
     d.wait_text(x.signed, 10).await;
+    d.check(true).await;
     d.screenshot(&shots, "09-override-signed").await;
 
     // A stat potassium.
@@ -438,6 +558,7 @@ async fn outpatient_day(lang: &str, x: &Expect) {
     d.click("#order-submit").await;
     let page = d.wait_text(x.ordered, 10).await;
     assert!(page.contains("LY00000001"), "{page}");
+    d.check(true).await;
     let encounter_url = d.url().await;
 
     // The lab's ORU over MLLP: potassium 6.8 mmol/L (HH) for that request.
@@ -459,6 +580,7 @@ async fn outpatient_day(lang: &str, x: &Expect) {
     assert_eq!(d.url().await, encounter_url);
     let page = d.wait_text("6.8 mmol/L", 20).await;
     assert!(page.contains(x.critical), "{page}");
+    d.check(true).await;
     d.screenshot(&shots, "10-critical-value").await;
     d.type_into(".cv-action", x.action).await;
     d.click(".cv-ack-button").await;
@@ -467,24 +589,36 @@ async fn outpatient_day(lang: &str, x: &Expect) {
     assert!(!page.contains(x.alert_text), "acknowledged: the alert is gone: {page}");
     // The result stays on the workspace, flagged.
     assert!(page.contains(x.flagged_result), "{page}");
+    d.check(true).await;
     d.screenshot(&shots, "11-acknowledged").await;
 
-    // On a phone (390 × 844) the doctor's pages fit the screen and keep the header.
-    d.cmd(reqwest::Method::POST, "/window/rect", json!({"width": 390, "height": 844})).await;
-    for path in ["/", "/queue?dept=east-im", "/patients?q=E1000001", "/no/such/page"] {
-        d.fits(&format!("{site}{path}")).await;
-    }
-    d.fits(&encounter_url).await;
-    d.screenshot(&shots, "12-phone-encounter").await;
+    // An unknown address answers in the shell.
+    d.goto(&format!("{site}/no/such/page")).await;
+    d.check(true).await;
+    d.log_out().await;
+    d.check(false).await;
     d.cmd(reqwest::Method::DELETE, "", json!({})).await;
 }
 
+const DESKTOP: (u32, u32) = (1366, 900);
+const PHONE: (u32, u32) = (390, 844);
+
 #[tokio::test]
 async fn chromium_walks_the_outpatient_day_in_chinese() {
-    outpatient_day("zh-CN", &ZH).await;
+    outpatient_day("zh-CN", &ZH, DESKTOP).await;
+}
+
+#[tokio::test]
+async fn chromium_walks_the_outpatient_day_in_chinese_on_a_phone() {
+    outpatient_day("zh-CN", &ZH, PHONE).await;
 }
 
 #[tokio::test]
 async fn chromium_walks_the_outpatient_day_in_english() {
-    outpatient_day("en", &EN).await;
+    outpatient_day("en", &EN, DESKTOP).await;
+}
+
+#[tokio::test]
+async fn chromium_walks_the_outpatient_day_in_english_on_a_phone() {
+    outpatient_day("en", &EN, PHONE).await;
 }

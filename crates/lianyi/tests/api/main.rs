@@ -8,6 +8,7 @@ mod authz;
 mod browser;
 mod bundles;
 mod encryption;
+mod every_page;
 mod export;
 mod helpers;
 mod hl7;

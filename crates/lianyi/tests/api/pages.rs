@@ -21,7 +21,7 @@ pub(crate) struct Browser {
 }
 
 impl Browser {
-    fn new(base: &str, lang: &'static str) -> Self {
+    pub(crate) fn new(base: &str, lang: &'static str) -> Self {
         Browser {
             http: crate::helpers::http().redirect(Policy::none()).build().unwrap(),
             base: base.into(),
@@ -226,7 +226,8 @@ async fn an_unknown_page_is_a_not_found_page_in_the_browsers_language() {
     let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
     let (status, _, html) = Browser::new(&app.base, "en").get("/no/such/page").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(html.contains("id=\"message\">Not found.") && html.contains("href=\"/\""), "{html}");
+    assert!(html.contains("id=\"message\"") && html.contains("Not found.") && html.contains("href=\"/\""), "{html}");
+    assert!(html.contains("class=\"bar\"") && html.contains("class=\"foot\""), "the shell's header and footer: {html}");
     let (status, _, html) = Browser::new(&app.base, "zh-CN").get("/no/such/page").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(html.contains("未找到"), "{html}");
@@ -367,9 +368,7 @@ async fn a_patient_sees_who_has_seen_their_record() {
     let (s, _, page) = me.get("/me/access-log").await;
     assert_eq!(s, StatusCode::OK);
     assert!(
-        page.contains("谁看过我的病历")
-            && page.contains("client:test-admin")
-            && page.contains(&format!("Patient/{pid}")),
+        page.contains("谁看过我的病历") && page.contains("client:test-admin") && page.contains(&format!("患者 {pid}")),
         "{page}"
     );
     assert!(!page.contains(&other), "only their own record");

@@ -28,9 +28,14 @@ async fn registration_checks_fields_warns_of_duplicates_and_assigns_campus_mrns(
         )
         .await;
     let errors = between(&page, "id=\"form-errors\"", "</div>");
-    assert!(errors.contains("data-field=\"name\">姓名: 必填"), "{errors}");
-    assert!(errors.contains("data-field=\"resident_id\">身份证号: 校验码不符"), "{errors}");
-    assert!(errors.contains("data-field=\"phone\">电话: 11 位手机号"), "{errors}");
+    // The summary at the top links each error to its field; the field says it too.
+    assert!(errors.contains("data-field=\"name\"><a href=\"#name\">姓名: 必填"), "{errors}");
+    assert!(errors.contains("data-field=\"resident_id\"><a href=\"#resident_id\">身份证号: 校验码不符"), "{errors}");
+    assert!(errors.contains("data-field=\"phone\"><a href=\"#phone\">电话: 11 位手机号"), "{errors}");
+    assert!(page.contains("class=\"error error-summary\" id=\"form-errors\""), "focus goes to the summary");
+    let at_field = between(&page, "id=\"phone-error\">", "<");
+    assert!(at_field.starts_with("11 位手机号"), "{at_field}");
+    assert!(page.contains("id=\"phone\" value=\"12345\""), "what was typed is kept");
     assert_eq!(app.total("/fhir/Patient").await, 0);
 
     // A new patient: birth date and sex from the ID, the east campus's first MRN.

@@ -20,7 +20,9 @@ pub(crate) struct Panel {
     /// Locale key shown when there is nothing to do.
     pub empty: &'static str,
     /// The page with the whole list.
-    pub more: &'static str,
+    pub more: String,
+    /// A line above the list (counts), may be empty.
+    pub summary: String,
 }
 
 const SHOWN: usize = 8;
@@ -54,8 +56,94 @@ pub(crate) async fn panels(
             id: "work-results",
             items,
             empty: "work-results-none",
-            more: "/results",
+            more: "/results".into(),
+            summary: String::new(),
         });
+    }
+    // Registrars: today's appointments at their campus, not yet come first.
+    if staff_may(caller, "Appointment", Perm::Create) {
+        let mut day = state.scheduling.day_appointments(caller).await.unwrap_or_default();
+        let arrived = day.iter().filter(|a| a.status == "arrived").count();
+        let summary =
+            t.get("work-today-count").replace("{0}", &day.len().to_string()).replace("{1}", &arrived.to_string());
+        day.sort_by_key(|a| a.status != "booked");
+        let items = day
+            .iter()
+            .take(SHOWN)
+            .map(|a| {
+                let doctor = t.pick(&a.doctor.zh, &a.doctor.en);
+                (
+                    format!("/patients/{}", a.patient),
+                    format!("{} {}", a.time, a.patient_name),
+                    format!("{doctor} · {}", t.get(&format!("work-today-{}", a.status))),
+                )
+            })
+            .collect();
+        out.push(Panel {
+            title: "work-today",
+            id: "work-today",
+            items,
+            empty: "work-today-none",
+            more: "/scheduling".into(),
+            summary,
+        });
+    }
+    // Doctors and nurses: their department's queue today; doctors also the visits
+    // they have not ended (notes still open).
+    if staff_may(caller, "Encounter", Perm::Search)
+        && let Some(dept) = state.scheduling.own_departments(caller).await.unwrap_or_default().into_iter().next()
+    {
+        let queue = state.scheduling.queue(caller, &dept).await.unwrap_or_default();
+        let mut names = Vec::new();
+        if let Some(patient) = lianyi_fhir::ResourceType::parse("Patient")
+            && let Ok(patients) = state.fhir.reader(caller, patient).await
+        {
+            for e in queue.iter().take(2 * SHOWN) {
+                let name = patients
+                    .read(&e.patient)
+                    .await
+                    .ok()
+                    .and_then(|r| serde_json::from_str(&r.body).ok())
+                    .map(|p: serde_json::Value| lianyi_clinical::registry::person_of(&p).name)
+                    .unwrap_or_default();
+                names.push(name);
+            }
+        }
+        let waiting: Vec<_> = queue.iter().zip(&names).filter(|(e, _)| e.status == "arrived").collect();
+        let items = waiting
+            .iter()
+            .take(SHOWN)
+            .map(|(e, name)| (format!("/queue?dept={dept}"), format!("{} {name}", e.number), String::new()))
+            .collect();
+        out.push(Panel {
+            title: "work-queue",
+            id: "work-queue",
+            items,
+            empty: "work-queue-none",
+            more: format!("/queue?dept={dept}"),
+            summary: t
+                .get("work-queue-count")
+                .replace("{0}", &queue.iter().filter(|e| e.status == "arrived").count().to_string()),
+        });
+        if staff_may(caller, "Condition", Perm::Create) {
+            let items = queue
+                .iter()
+                .zip(&names)
+                .filter(|(e, _)| e.status == "in-progress")
+                .take(SHOWN)
+                .map(|(e, name)| {
+                    (format!("/encounters/{}", e.encounter), format!("{} {name}", e.number), String::new())
+                })
+                .collect();
+            out.push(Panel {
+                title: "work-open-visits",
+                id: "work-open-visits",
+                items,
+                empty: "work-open-visits-none",
+                more: format!("/queue?dept={dept}"),
+                summary: String::new(),
+            });
+        }
     }
     // Clinicians: critical values waiting for them (also in the bar of every page).
     if staff_may(caller, "Task", Perm::Read) {
@@ -69,7 +157,8 @@ pub(crate) async fn panels(
             id: "work-critical",
             items,
             empty: "work-critical-none",
-            more: "/reports/critical-values",
+            more: "/reports/critical-values".into(),
+            summary: String::new(),
         });
     }
     // Privacy officers: today's break-the-glass.
@@ -88,7 +177,8 @@ pub(crate) async fn panels(
             id: "work-break-glass",
             items,
             empty: "work-break-glass-none",
-            more: "/admin/break-glass",
+            more: "/admin/break-glass".into(),
+            summary: String::new(),
         });
     }
     // IT engineers: interfaces with a queue, dead letters or errors.
@@ -111,7 +201,8 @@ pub(crate) async fn panels(
             id: "work-channels",
             items,
             empty: "work-channels-none",
-            more: "/admin/integration",
+            more: "/admin/integration".into(),
+            summary: String::new(),
         });
     }
     // Administrators: locked and disabled accounts.
@@ -136,7 +227,8 @@ pub(crate) async fn panels(
             id: "work-accounts",
             items,
             empty: "work-accounts-none",
-            more: "/admin/accounts",
+            more: "/admin/accounts".into(),
+            summary: String::new(),
         });
     }
     out

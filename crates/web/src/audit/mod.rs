@@ -11,6 +11,7 @@ use lianyi_security::Caller;
 use lianyi_security::roles::Capability;
 use lianyi_services::ServiceError;
 use serde::Deserialize;
+use std::collections::HashMap;
 
 use crate::AppState;
 use crate::ui::i18n::Tr;
@@ -209,16 +210,36 @@ const AUDIT_CSV_MAX: usize = 50_000;
 /// patient, outcome, address.
 type AuditRow = (i64, String, String, String, String, String, String, String, String);
 
-fn audit_rows(t: Tr, records: Vec<lianyi_store::audit::AuditRecord>) -> Vec<AuditRow> {
+/// The names of the patients the records name, for the privacy officer (the lookup is
+/// itself audited); empty when they cannot be read.
+async fn patient_names(
+    state: &AppState,
+    caller: &Caller,
+    records: &[lianyi_store::audit::AuditRecord],
+) -> HashMap<String, String> {
+    let mut ids: Vec<String> = records.iter().filter_map(|r| r.entry.patient.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    if ids.is_empty() {
+        return HashMap::new();
+    }
+    state.fhir.audit_patient_names(caller, &ids).await.unwrap_or_default()
+}
+
+fn audit_rows(t: Tr, records: Vec<lianyi_store::audit::AuditRecord>, names: &HashMap<String, String>) -> Vec<AuditRow> {
     records
         .into_iter()
         .map(|r| {
             let e = r.entry;
+            // Types and roles by their names in the page's language (a code without
+            // one shows itself).
+            let named = |key: &str, code: &str| t.try_get(&format!("{key}-{code}")).unwrap_or(code).to_string();
             let resource = match (e.resource_type, e.resource_id) {
-                (Some(rt), Some(id)) => format!("{rt}/{id}"),
-                (Some(rt), None) => rt,
+                (Some(rt), Some(id)) => format!("{} {id}", named("rtype", &rt)),
+                (Some(rt), None) => named("rtype", &rt),
                 _ => String::new(),
             };
+            let role = e.role.unwrap_or_default().split(',').map(|r| named("role", r)).collect::<Vec<_>>().join("、");
             // Actions and outcomes in the page's language (an action without a text
             // shows its code).
             let action = t.try_get(&format!("audit-act-{}", e.action)).map_or(e.action, str::to_string);
@@ -227,10 +248,16 @@ fn audit_rows(t: Tr, records: Vec<lianyi_store::audit::AuditRecord>) -> Vec<Audi
                 r.seq,
                 local_time(e.recorded_at),
                 e.actor,
-                e.role.unwrap_or_default(),
+                role,
                 action,
                 resource,
-                e.patient.unwrap_or_default(),
+                match e.patient {
+                    Some(id) => match names.get(&id) {
+                        Some(name) => format!("{name} ({id})"),
+                        None => id,
+                    },
+                    None => String::new(),
+                },
                 outcome,
                 e.client_addr.unwrap_or_default(),
             )
@@ -279,6 +306,7 @@ async fn audit_page(
     match state.fhir.audit_review(&info.caller, &query).await {
         Ok(records) => {
             let full = records.len() == AUDIT_PAGE;
+            let names = patient_names(&state, &info.caller, &records).await;
             page(
                 AuditPage {
                     t,
@@ -291,7 +319,7 @@ async fn audit_page(
                     action: query.action.clone().unwrap_or_default(),
                     from,
                     to,
-                    rows: audit_rows(t, records),
+                    rows: audit_rows(t, records, &names),
                     prev: (page_no > 0).then(|| format!("{filters}&page={}", page_no - 1)),
                     next: full.then(|| format!("{filters}&page={}", page_no + 1)),
                     filters,
@@ -330,7 +358,8 @@ async fn audit_csv(
     ];
     body.push_str(&header.iter().map(|k| field(t.get(k))).collect::<Vec<_>>().join(","));
     body.push_str("\r\n");
-    for r in audit_rows(t, records) {
+    let names = patient_names(&state, &info.caller, &records).await;
+    for r in audit_rows(t, records, &names) {
         let cells = [r.0.to_string(), r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8];
         body.push_str(&cells.iter().map(|c| field(c)).collect::<Vec<_>>().join(","));
         body.push_str("\r\n");
@@ -360,7 +389,7 @@ async fn access_log(State(state): State<AppState>, Signed { info, t, headers }: 
                 action: String::new(),
                 from: String::new(),
                 to: String::new(),
-                rows: audit_rows(t, records),
+                rows: audit_rows(t, records, &HashMap::new()),
                 prev: None,
                 next: None,
                 filters: String::new(),

@@ -3,7 +3,7 @@
 //! [`lianyi_clinical::critical`].
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -70,14 +70,28 @@ struct CriticalReport<'a> {
     median: String,
     within: String,
     limit_minutes: i64,
+    days: i64,
 }
 
-async fn critical_report(State(state): State<AppState>, Signed { info, t, headers }: Signed) -> Response {
+#[derive(Deserialize, Default)]
+struct ReportQuery {
+    days: Option<i64>,
+}
+
+/// The periods the report offers, in days.
+const PERIODS: [i64; 4] = [7, 30, 90, 365];
+
+async fn critical_report(
+    State(state): State<AppState>,
+    Signed { info, t, headers }: Signed,
+    Query(q): Query<ReportQuery>,
+) -> Response {
     if !staff_may(&info.caller, "Task", Perm::Search) {
         return forbidden(t);
     }
     let shell = shell(&state, &info, t, &headers).await;
-    let handled = state.critical.report(&info.caller, 30).await.unwrap_or_default();
+    let days = q.days.filter(|d| PERIODS.contains(d)).unwrap_or(30);
+    let handled = state.critical.report(&info.caller, days).await.unwrap_or_default();
     let limit_minutes = state.critical.escalate_after_ms / 60_000;
     let mut minutes: Vec<i64> = handled.iter().filter_map(|h| h.minutes).collect();
     minutes.sort_unstable();
@@ -104,5 +118,5 @@ async fn critical_report(State(state): State<AppState>, Signed { info, t, header
             escalated: h.escalated,
         })
         .collect();
-    page(CriticalReport { t, shell: &shell, rows, median, within, limit_minutes }.render())
+    page(CriticalReport { t, shell: &shell, rows, median, within, limit_minutes, days }.render())
 }

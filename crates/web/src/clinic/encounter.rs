@@ -45,6 +45,10 @@ struct EncounterPage<'a> {
     id: String,
     patient_id: String,
     patient_name: String,
+    /// Locale key of the patient's sex, their age in years and MRNs.
+    gender_key: String,
+    age: String,
+    mrns: Vec<String>,
     status: String,
     department: String,
     /// The visit's campus.
@@ -60,7 +64,7 @@ struct EncounterPage<'a> {
     done: Option<&'static str>,
     error: Option<&'static str>,
     may_prescribe: bool,
-    prescriptions: Vec<(String, String)>,
+    prescriptions: Vec<RxLine>,
     /// (code, label) of the catalogue.
     drugs: Vec<(String, String)>,
     review: Option<Review>,
@@ -163,10 +167,18 @@ async fn render_encounter(
     let patient_id = e.patient.clone();
     // The whole record of a patient of this campus, whichever campus made it (the
     // same read gives the banner's name).
-    let (care, patient_name) = match state.record.open(caller, &patient_id).await {
-        Ok((care, p)) => (care, lianyi_clinical::registry::person_of(&p).name),
-        Err(_) => (caller.clone(), String::new()),
+    let (care, patient) = match state.record.open(caller, &patient_id).await {
+        Ok((care, p)) => (care, p),
+        Err(_) => (caller.clone(), serde_json::Value::Null),
     };
+    let person = lianyi_clinical::registry::person_of(&patient);
+    let gender_key = format!("gender-{}", person.gender.as_deref().unwrap_or("unknown"));
+    let age =
+        lianyi_clinical::registry::age(person.birth_date.as_deref().unwrap_or_default(), &state.scheduling.today())
+            .map(|a| t.fmt("patient-age", &a.to_string()))
+            .unwrap_or_default();
+    let mrns = lianyi_clinical::registry::mrns_of(&patient).into_iter().map(|m| m.number).collect();
+    let patient_name = person.name;
     let department = t.pick(&e.department_names.zh, &e.department_names.en).clone();
     // The campus of the visit, for the banner.
     let campus = match &e.campus {
@@ -206,7 +218,17 @@ async fn render_encounter(
     let prescriptions = prescriptions(&state, caller, &id, t).await;
     let drugs = lianyi_clinical::prescribing::catalogue()
         .iter()
-        .map(|d| (d.code.to_string(), format!("{} {} ({})", t.pick(d.zh, d.en), d.strength, d.unit)))
+        .map(|d| {
+            (
+                d.code.to_string(),
+                format!(
+                    "{} {} ({})",
+                    t.pick(d.zh, d.en),
+                    d.strength,
+                    t.try_get(&format!("unit-{}", d.unit)).unwrap_or(d.unit)
+                ),
+            )
+        })
         .collect();
     let error = q.error.as_deref().map(|e| match e {
         "icd10-unknown" => "ws-error-icd10",
@@ -225,6 +247,9 @@ async fn render_encounter(
             id,
             patient_id,
             patient_name,
+            gender_key,
+            age,
+            mrns,
             status,
             department,
             campus,
@@ -260,15 +285,46 @@ async fn render_encounter(
     )
 }
 
-/// The encounter's active prescriptions: (text, dosage).
-pub(super) async fn prescriptions(state: &AppState, caller: &Caller, encounter: &str, t: Tr) -> Vec<(String, String)> {
+/// One prescription in the page's language.
+pub(super) struct RxLine {
+    pub name: String,
+    /// 处方编号, may be empty.
+    pub number: String,
+    /// Route, single dose, frequency and days (`口服，每次 500 mg，每日三次，共 5 天`).
+    pub dosage: String,
+    /// What to dispense (`15 粒`), may be empty.
+    pub quantity: String,
+}
+
+/// The encounter's active prescriptions.
+pub(super) async fn prescriptions(state: &AppState, caller: &Caller, encounter: &str, t: Tr) -> Vec<RxLine> {
     match state.prescribing.active_in(caller, encounter).await {
-        Ok(list) => list.into_iter().map(|p| (t.pick(p.names.zh, p.names.en), p.dosage)).collect(),
+        Ok(list) => list.into_iter().map(|p| rx_line(p, t)).collect(),
         Err(e) => {
             tracing::warn!(error = %e, "prescriptions of an encounter");
             Vec::new()
         }
     }
+}
+
+fn rx_line(p: lianyi_clinical::prescribing::Prescription, t: Tr) -> RxLine {
+    let named = |key: &str, code: &str| t.try_get(&format!("{key}-{code}")).unwrap_or(code).to_string();
+    let (dosage, quantity) = match &p.dose {
+        Some(d) => (
+            t.get("rx-dosage")
+                .replace("{route}", &if d.route.is_empty() { String::new() } else { named("rx-route", &d.route) })
+                .replace("{amount}", &d.amount)
+                .replace("{unit}", &named("unit", &d.unit))
+                .replace("{frequency}", &named("rx-freq", &d.frequency))
+                .replace("{days}", &d.days.to_string())
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+            d.quantity.as_ref().map(|(n, form)| format!("{n} {}", named("unit", form))).unwrap_or_default(),
+        ),
+        None => (p.dosage, String::new()),
+    };
+    RxLine { name: t.pick(p.names.zh, p.names.en), number: p.number, dosage, quantity }
 }
 
 #[derive(Deserialize)]

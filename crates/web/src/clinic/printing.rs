@@ -8,13 +8,13 @@ use axum::response::Response;
 use axum::routing::get;
 use lianyi_security::{Caller, Perm};
 
-use super::encounter::prescriptions;
+use super::encounter::{RxLine, prescriptions};
 use super::reads::*;
 use crate::AppState;
 use crate::ui::i18n::Tr;
 use crate::ui::render::{not_found, page};
 use crate::ui::session::Signed;
-use crate::ui::shell::campus_name;
+use crate::ui::shell::{Shell, campus_name, shell};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/encounters/{id}/print/{what}", get(print_page)).route("/reports/lab/{id}", get(lab_report))
@@ -31,8 +31,11 @@ struct ResultLine {
 
 #[derive(Template)]
 #[template(path = "clinic/print.html")]
-struct PrintPage {
+struct PrintPage<'a> {
     t: Tr,
+    shell: &'a Shell,
+    /// The visit, for the way back (empty for a lab report).
+    encounter: String,
     /// `prescription`, `summary` or `lab`.
     what: String,
     hospital: String,
@@ -45,7 +48,8 @@ struct PrintPage {
     doctor: String,
     allergies: Vec<String>,
     diagnoses: Vec<String>,
-    prescriptions: Vec<(String, String)>,
+    prescriptions: Vec<RxLine>,
+    notes: Vec<lianyi_clinical::record::Note>,
     orders: Vec<String>,
     results: Vec<ResultLine>,
     report_title: String,
@@ -67,7 +71,7 @@ async fn print_patient(
             (
                 person.name,
                 gender,
-                super::registration::age(person.birth_date.as_deref().unwrap_or_default(), today)
+                lianyi_clinical::registry::age(person.birth_date.as_deref().unwrap_or_default(), today)
                     .map(|a| a.to_string())
                     .unwrap_or_default(),
                 mrns,
@@ -81,12 +85,13 @@ async fn print_patient(
 /// print-ready pages of what the visit recorded.
 async fn print_page(
     State(state): State<AppState>,
-    Signed { info, t, .. }: Signed,
+    Signed { info, t, headers }: Signed,
     Path((id, what)): Path<(String, String)>,
 ) -> Response {
     if !matches!(what.as_str(), "prescription" | "summary") {
         return not_found(t);
     }
+    let shell = shell(&state, &info, t, &headers).await;
     let caller = &info.caller;
     let Ok(e) = state.workspace.view(caller, &id).await else { return not_found(t) };
     let today = state.scheduling.today();
@@ -108,6 +113,7 @@ async fn print_page(
     let diagnoses =
         diagnoses(&state, caller, &id, t).await.into_iter().map(|(code, title)| format!("{code} {title}")).collect();
     let prescriptions = prescriptions(&state, caller, &id, t).await;
+    let notes = if what == "summary" { state.record.notes(caller, &id).await } else { Vec::new() };
     let orders = requested(&state, caller, &id, t)
         .await
         .into_iter()
@@ -116,6 +122,8 @@ async fn print_page(
     page(
         PrintPage {
             t,
+            shell: &shell,
+            encounter: id.clone(),
             what,
             hospital,
             department,
@@ -128,6 +136,7 @@ async fn print_page(
             allergies,
             diagnoses,
             prescriptions,
+            notes,
             orders,
             results: Vec::new(),
             report_title: String::new(),
@@ -138,22 +147,35 @@ async fn print_page(
 
 /// `/reports/lab/{id}`: a DiagnosticReport with its results (values, units, reference
 /// ranges, abnormal flags) as a print-ready lab report.
-async fn lab_report(State(state): State<AppState>, Signed { info, t, .. }: Signed, Path(id): Path<String>) -> Response {
+async fn lab_report(
+    State(state): State<AppState>,
+    Signed { info, t, headers }: Signed,
+    Path(id): Path<String>,
+) -> Response {
     let caller = &info.caller;
     let Ok(r) = state.results.report(caller, &id).await else { return not_found(t) };
+    let shell = shell(&state, &info, t, &headers).await;
     let today = state.scheduling.today();
     let (patient_name, gender_key, age, mrns) = print_patient(&state, caller, &r.patient, &today).await;
     let results = r
         .lines
         .into_iter()
-        .map(|l| ResultLine { name: l.name, value: l.value, unit: l.unit, range: l.range, flag: l.flag })
+        .map(|l| ResultLine {
+            name: t.pick(l.names.zh, l.names.en),
+            value: l.value,
+            unit: l.unit,
+            range: l.range,
+            flag: l.flag,
+        })
         .collect();
     page(
         PrintPage {
             t,
+            shell: &shell,
+            encounter: String::new(),
             what: "lab".into(),
             hospital: String::new(),
-            department: String::new(),
+            department: t.pick(r.department.zh, r.department.en),
             patient_name,
             gender_key,
             age,
@@ -163,6 +185,7 @@ async fn lab_report(State(state): State<AppState>, Signed { info, t, .. }: Signe
             allergies: Vec::new(),
             diagnoses: Vec::new(),
             prescriptions: Vec::new(),
+            notes: Vec::new(),
             orders: Vec::new(),
             results,
             report_title: r.title,

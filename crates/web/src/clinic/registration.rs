@@ -193,13 +193,7 @@ fn masked_id(id: &str) -> String {
     if id.len() == 18 { format!("{}********{}", &id[..6], &id[14..]) } else { "****".into() }
 }
 
-/// Whole years between a `YYYY-MM-DD` birth date and today.
-pub(super) fn age(birth: &str, today: &str) -> Option<u32> {
-    let y = |s: &str| s.get(..4)?.parse::<u32>().ok();
-    let (by, ty) = (y(birth)?, y(today)?);
-    let before_birthday = today.get(5..10)? < birth.get(5..10)?;
-    ty.checked_sub(by)?.checked_sub(u32::from(before_birthday))
-}
+use lianyi_clinical::registry::age;
 
 fn banner(p: &Value, id: &str, today: &str) -> Banner {
     let person = lianyi_clinical::registry::person_of(p);

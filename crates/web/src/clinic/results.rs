@@ -57,12 +57,17 @@ struct WorklistPage<'a> {
     shell: &'a Shell,
     rows: Vec<WorkRow>,
     done: Option<String>,
+    /// The priority shown (empty: all).
+    priority: String,
 }
 
 #[derive(Deserialize, Default)]
 struct WorklistQuery {
     done: Option<String>,
+    priority: Option<String>,
 }
+
+const PRIORITIES: [&str; 3] = ["stat", "urgent", "routine"];
 
 async fn worklist(
     State(state): State<AppState>,
@@ -82,8 +87,10 @@ async fn worklist(
         (false, true) => Some("laboratory"),
         _ => None,
     };
+    let priority = q.priority.filter(|p| PRIORITIES.contains(&p.as_str())).unwrap_or_default();
     let mut rows = Vec::new();
-    for p in state.results.pending(caller, category).await.unwrap_or_default() {
+    let pending = state.results.pending(caller, category).await.unwrap_or_default();
+    for p in pending.into_iter().filter(|p| priority.is_empty() || p.priority == priority) {
         let item = lianyi_clinical::orders::item(&p.order).map_or(p.order.clone(), |i| t.pick(i.zh, i.en).to_string());
         rows.push(WorkRow {
             patient: patient_facts(&state, caller, &p.patient).await.0,
@@ -94,7 +101,7 @@ async fn worklist(
             authored: p.authored,
         });
     }
-    page(WorklistPage { t, shell: &shell, rows, done: q.done }.render())
+    page(WorklistPage { t, shell: &shell, rows, done: q.done, priority }.render())
 }
 
 struct ItemRow {

@@ -203,6 +203,10 @@ pub(super) async fn appointments(state: &AppState, caller: &Caller, t: Tr, patie
 struct QueueRow {
     number: u32,
     name: String,
+    /// Locale key of the sex.
+    gender_key: String,
+    age: String,
+    doctor: String,
     called: bool,
     encounter: String,
 }
@@ -241,18 +245,13 @@ async fn queue_page(
         return forbidden(t);
     }
     let shell = shell(&state, &info, t, &headers).await;
-    let (departments, dept) = department_choice(&state, &info.caller, t, &shell, q.dept).await;
-    let mut rows = Vec::new();
-    if !dept.is_empty() {
-        let entries: Vec<QueueEntry> = state.scheduling.queue(&info.caller, &dept).await.unwrap_or_default();
-        for e in entries {
-            let name = read(&state, &info.caller, "Patient", &e.patient)
-                .await
-                .map(|p| lianyi_clinical::registry::person_of(&p).name)
-                .unwrap_or_default();
-            rows.push(QueueRow { number: e.number, name, called: e.status == "in-progress", encounter: e.encounter });
-        }
-    }
+    // Without a choice, the user's own department (of this campus).
+    let chosen = match q.dept {
+        Some(d) => Some(d),
+        None => state.scheduling.own_departments(&info.caller).await.unwrap_or_default().into_iter().next(),
+    };
+    let (departments, dept) = department_choice(&state, &info.caller, t, &shell, chosen).await;
+    let rows = if dept.is_empty() { Vec::new() } else { queue_rows(&state, &info.caller, t, &dept).await };
     let may_call = info.caller.access().allows("Encounter", Perm::Update)
         && info.caller.access().allows("Condition", Perm::Create);
     page(
@@ -268,6 +267,44 @@ async fn queue_page(
         }
         .render(),
     )
+}
+
+/// A department's queue today with each patient's sex and age and the doctor.
+async fn queue_rows(state: &AppState, caller: &Caller, t: Tr, dept: &str) -> Vec<QueueRow> {
+    let entries: Vec<QueueEntry> = state.scheduling.queue(caller, dept).await.unwrap_or_default();
+    let today = state.scheduling.today();
+    let mut doctors: Vec<(String, String)> = Vec::new();
+    let mut rows = Vec::new();
+    for e in entries {
+        let person = read(state, caller, "Patient", &e.patient)
+            .await
+            .map(|p| lianyi_clinical::registry::person_of(&p))
+            .unwrap_or_default();
+        let doctor = match e.doctor {
+            Some(id) => match doctors.iter().find(|(k, _)| *k == id) {
+                Some((_, n)) => n.clone(),
+                None => {
+                    let n =
+                        read(state, caller, "Practitioner", &id).await.map(|p| display_name(&p, t)).unwrap_or_default();
+                    doctors.push((id, n.clone()));
+                    n
+                }
+            },
+            None => String::new(),
+        };
+        rows.push(QueueRow {
+            number: e.number,
+            gender_key: format!("gender-{}", person.gender.as_deref().unwrap_or("unknown")),
+            age: lianyi_clinical::registry::age(person.birth_date.as_deref().unwrap_or_default(), &today)
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            name: person.name,
+            doctor,
+            called: e.status == "in-progress",
+            encounter: e.encounter,
+        });
+    }
+    rows
 }
 
 #[derive(Deserialize)]

@@ -14,12 +14,12 @@ use lianyi_clinical::registry::{Found, Query as Find};
 use lianyi_security::Perm;
 use serde::Deserialize;
 
-use super::registration::age;
 use crate::AppState;
 use crate::ui::i18n::Tr;
 use crate::ui::render::page;
 use crate::ui::session::Signed;
 use crate::ui::shell::{Shell, campus_name, shell, staff_may};
+use lianyi_clinical::registry::age;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/patients", get(search_page))

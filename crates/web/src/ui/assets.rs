@@ -1,4 +1,5 @@
-//! The static files every page loads: the style sheet and htmx.
+//! The static files every page loads: the style sheet, the shell's script (the
+//! header's menu on phones) and htmx.
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -8,12 +9,23 @@ use axum::routing::get;
 use crate::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/static/app.css", get(css)).route("/static/htmx.min.js", get(htmx))
+    Router::new()
+        .route("/static/app.css", get(css))
+        .route("/static/shell.js", get(shell_js))
+        .route("/static/htmx.min.js", get(htmx))
 }
 
 async fn css() -> Response {
     let mut r = include_str!("../../static/app.css").into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    r
+}
+
+/// Folds the header into a menu on phones (`html.js`, `#menu-toggle`, `#site-nav`).
+async fn shell_js() -> Response {
+    let mut r = include_str!("../../static/shell.js").into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8"));
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
     r
 }

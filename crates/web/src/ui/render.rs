@@ -38,25 +38,39 @@ pub(crate) fn referer_path(headers: &HeaderMap) -> String {
         .to_string()
 }
 
-/// A page with one message and a link home, for errors. Plain markup on purpose: it
-/// must render when templates or the database do not.
-fn message_page(lang: &str, status: StatusCode, message: &str, detail: Option<&str>, home: &str) -> Response {
-    let detail = detail.map(|d| format!("<p class=\"hint\" id=\"operation\">{d}</p>")).unwrap_or_default();
+/// What an error page says, left on its response so that [`in_shell`] draws it inside
+/// the shell for a signed-in user.
+#[derive(Clone)]
+struct Message {
+    text: &'static str,
+    detail: Option<String>,
+}
+
+/// A page with one message and a link home, for errors: the shell's header and
+/// footer without the user's part. Plain markup on purpose: it must render when
+/// templates or the database do not.
+fn message_page(t: Tr, status: StatusCode, message: &'static str, detail: Option<String>) -> Response {
+    let shown = detail.as_deref().map(|d| format!("<p class=\"muted\" id=\"operation\">{d}</p>")).unwrap_or_default();
+    let (lang, app, home, version) = (t.code(), t.get("app-name"), t.get("nav-home"), t.version());
     let body = format!(
-        "<!DOCTYPE html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><link rel=\"stylesheet\" href=\"/static/app.css\"></head><body><main><section class=\"card narrow\"><p class=\"error\" id=\"message\">{message}</p>{detail}<a href=\"/\">{home}</a></section></main></body></html>"
+        "<!DOCTYPE html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{message} · {app}</title><link rel=\"stylesheet\" href=\"/static/app.css\"></head><body>\
+         <header class=\"bar\"><span class=\"brand\">{app}</span><nav id=\"site-nav\" aria-label=\"{app}\"><a href=\"/\">{home}</a></nav></header>\
+         <main><section class=\"card narrow\"><p class=\"error\" id=\"message\" role=\"alert\">{message}</p>{shown}<a href=\"/\">{home}</a></section></main>\
+         <footer class=\"foot\"><span>{app} {version}</span></footer></body></html>"
     );
     let mut r = Html(body).into_response();
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     *r.status_mut() = status;
+    r.extensions_mut().insert(Message { text: message, detail });
     r
 }
 
 pub(crate) fn not_found(t: Tr) -> Response {
-    message_page(t.code(), StatusCode::NOT_FOUND, t.get("not-found"), None, t.get("nav-home"))
+    message_page(t, StatusCode::NOT_FOUND, t.get("not-found"), None)
 }
 
 pub(crate) fn forbidden(t: Tr) -> Response {
-    message_page(t.code(), StatusCode::FORBIDDEN, t.get("forbidden"), None, t.get("nav-home"))
+    message_page(t, StatusCode::FORBIDDEN, t.get("forbidden"), None)
 }
 
 /// A 500 page naming the operation id of this request, which its log lines carry
@@ -66,7 +80,7 @@ pub(crate) fn server_error(t: Option<Tr>) -> Response {
     let op = operation_id();
     let t = t.unwrap_or(Tr::new(crate::ui::i18n::Lang::ZhCn));
     let detail = t.fmt("server-error-operation", &op);
-    message_page(t.code(), StatusCode::INTERNAL_SERVER_ERROR, t.get("server-error"), Some(&detail), t.get("nav-home"))
+    message_page(t, StatusCode::INTERNAL_SERVER_ERROR, t.get("server-error"), Some(detail))
 }
 
 /// `YYYY-MM-DD HH:MM` in Beijing time, for tables.
@@ -79,24 +93,45 @@ pub(crate) fn local_time(ms: i64) -> String {
 #[template(path = "ui/message.html")]
 struct MessagePage<'a> {
     t: Tr,
-    shell: Option<&'a crate::ui::shell::Shell>,
+    shell: &'a crate::ui::shell::Shell,
     message: &'a str,
+    detail: Option<&'a str>,
 }
 
-/// Any path no area serves: the not-found page in the browser's language, inside the
-/// shell for a signed-in user (the FHIR API answers its own unknown paths with an
-/// OperationOutcome).
-pub(crate) async fn unknown_path(
+/// Any path no area serves: the not-found page in the browser's language (inside the
+/// shell for a signed-in user, by [`in_shell`]; the FHIR API answers its own unknown
+/// paths with an OperationOutcome).
+pub(crate) async fn unknown_path(headers: HeaderMap) -> Response {
+    not_found(Tr::new(crate::ui::session::lang(&headers)))
+}
+
+/// Draws the not-found, no-permission and server-error pages of a signed-in user inside
+/// the shell (their navigation, patient search, campus and log-out), with the same
+/// status and operation id. Without a session, or when the shell cannot be drawn (the
+/// database is down), the plain page stays.
+pub(crate) async fn in_shell(
     axum::extract::State(state): axum::extract::State<crate::AppState>,
-    signed: Result<crate::ui::session::Signed, Response>,
-    headers: HeaderMap,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
 ) -> Response {
-    let Ok(s) = signed else { return not_found(Tr::new(crate::ui::session::lang(&headers))) };
-    let shell = crate::ui::shell::shell(&state, &s.info, s.t, &s.headers).await;
-    let mut r =
-        page(askama::Template::render(&MessagePage { t: s.t, shell: Some(&shell), message: s.t.get("not-found") }));
-    *r.status_mut() = StatusCode::NOT_FOUND;
-    r
+    let (parts, body) = req.into_parts();
+    let (headers, addr) = (parts.headers.clone(), crate::ui::auth::client_addr(&parts));
+    let resp = next.run(axum::extract::Request::from_parts(parts, body)).await;
+    let Some(m) = resp.extensions().get::<Message>().cloned() else { return resp };
+    let stage = lianyi_security::users::Stage::Active;
+    let Ok((_, info)) = crate::ui::session::at_stage(&state, &headers, addr, stage).await else { return resp };
+    let t = Tr::new(crate::ui::session::lang(&headers));
+    let shell = crate::ui::shell::shell(&state, &info, t, &headers).await;
+    let page = MessagePage { t, shell: &shell, message: m.text, detail: m.detail.as_deref() };
+    match askama::Template::render(&page) {
+        Ok(html) => {
+            let mut r = Html(html).into_response();
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            *r.status_mut() = resp.status();
+            r
+        }
+        Err(_) => resp,
+    }
 }
 
 #[cfg(test)]
