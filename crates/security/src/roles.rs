@@ -17,6 +17,9 @@ pub enum Capability {
     BreakTheGlass,
     /// Configure outbound channels, read the integration message log, replay messages.
     ManageIntegration,
+    /// Follow the hospital's quality and management figures (critical-value response
+    /// times today; dashboards later).
+    ViewReports,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,7 +140,9 @@ impl Role {
 
     pub fn capabilities(self) -> &'static [Capability] {
         match self {
-            Role::Doctor | Role::DepartmentHead | Role::Nurse => &[Capability::BreakTheGlass],
+            Role::Doctor | Role::Nurse => &[Capability::BreakTheGlass],
+            Role::DepartmentHead => &[Capability::BreakTheGlass, Capability::ViewReports],
+            Role::Manager => &[Capability::ViewReports],
             Role::Administrator => &[Capability::AdministerUsers, Capability::ManageIntegration],
             Role::ItEngineer => &[Capability::ManageIntegration],
             Role::PrivacyOfficer => &[Capability::ReviewAudit],

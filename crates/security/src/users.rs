@@ -272,6 +272,7 @@ impl UserService {
             language: None,
             created_at: now,
             password_changed_at: now,
+            last_login_at: None,
         };
         let roles: Vec<String> = grants.iter().map(|g| format!("{}@{}", g.role, g.campus)).collect();
         match self.store.insert_user(&user, &grants).await {
@@ -559,6 +560,7 @@ impl UserService {
                 user.totp_enabled = true;
                 user.totp_last_step = step;
                 user.failed_attempts = 0;
+                user.last_login_at = Some(self.clock.now_ms());
                 self.store.update_user(&user).await?;
                 self.set_stage(token, Stage::Active).await?;
                 self.log(&info.caller, "mfa-enrol", "success", None).await?;
@@ -584,6 +586,7 @@ impl UserService {
             Some(step) if self.store.claim_totp_step(&user.id, step).await? => {
                 user.totp_last_step = step;
                 user.failed_attempts = 0;
+                user.last_login_at = Some(self.clock.now_ms());
                 self.store.update_user(&user).await?;
                 self.set_stage(token, Stage::Active).await?;
                 self.log(&info.caller, "login", "success", None).await?;

@@ -519,8 +519,9 @@ pub fn generate() -> Vec<DemoResource> {
                 );
             }
 
-            // Two or three lab results.
+            // Two or three lab results, and the report that groups them.
             let report_time = lianyi_fhir::datetime::format_instant(start + 3 * 3_600_000);
+            let mut results = Vec::new();
             for l in 0..2 + rng.below(2) {
                 let Lab { loinc: code, zh, en, unit, low, high, mean, sd } = LABS[(v + l * 2 + n) % LABS.len()];
                 let (low, high) =
@@ -547,7 +548,16 @@ pub fn generate() -> Vec<DemoResource> {
                            "interpretation": [{"coding": [{"system": INTERPRETATION, "code": flag, "display": flag_text}]}],
                            "referenceRange": [{"low": q(low, unit), "high": q(high, unit)}]}),
                 );
+                results.push(json!({"reference": format!("Observation/obs-{:04}-{}-lab{}", n + 1, v + 1, l + 1)}));
             }
+            push(
+                vcid,
+                json!({"resourceType": "DiagnosticReport", "id": format!("rep-{:04}-{}", n + 1, v + 1), "status": "final",
+                       "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "LAB", "display": "Laboratory"}]}],
+                       "code": {"coding": [{"system": LOINC, "code": "11502-2", "display": "Laboratory report"}], "text": "检验报告"},
+                       "subject": patient_ref, "encounter": enc_ref, "effectiveDateTime": at, "issued": report_time,
+                       "result": results}),
+            );
 
             // Prescriptions for the visit's problems.
             for (k, d) in diag.iter().enumerate() {

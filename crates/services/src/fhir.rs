@@ -298,6 +298,22 @@ impl FhirService {
         Ok(rows)
     }
 
+    /// Users who opened many patients' records lately (at least `min_patients` different
+    /// patients since `since`), for the privacy officer: (actor, patients). The review's
+    /// permission, and itself audited.
+    pub async fn unusual_access(&self, caller: &Caller, since: i64, min_patients: i64) -> Result<Vec<(String, i64)>> {
+        if !caller.can(Capability::ReviewAudit) {
+            let e = ServiceError::Forbidden("the audit log is for the privacy officer".into());
+            return self.failed(caller, "audit-review", "AuditEvent", None, e).await;
+        }
+        let rows = self.store.audit_wide_readers(since, min_patients, 20).await?;
+        let mut e = caller.entry(self.clock.now_ms(), "audit-review", "success");
+        e.resource_type = Some("AuditEvent".into());
+        e.detail = Some(format!("unusual access: {} users", rows.len()));
+        self.audit.record(vec![e]).await?;
+        Ok(rows)
+    }
+
     /// The names of the patients that audit records under review name, for the
     /// privacy officer's page (by Patient id; a record not found is left out). The
     /// review's permission; one audit record says how many names were shown.

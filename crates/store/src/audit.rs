@@ -319,6 +319,22 @@ impl Store {
         Ok(sql.query(self.backend).fetch_one(&self.read).await?.try_get(0)?)
     }
 
+    /// Users who opened the records of at least `min_patients` different patients since
+    /// `since` (epoch ms), most first, at most `limit`: (actor, patients).
+    pub async fn audit_wide_readers(&self, since: i64, min_patients: i64, limit: usize) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT actor, COUNT(DISTINCT patient) AS patients FROM audit_log \
+             WHERE recorded_at >= $1 AND actor_kind = 'user' AND outcome = 'success' AND patient IS NOT NULL \
+             GROUP BY actor HAVING COUNT(DISTINCT patient) >= $2 ORDER BY patients DESC, actor LIMIT $3",
+        )
+        .bind(since)
+        .bind(min_patients)
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?))).collect()
+    }
+
     /// Number of audit records.
     pub async fn audit_count(&self) -> Result<i64> {
         let row = sqlx::query("SELECT seq FROM audit_head WHERE id = 1").fetch_one(&self.read).await?;

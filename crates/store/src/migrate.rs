@@ -108,6 +108,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0016_message_warnings.sql"),
         postgres: include_str!("../migrations/postgres/0016_message_warnings.sql"),
     },
+    Migration {
+        version: 17,
+        name: "last_login",
+        sqlite: include_str!("../migrations/sqlite/0017_last_login.sql"),
+        postgres: include_str!("../migrations/postgres/0017_last_login.sql"),
+    },
 ];
 
 impl Store {

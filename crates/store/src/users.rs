@@ -26,6 +26,8 @@ pub struct UserRecord {
     pub language: Option<String>,
     pub created_at: i64,
     pub password_changed_at: i64,
+    /// When the user last completed a login (epoch ms), if ever.
+    pub last_login_at: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,7 +51,8 @@ pub struct SessionRecord {
 }
 
 const USER_COLUMNS: &str = "id, username, display_name, password_hash, must_change_password, totp_secret, totp_enabled, \
-     totp_last_step, failed_attempts, locked_until, disabled, patient, language, created_at, password_changed_at";
+     totp_last_step, failed_attempts, locked_until, disabled, patient, language, created_at, password_changed_at, \
+     last_login_at";
 
 fn user_from_row(r: &AnyRow) -> Result<UserRecord> {
     Ok(UserRecord {
@@ -68,6 +71,7 @@ fn user_from_row(r: &AnyRow) -> Result<UserRecord> {
         language: r.try_get("language")?,
         created_at: r.try_get("created_at")?,
         password_changed_at: r.try_get("password_changed_at")?,
+        last_login_at: r.try_get("last_login_at")?,
     })
 }
 
@@ -88,7 +92,7 @@ impl Store {
     pub async fn insert_user(&self, u: &UserRecord, grants: &[RoleGrant]) -> Result<()> {
         let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
         let res = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         )))
         .bind(u.id.clone())
         .bind(u.username.clone())
@@ -105,6 +109,7 @@ impl Store {
         .bind(u.language.clone())
         .bind(u.created_at)
         .bind(u.password_changed_at)
+        .bind(u.last_login_at)
         .execute(&mut *tx)
         .await;
         match res {
@@ -192,7 +197,7 @@ impl Store {
         sqlx::query(
             "UPDATE users SET display_name = $1, password_hash = $2, must_change_password = $3, totp_secret = $4, \
              totp_enabled = $5, totp_last_step = $6, failed_attempts = $7, locked_until = $8, disabled = $9, \
-             language = $10, password_changed_at = $11 WHERE id = $12",
+             language = $10, password_changed_at = $11, last_login_at = $12 WHERE id = $13",
         )
         .bind(u.display_name.clone())
         .bind(u.password_hash.clone())
@@ -205,6 +210,7 @@ impl Store {
         .bind(i64::from(u.disabled))
         .bind(u.language.clone())
         .bind(u.password_changed_at)
+        .bind(u.last_login_at)
         .bind(u.id.clone())
         .execute(&self.write)
         .await?;

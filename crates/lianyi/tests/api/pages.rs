@@ -537,6 +537,10 @@ async fn an_administrator_creates_an_account_and_assigns_roles_in_the_browser() 
     let password = between(&created, "id=\"one-time-password\">", "<").to_string();
     assert_eq!(password.len(), 16, "{created}");
     assert!(created.contains("data-user=\"nurse.wu\""));
+    // The last login shows (the administrator's own, a moment ago); the new account's is "never".
+    let row = |who: &str| between(&created, &format!("data-user=\"{who}\""), "</tr>").to_string();
+    assert!(row("it.admin").contains("最近登录 2027-01-15"), "{}", row("it.admin"));
+    assert!(row("nurse.wu").contains("从未登录"), "{}", row("nurse.wu"));
     // A bad campus is named, and nothing changes.
     let (_, _, refused) = admin
         .post("/admin/accounts/nurse.wu/grant", &[("csrf", &token), ("role", "doctor"), ("campus", "east campus!")])
@@ -606,6 +610,8 @@ async fn home_pages_are_worklists_by_role() {
         ("privacy.home", "privacy-officer", "*", "work-break-glass", "work-results"),
         ("it.home", "it-engineer", "*", "work-channels", "work-critical"),
         ("admin.home", "administrator", "*", "work-accounts", "work-results"),
+        ("manager.home", "manager", "*", "work-quality", "work-accounts"),
+        ("registrar.home", "registrar", "campus-east", "work-today", "work-critical"),
     ] {
         let (mut b, _) = logged_in(&app, &clock, name, role, campus, None).await;
         let (status, _, html) = b.get("/").await;
@@ -659,4 +665,26 @@ async fn the_audit_review_pages_translates_and_exports_csv() {
     // Nobody else exports it.
     let (mut nurse, _) = logged_in(&app, &clock, "nurse.csv", "nurse", "campus-east", None).await;
     assert_eq!(nurse.get("/admin/audit.csv").await.0, StatusCode::FORBIDDEN);
+}
+
+/// A user who opened fifty different patients' records in a day is named on the
+/// privacy officer's home page, with a link to their audit records.
+#[tokio::test]
+async fn the_privacy_officer_sees_who_opened_many_records() {
+    let clock: Arc<ManualClock> = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    let (mut doctor, _) = logged_in(&app, &clock, "dr.wide", "doctor", "campus-east", None).await;
+    for i in 0..50 {
+        let id = app
+            .create(&serde_json::json!({"resourceType": "Patient", "name": [{"text": format!("患者{i}")}],
+                "identifier": [{"system": "urn:lianyi:sid:mrn:campus-east", "value": format!("E9{i:06}")}]}))
+            .await;
+        assert_eq!(doctor.get(&format!("/patients/{id}")).await.0, StatusCode::OK);
+    }
+    let (mut officer, _) = logged_in(&app, &clock, "privacy.wide", "privacy-officer", "*", None).await;
+    let (_, _, home) = officer.get("/").await;
+    let panel = between(&home, "id=\"work-unusual\"", "</section>");
+    assert!(panel.contains("user:dr.wide") && panel.contains("50"), "{panel}");
+    assert!(panel.contains("/admin/audit?actor=user:dr.wide"), "{panel}");
+    assert!(!panel.contains("privacy.wide"), "{panel}");
 }

@@ -26,6 +26,9 @@ pub(crate) struct Panel {
 }
 
 const SHOWN: usize = 8;
+/// Different patients' records a user opens in 24 hours before the privacy officer's
+/// home page names them.
+const WIDE_READER: i64 = 50;
 
 /// The panels for `caller`; `alerts` are the open critical values the shell found.
 pub(crate) async fn panels(
@@ -161,6 +164,39 @@ pub(crate) async fn panels(
             summary: String::new(),
         });
     }
+    // Managers and department heads: critical values of the last 30 days, the slow
+    // and open ones first.
+    if caller.can(Capability::ViewReports) && staff_may(caller, "Task", Perm::Search) {
+        let mut handled = state.critical.report(caller, 30).await.unwrap_or_default();
+        let limit = state.critical.escalate_after_ms / 60_000;
+        let within = handled.iter().filter(|h| h.minutes.is_some_and(|m| m <= limit)).count();
+        let summary = t
+            .get("work-quality-count")
+            .replace("{0}", &handled.len().to_string())
+            .replace("{1}", &within.to_string())
+            .replace("{2}", &limit.to_string());
+        handled.sort_by_key(|h| std::cmp::Reverse(h.minutes.unwrap_or(i64::MAX)));
+        let items = handled
+            .iter()
+            .filter(|h| h.minutes.is_none_or(|m| m > limit))
+            .take(SHOWN)
+            .map(|h| {
+                let detail = match h.minutes {
+                    Some(m) => t.fmt("work-quality-minutes", &m.to_string()),
+                    None => t.get("work-quality-open").to_string(),
+                };
+                ("/reports/critical-values".to_string(), format!("{} · {}", h.text, h.owner), detail)
+            })
+            .collect();
+        out.push(Panel {
+            title: "work-quality",
+            id: "work-quality",
+            items,
+            empty: "work-quality-none",
+            more: "/reports/critical-values".into(),
+            summary,
+        });
+    }
     // Privacy officers: today's break-the-glass.
     if caller.can(Capability::ReviewAudit) {
         let now = state.fhir.now_ms();
@@ -178,6 +214,63 @@ pub(crate) async fn panels(
             items,
             empty: "work-break-glass-none",
             more: "/admin/break-glass".into(),
+            summary: String::new(),
+        });
+    }
+    // Privacy officers: users who opened many different patients' records in the last
+    // 24 hours (more than a clinic's day usually needs).
+    if caller.can(Capability::ReviewAudit) {
+        let now = state.fhir.now_ms();
+        let wide = state.fhir.unusual_access(caller, now - 86_400_000, WIDE_READER).await.unwrap_or_default();
+        let items = wide
+            .iter()
+            .take(SHOWN)
+            .map(|(actor, n)| {
+                (format!("/admin/audit?actor={actor}"), actor.clone(), t.fmt("work-unusual-detail", &n.to_string()))
+            })
+            .collect();
+        out.push(Panel {
+            title: "work-unusual",
+            id: "work-unusual",
+            items,
+            empty: "work-unusual-none",
+            more: "/admin/audit".into(),
+            summary: t.fmt("work-unusual-rule", &WIDE_READER.to_string()),
+        });
+    }
+    // IT engineers: the platform itself (version, uptime, database and its pools).
+    if caller.can(Capability::ManageIntegration) {
+        let ops = state.fhir.operations();
+        let db = match ops.ping().await {
+            Ok(()) => t.get("work-system-db-ok"),
+            Err(_) => t.get("work-system-db-down"),
+        };
+        let pools = ops.pool_stats();
+        let uptime = state.started.elapsed().as_secs();
+        let items = vec![
+            ("/healthz".to_string(), t.fmt("work-system-version", env!("CARGO_PKG_VERSION")), String::new()),
+            ("/healthz".to_string(), format!("{} · {db}", ops.backend().name()), t.get("work-system-db").to_string()),
+            (
+                "/metrics".to_string(),
+                t.get("work-system-uptime")
+                    .replace("{0}", &(uptime / 3600).to_string())
+                    .replace("{1}", &(uptime / 60 % 60).to_string()),
+                String::new(),
+            ),
+            (
+                "/metrics".to_string(),
+                t.get("work-system-pools")
+                    .replace("{0}", &pools.read_size.to_string())
+                    .replace("{1}", &pools.write_size.to_string()),
+                String::new(),
+            ),
+        ];
+        out.push(Panel {
+            title: "work-system",
+            id: "work-system",
+            items,
+            empty: "work-system-none",
+            more: "/admin/integration".into(),
             summary: String::new(),
         });
     }

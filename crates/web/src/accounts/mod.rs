@@ -42,6 +42,8 @@ struct AccountRow {
     disabled: bool,
     locked_until: String,
     created: String,
+    /// `YYYY-MM-DD HH:MM` of the last completed login, empty if never.
+    last_login: String,
 }
 
 #[derive(Template)]
@@ -101,6 +103,7 @@ async fn render(
             disabled: u.disabled,
             locked_until: if u.locked_until > now { local_time(u.locked_until) } else { String::new() },
             created: local_time(u.created_at)[..10].to_string(),
+            last_login: u.last_login_at.map(local_time).unwrap_or_default(),
             username: u.username,
             display_name: u.display_name,
         })

@@ -18,7 +18,7 @@ use crate::AppState;
 use crate::ui::i18n::Tr;
 use crate::ui::render::page;
 use crate::ui::session::Signed;
-use crate::ui::shell::{Shell, campus_name, shell, staff_may};
+use crate::ui::shell::{Shell, shell, staff_may};
 use lianyi_clinical::registry::age;
 
 pub(super) fn router() -> Router<AppState> {
@@ -76,8 +76,10 @@ async fn search_page(
         match state.registry.find(&info.caller, &query).await {
             Ok(found) => {
                 let today = state.scheduling.today();
+                // Each campus's name is looked up once per page.
+                let mut campuses = super::reads::CampusNames::new(t);
                 for f in found {
-                    rows.push(row(&state, t, &today, f).await);
+                    rows.push(row(&state, &mut campuses, &today, f).await);
                 }
             }
             Err(e) => {
@@ -90,10 +92,10 @@ async fn search_page(
     page(SearchPage { t, shell: &shell, q, rows, searched, failed, may_break_glass }.render())
 }
 
-async fn row(state: &AppState, t: Tr, today: &str, f: Found) -> FoundRow {
+async fn row(state: &AppState, campuses: &mut super::reads::CampusNames, today: &str, f: Found) -> FoundRow {
     let c = f.candidate;
     let campus = match &f.campus {
-        Some(id) => campus_name(state, id, t).await,
+        Some(id) => campuses.name(state, id).await,
         None => String::new(),
     };
     FoundRow {
