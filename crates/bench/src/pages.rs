@@ -179,14 +179,24 @@ pub async fn run(raw: Vec<String>) {
 
     let mut results = Vec::new();
     for (who, path) in [
+        ("registrar", "/".to_string()),
+        ("doctor", "/".to_string()),
         ("registrar", "/registration".to_string()),
         ("registrar", "/patients/pat-0001".to_string()),
         ("doctor", "/queue?dept=campus-east-im".to_string()),
         ("doctor", encounter.clone()),
+        ("doctor", format!("{encounter}/print/summary")),
     ] {
         let s = if who == "registrar" { &mut registrar } else { &mut doctor };
         let (p50, p95, p99) = measure(s, &path, n).await;
         let name = path.split('?').next().unwrap_or_default().split('/').take(2).collect::<Vec<_>>().join("/");
+        let name = if name == "/" {
+            format!("/ ({who})")
+        } else if path.ends_with("/print/summary") {
+            "/encounters/{id}/print/summary".to_string()
+        } else {
+            name
+        };
         println!("  {name:<16} p50 {p50:>6.2} ms   p95 {p95:>6.2} ms   p99 {p99:>6.2} ms");
         results.push(json!({"page": name, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}));
     }

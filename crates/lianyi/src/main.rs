@@ -438,6 +438,7 @@ async fn start_mllp(
         tokio::spawn(inbound.clone().run_applier());
     }
     app.state().outbound.register_inbound(inbound.clone());
+    app.note_listener(if tls.is_some() { "MLLP/TLS" } else { "MLLP" }, local);
     tokio::spawn(lianyi_web::mllp::serve_mllp(listener, inbound, Default::default(), tls));
     Ok(local)
 }

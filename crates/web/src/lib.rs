@@ -87,6 +87,8 @@ pub struct AppState {
     pub users: UserService,
     pub config: Arc<AppConfig>,
     pub started: Instant,
+    /// What the process listens on: (protocol, address), for the IT home page.
+    pub listeners: Arc<std::sync::Mutex<Vec<(String, String)>>>,
     /// Per-address budgets for the login and token endpoints.
     pub limits: Arc<ui::layers::RateLimiter>,
     /// Running and finished bulk exports.
@@ -203,6 +205,7 @@ impl App {
                 users,
                 config: Arc::new(config),
                 started: Instant::now(),
+                listeners: Default::default(),
                 limits,
                 exports: Default::default(),
                 outbound,
@@ -223,6 +226,13 @@ impl App {
         &self.state
     }
 
+    /// Records a listener (`HTTP`, `MLLP` …) for the IT engineers' home page.
+    pub fn note_listener(&self, protocol: &str, addr: impl std::fmt::Display) {
+        if let Ok(mut l) = self.state.listeners.lock() {
+            l.push((protocol.to_string(), addr.to_string()));
+        }
+    }
+
     pub fn router(&self) -> Router {
         routes::router(self.state.clone())
     }
@@ -240,6 +250,9 @@ impl App {
         let dispatcher = tokio::spawn(lianyi_interop::Dispatcher::new(self.state.outbound.clone()).run());
         // Critical values are checked while the server runs; its cursor survives restarts.
         let watcher = tokio::spawn(self.state.critical.clone().run());
+        if let Ok(addr) = listener.local_addr() {
+            self.note_listener(if self.state.config.tls.is_some() { "HTTPS" } else { "HTTP" }, addr);
+        }
         let service = self.router().into_make_service_with_connect_info::<std::net::SocketAddr>();
         match self.state.config.tls.clone() {
             None => axum::serve(listener, service).with_graceful_shutdown(shutdown).await?,

@@ -611,6 +611,7 @@ async fn home_pages_are_worklists_by_role() {
         ("it.home", "it-engineer", "*", "work-channels", "work-critical"),
         ("admin.home", "administrator", "*", "work-accounts", "work-results"),
         ("manager.home", "manager", "*", "work-quality", "work-accounts"),
+        ("it2.home", "it-engineer", "*", "work-system", "work-today"),
         ("registrar.home", "registrar", "campus-east", "work-today", "work-critical"),
     ] {
         let (mut b, _) = logged_in(&app, &clock, name, role, campus, None).await;

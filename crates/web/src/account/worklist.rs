@@ -247,7 +247,7 @@ pub(crate) async fn panels(
         };
         let pools = ops.pool_stats();
         let uptime = state.started.elapsed().as_secs();
-        let items = vec![
+        let mut items = vec![
             ("/healthz".to_string(), t.fmt("work-system-version", env!("CARGO_PKG_VERSION")), String::new()),
             ("/healthz".to_string(), format!("{} · {db}", ops.backend().name()), t.get("work-system-db").to_string()),
             (
@@ -265,6 +265,21 @@ pub(crate) async fn panels(
                 String::new(),
             ),
         ];
+        // The disk of the data directory (where the keys file lives).
+        if let Some(dir) = state.config.keys_file.parent()
+            && let Ok(fs) = rustix::fs::statvfs(dir)
+        {
+            let gb = |blocks: u64| (blocks.saturating_mul(fs.f_frsize) >> 30).to_string();
+            let disk = t.get("work-system-disk").replace("{0}", &gb(fs.f_bavail)).replace("{1}", &gb(fs.f_blocks));
+            items.push(("/metrics".to_string(), disk, String::new()));
+        }
+        for (protocol, addr) in state.listeners.lock().map(|l| l.clone()).unwrap_or_default() {
+            items.push((
+                "/admin/integration".to_string(),
+                format!("{protocol} {addr}"),
+                t.get("work-system-listening").to_string(),
+            ));
+        }
         out.push(Panel {
             title: "work-system",
             id: "work-system",
