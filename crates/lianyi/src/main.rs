@@ -1013,6 +1013,100 @@ const DEMO_PASSWORD: &str = "Lianyi-Demo-2026";
 /// The campus whose systems the demo's MLLP listener stands for.
 const DEMO_MLLP_CAMPUS: &str = "campus-east";
 
+/// Each campus's price list for the demo: registration by clinic type, every drug of
+/// the catalogue per unit, every test and imaging order, three services; priced from
+/// today, and the East Campus's expert registration rising next month (a future price
+/// the list shows in its history). Returns the number of items per campus.
+async fn demo_prices(prices: &lianyi_billing::prices::PriceBook, caller: &Caller) -> Result<usize, CliError> {
+    use lianyi_billing::prices::ItemForm;
+    let today = lianyi_clinical::scheduling::local_date(lianyi_security::Clock::now_ms(&SystemClock::default()));
+    // Deterministic prices: from the code's bytes, within a range (fen).
+    let spread = |code: &str, low: u64, high: u64| {
+        let h = code.bytes().fold(17u64, |a, b| a.wrapping_mul(31).wrapping_add(u64::from(b)));
+        low + h % (high - low + 1)
+    };
+    let yuan = |fen: u64| format!("{}.{:02}", fen / 100, fen % 100);
+    let mut items: Vec<(ItemForm, u64)> = vec![
+        (
+            item(
+                "REG-GEN",
+                "registration",
+                "registration",
+                "general",
+                "普通门诊挂号",
+                "General clinic registration",
+                "次",
+            ),
+            1_000,
+        ),
+        (
+            item(
+                "REG-EXP",
+                "registration",
+                "registration",
+                "expert",
+                "专家门诊挂号",
+                "Expert clinic registration",
+                "次",
+            ),
+            5_000,
+        ),
+        (item("S-INJ", "treatment", "service", "injection", "肌内注射", "Intramuscular injection", "次"), 500),
+        (item("S-IVD", "treatment", "service", "infusion", "静脉输液", "Intravenous infusion", "次"), 1_500),
+        (item("S-DRS", "treatment", "service", "dressing", "换药", "Wound dressing", "次"), 2_000),
+    ];
+    for d in lianyi_clinical::prescribing::catalogue() {
+        let unit = if d.form == "capsule" { "粒" } else { "片" };
+        let name_zh = format!("{} {}", d.zh, d.strength);
+        let name_en = format!("{} {}", d.en, d.strength);
+        let form = item(&format!("D-{}", d.code), "western-drug", "drug", d.code, &name_zh, &name_en, unit);
+        items.push((form, spread(d.code, 15, 480)));
+    }
+    for o in lianyi_clinical::orders::catalogue() {
+        let (category, low, high) = if o.category == "imaging" { ("exam", 6_000, 48_000) } else { ("lab", 500, 6_000) };
+        let form = item(&format!("O-{}", o.code), category, "order", o.code, o.zh, o.en, "次");
+        items.push((form, spread(o.code, low, high)));
+    }
+    for campus in ["campus-east", "campus-west", "campus-south"] {
+        for (form, fen) in &items {
+            let form = ItemForm { campus: campus.into(), ..form.clone() };
+            let failed = |e: lianyi_billing::prices::PriceError| CliError::Usage(format!("demo prices: {e}"));
+            prices.put_item(caller, &form).await.map_err(failed)?;
+            prices.set_price(caller, campus, &form.code, &yuan(*fen), &today).await.map_err(failed)?;
+        }
+    }
+    let next_month = lianyi_clinical::scheduling::local_date(
+        lianyi_security::Clock::now_ms(&SystemClock::default()) + 31 * 86_400_000,
+    );
+    prices
+        .set_price(caller, "campus-east", "REG-EXP", "60.00", &next_month)
+        .await
+        .map_err(|e| CliError::Usage(format!("demo prices: {e}")))?;
+    Ok(items.len())
+}
+
+fn item(
+    code: &str,
+    category: &str,
+    kind: &str,
+    reference: &str,
+    name_zh: &str,
+    name_en: &str,
+    unit: &str,
+) -> lianyi_billing::prices::ItemForm {
+    lianyi_billing::prices::ItemForm {
+        campus: String::new(),
+        code: code.into(),
+        national_code: String::new(),
+        category: category.into(),
+        kind: kind.into(),
+        reference: reference.into(),
+        name_zh: name_zh.into(),
+        name_en: name_en.into(),
+        unit: unit.into(),
+    }
+}
+
 /// A lab result for the first East Campus demo patient, as the laboratory system would
 /// send it (ORU^R01, segments on lines of their own): a potassium of 4.1 mmol/L; with
 /// the patient's resource id.
@@ -1030,7 +1124,7 @@ fn demo_oru(data: &[demo::DemoResource]) -> Option<(String, String)> {
     let birth = patient["birthDate"].as_str().unwrap_or_default().replace('-', "");
     let sex = if patient["gender"] == "male" { "M" } else { "F" };
     let id = patient["id"].as_str()?;
-    let now = lianyi_fhir::datetime::format_instant(lianyi_services::Clock::now_ms(&SystemClock::default()));
+    let now = lianyi_fhir::datetime::format_instant(lianyi_security::Clock::now_ms(&SystemClock::default()));
     let ts: String = now.chars().filter(char::is_ascii_digit).take(14).collect();
     Some((
         format!(
@@ -1132,6 +1226,7 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>, mllp_listen: &str
         return Err(CliError::Usage(format!("demo data rejected: {:?}", rep.rejected.first())));
     }
     let slots = demo_schedules(&service, &caller, &doctor_roles).await?;
+    let priced = demo_prices(&lianyi_billing::prices::PriceBook::new(service.clone()), &caller).await?;
     let counts = store.count_by_type().await?;
     let clients = lianyi_security::ClientService::new(
         store.clone(),
@@ -1191,6 +1286,7 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>, mllp_listen: &str
         started.elapsed().as_millis()
     );
     println!("  Outpatient schedules: {} doctors, {slots} free slots over the next 14 days.", doctor_roles.len());
+    println!("  Price lists: {priced} items priced at each of the 3 campuses (registration, drugs, tests, services).");
     println!();
     println!("  FHIR R4 API   http://{addr}/fhir");
     println!("  Capabilities  http://{addr}/fhir/metadata");
@@ -1226,6 +1322,7 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>, mllp_listen: &str
         );
     }
     println!();
+    println!("  Price lists   http://{addr}/billing/prices (kept by managers, read by cashiers)");
     println!("  Web login: http://{addr}/login   password for every demo account: {DEMO_PASSWORD}");
     println!("  (each account enrols an authenticator app at its first login: scan the QR code)");
     for (username, name, role, campus, _) in DEMO_USERS {

@@ -343,7 +343,12 @@ impl Caller {
             campus: None,
             client_addr: None,
             access: Access::unrestricted(),
-            capabilities: vec![Capability::AdministerUsers, Capability::ReviewAudit, Capability::ManageIntegration],
+            capabilities: vec![
+                Capability::AdministerUsers,
+                Capability::ReviewAudit,
+                Capability::ManageIntegration,
+                Capability::ManagePrices,
+            ],
         }
     }
 

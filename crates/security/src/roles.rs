@@ -20,6 +20,8 @@ pub enum Capability {
     /// Follow the hospital's quality and management figures (critical-value response
     /// times today; dashboards later).
     ViewReports,
+    /// Keep the price list: add chargeable items and set their prices (物价管理).
+    ManagePrices,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,7 +144,7 @@ impl Role {
         match self {
             Role::Doctor | Role::Nurse => &[Capability::BreakTheGlass],
             Role::DepartmentHead => &[Capability::BreakTheGlass, Capability::ViewReports],
-            Role::Manager => &[Capability::ViewReports],
+            Role::Manager => &[Capability::ViewReports, Capability::ManagePrices],
             Role::Administrator => &[Capability::AdministerUsers, Capability::ManageIntegration],
             Role::ItEngineer => &[Capability::ManageIntegration],
             Role::PrivacyOfficer => &[Capability::ReviewAudit],

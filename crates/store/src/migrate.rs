@@ -114,6 +114,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0017_last_login.sql"),
         postgres: include_str!("../migrations/postgres/0017_last_login.sql"),
     },
+    Migration {
+        version: 18,
+        name: "prices",
+        sqlite: include_str!("../migrations/sqlite/0018_prices.sql"),
+        postgres: include_str!("../migrations/postgres/0018_prices.sql"),
+    },
 ];
 
 impl Store {

@@ -20,6 +20,56 @@ impl Store {
 }
 
 impl Operations {
+    /// The price list: see [`crate::prices`].
+    pub async fn put_price_item(&self, item: &crate::prices::PriceItem) -> Result<()> {
+        self.0.put_price_item(item).await
+    }
+
+    pub async fn add_price(
+        &self,
+        campus: &str,
+        code: &str,
+        effective_from: i64,
+        amount_fen: i64,
+        recorded_at: i64,
+        recorded_by: &str,
+    ) -> Result<bool> {
+        self.0.add_price(campus, code, effective_from, amount_fen, recorded_at, recorded_by).await
+    }
+
+    pub async fn price_list(
+        &self,
+        campus: &str,
+        at: i64,
+        q: &str,
+        category: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::prices::PricedItem>> {
+        self.0.price_list(campus, at, q, category, limit).await
+    }
+
+    pub async fn priced_item(&self, campus: &str, code: &str, at: i64) -> Result<Option<crate::prices::PricedItem>> {
+        self.0.priced_item(campus, code, at).await
+    }
+
+    pub async fn priced_ref(
+        &self,
+        campus: &str,
+        kind: &str,
+        reference: &str,
+        at: i64,
+    ) -> Result<Option<crate::prices::PricedItem>> {
+        self.0.priced_ref(campus, kind, reference, at).await
+    }
+
+    pub async fn price_campuses(&self) -> Result<Vec<String>> {
+        self.0.price_campuses().await
+    }
+
+    pub async fn price_history(&self, campus: &str, code: &str) -> Result<Vec<crate::prices::PriceRow>> {
+        self.0.price_history(campus, code).await
+    }
+
     pub async fn log_message(&self, m: NewMessage) -> Result<i64> {
         self.0.log_message(m).await
     }

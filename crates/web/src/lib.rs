@@ -16,6 +16,7 @@
 mod account;
 mod accounts;
 mod audit;
+mod billing;
 mod clinic;
 mod fhir;
 mod health;
@@ -87,6 +88,8 @@ pub struct AppState {
     pub users: UserService,
     pub config: Arc<AppConfig>,
     pub started: Instant,
+    /// Each campus's price list.
+    pub prices: lianyi_billing::prices::PriceBook,
     /// What the process listens on: (protocol, address), for the IT home page.
     pub listeners: Arc<std::sync::Mutex<Vec<(String, String)>>>,
     /// Per-address budgets for the login and token endpoints.
@@ -188,6 +191,7 @@ impl App {
             lianyi_interop::Outbound::new(fhir.clone(), config.default_campus.as_deref().unwrap_or("lianyi"));
         let limits = Arc::new(ui::layers::RateLimiter::new(config.login_rate_per_minute));
         let registry = lianyi_clinical::registry::Registry::new(fhir.clone());
+        let prices = lianyi_billing::prices::PriceBook::new(fhir.clone());
         let scheduling = lianyi_clinical::scheduling::Scheduling::new(fhir.clone());
         let workspace = lianyi_clinical::encounter::Workspace::new(fhir.clone());
         let prescribing = lianyi_clinical::prescribing::Prescribing::new(fhir.clone());
@@ -205,6 +209,7 @@ impl App {
                 users,
                 config: Arc::new(config),
                 started: Instant::now(),
+                prices,
                 listeners: Default::default(),
                 limits,
                 exports: Default::default(),

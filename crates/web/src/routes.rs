@@ -4,10 +4,10 @@
 use axum::Router;
 
 use crate::ui::shell::NavLink;
-use crate::{AppState, account, accounts, audit, clinic, fhir, health, integration, ui};
+use crate::{AppState, account, accounts, audit, billing, clinic, fhir, health, integration, ui};
 
 /// The navigation, area by area, in the order the bar shows it.
-pub(crate) const NAV: &[&[NavLink]] = &[clinic::NAV, audit::NAV, integration::NAV, accounts::NAV];
+pub(crate) const NAV: &[&[NavLink]] = &[clinic::NAV, billing::NAV, audit::NAV, integration::NAV, accounts::NAV];
 
 pub(crate) fn router(state: AppState) -> Router {
     let hsts = state.config.tls.is_some();
@@ -17,6 +17,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(audit::router())
         .merge(accounts::router())
         .merge(clinic::router())
+        .merge(billing::router())
         .merge(integration::router())
         .merge(health::router())
         .merge(ui::shell::router())

@@ -5,6 +5,7 @@
 
 mod audit;
 mod authz;
+mod billing;
 mod browser;
 mod bundles;
 mod encryption;

@@ -1,0 +1,103 @@
+//! The price list: a manager (the price office) adds an item and prices it from a
+//! date; a later price takes over at its date without touching what was priced
+//! before; bad input is named by field and writes nothing; cashiers read their
+//! campus's list and change nothing; patients do not see it.
+
+use std::sync::Arc;
+
+use lianyi_security::{Clock, ManualClock};
+use reqwest::StatusCode;
+
+use crate::helpers::spawn_app_clocked;
+use crate::pages::{between, logged_in};
+
+#[tokio::test]
+async fn the_price_office_keeps_dated_prices_and_cashiers_read_them() {
+    // 2027-01-15 16:00 Beijing.
+    let clock: Arc<ManualClock> = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    let (mut manager, token) = logged_in(&app, &clock, "price.office", "manager", "*", None).await;
+    let (status, _, page) = manager.get("/billing/prices?campus=campus-east").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"price-item-form\""), "{page}");
+
+    // An item with broken rules: each named, nothing stored.
+    let item = |code: &str, category: &str| {
+        vec![
+            ("csrf", token.clone()),
+            ("campus", "campus-east".to_string()),
+            ("code", code.to_string()),
+            ("national_code", "XB01".to_string()),
+            ("category", category.to_string()),
+            ("kind", "drug".to_string()),
+            ("reference", "AMOX500".to_string()),
+            ("name_zh", "阿莫西林胶囊 500 mg".to_string()),
+            ("name_en", "Amoxicillin capsules 500 mg".to_string()),
+            ("unit", "粒".to_string()),
+        ]
+    };
+    let bad = item("bad code!", "food");
+    let refs: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, _, page) = manager.post("/billing/prices", &refs).await;
+    let errors = between(&page, "id=\"form-errors\"", "</div>");
+    assert!(errors.contains("data-field=\"code\"") && errors.contains("data-field=\"category\""), "{errors}");
+    assert!(page.contains("value=\"bad code!\""), "what was typed is kept");
+    let (_, _, list) = manager.get("/billing/prices?campus=campus-east").await;
+    assert!(list.contains("id=\"no-prices\""), "nothing stored: {list}");
+
+    let good = item("D-AMOX500", "western-drug");
+    let refs: Vec<(&str, &str)> = good.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, to, _) = manager.post("/billing/prices", &refs).await;
+    assert_eq!(to, "/billing/prices/campus-east/D-AMOX500?done=item");
+
+    // Prices: bad amounts and dates are named; a good one holds from today.
+    let url = "/billing/prices/campus-east/D-AMOX500";
+    for (amount, effective, field) in [
+        ("-1", "2027-01-15", "amount"),
+        ("1.234", "2027-01-15", "amount"),
+        ("2", "", "effective"),
+        ("2", "2027-01-14", "effective"),
+    ] {
+        let (_, _, page) = manager.post(url, &[("csrf", &token), ("amount", amount), ("effective", effective)]).await;
+        let errors = between(&page, "id=\"form-errors\"", "</div>");
+        assert!(errors.contains(&format!("data-field=\"{field}\"")), "{amount} {effective}: {errors}");
+    }
+    let (_, _, page) = manager.get(url).await;
+    assert!(page.contains("未定价"), "nothing was priced by the refused forms: {page}");
+    let (_, to, _) = manager.post(url, &[("csrf", &token), ("amount", "0.85"), ("effective", "2027-01-15")]).await;
+    assert!(to.ends_with("done=price"), "{to}");
+    let (_, to, _) = manager.post(url, &[("csrf", &token), ("amount", "0.90"), ("effective", "2027-02-01")]).await;
+    assert!(to.ends_with("done=price"), "{to}");
+    let (_, _, page) = manager.get(url).await;
+    assert!(between(&page, "id=\"current-price\">", "<").contains("0.85"), "today's price: {page}");
+    assert_eq!(
+        between(&page, "id=\"price-history\"", "</table>").matches("<tr>").count(),
+        3,
+        "two prices and a header"
+    );
+
+    // What a charge made today was priced at stays 0.85 after the change.
+    let charged_at = clock.now_ms();
+    clock.advance(20 * 86_400_000);
+    let (mut manager, _) = logged_in(&app, &clock, "price.later", "manager", "*", None).await;
+    let (_, _, page) = manager.get(url).await;
+    assert!(between(&page, "id=\"current-price\">", "<").contains("0.90"), "{page}");
+    let system = lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("test".into()));
+    let prices = lianyi_billing::prices::PriceBook::new(app.fhir.clone());
+    let then = prices.price_of(&system, "campus-east", "drug", "AMOX500", charged_at).await.unwrap().unwrap();
+    assert_eq!(then.1.to_string(), "0.85");
+
+    // A cashier of the campus reads the list and changes nothing; one of another
+    // campus, and a patient, do not see it.
+    let (mut cashier, ctoken) = logged_in(&app, &clock, "cashier.e", "cashier", "campus-east", None).await;
+    let (status, _, list) = cashier.get("/billing/prices").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(list.contains("data-code=\"D-AMOX500\"") && list.contains("0.90") && list.contains("西药费"), "{list}");
+    assert!(!list.contains("id=\"price-item-form\""), "no form for the cashier");
+    let (status, _, _) = cashier.post(url, &[("csrf", &ctoken), ("amount", "9"), ("effective", "2027-03-01")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (mut west, _) = logged_in(&app, &clock, "cashier.w", "cashier", "campus-west", None).await;
+    assert_eq!(west.get(url).await.0, StatusCode::FORBIDDEN);
+    let (mut patient, _) = logged_in(&app, &clock, "patient.p", "patient", "*", Some("p1")).await;
+    assert_eq!(patient.get("/billing/prices").await.0, StatusCode::FORBIDDEN);
+}

@@ -1,0 +1,368 @@
+//! Billing pages: the campus's price list (收费项目) with each item's price today and
+//! its history, and for the price office (managers) adding items and setting prices
+//! from a date. The rules live in [`lianyi_billing::prices`].
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Form, Router};
+use lianyi_billing::money::Fen;
+use lianyi_billing::prices::{CATEGORIES, FieldError, ItemForm, KINDS, PriceError};
+use lianyi_security::roles::Capability;
+use lianyi_security::{Caller, Perm};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::ui::i18n::Tr;
+use crate::ui::render::{forbidden, local_time, not_found, page, see_other};
+use crate::ui::session::Signed;
+use crate::ui::shell::{NavLink, Place, Shell, campus_name, shell, staff_may};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/billing/prices", get(list_page).post(put_item))
+        .route("/billing/prices/{campus}/{code}", get(item_page).post(set_price))
+}
+
+fn may_see(c: &Caller) -> bool {
+    c.can(Capability::ManagePrices) || staff_may(c, "ChargeItem", Perm::Read)
+}
+
+pub(crate) const NAV: &[NavLink] =
+    &[NavLink { href: "/billing/prices", text: "nav-prices", place: Place::Bar, shown: may_see }];
+
+struct Row {
+    code: String,
+    national_code: String,
+    category: String,
+    name: String,
+    unit: String,
+    price: String,
+    since: String,
+}
+
+#[derive(Template)]
+#[template(path = "billing/prices.html")]
+struct ListPage<'a> {
+    t: Tr,
+    shell: &'a Shell,
+    /// (id, name, chosen)
+    campuses: Vec<(String, String, bool)>,
+    campus: String,
+    q: String,
+    category: String,
+    categories: &'static [&'static str],
+    kinds: &'static [&'static str],
+    rows: Vec<Row>,
+    may_manage: bool,
+    form: ItemFormView,
+    errors: Vec<(String, String)>,
+    notice: Option<&'static str>,
+}
+
+#[derive(Default)]
+struct ItemFormView {
+    code: String,
+    national_code: String,
+    category: String,
+    kind: String,
+    reference: String,
+    name_zh: String,
+    name_en: String,
+    unit: String,
+}
+
+#[derive(Deserialize, Default)]
+struct ListQuery {
+    campus: Option<String>,
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    category: String,
+    done: Option<String>,
+}
+
+/// The campus the page shows: the one asked for if readable, else the user's active
+/// campus, else the first with a list.
+async fn chosen_campus(
+    state: &AppState,
+    caller: &Caller,
+    shell: &Shell,
+    asked: Option<String>,
+    t: Tr,
+) -> (String, Vec<(String, String, bool)>) {
+    let mut ids = state.prices.campuses(caller).await.unwrap_or_default();
+    if let Some(c) = &shell.campus
+        && !ids.iter().any(|i| i == c.as_str())
+    {
+        ids.insert(0, c.as_str().to_string());
+    }
+    let campus = asked
+        .filter(|a| ids.contains(a))
+        .or_else(|| shell.campus.as_ref().map(|c| c.as_str().to_string()))
+        .or_else(|| ids.first().cloned())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for id in ids {
+        let name = campus_name(state, &id, t).await;
+        out.push((id.clone(), name, id == campus));
+    }
+    (campus, out)
+}
+
+fn error_rows(t: Tr, errors: &[FieldError]) -> Vec<(String, String)> {
+    errors
+        .iter()
+        .map(|e| {
+            let text = t.try_get(&format!("price-rule-{}", e.rule)).map_or(e.detail.clone(), str::to_string);
+            (e.field.to_string(), text)
+        })
+        .collect()
+}
+
+async fn render_list(
+    state: &AppState,
+    s: &Signed,
+    q: ListQuery,
+    form: ItemFormView,
+    errors: Vec<(String, String)>,
+) -> Response {
+    let (info, t) = (&s.info, s.t);
+    let caller = &info.caller;
+    let shell = shell(state, info, t, &s.headers).await;
+    let (campus, campuses) = chosen_campus(state, caller, &shell, q.campus, t).await;
+    let category = Some(q.category.clone()).filter(|c| CATEGORIES.contains(&c.as_str()));
+    let now = state.fhir.now_ms();
+    let rows = match state.prices.list(caller, &campus, &q.q, category.as_deref(), now).await {
+        Ok(list) => list
+            .into_iter()
+            .map(|p| Row {
+                price: p.amount_fen.map(|f| Fen(f).to_string()).unwrap_or_default(),
+                since: p.since.map(|s| local_time(s)[..10].to_string()).unwrap_or_default(),
+                name: t.pick(p.item.name_zh, p.item.name_en),
+                category: p.item.category,
+                national_code: p.item.national_code.unwrap_or_default(),
+                unit: p.item.unit,
+                code: p.item.code,
+            })
+            .collect(),
+        Err(PriceError::Forbidden(_)) => return forbidden(t),
+        Err(e) => {
+            tracing::error!(error = %e, "price list");
+            Vec::new()
+        }
+    };
+    let may_manage = caller.can(Capability::ManagePrices);
+    let notice = (q.done.as_deref() == Some("item")).then_some("price-item-saved");
+    page(
+        ListPage {
+            t,
+            shell: &shell,
+            campuses,
+            campus,
+            q: q.q,
+            category: category.unwrap_or_default(),
+            categories: &CATEGORIES,
+            kinds: &KINDS,
+            rows,
+            may_manage,
+            form,
+            errors,
+            notice,
+        }
+        .render(),
+    )
+}
+
+async fn list_page(State(state): State<AppState>, s: Signed, Query(q): Query<ListQuery>) -> Response {
+    if !may_see(&s.info.caller) {
+        return forbidden(s.t);
+    }
+    render_list(&state, &s, q, ItemFormView::default(), Vec::new()).await
+}
+
+#[derive(Deserialize)]
+struct ItemPost {
+    csrf: String,
+    campus: String,
+    code: String,
+    #[serde(default)]
+    national_code: String,
+    category: String,
+    kind: String,
+    #[serde(default)]
+    reference: String,
+    name_zh: String,
+    name_en: String,
+    unit: String,
+}
+
+async fn put_item(State(state): State<AppState>, s: Signed, Form(f): Form<ItemPost>) -> Response {
+    if !s.csrf_ok(&f.csrf) {
+        return forbidden(s.t);
+    }
+    let form = ItemForm {
+        campus: f.campus.clone(),
+        code: f.code.clone(),
+        national_code: f.national_code.clone(),
+        category: f.category.clone(),
+        kind: f.kind.clone(),
+        reference: f.reference.clone(),
+        name_zh: f.name_zh.clone(),
+        name_en: f.name_en.clone(),
+        unit: f.unit.clone(),
+    };
+    match state.prices.put_item(&s.info.caller, &form).await {
+        Ok(item) => see_other(&format!("/billing/prices/{}/{}?done=item", item.campus, item.code)),
+        Err(PriceError::Forbidden(_)) => forbidden(s.t),
+        Err(PriceError::Invalid(errors)) => {
+            let view = ItemFormView {
+                code: f.code,
+                national_code: f.national_code,
+                category: f.category,
+                kind: f.kind,
+                reference: f.reference,
+                name_zh: f.name_zh,
+                name_en: f.name_en,
+                unit: f.unit,
+            };
+            let q = ListQuery { campus: Some(f.campus), ..Default::default() };
+            let rows = error_rows(s.t, &errors);
+            render_list(&state, &s, q, view, rows).await
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "price item");
+            crate::ui::render::server_error(Some(s.t))
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "billing/price_item.html")]
+struct ItemPage<'a> {
+    t: Tr,
+    shell: &'a Shell,
+    campus: String,
+    campus_name: String,
+    code: String,
+    name: String,
+    category: String,
+    kind: String,
+    national_code: String,
+    unit: String,
+    price: String,
+    /// (from, amount, recorded at, by)
+    history: Vec<(String, String, String, String)>,
+    may_manage: bool,
+    amount: String,
+    effective: String,
+    errors: Vec<(String, String)>,
+    notice: Option<&'static str>,
+}
+
+#[derive(Deserialize, Default)]
+struct ItemQuery {
+    done: Option<String>,
+}
+
+async fn render_item(
+    state: &AppState,
+    s: &Signed,
+    campus: String,
+    code: String,
+    typed: (String, String),
+    errors: Vec<(String, String)>,
+    notice: Option<&'static str>,
+) -> Response {
+    let (info, t) = (&s.info, s.t);
+    let found = match state.prices.item(&info.caller, &campus, &code).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return not_found(t),
+        Err(PriceError::Forbidden(_)) => return forbidden(t),
+        Err(e) => {
+            tracing::error!(error = %e, "price item");
+            return crate::ui::render::server_error(Some(t));
+        }
+    };
+    let shell = shell(state, info, t, &s.headers).await;
+    let (p, history) = found;
+    let campus_name = campus_name(state, &campus, t).await;
+    page(
+        ItemPage {
+            t,
+            shell: &shell,
+            campus_name,
+            campus,
+            price: p.amount_fen.map(|f| Fen(f).to_string()).unwrap_or_default(),
+            name: t.pick(p.item.name_zh, p.item.name_en),
+            category: p.item.category,
+            kind: p.item.kind,
+            national_code: p.item.national_code.unwrap_or_default(),
+            unit: p.item.unit,
+            code: p.item.code,
+            history: history
+                .into_iter()
+                .map(|h| {
+                    (
+                        local_time(h.effective_from),
+                        Fen(h.amount_fen).to_string(),
+                        local_time(h.recorded_at),
+                        h.recorded_by,
+                    )
+                })
+                .collect(),
+            may_manage: info.caller.can(Capability::ManagePrices),
+            amount: typed.0,
+            effective: typed.1,
+            errors,
+            notice,
+        }
+        .render(),
+    )
+}
+
+async fn item_page(
+    State(state): State<AppState>,
+    s: Signed,
+    Path((campus, code)): Path<(String, String)>,
+    Query(q): Query<ItemQuery>,
+) -> Response {
+    let notice = match q.done.as_deref() {
+        Some("item") => Some("price-item-saved"),
+        Some("price") => Some("price-set"),
+        _ => None,
+    };
+    let today = lianyi_clinical::scheduling::local_date(state.fhir.now_ms());
+    render_item(&state, &s, campus, code, (String::new(), today), Vec::new(), notice).await
+}
+
+#[derive(Deserialize)]
+struct PricePost {
+    csrf: String,
+    amount: String,
+    effective: String,
+}
+
+async fn set_price(
+    State(state): State<AppState>,
+    s: Signed,
+    Path((campus, code)): Path<(String, String)>,
+    Form(f): Form<PricePost>,
+) -> Response {
+    if !s.csrf_ok(&f.csrf) {
+        return forbidden(s.t);
+    }
+    match state.prices.set_price(&s.info.caller, &campus, &code, &f.amount, &f.effective).await {
+        Ok(_) => see_other(&format!("/billing/prices/{campus}/{code}?done=price")),
+        Err(PriceError::Forbidden(_)) => forbidden(s.t),
+        Err(PriceError::Invalid(errors)) => {
+            let rows = error_rows(s.t, &errors);
+            render_item(&state, &s, campus, code, (f.amount, f.effective), rows, None).await
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "set price");
+            crate::ui::render::server_error(Some(s.t))
+        }
+    }
+}
