@@ -298,6 +298,10 @@ pub(super) struct RxLine {
 
 /// The encounter's active prescriptions.
 pub(super) async fn prescriptions(state: &AppState, caller: &Caller, encounter: &str, t: Tr) -> Vec<RxLine> {
+    // Staff whose role does not read prescriptions (registrars, cashiers) see none.
+    if !caller.access().allows("MedicationRequest", Perm::Search) {
+        return Vec::new();
+    }
     match state.prescribing.active_in(caller, encounter).await {
         Ok(list) => list.into_iter().map(|p| rx_line(p, t)).collect(),
         Err(e) => {
