@@ -94,6 +94,11 @@ async fn the_price_office_keeps_dated_prices_and_cashiers_read_them() {
     assert_eq!(status, StatusCode::OK);
     assert!(list.contains("data-code=\"D-AMOX500\"") && list.contains("0.90") && list.contains("西药费"), "{list}");
     assert!(!list.contains("id=\"price-item-form\""), "no form for the cashier");
+    // The list as CSV (the public price notice): the same rows, in the page's language.
+    let (status, _, csv) = cashier.get("/billing/prices.csv?category=western-drug").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(csv.starts_with('\u{feff}') && csv.contains("编码,国家/省级编码"), "{csv}");
+    assert!(csv.contains("D-AMOX500,XB01,阿莫西林胶囊 500 mg,西药费,粒,0.90,2027-02-01"), "{csv}");
     let (status, _, _) = cashier.post(url, &[("csrf", &ctoken), ("amount", "9"), ("effective", "2027-03-01")]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (mut west, _) = logged_in(&app, &clock, "cashier.w", "cashier", "campus-west", None).await;

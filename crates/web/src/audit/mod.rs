@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use crate::AppState;
 use crate::ui::i18n::Tr;
-use crate::ui::render::{forbidden, local_time, page};
+use crate::ui::render::{csv, forbidden, local_time, page};
 use crate::ui::session::Signed;
 use crate::ui::shell::{NavLink, Place, Shell, shell};
 
@@ -341,10 +341,6 @@ async fn audit_csv(
 ) -> Response {
     let (query, from, to) = audit_query(&state, &RangeQuery { page: None, ..q }, AUDIT_CSV_MAX);
     let Ok(records) = state.fhir.audit_review(&info.caller, &query).await else { return forbidden(t) };
-    let field = |s: &str| {
-        if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
-    };
-    let mut body = String::from("\u{feff}");
     let header = [
         "audit-seq",
         "report-when",
@@ -356,22 +352,11 @@ async fn audit_csv(
         "audit-outcome",
         "audit-address",
     ];
-    body.push_str(&header.iter().map(|k| field(t.get(k))).collect::<Vec<_>>().join(","));
-    body.push_str("\r\n");
     let names = patient_names(&state, &info.caller, &records).await;
-    for r in audit_rows(t, records, &names) {
-        let cells = [r.0.to_string(), r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8];
-        body.push_str(&cells.iter().map(|c| field(c)).collect::<Vec<_>>().join(","));
-        body.push_str("\r\n");
-    }
-    let mut resp = axum::response::IntoResponse::into_response(body);
-    let h = resp.headers_mut();
-    h.insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("text/csv; charset=utf-8"));
-    h.insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
-    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("attachment; filename=\"audit-{from}-{to}.csv\"")) {
-        h.insert(axum::http::header::CONTENT_DISPOSITION, v);
-    }
-    resp
+    let rows = audit_rows(t, records, &names)
+        .into_iter()
+        .map(|r| vec![r.0.to_string(), r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8]);
+    csv(t, &format!("audit-{from}-{to}.csv"), &header, rows)
 }
 
 async fn access_log(State(state): State<AppState>, Signed { info, t, headers }: Signed) -> Response {

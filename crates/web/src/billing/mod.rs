@@ -15,13 +15,14 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::ui::i18n::Tr;
-use crate::ui::render::{forbidden, local_time, not_found, page, see_other};
+use crate::ui::render::{csv, forbidden, local_time, not_found, page, see_other};
 use crate::ui::session::Signed;
 use crate::ui::shell::{NavLink, Place, Shell, campus_name, shell, staff_may};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/billing/prices", get(list_page).post(put_item))
+        .route("/billing/prices.csv", get(list_csv))
         .route("/billing/prices/{campus}/{code}", get(item_page).post(set_price))
 }
 
@@ -180,6 +181,42 @@ async fn list_page(State(state): State<AppState>, s: Signed, Query(q): Query<Lis
         return forbidden(s.t);
     }
     render_list(&state, &s, q, ItemFormView::default(), Vec::new()).await
+}
+
+/// The list as the page shows it, as CSV for the public price notice (物价公示) and
+/// spreadsheets: UTF-8 with a byte-order mark, quoted fields, in the page's language.
+async fn list_csv(State(state): State<AppState>, s: Signed, Query(q): Query<ListQuery>) -> Response {
+    let (caller, t) = (&s.info.caller, s.t);
+    if !may_see(caller) {
+        return forbidden(t);
+    }
+    let shell = shell(&state, &s.info, t, &s.headers).await;
+    let (campus, _) = chosen_campus(&state, caller, &shell, q.campus, t).await;
+    let category = Some(q.category).filter(|c| CATEGORIES.contains(&c.as_str()));
+    let Ok(list) = state.prices.list(caller, &campus, &q.q, category.as_deref(), state.fhir.now_ms()).await else {
+        return forbidden(t);
+    };
+    let header = [
+        "price-code",
+        "price-national-code",
+        "price-name",
+        "price-category",
+        "price-unit",
+        "price-amount",
+        "price-since",
+    ];
+    let rows = list.into_iter().map(|p| {
+        vec![
+            p.item.code,
+            p.item.national_code.unwrap_or_default(),
+            t.pick(p.item.name_zh, p.item.name_en),
+            t.get(&format!("price-cat-{}", p.item.category)).to_string(),
+            p.item.unit,
+            p.amount_fen.map(|f| Fen(f).to_string()).unwrap_or_default(),
+            p.since.map(|s| local_time(s)[..10].to_string()).unwrap_or_default(),
+        ]
+    });
+    csv(t, &format!("prices-{campus}.csv"), &header, rows)
 }
 
 #[derive(Deserialize)]

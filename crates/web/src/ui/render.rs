@@ -83,6 +83,31 @@ pub(crate) fn server_error(t: Option<Tr>) -> Response {
     message_page(t, StatusCode::INTERNAL_SERVER_ERROR, t.get("server-error"), Some(detail))
 }
 
+/// A CSV download named `filename`: the header row (locale keys, in the page's
+/// language) and the rows; UTF-8 with a byte-order mark (spreadsheet programs need it
+/// for Chinese), fields quoted when they hold a comma, quote or line break, CRLF lines;
+/// never cached.
+pub(crate) fn csv(t: Tr, filename: &str, header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> Response {
+    let field = |s: &str| {
+        if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    };
+    let mut body = String::from("\u{feff}");
+    body.push_str(&header.iter().map(|k| field(t.get(k))).collect::<Vec<_>>().join(","));
+    body.push_str("\r\n");
+    for row in rows {
+        body.push_str(&row.iter().map(|c| field(c)).collect::<Vec<_>>().join(","));
+        body.push_str("\r\n");
+    }
+    let mut resp = body.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    resp
+}
+
 /// `YYYY-MM-DD HH:MM` in Beijing time, for tables.
 pub(crate) fn local_time(ms: i64) -> String {
     let s = lianyi_fhir::datetime::format_instant(ms + 8 * 3_600_000);
