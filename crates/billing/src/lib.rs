@@ -2,5 +2,6 @@
 //! settlement build on it. Money is exact: integer fen ([`money::Fen`]), never floats.
 #![forbid(unsafe_code)]
 
+pub mod charges;
 pub mod money;
 pub mod prices;

@@ -270,6 +270,9 @@ pub enum SystemTask {
     /// The critical-value watcher: a result's order and open tasks, the doctor's
     /// task, escalation.
     CriticalValues,
+    /// Billing: turning orders into charges and taking them back when an order is
+    /// cancelled.
+    Billing,
     /// A merge, unmerge or link of patient records done for a registrar: `what`, `by`
     /// whom (the registrar's actor name).
     Empi { what: String, by: String },
@@ -289,6 +292,7 @@ impl SystemTask {
             SystemTask::OutboundDelivery => "lianyi outbound".into(),
             SystemTask::MessageRetention => "lianyi retention".into(),
             SystemTask::CriticalValues => "critical-values".into(),
+            SystemTask::Billing => "billing".into(),
             SystemTask::Empi { what, by } => format!("empi ({what} by {by})"),
             SystemTask::Operator(name) => name.clone(),
         }

@@ -90,6 +90,8 @@ pub struct AppState {
     pub started: Instant,
     /// Each campus's price list.
     pub prices: lianyi_billing::prices::PriceBook,
+    /// Orders turned into charges (a watcher while the server runs), and open charges.
+    pub charges: lianyi_billing::charges::Charger,
     /// What the process listens on: (protocol, address), for the IT home page.
     pub listeners: Arc<std::sync::Mutex<Vec<(String, String)>>>,
     /// Per-address budgets for the login and token endpoints.
@@ -192,6 +194,7 @@ impl App {
         let limits = Arc::new(ui::layers::RateLimiter::new(config.login_rate_per_minute));
         let registry = lianyi_clinical::registry::Registry::new(fhir.clone());
         let prices = lianyi_billing::prices::PriceBook::new(fhir.clone());
+        let charges = lianyi_billing::charges::Charger::new(fhir.clone());
         let scheduling = lianyi_clinical::scheduling::Scheduling::new(fhir.clone());
         let workspace = lianyi_clinical::encounter::Workspace::new(fhir.clone());
         let prescribing = lianyi_clinical::prescribing::Prescribing::new(fhir.clone());
@@ -210,6 +213,7 @@ impl App {
                 config: Arc::new(config),
                 started: Instant::now(),
                 prices,
+                charges,
                 listeners: Default::default(),
                 limits,
                 exports: Default::default(),
@@ -255,6 +259,8 @@ impl App {
         let dispatcher = tokio::spawn(lianyi_interop::Dispatcher::new(self.state.outbound.clone()).run());
         // Critical values are checked while the server runs; its cursor survives restarts.
         let watcher = tokio::spawn(self.state.critical.clone().run());
+        // Orders are charged while the server runs; its cursor survives restarts.
+        let charger = tokio::spawn(self.state.charges.clone().run());
         if let Ok(addr) = listener.local_addr() {
             self.note_listener(if self.state.config.tls.is_some() { "HTTPS" } else { "HTTP" }, addr);
         }
@@ -278,6 +284,7 @@ impl App {
         }
         dispatcher.abort();
         watcher.abort();
+        charger.abort();
         store.close().await;
         Ok(())
     }

@@ -106,3 +106,112 @@ async fn the_price_office_keeps_dated_prices_and_cashiers_read_them() {
     let (mut patient, _) = logged_in(&app, &clock, "patient.p", "patient", "*", Some("p1")).await;
     assert_eq!(patient.get("/billing/prices").await.0, StatusCode::FORBIDDEN);
 }
+
+/// Orders become charges at the price of the moment they were made: a prescription by
+/// the unit price times the quantity to dispense, a request by its order's price. A
+/// later price does not touch them; a cancelled request takes its charge back; the
+/// cashier sees the open charges and their total on the patient page.
+#[tokio::test]
+async fn orders_become_charges_at_the_price_of_their_moment() {
+    use serde_json::{Value, json};
+    let clock: Arc<ManualClock> = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    let system = lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("test".into()));
+    let prices = lianyi_billing::prices::PriceBook::new(app.fhir.clone());
+    for (code, category, kind, reference, unit, price) in [
+        ("D-AMOX500", "western-drug", "drug", "AMOX500", "粒", "0.85"),
+        ("O-LAB-K", "lab", "order", "LAB-K", "次", "20"),
+    ] {
+        let form = lianyi_billing::prices::ItemForm {
+            campus: "campus-east".into(),
+            code: code.into(),
+            category: category.into(),
+            kind: kind.into(),
+            reference: reference.into(),
+            name_zh: format!("{code} 中文"),
+            name_en: code.into(),
+            unit: unit.into(),
+            ..Default::default()
+        };
+        prices.put_item(&system, &form).await.unwrap();
+        prices.set_price(&system, "campus-east", code, price, "2027-01-15").await.unwrap();
+    }
+    let east = app.client_with("system/*.cruds", "campus-east", None).await;
+    let put = |v: Value| {
+        let (east, url) = (
+            east.clone(),
+            app.url(&format!("/fhir/{}/{}", v["resourceType"].as_str().unwrap(), v["id"].as_str().unwrap())),
+        );
+        async move {
+            let r =
+                east.put(url).header("content-type", "application/fhir+json").body(v.to_string()).send().await.unwrap();
+            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        }
+    };
+    put(json!({"resourceType": "Patient", "id": "payer", "name": [{"text": "付款人"}],
+               "identifier": [{"system": "urn:lianyi:sid:mrn:campus-east", "value": "E7000001"}]}))
+    .await;
+    put(json!({"resourceType": "Encounter", "id": "visit-1", "status": "in-progress",
+               "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+               "subject": {"reference": "Patient/payer"}}))
+    .await;
+    put(json!({"resourceType": "MedicationRequest", "id": "rx-1", "status": "active", "intent": "order",
+               "medicationCodeableConcept": {"coding": [{"system": "urn:lianyi:drug", "code": "AMOX500"}], "text": "阿莫西林"},
+               "subject": {"reference": "Patient/payer"}, "encounter": {"reference": "Encounter/visit-1"},
+               "authoredOn": "2027-01-15T16:10:00+08:00",
+               "dispenseRequest": {"quantity": {"value": 15, "unit": "capsule"}}})).await;
+    put(json!({"resourceType": "ServiceRequest", "id": "lab-1", "status": "active", "intent": "order",
+               "code": {"coding": [{"system": "urn:lianyi:order", "code": "LAB-K"}]},
+               "subject": {"reference": "Patient/payer"}, "encounter": {"reference": "Encounter/visit-1"},
+               "authoredOn": "2027-01-15T16:12:00+08:00"}))
+    .await;
+    // The price rises after the orders were made.
+    prices.set_price(&system, "campus-east", "D-AMOX500", "1.00", "2027-01-16").await.unwrap();
+
+    // The watcher charges them (it runs with the server).
+    let charger = lianyi_billing::charges::Charger::new(app.fhir.clone());
+    let started = std::time::Instant::now();
+    let open = loop {
+        let open = charger.open_charges(&system, "payer").await.unwrap();
+        if open.len() == 2 || started.elapsed() > std::time::Duration::from_secs(15) {
+            break open;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let amounts: Vec<(String, String, i64)> =
+        open.iter().map(|c| (c.name_en.clone(), c.amount.to_string(), c.quantity)).collect();
+    assert_eq!(amounts, [("D-AMOX500".into(), "12.75".into(), 15), ("O-LAB-K".into(), "20.00".into(), 1)]);
+    assert_eq!(open[0].encounter.as_deref(), Some("visit-1"));
+
+    // The cashier's patient page lists them with the total.
+    let (mut cashier, _) = logged_in(&app, &clock, "cashier.c", "cashier", "campus-east", None).await;
+    let (_, _, page) = cashier.get("/patients/payer").await;
+    assert!(between(&page, "id=\"charges-total\">", "<").contains("32.75"), "{page}");
+    assert!(page.contains("西药费") && page.contains("化验费"), "{page}");
+
+    // The request is cancelled: its charge is taken back, the prescription's stays.
+    put(json!({"resourceType": "ServiceRequest", "id": "lab-1", "status": "revoked", "intent": "order",
+               "code": {"coding": [{"system": "urn:lianyi:order", "code": "LAB-K"}]},
+               "subject": {"reference": "Patient/payer"}, "encounter": {"reference": "Encounter/visit-1"},
+               "authoredOn": "2027-01-15T16:12:00+08:00"}))
+    .await;
+    let started = std::time::Instant::now();
+    loop {
+        let open = charger.open_charges(&system, "payer").await.unwrap();
+        if open.len() == 1 {
+            assert_eq!(open[0].name_en, "D-AMOX500");
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(15), "the charge was not taken back: {open:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // One charge per order: changing the prescription again makes no second one.
+    let r = east
+        .get(app.url("/fhir/ChargeItem?identifier=urn:lianyi:sid:charge%7CMedicationRequest/rx-1"))
+        .send()
+        .await
+        .unwrap();
+    let bundle: Value = r.json().await.unwrap();
+    assert_eq!(bundle["entry"].as_array().map(Vec::len), Some(1), "{bundle}");
+    let _ = clock.now_ms();
+}

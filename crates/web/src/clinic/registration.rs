@@ -214,6 +214,17 @@ fn banner(p: &Value, id: &str, today: &str) -> Banner {
     }
 }
 
+/// An unpaid charge as the patient page lists it.
+struct ChargeRow {
+    when: String,
+    name: String,
+    /// Locale key of the category.
+    category: String,
+    quantity: String,
+    unit_price: String,
+    amount: String,
+}
+
 #[derive(Template)]
 #[template(path = "clinic/patient.html")]
 struct PatientPage<'a> {
@@ -238,6 +249,9 @@ struct PatientPage<'a> {
     patient_id: String,
     results: Vec<lianyi_clinical::results::Latest>,
     timeline: Vec<lianyi_clinical::record::Event>,
+    /// Charges not yet paid, for staff who read charges (cashiers, registrars).
+    charges: Option<Vec<ChargeRow>>,
+    charges_total: String,
 }
 
 #[derive(Deserialize)]
@@ -290,6 +304,24 @@ async fn patient_page(
     let clinician = !elsewhere && staff_may(&info.caller, "Observation", Perm::Search);
     let (results, timeline) =
         if clinician { record_rows(&state, &care, &stored_id, t).await } else { (Vec::new(), Vec::new()) };
+    let (charges, charges_total) = if !elsewhere && staff_may(&info.caller, "ChargeItem", Perm::Search) {
+        let open = state.charges.open_charges(&info.caller, &stored_id).await.unwrap_or_default();
+        let total = lianyi_billing::money::Fen(open.iter().map(|c| c.amount.0).sum());
+        let rows = open
+            .into_iter()
+            .map(|c| ChargeRow {
+                when: c.when,
+                name: t.pick(c.name_zh, c.name_en),
+                category: format!("price-cat-{}", c.category),
+                quantity: format!("{} {}", c.quantity, c.unit),
+                unit_price: c.unit_price.to_string(),
+                amount: c.amount.to_string(),
+            })
+            .collect();
+        (Some(rows), total.to_string())
+    } else {
+        (None, String::new())
+    };
     let known = |v: Option<String>, keys: &[&str]| v.filter(|x| keys.contains(&x.as_str()));
     page(
         PatientPage {
@@ -333,6 +365,8 @@ async fn patient_page(
             patient_id: stored_id.clone(),
             results,
             timeline,
+            charges,
+            charges_total,
         }
         .render(),
     )

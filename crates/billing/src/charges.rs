@@ -1,0 +1,331 @@
+//! Charges (费用): every signed order becomes a FHIR ChargeItem priced from its
+//! campus's list at the moment it was ordered — a prescription by the drug's unit
+//! price times the quantity to dispense, a laboratory or imaging request by its
+//! order's price, a booked appointment by the registration fee — linked to the
+//! order and the visit. A cancelled order takes its unpaid charge back (the charge
+//! becomes not billable). A watcher follows the outbox as the billing task, so orders
+//! from the pages, the API and HL7 are charged alike; each order has at most one
+//! charge (found by its identifier before one is made).
+//!
+//! Amounts are exact: the total and the unit price in fen are extensions of the
+//! ChargeItem (`urn:lianyi:fhir:amount-fen`, `urn:lianyi:fhir:unit-price-fen`); no
+//! float is ever stored.
+
+use std::time::Duration;
+
+use lianyi_fhir::ResourceType;
+use lianyi_fhir::search::parse_search;
+use lianyi_security::{Caller, CampusId, SystemTask};
+use lianyi_services::{FhirService, ServiceError};
+use lianyi_store::StoredResource;
+use lianyi_store::outbox::OutboxEvent;
+use serde_json::{Value, json};
+
+use crate::money::Fen;
+use crate::prices::{PriceBook, PriceError};
+
+/// A charge's identifier system; the value names the order (`MedicationRequest/123`).
+pub const CHARGE_SYSTEM: &str = "urn:lianyi:sid:charge";
+/// The price list item a charge was priced by.
+pub const PRICE_ITEM_SYSTEM: &str = "urn:lianyi:price-item";
+pub const AMOUNT_URL: &str = "urn:lianyi:fhir:amount-fen";
+pub const UNIT_PRICE_URL: &str = "urn:lianyi:fhir:unit-price-fen";
+pub const CATEGORY_URL: &str = "urn:lianyi:fhir:charge-category";
+const CURSOR: &str = "billing-charges";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChargeError {
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error(transparent)]
+    Price(#[from] PriceError),
+    #[error(transparent)]
+    Store(#[from] lianyi_store::StoreError),
+    #[error("{0}")]
+    Data(String),
+}
+
+/// A charge as the cashier's pages list it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChargeLine {
+    pub id: String,
+    /// `YYYY-MM-DD HH:MM` of the order.
+    pub when: String,
+    pub name_zh: String,
+    pub name_en: String,
+    pub category: String,
+    pub quantity: i64,
+    pub unit: String,
+    pub unit_price: Fen,
+    pub amount: Fen,
+    /// The visit (Encounter id), if the order had one.
+    pub encounter: Option<String>,
+}
+
+/// See the module documentation.
+#[derive(Clone, Debug)]
+pub struct Charger {
+    fhir: FhirService,
+    prices: PriceBook,
+}
+
+fn rtype(t: &str) -> Result<ResourceType, ChargeError> {
+    ResourceType::parse(t).ok_or_else(|| ChargeError::Data(format!("{t} is not supported")))
+}
+
+fn ms_of(v: &Value) -> Option<i64> {
+    lianyi_fhir::datetime::parse_range(v.as_str()?).map(|r| r.low)
+}
+
+fn extension_i64(v: &Value, url: &str) -> i64 {
+    v["extension"]
+        .as_array()
+        .and_then(|xs| xs.iter().find(|x| x["url"] == url))
+        .and_then(|x| x["valueInteger"].as_i64())
+        .unwrap_or_default()
+}
+
+impl Charger {
+    pub fn new(fhir: FhirService) -> Charger {
+        Charger { prices: PriceBook::new(fhir.clone()), fhir }
+    }
+
+    /// The billing task, at the order's campus (what it writes belongs there).
+    fn task(campus: Option<&str>) -> Caller {
+        match campus {
+            Some(c) => Caller::task_at(SystemTask::Billing, CampusId::stored(c)),
+            None => Caller::task(SystemTask::Billing),
+        }
+    }
+
+    async fn search(
+        &self,
+        caller: &Caller,
+        t: &str,
+        params: &[(&str, String)],
+    ) -> Result<Vec<StoredResource>, ChargeError> {
+        let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let req = parse_search(rtype(t)?, &params).map_err(|i| ChargeError::Data(i.diagnostics))?;
+        Ok(self.fhir.search(&self.fhir.permit(caller, req.resource_type).await?, &req).await?.resources)
+    }
+
+    /// Follows the outbox for ever (started with the server).
+    pub async fn run(self) {
+        let mut cursor = None;
+        loop {
+            if let Err(e) = self.scan(&mut cursor).await {
+                tracing::warn!(error = %e, "billing scan failed");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Charges the orders changed since the last scan (and takes back the charges of
+    /// cancelled ones); returns how many charges were made or taken back.
+    pub async fn scan(&self, known: &mut Option<i64>) -> Result<usize, ChargeError> {
+        let store = self.fhir.operations();
+        let mut cursor = match *known {
+            Some(c) => c,
+            None => match store.cursor(CURSOR).await? {
+                Some(c) => c,
+                None => {
+                    // First start: orders from now on (earlier ones were billed by
+                    // whatever system the hospital had).
+                    let head = store.outbox_head().await?;
+                    store.set_cursor(CURSOR, head).await?;
+                    head
+                }
+            },
+        };
+        let mut changed = 0;
+        loop {
+            let events = store.outbox_after(cursor, 200).await?;
+            let Some(last) = events.last().map(|e| e.seq) else { break };
+            for e in &events {
+                if self.handle(e).await? {
+                    changed += 1;
+                }
+            }
+            cursor = last;
+            store.set_cursor(CURSOR, cursor).await?;
+        }
+        *known = Some(cursor);
+        Ok(changed)
+    }
+
+    async fn handle(&self, e: &OutboxEvent) -> Result<bool, ChargeError> {
+        if e.method == "DELETE"
+            || !matches!(e.resource_type.as_str(), "MedicationRequest" | "ServiceRequest" | "Appointment")
+        {
+            return Ok(false);
+        }
+        let task = Self::task(e.campus.as_deref());
+        let stored = match self.fhir.reader(&task, rtype(&e.resource_type)?).await?.read(&e.id).await {
+            Ok(r) => r,
+            Err(ServiceError::NotFound { .. } | ServiceError::Gone { .. }) => return Ok(false),
+            Err(other) => return Err(other.into()),
+        };
+        if stored.version != e.version {
+            return Ok(false); // a later version follows in the outbox
+        }
+        let order: Value = serde_json::from_str(&stored.body).map_err(|x| ChargeError::Data(x.to_string()))?;
+        let status = order["status"].as_str().unwrap_or_default();
+        let (wanted, cancelled) = match e.resource_type.as_str() {
+            "MedicationRequest" => (status == "active", matches!(status, "cancelled" | "stopped" | "entered-in-error")),
+            "ServiceRequest" => (status == "active", matches!(status, "revoked" | "entered-in-error")),
+            _ => {
+                (matches!(status, "booked" | "arrived"), matches!(status, "cancelled" | "noshow" | "entered-in-error"))
+            }
+        };
+        let key = format!("{}/{}", e.resource_type, e.id);
+        let wide = Caller::task(SystemTask::Billing);
+        let existing = self.search(&wide, "ChargeItem", &[("identifier", format!("{CHARGE_SYSTEM}|{key}"))]).await?;
+        if cancelled {
+            for c in existing {
+                let mut body: Value = serde_json::from_str(&c.body).map_err(|x| ChargeError::Data(x.to_string()))?;
+                if body["status"] != "billable" {
+                    continue;
+                }
+                body["status"] = json!("not-billable");
+                if let Some(o) = body.as_object_mut() {
+                    o.remove("meta");
+                }
+                let entry = json!({"resource": body, "request": {"method": "PUT", "url": format!("ChargeItem/{}", c.id),
+                                                                  "ifMatch": format!("W/\"{}\"", c.version)}});
+                let task = Self::task(c.campus.as_deref());
+                self.fhir
+                    .process_bundle(
+                        &task,
+                        json!({"resourceType": "Bundle", "type": "transaction", "entry": [entry]}),
+                        true,
+                    )
+                    .await?;
+                return Ok(true);
+            }
+            return Ok(false);
+        }
+        if !wanted || !existing.is_empty() {
+            return Ok(false);
+        }
+        let Some(campus) = e.campus.as_deref() else { return Ok(false) };
+        let Some(charge) = self.priced_charge(campus, &e.resource_type, &key, &order).await? else {
+            tracing::debug!(order = %key, "no price for an order: not charged");
+            return Ok(false);
+        };
+        self.fhir
+            .process_bundle(
+                &task,
+                json!({"resourceType": "Bundle", "type": "transaction",
+                       "entry": [{"resource": charge, "request": {"method": "POST", "url": "ChargeItem"}}]}),
+                true,
+            )
+            .await?;
+        Ok(true)
+    }
+
+    /// The ChargeItem for an order, priced at its campus at the time it was ordered;
+    /// `None` when the campus's list has no price for it.
+    async fn priced_charge(
+        &self,
+        campus: &str,
+        t: &str,
+        key: &str,
+        order: &Value,
+    ) -> Result<Option<Value>, ChargeError> {
+        let task = Self::task(Some(campus));
+        let (kind, reference, quantity, at, patient, encounter) = match t {
+            "MedicationRequest" => {
+                let code = order["medicationCodeableConcept"]["coding"]
+                    .as_array()
+                    .and_then(|cs| cs.iter().find(|c| c["system"] == lianyi_clinical::prescribing::DRUG_SYSTEM))
+                    .and_then(|c| c["code"].as_str());
+                let quantity = order["dispenseRequest"]["quantity"]["value"].as_i64().unwrap_or(1).max(1);
+                (
+                    "drug",
+                    code.map(str::to_string),
+                    quantity,
+                    ms_of(&order["authoredOn"]),
+                    order["subject"]["reference"].as_str(),
+                    order["encounter"]["reference"].as_str(),
+                )
+            }
+            "ServiceRequest" => (
+                "order",
+                lianyi_clinical::orders::order_code_of(order),
+                1,
+                ms_of(&order["authoredOn"]),
+                order["subject"]["reference"].as_str(),
+                order["encounter"]["reference"].as_str(),
+            ),
+            _ => {
+                let patient = order["participant"].as_array().and_then(|ps| {
+                    ps.iter().find_map(|p| p["actor"]["reference"].as_str().filter(|r| r.starts_with("Patient/")))
+                });
+                let at = ms_of(&order["created"]).or_else(|| ms_of(&order["start"]));
+                ("registration", Some("general".to_string()), 1, at, patient, None)
+            }
+        };
+        let (Some(reference), Some(patient)) = (reference, patient) else { return Ok(None) };
+        let at = at.unwrap_or_else(|| self.fhir.now_ms());
+        let Some((item, unit_price)) = self.prices.price_of(&task, campus, kind, &reference, at).await? else {
+            return Ok(None);
+        };
+        let amount = unit_price.0.saturating_mul(quantity);
+        let when = lianyi_fhir::datetime::format_instant(at + 8 * 3_600_000);
+        let mut charge = json!({"resourceType": "ChargeItem", "status": "billable",
+            "identifier": [{"system": CHARGE_SYSTEM, "value": key}],
+            "code": {"coding": [{"system": PRICE_ITEM_SYSTEM, "code": item.code, "display": item.name_en}], "text": item.name_zh},
+            "subject": {"reference": patient},
+            "occurrenceDateTime": format!("{}+08:00", when.trim_end_matches('Z')),
+            "quantity": {"value": quantity, "unit": item.unit},
+            "service": [{"reference": key}],
+            "extension": [{"url": AMOUNT_URL, "valueInteger": amount},
+                          {"url": UNIT_PRICE_URL, "valueInteger": unit_price.0},
+                          {"url": CATEGORY_URL, "valueCode": item.category}]});
+        if let Some(e) = encounter {
+            charge["context"] = json!({"reference": e});
+        }
+        Ok(Some(charge))
+    }
+
+    /// A patient's charges not yet paid (billable), as `caller` may read them, oldest
+    /// first.
+    pub async fn open_charges(&self, caller: &Caller, patient: &str) -> Result<Vec<ChargeLine>, ChargeError> {
+        let found = self
+            .search(caller, "ChargeItem", &[("subject", format!("Patient/{patient}")), ("_count", "1000".into())])
+            .await?;
+        let mut out: Vec<ChargeLine> = found
+            .iter()
+            .filter_map(|r| {
+                let c: Value = serde_json::from_str(&r.body).ok()?;
+                // R4 has no search parameter for a charge's status.
+                if c["status"] != "billable" {
+                    return None;
+                }
+                let category = c["extension"]
+                    .as_array()
+                    .and_then(|xs| xs.iter().find(|x| x["url"] == CATEGORY_URL))
+                    .and_then(|x| x["valueCode"].as_str())
+                    .unwrap_or("other");
+                let when = c["occurrenceDateTime"].as_str().unwrap_or_default();
+                Some(ChargeLine {
+                    id: r.id.clone(),
+                    when: format!("{} {}", when.get(..10).unwrap_or_default(), when.get(11..16).unwrap_or_default()),
+                    name_zh: c["code"]["text"].as_str().unwrap_or_default().to_string(),
+                    name_en: c["code"]["coding"][0]["display"].as_str().unwrap_or_default().to_string(),
+                    category: category.to_string(),
+                    quantity: c["quantity"]["value"].as_i64().unwrap_or(1),
+                    unit: c["quantity"]["unit"].as_str().unwrap_or_default().to_string(),
+                    unit_price: Fen(extension_i64(&c, UNIT_PRICE_URL)),
+                    amount: Fen(extension_i64(&c, AMOUNT_URL)),
+                    encounter: c["context"]["reference"]
+                        .as_str()
+                        .and_then(|e| e.strip_prefix("Encounter/"))
+                        .map(str::to_string),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.when.cmp(&b.when).then_with(|| a.id.cmp(&b.id)));
+        Ok(out)
+    }
+}
