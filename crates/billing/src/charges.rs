@@ -77,7 +77,7 @@ fn ms_of(v: &Value) -> Option<i64> {
     lianyi_fhir::datetime::parse_range(v.as_str()?).map(|r| r.low)
 }
 
-fn extension_i64(v: &Value, url: &str) -> i64 {
+pub(crate) fn extension_i64(v: &Value, url: &str) -> i64 {
     v["extension"]
         .as_array()
         .and_then(|xs| xs.iter().find(|x| x["url"] == url))
@@ -299,33 +299,32 @@ impl Charger {
             .filter_map(|r| {
                 let c: Value = serde_json::from_str(&r.body).ok()?;
                 // R4 has no search parameter for a charge's status.
-                if c["status"] != "billable" {
-                    return None;
-                }
-                let category = c["extension"]
-                    .as_array()
-                    .and_then(|xs| xs.iter().find(|x| x["url"] == CATEGORY_URL))
-                    .and_then(|x| x["valueCode"].as_str())
-                    .unwrap_or("other");
-                let when = c["occurrenceDateTime"].as_str().unwrap_or_default();
-                Some(ChargeLine {
-                    id: r.id.clone(),
-                    when: format!("{} {}", when.get(..10).unwrap_or_default(), when.get(11..16).unwrap_or_default()),
-                    name_zh: c["code"]["text"].as_str().unwrap_or_default().to_string(),
-                    name_en: c["code"]["coding"][0]["display"].as_str().unwrap_or_default().to_string(),
-                    category: category.to_string(),
-                    quantity: c["quantity"]["value"].as_i64().unwrap_or(1),
-                    unit: c["quantity"]["unit"].as_str().unwrap_or_default().to_string(),
-                    unit_price: Fen(extension_i64(&c, UNIT_PRICE_URL)),
-                    amount: Fen(extension_i64(&c, AMOUNT_URL)),
-                    encounter: c["context"]["reference"]
-                        .as_str()
-                        .and_then(|e| e.strip_prefix("Encounter/"))
-                        .map(str::to_string),
-                })
+                (c["status"] == "billable").then(|| line_of(&r.id, &c))
             })
             .collect();
         out.sort_by(|a, b| a.when.cmp(&b.when).then_with(|| a.id.cmp(&b.id)));
         Ok(out)
+    }
+}
+
+/// A ChargeItem as pages list it.
+pub fn line_of(id: &str, c: &Value) -> ChargeLine {
+    let category = c["extension"]
+        .as_array()
+        .and_then(|xs| xs.iter().find(|x| x["url"] == CATEGORY_URL))
+        .and_then(|x| x["valueCode"].as_str())
+        .unwrap_or("other");
+    let when = c["occurrenceDateTime"].as_str().unwrap_or_default();
+    ChargeLine {
+        id: id.to_string(),
+        when: format!("{} {}", when.get(..10).unwrap_or_default(), when.get(11..16).unwrap_or_default()),
+        name_zh: c["code"]["text"].as_str().unwrap_or_default().to_string(),
+        name_en: c["code"]["coding"][0]["display"].as_str().unwrap_or_default().to_string(),
+        category: category.to_string(),
+        quantity: c["quantity"]["value"].as_i64().unwrap_or(1),
+        unit: c["quantity"]["unit"].as_str().unwrap_or_default().to_string(),
+        unit_price: Fen(extension_i64(c, UNIT_PRICE_URL)),
+        amount: Fen(extension_i64(c, AMOUNT_URL)),
+        encounter: c["context"]["reference"].as_str().and_then(|e| e.strip_prefix("Encounter/")).map(str::to_string),
     }
 }

@@ -2,6 +2,7 @@
 //! settlement build on it. Money is exact: integer fen ([`money::Fen`]), never floats.
 #![forbid(unsafe_code)]
 
+pub mod cashier;
 pub mod charges;
 pub mod money;
 pub mod prices;

@@ -16,6 +16,7 @@ pub mod messages;
 mod migrate;
 mod operations;
 pub mod outbox;
+pub mod payments;
 pub mod prices;
 mod read;
 mod scope;

@@ -73,6 +73,9 @@ pub enum SideWrite {
     /// The outcome of a queued message, only if it is still queued (else the whole
     /// transaction fails with [`crate::StoreError::NotQueued`]).
     FinishQueued(Finish),
+    /// A payment at the cashier (its invoice number taken by another payment meanwhile:
+    /// the whole transaction fails with [`crate::StoreError::AlreadyExists`]).
+    Payment(crate::payments::NewPayment),
 }
 
 /// One row of the log, for the log page and API.

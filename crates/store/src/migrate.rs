@@ -120,6 +120,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0018_prices.sql"),
         postgres: include_str!("../migrations/postgres/0018_prices.sql"),
     },
+    Migration {
+        version: 19,
+        name: "payments",
+        sqlite: include_str!("../migrations/sqlite/0019_payments.sql"),
+        postgres: include_str!("../migrations/postgres/0019_payments.sql"),
+    },
 ];
 
 impl Store {

@@ -20,6 +20,19 @@ impl Store {
 }
 
 impl Operations {
+    /// The cashier's payments: see [`crate::payments`].
+    pub async fn last_invoice_no(&self, campus: &str) -> Result<i64> {
+        self.0.last_invoice_no(campus).await
+    }
+
+    pub async fn payment(&self, campus: &str, invoice_no: i64) -> Result<Option<crate::payments::NewPayment>> {
+        self.0.payment(campus, invoice_no).await
+    }
+
+    pub async fn invoice_numbers(&self, campus: &str) -> Result<Vec<i64>> {
+        self.0.invoice_numbers(campus).await
+    }
+
     /// The price list: see [`crate::prices`].
     pub async fn put_price_item(&self, item: &crate::prices::PriceItem) -> Result<()> {
         self.0.put_price_item(item).await

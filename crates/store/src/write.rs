@@ -389,6 +389,9 @@ impl Store {
                 crate::messages::SideWrite::FinishMessage(f) => {
                     crate::messages::finish_sql(f).query(self.backend).execute(&mut *tx).await?;
                 }
+                crate::messages::SideWrite::Payment(p) => {
+                    crate::payments::insert(self.backend, &mut tx, p).await?;
+                }
                 crate::messages::SideWrite::FinishQueued(f) => {
                     let mut sql = crate::messages::finish_sql(f);
                     sql.push(" AND status = 'queued'");

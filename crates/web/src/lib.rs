@@ -92,6 +92,8 @@ pub struct AppState {
     pub prices: lianyi_billing::prices::PriceBook,
     /// Orders turned into charges (a watcher while the server runs), and open charges.
     pub charges: lianyi_billing::charges::Charger,
+    /// Payments and invoices.
+    pub cashier: lianyi_billing::cashier::Cashier,
     /// What the process listens on: (protocol, address), for the IT home page.
     pub listeners: Arc<std::sync::Mutex<Vec<(String, String)>>>,
     /// Per-address budgets for the login and token endpoints.
@@ -195,6 +197,7 @@ impl App {
         let registry = lianyi_clinical::registry::Registry::new(fhir.clone());
         let prices = lianyi_billing::prices::PriceBook::new(fhir.clone());
         let charges = lianyi_billing::charges::Charger::new(fhir.clone());
+        let cashier = lianyi_billing::cashier::Cashier::new(fhir.clone());
         let scheduling = lianyi_clinical::scheduling::Scheduling::new(fhir.clone());
         let workspace = lianyi_clinical::encounter::Workspace::new(fhir.clone());
         let prescribing = lianyi_clinical::prescribing::Prescribing::new(fhir.clone());
@@ -214,6 +217,7 @@ impl App {
                 started: Instant::now(),
                 prices,
                 charges,
+                cashier,
                 listeners: Default::default(),
                 limits,
                 exports: Default::default(),

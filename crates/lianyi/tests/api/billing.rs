@@ -215,3 +215,126 @@ async fn orders_become_charges_at_the_price_of_their_moment() {
     assert_eq!(bundle["entry"].as_array().map(Vec::len), Some(1), "{bundle}");
     let _ = clock.now_ms();
 }
+
+/// Sets up a priced drug at the East Campus and `n` patients with a prescription each;
+/// returns when their charges exist.
+async fn charged_patients(app: &crate::helpers::TestApp, n: usize) {
+    use serde_json::json;
+    let system = lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("test".into()));
+    let prices = lianyi_billing::prices::PriceBook::new(app.fhir.clone());
+    let form = lianyi_billing::prices::ItemForm {
+        campus: "campus-east".into(),
+        code: "D-AMOX500".into(),
+        category: "western-drug".into(),
+        kind: "drug".into(),
+        reference: "AMOX500".into(),
+        name_zh: "阿莫西林胶囊 500 mg".into(),
+        name_en: "Amoxicillin 500 mg".into(),
+        unit: "粒".into(),
+        ..Default::default()
+    };
+    prices.put_item(&system, &form).await.unwrap();
+    prices.set_price(&system, "campus-east", "D-AMOX500", "0.85", "2027-01-15").await.unwrap();
+    let east = app.client_with("system/*.cruds", "campus-east", None).await;
+    for i in 0..n {
+        for v in [
+            json!({"resourceType": "Patient", "id": format!("pay-{i}"), "name": [{"text": format!("付款人{i}")}],
+                   "identifier": [{"system": "urn:lianyi:sid:mrn:campus-east", "value": format!("E71{i:05}")}]}),
+            json!({"resourceType": "MedicationRequest", "id": format!("rx-pay-{i}"), "status": "active", "intent": "order",
+                   "medicationCodeableConcept": {"coding": [{"system": "urn:lianyi:drug", "code": "AMOX500"}]},
+                   "subject": {"reference": format!("Patient/pay-{i}")}, "authoredOn": "2027-01-15T16:10:00+08:00",
+                   "dispenseRequest": {"quantity": {"value": 15, "unit": "capsule"}}}),
+        ] {
+            let url = app.url(&format!("/fhir/{}/{}", v["resourceType"].as_str().unwrap(), v["id"].as_str().unwrap()));
+            let r =
+                east.put(url).header("content-type", "application/fhir+json").body(v.to_string()).send().await.unwrap();
+            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        }
+    }
+    let charger = lianyi_billing::charges::Charger::new(app.fhir.clone());
+    let started = std::time::Instant::now();
+    for i in 0..n {
+        while charger.open_charges(&system, &format!("pay-{i}")).await.unwrap().is_empty() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(30), "no charge for pay-{i}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The cashier takes a payment: short cash and a card without its reference are named
+/// and take nothing; cash with change issues invoice 1 and its receipt; the charges
+/// are billed. Sixteen cashiers paying at once get the next sixteen numbers, each
+/// once, without a gap.
+#[tokio::test]
+async fn the_cashier_takes_payments_under_gap_free_invoice_numbers() {
+    let clock: Arc<ManualClock> = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    charged_patients(&app, 17).await;
+    let (mut cashier, token) = logged_in(&app, &clock, "cashier.pay", "cashier", "campus-east", None).await;
+    let (status, _, page) = cashier.get("/billing/cashier?patient=pay-0").await;
+    assert_eq!(status, StatusCode::OK);
+    let charge = between(&page, "name=\"charge\" value=\"", "\"").to_string();
+    assert!(between(&page, "id=\"pay-total\">", "<").contains("12.75"), "{page}");
+    let pay = |method: &'static str, tendered: &'static str, reference: &'static str| {
+        vec![
+            ("csrf", token.clone()),
+            ("patient", "pay-0".to_string()),
+            ("charge", charge.clone()),
+            ("method", method.to_string()),
+            ("tendered", tendered.to_string()),
+            ("reference", reference.to_string()),
+        ]
+    };
+    for (form, field) in [
+        (pay("cash", "10", ""), "tendered"),
+        (pay("card", "", ""), "reference"),
+        (pay("cash", "1.234", ""), "tendered"),
+    ] {
+        let refs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (_, _, page) = cashier.post("/billing/cashier", &refs).await;
+        let errors = between(&page, "id=\"form-errors\"", "</div>");
+        assert!(errors.contains(&format!("data-field=\"{field}\"")), "{errors}");
+    }
+    let form = pay("cash", "20", "");
+    let refs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, to, _) = cashier.post("/billing/cashier", &refs).await;
+    assert_eq!(to, "/billing/receipts/campus-east/1?change=725");
+    let (status, _, receipt) = cashier.get(&to).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(between(&receipt, "id=\"receipt-number\">", "<") == "00000001", "{receipt}");
+    assert!(
+        between(&receipt, "id=\"receipt-total\">", "<") == "12.75"
+            && between(&receipt, "id=\"receipt-change\">", "<") == "7.25"
+    );
+    assert!(receipt.contains("西药费") && receipt.contains("现金"), "{receipt}");
+    let (_, _, page) = cashier.get("/billing/cashier?patient=pay-0").await;
+    assert!(page.contains("id=\"no-charges\""), "the charge is billed: {page}");
+    // Paying the same charge again is refused (it is no longer billable).
+    let (_, _, page) = cashier.post("/billing/cashier", &refs).await;
+    assert!(page.contains("data-field=\"charges\""), "{page}");
+
+    // Sixteen cashiers at once.
+    let mut desks = Vec::new();
+    for i in 1..17 {
+        let (mut b, token) = logged_in(&app, &clock, &format!("cashier.{i}"), "cashier", "campus-east", None).await;
+        let (_, _, page) = b.get(&format!("/billing/cashier?patient=pay-{i}")).await;
+        let charge = between(&page, "name=\"charge\" value=\"", "\"").to_string();
+        desks.push(tokio::spawn(async move {
+            let form = [
+                ("csrf", token.as_str()),
+                ("patient", &format!("pay-{i}")),
+                ("charge", charge.as_str()),
+                ("method", "wechat"),
+                ("tendered", ""),
+                ("reference", &format!("WX{i:010}")),
+            ];
+            let (_, to, _) = b.post("/billing/cashier", &form).await;
+            assert!(to.starts_with("/billing/receipts/campus-east/"), "desk {i}: {to}");
+        }));
+    }
+    for d in desks {
+        d.await.unwrap();
+    }
+    let numbers = app.fhir.operations().invoice_numbers("campus-east").await.unwrap();
+    assert_eq!(numbers, (1..=17).collect::<Vec<i64>>(), "gap-free and unique");
+}

@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Form, Router};
+use lianyi_billing::cashier::{METHODS, PayError, PaymentForm};
 use lianyi_billing::money::Fen;
 use lianyi_billing::prices::{CATEGORIES, FieldError, ItemForm, KINDS, PriceError};
 use lianyi_security::roles::Capability;
@@ -24,6 +25,12 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/billing/prices", get(list_page).post(put_item))
         .route("/billing/prices.csv", get(list_csv))
         .route("/billing/prices/{campus}/{code}", get(item_page).post(set_price))
+        .route("/billing/cashier", get(cashier_page).post(take_payment))
+        .route("/billing/receipts/{campus}/{no}", get(receipt_page))
+}
+
+fn may_take_payments(c: &Caller) -> bool {
+    staff_may(c, "Invoice", Perm::Create)
 }
 
 fn may_see(c: &Caller) -> bool {
@@ -402,4 +409,231 @@ async fn set_price(
             crate::ui::render::server_error(Some(s.t))
         }
     }
+}
+
+/// One unpaid charge on the cashier's page.
+struct DueRow {
+    id: String,
+    when: String,
+    name: String,
+    /// Locale key of the category.
+    category: String,
+    quantity: String,
+    amount: String,
+}
+
+#[derive(Template)]
+#[template(path = "billing/cashier.html")]
+struct CashierPage<'a> {
+    t: Tr,
+    shell: &'a Shell,
+    patient: String,
+    patient_name: String,
+    rows: Vec<DueRow>,
+    total: String,
+    methods: &'static [&'static str],
+    method: String,
+    tendered: String,
+    reference: String,
+    errors: Vec<(String, String)>,
+    changed: bool,
+}
+
+#[derive(Deserialize, Default)]
+struct CashierQuery {
+    #[serde(default)]
+    patient: String,
+}
+
+async fn render_cashier(
+    state: &AppState,
+    s: &Signed,
+    patient: String,
+    typed: (String, String, String),
+    errors: Vec<(String, String)>,
+    changed: bool,
+) -> Response {
+    let (info, t) = (&s.info, s.t);
+    let shell = shell(state, info, t, &s.headers).await;
+    let open = state.charges.open_charges(&info.caller, &patient).await.unwrap_or_default();
+    let name = match lianyi_fhir::ResourceType::parse("Patient") {
+        Some(rt) => match state.fhir.reader(&info.caller, rt).await {
+            Ok(r) => r
+                .read(&patient)
+                .await
+                .ok()
+                .and_then(|p| serde_json::from_str::<serde_json::Value>(&p.body).ok())
+                .map(|p| lianyi_clinical::registry::person_of(&p).name)
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        },
+        None => String::new(),
+    };
+    let total = Fen(open.iter().map(|c| c.amount.0).sum());
+    let rows = open
+        .into_iter()
+        .map(|c| DueRow {
+            id: c.id,
+            when: c.when,
+            name: t.pick(c.name_zh, c.name_en),
+            category: format!("price-cat-{}", c.category),
+            quantity: format!("{} {}", c.quantity, c.unit),
+            amount: c.amount.to_string(),
+        })
+        .collect();
+    page(
+        CashierPage {
+            t,
+            shell: &shell,
+            patient,
+            patient_name: name,
+            rows,
+            total: total.to_string(),
+            methods: &METHODS,
+            method: typed.0,
+            tendered: typed.1,
+            reference: typed.2,
+            errors,
+            changed,
+        }
+        .render(),
+    )
+}
+
+async fn cashier_page(State(state): State<AppState>, s: Signed, Query(q): Query<CashierQuery>) -> Response {
+    if !may_take_payments(&s.info.caller) {
+        return forbidden(s.t);
+    }
+    render_cashier(&state, &s, q.patient, ("cash".into(), String::new(), String::new()), Vec::new(), false).await
+}
+
+async fn take_payment(State(state): State<AppState>, s: Signed, Form(f): Form<Vec<(String, String)>>) -> Response {
+    let value = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    if !s.csrf_ok(&value("csrf")) || !may_take_payments(&s.info.caller) {
+        return forbidden(s.t);
+    }
+    let shell = shell(&state, &s.info, s.t, &s.headers).await;
+    let form = PaymentForm {
+        campus: shell.campus.as_ref().map(|c| c.as_str().to_string()).unwrap_or_default(),
+        patient: value("patient"),
+        charges: f.iter().filter(|(k, _)| k == "charge").map(|(_, v)| v.clone()).collect(),
+        method: value("method"),
+        tendered: value("tendered"),
+        reference: value("reference"),
+    };
+    match state.cashier.pay(&s.info.caller, &form).await {
+        Ok(paid) => {
+            see_other(&format!("/billing/receipts/{}/{}?change={}", paid.campus, paid.invoice_no, paid.change.0))
+        }
+        Err(PayError::Forbidden(_)) => forbidden(s.t),
+        Err(PayError::Invalid(errors)) => {
+            let rows = error_rows(s.t, &errors);
+            render_cashier(&state, &s, form.patient, (form.method, form.tendered, form.reference), rows, false).await
+        }
+        Err(PayError::Changed) => {
+            render_cashier(&state, &s, form.patient, (form.method, form.tendered, form.reference), Vec::new(), true)
+                .await
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "payment");
+            crate::ui::render::server_error(Some(s.t))
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "billing/receipt.html")]
+struct ReceiptPage<'a> {
+    t: Tr,
+    shell: &'a Shell,
+    campus_name: String,
+    number: String,
+    patient: String,
+    patient_name: String,
+    paid_at: String,
+    method: String,
+    reference: String,
+    cashier: String,
+    /// (name, category key, quantity, unit price, amount)
+    lines: Vec<(String, String, String, String, String)>,
+    /// (category key, total)
+    by_category: Vec<(String, String)>,
+    total: String,
+    tendered: String,
+    change: String,
+}
+
+#[derive(Deserialize, Default)]
+struct ReceiptQuery {
+    change: Option<i64>,
+}
+
+async fn receipt_page(
+    State(state): State<AppState>,
+    s: Signed,
+    Path((campus, no)): Path<(String, i64)>,
+    Query(q): Query<ReceiptQuery>,
+) -> Response {
+    let (info, t) = (&s.info, s.t);
+    let receipt = match state.cashier.receipt(&info.caller, &campus, no).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return not_found(t),
+        Err(PayError::Forbidden(_)) => return forbidden(t),
+        Err(e) => {
+            tracing::error!(error = %e, "receipt");
+            return crate::ui::render::server_error(Some(t));
+        }
+    };
+    let shell = shell(&state, info, t, &s.headers).await;
+    let p = receipt.payment;
+    let patient_name = match lianyi_fhir::ResourceType::parse("Patient") {
+        Some(rt) => match state.fhir.reader(&info.caller, rt).await {
+            Ok(r) => r
+                .read(&p.patient)
+                .await
+                .ok()
+                .and_then(|x| serde_json::from_str::<serde_json::Value>(&x.body).ok())
+                .map(|x| lianyi_clinical::registry::person_of(&x).name)
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        },
+        None => String::new(),
+    };
+    let change = q.change.map(|c| Fen(c).to_string()).unwrap_or_else(|| Fen(p.tendered_fen - p.amount_fen).to_string());
+    page(
+        ReceiptPage {
+            t,
+            shell: &shell,
+            campus_name: campus_name(&state, &campus, t).await,
+            number: format!("{:08}", p.invoice_no),
+            patient_name,
+            patient: p.patient,
+            paid_at: local_time(p.paid_at),
+            method: format!("pay-method-{}", p.method),
+            reference: p.reference.unwrap_or_default(),
+            cashier: p.cashier,
+            lines: receipt
+                .lines
+                .into_iter()
+                .map(|l| {
+                    (
+                        t.pick(l.name_zh, l.name_en),
+                        format!("price-cat-{}", l.category),
+                        format!("{} {}", l.quantity, l.unit),
+                        l.unit_price.to_string(),
+                        l.amount.to_string(),
+                    )
+                })
+                .collect(),
+            by_category: receipt
+                .by_category
+                .into_iter()
+                .map(|(c, f)| (format!("price-cat-{c}"), f.to_string()))
+                .collect(),
+            total: Fen(p.amount_fen).to_string(),
+            tendered: Fen(p.tendered_fen).to_string(),
+            change,
+        }
+        .render(),
+    )
 }

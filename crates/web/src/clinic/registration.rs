@@ -252,6 +252,8 @@ struct PatientPage<'a> {
     /// Charges not yet paid, for staff who read charges (cashiers, registrars).
     charges: Option<Vec<ChargeRow>>,
     charges_total: String,
+    /// The viewer takes payments (a cashier).
+    may_pay: bool,
 }
 
 #[derive(Deserialize)]
@@ -367,6 +369,7 @@ async fn patient_page(
             timeline,
             charges,
             charges_total,
+            may_pay: staff_may(&info.caller, "Invoice", Perm::Create),
         }
         .render(),
     )

@@ -1,0 +1,242 @@
+//! The cashier (收费处): a patient's unpaid charges are paid in one go — cash (with
+//! change), bank card, WeChat Pay or Alipay (the transaction reference typed or
+//! scanned; no payment gateway) — and an Invoice is issued under the next number of
+//! the campus. The Invoice, the charges turning `billed` and the payment row are one
+//! database transaction: there is no paid charge without its invoice and no invoice
+//! without its payment. The number is the campus's last plus one, and the payments
+//! table's key refuses a number twice; a cashier who lost the race takes the next,
+//! so the numbers have no gaps.
+
+use lianyi_fhir::ResourceType;
+use lianyi_security::{Caller, Perm};
+use lianyi_services::{FhirService, ServiceError};
+use lianyi_store::messages::SideWrite;
+use lianyi_store::payments::NewPayment;
+use serde_json::{Value, json};
+
+use crate::charges::{AMOUNT_URL, ChargeLine};
+use crate::money::Fen;
+use crate::prices::FieldError;
+
+pub const METHODS: [&str; 4] = ["cash", "card", "wechat", "alipay"];
+pub const METHOD_URL: &str = "urn:lianyi:fhir:payment-method";
+
+/// The invoice numbers' identifier system of a campus.
+pub fn invoice_system(campus: &str) -> String {
+    format!("urn:lianyi:sid:invoice:{campus}")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PayError {
+    #[error("{}", .0.iter().map(|e| format!("{}: {}", e.field, e.detail)).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldError>),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// A charge was paid or changed by someone else meanwhile: nothing was written.
+    #[error("the charges changed meanwhile")]
+    Changed,
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error(transparent)]
+    Store(#[from] lianyi_store::StoreError),
+}
+
+fn invalid(field: &'static str, rule: &'static str, detail: &str) -> FieldError {
+    FieldError { field, rule, detail: detail.into() }
+}
+
+/// A payment as the cashier's form gives it.
+#[derive(Clone, Debug, Default)]
+pub struct PaymentForm {
+    pub campus: String,
+    pub patient: String,
+    /// ChargeItem ids.
+    pub charges: Vec<String>,
+    pub method: String,
+    /// Cash handed over, in yuan (cash only).
+    pub tendered: String,
+    /// The transaction reference (card, WeChat Pay, Alipay).
+    pub reference: String,
+}
+
+/// A payment made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Paid {
+    pub campus: String,
+    pub invoice_no: i64,
+    pub amount: Fen,
+    pub change: Fen,
+}
+
+/// A receipt (门诊收费票据): the payment and its lines, with totals by category.
+#[derive(Clone, Debug)]
+pub struct Receipt {
+    pub payment: NewPayment,
+    pub lines: Vec<ChargeLine>,
+    /// (category, total) in the order the categories first appear.
+    pub by_category: Vec<(String, Fen)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Cashier {
+    fhir: FhirService,
+}
+
+fn rtype(t: &str) -> Result<ResourceType, PayError> {
+    ResourceType::parse(t).ok_or_else(|| PayError::Forbidden(format!("{t} is not supported")))
+}
+
+impl Cashier {
+    pub fn new(fhir: FhirService) -> Cashier {
+        Cashier { fhir }
+    }
+
+    /// Takes the payment of `form.charges`; every broken rule named by field, nothing
+    /// written unless all is well.
+    pub async fn pay(&self, caller: &Caller, form: &PaymentForm) -> Result<Paid, PayError> {
+        let access = caller.access();
+        let cashier = access.allows("Invoice", Perm::Create) && access.allows("ChargeItem", Perm::Update);
+        if !(cashier && access.all_campuses().contains(&form.campus)) {
+            return Err(PayError::Forbidden("payments are taken by the campus's cashiers".into()));
+        }
+        let mut errors = Vec::new();
+        if !METHODS.contains(&form.method.as_str()) {
+            errors.push(invalid("method", "choice", "cash, card, wechat or alipay"));
+        }
+        if form.charges.is_empty() {
+            errors.push(invalid("charges", "required", "at least one charge to pay"));
+        }
+        // The charges: billable, of this patient and campus, as the cashier reads them.
+        let reader = self.fhir.reader(caller, rtype("ChargeItem")?).await?;
+        let mut charges = Vec::new();
+        for id in &form.charges {
+            match reader.read(id).await {
+                Ok(r) => {
+                    let v: Value = serde_json::from_str(&r.body).map_err(|_| PayError::Changed)?;
+                    let subject_ok = v["subject"]["reference"].as_str() == Some(&format!("Patient/{}", form.patient));
+                    if v["status"] != "billable" || !subject_ok || r.campus.as_deref() != Some(form.campus.as_str()) {
+                        errors.push(invalid(
+                            "charges",
+                            "not-billable",
+                            "a charge that is not this patient's to pay here",
+                        ));
+                        break;
+                    }
+                    charges.push((r, v));
+                }
+                Err(ServiceError::NotFound { .. } | ServiceError::Gone { .. }) => {
+                    errors.push(invalid("charges", "not-billable", "a charge that is not this patient's to pay here"));
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let amount = Fen(charges.iter().map(|(_, v)| amount_of(v)).sum());
+        let mut tendered = amount;
+        let reference = form.reference.trim();
+        if form.method == "cash" {
+            match Fen::parse_yuan(&form.tendered) {
+                Ok(t) if t >= amount => tendered = t,
+                Ok(_) => errors.push(invalid("tendered", "short", "at least the amount due")),
+                Err(e) => errors.push(invalid("tendered", "amount", &e.to_string())),
+            }
+        } else if METHODS.contains(&form.method.as_str()) && (reference.is_empty() || reference.len() > 64) {
+            errors.push(invalid("reference", "required", "the transaction reference (1 to 64 characters)"));
+        }
+        if !errors.is_empty() {
+            return Err(PayError::Invalid(errors));
+        }
+        let now = self.fhir.now_ms();
+        let date = lianyi_fhir::datetime::format_instant(now + 8 * 3_600_000);
+        let date = format!("{}+08:00", date.trim_end_matches('Z'));
+        let ops = self.fhir.operations();
+        // The next number of the campus; a number taken by another cashier meanwhile
+        // fails the whole transaction, and the next one is tried.
+        for _ in 0..20 {
+            let no = ops.last_invoice_no(&form.campus).await? + 1;
+            let invoice_id = format!("inv-{}-{no:08}", form.campus);
+            let mut entries = vec![json!({"resource": {
+                "resourceType": "Invoice", "id": invoice_id, "status": "issued",
+                "identifier": [{"system": invoice_system(&form.campus), "value": format!("{no:08}")}],
+                "subject": {"reference": format!("Patient/{}", form.patient)},
+                "date": date,
+                "lineItem": charges.iter().enumerate().map(|(i, (r, _))| json!({"sequence": i + 1,
+                    "chargeItemReference": {"reference": format!("ChargeItem/{}", r.id)}})).collect::<Vec<_>>(),
+                "extension": [{"url": AMOUNT_URL, "valueInteger": amount.0}, {"url": METHOD_URL, "valueCode": form.method}]},
+                "request": {"method": "PUT", "url": format!("Invoice/{invoice_id}")}})];
+            for (r, v) in &charges {
+                let mut v = v.clone();
+                v["status"] = json!("billed");
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("meta");
+                }
+                entries.push(json!({"resource": v, "request": {"method": "PUT", "url": format!("ChargeItem/{}", r.id),
+                                                               "ifMatch": format!("W/\"{}\"", r.version)}}));
+            }
+            let payment = NewPayment {
+                campus: form.campus.clone(),
+                invoice_no: no,
+                invoice_id: invoice_id.clone(),
+                patient: form.patient.clone(),
+                method: form.method.clone(),
+                amount_fen: amount.0,
+                tendered_fen: tendered.0,
+                reference: (form.method != "cash").then(|| reference.to_string()),
+                cashier: caller.actor().to_string(),
+                paid_at: now,
+            };
+            let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+            match self.fhir.process_bundle_with(caller, bundle, true, &[SideWrite::Payment(payment)]).await {
+                Ok(_) => {
+                    return Ok(Paid {
+                        campus: form.campus.clone(),
+                        invoice_no: no,
+                        amount,
+                        change: Fen(tendered.0 - amount.0),
+                    });
+                }
+                Err(ServiceError::Conflict { resource_type, .. }) if resource_type == "payment" => continue,
+                Err(ServiceError::Invalid(o))
+                    if o.issues.iter().any(|i| i.code == lianyi_fhir::IssueType::Conflict) =>
+                {
+                    return Err(PayError::Changed);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(PayError::Changed)
+    }
+
+    /// The receipt of invoice `no` of a campus, as the caller may read its charges.
+    pub async fn receipt(&self, caller: &Caller, campus: &str, no: i64) -> Result<Option<Receipt>, PayError> {
+        if !caller.access().allows("Invoice", Perm::Read) || !caller.access().all_campuses().contains(campus) {
+            return Err(PayError::Forbidden("receipts are read by the campus's cashiers".into()));
+        }
+        let Some(payment) = self.fhir.operations().payment(campus, no).await? else { return Ok(None) };
+        let invoice = self.fhir.reader(caller, rtype("Invoice")?).await?.read(&payment.invoice_id).await?;
+        let invoice: Value = serde_json::from_str(&invoice.body).map_err(|_| PayError::Changed)?;
+        let reader = self.fhir.reader(caller, rtype("ChargeItem")?).await?;
+        let mut lines = Vec::new();
+        let mut by_category: Vec<(String, Fen)> = Vec::new();
+        for item in invoice["lineItem"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let Some(id) =
+                item["chargeItemReference"]["reference"].as_str().and_then(|r| r.strip_prefix("ChargeItem/"))
+            else {
+                continue;
+            };
+            let r = reader.read(id).await?;
+            let c: Value = serde_json::from_str(&r.body).map_err(|_| PayError::Changed)?;
+            let line = crate::charges::line_of(&r.id, &c);
+            match by_category.iter_mut().find(|(k, _)| *k == line.category) {
+                Some((_, total)) => total.0 += line.amount.0,
+                None => by_category.push((line.category.clone(), line.amount)),
+            }
+            lines.push(line);
+        }
+        Ok(Some(Receipt { payment, lines, by_category }))
+    }
+}
+
+fn amount_of(c: &Value) -> i64 {
+    crate::charges::extension_i64(c, AMOUNT_URL)
+}

@@ -1,0 +1,99 @@
+//! The cashier's payments (not health data): one row per invoice, numbered per
+//! campus without gaps. The row is written in the same transaction as the FHIR
+//! Invoice and the charges it settles ([`crate::messages::SideWrite::Payment`]).
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::{Backend, Result, Store, StoreError};
+
+/// A payment to record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewPayment {
+    pub campus: String,
+    pub invoice_no: i64,
+    pub invoice_id: String,
+    pub patient: String,
+    /// `cash`, `card`, `wechat` or `alipay`.
+    pub method: String,
+    pub amount_fen: i64,
+    /// Cash handed over (the amount itself for other methods).
+    pub tendered_fen: i64,
+    /// The card slip's or the mobile payment's transaction reference.
+    pub reference: Option<String>,
+    pub cashier: String,
+    pub paid_at: i64,
+}
+
+pub(crate) async fn insert(backend: Backend, tx: &mut Transaction<'static, Any>, p: &NewPayment) -> Result<()> {
+    let _ = backend;
+    let r = sqlx::query(
+        "INSERT INTO payments (campus, invoice_no, invoice_id, patient, method, amount_fen, tendered_fen, reference, \
+         cashier, paid_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(p.campus.clone())
+    .bind(p.invoice_no)
+    .bind(p.invoice_id.clone())
+    .bind(p.patient.clone())
+    .bind(p.method.clone())
+    .bind(p.amount_fen)
+    .bind(p.tendered_fen)
+    .bind(p.reference.clone())
+    .bind(p.cashier.clone())
+    .bind(p.paid_at)
+    .execute(&mut **tx)
+    .await;
+    match r {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(StoreError::AlreadyExists {
+            resource_type: "payment".into(),
+            id: format!("{}/{}", p.campus, p.invoice_no),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn payment_from_row(r: &AnyRow) -> Result<NewPayment> {
+    Ok(NewPayment {
+        campus: r.try_get("campus")?,
+        invoice_no: r.try_get("invoice_no")?,
+        invoice_id: r.try_get("invoice_id")?,
+        patient: r.try_get("patient")?,
+        method: r.try_get("method")?,
+        amount_fen: r.try_get("amount_fen")?,
+        tendered_fen: r.try_get("tendered_fen")?,
+        reference: r.try_get("reference")?,
+        cashier: r.try_get("cashier")?,
+        paid_at: r.try_get("paid_at")?,
+    })
+}
+
+impl Store {
+    /// The highest invoice number of a campus (0 before the first).
+    pub(crate) async fn last_invoice_no(&self, campus: &str) -> Result<i64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(invoice_no), 0) FROM payments WHERE campus = $1")
+            .bind(campus.to_string())
+            .fetch_one(&self.write)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// One payment by its campus and invoice number.
+    pub(crate) async fn payment(&self, campus: &str, invoice_no: i64) -> Result<Option<NewPayment>> {
+        let row = sqlx::query("SELECT * FROM payments WHERE campus = $1 AND invoice_no = $2")
+            .bind(campus.to_string())
+            .bind(invoice_no)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(payment_from_row).transpose()
+    }
+
+    /// A campus's invoice numbers in order (for checking the sequence).
+    pub(crate) async fn invoice_numbers(&self, campus: &str) -> Result<Vec<i64>> {
+        let rows = sqlx::query("SELECT invoice_no FROM payments WHERE campus = $1 ORDER BY invoice_no")
+            .bind(campus.to_string())
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+}
