@@ -20,6 +20,8 @@ use crate::prices::FieldError;
 
 pub const METHODS: [&str; 4] = ["cash", "card", "wechat", "alipay"];
 pub const METHOD_URL: &str = "urn:lianyi:fhir:payment-method";
+/// A red-letter invoice's reference to the invoice it refunds.
+pub const REFUND_OF_URL: &str = "urn:lianyi:fhir:refund-of";
 
 /// The invoice numbers' identifier system of a campus.
 pub fn invoice_system(campus: &str) -> String {
@@ -146,55 +148,71 @@ impl Cashier {
         if !errors.is_empty() {
             return Err(PayError::Invalid(errors));
         }
-        let now = self.fhir.now_ms();
-        let date = lianyi_fhir::datetime::format_instant(now + 8 * 3_600_000);
+        let payment = NewPayment {
+            campus: form.campus.clone(),
+            invoice_no: 0,
+            invoice_id: String::new(),
+            patient: form.patient.clone(),
+            method: form.method.clone(),
+            amount_fen: amount.0,
+            tendered_fen: tendered.0,
+            reference: (form.method != "cash").then(|| reference.to_string()),
+            cashier: caller.actor().to_string(),
+            paid_at: self.fhir.now_ms(),
+            refund_of: None,
+            reason: None,
+        };
+        let no = self.commit_invoice(caller, &charges, "billed", payment, Vec::new()).await?;
+        Ok(Paid { campus: form.campus.clone(), invoice_no: no, amount, change: Fen(tendered.0 - amount.0) })
+    }
+
+    /// Writes an invoice for `charges` (each turning `status`) with its payment row in
+    /// one transaction under the campus's next number; returns the number. A number
+    /// taken by another cashier meanwhile fails the whole transaction and the next one
+    /// is tried, so numbers are unique and without gaps.
+    async fn commit_invoice(
+        &self,
+        caller: &Caller,
+        charges: &[(lianyi_store::StoredResource, Value)],
+        status: &str,
+        mut payment: NewPayment,
+        extensions: Vec<Value>,
+    ) -> Result<i64, PayError> {
+        let date = lianyi_fhir::datetime::format_instant(payment.paid_at + 8 * 3_600_000);
         let date = format!("{}+08:00", date.trim_end_matches('Z'));
+        let campus = payment.campus.clone();
         let ops = self.fhir.operations();
-        // The next number of the campus; a number taken by another cashier meanwhile
-        // fails the whole transaction, and the next one is tried.
         for _ in 0..20 {
-            let no = ops.last_invoice_no(&form.campus).await? + 1;
-            let invoice_id = format!("inv-{}-{no:08}", form.campus);
+            let no = ops.last_invoice_no(&campus).await? + 1;
+            let invoice_id = format!("inv-{campus}-{no:08}");
+            let mut ext = vec![
+                json!({"url": AMOUNT_URL, "valueInteger": payment.amount_fen}),
+                json!({"url": METHOD_URL, "valueCode": payment.method}),
+            ];
+            ext.extend(extensions.iter().cloned());
             let mut entries = vec![json!({"resource": {
                 "resourceType": "Invoice", "id": invoice_id, "status": "issued",
-                "identifier": [{"system": invoice_system(&form.campus), "value": format!("{no:08}")}],
-                "subject": {"reference": format!("Patient/{}", form.patient)},
+                "identifier": [{"system": invoice_system(&campus), "value": format!("{no:08}")}],
+                "subject": {"reference": format!("Patient/{}", payment.patient)},
                 "date": date,
                 "lineItem": charges.iter().enumerate().map(|(i, (r, _))| json!({"sequence": i + 1,
                     "chargeItemReference": {"reference": format!("ChargeItem/{}", r.id)}})).collect::<Vec<_>>(),
-                "extension": [{"url": AMOUNT_URL, "valueInteger": amount.0}, {"url": METHOD_URL, "valueCode": form.method}]},
+                "extension": ext},
                 "request": {"method": "PUT", "url": format!("Invoice/{invoice_id}")}})];
-            for (r, v) in &charges {
+            for (r, v) in charges {
                 let mut v = v.clone();
-                v["status"] = json!("billed");
+                v["status"] = json!(status);
                 if let Some(o) = v.as_object_mut() {
                     o.remove("meta");
                 }
                 entries.push(json!({"resource": v, "request": {"method": "PUT", "url": format!("ChargeItem/{}", r.id),
                                                                "ifMatch": format!("W/\"{}\"", r.version)}}));
             }
-            let payment = NewPayment {
-                campus: form.campus.clone(),
-                invoice_no: no,
-                invoice_id: invoice_id.clone(),
-                patient: form.patient.clone(),
-                method: form.method.clone(),
-                amount_fen: amount.0,
-                tendered_fen: tendered.0,
-                reference: (form.method != "cash").then(|| reference.to_string()),
-                cashier: caller.actor().to_string(),
-                paid_at: now,
-            };
+            payment.invoice_no = no;
+            payment.invoice_id = invoice_id;
             let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
-            match self.fhir.process_bundle_with(caller, bundle, true, &[SideWrite::Payment(payment)]).await {
-                Ok(_) => {
-                    return Ok(Paid {
-                        campus: form.campus.clone(),
-                        invoice_no: no,
-                        amount,
-                        change: Fen(tendered.0 - amount.0),
-                    });
-                }
+            match self.fhir.process_bundle_with(caller, bundle, true, &[SideWrite::Payment(payment.clone())]).await {
+                Ok(_) => return Ok(no),
                 Err(ServiceError::Conflict { resource_type, .. }) if resource_type == "payment" => continue,
                 Err(ServiceError::Invalid(o))
                     if o.issues.iter().any(|i| i.code == lianyi_fhir::IssueType::Conflict) =>
@@ -205,6 +223,119 @@ impl Cashier {
             }
         }
         Err(PayError::Changed)
+    }
+
+    /// Refunds (退费) charges of a paid invoice whose orders were not yet dispensed or
+    /// performed, with a reason: a red-letter invoice (a negative amount, the campus's
+    /// next number, referring to the original) and its payment row, the charges
+    /// aborted, in one transaction; audited with the reason.
+    pub async fn refund(
+        &self,
+        caller: &Caller,
+        campus: &str,
+        invoice_no: i64,
+        charge_ids: &[String],
+        reason: &str,
+    ) -> Result<i64, PayError> {
+        let access = caller.access();
+        let cashier = access.allows("Invoice", Perm::Create) && access.allows("ChargeItem", Perm::Update);
+        if !(cashier && access.all_campuses().contains(campus)) {
+            return Err(PayError::Forbidden("refunds are made by the campus's cashiers".into()));
+        }
+        let ops = self.fhir.operations();
+        let Some(original) = ops.payment(campus, invoice_no).await?.filter(|p| p.refund_of.is_none()) else {
+            return Err(PayError::Invalid(vec![invalid("invoice", "unknown", "a paid invoice of this campus")]));
+        };
+        let mut errors = Vec::new();
+        let reason = reason.trim();
+        if reason.chars().count() < 2 || reason.chars().count() > 200 {
+            errors.push(invalid("reason", "required", "why the money is given back (2 to 200 characters)"));
+        }
+        if charge_ids.is_empty() {
+            errors.push(invalid("charges", "required", "at least one charge to refund"));
+        }
+        let invoice = self.fhir.reader(caller, rtype("Invoice")?).await?.read(&original.invoice_id).await?;
+        let invoice: Value = serde_json::from_str(&invoice.body).map_err(|_| PayError::Changed)?;
+        let on_invoice = |id: &str| {
+            invoice["lineItem"].as_array().is_some_and(|items| {
+                items
+                    .iter()
+                    .any(|i| i["chargeItemReference"]["reference"].as_str() == Some(&format!("ChargeItem/{id}")))
+            })
+        };
+        let reader = self.fhir.reader(caller, rtype("ChargeItem")?).await?;
+        let mut charges = Vec::new();
+        for id in charge_ids {
+            let r = match reader.read(id).await {
+                Ok(r) if on_invoice(id) => r,
+                Ok(_) | Err(ServiceError::NotFound { .. } | ServiceError::Gone { .. }) => {
+                    errors.push(invalid("charges", "not-on-invoice", "a charge of this invoice"));
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let v: Value = serde_json::from_str(&r.body).map_err(|_| PayError::Changed)?;
+            if v["status"] != "billed" {
+                errors.push(invalid("charges", "not-billed", "a charge that is paid and not refunded"));
+                break;
+            }
+            if self.delivered(&v).await? {
+                errors.push(invalid("charges", "delivered", "not yet dispensed or performed"));
+                break;
+            }
+            charges.push((r, v));
+        }
+        if !errors.is_empty() {
+            return Err(PayError::Invalid(errors));
+        }
+        let amount: i64 = charges.iter().map(|(_, v)| amount_of(v)).sum();
+        let payment = NewPayment {
+            campus: campus.to_string(),
+            invoice_no: 0,
+            invoice_id: String::new(),
+            patient: original.patient.clone(),
+            method: original.method.clone(),
+            amount_fen: -amount,
+            tendered_fen: -amount,
+            reference: original.reference.clone(),
+            cashier: caller.actor().to_string(),
+            paid_at: self.fhir.now_ms(),
+            refund_of: Some(invoice_no),
+            reason: Some(reason.to_string()),
+        };
+        let refers = vec![
+            json!({"url": REFUND_OF_URL, "valueReference": {"reference": format!("Invoice/{}", original.invoice_id)}}),
+        ];
+        let no = self.commit_invoice(caller, &charges, "aborted", payment, refers).await?;
+        let mut e = caller.entry(self.fhir.now_ms(), "refund", "success");
+        e.resource_type = Some("Invoice".into());
+        e.resource_id = Some(format!("inv-{campus}-{no:08}"));
+        e.patient = Some(original.patient.clone());
+        e.detail = Some(format!("refunds invoice {invoice_no}: {reason}"));
+        self.fhir.audit_log().record(vec![e]).await.map_err(|x| PayError::Forbidden(x.to_string()))?;
+        Ok(no)
+    }
+
+    /// Whether a charge's order was carried out: a prescription with a completed
+    /// dispense, a request completed (looked up as the billing task: a cashier does
+    /// not read orders).
+    async fn delivered(&self, charge: &Value) -> Result<bool, PayError> {
+        let Some(order) = charge["service"][0]["reference"].as_str() else { return Ok(false) };
+        let wide = Caller::task(lianyi_security::SystemTask::Billing);
+        if let Some(id) = order.strip_prefix("ServiceRequest/") {
+            let r = self.fhir.reader(&wide, rtype("ServiceRequest")?).await?.read(id).await?;
+            let v: Value = serde_json::from_str(&r.body).map_err(|_| PayError::Changed)?;
+            return Ok(v["status"] == "completed");
+        }
+        if order.starts_with("MedicationRequest/") {
+            let params =
+                vec![("prescription".to_string(), order.to_string()), ("status".to_string(), "completed".to_string())];
+            let req = lianyi_fhir::search::parse_search(rtype("MedicationDispense")?, &params)
+                .map_err(|i| PayError::Forbidden(i.diagnostics))?;
+            let found = self.fhir.search(&self.fhir.permit(&wide, req.resource_type).await?, &req).await?;
+            return Ok(!found.resources.is_empty());
+        }
+        Ok(false)
     }
 
     /// The receipt of invoice `no` of a campus, as the caller may read its charges.

@@ -60,6 +60,8 @@ pub struct ChargeLine {
     pub amount: Fen,
     /// The visit (Encounter id), if the order had one.
     pub encounter: Option<String>,
+    /// `billable`, `billed` (paid), `aborted` (refunded) …
+    pub status: String,
 }
 
 /// See the module documentation.
@@ -326,5 +328,6 @@ pub fn line_of(id: &str, c: &Value) -> ChargeLine {
         unit_price: Fen(extension_i64(c, UNIT_PRICE_URL)),
         amount: Fen(extension_i64(c, AMOUNT_URL)),
         encounter: c["context"]["reference"].as_str().and_then(|e| e.strip_prefix("Encounter/")).map(str::to_string),
+        status: c["status"].as_str().unwrap_or_default().to_string(),
     }
 }

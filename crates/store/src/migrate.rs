@@ -126,6 +126,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0019_payments.sql"),
         postgres: include_str!("../migrations/postgres/0019_payments.sql"),
     },
+    Migration {
+        version: 20,
+        name: "refunds",
+        sqlite: include_str!("../migrations/sqlite/0020_refunds.sql"),
+        postgres: include_str!("../migrations/postgres/0020_refunds.sql"),
+    },
 ];
 
 impl Store {

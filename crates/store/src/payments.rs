@@ -23,13 +23,16 @@ pub struct NewPayment {
     pub reference: Option<String>,
     pub cashier: String,
     pub paid_at: i64,
+    /// For a refund (a red-letter invoice): the invoice number it refunds, and why.
+    pub refund_of: Option<i64>,
+    pub reason: Option<String>,
 }
 
 pub(crate) async fn insert(backend: Backend, tx: &mut Transaction<'static, Any>, p: &NewPayment) -> Result<()> {
     let _ = backend;
     let r = sqlx::query(
         "INSERT INTO payments (campus, invoice_no, invoice_id, patient, method, amount_fen, tendered_fen, reference, \
-         cashier, paid_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         cashier, paid_at, refund_of, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(p.campus.clone())
     .bind(p.invoice_no)
@@ -41,6 +44,8 @@ pub(crate) async fn insert(backend: Backend, tx: &mut Transaction<'static, Any>,
     .bind(p.reference.clone())
     .bind(p.cashier.clone())
     .bind(p.paid_at)
+    .bind(p.refund_of)
+    .bind(p.reason.clone())
     .execute(&mut **tx)
     .await;
     match r {
@@ -65,6 +70,8 @@ fn payment_from_row(r: &AnyRow) -> Result<NewPayment> {
         reference: r.try_get("reference")?,
         cashier: r.try_get("cashier")?,
         paid_at: r.try_get("paid_at")?,
+        refund_of: r.try_get("refund_of")?,
+        reason: r.try_get("reason")?,
     })
 }
 

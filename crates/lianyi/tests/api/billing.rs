@@ -338,3 +338,104 @@ async fn the_cashier_takes_payments_under_gap_free_invoice_numbers() {
     let numbers = app.fhir.operations().invoice_numbers("campus-east").await.unwrap();
     assert_eq!(numbers, (1..=17).collect::<Vec<i64>>(), "gap-free and unique");
 }
+
+/// A refund (退费) of a paid, undelivered item issues a red-letter invoice under the
+/// next number that refers to the original; without a reason, twice, or for a request
+/// already performed it is refused and nothing is written.
+#[tokio::test]
+async fn a_refund_issues_a_red_letter_invoice_for_undelivered_items_only() {
+    use serde_json::json;
+    let clock: Arc<ManualClock> = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    charged_patients(&app, 1).await;
+    let (mut cashier, token) = logged_in(&app, &clock, "cashier.refund", "cashier", "campus-east", None).await;
+    let pay = |b: &mut crate::pages::Browser, token: String| {
+        let b = std::mem::replace(b, crate::pages::Browser::new(&app.base, "zh-CN"));
+        async move {
+            let mut b = b;
+            let (_, _, page) = b.get("/billing/cashier?patient=pay-0").await;
+            let charges: Vec<String> = page
+                .split("name=\"charge\" value=\"")
+                .skip(1)
+                .map(|r| r.split('"').next().unwrap().to_string())
+                .collect();
+            let mut form = vec![
+                ("csrf", token.clone()),
+                ("patient", "pay-0".into()),
+                ("method", "alipay".into()),
+                ("reference", "ALI123".into()),
+            ];
+            form.extend(charges.iter().map(|c| ("charge", c.clone())));
+            let refs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let (_, to, _) = b.post("/billing/cashier", &refs).await;
+            (b, to, charges)
+        }
+    };
+    let (b, to, charges) = pay(&mut cashier, token.clone()).await;
+    cashier = b;
+    assert_eq!(to, "/billing/receipts/campus-east/1?change=0");
+    let refund = |reason: &'static str, charge: String| {
+        vec![("csrf", token.clone()), ("charge", charge), ("reason", reason.to_string())]
+    };
+    let url = "/billing/receipts/campus-east/1/refund";
+    let form = refund("", charges[0].clone());
+    let refs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, to, _) = cashier.post(url, &refs).await;
+    assert!(to.ends_with("?error=required"), "{to}");
+    let form = refund("患者过敏，未取药", charges[0].clone());
+    let refs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, to, _) = cashier.post(url, &refs).await;
+    assert_eq!(to, "/billing/receipts/campus-east/2");
+    let (_, _, red) = cashier.get(&to).await;
+    assert!(red.contains("红字") && between(&red, "id=\"refund-of\">", "<").contains("00000001"), "{red}");
+    assert_eq!(between(&red, "id=\"receipt-total\">", "<"), "-12.75");
+    let (_, to, _) = cashier.post(url, &refs).await;
+    assert!(to.ends_with("?error=not-billed"), "refunded once only: {to}");
+
+    // A request already performed is not refunded.
+    let system = lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("test".into()));
+    let prices = lianyi_billing::prices::PriceBook::new(app.fhir.clone());
+    let form = lianyi_billing::prices::ItemForm {
+        campus: "campus-east".into(),
+        code: "O-LAB-K".into(),
+        category: "lab".into(),
+        kind: "order".into(),
+        reference: "LAB-K".into(),
+        name_zh: "血钾".into(),
+        name_en: "Potassium".into(),
+        unit: "次".into(),
+        ..Default::default()
+    };
+    prices.put_item(&system, &form).await.unwrap();
+    prices.set_price(&system, "campus-east", "O-LAB-K", "20", "2027-01-15").await.unwrap();
+    let east = app.client_with("system/*.cruds", "campus-east", None).await;
+    let sr = |status: &str| {
+        json!({"resourceType": "ServiceRequest", "id": "lab-pay", "status": status, "intent": "order",
+               "code": {"coding": [{"system": "urn:lianyi:order", "code": "LAB-K"}]},
+               "subject": {"reference": "Patient/pay-0"}, "authoredOn": "2027-01-15T16:12:00+08:00"})
+    };
+    let put = |v: serde_json::Value| {
+        let (east, url) = (east.clone(), app.url("/fhir/ServiceRequest/lab-pay"));
+        async move {
+            let r =
+                east.put(url).header("content-type", "application/fhir+json").body(v.to_string()).send().await.unwrap();
+            assert!(r.status().is_success());
+        }
+    };
+    put(sr("active")).await;
+    let charger = lianyi_billing::charges::Charger::new(app.fhir.clone());
+    let started = std::time::Instant::now();
+    while charger.open_charges(&system, "pay-0").await.unwrap().is_empty() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(15), "no charge for the request");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (b, to, charges) = pay(&mut cashier, token.clone()).await;
+    cashier = b;
+    assert_eq!(to, "/billing/receipts/campus-east/3?change=0");
+    put(sr("completed")).await;
+    let form = refund("检查已做但要求退费", charges[0].clone());
+    let refs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, to, _) = cashier.post("/billing/receipts/campus-east/3/refund", &refs).await;
+    assert!(to.ends_with("?error=delivered"), "{to}");
+    assert_eq!(app.fhir.operations().invoice_numbers("campus-east").await.unwrap(), vec![1, 2, 3]);
+}

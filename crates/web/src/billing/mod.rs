@@ -27,6 +27,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/billing/prices/{campus}/{code}", get(item_page).post(set_price))
         .route("/billing/cashier", get(cashier_page).post(take_payment))
         .route("/billing/receipts/{campus}/{no}", get(receipt_page))
+        .route("/billing/receipts/{campus}/{no}/refund", axum::routing::post(refund))
 }
 
 fn may_take_payments(c: &Caller) -> bool {
@@ -561,11 +562,21 @@ struct ReceiptPage<'a> {
     total: String,
     tendered: String,
     change: String,
+    /// A red-letter invoice: the number it refunds and why.
+    refund_of: Option<String>,
+    reason: String,
+    /// Lines the cashier may still refund: (charge id, name, amount).
+    refundable: Vec<(String, String, String)>,
+    campus: String,
+    invoice_no: i64,
+    /// A refused refund's rule.
+    error: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
 struct ReceiptQuery {
     change: Option<i64>,
+    error: Option<String>,
 }
 
 async fn receipt_page(
@@ -600,6 +611,16 @@ async fn receipt_page(
         None => String::new(),
     };
     let change = q.change.map(|c| Fen(c).to_string()).unwrap_or_else(|| Fen(p.tendered_fen - p.amount_fen).to_string());
+    let refundable = if p.refund_of.is_none() && may_take_payments(&info.caller) {
+        receipt
+            .lines
+            .iter()
+            .filter(|l| l.status == "billed")
+            .map(|l| (l.id.clone(), t.pick(l.name_zh.clone(), l.name_en.clone()), l.amount.to_string()))
+            .collect()
+    } else {
+        Vec::new()
+    };
     page(
         ReceiptPage {
             t,
@@ -633,7 +654,39 @@ async fn receipt_page(
             total: Fen(p.amount_fen).to_string(),
             tendered: Fen(p.tendered_fen).to_string(),
             change,
+            refund_of: p.refund_of.map(|n| format!("{n:08}")),
+            reason: p.reason.unwrap_or_default(),
+            refundable,
+            campus: campus.clone(),
+            invoice_no: no,
+            error: q.error.filter(|e| e.chars().all(|c| c.is_ascii_lowercase() || c == '-')),
         }
         .render(),
     )
+}
+
+async fn refund(
+    State(state): State<AppState>,
+    s: Signed,
+    Path((campus, no)): Path<(String, i64)>,
+    Form(f): Form<Vec<(String, String)>>,
+) -> Response {
+    let value = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    if !s.csrf_ok(&value("csrf")) || !may_take_payments(&s.info.caller) {
+        return forbidden(s.t);
+    }
+    let charges: Vec<String> = f.iter().filter(|(k, _)| k == "charge").map(|(_, v)| v.clone()).collect();
+    match state.cashier.refund(&s.info.caller, &campus, no, &charges, &value("reason")).await {
+        Ok(red) => see_other(&format!("/billing/receipts/{campus}/{red}")),
+        Err(PayError::Forbidden(_)) => forbidden(s.t),
+        Err(PayError::Invalid(errors)) => {
+            let rule = errors.first().map_or("failed", |e| e.rule);
+            see_other(&format!("/billing/receipts/{campus}/{no}?error={rule}"))
+        }
+        Err(PayError::Changed) => see_other(&format!("/billing/receipts/{campus}/{no}?error=changed")),
+        Err(e) => {
+            tracing::error!(error = %e, "refund");
+            crate::ui::render::server_error(Some(s.t))
+        }
+    }
 }
