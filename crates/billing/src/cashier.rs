@@ -70,6 +70,15 @@ pub struct Paid {
     pub change: Fen,
 }
 
+/// A cashier's day: (method, total, payments) for every method, and when it was
+/// settled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Day {
+    pub day: String,
+    pub totals: Vec<(String, Fen, i64)>,
+    pub settled_at: Option<i64>,
+}
+
 /// A receipt (门诊收费票据): the payment and its lines, with totals by category.
 #[derive(Clone, Debug)]
 pub struct Receipt {
@@ -148,6 +157,7 @@ impl Cashier {
         if !errors.is_empty() {
             return Err(PayError::Invalid(errors));
         }
+        self.open_day(caller, &form.campus).await?;
         let payment = NewPayment {
             campus: form.campus.clone(),
             invoice_no: 0,
@@ -288,6 +298,7 @@ impl Cashier {
         if !errors.is_empty() {
             return Err(PayError::Invalid(errors));
         }
+        self.open_day(caller, campus).await?;
         let amount: i64 = charges.iter().map(|(_, v)| amount_of(v)).sum();
         let payment = NewPayment {
             campus: campus.to_string(),
@@ -314,6 +325,91 @@ impl Cashier {
         e.detail = Some(format!("refunds invoice {invoice_no}: {reason}"));
         self.fhir.audit_log().record(vec![e]).await.map_err(|x| PayError::Forbidden(x.to_string()))?;
         Ok(no)
+    }
+
+    /// Refuses a payment or refund once the cashier settled today.
+    async fn open_day(&self, caller: &Caller, campus: &str) -> Result<(), PayError> {
+        let today = crate::prices::beijing_day(self.fhir.now_ms());
+        if self.fhir.operations().settled_at(campus, caller.actor(), &today).await?.is_some() {
+            return Err(PayError::Invalid(vec![invalid("day", "settled", "today is settled: no more payments")]));
+        }
+        Ok(())
+    }
+
+    /// A cashier's day at a campus (`YYYY-MM-DD`, Beijing time): totals by payment
+    /// method (refunds count negative) and whether it is settled.
+    pub async fn day(&self, caller: &Caller, campus: &str, day: &str) -> Result<Day, PayError> {
+        let access = caller.access();
+        if !(access.allows("Invoice", Perm::Create) && access.all_campuses().contains(campus)) {
+            return Err(PayError::Forbidden("the day is settled by the campus's cashiers".into()));
+        }
+        let Some(from) = crate::prices::local_midnight(day) else {
+            return Err(PayError::Invalid(vec![invalid("day", "format", "a date as YYYY-MM-DD")]));
+        };
+        let ops = self.fhir.operations();
+        let totals = ops.payment_totals(campus, caller.actor(), from, from + 86_400_000).await?;
+        let settled_at = ops.settled_at(campus, caller.actor(), day).await?;
+        Ok(Day {
+            day: day.to_string(),
+            totals: METHODS
+                .iter()
+                .map(|m| {
+                    let (sum, n) = totals.iter().find(|(k, _, _)| k == m).map_or((0, 0), |(_, s, n)| (*s, *n));
+                    (m.to_string(), Fen(sum), n)
+                })
+                .collect(),
+            settled_at,
+        })
+    }
+
+    /// Settles a cashier's day (日结): the amount counted for every payment method must
+    /// equal the day's payments by that method (each mismatch named); the day is then
+    /// locked and audited as `settlement`.
+    pub async fn settle(
+        &self,
+        caller: &Caller,
+        campus: &str,
+        day: &str,
+        counted: &[(String, String)],
+    ) -> Result<Day, PayError> {
+        let state = self.day(caller, campus, day).await?;
+        if state.settled_at.is_some() {
+            return Err(PayError::Invalid(vec![invalid("day", "settled", "this day is settled already")]));
+        }
+        let mut errors = Vec::new();
+        for (method, total, _) in &state.totals {
+            let typed = counted.iter().find(|(m, _)| m == method).map(|(_, v)| v.trim()).unwrap_or("");
+            let field: &'static str = match method.as_str() {
+                "cash" => "cash",
+                "card" => "card",
+                "wechat" => "wechat",
+                _ => "alipay",
+            };
+            let value = if typed.is_empty() {
+                Ok(Fen(0))
+            } else {
+                Fen::parse_yuan(typed.trim_start_matches('-'))
+                    .map(|f| if typed.starts_with('-') { Fen(-f.0) } else { f })
+            };
+            match value {
+                Ok(v) if v == *total => {}
+                Ok(_) => errors.push(invalid(field, "mismatch", &format!("the day's payments total {total}"))),
+                Err(e) => errors.push(invalid(field, "amount", &e.to_string())),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(PayError::Invalid(errors));
+        }
+        let totals = state.totals.iter().map(|(m, t, _)| format!("{m}={}", t.0)).collect::<Vec<_>>().join(";");
+        let count: i64 = state.totals.iter().map(|(_, _, n)| n).sum();
+        let now = self.fhir.now_ms();
+        if !self.fhir.operations().settle_day(campus, caller.actor(), day, &totals, count, now).await? {
+            return Err(PayError::Invalid(vec![invalid("day", "settled", "this day is settled already")]));
+        }
+        let mut e = caller.entry(now, "settlement", "success");
+        e.detail = Some(format!("{campus} {day}: {totals}"));
+        self.fhir.audit_log().record(vec![e]).await.map_err(|x| PayError::Forbidden(x.to_string()))?;
+        self.day(caller, campus, day).await
     }
 
     /// Whether a charge's order was carried out: a prescription with a completed

@@ -58,6 +58,11 @@ fn invalid(field: &'static str, rule: &'static str, detail: impl Into<String>) -
 const DAY_MS: i64 = 86_400_000;
 const BEIJING_MS: i64 = 8 * 3_600_000;
 
+/// `YYYY-MM-DD` of an instant in Beijing time.
+pub fn beijing_day(ms: i64) -> String {
+    lianyi_fhir::datetime::format_instant(ms + BEIJING_MS)[..10].to_string()
+}
+
 /// Epoch ms of 00:00 Beijing time on `YYYY-MM-DD`, if it is a real date.
 pub fn local_midnight(date: &str) -> Option<i64> {
     let b = date.as_bytes();

@@ -132,6 +132,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0020_refunds.sql"),
         postgres: include_str!("../migrations/postgres/0020_refunds.sql"),
     },
+    Migration {
+        version: 21,
+        name: "settlements",
+        sqlite: include_str!("../migrations/sqlite/0021_settlements.sql"),
+        postgres: include_str!("../migrations/postgres/0021_settlements.sql"),
+    },
 ];
 
 impl Store {

@@ -29,6 +29,32 @@ impl Operations {
         self.0.payment(campus, invoice_no).await
     }
 
+    pub async fn payment_totals(
+        &self,
+        campus: &str,
+        cashier: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(String, i64, i64)>> {
+        self.0.payment_totals(campus, cashier, from, to).await
+    }
+
+    pub async fn settle_day(
+        &self,
+        campus: &str,
+        cashier: &str,
+        day: &str,
+        totals: &str,
+        payments: i64,
+        at: i64,
+    ) -> Result<bool> {
+        self.0.settle_day(campus, cashier, day, totals, payments, at).await
+    }
+
+    pub async fn settled_at(&self, campus: &str, cashier: &str, day: &str) -> Result<Option<i64>> {
+        self.0.settled_at(campus, cashier, day).await
+    }
+
     pub async fn invoice_numbers(&self, campus: &str) -> Result<Vec<i64>> {
         self.0.invoice_numbers(campus).await
     }

@@ -95,6 +95,67 @@ impl Store {
         row.as_ref().map(payment_from_row).transpose()
     }
 
+    /// A cashier's payments at a campus between two instants, by method:
+    /// (method, total fen, payments), methods in name order.
+    pub(crate) async fn payment_totals(
+        &self,
+        campus: &str,
+        cashier: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(String, i64, i64)>> {
+        let rows = sqlx::query(
+            "SELECT method, CAST(SUM(amount_fen) AS BIGINT), COUNT(*) FROM payments WHERE campus = $1 AND cashier = $2 \
+             AND paid_at >= $3 AND paid_at < $4 GROUP BY method ORDER BY method",
+        )
+        .bind(campus.to_string())
+        .bind(cashier.to_string())
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+    }
+
+    /// Records a settled day; false when the day was settled already.
+    pub(crate) async fn settle_day(
+        &self,
+        campus: &str,
+        cashier: &str,
+        day: &str,
+        totals: &str,
+        payments: i64,
+        at: i64,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "INSERT INTO settlements (campus, cashier, day, totals, payments, settled_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (campus, cashier, day) DO NOTHING",
+        )
+        .bind(campus.to_string())
+        .bind(cashier.to_string())
+        .bind(day.to_string())
+        .bind(totals.to_string())
+        .bind(payments)
+        .bind(at)
+        .execute(&self.write)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// When a cashier's day at a campus was settled, if it was.
+    pub(crate) async fn settled_at(&self, campus: &str, cashier: &str, day: &str) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT settled_at FROM settlements WHERE campus = $1 AND cashier = $2 AND day = $3")
+            .bind(campus.to_string())
+            .bind(cashier.to_string())
+            .bind(day.to_string())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
+        })
+    }
+
     /// A campus's invoice numbers in order (for checking the sequence).
     pub(crate) async fn invoice_numbers(&self, campus: &str) -> Result<Vec<i64>> {
         let rows = sqlx::query("SELECT invoice_no FROM payments WHERE campus = $1 ORDER BY invoice_no")

@@ -439,3 +439,58 @@ async fn a_refund_issues_a_red_letter_invoice_for_undelivered_items_only() {
     assert!(to.ends_with("?error=delivered"), "{to}");
     assert_eq!(app.fhir.operations().invoice_numbers("campus-east").await.unwrap(), vec![1, 2, 3]);
 }
+
+/// The day's close (日结): counts that do not match the day's receipts by method are
+/// named and close nothing; matching counts close the day, and a closed day takes no
+/// more payments.
+#[tokio::test]
+async fn a_cashier_closes_the_day_only_when_the_counts_match_and_it_then_locks() {
+    let clock: Arc<ManualClock> = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    charged_patients(&app, 3).await;
+    let (mut cashier, token) = logged_in(&app, &clock, "cashier.close", "cashier", "campus-east", None).await;
+    for (i, method, tendered, reference) in [(0, "cash", "20", ""), (1, "wechat", "", "WX0001")] {
+        let (_, _, page) = cashier.get(&format!("/billing/cashier?patient=pay-{i}")).await;
+        let charge = between(&page, "name=\"charge\" value=\"", "\"").to_string();
+        let patient = format!("pay-{i}");
+        let form = [
+            ("csrf", token.as_str()),
+            ("patient", patient.as_str()),
+            ("charge", charge.as_str()),
+            ("method", method),
+            ("tendered", tendered),
+            ("reference", reference),
+        ];
+        let (_, to, _) = cashier.post("/billing/cashier", &form).await;
+        assert!(to.starts_with("/billing/receipts/"), "{to}");
+    }
+    let (_, _, page) = cashier.get("/billing/settlement").await;
+    assert_eq!(between(&page, "id=\"settle-total\">", "<"), "25.50");
+    // Cash counted short: named, nothing closed.
+    let (_, _, page) = cashier
+        .post("/billing/settlement", &[("csrf", &token), ("counted-cash", "12.70"), ("counted-wechat", "12.75")])
+        .await;
+    let errors = between(&page, "id=\"form-errors\"", "</div>");
+    assert!(errors.contains("data-field=\"cash\"") && !errors.contains("data-field=\"wechat\""), "{errors}");
+    assert!(!page.contains("id=\"settled\""));
+    let (_, to, _) = cashier
+        .post("/billing/settlement", &[("csrf", &token), ("counted-cash", "12.75"), ("counted-wechat", "12.75")])
+        .await;
+    assert_eq!(to, "/billing/settlement");
+    let (_, _, page) = cashier.get("/billing/settlement").await;
+    assert!(page.contains("id=\"settled\""), "{page}");
+    // The closed day takes no more payments.
+    let (_, _, page) = cashier.get("/billing/cashier?patient=pay-2").await;
+    let charge = between(&page, "name=\"charge\" value=\"", "\"").to_string();
+    let form = [
+        ("csrf", token.as_str()),
+        ("patient", "pay-2"),
+        ("charge", charge.as_str()),
+        ("method", "cash"),
+        ("tendered", "20"),
+        ("reference", ""),
+    ];
+    let (_, _, page) = cashier.post("/billing/cashier", &form).await;
+    assert!(between(&page, "id=\"form-errors\"", "</div>").contains("data-field=\"day\""), "{page}");
+    assert_eq!(app.fhir.operations().invoice_numbers("campus-east").await.unwrap(), vec![1, 2]);
+}

@@ -28,6 +28,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/billing/cashier", get(cashier_page).post(take_payment))
         .route("/billing/receipts/{campus}/{no}", get(receipt_page))
         .route("/billing/receipts/{campus}/{no}/refund", axum::routing::post(refund))
+        .route("/billing/settlement", get(settlement_page).post(settle))
 }
 
 fn may_take_payments(c: &Caller) -> bool {
@@ -38,8 +39,10 @@ fn may_see(c: &Caller) -> bool {
     c.can(Capability::ManagePrices) || staff_may(c, "ChargeItem", Perm::Read)
 }
 
-pub(crate) const NAV: &[NavLink] =
-    &[NavLink { href: "/billing/prices", text: "nav-prices", place: Place::Bar, shown: may_see }];
+pub(crate) const NAV: &[NavLink] = &[
+    NavLink { href: "/billing/prices", text: "nav-prices", place: Place::Bar, shown: may_see },
+    NavLink { href: "/billing/settlement", text: "nav-settlement", place: Place::Bar, shown: may_take_payments },
+];
 
 struct Row {
     code: String,
@@ -686,6 +689,105 @@ async fn refund(
         Err(PayError::Changed) => see_other(&format!("/billing/receipts/{campus}/{no}?error=changed")),
         Err(e) => {
             tracing::error!(error = %e, "refund");
+            crate::ui::render::server_error(Some(s.t))
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "billing/settlement.html")]
+struct SettlementPage<'a> {
+    t: Tr,
+    shell: &'a Shell,
+    day: String,
+    /// (method, total, payments, counted as typed)
+    totals: Vec<(String, String, i64, String)>,
+    grand_total: String,
+    settled_at: Option<String>,
+    errors: Vec<(String, String)>,
+    no_campus: bool,
+}
+
+async fn render_settlement(
+    state: &AppState,
+    s: &Signed,
+    typed: &[(String, String)],
+    errors: Vec<(String, String)>,
+) -> Response {
+    let (info, t) = (&s.info, s.t);
+    let shell = shell(state, info, t, &s.headers).await;
+    let today = lianyi_billing::prices::beijing_day(state.fhir.now_ms());
+    let Some(campus) = shell.campus.as_ref().map(|c| c.as_str().to_string()) else {
+        let page_ = SettlementPage {
+            t,
+            shell: &shell,
+            day: today,
+            totals: Vec::new(),
+            grand_total: String::new(),
+            settled_at: None,
+            errors,
+            no_campus: true,
+        };
+        return page(page_.render());
+    };
+    let day = match state.cashier.day(&info.caller, &campus, &today).await {
+        Ok(d) => d,
+        Err(PayError::Forbidden(_)) => return forbidden(t),
+        Err(e) => {
+            tracing::error!(error = %e, "settlement");
+            return crate::ui::render::server_error(Some(t));
+        }
+    };
+    let grand = Fen(day.totals.iter().map(|(_, f, _)| f.0).sum());
+    let totals = day
+        .totals
+        .into_iter()
+        .map(|(m, f, n)| {
+            let typed = typed.iter().find(|(k, _)| *k == m).map(|(_, v)| v.clone()).unwrap_or_default();
+            (m, f.to_string(), n, typed)
+        })
+        .collect();
+    page(
+        SettlementPage {
+            t,
+            shell: &shell,
+            day: day.day,
+            totals,
+            grand_total: grand.to_string(),
+            settled_at: day.settled_at.map(local_time),
+            errors,
+            no_campus: false,
+        }
+        .render(),
+    )
+}
+
+async fn settlement_page(State(state): State<AppState>, s: Signed) -> Response {
+    if !may_take_payments(&s.info.caller) {
+        return forbidden(s.t);
+    }
+    render_settlement(&state, &s, &[], Vec::new()).await
+}
+
+async fn settle(State(state): State<AppState>, s: Signed, Form(f): Form<Vec<(String, String)>>) -> Response {
+    let value = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    if !s.csrf_ok(&value("csrf")) || !may_take_payments(&s.info.caller) {
+        return forbidden(s.t);
+    }
+    let shell = shell(&state, &s.info, s.t, &s.headers).await;
+    let campus = shell.campus.as_ref().map(|c| c.as_str().to_string()).unwrap_or_default();
+    let today = lianyi_billing::prices::beijing_day(state.fhir.now_ms());
+    let counted: Vec<(String, String)> =
+        METHODS.iter().map(|m| (m.to_string(), value(&format!("counted-{m}")))).collect();
+    match state.cashier.settle(&s.info.caller, &campus, &today, &counted).await {
+        Ok(_) => see_other("/billing/settlement"),
+        Err(PayError::Forbidden(_)) => forbidden(s.t),
+        Err(PayError::Invalid(errors)) => {
+            let rows = error_rows(s.t, &errors);
+            render_settlement(&state, &s, &counted, rows).await
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "settle");
             crate::ui::render::server_error(Some(s.t))
         }
     }
