@@ -41,6 +41,8 @@ pub enum PayError {
     Service(#[from] ServiceError),
     #[error(transparent)]
     Store(#[from] lianyi_store::StoreError),
+    #[error(transparent)]
+    Charge(#[from] crate::charges::ChargeError),
 }
 
 fn invalid(field: &'static str, rule: &'static str, detail: &str) -> FieldError {
@@ -94,7 +96,7 @@ pub struct Cashier {
 }
 
 fn rtype(t: &str) -> Result<ResourceType, PayError> {
-    ResourceType::parse(t).ok_or_else(|| PayError::Forbidden(format!("{t} is not supported")))
+    Ok(crate::charges::rtype(t)?)
 }
 
 impl Cashier {
@@ -188,8 +190,7 @@ impl Cashier {
         mut payment: NewPayment,
         extensions: Vec<Value>,
     ) -> Result<i64, PayError> {
-        let date = lianyi_fhir::datetime::format_instant(payment.paid_at + 8 * 3_600_000);
-        let date = format!("{}+08:00", date.trim_end_matches('Z'));
+        let date = lianyi_clinical::scheduling::local_instant(payment.paid_at);
         let campus = payment.campus.clone();
         let ops = self.fhir.operations();
         for _ in 0..20 {
@@ -329,7 +330,7 @@ impl Cashier {
 
     /// Refuses a payment or refund once the cashier settled today.
     async fn open_day(&self, caller: &Caller, campus: &str) -> Result<(), PayError> {
-        let today = crate::prices::beijing_day(self.fhir.now_ms());
+        let today = lianyi_clinical::scheduling::local_date(self.fhir.now_ms());
         if self.fhir.operations().settled_at(campus, caller.actor(), &today).await?.is_some() {
             return Err(PayError::Invalid(vec![invalid("day", "settled", "today is settled: no more payments")]));
         }
@@ -424,12 +425,9 @@ impl Cashier {
             return Ok(v["status"] == "completed");
         }
         if order.starts_with("MedicationRequest/") {
-            let params =
-                vec![("prescription".to_string(), order.to_string()), ("status".to_string(), "completed".to_string())];
-            let req = lianyi_fhir::search::parse_search(rtype("MedicationDispense")?, &params)
-                .map_err(|i| PayError::Forbidden(i.diagnostics))?;
-            let found = self.fhir.search(&self.fhir.permit(&wide, req.resource_type).await?, &req).await?;
-            return Ok(!found.resources.is_empty());
+            let params = [("prescription", order.to_string()), ("status", "completed".to_string())];
+            let found = crate::charges::search(&self.fhir, &wide, "MedicationDispense", &params).await?;
+            return Ok(!found.is_empty());
         }
         Ok(false)
     }

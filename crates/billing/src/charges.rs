@@ -71,7 +71,19 @@ pub struct Charger {
     prices: PriceBook,
 }
 
-fn rtype(t: &str) -> Result<ResourceType, ChargeError> {
+/// A search as `caller` (checked and audited by the FHIR service): the resources.
+pub(crate) async fn search(
+    fhir: &FhirService,
+    caller: &Caller,
+    t: &str,
+    params: &[(&str, String)],
+) -> Result<Vec<StoredResource>, ChargeError> {
+    let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let req = parse_search(rtype(t)?, &params).map_err(|i| ChargeError::Data(i.diagnostics))?;
+    Ok(fhir.search(&fhir.permit(caller, req.resource_type).await?, &req).await?.resources)
+}
+
+pub(crate) fn rtype(t: &str) -> Result<ResourceType, ChargeError> {
     ResourceType::parse(t).ok_or_else(|| ChargeError::Data(format!("{t} is not supported")))
 }
 
@@ -100,17 +112,6 @@ impl Charger {
         }
     }
 
-    async fn search(
-        &self,
-        caller: &Caller,
-        t: &str,
-        params: &[(&str, String)],
-    ) -> Result<Vec<StoredResource>, ChargeError> {
-        let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-        let req = parse_search(rtype(t)?, &params).map_err(|i| ChargeError::Data(i.diagnostics))?;
-        Ok(self.fhir.search(&self.fhir.permit(caller, req.resource_type).await?, &req).await?.resources)
-    }
-
     /// Follows the outbox for ever (started with the server).
     pub async fn run(self) {
         let mut cursor = None;
@@ -125,34 +126,8 @@ impl Charger {
     /// Charges the orders changed since the last scan (and takes back the charges of
     /// cancelled ones); returns how many charges were made or taken back.
     pub async fn scan(&self, known: &mut Option<i64>) -> Result<usize, ChargeError> {
-        let store = self.fhir.operations();
-        let mut cursor = match *known {
-            Some(c) => c,
-            None => match store.cursor(CURSOR).await? {
-                Some(c) => c,
-                None => {
-                    // First start: orders from now on (earlier ones were billed by
-                    // whatever system the hospital had).
-                    let head = store.outbox_head().await?;
-                    store.set_cursor(CURSOR, head).await?;
-                    head
-                }
-            },
-        };
-        let mut changed = 0;
-        loop {
-            let events = store.outbox_after(cursor, 200).await?;
-            let Some(last) = events.last().map(|e| e.seq) else { break };
-            for e in &events {
-                if self.handle(e).await? {
-                    changed += 1;
-                }
-            }
-            cursor = last;
-            store.set_cursor(CURSOR, cursor).await?;
-        }
-        *known = Some(cursor);
-        Ok(changed)
+        lianyi_services::follow::scan(&self.fhir.operations(), CURSOR, known, |e| async move { self.handle(&e).await })
+            .await
     }
 
     async fn handle(&self, e: &OutboxEvent) -> Result<bool, ChargeError> {
@@ -181,7 +156,8 @@ impl Charger {
         };
         let key = format!("{}/{}", e.resource_type, e.id);
         let wide = Caller::task(SystemTask::Billing);
-        let existing = self.search(&wide, "ChargeItem", &[("identifier", format!("{CHARGE_SYSTEM}|{key}"))]).await?;
+        let existing =
+            search(&self.fhir, &wide, "ChargeItem", &[("identifier", format!("{CHARGE_SYSTEM}|{key}"))]).await?;
         if cancelled {
             for c in existing {
                 let mut body: Value = serde_json::from_str(&c.body).map_err(|x| ChargeError::Data(x.to_string()))?;
@@ -273,12 +249,11 @@ impl Charger {
             return Ok(None);
         };
         let amount = unit_price.0.saturating_mul(quantity);
-        let when = lianyi_fhir::datetime::format_instant(at + 8 * 3_600_000);
         let mut charge = json!({"resourceType": "ChargeItem", "status": "billable",
             "identifier": [{"system": CHARGE_SYSTEM, "value": key}],
             "code": {"coding": [{"system": PRICE_ITEM_SYSTEM, "code": item.code, "display": item.name_en}], "text": item.name_zh},
             "subject": {"reference": patient},
-            "occurrenceDateTime": format!("{}+08:00", when.trim_end_matches('Z')),
+            "occurrenceDateTime": lianyi_clinical::scheduling::local_instant(at),
             "quantity": {"value": quantity, "unit": item.unit},
             "service": [{"reference": key}],
             "extension": [{"url": AMOUNT_URL, "valueInteger": amount},
@@ -293,9 +268,13 @@ impl Charger {
     /// A patient's charges not yet paid (billable), as `caller` may read them, oldest
     /// first.
     pub async fn open_charges(&self, caller: &Caller, patient: &str) -> Result<Vec<ChargeLine>, ChargeError> {
-        let found = self
-            .search(caller, "ChargeItem", &[("subject", format!("Patient/{patient}")), ("_count", "1000".into())])
-            .await?;
+        let found = search(
+            &self.fhir,
+            caller,
+            "ChargeItem",
+            &[("subject", format!("Patient/{patient}")), ("_count", "1000".into())],
+        )
+        .await?;
         let mut out: Vec<ChargeLine> = found
             .iter()
             .filter_map(|r| {

@@ -55,35 +55,8 @@ fn invalid(field: &'static str, rule: &'static str, detail: impl Into<String>) -
     PriceError::Invalid(vec![FieldError { field, rule, detail: detail.into() }])
 }
 
-const DAY_MS: i64 = 86_400_000;
-const BEIJING_MS: i64 = 8 * 3_600_000;
-
-/// `YYYY-MM-DD` of an instant in Beijing time.
-pub fn beijing_day(ms: i64) -> String {
-    lianyi_fhir::datetime::format_instant(ms + BEIJING_MS)[..10].to_string()
-}
-
-/// Epoch ms of 00:00 Beijing time on `YYYY-MM-DD`, if it is a real date.
-pub fn local_midnight(date: &str) -> Option<i64> {
-    let b = date.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| date.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days_in = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || d < 1 || d > days_in[(m - 1) as usize] {
-        return None;
-    }
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let (y2, m2) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * m2 + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some((era * 146_097 + doe - 719_468) * DAY_MS - BEIJING_MS)
-}
+/// Midnight (Beijing) of a `YYYY-MM-DD` date: the scheduling's own reading of dates.
+pub use lianyi_clinical::scheduling::local_midnight;
 
 /// A new or changed item, as a form gives it.
 #[derive(Clone, Debug, Default)]
@@ -207,7 +180,7 @@ impl PriceBook {
             .map_err(|e| errors.push(FieldError { field: "amount", rule: "amount", detail: e.to_string() }))
             .ok();
         let now = self.fhir.now_ms();
-        let today = now - (now + BEIJING_MS).rem_euclid(DAY_MS);
+        let today = local_midnight(&lianyi_clinical::scheduling::local_date(now)).unwrap_or(now);
         let from = match effective.trim() {
             "" => {
                 errors.push(FieldError {
@@ -307,6 +280,9 @@ impl PriceBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DAY_MS: i64 = 86_400_000;
+    const BEIJING_MS: i64 = 8 * 3_600_000;
 
     #[test]
     fn beijing_midnights() {

@@ -181,34 +181,14 @@ impl CriticalValues {
     /// values became Tasks. `known` is the watcher's cursor as it last left it (`None`:
     /// read it from the database), so an idle round is a single outbox query.
     pub async fn scan(&self, known: &mut Option<i64>) -> Result<usize, RegistryError> {
-        let store = self.fhir.operations();
-        let mut cursor = match *known {
-            Some(c) => c,
-            None => match store.cursor(CURSOR).await? {
-                Some(c) => c,
-                None => {
-                    // First start: from now on (earlier results were reported by
-                    // whatever system the hospital had).
-                    let head = store.outbox_head().await?;
-                    store.set_cursor(CURSOR, head).await?;
-                    head
-                }
-            },
-        };
-        let mut made = 0;
-        loop {
-            let events = store.outbox_after(cursor, 200).await?;
-            let Some(last) = events.last().map(|e| e.seq) else { break };
-            for e in events.iter().filter(|e| e.resource_type == "Observation" && e.method != "DELETE") {
-                if self.check(&e.id, e.version, e.campus.as_deref()).await? {
-                    made += 1;
-                }
+        lianyi_services::follow::scan(&self.fhir.operations(), CURSOR, known, |e| async move {
+            if e.resource_type == "Observation" && e.method != "DELETE" {
+                self.check(&e.id, e.version, e.campus.as_deref()).await
+            } else {
+                Ok(false)
             }
-            cursor = last;
-            store.set_cursor(CURSOR, cursor).await?;
-        }
-        *known = Some(cursor);
-        Ok(made)
+        })
+        .await
     }
 
     async fn check(&self, id: &str, version: i64, campus: Option<&str>) -> Result<bool, RegistryError> {

@@ -132,8 +132,8 @@ pub fn sessions_of(schedule: &Value) -> Vec<Session> {
         .unwrap_or_default()
 }
 
-/// Midnight (Beijing) of a `YYYY-MM-DD` date, in epoch ms.
-fn local_midnight(date: &str) -> Option<i64> {
+/// Midnight (Beijing) of a `YYYY-MM-DD` date, in epoch ms (`None`: not a real date).
+pub fn local_midnight(date: &str) -> Option<i64> {
     if date.len() != 10 {
         return None;
     }

@@ -13,6 +13,7 @@
 pub mod audit_event;
 pub mod demo;
 pub mod fhir;
+pub mod follow;
 pub mod identifiers;
 pub mod import;
 pub mod protect;

@@ -233,17 +233,16 @@ fn audit_rows(t: Tr, records: Vec<lianyi_store::audit::AuditRecord>, names: &Has
             let e = r.entry;
             // Types and roles by their names in the page's language (a code without
             // one shows itself).
-            let named = |key: &str, code: &str| t.try_get(&format!("{key}-{code}")).unwrap_or(code).to_string();
             let resource = match (e.resource_type, e.resource_id) {
-                (Some(rt), Some(id)) => format!("{} {id}", named("rtype", &rt)),
-                (Some(rt), None) => named("rtype", &rt),
+                (Some(rt), Some(id)) => format!("{} {id}", t.named("rtype", &rt)),
+                (Some(rt), None) => t.named("rtype", &rt),
                 _ => String::new(),
             };
-            let role = e.role.unwrap_or_default().split(',').map(|r| named("role", r)).collect::<Vec<_>>().join("、");
+            let role = e.role.unwrap_or_default().split(',').map(|r| t.named("role", r)).collect::<Vec<_>>().join("、");
             // Actions and outcomes in the page's language (an action without a text
             // shows its code).
-            let action = t.try_get(&format!("audit-act-{}", e.action)).map_or(e.action, str::to_string);
-            let outcome = t.try_get(&format!("audit-outcome-{}", e.outcome)).map_or(e.outcome, str::to_string);
+            let action = t.named("audit-act", &e.action);
+            let outcome = t.named("audit-outcome", &e.outcome);
             (
                 r.seq,
                 local_time(e.recorded_at),

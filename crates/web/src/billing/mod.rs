@@ -96,14 +96,13 @@ struct ListQuery {
 }
 
 /// The campus the page shows: the one asked for if readable, else the user's active
-/// campus, else the first with a list.
+/// campus, else the first with a list; and the campuses to choose from.
 async fn chosen_campus(
     state: &AppState,
     caller: &Caller,
     shell: &Shell,
     asked: Option<String>,
-    t: Tr,
-) -> (String, Vec<(String, String, bool)>) {
+) -> (String, Vec<String>) {
     let mut ids = state.prices.campuses(caller).await.unwrap_or_default();
     if let Some(c) = &shell.campus
         && !ids.iter().any(|i| i == c.as_str())
@@ -115,12 +114,7 @@ async fn chosen_campus(
         .or_else(|| shell.campus.as_ref().map(|c| c.as_str().to_string()))
         .or_else(|| ids.first().cloned())
         .unwrap_or_default();
-    let mut out = Vec::new();
-    for id in ids {
-        let name = campus_name(state, &id, t).await;
-        out.push((id.clone(), name, id == campus));
-    }
-    (campus, out)
+    (campus, ids)
 }
 
 fn error_rows(t: Tr, errors: &[FieldError]) -> Vec<(String, String)> {
@@ -143,7 +137,12 @@ async fn render_list(
     let (info, t) = (&s.info, s.t);
     let caller = &info.caller;
     let shell = shell(state, info, t, &s.headers).await;
-    let (campus, campuses) = chosen_campus(state, caller, &shell, q.campus, t).await;
+    let (campus, ids) = chosen_campus(state, caller, &shell, q.campus).await;
+    let mut campuses = Vec::new();
+    for id in ids {
+        let name = campus_name(state, &id, t).await;
+        campuses.push((id.clone(), name, id == campus));
+    }
     let category = Some(q.category.clone()).filter(|c| CATEGORIES.contains(&c.as_str()));
     let now = state.fhir.now_ms();
     let rows = match state.prices.list(caller, &campus, &q.q, category.as_deref(), now).await {
@@ -202,7 +201,7 @@ async fn list_csv(State(state): State<AppState>, s: Signed, Query(q): Query<List
         return forbidden(t);
     }
     let shell = shell(&state, &s.info, t, &s.headers).await;
-    let (campus, _) = chosen_campus(&state, caller, &shell, q.campus, t).await;
+    let (campus, _) = chosen_campus(&state, caller, &shell, q.campus).await;
     let category = Some(q.category).filter(|c| CATEGORIES.contains(&c.as_str()));
     let Ok(list) = state.prices.list(caller, &campus, &q.q, category.as_deref(), state.fhir.now_ms()).await else {
         return forbidden(t);
@@ -415,6 +414,24 @@ async fn set_price(
     }
 }
 
+/// A patient's name as `caller` reads it (an audited read); empty when they may not.
+async fn patient_name(state: &AppState, caller: &Caller, patient: &str) -> String {
+    let Some(rt) = lianyi_fhir::ResourceType::parse("Patient") else { return String::new() };
+    let Ok(reader) = state.fhir.reader(caller, rt).await else { return String::new() };
+    reader
+        .read(patient)
+        .await
+        .ok()
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(&p.body).ok())
+        .map(|p| lianyi_clinical::registry::person_of(&p).name)
+        .unwrap_or_default()
+}
+
+/// The first value of a form field (forms with repeated fields come as pairs).
+fn field(form: &[(String, String)], name: &str) -> String {
+    form.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_default()
+}
+
 /// One unpaid charge on the cashier's page.
 struct DueRow {
     id: String,
@@ -460,19 +477,7 @@ async fn render_cashier(
     let (info, t) = (&s.info, s.t);
     let shell = shell(state, info, t, &s.headers).await;
     let open = state.charges.open_charges(&info.caller, &patient).await.unwrap_or_default();
-    let name = match lianyi_fhir::ResourceType::parse("Patient") {
-        Some(rt) => match state.fhir.reader(&info.caller, rt).await {
-            Ok(r) => r
-                .read(&patient)
-                .await
-                .ok()
-                .and_then(|p| serde_json::from_str::<serde_json::Value>(&p.body).ok())
-                .map(|p| lianyi_clinical::registry::person_of(&p).name)
-                .unwrap_or_default(),
-            Err(_) => String::new(),
-        },
-        None => String::new(),
-    };
+    let name = patient_name(state, &info.caller, &patient).await;
     let total = Fen(open.iter().map(|c| c.amount.0).sum());
     let rows = open
         .into_iter()
@@ -512,7 +517,7 @@ async fn cashier_page(State(state): State<AppState>, s: Signed, Query(q): Query<
 }
 
 async fn take_payment(State(state): State<AppState>, s: Signed, Form(f): Form<Vec<(String, String)>>) -> Response {
-    let value = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let value = |k: &str| field(&f, k);
     if !s.csrf_ok(&value("csrf")) || !may_take_payments(&s.info.caller) {
         return forbidden(s.t);
     }
@@ -600,19 +605,7 @@ async fn receipt_page(
     };
     let shell = shell(&state, info, t, &s.headers).await;
     let p = receipt.payment;
-    let patient_name = match lianyi_fhir::ResourceType::parse("Patient") {
-        Some(rt) => match state.fhir.reader(&info.caller, rt).await {
-            Ok(r) => r
-                .read(&p.patient)
-                .await
-                .ok()
-                .and_then(|x| serde_json::from_str::<serde_json::Value>(&x.body).ok())
-                .map(|x| lianyi_clinical::registry::person_of(&x).name)
-                .unwrap_or_default(),
-            Err(_) => String::new(),
-        },
-        None => String::new(),
-    };
+    let patient_name = patient_name(&state, &info.caller, &p.patient).await;
     let change = q.change.map(|c| Fen(c).to_string()).unwrap_or_else(|| Fen(p.tendered_fen - p.amount_fen).to_string());
     let refundable = if p.refund_of.is_none() && may_take_payments(&info.caller) {
         receipt
@@ -674,7 +667,7 @@ async fn refund(
     Path((campus, no)): Path<(String, i64)>,
     Form(f): Form<Vec<(String, String)>>,
 ) -> Response {
-    let value = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let value = |k: &str| field(&f, k);
     if !s.csrf_ok(&value("csrf")) || !may_take_payments(&s.info.caller) {
         return forbidden(s.t);
     }
@@ -716,7 +709,7 @@ async fn render_settlement(
 ) -> Response {
     let (info, t) = (&s.info, s.t);
     let shell = shell(state, info, t, &s.headers).await;
-    let today = lianyi_billing::prices::beijing_day(state.fhir.now_ms());
+    let today = lianyi_clinical::scheduling::local_date(state.fhir.now_ms());
     let Some(campus) = shell.campus.as_ref().map(|c| c.as_str().to_string()) else {
         let page_ = SettlementPage {
             t,
@@ -770,13 +763,13 @@ async fn settlement_page(State(state): State<AppState>, s: Signed) -> Response {
 }
 
 async fn settle(State(state): State<AppState>, s: Signed, Form(f): Form<Vec<(String, String)>>) -> Response {
-    let value = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let value = |k: &str| field(&f, k);
     if !s.csrf_ok(&value("csrf")) || !may_take_payments(&s.info.caller) {
         return forbidden(s.t);
     }
     let shell = shell(&state, &s.info, s.t, &s.headers).await;
     let campus = shell.campus.as_ref().map(|c| c.as_str().to_string()).unwrap_or_default();
-    let today = lianyi_billing::prices::beijing_day(state.fhir.now_ms());
+    let today = lianyi_clinical::scheduling::local_date(state.fhir.now_ms());
     let counted: Vec<(String, String)> =
         METHODS.iter().map(|m| (m.to_string(), value(&format!("counted-{m}")))).collect();
     match state.cashier.settle(&s.info.caller, &campus, &today, &counted).await {

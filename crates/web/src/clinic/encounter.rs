@@ -218,17 +218,7 @@ async fn render_encounter(
     let prescriptions = prescriptions(&state, caller, &id, t).await;
     let drugs = lianyi_clinical::prescribing::catalogue()
         .iter()
-        .map(|d| {
-            (
-                d.code.to_string(),
-                format!(
-                    "{} {} ({})",
-                    t.pick(d.zh, d.en),
-                    d.strength,
-                    t.try_get(&format!("unit-{}", d.unit)).unwrap_or(d.unit)
-                ),
-            )
-        })
+        .map(|d| (d.code.to_string(), format!("{} {} ({})", t.pick(d.zh, d.en), d.strength, t.named("unit", d.unit))))
         .collect();
     let error = q.error.as_deref().map(|e| match e {
         "icd10-unknown" => "ws-error-icd10",
@@ -312,19 +302,18 @@ pub(super) async fn prescriptions(state: &AppState, caller: &Caller, encounter: 
 }
 
 fn rx_line(p: lianyi_clinical::prescribing::Prescription, t: Tr) -> RxLine {
-    let named = |key: &str, code: &str| t.try_get(&format!("{key}-{code}")).unwrap_or(code).to_string();
     let (dosage, quantity) = match &p.dose {
         Some(d) => (
             t.get("rx-dosage")
-                .replace("{route}", &if d.route.is_empty() { String::new() } else { named("rx-route", &d.route) })
+                .replace("{route}", &if d.route.is_empty() { String::new() } else { t.named("rx-route", &d.route) })
                 .replace("{amount}", &d.amount)
-                .replace("{unit}", &named("unit", &d.unit))
-                .replace("{frequency}", &named("rx-freq", &d.frequency))
+                .replace("{unit}", &t.named("unit", &d.unit))
+                .replace("{frequency}", &t.named("rx-freq", &d.frequency))
                 .replace("{days}", &d.days.to_string())
                 .split_whitespace()
                 .collect::<Vec<_>>()
                 .join(" "),
-            d.quantity.as_ref().map(|(n, form)| format!("{n} {}", named("unit", form))).unwrap_or_default(),
+            d.quantity.as_ref().map(|(n, form)| format!("{n} {}", t.named("unit", form))).unwrap_or_default(),
         ),
         None => (p.dosage, String::new()),
     };

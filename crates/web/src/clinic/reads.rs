@@ -121,9 +121,8 @@ pub(super) async fn record_rows(state: &AppState, care: &Caller, patient: &str, 
         }
         e.campus = names.name(state, &e.campus).await;
         if e.kind == "encounter" {
-            let named = |key: &str, code: &str| t.try_get(&format!("{key}-{code}")).unwrap_or(code).to_string();
-            let kind = if e.text.is_empty() { named("encounter-class", &e.class) } else { e.text.clone() };
-            e.text = format!("{kind} · {}", named("encounter-status", &e.status));
+            let kind = if e.text.is_empty() { t.named("encounter-class", &e.class) } else { e.text.clone() };
+            e.text = format!("{kind} · {}", t.named("encounter-status", &e.status));
         }
     }
     (results, timeline)

@@ -90,6 +90,13 @@ impl Tr {
         self.try_get(key).unwrap_or(key)
     }
 
+    /// The name of code `code` of an enumeration (`named("encounter-status",
+    /// "finished")` reads `encounter-status-finished`); the code itself when the
+    /// enumeration has no text for it (a code added later, another system's code).
+    pub fn named(&self, enumeration: &str, code: &str) -> String {
+        self.try_get(&format!("{enumeration}-{code}")).map_or_else(|| code.to_string(), str::to_string)
+    }
+
     /// The text for `key` if there is one (codes that may have no text: an audit
     /// action added later shows as its code).
     pub fn try_get(&self, key: &str) -> Option<&'static str> {
