@@ -56,6 +56,7 @@ fn main() {
             login_rate_per_minute: 1000,
             message_retention_days: 90,
             critical_escalation_minutes: 10,
+            near_expiry_days: 90,
             export_dir: dir.path().join("exports"),
         };
         let app = lianyi_web::App::with_store(store, config).unwrap();

@@ -248,6 +248,7 @@ async fn serve(database: String, dir: PathBuf, cred_file: PathBuf) {
         login_rate_per_minute: 1000,
         message_retention_days: 90,
         critical_escalation_minutes: 10,
+        near_expiry_days: 90,
         export_dir: dir.join("exports"),
     };
     let app = lianyi_web::App::with_store(store, config).expect("app");

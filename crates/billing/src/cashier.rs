@@ -11,7 +11,8 @@ use lianyi_fhir::ResourceType;
 use lianyi_security::{Caller, Perm};
 use lianyi_services::{FhirService, ServiceError};
 use lianyi_store::messages::SideWrite;
-use lianyi_store::payments::NewPayment;
+use lianyi_store::payments::{NewPayment, PaymentLine};
+use lianyi_store::pharmacy::{Dispensing, QueueChange};
 use serde_json::{Value, json};
 
 use crate::charges::{AMOUNT_URL, ChargeLine};
@@ -173,8 +174,15 @@ impl Cashier {
             paid_at: self.fhir.now_ms(),
             refund_of: None,
             reason: None,
+            lines: Vec::new(),
         };
-        let no = self.commit_invoice(caller, &charges, "billed", payment, Vec::new()).await?;
+        // Paid prescriptions join the pharmacist's queue in the same transaction.
+        let queue = charges
+            .iter()
+            .filter_map(|(_, v)| crate::dispensing::queue_entry(v, &form.campus, &form.patient, payment.paid_at))
+            .map(QueueChange::Add)
+            .collect();
+        let no = self.commit_invoice(caller, &charges, "billed", payment, Vec::new(), queue).await?;
         Ok(Paid { campus: form.campus.clone(), invoice_no: no, amount, change: Fen(tendered.0 - amount.0) })
     }
 
@@ -189,9 +197,26 @@ impl Cashier {
         status: &str,
         mut payment: NewPayment,
         extensions: Vec<Value>,
+        queue: Vec<QueueChange>,
     ) -> Result<i64, PayError> {
         let date = lianyi_clinical::scheduling::local_instant(payment.paid_at);
         let campus = payment.campus.clone();
+        // Charge by charge, for the revenue reports; a refund's lines count negative.
+        let day = lianyi_clinical::scheduling::local_date(payment.paid_at);
+        let sign = if payment.refund_of.is_some() { -1 } else { 1 };
+        payment.lines = charges
+            .iter()
+            .map(|(r, v)| PaymentLine {
+                charge: r.id.clone(),
+                category: crate::charges::line_of(&r.id, v).category,
+                department: v["costCenter"]["reference"]
+                    .as_str()
+                    .and_then(|d| d.strip_prefix("Organization/"))
+                    .map(str::to_string),
+                amount_fen: sign * amount_of(v),
+                day: day.clone(),
+            })
+            .collect();
         let ops = self.fhir.operations();
         for _ in 0..20 {
             let no = ops.last_invoice_no(&campus).await? + 1;
@@ -222,9 +247,19 @@ impl Cashier {
             payment.invoice_no = no;
             payment.invoice_id = invoice_id;
             let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
-            match self.fhir.process_bundle_with(caller, bundle, true, &[SideWrite::Payment(payment.clone())]).await {
+            let mut side = vec![SideWrite::Payment(payment.clone())];
+            side.extend(queue.iter().map(|q| {
+                SideWrite::Queue(match q {
+                    QueueChange::Add(d) => QueueChange::Add(Dispensing { invoice_no: no, ..d.clone() }),
+                    other => other.clone(),
+                })
+            }));
+            match self.fhir.process_bundle_with(caller, bundle, true, &side).await {
                 Ok(_) => return Ok(no),
                 Err(ServiceError::Conflict { resource_type, .. }) if resource_type == "payment" => continue,
+                Err(ServiceError::Store(lianyi_store::StoreError::Refused(msg))) => {
+                    return Err(PayError::Invalid(vec![crate::stock::refused_field(&msg)]));
+                }
                 Err(ServiceError::Invalid(o))
                     if o.issues.iter().any(|i| i.code == lianyi_fhir::IssueType::Conflict) =>
                 {
@@ -276,6 +311,7 @@ impl Cashier {
         };
         let reader = self.fhir.reader(caller, rtype("ChargeItem")?).await?;
         let mut charges = Vec::new();
+        let mut queue = Vec::new();
         for id in charge_ids {
             let r = match reader.read(id).await {
                 Ok(r) if on_invoice(id) => r,
@@ -293,6 +329,21 @@ impl Cashier {
             if self.delivered(&v).await? {
                 errors.push(invalid("charges", "delivered", "not yet dispensed or performed"));
                 break;
+            }
+            // A prescription in the pharmacist's queue leaves it in the same
+            // transaction, only from the state read here: a dispense meanwhile fails it.
+            let order = v["service"][0]["reference"].as_str().and_then(|o| o.strip_prefix("MedicationRequest/"));
+            if let Some(request) = order
+                && let Some(d) = self.fhir.operations().pharmacy().dispensing(request).await?
+            {
+                queue.push(QueueChange::Status {
+                    request: request.into(),
+                    from: d.status.clone(),
+                    to: "refunded".into(),
+                    dispense: None,
+                    by: caller.actor().into(),
+                    at: self.fhir.now_ms(),
+                });
             }
             charges.push((r, v));
         }
@@ -314,11 +365,12 @@ impl Cashier {
             paid_at: self.fhir.now_ms(),
             refund_of: Some(invoice_no),
             reason: Some(reason.to_string()),
+            lines: Vec::new(),
         };
         let refers = vec![
             json!({"url": REFUND_OF_URL, "valueReference": {"reference": format!("Invoice/{}", original.invoice_id)}}),
         ];
-        let no = self.commit_invoice(caller, &charges, "aborted", payment, refers).await?;
+        let no = self.commit_invoice(caller, &charges, "aborted", payment, refers, queue).await?;
         let mut e = caller.entry(self.fhir.now_ms(), "refund", "success");
         e.resource_type = Some("Invoice".into());
         e.resource_id = Some(format!("inv-{campus}-{no:08}"));
@@ -424,10 +476,9 @@ impl Cashier {
             let v: Value = serde_json::from_str(&r.body).map_err(|_| PayError::Changed)?;
             return Ok(v["status"] == "completed");
         }
-        if order.starts_with("MedicationRequest/") {
-            let params = [("prescription", order.to_string()), ("status", "completed".to_string())];
-            let found = crate::charges::search(&self.fhir, &wide, "MedicationDispense", &params).await?;
-            return Ok(!found.is_empty());
+        if let Some(request) = order.strip_prefix("MedicationRequest/") {
+            let queued = self.fhir.operations().pharmacy().dispensing(request).await?;
+            return Ok(queued.is_some_and(|d| d.status == "dispensed"));
         }
         Ok(false)
     }

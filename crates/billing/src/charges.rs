@@ -240,7 +240,8 @@ impl Charger {
                     ps.iter().find_map(|p| p["actor"]["reference"].as_str().filter(|r| r.starts_with("Patient/")))
                 });
                 let at = ms_of(&order["created"]).or_else(|| ms_of(&order["start"]));
-                ("registration", Some("general".to_string()), 1, at, patient, None)
+                let clinic = self.clinic_type(&task, order).await?;
+                ("registration", Some(clinic.to_string()), 1, at, patient, None)
             }
         };
         let (Some(reference), Some(patient)) = (reference, patient) else { return Ok(None) };
@@ -262,7 +263,68 @@ impl Charger {
         if let Some(e) = encounter {
             charge["context"] = json!({"reference": e});
         }
+        if let Some(d) = self.department(&task, t, order, encounter).await? {
+            charge["costCenter"] = json!({"reference": format!("Organization/{d}")});
+        }
+        if kind == "drug" {
+            // The drug itself, so the paid prescription reaches the pharmacist's queue.
+            charge["productCodeableConcept"] =
+                json!({"coding": [{"system": lianyi_clinical::prescribing::DRUG_SYSTEM, "code": reference}]});
+        }
         Ok(Some(charge))
+    }
+
+    /// Reads a resource as the billing task, `None` when it is not there.
+    async fn read(&self, task: &Caller, reference: &str) -> Result<Option<Value>, ChargeError> {
+        let Some((t, id)) = reference.split_once('/') else { return Ok(None) };
+        match self.fhir.reader(task, rtype(t)?).await?.read(id).await {
+            Ok(r) => Ok(serde_json::from_str(&r.body).ok()),
+            Err(ServiceError::NotFound { .. } | ServiceError::Gone { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The clinic type an appointment is registered for: `expert` (专家门诊) with a
+    /// doctor whose professional title is chief or associate chief physician (主任医师,
+    /// 副主任医师), else `general` (普通门诊).
+    async fn clinic_type(&self, task: &Caller, appointment: &Value) -> Result<&'static str, ChargeError> {
+        let doctor = appointment["participant"].as_array().and_then(|ps| {
+            ps.iter().find_map(|p| p["actor"]["reference"].as_str().filter(|r| r.starts_with("Practitioner/")))
+        });
+        let Some(doctor) = doctor else { return Ok("general") };
+        let Some(p) = self.read(task, doctor).await? else { return Ok("general") };
+        Ok(if lianyi_clinical::names::is_expert(&p) { "expert" } else { "general" })
+    }
+
+    /// The department a charge counts for (its cost centre): the visit's department
+    /// for an order, the doctor's role's for a registration.
+    async fn department(
+        &self,
+        task: &Caller,
+        t: &str,
+        order: &Value,
+        encounter: Option<&str>,
+    ) -> Result<Option<String>, ChargeError> {
+        let org = if t == "Appointment" {
+            let role = order["participant"].as_array().and_then(|ps| {
+                ps.iter().find_map(|p| p["actor"]["reference"].as_str().filter(|r| r.starts_with("PractitionerRole/")))
+            });
+            match role {
+                Some(r) => {
+                    self.read(task, r).await?.and_then(|v| v["organization"]["reference"].as_str().map(str::to_string))
+                }
+                None => None,
+            }
+        } else {
+            match encounter {
+                Some(e) => self
+                    .read(task, e)
+                    .await?
+                    .and_then(|v| v["serviceProvider"]["reference"].as_str().map(str::to_string)),
+                None => None,
+            }
+        };
+        Ok(org.and_then(|o| o.strip_prefix("Organization/").map(str::to_string)))
     }
 
     /// A patient's charges not yet paid (billable), as `caller` may read them, oldest

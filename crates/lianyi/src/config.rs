@@ -48,6 +48,7 @@ impl fmt::Debug for Secret {
 /// login_rate_per_minute = 30
 /// message_retention_days = 90
 /// critical_escalation_minutes = 10
+/// near_expiry_days = 90
 /// mllp_ack = "applied"
 ///
 /// [mllp_profile]            # how the MLLP sender fills PID-3
@@ -89,6 +90,8 @@ pub struct FileConfig {
     /// Minutes a critical value may wait for its doctor before it is escalated to the
     /// department heads (default 10).
     pub critical_escalation_minutes: Option<i64>,
+    /// Days before its expiry from which the pharmacy flags a batch (default 90).
+    pub near_expiry_days: Option<i64>,
     /// When the MLLP listener sends AA for an ORU^R01: "applied" (default: once its
     /// data is written) or "journaled" (once the checked message is committed to the
     /// message log; its data is written moments later, in order, after a restart too).

@@ -461,6 +461,7 @@ fn app_config(loc: &DataLocation, file: &FileConfig) -> Result<AppConfig, CliErr
         login_rate_per_minute: file.login_rate_per_minute.unwrap_or(30),
         message_retention_days: file.message_retention_days.unwrap_or(lianyi_interop::Outbound::DEFAULT_RETENTION_DAYS),
         critical_escalation_minutes: file.critical_escalation_minutes.unwrap_or(10),
+        near_expiry_days: file.near_expiry_days.unwrap_or(lianyi_billing::stock::NEAR_EXPIRY_DAYS),
         export_dir: loc.data_dir.join("exports"),
     })
 }
@@ -1003,6 +1004,8 @@ const DEMO_USERS: &[(&str, &str, &str, &str, Option<&str>)] = &[
     ("labtech.east", "检验技师 吴磊", "lab-technician", "campus-east", None),
     ("radiologist.south", "放射科 孙杰医生", "radiologist", "campus-south", None),
     ("cashier.east", "收费员 马丽", "cashier", "campus-east", None),
+    ("stock.east", "药库 钱进", "stock-keeper", "campus-east", None),
+    ("stock.west", "药库 冯涛", "stock-keeper", "campus-west", None),
     ("manager", "院长办公室 高华", "manager", "*", None),
     ("it.engineer", "信息科 罗刚", "it-engineer", "*", None),
     ("admin", "系统管理员 林平", "administrator", "*", None),
@@ -1083,6 +1086,114 @@ async fn demo_prices(prices: &lianyi_billing::prices::PriceBook, caller: &Caller
         .await
         .map_err(|e| CliError::Usage(format!("demo prices: {e}")))?;
     Ok(items.len())
+}
+
+/// What the demo's pharmacy holds.
+struct DemoStock {
+    batches: usize,
+    near_expiry: usize,
+    low: usize,
+    in_transit: usize,
+}
+
+/// Each campus's stores (a central store, 药库, and an outpatient pharmacy, 门诊药房),
+/// stocked as a stock keeper would: a purchase order per store received in batches
+/// (every drug of the catalogue; some with a batch expiring within two months, some
+/// short of their reorder level), one order still open at the East Campus and one
+/// transfer from the East Campus's central store to the West Campus's pharmacy in
+/// transit.
+async fn demo_stock(stock: &lianyi_billing::stock::StockRoom, caller: &Caller) -> Result<DemoStock, CliError> {
+    use lianyi_billing::stock::{OrderLineForm, ReceiveForm};
+    use lianyi_store::pharmacy::StockStore;
+    let failed = |e: lianyi_billing::stock::StockError| CliError::Usage(format!("demo stock: {e}"));
+    let now = lianyi_security::Clock::now_ms(&SystemClock::default());
+    let date_in = |days: i64| lianyi_clinical::scheduling::local_date(now + days * 86_400_000);
+    let drugs = lianyi_clinical::prescribing::catalogue();
+    let mut out = DemoStock { batches: 0, near_expiry: 0, low: 0, in_transit: 0 };
+    for (c, campus) in ["campus-east", "campus-west", "campus-south"].into_iter().enumerate() {
+        for (code, kind, zh, en) in
+            [("central", "central", "药库", "Central store"), ("op", "outpatient", "门诊药房", "Outpatient pharmacy")]
+        {
+            let store = StockStore {
+                campus: campus.into(),
+                code: code.into(),
+                kind: kind.into(),
+                name_zh: zh.into(),
+                name_en: en.into(),
+            };
+            stock.put_store(caller, &store).await.map_err(failed)?;
+            let central = code == "central";
+            // What each drug's batches hold: (main batch, near-expiry batch).
+            let quantity = |i: usize| -> (usize, usize) {
+                let main = if central {
+                    2000
+                } else if i % 9 == 4 {
+                    20
+                } else {
+                    400 + (i * 13) % 300
+                };
+                (main, if !central && i % 7 == 2 { 30 } else { 0 })
+            };
+            let lines: Vec<OrderLineForm> = drugs
+                .iter()
+                .enumerate()
+                .map(|(i, d)| OrderLineForm {
+                    drug: d.code.into(),
+                    quantity: (quantity(i).0 + quantity(i).1).to_string(),
+                    price: format!("0.{:02}", 10 + (i * 7 + c) % 80),
+                })
+                .collect();
+            let supplier = ["国药控股", "华润医药", "上海医药"][c];
+            let no = stock.create_order(caller, campus, code, supplier, &lines).await.map_err(failed)?;
+            let mut received = Vec::new();
+            for (i, d) in drugs.iter().enumerate() {
+                let low = !central && i % 9 == 4;
+                let (main, near) = quantity(i);
+                received.push(ReceiveForm {
+                    drug: d.code.into(),
+                    lot: format!("{}{:02}{:03}", if central { "C" } else { "P" }, c + 24, i + 1),
+                    expiry: date_in(400 + (i as i64 * 29) % 500),
+                    quantity: main.to_string(),
+                });
+                if near > 0 {
+                    // An older batch of the same drug, expiring within two months.
+                    received.push(ReceiveForm {
+                        drug: d.code.into(),
+                        lot: format!("N{:02}{:03}", c + 24, i + 1),
+                        expiry: date_in(25 + (i as i64 * 3) % 35),
+                        quantity: near.to_string(),
+                    });
+                    out.near_expiry += 1;
+                }
+                if low {
+                    out.low += 1;
+                }
+                if !central {
+                    stock.set_level(caller, campus, code, d.code, "100").await.map_err(failed)?;
+                }
+            }
+            // Per drug one receiving form per batch: two batches of a drug are two receipts.
+            let (first, second): (Vec<_>, Vec<_>) = received.into_iter().partition(|r| !r.lot.starts_with('N'));
+            out.batches += stock.receive(caller, campus, no, &first).await.map_err(failed)?.len();
+            if !second.is_empty() {
+                out.batches += stock.receive(caller, campus, no, &second).await.map_err(failed)?.len();
+            }
+        }
+    }
+    // An order the East Campus's central store still waits for.
+    let lines = [("AMOX500", "5000", "0.32"), ("IBU200", "3000", "0.08")].map(|(d, q, p)| OrderLineForm {
+        drug: d.into(),
+        quantity: q.into(),
+        price: p.into(),
+    });
+    stock.create_order(caller, "campus-east", "central", "国药控股", &lines).await.map_err(failed)?;
+    // East's central store sends the West Campus's pharmacy a box: in transit.
+    let east = stock.stock(caller, "campus-east", "central", false).await.map_err(failed)?;
+    if let Some((batch, _)) = east.iter().find(|l| l.drug.code == "AMOX500").and_then(|l| l.batches.first()) {
+        stock.ship(caller, batch.id, "200", "campus-west", "op", "补充西院门诊药房").await.map_err(failed)?;
+        out.in_transit += 1;
+    }
+    Ok(out)
 }
 
 fn item(
@@ -1227,6 +1338,7 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>, mllp_listen: &str
     }
     let slots = demo_schedules(&service, &caller, &doctor_roles).await?;
     let priced = demo_prices(&lianyi_billing::prices::PriceBook::new(service.clone()), &caller).await?;
+    let stocked = demo_stock(&lianyi_billing::stock::StockRoom::new(service.clone()), &caller).await?;
     let counts = store.count_by_type().await?;
     let clients = lianyi_security::ClientService::new(
         store.clone(),
@@ -1272,6 +1384,7 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>, mllp_listen: &str
             login_rate_per_minute: 30,
             message_retention_days: lianyi_interop::Outbound::DEFAULT_RETENTION_DAYS,
             critical_escalation_minutes: 10,
+            near_expiry_days: lianyi_billing::stock::NEAR_EXPIRY_DAYS,
             export_dir: dir.join("exports"),
         },
     )?;
@@ -1287,6 +1400,10 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>, mllp_listen: &str
     );
     println!("  Outpatient schedules: {} doctors, {slots} free slots over the next 14 days.", doctor_roles.len());
     println!("  Price lists: {priced} items priced at each of the 3 campuses (registration, drugs, tests, services).");
+    println!(
+        "  Pharmacy: a central store and an outpatient pharmacy per campus, {} batches in stock ({} near expiry, {} drugs below their reorder level), {} transfer in transit.",
+        stocked.batches, stocked.near_expiry, stocked.low, stocked.in_transit
+    );
     println!();
     println!("  FHIR R4 API   http://{addr}/fhir");
     println!("  Capabilities  http://{addr}/fhir/metadata");
@@ -1323,6 +1440,8 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>, mllp_listen: &str
     }
     println!();
     println!("  Price lists   http://{addr}/billing/prices (kept by managers, read by cashiers)");
+    println!("  Cashier       http://{addr}/billing/cashier?patient=ID (from a patient's page)");
+    println!("  Pharmacy      http://{addr}/pharmacy (dispensing) and http://{addr}/pharmacy/stock (stock by batch)");
     println!("  Web login: http://{addr}/login   password for every demo account: {DEMO_PASSWORD}");
     println!("  (each account enrols an authenticator app at its first login: scan the QR code)");
     for (username, name, role, campus, _) in DEMO_USERS {

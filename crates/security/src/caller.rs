@@ -352,6 +352,7 @@ impl Caller {
                 Capability::ReviewAudit,
                 Capability::ManageIntegration,
                 Capability::ManagePrices,
+                Capability::KeepStock,
             ],
         }
     }

@@ -22,6 +22,9 @@ pub enum Capability {
     ViewReports,
     /// Keep the price list: add chargeable items and set their prices (物价管理).
     ManagePrices,
+    /// Keep the pharmacy's stock: stores, purchase orders and receiving, transfers,
+    /// stocktakes and reorder levels (药库管理).
+    KeepStock,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +35,8 @@ pub enum Role {
     DepartmentHead,
     Nurse,
     Pharmacist,
+    /// Keeps the pharmacy's stock (药库管理员): receiving, transfers, stocktakes.
+    StockKeeper,
     LabTechnician,
     Radiologist,
     Cashier,
@@ -52,12 +57,13 @@ const DIRECTORY_READ: &str = "user/Organization.rs user/Location.rs user/Practit
      user/Medication.rs user/Schedule.rs user/Slot.rs user/Device.rs";
 
 impl Role {
-    pub const ALL: [Role; 13] = [
+    pub const ALL: [Role; 14] = [
         Role::Registrar,
         Role::Doctor,
         Role::DepartmentHead,
         Role::Nurse,
         Role::Pharmacist,
+        Role::StockKeeper,
         Role::LabTechnician,
         Role::Radiologist,
         Role::Cashier,
@@ -75,6 +81,7 @@ impl Role {
             Role::DepartmentHead => "department-head",
             Role::Nurse => "nurse",
             Role::Pharmacist => "pharmacist",
+            Role::StockKeeper => "stock-keeper",
             Role::LabTechnician => "lab-technician",
             Role::Radiologist => "radiologist",
             Role::Cashier => "cashier",
@@ -115,7 +122,12 @@ impl Role {
                 "user/ImagingStudy.cru user/DiagnosticReport.cru user/Observation.cru user/ServiceRequest.u"
             }
             Role::Cashier => "user/ChargeItem.cru user/Invoice.cru user/Account.cru",
-            Role::Manager | Role::ItEngineer | Role::Administrator | Role::PrivacyOfficer | Role::Patient => "",
+            Role::StockKeeper
+            | Role::Manager
+            | Role::ItEngineer
+            | Role::Administrator
+            | Role::PrivacyOfficer
+            | Role::Patient => "",
         };
         let base = match self {
             Role::Registrar | Role::Cashier => format!(
@@ -131,6 +143,8 @@ impl Role {
             | Role::Manager => {
                 format!("{CLINICAL_READ} {DIRECTORY_READ}")
             }
+            // The drug catalogue and the directory; no patient's record.
+            Role::StockKeeper => DIRECTORY_READ.to_string(),
             Role::ItEngineer => "user/Device.rs user/Subscription.rs user/Organization.rs user/Location.rs".to_string(),
             Role::Administrator | Role::PrivacyOfficer => "user/Organization.rs user/Location.rs user/Practitioner.rs \
                  user/PractitionerRole.rs"
@@ -148,6 +162,7 @@ impl Role {
             Role::Administrator => &[Capability::AdministerUsers, Capability::ManageIntegration],
             Role::ItEngineer => &[Capability::ManageIntegration],
             Role::PrivacyOfficer => &[Capability::ReviewAudit],
+            Role::StockKeeper => &[Capability::KeepStock],
             _ => &[],
         }
     }
@@ -171,6 +186,8 @@ mod tests {
         assert!(Role::Pharmacist.scopes().allows("MedicationDispense", Perm::Create));
         assert!(!Role::Cashier.scopes().allows("Observation", Perm::Read));
         assert!(Role::Registrar.scopes().allows("Patient", Perm::Create));
+        assert!(!Role::StockKeeper.scopes().allows("Patient", Perm::Read), "stock keepers read no record");
+        assert!(Role::StockKeeper.capabilities().contains(&Capability::KeepStock));
         assert!(!Role::Doctor.scopes().allows("Patient", Perm::Delete), "nobody deletes patients through a role");
     }
 }

@@ -323,16 +323,26 @@ pub fn generate() -> Vec<DemoResource> {
             _ => DEPARTMENTS[i % 3].0,
         };
         let gender = if rng.below(2) == 0 { "male" } else { "female" };
-        push(
-            cid,
-            json!({"resourceType": "Practitioner", "id": id, "active": true,
+        // Doctors' professional titles (职称): chief and associate chief physicians hold
+        // expert clinics.
+        let title = [
+            ("chief", "主任医师", "Chief physician"),
+            ("associate-chief", "副主任医师", "Associate chief physician"),
+            ("attending", "主治医师", "Attending physician"),
+            ("resident", "医师", "Physician"),
+        ][(i / 3) % 4];
+        let mut practitioner = json!({"resourceType": "Practitioner", "id": id, "active": true,
                    "identifier": identifiers,
                    "name": [{"use": "official", "text": format!("{sur_zh}{g_zh}"), "family": sur_zh, "given": [g_zh]},
                             {"use": "usual", "text": format!("{sur_py} {g_py}"), "family": sur_py, "given": [g_py],
                              "extension": [{"url": NAME_REPRESENTATION, "valueCode": "ABC"}]}],
                    "gender": gender,
-                   "telecom": [{"system": "phone", "value": format!("010-6{:07}", 1_000_000 + i * 7919 % 8_999_999), "use": "work"}]}),
-        );
+                   "telecom": [{"system": "phone", "value": format!("010-6{:07}", 1_000_000 + i * 7919 % 8_999_999), "use": "work"}]});
+        if role == "doctor" {
+            practitioner["qualification"] = json!([{"code": {"coding": [{"system": "urn:lianyi:professional-title",
+                "code": title.0, "display": title.2}], "text": title.1}}]);
+        }
+        push(cid, practitioner);
         let role_code = match role {
             "doctor" => ("doctor", "Doctor"),
             "nurse" => ("nurse", "Nurse"),

@@ -17,6 +17,7 @@ mod migrate;
 mod operations;
 pub mod outbox;
 pub mod payments;
+pub mod pharmacy;
 pub mod prices;
 mod read;
 mod scope;
@@ -89,6 +90,10 @@ pub enum StoreError {
     /// A queued message was applied already (by another applier): nothing written.
     #[error("message {0} is no longer queued")]
     NotQueued(i64),
+    /// A rule of the non-FHIR tables refused the change (stock below zero, a queue
+    /// entry no longer in the expected state); `field: why`. Nothing was written.
+    #[error("{0}")]
+    Refused(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

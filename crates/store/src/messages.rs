@@ -76,6 +76,10 @@ pub enum SideWrite {
     /// A payment at the cashier (its invoice number taken by another payment meanwhile:
     /// the whole transaction fails with [`crate::StoreError::AlreadyExists`]).
     Payment(crate::payments::NewPayment),
+    /// A change of a batch's stock (refused below zero: [`crate::StoreError::Refused`]).
+    Stock(crate::pharmacy::StockMove),
+    /// A change of the pharmacist's queue (refused from an unexpected state).
+    Queue(crate::pharmacy::QueueChange),
 }
 
 /// One row of the log, for the log page and API.

@@ -138,6 +138,18 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0021_settlements.sql"),
         postgres: include_str!("../migrations/postgres/0021_settlements.sql"),
     },
+    Migration {
+        version: 22,
+        name: "pharmacy",
+        sqlite: include_str!("../migrations/sqlite/0022_pharmacy.sql"),
+        postgres: include_str!("../migrations/postgres/0022_pharmacy.sql"),
+    },
+    Migration {
+        version: 23,
+        name: "payment_lines",
+        sqlite: include_str!("../migrations/sqlite/0023_payment_lines.sql"),
+        postgres: include_str!("../migrations/postgres/0023_payment_lines.sql"),
+    },
 ];
 
 impl Store {

@@ -20,6 +20,11 @@ impl Store {
 }
 
 impl Operations {
+    /// The pharmacy's stock and queue: see [`crate::pharmacy`].
+    pub fn pharmacy(&self) -> crate::pharmacy::Pharmacy {
+        crate::pharmacy::Pharmacy(self.0.clone())
+    }
+
     /// The cashier's payments: see [`crate::payments`].
     pub async fn last_invoice_no(&self, campus: &str) -> Result<i64> {
         self.0.last_invoice_no(campus).await
@@ -53,6 +58,16 @@ impl Operations {
 
     pub async fn settled_at(&self, campus: &str, cashier: &str, day: &str) -> Result<Option<i64>> {
         self.0.settled_at(campus, cashier, day).await
+    }
+
+    pub async fn revenue(
+        &self,
+        by: crate::payments::RevenueBy,
+        from: &str,
+        to: &str,
+        campuses: Option<&[String]>,
+    ) -> Result<Vec<crate::payments::Revenue>> {
+        self.0.revenue(by, from, to, campuses).await
     }
 
     pub async fn invoice_numbers(&self, campus: &str) -> Result<Vec<i64>> {

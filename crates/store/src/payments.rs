@@ -26,6 +26,52 @@ pub struct NewPayment {
     /// For a refund (a red-letter invoice): the invoice number it refunds, and why.
     pub refund_of: Option<i64>,
     pub reason: Option<String>,
+    /// What it paid, charge by charge (written with it; not read back with it).
+    pub lines: Vec<PaymentLine>,
+}
+
+/// One charge of a payment, for the revenue reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentLine {
+    pub charge: String,
+    pub category: String,
+    /// The department (Organization id) the charge counts for.
+    pub department: Option<String>,
+    /// Negative on a red-letter invoice.
+    pub amount_fen: i64,
+    /// `YYYY-MM-DD` of the payment (Beijing).
+    pub day: String,
+}
+
+/// A revenue figure: a key (day, department, category, campus or method), its total
+/// and how many charges made it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revenue {
+    pub key: String,
+    pub amount_fen: i64,
+    pub lines: i64,
+}
+
+/// What a revenue report groups by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RevenueBy {
+    Day,
+    Department,
+    Category,
+    Campus,
+    Method,
+}
+
+impl RevenueBy {
+    fn column(self) -> &'static str {
+        match self {
+            RevenueBy::Day => "day",
+            RevenueBy::Department => "COALESCE(department, '')",
+            RevenueBy::Category => "category",
+            RevenueBy::Campus => "campus",
+            RevenueBy::Method => "method",
+        }
+    }
 }
 
 pub(crate) async fn insert(backend: Backend, tx: &mut Transaction<'static, Any>, p: &NewPayment) -> Result<()> {
@@ -49,13 +95,33 @@ pub(crate) async fn insert(backend: Backend, tx: &mut Transaction<'static, Any>,
     .execute(&mut **tx)
     .await;
     match r {
-        Ok(_) => Ok(()),
-        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(StoreError::AlreadyExists {
-            resource_type: "payment".into(),
-            id: format!("{}/{}", p.campus, p.invoice_no),
-        }),
-        Err(e) => Err(e.into()),
+        Ok(_) => {}
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+            return Err(StoreError::AlreadyExists {
+                resource_type: "payment".into(),
+                id: format!("{}/{}", p.campus, p.invoice_no),
+            });
+        }
+        Err(e) => return Err(e.into()),
     }
+    for l in &p.lines {
+        sqlx::query(
+            "INSERT INTO payment_lines (campus, invoice_no, charge, category, department, amount_fen, day, method, \
+             cashier) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(p.campus.clone())
+        .bind(p.invoice_no)
+        .bind(l.charge.clone())
+        .bind(l.category.clone())
+        .bind(l.department.clone())
+        .bind(l.amount_fen)
+        .bind(l.day.clone())
+        .bind(p.method.clone())
+        .bind(p.cashier.clone())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 fn payment_from_row(r: &AnyRow) -> Result<NewPayment> {
@@ -72,6 +138,7 @@ fn payment_from_row(r: &AnyRow) -> Result<NewPayment> {
         paid_at: r.try_get("paid_at")?,
         refund_of: r.try_get("refund_of")?,
         reason: r.try_get("reason")?,
+        lines: Vec::new(),
     })
 }
 
@@ -154,6 +221,36 @@ impl Store {
             Some(r) => Some(r.try_get(0)?),
             None => None,
         })
+    }
+
+    /// Revenue between two days (inclusive, `YYYY-MM-DD`) at the campuses given (all
+    /// when `None`), grouped `by` one dimension, by key.
+    pub(crate) async fn revenue(
+        &self,
+        by: RevenueBy,
+        from: &str,
+        to: &str,
+        campuses: Option<&[String]>,
+    ) -> Result<Vec<Revenue>> {
+        let col = by.column();
+        let mut sql = crate::sql::Sql::new(&format!(
+            "SELECT {col} AS k, CAST(SUM(amount_fen) AS BIGINT) AS total, COUNT(*) AS n FROM payment_lines WHERE day >= "
+        ));
+        sql.push_bind(crate::sql::Arg::Text(from.to_string()));
+        sql.push(" AND day <= ");
+        sql.push_bind(crate::sql::Arg::Text(to.to_string()));
+        if let Some(c) = campuses {
+            if c.is_empty() {
+                return Ok(Vec::new());
+            }
+            sql.push(" AND ");
+            sql.push_in("campus", c);
+        }
+        sql.push(&format!(" GROUP BY {col} ORDER BY {col}"));
+        let rows = sql.query(self.backend).fetch_all(&self.read).await?;
+        rows.iter()
+            .map(|r| Ok(Revenue { key: r.try_get("k")?, amount_fen: r.try_get("total")?, lines: r.try_get("n")? }))
+            .collect()
     }
 
     /// A campus's invoice numbers in order (for checking the sequence).

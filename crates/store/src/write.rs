@@ -392,6 +392,12 @@ impl Store {
                 crate::messages::SideWrite::Payment(p) => {
                     crate::payments::insert(self.backend, &mut tx, p).await?;
                 }
+                crate::messages::SideWrite::Stock(m) => {
+                    crate::pharmacy::apply_move(&mut tx, m).await?;
+                }
+                crate::messages::SideWrite::Queue(c) => {
+                    crate::pharmacy::apply_queue(&mut tx, c).await?;
+                }
                 crate::messages::SideWrite::FinishQueued(f) => {
                     let mut sql = crate::messages::finish_sql(f);
                     sql.push(" AND status = 'queued'");

@@ -21,6 +21,7 @@ mod clinic;
 mod fhir;
 mod health;
 mod integration;
+mod pharmacy;
 mod routes;
 mod ui;
 
@@ -67,6 +68,8 @@ pub struct AppConfig {
     pub message_retention_days: i64,
     /// Minutes a critical value waits for its doctor before escalation.
     pub critical_escalation_minutes: i64,
+    /// Days before expiry from which the pharmacy flags a batch.
+    pub near_expiry_days: i64,
 }
 
 /// PEM files for HTTPS.
@@ -94,6 +97,10 @@ pub struct AppState {
     pub charges: lianyi_billing::charges::Charger,
     /// Payments and invoices.
     pub cashier: lianyi_billing::cashier::Cashier,
+    /// The pharmacy's stores and stock.
+    pub stock: lianyi_billing::stock::StockRoom,
+    /// The pharmacist's queue and dispensing.
+    pub dispensary: lianyi_billing::dispensing::Dispensary,
     /// What the process listens on: (protocol, address), for the IT home page.
     pub listeners: Arc<std::sync::Mutex<Vec<(String, String)>>>,
     /// Per-address budgets for the login and token endpoints.
@@ -198,6 +205,8 @@ impl App {
         let prices = lianyi_billing::prices::PriceBook::new(fhir.clone());
         let charges = lianyi_billing::charges::Charger::new(fhir.clone());
         let cashier = lianyi_billing::cashier::Cashier::new(fhir.clone());
+        let stock = lianyi_billing::stock::StockRoom::new(fhir.clone()).with_near_expiry_days(config.near_expiry_days);
+        let dispensary = lianyi_billing::dispensing::Dispensary::new(fhir.clone());
         let scheduling = lianyi_clinical::scheduling::Scheduling::new(fhir.clone());
         let workspace = lianyi_clinical::encounter::Workspace::new(fhir.clone());
         let prescribing = lianyi_clinical::prescribing::Prescribing::new(fhir.clone());
@@ -218,6 +227,8 @@ impl App {
                 prices,
                 charges,
                 cashier,
+                stock,
+                dispensary,
                 listeners: Default::default(),
                 limits,
                 exports: Default::default(),

@@ -218,7 +218,7 @@ async fn orders_become_charges_at_the_price_of_their_moment() {
 
 /// Sets up a priced drug at the East Campus and `n` patients with a prescription each;
 /// returns when their charges exist.
-async fn charged_patients(app: &crate::helpers::TestApp, n: usize) {
+pub(crate) async fn charged_patients(app: &crate::helpers::TestApp, n: usize) {
     use serde_json::json;
     let system = lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("test".into()));
     let prices = lianyi_billing::prices::PriceBook::new(app.fhir.clone());

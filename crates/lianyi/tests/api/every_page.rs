@@ -30,6 +30,8 @@ const ACCOUNTS: &[&str] = &[
     "labtech.east",
     "radiologist.south",
     "cashier.east",
+    "stock.east",
+    "stock.west",
     "manager",
     "it.engineer",
     "admin",
@@ -56,6 +58,11 @@ const START: &[&str] = &[
     "/admin/break-glass",
     "/admin/integration",
     "/me/access-log",
+    "/pharmacy",
+    "/pharmacy/stock",
+    "/pharmacy/orders",
+    "/pharmacy/transfers",
+    "/pharmacy/count",
     "/no/such/page",
 ];
 

@@ -56,6 +56,7 @@ pub async fn spawn_app_clocked(
         login_rate_per_minute: 30,
         message_retention_days: 90,
         critical_escalation_minutes: 10,
+        near_expiry_days: 90,
         export_dir: keys_dir.join("exports"),
     };
     let app = match clock {

@@ -16,6 +16,7 @@ mod hl7;
 mod outbound;
 mod outpatient;
 mod pages;
+mod pharmacy;
 mod process;
 mod registration;
 mod rest;

@@ -148,6 +148,77 @@ pub(crate) async fn panels(
             });
         }
     }
+    // Pharmacists: paid prescriptions waiting at their campus, oldest payment first.
+    if let Some(campus) = caller.campus().map(|c| c.as_str().to_string())
+        && lianyi_billing::dispensing::Dispensary::may_dispense(caller, &campus)
+    {
+        let waiting = state.dispensary.queue(caller, &campus, "waiting").await.unwrap_or_default();
+        let items = waiting
+            .iter()
+            .take(SHOWN)
+            .map(|l| {
+                let drug = l.drug.map_or(l.entry.drug.clone(), |d| format!("{} {}", t.pick(d.zh, d.en), d.strength));
+                (
+                    format!("/pharmacy/rx/{}", l.entry.request),
+                    format!("{drug} · {}", l.patient_name),
+                    crate::ui::render::local_time(l.entry.paid_at),
+                )
+            })
+            .collect();
+        out.push(Panel {
+            title: "work-dispensing",
+            id: "work-dispensing",
+            items,
+            empty: "work-dispensing-none",
+            more: "/pharmacy".into(),
+            summary: t.fmt("work-dispensing-count", &waiting.len().to_string()),
+        });
+    }
+    // Stock keepers: drugs below their reorder level or near expiry in their stores,
+    // and transfers waiting for them to count in.
+    if caller.can(Capability::KeepStock) {
+        let mut items = Vec::new();
+        let stores = state.stock.stores(caller).await.unwrap_or_default();
+        let mut arriving = 0;
+        let mut campuses: Vec<&str> = stores.iter().map(|s| s.campus.as_str()).collect();
+        campuses.dedup();
+        for campus in campuses {
+            let transfers = state.stock.transfers(caller, campus).await.unwrap_or_default();
+            arriving += transfers.iter().filter(|x| x.status == "in-transit" && x.to_campus == campus).count();
+        }
+        for s in &stores {
+            let lines = state.stock.stock(caller, &s.campus, &s.code, false).await.unwrap_or_default();
+            for l in lines.iter().filter(|l| l.low() || l.near_expiry() || l.expired > 0) {
+                let flag = if l.low() {
+                    t.fmt("work-stock-low", &format!("{} / {}", l.usable, l.reorder_level.unwrap_or_default()))
+                } else if l.expired > 0 {
+                    t.get("stock-shelf-expired").to_string()
+                } else {
+                    t.get("stock-near").to_string()
+                };
+                items.push((
+                    format!("/pharmacy/stock?store={}/{}", s.campus, s.code),
+                    format!(
+                        "{} {} · {}",
+                        t.pick(l.drug.zh, l.drug.en),
+                        l.drug.strength,
+                        t.pick(&s.name_zh, &s.name_en)
+                    ),
+                    flag,
+                ));
+            }
+        }
+        let summary = t.fmt("work-stock-count", &items.len().to_string()).replace("{1}", &arriving.to_string());
+        items.truncate(SHOWN);
+        out.push(Panel {
+            title: "work-stock",
+            id: "work-stock",
+            items,
+            empty: "work-stock-none",
+            more: "/pharmacy/stock?show=low".into(),
+            summary,
+        });
+    }
     // Clinicians: critical values waiting for them (also in the bar of every page).
     if staff_may(caller, "Task", Perm::Read) {
         let items = alerts

@@ -53,6 +53,7 @@ const AREAS: &[(&str, &str, &str)] = &[
     ("audit", include_str!("../../locales/audit/zh-CN.txt"), include_str!("../../locales/audit/en.txt")),
     ("accounts", include_str!("../../locales/accounts/zh-CN.txt"), include_str!("../../locales/accounts/en.txt")),
     ("clinic", include_str!("../../locales/clinic/zh-CN.txt"), include_str!("../../locales/clinic/en.txt")),
+    ("pharmacy", include_str!("../../locales/pharmacy/zh-CN.txt"), include_str!("../../locales/pharmacy/en.txt")),
     (
         "integration",
         include_str!("../../locales/integration/zh-CN.txt"),
