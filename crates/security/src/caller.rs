@@ -353,6 +353,7 @@ impl Caller {
                 Capability::ManageIntegration,
                 Capability::ManagePrices,
                 Capability::KeepStock,
+                Capability::ViewReports,
             ],
         }
     }

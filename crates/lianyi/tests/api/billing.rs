@@ -493,4 +493,215 @@ async fn a_cashier_closes_the_day_only_when_the_counts_match_and_it_then_locks()
     let (_, _, page) = cashier.post("/billing/cashier", &form).await;
     assert!(between(&page, "id=\"form-errors\"", "</div>").contains("data-field=\"day\""), "{page}");
     assert_eq!(app.fhir.operations().invoice_numbers("campus-east").await.unwrap(), vec![1, 2]);
+
+    // The manager's revenue report: the day's bar, the methods, CSV; the cashier has none.
+    assert_eq!(cashier.get("/billing/reports").await.0, StatusCode::FORBIDDEN);
+    let (mut manager, _) = logged_in(&app, &clock, "manager.r", "manager", "*", None).await;
+    let (status, _, report) = manager.get("/billing/reports").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(between(&report, "id=\"revenue-total\">", "<"), "¥25.50");
+    assert!(
+        between(&report, "id=\"revenue-by-day\"", "</svg>").contains("data-day=\"2027-01-15\" data-amount=\"25.50\"")
+    );
+    let methods = between(&report, "id=\"revenue-by-method\"", "</table>");
+    assert!(
+        methods.contains("现金") && methods.contains("微信支付") && methods.contains("data-amount=\"12.75\""),
+        "{methods}"
+    );
+    assert!(between(&report, "id=\"revenue-by-category\"", "</table>").contains("西药费"));
+    let (status, _, csv) = manager.get("/billing/reports.csv?by=method&from=2027-01-01&to=2027-01-31").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(csv.starts_with("\u{feff}支付方式,代码,金额（元）,笔数") && csv.contains("现金,cash,12.75,1"), "{csv}");
+    let (_, _, bad) = manager.get("/billing/reports?from=2027-02-01&to=2027-01-01").await;
+    assert!(between(&bad, "id=\"form-errors\"", "</div>").contains("data-field=\"to\""), "{bad}");
+}
+
+/// Money reconciles: 1,000 random payments and refunds (random charges, subsets,
+/// methods, cashiers, over a month) are totalled four ways — the revenue report by
+/// day, category, department, method and campus; each cashier's day by method; the
+/// receipts by category; the charges billed in the record — and every way agrees
+/// with the ledger the test kept, to the fen. The invoice numbers have no gap.
+#[tokio::test]
+async fn a_thousand_random_payments_and_refunds_reconcile_by_category_method_and_day() {
+    /// (day, cashier, method, category, department, signed fen)
+    type Entry = (String, String, String, String, String, i64);
+    use std::collections::BTreeMap;
+
+    use lianyi_billing::cashier::{Cashier, PaymentForm};
+    use lianyi_security::{Caller, CampusId, SystemTask};
+    use serde_json::{Value, json};
+
+    let clock: Arc<ManualClock> = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    let east = CampusId::stored("campus-east");
+    let system = Caller::task_at(SystemTask::Operator("test".into()), east.clone());
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rand = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    const PATIENTS: usize = 60;
+    const CHARGES: usize = 3_000;
+    let categories = ["western-drug", "lab", "exam", "treatment", "registration"];
+    let departments = ["campus-east-im", "campus-east-su", "campus-east-pe"];
+    // charge id -> (patient, category, department, amount)
+    let mut charges: BTreeMap<String, (usize, &str, &str, i64)> = BTreeMap::new();
+    let mut entries = Vec::new();
+    for p in 0..PATIENTS {
+        entries.push(json!({"resource": {"resourceType": "Patient", "id": format!("recon-{p}"), "name": [{"text": format!("对账{p}")}]},
+                            "request": {"method": "PUT", "url": format!("Patient/recon-{p}")}}));
+    }
+    for c in 0..CHARGES {
+        let (p, cat, dept) = (
+            rand(PATIENTS as u64) as usize,
+            categories[rand(categories.len() as u64) as usize],
+            departments[rand(departments.len() as u64) as usize],
+        );
+        let amount = 1 + rand(50_000) as i64;
+        let id = format!("recon-c{c}");
+        entries.push(json!({"resource": {"resourceType": "ChargeItem", "id": id, "status": "billable",
+            "code": {"text": format!("项目{c}")}, "subject": {"reference": format!("Patient/recon-{p}")},
+            "quantity": {"value": 1}, "costCenter": {"reference": format!("Organization/{dept}")},
+            "extension": [{"url": lianyi_billing::charges::AMOUNT_URL, "valueInteger": amount},
+                          {"url": lianyi_billing::charges::UNIT_PRICE_URL, "valueInteger": amount},
+                          {"url": lianyi_billing::charges::CATEGORY_URL, "valueCode": cat}]},
+            "request": {"method": "PUT", "url": format!("ChargeItem/{id}")}}));
+        charges.insert(id, (p, cat, dept, amount));
+    }
+    for chunk in entries.chunks(500) {
+        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": chunk});
+        app.fhir.process_bundle(&system, bundle, true).await.unwrap();
+    }
+
+    let cashier = Cashier::new(app.fhir.clone());
+    let desks: Vec<Caller> =
+        (0..4).map(|k| Caller::task_at(SystemTask::Operator(format!("cashier-{k}")), east.clone())).collect();
+    let methods = lianyi_billing::cashier::METHODS;
+    let mut open: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for (id, (p, ..)) in &charges {
+        open.entry(*p).or_default().push(id.clone());
+    }
+    // invoice no -> (method, charges still billed)
+    let mut paid: BTreeMap<i64, (String, Vec<String>)> = BTreeMap::new();
+    // The test's own ledger: (day, cashier, method, category, department, signed fen).
+    let mut ledger: Vec<Entry> = Vec::new();
+    let (mut payments, mut refunds) = (0, 0);
+    for _ in 0..1_000 {
+        clock.advance(rand(90) as i64 * 60_000);
+        let day = lianyi_clinical::scheduling::local_date(clock.now_ms());
+        let desk = rand(desks.len() as u64) as usize;
+        let refundable: Vec<i64> = paid.iter().filter(|(_, (_, c))| !c.is_empty()).map(|(n, _)| *n).collect();
+        let patients: Vec<usize> = open.iter().filter(|(_, c)| !c.is_empty()).map(|(p, _)| *p).collect();
+        if rand(4) == 0 && !refundable.is_empty() || patients.is_empty() {
+            let no = refundable[rand(refundable.len() as u64) as usize];
+            let (method, billed) = paid.get_mut(&no).unwrap();
+            let take = 1 + rand(billed.len() as u64) as usize;
+            let chosen: Vec<String> = billed.drain(..take).collect();
+            cashier.refund(&desks[desk], "campus-east", no, &chosen, "患者要求退费").await.unwrap();
+            for c in &chosen {
+                let (_, cat, dept, amount) = charges[c];
+                ledger.push((
+                    day.clone(),
+                    desks[desk].actor().into(),
+                    method.clone(),
+                    cat.into(),
+                    dept.into(),
+                    -amount,
+                ));
+            }
+            refunds += 1;
+        } else {
+            let p = patients[rand(patients.len() as u64) as usize];
+            let list = open.get_mut(&p).unwrap();
+            let take = 1 + rand(list.len().min(3) as u64) as usize;
+            let chosen: Vec<String> = list.drain(..take).collect();
+            let method = methods[rand(methods.len() as u64) as usize];
+            let amount: i64 = chosen.iter().map(|c| charges[c].3).sum();
+            let form = PaymentForm {
+                campus: "campus-east".into(),
+                patient: format!("recon-{p}"),
+                charges: chosen.clone(),
+                method: method.into(),
+                tendered: lianyi_billing::money::Fen(amount + rand(10_000) as i64).to_string(),
+                reference: format!("REF{}", rand(1_000_000)),
+            };
+            let done = cashier.pay(&desks[desk], &form).await.unwrap();
+            for c in &chosen {
+                let (_, cat, dept, amount) = charges[c];
+                ledger.push((day.clone(), desks[desk].actor().into(), method.into(), cat.into(), dept.into(), amount));
+            }
+            paid.insert(done.invoice_no, (method.into(), chosen));
+            payments += 1;
+        }
+    }
+    assert!(payments > 600 && refunds > 150, "{payments} payments, {refunds} refunds");
+    let sum_by = |key: &dyn Fn(&Entry) -> String| {
+        let mut m: BTreeMap<String, i64> = BTreeMap::new();
+        for e in &ledger {
+            *m.entry(key(e)).or_default() += e.5;
+        }
+        m
+    };
+    let first = ledger.first().unwrap().0.clone();
+    let last = ledger.last().unwrap().0.clone();
+    assert!(first != last, "the payments span several days");
+
+    // 1. The revenue report, every grouping.
+    let reports = lianyi_billing::reports::Reports::new(app.fhir.clone());
+    let report = reports.revenue(&system, &first, &last).await.unwrap();
+    let as_map = |rows: &[lianyi_store::payments::Revenue]| -> BTreeMap<String, i64> {
+        rows.iter().map(|r| (r.key.clone(), r.amount_fen)).collect()
+    };
+    assert_eq!(as_map(&report.by_day), sum_by(&|e| e.0.clone()), "by day");
+    assert_eq!(as_map(&report.by_category), sum_by(&|e| e.3.clone()), "by category");
+    assert_eq!(as_map(&report.by_method), sum_by(&|e| e.2.clone()), "by method");
+    let by_department: BTreeMap<String, i64> =
+        report.by_department.iter().map(|(r, _)| (r.key.clone(), r.amount_fen)).collect();
+    assert_eq!(by_department, sum_by(&|e| e.4.clone()), "by department");
+    let total: i64 = ledger.iter().map(|e| e.5).sum();
+    assert_eq!(as_map(&report.by_campus), BTreeMap::from([("campus-east".to_string(), total)]), "by campus");
+    assert_eq!(report.total.0, total);
+
+    // 2. Each cashier's day, by method (what the day close counts against).
+    let per_desk_day = sum_by(&|e| format!("{}|{}|{}", e.1, e.0, e.2));
+    for (k, desk) in desks.iter().enumerate() {
+        let mut day = first.clone();
+        while day <= last {
+            let totals = cashier.day(desk, "campus-east", &day).await.unwrap().totals;
+            for (method, fen, _) in totals {
+                let want = per_desk_day.get(&format!("cashier-{k}|{day}|{method}")).copied().unwrap_or(0);
+                assert_eq!(fen.0, want, "cashier-{k} {day} {method}");
+            }
+            let next = lianyi_clinical::scheduling::local_midnight(&day).unwrap() + 86_400_000 + 3_600_000;
+            day = lianyi_clinical::scheduling::local_date(next);
+        }
+    }
+
+    // 3. The receipts (the invoices themselves), by category; red-letter ones count negative.
+    let numbers = app.fhir.operations().invoice_numbers("campus-east").await.unwrap();
+    assert_eq!(numbers, (1..=1_000).collect::<Vec<i64>>(), "gap-free");
+    let mut by_receipt: BTreeMap<String, i64> = BTreeMap::new();
+    for no in numbers {
+        let r = cashier.receipt(&system, "campus-east", no).await.unwrap().unwrap();
+        let sign = if r.payment.refund_of.is_some() { -1 } else { 1 };
+        let lines: i64 = r.by_category.iter().map(|(_, f)| f.0).sum();
+        assert_eq!(sign * lines, r.payment.amount_fen, "invoice {no}: its lines make its amount");
+        for (cat, fen) in r.by_category {
+            *by_receipt.entry(cat).or_default() += sign * fen.0;
+        }
+    }
+    assert_eq!(by_receipt, sum_by(&|e| e.3.clone()), "receipts by category");
+
+    // 4. The record: the charges billed add up to what was taken.
+    let reader = app.fhir.reader(&system, lianyi_fhir::ResourceType::parse("ChargeItem").unwrap()).await.unwrap();
+    let mut billed = 0;
+    for id in charges.keys() {
+        let v: Value = serde_json::from_str(&reader.read(id).await.unwrap().body).unwrap();
+        if v["status"] == "billed" {
+            billed += lianyi_billing::charges::line_of(id, &v).amount.0;
+        }
+    }
+    assert_eq!(billed, total, "billed charges = net taken");
 }

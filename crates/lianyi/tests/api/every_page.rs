@@ -63,6 +63,7 @@ const START: &[&str] = &[
     "/pharmacy/orders",
     "/pharmacy/transfers",
     "/pharmacy/count",
+    "/billing/reports",
     "/no/such/page",
 ];
 

@@ -29,6 +29,14 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/billing/receipts/{campus}/{no}", get(receipt_page))
         .route("/billing/receipts/{campus}/{no}/refund", axum::routing::post(refund))
         .route("/billing/settlement", get(settlement_page).post(settle))
+        .route("/billing/reports", get(reports::report_page))
+        .route("/billing/reports.csv", get(reports::report_csv))
+}
+
+mod reports;
+
+fn may_see_reports(c: &Caller) -> bool {
+    lianyi_billing::reports::Reports::may_view(c)
 }
 
 fn may_take_payments(c: &Caller) -> bool {
@@ -42,6 +50,7 @@ fn may_see(c: &Caller) -> bool {
 pub(crate) const NAV: &[NavLink] = &[
     NavLink { href: "/billing/prices", text: "nav-prices", place: Place::Bar, shown: may_see },
     NavLink { href: "/billing/settlement", text: "nav-settlement", place: Place::Bar, shown: may_take_payments },
+    NavLink { href: "/billing/reports", text: "nav-revenue", place: Place::Bar, shown: may_see_reports },
 ];
 
 struct Row {
