@@ -13,6 +13,7 @@ use crate::helpers::spawn_app_clocked;
 
 /// A browser-like client that keeps cookies by hand (the session cookie is `Secure`,
 /// which reqwest's store would not send over http).
+#[derive(Clone)]
 pub(crate) struct Browser {
     pub(crate) http: Client,
     base: String,
@@ -39,6 +40,10 @@ impl Browser {
                 self.cookies.push((k.into(), val.into()));
             }
         }
+    }
+
+    pub(crate) fn base(&self) -> &str {
+        &self.base
     }
 
     pub(crate) fn cookie_header(&self) -> String {
