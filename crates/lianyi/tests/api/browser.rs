@@ -102,6 +102,13 @@ impl Driver {
         self.cmd(reqwest::Method::POST, &format!("/element/{id}/value"), json!({"text": text})).await;
     }
 
+    /// Replaces a field's value.
+    async fn fill(&self, css: &str, text: &str) {
+        let id = self.find(css).await;
+        self.cmd(reqwest::Method::POST, &format!("/element/{id}/clear"), json!({})).await;
+        self.cmd(reqwest::Method::POST, &format!("/element/{id}/value"), json!({"text": text})).await;
+    }
+
     async fn click(&self, css: &str) {
         let id = self.find(css).await;
         self.cmd(reqwest::Method::POST, &format!("/element/{id}/click"), json!({})).await;
@@ -134,7 +141,11 @@ impl Driver {
             self.find("#logout").await;
         }
         let (page, window) = self.widths().await;
-        assert!(page <= window, "{url} is {page} px wide in a {window} px window");
+        if page > window {
+            let script = "return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).slice(0, 8).map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right));";
+            let wide = self.cmd(reqwest::Method::POST, "/execute/sync", json!({"script": script, "args": []})).await;
+            panic!("{url} is {page} px wide in a {window} px window: {wide}");
+        }
         let violations = self.axe().await;
         assert!(violations.is_empty(), "axe-core on {url}:\n{}", violations.join("\n"));
     }
@@ -309,6 +320,7 @@ struct Expect {
     flagged_result: &'static str,
     alert_text: &'static str,
     action: &'static str,
+    refund_reason: &'static str,
 }
 
 const ZH: Expect = Expect {
@@ -328,6 +340,7 @@ const ZH: Expect = Expect {
     flagged_result: "血钾 6.8 mmol/L 危急高值",
     alert_text: "6.8 mmol/L (危急值",
     action: "已电话通知患者立即返院",
+    refund_reason: "患者已有此药，未取药",
 };
 
 const EN: Expect = Expect {
@@ -347,6 +360,7 @@ const EN: Expect = Expect {
     flagged_result: "Potassium 6.8 mmol/L critical high",
     alert_text: "6.8 mmol/L (critical",
     action: "patient called back to the emergency room",
+    refund_reason: "patient has this drug at home, not collected",
 };
 
 /// The outpatient day in a real Chromium, as an administrator, a registrar and a
@@ -401,6 +415,63 @@ async fn outpatient_day(lang: &str, x: &Expect, (width, height): (u32, u32)) {
                     display_name: format!("{name} {lang}"),
                     password: "initial-Pass-2026".into(),
                     grants,
+                    patient: None,
+                    must_change_password: false,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    // Billing and the pharmacy: the campus's prices, a batch of amoxicillin in its
+    // outpatient pharmacy, and the accounts of two cashiers and a pharmacist.
+    let prices = lianyi_billing::prices::PriceBook::new(app.fhir.clone());
+    for (code, category, kind, reference, unit, price) in [
+        ("D-AMOX500", "western-drug", "drug", "AMOX500", "粒", "0.85"),
+        ("D-PARA500", "western-drug", "drug", "PARA500", "片", "0.20"),
+        ("O-LAB-K", "lab", "order", "LAB-K", "次", "20"),
+    ] {
+        let form = lianyi_billing::prices::ItemForm {
+            campus: "campus-east".into(),
+            code: code.into(),
+            category: category.into(),
+            kind: kind.into(),
+            reference: reference.into(),
+            name_zh: format!("{reference} 中文名"),
+            name_en: format!("{reference} English"),
+            unit: unit.into(),
+            ..Default::default()
+        };
+        prices.put_item(&system, &form).await.unwrap();
+        prices.set_price(&system, "campus-east", code, price, "2026-11-23").await.unwrap();
+    }
+    let stock = lianyi_billing::stock::StockRoom::new(app.fhir.clone());
+    let store = lianyi_store::pharmacy::StockStore {
+        campus: "campus-east".into(),
+        code: "op".into(),
+        kind: "outpatient".into(),
+        name_zh: "门诊药房".into(),
+        name_en: "Outpatient pharmacy".into(),
+    };
+    stock.put_store(&system, &store).await.unwrap();
+    let line =
+        lianyi_billing::stock::OrderLineForm { drug: "AMOX500".into(), quantity: "100".into(), price: "0.30".into() };
+    let po = stock.create_order(&system, "campus-east", "op", "国药控股", &[line]).await.unwrap();
+    let batch = lianyi_billing::stock::ReceiveForm {
+        drug: "AMOX500".into(),
+        lot: "WALK01".into(),
+        expiry: "2028-06-30".into(),
+        quantity: "100".into(),
+    };
+    let batch = stock.receive(&system, "campus-east", po, &[batch]).await.unwrap()[0];
+    for (name, role) in [("cashier", "cashier"), ("cashier2", "cashier"), ("pharmacist", "pharmacist")] {
+        app.users
+            .add_user(
+                &system,
+                NewUser {
+                    username: format!("{name}.{tag}"),
+                    display_name: format!("{name} {lang}"),
+                    password: "initial-Pass-2026".into(),
+                    grants: vec![(role.to_string(), "campus-east".to_string())],
                     patient: None,
                     must_change_password: false,
                 },
@@ -591,6 +662,94 @@ async fn outpatient_day(lang: &str, x: &Expect, (width, height): (u32, u32)) {
     assert!(page.contains(x.flagged_result), "{page}");
     d.check(true).await;
     d.screenshot(&shots, "11-acknowledged").await;
+
+    // A second prescription, paracetamol: paid with the rest, refunded undispensed.
+    d.click("#drug option[value=PARA500]").await;
+    d.fill("#dose", "500").await;
+    d.click("#frequency option[value=tid]").await;
+    d.fill("#days", "3").await;
+    d.click("#rx-check").await;
+    d.wait_url("done=prescribed").await;
+    d.check(true).await;
+    let encounter_id = encounter_url.split("/encounters/").nth(1).unwrap().split(['?', '#']).next().unwrap();
+    let r = app.client.get(app.url(&format!("/fhir/Encounter/{encounter_id}"))).send().await.unwrap();
+    let encounter: Value = r.json().await.unwrap();
+    let patient = encounter["subject"]["reference"].as_str().unwrap().trim_start_matches("Patient/").to_string();
+    let r = app
+        .client
+        .get(app.url(&format!("/fhir/MedicationRequest?subject=Patient/{patient}&code=urn:lianyi:drug%7CAMOX500")))
+        .send()
+        .await
+        .unwrap();
+    let found: Value = r.json().await.unwrap();
+    let amox = found["entry"][0]["resource"]["id"].as_str().unwrap().to_string();
+    let amox_quantity = found["entry"][0]["resource"]["dispenseRequest"]["quantity"]["value"].as_i64().unwrap();
+    d.log_out().await;
+
+    // The cashier takes the payment of the three charges and has the receipt to print.
+    d.log_in(&site, &format!("cashier.{tag}"), "initial-Pass-2026", &clock).await;
+    let started = Instant::now();
+    loop {
+        d.goto(&format!("{site}/billing/cashier?patient={patient}")).await;
+        if d.cmd(reqwest::Method::POST, "/elements", json!({"using": "css selector", "value": "input[name=charge]"}))
+            .await
+            .as_array()
+            .is_some_and(|a| a.len() == 3)
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the three charges never appeared");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    d.check(true).await;
+    d.screenshot(&shots, "12-cashier").await;
+    d.click("#pay-method option[value=cash]").await;
+    d.type_into("#pay-tendered", "100").await;
+    d.click("#pay-submit").await;
+    d.wait_url("/billing/receipts/campus-east/1").await;
+    d.find("#print-button").await;
+    let receipt = d.text("#receipt-total").await;
+    assert!(receipt.contains('.'), "{receipt}");
+    d.check(true).await;
+    d.screenshot(&shots, "13-receipt").await;
+    d.log_out().await;
+
+    // The pharmacist reviews the amoxicillin (the doctor's override shown) and dispenses it.
+    d.log_in(&site, &format!("pharmacist.{tag}"), "initial-Pass-2026", &clock).await;
+    d.goto(&format!("{site}/pharmacy")).await;
+    d.check(true).await;
+    d.click(&format!("tr[data-request='{amox}'] a")).await;
+    let page = d.wait_text(x.override_reason, 10).await;
+    assert!(page.contains("WALK01"), "the batch to take: {page}");
+    d.check(true).await;
+    d.screenshot(&shots, "14-review").await;
+    d.click("#dispense-submit").await;
+    d.wait_url("done=dispensed").await;
+    d.check(true).await;
+    d.goto(&format!("{site}/pharmacy/batches/{batch}")).await;
+    let left = d.text("#batch-quantity").await;
+    assert!(left.starts_with(&(100 - amox_quantity).to_string()), "the batch fell by {amox_quantity}: {left}");
+    d.check(true).await;
+    d.screenshot(&shots, "15-stock-card").await;
+    d.log_out().await;
+
+    // Another cashier refunds the paracetamol, not dispensed: a red-letter invoice.
+    d.log_in(&site, &format!("cashier2.{tag}"), "initial-Pass-2026", &clock).await;
+    d.goto(&format!("{site}/billing/receipts/campus-east/1")).await;
+    d.click("#refund summary").await;
+    let para = d
+        .cmd(reqwest::Method::POST, "/execute/sync", json!({"script":
+            "return [...document.querySelectorAll('.refund-charge')].find(c => c.parentElement.textContent.includes('PARA500')).value;", "args": []}))
+        .await;
+    d.click(&format!(".refund-charge[value='{}']", para.as_str().unwrap())).await;
+    d.type_into("#refund-form input[name=reason]", x.refund_reason).await;
+    d.click("#refund-form button[type=submit]").await;
+    d.wait_url("/billing/receipts/campus-east/2").await;
+    let red = d.text("#receipt-total").await;
+    assert!(red.starts_with('-'), "a red-letter total: {red}");
+    assert!(d.text("#refund-of").await.contains("00000001"));
+    d.check(true).await;
+    d.screenshot(&shots, "16-red-letter").await;
 
     // An unknown address answers in the shell.
     d.goto(&format!("{site}/no/such/page")).await;
