@@ -74,6 +74,7 @@ fn args() -> Args {
     a
 }
 
+mod billing;
 mod mllp;
 mod pages;
 
@@ -396,6 +397,10 @@ async fn main() {
     }
     if raw.get(1).map(String::as_str) == Some("pages") {
         pages::run(raw[2..].to_vec()).await;
+        return;
+    }
+    if raw.get(1).map(String::as_str) == Some("billing") {
+        billing::run(raw[2..].to_vec()).await;
         return;
     }
     let a = args();

@@ -14,9 +14,9 @@ use serde_json::json;
 
 use crate::percentile;
 
-const DEMO_PASSWORD: &str = "Lianyi-Demo-2026";
+pub(crate) const DEMO_PASSWORD: &str = "Lianyi-Demo-2026";
 
-struct Demo(Child);
+pub(crate) struct Demo(pub(crate) Child);
 
 impl Drop for Demo {
     fn drop(&mut self) {
@@ -26,13 +26,14 @@ impl Drop for Demo {
 }
 
 /// A signed-in browser session (cookies kept by hand: the session cookie is Secure).
+#[derive(Clone)]
 pub(crate) struct Session {
     http: reqwest::Client,
     base: String,
     cookies: Vec<(String, String)>,
 }
 
-fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
+pub(crate) fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
     let i = html.find(start).unwrap_or_else(|| panic!("{start} not in page")) + start.len();
     let j = html[i..].find(end).unwrap_or(0) + i;
     &html[i..j]
@@ -68,7 +69,7 @@ impl Session {
         (status, loc, r.text().await.unwrap())
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (u16, String, String) {
+    pub(crate) async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (u16, String, String) {
         let r = self
             .http
             .post(format!("{}{path}", self.base))
@@ -103,7 +104,7 @@ impl Session {
     }
 }
 
-async fn measure(s: &mut Session, path: &str, n: usize) -> (f64, f64, f64) {
+pub(crate) async fn measure(s: &mut Session, path: &str, n: usize) -> (f64, f64, f64) {
     // Warm-up: templates, statement caches.
     for _ in 0..5 {
         let (status, _, _) = s.get(path).await;

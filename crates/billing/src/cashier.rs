@@ -31,7 +31,7 @@ pub fn invoice_system(campus: &str) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PayError {
-    #[error("{}", .0.iter().map(|e| format!("{}: {}", e.field, e.detail)).collect::<Vec<_>>().join("; "))]
+    #[error("{}", crate::prices::joined(.0))]
     Invalid(Vec<FieldError>),
     #[error("forbidden: {0}")]
     Forbidden(String),
@@ -94,6 +94,31 @@ pub struct Receipt {
 #[derive(Clone, Debug)]
 pub struct Cashier {
     fhir: FhirService,
+    /// One turn per campus at a time between reading the last number and committing
+    /// the next (in this process): sixteen desks do not all race for the same number
+    /// and retry. Another server on the same database is still kept apart by the
+    /// payments table's key and the retry.
+    turns: Turns,
+}
+
+/// Per campus: the last number handed out in this process (`None` until read from the
+/// database, and after a payment failed) and the signal of its write being queued.
+#[derive(Debug, Default)]
+struct Turn {
+    last: Option<i64>,
+    queued: Option<std::sync::Arc<tokio::sync::Notify>>,
+}
+
+type Turns =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<Turn>>>>>;
+
+/// Wakes the next number's write when this one is dropped (done, failed or abandoned).
+struct Handover(std::sync::Arc<tokio::sync::Notify>);
+
+impl Drop for Handover {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
 }
 
 fn rtype(t: &str) -> Result<ResourceType, PayError> {
@@ -102,7 +127,7 @@ fn rtype(t: &str) -> Result<ResourceType, PayError> {
 
 impl Cashier {
     pub fn new(fhir: FhirService) -> Cashier {
-        Cashier { fhir }
+        Cashier { fhir, turns: Default::default() }
     }
 
     /// Takes the payment of `form.charges`; every broken rule named by field, nothing
@@ -218,8 +243,24 @@ impl Cashier {
             })
             .collect();
         let ops = self.fhir.operations();
+        let turn = {
+            let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+            turns.entry(campus.clone()).or_default().clone()
+        };
         for _ in 0..20 {
-            let no = ops.last_invoice_no(&campus).await? + 1;
+            // Numbers are handed out in turn; each payment's write is queued after the
+            // previous number's, and they commit together (group commit).
+            let (no, after, queued) = {
+                let mut t = turn.lock().await;
+                let no = match t.last {
+                    Some(n) => n + 1,
+                    None => ops.last_invoice_no(&campus).await? + 1,
+                };
+                t.last = Some(no);
+                let queued = std::sync::Arc::new(tokio::sync::Notify::new());
+                (no, t.queued.replace(queued.clone()), queued)
+            };
+            let _handover = Handover(queued.clone());
             let invoice_id = format!("inv-{campus}-{no:08}");
             let mut ext = vec![
                 json!({"url": AMOUNT_URL, "valueInteger": payment.amount_fen}),
@@ -247,14 +288,19 @@ impl Cashier {
             payment.invoice_no = no;
             payment.invoice_id = invoice_id;
             let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
-            let mut side = vec![SideWrite::Payment(payment.clone())];
+            let mut side = vec![SideWrite::Payment(payment.clone()), SideWrite::InTurn { after, queued }];
             side.extend(queue.iter().map(|q| {
                 SideWrite::Queue(match q {
                     QueueChange::Add(d) => QueueChange::Add(Dispensing { invoice_no: no, ..d.clone() }),
                     other => other.clone(),
                 })
             }));
-            match self.fhir.process_bundle_with(caller, bundle, true, &side).await {
+            let result = self.fhir.process_bundle_with(caller, bundle, true, &side).await;
+            if result.is_err() {
+                // Nothing committed under this number: read the last one afresh.
+                turn.lock().await.last = None;
+            }
+            match result {
                 Ok(_) => return Ok(no),
                 Err(ServiceError::Conflict { resource_type, .. }) if resource_type == "payment" => continue,
                 Err(ServiceError::Store(lianyi_store::StoreError::Refused(msg))) => {

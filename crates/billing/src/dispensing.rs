@@ -24,7 +24,7 @@ pub const BATCH_URL: &str = "urn:lianyi:fhir:dispensed-batch";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DispenseError {
-    #[error("{}", .0.iter().map(|e| format!("{}: {}", e.field, e.detail)).collect::<Vec<_>>().join("; "))]
+    #[error("{}", crate::prices::joined(.0))]
     Invalid(Vec<FieldError>),
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
@@ -166,13 +166,22 @@ impl Dispensary {
             .collect())
     }
 
-    /// The campus's queue with `status` (`waiting`, or `dispensed` for today's work).
-    pub async fn queue(&self, caller: &Caller, campus: &str, status: &str) -> Result<Vec<QueueLine>, DispenseError> {
+    /// The first `limit` of the campus's queue with `status` (`waiting`, oldest payment
+    /// first, or `dispensed`, latest first), and how many there are in all.
+    pub async fn queue(
+        &self,
+        caller: &Caller,
+        campus: &str,
+        status: &str,
+        limit: i64,
+    ) -> Result<(Vec<QueueLine>, i64), DispenseError> {
         Self::check(caller, campus)?;
-        let entries = self.fhir.operations().pharmacy().queue(campus, status, 200).await?;
+        let pharmacy = self.fhir.operations().pharmacy();
+        let total = pharmacy.queue_count(campus, status).await?;
+        let entries = pharmacy.queue(campus, status, limit).await?;
         let ids: Vec<&str> = entries.iter().map(|e| e.patient.as_str()).collect();
         let names = self.names(caller, &ids).await?;
-        Ok(entries
+        let lines = entries
             .into_iter()
             .map(|entry| QueueLine {
                 drug: drug(&entry.drug),
@@ -183,7 +192,8 @@ impl Dispensary {
                     .unwrap_or_default(),
                 entry,
             })
-            .collect())
+            .collect();
+        Ok((lines, total))
     }
 
     /// A prescription for review: its findings, and the batches dispensing would take.

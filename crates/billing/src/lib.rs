@@ -5,6 +5,7 @@
 
 pub mod cashier;
 pub mod charges;
+pub mod coverage;
 pub mod dispensing;
 pub mod money;
 pub mod prices;

@@ -39,9 +39,14 @@ pub struct FieldError {
     pub detail: String,
 }
 
+/// Broken rules as one line (`field: detail; …`), for logs and errors.
+pub fn joined(errors: &[FieldError]) -> String {
+    errors.iter().map(|e| format!("{}: {}", e.field, e.detail)).collect::<Vec<_>>().join("; ")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PriceError {
-    #[error("{}", .0.iter().map(|e| format!("{}: {}", e.field, e.detail)).collect::<Vec<_>>().join("; "))]
+    #[error("{}", crate::prices::joined(.0))]
     Invalid(Vec<FieldError>),
     #[error("forbidden: {0}")]
     Forbidden(&'static str),

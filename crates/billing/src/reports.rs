@@ -17,7 +17,7 @@ pub const MAX_DAYS: i64 = 366;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("{}", .0.iter().map(|e| format!("{}: {}", e.field, e.detail)).collect::<Vec<_>>().join("; "))]
+    #[error("{}", crate::prices::joined(.0))]
     Invalid(Vec<FieldError>),
     #[error("forbidden: {0}")]
     Forbidden(&'static str),

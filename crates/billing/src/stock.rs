@@ -24,7 +24,7 @@ pub const NEAR_EXPIRY_DAYS: i64 = 90;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StockError {
-    #[error("{}", .0.iter().map(|e| format!("{}: {}", e.field, e.detail)).collect::<Vec<_>>().join("; "))]
+    #[error("{}", crate::prices::joined(.0))]
     Invalid(Vec<FieldError>),
     #[error("forbidden: {0}")]
     Forbidden(&'static str),

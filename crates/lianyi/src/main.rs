@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod demo_billing;
 
 /// mimalloc: glibc's malloc took a third of the server's CPU under many small,
 /// short-lived allocations across threads (measured: BENCHMARKS.md, MLLP ingest).
@@ -17,7 +18,7 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use lianyi_security::{AuditLog, Caller, SystemTask};
+use lianyi_security::{AuditLog, Caller, Clock, ManualClock, SystemTask};
 use lianyi_services::import::{Progress, import_ndjson};
 use lianyi_services::{FhirService, SystemClock, UuidIds, demo};
 use lianyi_store::Store;
@@ -85,6 +86,10 @@ enum Command {
         /// Where the demo's HL7 v2 (MLLP) listener for East Campus listens.
         #[arg(long, default_value = "127.0.0.1:2575")]
         mllp_listen: String,
+        /// Days of past outpatient visits (charged, paid, dispensed) to replay before
+        /// today, 0 to 730.
+        #[arg(long, default_value_t = 30)]
+        history_days: i64,
     },
     /// Apply pending database migrations.
     Migrate {
@@ -251,7 +256,7 @@ enum UserCommand {
         #[arg(long)]
         name: String,
         /// ROLE@CAMPUS (campus `*` for every campus); repeat for several. Roles:
-        /// registrar, doctor, nurse, pharmacist, lab-technician, radiologist, cashier,
+        /// registrar, doctor, nurse, pharmacist, lab-technician, radiologist, cashier, stock-keeper,
         /// manager, it-engineer, administrator, privacy-officer, patient.
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
@@ -541,7 +546,9 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             println!("{}: {n} resources reindexed in {:.1} s", loc.display_url(), started.elapsed().as_secs_f64());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { listen, data_dir, mllp_listen } => demo_command(&listen, data_dir, &mllp_listen).await,
+        Command::Demo { listen, data_dir, mllp_listen, history_days } => {
+            demo_command(&listen, data_dir, &mllp_listen, history_days.clamp(0, 730)).await
+        }
         Command::Client { command } => client_command(command).await,
         Command::Channel { command } => channel_command(command).await,
         Command::Messages { command } => messages_command(command).await,
@@ -1020,9 +1027,12 @@ const DEMO_MLLP_CAMPUS: &str = "campus-east";
 /// the catalogue per unit, every test and imaging order, three services; priced from
 /// today, and the East Campus's expert registration rising next month (a future price
 /// the list shows in its history). Returns the number of items per campus.
-async fn demo_prices(prices: &lianyi_billing::prices::PriceBook, caller: &Caller) -> Result<usize, CliError> {
+async fn demo_prices(
+    prices: &lianyi_billing::prices::PriceBook,
+    caller: &Caller,
+    today: &str,
+) -> Result<usize, CliError> {
     use lianyi_billing::prices::ItemForm;
-    let today = lianyi_clinical::scheduling::local_date(lianyi_security::Clock::now_ms(&SystemClock::default()));
     // Deterministic prices: from the code's bytes, within a range (fen).
     let spread = |code: &str, low: u64, high: u64| {
         let h = code.bytes().fold(17u64, |a, b| a.wrapping_mul(31).wrapping_add(u64::from(b)));
@@ -1075,7 +1085,7 @@ async fn demo_prices(prices: &lianyi_billing::prices::PriceBook, caller: &Caller
             let form = ItemForm { campus: campus.into(), ..form.clone() };
             let failed = |e: lianyi_billing::prices::PriceError| CliError::Usage(format!("demo prices: {e}"));
             prices.put_item(caller, &form).await.map_err(failed)?;
-            prices.set_price(caller, campus, &form.code, &yuan(*fen), &today).await.map_err(failed)?;
+            prices.set_price(caller, campus, &form.code, &yuan(*fen), today).await.map_err(failed)?;
         }
     }
     let next_month = lianyi_clinical::scheduling::local_date(
@@ -1086,114 +1096,6 @@ async fn demo_prices(prices: &lianyi_billing::prices::PriceBook, caller: &Caller
         .await
         .map_err(|e| CliError::Usage(format!("demo prices: {e}")))?;
     Ok(items.len())
-}
-
-/// What the demo's pharmacy holds.
-struct DemoStock {
-    batches: usize,
-    near_expiry: usize,
-    low: usize,
-    in_transit: usize,
-}
-
-/// Each campus's stores (a central store, 药库, and an outpatient pharmacy, 门诊药房),
-/// stocked as a stock keeper would: a purchase order per store received in batches
-/// (every drug of the catalogue; some with a batch expiring within two months, some
-/// short of their reorder level), one order still open at the East Campus and one
-/// transfer from the East Campus's central store to the West Campus's pharmacy in
-/// transit.
-async fn demo_stock(stock: &lianyi_billing::stock::StockRoom, caller: &Caller) -> Result<DemoStock, CliError> {
-    use lianyi_billing::stock::{OrderLineForm, ReceiveForm};
-    use lianyi_store::pharmacy::StockStore;
-    let failed = |e: lianyi_billing::stock::StockError| CliError::Usage(format!("demo stock: {e}"));
-    let now = lianyi_security::Clock::now_ms(&SystemClock::default());
-    let date_in = |days: i64| lianyi_clinical::scheduling::local_date(now + days * 86_400_000);
-    let drugs = lianyi_clinical::prescribing::catalogue();
-    let mut out = DemoStock { batches: 0, near_expiry: 0, low: 0, in_transit: 0 };
-    for (c, campus) in ["campus-east", "campus-west", "campus-south"].into_iter().enumerate() {
-        for (code, kind, zh, en) in
-            [("central", "central", "药库", "Central store"), ("op", "outpatient", "门诊药房", "Outpatient pharmacy")]
-        {
-            let store = StockStore {
-                campus: campus.into(),
-                code: code.into(),
-                kind: kind.into(),
-                name_zh: zh.into(),
-                name_en: en.into(),
-            };
-            stock.put_store(caller, &store).await.map_err(failed)?;
-            let central = code == "central";
-            // What each drug's batches hold: (main batch, near-expiry batch).
-            let quantity = |i: usize| -> (usize, usize) {
-                let main = if central {
-                    2000
-                } else if i % 9 == 4 {
-                    20
-                } else {
-                    400 + (i * 13) % 300
-                };
-                (main, if !central && i % 7 == 2 { 30 } else { 0 })
-            };
-            let lines: Vec<OrderLineForm> = drugs
-                .iter()
-                .enumerate()
-                .map(|(i, d)| OrderLineForm {
-                    drug: d.code.into(),
-                    quantity: (quantity(i).0 + quantity(i).1).to_string(),
-                    price: format!("0.{:02}", 10 + (i * 7 + c) % 80),
-                })
-                .collect();
-            let supplier = ["国药控股", "华润医药", "上海医药"][c];
-            let no = stock.create_order(caller, campus, code, supplier, &lines).await.map_err(failed)?;
-            let mut received = Vec::new();
-            for (i, d) in drugs.iter().enumerate() {
-                let low = !central && i % 9 == 4;
-                let (main, near) = quantity(i);
-                received.push(ReceiveForm {
-                    drug: d.code.into(),
-                    lot: format!("{}{:02}{:03}", if central { "C" } else { "P" }, c + 24, i + 1),
-                    expiry: date_in(400 + (i as i64 * 29) % 500),
-                    quantity: main.to_string(),
-                });
-                if near > 0 {
-                    // An older batch of the same drug, expiring within two months.
-                    received.push(ReceiveForm {
-                        drug: d.code.into(),
-                        lot: format!("N{:02}{:03}", c + 24, i + 1),
-                        expiry: date_in(25 + (i as i64 * 3) % 35),
-                        quantity: near.to_string(),
-                    });
-                    out.near_expiry += 1;
-                }
-                if low {
-                    out.low += 1;
-                }
-                if !central {
-                    stock.set_level(caller, campus, code, d.code, "100").await.map_err(failed)?;
-                }
-            }
-            // Per drug one receiving form per batch: two batches of a drug are two receipts.
-            let (first, second): (Vec<_>, Vec<_>) = received.into_iter().partition(|r| !r.lot.starts_with('N'));
-            out.batches += stock.receive(caller, campus, no, &first).await.map_err(failed)?.len();
-            if !second.is_empty() {
-                out.batches += stock.receive(caller, campus, no, &second).await.map_err(failed)?.len();
-            }
-        }
-    }
-    // An order the East Campus's central store still waits for.
-    let lines = [("AMOX500", "5000", "0.32"), ("IBU200", "3000", "0.08")].map(|(d, q, p)| OrderLineForm {
-        drug: d.into(),
-        quantity: q.into(),
-        price: p.into(),
-    });
-    stock.create_order(caller, "campus-east", "central", "国药控股", &lines).await.map_err(failed)?;
-    // East's central store sends the West Campus's pharmacy a box: in transit.
-    let east = stock.stock(caller, "campus-east", "central", false).await.map_err(failed)?;
-    if let Some((batch, _)) = east.iter().find(|l| l.drug.code == "AMOX500").and_then(|l| l.batches.first()) {
-        stock.ship(caller, batch.id, "200", "campus-west", "op", "补充西院门诊药房").await.map_err(failed)?;
-        out.in_transit += 1;
-    }
-    Ok(out)
 }
 
 fn item(
@@ -1279,7 +1181,12 @@ async fn demo_schedules(service: &FhirService, caller: &Caller, roles: &[String]
     Ok(made)
 }
 
-async fn demo_command(listen: &str, data_dir: Option<PathBuf>, mllp_listen: &str) -> Result<ExitCode, CliError> {
+async fn demo_command(
+    listen: &str,
+    data_dir: Option<PathBuf>,
+    mllp_listen: &str,
+    history_days: i64,
+) -> Result<ExitCode, CliError> {
     let started = Instant::now();
     let dir = data_dir.unwrap_or_else(|| std::env::temp_dir().join("lianyi-demo"));
     let db = dir.join("lianyi.db");
@@ -1322,6 +1229,12 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>, mllp_listen: &str
         })
         .filter_map(|r| r.resource["id"].as_str().map(str::to_string))
         .collect();
+    // The directory the replayed visits need (patients, doctors' roles).
+    let directory: Vec<demo::DemoResource> = data
+        .iter()
+        .filter(|r| matches!(r.resource["resourceType"].as_str(), Some("Patient" | "PractitionerRole")))
+        .map(|r| demo::DemoResource { campus: r.campus.clone(), resource: r.resource.clone() })
+        .collect();
     let mut batch = Vec::with_capacity(2000);
     for r in data {
         batch.push((r.resource, Some(r.campus)));
@@ -1337,8 +1250,16 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>, mllp_listen: &str
         return Err(CliError::Usage(format!("demo data rejected: {:?}", rep.rejected.first())));
     }
     let slots = demo_schedules(&service, &caller, &doctor_roles).await?;
-    let priced = demo_prices(&lianyi_billing::prices::PriceBook::new(service.clone()), &caller).await?;
-    let stocked = demo_stock(&lianyi_billing::stock::StockRoom::new(service.clone()), &caller).await?;
+    // Prices and stock from the first replayed day, the days replayed, today's stock.
+    let clock = ManualClock::new(demo_billing::history_start(history_days));
+    let past = service.with_clock(clock.clone());
+    let first_day = lianyi_clinical::scheduling::local_date(clock.now_ms());
+    let priced = demo_prices(&lianyi_billing::prices::PriceBook::new(past.clone()), &caller, &first_day).await?;
+    let stock_then = lianyi_billing::stock::StockRoom::new(past.clone());
+    let start_batches = demo_billing::stock_at_start(&stock_then, &caller, history_days).await?;
+    let history = demo_billing::replay(&past, &clock, history_days, &directory).await?;
+    let stock_now = lianyi_billing::stock::StockRoom::new(service.clone());
+    let stocked = demo_billing::stock_today(&stock_now, &caller, start_batches).await?;
     let counts = store.count_by_type().await?;
     let clients = lianyi_security::ClientService::new(
         store.clone(),
@@ -1393,7 +1314,7 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>, mllp_listen: &str
     std::fs::write(&oru_file, sample_oru.as_ref().map_or("", |(m, _)| m.as_str()))
         .map_err(|source| config::ConfigError::DataDir { path: oru_file.clone(), source })?;
     println!(
-        "Lianyi demo: a hospital group with 3 campuses, {} practitioners and {} patients ({total} resources, loaded in {} ms).",
+        "Lianyi demo: a hospital group with 3 campuses, {} practitioners and {} patients ({total} resources; ready in {} ms).",
         demo::PRACTITIONERS,
         demo::PATIENTS,
         started.elapsed().as_millis()
@@ -1401,8 +1322,12 @@ async fn demo_command(listen: &str, data_dir: Option<PathBuf>, mllp_listen: &str
     println!("  Outpatient schedules: {} doctors, {slots} free slots over the next 14 days.", doctor_roles.len());
     println!("  Price lists: {priced} items priced at each of the 3 campuses (registration, drugs, tests, services).");
     println!(
-        "  Pharmacy: a central store and an outpatient pharmacy per campus, {} batches in stock ({} near expiry, {} drugs below their reorder level), {} transfer in transit.",
+        "  Pharmacy: a central store and an outpatient pharmacy per campus, {} batches received ({} near expiry, {} drugs below their reorder level), {} transfer in transit.",
         stocked.batches, stocked.near_expiry, stocked.low, stocked.in_transit
+    );
+    println!(
+        "  The last {history_days} days: {} outpatient visits charged, {} paid, {} prescriptions dispensed, {} refunds.",
+        history.visits, history.payments, history.dispensed, history.refunds
     );
     println!();
     println!("  FHIR R4 API   http://{addr}/fhir");

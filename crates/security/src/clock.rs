@@ -41,6 +41,11 @@ impl ManualClock {
     pub fn advance(&self, ms: i64) {
         self.0.fetch_add(ms, Ordering::Relaxed);
     }
+
+    /// Moves the clock to `ms` (back or forth).
+    pub fn set(&self, ms: i64) {
+        self.0.store(ms, Ordering::Relaxed);
+    }
 }
 
 impl Clock for ManualClock {

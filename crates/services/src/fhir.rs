@@ -158,6 +158,11 @@ impl FhirService {
         FhirService { store, clock, ids, default_campus, audit, protector, rules: Arc::new([]) }
     }
 
+    /// The same service on another clock: the demo replays past days with it.
+    pub fn with_clock(&self, clock: Arc<dyn Clock>) -> Self {
+        FhirService { clock, ..self.clone() }
+    }
+
     /// The service with `rules` checked on every write of their types (on every door).
     /// The platform is wired with the clinical rules (`lianyi_clinical::rules`).
     pub fn with_rules(mut self, rules: Vec<Arc<dyn crate::rules::StoredRule>>) -> Self {

@@ -80,6 +80,13 @@ pub enum SideWrite {
     Stock(crate::pharmacy::StockMove),
     /// A change of the pharmacist's queue (refused from an unexpected state).
     Queue(crate::pharmacy::QueueChange),
+    /// Queues the write only after `after` was woken (the previous write in turn is
+    /// queued, or gave up), then wakes `queued`: writes queued in turn commit in that
+    /// order or together (the cashier numbers invoices by this). Writes nothing.
+    InTurn {
+        after: Option<std::sync::Arc<tokio::sync::Notify>>,
+        queued: std::sync::Arc<tokio::sync::Notify>,
+    },
 }
 
 /// One row of the log, for the log page and API.

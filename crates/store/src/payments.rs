@@ -76,6 +76,20 @@ impl RevenueBy {
 
 pub(crate) async fn insert(backend: Backend, tx: &mut Transaction<'static, Any>, p: &NewPayment) -> Result<()> {
     let _ = backend;
+    // Numbers are taken in order: a payment commits only after its predecessor, so
+    // one that failed cannot leave a gap behind later ones (they fail and take new
+    // numbers too).
+    let last: i64 = sqlx::query("SELECT COALESCE(MAX(invoice_no), 0) FROM payments WHERE campus = $1")
+        .bind(p.campus.clone())
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)?;
+    if last != p.invoice_no - 1 {
+        return Err(StoreError::AlreadyExists {
+            resource_type: "payment".into(),
+            id: format!("{}/{}", p.campus, p.invoice_no),
+        });
+    }
     let r = sqlx::query(
         "INSERT INTO payments (campus, invoice_no, invoice_id, patient, method, amount_fen, tendered_fen, reference, \
          cashier, paid_at, refund_of, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",

@@ -832,6 +832,16 @@ impl Pharmacy {
         rows.iter().map(dispensing_from_row).collect()
     }
 
+    /// How many of the campus's queue have `status`.
+    pub async fn queue_count(&self, campus: &str, status: &str) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM dispensing WHERE campus = $1 AND status = $2")
+            .bind(campus.to_string())
+            .bind(status.to_string())
+            .fetch_one(&self.0.read)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
     /// A prescription's place in the queue, if it was paid.
     pub async fn dispensing(&self, request: &str) -> Result<Option<Dispensing>> {
         let row = sqlx::query("SELECT * FROM dispensing WHERE request = $1")

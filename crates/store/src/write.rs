@@ -121,8 +121,23 @@ impl Store {
             tx
         });
         let (done, result) = tokio::sync::oneshot::channel();
+        let mut tickets = Vec::new();
+        for s in &side {
+            if let crate::messages::SideWrite::InTurn { after, queued } = s {
+                if let Some(a) = after {
+                    // Bounded: a predecessor that vanished must not stop the queue (the
+                    // write's own rows still refuse an out-of-turn commit).
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), a.notified()).await;
+                }
+                tickets.push(queued.clone());
+            }
+        }
         if queue.send(Pending { ops, now_ms, audit, hasher, side, done }).await.is_err() {
             return Err(StoreError::Corrupt("the writer has stopped".into()));
+        }
+        // Queued: later writes commit after this one (or in the same transaction).
+        for t in tickets {
+            t.notify_one();
         }
         result.await.map_err(|_| StoreError::Corrupt("the writer has stopped".into()))?
     }
@@ -398,6 +413,7 @@ impl Store {
                 crate::messages::SideWrite::Queue(c) => {
                     crate::pharmacy::apply_queue(&mut tx, c).await?;
                 }
+                crate::messages::SideWrite::InTurn { .. } => {}
                 crate::messages::SideWrite::FinishQueued(f) => {
                     let mut sql = crate::messages::finish_sql(f);
                     sql.push(" AND status = 'queued'");

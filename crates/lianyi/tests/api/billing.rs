@@ -705,3 +705,50 @@ async fn a_thousand_random_payments_and_refunds_reconcile_by_category_method_and
     }
     assert_eq!(billed, total, "billed charges = net taken");
 }
+
+/// A registrar records a patient's insurance (Coverage): broken rules named by field
+/// and nothing stored; a good one listed on the patient page and readable by the
+/// cashier; a cashier records none.
+#[tokio::test]
+async fn a_registrar_records_the_patients_insurance() {
+    let clock: Arc<ManualClock> = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    charged_patients(&app, 1).await;
+    let (mut registrar, token) = logged_in(&app, &clock, "reg.cov", "registrar", "campus-east", None).await;
+    let (_, _, page) = registrar.get("/patients/pay-0").await;
+    assert!(page.contains("id=\"no-coverage\"") && page.contains("id=\"record-coverage\""), "{page}");
+    let url = "/billing/coverage?patient=pay-0";
+    let form = |kind: &str, payor: &str, member: &str, start: &str, end: &str| {
+        vec![
+            ("csrf", token.clone()),
+            ("kind", kind.to_string()),
+            ("payor", payor.to_string()),
+            ("member", member.to_string()),
+            ("start", start.to_string()),
+            ("end", end.to_string()),
+        ]
+    };
+    let bad = form("pension", "", "12 34", "2027-13-01", "2026-01-01");
+    let refs: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, _, page) = registrar.post(url, &refs).await;
+    let errors = between(&page, "id=\"form-errors\"", "</div>");
+    for field in ["kind", "payor", "member", "start"] {
+        assert!(errors.contains(&format!("data-field=\"{field}\"")), "{field}: {errors}");
+    }
+    let good = form("employee", "北京市医保中心", "110101199001011234", "2027-01-01", "2027-12-31");
+    let refs: Vec<(&str, &str)> = good.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, to, _) = registrar.post(url, &refs).await;
+    assert_eq!(to, "/billing/coverage?patient=pay-0&done=1");
+    let (_, _, page) = registrar.get("/patients/pay-0").await;
+    let list = between(&page, "id=\"coverages\"", "</ul>");
+    assert!(list.contains("城镇职工基本医疗保险") && list.contains("110101199001011234"), "{page}");
+    let r = app.client.get(app.url("/fhir/Coverage?beneficiary=Patient/pay-0")).send().await.unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["entry"].as_array().map(Vec::len), Some(1), "one stored: {v}");
+    assert_eq!(v["entry"][0]["resource"]["payor"][0]["display"], "北京市医保中心");
+    let (mut cashier, ctoken) = logged_in(&app, &clock, "cash.cov", "cashier", "campus-east", None).await;
+    let (_, _, page) = cashier.get("/patients/pay-0").await;
+    assert!(page.contains("110101199001011234") && !page.contains("id=\"record-coverage\""), "{page}");
+    let (status, _, _) = cashier.post(url, &[("csrf", &ctoken), ("kind", "employee")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

@@ -152,7 +152,8 @@ pub(crate) async fn panels(
     if let Some(campus) = caller.campus().map(|c| c.as_str().to_string())
         && lianyi_billing::dispensing::Dispensary::may_dispense(caller, &campus)
     {
-        let waiting = state.dispensary.queue(caller, &campus, "waiting").await.unwrap_or_default();
+        let (waiting, total) =
+            state.dispensary.queue(caller, &campus, "waiting", SHOWN as i64).await.unwrap_or_default();
         let items = waiting
             .iter()
             .take(SHOWN)
@@ -171,7 +172,7 @@ pub(crate) async fn panels(
             items,
             empty: "work-dispensing-none",
             more: "/pharmacy".into(),
-            summary: t.fmt("work-dispensing-count", &waiting.len().to_string()),
+            summary: t.fmt("work-dispensing-count", &total.to_string()),
         });
     }
     // Stock keepers: drugs below their reorder level or near expiry in their stores,

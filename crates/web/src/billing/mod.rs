@@ -29,10 +29,12 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/billing/receipts/{campus}/{no}", get(receipt_page))
         .route("/billing/receipts/{campus}/{no}/refund", axum::routing::post(refund))
         .route("/billing/settlement", get(settlement_page).post(settle))
+        .route("/billing/coverage", get(coverage::coverage_page).post(coverage::record))
         .route("/billing/reports", get(reports::report_page))
         .route("/billing/reports.csv", get(reports::report_csv))
 }
 
+mod coverage;
 mod reports;
 
 fn may_see_reports(c: &Caller) -> bool {

@@ -254,6 +254,10 @@ struct PatientPage<'a> {
     charges_total: String,
     /// The viewer takes payments (a cashier).
     may_pay: bool,
+    /// The patient's insurance (kind key, insurer, member number, period), for staff
+    /// who read it; and whether the viewer records it (registrars).
+    coverages: Option<Vec<(String, String, String, String)>>,
+    may_record_coverage: bool,
 }
 
 #[derive(Deserialize)]
@@ -324,6 +328,19 @@ async fn patient_page(
     } else {
         (None, String::new())
     };
+    let coverages = if !elsewhere && staff_may(&info.caller, "Coverage", Perm::Search) {
+        let list = lianyi_billing::coverage::Coverages::new(state.fhir.clone())
+            .list(&info.caller, &stored_id)
+            .await
+            .unwrap_or_default();
+        Some(
+            list.into_iter()
+                .map(|c| (format!("coverage-kind-{}", c.kind), c.payor, c.member, format!("{} – {}", c.start, c.end)))
+                .collect(),
+        )
+    } else {
+        None
+    };
     let known = |v: Option<String>, keys: &[&str]| v.filter(|x| keys.contains(&x.as_str()));
     page(
         PatientPage {
@@ -370,6 +387,8 @@ async fn patient_page(
             charges,
             charges_total,
             may_pay: staff_may(&info.caller, "Invoice", Perm::Create),
+            coverages,
+            may_record_coverage: !elsewhere && lianyi_billing::coverage::Coverages::may_record(&info.caller),
         }
         .render(),
     )

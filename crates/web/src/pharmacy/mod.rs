@@ -130,12 +130,17 @@ struct QueueRow {
     by: String,
 }
 
+/// The waiting prescriptions the queue page lists (the oldest payments first).
+const QUEUE_SHOWN: i64 = 50;
+
 #[derive(Template)]
 #[template(path = "pharmacy/queue.html")]
 struct QueuePage<'a> {
     t: Tr,
     shell: &'a Shell,
     waiting: Vec<QueueRow>,
+    /// All waiting (the page shows the first [`QUEUE_SHOWN`]).
+    waiting_total: i64,
     done: Vec<QueueRow>,
     no_campus: bool,
     notice: Option<&'static str>,
@@ -154,7 +159,15 @@ async fn queue_page(State(state): State<AppState>, s: Signed, Query(q): Query<Do
     }
     let shell = shell(&state, info, t, &s.headers).await;
     let Some(campus) = shell.campus.as_ref().map(|c| c.as_str().to_string()) else {
-        let p = QueuePage { t, shell: &shell, waiting: Vec::new(), done: Vec::new(), no_campus: true, notice: None };
+        let p = QueuePage {
+            t,
+            shell: &shell,
+            waiting: Vec::new(),
+            waiting_total: 0,
+            done: Vec::new(),
+            no_campus: true,
+            notice: None,
+        };
         return page(p.render());
     };
     let rows = |lines: Vec<lianyi_billing::dispensing::QueueLine>| -> Vec<QueueRow> {
@@ -171,11 +184,11 @@ async fn queue_page(State(state): State<AppState>, s: Signed, Query(q): Query<Do
             })
             .collect()
     };
-    let (waiting, done) = match (
-        state.dispensary.queue(&info.caller, &campus, "waiting").await,
-        state.dispensary.queue(&info.caller, &campus, "dispensed").await,
+    let (waiting, waiting_total, done) = match (
+        state.dispensary.queue(&info.caller, &campus, "waiting", QUEUE_SHOWN).await,
+        state.dispensary.queue(&info.caller, &campus, "dispensed", 20).await,
     ) {
-        (Ok(w), Ok(d)) => (rows(w), rows(d.into_iter().take(20).collect())),
+        (Ok((w, n)), Ok((d, _))) => (rows(w), n, rows(d)),
         (Err(DispenseError::Forbidden(_)), _) | (_, Err(DispenseError::Forbidden(_))) => return forbidden(t),
         (Err(e), _) | (_, Err(e)) => return failed(t, "dispensing queue", e),
     };
@@ -184,7 +197,7 @@ async fn queue_page(State(state): State<AppState>, s: Signed, Query(q): Query<Do
         Some("returned") => Some("disp-done-returned"),
         _ => None,
     };
-    page(QueuePage { t, shell: &shell, waiting, done, no_campus: false, notice }.render())
+    page(QueuePage { t, shell: &shell, waiting, waiting_total, done, no_campus: false, notice }.render())
 }
 
 #[derive(Template)]
