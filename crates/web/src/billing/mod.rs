@@ -532,9 +532,10 @@ async fn take_payment(State(state): State<AppState>, s: Signed, Form(f): Form<Ve
     if !s.csrf_ok(&value("csrf")) || !may_take_payments(&s.info.caller) {
         return forbidden(s.t);
     }
-    let shell = shell(&state, &s.info, s.t, &s.headers).await;
+    // The campus the desk works at (not the whole shell: a payment redirects).
+    let campus = crate::ui::shell::active_campus(&s.info.caller, &s.headers);
     let form = PaymentForm {
-        campus: shell.campus.as_ref().map(|c| c.as_str().to_string()).unwrap_or_default(),
+        campus: campus.as_ref().map(|c| c.as_str().to_string()).unwrap_or_default(),
         patient: value("patient"),
         charges: f.iter().filter(|(k, _)| k == "charge").map(|(_, v)| v.clone()).collect(),
         method: value("method"),
