@@ -11,13 +11,13 @@
 //!
 //! Times are measured by the client over loopback (HTTP included).
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::pages::{DEMO_PASSWORD, Demo, Session, measure};
+use crate::pages::{DEMO_PASSWORD, Session, measure, start_demo};
 use crate::percentile;
 
 struct Options {
@@ -82,29 +82,11 @@ pub async fn run(raw: Vec<String>) {
         println!("lianyi-bench billing [--days 365] [--cashiers 16] [--payments 4000] [--requests 200] [--out FILE]");
         return;
     };
-    let exe = std::env::current_exe().unwrap();
-    let lianyi = exe.with_file_name("lianyi");
-    assert!(lianyi.exists(), "{} is missing: cargo build --release -p lianyi first", lianyi.display());
-    let dir = std::env::temp_dir().join(format!("lianyi-bench-billing-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mllp = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let t = Instant::now();
-    let child = Command::new(&lianyi)
-        .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--mllp-listen", &format!("127.0.0.1:{mllp}")])
-        .args(["--history-days", &o.days.to_string(), "--data-dir"])
-        .arg(&dir)
-        .env("LIANYI_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _demo = Demo(child);
-    let base = format!("http://127.0.0.1:{port}");
+    let days = o.days.to_string();
+    let (_demo, base, dir) = start_demo("billing", &["--history-days", &days], Duration::from_secs(1800)).await;
+    let lianyi = std::env::current_exe().unwrap().with_file_name("lianyi");
     let probe = crate::http_client();
-    while probe.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(t.elapsed() < Duration::from_secs(1800), "the demo did not start");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
     let demo_secs = t.elapsed().as_secs_f64();
     println!(
         "Billing and pharmacy benchmark on the demo (SQLite) with {} days of paid visits (ready in {demo_secs:.0} s)",
@@ -121,20 +103,8 @@ pub async fn run(raw: Vec<String>) {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let creds: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let token: Value = probe
-        .post(format!("{base}/oauth/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", creds["client_id"].as_str().unwrap()),
-            ("client_secret", creds["client_secret"].as_str().unwrap()),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap());
+    let bearer =
+        crate::bearer(&base, creds["client_id"].as_str().unwrap(), creds["client_secret"].as_str().unwrap()).await;
 
     // Patients with one prescription each (a catalogue drug in stock, 1 or 2 units).
     let drugs = ["AMOX500", "IBU200", "PARA500", "METF500", "AMLO5", "OMEP20", "LORA10", "ATOR20"];

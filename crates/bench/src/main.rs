@@ -332,6 +332,20 @@ async fn start_server(database: &str, dir: &std::path::Path) -> Server {
     start_server_with(database, dir, &[]).await
 }
 
+/// `Bearer <token>` for a client's credentials (`POST /oauth/token`).
+async fn bearer(base: &str, client_id: &str, secret: &str) -> String {
+    let token: Value = http_client()
+        .post(format!("{base}/oauth/token"))
+        .form(&[("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", secret)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    format!("Bearer {}", token["access_token"].as_str().unwrap())
+}
+
 /// [`start_server`] with extra environment for the server process.
 async fn start_server_with(database: &str, dir: &std::path::Path, env: &[(&str, &str)]) -> Server {
     let cred = dir.join("bench-credentials.json");
@@ -361,24 +375,9 @@ async fn start_server_with(database: &str, dir: &std::path::Path, env: &[(&str, 
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let base = creds["base"].as_str().unwrap().to_string();
-    let token: Value = http_client()
-        .post(format!("{base}/oauth/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", creds["id"].as_str().unwrap()),
-            ("client_secret", creds["secret"].as_str().unwrap()),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bearer = bearer(&base, creds["id"].as_str().unwrap(), creds["secret"].as_str().unwrap()).await;
     let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {}", token["access_token"].as_str().unwrap()).parse().unwrap(),
-    );
+    headers.insert(reqwest::header::AUTHORIZATION, bearer.parse().unwrap());
     let http = reqwest_builder().default_headers(headers).pool_max_idle_per_host(64).build().unwrap();
     let mllp = creds["mllp"].as_str().unwrap_or_default().to_string();
     Server { child, base, http, mllp }

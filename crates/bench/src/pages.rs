@@ -121,6 +121,36 @@ pub(crate) async fn measure(s: &mut Session, path: &str, n: usize) -> (f64, f64,
     (percentile(&times, 0.5), percentile(&times, 0.95), percentile(&times, 0.99))
 }
 
+/// Starts the real `lianyi demo` (next to this binary) with `args` in a fresh folder
+/// on free ports and waits until it answers; (the running demo, its base URL, its folder).
+pub(crate) async fn start_demo(name: &str, args: &[&str], wait: Duration) -> (Demo, String, std::path::PathBuf) {
+    let exe = std::env::current_exe().unwrap();
+    let lianyi = exe.with_file_name("lianyi");
+    assert!(lianyi.exists(), "{} is missing: cargo build --release -p lianyi first", lianyi.display());
+    let dir = std::env::temp_dir().join(format!("lianyi-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (port, mllp) = (free(), free());
+    let child = Command::new(&lianyi)
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--mllp-listen", &format!("127.0.0.1:{mllp}")])
+        .args(args)
+        .arg("--data-dir")
+        .arg(&dir)
+        .env("LIANYI_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let demo = Demo(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let probe = crate::http_client();
+    let started = Instant::now();
+    while probe.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(started.elapsed() < wait, "the demo did not start");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    (demo, base, dir)
+}
+
 pub async fn run(raw: Vec<String>) {
     let mut n = 200usize;
     let mut out = "bench-pages.json".to_string();
@@ -135,27 +165,7 @@ pub async fn run(raw: Vec<String>) {
             }
         }
     }
-    let exe = std::env::current_exe().unwrap();
-    let lianyi = exe.with_file_name("lianyi");
-    assert!(lianyi.exists(), "{} is missing: cargo build --release -p lianyi first", lianyi.display());
-    let dir = std::env::temp_dir().join(format!("lianyi-bench-pages-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(&lianyi)
-        .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(&dir)
-        .env("LIANYI_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _demo = Demo(child);
-    let base = format!("http://127.0.0.1:{port}");
-    let probe = crate::http_client();
-    let started = Instant::now();
-    while probe.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(120), "the demo did not start");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (_demo, base, dir) = start_demo("pages", &[], Duration::from_secs(120)).await;
     println!("Page render benchmark on the demo data (SQLite), {n} requests per page, one at a time");
 
     // The registrar books and checks in demo patient pat-0001 at internal medicine.

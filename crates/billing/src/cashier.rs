@@ -372,18 +372,17 @@ impl Cashier {
                 errors.push(invalid("charges", "not-billed", "a charge that is paid and not refunded"));
                 break;
             }
-            if self.delivered(&v).await? {
+            let (delivered, queued) = self.delivered(&v).await?;
+            if delivered {
                 errors.push(invalid("charges", "delivered", "not yet dispensed or performed"));
                 break;
             }
             // A prescription in the pharmacist's queue leaves it in the same
             // transaction, only from the state read here: a dispense meanwhile fails it.
-            let order = v["service"][0]["reference"].as_str().and_then(|o| o.strip_prefix("MedicationRequest/"));
-            if let Some(request) = order
-                && let Some(d) = self.fhir.operations().pharmacy().dispensing(request).await?
-            {
+            if let Some(d) = queued {
+                let request = d.request.clone();
                 queue.push(QueueChange::Status {
-                    request: request.into(),
+                    request,
                     from: d.status.clone(),
                     to: "refunded".into(),
                     dispense: None,
@@ -511,22 +510,22 @@ impl Cashier {
         self.day(caller, campus, day).await
     }
 
-    /// Whether a charge's order was carried out: a prescription with a completed
-    /// dispense, a request completed (looked up as the billing task: a cashier does
-    /// not read orders).
-    async fn delivered(&self, charge: &Value) -> Result<bool, PayError> {
-        let Some(order) = charge["service"][0]["reference"].as_str() else { return Ok(false) };
-        let wide = Caller::task(lianyi_security::SystemTask::Billing);
+    /// Whether a charge's order was carried out — a request completed (looked up as the
+    /// billing task: a cashier does not read orders), a prescription dispensed — and a
+    /// prescription's place in the pharmacist's queue.
+    async fn delivered(&self, charge: &Value) -> Result<(bool, Option<Dispensing>), PayError> {
+        let Some(order) = charge["service"][0]["reference"].as_str() else { return Ok((false, None)) };
         if let Some(id) = order.strip_prefix("ServiceRequest/") {
+            let wide = Caller::task(lianyi_security::SystemTask::Billing);
             let r = self.fhir.reader(&wide, rtype("ServiceRequest")?).await?.read(id).await?;
             let v: Value = serde_json::from_str(&r.body).map_err(|_| PayError::Changed)?;
-            return Ok(v["status"] == "completed");
+            return Ok((v["status"] == "completed", None));
         }
         if let Some(request) = order.strip_prefix("MedicationRequest/") {
             let queued = self.fhir.operations().pharmacy().dispensing(request).await?;
-            return Ok(queued.is_some_and(|d| d.status == "dispensed"));
+            return Ok((queued.as_ref().is_some_and(|d| d.status == "dispensed"), queued));
         }
-        Ok(false)
+        Ok((false, None))
     }
 
     /// The receipt of invoice `no` of a campus, as the caller may read its charges.

@@ -32,6 +32,8 @@ pub enum DispenseError {
     Service(ServiceError),
     #[error(transparent)]
     Store(StoreError),
+    #[error(transparent)]
+    Search(crate::charges::ChargeError),
 }
 
 impl From<StoreError> for DispenseError {
@@ -141,7 +143,7 @@ impl Dispensary {
 
     /// The campus's outpatient pharmacy (the first of its outpatient stores).
     pub async fn pharmacy_store(&self, campus: &str) -> Result<Option<String>, DispenseError> {
-        let stores = self.fhir.operations().pharmacy().stores(None).await?;
+        let stores = self.fhir.operations().pharmacy().stores().await?;
         Ok(stores.into_iter().find(|s| s.campus == campus && s.kind == "outpatient").map(|s| s.code))
     }
 
@@ -154,9 +156,10 @@ impl Dispensary {
         unique.sort_unstable();
         unique.dedup();
         let params = [("_id", unique.join(",")), ("_count", "1000".into())];
-        let found = crate::charges::search(&self.fhir, caller, "Patient", &params)
-            .await
-            .map_err(|e| DispenseError::Service(ServiceError::Forbidden(e.to_string())))?;
+        let found = crate::charges::search(&self.fhir, caller, "Patient", &params).await.map_err(|e| match e {
+            crate::charges::ChargeError::Service(s) => s.into(),
+            other => DispenseError::Search(other),
+        })?;
         Ok(found
             .iter()
             .filter_map(|r| {

@@ -214,7 +214,7 @@ impl StockRoom {
 
     /// The stores the caller may see.
     pub async fn stores(&self, caller: &Caller) -> Result<Vec<lianyi_store::pharmacy::StockStore>, StockError> {
-        let all = self.pharmacy().stores(None).await?;
+        let all = self.pharmacy().stores().await?;
         Ok(all.into_iter().filter(|s| Self::may_view(caller, &s.campus)).collect())
     }
 
@@ -246,7 +246,7 @@ impl StockRoom {
     }
 
     async fn store_exists(&self, campus: &str, store: &str) -> Result<bool, StockError> {
-        Ok(self.pharmacy().stores(None).await?.iter().any(|s| s.campus == campus && s.code == store))
+        Ok(self.pharmacy().stores().await?.iter().any(|s| s.campus == campus && s.code == store))
     }
 
     /// A store's stock by drug: every batch (with stock, or all when `all`), its

@@ -78,15 +78,6 @@ pub fn of_practitioner(v: &serde_json::Value) -> Names {
 /// Professional titles (职称) of a Practitioner's qualification.
 pub const TITLE_SYSTEM: &str = "urn:lianyi:professional-title";
 
-/// The physician titles, senior first: (code, Chinese, English). Chief and associate
-/// chief physicians hold expert clinics (专家门诊).
-pub const PHYSICIAN_TITLES: [(&str, &str, &str); 4] = [
-    ("chief", "主任医师", "Chief physician"),
-    ("associate-chief", "副主任医师", "Associate chief physician"),
-    ("attending", "主治医师", "Attending physician"),
-    ("resident", "医师", "Physician"),
-];
-
 /// A Practitioner's professional title code, if recorded.
 pub fn title_of(v: &serde_json::Value) -> Option<&str> {
     v["qualification"]
@@ -95,7 +86,8 @@ pub fn title_of(v: &serde_json::Value) -> Option<&str> {
         .find_map(|q| q["code"]["coding"].as_array()?.iter().find(|c| c["system"] == TITLE_SYSTEM)?["code"].as_str())
 }
 
-/// Whether a Practitioner's title makes their clinic an expert clinic.
+/// Whether a Practitioner's title makes their clinic an expert clinic (专家门诊): chief
+/// or associate chief physician (主任医师, 副主任医师).
 pub fn is_expert(v: &serde_json::Value) -> bool {
     matches!(title_of(v), Some("chief" | "associate-chief"))
 }

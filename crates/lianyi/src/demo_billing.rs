@@ -267,6 +267,9 @@ pub(crate) async fn replay(
                 visits.push((c, patient, key, lab.is_some(), at));
             }
         }
+        // What was written, by id: the day's close changes their status.
+        let written: std::collections::HashMap<String, (Value, Option<String>)> =
+            batch.iter().filter_map(|(v, c)| Some((v["id"].as_str()?.to_string(), (v.clone(), c.clone())))).collect();
         let report = past.load_batch(&system, batch).await.map_err(|e| service_failed(&e))?;
         if let Some((n, why)) = report.rejected.first() {
             return Err(CliError::Usage(format!("demo history: record {n} refused: {why}")));
@@ -322,32 +325,22 @@ pub(crate) async fn replay(
         // The day closes: visits fulfilled, requests done (or revoked), prescriptions completed.
         clock.set(first + d * DAY_MS + 18 * 3_600_000);
         let mut updates = Vec::new();
-        for (c, key, has_lab, lab_status, waiting) in closing {
-            let campus = Some(CAMPUSES[c].to_string());
-            let rx = (!waiting).then(|| ("MedicationRequest", format!("hm-{key}"), "completed"));
-            for (t, id, status) in [("Appointment", format!("ha-{key}"), "fulfilled")]
+        for (_, key, has_lab, lab_status, waiting) in closing {
+            let rx = (!waiting).then(|| (format!("hm-{key}"), "completed"));
+            for (id, status) in [(format!("ha-{key}"), "fulfilled")]
                 .into_iter()
                 .chain(rx)
-                .chain(has_lab.then(|| ("ServiceRequest", format!("hs-{key}"), lab_status)))
+                .chain(has_lab.then(|| (format!("hs-{key}"), lab_status)))
             {
-                if let Some(mut v) = read(past, &system, t, &id).await? {
+                if let Some((mut v, campus)) = written.get(&id).cloned() {
                     v["status"] = json!(status);
-                    if let Some(o) = v.as_object_mut() {
-                        o.remove("meta");
-                    }
-                    updates.push((v, campus.clone()));
+                    updates.push((v, campus));
                 }
             }
         }
         past.load_batch(&system, updates).await.map_err(|e| service_failed(&e))?;
     }
     Ok(out)
-}
-
-async fn read(fhir: &FhirService, caller: &Caller, t: &str, id: &str) -> Result<Option<Value>, CliError> {
-    let Some(rtype) = lianyi_fhir::ResourceType::parse(t) else { return Ok(None) };
-    let reader = fhir.reader(caller, rtype).await.map_err(|e| CliError::Usage(format!("demo history: {e}")))?;
-    Ok(reader.read(id).await.ok().and_then(|r| serde_json::from_str(&r.body).ok()))
 }
 
 /// Midnight (Beijing) `days` before today's: where the replay's clock starts.

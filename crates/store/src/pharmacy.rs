@@ -427,25 +427,22 @@ impl Pharmacy {
         Ok(())
     }
 
-    /// The stores of the campuses given (all when `None`), by campus and code.
-    pub async fn stores(&self, campuses: Option<&[String]>) -> Result<Vec<StockStore>> {
+    /// Every campus's stores, by campus and code.
+    pub async fn stores(&self) -> Result<Vec<StockStore>> {
         let rows = sqlx::query("SELECT campus, code, kind, name_zh, name_en FROM stores ORDER BY campus, code")
             .fetch_all(&self.0.read)
             .await?;
-        let mut out = Vec::new();
-        for r in &rows {
-            let s = StockStore {
-                campus: r.try_get(0)?,
-                code: r.try_get(1)?,
-                kind: r.try_get(2)?,
-                name_zh: r.try_get(3)?,
-                name_en: r.try_get(4)?,
-            };
-            if campuses.is_none_or(|c| c.contains(&s.campus)) {
-                out.push(s);
-            }
-        }
-        Ok(out)
+        rows.iter()
+            .map(|r| {
+                Ok(StockStore {
+                    campus: r.try_get(0)?,
+                    code: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    name_zh: r.try_get(3)?,
+                    name_en: r.try_get(4)?,
+                })
+            })
+            .collect()
     }
 
     /// A store's batches (those with stock unless `all`), by drug and expiry.
@@ -491,30 +488,6 @@ impl Pharmacy {
             .fetch_all(&self.0.read)
             .await?;
         rows.iter().map(move_from_row).collect()
-    }
-
-    /// A store's latest moves, newest first.
-    pub async fn recent_moves(&self, campus: &str, store: &str, limit: i64) -> Result<Vec<MoveRow>> {
-        let rows = sqlx::query(
-            "SELECT * FROM stock_moves WHERE campus = $1 AND store = $2 ORDER BY at DESC, id DESC LIMIT $3",
-        )
-        .bind(campus.to_string())
-        .bind(store.to_string())
-        .bind(limit)
-        .fetch_all(&self.0.read)
-        .await?;
-        rows.iter().map(move_from_row).collect()
-    }
-
-    /// Applies moves in one transaction (all or none).
-    pub async fn apply(&self, moves: &[StockMove]) -> Result<Vec<i64>> {
-        let mut tx = self.begin().await?;
-        let mut balances = Vec::with_capacity(moves.len());
-        for m in moves {
-            balances.push(apply_move(&mut tx, m).await?);
-        }
-        tx.commit().await?;
-        Ok(balances)
     }
 
     pub async fn set_level(&self, l: &StockLevel) -> Result<()> {

@@ -118,24 +118,15 @@ async fn orders_become_charges_at_the_price_of_their_moment() {
     let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
     let system = lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("test".into()));
     let prices = lianyi_billing::prices::PriceBook::new(app.fhir.clone());
-    for (code, category, kind, reference, unit, price) in [
-        ("D-AMOX500", "western-drug", "drug", "AMOX500", "粒", "0.85"),
-        ("O-LAB-K", "lab", "order", "LAB-K", "次", "20"),
-    ] {
-        let form = lianyi_billing::prices::ItemForm {
-            campus: "campus-east".into(),
-            code: code.into(),
-            category: category.into(),
-            kind: kind.into(),
-            reference: reference.into(),
-            name_zh: format!("{code} 中文"),
-            name_en: code.into(),
-            unit: unit.into(),
-            ..Default::default()
-        };
-        prices.put_item(&system, &form).await.unwrap();
-        prices.set_price(&system, "campus-east", code, price, "2027-01-15").await.unwrap();
-    }
+    price_items(
+        &app,
+        "2027-01-15",
+        &[
+            ["D-AMOX500", "western-drug", "drug", "AMOX500", "粒", "0.85", "D-AMOX500 中文", "D-AMOX500"],
+            ["O-LAB-K", "lab", "order", "LAB-K", "次", "20", "O-LAB-K 中文", "O-LAB-K"],
+        ],
+    )
+    .await;
     let east = app.client_with("system/*.cruds", "campus-east", None).await;
     let put = |v: Value| {
         let (east, url) = (
@@ -216,25 +207,36 @@ async fn orders_become_charges_at_the_price_of_their_moment() {
     let _ = clock.now_ms();
 }
 
+/// Prices items at the East Campus from a day: [code, category, kind, catalogue
+/// reference, unit, price in yuan, Chinese name, English name].
+pub(crate) async fn price_items(app: &crate::helpers::TestApp, from: &str, items: &[[&str; 8]]) {
+    let system = lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("test".into()));
+    let prices = lianyi_billing::prices::PriceBook::new(app.fhir.clone());
+    for [code, category, kind, reference, unit, price, name_zh, name_en] in items {
+        let form = lianyi_billing::prices::ItemForm {
+            campus: "campus-east".into(),
+            code: code.to_string(),
+            category: category.to_string(),
+            kind: kind.to_string(),
+            reference: reference.to_string(),
+            name_zh: name_zh.to_string(),
+            name_en: name_en.to_string(),
+            unit: unit.to_string(),
+            ..Default::default()
+        };
+        prices.put_item(&system, &form).await.unwrap();
+        prices.set_price(&system, "campus-east", code, price, from).await.unwrap();
+    }
+}
+
 /// Sets up a priced drug at the East Campus and `n` patients with a prescription each;
 /// returns when their charges exist.
 pub(crate) async fn charged_patients(app: &crate::helpers::TestApp, n: usize) {
     use serde_json::json;
     let system = lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("test".into()));
-    let prices = lianyi_billing::prices::PriceBook::new(app.fhir.clone());
-    let form = lianyi_billing::prices::ItemForm {
-        campus: "campus-east".into(),
-        code: "D-AMOX500".into(),
-        category: "western-drug".into(),
-        kind: "drug".into(),
-        reference: "AMOX500".into(),
-        name_zh: "阿莫西林胶囊 500 mg".into(),
-        name_en: "Amoxicillin 500 mg".into(),
-        unit: "粒".into(),
-        ..Default::default()
-    };
-    prices.put_item(&system, &form).await.unwrap();
-    prices.set_price(&system, "campus-east", "D-AMOX500", "0.85", "2027-01-15").await.unwrap();
+    let amox =
+        ["D-AMOX500", "western-drug", "drug", "AMOX500", "粒", "0.85", "阿莫西林胶囊 500 mg", "Amoxicillin 500 mg"];
+    price_items(app, "2027-01-15", &[amox]).await;
     let east = app.client_with("system/*.cruds", "campus-east", None).await;
     for i in 0..n {
         for v in [
@@ -394,20 +396,7 @@ async fn a_refund_issues_a_red_letter_invoice_for_undelivered_items_only() {
 
     // A request already performed is not refunded.
     let system = lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("test".into()));
-    let prices = lianyi_billing::prices::PriceBook::new(app.fhir.clone());
-    let form = lianyi_billing::prices::ItemForm {
-        campus: "campus-east".into(),
-        code: "O-LAB-K".into(),
-        category: "lab".into(),
-        kind: "order".into(),
-        reference: "LAB-K".into(),
-        name_zh: "血钾".into(),
-        name_en: "Potassium".into(),
-        unit: "次".into(),
-        ..Default::default()
-    };
-    prices.put_item(&system, &form).await.unwrap();
-    prices.set_price(&system, "campus-east", "O-LAB-K", "20", "2027-01-15").await.unwrap();
+    price_items(&app, "2027-01-15", &[["O-LAB-K", "lab", "order", "LAB-K", "次", "20", "血钾", "Potassium"]]).await;
     let east = app.client_with("system/*.cruds", "campus-east", None).await;
     let sr = |status: &str| {
         json!({"resourceType": "ServiceRequest", "id": "lab-pay", "status": status, "intent": "order",

@@ -406,7 +406,15 @@ async fn outpatient_day(lang: &str, x: &Expect, (width, height): (u32, u32)) {
     scheduling.generate_slots(&system, &schedule, "2026-11-23", 1).await.unwrap();
     // The administrator (command line, as at installation) and the doctor's account,
     // which gets its role from the administrator in the browser.
-    for (name, grants) in [("admin", vec![("administrator".to_string(), "*".to_string())]), ("doctor", Vec::new())] {
+    // And the accounts of two cashiers and a pharmacist of the East Campus.
+    let east = |role: &str| vec![(role.to_string(), "campus-east".to_string())];
+    for (name, grants) in [
+        ("admin", vec![("administrator".to_string(), "*".to_string())]),
+        ("doctor", Vec::new()),
+        ("cashier", east("cashier")),
+        ("cashier2", east("cashier")),
+        ("pharmacist", east("pharmacist")),
+    ] {
         app.users
             .add_user(
                 &system,
@@ -422,28 +430,18 @@ async fn outpatient_day(lang: &str, x: &Expect, (width, height): (u32, u32)) {
             .await
             .unwrap();
     }
-    // Billing and the pharmacy: the campus's prices, a batch of amoxicillin in its
-    // outpatient pharmacy, and the accounts of two cashiers and a pharmacist.
-    let prices = lianyi_billing::prices::PriceBook::new(app.fhir.clone());
-    for (code, category, kind, reference, unit, price) in [
-        ("D-AMOX500", "western-drug", "drug", "AMOX500", "粒", "0.85"),
-        ("D-PARA500", "western-drug", "drug", "PARA500", "片", "0.20"),
-        ("O-LAB-K", "lab", "order", "LAB-K", "次", "20"),
-    ] {
-        let form = lianyi_billing::prices::ItemForm {
-            campus: "campus-east".into(),
-            code: code.into(),
-            category: category.into(),
-            kind: kind.into(),
-            reference: reference.into(),
-            name_zh: format!("{reference} 中文名"),
-            name_en: format!("{reference} English"),
-            unit: unit.into(),
-            ..Default::default()
-        };
-        prices.put_item(&system, &form).await.unwrap();
-        prices.set_price(&system, "campus-east", code, price, "2026-11-23").await.unwrap();
-    }
+    // Billing and the pharmacy: the campus's prices and a batch of amoxicillin in its
+    // outpatient pharmacy.
+    crate::billing::price_items(
+        &app,
+        "2026-11-23",
+        &[
+            ["D-AMOX500", "western-drug", "drug", "AMOX500", "粒", "0.85", "AMOX500 中文名", "AMOX500 English"],
+            ["D-PARA500", "western-drug", "drug", "PARA500", "片", "0.20", "PARA500 中文名", "PARA500 English"],
+            ["O-LAB-K", "lab", "order", "LAB-K", "次", "20", "LAB-K 中文名", "LAB-K English"],
+        ],
+    )
+    .await;
     let stock = lianyi_billing::stock::StockRoom::new(app.fhir.clone());
     let store = lianyi_store::pharmacy::StockStore {
         campus: "campus-east".into(),
@@ -463,22 +461,6 @@ async fn outpatient_day(lang: &str, x: &Expect, (width, height): (u32, u32)) {
         quantity: "100".into(),
     };
     let batch = stock.receive(&system, "campus-east", po, &[batch]).await.unwrap()[0];
-    for (name, role) in [("cashier", "cashier"), ("cashier2", "cashier"), ("pharmacist", "pharmacist")] {
-        app.users
-            .add_user(
-                &system,
-                NewUser {
-                    username: format!("{name}.{tag}"),
-                    display_name: format!("{name} {lang}"),
-                    password: "initial-Pass-2026".into(),
-                    grants: vec![(role.to_string(), "campus-east".to_string())],
-                    patient: None,
-                    must_change_password: false,
-                },
-            )
-            .await
-            .unwrap();
-    }
     // The lab system's MLLP connection ends at the platform's listener.
     let mllp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mllp_addr = mllp.local_addr().unwrap();

@@ -91,7 +91,7 @@ pub(super) async fn record(
     Query(q): Query<CoverageQuery>,
     Form(f): Form<Vec<(String, String)>>,
 ) -> Response {
-    let value = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let value = |k: &str| crate::ui::render::form_value(&f, k);
     if !s.csrf_ok(&value("csrf")) || !Coverages::may_record(&s.info.caller) {
         return forbidden(s.t);
     }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::ui::i18n::Tr;
-use crate::ui::render::{csv, forbidden, local_time, not_found, page, see_other};
+use crate::ui::render::{csv, forbidden, form_value, form_values, local_time, not_found, page, see_other};
 use crate::ui::session::Signed;
 use crate::ui::shell::{NavLink, Place, Shell, campus_name, shell, staff_may};
 
@@ -438,11 +438,6 @@ async fn patient_name(state: &AppState, caller: &Caller, patient: &str) -> Strin
         .unwrap_or_default()
 }
 
-/// The first value of a form field (forms with repeated fields come as pairs).
-fn field(form: &[(String, String)], name: &str) -> String {
-    form.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_default()
-}
-
 /// One unpaid charge on the cashier's page.
 struct DueRow {
     id: String,
@@ -528,7 +523,7 @@ async fn cashier_page(State(state): State<AppState>, s: Signed, Query(q): Query<
 }
 
 async fn take_payment(State(state): State<AppState>, s: Signed, Form(f): Form<Vec<(String, String)>>) -> Response {
-    let value = |k: &str| field(&f, k);
+    let value = |k: &str| form_value(&f, k);
     if !s.csrf_ok(&value("csrf")) || !may_take_payments(&s.info.caller) {
         return forbidden(s.t);
     }
@@ -537,7 +532,7 @@ async fn take_payment(State(state): State<AppState>, s: Signed, Form(f): Form<Ve
     let form = PaymentForm {
         campus: campus.as_ref().map(|c| c.as_str().to_string()).unwrap_or_default(),
         patient: value("patient"),
-        charges: f.iter().filter(|(k, _)| k == "charge").map(|(_, v)| v.clone()).collect(),
+        charges: form_values(&f, "charge"),
         method: value("method"),
         tendered: value("tendered"),
         reference: value("reference"),
@@ -679,11 +674,11 @@ async fn refund(
     Path((campus, no)): Path<(String, i64)>,
     Form(f): Form<Vec<(String, String)>>,
 ) -> Response {
-    let value = |k: &str| field(&f, k);
+    let value = |k: &str| form_value(&f, k);
     if !s.csrf_ok(&value("csrf")) || !may_take_payments(&s.info.caller) {
         return forbidden(s.t);
     }
-    let charges: Vec<String> = f.iter().filter(|(k, _)| k == "charge").map(|(_, v)| v.clone()).collect();
+    let charges: Vec<String> = form_values(&f, "charge");
     match state.cashier.refund(&s.info.caller, &campus, no, &charges, &value("reason")).await {
         Ok(red) => see_other(&format!("/billing/receipts/{campus}/{red}")),
         Err(PayError::Forbidden(_)) => forbidden(s.t),
@@ -775,7 +770,7 @@ async fn settlement_page(State(state): State<AppState>, s: Signed) -> Response {
 }
 
 async fn settle(State(state): State<AppState>, s: Signed, Form(f): Form<Vec<(String, String)>>) -> Response {
-    let value = |k: &str| field(&f, k);
+    let value = |k: &str| form_value(&f, k);
     if !s.csrf_ok(&value("csrf")) || !may_take_payments(&s.info.caller) {
         return forbidden(s.t);
     }

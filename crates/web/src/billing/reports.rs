@@ -97,23 +97,11 @@ fn rows(revenue: &[lianyi_store::payments::Revenue], name: impl Fn(&str) -> Stri
 }
 
 async fn groupings(state: &AppState, t: Tr, r: &Report) -> Vec<Grouping> {
-    let departments: Vec<Row> = {
-        let max = r.by_department.iter().map(|(x, _)| x.amount_fen).max().unwrap_or(0).max(1);
-        r.by_department
-            .iter()
-            .map(|(x, names)| Row {
-                key: x.key.clone(),
-                name: if x.key.is_empty() {
-                    t.get("revenue-no-department").to_string()
-                } else {
-                    t.pick(names.zh.clone(), names.en.clone())
-                },
-                amount: Fen(x.amount_fen).to_string(),
-                share: (x.amount_fen.max(0) * 100 / max).clamp(0, 100),
-                lines: x.lines,
-            })
-            .collect()
-    };
+    let by_department: Vec<_> = r.by_department.iter().map(|(x, _)| x.clone()).collect();
+    let departments = rows(&by_department, |k| match r.by_department.iter().find(|(x, _)| x.key == k) {
+        Some((_, names)) if !k.is_empty() => t.pick(names.zh.clone(), names.en.clone()),
+        _ => t.get("revenue-no-department").to_string(),
+    });
     let mut campus_names = Vec::new();
     for c in &r.by_campus {
         campus_names.push((c.key.clone(), campus_name(state, &c.key, t).await));

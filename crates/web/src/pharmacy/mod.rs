@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::ui::i18n::Tr;
-use crate::ui::render::{forbidden, local_time, not_found, page, see_other, server_error};
+use crate::ui::render::{forbidden, form_value, form_values, local_time, not_found, page, see_other, server_error};
 use crate::ui::session::Signed;
 use crate::ui::shell::{NavLink, Place, Shell, campus_name, shell};
 
@@ -59,10 +59,6 @@ pub(crate) const NAV: &[NavLink] = &[
     NavLink { href: "/pharmacy/orders", text: "nav-purchase-orders", place: Place::Bar, shown: may_keep },
     NavLink { href: "/pharmacy/transfers", text: "nav-transfers", place: Place::Bar, shown: may_keep },
 ];
-
-fn field(form: &[(String, String)], name: &str) -> String {
-    form.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_default()
-}
 
 /// Field errors in the page's language: (field, text).
 fn error_rows(t: Tr, errors: &[FieldError]) -> Vec<(String, String)> {
@@ -107,15 +103,39 @@ fn chosen_store(stores: &[StockStore], asked: Option<&str>, shell: &Shell) -> Op
         .cloned()
 }
 
-/// The stores to choose from: (`campus/code`, name, chosen).
-async fn store_choices(state: &AppState, t: Tr, stores: &[StockStore], chosen: &str) -> Vec<(String, String, bool)> {
-    let mut out = Vec::new();
-    for s in stores {
-        let key = format!("{}/{}", s.campus, s.code);
-        let name = format!("{} · {}", campus_name(state, &s.campus, t).await, t.pick(&s.name_zh, &s.name_en));
-        out.push((key.clone(), name, key == chosen));
+/// Every store's label (`东院区 · 门诊药房`), read once per page: (campus, code, label).
+struct StoreLabels(Vec<(String, String, String)>);
+
+impl StoreLabels {
+    async fn load(state: &AppState, t: Tr) -> StoreLabels {
+        let stores = state.fhir.operations().pharmacy().stores().await.unwrap_or_default();
+        let mut campuses: Vec<(String, String)> = Vec::new();
+        let mut out = Vec::new();
+        for s in stores {
+            if !campuses.iter().any(|(c, _)| *c == s.campus) {
+                campuses.push((s.campus.clone(), campus_name(state, &s.campus, t).await));
+            }
+            let campus = campuses.iter().find(|(c, _)| *c == s.campus).map_or("", |(_, n)| n.as_str());
+            let label = format!("{campus} · {}", t.pick(&s.name_zh, &s.name_en));
+            out.push((s.campus, s.code, label));
+        }
+        StoreLabels(out)
     }
-    out
+
+    fn of(&self, campus: &str, code: &str) -> String {
+        self.0.iter().find(|(c, s, _)| c == campus && s == code).map_or_else(|| code.to_string(), |x| x.2.clone())
+    }
+
+    /// The stores to choose from: (`campus/code`, label, chosen).
+    fn choices(&self, stores: &[StockStore], chosen: &str) -> Vec<(String, String, bool)> {
+        stores
+            .iter()
+            .map(|s| {
+                let key = format!("{}/{}", s.campus, s.code);
+                (key.clone(), self.of(&s.campus, &s.code), key == chosen)
+            })
+            .collect()
+    }
 }
 
 // ---- The pharmacist's queue -------------------------------------------------------
@@ -311,7 +331,7 @@ async fn dispense(
     Path(id): Path<String>,
     Form(f): Form<Vec<(String, String)>>,
 ) -> Response {
-    if !s.csrf_ok(&field(&f, "csrf")) || !may_dispense(&s.info.caller) {
+    if !s.csrf_ok(&form_value(&f, "csrf")) || !may_dispense(&s.info.caller) {
         return forbidden(s.t);
     }
     match state.dispensary.dispense(&s.info.caller, &id).await {
@@ -326,10 +346,10 @@ async fn return_rx(
     Path(id): Path<String>,
     Form(f): Form<Vec<(String, String)>>,
 ) -> Response {
-    if !s.csrf_ok(&field(&f, "csrf")) || !may_dispense(&s.info.caller) {
+    if !s.csrf_ok(&form_value(&f, "csrf")) || !may_dispense(&s.info.caller) {
         return forbidden(s.t);
     }
-    match state.dispensary.return_dispense(&s.info.caller, &id, &field(&f, "reason")).await {
+    match state.dispensary.return_dispense(&s.info.caller, &id, &form_value(&f, "reason")).await {
         Ok(()) => see_other("/pharmacy?done=returned"),
         Err(e) => dispense_error(s.t, &id, e),
     }
@@ -440,7 +460,7 @@ async fn render_stock(state: &AppState, s: &Signed, q: StockQuery, errors: Vec<(
         StockPage {
             t,
             shell: &shell,
-            stores: store_choices(state, t, &stores, &key).await,
+            stores: StoreLabels::load(state, t).await.choices(&stores, &key),
             store: key,
             show: q.show,
             rows,
@@ -462,7 +482,7 @@ async fn stock_page(State(state): State<AppState>, s: Signed, Query(q): Query<St
 }
 
 async fn set_level(State(state): State<AppState>, s: Signed, Form(f): Form<Vec<(String, String)>>) -> Response {
-    let value = |k: &str| field(&f, k);
+    let value = |k: &str| form_value(&f, k);
     if !s.csrf_ok(&value("csrf")) || !may_keep(&s.info.caller) {
         return forbidden(s.t);
     }
@@ -526,10 +546,11 @@ async fn render_batch(
     let may_keep = StockRoom::may_keep(&info.caller, &b.campus);
     // Destinations: every store of the group but this one (the keeper ships to other
     // campuses' stores too).
-    let all = state.fhir.operations().pharmacy().stores(None).await.unwrap_or_default();
+    let all = state.fhir.operations().pharmacy().stores().await.unwrap_or_default();
     let others: Vec<StockStore> = all.into_iter().filter(|x| !(x.campus == b.campus && x.code == b.store)).collect();
-    let destinations = store_choices(state, t, &others, &typed.1).await;
-    let store = all_store_name(state, t, &b.campus, &b.store).await;
+    let labels = StoreLabels::load(state, t).await;
+    let destinations = labels.choices(&others, &typed.1);
+    let store = labels.of(&b.campus, &b.store);
     page(
         BatchPage {
             t,
@@ -570,15 +591,6 @@ async fn render_batch(
     )
 }
 
-async fn all_store_name(state: &AppState, t: Tr, campus: &str, code: &str) -> String {
-    let stores = state.fhir.operations().pharmacy().stores(None).await.unwrap_or_default();
-    let name = stores
-        .into_iter()
-        .find(|x| x.campus == campus && x.code == code)
-        .map_or(code.to_string(), |x| t.pick(x.name_zh, x.name_en));
-    format!("{} · {name}", campus_name(state, campus, t).await)
-}
-
 async fn batch_page(State(state): State<AppState>, s: Signed, Path(id): Path<i64>) -> Response {
     if !may_view_stock(&s.info.caller) {
         return forbidden(s.t);
@@ -592,7 +604,7 @@ async fn ship(
     Path(id): Path<i64>,
     Form(f): Form<Vec<(String, String)>>,
 ) -> Response {
-    let value = |k: &str| field(&f, k);
+    let value = |k: &str| form_value(&f, k);
     if !s.csrf_ok(&value("csrf")) || !may_keep(&s.info.caller) {
         return forbidden(s.t);
     }
@@ -637,6 +649,7 @@ async fn render_orders(
 ) -> Response {
     let (info, t) = (&s.info, s.t);
     let shell = shell(state, info, t, &s.headers).await;
+    let labels = StoreLabels::load(state, t).await;
     let stores = match state.stock.stores(&info.caller).await {
         Ok(x) => x,
         Err(e) => return failed(t, "stores", e),
@@ -650,7 +663,7 @@ async fn render_orders(
         match state.stock.orders(&info.caller, campus, true).await {
             Ok(list) => {
                 for po in list {
-                    let store = all_store_name(state, t, &po.campus, &po.store).await;
+                    let store = labels.of(&po.campus, &po.store);
                     orders.push((
                         po.campus.clone(),
                         po.po_no,
@@ -677,7 +690,7 @@ async fn render_orders(
             t,
             shell: &shell,
             orders,
-            stores: store_choices(state, t, &keepable, &store).await,
+            stores: labels.choices(&keepable, &store),
             drugs,
             lines,
             supplier,
@@ -696,11 +709,11 @@ async fn orders_page(State(state): State<AppState>, s: Signed) -> Response {
 }
 
 async fn create_order(State(state): State<AppState>, s: Signed, Form(f): Form<Vec<(String, String)>>) -> Response {
-    let value = |k: &str| field(&f, k);
+    let value = |k: &str| form_value(&f, k);
     if !s.csrf_ok(&value("csrf")) || !may_keep(&s.info.caller) {
         return forbidden(s.t);
     }
-    let all = |k: &str| f.iter().filter(|(n, _)| n == k).map(|(_, v)| v.clone()).collect::<Vec<_>>();
+    let all = |k: &str| form_values(&f, k);
     let (drugs, quantities, prices) = (all("drug"), all("quantity"), all("price"));
     let lines: Vec<OrderLineForm> = drugs
         .iter()
@@ -803,7 +816,7 @@ async fn render_order(
             shell: &shell,
             campus: po.campus.clone(),
             no,
-            store: all_store_name(state, t, &po.campus, &po.store).await,
+            store: StoreLabels::load(state, t).await.of(&po.campus, &po.store),
             supplier: po.supplier,
             status: po.status.clone(),
             created: local_time(po.created_at),
@@ -835,10 +848,10 @@ async fn receive(
     Path((campus, no)): Path<(String, i64)>,
     Form(f): Form<Vec<(String, String)>>,
 ) -> Response {
-    if !s.csrf_ok(&field(&f, "csrf")) || !may_keep(&s.info.caller) {
+    if !s.csrf_ok(&form_value(&f, "csrf")) || !may_keep(&s.info.caller) {
         return forbidden(s.t);
     }
-    let all = |k: &str| f.iter().filter(|(n, _)| n == k).map(|(_, v)| v.clone()).collect::<Vec<_>>();
+    let all = |k: &str| form_values(&f, k);
     let (drugs, lots, expiries, quantities) = (all("drug"), all("lot"), all("expiry"), all("quantity"));
     let forms: Vec<ReceiveForm> = drugs
         .iter()
@@ -896,6 +909,7 @@ async fn render_transfers(
 ) -> Response {
     let (info, t) = (&s.info, s.t);
     let shell = shell(state, info, t, &s.headers).await;
+    let labels = StoreLabels::load(state, t).await;
     let stores = match state.stock.stores(&info.caller).await {
         Ok(x) => x,
         Err(e) => return failed(t, "stores", e),
@@ -919,8 +933,8 @@ async fn render_transfers(
                 drug: drug_name(t, &x.drug),
                 lot: x.lot.clone(),
                 expiry: x.expiry.clone(),
-                from: all_store_name(state, t, &x.from_campus, &x.from_store).await,
-                to: all_store_name(state, t, &x.to_campus, &x.to_store).await,
+                from: labels.of(&x.from_campus, &x.from_store),
+                to: labels.of(&x.to_campus, &x.to_store),
                 shipped: x.shipped,
                 received: x.received.map(|r| r.to_string()).unwrap_or_default(),
                 short: x.received.map_or(0, |r| x.shipped - r),
@@ -952,10 +966,10 @@ async fn receive_transfer(
     Path(id): Path<i64>,
     Form(f): Form<Vec<(String, String)>>,
 ) -> Response {
-    if !s.csrf_ok(&field(&f, "csrf")) || !may_keep(&s.info.caller) {
+    if !s.csrf_ok(&form_value(&f, "csrf")) || !may_keep(&s.info.caller) {
         return forbidden(s.t);
     }
-    match state.stock.receive_transfer(&s.info.caller, id, &field(&f, "counted")).await {
+    match state.stock.receive_transfer(&s.info.caller, id, &form_value(&f, "counted")).await {
         Ok(_) => see_other("/pharmacy/transfers?done=received"),
         Err(StockError::Forbidden(_)) => forbidden(s.t),
         Err(StockError::Invalid(errors)) => render_transfers(&state, &s, error_rows(s.t, &errors), None).await,
@@ -1011,7 +1025,7 @@ async fn render_count(
         CountPage {
             t,
             shell: &shell,
-            stores: store_choices(state, t, &stores, &key).await,
+            stores: StoreLabels::load(state, t).await.choices(&stores, &key),
             store: key,
             rows,
             reason,
@@ -1034,7 +1048,7 @@ async fn count_page(State(state): State<AppState>, s: Signed, Query(q): Query<Co
 }
 
 async fn post_count(State(state): State<AppState>, s: Signed, Form(f): Form<Vec<(String, String)>>) -> Response {
-    let value = |k: &str| field(&f, k);
+    let value = |k: &str| form_value(&f, k);
     if !s.csrf_ok(&value("csrf")) || !may_keep(&s.info.caller) {
         return forbidden(s.t);
     }

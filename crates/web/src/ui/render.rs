@@ -108,6 +108,17 @@ pub(crate) fn csv(t: Tr, filename: &str, header: &[&str], rows: impl IntoIterato
     resp
 }
 
+/// The value of form field `name` ("" when absent), of a form read as pairs (fields
+/// that repeat — ticked charges, order lines — are read with [`form_values`]).
+pub(crate) fn form_value(form: &[(String, String)], name: &str) -> String {
+    form.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_default()
+}
+
+/// Every value of a repeated form field, in order.
+pub(crate) fn form_values(form: &[(String, String)], name: &str) -> Vec<String> {
+    form.iter().filter(|(n, _)| n == name).map(|(_, v)| v.clone()).collect()
+}
+
 /// `YYYY-MM-DD HH:MM` in Beijing time, for tables.
 pub(crate) fn local_time(ms: i64) -> String {
     let s = lianyi_fhir::datetime::format_instant(ms + 8 * 3_600_000);
