@@ -9,7 +9,7 @@
 
 use lianyi_fhir::ResourceType;
 use lianyi_security::{Caller, Perm};
-use lianyi_services::{FhirService, ServiceError};
+use lianyi_services::{FhirService, Seen, ServiceError};
 use lianyi_store::messages::SideWrite;
 use lianyi_store::payments::{NewPayment, PaymentLine};
 use lianyi_store::pharmacy::{Dispensing, QueueChange};
@@ -112,6 +112,14 @@ struct Turn {
 type Turns =
     std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<Turn>>>>>;
 
+/// What an invoice's transaction carries besides its charges and payment row: the
+/// invoice's extensions, the pharmacist's queue changes and the reads that led to it.
+struct With<'a> {
+    extensions: Vec<Value>,
+    queue: Vec<QueueChange>,
+    seen: &'a [Seen],
+}
+
 /// Wakes the next number's write when this one is dropped (done, failed or abandoned).
 struct Handover(std::sync::Arc<tokio::sync::Notify>);
 
@@ -148,9 +156,12 @@ impl Cashier {
         // The charges: billable, of this patient and campus, as the cashier reads them.
         let reader = self.fhir.reader(caller, rtype("ChargeItem")?).await?;
         let mut charges = Vec::new();
+        // Their reads are audited with the payment (or on its failure, below).
+        let mut seen = Vec::new();
         for id in &form.charges {
-            match reader.read(id).await {
-                Ok(r) => {
+            match reader.read_to_change(id).await {
+                Ok((r, s)) => {
+                    seen.push(s);
                     let v: Value = serde_json::from_str(&r.body).map_err(|_| PayError::Changed)?;
                     let subject_ok = v["subject"]["reference"].as_str() == Some(&format!("Patient/{}", form.patient));
                     if v["status"] != "billable" || !subject_ok || r.campus.as_deref() != Some(form.campus.as_str()) {
@@ -167,9 +178,28 @@ impl Cashier {
                     errors.push(invalid("charges", "not-billable", "a charge that is not this patient's to pay here"));
                     break;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    self.fhir.record_seen(seen).await?;
+                    return Err(e.into());
+                }
             }
         }
+        let result = self.pay_read(caller, form, &charges, errors, &seen).await;
+        if result.is_err() {
+            self.fhir.record_seen(seen).await?;
+        }
+        result
+    }
+
+    /// [`Cashier::pay`] once the charges are read.
+    async fn pay_read(
+        &self,
+        caller: &Caller,
+        form: &PaymentForm,
+        charges: &[(lianyi_store::StoredResource, Value)],
+        mut errors: Vec<FieldError>,
+        seen: &[Seen],
+    ) -> Result<Paid, PayError> {
         let amount = Fen(charges.iter().map(|(_, v)| amount_of(v)).sum());
         let mut tendered = amount;
         let reference = form.reference.trim();
@@ -207,7 +237,9 @@ impl Cashier {
             .filter_map(|(_, v)| crate::dispensing::queue_entry(v, &form.campus, &form.patient, payment.paid_at))
             .map(QueueChange::Add)
             .collect();
-        let no = self.commit_invoice(caller, &charges, "billed", payment, Vec::new(), queue).await?;
+        let no = self
+            .commit_invoice(caller, charges, "billed", payment, With { extensions: Vec::new(), queue, seen })
+            .await?;
         Ok(Paid { campus: form.campus.clone(), invoice_no: no, amount, change: Fen(tendered.0 - amount.0) })
     }
 
@@ -221,9 +253,9 @@ impl Cashier {
         charges: &[(lianyi_store::StoredResource, Value)],
         status: &str,
         mut payment: NewPayment,
-        extensions: Vec<Value>,
-        queue: Vec<QueueChange>,
+        with: With<'_>,
     ) -> Result<i64, PayError> {
+        let With { extensions, queue, seen } = with;
         let date = lianyi_clinical::scheduling::local_instant(payment.paid_at);
         let campus = payment.campus.clone();
         // Charge by charge, for the revenue reports; a refund's lines count negative.
@@ -295,7 +327,7 @@ impl Cashier {
                     other => other.clone(),
                 })
             }));
-            let result = self.fhir.process_bundle_with(caller, bundle, true, &side).await;
+            let result = self.fhir.process_bundle_seen(caller, bundle, true, &side, seen).await;
             if result.is_err() {
                 // Nothing committed under this number: read the last one afresh.
                 turn.lock().await.last = None;
@@ -415,7 +447,9 @@ impl Cashier {
         let refers = vec![
             json!({"url": REFUND_OF_URL, "valueReference": {"reference": format!("Invoice/{}", original.invoice_id)}}),
         ];
-        let no = self.commit_invoice(caller, &charges, "aborted", payment, refers, queue).await?;
+        let no = self
+            .commit_invoice(caller, &charges, "aborted", payment, With { extensions: refers, queue, seen: &[] })
+            .await?;
         let mut e = caller.entry(self.fhir.now_ms(), "refund", "success");
         e.resource_type = Some("Invoice".into());
         e.resource_id = Some(format!("inv-{campus}-{no:08}"));

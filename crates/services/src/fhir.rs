@@ -1130,6 +1130,36 @@ impl Reader<'_> {
     pub async fn vread(&self, id: &str, version: i64) -> Result<StoredResource> {
         self.fhir.vread(&self.permit, id, version).await
     }
+
+    /// The resource, read in order to change it: its read is audited in the change's
+    /// transaction ([`FhirService::process_bundle_seen`]) or, when no change follows,
+    /// by [`FhirService::record_seen`]; a refusal is audited at once.
+    pub async fn read_to_change(&self, id: &str) -> Result<(StoredResource, Seen)> {
+        let caller = self.permit.caller();
+        let rtype = FhirService::permitted_type(self.permit.resource_type())?;
+        let found = self.fhir.read_unaudited(rtype, id).await;
+        match found.and_then(|r| FhirService::visible(caller, &r, Perm::Read).map(|()| r)) {
+            Ok(r) => {
+                let mut e = self.fhir.entry(caller, "read", "success", rtype.as_str(), Some(id));
+                e.patient = r.patient.clone();
+                Ok((self.fhir.revealed(r)?, Seen(e)))
+            }
+            Err(e) => self.fhir.failed(caller, "read", rtype.as_str(), Some(id), e).await,
+        }
+    }
+}
+
+/// The audit record of a read whose change is still to come (see
+/// [`Reader::read_to_change`]).
+#[derive(Clone, Debug)]
+#[must_use = "a read is audited with its change or by FhirService::record_seen"]
+pub struct Seen(pub(crate) AuditEntry);
+
+impl FhirService {
+    /// Audits reads whose change did not happen.
+    pub async fn record_seen(&self, seen: Vec<Seen>) -> Result<()> {
+        Ok(self.audit.record(seen.into_iter().map(|s| s.0).collect()).await?)
+    }
 }
 
 /// The result of [`FhirService::load_batch`].

@@ -20,5 +20,5 @@ pub mod protect;
 pub mod rules;
 
 pub use fhir::export;
-pub use fhir::{FhirService, LoadReport, Names, ServiceError};
+pub use fhir::{FhirService, LoadReport, Names, Seen, ServiceError};
 pub use lianyi_security::clock::{Clock, IdSource, ManualClock, SystemClock, UuidIds};

@@ -5,6 +5,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use crate::sql::{Arg, Sql, multi_insert};
 use crate::{Backend, Result, Store, StoreError};
 
 /// A payment to record.
@@ -74,66 +75,106 @@ impl RevenueBy {
     }
 }
 
-pub(crate) async fn insert(backend: Backend, tx: &mut Transaction<'static, Any>, p: &NewPayment) -> Result<()> {
-    let _ = backend;
-    // Numbers are taken in order: a payment commits only after its predecessor, so
-    // one that failed cannot leave a gap behind later ones (they fail and take new
-    // numbers too).
-    let last: i64 = sqlx::query("SELECT COALESCE(MAX(invoice_no), 0) FROM payments WHERE campus = $1")
-        .bind(p.campus.clone())
-        .fetch_one(&mut **tx)
-        .await?
-        .try_get(0)?;
-    if last != p.invoice_no - 1 {
-        return Err(StoreError::AlreadyExists {
-            resource_type: "payment".into(),
-            id: format!("{}/{}", p.campus, p.invoice_no),
-        });
+/// Writes payments inside `tx` (a group commit brings several), each only after its
+/// predecessor: numbers are taken in order, so a payment that failed cannot leave a
+/// gap behind later ones (they fail and take new numbers too). A number taken
+/// already fails the whole transaction with [`StoreError::AlreadyExists`].
+pub(crate) async fn insert_all(
+    backend: Backend,
+    tx: &mut Transaction<'static, Any>,
+    all: &[&NewPayment],
+) -> Result<()> {
+    if all.is_empty() {
+        return Ok(());
     }
-    let r = sqlx::query(
-        "INSERT INTO payments (campus, invoice_no, invoice_id, patient, method, amount_fen, tendered_fen, reference, \
-         cashier, paid_at, refund_of, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(p.campus.clone())
-    .bind(p.invoice_no)
-    .bind(p.invoice_id.clone())
-    .bind(p.patient.clone())
-    .bind(p.method.clone())
-    .bind(p.amount_fen)
-    .bind(p.tendered_fen)
-    .bind(p.reference.clone())
-    .bind(p.cashier.clone())
-    .bind(p.paid_at)
-    .bind(p.refund_of)
-    .bind(p.reason.clone())
-    .execute(&mut **tx)
-    .await;
-    match r {
-        Ok(_) => {}
-        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
-            return Err(StoreError::AlreadyExists {
-                resource_type: "payment".into(),
-                id: format!("{}/{}", p.campus, p.invoice_no),
-            });
+    let taken = |p: &NewPayment| StoreError::AlreadyExists {
+        resource_type: "payment".into(),
+        id: format!("{}/{}", p.campus, p.invoice_no),
+    };
+    // Per campus, the numbers follow the last one written, in the order given.
+    let mut campuses: Vec<&str> = all.iter().map(|p| p.campus.as_str()).collect();
+    campuses.sort_unstable();
+    campuses.dedup();
+    let mut sql = Sql::new("SELECT campus, MAX(invoice_no) FROM payments WHERE campus IN (");
+    for (i, c) in campuses.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
         }
-        Err(e) => return Err(e.into()),
+        sql.push_bind(Arg::Text(c.to_string()));
     }
-    for l in &p.lines {
-        sqlx::query(
-            "INSERT INTO payment_lines (campus, invoice_no, charge, category, department, amount_fen, day, method, \
-             cashier) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(p.campus.clone())
-        .bind(p.invoice_no)
-        .bind(l.charge.clone())
-        .bind(l.category.clone())
-        .bind(l.department.clone())
-        .bind(l.amount_fen)
-        .bind(l.day.clone())
-        .bind(p.method.clone())
-        .bind(p.cashier.clone())
-        .execute(&mut **tx)
-        .await?;
+    sql.push(") GROUP BY campus");
+    let mut last: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    for row in sql.query(backend).fetch_all(&mut **tx).await? {
+        last.insert(row.try_get(0)?, row.try_get(1)?);
+    }
+    for p in all {
+        let prev = last.entry(p.campus.clone()).or_insert(0);
+        if *prev != p.invoice_no - 1 {
+            return Err(taken(p));
+        }
+        *prev = p.invoice_no;
+    }
+    let rows = all
+        .iter()
+        .map(|p| {
+            vec![
+                Arg::Text(p.campus.clone()),
+                Arg::Int(p.invoice_no),
+                Arg::Text(p.invoice_id.clone()),
+                Arg::Text(p.patient.clone()),
+                Arg::Text(p.method.clone()),
+                Arg::Int(p.amount_fen),
+                Arg::Int(p.tendered_fen),
+                Arg::OptText(p.reference.clone()),
+                Arg::Text(p.cashier.clone()),
+                Arg::Int(p.paid_at),
+                Arg::OptInt(p.refund_of),
+                Arg::OptText(p.reason.clone()),
+            ]
+        })
+        .collect();
+    let cols = [
+        "campus",
+        "invoice_no",
+        "invoice_id",
+        "patient",
+        "method",
+        "amount_fen",
+        "tendered_fen",
+        "reference",
+        "cashier",
+        "paid_at",
+        "refund_of",
+        "reason",
+    ];
+    for s in multi_insert("payments", &cols, rows, backend.max_params()) {
+        match s.query(backend).execute(&mut **tx).await {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => return Err(taken(all[0])),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let lines = all
+        .iter()
+        .flat_map(|p| {
+            p.lines.iter().map(|l| {
+                vec![
+                    Arg::Text(p.campus.clone()),
+                    Arg::Int(p.invoice_no),
+                    Arg::Text(l.charge.clone()),
+                    Arg::Text(l.category.clone()),
+                    Arg::OptText(l.department.clone()),
+                    Arg::Int(l.amount_fen),
+                    Arg::Text(l.day.clone()),
+                    Arg::Text(p.method.clone()),
+                    Arg::Text(p.cashier.clone()),
+                ]
+            })
+        })
+        .collect();
+    let cols = ["campus", "invoice_no", "charge", "category", "department", "amount_fen", "day", "method", "cashier"];
+    for s in multi_insert("payment_lines", &cols, lines, backend.max_params()) {
+        s.query(backend).execute(&mut **tx).await?;
     }
     Ok(())
 }

@@ -11,7 +11,8 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use crate::{Result, Store, StoreError};
+use crate::sql::{Arg, multi_insert};
+use crate::{Backend, Result, Store, StoreError};
 
 /// A store of a campus (药库, 门诊药房 …).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -299,31 +300,47 @@ pub(crate) async fn apply_move(tx: &mut Transaction<'static, Any>, m: &StockMove
 }
 
 /// Applies a change of the pharmacist's queue inside `tx`.
+/// Adds paid prescriptions to the pharmacist's queue inside `tx`, in one statement
+/// (one already queued fails the whole transaction).
+pub(crate) async fn add_to_queue(
+    backend: Backend,
+    tx: &mut Transaction<'static, Any>,
+    adds: &[&Dispensing],
+) -> Result<()> {
+    let rows = adds
+        .iter()
+        .map(|d| {
+            vec![
+                Arg::Text(d.request.clone()),
+                Arg::Text(d.campus.clone()),
+                Arg::Text(d.patient.clone()),
+                Arg::Text(d.drug.clone()),
+                Arg::Int(d.quantity),
+                Arg::Int(d.invoice_no),
+                Arg::Int(d.paid_at),
+                Arg::Text(d.status.clone()),
+            ]
+        })
+        .collect();
+    let cols = ["request", "campus", "patient", "drug", "quantity", "invoice_no", "paid_at", "status"];
+    for s in multi_insert("dispensing", &cols, rows, backend.max_params()) {
+        match s.query(backend).execute(&mut **tx).await {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                let which =
+                    if adds.len() == 1 { format!("MedicationRequest/{}", adds[0].request) } else { "one".into() };
+                return Err(refused(format!("prescription: {which} is paid already")));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Changes a queued prescription's status inside `tx` (adds go through [`add_to_queue`]).
 pub(crate) async fn apply_queue(tx: &mut Transaction<'static, Any>, c: &QueueChange) -> Result<()> {
     match c {
-        QueueChange::Add(d) => {
-            let r = sqlx::query(
-                "INSERT INTO dispensing (request, campus, patient, drug, quantity, invoice_no, paid_at, status) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(d.request.clone())
-            .bind(d.campus.clone())
-            .bind(d.patient.clone())
-            .bind(d.drug.clone())
-            .bind(d.quantity)
-            .bind(d.invoice_no)
-            .bind(d.paid_at)
-            .bind(d.status.clone())
-            .execute(&mut **tx)
-            .await;
-            match r {
-                Ok(_) => Ok(()),
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                    Err(refused(format!("prescription: MedicationRequest/{} is paid already", d.request)))
-                }
-                Err(e) => Err(e.into()),
-            }
-        }
+        QueueChange::Add(_) => Err(StoreError::Corrupt("queue additions are written together".into())),
         QueueChange::Status { request, from, to, dispense, by, at } => {
             let n = sqlx::query(
                 "UPDATE dispensing SET status = $1, dispense = COALESCE($2, dispense), changed_by = $3, \

@@ -399,13 +399,30 @@ impl Store {
         if let Some(h) = hasher {
             Store::append_audit_in(self.backend, &mut tx, audit, h).await?;
         }
+        // Payments and queue additions of a group are written together, payments in
+        // their numbers' order; the other side writes one by one.
+        let payments: Vec<&crate::payments::NewPayment> = side
+            .iter()
+            .filter_map(|w| match w {
+                crate::messages::SideWrite::Payment(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        crate::payments::insert_all(self.backend, &mut tx, &payments).await?;
+        let adds: Vec<&crate::pharmacy::Dispensing> = side
+            .iter()
+            .filter_map(|w| match w {
+                crate::messages::SideWrite::Queue(crate::pharmacy::QueueChange::Add(d)) => Some(d),
+                _ => None,
+            })
+            .collect();
+        crate::pharmacy::add_to_queue(self.backend, &mut tx, &adds).await?;
         for w in side {
             match w {
+                crate::messages::SideWrite::Payment(_)
+                | crate::messages::SideWrite::Queue(crate::pharmacy::QueueChange::Add(_)) => {}
                 crate::messages::SideWrite::FinishMessage(f) => {
                     crate::messages::finish_sql(f).query(self.backend).execute(&mut *tx).await?;
-                }
-                crate::messages::SideWrite::Payment(p) => {
-                    crate::payments::insert(self.backend, &mut tx, p).await?;
                 }
                 crate::messages::SideWrite::Stock(m) => {
                     crate::pharmacy::apply_move(&mut tx, m).await?;

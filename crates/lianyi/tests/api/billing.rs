@@ -314,6 +314,24 @@ async fn the_cashier_takes_payments_under_gap_free_invoice_numbers() {
     // Paying the same charge again is refused (it is no longer billable).
     let (_, _, page) = cashier.post("/billing/cashier", &refs).await;
     assert!(page.contains("data-field=\"charges\""), "{page}");
+    // Every look at the charge is audited: the three refused forms and the repeat on
+    // their own, the payment's in its transaction, and the receipt's.
+    let auditor = app.client_with("system/AuditEvent.rs", "*", None).await;
+    let b: serde_json::Value = auditor
+        .get(app.url("/fhir/AuditEvent?patient=Patient/pay-0&subtype=read&_count=50"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reads = b["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["entity"].to_string().contains(&format!("ChargeItem/{charge}")))
+        .count();
+    assert_eq!(reads, 6, "{b}");
 
     // Sixteen cashiers at once.
     let mut desks = Vec::new();

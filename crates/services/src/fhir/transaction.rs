@@ -250,9 +250,23 @@ impl FhirService {
     pub async fn process_bundle_with(
         &self,
         caller: &Caller,
+        bundle: Value,
+        minimal: bool,
+        side: &[lianyi_store::messages::SideWrite],
+    ) -> Result<Value> {
+        self.process_bundle_seen(caller, bundle, minimal, side, &[]).await
+    }
+
+    /// Like [`FhirService::process_bundle_with`]; a transaction's audit records also
+    /// take the reads `seen` that led to it (when it fails, they are the caller's to
+    /// record: [`FhirService::record_seen`]).
+    pub async fn process_bundle_seen(
+        &self,
+        caller: &Caller,
         mut bundle: Value,
         minimal: bool,
         side: &[lianyi_store::messages::SideWrite],
+        seen: &[crate::fhir::Seen],
     ) -> Result<Value> {
         if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
             return Err(invalid(IssueType::Invalid, "the body must be a Bundle", "resourceType"));
@@ -301,7 +315,7 @@ impl FhirService {
             }
             return Ok(response_bundle("batch-response", out));
         }
-        self.transaction(caller, entries, minimal, side).await
+        self.transaction(caller, entries, minimal, side, seen).await
     }
 
     /// One batch entry, with the ordinary single-resource paths (each audited).
@@ -380,6 +394,7 @@ impl FhirService {
         entries: Vec<Value>,
         minimal: bool,
         side: &[lianyi_store::messages::SideWrite],
+        seen: &[crate::fhir::Seen],
     ) -> Result<Value> {
         let mut parsed = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
@@ -566,13 +581,14 @@ impl FhirService {
 
         // One database transaction for every write and its audit record.
         let now = self.clock.now_ms();
-        let audit: Vec<_> = ops
+        let audit: Vec<_> = seen
             .iter()
-            .map(|(_, op, action)| {
+            .map(|s| s.0.clone())
+            .chain(ops.iter().map(|(_, op, action)| {
                 let mut e = self.entry(caller, action, "success", &op.resource_type, Some(&op.id));
                 e.patient = op.patient.clone();
                 e
-            })
+            }))
             .collect();
         let positions: Vec<usize> = ops.iter().map(|(i, _, _)| *i).collect();
         let written = self
