@@ -136,7 +136,8 @@ pub(crate) async fn start_demo(name: &str, args: &[&str], wait: Duration) -> (De
         .args(args)
         .arg("--data-dir")
         .arg(&dir)
-        .env("LIANYI_LOG", "warn")
+        // The server's log filter for profiling (e.g. `lianyi_store=debug`), on stderr.
+        .env("LIANYI_LOG", std::env::var("LIANYI_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()))
         .stdout(Stdio::null())
         .spawn()
         .unwrap();

@@ -192,14 +192,16 @@ impl Store {
                 Arg::Text(hash),
             ]);
         }
-        for s in multi_insert("audit_log", COLUMNS, rows, backend.max_params()) {
+        let mut statements = multi_insert("audit_log", COLUMNS, rows, backend.max_params());
+        let mut head = Sql::new("UPDATE audit_head SET seq = ");
+        head.push_bind(Arg::Int(seq));
+        head.push(", hash = ");
+        head.push_bind(Arg::Text(prev));
+        head.push(" WHERE id = 1");
+        statements.push(head);
+        for s in crate::sql::joined(backend, statements) {
             s.query(backend).execute(&mut **tx).await?;
         }
-        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-            .bind(seq)
-            .bind(prev)
-            .execute(&mut **tx)
-            .await?;
         Ok(())
     }
 

@@ -147,13 +147,7 @@ pub(crate) async fn insert_all(
         "refund_of",
         "reason",
     ];
-    for s in multi_insert("payments", &cols, rows, backend.max_params()) {
-        match s.query(backend).execute(&mut **tx).await {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => return Err(taken(all[0])),
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let mut statements = multi_insert("payments", &cols, rows, backend.max_params());
     let lines = all
         .iter()
         .flat_map(|p| {
@@ -173,8 +167,13 @@ pub(crate) async fn insert_all(
         })
         .collect();
     let cols = ["campus", "invoice_no", "charge", "category", "department", "amount_fen", "day", "method", "cashier"];
-    for s in multi_insert("payment_lines", &cols, lines, backend.max_params()) {
-        s.query(backend).execute(&mut **tx).await?;
+    statements.extend(multi_insert("payment_lines", &cols, lines, backend.max_params()));
+    for s in crate::sql::joined(backend, statements) {
+        match s.query(backend).execute(&mut **tx).await {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => return Err(taken(all[0])),
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
 }
@@ -202,7 +201,7 @@ impl Store {
     pub(crate) async fn last_invoice_no(&self, campus: &str) -> Result<i64> {
         let row = sqlx::query("SELECT COALESCE(MAX(invoice_no), 0) FROM payments WHERE campus = $1")
             .bind(campus.to_string())
-            .fetch_one(&self.write)
+            .fetch_one(&self.read)
             .await?;
         Ok(row.try_get(0)?)
     }

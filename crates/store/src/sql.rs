@@ -141,9 +141,84 @@ pub(crate) fn multi_insert(table: &str, cols: &[&str], rows: Vec<Vec<Arg>>, max_
     out
 }
 
+/// At most this many bound values in one joined text (see [`joined`]).
+const JOIN_ARGS: usize = 32_000;
+
+/// `statements` as few texts as `backend` runs in order: SQLite runs several
+/// statements sent as one text (one hand-off to sqlx's worker thread instead of one
+/// per statement), each still bound to its own values; PostgreSQL prepares one
+/// statement at a time, so they stay apart. A failure fails the whole text.
+pub(crate) fn joined(backend: Backend, statements: Vec<Sql>) -> Vec<Sql> {
+    if backend == Backend::Postgres {
+        return statements;
+    }
+    let mut out = Vec::new();
+    let mut cur = Sql::default();
+    for s in statements {
+        if !cur.text.is_empty() && cur.args.len() + s.args.len() > JOIN_ARGS {
+            out.push(std::mem::take(&mut cur));
+        }
+        if !cur.text.is_empty() {
+            cur.text.push_str(";\n");
+        }
+        cur.text.push_str(&renumbered(&s.text, cur.args.len()));
+        cur.args.extend(s.args);
+    }
+    if !cur.text.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// `text` with every `$n` marker moved up by `offset`.
+fn renumbered(text: &str, offset: usize) -> String {
+    if offset == 0 {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let bytes = text.as_bytes();
+    let (mut i, mut start) = (0, 0);
+    while i < bytes.len() {
+        if bytes[i] == b'$' && i + 1 < bytes.len() && bytes[i + 1].is_ascii_digit() {
+            let mut j = i + 1;
+            let mut n = 0usize;
+            while j < bytes.len() && bytes[j].is_ascii_digit() {
+                n = n * 10 + usize::from(bytes[j] - b'0');
+                j += 1;
+            }
+            out.push_str(&text[start..i]);
+            out.push_str(&format!("${}", n + offset));
+            (i, start) = (j, j);
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&text[start..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::positional;
+    use super::{Arg, Sql, joined, positional};
+    use crate::Backend;
+
+    #[test]
+    fn joined_statements_keep_their_own_values() {
+        let mut a = Sql::new("DELETE FROM t WHERE x = ");
+        a.push_bind(Arg::Int(1));
+        a.push(" OR y = $1");
+        let mut b = Sql::new("INSERT INTO t (x, y) VALUES (");
+        b.push_bind(Arg::Int(2));
+        b.push(", ");
+        b.push_bind(Arg::Int(3));
+        b.push(")");
+        let one = joined(Backend::Sqlite, vec![a, b]);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].text, "DELETE FROM t WHERE x = $1 OR y = $1;\nINSERT INTO t (x, y) VALUES ($2, $3)");
+        assert_eq!(one[0].args.len(), 3);
+        assert_eq!(positional(&one[0].text).1, vec![0, 0, 1, 2]);
+        assert_eq!(joined(Backend::Postgres, vec![Sql::new("SELECT 1"), Sql::new("SELECT 2")]).len(), 2);
+    }
 
     #[test]
     fn numbered_markers_become_positional() {

@@ -134,7 +134,7 @@ impl Store {
     pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1")))
             .bind(username.to_string())
-            .fetch_optional(&self.write)
+            .fetch_optional(&self.read)
             .await?;
         row.as_ref().map(user_from_row).transpose()
     }
@@ -142,7 +142,7 @@ impl Store {
     pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")))
             .bind(id.to_string())
-            .fetch_optional(&self.write)
+            .fetch_optional(&self.read)
             .await?;
         row.as_ref().map(user_from_row).transpose()
     }
@@ -261,7 +261,7 @@ impl Store {
             "SELECT id_hash, user_id, created_at, last_seen, stage, csrf, client_addr, revoked FROM sessions WHERE id_hash = $1",
         )
         .bind(id_hash.to_string())
-        .fetch_optional(&self.write)
+        .fetch_optional(&self.read)
         .await?;
         row.as_ref().map(session_from_row).transpose()
     }

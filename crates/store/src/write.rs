@@ -169,6 +169,7 @@ impl Store {
         }
         let started = std::time::Instant::now();
         let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
+        let begun_at = started.elapsed();
 
         // Current state of every touched resource, fetched per type in chunks.
         let mut by_type: HashMap<&str, Vec<&str>> = HashMap::new();
@@ -289,10 +290,9 @@ impl Store {
         for p in planned.iter().filter(|p| p.existed) {
             stale.entry(p.resource_type.as_str()).or_default().push(p.id.as_str());
         }
+        let mut statements: Vec<Sql> = Vec::new();
         for (rtype, ids) in &stale {
-            for sql in index_deletes(rtype, ids) {
-                sql.query(self.backend).execute(&mut *tx).await?;
-            }
+            statements.extend(index_deletes(rtype, ids));
         }
 
         // The last planned state of each resource is its current row.
@@ -304,7 +304,6 @@ impl Store {
         finals.sort_unstable();
 
         let max = self.backend.max_params();
-        let mut statements = Vec::new();
         let cur_rows: Vec<Vec<Arg>> = finals
             .iter()
             .map(|&i| {
@@ -363,14 +362,15 @@ impl Store {
         ));
 
         let planned_at = started.elapsed();
-        for s in &statements {
-            s.query(self.backend).execute(&mut *tx).await?;
-        }
+        let count = statements.len();
         if !planned.is_empty() {
             // Every change is an outbox event in the same transaction. On PostgreSQL,
             // writers take the outbox lock for their last moments so events commit in
             // `seq` order (a reader never sees seq n+1 before n); SQLite has one writer.
             if self.backend == crate::Backend::Postgres {
+                for s in std::mem::take(&mut statements) {
+                    s.query(self.backend).execute(&mut *tx).await?;
+                }
                 sqlx::query("SELECT pg_advisory_xact_lock(7357)").execute(&mut *tx).await?;
             }
             let rows: Vec<Vec<Arg>> = planned
@@ -387,14 +387,15 @@ impl Store {
                     ]
                 })
                 .collect();
-            for s in multi_insert(
+            statements.extend(multi_insert(
                 "outbox",
                 &["res_type", "res_id", "version", "method", "campus", "patient", "at"],
                 rows,
                 max,
-            ) {
-                s.query(self.backend).execute(&mut *tx).await?;
-            }
+            ));
+        }
+        for s in crate::sql::joined(self.backend, statements) {
+            s.query(self.backend).execute(&mut *tx).await?;
         }
         if let Some(h) = hasher {
             Store::append_audit_in(self.backend, &mut tx, audit, h).await?;
@@ -447,7 +448,8 @@ impl Store {
         }
         tracing::debug!(
             writes = results.len(),
-            statements = statements.len(),
+            statements = count,
+            begin_us = begun_at.as_micros() as u64,
             plan_us = planned_at.as_micros() as u64,
             insert_us = (inserted_at - planned_at).as_micros() as u64,
             commit_us = (started.elapsed() - inserted_at).as_micros() as u64,
