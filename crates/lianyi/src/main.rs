@@ -4,6 +4,7 @@
 
 mod config;
 mod demo_billing;
+mod demo_ops;
 
 /// mimalloc: glibc's malloc took a third of the server's CPU under many small,
 /// short-lived allocations across threads (measured: BENCHMARKS.md, MLLP ingest).
@@ -257,7 +258,7 @@ enum UserCommand {
         name: String,
         /// ROLE@CAMPUS (campus `*` for every campus); repeat for several. Roles:
         /// registrar, doctor, nurse, pharmacist, lab-technician, radiologist, cashier, stock-keeper,
-        /// manager, it-engineer, administrator, privacy-officer, patient.
+        /// manager, it-engineer, it-manager, administrator, privacy-officer, patient.
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
         /// For patient accounts: their Patient id.
@@ -351,6 +352,8 @@ enum CliError {
     Import(#[from] lianyi_services::import::ImportError),
     #[error(transparent)]
     Service(#[from] lianyi_services::fhir::ServiceError),
+    #[error(transparent)]
+    Cmdb(#[from] lianyi_ops::cmdb::CmdbError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
     #[error(transparent)]
@@ -1015,6 +1018,7 @@ const DEMO_USERS: &[(&str, &str, &str, &str, Option<&str>)] = &[
     ("stock.west", "药库 冯涛", "stock-keeper", "campus-west", None),
     ("manager", "院长办公室 高华", "manager", "*", None),
     ("it.engineer", "信息科 罗刚", "it-engineer", "*", None),
+    ("it.manager", "信息科主任 许可", "it-manager", "*", None),
     ("admin", "系统管理员 林平", "administrator", "*", None),
     ("privacy.officer", "隐私审计 何秀", "privacy-officer", "*", None),
     ("patient.0001", "患者（pat-0001）", "patient", "*", Some("pat-0001")),
@@ -1309,6 +1313,7 @@ async fn demo_command(
             export_dir: dir.join("exports"),
         },
     )?;
+    let cmdb = demo_ops::load(&app.state().cmdb, &demo_caller).await?;
     let mllp_addr = start_mllp(&app, mllp_listen, DEMO_MLLP_CAMPUS, false, None, Default::default()).await?;
     let oru_file = dir.join("oru_r01.hl7");
     std::fs::write(&oru_file, sample_oru.as_ref().map_or("", |(m, _)| m.as_str()))
@@ -1367,6 +1372,10 @@ async fn demo_command(
     println!("  Price lists   http://{addr}/billing/prices (kept by managers, read by cashiers)");
     println!("  Cashier       http://{addr}/billing/cashier?patient=ID (from a patient's page)");
     println!("  Pharmacy      http://{addr}/pharmacy (dispensing) and http://{addr}/pharmacy/stock (stock by batch)");
+    println!(
+        "  IT operations http://{addr}/ops/cis (CMDB: {} configuration items, {} relations; impact analysis on each; the platform registers itself)",
+        cmdb.cis, cmdb.relations
+    );
     println!("  Web login: http://{addr}/login   password for every demo account: {DEMO_PASSWORD}");
     println!("  (each account enrols an authenticator app at its first login: scan the QR code)");
     for (username, name, role, campus, _) in DEMO_USERS {

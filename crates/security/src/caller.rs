@@ -276,6 +276,8 @@ pub enum SystemTask {
     /// A merge, unmerge or link of patient records done for a registrar: `what`, `by`
     /// whom (the registrar's actor name).
     Empi { what: String, by: String },
+    /// IT operations: the server registering itself in the configuration database.
+    Operations,
     /// An operator at the command line (`cli:<os user>`), a benchmark or a test set-up,
     /// named by who runs it.
     Operator(String),
@@ -294,6 +296,7 @@ impl SystemTask {
             SystemTask::CriticalValues => "critical-values".into(),
             SystemTask::Billing => "billing".into(),
             SystemTask::Empi { what, by } => format!("empi ({what} by {by})"),
+            SystemTask::Operations => "lianyi operations".into(),
             SystemTask::Operator(name) => name.clone(),
         }
     }
@@ -354,6 +357,8 @@ impl Caller {
                 Capability::ManagePrices,
                 Capability::KeepStock,
                 Capability::ViewReports,
+                Capability::OperateIt,
+                Capability::ManageIt,
             ],
         }
     }

@@ -19,6 +19,14 @@ pub const TOKEN_TTL_MS: i64 = 15 * 60 * 1000;
 /// A scope word (not a SMART scope) that lets an API client use the integration
 /// API: the message log, its replay, and channel status.
 pub const INTEGRATION_SCOPE: &str = "lianyi:integration";
+/// The scope word of API clients of IT operations (`/api/ops`).
+pub const OPS_SCOPE: &str = "lianyi:ops";
+
+/// The platform's own scope words (beside SMART's) and the capability each grants.
+const PLATFORM_SCOPES: [(&str, crate::roles::Capability); 2] = [
+    (INTEGRATION_SCOPE, crate::roles::Capability::ManageIntegration),
+    (OPS_SCOPE, crate::roles::Capability::OperateIt),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -141,11 +149,11 @@ impl ClientService {
             campus,
             client_addr,
             Access::single(scopes, campuses, client.patient.clone()),
-            if client.scopes.split_whitespace().any(|w| w == INTEGRATION_SCOPE) {
-                vec![crate::roles::Capability::ManageIntegration]
-            } else {
-                Vec::new()
-            },
+            PLATFORM_SCOPES
+                .iter()
+                .filter(|(word, _)| client.scopes.split_whitespace().any(|w| w == *word))
+                .map(|(_, c)| *c)
+                .collect(),
         )
     }
 
@@ -162,8 +170,12 @@ impl ClientService {
             return Err(ClientError::Name);
         }
         let parsed = ScopeSet::parse(scopes)?;
-        let integration = scopes.split_whitespace().any(|w| w == INTEGRATION_SCOPE);
-        if parsed.is_empty() && !integration {
+        let platform: Vec<&str> = PLATFORM_SCOPES
+            .iter()
+            .map(|(word, _)| *word)
+            .filter(|word| scopes.split_whitespace().any(|w| w == *word))
+            .collect();
+        if parsed.is_empty() && platform.is_empty() {
             return Err(ClientError::NoScope);
         }
         if patient.is_none() && parsed.0.iter().any(|s| s.context == crate::scope::Context::Patient) {
@@ -176,11 +188,7 @@ impl ClientService {
             id: client_id.clone(),
             name: name.to_string(),
             secret_hash: secret_hash(&client_secret),
-            scopes: if integration {
-                format!("{parsed} {INTEGRATION_SCOPE}").trim().to_string()
-            } else {
-                parsed.to_string()
-            },
+            scopes: format!("{parsed} {}", platform.join(" ")).trim().to_string(),
             campuses: campuses.clone(),
             patient: patient.clone(),
             disabled: false,

@@ -25,6 +25,12 @@ pub enum Capability {
     /// Keep the pharmacy's stock: stores, purchase orders and receiving, transfers,
     /// stocktakes and reorder levels (药库管理).
     KeepStock,
+    /// Work in IT operations: the configuration database, the service desk's queues,
+    /// the knowledge base (信息科工程师).
+    OperateIt,
+    /// Lead IT operations: SLA targets and calendars, the priority matrix, change
+    /// approval boards, the team's statistics (信息科主管).
+    ManageIt,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +48,9 @@ pub enum Role {
     Cashier,
     Manager,
     ItEngineer,
+    /// Leads the IT team (信息科主管): what an IT engineer does, and the service
+    /// desk's settings and statistics.
+    ItManager,
     Administrator,
     PrivacyOfficer,
     Patient,
@@ -57,7 +66,7 @@ const DIRECTORY_READ: &str = "user/Organization.rs user/Location.rs user/Practit
      user/Medication.rs user/Schedule.rs user/Slot.rs user/Device.rs";
 
 impl Role {
-    pub const ALL: [Role; 14] = [
+    pub const ALL: [Role; 15] = [
         Role::Registrar,
         Role::Doctor,
         Role::DepartmentHead,
@@ -69,6 +78,7 @@ impl Role {
         Role::Cashier,
         Role::Manager,
         Role::ItEngineer,
+        Role::ItManager,
         Role::Administrator,
         Role::PrivacyOfficer,
         Role::Patient,
@@ -87,6 +97,7 @@ impl Role {
             Role::Cashier => "cashier",
             Role::Manager => "manager",
             Role::ItEngineer => "it-engineer",
+            Role::ItManager => "it-manager",
             Role::Administrator => "administrator",
             Role::PrivacyOfficer => "privacy-officer",
             Role::Patient => "patient",
@@ -125,6 +136,7 @@ impl Role {
             Role::StockKeeper
             | Role::Manager
             | Role::ItEngineer
+            | Role::ItManager
             | Role::Administrator
             | Role::PrivacyOfficer
             | Role::Patient => "",
@@ -145,7 +157,9 @@ impl Role {
             }
             // The drug catalogue and the directory; no patient's record.
             Role::StockKeeper => DIRECTORY_READ.to_string(),
-            Role::ItEngineer => "user/Device.rs user/Subscription.rs user/Organization.rs user/Location.rs".to_string(),
+            Role::ItEngineer | Role::ItManager => {
+                "user/Device.rs user/Subscription.rs user/Organization.rs user/Location.rs".to_string()
+            }
             Role::Administrator | Role::PrivacyOfficer => "user/Organization.rs user/Location.rs user/Practitioner.rs \
                  user/PractitionerRole.rs"
                 .to_string(),
@@ -160,7 +174,8 @@ impl Role {
             Role::DepartmentHead => &[Capability::BreakTheGlass, Capability::ViewReports],
             Role::Manager => &[Capability::ViewReports, Capability::ManagePrices],
             Role::Administrator => &[Capability::AdministerUsers, Capability::ManageIntegration],
-            Role::ItEngineer => &[Capability::ManageIntegration],
+            Role::ItEngineer => &[Capability::ManageIntegration, Capability::OperateIt],
+            Role::ItManager => &[Capability::ManageIntegration, Capability::OperateIt, Capability::ManageIt],
             Role::PrivacyOfficer => &[Capability::ReviewAudit],
             Role::StockKeeper => &[Capability::KeepStock],
             _ => &[],

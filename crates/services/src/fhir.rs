@@ -434,6 +434,12 @@ impl FhirService {
         Ok(rows)
     }
 
+    /// The group's campuses (those owning directory entries), by id (directory data,
+    /// not audited).
+    pub async fn campuses(&self) -> Result<Vec<String>> {
+        Ok(self.store.campus_ids().await?)
+    }
+
     /// A campus's display name from its Organization (directory data, not audited):
     /// the Chinese name, or for `en` the first alias.
     pub async fn campus_names(&self, campus: &str) -> Option<Names> {

@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod break_glass;
 pub mod clients;
+pub mod cmdb;
 mod counters;
 pub mod messages;
 mod migrate;

@@ -150,6 +150,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0023_payment_lines.sql"),
         postgres: include_str!("../migrations/postgres/0023_payment_lines.sql"),
     },
+    Migration {
+        version: 24,
+        name: "cmdb",
+        sqlite: include_str!("../migrations/sqlite/0024_cmdb.sql"),
+        postgres: include_str!("../migrations/postgres/0024_cmdb.sql"),
+    },
 ];
 
 impl Store {

@@ -20,6 +20,11 @@ impl Store {
 }
 
 impl Operations {
+    /// The configuration database of IT operations: see [`crate::cmdb`].
+    pub fn cmdb(&self) -> crate::cmdb::Cmdb {
+        crate::cmdb::Cmdb(self.0.clone())
+    }
+
     /// The pharmacy's stock and queue: see [`crate::pharmacy`].
     pub fn pharmacy(&self) -> crate::pharmacy::Pharmacy {
         crate::pharmacy::Pharmacy(self.0.clone())

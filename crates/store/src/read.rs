@@ -160,6 +160,17 @@ pub struct BodyRow {
 }
 
 impl Store {
+    /// The campuses that own directory entries (Organizations): the group's campuses.
+    pub async fn campus_ids(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT campus FROM resources WHERE res_type = 'Organization' AND campus IS NOT NULL \
+             AND deleted = 0 ORDER BY campus",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
     /// Bodies of the given types in key order after `after` (type, id, version),
     /// `limit` at a time: every stored version (`resource_history`), or only the
     /// current ones (`resources`). Bodies live in the history table either way, which

@@ -21,6 +21,7 @@ mod clinic;
 mod fhir;
 mod health;
 mod integration;
+mod ops;
 mod pharmacy;
 mod routes;
 mod ui;
@@ -101,6 +102,8 @@ pub struct AppState {
     pub stock: lianyi_billing::stock::StockRoom,
     /// The pharmacist's queue and dispensing.
     pub dispensary: lianyi_billing::dispensing::Dispensary,
+    /// The configuration database of IT operations.
+    pub cmdb: lianyi_ops::cmdb::Cmdb,
     /// What the process listens on: (protocol, address), for the IT home page.
     pub listeners: Arc<std::sync::Mutex<Vec<(String, String)>>>,
     /// Per-address budgets for the login and token endpoints.
@@ -207,6 +210,7 @@ impl App {
         let cashier = lianyi_billing::cashier::Cashier::new(fhir.clone());
         let stock = lianyi_billing::stock::StockRoom::new(fhir.clone()).with_near_expiry_days(config.near_expiry_days);
         let dispensary = lianyi_billing::dispensing::Dispensary::new(fhir.clone());
+        let cmdb = lianyi_ops::cmdb::Cmdb::new(fhir.clone());
         let scheduling = lianyi_clinical::scheduling::Scheduling::new(fhir.clone());
         let workspace = lianyi_clinical::encounter::Workspace::new(fhir.clone());
         let prescribing = lianyi_clinical::prescribing::Prescribing::new(fhir.clone());
@@ -229,6 +233,7 @@ impl App {
                 cashier,
                 stock,
                 dispensary,
+                cmdb,
                 listeners: Default::default(),
                 limits,
                 exports: Default::default(),
@@ -257,6 +262,27 @@ impl App {
         }
     }
 
+    /// What the running server knows of itself, for the configuration database.
+    fn platform(&self) -> lianyi_ops::platform::Platform {
+        let listeners = self.state.listeners.lock().map(|l| l.clone()).unwrap_or_default();
+        let host = std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "localhost".into());
+        let engine = match self.state.fhir.operations().backend() {
+            lianyi_store::Backend::Sqlite => "sqlite",
+            lianyi_store::Backend::Postgres => "postgresql",
+        };
+        lianyi_ops::platform::Platform {
+            host,
+            http: listeners.iter().find(|(p, _)| p.starts_with("HTTP")).map(|(_, a)| a.clone()).unwrap_or_default(),
+            database: engine.to_string(),
+            listeners: listeners.into_iter().filter(|(p, _)| p.starts_with("MLLP")).collect(),
+        }
+    }
+
     pub fn router(&self) -> Router {
         routes::router(self.state.clone())
     }
@@ -279,6 +305,12 @@ impl App {
         if let Ok(addr) = listener.local_addr() {
             self.note_listener(if self.state.config.tls.is_some() { "HTTPS" } else { "HTTP" }, addr);
         }
+        // The platform in its own configuration database, kept current while it runs.
+        let registrar = lianyi_ops::platform::keep_registered(
+            self.state.cmdb.clone(),
+            self.platform(),
+            std::time::Duration::from_secs(60),
+        );
         let service = self.router().into_make_service_with_connect_info::<std::net::SocketAddr>();
         match self.state.config.tls.clone() {
             None => axum::serve(listener, service).with_graceful_shutdown(shutdown).await?,
@@ -298,6 +330,7 @@ impl App {
             }
         }
         dispatcher.abort();
+        registrar.abort();
         watcher.abort();
         charger.abort();
         store.close().await;

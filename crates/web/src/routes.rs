@@ -4,11 +4,11 @@
 use axum::Router;
 
 use crate::ui::shell::NavLink;
-use crate::{AppState, account, accounts, audit, billing, clinic, fhir, health, integration, pharmacy, ui};
+use crate::{AppState, account, accounts, audit, billing, clinic, fhir, health, integration, ops, pharmacy, ui};
 
 /// The navigation, area by area, in the order the bar shows it.
 pub(crate) const NAV: &[&[NavLink]] =
-    &[clinic::NAV, billing::NAV, pharmacy::NAV, audit::NAV, integration::NAV, accounts::NAV];
+    &[clinic::NAV, billing::NAV, pharmacy::NAV, ops::NAV, audit::NAV, integration::NAV, accounts::NAV];
 
 pub(crate) fn router(state: AppState) -> Router {
     let hsts = state.config.tls.is_some();
@@ -20,6 +20,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(clinic::router())
         .merge(billing::router())
         .merge(pharmacy::router())
+        .merge(ops::router())
         .merge(integration::router())
         .merge(health::router())
         .merge(ui::shell::router())

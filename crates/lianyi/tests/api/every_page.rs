@@ -34,6 +34,7 @@ const ACCOUNTS: &[&str] = &[
     "stock.west",
     "manager",
     "it.engineer",
+    "it.manager",
     "admin",
     "privacy.officer",
     "patient.0001",
@@ -64,6 +65,9 @@ const START: &[&str] = &[
     "/pharmacy/transfers",
     "/pharmacy/count",
     "/billing/reports",
+    "/ops/cis",
+    "/ops/cis/new",
+    "/ops/cis/import",
     "/no/such/page",
 ];
 

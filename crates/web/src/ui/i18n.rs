@@ -60,6 +60,7 @@ const AREAS: &[(&str, &str, &str)] = &[
         include_str!("../../locales/integration/en.txt"),
     ),
     ("billing", include_str!("../../locales/billing/zh-CN.txt"), include_str!("../../locales/billing/en.txt")),
+    ("ops", include_str!("../../locales/ops/zh-CN.txt"), include_str!("../../locales/ops/en.txt")),
 ];
 
 fn entries(text: &'static str) -> impl Iterator<Item = (&'static str, &'static str)> {

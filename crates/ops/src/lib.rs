@@ -1,0 +1,10 @@
+//! IT operations (运维): the configuration database (CMDB) with impact analysis over
+//! its relation graph, and the service desk's SLA clocks. Not health data: relational
+//! tables of their own ([`lianyi_store::ops`]), reached through the same typed door —
+//! every call checks the caller's capability here and is audited.
+#![forbid(unsafe_code)]
+
+pub mod cmdb;
+pub mod csv;
+pub mod platform;
+pub mod sla;

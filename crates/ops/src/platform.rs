@@ -1,0 +1,203 @@
+//! The platform in its own configuration database: the server it runs on, its
+//! database, the platform itself as a business system, each MLLP listener and each
+//! outbound channel as interfaces — registered at start and kept current (a channel
+//! added appears, one removed is retired), so an impact walk from the server or the
+//! database reaches the hospital systems fed through them.
+
+use std::time::Duration;
+
+use lianyi_security::Caller;
+use lianyi_security::caller::SystemTask;
+use lianyi_store::cmdb::{Ci, Relation};
+use serde_json::json;
+
+use crate::cmdb::{Cmdb, CmdbError};
+
+/// Marks the CIs the platform keeps itself.
+pub const MANAGER: &str = "platform";
+
+/// What the running server knows of itself.
+#[derive(Clone, Debug, Default)]
+pub struct Platform {
+    /// The machine's host name.
+    pub host: String,
+    /// Where the web pages and APIs are served (`127.0.0.1:8080`).
+    pub http: String,
+    /// `sqlite` or `postgresql`.
+    pub database: String,
+    /// The MLLP listeners: protocol (`MLLP`, `MLLP/TLS`) and address.
+    pub listeners: Vec<(String, String)>,
+}
+
+/// One CI the platform wants, with the relations from it (to codes).
+struct Wanted {
+    ci: Ci,
+    relations: Vec<(&'static str, String)>,
+}
+
+fn wanted(code: String, name: String, class: &str, group: &str, attrs: serde_json::Value) -> Ci {
+    Ci {
+        code,
+        name,
+        class: class.to_string(),
+        status: "in-service".into(),
+        support_group: group.to_string(),
+        attrs: attrs.to_string(),
+        managed_by: Some(MANAGER.to_string()),
+        version: 1,
+        ..Ci::default()
+    }
+}
+
+impl Cmdb {
+    /// Registers the platform and its interfaces, updating what changed and retiring
+    /// what is gone; returns how many CIs it wrote. Acts (and is audited) as the
+    /// operations task.
+    pub async fn register(&self, p: &Platform) -> Result<usize, CmdbError> {
+        let task = Caller::task(SystemTask::Operations);
+        let server = format!("LIANYI-HOST-{}", p.host);
+        let mut want = vec![
+            Wanted {
+                ci: wanted(
+                    server.clone(),
+                    format!("Lianyi server {}", p.host),
+                    "host",
+                    "system",
+                    json!({"kind": "server"}),
+                ),
+                relations: Vec::new(),
+            },
+            Wanted {
+                ci: wanted(
+                    "LIANYI-DB".into(),
+                    format!("Lianyi database ({})", p.database),
+                    "database",
+                    "database",
+                    json!({"engine": p.database}),
+                ),
+                relations: if p.database == "sqlite" { vec![("runs-on", server.clone())] } else { Vec::new() },
+            },
+            Wanted {
+                ci: wanted(
+                    "LIANYI".into(),
+                    "Lianyi 联医平台".into(),
+                    "business-system",
+                    "application",
+                    json!({"kind": "platform", "hours": "7x24", "version": env!("CARGO_PKG_VERSION")}),
+                ),
+                relations: vec![("runs-on", server.clone()), ("depends-on", "LIANYI-DB".into())],
+            },
+            Wanted {
+                ci: wanted(
+                    "LIANYI-HTTP".into(),
+                    format!("Lianyi web and FHIR API {}", p.http),
+                    "interface",
+                    "application",
+                    json!({"protocol": "fhir-rest", "address": p.http}),
+                ),
+                relations: vec![("part-of", "LIANYI".into())],
+            },
+        ];
+        for (protocol, addr) in &p.listeners {
+            let ci = wanted(
+                format!("LIANYI-MLLP-{addr}"),
+                format!("HL7 v2 listener {addr} ({protocol})"),
+                "interface",
+                "application",
+                json!({"protocol": "mllp-in", "address": addr}),
+            );
+            want.push(Wanted { ci, relations: vec![("part-of", "LIANYI".into())] });
+        }
+        for c in self.fhir().operations().channels().await.map_err(CmdbError::from)? {
+            let protocol = if c.kind.as_str() == "mllp" { "mllp-out" } else { "fhir-rest" };
+            let mut ci = wanted(
+                format!("LIANYI-OUT-{}", c.id),
+                format!("Outbound channel {}", c.name),
+                "interface",
+                "application",
+                json!({"protocol": protocol, "address": c.endpoint}),
+            );
+            ci.campus = c.campus.clone();
+            want.push(Wanted { ci, relations: vec![("part-of", "LIANYI".into())] });
+        }
+
+        let store = self.fhir().operations().cmdb();
+        let now = self.fhir().now_ms();
+        let mut written = 0;
+        let mut ids = std::collections::HashMap::new();
+        for w in &want {
+            let mut ci = w.ci.clone();
+            ci.updated_at = now;
+            ci.updated_by = task.actor().to_string();
+            match store.by_code(&ci.code).await? {
+                None => {
+                    let id = store.insert(&ci).await?;
+                    ids.insert(ci.code.clone(), id);
+                    written += 1;
+                }
+                Some(old) => {
+                    ids.insert(ci.code.clone(), old.id);
+                    let same = old.name == ci.name
+                        && old.class == ci.class
+                        && old.attrs == ci.attrs
+                        && old.campus == ci.campus
+                        && old.status == ci.status;
+                    if !same {
+                        // Kept by the platform: what the IT team typed about it (owner,
+                        // location, supplier) stays.
+                        let merged = Ci {
+                            id: old.id,
+                            version: old.version,
+                            owner: old.owner,
+                            location: old.location,
+                            supplier: old.supplier,
+                            warranty_end: old.warranty_end,
+                            contract_end: old.contract_end,
+                            support_group: old.support_group,
+                            ..ci
+                        };
+                        store.update(&merged).await?;
+                        written += 1;
+                    }
+                }
+            }
+        }
+        for w in &want {
+            for (kind, target) in &w.relations {
+                let (Some(&source), Some(&target)) = (ids.get(&w.ci.code), ids.get(target)) else { continue };
+                let r = Relation { source, kind: (*kind).to_string(), target };
+                match store.relate(&r, now, task.actor()).await {
+                    Ok(()) | Err(lianyi_store::StoreError::Refused(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        // Gone from the running platform: retired, not deleted (tickets refer to them).
+        for old in store.managed_by(MANAGER).await? {
+            if old.status != "retired" && !ids.contains_key(&old.code) {
+                store
+                    .update(&Ci { status: "retired".into(), updated_at: now, updated_by: task.actor().into(), ..old })
+                    .await?;
+                written += 1;
+            }
+        }
+        if written > 0 {
+            let mut e = task.entry(now, "ci-register", "success");
+            e.detail = Some(format!("the platform registered {written} configuration items"));
+            self.fhir().audit_log().record(vec![e]).await.map_err(|e| CmdbError::Audit(e.to_string()))?;
+        }
+        Ok(written)
+    }
+}
+
+/// Registers the platform now and again every `every` (channels come and go).
+pub fn keep_registered(cmdb: Cmdb, platform: Platform, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = cmdb.register(&platform).await {
+                tracing::warn!(error = %e, "registering the platform in the configuration database");
+            }
+            tokio::time::sleep(every).await;
+        }
+    })
+}

@@ -1,0 +1,468 @@
+//! The configuration database of IT operations (CMDB, not health data): configuration
+//! items and the relations between them, and the walk over that graph that answers
+//! "if this fails, what stops?" and "what does this depend on?" in one recursive query
+//! on either database.
+//!
+//! A broken rule (a code taken, a CI part of itself, a changed version) fails the
+//! whole transaction with [`StoreError::Refused`] or [`StoreError::VersionConflict`]:
+//! an import writes all of its rows or none.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::sql::{Arg, Sql};
+use crate::{Result, Store, StoreError};
+
+/// A configuration item.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ci {
+    /// Assigned by the store (ignored on insert).
+    pub id: i64,
+    /// The hospital's own code (asset tag), unique.
+    pub code: String,
+    pub name: String,
+    pub class: String,
+    /// `None`: the whole group's.
+    pub campus: Option<String>,
+    pub location: Option<String>,
+    /// The lifecycle status (`planned`, `in-service`, `maintenance`, `retired` …).
+    pub status: String,
+    /// The user responsible for it.
+    pub owner: Option<String>,
+    /// The support group its faults go to.
+    pub support_group: String,
+    pub supplier: Option<String>,
+    /// `YYYY-MM-DD`.
+    pub warranty_end: Option<String>,
+    /// `YYYY-MM-DD`: the end of the maintenance contract.
+    pub contract_end: Option<String>,
+    /// The class's own attributes, a JSON object.
+    pub attrs: String,
+    /// `platform` for the CIs the server registers itself.
+    pub managed_by: Option<String>,
+    pub version: i64,
+    pub updated_at: i64,
+    pub updated_by: String,
+}
+
+/// A relation: `source` runs on, depends on, connects to, is part of or backs up
+/// `target`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Relation {
+    pub source: i64,
+    pub kind: String,
+    pub target: i64,
+}
+
+/// The relations along which a failure spreads (from target to source).
+pub const SPREADING: [&str; 4] = ["runs-on", "depends-on", "connects-to", "part-of"];
+
+/// Which way [`Cmdb::walk`] goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Walk {
+    /// What stops when the CI stops (the sources of its spreading relations, and
+    /// theirs).
+    Impacted,
+    /// What the CI needs (the targets of its spreading relations, and theirs).
+    Needs,
+}
+
+/// The CIs a walk reached (the start among them) and the relations between them.
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    pub cis: Vec<Ci>,
+    pub relations: Vec<Relation>,
+}
+
+/// What a CI list asks for; `after` is the (name, id) of the last row seen.
+#[derive(Clone, Debug, Default)]
+pub struct CiQuery {
+    pub class: Option<String>,
+    /// `Some("")`: group-wide CIs only.
+    pub campus: Option<String>,
+    pub status: Option<String>,
+    /// Part of the name or the code.
+    pub text: Option<String>,
+    pub after: Option<(String, i64)>,
+    pub limit: i64,
+}
+
+const COLUMNS: &str = "id, code, name, class, campus, location, status, owner, support_group, supplier, \
+                       warranty_end, contract_end, attrs, managed_by, version, updated_at, updated_by";
+
+fn ci_from_row(r: &AnyRow) -> Result<Ci> {
+    Ok(Ci {
+        id: r.try_get("id")?,
+        code: r.try_get("code")?,
+        name: r.try_get("name")?,
+        class: r.try_get("class")?,
+        campus: r.try_get("campus")?,
+        location: r.try_get("location")?,
+        status: r.try_get("status")?,
+        owner: r.try_get("owner")?,
+        support_group: r.try_get("support_group")?,
+        supplier: r.try_get("supplier")?,
+        warranty_end: r.try_get("warranty_end")?,
+        contract_end: r.try_get("contract_end")?,
+        attrs: r.try_get("attrs")?,
+        managed_by: r.try_get("managed_by")?,
+        version: r.try_get("version")?,
+        updated_at: r.try_get("updated_at")?,
+        updated_by: r.try_get("updated_by")?,
+    })
+}
+
+fn refused(msg: String) -> StoreError {
+    StoreError::Refused(msg)
+}
+
+/// The CMDB's tables; see the module documentation.
+#[derive(Clone, Debug)]
+pub struct Cmdb(pub(crate) Store);
+
+/// `kind IN ('runs-on', …)` of the spreading relations, as SQL text (constants only).
+fn spreading_in() -> String {
+    let kinds: Vec<String> = SPREADING.iter().map(|k| format!("'{k}'")).collect();
+    format!("kind IN ({})", kinds.join(", "))
+}
+
+async fn insert_in(tx: &mut Transaction<'static, Any>, ci: &Ci) -> Result<i64> {
+    let r = sqlx::query(
+        "INSERT INTO ops_cis (code, name, class, campus, location, status, owner, support_group, supplier, \
+         warranty_end, contract_end, attrs, managed_by, version, updated_at, updated_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15) RETURNING id",
+    )
+    .bind(ci.code.clone())
+    .bind(ci.name.clone())
+    .bind(ci.class.clone())
+    .bind(ci.campus.clone())
+    .bind(ci.location.clone())
+    .bind(ci.status.clone())
+    .bind(ci.owner.clone())
+    .bind(ci.support_group.clone())
+    .bind(ci.supplier.clone())
+    .bind(ci.warranty_end.clone())
+    .bind(ci.contract_end.clone())
+    .bind(ci.attrs.clone())
+    .bind(ci.managed_by.clone())
+    .bind(ci.updated_at)
+    .bind(ci.updated_by.clone())
+    .fetch_one(&mut **tx)
+    .await;
+    match r {
+        Ok(row) => Ok(row.try_get(0)?),
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+            Err(refused(format!("code: {} is taken by another configuration item", ci.code)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Adds a relation inside `tx`, refusing one that makes a CI part of itself.
+async fn relate_in(tx: &mut Transaction<'static, Any>, r: &Relation, at: i64, by: &str) -> Result<()> {
+    if r.source == r.target {
+        return Err(refused(format!("target: a configuration item cannot {} itself", r.kind)));
+    }
+    if r.kind == "part-of" {
+        // A cycle: the target is already (a part of a part of …) the source.
+        let cycle = sqlx::query(
+            "WITH RECURSIVE whole(id) AS (SELECT CAST($1 AS BIGINT) UNION SELECT r.target FROM ops_relations r \
+             JOIN whole w ON r.source = w.id WHERE r.kind = 'part-of') \
+             SELECT 1 FROM whole WHERE id = $2",
+        )
+        .bind(r.target)
+        .bind(r.source)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if cycle.is_some() {
+            return Err(refused("target: the relation would make a configuration item part of itself".into()));
+        }
+    }
+    let found = sqlx::query("SELECT COUNT(*) FROM ops_cis WHERE id IN ($1, $2)")
+        .bind(r.source)
+        .bind(r.target)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get::<i64, _>(0)?;
+    if found != 2 {
+        return Err(refused("target: no such configuration item".into()));
+    }
+    let done = sqlx::query(
+        "INSERT INTO ops_relations (source, kind, target, created_at, created_by) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(r.source)
+    .bind(r.kind.clone())
+    .bind(r.target)
+    .bind(at)
+    .bind(by.to_string())
+    .execute(&mut **tx)
+    .await;
+    match done {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+            Err(refused("target: the relation exists already".into()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Cmdb {
+    /// Adds a CI; returns its id.
+    pub async fn insert(&self, ci: &Ci) -> Result<i64> {
+        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let id = insert_in(&mut tx, ci).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Adds many CIs and the relations between them (given by position in `cis` or by
+    /// the id of a CI already stored) in one transaction: all or nothing. Returns the
+    /// new ids in order.
+    pub async fn import(
+        &self,
+        cis: &[Ci],
+        relations: &[(Target, String, Target)],
+        at: i64,
+        by: &str,
+    ) -> Result<Vec<i64>> {
+        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut ids = Vec::with_capacity(cis.len());
+        for ci in cis {
+            ids.push(insert_in(&mut tx, ci).await?);
+        }
+        let id_of = |t: &Target| match t {
+            Target::New(i) => ids.get(*i).copied().unwrap_or(-1),
+            Target::Stored(id) => *id,
+        };
+        for (s, kind, t) in relations {
+            let r = Relation { source: id_of(s), kind: kind.clone(), target: id_of(t) };
+            relate_in(&mut tx, &r, at, by).await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Changes a CI if it is still at `ci.version`; returns the new version.
+    pub async fn update(&self, ci: &Ci) -> Result<i64> {
+        let r = sqlx::query(
+            "UPDATE ops_cis SET code = $1, name = $2, class = $3, campus = $4, location = $5, status = $6, \
+             owner = $7, support_group = $8, supplier = $9, warranty_end = $10, contract_end = $11, attrs = $12, \
+             managed_by = $13, version = version + 1, updated_at = $14, updated_by = $15 \
+             WHERE id = $16 AND version = $17",
+        )
+        .bind(ci.code.clone())
+        .bind(ci.name.clone())
+        .bind(ci.class.clone())
+        .bind(ci.campus.clone())
+        .bind(ci.location.clone())
+        .bind(ci.status.clone())
+        .bind(ci.owner.clone())
+        .bind(ci.support_group.clone())
+        .bind(ci.supplier.clone())
+        .bind(ci.warranty_end.clone())
+        .bind(ci.contract_end.clone())
+        .bind(ci.attrs.clone())
+        .bind(ci.managed_by.clone())
+        .bind(ci.updated_at)
+        .bind(ci.updated_by.clone())
+        .bind(ci.id)
+        .bind(ci.version)
+        .execute(&self.0.write)
+        .await;
+        match r {
+            Ok(done) if done.rows_affected() == 1 => Ok(ci.version + 1),
+            Ok(_) => {
+                let current = self.get(ci.id).await?.map_or(0, |c| c.version);
+                Err(StoreError::VersionConflict {
+                    resource_type: "ci".into(),
+                    id: ci.id.to_string(),
+                    expected: ci.version,
+                    current,
+                })
+            }
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+                Err(refused(format!("code: {} is taken by another configuration item", ci.code)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn get(&self, id: i64) -> Result<Option<Ci>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM ops_cis WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(&self.0.read)
+            .await?;
+        row.as_ref().map(ci_from_row).transpose()
+    }
+
+    pub async fn by_code(&self, code: &str) -> Result<Option<Ci>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM ops_cis WHERE code = $1")))
+            .bind(code.to_string())
+            .fetch_optional(&self.0.read)
+            .await?;
+        row.as_ref().map(ci_from_row).transpose()
+    }
+
+    /// The CIs with these ids (in no particular order).
+    pub async fn many(&self, ids: &[i64]) -> Result<Vec<Ci>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM ops_cis WHERE id IN ("));
+            for (i, id) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.push_bind(Arg::Int(*id));
+            }
+            sql.push(")");
+            for row in sql.query(self.0.backend).fetch_all(&self.0.read).await? {
+                out.push(ci_from_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn filtered(q: &CiQuery, select: &str) -> Sql {
+        let mut sql = Sql::new(&format!("SELECT {select} FROM ops_cis WHERE 1 = 1"));
+        if let Some(c) = &q.class {
+            sql.push(" AND class = ");
+            sql.push_bind(Arg::Text(c.clone()));
+        }
+        match q.campus.as_deref() {
+            Some("") => sql.push(" AND campus IS NULL"),
+            Some(c) => {
+                sql.push(" AND campus = ");
+                sql.push_bind(Arg::Text(c.to_string()));
+            }
+            None => {}
+        }
+        if let Some(s) = &q.status {
+            sql.push(" AND status = ");
+            sql.push_bind(Arg::Text(s.clone()));
+        }
+        if let Some(t) = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            let pattern = format!("%{}%", t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+            let p = sql.bind(Arg::Text(pattern));
+            sql.push(&format!(" AND (name LIKE {p} ESCAPE '\\' OR code LIKE {p} ESCAPE '\\')"));
+        }
+        sql
+    }
+
+    /// A page of CIs by name (keyset: after the (name, id) given).
+    pub async fn list(&self, q: &CiQuery) -> Result<Vec<Ci>> {
+        let mut sql = Self::filtered(q, COLUMNS);
+        if let Some((name, id)) = &q.after {
+            let n = sql.bind(Arg::Text(name.clone()));
+            let i = sql.bind(Arg::Int(*id));
+            sql.push(&format!(" AND (name > {n} OR (name = {n} AND id > {i}))"));
+        }
+        sql.push(" ORDER BY name, id LIMIT ");
+        sql.push_bind(Arg::Int(q.limit.clamp(1, 1000)));
+        let rows = sql.query(self.0.backend).fetch_all(&self.0.read).await?;
+        rows.iter().map(ci_from_row).collect()
+    }
+
+    /// How many CIs the query finds (paging aside).
+    pub async fn count(&self, q: &CiQuery) -> Result<i64> {
+        let sql = Self::filtered(q, "COUNT(*)");
+        Ok(sql.query(self.0.backend).fetch_one(&self.0.read).await?.try_get(0)?)
+    }
+
+    /// The CIs the server registered itself.
+    pub async fn managed_by(&self, manager: &str) -> Result<Vec<Ci>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM ops_cis WHERE managed_by = $1 ORDER BY id"
+        )))
+        .bind(manager.to_string())
+        .fetch_all(&self.0.read)
+        .await?;
+        rows.iter().map(ci_from_row).collect()
+    }
+
+    /// Adds a relation (see the module documentation for what is refused).
+    pub async fn relate(&self, r: &Relation, at: i64, by: &str) -> Result<()> {
+        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        relate_in(&mut tx, r, at, by).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes a relation; whether it existed.
+    pub async fn unrelate(&self, r: &Relation) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM ops_relations WHERE source = $1 AND kind = $2 AND target = $3")
+            .bind(r.source)
+            .bind(r.kind.clone())
+            .bind(r.target)
+            .execute(&self.0.write)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Every relation of a CI, both ways.
+    pub async fn relations(&self, id: i64) -> Result<Vec<Relation>> {
+        let rows = sqlx::query(
+            "SELECT source, kind, target FROM ops_relations WHERE source = $1 \
+             UNION ALL SELECT source, kind, target FROM ops_relations WHERE target = $1 ORDER BY 2, 1, 3",
+        )
+        .bind(id)
+        .fetch_all(&self.0.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(Relation { source: r.try_get(0)?, kind: r.try_get(1)?, target: r.try_get(2)? }))
+            .collect()
+    }
+
+    /// Every relation (for the export).
+    pub async fn all_relations(&self) -> Result<Vec<Relation>> {
+        let rows = sqlx::query("SELECT source, kind, target FROM ops_relations ORDER BY source, kind, target")
+            .fetch_all(&self.0.read)
+            .await?;
+        rows.iter()
+            .map(|r| Ok(Relation { source: r.try_get(0)?, kind: r.try_get(1)?, target: r.try_get(2)? }))
+            .collect()
+    }
+
+    /// The CIs reached from `id` along spreading relations (see [`Walk`]), and the
+    /// spreading relations between them; at most `max` CIs (the walk itself is
+    /// complete: `max` bounds what is read back).
+    pub async fn walk(&self, id: i64, way: Walk, max: i64) -> Result<Graph> {
+        let (from, to) = match way {
+            Walk::Impacted => ("target", "source"),
+            Walk::Needs => ("source", "target"),
+        };
+        let walked = format!(
+            "WITH RECURSIVE walk(id) AS (SELECT CAST($1 AS BIGINT) UNION SELECT r.{to} FROM ops_relations r \
+             JOIN walk w ON r.{from} = w.id WHERE r.{spreading})",
+            spreading = spreading_in()
+        );
+        let cis = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{walked} SELECT {COLUMNS} FROM ops_cis WHERE id IN (SELECT id FROM walk) ORDER BY id LIMIT $2"
+        )))
+        .bind(id)
+        .bind(max)
+        .fetch_all(&self.0.read)
+        .await?;
+        let cis: Vec<Ci> = cis.iter().map(ci_from_row).collect::<Result<_>>()?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{walked} SELECT r.source, r.kind, r.target FROM ops_relations r \
+             WHERE r.{from} IN (SELECT id FROM walk) AND r.{to} IN (SELECT id FROM walk) AND r.{spreading}",
+            spreading = spreading_in()
+        )))
+        .bind(id)
+        .fetch_all(&self.0.read)
+        .await?;
+        let relations = rows
+            .iter()
+            .map(|r| Ok(Relation { source: r.try_get(0)?, kind: r.try_get(1)?, target: r.try_get(2)? }))
+            .collect::<Result<_>>()?;
+        Ok(Graph { cis, relations })
+    }
+}
+
+/// An end of an imported relation: a CI of the same import (by position) or one
+/// already stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    New(usize),
+    Stored(i64),
+}

@@ -1,0 +1,234 @@
+//! `/api/ops`: the configuration database as JSON, for a bearer token with the
+//! `lianyi:ops` scope word (or an IT engineer's). Errors are `{"error": …}` with, for
+//! broken rules, `"errors": [{"row", "field", "rule", "detail"}]`.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use lianyi_ops::cmdb::{CiForm, CmdbError, Impact};
+use lianyi_store::cmdb::{Ci, CiQuery, Relation, Walk};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::ui::auth::RemoteCaller;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/ops/cis", get(list).post(create))
+        .route("/api/ops/cis/{id}", get(read))
+        .route("/api/ops/cis/{id}/impact", get(impact))
+        .route("/api/ops/relations", get(relations).post(relate))
+}
+
+fn error(e: CmdbError) -> Response {
+    let (status, extra) = match &e {
+        CmdbError::Forbidden(_) => (StatusCode::FORBIDDEN, Value::Null),
+        CmdbError::NotFound => (StatusCode::NOT_FOUND, Value::Null),
+        CmdbError::Changed => (StatusCode::CONFLICT, Value::Null),
+        CmdbError::Invalid(errors) => (
+            StatusCode::BAD_REQUEST,
+            json!(
+                errors
+                    .iter()
+                    .map(|e| json!({"row": e.row, "field": e.field, "rule": e.rule, "detail": e.detail}))
+                    .collect::<Vec<_>>()
+            ),
+        ),
+        _ => {
+            tracing::error!(error = %e, "ops API failed");
+            return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "internal error"}))).into_response();
+        }
+    };
+    let mut body = json!({"error": e.to_string()});
+    if !extra.is_null() {
+        body["errors"] = extra;
+    }
+    (status, Json(body)).into_response()
+}
+
+fn answer<T>(r: Result<T, CmdbError>, body: impl FnOnce(T) -> Value) -> Response {
+    match r {
+        Ok(x) => Json(body(x)).into_response(),
+        Err(e) => error(e),
+    }
+}
+
+fn time(ms: i64) -> Value {
+    json!(lianyi_fhir::datetime::format_instant(ms))
+}
+
+pub(super) fn ci_json(c: &Ci) -> Value {
+    json!({
+        "id": c.id, "code": c.code, "name": c.name, "class": c.class, "campus": c.campus, "location": c.location,
+        "status": c.status, "owner": c.owner, "supportGroup": c.support_group, "supplier": c.supplier,
+        "warrantyEnd": c.warranty_end, "contractEnd": c.contract_end,
+        "attributes": serde_json::from_str::<Value>(&c.attrs).unwrap_or(Value::Null),
+        "managedBy": c.managed_by, "version": c.version, "updated": time(c.updated_at), "updatedBy": c.updated_by,
+    })
+}
+
+fn relation_json(r: &Relation) -> Value {
+    json!({"source": r.source, "kind": r.kind, "target": r.target})
+}
+
+#[derive(Deserialize, Default)]
+struct ListQuery {
+    q: Option<String>,
+    class: Option<String>,
+    campus: Option<String>,
+    status: Option<String>,
+    /// The `next` of the previous page.
+    after: Option<String>,
+    limit: Option<i64>,
+    /// `true`: also count every match.
+    total: Option<bool>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    // `next` is `<id>:<name>` of the last row.
+    let after = q
+        .after
+        .as_deref()
+        .and_then(|a| a.split_once(':'))
+        .and_then(|(id, name)| Some((name.to_string(), id.parse().ok()?)));
+    let query = CiQuery { class: q.class, campus: q.campus, status: q.status, text: q.q, after, limit };
+    answer(state.cmdb.list(&caller, &query, q.total.unwrap_or(false)).await, |(rows, total)| {
+        let next = (rows.len() as i64 == limit).then(|| rows.last().map(|c| format!("{}:{}", c.id, c.name))).flatten();
+        json!({"items": rows.iter().map(ci_json).collect::<Vec<_>>(), "next": next, "total": total})
+    })
+}
+
+fn text(v: &Value, k: &str) -> String {
+    match v.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+async fn create(State(state): State<AppState>, RemoteCaller(caller): RemoteCaller, Json(v): Json<Value>) -> Response {
+    let form = CiForm {
+        code: text(&v, "code"),
+        name: text(&v, "name"),
+        class: text(&v, "class"),
+        campus: text(&v, "campus"),
+        location: text(&v, "location"),
+        status: text(&v, "status"),
+        owner: text(&v, "owner"),
+        support_group: text(&v, "supportGroup"),
+        supplier: text(&v, "supplier"),
+        warranty_end: text(&v, "warrantyEnd"),
+        contract_end: text(&v, "contractEnd"),
+        attrs: v
+            .get("attributes")
+            .and_then(Value::as_object)
+            .map(|o| o.keys().map(|k| (k.clone(), text(&v["attributes"], k))).collect())
+            .unwrap_or_default(),
+    };
+    match state.cmdb.create(&caller, &form).await {
+        Ok(id) => match state.cmdb.get(&caller, id).await {
+            Ok(c) => {
+                (StatusCode::CREATED, [("location", format!("/api/ops/cis/{id}"))], Json(ci_json(&c))).into_response()
+            }
+            Err(e) => error(e),
+        },
+        Err(e) => error(e),
+    }
+}
+
+async fn read(State(state): State<AppState>, RemoteCaller(caller): RemoteCaller, Path(id): Path<i64>) -> Response {
+    let ci = match state.cmdb.get(&caller, id).await {
+        Ok(c) => c,
+        Err(e) => return error(e),
+    };
+    answer(state.cmdb.relations(&caller, id).await, |rels| {
+        let mut v = ci_json(&ci);
+        v["relations"] = json!(rels.iter().map(|(r, _)| relation_json(r)).collect::<Vec<_>>());
+        v
+    })
+}
+
+#[derive(Deserialize, Default)]
+struct ImpactQuery {
+    /// `impacted` (default) or `needs`.
+    way: Option<String>,
+}
+
+fn impact_json(i: &Impact) -> Value {
+    let brief = |c: &Ci| json!({"id": c.id, "code": c.code, "name": c.name, "class": c.class, "campus": c.campus});
+    json!({
+        "start": ci_json(&i.start),
+        "way": if i.way == Walk::Needs { "needs" } else { "impacted" },
+        "reached": i.reached.iter().map(|r| { let mut b = brief(&r.ci); b["depth"] = json!(r.depth); b }).collect::<Vec<_>>(),
+        "relations": i.relations.iter().map(relation_json).collect::<Vec<_>>(),
+        "businessSystems": i.of_class("business-system").map(brief).collect::<Vec<_>>(),
+        "clinicalServices": i.of_class("clinical-service").map(brief).collect::<Vec<_>>(),
+        "campuses": i.campuses,
+    })
+}
+
+async fn impact(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    Path(id): Path<i64>,
+    Query(q): Query<ImpactQuery>,
+) -> Response {
+    let way = match q.way.as_deref() {
+        None | Some("impacted") => Walk::Impacted,
+        Some("needs") => Walk::Needs,
+        Some(_) => {
+            let e = CmdbError::Invalid(vec![lianyi_ops::cmdb::FieldError {
+                row: None,
+                field: "way".into(),
+                rule: "choice",
+                detail: "impacted or needs".into(),
+            }]);
+            return error(e);
+        }
+    };
+    answer(state.cmdb.impact(&caller, id, way, 100_000).await, |i| impact_json(&i))
+}
+
+#[derive(Deserialize, Default)]
+struct RelationsQuery {
+    ci: Option<i64>,
+}
+
+async fn relations(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    Query(q): Query<RelationsQuery>,
+) -> Response {
+    let Some(id) = q.ci else {
+        let e = CmdbError::Invalid(vec![lianyi_ops::cmdb::FieldError {
+            row: None,
+            field: "ci".into(),
+            rule: "required",
+            detail: "the CI whose relations are listed (?ci=ID)".into(),
+        }]);
+        return error(e);
+    };
+    answer(
+        state.cmdb.relations(&caller, id).await,
+        |rels| json!({"relations": rels.iter().map(|(r, _)| relation_json(r)).collect::<Vec<_>>()}),
+    )
+}
+
+async fn relate(State(state): State<AppState>, RemoteCaller(caller): RemoteCaller, Json(v): Json<Value>) -> Response {
+    let (source, target) = (v["source"].as_i64().unwrap_or(0), v["target"].as_i64().unwrap_or(0));
+    let kind = v["kind"].as_str().unwrap_or_default();
+    match state.cmdb.relate(&caller, source, kind, target).await {
+        Ok(()) => {
+            (StatusCode::CREATED, Json(json!({"source": source, "kind": kind, "target": target}))).into_response()
+        }
+        Err(e) => error(e),
+    }
+}
