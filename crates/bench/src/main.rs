@@ -75,6 +75,7 @@ fn args() -> Args {
 }
 
 mod billing;
+mod cmdb;
 mod mllp;
 mod pages;
 
@@ -259,7 +260,7 @@ async fn serve(database: String, dir: PathBuf, cred_file: PathBuf) {
         .add(
             &lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("bench".into())),
             &format!("bench-{}", std::process::id()),
-            "system/*.cruds",
+            "system/*.cruds lianyi:ops",
             "*",
             None,
         )
@@ -396,6 +397,10 @@ async fn main() {
     }
     if raw.get(1).map(String::as_str) == Some("pages") {
         pages::run(raw[2..].to_vec()).await;
+        return;
+    }
+    if raw.get(1).map(String::as_str) == Some("cmdb") {
+        cmdb::run(raw[2..].to_vec()).await;
         return;
     }
     if raw.get(1).map(String::as_str) == Some("billing") {

@@ -535,9 +535,9 @@ impl Cmdb {
     /// ([`Walk::Needs`]): every CI reached, nearest first, at most `max`.
     pub async fn impact(&self, caller: &Caller, id: i64, way: Walk, max: i64) -> Result<Impact, CmdbError> {
         Self::operate(caller)?;
+        let start = self.tables().get(id).await?.ok_or(CmdbError::NotFound)?;
         let Graph { cis, relations } = self.tables().walk(id, way, max.clamp(1, 100_000)).await?;
-        let mut by_id: HashMap<i64, Ci> = cis.into_iter().map(|c| (c.id, c)).collect();
-        let start = by_id.remove(&id).ok_or(CmdbError::NotFound)?;
+        let by_id: HashMap<i64, Ci> = cis.into_iter().map(|c| (c.id, c)).collect();
         // Distances by breadth-first search over the walked relations.
         let mut next: HashMap<i64, Vec<i64>> = HashMap::new();
         for r in &relations {

@@ -422,9 +422,10 @@ impl Cmdb {
             .collect()
     }
 
-    /// The CIs reached from `id` along spreading relations (see [`Walk`]), and the
-    /// spreading relations between them; at most `max` CIs (the walk itself is
-    /// complete: `max` bounds what is read back).
+    /// The CIs reached from `id` along spreading relations (see [`Walk`]), the start
+    /// not among them, and the spreading relations between them; at most `max` CIs
+    /// (the walk itself is complete). The CIs reached carry only their id, code, name,
+    /// class, campus and status.
     pub async fn walk(&self, id: i64, way: Walk, max: i64) -> Result<Graph> {
         let (from, to) = match way {
             Walk::Impacted => ("target", "source"),
@@ -435,26 +436,39 @@ impl Cmdb {
              JOIN walk w ON r.{from} = w.id WHERE r.{spreading})",
             spreading = spreading_in()
         );
-        let cis = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{walked} SELECT {COLUMNS} FROM ops_cis WHERE id IN (SELECT id FROM walk) ORDER BY id LIMIT $2"
-        )))
-        .bind(id)
-        .bind(max)
-        .fetch_all(&self.0.read)
-        .await?;
-        let cis: Vec<Ci> = cis.iter().map(ci_from_row).collect::<Result<_>>()?;
+        // Every spreading relation out of a walked CI ends at a walked CI: the
+        // relations, each with the CI it reaches (every CI reached but the start).
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{walked} SELECT r.source, r.kind, r.target FROM ops_relations r \
-             WHERE r.{from} IN (SELECT id FROM walk) AND r.{to} IN (SELECT id FROM walk) AND r.{spreading}",
+            "{walked} SELECT r.source, r.kind, r.target, c.code, c.name, c.class, c.campus, c.status \
+             FROM walk w JOIN ops_relations r ON r.{from} = w.id JOIN ops_cis c ON c.id = r.{to} \
+             WHERE r.{spreading}",
             spreading = spreading_in()
         )))
         .bind(id)
         .fetch_all(&self.0.read)
         .await?;
-        let relations = rows
-            .iter()
-            .map(|r| Ok(Relation { source: r.try_get(0)?, kind: r.try_get(1)?, target: r.try_get(2)? }))
-            .collect::<Result<_>>()?;
+        let mut cis: Vec<Ci> = Vec::new();
+        let mut seen = std::collections::HashSet::from([id]);
+        let mut relations = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let rel = Relation { source: r.try_get(0)?, kind: r.try_get(1)?, target: r.try_get(2)? };
+            let reached = match way {
+                Walk::Impacted => rel.source,
+                Walk::Needs => rel.target,
+            };
+            if seen.insert(reached) && (cis.len() as i64) < max {
+                cis.push(Ci {
+                    id: reached,
+                    code: r.try_get(3)?,
+                    name: r.try_get(4)?,
+                    class: r.try_get(5)?,
+                    campus: r.try_get(6)?,
+                    status: r.try_get(7)?,
+                    ..Ci::default()
+                });
+            }
+            relations.push(rel);
+        }
         Ok(Graph { cis, relations })
     }
 }

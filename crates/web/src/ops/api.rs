@@ -18,6 +18,7 @@ use crate::ui::auth::RemoteCaller;
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/ops/cis", get(list).post(create))
+        .route("/api/ops/cis/import", axum::routing::post(import))
         .route("/api/ops/cis/{id}", get(read))
         .route("/api/ops/cis/{id}/impact", get(impact))
         .route("/api/ops/relations", get(relations).post(relate))
@@ -229,6 +230,14 @@ async fn relate(State(state): State<AppState>, RemoteCaller(caller): RemoteCalle
         Ok(()) => {
             (StatusCode::CREATED, Json(json!({"source": source, "kind": kind, "target": target}))).into_response()
         }
+        Err(e) => error(e),
+    }
+}
+
+/// `POST /api/ops/cis/import` with a CSV body (the page's format): all rows or none.
+async fn import(State(state): State<AppState>, RemoteCaller(caller): RemoteCaller, body: String) -> Response {
+    match state.cmdb.import_csv(&caller, &body).await {
+        Ok(done) => (StatusCode::CREATED, Json(json!({"cis": done.cis, "relations": done.relations}))).into_response(),
         Err(e) => error(e),
     }
 }
