@@ -354,6 +354,8 @@ enum CliError {
     Service(#[from] lianyi_services::fhir::ServiceError),
     #[error(transparent)]
     Cmdb(#[from] lianyi_ops::cmdb::CmdbError),
+    #[error(transparent)]
+    Desk(#[from] lianyi_ops::desk::DeskError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
     #[error(transparent)]
@@ -1314,6 +1316,7 @@ async fn demo_command(
         },
     )?;
     let cmdb = demo_ops::load(&app.state().cmdb, &demo_caller).await?;
+    let tickets = demo_ops::desk(&app.state().desk, &demo_caller).await?;
     let mllp_addr = start_mllp(&app, mllp_listen, DEMO_MLLP_CAMPUS, false, None, Default::default()).await?;
     let oru_file = dir.join("oru_r01.hl7");
     std::fs::write(&oru_file, sample_oru.as_ref().map_or("", |(m, _)| m.as_str()))
@@ -1375,6 +1378,9 @@ async fn demo_command(
     println!(
         "  IT operations http://{addr}/ops/cis (CMDB: {} configuration items, {} relations; impact analysis on each; the platform registers itself)",
         cmdb.cis, cmdb.relations
+    );
+    println!(
+        "  Service desk  http://{addr}/ops/report (any staff account reports a fault) and http://{addr}/ops/tickets ({tickets} open tickets)"
     );
     println!("  Web login: http://{addr}/login   password for every demo account: {DEMO_PASSWORD}");
     println!("  (each account enrols an authenticator app at its first login: scan the QR code)");

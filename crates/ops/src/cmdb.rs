@@ -324,6 +324,23 @@ impl Cmdb {
         }
     }
 
+    /// Whether `caller` may change a CI of `campus` (`None`: group-wide): an engineer
+    /// of some campuses changes only theirs; group-wide CIs are the group's engineers'.
+    fn may_change(caller: &Caller, campus: Option<&str>) -> bool {
+        match caller.access().all_campuses() {
+            lianyi_security::Campuses::All => true,
+            campuses => campus.is_some_and(|c| campuses.contains(c)),
+        }
+    }
+
+    fn change_at(caller: &Caller, campus: Option<&str>) -> Result<(), CmdbError> {
+        if Self::may_change(caller, campus) {
+            Ok(())
+        } else {
+            Err(CmdbError::Invalid(vec![invalid("campus", "scope", "a configuration item of one of your campuses")]))
+        }
+    }
+
     async fn audit(&self, caller: &Caller, action: &str, detail: String) -> Result<(), CmdbError> {
         let mut e = caller.entry(self.fhir.now_ms(), action, "success");
         e.detail = Some(detail);
@@ -435,6 +452,7 @@ impl Cmdb {
     pub async fn create(&self, caller: &Caller, f: &CiForm) -> Result<i64, CmdbError> {
         Self::operate(caller)?;
         let ci = self.checked(caller, f).await.map_err(CmdbError::Invalid)?;
+        Self::change_at(caller, ci.campus.as_deref())?;
         let id = self.tables().insert(&ci).await?;
         self.audit(caller, "ci-create", format!("CI {id} {} ({})", ci.code, ci.class)).await?;
         Ok(id)
@@ -445,6 +463,8 @@ impl Cmdb {
         Self::operate(caller)?;
         let old = self.tables().get(id).await?.ok_or(CmdbError::NotFound)?;
         let mut ci = self.checked(caller, f).await.map_err(CmdbError::Invalid)?;
+        Self::change_at(caller, old.campus.as_deref())?;
+        Self::change_at(caller, ci.campus.as_deref())?;
         ci.id = id;
         ci.version = version;
         ci.managed_by = old.managed_by;
@@ -474,8 +494,8 @@ impl Cmdb {
     /// For anyone reporting a fault: in-service CIs matching `text` (name or code),
     /// their campus's first; only code, name, class and campus are given out.
     pub async fn pick(&self, caller: &Caller, text: &str, limit: i64) -> Result<Vec<Ci>, CmdbError> {
-        if !caller.is_authenticated() {
-            return Err(CmdbError::Forbidden("sign in to report a fault"));
+        if !caller.is_authenticated() || caller.access().patient().is_some() {
+            return Err(CmdbError::Forbidden("faults are reported by the staff"));
         }
         let q = CiQuery {
             status: Some("in-service".into()),
@@ -502,6 +522,8 @@ impl Cmdb {
                 format!("one of {}", RELATIONS.join(", ")),
             )]));
         }
+        let from = self.tables().get(source).await?.ok_or(CmdbError::NotFound)?;
+        Self::change_at(caller, from.campus.as_deref())?;
         let r = Relation { source, kind: kind.to_string(), target };
         self.tables().relate(&r, self.fhir.now_ms(), caller.actor()).await?;
         self.audit(caller, "ci-relate", format!("CI {source} {kind} CI {target}")).await
@@ -509,6 +531,8 @@ impl Cmdb {
 
     pub async fn unrelate(&self, caller: &Caller, source: i64, kind: &str, target: i64) -> Result<(), CmdbError> {
         Self::operate(caller)?;
+        let from = self.tables().get(source).await?.ok_or(CmdbError::NotFound)?;
+        Self::change_at(caller, from.campus.as_deref())?;
         let r = Relation { source, kind: kind.to_string(), target };
         if !self.tables().unrelate(&r).await? {
             return Err(CmdbError::NotFound);
@@ -563,8 +587,17 @@ impl Cmdb {
             .map(|ci| Reached { depth: depth.get(&ci.id).copied().unwrap_or(usize::MAX), ci })
             .collect();
         reached.sort_by(|a, b| (a.depth, &a.ci.class, &a.ci.name).cmp(&(b.depth, &b.ci.class, &b.ci.name)));
-        let campuses =
+        let mut campuses =
             reached.iter().map(|r| &r.ci).chain([&start]).filter_map(|c| c.campus.clone()).collect::<BTreeSet<_>>();
+        // A group-wide business system or clinical service stopped stops every campus.
+        let group_wide = reached
+            .iter()
+            .map(|r| &r.ci)
+            .chain([&start])
+            .any(|c| c.campus.is_none() && (c.class == "business-system" || c.class == "clinical-service"));
+        if group_wide {
+            campuses.extend(self.fhir.campuses().await.map_err(|e| CmdbError::Audit(e.to_string()))?);
+        }
         Ok(Impact { start, way, reached, relations, campuses })
     }
 
@@ -598,6 +631,9 @@ impl Cmdb {
         let get = |row: &[String], name: &str| col(name).and_then(|i| row.get(i)).cloned().unwrap_or_default();
         let mut cis = Vec::new();
         let mut codes_here: HashMap<String, usize> = HashMap::new();
+        // Codes of rows that are wrong themselves: a relation to one is not a second error.
+        let mut codes_wrong: BTreeSet<String> = BTreeSet::new();
+        let mut lines: Vec<usize> = Vec::new();
         let mut pending: Vec<(usize, Option<usize>, String, String)> = Vec::new();
         for (n, row) in body.iter().enumerate() {
             let line = n + 1;
@@ -638,6 +674,16 @@ impl Cmdb {
                 }
             }
             let source = match self.checked(caller, &form).await {
+                Ok(ci) if !Self::may_change(caller, ci.campus.as_deref()) => {
+                    errors.push(FieldError {
+                        row: Some(line),
+                        field: "campus".into(),
+                        rule: "scope",
+                        detail: "a configuration item of one of your campuses".into(),
+                    });
+                    codes_wrong.insert(ci.code);
+                    None
+                }
                 Ok(ci) => {
                     if codes_here.insert(ci.code.clone(), cis.len()).is_some() {
                         errors.push(FieldError {
@@ -648,10 +694,12 @@ impl Cmdb {
                         });
                     }
                     cis.push(ci);
+                    lines.push(line);
                     Some(cis.len() - 1)
                 }
                 Err(es) => {
                     errors.extend(es.into_iter().map(|e| FieldError { row: Some(line), ..e }));
+                    codes_wrong.insert(form.code.trim().to_string());
                     None
                 }
             };
@@ -660,9 +708,24 @@ impl Cmdb {
         if cis.is_empty() && errors.is_empty() {
             errors.push(invalid("csv", "required", "at least one CI"));
         }
+        // Codes the database has already.
+        let codes: Vec<String> = cis.iter().map(|c| c.code.clone()).collect();
+        for code in self.tables().taken(&codes).await? {
+            if let Some(&i) = codes_here.get(&code) {
+                errors.push(FieldError {
+                    row: lines.get(i).copied(),
+                    field: "code".into(),
+                    rule: "unique",
+                    detail: format!("{code} is taken by a configuration item already stored"),
+                });
+            }
+        }
         // Relations to CIs of the file, or to CIs already stored.
         let mut relations = Vec::new();
         for (line, source, kind, code) in pending {
+            if codes_wrong.contains(&code) {
+                continue;
+            }
             let target = match codes_here.get(&code) {
                 Some(i) => Some(Target::New(*i)),
                 None => self.tables().by_code(&code).await?.map(|c| Target::Stored(c.id)),
@@ -703,6 +766,8 @@ impl Cmdb {
                 break;
             }
         }
+        // The platform's own CIs are registered by each server itself, not imported.
+        all.retain(|c| c.managed_by.is_none());
         let code_of: HashMap<i64, &str> = all.iter().map(|c| (c.id, c.code.as_str())).collect();
         let mut outgoing: HashMap<i64, Vec<String>> = HashMap::new();
         for r in self.tables().all_relations().await? {
@@ -737,6 +802,10 @@ impl Cmdb {
                 Some(v) => v.to_string(),
             }));
             row.push(outgoing.remove(&c.id).unwrap_or_default().join("; "));
+            // A spreadsheet would run a cell that starts like a formula.
+            for cell in row.iter_mut().filter(|c| c.starts_with(['=', '+', '-', '@'])) {
+                cell.insert(0, '\'');
+            }
             out.push_str(&crate::csv::line(&row));
         }
         self.audit(caller, "ci-export", format!("{} CIs", all.len())).await?;

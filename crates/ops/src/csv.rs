@@ -2,14 +2,16 @@
 //! quoted when they hold a comma, a quote or a line break, quotes doubled inside; a
 //! UTF-8 byte-order mark at the start is skipped.
 
-/// The rows of `text`; an unterminated quote is an error naming its row (1 is the
-/// header).
+/// The rows of `text`; an unterminated quote, or text after a closing quote, is an
+/// error naming its row (0 is the header).
 pub fn parse(text: &str) -> Result<Vec<Vec<String>>, (usize, String)> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut rows = Vec::new();
     let mut row = Vec::new();
     let mut field = String::new();
     let mut quoted = false;
+    // The field was quoted (and closed): only a separator or a line end may follow.
+    let mut closed = false;
     let mut started_at = 0;
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
@@ -19,21 +21,31 @@ pub fn parse(text: &str) -> Result<Vec<Vec<String>>, (usize, String)> {
                     field.push('"');
                     chars.next();
                 }
-                '"' => quoted = false,
+                '"' => {
+                    quoted = false;
+                    closed = true;
+                }
                 _ => field.push(c),
             }
             continue;
+        }
+        if closed && !matches!(c, ',' | '\r' | '\n') {
+            return Err((rows.len(), "text after a closing quote (a quote inside a field is written twice)".into()));
         }
         match c {
             '"' if field.is_empty() => {
                 quoted = true;
                 started_at = rows.len();
             }
-            ',' => row.push(std::mem::take(&mut field)),
+            ',' => {
+                row.push(std::mem::take(&mut field));
+                closed = false;
+            }
             '\r' if chars.peek() == Some(&'\n') => {}
             '\n' | '\r' => {
                 row.push(std::mem::take(&mut field));
                 rows.push(std::mem::take(&mut row));
+                closed = false;
             }
             _ => field.push(c),
         }
@@ -41,7 +53,7 @@ pub fn parse(text: &str) -> Result<Vec<Vec<String>>, (usize, String)> {
     if quoted {
         return Err((started_at, "a quoted field is not closed".into()));
     }
-    if !field.is_empty() || !row.is_empty() {
+    if !field.is_empty() || !row.is_empty() || closed {
         row.push(field);
         rows.push(row);
     }
@@ -81,7 +93,10 @@ mod tests {
     }
 
     #[test]
-    fn an_unclosed_quote_names_its_row() {
+    fn an_unclosed_quote_or_text_after_a_closing_quote_names_its_row() {
         assert_eq!(parse("a,b\n1,\"open\n2,3\n").unwrap_err().0, 1);
+        assert_eq!(parse("a,b\n1,2\n\"x\"y,3\n").unwrap_err().0, 2);
+        assert_eq!(parse("a\n\"\"").unwrap(), vec![vec!["a".to_string()], vec![String::new()]]);
+        assert_eq!(parse("a\rb\r").unwrap().len(), 2, "CR line ends");
     }
 }

@@ -6,5 +6,6 @@
 
 pub mod cmdb;
 pub mod csv;
+pub mod desk;
 pub mod platform;
 pub mod sla;

@@ -137,24 +137,32 @@ impl Cmdb {
                 }
                 Some(old) => {
                     ids.insert(ci.code.clone(), old.id);
+                    // The platform owns the name, the class and its own attributes; what
+                    // the IT team added (other attributes, campus, location, owner,
+                    // supplier, dates, status other than retired) stays.
+                    let mut attrs: serde_json::Map<String, serde_json::Value> =
+                        serde_json::from_str(&old.attrs).unwrap_or_default();
+                    let mine: serde_json::Map<String, serde_json::Value> =
+                        serde_json::from_str(&ci.attrs).unwrap_or_default();
+                    attrs.extend(mine);
+                    let attrs = serde_json::Value::Object(attrs).to_string();
+                    let status = if old.status == "retired" { "in-service".to_string() } else { old.status.clone() };
+                    let campus = old.campus.clone().or(ci.campus.clone());
                     let same = old.name == ci.name
                         && old.class == ci.class
-                        && old.attrs == ci.attrs
-                        && old.campus == ci.campus
-                        && old.status == ci.status;
+                        && same_json(&old.attrs, &attrs)
+                        && old.status == status
+                        && old.campus == campus;
                     if !same {
-                        // Kept by the platform: what the IT team typed about it (owner,
-                        // location, supplier) stays.
                         let merged = Ci {
-                            id: old.id,
-                            version: old.version,
-                            owner: old.owner,
-                            location: old.location,
-                            supplier: old.supplier,
-                            warranty_end: old.warranty_end,
-                            contract_end: old.contract_end,
-                            support_group: old.support_group,
-                            ..ci
+                            attrs,
+                            status,
+                            campus,
+                            name: ci.name.clone(),
+                            class: ci.class.clone(),
+                            updated_at: now,
+                            updated_by: ci.updated_by.clone(),
+                            ..old
                         };
                         store.update(&merged).await?;
                         written += 1;
@@ -162,13 +170,26 @@ impl Cmdb {
                 }
             }
         }
+        let mut wanted_relations = std::collections::HashSet::new();
         for w in &want {
             for (kind, target) in &w.relations {
                 let (Some(&source), Some(&target)) = (ids.get(&w.ci.code), ids.get(target)) else { continue };
                 let r = Relation { source, kind: (*kind).to_string(), target };
+                wanted_relations.insert(r.clone());
                 match store.relate(&r, now, task.actor()).await {
                     Ok(()) | Err(lianyi_store::StoreError::Refused(_)) => {}
                     Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        // Relations between the platform's own CIs that it no longer has (the host it
+        // ran on before a rename) go; the IT team's relations to them stay.
+        let managed: std::collections::HashSet<i64> = store.managed_by(MANAGER).await?.iter().map(|c| c.id).collect();
+        for id in &managed {
+            for r in store.relations(*id).await? {
+                if r.source == *id && managed.contains(&r.target) && !wanted_relations.contains(&r) {
+                    store.unrelate(&r).await?;
+                    written += 1;
                 }
             }
         }
@@ -200,4 +221,9 @@ pub fn keep_registered(cmdb: Cmdb, platform: Platform, every: Duration) -> tokio
             tokio::time::sleep(every).await;
         }
     })
+}
+
+/// Whether two JSON texts hold the same value (key order aside).
+fn same_json(a: &str, b: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(a).ok() == serde_json::from_str::<serde_json::Value>(b).ok()
 }

@@ -159,11 +159,22 @@ async fn insert_in(tx: &mut Transaction<'static, Any>, ci: &Ci) -> Result<i64> {
 }
 
 /// Adds a relation inside `tx`, refusing one that makes a CI part of itself.
-async fn relate_in(tx: &mut Transaction<'static, Any>, r: &Relation, at: i64, by: &str) -> Result<()> {
+async fn relate_in(
+    backend: crate::Backend,
+    tx: &mut Transaction<'static, Any>,
+    r: &Relation,
+    at: i64,
+    by: &str,
+) -> Result<()> {
     if r.source == r.target {
         return Err(refused(format!("target: a configuration item cannot {} itself", r.kind)));
     }
     if r.kind == "part-of" {
+        // Two writers adding A part-of B and B part-of A at once: on PostgreSQL they
+        // take turns here (SQLite has one writer).
+        if backend == crate::Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7358)").execute(&mut **tx).await?;
+        }
         // A cycle: the target is already (a part of a part of …) the source.
         let cycle = sqlx::query(
             "WITH RECURSIVE whole(id) AS (SELECT CAST($1 AS BIGINT) UNION SELECT r.target FROM ops_relations r \
@@ -236,7 +247,7 @@ impl Cmdb {
         };
         for (s, kind, t) in relations {
             let r = Relation { source: id_of(s), kind: kind.clone(), target: id_of(t) };
-            relate_in(&mut tx, &r, at, by).await?;
+            relate_in(self.0.backend, &mut tx, &r, at, by).await?;
         }
         tx.commit().await?;
         Ok(ids)
@@ -341,9 +352,11 @@ impl Cmdb {
             sql.push_bind(Arg::Text(s.clone()));
         }
         if let Some(t) = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            // Case folded on both databases (SQLite's LIKE folds ASCII, PostgreSQL's does not).
+            let t = t.to_lowercase();
             let pattern = format!("%{}%", t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
             let p = sql.bind(Arg::Text(pattern));
-            sql.push(&format!(" AND (name LIKE {p} ESCAPE '\\' OR code LIKE {p} ESCAPE '\\')"));
+            sql.push(&format!(" AND (LOWER(name) LIKE {p} ESCAPE '\\' OR LOWER(code) LIKE {p} ESCAPE '\\')"));
         }
         sql
     }
@@ -368,6 +381,19 @@ impl Cmdb {
         Ok(sql.query(self.0.backend).fetch_one(&self.0.read).await?.try_get(0)?)
     }
 
+    /// Which of `codes` are taken already.
+    pub async fn taken(&self, codes: &[String]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for chunk in codes.chunks(500) {
+            let mut sql = Sql::new("SELECT code FROM ops_cis WHERE ");
+            sql.push_in("code", chunk);
+            for row in sql.query(self.0.backend).fetch_all(&self.0.read).await? {
+                out.push(row.try_get(0)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// The CIs the server registered itself.
     pub async fn managed_by(&self, manager: &str) -> Result<Vec<Ci>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -382,7 +408,7 @@ impl Cmdb {
     /// Adds a relation (see the module documentation for what is refused).
     pub async fn relate(&self, r: &Relation, at: i64, by: &str) -> Result<()> {
         let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
-        relate_in(&mut tx, r, at, by).await?;
+        relate_in(self.0.backend, &mut tx, r, at, by).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -433,7 +459,8 @@ impl Cmdb {
         };
         let walked = format!(
             "WITH RECURSIVE walk(id) AS (SELECT CAST($1 AS BIGINT) UNION SELECT r.{to} FROM ops_relations r \
-             JOIN walk w ON r.{from} = w.id WHERE r.{spreading})",
+             JOIN walk w ON r.{from} = w.id JOIN ops_cis x ON x.id = r.{to} \
+             WHERE r.{spreading} AND x.status <> 'retired')",
             spreading = spreading_in()
         );
         // Every spreading relation out of a walked CI ends at a walked CI: the
@@ -441,7 +468,7 @@ impl Cmdb {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{walked} SELECT r.source, r.kind, r.target, c.code, c.name, c.class, c.campus, c.status \
              FROM walk w JOIN ops_relations r ON r.{from} = w.id JOIN ops_cis c ON c.id = r.{to} \
-             WHERE r.{spreading}",
+             WHERE r.{spreading} AND c.status <> 'retired'",
             spreading = spreading_in()
         )))
         .bind(id)

@@ -13,6 +13,7 @@ pub mod break_glass;
 pub mod clients;
 pub mod cmdb;
 mod counters;
+pub mod desk;
 pub mod messages;
 mod migrate;
 mod operations;

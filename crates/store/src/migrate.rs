@@ -156,6 +156,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0024_cmdb.sql"),
         postgres: include_str!("../migrations/postgres/0024_cmdb.sql"),
     },
+    Migration {
+        version: 25,
+        name: "service_desk",
+        sqlite: include_str!("../migrations/sqlite/0025_service_desk.sql"),
+        postgres: include_str!("../migrations/postgres/0025_service_desk.sql"),
+    },
 ];
 
 impl Store {

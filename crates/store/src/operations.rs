@@ -25,6 +25,11 @@ impl Operations {
         crate::cmdb::Cmdb(self.0.clone())
     }
 
+    /// The IT service desk's tickets and groups: see [`crate::desk`].
+    pub fn desk(&self) -> crate::desk::Desk {
+        crate::desk::Desk(self.0.clone())
+    }
+
     /// The pharmacy's stock and queue: see [`crate::pharmacy`].
     pub fn pharmacy(&self) -> crate::pharmacy::Pharmacy {
         crate::pharmacy::Pharmacy(self.0.clone())

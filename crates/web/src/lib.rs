@@ -104,6 +104,8 @@ pub struct AppState {
     pub dispensary: lianyi_billing::dispensing::Dispensary,
     /// The configuration database of IT operations.
     pub cmdb: lianyi_ops::cmdb::Cmdb,
+    /// The IT service desk.
+    pub desk: lianyi_ops::desk::Desk,
     /// What the process listens on: (protocol, address), for the IT home page.
     pub listeners: Arc<std::sync::Mutex<Vec<(String, String)>>>,
     /// Per-address budgets for the login and token endpoints.
@@ -147,6 +149,8 @@ pub enum AppError {
     Tls(String),
     #[error("field-encryption keys: {0}")]
     Keys(#[from] lianyi_security::crypto::CryptoError),
+    #[error("the service desk: {0}")]
+    Desk(String),
 }
 
 /// The field cipher for a key file.
@@ -211,6 +215,7 @@ impl App {
         let stock = lianyi_billing::stock::StockRoom::new(fhir.clone()).with_near_expiry_days(config.near_expiry_days);
         let dispensary = lianyi_billing::dispensing::Dispensary::new(fhir.clone());
         let cmdb = lianyi_ops::cmdb::Cmdb::new(fhir.clone());
+        let desk = lianyi_ops::desk::Desk::new(fhir.clone()).map_err(|e| AppError::Desk(e.to_string()))?;
         let scheduling = lianyi_clinical::scheduling::Scheduling::new(fhir.clone());
         let workspace = lianyi_clinical::encounter::Workspace::new(fhir.clone());
         let prescribing = lianyi_clinical::prescribing::Prescribing::new(fhir.clone());
@@ -234,6 +239,7 @@ impl App {
                 stock,
                 dispensary,
                 cmdb,
+                desk,
                 listeners: Default::default(),
                 limits,
                 exports: Default::default(),

@@ -68,6 +68,10 @@ const START: &[&str] = &[
     "/ops/cis",
     "/ops/cis/new",
     "/ops/cis/import",
+    "/ops/report",
+    "/ops/tickets",
+    "/ops/tickets?view=all",
+    "/ops/groups",
     "/no/such/page",
 ];
 

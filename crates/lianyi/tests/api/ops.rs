@@ -180,6 +180,47 @@ async fn a_core_switch_failure_shows_the_business_systems_services_and_campuses_
     assert_eq!(page2["next"], Value::Null);
     let (_, v) = get(&ops, &app, "/api/ops/cis?q=%E6%89%93%E5%8D%B0").await;
     assert_eq!(codes(&v["items"]), ["PRN-W3"], "打印 finds the printer");
+    let (_, v) = get(&ops, &app, "/api/ops/cis?q=his&class=business-system").await;
+    assert_eq!(codes(&v["items"]), ["HIS"], "a search ignores case on both databases");
+
+    // An engineer of the west campus changes the west campus's items only.
+    let west = app.client_with("lianyi:ops", "campus-west", None).await;
+    let (status, v) = post(
+        &west,
+        &app,
+        "/api/ops/cis",
+        json!({"code": "PC-E1", "name": "东院区电脑", "class": "host", "campus": "campus-east"}),
+    )
+    .await;
+    assert_eq!((status, v["errors"][0]["field"].clone()), (StatusCode::BAD_REQUEST, json!("campus")), "{v}");
+    let (status, _) = post(
+        &west,
+        &app,
+        "/api/ops/cis",
+        json!({"code": "PC-W1", "name": "西院区电脑", "class": "host", "campus": "campus-west"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // A retired switch stops nothing.
+    let r = ops.post(app.url("/api/ops/cis/import")).body("code,name,class,campus,status,relations\r\nSW-OLD,旧交换机,network,campus-east,retired,connects-to:SW-CORE\r\n").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (_, v) = get(&ops, &app, &format!("/api/ops/cis/{}/impact", id["SW-CORE"])).await;
+    assert!(!codes(&v["reached"]).contains(&"SW-OLD".to_string()), "{v}");
+    // An import of a code already stored names the row.
+    let r = ops
+        .post(app.url("/api/ops/cis/import"))
+        .body("code,name,class\r\nNEW-1,新设备,printer\r\nHIS,again,host\r\n")
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!((v["errors"][0]["row"].clone(), v["errors"][0]["field"].clone()), (json!(2), json!("code")), "{v}");
+
+    // Every change is in the audit log.
+    let auditor = app.client_with("system/AuditEvent.rs", "*", None).await;
+    let (_, v) = get(&auditor, &app, "/fhir/AuditEvent?subtype=ci-create&_count=1").await;
+    assert!(v["total"].as_i64().unwrap() >= 10, "{v}");
 
     // The platform registered itself: the platform on its server and database, and
     // its web interface; the server's failure stops the platform.
@@ -304,4 +345,130 @@ async fn the_it_engineer_imports_a_csv_all_or_nothing_edits_on_the_pages_and_exp
     let (mut nurse, _) = logged_in(&app, &clock, "nurse-ops", "nurse", "campus-west", None).await;
     assert_eq!(nurse.get("/ops/cis").await.0, StatusCode::FORBIDDEN);
     assert_eq!(nurse.get(&format!("/ops/cis/{sw}/impact")).await.0, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_nurse_reports_a_printer_fault_the_desktop_group_takes_it_and_paused_time_does_not_count() {
+    // Friday 2027-01-15, 16:00 in Beijing (business hours end at 17:30).
+    let clock: Arc<ManualClock> = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    campuses(&app).await;
+    let ops = app.client_with("lianyi:ops", "*", None).await;
+    let csv = "code,name,class,campus,support_group\r\nPRN-W3,西院区三楼护士站打印机,printer,campus-west,desktop\r\n";
+    let r = ops.post(app.url("/api/ops/cis/import")).body(csv).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (mut lead, lead_csrf) = logged_in(&app, &clock, "it-lead", "it-manager", "*", None).await;
+    for (user, group) in [("it-desk", "desktop"), ("it-net", "network")] {
+        let (status, to, _) =
+            lead.post("/ops/groups", &[("csrf", &lead_csrf), ("username", user), ("support_group", group)]).await;
+        assert_eq!((status, to.as_str()), (StatusCode::SEE_OTHER, "/ops/groups"));
+    }
+
+    // The nurse reports it from the shell: campus prefilled, the printer chosen.
+    let (mut nurse, ncsrf) = logged_in(&app, &clock, "nurse-w", "nurse", "campus-west", None).await;
+    let (_, _, form) = nurse.get("/ops/report").await;
+    assert!(form.contains("name=\"campus\" value=\"campus-west\""), "{form}");
+    assert!(form.contains("<option value=\"PRN-W3\">"), "the printer is offered: {form}");
+    let (_, _, bad) =
+        nurse.post("/ops/report", &[("csrf", &ncsrf), ("title", ""), ("category", "printer"), ("ci", "PRN-9")]).await;
+    let errors = between(&bad, "id=\"form-errors\"", "</div>");
+    assert!(errors.contains("data-field=\"title\"") && errors.contains("data-field=\"ci\""), "{errors}");
+    let report = [
+        ("csrf", ncsrf.as_str()),
+        ("title", "打印机无法打印"),
+        ("category", "printer"),
+        ("ci", "PRN-W3"),
+        ("campus", "campus-west"),
+        ("location", "西院区住院楼三楼护士站"),
+        ("impact", "2"),
+        ("urgency", "2"),
+    ];
+    let (status, to, _) = nurse.post("/ops/report", &report).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let id: i64 = to.trim_start_matches("/ops/tickets/").split('?').next().unwrap().parse().unwrap();
+    let (_, _, page) = nurse.get(&to).await;
+    assert!(page.contains("data-priority=\"3\""), "medium × medium is P3: {page}");
+    assert!(page.contains("data-group=\"desktop\"") && page.contains("data-status=\"new\""), "{page}");
+    assert!(!page.contains("id=\"desk-take\""), "a nurse does not take tickets");
+
+    // Only the desktop group takes it.
+    let (mut net, net_csrf) = logged_in(&app, &clock, "it-net", "it-engineer", "*", None).await;
+    let version = |page: &str| between(page, "name=\"version\" value=\"", "\"").to_string();
+    let (_, _, seen) = net.get(&format!("/ops/tickets/{id}")).await;
+    let (_, _, refused) =
+        net.post(&format!("/ops/tickets/{id}/take"), &[("csrf", &net_csrf), ("version", &version(&seen))]).await;
+    assert!(between(&refused, "id=\"form-errors\"", "</div>").contains("data-field=\"assignee\""), "{refused}");
+    let (mut desk, dcsrf) = logged_in(&app, &clock, "it-desk", "it-engineer", "*", None).await;
+    let (_, _, queue) = desk.get("/ops/tickets").await;
+    assert!(queue.contains(&format!("data-ticket=\"{id}\"")), "in the desktop group's queue: {queue}");
+    let (_, _, seen) = desk.get(&format!("/ops/tickets/{id}")).await;
+    let (status, _, _) =
+        desk.post(&format!("/ops/tickets/{id}/take"), &[("csrf", &dcsrf), ("version", &version(&seen))]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+
+    // Ten minutes of work, then fifty minutes waiting for a toner delivery (the
+    // sessions are kept alive meanwhile), twenty more minutes of work.
+    clock.advance(10 * 60_000);
+    nurse.get("/ops/tickets").await;
+    let (_, _, seen) = desk.get(&format!("/ops/tickets/{id}")).await;
+    assert!(seen.contains("id=\"desk-response\" data-sla=\"met\""), "{seen}");
+    let (_, _, none) = desk
+        .post(&format!("/ops/tickets/{id}/pause"), &[("csrf", &dcsrf), ("version", &version(&seen)), ("reason", "")])
+        .await;
+    assert!(between(&none, "id=\"form-errors\"", "</div>").contains("data-field=\"reason\""), "{none}");
+    desk.post(
+        &format!("/ops/tickets/{id}/pause"),
+        &[("csrf", &dcsrf), ("version", &version(&seen)), ("reason", "等待硒鼓到货")],
+    )
+    .await;
+    for _ in 0..5 {
+        clock.advance(10 * 60_000);
+        nurse.get("/ops/tickets").await;
+        desk.get("/ops/tickets").await;
+    }
+    let (_, _, seen) = desk.get(&format!("/ops/tickets/{id}")).await;
+    assert!(seen.contains("id=\"desk-resolution\" data-sla=\"paused\""), "{seen}");
+    desk.post(&format!("/ops/tickets/{id}/resume"), &[("csrf", &dcsrf), ("version", &version(&seen))]).await;
+    for _ in 0..2 {
+        clock.advance(10 * 60_000);
+        nurse.get("/ops/tickets").await;
+        desk.get("/ops/tickets").await;
+    }
+    let (_, _, seen) = desk.get(&format!("/ops/tickets/{id}")).await;
+    let (status, _, _) = desk
+        .post(
+            &format!("/ops/tickets/{id}/resolve"),
+            &[("csrf", &dcsrf), ("version", &version(&seen)), ("resolution", "更换硒鼓，打印正常")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    // 10 + 20 working minutes of the P3 target of 1,440: the wait does not count
+    // (without the pause it would be 80 minutes, 5 %).
+    let (_, _, done) = nurse.get(&format!("/ops/tickets/{id}")).await;
+    assert!(done.contains("id=\"desk-resolution\" data-sla=\"met\" data-used=\"2\""), "{done}");
+    assert!(done.contains("data-status=\"resolved\""));
+
+    // The nurse closes it with a score; the stale form of the engineer is refused.
+    let (status, _, _) = nurse
+        .post(
+            &format!("/ops/tickets/{id}/close"),
+            &[("csrf", &ncsrf), ("version", &version(&done)), ("satisfaction", "5")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, closed) = nurse.get(&format!("/ops/tickets/{id}")).await;
+    assert!(closed.contains("data-status=\"closed\"") && closed.contains("id=\"desk-satisfaction\">5 / 5"), "{closed}");
+    let (_, _, stale) = desk
+        .post(&format!("/ops/tickets/{id}/reopen"), &[("csrf", &dcsrf), ("version", &version(&done)), ("reason", "x")])
+        .await;
+    assert!(between(&stale, "id=\"form-errors\"", "</div>").contains("data-field=\"version\""), "{stale}");
+    let (_, _, mine) = nurse.get("/ops/tickets").await;
+    assert!(mine.contains(&format!("data-ticket=\"{id}\"")), "{mine}");
+
+    // Another nurse sees neither the ticket nor the queues.
+    let (mut other, _) = logged_in(&app, &clock, "nurse-e", "nurse", "campus-east", None).await;
+    assert_eq!(other.get(&format!("/ops/tickets/{id}")).await.0, StatusCode::FORBIDDEN);
+    let (_, _, theirs) = other.get("/ops/tickets?view=all").await;
+    assert!(theirs.contains("id=\"desk-none\""), "{theirs}");
+    assert_eq!(other.get("/ops/groups").await.0, StatusCode::FORBIDDEN);
 }

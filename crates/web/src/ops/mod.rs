@@ -4,6 +4,7 @@
 //! in [`lianyi_ops::cmdb`].
 
 mod api;
+mod desk;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -34,14 +35,18 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ops/cis/{id}/relations/remove", post(unrelate))
         .route("/ops/cis/{id}/impact", get(impact_page))
         .merge(api::router())
+        .merge(desk::router())
 }
 
 fn may_operate(c: &Caller) -> bool {
     Cmdb::may_operate(c) && c.is_authenticated()
 }
 
-pub(crate) const NAV: &[NavLink] =
-    &[NavLink { href: "/ops/cis", text: "nav-cmdb", place: Place::Bar, shown: may_operate }];
+pub(crate) const NAV: &[NavLink] = &[
+    NavLink { href: "/ops/report", text: "nav-report-fault", place: Place::Bar, shown: desk::may_report },
+    NavLink { href: "/ops/tickets", text: "nav-tickets", place: Place::Bar, shown: desk::may_work },
+    NavLink { href: "/ops/cis", text: "nav-cmdb", place: Place::Bar, shown: may_operate },
+];
 
 const PAGE: i64 = 50;
 

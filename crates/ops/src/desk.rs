@@ -1,0 +1,595 @@
+//! The service desk (ITIL incidents): anyone on the staff reports a fault, the desk
+//! logs phone calls; impact × urgency gives the priority by the matrix; the CI (or
+//! else the category) gives the support group, so every ticket always has an owner; an
+//! engineer of that group takes it, may pause it while waiting for the reporter or a
+//! supplier, resolves it; the reporter closes it with a satisfaction score or reopens
+//! it. Each priority has a response and a resolution target, counted by an SLA clock
+//! ([`crate::sla`]) in the ticket's calendar — business hours with Chinese public
+//! holidays and adjusted working days, or 7×24 for clinical-critical systems — from
+//! the ticket's own events, so paused time never counts.
+
+use lianyi_security::Caller;
+use lianyi_security::roles::Capability;
+use lianyi_services::FhirService;
+use lianyi_store::StoreError;
+use lianyi_store::desk::{Ticket, TicketEvent, TicketQuery};
+use serde_json::Value;
+
+use crate::cmdb::FieldError;
+use crate::sla::{Calendar, ClockEvent, SlaClock, SlaState, WorkingHours};
+
+/// Fault categories, each with the support group it goes to when no CI says.
+pub const CATEGORIES: [(&str, &str); 8] = [
+    ("hardware", "desktop"),
+    ("printer", "desktop"),
+    ("software", "application"),
+    ("account", "application"),
+    ("interface", "application"),
+    ("network", "network"),
+    ("medical-device", "desktop"),
+    ("other", "desktop"),
+];
+
+/// The priority matrix: impact (rows, 1 high … 3 low) × urgency (columns).
+pub const MATRIX: [[i64; 3]; 3] = [[1, 2, 3], [2, 3, 4], [3, 4, 4]];
+
+/// Response and resolution targets per priority (1 … 4), in working minutes.
+pub const TARGETS: [(i64, i64); 4] = [(15, 240), (30, 480), (120, 1440), (480, 2880)];
+
+/// Warn when this share of a target is used.
+pub const WARN_PERCENT: u32 = 75;
+
+/// The desk's business hours: 08:00–12:00 and 13:30–17:30, Beijing time.
+pub const BUSINESS_HOURS: [(u32, u32); 2] = [(480, 720), (810, 1050)];
+
+/// The priority of an impact and an urgency (each 1 … 3).
+pub fn priority(impact: i64, urgency: i64) -> i64 {
+    MATRIX[(impact.clamp(1, 3) - 1) as usize][(urgency.clamp(1, 3) - 1) as usize]
+}
+
+/// The (response, resolution) targets of a priority, in milliseconds.
+pub fn targets(priority: i64) -> (i64, i64) {
+    let (r, f) = TARGETS[(priority.clamp(1, 4) - 1) as usize];
+    (r * 60_000, f * 60_000)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeskError {
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{}", crate::cmdb::joined(.0))]
+    Invalid(Vec<FieldError>),
+    #[error("no such ticket")]
+    NotFound,
+    #[error("the ticket was changed by someone else meanwhile")]
+    Changed,
+    #[error("the audit record could not be written: {0}")]
+    Audit(String),
+    #[error("the SLA calendar: {0}")]
+    Calendar(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for DeskError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::VersionConflict { .. } => DeskError::Changed,
+            other => DeskError::Store(other),
+        }
+    }
+}
+
+fn invalid(field: &str, rule: &'static str, detail: impl Into<String>) -> DeskError {
+    DeskError::Invalid(vec![FieldError { row: None, field: field.into(), rule, detail: detail.into() }])
+}
+
+/// A fault as the report form (or the desk taking a call) gives it.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub title: String,
+    pub description: String,
+    pub category: String,
+    /// The affected CI's code (may be empty).
+    pub ci: String,
+    pub campus: String,
+    pub location: String,
+    /// `1` … `3`.
+    pub impact: String,
+    pub urgency: String,
+    /// For a phone call logged by the desk: who called.
+    pub caller_name: String,
+}
+
+/// One SLA clock of a ticket as it stands.
+#[derive(Clone, Debug)]
+pub struct Clock {
+    pub state: SlaState,
+    /// When the target is (or was) reached, if the clock runs on.
+    pub due: Option<i64>,
+    pub elapsed_ms: i64,
+    pub target_ms: i64,
+}
+
+/// A ticket with its events and clocks.
+#[derive(Clone, Debug)]
+pub struct Card {
+    pub ticket: Ticket,
+    pub events: Vec<TicketEvent>,
+    pub response: Clock,
+    pub resolution: Clock,
+    /// The CI's code and name.
+    pub ci: Option<(String, String)>,
+}
+
+/// Which tickets a list shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    /// Open tickets assigned to the caller.
+    Mine,
+    /// Open tickets of the caller's groups.
+    Groups,
+    /// Every ticket (IT staff).
+    All,
+    /// The tickets the caller reported.
+    Reported,
+}
+
+/// See the module documentation.
+#[derive(Clone, Debug)]
+pub struct Desk {
+    fhir: FhirService,
+    business: std::sync::Arc<Calendar>,
+}
+
+const OPEN: [&str; 3] = ["new", "assigned", "pending"];
+
+impl Desk {
+    pub fn new(fhir: FhirService) -> Result<Desk, DeskError> {
+        let hours = WorkingHours::new(BUSINESS_HOURS.to_vec()).map_err(|e| DeskError::Calendar(e.to_string()))?;
+        let business = Calendar::china_business(hours).map_err(|e| DeskError::Calendar(e.to_string()))?;
+        Ok(Desk { fhir, business: std::sync::Arc::new(business) })
+    }
+
+    fn tables(&self) -> lianyi_store::desk::Desk {
+        self.fhir.operations().desk()
+    }
+
+    /// Staff who may report faults (not patients).
+    pub fn may_report(caller: &Caller) -> bool {
+        caller.is_authenticated() && caller.access().patient().is_none()
+    }
+
+    pub fn may_work(caller: &Caller) -> bool {
+        caller.can(Capability::OperateIt)
+    }
+
+    fn username(caller: &Caller) -> &str {
+        caller.actor().strip_prefix("user:").unwrap_or(caller.actor())
+    }
+
+    async fn audit(&self, caller: &Caller, action: &str, detail: String) -> Result<(), DeskError> {
+        let mut e = caller.entry(self.fhir.now_ms(), action, "success");
+        e.detail = Some(detail);
+        self.fhir.audit_log().record(vec![e]).await.map_err(|e| DeskError::Audit(e.to_string()))
+    }
+
+    fn calendar(&self, name: &str) -> Calendar {
+        if name == "7x24" { Calendar::always() } else { (*self.business).clone() }
+    }
+
+    /// Opens a ticket: `caller` reports it, or (IT staff with `r.caller_name`) logs a
+    /// phone call. Returns its id.
+    pub async fn report(&self, caller: &Caller, r: &Report) -> Result<i64, DeskError> {
+        if !Self::may_report(caller) {
+            return Err(DeskError::Forbidden("faults are reported by the staff"));
+        }
+        let phone = !r.caller_name.trim().is_empty();
+        if phone && !Self::may_work(caller) {
+            return Err(DeskError::Forbidden("calls are logged by the IT desk"));
+        }
+        let mut errors = Vec::new();
+        let err = |field: &str, rule: &'static str, detail: &str| FieldError {
+            row: None,
+            field: field.into(),
+            rule,
+            detail: detail.into(),
+        };
+        let title = r.title.trim();
+        if title.is_empty() || title.chars().count() > 200 {
+            errors.push(err("title", "required", "1 to 200 characters"));
+        }
+        if r.description.chars().count() > 4000 {
+            errors.push(err("description", "length", "at most 4,000 characters"));
+        }
+        let Some((category, default_group)) = CATEGORIES.iter().find(|(c, _)| *c == r.category.trim()) else {
+            errors.push(err("category", "choice", "one of the fault categories"));
+            return Err(DeskError::Invalid(errors));
+        };
+        let level = |field: &str, v: &str, errors: &mut Vec<FieldError>| match v.trim().parse::<i64>() {
+            Ok(n) if (1..=3).contains(&n) => n,
+            _ if v.trim().is_empty() => 2,
+            _ => {
+                errors.push(err(field, "choice", "1 (high), 2 (medium) or 3 (low)"));
+                2
+            }
+        };
+        let impact = level("impact", &r.impact, &mut errors);
+        let urgency = level("urgency", &r.urgency, &mut errors);
+        let ci = match r.ci.trim() {
+            "" => None,
+            code => match self.fhir.operations().cmdb().by_code(code).await? {
+                Some(c) => Some(c),
+                None => {
+                    errors.push(err("ci", "unknown", &format!("no configuration item {code}")));
+                    None
+                }
+            },
+        };
+        if !errors.is_empty() {
+            return Err(DeskError::Invalid(errors));
+        }
+        let priority = priority(impact, urgency);
+        // Clinical-critical systems (7×24 in the CMDB) and critical tickets count round the clock.
+        let round_the_clock = priority == 1
+            || ci.as_ref().is_some_and(|c| {
+                serde_json::from_str::<Value>(&c.attrs).ok().and_then(|a| a["hours"].as_str().map(|h| h == "7x24"))
+                    == Some(true)
+            });
+        let now = self.fhir.now_ms();
+        let campus = Some(r.campus.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .or_else(|| ci.as_ref().and_then(|c| c.campus.clone()))
+            .or_else(|| caller.campus().map(|c| c.as_str().to_string()));
+        let t = Ticket {
+            title: title.to_string(),
+            description: r.description.trim().to_string(),
+            category: category.to_string(),
+            campus,
+            location: Some(r.location.trim().to_string()).filter(|l| !l.is_empty()),
+            ci: ci.as_ref().map(|c| c.id),
+            reporter: if phone { format!("phone:{}", r.caller_name.trim()) } else { caller.actor().to_string() },
+            reporter_name: if phone { r.caller_name.trim().to_string() } else { Self::username(caller).to_string() },
+            channel: if phone { "phone" } else { "self" }.into(),
+            impact,
+            urgency,
+            priority,
+            calendar: if round_the_clock { "7x24" } else { "business" }.into(),
+            status: "new".into(),
+            support_group: ci.as_ref().map_or_else(|| default_group.to_string(), |c| c.support_group.clone()),
+            assignee: None,
+            opened_at: now,
+            version: 1,
+            updated_at: now,
+            ..Ticket::default()
+        };
+        let event = TicketEvent {
+            at: now,
+            actor: caller.actor().to_string(),
+            kind: "opened".into(),
+            detail: Some(format!("P{priority} → {}", t.support_group)),
+            ..TicketEvent::default()
+        };
+        let id = self.tables().open(&t, &[event]).await?;
+        self.audit(caller, "ticket-open", format!("ticket {id} P{priority} to {}", t.support_group)).await?;
+        Ok(id)
+    }
+
+    /// Whether `caller` may see the ticket: IT staff, or its reporter.
+    fn may_see(caller: &Caller, t: &Ticket) -> bool {
+        Self::may_work(caller) || t.reporter == caller.actor()
+    }
+
+    fn clock(&self, t: &Ticket, events: &[TicketEvent], now: i64) -> (Clock, Clock) {
+        let cal = self.calendar(&t.calendar);
+        let (response_target, resolution_target) = targets(t.priority);
+        let mut resolution = Vec::new();
+        let mut response = vec![ClockEvent::Started(t.opened_at)];
+        for e in events {
+            let c = match e.kind.as_str() {
+                "opened" => ClockEvent::Started(e.at),
+                "paused" => ClockEvent::Paused(e.at),
+                "resumed" => ClockEvent::Resumed(e.at),
+                "resolved" => ClockEvent::Stopped(e.at),
+                "reopened" => ClockEvent::Restarted(e.at),
+                _ => continue,
+            };
+            if t.responded_at.is_none_or(|r| e.at < r) && matches!(c, ClockEvent::Paused(_) | ClockEvent::Resumed(_)) {
+                response.push(c);
+            }
+            resolution.push(c);
+        }
+        if let Some(r) = t.responded_at {
+            // A response given while paused ends a paused clock: it stops all the same.
+            if matches!(response.last(), Some(ClockEvent::Paused(_))) {
+                response.push(ClockEvent::Resumed(r));
+            }
+            response.push(ClockEvent::Stopped(r));
+        }
+        let of = |events: Vec<ClockEvent>, target: i64| match SlaClock::from_events(events) {
+            Ok(clock) => Clock {
+                state: clock.state(&cal, target, WARN_PERCENT, now),
+                due: clock.due(&cal, target, now),
+                elapsed_ms: clock.elapsed(&cal, now),
+                target_ms: target,
+            },
+            Err(e) => {
+                // The desk writes events in order; a ledger that does not read is a bug.
+                tracing::error!(ticket = t.id, error = %e, "a ticket's clock ledger");
+                Clock { state: SlaState::Running, due: None, elapsed_ms: 0, target_ms: target }
+            }
+        };
+        (of(response, response_target), of(resolution, resolution_target))
+    }
+
+    /// A ticket, its events and clocks.
+    pub async fn card(&self, caller: &Caller, id: i64) -> Result<Card, DeskError> {
+        let t = self.tables().get(id).await?.ok_or(DeskError::NotFound)?;
+        if !Self::may_see(caller, &t) {
+            return Err(DeskError::Forbidden("a ticket is seen by the IT team and its reporter"));
+        }
+        let events = self.tables().events(id).await?;
+        let (response, resolution) = self.clock(&t, &events, self.fhir.now_ms());
+        let ci = match t.ci {
+            Some(c) => self.fhir.operations().cmdb().get(c).await?.map(|c| (c.code, c.name)),
+            None => None,
+        };
+        Ok(Card { ticket: t, events, response, resolution, ci })
+    }
+
+    /// A page of tickets (newest first) with their resolution clocks.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        view: View,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<(Ticket, Clock)>, DeskError> {
+        let mut q = TicketQuery { before, limit, ..Default::default() };
+        match view {
+            View::Reported => {
+                if !Self::may_report(caller) {
+                    return Err(DeskError::Forbidden("faults are reported by the staff"));
+                }
+                q.reporter = Some(caller.actor().to_string());
+            }
+            _ if !Self::may_work(caller) => return Err(DeskError::Forbidden("queues are the IT team's")),
+            View::Mine => {
+                q.assignee = Some(caller.actor().to_string());
+                q.statuses = Some(OPEN.iter().map(|s| s.to_string()).collect());
+            }
+            View::Groups => {
+                let groups = self.tables().groups_of(Self::username(caller)).await?;
+                q.groups = Some(groups.into_iter().map(|(g, _)| g).collect());
+                q.statuses = Some(OPEN.iter().map(|s| s.to_string()).collect());
+            }
+            View::All => {}
+        }
+        let now = self.fhir.now_ms();
+        let mut out = Vec::new();
+        for t in self.tables().list(&q).await? {
+            let events = self.tables().events(t.id).await?;
+            let (_, resolution) = self.clock(&t, &events, now);
+            out.push((t, resolution));
+        }
+        Ok(out)
+    }
+
+    async fn load(&self, id: i64, version: i64) -> Result<Ticket, DeskError> {
+        let t = self.tables().get(id).await?.ok_or(DeskError::NotFound)?;
+        if t.version != version {
+            return Err(DeskError::Changed);
+        }
+        Ok(t)
+    }
+
+    fn event(&self, caller: &Caller, kind: &str, detail: Option<String>) -> TicketEvent {
+        TicketEvent {
+            at: self.fhir.now_ms(),
+            actor: caller.actor().to_string(),
+            kind: kind.into(),
+            detail,
+            ..TicketEvent::default()
+        }
+    }
+
+    async fn write(&self, caller: &Caller, mut t: Ticket, events: Vec<TicketEvent>) -> Result<(), DeskError> {
+        t.updated_at = self.fhir.now_ms();
+        self.tables().change(&t, &events).await?;
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        self.audit(caller, "ticket-change", format!("ticket {} {}", t.id, kinds.join(", "))).await
+    }
+
+    /// An engineer of the ticket's group takes it (the response).
+    pub async fn take(&self, caller: &Caller, id: i64, version: i64) -> Result<(), DeskError> {
+        if !Self::may_work(caller) {
+            return Err(DeskError::Forbidden("tickets are taken by the IT team"));
+        }
+        let mut t = self.load(id, version).await?;
+        let groups = self.tables().groups_of(Self::username(caller)).await?;
+        if !(groups.iter().any(|(g, _)| *g == t.support_group) || caller.can(Capability::ManageIt)) {
+            return Err(invalid("assignee", "group", format!("taken by an engineer of the {} group", t.support_group)));
+        }
+        if !OPEN.contains(&t.status.as_str()) {
+            return Err(invalid("status", "closed", "the ticket is resolved or closed"));
+        }
+        let now = self.fhir.now_ms();
+        t.assignee = Some(caller.actor().to_string());
+        if t.status == "new" {
+            t.status = "assigned".into();
+        }
+        t.responded_at = t.responded_at.or(Some(now));
+        let e = self.event(caller, "assigned", Some(caller.actor().to_string()));
+        self.write(caller, t, vec![e]).await
+    }
+
+    /// Hands the ticket to another support group (it waits there for an engineer).
+    pub async fn reassign(&self, caller: &Caller, id: i64, version: i64, group: &str) -> Result<(), DeskError> {
+        if !Self::may_work(caller) {
+            return Err(DeskError::Forbidden("tickets are reassigned by the IT team"));
+        }
+        if !crate::cmdb::GROUPS.contains(&group) {
+            return Err(invalid("support_group", "choice", crate::cmdb::GROUPS.join(", ")));
+        }
+        let mut t = self.load(id, version).await?;
+        let from = std::mem::replace(&mut t.support_group, group.to_string());
+        t.assignee = None;
+        if t.status == "assigned" {
+            t.status = "new".into();
+        }
+        let e = self.event(caller, "reassigned", Some(format!("{from} → {group}")));
+        self.write(caller, t, vec![e]).await
+    }
+
+    /// Waits for the reporter or a supplier: the clock stops until [`Desk::resume`].
+    pub async fn pause(&self, caller: &Caller, id: i64, version: i64, reason: &str) -> Result<(), DeskError> {
+        let mut t = self.owned(caller, id, version).await?;
+        if t.status != "assigned" {
+            return Err(invalid("status", "state", "only a ticket being worked on is paused"));
+        }
+        if reason.trim().is_empty() {
+            return Err(invalid("reason", "required", "who or what the ticket waits for"));
+        }
+        t.status = "pending".into();
+        let e = self.event(caller, "paused", Some(reason.trim().to_string()));
+        self.write(caller, t, vec![e]).await
+    }
+
+    pub async fn resume(&self, caller: &Caller, id: i64, version: i64) -> Result<(), DeskError> {
+        let mut t = self.owned(caller, id, version).await?;
+        if t.status != "pending" {
+            return Err(invalid("status", "state", "only a paused ticket is resumed"));
+        }
+        t.status = "assigned".into();
+        let e = self.event(caller, "resumed", None);
+        self.write(caller, t, vec![e]).await
+    }
+
+    /// The assignee resolves it; the reporter then closes or reopens it.
+    pub async fn resolve(&self, caller: &Caller, id: i64, version: i64, resolution: &str) -> Result<(), DeskError> {
+        let mut t = self.owned(caller, id, version).await?;
+        if resolution.trim().is_empty() {
+            return Err(invalid("resolution", "required", "what was done"));
+        }
+        let mut events = Vec::new();
+        if t.status == "pending" {
+            events.push(self.event(caller, "resumed", None));
+        }
+        t.status = "resolved".into();
+        t.resolved_at = Some(self.fhir.now_ms());
+        t.resolution = Some(resolution.trim().to_string());
+        events.push(self.event(caller, "resolved", Some(resolution.trim().to_string())));
+        self.write(caller, t, events).await
+    }
+
+    /// The ticket's assignee (or the IT manager), at its current version.
+    async fn owned(&self, caller: &Caller, id: i64, version: i64) -> Result<Ticket, DeskError> {
+        if !Self::may_work(caller) {
+            return Err(DeskError::Forbidden("tickets are worked by the IT team"));
+        }
+        let t = self.load(id, version).await?;
+        if t.assignee.as_deref() != Some(caller.actor()) && !caller.can(Capability::ManageIt) {
+            return Err(invalid("assignee", "owner", "worked by the engineer who took it"));
+        }
+        Ok(t)
+    }
+
+    /// The reporter (or the desk) reopens a resolved ticket: its clock continues.
+    pub async fn reopen(&self, caller: &Caller, id: i64, version: i64, why: &str) -> Result<(), DeskError> {
+        let mut t = self.load(id, version).await?;
+        if !(t.reporter == caller.actor() || Self::may_work(caller)) {
+            return Err(DeskError::Forbidden("a ticket is reopened by its reporter or the IT team"));
+        }
+        if t.status != "resolved" {
+            return Err(invalid("status", "state", "only a resolved ticket is reopened"));
+        }
+        if why.trim().is_empty() {
+            return Err(invalid("reason", "required", "what is still wrong"));
+        }
+        t.status = if t.assignee.is_some() { "assigned" } else { "new" }.into();
+        t.resolved_at = None;
+        let e = self.event(caller, "reopened", Some(why.trim().to_string()));
+        self.write(caller, t, vec![e]).await
+    }
+
+    /// The reporter (for a phoned-in fault, the desk) closes a resolved ticket with a
+    /// satisfaction score (1 … 5).
+    pub async fn close(&self, caller: &Caller, id: i64, version: i64, score: &str) -> Result<(), DeskError> {
+        let mut t = self.load(id, version).await?;
+        // A call's ticket is closed by the desk with the score the caller gave.
+        let by_phone = t.channel == "phone" && Self::may_work(caller);
+        if t.reporter != caller.actor() && !by_phone {
+            return Err(DeskError::Forbidden("a ticket is closed by its reporter"));
+        }
+        if t.status != "resolved" {
+            return Err(invalid("status", "state", "only a resolved ticket is closed"));
+        }
+        let Ok(score) = score
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| ())
+            .and_then(|s| if (1..=5).contains(&s) { Ok(s) } else { Err(()) })
+        else {
+            return Err(invalid("satisfaction", "choice", "a score from 1 to 5"));
+        };
+        t.status = "closed".into();
+        t.closed_at = Some(self.fhir.now_ms());
+        t.satisfaction = Some(score);
+        let e = self.event(caller, "closed", Some(format!("satisfaction {score}")));
+        self.write(caller, t, vec![e]).await
+    }
+
+    /// Every group's members, for the IT manager: (group, username, lead).
+    pub async fn members(&self, caller: &Caller) -> Result<Vec<(String, String, bool)>, DeskError> {
+        if !Self::may_work(caller) {
+            return Err(DeskError::Forbidden("the groups are the IT team's"));
+        }
+        Ok(self.tables().members().await?)
+    }
+
+    /// The IT manager puts an engineer in a support group.
+    pub async fn set_member(&self, caller: &Caller, group: &str, username: &str, lead: bool) -> Result<(), DeskError> {
+        if !caller.can(Capability::ManageIt) {
+            return Err(DeskError::Forbidden("the groups are kept by the IT manager"));
+        }
+        if !crate::cmdb::GROUPS.contains(&group) {
+            return Err(invalid("support_group", "choice", crate::cmdb::GROUPS.join(", ")));
+        }
+        if username.trim().is_empty() {
+            return Err(invalid("username", "required", "the engineer's user name"));
+        }
+        self.tables().set_member(group, username.trim(), lead).await?;
+        self.audit(
+            caller,
+            "group-member",
+            format!("{} in {group}{}", username.trim(), if lead { " (lead)" } else { "" }),
+        )
+        .await
+    }
+
+    pub async fn remove_member(&self, caller: &Caller, group: &str, username: &str) -> Result<(), DeskError> {
+        if !caller.can(Capability::ManageIt) {
+            return Err(DeskError::Forbidden("the groups are kept by the IT manager"));
+        }
+        if !self.tables().remove_member(group, username).await? {
+            return Err(DeskError::NotFound);
+        }
+        self.audit(caller, "group-member-remove", format!("{username} out of {group}")).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{priority, targets};
+
+    #[test]
+    fn the_matrix_gives_critical_to_high_impact_and_urgency_and_low_to_low() {
+        assert_eq!(priority(1, 1), 1);
+        assert_eq!(priority(1, 3), 3);
+        assert_eq!(priority(2, 2), 3);
+        assert_eq!(priority(3, 3), 4);
+        assert_eq!(priority(0, 9), 3, "out-of-range levels are clamped");
+        assert_eq!(targets(1), (15 * 60_000, 240 * 60_000));
+        assert_eq!(targets(4).1, 2880 * 60_000);
+    }
+}

@@ -1,0 +1,428 @@
+//! The service desk's pages: the short fault report any staff member fills in (campus
+//! and location prefilled, the affected item chosen from the CMDB), the queues (mine,
+//! my groups', all, the ones I reported), a ticket with its SLA clocks, history and
+//! the actions its state allows, and the support groups' members. The rules live in
+//! [`lianyi_ops::desk`].
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use lianyi_ops::desk::{CATEGORIES, Clock, Desk, DeskError, Report, View};
+use lianyi_ops::sla::SlaState;
+use lianyi_security::Caller;
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::ui::i18n::Tr;
+use crate::ui::render::{forbidden, form_value, local_time, not_found, page, see_other, server_error};
+use crate::ui::session::Signed;
+use crate::ui::shell::{Shell, campus_name, shell};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ops/report", get(report_page).post(report))
+        .route("/ops/tickets", get(tickets_page))
+        .route("/ops/tickets/{id}", get(ticket_page))
+        .route("/ops/tickets/{id}/{action}", post(act))
+        .route("/ops/groups", get(groups_page).post(set_member))
+}
+
+pub(super) fn may_report(c: &Caller) -> bool {
+    Desk::may_report(c)
+}
+
+pub(super) fn may_work(c: &Caller) -> bool {
+    Desk::may_work(c) && c.is_authenticated()
+}
+
+fn failed(t: Tr, what: &str, e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "{what}");
+    server_error(Some(t))
+}
+
+fn error_rows(t: Tr, e: &DeskError) -> Vec<(String, String)> {
+    match e {
+        DeskError::Invalid(errors) => errors
+            .iter()
+            .map(|e| {
+                let rule = t.try_get(&format!("desk-rule-{}", e.rule)).map_or(e.detail.clone(), str::to_string);
+                (e.field.clone(), rule)
+            })
+            .collect(),
+        DeskError::Changed => vec![("version".into(), t.get("desk-changed").to_string())],
+        other => vec![("ticket".into(), other.to_string())],
+    }
+}
+
+/// A clock for a page: (state code, due time, used percent).
+fn clock(c: &Clock) -> (&'static str, String, i64) {
+    let state = match c.state {
+        SlaState::Running => "running",
+        SlaState::Warning => "warning",
+        SlaState::Breached => "breached",
+        SlaState::Paused => "paused",
+        SlaState::Met => "met",
+    };
+    let used = if c.target_ms > 0 { c.elapsed_ms * 100 / c.target_ms } else { 0 };
+    (state, c.due.map(local_time).unwrap_or_default(), used)
+}
+
+// ---- Reporting a fault ---------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "ops/report.html")]
+struct ReportPage<'a> {
+    t: Tr,
+    shell: &'a Shell,
+    form: Report,
+    phone: bool,
+    categories: Vec<(String, bool)>,
+    /// (code, name) of in-service CIs, the caller's campus first.
+    cis: Vec<(String, String)>,
+    errors: Vec<(String, String)>,
+}
+
+async fn render_report(state: &AppState, s: &Signed, form: Report, errors: Vec<(String, String)>) -> Response {
+    let (info, t) = (&s.info, s.t);
+    let shell = shell(state, info, t, &s.headers).await;
+    let cis = state.cmdb.pick(&info.caller, "", 200).await.unwrap_or_default();
+    let mut form = form;
+    if form.campus.is_empty() {
+        form.campus = shell.campus.as_ref().map(|c| c.as_str().to_string()).unwrap_or_default();
+    }
+    if form.location.is_empty() && form.title.is_empty() {
+        form.location = shell.campus_name.clone();
+    }
+    page(
+        ReportPage {
+            t,
+            shell: &shell,
+            phone: may_work(&info.caller),
+            categories: CATEGORIES.iter().map(|(c, _)| (c.to_string(), *c == form.category)).collect(),
+            cis: cis.into_iter().map(|c| (c.code, c.name)).collect(),
+            form,
+            errors,
+        }
+        .render(),
+    )
+}
+
+async fn report_page(State(state): State<AppState>, s: Signed) -> Response {
+    if !may_report(&s.info.caller) {
+        return forbidden(s.t);
+    }
+    render_report(&state, &s, Report { impact: "2".into(), urgency: "2".into(), ..Default::default() }, Vec::new())
+        .await
+}
+
+async fn report(State(state): State<AppState>, s: Signed, Form(f): Form<Vec<(String, String)>>) -> Response {
+    let value = |k: &str| form_value(&f, k);
+    if !s.csrf_ok(&value("csrf")) || !may_report(&s.info.caller) {
+        return forbidden(s.t);
+    }
+    let form = Report {
+        title: value("title"),
+        description: value("description"),
+        category: value("category"),
+        ci: value("ci"),
+        campus: value("campus"),
+        location: value("location"),
+        impact: value("impact"),
+        urgency: value("urgency"),
+        caller_name: value("caller_name"),
+    };
+    match state.desk.report(&s.info.caller, &form).await {
+        Ok(id) => see_other(&format!("/ops/tickets/{id}?done=reported")),
+        Err(DeskError::Forbidden(_)) => forbidden(s.t),
+        Err(e @ DeskError::Invalid(_)) => {
+            let errors = error_rows(s.t, &e);
+            render_report(&state, &s, form, errors).await
+        }
+        Err(e) => failed(s.t, "report", e),
+    }
+}
+
+// ---- Queues ----------------------------------------------------------------------------
+
+struct Row {
+    id: i64,
+    title: String,
+    priority: i64,
+    status: String,
+    group: String,
+    assignee: String,
+    reporter: String,
+    opened: String,
+    clock: (&'static str, String, i64),
+}
+
+#[derive(Template)]
+#[template(path = "ops/tickets.html")]
+struct TicketsPage<'a> {
+    t: Tr,
+    shell: &'a Shell,
+    view: &'static str,
+    views: Vec<&'static str>,
+    rows: Vec<Row>,
+    next: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+struct ListQuery {
+    view: Option<String>,
+    before: Option<i64>,
+}
+
+const PAGE: i64 = 50;
+
+async fn tickets_page(State(state): State<AppState>, s: Signed, Query(q): Query<ListQuery>) -> Response {
+    let (info, t) = (&s.info, s.t);
+    if !may_report(&info.caller) {
+        return forbidden(t);
+    }
+    let worker = may_work(&info.caller);
+    let view = match (q.view.as_deref(), worker) {
+        (Some("mine"), true) => View::Mine,
+        (Some("all"), true) => View::All,
+        (Some("reported"), _) | (_, false) => View::Reported,
+        _ => View::Groups,
+    };
+    let rows = match state.desk.list(&info.caller, view, q.before, PAGE).await {
+        Ok(r) => r,
+        Err(DeskError::Forbidden(_)) => return forbidden(t),
+        Err(e) => return failed(t, "tickets", e),
+    };
+    let shell = shell(&state, info, t, &s.headers).await;
+    let next = (rows.len() as i64 == PAGE).then(|| rows.last().map(|(t, _)| t.id)).flatten();
+    page(
+        TicketsPage {
+            t,
+            shell: &shell,
+            view: match view {
+                View::Mine => "mine",
+                View::Groups => "groups",
+                View::All => "all",
+                View::Reported => "reported",
+            },
+            views: if worker { vec!["groups", "mine", "all", "reported"] } else { vec!["reported"] },
+            rows: rows
+                .into_iter()
+                .map(|(tk, c)| Row {
+                    id: tk.id,
+                    title: tk.title,
+                    priority: tk.priority,
+                    status: tk.status,
+                    group: t.named("cmdb-group", &tk.support_group),
+                    assignee: tk.assignee.map(|a| a.trim_start_matches("user:").to_string()).unwrap_or_default(),
+                    reporter: tk.reporter_name,
+                    opened: local_time(tk.opened_at),
+                    clock: clock(&c),
+                })
+                .collect(),
+            next,
+        }
+        .render(),
+    )
+}
+
+// ---- A ticket ----------------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "ops/ticket.html")]
+struct TicketPage<'a> {
+    t: Tr,
+    shell: &'a Shell,
+    tk: lianyi_store::desk::Ticket,
+    campus: String,
+    ci: Option<(String, String)>,
+    group: String,
+    opened: String,
+    response: (&'static str, String, i64),
+    resolution: (&'static str, String, i64),
+    /// (when, who, kind, detail)
+    events: Vec<(String, String, String, String)>,
+    can_take: bool,
+    can_work: bool,
+    can_reassign: bool,
+    is_reporter: bool,
+    /// IT staff (they reopen, and close a phoned-in fault).
+    is_it: bool,
+    groups: Vec<(String, String)>,
+    errors: Vec<(String, String)>,
+    notice: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct DoneQuery {
+    done: Option<String>,
+}
+
+async fn render_ticket(
+    state: &AppState,
+    s: &Signed,
+    id: i64,
+    errors: Vec<(String, String)>,
+    notice: Option<String>,
+) -> Response {
+    let (info, t) = (&s.info, s.t);
+    let card = match state.desk.card(&info.caller, id).await {
+        Ok(c) => c,
+        Err(DeskError::Forbidden(_)) => return forbidden(t),
+        Err(DeskError::NotFound) => return not_found(t),
+        Err(e) => return failed(t, "ticket", e),
+    };
+    let shell = shell(state, info, t, &s.headers).await;
+    let tk = card.ticket;
+    let open = matches!(tk.status.as_str(), "new" | "assigned" | "pending");
+    let mine = tk.assignee.as_deref() == Some(info.caller.actor());
+    let manager = info.caller.can(lianyi_security::roles::Capability::ManageIt);
+    let campus = match &tk.campus {
+        Some(c) => campus_name(state, c, t).await,
+        None => String::new(),
+    };
+    page(
+        TicketPage {
+            t,
+            shell: &shell,
+            campus,
+            ci: card.ci,
+            group: t.named("cmdb-group", &tk.support_group),
+            opened: local_time(tk.opened_at),
+            response: clock(&card.response),
+            resolution: clock(&card.resolution),
+            events: card
+                .events
+                .iter()
+                .map(|e| {
+                    (
+                        local_time(e.at),
+                        e.actor.trim_start_matches("user:").to_string(),
+                        e.kind.clone(),
+                        e.detail.clone().unwrap_or_default(),
+                    )
+                })
+                .collect(),
+            can_take: may_work(&info.caller) && open && !mine,
+            can_work: may_work(&info.caller) && open && (mine || manager),
+            can_reassign: may_work(&info.caller) && open,
+            is_reporter: tk.reporter == info.caller.actor(),
+            is_it: may_work(&info.caller),
+            groups: lianyi_ops::cmdb::GROUPS.iter().map(|g| (g.to_string(), t.named("cmdb-group", g))).collect(),
+            tk,
+            errors,
+            notice,
+        }
+        .render(),
+    )
+}
+
+async fn ticket_page(
+    State(state): State<AppState>,
+    s: Signed,
+    Path(id): Path<i64>,
+    Query(q): Query<DoneQuery>,
+) -> Response {
+    let notice = q.done.map(|d| format!("desk-done-{d}")).filter(|k| s.t.try_get(k).is_some());
+    render_ticket(&state, &s, id, Vec::new(), notice).await
+}
+
+async fn act(
+    State(state): State<AppState>,
+    s: Signed,
+    Path((id, action)): Path<(i64, String)>,
+    Form(f): Form<Vec<(String, String)>>,
+) -> Response {
+    let value = |k: &str| form_value(&f, k);
+    if !s.csrf_ok(&value("csrf")) {
+        return forbidden(s.t);
+    }
+    let (caller, desk) = (&s.info.caller, &state.desk);
+    let version = value("version").parse().unwrap_or(0);
+    let done = match action.as_str() {
+        "take" => desk.take(caller, id, version).await,
+        "reassign" => desk.reassign(caller, id, version, &value("support_group")).await,
+        "pause" => desk.pause(caller, id, version, &value("reason")).await,
+        "resume" => desk.resume(caller, id, version).await,
+        "resolve" => desk.resolve(caller, id, version, &value("resolution")).await,
+        "reopen" => desk.reopen(caller, id, version, &value("reason")).await,
+        "close" => desk.close(caller, id, version, &value("satisfaction")).await,
+        _ => return not_found(s.t),
+    };
+    match done {
+        Ok(()) => see_other(&format!("/ops/tickets/{id}?done={action}")),
+        Err(DeskError::Forbidden(_)) => forbidden(s.t),
+        Err(DeskError::NotFound) => not_found(s.t),
+        Err(e @ (DeskError::Invalid(_) | DeskError::Changed)) => {
+            let errors = error_rows(s.t, &e);
+            render_ticket(&state, &s, id, errors, None).await
+        }
+        Err(e) => failed(s.t, "ticket action", e),
+    }
+}
+
+// ---- Support groups ----------------------------------------------------------------------
+
+/// A group's members: (username, lead).
+type Members = Vec<(String, bool)>;
+
+/// (group code, group name, members) per group.
+#[derive(Template)]
+#[template(path = "ops/groups.html")]
+struct GroupsPage<'a> {
+    t: Tr,
+    shell: &'a Shell,
+    groups: Vec<(String, String, Members)>,
+    may_manage: bool,
+    errors: Vec<(String, String)>,
+}
+
+async fn render_groups(state: &AppState, s: &Signed, errors: Vec<(String, String)>) -> Response {
+    let (info, t) = (&s.info, s.t);
+    let members = match state.desk.members(&info.caller).await {
+        Ok(m) => m,
+        Err(DeskError::Forbidden(_)) => return forbidden(t),
+        Err(e) => return failed(t, "groups", e),
+    };
+    let shell = shell(state, info, t, &s.headers).await;
+    let groups = lianyi_ops::cmdb::GROUPS
+        .iter()
+        .map(|g| {
+            let list = members.iter().filter(|(mg, _, _)| mg == g).map(|(_, u, l)| (u.clone(), *l)).collect();
+            (g.to_string(), t.named("cmdb-group", g), list)
+        })
+        .collect();
+    let may_manage = info.caller.can(lianyi_security::roles::Capability::ManageIt);
+    page(GroupsPage { t, shell: &shell, groups, may_manage, errors }.render())
+}
+
+async fn groups_page(State(state): State<AppState>, s: Signed) -> Response {
+    if !may_work(&s.info.caller) {
+        return forbidden(s.t);
+    }
+    render_groups(&state, &s, Vec::new()).await
+}
+
+async fn set_member(State(state): State<AppState>, s: Signed, Form(f): Form<Vec<(String, String)>>) -> Response {
+    let value = |k: &str| form_value(&f, k);
+    if !s.csrf_ok(&value("csrf")) || !may_work(&s.info.caller) {
+        return forbidden(s.t);
+    }
+    let (group, user) = (value("support_group"), value("username"));
+    let done = if value("remove") == "1" {
+        state.desk.remove_member(&s.info.caller, &group, &user).await
+    } else {
+        state.desk.set_member(&s.info.caller, &group, &user, value("lead") == "1").await
+    };
+    match done {
+        Ok(()) => see_other("/ops/groups"),
+        Err(DeskError::Forbidden(_)) => forbidden(s.t),
+        Err(e @ DeskError::Invalid(_)) => {
+            let errors = error_rows(s.t, &e);
+            render_groups(&state, &s, errors).await
+        }
+        Err(DeskError::NotFound) => not_found(s.t),
+        Err(e) => failed(s.t, "group member", e),
+    }
+}
