@@ -217,6 +217,32 @@ async fn a_core_switch_failure_shows_the_business_systems_services_and_campuses_
     let v: Value = r.json().await.unwrap();
     assert_eq!((v["errors"][0]["row"].clone(), v["errors"][0]["field"].clone()), (json!(2), json!("code")), "{v}");
 
+    // A call logged through the API: HIS is 7×24, so is its clock; the CI gives the group.
+    let (status, v) = post(
+        &ops,
+        &app,
+        "/api/ops/incidents",
+        json!({"title": "HIS 登录缓慢", "category": "software", "ci": "HIS", "impact": 1, "urgency": 1, "callerName": "门诊部 张主任"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        (v["priority"].clone(), v["calendar"].clone(), v["supportGroup"].clone()),
+        (json!(1), json!("7x24"), json!("application"))
+    );
+    let (_, one) = get(&ops, &app, &format!("/api/ops/incidents/{}", v["id"])).await;
+    assert_eq!(
+        (one["responseClock"]["state"].clone(), one["responseClock"]["targetMinutes"].clone()),
+        (json!("running"), json!(15)),
+        "{one}"
+    );
+    let (_, list) = get(&ops, &app, "/api/ops/incidents").await;
+    assert_eq!(list["items"][0]["id"], v["id"]);
+    let (status, v) = post(&ops, &app, "/api/ops/incidents", json!({"title": "", "category": "toaster"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let fields: Vec<&str> = v["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["title", "category"], "{v}");
+
     // Every change is in the audit log.
     let auditor = app.client_with("system/AuditEvent.rs", "*", None).await;
     let (_, v) = get(&auditor, &app, "/fhir/AuditEvent?subtype=ci-create&_count=1").await;

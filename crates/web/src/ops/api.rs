@@ -22,6 +22,8 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/ops/cis/{id}", get(read))
         .route("/api/ops/cis/{id}/impact", get(impact))
         .route("/api/ops/relations", get(relations).post(relate))
+        .route("/api/ops/incidents", get(incidents).post(report))
+        .route("/api/ops/incidents/{id}", get(incident))
 }
 
 fn error(e: CmdbError) -> Response {
@@ -239,5 +241,124 @@ async fn import(State(state): State<AppState>, RemoteCaller(caller): RemoteCalle
     match state.cmdb.import_csv(&caller, &body).await {
         Ok(done) => (StatusCode::CREATED, Json(json!({"cis": done.cis, "relations": done.relations}))).into_response(),
         Err(e) => error(e),
+    }
+}
+
+fn desk_error(e: lianyi_ops::desk::DeskError) -> Response {
+    use lianyi_ops::desk::DeskError;
+    match e {
+        DeskError::Forbidden(m) => error(CmdbError::Forbidden(m)),
+        DeskError::NotFound => error(CmdbError::NotFound),
+        DeskError::Changed => error(CmdbError::Changed),
+        DeskError::Invalid(errors) => error(CmdbError::Invalid(errors)),
+        other => {
+            tracing::error!(error = %other, "ops API failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "internal error"}))).into_response()
+        }
+    }
+}
+
+fn clock_json(c: &lianyi_ops::desk::Clock) -> Value {
+    json!({"state": format!("{:?}", c.state).to_lowercase(), "due": c.due.map(time), "elapsedMinutes": c.elapsed_ms / 60_000,
+           "targetMinutes": c.target_ms / 60_000})
+}
+
+fn ticket_json(t: &lianyi_store::desk::Ticket) -> Value {
+    json!({
+        "id": t.id, "title": t.title, "description": t.description, "category": t.category, "campus": t.campus,
+        "location": t.location, "ci": t.ci, "reporter": t.reporter, "reporterName": t.reporter_name,
+        "channel": t.channel, "impact": t.impact, "urgency": t.urgency, "priority": t.priority,
+        "calendar": t.calendar, "status": t.status, "supportGroup": t.support_group, "assignee": t.assignee,
+        "opened": time(t.opened_at), "responded": t.responded_at.map(time), "resolved": t.resolved_at.map(time),
+        "closed": t.closed_at.map(time), "resolution": t.resolution, "satisfaction": t.satisfaction,
+        "version": t.version,
+    })
+}
+
+#[derive(Deserialize, Default)]
+struct IncidentsQuery {
+    /// `all` (default), `groups`, `mine` or `reported`.
+    view: Option<String>,
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn incidents(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    Query(q): Query<IncidentsQuery>,
+) -> Response {
+    use lianyi_ops::desk::View;
+    let view = match q.view.as_deref() {
+        None | Some("all") => View::All,
+        Some("groups") => View::Groups,
+        Some("mine") => View::Mine,
+        Some("reported") => View::Reported,
+        Some(_) => {
+            return error(CmdbError::Invalid(vec![lianyi_ops::cmdb::FieldError {
+                row: None,
+                field: "view".into(),
+                rule: "choice",
+                detail: "all, groups, mine or reported".into(),
+            }]));
+        }
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    match state.desk.list(&caller, view, q.before, limit).await {
+        Ok(rows) => {
+            let next = (rows.len() as i64 == limit).then(|| rows.last().map(|(t, _)| t.id)).flatten();
+            let items: Vec<Value> = rows
+                .iter()
+                .map(|(t, c)| {
+                    let mut v = ticket_json(t);
+                    v["resolutionClock"] = clock_json(c);
+                    v
+                })
+                .collect();
+            Json(json!({"items": items, "nextBefore": next})).into_response()
+        }
+        Err(e) => desk_error(e),
+    }
+}
+
+async fn report(State(state): State<AppState>, RemoteCaller(caller): RemoteCaller, Json(v): Json<Value>) -> Response {
+    let r = lianyi_ops::desk::Report {
+        title: text(&v, "title"),
+        description: text(&v, "description"),
+        category: text(&v, "category"),
+        ci: text(&v, "ci"),
+        campus: text(&v, "campus"),
+        location: text(&v, "location"),
+        impact: text(&v, "impact"),
+        urgency: text(&v, "urgency"),
+        caller_name: text(&v, "callerName"),
+    };
+    match state.desk.report(&caller, &r).await {
+        Ok(id) => match state.desk.card(&caller, id).await {
+            Ok(c) => {
+                (StatusCode::CREATED, [("location", format!("/api/ops/incidents/{id}"))], Json(ticket_json(&c.ticket)))
+                    .into_response()
+            }
+            Err(e) => desk_error(e),
+        },
+        Err(e) => desk_error(e),
+    }
+}
+
+async fn incident(State(state): State<AppState>, RemoteCaller(caller): RemoteCaller, Path(id): Path<i64>) -> Response {
+    match state.desk.card(&caller, id).await {
+        Ok(c) => {
+            let mut v = ticket_json(&c.ticket);
+            v["responseClock"] = clock_json(&c.response);
+            v["resolutionClock"] = clock_json(&c.resolution);
+            v["events"] = json!(
+                c.events
+                    .iter()
+                    .map(|e| json!({"at": time(e.at), "actor": e.actor, "kind": e.kind, "detail": e.detail}))
+                    .collect::<Vec<_>>()
+            );
+            Json(v).into_response()
+        }
+        Err(e) => desk_error(e),
     }
 }
