@@ -366,13 +366,20 @@ impl Desk {
             View::All => {}
         }
         let now = self.fhir.now_ms();
-        let mut out = Vec::new();
-        for t in self.tables().list(&q).await? {
-            let events = self.tables().events(t.id).await?;
-            let (_, resolution) = self.clock(&t, &events, now);
-            out.push((t, resolution));
+        let tickets = self.tables().list(&q).await?;
+        // Every ticket's events in one query.
+        let ids: Vec<i64> = tickets.iter().map(|t| t.id).collect();
+        let mut events: std::collections::HashMap<i64, Vec<TicketEvent>> = std::collections::HashMap::new();
+        for (id, e) in self.tables().events_of(&ids).await? {
+            events.entry(id).or_default().push(e);
         }
-        Ok(out)
+        Ok(tickets
+            .into_iter()
+            .map(|t| {
+                let (_, resolution) = self.clock(&t, events.get(&t.id).map(Vec::as_slice).unwrap_or_default(), now);
+                (t, resolution)
+            })
+            .collect())
     }
 
     async fn load(&self, id: i64, version: i64) -> Result<Ticket, DeskError> {

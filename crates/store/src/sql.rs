@@ -62,6 +62,23 @@ impl Sql {
         self.push(")");
     }
 
+    /// `col IN ($n, ...)` of integers (`1 = 0`, matching nothing, when empty).
+    pub fn push_in_ints(&mut self, col: &str, values: &[i64]) {
+        if values.is_empty() {
+            self.push("1 = 0");
+            return;
+        }
+        self.push(col);
+        self.push(" IN (");
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.push_bind(Arg::Int(*v));
+        }
+        self.push(")");
+    }
+
     /// The query for `backend`. SQLite gets plain positional `?` markers (with the
     /// arguments repeated where a `$n` is reused): sqlx resolves every numbered SQLite
     /// parameter through `sqlite3_bind_parameter_name`, a linear scan, which made large

@@ -427,6 +427,10 @@ async fn a_nurse_reports_a_printer_fault_the_desktop_group_takes_it_and_paused_t
     let (mut desk, dcsrf) = logged_in(&app, &clock, "it-desk", "it-engineer", "*", None).await;
     let (_, _, queue) = desk.get("/ops/tickets").await;
     assert!(queue.contains(&format!("data-ticket=\"{id}\"")), "in the desktop group's queue: {queue}");
+    let (_, _, home) = desk.get("/").await;
+    assert!(between(&home, "id=\"work-tickets\"", "</section>").contains(&format!("/ops/tickets/{id}")), "{home}");
+    let (_, _, net_home) = net.get("/").await;
+    assert!(!between(&net_home, "id=\"work-tickets\"", "</section>").contains(&format!("/ops/tickets/{id}")));
     let (_, _, seen) = desk.get(&format!("/ops/tickets/{id}")).await;
     let (status, _, _) =
         desk.post(&format!("/ops/tickets/{id}/take"), &[("csrf", &dcsrf), ("version", &version(&seen))]).await;

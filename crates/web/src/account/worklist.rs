@@ -220,6 +220,31 @@ pub(crate) async fn panels(
             summary,
         });
     }
+    // IT engineers: their groups' open tickets, newest first, with the SLA state.
+    if lianyi_ops::desk::Desk::may_work(caller) {
+        let open = state.desk.list(caller, lianyi_ops::desk::View::Groups, None, 200).await.unwrap_or_default();
+        let breached = open.iter().filter(|(_, c)| c.state == lianyi_ops::sla::SlaState::Breached).count();
+        let items = open
+            .iter()
+            .take(SHOWN)
+            .map(|(tk, c)| {
+                let state = format!("{:?}", c.state).to_lowercase();
+                (
+                    format!("/ops/tickets/{}", tk.id),
+                    format!("P{} · {}", tk.priority, tk.title),
+                    t.get(&format!("work-tickets-sla-{state}")).to_string(),
+                )
+            })
+            .collect();
+        out.push(Panel {
+            title: "work-tickets",
+            id: "work-tickets",
+            items,
+            empty: "work-tickets-none",
+            more: "/ops/tickets".into(),
+            summary: t.fmt("work-tickets-count", &open.len().to_string()).replace("{1}", &breached.to_string()),
+        });
+    }
     // Clinicians: critical values waiting for them (also in the bar of every page).
     if staff_may(caller, "Task", Perm::Read) {
         let items = alerts
