@@ -349,7 +349,12 @@ impl Cmdb {
 
     /// The form checked into a CI (id and version left to the caller); every broken
     /// rule named.
-    async fn checked(&self, caller: &Caller, f: &CiForm) -> Result<Ci, Vec<FieldError>> {
+    async fn checked(
+        &self,
+        caller: &Caller,
+        f: &CiForm,
+        known: &mut HashMap<String, bool>,
+    ) -> Result<Ci, Vec<FieldError>> {
         let mut errors = Vec::new();
         let code = f.code.trim();
         if code.is_empty() || code.len() > 64 || code.chars().any(|c| c.is_whitespace() || c == ';' || c == ',') {
@@ -364,9 +369,19 @@ impl Cmdb {
             errors.push(invalid("class", "choice", format!("one of {}", codes(CLASSES.iter().map(|c| c.code)))));
         }
         let campus = opt(&f.campus);
-        if let Some(c) = &campus
-            && self.fhir.campus_names(c).await.is_none()
-        {
+        // Each campus looked up once (an import repeats a few campuses over many rows).
+        let exists = match &campus {
+            Some(c) => match known.get(c) {
+                Some(e) => *e,
+                None => {
+                    let e = self.fhir.campus_names(c).await.is_some();
+                    known.insert(c.clone(), e);
+                    e
+                }
+            },
+            None => true,
+        };
+        if let Some(c) = campus.as_ref().filter(|_| !exists) {
             errors.push(invalid("campus", "unknown", format!("no campus {c} (empty: the whole group)")));
         }
         let status = opt(&f.status).unwrap_or_else(|| "in-service".into());
@@ -451,7 +466,7 @@ impl Cmdb {
     /// Adds a CI; returns its id.
     pub async fn create(&self, caller: &Caller, f: &CiForm) -> Result<i64, CmdbError> {
         Self::operate(caller)?;
-        let ci = self.checked(caller, f).await.map_err(CmdbError::Invalid)?;
+        let ci = self.checked(caller, f, &mut HashMap::new()).await.map_err(CmdbError::Invalid)?;
         Self::change_at(caller, ci.campus.as_deref())?;
         let id = self.tables().insert(&ci).await?;
         self.audit(caller, "ci-create", format!("CI {id} {} ({})", ci.code, ci.class)).await?;
@@ -462,7 +477,7 @@ impl Cmdb {
     pub async fn update(&self, caller: &Caller, id: i64, version: i64, f: &CiForm) -> Result<i64, CmdbError> {
         Self::operate(caller)?;
         let old = self.tables().get(id).await?.ok_or(CmdbError::NotFound)?;
-        let mut ci = self.checked(caller, f).await.map_err(CmdbError::Invalid)?;
+        let mut ci = self.checked(caller, f, &mut HashMap::new()).await.map_err(CmdbError::Invalid)?;
         Self::change_at(caller, old.campus.as_deref())?;
         Self::change_at(caller, ci.campus.as_deref())?;
         ci.id = id;
@@ -634,6 +649,7 @@ impl Cmdb {
         // Codes of rows that are wrong themselves: a relation to one is not a second error.
         let mut codes_wrong: BTreeSet<String> = BTreeSet::new();
         let mut lines: Vec<usize> = Vec::new();
+        let mut campuses_known = HashMap::new();
         let mut pending: Vec<(usize, Option<usize>, String, String)> = Vec::new();
         for (n, row) in body.iter().enumerate() {
             let line = n + 1;
@@ -673,7 +689,7 @@ impl Cmdb {
                     }),
                 }
             }
-            let source = match self.checked(caller, &form).await {
+            let source = match self.checked(caller, &form, &mut campuses_known).await {
                 Ok(ci) if !Self::may_change(caller, ci.campus.as_deref()) => {
                     errors.push(FieldError {
                         row: Some(line),

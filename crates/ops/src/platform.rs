@@ -211,14 +211,22 @@ impl Cmdb {
     }
 }
 
-/// Registers the platform now and again every `every` (channels come and go).
-pub fn keep_registered(cmdb: Cmdb, platform: Platform, every: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
+/// Registers the platform now (before the server answers anyone, so what it writes
+/// comes first), then again every `every` (channels come and go).
+pub async fn keep_registered(cmdb: Cmdb, platform: Platform, every: Duration) -> tokio::task::JoinHandle<()> {
+    let register = |cmdb: &Cmdb, platform: &Platform| {
+        let (cmdb, platform) = (cmdb.clone(), platform.clone());
+        async move {
             if let Err(e) = cmdb.register(&platform).await {
                 tracing::warn!(error = %e, "registering the platform in the configuration database");
             }
+        }
+    };
+    register(&cmdb, &platform).await;
+    tokio::spawn(async move {
+        loop {
             tokio::time::sleep(every).await;
+            register(&cmdb, &platform).await;
         }
     })
 }

@@ -126,30 +126,36 @@ fn spreading_in() -> String {
     format!("kind IN ({})", kinds.join(", "))
 }
 
+/// `q` with $1 … $15 bound to the CI's when and who, then its fields in column order
+/// (code … managed_by), as inserts and updates write them.
+fn bind_ci<'q>(
+    q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    ci: &Ci,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    q.bind(ci.updated_at)
+        .bind(ci.updated_by.clone())
+        .bind(ci.code.clone())
+        .bind(ci.name.clone())
+        .bind(ci.class.clone())
+        .bind(ci.campus.clone())
+        .bind(ci.location.clone())
+        .bind(ci.status.clone())
+        .bind(ci.owner.clone())
+        .bind(ci.support_group.clone())
+        .bind(ci.supplier.clone())
+        .bind(ci.warranty_end.clone())
+        .bind(ci.contract_end.clone())
+        .bind(ci.attrs.clone())
+        .bind(ci.managed_by.clone())
+}
+
 async fn insert_in(tx: &mut Transaction<'static, Any>, ci: &Ci) -> Result<i64> {
-    let r = sqlx::query(
+    let q = sqlx::query(
         "INSERT INTO ops_cis (code, name, class, campus, location, status, owner, support_group, supplier, \
          warranty_end, contract_end, attrs, managed_by, version, updated_at, updated_by) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15) RETURNING id",
-    )
-    .bind(ci.code.clone())
-    .bind(ci.name.clone())
-    .bind(ci.class.clone())
-    .bind(ci.campus.clone())
-    .bind(ci.location.clone())
-    .bind(ci.status.clone())
-    .bind(ci.owner.clone())
-    .bind(ci.support_group.clone())
-    .bind(ci.supplier.clone())
-    .bind(ci.warranty_end.clone())
-    .bind(ci.contract_end.clone())
-    .bind(ci.attrs.clone())
-    .bind(ci.managed_by.clone())
-    .bind(ci.updated_at)
-    .bind(ci.updated_by.clone())
-    .fetch_one(&mut **tx)
-    .await;
-    match r {
+         VALUES ($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 1, $1, $2) RETURNING id",
+    );
+    match bind_ci(q, ci).fetch_one(&mut **tx).await {
         Ok(row) => Ok(row.try_get(0)?),
         Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
             Err(refused(format!("code: {} is taken by another configuration item", ci.code)))
@@ -255,31 +261,13 @@ impl Cmdb {
 
     /// Changes a CI if it is still at `ci.version`; returns the new version.
     pub async fn update(&self, ci: &Ci) -> Result<i64> {
-        let r = sqlx::query(
-            "UPDATE ops_cis SET code = $1, name = $2, class = $3, campus = $4, location = $5, status = $6, \
-             owner = $7, support_group = $8, supplier = $9, warranty_end = $10, contract_end = $11, attrs = $12, \
-             managed_by = $13, version = version + 1, updated_at = $14, updated_by = $15 \
+        let q = sqlx::query(
+            "UPDATE ops_cis SET code = $3, name = $4, class = $5, campus = $6, location = $7, status = $8, \
+             owner = $9, support_group = $10, supplier = $11, warranty_end = $12, contract_end = $13, attrs = $14, \
+             managed_by = $15, version = version + 1, updated_at = $1, updated_by = $2 \
              WHERE id = $16 AND version = $17",
-        )
-        .bind(ci.code.clone())
-        .bind(ci.name.clone())
-        .bind(ci.class.clone())
-        .bind(ci.campus.clone())
-        .bind(ci.location.clone())
-        .bind(ci.status.clone())
-        .bind(ci.owner.clone())
-        .bind(ci.support_group.clone())
-        .bind(ci.supplier.clone())
-        .bind(ci.warranty_end.clone())
-        .bind(ci.contract_end.clone())
-        .bind(ci.attrs.clone())
-        .bind(ci.managed_by.clone())
-        .bind(ci.updated_at)
-        .bind(ci.updated_by.clone())
-        .bind(ci.id)
-        .bind(ci.version)
-        .execute(&self.0.write)
-        .await;
+        );
+        let r = bind_ci(q, ci).bind(ci.id).bind(ci.version).execute(&self.0.write).await;
         match r {
             Ok(done) if done.rows_affected() == 1 => Ok(ci.version + 1),
             Ok(_) => {
@@ -318,14 +306,8 @@ impl Cmdb {
     pub async fn many(&self, ids: &[i64]) -> Result<Vec<Ci>> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
-            let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM ops_cis WHERE id IN ("));
-            for (i, id) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.push_bind(Arg::Int(*id));
-            }
-            sql.push(")");
+            let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM ops_cis WHERE "));
+            sql.push_in_ints("id", chunk);
             for row in sql.query(self.0.backend).fetch_all(&self.0.read).await? {
                 out.push(ci_from_row(&row)?);
             }

@@ -95,14 +95,9 @@ pub(crate) async fn insert_all(
     let mut campuses: Vec<&str> = all.iter().map(|p| p.campus.as_str()).collect();
     campuses.sort_unstable();
     campuses.dedup();
-    let mut sql = Sql::new("SELECT campus, MAX(invoice_no) FROM payments WHERE campus IN (");
-    for (i, c) in campuses.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.push_bind(Arg::Text(c.to_string()));
-    }
-    sql.push(") GROUP BY campus");
+    let mut sql = Sql::new("SELECT campus, MAX(invoice_no) FROM payments WHERE ");
+    sql.push_in("campus", &campuses);
+    sql.push(" GROUP BY campus");
     let mut last: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
     for row in sql.query(backend).fetch_all(&mut **tx).await? {
         last.insert(row.try_get(0)?, row.try_get(1)?);

@@ -47,34 +47,26 @@ impl Sql {
 
     /// `col IN ($n, ...)` of `values` as text (`1 = 0`, matching nothing, when empty).
     pub fn push_in<S: AsRef<str>>(&mut self, col: &str, values: &[S]) {
-        if values.is_empty() {
-            self.push("1 = 0");
-            return;
-        }
-        self.push(col);
-        self.push(" IN (");
-        for (i, v) in values.iter().enumerate() {
-            if i > 0 {
-                self.push(", ");
-            }
-            self.push_bind(Arg::Text(v.as_ref().to_string()));
-        }
-        self.push(")");
+        self.push_in_args(col, values.iter().map(|v| Arg::Text(v.as_ref().to_string())));
     }
 
     /// `col IN ($n, ...)` of integers (`1 = 0`, matching nothing, when empty).
     pub fn push_in_ints(&mut self, col: &str, values: &[i64]) {
-        if values.is_empty() {
+        self.push_in_args(col, values.iter().map(|v| Arg::Int(*v)));
+    }
+
+    fn push_in_args(&mut self, col: &str, values: impl ExactSizeIterator<Item = Arg>) {
+        if values.len() == 0 {
             self.push("1 = 0");
             return;
         }
         self.push(col);
         self.push(" IN (");
-        for (i, v) in values.iter().enumerate() {
+        for (i, v) in values.enumerate() {
             if i > 0 {
                 self.push(", ");
             }
-            self.push_bind(Arg::Int(*v));
+            self.push_bind(v);
         }
         self.push(")");
     }

@@ -316,7 +316,8 @@ impl App {
             self.state.cmdb.clone(),
             self.platform(),
             std::time::Duration::from_secs(60),
-        );
+        )
+        .await;
         let service = self.router().into_make_service_with_connect_info::<std::net::SocketAddr>();
         match self.state.config.tls.clone() {
             None => axum::serve(listener, service).with_graceful_shutdown(shutdown).await?,

@@ -14,9 +14,10 @@ use lianyi_ops::sla::SlaState;
 use lianyi_security::Caller;
 use serde::Deserialize;
 
+use super::failed;
 use crate::AppState;
 use crate::ui::i18n::Tr;
-use crate::ui::render::{forbidden, form_value, local_time, not_found, page, see_other, server_error};
+use crate::ui::render::{forbidden, form_value, local_time, not_found, page, see_other};
 use crate::ui::session::Signed;
 use crate::ui::shell::{Shell, campus_name, shell};
 
@@ -35,11 +36,6 @@ pub(super) fn may_report(c: &Caller) -> bool {
 
 pub(super) fn may_work(c: &Caller) -> bool {
     Desk::may_work(c) && c.is_authenticated()
-}
-
-fn failed(t: Tr, what: &str, e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "{what}");
-    server_error(Some(t))
 }
 
 fn error_rows(t: Tr, e: &DeskError) -> Vec<(String, String)> {

@@ -66,7 +66,7 @@ fn error_rows(t: Tr, errors: &[FieldError]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn failed(t: Tr, what: &str, e: impl std::fmt::Display) -> Response {
+pub(super) fn failed(t: Tr, what: &str, e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "{what}");
     server_error(Some(t))
 }
@@ -133,16 +133,25 @@ fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-async fn row(state: &AppState, t: Tr, c: Ci) -> Row {
+/// A row of the list; `campuses` are the names read so far on this page.
+async fn row(state: &AppState, t: Tr, c: Ci, campuses: &mut std::collections::HashMap<String, String>) -> Row {
+    let campus = match &c.campus {
+        Some(id) => match campuses.get(id) {
+            Some(name) => name.clone(),
+            None => {
+                let name = campus_name(state, id, t).await;
+                campuses.insert(id.clone(), name.clone());
+                name
+            }
+        },
+        None => t.get("cmdb-group-wide").to_string(),
+    };
     Row {
         id: c.id,
         code: c.code,
         name: c.name,
         class: t.named("cmdb-class", &c.class),
-        campus: match &c.campus {
-            Some(id) => campus_name(state, id, t).await,
-            None => t.get("cmdb-group-wide").to_string(),
-        },
+        campus,
         location: c.location.unwrap_or_default(),
         status: c.status,
         group: t.named("cmdb-group", &c.support_group),
@@ -183,8 +192,9 @@ async fn list_page(State(state): State<AppState>, s: Signed, Query(q): Query<Lis
         )
     });
     let mut rows = Vec::with_capacity(cis.len());
+    let mut names = std::collections::HashMap::new();
     for c in cis {
-        rows.push(row(&state, t, c).await);
+        rows.push(row(&state, t, c, &mut names).await);
     }
     let class_codes: Vec<&str> = CLASSES.iter().map(|c| c.code).collect();
     let mut campuses = campus_choices(&state, t, q.campus.as_deref().unwrap_or("*")).await;
@@ -282,6 +292,19 @@ fn posted_form(f: &[(String, String)]) -> CiForm {
         warranty_end: value("warranty_end"),
         contract_end: value("contract_end"),
         attrs: f.iter().filter_map(|(k, v)| k.strip_prefix("attr:").map(|k| (k.to_string(), v.clone()))).collect(),
+    }
+}
+
+/// The card of a stored CI, with `errors` from a refused change.
+fn stored_card(ci: &Ci, errors: Vec<(String, String)>, notice: Option<String>) -> Card {
+    Card {
+        id: Some(ci.id),
+        version: ci.version,
+        form: form_of(ci),
+        platform: ci.managed_by.is_some(),
+        updated: format!("{} · {}", local_time(ci.updated_at), ci.updated_by),
+        errors,
+        notice,
     }
 }
 
@@ -445,16 +468,7 @@ async fn ci_page(
         Err(e) => return failed(t, "CI", e),
     };
     let notice = q.done.as_deref().map(|d| format!("cmdb-done-{d}")).filter(|k| t.try_get(k).is_some());
-    let card = Card {
-        id: Some(id),
-        version: ci.version,
-        form: form_of(&ci),
-        platform: ci.managed_by.is_some(),
-        updated: format!("{} · {}", local_time(ci.updated_at), ci.updated_by),
-        errors: Vec::new(),
-        notice,
-    };
-    render_ci(&state, &s, card).await
+    render_ci(&state, &s, stored_card(&ci, Vec::new(), notice)).await
 }
 
 async fn update(
@@ -530,16 +544,7 @@ async fn relate(
                 Ok(c) => c,
                 Err(e) => return failed(s.t, "CI", e),
             };
-            let card = Card {
-                id: Some(id),
-                version: ci.version,
-                form: form_of(&ci),
-                platform: ci.managed_by.is_some(),
-                updated: format!("{} · {}", local_time(ci.updated_at), ci.updated_by),
-                errors: error_rows(s.t, &errors),
-                notice: None,
-            };
-            render_ci(&state, &s, card).await
+            render_ci(&state, &s, stored_card(&ci, error_rows(s.t, &errors), None)).await
         }
         Err(CmdbError::NotFound) => not_found(s.t),
         Err(e) => failed(s.t, "CI relate", e),
