@@ -1317,6 +1317,14 @@ async fn demo_command(
     )?;
     let cmdb = demo_ops::load(&app.state().cmdb, &demo_caller).await?;
     let tickets = demo_ops::desk(&app.state().desk, &demo_caller).await?;
+    let changes = demo_ops::changes(
+        &app.state().changes,
+        &app.state().problems,
+        &demo_caller,
+        app.state().fhir.now_ms(),
+        [tickets[0], tickets[1]],
+    )
+    .await?;
     let mllp_addr = start_mllp(&app, mllp_listen, DEMO_MLLP_CAMPUS, false, None, Default::default()).await?;
     let oru_file = dir.join("oru_r01.hl7");
     std::fs::write(&oru_file, sample_oru.as_ref().map_or("", |(m, _)| m.as_str()))
@@ -1380,7 +1388,11 @@ async fn demo_command(
         cmdb.cis, cmdb.relations
     );
     println!(
-        "  Service desk  http://{addr}/ops/report (any staff account reports a fault) and http://{addr}/ops/tickets ({tickets} open tickets)"
+        "  Service desk  http://{addr}/ops/report (any staff account reports a fault) and http://{addr}/ops/tickets ({} open tickets)",
+        tickets.len()
+    );
+    println!(
+        "  Problems      http://{addr}/ops/problems (a known error) · changes http://{addr}/ops/changes ({changes}; the change calendar http://{addr}/ops/changes/calendar; the change board on http://{addr}/ops/groups)"
     );
     println!("  Web login: http://{addr}/login   password for every demo account: {DEMO_PASSWORD}");
     println!("  (each account enrols an authenticator app at its first login: scan the QR code)");

@@ -4,8 +4,10 @@
 //! every call checks the caller's capability here and is audited.
 #![forbid(unsafe_code)]
 
+pub mod changes;
 pub mod cmdb;
 pub mod csv;
 pub mod desk;
 pub mod platform;
+pub mod problems;
 pub mod sla;

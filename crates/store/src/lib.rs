@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod break_glass;
+pub mod changes;
 pub mod clients;
 pub mod cmdb;
 mod counters;
@@ -21,6 +22,7 @@ pub mod outbox;
 pub mod payments;
 pub mod pharmacy;
 pub mod prices;
+pub mod problems;
 mod read;
 mod scope;
 mod search;

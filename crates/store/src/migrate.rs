@@ -162,6 +162,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0025_service_desk.sql"),
         postgres: include_str!("../migrations/postgres/0025_service_desk.sql"),
     },
+    Migration {
+        version: 26,
+        name: "problems_changes",
+        sqlite: include_str!("../migrations/sqlite/0026_problems_changes.sql"),
+        postgres: include_str!("../migrations/postgres/0026_problems_changes.sql"),
+    },
 ];
 
 impl Store {

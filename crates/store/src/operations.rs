@@ -30,6 +30,16 @@ impl Operations {
         crate::desk::Desk(self.0.clone())
     }
 
+    /// The service desk's problems: see [`crate::problems`].
+    pub fn problems(&self) -> crate::problems::Problems {
+        crate::problems::Problems(self.0.clone())
+    }
+
+    /// The service desk's changes and change board: see [`crate::changes`].
+    pub fn change_requests(&self) -> crate::changes::Changes {
+        crate::changes::Changes(self.0.clone())
+    }
+
     /// The pharmacy's stock and queue: see [`crate::pharmacy`].
     pub fn pharmacy(&self) -> crate::pharmacy::Pharmacy {
         crate::pharmacy::Pharmacy(self.0.clone())

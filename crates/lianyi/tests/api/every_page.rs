@@ -72,6 +72,11 @@ const START: &[&str] = &[
     "/ops/tickets",
     "/ops/tickets?view=all",
     "/ops/groups",
+    "/ops/problems",
+    "/ops/problems?all=1",
+    "/ops/changes",
+    "/ops/changes/new",
+    "/ops/changes/calendar",
     "/no/such/page",
 ];
 

@@ -502,3 +502,265 @@ async fn a_nurse_reports_a_printer_fault_the_desktop_group_takes_it_and_paused_t
     assert!(theirs.contains("id=\"desk-none\""), "{theirs}");
     assert_eq!(other.get("/ops/groups").await.0, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn a_core_switch_change_shows_his_and_the_campuses_and_waits_for_its_board_before_scheduling() {
+    // Friday 2027-01-15, 16:00 in Beijing; the window is the next night.
+    let clock: Arc<ManualClock> = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    campuses(&app).await;
+    let ops = app.client_with("lianyi:ops", "*", None).await;
+    let csv = "code,name,class,campus,support_group,relations\r\n\
+               SW-CORE,核心交换机,network,campus-east,network,\r\n\
+               SW-WEST,西院区汇聚交换机,network,campus-west,network,connects-to:SW-CORE\r\n\
+               SRV-HIS,HIS 应用服务器,host,campus-east,system,connects-to:SW-CORE\r\n\
+               HIS,医院信息系统 HIS,business-system,,application,runs-on:SRV-HIS\r\n\
+               SVC-REG,门诊挂号,clinical-service,campus-west,application,depends-on:HIS\r\n\
+               PRN-W3,西院区三楼护士站打印机,printer,campus-west,desktop,connects-to:SW-WEST\r\n";
+    let r = ops.post(app.url("/api/ops/cis/import")).body(csv).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+    let (mut eng, ecsrf) = logged_in(&app, &clock, "it-eng", "it-engineer", "*", None).await;
+    let request = |csrf: &str, cis: &str, class: &str, start: &str, end: &str| {
+        vec![
+            ("csrf".to_string(), csrf.to_string()),
+            ("title".into(), "更换核心交换机板卡".into()),
+            ("ci".into(), cis.into()),
+            ("class".into(), class.into()),
+            ("risk".into(), "high".into()),
+            ("window_start".into(), start.into()),
+            ("window_end".into(), end.into()),
+            ("backout_plan".into(), "装回原板卡，恢复配置".into()),
+        ]
+    };
+    let send = |form: &Vec<(String, String)>| form.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>();
+    async fn post_owned(
+        b: &mut crate::pages::Browser,
+        path: &str,
+        form: Vec<(String, String)>,
+    ) -> (StatusCode, String, String) {
+        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        b.post(path, &pairs).await
+    }
+    let errors_of = |page: &str| between(page, "id=\"form-errors\"", "</div>").to_string();
+
+    // No board is named for normal changes yet.
+    let (_, _, page) = post_owned(
+        &mut eng,
+        "/ops/changes",
+        send(&request(&ecsrf, "SW-CORE", "normal", "2027-01-16T22:00", "2027-01-17T02:00")),
+    )
+    .await;
+    assert!(errors_of(&page).contains("data-field=\"class\""), "{page}");
+    let (mut lead, lcsrf) = logged_in(&app, &clock, "it-lead", "it-manager", "*", None).await;
+    let (mut sec, scsrf) = logged_in(&app, &clock, "it-sec", "it-engineer", "*", None).await;
+    for user in ["it-lead", "it-sec"] {
+        let (status, to, _) =
+            lead.post("/ops/changes/board", &[("csrf", &lcsrf), ("class", "normal"), ("username", user)]).await;
+        assert_eq!((status, to.as_str()), (StatusCode::SEE_OTHER, "/ops/groups"));
+    }
+    let (status, _, _) =
+        eng.post("/ops/changes/board", &[("csrf", &ecsrf), ("class", "normal"), ("username", "it-eng")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "the board is named by the IT manager");
+
+    // A window that ends before it starts, and an unknown item, are named.
+    let (_, _, page) = post_owned(
+        &mut eng,
+        "/ops/changes",
+        send(&request(&ecsrf, "SW-CORE, SW-NONE", "normal", "2027-01-17T02:00", "2027-01-16T22:00")),
+    )
+    .await;
+    let errors = errors_of(&page);
+    assert!(errors.contains("data-field=\"window_end\"") && errors.contains("data-field=\"cis\""), "{errors}");
+    let (status, to, _) = post_owned(
+        &mut eng,
+        "/ops/changes",
+        send(&request(&ecsrf, "SW-CORE", "normal", "2027-01-16T22:00", "2027-01-17T02:00")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let id: i64 = to.trim_start_matches("/ops/changes/").split('?').next().unwrap().parse().unwrap();
+
+    // The change shows what it stops: HIS (group-wide, so every campus) and registration.
+    let (_, _, page) = eng.get(&format!("/ops/changes/{id}")).await;
+    let services = between(&page, "id=\"chg-services\"", "</p>");
+    assert!(services.contains("data-service=\"医院信息系统 HIS\"") && services.contains("data-service=\"门诊挂号\""));
+    assert!(!services.contains("打印机"), "a printer is not a business system: {services}");
+    let campuses = between(&page, "id=\"chg-campuses\"", "</p>");
+    assert!(campuses.contains("东院区") && campuses.contains("西院区"), "{campuses}");
+    assert!(page.contains("data-status=\"requested\""), "{page}");
+    assert!(between(&page, "id=\"chg-waiting\"", "</span>").contains("it-lead, it-sec"), "{page}");
+    assert!(!page.contains("id=\"chg-approve\""), "the requester does not decide");
+    let version = |page: &str| between(page, "name=\"version\" value=\"", "\"").to_string();
+
+    // It cannot be scheduled before the board approves it, and not by half the board.
+    let schedule = |csrf: &str, v: &str| {
+        vec![
+            ("csrf".to_string(), csrf.to_string()),
+            ("version".into(), v.into()),
+            ("window_start".into(), "2027-01-16T22:00".into()),
+            ("window_end".into(), "2027-01-17T02:00".into()),
+        ]
+    };
+    let (_, _, refused) =
+        post_owned(&mut eng, &format!("/ops/changes/{id}/schedule"), schedule(&ecsrf, &version(&page))).await;
+    assert!(errors_of(&refused).contains("data-field=\"status\""), "{refused}");
+    let (status, _, _) =
+        eng.post(&format!("/ops/changes/{id}/approve"), &[("csrf", &ecsrf), ("version", &version(&page))]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "not on the board");
+    let (_, _, seen) = lead.get(&format!("/ops/changes/{id}")).await;
+    assert!(seen.contains("id=\"chg-approve\""), "{seen}");
+    let (status, _, _) = lead
+        .post(
+            &format!("/ops/changes/{id}/approve"),
+            &[("csrf", &lcsrf), ("version", &version(&seen)), ("comment", "同意")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, page) = eng.get(&format!("/ops/changes/{id}")).await;
+    assert!(page.contains("data-status=\"requested\""), "one of two approvals: {page}");
+    let (_, _, refused) =
+        post_owned(&mut eng, &format!("/ops/changes/{id}/schedule"), schedule(&ecsrf, &version(&page))).await;
+    assert!(errors_of(&refused).contains("data-field=\"status\""), "{refused}");
+    let (_, _, seen) = sec.get(&format!("/ops/changes/{id}")).await;
+    sec.post(&format!("/ops/changes/{id}/approve"), &[("csrf", &scsrf), ("version", &version(&seen))]).await;
+    let (_, _, page) = eng.get(&format!("/ops/changes/{id}")).await;
+    assert!(page.contains("data-status=\"approved\""), "{page}");
+    let (status, _, _) =
+        post_owned(&mut eng, &format!("/ops/changes/{id}/schedule"), schedule(&ecsrf, &version(&page))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+
+    // A standard change to the west switch in an overlapping window conflicts with it.
+    let (status, to, _) = post_owned(
+        &mut eng,
+        "/ops/changes",
+        send(&request(&ecsrf, "SW-WEST", "standard", "2027-01-16T23:00", "2027-01-16T23:30")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let other: i64 = to.trim_start_matches("/ops/changes/").split('?').next().unwrap().parse().unwrap();
+    let (_, _, page) = eng.get(&format!("/ops/changes/{other}")).await;
+    assert!(page.contains("data-status=\"approved\""), "a standard change is pre-approved: {page}");
+    assert!(between(&page, "id=\"chg-conflicts\"", "</div>").contains(&format!("data-change=\"{id}\"")), "{page}");
+    let (_, _, cal) = eng.get("/ops/changes/calendar?month=2027-01").await;
+    let day = between(&cal, "data-date=\"2027-01-16\"", "</tr>");
+    assert!(day.contains(&format!("data-change=\"{id}\" class=\"conflict\"")), "{cal}");
+    assert!(between(&cal, "data-date=\"2027-01-17\"", "</tr>").contains(&format!("data-change=\"{id}\"")));
+    assert!(cal.contains("id=\"chg-calendar-conflicts\""));
+    // Withdrawn, it no longer conflicts.
+    eng.post(&format!("/ops/changes/{other}/cancel"), &[("csrf", &ecsrf), ("version", &version(&page))]).await;
+    let (_, _, cal) = eng.get("/ops/changes/calendar?month=2027-01").await;
+    assert!(!cal.contains("chg-calendar-conflicts"), "{cal}");
+
+    // The outcome, then the post-implementation review.
+    let (_, _, page) = eng.get(&format!("/ops/changes/{id}")).await;
+    eng.post(
+        &format!("/ops/changes/{id}/implement"),
+        &[("csrf", &ecsrf), ("version", &version(&page)), ("outcome", "successful"), ("note", "板卡已更换")],
+    )
+    .await;
+    let (_, _, page) = eng.get(&format!("/ops/changes/{id}")).await;
+    assert!(page.contains("data-status=\"implemented\""), "{page}");
+    let (_, _, none) = eng
+        .post(&format!("/ops/changes/{id}/review"), &[("csrf", &ecsrf), ("version", &version(&page)), ("review", " ")])
+        .await;
+    assert!(errors_of(&none).contains("data-field=\"review\""), "{none}");
+    eng.post(
+        &format!("/ops/changes/{id}/review"),
+        &[("csrf", &ecsrf), ("version", &version(&page)), ("review", "按计划完成，无业务中断")],
+    )
+    .await;
+    let (_, _, page) = eng.get(&format!("/ops/changes/{id}")).await;
+    assert!(page.contains("data-status=\"reviewed\"") && page.contains("按计划完成"), "{page}");
+
+    // The API: what a change affects, who decided, and bad windows named.
+    let (status, v) = get(&ops, &app, &format!("/api/ops/changes/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(codes(&v["affects"]["services"]), ["HIS", "SVC-REG"]);
+    assert_eq!(v["affects"]["campuses"], json!(["campus-east", "campus-west"]));
+    assert_eq!(v["approvals"].as_array().unwrap().len(), 2);
+    let body = json!({"title": "x", "class": "normal", "risk": "low", "backoutPlan": "y", "cis": ["SW-CORE"],
+                      "windowStart": "2027-01-20T10:00", "windowEnd": "2027-01-20T09:00"});
+    let (status, v) = post(&ops, &app, "/api/ops/changes", body).await;
+    assert_eq!((status, v["errors"][0]["field"].clone()), (StatusCode::BAD_REQUEST, json!("window_end")), "{v}");
+    let (status, v) = get(&ops, &app, "/api/ops/changes").await;
+    assert_eq!((status, v["items"].as_array().unwrap().len()), (StatusCode::OK, 2), "{v}");
+    let nurse = app.client_with("system/Patient.rs", "*", None).await;
+    let (status, _) = get(&nurse, &app, "/api/ops/changes").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn two_printer_faults_become_one_known_error_with_its_root_cause_and_workaround() {
+    let clock: Arc<ManualClock> = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    campuses(&app).await;
+    let ops = app.client_with("lianyi:ops", "*", None).await;
+    let csv = "code,name,class,campus,support_group\r\nPRN-W3,西院区三楼护士站打印机,printer,campus-west,desktop\r\n";
+    let r = ops.post(app.url("/api/ops/cis/import")).body(csv).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let mut tickets = Vec::new();
+    for title in ["打印机无法打印", "打印机又卡纸了"] {
+        let body = json!({"title": title, "category": "printer", "ci": "PRN-W3", "callerName": "护士 刘敏"});
+        let (status, v) = post(&ops, &app, "/api/ops/incidents", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        tickets.push(v["id"].as_i64().unwrap());
+    }
+    let (mut eng, csrf) = logged_in(&app, &clock, "it-eng", "it-engineer", "*", None).await;
+    let (_, _, ticket) = eng.get(&format!("/ops/tickets/{}", tickets[0])).await;
+    assert!(ticket.contains("id=\"desk-open-problem\""), "{ticket}");
+    let (status, to, _) = eng.post("/ops/problems", &[("csrf", &csrf), ("ticket", &tickets[0].to_string())]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let id: i64 = to.trim_start_matches("/ops/problems/").split('?').next().unwrap().parse().unwrap();
+    let (_, _, page) = eng.get(&to).await;
+    assert!(page.contains("打印机无法打印") && page.contains("PRN-W3"), "carried from the incident: {page}");
+    let version = |page: &str| between(page, "name=\"version\" value=\"", "\"").to_string();
+    let (_, _, bad) = eng
+        .post(&format!("/ops/problems/{id}/link"), &[("csrf", &csrf), ("version", &version(&page)), ("ticket", "99")])
+        .await;
+    assert!(between(&bad, "id=\"form-errors\"", "</div>").contains("data-field=\"ticket\""), "{bad}");
+    eng.post(
+        &format!("/ops/problems/{id}/link"),
+        &[("csrf", &csrf), ("version", &version(&page)), ("ticket", &tickets[1].to_string())],
+    )
+    .await;
+    let (_, _, page) = eng.get(&to).await;
+    for t in &tickets {
+        assert!(between(&page, "id=\"prb-incidents\"", "</table>").contains(&format!("data-ticket=\"{t}\"")));
+    }
+    // A known error needs both its root cause and its workaround.
+    let (_, _, bad) = eng
+        .post(
+            &format!("/ops/problems/{id}/analyse"),
+            &[("csrf", &csrf), ("version", &version(&page)), ("root_cause", "驱动不兼容"), ("known_error", "1")],
+        )
+        .await;
+    let errors = between(&bad, "id=\"form-errors\"", "</div>");
+    assert!(errors.contains("data-field=\"workaround\"") && !errors.contains("data-field=\"root_cause\""), "{errors}");
+    let (_, _, resolve_first) =
+        eng.post(&format!("/ops/problems/{id}/resolve"), &[("csrf", &csrf), ("version", &version(&page))]).await;
+    assert!(between(&resolve_first, "id=\"form-errors\"", "</div>").contains("data-field=\"root_cause\""));
+    eng.post(
+        &format!("/ops/problems/{id}/analyse"),
+        &[
+            ("csrf", &csrf),
+            ("version", &version(&page)),
+            ("root_cause", "驱动与系统更新不兼容"),
+            ("workaround", "重启 Print Spooler"),
+            ("known_error", "1"),
+        ],
+    )
+    .await;
+    let (_, _, page) = eng.get(&to).await;
+    assert!(page.contains("data-status=\"known-error\"") && page.contains("重启 Print Spooler"), "{page}");
+    let (_, _, ticket) = eng.get(&format!("/ops/tickets/{}", tickets[1])).await;
+    assert!(between(&ticket, "id=\"desk-problems\"", "</p>").contains(&format!("data-problem=\"{id}\"")), "{ticket}");
+    eng.post(&format!("/ops/problems/{id}/resolve"), &[("csrf", &csrf), ("version", &version(&page))]).await;
+    let (status, v) = get(&ops, &app, &format!("/api/ops/problems/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((v["status"].clone(), v["knownError"].clone()), (json!("resolved"), json!(true)));
+    assert_eq!(v["incidents"], json!(tickets));
+    let (_, v) = get(&ops, &app, "/api/ops/problems?view=all").await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 1);
+    let (_, v) = get(&ops, &app, "/api/ops/problems").await;
+    assert_eq!(v["items"], json!([]), "the open list leaves the resolved one out");
+}

@@ -24,6 +24,10 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/ops/relations", get(relations).post(relate))
         .route("/api/ops/incidents", get(incidents).post(report))
         .route("/api/ops/incidents/{id}", get(incident))
+        .route("/api/ops/problems", get(problems).post(open_problem))
+        .route("/api/ops/problems/{id}", get(problem))
+        .route("/api/ops/changes", get(changes).post(request_change))
+        .route("/api/ops/changes/{id}", get(change))
 }
 
 fn error(e: CmdbError) -> Response {
@@ -359,6 +363,160 @@ async fn incident(State(state): State<AppState>, RemoteCaller(caller): RemoteCal
             );
             Json(v).into_response()
         }
+        Err(e) => desk_error(e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct PageQuery {
+    /// Problems: `all` for every one, else the open ones.
+    view: Option<String>,
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+fn problem_json(p: &lianyi_store::problems::Problem) -> Value {
+    json!({
+        "id": p.id, "title": p.title, "description": p.description, "status": p.status, "priority": p.priority,
+        "ci": p.ci, "supportGroup": p.support_group, "assignee": p.assignee, "rootCause": p.root_cause,
+        "workaround": p.workaround, "knownError": p.known_error, "openedBy": p.opened_by,
+        "opened": time(p.opened_at), "resolved": p.resolved_at.map(time), "version": p.version,
+    })
+}
+
+async fn problems(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let open = q.view.as_deref() != Some("all");
+    match state.problems.list(&caller, open, q.before, limit).await {
+        Ok(rows) => {
+            let next = (rows.len() as i64 == limit).then(|| rows.last().map(|p| p.id)).flatten();
+            Json(json!({"items": rows.iter().map(problem_json).collect::<Vec<_>>(), "nextBefore": next}))
+                .into_response()
+        }
+        Err(e) => desk_error(e),
+    }
+}
+
+async fn problem(State(state): State<AppState>, RemoteCaller(caller): RemoteCaller, Path(id): Path<i64>) -> Response {
+    match state.problems.card(&caller, id).await {
+        Ok(c) => {
+            let mut v = problem_json(&c.problem);
+            v["incidents"] = json!(c.incidents.iter().map(|t| t.id).collect::<Vec<_>>());
+            Json(v).into_response()
+        }
+        Err(e) => desk_error(e),
+    }
+}
+
+async fn open_problem(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    Json(v): Json<Value>,
+) -> Response {
+    let f = lianyi_ops::problems::ProblemForm {
+        title: text(&v, "title"),
+        description: text(&v, "description"),
+        ticket: text(&v, "incident"),
+        priority: text(&v, "priority"),
+        support_group: text(&v, "supportGroup"),
+    };
+    match state.problems.open(&caller, &f).await {
+        Ok(id) => match state.problems.card(&caller, id).await {
+            Ok(c) => {
+                (StatusCode::CREATED, [("location", format!("/api/ops/problems/{id}"))], Json(problem_json(&c.problem)))
+                    .into_response()
+            }
+            Err(e) => desk_error(e),
+        },
+        Err(e) => desk_error(e),
+    }
+}
+
+fn change_json(c: &lianyi_store::changes::Change) -> Value {
+    json!({
+        "id": c.id, "title": c.title, "description": c.description, "class": c.class, "risk": c.risk,
+        "backoutPlan": c.backout_plan, "status": c.status, "requester": c.requester,
+        "windowStart": time(c.window_start), "windowEnd": time(c.window_end), "outcome": c.outcome,
+        "review": c.review, "created": time(c.created_at), "version": c.version,
+    })
+}
+
+async fn changes(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    match state.changes.list(&caller, q.before, limit).await {
+        Ok(rows) => {
+            let next = (rows.len() as i64 == limit).then(|| rows.last().map(|c| c.id)).flatten();
+            Json(json!({"items": rows.iter().map(change_json).collect::<Vec<_>>(), "nextBefore": next})).into_response()
+        }
+        Err(e) => desk_error(e),
+    }
+}
+
+async fn change_card(
+    state: &AppState,
+    caller: &lianyi_security::Caller,
+    id: i64,
+) -> Result<Value, lianyi_ops::desk::DeskError> {
+    let c = state.changes.card(caller, id).await?;
+    let mut v = change_json(&c.change);
+    v["cis"] = json!(c.cis.iter().map(|ci| json!({"id": ci.id, "code": ci.code, "name": ci.name})).collect::<Vec<_>>());
+    v["affects"] = json!({
+        "services": c.affected.services.iter().map(|ci| json!({"id": ci.id, "code": ci.code, "name": ci.name, "class": ci.class})).collect::<Vec<_>>(),
+        "campuses": c.affected.campuses,
+    });
+    v["board"] = json!(c.board);
+    v["waitingFor"] = json!(c.waiting);
+    v["approvals"] = json!(
+        c.approvals
+            .iter()
+            .map(|a| json!({"approver": a.approver, "decision": a.decision, "comment": a.comment, "at": time(a.at)}))
+            .collect::<Vec<_>>()
+    );
+    v["conflicts"] =
+        json!(c.conflicts.iter().map(|x| json!({"change": x.other.id, "shared": x.shared})).collect::<Vec<_>>());
+    Ok(v)
+}
+
+async fn change(State(state): State<AppState>, RemoteCaller(caller): RemoteCaller, Path(id): Path<i64>) -> Response {
+    match change_card(&state, &caller, id).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => desk_error(e),
+    }
+}
+
+/// A change request: `windowStart`/`windowEnd` in Beijing time `YYYY-MM-DDTHH:MM`,
+/// `cis` the codes of the items it touches.
+async fn request_change(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    Json(v): Json<Value>,
+) -> Response {
+    let f = lianyi_ops::changes::ChangeForm {
+        title: text(&v, "title"),
+        description: text(&v, "description"),
+        class: text(&v, "class"),
+        risk: text(&v, "risk"),
+        backout_plan: text(&v, "backoutPlan"),
+        window_start: text(&v, "windowStart"),
+        window_end: text(&v, "windowEnd"),
+        cis: v["cis"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_string)).collect())
+            .unwrap_or_default(),
+    };
+    match state.changes.request(&caller, &f).await {
+        Ok(id) => match change_card(&state, &caller, id).await {
+            Ok(v) => (StatusCode::CREATED, [("location", format!("/api/ops/changes/{id}"))], Json(v)).into_response(),
+            Err(e) => desk_error(e),
+        },
         Err(e) => desk_error(e),
     }
 }

@@ -38,7 +38,7 @@ pub(super) fn may_work(c: &Caller) -> bool {
     Desk::may_work(c) && c.is_authenticated()
 }
 
-fn error_rows(t: Tr, e: &DeskError) -> Vec<(String, String)> {
+pub(super) fn error_rows(t: Tr, e: &DeskError) -> Vec<(String, String)> {
     match e {
         DeskError::Invalid(errors) => errors
             .iter()
@@ -246,6 +246,8 @@ struct TicketPage<'a> {
     /// IT staff (they reopen, and close a phoned-in fault).
     is_it: bool,
     groups: Vec<(String, String)>,
+    /// The problems it is linked to: (id, title, status).
+    problems: Vec<(i64, String, String)>,
     errors: Vec<(String, String)>,
     notice: Option<String>,
 }
@@ -268,6 +270,14 @@ async fn render_ticket(
         Err(DeskError::Forbidden(_)) => return forbidden(t),
         Err(DeskError::NotFound) => return not_found(t),
         Err(e) => return failed(t, "ticket", e),
+    };
+    let problems = if may_work(&info.caller) {
+        match state.problems.of_incident(&info.caller, id).await {
+            Ok(p) => p.into_iter().map(|p| (p.id, p.title, p.status)).collect(),
+            Err(e) => return failed(t, "ticket problems", e),
+        }
+    } else {
+        Vec::new()
     };
     let shell = shell(state, info, t, &s.headers).await;
     let tk = card.ticket;
@@ -306,6 +316,7 @@ async fn render_ticket(
             is_reporter: tk.reporter == info.caller.actor(),
             is_it: may_work(&info.caller),
             groups: lianyi_ops::cmdb::GROUPS.iter().map(|g| (g.to_string(), t.named("cmdb-group", g))).collect(),
+            problems,
             tk,
             errors,
             notice,
@@ -370,17 +381,27 @@ struct GroupsPage<'a> {
     t: Tr,
     shell: &'a Shell,
     groups: Vec<(String, String, Members)>,
+    /// The change board: (class, approvers) for the classes that have one.
+    board: Vec<(String, Vec<String>)>,
     may_manage: bool,
     errors: Vec<(String, String)>,
 }
 
-async fn render_groups(state: &AppState, s: &Signed, errors: Vec<(String, String)>) -> Response {
+pub(super) async fn render_groups(state: &AppState, s: &Signed, errors: Vec<(String, String)>) -> Response {
     let (info, t) = (&s.info, s.t);
     let members = match state.desk.members(&info.caller).await {
         Ok(m) => m,
         Err(DeskError::Forbidden(_)) => return forbidden(t),
         Err(e) => return failed(t, "groups", e),
     };
+    let named = match state.changes.board(&info.caller).await {
+        Ok(b) => b,
+        Err(e) => return failed(t, "change board", e),
+    };
+    let board = lianyi_ops::changes::CLASSES[1..]
+        .iter()
+        .map(|c| (c.to_string(), named.iter().filter(|(k, _)| k == c).map(|(_, u)| u.clone()).collect()))
+        .collect();
     let shell = shell(state, info, t, &s.headers).await;
     let groups = lianyi_ops::cmdb::GROUPS
         .iter()
@@ -390,7 +411,7 @@ async fn render_groups(state: &AppState, s: &Signed, errors: Vec<(String, String
         })
         .collect();
     let may_manage = info.caller.can(lianyi_security::roles::Capability::ManageIt);
-    page(GroupsPage { t, shell: &shell, groups, may_manage, errors }.render())
+    page(GroupsPage { t, shell: &shell, groups, board, may_manage, errors }.render())
 }
 
 async fn groups_page(State(state): State<AppState>, s: Signed) -> Response {

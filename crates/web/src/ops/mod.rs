@@ -4,6 +4,7 @@
 //! in [`lianyi_ops::cmdb`].
 
 mod api;
+mod changes;
 mod desk;
 
 use askama::Template;
@@ -36,6 +37,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ops/cis/{id}/impact", get(impact_page))
         .merge(api::router())
         .merge(desk::router())
+        .merge(changes::router())
 }
 
 fn may_operate(c: &Caller) -> bool {
@@ -45,6 +47,7 @@ fn may_operate(c: &Caller) -> bool {
 pub(crate) const NAV: &[NavLink] = &[
     NavLink { href: "/ops/report", text: "nav-report-fault", place: Place::Bar, shown: desk::may_report },
     NavLink { href: "/ops/tickets", text: "nav-tickets", place: Place::Bar, shown: desk::may_work },
+    NavLink { href: "/ops/changes", text: "nav-changes", place: Place::Bar, shown: desk::may_work },
     NavLink { href: "/ops/cis", text: "nav-cmdb", place: Place::Bar, shown: may_operate },
 ];
 
