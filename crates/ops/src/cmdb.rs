@@ -818,11 +818,7 @@ impl Cmdb {
                 Some(v) => v.to_string(),
             }));
             row.push(outgoing.remove(&c.id).unwrap_or_default().join("; "));
-            // A spreadsheet would run a cell that starts like a formula.
-            for cell in row.iter_mut().filter(|c| c.starts_with(['=', '+', '-', '@'])) {
-                cell.insert(0, '\'');
-            }
-            out.push_str(&crate::csv::line(&row));
+            out.push_str(&crate::csv::export_line(row));
         }
         self.audit(caller, "ci-export", format!("{} CIs", all.len())).await?;
         Ok(out)

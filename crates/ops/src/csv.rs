@@ -60,6 +60,15 @@ pub fn parse(text: &str) -> Result<Vec<Vec<String>>, (usize, String)> {
     Ok(rows)
 }
 
+/// One CSV line of an export for spreadsheets: a cell that starts like a formula is
+/// quoted with `'` so the spreadsheet shows it instead of running it.
+pub fn export_line(mut fields: Vec<String>) -> String {
+    for cell in fields.iter_mut().filter(|c| c.starts_with(['=', '+', '-', '@'])) {
+        cell.insert(0, '\'');
+    }
+    line(&fields)
+}
+
 /// One CSV line of `fields`, ending in CRLF.
 pub fn line(fields: &[String]) -> String {
     let mut out = String::new();

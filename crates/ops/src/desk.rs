@@ -280,7 +280,8 @@ impl Desk {
         Self::may_work(caller) || t.reporter == caller.actor()
     }
 
-    fn clock(&self, t: &Ticket, events: &[TicketEvent], now: i64) -> (Clock, Clock) {
+    /// A ticket's response and resolution clocks at `now`, from its events.
+    pub(crate) fn clock(&self, t: &Ticket, events: &[TicketEvent], now: i64) -> (Clock, Clock) {
         let cal = self.calendar(&t.calendar);
         let (response_target, resolution_target) = targets(t.priority);
         let mut resolution = Vec::new();
@@ -472,13 +473,29 @@ impl Desk {
         self.write(caller, t, vec![e]).await
     }
 
-    /// The assignee resolves it; the reporter then closes or reopens it.
-    pub async fn resolve(&self, caller: &Caller, id: i64, version: i64, resolution: &str) -> Result<(), DeskError> {
+    /// The assignee resolves it, with the time spent if given (minutes, may be empty);
+    /// the reporter then closes or reopens it.
+    pub async fn resolve(
+        &self,
+        caller: &Caller,
+        id: i64,
+        version: i64,
+        resolution: &str,
+        minutes: &str,
+    ) -> Result<(), DeskError> {
         let mut t = self.owned(caller, id, version).await?;
         if resolution.trim().is_empty() {
             return Err(invalid("resolution", "required", "what was done"));
         }
         let mut events = Vec::new();
+        if !minutes.trim().is_empty() {
+            let Some(m) = minutes.trim().parse::<i64>().ok().filter(|m| (1..=24 * 60).contains(m)) else {
+                return Err(invalid("minutes", "minutes", "whole minutes, 1 to 1,440"));
+            };
+            let mut e = self.event(caller, "work", None);
+            e.minutes = Some(m);
+            events.push(e);
+        }
         if t.status == "pending" {
             events.push(self.event(caller, "resumed", None));
         }
@@ -487,6 +504,24 @@ impl Desk {
         t.resolution = Some(resolution.trim().to_string());
         events.push(self.event(caller, "resolved", Some(resolution.trim().to_string())));
         self.write(caller, t, events).await
+    }
+
+    /// The assignee logs time spent on the ticket (minutes, with a note).
+    pub async fn log_work(
+        &self,
+        caller: &Caller,
+        id: i64,
+        version: i64,
+        minutes: &str,
+        note: &str,
+    ) -> Result<(), DeskError> {
+        let t = self.owned(caller, id, version).await?;
+        let Some(minutes) = minutes.trim().parse::<i64>().ok().filter(|m| (1..=24 * 60).contains(m)) else {
+            return Err(invalid("minutes", "minutes", "whole minutes, 1 to 1,440"));
+        };
+        let mut e = self.event(caller, "work", Some(note.trim().to_string()).filter(|n| !n.is_empty()));
+        e.minutes = Some(minutes);
+        self.write(caller, t, vec![e]).await
     }
 
     /// The ticket's assignee (or the IT manager), at its current version.

@@ -11,3 +11,4 @@ pub mod desk;
 pub mod platform;
 pub mod problems;
 pub mod sla;
+pub mod stats;

@@ -298,6 +298,31 @@ impl Desk {
         rows.iter().map(ticket_from_row).collect()
     }
 
+    /// Every ticket opened in `[from, to)`, oldest first (for the statistics).
+    pub async fn opened_between(&self, from: i64, to: i64) -> Result<Vec<Ticket>> {
+        let mut out = Vec::new();
+        let mut after = (from, 0i64);
+        loop {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM ops_tickets WHERE opened_at < $1 AND (opened_at > $2 OR (opened_at = $2 AND id > $3)) \
+                 ORDER BY opened_at, id LIMIT 5000"
+            )))
+            .bind(to)
+            .bind(after.0)
+            .bind(after.1)
+            .fetch_all(&self.0.read)
+            .await?;
+            let done = rows.len() < 5000;
+            for r in &rows {
+                out.push(ticket_from_row(r)?);
+            }
+            match out.last() {
+                Some(t) if !done => after = (t.opened_at, t.id),
+                _ => return Ok(out),
+            }
+        }
+    }
+
     /// The support groups of an engineer (`username`), with whether they lead it.
     pub async fn groups_of(&self, username: &str) -> Result<Vec<(String, bool)>> {
         let rows =

@@ -110,6 +110,8 @@ pub struct AppState {
     pub problems: lianyi_ops::problems::Problems,
     /// The service desk's changes and change board.
     pub changes: lianyi_ops::changes::Changes,
+    /// The service desk's statistics.
+    pub stats: lianyi_ops::stats::Stats,
     /// What the process listens on: (protocol, address), for the IT home page.
     pub listeners: Arc<std::sync::Mutex<Vec<(String, String)>>>,
     /// Per-address budgets for the login and token endpoints.
@@ -222,6 +224,7 @@ impl App {
         let desk = lianyi_ops::desk::Desk::new(fhir.clone()).map_err(|e| AppError::Desk(e.to_string()))?;
         let problems = lianyi_ops::problems::Problems::new(fhir.clone());
         let changes = lianyi_ops::changes::Changes::new(fhir.clone());
+        let stats = lianyi_ops::stats::Stats::new(fhir.clone(), desk.clone());
         let scheduling = lianyi_clinical::scheduling::Scheduling::new(fhir.clone());
         let workspace = lianyi_clinical::encounter::Workspace::new(fhir.clone());
         let prescribing = lianyi_clinical::prescribing::Prescribing::new(fhir.clone());
@@ -248,6 +251,7 @@ impl App {
                 desk,
                 problems,
                 changes,
+                stats,
                 listeners: Default::default(),
                 limits,
                 exports: Default::default(),

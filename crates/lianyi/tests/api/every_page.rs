@@ -77,6 +77,7 @@ const START: &[&str] = &[
     "/ops/changes",
     "/ops/changes/new",
     "/ops/changes/calendar",
+    "/ops/stats",
     "/no/such/page",
 ];
 

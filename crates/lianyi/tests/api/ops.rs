@@ -764,3 +764,111 @@ async fn two_printer_faults_become_one_known_error_with_its_root_cause_and_worka
     let (_, v) = get(&ops, &app, "/api/ops/problems").await;
     assert_eq!(v["items"], json!([]), "the open list leaves the resolved one out");
 }
+
+#[tokio::test]
+async fn the_statistics_count_faults_recurrence_sla_and_each_engineers_work_and_export_csv() {
+    // Friday 2027-01-15, 16:00 in Beijing.
+    let clock: Arc<ManualClock> = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    campuses(&app).await;
+    let ops = app.client_with("lianyi:ops", "*", None).await;
+    let csv = "code,name,class,campus,support_group\r\nPRN-W3,西院区三楼护士站打印机,printer,campus-west,desktop\r\n\
+               SW-WEST,西院区汇聚交换机,network,campus-west,network\r\n";
+    let r = ops.post(app.url("/api/ops/cis/import")).body(csv).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (mut lead, lcsrf) = logged_in(&app, &clock, "it-lead", "it-manager", "*", None).await;
+    for (user, group) in [("it-desk", "desktop"), ("it-net", "network")] {
+        lead.post("/ops/groups", &[("csrf", &lcsrf), ("username", user), ("support_group", group)]).await;
+    }
+    let (mut desk, dcsrf) = logged_in(&app, &clock, "it-desk", "it-engineer", "*", None).await;
+    let (mut net, ncsrf) = logged_in(&app, &clock, "it-net", "it-engineer", "*", None).await;
+    let report = |title: &str, category: &str, ci: &str| json!({"title": title, "category": category, "ci": ci, "callerName": "护士 刘敏", "campus": "campus-west"});
+    let mut ids = Vec::new();
+    for (title, category, ci) in [
+        ("打印机无法打印", "printer", "PRN-W3"),
+        ("打印机又卡纸", "printer", "PRN-W3"),
+        ("网络中断", "network", "SW-WEST"),
+        ("软件报错", "software", ""),
+    ] {
+        let (status, v) = post(&ops, &app, "/api/ops/incidents", report(title, category, ci)).await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        ids.push(v["id"].as_i64().unwrap());
+    }
+    async fn act(b: &mut crate::pages::Browser, csrf: &str, id: i64, action: &str, extra: &[(&str, &str)]) {
+        let (_, _, page) = b.get(&format!("/ops/tickets/{id}")).await;
+        let v = between(&page, "name=\"version\" value=\"", "\"").to_string();
+        let mut form = vec![("csrf", csrf), ("version", v.as_str())];
+        form.extend_from_slice(extra);
+        let (status, _, body) = b.post(&format!("/ops/tickets/{id}/{action}"), &form).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{action}: {body}");
+    }
+    let step = |minutes: i64| {
+        clock.advance(minutes * 60_000);
+    };
+    // The first printer fault: taken after five minutes, fixed in twenty, scored 4.
+    step(5);
+    act(&mut desk, &dcsrf, ids[0], "take", &[]).await;
+    act(&mut net, &ncsrf, ids[2], "take", &[]).await;
+    step(10);
+    lead.get("/ops/stats").await;
+    act(&mut desk, &dcsrf, ids[0], "resolve", &[("resolution", "清空打印队列"), ("minutes", "20")]).await;
+    act(&mut desk, &dcsrf, ids[0], "close", &[("satisfaction", "4")]).await;
+    act(&mut net, &ncsrf, ids[2], "work", &[("minutes", "15"), ("note", "排查光模块")]).await;
+    act(&mut net, &ncsrf, ids[2], "resolve", &[("resolution", "更换光模块"), ("minutes", "10")]).await;
+    // The second printer fault comes back once before it is fixed, scored 2.
+    act(&mut desk, &dcsrf, ids[1], "take", &[]).await;
+    step(5);
+    act(&mut desk, &dcsrf, ids[1], "resolve", &[("resolution", "重启打印机")]).await;
+    act(&mut desk, &dcsrf, ids[1], "reopen", &[("reason", "又卡纸")]).await;
+    act(&mut desk, &dcsrf, ids[1], "resolve", &[("resolution", "更换搓纸轮")]).await;
+    act(&mut desk, &dcsrf, ids[1], "close", &[("satisfaction", "2")]).await;
+    let (_, _, bad) = desk
+        .post(&format!("/ops/tickets/{}/work", ids[1]), &[("csrf", &dcsrf), ("version", "1"), ("minutes", "abc")])
+        .await;
+    assert!(bad.contains("form-errors"), "{bad}");
+
+    // The manager's page: totals, recurrence, SLA, charts and every engineer's work.
+    let (status, _, page) = lead.get("/ops/stats?from=2027-01-15&to=2027-01-15").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"stats-total\" data-n=\"4\"") && page.contains("id=\"stats-resolved\" data-n=\"3\""));
+    let recurring = between(&page, "id=\"stats-recurring\"", "</table>");
+    assert!(
+        recurring.contains("data-ci=\"PRN-W3\" data-repeats=\"1\"") && !recurring.contains("SW-WEST"),
+        "{recurring}"
+    );
+    assert!(between(&page, "id=\"stats-category\"", "</figure>").contains("data-n=\"2\""), "two printer faults");
+    assert!(between(&page, "id=\"stats-days\"", "</svg>").contains("data-date=\"2027-01-15\" data-n=\"4\""));
+    // Taken after 5, 5 and 15 minutes.
+    assert!(between(&page, "id=\"stats-mtta\"", "</dd>").starts_with(">8 "), "{page}");
+    let engineers = between(&page, "id=\"stats-engineers\"", "</table>");
+    assert!(
+        engineers.contains(
+            "data-engineer=\"it-desk\" data-resolved=\"2\" data-minutes=\"20\" data-first-time=\"1\" data-reopened=\"1\""
+        ),
+        "{engineers}"
+    );
+    assert!(engineers.contains("data-satisfaction=\"30\""), "(4 + 2) / 2: {engineers}");
+    assert!(
+        engineers.contains("data-engineer=\"it-net\" data-resolved=\"1\" data-minutes=\"25\" data-first-time=\"1\"")
+    );
+    let (_, _, csv) = lead.get("/ops/stats.csv?from=2027-01-15&to=2027-01-15").await;
+    let lines: Vec<&str> = csv.trim_start_matches('\u{feff}').lines().collect();
+    assert_eq!(lines.len(), 5, "{csv}");
+    assert!(lines[0].starts_with("id,opened,title,category,ci_class"));
+    assert!(lines.iter().any(|l| l.contains("网络中断") && l.contains(",network,") && l.contains(",25,")), "{csv}");
+
+    // An engineer sees the faults, not the others' figures; the API gives the same.
+    let (_, _, page) = desk.get("/ops/stats?from=2027-01-15&to=2027-01-15").await;
+    assert!(page.contains("id=\"stats-total\" data-n=\"4\"") && !page.contains("id=\"stats-engineers\""));
+    let (status, _, _) = desk.get("/ops/stats.csv?what=engineers").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let ops = app.client_with("lianyi:ops", "*", None).await;
+    let (status, v) = get(&ops, &app, "/api/ops/stats?from=2027-01-15&to=2027-01-15").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!((v["total"].clone(), v["resolved"].clone()), (json!(4), json!(3)));
+    assert_eq!(v["recurring"][0]["code"], "PRN-W3");
+    assert_eq!(v["engineers"], Value::Null, "an API client is not a team lead");
+    assert_eq!(v["resolutionSla"], json!({"met": 3, "decided": 3}), "{v}");
+    let (status, v) = get(&ops, &app, "/api/ops/stats?from=2027-01-16&to=2027-01-16").await;
+    assert_eq!((status, v["total"].clone()), (StatusCode::OK, json!(0)));
+}

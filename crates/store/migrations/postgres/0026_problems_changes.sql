@@ -70,3 +70,5 @@ CREATE TABLE ops_change_board (
     username     TEXT NOT NULL,
     PRIMARY KEY (change_class, username)
 );
+-- The statistics read the tickets of a period.
+CREATE INDEX ops_tickets_by_opened ON ops_tickets (opened_at);

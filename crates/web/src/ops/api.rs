@@ -28,6 +28,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/ops/problems/{id}", get(problem))
         .route("/api/ops/changes", get(changes).post(request_change))
         .route("/api/ops/changes/{id}", get(change))
+        .route("/api/ops/stats", get(stats))
 }
 
 fn error(e: CmdbError) -> Response {
@@ -519,4 +520,36 @@ async fn request_change(
         },
         Err(e) => desk_error(e),
     }
+}
+
+/// The statistics of a period (`from`, `to`: Beijing dates, the last 30 days by
+/// default; `days`: the recurrence window).
+async fn stats(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    Query(q): Query<super::stats::PeriodQuery>,
+) -> Response {
+    let (from, to, from_text, to_text) = super::stats::period(state.fhir.now_ms(), &q);
+    let r = match state.stats.report(&caller, from, to, q.days.unwrap_or(30)).await {
+        Ok(r) => r,
+        Err(e) => return desk_error(e),
+    };
+    let pairs = |v: &[(String, usize)]| v.iter().map(|(k, n)| json!({"code": k, "count": n})).collect::<Vec<_>>();
+    let sla = |(met, of): (usize, usize)| json!({"met": met, "decided": of});
+    Json(json!({
+        "from": from_text, "to": to_text, "recurrenceDays": r.recurrence_days,
+        "total": r.total, "resolved": r.resolved,
+        "byCategory": pairs(&r.by_category), "byCiClass": pairs(&r.by_class), "byCampus": pairs(&r.by_campus),
+        "byPriority": r.by_priority.iter().map(|(p, n)| json!({"priority": p, "count": n})).collect::<Vec<_>>(),
+        "byDay": r.by_day.iter().map(|(d, n)| json!({"date": &lianyi_fhir::datetime::format_instant(d * 86_400_000)[..10], "count": n})).collect::<Vec<_>>(),
+        "mttaMinutes": r.mtta_minutes, "mttrMinutes": r.mttr_minutes,
+        "responseSla": sla(r.response_sla), "resolutionSla": sla(r.resolution_sla),
+        "recurring": r.recurring.iter().map(|x| json!({"ci": x.ci, "code": x.code, "name": x.name, "class": x.class, "faults": x.faults, "repeats": x.repeats})).collect::<Vec<_>>(),
+        "engineers": r.engineers.as_ref().map(|list| list.iter().map(|e| json!({
+            "engineer": e.name, "taken": e.taken, "resolved": e.resolved, "minutesLogged": e.minutes,
+            "firstTimeFixes": e.first_time_fixes, "reopened": e.reopened,
+            "satisfactionTenths": e.satisfaction_tenths(), "satisfactionScores": e.satisfaction_count,
+        })).collect::<Vec<_>>()),
+    }))
+    .into_response()
 }

@@ -306,7 +306,11 @@ async fn render_ticket(
                         local_time(e.at),
                         e.actor.trim_start_matches("user:").to_string(),
                         e.kind.clone(),
-                        e.detail.clone().unwrap_or_default(),
+                        match (e.minutes, &e.detail) {
+                            (Some(m), Some(d)) => format!("{m} min · {d}"),
+                            (Some(m), None) => format!("{m} min"),
+                            (None, d) => d.clone().unwrap_or_default(),
+                        },
                     )
                 })
                 .collect(),
@@ -352,7 +356,8 @@ async fn act(
         "reassign" => desk.reassign(caller, id, version, &value("support_group")).await,
         "pause" => desk.pause(caller, id, version, &value("reason")).await,
         "resume" => desk.resume(caller, id, version).await,
-        "resolve" => desk.resolve(caller, id, version, &value("resolution")).await,
+        "resolve" => desk.resolve(caller, id, version, &value("resolution"), &value("minutes")).await,
+        "work" => desk.log_work(caller, id, version, &value("minutes"), &value("note")).await,
         "reopen" => desk.reopen(caller, id, version, &value("reason")).await,
         "close" => desk.close(caller, id, version, &value("satisfaction")).await,
         _ => return not_found(s.t),

@@ -6,6 +6,7 @@
 mod api;
 mod changes;
 mod desk;
+mod stats;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -38,6 +39,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(api::router())
         .merge(desk::router())
         .merge(changes::router())
+        .merge(stats::router())
 }
 
 fn may_operate(c: &Caller) -> bool {
@@ -48,6 +50,7 @@ pub(crate) const NAV: &[NavLink] = &[
     NavLink { href: "/ops/report", text: "nav-report-fault", place: Place::Bar, shown: desk::may_report },
     NavLink { href: "/ops/tickets", text: "nav-tickets", place: Place::Bar, shown: desk::may_work },
     NavLink { href: "/ops/changes", text: "nav-changes", place: Place::Bar, shown: desk::may_work },
+    NavLink { href: "/ops/stats", text: "nav-ops-stats", place: Place::Bar, shown: desk::may_work },
     NavLink { href: "/ops/cis", text: "nav-cmdb", place: Place::Bar, shown: may_operate },
 ];
 
