@@ -57,6 +57,7 @@ fn main() {
             message_retention_days: 90,
             critical_escalation_minutes: 10,
             near_expiry_days: 90,
+            mail: None,
             export_dir: dir.path().join("exports"),
         };
         let app = lianyi_web::App::with_store(store, config).unwrap();

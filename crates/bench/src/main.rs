@@ -251,6 +251,7 @@ async fn serve(database: String, dir: PathBuf, cred_file: PathBuf) {
         message_retention_days: 90,
         critical_escalation_minutes: 10,
         near_expiry_days: 90,
+        mail: None,
         export_dir: dir.join("exports"),
     };
     let app = lianyi_web::App::with_store(store, config).expect("app");

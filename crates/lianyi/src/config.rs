@@ -92,6 +92,12 @@ pub struct FileConfig {
     pub critical_escalation_minutes: Option<i64>,
     /// Days before its expiry from which the pharmacy flags a batch (default 90).
     pub near_expiry_days: Option<i64>,
+    /// The SMTP server the service desk mails its notifications through, as a URL:
+    /// `smtp://host:25`, `smtp://user:password@host:587?tls=required`, `smtps://host`
+    /// (none: notifications stay in the shell's inbox).
+    pub smtp_url: Option<Secret>,
+    /// The desk's sender address (default `Lianyi IT desk <itdesk@localhost>`).
+    pub mail_from: Option<String>,
     /// When the MLLP listener sends AA for an ORU^R01: "applied" (default: once its
     /// data is written) or "journaled" (once the checked message is committed to the
     /// message log; its data is written moments later, in order, after a restart too).

@@ -472,6 +472,13 @@ fn app_config(loc: &DataLocation, file: &FileConfig) -> Result<AppConfig, CliErr
         message_retention_days: file.message_retention_days.unwrap_or(lianyi_interop::Outbound::DEFAULT_RETENTION_DAYS),
         critical_escalation_minutes: file.critical_escalation_minutes.unwrap_or(10),
         near_expiry_days: file.near_expiry_days.unwrap_or(lianyi_billing::stock::NEAR_EXPIRY_DAYS),
+        mail: match (file.smtp_url.clone(), file.mail_from.clone()) {
+            (Some(url), from) => Some(lianyi_web::MailConfig {
+                url: url.expose().to_string(),
+                from: from.unwrap_or_else(|| "Lianyi IT desk <itdesk@localhost>".into()),
+            }),
+            (None, _) => None,
+        },
         export_dir: loc.data_dir.join("exports"),
     })
 }
@@ -1312,6 +1319,7 @@ async fn demo_command(
             message_retention_days: lianyi_interop::Outbound::DEFAULT_RETENTION_DAYS,
             critical_escalation_minutes: 10,
             near_expiry_days: lianyi_billing::stock::NEAR_EXPIRY_DAYS,
+            mail: None,
             export_dir: dir.join("exports"),
         },
     )?;

@@ -13,6 +13,7 @@ use lianyi_security::roles::Capability;
 use lianyi_services::FhirService;
 use lianyi_store::StoreError;
 use lianyi_store::desk::{Ticket, TicketEvent, TicketQuery};
+use lianyi_store::notices::Notice;
 use serde_json::Value;
 
 use crate::cmdb::FieldError;
@@ -270,7 +271,8 @@ impl Desk {
             detail: Some(format!("P{priority} → {}", t.support_group)),
             ..TicketEvent::default()
         };
-        let id = self.tables().open(&t, &[event]).await?;
+        let notices = self.notices("new-ticket", &t, self.group_members(&t.support_group, false).await?).await?;
+        let id = self.tables().open(&t, &[event], &notices).await?;
         self.audit(caller, "ticket-open", format!("ticket {id} P{priority} to {}", t.support_group)).await?;
         Ok(id)
     }
@@ -401,9 +403,20 @@ impl Desk {
         }
     }
 
-    async fn write(&self, caller: &Caller, mut t: Ticket, events: Vec<TicketEvent>) -> Result<(), DeskError> {
+    async fn write(&self, caller: &Caller, t: Ticket, events: Vec<TicketEvent>) -> Result<(), DeskError> {
+        self.write_telling(caller, t, events, Vec::new()).await
+    }
+
+    /// [`Desk::write`] with the notifications the change sends.
+    async fn write_telling(
+        &self,
+        caller: &Caller,
+        mut t: Ticket,
+        events: Vec<TicketEvent>,
+        notices: Vec<Notice>,
+    ) -> Result<(), DeskError> {
         t.updated_at = self.fhir.now_ms();
-        self.tables().change(&t, &events).await?;
+        self.tables().change(&t, &events, &notices).await?;
         let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
         self.audit(caller, "ticket-change", format!("ticket {} {}", t.id, kinds.join(", "))).await
     }
@@ -428,7 +441,8 @@ impl Desk {
         }
         t.responded_at = t.responded_at.or(Some(now));
         let e = self.event(caller, "assigned", Some(caller.actor().to_string()));
-        self.write(caller, t, vec![e]).await
+        let notices = self.notices("taken", &t, Self::reporter_of(&t)).await?;
+        self.write_telling(caller, t, vec![e], notices).await
     }
 
     /// Hands the ticket to another support group (it waits there for an engineer).
@@ -446,7 +460,8 @@ impl Desk {
             t.status = "new".into();
         }
         let e = self.event(caller, "reassigned", Some(format!("{from} → {group}")));
-        self.write(caller, t, vec![e]).await
+        let notices = self.notices("reassigned", &t, self.group_members(group, false).await?).await?;
+        self.write_telling(caller, t, vec![e], notices).await
     }
 
     /// Waits for the reporter or a supplier: the clock stops until [`Desk::resume`].
@@ -503,7 +518,8 @@ impl Desk {
         t.resolved_at = Some(self.fhir.now_ms());
         t.resolution = Some(resolution.trim().to_string());
         events.push(self.event(caller, "resolved", Some(resolution.trim().to_string())));
-        self.write(caller, t, events).await
+        let notices = self.notices("resolved", &t, Self::reporter_of(&t)).await?;
+        self.write_telling(caller, t, events, notices).await
     }
 
     /// The assignee logs time spent on the ticket (minutes, with a note).
@@ -551,7 +567,9 @@ impl Desk {
         t.status = if t.assignee.is_some() { "assigned" } else { "new" }.into();
         t.resolved_at = None;
         let e = self.event(caller, "reopened", Some(why.trim().to_string()));
-        self.write(caller, t, vec![e]).await
+        let to = t.assignee.as_deref().and_then(|a| a.strip_prefix("user:")).map(str::to_string);
+        let notices = self.notices("reopened", &t, to.into_iter().collect()).await?;
+        self.write_telling(caller, t, vec![e], notices).await
     }
 
     /// The reporter (for a phoned-in fault, the desk) closes a resolved ticket with a
@@ -579,6 +597,173 @@ impl Desk {
         t.satisfaction = Some(score);
         let e = self.event(caller, "closed", Some(format!("satisfaction {score}")));
         self.write(caller, t, vec![e]).await
+    }
+
+    /// The user name of a ticket's reporter (none for a phoned-in fault).
+    fn reporter_of(t: &Ticket) -> Vec<String> {
+        t.reporter.strip_prefix("user:").map(str::to_string).into_iter().collect()
+    }
+
+    /// A group's members (`leads`: only its leads).
+    async fn group_members(&self, group: &str, leads: bool) -> Result<Vec<String>, DeskError> {
+        Ok(self
+            .tables()
+            .members()
+            .await?
+            .into_iter()
+            .filter(|(g, _, lead)| g == group && (*lead || !leads))
+            .map(|(_, u, _)| u)
+            .collect())
+    }
+
+    /// Notifications of `kind` about `t` for `to` (user names), with the mail address
+    /// of those who left one.
+    async fn notices(&self, kind: &str, t: &Ticket, mut to: Vec<String>) -> Result<Vec<Notice>, DeskError> {
+        to.sort();
+        to.dedup();
+        let contacts = self.fhir.operations().notices().contacts(&to).await?;
+        let now = self.fhir.now_ms();
+        Ok(to
+            .into_iter()
+            .map(|username| {
+                let contact = contacts.iter().find(|(u, _, _)| *u == username);
+                Notice {
+                    at: now,
+                    kind: kind.into(),
+                    ticket: (t.id > 0).then_some(t.id),
+                    subject: t.title.clone(),
+                    link: format!("/ops/tickets/{}", t.id),
+                    email: contact.map(|(_, e, _)| e.clone()),
+                    language: contact.map(|(_, _, l)| l.clone()),
+                    username,
+                    ..Notice::default()
+                }
+            })
+            .collect())
+    }
+
+    /// The SLA watch, run every minute while the server runs: an open ticket whose
+    /// clock passes the warning share of its target warns its engineer (or, while
+    /// nobody took it, its group); one that breaches is escalated to its group's leads.
+    /// Each is told once per clock (an event on the ticket records it). Returns how
+    /// many tickets were warned or escalated.
+    pub async fn watch(&self) -> Result<usize, DeskError> {
+        let now = self.fhir.now_ms();
+        let mut told = 0;
+        let mut before = None;
+        loop {
+            let q = TicketQuery {
+                statuses: Some(OPEN.iter().map(|s| s.to_string()).collect()),
+                before,
+                limit: 500,
+                ..Default::default()
+            };
+            let page = self.tables().list(&q).await?;
+            let ids: Vec<i64> = page.iter().map(|t| t.id).collect();
+            let mut events: std::collections::HashMap<i64, Vec<TicketEvent>> = std::collections::HashMap::new();
+            for (id, e) in self.tables().events_of(&ids).await? {
+                events.entry(id).or_default().push(e);
+            }
+            for t in &page {
+                let evs = events.remove(&t.id).unwrap_or_default();
+                let (response, resolution) = self.clock(t, &evs, now);
+                let mut notes = Vec::new();
+                let mut notices = Vec::new();
+                for (which, clock) in [("response", &response), ("resolution", &resolution)] {
+                    let kind = match clock.state {
+                        SlaState::Warning => "sla-warning",
+                        SlaState::Breached => "sla-breach",
+                        _ => continue,
+                    };
+                    if evs.iter().any(|e| e.kind == kind && e.detail.as_deref() == Some(which)) {
+                        continue;
+                    }
+                    let engineer = t.assignee.as_deref().and_then(|a| a.strip_prefix("user:")).map(str::to_string);
+                    let mut to: Vec<String> = engineer.into_iter().collect();
+                    if kind == "sla-breach" {
+                        to.extend(self.group_members(&t.support_group, true).await?);
+                    } else if to.is_empty() {
+                        to = self.group_members(&t.support_group, false).await?;
+                    }
+                    notes.push(TicketEvent {
+                        at: now,
+                        actor: "task:lianyi operations".into(),
+                        kind: kind.into(),
+                        detail: Some(which.into()),
+                        ..TicketEvent::default()
+                    });
+                    notices.extend(self.notices(kind, t, to).await?);
+                }
+                if !notes.is_empty() {
+                    self.tables().note(t.id, &notes, &notices).await?;
+                    told += 1;
+                }
+            }
+            if page.len() < 500 {
+                return Ok(told);
+            }
+            before = page.last().map(|t| t.id);
+        }
+    }
+
+    /// The caller's newest notifications and how many are unread.
+    pub async fn inbox(&self, caller: &Caller, limit: i64) -> Result<(Vec<Notice>, i64), DeskError> {
+        if !Self::may_report(caller) {
+            return Err(DeskError::Forbidden("notifications are the staff's"));
+        }
+        let me = Self::username(caller);
+        let notices = self.fhir.operations().notices();
+        Ok((notices.inbox(me, limit).await?, notices.unread(me).await?))
+    }
+
+    /// How many of the caller's notifications are unread (0 for those without any).
+    pub async fn unread(&self, caller: &Caller) -> Result<i64, DeskError> {
+        if !Self::may_report(caller) {
+            return Ok(0);
+        }
+        Ok(self.fhir.operations().notices().unread(Self::username(caller)).await?)
+    }
+
+    pub async fn mark_read(&self, caller: &Caller) -> Result<(), DeskError> {
+        if !Self::may_report(caller) {
+            return Err(DeskError::Forbidden("notifications are the staff's"));
+        }
+        self.fhir.operations().notices().mark_read(Self::username(caller), self.fhir.now_ms()).await?;
+        Ok(())
+    }
+
+    /// Where the caller wants the desk's mail (email, language).
+    pub async fn contact(&self, caller: &Caller) -> Result<Option<(String, String)>, DeskError> {
+        let me = Self::username(caller).to_string();
+        let found = self.fhir.operations().notices().contacts(std::slice::from_ref(&me)).await?;
+        Ok(found.into_iter().next().map(|(_, e, l)| (e, l)))
+    }
+
+    /// Sets (an empty `email`: removes) the caller's mail address for notifications,
+    /// with the language code of their mail (the page's).
+    pub async fn set_contact(&self, caller: &Caller, email: &str, language: &str) -> Result<(), DeskError> {
+        if !Self::may_report(caller) {
+            return Err(DeskError::Forbidden("notifications are the staff's"));
+        }
+        let email = email.trim();
+        let valid = email.len() <= 200
+            && !email.contains(char::is_whitespace)
+            && email
+                .split_once('@')
+                .is_some_and(|(user, host)| !user.is_empty() && host.contains('.') && !host.contains('@'));
+        if !email.is_empty() && !valid {
+            return Err(invalid("email", "email", "an address like name@hospital.cn"));
+        }
+        // The page's language code as the web layer names it.
+        let language = language.trim();
+        if language.is_empty() || language.len() > 10 {
+            return Err(invalid("language", "choice", "a language code"));
+        }
+        let me = Self::username(caller);
+        let contact = (!email.is_empty()).then_some((email, language));
+        self.fhir.operations().notices().set_contact(me, contact, self.fhir.now_ms()).await?;
+        self.audit(caller, "contact-set", format!("mail for {me} {}", if email.is_empty() { "off" } else { "on" }))
+            .await
     }
 
     /// Every group's members, for the IT manager: (group, username, lead).

@@ -6,6 +6,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use crate::notices::Notice;
 use crate::sql::{Arg, Sql};
 use crate::{Result, Store, StoreError};
 
@@ -138,8 +139,9 @@ async fn add_events(tx: &mut Transaction<'static, Any>, ticket: i64, events: &[T
 pub struct Desk(pub(crate) Store);
 
 impl Desk {
-    /// Opens a ticket with its first events; returns its id.
-    pub async fn open(&self, t: &Ticket, events: &[TicketEvent]) -> Result<i64> {
+    /// Opens a ticket with its first events and the notifications it sends (their
+    /// `ticket` and `link` are filled in here); returns its id.
+    pub async fn open(&self, t: &Ticket, events: &[TicketEvent], notices: &[Notice]) -> Result<i64> {
         let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
         let row = sqlx::query(
             "INSERT INTO ops_tickets (title, description, category, campus, location, ci, reporter, reporter_name, \
@@ -168,13 +170,18 @@ impl Desk {
         .await?;
         let id: i64 = row.try_get(0)?;
         add_events(&mut tx, id, events).await?;
+        let notices: Vec<Notice> = notices
+            .iter()
+            .map(|n| Notice { ticket: Some(id), link: format!("/ops/tickets/{id}"), ..n.clone() })
+            .collect();
+        crate::notices::add(&mut tx, &notices).await?;
         tx.commit().await?;
         Ok(id)
     }
 
-    /// Writes a ticket's new state if it is still at `t.version`, with its events;
-    /// returns the new version.
-    pub async fn change(&self, t: &Ticket, events: &[TicketEvent]) -> Result<i64> {
+    /// Writes a ticket's new state if it is still at `t.version`, with its events and
+    /// the notifications it sends; returns the new version.
+    pub async fn change(&self, t: &Ticket, events: &[TicketEvent], notices: &[Notice]) -> Result<i64> {
         let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
         let done = sqlx::query(
             "UPDATE ops_tickets SET category = $1, ci = $2, impact = $3, urgency = $4, priority = $5, calendar = $6, \
@@ -210,8 +217,19 @@ impl Desk {
             });
         }
         add_events(&mut tx, t.id, events).await?;
+        crate::notices::add(&mut tx, notices).await?;
         tx.commit().await?;
         Ok(t.version + 1)
+    }
+
+    /// Adds events and notifications to a ticket without changing it (its version
+    /// stays: an engineer's open form is not invalidated by the SLA watch).
+    pub async fn note(&self, ticket: i64, events: &[TicketEvent], notices: &[Notice]) -> Result<()> {
+        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        add_events(&mut tx, ticket, events).await?;
+        crate::notices::add(&mut tx, notices).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn get(&self, id: i64) -> Result<Option<Ticket>> {

@@ -17,6 +17,7 @@ mod counters;
 pub mod desk;
 pub mod messages;
 mod migrate;
+pub mod notices;
 mod operations;
 pub mod outbox;
 pub mod payments;

@@ -168,6 +168,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0026_problems_changes.sql"),
         postgres: include_str!("../migrations/postgres/0026_problems_changes.sql"),
     },
+    Migration {
+        version: 28,
+        name: "notifications",
+        sqlite: include_str!("../migrations/sqlite/0028_notifications.sql"),
+        postgres: include_str!("../migrations/postgres/0028_notifications.sql"),
+    },
 ];
 
 impl Store {

@@ -30,6 +30,11 @@ impl Operations {
         crate::desk::Desk(self.0.clone())
     }
 
+    /// The service desk's notifications and mail: see [`crate::notices`].
+    pub fn notices(&self) -> crate::notices::Notices {
+        crate::notices::Notices(self.0.clone())
+    }
+
     /// The service desk's problems: see [`crate::problems`].
     pub fn problems(&self) -> crate::problems::Problems {
         crate::problems::Problems(self.0.clone())

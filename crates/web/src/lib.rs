@@ -71,6 +71,19 @@ pub struct AppConfig {
     pub critical_escalation_minutes: i64,
     /// Days before expiry from which the pharmacy flags a batch.
     pub near_expiry_days: i64,
+    /// The SMTP server the service desk's notifications are mailed through (none: the
+    /// inbox in the shell only).
+    pub mail: Option<MailConfig>,
+}
+
+/// Where the service desk's mail goes.
+#[derive(Clone, Debug)]
+pub struct MailConfig {
+    /// `smtp://host:25`, `smtp://user:password@host:587?tls=required` or
+    /// `smtps://host:465` (lettre's URL form).
+    pub url: String,
+    /// The sender, `运维服务台 <itdesk@hospital.cn>`.
+    pub from: String,
 }
 
 /// PEM files for HTTPS.
@@ -320,6 +333,10 @@ impl App {
         let watcher = tokio::spawn(self.state.critical.clone().run());
         // Orders are charged while the server runs; its cursor survives restarts.
         let charger = tokio::spawn(self.state.charges.clone().run());
+        // SLA warnings and escalations, and the desk's mail, while the server runs.
+        let sla = tokio::spawn(ops::notices::watch_sla(self.state.clone(), std::time::Duration::from_secs(60)));
+        let mailer =
+            self.state.config.mail.clone().map(|m| tokio::spawn(ops::notices::send_mail(self.state.clone(), m)));
         if let Ok(addr) = listener.local_addr() {
             self.note_listener(if self.state.config.tls.is_some() { "HTTPS" } else { "HTTP" }, addr);
         }
@@ -352,6 +369,10 @@ impl App {
         registrar.abort();
         watcher.abort();
         charger.abort();
+        sla.abort();
+        if let Some(m) = mailer {
+            m.abort();
+        }
         store.close().await;
         Ok(())
     }

@@ -78,6 +78,7 @@ const START: &[&str] = &[
     "/ops/changes/new",
     "/ops/changes/calendar",
     "/ops/stats",
+    "/ops/notifications",
     "/no/such/page",
 ];
 

@@ -37,6 +37,15 @@ pub async fn spawn_app_clocked(
     max_body_bytes: usize,
     clock: Option<std::sync::Arc<lianyi_security::ManualClock>>,
 ) -> TestApp {
+    spawn_app_mailing(max_body_bytes, clock, None).await
+}
+
+/// A test app that mails the service desk's notifications through `mail`.
+pub async fn spawn_app_mailing(
+    max_body_bytes: usize,
+    clock: Option<std::sync::Arc<lianyi_security::ManualClock>>,
+    mail: Option<lianyi_web::MailConfig>,
+) -> TestApp {
     let (url, dir) = fresh_database().await;
     let keys = if dir.is_none() { Some(tempfile::tempdir().unwrap()) } else { None };
     let keys_dir = dir.clone().unwrap_or_else(|| keys.as_ref().map(|k| k.path().to_path_buf()).unwrap_or_default());
@@ -57,6 +66,7 @@ pub async fn spawn_app_clocked(
         message_retention_days: 90,
         critical_escalation_minutes: 10,
         near_expiry_days: 90,
+        mail: mail.clone(),
         export_dir: keys_dir.join("exports"),
     };
     let app = match clock {

@@ -872,3 +872,192 @@ async fn the_statistics_count_faults_recurrence_sla_and_each_engineers_work_and_
     let (status, v) = get(&ops, &app, "/api/ops/stats?from=2027-01-16&to=2027-01-16").await;
     assert_eq!((status, v["total"].clone()), (StatusCode::OK, json!(0)));
 }
+
+/// A real SMTP server (aiosmtpd from the test venv) writing what it receives into a
+/// Maildir; killed on drop.
+struct SmtpSink {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl SmtpSink {
+    fn start() -> SmtpSink {
+        let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+        assert!(python.exists(), "{} is missing: ./scripts/test creates the test venv", python.display());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new(python)
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(dir.path().join("maildir"))
+            .spawn()
+            .expect("aiosmtpd");
+        // Dropped (and so killed and waited for) if it never listens.
+        let sink = SmtpSink { child, port, dir };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return sink;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("aiosmtpd did not listen on {port}");
+    }
+
+    /// The messages received: (to, subject, body), decoded.
+    fn messages(&self) -> Vec<(String, String, String)> {
+        use base64::Engine;
+        let b64 = |s: &str| {
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(s.trim()).unwrap_or_default())
+                .unwrap_or_default()
+        };
+        let mut out = Vec::new();
+        let new = self.dir.path().join("maildir/new");
+        for entry in std::fs::read_dir(&new).into_iter().flatten().flatten() {
+            let raw = std::fs::read_to_string(entry.path()).unwrap().replace("\r\n", "\n");
+            let (head, body) = raw.split_once("\n\n").unwrap_or((&raw, ""));
+            // Unfold the headers, then decode RFC 2047 words.
+            let head = head.replace("\n ", " ").replace("\n\t", " ");
+            let header = |name: &str| {
+                head.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                    .unwrap_or_default()
+                    .split(' ')
+                    .map(|w| match w.strip_prefix("=?utf-8?b?").and_then(|w| w.strip_suffix("?=")) {
+                        Some(encoded) => b64(encoded),
+                        None => format!("{w} "),
+                    })
+                    .collect::<String>()
+            };
+            out.push((
+                header("To").trim().to_string(),
+                header("Subject").trim().to_string(),
+                b64(&body.replace('\n', "")),
+            ));
+        }
+        out.sort();
+        out
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_desk_notifies_in_the_shell_and_by_real_smtp_and_escalates_a_breach_to_the_group_lead() {
+    let sink = SmtpSink::start();
+    // Friday 2027-01-15, 16:00 in Beijing.
+    let clock: Arc<ManualClock> = ManualClock::new(1_800_000_000_000);
+    let mail = lianyi_web::MailConfig {
+        url: format!("smtp://127.0.0.1:{}", sink.port),
+        from: "运维服务台 <itdesk@hospital.test>".into(),
+    };
+    let app = crate::helpers::spawn_app_mailing(1 << 20, Some(clock.clone()), Some(mail)).await;
+    campuses(&app).await;
+    let ops = app.client_with("lianyi:ops", "*", None).await;
+    let csv = "code,name,class,campus,support_group\r\nPRN-W3,西院区三楼护士站打印机,printer,campus-west,desktop\r\n";
+    let r = ops.post(app.url("/api/ops/cis/import")).body(csv).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (mut lead, lcsrf) = logged_in(&app, &clock, "it-lead", "it-manager", "*", None).await;
+    lead.post("/ops/groups", &[("csrf", &lcsrf), ("username", "it-desk"), ("support_group", "desktop")]).await;
+    lead.post("/ops/groups", &[("csrf", &lcsrf), ("username", "it-lead"), ("support_group", "desktop"), ("lead", "1")])
+        .await;
+    let (mut desk, dcsrf) = logged_in(&app, &clock, "it-desk", "it-engineer", "*", None).await;
+    let (mut nurse, ncsrf) = logged_in(&app, &clock, "nurse-w", "nurse", "campus-west", None).await;
+
+    // Each leaves an address; the lead reads English.
+    let (_, _, bad) = nurse.post("/ops/notifications/contact", &[("csrf", &ncsrf), ("email", "not an address")]).await;
+    assert!(between(&bad, "id=\"form-errors\"", "</div>").contains("data-field=\"email\""), "{bad}");
+    for (b, csrf, email) in [(&mut nurse, &ncsrf, "nurse@hospital.test"), (&mut desk, &dcsrf, "desk@hospital.test")] {
+        let (status, _, _) = b.post("/ops/notifications/contact", &[("csrf", csrf), ("email", email)]).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+    }
+    lead.lang = "en";
+    lead.post("/ops/notifications/contact", &[("csrf", &lcsrf), ("email", "lead@hospital.test")]).await;
+
+    // A printer fault (P3) and a critical one (P1, counted round the clock).
+    let mut ids = Vec::new();
+    for (title, level) in [("打印机无法打印", "2"), ("护士站打印机全部停机", "1")] {
+        let form = [
+            ("csrf", ncsrf.as_str()),
+            ("title", title),
+            ("category", "printer"),
+            ("ci", "PRN-W3"),
+            ("impact", level),
+            ("urgency", level),
+        ];
+        let (status, to, _) = nurse.post("/ops/report", &form).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        ids.push(to.trim_start_matches("/ops/tickets/").split('?').next().unwrap().parse::<i64>().unwrap());
+    }
+    let (_, _, inbox) = desk.get("/ops/notifications").await;
+    assert!(inbox.contains("id=\"ntf-unread\" data-n=\"2\""), "{inbox}");
+    assert!(inbox.contains(&format!("data-kind=\"new-ticket\" class=\"unread\" data-ticket=\"{}\"", ids[1])));
+    desk.post("/ops/notifications/read", &[("csrf", &dcsrf)]).await;
+    let (_, _, inbox) = desk.get("/ops/notifications").await;
+    assert!(!inbox.contains("ntf-unread"), "{inbox}");
+
+    // Twelve minutes on: the P1's response clock (15 minutes) warns the group; five
+    // more and it is breached, escalated to the lead; each is told once.
+    let watch = lianyi_ops::desk::Desk::new(app.fhir.clone()).unwrap();
+    clock.advance(12 * 60_000);
+    for b in [&mut nurse, &mut desk, &mut lead] {
+        b.get("/ops/notifications").await;
+    }
+    assert_eq!(watch.watch().await.unwrap(), 1);
+    assert_eq!(watch.watch().await.unwrap(), 0, "told once");
+    clock.advance(5 * 60_000);
+    for b in [&mut nurse, &mut desk, &mut lead] {
+        b.get("/ops/notifications").await;
+    }
+    assert_eq!(watch.watch().await.unwrap(), 1);
+    let (_, _, inbox) = lead.get("/ops/notifications").await;
+    assert!(
+        inbox.contains(&format!("data-kind=\"sla-breach\" class=\"unread\" data-ticket=\"{}\"", ids[1])),
+        "{inbox}"
+    );
+    let (_, _, inbox) = desk.get("/ops/notifications").await;
+    assert!(!inbox.contains("sla-breach"), "the breach goes to the lead: {inbox}");
+    let (_, _, page) = desk.get(&format!("/ops/tickets/{}", ids[1])).await;
+    assert!(page.contains("data-kind=\"sla-breach\""), "recorded on the ticket: {page}");
+
+    // The engineer takes the printer fault and resolves it: the nurse is told both.
+    let version = |page: &str| between(page, "name=\"version\" value=\"", "\"").to_string();
+    let (_, _, page) = desk.get(&format!("/ops/tickets/{}", ids[0])).await;
+    desk.post(&format!("/ops/tickets/{}/take", ids[0]), &[("csrf", &dcsrf), ("version", &version(&page))]).await;
+    let (_, _, page) = desk.get(&format!("/ops/tickets/{}", ids[0])).await;
+    desk.post(
+        &format!("/ops/tickets/{}/resolve", ids[0]),
+        &[("csrf", &dcsrf), ("version", &version(&page)), ("resolution", "重启打印服务")],
+    )
+    .await;
+    let (_, _, inbox) = nurse.get("/ops/notifications").await;
+    for kind in ["taken", "resolved"] {
+        assert!(
+            inbox.contains(&format!("data-kind=\"{kind}\" class=\"unread\" data-ticket=\"{}\"", ids[0])),
+            "{inbox}"
+        );
+    }
+
+    // The SMTP server received every mail, each in its reader's language.
+    let expected = 2 + 3 + 4; // nurse: taken, resolved; desk: 2 new, warning; lead: 2 new, warning, breach
+    let mut got = Vec::new();
+    for _ in 0..150 {
+        got = sink.messages();
+        if got.len() >= expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(got.len(), expected, "{got:#?}");
+    let to = |who: &str| got.iter().filter(|(t, _, _)| t.contains(who)).collect::<Vec<_>>();
+    assert_eq!((to("nurse@").len(), to("desk@").len(), to("lead@").len()), (2, 3, 4), "{got:#?}");
+    let breach = to("lead@").into_iter().find(|(_, s, _)| s.contains("SLA breached")).expect("English for the lead");
+    assert!(breach.1.contains(&format!("#{} 护士站打印机全部停机", ids[1])), "{breach:?}");
+    assert!(breach.2.contains(&format!("/ops/tickets/{}", ids[1])), "{breach:?}");
+    let resolved = to("nurse@").into_iter().find(|(_, s, _)| s.contains("已解决")).expect("Chinese for the nurse");
+    assert!(resolved.1.contains("打印机无法打印") && resolved.2.contains("请确认并评分"), "{resolved:?}");
+}

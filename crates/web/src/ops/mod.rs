@@ -6,6 +6,7 @@
 mod api;
 mod changes;
 mod desk;
+pub(crate) mod notices;
 mod stats;
 
 use askama::Template;
@@ -40,6 +41,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(desk::router())
         .merge(changes::router())
         .merge(stats::router())
+        .merge(notices::router())
 }
 
 fn may_operate(c: &Caller) -> bool {
@@ -49,6 +51,7 @@ fn may_operate(c: &Caller) -> bool {
 pub(crate) const NAV: &[NavLink] = &[
     NavLink { href: "/ops/report", text: "nav-report-fault", place: Place::Bar, shown: desk::may_report },
     NavLink { href: "/ops/tickets", text: "nav-tickets", place: Place::Bar, shown: desk::may_work },
+    NavLink { href: "/ops/notifications", text: "nav-notifications", place: Place::Bar, shown: desk::may_report },
     NavLink { href: "/ops/changes", text: "nav-changes", place: Place::Bar, shown: desk::may_work },
     NavLink { href: "/ops/stats", text: "nav-ops-stats", place: Place::Bar, shown: desk::may_work },
     NavLink { href: "/ops/cis", text: "nav-cmdb", place: Place::Bar, shown: may_operate },
