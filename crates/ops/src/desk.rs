@@ -17,7 +17,8 @@ use lianyi_store::notices::Notice;
 use serde_json::Value;
 
 use crate::cmdb::FieldError;
-use crate::sla::{Calendar, ClockEvent, SlaClock, SlaState, WorkingHours};
+use crate::settings::SlaSettings;
+use crate::sla::{Calendar, ClockEvent, SlaClock, SlaState};
 
 /// Fault categories, each with the support group it goes to when no CI says.
 pub const CATEGORIES: [(&str, &str); 8] = [
@@ -31,28 +32,8 @@ pub const CATEGORIES: [(&str, &str); 8] = [
     ("other", "desktop"),
 ];
 
-/// The priority matrix: impact (rows, 1 high … 3 low) × urgency (columns).
-pub const MATRIX: [[i64; 3]; 3] = [[1, 2, 3], [2, 3, 4], [3, 4, 4]];
-
-/// Response and resolution targets per priority (1 … 4), in working minutes.
-pub const TARGETS: [(i64, i64); 4] = [(15, 240), (30, 480), (120, 1440), (480, 2880)];
-
 /// Warn when this share of a target is used.
 pub const WARN_PERCENT: u32 = 75;
-
-/// The desk's business hours: 08:00–12:00 and 13:30–17:30, Beijing time.
-pub const BUSINESS_HOURS: [(u32, u32); 2] = [(480, 720), (810, 1050)];
-
-/// The priority of an impact and an urgency (each 1 … 3).
-pub fn priority(impact: i64, urgency: i64) -> i64 {
-    MATRIX[(impact.clamp(1, 3) - 1) as usize][(urgency.clamp(1, 3) - 1) as usize]
-}
-
-/// The (response, resolution) targets of a priority, in milliseconds.
-pub fn targets(priority: i64) -> (i64, i64) {
-    let (r, f) = TARGETS[(priority.clamp(1, 4) - 1) as usize];
-    (r * 60_000, f * 60_000)
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeskError {
@@ -136,20 +117,87 @@ pub enum View {
     Reported,
 }
 
+/// The SLA settings in force and their business calendar, as last read.
+#[derive(Clone, Debug)]
+pub struct Sla {
+    pub settings: std::sync::Arc<SlaSettings>,
+    business: std::sync::Arc<Calendar>,
+    read: std::time::Instant,
+}
+
 /// See the module documentation.
 #[derive(Clone, Debug)]
 pub struct Desk {
     fhir: FhirService,
-    business: std::sync::Arc<Calendar>,
+    /// Read again a minute after (another server may have changed them) and at once
+    /// after a change here.
+    sla: std::sync::Arc<tokio::sync::RwLock<Option<Sla>>>,
 }
 
 const OPEN: [&str; 3] = ["new", "assigned", "pending"];
 
 impl Desk {
     pub fn new(fhir: FhirService) -> Result<Desk, DeskError> {
-        let hours = WorkingHours::new(BUSINESS_HOURS.to_vec()).map_err(|e| DeskError::Calendar(e.to_string()))?;
-        let business = Calendar::china_business(hours).map_err(|e| DeskError::Calendar(e.to_string()))?;
-        Ok(Desk { fhir, business: std::sync::Arc::new(business) })
+        // The defaults' calendar must read: checked once at start.
+        SlaSettings::default().business_calendar().map_err(|e| DeskError::Calendar(e.to_string()))?;
+        Ok(Desk { fhir, sla: Default::default() })
+    }
+
+    /// The SLA settings in force.
+    pub async fn sla(&self) -> Result<Sla, DeskError> {
+        if let Some(s) = self.sla.read().await.as_ref().filter(|s| s.read.elapsed().as_secs() < 60) {
+            return Ok(s.clone());
+        }
+        let tables = self.tables();
+        let settings = SlaSettings::from_stored(&tables.sla_settings().await?, tables.calendar_days().await?);
+        let business = match settings.business_calendar() {
+            Ok(c) => c,
+            Err(e) => {
+                // The settings are checked when written; a calendar that does not read
+                // falls back to the built-in one rather than stop the desk.
+                tracing::error!(error = %e, "the SLA calendar as set");
+                SlaSettings { days: Vec::new(), ..settings.clone() }
+                    .business_calendar()
+                    .map_err(|e| DeskError::Calendar(e.to_string()))?
+            }
+        };
+        let sla = Sla {
+            settings: std::sync::Arc::new(settings),
+            business: std::sync::Arc::new(business),
+            read: std::time::Instant::now(),
+        };
+        *self.sla.write().await = Some(sla.clone());
+        Ok(sla)
+    }
+
+    /// The IT manager changes the matrix, the targets and the business hours (the
+    /// calendar days are set one by one with [`Desk::set_day`]).
+    pub async fn set_sla(&self, caller: &Caller, new: &SlaSettings) -> Result<(), DeskError> {
+        if !caller.can(Capability::ManageIt) {
+            return Err(DeskError::Forbidden("the SLA settings are kept by the IT manager"));
+        }
+        new.check().map_err(DeskError::Invalid)?;
+        let now = self.fhir.now_ms();
+        for (name, value) in new.to_stored() {
+            self.tables().set_sla_setting(name, &value, caller.actor(), now).await?;
+        }
+        *self.sla.write().await = None;
+        self.audit(caller, "sla-settings", format!("matrix {:?}, targets {:?}", new.matrix, new.targets)).await
+    }
+
+    /// The IT manager marks a day off (`working` false) or a working day, or with
+    /// `None` gives it back to the built-in schedule.
+    pub async fn set_day(&self, caller: &Caller, day: &str, turn: Option<(bool, &str)>) -> Result<(), DeskError> {
+        if !caller.can(Capability::ManageIt) {
+            return Err(DeskError::Forbidden("the SLA calendar is kept by the IT manager"));
+        }
+        if crate::sla::parse_day(day.trim()).is_err() {
+            return Err(invalid("day", "date", "a date, YYYY-MM-DD"));
+        }
+        let turn = turn.map(|(working, note)| (if working { "on" } else { "off" }, note.trim()));
+        self.tables().set_calendar_day(day.trim(), turn, caller.actor(), self.fhir.now_ms()).await?;
+        *self.sla.write().await = None;
+        self.audit(caller, "sla-calendar", format!("{} {}", day.trim(), turn.map_or("as scheduled", |t| t.0))).await
     }
 
     fn tables(&self) -> lianyi_store::desk::Desk {
@@ -173,10 +221,6 @@ impl Desk {
         let mut e = caller.entry(self.fhir.now_ms(), action, "success");
         e.detail = Some(detail);
         self.fhir.audit_log().record(vec![e]).await.map_err(|e| DeskError::Audit(e.to_string()))
-    }
-
-    fn calendar(&self, name: &str) -> Calendar {
-        if name == "7x24" { Calendar::always() } else { (*self.business).clone() }
     }
 
     /// Opens a ticket: `caller` reports it, or (IT staff with `r.caller_name`) logs a
@@ -230,7 +274,8 @@ impl Desk {
         if !errors.is_empty() {
             return Err(DeskError::Invalid(errors));
         }
-        let priority = priority(impact, urgency);
+        let sla = self.sla().await?;
+        let priority = sla.settings.priority(impact, urgency);
         // Clinical-critical systems (7×24 in the CMDB) and critical tickets count round the clock.
         let round_the_clock = priority == 1
             || ci.as_ref().is_some_and(|c| {
@@ -283,9 +328,10 @@ impl Desk {
     }
 
     /// A ticket's response and resolution clocks at `now`, from its events.
-    pub(crate) fn clock(&self, t: &Ticket, events: &[TicketEvent], now: i64) -> (Clock, Clock) {
-        let cal = self.calendar(&t.calendar);
-        let (response_target, resolution_target) = targets(t.priority);
+    pub(crate) fn clock(&self, sla: &Sla, t: &Ticket, events: &[TicketEvent], now: i64) -> (Clock, Clock) {
+        let always = Calendar::always();
+        let cal = if t.calendar == "7x24" { &always } else { &*sla.business };
+        let (response_target, resolution_target) = sla.settings.targets(t.priority);
         let mut resolution = Vec::new();
         let mut response = vec![ClockEvent::Started(t.opened_at)];
         for e in events {
@@ -311,9 +357,9 @@ impl Desk {
         }
         let of = |events: Vec<ClockEvent>, target: i64| match SlaClock::from_events(events) {
             Ok(clock) => Clock {
-                state: clock.state(&cal, target, WARN_PERCENT, now),
-                due: clock.due(&cal, target, now),
-                elapsed_ms: clock.elapsed(&cal, now),
+                state: clock.state(cal, target, WARN_PERCENT, now),
+                due: clock.due(cal, target, now),
+                elapsed_ms: clock.elapsed(cal, now),
                 target_ms: target,
             },
             Err(e) => {
@@ -332,7 +378,8 @@ impl Desk {
             return Err(DeskError::Forbidden("a ticket is seen by the IT team and its reporter"));
         }
         let events = self.tables().events(id).await?;
-        let (response, resolution) = self.clock(&t, &events, self.fhir.now_ms());
+        let sla = self.sla().await?;
+        let (response, resolution) = self.clock(&sla, &t, &events, self.fhir.now_ms());
         let ci = match t.ci {
             Some(c) => self.fhir.operations().cmdb().get(c).await?.map(|c| (c.code, c.name)),
             None => None,
@@ -369,6 +416,7 @@ impl Desk {
             View::All => {}
         }
         let now = self.fhir.now_ms();
+        let sla = self.sla().await?;
         let tickets = self.tables().list(&q).await?;
         // Every ticket's events in one query.
         let ids: Vec<i64> = tickets.iter().map(|t| t.id).collect();
@@ -379,7 +427,8 @@ impl Desk {
         Ok(tickets
             .into_iter()
             .map(|t| {
-                let (_, resolution) = self.clock(&t, events.get(&t.id).map(Vec::as_slice).unwrap_or_default(), now);
+                let (_, resolution) =
+                    self.clock(&sla, &t, events.get(&t.id).map(Vec::as_slice).unwrap_or_default(), now);
                 (t, resolution)
             })
             .collect())
@@ -649,6 +698,7 @@ impl Desk {
     /// many tickets were warned or escalated.
     pub async fn watch(&self) -> Result<usize, DeskError> {
         let now = self.fhir.now_ms();
+        let sla = self.sla().await?;
         let mut told = 0;
         let mut before = None;
         loop {
@@ -666,7 +716,7 @@ impl Desk {
             }
             for t in &page {
                 let evs = events.remove(&t.id).unwrap_or_default();
-                let (response, resolution) = self.clock(t, &evs, now);
+                let (response, resolution) = self.clock(&sla, t, &evs, now);
                 let mut notes = Vec::new();
                 let mut notices = Vec::new();
                 for (which, clock) in [("response", &response), ("resolution", &resolution)] {
@@ -807,16 +857,17 @@ impl Desk {
 
 #[cfg(test)]
 mod tests {
-    use super::{priority, targets};
+    use crate::settings::SlaSettings;
 
     #[test]
     fn the_matrix_gives_critical_to_high_impact_and_urgency_and_low_to_low() {
-        assert_eq!(priority(1, 1), 1);
-        assert_eq!(priority(1, 3), 3);
-        assert_eq!(priority(2, 2), 3);
-        assert_eq!(priority(3, 3), 4);
-        assert_eq!(priority(0, 9), 3, "out-of-range levels are clamped");
-        assert_eq!(targets(1), (15 * 60_000, 240 * 60_000));
-        assert_eq!(targets(4).1, 2880 * 60_000);
+        let s = SlaSettings::default();
+        assert_eq!(s.priority(1, 1), 1);
+        assert_eq!(s.priority(1, 3), 3);
+        assert_eq!(s.priority(2, 2), 3);
+        assert_eq!(s.priority(3, 3), 4);
+        assert_eq!(s.priority(0, 9), 3, "out-of-range levels are clamped");
+        assert_eq!(s.targets(1), (15 * 60_000, 240 * 60_000));
+        assert_eq!(s.targets(4).1, 2880 * 60_000);
     }
 }

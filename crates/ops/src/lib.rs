@@ -10,5 +10,6 @@ pub mod csv;
 pub mod desk;
 pub mod platform;
 pub mod problems;
+pub mod settings;
 pub mod sla;
 pub mod stats;

@@ -174,6 +174,7 @@ impl Stats {
         let cis: HashMap<i64, lianyi_store::cmdb::Ci> =
             self.fhir.operations().cmdb().many(&ci_ids).await?.into_iter().map(|c| (c.id, c)).collect();
         let now = self.fhir.now_ms();
+        let sla = self.desk.sla().await?;
 
         // Recurrence: the last fault of each item as the tickets go by in time.
         let mut last_fault: HashMap<i64, i64> = HashMap::new();
@@ -195,7 +196,7 @@ impl Stats {
                 }
             }
             let evs = events.remove(&t.id).unwrap_or_default();
-            let (response, resolution) = self.desk.clock(&t, &evs, now);
+            let (response, resolution) = self.desk.clock(&sla, &t, &evs, now);
             let done = matches!(t.status.as_str(), "resolved" | "closed");
             if t.responded_at.is_some() {
                 acknowledge.push(response.elapsed_ms / 60_000);

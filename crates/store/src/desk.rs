@@ -341,6 +341,54 @@ impl Desk {
         }
     }
 
+    /// The SLA settings the IT manager changed: (name, JSON value).
+    pub async fn sla_settings(&self) -> Result<Vec<(String, String)>> {
+        let rows =
+            sqlx::query("SELECT name, value FROM ops_sla_settings ORDER BY name").fetch_all(&self.0.read).await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    pub async fn set_sla_setting(&self, name: &str, value: &str, by: &str, at: i64) -> Result<()> {
+        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        sqlx::query("DELETE FROM ops_sla_settings WHERE name = $1").bind(name.to_string()).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO ops_sla_settings (name, value, updated_by, updated_at) VALUES ($1, $2, $3, $4)")
+            .bind(name.to_string())
+            .bind(value.to_string())
+            .bind(by.to_string())
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The calendar days set by the IT manager: (`YYYY-MM-DD`, `off`/`on`, note).
+    pub async fn calendar_days(&self) -> Result<Vec<(String, String, String)>> {
+        let rows =
+            sqlx::query("SELECT day, turn, note FROM ops_calendar_days ORDER BY day").fetch_all(&self.0.read).await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+    }
+
+    /// Sets (or with `None` removes) a calendar day.
+    pub async fn set_calendar_day(&self, day: &str, turn: Option<(&str, &str)>, by: &str, at: i64) -> Result<()> {
+        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        sqlx::query("DELETE FROM ops_calendar_days WHERE day = $1").bind(day.to_string()).execute(&mut *tx).await?;
+        if let Some((turn, note)) = turn {
+            sqlx::query(
+                "INSERT INTO ops_calendar_days (day, turn, note, updated_by, updated_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(day.to_string())
+            .bind(turn.to_string())
+            .bind(note.to_string())
+            .bind(by.to_string())
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The support groups of an engineer (`username`), with whether they lead it.
     pub async fn groups_of(&self, username: &str) -> Result<Vec<(String, bool)>> {
         let rows =

@@ -174,6 +174,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0028_notifications.sql"),
         postgres: include_str!("../migrations/postgres/0028_notifications.sql"),
     },
+    Migration {
+        version: 29,
+        name: "sla_settings",
+        sqlite: include_str!("../migrations/sqlite/0029_sla_settings.sql"),
+        postgres: include_str!("../migrations/postgres/0029_sla_settings.sql"),
+    },
 ];
 
 impl Store {

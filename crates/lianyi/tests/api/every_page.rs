@@ -79,6 +79,7 @@ const START: &[&str] = &[
     "/ops/changes/calendar",
     "/ops/stats",
     "/ops/notifications",
+    "/ops/sla",
     "/no/such/page",
 ];
 

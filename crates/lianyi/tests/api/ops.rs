@@ -1061,3 +1061,81 @@ async fn the_desk_notifies_in_the_shell_and_by_real_smtp_and_escalates_a_breach_
     let resolved = to("nurse@").into_iter().find(|(_, s, _)| s.contains("已解决")).expect("Chinese for the nurse");
     assert!(resolved.1.contains("打印机无法打印") && resolved.2.contains("请确认并评分"), "{resolved:?}");
 }
+
+#[tokio::test]
+async fn the_it_manager_changes_the_matrix_targets_hours_and_calendar_and_new_tickets_follow() {
+    let clock: Arc<ManualClock> = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    campuses(&app).await;
+    let (mut lead, lcsrf) = logged_in(&app, &clock, "it-lead", "it-manager", "*", None).await;
+    let (mut eng, ecsrf) = logged_in(&app, &clock, "it-eng", "it-engineer", "*", None).await;
+    let (_, _, page) = eng.get("/ops/sla").await;
+    assert!(page.contains("id=\"sla-matrix\"") && !page.contains("id=\"sla-save\""), "read only: {page}");
+    assert!(page.contains("id=\"sla-schedule-missing\""), "2027's schedule is not built in, and it says so: {page}");
+    let mut form: Vec<(String, String)> = vec![("csrf".into(), lcsrf.clone())];
+    for i in 1..=3 {
+        for j in 1..=3 {
+            // Medium impact and urgency becomes P2 (the default is P3).
+            let p = if (i, j) == (2, 2) { 2 } else { [[1, 2, 3], [2, 3, 4], [3, 4, 4]][i - 1][j - 1] };
+            form.push((format!("matrix-{i}-{j}"), p.to_string()));
+        }
+    }
+    for (p, (r, f)) in [(15, 240), (30, 480), (120, 1440), (480, 2880)].iter().enumerate() {
+        form.push((format!("response-{}", p + 1), r.to_string()));
+        form.push((format!("resolution-{}", p + 1), f.to_string()));
+    }
+    let send = |form: &[(String, String)], hours: &str| {
+        let mut v: Vec<(String, String)> = form.to_vec();
+        v.push(("hours".into(), hours.into()));
+        v
+    };
+    async fn post_owned(
+        b: &mut crate::pages::Browser,
+        path: &str,
+        form: Vec<(String, String)>,
+    ) -> (StatusCode, String) {
+        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (status, _, body) = b.post(path, &pairs).await;
+        (status, body)
+    }
+    let (_, bad) = post_owned(&mut lead, "/ops/sla", send(&form, "12:00-08:00")).await;
+    assert!(between(&bad, "id=\"form-errors\"", "</div>").contains("data-field=\"hours\""), "{bad}");
+    let mut backwards = form.clone();
+    backwards.retain(|(k, _)| k != "response-2");
+    backwards.push(("response-2".into(), "600".into()));
+    let (_, bad) = post_owned(&mut lead, "/ops/sla", send(&backwards, "08:00-12:00, 13:30-17:30")).await;
+    assert!(between(&bad, "id=\"form-errors\"", "</div>").contains("data-field=\"target-2\""), "{bad}");
+    let mut engineer_form = form.clone();
+    engineer_form[0].1 = ecsrf.clone();
+    let (status, _) = post_owned(&mut eng, "/ops/sla", send(&engineer_form, "08:00-12:00, 13:30-17:30")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = post_owned(&mut lead, "/ops/sla", send(&form, "08:00-12:00, 13:00-18:00")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    // Friday 2027-01-15 becomes a day off for the hospital.
+    let (_, _, bad) = lead.post("/ops/sla/days", &[("csrf", &lcsrf), ("day", "2027-02-30"), ("turn", "off")]).await;
+    assert!(between(&bad, "id=\"form-errors\"", "</div>").contains("data-field=\"day\""), "{bad}");
+    let (status, _, _) =
+        lead.post("/ops/sla/days", &[("csrf", &lcsrf), ("day", "2027-01-15"), ("turn", "off"), ("note", "院庆")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, page) = lead.get("/ops/sla").await;
+    assert!(page.contains("data-day=\"2027-01-15\" data-working=\"false\"") && page.contains("13:00-18:00"), "{page}");
+
+    // A medium fault is now P2, and its clock does not run on the hospital's day off.
+    let (status, to, _) = eng
+        .post(
+            "/ops/report",
+            &[
+                ("csrf", &ecsrf),
+                ("title", "打印机无法打印"),
+                ("category", "printer"),
+                ("impact", "2"),
+                ("urgency", "2"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    clock.advance(10 * 60_000);
+    let (_, _, page) = eng.get(&to).await;
+    assert!(page.contains("data-priority=\"2\""), "{page}");
+    assert!(page.contains("id=\"desk-resolution\" data-sla=\"running\" data-used=\"0\""), "{page}");
+}

@@ -7,6 +7,7 @@ mod api;
 mod changes;
 mod desk;
 pub(crate) mod notices;
+mod sla;
 mod stats;
 
 use askama::Template;
@@ -42,6 +43,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(changes::router())
         .merge(stats::router())
         .merge(notices::router())
+        .merge(sla::router())
 }
 
 fn may_operate(c: &Caller) -> bool {
