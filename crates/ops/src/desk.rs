@@ -816,6 +816,42 @@ impl Desk {
             .await
     }
 
+    /// Warranty and maintenance-contract reminders: a CI whose warranty or contract
+    /// ends within `days` tells its support group, once per end date. Returns how many
+    /// reminders were written.
+    pub async fn remind(&self, days: i64) -> Result<usize, DeskError> {
+        let now = self.fhir.now_ms();
+        let date = |ms: i64| lianyi_fhir::datetime::format_instant(ms + 8 * 3_600_000)[..10].to_string();
+        let (today, until) = (date(now), date(now + days * 86_400_000));
+        let notices = self.fhir.operations().notices();
+        let mut written = 0;
+        for ci in self.fhir.operations().cmdb().ending_between(&today, &until).await? {
+            let ends = [("warranty-ending", &ci.warranty_end), ("contract-ending", &ci.contract_end)];
+            for (kind, end) in ends {
+                let Some(end) = end.as_deref().filter(|e| **e >= *today && **e <= *until) else { continue };
+                let link = format!("/ops/cis/{}", ci.id);
+                let subject = format!("{} {} · {end}", ci.code, ci.name);
+                if notices.sent_before(kind, &link, &subject).await? {
+                    continue;
+                }
+                let to = self.group_members(&ci.support_group, false).await?;
+                let t = Ticket { title: subject.clone(), ..Ticket::default() };
+                let mut batch = self.notices(kind, &t, to).await?;
+                for n in &mut batch {
+                    n.link = link.clone();
+                    n.ticket = None;
+                }
+                if batch.is_empty() {
+                    // Nobody in the group yet: the reminder waits for its members.
+                    continue;
+                }
+                notices.add(&batch).await?;
+                written += batch.len();
+            }
+        }
+        Ok(written)
+    }
+
     /// Every group's members, for the IT manager: (group, username, lead).
     pub async fn members(&self, caller: &Caller) -> Result<Vec<(String, String, bool)>, DeskError> {
         if !Self::may_work(caller) {

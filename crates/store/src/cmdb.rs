@@ -303,6 +303,20 @@ impl Cmdb {
     }
 
     /// The CIs with these ids (in no particular order).
+    /// CIs in service whose warranty or maintenance contract ends between two dates
+    /// (`YYYY-MM-DD`, both included).
+    pub async fn ending_between(&self, from: &str, to: &str) -> Result<Vec<Ci>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM ops_cis WHERE status <> 'retired' AND \
+             ((warranty_end >= $1 AND warranty_end <= $2) OR (contract_end >= $1 AND contract_end <= $2)) ORDER BY id"
+        )))
+        .bind(from.to_string())
+        .bind(to.to_string())
+        .fetch_all(&self.0.read)
+        .await?;
+        rows.iter().map(ci_from_row).collect()
+    }
+
     pub async fn many(&self, ids: &[i64]) -> Result<Vec<Ci>> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {

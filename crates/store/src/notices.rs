@@ -77,6 +77,26 @@ pub(crate) async fn add(tx: &mut Transaction<'static, Any>, notices: &[Notice]) 
 pub struct Notices(pub(crate) Store);
 
 impl Notices {
+    /// Writes notifications that belong to no ticket change (reminders).
+    pub async fn add(&self, notices: &[Notice]) -> Result<()> {
+        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        add(&mut tx, notices).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Whether a notification of `kind` about `link` with `subject` was ever written
+    /// (a reminder is sent once).
+    pub async fn sent_before(&self, kind: &str, link: &str, subject: &str) -> Result<bool> {
+        Ok(sqlx::query("SELECT 1 FROM ops_notifications WHERE kind = $1 AND link = $2 AND subject = $3 LIMIT 1")
+            .bind(kind.to_string())
+            .bind(link.to_string())
+            .bind(subject.to_string())
+            .fetch_optional(&self.0.read)
+            .await?
+            .is_some())
+    }
+
     /// A user's newest notifications.
     pub async fn inbox(&self, username: &str, limit: i64) -> Result<Vec<Notice>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(

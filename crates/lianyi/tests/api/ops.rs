@@ -1139,3 +1139,32 @@ async fn the_it_manager_changes_the_matrix_targets_hours_and_calendar_and_new_ti
     assert!(page.contains("data-priority=\"2\""), "{page}");
     assert!(page.contains("id=\"desk-resolution\" data-sla=\"running\" data-used=\"0\""), "{page}");
 }
+
+#[tokio::test]
+async fn a_warranty_ending_within_30_days_reminds_the_support_group_once() {
+    // Friday 2027-01-15.
+    let clock: Arc<ManualClock> = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    campuses(&app).await;
+    let ops = app.client_with("lianyi:ops", "*", None).await;
+    let csv = "code,name,class,campus,support_group,warranty_end,contract_end\r\n\
+               SRV-PACS,PACS 服务器,host,campus-west,system,2027-02-01,2028-06-30\r\n\
+               SRV-OLD,旧服务器,host,campus-west,system,2027-01-01,\r\n\
+               SW-W3,接入交换机,network,campus-west,network,2029-01-01,2027-01-20\r\n";
+    let r = ops.post(app.url("/api/ops/cis/import")).body(csv).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+    let (mut lead, lcsrf) = logged_in(&app, &clock, "it-lead", "it-manager", "*", None).await;
+    for (user, group) in [("it-sys", "system"), ("it-net", "network")] {
+        lead.post("/ops/groups", &[("csrf", &lcsrf), ("username", user), ("support_group", group)]).await;
+    }
+    let desk = lianyi_ops::desk::Desk::new(app.fhir.clone()).unwrap();
+    assert_eq!(desk.remind(30).await.unwrap(), 2, "the PACS server's warranty and the switch's contract");
+    assert_eq!(desk.remind(30).await.unwrap(), 0, "once");
+    let (mut sys, _) = logged_in(&app, &clock, "it-sys", "it-engineer", "*", None).await;
+    let (_, _, inbox) = sys.get("/ops/notifications").await;
+    assert!(inbox.contains("data-kind=\"warranty-ending\"") && inbox.contains("SRV-PACS PACS 服务器 · 2027-02-01"));
+    assert!(!inbox.contains("SRV-OLD") && !inbox.contains("contract-ending"), "{inbox}");
+    let (mut net, _) = logged_in(&app, &clock, "it-net", "it-engineer", "*", None).await;
+    let (_, _, inbox) = net.get("/ops/notifications").await;
+    assert!(inbox.contains("data-kind=\"contract-ending\"") && inbox.contains("SW-W3"), "{inbox}");
+}

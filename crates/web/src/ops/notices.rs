@@ -186,11 +186,22 @@ pub(crate) async fn send_mail(state: AppState, config: MailConfig) {
     }
 }
 
-/// Runs the SLA watch every `every` while the server runs.
+/// Days before a warranty or maintenance contract ends that its group is reminded.
+const REMIND_DAYS: i64 = 30;
+
+/// Runs the SLA watch every `every` while the server runs, and the warranty and
+/// contract reminders every hour.
 pub(crate) async fn watch_sla(state: AppState, every: std::time::Duration) {
+    let mut reminded: Option<std::time::Instant> = None;
     loop {
         if let Err(e) = state.desk.watch().await {
             tracing::warn!(error = %e, "the SLA watch");
+        }
+        if reminded.is_none_or(|r| r.elapsed().as_secs() >= 3600) {
+            match state.desk.remind(REMIND_DAYS).await {
+                Ok(_) => reminded = Some(std::time::Instant::now()),
+                Err(e) => tracing::warn!(error = %e, "the warranty reminders"),
+            }
         }
         tokio::time::sleep(every).await;
     }
