@@ -14,6 +14,7 @@ pub mod clients;
 pub mod cmdb;
 mod counters;
 pub mod desk;
+pub mod kb;
 pub mod messages;
 mod migrate;
 mod operations;

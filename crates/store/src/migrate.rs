@@ -162,6 +162,14 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0025_service_desk.sql"),
         postgres: include_str!("../migrations/postgres/0025_service_desk.sql"),
     },
+    // 26 is taken by another branch (problems and changes); versions are applied by
+    // number, not by position, so the gap is harmless.
+    Migration {
+        version: 27,
+        name: "knowledge",
+        sqlite: include_str!("../migrations/sqlite/0027_knowledge.sql"),
+        postgres: include_str!("../migrations/postgres/0027_knowledge.sql"),
+    },
 ];
 
 impl Store {
