@@ -106,6 +106,8 @@ pub struct AppState {
     pub cmdb: lianyi_ops::cmdb::Cmdb,
     /// The IT service desk.
     pub desk: lianyi_ops::desk::Desk,
+    /// The IT knowledge base.
+    pub kb: lianyi_ops::kb::Kb,
     /// What the process listens on: (protocol, address), for the IT home page.
     pub listeners: Arc<std::sync::Mutex<Vec<(String, String)>>>,
     /// Per-address budgets for the login and token endpoints.
@@ -216,6 +218,7 @@ impl App {
         let dispensary = lianyi_billing::dispensing::Dispensary::new(fhir.clone());
         let cmdb = lianyi_ops::cmdb::Cmdb::new(fhir.clone());
         let desk = lianyi_ops::desk::Desk::new(fhir.clone()).map_err(|e| AppError::Desk(e.to_string()))?;
+        let kb = lianyi_ops::kb::Kb::new(fhir.clone());
         let scheduling = lianyi_clinical::scheduling::Scheduling::new(fhir.clone());
         let workspace = lianyi_clinical::encounter::Workspace::new(fhir.clone());
         let prescribing = lianyi_clinical::prescribing::Prescribing::new(fhir.clone());
@@ -240,6 +243,7 @@ impl App {
                 dispensary,
                 cmdb,
                 desk,
+                kb,
                 listeners: Default::default(),
                 limits,
                 exports: Default::default(),

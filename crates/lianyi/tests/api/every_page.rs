@@ -72,6 +72,8 @@ const START: &[&str] = &[
     "/ops/tickets",
     "/ops/tickets?view=all",
     "/ops/groups",
+    "/ops/kb",
+    "/ops/kb/new",
     "/no/such/page",
 ];
 

@@ -26,7 +26,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/ops/incidents/{id}", get(incident))
 }
 
-fn error(e: CmdbError) -> Response {
+pub(super) fn error(e: CmdbError) -> Response {
     let (status, extra) = match &e {
         CmdbError::Forbidden(_) => (StatusCode::FORBIDDEN, Value::Null),
         CmdbError::NotFound => (StatusCode::NOT_FOUND, Value::Null),
@@ -59,7 +59,7 @@ fn answer<T>(r: Result<T, CmdbError>, body: impl FnOnce(T) -> Value) -> Response
     }
 }
 
-fn time(ms: i64) -> Value {
+pub(super) fn time(ms: i64) -> Value {
     json!(lianyi_fhir::datetime::format_instant(ms))
 }
 
@@ -109,7 +109,7 @@ async fn list(
     })
 }
 
-fn text(v: &Value, k: &str) -> String {
+pub(super) fn text(v: &Value, k: &str) -> String {
     match v.get(k) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => String::new(),

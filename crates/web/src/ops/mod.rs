@@ -1,10 +1,13 @@
 //! IT operations pages: the configuration database (CMDB) — the list of configuration
 //! items with filters and keyset paging, a CI's card with its relations, the impact
-//! graph both ways, CSV import and export — and its JSON API ([`api`]). The rules live
-//! in [`lianyi_ops::cmdb`].
+//! graph both ways, CSV import and export — and its JSON API ([`api`]); the service
+//! desk ([`desk`]) and the knowledge base ([`kb`]). The rules live in
+//! [`lianyi_ops::cmdb`], [`lianyi_ops::desk`] and [`lianyi_ops::kb`].
 
 mod api;
 mod desk;
+mod kb;
+mod kb_api;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -36,6 +39,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ops/cis/{id}/impact", get(impact_page))
         .merge(api::router())
         .merge(desk::router())
+        .merge(kb::router())
+        .merge(kb_api::router())
 }
 
 fn may_operate(c: &Caller) -> bool {
@@ -46,6 +51,7 @@ pub(crate) const NAV: &[NavLink] = &[
     NavLink { href: "/ops/report", text: "nav-report-fault", place: Place::Bar, shown: desk::may_report },
     NavLink { href: "/ops/tickets", text: "nav-tickets", place: Place::Bar, shown: desk::may_work },
     NavLink { href: "/ops/cis", text: "nav-cmdb", place: Place::Bar, shown: may_operate },
+    NavLink { href: "/ops/kb", text: "nav-kb", place: Place::Bar, shown: kb::may_write },
 ];
 
 const PAGE: i64 = 50;
