@@ -275,7 +275,6 @@ impl Kb {
             if let Some(ci) = t.ci {
                 form.ci_class = self.fhir.operations().cmdb().get(ci).await?.map(|c| c.class).unwrap_or_default();
             }
-            form.note = format!("incident {id}");
         }
         Ok(form)
     }

@@ -121,22 +121,36 @@ async fn add_text(tx: &mut Transaction<'static, Any>, article: i64, t: &Text) ->
 pub struct Kb(pub(crate) Store);
 
 impl Kb {
-    async fn index(&self, tx: &mut Transaction<'static, Any>, article: i64, tokens: &str) -> Result<()> {
+    /// Indexes an article's current words with its status and class.
+    async fn index(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        article: i64,
+        status: &str,
+        ci_class: Option<&str>,
+        tokens: &str,
+    ) -> Result<()> {
+        let (status, ci_class) = (status.to_string(), ci_class.map(str::to_string));
         match self.0.backend {
             Backend::Sqlite => {
                 sqlx::query("DELETE FROM ops_kb_search WHERE rowid = $1").bind(article).execute(&mut **tx).await?;
-                sqlx::query("INSERT INTO ops_kb_search (rowid, tokens) VALUES ($1, $2)")
+                sqlx::query("INSERT INTO ops_kb_search (rowid, tokens, status, ci_class) VALUES ($1, $2, $3, $4)")
                     .bind(article)
                     .bind(tokens.to_string())
+                    .bind(status)
+                    .bind(ci_class)
                     .execute(&mut **tx)
                     .await?;
             }
             Backend::Postgres => {
                 sqlx::query(
-                    "INSERT INTO ops_kb_search (article, tokens) VALUES ($1, to_tsvector('simple', $2)) \
-                     ON CONFLICT (article) DO UPDATE SET tokens = EXCLUDED.tokens",
+                    "INSERT INTO ops_kb_search (article, status, ci_class, tokens) \
+                     VALUES ($1, $2, $3, to_tsvector('simple', $4)) ON CONFLICT (article) DO UPDATE SET \
+                     status = EXCLUDED.status, ci_class = EXCLUDED.ci_class, tokens = EXCLUDED.tokens",
                 )
                 .bind(article)
+                .bind(status)
+                .bind(ci_class)
                 .bind(tokens.to_string())
                 .execute(&mut **tx)
                 .await?;
@@ -163,7 +177,7 @@ impl Kb {
         .await?;
         let id: i64 = row.try_get(0)?;
         add_text(&mut tx, id, &Text { version: 1, ..text.clone() }).await?;
-        self.index(&mut tx, id, tokens).await?;
+        self.index(&mut tx, id, &a.status, a.ci_class.as_deref(), tokens).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -174,7 +188,7 @@ impl Kb {
         let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
         let row = sqlx::query(
             "UPDATE ops_kb_articles SET latest = latest + 1, title = $1, ci_class = $2, updated_at = $3, \
-             updated_by = $4, version = version + 1 WHERE id = $5 AND version = $6 RETURNING latest",
+             updated_by = $4, version = version + 1 WHERE id = $5 AND version = $6 RETURNING latest, status",
         )
         .bind(text.title.clone())
         .bind(text.ci_class.clone())
@@ -187,15 +201,16 @@ impl Kb {
         let Some(row) = row else {
             return Err(conflict(id, version));
         };
-        let latest: i64 = row.try_get(0)?;
+        let (latest, status): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
         add_text(&mut tx, id, &Text { version: latest, ..text.clone() }).await?;
-        self.index(&mut tx, id, tokens).await?;
+        self.index(&mut tx, id, &status, text.ci_class.as_deref(), tokens).await?;
         tx.commit().await?;
         Ok(latest)
     }
 
     /// Publishes or retires an article still at `version` (its text is unchanged).
     pub async fn set_status(&self, id: i64, version: i64, status: &str, at: i64, by: &str) -> Result<()> {
+        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
         let done = sqlx::query(
             "UPDATE ops_kb_articles SET status = $1, updated_at = $2, updated_by = $3, version = version + 1 \
              WHERE id = $4 AND version = $5",
@@ -205,11 +220,18 @@ impl Kb {
         .bind(by.to_string())
         .bind(id)
         .bind(version)
-        .execute(&self.0.write)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
             return Err(conflict(id, version));
         }
+        let key = if self.0.backend == Backend::Sqlite { "rowid" } else { "article" };
+        sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE ops_kb_search SET status = $1 WHERE {key} = $2")))
+            .bind(status.to_string())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -246,69 +268,69 @@ impl Kb {
     /// Articles with their current text: with words, those whose current text has
     /// every word (or any, for `q.any`), best match first; without, the newest.
     pub async fn find(&self, q: &KbQuery) -> Result<Vec<(Article, Text)>> {
-        let words: Vec<&String> = q.words.iter().filter(|w| !w.is_empty()).collect();
-        let mut sql;
-        let mut tsquery = None;
+        let words: Vec<&str> = q.words.iter().map(String::as_str).filter(|w| !w.is_empty()).collect();
+        let limit = Arg::Int(q.limit.clamp(1, 500));
         if words.is_empty() {
-            sql = Sql::new(&format!(
+            let mut sql = Sql::new(&format!(
                 "SELECT {ARTICLE}, {TEXT} FROM ops_kb_articles a \
                  JOIN ops_kb_versions v ON v.article = a.id AND v.version = a.latest WHERE 1 = 1"
             ));
-        } else {
-            match self.0.backend {
-                Backend::Sqlite => {
-                    // Each word an FTS5 string (the words hold letters and digits only;
-                    // quotes are doubled all the same), joined by AND or OR.
-                    let joiner = if q.any { " OR " } else { " AND " };
-                    let expr: Vec<String> = words.iter().map(|w| format!("\"{}\"", w.replace('"', "\"\""))).collect();
-                    sql = Sql::new(&format!(
-                        "SELECT {ARTICLE}, {TEXT} FROM ops_kb_search \
-                         JOIN ops_kb_articles a ON a.id = ops_kb_search.rowid \
-                         JOIN ops_kb_versions v ON v.article = a.id AND v.version = a.latest \
-                         WHERE ops_kb_search MATCH "
-                    ));
-                    sql.push_bind(Arg::Text(expr.join(joiner)));
-                }
-                Backend::Postgres => {
-                    // plainto_tsquery ANDs the words; to_tsquery with `|` ORs them (the
-                    // words hold letters and digits only, so no operator slips in).
-                    let (joiner, function) = if q.any { (" | ", "to_tsquery") } else { (" ", "plainto_tsquery") };
-                    let joined = words.iter().map(|w| w.as_str()).collect::<Vec<_>>().join(joiner);
-                    sql = Sql::new(&format!(
-                        "SELECT {ARTICLE}, {TEXT} FROM ops_kb_search s \
-                         JOIN ops_kb_articles a ON a.id = s.article \
-                         JOIN ops_kb_versions v ON v.article = a.id AND v.version = a.latest \
-                         WHERE s.tokens @@ {function}('simple', "
-                    ));
-                    // $1, used again by the rank below.
-                    sql.push_bind(Arg::Text(joined));
-                    sql.push(")");
-                    tsquery = Some(format!("{function}('simple', $1)"));
-                }
+            filters(&mut sql, "a.", q);
+            sql.push(" ORDER BY a.updated_at DESC, a.id DESC LIMIT ");
+            sql.push_bind(limit);
+            let rows = sql.query(self.0.backend).fetch_all(&self.0.read).await?;
+            return rows.iter().map(|r| Ok((article_from(r)?, text_from(r, 11)?))).collect();
+        }
+        // The matches are filtered and ranked (smaller first) in the search table
+        // alone; only the page's articles and texts are then read.
+        let mut sql = match self.0.backend {
+            Backend::Sqlite => {
+                // Each word an FTS5 string (the words hold letters and digits only;
+                // quotes are doubled all the same), joined by AND or OR.
+                let expr: Vec<String> = words.iter().map(|w| format!("\"{}\"", w.replace('"', "\"\""))).collect();
+                let mut sql = Sql::new(
+                    "SELECT rowid AS id, bm25(ops_kb_search) AS rank FROM ops_kb_search WHERE ops_kb_search MATCH ",
+                );
+                sql.push_bind(Arg::Text(expr.join(if q.any { " OR " } else { " AND " })));
+                sql
             }
-        }
-        if !q.retired {
-            sql.push(" AND a.status = 'published'");
-        }
-        if let Some(c) = &q.ci_class {
-            sql.push(" AND a.ci_class = ");
-            sql.push_bind(Arg::Text(c.clone()));
-        }
-        if words.is_empty() {
-            sql.push(" ORDER BY a.updated_at DESC, a.id DESC");
-        } else {
-            match self.0.backend {
-                // bm25 is smaller for a better match; ts_rank larger.
-                Backend::Sqlite => sql.push(" ORDER BY bm25(ops_kb_search), a.id DESC"),
-                Backend::Postgres => {
-                    sql.push(&format!(" ORDER BY ts_rank(s.tokens, {}) DESC, a.id DESC", tsquery.unwrap_or_default()))
-                }
+            Backend::Postgres => {
+                // plainto_tsquery ANDs the words; to_tsquery with `|` ORs them (the
+                // words hold letters and digits only, so no operator slips in).
+                let (joiner, function) = if q.any { (" | ", "to_tsquery") } else { (" ", "plainto_tsquery") };
+                let mut sql = Sql::new(&format!(
+                    "SELECT article AS id, -ts_rank(tokens, {function}('simple', $1)) AS rank FROM ops_kb_search \
+                     WHERE tokens @@ {function}('simple', "
+                ));
+                // $1, named twice.
+                sql.push_bind(Arg::Text(words.join(joiner)));
+                sql.push(")");
+                sql
             }
-        }
-        sql.push(" LIMIT ");
-        sql.push_bind(Arg::Int(q.limit.clamp(1, 500)));
-        let rows = sql.query(self.0.backend).fetch_all(&self.0.read).await?;
+        };
+        filters(&mut sql, "", q);
+        sql.push(" ORDER BY rank, id DESC LIMIT ");
+        sql.push_bind(limit);
+        let mut outer = Sql::new(&format!("SELECT {ARTICLE}, {TEXT} FROM ("));
+        outer.push(&sql.text);
+        outer.args = sql.args;
+        outer.push(
+            ") hit JOIN ops_kb_articles a ON a.id = hit.id \
+             JOIN ops_kb_versions v ON v.article = a.id AND v.version = a.latest ORDER BY hit.rank, a.id DESC",
+        );
+        let rows = outer.query(self.0.backend).fetch_all(&self.0.read).await?;
         rows.iter().map(|r| Ok((article_from(r)?, text_from(r, 11)?))).collect()
+    }
+}
+
+/// The status and class conditions of a query, on columns named with `prefix`.
+fn filters(sql: &mut Sql, prefix: &str, q: &KbQuery) {
+    if !q.retired {
+        sql.push(&format!(" AND {prefix}status = 'published'"));
+    }
+    if let Some(c) = &q.ci_class {
+        sql.push(&format!(" AND {prefix}ci_class = "));
+        sql.push_bind(Arg::Text(c.clone()));
     }
 }
 

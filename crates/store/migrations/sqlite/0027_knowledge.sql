@@ -32,5 +32,6 @@ CREATE TABLE ops_kb_versions (
 );
 -- The current version's words, segmented by the caller (jieba for Chinese) and
 -- joined by spaces, so FTS5's unicode61 tokenizer finds two-character words (a
--- trigram index cannot). rowid = the article's id.
-CREATE VIRTUAL TABLE ops_kb_search USING fts5(tokens, tokenize = 'unicode61');
+-- trigram index cannot). rowid = the article's id; its status and class are kept
+-- here too (not indexed), so a search filters and ranks without a join.
+CREATE VIRTUAL TABLE ops_kb_search USING fts5(tokens, status UNINDEXED, ci_class UNINDEXED, tokenize = 'unicode61');

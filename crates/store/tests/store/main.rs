@@ -602,6 +602,12 @@ async fn the_knowledge_base_finds_two_character_words_keeps_versions_and_refuses
     any.sort();
     assert_eq!(any, [printer, english], "any word");
     assert_eq!(find(&[], false).await, [english, bp, printer], "newest first (same time: last id first)");
+    for (class, n) in [("printer", 3), ("network", 0)] {
+        let q = KbQuery { words: vec!["打印".into()], ci_class: Some(class.into()), limit: 10, ..Default::default() };
+        assert_eq!(kb.find(&q).await.unwrap().len(), n.min(1), "{class}");
+        let q = KbQuery { ci_class: Some(class.into()), limit: 10, ..Default::default() };
+        assert_eq!(kb.find(&q).await.unwrap().len(), n, "{class}");
+    }
 
     // An edit is a new version; the old text stays; the index follows the new text.
     let latest = kb
