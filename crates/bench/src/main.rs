@@ -76,6 +76,7 @@ fn args() -> Args {
 
 mod billing;
 mod cmdb;
+mod kb;
 mod mllp;
 mod pages;
 
@@ -402,6 +403,10 @@ async fn main() {
     }
     if raw.get(1).map(String::as_str) == Some("cmdb") {
         cmdb::run(raw[2..].to_vec()).await;
+        return;
+    }
+    if raw.get(1).map(String::as_str) == Some("kb") {
+        kb::run(raw[2..].to_vec()).await;
         return;
     }
     if raw.get(1).map(String::as_str) == Some("billing") {

@@ -2,14 +2,16 @@
 //! servers, storage, databases, business systems, clinical services, printers and a
 //! CT, related so that an impact walk from a core switch reaches HIS, the clinical
 //! services and the campuses that stop — imported through the CMDB's own CSV import
-//! as a hospital's IT team would load theirs; the support groups' engineers; and a
+//! as a hospital's IT team would load theirs; the support groups' engineers; a
 //! few faults phoned in to the service desk; a known error behind the printer faults;
 //! the change board, a core-switch change waiting for its approval and a standard
-//! change whose window overlaps it (a conflict on the change calendar).
+//! change whose window overlaps it (a conflict on the change calendar); and the
+//! knowledge base's articles.
 
 use lianyi_ops::changes::{ChangeForm, Changes};
 use lianyi_ops::cmdb::{Cmdb, CmdbError, Imported};
 use lianyi_ops::desk::{Desk, DeskError, Report};
+use lianyi_ops::kb::{ArticleForm, Kb, KbError, Source};
 use lianyi_ops::problems::{Analysis, ProblemForm, Problems};
 use lianyi_security::Caller;
 
@@ -130,4 +132,105 @@ pub async fn changes(
     };
     problems.analyse(caller, problem, card.problem.version + 1, &analysis).await?;
     Ok(requests.len())
+}
+
+/// A fault phoned in that the desk took and resolved (the knowledge base writes it
+/// up); returns its ticket.
+pub async fn resolved_call(desk: &Desk, caller: &Caller) -> Result<i64, DeskError> {
+    let call = Report {
+        title: "东院区挂号窗口票据打印机打印内容错位".into(),
+        description: "票据上的字打到了边缘外，患者姓名只打出一半".into(),
+        category: "printer".into(),
+        ci: "PRN-E-REG".into(),
+        campus: "campus-east".into(),
+        location: "东院区门诊大厅 3 号窗口".into(),
+        impact: "3".into(),
+        urgency: "2".into(),
+        caller_name: "挂号员 李娜".into(),
+    };
+    let ticket = desk.report(caller, &call).await?;
+    desk.take(caller, ticket, 1).await?;
+    desk.resolve(
+        caller,
+        ticket,
+        2,
+        "票据纸换成新规格后，驱动里的纸张尺寸没改；改好尺寸并调整进纸位置后打印正常。",
+        "25",
+    )
+    .await?;
+    Ok(ticket)
+}
+
+/// The knowledge base: articles on the faults a hospital's desk sees most (in Chinese
+/// with the English names engineers use), one written in one step from the resolved
+/// ticket `resolved`, and one edited once (two versions). Returns how many articles.
+pub async fn kb(kb: &Kb, caller: &Caller, resolved: i64) -> Result<usize, KbError> {
+    let articles = [
+        (
+            "打印机无法打印，任务卡在队列中",
+            "护士站打印机显示在线，但打印任务一直排队，医嘱单打不出来；重启打印机无效。",
+            "电脑上的 Print Spooler 服务卡住，队列里有一个损坏的任务挡住了后面的任务；少数情况是驱动与打印机固件不匹配。",
+            "1. 打开“服务”，停止 Print Spooler；\n2. 删除 C:\\Windows\\System32\\spool\\PRINTERS 下的文件；\n3. 启动 Print Spooler，重新打印；\n4. 仍不行时卸载驱动，安装厂家网站的驱动（不要用系统自带的通用驱动）。",
+            "printer",
+        ),
+        (
+            "HIS 登录慢（早高峰）",
+            "早上 8 点前后门诊医生登录 HIS 要等 30 秒以上，其他时间正常。",
+            "大量终端同时登录，域控认证和 HIS 应用服务器的会话初始化排队；部分终端的 DNS 还指向已下线的旧服务器，要等超时才换下一个。",
+            "检查终端 DNS 设置（只保留 10.0.0.10 和 10.0.0.11）；在 HIS 应用服务器上确认连接池上限；自助机改为 7:30 前错峰启动。",
+            "business-system",
+        ),
+        (
+            "医保接口超时",
+            "收费处结算时提示“医保接口调用超时”，重试几次才成功。",
+            "医保前置机到医保中心的专线拥塞，或前置机 CPU 占满。",
+            "在前置机上 ping 医保中心地址看是否丢包；查看前置机服务日志里的 timeout 记录；联系运营商检查专线。紧急时改为窗口手工登记，事后补传。",
+            "interface",
+        ),
+        (
+            "PACS 图像调阅慢",
+            "医生工作站打开 CT 影像要等一分钟以上，同一时间别的科室正常。",
+            "工作站的 PACS 客户端连到了其他院区的节点，影像走院区间的广域网链路；或工作站网卡只协商到百兆。",
+            "把 PACS 客户端的节点改为本院区缓存服务器；检查交换机端口和网卡是否为千兆全双工；大批历史影像提前预取。",
+            "business-system",
+        ),
+        (
+            "腕带打印机缺纸或打印空白",
+            "入院登记打印腕带时出纸空白，或提示缺纸。",
+            "腕带卷用完，或热敏腕带装反（热敏面朝下）。",
+            "更换腕带卷，热敏面朝向打印头；长按进纸键校准标签间隙；打印测试页确认。",
+            "printer",
+        ),
+        (
+            "网络断开：诊室几台电脑同时无法上网",
+            "同一诊室的几台电脑同时断网，右下角显示网络已断开，HIS 和 PACS 都打不开。",
+            "接入交换机端口被环路保护关闭，或弱电间交换机掉电。",
+            "查看接入交换机对应端口状态，排除环路（多插的网线）后恢复端口；检查弱电间交换机电源和 UPS；在 CMDB 里对该交换机做影响分析，通知受影响的科室。",
+            "network",
+        ),
+    ];
+    let mut first = None;
+    for (title, symptom, cause, solution, class) in articles {
+        let form = ArticleForm {
+            title: title.into(),
+            symptom: symptom.into(),
+            cause: cause.into(),
+            solution: solution.into(),
+            ci_class: class.into(),
+            ..ArticleForm::default()
+        };
+        let id = kb.create(caller, &form).await?;
+        first.get_or_insert((id, form));
+    }
+    // A second version: the driver step made precise.
+    if let Some((id, mut form)) = first {
+        form.solution.push_str("\n5. 驱动装好后打印测试页，并在打印首选项里把默认纸张设为 A4。");
+        form.note = "补充测试页和默认纸张".into();
+        kb.edit(caller, id, 1, &form).await?;
+    }
+    let given = ArticleForm {
+        cause: "换了票据纸规格，驱动中的纸张尺寸仍是旧规格。".into(), ..ArticleForm::default()
+    };
+    kb.create_from(caller, Source::Incident(resolved), &given).await?;
+    Ok(articles.len() + 1)
 }

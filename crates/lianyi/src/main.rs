@@ -356,6 +356,8 @@ enum CliError {
     Cmdb(#[from] lianyi_ops::cmdb::CmdbError),
     #[error(transparent)]
     Desk(#[from] lianyi_ops::desk::DeskError),
+    #[error(transparent)]
+    Kb(#[from] lianyi_ops::kb::KbError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
     #[error(transparent)]
@@ -508,6 +510,8 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let loc = location(data, &file)?;
             let started = Instant::now();
             let app = App::build(app_config(&loc, &file)?).await?;
+            // The knowledge base's dictionary loads while the server starts, not on the first search.
+            lianyi_ops::words::warm_up();
             reindex_if_stale(&app.state().fhir).await?;
             let (listener, addr) = bind(&listen).await?;
 
@@ -1333,6 +1337,8 @@ async fn demo_command(
         [tickets[0], tickets[1]],
     )
     .await?;
+    let resolved = demo_ops::resolved_call(&app.state().desk, &demo_caller).await?;
+    let articles = demo_ops::kb(&app.state().kb, &demo_caller, resolved).await?;
     let mllp_addr = start_mllp(&app, mllp_listen, DEMO_MLLP_CAMPUS, false, None, Default::default()).await?;
     let oru_file = dir.join("oru_r01.hl7");
     std::fs::write(&oru_file, sample_oru.as_ref().map_or("", |(m, _)| m.as_str()))
@@ -1401,6 +1407,9 @@ async fn demo_command(
     );
     println!(
         "  Problems      http://{addr}/ops/problems (a known error) · changes http://{addr}/ops/changes ({changes}; the change calendar http://{addr}/ops/changes/calendar; the change board on http://{addr}/ops/groups)"
+    );
+    println!(
+        "  Knowledge base http://{addr}/ops/kb ({articles} articles; try 打印, 登录慢 or PACS; suggested as a fault is typed)"
     );
     println!("  Web login: http://{addr}/login   password for every demo account: {DEMO_PASSWORD}");
     println!("  (each account enrols an authenticator app at its first login: scan the QR code)");

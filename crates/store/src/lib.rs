@@ -15,6 +15,7 @@ pub mod clients;
 pub mod cmdb;
 mod counters;
 pub mod desk;
+pub mod kb;
 pub mod messages;
 mod migrate;
 pub mod notices;

@@ -169,6 +169,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0026_problems_changes.sql"),
     },
     Migration {
+        version: 27,
+        name: "knowledge",
+        sqlite: include_str!("../migrations/sqlite/0027_knowledge.sql"),
+        postgres: include_str!("../migrations/postgres/0027_knowledge.sql"),
+    },
+    Migration {
         version: 28,
         name: "notifications",
         sqlite: include_str!("../migrations/sqlite/0028_notifications.sql"),

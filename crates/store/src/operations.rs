@@ -45,6 +45,11 @@ impl Operations {
         crate::changes::Changes(self.0.clone())
     }
 
+    /// The IT knowledge base's articles and their versions: see [`crate::kb`].
+    pub fn kb(&self) -> crate::kb::Kb {
+        crate::kb::Kb(self.0.clone())
+    }
+
     /// The pharmacy's stock and queue: see [`crate::pharmacy`].
     pub fn pharmacy(&self) -> crate::pharmacy::Pharmacy {
         crate::pharmacy::Pharmacy(self.0.clone())

@@ -125,6 +125,8 @@ pub struct AppState {
     pub changes: lianyi_ops::changes::Changes,
     /// The service desk's statistics.
     pub stats: lianyi_ops::stats::Stats,
+    /// The IT knowledge base.
+    pub kb: lianyi_ops::kb::Kb,
     /// What the process listens on: (protocol, address), for the IT home page.
     pub listeners: Arc<std::sync::Mutex<Vec<(String, String)>>>,
     /// Per-address budgets for the login and token endpoints.
@@ -238,6 +240,7 @@ impl App {
         let problems = lianyi_ops::problems::Problems::new(fhir.clone());
         let changes = lianyi_ops::changes::Changes::new(fhir.clone());
         let stats = lianyi_ops::stats::Stats::new(fhir.clone(), desk.clone());
+        let kb = lianyi_ops::kb::Kb::new(fhir.clone());
         let scheduling = lianyi_clinical::scheduling::Scheduling::new(fhir.clone());
         let workspace = lianyi_clinical::encounter::Workspace::new(fhir.clone());
         let prescribing = lianyi_clinical::prescribing::Prescribing::new(fhir.clone());
@@ -265,6 +268,7 @@ impl App {
                 problems,
                 changes,
                 stats,
+                kb,
                 listeners: Default::default(),
                 limits,
                 exports: Default::default(),

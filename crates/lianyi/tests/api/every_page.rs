@@ -80,6 +80,8 @@ const START: &[&str] = &[
     "/ops/stats",
     "/ops/notifications",
     "/ops/sla",
+    "/ops/kb",
+    "/ops/kb/new",
     "/no/such/page",
 ];
 

@@ -13,6 +13,7 @@ mod every_page;
 mod export;
 mod helpers;
 mod hl7;
+mod kb;
 mod ops;
 mod outbound;
 mod outpatient;

@@ -213,7 +213,7 @@ async fn paging_total_and_last_updated() {
 async fn data_survives_reconnect_and_migrate_is_idempotent() {
     let (url, _dir) = fresh_database().await;
     let store = Store::connect(&url).await.unwrap();
-    assert_eq!(store.migrate().await.unwrap(), 28);
+    assert_eq!(store.migrate().await.unwrap(), 29);
     store.write(vec![op(WriteKind::Create, patient("keep", "Ma", "Li", "1999"))], T0).await.unwrap();
     store.close().await;
     let store = Store::connect(&url).await.unwrap();
@@ -542,4 +542,97 @@ async fn a_channel_lease_has_one_holder_until_it_runs_out() {
     assert!(store.lease_channel("other-feed", "node-b", T0, 10_000).await.unwrap(), "each channel on its own");
     assert!(store.lease_channel("lab-feed", "node-b", T0 + 19_001, 10_000).await.unwrap(), "node-a stopped renewing");
     assert!(!store.lease_channel("lab-feed", "node-a", T0 + 19_002, 10_000).await.unwrap());
+}
+
+/// Words as the ops crate's segmentation gives them (cut, lowercased, space-joined).
+fn kb_text(title: &str, solution: &str) -> lianyi_store::kb::Text {
+    lianyi_store::kb::Text {
+        title: title.into(),
+        solution: solution.into(),
+        author: "user:it".into(),
+        at: T0,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn the_knowledge_base_finds_two_character_words_keeps_versions_and_refuses_stale_edits() {
+    use lianyi_store::kb::{Article, KbQuery};
+    let (store, _dir) = store().await;
+    let kb = store.operations().kb();
+    let article = |title: &str| Article {
+        title: title.into(),
+        status: "published".into(),
+        author: "user:it".into(),
+        created_at: T0,
+        source: Some("incident:1".into()),
+        ci_class: Some("printer".into()),
+        ..Default::default()
+    };
+    let printer = kb
+        .create(&article("打印机无法打印"), &kb_text("打印机无法打印", "清空队列"), "打印 打印机 无法 打印 清空 队列")
+        .await
+        .unwrap();
+    let bp = kb
+        .create(
+            &article("高血压随访表打不开"),
+            &kb_text("高血压随访表打不开", "重装插件"),
+            "血压 高血压 随访 表 打 不 开 重装 插件",
+        )
+        .await
+        .unwrap();
+    let english = kb
+        .create(
+            &article("Printer offline"),
+            &kb_text("Printer offline", "Restart the spooler"),
+            "printer offline restart the spooler",
+        )
+        .await
+        .unwrap();
+    let find = |words: &[&str], any: bool| {
+        let q = KbQuery { words: words.iter().map(|w| w.to_string()).collect(), any, limit: 10, ..Default::default() };
+        let kb = kb.clone();
+        async move { kb.find(&q).await.unwrap().into_iter().map(|(a, _)| a.id).collect::<Vec<_>>() }
+    };
+    assert_eq!(find(&["打印"], false).await, [printer]);
+    assert_eq!(find(&["血压", "高血压"], false).await, [bp]);
+    assert_eq!(find(&["printer"], false).await, [english]);
+    assert_eq!(find(&["printer", "打印"], false).await, Vec::<i64>::new(), "every word");
+    let mut any = find(&["printer", "打印"], true).await;
+    any.sort();
+    assert_eq!(any, [printer, english], "any word");
+    assert_eq!(find(&[], false).await, [english, bp, printer], "newest first (same time: last id first)");
+    for (class, n) in [("printer", 3), ("network", 0)] {
+        let q = KbQuery { words: vec!["打印".into()], ci_class: Some(class.into()), limit: 10, ..Default::default() };
+        assert_eq!(kb.find(&q).await.unwrap().len(), n.min(1), "{class}");
+        let q = KbQuery { ci_class: Some(class.into()), limit: 10, ..Default::default() };
+        assert_eq!(kb.find(&q).await.unwrap().len(), n, "{class}");
+    }
+
+    // An edit is a new version; the old text stays; the index follows the new text.
+    let latest = kb
+        .edit(printer, 1, &kb_text("打印机无法打印（驱动）", "重装驱动"), "打印 打印机 无法 打印 驱动 重装 驱动")
+        .await
+        .unwrap();
+    assert_eq!(latest, 2);
+    let texts = kb.texts(printer).await.unwrap();
+    assert_eq!(
+        texts.iter().map(|t| (t.version, t.solution.as_str())).collect::<Vec<_>>(),
+        [(1, "清空队列"), (2, "重装驱动")]
+    );
+    assert_eq!(find(&["队列"], false).await, Vec::<i64>::new(), "the old text is not searched");
+    assert_eq!(find(&["驱动"], false).await, [printer]);
+    let a = kb.get(printer).await.unwrap().unwrap();
+    assert_eq!((a.latest, a.version, a.title.as_str()), (2, 2, "打印机无法打印（驱动）"));
+    assert!(matches!(kb.edit(printer, 1, &kb_text("x", "y"), "x y").await, Err(StoreError::VersionConflict { .. })));
+    // Retired articles are left out unless asked for.
+    kb.set_status(printer, 2, "retired", T0 + 1, "user:it").await.unwrap();
+    assert_eq!(find(&["驱动"], false).await, Vec::<i64>::new());
+    let q = KbQuery { words: vec!["驱动".into()], retired: true, limit: 10, ..Default::default() };
+    assert_eq!(kb.find(&q).await.unwrap().len(), 1);
+    assert!(matches!(
+        kb.set_status(printer, 2, "published", T0 + 2, "user:it").await,
+        Err(StoreError::VersionConflict { .. })
+    ));
+    assert_eq!(kb.from_source("incident:1").await.unwrap().len(), 3);
 }

@@ -31,7 +31,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/ops/stats", get(stats))
 }
 
-fn error(e: CmdbError) -> Response {
+pub(super) fn error(e: CmdbError) -> Response {
     let (status, extra) = match &e {
         CmdbError::Forbidden(_) => (StatusCode::FORBIDDEN, Value::Null),
         CmdbError::NotFound => (StatusCode::NOT_FOUND, Value::Null),
@@ -64,7 +64,7 @@ fn answer<T>(r: Result<T, CmdbError>, body: impl FnOnce(T) -> Value) -> Response
     }
 }
 
-fn time(ms: i64) -> Value {
+pub(super) fn time(ms: i64) -> Value {
     json!(lianyi_fhir::datetime::format_instant(ms))
 }
 
@@ -114,7 +114,7 @@ async fn list(
     })
 }
 
-fn text(v: &Value, k: &str) -> String {
+pub(super) fn text(v: &Value, k: &str) -> String {
     match v.get(k) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => String::new(),

@@ -78,6 +78,8 @@ struct ReportPage<'a> {
     /// (code, name) of in-service CIs, the caller's campus first.
     cis: Vec<(String, String)>,
     errors: Vec<(String, String)>,
+    /// Articles matching the title and details typed so far (htmx refreshes them).
+    suggested: super::kb::Suggested,
 }
 
 async fn render_report(state: &AppState, s: &Signed, form: Report, errors: Vec<(String, String)>) -> Response {
@@ -91,6 +93,11 @@ async fn render_report(state: &AppState, s: &Signed, form: Report, errors: Vec<(
     if form.location.is_empty() && form.title.is_empty() {
         form.location = shell.campus_name.clone();
     }
+    let suggested = if form.title.trim().is_empty() {
+        Vec::new()
+    } else {
+        super::kb::suggested_for(state, &info.caller, &format!("{} {}", form.title, form.description)).await
+    };
     page(
         ReportPage {
             t,
@@ -100,6 +107,7 @@ async fn render_report(state: &AppState, s: &Signed, form: Report, errors: Vec<(
             cis: cis.into_iter().map(|c| (c.code, c.name)).collect(),
             form,
             errors,
+            suggested,
         }
         .render(),
     )
@@ -250,6 +258,13 @@ struct TicketPage<'a> {
     problems: Vec<(i64, String, String)>,
     errors: Vec<(String, String)>,
     notice: Option<String>,
+    /// The IT team may write an article from a resolved or closed ticket.
+    can_write_article: bool,
+    /// Articles written from this ticket: (id, title).
+    articles: Vec<(i64, String)>,
+    /// For the IT team working it: articles matching the ticket (and, as htmx
+    /// refreshes them, the resolution being typed).
+    suggested: super::kb::Suggested,
 }
 
 #[derive(Deserialize, Default)]
@@ -288,6 +303,18 @@ async fn render_ticket(
         Some(c) => campus_name(state, c, t).await,
         None => String::new(),
     };
+    let it = may_work(&info.caller);
+    let articles = if it {
+        let source = lianyi_ops::kb::Source::Incident(tk.id);
+        state.kb.written_from(&info.caller, source).await.unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let suggested = if it && open {
+        super::kb::suggested_for(state, &info.caller, &format!("{} {}", tk.title, tk.description)).await
+    } else {
+        Vec::new()
+    };
     page(
         TicketPage {
             t,
@@ -321,6 +348,9 @@ async fn render_ticket(
             is_it: may_work(&info.caller),
             groups: lianyi_ops::cmdb::GROUPS.iter().map(|g| (g.to_string(), t.named("cmdb-group", g))).collect(),
             problems,
+            can_write_article: it && matches!(tk.status.as_str(), "resolved" | "closed"),
+            articles: articles.into_iter().map(|a| (a.id, a.title)).collect(),
+            suggested,
             tk,
             errors,
             notice,

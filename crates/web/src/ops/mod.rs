@@ -1,11 +1,14 @@
 //! IT operations pages: the configuration database (CMDB) — the list of configuration
 //! items with filters and keyset paging, a CI's card with its relations, the impact
-//! graph both ways, CSV import and export — and its JSON API ([`api`]). The rules live
-//! in [`lianyi_ops::cmdb`].
+//! graph both ways, CSV import and export — and its JSON API ([`api`]); the service
+//! desk ([`desk`]) and the knowledge base ([`kb`]). The rules live in
+//! [`lianyi_ops::cmdb`], [`lianyi_ops::desk`] and [`lianyi_ops::kb`].
 
 mod api;
 mod changes;
 mod desk;
+mod kb;
+mod kb_api;
 pub(crate) mod notices;
 mod sla;
 mod stats;
@@ -44,6 +47,8 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(stats::router())
         .merge(notices::router())
         .merge(sla::router())
+        .merge(kb::router())
+        .merge(kb_api::router())
 }
 
 fn may_operate(c: &Caller) -> bool {
@@ -57,6 +62,7 @@ pub(crate) const NAV: &[NavLink] = &[
     NavLink { href: "/ops/changes", text: "nav-changes", place: Place::Bar, shown: desk::may_work },
     NavLink { href: "/ops/stats", text: "nav-ops-stats", place: Place::Bar, shown: desk::may_work },
     NavLink { href: "/ops/cis", text: "nav-cmdb", place: Place::Bar, shown: may_operate },
+    NavLink { href: "/ops/kb", text: "nav-kb", place: Place::Bar, shown: kb::may_write },
 ];
 
 const PAGE: i64 = 50;
