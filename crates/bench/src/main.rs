@@ -76,6 +76,7 @@ fn args() -> Args {
 
 mod billing;
 mod cmdb;
+mod desk;
 mod kb;
 mod mllp;
 mod pages;
@@ -403,6 +404,10 @@ async fn main() {
     }
     if raw.get(1).map(String::as_str) == Some("cmdb") {
         cmdb::run(raw[2..].to_vec()).await;
+        return;
+    }
+    if raw.get(1).map(String::as_str) == Some("desk") {
+        desk::run(raw[2..].to_vec()).await;
         return;
     }
     if raw.get(1).map(String::as_str) == Some("kb") {

@@ -317,7 +317,7 @@ impl Desk {
             ..TicketEvent::default()
         };
         let notices = self.notices("new-ticket", &t, self.group_members(&t.support_group, false).await?).await?;
-        let id = self.tables().open(&t, &[event], &notices).await?;
+        let id = self.tables().open(&t, &[event], &Self::words_of(&t), &notices).await?;
         self.audit(caller, "ticket-open", format!("ticket {id} P{priority} to {}", t.support_group)).await?;
         Ok(id)
     }
@@ -392,10 +392,12 @@ impl Desk {
         &self,
         caller: &Caller,
         view: View,
+        search: &str,
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<(Ticket, Clock)>, DeskError> {
-        let mut q = TicketQuery { before, limit, ..Default::default() };
+        let words = crate::words::query_words(search);
+        let mut q = TicketQuery { before, limit, words, ..Default::default() };
         match view {
             View::Reported => {
                 if !Self::may_report(caller) {
@@ -465,7 +467,9 @@ impl Desk {
         notices: Vec<Notice>,
     ) -> Result<(), DeskError> {
         t.updated_at = self.fhir.now_ms();
-        self.tables().change(&t, &events, &notices).await?;
+        // The resolution is searched too: the words change when it does.
+        let words = events.iter().any(|e| e.kind == "resolved").then(|| Self::words_of(&t));
+        self.tables().change(&t, &events, words.as_deref(), &notices).await?;
         let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
         self.audit(caller, "ticket-change", format!("ticket {} {}", t.id, kinds.join(", "))).await
     }
@@ -495,21 +499,47 @@ impl Desk {
     }
 
     /// Hands the ticket to another support group (it waits there for an engineer).
-    pub async fn reassign(&self, caller: &Caller, id: i64, version: i64, group: &str) -> Result<(), DeskError> {
+    pub async fn reassign(
+        &self,
+        caller: &Caller,
+        id: i64,
+        version: i64,
+        group: &str,
+        engineer: &str,
+    ) -> Result<(), DeskError> {
         if !Self::may_work(caller) {
             return Err(DeskError::Forbidden("tickets are reassigned by the IT team"));
         }
         if !crate::cmdb::GROUPS.contains(&group) {
             return Err(invalid("support_group", "choice", crate::cmdb::GROUPS.join(", ")));
         }
-        let mut t = self.load(id, version).await?;
-        let from = std::mem::replace(&mut t.support_group, group.to_string());
-        t.assignee = None;
-        if t.status == "assigned" {
-            t.status = "new".into();
+        let members = self.group_members(group, false).await?;
+        let engineer = engineer.trim().trim_start_matches("user:");
+        if !engineer.is_empty() && !members.iter().any(|m| m == engineer) {
+            return Err(invalid("assignee", "group", format!("{engineer} is not in the {group} group")));
         }
-        let e = self.event(caller, "reassigned", Some(format!("{from} → {group}")));
-        let notices = self.notices("reassigned", &t, self.group_members(group, false).await?).await?;
+        let mut t = self.load(id, version).await?;
+        if !OPEN.contains(&t.status.as_str()) {
+            return Err(invalid("status", "closed", "the ticket is resolved or closed"));
+        }
+        let from = std::mem::replace(&mut t.support_group, group.to_string());
+        let (detail, to) = if engineer.is_empty() {
+            t.assignee = None;
+            if t.status == "assigned" {
+                t.status = "new".into();
+            }
+            (format!("{from} → {group}"), members)
+        } else {
+            // Handing a ticket to a named engineer acknowledges it.
+            t.assignee = Some(format!("user:{engineer}"));
+            if t.status == "new" {
+                t.status = "assigned".into();
+            }
+            t.responded_at = t.responded_at.or(Some(self.fhir.now_ms()));
+            (format!("{from} → {group} · {engineer}"), vec![engineer.to_string()])
+        };
+        let e = self.event(caller, "reassigned", Some(detail));
+        let notices = self.notices("reassigned", &t, to).await?;
         self.write_telling(caller, t, vec![e], notices).await
     }
 
@@ -646,6 +676,28 @@ impl Desk {
         t.satisfaction = Some(score);
         let e = self.event(caller, "closed", Some(format!("satisfaction {score}")));
         self.write(caller, t, vec![e]).await
+    }
+
+    /// What the search finds a ticket by: its title, details and resolution, cut into
+    /// words.
+    fn words_of(t: &Ticket) -> String {
+        let text = format!("{} {} {}", t.title, t.description, t.resolution.as_deref().unwrap_or_default());
+        crate::words::index_text(&text)
+    }
+
+    /// Indexes tickets written before the search existed, a page at a time; returns
+    /// how many.
+    pub async fn index_missing(&self) -> Result<usize, DeskError> {
+        let mut done = 0;
+        loop {
+            let page = self.tables().unindexed(500).await?;
+            if page.is_empty() {
+                return Ok(done);
+            }
+            let words: Vec<(i64, String)> = page.iter().map(|t| (t.id, Self::words_of(t))).collect();
+            self.tables().index(&words).await?;
+            done += words.len();
+        }
     }
 
     /// The user name of a ticket's reporter (none for a phoned-in fault).

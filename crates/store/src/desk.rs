@@ -8,7 +8,32 @@ use sqlx::{Any, Row, Transaction};
 
 use crate::notices::Notice;
 use crate::sql::{Arg, Sql};
-use crate::{Result, Store, StoreError};
+use crate::{Backend, Result, Store, StoreError};
+
+/// Indexes a ticket's words (replacing what was indexed).
+async fn index(tx: &mut Transaction<'static, Any>, backend: Backend, ticket: i64, tokens: &str) -> Result<()> {
+    match backend {
+        Backend::Sqlite => {
+            sqlx::query("DELETE FROM ops_ticket_search WHERE rowid = $1").bind(ticket).execute(&mut **tx).await?;
+            sqlx::query("INSERT INTO ops_ticket_search (rowid, tokens) VALUES ($1, $2)")
+                .bind(ticket)
+                .bind(tokens.to_string())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Backend::Postgres => {
+            sqlx::query(
+                "INSERT INTO ops_ticket_search (ticket, tokens) VALUES ($1, to_tsvector('simple', $2)) \
+                 ON CONFLICT (ticket) DO UPDATE SET tokens = EXCLUDED.tokens",
+            )
+            .bind(ticket)
+            .bind(tokens.to_string())
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
 
 /// A ticket as stored.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -72,6 +97,8 @@ pub struct TicketQuery {
     pub reporter: Option<String>,
     /// `None`: every status; else one of these.
     pub statuses: Option<Vec<String>>,
+    /// Words (cut as the service cuts them) every ticket shown has.
+    pub words: Vec<String>,
     pub before: Option<i64>,
     pub limit: i64,
 }
@@ -139,9 +166,10 @@ async fn add_events(tx: &mut Transaction<'static, Any>, ticket: i64, events: &[T
 pub struct Desk(pub(crate) Store);
 
 impl Desk {
-    /// Opens a ticket with its first events and the notifications it sends (their
-    /// `ticket` and `link` are filled in here); returns its id.
-    pub async fn open(&self, t: &Ticket, events: &[TicketEvent], notices: &[Notice]) -> Result<i64> {
+    /// Opens a ticket with its first events, its words for the search and the
+    /// notifications it sends (their `ticket` and `link` are filled in here); returns
+    /// its id.
+    pub async fn open(&self, t: &Ticket, events: &[TicketEvent], tokens: &str, notices: &[Notice]) -> Result<i64> {
         let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
         let row = sqlx::query(
             "INSERT INTO ops_tickets (title, description, category, campus, location, ci, reporter, reporter_name, \
@@ -170,6 +198,7 @@ impl Desk {
         .await?;
         let id: i64 = row.try_get(0)?;
         add_events(&mut tx, id, events).await?;
+        index(&mut tx, self.0.backend, id, tokens).await?;
         let notices: Vec<Notice> = notices
             .iter()
             .map(|n| Notice { ticket: Some(id), link: format!("/ops/tickets/{id}"), ..n.clone() })
@@ -179,9 +208,15 @@ impl Desk {
         Ok(id)
     }
 
-    /// Writes a ticket's new state if it is still at `t.version`, with its events and
-    /// the notifications it sends; returns the new version.
-    pub async fn change(&self, t: &Ticket, events: &[TicketEvent], notices: &[Notice]) -> Result<i64> {
+    /// Writes a ticket's new state if it is still at `t.version`, with its events, its
+    /// words if they changed, and the notifications it sends; returns the new version.
+    pub async fn change(
+        &self,
+        t: &Ticket,
+        events: &[TicketEvent],
+        tokens: Option<&str>,
+        notices: &[Notice],
+    ) -> Result<i64> {
         let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
         let done = sqlx::query(
             "UPDATE ops_tickets SET category = $1, ci = $2, impact = $3, urgency = $4, priority = $5, calendar = $6, \
@@ -217,6 +252,9 @@ impl Desk {
             });
         }
         add_events(&mut tx, t.id, events).await?;
+        if let Some(tokens) = tokens {
+            index(&mut tx, self.0.backend, t.id, tokens).await?;
+        }
         crate::notices::add(&mut tx, notices).await?;
         tx.commit().await?;
         Ok(t.version + 1)
@@ -289,7 +327,27 @@ impl Desk {
 
     /// A page of tickets, newest first.
     pub async fn list(&self, q: &TicketQuery) -> Result<Vec<Ticket>> {
+        let words: Vec<&str> = q.words.iter().map(String::as_str).filter(|w| !w.is_empty()).collect();
         let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM ops_tickets WHERE 1 = 1"));
+        if !words.is_empty() {
+            // The tickets with every word, by the search index (the words hold letters
+            // and digits only; quotes are doubled all the same).
+            match self.0.backend {
+                Backend::Sqlite => {
+                    let expr: Vec<String> = words.iter().map(|w| format!("\"{}\"", w.replace('"', "\"\""))).collect();
+                    sql.push(" AND id IN (SELECT rowid FROM ops_ticket_search WHERE ops_ticket_search MATCH ");
+                    sql.push_bind(Arg::Text(expr.join(" AND ")));
+                    sql.push(")");
+                }
+                Backend::Postgres => {
+                    sql.push(
+                        " AND id IN (SELECT ticket FROM ops_ticket_search WHERE tokens @@ plainto_tsquery('simple', ",
+                    );
+                    sql.push_bind(Arg::Text(words.join(" ")));
+                    sql.push("))");
+                }
+            }
+        }
         if let Some(groups) = &q.groups {
             sql.push(" AND ");
             sql.push_in("support_group", groups);
@@ -339,6 +397,31 @@ impl Desk {
                 _ => return Ok(out),
             }
         }
+    }
+
+    /// Tickets not yet in the search index (written before it existed), oldest first.
+    pub async fn unindexed(&self, limit: i64) -> Result<Vec<Ticket>> {
+        let sql = match self.0.backend {
+            Backend::Sqlite => "NOT IN (SELECT rowid FROM ops_ticket_search)",
+            Backend::Postgres => "NOT IN (SELECT ticket FROM ops_ticket_search)",
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM ops_tickets WHERE id {sql} ORDER BY id LIMIT $1"
+        )))
+        .bind(limit)
+        .fetch_all(&self.0.read)
+        .await?;
+        rows.iter().map(ticket_from_row).collect()
+    }
+
+    /// Indexes the words of tickets: (id, words).
+    pub async fn index(&self, tickets: &[(i64, String)]) -> Result<()> {
+        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        for (id, tokens) in tickets {
+            index(&mut tx, self.0.backend, *id, tokens).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The SLA settings the IT manager changed: (name, JSON value).

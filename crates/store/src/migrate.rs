@@ -186,6 +186,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0029_sla_settings.sql"),
         postgres: include_str!("../migrations/postgres/0029_sla_settings.sql"),
     },
+    Migration {
+        version: 30,
+        name: "ticket_search",
+        sqlite: include_str!("../migrations/sqlite/0030_ticket_search.sql"),
+        postgres: include_str!("../migrations/postgres/0030_ticket_search.sql"),
+    },
 ];
 
 impl Store {

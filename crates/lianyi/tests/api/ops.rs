@@ -871,6 +871,24 @@ async fn the_statistics_count_faults_recurrence_sla_and_each_engineers_work_and_
     assert_eq!(v["resolutionSla"], json!({"met": 3, "decided": 3}), "{v}");
     let (status, v) = get(&ops, &app, "/api/ops/stats?from=2027-01-16&to=2027-01-16").await;
     assert_eq!((status, v["total"].clone()), (StatusCode::OK, json!(0)));
+
+    // The ticket search finds two-character words in titles and in resolutions.
+    let found =
+        |v: &Value| v["items"].as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()).collect::<Vec<_>>();
+    let (_, v) = get(&ops, &app, "/api/ops/incidents?q=%E6%89%93%E5%8D%B0").await; // 打印
+    assert_eq!(found(&v), [ids[1], ids[0]], "newest first: {v}");
+    let (_, v) = get(&ops, &app, "/api/ops/incidents?q=%E5%8D%A1%E7%BA%B8").await; // 卡纸
+    assert_eq!(found(&v), [ids[1]]);
+    let (_, v) = get(&ops, &app, "/api/ops/incidents?q=%E5%85%89%E6%A8%A1%E5%9D%97").await; // 光模块, a resolution
+    assert_eq!(found(&v), [ids[2]]);
+    let (_, v) = get(&ops, &app, "/api/ops/incidents?q=%E6%89%93%E5%8D%B0&limit=1").await;
+    let (_, v) = get(&ops, &app, &format!("/api/ops/incidents?q=%E6%89%93%E5%8D%B0&before={}", v["nextBefore"])).await;
+    assert_eq!(found(&v), [ids[0]], "the next page");
+    let (_, _, page) = desk.get("/ops/tickets?view=all&q=%E7%BD%91%E7%BB%9C").await; // 网络
+    let list = between(&page, "id=\"desk-list\"", "</table>");
+    assert!(
+        list.contains(&format!("data-ticket=\"{}\"", ids[2])) && !list.contains(&format!("data-ticket=\"{}\"", ids[0]))
+    );
 }
 
 /// A real SMTP server (aiosmtpd from the test venv) writing what it receives into a
@@ -1167,4 +1185,49 @@ async fn a_warranty_ending_within_30_days_reminds_the_support_group_once() {
     let (mut net, _) = logged_in(&app, &clock, "it-net", "it-engineer", "*", None).await;
     let (_, _, inbox) = net.get("/ops/notifications").await;
     assert!(inbox.contains("data-kind=\"contract-ending\"") && inbox.contains("SW-W3"), "{inbox}");
+}
+
+#[tokio::test]
+async fn a_ticket_is_handed_to_a_named_engineer_of_a_group_who_is_told() {
+    let clock: Arc<ManualClock> = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    campuses(&app).await;
+    let (mut lead, lcsrf) = logged_in(&app, &clock, "it-lead", "it-manager", "*", None).await;
+    for (user, group) in [("it-desk", "desktop"), ("it-net", "network")] {
+        lead.post("/ops/groups", &[("csrf", &lcsrf), ("username", user), ("support_group", group)]).await;
+    }
+    let (status, to, _) = lead
+        .post(
+            "/ops/report",
+            &[("csrf", &lcsrf), ("title", "病区网络时断时续"), ("category", "hardware"), ("caller_name", "护士 王")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let id = to.trim_start_matches("/ops/tickets/").split('?').next().unwrap().to_string();
+    let version = |page: &str| between(page, "name=\"version\" value=\"", "\"").to_string();
+    let (_, _, page) = lead.get(&format!("/ops/tickets/{id}")).await;
+    assert!(page.contains("data-group=\"desktop\""), "{page}");
+    let (_, _, bad) = lead
+        .post(
+            &format!("/ops/tickets/{id}/reassign"),
+            &[("csrf", &lcsrf), ("version", &version(&page)), ("support_group", "network"), ("engineer", "it-desk")],
+        )
+        .await;
+    assert!(between(&bad, "id=\"form-errors\"", "</div>").contains("data-field=\"assignee\""), "{bad}");
+    let (status, _, _) = lead
+        .post(
+            &format!("/ops/tickets/{id}/reassign"),
+            &[("csrf", &lcsrf), ("version", &version(&page)), ("support_group", "network"), ("engineer", "it-net")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, page) = lead.get(&format!("/ops/tickets/{id}")).await;
+    assert!(page.contains("data-group=\"network\"") && page.contains("data-status=\"assigned\""), "{page}");
+    assert!(between(&page, "id=\"desk-assignee\">", "</dd>").contains("it-net"), "{page}");
+    assert!(page.contains("id=\"desk-response\" data-sla=\"met\""), "handing it over acknowledges it: {page}");
+    let (mut net, _) = logged_in(&app, &clock, "it-net", "it-engineer", "*", None).await;
+    let (_, _, inbox) = net.get("/ops/notifications").await;
+    assert!(inbox.contains(&format!("data-kind=\"reassigned\" class=\"unread\" data-ticket=\"{id}\"")), "{inbox}");
+    let (_, _, queue) = net.get("/ops/tickets?view=mine").await;
+    assert!(queue.contains(&format!("data-ticket=\"{id}\"")), "{queue}");
 }

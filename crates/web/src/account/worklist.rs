@@ -222,7 +222,7 @@ pub(crate) async fn panels(
     }
     // IT engineers: their groups' open tickets, newest first, with the SLA state.
     if lianyi_ops::desk::Desk::may_work(caller) {
-        let open = state.desk.list(caller, lianyi_ops::desk::View::Groups, None, 200).await.unwrap_or_default();
+        let open = state.desk.list(caller, lianyi_ops::desk::View::Groups, "", None, 200).await.unwrap_or_default();
         let breached = open.iter().filter(|(_, c)| c.state == lianyi_ops::sla::SlaState::Breached).count();
         let items = open
             .iter()

@@ -284,6 +284,8 @@ fn ticket_json(t: &lianyi_store::desk::Ticket) -> Value {
 struct IncidentsQuery {
     /// `all` (default), `groups`, `mine` or `reported`.
     view: Option<String>,
+    /// Words every ticket shown has (title, details, resolution).
+    q: Option<String>,
     before: Option<i64>,
     limit: Option<i64>,
 }
@@ -309,7 +311,7 @@ async fn incidents(
         }
     };
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    match state.desk.list(&caller, view, q.before, limit).await {
+    match state.desk.list(&caller, view, q.q.as_deref().unwrap_or_default(), q.before, limit).await {
         Ok(rows) => {
             let next = (rows.len() as i64 == limit).then(|| rows.last().map(|(t, _)| t.id)).flatten();
             let items: Vec<Value> = rows

@@ -169,6 +169,9 @@ struct TicketsPage<'a> {
     shell: &'a Shell,
     view: &'static str,
     views: Vec<&'static str>,
+    /// The words searched for ("" for none), and as a query value.
+    search: String,
+    search_encoded: String,
     rows: Vec<Row>,
     next: Option<i64>,
 }
@@ -176,6 +179,7 @@ struct TicketsPage<'a> {
 #[derive(Deserialize, Default)]
 struct ListQuery {
     view: Option<String>,
+    q: Option<String>,
     before: Option<i64>,
 }
 
@@ -193,7 +197,8 @@ async fn tickets_page(State(state): State<AppState>, s: Signed, Query(q): Query<
         (Some("reported"), _) | (_, false) => View::Reported,
         _ => View::Groups,
     };
-    let rows = match state.desk.list(&info.caller, view, q.before, PAGE).await {
+    let search = q.q.clone().unwrap_or_default();
+    let rows = match state.desk.list(&info.caller, view, &search, q.before, PAGE).await {
         Ok(r) => r,
         Err(DeskError::Forbidden(_)) => return forbidden(t),
         Err(e) => return failed(t, "tickets", e),
@@ -226,6 +231,8 @@ async fn tickets_page(State(state): State<AppState>, s: Signed, Query(q): Query<
                 })
                 .collect(),
             next,
+            search_encoded: form_urlencoded::byte_serialize(search.as_bytes()).collect(),
+            search,
         }
         .render(),
     )
@@ -383,7 +390,7 @@ async fn act(
     let version = value("version").parse().unwrap_or(0);
     let done = match action.as_str() {
         "take" => desk.take(caller, id, version).await,
-        "reassign" => desk.reassign(caller, id, version, &value("support_group")).await,
+        "reassign" => desk.reassign(caller, id, version, &value("support_group"), &value("engineer")).await,
         "pause" => desk.pause(caller, id, version, &value("reason")).await,
         "resume" => desk.resume(caller, id, version).await,
         "resolve" => desk.resolve(caller, id, version, &value("resolution"), &value("minutes")).await,

@@ -189,10 +189,16 @@ pub(crate) async fn send_mail(state: AppState, config: MailConfig) {
 /// Days before a warranty or maintenance contract ends that its group is reminded.
 const REMIND_DAYS: i64 = 30;
 
-/// Runs the SLA watch every `every` while the server runs, and the warranty and
-/// contract reminders every hour.
+/// Indexes the tickets written before the search existed, then runs the SLA watch
+/// every `every` while the server runs, and the warranty and contract reminders every
+/// hour.
 pub(crate) async fn watch_sla(state: AppState, every: std::time::Duration) {
     let mut reminded: Option<std::time::Instant> = None;
+    match state.desk.index_missing().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(tickets = n, "indexed the tickets written before the ticket search"),
+        Err(e) => tracing::warn!(error = %e, "indexing earlier tickets"),
+    }
     loop {
         if let Err(e) = state.desk.watch().await {
             tracing::warn!(error = %e, "the SLA watch");
