@@ -6,7 +6,9 @@
 //! version; two engineers editing at once cannot overwrite each other. Full-text
 //! search in Chinese and English runs over the current versions ([`crate::words`]
 //! cuts the text): the desk searches while working a ticket, and any member of the
-//! staff reporting a fault is shown matching published articles as they type.
+//! staff reporting a fault is shown matching published articles as they type. An
+//! article is improved from a resolved incident too ([`Kb::improvement`]): the new
+//! version keeps the incident as its source, so the history says what taught it.
 //!
 //! Who may: the IT team ([`Capability::OperateIt`], or an API client with the
 //! `lianyi:ops` scope) reads everything and writes; signed-in staff read published
@@ -217,12 +219,7 @@ impl Kb {
     pub async fn create(&self, caller: &Caller, form: &ArticleForm) -> Result<i64, KbError> {
         Self::write_check(caller)?;
         let f = Self::checked(form)?;
-        if let Some(Source::Incident(id)) = Source::parse(&f.source) {
-            self.resolved_ticket(caller, id).await.map_err(|e| match e {
-                KbError::NotFound => KbError::Invalid(vec![invalid("source", "unknown", format!("no ticket {id}"))]),
-                other => other,
-            })?;
-        }
+        self.source_check(caller, &f.source).await?;
         let now = self.fhir.now_ms();
         let text = Text {
             version: 1,
@@ -234,6 +231,7 @@ impl Kb {
             author: caller.actor().to_string(),
             at: now,
             note: Some(f.note).filter(|n| !n.is_empty()),
+            source: Some(f.source.clone()).filter(|s| !s.is_empty()),
         };
         let article = Article {
             title: f.title,
@@ -248,6 +246,22 @@ impl Kb {
         let from = article.source.map(|s| format!(" from {s}")).unwrap_or_default();
         self.audit(caller, "kb-create", format!("article {id}{from}")).await?;
         Ok(id)
+    }
+
+    /// A source incident must be a resolved or closed ticket.
+    async fn source_check(&self, caller: &Caller, source: &str) -> Result<(), KbError> {
+        if let Some(Source::Incident(id)) = Source::parse(source) {
+            self.source_ticket(caller, id).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Kb::resolved_ticket`], a missing ticket named as the source field's fault.
+    async fn source_ticket(&self, caller: &Caller, id: i64) -> Result<lianyi_store::desk::Ticket, KbError> {
+        self.resolved_ticket(caller, id).await.map_err(|e| match e {
+            KbError::NotFound => KbError::Invalid(vec![invalid("source", "unknown", format!("no ticket {id}"))]),
+            other => other,
+        })
     }
 
     /// The ticket behind `incident:id`, if it is resolved or closed.
@@ -298,6 +312,8 @@ impl Kb {
     }
 
     /// A new version of an article still at `version`; returns the new text version.
+    /// The form's source, if any, is this version's (a resolved incident that taught
+    /// it), not the article's.
     pub async fn edit(&self, caller: &Caller, id: i64, version: i64, form: &ArticleForm) -> Result<i64, KbError> {
         Self::write_check(caller)?;
         let f = Self::checked(form)?;
@@ -305,6 +321,8 @@ impl Kb {
         if a.version != version {
             return Err(KbError::Changed);
         }
+        self.source_check(caller, &f.source).await?;
+        let source = Some(f.source).filter(|s| !s.is_empty());
         let text = Text {
             version: 0,
             title: f.title,
@@ -315,10 +333,45 @@ impl Kb {
             author: caller.actor().to_string(),
             at: self.fhir.now_ms(),
             note: Some(f.note).filter(|n| !n.is_empty()),
+            source,
         };
         let latest = self.tables().edit(id, version, &text, &Self::tokens(&text)).await?;
-        self.audit(caller, "kb-edit", format!("article {id} version {latest}")).await?;
+        let from = text.source.map(|s| format!(" from {s}")).unwrap_or_default();
+        self.audit(caller, "kb-edit", format!("article {id} version {latest}{from}")).await?;
         Ok(latest)
+    }
+
+    /// The next version of article `id` as an incident suggests it, for the engineer
+    /// to complete and save with [`Kb::edit`]: the current text with the ticket's
+    /// resolution added to the solution and its title and description to the symptom
+    /// (each only when the article does not say it already), and the incident as the
+    /// version's source. Returns the article's version (for the edit) and the form.
+    pub async fn improvement(&self, caller: &Caller, id: i64, ticket: i64) -> Result<(i64, ArticleForm), KbError> {
+        Self::write_check(caller)?;
+        let p = self.get(caller, id, None).await?;
+        let t = self.source_ticket(caller, ticket).await?;
+        let mut form = ArticleForm {
+            title: p.text.title,
+            symptom: p.text.symptom,
+            cause: p.text.cause,
+            solution: p.text.solution,
+            ci_class: p.text.ci_class.unwrap_or_default(),
+            source: Source::Incident(ticket).to_string(),
+            note: String::new(),
+        };
+        let add = |text: &mut String, line: &str| {
+            let line = line.trim();
+            if !line.is_empty() && !text.contains(line) {
+                if !text.trim().is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(line);
+            }
+        };
+        add(&mut form.symptom, &t.title);
+        add(&mut form.symptom, &t.description);
+        add(&mut form.solution, t.resolution.as_deref().unwrap_or_default());
+        Ok((p.article.version, form))
     }
 
     /// Retires an article (no longer found or suggested) or publishes it again.

@@ -45,6 +45,8 @@ pub struct Text {
     pub at: i64,
     /// Why this version was written.
     pub note: Option<String>,
+    /// What this version was written from (`incident:12`), if anything.
+    pub source: Option<String>,
 }
 
 /// Which articles a list or search returns.
@@ -63,7 +65,7 @@ pub struct KbQuery {
 
 const ARTICLE: &str = "a.id, a.latest, a.title, a.ci_class, a.source, a.status, a.author, a.created_at, a.updated_at, a.updated_by, \
      a.version";
-const TEXT: &str = "v.version, v.title, v.symptom, v.cause, v.solution, v.ci_class, v.author, v.at, v.note";
+const TEXT: &str = "v.version, v.title, v.symptom, v.cause, v.solution, v.ci_class, v.author, v.at, v.note, v.source";
 
 fn article_from(r: &AnyRow) -> Result<Article> {
     Ok(Article {
@@ -93,13 +95,14 @@ fn text_from(r: &AnyRow, at: usize) -> Result<Text> {
         author: r.try_get(at + 6)?,
         at: r.try_get(at + 7)?,
         note: r.try_get(at + 8)?,
+        source: r.try_get(at + 9)?,
     })
 }
 
 async fn add_text(tx: &mut Transaction<'static, Any>, article: i64, t: &Text) -> Result<()> {
     sqlx::query(
-        "INSERT INTO ops_kb_versions (article, version, title, symptom, cause, solution, ci_class, author, at, note) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO ops_kb_versions (article, version, title, symptom, cause, solution, ci_class, author, at, note, source) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(article)
     .bind(t.version)
@@ -111,6 +114,7 @@ async fn add_text(tx: &mut Transaction<'static, Any>, article: i64, t: &Text) ->
     .bind(t.author.clone())
     .bind(t.at)
     .bind(t.note.clone())
+    .bind(t.source.clone())
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -192,6 +192,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0030_ticket_search.sql"),
         postgres: include_str!("../migrations/postgres/0030_ticket_search.sql"),
     },
+    Migration {
+        version: 31,
+        name: "kb_version_source",
+        sqlite: include_str!("../migrations/sqlite/0031_kb_version_source.sql"),
+        postgres: include_str!("../migrations/postgres/0031_kb_version_source.sql"),
+    },
 ];
 
 impl Store {

@@ -13,7 +13,7 @@ use crate::helpers::spawn_app_clocked;
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     http: reqwest::Client,
     session: String,
@@ -33,7 +33,7 @@ impl Drop for Driver {
 }
 
 impl Driver {
-    async fn start() -> Driver {
+    pub(crate) async fn start() -> Driver {
         Driver::start_sized(1280, 1000).await
     }
 
@@ -71,21 +71,21 @@ impl Driver {
         d
     }
 
-    async fn cmd(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+    pub(crate) async fn cmd(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let v: Value = self.http.request(method, url).json(&body).send().await.unwrap().json().await.unwrap();
         v["value"].clone()
     }
 
-    async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         self.cmd(reqwest::Method::POST, "/url", json!({"url": url})).await;
     }
 
-    async fn url(&self) -> String {
+    pub(crate) async fn url(&self) -> String {
         self.cmd(reqwest::Method::GET, "/url", json!({})).await.as_str().unwrap_or_default().to_string()
     }
 
-    async fn find(&self, css: &str) -> String {
+    pub(crate) async fn find(&self, css: &str) -> String {
         let started = Instant::now();
         loop {
             let v = self.cmd(reqwest::Method::POST, "/element", json!({"using": "css selector", "value": css})).await;
@@ -97,24 +97,24 @@ impl Driver {
         }
     }
 
-    async fn type_into(&self, css: &str, text: &str) {
+    pub(crate) async fn type_into(&self, css: &str, text: &str) {
         let id = self.find(css).await;
         self.cmd(reqwest::Method::POST, &format!("/element/{id}/value"), json!({"text": text})).await;
     }
 
     /// Replaces a field's value.
-    async fn fill(&self, css: &str, text: &str) {
+    pub(crate) async fn fill(&self, css: &str, text: &str) {
         let id = self.find(css).await;
         self.cmd(reqwest::Method::POST, &format!("/element/{id}/clear"), json!({})).await;
         self.cmd(reqwest::Method::POST, &format!("/element/{id}/value"), json!({"text": text})).await;
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         let id = self.find(css).await;
         self.cmd(reqwest::Method::POST, &format!("/element/{id}/click"), json!({})).await;
     }
 
-    async fn text(&self, css: &str) -> String {
+    pub(crate) async fn text(&self, css: &str) -> String {
         let id = self.find(css).await;
         self.cmd(reqwest::Method::GET, &format!("/element/{id}/text"), json!({}))
             .await
@@ -133,7 +133,7 @@ impl Driver {
     /// What the walk asserts on every page it visits: the shell's header (with
     /// log-out when signed in) and footer are there, nothing is wider than the
     /// window, and axe-core finds no serious or critical accessibility violation.
-    async fn check(&self, signed_in: bool) {
+    pub(crate) async fn check(&self, signed_in: bool) {
         let url = self.url().await;
         self.find("header.bar").await;
         self.find("footer.foot").await;
@@ -173,7 +173,7 @@ impl Driver {
     }
 
     /// Opens the folded header menu (phones) when it is folded.
-    async fn open_menu(&self) {
+    pub(crate) async fn open_menu(&self) {
         let id = self.find("#site-nav").await;
         let shown = self.cmd(reqwest::Method::GET, &format!("/element/{id}/displayed"), json!({})).await;
         if shown != true {
@@ -181,14 +181,14 @@ impl Driver {
         }
     }
 
-    async fn log_out(&self) {
+    pub(crate) async fn log_out(&self) {
         self.open_menu().await;
         self.click("#logout").await;
         self.wait_url("/login").await;
     }
 
     /// Waits until the page URL contains `fragment` (after a click started a navigation).
-    async fn wait_url(&self, fragment: &str) -> String {
+    pub(crate) async fn wait_url(&self, fragment: &str) -> String {
         let started = Instant::now();
         loop {
             let u = self.url().await;
@@ -250,7 +250,7 @@ async fn chromium_logs_in_with_totp_and_is_logged_out_when_idle() {
 impl Driver {
     /// Saves a screenshot of the page (a test artifact) under
     /// `target/screenshots/<dir>/<name>.png`.
-    async fn screenshot(&self, dir: &str, name: &str) {
+    pub(crate) async fn screenshot(&self, dir: &str, name: &str) {
         use base64::Engine;
         let png = self.cmd(reqwest::Method::GET, "/screenshot", json!({})).await;
         let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap_or_default()).unwrap();
@@ -260,12 +260,12 @@ impl Driver {
     }
 
     /// The page's visible text.
-    async fn body(&self) -> String {
+    pub(crate) async fn body(&self) -> String {
         self.text("body").await
     }
 
     /// Waits until the visible text contains `needle` (the page may change by itself).
-    async fn wait_text(&self, needle: &str, secs: u64) -> String {
+    pub(crate) async fn wait_text(&self, needle: &str, secs: u64) -> String {
         let started = Instant::now();
         loop {
             let t = self.body().await;
@@ -278,8 +278,9 @@ impl Driver {
     }
 
     /// Logs in with password (changing it when asked) and the authenticator code,
-    /// checking each page on the way.
-    async fn log_in(&self, site: &str, user: &str, password: &str, clock: &ManualClock) {
+    /// checking each page on the way; returns the authenticator's secret (enrolled
+    /// on this first login) for [`Driver::log_in_again`].
+    pub(crate) async fn log_in(&self, site: &str, user: &str, password: &str, clock: &ManualClock) -> Vec<u8> {
         self.goto(&format!("{site}/login")).await;
         self.check(false).await;
         self.type_into("#username", user).await;
@@ -296,6 +297,29 @@ impl Driver {
         self.check(false).await;
         let secret = totp::base32_decode(self.text("#totp-secret").await.trim()).unwrap();
         self.type_into("#code", &totp::code_at(&secret, clock.now_ms())).await;
+        self.click("#submit").await;
+        self.find("#welcome").await;
+        self.check(true).await;
+        secret
+    }
+
+    /// Logs in an account enrolled before, with the code of its authenticator's
+    /// `secret` (a code is accepted once: the clock must have moved on 30 s since).
+    pub(crate) async fn log_in_again(
+        &self,
+        site: &str,
+        user: &str,
+        password: &str,
+        secret: &[u8],
+        clock: &ManualClock,
+    ) {
+        self.goto(&format!("{site}/login")).await;
+        self.type_into("#username", user).await;
+        self.type_into("#password", password).await;
+        self.click("#submit").await;
+        self.wait_url("/login/mfa").await;
+        self.check(false).await;
+        self.type_into("#code", &totp::code_at(secret, clock.now_ms())).await;
         self.click("#submit").await;
         self.find("#welcome").await;
         self.check(true).await;

@@ -1,7 +1,7 @@
 //! The IT knowledge base: articles in Chinese and English found by two-character
 //! Chinese words and by English words (and not found by unrelated ones), an article
 //! written in one step from a resolved ticket, versions, suggestions while a fault
-//! is typed, and the API's door.
+//! is typed, an article improved from an incident, and the API's door.
 
 use std::sync::Arc;
 
@@ -258,6 +258,62 @@ async fn articles_are_found_by_two_character_words_written_from_a_ticket_version
     let (_, v) = search(&ops, &app, "积灰").await;
     assert_eq!(ids(&v), Vec::<i64>::new(), "{v}");
 
+    // Improved from an incident: a resolved ticket links each article it suggests to
+    // that article's next version, prefilled with what the ticket taught; saved, that
+    // version names the ticket as its source.
+    let printer = id["printer-zh"];
+    let body = json!({"title": "打印机无法打印", "category": "printer", "ci": "PRN-W3", "callerName": "护士 刘敏"});
+    let (status, v) = post(&ops, &app, "/api/ops/incidents", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let ticket = v["id"].as_i64().unwrap();
+    let (_, _, seen) = desk.get(&format!("/ops/tickets/{ticket}")).await;
+    assert!(!seen.contains("id=\"kb-improve\""), "not before it is resolved");
+    desk.post(&format!("/ops/tickets/{ticket}/take"), &[("csrf", &dcsrf), ("version", &version(&seen))]).await;
+    let (_, _, seen) = desk.get(&format!("/ops/tickets/{ticket}")).await;
+    let resolution =
+        [("csrf", dcsrf.as_str()), ("version", &version(&seen)), ("resolution", "更换打印机数据线后恢复打印")];
+    let (status, _, _) = desk.post(&format!("/ops/tickets/{ticket}/resolve"), &resolution).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, seen) = desk.get(&format!("/ops/tickets/{ticket}")).await;
+    let improve = format!("href=\"/ops/kb/{printer}/edit?ticket={ticket}\"");
+    assert!(between(&seen, "id=\"kb-improve\"", "</ul>").contains(&improve), "{seen}");
+    let (status, _, draft) = desk.get(&format!("/ops/kb/{printer}/edit?ticket={ticket}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let field = |name: &str| {
+        between(&draft, &format!("id=\"kb-{name}\""), "</textarea>").split('>').nth(1).unwrap().to_string()
+    };
+    let (symptom, solution) = (field("symptom"), field("solution"));
+    assert_eq!(solution, "清空打印队列，重启 Print Spooler 服务\n更换打印机数据线后恢复打印", "{draft}");
+    assert_eq!(symptom, "护士站打印机无法打印医嘱单，任务一直排队", "the ticket's title is no news to it");
+    assert!(draft.contains(&format!("name=\"source\" value=\"incident:{ticket}\"")), "{draft}");
+    assert!(draft.contains(&format!("name=\"note\" value=\"根据工单 #{ticket} 完善\"")), "{draft}");
+    let source = format!("incident:{ticket}");
+    let v = version(&draft);
+    let improved = [
+        ("csrf", csrf.as_str()),
+        ("version", v.as_str()),
+        ("source", source.as_str()),
+        ("title", "打印机无法打印"),
+        ("ci_class", "printer"),
+        ("symptom", symptom.as_str()),
+        ("cause", "数据线接触不良"),
+        ("solution", solution.as_str()),
+        ("note", "根据工单完善"),
+    ];
+    let (status, to, _) = desk.post(&format!("/ops/kb/{printer}"), &improved).await;
+    assert_eq!((status, to), (StatusCode::SEE_OTHER, format!("/ops/kb/{printer}?done=saved")));
+    let (_, _, now) = desk.get(&format!("/ops/kb/{printer}")).await;
+    let row = between(&now, "<tr data-version=\"2\"", "</tr>");
+    assert!(row.contains(&format!("href=\"/ops/tickets/{ticket}\"")), "version 2 names its ticket: {now}");
+    assert!(!between(&now, "<tr data-version=\"1\"", "</tr>").contains("/ops/tickets/"), "{now}");
+    let r = ops.get(app.url(&format!("/api/ops/kb/{printer}"))).send().await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!((v["latest"].clone(), v["versions"][1]["source"].clone()), (json!(2), json!(source)), "{v}");
+    assert_eq!(v["source"], Value::Null, "the article's own source is unchanged: {v}");
+    // Not from a ticket that is not there.
+    let (_, _, refused) = desk.get(&format!("/ops/kb/{printer}/edit?ticket=999")).await;
+    assert!(between(&refused, "id=\"form-errors\"", "</div>").contains("data-field=\"source\""), "{refused}");
+
     // The search page, in Chinese.
     let (status, _, list) = desk.get(&format!("/ops/kb?q={}", enc("打印"))).await;
     assert_eq!(status, StatusCode::OK);
@@ -284,7 +340,7 @@ async fn articles_are_found_by_two_character_words_written_from_a_ticket_version
 
     // Every change is in the audit log.
     let auditor = app.client_with("system/AuditEvent.rs", "*", None).await;
-    for (action, at_least) in [("kb-create", 7), ("kb-edit", 1), ("kb-retire", 1)] {
+    for (action, at_least) in [("kb-create", 7), ("kb-edit", 2), ("kb-retire", 1)] {
         let r = auditor.get(app.url(&format!("/fhir/AuditEvent?subtype={action}&_count=1"))).send().await.unwrap();
         let v: Value = r.json().await.unwrap();
         assert!(v["total"].as_i64().unwrap() >= at_least, "{action}: {v}");

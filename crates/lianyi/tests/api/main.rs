@@ -15,6 +15,7 @@ mod helpers;
 mod hl7;
 mod kb;
 mod ops;
+mod ops_browser;
 mod outbound;
 mod outpatient;
 mod pages;

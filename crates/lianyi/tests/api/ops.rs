@@ -12,7 +12,7 @@ use crate::helpers::{TestApp, spawn_app_clocked};
 use crate::pages::{between, logged_in};
 
 /// Campus Organizations owned by themselves (as the demo loads them).
-async fn campuses(app: &TestApp) {
+pub(crate) async fn campuses(app: &TestApp) {
     for (id, zh, en) in [("campus-east", "东院区", "East Campus"), ("campus-west", "西院区", "West Campus")] {
         let c = app.client_with("system/Organization.cruds", id, None).await;
         let r = c

@@ -317,7 +317,8 @@ async fn render_ticket(
     } else {
         Vec::new()
     };
-    let suggested = if it && open {
+    // Resolved too: an article it suggests may be improved from the ticket.
+    let suggested = if it {
         super::kb::suggested_for(state, &info.caller, &format!("{} {}", tk.title, tk.description)).await
     } else {
         Vec::new()

@@ -1,9 +1,11 @@
 //! The knowledge base's pages: search (ranked) or the newest articles, an article
 //! with its version history (any older version readable), the form for a new
 //! article — prefilled from a resolved ticket when opened from one — and for an
-//! edit, retiring and publishing again, and the suggestions fragment that the fault
-//! report and the ticket page fetch (htmx) while someone types. The rules live in
-//! [`lianyi_ops::kb`].
+//! edit — prefilled with what a resolved ticket taught when opened from it
+//! (`/ops/kb/{id}/edit?ticket=N`, linked from the ticket page for each suggested
+//! article) — retiring and publishing again, and the suggestions fragment that the
+//! fault report and the ticket page fetch (htmx) while someone types. The rules live
+//! in [`lianyi_ops::kb`].
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -155,8 +157,8 @@ async fn list_page(State(state): State<AppState>, s: Signed, Query(q): Query<Lis
 
 // ---- An article ----------------------------------------------------------------------
 
-/// One version in the history: (number, when, who, note).
-type VersionRow = (i64, String, String, String);
+/// One version in the history: (number, when, who, note, what it was written from).
+type VersionRow = (i64, String, String, String, Option<(String, &'static str, i64)>);
 
 #[derive(Template)]
 #[template(path = "ops/kb_article.html")]
@@ -207,7 +209,10 @@ async fn render_article(
                 .versions
                 .iter()
                 .rev()
-                .map(|v| (v.version, local_time(v.at), who(&v.author), v.note.clone().unwrap_or_default()))
+                .map(|v| {
+                    let note = v.note.clone().unwrap_or_default();
+                    (v.version, local_time(v.at), who(&v.author), note, source_link(v.source.as_deref()))
+                })
                 .collect(),
             source: source_link(p.article.source.as_deref()),
             may_write: may_write(&info.caller),
@@ -351,9 +356,38 @@ async fn create(State(state): State<AppState>, s: Signed, Form(f): Form<Vec<(Str
     }
 }
 
-async fn edit_page(State(state): State<AppState>, s: Signed, Path(id): Path<i64>) -> Response {
+#[derive(Deserialize, Default)]
+struct EditQuery {
+    /// Improve the article with what this resolved ticket taught.
+    ticket: Option<i64>,
+}
+
+async fn edit_page(
+    State(state): State<AppState>,
+    s: Signed,
+    Path(id): Path<i64>,
+    Query(q): Query<EditQuery>,
+) -> Response {
     if !may_write(&s.info.caller) {
         return forbidden(s.t);
+    }
+    if let Some(ticket) = q.ticket {
+        return match state.kb.improvement(&s.info.caller, id, ticket).await {
+            Ok((version, mut form)) => {
+                form.note = s.t.fmt("kb-note-from-incident", ticket.to_string().as_str());
+                render_form(&state, &s, Some(id), version, form, Vec::new()).await
+            }
+            Err(KbError::Forbidden(_)) => forbidden(s.t),
+            Err(KbError::NotFound) => not_found(s.t),
+            Err(e @ KbError::Invalid(_)) => {
+                let errors = error_rows(s.t, &e);
+                match state.kb.get(&s.info.caller, id, None).await {
+                    Ok(p) => render_form(&state, &s, Some(id), p.article.version, current(p), errors).await,
+                    Err(e) => failed(s.t, "article", e),
+                }
+            }
+            Err(e) => failed(s.t, "article improvement", e),
+        };
     }
     let p = match state.kb.get(&s.info.caller, id, None).await {
         Ok(p) => p,
@@ -361,16 +395,21 @@ async fn edit_page(State(state): State<AppState>, s: Signed, Path(id): Path<i64>
         Err(KbError::NotFound) => return not_found(s.t),
         Err(e) => return failed(s.t, "article", e),
     };
-    let form = ArticleForm {
+    render_form(&state, &s, Some(id), p.article.version, current(p), Vec::new()).await
+}
+
+/// The form for the next version: the current text, from nothing (the version's own
+/// source, not the article's).
+fn current(p: lianyi_ops::kb::Page) -> ArticleForm {
+    ArticleForm {
         title: p.text.title,
         symptom: p.text.symptom,
         cause: p.text.cause,
         solution: p.text.solution,
         ci_class: p.text.ci_class.unwrap_or_default(),
-        source: p.article.source.unwrap_or_default(),
+        source: String::new(),
         note: String::new(),
-    };
-    render_form(&state, &s, Some(id), p.article.version, form, Vec::new()).await
+    }
 }
 
 async fn update(

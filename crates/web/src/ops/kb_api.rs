@@ -47,7 +47,7 @@ fn brief(a: &Article, t: &Text) -> Value {
 fn text_json(t: &Text) -> Value {
     json!({
         "version": t.version, "title": t.title, "symptom": t.symptom, "cause": t.cause, "solution": t.solution,
-        "ciClass": t.ci_class, "author": t.author, "at": time(t.at), "note": t.note,
+        "ciClass": t.ci_class, "author": t.author, "at": time(t.at), "note": t.note, "source": t.source,
     })
 }
 
@@ -57,7 +57,7 @@ fn page_json(p: &Page) -> Value {
         "version": p.article.version, "created": time(p.article.created_at), "author": p.article.author,
         "updated": time(p.article.updated_at), "updatedBy": p.article.updated_by,
         "text": text_json(&p.text),
-        "versions": p.versions.iter().map(|v| json!({"version": v.version, "at": time(v.at), "author": v.author, "note": v.note})).collect::<Vec<_>>(),
+        "versions": p.versions.iter().map(|v| json!({"version": v.version, "at": time(v.at), "author": v.author, "note": v.note, "source": v.source})).collect::<Vec<_>>(),
     })
 }
 
