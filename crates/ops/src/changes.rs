@@ -17,7 +17,7 @@ use lianyi_store::changes::{Approval, Change, ChangeQuery};
 use lianyi_store::cmdb::{Ci, Walk};
 
 use crate::cmdb::{Cmdb, CmdbError, FieldError};
-use crate::desk::DeskError;
+use crate::desk::{DeskError, invalid};
 
 /// Change classes: a standard change is pre-approved; the others go to their board.
 pub const CLASSES: [&str; 3] = ["standard", "normal", "emergency"];
@@ -79,10 +79,6 @@ pub struct Card {
     /// Board members who have not decided yet (while requested).
     pub waiting: Vec<String>,
     pub conflicts: Vec<Conflict>,
-}
-
-fn invalid(field: &str, rule: &'static str, detail: impl Into<String>) -> DeskError {
-    DeskError::Invalid(vec![FieldError { row: None, field: field.into(), rule, detail: detail.into() }])
 }
 
 impl From<CmdbError> for DeskError {
@@ -293,6 +289,20 @@ impl Changes {
         Ok(out)
     }
 
+    /// The approvers named for a change class.
+    async fn board_of(&self, class: &str) -> Result<Vec<String>, DeskError> {
+        Ok(self.tables().board().await?.into_iter().filter(|(c, _)| c == class).map(|(_, u)| u).collect())
+    }
+
+    /// The board members who have not decided a change yet (its requester does not).
+    fn waiting(c: &Change, board: &[String], approvals: &[Approval]) -> Vec<String> {
+        let decided = |u: &String| {
+            let actor = format!("user:{u}");
+            actor == c.requester || approvals.iter().any(|a| a.approver == actor)
+        };
+        board.iter().filter(|u| !decided(u)).cloned().collect()
+    }
+
     /// A change with its CIs, what it affects, its board and decisions, and conflicts.
     pub async fn card(&self, caller: &Caller, id: i64) -> Result<Card, DeskError> {
         Self::work(caller)?;
@@ -300,17 +310,9 @@ impl Changes {
         let cis = self.cis_of(caller, &[id]).await?.remove(&id).unwrap_or_default();
         let affected = self.affected(caller, &cis).await?;
         let approvals = self.tables().approvals(id).await?;
-        let board: Vec<String> =
-            self.tables().board().await?.into_iter().filter(|(c, _)| *c == change.class).map(|(_, u)| u).collect();
-        let waiting = if change.status == "requested" {
-            let decided = |u: &String| {
-                let actor = format!("user:{u}");
-                actor == change.requester || approvals.iter().any(|a| a.approver == actor)
-            };
-            board.iter().filter(|u| !decided(u)).cloned().collect()
-        } else {
-            Vec::new()
-        };
+        let board = self.board_of(&change.class).await?;
+        let waiting =
+            if change.status == "requested" { Self::waiting(&change, &board, &approvals) } else { Vec::new() };
         let conflicts = if LIVE.contains(&change.status.as_str()) {
             self.conflicts(caller, &change, &affected).await?
         } else {
@@ -400,8 +402,7 @@ impl Changes {
             return Err(invalid("status", "state", "only a requested change is decided"));
         }
         let me = Self::username(caller);
-        let board: Vec<String> =
-            self.tables().board().await?.into_iter().filter(|(k, _)| *k == c.class).map(|(_, u)| u).collect();
+        let board = self.board_of(&c.class).await?;
         if !board.iter().any(|u| u == me) {
             return Err(DeskError::Forbidden("a change is decided by the board of its class"));
         }
@@ -415,14 +416,9 @@ impl Changes {
         if !approve && comment.trim().is_empty() {
             return Err(invalid("comment", "required", "why the change is rejected"));
         }
-        // Every other member of the board (but the requester, who does not judge their
-        // own change) has approved.
-        let all_approved = board.iter().all(|u| {
-            let actor = format!("user:{u}");
-            *u == me
-                || actor == c.requester
-                || approvals.iter().any(|a| a.approver == actor && a.decision == "approved")
-        });
+        // Every other member of the board has decided (a refusal would have rejected
+        // the change already), so all have approved.
+        let all_approved = Self::waiting(&c, &board, &approvals).iter().all(|u| u == me);
         c.status = if !approve {
             "rejected"
         } else if all_approved {
@@ -452,7 +448,8 @@ impl Changes {
         Self::work(caller)?;
         let mut c = self.load(id, version).await?;
         if c.status == "requested" {
-            let waiting = self.card(caller, id).await?.waiting;
+            let (board, approvals) = (self.board_of(&c.class).await?, self.tables().approvals(id).await?);
+            let waiting = Self::waiting(&c, &board, &approvals);
             return Err(invalid(
                 "status",
                 "approval",

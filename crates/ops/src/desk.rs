@@ -62,7 +62,8 @@ impl From<StoreError> for DeskError {
     }
 }
 
-fn invalid(field: &str, rule: &'static str, detail: impl Into<String>) -> DeskError {
+/// One broken rule, naming its field.
+pub(crate) fn invalid(field: &str, rule: &'static str, detail: impl Into<String>) -> DeskError {
     DeskError::Invalid(vec![FieldError { row: None, field: field.into(), rule, detail: detail.into() }])
 }
 
@@ -422,10 +423,7 @@ impl Desk {
         let tickets = self.tables().list(&q).await?;
         // Every ticket's events in one query.
         let ids: Vec<i64> = tickets.iter().map(|t| t.id).collect();
-        let mut events: std::collections::HashMap<i64, Vec<TicketEvent>> = std::collections::HashMap::new();
-        for (id, e) in self.tables().events_of(&ids).await? {
-            events.entry(id).or_default().push(e);
-        }
+        let events = self.tables().events_of(&ids).await?;
         Ok(tickets
             .into_iter()
             .map(|t| {
@@ -762,10 +760,7 @@ impl Desk {
             };
             let page = self.tables().list(&q).await?;
             let ids: Vec<i64> = page.iter().map(|t| t.id).collect();
-            let mut events: std::collections::HashMap<i64, Vec<TicketEvent>> = std::collections::HashMap::new();
-            for (id, e) in self.tables().events_of(&ids).await? {
-                events.entry(id).or_default().push(e);
-            }
+            let mut events = self.tables().events_of(&ids).await?;
             for t in &page {
                 let evs = events.remove(&t.id).unwrap_or_default();
                 let (response, resolution) = self.clock(&sla, t, &evs, now);

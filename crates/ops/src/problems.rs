@@ -11,7 +11,7 @@ use lianyi_store::desk::Ticket;
 use lianyi_store::problems::Problem;
 
 use crate::cmdb::{FieldError, GROUPS};
-use crate::desk::DeskError;
+use crate::desk::{DeskError, invalid};
 
 /// Problems still being worked on.
 pub const OPEN: [&str; 2] = ["open", "known-error"];
@@ -44,10 +44,6 @@ pub struct Card {
     pub incidents: Vec<Ticket>,
     /// The CI's code and name.
     pub ci: Option<(String, String)>,
-}
-
-fn invalid(field: &str, rule: &'static str, detail: impl Into<String>) -> DeskError {
-    DeskError::Invalid(vec![FieldError { row: None, field: field.into(), rule, detail: detail.into() }])
 }
 
 /// See the module documentation.

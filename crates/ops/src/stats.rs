@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use lianyi_security::Caller;
 use lianyi_security::roles::Capability;
 use lianyi_services::FhirService;
-use lianyi_store::desk::{Ticket, TicketEvent};
+use lianyi_store::desk::Ticket;
 
 use crate::desk::{Desk, DeskError};
 use crate::sla::SlaState;
@@ -164,10 +164,7 @@ impl Stats {
         let tables = self.fhir.operations().desk();
         let earlier = tables.opened_between(from - days * DAY_MS, to).await?;
         let ids: Vec<i64> = earlier.iter().filter(|t| t.opened_at >= from).map(|t| t.id).collect();
-        let mut events: HashMap<i64, Vec<TicketEvent>> = HashMap::new();
-        for (id, e) in tables.events_of(&ids).await? {
-            events.entry(id).or_default().push(e);
-        }
+        let mut events = tables.events_of(&ids).await?;
         let mut ci_ids: Vec<i64> = earlier.iter().filter_map(|t| t.ci).collect();
         ci_ids.sort_unstable();
         ci_ids.dedup();

@@ -300,26 +300,23 @@ impl Desk {
             .collect()
     }
 
-    /// The events of many tickets, in order: (ticket, event).
-    pub async fn events_of(&self, ids: &[i64]) -> Result<Vec<(i64, TicketEvent)>> {
-        let mut out = Vec::new();
+    /// The events of many tickets, each ticket's in order.
+    pub async fn events_of(&self, ids: &[i64]) -> Result<std::collections::HashMap<i64, Vec<TicketEvent>>> {
+        let mut out: std::collections::HashMap<i64, Vec<TicketEvent>> = std::collections::HashMap::new();
         for chunk in ids.chunks(500) {
             let mut sql =
                 Sql::new("SELECT ticket, seq, at, actor, kind, detail, minutes FROM ops_ticket_events WHERE ");
             sql.push_in_ints("ticket", chunk);
             sql.push(" ORDER BY ticket, seq");
             for r in sql.query(self.0.backend).fetch_all(&self.0.read).await? {
-                out.push((
-                    r.try_get(0)?,
-                    TicketEvent {
-                        seq: r.try_get(1)?,
-                        at: r.try_get(2)?,
-                        actor: r.try_get(3)?,
-                        kind: r.try_get(4)?,
-                        detail: r.try_get(5)?,
-                        minutes: r.try_get(6)?,
-                    },
-                ));
+                out.entry(r.try_get(0)?).or_default().push(TicketEvent {
+                    seq: r.try_get(1)?,
+                    at: r.try_get(2)?,
+                    actor: r.try_get(3)?,
+                    kind: r.try_get(4)?,
+                    detail: r.try_get(5)?,
+                    minutes: r.try_get(6)?,
+                });
             }
         }
         Ok(out)

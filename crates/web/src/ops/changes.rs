@@ -160,7 +160,7 @@ async fn render_problem(
         Err(e) => {
             return match failure(t, "problem", e) {
                 Failure::Page(r) => r,
-                Failure::Form(_) => server_error(t),
+                Failure::Form(_) => crate::ui::render::server_error(Some(t)),
             };
         }
     };
@@ -180,10 +180,6 @@ async fn render_problem(
         }
         .render(),
     )
-}
-
-fn server_error(t: Tr) -> Response {
-    crate::ui::render::server_error(Some(t))
 }
 
 async fn problem_page(
@@ -409,7 +405,7 @@ async fn render_change(
         Err(e) => {
             return match failure(t, "change", e) {
                 Failure::Page(r) => r,
-                Failure::Form(_) => server_error(t),
+                Failure::Form(_) => crate::ui::render::server_error(Some(t)),
             };
         }
     };

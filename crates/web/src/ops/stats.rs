@@ -86,7 +86,7 @@ async fn stats_page(State(state): State<AppState>, s: Signed, Query(q): Query<Pe
         return forbidden(t);
     }
     let (from, to, from_text, to_text) = period(state.fhir.now_ms(), &q);
-    let r = match state.stats.report(&info.caller, from, to, q.days.unwrap_or(30)).await {
+    let mut r = match state.stats.report(&info.caller, from, to, q.days.unwrap_or(30)).await {
         Ok(r) => r,
         Err(DeskError::Forbidden(_)) => return forbidden(t),
         Err(e) => return failed(t, "statistics", e),
@@ -139,8 +139,8 @@ async fn stats_page(State(state): State<AppState>, s: Signed, Query(q): Query<Pe
             day_width,
             response_pct: pct(r.response_sla),
             resolution_pct: pct(r.resolution_sla),
-            recurring: r.recurring.clone(),
-            engineers: r.engineers.clone(),
+            recurring: std::mem::take(&mut r.recurring),
+            engineers: r.engineers.take(),
             r,
         }
         .render(),
