@@ -256,6 +256,12 @@ impl Cmdb {
             relate_in(self.0.backend, &mut tx, &r, at, by).await?;
         }
         tx.commit().await?;
+        // A large import changes the tables' shape at once: PostgreSQL plans the
+        // impact walks by sequential scans until autovacuum next samples them (twice
+        // as slow), so they are sampled now.
+        if self.0.backend == crate::Backend::Postgres && cis.len() + relations.len() >= 1_000 {
+            sqlx::query("ANALYZE ops_cis, ops_relations").execute(&self.0.write).await?;
+        }
         Ok(ids)
     }
 
@@ -455,40 +461,42 @@ impl Cmdb {
         };
         let walked = format!(
             "WITH RECURSIVE walk(id) AS (SELECT CAST($1 AS BIGINT) UNION SELECT r.{to} FROM ops_relations r \
-             JOIN walk w ON r.{from} = w.id JOIN ops_cis x ON x.id = r.{to} \
-             WHERE r.{spreading} AND x.status <> 'retired')",
+             JOIN walk w ON r.{from} = w.id \
+             WHERE r.{spreading} \
+             AND NOT EXISTS (SELECT 1 FROM ops_cis x WHERE x.id = r.{to} AND x.status = 'retired'))",
             spreading = spreading_in()
         );
         // Every spreading relation out of a walked CI ends at a walked CI: the
-        // relations, each with the CI it reaches (every CI reached but the start).
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{walked} SELECT r.source, r.kind, r.target, c.code, c.name, c.class, c.campus, c.status \
+        // relations, each with the CI it reaches (every CI reached but the start),
+        // as one JSON array in one row — thousands of rows handed over one by one
+        // cost more than the walk.
+        let (open, close) = match self.0.backend {
+            crate::Backend::Sqlite => ("json_group_array(json_array(", "))"),
+            crate::Backend::Postgres => ("COALESCE(json_agg(json_build_array(", ")), '[]')::text"),
+        };
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{walked} SELECT {open}r.source, r.kind, r.target, c.code, c.name, c.class, c.campus, c.status{close} \
              FROM walk w JOIN ops_relations r ON r.{from} = w.id JOIN ops_cis c ON c.id = r.{to} \
              WHERE r.{spreading} AND c.status <> 'retired'",
             spreading = spreading_in()
         )))
         .bind(id)
-        .fetch_all(&self.0.read)
+        .fetch_one(&self.0.read)
         .await?;
+        type Row = (i64, String, i64, String, String, String, Option<String>, String);
+        let rows: Vec<Row> = serde_json::from_str(&row.try_get::<String, _>(0)?)
+            .map_err(|e| crate::StoreError::Corrupt(format!("impact walk: {e}")))?;
         let mut cis: Vec<Ci> = Vec::new();
         let mut seen = std::collections::HashSet::from([id]);
         let mut relations = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let rel = Relation { source: r.try_get(0)?, kind: r.try_get(1)?, target: r.try_get(2)? };
+        for (source, kind, target, code, name, class, campus, status) in rows {
+            let rel = Relation { source, kind, target };
             let reached = match way {
                 Walk::Impacted => rel.source,
                 Walk::Needs => rel.target,
             };
             if seen.insert(reached) && (cis.len() as i64) < max {
-                cis.push(Ci {
-                    id: reached,
-                    code: r.try_get(3)?,
-                    name: r.try_get(4)?,
-                    class: r.try_get(5)?,
-                    campus: r.try_get(6)?,
-                    status: r.try_get(7)?,
-                    ..Ci::default()
-                });
+                cis.push(Ci { id: reached, code, name, class, campus, status, ..Ci::default() });
             }
             relations.push(rel);
         }

@@ -198,6 +198,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0031_kb_version_source.sql"),
         postgres: include_str!("../migrations/postgres/0031_kb_version_source.sql"),
     },
+    Migration {
+        version: 32,
+        name: "cis_retired",
+        sqlite: include_str!("../migrations/sqlite/0032_cis_retired.sql"),
+        postgres: include_str!("../migrations/postgres/0032_cis_retired.sql"),
+    },
 ];
 
 impl Store {

@@ -2,6 +2,8 @@
 //! `lianyi:ops` scope word (or an IT engineer's). Errors are `{"error": …}` with, for
 //! broken rules, `"errors": [{"row", "field", "rule", "detail"}]`.
 
+use std::collections::BTreeSet;
+
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -9,7 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use lianyi_ops::cmdb::{CiForm, CmdbError, Impact};
 use lianyi_store::cmdb::{Ci, CiQuery, Relation, Walk};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -170,17 +172,58 @@ struct ImpactQuery {
     way: Option<String>,
 }
 
-fn impact_json(i: &Impact) -> Value {
-    let brief = |c: &Ci| json!({"id": c.id, "code": c.code, "name": c.name, "class": c.class, "campus": c.campus});
-    json!({
-        "start": ci_json(&i.start),
-        "way": if i.way == Walk::Needs { "needs" } else { "impacted" },
-        "reached": i.reached.iter().map(|r| { let mut b = brief(&r.ci); b["depth"] = json!(r.depth); b }).collect::<Vec<_>>(),
-        "relations": i.relations.iter().map(relation_json).collect::<Vec<_>>(),
-        "businessSystems": i.of_class("business-system").map(brief).collect::<Vec<_>>(),
-        "clinicalServices": i.of_class("clinical-service").map(brief).collect::<Vec<_>>(),
-        "campuses": i.campuses,
-    })
+/// A CI in an impact answer: thousands of them for a core device, so written
+/// straight from borrowed fields rather than through `Value`s.
+#[derive(Serialize)]
+struct Brief<'a> {
+    id: i64,
+    code: &'a str,
+    name: &'a str,
+    class: &'a str,
+    campus: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    depth: Option<usize>,
+}
+
+impl<'a> Brief<'a> {
+    fn of(c: &'a Ci, depth: Option<usize>) -> Self {
+        Brief { id: c.id, code: &c.code, name: &c.name, class: &c.class, campus: c.campus.as_deref(), depth }
+    }
+}
+
+#[derive(Serialize)]
+struct RelationOut<'a> {
+    source: i64,
+    kind: &'a str,
+    target: i64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ImpactOut<'a> {
+    start: Value,
+    way: &'static str,
+    reached: Vec<Brief<'a>>,
+    relations: Vec<RelationOut<'a>>,
+    business_systems: Vec<Brief<'a>>,
+    clinical_services: Vec<Brief<'a>>,
+    campuses: &'a BTreeSet<String>,
+}
+
+fn impact_out(i: &Impact) -> ImpactOut<'_> {
+    ImpactOut {
+        start: ci_json(&i.start),
+        way: if i.way == Walk::Needs { "needs" } else { "impacted" },
+        reached: i.reached.iter().map(|r| Brief::of(&r.ci, Some(r.depth))).collect(),
+        relations: i
+            .relations
+            .iter()
+            .map(|r| RelationOut { source: r.source, kind: &r.kind, target: r.target })
+            .collect(),
+        business_systems: i.of_class("business-system").map(|c| Brief::of(c, None)).collect(),
+        clinical_services: i.of_class("clinical-service").map(|c| Brief::of(c, None)).collect(),
+        campuses: &i.campuses,
+    }
 }
 
 async fn impact(
@@ -202,7 +245,10 @@ async fn impact(
             return error(e);
         }
     };
-    answer(state.cmdb.impact(&caller, id, way, 100_000).await, |i| impact_json(&i))
+    match state.cmdb.impact(&caller, id, way, 100_000).await {
+        Ok(i) => Json(impact_out(&i)).into_response(),
+        Err(e) => error(e),
+    }
 }
 
 #[derive(Deserialize, Default)]
