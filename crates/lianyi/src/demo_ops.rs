@@ -12,6 +12,7 @@ use lianyi_ops::changes::{ChangeForm, Changes};
 use lianyi_ops::cmdb::{Cmdb, CmdbError, Imported};
 use lianyi_ops::desk::{Desk, DeskError, Report};
 use lianyi_ops::kb::{ArticleForm, Kb, KbError, Source};
+use lianyi_ops::monitor::{Monitor, MonitorError, NewProbe};
 use lianyi_ops::problems::{Analysis, ProblemForm, Problems};
 use lianyi_security::Caller;
 
@@ -233,4 +234,36 @@ pub async fn kb(kb: &Kb, caller: &Caller, resolved: i64) -> Result<usize, KbErro
     };
     kb.create_from(caller, Source::Incident(resolved), &given).await?;
     Ok(articles.len() + 1)
+}
+
+/// The demo's probes, run by the central server: the platform's own health and
+/// database, its HL7 listener and its web page — and the west campus's nurse-station
+/// printer, standing in for a device that is off: its probe points at a local port
+/// where nothing listens, so it is found down within two minutes and its alert opens
+/// an incident. Returns how many probes.
+pub async fn monitoring(
+    monitor: &Monitor,
+    caller: &Caller,
+    http: std::net::SocketAddr,
+    mllp: std::net::SocketAddr,
+) -> Result<usize, MonitorError> {
+    use lianyi_monitor::probe::{Kind, Spec};
+    let probes = [
+        ("LIANYI", Kind::Platform, String::new(), 60, 5_000),
+        ("LIANYI-DB", Kind::Database, String::new(), 60, 5_000),
+        (&*format!("LIANYI-MLLP-{mllp}"), Kind::Tcp, mllp.to_string(), 30, 3_000),
+        ("LIANYI-HTTP", Kind::Http, format!("http://{http}/healthz"), 30, 3_000),
+        ("PRN-W3-NS", Kind::Tcp, "127.0.0.1:9".to_string(), 60, 2_000),
+    ];
+    for (ci, kind, target, interval_s, timeout_ms) in &probes {
+        let spec = Spec {
+            kind: *kind,
+            target: target.clone(),
+            interval_s: *interval_s,
+            timeout_ms: *timeout_ms,
+            ..Spec::default()
+        };
+        monitor.create(caller, &NewProbe { ci: ci.to_string(), runner: String::new(), spec }).await?;
+    }
+    Ok(probes.len())
 }

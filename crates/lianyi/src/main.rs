@@ -354,6 +354,8 @@ enum CliError {
     Service(#[from] lianyi_services::fhir::ServiceError),
     #[error(transparent)]
     Cmdb(#[from] lianyi_ops::cmdb::CmdbError),
+    #[error("monitoring: {0}")]
+    Monitor(#[from] lianyi_ops::monitor::MonitorError),
     #[error(transparent)]
     Desk(#[from] lianyi_ops::desk::DeskError),
     #[error(transparent)]
@@ -1286,6 +1288,7 @@ async fn demo_command(
     let demo_caller = Caller::task(SystemTask::Demo);
     let admin = clients.add(&demo_caller, "demo-admin", "system/*.cruds", "*", None).await?;
     let east = clients.add(&demo_caller, "demo-east-readonly", "system/*.rs", "campus-east", None).await?;
+    let ops = clients.add(&demo_caller, "demo-ops", lianyi_security::clients::OPS_SCOPE, "*", None).await?;
     let users = lianyi_security::users::UserService::new(
         store.clone(),
         service.audit_log().clone(),
@@ -1340,6 +1343,8 @@ async fn demo_command(
     let resolved = demo_ops::resolved_call(&app.state().desk, &demo_caller).await?;
     let articles = demo_ops::kb(&app.state().kb, &demo_caller, resolved).await?;
     let mllp_addr = start_mllp(&app, mllp_listen, DEMO_MLLP_CAMPUS, false, None, Default::default()).await?;
+    app.register_platform().await?;
+    let probes = demo_ops::monitoring(&app.state().monitor, &demo_caller, addr, mllp_addr).await?;
     let oru_file = dir.join("oru_r01.hl7");
     std::fs::write(&oru_file, sample_oru.as_ref().map_or("", |(m, _)| m.as_str()))
         .map_err(|source| config::ConfigError::DataDir { path: oru_file.clone(), source })?;
@@ -1372,7 +1377,11 @@ async fn demo_command(
     }
     println!();
     println!("  API clients (OAuth2 client credentials; secrets are new on every demo start):");
-    for (c, what) in [(&admin, "every campus, read and write"), (&east, "East Campus only, read and search")] {
+    for (c, what) in [
+        (&admin, "every campus, read and write"),
+        (&east, "East Campus only, read and search"),
+        (&ops, "the IT operations API: CMDB, service desk, knowledge base, monitoring"),
+    ] {
         println!("    {:<20} {what}", c.name);
         println!("      client_id     {}", c.client_id);
         println!("      client_secret {}", c.client_secret);
@@ -1410,6 +1419,9 @@ async fn demo_command(
     );
     println!(
         "  Knowledge base http://{addr}/ops/kb ({articles} articles; try 打印, 登录慢 or PACS; suggested as a fault is typed)"
+    );
+    println!(
+        "  Monitoring    {probes} probes (the platform, its database, HL7 listener and web page; the west campus's nurse-station printer, standing in for a device that is off: its alert opens an incident within two minutes): GET http://{addr}/api/ops/probes and /api/ops/alerts?open=true with demo-ops's token"
     );
     println!("  Web login: http://{addr}/login   password for every demo account: {DEMO_PASSWORD}");
     println!("  (each account enrols an authenticator app at its first login: scan the QR code)");

@@ -297,7 +297,14 @@ impl Desk {
             ci: ci.as_ref().map(|c| c.id),
             reporter: if phone { format!("phone:{}", r.caller_name.trim()) } else { caller.actor().to_string() },
             reporter_name: if phone { r.caller_name.trim().to_string() } else { Self::username(caller).to_string() },
-            channel: if phone { "phone" } else { "self" }.into(),
+            channel: if phone {
+                "phone"
+            } else if caller.kind() == lianyi_security::ActorKind::System {
+                "monitor"
+            } else {
+                "self"
+            }
+            .into(),
             impact,
             urgency,
             priority,
@@ -597,6 +604,40 @@ impl Desk {
         events.push(self.event(caller, "resolved", Some(resolution.trim().to_string())));
         let notices = self.notices("resolved", &t, Self::reporter_of(&t)).await?;
         self.write_telling(caller, t, events, notices).await
+    }
+
+    /// Monitoring adds what it saw to a ticket its alert opened or joined.
+    pub async fn monitor_note(&self, caller: &Caller, id: i64, text: &str) -> Result<(), DeskError> {
+        if caller.kind() != lianyi_security::ActorKind::System {
+            return Err(DeskError::Forbidden("monitoring notes come from the platform"));
+        }
+        let e = self.event(caller, "monitor", Some(text.to_string()));
+        self.tables().note(id, &[e], &[]).await?;
+        self.audit(caller, "ticket-change", format!("ticket {id} monitor")).await
+    }
+
+    /// Monitoring resolves the ticket its alerts opened once every one has
+    /// recovered (a ticket already resolved or closed by an engineer is left alone).
+    pub async fn monitor_resolve(&self, caller: &Caller, id: i64, text: &str) -> Result<bool, DeskError> {
+        if caller.kind() != lianyi_security::ActorKind::System {
+            return Err(DeskError::Forbidden("monitoring resolves from the platform"));
+        }
+        let Some(mut t) = self.tables().get(id).await? else {
+            return Err(DeskError::NotFound);
+        };
+        if !OPEN.contains(&t.status.as_str()) {
+            return Ok(false);
+        }
+        let mut events = Vec::new();
+        if t.status == "pending" {
+            events.push(self.event(caller, "resumed", None));
+        }
+        t.status = "resolved".into();
+        t.resolved_at = Some(self.fhir.now_ms());
+        t.resolution = Some(text.to_string());
+        events.push(self.event(caller, "resolved", Some(text.to_string())));
+        self.write(caller, t, events).await?;
+        Ok(true)
     }
 
     /// The assignee logs time spent on the ticket (minutes, with a note).

@@ -10,6 +10,7 @@ pub mod cmdb;
 pub mod csv;
 pub mod desk;
 pub mod kb;
+pub mod monitor;
 pub mod platform;
 pub mod problems;
 pub mod settings;

@@ -278,6 +278,9 @@ pub enum SystemTask {
     Empi { what: String, by: String },
     /// IT operations: the server registering itself in the configuration database.
     Operations,
+    /// Monitoring: recording probe results, opening and resolving the incidents its
+    /// alerts raise.
+    Monitoring,
     /// An operator at the command line (`cli:<os user>`), a benchmark or a test set-up,
     /// named by who runs it.
     Operator(String),
@@ -297,6 +300,7 @@ impl SystemTask {
             SystemTask::Billing => "billing".into(),
             SystemTask::Empi { what, by } => format!("empi ({what} by {by})"),
             SystemTask::Operations => "lianyi operations".into(),
+            SystemTask::Monitoring => "lianyi monitoring".into(),
             SystemTask::Operator(name) => name.clone(),
         }
     }

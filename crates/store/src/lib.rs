@@ -18,6 +18,7 @@ pub mod desk;
 pub mod kb;
 pub mod messages;
 mod migrate;
+pub mod monitor;
 pub mod notices;
 mod operations;
 pub mod outbox;

@@ -204,6 +204,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0032_cis_retired.sql"),
         postgres: include_str!("../migrations/postgres/0032_cis_retired.sql"),
     },
+    Migration {
+        version: 33,
+        name: "monitoring",
+        sqlite: include_str!("../migrations/sqlite/0033_monitoring.sql"),
+        postgres: include_str!("../migrations/postgres/0033_monitoring.sql"),
+    },
 ];
 
 impl Store {

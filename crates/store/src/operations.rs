@@ -25,6 +25,11 @@ impl Operations {
         crate::cmdb::Cmdb(self.0.clone())
     }
 
+    /// Monitoring's probes, runs, samples, rules and alerts: see [`crate::monitor`].
+    pub fn monitor(&self) -> crate::monitor::Monitor {
+        crate::monitor::Monitor(self.0.clone())
+    }
+
     /// The IT service desk's tickets and groups: see [`crate::desk`].
     pub fn desk(&self) -> crate::desk::Desk {
         crate::desk::Desk(self.0.clone())

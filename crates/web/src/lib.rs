@@ -127,6 +127,10 @@ pub struct AppState {
     pub stats: lianyi_ops::stats::Stats,
     /// The IT knowledge base.
     pub kb: lianyi_ops::kb::Kb,
+    /// Monitoring: probes, alerts, the incidents they open.
+    pub monitor: lianyi_ops::monitor::Monitor,
+    /// Runs the central server's probes.
+    pub checker: lianyi_monitor::check::Checker,
     /// What the process listens on: (protocol, address), for the IT home page.
     pub listeners: Arc<std::sync::Mutex<Vec<(String, String)>>>,
     /// Per-address budgets for the login and token endpoints.
@@ -172,6 +176,8 @@ pub enum AppError {
     Keys(#[from] lianyi_security::crypto::CryptoError),
     #[error("the service desk: {0}")]
     Desk(String),
+    #[error("monitoring: {0}")]
+    Monitor(String),
 }
 
 /// The field cipher for a key file.
@@ -241,6 +247,8 @@ impl App {
         let changes = lianyi_ops::changes::Changes::new(fhir.clone());
         let stats = lianyi_ops::stats::Stats::new(fhir.clone(), desk.clone());
         let kb = lianyi_ops::kb::Kb::new(fhir.clone());
+        let monitor = lianyi_ops::monitor::Monitor::new(fhir.clone(), desk.clone());
+        let checker = lianyi_monitor::check::Checker::new().map_err(|e| AppError::Monitor(e.to_string()))?;
         let scheduling = lianyi_clinical::scheduling::Scheduling::new(fhir.clone());
         let workspace = lianyi_clinical::encounter::Workspace::new(fhir.clone());
         let prescribing = lianyi_clinical::prescribing::Prescribing::new(fhir.clone());
@@ -269,6 +277,8 @@ impl App {
                 changes,
                 stats,
                 kb,
+                monitor,
+                checker,
                 listeners: Default::default(),
                 limits,
                 exports: Default::default(),
@@ -318,6 +328,12 @@ impl App {
         }
     }
 
+    /// Registers the platform in its configuration database now (the running server
+    /// keeps it current), so its CIs can be given probes before it serves.
+    pub async fn register_platform(&self) -> Result<usize, lianyi_ops::cmdb::CmdbError> {
+        self.state.cmdb.register(&self.platform()).await
+    }
+
     pub fn router(&self) -> Router {
         routes::router(self.state.clone())
     }
@@ -339,6 +355,8 @@ impl App {
         let charger = tokio::spawn(self.state.charges.clone().run());
         // SLA warnings and escalations, and the desk's mail, while the server runs.
         let sla = tokio::spawn(ops::notices::watch_sla(self.state.clone(), std::time::Duration::from_secs(60)));
+        // The central server's probes, checked for due ones every second.
+        let prober = tokio::spawn(ops::monitor::run_probes(self.state.clone(), std::time::Duration::from_secs(1)));
         let mailer =
             self.state.config.mail.clone().map(|m| tokio::spawn(ops::notices::send_mail(self.state.clone(), m)));
         if let Ok(addr) = listener.local_addr() {
@@ -374,6 +392,7 @@ impl App {
         watcher.abort();
         charger.abort();
         sla.abort();
+        prober.abort();
         if let Some(m) = mailer {
             m.abort();
         }

@@ -14,6 +14,7 @@ mod export;
 mod helpers;
 mod hl7;
 mod kb;
+mod monitor;
 mod ops;
 mod ops_browser;
 mod outbound;

@@ -9,6 +9,8 @@ mod changes;
 mod desk;
 mod kb;
 mod kb_api;
+pub(crate) mod monitor;
+mod monitor_api;
 pub(crate) mod notices;
 mod sla;
 mod stats;
@@ -42,6 +44,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ops/cis/{id}/relations/remove", post(unrelate))
         .route("/ops/cis/{id}/impact", get(impact_page))
         .merge(api::router())
+        .merge(monitor_api::router())
         .merge(desk::router())
         .merge(changes::router())
         .merge(stats::router())

@@ -1,0 +1,205 @@
+//! Monitoring through the ops API against real sockets: a TCP port closed and opened
+//! again opens an incident on its CI and resolves it; bad probe definitions are
+//! refused naming the field; a collector's results are stored once however often
+//! they are sent, and only for its own campus's probes.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app};
+use crate::ops::campuses;
+
+async fn post(c: &reqwest::Client, app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
+    let r = c.post(app.url(path)).json(&body).send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(c: &reqwest::Client, app: &TestApp, path: &str) -> Value {
+    let r = c.get(app.url(path)).send().await.unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+/// Polls `path` until `done` holds (at most `secs` seconds).
+async fn until(c: &reqwest::Client, app: &TestApp, path: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..secs * 10 {
+        last = get(c, app, path).await;
+        if done(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{path} never got there: {last}");
+}
+
+async fn ci(ops: &reqwest::Client, app: &TestApp, code: &str, name: &str, class: &str, campus: &str) {
+    let body = json!({"code": code, "name": name, "class": class, "campus": campus, "supportGroup": "system"});
+    let (status, v) = post(ops, app, "/api/ops/cis", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+}
+
+#[tokio::test]
+async fn a_port_that_closes_opens_an_incident_on_its_ci_and_its_recovery_resolves_it() {
+    let app = spawn_app().await;
+    campuses(&app).await;
+    let ops = app.client_with("lianyi:ops", "*", None).await;
+    ci(&ops, &app, "SRV-PACS", "东院区 PACS 服务器", "host", "campus-east").await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (status, probe) = post(
+        &ops,
+        &app,
+        "/api/ops/probes",
+        json!({"ci": "SRV-PACS", "kind": "tcp", "target": addr.to_string(), "interval": 1, "timeout": 500}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{probe}");
+    assert_eq!(probe["rules"][0]["metric"], "up");
+    let path = format!("/api/ops/probes/{}", probe["id"]);
+    until(&ops, &app, &path, 10, |p| p["lastUp"] == json!(true)).await;
+
+    // The port closes: within two intervals an alert, and an incident on the CI.
+    drop(listener);
+    let closed_at = std::time::Instant::now();
+    let alerts = until(&ops, &app, "/api/ops/alerts?open=true", 10, |a| {
+        a["alerts"].as_array().unwrap().iter().any(|a| a["incident"].is_number())
+    })
+    .await;
+    assert!(closed_at.elapsed() < Duration::from_secs(5), "{:?}", closed_at.elapsed());
+    let alert = &alerts["alerts"][0];
+    assert_eq!((alert["metric"].as_str(), alert["severity"].as_str()), (Some("up"), Some("major")));
+    assert!(alert["detail"].as_str().unwrap().contains("refused"), "{alert}");
+    let ticket = get(&ops, &app, &format!("/api/ops/incidents/{}", alert["incident"])).await;
+    assert_eq!(ticket["channel"], "monitor", "{ticket}");
+    assert_eq!(ticket["status"], "new");
+    assert!(ticket["title"].as_str().unwrap().contains("SRV-PACS"), "{ticket}");
+    assert_eq!(ticket["supportGroup"], "system");
+
+    // Still down a few runs later: still one alert and one incident.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let open = get(&ops, &app, "/api/ops/alerts?open=true").await;
+    assert_eq!(open["alerts"].as_array().unwrap().len(), 1, "{open}");
+
+    // The port opens again: the alert resolves and so does the incident, with a note.
+    let _back = std::net::TcpListener::bind(addr).unwrap();
+    until(&ops, &app, "/api/ops/alerts?open=true", 10, |a| a["alerts"].as_array().unwrap().is_empty()).await;
+    let ticket =
+        until(&ops, &app, &format!("/api/ops/incidents/{}", alert["incident"]), 5, |t| t["status"] == "resolved").await;
+    assert!(ticket["resolution"].as_str().unwrap().contains("recovered"), "{ticket}");
+    let all = get(&ops, &app, "/api/ops/alerts").await;
+    assert_eq!(all["alerts"][0]["status"], "resolved");
+    // Every run is kept, from the central server.
+    let card = get(&ops, &app, &path).await;
+    assert!(card["runs"].as_array().unwrap().iter().any(|r| r["up"] == json!(false)));
+    assert_eq!(card["runs"][0]["source"], "central");
+}
+
+#[tokio::test]
+async fn bad_probes_and_rules_are_refused_naming_the_field() {
+    let app = spawn_app().await;
+    campuses(&app).await;
+    let ops = app.client_with("lianyi:ops", "*", None).await;
+    ci(&ops, &app, "SW-E1", "东院区接入交换机", "network", "campus-east").await;
+    for (body, field, rule) in [
+        (json!({"ci": "SW-E1", "kind": "tcp", "interval": 60}), "target", "required"),
+        (json!({"ci": "SW-E1", "kind": "tcp", "target": "10.0.0.1:22", "interval": 0}), "interval", "range"),
+        (json!({"ci": "SW-E1", "kind": "carrier-pigeon", "target": "x"}), "kind", "choice"),
+        (json!({"ci": "NOPE", "kind": "tcp", "target": "10.0.0.1:22"}), "ci", "unknown"),
+        (
+            json!({"ci": "SW-E1", "kind": "snmp", "target": "10.0.0.1",
+                   "snmp": {"version": "2c", "community": "public", "oids": ["ifInOctets.1"]}}),
+            "snmp.oids",
+            "format",
+        ),
+        (json!({"ci": "SW-E1", "kind": "database", "runner": "campus-east"}), "runner", "central"),
+        (json!({"ci": "SW-E1", "kind": "tcp", "target": "10.0.0.1:22", "runner": "campus-mars"}), "runner", "unknown"),
+    ] {
+        let (status, v) = post(&ops, &app, "/api/ops/probes", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert!(
+            v["errors"].as_array().unwrap().iter().any(|e| e["field"] == field && e["rule"] == rule),
+            "{body}: {v}"
+        );
+    }
+    let (_, p) =
+        post(&ops, &app, "/api/ops/probes", json!({"ci": "SW-E1", "kind": "tcp", "target": "10.0.0.1:22"})).await;
+    let rules = format!("/api/ops/probes/{}/rules", p["id"]);
+    let (status, v) = post(
+        &ops,
+        &app,
+        &rules,
+        json!({"metric": "latency_ms", "op": "above", "threshold": 500, "clear": 800, "severity": "warning"}),
+    )
+    .await;
+    assert_eq!((status, v["errors"][0]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("clear")), "{v}");
+    let (status, v) =
+        post(&ops, &app, &rules, json!({"metric": "latency_ms", "op": "sideways", "threshold": "x"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let fields: Vec<&str> = v["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["threshold", "op", "severity"]);
+    let (status, _) = post(
+        &ops,
+        &app,
+        &rules,
+        json!({"metric": "latency_ms", "op": "above", "threshold": 500, "clear": 300, "forSeconds": 180, "severity": "warning"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // Nurses do not define probes.
+    let nurse = app.client_with("user/Patient.rs", "campus-east", None).await;
+    let (status, _) =
+        post(&nurse, &app, "/api/ops/probes", json!({"ci": "SW-E1", "kind": "tcp", "target": "10.0.0.1:22"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_collector_sends_its_campus_results_once_however_often_it_retries() {
+    let app = spawn_app().await;
+    campuses(&app).await;
+    let ops = app.client_with("lianyi:ops", "*", None).await;
+    ci(&ops, &app, "PRN-W3", "西院区三楼护士站打印机", "printer", "campus-west").await;
+    ci(&ops, &app, "PRN-E1", "东院区门诊打印机", "printer", "campus-east").await;
+    let (_, west) = post(
+        &ops,
+        &app,
+        "/api/ops/probes",
+        json!({"ci": "PRN-W3", "kind": "tcp", "target": "10.2.3.40:9100", "runner": "campus-west", "interval": 30}),
+    )
+    .await;
+    let (_, east) = post(
+        &ops,
+        &app,
+        "/api/ops/probes",
+        json!({"ci": "PRN-E1", "kind": "tcp", "target": "10.1.0.9:9100", "runner": "campus-east", "interval": 30}),
+    )
+    .await;
+    let collector = app.client_with("lianyi:ops", "campus-west", None).await;
+    let mine = get(&collector, &app, "/api/ops/collector/probes").await;
+    let ids: Vec<&Value> = mine["probes"].as_array().unwrap().iter().map(|p| &p["id"]).collect();
+    assert_eq!(ids, [&west["id"]], "{mine}");
+    assert_eq!(mine["probes"][0]["spec"]["target"], "10.2.3.40:9100");
+    let result = |at: i64, up: f64| json!({"probe": west["id"], "at": at, "outcome": {"readings": [{"metric": "up", "value": up}, {"metric": "latency_ms", "value": 3.5}]}});
+    let batch = json!({"results": [result(1_000, 1.0), result(31_000, 1.0)]});
+    let (status, v) = post(&collector, &app, "/api/ops/collector/results", batch.clone()).await;
+    assert_eq!((status, v), (StatusCode::OK, json!({"stored": 2, "duplicates": 0})));
+    // The answer was lost; the collector sends the same batch again, and one more.
+    let again = json!({"results": [result(1_000, 1.0), result(31_000, 1.0), result(61_000, 1.0)]});
+    let (status, v) = post(&collector, &app, "/api/ops/collector/results", again).await;
+    assert_eq!((status, v), (StatusCode::OK, json!({"stored": 1, "duplicates": 2})));
+    let card = get(&ops, &app, &format!("/api/ops/probes/{}", west["id"])).await;
+    assert_eq!(card["runs"].as_array().unwrap().len(), 3);
+    assert!(card["runs"][0]["source"].as_str().unwrap().starts_with("collector:"));
+    // Another campus's probe is refused, and the batch stops there.
+    let theirs = json!({"results": [result(91_000, 1.0),
+        {"probe": east["id"], "at": 1_000, "outcome": {"readings": [{"metric": "up", "value": 1.0}]}}]});
+    let (status, v) = post(&collector, &app, "/api/ops/collector/results", theirs).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!((v["stored"].clone(), v["refused"]["index"].clone()), (json!(1), json!(1)), "{v}");
+    // Garbage is a clear error.
+    let (status, v) = post(&collector, &app, "/api/ops/collector/results", json!({"results": "x"})).await;
+    assert_eq!((status, v["errors"][0]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("results")));
+}

@@ -1,0 +1,732 @@
+//! Monitoring bound to the configuration database: probes on CIs, run by the central
+//! server or a campus's collector; each run's readings go through the probe's rules
+//! ([`lianyi_monitor::rules`]); an alert that is a root cause opens an incident on its
+//! CI (or joins the one already open there), and resolves it when every alert of
+//! that incident has recovered. An alert on a CI whose dependencies are down is
+//! suppressed and names its root; an alert on a CI that a scheduled change touches
+//! during its window is held (maintenance). Every call checks the caller here and is
+//! audited; the engine itself reads no clock.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use lianyi_monitor::check::{Checker, Outcome};
+use lianyi_monitor::probe::{Kind, Spec};
+use lianyi_monitor::rules::{self, Change, Damping, Op, Severity, Track};
+use lianyi_security::roles::Capability;
+use lianyi_security::{ActorKind, Caller, SystemTask};
+use lianyi_services::FhirService;
+use lianyi_store::StoreError;
+use lianyi_store::cmdb::{Ci, Walk};
+use lianyi_store::monitor::{Alert, Probe, ProbeQuery, Rule, Run};
+
+use crate::cmdb::FieldError;
+use crate::desk::{Desk, DeskError, Report};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{}", crate::cmdb::joined(.0))]
+    Invalid(Vec<FieldError>),
+    #[error("no such probe")]
+    NotFound,
+    #[error("the audit record could not be written: {0}")]
+    Audit(String),
+    #[error(transparent)]
+    Desk(#[from] DeskError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn invalid(field: &str, rule: &'static str, detail: impl Into<String>) -> MonitorError {
+    MonitorError::Invalid(vec![FieldError { row: None, field: field.into(), rule, detail: detail.into() }])
+}
+
+/// A probe to add: the CI (by code), where it runs (empty: the central server; a
+/// campus: that campus's collector) and its definition.
+#[derive(Clone, Debug)]
+pub struct NewProbe {
+    pub ci: String,
+    pub runner: String,
+    pub spec: Spec,
+}
+
+/// A rule to add, as the form or the API gives it.
+#[derive(Clone, Debug, Default)]
+pub struct RuleForm {
+    pub metric: String,
+    pub op: String,
+    pub threshold: String,
+    pub clear: String,
+    /// Seconds.
+    pub for_s: String,
+    pub severity: String,
+}
+
+/// A probe with what it knows.
+#[derive(Clone, Debug)]
+pub struct ProbeCard {
+    pub probe: Probe,
+    pub spec: Spec,
+    pub ci: Ci,
+    pub rules: Vec<Rule>,
+    pub runs: Vec<Run>,
+    pub alerts: Vec<Alert>,
+}
+
+/// Whether `metric` matches a rule's `pattern` (one `*` matches any text).
+pub fn matches(pattern: &str, metric: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == metric,
+        Some((head, tail)) => {
+            metric.len() >= head.len() + tail.len() && metric.starts_with(head) && metric.ends_with(tail)
+        }
+    }
+}
+
+/// See the module documentation.
+#[derive(Clone, Debug)]
+pub struct Monitor {
+    fhir: FhirService,
+    desk: Desk,
+    /// One run is processed at a time: a rule's track is read, advanced and written
+    /// back without another run of the same probe in between.
+    gate: std::sync::Arc<tokio::sync::Mutex<()>>,
+    damping: Damping,
+}
+
+impl Monitor {
+    pub fn new(fhir: FhirService, desk: Desk) -> Monitor {
+        Monitor { fhir, desk, gate: Default::default(), damping: Damping::default() }
+    }
+
+    fn tables(&self) -> lianyi_store::monitor::Monitor {
+        self.fhir.operations().monitor()
+    }
+
+    fn operate(caller: &Caller) -> Result<(), MonitorError> {
+        if caller.can(Capability::OperateIt) {
+            Ok(())
+        } else {
+            Err(MonitorError::Forbidden("monitoring is for the IT team"))
+        }
+    }
+
+    fn system() -> Caller {
+        Caller::task(SystemTask::Monitoring)
+    }
+
+    async fn audit(&self, caller: &Caller, action: &str, detail: String) -> Result<(), MonitorError> {
+        let mut e = caller.entry(self.fhir.now_ms(), action, "success");
+        e.detail = Some(detail);
+        self.fhir.audit_log().record(vec![e]).await.map_err(|e| MonitorError::Audit(e.to_string()))
+    }
+
+    /// The rules every new probe starts with: down for one interval opens an alert
+    /// (so a failure becomes an incident within two intervals), and the kind's own.
+    fn default_rules(spec: &Spec, at: i64, by: &str) -> Vec<Rule> {
+        let rule = |metric: &str, op: Op, threshold: f64, for_ms: i64, severity: Severity| Rule {
+            metric: metric.into(),
+            op: op.as_str().into(),
+            threshold,
+            clear: None,
+            for_ms,
+            severity: severity.as_str().into(),
+            created_at: at,
+            created_by: by.into(),
+            ..Rule::default()
+        };
+        let interval_ms = i64::from(spec.interval_s) * 1_000;
+        let mut out = vec![rule("up", Op::Below, 1.0, interval_ms, Severity::Major)];
+        match spec.kind {
+            Kind::Tls => {
+                out.push(rule("tls_days_left", Op::Below, 30.0, 0, Severity::Warning));
+                out.push(rule("tls_days_left", Op::Below, 7.0, 0, Severity::Critical));
+            }
+            Kind::Platform => {
+                out.push(rule("channel.*.queue_depth", Op::Above, 100.0, 2 * interval_ms, Severity::Major));
+                out.push(rule("channel.*.dead_letters", Op::Above, 0.0, 0, Severity::Warning));
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// Adds a probe on a CI with its default rules.
+    pub async fn create(&self, caller: &Caller, p: &NewProbe) -> Result<i64, MonitorError> {
+        Self::operate(caller)?;
+        let mut errors: Vec<FieldError> = p
+            .spec
+            .problems()
+            .into_iter()
+            .map(|e| FieldError { row: None, field: e.field, rule: e.rule, detail: e.detail })
+            .collect();
+        let ci = match p.ci.trim() {
+            "" => {
+                errors.push(FieldError {
+                    row: None,
+                    field: "ci".into(),
+                    rule: "required",
+                    detail: "the configuration item the probe checks".into(),
+                });
+                None
+            }
+            code => {
+                let found = self.fhir.operations().cmdb().by_code(code).await?;
+                if found.is_none() {
+                    errors.push(FieldError {
+                        row: None,
+                        field: "ci".into(),
+                        rule: "unknown",
+                        detail: format!("no configuration item {code}"),
+                    });
+                }
+                found
+            }
+        };
+        let runner = Some(p.runner.trim().to_string()).filter(|r| !r.is_empty());
+        if let Some(campus) = &runner {
+            if p.spec.kind.central_only() {
+                errors.push(FieldError {
+                    row: None,
+                    field: "runner".into(),
+                    rule: "central",
+                    detail: format!("a {} probe runs in the central server", p.spec.kind.as_str()),
+                });
+            } else if !self.fhir.campuses().await.map_err(|e| MonitorError::Audit(e.to_string()))?.contains(campus) {
+                errors.push(FieldError {
+                    row: None,
+                    field: "runner".into(),
+                    rule: "unknown",
+                    detail: format!("no campus {campus}"),
+                });
+            }
+        }
+        let Some(ci) = ci.filter(|_| errors.is_empty()) else {
+            return Err(MonitorError::Invalid(errors));
+        };
+        if let Some(campus) = &ci.campus
+            && !caller.can(Capability::ManageIt)
+            && caller.campus().is_some_and(|c| c.as_str() != campus)
+        {
+            return Err(MonitorError::Forbidden("probes on another campus's items are added by its IT team"));
+        }
+        let now = self.fhir.now_ms();
+        let spec_json = serde_json::to_string(&p.spec).map_err(|e| MonitorError::Audit(e.to_string()))?;
+        let probe = Probe {
+            ci: ci.id,
+            kind: p.spec.kind.as_str().into(),
+            target: p.spec.target.trim().to_string(),
+            spec: spec_json,
+            interval_s: i64::from(p.spec.interval_s),
+            campus: runner,
+            enabled: true,
+            due_at: now,
+            created_at: now,
+            created_by: caller.actor().to_string(),
+            ..Probe::default()
+        };
+        let rules = Self::default_rules(&p.spec, now, caller.actor());
+        let id = self.tables().create(&probe, &rules).await?;
+        self.audit(caller, "probe-create", format!("probe {id} {} on CI {}", probe.kind, ci.id)).await?;
+        Ok(id)
+    }
+
+    /// Adds a rule to a probe.
+    pub async fn add_rule(&self, caller: &Caller, probe: i64, f: &RuleForm) -> Result<i64, MonitorError> {
+        Self::operate(caller)?;
+        self.tables().probe(probe).await?.ok_or(MonitorError::NotFound)?;
+        let mut errors = Vec::new();
+        let mut num = |field: &str, v: &str, required: bool| match v.trim() {
+            "" if !required => None,
+            t => match t.parse::<f64>() {
+                Ok(n) if n.is_finite() => Some(n),
+                _ => {
+                    errors.push(FieldError {
+                        row: None,
+                        field: field.into(),
+                        rule: "number",
+                        detail: "a number".into(),
+                    });
+                    None
+                }
+            },
+        };
+        let threshold = num("threshold", &f.threshold, true);
+        let clear = num("clear", &f.clear, false);
+        let for_s = num("for", &f.for_s, false).unwrap_or(0.0);
+        let op = Op::parse(f.op.trim());
+        if op.is_none() {
+            errors.push(FieldError { row: None, field: "op".into(), rule: "choice", detail: "above or below".into() });
+        }
+        let severity = Severity::parse(f.severity.trim());
+        if severity.is_none() {
+            errors.push(FieldError {
+                row: None,
+                field: "severity".into(),
+                rule: "choice",
+                detail: "warning, major or critical".into(),
+            });
+        }
+        if f.metric.matches('*').count() > 1 {
+            errors.push(FieldError {
+                row: None,
+                field: "metric".into(),
+                rule: "pattern",
+                detail: "a metric name, or a pattern with one *".into(),
+            });
+        }
+        let (Some(threshold), Some(op), Some(severity), true) = (threshold, op, severity, errors.is_empty()) else {
+            return Err(MonitorError::Invalid(errors));
+        };
+        let engine = rules::Rule {
+            metric: f.metric.trim().into(),
+            op,
+            threshold,
+            clear,
+            for_ms: (for_s * 1_000.0) as i64,
+            severity,
+        };
+        let problems: Vec<FieldError> = engine
+            .problems()
+            .into_iter()
+            .map(|e| FieldError { row: None, field: e.field, rule: e.rule, detail: e.detail })
+            .collect();
+        if !problems.is_empty() {
+            return Err(MonitorError::Invalid(problems));
+        }
+        let now = self.fhir.now_ms();
+        let rule = Rule {
+            probe,
+            metric: engine.metric.clone(),
+            op: op.as_str().into(),
+            threshold,
+            clear,
+            for_ms: engine.for_ms,
+            severity: severity.as_str().into(),
+            created_at: now,
+            created_by: caller.actor().to_string(),
+            ..Rule::default()
+        };
+        let id = self.tables().add_rule(probe, &rule).await?;
+        self.audit(
+            caller,
+            "probe-rule",
+            format!("rule {id} on probe {probe}: {} {} {threshold}", rule.metric, rule.op),
+        )
+        .await?;
+        Ok(id)
+    }
+
+    /// Probes, on one CI or all.
+    pub async fn probes(&self, caller: &Caller, ci: Option<i64>) -> Result<Vec<Probe>, MonitorError> {
+        Self::operate(caller)?;
+        Ok(self.tables().probes(&ProbeQuery { ci, runner: None, limit: 1_000 }).await?)
+    }
+
+    /// A probe with its CI, rules, last runs and alerts.
+    pub async fn card(&self, caller: &Caller, id: i64) -> Result<ProbeCard, MonitorError> {
+        Self::operate(caller)?;
+        let probe = self.tables().probe(id).await?.ok_or(MonitorError::NotFound)?;
+        let spec: Spec = serde_json::from_str(&probe.spec)
+            .map_err(|e| MonitorError::Store(StoreError::Corrupt(format!("probe {id}: {e}"))))?;
+        let ci = self.fhir.operations().cmdb().get(probe.ci).await?.ok_or(MonitorError::NotFound)?;
+        let rules = self.tables().rules(id).await?;
+        let runs = self.tables().runs(id, 20).await?;
+        let alerts = self.tables().alerts(false, 200).await?.into_iter().filter(|a| a.probe == id).collect();
+        Ok(ProbeCard { probe, spec, ci, rules, runs, alerts })
+    }
+
+    /// Alerts, newest first.
+    pub async fn alerts(&self, caller: &Caller, open_only: bool, limit: i64) -> Result<Vec<Alert>, MonitorError> {
+        Self::operate(caller)?;
+        Ok(self.tables().alerts(open_only, limit.clamp(1, 1_000)).await?)
+    }
+
+    /// The probes a campus's collector runs (the caller is the collector's client,
+    /// bound to its campus).
+    pub async fn assignments(&self, caller: &Caller) -> Result<Vec<(i64, Spec)>, MonitorError> {
+        Self::operate(caller)?;
+        let Some(campus) = caller.campus() else {
+            return Err(MonitorError::Forbidden("a collector's client belongs to one campus"));
+        };
+        let probes = self
+            .tables()
+            .probes(&ProbeQuery { ci: None, runner: Some(Some(campus.as_str().to_string())), limit: 10_000 })
+            .await?;
+        Ok(probes
+            .into_iter()
+            .filter(|p| p.enabled)
+            .filter_map(|p| serde_json::from_str(&p.spec).ok().map(|s| (p.id, s)))
+            .collect())
+    }
+
+    /// Records what a run saw — sent by a collector (its campus's probes only) or by
+    /// the central server — and processes it. False when this run (probe, `at`) was
+    /// recorded before: nothing is counted twice.
+    pub async fn record(&self, caller: &Caller, probe: i64, at: i64, o: &Outcome) -> Result<bool, MonitorError> {
+        Self::operate(caller)?;
+        let p = self.tables().probe(probe).await?.ok_or(MonitorError::NotFound)?;
+        let source = if caller.kind() == ActorKind::System {
+            "central".to_string()
+        } else {
+            match (&p.campus, caller.campus()) {
+                (Some(runner), Some(c)) if runner == c.as_str() => format!("collector:{}", caller.actor()),
+                _ => return Err(MonitorError::Forbidden("a collector sends results of its own campus's probes")),
+            }
+        };
+        if o.readings.len() > 10_000 {
+            return Err(invalid("readings", "length", "at most 10,000 readings per run"));
+        }
+        let _turn = self.gate.lock().await;
+        let run = Run {
+            probe,
+            at,
+            up: o.is_up(),
+            error: o.error.clone().map(|e| e.chars().take(500).collect()),
+            note: o.note.clone().map(|e| e.chars().take(500).collect()),
+            source,
+        };
+        let samples: Vec<(String, f64)> = o
+            .readings
+            .iter()
+            .filter(|r| r.value.is_finite() && !r.metric.is_empty() && r.metric.len() <= 200)
+            .map(|r| (r.metric.clone(), r.value))
+            .collect();
+        if !self.tables().record(&run, &samples).await? {
+            return Ok(false);
+        }
+        self.process(&p, at, o).await?;
+        Ok(true)
+    }
+
+    /// Runs the central server's due probes once (the scheduler calls this every
+    /// few seconds); returns how many ran.
+    pub async fn run_due(&self, checker: &Checker) -> Result<usize, MonitorError> {
+        let now = self.fhir.now_ms();
+        let due = self.tables().due(None, now, 200).await?;
+        let system = Self::system();
+        let mut ran = 0;
+        let mut work = Vec::new();
+        for p in due {
+            // The next run is set first: a probe that hangs is not started twice.
+            self.tables().set_due(p.id, now + p.interval_s.max(1) * 1_000).await?;
+            let Ok(spec) = serde_json::from_str::<Spec>(&p.spec) else {
+                tracing::error!(probe = p.id, "a probe's definition does not read");
+                continue;
+            };
+            work.push((p.id, spec));
+        }
+        let results = futures_join(checker, self, work, now).await;
+        for (id, outcome) in results {
+            match self.record(&system, id, now, &outcome).await {
+                Ok(_) => ran += 1,
+                Err(e) => tracing::error!(probe = id, error = %e, "recording a probe run"),
+            }
+        }
+        Ok(ran)
+    }
+
+    /// The database probe: the latency of a query on the platform's own database.
+    async fn database(&self) -> Outcome {
+        let started = std::time::Instant::now();
+        match self.fhir.operations().ping().await {
+            Ok(()) => {
+                let mut o = up();
+                o.readings.push(reading("latency_ms", started.elapsed().as_secs_f64() * 1_000.0));
+                o
+            }
+            Err(e) => lianyi_monitor::check::Outcome {
+                readings: vec![reading("up", 0.0)],
+                error: Some(e.to_string()),
+                note: None,
+            },
+        }
+    }
+
+    /// The platform's own health: memory, the database pools, and each outbound
+    /// channel's queue depth, dead letters and time since its last delivery.
+    async fn platform(&self, now: i64) -> Outcome {
+        let mut o = up();
+        if let Some(kb) = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        }) {
+            o.readings.push(reading("memory_rss_mb", (kb / 1_024.0 * 10.0).round() / 10.0));
+        }
+        let pools = self.fhir.operations().pool_stats();
+        o.readings.push(reading("pool.read_size", f64::from(pools.read_size)));
+        o.readings.push(reading("pool.read_idle", pools.read_idle as f64));
+        match self.fhir.operations().queue_stats().await {
+            Ok(queues) => {
+                for q in queues {
+                    o.readings.push(reading(&format!("channel.{}.queue_depth", q.channel), q.pending as f64));
+                    o.readings.push(reading(&format!("channel.{}.dead_letters", q.channel), q.dead as f64));
+                    if let Some(last) = q.last_success {
+                        o.readings.push(reading(
+                            &format!("channel.{}.last_success_age_s", q.channel),
+                            ((now - last) / 1_000) as f64,
+                        ));
+                    }
+                }
+            }
+            Err(e) => o.note = Some(format!("the channels' queues: {e}")),
+        }
+        o
+    }
+
+    /// Advances the probe's rules with a run's readings; opens, flags and resolves
+    /// alerts; then settles which alerts are root causes.
+    async fn process(&self, p: &Probe, at: i64, o: &Outcome) -> Result<(), MonitorError> {
+        let rules = self.tables().rules(p.id).await?;
+        let mut tracks: HashMap<(i64, String), Track> = self
+            .tables()
+            .tracks(p.id)
+            .await?
+            .into_iter()
+            .filter_map(|(rule, metric, state)| serde_json::from_str(&state).ok().map(|t| ((rule, metric), t)))
+            .collect();
+        let mut saved = Vec::new();
+        let mut alerts = Vec::new();
+        let mut recovered = Vec::new();
+        for rule in &rules {
+            let (Some(op), Some(severity)) = (Op::parse(&rule.op), Severity::parse(&rule.severity)) else {
+                continue;
+            };
+            let engine = rules::Rule {
+                metric: rule.metric.clone(),
+                op,
+                threshold: rule.threshold,
+                clear: rule.clear,
+                for_ms: rule.for_ms,
+                severity,
+            };
+            for r in o.readings.iter().filter(|r| matches(&rule.metric, &r.metric)) {
+                let track = tracks.entry((rule.id, r.metric.clone())).or_default();
+                let change = track.observe(&engine, &self.damping, at, r.value);
+                let state = serde_json::to_string(&*track).map_err(|e| MonitorError::Audit(e.to_string()))?;
+                saved.push((rule.id, r.metric.clone(), state));
+                match change {
+                    Some(Change::Opened) => alerts.push(Alert {
+                        rule: rule.id,
+                        probe: p.id,
+                        ci: p.ci,
+                        metric: r.metric.clone(),
+                        severity: rule.severity.clone(),
+                        status: "open".into(),
+                        opened_at: at,
+                        value: r.value,
+                        flapping: track.is_flapping(),
+                        detail: o.error.clone(),
+                        ..Alert::default()
+                    }),
+                    Some(Change::Flapping) => {
+                        if let Some(mut a) = self.tables().open_alert(rule.id, &r.metric).await? {
+                            a.flapping = true;
+                            a.value = r.value;
+                            alerts.push(a);
+                        }
+                    }
+                    Some(Change::Resolved) => {
+                        if let Some(mut a) = self.tables().open_alert(rule.id, &r.metric).await? {
+                            a.status = "resolved".into();
+                            a.resolved_at = Some(at);
+                            a.value = r.value;
+                            recovered.push(a.clone());
+                            alerts.push(a);
+                        }
+                    }
+                    None => {}
+                }
+            }
+        }
+        let changed = !alerts.is_empty();
+        self.tables().save(&saved, &alerts).await?;
+        let system = Self::system();
+        for a in &recovered {
+            let Some(ticket) = a.ticket else { continue };
+            if self.tables().open_alerts_of_ticket(ticket).await?.is_empty() {
+                let text = format!("{} recovered ({} = {}) at {}", a.metric, a.metric, a.value, time(at));
+                self.desk.monitor_resolve(&system, ticket, &text).await?;
+            } else {
+                self.desk.monitor_note(&system, ticket, &format!("{} recovered at {}", a.metric, time(at))).await?;
+            }
+        }
+        if changed {
+            self.settle(at).await?;
+        }
+        Ok(())
+    }
+
+    /// Settles every open alert: held by a scheduled change touching its CI in its
+    /// window, suppressed by a down CI it depends on, or a root cause — which opens an
+    /// incident on its CI, or joins the one already open there.
+    pub async fn settle(&self, at: i64) -> Result<(), MonitorError> {
+        let open = self.tables().open_alerts().await?;
+        if open.is_empty() {
+            return Ok(());
+        }
+        let ops = self.fhir.operations();
+        // Maintenance: scheduled changes whose window holds `at`.
+        let changes = ops
+            .change_requests()
+            .list(&lianyi_store::changes::ChangeQuery {
+                statuses: Some(vec!["scheduled".into()]),
+                overlapping: Some((at, at + 1)),
+                before: None,
+                limit: 500,
+            })
+            .await?;
+        let ids: Vec<i64> = changes.iter().map(|c| c.id).collect();
+        let held: HashMap<i64, i64> =
+            ops.change_requests().cis_of(&ids).await?.into_iter().map(|(change, ci)| (ci, change)).collect();
+        // Root causes among the CIs that are down.
+        let down: BTreeSet<i64> = open.iter().filter(|a| a.metric == "up").map(|a| a.ci).collect();
+        let mut closures: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
+        for &ci in &down {
+            let g = ops.cmdb().walk(ci, Walk::Needs, 100_000).await?;
+            closures.insert(ci, g.cis.iter().map(|c| c.id).collect());
+        }
+        let roots = rules::roots(&down, |ci| closures.get(&ci).cloned().unwrap_or_default());
+        let system = Self::system();
+        let mut tickets: HashMap<i64, i64> = open.iter().filter_map(|a| a.ticket.map(|t| (a.ci, t))).collect();
+        let mut suppressed_under: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for mut a in open {
+            let maintenance = held.get(&a.ci).copied();
+            let suppressed_by = if a.metric == "up" { roots.get(&a.ci).and_then(|r| r.first().copied()) } else { None };
+            let mut dirty = maintenance != a.maintenance || suppressed_by != a.suppressed_by;
+            if suppressed_by.is_some() && a.suppressed_by.is_none() && a.ticket.is_none() {
+                suppressed_under.entry(suppressed_by.unwrap_or_default()).or_default().push(a.ci);
+            }
+            a.maintenance = maintenance;
+            a.suppressed_by = suppressed_by;
+            if a.ticket.is_none() && maintenance.is_none() && suppressed_by.is_none() {
+                let ticket = match tickets.get(&a.ci) {
+                    Some(t) => {
+                        self.desk.monitor_note(&system, *t, &describe(&a)).await?;
+                        *t
+                    }
+                    None => {
+                        let t = self.open_incident(&a).await?;
+                        tickets.insert(a.ci, t);
+                        t
+                    }
+                };
+                a.ticket = Some(ticket);
+                dirty = true;
+            }
+            if dirty {
+                self.tables().update(&a).await?;
+            }
+        }
+        // The root's incident says what else stopped with it.
+        for (root, cis) in suppressed_under {
+            if let Some(t) = tickets.get(&root) {
+                let codes: Vec<String> = ops.cmdb().many(&cis).await?.into_iter().take(20).map(|c| c.code).collect();
+                let more = if cis.len() > codes.len() { format!(" … ({} in all)", cis.len()) } else { String::new() };
+                let text = format!("also down, suppressed by this root cause: {}{more}", codes.join(", "));
+                self.desk.monitor_note(&system, *t, &text).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the incident of a root-cause alert: impact from the alert's severity,
+    /// urgency high when the CI is clinical-critical (7×24) or stops a business system.
+    async fn open_incident(&self, a: &Alert) -> Result<i64, MonitorError> {
+        let ops = self.fhir.operations();
+        let ci = ops.cmdb().get(a.ci).await?.ok_or(MonitorError::NotFound)?;
+        let round_the_clock = |c: &Ci| c.attrs.contains("\"7x24\"");
+        let reached = ops.cmdb().walk(a.ci, Walk::Impacted, 100_000).await?;
+        let stops_system = reached.cis.iter().any(|c| c.class == "business-system" || c.class == "clinical-service");
+        let impact = match Severity::parse(&a.severity) {
+            Some(Severity::Critical) => 1,
+            Some(Severity::Major) => 2,
+            _ => 3,
+        };
+        let urgency = if round_the_clock(&ci) || stops_system { 1 } else { 2 };
+        let category = match ci.class.as_str() {
+            "network" | "security" => "network",
+            "printer" => "printer",
+            "medical-device" => "medical-device",
+            "interface" => "interface",
+            "business-system" | "database" | "middleware" | "clinical-service" => "software",
+            _ => "hardware",
+        };
+        let what = if a.metric == "up" { "not answering".to_string() } else { format!("{} = {}", a.metric, a.value) };
+        let report = Report {
+            title: format!("{} ({}) {what}", ci.name, ci.code).chars().take(200).collect(),
+            description: describe(a),
+            category: category.into(),
+            ci: ci.code.clone(),
+            campus: ci.campus.clone().unwrap_or_default(),
+            impact: impact.to_string(),
+            urgency: urgency.to_string(),
+            ..Report::default()
+        };
+        Ok(self.desk.report(&Self::system(), &report).await?)
+    }
+}
+
+fn describe(a: &Alert) -> String {
+    let mut s = format!(
+        "{} alert: {} = {} since {}{}",
+        a.severity,
+        a.metric,
+        a.value,
+        time(a.opened_at),
+        if a.flapping { " (flapping)" } else { "" }
+    );
+    if let Some(d) = &a.detail {
+        s.push_str(": ");
+        s.push_str(d);
+    }
+    s
+}
+
+fn time(ms: i64) -> String {
+    lianyi_fhir::datetime::format_instant(ms)
+}
+
+fn up() -> Outcome {
+    Outcome { readings: vec![reading("up", 1.0)], error: None, note: None }
+}
+
+fn reading(metric: &str, value: f64) -> lianyi_monitor::check::Reading {
+    lianyi_monitor::check::Reading { metric: metric.into(), value }
+}
+
+/// Runs probes at once (the database and platform probes in the server itself).
+async fn futures_join(checker: &Checker, m: &Monitor, work: Vec<(i64, Spec)>, now: i64) -> Vec<(i64, Outcome)> {
+    let mut set = tokio::task::JoinSet::new();
+    let mut out = Vec::with_capacity(work.len());
+    for (id, spec) in work {
+        match spec.kind {
+            Kind::Database => out.push((id, m.database().await)),
+            Kind::Platform => out.push((id, m.platform(now).await)),
+            _ => {
+                let checker = checker.clone();
+                set.spawn(async move { (id, checker.run(&spec, now).await) });
+            }
+        }
+    }
+    while let Some(done) = set.join_next().await {
+        if let Ok(r) = done {
+            out.push(r);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+
+    #[test]
+    fn a_pattern_with_one_star_matches_any_middle() {
+        assert!(matches("up", "up") && !matches("up", "upx"));
+        assert!(matches("channel.*.queue_depth", "channel.lis-east.queue_depth"));
+        assert!(!matches("channel.*.queue_depth", "channel.lis.dead_letters"));
+        assert!(matches("if.*", "if.eth0.in_bps"));
+        assert!(!matches("a*a", "a"));
+    }
+}
