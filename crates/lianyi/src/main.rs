@@ -2,6 +2,7 @@
 //! over to the services and the HTTP edge.
 #![forbid(unsafe_code)]
 
+mod collector;
 mod config;
 mod demo_billing;
 mod demo_ops;
@@ -143,6 +144,24 @@ enum Command {
     Messages {
         #[command(subcommand)]
         command: MessagesCommand,
+    },
+    /// Run a campus's collector: the probes the central server assigns to its campus,
+    /// near the devices, with results spooled on disk while the server is unreachable.
+    Collector {
+        /// The central server, e.g. https://lianyi.hospital.cn
+        #[arg(long, env = "LIANYI_SERVER")]
+        server: String,
+        /// CLIENT_ID:CLIENT_SECRET of an API client with the lianyi:ops scope, bound to
+        /// the collector's campus (`lianyi client add campus-west-collector --scope
+        /// lianyi:ops --campus campus-west`).
+        #[arg(long, env = "LIANYI_COLLECTOR_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Where results wait until the server has stored them.
+        #[arg(long, default_value = "collector-spool")]
+        spool: PathBuf,
+        /// Seconds between fetches of the probe assignments.
+        #[arg(long, default_value_t = 60)]
+        refresh: u64,
     },
     /// Print the version.
     Version,
@@ -356,6 +375,8 @@ enum CliError {
     Cmdb(#[from] lianyi_ops::cmdb::CmdbError),
     #[error("monitoring: {0}")]
     Monitor(#[from] lianyi_ops::monitor::MonitorError),
+    #[error("the collector: {0}")]
+    Collector(#[from] collector::CollectorError),
     #[error(transparent)]
     Desk(#[from] lianyi_ops::desk::DeskError),
     #[error(transparent)]
@@ -491,6 +512,13 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Version => {
             println!("lianyi {} (FHIR R4 4.0.1)", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Collector { server, token, spool, refresh } => {
+            tokio::select! {
+                r = collector::run(&server, &token, &spool, std::time::Duration::from_secs(refresh.max(1))) => r?,
+                () = shutdown_signal() => {}
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { data } => {

@@ -324,15 +324,15 @@ impl Monitor {
         Ok(self.tables().probes(&ProbeQuery { ci, runner: None, limit: 1_000 }).await?)
     }
 
-    /// A probe with its CI, rules, last runs and alerts.
-    pub async fn card(&self, caller: &Caller, id: i64) -> Result<ProbeCard, MonitorError> {
+    /// A probe with its CI, rules, last `runs` runs (at most 10,000) and alerts.
+    pub async fn card(&self, caller: &Caller, id: i64, runs: i64) -> Result<ProbeCard, MonitorError> {
         Self::operate(caller)?;
         let probe = self.tables().probe(id).await?.ok_or(MonitorError::NotFound)?;
         let spec: Spec = serde_json::from_str(&probe.spec)
             .map_err(|e| MonitorError::Store(StoreError::Corrupt(format!("probe {id}: {e}"))))?;
         let ci = self.fhir.operations().cmdb().get(probe.ci).await?.ok_or(MonitorError::NotFound)?;
         let rules = self.tables().rules(id).await?;
-        let runs = self.tables().runs(id, 20).await?;
+        let runs = self.tables().runs(id, runs.clamp(1, 10_000)).await?;
         let alerts = self.tables().alerts(false, 200).await?.into_iter().filter(|a| a.probe == id).collect();
         Ok(ProbeCard { probe, spec, ci, rules, runs, alerts })
     }

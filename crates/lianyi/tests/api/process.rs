@@ -550,3 +550,180 @@ async fn kill_9_during_a_payment_stream_leaves_no_charge_paid_without_its_invoic
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// `lianyi serve` on a chosen port (the collector's server address stays the same
+/// across a restart).
+fn serve_on(data_dir: &Path, database_url: &str, port: u16) -> Child {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(data_dir)
+        .args(["--database", database_url])
+        .env("LIANYI_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn lianyi");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    child
+}
+
+fn cli_client_with(data_dir: &Path, database_url: &str, name: &str, scope: &str, campus: Option<&str>) -> String {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["client", "add", name, "--scope", scope, "--data-dir"]).arg(data_dir).args(["--database", database_url]);
+    if let Some(c) = campus {
+        cmd.args(["--campus", c]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    format!("{}:{}", v["client_id"].as_str().unwrap(), v["client_secret"].as_str().unwrap())
+}
+
+async fn bearer(base: &str, token: &str) -> reqwest::Client {
+    let (id, secret) = token.split_once(':').unwrap();
+    let v: Value = reqwest::Client::new()
+        .post(format!("{base}/oauth/token"))
+        .form(&[("grant_type", "client_credentials"), ("client_id", id), ("client_secret", secret)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert("authorization", format!("Bearer {}", v["access_token"].as_str().unwrap()).parse().unwrap());
+    reqwest::Client::builder().default_headers(h).build().unwrap()
+}
+
+fn collector(base: &str, token: &str, spool: &Path) -> Child {
+    Command::new(BIN)
+        .args(["collector", "--server", base, "--token", token, "--refresh", "1", "--spool"])
+        .arg(spool)
+        .env("LIANYI_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn the collector")
+}
+
+/// The runs the server holds for a probe, oldest first (instants in ms).
+async fn runs_of(ops: &reqwest::Client, base: &str, probe: &Value) -> Vec<i64> {
+    let card: Value =
+        ops.get(format!("{base}/api/ops/probes/{probe}?runs=10000")).send().await.unwrap().json().await.unwrap();
+    let mut at: Vec<i64> = card["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert!(r["source"].as_str().unwrap().starts_with("collector:"), "{r}");
+            lianyi_fhir::datetime::parse_range(r["at"].as_str().unwrap()).unwrap().low
+        })
+        .collect();
+    at.sort();
+    at
+}
+
+#[tokio::test]
+async fn a_collector_killed_and_a_server_stopped_lose_no_result_and_count_none_twice() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("lianyi.db").display());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let admin = cli_client_with(dir.path(), &url, "setup", "system/Organization.cruds", Some("campus-west"));
+    let ops_token = cli_client_with(dir.path(), &url, "it-desk", "lianyi:ops", None);
+    let west = cli_client_with(dir.path(), &url, "west-collector", "lianyi:ops", Some("campus-west"));
+    let mut server = serve_on(dir.path(), &url, port);
+    let fhir = bearer(&base, &admin).await;
+    let r = fhir
+        .put(format!("{base}/fhir/Organization/campus-west"))
+        .header("content-type", "application/fhir+json")
+        .body(json!({"resourceType": "Organization", "id": "campus-west", "name": "西院区"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let ops = bearer(&base, &ops_token).await;
+    let r = ops
+        .post(format!("{base}/api/ops/cis"))
+        .json(&json!({"code": "SW-W-ACC", "name": "西院区接入交换机", "class": "network", "campus": "campus-west"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    // The device: a port on this machine, probed every second by the west collector.
+    let device = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let probe: Value = ops
+        .post(format!("{base}/api/ops/probes"))
+        .json(&json!({"ci": "SW-W-ACC", "kind": "tcp", "target": device.local_addr().unwrap().to_string(),
+                      "runner": "campus-west", "interval": 1, "timeout": 500}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(probe["id"].is_number(), "{probe}");
+    let probe = probe["id"].clone();
+    let spool = dir.path().join("spool");
+    let mut c = collector(&base, &west, &spool);
+    let wait_runs = |n: usize| {
+        let (ops, base, probe) = (ops.clone(), base.clone(), probe.clone());
+        async move {
+            for _ in 0..200 {
+                if runs_of(&ops, &base, &probe).await.len() >= n {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("fewer than {n} runs arrived");
+        }
+    };
+    wait_runs(3).await;
+    // The collector is killed and restarted with its spool.
+    c.kill().unwrap();
+    c.wait().unwrap();
+    let mut c = collector(&base, &west, &spool);
+    let before = runs_of(&ops, &base, &probe).await.len();
+    wait_runs(before + 2).await;
+    // The central server stops for a while; the collector keeps probing into its spool.
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let stopped = lianyi_now();
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    let spooled = std::fs::read_to_string(spool.join("results.ndjson")).unwrap_or_default().lines().count();
+    assert!(spooled >= 4, "the collector spooled {spooled} results while the server was down");
+    let restarted = lianyi_now();
+    let mut server = serve_on(dir.path(), &url, port);
+    let ops = bearer(&base, &ops_token).await;
+    // The backlog arrives, then the collector stops for good and its spool drains.
+    for _ in 0..100 {
+        if runs_of(&ops, &base, &probe).await.iter().any(|&at| at > restarted + 1_000) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    c.kill().unwrap();
+    c.wait().unwrap();
+    let runs = runs_of(&ops, &base, &probe).await;
+    // Every second the server was down has its run: nothing lost.
+    let during: Vec<i64> = runs.iter().copied().filter(|&at| at > stopped && at < restarted).collect();
+    assert!(during.len() >= 5, "runs while the server was down: {during:?}");
+    for w in during.windows(2) {
+        assert!(w[1] - w[0] < 1_600, "a run is missing between {} and {}", w[0], w[1]);
+    }
+    // Nothing twice: each instant once (the spool was resent in part at least once:
+    // the kill left results the server had stored).
+    let mut unique = runs.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), runs.len());
+    server.kill().unwrap();
+    server.wait().unwrap();
+    drop(device);
+}
+
+#[allow(clippy::disallowed_methods)]
+fn lianyi_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}

@@ -180,7 +180,7 @@ async fn create(State(state): State<AppState>, RemoteCaller(caller): RemoteCalle
         spec,
     };
     match state.monitor.create(&caller, &new).await {
-        Ok(id) => match state.monitor.card(&caller, id).await {
+        Ok(id) => match state.monitor.card(&caller, id, 20).await {
             Ok(c) => (StatusCode::CREATED, [("location", format!("/api/ops/probes/{id}"))], Json(card_json(&c)))
                 .into_response(),
             Err(e) => error(e),
@@ -198,8 +198,19 @@ fn card_json(c: &lianyi_ops::monitor::ProbeCard) -> Value {
     v
 }
 
-async fn read(State(state): State<AppState>, RemoteCaller(caller): RemoteCaller, Path(id): Path<i64>) -> Response {
-    match state.monitor.card(&caller, id).await {
+#[derive(Deserialize, Default)]
+struct CardQuery {
+    /// How many of the last runs (default 20, at most 10,000).
+    runs: Option<i64>,
+}
+
+async fn read(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    Path(id): Path<i64>,
+    Query(q): Query<CardQuery>,
+) -> Response {
+    match state.monitor.card(&caller, id, q.runs.unwrap_or(20)).await {
         Ok(c) => Json(card_json(&c)).into_response(),
         Err(e) => error(e),
     }
