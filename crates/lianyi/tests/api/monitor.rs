@@ -203,3 +203,129 @@ async fn a_collector_sends_its_campus_results_once_however_often_it_retries() {
     let (status, v) = post(&collector, &app, "/api/ops/collector/results", json!({"results": "x"})).await;
     assert_eq!((status, v["errors"][0]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("results")));
 }
+
+/// A port on this machine where nothing listens.
+fn closed_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+/// "YYYY-MM-DD HH:MM" in Beijing time, `minutes` from now.
+fn beijing(minutes: i64) -> String {
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let s = lianyi_fhir::datetime::format_instant(now + minutes * 60_000 + 8 * 3_600_000);
+    format!("{} {}", &s[..10], &s[11..16])
+}
+
+#[tokio::test]
+async fn a_scheduled_change_holds_the_alerts_of_exactly_its_cis_and_no_incident_opens_for_them() {
+    let app = spawn_app().await;
+    campuses(&app).await;
+    let ops = app.client_with("lianyi:ops", "*", None).await;
+    ci(&ops, &app, "SW-MAINT", "东院区汇聚交换机（升级中）", "network", "campus-east").await;
+    ci(&ops, &app, "SRV-OTHER", "东院区文件服务器", "host", "campus-east").await;
+    // A standard change (pre-approved) on the switch, scheduled for the hour around now.
+    let changes = lianyi_ops::changes::Changes::new(app.fhir.clone());
+    let it = lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("test operator".into()));
+    let form = lianyi_ops::changes::ChangeForm {
+        title: "汇聚交换机固件升级".into(),
+        description: "升级到 V200R022".into(),
+        class: "standard".into(),
+        risk: "low".into(),
+        backout_plan: "回退到原固件".into(),
+        window_start: beijing(-60),
+        window_end: beijing(60),
+        cis: vec!["SW-MAINT".into()],
+    };
+    let change = changes.request(&it, &form).await.unwrap();
+    let v = get(&ops, &app, &format!("/api/ops/changes/{change}")).await;
+    changes.schedule(&it, change, v["version"].as_i64().unwrap(), &beijing(-60), &beijing(60)).await.unwrap();
+    for code in ["SW-MAINT", "SRV-OTHER"] {
+        let (status, v) = post(
+            &ops,
+            &app,
+            "/api/ops/probes",
+            json!({"ci": code, "kind": "tcp", "target": closed_port(), "interval": 1, "timeout": 500}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+    }
+    let alerts = until(&ops, &app, "/api/ops/alerts?open=true", 10, |a| {
+        let list = a["alerts"].as_array().unwrap();
+        list.len() == 2 && list.iter().any(|a| a["incident"].is_number())
+    })
+    .await;
+    let cis = get(&ops, &app, "/api/ops/cis?q=SW-MAINT").await;
+    let maint_ci = &cis["items"][0]["id"];
+    for a in alerts["alerts"].as_array().unwrap() {
+        if &a["ci"] == maint_ci {
+            assert_eq!((a["maintenance"].as_i64(), a["incident"].is_null()), (Some(change), true), "{a}");
+        } else {
+            assert!(a["maintenance"].is_null() && a["incident"].is_number(), "{a}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_outbound_channel_to_a_dead_receiver_raises_a_queue_alert_and_an_incident() {
+    let app = spawn_app().await;
+    campuses(&app).await;
+    let ops = app.client_with("lianyi:ops", "*", None).await;
+    let outbound = lianyi_interop::Outbound::new(app.fhir.clone(), "campus-east");
+    let it = lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("test operator".into()));
+    let spec = lianyi_interop::ChannelSpec {
+        id: "lis-feed".into(),
+        name: "LIS".into(),
+        kind: "webhook".into(),
+        endpoint: format!("http://{}/hook", closed_port()),
+        criteria: "Patient".into(),
+        campus: None,
+        headers: None,
+        max_attempts: 50,
+        backoff_ms: 10_000,
+        max_backoff_ms: 60_000,
+    };
+    outbound.add_channel(&it, spec).await.unwrap();
+    // The platform registers itself while it runs; its health probe watches the queue.
+    until(&ops, &app, "/api/ops/cis?q=LIANYI", 10, |v| v["items"].as_array().is_some_and(|i| !i.is_empty())).await;
+    let (status, probe) =
+        post(&ops, &app, "/api/ops/probes", json!({"ci": "LIANYI", "kind": "platform", "interval": 1})).await;
+    assert_eq!(status, StatusCode::CREATED, "{probe}");
+    let (status, _) = post(
+        &ops,
+        &app,
+        &format!("/api/ops/probes/{}/rules", probe["id"]),
+        json!({"metric": "channel.*.queue_depth", "op": "above", "threshold": 2, "severity": "major"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    for i in 0..5 {
+        let r = app
+            .client
+            .post(app.url("/fhir/Patient"))
+            .header("content-type", "application/fhir+json")
+            .body(
+                json!({"resourceType": "Patient", "name": [{"family": "王", "given": [format!("队列{i}")]}]})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    let alerts = until(&ops, &app, "/api/ops/alerts?open=true", 15, |a| {
+        a["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["metric"] == "channel.lis-feed.queue_depth" && a["incident"].is_number())
+    })
+    .await;
+    let alert =
+        alerts["alerts"].as_array().unwrap().iter().find(|a| a["metric"] == "channel.lis-feed.queue_depth").unwrap();
+    assert!(alert["value"].as_f64().unwrap() > 2.0);
+    let ticket = get(&ops, &app, &format!("/api/ops/incidents/{}", alert["incident"])).await;
+    assert_eq!(ticket["channel"], "monitor");
+    assert!(ticket["title"].as_str().unwrap().contains("channel.lis-feed.queue_depth"), "{ticket}");
+}

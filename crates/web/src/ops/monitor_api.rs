@@ -130,11 +130,14 @@ fn spec_of(v: &Value) -> Result<Spec, MonitorError> {
                 .unwrap_or_default(),
         }),
     };
+    let interval_s = whole("interval", 60)?;
+    // Without a timeout: 5 s, or the interval if that is shorter.
+    let timeout_ms = whole("timeout", interval_s.saturating_mul(1_000).clamp(100, 5_000))?;
     Ok(Spec {
         kind,
         target: text("target"),
-        interval_s: whole("interval", 60)?,
-        timeout_ms: whole("timeout", 5_000)?,
+        interval_s,
+        timeout_ms,
         expect_status: match &v["expectStatus"] {
             Value::Null => None,
             n => Some(
