@@ -74,6 +74,51 @@ pub struct ProbeCard {
     pub alerts: Vec<Alert>,
 }
 
+/// A business system's or clinical service's state on the status wall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Health {
+    Green,
+    /// Something it needs is held by a scheduled change.
+    Maintenance,
+    /// A warning on something it needs.
+    Amber,
+    /// Something it needs is down, or a major or critical alert.
+    Red,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Green => "green",
+            Health::Maintenance => "maintenance",
+            Health::Amber => "amber",
+            Health::Red => "red",
+        }
+    }
+}
+
+/// A CI's worst health, since when, and the causes.
+type Worst = (Health, i64, Vec<(Health, String)>);
+
+/// One tile of the status wall.
+#[derive(Clone, Debug)]
+pub struct Tile {
+    pub ci: Ci,
+    pub health: Health,
+    /// Since when it is not green.
+    pub since: Option<i64>,
+    /// The CIs whose alerts make it so (codes), worst first.
+    pub causes: Vec<String>,
+}
+
+/// The status wall of the group or one campus: every business system and clinical
+/// service, worst first, and the alerts open now with their CIs.
+#[derive(Clone, Debug)]
+pub struct Wall {
+    pub tiles: Vec<Tile>,
+    pub alerts: Vec<(Alert, Ci)>,
+}
+
 /// Whether `metric` matches a rule's `pattern` (one `*` matches any text).
 pub fn matches(pattern: &str, metric: &str) -> bool {
     match pattern.split_once('*') {
@@ -335,6 +380,66 @@ impl Monitor {
         let runs = self.tables().runs(id, runs.clamp(1, 10_000)).await?;
         let alerts = self.tables().alerts(false, 200).await?.into_iter().filter(|a| a.probe == id).collect();
         Ok(ProbeCard { probe, spec, ci, rules, runs, alerts })
+    }
+
+    /// The status wall: each business system and clinical service (of `campus` and
+    /// the group-wide ones, or all) coloured by the open alerts on what it needs —
+    /// red when something is down or a major or critical alert holds, amber for a
+    /// warning, maintenance when a scheduled change holds it — with the cause and since
+    /// when; and the open alerts. Suppressed alerts colour nothing their root does not.
+    pub async fn wall(&self, caller: &Caller, campus: Option<&str>) -> Result<Wall, MonitorError> {
+        Self::operate(caller)?;
+        let cmdb = self.fhir.operations().cmdb();
+        let mut systems = Vec::new();
+        for class in ["business-system", "clinical-service"] {
+            let q = lianyi_store::cmdb::CiQuery { class: Some(class.into()), limit: 10_000, ..Default::default() };
+            systems.extend(
+                cmdb.list(&q)
+                    .await?
+                    .into_iter()
+                    .filter(|c| c.status != "retired")
+                    .filter(|c| campus.is_none() || c.campus.is_none() || c.campus.as_deref() == campus),
+            );
+        }
+        let open = self.tables().open_alerts().await?;
+        // CI → (worst health, earliest since, (health, cause) of each alert on it).
+        let mut worst: HashMap<i64, Worst> = HashMap::new();
+        let alert_cis: HashMap<i64, Ci> =
+            cmdb.many(&open.iter().map(|a| a.ci).collect::<Vec<_>>()).await?.into_iter().map(|c| (c.id, c)).collect();
+        for a in open.iter().filter(|a| a.suppressed_by.is_none()) {
+            let health = if a.maintenance.is_some() {
+                Health::Maintenance
+            } else if a.metric == "up" || a.severity != "warning" {
+                Health::Red
+            } else {
+                Health::Amber
+            };
+            let code = alert_cis.get(&a.ci).map(|c| c.code.clone()).unwrap_or_default();
+            let mut reached: Vec<i64> =
+                cmdb.walk(a.ci, Walk::Impacted, 100_000).await?.cis.iter().map(|c| c.id).collect();
+            reached.push(a.ci);
+            for id in reached {
+                let e = worst.entry(id).or_insert((Health::Green, a.opened_at, Vec::new()));
+                e.0 = e.0.max(health);
+                e.1 = e.1.min(a.opened_at);
+                if !e.2.iter().any(|(_, c)| *c == code) {
+                    e.2.push((health, code.clone()));
+                }
+            }
+        }
+        let mut tiles: Vec<Tile> = systems
+            .into_iter()
+            .map(|ci| match worst.remove(&ci.id) {
+                Some((health, since, mut causes)) => {
+                    causes.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+                    Tile { ci, health, since: Some(since), causes: causes.into_iter().map(|(_, c)| c).collect() }
+                }
+                None => Tile { ci, health: Health::Green, since: None, causes: Vec::new() },
+            })
+            .collect();
+        tiles.sort_by(|a, b| b.health.cmp(&a.health).then(a.ci.name.cmp(&b.ci.name)));
+        let alerts = open.into_iter().filter_map(|a| alert_cis.get(&a.ci).cloned().map(|c| (a, c))).collect();
+        Ok(Wall { tiles, alerts })
     }
 
     /// Alerts, newest first.

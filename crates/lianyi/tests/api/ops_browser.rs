@@ -41,6 +41,7 @@ struct Expect {
     requested: &'static str,
     comment: &'static str,
     scheduled: &'static str,
+    down: &'static str,
 }
 
 const ZH: Expect = Expect {
@@ -69,6 +70,7 @@ const ZH: Expect = Expect {
     requested: "待审批",
     comment: "同意，夜间窗口执行",
     scheduled: "已排期",
+    down: "故障",
 };
 
 const EN: Expect = Expect {
@@ -97,6 +99,7 @@ const EN: Expect = Expect {
     requested: "Awaiting approval",
     comment: "Agreed, in the night window",
     scheduled: "Scheduled",
+    down: "Down",
 };
 
 /// Types a date and time into a `datetime-local` field as a person does, segment by
@@ -364,6 +367,35 @@ async fn it_desk_day(lang: &str, x: &Expect) {
     assert!(d.text("#chg-approvals").await.contains(x.comment));
     d.check(true).await;
     d.screenshot(&shots, "10-scheduled").await;
+
+    // Monitoring: the east campus's collector finds the HIS server down twice, a
+    // minute apart (its interval); the alert opens an incident and HIS, which runs on
+    // it, turns red on the status wall. (Fresh tokens: the clock has moved on.)
+    let ops = app.client_with("lianyi:ops", "*", None).await;
+    let r = ops
+        .post(app.url("/api/ops/probes"))
+        .json(&json!({"ci": "SRV-HIS", "kind": "tcp", "target": "10.1.0.20:443", "runner": "campus-east", "interval": 60}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let probe = r.json::<Value>().await.unwrap()["id"].clone();
+    let collector = app.client_with("lianyi:ops", "campus-east", None).await;
+    let down = |at: i64| {
+        json!({"probe": probe, "at": at, "outcome": {"readings": [{"metric": "up", "value": 0}],
+               "error": "connect to 10.1.0.20:443: no route to host"}})
+    };
+    let at = lianyi_security::Clock::now_ms(&*clock);
+    let batch = json!({"results": [down(at), down(at + 60_000)]});
+    let r = collector.post(app.url("/api/ops/collector/results")).json(&batch).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["stored"], 2);
+    d.goto(&format!("{site}/ops/monitor")).await;
+    d.find("#mon-wall li[data-code='HIS'][data-health='red']").await;
+    let tile = d.text("#mon-wall li[data-code='HIS']").await;
+    assert!(tile.contains(x.down) && tile.contains("SRV-HIS"), "{tile}");
+    assert!(d.text("#mon-alerts").await.contains("SRV-HIS"));
+    d.check(true).await;
+    d.screenshot(&shots, "11-status-wall").await;
     d.log_out().await;
     d.cmd(reqwest::Method::DELETE, "", json!({})).await;
 }

@@ -14,6 +14,7 @@ mod monitor_api;
 pub(crate) mod notices;
 mod sla;
 mod stats;
+mod wall;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -45,6 +46,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ops/cis/{id}/impact", get(impact_page))
         .merge(api::router())
         .merge(monitor_api::router())
+        .merge(wall::router())
         .merge(desk::router())
         .merge(changes::router())
         .merge(stats::router())
@@ -64,6 +66,7 @@ pub(crate) const NAV: &[NavLink] = &[
     NavLink { href: "/ops/notifications", text: "nav-notifications", place: Place::Bar, shown: desk::may_report },
     NavLink { href: "/ops/changes", text: "nav-changes", place: Place::Bar, shown: desk::may_work },
     NavLink { href: "/ops/stats", text: "nav-ops-stats", place: Place::Bar, shown: desk::may_work },
+    NavLink { href: "/ops/monitor", text: "nav-monitor", place: Place::Bar, shown: desk::may_work },
     NavLink { href: "/ops/cis", text: "nav-cmdb", place: Place::Bar, shown: may_operate },
     NavLink { href: "/ops/kb", text: "nav-kb", place: Place::Bar, shown: kb::may_write },
 ];
