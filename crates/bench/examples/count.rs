@@ -55,6 +55,7 @@ fn main() {
             tls: None,
             login_rate_per_minute: 1000,
             message_retention_days: 90,
+            monitor_raw_days: 7,
             critical_escalation_minutes: 10,
             near_expiry_days: 90,
             mail: None,

@@ -47,6 +47,7 @@ impl fmt::Debug for Secret {
 /// tls_key = "/etc/lianyi/tls/key.pem"
 /// login_rate_per_minute = 30
 /// message_retention_days = 90
+/// monitor_raw_days = 7
 /// critical_escalation_minutes = 10
 /// near_expiry_days = 90
 /// mllp_ack = "applied"
@@ -87,6 +88,9 @@ pub struct FileConfig {
     pub login_rate_per_minute: Option<u32>,
     /// Days the integration message log keeps finished messages (default 90).
     pub message_retention_days: Option<i64>,
+    /// Days monitoring keeps raw samples before rolling them up into 5-minute and
+    /// hourly buckets (default 7).
+    pub monitor_raw_days: Option<i64>,
     /// Minutes a critical value may wait for its doctor before it is escalated to the
     /// department heads (default 10).
     pub critical_escalation_minutes: Option<i64>,

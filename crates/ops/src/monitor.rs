@@ -129,11 +129,18 @@ pub fn matches(pattern: &str, metric: &str) -> bool {
     }
 }
 
+/// Days raw samples are kept before they are rolled up (the default).
+pub const DEFAULT_RAW_DAYS: i64 = 7;
+/// Days the 5-minute and the hourly rollups are kept.
+pub const ROLLUP_DAYS: [(i64, i64); 2] = [(300_000, 90), (3_600_000, 730)];
+const DAY_MS: i64 = 86_400_000;
+
 /// See the module documentation.
 #[derive(Clone, Debug)]
 pub struct Monitor {
     fhir: FhirService,
     desk: Desk,
+    raw_days: i64,
     /// One run is processed at a time: a rule's track is read, advanced and written
     /// back without another run of the same probe in between.
     gate: std::sync::Arc<tokio::sync::Mutex<()>>,
@@ -142,7 +149,38 @@ pub struct Monitor {
 
 impl Monitor {
     pub fn new(fhir: FhirService, desk: Desk) -> Monitor {
-        Monitor { fhir, desk, gate: Default::default(), damping: Damping::default() }
+        Monitor { fhir, desk, raw_days: DEFAULT_RAW_DAYS, gate: Default::default(), damping: Damping::default() }
+    }
+
+    /// Keeps raw samples `days` days (at least 1) before rolling them up.
+    pub fn with_raw_days(mut self, days: i64) -> Monitor {
+        self.raw_days = days.max(1);
+        self
+    }
+
+    /// Housekeeping: raw samples (and runs) past their retention are rolled up into
+    /// 5-minute and hourly buckets and deleted, five minutes of samples per step with
+    /// a pause between steps so other writers get their turns; rollups past theirs
+    /// are deleted a day at a time. At most `steps` steps of each; returns how many
+    /// samples went.
+    pub async fn housekeep(&self, now: i64, steps: usize) -> Result<u64, MonitorError> {
+        let before = now - self.raw_days * DAY_MS;
+        let mut gone = 0;
+        for _ in 0..steps {
+            match self.tables().roll_up_oldest(before, 300_000).await? {
+                Some(n) => gone += n,
+                None => break,
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        for (span, days) in ROLLUP_DAYS {
+            for _ in 0..steps {
+                if !self.tables().prune_rollups(span, now - days * DAY_MS).await? {
+                    break;
+                }
+            }
+        }
+        Ok(gone)
     }
 
     fn tables(&self) -> lianyi_store::monitor::Monitor {

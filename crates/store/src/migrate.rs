@@ -210,6 +210,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0033_monitoring.sql"),
         postgres: include_str!("../migrations/postgres/0033_monitoring.sql"),
     },
+    Migration {
+        version: 34,
+        name: "monitor_rollups",
+        sqlite: include_str!("../migrations/sqlite/0034_monitor_rollups.sql"),
+        postgres: include_str!("../migrations/postgres/0034_monitor_rollups.sql"),
+    },
 ];
 
 impl Store {

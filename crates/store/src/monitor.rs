@@ -86,6 +86,19 @@ pub struct Run {
 #[derive(Clone, Debug)]
 pub struct Monitor(pub(crate) Store);
 
+/// The rollup spans: 5 minutes and an hour.
+pub const SPANS: [i64; 2] = [300_000, 3_600_000];
+
+/// One rollup bucket of a metric.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rollup {
+    pub bucket: i64,
+    pub n: i64,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
 const PROBE_COLUMNS: &str = "id, ci, kind, target, spec, interval_s, campus, enabled, due_at, last_at, last_up, \
      last_error, version, created_at, created_by, updated_at";
 const RULE_COLUMNS: &str = "id, probe, metric, op, threshold, clear, for_ms, severity, created_at, created_by";
@@ -477,6 +490,110 @@ impl Monitor {
         .fetch_all(&self.0.read)
         .await?;
         rows.iter().map(alert_of).collect()
+    }
+}
+
+impl Monitor {
+    /// Rolls the raw samples of the oldest `window_ms` before `before` up into the
+    /// 5-minute and hourly buckets and deletes them and their runs, in one
+    /// transaction; returns how many samples went, or `None` when none is that old.
+    pub async fn roll_up_oldest(&self, before: i64, window_ms: i64) -> Result<Option<u64>> {
+        let oldest: Option<i64> = sqlx::query("SELECT MIN(at) FROM ops_samples WHERE at < $1")
+            .bind(before)
+            .fetch_one(&self.0.read)
+            .await?
+            .try_get(0)?;
+        let runs_oldest: Option<i64> = sqlx::query("SELECT MIN(at) FROM ops_probe_runs WHERE at < $1")
+            .bind(before)
+            .fetch_one(&self.0.read)
+            .await?
+            .try_get(0)?;
+        let Some(oldest) = oldest.into_iter().chain(runs_oldest).min() else {
+            return Ok(None);
+        };
+        let window = window_ms.max(60_000);
+        let start = oldest - oldest.rem_euclid(window);
+        let end = (start + window).min(before);
+        let (least, greatest) = match self.0.backend {
+            crate::Backend::Sqlite => ("min", "max"),
+            crate::Backend::Postgres => ("LEAST", "GREATEST"),
+        };
+        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        for span in SPANS {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO ops_rollups (probe, metric, span, bucket, n, lo, total, hi) \
+                 SELECT probe, metric, $3, at - (at % $3), COUNT(*), MIN(value), SUM(value), MAX(value) \
+                 FROM ops_samples WHERE at >= $1 AND at < $2 GROUP BY probe, metric, at - (at % $3) \
+                 ON CONFLICT (probe, metric, span, bucket) DO UPDATE SET n = ops_rollups.n + excluded.n, \
+                 lo = {least}(ops_rollups.lo, excluded.lo), total = ops_rollups.total + excluded.total, \
+                 hi = {greatest}(ops_rollups.hi, excluded.hi)"
+            )))
+            .bind(start)
+            .bind(end)
+            .bind(span)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let gone = sqlx::query("DELETE FROM ops_samples WHERE at >= $1 AND at < $2")
+            .bind(start)
+            .bind(end)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM ops_probe_runs WHERE at >= $1 AND at < $2")
+            .bind(start)
+            .bind(end)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(gone))
+    }
+
+    /// Deletes the oldest day of `span` buckets before `before`; false when none is
+    /// that old.
+    pub async fn prune_rollups(&self, span: i64, before: i64) -> Result<bool> {
+        let oldest: Option<i64> = sqlx::query("SELECT MIN(bucket) FROM ops_rollups WHERE span = $1 AND bucket < $2")
+            .bind(span)
+            .bind(before)
+            .fetch_one(&self.0.read)
+            .await?
+            .try_get(0)?;
+        let Some(oldest) = oldest else { return Ok(false) };
+        sqlx::query("DELETE FROM ops_rollups WHERE span = $1 AND bucket >= $2 AND bucket < $3")
+            .bind(span)
+            .bind(oldest)
+            .bind((oldest + 86_400_000).min(before))
+            .execute(&self.0.write)
+            .await?;
+        Ok(true)
+    }
+
+    /// A metric's `span` buckets between two instants, oldest first.
+    pub async fn rollups(&self, probe: i64, metric: &str, span: i64, from: i64, to: i64) -> Result<Vec<Rollup>> {
+        let rows = sqlx::query(
+            "SELECT bucket, n, lo, total, hi FROM ops_rollups WHERE probe = $1 AND metric = $2 AND span = $3 \
+             AND bucket >= $4 AND bucket < $5 ORDER BY bucket",
+        )
+        .bind(probe)
+        .bind(metric)
+        .bind(span)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.0.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let n: i64 = r.try_get(1)?;
+                let total: f64 = r.try_get(3)?;
+                Ok(Rollup {
+                    bucket: r.try_get(0)?,
+                    n,
+                    min: r.try_get(2)?,
+                    max: r.try_get(4)?,
+                    mean: if n > 0 { total / n as f64 } else { 0.0 },
+                })
+            })
+            .collect()
     }
 }
 

@@ -67,6 +67,8 @@ pub struct AppConfig {
     pub export_dir: std::path::PathBuf,
     /// Days the integration message log keeps finished messages.
     pub message_retention_days: i64,
+    /// Days monitoring keeps raw samples before rolling them up.
+    pub monitor_raw_days: i64,
     /// Minutes a critical value waits for its doctor before escalation.
     pub critical_escalation_minutes: i64,
     /// Days before expiry from which the pharmacy flags a batch.
@@ -247,7 +249,8 @@ impl App {
         let changes = lianyi_ops::changes::Changes::new(fhir.clone());
         let stats = lianyi_ops::stats::Stats::new(fhir.clone(), desk.clone());
         let kb = lianyi_ops::kb::Kb::new(fhir.clone());
-        let monitor = lianyi_ops::monitor::Monitor::new(fhir.clone(), desk.clone());
+        let monitor =
+            lianyi_ops::monitor::Monitor::new(fhir.clone(), desk.clone()).with_raw_days(config.monitor_raw_days);
         let checker = lianyi_monitor::check::Checker::new().map_err(|e| AppError::Monitor(e.to_string()))?;
         let scheduling = lianyi_clinical::scheduling::Scheduling::new(fhir.clone());
         let workspace = lianyi_clinical::encounter::Workspace::new(fhir.clone());

@@ -328,3 +328,50 @@ async fn an_outbound_channel_to_a_dead_receiver_raises_a_queue_alert_and_an_inci
     assert_eq!(ticket["channel"], "monitor");
     assert!(ticket["title"].as_str().unwrap().contains("channel.lis-feed.queue_depth"), "{ticket}");
 }
+
+#[tokio::test]
+async fn samples_past_their_retention_are_rolled_up_into_five_minute_and_hourly_buckets_and_deleted() {
+    let app = spawn_app().await;
+    campuses(&app).await;
+    let ops = app.client_with("lianyi:ops", "*", None).await;
+    ci(&ops, &app, "SRV-RIS", "东院区 RIS 服务器", "host", "campus-east").await;
+    let (_, probe) = post(
+        &ops,
+        &app,
+        "/api/ops/probes",
+        json!({"ci": "SRV-RIS", "kind": "tcp", "target": "10.1.0.30:443", "runner": "campus-east", "interval": 60}),
+    )
+    .await;
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let hour = 3_600_000;
+    let old = (now - 8 * 86_400_000) / hour * hour;
+    // Ten runs a minute apart eight days ago (latency 10, 20 … 100 ms), two yesterday.
+    let run = |at: i64, latency: f64| json!({"probe": probe["id"], "at": at, "outcome": {"readings": [{"metric": "up", "value": 1}, {"metric": "latency_ms", "value": latency}]}});
+    let mut results: Vec<Value> = (0..10).map(|i| run(old + i * 60_000, 10.0 * (i + 1) as f64)).collect();
+    results.push(run(now - 86_400_000, 5.0));
+    results.push(run(now - 86_400_000 + 60_000, 7.0));
+    let collector = app.client_with("lianyi:ops", "campus-east", None).await;
+    let (status, v) = post(&collector, &app, "/api/ops/collector/results", json!({"results": results})).await;
+    assert_eq!((status, v["stored"].as_i64()), (StatusCode::OK, Some(12)), "{v}");
+
+    let desk = lianyi_ops::desk::Desk::new(app.fhir.clone()).unwrap();
+    let monitor = lianyi_ops::monitor::Monitor::new(app.fhir.clone(), desk);
+    assert_eq!(monitor.housekeep(now, 100).await.unwrap(), 20, "ten runs of two metrics rolled up");
+    assert_eq!(monitor.housekeep(now, 100).await.unwrap(), 0, "and only once");
+    let id = probe["id"].as_i64().unwrap();
+    let tables = app.store.operations().monitor();
+    let raw = tables.samples(id, "latency_ms", 0, i64::MAX).await.unwrap();
+    assert_eq!(raw.iter().map(|(_, v)| *v).collect::<Vec<_>>(), [5.0, 7.0], "the last week stays raw");
+    let five = tables.rollups(id, "latency_ms", 300_000, 0, i64::MAX).await.unwrap();
+    let got: Vec<(i64, i64, f64, f64, f64)> =
+        five.iter().map(|r| (r.bucket - old, r.n, r.min, r.mean, r.max)).collect();
+    assert_eq!(got, [(0, 5, 10.0, 30.0, 50.0), (300_000, 5, 60.0, 80.0, 100.0)]);
+    let hourly = tables.rollups(id, "latency_ms", 3_600_000, 0, i64::MAX).await.unwrap();
+    assert_eq!((hourly.len(), hourly[0].n, hourly[0].min, hourly[0].mean, hourly[0].max), (1, 10, 10.0, 55.0, 100.0));
+    let up = tables.rollups(id, "up", 3_600_000, 0, i64::MAX).await.unwrap();
+    assert_eq!((up[0].n, up[0].mean), (10, 1.0));
+    // The old runs went with their samples.
+    let card = get(&ops, &app, &format!("/api/ops/probes/{id}?runs=100")).await;
+    assert_eq!(card["runs"].as_array().unwrap().len(), 2);
+}

@@ -1,6 +1,7 @@
 //! Monitoring while the server runs: the central server's probes, checked for due
-//! ones every tick (each probe at its own interval), and the alerts settled again
-//! each minute (a scheduled change's window opens or closes with time alone).
+//! ones every tick (each probe at its own interval), and each minute the alerts
+//! settled again (a scheduled change's window opens or closes with time alone) and
+//! the samples past their retention rolled up and pruned.
 
 use crate::AppState;
 
@@ -19,6 +20,9 @@ pub(crate) async fn run_probes(state: AppState, tick: std::time::Duration) {
             last_settle = now;
             if let Err(e) = state.monitor.settle(now).await {
                 tracing::error!(error = %e, "settling the alerts");
+            }
+            if let Err(e) = state.monitor.housekeep(now, 50).await {
+                tracing::error!(error = %e, "rolling up and pruning the samples");
             }
         }
     }
