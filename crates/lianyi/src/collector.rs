@@ -121,6 +121,16 @@ impl Link {
     }
 }
 
+/// Results as the spool holds them: one JSON line each.
+fn lines(sent: &[Sent]) -> String {
+    let mut text = String::new();
+    for s in sent {
+        text.push_str(&serde_json::to_string(s).unwrap_or_default());
+        text.push('\n');
+    }
+    text
+}
+
 /// The spool: the results not yet stored by the server, one JSON line each.
 struct Spool {
     dir: PathBuf,
@@ -139,12 +149,7 @@ impl Spool {
     fn append(&self, sent: &[Sent]) -> Result<(), CollectorError> {
         let mut f =
             std::fs::OpenOptions::new().create(true).append(true).open(self.results()).map_err(|e| self.err(e))?;
-        let mut text = String::new();
-        for s in sent {
-            text.push_str(&serde_json::to_string(s).unwrap_or_default());
-            text.push('\n');
-        }
-        f.write_all(text.as_bytes()).map_err(|e| self.err(e))?;
+        f.write_all(lines(sent).as_bytes()).map_err(|e| self.err(e))?;
         f.sync_data().map_err(|e| self.err(e))
     }
 
@@ -164,12 +169,7 @@ impl Spool {
         let tmp = self.dir.join("results.ndjson.tmp");
         {
             let mut f = std::fs::File::create(&tmp).map_err(|e| self.err(e))?;
-            let mut text = String::new();
-            for s in &rest {
-                text.push_str(&serde_json::to_string(s).unwrap_or_default());
-                text.push('\n');
-            }
-            f.write_all(text.as_bytes()).map_err(|e| self.err(e))?;
+            f.write_all(lines(&rest).as_bytes()).map_err(|e| self.err(e))?;
             f.sync_data().map_err(|e| self.err(e))?;
         }
         std::fs::rename(&tmp, self.results()).map_err(|e| self.err(e))

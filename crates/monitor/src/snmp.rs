@@ -149,12 +149,10 @@ impl SnmpState {
         let name_of = |index: &str| {
             names.get(index).and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| format!("if{index}"))
         };
-        for (arcs, what) in [(IF_OPER_STATUS, "oper_up")] {
-            if let Ok(rows) = walk(arcs).await {
-                for (index, v) in rows {
-                    if let Some(n) = v.as_i32() {
-                        push(format!("if.{}.{what}", name_of(&index)), if n == 1 { 1.0 } else { 0.0 });
-                    }
+        if let Ok(rows) = walk(IF_OPER_STATUS).await {
+            for (index, v) in rows {
+                if let Some(n) = v.as_i32() {
+                    push(format!("if.{}.oper_up", name_of(&index)), if n == 1 { 1.0 } else { 0.0 });
                 }
             }
         }

@@ -158,7 +158,21 @@ pub struct FieldError {
 }
 
 fn invalid(field: &str, rule: &'static str, detail: impl Into<String>) -> FieldError {
-    FieldError { row: None, field: field.to_string(), rule, detail: detail.into() }
+    FieldError::new(field, rule, detail)
+}
+
+impl FieldError {
+    /// A broken rule of a form's field (no CSV row).
+    pub fn new(field: &str, rule: &'static str, detail: impl Into<String>) -> FieldError {
+        FieldError { row: None, field: field.to_string(), rule, detail: detail.into() }
+    }
+}
+
+/// A probe's or rule's broken rule, as every other form's.
+impl From<lianyi_monitor::probe::Problem> for FieldError {
+    fn from(p: lianyi_monitor::probe::Problem) -> FieldError {
+        FieldError { row: None, field: p.field, rule: p.rule, detail: p.detail }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

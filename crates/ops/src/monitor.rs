@@ -39,7 +39,7 @@ pub enum MonitorError {
 }
 
 fn invalid(field: &str, rule: &'static str, detail: impl Into<String>) -> MonitorError {
-    MonitorError::Invalid(vec![FieldError { row: None, field: field.into(), rule, detail: detail.into() }])
+    MonitorError::Invalid(vec![FieldError::new(field, rule, detail)])
 }
 
 /// A probe to add: the CI (by code), where it runs (empty: the central server; a
@@ -238,31 +238,16 @@ impl Monitor {
     /// Adds a probe on a CI with its default rules.
     pub async fn create(&self, caller: &Caller, p: &NewProbe) -> Result<i64, MonitorError> {
         Self::operate(caller)?;
-        let mut errors: Vec<FieldError> = p
-            .spec
-            .problems()
-            .into_iter()
-            .map(|e| FieldError { row: None, field: e.field, rule: e.rule, detail: e.detail })
-            .collect();
+        let mut errors: Vec<FieldError> = p.spec.problems().into_iter().map(FieldError::from).collect();
         let ci = match p.ci.trim() {
             "" => {
-                errors.push(FieldError {
-                    row: None,
-                    field: "ci".into(),
-                    rule: "required",
-                    detail: "the configuration item the probe checks".into(),
-                });
+                errors.push(FieldError::new("ci", "required", "the configuration item the probe checks"));
                 None
             }
             code => {
                 let found = self.fhir.operations().cmdb().by_code(code).await?;
                 if found.is_none() {
-                    errors.push(FieldError {
-                        row: None,
-                        field: "ci".into(),
-                        rule: "unknown",
-                        detail: format!("no configuration item {code}"),
-                    });
+                    errors.push(FieldError::new("ci", "unknown", format!("no configuration item {code}")));
                 }
                 found
             }
@@ -270,19 +255,10 @@ impl Monitor {
         let runner = Some(p.runner.trim().to_string()).filter(|r| !r.is_empty());
         if let Some(campus) = &runner {
             if p.spec.kind.central_only() {
-                errors.push(FieldError {
-                    row: None,
-                    field: "runner".into(),
-                    rule: "central",
-                    detail: format!("a {} probe runs in the central server", p.spec.kind.as_str()),
-                });
+                let kind = p.spec.kind.as_str();
+                errors.push(FieldError::new("runner", "central", format!("a {kind} probe runs in the central server")));
             } else if !self.fhir.campuses().await.map_err(|e| MonitorError::Audit(e.to_string()))?.contains(campus) {
-                errors.push(FieldError {
-                    row: None,
-                    field: "runner".into(),
-                    rule: "unknown",
-                    detail: format!("no campus {campus}"),
-                });
+                errors.push(FieldError::new("runner", "unknown", format!("no campus {campus}")));
             }
         }
         let Some(ci) = ci.filter(|_| errors.is_empty()) else {
@@ -325,12 +301,7 @@ impl Monitor {
             t => match t.parse::<f64>() {
                 Ok(n) if n.is_finite() => Some(n),
                 _ => {
-                    errors.push(FieldError {
-                        row: None,
-                        field: field.into(),
-                        rule: "number",
-                        detail: "a number".into(),
-                    });
+                    errors.push(FieldError::new(field, "number", "a number"));
                     None
                 }
             },
@@ -340,24 +311,14 @@ impl Monitor {
         let for_s = num("for", &f.for_s, false).unwrap_or(0.0);
         let op = Op::parse(f.op.trim());
         if op.is_none() {
-            errors.push(FieldError { row: None, field: "op".into(), rule: "choice", detail: "above or below".into() });
+            errors.push(FieldError::new("op", "choice", "above or below"));
         }
         let severity = Severity::parse(f.severity.trim());
         if severity.is_none() {
-            errors.push(FieldError {
-                row: None,
-                field: "severity".into(),
-                rule: "choice",
-                detail: "warning, major or critical".into(),
-            });
+            errors.push(FieldError::new("severity", "choice", "warning, major or critical"));
         }
         if f.metric.matches('*').count() > 1 {
-            errors.push(FieldError {
-                row: None,
-                field: "metric".into(),
-                rule: "pattern",
-                detail: "a metric name, or a pattern with one *".into(),
-            });
+            errors.push(FieldError::new("metric", "pattern", "a metric name, or a pattern with one *"));
         }
         let (Some(threshold), Some(op), Some(severity), true) = (threshold, op, severity, errors.is_empty()) else {
             return Err(MonitorError::Invalid(errors));
@@ -370,11 +331,7 @@ impl Monitor {
             for_ms: (for_s * 1_000.0) as i64,
             severity,
         };
-        let problems: Vec<FieldError> = engine
-            .problems()
-            .into_iter()
-            .map(|e| FieldError { row: None, field: e.field, rule: e.rule, detail: e.detail })
-            .collect();
+        let problems: Vec<FieldError> = engine.problems().into_iter().map(FieldError::from).collect();
         if !problems.is_empty() {
             return Err(MonitorError::Invalid(problems));
         }
@@ -416,7 +373,7 @@ impl Monitor {
         let ci = self.fhir.operations().cmdb().get(probe.ci).await?.ok_or(MonitorError::NotFound)?;
         let rules = self.tables().rules(id).await?;
         let runs = self.tables().runs(id, runs.clamp(1, 10_000)).await?;
-        let alerts = self.tables().alerts(false, 200).await?.into_iter().filter(|a| a.probe == id).collect();
+        let alerts = self.tables().alerts_of_probe(id, 200).await?;
         Ok(ProbeCard { probe, spec, ci, rules, runs, alerts })
     }
 
@@ -560,7 +517,7 @@ impl Monitor {
             };
             work.push((p.id, spec));
         }
-        let results = futures_join(checker, self, work, now).await;
+        let results = run_all(checker, self, work, now).await;
         for (id, outcome) in results {
             match self.record(&system, id, now, &outcome).await {
                 Ok(_) => ran += 1,
@@ -839,7 +796,7 @@ fn reading(metric: &str, value: f64) -> lianyi_monitor::check::Reading {
 }
 
 /// Runs probes at once (the database and platform probes in the server itself).
-async fn futures_join(checker: &Checker, m: &Monitor, work: Vec<(i64, Spec)>, now: i64) -> Vec<(i64, Outcome)> {
+async fn run_all(checker: &Checker, m: &Monitor, work: Vec<(i64, Spec)>, now: i64) -> Vec<(i64, Outcome)> {
     let mut set = tokio::task::JoinSet::new();
     let mut out = Vec::with_capacity(work.len());
     for (id, spec) in work {

@@ -461,6 +461,18 @@ impl Monitor {
         rows.iter().map(alert_of).collect()
     }
 
+    /// A probe's alerts, newest first.
+    pub async fn alerts_of_probe(&self, probe: i64, limit: i64) -> Result<Vec<Alert>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ALERT_COLUMNS} FROM ops_alerts WHERE probe = $1 ORDER BY id DESC LIMIT $2"
+        )))
+        .bind(probe)
+        .bind(limit)
+        .fetch_all(&self.0.read)
+        .await?;
+        rows.iter().map(alert_of).collect()
+    }
+
     /// Alerts, newest first: open ones only, or all.
     pub async fn alerts(&self, open_only: bool, limit: i64) -> Result<Vec<Alert>> {
         let filter = if open_only { "WHERE status = 'open'" } else { "" };

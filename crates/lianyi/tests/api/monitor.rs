@@ -211,8 +211,7 @@ fn closed_port() -> String {
 
 /// "YYYY-MM-DD HH:MM" in Beijing time, `minutes` from now.
 fn beijing(minutes: i64) -> String {
-    #[allow(clippy::disallowed_methods)]
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now = lianyi_security::Clock::now_ms(&lianyi_security::SystemClock::default());
     let s = lianyi_fhir::datetime::format_instant(now + minutes * 60_000 + 8 * 3_600_000);
     format!("{} {}", &s[..10], &s[11..16])
 }
@@ -342,8 +341,7 @@ async fn samples_past_their_retention_are_rolled_up_into_five_minute_and_hourly_
         json!({"ci": "SRV-RIS", "kind": "tcp", "target": "10.1.0.30:443", "runner": "campus-east", "interval": 60}),
     )
     .await;
-    #[allow(clippy::disallowed_methods)]
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now = lianyi_security::Clock::now_ms(&lianyi_security::SystemClock::default());
     let hour = 3_600_000;
     let old = (now - 8 * 86_400_000) / hour * hour;
     // Ten runs a minute apart eight days ago (latency 10, 20 … 100 ms), two yesterday.

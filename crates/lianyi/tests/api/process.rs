@@ -728,7 +728,6 @@ async fn a_collector_killed_and_a_server_stopped_lose_no_result_and_count_none_t
     drop(device);
 }
 
-#[allow(clippy::disallowed_methods)]
 fn lianyi_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+    lianyi_security::Clock::now_ms(&lianyi_security::SystemClock::default())
 }

@@ -34,29 +34,33 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 pub(super) fn error(e: CmdbError) -> Response {
-    let (status, extra) = match &e {
-        CmdbError::Forbidden(_) => (StatusCode::FORBIDDEN, Value::Null),
-        CmdbError::NotFound => (StatusCode::NOT_FOUND, Value::Null),
-        CmdbError::Changed => (StatusCode::CONFLICT, Value::Null),
-        CmdbError::Invalid(errors) => (
-            StatusCode::BAD_REQUEST,
-            json!(
-                errors
-                    .iter()
-                    .map(|e| json!({"row": e.row, "field": e.field, "rule": e.rule, "detail": e.detail}))
-                    .collect::<Vec<_>>()
-            ),
-        ),
+    let status = match &e {
+        CmdbError::Forbidden(_) => StatusCode::FORBIDDEN,
+        CmdbError::NotFound => StatusCode::NOT_FOUND,
+        CmdbError::Changed => StatusCode::CONFLICT,
+        CmdbError::Invalid(_) => StatusCode::BAD_REQUEST,
         _ => {
             tracing::error!(error = %e, "ops API failed");
             return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "internal error"}))).into_response();
         }
     };
-    let mut body = json!({"error": e.to_string()});
-    if !extra.is_null() {
-        body["errors"] = extra;
+    let errors = if let CmdbError::Invalid(errors) = &e { errors.as_slice() } else { &[] };
+    (status, Json(refusal(e.to_string(), errors))).into_response()
+}
+
+/// The body every ops API answers a refusal with: `{"error": …}` and, for broken
+/// rules, `"errors": [{"row", "field", "rule", "detail"}]`.
+pub(super) fn refusal(message: String, errors: &[lianyi_ops::cmdb::FieldError]) -> Value {
+    let mut body = json!({"error": message});
+    if !errors.is_empty() {
+        body["errors"] = json!(
+            errors
+                .iter()
+                .map(|e| json!({"row": e.row, "field": e.field, "rule": e.rule, "detail": e.detail}))
+                .collect::<Vec<_>>()
+        );
     }
-    (status, Json(body)).into_response()
+    body
 }
 
 fn answer<T>(r: Result<T, CmdbError>, body: impl FnOnce(T) -> Value) -> Response {

@@ -11,12 +11,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use lianyi_monitor::check::Outcome;
 use lianyi_monitor::probe::{Kind, Snmp, Spec};
+use lianyi_ops::cmdb::FieldError;
 use lianyi_ops::monitor::{MonitorError, NewProbe, RuleForm};
 use lianyi_store::monitor::{Alert, Probe, Rule, Run};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::api::time;
+use super::api::{refusal, time};
 use crate::AppState;
 use crate::ui::auth::RemoteCaller;
 
@@ -36,37 +37,21 @@ pub(super) fn error(e: MonitorError) -> Response {
 }
 
 fn error_body(e: MonitorError) -> (StatusCode, Value) {
-    let (status, extra) = match &e {
-        MonitorError::Forbidden(_) => (StatusCode::FORBIDDEN, Value::Null),
-        MonitorError::NotFound => (StatusCode::NOT_FOUND, Value::Null),
-        MonitorError::Invalid(errors) => (
-            StatusCode::BAD_REQUEST,
-            json!(
-                errors
-                    .iter()
-                    .map(|e| json!({"row": e.row, "field": e.field, "rule": e.rule, "detail": e.detail}))
-                    .collect::<Vec<_>>()
-            ),
-        ),
+    let status = match &e {
+        MonitorError::Forbidden(_) => StatusCode::FORBIDDEN,
+        MonitorError::NotFound => StatusCode::NOT_FOUND,
+        MonitorError::Invalid(_) => StatusCode::BAD_REQUEST,
         _ => {
             tracing::error!(error = %e, "monitoring API failed");
             return (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal error"}));
         }
     };
-    let mut body = json!({"error": e.to_string()});
-    if !extra.is_null() {
-        body["errors"] = extra;
-    }
-    (status, body)
+    let errors = if let MonitorError::Invalid(errors) = &e { errors.as_slice() } else { &[] };
+    (status, refusal(e.to_string(), errors))
 }
 
 fn invalid(field: &str, rule: &'static str, detail: &str) -> MonitorError {
-    MonitorError::Invalid(vec![lianyi_ops::cmdb::FieldError {
-        row: None,
-        field: field.into(),
-        rule,
-        detail: detail.into(),
-    }])
+    MonitorError::Invalid(vec![FieldError::new(field, rule, detail)])
 }
 
 fn field_error(field: &str, rule: &'static str, detail: &str) -> Response {
