@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-const CAMPUSES: [&str; 4] = ["campus-east", "campus-west", "campus-south", "campus-north"];
+pub(crate) const CAMPUSES: [&str; 4] = ["campus-east", "campus-west", "campus-south", "campus-north"];
 
 struct Opts {
     cis: usize,
@@ -37,13 +37,13 @@ fn opts(raw: Vec<String>) -> Opts {
 }
 
 /// The generated group: CSV text, and codes worth measuring.
-struct Group {
-    csv: String,
+pub(crate) struct Group {
+    pub(crate) csv: String,
     cis: usize,
     relations: usize,
 }
 
-fn generate(n: usize) -> Group {
+pub(crate) fn generate(n: usize) -> Group {
     let mut rng = crate::Rng(7);
     let mut pick = move |n: usize| rng.below(n as u64) as usize;
     let mut csv = String::from("code,name,class,campus,attr:kind,relations\n");

@@ -79,6 +79,7 @@ mod cmdb;
 mod desk;
 mod kb;
 mod mllp;
+mod monitor;
 mod pages;
 
 /// Deterministic pseudo-random numbers (SplitMix64).
@@ -205,6 +206,9 @@ fn patient_bundle(rng: &mut Rng, n: usize) -> Vec<Value> {
 /// The account the finder benchmark signs in as.
 const BENCH_USER: &str = "bench.registrar";
 const BENCH_PASSWORD: &str = "Bench-Registrar-2026";
+/// The account the status wall is measured as.
+const BENCH_IT_USER: &str = "bench.it";
+const BENCH_IT_PASSWORD: &str = "Bench-Engineer-2026";
 
 /// The finder's text for the n-th patient (of the given surname).
 type FinderQuery = fn(usize, usize) -> String;
@@ -270,23 +274,34 @@ async fn serve(database: String, dir: PathBuf, cred_file: PathBuf) {
         )
         .await
         .expect("client");
-    // The registrar the patient finder is measured as (the login pages enrol its
-    // authenticator).
-    app.state()
-        .users
-        .add_user(
-            &lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("bench".into())),
-            lianyi_security::users::NewUser {
-                username: BENCH_USER.into(),
-                display_name: "基准 挂号员".into(),
-                password: BENCH_PASSWORD.into(),
-                grants: vec![("registrar".into(), "*".into())],
-                patient: None,
-                must_change_password: false,
-            },
-        )
-        .await
-        .expect("bench user");
+    // The registrar the patient finder is measured as, and the IT engineer the status
+    // wall is (the login pages enrol their authenticators). A server started again on
+    // the same database finds them there.
+    for (username, display_name, password, role) in [
+        (BENCH_USER, "基准 挂号员", BENCH_PASSWORD, "registrar"),
+        (BENCH_IT_USER, "基准 工程师", BENCH_IT_PASSWORD, "it-engineer"),
+    ] {
+        let added = app
+            .state()
+            .users
+            .add_user(
+                &lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("bench".into())),
+                lianyi_security::users::NewUser {
+                    username: username.into(),
+                    display_name: display_name.into(),
+                    password: password.into(),
+                    grants: vec![(role.into(), "*".into())],
+                    patient: None,
+                    must_change_password: false,
+                },
+            )
+            .await;
+        if let Err(e) = added
+            && !matches!(e, lianyi_security::users::UserError::Exists(_))
+        {
+            panic!("bench user {username}: {e}");
+        }
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mllp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -405,6 +420,10 @@ async fn main() {
     }
     if raw.get(1).map(String::as_str) == Some("cmdb") {
         cmdb::run(raw[2..].to_vec()).await;
+        return;
+    }
+    if raw.get(1).map(String::as_str) == Some("monitor") {
+        monitor::run(raw[2..].to_vec()).await;
         return;
     }
     if raw.get(1).map(String::as_str) == Some("desk") {

@@ -149,7 +149,7 @@ async fn drive(addr: &str, total: usize, senders: usize, first: usize, rate: Opt
 }
 
 /// User + system CPU seconds a process has used so far (Linux `/proc`, 100 ticks/s).
-fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
     let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);

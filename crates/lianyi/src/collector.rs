@@ -214,6 +214,7 @@ pub async fn run(server: &str, token: &str, spool_dir: &Path, refresh: Duration)
     let clock = lianyi_security::SystemClock::default();
     let mut probes = spool.load_assignments();
     let mut due: HashMap<i64, i64> = HashMap::new();
+    let mut was_up: HashMap<i64, bool> = HashMap::new();
     let mut refreshed: Option<std::time::Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -233,13 +234,15 @@ pub async fn run(server: &str, token: &str, spool_dir: &Path, refresh: Duration)
                 }
             }
         }
-        // Run what is due, each at its own interval.
+        // Run what is due, each at its own interval (keeping its cadence unless a
+        // whole interval behind).
         let now = clock.now_ms();
         let mut set = tokio::task::JoinSet::new();
         for (id, spec) in &probes {
             let next = due.entry(*id).or_insert(now);
             if *next <= now {
-                *next = now + i64::from(spec.interval_s.max(1)) * 1_000;
+                let interval = i64::from(spec.interval_s.max(1)) * 1_000;
+                *next = if *next + interval > now { *next + interval } else { now + interval };
                 let (checker, spec, id) = (checker.clone(), spec.clone(), *id);
                 set.spawn(async move { Sent { probe: id, at: now, outcome: checker.run(&spec, now).await } });
             }
@@ -250,7 +253,20 @@ pub async fn run(server: &str, token: &str, spool_dir: &Path, refresh: Duration)
                 ran.push(s);
             }
         }
+        // The first failure after being up is checked again after half an interval.
+        for s in &ran {
+            let up = s.outcome.is_up();
+            if !up
+                && was_up.get(&s.probe) != Some(&false)
+                && let Some((_, spec)) = probes.iter().find(|(p, _)| *p == s.probe)
+                && let Some(next) = due.get_mut(&s.probe)
+            {
+                *next = (*next).min(lianyi_monitor::probe::retry_at(spec.interval_s, s.at));
+            }
+            was_up.insert(s.probe, up);
+        }
         due.retain(|id, _| probes.iter().any(|(p, _)| p == id));
+        was_up.retain(|id, _| probes.iter().any(|(p, _)| p == id));
         if !ran.is_empty() {
             spool.append(&ran)?;
         }

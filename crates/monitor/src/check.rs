@@ -130,6 +130,24 @@ impl Checker {
     /// Runs `spec` once at `now_ms` (the instant certificate days are counted from).
     /// The database and platform probes are run by the server itself; here they are
     /// an error.
+    /// Posts a JSON notification (a webhook) with extra headers, certificates
+    /// verified; the HTTP status, or why nothing was answered.
+    pub async fn post_json(&self, url: &str, headers: &[(&str, String)], body: String) -> Result<u16, String> {
+        let mut req = self
+            .http
+            .post(url)
+            .timeout(std::time::Duration::from_secs(10))
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        match req.send().await {
+            Ok(r) => Ok(r.status().as_u16()),
+            Err(e) => Err(error_chain(&e)),
+        }
+    }
+
     pub async fn run(&self, spec: &Spec, now_ms: i64) -> Outcome {
         let limit = Duration::from_millis(u64::from(spec.timeout_ms.max(100)));
         let work = async {

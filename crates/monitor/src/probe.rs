@@ -112,6 +112,13 @@ pub struct Spec {
     pub snmp: Option<Snmp>,
 }
 
+/// When a probe that has just failed after being up is checked again: half an
+/// interval after the failed check, so two failures in a row (what the default rule
+/// waits for) take one and a half intervals at most, not two.
+pub fn retry_at(interval_s: impl Into<i64>, failed_at: i64) -> i64 {
+    failed_at + interval_s.into().max(1) * 500
+}
+
 impl Default for Spec {
     fn default() -> Self {
         Spec {

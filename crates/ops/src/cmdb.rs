@@ -507,6 +507,12 @@ impl Cmdb {
         self.tables().get(id).await?.ok_or(CmdbError::NotFound)
     }
 
+    /// Several CIs by id (those that exist), in one read.
+    pub async fn many(&self, caller: &Caller, ids: &[i64]) -> Result<Vec<Ci>, CmdbError> {
+        Self::operate(caller)?;
+        Ok(self.tables().many(ids).await?)
+    }
+
     pub async fn by_code(&self, caller: &Caller, code: &str) -> Result<Ci, CmdbError> {
         Self::operate(caller)?;
         self.tables().by_code(code).await?.ok_or(CmdbError::NotFound)

@@ -757,10 +757,14 @@ impl Desk {
     }
 
     /// Notifications of `kind` about `t` for `to` (user names), with the mail address
-    /// of those who left one.
+    /// of those who left one. With nobody to tell, one addressed to no one: the
+    /// ticket's group's webhook is still told.
     async fn notices(&self, kind: &str, t: &Ticket, mut to: Vec<String>) -> Result<Vec<Notice>, DeskError> {
         to.sort();
         to.dedup();
+        if to.is_empty() {
+            to.push(String::new());
+        }
         let contacts = self.fhir.operations().notices().contacts(&to).await?;
         let now = self.fhir.now_ms();
         Ok(to

@@ -9,6 +9,7 @@ pub mod changes;
 pub mod cmdb;
 pub mod csv;
 pub mod desk;
+pub mod hooks;
 pub mod kb;
 pub mod monitor;
 pub mod platform;

@@ -135,6 +135,11 @@ pub const DEFAULT_RAW_DAYS: i64 = 7;
 pub const ROLLUP_DAYS: [(i64, i64); 2] = [(300_000, 90), (3_600_000, 730)];
 const DAY_MS: i64 = 86_400_000;
 
+/// What a sealed SNMP secret in a stored definition starts with, and the associated
+/// data it is sealed with.
+const SEALED: &str = "sealed:";
+const SNMP_AAD: &str = "ops.probe.snmp";
+
 /// See the module documentation.
 #[derive(Clone, Debug)]
 pub struct Monitor {
@@ -205,8 +210,38 @@ impl Monitor {
         self.fhir.audit_log().record(vec![e]).await.map_err(|e| MonitorError::Audit(e.to_string()))
     }
 
-    /// The rules every new probe starts with: down for one interval opens an alert
-    /// (so a failure becomes an incident within two intervals), and the kind's own.
+    /// Seals an SNMP probe's community and keys with the field cipher before the
+    /// definition is stored (the database holds no device credential in clear).
+    fn seal(&self, mut spec: Spec) -> Result<Spec, MonitorError> {
+        if let Some(snmp) = spec.snmp.as_mut() {
+            let cipher = self.fhir.protector().cipher();
+            for secret in [&mut snmp.community, &mut snmp.auth_key, &mut snmp.privacy_key] {
+                if !secret.is_empty() {
+                    let sealed = cipher.encrypt(secret, SNMP_AAD).map_err(|e| MonitorError::Audit(e.to_string()))?;
+                    *secret = format!("{SEALED}{sealed}");
+                }
+            }
+        }
+        Ok(spec)
+    }
+
+    /// Opens what [`Monitor::seal`] sealed, to run the probe (here or at a collector).
+    fn unseal(&self, mut spec: Spec) -> Result<Spec, MonitorError> {
+        if let Some(snmp) = spec.snmp.as_mut() {
+            let cipher = self.fhir.protector().cipher();
+            for secret in [&mut snmp.community, &mut snmp.auth_key, &mut snmp.privacy_key] {
+                if let Some(sealed) = secret.strip_prefix(SEALED) {
+                    *secret = cipher.decrypt(sealed, SNMP_AAD).map_err(|e| MonitorError::Audit(e.to_string()))?;
+                }
+            }
+        }
+        Ok(spec)
+    }
+
+    /// The rules every new probe starts with: down at two checks in a row opens an
+    /// alert (held for half an interval: a probe that fails after being up is checked
+    /// again half an interval later, so a failure becomes an incident within one and
+    /// a half intervals), and the kind's own.
     fn default_rules(spec: &Spec, at: i64, by: &str) -> Vec<Rule> {
         let rule = |metric: &str, op: Op, threshold: f64, for_ms: i64, severity: Severity| Rule {
             metric: metric.into(),
@@ -220,7 +255,7 @@ impl Monitor {
             ..Rule::default()
         };
         let interval_ms = i64::from(spec.interval_s) * 1_000;
-        let mut out = vec![rule("up", Op::Below, 1.0, interval_ms, Severity::Major)];
+        let mut out = vec![rule("up", Op::Below, 1.0, interval_ms / 2, Severity::Major)];
         match spec.kind {
             Kind::Tls => {
                 out.push(rule("tls_days_left", Op::Below, 30.0, 0, Severity::Warning));
@@ -271,7 +306,8 @@ impl Monitor {
             return Err(MonitorError::Forbidden("probes on another campus's items are added by its IT team"));
         }
         let now = self.fhir.now_ms();
-        let spec_json = serde_json::to_string(&p.spec).map_err(|e| MonitorError::Audit(e.to_string()))?;
+        let spec_json =
+            serde_json::to_string(&self.seal(p.spec.clone())?).map_err(|e| MonitorError::Audit(e.to_string()))?;
         let probe = Probe {
             ci: ci.id,
             kind: p.spec.kind.as_str().into(),
@@ -368,6 +404,7 @@ impl Monitor {
     pub async fn card(&self, caller: &Caller, id: i64, runs: i64) -> Result<ProbeCard, MonitorError> {
         Self::operate(caller)?;
         let probe = self.tables().probe(id).await?.ok_or(MonitorError::NotFound)?;
+        // The card's definition keeps its secrets sealed: it is shown, not run.
         let spec: Spec = serde_json::from_str(&probe.spec)
             .map_err(|e| MonitorError::Store(StoreError::Corrupt(format!("probe {id}: {e}"))))?;
         let ci = self.fhir.operations().cmdb().get(probe.ci).await?.ok_or(MonitorError::NotFound)?;
@@ -375,6 +412,56 @@ impl Monitor {
         let runs = self.tables().runs(id, runs.clamp(1, 10_000)).await?;
         let alerts = self.tables().alerts_of_probe(id, 200).await?;
         Ok(ProbeCard { probe, spec, ci, rules, runs, alerts })
+    }
+
+    /// The metrics a probe's latest run measured.
+    pub async fn metrics(&self, caller: &Caller, probe: i64) -> Result<Vec<String>, MonitorError> {
+        Self::operate(caller)?;
+        Ok(self.tables().metrics(probe).await?)
+    }
+
+    /// One metric of a probe between `from` and `to`, for a chart: the raw samples
+    /// for a day or less, else buckets of 5 minutes (a week or less) or an hour —
+    /// the rollups where retention made them, the raw samples bucketed alike where
+    /// it has not yet. Returns the bucket width (0 for raw) and (start, mean, min,
+    /// max) per point, oldest first.
+    pub async fn series(
+        &self,
+        caller: &Caller,
+        probe: i64,
+        metric: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<(i64, Vec<(i64, f64, f64, f64)>), MonitorError> {
+        Self::operate(caller)?;
+        if to <= from || to - from > 800 * 86_400_000 {
+            return Err(invalid("range", "range", "a start before the end, at most 800 days apart"));
+        }
+        let raw = self.tables().samples(probe, metric, from, to).await?;
+        let span = to - from;
+        if span <= 86_400_000 {
+            return Ok((0, raw.into_iter().map(|(at, v)| (at, v, v, v)).collect()));
+        }
+        let width = if span <= 7 * 86_400_000 { 300_000 } else { 3_600_000 };
+        let mut buckets: BTreeMap<i64, (i64, f64, f64, f64)> = BTreeMap::new();
+        for r in self.tables().rollups(probe, metric, width, from - from.rem_euclid(width), to).await? {
+            buckets.insert(r.bucket, (r.n, r.mean * r.n as f64, r.min, r.max));
+        }
+        for (at, v) in raw {
+            let e = buckets.entry(at - at.rem_euclid(width)).or_insert((0, 0.0, f64::INFINITY, f64::NEG_INFINITY));
+            e.0 += 1;
+            e.1 += v;
+            e.2 = e.2.min(v);
+            e.3 = e.3.max(v);
+        }
+        Ok((
+            width,
+            buckets
+                .into_iter()
+                .filter(|(_, (n, ..))| *n > 0)
+                .map(|(b, (n, total, lo, hi))| (b, total / n as f64, lo, hi))
+                .collect(),
+        ))
     }
 
     /// The status wall: each business system and clinical service (of `campus` and
@@ -401,6 +488,18 @@ impl Monitor {
         let mut worst: HashMap<i64, Worst> = HashMap::new();
         let alert_cis: HashMap<i64, Ci> =
             cmdb.many(&open.iter().map(|a| a.ci).collect::<Vec<_>>()).await?.into_iter().map(|c| (c.id, c)).collect();
+        // What each CI with an alert impacts (itself included), for all of them in one walk.
+        let alerting: Vec<i64> = open
+            .iter()
+            .filter(|a| a.suppressed_by.is_none())
+            .map(|a| a.ci)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut impacted = cmdb.reach(&alerting, Walk::Impacted).await?;
+        for (ci, reached) in impacted.iter_mut() {
+            reached.push(*ci);
+        }
         for a in open.iter().filter(|a| a.suppressed_by.is_none()) {
             let health = if a.maintenance.is_some() {
                 Health::Maintenance
@@ -410,10 +509,7 @@ impl Monitor {
                 Health::Amber
             };
             let code = alert_cis.get(&a.ci).map(|c| c.code.clone()).unwrap_or_default();
-            let mut reached: Vec<i64> =
-                cmdb.walk(a.ci, Walk::Impacted, 100_000).await?.cis.iter().map(|c| c.id).collect();
-            reached.push(a.ci);
-            for id in reached {
+            for &id in impacted.get(&a.ci).into_iter().flatten() {
                 let e = worst.entry(id).or_insert((Health::Green, a.opened_at, Vec::new()));
                 e.0 = e.0.max(health);
                 e.1 = e.1.min(a.opened_at);
@@ -457,7 +553,13 @@ impl Monitor {
         Ok(probes
             .into_iter()
             .filter(|p| p.enabled)
-            .filter_map(|p| serde_json::from_str(&p.spec).ok().map(|s| (p.id, s)))
+            .filter_map(|p| match serde_json::from_str::<Spec>(&p.spec).map(|s| self.unseal(s)) {
+                Ok(Ok(s)) => Some((p.id, s)),
+                _ => {
+                    tracing::error!(probe = p.id, "a probe's definition does not read");
+                    None
+                }
+            })
             .collect())
     }
 
@@ -496,30 +598,67 @@ impl Monitor {
         if !self.tables().record(&run, &samples).await? {
             return Ok(false);
         }
+        // The first failure after being up is checked again after half an interval
+        // (a collector does the same for its own probes).
+        if caller.kind() == ActorKind::System && !run.up && p.last_up != Some(false) {
+            let retry = lianyi_monitor::probe::retry_at(p.interval_s, at);
+            if retry < p.due_at {
+                self.tables().set_due(probe, retry).await?;
+            }
+        }
         self.process(&p, at, o).await?;
         Ok(true)
     }
 
-    /// Runs the central server's due probes once (the scheduler calls this every
-    /// few seconds); returns how many ran.
-    pub async fn run_due(&self, checker: &Checker) -> Result<usize, MonitorError> {
+    /// Claims up to `limit` of the central server's probes that are due: each one's
+    /// next run is set first (a probe that hangs is not started twice), keeping its
+    /// cadence (the scheduler's tick does not add to each interval) unless it is a
+    /// whole interval behind. Returns (probe, definition) with the time they ran for.
+    pub async fn claim_due(&self, limit: i64) -> Result<(i64, Vec<(i64, Spec)>), MonitorError> {
         let now = self.fhir.now_ms();
-        let due = self.tables().due(None, now, 200).await?;
-        let system = Self::system();
-        let mut ran = 0;
-        let mut work = Vec::new();
+        let due = self.tables().due(None, now, limit).await?;
+        let mut next = Vec::with_capacity(due.len());
+        let mut work = Vec::with_capacity(due.len());
         for p in due {
-            // The next run is set first: a probe that hangs is not started twice.
-            self.tables().set_due(p.id, now + p.interval_s.max(1) * 1_000).await?;
-            let Ok(spec) = serde_json::from_str::<Spec>(&p.spec) else {
-                tracing::error!(probe = p.id, "a probe's definition does not read");
-                continue;
-            };
-            work.push((p.id, spec));
+            let interval = p.interval_s.max(1) * 1_000;
+            next.push((p.id, if p.due_at + interval > now { p.due_at + interval } else { now + interval }));
+            match serde_json::from_str::<Spec>(&p.spec).map(|s| self.unseal(s)) {
+                Ok(Ok(spec)) => work.push((p.id, spec)),
+                _ => tracing::error!(probe = p.id, "a probe's definition does not read"),
+            }
         }
-        let results = run_all(checker, self, work, now).await;
-        for (id, outcome) in results {
-            match self.record(&system, id, now, &outcome).await {
+        self.tables().set_due_all(&next).await?;
+        Ok((now, work))
+    }
+
+    /// Checks one probe as the central server: the database and platform probes
+    /// here, the others through the checker.
+    pub async fn check(&self, checker: &Checker, spec: &Spec, now: i64) -> Outcome {
+        match spec.kind {
+            Kind::Database => self.database().await,
+            Kind::Platform => self.platform(now).await,
+            _ => checker.run(spec, now).await,
+        }
+    }
+
+    /// Records a run of the central server's own (see [`Monitor::record`]).
+    pub async fn record_central(&self, probe: i64, at: i64, o: &Outcome) -> Result<bool, MonitorError> {
+        self.record(&Self::system(), probe, at, o).await
+    }
+
+    /// Runs the central server's due probes once, all of them before returning (the
+    /// server's scheduler pipelines the same steps instead); returns how many ran.
+    pub async fn run_due(&self, checker: &Checker) -> Result<usize, MonitorError> {
+        let (now, work) = self.claim_due(200).await?;
+        let mut set = tokio::task::JoinSet::new();
+        for (id, spec) in work {
+            let (m, checker) = (self.clone(), checker.clone());
+            set.spawn(async move { (id, m.check(&checker, &spec, now).await) });
+        }
+        let mut ran = 0;
+        while let Some(done) = set.join_next().await {
+            let Ok((id, outcome)) = done else { continue };
+            match self.record_central(id, now, &outcome).await {
                 Ok(_) => ran += 1,
                 Err(e) => tracing::error!(probe = id, error = %e, "recording a probe run"),
             }
@@ -681,11 +820,13 @@ impl Monitor {
             ops.change_requests().cis_of(&ids).await?.into_iter().map(|(change, ci)| (ci, change)).collect();
         // Root causes among the CIs that are down.
         let down: BTreeSet<i64> = open.iter().filter(|a| a.metric == "up").map(|a| a.ci).collect();
-        let mut closures: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
-        for &ci in &down {
-            let g = ops.cmdb().walk(ci, Walk::Needs, 100_000).await?;
-            closures.insert(ci, g.cis.iter().map(|c| c.id).collect());
-        }
+        let closures: BTreeMap<i64, BTreeSet<i64>> = ops
+            .cmdb()
+            .reach(&down.iter().copied().collect::<Vec<_>>(), Walk::Needs)
+            .await?
+            .into_iter()
+            .map(|(ci, needs)| (ci, needs.into_iter().collect()))
+            .collect();
         let roots = rules::roots(&down, |ci| closures.get(&ci).cloned().unwrap_or_default());
         let system = Self::system();
         let mut tickets: HashMap<i64, i64> = open.iter().filter_map(|a| a.ticket.map(|t| (a.ci, t))).collect();
@@ -796,27 +937,6 @@ fn reading(metric: &str, value: f64) -> lianyi_monitor::check::Reading {
 }
 
 /// Runs probes at once (the database and platform probes in the server itself).
-async fn run_all(checker: &Checker, m: &Monitor, work: Vec<(i64, Spec)>, now: i64) -> Vec<(i64, Outcome)> {
-    let mut set = tokio::task::JoinSet::new();
-    let mut out = Vec::with_capacity(work.len());
-    for (id, spec) in work {
-        match spec.kind {
-            Kind::Database => out.push((id, m.database().await)),
-            Kind::Platform => out.push((id, m.platform(now).await)),
-            _ => {
-                let checker = checker.clone();
-                set.spawn(async move { (id, checker.run(&spec, now).await) });
-            }
-        }
-    }
-    while let Some(done) = set.join_next().await {
-        if let Ok(r) = done {
-            out.push(r);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::matches;

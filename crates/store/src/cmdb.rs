@@ -504,6 +504,47 @@ impl Cmdb {
     }
 }
 
+impl Cmdb {
+    /// What each of `ids` reaches along spreading relations (see [`Walk`]), in one
+    /// query: start → the ids of the CIs reached (the start not among them). For the
+    /// status wall and the alerts' root causes, which walk from every CI with an
+    /// alert at once.
+    pub async fn reach(&self, ids: &[i64], way: Walk) -> Result<std::collections::HashMap<i64, Vec<i64>>> {
+        let mut out: std::collections::HashMap<i64, Vec<i64>> = ids.iter().map(|&i| (i, Vec::new())).collect();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let (from, to) = match way {
+            Walk::Impacted => ("target", "source"),
+            Walk::Needs => ("source", "target"),
+        };
+        let (starts, open, close) = match self.0.backend {
+            crate::Backend::Sqlite => ("SELECT value, value FROM json_each($1)", "json_group_array(json_array(", "))"),
+            crate::Backend::Postgres => (
+                "SELECT CAST(v AS BIGINT), CAST(v AS BIGINT) FROM json_array_elements_text(CAST($1 AS json)) v",
+                "COALESCE(json_agg(json_build_array(",
+                ")), '[]')::text",
+            ),
+        };
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "WITH RECURSIVE walk(origin, id) AS ({starts} UNION SELECT w.origin, r.{to} FROM ops_relations r \
+             JOIN walk w ON r.{from} = w.id WHERE r.{spreading} \
+             AND NOT EXISTS (SELECT 1 FROM ops_cis x WHERE x.id = r.{to} AND x.status = 'retired')) \
+             SELECT {open}origin, id{close} FROM walk WHERE id <> origin",
+            spreading = spreading_in()
+        )))
+        .bind(serde_json::to_string(ids).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?)
+        .fetch_one(&self.0.read)
+        .await?;
+        let pairs: Vec<(i64, i64)> = serde_json::from_str(&row.try_get::<String, _>(0)?)
+            .map_err(|e| crate::StoreError::Corrupt(format!("reach: {e}")))?;
+        for (origin, id) in pairs {
+            out.entry(origin).or_default().push(id);
+        }
+        Ok(out)
+    }
+}
+
 /// An end of an imported relation: a CI of the same import (by position) or one
 /// already stored.
 #[derive(Clone, Debug, PartialEq, Eq)]

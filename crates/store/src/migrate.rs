@@ -216,6 +216,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0034_monitor_rollups.sql"),
         postgres: include_str!("../migrations/postgres/0034_monitor_rollups.sql"),
     },
+    Migration {
+        version: 35,
+        name: "group_hooks",
+        sqlite: include_str!("../migrations/sqlite/0035_group_hooks.sql"),
+        postgres: include_str!("../migrations/postgres/0035_group_hooks.sql"),
+    },
 ];
 
 impl Store {

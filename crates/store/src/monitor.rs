@@ -253,6 +253,20 @@ impl Monitor {
         Ok(())
     }
 
+    /// When each of several probes runs next, in one transaction.
+    pub async fn set_due_all(&self, next: &[(i64, i64)]) -> Result<()> {
+        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        for &(probe, due_at) in next {
+            sqlx::query("UPDATE ops_probes SET due_at = $2 WHERE id = $1")
+                .bind(probe)
+                .bind(due_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Turns a probe on or off; false when there is no such probe.
     pub async fn set_enabled(&self, probe: i64, enabled: bool, at: i64) -> Result<bool> {
         let done =
@@ -349,6 +363,18 @@ impl Monitor {
         .fetch_all(&self.0.read)
         .await?;
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    /// The metrics a probe's latest run measured, by name.
+    pub async fn metrics(&self, probe: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT metric FROM ops_samples WHERE probe = $1 \
+             AND at = (SELECT MAX(at) FROM ops_probe_runs WHERE probe = $1) ORDER BY metric",
+        )
+        .bind(probe)
+        .fetch_all(&self.0.read)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
     pub async fn add_rule(&self, probe: i64, r: &Rule) -> Result<i64> {

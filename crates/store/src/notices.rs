@@ -1,7 +1,8 @@
 //! The service desk's notifications (not health data): each recipient's inbox, the
-//! mail still to send (with its retries) and where each user wants that mail. New
-//! notifications are written by [`crate::desk::Desk`] in the transaction of the ticket
-//! change they tell of.
+//! mail still to send (with its retries) and where each user wants that mail, and the
+//! support groups' webhooks with the posts still to send. New notifications (and the
+//! webhook posts of the ticket's group) are written by [`crate::desk::Desk`] in the
+//! transaction of the ticket change they tell of.
 
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -13,7 +14,8 @@ use crate::{Result, Store};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Notice {
     pub id: i64,
-    /// Who it is for (a user name).
+    /// Who it is for (a user name); empty: no one's inbox, only the ticket's group's
+    /// webhook is told.
     pub username: String,
     pub at: i64,
     /// What happened: `new-ticket`, `reassigned`, `taken`, `resolved`, `reopened`,
@@ -52,7 +54,7 @@ fn from_row(r: &AnyRow) -> Result<Notice> {
 
 /// Writes notifications inside a transaction (their mail due at once).
 pub(crate) async fn add(tx: &mut Transaction<'static, Any>, notices: &[Notice]) -> Result<()> {
-    for n in notices {
+    for n in notices.iter().filter(|n| !n.username.is_empty()) {
         sqlx::query(
             "INSERT INTO ops_notifications (username, at, kind, ticket, subject, link, email, language, mail_next, \
              mail_tries) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0)",
@@ -69,7 +71,185 @@ pub(crate) async fn add(tx: &mut Transaction<'static, Any>, notices: &[Notice]) 
         .execute(&mut **tx)
         .await?;
     }
+    // One post to the ticket's group's webhook per kind of news, when it has one.
+    let mut told: Vec<(i64, &str)> = Vec::new();
+    for n in notices {
+        let Some(ticket) = n.ticket else { continue };
+        if told.contains(&(ticket, n.kind.as_str())) {
+            continue;
+        }
+        told.push((ticket, n.kind.as_str()));
+        sqlx::query(
+            "INSERT INTO ops_hook_deliveries (support_group, kind, ticket, at, status, due_at, tries) \
+             SELECT h.support_group, $1, t.id, $3, 'pending', $3, 0 FROM ops_tickets t \
+             JOIN ops_group_hooks h ON h.support_group = t.support_group WHERE t.id = $2",
+        )
+        .bind(n.kind.clone())
+        .bind(ticket)
+        .bind(n.at)
+        .execute(&mut **tx)
+        .await?;
+    }
     Ok(())
+}
+
+/// A support group's webhook.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Hook {
+    pub support_group: String,
+    pub url: String,
+    /// The signing secret, sealed by the field cipher.
+    pub secret: String,
+    pub updated_at: i64,
+    pub updated_by: String,
+}
+
+/// A post to a group's webhook, pending, sent or given up.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HookDelivery {
+    pub id: i64,
+    pub support_group: String,
+    /// The notification's kind (`new-ticket`, `sla-breach` …).
+    pub kind: String,
+    pub ticket: i64,
+    pub at: i64,
+    /// `pending`, `sent` or `failed`.
+    pub status: String,
+    pub tries: i64,
+    pub last_error: Option<String>,
+    pub sent_at: Option<i64>,
+}
+
+const DELIVERY_COLUMNS: &str = "id, support_group, kind, ticket, at, status, tries, last_error, sent_at";
+
+fn delivery_of(r: &AnyRow) -> Result<HookDelivery> {
+    Ok(HookDelivery {
+        id: r.try_get(0)?,
+        support_group: r.try_get(1)?,
+        kind: r.try_get(2)?,
+        ticket: r.try_get(3)?,
+        at: r.try_get(4)?,
+        status: r.try_get(5)?,
+        tries: r.try_get(6)?,
+        last_error: r.try_get(7)?,
+        sent_at: r.try_get(8)?,
+    })
+}
+
+/// The support groups' webhooks and their deliveries: see the module documentation.
+#[derive(Clone, Debug)]
+pub struct Hooks(pub(crate) Store);
+
+impl Hooks {
+    /// Sets (or replaces) a group's webhook.
+    pub async fn set(&self, h: &Hook) -> Result<()> {
+        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        sqlx::query("DELETE FROM ops_group_hooks WHERE support_group = $1")
+            .bind(h.support_group.clone())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO ops_group_hooks (support_group, url, secret, updated_at, updated_by) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(h.support_group.clone())
+        .bind(h.url.clone())
+        .bind(h.secret.clone())
+        .bind(h.updated_at)
+        .bind(h.updated_by.clone())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes a group's webhook (its pending posts are given up); whether it had one.
+    pub async fn remove(&self, group: &str) -> Result<bool> {
+        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let gone = sqlx::query("DELETE FROM ops_group_hooks WHERE support_group = $1")
+            .bind(group.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query(
+            "UPDATE ops_hook_deliveries SET status = 'failed', due_at = NULL, last_error = 'the webhook was removed', \
+             sent_at = NULL WHERE support_group = $1 AND status = 'pending'",
+        )
+        .bind(group.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(gone == 1)
+    }
+
+    /// Every group's webhook.
+    pub async fn list(&self) -> Result<Vec<Hook>> {
+        let rows = sqlx::query(
+            "SELECT support_group, url, secret, updated_at, updated_by FROM ops_group_hooks ORDER BY support_group",
+        )
+        .fetch_all(&self.0.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Hook {
+                    support_group: r.try_get(0)?,
+                    url: r.try_get(1)?,
+                    secret: r.try_get(2)?,
+                    updated_at: r.try_get(3)?,
+                    updated_by: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Posts due at `now`, oldest first.
+    pub async fn due(&self, now: i64, limit: i64) -> Result<Vec<HookDelivery>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DELIVERY_COLUMNS} FROM ops_hook_deliveries WHERE due_at <= $1 ORDER BY due_at, id LIMIT $2"
+        )))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.0.read)
+        .await?;
+        rows.iter().map(delivery_of).collect()
+    }
+
+    /// A group's newest posts.
+    pub async fn recent(&self, group: &str, limit: i64) -> Result<Vec<HookDelivery>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DELIVERY_COLUMNS} FROM ops_hook_deliveries WHERE support_group = $1 ORDER BY id DESC LIMIT $2"
+        )))
+        .bind(group.to_string())
+        .bind(limit)
+        .fetch_all(&self.0.read)
+        .await?;
+        rows.iter().map(delivery_of).collect()
+    }
+
+    /// A post was accepted.
+    pub async fn sent(&self, id: i64, at: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE ops_hook_deliveries SET status = 'sent', due_at = NULL, sent_at = $2, tries = tries + 1 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(at)
+        .execute(&self.0.write)
+        .await?;
+        Ok(())
+    }
+
+    /// A post failed: tried again at `next`, or given up (`None`).
+    pub async fn failed(&self, id: i64, next: Option<i64>, error: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE ops_hook_deliveries SET status = CASE WHEN $2 IS NULL THEN 'failed' ELSE 'pending' END, \
+             due_at = $2, tries = tries + 1, last_error = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(next)
+        .bind(error.chars().take(500).collect::<String>())
+        .execute(&self.0.write)
+        .await?;
+        Ok(())
+    }
 }
 
 /// See the module documentation.

@@ -35,6 +35,11 @@ impl Operations {
         crate::desk::Desk(self.0.clone())
     }
 
+    /// The support groups' webhooks and their posts: see [`crate::notices`].
+    pub fn hooks(&self) -> crate::notices::Hooks {
+        crate::notices::Hooks(self.0.clone())
+    }
+
     /// The service desk's notifications and mail: see [`crate::notices`].
     pub fn notices(&self) -> crate::notices::Notices {
         crate::notices::Notices(self.0.clone())

@@ -121,6 +121,8 @@ pub struct AppState {
     pub cmdb: lianyi_ops::cmdb::Cmdb,
     /// The IT service desk.
     pub desk: lianyi_ops::desk::Desk,
+    /// The support groups' webhooks.
+    pub hooks: lianyi_ops::hooks::GroupHooks,
     /// The service desk's problems.
     pub problems: lianyi_ops::problems::Problems,
     /// The service desk's changes and change board.
@@ -245,6 +247,7 @@ impl App {
         let dispensary = lianyi_billing::dispensing::Dispensary::new(fhir.clone());
         let cmdb = lianyi_ops::cmdb::Cmdb::new(fhir.clone());
         let desk = lianyi_ops::desk::Desk::new(fhir.clone()).map_err(|e| AppError::Desk(e.to_string()))?;
+        let hooks = lianyi_ops::hooks::GroupHooks::new(fhir.clone());
         let problems = lianyi_ops::problems::Problems::new(fhir.clone());
         let changes = lianyi_ops::changes::Changes::new(fhir.clone());
         let stats = lianyi_ops::stats::Stats::new(fhir.clone(), desk.clone());
@@ -276,6 +279,7 @@ impl App {
                 dispensary,
                 cmdb,
                 desk,
+                hooks,
                 problems,
                 changes,
                 stats,
@@ -362,6 +366,8 @@ impl App {
         let prober = tokio::spawn(ops::monitor::run_probes(self.state.clone(), std::time::Duration::from_secs(1)));
         let mailer =
             self.state.config.mail.clone().map(|m| tokio::spawn(ops::notices::send_mail(self.state.clone(), m)));
+        // The support groups' webhook posts.
+        let poster = tokio::spawn(ops::notices::send_hooks(self.state.clone()));
         if let Ok(addr) = listener.local_addr() {
             self.note_listener(if self.state.config.tls.is_some() { "HTTPS" } else { "HTTP" }, addr);
         }
@@ -396,6 +402,7 @@ impl App {
         charger.abort();
         sla.abort();
         prober.abort();
+        poster.abort();
         if let Some(m) = mailer {
             m.abort();
         }

@@ -373,3 +373,238 @@ async fn samples_past_their_retention_are_rolled_up_into_five_minute_and_hourly_
     let card = get(&ops, &app, &format!("/api/ops/probes/{id}?runs=100")).await;
     assert_eq!(card["runs"].as_array().unwrap().len(), 2);
 }
+
+/// `openssl s_server` (Debian's openssl) with a self-signed certificate that ends in
+/// `days`; killed and its folder removed on drop.
+struct TlsServer {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn tls_server(days: u32) -> TlsServer {
+    use std::process::{Command, Stdio};
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = std::env::temp_dir().join(format!("lianyi-api-tls-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
+        .args(["-subj", "/CN=his.east.example", "-days", &days.to_string()])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(made.success());
+    let child = Command::new("openssl")
+        .args(["s_server", "-quiet", "-www", "-accept", &port.to_string(), "-cert"])
+        .arg(dir.join("cert.pem"))
+        .arg("-key")
+        .arg(dir.join("key.pem"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_server starts");
+    TlsServer { child, dir, port }
+}
+
+#[tokio::test]
+async fn an_https_server_whose_certificate_ends_in_ten_days_raises_a_warning_not_a_critical_alert() {
+    let app = spawn_app().await;
+    campuses(&app).await;
+    let ops = app.client_with("lianyi:ops", "*", None).await;
+    ci(&ops, &app, "SRV-HIS-WEB", "东院区 HIS 网页服务器", "host", "campus-east").await;
+    let server = tls_server(10);
+    let (status, probe) = post(
+        &ops,
+        &app,
+        "/api/ops/probes",
+        json!({"ci": "SRV-HIS-WEB", "kind": "tls", "target": format!("127.0.0.1:{}", server.port), "interval": 2, "timeout": 1500}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{probe}");
+    let id = probe["id"].clone();
+    // Its rules: the certificate warns under 30 days, is critical under 7.
+    let rules: Vec<(String, String, f64)> = probe["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["metric"].as_str().unwrap().into(),
+                r["severity"].as_str().unwrap().into(),
+                r["threshold"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(rules.contains(&("tls_days_left".into(), "warning".into(), 30.0)), "{rules:?}");
+    let alerts = until(&ops, &app, "/api/ops/alerts?open=true", 20, |a| {
+        a["alerts"].as_array().unwrap().iter().any(|a| a["probe"] == id && a["metric"] == "tls_days_left")
+    })
+    .await;
+    let mine: Vec<&Value> = alerts["alerts"].as_array().unwrap().iter().filter(|a| a["probe"] == id).collect();
+    assert_eq!(mine.len(), 1, "one alert, the warning: {mine:?}");
+    assert_eq!(mine[0]["severity"], "warning");
+    let days = mine[0]["value"].as_f64().unwrap();
+    assert!((9.9..=10.01).contains(&days), "{days}");
+    // The server answered: the probe is up, and the certificate's days are sampled.
+    let card = get(&ops, &app, &format!("/api/ops/probes/{id}")).await;
+    assert_eq!(card["lastUp"], json!(true), "{card}");
+    drop(server);
+}
+
+#[tokio::test]
+async fn an_engineer_adds_a_probe_and_a_rule_on_the_pages_and_sees_its_chart_on_the_ci() {
+    use std::sync::Arc;
+
+    use lianyi_security::ManualClock;
+
+    use crate::pages::{between, logged_in};
+
+    let clock: Arc<ManualClock> = ManualClock::new(1_800_000_000_000);
+    let app = crate::helpers::spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    campuses(&app).await;
+    let ops = app.client_with("lianyi:ops", "*", None).await;
+    ci(&ops, &app, "SRV-LIS", "东院区 LIS 服务器", "host", "campus-east").await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (mut eng, csrf) = logged_in(&app, &clock, "it-eng", "it-engineer", "*", None).await;
+
+    // The CI's page offers a probe; the form names a bad field in Chinese and keeps the rest.
+    let lis = get(&ops, &app, "/api/ops/cis?q=SRV-LIS").await["items"][0]["id"].clone();
+    let (_, _, page) = eng.get(&format!("/ops/cis/{lis}")).await;
+    assert!(page.contains("id=\"ci-no-probes\""), "{page}");
+    let (_, _, form) = eng.get("/ops/monitor/probes/new?ci=SRV-LIS").await;
+    assert!(form.contains("value=\"SRV-LIS\""), "{form}");
+    let fields = |interval: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("ci", "SRV-LIS".to_string()),
+            ("kind", "tcp".to_string()),
+            ("target", addr.clone()),
+            ("interval", interval.to_string()),
+            ("timeout", "500".to_string()),
+            ("runner", String::new()),
+        ]
+    };
+    let as_refs = |f: &Vec<(&'static str, String)>| f.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>();
+    let bad = as_refs(&fields("0"));
+    let bad: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, _, page) = eng.post("/ops/monitor/probes", &bad).await;
+    assert_eq!(status, StatusCode::OK);
+    let errors = between(&page, "id=\"form-errors\"", "</div>");
+    assert!(errors.contains("间隔（秒）") && errors.contains("data-field=\"interval\""), "{errors}");
+    assert!(page.contains(&format!("value=\"{addr}\"")), "the target is kept: {page}");
+    let good = as_refs(&fields("60"));
+    let good: Vec<(&str, &str)> = good.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, to, _) = eng.post("/ops/monitor/probes", &good).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(to.starts_with("/ops/monitor/probes/"), "{to}");
+
+    // Three runs a minute apart (by the test's clock): a line of latency on its page.
+    for n in 1..=3 {
+        let path = format!("/api/ops/probes/{}", to.rsplit('/').next().unwrap());
+        until(&ops, &app, &path, 20, |p| p["runs"].as_array().unwrap().len() >= n).await;
+        clock.advance(60_000);
+    }
+    let (_, _, page) = eng.get(&to).await;
+    assert!(page.contains("data-state=\"up\""), "{page}");
+    let chart = between(&page, "data-metric=\"latency_ms\"", "</figure>");
+    assert!(chart.contains("<svg class=\"chart\"") && chart.contains("<polyline class=\"line\""), "{chart}");
+    // A week: the same samples, in 5-minute buckets.
+    let (_, _, week) = eng.get(&format!("{to}?range=7d")).await;
+    assert!(week.contains("data-range=\"7d\" aria-current=\"page\""), "{week}");
+    // (Three minutes fall in one or two buckets: a dot or a short line.)
+    let chart = between(&week, "data-metric=\"latency_ms\"", "</figure>");
+    assert!(chart.contains("class=\"dot\"") || chart.contains("class=\"line\""), "{chart}");
+
+    // A rule: a bad threshold is named; a good one is listed.
+    let rules = format!("{to}/rules");
+    let (_, _, page) = eng
+        .post(
+            &rules,
+            &[
+                ("csrf", &csrf),
+                ("metric", "latency_ms"),
+                ("op", "above"),
+                ("threshold", "fast"),
+                ("severity", "warning"),
+            ],
+        )
+        .await;
+    assert!(between(&page, "id=\"form-errors\"", "</div>").contains("阈值"), "{page}");
+    let (status, _, _) = eng
+        .post(
+            &rules,
+            &[
+                ("csrf", &csrf),
+                ("metric", "latency_ms"),
+                ("op", "above"),
+                ("threshold", "250"),
+                ("for_s", "180"),
+                ("severity", "warning"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, page) = eng.get(&to).await;
+    let table = between(&page, "id=\"mon-rule-table\"", "</table>");
+    assert!(table.contains("latency_ms") && table.contains("高于 250") && table.contains("持续 180 秒"), "{table}");
+
+    // The CI's page shows the probe with its day of latency; the list has it.
+    let (_, _, page) = eng.get(&format!("/ops/cis/{lis}")).await;
+    let section = between(&page, "id=\"monitoring\"", "</section>");
+    assert!(section.contains("TCP 端口") && section.contains("<polyline class=\"line\""), "{section}");
+    let (_, _, list) = eng.get("/ops/monitor/probes").await;
+    assert!(between(&list, "id=\"mon-probes\"", "</table>").contains("东院区 LIS 服务器 (SRV-LIS)"), "{list}");
+    drop(listener);
+}
+
+#[tokio::test]
+async fn an_snmp_probes_community_and_keys_are_sealed_at_rest_and_opened_for_its_collector_only() {
+    let app = spawn_app().await;
+    campuses(&app).await;
+    let ops = app.client_with("lianyi:ops", "*", None).await;
+    ci(&ops, &app, "SW-E-CORE", "东院区核心交换机", "network", "campus-east").await;
+    let (status, probe) = post(
+        &ops,
+        &app,
+        "/api/ops/probes",
+        json!({"ci": "SW-E-CORE", "kind": "snmp", "target": "10.1.0.1", "runner": "campus-east", "interval": 60,
+               "snmp": {"version": "3", "user": "lianyi-mon", "auth": "sha256", "authKey": "east-auth-key-2026",
+                        "privacy": "aes128", "privacyKey": "east-priv-key-2026"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{probe}");
+    // Neither the API's card nor the database holds the keys in clear.
+    assert!(!probe.to_string().contains("east-auth-key-2026"), "{probe}");
+    let stored = app.store.operations().monitor().probe(probe["id"].as_i64().unwrap()).await.unwrap().unwrap();
+    assert!(stored.spec.contains("lianyi-mon"), "{}", stored.spec);
+    for key in ["east-auth-key-2026", "east-priv-key-2026"] {
+        assert!(!stored.spec.contains(key), "{key} in clear: {}", stored.spec);
+    }
+    // The east collector gets them to probe with; the west one gets nothing of it.
+    let east = app.client_with("lianyi:ops", "campus-east", None).await;
+    let mine = get(&east, &app, "/api/ops/collector/probes").await;
+    let snmp = &mine["probes"][0]["spec"]["snmp"];
+    assert_eq!(
+        (snmp["auth_key"].as_str(), snmp["privacy_key"].as_str()),
+        (Some("east-auth-key-2026"), Some("east-priv-key-2026")),
+        "{mine}"
+    );
+    let west = app.client_with("lianyi:ops", "campus-west", None).await;
+    let theirs = get(&west, &app, "/api/ops/collector/probes").await;
+    assert!(theirs["probes"].as_array().unwrap().is_empty(), "{theirs}");
+}

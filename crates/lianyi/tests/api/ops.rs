@@ -1231,3 +1231,87 @@ async fn a_ticket_is_handed_to_a_named_engineer_of_a_group_who_is_told() {
     let (_, _, queue) = net.get("/ops/tickets?view=mine").await;
     assert!(queue.contains(&format!("data-ticket=\"{id}\"")), "{queue}");
 }
+
+#[tokio::test]
+async fn a_groups_webhook_gets_each_notice_signed_and_a_refused_post_is_sent_again() {
+    let clock: Arc<ManualClock> = ManualClock::new(1_800_000_000_000);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    campuses(&app).await;
+    let ops = app.client_with("lianyi:ops", "*", None).await;
+    let csv = "code,name,class,campus,support_group\r\nSW-E1,东院区核心交换机,network,campus-east,network\r\n";
+    let r = ops.post(app.url("/api/ops/cis/import")).body(csv).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/robot/network", listener.local_addr().unwrap());
+    let answer = Arc::new(std::sync::Mutex::new(503u16));
+    let log = crate::outbound::http_receiver(listener, answer.clone());
+    let secret = "network-robot-secret-2026";
+
+    // The IT manager sets the network group's webhook; a bad address is named.
+    let (mut lead, csrf) = logged_in(&app, &clock, "it-lead", "it-manager", "*", None).await;
+    let (status, _, page) = lead
+        .post(
+            "/ops/groups/hook",
+            &[("csrf", &csrf), ("support_group", "network"), ("url", "ftp://robot"), ("secret", secret)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(between(&page, "id=\"form-errors\"", "</div>").contains("Webhook 地址"), "{page}");
+    let (_, _, page) = lead
+        .post("/ops/groups/hook", &[("csrf", &csrf), ("support_group", "network"), ("url", &url), ("secret", "short")])
+        .await;
+    assert!(between(&page, "id=\"form-errors\"", "</div>").contains("签名密钥"), "{page}");
+    let (status, to, _) = lead
+        .post("/ops/groups/hook", &[("csrf", &csrf), ("support_group", "network"), ("url", &url), ("secret", secret)])
+        .await;
+    assert_eq!((status, to.as_str()), (StatusCode::SEE_OTHER, "/ops/groups"));
+    // The secret is sealed in the database, never shown.
+    let (_, _, page) = lead.get("/ops/groups").await;
+    assert!(page.contains(&url) && !page.contains(secret), "{page}");
+
+    // An incident on the switch: its group's robot is told, signed; it refuses first.
+    let (status, ticket) = post(
+        &ops,
+        &app,
+        "/api/ops/incidents",
+        json!({"title": "东院区核心交换机端口闪断", "category": "network", "ci": "SW-E1", "impact": 2, "urgency": 2, "callerName": "网络监控"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{ticket}");
+    let wait_for = |n: usize| {
+        let log = log.clone();
+        async move {
+            for _ in 0..100 {
+                if log.lock().unwrap().len() >= n {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("the robot got {} posts, not {n}", log.lock().unwrap().len());
+        }
+    };
+    wait_for(1).await;
+    let first = log.lock().unwrap()[0].clone();
+    assert_eq!((first.method.as_str(), first.path.as_str()), ("POST", "/robot/network"));
+    assert_eq!(first.headers["x-lianyi-event"], "new-ticket");
+    assert_eq!(
+        first.headers["x-lianyi-signature"],
+        format!("sha256={}", crate::outbound::hmac_sha256_hex(secret.as_bytes(), first.body.as_bytes()))
+    );
+    let body: Value = serde_json::from_str(&first.body).unwrap();
+    assert_eq!((body["event"].as_str(), body["group"].as_str()), (Some("new-ticket"), Some("network")));
+    assert_eq!(body["ticket"]["id"], ticket["id"]);
+    assert_eq!(body["ticket"]["title"], "东院区核心交换机端口闪断");
+
+    // Accepted the second time (after its pause), once; the page says so.
+    *answer.lock().unwrap() = 200;
+    clock.advance(20_000);
+    wait_for(2).await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let posts = log.lock().unwrap().clone();
+    assert_eq!(posts.len(), 2, "sent again once, then no more");
+    assert_eq!(posts[1].headers["idempotency-key"], first.headers["idempotency-key"]);
+    assert_eq!(posts[1].body, first.body);
+    let (_, _, page) = lead.get("/ops/groups").await;
+    assert!(between(&page, "class=\"hook-last\">", "</td>").contains("已接收"), "{page}");
+}

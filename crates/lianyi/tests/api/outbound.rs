@@ -20,10 +20,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_lianyi");
 /// One HTTP request as a receiver saw it.
 #[derive(Clone, Debug)]
 pub(crate) struct Received {
-    method: String,
-    path: String,
-    headers: HashMap<String, String>,
-    body: String,
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) headers: HashMap<String, String>,
+    pub(crate) body: String,
 }
 
 /// A minimal HTTP/1.1 receiver (keep-alive, Content-Length bodies) that records every
@@ -81,7 +81,7 @@ pub(crate) fn http_receiver(listener: TcpListener, answer: Arc<Mutex<u16>>) -> A
 }
 
 /// HMAC-SHA-256 (RFC 2104), hex: what a webhook receiver computes to check the signature.
-fn hmac_sha256_hex(key: &[u8], data: &[u8]) -> String {
+pub(crate) fn hmac_sha256_hex(key: &[u8], data: &[u8]) -> String {
     let mut k = [0u8; 64];
     k[..key.len()].copy_from_slice(key);
     let inner: Vec<u8> = k.iter().map(|b| b ^ 0x36).chain(data.iter().copied()).collect();

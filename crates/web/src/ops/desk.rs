@@ -28,6 +28,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/ops/tickets/{id}", get(ticket_page))
         .route("/ops/tickets/{id}/{action}", post(act))
         .route("/ops/groups", get(groups_page).post(set_member))
+        .route("/ops/groups/hook", post(set_hook))
 }
 
 pub(super) fn may_report(c: &Caller) -> bool {
@@ -428,6 +429,17 @@ struct GroupsPage<'a> {
     board: Vec<(String, Vec<String>)>,
     may_manage: bool,
     errors: Vec<(String, String)>,
+    /// Each group's webhook: (group code, group name, URL, set when, its latest post
+    /// as (status, when, error)).
+    hooks: Vec<HookRow>,
+}
+
+struct HookRow {
+    code: String,
+    name: String,
+    url: String,
+    updated: String,
+    last: Option<(String, String, String)>,
 }
 
 pub(super) async fn render_groups(state: &AppState, s: &Signed, errors: Vec<(String, String)>) -> Response {
@@ -454,7 +466,23 @@ pub(super) async fn render_groups(state: &AppState, s: &Signed, errors: Vec<(Str
         })
         .collect();
     let may_manage = info.caller.can(lianyi_security::roles::Capability::ManageIt);
-    page(GroupsPage { t, shell: &shell, groups, board, may_manage, errors }.render())
+    let hooks = match state.hooks.list(&info.caller).await {
+        Ok(h) => h
+            .into_iter()
+            .map(|h| HookRow {
+                name: t.named("cmdb-group", &h.support_group),
+                code: h.support_group,
+                url: h.url,
+                updated: local_time(h.updated_at),
+                last: h.recent.first().map(|d| {
+                    let when = local_time(d.sent_at.unwrap_or(d.at));
+                    (t.named("hook-status", &d.status), when, d.last_error.clone().unwrap_or_default())
+                }),
+            })
+            .collect(),
+        Err(e) => return failed(t, "group webhooks", e),
+    };
+    page(GroupsPage { t, shell: &shell, groups, board, may_manage, errors, hooks }.render())
 }
 
 async fn groups_page(State(state): State<AppState>, s: Signed) -> Response {
@@ -462,6 +490,30 @@ async fn groups_page(State(state): State<AppState>, s: Signed) -> Response {
         return forbidden(s.t);
     }
     render_groups(&state, &s, Vec::new()).await
+}
+
+/// Sets or removes a support group's webhook (the IT manager).
+async fn set_hook(State(state): State<AppState>, s: Signed, Form(f): Form<Vec<(String, String)>>) -> Response {
+    let value = |k: &str| form_value(&f, k);
+    if !s.csrf_ok(&value("csrf")) || !may_work(&s.info.caller) {
+        return forbidden(s.t);
+    }
+    let group = value("support_group");
+    let done = if value("remove") == "1" {
+        state.hooks.remove(&s.info.caller, &group).await
+    } else {
+        state.hooks.set(&s.info.caller, &group, &value("url"), &value("secret")).await
+    };
+    match done {
+        Ok(()) => see_other("/ops/groups"),
+        Err(DeskError::Forbidden(_)) => forbidden(s.t),
+        Err(e @ DeskError::Invalid(_)) => {
+            let errors = error_rows(s.t, &e);
+            render_groups(&state, &s, errors).await
+        }
+        Err(DeskError::NotFound) => not_found(s.t),
+        Err(e) => failed(s.t, "group webhook", e),
+    }
 }
 
 async fn set_member(State(state): State<AppState>, s: Signed, Form(f): Form<Vec<(String, String)>>) -> Response {

@@ -12,6 +12,7 @@ mod kb_api;
 pub(crate) mod monitor;
 mod monitor_api;
 pub(crate) mod notices;
+mod probes;
 mod sla;
 mod stats;
 mod wall;
@@ -47,6 +48,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(api::router())
         .merge(monitor_api::router())
         .merge(wall::router())
+        .merge(probes::router())
         .merge(desk::router())
         .merge(changes::router())
         .merge(stats::router())
@@ -280,6 +282,61 @@ struct CiPage<'a> {
     updated: String,
     errors: Vec<(String, String)>,
     notice: Option<String>,
+    /// The CI's probes with the last day of the metric that shows its health best.
+    monitoring: Vec<CiProbe>,
+    /// The new-probe form for this CI.
+    new_probe: String,
+}
+
+struct CiProbe {
+    id: i64,
+    kind: String,
+    target: String,
+    state: &'static str,
+    last: String,
+    metric: String,
+    chart: String,
+}
+
+/// The CI's probes (IT staff who may see monitoring), each with a chart of its
+/// latency (or, without one, whether it was up) over the last 24 hours.
+async fn ci_probes(state: &AppState, caller: &Caller, ci: i64) -> Vec<CiProbe> {
+    let Ok(probes) = state.monitor.probes(caller, Some(ci)).await else { return Vec::new() };
+    let to = state.fhir.now_ms();
+    let from = to - 86_400_000;
+    let mut out = Vec::new();
+    for p in probes.into_iter().take(10) {
+        let metrics = state.monitor.metrics(caller, p.id).await.unwrap_or_default();
+        let metric = ["latency_ms", "tls_days_left", "up"]
+            .into_iter()
+            .find(|m| metrics.iter().any(|x| x == m))
+            .unwrap_or("up")
+            .to_string();
+        let points = state
+            .monitor
+            .series(caller, p.id, &metric, from, to)
+            .await
+            .map(|(_, pts)| {
+                pts.into_iter().map(|(at, avg, lo, hi)| crate::ui::chart::Point { at, avg, lo, hi }).collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let gap = 2 * p.interval_s * 1_000 + 1_000;
+        out.push(CiProbe {
+            id: p.id,
+            kind: p.kind.clone(),
+            target: p.target.clone(),
+            state: match (p.enabled, p.last_up) {
+                (false, _) => "off",
+                (true, None) => "waiting",
+                (true, Some(true)) => "up",
+                (true, Some(false)) => "down",
+            },
+            last: p.last_at.map(local_time).unwrap_or_default(),
+            chart: crate::ui::chart::line(&metric, &points, from, to, gap),
+            metric,
+        });
+    }
+    out
 }
 
 fn form_of(c: &Ci) -> CiForm {
@@ -388,8 +445,17 @@ async fn render_ci(state: &AppState, s: &Signed, card: Card) -> Response {
         })
         .unwrap_or_default();
     let class_codes: Vec<&str> = CLASSES.iter().map(|c| c.code).collect();
+    let monitoring = match card.id {
+        Some(id) => ci_probes(state, &info.caller, id).await,
+        None => Vec::new(),
+    };
     page(
         CiPage {
+            monitoring,
+            new_probe: format!(
+                "/ops/monitor/probes/new?ci={}",
+                form_urlencoded::byte_serialize(card.form.code.as_bytes()).collect::<String>()
+            ),
             t,
             shell: &shell,
             id: card.id,

@@ -88,7 +88,7 @@ fn run_json(r: &Run) -> Value {
 
 /// A probe's definition from JSON: `kind`, `target`, `interval` (seconds, default
 /// 60), `timeout` (ms, default 5000) and the kind's own fields.
-fn spec_of(v: &Value) -> Result<Spec, MonitorError> {
+pub(super) fn spec_of(v: &Value) -> Result<Spec, MonitorError> {
     let kind = v["kind"].as_str().unwrap_or_default();
     let Some(kind) = Kind::parse(kind) else {
         let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();

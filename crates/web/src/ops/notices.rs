@@ -186,6 +186,18 @@ pub(crate) async fn send_mail(state: AppState, config: MailConfig) {
     }
 }
 
+/// Sends the support groups' webhook posts as they fall due, while the server runs.
+pub(crate) async fn send_hooks(state: AppState) {
+    let hooks = state.hooks.clone();
+    loop {
+        match hooks.deliver_due(&state.checker, state.config.public_url.as_deref()).await {
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "sending the webhook posts"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+}
+
 /// Days before a warranty or maintenance contract ends that its group is reminded.
 const REMIND_DAYS: i64 = 30;
 
