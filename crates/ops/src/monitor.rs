@@ -264,6 +264,7 @@ impl Monitor {
             Kind::Platform => {
                 out.push(rule("channel.*.queue_depth", Op::Above, 100.0, 2 * interval_ms, Severity::Major));
                 out.push(rule("channel.*.dead_letters", Op::Above, 0.0, 0, Severity::Warning));
+                out.push(rule("hl7.*.errors_per_min", Op::Above, 5.0, 2 * interval_ms, Severity::Warning));
             }
             _ => {}
         }
@@ -683,8 +684,9 @@ impl Monitor {
         }
     }
 
-    /// The platform's own health: memory, the database pools, and each outbound
-    /// channel's queue depth, dead letters and time since its last delivery.
+    /// The platform's own health: memory, the database pools, each HL7 listener's
+    /// messages and errors in the last minute, and each outbound channel's queue
+    /// depth, dead letters and time since its last delivery.
     async fn platform(&self, now: i64) -> Outcome {
         let mut o = up();
         if let Some(kb) = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
@@ -695,7 +697,17 @@ impl Monitor {
         let pools = self.fhir.operations().pool_stats();
         o.readings.push(reading("pool.read_size", f64::from(pools.read_size)));
         o.readings.push(reading("pool.read_idle", pools.read_idle as f64));
-        match self.fhir.operations().queue_stats().await {
+        // The HL7 listeners' traffic and errors over the last minute.
+        match self.fhir.operations().inbound_counts(now - 60_000).await {
+            Ok(counts) => {
+                for (channel, received, failed) in counts {
+                    o.readings.push(reading(&format!("hl7.{channel}.messages_per_min"), received as f64));
+                    o.readings.push(reading(&format!("hl7.{channel}.errors_per_min"), failed as f64));
+                }
+            }
+            Err(e) => o.note = Some(format!("the HL7 listeners' counts: {e}")),
+        }
+        match self.fhir.operations().queue_health().await {
             Ok(queues) => {
                 for q in queues {
                     o.readings.push(reading(&format!("channel.{}.queue_depth", q.channel), q.pending as f64));

@@ -371,6 +371,19 @@ impl Store {
         rows.iter().map(|r| Ok(QueuedMessage { message: message_row(r)?, mapped: r.try_get(16)? })).collect()
     }
 
+    /// Per inbound channel (listener), the messages received since `since` and how
+    /// many of them failed or were refused: (channel, received, failed).
+    pub async fn inbound_counts(&self, since: i64) -> Result<Vec<(String, i64, i64)>> {
+        let rows = sqlx::query(
+            "SELECT channel, COUNT(*), SUM(CASE WHEN status IN ('failed', 'rejected', 'error') THEN 1 ELSE 0 END) \
+             FROM message_log WHERE received_at >= $1 AND direction = 'in' GROUP BY channel ORDER BY channel",
+        )
+        .bind(since)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get::<Option<i64>, _>(2)?.unwrap_or(0)))).collect()
+    }
+
     /// How many messages of `campus` wait to be applied.
     pub async fn queued_count(&self, campus: &str) -> Result<i64> {
         let row = sqlx::query("SELECT COUNT(*) FROM message_log WHERE campus = $1 AND status = 'queued'")

@@ -277,6 +277,11 @@ impl Operations {
         self.0.queue_stats().await
     }
 
+    /// Per inbound channel: messages received since `since`, and how many failed.
+    pub async fn inbound_counts(&self, since: i64) -> Result<Vec<(String, i64, i64)>> {
+        self.0.inbound_counts(since).await
+    }
+
     pub async fn queue_health(&self) -> Result<Vec<QueueStats>> {
         self.0.queue_health().await
     }

@@ -266,7 +266,7 @@ async fn a_scheduled_change_holds_the_alerts_of_exactly_its_cis_and_no_incident_
 }
 
 #[tokio::test]
-async fn an_outbound_channel_to_a_dead_receiver_raises_a_queue_alert_and_an_incident() {
+async fn an_outbound_channel_to_a_dead_receiver_raises_a_queue_alert_and_an_incident_and_hl7_listeners_are_counted() {
     let app = spawn_app().await;
     campuses(&app).await;
     let ops = app.client_with("lianyi:ops", "*", None).await;
@@ -326,6 +326,31 @@ async fn an_outbound_channel_to_a_dead_receiver_raises_a_queue_alert_and_an_inci
     let ticket = get(&ops, &app, &format!("/api/ops/incidents/{}", alert["incident"])).await;
     assert_eq!(ticket["channel"], "monitor");
     assert!(ticket["title"].as_str().unwrap().contains("channel.lis-feed.queue_depth"), "{ticket}");
+
+    // An HL7 listener takes a good message and a broken one: the platform probe counts
+    // both over the last minute, and the error.
+    let lis = lianyi_interop::Inbound::new(app.fhir.clone(), "mllp:lis-east", "campus-east", "+08:00");
+    let good = "MSH|^~\\&|LIS|EAST|LIANYI|EAST|20261206083000||ADT^A04|MON-1|P|2.5\rEVN|A04|20261206083000\rPID|1||MON-0001^^^EAST^MR||王^监控||19800101|M\r";
+    let (ack, _) = lis.receive(good.as_bytes(), None).await;
+    assert!(String::from_utf8_lossy(&ack).contains("MSA|AA"), "{}", String::from_utf8_lossy(&ack));
+    let (ack, _) =
+        lis.receive(b"MSH|^~\\&|LIS|EAST|LIANYI|EAST|20261206083000||ADT^A04|MON-2|P|2.5\rPID|1", None).await;
+    assert!(!String::from_utf8_lossy(&ack).contains("MSA|AA"), "{}", String::from_utf8_lossy(&ack));
+    let monitor = app.store.operations().monitor();
+    let id = probe["id"].as_i64().unwrap();
+    let mut seen = (None, None);
+    for _ in 0..100 {
+        let last = |m: &'static str| {
+            let monitor = monitor.clone();
+            async move { monitor.samples(id, m, 0, i64::MAX).await.unwrap().last().map(|(_, v)| *v) }
+        };
+        seen = (last("hl7.mllp:lis-east.messages_per_min").await, last("hl7.mllp:lis-east.errors_per_min").await);
+        if seen == (Some(2.0), Some(1.0)) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, (Some(2.0), Some(1.0)), "messages and errors of the last minute");
 }
 
 #[tokio::test]
