@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-pub(crate) const CAMPUSES: [&str; 4] = ["campus-east", "campus-west", "campus-south", "campus-north"];
+const CAMPUSES: [&str; 4] = ["campus-east", "campus-west", "campus-south", "campus-north"];
 
 struct Opts {
     cis: usize,
@@ -43,7 +43,7 @@ pub(crate) struct Group {
     relations: usize,
 }
 
-pub(crate) fn generate(n: usize) -> Group {
+fn generate(n: usize) -> Group {
     let mut rng = crate::Rng(7);
     let mut pick = move |n: usize| rng.below(n as u64) as usize;
     let mut csv = String::from("code,name,class,campus,attr:kind,relations\n");
@@ -160,6 +160,28 @@ pub(crate) fn generate(n: usize) -> Group {
     Group { csv, cis: cis.get(), relations: relations.get() }
 }
 
+/// The four campuses, then a generated group of `n` CIs imported in one CSV; the
+/// group, and the import's seconds.
+pub(crate) async fn load_group(http: &reqwest::Client, base: &str, n: usize) -> (Group, f64) {
+    for c in CAMPUSES {
+        let r = http
+            .put(format!("{base}/fhir/Organization/{c}"))
+            .header("content-type", "application/fhir+json")
+            .body(json!({"resourceType": "Organization", "id": c, "name": c}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    let group = generate(n);
+    let t = Instant::now();
+    let r = http.post(format!("{base}/api/ops/cis/import")).body(group.csv.clone()).send().await.unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert!(status.is_success(), "import: {status} {body}");
+    (group, t.elapsed().as_secs_f64())
+}
+
 async fn timed(http: &reqwest::Client, url: &str, n: usize) -> (f64, f64, f64, Value) {
     let mut times = Vec::with_capacity(n);
     let mut last = Value::Null;
@@ -186,23 +208,7 @@ pub async fn run(raw: Vec<String>) {
     let backend = if database.starts_with("postgres") { "PostgreSQL" } else { "SQLite" };
     let server = crate::start_server(&database, &dir).await;
     let (base, http) = (server.base.clone(), server.http.clone());
-    for c in CAMPUSES {
-        let r = http
-            .put(format!("{base}/fhir/Organization/{c}"))
-            .header("content-type", "application/fhir+json")
-            .body(json!({"resourceType": "Organization", "id": c, "name": c}).to_string())
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
-    }
-    let group = generate(o.cis);
-    let t = Instant::now();
-    let r = http.post(format!("{base}/api/ops/cis/import")).body(group.csv.clone()).send().await.unwrap();
-    let status = r.status();
-    let body: Value = r.json().await.unwrap();
-    assert!(status.is_success(), "import: {status} {body}");
-    let load_s = t.elapsed().as_secs_f64();
+    let (group, load_s) = load_group(&http, &base, o.cis).await;
     println!(
         "CMDB benchmark on {backend}: {} configuration items and {} relations imported in {load_s:.1} s",
         group.cis, group.relations

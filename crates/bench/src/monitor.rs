@@ -27,7 +27,7 @@ use sqlx::Row;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::cmdb::{CAMPUSES, generate};
+use crate::cmdb::load_group;
 use crate::mllp::cpu_seconds;
 use crate::pages::Session;
 use crate::{percentile, rss_kb};
@@ -223,19 +223,7 @@ pub async fn run(raw: Vec<String>) {
     let dead = closed_port().await;
     let server = crate::start_server(&database, &dir).await;
     let (base, http) = (server.base.clone(), server.http.clone());
-    for c in CAMPUSES {
-        let r = http
-            .put(format!("{base}/fhir/Organization/{c}"))
-            .header("content-type", "application/fhir+json")
-            .body(json!({"resourceType": "Organization", "id": c, "name": c}).to_string())
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
-    }
-    let group = generate(o.cis);
-    let r = http.post(format!("{base}/api/ops/cis/import")).body(group.csv.clone()).send().await.unwrap();
-    assert!(r.status().is_success(), "import: {}", r.text().await.unwrap());
+    let (group, _) = load_group(&http, &base, o.cis).await;
     let codes: Vec<String> =
         group.csv.lines().skip(1).map(|l| l.split(',').next().unwrap_or_default().to_string()).collect();
     let mut bodies = Vec::with_capacity(o.probes);

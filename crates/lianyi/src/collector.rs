@@ -241,8 +241,7 @@ pub async fn run(server: &str, token: &str, spool_dir: &Path, refresh: Duration)
         for (id, spec) in &probes {
             let next = due.entry(*id).or_insert(now);
             if *next <= now {
-                let interval = i64::from(spec.interval_s.max(1)) * 1_000;
-                *next = if *next + interval > now { *next + interval } else { now + interval };
+                *next = lianyi_monitor::probe::next_due(*next, spec.interval_s, now);
                 let (checker, spec, id) = (checker.clone(), spec.clone(), *id);
                 set.spawn(async move { Sent { probe: id, at: now, outcome: checker.run(&spec, now).await } });
             }

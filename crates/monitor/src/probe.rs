@@ -112,6 +112,14 @@ pub struct Spec {
     pub snmp: Option<Snmp>,
 }
 
+/// When a probe due at `due_at` runs next after running at `now`: an interval after
+/// it was due (a scheduler's tick does not add to each interval), or an interval
+/// from now when it is a whole interval behind.
+pub fn next_due(due_at: i64, interval_s: impl Into<i64>, now: i64) -> i64 {
+    let interval = interval_s.into().max(1) * 1_000;
+    if due_at + interval > now { due_at + interval } else { now + interval }
+}
+
 /// When a probe that has just failed after being up is checked again: half an
 /// interval after the failed check, so two failures in a row (what the default rule
 /// waits for) take one and a half intervals at most, not two.

@@ -7,8 +7,8 @@
 //! sent by the server, retried with a growing pause until accepted (ten tries).
 
 use lianyi_monitor::check::Checker;
+use lianyi_security::Caller;
 use lianyi_security::roles::Capability;
-use lianyi_security::{Caller, SystemTask};
 use lianyi_services::FhirService;
 use lianyi_store::notices::{Hook, HookDelivery};
 use serde_json::json;
@@ -188,10 +188,5 @@ impl GroupHooks {
             }
         }
         Ok(accepted)
-    }
-
-    /// The system caller the server sends as.
-    pub fn system() -> Caller {
-        Caller::task(SystemTask::Monitoring)
     }
 }

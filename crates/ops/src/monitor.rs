@@ -621,8 +621,7 @@ impl Monitor {
         let mut next = Vec::with_capacity(due.len());
         let mut work = Vec::with_capacity(due.len());
         for p in due {
-            let interval = p.interval_s.max(1) * 1_000;
-            next.push((p.id, if p.due_at + interval > now { p.due_at + interval } else { now + interval }));
+            next.push((p.id, lianyi_monitor::probe::next_due(p.due_at, p.interval_s, now)));
             match serde_json::from_str::<Spec>(&p.spec).map(|s| self.unseal(s)) {
                 Ok(Ok(spec)) => work.push((p.id, spec)),
                 _ => tracing::error!(probe = p.id, "a probe's definition does not read"),
@@ -645,26 +644,6 @@ impl Monitor {
     /// Records a run of the central server's own (see [`Monitor::record`]).
     pub async fn record_central(&self, probe: i64, at: i64, o: &Outcome) -> Result<bool, MonitorError> {
         self.record(&Self::system(), probe, at, o).await
-    }
-
-    /// Runs the central server's due probes once, all of them before returning (the
-    /// server's scheduler pipelines the same steps instead); returns how many ran.
-    pub async fn run_due(&self, checker: &Checker) -> Result<usize, MonitorError> {
-        let (now, work) = self.claim_due(200).await?;
-        let mut set = tokio::task::JoinSet::new();
-        for (id, spec) in work {
-            let (m, checker) = (self.clone(), checker.clone());
-            set.spawn(async move { (id, m.check(&checker, &spec, now).await) });
-        }
-        let mut ran = 0;
-        while let Some(done) = set.join_next().await {
-            let Ok((id, outcome)) = done else { continue };
-            match self.record_central(id, now, &outcome).await {
-                Ok(_) => ran += 1,
-                Err(e) => tracing::error!(probe = id, error = %e, "recording a probe run"),
-            }
-        }
-        Ok(ran)
     }
 
     /// The database probe: the latency of a query on the platform's own database.

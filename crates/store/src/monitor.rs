@@ -30,6 +30,18 @@ pub struct Probe {
     pub updated_at: i64,
 }
 
+impl Probe {
+    /// What the pages show of it: `off`, `waiting` (not run yet), `up` or `down`.
+    pub fn state(&self) -> &'static str {
+        match (self.enabled, self.last_up) {
+            (false, _) => "off",
+            (true, None) => "waiting",
+            (true, Some(true)) => "up",
+            (true, Some(false)) => "down",
+        }
+    }
+}
+
 /// A threshold rule on a probe's metric (or metric pattern with one `*`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Rule {

@@ -171,8 +171,8 @@ impl Hooks {
             .await?
             .rows_affected();
         sqlx::query(
-            "UPDATE ops_hook_deliveries SET status = 'failed', due_at = NULL, last_error = 'the webhook was removed', \
-             sent_at = NULL WHERE support_group = $1 AND status = 'pending'",
+            "UPDATE ops_hook_deliveries SET status = 'failed', due_at = NULL, last_error = 'the webhook was removed' \
+             WHERE support_group = $1 AND status = 'pending'",
         )
         .bind(group.to_string())
         .execute(&mut *tx)

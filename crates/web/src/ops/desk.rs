@@ -504,16 +504,7 @@ async fn set_hook(State(state): State<AppState>, s: Signed, Form(f): Form<Vec<(S
     } else {
         state.hooks.set(&s.info.caller, &group, &value("url"), &value("secret")).await
     };
-    match done {
-        Ok(()) => see_other("/ops/groups"),
-        Err(DeskError::Forbidden(_)) => forbidden(s.t),
-        Err(e @ DeskError::Invalid(_)) => {
-            let errors = error_rows(s.t, &e);
-            render_groups(&state, &s, errors).await
-        }
-        Err(DeskError::NotFound) => not_found(s.t),
-        Err(e) => failed(s.t, "group webhook", e),
-    }
+    groups_answer(&state, &s, done, "group webhook").await
 }
 
 async fn set_member(State(state): State<AppState>, s: Signed, Form(f): Form<Vec<(String, String)>>) -> Response {
@@ -527,14 +518,20 @@ async fn set_member(State(state): State<AppState>, s: Signed, Form(f): Form<Vec<
     } else {
         state.desk.set_member(&s.info.caller, &group, &user, value("lead") == "1").await
     };
+    groups_answer(&state, &s, done, "group member").await
+}
+
+/// After a change on the groups page: back to it, or the page again with the broken
+/// rules named.
+async fn groups_answer(state: &AppState, s: &Signed, done: Result<(), DeskError>, what: &str) -> Response {
     match done {
         Ok(()) => see_other("/ops/groups"),
         Err(DeskError::Forbidden(_)) => forbidden(s.t),
         Err(e @ DeskError::Invalid(_)) => {
             let errors = error_rows(s.t, &e);
-            render_groups(&state, &s, errors).await
+            render_groups(state, s, errors).await
         }
         Err(DeskError::NotFound) => not_found(s.t),
-        Err(e) => failed(s.t, "group member", e),
+        Err(e) => failed(s.t, what, e),
     }
 }

@@ -312,27 +312,17 @@ async fn ci_probes(state: &AppState, caller: &Caller, ci: i64) -> Vec<CiProbe> {
             .find(|m| metrics.iter().any(|x| x == m))
             .unwrap_or("up")
             .to_string();
-        let points = state
-            .monitor
-            .series(caller, p.id, &metric, from, to)
-            .await
-            .map(|(_, pts)| {
-                pts.into_iter().map(|(at, avg, lo, hi)| crate::ui::chart::Point { at, avg, lo, hi }).collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
-        let gap = 2 * p.interval_s * 1_000 + 1_000;
+        let chart = match probes::metric_chart(state, caller, &p, &metric, from, to).await {
+            Ok((svg, _)) => svg,
+            Err(_) => crate::ui::chart::line(&metric, &[], from, to, 1),
+        };
         out.push(CiProbe {
             id: p.id,
             kind: p.kind.clone(),
             target: p.target.clone(),
-            state: match (p.enabled, p.last_up) {
-                (false, _) => "off",
-                (true, None) => "waiting",
-                (true, Some(true)) => "up",
-                (true, Some(false)) => "down",
-            },
+            state: p.state(),
             last: p.last_at.map(local_time).unwrap_or_default(),
-            chart: crate::ui::chart::line(&metric, &points, from, to, gap),
+            chart,
             metric,
         });
     }

@@ -190,9 +190,8 @@ pub(crate) async fn send_mail(state: AppState, config: MailConfig) {
 pub(crate) async fn send_hooks(state: AppState) {
     let hooks = state.hooks.clone();
     loop {
-        match hooks.deliver_due(&state.checker, state.config.public_url.as_deref()).await {
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "sending the webhook posts"),
+        if let Err(e) = hooks.deliver_due(&state.checker, state.config.public_url.as_deref()).await {
+            tracing::warn!(error = %e, "sending the webhook posts");
         }
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     }

@@ -30,21 +30,29 @@ pub(super) fn router() -> Router<AppState> {
         .route("/ops/monitor/probes/{id}/rules", post(add_rule))
 }
 
+/// One metric of a probe between `from` and `to` drawn as a chart (a pause of more
+/// than two intervals, or two buckets, breaks the line), with its points.
+pub(super) async fn metric_chart(
+    state: &AppState,
+    caller: &lianyi_security::Caller,
+    probe: &lianyi_store::monitor::Probe,
+    metric: &str,
+    from: i64,
+    to: i64,
+) -> Result<(String, Vec<Point>), MonitorError> {
+    let (width, points) = state.monitor.series(caller, probe.id, metric, from, to).await?;
+    let points: Vec<Point> = points.into_iter().map(|(at, avg, lo, hi)| Point { at, avg, lo, hi }).collect();
+    let gap = 2 * (probe.interval_s * 1_000).max(width) + 1_000;
+    Ok((chart::line(metric, &points, from, to, gap), points))
+}
+
 /// Charts on one probe's page at most (an SNMP switch measures many interfaces).
 const CHARTS: usize = 12;
 
 /// The form's broken rules: (field, text).
 fn error_rows(t: Tr, e: &MonitorError) -> Vec<(String, String)> {
     match e {
-        MonitorError::Invalid(errors) => errors
-            .iter()
-            .map(|e| {
-                let rule = t
-                    .try_get(&format!("cmdb-rule-{}", e.rule))
-                    .map_or(e.detail.clone(), |r| format!("{r} ({})", e.detail));
-                (e.field.clone(), rule)
-            })
-            .collect(),
+        MonitorError::Invalid(errors) => super::error_rows(t, errors),
         other => vec![("probe".into(), other.to_string())],
     }
 }
@@ -97,12 +105,7 @@ async fn list_page(State(state): State<AppState>, s: Signed) -> Response {
             target: p.target.clone(),
             interval: p.interval_s,
             runner: p.campus.as_ref().map(|c| t.fmt("mon-runner-collector", &campuses[c])).unwrap_or_default(),
-            state: match (p.enabled, p.last_up) {
-                (false, _) => "off",
-                (true, None) => "waiting",
-                (true, Some(true)) => "up",
-                (true, Some(false)) => "down",
-            },
+            state: p.state(),
             last: p.last_at.map(local_time).unwrap_or_default(),
             error: p.last_error.clone().unwrap_or_default(),
         })
@@ -356,16 +359,13 @@ async fn render_probe(
     let more = metrics.len().saturating_sub(CHARTS);
     let mut charts = Vec::new();
     for metric in metrics.into_iter().take(CHARTS) {
-        let (width, points) = match state.monitor.series(&info.caller, id, &metric, from, to).await {
-            Ok(p) => p,
+        let (svg, points) = match metric_chart(state, &info.caller, &card.probe, &metric, from, to).await {
+            Ok(c) => c,
             Err(e) => return failed(t, "probe series", e),
         };
-        let points: Vec<Point> = points.into_iter().map(|(at, avg, lo, hi)| Point { at, avg, lo, hi }).collect();
-        // A pause of more than two intervals (or two buckets) breaks the line.
-        let gap = 2 * (card.probe.interval_s * 1_000).max(width) + 1_000;
         let (lo, hi) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| (l.min(p.lo), h.max(p.hi)));
         charts.push(ChartView {
-            svg: chart::line(&metric, &points, from, to, gap),
+            svg,
             last: points.last().map(|p| value(p.avg)).unwrap_or_default(),
             lo: if lo.is_finite() { value(lo) } else { String::new() },
             hi: if hi.is_finite() { value(hi) } else { String::new() },
@@ -434,12 +434,7 @@ async fn render_probe(
             target: p.target.clone(),
             interval: p.interval_s,
             runner,
-            state: match (p.enabled, p.last_up) {
-                (false, _) => "off",
-                (true, None) => "waiting",
-                (true, Some(true)) => "up",
-                (true, Some(false)) => "down",
-            },
+            state: p.state(),
             last: p.last_at.map(local_time).unwrap_or_default(),
             error: p.last_error.clone().unwrap_or_default(),
             ranges,
