@@ -256,6 +256,7 @@ async fn serve(database: String, dir: PathBuf, cred_file: PathBuf) {
         login_rate_per_minute: 1000,
         message_retention_days: 90,
         monitor_raw_days: 7,
+        language: "zh-CN".into(),
         critical_escalation_minutes: 10,
         near_expiry_days: 90,
         mail: None,

@@ -48,6 +48,7 @@ impl fmt::Debug for Secret {
 /// login_rate_per_minute = 30
 /// message_retention_days = 90
 /// monitor_raw_days = 7
+/// language = "zh-CN"        # what the platform writes into records: zh-CN or en
 /// critical_escalation_minutes = 10
 /// near_expiry_days = 90
 /// mllp_ack = "applied"
@@ -91,6 +92,9 @@ pub struct FileConfig {
     /// Days monitoring keeps raw samples before rolling them up into 5-minute and
     /// hourly buckets (default 7).
     pub monitor_raw_days: Option<i64>,
+    /// The installation's language, `zh-CN` (default) or `en`: the texts the platform
+    /// writes into records itself (monitoring's incidents) are in it.
+    pub language: Option<String>,
     /// Minutes a critical value may wait for its doctor before it is escalated to the
     /// department heads (default 10).
     pub critical_escalation_minutes: Option<i64>,
@@ -145,6 +149,8 @@ pub enum ConfigError {
     AuditHash(String),
     #[error("config: cipher '{0}' is not supported (rule: aes-256-gcm or sm4-gcm)")]
     Cipher(String),
+    #[error("config: language '{0}' is not supported (rule: zh-CN or en)")]
+    Language(String),
     #[error("cannot create data directory {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
 }
@@ -154,6 +160,16 @@ impl FileConfig {
         match &self.cipher {
             None => Ok(lianyi_security::crypto::CipherAlg::Aes256Gcm),
             Some(c) => lianyi_security::crypto::CipherAlg::parse(c).ok_or_else(|| ConfigError::Cipher(c.clone())),
+        }
+    }
+
+    /// `zh-CN` (default) or `en`.
+    pub fn language(&self) -> Result<String, ConfigError> {
+        match self.language.as_deref().map(str::trim) {
+            None => Ok("zh-CN".into()),
+            Some(l) if l.eq_ignore_ascii_case("zh-CN") => Ok("zh-CN".into()),
+            Some(l) if l.eq_ignore_ascii_case("en") => Ok("en".into()),
+            Some(l) => Err(ConfigError::Language(l.to_string())),
         }
     }
 
@@ -244,5 +260,15 @@ mod tests {
         std::fs::write(&p, "listen = \"0.0.0.0:1\"\nlisten_port = 3\n").unwrap();
         let e = FileConfig::load(Some(&p)).unwrap_err().to_string();
         assert!(e.contains("listen_port"), "{e}");
+    }
+
+    #[test]
+    fn the_installation_language_is_chinese_unless_english_and_nothing_else() {
+        let with = |l: Option<&str>| FileConfig { language: l.map(str::to_string), ..FileConfig::default() }.language();
+        assert_eq!(with(None).unwrap(), "zh-CN");
+        assert_eq!(with(Some("en")).unwrap(), "en");
+        assert_eq!(with(Some("zh-cn")).unwrap(), "zh-CN");
+        let e = with(Some("fr")).unwrap_err().to_string();
+        assert!(e.contains("language 'fr'") && e.contains("zh-CN or en"), "{e}");
     }
 }

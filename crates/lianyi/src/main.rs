@@ -496,6 +496,7 @@ fn app_config(loc: &DataLocation, file: &FileConfig) -> Result<AppConfig, CliErr
         login_rate_per_minute: file.login_rate_per_minute.unwrap_or(30),
         message_retention_days: file.message_retention_days.unwrap_or(lianyi_interop::Outbound::DEFAULT_RETENTION_DAYS),
         monitor_raw_days: file.monitor_raw_days.unwrap_or(lianyi_ops::monitor::DEFAULT_RAW_DAYS),
+        language: file.language()?,
         critical_escalation_minutes: file.critical_escalation_minutes.unwrap_or(10),
         near_expiry_days: file.near_expiry_days.unwrap_or(lianyi_billing::stock::NEAR_EXPIRY_DAYS),
         mail: match (file.smtp_url.clone(), file.mail_from.clone()) {
@@ -1354,6 +1355,7 @@ async fn demo_command(
             login_rate_per_minute: 30,
             message_retention_days: lianyi_interop::Outbound::DEFAULT_RETENTION_DAYS,
             monitor_raw_days: lianyi_ops::monitor::DEFAULT_RAW_DAYS,
+            language: "zh-CN".into(),
             critical_escalation_minutes: 10,
             near_expiry_days: lianyi_billing::stock::NEAR_EXPIRY_DAYS,
             mail: None,

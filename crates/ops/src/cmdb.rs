@@ -25,6 +25,9 @@ pub enum AttrKind {
     Number,
     /// An IPv4 or IPv6 address.
     Ip,
+    /// A percentage above 0 and at most 100, with at most three decimals (`99.9`),
+    /// kept as written.
+    Percent,
     /// One of the codes given.
     Choice(&'static [&'static str]),
 }
@@ -51,6 +54,23 @@ const fn text(key: &'static str) -> AttrDef {
 
 const fn number(key: &'static str) -> AttrDef {
     AttrDef { key, kind: AttrKind::Number }
+}
+
+const fn percent(key: &'static str) -> AttrDef {
+    AttrDef { key, kind: AttrKind::Percent }
+}
+
+/// Whether `v` is a percentage above 0 and at most 100 with at most three decimals.
+pub fn is_percent(v: &str) -> bool {
+    let (whole, frac) = v.split_once('.').unwrap_or((v, ""));
+    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+    !whole.is_empty()
+        && whole.len() <= 3
+        && digits(whole)
+        && frac.len() <= 3
+        && digits(frac)
+        && (!v.contains('.') || !frac.is_empty())
+        && v.parse::<f64>().is_ok_and(|p| p > 0.0 && p <= 100.0)
 }
 
 const fn ip(key: &'static str) -> AttrDef {
@@ -110,12 +130,13 @@ pub const CLASSES: &[ClassDef] = &[
             text("vendor"),
             text("version"),
             choice("hours", &["business", "7x24"]),
+            percent("availability"),
         ],
     },
     ClassDef {
         code: "clinical-service",
         group: "application",
-        attrs: &[text("department"), choice("hours", &["business", "7x24"])],
+        attrs: &[text("department"), choice("hours", &["business", "7x24"]), percent("availability")],
     },
     ClassDef {
         code: "interface",
@@ -434,6 +455,7 @@ impl Cmdb {
                     AttrKind::Text => value.chars().count() <= 200,
                     AttrKind::Number => value.parse::<u64>().is_ok(),
                     AttrKind::Ip => value.parse::<std::net::IpAddr>().is_ok(),
+                    AttrKind::Percent => is_percent(value),
                     AttrKind::Choice(c) => c.contains(&value),
                 };
                 if !ok {
@@ -441,6 +463,7 @@ impl Cmdb {
                         AttrKind::Text => "at most 200 characters".to_string(),
                         AttrKind::Number => "a whole number, zero or more".to_string(),
                         AttrKind::Ip => "an IPv4 or IPv6 address".to_string(),
+                        AttrKind::Percent => "a percentage above 0 and at most 100, like 99.9".to_string(),
                         AttrKind::Choice(c) => format!("one of {}", c.join(", ")),
                     };
                     errors.push(invalid(&field, "format", rule));
@@ -847,4 +870,19 @@ impl Cmdb {
 
 fn codes<'a>(it: impl Iterator<Item = &'a str>) -> String {
     it.collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_percent;
+
+    #[test]
+    fn a_percentage_is_above_zero_at_most_a_hundred_with_three_decimals_at_most() {
+        for ok in ["99.9", "100", "99.999", "50", "0.5", "100.000"] {
+            assert!(is_percent(ok), "{ok}");
+        }
+        for bad in ["0", "0.0", "100.1", "101", "99.9999", "-1", "99.", ".9", "9e1", "abc", "", " 99", "1000"] {
+            assert!(!is_percent(bad), "{bad}");
+        }
+    }
 }

@@ -97,6 +97,118 @@ impl Health {
     }
 }
 
+/// How a CI stands on the topology, worst first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Standing {
+    /// Not answering, or a major or critical alert of its own.
+    Down,
+    /// A warning of its own.
+    Warning,
+    /// Held by a scheduled change.
+    Maintenance,
+    /// Suppressed under a root cause, or something it needs is down or warns.
+    Affected,
+    /// Watched by a probe, and fine.
+    Up,
+    /// No probe watches it.
+    Unmonitored,
+}
+
+impl Standing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Standing::Down => "down",
+            Standing::Warning => "warning",
+            Standing::Maintenance => "maintenance",
+            Standing::Affected => "affected",
+            Standing::Up => "up",
+            Standing::Unmonitored => "unmonitored",
+        }
+    }
+}
+
+/// A business system's or clinical service's availability over a period.
+#[derive(Clone, Debug)]
+pub struct Availability {
+    pub ci: Ci,
+    /// Its target in percent as set on the CI (`99.9`), if any.
+    pub target: Option<String>,
+    /// The period counted (up to now).
+    pub span_ms: i64,
+    pub down_ms: i64,
+    /// Separate outages.
+    pub outages: usize,
+}
+
+impl Availability {
+    /// Available time in thousandths of a percent (99.95 % is 99,950), exact.
+    pub fn milli_percent(&self) -> i64 {
+        if self.span_ms == 0 {
+            return 100_000;
+        }
+        let up = i128::from(self.span_ms - self.down_ms);
+        (up * 100_000 / i128::from(self.span_ms)) as i64
+    }
+
+    /// The target in thousandths of a percent.
+    pub fn target_milli(&self) -> Option<i64> {
+        let t = self.target.as_deref()?;
+        let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+        let frac = format!("{frac:0<3}");
+        Some(whole.parse::<i64>().ok()? * 1_000 + frac.get(..3)?.parse::<i64>().ok()?)
+    }
+
+    /// Whether it fell short of its target (`false` without one).
+    pub fn missed(&self) -> bool {
+        self.target_milli().is_some_and(|t| self.milli_percent() < t)
+    }
+}
+
+/// What an alert makes of the CIs it touches: maintenance when a change holds it, red
+/// when its CI is down or it is major or critical, else amber.
+fn health(a: &Alert) -> Health {
+    if a.maintenance.is_some() {
+        Health::Maintenance
+    } else if a.metric == "up" || a.severity != "warning" {
+        Health::Red
+    } else {
+        Health::Amber
+    }
+}
+
+/// Beijing's offset from UTC: months begin at midnight there.
+const BEIJING_MS: i64 = 8 * 3_600_000;
+
+/// The month `YYYY-MM` as `[from, to)` in milliseconds (Beijing time).
+pub fn month_span(month: &str) -> Option<(i64, i64)> {
+    let (y, m) = month.trim().split_once('-')?;
+    let (y, m): (i64, u32) = (y.parse().ok()?, m.parse().ok()?);
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || month.trim().len() != 7 {
+        return None;
+    }
+    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    let start = |y, m| lianyi_fhir::datetime::days_from_civil(y, m, 1) * DAY_MS - BEIJING_MS;
+    Some((start(y, m), start(ny, nm)))
+}
+
+/// The month (`YYYY-MM`, Beijing time) `ms` falls in.
+pub fn month_of(ms: i64) -> String {
+    let (y, m, _) = lianyi_fhir::datetime::civil_from_days((ms + BEIJING_MS).div_euclid(DAY_MS));
+    format!("{y:04}-{m:02}")
+}
+
+/// Sorted spans merged where they overlap or touch.
+fn merge(spans: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for (a, b) in spans {
+        match out.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
 /// A CI's worst health, since when, and the causes.
 type Worst = (Health, i64, Vec<(Health, String)>);
 
@@ -150,11 +262,83 @@ pub struct Monitor {
     /// back without another run of the same probe in between.
     gate: std::sync::Arc<tokio::sync::Mutex<()>>,
     damping: Damping,
+    phrases: std::sync::Arc<Phrases>,
+}
+
+/// The texts monitoring writes into the incidents it opens, notes and resolves, in
+/// the installation's language: templates whose holes (`{ci}`, `{metric}`,
+/// `{value}`, `{since}`, `{at}`, `{severity}`, `{cis}`, `{n}`) are filled here. The
+/// web layer gives them from its locale files, so every word is translated there.
+#[derive(Clone, Debug)]
+pub struct Phrases {
+    /// A CI not answering: `{ci}`.
+    pub down_title: String,
+    /// A metric past its threshold: `{ci}`, `{metric}`, `{value}`.
+    pub metric_title: String,
+    /// The alert: `{severity}`, `{metric}`, `{value}`, `{since}`.
+    pub alert: String,
+    /// Appended (after a space) to a flapping alert.
+    pub flapping: String,
+    /// The resolution when every alert of the incident has recovered: `{metric}`,
+    /// `{value}`, `{at}`.
+    pub recovered: String,
+    /// A note when one of several has: `{metric}`, `{at}`.
+    pub recovered_note: String,
+    /// The root's note naming what it suppresses: `{cis}`.
+    pub also_down: String,
+    /// Appended (after a space) when there are more than shown: `{n}`.
+    pub in_all: String,
+    /// The severities' names: warning, major, critical.
+    pub severities: [String; 3],
+}
+
+impl Phrases {
+    fn fill(template: &str, holes: &[(&str, &str)]) -> String {
+        holes.iter().fold(template.to_string(), |s, (k, v)| s.replace(&format!("{{{k}}}"), v))
+    }
+
+    fn severity<'a>(&'a self, code: &'a str) -> &'a str {
+        match Severity::parse(code) {
+            Some(Severity::Warning) => &self.severities[0],
+            Some(Severity::Major) => &self.severities[1],
+            Some(Severity::Critical) => &self.severities[2],
+            None => code,
+        }
+    }
+
+    fn describe(&self, a: &Alert) -> String {
+        let value = a.value.to_string();
+        let mut s = Self::fill(
+            &self.alert,
+            &[
+                ("severity", self.severity(&a.severity)),
+                ("metric", &a.metric),
+                ("value", &value),
+                ("since", &time(a.opened_at)),
+            ],
+        );
+        if a.flapping {
+            s.push(' ');
+            s.push_str(&self.flapping);
+        }
+        if let Some(d) = &a.detail {
+            s.push_str(": ");
+            s.push_str(d);
+        }
+        s
+    }
 }
 
 impl Monitor {
-    pub fn new(fhir: FhirService, desk: Desk) -> Monitor {
-        Monitor { fhir, desk, raw_days: DEFAULT_RAW_DAYS, gate: Default::default(), damping: Damping::default() }
+    pub fn new(fhir: FhirService, desk: Desk, phrases: Phrases) -> Monitor {
+        Monitor {
+            fhir,
+            desk,
+            raw_days: DEFAULT_RAW_DAYS,
+            gate: Default::default(),
+            damping: Damping::default(),
+            phrases: std::sync::Arc::new(phrases),
+        }
     }
 
     /// Keeps raw samples `days` days (at least 1) before rolling them up.
@@ -472,19 +656,30 @@ impl Monitor {
     /// when; and the open alerts. Suppressed alerts colour nothing their root does not.
     pub async fn wall(&self, caller: &Caller, campus: Option<&str>) -> Result<Wall, MonitorError> {
         Self::operate(caller)?;
-        let cmdb = self.fhir.operations().cmdb();
-        let mut systems = Vec::new();
-        for class in ["business-system", "clinical-service"] {
-            let q = lianyi_store::cmdb::CiQuery { class: Some(class.into()), limit: 10_000, ..Default::default() };
-            systems.extend(
-                cmdb.list(&q)
-                    .await?
-                    .into_iter()
-                    .filter(|c| c.status != "retired")
-                    .filter(|c| campus.is_none() || c.campus.is_none() || c.campus.as_deref() == campus),
-            );
-        }
+        let systems = self.systems(campus).await?;
         let open = self.tables().open_alerts().await?;
+        let (mut worst, alert_cis) = self.spread(&open).await?;
+        let mut tiles: Vec<Tile> = systems
+            .into_iter()
+            .map(|ci| match worst.remove(&ci.id) {
+                Some((health, since, mut causes)) => {
+                    causes.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+                    Tile { ci, health, since: Some(since), causes: causes.into_iter().map(|(_, c)| c).collect() }
+                }
+                None => Tile { ci, health: Health::Green, since: None, causes: Vec::new() },
+            })
+            .collect();
+        tiles.sort_by(|a, b| b.health.cmp(&a.health).then(a.ci.name.cmp(&b.ci.name)));
+        let alerts = open.into_iter().filter_map(|a| alert_cis.get(&a.ci).cloned().map(|c| (a, c))).collect();
+        Ok(Wall { tiles, alerts })
+    }
+
+    /// What the open alerts do: each CI's worst health from the unsuppressed alerts on
+    /// it and on what it needs (red when down or major or critical, amber for a
+    /// warning, maintenance when held), since when and the causes; and the CIs with
+    /// alerts.
+    async fn spread(&self, open: &[Alert]) -> Result<(HashMap<i64, Worst>, HashMap<i64, Ci>), MonitorError> {
+        let cmdb = self.fhir.operations().cmdb();
         // CI → (worst health, earliest since, (health, cause) of each alert on it).
         let mut worst: HashMap<i64, Worst> = HashMap::new();
         let alert_cis: HashMap<i64, Ci> =
@@ -502,13 +697,7 @@ impl Monitor {
             reached.push(*ci);
         }
         for a in open.iter().filter(|a| a.suppressed_by.is_none()) {
-            let health = if a.maintenance.is_some() {
-                Health::Maintenance
-            } else if a.metric == "up" || a.severity != "warning" {
-                Health::Red
-            } else {
-                Health::Amber
-            };
+            let health = health(a);
             let code = alert_cis.get(&a.ci).map(|c| c.code.clone()).unwrap_or_default();
             for &id in impacted.get(&a.ci).into_iter().flatten() {
                 let e = worst.entry(id).or_insert((Health::Green, a.opened_at, Vec::new()));
@@ -519,19 +708,115 @@ impl Monitor {
                 }
             }
         }
-        let mut tiles: Vec<Tile> = systems
-            .into_iter()
-            .map(|ci| match worst.remove(&ci.id) {
-                Some((health, since, mut causes)) => {
-                    causes.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-                    Tile { ci, health, since: Some(since), causes: causes.into_iter().map(|(_, c)| c).collect() }
+        Ok((worst, alert_cis))
+    }
+
+    /// How each of `cis` stands now, for the topology's colours: its own unsuppressed
+    /// alerts first (down, warning, maintenance); then affected, when it is suppressed
+    /// under a root cause or something it needs is down or warns; then up when a probe
+    /// watches it, else unmonitored.
+    pub async fn standing(&self, caller: &Caller, cis: &[i64]) -> Result<HashMap<i64, Standing>, MonitorError> {
+        Self::operate(caller)?;
+        let open = self.tables().open_alerts().await?;
+        let (worst, _) = self.spread(&open).await?;
+        let probed: BTreeSet<i64> = self.tables().probed(cis).await?.into_iter().collect();
+        let mut own: HashMap<i64, Standing> = HashMap::new();
+        for a in open.iter().filter(|a| cis.contains(&a.ci)) {
+            let s = match (a.suppressed_by, health(a)) {
+                (Some(_), _) => Standing::Affected,
+                (None, Health::Red) => Standing::Down,
+                (None, Health::Amber) => Standing::Warning,
+                (None, _) => Standing::Maintenance,
+            };
+            let e = own.entry(a.ci).or_insert(s);
+            *e = (*e).min(s);
+        }
+        Ok(cis
+            .iter()
+            .map(|&ci| {
+                let s = own.get(&ci).copied().unwrap_or_else(|| match worst.get(&ci).map(|w| w.0) {
+                    Some(Health::Red | Health::Amber) => Standing::Affected,
+                    Some(Health::Maintenance) => Standing::Maintenance,
+                    _ if probed.contains(&ci) => Standing::Up,
+                    _ => Standing::Unmonitored,
+                });
+                (ci, s)
+            })
+            .collect())
+    }
+
+    /// Each business system's and clinical service's availability (of `campus` and the
+    /// group-wide ones, or all) in `month` (`YYYY-MM`, Beijing time), counted up to
+    /// `now`: the time no red alert held on it or on anything it needs, in the CMDB's
+    /// topology of today. Downtime held by a scheduled change (maintenance) does not
+    /// count against it, and an alert suppressed under a root cause counts through its
+    /// root. Those that missed their target come first.
+    pub async fn availability(
+        &self,
+        caller: &Caller,
+        campus: Option<&str>,
+        month: &str,
+        now: i64,
+    ) -> Result<Vec<Availability>, MonitorError> {
+        Self::operate(caller)?;
+        let (from, to) = month_span(month).ok_or_else(|| invalid("month", "format", "a month as YYYY-MM"))?;
+        let end = to.min(now);
+        let span = (end - from).max(0);
+        let cmdb = self.fhir.operations().cmdb();
+        let systems = self.systems(campus).await?;
+        let ids: Vec<i64> = systems.iter().map(|c| c.id).collect();
+        let needs = cmdb.reach(&ids, Walk::Needs).await?;
+        // CI → its outages: (from, to) clipped to the period.
+        let mut outages: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        if span > 0 {
+            for a in self.tables().alerts_between(from, end).await? {
+                if a.suppressed_by.is_none() && health(&a) == Health::Red {
+                    let (start, stop) = (a.opened_at.max(from), a.resolved_at.unwrap_or(end).min(end));
+                    if stop > start {
+                        outages.entry(a.ci).or_default().push((start, stop));
+                    }
                 }
-                None => Tile { ci, health: Health::Green, since: None, causes: Vec::new() },
+            }
+        }
+        let mut out: Vec<Availability> = systems
+            .into_iter()
+            .map(|ci| {
+                let mut spans: Vec<(i64, i64)> = needs
+                    .get(&ci.id)
+                    .into_iter()
+                    .flatten()
+                    .chain([&ci.id])
+                    .flat_map(|c| outages.get(c).into_iter().flatten().copied())
+                    .collect();
+                spans.sort_unstable();
+                let merged = merge(spans);
+                let down_ms: i64 = merged.iter().map(|(a, b)| b - a).sum();
+                let target = serde_json::from_str::<serde_json::Value>(&ci.attrs)
+                    .ok()
+                    .and_then(|v| v.get("availability").and_then(|p| p.as_str()).map(str::to_string));
+                Availability { ci, target, span_ms: span, down_ms, outages: merged.len() }
             })
             .collect();
-        tiles.sort_by(|a, b| b.health.cmp(&a.health).then(a.ci.name.cmp(&b.ci.name)));
-        let alerts = open.into_iter().filter_map(|a| alert_cis.get(&a.ci).cloned().map(|c| (a, c))).collect();
-        Ok(Wall { tiles, alerts })
+        out.sort_by(|a, b| b.missed().cmp(&a.missed()).then(a.ci.name.cmp(&b.ci.name)));
+        Ok(out)
+    }
+
+    /// The business systems and clinical services in service (of `campus` and the
+    /// group-wide ones, or all).
+    async fn systems(&self, campus: Option<&str>) -> Result<Vec<Ci>, MonitorError> {
+        let cmdb = self.fhir.operations().cmdb();
+        let mut systems = Vec::new();
+        for class in ["business-system", "clinical-service"] {
+            let q = lianyi_store::cmdb::CiQuery { class: Some(class.into()), limit: 10_000, ..Default::default() };
+            systems.extend(
+                cmdb.list(&q)
+                    .await?
+                    .into_iter()
+                    .filter(|c| c.status != "retired")
+                    .filter(|c| campus.is_none() || c.campus.is_none() || c.campus.as_deref() == campus),
+            );
+        }
+        Ok(systems)
     }
 
     /// Alerts, newest first.
@@ -774,11 +1059,14 @@ impl Monitor {
         let system = Self::system();
         for a in &recovered {
             let Some(ticket) = a.ticket else { continue };
+            let (value, at) = (a.value.to_string(), time(at));
+            let holes = [("metric", a.metric.as_str()), ("value", &value), ("at", &at)];
             if self.tables().open_alerts_of_ticket(ticket).await?.is_empty() {
-                let text = format!("{} recovered ({} = {}) at {}", a.metric, a.metric, a.value, time(at));
+                let text = Phrases::fill(&self.phrases.recovered, &holes);
                 self.desk.monitor_resolve(&system, ticket, &text).await?;
             } else {
-                self.desk.monitor_note(&system, ticket, &format!("{} recovered at {}", a.metric, time(at))).await?;
+                let text = Phrases::fill(&self.phrases.recovered_note, &holes);
+                self.desk.monitor_note(&system, ticket, &text).await?;
             }
         }
         if changed {
@@ -834,7 +1122,7 @@ impl Monitor {
             if a.ticket.is_none() && maintenance.is_none() && suppressed_by.is_none() {
                 let ticket = match tickets.get(&a.ci) {
                     Some(t) => {
-                        self.desk.monitor_note(&system, *t, &describe(&a)).await?;
+                        self.desk.monitor_note(&system, *t, &self.phrases.describe(&a)).await?;
                         *t
                     }
                     None => {
@@ -854,8 +1142,11 @@ impl Monitor {
         for (root, cis) in suppressed_under {
             if let Some(t) = tickets.get(&root) {
                 let codes: Vec<String> = ops.cmdb().many(&cis).await?.into_iter().take(20).map(|c| c.code).collect();
-                let more = if cis.len() > codes.len() { format!(" … ({} in all)", cis.len()) } else { String::new() };
-                let text = format!("also down, suppressed by this root cause: {}{more}", codes.join(", "));
+                let mut text = Phrases::fill(&self.phrases.also_down, &[("cis", &codes.join(", "))]);
+                if cis.len() > codes.len() {
+                    text.push(' ');
+                    text.push_str(&Phrases::fill(&self.phrases.in_all, &[("n", &cis.len().to_string())]));
+                }
                 self.desk.monitor_note(&system, *t, &text).await?;
             }
         }
@@ -884,10 +1175,15 @@ impl Monitor {
             "business-system" | "database" | "middleware" | "clinical-service" => "software",
             _ => "hardware",
         };
-        let what = if a.metric == "up" { "not answering".to_string() } else { format!("{} = {}", a.metric, a.value) };
+        let (named, value) = (format!("{} ({})", ci.name, ci.code), a.value.to_string());
+        let title = if a.metric == "up" {
+            Phrases::fill(&self.phrases.down_title, &[("ci", &named)])
+        } else {
+            Phrases::fill(&self.phrases.metric_title, &[("ci", &named), ("metric", &a.metric), ("value", &value)])
+        };
         let report = Report {
-            title: format!("{} ({}) {what}", ci.name, ci.code).chars().take(200).collect(),
-            description: describe(a),
+            title: title.chars().take(200).collect(),
+            description: self.phrases.describe(a),
             category: category.into(),
             ci: ci.code.clone(),
             campus: ci.campus.clone().unwrap_or_default(),
@@ -899,24 +1195,10 @@ impl Monitor {
     }
 }
 
-fn describe(a: &Alert) -> String {
-    let mut s = format!(
-        "{} alert: {} = {} since {}{}",
-        a.severity,
-        a.metric,
-        a.value,
-        time(a.opened_at),
-        if a.flapping { " (flapping)" } else { "" }
-    );
-    if let Some(d) = &a.detail {
-        s.push_str(": ");
-        s.push_str(d);
-    }
-    s
-}
-
+/// Beijing time, to the minute, as the pages show it.
 fn time(ms: i64) -> String {
-    lianyi_fhir::datetime::format_instant(ms)
+    let s = lianyi_fhir::datetime::format_instant(ms + BEIJING_MS);
+    format!("{} {}", &s[..10], &s[11..16])
 }
 
 fn up() -> Outcome {
@@ -930,7 +1212,44 @@ fn reading(metric: &str, value: f64) -> lianyi_monitor::check::Reading {
 /// Runs probes at once (the database and platform probes in the server itself).
 #[cfg(test)]
 mod tests {
-    use super::matches;
+    use super::{Availability, matches, merge, month_of, month_span};
+
+    #[test]
+    fn a_month_is_counted_from_midnight_in_beijing() {
+        let (from, to) = month_span("2026-11").unwrap();
+        assert_eq!(lianyi_fhir::datetime::format_instant(from), "2026-10-31T16:00:00.000Z");
+        assert_eq!(to - from, 30 * 86_400_000);
+        assert_eq!(month_span("2026-12").unwrap().1 - month_span("2026-12").unwrap().0, 31 * 86_400_000);
+        assert_eq!(
+            (month_of(from), month_of(from - 1), month_of(to - 1)),
+            ("2026-11".into(), "2026-10".into(), "2026-11".into())
+        );
+        for bad in ["2026-13", "2026-00", "2026-1", "26-11", "2026/11", "", "2026-11-01"] {
+            assert!(month_span(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn outages_merge_where_they_overlap_and_availability_is_exact() {
+        assert_eq!(merge(vec![(0, 10), (5, 20), (20, 25), (30, 40)]), [(0, 25), (30, 40)]);
+        let ci = lianyi_store::cmdb::Ci::default();
+        let month = 30 * 86_400_000;
+        let a = |down_ms, target: Option<&str>| Availability {
+            ci: ci.clone(),
+            target: target.map(str::to_string),
+            span_ms: month,
+            down_ms,
+            outages: 1,
+        };
+        // 43.2 minutes down in 30 days is exactly 99.9 %.
+        assert_eq!(a(2_592_000, Some("99.9")).milli_percent(), 99_900);
+        assert!(!a(2_592_000, Some("99.9")).missed());
+        assert!(a(2_592_001, Some("99.9")).missed());
+        assert_eq!(a(0, Some("99.95")).target_milli(), Some(99_950));
+        assert_eq!(a(0, Some("100")).target_milli(), Some(100_000));
+        assert!(!a(month, None).missed(), "no target, nothing missed");
+        assert_eq!(a(month, None).milli_percent(), 0);
+    }
 
     #[test]
     fn a_pattern_with_one_star_matches_any_middle() {

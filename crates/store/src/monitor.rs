@@ -499,6 +499,33 @@ impl Monitor {
         rows.iter().map(alert_of).collect()
     }
 
+    /// Of `cis`, those with an enabled probe.
+    pub async fn probed(&self, cis: &[i64]) -> Result<Vec<i64>> {
+        let mut out = Vec::new();
+        for chunk in cis.chunks(500) {
+            let mut sql = crate::sql::Sql::new("SELECT DISTINCT ci FROM ops_probes WHERE enabled = 1 AND ");
+            sql.push_in_ints("ci", chunk);
+            for row in sql.query(self.0.backend).fetch_all(&self.0.read).await? {
+                out.push(row.try_get::<i64, _>(0)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The alerts open at any time in `[from, to)`: opened before `to` and not
+    /// resolved by `from`, oldest first.
+    pub async fn alerts_between(&self, from: i64, to: i64) -> Result<Vec<Alert>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ALERT_COLUMNS} FROM ops_alerts WHERE opened_at < $1 AND (resolved_at IS NULL OR resolved_at > $2) \
+             ORDER BY opened_at, id"
+        )))
+        .bind(to)
+        .bind(from)
+        .fetch_all(&self.0.read)
+        .await?;
+        rows.iter().map(alert_of).collect()
+    }
+
     /// A probe's alerts, newest first.
     pub async fn alerts_of_probe(&self, probe: i64, limit: i64) -> Result<Vec<Alert>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(

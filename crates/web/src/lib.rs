@@ -40,6 +40,7 @@ use tokio::net::TcpListener;
 
 pub use health::install_metrics;
 pub use integration::mllp;
+pub use ops::monitor::phrases as monitor_phrases;
 
 /// What the server needs to start; built by the binary from file, environment and
 /// command line.
@@ -69,6 +70,10 @@ pub struct AppConfig {
     pub message_retention_days: i64,
     /// Days monitoring keeps raw samples before rolling them up.
     pub monitor_raw_days: i64,
+    /// The installation's language (`zh-CN` or `en`): what the platform itself writes
+    /// into records (monitoring's incidents) is written in it; each page still shows
+    /// its user's language.
+    pub language: String,
     /// Minutes a critical value waits for its doctor before escalation.
     pub critical_escalation_minutes: i64,
     /// Days before expiry from which the pharmacy flags a batch.
@@ -253,7 +258,8 @@ impl App {
         let stats = lianyi_ops::stats::Stats::new(fhir.clone(), desk.clone());
         let kb = lianyi_ops::kb::Kb::new(fhir.clone());
         let monitor =
-            lianyi_ops::monitor::Monitor::new(fhir.clone(), desk.clone()).with_raw_days(config.monitor_raw_days);
+            lianyi_ops::monitor::Monitor::new(fhir.clone(), desk.clone(), ops::monitor::phrases(&config.language))
+                .with_raw_days(config.monitor_raw_days);
         let checker = lianyi_monitor::check::Checker::new().map_err(|e| AppError::Monitor(e.to_string()))?;
         let scheduling = lianyi_clinical::scheduling::Scheduling::new(fhir.clone());
         let workspace = lianyi_clinical::encounter::Workspace::new(fhir.clone());

@@ -75,6 +75,7 @@ const START: &[&str] = &[
     "/ops/monitor",
     "/ops/monitor/probes",
     "/ops/monitor/probes/new",
+    "/ops/monitor/availability",
     "/ops/problems",
     "/ops/problems?all=1",
     "/ops/changes",

@@ -65,6 +65,7 @@ pub async fn spawn_app_mailing(
         login_rate_per_minute: 30,
         message_retention_days: 90,
         monitor_raw_days: 7,
+        language: "zh-CN".into(),
         critical_escalation_minutes: 10,
         near_expiry_days: 90,
         mail: mail.clone(),

@@ -75,7 +75,11 @@ async fn a_port_that_closes_opens_an_incident_on_its_ci_and_its_recovery_resolve
     let ticket = get(&ops, &app, &format!("/api/ops/incidents/{}", alert["incident"])).await;
     assert_eq!(ticket["channel"], "monitor", "{ticket}");
     assert_eq!(ticket["status"], "new");
-    assert!(ticket["title"].as_str().unwrap().contains("SRV-PACS"), "{ticket}");
+    // Written in the installation's language (zh-CN unless configured otherwise).
+    let title = ticket["title"].as_str().unwrap();
+    assert!(title.contains("SRV-PACS") && title.ends_with("无响应"), "{ticket}");
+    let description = ticket["description"].as_str().unwrap();
+    assert!(description.starts_with("严重告警：up = 0，开始于 20"), "{ticket}");
     assert_eq!(ticket["supportGroup"], "system");
 
     // Still down a few runs later: still one alert and one incident.
@@ -88,7 +92,7 @@ async fn a_port_that_closes_opens_an_incident_on_its_ci_and_its_recovery_resolve
     until(&ops, &app, "/api/ops/alerts?open=true", 10, |a| a["alerts"].as_array().unwrap().is_empty()).await;
     let ticket =
         until(&ops, &app, &format!("/api/ops/incidents/{}", alert["incident"]), 5, |t| t["status"] == "resolved").await;
-    assert!(ticket["resolution"].as_str().unwrap().contains("recovered"), "{ticket}");
+    assert!(ticket["resolution"].as_str().unwrap().starts_with("up 已恢复（up = 1），恢复于 20"), "{ticket}");
     let all = get(&ops, &app, "/api/ops/alerts").await;
     assert_eq!(all["alerts"][0]["status"], "resolved");
     // Every run is kept, from the central server.
@@ -379,7 +383,7 @@ async fn samples_past_their_retention_are_rolled_up_into_five_minute_and_hourly_
     assert_eq!((status, v["stored"].as_i64()), (StatusCode::OK, Some(12)), "{v}");
 
     let desk = lianyi_ops::desk::Desk::new(app.fhir.clone()).unwrap();
-    let monitor = lianyi_ops::monitor::Monitor::new(app.fhir.clone(), desk);
+    let monitor = lianyi_ops::monitor::Monitor::new(app.fhir.clone(), desk, lianyi_web::monitor_phrases("zh-CN"));
     assert_eq!(monitor.housekeep(now, 100).await.unwrap(), 20, "ten runs of two metrics rolled up");
     assert_eq!(monitor.housekeep(now, 100).await.unwrap(), 0, "and only once");
     let id = probe["id"].as_i64().unwrap();
@@ -632,4 +636,117 @@ async fn an_snmp_probes_community_and_keys_are_sealed_at_rest_and_opened_for_its
     let west = app.client_with("lianyi:ops", "campus-west", None).await;
     let theirs = get(&west, &app, "/api/ops/collector/probes").await;
     assert!(theirs["probes"].as_array().unwrap().is_empty(), "{theirs}");
+}
+
+#[tokio::test]
+async fn a_months_availability_counts_what_each_system_needs_against_its_target_and_the_topology_shows_it() {
+    use std::sync::Arc;
+
+    use lianyi_security::ManualClock;
+
+    use crate::pages::logged_in;
+
+    // 2027-01-15 08:00 UTC: the month before is December 2026.
+    let now = 1_800_000_000_000;
+    let clock: Arc<ManualClock> = ManualClock::new(now);
+    let app = crate::helpers::spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    campuses(&app).await;
+    let ops = app.client_with("lianyi:ops", "*", None).await;
+    let csv = "code,name,class,campus,support_group,attr:availability,relations\r\n\
+               SRV-HIS,东院区 HIS 数据库服务器,host,campus-east,system,,\r\n\
+               HIS,东院区 HIS,business-system,campus-east,system,99.9,runs-on:SRV-HIS\r\n\
+               PACS,东院区 PACS,business-system,campus-east,system,99.99,runs-on:SRV-HIS\r\n\
+               LIS,东院区 LIS,business-system,campus-east,system,,\r\n";
+    let r = ops.post(app.url("/api/ops/cis/import")).body(csv).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+    let bad = "code,name,class,attr:availability\r\nHIS-2,HIS 2,business-system,100.5\r\n";
+    let r = ops.post(app.url("/api/ops/cis/import")).body(bad).send().await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["errors"][0]["field"], "attr:availability", "{v}");
+    let (status, probe) = post(
+        &ops,
+        &app,
+        "/api/ops/probes",
+        json!({"ci": "SRV-HIS", "kind": "tcp", "target": "10.1.0.10:1521", "runner": "campus-east", "interval": 60}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{probe}");
+
+    // On 2026-12-10 the server stops answering for half an hour, as its collector saw it.
+    let collector = app.client_with("lianyi:ops", "campus-east", None).await;
+    let t0 = lianyi_ops::monitor::month_span("2026-12").unwrap().0 + 9 * 86_400_000;
+    let run = |at: i64, up: bool| {
+        json!({"probe": probe["id"], "at": at, "outcome": {"readings": [{"metric": "up", "value": if up { 1 } else { 0 }}],
+               "error": if up { Value::Null } else { json!("connection refused") }}})
+    };
+    let mut results = vec![run(t0 - 60_000, true)];
+    results.extend((0..=30).map(|i| run(t0 + i * 60_000, false)));
+    results.extend([run(t0 + 31 * 60_000, true), run(t0 + 32 * 60_000, true)]);
+    let (status, v) = post(&collector, &app, "/api/ops/collector/results", json!({"results": results})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+
+    let december = get(&ops, &app, "/api/ops/availability?month=2026-12").await;
+    let system = |code: &str| december["systems"].as_array().unwrap().iter().find(|s| s["ci"] == code).unwrap().clone();
+    let his = system("HIS");
+    let down = his["downSeconds"].as_i64().unwrap();
+    assert!((29 * 60..=32 * 60).contains(&down), "about half an hour: {his}");
+    assert_eq!(
+        (his["outages"].as_i64(), his["missed"].as_bool(), his["target"].as_str()),
+        (Some(1), Some(false), Some("99.9"))
+    );
+    let pacs = system("PACS");
+    assert_eq!(
+        (pacs["downSeconds"].as_i64(), pacs["missed"].as_bool()),
+        (Some(down), Some(true)),
+        "99.99 % allows 4.5 minutes"
+    );
+    assert!(pacs["availability"].as_str().unwrap().starts_with("99.9"), "{pacs}");
+    let lis = system("LIS");
+    assert_eq!(
+        (lis["availability"].as_str(), lis["outages"].as_i64(), lis["target"].is_null()),
+        (Some("100"), Some(0), true)
+    );
+    assert_eq!(december["systems"][0]["ci"], "PACS", "the missed first: {december}");
+    let january = get(&ops, &app, "/api/ops/availability").await;
+    assert_eq!(january["month"], "2027-01");
+    assert!(january["systems"].as_array().unwrap().iter().all(|s| s["availability"] == "100"), "{january}");
+    let r = ops.get(app.url("/api/ops/availability?month=2026-13")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().await.unwrap()["errors"][0]["field"], "month");
+
+    // The page, in Chinese.
+    let (mut eng, _) = logged_in(&app, &clock, "it-eng", "it-engineer", "*", None).await;
+    let (status, _, page) = eng.get("/ops/monitor/availability?month=2026-12").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("data-code=\"PACS\" data-verdict=\"missed\"") && page.contains("未达标"), "{page}");
+    assert!(page.contains("data-code=\"HIS\" data-verdict=\"met\"") && page.contains("data-missed=\"1\""), "{page}");
+    assert!(page.contains("data-code=\"LIS\" data-verdict=\"none\""), "{page}");
+
+    // Down now: the topology of what HIS needs shows the server down and HIS affected;
+    // LIS, which no probe watches, is grey.
+    let (status, v) = post(
+        &collector,
+        &app,
+        "/api/ops/collector/results",
+        json!({"results": [run(now - 60_000, false), run(now, false)]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let id = |code: &'static str| {
+        let ops = ops.clone();
+        let app = &app;
+        async move { get(&ops, app, &format!("/api/ops/cis?q={code}")).await["items"][0]["id"].as_i64().unwrap() }
+    };
+    let (his, server, lis) = (id("HIS").await, id("SRV-HIS").await, id("LIS").await);
+    let (_, _, page) = eng.get(&format!("/ops/cis/{his}/impact?way=needs")).await;
+    assert!(page.contains(&format!("data-ci=\"{server}\" data-standing=\"down\"")), "{page}");
+    assert!(page.contains(&format!("data-ci=\"{his}\" data-standing=\"affected\"")), "{page}");
+    assert!(page.contains("id=\"impact-legend\"") && page.contains("未监控"), "{page}");
+    let (_, _, page) = eng.get(&format!("/ops/cis/{lis}/impact")).await;
+    assert!(page.contains(&format!("data-ci=\"{lis}\" data-standing=\"unmonitored\"")), "{page}");
+    let (_, _, wall) = eng.get("/ops/monitor").await;
+    assert!(
+        wall.contains(&format!("href=\"/ops/cis/{his}/impact?way=needs\"")),
+        "the wall links each system's topology"
+    );
 }

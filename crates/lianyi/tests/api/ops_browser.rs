@@ -396,6 +396,21 @@ async fn it_desk_day(lang: &str, x: &Expect) {
     assert!(d.text("#mon-alerts").await.contains("SRV-HIS"));
     d.check(true).await;
     d.screenshot(&shots, "11-status-wall").await;
+    // HIS's topology: the server it runs on red, HIS itself affected.
+    d.click("#mon-wall li[data-code='HIS'] a.tile-topology").await;
+    d.wait_url("way=needs").await;
+    d.find("#impact-graph g.st-down").await;
+    d.find("#impact-graph g.node-start.st-affected").await;
+    d.find("#impact-legend").await;
+    d.check(true).await;
+    d.screenshot(&shots, "12-topology").await;
+    // Ten minutes on, this month's availability counts the outage so far.
+    clock.advance(10 * 60_000);
+    d.goto(&format!("{site}/ops/monitor/availability")).await;
+    let percent = d.text("#av-table tr[data-code='HIS'] .av-percent").await;
+    assert!(percent.starts_with("99."), "nine minutes down this month: {percent}");
+    d.check(true).await;
+    d.screenshot(&shots, "13-availability").await;
     d.log_out().await;
     d.cmd(reqwest::Method::DELETE, "", json!({})).await;
 }

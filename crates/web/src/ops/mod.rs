@@ -9,7 +9,7 @@ mod changes;
 mod desk;
 mod kb;
 mod kb_api;
-pub(crate) mod monitor;
+pub mod monitor;
 mod monitor_api;
 pub(crate) mod notices;
 mod probes;
@@ -659,6 +659,9 @@ struct Node {
     label: String,
     class: String,
     start: bool,
+    /// How it stands in monitoring ([`lianyi_ops::monitor::Standing`]), and its name.
+    standing: &'static str,
+    standing_name: String,
 }
 
 /// An edge of the drawn graph: from (x1, y1) to (x2, y2).
@@ -690,7 +693,8 @@ fn layout(impact: &Impact) -> (Vec<Node>, Vec<Edge>, i64, i64) {
         let (x, y) = (depth as i64 * COL + 10, per_depth[depth] * ROW + 10);
         per_depth[depth] += 1;
         at.insert(c.id, (x, y));
-        nodes.push(Node { id: c.id, x, y, label: label(c), class: c.class.clone(), start });
+        let (standing, standing_name) = ("unmonitored", String::new());
+        nodes.push(Node { id: c.id, x, y, label: label(c), class: c.class.clone(), start, standing, standing_name });
     };
     place(0, &impact.start, true, &mut nodes);
     for r in impact.reached.iter().take(DRAWN) {
@@ -727,6 +731,9 @@ struct ImpactPage<'a> {
     width: i64,
     height: i64,
     drawn_all: bool,
+    /// Whether the nodes carry monitoring's colours (and the legend shows).
+    coloured: bool,
+    legend: Vec<(&'static str, String)>,
     systems: Vec<(i64, String)>,
     services: Vec<(i64, String)>,
     campuses: Vec<String>,
@@ -754,7 +761,21 @@ async fn impact_page(
         Err(e) => return failed(t, "impact", e),
     };
     let shell = shell(&state, info, t, &s.headers).await;
-    let (nodes, edges, width, height) = layout(&impact);
+    let (mut nodes, edges, width, height) = layout(&impact);
+    // Status colours for those who may see monitoring.
+    let ids: Vec<i64> = nodes.iter().map(|n| n.id).collect();
+    let coloured = match state.monitor.standing(&info.caller, &ids).await {
+        Ok(standing) => {
+            for n in &mut nodes {
+                let s = standing.get(&n.id).copied().unwrap_or(lianyi_ops::monitor::Standing::Unmonitored);
+                n.standing = s.as_str();
+                n.standing_name = t.named("mon-standing", s.as_str());
+            }
+            true
+        }
+        Err(lianyi_ops::monitor::MonitorError::Forbidden(_)) => false,
+        Err(e) => return failed(t, "impact standing", e),
+    };
     let named = |c: &Ci| (c.id, format!("{} · {}", c.code, c.name));
     let mut campuses = Vec::new();
     for c in &impact.campuses {
@@ -768,6 +789,11 @@ async fn impact_page(
             start: format!("{} · {}", impact.start.code, impact.start.name),
             needs: way == Walk::Needs,
             drawn_all: impact.reached.len() <= DRAWN,
+            coloured,
+            legend: ["down", "warning", "maintenance", "affected", "up", "unmonitored"]
+                .into_iter()
+                .map(|s| (s, t.named("mon-standing", s)))
+                .collect(),
             nodes,
             edges,
             width,

@@ -4,6 +4,24 @@
 //! the samples past their retention rolled up and pruned.
 
 use crate::AppState;
+use crate::ui::i18n::{Lang, Tr};
+
+/// Monitoring's ticket texts in the installation's `language` (zh-CN unless `en`).
+pub fn phrases(language: &str) -> lianyi_ops::monitor::Phrases {
+    let t = Tr::new(Lang::parse(language).unwrap_or(Lang::ZhCn));
+    let get = |k: &str| t.get(k).to_string();
+    lianyi_ops::monitor::Phrases {
+        down_title: get("mon-ticket-down"),
+        metric_title: get("mon-ticket-metric"),
+        alert: get("mon-ticket-alert"),
+        flapping: get("mon-ticket-flapping"),
+        recovered: get("mon-ticket-recovered"),
+        recovered_note: get("mon-ticket-recovered-note"),
+        also_down: get("mon-ticket-also-down"),
+        in_all: get("mon-ticket-in-all"),
+        severities: ["warning", "major", "critical"].map(|s| t.named("mon-severity", s)),
+    }
+}
 
 /// Checks in flight at most; the scheduler claims no more due probes than it may start.
 const IN_FLIGHT: usize = 1_000;
@@ -53,6 +71,34 @@ pub(crate) async fn run_probes(state: AppState, tick: std::time::Duration) {
             if let Err(e) = state.monitor.housekeep(now, 50).await {
                 tracing::error!(error = %e, "rolling up and pruning the samples");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::phrases;
+
+    #[test]
+    fn each_language_writes_the_incident_texts_with_every_hole_they_need() {
+        for (language, down) in [("zh-CN", "{ci} 无响应"), ("en", "{ci} not answering"), ("fr", "{ci} 无响应")] {
+            let p = phrases(language);
+            assert_eq!(p.down_title, down, "{language}");
+            let holes: [(&str, &[&str]); 7] = [
+                (&p.metric_title, &["{ci}", "{metric}", "{value}"]),
+                (&p.alert, &["{severity}", "{metric}", "{value}", "{since}"]),
+                (&p.recovered, &["{metric}", "{value}", "{at}"]),
+                (&p.recovered_note, &["{metric}", "{at}"]),
+                (&p.also_down, &["{cis}"]),
+                (&p.in_all, &["{n}"]),
+                (&p.down_title, &["{ci}"]),
+            ];
+            for (text, needed) in holes {
+                for h in needed {
+                    assert!(text.contains(h), "{language}: {text} lacks {h}");
+                }
+            }
+            assert!(p.severities.iter().all(|s| !s.is_empty() && !s.contains("mon-")), "{:?}", p.severities);
         }
     }
 }

@@ -27,6 +27,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/ops/probes/{id}", get(read))
         .route("/api/ops/probes/{id}/rules", post(add_rule))
         .route("/api/ops/alerts", get(alerts))
+        .route("/api/ops/availability", get(availability))
         .route("/api/ops/collector/probes", get(assignments))
         .route("/api/ops/collector/results", post(results))
 }
@@ -243,6 +244,35 @@ async fn alerts(
 ) -> Response {
     match state.monitor.alerts(&caller, q.open.unwrap_or(false), q.limit.unwrap_or(100)).await {
         Ok(a) => Json(json!({"alerts": a.iter().map(alert_json).collect::<Vec<_>>()})).into_response(),
+        Err(e) => error(e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct AvailabilityQuery {
+    /// `YYYY-MM` (default: this month).
+    month: Option<String>,
+    campus: Option<String>,
+}
+
+/// Each business system's availability in a month against its target.
+async fn availability(
+    State(state): State<AppState>,
+    RemoteCaller(caller): RemoteCaller,
+    Query(q): Query<AvailabilityQuery>,
+) -> Response {
+    let now = state.fhir.now_ms();
+    let month = q.month.unwrap_or_else(|| lianyi_ops::monitor::month_of(now));
+    match state.monitor.availability(&caller, q.campus.as_deref().filter(|c| !c.is_empty()), &month, now).await {
+        Ok(list) => Json(json!({
+            "month": month,
+            "systems": list.iter().map(|a| json!({
+                "ci": a.ci.code, "name": a.ci.name, "class": a.ci.class, "campus": a.ci.campus,
+                "target": a.target, "availability": super::wall::percent(a.milli_percent()),
+                "downSeconds": a.down_ms / 1_000, "outages": a.outages, "missed": a.missed(),
+            })).collect::<Vec<_>>(),
+        }))
+        .into_response(),
         Err(e) => error(e),
     }
 }

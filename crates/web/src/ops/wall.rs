@@ -2,7 +2,9 @@
 //! service of the group or one campus, green, amber or red from the open alerts on
 //! what it needs, with the cause and since when; and the alerts open now — root
 //! causes with their incidents, suppressed ones naming their root, held ones naming
-//! the change. Computed in [`lianyi_ops::monitor::Monitor::wall`].
+//! the change. Computed in [`lianyi_ops::monitor::Monitor::wall`]. And each
+//! system's availability in a month against its target
+//! (`/ops/monitor/availability`, [`lianyi_ops::monitor::Monitor::availability`]).
 
 use askama::Template;
 use axum::Router;
@@ -21,7 +23,7 @@ use crate::ui::session::Signed;
 use crate::ui::shell::{Shell, shell};
 
 pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/ops/monitor", get(wall_page))
+    Router::new().route("/ops/monitor", get(wall_page)).route("/ops/monitor/availability", get(availability_page))
 }
 
 #[derive(Deserialize, Default)]
@@ -33,6 +35,7 @@ struct TileView {
     code: String,
     name: String,
     href: String,
+    topology: String,
     health: &'static str,
     state: String,
     since: Option<String>,
@@ -93,6 +96,7 @@ async fn wall_page(State(state): State<AppState>, s: Signed, Query(q): Query<Wal
             code: w.ci.code.clone(),
             name: w.ci.name.clone(),
             href: format!("/ops/cis/{}", w.ci.id),
+            topology: format!("/ops/cis/{}/impact?way=needs", w.ci.id),
             health: w.health.as_str(),
             state: t.named("mon-health", w.health.as_str()),
             since: w.since.map(local_time),
@@ -125,4 +129,117 @@ async fn wall_page(State(state): State<AppState>, s: Signed, Query(q): Query<Wal
         .collect();
     let shell = shell(&state, info, t, &s.headers).await;
     page(WallPage { t, shell: &shell, campuses, tiles, red, amber, green, alerts }.render())
+}
+
+// ---- Availability ------------------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+struct AvailabilityQuery {
+    campus: Option<String>,
+    month: Option<String>,
+}
+
+struct AvailabilityRow {
+    href: String,
+    name: String,
+    code: String,
+    target: String,
+    percent: String,
+    down: String,
+    outages: usize,
+    /// `met`, `missed` or `none` (no target), and its text.
+    verdict: &'static str,
+    verdict_name: String,
+}
+
+#[derive(Template)]
+#[template(path = "ops/availability.html")]
+struct AvailabilityPage<'a> {
+    t: Tr,
+    shell: &'a Shell,
+    campus: String,
+    campuses: Vec<(String, String, bool)>,
+    month: String,
+    previous: String,
+    next: Option<String>,
+    rows: Vec<AvailabilityRow>,
+    /// How many have a target, and how many of those missed it.
+    targets: usize,
+    missed: usize,
+    errors: Vec<(String, String)>,
+}
+
+/// Thousandths of a percent as `99.95`.
+pub(super) fn percent(milli: i64) -> String {
+    let (whole, frac) = (milli / 1_000, milli % 1_000);
+    if frac == 0 { whole.to_string() } else { format!("{whole}.{frac:03}").trim_end_matches('0').to_string() }
+}
+
+fn month_after(month: &str, step: i64) -> Option<String> {
+    let (from, to) = lianyi_ops::monitor::month_span(month)?;
+    Some(lianyi_ops::monitor::month_of(if step < 0 { from - 1 } else { to }))
+}
+
+async fn availability_page(State(state): State<AppState>, s: Signed, Query(q): Query<AvailabilityQuery>) -> Response {
+    let (info, t) = (&s.info, s.t);
+    if !may_work(&info.caller) {
+        return forbidden(t);
+    }
+    let now = state.fhir.now_ms();
+    let this_month = lianyi_ops::monitor::month_of(now);
+    let mut month = q.month.unwrap_or_else(|| this_month.clone());
+    let campus = q.campus.unwrap_or_default();
+    let mut errors = Vec::new();
+    let found = match state
+        .monitor
+        .availability(&info.caller, Some(campus.as_str()).filter(|c| !c.is_empty()), &month, now)
+        .await
+    {
+        Ok(a) => a,
+        Err(MonitorError::Forbidden(_)) => return forbidden(t),
+        Err(MonitorError::Invalid(e)) => {
+            errors = e.iter().map(|e| (e.field.clone(), t.get("mon-av-month-rule").to_string())).collect();
+            month = this_month.clone();
+            Vec::new()
+        }
+        Err(e) => return failed(t, "availability", e),
+    };
+    let mut campuses = campus_choices(&state, t, &campus).await;
+    if let Some(group) = campuses.first_mut() {
+        group.1 = t.get("mon-group").to_string();
+    }
+    let rows: Vec<AvailabilityRow> = found
+        .iter()
+        .map(|a| {
+            let verdict = match a.target_milli() {
+                None => "none",
+                Some(_) if a.missed() => "missed",
+                Some(_) => "met",
+            };
+            let minutes = a.down_ms / 60_000;
+            AvailabilityRow {
+                href: format!("/ops/cis/{}", a.ci.id),
+                name: a.ci.name.clone(),
+                code: a.ci.code.clone(),
+                target: a.target.as_deref().map(|p| format!("{p} %")).unwrap_or_default(),
+                percent: format!("{} %", percent(a.milli_percent())),
+                down: t
+                    .get("mon-av-duration")
+                    .replace("{h}", &(minutes / 60).to_string())
+                    .replace("{m}", &(minutes % 60).to_string()),
+                outages: a.outages,
+                verdict,
+                verdict_name: t.named("mon-av", verdict),
+            }
+        })
+        .collect();
+    let missed = rows.iter().filter(|r| r.verdict == "missed").count();
+    let targets = rows.iter().filter(|r| r.verdict != "none").count();
+    let previous = month_after(&month, -1).unwrap_or_default();
+    let next = month_after(&month, 1).filter(|n| *n <= this_month);
+    let shell = shell(&state, info, t, &s.headers).await;
+    page(
+        AvailabilityPage { t, shell: &shell, campus, campuses, month, previous, next, rows, targets, missed, errors }
+            .render(),
+    )
 }
