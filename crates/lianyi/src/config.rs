@@ -49,6 +49,9 @@ impl fmt::Debug for Secret {
 /// message_retention_days = 90
 /// monitor_raw_days = 7
 /// language = "zh-CN"        # what the platform writes into records: zh-CN or en
+/// backup_dir = "/var/backups/lianyi"   # where `lianyi backup` writes (default: backups in the data dir)
+/// backup_key_file = "/etc/lianyi/backup.key"   # kept apart from the data keys; LIANYI_BACKUP_KEY wins
+/// pg_bin = "/usr/lib/postgresql/15/bin"        # pg_dump and pg_restore
 /// critical_escalation_minutes = 10
 /// near_expiry_days = 90
 /// mllp_ack = "applied"
@@ -95,6 +98,15 @@ pub struct FileConfig {
     /// The installation's language, `zh-CN` (default) or `en`: the texts the platform
     /// writes into records itself (monitoring's incidents) are in it.
     pub language: Option<String>,
+    /// Where `lianyi backup` writes its files (default: `backups` in the data dir).
+    pub backup_dir: Option<PathBuf>,
+    /// The backup key (default: `backup.key` in the data dir, created on the first
+    /// backup). `LIANYI_BACKUP_KEY` (the file's content) takes precedence. Keep a copy
+    /// away from the machine: without it no backup restores.
+    pub backup_key_file: Option<PathBuf>,
+    /// PostgreSQL's client programs, for `pg_dump` and `pg_restore` (default
+    /// `/usr/lib/postgresql/15/bin`, or `PG_BIN`).
+    pub pg_bin: Option<PathBuf>,
     /// Minutes a critical value may wait for its doctor before it is escalated to the
     /// department heads (default 10).
     pub critical_escalation_minutes: Option<i64>,
@@ -171,6 +183,21 @@ impl FileConfig {
             Some(l) if l.eq_ignore_ascii_case("en") => Ok("en".into()),
             Some(l) => Err(ConfigError::Language(l.to_string())),
         }
+    }
+
+    pub fn backup_dir(&self, data_dir: &Path) -> PathBuf {
+        self.backup_dir.clone().unwrap_or_else(|| data_dir.join("backups"))
+    }
+
+    pub fn backup_key_file(&self, data_dir: &Path) -> PathBuf {
+        self.backup_key_file.clone().unwrap_or_else(|| data_dir.join("backup.key"))
+    }
+
+    pub fn pg_bin(&self) -> PathBuf {
+        self.pg_bin
+            .clone()
+            .or_else(|| std::env::var_os("PG_BIN").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"))
     }
 
     pub fn keys_file(&self, data_dir: &Path) -> PathBuf {

@@ -2,6 +2,7 @@
 //! over to the services and the HTTP edge.
 #![forbid(unsafe_code)]
 
+mod backup;
 mod collector;
 mod config;
 mod demo_billing;
@@ -129,6 +130,31 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Make an encrypted, verifiable backup while the server runs (SQLite through
+    /// VACUUM INTO, PostgreSQL through pg_dump); the last line printed is the file.
+    #[command(args_conflicts_with_subcommands = true)]
+    Backup {
+        #[command(subcommand)]
+        command: Option<BackupCommand>,
+        /// The folder to write to (default: the config's backup_dir, else `backups`
+        /// in the data dir).
+        #[arg(long)]
+        to: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Restore a backup into an empty target: a data dir (SQLite) or an empty
+    /// PostgreSQL database (--database); refuses to overwrite anything.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// Where the data key file is written (default: the config's keys_file, else
+        /// `keys` in the data dir).
+        #[arg(long)]
+        keys_to: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
     /// Audit log tools.
     Audit {
         #[command(subcommand)]
@@ -165,6 +191,17 @@ enum Command {
     },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// Decrypt a backup, restore it into a scratch database, check every table against
+    /// its manifest and verify the audit chain.
+    Verify {
+        file: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -389,6 +426,8 @@ enum CliError {
     User(#[from] lianyi_security::users::UserError),
     #[error(transparent)]
     Outbound(#[from] lianyi_interop::OutboundError),
+    #[error("backup: {0}")]
+    Backup(#[from] backup::BackupError),
     #[error("{0}")]
     Usage(String),
 }
@@ -441,6 +480,52 @@ async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down");
+}
+
+/// What the backup commands need, from the data options and the config file. The
+/// backup key is created on first use only when `create_key` (a backup, not a
+/// restore).
+fn backup_setup(data: DataArgs, create_key: bool) -> Result<(backup::Setup, DataLocation, FileConfig), CliError> {
+    let file = FileConfig::load(data.config.as_deref())?;
+    let loc = location(data, &file)?;
+    let key_file = file.backup_key_file(&loc.data_dir);
+    if !create_key && !key_file.exists() && std::env::var_os("LIANYI_BACKUP_KEY").is_none() {
+        return Err(CliError::Usage(format!(
+            "no backup key: put the key the backup was made with in {} or LIANYI_BACKUP_KEY",
+            key_file.display()
+        )));
+    }
+    let (backup_key, created) = backup::backup_key(&key_file, file.cipher()?)?;
+    if created {
+        eprintln!(
+            "created the backup key {} — keep a copy away from this machine: without it no backup restores",
+            key_file.display()
+        );
+    }
+    let setup = backup::Setup {
+        database_url: loc.database_url.expose().to_string(),
+        keys_file: file.keys_file(&loc.data_dir),
+        backup_key,
+        hash: file.audit_hash()?,
+        pg_bin: file.pg_bin(),
+    };
+    Ok((setup, loc, file))
+}
+
+/// Records a backup in the audit chain, as the operator's.
+async fn audit_backup(
+    setup: &backup::Setup,
+    file: &FileConfig,
+    action: &str,
+    path: &std::path::Path,
+) -> Result<(), CliError> {
+    let store = Store::connect(&setup.database_url).await?;
+    let audit = AuditLog::start(store.clone(), file.audit_hash()?);
+    let mut e = cli_caller().entry(Clock::now_ms(&SystemClock::default()), action, "success");
+    e.detail = Some(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    audit.record(vec![e]).await.map_err(|e| CliError::Usage(format!("the audit record: {e}")))?;
+    store.close().await;
+    Ok(())
 }
 
 fn location(data: DataArgs, file: &FileConfig) -> Result<DataLocation, CliError> {
@@ -602,6 +687,28 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Messages { command } => messages_command(command).await,
         Command::User { command } => user_command(command).await,
         Command::Keys { command: KeysCommand::Rotate { cipher, data } } => rotate_keys(cipher, data).await,
+        Command::Backup { command: None, to, data } => {
+            let (setup, loc, file) = backup_setup(data, true)?;
+            let dir = to.unwrap_or_else(|| file.backup_dir(&loc.data_dir));
+            let now = Clock::now_ms(&SystemClock::default());
+            let path = backup::backup(&setup, &dir, now).await?;
+            audit_backup(&setup, &file, "backup", &path).await?;
+            println!("{}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup { command: Some(BackupCommand::Verify { file: backup_file, data }), .. } => {
+            let (setup, _, _) = backup_setup(data, false)?;
+            let ok = backup::verify(&setup, &backup_file).await?;
+            println!("{}", if ok { "backup verified" } else { "backup does NOT verify" });
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Restore { file: backup_file, keys_to, data } => {
+            let (setup, loc, file) = backup_setup(data, false)?;
+            let target = backup::Target::of_url(&setup.database_url);
+            let keys = keys_to.unwrap_or_else(|| file.keys_file(&loc.data_dir));
+            let ok = backup::restore(&setup, &backup_file, target, &keys).await?;
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         Command::Audit { command: AuditCommand::Verify { data } } => {
             let file = FileConfig::load(data.config.as_deref())?;
             let loc = location(data, &file)?;

@@ -49,7 +49,7 @@ impl CipherAlg {
         }
     }
 
-    fn key_len(self) -> usize {
+    pub(crate) fn key_len(self) -> usize {
         match self {
             CipherAlg::Aes256Gcm => 32,
             CipherAlg::Sm4Gcm => 16,
@@ -253,7 +253,7 @@ pub struct FieldCipher<K: KeyProvider + ?Sized> {
     keys: Box<K>,
 }
 
-fn seal(alg: CipherAlg, key: &[u8], nonce: &[u8], msg: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
+pub(crate) fn seal(alg: CipherAlg, key: &[u8], nonce: &[u8], msg: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
     let payload = Payload { msg, aad };
     let n = nonce.try_into().map_err(|_| CryptoError::Encrypt)?;
     match alg {
@@ -263,7 +263,7 @@ fn seal(alg: CipherAlg, key: &[u8], nonce: &[u8], msg: &[u8], aad: &[u8]) -> Res
     .map_err(|_| CryptoError::Encrypt)
 }
 
-fn open(alg: CipherAlg, key: &[u8], nonce: &[u8], ct: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
+pub(crate) fn open(alg: CipherAlg, key: &[u8], nonce: &[u8], ct: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
     let payload = Payload { msg: ct, aad };
     let n = nonce.try_into().map_err(|_| CryptoError::Decrypt)?;
     match alg {

@@ -16,6 +16,7 @@ pub mod password;
 pub mod permit;
 pub mod roles;
 pub mod scope;
+pub mod sealed;
 pub mod secrets;
 pub mod totp;
 pub mod users;

@@ -9,6 +9,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod audit;
+pub mod backup;
 pub mod break_glass;
 pub mod changes;
 pub mod clients;

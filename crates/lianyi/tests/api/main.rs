@@ -5,6 +5,7 @@
 
 mod audit;
 mod authz;
+mod backup;
 mod billing;
 mod browser;
 mod bundles;

@@ -183,7 +183,7 @@ async fn user_cli_adds_lists_and_disables() {
 
 /// Starts `lianyi serve` with an MLLP listener on port 0; returns the child, the HTTP
 /// base URL and the MLLP address.
-fn serve_with_mllp(data_dir: &Path, database_url: &str) -> (Child, String, String) {
+pub(crate) fn serve_with_mllp(data_dir: &Path, database_url: &str) -> (Child, String, String) {
     serve_with_mllp_config(data_dir, database_url, None)
 }
 
@@ -232,13 +232,13 @@ fn mllp_roundtrip(sock: &mut std::net::TcpStream, message: &[u8]) -> std::io::Re
 }
 
 /// Sends each message in one MLLP frame on one connection; returns the ACKs.
-fn mllp_exchange(addr: &str, messages: &[Vec<u8>]) -> Vec<String> {
+pub(crate) fn mllp_exchange(addr: &str, messages: &[Vec<u8>]) -> Vec<String> {
     let mut sock = std::net::TcpStream::connect(addr).unwrap();
     sock.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
     messages.iter().map(|m| mllp_roundtrip(&mut sock, m).unwrap()).collect()
 }
 
-fn msa(ack: &str) -> (String, String) {
+pub(crate) fn msa(ack: &str) -> (String, String) {
     let m = lianyi_hl7::Message::parse(ack).unwrap();
     let s = m.segment("MSA").unwrap();
     (s.first(1), s.first(2))

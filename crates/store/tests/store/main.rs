@@ -636,3 +636,30 @@ async fn the_knowledge_base_finds_two_character_words_keeps_versions_and_refuses
     ));
     assert_eq!(kb.from_source("incident:1").await.unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn a_backup_manifest_changes_in_exactly_the_tables_whose_rows_change() {
+    let (url, _dir) = fresh_database().await;
+    let store = Store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    store.write(vec![op(WriteKind::Create, patient("m1", "王", "芳", "1980-01-02"))], T0).await.unwrap();
+    store.append_audit(&(1..=3).map(entry).collect::<Vec<_>>(), &TestHasher).await.unwrap();
+    let sums = |store: Store| async move { store.table_sums(&TestHasher, &|_| {}).await.unwrap() };
+    let a = sums(store.clone()).await;
+    assert_eq!(a, sums(store.clone()).await, "the same content, the same manifest");
+    let rows = |s: &[lianyi_store::backup::TableSum], t: &str| s.iter().find(|x| x.table == t).map(|x| x.rows);
+    assert_eq!(rows(&a, "audit_log"), Some(3));
+    assert!(rows(&a, "schema_migrations").is_none(), "the migration ledger is not hashed");
+    let changed = |a: &[lianyi_store::backup::TableSum], b: &[lianyi_store::backup::TableSum]| {
+        a.iter().zip(b).filter(|(x, y)| x != y).map(|(x, _)| x.table.clone()).collect::<Vec<_>>()
+    };
+    store.append_audit(&[entry(4)], &TestHasher).await.unwrap();
+    let b = sums(store.clone()).await;
+    assert_eq!(changed(&a, &b), ["audit_head", "audit_log"]);
+    // A changed value with the same row count.
+    raw_execute(&url, "UPDATE audit_log SET actor = 'someone-else' WHERE seq = 2").await;
+    let c = sums(store.clone()).await;
+    assert_eq!(changed(&b, &c), ["audit_log"]);
+    assert_eq!(rows(&c, "audit_log"), Some(4));
+    assert_eq!(store.audit_head().await.unwrap().0, 4);
+}
