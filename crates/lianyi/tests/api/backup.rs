@@ -2,7 +2,8 @@
 //! with `LIANYI_TEST_PG_URL`): FHIR writes and HL7 traffic, then `lianyi backup` while
 //! writes go on, `backup verify`, `restore` into an empty target that then serves
 //! what was acknowledged before the backup, `audit verify` on it; a flipped byte and
-//! another key are refused, each with its reason, and a restore never overwrites.
+//! another key are refused, each with its reason, and a restore never overwrites; a
+//! restore drill times each step.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -149,4 +150,13 @@ async fn a_backup_made_while_writes_go_on_verifies_restores_into_an_empty_target
     let out = lianyi(&["backup", "verify", file.to_str().unwrap()], &data_dir, &url, &[("LIANYI_BACKUP_KEY", &other)]);
     let said = text(&out);
     assert!(!out.status.success() && said.contains("another backup key"), "{said}");
+
+    // A restore drill times each step and leaves only its backup behind.
+    let out = lianyi(&["backup", "drill", "--to", to.to_str().unwrap()], &data_dir, &url, &[]);
+    let said = text(&out);
+    assert!(out.status.success() && said.contains("drill passed"), "{said}");
+    for step in ["backup ", "verify ", "restore ", "compare ", "recovery time"] {
+        assert!(said.contains(step), "{step}: {said}");
+    }
+    assert_eq!(std::fs::read_dir(&to).unwrap().count(), 2, "two backups, no scratch");
 }
