@@ -257,6 +257,7 @@ async fn serve(database: String, dir: PathBuf, cred_file: PathBuf) {
         message_retention_days: 90,
         monitor_raw_days: 7,
         language: "zh-CN".into(),
+        backup_schedule: None,
         critical_escalation_minutes: 10,
         near_expiry_days: 90,
         mail: None,

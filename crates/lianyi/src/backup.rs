@@ -99,9 +99,28 @@ fn data_keys(setup: &Setup) -> Result<Vec<u8>, BackupError> {
         .map_err(|e| BackupError::Refused(format!("the data key file {}: {e}", setup.keys_file.display())))
 }
 
-/// Makes a backup in `dir` while the server runs; returns the file's path.
-pub async fn backup(setup: &Setup, dir: &Path, now_ms: i64) -> Result<PathBuf, BackupError> {
+/// A backup made.
+pub struct Made {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub tables: usize,
+    pub rows: i64,
+}
+
+/// Makes a backup in `dir` while the server runs.
+pub async fn backup(setup: &Setup, dir: &Path, now_ms: i64) -> Result<Made, BackupError> {
     std::fs::create_dir_all(dir)?;
+    let (made, partial) = write_backup(setup, dir, now_ms).await;
+    if made.is_err() {
+        // A failed backup leaves nothing behind (a killed one leaves its partial file
+        // for the next run to delete).
+        let _ = std::fs::remove_file(partial);
+    }
+    made
+}
+
+/// [`backup`]'s work; returns the partial file's path with the outcome.
+async fn write_backup(setup: &Setup, dir: &Path, now_ms: i64) -> (Result<Made, BackupError>, PathBuf) {
     // Two backups in one second (a drill beside the schedule) get different names.
     let stamp = utc_stamp(now_ms);
     let name = (1..)
@@ -110,6 +129,10 @@ pub async fn backup(setup: &Setup, dir: &Path, now_ms: i64) -> Result<PathBuf, B
         .unwrap_or_default();
     let done = dir.join(&name);
     let partial = dir.join(format!("{name}.partial"));
+    (sealed_into(setup, dir, now_ms, &partial, &done).await, partial)
+}
+
+async fn sealed_into(setup: &Setup, dir: &Path, now_ms: i64, partial: &Path, done: &Path) -> Result<Made, BackupError> {
     let store = Store::connect(&setup.database_url).await?;
     let keys = data_keys(setup)?;
     let schema = store.schema_version().await?;
@@ -123,7 +146,7 @@ pub async fn backup(setup: &Setup, dir: &Path, now_ms: i64) -> Result<PathBuf, B
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let file = options.open(&partial)?;
+    let file = options.open(partial)?;
     let mut sealed = SealedWriter::new(BufWriter::new(file), &setup.backup_key, header)?;
     sealed.part("keys", &keys[..], |_| {})?;
     let (sums, head, sealed) = match backend {
@@ -193,13 +216,221 @@ pub async fn backup(setup: &Setup, dir: &Path, now_ms: i64) -> Result<PathBuf, B
     let file = out.into_inner().map_err(|e| BackupError::Io(e.into_error()))?;
     file.sync_all()?;
     drop(file);
-    std::fs::rename(&partial, &done)?;
+    std::fs::rename(partial, done)?;
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
     let rows: i64 = sums.iter().map(|s| s.rows).sum();
     eprintln!("{} tables, {rows} rows, audit chain head {} ({})", sums.len(), head.0, &head.1[..head.1.len().min(16)]);
+    Ok(Made { bytes: std::fs::metadata(done)?.len(), path: done.to_path_buf(), tables: sums.len(), rows })
+}
+
+/// Where backups go and how many stay.
+pub struct Keeping {
+    pub dir: PathBuf,
+    /// A second folder (a mounted NAS) each backup is copied to.
+    pub offsite: Option<PathBuf>,
+    /// Backups kept in each folder (at least 1).
+    pub keep: usize,
+}
+
+/// Makes a backup and records the run (`kind`: scheduled, manual or drill): copies it
+/// to the off-site folder (under a `.partial` name until whole and on disk), then
+/// deletes the oldest beyond `keep` in each folder. A failure is recorded with its
+/// reason and returned.
+pub async fn run_recorded(
+    setup: &Setup,
+    keeping: &Keeping,
+    kind: &str,
+    actor: &str,
+    now_ms: i64,
+) -> Result<(Made, Option<PathBuf>), BackupError> {
+    // One backup at a time per folder: the lock is held until this run ends (and
+    // released by the system if its process dies), so a run still marked running
+    // when the lock is free was interrupted, and its partial file is debris.
+    let store = Store::connect(&setup.database_url).await?;
+    let lock = match lock_folder(&keeping.dir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            // Recorded too: a folder that is gone (a NAS not mounted) is a failed backup.
+            let id = store.backup_started(kind, actor, now_ms).await?;
+            let run = lianyi_store::backup::BackupRun {
+                id,
+                finished_at: Some(now_ms),
+                status: "failed".into(),
+                error: Some(e.to_string()),
+                ..Default::default()
+            };
+            store.backup_finished(&run).await?;
+            store.close().await;
+            return Err(e);
+        }
+    };
+    let interrupted = store.backups_interrupted(now_ms).await?;
+    if interrupted > 0 {
+        tracing::warn!(runs = interrupted, "backups that never finished are marked interrupted");
+    }
+    for dir in std::iter::once(&keeping.dir).chain(keeping.offsite.as_ref()) {
+        remove_partials(dir);
+    }
+    let id = store.backup_started(kind, actor, now_ms).await?;
+    let outcome = async {
+        let made = backup(setup, &keeping.dir, now_ms).await?;
+        let offsite = match &keeping.offsite {
+            Some(dir) => Some(copy_offsite(&made.path, dir)?),
+            None => None,
+        };
+        prune(&keeping.dir, keeping.keep)?;
+        if let Some(dir) = &keeping.offsite {
+            prune(dir, keeping.keep)?;
+        }
+        Ok::<_, BackupError>((made, offsite))
+    }
+    .await;
+    let now = lianyi_security::Clock::now_ms(&lianyi_security::SystemClock::default());
+    let mut run = lianyi_store::backup::BackupRun { id, finished_at: Some(now), ..Default::default() };
+    match &outcome {
+        Ok((made, offsite)) => {
+            run.status = "ok".into();
+            run.file = Some(made.path.display().to_string());
+            run.bytes = Some(made.bytes as i64);
+            run.tables = Some(made.tables as i64);
+            run.row_count = Some(made.rows);
+            run.offsite = offsite.as_ref().map(|p| p.display().to_string());
+        }
+        Err(e) => {
+            run.status = "failed".into();
+            run.error = Some(e.to_string());
+        }
+    }
+    store.backup_finished(&run).await?;
+    store.close().await;
+    drop(lock);
+    outcome
+}
+
+/// Takes the folder's backup lock (creating the folder).
+fn lock_folder(dir: &Path) -> Result<std::fs::File, BackupError> {
+    std::fs::create_dir_all(dir)?;
+    let lock = std::fs::File::create(dir.join(".lianyi-backup.lock"))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(BackupError::Refused(format!("another backup is running in {}", dir.display())))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
+/// Deletes what interrupted backups left in `dir` (their `.partial` files and scratch
+/// copies); called only while holding the folder's lock.
+fn remove_partials(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        if name.ends_with(".partial") {
+            let _ = std::fs::remove_file(&path);
+        } else if name.starts_with(".lianyi-backup-") && path.is_dir() {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
+/// What the server's scheduled backups need (the backup key is read, or created, at
+/// each run, so a server that never reaches its first run writes no key file).
+pub struct Schedule {
+    pub cron: lianyi_ops::cron::Cron,
+    pub database_url: String,
+    pub keys_file: PathBuf,
+    pub key_file: PathBuf,
+    pub cipher: CipherAlg,
+    pub hash: ChainAlg,
+    pub pg_bin: PathBuf,
+    pub keeping: Keeping,
+}
+
+impl Schedule {
+    /// Runs until aborted: at each time the schedule names, a recorded backup (as the
+    /// backup task). A failure is logged and recorded; the next time comes all the same.
+    pub async fn run(self) {
+        let clock = lianyi_security::SystemClock::default();
+        loop {
+            let now = lianyi_security::Clock::now_ms(&clock);
+            let Some(next) = self.cron.next_after(now) else {
+                tracing::warn!(schedule = self.cron.text(), "the backup schedule never fires");
+                return;
+            };
+            tokio::time::sleep(std::time::Duration::from_millis((next - now).max(0) as u64)).await;
+            let started = std::time::Instant::now();
+            match self.once(next).await {
+                Ok(made) => tracing::info!(
+                    file = %made.path.display(), bytes = made.bytes, seconds = started.elapsed().as_secs(),
+                    "scheduled backup made"
+                ),
+                Err(e) => tracing::error!(error = %e, "the scheduled backup failed"),
+            }
+        }
+    }
+
+    /// A recorded backup now, by hand (`actor`), with the schedule's folders.
+    pub async fn now(&self, actor: &str) -> Result<Made, BackupError> {
+        let now = lianyi_security::Clock::now_ms(&lianyi_security::SystemClock::default());
+        self.made(now, "manual", actor).await
+    }
+
+    async fn once(&self, at: i64) -> Result<Made, BackupError> {
+        self.made(at, "scheduled", "system:backup").await
+    }
+
+    async fn made(&self, at: i64, kind: &str, actor: &str) -> Result<Made, BackupError> {
+        let (backup_key, created) = backup_key(&self.key_file, self.cipher)?;
+        if created {
+            tracing::warn!(
+                file = %self.key_file.display(),
+                "created the backup key: keep a copy away from this machine, without it no backup restores"
+            );
+        }
+        let setup = Setup {
+            database_url: self.database_url.clone(),
+            keys_file: self.keys_file.clone(),
+            backup_key,
+            hash: self.hash,
+            pg_bin: self.pg_bin.clone(),
+        };
+        Ok(run_recorded(&setup, &self.keeping, kind, actor, at).await?.0)
+    }
+}
+
+/// Copies a backup into `dir`; returns the copy's path.
+fn copy_offsite(file: &Path, dir: &Path) -> Result<PathBuf, BackupError> {
+    std::fs::create_dir_all(dir)?;
+    let name = file.file_name().ok_or_else(|| BackupError::Refused("a backup without a name".into()))?;
+    let done = dir.join(name);
+    let partial = dir.join(format!("{}.partial", name.to_string_lossy()));
+    std::fs::copy(file, &partial)?;
+    std::fs::File::open(&partial)?.sync_all()?;
+    std::fs::rename(&partial, &done)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
     Ok(done)
+}
+
+/// Deletes the oldest backups in `dir` beyond the newest `keep` (names sort by time).
+fn prune(dir: &Path, keep: usize) -> Result<(), BackupError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("lianyi-") && n.ends_with(SUFFIX))
+        })
+        .collect();
+    files.sort();
+    let extra = files.len().saturating_sub(keep.max(1));
+    for f in &files[..extra] {
+        std::fs::remove_file(f)?;
+    }
+    Ok(())
 }
 
 async fn sums_with_progress(store: &Store, hash: ChainAlg) -> Result<Vec<TableSum>, BackupError> {
@@ -267,7 +498,11 @@ pub async fn unseal_into(setup: &Setup, file: &Path, target: &Target) -> Result<
         Target::Postgres(u) => Target::Postgres(u.clone()),
     };
     let pg_restore = setup.pg_bin.join("pg_restore");
-    tokio::task::spawn_blocking(move || -> Result<Opened, BackupError> {
+    let written = match &target {
+        Target::SqliteFile(p) => Some(p.clone()),
+        Target::Postgres(_) => None,
+    };
+    let opened = tokio::task::spawn_blocking(move || -> Result<Opened, BackupError> {
         let mut manifest = None;
         let mut keys = Vec::new();
         while let Some(part) = reader.next_part()? {
@@ -330,7 +565,16 @@ pub async fn unseal_into(setup: &Setup, file: &Path, target: &Target) -> Result<
         Ok(Opened { manifest, keys, backend })
     })
     .await
-    .map_err(|e| BackupError::Refused(e.to_string()))?
+    .map_err(|e| BackupError::Refused(e.to_string()))?;
+    match (opened, written) {
+        (Ok(o), _) => Ok(o),
+        (Err(e), Some(file)) => {
+            // Nothing half-written stays behind.
+            let _ = std::fs::remove_file(file);
+            Err(e)
+        }
+        (Err(e), None) => Err(e),
+    }
 }
 
 /// The result of checking a restored database against its manifest.
@@ -508,7 +752,17 @@ pub async fn restore(setup: &Setup, file: &Path, target: Target, keys_to: &Path)
             url.clone()
         }
     };
-    let opened = unseal_into(setup, file, &target).await?;
+    let opened = match unseal_into(setup, file, &target).await {
+        Ok(o) => o,
+        Err(
+            e @ (BackupError::Sealed(SealError::Damaged { .. } | SealError::Incomplete(_)) | BackupError::Tool { .. }),
+        ) if matches!(target, Target::Postgres(_)) => {
+            return Err(BackupError::Refused(format!(
+                "{e}; the database may now hold part of the restore: drop it and create it again before another try"
+            )));
+        }
+        Err(e) => return Err(e),
+    };
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -544,14 +798,14 @@ pub struct Drill {
     pub passed: bool,
 }
 
-/// A restore drill: a backup into `dir`, its verification, a restore into a scratch
+/// A restore drill: a backup (recorded as the drill's), its verification, a restore into a scratch
 /// target (a temporary SQLite file, or a temporary database on the PostgreSQL server)
 /// and the comparison of what was restored with the manifest — each step timed, for
 /// the recovery time a hospital's continuity plan states. The scratch target is
 /// removed afterwards; the backup stays.
-pub async fn drill(setup: &Setup, dir: &Path, now_ms: i64) -> Result<Drill, BackupError> {
+pub async fn drill(setup: &Setup, keeping: &Keeping, actor: &str, now_ms: i64) -> Result<Drill, BackupError> {
     let started = std::time::Instant::now();
-    let file = backup(setup, dir, now_ms).await?;
+    let file = run_recorded(setup, keeping, "drill", actor, now_ms).await?.0.path;
     let backup_took = started.elapsed();
     let bytes = std::fs::metadata(&file)?.len();
     let started = std::time::Instant::now();
@@ -594,7 +848,66 @@ pub async fn drill(setup: &Setup, dir: &Path, now_ms: i64) -> Result<Drill, Back
 
 #[cfg(test)]
 mod tests {
-    use super::{utc_stamp, with_database};
+    use super::{Keeping, Setup, run_recorded, utc_stamp, with_database};
+    use lianyi_security::ChainAlg;
+    use lianyi_security::crypto::CipherAlg;
+    use lianyi_security::sealed::BackupKey;
+
+    #[tokio::test]
+    async fn each_run_is_recorded_copied_off_site_and_only_the_newest_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("lianyi.db").display());
+        let store = lianyi_store::Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        store.close().await;
+        std::fs::write(dir.path().join("keys"), "data k1 aes-256-gcm 00\n").unwrap();
+        let setup = Setup {
+            database_url: url.clone(),
+            keys_file: dir.path().join("keys"),
+            backup_key: BackupKey::generate(CipherAlg::Sm4Gcm).unwrap(),
+            hash: ChainAlg::Sm3,
+            pg_bin: "/nonexistent".into(),
+        };
+        let keeping = Keeping { dir: dir.path().join("backups"), offsite: Some(dir.path().join("nas")), keep: 2 };
+        let day = 86_400_000;
+        for i in 0..3 {
+            let (made, offsite) =
+                run_recorded(&setup, &keeping, "scheduled", "system:backup", 1_800_000_000_000 + i * day)
+                    .await
+                    .unwrap();
+            assert!(made.path.exists() && offsite.unwrap().exists());
+        }
+        let names = |d: &str| {
+            let mut n: Vec<String> = std::fs::read_dir(dir.path().join(d))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".lyb"))
+                .collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names("backups"), ["lianyi-20270116-080000.lyb", "lianyi-20270117-080000.lyb"]);
+        assert_eq!(names("nas"), names("backups"));
+        let store = lianyi_store::Store::connect(&url).await.unwrap();
+        let runs = store.backup_runs(10).await.unwrap();
+        assert_eq!(runs.len(), 3);
+        assert!(
+            runs.iter().all(|r| r.status == "ok" && r.kind == "scheduled" && r.tables.unwrap_or(0) > 30),
+            "{runs:?}"
+        );
+        assert_eq!(
+            runs[0].offsite.as_deref(),
+            Some(dir.path().join("nas/lianyi-20270117-080000.lyb").to_str().unwrap())
+        );
+        assert_eq!(store.last_good_backup().await.unwrap().unwrap().id, runs[0].id);
+        // A failure is recorded with its reason.
+        let broken = Keeping { dir: dir.path().join("keys").join("not-a-folder"), offsite: None, keep: 2 };
+        assert!(run_recorded(&setup, &broken, "manual", "cli:test", 1_800_000_000_000 + 5 * day).await.is_err());
+        let runs = store.backup_runs(1).await.unwrap();
+        assert_eq!((runs[0].status.as_str(), runs[0].kind.as_str()), ("failed", "manual"));
+        assert!(runs[0].error.as_deref().unwrap_or_default().len() > 5, "{runs:?}");
+        assert_eq!(store.last_good_backup().await.unwrap().unwrap().status, "ok", "the last good one, not the last");
+    }
 
     #[test]
     fn a_scratch_database_is_on_the_same_server() {

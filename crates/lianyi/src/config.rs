@@ -52,6 +52,9 @@ impl fmt::Debug for Secret {
 /// backup_dir = "/var/backups/lianyi"   # where `lianyi backup` writes (default: backups in the data dir)
 /// backup_key_file = "/etc/lianyi/backup.key"   # kept apart from the data keys; LIANYI_BACKUP_KEY wins
 /// pg_bin = "/usr/lib/postgresql/15/bin"        # pg_dump and pg_restore
+/// backup_schedule = "0 2 * * *"   # cron, Beijing time (default nightly at 02:00); "off" to stop
+/// backup_keep = 7                  # backups kept in each folder
+/// backup_offsite_dir = "/mnt/nas/lianyi"       # a second folder every backup is copied to
 /// critical_escalation_minutes = 10
 /// near_expiry_days = 90
 /// mllp_ack = "applied"
@@ -107,6 +110,13 @@ pub struct FileConfig {
     /// PostgreSQL's client programs, for `pg_dump` and `pg_restore` (default
     /// `/usr/lib/postgresql/15/bin`, or `PG_BIN`).
     pub pg_bin: Option<PathBuf>,
+    /// When the server makes its backups: a cron expression in Beijing time (default
+    /// `0 2 * * *`, nightly at 02:00), or `off`.
+    pub backup_schedule: Option<String>,
+    /// How many backups stay in each folder (default 7).
+    pub backup_keep: Option<i64>,
+    /// A second folder (a mounted NAS) every backup is copied to.
+    pub backup_offsite_dir: Option<PathBuf>,
     /// Minutes a critical value may wait for its doctor before it is escalated to the
     /// department heads (default 10).
     pub critical_escalation_minutes: Option<i64>,
@@ -161,6 +171,10 @@ pub enum ConfigError {
     AuditHash(String),
     #[error("config: cipher '{0}' is not supported (rule: aes-256-gcm or sm4-gcm)")]
     Cipher(String),
+    #[error("config: backup_schedule {0}")]
+    BackupSchedule(String),
+    #[error("config: backup_keep {0} (rule: 1 or more)")]
+    BackupKeep(i64),
     #[error("config: language '{0}' is not supported (rule: zh-CN or en)")]
     Language(String),
     #[error("cannot create data directory {path}: {source}")]
@@ -182,6 +196,23 @@ impl FileConfig {
             Some(l) if l.eq_ignore_ascii_case("zh-CN") => Ok("zh-CN".into()),
             Some(l) if l.eq_ignore_ascii_case("en") => Ok("en".into()),
             Some(l) => Err(ConfigError::Language(l.to_string())),
+        }
+    }
+
+    /// The backup schedule (`None`: off).
+    pub fn backup_schedule(&self) -> Result<Option<lianyi_ops::cron::Cron>, ConfigError> {
+        match self.backup_schedule.as_deref().map(str::trim) {
+            Some("off") => Ok(None),
+            Some(text) => lianyi_ops::cron::Cron::parse(text).map(Some).map_err(ConfigError::BackupSchedule),
+            None => Ok(lianyi_ops::cron::Cron::parse("0 2 * * *").ok()),
+        }
+    }
+
+    pub fn backup_keep(&self) -> Result<usize, ConfigError> {
+        match self.backup_keep {
+            None => Ok(7),
+            Some(n) if n >= 1 => Ok(n as usize),
+            Some(n) => Err(ConfigError::BackupKeep(n)),
         }
     }
 
@@ -287,6 +318,18 @@ mod tests {
         std::fs::write(&p, "listen = \"0.0.0.0:1\"\nlisten_port = 3\n").unwrap();
         let e = FileConfig::load(Some(&p)).unwrap_err().to_string();
         assert!(e.contains("listen_port"), "{e}");
+    }
+
+    #[test]
+    fn backups_run_nightly_unless_scheduled_otherwise_or_off() {
+        let with = |s: Option<&str>| FileConfig { backup_schedule: s.map(str::to_string), ..FileConfig::default() };
+        assert_eq!(with(None).backup_schedule().unwrap().unwrap().text(), "0 2 * * *");
+        assert!(with(Some("off")).backup_schedule().unwrap().is_none());
+        assert_eq!(with(Some("30 1 * * 0")).backup_schedule().unwrap().unwrap().text(), "30 1 * * 0");
+        let e = with(Some("0 25 * * *")).backup_schedule().unwrap_err().to_string();
+        assert!(e.contains("backup_schedule") && e.contains("hour '25'"), "{e}");
+        let e = FileConfig { backup_keep: Some(0), ..FileConfig::default() }.backup_keep().unwrap_err().to_string();
+        assert!(e.contains("backup_keep 0"), "{e}");
     }
 
     #[test]

@@ -591,6 +591,7 @@ fn app_config(loc: &DataLocation, file: &FileConfig) -> Result<AppConfig, CliErr
         message_retention_days: file.message_retention_days.unwrap_or(lianyi_interop::Outbound::DEFAULT_RETENTION_DAYS),
         monitor_raw_days: file.monitor_raw_days.unwrap_or(lianyi_ops::monitor::DEFAULT_RAW_DAYS),
         language: file.language()?,
+        backup_schedule: file.backup_schedule()?.map(|c| c.text().to_string()),
         critical_escalation_minutes: file.critical_escalation_minutes.unwrap_or(10),
         near_expiry_days: file.near_expiry_days.unwrap_or(lianyi_billing::stock::NEAR_EXPIRY_DAYS),
         mail: match (file.smtp_url.clone(), file.mail_from.clone()) {
@@ -675,6 +676,10 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 let mllp_addr = start_mllp(&app, &mllp, &campus, journaled, tls, profile).await?;
                 println!("HL7 v2 ({kind}) is listening on {mllp_addr} for campus {campus}");
             }
+            if let Some(schedule) = backup_schedule(&file, &loc)? {
+                tracing::info!(schedule = schedule.cron.text(), dir = %schedule.keeping.dir.display(), "backups scheduled");
+                tokio::spawn(schedule.run());
+            }
             app.run(listener, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -698,17 +703,20 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Keys { command: KeysCommand::Rotate { cipher, data } } => rotate_keys(cipher, data).await,
         Command::Backup { command: None, to, data } => {
             let (setup, loc, file) = backup_setup(data, true)?;
-            let dir = to.unwrap_or_else(|| file.backup_dir(&loc.data_dir));
+            let keeping = keeping(&file, &loc, to)?;
             let now = Clock::now_ms(&SystemClock::default());
-            let path = backup::backup(&setup, &dir, now).await?;
-            audit_backup(&setup, &file, "backup", &path).await?;
-            println!("{}", path.display());
+            let (made, offsite) = backup::run_recorded(&setup, &keeping, "manual", &cli_actor(), now).await?;
+            audit_backup(&setup, &file, "backup", &made.path).await?;
+            if let Some(copy) = offsite {
+                eprintln!("copied off-site to {}", copy.display());
+            }
+            println!("{}", made.path.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Backup { command: Some(BackupCommand::Drill { to, data }), .. } => {
             let (setup, loc, file) = backup_setup(data, true)?;
-            let dir = to.unwrap_or_else(|| file.backup_dir(&loc.data_dir));
-            let d = backup::drill(&setup, &dir, Clock::now_ms(&SystemClock::default())).await?;
+            let keeping = keeping(&file, &loc, to)?;
+            let d = backup::drill(&setup, &keeping, &cli_actor(), Clock::now_ms(&SystemClock::default())).await?;
             audit_backup(&setup, &file, "backup-drill", &d.file).await?;
             let secs = |t: std::time::Duration| format!("{:.1} s", t.as_secs_f64());
             println!("restore drill of {} ({:.1} MB)", d.file.display(), d.bytes as f64 / 1e6);
@@ -798,8 +806,36 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
 
 /// The operator at the terminal, as the audit log names them.
 fn cli_caller() -> Caller {
+    Caller::task(SystemTask::Operator(cli_actor()))
+}
+
+fn cli_actor() -> String {
     let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
-    Caller::task(SystemTask::Operator(format!("cli:{user}")))
+    format!("cli:{user}")
+}
+
+/// The server's backup schedule from the config (`None` when off).
+fn backup_schedule(file: &FileConfig, loc: &DataLocation) -> Result<Option<backup::Schedule>, CliError> {
+    let Some(cron) = file.backup_schedule()? else { return Ok(None) };
+    Ok(Some(backup::Schedule {
+        cron,
+        database_url: loc.database_url.expose().to_string(),
+        keys_file: file.keys_file(&loc.data_dir),
+        key_file: file.backup_key_file(&loc.data_dir),
+        cipher: file.cipher()?,
+        hash: file.audit_hash()?,
+        pg_bin: file.pg_bin(),
+        keeping: keeping(file, loc, None)?,
+    }))
+}
+
+/// Where backups go (`--to` wins over the config) and how many stay.
+fn keeping(file: &FileConfig, loc: &DataLocation, to: Option<PathBuf>) -> Result<backup::Keeping, CliError> {
+    Ok(backup::Keeping {
+        dir: to.unwrap_or_else(|| file.backup_dir(&loc.data_dir)),
+        offsite: file.backup_offsite_dir.clone(),
+        keep: file.backup_keep()?,
+    })
 }
 
 async fn client_service(data: DataArgs) -> Result<(lianyi_security::ClientService, Store), CliError> {
@@ -1178,6 +1214,8 @@ impl Progress for Bar {
 }
 
 const DEMO_MARKER: &str = "LIANYI-DEMO";
+/// The demo's backup schedule: nightly at 02:00.
+const DEMO_BACKUPS: &str = "0 2 * * *";
 
 /// One demo account per role: user name, display name, role, campus, patient.
 const DEMO_USERS: &[(&str, &str, &str, &str, Option<&str>)] = &[
@@ -1487,6 +1525,7 @@ async fn demo_command(
             message_retention_days: lianyi_interop::Outbound::DEFAULT_RETENTION_DAYS,
             monitor_raw_days: lianyi_ops::monitor::DEFAULT_RAW_DAYS,
             language: "zh-CN".into(),
+            backup_schedule: Some(DEMO_BACKUPS.into()),
             critical_escalation_minutes: 10,
             near_expiry_days: lianyi_billing::stock::NEAR_EXPIRY_DAYS,
             mail: None,
@@ -1508,6 +1547,19 @@ async fn demo_command(
     let mllp_addr = start_mllp(&app, mllp_listen, DEMO_MLLP_CAMPUS, false, None, Default::default()).await?;
     app.register_platform().await?;
     let probes = demo_ops::monitoring(&app.state().monitor, &demo_caller, addr, mllp_addr).await?;
+    // A first backup now, and the nightly schedule.
+    let schedule = backup::Schedule {
+        cron: lianyi_ops::cron::Cron::parse(DEMO_BACKUPS).map_err(CliError::Usage)?,
+        database_url: format!("sqlite://{}", db.display()),
+        keys_file: app.state().config.keys_file.clone(),
+        key_file: dir.join("backup.key"),
+        cipher: app.state().config.cipher,
+        hash: app.state().config.audit_hash,
+        pg_bin: PathBuf::new(),
+        keeping: backup::Keeping { dir: dir.join("backups"), offsite: None, keep: 7 },
+    };
+    let first_backup = schedule.now("demo").await?;
+    tokio::spawn(schedule.run());
     let oru_file = dir.join("oru_r01.hl7");
     std::fs::write(&oru_file, sample_oru.as_ref().map_or("", |(m, _)| m.as_str()))
         .map_err(|source| config::ConfigError::DataDir { path: oru_file.clone(), source })?;
@@ -1585,6 +1637,11 @@ async fn demo_command(
     );
     println!(
         "  Monitoring    {probes} probes (the platform, its database, HL7 listener and web page; the west campus's nurse-station printer, standing in for a device that is off: its alert opens an incident within two minutes): GET http://{addr}/api/ops/probes and /api/ops/alerts?open=true with demo-ops's token"
+    );
+    println!(
+        "  Backups       http://{addr}/ops/backups (nightly at 02:00; the first one was made at start: {}; its key is {})",
+        first_backup.path.display(),
+        dir.join("backup.key").display()
     );
     println!("  Web login: http://{addr}/login   password for every demo account: {DEMO_PASSWORD}");
     println!("  (each account enrols an authenticator app at its first login: scan the QR code)");

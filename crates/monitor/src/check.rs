@@ -158,7 +158,7 @@ impl Checker {
                 Kind::Prometheus => self.prometheus(spec).await,
                 Kind::Snmp => self.snmp.run(spec, now_ms).await,
                 Kind::Ping => self.ping(&spec.target, limit).await,
-                Kind::Database | Kind::Platform => {
+                Kind::Database | Kind::Platform | Kind::Backup => {
                     Outcome::down(format!("a {} probe is not run here", spec.kind.as_str()))
                 }
             }

@@ -24,11 +24,23 @@ pub enum Kind {
     Database,
     /// The platform's own health: memory, pools, HL7 listeners and channels.
     Platform,
+    /// The platform's own backups: whether the newest good one is older than the
+    /// schedule allows, its age, and whether the last run failed.
+    Backup,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] =
-        [Kind::Ping, Kind::Tcp, Kind::Http, Kind::Tls, Kind::Snmp, Kind::Prometheus, Kind::Database, Kind::Platform];
+    pub const ALL: [Kind; 9] = [
+        Kind::Ping,
+        Kind::Tcp,
+        Kind::Http,
+        Kind::Tls,
+        Kind::Snmp,
+        Kind::Prometheus,
+        Kind::Database,
+        Kind::Platform,
+        Kind::Backup,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -40,6 +52,7 @@ impl Kind {
             Kind::Prometheus => "prometheus",
             Kind::Database => "database",
             Kind::Platform => "platform",
+            Kind::Backup => "backup",
         }
     }
 
@@ -50,7 +63,7 @@ impl Kind {
     /// Whether the probe runs inside the central server only (it reads the server
     /// itself), never at a campus collector.
     pub fn central_only(self) -> bool {
-        matches!(self, Kind::Database | Kind::Platform)
+        matches!(self, Kind::Database | Kind::Platform | Kind::Backup)
     }
 
     /// Whether the kind needs a target.

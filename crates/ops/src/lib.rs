@@ -7,6 +7,7 @@
 
 pub mod changes;
 pub mod cmdb;
+pub mod cron;
 pub mod csv;
 pub mod desk;
 pub mod hooks;

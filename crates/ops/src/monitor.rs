@@ -263,6 +263,11 @@ pub struct Monitor {
     gate: std::sync::Arc<tokio::sync::Mutex<()>>,
     damping: Damping,
     phrases: std::sync::Arc<Phrases>,
+    /// How old the newest good backup may be (the schedule's longest gap and an hour
+    /// to make it); `None`: backups are not scheduled.
+    backup_allowance: Option<i64>,
+    /// When this server started (no backup is overdue before the first one is due).
+    started_at: i64,
 }
 
 /// The texts monitoring writes into the incidents it opens, notes and resolves, in
@@ -332,13 +337,67 @@ impl Phrases {
 impl Monitor {
     pub fn new(fhir: FhirService, desk: Desk, phrases: Phrases) -> Monitor {
         Monitor {
-            fhir,
             desk,
             raw_days: DEFAULT_RAW_DAYS,
             gate: Default::default(),
             damping: Damping::default(),
             phrases: std::sync::Arc::new(phrases),
+            backup_allowance: None,
+            started_at: fhir.now_ms(),
+            fhir,
         }
+    }
+
+    /// Watches the backups against `schedule`: overdue once the newest good backup is
+    /// older than its longest gap and an hour.
+    pub fn with_backup_schedule(mut self, schedule: Option<&crate::cron::Cron>) -> Monitor {
+        self.backup_allowance = schedule.and_then(|c| c.longest_gap(self.started_at)).map(|gap| gap + 3_600_000);
+        self
+    }
+
+    /// The backup check: `backup.overdue` (1 when the newest good backup, or the
+    /// server's start when there is none, is older than the schedule allows),
+    /// `backup.age_hours` of the newest good one, `backup.last_failed`.
+    async fn backups(&self, now: i64) -> Outcome {
+        let ops = self.fhir.operations();
+        let (good, last) = match (ops.last_good_backup().await, ops.backup_runs(1).await) {
+            (Ok(g), Ok(l)) => (g, l),
+            (Err(e), _) | (_, Err(e)) => {
+                return Outcome {
+                    readings: vec![reading("up", 0.0)],
+                    error: Some(format!("the backup runs: {e}")),
+                    note: None,
+                };
+            }
+        };
+        let mut readings = vec![reading("up", 1.0)];
+        let since = good.as_ref().and_then(|g| g.finished_at).unwrap_or(self.started_at);
+        if let Some(g) = &good {
+            let at = g.finished_at.unwrap_or(g.started_at);
+            readings.push(reading("backup.age_hours", ((now - at) as f64 / 3_600_000.0 * 10.0).round() / 10.0));
+        }
+        let overdue = self.backup_allowance.is_some_and(|allowed| now - since > allowed);
+        readings.push(reading("backup.overdue", if overdue { 1.0 } else { 0.0 }));
+        let failed = last.first().is_some_and(|r| r.status == "failed");
+        readings.push(reading("backup.last_failed", if failed { 1.0 } else { 0.0 }));
+        let note = last.first().filter(|_| failed).and_then(|r| r.error.clone());
+        Outcome { readings, error: None, note }
+    }
+
+    /// Gives the platform's backup job (the CMDB's `LIANYI-BACKUP`) its probe, run by
+    /// the central server every five minutes, when it has none. Acts as the
+    /// operations task.
+    pub async fn watch_backups(&self) -> Result<(), MonitorError> {
+        let task = Caller::task(SystemTask::Operations);
+        let cmdb = self.fhir.operations().cmdb();
+        let Some(ci) = cmdb.by_code(crate::platform::BACKUP_CI).await? else { return Ok(()) };
+        let q = ProbeQuery { ci: Some(ci.id), runner: None, limit: 100 };
+        if self.tables().probes(&q).await?.iter().any(|p| p.kind == Kind::Backup.as_str()) {
+            return Ok(());
+        }
+        let spec = Spec { kind: Kind::Backup, interval_s: 300, timeout_ms: 10_000, ..Spec::default() };
+        self.create(&task, &NewProbe { ci: ci.code, runner: String::new(), spec }).await?;
+        Ok(())
     }
 
     /// Keeps raw samples `days` days (at least 1) before rolling them up.
@@ -449,6 +508,10 @@ impl Monitor {
                 out.push(rule("channel.*.queue_depth", Op::Above, 100.0, 2 * interval_ms, Severity::Major));
                 out.push(rule("channel.*.dead_letters", Op::Above, 0.0, 0, Severity::Warning));
                 out.push(rule("hl7.*.errors_per_min", Op::Above, 5.0, 2 * interval_ms, Severity::Warning));
+            }
+            Kind::Backup => {
+                out.push(rule("backup.overdue", Op::Above, 0.0, 0, Severity::Major));
+                out.push(rule("backup.last_failed", Op::Above, 0.0, 0, Severity::Warning));
             }
             _ => {}
         }
@@ -819,6 +882,16 @@ impl Monitor {
         Ok(systems)
     }
 
+    /// The backup runs, newest first.
+    pub async fn backup_runs(
+        &self,
+        caller: &Caller,
+        limit: i64,
+    ) -> Result<Vec<lianyi_store::backup::BackupRun>, MonitorError> {
+        Self::operate(caller)?;
+        Ok(self.fhir.operations().backup_runs(limit.clamp(1, 1_000)).await?)
+    }
+
     /// Alerts, newest first.
     pub async fn alerts(&self, caller: &Caller, open_only: bool, limit: i64) -> Result<Vec<Alert>, MonitorError> {
         Self::operate(caller)?;
@@ -922,6 +995,7 @@ impl Monitor {
         match spec.kind {
             Kind::Database => self.database().await,
             Kind::Platform => self.platform(now).await,
+            Kind::Backup => self.backups(now).await,
             _ => checker.run(spec, now).await,
         }
     }

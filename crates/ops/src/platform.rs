@@ -16,6 +16,9 @@ use crate::cmdb::{Cmdb, CmdbError};
 /// Marks the CIs the platform keeps itself.
 pub const MANAGER: &str = "platform";
 
+/// The platform's backup job in the configuration database.
+pub const BACKUP_CI: &str = "LIANYI-BACKUP";
+
 /// What the running server knows of itself.
 #[derive(Clone, Debug, Default)]
 pub struct Platform {
@@ -27,6 +30,8 @@ pub struct Platform {
     pub database: String,
     /// The MLLP listeners: protocol (`MLLP`, `MLLP/TLS`) and address.
     pub listeners: Vec<(String, String)>,
+    /// The backup schedule (cron), when the server makes backups.
+    pub backup_schedule: Option<String>,
 }
 
 /// One CI the platform wants, with the relations from it (to codes).
@@ -119,6 +124,16 @@ impl Cmdb {
             );
             ci.campus = c.campus.clone();
             want.push(Wanted { ci, relations: vec![("part-of", "LIANYI".into())] });
+        }
+        if let Some(schedule) = &p.backup_schedule {
+            let ci = wanted(
+                BACKUP_CI.into(),
+                format!("Lianyi backups ({schedule})"),
+                "middleware",
+                "database",
+                json!({"product": "lianyi backup"}),
+            );
+            want.push(Wanted { ci, relations: vec![("backs-up", "LIANYI-DB".into())] });
         }
 
         let store = self.fhir().operations().cmdb();

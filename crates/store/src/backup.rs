@@ -172,6 +172,115 @@ impl Store {
     }
 }
 
+/// One backup run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BackupRun {
+    pub id: i64,
+    /// `scheduled`, `manual` or `drill`.
+    pub kind: String,
+    pub actor: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    /// `running`, `ok` or `failed`.
+    pub status: String,
+    pub file: Option<String>,
+    pub bytes: Option<i64>,
+    pub tables: Option<i64>,
+    pub row_count: Option<i64>,
+    /// Where its off-site copy went.
+    pub offsite: Option<String>,
+    pub error: Option<String>,
+}
+
+const RUN_COLUMNS: &str =
+    "id, kind, actor, started_at, finished_at, status, file, bytes, tables, row_count, offsite, error";
+
+fn run_of(r: &AnyRow) -> Result<BackupRun> {
+    Ok(BackupRun {
+        id: r.try_get(0)?,
+        kind: r.try_get(1)?,
+        actor: r.try_get(2)?,
+        started_at: r.try_get(3)?,
+        finished_at: r.try_get(4)?,
+        status: r.try_get(5)?,
+        file: r.try_get(6)?,
+        bytes: r.try_get(7)?,
+        tables: r.try_get(8)?,
+        row_count: r.try_get(9)?,
+        offsite: r.try_get(10)?,
+        error: r.try_get(11)?,
+    })
+}
+
+impl Store {
+    /// Records a run that starts now; returns its id.
+    pub async fn backup_started(&self, kind: &str, actor: &str, at: i64) -> Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO backup_runs (kind, actor, started_at, status) VALUES ($1, $2, $3, 'running') RETURNING id",
+        )
+        .bind(kind)
+        .bind(actor)
+        .bind(at)
+        .fetch_one(&self.write)
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Records how run `run.id` ended.
+    pub async fn backup_finished(&self, run: &BackupRun) -> Result<()> {
+        sqlx::query(
+            "UPDATE backup_runs SET finished_at = $1, status = $2, file = $3, bytes = $4, tables = $5, \
+             row_count = $6, offsite = $7, error = $8 WHERE id = $9",
+        )
+        .bind(run.finished_at)
+        .bind(&run.status)
+        .bind(&run.file)
+        .bind(run.bytes)
+        .bind(run.tables)
+        .bind(run.row_count)
+        .bind(&run.offsite)
+        .bind(&run.error)
+        .bind(run.id)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks the runs still `running` as `interrupted` (their process ended before they
+    /// finished); returns how many.
+    pub async fn backups_interrupted(&self, at: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE backup_runs SET status = 'interrupted', finished_at = $1, \
+             error = 'the backup ended before it finished (the process was stopped)' WHERE status = 'running'",
+        )
+        .bind(at)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The latest runs, newest first.
+    pub async fn backup_runs(&self, limit: i64) -> Result<Vec<BackupRun>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM backup_runs ORDER BY started_at DESC, id DESC LIMIT $1"
+        )))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(run_of).collect()
+    }
+
+    /// The newest run that ended well (a drill's counts too: its backup is kept).
+    pub async fn last_good_backup(&self) -> Result<Option<BackupRun>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM backup_runs WHERE status = 'ok' ORDER BY finished_at DESC LIMIT 1"
+        )))
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(run_of).transpose()
+    }
+}
+
 async fn head_on(conn: &mut AnyConnection) -> Result<(i64, String)> {
     let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&mut *conn).await?;
     Ok((row.try_get(0)?, row.try_get(1)?))

@@ -222,6 +222,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0035_group_hooks.sql"),
         postgres: include_str!("../migrations/postgres/0035_group_hooks.sql"),
     },
+    Migration {
+        version: 36,
+        name: "backup_runs",
+        sqlite: include_str!("../migrations/sqlite/0036_backup_runs.sql"),
+        postgres: include_str!("../migrations/postgres/0036_backup_runs.sql"),
+    },
 ];
 
 impl Store {

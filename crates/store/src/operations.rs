@@ -65,6 +65,16 @@ impl Operations {
         crate::pharmacy::Pharmacy(self.0.clone())
     }
 
+    /// The backup runs, newest first: see [`crate::backup`].
+    pub async fn backup_runs(&self, limit: i64) -> Result<Vec<crate::backup::BackupRun>> {
+        self.0.backup_runs(limit).await
+    }
+
+    /// The newest backup run that ended well.
+    pub async fn last_good_backup(&self) -> Result<Option<crate::backup::BackupRun>> {
+        self.0.last_good_backup().await
+    }
+
     /// The cashier's payments: see [`crate::payments`].
     pub async fn last_invoice_no(&self, campus: &str) -> Result<i64> {
         self.0.last_invoice_no(campus).await

@@ -70,6 +70,10 @@ pub struct AppConfig {
     pub message_retention_days: i64,
     /// Days monitoring keeps raw samples before rolling them up.
     pub monitor_raw_days: i64,
+    /// The backup schedule (a cron expression, Beijing time) when the server makes
+    /// backups: the backup job is then a CI with a probe that alerts when the newest
+    /// good backup is older than the schedule allows.
+    pub backup_schedule: Option<String>,
     /// The installation's language (`zh-CN` or `en`): what the platform itself writes
     /// into records (monitoring's incidents) is written in it; each page still shows
     /// its user's language.
@@ -259,7 +263,10 @@ impl App {
         let kb = lianyi_ops::kb::Kb::new(fhir.clone());
         let monitor =
             lianyi_ops::monitor::Monitor::new(fhir.clone(), desk.clone(), ops::monitor::phrases(&config.language))
-                .with_raw_days(config.monitor_raw_days);
+                .with_raw_days(config.monitor_raw_days)
+                .with_backup_schedule(
+                    config.backup_schedule.as_deref().and_then(|s| lianyi_ops::cron::Cron::parse(s).ok()).as_ref(),
+                );
         let checker = lianyi_monitor::check::Checker::new().map_err(|e| AppError::Monitor(e.to_string()))?;
         let scheduling = lianyi_clinical::scheduling::Scheduling::new(fhir.clone());
         let workspace = lianyi_clinical::encounter::Workspace::new(fhir.clone());
@@ -338,13 +345,25 @@ impl App {
             http: listeners.iter().find(|(p, _)| p.starts_with("HTTP")).map(|(_, a)| a.clone()).unwrap_or_default(),
             database: engine.to_string(),
             listeners: listeners.into_iter().filter(|(p, _)| p.starts_with("MLLP")).collect(),
+            backup_schedule: self.state.config.backup_schedule.clone(),
         }
     }
 
     /// Registers the platform in its configuration database now (the running server
     /// keeps it current), so its CIs can be given probes before it serves.
     pub async fn register_platform(&self) -> Result<usize, lianyi_ops::cmdb::CmdbError> {
-        self.state.cmdb.register(&self.platform()).await
+        let n = self.state.cmdb.register(&self.platform()).await?;
+        self.watch_backups().await;
+        Ok(n)
+    }
+
+    /// Gives the backup job its probe when backups are scheduled.
+    async fn watch_backups(&self) {
+        if self.state.config.backup_schedule.is_some()
+            && let Err(e) = self.state.monitor.watch_backups().await
+        {
+            tracing::warn!(error = %e, "watching the backups");
+        }
     }
 
     pub fn router(&self) -> Router {
@@ -384,6 +403,7 @@ impl App {
             std::time::Duration::from_secs(60),
         )
         .await;
+        self.watch_backups().await;
         let service = self.router().into_make_service_with_connect_info::<std::net::SocketAddr>();
         match self.state.config.tls.clone() {
             None => axum::serve(listener, service).with_graceful_shutdown(shutdown).await?,

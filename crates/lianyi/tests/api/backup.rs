@@ -3,7 +3,8 @@
 //! writes go on, `backup verify`, `restore` into an empty target that then serves
 //! what was acknowledged before the backup, `audit verify` on it; a flipped byte and
 //! another key are refused, each with its reason, and a restore never overwrites; a
-//! restore drill times each step.
+//! restore drill times each step; a backup killed mid-way leaves nothing that passes
+//! for a backup, and the next one clears its debris and records it as interrupted.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -28,6 +29,17 @@ fn lianyi(args: &[&str], data_dir: &Path, url: &str, env: &[(&str, &str)]) -> Ou
 
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// The files in `dir`, but for the folder's lock.
+fn listed(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".lianyi-backup.lock")
+        .collect();
+    names.sort();
+    names
 }
 
 async fn create_patient(client: &reqwest::Client, base: &str, family: &str) -> Option<String> {
@@ -92,7 +104,7 @@ async fn a_backup_made_while_writes_go_on_verifies_restores_into_an_empty_target
     let stdout = String::from_utf8_lossy(&out.stdout);
     let file = PathBuf::from(stdout.lines().last().unwrap().trim());
     assert!(file.exists() && file.extension().is_some_and(|e| e == "lyb"), "{stdout}");
-    assert_eq!(std::fs::read_dir(&to).unwrap().count(), 1, "no partial file or scratch left behind");
+    assert_eq!(listed(&to), [file.file_name().unwrap().to_string_lossy()], "no partial file or scratch left behind");
     assert!(during > 0, "writes went on during the backup");
     let key = std::fs::read_to_string(data_dir.join("backup.key")).unwrap();
     assert!(!std::fs::read(&file).unwrap().windows(8).any(|w| w == b"Backup19"), "the file is encrypted");
@@ -146,6 +158,21 @@ async fn a_backup_made_while_writes_go_on_verifies_restores_into_an_empty_target
     let out = lianyi(&["backup", "verify", damaged.to_str().unwrap()], &data_dir, &url, &[]);
     let said = text(&out);
     assert!(!out.status.success() && said.contains("damaged: part database, chunk"), "{said}");
+    // Restoring it stops at the damage and leaves no half-written database.
+    let (url3, dir3) = lianyi_store::testing::fresh_database().await;
+    let data3 = dir3.clone().unwrap_or_else(|| work.path().join("restored-damaged"));
+    std::fs::create_dir_all(&data3).unwrap();
+    let sqlite3 = url3.strip_prefix("sqlite://").map(PathBuf::from);
+    if let Some(f) = &sqlite3 {
+        std::fs::remove_file(f).ok();
+    }
+    let out = lianyi(&["restore", damaged.to_str().unwrap()], &data3, &url3, &[("LIANYI_BACKUP_KEY", key.trim())]);
+    let said = text(&out);
+    assert!(!out.status.success() && said.contains("damaged: part database"), "{said}");
+    match &sqlite3 {
+        Some(f) => assert!(!f.exists(), "no half-written database file"),
+        None => assert!(said.contains("drop it and create it again"), "{said}"),
+    }
     let other = format!("aes-256-gcm:{}", "ab".repeat(32));
     let out = lianyi(&["backup", "verify", file.to_str().unwrap()], &data_dir, &url, &[("LIANYI_BACKUP_KEY", &other)]);
     let said = text(&out);
@@ -158,5 +185,69 @@ async fn a_backup_made_while_writes_go_on_verifies_restores_into_an_empty_target
     for step in ["backup ", "verify ", "restore ", "compare ", "recovery time"] {
         assert!(said.contains(step), "{step}: {said}");
     }
-    assert_eq!(std::fs::read_dir(&to).unwrap().count(), 2, "two backups, no scratch");
+    assert_eq!(listed(&to).len(), 2, "two backups, no scratch");
+}
+
+#[tokio::test]
+async fn a_backup_killed_mid_way_leaves_nothing_that_passes_for_a_backup_and_the_next_one_clears_it() {
+    let (url, dir) = lianyi_store::testing::fresh_database().await;
+    let work = tempfile::tempdir().unwrap();
+    let data_dir = dir.clone().unwrap_or_else(|| work.path().join("data"));
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let out = lianyi(&["migrate"], &data_dir, &url, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    if !data_dir.join("keys").exists() {
+        std::fs::write(data_dir.join("keys"), "").unwrap();
+    }
+    // Enough data (about 40 MB) that the backup is still running when it is killed.
+    let filler = if url.starts_with("sqlite") {
+        "CREATE TABLE filler (id INTEGER PRIMARY KEY, v TEXT NOT NULL); \
+         INSERT INTO filler (v) SELECT hex(randomblob(2000)) FROM \
+         (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10000) SELECT x FROM c)"
+    } else {
+        "CREATE TABLE filler (id BIGINT PRIMARY KEY, v TEXT NOT NULL); \
+         INSERT INTO filler SELECT g, (SELECT string_agg(md5(random()::text || x::text), '') \
+         FROM generate_series(1, 125) x WHERE g > 0) FROM generate_series(1, 10000) g"
+    };
+    lianyi_store::testing::raw_execute(&url, filler).await;
+    let to = work.path().join("backups");
+    let mut child = Command::new(BIN)
+        .args(["backup", "--to", to.to_str().unwrap(), "--data-dir"])
+        .arg(&data_dir)
+        .args(["--database", &url])
+        .env("LIANYI_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !listed_if_any(&to).iter().any(|n| n.ends_with(".partial")) {
+        assert!(started.elapsed().as_secs() < 30, "the backup never started writing");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(child.try_wait().unwrap().is_none(), "the backup is still running when killed");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let left = listed(&to);
+    assert!(left.iter().all(|n| !n.ends_with(".lyb")), "no file passes for a backup: {left:?}");
+    let partial = left.iter().find(|n| n.ends_with(".partial")).unwrap();
+    let out = lianyi(&["backup", "verify", to.join(partial).to_str().unwrap()], &data_dir, &url, &[]);
+    let said = text(&out);
+    assert!(!out.status.success() && (said.contains("incomplete") || said.contains("not a Lianyi backup")), "{said}");
+
+    // The next backup clears the debris and records the killed run as interrupted.
+    let out = lianyi(&["backup", "--to", to.to_str().unwrap()], &data_dir, &url, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let left = listed(&to);
+    assert!(left.len() == 1 && left[0].ends_with(".lyb"), "{left:?}");
+    let store = lianyi_store::Store::connect(&url).await.unwrap();
+    let runs = store.backup_runs(10).await.unwrap();
+    let statuses: Vec<&str> = runs.iter().map(|r| r.status.as_str()).collect();
+    assert_eq!(statuses, ["ok", "interrupted"], "{runs:?}");
+    store.close().await;
+}
+
+fn listed_if_any(dir: &Path) -> Vec<String> {
+    if dir.exists() { listed(dir) } else { Vec::new() }
 }

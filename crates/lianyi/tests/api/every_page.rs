@@ -76,6 +76,7 @@ const START: &[&str] = &[
     "/ops/monitor/probes",
     "/ops/monitor/probes/new",
     "/ops/monitor/availability",
+    "/ops/backups",
     "/ops/problems",
     "/ops/problems?all=1",
     "/ops/changes",

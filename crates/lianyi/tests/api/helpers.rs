@@ -46,13 +46,22 @@ pub async fn spawn_app_mailing(
     clock: Option<std::sync::Arc<lianyi_security::ManualClock>>,
     mail: Option<lianyi_web::MailConfig>,
 ) -> TestApp {
+    spawn_app_adjusted(max_body_bytes, clock, |c| c.mail = mail).await
+}
+
+/// A test app whose configuration `adjust` changes first.
+pub async fn spawn_app_adjusted(
+    max_body_bytes: usize,
+    clock: Option<std::sync::Arc<lianyi_security::ManualClock>>,
+    adjust: impl FnOnce(&mut AppConfig),
+) -> TestApp {
     let (url, dir) = fresh_database().await;
     let keys = if dir.is_none() { Some(tempfile::tempdir().unwrap()) } else { None };
     let keys_dir = dir.clone().unwrap_or_else(|| keys.as_ref().map(|k| k.path().to_path_buf()).unwrap_or_default());
     let store = lianyi_store::Store::connect(&url).await.expect("connect");
     store.migrate().await.expect("migrate");
     let raw = store.clone();
-    let config = AppConfig {
+    let mut config = AppConfig {
         database_url: url.clone(),
         default_campus: Some("campus-east".into()),
         max_body_bytes,
@@ -66,11 +75,13 @@ pub async fn spawn_app_mailing(
         message_retention_days: 90,
         monitor_raw_days: 7,
         language: "zh-CN".into(),
+        backup_schedule: None,
         critical_escalation_minutes: 10,
         near_expiry_days: 90,
-        mail: mail.clone(),
+        mail: None,
         export_dir: keys_dir.join("exports"),
     };
+    adjust(&mut config);
     let app = match clock {
         Some(c) => App::with_clock(store, config, c),
         None => App::with_store(store, config),

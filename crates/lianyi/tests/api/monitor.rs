@@ -750,3 +750,75 @@ async fn a_months_availability_counts_what_each_system_needs_against_its_target_
         "the wall links each system's topology"
     );
 }
+
+#[tokio::test]
+async fn a_backup_older_than_its_schedule_allows_raises_an_incident_on_the_backup_job_and_a_good_one_resolves_it() {
+    use std::sync::Arc;
+
+    use lianyi_security::ManualClock;
+
+    use crate::pages::logged_in;
+
+    let now = 1_800_000_000_000;
+    let clock: Arc<ManualClock> = ManualClock::new(now);
+    let app = crate::helpers::spawn_app_adjusted(1 << 20, Some(clock.clone()), |c| {
+        c.backup_schedule = Some("0 2 * * *".into());
+    })
+    .await;
+    let ops = app.client_with("lianyi:ops", "*", None).await;
+    // The backup job is a CI with its probe, which has run: nothing is overdue yet.
+    let cis = until(&ops, &app, "/api/ops/cis?q=LIANYI-BACKUP", 10, |v| v["items"][0]["code"] == "LIANYI-BACKUP").await;
+    assert_eq!(cis["items"][0]["class"], "middleware");
+    let probes = until(&ops, &app, "/api/ops/probes", 10, |v| {
+        v["probes"].as_array().unwrap().iter().any(|p| p["kind"] == "backup" && p["lastUp"] == json!(true))
+    })
+    .await;
+    let probe = probes["probes"].as_array().unwrap().iter().find(|p| p["kind"] == "backup").unwrap().clone();
+    let path = format!("/api/ops/probes/{}", probe["id"]);
+    assert!(get(&ops, &app, "/api/ops/alerts?open=true").await["alerts"].as_array().unwrap().is_empty());
+
+    // A day and two hours on without a backup (nightly allows 25 hours): an incident.
+    clock.advance(26 * 3_600_000);
+    let ops = app.client_with("lianyi:ops", "*", None).await;
+    let alerts = until(&ops, &app, "/api/ops/alerts?open=true", 10, |a| {
+        a["alerts"].as_array().unwrap().iter().any(|a| a["metric"] == "backup.overdue" && a["incident"].is_number())
+    })
+    .await;
+    let alert = &alerts["alerts"][0];
+    assert_eq!(alert["severity"], "major");
+    let ticket = get(&ops, &app, &format!("/api/ops/incidents/{}", alert["incident"])).await;
+    assert!(ticket["title"].as_str().unwrap().contains("LIANYI-BACKUP"), "{ticket}");
+
+    // A good backup, as lianyi backup records it, and the next check clears it.
+    let at = now + 26 * 3_600_000 + 60_000;
+    let id = app.store.backup_started("manual", "cli:it-eng", at - 30_000).await.unwrap();
+    let run = lianyi_store::backup::BackupRun {
+        id,
+        finished_at: Some(at),
+        status: "ok".into(),
+        file: Some("/var/backups/lianyi/lianyi-20270116-102100.lyb".into()),
+        bytes: Some(32_000_000),
+        tables: Some(63),
+        row_count: Some(139_298),
+        ..Default::default()
+    };
+    app.store.backup_finished(&run).await.unwrap();
+    clock.advance(301_000);
+    until(&ops, &app, "/api/ops/alerts?open=true", 10, |a| a["alerts"].as_array().unwrap().is_empty()).await;
+    until(&ops, &app, &format!("/api/ops/incidents/{}", alert["incident"]), 5, |t| t["status"] == "resolved").await;
+    let card = get(&ops, &app, &path).await;
+    assert!(card["runs"].as_array().unwrap().len() >= 3, "{card}");
+
+    // The backups page lists the run and the schedule.
+    let (mut eng, _) = logged_in(&app, &clock, "it-eng", "it-engineer", "*", None).await;
+    let (status, _, page) = eng.get("/ops/backups").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("<code>0 2 * * *</code>") && page.contains(&format!("data-run=\"{id}\" data-status=\"ok\"")),
+        "{page}"
+    );
+    assert!(
+        page.contains("手动备份") && page.contains("lianyi-20270116-102100.lyb") && page.contains("63 张表"),
+        "{page}"
+    );
+}

@@ -411,6 +411,28 @@ async fn it_desk_day(lang: &str, x: &Expect) {
     assert!(percent.starts_with("99."), "nine minutes down this month: {percent}");
     d.check(true).await;
     d.screenshot(&shots, "13-availability").await;
+    // The backups page: a good run and a failed one, as lianyi backup records them.
+    let at = lianyi_security::Clock::now_ms(&*clock);
+    for (status, error) in [("ok", None), ("failed", Some("backup: No space left on device (os error 28)"))] {
+        let id = app.store.backup_started("manual", "cli:it-lead", at - 90_000).await.unwrap();
+        let run = lianyi_store::backup::BackupRun {
+            id,
+            finished_at: Some(at - 30_000),
+            status: status.into(),
+            file: (status == "ok").then(|| "/var/backups/lianyi/lianyi-20270115-080000.lyb".into()),
+            bytes: (status == "ok").then_some(32_197_804),
+            tables: (status == "ok").then_some(63),
+            row_count: (status == "ok").then_some(139_298),
+            error: error.map(str::to_string),
+            ..Default::default()
+        };
+        app.store.backup_finished(&run).await.unwrap();
+    }
+    d.goto(&format!("{site}/ops/backups")).await;
+    d.find("#bk-runs tr[data-status='ok']").await;
+    assert!(d.text("#bk-runs tr[data-status='failed']").await.contains("No space left"));
+    d.check(true).await;
+    d.screenshot(&shots, "14-backups").await;
     d.log_out().await;
     d.cmd(reqwest::Method::DELETE, "", json!({})).await;
 }

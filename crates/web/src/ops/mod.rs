@@ -5,6 +5,7 @@
 //! [`lianyi_ops::cmdb`], [`lianyi_ops::desk`] and [`lianyi_ops::kb`].
 
 mod api;
+mod backups;
 mod changes;
 mod desk;
 mod kb;
@@ -47,6 +48,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ops/cis/{id}/impact", get(impact_page))
         .merge(api::router())
         .merge(monitor_api::router())
+        .merge(backups::router())
         .merge(wall::router())
         .merge(probes::router())
         .merge(desk::router())
