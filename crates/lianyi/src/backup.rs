@@ -212,7 +212,7 @@ async fn sealed_into(setup: &Setup, dir: &Path, now_ms: i64, partial: &Path, don
     let mut sealed = sealed;
     let text = serde_json::to_vec_pretty(&manifest).map_err(|e| BackupError::Manifest(e.to_string()))?;
     sealed.part("manifest", &text[..], |_| {})?;
-    let (_, out) = sealed.finish()?;
+    let out = sealed.finish()?;
     let file = out.into_inner().map_err(|e| BackupError::Io(e.into_error()))?;
     file.sync_all()?;
     drop(file);

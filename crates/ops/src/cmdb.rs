@@ -62,15 +62,22 @@ const fn percent(key: &'static str) -> AttrDef {
 
 /// Whether `v` is a percentage above 0 and at most 100 with at most three decimals.
 pub fn is_percent(v: &str) -> bool {
+    percent_milli(v).is_some()
+}
+
+/// A percentage above 0 and at most 100 with at most three decimals (`99.95`), in
+/// thousandths of a percent (99,950), exact; `None` for anything else.
+pub fn percent_milli(v: &str) -> Option<i64> {
     let (whole, frac) = v.split_once('.').unwrap_or((v, ""));
     let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
-    !whole.is_empty()
-        && whole.len() <= 3
-        && digits(whole)
-        && frac.len() <= 3
-        && digits(frac)
-        && (!v.contains('.') || !frac.is_empty())
-        && v.parse::<f64>().is_ok_and(|p| p > 0.0 && p <= 100.0)
+    if whole.is_empty() || whole.len() > 3 || !digits(whole) || frac.len() > 3 || !digits(frac) {
+        return None;
+    }
+    if v.contains('.') && frac.is_empty() {
+        return None;
+    }
+    let milli = whole.parse::<i64>().ok()? * 1_000 + format!("{frac:0<3}").parse::<i64>().ok()?;
+    (milli > 0 && milli <= 100_000).then_some(milli)
 }
 
 const fn ip(key: &'static str) -> AttrDef {

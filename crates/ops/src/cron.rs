@@ -4,7 +4,7 @@
 //! both day fields are restricted a day matching either one fires.
 
 const MINUTE_MS: i64 = 60_000;
-const BEIJING_MS: i64 = 8 * 3_600_000;
+use crate::stats::OFFSET_MS as BEIJING_MS;
 
 /// A parsed schedule.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -152,10 +152,7 @@ impl Availability {
 
     /// The target in thousandths of a percent.
     pub fn target_milli(&self) -> Option<i64> {
-        let t = self.target.as_deref()?;
-        let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
-        let frac = format!("{frac:0<3}");
-        Some(whole.parse::<i64>().ok()? * 1_000 + frac.get(..3)?.parse::<i64>().ok()?)
+        crate::cmdb::percent_milli(self.target.as_deref()?)
     }
 
     /// Whether it fell short of its target (`false` without one).
@@ -176,8 +173,7 @@ fn health(a: &Alert) -> Health {
     }
 }
 
-/// Beijing's offset from UTC: months begin at midnight there.
-const BEIJING_MS: i64 = 8 * 3_600_000;
+use crate::stats::OFFSET_MS as BEIJING_MS;
 
 /// The month `YYYY-MM` as `[from, to)` in milliseconds (Beijing time).
 pub fn month_span(month: &str) -> Option<(i64, i64)> {
@@ -1271,8 +1267,7 @@ impl Monitor {
 
 /// Beijing time, to the minute, as the pages show it.
 fn time(ms: i64) -> String {
-    let s = lianyi_fhir::datetime::format_instant(ms + BEIJING_MS);
-    format!("{} {}", &s[..10], &s[11..16])
+    crate::stats::beijing(ms)
 }
 
 fn up() -> Outcome {

@@ -120,7 +120,8 @@ fn mean(values: &[i64]) -> Option<i64> {
 }
 
 const DAY_MS: i64 = 86_400_000;
-const OFFSET_MS: i64 = 8 * 3_600_000;
+/// Beijing's offset from UTC: days, months and printed times are Beijing's.
+pub(crate) const OFFSET_MS: i64 = 8 * 3_600_000;
 
 /// See the module documentation.
 #[derive(Clone, Debug)]
@@ -314,7 +315,7 @@ impl Stats {
 }
 
 /// `YYYY-MM-DD HH:MM` in Beijing time.
-fn beijing(ms: i64) -> String {
+pub(crate) fn beijing(ms: i64) -> String {
     let s = lianyi_fhir::datetime::format_instant(ms + OFFSET_MS);
     format!("{} {}", &s[..10], &s[11..16])
 }

@@ -95,10 +95,6 @@ impl BackupKey {
         crate::secrets::hmac_sha256_hex(&self.key, b"lianyi backup key check")[..16].to_string()
     }
 
-    pub fn alg(&self) -> CipherAlg {
-        self.alg
-    }
-
     /// Reads the key file at `path`, or creates it (owner-only) with a new key of
     /// `alg`; returns the key and whether it was created.
     pub fn load_or_create(path: &Path, alg: CipherAlg) -> Result<(BackupKey, bool), SealError> {
@@ -227,8 +223,8 @@ impl<W: Write> SealedWriter<W> {
         Ok(())
     }
 
-    /// Writes the end frame and flushes; returns the parts written and the output.
-    pub fn finish(mut self) -> Result<(Vec<PartSum>, W), SealError> {
+    /// Writes the end frame and flushes; returns the output.
+    pub fn finish(mut self) -> Result<W, SealError> {
         let list: Vec<serde_json::Value> = self
             .parts
             .iter()
@@ -237,7 +233,7 @@ impl<W: Write> SealedWriter<W> {
         let plain = serde_json::to_vec(&list).map_err(|e| SealError::Header(e.to_string()))?;
         self.frame(END, END_NAME, 0, &plain)?;
         self.out.flush()?;
-        Ok((self.parts, self.out))
+        Ok(self.out)
     }
 }
 
@@ -423,7 +419,7 @@ mod tests {
         for (name, data) in parts {
             w.part(name, &data[..], |_| {}).unwrap();
         }
-        w.finish().unwrap().1
+        w.finish().unwrap()
     }
 
     fn unsealed(key: &BackupKey, file: &[u8]) -> Result<Vec<(String, Vec<u8>)>, SealError> {

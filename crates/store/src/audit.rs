@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::sql::{Arg, Sql, multi_insert};
-use crate::{Backend, Result, Store, StoreError};
+use crate::{Backend, Result, Store};
 
 /// The hash of "no predecessor".
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -217,9 +217,7 @@ impl Store {
     /// a changed field, a missing or re-numbered record, a broken link, or a head
     /// that does not match the last record.
     pub async fn verify_audit(&self, hasher: &dyn ChainHasher) -> Result<ChainStatus> {
-        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&self.read).await?;
-        let head_seq: i64 = head.try_get(0)?;
-        let head_hash: String = head.try_get(1)?;
+        let (head_seq, head_hash) = self.audit_head().await?;
         let mut expected_seq = 1i64;
         let mut prev = GENESIS.to_string();
         let mut after = 0i64;
@@ -339,7 +337,18 @@ impl Store {
 
     /// Number of audit records.
     pub async fn audit_count(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT seq FROM audit_head WHERE id = 1").fetch_one(&self.read).await?;
-        row.try_get(0).map_err(StoreError::from)
+        Ok(self.audit_head().await?.0)
     }
+
+    /// The audit chain's head: (last sequence number, its hash).
+    pub async fn audit_head(&self) -> Result<(i64, String)> {
+        let mut conn = self.read.acquire().await?;
+        head_on(&mut conn).await
+    }
+}
+
+/// The head of the chain as `conn` sees it (in a backup, its snapshot).
+pub(crate) async fn head_on(conn: &mut sqlx::AnyConnection) -> Result<(i64, String)> {
+    let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&mut *conn).await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
 }

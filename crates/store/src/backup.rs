@@ -81,7 +81,7 @@ impl Snapshot {
 
     /// The audit chain's head in the snapshot.
     pub async fn audit_head(&mut self) -> Result<(i64, String)> {
-        head_on(&mut self.tx).await
+        crate::audit::head_on(&mut self.tx).await
     }
 
     /// Ends the transaction (the snapshot may no longer be imported after this).
@@ -128,12 +128,6 @@ impl Store {
         let sums = sums_on(&mut tx, self.backend, hasher, progress).await?;
         tx.commit().await?;
         Ok(sums)
-    }
-
-    /// The audit chain's head: (last sequence number, its hash).
-    pub async fn audit_head(&self) -> Result<(i64, String)> {
-        let mut conn = self.read.acquire().await?;
-        head_on(&mut conn).await
     }
 
     /// The names of the tables in the database (an empty database has none).
@@ -279,11 +273,6 @@ impl Store {
         .await?;
         row.as_ref().map(run_of).transpose()
     }
-}
-
-async fn head_on(conn: &mut AnyConnection) -> Result<(i64, String)> {
-    let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&mut *conn).await?;
-    Ok((row.try_get(0)?, row.try_get(1)?))
 }
 
 async fn tables_on(conn: &mut AnyConnection, backend: Backend) -> Result<Vec<String>> {
