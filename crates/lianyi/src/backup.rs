@@ -85,7 +85,7 @@ fn utc_stamp(ms: i64) -> String {
     format!("{}{}{}-{}{}{}", &s[0..4], &s[5..7], &s[8..10], &s[11..13], &s[14..16], &s[17..19])
 }
 
-fn sums_json(sums: &[TableSum]) -> Value {
+pub fn sums_json(sums: &[TableSum]) -> Value {
     json!(sums.iter().map(|s| json!({"table": s.table, "rows": s.rows, "hash": s.hash})).collect::<Vec<_>>())
 }
 
@@ -433,7 +433,7 @@ fn prune(dir: &Path, keep: usize) -> Result<(), BackupError> {
     Ok(())
 }
 
-async fn sums_with_progress(store: &Store, hash: ChainAlg) -> Result<Vec<TableSum>, BackupError> {
+pub async fn sums_with_progress(store: &Store, hash: ChainAlg) -> Result<Vec<TableSum>, BackupError> {
     let b = ProgressBar::new_spinner();
     if let Ok(style) = ProgressStyle::with_template("hashing {spinner} {msg}") {
         b.set_style(style);
@@ -588,9 +588,9 @@ pub struct Checked {
 }
 
 /// Checks the database at `url` against `manifest` and verifies its audit chain.
-pub async fn check(setup: &Setup, url: &str, manifest: &Value) -> Result<Checked, BackupError> {
+pub async fn check(hash: ChainAlg, url: &str, manifest: &Value) -> Result<Checked, BackupError> {
     let store = Store::connect(url).await?;
-    let alg = manifest["hash"].as_str().and_then(ChainAlg::parse).unwrap_or(setup.hash);
+    let alg = manifest["hash"].as_str().and_then(ChainAlg::parse).unwrap_or(hash);
     let sums = sums_with_progress(&store, alg).await?;
     let listed: Vec<TableSum> = manifest["tables"]
         .as_array()
@@ -623,7 +623,7 @@ pub async fn check(setup: &Setup, url: &str, manifest: &Value) -> Result<Checked
     let head = store.audit_head().await?;
     let head_matches = manifest["auditHead"]["seq"].as_i64() == Some(head.0)
         && manifest["auditHead"]["hash"].as_str() == Some(head.1.as_str());
-    let chain = store.verify_audit(&setup.hash).await?;
+    let chain = store.verify_audit(&hash).await?;
     store.close().await;
     Ok(Checked { tables: sums.len(), rows: sums.iter().map(|s| s.rows).sum(), mismatches, chain, head_matches })
 }
@@ -699,7 +699,7 @@ pub async fn verify(setup: &Setup, file: &Path) -> Result<bool, BackupError> {
         let scratch = ScratchPg::create(&setup.database_url).await?;
         let outcome = async {
             let opened = unseal_into(setup, file, &Target::Postgres(scratch.url.clone())).await?;
-            let c = check(setup, &scratch.url, &opened.manifest).await?;
+            let c = check(setup.hash, &scratch.url, &opened.manifest).await?;
             Ok::<_, BackupError>(report(&c, &mut out)?)
         }
         .await;
@@ -709,7 +709,7 @@ pub async fn verify(setup: &Setup, file: &Path) -> Result<bool, BackupError> {
         let dir = tempfile::tempdir()?;
         let db = dir.path().join("lianyi.db");
         let opened = unseal_into(setup, file, &Target::SqliteFile(db.clone())).await?;
-        let c = check(setup, &format!("sqlite://{}", db.display()), &opened.manifest).await?;
+        let c = check(setup.hash, &format!("sqlite://{}", db.display()), &opened.manifest).await?;
         report(&c, &mut out)?
     };
     Ok(passed)
@@ -770,7 +770,7 @@ pub async fn restore(setup: &Setup, file: &Path, target: Target, keys_to: &Path)
     let mut f = options.open(keys_to)?;
     f.write_all(&opened.keys)?;
     f.sync_all()?;
-    let c = check(setup, &url, &opened.manifest).await?;
+    let c = check(setup.hash, &url, &opened.manifest).await?;
     let mut out = std::io::stdout();
     writeln!(
         out,
@@ -825,7 +825,7 @@ pub async fn drill(setup: &Setup, keeping: &Keeping, actor: &str, now_ms: i64) -
         let opened = unseal_into(setup, &file, &target).await?;
         let restore_took = started.elapsed();
         let started = std::time::Instant::now();
-        let checked = check(setup, &url, &opened.manifest).await?;
+        let checked = check(setup.hash, &url, &opened.manifest).await?;
         let compare_took = started.elapsed();
         let passed = report(&checked, &mut std::io::stdout())?;
         Ok::<_, BackupError>((restore_took, compare_took, passed))

@@ -126,6 +126,22 @@ pub struct Sla {
     read: std::time::Instant,
 }
 
+/// Indexes the tickets missing from the search (written before it existed, or copied
+/// from another database, which rebuilds the index rather than copying it), a page at
+/// a time; returns how many.
+pub async fn index_missing(tables: &lianyi_store::desk::Desk) -> Result<usize, StoreError> {
+    let mut done = 0;
+    loop {
+        let page = tables.unindexed(500).await?;
+        if page.is_empty() {
+            return Ok(done);
+        }
+        let words: Vec<(i64, String)> = page.iter().map(|t| (t.id, Desk::words_of(t))).collect();
+        tables.index(&words).await?;
+        done += words.len();
+    }
+}
+
 /// See the module documentation.
 #[derive(Clone, Debug)]
 pub struct Desk {
@@ -727,16 +743,7 @@ impl Desk {
     /// Indexes tickets written before the search existed, a page at a time; returns
     /// how many.
     pub async fn index_missing(&self) -> Result<usize, DeskError> {
-        let mut done = 0;
-        loop {
-            let page = self.tables().unindexed(500).await?;
-            if page.is_empty() {
-                return Ok(done);
-            }
-            let words: Vec<(i64, String)> = page.iter().map(|t| (t.id, Self::words_of(t))).collect();
-            self.tables().index(&words).await?;
-            done += words.len();
-        }
+        Ok(index_missing(&self.tables()).await?)
     }
 
     /// The user name of a ticket's reporter (none for a phoned-in fault).

@@ -132,6 +132,22 @@ pub struct Found {
     pub partial: bool,
 }
 
+/// Indexes the articles missing from the search (after a copy to another database,
+/// which rebuilds the index rather than copying it), a page at a time; returns how
+/// many.
+pub async fn index_missing(tables: &lianyi_store::kb::Kb) -> Result<usize, StoreError> {
+    let mut done = 0;
+    loop {
+        let page = tables.unindexed(500).await?;
+        if page.is_empty() {
+            return Ok(done);
+        }
+        let words: Vec<_> = page.into_iter().map(|(a, t)| (a, Kb::tokens(&t))).collect();
+        tables.index_many(&words).await?;
+        done += words.len();
+    }
+}
+
 /// See the module documentation.
 #[derive(Clone, Debug)]
 pub struct Kb {
@@ -212,6 +228,13 @@ impl Kb {
     /// The words the store indexes for a text.
     fn tokens(t: &Text) -> String {
         words::index_text(&format!("{}\n{}\n{}\n{}", t.title, t.symptom, t.cause, t.solution))
+    }
+
+    /// Indexes the articles missing from the search (after a copy to another
+    /// database, which rebuilds the index rather than copying it), a page at a time;
+    /// returns how many.
+    pub async fn index_missing(&self) -> Result<usize, KbError> {
+        Ok(index_missing(&self.tables()).await?)
     }
 
     /// A new article (published at once); returns its id. A source incident must be

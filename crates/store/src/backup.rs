@@ -29,24 +29,28 @@ pub struct TableSum {
 
 /// How a column's values are read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Int,
     Real,
     Text,
 }
 
-/// A table's columns (name order) and primary key (key order).
+/// A table's columns (name order) and primary key (key order; every column, in name
+/// order, for a table without one).
 #[derive(Clone, Debug)]
-struct Shape {
-    columns: Vec<(String, Kind)>,
-    key: Vec<String>,
+pub(crate) struct Shape {
+    pub columns: Vec<(String, Kind)>,
+    pub key: Vec<String>,
+    /// Whether `key` is the table's primary key.
+    pub primary: bool,
 }
 
 /// Whether `table` is hashed: not SQLite's own, not derived full-text search, not the
 /// migration ledger.
-fn accounted(table: &str) -> bool {
+pub(crate) fn accounted(table: &str) -> bool {
     !(table.starts_with("sqlite_")
         || table == "schema_migrations"
+        || table == crate::copy::PROGRESS
         || table == "ops_kb_search"
         || table == "ops_ticket_search"
         || table.starts_with("ops_kb_search_")
@@ -275,7 +279,7 @@ impl Store {
     }
 }
 
-async fn tables_on(conn: &mut AnyConnection, backend: Backend) -> Result<Vec<String>> {
+pub(crate) async fn tables_on(conn: &mut AnyConnection, backend: Backend) -> Result<Vec<String>> {
     let sql = match backend {
         Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
         Backend::Postgres => {
@@ -287,7 +291,7 @@ async fn tables_on(conn: &mut AnyConnection, backend: Backend) -> Result<Vec<Str
     rows.iter().map(|r| r.try_get::<String, _>(0).map_err(StoreError::from)).collect()
 }
 
-async fn shape_on(conn: &mut AnyConnection, backend: Backend, table: &str) -> Result<Shape> {
+pub(crate) async fn shape_on(conn: &mut AnyConnection, backend: Backend, table: &str) -> Result<Shape> {
     let mut columns = Vec::new();
     let mut key: Vec<(i64, String)> = Vec::new();
     match backend {
@@ -336,12 +340,13 @@ async fn shape_on(conn: &mut AnyConnection, backend: Backend, table: &str) -> Re
     }
     typed.sort_by(|a, b| a.0.cmp(&b.0));
     key.sort();
-    let key = if key.is_empty() {
-        typed.iter().map(|(n, _)| n.clone()).collect()
-    } else {
+    let primary = !key.is_empty();
+    let key = if primary {
         key.into_iter().map(|(_, n)| n).collect()
+    } else {
+        typed.iter().map(|(n, _)| n.clone()).collect()
     };
-    Ok(Shape { columns: typed, key })
+    Ok(Shape { columns: typed, key, primary })
 }
 
 fn identifier(name: &str) -> Result<&str> {
@@ -352,7 +357,7 @@ fn identifier(name: &str) -> Result<&str> {
     }
 }
 
-fn quoted(name: &str) -> String {
+pub(crate) fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

@@ -269,6 +269,35 @@ impl Kb {
         rows.iter().map(article_from).collect()
     }
 
+    /// Articles not in the search index (a copied or restored installation's, whose
+    /// index is rebuilt rather than copied), with their current text, by id.
+    pub async fn unindexed(&self, limit: i64) -> Result<Vec<(Article, Text)>> {
+        let outside = match self.0.backend {
+            Backend::Sqlite => "NOT IN (SELECT rowid FROM ops_kb_search)",
+            Backend::Postgres => "NOT IN (SELECT article FROM ops_kb_search)",
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ARTICLE}, {TEXT} FROM ops_kb_articles a \
+             JOIN ops_kb_versions v ON v.article = a.id AND v.version = a.latest \
+             WHERE a.id {outside} ORDER BY a.id LIMIT $1"
+        )))
+        .bind(limit)
+        .fetch_all(&self.0.read)
+        .await?;
+        rows.iter().map(|r| Ok((article_from(r)?, text_from(r, 11)?))).collect()
+    }
+
+    /// Indexes the words of articles: (article, words), each with its stored status
+    /// and class.
+    pub async fn index_many(&self, articles: &[(Article, String)]) -> Result<()> {
+        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        for (a, tokens) in articles {
+            self.index(&mut tx, a.id, &a.status, a.ci_class.as_deref(), tokens).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Articles with their current text: with words, those whose current text has
     /// every word (or any, for `q.any`), best match first; without, the newest.
     pub async fn find(&self, q: &KbQuery) -> Result<Vec<(Article, Text)>> {

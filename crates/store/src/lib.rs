@@ -14,6 +14,7 @@ pub mod break_glass;
 pub mod changes;
 pub mod clients;
 pub mod cmdb;
+pub mod copy;
 mod counters;
 pub mod desk;
 pub mod kb;

@@ -2,7 +2,7 @@
 
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::{Backend, Result, Store};
+use crate::{Backend, Result, Store, StoreError};
 
 struct Migration {
     version: i64,
@@ -230,9 +230,26 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// The schema version this build's migrations end at.
+pub(crate) fn latest() -> i64 {
+    MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
 impl Store {
-    /// Applies pending migrations; returns how many were applied.
+    /// Applies pending migrations; returns how many were applied. A database that
+    /// holds an unfinished copy (see [`crate::copy`]) is refused: nothing may run on
+    /// it until the copy is finished.
     pub async fn migrate(&self) -> Result<usize> {
+        if let Some(from) = self.unfinished_copy().await? {
+            return Err(StoreError::Refused(format!(
+                "this database holds an unfinished copy from {from}: run lianyi copy again to finish it"
+            )));
+        }
+        self.migrate_schema().await
+    }
+
+    /// [`Store::migrate`] without the check for an unfinished copy.
+    pub(crate) async fn migrate_schema(&self) -> Result<usize> {
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
         )

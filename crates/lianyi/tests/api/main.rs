@@ -9,6 +9,7 @@ mod backup;
 mod billing;
 mod browser;
 mod bundles;
+mod copy;
 mod encryption;
 mod every_page;
 mod export;

@@ -200,7 +200,8 @@ pub(crate) async fn send_hooks(state: AppState) {
 /// Days before a warranty or maintenance contract ends that its group is reminded.
 const REMIND_DAYS: i64 = 30;
 
-/// Indexes the tickets written before the search existed, then runs the SLA watch
+/// Indexes the tickets and articles missing from their searches (written before the
+/// search existed, or copied from another database), then runs the SLA watch
 /// every `every` while the server runs, and the warranty and contract reminders every
 /// hour.
 pub(crate) async fn watch_sla(state: AppState, every: std::time::Duration) {
@@ -209,6 +210,11 @@ pub(crate) async fn watch_sla(state: AppState, every: std::time::Duration) {
         Ok(0) => {}
         Ok(n) => tracing::info!(tickets = n, "indexed the tickets written before the ticket search"),
         Err(e) => tracing::warn!(error = %e, "indexing earlier tickets"),
+    }
+    match state.kb.index_missing().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(articles = n, "indexed the knowledge base's articles missing from its search"),
+        Err(e) => tracing::warn!(error = %e, "indexing the knowledge base"),
     }
     loop {
         if let Err(e) = state.desk.watch().await {
