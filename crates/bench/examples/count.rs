@@ -61,6 +61,8 @@ fn main() {
             critical_escalation_minutes: 10,
             near_expiry_days: 90,
             mail: None,
+            read_database: None,
+            failover_databases: Vec::new(),
             export_dir: dir.path().join("exports"),
         };
         let app = lianyi_web::App::with_store(store, config).unwrap();

@@ -261,6 +261,8 @@ async fn serve(database: String, dir: PathBuf, cred_file: PathBuf) {
         critical_escalation_minutes: 10,
         near_expiry_days: 90,
         mail: None,
+        read_database: None,
+        failover_databases: Vec::new(),
         export_dir: dir.join("exports"),
     };
     let app = lianyi_web::App::with_store(store, config).expect("app");

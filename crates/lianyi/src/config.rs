@@ -132,6 +132,15 @@ pub struct FileConfig {
     /// data is written) or "journaled" (once the checked message is committed to the
     /// message log; its data is written moments later, in order, after a restart too).
     pub mllp_ack: Option<String>,
+    /// A PostgreSQL hot standby (streaming replication from `database_url`) that
+    /// serves searches and reads; see README "A standby for reads".
+    pub read_database_url: Option<Secret>,
+    /// How far behind (milliseconds) the standby may be before reads go to the
+    /// primary (default 5000).
+    pub read_max_lag_ms: Option<i64>,
+    /// PostgreSQL standbys that take the primary's place once the DBA has promoted
+    /// one, tried in order when the primary is lost (README "Failover").
+    pub failover_database_urls: Option<Vec<Secret>>,
     /// How the MLLP sender fills PID-3 (which identifier is the MRN, which campus an
     /// assigning authority means).
     pub mllp_profile: Option<MllpProfile>,
@@ -177,6 +186,8 @@ pub enum ConfigError {
     BackupKeep(i64),
     #[error("config: language '{0}' is not supported (rule: zh-CN or en)")]
     Language(String),
+    #[error("config: {0}")]
+    Invalid(String),
     #[error("cannot create data directory {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
 }
@@ -206,6 +217,29 @@ impl FileConfig {
             Some(text) => lianyi_ops::cron::Cron::parse(text).map(Some).map_err(ConfigError::BackupSchedule),
             None => Ok(lianyi_ops::cron::Cron::parse("0 2 * * *").ok()),
         }
+    }
+
+    pub fn read_database(&self) -> Result<Option<lianyi_web::ReadDatabase>, ConfigError> {
+        let Some(url) = &self.read_database_url else { return Ok(None) };
+        let lag = self.read_max_lag_ms.unwrap_or(5_000);
+        if !(0..=3_600_000).contains(&lag) {
+            return Err(ConfigError::Invalid(format!("read_max_lag_ms = {lag}: from 0 to 3600000 milliseconds")));
+        }
+        if !url.expose().starts_with("postgres") {
+            return Err(ConfigError::Invalid("read_database_url: a postgres:// URL".into()));
+        }
+        Ok(Some(lianyi_web::ReadDatabase {
+            url: url.expose().to_string(),
+            max_lag: std::time::Duration::from_millis(lag.unsigned_abs()),
+        }))
+    }
+
+    pub fn failover_databases(&self) -> Result<Vec<String>, ConfigError> {
+        let urls: Vec<String> = self.failover_database_urls.iter().flatten().map(|u| u.expose().to_string()).collect();
+        if urls.iter().any(|u| !u.starts_with("postgres")) {
+            return Err(ConfigError::Invalid("failover_database_urls: postgres:// URLs".into()));
+        }
+        Ok(urls)
     }
 
     pub fn backup_keep(&self) -> Result<usize, ConfigError> {

@@ -77,6 +77,15 @@ enum Command {
         /// or the config's tls_cert/tls_key).
         #[arg(long, requires = "mllp_listen")]
         mllp_tls: bool,
+        /// A PostgreSQL hot standby of the database that serves searches and reads
+        /// (the config's read_database_url).
+        #[arg(long, env = "LIANYI_READ_DATABASE_URL", hide_env_values = true)]
+        read_database: Option<String>,
+        /// A PostgreSQL standby that becomes the database once promoted, when the
+        /// primary is lost (repeat for several, tried in order; the config's
+        /// failover_database_urls).
+        #[arg(long = "failover-database")]
+        failover_databases: Vec<String>,
         #[command(flatten)]
         data: DataArgs,
     },
@@ -618,6 +627,8 @@ fn app_config(loc: &DataLocation, file: &FileConfig) -> Result<AppConfig, CliErr
             (None, _) => None,
         },
         export_dir: loc.data_dir.join("exports"),
+        read_database: file.read_database()?,
+        failover_databases: file.failover_databases()?,
     })
 }
 
@@ -643,8 +654,24 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             store.close().await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { listen, tls_cert, tls_key, mllp_listen, mllp_campus, mllp_tls, data } => {
+        Command::Serve {
+            listen,
+            tls_cert,
+            tls_key,
+            mllp_listen,
+            mllp_campus,
+            mllp_tls,
+            read_database,
+            failover_databases,
+            data,
+        } => {
             let mut file = FileConfig::load(data.config.as_deref())?;
+            if let Some(url) = read_database {
+                file.read_database_url = Some(Secret::new(url));
+            }
+            if !failover_databases.is_empty() {
+                file.failover_database_urls = Some(failover_databases.into_iter().map(Secret::new).collect());
+            }
             if tls_cert.is_some() {
                 file.tls_cert = tls_cert;
                 file.tls_key = tls_key;
@@ -1587,6 +1614,8 @@ async fn demo_command(
             critical_escalation_minutes: 10,
             near_expiry_days: lianyi_billing::stock::NEAR_EXPIRY_DAYS,
             mail: None,
+            read_database: None,
+            failover_databases: Vec::new(),
             export_dir: dir.join("exports"),
         },
     )?;

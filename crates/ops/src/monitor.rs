@@ -505,6 +505,10 @@ impl Monitor {
                 out.push(rule("channel.*.dead_letters", Op::Above, 0.0, 0, Severity::Warning));
                 out.push(rule("hl7.*.errors_per_min", Op::Above, 5.0, 2 * interval_ms, Severity::Warning));
             }
+            Kind::Database => {
+                // Only with a read standby: reads went to the primary for two checks.
+                out.push(rule("standby.down", Op::Above, 0.0, 2 * interval_ms, Severity::Warning));
+            }
             Kind::Backup => {
                 out.push(rule("backup.overdue", Op::Above, 0.0, 0, Severity::Major));
                 out.push(rule("backup.last_failed", Op::Above, 0.0, 0, Severity::Warning));
@@ -1008,6 +1012,16 @@ impl Monitor {
             Ok(()) => {
                 let mut o = up();
                 o.readings.push(reading("latency_ms", started.elapsed().as_secs_f64() * 1_000.0));
+                // With a read standby: whether it serves reads, and how far behind it is.
+                if let Some(s) = self.fhir.operations().standby_status() {
+                    o.readings.push(reading("standby.down", if s.in_use { 0.0 } else { 1.0 }));
+                    if let Some(lag) = s.lag_ms {
+                        o.readings.push(reading("standby.lag_s", lag as f64 / 1000.0));
+                    }
+                    if !s.in_use {
+                        o.note = s.problem;
+                    }
+                }
                 o
             }
             Err(e) => lianyi_monitor::check::Outcome {

@@ -207,7 +207,7 @@ impl Store {
 
     /// Appends entries in their own transaction; returns once they are durable.
     pub async fn append_audit(&self, entries: &[AuditEntry], hasher: &dyn ChainHasher) -> Result<()> {
-        let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
+        let mut tx = self.write_pool().begin_with(self.backend.begin_write()).await?;
         Store::append_audit_in(self.backend, &mut tx, entries, hasher).await?;
         tx.commit().await?;
         Ok(())
@@ -225,7 +225,7 @@ impl Store {
             let mut sql = Sql::new(&format!("SELECT {} FROM audit_log WHERE seq > ", COLUMNS.join(", ")));
             sql.push_bind(Arg::Int(after));
             sql.push(" ORDER BY seq LIMIT 5000");
-            let rows = sql.query(self.backend).fetch_all(&self.read).await?;
+            let rows = sql.query(self.backend).fetch_all(&self.read_pool()).await?;
             if rows.is_empty() {
                 break;
             }
@@ -308,7 +308,7 @@ impl Store {
         sql.push_bind(Arg::Int(q.limit.max(1) as i64));
         sql.push(" OFFSET ");
         sql.push_bind(Arg::Int(q.offset as i64));
-        let rows = sql.query(self.backend).fetch_all(&self.read).await?;
+        let rows = sql.query(self.backend).fetch_all(&self.read_pool()).await?;
         rows.iter().map(record_from_row).collect()
     }
 
@@ -316,7 +316,7 @@ impl Store {
     pub async fn audit_matching(&self, q: &AuditQuery) -> Result<i64> {
         let mut sql = Sql::new("SELECT COUNT(*) FROM audit_log WHERE 1 = 1");
         Store::audit_filter(&mut sql, q);
-        Ok(sql.query(self.backend).fetch_one(&self.read).await?.try_get(0)?)
+        Ok(sql.query(self.backend).fetch_one(&self.read_pool()).await?.try_get(0)?)
     }
 
     /// Users who opened the records of at least `min_patients` different patients since
@@ -330,7 +330,7 @@ impl Store {
         .bind(since)
         .bind(min_patients)
         .bind(limit as i64)
-        .fetch_all(&self.read)
+        .fetch_all(&self.read_pool())
         .await?;
         rows.iter().map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?))).collect()
     }
@@ -342,7 +342,7 @@ impl Store {
 
     /// The audit chain's head: (last sequence number, its hash).
     pub async fn audit_head(&self) -> Result<(i64, String)> {
-        let mut conn = self.read.acquire().await?;
+        let mut conn = self.read_pool().acquire().await?;
         head_on(&mut conn).await
     }
 }

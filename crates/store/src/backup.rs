@@ -104,7 +104,7 @@ impl Store {
         }
         let path = dest.to_str().ok_or_else(|| StoreError::Refused("the backup path is not UTF-8".into()))?;
         let sql = format!("VACUUM INTO '{}'", path.replace('\'', "''"));
-        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&self.write).await?;
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&self.write_pool()).await?;
         Ok(())
     }
 
@@ -113,7 +113,7 @@ impl Store {
         if self.backend != Backend::Postgres {
             return Err(StoreError::Refused("exported snapshots are PostgreSQL's".into()));
         }
-        let mut tx = self.read.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+        let mut tx = self.read_pool().begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
         let id: String = sqlx::query("SELECT pg_export_snapshot()").fetch_one(&mut *tx).await?.try_get(0)?;
         Ok(Snapshot { tx, id })
     }
@@ -128,7 +128,7 @@ impl Store {
             Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
             Backend::Sqlite => "BEGIN",
         };
-        let mut tx = self.read.begin_with(begin).await?;
+        let mut tx = self.read_pool().begin_with(begin).await?;
         let sums = sums_on(&mut tx, self.backend, hasher, progress).await?;
         tx.commit().await?;
         Ok(sums)
@@ -136,7 +136,7 @@ impl Store {
 
     /// The names of the tables in the database (an empty database has none).
     pub async fn table_names(&self) -> Result<Vec<String>> {
-        let mut conn = self.read.acquire().await?;
+        let mut conn = self.read_pool().acquire().await?;
         tables_on(&mut conn, self.backend).await
     }
 
@@ -155,7 +155,7 @@ impl Store {
         if self.backend != Backend::Postgres {
             return Err(StoreError::Refused("databases are created on PostgreSQL".into()));
         }
-        sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).execute(&self.write).await?;
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).execute(&self.write_pool()).await?;
         Ok(())
     }
 
@@ -165,7 +165,7 @@ impl Store {
             return Ok(0);
         }
         let v: Option<i64> =
-            sqlx::query("SELECT MAX(version) FROM schema_migrations").fetch_one(&self.read).await?.try_get(0)?;
+            sqlx::query("SELECT MAX(version) FROM schema_migrations").fetch_one(&self.read_pool()).await?.try_get(0)?;
         Ok(v.unwrap_or(0))
     }
 }
@@ -219,7 +219,7 @@ impl Store {
         .bind(kind)
         .bind(actor)
         .bind(at)
-        .fetch_one(&self.write)
+        .fetch_one(&self.write_pool())
         .await?;
         Ok(row.try_get(0)?)
     }
@@ -239,7 +239,7 @@ impl Store {
         .bind(&run.offsite)
         .bind(&run.error)
         .bind(run.id)
-        .execute(&self.write)
+        .execute(&self.write_pool())
         .await?;
         Ok(())
     }
@@ -252,7 +252,7 @@ impl Store {
              error = 'the backup ended before it finished (the process was stopped)' WHERE status = 'running'",
         )
         .bind(at)
-        .execute(&self.write)
+        .execute(&self.write_pool())
         .await?;
         Ok(done.rows_affected())
     }
@@ -263,7 +263,7 @@ impl Store {
             "SELECT {RUN_COLUMNS} FROM backup_runs ORDER BY started_at DESC, id DESC LIMIT $1"
         )))
         .bind(limit)
-        .fetch_all(&self.read)
+        .fetch_all(&self.read_pool())
         .await?;
         rows.iter().map(run_of).collect()
     }
@@ -273,7 +273,7 @@ impl Store {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {RUN_COLUMNS} FROM backup_runs WHERE status = 'ok' ORDER BY finished_at DESC LIMIT 1"
         )))
-        .fetch_optional(&self.read)
+        .fetch_optional(&self.read_pool())
         .await?;
         row.as_ref().map(run_of).transpose()
     }

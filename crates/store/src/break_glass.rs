@@ -46,7 +46,7 @@ impl Store {
         .bind(g.granted_at)
         .bind(g.expires_at)
         .bind(g.client_addr.clone())
-        .execute(&self.write)
+        .execute(&self.write_pool())
         .await?;
         Ok(())
     }
@@ -56,7 +56,7 @@ impl Store {
         let rows = sqlx::query("SELECT DISTINCT patient FROM break_glass WHERE actor = $1 AND expires_at > $2")
             .bind(actor.to_string())
             .bind(now_ms)
-            .fetch_all(&self.write)
+            .fetch_all(&self.write_pool())
             .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
@@ -69,7 +69,7 @@ impl Store {
         .bind(since)
         .bind(until)
         .bind(limit)
-        .fetch_all(&self.read)
+        .fetch_all(&self.read_pool())
         .await?;
         rows.iter().map(from_row).collect()
     }

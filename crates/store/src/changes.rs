@@ -87,7 +87,7 @@ pub struct Changes(pub(crate) Store);
 impl Changes {
     /// Records a change request touching `cis`; returns its id.
     pub async fn create(&self, c: &Change, cis: &[i64]) -> Result<i64> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         let id: i64 = sqlx::query(
             "INSERT INTO ops_changes (title, description, change_class, risk, backout_plan, status, requester, \
              window_start, window_end, created_at, version, updated_at) \
@@ -121,7 +121,7 @@ impl Changes {
     /// member's decision if one is given; returns the new version. A second decision
     /// by the same member is refused by the table's key.
     pub async fn change(&self, c: &Change, decision: Option<&Approval>) -> Result<i64> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         let done = sqlx::query(
             "UPDATE ops_changes SET status = $1, window_start = $2, window_end = $3, outcome = $4, review = $5, \
              version = version + 1, updated_at = $6 WHERE id = $7 AND version = $8",
@@ -163,7 +163,7 @@ impl Changes {
     pub async fn get(&self, id: i64) -> Result<Option<Change>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM ops_changes WHERE id = $1")))
             .bind(id)
-            .fetch_optional(&self.0.read)
+            .fetch_optional(&self.0.read_pool())
             .await?;
         row.as_ref().map(from_row).transpose()
     }
@@ -188,7 +188,7 @@ impl Changes {
         sql.push(if q.overlapping.is_some() { " ORDER BY window_start, id" } else { " ORDER BY id DESC" });
         sql.push(" LIMIT ");
         sql.push_bind(Arg::Int(q.limit.clamp(1, 1000)));
-        let rows = sql.query(self.0.backend).fetch_all(&self.0.read).await?;
+        let rows = sql.query(self.0.backend).fetch_all(&self.0.read_pool()).await?;
         rows.iter().map(from_row).collect()
     }
 
@@ -199,7 +199,7 @@ impl Changes {
             let mut sql = Sql::new("SELECT change, ci FROM ops_change_cis WHERE ");
             sql.push_in_ints("change", chunk);
             sql.push(" ORDER BY change, ci");
-            for r in sql.query(self.0.backend).fetch_all(&self.0.read).await? {
+            for r in sql.query(self.0.backend).fetch_all(&self.0.read_pool()).await? {
                 out.push((r.try_get(0)?, r.try_get(1)?));
             }
         }
@@ -212,7 +212,7 @@ impl Changes {
             "SELECT approver, decision, comment, at FROM ops_change_approvals WHERE change = $1 ORDER BY at, approver",
         )
         .bind(change)
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter()
             .map(|r| {
@@ -229,7 +229,7 @@ impl Changes {
     /// The change board: (class, username), by class.
     pub async fn board(&self) -> Result<Vec<(String, String)>> {
         let rows = sqlx::query("SELECT change_class, username FROM ops_change_board ORDER BY change_class, username")
-            .fetch_all(&self.0.read)
+            .fetch_all(&self.0.read_pool())
             .await?;
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
@@ -242,7 +242,8 @@ impl Changes {
         } else {
             "DELETE FROM ops_change_board WHERE change_class = $1 AND username = $2"
         };
-        let done = sqlx::query(sql).bind(class.to_string()).bind(username.to_string()).execute(&self.0.write).await?;
+        let done =
+            sqlx::query(sql).bind(class.to_string()).bind(username.to_string()).execute(&self.0.write_pool()).await?;
         Ok(done.rows_affected() == 1)
     }
 }

@@ -59,7 +59,7 @@ impl Store {
         .bind(c.patient.clone())
         .bind(i64::from(c.disabled))
         .bind(c.created_at)
-        .execute(&self.write)
+        .execute(&self.write_pool())
         .await;
         match res {
             Ok(_) => Ok(()),
@@ -73,21 +73,21 @@ impl Store {
     pub async fn client_by_id(&self, id: &str) -> Result<Option<ClientRecord>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CLIENT_COLUMNS} FROM api_clients WHERE id = $1")))
             .bind(id.to_string())
-            .fetch_optional(&self.read)
+            .fetch_optional(&self.read_pool())
             .await?;
         row.as_ref().map(client_from_row).transpose()
     }
 
     pub async fn list_clients(&self) -> Result<Vec<ClientRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CLIENT_COLUMNS} FROM api_clients ORDER BY name")))
-            .fetch_all(&self.read)
+            .fetch_all(&self.read_pool())
             .await?;
         rows.iter().map(client_from_row).collect()
     }
 
     /// Disables a client and revokes its tokens; false if no such client.
     pub async fn disable_client(&self, name: &str) -> Result<bool> {
-        let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
+        let mut tx = self.write_pool().begin_with(self.backend.begin_write()).await?;
         let row = sqlx::query("SELECT id FROM api_clients WHERE name = $1")
             .bind(name.to_string())
             .fetch_optional(&mut *tx)
@@ -116,7 +116,7 @@ impl Store {
         .bind(scopes.to_string())
         .bind(issued_at)
         .bind(expires_at)
-        .execute(&self.write)
+        .execute(&self.write_pool())
         .await?;
         Ok(())
     }
@@ -131,7 +131,7 @@ impl Store {
         )
         .bind(token_hash.to_string())
         .bind(now_ms)
-        .fetch_optional(&self.read)
+        .fetch_optional(&self.read_pool())
         .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(TokenRecord {
@@ -143,8 +143,10 @@ impl Store {
 
     /// Removes tokens that expired before `now_ms`; returns how many.
     pub async fn purge_expired_tokens(&self, now_ms: i64) -> Result<u64> {
-        let r =
-            sqlx::query("DELETE FROM access_tokens WHERE expires_at <= $1").bind(now_ms).execute(&self.write).await?;
+        let r = sqlx::query("DELETE FROM access_tokens WHERE expires_at <= $1")
+            .bind(now_ms)
+            .execute(&self.write_pool())
+            .await?;
         Ok(r.rows_affected())
     }
 }

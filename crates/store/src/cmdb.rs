@@ -226,7 +226,7 @@ async fn relate_in(
 impl Cmdb {
     /// Adds a CI; returns its id.
     pub async fn insert(&self, ci: &Ci) -> Result<i64> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         let id = insert_in(&mut tx, ci).await?;
         tx.commit().await?;
         Ok(id)
@@ -242,7 +242,7 @@ impl Cmdb {
         at: i64,
         by: &str,
     ) -> Result<Vec<i64>> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         let mut ids = Vec::with_capacity(cis.len());
         for ci in cis {
             ids.push(insert_in(&mut tx, ci).await?);
@@ -260,7 +260,7 @@ impl Cmdb {
         // impact walks by sequential scans until autovacuum next samples them (twice
         // as slow), so they are sampled now.
         if self.0.backend == crate::Backend::Postgres && cis.len() + relations.len() >= 1_000 {
-            sqlx::query("ANALYZE ops_cis, ops_relations").execute(&self.0.write).await?;
+            sqlx::query("ANALYZE ops_cis, ops_relations").execute(&self.0.write_pool()).await?;
         }
         Ok(ids)
     }
@@ -273,7 +273,7 @@ impl Cmdb {
              managed_by = $15, version = version + 1, updated_at = $1, updated_by = $2 \
              WHERE id = $16 AND version = $17",
         );
-        let r = bind_ci(q, ci).bind(ci.id).bind(ci.version).execute(&self.0.write).await;
+        let r = bind_ci(q, ci).bind(ci.id).bind(ci.version).execute(&self.0.write_pool()).await;
         match r {
             Ok(done) if done.rows_affected() == 1 => Ok(ci.version + 1),
             Ok(_) => {
@@ -295,7 +295,7 @@ impl Cmdb {
     pub async fn get(&self, id: i64) -> Result<Option<Ci>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM ops_cis WHERE id = $1")))
             .bind(id)
-            .fetch_optional(&self.0.read)
+            .fetch_optional(&self.0.read_pool())
             .await?;
         row.as_ref().map(ci_from_row).transpose()
     }
@@ -303,7 +303,7 @@ impl Cmdb {
     pub async fn by_code(&self, code: &str) -> Result<Option<Ci>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM ops_cis WHERE code = $1")))
             .bind(code.to_string())
-            .fetch_optional(&self.0.read)
+            .fetch_optional(&self.0.read_pool())
             .await?;
         row.as_ref().map(ci_from_row).transpose()
     }
@@ -318,7 +318,7 @@ impl Cmdb {
         )))
         .bind(from.to_string())
         .bind(to.to_string())
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter().map(ci_from_row).collect()
     }
@@ -328,7 +328,7 @@ impl Cmdb {
         for chunk in ids.chunks(500) {
             let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM ops_cis WHERE "));
             sql.push_in_ints("id", chunk);
-            for row in sql.query(self.0.backend).fetch_all(&self.0.read).await? {
+            for row in sql.query(self.0.backend).fetch_all(&self.0.read_pool()).await? {
                 out.push(ci_from_row(&row)?);
             }
         }
@@ -373,14 +373,14 @@ impl Cmdb {
         }
         sql.push(" ORDER BY name, id LIMIT ");
         sql.push_bind(Arg::Int(q.limit.clamp(1, 1000)));
-        let rows = sql.query(self.0.backend).fetch_all(&self.0.read).await?;
+        let rows = sql.query(self.0.backend).fetch_all(&self.0.read_pool()).await?;
         rows.iter().map(ci_from_row).collect()
     }
 
     /// How many CIs the query finds (paging aside).
     pub async fn count(&self, q: &CiQuery) -> Result<i64> {
         let sql = Self::filtered(q, "COUNT(*)");
-        Ok(sql.query(self.0.backend).fetch_one(&self.0.read).await?.try_get(0)?)
+        Ok(sql.query(self.0.backend).fetch_one(&self.0.read_pool()).await?.try_get(0)?)
     }
 
     /// Which of `codes` are taken already.
@@ -389,7 +389,7 @@ impl Cmdb {
         for chunk in codes.chunks(500) {
             let mut sql = Sql::new("SELECT code FROM ops_cis WHERE ");
             sql.push_in("code", chunk);
-            for row in sql.query(self.0.backend).fetch_all(&self.0.read).await? {
+            for row in sql.query(self.0.backend).fetch_all(&self.0.read_pool()).await? {
                 out.push(row.try_get(0)?);
             }
         }
@@ -402,14 +402,14 @@ impl Cmdb {
             "SELECT {COLUMNS} FROM ops_cis WHERE managed_by = $1 ORDER BY id"
         )))
         .bind(manager.to_string())
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter().map(ci_from_row).collect()
     }
 
     /// Adds a relation (see the module documentation for what is refused).
     pub async fn relate(&self, r: &Relation, at: i64, by: &str) -> Result<()> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         relate_in(self.0.backend, &mut tx, r, at, by).await?;
         tx.commit().await?;
         Ok(())
@@ -421,7 +421,7 @@ impl Cmdb {
             .bind(r.source)
             .bind(r.kind.clone())
             .bind(r.target)
-            .execute(&self.0.write)
+            .execute(&self.0.write_pool())
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -433,7 +433,7 @@ impl Cmdb {
              UNION ALL SELECT source, kind, target FROM ops_relations WHERE target = $1 ORDER BY 2, 1, 3",
         )
         .bind(id)
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter()
             .map(|r| Ok(Relation { source: r.try_get(0)?, kind: r.try_get(1)?, target: r.try_get(2)? }))
@@ -443,7 +443,7 @@ impl Cmdb {
     /// Every relation (for the export).
     pub async fn all_relations(&self) -> Result<Vec<Relation>> {
         let rows = sqlx::query("SELECT source, kind, target FROM ops_relations ORDER BY source, kind, target")
-            .fetch_all(&self.0.read)
+            .fetch_all(&self.0.read_pool())
             .await?;
         rows.iter()
             .map(|r| Ok(Relation { source: r.try_get(0)?, kind: r.try_get(1)?, target: r.try_get(2)? }))
@@ -481,7 +481,7 @@ impl Cmdb {
             spreading = spreading_in()
         )))
         .bind(id)
-        .fetch_one(&self.0.read)
+        .fetch_one(&self.0.read_pool())
         .await?;
         type Row = (i64, String, i64, String, String, String, Option<String>, String);
         let rows: Vec<Row> = serde_json::from_str(&row.try_get::<String, _>(0)?)
@@ -534,7 +534,7 @@ impl Cmdb {
             spreading = spreading_in()
         )))
         .bind(serde_json::to_string(ids).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?)
-        .fetch_one(&self.0.read)
+        .fetch_one(&self.0.read_pool())
         .await?;
         let pairs: Vec<(i64, i64)> = serde_json::from_str(&row.try_get::<String, _>(0)?)
             .map_err(|e| crate::StoreError::Corrupt(format!("reach: {e}")))?;

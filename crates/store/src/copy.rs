@@ -231,7 +231,7 @@ fn parents_first(tables: &[String], parents: &BTreeMap<String, Vec<String>>) -> 
 impl Store {
     /// Each accounted table's row count (what a copy has to move).
     pub async fn row_counts(&self) -> Result<Vec<(String, i64)>> {
-        let mut conn = self.read.acquire().await?;
+        let mut conn = self.read_pool().acquire().await?;
         let mut out = Vec::new();
         for t in tables_on(&mut conn, self.backend).await?.into_iter().filter(|t| accounted(t)) {
             let n: i64 = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {}", quoted(&t))))
@@ -249,7 +249,7 @@ impl Store {
             return Ok(None);
         }
         let sql = format!("SELECT source FROM {PROGRESS} WHERE tbl = '*'");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_optional(&self.read).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_optional(&self.read_pool()).await?;
         Ok(Some(row.map(|r| r.try_get::<String, _>(0)).transpose()?.unwrap_or_default()))
     }
 
@@ -275,14 +275,14 @@ impl Store {
             }));
         }
         let resumed = self.open_copy(label).await?;
-        let mut src = source.read.acquire().await?;
+        let mut src = source.read_pool().acquire().await?;
         let from: Vec<String> =
             tables_on(&mut src, source.backend).await?.into_iter().filter(|t| accounted(t)).collect();
         if !self.copy_cleared().await? {
             self.migrate_schema().await?;
             self.clear_for_copy(&from).await?;
         }
-        let mut dst = self.write.acquire().await?;
+        let mut dst = self.write_pool().acquire().await?;
         let to: Vec<String> = tables_on(&mut dst, self.backend).await?.into_iter().filter(|t| accounted(t)).collect();
         if from != to {
             let only = |a: &[String], b: &[String]| a.iter().filter(|t| !b.contains(t)).cloned().collect::<Vec<_>>();
@@ -304,7 +304,9 @@ impl Store {
 
     /// Ends a copy: drops its progress table.
     pub async fn finish_copy(&self) -> Result<()> {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {PROGRESS}"))).execute(&self.write).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {PROGRESS}")))
+            .execute(&self.write_pool())
+            .await?;
         Ok(())
     }
 
@@ -326,7 +328,7 @@ impl Store {
                 tables.len()
             )));
         }
-        let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
+        let mut tx = self.write_pool().begin_with(self.backend.begin_write()).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "CREATE TABLE {PROGRESS} (tbl TEXT PRIMARY KEY, source TEXT NOT NULL, last_key TEXT, \
              copied BIGINT NOT NULL, done BIGINT NOT NULL)"
@@ -345,19 +347,19 @@ impl Store {
 
     async fn copy_cleared(&self) -> Result<bool> {
         let sql = format!("SELECT done FROM {PROGRESS} WHERE tbl = '*'");
-        let done: i64 = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_one(&self.write).await?.try_get(0)?;
+        let done: i64 = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_one(&self.write_pool()).await?.try_get(0)?;
         Ok(done == 1)
     }
 
     /// Empties what the migrations seeded and notes each table to copy, in one
     /// transaction.
     async fn clear_for_copy(&self, tables: &[String]) -> Result<()> {
-        let mut conn = self.write.acquire().await?;
+        let mut conn = self.write_pool().acquire().await?;
         let all: Vec<String> = tables_on(&mut conn, self.backend).await?.into_iter().filter(|t| accounted(t)).collect();
         let mut order = parents_first(&all, &parents_on(&mut conn, self.backend, &all).await?)?;
         order.reverse();
         drop(conn);
-        let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
+        let mut tx = self.write_pool().begin_with(self.backend.begin_write()).await?;
         for t in &order {
             sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {}", quoted(t)))).execute(&mut *tx).await?;
         }
@@ -385,7 +387,7 @@ impl Store {
         progress: &(dyn Fn(&str, i64) + Sync),
     ) -> Result<i64> {
         let sql = format!("SELECT last_key, copied, done FROM {PROGRESS} WHERE tbl = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(table.to_string()).fetch_one(&self.write).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(table.to_string()).fetch_one(&self.write_pool()).await?;
         let (last, mut copied, done): (Option<String>, i64, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
         progress(table, copied);
         if done == 1 {
@@ -393,7 +395,7 @@ impl Store {
         }
         let shape = shape_on(&mut *src, from, table).await?;
         let theirs = {
-            let mut conn = self.write.acquire().await?;
+            let mut conn = self.write_pool().acquire().await?;
             shape_on(&mut conn, self.backend, table).await?
         };
         if shape.columns != theirs.columns {
@@ -436,7 +438,7 @@ impl Store {
             let next = walk.next(last.as_ref(), rows.last(), &shape.columns)?;
             let cols: Vec<&str> = names.iter().map(String::as_str).collect();
             let inserts = joined(self.backend, multi_insert(&quoted(table), &cols, values, self.backend.max_params()));
-            let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
+            let mut tx = self.write_pool().begin_with(self.backend.begin_write()).await?;
             for s in &inserts {
                 s.query(self.backend).execute(&mut *tx).await?;
             }
@@ -461,7 +463,7 @@ impl Store {
 
     /// Sets each table's id counter past both its highest id and the source's counter.
     async fn carry_counters(&self, source: &BTreeMap<String, i64>) -> Result<()> {
-        let mut conn = self.write.acquire().await?;
+        let mut conn = self.write_pool().acquire().await?;
         match self.backend {
             Backend::Postgres => {
                 let rows = sqlx::query(

@@ -15,7 +15,7 @@ impl Store {
         )
         .bind(name.to_string())
         .bind(first)
-        .fetch_one(&self.write)
+        .fetch_one(&self.write_pool())
         .await?;
         Ok(row.try_get(0)?)
     }
@@ -25,7 +25,7 @@ impl Store {
     pub async fn cursor(&self, name: &str) -> Result<Option<i64>> {
         let row = sqlx::query("SELECT value FROM counters WHERE name = $1")
             .bind(format!("cursor:{name}"))
-            .fetch_optional(&self.read)
+            .fetch_optional(&self.read_pool())
             .await?;
         Ok(match row {
             Some(r) => Some(r.try_get(0)?),
@@ -41,7 +41,7 @@ impl Store {
         )
         .bind(format!("cursor:{name}"))
         .bind(value)
-        .execute(&self.write)
+        .execute(&self.write_pool())
         .await?;
         Ok(())
     }

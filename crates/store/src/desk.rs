@@ -170,7 +170,7 @@ impl Desk {
     /// notifications it sends (their `ticket` and `link` are filled in here); returns
     /// its id.
     pub async fn open(&self, t: &Ticket, events: &[TicketEvent], tokens: &str, notices: &[Notice]) -> Result<i64> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         let row = sqlx::query(
             "INSERT INTO ops_tickets (title, description, category, campus, location, ci, reporter, reporter_name, \
              channel, impact, urgency, priority, calendar, status, support_group, assignee, opened_at, version, \
@@ -217,7 +217,7 @@ impl Desk {
         tokens: Option<&str>,
         notices: &[Notice],
     ) -> Result<i64> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         let done = sqlx::query(
             "UPDATE ops_tickets SET category = $1, ci = $2, impact = $3, urgency = $4, priority = $5, calendar = $6, \
              status = $7, support_group = $8, assignee = $9, responded_at = $10, resolved_at = $11, closed_at = $12, \
@@ -263,7 +263,7 @@ impl Desk {
     /// Adds events and notifications to a ticket without changing it (its version
     /// stays: an engineer's open form is not invalidated by the SLA watch).
     pub async fn note(&self, ticket: i64, events: &[TicketEvent], notices: &[Notice]) -> Result<()> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         add_events(&mut tx, ticket, events).await?;
         crate::notices::add(&mut tx, notices).await?;
         tx.commit().await?;
@@ -273,7 +273,7 @@ impl Desk {
     pub async fn get(&self, id: i64) -> Result<Option<Ticket>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM ops_tickets WHERE id = $1")))
             .bind(id)
-            .fetch_optional(&self.0.read)
+            .fetch_optional(&self.0.read_pool())
             .await?;
         row.as_ref().map(ticket_from_row).transpose()
     }
@@ -284,7 +284,7 @@ impl Desk {
             "SELECT seq, at, actor, kind, detail, minutes FROM ops_ticket_events WHERE ticket = $1 ORDER BY seq",
         )
         .bind(id)
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter()
             .map(|r| {
@@ -308,7 +308,7 @@ impl Desk {
                 Sql::new("SELECT ticket, seq, at, actor, kind, detail, minutes FROM ops_ticket_events WHERE ");
             sql.push_in_ints("ticket", chunk);
             sql.push(" ORDER BY ticket, seq");
-            for r in sql.query(self.0.backend).fetch_all(&self.0.read).await? {
+            for r in sql.query(self.0.backend).fetch_all(&self.0.read_pool()).await? {
                 out.entry(r.try_get(0)?).or_default().push(TicketEvent {
                     seq: r.try_get(1)?,
                     at: r.try_get(2)?,
@@ -367,7 +367,7 @@ impl Desk {
         }
         sql.push(" ORDER BY id DESC LIMIT ");
         sql.push_bind(Arg::Int(q.limit.clamp(1, 500)));
-        let rows = sql.query(self.0.backend).fetch_all(&self.0.read).await?;
+        let rows = sql.query(self.0.backend).fetch_all(&self.0.read_pool()).await?;
         rows.iter().map(ticket_from_row).collect()
     }
 
@@ -383,7 +383,7 @@ impl Desk {
             .bind(to)
             .bind(after.0)
             .bind(after.1)
-            .fetch_all(&self.0.read)
+            .fetch_all(&self.0.read_pool())
             .await?;
             let done = rows.len() < 5000;
             for r in &rows {
@@ -406,14 +406,14 @@ impl Desk {
             "SELECT {COLUMNS} FROM ops_tickets WHERE id {sql} ORDER BY id LIMIT $1"
         )))
         .bind(limit)
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter().map(ticket_from_row).collect()
     }
 
     /// Indexes the words of tickets: (id, words).
     pub async fn index(&self, tickets: &[(i64, String)]) -> Result<()> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         for (id, tokens) in tickets {
             index(&mut tx, self.0.backend, *id, tokens).await?;
         }
@@ -423,13 +423,14 @@ impl Desk {
 
     /// The SLA settings the IT manager changed: (name, JSON value).
     pub async fn sla_settings(&self) -> Result<Vec<(String, String)>> {
-        let rows =
-            sqlx::query("SELECT name, value FROM ops_sla_settings ORDER BY name").fetch_all(&self.0.read).await?;
+        let rows = sqlx::query("SELECT name, value FROM ops_sla_settings ORDER BY name")
+            .fetch_all(&self.0.read_pool())
+            .await?;
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 
     pub async fn set_sla_setting(&self, name: &str, value: &str, by: &str, at: i64) -> Result<()> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         sqlx::query("DELETE FROM ops_sla_settings WHERE name = $1").bind(name.to_string()).execute(&mut *tx).await?;
         sqlx::query("INSERT INTO ops_sla_settings (name, value, updated_by, updated_at) VALUES ($1, $2, $3, $4)")
             .bind(name.to_string())
@@ -444,14 +445,15 @@ impl Desk {
 
     /// The calendar days set by the IT manager: (`YYYY-MM-DD`, `off`/`on`, note).
     pub async fn calendar_days(&self) -> Result<Vec<(String, String, String)>> {
-        let rows =
-            sqlx::query("SELECT day, turn, note FROM ops_calendar_days ORDER BY day").fetch_all(&self.0.read).await?;
+        let rows = sqlx::query("SELECT day, turn, note FROM ops_calendar_days ORDER BY day")
+            .fetch_all(&self.0.read_pool())
+            .await?;
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
     }
 
     /// Sets (or with `None` removes) a calendar day.
     pub async fn set_calendar_day(&self, day: &str, turn: Option<(&str, &str)>, by: &str, at: i64) -> Result<()> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         sqlx::query("DELETE FROM ops_calendar_days WHERE day = $1").bind(day.to_string()).execute(&mut *tx).await?;
         if let Some((turn, note)) = turn {
             sqlx::query(
@@ -474,7 +476,7 @@ impl Desk {
         let rows =
             sqlx::query("SELECT support_group, lead FROM ops_group_members WHERE username = $1 ORDER BY support_group")
                 .bind(username.to_string())
-                .fetch_all(&self.0.read)
+                .fetch_all(&self.0.read_pool())
                 .await?;
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get::<i64, _>(1)? != 0))).collect()
     }
@@ -483,14 +485,14 @@ impl Desk {
     pub async fn members(&self) -> Result<Vec<(String, String, bool)>> {
         let rows =
             sqlx::query("SELECT support_group, username, lead FROM ops_group_members ORDER BY support_group, username")
-                .fetch_all(&self.0.read)
+                .fetch_all(&self.0.read_pool())
                 .await?;
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get::<i64, _>(2)? != 0))).collect()
     }
 
     /// Puts an engineer in a group (or changes whether they lead it).
     pub async fn set_member(&self, group: &str, username: &str, lead: bool) -> Result<()> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         sqlx::query("DELETE FROM ops_group_members WHERE support_group = $1 AND username = $2")
             .bind(group.to_string())
             .bind(username.to_string())
@@ -511,7 +513,7 @@ impl Desk {
         let done = sqlx::query("DELETE FROM ops_group_members WHERE support_group = $1 AND username = $2")
             .bind(group.to_string())
             .bind(username.to_string())
-            .execute(&self.0.write)
+            .execute(&self.0.write_pool())
             .await?;
         Ok(done.rows_affected() == 1)
     }

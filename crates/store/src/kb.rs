@@ -166,7 +166,7 @@ impl Kb {
     /// Stores a new article with its first text (`a.latest` and the text's version
     /// are 1) and indexes `tokens`; returns its id.
     pub async fn create(&self, a: &Article, text: &Text, tokens: &str) -> Result<i64> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         let row = sqlx::query(
             "INSERT INTO ops_kb_articles (latest, title, ci_class, source, status, author, created_at, updated_at, \
              updated_by, version) VALUES (1, $1, $2, $3, $4, $5, $6, $6, $5, 1) RETURNING id",
@@ -189,7 +189,7 @@ impl Kb {
     /// Adds a new text version to an article still at `version`, makes it the
     /// current one and indexes `tokens`; returns the new text version's number.
     pub async fn edit(&self, id: i64, version: i64, text: &Text, tokens: &str) -> Result<i64> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         let row = sqlx::query(
             "UPDATE ops_kb_articles SET latest = latest + 1, title = $1, ci_class = $2, updated_at = $3, \
              updated_by = $4, version = version + 1 WHERE id = $5 AND version = $6 RETURNING latest, status",
@@ -214,7 +214,7 @@ impl Kb {
 
     /// Publishes or retires an article still at `version` (its text is unchanged).
     pub async fn set_status(&self, id: i64, version: i64, status: &str, at: i64, by: &str) -> Result<()> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         let done = sqlx::query(
             "UPDATE ops_kb_articles SET status = $1, updated_at = $2, updated_by = $3, version = version + 1 \
              WHERE id = $4 AND version = $5",
@@ -242,7 +242,7 @@ impl Kb {
     pub async fn get(&self, id: i64) -> Result<Option<Article>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ARTICLE} FROM ops_kb_articles a WHERE a.id = $1")))
             .bind(id)
-            .fetch_optional(&self.0.read)
+            .fetch_optional(&self.0.read_pool())
             .await?;
         row.as_ref().map(article_from).transpose()
     }
@@ -253,7 +253,7 @@ impl Kb {
             "SELECT {TEXT} FROM ops_kb_versions v WHERE v.article = $1 ORDER BY v.version"
         )))
         .bind(id)
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter().map(|r| text_from(r, 0)).collect()
     }
@@ -264,7 +264,7 @@ impl Kb {
             "SELECT {ARTICLE} FROM ops_kb_articles a WHERE a.source = $1 ORDER BY a.id DESC"
         )))
         .bind(source.to_string())
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter().map(article_from).collect()
     }
@@ -282,7 +282,7 @@ impl Kb {
              WHERE a.id {outside} ORDER BY a.id LIMIT $1"
         )))
         .bind(limit)
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter().map(|r| Ok((article_from(r)?, text_from(r, 11)?))).collect()
     }
@@ -290,7 +290,7 @@ impl Kb {
     /// Indexes the words of articles: (article, words), each with its stored status
     /// and class.
     pub async fn index_many(&self, articles: &[(Article, String)]) -> Result<()> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         for (a, tokens) in articles {
             self.index(&mut tx, a.id, &a.status, a.ci_class.as_deref(), tokens).await?;
         }
@@ -311,7 +311,7 @@ impl Kb {
             filters(&mut sql, "a.", q);
             sql.push(" ORDER BY a.updated_at DESC, a.id DESC LIMIT ");
             sql.push_bind(limit);
-            let rows = sql.query(self.0.backend).fetch_all(&self.0.read).await?;
+            let rows = sql.query(self.0.backend).fetch_all(&self.0.read_pool()).await?;
             return rows.iter().map(|r| Ok((article_from(r)?, text_from(r, 11)?))).collect();
         }
         // The matches are filtered and ranked (smaller first) in the search table
@@ -351,7 +351,7 @@ impl Kb {
             ") hit JOIN ops_kb_articles a ON a.id = hit.id \
              JOIN ops_kb_versions v ON v.article = a.id AND v.version = a.latest ORDER BY hit.rank, a.id DESC",
         );
-        let rows = outer.query(self.0.backend).fetch_all(&self.0.read).await?;
+        let rows = outer.query(self.0.backend).fetch_all(&self.0.read_pool()).await?;
         rows.iter().map(|r| Ok((article_from(r)?, text_from(r, 11)?))).collect()
     }
 }

@@ -17,6 +17,7 @@ pub mod cmdb;
 pub mod copy;
 mod counters;
 pub mod desk;
+mod failover;
 pub mod kb;
 pub mod messages;
 mod migrate;
@@ -32,6 +33,7 @@ mod read;
 mod scope;
 mod search;
 mod sql;
+pub mod standby;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod users;
@@ -119,8 +121,9 @@ pub struct PoolStats {
 /// Handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    read: AnyPool,
-    write: AnyPool,
+    /// The primary's pools; swapped for another database's when the primary is lost
+    /// and a failover database has been promoted (see [`Store::with_failover`]).
+    pools: std::sync::Arc<std::sync::RwLock<Pools>>,
     backend: Backend,
     /// The group-commit queue, started on first use.
     group: std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<write::Pending>>>,
@@ -132,6 +135,15 @@ pub struct Store {
     log_group: std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<messages::PendingLog>>>,
     /// SQLite's checkpoint connection.
     checkpointer: Option<AnyPool>,
+    /// A PostgreSQL hot standby for reads, when configured.
+    standby: Option<std::sync::Arc<standby::Standby>>,
+}
+
+/// A database's reader and writer pools (the same pool on PostgreSQL).
+#[derive(Clone, Debug)]
+struct Pools {
+    read: AnyPool,
+    write: AnyPool,
 }
 
 /// Copies committed WAL frames into the SQLite database file off the write path.
@@ -149,6 +161,11 @@ async fn checkpoint_loop(pool: AnyPool, alive: std::sync::Weak<()>) {
             tracing::warn!(error = %e, "WAL checkpoint failed");
         }
     }
+}
+
+/// A PostgreSQL pool of the primary (or of a standby taking its place).
+fn postgres_pool() -> AnyPoolOptions {
+    AnyPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(30))
 }
 
 impl Store {
@@ -202,34 +219,53 @@ impl Store {
             let checkpointer = AnyPoolOptions::new().max_connections(1).connect_with(opts).await?;
             tokio::spawn(checkpoint_loop(checkpointer.clone(), std::sync::Arc::downgrade(&alive)));
             Ok(Store {
-                read,
-                write,
+                pools: std::sync::Arc::new(std::sync::RwLock::new(Pools { read, write })),
                 backend: Backend::Sqlite,
                 group: Default::default(),
                 _alive: Some(alive),
                 changes: Default::default(),
                 log_group: Default::default(),
                 checkpointer: Some(checkpointer),
+                standby: None,
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let pool = AnyPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(options(url)?)
-                .await?;
+            let pool = postgres_pool().connect_with(options(url)?).await?;
             Ok(Store {
-                read: pool.clone(),
-                write: pool,
+                pools: std::sync::Arc::new(std::sync::RwLock::new(Pools { read: pool.clone(), write: pool })),
                 backend: Backend::Postgres,
                 group: Default::default(),
                 _alive: None,
                 changes: Default::default(),
                 log_group: Default::default(),
                 checkpointer: None,
+                standby: None,
             })
         } else {
             Err(StoreError::UnsupportedUrl)
         }
+    }
+
+    /// Sends FHIR reads and searches made inside [`standby::reading_as`] to a
+    /// PostgreSQL hot standby at `url` while it is no more than `max_lag` behind (see
+    /// [`standby`]). The standby may be down when this is called.
+    pub fn with_standby(mut self, url: &str, max_lag: Duration) -> Result<Store> {
+        if self.backend != Backend::Postgres || !(url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+            return Err(StoreError::Refused(
+                "read_database: a read standby is a PostgreSQL standby of a PostgreSQL primary".into(),
+            ));
+        }
+        let options = AnyConnectOptions::from_str(url)?
+            .log_statements(log::LevelFilter::Off)
+            .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(3600));
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(2))
+            .connect_lazy_with(options);
+        let standby = std::sync::Arc::new(standby::Standby::new(pool, max_lag));
+        let alive = self._alive.get_or_insert_with(|| std::sync::Arc::new(())).clone();
+        tokio::spawn(standby::watch(standby.clone(), self.pools.clone(), std::sync::Arc::downgrade(&alive)));
+        self.standby = Some(standby);
+        Ok(self)
     }
 
     /// Notified (one stored permit) after each commit that wrote outbox events: the
@@ -247,30 +283,45 @@ impl Store {
     /// on SQLite the searches name their indexes and nothing is needed.
     pub async fn refresh_statistics(&self) -> Result<()> {
         if self.backend == Backend::Postgres {
-            sqlx::query("ANALYZE").execute(&self.write).await?;
+            sqlx::query("ANALYZE").execute(&self.write_pool()).await?;
         }
         Ok(())
     }
 
     /// A trivial round trip, for `/healthz`.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.read).await?;
+        sqlx::query("SELECT 1").execute(&self.read_pool()).await?;
         Ok(())
     }
 
     pub fn pool_stats(&self) -> PoolStats {
+        let p = self.pools();
         PoolStats {
-            read_size: self.read.size(),
-            read_idle: self.read.num_idle(),
-            write_size: self.write.size(),
-            write_idle: self.write.num_idle(),
+            read_size: p.read.size(),
+            read_idle: p.read.num_idle(),
+            write_size: p.write.size(),
+            write_idle: p.write.num_idle(),
         }
+    }
+
+    fn pools(&self) -> Pools {
+        self.pools.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The pool reads of the primary go through.
+    pub(crate) fn read_pool(&self) -> AnyPool {
+        self.pools().read
+    }
+
+    /// The pool writes go through.
+    pub(crate) fn write_pool(&self) -> AnyPool {
+        self.pools().write
     }
 
     /// Closes the pools, waiting for checked-out connections to return.
     pub async fn close(&self) {
-        self.read.close().await;
-        self.write.close().await;
+        self.read_pool().close().await;
+        self.write_pool().close().await;
         if let Some(c) = &self.checkpointer {
             c.close().await;
         }

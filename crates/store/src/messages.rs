@@ -170,7 +170,7 @@ impl Store {
     /// for the rows to deduplicate, finds earlier answers first (in the database and
     /// earlier in the batch). The outcome of each, in order.
     async fn log_messages(&self, batch: &[(&NewMessage, bool)]) -> Result<Vec<Logged>> {
-        let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
+        let mut tx = self.write_pool().begin_with(self.backend.begin_write()).await?;
         // Earlier answers of the control ids to check: (sender, control id) → (digest, ACK).
         let mut answered: std::collections::HashMap<(String, String), (Option<String>, String)> = Default::default();
         // By sender, so the lookup uses the (direction, sender, control_id) index.
@@ -290,7 +290,7 @@ impl Store {
 
     /// Records an outcome on its own (nothing else was written).
     pub async fn finish_message(&self, f: &Finish) -> Result<()> {
-        finish_sql(f).query(self.backend).execute(&self.write).await?;
+        finish_sql(f).query(self.backend).execute(&self.write_pool()).await?;
         Ok(())
     }
 
@@ -313,7 +313,7 @@ impl Store {
         .bind(sender.to_string())
         .bind(control_id.to_string())
         .bind(digest.to_string())
-        .fetch_optional(&self.read)
+        .fetch_optional(&self.read_pool())
         .await?;
         Ok(match row {
             Some(r) => r.try_get(0)?,
@@ -349,7 +349,7 @@ impl Store {
         }
         sql.push(" ORDER BY id DESC LIMIT ");
         sql.push_bind(Arg::Int(filter.limit.clamp(1, 1000) as i64));
-        let rows = sql.query(self.backend).fetch_all(&self.read).await?;
+        let rows = sql.query(self.backend).fetch_all(&self.read_pool()).await?;
         rows.iter().map(message_row).collect()
     }
 
@@ -366,7 +366,7 @@ impl Store {
         )))
         .bind(campus.to_string())
         .bind(limit as i64)
-        .fetch_all(&self.read)
+        .fetch_all(&self.read_pool())
         .await?;
         rows.iter().map(|r| Ok(QueuedMessage { message: message_row(r)?, mapped: r.try_get(16)? })).collect()
     }
@@ -379,7 +379,7 @@ impl Store {
              FROM message_log WHERE received_at >= $1 AND direction = 'in' GROUP BY channel ORDER BY channel",
         )
         .bind(since)
-        .fetch_all(&self.read)
+        .fetch_all(&self.read_pool())
         .await?;
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get::<Option<i64>, _>(2)?.unwrap_or(0)))).collect()
     }
@@ -388,7 +388,7 @@ impl Store {
     pub async fn queued_count(&self, campus: &str) -> Result<i64> {
         let row = sqlx::query("SELECT COUNT(*) FROM message_log WHERE campus = $1 AND status = 'queued'")
             .bind(campus.to_string())
-            .fetch_one(&self.read)
+            .fetch_one(&self.read_pool())
             .await?;
         Ok(row.try_get(0)?)
     }
@@ -396,7 +396,7 @@ impl Store {
     pub async fn message(&self, id: i64) -> Result<Option<LoggedMessage>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {MESSAGE_COLUMNS} FROM message_log WHERE id = $1")))
             .bind(id)
-            .fetch_optional(&self.read)
+            .fetch_optional(&self.read_pool())
             .await?;
         row.as_ref().map(message_row).transpose()
     }

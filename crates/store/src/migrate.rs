@@ -253,9 +253,9 @@ impl Store {
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
         )
-        .execute(&self.write)
+        .execute(&self.write_pool())
         .await?;
-        let rows = sqlx::query("SELECT version FROM schema_migrations").fetch_all(&self.write).await?;
+        let rows = sqlx::query("SELECT version FROM schema_migrations").fetch_all(&self.write_pool()).await?;
         let applied: Vec<i64> = rows.iter().map(|r| r.try_get::<i64, _>(0)).collect::<std::result::Result<_, _>>()?;
         let mut count = 0;
         for m in MIGRATIONS {
@@ -266,7 +266,7 @@ impl Store {
                 Backend::Sqlite => m.sqlite,
                 Backend::Postgres => m.postgres,
             };
-            let mut tx = self.write.begin().await?;
+            let mut tx = self.write_pool().begin().await?;
             for stmt in statements(text) {
                 sqlx::query(AssertSqlSafe(stmt)).execute(&mut *tx).await?;
             }
@@ -290,7 +290,7 @@ impl Store {
         // A database without resources has nothing to reindex: its rows will all be
         // written by this build's rules.
         if self.index_version().await?.is_none()
-            && sqlx::query("SELECT 1 FROM resources LIMIT 1").fetch_optional(&self.write).await?.is_none()
+            && sqlx::query("SELECT 1 FROM resources LIMIT 1").fetch_optional(&self.write_pool()).await?.is_none()
         {
             self.set_index_version(lianyi_fhir::INDEX_VERSION).await?;
         }

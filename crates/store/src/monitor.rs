@@ -185,7 +185,7 @@ pub struct ProbeQuery {
 impl Monitor {
     /// Adds a probe and its rules in one transaction; returns the probe's id.
     pub async fn create(&self, p: &Probe, rules: &[Rule]) -> Result<i64> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         let id: i64 = sqlx::query(
             "INSERT INTO ops_probes (ci, kind, target, spec, interval_s, campus, enabled, due_at, version, \
              created_at, created_by, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $9) RETURNING id",
@@ -213,7 +213,7 @@ impl Monitor {
     pub async fn probe(&self, id: i64) -> Result<Option<Probe>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {PROBE_COLUMNS} FROM ops_probes WHERE id = $1")))
             .bind(id)
-            .fetch_optional(&self.0.read)
+            .fetch_optional(&self.0.read_pool())
             .await?;
         row.as_ref().map(probe_of).transpose()
     }
@@ -235,7 +235,7 @@ impl Monitor {
             .bind(q.ci)
             .bind(q.runner.clone().flatten())
             .bind(if q.limit > 0 { q.limit } else { 1_000 })
-            .fetch_all(&self.0.read)
+            .fetch_all(&self.0.read_pool())
             .await?;
         rows.iter().map(probe_of).collect()
     }
@@ -250,7 +250,7 @@ impl Monitor {
         .bind(campus)
         .bind(now)
         .bind(limit)
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter().map(probe_of).collect()
     }
@@ -260,14 +260,14 @@ impl Monitor {
         sqlx::query("UPDATE ops_probes SET due_at = $2 WHERE id = $1")
             .bind(probe)
             .bind(due_at)
-            .execute(&self.0.write)
+            .execute(&self.0.write_pool())
             .await?;
         Ok(())
     }
 
     /// When each of several probes runs next, in one transaction.
     pub async fn set_due_all(&self, next: &[(i64, i64)]) -> Result<()> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         for &(probe, due_at) in next {
             sqlx::query("UPDATE ops_probes SET due_at = $2 WHERE id = $1")
                 .bind(probe)
@@ -286,7 +286,7 @@ impl Monitor {
                 .bind(probe)
                 .bind(i64::from(enabled))
                 .bind(at)
-                .execute(&self.0.write)
+                .execute(&self.0.write_pool())
                 .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -294,7 +294,7 @@ impl Monitor {
     /// Stores a run and its samples; false (nothing written) when this run was
     /// stored before.
     pub async fn record(&self, run: &Run, samples: &[(String, f64)]) -> Result<bool> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         let done = sqlx::query(
             "INSERT INTO ops_probe_runs (probe, at, up, error, note, source) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (probe, at) DO NOTHING",
@@ -347,7 +347,7 @@ impl Monitor {
         )
         .bind(probe)
         .bind(limit)
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter()
             .map(|r| {
@@ -372,7 +372,7 @@ impl Monitor {
         .bind(metric)
         .bind(from)
         .bind(to)
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
@@ -384,13 +384,13 @@ impl Monitor {
              AND at = (SELECT MAX(at) FROM ops_probe_runs WHERE probe = $1) ORDER BY metric",
         )
         .bind(probe)
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
     pub async fn add_rule(&self, probe: i64, r: &Rule) -> Result<i64> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         let id = insert_rule(&mut tx, probe, r).await?;
         tx.commit().await?;
         Ok(id)
@@ -401,7 +401,7 @@ impl Monitor {
             "SELECT {RULE_COLUMNS} FROM ops_rules WHERE probe = $1 ORDER BY id"
         )))
         .bind(probe)
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter().map(rule_of).collect()
     }
@@ -413,7 +413,7 @@ impl Monitor {
              WHERE r.probe = $1",
         )
         .bind(probe)
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
     }
@@ -421,7 +421,7 @@ impl Monitor {
     /// Saves engine states and the alerts they opened or changed, in one transaction;
     /// returns the ids of the alerts (new ones get theirs here), in order.
     pub async fn save(&self, tracks: &[(i64, String, String)], alerts: &[Alert]) -> Result<Vec<i64>> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         for (rule, metric, state) in tracks {
             sqlx::query(
                 "INSERT INTO ops_rule_tracks (rule, metric, state) VALUES ($1, $2, $3) \
@@ -470,7 +470,7 @@ impl Monitor {
 
     /// Changes an alert (its incident, suppression, hold).
     pub async fn update(&self, a: &Alert) -> Result<()> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         update_alert(&mut tx, a).await?;
         tx.commit().await?;
         Ok(())
@@ -484,7 +484,7 @@ impl Monitor {
         )))
         .bind(rule)
         .bind(metric)
-        .fetch_optional(&self.0.read)
+        .fetch_optional(&self.0.read_pool())
         .await?;
         row.as_ref().map(alert_of).transpose()
     }
@@ -494,7 +494,7 @@ impl Monitor {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {ALERT_COLUMNS} FROM ops_alerts WHERE status = 'open' ORDER BY id"
         )))
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter().map(alert_of).collect()
     }
@@ -505,7 +505,7 @@ impl Monitor {
         for chunk in cis.chunks(500) {
             let mut sql = crate::sql::Sql::new("SELECT DISTINCT ci FROM ops_probes WHERE enabled = 1 AND ");
             sql.push_in_ints("ci", chunk);
-            for row in sql.query(self.0.backend).fetch_all(&self.0.read).await? {
+            for row in sql.query(self.0.backend).fetch_all(&self.0.read_pool()).await? {
                 out.push(row.try_get::<i64, _>(0)?);
             }
         }
@@ -521,7 +521,7 @@ impl Monitor {
         )))
         .bind(to)
         .bind(from)
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter().map(alert_of).collect()
     }
@@ -533,7 +533,7 @@ impl Monitor {
         )))
         .bind(probe)
         .bind(limit)
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter().map(alert_of).collect()
     }
@@ -545,7 +545,7 @@ impl Monitor {
             "SELECT {ALERT_COLUMNS} FROM ops_alerts {filter} ORDER BY id DESC LIMIT $1"
         )))
         .bind(limit)
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter().map(alert_of).collect()
     }
@@ -553,7 +553,7 @@ impl Monitor {
     pub async fn alert(&self, id: i64) -> Result<Option<Alert>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ALERT_COLUMNS} FROM ops_alerts WHERE id = $1")))
             .bind(id)
-            .fetch_optional(&self.0.read)
+            .fetch_optional(&self.0.read_pool())
             .await?;
         row.as_ref().map(alert_of).transpose()
     }
@@ -564,7 +564,7 @@ impl Monitor {
             "SELECT {ALERT_COLUMNS} FROM ops_alerts WHERE ticket = $1 AND status = 'open' ORDER BY id"
         )))
         .bind(ticket)
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter().map(alert_of).collect()
     }
@@ -577,12 +577,12 @@ impl Monitor {
     pub async fn roll_up_oldest(&self, before: i64, window_ms: i64) -> Result<Option<u64>> {
         let oldest: Option<i64> = sqlx::query("SELECT MIN(at) FROM ops_samples WHERE at < $1")
             .bind(before)
-            .fetch_one(&self.0.read)
+            .fetch_one(&self.0.read_pool())
             .await?
             .try_get(0)?;
         let runs_oldest: Option<i64> = sqlx::query("SELECT MIN(at) FROM ops_probe_runs WHERE at < $1")
             .bind(before)
-            .fetch_one(&self.0.read)
+            .fetch_one(&self.0.read_pool())
             .await?
             .try_get(0)?;
         let Some(oldest) = oldest.into_iter().chain(runs_oldest).min() else {
@@ -595,7 +595,7 @@ impl Monitor {
             crate::Backend::Sqlite => ("min", "max"),
             crate::Backend::Postgres => ("LEAST", "GREATEST"),
         };
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         for span in SPANS {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO ops_rollups (probe, metric, span, bucket, n, lo, total, hi) \
@@ -632,7 +632,7 @@ impl Monitor {
         let oldest: Option<i64> = sqlx::query("SELECT MIN(bucket) FROM ops_rollups WHERE span = $1 AND bucket < $2")
             .bind(span)
             .bind(before)
-            .fetch_one(&self.0.read)
+            .fetch_one(&self.0.read_pool())
             .await?
             .try_get(0)?;
         let Some(oldest) = oldest else { return Ok(false) };
@@ -640,7 +640,7 @@ impl Monitor {
             .bind(span)
             .bind(oldest)
             .bind((oldest + 86_400_000).min(before))
-            .execute(&self.0.write)
+            .execute(&self.0.write_pool())
             .await?;
         Ok(true)
     }
@@ -656,7 +656,7 @@ impl Monitor {
         .bind(span)
         .bind(from)
         .bind(to)
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter()
             .map(|r| {

@@ -143,7 +143,7 @@ pub struct Hooks(pub(crate) Store);
 impl Hooks {
     /// Sets (or replaces) a group's webhook.
     pub async fn set(&self, h: &Hook) -> Result<()> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         sqlx::query("DELETE FROM ops_group_hooks WHERE support_group = $1")
             .bind(h.support_group.clone())
             .execute(&mut *tx)
@@ -164,7 +164,7 @@ impl Hooks {
 
     /// Removes a group's webhook (its pending posts are given up); whether it had one.
     pub async fn remove(&self, group: &str) -> Result<bool> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         let gone = sqlx::query("DELETE FROM ops_group_hooks WHERE support_group = $1")
             .bind(group.to_string())
             .execute(&mut *tx)
@@ -186,7 +186,7 @@ impl Hooks {
         let rows = sqlx::query(
             "SELECT support_group, url, secret, updated_at, updated_by FROM ops_group_hooks ORDER BY support_group",
         )
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter()
             .map(|r| {
@@ -208,7 +208,7 @@ impl Hooks {
         )))
         .bind(now)
         .bind(limit)
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter().map(delivery_of).collect()
     }
@@ -220,7 +220,7 @@ impl Hooks {
         )))
         .bind(group.to_string())
         .bind(limit)
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter().map(delivery_of).collect()
     }
@@ -232,7 +232,7 @@ impl Hooks {
         )
         .bind(id)
         .bind(at)
-        .execute(&self.0.write)
+        .execute(&self.0.write_pool())
         .await?;
         Ok(())
     }
@@ -246,7 +246,7 @@ impl Hooks {
         .bind(id)
         .bind(next)
         .bind(error.chars().take(500).collect::<String>())
-        .execute(&self.0.write)
+        .execute(&self.0.write_pool())
         .await?;
         Ok(())
     }
@@ -259,7 +259,7 @@ pub struct Notices(pub(crate) Store);
 impl Notices {
     /// Writes notifications that belong to no ticket change (reminders).
     pub async fn add(&self, notices: &[Notice]) -> Result<()> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         add(&mut tx, notices).await?;
         tx.commit().await?;
         Ok(())
@@ -272,7 +272,7 @@ impl Notices {
             .bind(kind.to_string())
             .bind(link.to_string())
             .bind(subject.to_string())
-            .fetch_optional(&self.0.read)
+            .fetch_optional(&self.0.read_pool())
             .await?
             .is_some())
     }
@@ -284,7 +284,7 @@ impl Notices {
         )))
         .bind(username.to_string())
         .bind(limit.clamp(1, 500))
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter().map(from_row).collect()
     }
@@ -293,7 +293,7 @@ impl Notices {
     pub async fn unread(&self, username: &str) -> Result<i64> {
         Ok(sqlx::query("SELECT COUNT(*) FROM ops_notifications WHERE username = $1 AND read_at IS NULL")
             .bind(username.to_string())
-            .fetch_one(&self.0.read)
+            .fetch_one(&self.0.read_pool())
             .await?
             .try_get(0)?)
     }
@@ -303,7 +303,7 @@ impl Notices {
         let done = sqlx::query("UPDATE ops_notifications SET read_at = $1 WHERE username = $2 AND read_at IS NULL")
             .bind(at)
             .bind(username.to_string())
-            .execute(&self.0.write)
+            .execute(&self.0.write_pool())
             .await?;
         Ok(done.rows_affected())
     }
@@ -315,13 +315,13 @@ impl Notices {
         }
         let mut sql = Sql::new("SELECT username, email, language FROM ops_contacts WHERE ");
         sql.push_in("username", usernames);
-        let rows = sql.query(self.0.backend).fetch_all(&self.0.read).await?;
+        let rows = sql.query(self.0.backend).fetch_all(&self.0.read_pool()).await?;
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
     }
 
     /// Sets (or with `None` removes) where a user wants mail.
     pub async fn set_contact(&self, username: &str, contact: Option<(&str, &str)>, at: i64) -> Result<()> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         sqlx::query("DELETE FROM ops_contacts WHERE username = $1")
             .bind(username.to_string())
             .execute(&mut *tx)
@@ -345,7 +345,7 @@ impl Notices {
         sql.push_bind(Arg::Int(now));
         sql.push(" ORDER BY mail_next, id LIMIT ");
         sql.push_bind(Arg::Int(limit.clamp(1, 500)));
-        let rows = sql.query(self.0.backend).fetch_all(&self.0.read).await?;
+        let rows = sql.query(self.0.backend).fetch_all(&self.0.read_pool()).await?;
         rows.iter().map(from_row).collect()
     }
 
@@ -354,7 +354,7 @@ impl Notices {
         sqlx::query("UPDATE ops_notifications SET mail_next = NULL, mail_sent = $1, mail_error = NULL WHERE id = $2")
             .bind(at)
             .bind(id)
-            .execute(&self.0.write)
+            .execute(&self.0.write_pool())
             .await?;
         Ok(())
     }
@@ -367,7 +367,7 @@ impl Notices {
         .bind(next)
         .bind(error.chars().take(500).collect::<String>())
         .bind(id)
-        .execute(&self.0.write)
+        .execute(&self.0.write_pool())
         .await?;
         Ok(())
     }

@@ -340,6 +340,16 @@ impl Operations {
         self.0.pool_stats()
     }
 
+    /// How the read standby stands; none without one.
+    pub fn standby_status(&self) -> Option<crate::standby::StandbyStatus> {
+        self.0.standby_status()
+    }
+
+    /// See [`Store::note_write`].
+    pub async fn note_write(&self, key: &str) -> Result<()> {
+        self.0.note_write(key).await
+    }
+
     /// Closes the pools, waiting for checked-out connections to return.
     pub async fn close(&self) {
         self.0.close().await

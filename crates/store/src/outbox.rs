@@ -170,7 +170,7 @@ fn channel_row(r: &sqlx::any::AnyRow) -> Result<ChannelRow> {
 impl Store {
     /// The newest outbox seq (0 when empty).
     pub async fn outbox_head(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetch_one(&self.read).await?;
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetch_one(&self.read_pool()).await?;
         Ok(row.try_get(0)?)
     }
 
@@ -179,7 +179,7 @@ impl Store {
         let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM outbox WHERE res_type = $1 AND res_id = $2")
             .bind(resource_type.to_string())
             .bind(id.to_string())
-            .fetch_one(&self.read)
+            .fetch_one(&self.read_pool())
             .await?;
         Ok(row.try_get(0)?)
     }
@@ -194,7 +194,7 @@ impl Store {
         )
         .bind(cursor)
         .bind(resource_type.to_string())
-        .fetch_one(&self.read)
+        .fetch_one(&self.read_pool())
         .await?;
         Ok((row.try_get(0)?, row.try_get::<i64, _>(1)? != 0))
     }
@@ -202,7 +202,7 @@ impl Store {
     /// Adds a channel; it sees changes committed from now on (`cursor` is ignored and
     /// set to the outbox head).
     pub async fn create_channel(&self, c: &ChannelRow) -> Result<ChannelRow> {
-        let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
+        let mut tx = self.write_pool().begin_with(self.backend.begin_write()).await?;
         let head: i64 =
             sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetch_one(&mut *tx).await?.try_get(0)?;
         let taken =
@@ -220,7 +220,7 @@ impl Store {
     /// on, starts after the outbox event `from` (the Subscription's own write); an
     /// active one keeps its cursor and queue.
     pub async fn upsert_subscription_channel(&self, c: &ChannelRow, from: i64) -> Result<()> {
-        let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
+        let mut tx = self.write_pool().begin_with(self.backend.begin_write()).await?;
         let exists =
             sqlx::query("SELECT 1 FROM channels WHERE id = $1").bind(c.id.clone()).fetch_optional(&mut *tx).await?;
         if exists.is_some() {
@@ -262,14 +262,14 @@ impl Store {
         .bind(holder.to_string())
         .bind(now + ttl_ms)
         .bind(now)
-        .execute(&self.write)
+        .execute(&self.write_pool())
         .await?;
         Ok(r.rows_affected() == 1)
     }
 
     pub async fn channels(&self) -> Result<Vec<ChannelRow>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CHANNEL_COLUMNS} FROM channels ORDER BY id")))
-            .fetch_all(&self.read)
+            .fetch_all(&self.read_pool())
             .await?;
         rows.iter().map(channel_row).collect()
     }
@@ -277,7 +277,7 @@ impl Store {
     pub async fn channel(&self, id: &str) -> Result<Option<ChannelRow>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CHANNEL_COLUMNS} FROM channels WHERE id = $1")))
             .bind(id.to_string())
-            .fetch_optional(&self.read)
+            .fetch_optional(&self.read_pool())
             .await?;
         row.as_ref().map(channel_row).transpose()
     }
@@ -287,7 +287,7 @@ impl Store {
         let done = sqlx::query("UPDATE channels SET enabled = $1 WHERE id = $2")
             .bind(i64::from(enabled))
             .bind(id.to_string())
-            .execute(&self.write)
+            .execute(&self.write_pool())
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -300,7 +300,7 @@ impl Store {
         )
         .bind(cursor)
         .bind(limit as i64)
-        .fetch_all(&self.read)
+        .fetch_all(&self.read_pool())
         .await?;
         rows.iter()
             .map(|r| {
@@ -329,7 +329,7 @@ impl Store {
         deliveries: &[NewDelivery],
         now_ms: i64,
     ) -> Result<bool> {
-        let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
+        let mut tx = self.write_pool().begin_with(self.backend.begin_write()).await?;
         let moved = sqlx::query("UPDATE channels SET cursor = $1 WHERE id = $2 AND cursor = $3")
             .bind(to)
             .bind(channel.id.clone())
@@ -369,7 +369,7 @@ impl Store {
         )
         .bind(channel.to_string())
         .bind(limit as i64)
-        .fetch_all(&self.read)
+        .fetch_all(&self.read_pool())
         .await?;
         rows.iter()
             .map(|r| {
@@ -415,7 +415,7 @@ impl Store {
         sql.push(" WHERE id = ");
         sql.push_bind(Arg::Int(id));
         sql.push(" AND status = 'pending'");
-        sql.query(self.backend).execute(&self.write).await?;
+        sql.query(self.backend).execute(&self.write_pool()).await?;
         Ok(())
     }
 
@@ -435,7 +435,7 @@ impl Store {
                 sql.push_bind(Arg::Int(*id));
             }
             sql.push(")");
-            n += sql.query(self.backend).execute(&self.write).await?.rows_affected();
+            n += sql.query(self.backend).execute(&self.write_pool()).await?.rows_affected();
         }
         Ok(n)
     }
@@ -444,7 +444,7 @@ impl Store {
     pub async fn dead_letters(&self, channel: &str) -> Result<Vec<i64>> {
         let rows = sqlx::query("SELECT id FROM message_log WHERE channel = $1 AND status = 'dead' ORDER BY id")
             .bind(channel.to_string())
-            .fetch_all(&self.read)
+            .fetch_all(&self.read_pool())
             .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
@@ -462,7 +462,7 @@ impl Store {
     }
 
     async fn queue_stats_with(&self, delivered: bool) -> Result<Vec<QueueStats>> {
-        let ids = sqlx::query("SELECT id FROM channels ORDER BY id").fetch_all(&self.read).await?;
+        let ids = sqlx::query("SELECT id FROM channels ORDER BY id").fetch_all(&self.read_pool()).await?;
         let mut out = Vec::with_capacity(ids.len());
         for r in &ids {
             let channel: String = r.try_get(0)?;
@@ -472,7 +472,7 @@ impl Store {
                     let row = sqlx::query("SELECT COUNT(*) FROM message_log WHERE channel = $1 AND status = $2")
                         .bind(channel)
                         .bind(status)
-                        .fetch_one(&self.read)
+                        .fetch_one(&self.read_pool())
                         .await?;
                     Ok::<i64, StoreError>(row.try_get(0)?)
                 }
@@ -483,7 +483,7 @@ impl Store {
                 "SELECT finished_at FROM message_log WHERE channel = $1 AND status = 'delivered' ORDER BY id DESC LIMIT 1",
             )
             .bind(channel.clone())
-            .fetch_optional(&self.read)
+            .fetch_optional(&self.read_pool())
             .await?
             .map(|r| r.try_get::<Option<i64>, _>(0))
             .transpose()?
@@ -493,7 +493,7 @@ impl Store {
                  AND error IS NOT NULL ORDER BY id DESC LIMIT 1",
             )
             .bind(channel.clone())
-            .fetch_optional(&self.read)
+            .fetch_optional(&self.read_pool())
             .await?
             .map(|r| r.try_get::<String, _>(0))
             .transpose()?;
@@ -518,7 +518,7 @@ impl Store {
             )
             .bind(messages_before)
             .bind(CHUNK)
-            .execute(&self.write)
+            .execute(&self.write_pool())
             .await?
             .rows_affected();
             messages += n;
@@ -533,7 +533,7 @@ impl Store {
              (SELECT COALESCE(MAX(seq), 0) FROM outbox)) AS f \
              UNION ALL SELECT value FROM counters WHERE name LIKE 'cursor:%') AS floors",
         )
-        .fetch_one(&self.read)
+        .fetch_one(&self.read_pool())
         .await?
         .try_get(0)?;
         let mut events = 0;
@@ -544,7 +544,7 @@ impl Store {
             .bind(floor)
             .bind(events_before)
             .bind(CHUNK)
-            .execute(&self.write)
+            .execute(&self.write_pool())
             .await?
             .rows_affected();
             events += n;

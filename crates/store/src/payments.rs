@@ -196,7 +196,7 @@ impl Store {
     pub(crate) async fn last_invoice_no(&self, campus: &str) -> Result<i64> {
         let row = sqlx::query("SELECT COALESCE(MAX(invoice_no), 0) FROM payments WHERE campus = $1")
             .bind(campus.to_string())
-            .fetch_one(&self.read)
+            .fetch_one(&self.read_pool())
             .await?;
         Ok(row.try_get(0)?)
     }
@@ -206,7 +206,7 @@ impl Store {
         let row = sqlx::query("SELECT * FROM payments WHERE campus = $1 AND invoice_no = $2")
             .bind(campus.to_string())
             .bind(invoice_no)
-            .fetch_optional(&self.read)
+            .fetch_optional(&self.read_pool())
             .await?;
         row.as_ref().map(payment_from_row).transpose()
     }
@@ -228,7 +228,7 @@ impl Store {
         .bind(cashier.to_string())
         .bind(from)
         .bind(to)
-        .fetch_all(&self.read)
+        .fetch_all(&self.read_pool())
         .await?;
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
     }
@@ -253,7 +253,7 @@ impl Store {
         .bind(totals.to_string())
         .bind(payments)
         .bind(at)
-        .execute(&self.write)
+        .execute(&self.write_pool())
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -264,7 +264,7 @@ impl Store {
             .bind(campus.to_string())
             .bind(cashier.to_string())
             .bind(day.to_string())
-            .fetch_optional(&self.read)
+            .fetch_optional(&self.read_pool())
             .await?;
         Ok(match row {
             Some(r) => Some(r.try_get(0)?),
@@ -296,7 +296,7 @@ impl Store {
             sql.push_in("campus", c);
         }
         sql.push(&format!(" GROUP BY {col} ORDER BY {col}"));
-        let rows = sql.query(self.backend).fetch_all(&self.read).await?;
+        let rows = sql.query(self.backend).fetch_all(&self.read_pool()).await?;
         rows.iter()
             .map(|r| Ok(Revenue { key: r.try_get("k")?, amount_fen: r.try_get("total")?, lines: r.try_get("n")? }))
             .collect()
@@ -306,7 +306,7 @@ impl Store {
     pub(crate) async fn invoice_numbers(&self, campus: &str) -> Result<Vec<i64>> {
         let rows = sqlx::query("SELECT invoice_no FROM payments WHERE campus = $1 ORDER BY invoice_no")
             .bind(campus.to_string())
-            .fetch_all(&self.read)
+            .fetch_all(&self.read_pool())
             .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }

@@ -424,7 +424,7 @@ pub struct Pharmacy(pub(crate) Store);
 
 impl Pharmacy {
     async fn begin(&self) -> Result<Transaction<'static, Any>> {
-        Ok(self.0.write.begin_with(self.0.backend.begin_write()).await?)
+        Ok(self.0.write_pool().begin_with(self.0.backend.begin_write()).await?)
     }
 
     /// Adds a store or renames it.
@@ -439,7 +439,7 @@ impl Pharmacy {
         .bind(s.kind.clone())
         .bind(s.name_zh.clone())
         .bind(s.name_en.clone())
-        .execute(&self.0.write)
+        .execute(&self.0.write_pool())
         .await?;
         Ok(())
     }
@@ -447,7 +447,7 @@ impl Pharmacy {
     /// Every campus's stores, by campus and code.
     pub async fn stores(&self) -> Result<Vec<StockStore>> {
         let rows = sqlx::query("SELECT campus, code, kind, name_zh, name_en FROM stores ORDER BY campus, code")
-            .fetch_all(&self.0.read)
+            .fetch_all(&self.0.read_pool())
             .await?;
         rows.iter()
             .map(|r| {
@@ -472,7 +472,7 @@ impl Pharmacy {
         .bind(store.to_string())
         .bind(drug.unwrap_or_default().to_string())
         .bind(i64::from(all))
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter().map(batch_from_row).collect()
     }
@@ -488,13 +488,14 @@ impl Pharmacy {
         .bind(store.to_string())
         .bind(drug.to_string())
         .bind(today.to_string())
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter().map(batch_from_row).collect()
     }
 
     pub async fn batch(&self, id: i64) -> Result<Option<Batch>> {
-        let row = sqlx::query("SELECT * FROM batches WHERE id = $1").bind(id).fetch_optional(&self.0.read).await?;
+        let row =
+            sqlx::query("SELECT * FROM batches WHERE id = $1").bind(id).fetch_optional(&self.0.read_pool()).await?;
         row.as_ref().map(batch_from_row).transpose()
     }
 
@@ -502,7 +503,7 @@ impl Pharmacy {
     pub async fn moves(&self, batch: i64) -> Result<Vec<MoveRow>> {
         let rows = sqlx::query("SELECT * FROM stock_moves WHERE batch = $1 ORDER BY id")
             .bind(batch)
-            .fetch_all(&self.0.read)
+            .fetch_all(&self.0.read_pool())
             .await?;
         rows.iter().map(move_from_row).collect()
     }
@@ -516,7 +517,7 @@ impl Pharmacy {
         .bind(l.store.clone())
         .bind(l.drug.clone())
         .bind(l.reorder_level)
-        .execute(&self.0.write)
+        .execute(&self.0.write_pool())
         .await?;
         Ok(())
     }
@@ -528,7 +529,7 @@ impl Pharmacy {
         )
         .bind(campus.to_string())
         .bind(store.to_string())
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter()
             .map(|r| {
@@ -584,7 +585,7 @@ impl Pharmacy {
         .bind(campus.to_string())
         .bind(i64::from(all))
         .bind(limit)
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         let mut out = Vec::new();
         for r in rows {
@@ -599,7 +600,7 @@ impl Pharmacy {
         let Some(r) = sqlx::query("SELECT * FROM purchase_orders WHERE campus = $1 AND po_no = $2")
             .bind(campus.to_string())
             .bind(no)
-            .fetch_optional(&self.0.read)
+            .fetch_optional(&self.0.read_pool())
             .await?
         else {
             return Ok(None);
@@ -610,7 +611,7 @@ impl Pharmacy {
         )
         .bind(campus.to_string())
         .bind(no)
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?
         .iter()
         .map(|l| {
@@ -767,13 +768,14 @@ impl Pharmacy {
         )
         .bind(campus.to_string())
         .bind(limit)
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter().map(transfer_from_row).collect()
     }
 
     pub async fn transfer(&self, id: i64) -> Result<Option<Transfer>> {
-        let row = sqlx::query("SELECT * FROM transfers WHERE id = $1").bind(id).fetch_optional(&self.0.read).await?;
+        let row =
+            sqlx::query("SELECT * FROM transfers WHERE id = $1").bind(id).fetch_optional(&self.0.read_pool()).await?;
         row.as_ref().map(transfer_from_row).transpose()
     }
 
@@ -817,7 +819,7 @@ impl Pharmacy {
         .bind(campus.to_string())
         .bind(status.to_string())
         .bind(limit)
-        .fetch_all(&self.0.read)
+        .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter().map(dispensing_from_row).collect()
     }
@@ -827,7 +829,7 @@ impl Pharmacy {
         let row = sqlx::query("SELECT COUNT(*) FROM dispensing WHERE campus = $1 AND status = $2")
             .bind(campus.to_string())
             .bind(status.to_string())
-            .fetch_one(&self.0.read)
+            .fetch_one(&self.0.read_pool())
             .await?;
         Ok(row.try_get(0)?)
     }
@@ -836,7 +838,7 @@ impl Pharmacy {
     pub async fn dispensing(&self, request: &str) -> Result<Option<Dispensing>> {
         let row = sqlx::query("SELECT * FROM dispensing WHERE request = $1")
             .bind(request.to_string())
-            .fetch_optional(&self.0.read)
+            .fetch_optional(&self.0.read_pool())
             .await?;
         row.as_ref().map(dispensing_from_row).transpose()
     }

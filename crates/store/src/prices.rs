@@ -90,7 +90,7 @@ impl Store {
         .bind(i.name_zh.clone())
         .bind(i.name_en.clone())
         .bind(i.unit.clone())
-        .execute(&self.write)
+        .execute(&self.write_pool())
         .await?;
         Ok(())
     }
@@ -117,7 +117,7 @@ impl Store {
         .bind(amount_fen)
         .bind(recorded_at)
         .bind(recorded_by.to_string())
-        .execute(&self.write)
+        .execute(&self.write_pool())
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -146,7 +146,7 @@ impl Store {
             .bind(like)
             .bind(category.unwrap_or_default().to_string())
             .bind(limit as i64)
-            .fetch_all(&self.read)
+            .fetch_all(&self.read_pool())
             .await?;
         rows.iter().map(priced_from_row).collect()
     }
@@ -161,7 +161,7 @@ impl Store {
             .bind(campus.to_string())
             .bind(at)
             .bind(code.to_string())
-            .fetch_optional(&self.read)
+            .fetch_optional(&self.read_pool())
             .await?;
         row.as_ref().map(priced_from_row).transpose()
     }
@@ -184,14 +184,15 @@ impl Store {
             .bind(at)
             .bind(kind.to_string())
             .bind(reference.to_string())
-            .fetch_optional(&self.read)
+            .fetch_optional(&self.read_pool())
             .await?;
         row.as_ref().map(priced_from_row).transpose()
     }
 
     /// The campuses that have a price list.
     pub(crate) async fn price_campuses(&self) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT DISTINCT campus FROM price_items ORDER BY campus").fetch_all(&self.read).await?;
+        let rows =
+            sqlx::query("SELECT DISTINCT campus FROM price_items ORDER BY campus").fetch_all(&self.read_pool()).await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
@@ -203,7 +204,7 @@ impl Store {
         )
         .bind(campus.to_string())
         .bind(code.to_string())
-        .fetch_all(&self.read)
+        .fetch_all(&self.read_pool())
         .await?;
         rows.iter()
             .map(|r| {

@@ -62,7 +62,7 @@ pub struct Problems(pub(crate) Store);
 impl Problems {
     /// Records a problem with the incidents it explains; returns its id.
     pub async fn open(&self, p: &Problem, incidents: &[i64]) -> Result<i64> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         let id: i64 = sqlx::query(
             "INSERT INTO ops_problems (title, description, status, priority, ci, support_group, assignee, \
              root_cause, workaround, known_error, opened_by, opened_at, version, updated_at) \
@@ -97,7 +97,7 @@ impl Problems {
     /// Writes a problem's new state if it is still at `p.version`, linking the
     /// incidents in `link`; returns the new version.
     pub async fn change(&self, p: &Problem, link: &[i64]) -> Result<i64> {
-        let mut tx = self.0.write.begin_with(self.0.backend.begin_write()).await?;
+        let mut tx = self.0.write_pool().begin_with(self.0.backend.begin_write()).await?;
         let done = sqlx::query(
             "UPDATE ops_problems SET title = $1, description = $2, status = $3, priority = $4, ci = $5, \
              support_group = $6, assignee = $7, root_cause = $8, workaround = $9, known_error = $10, \
@@ -141,7 +141,7 @@ impl Problems {
     pub async fn get(&self, id: i64) -> Result<Option<Problem>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM ops_problems WHERE id = $1")))
             .bind(id)
-            .fetch_optional(&self.0.read)
+            .fetch_optional(&self.0.read_pool())
             .await?;
         row.as_ref().map(from_row).transpose()
     }
@@ -159,7 +159,7 @@ impl Problems {
         }
         sql.push(" ORDER BY id DESC LIMIT ");
         sql.push_bind(Arg::Int(limit.clamp(1, 500)));
-        let rows = sql.query(self.0.backend).fetch_all(&self.0.read).await?;
+        let rows = sql.query(self.0.backend).fetch_all(&self.0.read_pool()).await?;
         rows.iter().map(from_row).collect()
     }
 
@@ -167,7 +167,7 @@ impl Problems {
     pub async fn incidents(&self, problem: i64) -> Result<Vec<i64>> {
         let rows = sqlx::query("SELECT ticket FROM ops_problem_incidents WHERE problem = $1 ORDER BY ticket")
             .bind(problem)
-            .fetch_all(&self.0.read)
+            .fetch_all(&self.0.read_pool())
             .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
@@ -176,7 +176,7 @@ impl Problems {
     pub async fn of_incident(&self, ticket: i64) -> Result<Vec<i64>> {
         let rows = sqlx::query("SELECT problem FROM ops_problem_incidents WHERE ticket = $1 ORDER BY problem")
             .bind(ticket)
-            .fetch_all(&self.0.read)
+            .fetch_all(&self.0.read_pool())
             .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }

@@ -61,14 +61,11 @@ pub(crate) fn current_from_row(row: &AnyRow) -> Result<StoredResource> {
 impl Store {
     /// The current version, including a deletion marker (`deleted` true).
     pub async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {CURRENT_COLUMNS} FROM resources r WHERE r.res_type = $1 AND r.id = $2"
-        )))
-        .bind(resource_type.to_string())
-        .bind(id.to_string())
-        .fetch_optional(&self.read)
-        .await?;
-        row.as_ref().map(current_from_row).transpose()
+        let mut sql = Sql::new(&format!("SELECT {CURRENT_COLUMNS} FROM resources r WHERE r.res_type = "));
+        sql.push_bind(Arg::Text(resource_type.to_string()));
+        sql.push(" AND r.id = ");
+        sql.push_bind(Arg::Text(id.to_string()));
+        self.routed_all(&sql).await?.first().map(current_from_row).transpose()
     }
 
     /// The current versions of several resources (type, id) in one query per 200,
@@ -84,7 +81,7 @@ impl Store {
                 sql.push_bind(crate::sql::Arg::Text(id.clone()));
                 sql.push(")");
             }
-            let rows = sql.query(self.backend).fetch_all(&self.read).await?;
+            let rows = self.routed_all(&sql).await?;
             out.extend(rows.iter().map(current_from_row).collect::<Result<Vec<_>>>()?);
         }
         Ok(out)
@@ -92,16 +89,16 @@ impl Store {
 
     /// One version from history.
     pub async fn vread(&self, resource_type: &str, id: &str, version: i64) -> Result<Option<StoredResource>> {
-        let row = sqlx::query(
+        let mut sql = Sql::new(
             "SELECT res_type, id, version, last_updated, campus, patient, deleted, method, body FROM resource_history \
-             WHERE res_type = $1 AND id = $2 AND version = $3",
-        )
-        .bind(resource_type.to_string())
-        .bind(id.to_string())
-        .bind(version)
-        .fetch_optional(&self.read)
-        .await?;
-        row.as_ref().map(|r| from_row(r, true)).transpose()
+             WHERE res_type = ",
+        );
+        sql.push_bind(Arg::Text(resource_type.to_string()));
+        sql.push(" AND id = ");
+        sql.push_bind(Arg::Text(id.to_string()));
+        sql.push(" AND version = ");
+        sql.push_bind(Arg::Int(version));
+        self.routed_all(&sql).await?.first().map(|r| from_row(r, true)).transpose()
     }
 
     /// Versions newest first, with the total count for paging.
@@ -123,7 +120,7 @@ impl Store {
         let mut count = Sql::new("SELECT COUNT(*)");
         count.push(&filter.text);
         count.args = filter.args.clone();
-        let total: i64 = count.query(self.backend).fetch_one(&self.read).await?.try_get(0)?;
+        let total: i64 = self.routed_one(&count).await?.try_get(0)?;
 
         let mut page = Sql::new("SELECT res_type, id, version, last_updated, campus, patient, deleted, method, body");
         page.push(&filter.text);
@@ -132,7 +129,7 @@ impl Store {
         page.push_bind(Arg::Int(q.count as i64));
         page.push(" OFFSET ");
         page.push_bind(Arg::Int(q.offset as i64));
-        let rows = page.query(self.backend).fetch_all(&self.read).await?;
+        let rows = self.routed_all(&page).await?;
         let entries = rows.iter().map(|r| from_row(r, true)).collect::<Result<_>>()?;
         Ok(HistoryPage { total, entries })
     }
@@ -142,7 +139,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT res_type, COUNT(*) FROM resources WHERE deleted = 0 GROUP BY res_type ORDER BY res_type",
         )
-        .fetch_all(&self.read)
+        .fetch_all(&self.read_pool())
         .await?;
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
@@ -166,7 +163,7 @@ impl Store {
             "SELECT DISTINCT campus FROM resources WHERE res_type = 'Organization' AND campus IS NOT NULL \
              AND deleted = 0 ORDER BY campus",
         )
-        .fetch_all(&self.read)
+        .fetch_all(&self.read_pool())
         .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
@@ -209,7 +206,7 @@ impl Store {
         }
         sql.push(" ORDER BY res_type, id, version LIMIT ");
         sql.push_bind(Arg::Int(limit as i64));
-        let rows = sql.query(self.backend).fetch_all(&self.read).await?;
+        let rows = sql.query(self.backend).fetch_all(&self.read_pool()).await?;
         rows.iter()
             .map(|r| {
                 Ok(BodyRow {
@@ -226,7 +223,7 @@ impl Store {
     /// Replaces bodies in one transaction, each at exactly its scanned version (a
     /// concurrent update writes a new version and wins). Returns rows changed.
     pub async fn replace_bodies(&self, rows: &[BodyRow]) -> Result<u64> {
-        let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
+        let mut tx = self.write_pool().begin_with(self.backend.begin_write()).await?;
         let mut n = 0;
         for r in rows {
             let sql = format!("UPDATE {} SET body = $1 WHERE res_type = $2 AND id = $3 AND version = $4", r.table);

@@ -472,7 +472,7 @@ impl Store {
             sql.push_bind(Arg::Int(limit as i64));
             sql.push(&format!(") AS m{i}"));
         }
-        for row in sql.query(self.backend).fetch_all(&self.read).await? {
+        for row in self.routed_all(&sql).await? {
             let q: i64 = row.try_get(0)?;
             if let Some(ids) = usize::try_from(q).ok().and_then(|q| found.get_mut(q)) {
                 ids.push(row.try_get(1)?);
@@ -482,7 +482,7 @@ impl Store {
     }
 
     async fn page_ids(&self, page: Sql) -> Result<Vec<String>> {
-        page.query(self.backend).fetch_all(&self.read).await?.iter().map(|row| Ok(row.try_get(0)?)).collect()
+        self.routed_all(&page).await?.iter().map(|row| Ok(row.try_get(0)?)).collect()
     }
 
     pub async fn search(&self, req: &SearchRequest, scope: &RowScope) -> Result<SearchPage> {
@@ -491,7 +491,7 @@ impl Store {
         } else {
             let mut count = Sql::new("SELECT COUNT(*)");
             where_clause(&mut count, req, scope, self.backend);
-            Some(count.query(self.backend).fetch_one(&self.read).await?.try_get(0)?)
+            Some(self.routed_one(&count).await?.try_get(0)?)
         };
 
         // The page's ids first, then their rows: the body (in the history table) is
@@ -584,14 +584,14 @@ impl Store {
         };
         let mut count = Sql::new("SELECT COUNT(*)");
         filter(&mut count);
-        let total: i64 = count.query(self.backend).fetch_one(&self.read).await?.try_get(0)?;
+        let total: i64 = self.routed_one(&count).await?.try_get(0)?;
         let mut page = Sql::new(&format!("SELECT {CURRENT_COLUMNS}"));
         filter(&mut page);
         page.push(" ORDER BY r.res_type, r.id LIMIT ");
         page.push_bind(Arg::Int(limit as i64));
         page.push(" OFFSET ");
         page.push_bind(Arg::Int(offset as i64));
-        let rows = page.query(self.backend).fetch_all(&self.read).await?;
+        let rows = self.routed_all(&page).await?;
         Ok((total, rows.iter().map(current_from_row).collect::<Result<_>>()?))
     }
 
@@ -619,7 +619,7 @@ impl Store {
                 sql.push_bind(Arg::Text(id.clone()));
             }
             sql.push(")");
-            for row in sql.query(self.backend).fetch_all(&self.read).await? {
+            for row in self.routed_all(&sql).await? {
                 out.push((row.try_get(0)?, row.try_get(1)?));
             }
         }
@@ -647,7 +647,7 @@ impl Store {
                 sql.push_bind(Arg::Text(id.clone()));
             }
             sql.push(") ORDER BY r.id");
-            let rows = sql.query(self.backend).fetch_all(&self.read).await?;
+            let rows = self.routed_all(&sql).await?;
             out.extend(rows.iter().map(current_from_row).collect::<Result<Vec<_>>>()?);
         }
         Ok(out)
@@ -684,7 +684,7 @@ impl Store {
             }
             sql.push(")) ORDER BY r.id LIMIT ");
             sql.push_bind(Arg::Int(limit as i64));
-            let rows = sql.query(self.backend).fetch_all(&self.read).await?;
+            let rows = self.routed_all(&sql).await?;
             out.extend(rows.iter().map(current_from_row).collect::<Result<Vec<_>>>()?);
         }
         Ok(out)
@@ -736,7 +736,7 @@ impl Store {
         }
         sql.push(" ORDER BY r.id LIMIT ");
         sql.push_bind(Arg::Int(limit as i64));
-        let rows = sql.query(self.backend).fetch_all(&self.read).await?;
+        let rows = sql.query(self.backend).fetch_all(&self.read_pool()).await?;
         rows.iter().map(current_from_row).collect()
     }
 }

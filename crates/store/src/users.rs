@@ -90,7 +90,7 @@ fn session_from_row(r: &AnyRow) -> Result<SessionRecord> {
 
 impl Store {
     pub async fn insert_user(&self, u: &UserRecord, grants: &[RoleGrant]) -> Result<()> {
-        let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
+        let mut tx = self.write_pool().begin_with(self.backend.begin_write()).await?;
         let res = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         )))
@@ -134,7 +134,7 @@ impl Store {
     pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1")))
             .bind(username.to_string())
-            .fetch_optional(&self.read)
+            .fetch_optional(&self.read_pool())
             .await?;
         row.as_ref().map(user_from_row).transpose()
     }
@@ -142,14 +142,14 @@ impl Store {
     pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")))
             .bind(id.to_string())
-            .fetch_optional(&self.read)
+            .fetch_optional(&self.read_pool())
             .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
     pub async fn list_users(&self) -> Result<Vec<(UserRecord, Vec<RoleGrant>)>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users ORDER BY username")))
-            .fetch_all(&self.read)
+            .fetch_all(&self.read_pool())
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
@@ -163,7 +163,7 @@ impl Store {
     pub async fn user_grants(&self, user_id: &str) -> Result<Vec<RoleGrant>> {
         let rows = sqlx::query("SELECT role, campus FROM user_roles WHERE user_id = $1 ORDER BY role, campus")
             .bind(user_id.to_string())
-            .fetch_all(&self.read)
+            .fetch_all(&self.read_pool())
             .await?;
         rows.iter().map(|r| Ok(RoleGrant { role: r.try_get(0)?, campus: r.try_get(1)? })).collect()
     }
@@ -176,7 +176,7 @@ impl Store {
         .bind(user_id.to_string())
         .bind(role.to_string())
         .bind(campus.to_string())
-        .execute(&self.write)
+        .execute(&self.write_pool())
         .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -187,7 +187,7 @@ impl Store {
             .bind(user_id.to_string())
             .bind(role.to_string())
             .bind(campus.to_string())
-            .execute(&self.write)
+            .execute(&self.write_pool())
             .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -212,7 +212,7 @@ impl Store {
         .bind(u.password_changed_at)
         .bind(u.last_login_at)
         .bind(u.id.clone())
-        .execute(&self.write)
+        .execute(&self.write_pool())
         .await?;
         Ok(())
     }
@@ -222,7 +222,7 @@ impl Store {
         sqlx::query("UPDATE users SET language = $1 WHERE id = $2")
             .bind(language.to_string())
             .bind(user_id.to_string())
-            .execute(&self.write)
+            .execute(&self.write_pool())
             .await?;
         Ok(())
     }
@@ -233,7 +233,7 @@ impl Store {
         let r = sqlx::query("UPDATE users SET totp_last_step = $1 WHERE id = $2 AND totp_last_step < $1")
             .bind(step)
             .bind(user_id.to_string())
-            .execute(&self.write)
+            .execute(&self.write_pool())
             .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -251,7 +251,7 @@ impl Store {
         .bind(s.csrf.clone())
         .bind(s.client_addr.clone())
         .bind(i64::from(s.revoked))
-        .execute(&self.write)
+        .execute(&self.write_pool())
         .await?;
         Ok(())
     }
@@ -261,7 +261,7 @@ impl Store {
             "SELECT id_hash, user_id, created_at, last_seen, stage, csrf, client_addr, revoked FROM sessions WHERE id_hash = $1",
         )
         .bind(id_hash.to_string())
-        .fetch_optional(&self.read)
+        .fetch_optional(&self.read_pool())
         .await?;
         row.as_ref().map(session_from_row).transpose()
     }
@@ -271,7 +271,7 @@ impl Store {
             .bind(last_seen)
             .bind(stage.to_string())
             .bind(id_hash.to_string())
-            .execute(&self.write)
+            .execute(&self.write_pool())
             .await?;
         Ok(())
     }
@@ -279,7 +279,7 @@ impl Store {
     pub async fn revoke_session(&self, id_hash: &str) -> Result<()> {
         sqlx::query("UPDATE sessions SET revoked = 1 WHERE id_hash = $1")
             .bind(id_hash.to_string())
-            .execute(&self.write)
+            .execute(&self.write_pool())
             .await?;
         Ok(())
     }
@@ -287,7 +287,7 @@ impl Store {
     pub async fn revoke_user_sessions(&self, user_id: &str) -> Result<()> {
         sqlx::query("UPDATE sessions SET revoked = 1 WHERE user_id = $1")
             .bind(user_id.to_string())
-            .execute(&self.write)
+            .execute(&self.write_pool())
             .await?;
         Ok(())
     }

@@ -168,7 +168,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let started = std::time::Instant::now();
-        let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
+        let mut tx = self.write_pool().begin_with(self.backend.begin_write()).await?;
         let begun_at = started.elapsed();
 
         // Current state of every touched resource, fetched per type in chunks.
@@ -592,7 +592,7 @@ impl Store {
     /// one transaction, leaving bodies and versions alone. A resource updated since it
     /// was read keeps the rows its update wrote. Returns how many were reindexed.
     pub async fn replace_index(&self, items: &[Reindexed]) -> Result<usize> {
-        let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
+        let mut tx = self.write_pool().begin_with(self.backend.begin_write()).await?;
         let mut current = Vec::new();
         for it in items {
             let mut sql = Sql::new("SELECT 1 FROM resources WHERE res_type = ");
@@ -626,7 +626,7 @@ impl Store {
     /// (`None` before the first record).
     pub async fn index_version(&self) -> Result<Option<i64>> {
         let row = sqlx::query("SELECT value FROM store_meta WHERE name = 'index_version'")
-            .fetch_optional(&self.write)
+            .fetch_optional(&self.write_pool())
             .await?;
         Ok(match row {
             Some(r) => r.try_get::<String, _>(0)?.parse().ok(),
@@ -635,7 +635,7 @@ impl Store {
     }
 
     pub async fn set_index_version(&self, version: i64) -> Result<()> {
-        let mut tx = self.write.begin_with(self.backend.begin_write()).await?;
+        let mut tx = self.write_pool().begin_with(self.backend.begin_write()).await?;
         sqlx::query("DELETE FROM store_meta WHERE name = 'index_version'").execute(&mut *tx).await?;
         sqlx::query("INSERT INTO store_meta (name, value) VALUES ('index_version', $1)")
             .bind(version.to_string())

@@ -85,6 +85,18 @@ pub struct AppConfig {
     /// The SMTP server the service desk's notifications are mailed through (none: the
     /// inbox in the shell only).
     pub mail: Option<MailConfig>,
+    /// A PostgreSQL hot standby that serves reads (see [`lianyi_store::standby`]).
+    pub read_database: Option<ReadDatabase>,
+    /// PostgreSQL standbys that take the primary's place once promoted, tried in
+    /// order when the primary is lost.
+    pub failover_databases: Vec<String>,
+}
+
+/// A read standby and how far behind it may be before reads go to the primary.
+#[derive(Clone, Debug)]
+pub struct ReadDatabase {
+    pub url: String,
+    pub max_lag: std::time::Duration,
 }
 
 /// Where the service desk's mail goes.
@@ -221,6 +233,15 @@ impl App {
     pub async fn build(config: AppConfig) -> Result<App, AppError> {
         let store = Store::connect(&config.database_url).await?;
         store.migrate().await?;
+        let store = match &config.read_database {
+            Some(r) => store.with_standby(&r.url, r.max_lag)?,
+            None => store,
+        };
+        let store = if config.failover_databases.is_empty() {
+            store
+        } else {
+            store.with_failover(&config.database_url, &config.failover_databases)?
+        };
         App::with_store(store, config)
     }
 

@@ -79,6 +79,8 @@ pub async fn spawn_app_adjusted(
         critical_escalation_minutes: 10,
         near_expiry_days: 90,
         mail: None,
+        read_database: None,
+        failover_databases: Vec::new(),
         export_dir: keys_dir.join("exports"),
     };
     adjust(&mut config);

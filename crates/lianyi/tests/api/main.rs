@@ -28,3 +28,4 @@ mod registration;
 mod rest;
 mod results;
 mod search;
+mod standby;

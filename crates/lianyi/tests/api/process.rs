@@ -13,10 +13,16 @@ const BIN: &str = env!("CARGO_BIN_EXE_lianyi");
 
 /// Starts `lianyi serve` on port 0 and returns the child and its base URL.
 pub(crate) fn serve(data_dir: &Path, database_url: &str) -> (Child, String) {
+    serve_args(data_dir, database_url, &[])
+}
+
+/// [`serve`] with more options.
+pub(crate) fn serve_args(data_dir: &Path, database_url: &str, more: &[&str]) -> (Child, String) {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(["--database", database_url])
+        .args(more)
         .env("LIANYI_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -566,6 +572,13 @@ fn serve_on(data_dir: &Path, database_url: &str, port: u16) -> Child {
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     child
+}
+
+/// A client with `scope` registered through the CLI: (id, secret).
+pub(crate) fn cli_client_scoped(data_dir: &Path, database_url: &str, name: &str, scope: &str) -> (String, String) {
+    let both = cli_client_with(data_dir, database_url, name, scope, None);
+    let (id, secret) = both.split_once(':').unwrap();
+    (id.to_string(), secret.to_string())
 }
 
 fn cli_client_with(data_dir: &Path, database_url: &str, name: &str, scope: &str, campus: Option<&str>) -> String {

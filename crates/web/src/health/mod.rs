@@ -48,11 +48,25 @@ async fn healthz(State(state): State<AppState>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, "unreachable")
         }
     };
-    let body = json!({
+    let mut body = json!({
         "status": if db.is_ok() { "ok" } else { "degraded" },
         "process": {"uptime_seconds": uptime, "version": env!("CARGO_PKG_VERSION")},
         "database": {"status": db_status, "backend": backend},
     });
+    // A standby that does not serve reads is a warning: the service goes on, on the
+    // primary alone.
+    if let Some(s) = state.fhir.operations().standby_status() {
+        body["readDatabase"] = json!({
+            "status": if s.in_use { "standby" } else { "primary" },
+            "lagMs": s.lag_ms,
+            "problem": s.problem,
+            "standbyReads": s.reads,
+            "primaryReads": s.fallbacks,
+        });
+        if db.is_ok() && !s.in_use {
+            body["status"] = json!("warning");
+        }
+    }
     (status, axum::Json(body)).into_response()
 }
 
@@ -73,6 +87,14 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
             .set(f64::from(size));
         metrics::gauge!("db_pool_connections", "pool" => pool, "state" => "idle", "backend" => backend)
             .set(idle as f64);
+    }
+    if let Some(s) = state.fhir.operations().standby_status() {
+        metrics::gauge!("lianyi_read_standby_in_use").set(if s.in_use { 1.0 } else { 0.0 });
+        if let Some(lag) = s.lag_ms {
+            metrics::gauge!("lianyi_read_standby_lag_seconds").set(lag as f64 / 1000.0);
+        }
+        metrics::gauge!("lianyi_reads_total", "database" => "standby").set(s.reads as f64);
+        metrics::gauge!("lianyi_reads_total", "database" => "primary").set(s.fallbacks as f64);
     }
     if let Some(rss) = rss_bytes() {
         metrics::gauge!("process_resident_memory_bytes").set(rss as f64);

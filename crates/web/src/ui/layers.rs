@@ -30,6 +30,42 @@ pub async fn track(req: Request, next: Next) -> Response {
     resp
 }
 
+/// With a read standby: a signed-in session's or API token's GET requests may read
+/// from it, and after any other request of theirs the primary's position is noted so
+/// their next reads wait for the standby to replay it or go to the primary (no stale
+/// read of one's own write). Anonymous requests read from the primary.
+pub async fn read_routing(State(state): State<crate::AppState>, req: Request, next: Next) -> Response {
+    let ops = state.fhir.operations();
+    if ops.standby_status().is_none() {
+        return next.run(req).await;
+    }
+    let Some(key) = reader_key(&req) else { return next.run(req).await };
+    if matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD) {
+        return lianyi_store::standby::reading_as(key, next.run(req)).await;
+    }
+    let resp = next.run(req).await;
+    if let Err(e) = ops.note_write(&key).await {
+        tracing::warn!(error = %e, "noting the primary's position after a write");
+    }
+    resp
+}
+
+/// Who reads: a digest of the bearer token or the session cookie (never the secret
+/// itself), or none for an anonymous request.
+fn reader_key(req: &Request) -> Option<String> {
+    use std::hash::BuildHasher;
+    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> = std::sync::OnceLock::new();
+    let h = req.headers();
+    let bearer = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let session = h.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|c| {
+        c.split(';')
+            .map(str::trim)
+            .find_map(|kv| kv.strip_prefix(crate::ui::session::SESSION_COOKIE)?.strip_prefix('='))
+    });
+    let secret = bearer.or(session)?;
+    Some(format!("{:016x}", KEYS.get_or_init(Default::default).hash_one(secret)))
+}
+
 /// Headers every response carries: no sniffing, no framing, no referrers off-site,
 /// and a strict Content-Security-Policy (no inline script or style anywhere).
 pub async fn security_headers(req: Request, next: Next) -> Response {
