@@ -40,6 +40,8 @@ pub enum IssueType {
     Informational,
     Security,
     Forbidden,
+    /// A passing failure the request may be tried again for (`transient`).
+    Transient,
 }
 
 impl IssueType {
@@ -58,6 +60,7 @@ impl IssueType {
             IssueType::Processing => "processing",
             IssueType::Exception => "exception",
             IssueType::Informational => "informational",
+            IssueType::Transient => "transient",
             IssueType::Security => "security",
             IssueType::Forbidden => "forbidden",
         }

@@ -237,6 +237,13 @@ impl Inbound {
     }
 
     /// Handles one message (the bytes inside an MLLP frame) and returns the ACK bytes.
+    /// Whether the database answers (within 2 s): a message that failed while it does
+    /// not gets no ACK at all, so its sender sends it again.
+    pub async fn database_answers(&self) -> bool {
+        let ops = self.fhir.operations();
+        matches!(tokio::time::timeout(std::time::Duration::from_secs(2), ops.ping()).await, Ok(Ok(())))
+    }
+
     pub async fn receive(&self, bytes: &[u8], peer: Option<String>) -> (Vec<u8>, Outcome) {
         let received_at = self.fhir.now_ms();
         let (text, charset) = match decode(bytes) {

@@ -163,9 +163,11 @@ async fn checkpoint_loop(pool: AnyPool, alive: std::sync::Weak<()>) {
     }
 }
 
-/// A PostgreSQL pool of the primary (or of a standby taking its place).
+/// A PostgreSQL pool of the primary (or of a standby taking its place). A request
+/// waits at most 10 s for a connection: while the database does not answer, that is
+/// how long before it is told so (503) rather than left hanging.
 fn postgres_pool() -> AnyPoolOptions {
-    AnyPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(30))
+    AnyPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10))
 }
 
 impl Store {

@@ -27,6 +27,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(ui::assets::router())
         .fallback(ui::render::unknown_path)
         .layer(axum::middleware::from_fn_with_state(state.clone(), ui::render::in_shell))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), ui::layers::unavailable))
         .layer(axum::middleware::from_fn_with_state(state.clone(), ui::layers::read_routing))
         .layer(axum::middleware::from_fn(ui::layers::track))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(ui::error::panic_response))

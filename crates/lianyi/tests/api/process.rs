@@ -221,7 +221,7 @@ fn serve_with_mllp_config(data_dir: &Path, database_url: &str, config: Option<&P
 }
 
 /// Sends one message in an MLLP frame and reads the framed answer.
-fn mllp_roundtrip(sock: &mut std::net::TcpStream, message: &[u8]) -> std::io::Result<String> {
+pub(crate) fn mllp_roundtrip(sock: &mut std::net::TcpStream, message: &[u8]) -> std::io::Result<String> {
     use std::io::{Read, Write};
     let mut frame = vec![0x0b];
     frame.extend_from_slice(message);
@@ -409,7 +409,7 @@ async fn kill_9_run(journaled: bool) {
 
 /// Logs a CLI-made account in through the pages on the system clock: the initial
 /// password, a new one, the authenticator enrolment.
-async fn cli_user_signed_in(base: &str, user: &str, initial: &str) -> (crate::pages::Browser, String) {
+pub(crate) async fn cli_user_signed_in(base: &str, user: &str, initial: &str) -> (crate::pages::Browser, String) {
     use crate::pages::{Browser, between, csrf};
     use lianyi_security::totp;
     let mut b = Browser::new(base, "zh-CN");

@@ -6,6 +6,9 @@
 //! warning in `/healthz` and an alert in monitoring, and come back when it does; the
 //! primary killed while writes go on and the standby promoted, the server writes to
 //! it by itself and every write it acknowledged is there.
+//! And the database unreachable for 30 s: the API answers 503 with an
+//! OperationOutcome, pages say so, MLLP senders get no ACK; all of it resumes by
+//! itself with nothing lost or half-written.
 //! Runs in the PostgreSQL pass of the suite (it makes its own clusters).
 
 use std::path::{Path, PathBuf};
@@ -17,7 +20,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::process::{cli_client, serve_args};
+use crate::process::{cli_client, mllp_exchange, mllp_roundtrip, msa, serve_args, serve_with_mllp};
 
 fn pg_bin(tool: &str) -> PathBuf {
     PathBuf::from(std::env::var("PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into())).join(tool)
@@ -87,15 +90,16 @@ impl Cluster {
         dir
     }
 
-    /// A primary that waits for `standby1` to flush every commit.
-    fn primary(root: &Path) -> Cluster {
+    /// A primary; with `sync`, it waits for `standby1` to flush every commit.
+    fn primary(root: &Path, sync: bool) -> Cluster {
         let c = Cluster { dir: Self::folder(root, "primary"), port: free_port() };
         as_postgres("initdb", &["-D", &c.data(), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8"]);
         let conf = format!(
             "port = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nwal_level = replica\n\
-             max_wal_senders = 4\nsynchronous_standby_names = 'standby1'\nsynchronous_commit = on\n",
+             max_wal_senders = 4\nsynchronous_standby_names = '{}'\nsynchronous_commit = on\n",
             c.port,
-            c.dir.display()
+            c.dir.display(),
+            if sync { "standby1" } else { "" }
         );
         append(&c.dir.join("data/postgresql.conf"), &conf);
         c.start();
@@ -200,7 +204,7 @@ async fn searches_go_to_the_standby_a_session_reads_its_own_writes_and_a_stopped
         return;
     }
     let root = std::env::temp_dir().join(format!("lianyi-standby-{}", std::process::id()));
-    let primary = Cluster::primary(&root);
+    let primary = Cluster::primary(&root, true);
     let standby = Cluster::standby_of(&primary, &root);
     primary.sql("postgres", "CREATE DATABASE lianyi");
     assert_eq!(primary.sql("postgres", "SELECT sync_state FROM pg_stat_replication"), "sync");
@@ -343,5 +347,84 @@ async fn searches_go_to_the_standby_a_session_reads_its_own_writes_and_a_stopped
     server.wait().unwrap();
     drop(standby);
     drop(primary);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[tokio::test]
+async fn the_database_unreachable_for_30_s_gets_503_and_no_ack_and_everything_resumes_with_nothing_lost() {
+    if lianyi_store::testing::backend_under_test() != "postgres" {
+        eprintln!("the outage test runs in the PostgreSQL pass (it stops its own cluster)");
+        return;
+    }
+    let root = std::env::temp_dir().join(format!("lianyi-outage-{}", std::process::id()));
+    let db = Cluster::primary(&root, false);
+    db.sql("postgres", "CREATE DATABASE lianyi");
+    let work = tempfile::tempdir().unwrap();
+    let url = db.url("lianyi");
+    let (id, secret) = cli_client(work.path(), &url);
+    let (mut server, base, mllp) = serve_with_mllp(work.path(), &url);
+    let client = crate::helpers::authorized(&base, &id, &secret).await;
+    let before = create_patient(&client, &base, "Outage").await;
+    let out = Command::new(env!("CARGO_BIN_EXE_lianyi"))
+        .args(["user", "add", "doctor.outage", "--name", "医生", "--role", "doctor@campus-east", "--data-dir"])
+        .arg(work.path())
+        .args(["--database", &url])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let initial = said.split("initial password: ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let (mut doctor, _) = crate::process::cli_user_signed_in(&base, "doctor.outage", &initial).await;
+    let hl7 = |f: &str| std::fs::read(format!("{}/../../tests/hl7/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    assert_eq!(msa(&mllp_exchange(&mllp, &[hl7("adt_a01.hl7")])[0]).0, "AA");
+
+    // Down: the API answers 503 with an OperationOutcome, MLLP sends no ACK.
+    db.stop("fast");
+    let down = Instant::now();
+    let r = client.get(format!("{base}/fhir/Patient/{before}")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().contains_key("retry-after"));
+    let o: Value = r.json().await.unwrap();
+    assert_eq!(o["resourceType"], "OperationOutcome");
+    assert_eq!(o["issue"][0]["code"], "transient", "{o}");
+    let r = client
+        .post(format!("{base}/fhir/Patient"))
+        .header("content-type", "application/fhir+json")
+        .body(json!({"resourceType": "Patient", "name": [{"family": "Lost"}]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let h = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(h.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let (status, _, page) = doctor.get("/").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{page}");
+    assert!(page.contains("数据库暂时无法连接"), "a page says the database does not answer: {page}");
+    let mut sock = std::net::TcpStream::connect(&mllp).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
+    let e = mllp_roundtrip(&mut sock, &hl7("oru_r01.hl7")).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "the connection closes without an ACK");
+
+    // Back after 30 s: everything resumes by itself; the resent message is applied.
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(down.elapsed())).await;
+    db.start();
+    let started = Instant::now();
+    loop {
+        let r = client.get(format!("{base}/fhir/Patient/{before}")).send().await.unwrap();
+        if r.status() == StatusCode::OK {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the API did not come back: {}", r.status());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    create_patient(&client, &base, "AfterOutage").await;
+    let (status, _, _) = doctor.get("/").await;
+    assert_eq!(status, StatusCode::OK, "the doctor's session goes on");
+    assert_eq!(msa(&mllp_exchange(&mllp, &[hl7("oru_r01.hl7")])[0]).0, "AA");
+    let b: Value = client.get(format!("{base}/fhir/Patient?name=Lost")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(b["total"], 0, "the refused create left nothing: {b}");
+    assert_eq!(reqwest::get(format!("{base}/healthz")).await.unwrap().status(), StatusCode::OK);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    drop(db);
     let _ = std::fs::remove_dir_all(&root);
 }

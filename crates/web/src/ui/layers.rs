@@ -66,6 +66,36 @@ fn reader_key(req: &Request) -> Option<String> {
     Some(format!("{:016x}", KEYS.get_or_init(Default::default).hash_one(secret)))
 }
 
+/// A request that failed (500) while the database does not answer becomes 503 with
+/// `Retry-After`: an OperationOutcome (`transient`) for the APIs, a message page for
+/// people. Nothing was half-written: each write is one transaction.
+pub async fn unavailable(State(state): State<crate::AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let api = ["/fhir", "/api/", "/oauth/"].iter().any(|p| path.starts_with(p));
+    let lang = crate::ui::session::lang(req.headers());
+    let resp = next.run(req).await;
+    if resp.status() != StatusCode::INTERNAL_SERVER_ERROR {
+        return resp;
+    }
+    let ops = state.fhir.operations();
+    if matches!(tokio::time::timeout(std::time::Duration::from_secs(2), ops.ping()).await, Ok(Ok(()))) {
+        return resp;
+    }
+    tracing::warn!("the database does not answer: 503");
+    let mut r = if api {
+        crate::ui::error::FhirError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            lianyi_fhir::outcome::IssueType::Transient,
+            "the database does not answer: nothing was written; try again in a moment",
+        )
+        .into_response()
+    } else {
+        crate::ui::render::unavailable(crate::ui::i18n::Tr::new(lang))
+    };
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
+}
+
 /// Headers every response carries: no sniffing, no framing, no referrers off-site,
 /// and a strict Content-Security-Policy (no inline script or style anywhere).
 pub async fn security_headers(req: Request, next: Next) -> Response {

@@ -69,6 +69,11 @@ pub(crate) fn not_found(t: Tr) -> Response {
     message_page(t, StatusCode::NOT_FOUND, t.get("not-found"), None)
 }
 
+/// A 503 page: the database does not answer.
+pub(crate) fn unavailable(t: Tr) -> Response {
+    message_page(t, StatusCode::SERVICE_UNAVAILABLE, t.get("db-unavailable"), None)
+}
+
 pub(crate) fn forbidden(t: Tr) -> Response {
     message_page(t, StatusCode::FORBIDDEN, t.get("forbidden"), None)
 }

@@ -77,8 +77,10 @@ pub(crate) async fn session_of(
             Err(r)
         }
         Err(e) => {
+            // Not a sign-out: the page says what went wrong (503 while the database
+            // does not answer) and the session goes on afterwards.
             tracing::error!(error = %e, "session lookup failed");
-            Err(see_other("/login?m=error"))
+            Err(crate::ui::render::server_error(Some(crate::ui::i18n::Tr::new(lang(headers)))))
         }
     }
 }
