@@ -240,8 +240,7 @@ impl Inbound {
     /// Whether the database answers (within 2 s): a message that failed while it does
     /// not gets no ACK at all, so its sender sends it again.
     pub async fn database_answers(&self) -> bool {
-        let ops = self.fhir.operations();
-        matches!(tokio::time::timeout(std::time::Duration::from_secs(2), ops.ping()).await, Ok(Ok(())))
+        self.fhir.operations().answers().await
     }
 
     pub async fn receive(&self, bytes: &[u8], peer: Option<String>) -> (Vec<u8>, Outcome) {

@@ -53,6 +53,22 @@ pub struct Setup {
     pub pg_bin: PathBuf,
 }
 
+/// Creates `path` (which must not exist), readable by its owner only.
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
+/// Writes `bytes` to a new file at `path` (a data key file), owner-only and on disk.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = create_private(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
 /// The backup key from `LIANYI_BACKUP_KEY` or its file, created (owner-only) on first
 /// use; returns whether it was created.
 pub fn backup_key(path: &Path, alg: CipherAlg) -> Result<(BackupKey, bool), BackupError> {
@@ -142,11 +158,7 @@ async fn sealed_into(setup: &Setup, dir: &Path, now_ms: i64, partial: &Path, don
         "backend": backend.name(), "schemaVersion": schema, "lianyiVersion": env!("CARGO_PKG_VERSION"),
         "hash": setup.hash_name(),
     });
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let file = options.open(partial)?;
+    let file = create_private(partial)?;
     let mut sealed = SealedWriter::new(BufWriter::new(file), &setup.backup_key, header)?;
     sealed.part("keys", &keys[..], |_| {})?;
     let (sums, head, sealed) = match backend {
@@ -763,13 +775,7 @@ pub async fn restore(setup: &Setup, file: &Path, target: Target, keys_to: &Path)
         }
         Err(e) => return Err(e),
     };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut f = options.open(keys_to)?;
-    f.write_all(&opened.keys)?;
-    f.sync_all()?;
+    write_private(keys_to, &opened.keys)?;
     let c = check(setup.hash, &url, &opened.manifest).await?;
     let mut out = std::io::stdout();
     writeln!(

@@ -114,19 +114,6 @@ pub async fn copy(from: &str, to: &str, hash: ChainAlg) -> Result<Done, BackupEr
     })
 }
 
-/// Copies the data key file to `to` (which must not exist), readable by its owner only.
-pub fn copy_keys(from: &Path, to: &Path) -> Result<(), BackupError> {
-    let keys = std::fs::read(from)?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut f = options.open(to)?;
-    f.write_all(&keys)?;
-    f.sync_all()?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::{database_url, sqlite_file};

@@ -553,10 +553,21 @@ async fn audit_backup(
     action: &str,
     path: &std::path::Path,
 ) -> Result<(), CliError> {
-    let store = Store::connect(&setup.database_url).await?;
-    let audit = AuditLog::start(store.clone(), file.audit_hash()?);
+    let detail = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    audit_operator(&setup.database_url, file.audit_hash()?, action, detail).await
+}
+
+/// Records a successful `action` of the operator's in the audit chain of `url`.
+async fn audit_operator(
+    url: &str,
+    hash: lianyi_security::ChainAlg,
+    action: &str,
+    detail: String,
+) -> Result<(), CliError> {
+    let store = Store::connect(url).await?;
+    let audit = AuditLog::start(store.clone(), hash);
     let mut e = cli_caller().entry(Clock::now_ms(&SystemClock::default()), action, "success");
-    e.detail = Some(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    e.detail = Some(detail);
     audit.record(vec![e]).await.map_err(|e| CliError::Usage(format!("the audit record: {e}")))?;
     store.close().await;
     Ok(())
@@ -805,17 +816,14 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 println!("copy FAILED its check");
                 return Ok(ExitCode::FAILURE);
             }
-            let store = Store::connect(&to).await?;
-            let audit = AuditLog::start(store.clone(), hash);
-            let mut e = cli_caller().entry(Clock::now_ms(&SystemClock::default()), "copy", "success");
-            e.detail = Some(format!("from {}", if from.starts_with("sqlite") { "sqlite" } else { "postgres" }));
-            audit.record(vec![e]).await.map_err(|e| CliError::Usage(format!("the audit record: {e}")))?;
-            store.close().await;
+            let source = if from.starts_with("sqlite") { "sqlite" } else { "postgres" };
+            audit_operator(&to, hash, "copy", format!("from {source}")).await?;
             let home = file.data_dir.clone().unwrap_or_else(|| PathBuf::from("lianyi-data"));
             let keys = file.keys_file(from_dir.as_deref().unwrap_or(&home));
             match to_dir.map(|d| file.keys_file(&d)) {
                 Some(there) if !there.exists() && keys.exists() => {
-                    copy::copy_keys(&keys, &there)?;
+                    backup::write_private(&there, &std::fs::read(&keys).map_err(backup::BackupError::from)?)
+                        .map_err(backup::BackupError::from)?;
                     println!("data keys copied to {}", there.display());
                 }
                 _ => println!(

@@ -278,9 +278,9 @@ impl Store {
         let mut src = source.read_pool().acquire().await?;
         let from: Vec<String> =
             tables_on(&mut src, source.backend).await?.into_iter().filter(|t| accounted(t)).collect();
-        if !self.copy_cleared().await? {
+        let cleared = self.copy_cleared().await?;
+        if !cleared {
             self.migrate_schema().await?;
-            self.clear_for_copy(&from).await?;
         }
         let mut dst = self.write_pool().acquire().await?;
         let to: Vec<String> = tables_on(&mut dst, self.backend).await?.into_iter().filter(|t| accounted(t)).collect();
@@ -294,6 +294,9 @@ impl Store {
         }
         let order = parents_first(&to, &parents_on(&mut dst, self.backend, &to).await?)?;
         drop(dst);
+        if !cleared {
+            self.clear_for_copy(&order).await?;
+        }
         let mut rows = 0;
         for table in &order {
             rows += self.copy_table(&mut src, source.backend, table, progress).await?;
@@ -351,19 +354,14 @@ impl Store {
         Ok(done == 1)
     }
 
-    /// Empties what the migrations seeded and notes each table to copy, in one
-    /// transaction.
-    async fn clear_for_copy(&self, tables: &[String]) -> Result<()> {
-        let mut conn = self.write_pool().acquire().await?;
-        let all: Vec<String> = tables_on(&mut conn, self.backend).await?.into_iter().filter(|t| accounted(t)).collect();
-        let mut order = parents_first(&all, &parents_on(&mut conn, self.backend, &all).await?)?;
-        order.reverse();
-        drop(conn);
+    /// Empties what the migrations seeded (children first) and notes each table to
+    /// copy, in one transaction; `order` has every table after its parents.
+    async fn clear_for_copy(&self, order: &[String]) -> Result<()> {
         let mut tx = self.write_pool().begin_with(self.backend.begin_write()).await?;
-        for t in &order {
+        for t in order.iter().rev() {
             sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {}", quoted(t)))).execute(&mut *tx).await?;
         }
-        for t in tables {
+        for t in order {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO {PROGRESS} (tbl, source, copied, done) SELECT $1, source, 0, 0 FROM {PROGRESS} WHERE tbl = '*'"
             )))

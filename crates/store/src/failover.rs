@@ -13,9 +13,8 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use sqlx::AnyPool;
-use sqlx::any::AnyConnectOptions;
 
-use crate::{Backend, Pools, Result, Store, StoreError, postgres_pool};
+use crate::{Backend, Pools, Result, Store, StoreError, connect_options, postgres_pool};
 
 /// Checks of a lost primary before the next database is tried.
 const MISSES: u32 = 3;
@@ -71,7 +70,7 @@ async fn watch(pools: Arc<RwLock<Pools>>, urls: Vec<String>, alive: Weak<()>) {
         }
         for step in 1..urls.len() {
             let next = (current + step) % urls.len();
-            let Some(options) = urls.get(next).and_then(|u| u.parse::<AnyConnectOptions>().ok()) else { continue };
+            let Some(options) = urls.get(next).and_then(|u| connect_options(u).ok()) else { continue };
             let Ok(Ok(candidate)) =
                 tokio::time::timeout(Duration::from_secs(3), postgres_pool().connect_with(options)).await
             else {

@@ -163,6 +163,14 @@ async fn checkpoint_loop(pool: AnyPool, alive: std::sync::Weak<()>) {
     }
 }
 
+/// How every pool connects to `url`. Statement logging is off: SQL text can be huge
+/// and is no use in production logs.
+fn connect_options(url: &str) -> Result<AnyConnectOptions> {
+    Ok(AnyConnectOptions::from_str(url)?
+        .log_statements(log::LevelFilter::Off)
+        .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(3600)))
+}
+
 /// A PostgreSQL pool of the primary (or of a standby taking its place). A request
 /// waits at most 10 s for a connection: while the database does not answer, that is
 /// how long before it is told so (503) rather than left hanging.
@@ -176,15 +184,9 @@ impl Store {
     /// retried on lock errors) and a pool of readers that see WAL snapshots.
     pub async fn connect(url: &str) -> Result<Store> {
         install_default_drivers();
-        // Statement logging is off: SQL text can be huge and is no use in production logs.
-        let options = |url: &str| -> Result<AnyConnectOptions> {
-            Ok(AnyConnectOptions::from_str(url)?
-                .log_statements(log::LevelFilter::Off)
-                .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(3600)))
-        };
         if url.starts_with("sqlite:") {
             let url = if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") };
-            let opts = options(&url)?;
+            let opts = connect_options(&url)?;
             let write = AnyPoolOptions::new()
                 .max_connections(1)
                 .min_connections(1)
@@ -231,7 +233,7 @@ impl Store {
                 standby: None,
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let pool = postgres_pool().connect_with(options(url)?).await?;
+            let pool = postgres_pool().connect_with(connect_options(url)?).await?;
             Ok(Store {
                 pools: std::sync::Arc::new(std::sync::RwLock::new(Pools { read: pool.clone(), write: pool })),
                 backend: Backend::Postgres,
@@ -256,13 +258,10 @@ impl Store {
                 "read_database: a read standby is a PostgreSQL standby of a PostgreSQL primary".into(),
             ));
         }
-        let options = AnyConnectOptions::from_str(url)?
-            .log_statements(log::LevelFilter::Off)
-            .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(3600));
         let pool = AnyPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(2))
-            .connect_lazy_with(options);
+            .connect_lazy_with(connect_options(url)?);
         let standby = std::sync::Arc::new(standby::Standby::new(pool, max_lag));
         let alive = self._alive.get_or_insert_with(|| std::sync::Arc::new(())).clone();
         tokio::spawn(standby::watch(standby.clone(), self.pools.clone(), std::sync::Arc::downgrade(&alive)));
@@ -296,6 +295,12 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the database answers [`Store::ping`] within 2 s: what tells a failure
+    /// of the database's from one of the request's.
+    pub async fn answers(&self) -> bool {
+        matches!(tokio::time::timeout(Duration::from_secs(2), self.ping()).await, Ok(Ok(())))
+    }
+
     pub fn pool_stats(&self) -> PoolStats {
         let p = self.pools();
         PoolStats {
@@ -306,18 +311,18 @@ impl Store {
         }
     }
 
-    fn pools(&self) -> Pools {
-        self.pools.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    fn pools(&self) -> std::sync::RwLockReadGuard<'_, Pools> {
+        self.pools.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The pool reads of the primary go through.
     pub(crate) fn read_pool(&self) -> AnyPool {
-        self.pools().read
+        self.pools().read.clone()
     }
 
     /// The pool writes go through.
     pub(crate) fn write_pool(&self) -> AnyPool {
-        self.pools().write
+        self.pools().write.clone()
     }
 
     /// Closes the pools, waiting for checked-out connections to return.

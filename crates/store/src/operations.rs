@@ -320,6 +320,11 @@ impl Operations {
         self.0.ping().await
     }
 
+    /// See [`Store::answers`].
+    pub async fn answers(&self) -> bool {
+        self.0.answers().await
+    }
+
     /// Records a queued message's outcome, only if it is still queued (else
     /// [`crate::StoreError::NotQueued`]): a message that could not be applied.
     pub async fn finish_queued(&self, f: Finish) -> Result<()> {
@@ -338,6 +343,11 @@ impl Operations {
 
     pub fn pool_stats(&self) -> PoolStats {
         self.0.pool_stats()
+    }
+
+    /// Whether reads may go to a standby at all.
+    pub fn has_standby(&self) -> bool {
+        self.0.standby.is_some()
     }
 
     /// How the read standby stands; none without one.

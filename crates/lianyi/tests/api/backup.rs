@@ -42,7 +42,8 @@ fn listed(dir: &Path) -> Vec<String> {
     names
 }
 
-async fn create_patient(client: &reqwest::Client, base: &str, family: &str) -> Option<String> {
+/// Creates a patient; its id once acknowledged (none when the server refused or failed).
+pub(crate) async fn create_patient(client: &reqwest::Client, base: &str, family: &str) -> Option<String> {
     let r = client
         .post(format!("{base}/fhir/Patient"))
         .header("content-type", "application/fhir+json")

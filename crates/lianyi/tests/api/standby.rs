@@ -173,28 +173,12 @@ async fn reads_go_to(base: &str, to: &str) -> Value {
 
 /// A create that may fail (the database lost): the new id once acknowledged.
 async fn try_create(client: &reqwest::Client, base: &str, family: &str) -> Option<String> {
-    let send = client
-        .post(format!("{base}/fhir/Patient"))
-        .header("content-type", "application/fhir+json")
-        .body(json!({"resourceType": "Patient", "name": [{"family": family}]}).to_string())
-        .send();
-    let r = tokio::time::timeout(Duration::from_secs(40), send).await.ok()?.ok()?;
-    if r.status() != StatusCode::CREATED {
-        return None;
-    }
-    r.json::<Value>().await.ok()?["id"].as_str().map(str::to_string)
+    let create = crate::backup::create_patient(client, base, family);
+    tokio::time::timeout(Duration::from_secs(40), create).await.ok().flatten()
 }
 
 async fn create_patient(client: &reqwest::Client, base: &str, family: &str) -> String {
-    let r = client
-        .post(format!("{base}/fhir/Patient"))
-        .header("content-type", "application/fhir+json")
-        .body(json!({"resourceType": "Patient", "name": [{"family": family}]}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string()
+    crate::backup::create_patient(client, base, family).await.expect("201 Created")
 }
 
 #[tokio::test]

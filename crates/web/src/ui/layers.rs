@@ -36,7 +36,7 @@ pub async fn track(req: Request, next: Next) -> Response {
 /// read of one's own write). Anonymous requests read from the primary.
 pub async fn read_routing(State(state): State<crate::AppState>, req: Request, next: Next) -> Response {
     let ops = state.fhir.operations();
-    if ops.standby_status().is_none() {
+    if !ops.has_standby() {
         return next.run(req).await;
     }
     let Some(key) = reader_key(&req) else { return next.run(req).await };
@@ -77,8 +77,7 @@ pub async fn unavailable(State(state): State<crate::AppState>, req: Request, nex
     if resp.status() != StatusCode::INTERNAL_SERVER_ERROR {
         return resp;
     }
-    let ops = state.fhir.operations();
-    if matches!(tokio::time::timeout(std::time::Duration::from_secs(2), ops.ping()).await, Ok(Ok(()))) {
+    if state.fhir.operations().answers().await {
         return resp;
     }
     tracing::warn!("the database does not answer: 503");
