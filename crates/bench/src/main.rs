@@ -81,6 +81,7 @@ mod kb;
 mod mllp;
 mod monitor;
 mod pages;
+mod resilience;
 
 /// Deterministic pseudo-random numbers (SplitMix64).
 struct Rng(u64);
@@ -261,7 +262,10 @@ async fn serve(database: String, dir: PathBuf, cred_file: PathBuf) {
         critical_escalation_minutes: 10,
         near_expiry_days: 90,
         mail: None,
-        read_database: None,
+        // `lianyi-bench standby`: the server's `--read-database`.
+        read_database: std::env::var("LIANYI_BENCH_READ_DATABASE")
+            .ok()
+            .map(|url| lianyi_web::ReadDatabase { url, max_lag: Duration::from_secs(5) }),
         failover_databases: Vec::new(),
         export_dir: dir.join("exports"),
     };
@@ -407,6 +411,61 @@ async fn start_server_with(database: &str, dir: &std::path::Path, env: &[(&str, 
     Server { child, base, http, mllp }
 }
 
+/// Loads `resources` generated resources (whole patients, [`patient_bundle`]) through
+/// transaction bundles of about `bundle` entries, `clients` bundles in flight (a bulk
+/// loader keeps several so the server never waits for the next); `each` sees every
+/// patient's entries. Samples the server's peak RSS into `peak`. (resources, patients).
+pub(crate) async fn ingest(
+    server: &Server,
+    resources: usize,
+    bundle: usize,
+    clients: usize,
+    peak: &Arc<AtomicUsize>,
+    mut each: impl FnMut(&[Value]),
+) -> (usize, usize) {
+    let pid = server.child.id();
+    let mut rng = Rng(42);
+    let (mut loaded, mut patients) = (0usize, 0usize);
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(clients);
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let mut senders = Vec::new();
+    for _ in 0..clients {
+        let (rx, http, url, peak) = (rx.clone(), server.http.clone(), format!("{}/fhir", server.base), peak.clone());
+        senders.push(tokio::spawn(async move {
+            loop {
+                let Some(bundle) = rx.lock().await.recv().await else { break };
+                let r = http
+                    .post(&url)
+                    .header("content-type", "application/fhir+json")
+                    .header("prefer", "return=minimal")
+                    .body(bundle)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success(), "bundle failed: {}", r.text().await.unwrap());
+                peak.fetch_max(rss_kb(pid) as usize, Ordering::Relaxed);
+            }
+        }));
+    }
+    while loaded < resources {
+        let mut entries = Vec::new();
+        while entries.len() < bundle && loaded + entries.len() < resources {
+            let one = patient_bundle(&mut rng, patients);
+            each(&one);
+            entries.extend(one);
+            patients += 1;
+        }
+        loaded += entries.len();
+        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+        tx.send(bundle.to_string()).await.unwrap();
+    }
+    drop(tx);
+    for s in senders {
+        s.await.unwrap();
+    }
+    (loaded, patients)
+}
+
 #[tokio::main]
 async fn main() {
     let raw: Vec<String> = std::env::args().collect();
@@ -438,6 +497,14 @@ async fn main() {
         kb::run(raw[2..].to_vec()).await;
         return;
     }
+    if raw.get(1).map(String::as_str) == Some("backup") {
+        resilience::backup(raw[2..].to_vec()).await;
+        return;
+    }
+    if raw.get(1).map(String::as_str) == Some("standby") {
+        resilience::standby(raw[2..].to_vec()).await;
+        return;
+    }
     if raw.get(1).map(String::as_str) == Some("billing") {
         billing::run(raw[2..].to_vec()).await;
         return;
@@ -455,54 +522,18 @@ async fn main() {
 
     // 1. Bulk ingest through transaction bundles, `--bundle-clients` at a time (a bulk
     // loader keeps several bundles in flight so the server never waits for the next).
-    let mut rng = Rng(42);
-    let mut loaded = 0usize;
-    let mut patients = 0usize;
     let mut family_of: Vec<usize> = Vec::new();
     let mut bodies: Vec<String> = Vec::new();
-    let t = Instant::now();
     let peak = Arc::new(AtomicUsize::new(rss_idle as usize));
-    let (tx, rx) = tokio::sync::mpsc::channel::<String>(a.bundle_clients);
-    let rx = Arc::new(tokio::sync::Mutex::new(rx));
-    let mut senders = Vec::new();
-    for _ in 0..a.bundle_clients {
-        let (rx, http, url, peak) = (rx.clone(), server.http.clone(), format!("{}/fhir", server.base), peak.clone());
-        senders.push(tokio::spawn(async move {
-            loop {
-                let Some(bundle) = rx.lock().await.recv().await else { break };
-                let r = http
-                    .post(&url)
-                    .header("content-type", "application/fhir+json")
-                    .header("prefer", "return=minimal")
-                    .body(bundle)
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(r.status().is_success(), "bundle failed: {}", r.text().await.unwrap());
-                peak.fetch_max(rss_kb(pid) as usize, Ordering::Relaxed);
-            }
-        }));
-    }
-    while loaded < a.resources {
-        let mut entries = Vec::new();
-        while entries.len() < a.bundle && loaded + entries.len() < a.resources {
-            let bundle = patient_bundle(&mut rng, patients);
-            let family = &bundle[0]["resource"]["name"][0]["family"];
-            family_of.push(FAMILIES_ZH.iter().position(|z| family == *z).unwrap_or(0));
-            entries.extend(bundle);
-            patients += 1;
-        }
-        loaded += entries.len();
+    let t = Instant::now();
+    let (loaded, patients) = ingest(&server, a.resources, a.bundle, a.bundle_clients, &peak, |bundle| {
+        let family = &bundle[0]["resource"]["name"][0]["family"];
+        family_of.push(FAMILIES_ZH.iter().position(|z| family == *z).unwrap_or(0));
         if bodies.len() < 200_000 {
-            bodies.extend(entries.iter().map(|e| e["resource"].to_string()));
+            bodies.extend(bundle.iter().map(|e| e["resource"].to_string()));
         }
-        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
-        tx.send(bundle.to_string()).await.unwrap();
-    }
-    drop(tx);
-    for s in senders {
-        s.await.unwrap();
-    }
+    })
+    .await;
     let mut peak_rss = peak.load(Ordering::Relaxed) as u64;
     let ingest_secs = t.elapsed().as_secs_f64();
     let bundle_rate = loaded as f64 / ingest_secs;

@@ -236,13 +236,14 @@ impl Inbound {
         self.fhir.protector().cipher().encrypt(text, aad).ok()
     }
 
-    /// Handles one message (the bytes inside an MLLP frame) and returns the ACK bytes.
-    /// Whether the database answers (within 2 s): a message that failed while it does
-    /// not gets no ACK at all, so its sender sends it again.
-    pub async fn database_answers(&self) -> bool {
-        self.fhir.operations().answers().await
+    /// Whether the database fails the messages (it does not answer within 2 s, or
+    /// its disk is full): a message that failed then gets no ACK at all, so its
+    /// sender sends it again.
+    pub async fn database_failing(&self) -> bool {
+        self.fhir.operations().failing().await.is_some()
     }
 
+    /// Handles one message (the bytes inside an MLLP frame) and returns the ACK bytes.
     pub async fn receive(&self, bytes: &[u8], peer: Option<String>) -> (Vec<u8>, Outcome) {
         let received_at = self.fhir.now_ms();
         let (text, charset) = match decode(bytes) {

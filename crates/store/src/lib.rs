@@ -18,6 +18,7 @@ pub mod copy;
 mod counters;
 pub mod desk;
 mod failover;
+pub mod faults;
 pub mod kb;
 pub mod messages;
 mod migrate;
@@ -95,7 +96,7 @@ pub enum StoreError {
     #[error("unsupported database URL (rule: sqlite://PATH or postgres://...)")]
     UnsupportedUrl,
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// A queued message was applied already (by another applier): nothing written.
@@ -107,7 +108,25 @@ pub enum StoreError {
     Refused(String),
 }
 
+impl From<sqlx::Error> for StoreError {
+    /// Every driver error becomes a store error here; one that says the disk is full
+    /// is noted (see [`faults`]).
+    fn from(e: sqlx::Error) -> Self {
+        faults::note(&e);
+        StoreError::Database(e)
+    }
+}
+
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Why the database cannot take requests now ([`Store::failing`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failing {
+    /// It does not answer within 2 s (stopped, unreachable, out of connections).
+    Unreachable,
+    /// A write failed for lack of disk space, and none has been committed since.
+    StorageFull,
+}
 
 /// Connection-pool figures for `/metrics`.
 #[derive(Clone, Copy, Debug)]
@@ -175,7 +194,24 @@ fn connect_options(url: &str) -> Result<AnyConnectOptions> {
 /// waits at most 10 s for a connection: while the database does not answer, that is
 /// how long before it is told so (503) rather than left hanging.
 fn postgres_pool() -> AnyPoolOptions {
-    AnyPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10))
+    writer_pool().max_connections(16).acquire_timeout(Duration::from_secs(10))
+}
+
+/// A pool whose connections write. A connection still counting itself inside a
+/// transaction when it is taken from the pool is closed and replaced: when SQLite
+/// rolls a transaction back by itself (a write that failed for lack of disk space)
+/// the driver's own ROLLBACK fails and leaves its count at one, and every later
+/// `BEGIN` on that connection would be refused, long after space returned.
+fn writer_pool() -> AnyPoolOptions {
+    AnyPoolOptions::new().before_acquire(|conn, _| {
+        Box::pin(async move {
+            let stale = sqlx::Connection::is_in_transaction(conn);
+            if stale {
+                tracing::warn!("a database connection left inside a failed transaction is replaced");
+            }
+            Ok(!stale)
+        })
+    })
 }
 
 impl Store {
@@ -187,7 +223,7 @@ impl Store {
         if url.starts_with("sqlite:") {
             let url = if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") };
             let opts = connect_options(&url)?;
-            let write = AnyPoolOptions::new()
+            let write = writer_pool()
                 .max_connections(1)
                 .min_connections(1)
                 .acquire_timeout(Duration::from_secs(30))
@@ -289,6 +325,17 @@ impl Store {
         Ok(())
     }
 
+    /// SQLite's `PRAGMA integrity_check`: `Some("ok")` when every page, index and
+    /// constraint is sound, else the problems it found; `None` on PostgreSQL (it has
+    /// no such check built in).
+    pub async fn integrity_check(&self) -> Result<Option<String>> {
+        if self.backend != Backend::Sqlite {
+            return Ok(None);
+        }
+        let rows: Vec<(String,)> = sqlx::query_as("PRAGMA integrity_check").fetch_all(&self.read_pool()).await?;
+        Ok(Some(rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join("; ")))
+    }
+
     /// A trivial round trip, for `/healthz`.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read_pool()).await?;
@@ -299,6 +346,18 @@ impl Store {
     /// of the database's from one of the request's.
     pub async fn answers(&self) -> bool {
         matches!(tokio::time::timeout(Duration::from_secs(2), self.ping()).await, Ok(Ok(())))
+    }
+
+    /// Why requests fail, if it is the database's fault: it does not answer, or its
+    /// disk is full (see [`faults`]); `None` when it answers and writes.
+    pub async fn failing(&self) -> Option<Failing> {
+        if !self.answers().await {
+            Some(Failing::Unreachable)
+        } else if faults::storage_full() {
+            Some(Failing::StorageFull)
+        } else {
+            None
+        }
     }
 
     pub fn pool_stats(&self) -> PoolStats {

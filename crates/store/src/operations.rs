@@ -320,9 +320,9 @@ impl Operations {
         self.0.ping().await
     }
 
-    /// See [`Store::answers`].
-    pub async fn answers(&self) -> bool {
-        self.0.answers().await
+    /// See [`Store::failing`].
+    pub async fn failing(&self) -> Option<crate::Failing> {
+        self.0.failing().await
     }
 
     /// Records a queued message's outcome, only if it is still queued (else

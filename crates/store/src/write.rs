@@ -443,6 +443,7 @@ impl Store {
         }
         let inserted_at = started.elapsed();
         tx.commit().await?;
+        crate::faults::clear();
         if !planned.is_empty() {
             self.changes.notify_one();
         }

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use crate::AppState;
 use crate::ui::i18n::Tr;
-use crate::ui::render::{csv, forbidden, local_time, page};
+use crate::ui::render::{csv, failed, forbidden, local_time, page};
 use crate::ui::session::Signed;
 use crate::ui::shell::{NavLink, Place, Shell, shell};
 
@@ -176,7 +176,7 @@ async fn bg_report(
                 .collect();
             page(ReportPage { t, shell: &shell, from, to, rows }.render())
         }
-        Err(_) => forbidden(t),
+        Err(e) => failed(t, &e),
     }
 }
 
@@ -326,7 +326,7 @@ async fn audit_page(
                 .render(),
             )
         }
-        Err(_) => forbidden(t),
+        Err(e) => failed(t, &e),
     }
 }
 
@@ -339,7 +339,10 @@ async fn audit_csv(
     Query(q): Query<RangeQuery>,
 ) -> Response {
     let (query, from, to) = audit_query(&state, &RangeQuery { page: None, ..q }, AUDIT_CSV_MAX);
-    let Ok(records) = state.fhir.audit_review(&info.caller, &query).await else { return forbidden(t) };
+    let records = match state.fhir.audit_review(&info.caller, &query).await {
+        Ok(r) => r,
+        Err(e) => return failed(t, &e),
+    };
     let header = [
         "audit-seq",
         "report-when",
@@ -380,6 +383,6 @@ async fn access_log(State(state): State<AppState>, Signed { info, t, headers }: 
             }
             .render(),
         ),
-        Err(_) => forbidden(t),
+        Err(e) => failed(t, &e),
     }
 }

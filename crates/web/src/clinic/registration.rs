@@ -293,7 +293,12 @@ async fn patient_page(
             }
         }
         Err(RegistryError::Service(e)) if gone(&e) => return not_found(t),
-        Err(_) => return forbidden(t),
+        Err(RegistryError::Service(e)) => return crate::ui::render::failed(t, &e),
+        Err(RegistryError::Forbidden(_)) => return forbidden(t),
+        Err(e) => {
+            tracing::error!(error = %e, "opening a patient's record");
+            return crate::ui::render::server_error(Some(t));
+        }
     };
     let stored_id = id;
     let today = state.scheduling.today();

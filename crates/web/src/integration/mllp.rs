@@ -72,10 +72,12 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
         while let Some(message) = framer.next_frame() {
             let (ack, outcome) = inbound.receive(message, Some(peer.ip().to_string())).await;
             metrics::counter!("lianyi_mllp_messages_total", "outcome" => outcome_name(outcome)).increment(1);
-            if outcome == Outcome::Failed && !inbound.database_answers().await {
+            if outcome == Outcome::Failed && inbound.database_failing().await {
                 // Nothing was stored: no ACK, so the sender keeps the message and sends
                 // it again (an AE might be taken as final).
-                tracing::warn!("the database does not answer: MLLP connection closed without an ACK");
+                tracing::warn!(
+                    "the database does not answer or its disk is full: MLLP connection closed without an ACK"
+                );
                 return Ok(());
             }
             sock.write_all(&frame(&ack)).await?;

@@ -66,9 +66,10 @@ fn reader_key(req: &Request) -> Option<String> {
     Some(format!("{:016x}", KEYS.get_or_init(Default::default).hash_one(secret)))
 }
 
-/// A request that failed (500) while the database does not answer becomes 503 with
-/// `Retry-After`: an OperationOutcome (`transient`) for the APIs, a message page for
-/// people. Nothing was half-written: each write is one transaction.
+/// A request that failed (500) because of the database says so. It does not
+/// answer: 503 with `Retry-After`. Its disk is full: 507 (Insufficient Storage).
+/// The APIs get an OperationOutcome (`transient`), people a message page. Nothing
+/// was half-written: each write is one transaction.
 pub async fn unavailable(State(state): State<crate::AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
     let api = ["/fhir", "/api/", "/oauth/"].iter().any(|p| path.starts_with(p));
@@ -77,21 +78,28 @@ pub async fn unavailable(State(state): State<crate::AppState>, req: Request, nex
     if resp.status() != StatusCode::INTERNAL_SERVER_ERROR {
         return resp;
     }
-    if state.fhir.operations().answers().await {
-        return resp;
-    }
-    tracing::warn!("the database does not answer: 503");
-    let mut r = if api {
-        crate::ui::error::FhirError::new(
+    let (status, said, page, retry) = match state.fhir.operations().failing().await {
+        None => return resp,
+        Some(lianyi_store::Failing::Unreachable) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            lianyi_fhir::outcome::IssueType::Transient,
             "the database does not answer: nothing was written; try again in a moment",
-        )
-        .into_response()
-    } else {
-        crate::ui::render::unavailable(crate::ui::i18n::Tr::new(lang))
+            "db-unavailable",
+            "5",
+        ),
+        Some(lianyi_store::Failing::StorageFull) => (
+            StatusCode::INSUFFICIENT_STORAGE,
+            "the database's disk is full: nothing was written; try again once the administrator has freed space",
+            "db-disk-full",
+            "60",
+        ),
     };
-    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    tracing::warn!(status = status.as_u16(), "{said}");
+    let mut r = if api {
+        crate::ui::error::FhirError::new(status, lianyi_fhir::outcome::IssueType::Transient, said).into_response()
+    } else {
+        crate::ui::render::unavailable(crate::ui::i18n::Tr::new(lang), status, page)
+    };
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(retry));
     r
 }
 

@@ -69,13 +69,26 @@ pub(crate) fn not_found(t: Tr) -> Response {
     message_page(t, StatusCode::NOT_FOUND, t.get("not-found"), None)
 }
 
-/// A 503 page: the database does not answer.
-pub(crate) fn unavailable(t: Tr) -> Response {
-    message_page(t, StatusCode::SERVICE_UNAVAILABLE, t.get("db-unavailable"), None)
+/// The page of a request the database failed: `key` is the message (it does not
+/// answer, its disk is full).
+pub(crate) fn unavailable(t: Tr, status: StatusCode, key: &'static str) -> Response {
+    message_page(t, status, t.get(key), None)
 }
 
 pub(crate) fn forbidden(t: Tr) -> Response {
     message_page(t, StatusCode::FORBIDDEN, t.get("forbidden"), None)
+}
+
+/// The page of a service call that failed: "not allowed" when the service refused,
+/// else the error is logged and the page is a 500 (which names the database's fault,
+/// when it is one: see [`crate::ui::layers::unavailable`]). Never "not allowed" for a
+/// failure that is not a refusal.
+pub(crate) fn failed(t: Tr, e: &lianyi_services::ServiceError) -> Response {
+    if matches!(e, lianyi_services::ServiceError::Forbidden(_)) {
+        return forbidden(t);
+    }
+    tracing::error!(error = %e, "a page's service call failed");
+    server_error(Some(t))
 }
 
 /// A 500 page naming the operation id of this request, which its log lines carry
