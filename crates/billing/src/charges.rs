@@ -115,11 +115,16 @@ impl Charger {
     /// Follows the outbox for ever (started with the server).
     pub async fn run(self) {
         let mut cursor = None;
+        let mut pause = lianyi_services::follow::Pause::new("billing");
         loop {
-            if let Err(e) = self.scan(&mut cursor).await {
+            let round = self.scan(&mut cursor).await;
+            if let Err(e) = &round
+                && !pause.paused()
+            {
                 tracing::warn!(error = %e, "billing scan failed");
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            let wait = pause.after(&self.fhir.operations(), round.is_ok(), Duration::from_millis(500)).await;
+            tokio::time::sleep(wait).await;
         }
     }
 

@@ -285,18 +285,23 @@ impl CriticalValues {
     pub async fn run(self) {
         let mut last_escalation = 0i64;
         let mut cursor = None;
+        let mut pause = lianyi_services::follow::Pause::new("critical values");
         loop {
-            if let Err(e) = self.scan(&mut cursor).await {
+            let round = self.scan(&mut cursor).await;
+            if let Err(e) = &round
+                && !pause.paused()
+            {
                 tracing::warn!(error = %e, "critical-value scan failed");
             }
             let now = self.fhir.now_ms();
-            if now - last_escalation >= 10_000 {
+            if round.is_ok() && now - last_escalation >= 10_000 {
                 last_escalation = now;
                 if let Err(e) = self.escalate_due().await {
                     tracing::warn!(error = %e, "critical-value escalation failed");
                 }
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            let wait = pause.after(&self.fhir.operations(), round.is_ok(), Duration::from_millis(500)).await;
+            tokio::time::sleep(wait).await;
         }
     }
 

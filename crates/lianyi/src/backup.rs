@@ -175,8 +175,14 @@ async fn sealed_into(setup: &Setup, dir: &Path, now_ms: i64, partial: &Path, don
             let size = std::fs::metadata(&copy)?.len();
             let b = bar(Some(size), "sealing");
             let sealed = tokio::task::spawn_blocking(move || -> Result<_, BackupError> {
-                let db = BufReader::new(std::fs::File::open(&copy)?);
-                sealed.part("database", db, |n| b.set_position(n))?;
+                // Compressed (zstd, level 3) before it is sealed: the bodies are JSON,
+                // and an uncompressed copy is as large as the database (BENCHMARKS.md).
+                let db = Counted {
+                    inner: BufReader::new(std::fs::File::open(&copy)?),
+                    read: 0,
+                    progress: |n| b.set_position(n),
+                };
+                sealed.part(COMPRESSED_SQLITE, zstd::stream::read::Encoder::new(db, 3)?, |_| {})?;
                 b.finish_and_clear();
                 drop(scratch);
                 Ok(sealed)
@@ -528,17 +534,30 @@ pub async fn unseal_into(setup: &Setup, file: &Path, target: &Target) -> Result<
                 "keys" => {
                     reader.read_part(&mut keys, |_| {})?;
                 }
-                "database" => match &target {
+                "database" | COMPRESSED_SQLITE => match &target {
                     Target::SqliteFile(path) => {
                         let mut options = std::fs::OpenOptions::new();
                         options.write(true).create_new(true);
                         let f = options.open(path)?;
                         let mut w = BufWriter::new(f);
                         let b = bar(None, "restoring");
-                        reader.read_part(&mut w, |n| b.set_position(n))?;
+                        if part == COMPRESSED_SQLITE {
+                            let mut unpacked = zstd::stream::write::Decoder::new(&mut w)?;
+                            reader.read_part(&mut unpacked, |n| b.set_position(n))?;
+                            unpacked.flush()?;
+                        } else {
+                            // A backup of a version that did not compress.
+                            reader.read_part(&mut w, |n| b.set_position(n))?;
+                        }
                         b.finish_and_clear();
                         let f = w.into_inner().map_err(|e| BackupError::Io(e.into_error()))?;
                         f.sync_all()?;
+                    }
+                    Target::Postgres(_) if part == COMPRESSED_SQLITE => {
+                        return Err(BackupError::Refused(
+                            "this is a backup of a SQLite database: it restores into a data folder, not PostgreSQL"
+                                .into(),
+                        ));
                     }
                     Target::Postgres(url) => {
                         let mut child = std::process::Command::new(&pg_restore)
@@ -850,6 +869,26 @@ pub async fn drill(setup: &Setup, keeping: &Keeping, actor: &str, now_ms: i64) -
         compare: compare_took,
         passed: verified && restored,
     })
+}
+
+/// The part a SQLite database is sealed as: the file, compressed with zstd.
+const COMPRESSED_SQLITE: &str = "database.zst";
+
+/// A reader that reports how many bytes have been read through it (the progress bar
+/// of a part that is compressed on its way into the file).
+struct Counted<R, F> {
+    inner: R,
+    read: u64,
+    progress: F,
+}
+
+impl<R: std::io::Read, F: FnMut(u64)> std::io::Read for Counted<R, F> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        (self.progress)(self.read);
+        Ok(n)
+    }
 }
 
 #[cfg(test)]

@@ -41,3 +41,50 @@ where
     *known = Some(cursor);
     Ok(acted)
 }
+
+/// A background loop's pause while the database fails. After each round the loop
+/// asks [`Pause::after`] how long to wait: its usual interval after a round that
+/// worked or failed on its own; while the database does not answer or its disk is
+/// full, twice as long each round (up to 30 s), with one line in the log when the
+/// loop pauses and one when it resumes, instead of an error every round.
+#[derive(Debug)]
+pub struct Pause {
+    name: &'static str,
+    backoff: Option<std::time::Duration>,
+}
+
+impl Pause {
+    const LONGEST: std::time::Duration = std::time::Duration::from_secs(30);
+
+    pub fn new(name: &'static str) -> Pause {
+        Pause { name, backoff: None }
+    }
+
+    /// Whether the loop is paused (its rounds' errors are the database's: not worth
+    /// logging one by one).
+    pub fn paused(&self) -> bool {
+        self.backoff.is_some()
+    }
+
+    /// The wait before the next round, after one that `worked` (see [`Pause`]).
+    pub async fn after(&mut self, ops: &Operations, worked: bool, usual: std::time::Duration) -> std::time::Duration {
+        if worked {
+            if self.backoff.take().is_some() {
+                tracing::info!(task = self.name, "the database answers again: resumed");
+            }
+            return usual;
+        }
+        if ops.failing().await.is_none() {
+            return usual;
+        }
+        let next = match self.backoff {
+            None => {
+                tracing::warn!(task = self.name, "the database does not answer or its disk is full: paused");
+                usual.max(std::time::Duration::from_secs(1))
+            }
+            Some(b) => (b * 2).min(Self::LONGEST),
+        };
+        self.backoff = Some(next);
+        next
+    }
+}

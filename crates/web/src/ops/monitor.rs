@@ -43,11 +43,20 @@ pub(crate) async fn run_probes(state: AppState, tick: std::time::Duration) {
     let mut every = tokio::time::interval(tick);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_settle = 0_i64;
+    let mut pause = lianyi_services::follow::Pause::new("monitoring");
     loop {
         every.tick().await;
         let free = permits.available_permits().min(500);
         if free > 0 {
-            match state.monitor.claim_due(free as i64).await {
+            let claimed = state.monitor.claim_due(free as i64).await;
+            let wait = pause.after(&state.fhir.operations(), claimed.is_ok(), std::time::Duration::ZERO).await;
+            if pause.paused() {
+                // The database fails: no probe is claimed (nor its result lost) until
+                // it answers again.
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            match claimed {
                 Ok((at, work)) => {
                     for (probe, spec) in work {
                         let Ok(permit) = permits.clone().try_acquire_owned() else { break };
