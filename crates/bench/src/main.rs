@@ -244,6 +244,14 @@ async fn serve(database: String, dir: PathBuf, cred_file: PathBuf) {
     }
     let store = lianyi_store::Store::connect(&database).await.expect("connect");
     store.migrate().await.expect("migrate");
+    // `lianyi-bench standby`: the server's `--read-database` (what `App::build` does).
+    let read_database = std::env::var("LIANYI_BENCH_READ_DATABASE")
+        .ok()
+        .map(|url| lianyi_web::ReadDatabase { url, max_lag: Duration::from_secs(5) });
+    let store = match &read_database {
+        Some(r) => store.with_standby(&r.url, r.max_lag).expect("read database"),
+        None => store,
+    };
     let config = lianyi_web::AppConfig {
         database_url: database,
         default_campus: Some("campus-east".into()),
@@ -262,10 +270,7 @@ async fn serve(database: String, dir: PathBuf, cred_file: PathBuf) {
         critical_escalation_minutes: 10,
         near_expiry_days: 90,
         mail: None,
-        // `lianyi-bench standby`: the server's `--read-database`.
-        read_database: std::env::var("LIANYI_BENCH_READ_DATABASE")
-            .ok()
-            .map(|url| lianyi_web::ReadDatabase { url, max_lag: Duration::from_secs(5) }),
+        read_database,
         failover_databases: Vec::new(),
         export_dir: dir.join("exports"),
     };
