@@ -224,6 +224,14 @@ fn rss_kb(pid: u32) -> u64 {
         .map_or(0, |pages| pages * 4)
 }
 
+/// The size of the PostgreSQL database `url` names.
+async fn pg_database_size(url: &str) -> u64 {
+    use sqlx::Row;
+    let pool = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(url).await.unwrap();
+    let row = sqlx::query("SELECT pg_database_size(current_database())").fetch_one(&pool).await.unwrap();
+    row.try_get::<i64, _>(0).unwrap() as u64
+}
+
 fn dir_size(path: &std::path::Path) -> u64 {
     std::fs::read_dir(path)
         .map(|d| d.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum())
@@ -242,16 +250,10 @@ async fn serve(database: String, dir: PathBuf, cred_file: PathBuf) {
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("LIANYI_LOG") {
         tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).init();
     }
-    let store = lianyi_store::Store::connect(&database).await.expect("connect");
-    store.migrate().await.expect("migrate");
-    // `lianyi-bench standby`: the server's `--read-database` (what `App::build` does).
+    // `lianyi-bench standby`: the server's `--read-database`.
     let read_database = std::env::var("LIANYI_BENCH_READ_DATABASE")
         .ok()
         .map(|url| lianyi_web::ReadDatabase { url, max_lag: Duration::from_secs(5) });
-    let store = match &read_database {
-        Some(r) => store.with_standby(&r.url, r.max_lag).expect("read database"),
-        None => store,
-    };
     let config = lianyi_web::AppConfig {
         database_url: database,
         default_campus: Some("campus-east".into()),
@@ -274,7 +276,8 @@ async fn serve(database: String, dir: PathBuf, cred_file: PathBuf) {
         failover_databases: Vec::new(),
         export_dir: dir.join("exports"),
     };
-    let app = lianyi_web::App::with_store(store, config).expect("app");
+    // As `lianyi serve` does: connect, migrate, and the read database if there is one.
+    let app = lianyi_web::App::build(config).await.expect("app");
     let c = app
         .state()
         .clients
@@ -478,41 +481,18 @@ async fn main() {
         serve(raw[2].clone(), raw[3].clone().into(), raw[4].clone().into()).await;
         return;
     }
-    if raw.get(1).map(String::as_str) == Some("mllp") {
-        mllp::run(raw[2..].to_vec()).await;
-        return;
-    }
-    if raw.get(1).map(String::as_str) == Some("pages") {
-        pages::run(raw[2..].to_vec()).await;
-        return;
-    }
-    if raw.get(1).map(String::as_str) == Some("cmdb") {
-        cmdb::run(raw[2..].to_vec()).await;
-        return;
-    }
-    if raw.get(1).map(String::as_str) == Some("monitor") {
-        monitor::run(raw[2..].to_vec()).await;
-        return;
-    }
-    if raw.get(1).map(String::as_str) == Some("desk") {
-        desk::run(raw[2..].to_vec()).await;
-        return;
-    }
-    if raw.get(1).map(String::as_str) == Some("kb") {
-        kb::run(raw[2..].to_vec()).await;
-        return;
-    }
-    if raw.get(1).map(String::as_str) == Some("backup") {
-        resilience::backup(raw[2..].to_vec()).await;
-        return;
-    }
-    if raw.get(1).map(String::as_str) == Some("standby") {
-        resilience::standby(raw[2..].to_vec()).await;
-        return;
-    }
-    if raw.get(1).map(String::as_str) == Some("billing") {
-        billing::run(raw[2..].to_vec()).await;
-        return;
+    let rest = || raw.get(2..).unwrap_or_default().to_vec();
+    match raw.get(1).map(String::as_str) {
+        Some("mllp") => return mllp::run(rest()).await,
+        Some("pages") => return pages::run(rest()).await,
+        Some("cmdb") => return cmdb::run(rest()).await,
+        Some("monitor") => return monitor::run(rest()).await,
+        Some("desk") => return desk::run(rest()).await,
+        Some("kb") => return kb::run(rest()).await,
+        Some("backup") => return resilience::backup(rest()).await,
+        Some("standby") => return resilience::standby(rest()).await,
+        Some("billing") => return billing::run(rest()).await,
+        _ => {}
     }
     let a = args();
     let dir = std::env::temp_dir().join(format!("lianyi-bench-{}", std::process::id()));
@@ -669,14 +649,7 @@ async fn main() {
     drop(server);
 
     // 4. Disk.
-    let db_bytes = if backend == "sqlite" {
-        dir_size(&dir)
-    } else {
-        let pool = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&database).await.unwrap();
-        let row = sqlx::query("SELECT pg_database_size(current_database())").fetch_one(&pool).await.unwrap();
-        use sqlx::Row;
-        row.try_get::<i64, _>(0).unwrap() as u64
-    };
+    let db_bytes = if backend == "sqlite" { dir_size(&dir) } else { pg_database_size(&database).await };
 
     // 5. The storage limit: the same bodies, straight into the same database.
     sqlx::any::install_default_drivers();

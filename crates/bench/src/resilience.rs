@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use sqlx::Row;
 
-use crate::{Server, dir_size, ingest, percentile, start_server, start_server_with};
+use crate::{Server, dir_size, ingest, percentile, pg_database_size, start_server, start_server_with};
 
 fn lianyi() -> PathBuf {
     let path = std::env::current_exe().unwrap().with_file_name("lianyi");
@@ -38,12 +38,6 @@ fn timed(args: &[&str]) -> (String, f64) {
     let secs = t.elapsed().as_secs_f64();
     assert!(out.status.success(), "lianyi {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
     (String::from_utf8_lossy(&out.stdout).to_string(), secs)
-}
-
-async fn pg_database_size(url: &str) -> u64 {
-    let pool = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(url).await.unwrap();
-    let row = sqlx::query("SELECT pg_database_size(current_database())").fetch_one(&pool).await.unwrap();
-    row.try_get::<i64, _>(0).unwrap() as u64
 }
 
 /// Runs `sql` on the database `url` names (outside a transaction: CREATE DATABASE).

@@ -344,7 +344,7 @@ impl Store {
 
     /// Whether the database answers [`Store::ping`] within 2 s: what tells a failure
     /// of the database's from one of the request's.
-    pub async fn answers(&self) -> bool {
+    async fn answers(&self) -> bool {
         matches!(tokio::time::timeout(Duration::from_secs(2), self.ping()).await, Ok(Ok(())))
     }
 
