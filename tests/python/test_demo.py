@@ -21,7 +21,7 @@ def test_demo_prints_a_working_mllp_send_line():
     binary = os.environ.get("LIANYI_BIN", os.path.join(ROOT, "target", "debug", "lianyi"))
     data_dir = tempfile.mkdtemp(prefix="lianyi-demo-test-")
     proc = subprocess.Popen(
-        [binary, "demo", "--listen", "127.0.0.1:0", "--mllp-listen", "127.0.0.1:0", "--data-dir", data_dir],
+        [binary, "demo", "--listen", "127.0.0.1:0", "--mllp-listen", "127.0.0.1:0", "--dicom-listen", "127.0.0.1:0", "--data-dir", data_dir],
         stdout=subprocess.PIPE,
         text=True,
         env=dict(os.environ, LIANYI_LOG="warn"),

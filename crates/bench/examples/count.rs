@@ -64,6 +64,7 @@ fn main() {
             read_database: None,
             failover_databases: Vec::new(),
             export_dir: dir.path().join("exports"),
+            imaging_dir: dir.path().join("imaging"),
         };
         let app = lianyi_web::App::with_store(store, config).unwrap();
         match mode.as_str() {

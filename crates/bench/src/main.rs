@@ -275,6 +275,7 @@ async fn serve(database: String, dir: PathBuf, cred_file: PathBuf) {
         read_database,
         failover_databases: Vec::new(),
         export_dir: dir.join("exports"),
+        imaging_dir: dir.join("imaging"),
     };
     // As `lianyi serve` does: connect, migrate, and the read database if there is one.
     let app = lianyi_web::App::build(config).await.expect("app");

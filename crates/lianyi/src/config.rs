@@ -144,6 +144,10 @@ pub struct FileConfig {
     /// How the MLLP sender fills PID-3 (which identifier is the MRN, which campus an
     /// assigning authority means).
     pub mllp_profile: Option<MllpProfile>,
+    /// Where the DICOM node listens (as `--dicom-listen`).
+    pub dicom_listen: Option<String>,
+    /// The DICOM node's AE title (default `LIANYI`).
+    pub dicom_ae_title: Option<String>,
 }
 
 /// `[mllp_profile]`: see [`lianyi_interop::v2_to_fhir::Pid3Profile`].

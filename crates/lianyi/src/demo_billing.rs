@@ -347,5 +347,6 @@ pub(crate) async fn replay(
 pub(crate) fn history_start(days: i64) -> i64 {
     let now = lianyi_security::SystemClock::default().now_ms();
     let today = lianyi_clinical::scheduling::local_date(now);
-    lianyi_clinical::scheduling::local_midnight(&today).unwrap_or(now) - days * DAY_MS + 7 * 3_600_000
+    // Not after now: today's 07:00 has not come yet in the small hours.
+    (lianyi_clinical::scheduling::local_midnight(&today).unwrap_or(now) - days * DAY_MS + 7 * 3_600_000).min(now)
 }

@@ -77,6 +77,13 @@ enum Command {
         /// or the config's tls_cert/tls_key).
         #[arg(long, requires = "mllp_listen")]
         mllp_tls: bool,
+        /// Also run the DICOM node on this address (e.g. 0.0.0.0:11112): C-ECHO and
+        /// C-STORE from the application entities of the AE table (`lianyi ae`).
+        #[arg(long, env = "LIANYI_DICOM_LISTEN")]
+        dicom_listen: Option<String>,
+        /// The DICOM node's AE title (callers must call it; default LIANYI).
+        #[arg(long, env = "LIANYI_DICOM_AE_TITLE")]
+        dicom_ae_title: Option<String>,
         /// A PostgreSQL hot standby of the database that serves searches and reads
         /// (the config's read_database_url).
         #[arg(long, env = "LIANYI_READ_DATABASE_URL", hide_env_values = true)]
@@ -99,6 +106,9 @@ enum Command {
         /// Where the demo's HL7 v2 (MLLP) listener for East Campus listens.
         #[arg(long, default_value = "127.0.0.1:2575")]
         mllp_listen: String,
+        /// Where the demo's DICOM node (AE title LIANYI) listens.
+        #[arg(long, default_value = "127.0.0.1:11112")]
+        dicom_listen: String,
         /// Days of past outpatient visits (charged, paid, dispensed) to replay before
         /// today, 0 to 730.
         #[arg(long, default_value_t = 30)]
@@ -129,6 +139,11 @@ enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// The DICOM node's application entities: who may send and query, for which campus.
+    Ae {
+        #[command(subcommand)]
+        command: AeCommand,
     },
     /// API clients (OAuth2 client credentials).
     Client {
@@ -377,6 +392,42 @@ enum UserCommand {
 }
 
 #[derive(Subcommand)]
+enum AeCommand {
+    /// Add an application entity, or change it.
+    Put {
+        /// Its AE title (what it calls itself).
+        title: String,
+        /// The campus what it sends belongs to (its PatientIDs are that campus's MRNs).
+        #[arg(long)]
+        campus: String,
+        /// The IP address it connects from and is reached at (default: any address).
+        #[arg(long, default_value = "")]
+        host: String,
+        /// Its own storage port (for C-MOVE to it).
+        #[arg(long, default_value = "")]
+        port: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// The character set of its data sets when they name none (GB18030, GBK …).
+        #[arg(long, default_value = "")]
+        charset: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// List the application entities.
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Remove an application entity.
+    Remove {
+        title: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Subcommand)]
 enum ClientCommand {
     /// Register a client; prints its id and secret as JSON (the secret is shown only now).
     Add {
@@ -608,6 +659,64 @@ async fn start_mllp(
     Ok(local)
 }
 
+async fn start_dicom(app: &App, addr: &str, ae_title: &str) -> Result<SocketAddr, CliError> {
+    if !lianyi_imaging::aes::valid_ae_title(ae_title) {
+        return Err(CliError::Usage(format!(
+            "DICOM AE title {ae_title:?}: 1 to 16 printable ASCII characters, no backslash"
+        )));
+    }
+    let (listener, local) = bind(addr).await?;
+    app.note_listener("DICOM", local);
+    let config = lianyi_dicom::node::NodeConfig { ae_title: ae_title.trim().to_string(), ..Default::default() };
+    tokio::spawn(lianyi_web::serve_dicom(listener, app.state().imaging.clone(), config));
+    Ok(local)
+}
+
+async fn ae_command(command: AeCommand) -> Result<ExitCode, CliError> {
+    let data = match &command {
+        AeCommand::Put { data, .. } | AeCommand::List { data } | AeCommand::Remove { data, .. } => data.clone(),
+    };
+    let file = FileConfig::load(data.config.as_deref())?;
+    let loc = location(data, &file)?;
+    let app = App::build(app_config(&loc, &file)?).await?;
+    let imaging = &app.state().imaging;
+    imaging.reload_aes().await.map_err(|e| CliError::Usage(e.to_string()))?;
+    let code = match command {
+        AeCommand::Put { title, campus, host, port, description, charset, .. } => {
+            let draft = lianyi_imaging::aes::AeDraft { ae_title: title, campus, host, port, description, charset };
+            let ae = imaging.put_ae(&cli_caller(), &draft).await.map_err(|e| CliError::Usage(e.to_string()))?;
+            println!("AE {} saved for campus {}", ae.ae_title, ae.campus);
+            ExitCode::SUCCESS
+        }
+        AeCommand::List { .. } => {
+            println!("{:<16} {:<16} {:<40} {:<6} {:<10} description", "ae_title", "campus", "host", "port", "charset");
+            for a in imaging.aes() {
+                println!(
+                    "{:<16} {:<16} {:<40} {:<6} {:<10} {}",
+                    a.ae_title,
+                    a.campus,
+                    a.host.as_deref().unwrap_or("*"),
+                    a.port.map(|p| p.to_string()).unwrap_or_default(),
+                    a.charset.as_deref().unwrap_or(""),
+                    a.description
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        AeCommand::Remove { title, .. } => {
+            if imaging.remove_ae(&cli_caller(), &title).await.map_err(|e| CliError::Usage(e.to_string()))? {
+                println!("AE {title} removed");
+                ExitCode::SUCCESS
+            } else {
+                println!("no AE {title}");
+                ExitCode::FAILURE
+            }
+        }
+    };
+    app.state().fhir.operations().close().await;
+    Ok(code)
+}
+
 fn app_config(loc: &DataLocation, file: &FileConfig) -> Result<AppConfig, CliError> {
     Ok(AppConfig {
         database_url: loc.database_url.expose().to_string(),
@@ -638,6 +747,7 @@ fn app_config(loc: &DataLocation, file: &FileConfig) -> Result<AppConfig, CliErr
             (None, _) => None,
         },
         export_dir: loc.data_dir.join("exports"),
+        imaging_dir: loc.data_dir.join("imaging"),
         read_database: file.read_database()?,
         failover_databases: file.failover_databases()?,
     })
@@ -672,6 +782,8 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             mllp_listen,
             mllp_campus,
             mllp_tls,
+            dicom_listen,
+            dicom_ae_title,
             read_database,
             failover_databases,
             data,
@@ -730,6 +842,12 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 let mllp_addr = start_mllp(&app, &mllp, &campus, journaled, tls, profile).await?;
                 println!("HL7 v2 ({kind}) is listening on {mllp_addr} for campus {campus}");
             }
+            if let Some(dicom) = dicom_listen.or_else(|| file.dicom_listen.clone()) {
+                let ae_title =
+                    dicom_ae_title.or_else(|| file.dicom_ae_title.clone()).unwrap_or_else(|| "LIANYI".into());
+                let dicom_addr = start_dicom(&app, &dicom, &ae_title).await?;
+                println!("DICOM is listening on {dicom_addr} as AE title {ae_title}");
+            }
             if let Some(schedule) = backup_schedule(&file, &loc)? {
                 tracing::info!(schedule = schedule.cron.text(), dir = %schedule.keeping.dir.display(), "backups scheduled");
                 tokio::spawn(schedule.run());
@@ -747,9 +865,10 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             println!("{}: {n} resources reindexed in {:.1} s", loc.display_url(), started.elapsed().as_secs_f64());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { listen, data_dir, mllp_listen, history_days } => {
-            demo_command(&listen, data_dir, &mllp_listen, history_days.clamp(0, 730)).await
+        Command::Demo { listen, data_dir, mllp_listen, dicom_listen, history_days } => {
+            demo_command(&listen, data_dir, &mllp_listen, &dicom_listen, history_days.clamp(0, 730)).await
         }
+        Command::Ae { command } => ae_command(command).await,
         Command::Client { command } => client_command(command).await,
         Command::Channel { command } => channel_command(command).await,
         Command::Messages { command } => messages_command(command).await,
@@ -1333,6 +1452,8 @@ const DEMO_USERS: &[(&str, &str, &str, &str, Option<&str>)] = &[
 const DEMO_PASSWORD: &str = "Lianyi-Demo-2026";
 /// The campus whose systems the demo's MLLP listener stands for.
 const DEMO_MLLP_CAMPUS: &str = "campus-east";
+/// The demo's modality at East Campus, in the DICOM node's AE table.
+const DEMO_MODALITY: &str = "DEMO-CT";
 
 /// Each campus's price list for the demo: registration by clinic type, every drug of
 /// the catalogue per unit, every test and imaging order, three services; priced from
@@ -1496,6 +1617,7 @@ async fn demo_command(
     listen: &str,
     data_dir: Option<PathBuf>,
     mllp_listen: &str,
+    dicom_listen: &str,
     history_days: i64,
 ) -> Result<ExitCode, CliError> {
     let started = Instant::now();
@@ -1625,6 +1747,7 @@ async fn demo_command(
             read_database: None,
             failover_databases: Vec::new(),
             export_dir: dir.join("exports"),
+            imaging_dir: dir.join("imaging"),
         },
     )?;
     let cmdb = demo_ops::load(&app.state().cmdb, &demo_caller).await?;
@@ -1640,6 +1763,15 @@ async fn demo_command(
     let resolved = demo_ops::resolved_call(&app.state().desk, &demo_caller).await?;
     let articles = demo_ops::kb(&app.state().kb, &demo_caller, resolved).await?;
     let mllp_addr = start_mllp(&app, mllp_listen, DEMO_MLLP_CAMPUS, false, None, Default::default()).await?;
+    let demo_ct = lianyi_imaging::aes::AeDraft {
+        ae_title: DEMO_MODALITY.into(),
+        campus: DEMO_MLLP_CAMPUS.into(),
+        host: "127.0.0.1".into(),
+        description: "东院区 CT (demo modality)".into(),
+        ..Default::default()
+    };
+    app.state().imaging.put_ae(&demo_caller, &demo_ct).await.map_err(|e| CliError::Usage(e.to_string()))?;
+    let dicom_addr = start_dicom(&app, dicom_listen, "LIANYI").await?;
     app.register_platform().await?;
     let probes = demo_ops::monitoring(&app.state().monitor, &demo_caller, addr, mllp_addr).await?;
     // A first backup now, and the nightly schedule.
@@ -1680,6 +1812,15 @@ async fn demo_command(
     println!("  Health        http://{addr}/healthz");
     println!("  Metrics       http://{addr}/metrics");
     println!("  HL7 v2 (MLLP) {mllp_addr} (East Campus: ADT, ORU^R01, ORM/OML, SIU)");
+    println!(
+        "  DICOM         {dicom_addr}, AE title LIANYI (C-ECHO, C-STORE); modality AE {DEMO_MODALITY} at East Campus, from 127.0.0.1"
+    );
+    println!("    echoscu -aet {DEMO_MODALITY} -aec LIANYI {} {}", dicom_addr.ip(), dicom_addr.port());
+    println!(
+        "    storescu -R -aet {DEMO_MODALITY} -aec LIANYI +sd +r {} {} FOLDER_OF_DICOM_FILES",
+        dicom_addr.ip(),
+        dicom_addr.port()
+    );
     println!("  Database      {} (SQLite, recreated on every demo start)", db.display());
     println!();
     for (t, n) in counts {

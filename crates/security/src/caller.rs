@@ -263,6 +263,8 @@ pub enum SystemTask {
     Reindex,
     /// The HL7 v2 listener applying one sender's (`MSH-3^MSH-4`) messages.
     Hl7Inbound(String),
+    /// The DICOM node indexing what one application entity (its AE title) sent.
+    DicomInbound(String),
     /// Outbound channels: reading the change feed and delivering it.
     OutboundDelivery,
     /// Pruning the message log past its retention.
@@ -294,6 +296,7 @@ impl SystemTask {
             SystemTask::Demo => "lianyi demo".into(),
             SystemTask::Reindex => "lianyi reindex".into(),
             SystemTask::Hl7Inbound(sender) => format!("hl7:{sender}"),
+            SystemTask::DicomInbound(ae) => format!("dicom:{ae}"),
             SystemTask::OutboundDelivery => "lianyi outbound".into(),
             SystemTask::MessageRetention => "lianyi retention".into(),
             SystemTask::CriticalValues => "critical-values".into(),

@@ -26,6 +26,7 @@ use lianyi_security::clock::{Clock, IdSource};
 use crate::protect::Protector;
 
 pub mod export;
+mod images;
 mod patch;
 mod reindex;
 mod transaction;

@@ -19,6 +19,7 @@ mod counters;
 pub mod desk;
 mod failover;
 pub mod faults;
+pub mod imaging;
 pub mod kb;
 pub mod messages;
 mod migrate;

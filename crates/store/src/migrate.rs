@@ -228,6 +228,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0036_backup_runs.sql"),
         postgres: include_str!("../migrations/postgres/0036_backup_runs.sql"),
     },
+    Migration {
+        version: 37,
+        name: "imaging",
+        sqlite: include_str!("../migrations/sqlite/0037_imaging.sql"),
+        postgres: include_str!("../migrations/postgres/0037_imaging.sql"),
+    },
 ];
 
 /// The schema version this build's migrations end at.

@@ -60,6 +60,12 @@ impl Operations {
         crate::kb::Kb(self.0.clone())
     }
 
+    /// The DICOM node's application entities and the imaging index's totals: see
+    /// [`crate::imaging`].
+    pub fn dicom_aes(&self) -> crate::imaging::DicomAes {
+        crate::imaging::DicomAes(self.0.clone())
+    }
+
     /// The pharmacy's stock and queue: see [`crate::pharmacy`].
     pub fn pharmacy(&self) -> crate::pharmacy::Pharmacy {
         crate::pharmacy::Pharmacy(self.0.clone())

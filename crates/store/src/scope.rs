@@ -24,6 +24,30 @@ impl RowScope {
         RowScope::default()
     }
 
+    /// Appends ` AND (...)` conditions on the `campus` and `patient` columns of alias
+    /// `alias` of a table holding rows of one type only (`rtype`): the type's exemptions
+    /// are decided here, not in the SQL.
+    pub(crate) fn push_conditions_for_type(&self, sql: &mut Sql, alias: &str, rtype: &str) {
+        let col = |c: &str| format!("{alias}.{c}");
+        if let Some(campuses) = &self.campuses
+            && !self.campus_exempt_types.iter().any(|t| t == rtype)
+        {
+            sql.push(&format!(" AND ({} IS NULL OR ", col("campus")));
+            sql.push_in(&col("campus"), campuses);
+            if !self.campus_exempt_patients.is_empty() {
+                sql.push(" OR ");
+                sql.push_in(&col("patient"), &self.campus_exempt_patients);
+            }
+            sql.push(")");
+        }
+        if let Some(p) = &self.patient
+            && !self.patient_exempt_types.iter().any(|t| t == rtype)
+        {
+            sql.push(&format!(" AND {} = ", col("patient")));
+            sql.push_bind(Arg::Text(p.clone()));
+        }
+    }
+
     /// Appends ` AND (...)` conditions on the columns of alias `r` (empty alias for
     /// unqualified columns).
     pub(crate) fn push_conditions(&self, sql: &mut Sql, alias: &str) {

@@ -20,6 +20,7 @@ mod billing;
 mod clinic;
 mod fhir;
 mod health;
+mod imaging;
 mod integration;
 mod ops;
 mod pharmacy;
@@ -39,6 +40,7 @@ use lianyi_store::Store;
 use tokio::net::TcpListener;
 
 pub use health::install_metrics;
+pub use imaging::node::serve_dicom;
 pub use integration::mllp;
 pub use ops::monitor::phrases as monitor_phrases;
 
@@ -66,6 +68,8 @@ pub struct AppConfig {
     pub login_rate_per_minute: u32,
     /// Where bulk-export files are written (owner-only).
     pub export_dir: std::path::PathBuf,
+    /// Where the DICOM node keeps instances (see [`lianyi_imaging`]).
+    pub imaging_dir: std::path::PathBuf,
     /// Days the integration message log keeps finished messages.
     pub message_retention_days: i64,
     /// Days monitoring keeps raw samples before rolling them up.
@@ -180,6 +184,8 @@ pub struct AppState {
     pub record: lianyi_clinical::record::Record,
     /// Results entry, abnormal flags and trends.
     pub results: lianyi_clinical::results::Results,
+    /// Imaging: the DICOM node's AE table, instances and studies.
+    pub imaging: lianyi_imaging::Imaging,
     /// Each area's pages in the navigation, in order ([`routes::NAV`]).
     nav: &'static [&'static [ui::shell::NavLink]],
 }
@@ -195,6 +201,8 @@ pub enum AppError {
     Store(#[from] lianyi_store::StoreError),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("imaging: {0}")]
+    Imaging(String),
     #[error("TLS certificate or key: {0}")]
     Tls(String),
     #[error("field-encryption keys: {0}")]
@@ -295,6 +303,8 @@ impl App {
         let ordering = lianyi_clinical::orders::Ordering::new(fhir.clone());
         let record = lianyi_clinical::record::Record::new(fhir.clone());
         let results = lianyi_clinical::results::Results::new(fhir.clone());
+        let imaging = lianyi_imaging::Imaging::new(fhir.clone(), config.imaging_dir.clone())
+            .map_err(|e| AppError::Imaging(e.to_string()))?;
         let critical = lianyi_clinical::critical::CriticalValues::new(
             fhir.clone(),
             config.critical_escalation_minutes.max(1) * 60_000,
@@ -332,6 +342,7 @@ impl App {
                 critical,
                 record,
                 results,
+                imaging,
                 nav: routes::NAV,
             },
         })
@@ -414,6 +425,8 @@ impl App {
             self.state.config.mail.clone().map(|m| tokio::spawn(ops::notices::send_mail(self.state.clone(), m)));
         // The support groups' webhook posts.
         let poster = tokio::spawn(ops::notices::send_hooks(self.state.clone()));
+        // ImagingStudy resources follow the imaging index.
+        let settler = tokio::spawn(self.state.imaging.clone().run_settler());
         if let Ok(addr) = listener.local_addr() {
             self.note_listener(if self.state.config.tls.is_some() { "HTTPS" } else { "HTTP" }, addr);
         }
@@ -450,6 +463,7 @@ impl App {
         sla.abort();
         prober.abort();
         poster.abort();
+        settler.abort();
         if let Some(m) = mailer {
             m.abort();
         }

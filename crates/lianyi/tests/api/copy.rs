@@ -29,7 +29,18 @@ fn text(o: &Output) -> String {
 /// what it printed.
 fn demo(dir: &Path) -> String {
     let mut child = Command::new(BIN)
-        .args(["demo", "--listen", "127.0.0.1:0", "--mllp-listen", "127.0.0.1:0", "--history-days", "2", "--data-dir"])
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--mllp-listen",
+            "127.0.0.1:0",
+            "--dicom-listen",
+            "127.0.0.1:0",
+            "--history-days",
+            "2",
+            "--data-dir",
+        ])
         .arg(dir)
         .env("LIANYI_LOG", "warn")
         .stdout(Stdio::piped())

@@ -172,7 +172,16 @@ impl Drop for Demo {
 fn start_demo() -> Demo {
     let dir = std::env::temp_dir().join(format!("lianyi-every-page-{}", std::process::id()));
     let mut child = Command::new(BIN)
-        .args(["demo", "--listen", "127.0.0.1:0", "--mllp-listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--mllp-listen",
+            "127.0.0.1:0",
+            "--dicom-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(&dir)
         .env("LIANYI_LOG", "warn")
         .stdout(Stdio::piped())

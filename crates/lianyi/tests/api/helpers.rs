@@ -18,6 +18,8 @@ pub struct TestApp {
     pub database_url: String,
     /// Holds the field-encryption key file.
     pub keys_dir: std::path::PathBuf,
+    /// The imaging service (AE table, index) of the running app.
+    pub imaging: lianyi_imaging::Imaging,
     _shutdown: oneshot::Sender<()>,
     _dir: lianyi_store::testing::TestDir,
     /// The key folder on PostgreSQL (on SQLite it is the database's folder).
@@ -82,6 +84,7 @@ pub async fn spawn_app_adjusted(
         read_database: None,
         failover_databases: Vec::new(),
         export_dir: keys_dir.join("exports"),
+        imaging_dir: keys_dir.join("imaging"),
     };
     adjust(&mut config);
     let app = match clock {
@@ -106,6 +109,7 @@ pub async fn spawn_app_adjusted(
     let clients = app.state().clients.clone();
     let users = app.state().users.clone();
     let fhir = app.state().fhir.clone();
+    let imaging = app.state().imaging.clone();
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(async move {
         app.run(listener, async {
@@ -125,6 +129,7 @@ pub async fn spawn_app_adjusted(
         store: raw,
         database_url: url,
         keys_dir,
+        imaging,
         _shutdown: tx,
         _dir: dir,
         _keys: keys,

@@ -10,6 +10,7 @@ mod billing;
 mod browser;
 mod bundles;
 mod copy;
+mod dicom;
 mod disk_full;
 mod encryption;
 mod every_page;

@@ -1,0 +1,139 @@
+"""The DICOM node driven by real, independent clients: DCMTK's echoscu and storescu
+(a folder of pydicom's own test files) and pynetdicom (C-ECHO, C-STORE of a compressed
+instance as encoded, a truncated file, an unknown caller). Instances whose PatientID is
+an MRN of the sending AE's campus appear as ImagingStudy resources in the patient's
+record."""
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pydicom
+import pytest
+import requests
+from pydicom.data import get_testdata_file
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification
+
+from conftest import Server
+
+CT_MRN = "E-PY-0001"
+# Uncompressed test files of several modalities and encodings, as a modality's
+# export folder would hold them.
+FOLDER = ["CT_small.dcm", "MR_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm",
+          "rtplan.dcm", "rtstruct.dcm", "rtdose.dcm", "SC_rgb_small_odd.dcm", "liver_1frame.dcm"]
+
+
+@pytest.fixture(scope="module")
+def node():
+    s = Server()
+    creds = s.cli("client", "add", "py-dicom", "--scope", "system/*.cruds", "--campus", "campus-east")
+    import json
+
+    creds = json.loads(creds)
+    s.start("--dicom-listen", "127.0.0.1:0")
+    dicom = None
+    for _ in range(5):
+        line = s.proc.stdout.readline()
+        if line.startswith("DICOM is listening on "):
+            host, _, port = line.split()[4].rpartition(":")
+            dicom = (host, int(port))
+            break
+    assert dicom, "the DICOM line was not printed"
+    token = requests.post(s.base + "/oauth/token", data={"grant_type": "client_credentials",
+                          "client_id": creds["client_id"], "client_secret": creds["client_secret"]}).json()["access_token"]
+    h = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
+    for body in [
+        {"resourceType": "Organization", "id": "campus-east", "name": "东院区", "alias": ["East Campus"]},
+        {"resourceType": "Patient", "id": "py-ct", "name": [{"text": "李四"}],
+         "identifier": [{"system": "urn:lianyi:sid:mrn:campus-east", "value": CT_MRN}]},
+    ]:
+        r = requests.put(f"{s.base}/fhir/{body['resourceType']}/{body['id']}", json=body, headers=h)
+        assert r.ok, r.text
+    # The AE table is kept from the command line while the node runs.
+    s.cli("ae", "put", "PY-CT", "--campus", "campus-east", "--host", "127.0.0.1", "--description", "pytest modality")
+    yield {"server": s, "dicom": dicom, "headers": h}
+    s.stop()
+
+
+def echo(node, aet):
+    host, port = node["dicom"]
+    return subprocess.run(["echoscu", "-aet", aet, "-aec", "LIANYI", host, str(port)], capture_output=True, text=True)
+
+
+def wait_for_echo(node):
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if echo(node, "PY-CT").returncode == 0:
+            return
+        time.sleep(0.5)
+    pytest.fail("the AE added from the command line was never admitted")
+
+
+def studies_of(node, patient, expect):
+    deadline = time.time() + 30
+    while True:
+        b = requests.get(f"{node['server'].base}/fhir/ImagingStudy?subject=Patient/{patient}", headers=node["headers"]).json()
+        found = [e["resource"] for e in b.get("entry", [])]
+        if len(found) >= expect or time.time() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def test_dcmtk_echo_and_a_folder_of_pydicom_files(node):
+    wait_for_echo(node)
+    refused = echo(node, "NOT-IN-TABLE")
+    assert refused.returncode != 0 and "Calling AE Title Not Recognized" in refused.stderr
+    folder = tempfile.mkdtemp(prefix="lianyi-dcm-")
+    try:
+        for name in FOLDER:
+            shutil.copy(get_testdata_file(name), folder)
+        # One of them is the East patient's: its PatientID is their East MRN.
+        ct = pydicom.dcmread(os.path.join(folder, "CT_small.dcm"))
+        ct.PatientID = CT_MRN
+        ct.save_as(os.path.join(folder, "CT_small.dcm"))
+        host, port = node["dicom"]
+        out = subprocess.run(["storescu", "-R", "-aet", "PY-CT", "-aec", "LIANYI", "+sd", "+r", host, str(port), folder],
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert "Store Failed" not in out.stderr, out.stderr
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    found = studies_of(node, "py-ct", 1)
+    assert len(found) == 1, found
+    assert found[0]["identifier"][0]["value"] == f"urn:oid:{ct.StudyInstanceUID}"
+    assert found[0]["numberOfInstances"] == 1
+    assert found[0]["modality"][0]["code"] == "CT"
+
+
+def test_pynetdicom_echo_compressed_store_and_refusals(node):
+    wait_for_echo(node)
+    host, port = node["dicom"]
+    ae = AE(ae_title="PY-CT")
+    ae.add_requested_context(Verification)
+    jpeg2000 = pydicom.dcmread(get_testdata_file("JPEG2000.dcm"))
+    jpeg2000.PatientID = CT_MRN
+    ae.add_requested_context(jpeg2000.SOPClassUID, jpeg2000.file_meta.TransferSyntaxUID)
+    mr = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    ae.add_requested_context(mr.SOPClassUID, mr.file_meta.TransferSyntaxUID)
+    assoc = ae.associate(host, port, ae_title="LIANYI")
+    assert assoc.is_established
+    try:
+        assert assoc.send_c_echo().Status == 0x0000
+        # Kept in its JPEG 2000 encoding (pynetdicom sends it as encoded).
+        assert assoc.send_c_store(jpeg2000).Status == 0x0000
+        # A truncated file, sent as it is on disk: refused, saying why.
+        truncated = get_testdata_file("MR_truncated.dcm")
+        status = assoc.send_c_store(truncated)
+        assert status.Status == 0xA900, status
+        assert "truncated" in status.get("ErrorComment", ""), status
+    finally:
+        assoc.release()
+    found = studies_of(node, "py-ct", 2)
+    assert len(found) == 2, found
+    # An AE that is not in the table cannot open an association.
+    stranger = AE(ae_title="STRANGER")
+    stranger.add_requested_context(Verification)
+    rejected = stranger.associate(host, port, ae_title="LIANYI")
+    assert rejected.is_rejected
