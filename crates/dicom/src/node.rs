@@ -17,17 +17,17 @@ use std::time::Duration;
 
 use dicom_ul::Pdu;
 use dicom_ul::ServerAssociationOptions;
-use dicom_ul::association::server::AccessControl;
-use dicom_ul::association::{Association, AsyncServerAssociation};
+use dicom_ul::association::server::{AccessControl, Negotiation};
+use dicom_ul::association::{Association, AsyncAssociation, AsyncServerAssociation};
 use dicom_ul::pdu::{
     AbortRQServiceProviderReason, AbortRQSource, AssociationRJServiceUserReason, PDataValue, PDataValueType,
-    PresentationContextResultReason, UserIdentity,
+    PresentationContextResultReason, RequestorRoles, UserIdentity,
 };
 use tokio::net::{TcpListener, TcpStream};
 
 use serde_json::{Map, Value};
 
-use crate::command::{Command, Response, field};
+use crate::command::{Command, Response, SubOperations, field};
 use crate::instance::{self, Instance};
 use crate::query::{self, Query};
 use crate::sop;
@@ -82,6 +82,15 @@ pub struct Received {
     pub data_set: Vec<u8>,
 }
 
+/// An instance a retrieve sends: its Part 10 file as kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    pub sop_class: String,
+    pub sop_instance: String,
+    pub transfer_syntax: String,
+    pub path: std::path::PathBuf,
+}
+
 /// A DIMSE status with its reason (Error Comment) when it is not success.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
@@ -119,8 +128,28 @@ pub trait Provider: Send + Sync + 'static {
         query: Query,
     ) -> impl Future<Output = Result<Vec<Map<String, Value>>, Status>> + Send;
 
+    /// The instances a C-MOVE or C-GET asks for, as the peer may see them.
+    fn retrieve(
+        &self,
+        peer: &Peer<Self::Known>,
+        query: Query,
+    ) -> impl Future<Output = Result<Vec<Outgoing>, Status>> + Send;
+
+    /// Where a C-MOVE destination AE is reached (`None`: not a known destination).
+    fn destination(&self, peer: &Peer<Self::Known>, ae_title: &str) -> Option<SocketAddr>;
+
     /// The association ended (released, aborted or broken).
     fn ended(&self, peer: &Peer<Self::Known>) -> impl Future<Output = ()> + Send;
+}
+
+/// Accepts the SCP role a C-GET requestor proposes for the storage SOP classes (it
+/// receives the instances on the same association).
+struct Roles;
+
+impl Negotiation for Roles {
+    fn negotiate_roles(&self, sop_class_uid: &str, scu_role: bool, scp_role: bool) -> Option<RequestorRoles> {
+        sop::storage_name(sop_class_uid.trim_end_matches('\0')).map(|_| RequestorRoles { scu: scu_role, scp: scp_role })
+    }
 }
 
 struct Door<P: Provider> {
@@ -183,6 +212,7 @@ async fn associate<P: Provider>(
     let door = Door { provider: provider.clone(), ip: address.ip(), admitted: admitted.clone() };
     let mut options = ServerAssociationOptions::new()
         .ae_access_control(door)
+        .with_negotiation(Roles)
         .ae_title(config.ae_title.clone())
         .max_pdu_length(config.max_pdu)
         .read_timeout(config.idle)
@@ -192,6 +222,9 @@ async fn associate<P: Provider>(
         options = options.with_abstract_syntax(*uid);
     }
     for (uid, _) in query::FIND {
+        options = options.with_abstract_syntax(*uid);
+    }
+    for (uid, _, _) in query::RETRIEVE {
         options = options.with_abstract_syntax(*uid);
     }
     for ts in sop::TRANSFER_SYNTAXES {
@@ -324,6 +357,9 @@ impl<P: Provider> Session<'_, P> {
         if command.field == field::C_FIND_RQ {
             return self.find(assoc, &context, &command, pending).await;
         }
+        if command.field == field::C_MOVE_RQ || command.field == field::C_GET_RQ {
+            return self.retrieve(assoc, &context, &command, pending).await;
+        }
         let (response_field, status) = match command.field {
             field::C_ECHO_RQ => (field::C_ECHO_RSP, Status::SUCCESS),
             field::C_STORE_RQ => (field::C_STORE_RSP, self.store(&command, &context.transfer_syntax, pending).await),
@@ -422,6 +458,144 @@ impl<P: Provider> Session<'_, P> {
         send_message(assoc, context.id, respond(0x0000, None, false), None).await
     }
 
+    /// A C-MOVE (to a known AE, on a new association) or C-GET (back on this one): a
+    /// C-STORE sub-operation per instance, a pending response with the counts after
+    /// each, then the final one (0xB000 when some failed).
+    async fn retrieve(
+        &mut self,
+        assoc: &mut AsyncServerAssociation<TcpStream>,
+        context: &dicom_ul::pdu::PresentationContextNegotiated,
+        command: &Command,
+        pending: Pending,
+    ) -> Result<(), crate::DicomError> {
+        let rsp = if command.field == field::C_MOVE_RQ { field::C_MOVE_RSP } else { field::C_GET_RSP };
+        let respond = |status: u16, comment: Option<String>, counts: Option<SubOperations>| {
+            Response {
+                field: rsp,
+                responding_to: command.message_id,
+                sop_class: &context.abstract_syntax,
+                status,
+                comment,
+                sub_operations: counts,
+                ..Default::default()
+            }
+            .encode()
+        };
+        let Some((model, kind)) = query::retrieve_of(&context.abstract_syntax) else {
+            return send_message(
+                assoc,
+                context.id,
+                respond(0x0122, Some("not a retrieve model served here".into()), None),
+                None,
+            )
+            .await;
+        };
+        let q = match query::read_query(model, &pending.data, &context.transfer_syntax) {
+            Ok(q) => q,
+            Err(r) => return send_message(assoc, context.id, respond(r.status, Some(r.reason), None), None).await,
+        };
+        let destination = if kind == query::Retrieve::Move {
+            match self.provider.destination(self.peer, &command.move_destination) {
+                Some(addr) => Some(addr),
+                None => {
+                    let why =
+                        format!("Move Destination {} is not a known AE with an address", command.move_destination);
+                    return send_message(assoc, context.id, respond(0xA801, Some(why), None), None).await;
+                }
+            }
+        } else {
+            None
+        };
+        let items = match self.provider.retrieve(self.peer, q).await {
+            Ok(items) => items,
+            Err(status) => {
+                return send_message(assoc, context.id, respond(status.code, status.comment, None), None).await;
+            }
+        };
+        let mut counts =
+            SubOperations { remaining: items.len().min(usize::from(u16::MAX)) as u16, ..Default::default() };
+        let originator = (self.peer.calling_ae.clone(), command.message_id);
+        let mut client = match destination {
+            None => None,
+            Some(addr) => match self.connect(addr, &command.move_destination, &items).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::info!(destination = %command.move_destination, error = %e, "C-MOVE destination unreachable");
+                    let why = format!("Move Destination {} could not be reached", command.move_destination);
+                    return send_message(assoc, context.id, respond(0xA801, Some(why), None), None).await;
+                }
+            },
+        };
+        for (n, item) in items.iter().enumerate() {
+            let message_id = (n % usize::from(u16::MAX)) as u16 + 1;
+            let status = match client.as_mut() {
+                Some(c) => {
+                    let pc = accepted_context(c.presentation_contexts(), item);
+                    store_to(c, pc, message_id, item, Some((&originator.0, originator.1))).await
+                }
+                None => {
+                    let pc = accepted_context(assoc.presentation_contexts(), item);
+                    store_to(assoc, pc, message_id, item, None).await
+                }
+            };
+            counts.remaining = counts.remaining.saturating_sub(1);
+            match status {
+                Ok(0x0000) => counts.completed += 1,
+                Ok(s) if s & 0xF000 == 0xB000 => counts.warning += 1,
+                Ok(s) => {
+                    tracing::info!(status = format!("{s:#06x}"), "a retrieve sub-operation failed");
+                    counts.failed += 1;
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "a retrieve sub-operation failed");
+                    counts.failed += 1;
+                    if matches!(e, crate::DicomError::Association(_)) && client.is_none() {
+                        return Err(e);
+                    }
+                }
+            }
+            if counts.remaining > 0 {
+                send_message(assoc, context.id, respond(0xFF00, None, Some(counts)), None).await?;
+            }
+        }
+        if let Some(c) = client {
+            let _ = c.release().await;
+        }
+        let (status, comment) = if counts.failed + counts.warning == 0 {
+            (0x0000, None)
+        } else {
+            (0xB000, Some(format!("{} of {} sub-operations failed", counts.failed, items.len())))
+        };
+        send_message(assoc, context.id, respond(status, comment, Some(counts)), None).await
+    }
+
+    /// An association to a C-MOVE destination proposing what the instances need.
+    async fn connect(
+        &self,
+        addr: SocketAddr,
+        called: &str,
+        items: &[Outgoing],
+    ) -> Result<dicom_ul::association::AsyncClientAssociation<TcpStream>, crate::DicomError> {
+        let mut options = dicom_ul::ClientAssociationOptions::new()
+            .calling_ae_title(self.config.ae_title.clone())
+            .called_ae_title(called.to_string())
+            .max_pdu_length(self.config.max_pdu);
+        let mut proposed: Vec<(String, String)> = Vec::new();
+        for i in items {
+            let pair = (i.sop_class.clone(), i.transfer_syntax.clone());
+            if !proposed.contains(&pair) && proposed.len() < 120 {
+                proposed.push(pair);
+            }
+        }
+        for (class, ts) in &proposed {
+            options = options.with_presentation_context(class.clone(), vec![ts.clone()]);
+        }
+        tokio::time::timeout(Duration::from_secs(20), options.establish_async(addr))
+            .await
+            .map_err(|_| crate::DicomError::Association("association timed out".into()))?
+            .map_err(|e| crate::DicomError::Association(e.to_string()))
+    }
+
     async fn store(&self, command: &Command, ts: &str, pending: Pending) -> Status {
         if sop::storage_name(&command.affected_sop_class).is_none() {
             return Status::failed(0x0122, format!("SOP class {} is not stored here", command.affected_sop_class));
@@ -453,26 +627,28 @@ impl<P: Provider> Session<'_, P> {
 }
 
 /// Sends a command and its data set, the data set in fragments the peer accepts.
-async fn send_message(
-    assoc: &mut AsyncServerAssociation<TcpStream>,
+async fn send_message<A: AsyncAssociation<TcpStream> + Send>(
+    assoc: &mut A,
     context: u8,
     command: Vec<u8>,
     data: Option<Vec<u8>>,
 ) -> Result<(), crate::DicomError> {
     let wire = |e: dicom_ul::association::Error| crate::DicomError::Association(e.to_string());
-    assoc
-        .send(&Pdu::PData {
+    AsyncAssociation::send(
+        assoc,
+        &Pdu::PData {
             data: vec![PDataValue {
                 presentation_context_id: context,
                 value_type: PDataValueType::Command,
                 is_last: true,
                 data: command,
             }],
-        })
-        .await
-        .map_err(wire)?;
+        },
+    )
+    .await
+    .map_err(wire)?;
     let Some(data) = data else { return Ok(()) };
-    let max = match assoc.requestor_max_pdu_length() {
+    let max = match Association::peer_max_pdu_length(assoc) {
         0 => 65_536,
         n => n as usize,
     };
@@ -480,19 +656,73 @@ async fn send_message(
     let mut parts = data.chunks(chunk).peekable();
     while let Some(part) = parts.next() {
         let is_last = parts.peek().is_none();
-        assoc
-            .send(&Pdu::PData {
+        AsyncAssociation::send(
+            assoc,
+            &Pdu::PData {
                 data: vec![PDataValue {
                     presentation_context_id: context,
                     value_type: PDataValueType::Data,
                     is_last,
                     data: part.to_vec(),
                 }],
-            })
-            .await
-            .map_err(wire)?;
+            },
+        )
+        .await
+        .map_err(wire)?;
     }
     Ok(())
+}
+
+/// The accepted presentation context that carries `item` as kept.
+fn accepted_context(contexts: &[dicom_ul::pdu::PresentationContextNegotiated], item: &Outgoing) -> Option<u8> {
+    contexts
+        .iter()
+        .find(|c| {
+            c.reason == PresentationContextResultReason::Acceptance
+                && c.abstract_syntax.trim_end_matches('\0') == item.sop_class
+                && c.transfer_syntax.trim_end_matches('\0') == item.transfer_syntax
+        })
+        .map(|c| c.id)
+}
+
+/// One C-STORE sub-operation: the file's data set as kept, then the peer's status.
+async fn store_to<A: AsyncAssociation<TcpStream> + Send>(
+    assoc: &mut A,
+    context: Option<u8>,
+    message_id: u16,
+    item: &Outgoing,
+    originator: Option<(&str, u16)>,
+) -> Result<u16, crate::DicomError> {
+    let Some(context) = context else {
+        return Ok(0xA702); // no accepted context for its SOP class and transfer syntax
+    };
+    let file =
+        tokio::fs::read(&item.path).await.map_err(|e| crate::DicomError::Malformed(format!("file: {}", e.kind())))?;
+    let (_, _, _, start) = instance::split_file(&file).map_err(|r| crate::DicomError::Malformed(r.reason))?;
+    let command = crate::command::store_request(message_id, &item.sop_class, &item.sop_instance, originator);
+    send_message(assoc, context, command, Some(file[start..].to_vec())).await?;
+    let mut buf = Vec::new();
+    loop {
+        match AsyncAssociation::receive(assoc).await.map_err(|e| crate::DicomError::Association(e.to_string()))? {
+            Pdu::PData { data } => {
+                for pdv in data {
+                    if pdv.value_type == PDataValueType::Command {
+                        buf.extend_from_slice(&pdv.data);
+                        if pdv.is_last {
+                            let c = Command::read(&buf)?;
+                            if c.field == field::C_STORE_RSP {
+                                return Ok(c.status.unwrap_or(0xC000));
+                            }
+                            buf.clear();
+                        }
+                    }
+                }
+            }
+            other => {
+                return Err(crate::DicomError::Association(format!("{} during a sub-operation", pdu_kind(&other))));
+            }
+        }
+    }
 }
 
 fn pdu_kind(p: &Pdu) -> &'static str {

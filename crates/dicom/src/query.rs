@@ -27,6 +27,26 @@ pub const FIND: &[(&str, Model)] = &[
     ("1.2.840.10008.5.1.4.31", Model::Worklist),
 ];
 
+/// How a retrieve sends: to a third AE (C-MOVE) or back on the association (C-GET).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retrieve {
+    Move,
+    Get,
+}
+
+/// The retrieve SOP classes, their models and kinds.
+pub const RETRIEVE: &[(&str, Model, Retrieve)] = &[
+    ("1.2.840.10008.5.1.4.1.2.1.2", Model::PatientRoot, Retrieve::Move),
+    ("1.2.840.10008.5.1.4.1.2.1.3", Model::PatientRoot, Retrieve::Get),
+    ("1.2.840.10008.5.1.4.1.2.2.2", Model::StudyRoot, Retrieve::Move),
+    ("1.2.840.10008.5.1.4.1.2.2.3", Model::StudyRoot, Retrieve::Get),
+];
+
+/// The model and kind of a retrieve SOP class.
+pub fn retrieve_of(sop_class: &str) -> Option<(Model, Retrieve)> {
+    RETRIEVE.iter().find(|(uid, _, _)| *uid == sop_class).map(|(_, m, r)| (*m, *r))
+}
+
 /// The model of a find SOP class.
 pub fn model_of(sop_class: &str) -> Option<Model> {
     FIND.iter().find(|(uid, _)| *uid == sop_class).map(|(_, m)| *m)

@@ -11,7 +11,7 @@ use lianyi_fhir::search::parse_search;
 use lianyi_security::Caller;
 use lianyi_security::permit::Search;
 use lianyi_services::identifiers::{PLACER_SYSTEM, mrn_system};
-use lianyi_store::imaging::{Images, Study, StudyFilter};
+use lianyi_store::imaging::{Images, InstanceRow, Study, StudyFilter};
 use serde_json::{Map, Value, json};
 
 use crate::ingest::{Sender, image_type};
@@ -195,6 +195,45 @@ impl Imaging {
         }
         self.fhir.audit_images(&caller, "search", &touched).await?;
         Ok(out)
+    }
+
+    /// The instances a C-MOVE or C-GET names (by PatientID, study, series or instance
+    /// UIDs), as `sender` may see them; each study is audited as read.
+    pub async fn retrieve(&self, sender: &Sender, q: &Query) -> Result<Vec<InstanceRow>, ImagingError> {
+        if single(&q.keys, "00100020").is_none() && uid_list(&q.keys, "0020000D").is_empty() {
+            return Err(crate::invalid(
+                "identifier",
+                "unique-key",
+                "a retrieve names its Patient ID or Study Instance UID(s)",
+            ));
+        }
+        let (caller, images) = self.index_for(sender, &q.keys).await?;
+        let studies = images.studies_matching(&filter_of(&q.keys), MAX_STUDIES).await?;
+        let (series_uids, sop_uids) = (uid_list(&q.keys, "0020000E"), uid_list(&q.keys, "00080018"));
+        let mut out = Vec::new();
+        let mut touched = Vec::new();
+        for s in &studies {
+            let rows = images.instances(&s.study_uid, None).await?;
+            let before = out.len();
+            out.extend(rows.into_iter().filter(|i| {
+                (series_uids.is_empty() || series_uids.contains(&i.series_uid))
+                    && (sop_uids.is_empty() || sop_uids.contains(&i.sop_uid))
+            }));
+            if out.len() > before {
+                touched.push(s);
+            }
+        }
+        self.fhir.audit_images(&caller, "read", &touched).await?;
+        Ok(out)
+    }
+
+    /// Where a C-MOVE destination is reached: an AE of the table with an address and
+    /// a port.
+    pub fn destination(&self, ae_title: &str) -> Option<std::net::SocketAddr> {
+        let aes = self.aes.read().ok()?;
+        let ae = aes.iter().find(|a| a.ae_title == ae_title.trim())?;
+        let ip: std::net::IpAddr = ae.host.as_deref()?.parse().ok()?;
+        Some(std::net::SocketAddr::new(ip, u16::try_from(ae.port?).ok()?))
     }
 
     /// The Modality Worklist: the active imaging requests of the AE's campus, each with

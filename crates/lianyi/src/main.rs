@@ -1813,7 +1813,7 @@ async fn demo_command(
     println!("  Metrics       http://{addr}/metrics");
     println!("  HL7 v2 (MLLP) {mllp_addr} (East Campus: ADT, ORU^R01, ORM/OML, SIU)");
     println!(
-        "  DICOM         {dicom_addr}, AE title LIANYI (C-ECHO, C-STORE); modality AE {DEMO_MODALITY} at East Campus, from 127.0.0.1"
+        "  DICOM         {dicom_addr}, AE title LIANYI (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET, worklist); modality AE {DEMO_MODALITY} at East Campus, from 127.0.0.1"
     );
     println!("    echoscu -aet {DEMO_MODALITY} -aec LIANYI {} {}", dicom_addr.ip(), dicom_addr.port());
     println!(

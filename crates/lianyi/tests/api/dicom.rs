@@ -348,6 +348,74 @@ async fn dcmtk_stores_into_the_record_and_bad_input_is_refused_by_name() {
     assert_eq!(n, 0);
     assert!(text.contains("WARD") || text.contains("0xa900") || text.contains("a900"), "{text}");
 
+    // C-GET back on the association (getscu), C-MOVE to a third AE (DCMTK's storescp).
+    let got = tempfile::tempdir().unwrap();
+    let get = Command::new("getscu")
+        .args(["-aet", "CT-WEST", "-aec", "LIANYI", "-S", "-k", "QueryRetrieveLevel=STUDY"])
+        .args(["-k", &format!("StudyInstanceUID={study}"), "-od"])
+        .arg(got.path())
+        .args([&host, &port])
+        .output()
+        .unwrap();
+    assert!(get.status.success(), "{}", String::from_utf8_lossy(&get.stderr));
+    let mut files: Vec<String> =
+        std::fs::read_dir(got.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    files.sort();
+    assert_eq!(files.len(), 3, "{files:?} {}", String::from_utf8_lossy(&get.stderr));
+    assert!(files.iter().all(|f| f.contains(study)), "{files:?}");
+    // An East AE cannot retrieve the West study it cannot see.
+    let none = tempfile::tempdir().unwrap();
+    let refused = Command::new("getscu")
+        .args(["-aet", "CT-EAST", "-aec", "LIANYI", "-S", "-k", "QueryRetrieveLevel=STUDY"])
+        .args(["-k", &format!("StudyInstanceUID={study}"), "-od"])
+        .arg(none.path())
+        .args([&host, &port])
+        .output()
+        .unwrap();
+    assert!(refused.status.success());
+    assert_eq!(std::fs::read_dir(none.path()).unwrap().count(), 0);
+
+    let archive_dir = tempfile::tempdir().unwrap();
+    let archive_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut archive = Command::new("storescp")
+        .args(["-aet", "ARCHIVE", "-od"])
+        .arg(archive_dir.path())
+        .arg(archive_port.to_string())
+        .spawn()
+        .unwrap();
+    let d = AeDraft {
+        ae_title: "ARCHIVE".into(),
+        campus: "campus-west".into(),
+        host: "127.0.0.1".into(),
+        port: archive_port.to_string(),
+        ..Default::default()
+    };
+    app.imaging.put_ae(&admin, &d).await.unwrap();
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", archive_port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let moved = Command::new("movescu")
+        .args(["-aet", "CT-WEST", "-aec", "LIANYI", "-aem", "ARCHIVE", "-S", "-k", "QueryRetrieveLevel=SERIES"])
+        .args(["-k", &format!("StudyInstanceUID={study}"), "-k", &format!("SeriesInstanceUID={study}.1")])
+        .args([&host, &port])
+        .output()
+        .unwrap();
+    let _ = archive.kill();
+    let _ = archive.wait();
+    assert!(moved.status.success(), "{}", String::from_utf8_lossy(&moved.stderr));
+    assert_eq!(std::fs::read_dir(archive_dir.path()).unwrap().count(), 2, "the series' two instances");
+    let nowhere = Command::new("movescu")
+        .args(["-v", "-aet", "CT-WEST", "-aec", "LIANYI", "-aem", "NOWHERE", "-S", "-k", "QueryRetrieveLevel=STUDY"])
+        .args(["-k", &format!("StudyInstanceUID={study}")])
+        .args([&host, &port])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&nowhere.stderr).to_lowercase();
+    assert!(said.contains("refused: movedestinationunknown"), "{said}");
+
     // Bad input, through a raw association: each refused with a status that says why,
     // and nothing kept.
     let bad_study = "1.2.826.0.1.3680043.2.1125.9";

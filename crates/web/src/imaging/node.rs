@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use lianyi_dicom::node::{NodeConfig, Peer, Provider, Received, Refused, Status};
+use lianyi_dicom::node::{NodeConfig, Outgoing, Peer, Provider, Received, Refused, Status};
 use lianyi_dicom::query::Query;
 use lianyi_imaging::Imaging;
 use lianyi_imaging::ingest::{NotKept, Sender};
@@ -44,6 +44,31 @@ impl Provider for Node {
             tracing::warn!(ae = %peer.calling_ae, error = %e, "C-FIND failed");
             Status::failed(0xC001, "the query could not be answered")
         })
+    }
+
+    async fn retrieve(&self, peer: &Peer<Self::Known>, query: Query) -> Result<Vec<Outgoing>, Status> {
+        match self.imaging.retrieve(&peer.known, &query).await {
+            Ok(rows) => Ok(rows
+                .into_iter()
+                .map(|r| Outgoing {
+                    sop_class: r.sop_class,
+                    sop_instance: r.sop_uid,
+                    transfer_syntax: r.transfer_syntax,
+                    path: self.imaging.folder().join(r.file),
+                })
+                .collect()),
+            Err(lianyi_imaging::ImagingError::Invalid(e)) => {
+                Err(Status::failed(0xA900, e.iter().map(|e| e.detail.as_str()).collect::<Vec<_>>().join("; ")))
+            }
+            Err(e) => {
+                tracing::warn!(ae = %peer.calling_ae, error = %e, "retrieve failed");
+                Err(Status::failed(0xC000, "the retrieve could not be answered"))
+            }
+        }
+    }
+
+    fn destination(&self, _peer: &Peer<Self::Known>, ae_title: &str) -> Option<std::net::SocketAddr> {
+        self.imaging.destination(ae_title)
     }
 
     async fn ended(&self, _peer: &Peer<Self::Known>) {
