@@ -12,6 +12,7 @@ import time
 import pydicom
 import pytest
 import requests
+from dicomweb_client.api import DICOMwebClient
 from pydicom.data import get_testdata_file
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
@@ -137,3 +138,44 @@ def test_pynetdicom_echo_compressed_store_and_refusals(node):
     stranger.add_requested_context(Verification)
     rejected = stranger.associate(host, port, ae_title="LIANYI")
     assert rejected.is_rejected
+
+
+def test_dicomweb_client_searches_retrieves_and_stores(node):
+    wait_for_echo(node)
+    base = node["server"].base
+    token = node["headers"]["Authorization"]
+    client = DICOMwebClient(url=f"{base}/dicomweb", headers={"Authorization": token})
+    # STOW-RS: an instance of the East patient, and one of an unknown SOP class.
+    mr = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    mr.PatientID = CT_MRN
+    mr.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.77"
+    mr.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.77.1"
+    mr.SOPInstanceUID = mr.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.8.498.77.1.1"
+    stored = client.store_instances([mr])
+    assert "00081199" in stored and "00081198" not in stored, stored
+    odd = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    odd.SOPClassUID = odd.file_meta.MediaStorageSOPClassUID = "1.2.3.4.5.6.7"
+    odd.SOPInstanceUID = odd.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.8.498.78"
+    with pytest.raises(Exception):
+        client.store_instances([odd])
+    # A malformed body is refused, saying why.
+    r = requests.post(f"{base}/dicomweb/studies", data=b"not multipart",
+                      headers={"Authorization": token, "Content-Type": 'multipart/related; type="application/dicom"; boundary=B'})
+    assert r.status_code == 400 and "boundary never appears" in r.text, r.text
+    # QIDO-RS at each level, with a wildcard.
+    studies = client.search_for_studies(search_filters={"PatientID": CT_MRN})
+    uids = {s["0020000D"]["Value"][0] for s in studies}
+    assert "1.2.826.0.1.3680043.8.498.77" in uids, studies
+    series = client.search_for_series(study_instance_uid="1.2.826.0.1.3680043.8.498.77")
+    assert len(series) == 1 and series[0]["00080060"]["Value"] == ["MR"]
+    instances = client.search_for_instances(study_instance_uid="1.2.826.0.1.3680043.8.498.77",
+                                            series_instance_uid=mr.SeriesInstanceUID)
+    assert [i["00080018"]["Value"][0] for i in instances] == [mr.SOPInstanceUID]
+    assert client.search_for_studies(search_filters={"PatientID": "NO-SUCH-*"}) == []
+    # WADO-RS: metadata kept at ingest, and the instance as stored.
+    meta = client.retrieve_study_metadata("1.2.826.0.1.3680043.8.498.77")
+    assert meta[0]["00100020"]["Value"] == [CT_MRN] and "7FE00010" not in meta[0]
+    back = client.retrieve_instance("1.2.826.0.1.3680043.8.498.77", mr.SeriesInstanceUID, mr.SOPInstanceUID)
+    assert back.SOPInstanceUID == mr.SOPInstanceUID and back.PixelData == mr.PixelData
+    # Without a token: 401.
+    assert requests.get(f"{base}/dicomweb/studies").status_code == 401

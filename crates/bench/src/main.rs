@@ -77,6 +77,7 @@ fn args() -> Args {
 mod billing;
 mod cmdb;
 mod desk;
+mod dicom;
 mod kb;
 mod mllp;
 mod monitor;
@@ -493,6 +494,7 @@ async fn main() {
         Some("backup") => return resilience::backup(rest()).await,
         Some("standby") => return resilience::standby(rest()).await,
         Some("billing") => return billing::run(rest()).await,
+        Some("dicom") => return dicom::run(rest()).await,
         _ => {}
     }
     let a = args();

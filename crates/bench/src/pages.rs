@@ -133,7 +133,7 @@ pub(crate) async fn start_demo(name: &str, args: &[&str], wait: Duration) -> (De
     let (port, mllp) = (free(), free());
     let child = Command::new(&lianyi)
         .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--mllp-listen", &format!("127.0.0.1:{mllp}")])
-        .args(["--dicom-listen", "127.0.0.1:0"])
+        .args(if args.contains(&"--dicom-listen") { &[][..] } else { &["--dicom-listen", "127.0.0.1:0"][..] })
         .args(args)
         .arg("--data-dir")
         .arg(&dir)

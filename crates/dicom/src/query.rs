@@ -223,3 +223,73 @@ mod tests {
         assert_eq!(r.status, 0xA900);
     }
 }
+
+/// A QIDO-RS request's parameters (PS3.18 §8.3.4) as a query at `level`:
+/// `{attributeID}={value}` (keyword or tag), `includefield` (keyword, tag or `all`);
+/// `limit`, `offset` and `fuzzymatching` are the caller's to read. An unknown attribute
+/// is refused by name.
+pub fn qido(level: Level, params: &[(String, String)]) -> Result<(Query, bool), String> {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+    let dict = dicom_dictionary_std::StandardDataDictionary;
+    let mut keys = Map::new();
+    let mut all = false;
+    for (name, value) in params {
+        if matches!(name.as_str(), "limit" | "offset" | "fuzzymatching") {
+            continue;
+        }
+        let (attribute, value) = if name == "includefield" {
+            if value == "all" {
+                all = true;
+                continue;
+            }
+            (value.as_str(), None)
+        } else {
+            (name.as_str(), Some(value.as_str()))
+        };
+        for attribute in attribute.split(',') {
+            let entry = match u32::from_str_radix(attribute, 16) {
+                Ok(n) if attribute.len() == 8 => dict.by_tag(dicom_core::Tag((n >> 16) as u16, (n & 0xFFFF) as u16)),
+                _ => dict.by_name(attribute),
+            }
+            .ok_or_else(|| format!("{attribute}: not a DICOM attribute keyword or tag"))?;
+            let tag = entry.tag();
+            let vr = entry.vr().relaxed().to_string();
+            let key = format!("{:04X}{:04X}", tag.0, tag.1);
+            let json = match value {
+                None | Some("") => serde_json::json!({"vr": vr}),
+                Some(v) if vr == "PN" => serde_json::json!({"vr": vr, "Value": [{"Alphabetic": v}]}),
+                Some(v) if vr == "UI" => {
+                    serde_json::json!({"vr": vr, "Value": v.split([',', '\\']).collect::<Vec<_>>()})
+                }
+                Some(v) => serde_json::json!({"vr": vr, "Value": [v]}),
+            };
+            keys.insert(key, json);
+        }
+    }
+    Ok((Query { model: Model::StudyRoot, level: Some(level), keys }, all))
+}
+
+#[cfg(test)]
+mod qido_tests {
+    use super::*;
+
+    #[test]
+    fn parameters_become_keys() {
+        let p = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let (q, all) = qido(
+            Level::Study,
+            &[
+                p("PatientName", "zhang*"),
+                p("0020000D", "1.2,1.3"),
+                p("includefield", "StudyDescription"),
+                p("limit", "5"),
+            ],
+        )
+        .unwrap();
+        assert!(!all);
+        assert_eq!(q.keys["00100010"]["Value"][0]["Alphabetic"], "zhang*");
+        assert_eq!(q.keys["0020000D"]["Value"][1], "1.3");
+        assert!(q.keys["00081030"].get("Value").is_none());
+        assert!(qido(Level::Study, &[p("NoSuchThing", "1")]).unwrap_err().starts_with("NoSuchThing"));
+    }
+}

@@ -23,11 +23,28 @@ use crate::{Imaging, ImagingError};
 pub struct Sender {
     pub ae: Ae,
     patients: Mutex<HashMap<String, Option<String>>>,
+    /// Who writes, when a person or an API client sends (STOW-RS), not an AE.
+    acting: Option<Caller>,
 }
 
 impl Sender {
     pub fn new(ae: Ae) -> Sender {
-        Sender { ae, patients: Mutex::default() }
+        Sender { ae, patients: Mutex::default(), acting: None }
+    }
+
+    /// `caller` storing over DICOMweb at its home campus (`None` when it has none).
+    pub fn web(caller: &Caller) -> Option<Sender> {
+        let campus = caller.access().home_campus()?.as_str().to_string();
+        let ae = Ae {
+            ae_title: "DICOMWEB".into(),
+            campus,
+            host: None,
+            port: None,
+            description: String::new(),
+            charset: None,
+            created_at: 0,
+        };
+        Some(Sender { ae, patients: Mutex::default(), acting: Some(caller.clone()) })
     }
 
     fn caller(&self) -> Caller {
@@ -35,6 +52,9 @@ impl Sender {
     }
 
     pub(crate) fn writer(&self) -> Result<Caller, ImagingError> {
+        if let Some(c) = &self.acting {
+            return Ok(c.clone());
+        }
         let campus = CampusId::parse(&self.ae.campus)
             .map_err(|_| ImagingError::Forbidden(format!("AE {} names no valid campus", self.ae.ae_title)))?;
         Ok(Caller::task_at(SystemTask::DicomInbound(self.ae.ae_title.clone()), campus))
@@ -203,4 +223,74 @@ fn write_durably(path: &Path, header: &[u8], body: &[u8]) -> std::io::Result<()>
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// What became of one part of a STOW-RS request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stowed {
+    pub sop_class: String,
+    pub sop_instance: String,
+    /// The DICOM failure reason and why, when refused.
+    pub refused: Option<(u16, String)>,
+}
+
+impl Imaging {
+    /// STOW-RS: keeps each Part 10 file `caller` sends, at the caller's home campus
+    /// (its PatientIDs are that campus's MRNs), each refused part saying why and leaving
+    /// nothing behind.
+    pub async fn stow(&self, caller: &Caller, parts: Vec<Vec<u8>>) -> Result<Vec<Stowed>, ImagingError> {
+        self.fhir.permit::<lianyi_security::permit::Create>(caller, image_type()).await?;
+        let sender = Sender::web(caller)
+            .ok_or_else(|| ImagingError::Forbidden("storing images needs a campus to file them under".into()))?;
+        let mut out = Vec::with_capacity(parts.len());
+        for part in parts {
+            let (sop_class, sop_instance, ts, start) = match instance::split_file(&part) {
+                Ok(x) => x,
+                Err(r) => {
+                    out.push(Stowed {
+                        sop_class: String::new(),
+                        sop_instance: String::new(),
+                        refused: Some((r.status, r.reason)),
+                    });
+                    continue;
+                }
+            };
+            let refuse = |status: u16, why: String| Stowed {
+                sop_class: sop_class.clone(),
+                sop_instance: sop_instance.clone(),
+                refused: Some((status, why)),
+            };
+            if lianyi_dicom::sop::storage_name(&sop_class).is_none() {
+                out.push(refuse(0x0122, format!("SOP class {sop_class} is not stored here")));
+                continue;
+            }
+            let data = part[start..].to_vec();
+            let read = {
+                let ts = ts.clone();
+                tokio::task::spawn_blocking(move || instance::read(&data, &ts, None).map(|i| (i, data))).await
+            };
+            let (i, data) = match read {
+                Ok(Ok(x)) => x,
+                Ok(Err(r)) => {
+                    out.push(refuse(r.status, r.reason));
+                    continue;
+                }
+                Err(_) => {
+                    out.push(refuse(0xC000, "the data set could not be read".into()));
+                    continue;
+                }
+            };
+            if i.sop_class != sop_class || i.sop_instance != sop_instance {
+                out.push(refuse(0xA900, "the data set's SOP class or instance UID differs from its file meta".into()));
+                continue;
+            }
+            match self.keep(&sender, &i, data).await {
+                Ok(()) => out.push(Stowed { sop_class, sop_instance, refused: None }),
+                Err(NotKept::OutOfResources(why)) => out.push(refuse(0xA700, why)),
+                Err(NotKept::Failed(why)) => out.push(refuse(0x0110, why)),
+            }
+        }
+        self.settle_soon();
+        Ok(out)
+    }
 }

@@ -66,6 +66,30 @@ fn filter_of(keys: &Map<String, Value>) -> StudyFilter {
     f
 }
 
+/// What a query may see: the caller (with a patient's record opened when the query
+/// named them by an MRN the caller's campuses know), its view of the index, and that
+/// patient (id, the MRN asked by).
+struct Seen {
+    caller: Caller,
+    images: Images,
+    patient: Option<(String, String)>,
+}
+
+impl Seen {
+    /// The index filter and the keys to match: a patient resolved from the asked MRN is
+    /// found by their record (their studies carry other campuses' PatientIDs too).
+    fn narrowed(&self, keys: &Map<String, Value>) -> (StudyFilter, Map<String, Value>) {
+        let mut f = filter_of(keys);
+        let mut keys = keys.clone();
+        if let Some((id, _)) = &self.patient {
+            f.patient = Some(id.clone());
+            f.patient_key = None;
+            keys.insert("00100020".into(), json!({"vr": "LO"}));
+        }
+        (f, keys)
+    }
+}
+
 /// A study's attributes for matching and answering: its kept DICOM JSON and what the
 /// index counts.
 pub fn study_json(s: &Study, node_ae: &str) -> Map<String, Value> {
@@ -82,17 +106,106 @@ pub fn study_json(s: &Study, node_ae: &str) -> Map<String, Value> {
 impl Imaging {
     /// The index as `sender`'s campus sees it, with the record of the patient the
     /// query names by an MRN of that campus opened.
-    async fn index_for(&self, sender: &Sender, keys: &Map<String, Value>) -> Result<(Caller, Images), ImagingError> {
+    async fn index_for(&self, sender: &Sender, keys: &Map<String, Value>) -> Result<Seen, ImagingError> {
         let mut caller = sender.writer()?;
+        let mut patient = None;
         if let Some(mrn) = single(keys, "00100020")
-            && let Some(patient) = self.match_patient(sender, &mrn).await?
-            && let Some(open) = caller.open_record(&patient, &[sender.ae.campus.as_str()])
+            && let Some(id) = self.match_patient(sender, &mrn).await?
+            && let Some(open) = caller.open_record(&id, &[sender.ae.campus.as_str()])
         {
             caller = open;
+            patient = Some((id, mrn));
         }
         let permit = self.fhir.permit::<Search>(&caller, image_type()).await?;
         let images = self.fhir.images(&permit)?;
-        Ok((caller, images))
+        Ok(Seen { caller, images, patient })
+    }
+
+    /// The index as a person or API client sees it (DICOMweb, the viewer), with the
+    /// record of the patient the query names by an MRN opened where their grants reach
+    /// one of the patient's campuses.
+    async fn index_for_caller(&self, caller: &Caller, keys: &Map<String, Value>) -> Result<Seen, ImagingError> {
+        let mut caller = caller.clone();
+        let mut patient = None;
+        if let Some(mrn) = single(keys, "00100020") {
+            let system = Caller::task(lianyi_security::SystemTask::DicomInbound("DICOMWEB".into()));
+            let req = parse_search(
+                crate::ingest::patient_type(),
+                &[("identifier".into(), mrn.clone()), ("_count".into(), "2".into())],
+            )
+            .map_err(|i| crate::invalid("PatientID", "search", i.diagnostics))?;
+            let page = self
+                .fhir
+                .search(&self.fhir.permit::<Search>(&system, crate::ingest::patient_type()).await?, &req)
+                .await?;
+            if let [p] = page.resources.as_slice()
+                && let Ok(v) = serde_json::from_str::<Value>(&p.body)
+            {
+                let mrns = lianyi_clinical::registry::mrns_of(&v);
+                if let Some(open) = lianyi_clinical::registry::record_open(&caller, &p.id, p.campus.as_deref(), &mrns) {
+                    caller = open;
+                    patient = Some((p.id.clone(), mrn));
+                }
+            }
+        }
+        let permit = self.fhir.permit::<Search>(&caller, image_type()).await?;
+        let images = self.fhir.images(&permit)?;
+        Ok(Seen { caller, images, patient })
+    }
+
+    /// QIDO-RS: the matches of `q` as `caller` may see them.
+    pub async fn search(
+        &self,
+        caller: &Caller,
+        node_ae: &str,
+        q: &Query,
+    ) -> Result<Vec<Map<String, Value>>, ImagingError> {
+        let seen = self.index_for_caller(caller, &q.keys).await?;
+        self.find_in(&seen, node_ae, q).await
+    }
+
+    /// The instances of a study (of a series, or one instance) for WADO-RS and the
+    /// viewer, as `caller` may see them; the study is audited as read. `None` when the
+    /// study is not there or not the caller's to see (the refusal is audited).
+    pub async fn instances_for(
+        &self,
+        caller: &Caller,
+        study: &str,
+        series: Option<&str>,
+        instance: Option<&str>,
+    ) -> Result<Option<Vec<InstanceRow>>, ImagingError> {
+        let caller = self.opened_for_study(caller, study).await?;
+        let images = self.fhir.images(&self.fhir.permit::<Search>(&caller, image_type()).await?)?;
+        let Some(s) = images.study(study).await? else {
+            let _refused = self
+                .fhir
+                .audit_images_refused(&caller, "read", study, "no such study, or not one your grants reach".into())
+                .await;
+            return Ok(None);
+        };
+        let rows: Vec<InstanceRow> = images
+            .instances(study, series)
+            .await?
+            .into_iter()
+            .filter(|i| instance.is_none_or(|u| i.sop_uid == u))
+            .collect();
+        self.fhir.audit_images(&caller, "read", &[&s]).await?;
+        Ok(Some(rows))
+    }
+
+    /// `caller` with the record of the study's patient opened when their grants reach a
+    /// campus where the patient holds an MRN (the record across campuses).
+    async fn opened_for_study(&self, caller: &Caller, study: &str) -> Result<Caller, ImagingError> {
+        let system = Caller::task(lianyi_security::SystemTask::DicomInbound("DICOMWEB".into()));
+        let all = self.fhir.images(&self.fhir.permit::<Search>(&system, image_type()).await?)?;
+        let Some(patient) = all.study(study).await?.and_then(|s| s.patient) else { return Ok(caller.clone()) };
+        let Ok(p) = self.fhir.reader(&system, crate::ingest::patient_type()).await?.read(&patient).await else {
+            return Ok(caller.clone());
+        };
+        let v: Value = serde_json::from_str(&p.body).unwrap_or_default();
+        let mrns = lianyi_clinical::registry::mrns_of(&v);
+        Ok(lianyi_clinical::registry::record_open(caller, &patient, p.campus.as_deref(), &mrns)
+            .unwrap_or_else(|| caller.clone()))
     }
 
     /// Answers a C-FIND of the patient-root or study-root model: the DICOM JSON of each
@@ -106,17 +219,24 @@ impl Imaging {
         if q.model == Model::Worklist {
             return self.worklist(sender, q).await;
         }
-        let (caller, images) = self.index_for(sender, &q.keys).await?;
-        let studies = images.studies_matching(&filter_of(&q.keys), MAX_STUDIES).await?;
+        let seen = self.index_for(sender, &q.keys).await?;
+        self.find_in(&seen, node_ae, q).await
+    }
+
+    async fn find_in(&self, seen: &Seen, node_ae: &str, q: &Query) -> Result<Vec<Map<String, Value>>, ImagingError> {
+        let (caller, images) = (&seen.caller, &seen.images);
+        let (filter, keys) = seen.narrowed(&q.keys);
+        let q = &Query { keys, ..q.clone() };
+        let studies = images.studies_matching(&filter, MAX_STUDIES).await?;
         let level = q.level.unwrap_or(Level::Study);
         let mut out = Vec::new();
         let mut touched: Vec<&Study> = Vec::new();
         match level {
             Level::Patient => {
-                let mut seen: Vec<(String, usize)> = Vec::new();
+                let mut groups: Vec<(String, usize)> = Vec::new();
                 for s in &studies {
-                    let key = s.patient_key.clone();
-                    if let Some((_, at)) = seen.iter().find(|(k, _)| *k == key) {
+                    let key = s.patient.clone().unwrap_or_else(|| s.patient_key.clone());
+                    if let Some((_, at)) = groups.iter().find(|(k, _)| *k == key) {
                         let at = *at;
                         let m: &mut Map<String, Value> = &mut out[at];
                         let n = m["00201200"]["Value"][0].as_i64().unwrap_or(0) + 1;
@@ -125,13 +245,13 @@ impl Imaging {
                     }
                     let mut m = study_json(s, node_ae);
                     put(&mut m, "00201200", "IS", json!(1));
-                    seen.push((key, out.len()));
+                    groups.push((key, out.len()));
                     out.push(m);
                 }
                 out.retain(|m| matches(&q.keys, m));
-                touched.extend(
-                    studies.iter().filter(|s| out.iter().any(|m| m.get("00100020") == object(&s.json).get("00100020"))),
-                );
+                touched.extend(studies.iter().filter(|s| {
+                    seen.patient.is_some() || out.iter().any(|m| m.get("00100020") == object(&s.json).get("00100020"))
+                }));
             }
             Level::Study => {
                 for s in &studies {
@@ -193,7 +313,13 @@ impl Imaging {
                 }
             }
         }
-        self.fhir.audit_images(&caller, "search", &touched).await?;
+        self.fhir.audit_images(caller, "search", &touched).await?;
+        // The patient as the querier knows them: the MRN it asked by.
+        if let Some((_, mrn)) = &seen.patient {
+            for m in &mut out {
+                put(m, "00100020", "LO", json!(mrn));
+            }
+        }
         Ok(out)
     }
 
@@ -207,8 +333,10 @@ impl Imaging {
                 "a retrieve names its Patient ID or Study Instance UID(s)",
             ));
         }
-        let (caller, images) = self.index_for(sender, &q.keys).await?;
-        let studies = images.studies_matching(&filter_of(&q.keys), MAX_STUDIES).await?;
+        let seen = self.index_for(sender, &q.keys).await?;
+        let (caller, images) = (&seen.caller, &seen.images);
+        let (filter, _) = seen.narrowed(&q.keys);
+        let studies = images.studies_matching(&filter, MAX_STUDIES).await?;
         let (series_uids, sop_uids) = (uid_list(&q.keys, "0020000E"), uid_list(&q.keys, "00080018"));
         let mut out = Vec::new();
         let mut touched = Vec::new();
@@ -223,7 +351,7 @@ impl Imaging {
                 touched.push(s);
             }
         }
-        self.fhir.audit_images(&caller, "read", &touched).await?;
+        self.fhir.audit_images(caller, "read", &touched).await?;
         Ok(out)
     }
 

@@ -77,8 +77,9 @@ enum Command {
         /// or the config's tls_cert/tls_key).
         #[arg(long, requires = "mllp_listen")]
         mllp_tls: bool,
-        /// Also run the DICOM node on this address (e.g. 0.0.0.0:11112): C-ECHO and
-        /// C-STORE from the application entities of the AE table (`lianyi ae`).
+        /// Also run the DICOM node on this address (e.g. 0.0.0.0:11112): C-ECHO,
+        /// C-STORE, C-FIND, C-MOVE, C-GET and the worklist for the application entities
+        /// of the AE table (`lianyi ae`).
         #[arg(long, env = "LIANYI_DICOM_LISTEN")]
         dicom_listen: Option<String>,
         /// The DICOM node's AE title (callers must call it; default LIANYI).

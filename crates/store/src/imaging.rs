@@ -257,6 +257,13 @@ impl Images {
     /// for the ImagingStudy writer; one transaction.
     pub async fn index(&self, i: &NewInstance) -> Result<()> {
         let mut tx = self.store.write_pool().begin_with(self.store.backend.begin_write()).await?;
+        // A re-sent instance may move to another series or study (a correction at the
+        // modality): the one it leaves is recounted below.
+        let before: Option<(String, String)> =
+            sqlx::query_as("SELECT study_uid, series_uid FROM imaging_instances WHERE sop_uid = $1")
+                .bind(i.sop_uid.clone())
+                .fetch_optional(&mut *tx)
+                .await?;
         sqlx::query(
             "INSERT INTO imaging_instances (sop_uid, series_uid, study_uid, sop_class, transfer_syntax, \
              instance_number, frames, file, bytes, received_at, json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
@@ -282,7 +289,8 @@ impl Images {
             "INSERT INTO imaging_series (series_uid, study_uid, modality, series_number, description, body_part, \
              instance_count, json) VALUES ($1, $2, $3, $4, $5, $6, \
              (SELECT count(*) FROM imaging_instances WHERE series_uid = $1), $7) \
-             ON CONFLICT (series_uid) DO UPDATE SET instance_count = excluded.instance_count",
+             ON CONFLICT (series_uid) DO UPDATE SET study_uid = excluded.study_uid, \
+             instance_count = excluded.instance_count",
         )
         .bind(i.series_uid.clone())
         .bind(i.study_uid.clone())
@@ -326,6 +334,28 @@ impl Images {
         .bind(i.study_json.clone())
         .execute(&mut *tx)
         .await?;
+        if let Some((study, series)) = before.filter(|(st, se)| *st != i.study_uid || *se != i.series_uid) {
+            sqlx::query(
+                "UPDATE imaging_series SET instance_count = \
+                 (SELECT count(*) FROM imaging_instances WHERE series_uid = $1) WHERE series_uid = $1",
+            )
+            .bind(series.clone())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM imaging_series WHERE series_uid = $1 AND instance_count = 0")
+                .bind(series)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE imaging_studies SET series_count = (SELECT count(*) FROM imaging_series WHERE study_uid = $1), \
+                 instance_count = (SELECT count(*) FROM imaging_instances WHERE study_uid = $1), settled = 0, \
+                 updated_at = $2 WHERE study_uid = $1",
+            )
+            .bind(study)
+            .bind(i.received_at)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -4,7 +4,9 @@
 use axum::Router;
 
 use crate::ui::shell::NavLink;
-use crate::{AppState, account, accounts, audit, billing, clinic, fhir, health, integration, ops, pharmacy, ui};
+use crate::{
+    AppState, account, accounts, audit, billing, clinic, fhir, health, imaging, integration, ops, pharmacy, ui,
+};
 
 /// The navigation, area by area, in the order the bar shows it.
 pub(crate) const NAV: &[&[NavLink]] =
@@ -22,6 +24,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(pharmacy::router())
         .merge(ops::router())
         .merge(integration::router())
+        .merge(imaging::router())
         .merge(health::router())
         .merge(ui::shell::router())
         .merge(ui::assets::router())

@@ -260,7 +260,7 @@ async fn dcmtk_stores_into_the_record_and_bad_input_is_refused_by_name() {
             "NumberOfStudyRelatedInstances",
         ],
     );
-    assert_eq!(n, 1, "{text}");
+    assert_eq!(n, 2, "the patient's studies, the reconciled one too: {text}");
     assert!(text.contains(study) && text.contains("[3 ]") || text.contains("[3]"), "{text}");
     let (n, text) = find(
         "CT-WEST",
@@ -301,6 +301,22 @@ async fn dcmtk_stores_into_the_record_and_bad_input_is_refused_by_name() {
     assert_eq!(n, 0);
     let (n, _) = find("CT-EAST", "-S", &["QueryRetrieveLevel=STUDY", "PatientID=W2000001"]);
     assert_eq!(n, 0, "W2000001 is no East MRN");
+    // An East radiologist (an East-only client) over DICOMweb: refused, and audited.
+    let metadata = app.url(&format!("/dicomweb/studies/{study}/metadata"));
+    let r = east.get(&metadata).send().await.unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::NOT_FOUND);
+    let auditor = app.client_with("system/AuditEvent.rs", "*", None).await;
+    let events: Value =
+        auditor.get(app.url("/fhir/AuditEvent?subtype=read&_count=200")).send().await.unwrap().json().await.unwrap();
+    let refused = events["entry"].as_array().unwrap().iter().any(|e| {
+        e["resource"]["outcome"] != "0"
+            && e["resource"]["entity"]
+                .as_array()
+                .is_some_and(|x| x.iter().any(|x| x["what"]["reference"] == format!("ImagingStudy/{study}")))
+    });
+    assert!(refused, "the refused read is audited: {events}");
+    // Once the patient is registered at the East Campus too, the East Campus reads the
+    // patient's West studies (the record across campuses), found by the East MRN.
     put(
         &app,
         &west,
@@ -309,8 +325,20 @@ async fn dcmtk_stores_into_the_record_and_bad_input_is_refused_by_name() {
                        {"system": "urn:lianyi:sid:mrn:campus-east", "value": "E3000003"}]}),
     )
     .await;
+    let r = east.get(&metadata).send().await.unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let instances: Vec<Value> = r.json().await.unwrap();
+    assert_eq!(instances.len(), 3);
+    assert!(instances.iter().all(|i| i.get("7FE00010").is_none()), "no bulk data in the metadata");
+    let found: Vec<Value> =
+        east.get(app.url("/dicomweb/studies?PatientID=E3000003")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found.iter().all(|s| s["00100020"]["Value"][0] == "E3000003"), "answered with the East MRN");
     let (n, text) = find("CT-EAST", "-S", &["QueryRetrieveLevel=STUDY", "PatientID=E3000003", "StudyInstanceUID"]);
-    assert_eq!(n, 0, "the studies carry the West PatientID: {text}");
+    assert_eq!(n, 2, "the East modality finds them by the East MRN: {text}");
+    assert!(text.contains("E3000003"), "{text}");
+    let (n, _) = find("CT-EAST", "-S", &["QueryRetrieveLevel=STUDY", "StudyInstanceUID"]);
+    assert_eq!(n, 0, "without naming the patient, still only the East Campus's own studies");
     // The worklist: active imaging requests of the AE's campus, with the MRN there.
     put(
         &app,
@@ -435,4 +463,12 @@ async fn dcmtk_stores_into_the_record_and_bad_input_is_refused_by_name() {
     assert!(!app.imaging.folder().join(bad_study).exists(), "nothing written for refused instances");
     let totals = app.imaging.totals().await.unwrap();
     assert_eq!((totals.studies, totals.instances, totals.unmatched), (2, 4, 0));
+    // Monitoring sees the archive: its size, what was stored, what was refused.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for line in ["lianyi_imaging_instances 4", "lianyi_imaging_studies 2", "lianyi_imaging_unmatched_studies 0"] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+    for name in ["lianyi_imaging_bytes", "lianyi_imaging_disk_free_bytes", "lianyi_dicom_associations_refused_total"] {
+        assert!(metrics.contains(name), "{name}");
+    }
 }

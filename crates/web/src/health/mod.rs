@@ -116,6 +116,21 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         }
         Err(e) => tracing::warn!(error = %e, "channel statistics unavailable"),
     }
+    // The imaging archive: what the index holds (C-STORE rate and failures are counted
+    // as they happen: lianyi_dicom_instances_stored_total, lianyi_dicom_store_failures_total,
+    // lianyi_dicom_associations_refused_total).
+    match state.imaging.totals().await {
+        Ok(t) => {
+            metrics::gauge!("lianyi_imaging_studies").set(t.studies as f64);
+            metrics::gauge!("lianyi_imaging_instances").set(t.instances as f64);
+            metrics::gauge!("lianyi_imaging_bytes").set(t.bytes as f64);
+            metrics::gauge!("lianyi_imaging_unmatched_studies").set(t.unmatched as f64);
+        }
+        Err(e) => tracing::warn!(error = %e, "imaging totals unavailable"),
+    }
+    if let Ok(fs) = rustix::fs::statvfs(state.imaging.folder()) {
+        metrics::gauge!("lianyi_imaging_disk_free_bytes").set((fs.f_bavail * fs.f_frsize) as f64);
+    }
     let text = METRICS.get().and_then(|h| h.as_ref()).map(|h| h.render()).unwrap_or_default();
     let mut resp = text.into_response();
     resp.headers_mut()
