@@ -116,7 +116,7 @@ pub async fn run(args: Vec<String>) {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let root = std::env::temp_dir().join(format!("lianyi-bench-dicom-{}", std::process::id()));
+    let root = std::env::temp_dir().join(format!("lianyi-bench-dicom-files-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let files = root.join("files");
     let t = Instant::now();
