@@ -101,6 +101,21 @@ pub fn read(bytes: &[u8], ts: &str, default_charset: Option<&str>) -> Result<Ins
         .get(ts)
         .filter(|t| !t.is_unsupported())
         .ok_or_else(|| Refusal { status: 0xC000, reason: format!("transfer syntax {ts} cannot be read") })?;
+    // A deflated data set is inflated here, within a cap, and read as the Explicit VR
+    // Little Endian it holds: a small stream must not inflate into gigabytes.
+    let inflated;
+    let (bytes, syntax) = match crate::lengths::Encoding::of(ts) {
+        Some(_) => (bytes, syntax),
+        None => {
+            inflated = crate::lengths::inflate(bytes)
+                .map_err(|why| Refusal { status: 0xC000, reason: format!("deflated data set: {why}") })?;
+            (&inflated[..], TransferSyntaxRegistry.get("1.2.840.10008.1.2.1").unwrap_or(syntax))
+        }
+    };
+    let enc = crate::lengths::Encoding::of(syntax.uid().trim_end_matches('\0'))
+        .unwrap_or(crate::lengths::Encoding::ExplicitLittle);
+    crate::lengths::check(bytes, enc, None)
+        .map_err(|why| Refusal { status: 0xC000, reason: format!("truncated or malformed data set: {why}") })?;
     let cs = default_charset.and_then(SpecificCharacterSet::from_code).unwrap_or_default();
     let mut o = InMemDicomObject::read_dataset_with_ts_cs(bytes, syntax, cs).map_err(|e| Refusal {
         status: 0xC000,
@@ -228,6 +243,8 @@ pub fn split_file(bytes: &[u8]) -> Result<(String, String, String, usize), Refus
     if bytes.len() < 132 || &bytes[128..132] != b"DICM" {
         return Err(bad("not a DICOM file: no DICM prefix after the 128-byte preamble"));
     }
+    crate::lengths::check(&bytes[132..], crate::lengths::Encoding::ExplicitLittle, Some(0x0002))
+        .map_err(|why| Refusal { status: 0xC000, reason: format!("file meta information cannot be read: {why}") })?;
     let mut cursor = std::io::Cursor::new(&bytes[128..]);
     let meta = dicom_object::meta::FileMetaTable::from_reader(&mut cursor)
         .map_err(|e| Refusal { status: 0xC000, reason: format!("file meta information cannot be read: {e}") })?;
@@ -289,6 +306,22 @@ mod tests {
         bytes.drain(..8 + len);
         let i = read(&bytes, "1.2.840.10008.1.2.1", Some("GBK")).expect("reads");
         assert_eq!(i.patient_name, "李^四");
+    }
+
+    #[test]
+    fn a_deflated_data_set_reads_and_a_bomb_is_refused() {
+        use std::io::Write;
+        let deflate = |b: &[u8]| {
+            let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(b).expect("deflates");
+            e.finish().expect("deflates")
+        };
+        let i = read(&deflate(&data_set(None, "Doe^John", 64)), "1.2.840.10008.1.2.1.99", None).expect("reads");
+        assert_eq!(i.patient_name, "Doe^John");
+        assert_eq!(i.transfer_syntax, "1.2.840.10008.1.2.1.99", "kept as received");
+        let bomb = deflate(&vec![0u8; 64 << 20]);
+        let r = read(&bomb, "1.2.840.10008.1.2.1.99", None).expect_err("inflates too far");
+        assert!(r.reason.contains("inflates to more than"), "{}", r.reason);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod command;
 pub mod instance;
+pub mod lengths;
 pub mod node;
 pub mod query;
 pub mod sop;

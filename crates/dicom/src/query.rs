@@ -98,6 +98,10 @@ pub fn read_query(model: Model, bytes: &[u8], ts: &str) -> Result<Query, Refusal
         .get(ts)
         .filter(|t| !t.is_unsupported())
         .ok_or_else(|| cannot(format!("transfer syntax {ts} cannot be read")))?;
+    let Some(enc) = crate::lengths::Encoding::of(ts) else {
+        return Err(cannot("a deflated identifier is not read".into()));
+    };
+    crate::lengths::check(bytes, enc, None).map_err(|why| cannot(format!("identifier cannot be read: {why}")))?;
     let o = InMemDicomObject::read_dataset_with_ts(bytes, syntax)
         .map_err(|e| cannot(format!("identifier cannot be read: {e}")))?;
     let level = o.get(tags::QUERY_RETRIEVE_LEVEL).and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string());

@@ -127,17 +127,29 @@ impl Imaging {
         let images =
             self.fhir.images(&self.fhir.permit::<lianyi_security::permit::Search>(&caller, image_type()).await?)?;
         let mut written = 0;
+        // A study that fails is retried on the next pass, not before the others.
+        let mut failed: Vec<String> = Vec::new();
+        let mut last = None;
         loop {
-            let batch = images.unsettled(50).await?;
+            let batch: Vec<_> = images
+                .unsettled(50 + failed.len() as i64)
+                .await?
+                .into_iter()
+                .filter(|s| !failed.contains(&s.study_uid))
+                .collect();
             if batch.is_empty() {
-                return Ok(written);
+                return match last {
+                    Some(e) => Err(e),
+                    None => Ok(written),
+                };
             }
             for s in &batch {
                 match self.write_study(&caller, s).await {
                     Ok(()) => written += 1,
                     Err(e) => {
-                        tracing::warn!(study_row = %s.received_at, error = %e, "ImagingStudy could not be written; retried later");
-                        return Err(e);
+                        tracing::warn!(error = %e, "an ImagingStudy could not be written; retried later");
+                        failed.push(s.study_uid.clone());
+                        last = Some(e);
                     }
                 }
             }
