@@ -50,6 +50,17 @@ pub fn inflate(bytes: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// The value representations of PS3.5 §6.2; dicom-rs reads any other code with a
+/// 4-byte length, which a walk with the 2-byte one would not see.
+fn known_vr(vr: &[u8]) -> bool {
+    const ALL: [&[u8; 2]; 34] = [
+        b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"OB", b"OD", b"OF", b"OL",
+        b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM", b"UC", b"UI", b"UL", b"UN", b"UR", b"US",
+        b"UT", b"UV",
+    ];
+    ALL.iter().any(|v| &v[..] == vr)
+}
+
 fn long_header(vr: &[u8]) -> bool {
     matches!(vr, b"OB" | b"OW" | b"OF" | b"OD" | b"OL" | b"OV" | b"SQ" | b"UT" | b"UN" | b"UC" | b"UR" | b"SV" | b"UV")
 }
@@ -105,6 +116,9 @@ pub fn check(bytes: &[u8], enc: Encoding, only_group: Option<u16>) -> Result<(),
             }
             Encoding::ExplicitLittle | Encoding::ExplicitBig => {
                 let vr = &bytes[pos + 4..pos + 6];
+                if !known_vr(vr) {
+                    return Err(format!("element ({group:04X},{element:04X}) has no valid VR"));
+                }
                 if long_header(vr) {
                     if bytes.len() - pos < 12 {
                         return Ok(());
@@ -157,6 +171,13 @@ mod tests {
         b.extend_from_slice(&[0x08, 0x00, 0x50, 0x11, b'U', b'N', 0, 0]);
         b.extend_from_slice(&1_000_000_000u32.to_le_bytes());
         assert!(check(&b, Encoding::ExplicitLittle, None).unwrap_err().contains("(0008,1150)"));
+    }
+
+    #[test]
+    fn an_unknown_vr_is_refused() {
+        // A VR of two NUL bytes: dicom-rs would read the next four bytes as a length.
+        let b = [0x00, 0x00, 0x00, 0x00, 0, 0, 0, 0, 0xFC, 0xFF, 0xFC, 0xFF, b'O', b'B'];
+        assert!(check(&b, Encoding::ExplicitLittle, None).unwrap_err().contains("no valid VR"));
     }
 
     #[test]
