@@ -5,7 +5,7 @@
 //! of series of 100.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dicom_core::{DataElement, PrimitiveValue, VR};
@@ -15,14 +15,8 @@ use dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN;
 
 const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+/// A peer process, killed when dropped.
+use crate::pages::Demo as Killed;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

@@ -54,10 +54,8 @@ fn short(o: &InMemDicomObject, tag: Tag) -> Option<u16> {
 impl Command {
     /// Reads a command set (its fragments joined).
     pub fn read(bytes: &[u8]) -> Result<Command, DicomError> {
-        crate::lengths::check(bytes, crate::lengths::Encoding::ImplicitLittle, None)
+        let o = crate::instance::decode(bytes, IMPLICIT_VR_LITTLE_ENDIAN.uid(), Default::default())
             .map_err(|why| DicomError::Malformed(format!("command set: {why}")))?;
-        let o = InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
-            .map_err(|e| DicomError::Malformed(format!("command set: {e}")))?;
         let field = short(&o, tags::COMMAND_FIELD)
             .ok_or_else(|| DicomError::Malformed("command set: no Command Field (0000,0100)".into()))?;
         Ok(Command {

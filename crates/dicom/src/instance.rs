@@ -32,26 +32,19 @@ pub struct Instance {
     pub series_uid: String,
     pub transfer_syntax: String,
     pub patient_id: String,
-    pub issuer_of_patient_id: String,
     /// The name as the modality wrote it (`^`-separated components; `=`-separated
     /// alphabetic, ideographic and phonetic groups), decoded from its character set.
     pub patient_name: String,
-    pub patient_birth_date: String,
-    pub patient_sex: String,
     pub accession_number: String,
-    pub study_id: String,
     pub study_date: String,
     pub study_time: String,
     pub study_description: String,
-    pub referring_physician: String,
     pub modality: String,
     pub series_number: Option<i64>,
     pub series_description: String,
     pub body_part: String,
     pub instance_number: Option<i64>,
     pub number_of_frames: i64,
-    pub rows: Option<i64>,
-    pub columns: Option<i64>,
     /// Specific Character Set (0008,0005) as sent.
     pub character_set: String,
     /// The DICOM JSON of the data set, bulk data left out.
@@ -93,34 +86,35 @@ impl Refusal {
     }
 }
 
+/// Reads a data set in transfer syntax `ts` as the network hands it over: every
+/// declared length checked against the bytes first, a deflated one inflated within a cap
+/// and read as the Explicit VR Little Endian it holds (see [`crate::lengths`]). The one
+/// way data sets, identifiers and command sets from a peer are read.
+pub fn decode(bytes: &[u8], ts: &str, cs: SpecificCharacterSet) -> Result<InMemDicomObject, String> {
+    let syntax = TransferSyntaxRegistry
+        .get(ts)
+        .filter(|t| !t.is_unsupported())
+        .ok_or_else(|| format!("transfer syntax {ts} cannot be read"))?;
+    let inflated;
+    let (bytes, syntax, enc) = match crate::lengths::Encoding::of(ts) {
+        Some(enc) => (bytes, syntax, enc),
+        None => {
+            inflated = crate::lengths::inflate(bytes).map_err(|why| format!("deflated data set: {why}"))?;
+            let explicit = TransferSyntaxRegistry.get("1.2.840.10008.1.2.1").unwrap_or(syntax);
+            (&inflated[..], explicit, crate::lengths::Encoding::ExplicitLittle)
+        }
+    };
+    crate::lengths::check(bytes, enc, None).map_err(|why| format!("truncated or malformed data set: {why}"))?;
+    InMemDicomObject::read_dataset_with_ts_cs(bytes, syntax, cs)
+        .map_err(|e| format!("data set cannot be read (truncated or malformed): {e}"))
+}
+
 /// Reads a received data set (`bytes` in transfer syntax `ts`). `default_charset` is
 /// the character set assumed when the data set names none (a per-sender setting: some
 /// modalities write GB18030 without saying so).
 pub fn read(bytes: &[u8], ts: &str, default_charset: Option<&str>) -> Result<Instance, Refusal> {
-    let syntax = TransferSyntaxRegistry
-        .get(ts)
-        .filter(|t| !t.is_unsupported())
-        .ok_or_else(|| Refusal { status: 0xC000, reason: format!("transfer syntax {ts} cannot be read") })?;
-    // A deflated data set is inflated here, within a cap, and read as the Explicit VR
-    // Little Endian it holds: a small stream must not inflate into gigabytes.
-    let inflated;
-    let (bytes, syntax) = match crate::lengths::Encoding::of(ts) {
-        Some(_) => (bytes, syntax),
-        None => {
-            inflated = crate::lengths::inflate(bytes)
-                .map_err(|why| Refusal { status: 0xC000, reason: format!("deflated data set: {why}") })?;
-            (&inflated[..], TransferSyntaxRegistry.get("1.2.840.10008.1.2.1").unwrap_or(syntax))
-        }
-    };
-    let enc = crate::lengths::Encoding::of(syntax.uid().trim_end_matches('\0'))
-        .unwrap_or(crate::lengths::Encoding::ExplicitLittle);
-    crate::lengths::check(bytes, enc, None)
-        .map_err(|why| Refusal { status: 0xC000, reason: format!("truncated or malformed data set: {why}") })?;
     let cs = default_charset.and_then(SpecificCharacterSet::from_code).unwrap_or_default();
-    let mut o = InMemDicomObject::read_dataset_with_ts_cs(bytes, syntax, cs).map_err(|e| Refusal {
-        status: 0xC000,
-        reason: format!("data set cannot be read (truncated or malformed): {e}"),
-    })?;
+    let mut o = decode(bytes, ts, cs).map_err(|reason| Refusal { status: 0xC000, reason })?;
     let mut i = Instance {
         sop_class: text(&o, tags::SOP_CLASS_UID),
         sop_instance: text(&o, tags::SOP_INSTANCE_UID),
@@ -128,24 +122,17 @@ pub fn read(bytes: &[u8], ts: &str, default_charset: Option<&str>) -> Result<Ins
         series_uid: text(&o, tags::SERIES_INSTANCE_UID),
         transfer_syntax: ts.to_string(),
         patient_id: text(&o, tags::PATIENT_ID),
-        issuer_of_patient_id: text(&o, tags::ISSUER_OF_PATIENT_ID),
         patient_name: text(&o, tags::PATIENT_NAME),
-        patient_birth_date: text(&o, tags::PATIENT_BIRTH_DATE),
-        patient_sex: text(&o, tags::PATIENT_SEX),
         accession_number: text(&o, tags::ACCESSION_NUMBER),
-        study_id: text(&o, tags::STUDY_ID),
         study_date: text(&o, tags::STUDY_DATE),
         study_time: text(&o, tags::STUDY_TIME),
         study_description: text(&o, tags::STUDY_DESCRIPTION),
-        referring_physician: text(&o, tags::REFERRING_PHYSICIAN_NAME),
         modality: text(&o, tags::MODALITY),
         series_number: int(&o, tags::SERIES_NUMBER),
         series_description: text(&o, tags::SERIES_DESCRIPTION),
         body_part: text(&o, tags::BODY_PART_EXAMINED),
         instance_number: int(&o, tags::INSTANCE_NUMBER),
         number_of_frames: int(&o, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1),
-        rows: int(&o, tags::ROWS),
-        columns: int(&o, tags::COLUMNS),
         character_set: o
             .get(tags::SPECIFIC_CHARACTER_SET)
             .and_then(|e| e.to_multi_str().ok())

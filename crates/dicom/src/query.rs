@@ -94,16 +94,11 @@ pub struct Query {
 /// Reads a C-FIND identifier (`bytes` in transfer syntax `ts`).
 pub fn read_query(model: Model, bytes: &[u8], ts: &str) -> Result<Query, Refusal> {
     let cannot = |why: String| Refusal { status: 0xC000, reason: why };
-    let syntax = TransferSyntaxRegistry
-        .get(ts)
-        .filter(|t| !t.is_unsupported())
-        .ok_or_else(|| cannot(format!("transfer syntax {ts} cannot be read")))?;
-    let Some(enc) = crate::lengths::Encoding::of(ts) else {
+    if crate::lengths::Encoding::of(ts).is_none() {
         return Err(cannot("a deflated identifier is not read".into()));
-    };
-    crate::lengths::check(bytes, enc, None).map_err(|why| cannot(format!("identifier cannot be read: {why}")))?;
-    let o = InMemDicomObject::read_dataset_with_ts(bytes, syntax)
-        .map_err(|e| cannot(format!("identifier cannot be read: {e}")))?;
+    }
+    let o = crate::instance::decode(bytes, ts, SpecificCharacterSet::default())
+        .map_err(|why| cannot(format!("identifier: {why}")))?;
     let level = o.get(tags::QUERY_RETRIEVE_LEVEL).and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string());
     let json = dicom_json::to_value(&o).map_err(|e| cannot(format!("identifier: {e}")))?;
     let Value::Object(mut keys) = json else { return Err(cannot("identifier is not a data set".into())) };
@@ -232,18 +227,17 @@ mod tests {
 /// `{attributeID}={value}` (keyword or tag), `includefield` (keyword, tag or `all`);
 /// `limit`, `offset` and `fuzzymatching` are the caller's to read. An unknown attribute
 /// is refused by name.
-pub fn qido(level: Level, params: &[(String, String)]) -> Result<(Query, bool), String> {
+pub fn qido(level: Level, params: &[(String, String)]) -> Result<Query, String> {
     use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
     let dict = dicom_dictionary_std::StandardDataDictionary;
     let mut keys = Map::new();
-    let mut all = false;
     for (name, value) in params {
         if matches!(name.as_str(), "limit" | "offset" | "fuzzymatching") {
             continue;
         }
         let (attribute, value) = if name == "includefield" {
+            // Every attribute the index keeps is answered: `all` asks nothing more.
             if value == "all" {
-                all = true;
                 continue;
             }
             (value.as_str(), None)
@@ -270,7 +264,7 @@ pub fn qido(level: Level, params: &[(String, String)]) -> Result<(Query, bool), 
             keys.insert(key, json);
         }
     }
-    Ok((Query { model: Model::StudyRoot, level: Some(level), keys }, all))
+    Ok(Query { model: Model::StudyRoot, level: Some(level), keys })
 }
 
 #[cfg(test)]
@@ -280,7 +274,7 @@ mod qido_tests {
     #[test]
     fn parameters_become_keys() {
         let p = |k: &str, v: &str| (k.to_string(), v.to_string());
-        let (q, all) = qido(
+        let q = qido(
             Level::Study,
             &[
                 p("PatientName", "zhang*"),
@@ -290,7 +284,6 @@ mod qido_tests {
             ],
         )
         .unwrap();
-        assert!(!all);
         assert_eq!(q.keys["00100010"]["Value"][0]["Alphabetic"], "zhang*");
         assert_eq!(q.keys["0020000D"]["Value"][1], "1.3");
         assert!(q.keys["00081030"].get("Value").is_none());

@@ -190,6 +190,10 @@ pub(crate) fn image_type() -> ResourceType {
     ResourceType::parse("ImagingStudy").unwrap_or_else(|| unreachable!("ImagingStudy is an R4 type"))
 }
 
+pub(crate) fn request_type() -> ResourceType {
+    ResourceType::parse("ServiceRequest").unwrap_or_else(|| unreachable!("ServiceRequest is an R4 type"))
+}
+
 pub(crate) fn patient_type() -> ResourceType {
     ResourceType::parse("Patient").unwrap_or_else(|| unreachable!("Patient is an R4 type"))
 }

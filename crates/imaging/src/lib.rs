@@ -56,6 +56,8 @@ pub(crate) fn invalid(field: &'static str, rule: &'static str, detail: impl Into
 #[derive(Clone)]
 pub struct Imaging {
     pub(crate) fhir: FhirService,
+    /// The patient's record across campuses: whom a study of another campus opens to.
+    pub(crate) record: lianyi_clinical::record::Record,
     pub(crate) folder: PathBuf,
     /// The node's AE table, as last loaded (the node admits callers from memory).
     pub(crate) aes: Arc<RwLock<Vec<Ae>>>,
@@ -70,6 +72,7 @@ impl Imaging {
     pub fn new(fhir: FhirService, folder: PathBuf) -> Result<Imaging, ImagingError> {
         std::fs::create_dir_all(&folder)?;
         Ok(Imaging {
+            record: lianyi_clinical::record::Record::new(fhir.clone()),
             fhir,
             folder,
             aes: Arc::default(),

@@ -6,7 +6,6 @@
 //! audited as read by the AE.
 
 use lianyi_dicom::query::{Level, Model, Query};
-use lianyi_fhir::ResourceType;
 use lianyi_fhir::search::parse_search;
 use lianyi_security::Caller;
 use lianyi_security::permit::Search;
@@ -139,13 +138,10 @@ impl Imaging {
                 .search(&self.fhir.permit::<Search>(&system, crate::ingest::patient_type()).await?, &req)
                 .await?;
             if let [p] = page.resources.as_slice()
-                && let Ok(v) = serde_json::from_str::<Value>(&p.body)
+                && let Ok(open) = self.record.care_caller(&caller, &p.id).await
             {
-                let mrns = lianyi_clinical::registry::mrns_of(&v);
-                if let Some(open) = lianyi_clinical::registry::record_open(&caller, &p.id, p.campus.as_deref(), &mrns) {
-                    caller = open;
-                    patient = Some((p.id.clone(), mrn));
-                }
+                caller = open;
+                patient = Some((p.id.clone(), mrn));
             }
         }
         let permit = self.fhir.permit::<Search>(&caller, image_type()).await?;
@@ -177,14 +173,11 @@ impl Imaging {
         let caller = self.opened_for_study(caller, study).await?;
         let images = self.fhir.images(&self.fhir.permit::<Search>(&caller, image_type()).await?)?;
         let Some(s) = images.study(study).await? else {
-            let _refused = self
-                .fhir
-                .audit_images_refused(&caller, "read", study, "no such study, or not one your grants reach".into())
-                .await;
+            self.fhir.audit_images_refused(&caller, "read", study).await?;
             return Ok(None);
         };
         let rows: Vec<InstanceRow> = images
-            .instances(study, series)
+            .instances(&s, series)
             .await?
             .into_iter()
             .filter(|i| instance.is_none_or(|u| i.sop_uid == u))
@@ -199,13 +192,9 @@ impl Imaging {
         let system = Caller::task(lianyi_security::SystemTask::DicomInbound("DICOMWEB".into()));
         let all = self.fhir.images(&self.fhir.permit::<Search>(&system, image_type()).await?)?;
         let Some(patient) = all.study(study).await?.and_then(|s| s.patient) else { return Ok(caller.clone()) };
-        let Ok(p) = self.fhir.reader(&system, crate::ingest::patient_type()).await?.read(&patient).await else {
-            return Ok(caller.clone());
-        };
-        let v: Value = serde_json::from_str(&p.body).unwrap_or_default();
-        let mrns = lianyi_clinical::registry::mrns_of(&v);
-        Ok(lianyi_clinical::registry::record_open(caller, &patient, p.campus.as_deref(), &mrns)
-            .unwrap_or_else(|| caller.clone()))
+        // The clinical record's own rule (its reads audited as the caller's); a caller it
+        // does not open keeps their own limits, and the study read below refuses.
+        Ok(self.record.care_caller(caller, &patient).await.unwrap_or_else(|_| caller.clone()))
     }
 
     /// Answers a C-FIND of the patient-root or study-root model: the DICOM JSON of each
@@ -276,7 +265,7 @@ impl Imaging {
                         continue;
                     }
                     let mut any = false;
-                    let series = images.series(&s.study_uid).await?;
+                    let series = images.series(s).await?;
                     for se in &series {
                         let mut m = base.clone();
                         m.extend(object(&se.json));
@@ -297,7 +286,7 @@ impl Imaging {
                         if !matches(&series_keys, &m) {
                             continue;
                         }
-                        for i in images.instances(&s.study_uid, Some(&se.series_uid)).await? {
+                        for i in images.instances(s, Some(&se.series_uid)).await? {
                             let mut im = m.clone();
                             im.extend(object(&i.json));
                             put(&mut im, "00080056", "CS", json!("ONLINE"));
@@ -341,7 +330,7 @@ impl Imaging {
         let mut out = Vec::new();
         let mut touched = Vec::new();
         for s in &studies {
-            let rows = images.instances(&s.study_uid, None).await?;
+            let rows = images.instances(s, None).await?;
             let before = out.len();
             out.extend(rows.into_iter().filter(|i| {
                 (series_uids.is_empty() || series_uids.contains(&i.series_uid))
@@ -369,7 +358,7 @@ impl Imaging {
     /// and procedure, matched against the query's keys.
     async fn worklist(&self, sender: &Sender, q: &Query) -> Result<Vec<Map<String, Value>>, ImagingError> {
         let caller = sender.writer()?;
-        let t = ResourceType::parse("ServiceRequest").unwrap_or_else(|| unreachable!("an R4 type"));
+        let t = crate::ingest::request_type();
         let req = parse_search(
             t,
             &[

@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use lianyi_fhir::ResourceType;
 use lianyi_fhir::search::parse_search;
 use lianyi_security::{Caller, CampusId, SystemTask};
 use lianyi_services::identifiers::PLACER_SYSTEM;
@@ -23,16 +22,13 @@ const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
 /// `YYYYMMDD` + `HHMMSS.frac` → FHIR dateTime in `tz` (date only without a time).
 pub fn started(date: &str, time: &str, tz: &str) -> Option<String> {
     let d = date.trim();
-    if d.len() != 8 || !d.bytes().all(|b| b.is_ascii_digit()) {
+    if d.len() != 8 {
         return None;
     }
-    let day = format!("{}-{}-{}", &d[..4], &d[4..6], &d[6..8]);
-    let t: String = time.trim().chars().take_while(|c| c.is_ascii_digit()).collect();
-    if t.len() < 4 {
-        return Some(day);
-    }
-    let secs = if t.len() >= 6 { &t[4..6] } else { "00" };
-    Some(format!("{day}T{}:{}:{secs}{tz}", &t[..2], &t[2..4]))
+    // To the minute or the second (a bare hour is not a start time); no fraction.
+    let t: String = time.trim().chars().take_while(|c| c.is_ascii_digit()).take(6).collect();
+    let t = if t.len() < 4 { "" } else { &t[..t.len() - t.len() % 2] };
+    lianyi_fhir::datetime::from_dtm(&format!("{d}{t}"), tz)
 }
 
 /// The ImagingStudy of a study as indexed.
@@ -159,8 +155,8 @@ impl Imaging {
     async fn write_study(&self, caller: &Caller, s: &Study) -> Result<(), ImagingError> {
         let permit = self.fhir.permit::<lianyi_security::permit::Search>(caller, image_type()).await?;
         let images = self.fhir.images(&permit)?;
-        let series = images.series(&s.study_uid).await?;
-        let instances = images.instances(&s.study_uid, None).await?;
+        let series = images.series(s).await?;
+        let instances = images.instances(s, None).await?;
         let request = self.request_of(caller, &s.accession).await?;
         let mut resource = imaging_study(s, &series, &instances, request.as_deref(), &self.time_zone);
         let campus = CampusId::parse(&s.campus)
@@ -183,7 +179,7 @@ impl Imaging {
         if accession.is_empty() {
             return Ok(None);
         }
-        let t = ResourceType::parse("ServiceRequest").unwrap_or_else(|| unreachable!("an R4 type"));
+        let t = crate::ingest::request_type();
         let req = parse_search(t, &[("identifier".into(), format!("{PLACER_SYSTEM}|{accession}"))])
             .map_err(|i| crate::invalid("accession", "search", i.diagnostics))?;
         let page = self.fhir.search(&self.fhir.permit(caller, t).await?, &req).await?;

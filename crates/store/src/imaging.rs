@@ -257,8 +257,10 @@ impl Images {
     /// for the ImagingStudy writer; one transaction.
     pub async fn index(&self, i: &NewInstance) -> Result<()> {
         let mut tx = self.store.write_pool().begin_with(self.store.backend.begin_write()).await?;
-        // A re-sent instance may move to another series or study (a correction at the
-        // modality): the one it leaves is recounted below.
+        // A new instance adds one to its series and study counts (no recount of a
+        // growing series per instance); a re-sent one adds nothing, unless it moved to
+        // another series or study (a correction at the modality): the one it leaves is
+        // recounted below.
         let before: Option<(String, String)> =
             sqlx::query_as("SELECT study_uid, series_uid FROM imaging_instances WHERE sop_uid = $1")
                 .bind(i.sop_uid.clone())
@@ -287,10 +289,9 @@ impl Images {
         .await?;
         sqlx::query(
             "INSERT INTO imaging_series (series_uid, study_uid, modality, series_number, description, body_part, \
-             instance_count, json) VALUES ($1, $2, $3, $4, $5, $6, \
-             (SELECT count(*) FROM imaging_instances WHERE series_uid = $1), $7) \
+             instance_count, json) VALUES ($1, $2, $3, $4, $5, $6, 1, $7) \
              ON CONFLICT (series_uid) DO UPDATE SET study_uid = excluded.study_uid, \
-             instance_count = excluded.instance_count",
+             instance_count = imaging_series.instance_count + $8",
         )
         .bind(i.series_uid.clone())
         .bind(i.study_uid.clone())
@@ -299,6 +300,7 @@ impl Images {
         .bind(i.series_description.clone())
         .bind(i.body_part.clone())
         .bind(i.series_json.clone())
+        .bind(i64::from(before.as_ref().is_none_or(|(_, se)| *se != i.series_uid)))
         .execute(&mut *tx)
         .await?;
         let modalities: Vec<String> =
@@ -314,10 +316,9 @@ impl Images {
             "INSERT INTO imaging_studies (study_uid, campus, patient, patient_key, accession, study_date, study_time, \
              description, modalities, series_count, instance_count, source_ae, received_at, updated_at, resource, \
              settled, json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-             (SELECT count(*) FROM imaging_series WHERE study_uid = $1), \
-             (SELECT count(*) FROM imaging_instances WHERE study_uid = $1), $10, $11, $11, NULL, 0, $12) \
+             (SELECT count(*) FROM imaging_series WHERE study_uid = $1), 1, $10, $11, $11, NULL, 0, $12) \
              ON CONFLICT (study_uid) DO UPDATE SET modalities = excluded.modalities, \
-             series_count = excluded.series_count, instance_count = excluded.instance_count, \
+             series_count = excluded.series_count, instance_count = imaging_studies.instance_count + $13, \
              updated_at = excluded.updated_at, settled = 0",
         )
         .bind(i.study_uid.clone())
@@ -332,6 +333,7 @@ impl Images {
         .bind(i.source_ae.clone())
         .bind(i.received_at)
         .bind(i.study_json.clone())
+        .bind(i64::from(before.as_ref().is_none_or(|(st, _)| *st != i.study_uid)))
         .execute(&mut *tx)
         .await?;
         if let Some((study, series)) = before.filter(|(st, se)| *st != i.study_uid || *se != i.series_uid) {
@@ -391,8 +393,14 @@ impl Images {
         if f.matched_only {
             sql.push(" AND s.patient IS NOT NULL");
         }
+        self.listed(sql, "s.study_date DESC, s.study_time DESC, s.study_uid", limit).await
+    }
+
+    /// The studies of `sql` (a `SELECT … WHERE …` of [`STUDY_COLS`]) within the
+    /// caller's limits, in `order`, at most `limit`.
+    async fn listed(&self, mut sql: Sql, order: &str, limit: i64) -> Result<Vec<Study>> {
         self.scoped(&mut sql);
-        sql.push(" ORDER BY s.study_date DESC, s.study_time DESC, s.study_uid LIMIT ");
+        sql.push(&format!(" ORDER BY {order} LIMIT "));
         sql.push_bind(Arg::Int(limit));
         let rows = sql.query(self.store.backend).fetch_all(&self.store.read_pool()).await?;
         rows.iter().map(study_from).collect()
@@ -409,34 +417,16 @@ impl Images {
 
     /// Matched studies whose ImagingStudy lags the index, oldest change first.
     pub async fn unsettled(&self, limit: i64) -> Result<Vec<Study>> {
-        let mut sql = Sql::new(&format!(
+        let sql = Sql::new(&format!(
             "SELECT {STUDY_COLS} FROM imaging_studies s WHERE s.settled = 0 AND s.patient IS NOT NULL"
         ));
-        self.scoped(&mut sql);
-        sql.push(" ORDER BY s.updated_at LIMIT ");
-        sql.push_bind(Arg::Int(limit));
-        let rows = sql.query(self.store.backend).fetch_all(&self.store.read_pool()).await?;
-        rows.iter().map(study_from).collect()
+        self.listed(sql, "s.updated_at", limit).await
     }
 
     /// Studies waiting for their patient (reconciliation), newest first.
     pub async fn unmatched(&self, limit: i64) -> Result<Vec<Study>> {
-        let mut sql = Sql::new(&format!("SELECT {STUDY_COLS} FROM imaging_studies s WHERE s.patient IS NULL"));
-        self.scoped(&mut sql);
-        sql.push(" ORDER BY s.received_at DESC LIMIT ");
-        sql.push_bind(Arg::Int(limit));
-        let rows = sql.query(self.store.backend).fetch_all(&self.store.read_pool()).await?;
-        rows.iter().map(study_from).collect()
-    }
-
-    /// A patient's studies, newest first.
-    pub async fn of_patient(&self, patient: &str) -> Result<Vec<Study>> {
-        let mut sql = Sql::new(&format!("SELECT {STUDY_COLS} FROM imaging_studies s WHERE s.patient = "));
-        sql.push_bind(Arg::Text(patient.to_string()));
-        self.scoped(&mut sql);
-        sql.push(" ORDER BY s.study_date DESC, s.study_time DESC");
-        let rows = sql.query(self.store.backend).fetch_all(&self.store.read_pool()).await?;
-        rows.iter().map(study_from).collect()
+        let sql = Sql::new(&format!("SELECT {STUDY_COLS} FROM imaging_studies s WHERE s.patient IS NULL"));
+        self.listed(sql, "s.received_at DESC", limit).await
     }
 
     /// Records the ImagingStudy written for a study as of `updated_at`; a study changed
@@ -471,11 +461,10 @@ impl Images {
         Ok(r.rows_affected() > 0)
     }
 
-    /// A study's series, by number.
-    pub async fn series(&self, study_uid: &str) -> Result<Vec<Series>> {
-        if self.study(study_uid).await?.is_none() {
-            return Ok(Vec::new());
-        }
+    /// A study's series, by number. The study was read through these limits, so its
+    /// series are not checked again.
+    pub async fn series(&self, study: &Study) -> Result<Vec<Series>> {
+        let study_uid = &study.study_uid;
         let rows = sqlx::query(
             "SELECT series_uid, study_uid, modality, series_number, description, body_part, instance_count, json \
              FROM imaging_series WHERE study_uid = $1 ORDER BY series_number, series_uid",
@@ -486,11 +475,10 @@ impl Images {
         rows.iter().map(series_from).collect()
     }
 
-    /// A study's instances (of one series when given), by series and number.
-    pub async fn instances(&self, study_uid: &str, series_uid: Option<&str>) -> Result<Vec<InstanceRow>> {
-        if self.study(study_uid).await?.is_none() {
-            return Ok(Vec::new());
-        }
+    /// A study's instances (of one series when given), by series and number; as
+    /// [`Images::series`], of a study read through these limits.
+    pub async fn instances(&self, study: &Study, series_uid: Option<&str>) -> Result<Vec<InstanceRow>> {
+        let study_uid = &study.study_uid;
         let rows = sqlx::query(
             "SELECT sop_uid, series_uid, study_uid, sop_class, transfer_syntax, instance_number, frames, file, bytes, \
              received_at, json FROM imaging_instances WHERE study_uid = $1 AND ($2 = '' OR series_uid = $2) \

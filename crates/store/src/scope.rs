@@ -28,24 +28,17 @@ impl RowScope {
     /// `alias` of a table holding rows of one type only (`rtype`): the type's exemptions
     /// are decided here, not in the SQL.
     pub(crate) fn push_conditions_for_type(&self, sql: &mut Sql, alias: &str, rtype: &str) {
-        let col = |c: &str| format!("{alias}.{c}");
-        if let Some(campuses) = &self.campuses
-            && !self.campus_exempt_types.iter().any(|t| t == rtype)
-        {
-            sql.push(&format!(" AND ({} IS NULL OR ", col("campus")));
-            sql.push_in(&col("campus"), campuses);
-            if !self.campus_exempt_patients.is_empty() {
-                sql.push(" OR ");
-                sql.push_in(&col("patient"), &self.campus_exempt_patients);
-            }
-            sql.push(")");
+        let mut one = self.clone();
+        if one.campus_exempt_types.iter().any(|t| t == rtype) {
+            one.campuses = None;
         }
-        if let Some(p) = &self.patient
-            && !self.patient_exempt_types.iter().any(|t| t == rtype)
-        {
-            sql.push(&format!(" AND {} = ", col("patient")));
-            sql.push_bind(Arg::Text(p.clone()));
+        if one.patient_exempt_types.iter().any(|t| t == rtype) {
+            one.patient = None;
         }
+        // Without exempt types, the conditions never name `res_type`.
+        one.campus_exempt_types.clear();
+        one.patient_exempt_types.clear();
+        one.push_conditions(sql, alias);
     }
 
     /// Appends ` AND (...)` conditions on the columns of alias `r` (empty alias for

@@ -14,6 +14,7 @@
 //! the ACK and the message log. Clinical content stays strict: a result that is not
 //! what OBX-2 says is an error.
 
+use lianyi_fhir::datetime::from_dtm as date_time;
 use lianyi_hl7::{ErrorCode, Hl7Error, Location, Message, Segment};
 use lianyi_services::identifiers::{RESIDENT_ID_SYSTEM, STAFF_ID_SYSTEM};
 use serde_json::{Map, Value, json};
@@ -305,55 +306,6 @@ fn percent_encoded(raw: &str, keep: &[u8]) -> String {
         }
     }
     out
-}
-
-/// HL7 DTM (`YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]`) as a FHIR date or dateTime; local
-/// times without an offset get the channel's.
-fn date_time(raw: &str, offset: &str) -> Option<String> {
-    let raw = raw.trim();
-    let (body, zone) = match raw.find(['+', '-']) {
-        Some(i) if i >= 4 => (&raw[..i], Some(&raw[i..])),
-        _ => (raw, None),
-    };
-    let (digits, fraction) = match body.split_once('.') {
-        Some((d, f)) if !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()) => (d, Some(f)),
-        Some(_) => return None,
-        None => (body, None),
-    };
-    if !digits.bytes().all(|b| b.is_ascii_digit()) || ![4, 6, 8, 10, 12, 14].contains(&digits.len()) {
-        return None;
-    }
-    let d = |a: usize, b: usize| &digits[a..b];
-    let month_ok = |m: &str| (1..=12).contains(&m.parse::<u32>().unwrap_or(0));
-    let day_ok = |x: &str| (1..=31).contains(&x.parse::<u32>().unwrap_or(0));
-    match digits.len() {
-        4 => return Some(digits.to_string()),
-        6 if month_ok(d(4, 6)) => return Some(format!("{}-{}", d(0, 4), d(4, 6))),
-        8 if month_ok(d(4, 6)) && day_ok(d(6, 8)) => {
-            return Some(format!("{}-{}-{}", d(0, 4), d(4, 6), d(6, 8)));
-        }
-        6 | 8 => return None,
-        _ => {}
-    }
-    if !month_ok(d(4, 6)) || !day_ok(d(6, 8)) {
-        return None;
-    }
-    let hh = d(8, 10);
-    let mm = if digits.len() >= 12 { d(10, 12) } else { "00" };
-    let ss = if digits.len() >= 14 { d(12, 14) } else { "00" };
-    if hh.parse::<u32>().unwrap_or(99) > 23
-        || mm.parse::<u32>().unwrap_or(99) > 59
-        || ss.parse::<u32>().unwrap_or(99) > 59
-    {
-        return None;
-    }
-    let zone = match zone {
-        Some(z) if z.len() == 5 && z[1..].bytes().all(|b| b.is_ascii_digit()) => format!("{}:{}", &z[..3], &z[3..]),
-        Some(_) => return None,
-        None => offset.to_string(),
-    };
-    let frac = fraction.map(|f| format!(".{f}")).unwrap_or_default();
-    Some(format!("{}-{}-{}T{hh}:{mm}:{ss}{frac}{zone}", d(0, 4), d(4, 6), d(6, 8)))
 }
 
 /// A coding system named in a CE/CWE's third component.

@@ -38,11 +38,11 @@ impl FhirService {
         Ok(())
     }
 
-    /// Audits a refused imaging access (a study outside the caller's limits).
-    pub async fn audit_images_refused(&self, caller: &Caller, action: &str, what: &str, why: String) -> ServiceError {
-        match self.failed::<()>(caller, action, "ImagingStudy", Some(what), ServiceError::Forbidden(why)).await {
-            Err(e) => e,
-            Ok(()) => ServiceError::Forbidden("refused".into()),
-        }
+    /// Audits a refused imaging access (a study outside the caller's limits, named by
+    /// its UID).
+    pub async fn audit_images_refused(&self, caller: &Caller, action: &str, study_uid: &str) -> Result<()> {
+        let refused = ServiceError::Forbidden(String::new()).outcome();
+        self.audit.record(vec![self.entry(caller, action, refused, "ImagingStudy", Some(study_uid))]).await?;
+        Ok(())
     }
 }

@@ -27,15 +27,23 @@ pub fn router() -> Router<AppState> {
         .route("/dicomweb/studies", get(search_studies).post(store))
         .route("/dicomweb/series", get(search_all_series))
         .route("/dicomweb/instances", get(search_all_instances))
-        .route("/dicomweb/studies/{study}", get(study))
-        .route("/dicomweb/studies/{study}/metadata", get(study_metadata))
+        .route("/dicomweb/studies/{study}", get(files))
+        .route("/dicomweb/studies/{study}/metadata", get(metadata))
         .route("/dicomweb/studies/{study}/series", get(search_series))
-        .route("/dicomweb/studies/{study}/instances", get(search_study_instances))
-        .route("/dicomweb/studies/{study}/series/{series}", get(series))
-        .route("/dicomweb/studies/{study}/series/{series}/metadata", get(series_metadata))
+        .route("/dicomweb/studies/{study}/instances", get(search_instances))
+        .route("/dicomweb/studies/{study}/series/{series}", get(files))
+        .route("/dicomweb/studies/{study}/series/{series}/metadata", get(metadata))
         .route("/dicomweb/studies/{study}/series/{series}/instances", get(search_instances))
-        .route("/dicomweb/studies/{study}/series/{series}/instances/{instance}", get(instance))
-        .route("/dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata", get(instance_metadata))
+        .route("/dicomweb/studies/{study}/series/{series}/instances/{instance}", get(files))
+        .route("/dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata", get(metadata))
+}
+
+/// What a WADO-RS path names: a study, a series of it, or one instance.
+#[derive(serde::Deserialize)]
+struct Target {
+    study: String,
+    series: Option<String>,
+    instance: Option<String>,
 }
 
 fn plain(status: StatusCode, why: impl Into<String>) -> Response {
@@ -71,7 +79,7 @@ async fn qido_at(
     fixed: &[(&str, &str)],
 ) -> Response {
     let p = params(raw);
-    let (mut q, _all) = match qido(level, &p) {
+    let mut q = match qido(level, &p) {
         Ok(x) => x,
         Err(why) => return plain(StatusCode::BAD_REQUEST, why),
     };
@@ -112,53 +120,38 @@ async fn search_all_instances(
 async fn search_series(
     State(s): State<AppState>,
     RemoteCaller(c): RemoteCaller,
-    Path(study): Path<String>,
+    Path(t): Path<Target>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    qido_at(&s, &c, Level::Series, q, &[("0020000D", &study)]).await
-}
-
-async fn search_study_instances(
-    State(s): State<AppState>,
-    RemoteCaller(c): RemoteCaller,
-    Path(study): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Response {
-    qido_at(&s, &c, Level::Image, q, &[("0020000D", &study)]).await
+    qido_at(&s, &c, Level::Series, q, &[("0020000D", &t.study)]).await
 }
 
 async fn search_instances(
     State(s): State<AppState>,
     RemoteCaller(c): RemoteCaller,
-    Path((study, series)): Path<(String, String)>,
+    Path(t): Path<Target>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    qido_at(&s, &c, Level::Image, q, &[("0020000D", &study), ("0020000E", &series)]).await
+    let mut fixed = vec![("0020000D", t.study.as_str())];
+    fixed.extend(t.series.as_deref().map(|series| ("0020000E", series)));
+    qido_at(&s, &c, Level::Image, q, &fixed).await
 }
 
 /// The instances asked for, or the response that says why not.
 async fn rows(
     state: &AppState,
     caller: &lianyi_security::Caller,
-    study: &str,
-    series: Option<&str>,
-    instance: Option<&str>,
+    t: &Target,
 ) -> Result<Vec<lianyi_store::imaging::InstanceRow>, Response> {
-    match state.imaging.instances_for(caller, study, series, instance).await {
+    match state.imaging.instances_for(caller, &t.study, t.series.as_deref(), t.instance.as_deref()).await {
         Ok(Some(rows)) if !rows.is_empty() => Ok(rows),
         Ok(_) => Err(plain(StatusCode::NOT_FOUND, "no such study, series or instance that your grants reach")),
         Err(e) => Err(failed(e)),
     }
 }
 
-async fn metadata(
-    state: &AppState,
-    caller: &lianyi_security::Caller,
-    study: &str,
-    series: Option<&str>,
-    instance: Option<&str>,
-) -> Response {
-    match rows(state, caller, study, series, instance).await {
+async fn metadata(State(s): State<AppState>, RemoteCaller(c): RemoteCaller, Path(t): Path<Target>) -> Response {
+    match rows(&s, &c, &t).await {
         Ok(rows) => {
             let mut body = String::with_capacity(rows.iter().map(|r| r.json.len() + 1).sum::<usize>() + 2);
             body.push('[');
@@ -175,39 +168,9 @@ async fn metadata(
     }
 }
 
-async fn study_metadata(
-    State(s): State<AppState>,
-    RemoteCaller(c): RemoteCaller,
-    Path(study): Path<String>,
-) -> Response {
-    metadata(&s, &c, &study, None, None).await
-}
-
-async fn series_metadata(
-    State(s): State<AppState>,
-    RemoteCaller(c): RemoteCaller,
-    Path((study, series)): Path<(String, String)>,
-) -> Response {
-    metadata(&s, &c, &study, Some(&series), None).await
-}
-
-async fn instance_metadata(
-    State(s): State<AppState>,
-    RemoteCaller(c): RemoteCaller,
-    Path((study, series, instance)): Path<(String, String, String)>,
-) -> Response {
-    metadata(&s, &c, &study, Some(&series), Some(&instance)).await
-}
-
 /// The instances as Part 10 files in one `multipart/related` body.
-async fn files(
-    state: &AppState,
-    caller: &lianyi_security::Caller,
-    study: &str,
-    series: Option<&str>,
-    instance: Option<&str>,
-) -> Response {
-    let rows = match rows(state, caller, study, series, instance).await {
+async fn files(State(state): State<AppState>, RemoteCaller(c): RemoteCaller, Path(t): Path<Target>) -> Response {
+    let rows = match rows(&state, &c, &t).await {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -228,26 +191,6 @@ async fn files(
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     let ctype = format!("multipart/related; type=\"application/dicom\"; boundary={boundary}");
     ([(header::CONTENT_TYPE, ctype)], Body::from(body)).into_response()
-}
-
-async fn study(State(s): State<AppState>, RemoteCaller(c): RemoteCaller, Path(study): Path<String>) -> Response {
-    files(&s, &c, &study, None, None).await
-}
-
-async fn series(
-    State(s): State<AppState>,
-    RemoteCaller(c): RemoteCaller,
-    Path((study, series)): Path<(String, String)>,
-) -> Response {
-    files(&s, &c, &study, Some(&series), None).await
-}
-
-async fn instance(
-    State(s): State<AppState>,
-    RemoteCaller(c): RemoteCaller,
-    Path((study, series, instance)): Path<(String, String, String)>,
-) -> Response {
-    files(&s, &c, &study, Some(&series), Some(&instance)).await
 }
 
 /// The parts of a `multipart/related` body, or why it is not one.
