@@ -179,3 +179,65 @@ def test_dicomweb_client_searches_retrieves_and_stores(node):
     assert back.SOPInstanceUID == mr.SOPInstanceUID and back.PixelData == mr.PixelData
     # Without a token: 401.
     assert requests.get(f"{base}/dicomweb/studies").status_code == 401
+
+
+def test_dicomweb_client_frames_and_rendered_images_of_pydicom_files(node):
+    """WADO-RS frames (native samples, decoded from RLE and JPEG where stored so) and
+    rendered images, read by dicomweb-client and checked with pydicom and Pillow."""
+    import io
+
+    from PIL import Image
+
+    base = node["server"].base
+    client = DICOMwebClient(url=f"{base}/dicomweb", headers={"Authorization": node["headers"]["Authorization"]})
+    study = "1.2.826.0.1.3680043.8.498.90"
+    names = ["CT_small.dcm", "MR_small_RLE.dcm", "SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_rle_2frame.dcm",
+             "MR_small_jp2klossless.dcm", "test-SR.dcm"]
+    kept = {}
+    for n, name in enumerate(names, start=1):
+        ds = pydicom.dcmread(get_testdata_file(name))
+        ds.PatientID = CT_MRN
+        ds.StudyInstanceUID = study
+        ds.SeriesInstanceUID = f"{study}.{n}"
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"{study}.{n}.1"
+        kept[name] = ds
+    stored = client.store_instances(list(kept.values()))
+    assert "00081198" not in stored, stored
+
+    def uids(name):
+        ds = kept[name]
+        return study, ds.SeriesInstanceUID, ds.SOPInstanceUID
+
+    # Frames: native samples as stored, and RLE decoded to the same samples as the
+    # uncompressed MR_small.
+    [ct] = client.retrieve_instance_frames(*uids("CT_small.dcm"), frame_numbers=[1])
+    assert ct == kept["CT_small.dcm"].PixelData
+    [mr] = client.retrieve_instance_frames(*uids("MR_small_RLE.dcm"), frame_numbers=[1])
+    assert mr == pydicom.dcmread(get_testdata_file("MR_small.dcm")).PixelData
+    two = client.retrieve_instance_frames(*uids("SC_rgb_rle_2frame.dcm"), frame_numbers=[2, 1])
+    rgb = kept["SC_rgb_rle_2frame.dcm"]
+    assert [len(f) for f in two] == [rgb.Rows * rgb.Columns * 3] * 2 and two[0] != two[1]
+
+    # Rendered: the size of the image, grey for CT, colour from the JPEG.
+    png = client.retrieve_instance_rendered(*uids("CT_small.dcm"), media_types=("image/png",),
+                                            params={"window": "40,400"})
+    img = Image.open(io.BytesIO(png))
+    assert (img.format, img.mode, img.size) == ("PNG", "L", (128, 128))
+    assert len(set(img.tobytes())) > 10, "a CT slice in a soft-tissue window has many greys"
+    jpeg = client.retrieve_instance_rendered(*uids("SC_rgb_jpeg_dcmtk.dcm"), media_types=("image/jpeg",))
+    img = Image.open(io.BytesIO(jpeg))
+    assert (img.format, img.mode, img.size) == ("JPEG", "RGB", (100, 100))
+    px = img.tobytes()
+    assert any(px[i] > 200 and px[i + 1] < 60 and px[i + 2] < 60 for i in range(0, len(px), 3)), "its red band"
+    small = client.retrieve_instance_frames_rendered(*uids("SC_rgb_rle_2frame.dcm"), frame_numbers=[2],
+                                                    media_types=("image/png",), params={"viewport": "50,50"})
+    assert Image.open(io.BytesIO(small)).size == (50, 50)
+
+    # What cannot be answered is refused, saying why.
+    h = {"Authorization": node["headers"]["Authorization"]}
+    _, series, sop = uids("MR_small_jp2klossless.dcm")
+    r = requests.get(f"{base}/dicomweb/studies/{study}/series/{series}/instances/{sop}/rendered", headers=h)
+    assert r.status_code == 406 and "cannot be decoded" in r.text, r.text
+    _, series, sop = uids("test-SR.dcm")
+    r = requests.get(f"{base}/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/1", headers=h)
+    assert r.status_code == 400 and "no pixel data" in r.text, r.text

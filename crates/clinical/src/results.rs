@@ -212,6 +212,8 @@ pub struct ReportView {
     pub lines: Vec<ReportLine>,
     /// The department that asked for it (the requesting visit's), when known.
     pub department: crate::names::Names,
+    /// The reporter's conclusion (narrative reports), empty without one.
+    pub conclusion: String,
 }
 
 /// One result of a printed report.
@@ -240,6 +242,13 @@ fn report_date(r: &Value) -> String {
         .get(..10)
         .unwrap_or_default()
         .to_string()
+}
+
+/// Whether `caller` reports results (laboratory, radiology): staff who write reports
+/// and complete the requests they answer.
+pub fn may_report(caller: &Caller) -> bool {
+    let a = caller.access();
+    a.patient().is_none() && a.allows("DiagnosticReport", Perm::Create) && a.allows("ServiceRequest", Perm::Update)
 }
 
 #[derive(Clone, Debug)]
@@ -528,7 +537,24 @@ impl Results {
             date: report_date(&r),
             lines,
             department: self.requesting_department(caller, &r).await.unwrap_or_default(),
+            conclusion: r["conclusion"].as_str().unwrap_or_default().to_string(),
         })
+    }
+
+    /// The report made for a request, with its results, when there is one the caller
+    /// may read.
+    pub async fn report_for(&self, caller: &Caller, request: &str) -> Result<Option<ReportView>, RegistryError> {
+        let found = crate::common::search(
+            &self.fhir,
+            caller,
+            "DiagnosticReport",
+            &[("based-on", format!("ServiceRequest/{request}")), ("_count", "1".into())],
+        )
+        .await?;
+        match found.into_iter().next() {
+            Some((id, _)) => Ok(Some(self.report(caller, &id).await?)),
+            None => Ok(None),
+        }
     }
 
     /// The department of the visit a report was asked for in: the report's encounter,
@@ -569,6 +595,7 @@ impl Results {
                 date: report_date(&r),
                 lines: Vec::new(),
                 department: Default::default(),
+                conclusion: r["conclusion"].as_str().unwrap_or_default().to_string(),
             })
             .collect();
         out.sort_by(|a, b| b.date.cmp(&a.date));

@@ -8,6 +8,7 @@ pub mod command;
 pub mod instance;
 pub mod lengths;
 pub mod node;
+pub mod pixels;
 pub mod query;
 pub mod sop;
 

@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod matching;
 pub mod query;
 pub mod study;
+pub mod view;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};

@@ -170,20 +170,32 @@ impl Imaging {
         series: Option<&str>,
         instance: Option<&str>,
     ) -> Result<Option<Vec<InstanceRow>>, ImagingError> {
-        let caller = self.opened_for_study(caller, study).await?;
-        let images = self.fhir.images(&self.fhir.permit::<Search>(&caller, image_type()).await?)?;
-        let Some(s) = images.study(study).await? else {
-            self.fhir.audit_images_refused(&caller, "read", study).await?;
-            return Ok(None);
-        };
+        let Some((_, images, s)) = self.study_read(caller, study).await? else { return Ok(None) };
         let rows: Vec<InstanceRow> = images
             .instances(&s, series)
             .await?
             .into_iter()
             .filter(|i| instance.is_none_or(|u| i.sop_uid == u))
             .collect();
-        self.fhir.audit_images(&caller, "read", &[&s]).await?;
         Ok(Some(rows))
+    }
+
+    /// A study read by `caller` (audited), with the caller as it opens (the record
+    /// across campuses) and the index as they see it; `None` when it is not there or
+    /// not the caller's to see (the refusal is audited).
+    pub(crate) async fn study_read(
+        &self,
+        caller: &Caller,
+        study: &str,
+    ) -> Result<Option<(Caller, Images, Study)>, ImagingError> {
+        let caller = self.opened_for_study(caller, study).await?;
+        let images = self.fhir.images(&self.fhir.permit::<Search>(&caller, image_type()).await?)?;
+        let Some(s) = images.study(study).await? else {
+            self.fhir.audit_images_refused(&caller, "read", study).await?;
+            return Ok(None);
+        };
+        self.fhir.audit_images(&caller, "read", &[&s]).await?;
+        Ok(Some((caller, images, s)))
     }
 
     /// `caller` with the record of the study's patient opened when their grants reach a

@@ -175,7 +175,7 @@ impl Imaging {
     }
 
     /// The ServiceRequest whose placer number is the accession number.
-    async fn request_of(&self, caller: &Caller, accession: &str) -> Result<Option<String>, ImagingError> {
+    pub(crate) async fn request_of(&self, caller: &Caller, accession: &str) -> Result<Option<String>, ImagingError> {
         if accession.is_empty() {
             return Ok(None);
         }

@@ -7,6 +7,7 @@ mod collector;
 mod config;
 mod copy;
 mod demo_billing;
+mod demo_imaging;
 mod demo_ops;
 
 /// mimalloc: glibc's malloc took a third of the server's CPU under many small,
@@ -1773,6 +1774,16 @@ async fn demo_command(
     };
     app.state().imaging.put_ae(&demo_caller, &demo_ct).await.map_err(|e| CliError::Usage(e.to_string()))?;
     let dicom_addr = start_dicom(&app, dicom_listen, "LIANYI").await?;
+    let patients: Vec<serde_json::Value> =
+        directory.iter().filter(|r| r.resource["resourceType"] == "Patient").map(|r| r.resource.clone()).collect();
+    let study = demo_imaging::load(
+        &app.state().fhir,
+        &app.state().imaging,
+        &patients,
+        (DEMO_MLLP_CAMPUS, "campus-south"),
+        DEMO_MODALITY,
+    )
+    .await?;
     app.register_platform().await?;
     let probes = demo_ops::monitoring(&app.state().monitor, &demo_caller, addr, mllp_addr).await?;
     // A first backup now, and the nightly schedule.
@@ -1822,6 +1833,20 @@ async fn demo_command(
         dicom_addr.ip(),
         dicom_addr.port()
     );
+    if let Some(s) = &study {
+        println!(
+            "  Imaging       a head CT ({} slices) made by {DEMO_MODALITY} at East Campus for a patient registered at South Campus too; read and reported there by radiologist.south:",
+            demo_imaging::SLICES
+        );
+        println!(
+            "    http://{addr}/imaging/studies/{}  (the patient: http://{addr}/patients/{})",
+            s.study_uid, s.patient
+        );
+        println!(
+            "    and a study sent under a mistyped Patient ID, waiting for registrar.east: http://{addr}/imaging/reconcile"
+        );
+        println!("    DICOMweb: http://{addr}/dicomweb/studies (bearer token as for FHIR)");
+    }
     println!("  Database      {} (SQLite, recreated on every demo start)", db.display());
     println!();
     for (t, n) in counts {

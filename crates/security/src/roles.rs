@@ -111,9 +111,10 @@ impl Role {
     /// The FHIR interactions of the role, as SMART scopes.
     pub fn scopes(self) -> ScopeSet {
         let extra = match self {
+            // ImagingStudy: the reconciliation list (studies waiting for their patient).
             Role::Registrar => {
                 "user/Patient.cru user/Encounter.cru user/Appointment.cru user/Coverage.cru user/Account.cru \
-                 user/Schedule.cru user/Slot.cru"
+                 user/Schedule.cru user/Slot.cru user/ImagingStudy.rus"
             }
             Role::Doctor | Role::DepartmentHead => {
                 "user/Encounter.cru user/Condition.cru user/AllergyIntolerance.cru user/Observation.cru \

@@ -10,7 +10,7 @@ use crate::{
 
 /// The navigation, area by area, in the order the bar shows it.
 pub(crate) const NAV: &[&[NavLink]] =
-    &[clinic::NAV, billing::NAV, pharmacy::NAV, ops::NAV, audit::NAV, integration::NAV, accounts::NAV];
+    &[clinic::NAV, imaging::NAV, billing::NAV, pharmacy::NAV, ops::NAV, audit::NAV, integration::NAV, accounts::NAV];
 
 pub(crate) fn router(state: AppState) -> Router {
     let hsts = state.config.tls.is_some();

@@ -22,8 +22,13 @@ use crate::helpers::{TestApp, spawn_app};
 
 const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
 
-/// An instance's data set (Explicit VR Little Endian), GB18030 names.
+/// An instance's data set (Explicit VR Little Endian), GB18030 names, an 8×8 slice.
 fn data_set(study: &str, series: &str, sop: &str, patient_id: &str, accession: &str, number: i64) -> Vec<u8> {
+    slice(study, series, sop, patient_id, accession, number, 8)
+}
+
+/// An instance's data set with a `size`×`size` CT slice.
+fn slice(study: &str, series: &str, sop: &str, patient_id: &str, accession: &str, number: i64, size: u16) -> Vec<u8> {
     let o = InMemDicomObject::from_element_iter([
         DataElement::new(tags::SPECIFIC_CHARACTER_SET, VR::CS, PrimitiveValue::from("GB18030")),
         DataElement::new(tags::SOP_CLASS_UID, VR::UI, PrimitiveValue::from(CT)),
@@ -45,14 +50,46 @@ fn data_set(study: &str, series: &str, sop: &str, patient_id: &str, accession: &
             PrimitiveValue::from(if series.ends_with(".1") { "1" } else { "2" }),
         ),
         DataElement::new(tags::INSTANCE_NUMBER, VR::IS, PrimitiveValue::from(number.to_string())),
-        DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(8_u16)),
-        DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from(8_u16)),
+        DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1_u16)),
+        DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, PrimitiveValue::from("MONOCHROME2")),
+        DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(size)),
+        DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from(size)),
         DataElement::new(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16_u16)),
-        DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::from(vec![1u8; 128])),
+        DataElement::new(tags::BITS_STORED, VR::US, PrimitiveValue::from(12_u16)),
+        DataElement::new(tags::HIGH_BIT, VR::US, PrimitiveValue::from(11_u16)),
+        DataElement::new(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0_u16)),
+        DataElement::new(tags::RESCALE_INTERCEPT, VR::DS, PrimitiveValue::from("-1024")),
+        DataElement::new(tags::RESCALE_SLOPE, VR::DS, PrimitiveValue::from("1")),
+        DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::from(phantom(size, number))),
     ]);
     let cs = dicom_encoding::text::SpecificCharacterSet::from_code("GB18030").unwrap();
     let mut out = Vec::new();
     o.write_dataset_with_ts_cs(&mut out, &EXPLICIT_VR_LITTLE_ENDIAN.erased(), cs).unwrap();
+    out
+}
+
+/// A `size`×`size` CT slice (12 bits stored, rescaled by −1024 to Hounsfield units):
+/// air around a soft-tissue disc (40 HU) holding two lungs (−800 HU) and a spine
+/// (700 HU) whose size grows with the slice `number`.
+pub(crate) fn phantom(size: u16, number: i64) -> Vec<u8> {
+    let n = f64::from(size);
+    let mut out = Vec::with_capacity(usize::from(size) * usize::from(size) * 2);
+    for y in 0..size {
+        for x in 0..size {
+            let (fx, fy) = ((f64::from(x) + 0.5) / n - 0.5, (f64::from(y) + 0.5) / n - 0.5);
+            let inside = |cx: f64, cy: f64, r: f64| (fx - cx).powi(2) + (fy - cy).powi(2) < r * r;
+            let hu: i32 = if inside(0.0, 0.3, 0.05 + 0.01 * number as f64) {
+                700
+            } else if inside(-0.2, 0.0, 0.15) || inside(0.2, 0.0, 0.15) {
+                -800
+            } else if inside(0.0, 0.0, 0.45) {
+                40
+            } else {
+                -1000
+            };
+            out.extend_from_slice(&((hu + 1024) as u16).to_le_bytes());
+        }
+    }
     out
 }
 
@@ -330,6 +367,36 @@ async fn dcmtk_stores_into_the_record_and_bad_input_is_refused_by_name() {
     let instances: Vec<Value> = r.json().await.unwrap();
     assert_eq!(instances.len(), 3);
     assert!(instances.iter().all(|i| i.get("7FE00010").is_none()), "no bulk data in the metadata");
+    // Its pixels: a frame rendered in the window asked, the native samples, and
+    // requests that cannot be answered refused by name.
+    let instance = app.url(&format!("/dicomweb/studies/{study}/series/{study}.1/instances/{study}.1.1"));
+    let r = east.get(format!("{instance}/rendered?window=40,400")).header("accept", "image/png").send().await.unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    let png = r.bytes().await.unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 8, "8 columns wide");
+    let r = east.get(format!("{instance}/frames/1/rendered?viewport=4,4")).send().await.unwrap();
+    assert_eq!(r.headers()["content-type"], "image/jpeg");
+    assert_eq!(&r.bytes().await.unwrap()[..2], [0xFF, 0xD8]);
+    let r = east.get(format!("{instance}/frames/1")).send().await.unwrap();
+    let ctype = r.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(ctype.starts_with("multipart/related; type=\"application/octet-stream\""), "{ctype}");
+    let body = r.bytes().await.unwrap();
+    let samples = phantom(8, 1);
+    assert!(body.windows(samples.len()).any(|w| w == samples), "the frame's samples as stored");
+    for (path, accept, status, why) in [
+        ("frames/2", "*/*", 404, "frame 2 does not exist: the instance has 1 frame(s)"),
+        ("frames/0", "*/*", 400, "frame numbers from 1"),
+        ("rendered?window=wide", "image/jpeg", 400, "window must be two numbers"),
+        ("rendered?quality=0", "image/jpeg", 400, "quality must be a whole number from 1 to 100"),
+        ("rendered", "image/gif", 406, "image/jpeg or image/png"),
+    ] {
+        let r = east.get(format!("{instance}/{path}")).header("accept", accept).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{path}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(why), "{path}: {text}");
+    }
     let found: Vec<Value> =
         east.get(app.url("/dicomweb/studies?PatientID=E3000003")).send().await.unwrap().json().await.unwrap();
     assert_eq!(found.len(), 2, "{found:?}");
@@ -471,4 +538,180 @@ async fn dcmtk_stores_into_the_record_and_bad_input_is_refused_by_name() {
     for name in ["lianyi_imaging_bytes", "lianyi_imaging_disk_free_bytes", "lianyi_dicom_associations_refused_total"] {
         assert!(metrics.contains(name), "{name}");
     }
+}
+
+/// The viewer in a real Chromium, in Chinese then English: an East radiologist opens a
+/// study stored by STOW-RS from the patient's page, scrolls to the next slice, picks
+/// the lung window and zooms, and signs the report in the form beside the images; the
+/// ordering doctor then finds the report in the record and the images from the
+/// encounter's order. Every page passes the walk's checks (axe-core among them);
+/// screenshots under target/screenshots/imaging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_reads_a_study_in_the_viewer_and_reports_beside_it() {
+    use lianyi_security::ManualClock;
+    use lianyi_security::users::NewUser;
+
+    let clock = ManualClock::new(1_795_393_800_000);
+    let app = crate::helpers::spawn_app_clocked(1 << 24, Some(clock.clone())).await;
+    let east = app.client_with("system/*.cruds", "campus-east", None).await;
+    for v in [
+        json!({"resourceType": "Organization", "id": "campus-east", "name": "东院区", "alias": ["East Campus"]}),
+        json!({"resourceType": "Patient", "id": "p-li", "name": [{"text": "李四"}], "gender": "female",
+               "birthDate": "1975-03-02",
+               "identifier": [{"system": "urn:lianyi:sid:mrn:campus-east", "value": "E4000004"}]}),
+        json!({"resourceType": "Encounter", "id": "enc-li", "status": "in-progress",
+               "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+               "subject": {"reference": "Patient/p-li"}}),
+        json!({"resourceType": "ServiceRequest", "id": "sr-cth", "status": "active", "intent": "order",
+               "identifier": [{"system": "urn:lianyi:sid:placer", "value": "LY00000077"}],
+               "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "363679005"}]}],
+               "code": {"coding": [{"system": "http://loinc.org", "code": "24725-4", "display": "CT Head"},
+                                   {"system": "urn:lianyi:order", "code": "IMG-CTH"}], "text": "头颅CT"},
+               "subject": {"reference": "Patient/p-li"}, "encounter": {"reference": "Encounter/enc-li"}}),
+    ] {
+        put(&app, &east, v).await;
+    }
+    // Three slices and a second series of one, stored by STOW-RS at the East Campus.
+    let study = "1.2.826.0.1.3680043.2.1125.77";
+    let boundary = "viewer-walk";
+    let mut body = Vec::new();
+    for (series, n) in [(1, 1), (1, 2), (1, 3), (2, 1)] {
+        let sop = format!("{study}.{series}.{n}");
+        let mut file = lianyi_dicom::instance::file_header(CT, &sop, "1.2.840.10008.1.2.1", "TEST").unwrap();
+        file.extend(slice(study, &format!("{study}.{series}"), &sop, "E4000004", "LY00000077", n, 256));
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").as_bytes());
+        body.extend(file);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let r = east
+        .post(app.url("/dicomweb/studies"))
+        .header("content-type", format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK, "{}", r.text().await.unwrap());
+    let system = Caller::task(SystemTask::Operator("test setup".into()));
+    for (name, role) in [("radiologist.v", "radiologist"), ("doctor.v", "doctor")] {
+        let user = NewUser {
+            username: name.into(),
+            display_name: format!("{role} walk"),
+            password: "initial-Pass-2026".into(),
+            grants: vec![(role.into(), "campus-east".into())],
+            patient: None,
+            must_change_password: false,
+        };
+        app.users.add_user(&system, user).await.unwrap();
+    }
+
+    let d = crate::browser::Driver::start().await;
+    d.log_in(&app.base, "radiologist.v", "initial-Pass-2026", &clock).await;
+    let loaded = "const i = document.getElementById('viewer-image'); \
+        return i && i.complete ? [i.naturalWidth, i.getAttribute('src')] : [0, ''];";
+    let image = || async {
+        let started = std::time::Instant::now();
+        loop {
+            let v = d.cmd(reqwest::Method::POST, "/execute/sync", json!({"script": loaded, "args": []})).await;
+            if v[0].as_i64().unwrap_or(0) > 0 {
+                return v[1].as_str().unwrap_or_default().to_string();
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(10), "the image never loaded: {v}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    for (lang, findings, impression, heading) in
+        [("zh", "脑实质密度均匀，中线结构居中。", "头颅CT平扫未见明显异常。", "诊断意见"), ("en", "", "", "Impression")]
+    {
+        d.goto(&app.url("/patients/p-li")).await;
+        d.click("#imaging-studies a").await;
+        d.wait_url(&format!("/imaging/studies/{study}")).await;
+        d.check(true).await;
+        assert!(image().await.contains(&format!("/series/{study}.1/instances/{study}.1.1/frames/1/rendered")));
+        assert_eq!(d.text("#frame-position").await, "1 / 3");
+        // The next slice (arrow key on the image), the lung window, one step of zoom.
+        d.type_into("#viewer-stage", "\u{E015}").await;
+        d.click("#viewer-presets button[data-window='-600,1500']").await;
+        d.click("#zoom-in").await;
+        let src = image().await;
+        assert!(src.contains(&format!("{study}.1.2/frames/1/rendered?window=-600%2C1500")), "{src}");
+        assert_eq!(d.text("#frame-position").await, "2 / 3");
+        assert_eq!(d.text("#zoom-level").await, "125%");
+        d.screenshot("imaging", &format!("viewer-{lang}")).await;
+        if lang == "zh" {
+            // The report, signed beside the images; the page comes back with it.
+            d.type_into("#findings", findings).await;
+            d.type_into("#conclusion", impression).await;
+            d.click("#report-submit").await;
+            assert_eq!(d.text("#report-conclusion").await, impression);
+            d.check(true).await;
+            d.screenshot("imaging", "viewer-reported-zh").await;
+            d.click("#lang-switch").await;
+        } else {
+            d.wait_text(heading, 5).await;
+        }
+    }
+    d.log_out().await;
+    // The ordering doctor: the report in the record, the images from the order.
+    d.log_in(&app.base, "doctor.v", "initial-Pass-2026", &clock).await;
+    d.goto(&app.url("/patients/p-li")).await;
+    d.check(true).await;
+    assert!(d.text("#lab-reports").await.contains("头颅CT") || d.text("#lab-reports").await.contains("CT Head"));
+    d.goto(&app.url("/encounters/enc-li")).await;
+    d.click("#orders a.open-study").await;
+    d.wait_url(&format!("/imaging/studies/{study}")).await;
+    d.find("#report-conclusion").await;
+    let form = d
+        .cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            json!({"script": "return !!document.getElementById('report-form');", "args": []}),
+        )
+        .await;
+    assert_eq!(form, false, "reported: no form, and a doctor writes no report");
+    drop(d);
+
+    // A study whose PatientID is no East MRN waits on the registrar's list; the
+    // registrar finds the patient and files it under them.
+    let stray = "1.2.826.0.1.3680043.2.1125.78";
+    let mut file =
+        lianyi_dicom::instance::file_header(CT, &format!("{stray}.1.1"), "1.2.840.10008.1.2.1", "TEST").unwrap();
+    file.extend(slice(stray, &format!("{stray}.1"), &format!("{stray}.1.1"), "OUTSIDE-9", "", 1, 8));
+    let mut body = format!("--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").into_bytes();
+    body.extend(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let r = east
+        .post(app.url("/dicomweb/studies"))
+        .header("content-type", format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let (mut b, csrf) = crate::pages::logged_in(&app, &clock, "registrar.v", "registrar", "campus-east", None).await;
+    let (status, _, html) = b.get("/imaging/reconcile").await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert!(html.contains(&format!("data-study=\"{stray}\"")) && html.contains("OUTSIDE-9"), "{html}");
+    assert!(!html.contains(&format!("data-study=\"{study}\"")), "a matched study is not waiting");
+    assert!(html.contains("href=\"/imaging/reconcile\""), "in the registrar's navigation");
+    let (_, _, html) = b.get(&format!("/imaging/reconcile?study={stray}&q=E4000004")).await;
+    assert!(html.contains("data-patient=\"p-li\"") && html.contains("李四"), "{html}");
+    let (status, _, _) = b.post(&format!("/imaging/reconcile/{stray}"), &[("patient", "p-li")]).await;
+    assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "no CSRF token");
+    let (status, _, html) =
+        b.post("/imaging/reconcile/1.2.3.4.5", &[("csrf", &csrf), ("patient", "p-li"), ("q", "E4000004")]).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert!(html.contains("id=\"reconcile-error\""), "an unknown study is refused by name: {html}");
+    let (status, location, _) = b
+        .post(&format!("/imaging/reconcile/{stray}"), &[("csrf", &csrf), ("patient", "p-li"), ("q", "E4000004")])
+        .await;
+    assert_eq!((status, location.as_str()), (reqwest::StatusCode::SEE_OTHER, "/imaging/reconcile?done=1"));
+    let (_, _, html) = b.get("/imaging/reconcile?done=1").await;
+    assert!(html.contains("id=\"reconcile-done\"") && html.contains("id=\"reconcile-empty\""), "{html}");
+    let filed = app.imaging.studies_of(&system, "p-li").await.unwrap();
+    assert_eq!(filed.len(), 2, "the stray study is the patient's now");
+    // The study list is no one else's: a doctor of the West Campus sees nothing waiting.
+    let (mut w, _) = crate::pages::logged_in(&app, &clock, "doctor.w", "doctor", "campus-west", None).await;
+    let (status, _, _) = w.get("/imaging/reconcile").await;
+    assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "doctors do not file studies");
 }

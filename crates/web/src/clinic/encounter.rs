@@ -74,7 +74,8 @@ struct EncounterPage<'a> {
     /// Whether the user may end the visit (update Encounters).
     may_finish: bool,
     /// (placer number, name, priority key) of the visit's requests.
-    orders: Vec<(String, String, String)>,
+    /// (placer number, item, priority key, the study made for it).
+    orders: Vec<(String, String, String, Option<String>)>,
     /// (code, label) of the order catalogue.
     order_items: Vec<(String, String)>,
     may_write_notes: bool,
@@ -205,10 +206,14 @@ async fn render_encounter(
         _ => None,
     };
     let may_order = caller.access().allows("ServiceRequest", Perm::Create);
+    let studies = super::reads::imaging_studies(&state, caller, &patient_id, t).await;
     let orders = requested(&state, caller, &id, t)
         .await
         .into_iter()
-        .map(|(placer, name, priority)| (placer, name, format!("order-priority-{priority}")))
+        .map(|(placer, name, priority)| {
+            let study = studies.iter().find(|s| !placer.is_empty() && s.accession == placer).map(|s| s.uid.clone());
+            (placer, name, format!("order-priority-{priority}"), study)
+        })
         .collect();
     let order_items = lianyi_clinical::orders::catalogue()
         .iter()

@@ -165,3 +165,46 @@ pub(super) async fn diagnoses(state: &AppState, caller: &Caller, encounter: &str
         })
         .collect()
 }
+
+/// A study on the patient's and the encounter's pages.
+pub(super) struct StudyRow {
+    pub uid: String,
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// Modalities and description, e.g. `CT 胸部CT平扫 (2 series)`.
+    pub text: String,
+    pub accession: String,
+}
+
+/// The patient's imaging studies the caller may see, newest first (the record across
+/// campuses; listing is audited by the imaging service). Empty for callers who do not
+/// read images.
+pub(super) async fn imaging_studies(state: &AppState, caller: &Caller, patient: &str, t: Tr) -> Vec<StudyRow> {
+    if !crate::ui::shell::staff_may(caller, "ImagingStudy", lianyi_security::Perm::Search) {
+        return Vec::new();
+    }
+    match state.imaging.studies_of(caller, patient).await {
+        Ok(list) => list
+            .into_iter()
+            .map(|s| StudyRow {
+                date: match (s.study_date.get(..4), s.study_date.get(4..6), s.study_date.get(6..8)) {
+                    (Some(y), Some(m), Some(d)) => format!("{y}-{m}-{d}"),
+                    _ => s.study_date.clone(),
+                },
+                text: format!(
+                    "{} {} ({} {})",
+                    s.modalities.replace('\\', "/"),
+                    s.description,
+                    s.series_count,
+                    t.get("imaging-series-count")
+                ),
+                uid: s.study_uid,
+                accession: s.accession,
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "imaging studies of a patient");
+            Vec::new()
+        }
+    }
+}

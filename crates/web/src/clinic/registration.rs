@@ -242,6 +242,8 @@ struct PatientPage<'a> {
     appointments: Vec<super::scheduling::AppointmentRow>,
     /// (DiagnosticReport id, title, date) of the patient's lab reports.
     reports: Vec<(String, String, String)>,
+    /// The patient's imaging studies, each opening the viewer.
+    studies: Vec<super::reads::StudyRow>,
     /// A patient of another campus only, shown to a registrar who may register them here.
     elsewhere: bool,
     /// The viewer reads clinical data: newest results and the record across campuses.
@@ -312,6 +314,8 @@ async fn patient_page(
     let appointments =
         if may_book { super::scheduling::appointments(&state, &care, t, &stored_id).await } else { Vec::new() };
     let reports = if elsewhere { Vec::new() } else { super::printing::lab_reports(&state, &care, &stored_id).await };
+    let studies =
+        if elsewhere { Vec::new() } else { super::reads::imaging_studies(&state, &info.caller, &stored_id, t).await };
     let clinician = !elsewhere && staff_may(&info.caller, "Observation", Perm::Search);
     let (results, timeline) =
         if clinician { record_rows(&state, &care, &stored_id, t).await } else { (Vec::new(), Vec::new()) };
@@ -384,6 +388,7 @@ async fn patient_page(
             may_book,
             appointments,
             reports,
+            studies,
             elsewhere,
             clinician,
             patient_id: stored_id.clone(),

@@ -27,7 +27,7 @@ pub(super) fn router() -> Router<AppState> {
 
 /// Whether the caller reports results (laboratory, radiology).
 pub(super) fn may_report(caller: &Caller) -> bool {
-    staff_may(caller, "DiagnosticReport", Perm::Create) && staff_may(caller, "ServiceRequest", Perm::Update)
+    lianyi_clinical::results::may_report(caller)
 }
 
 /// The patient's name and sex (FHIR gender), from one read under the record rule.
@@ -191,7 +191,11 @@ async fn entry_submit(
         conclusion: field("conclusion"),
     };
     match state.results.enter(&info.caller, &id, &draft, &info.user.display_name).await {
-        Ok(report) => see_other(&format!("/results?done={report}")),
+        // The viewer's report form comes back to the study it was written beside.
+        Ok(report) => match field("back") {
+            back if back.starts_with("/imaging/studies/") && !back.contains(['\\', '?', '#']) => see_other(&back),
+            _ => see_other(&format!("/results?done={report}")),
+        },
         Err(RegistryError::Invalid(errors)) => {
             let mut texts = Vec::new();
             for e in &errors {

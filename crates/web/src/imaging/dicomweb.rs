@@ -1,6 +1,7 @@
 //! DICOMweb at `/dicomweb` (PS3.18): QIDO-RS (studies, series, instances), WADO-RS
-//! (a study, series or instance as `multipart/related; type="application/dicom"`, and
-//! the metadata kept at ingest, so no file is opened for it) and STOW-RS. Bearer tokens
+//! (a study, series or instance as `multipart/related; type="application/dicom"`; the
+//! metadata kept at ingest, so no file is opened for it; an instance's frames as native
+//! samples and rendered as JPEG or PNG in the window asked) and STOW-RS. Bearer tokens
 //! as for FHIR; the imaging service applies the caller's campuses and the record across
 //! campuses, and audits every study touched.
 
@@ -10,9 +11,11 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use lianyi_dicom::pixels::{Format, PixelError, Rendering};
 use lianyi_dicom::query::{Level, qido};
 use lianyi_imaging::ImagingError;
 use lianyi_imaging::ingest::Stowed;
+use lianyi_imaging::view::PixelsRefused;
 use serde_json::{Map, Value, json};
 
 use crate::AppState;
@@ -36,14 +39,151 @@ pub fn router() -> Router<AppState> {
         .route("/dicomweb/studies/{study}/series/{series}/instances", get(search_instances))
         .route("/dicomweb/studies/{study}/series/{series}/instances/{instance}", get(files))
         .route("/dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata", get(metadata))
+        .route("/dicomweb/studies/{study}/series/{series}/instances/{instance}/rendered", get(rendered))
+        .route("/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", get(frames))
+        .route("/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/rendered", get(rendered))
 }
 
-/// What a WADO-RS path names: a study, a series of it, or one instance.
+/// What a WADO-RS path names: a study, a series of it, one instance, or frames of it.
 #[derive(serde::Deserialize)]
-struct Target {
-    study: String,
-    series: Option<String>,
-    instance: Option<String>,
+pub(super) struct Target {
+    pub study: String,
+    pub series: Option<String>,
+    pub instance: Option<String>,
+    pub frames: Option<String>,
+}
+
+impl Target {
+    fn instance(&self) -> (&str, &str, &str) {
+        (&self.study, self.series.as_deref().unwrap_or_default(), self.instance.as_deref().unwrap_or_default())
+    }
+}
+
+fn pixels_failed(e: PixelsRefused) -> Response {
+    match e {
+        PixelsRefused::Imaging(e) => failed(e),
+        PixelsRefused::Pixels(e @ PixelError::NoSuchFrame { .. }) => plain(StatusCode::NOT_FOUND, e.to_string()),
+        PixelsRefused::Pixels(e @ PixelError::NoPixels) => plain(StatusCode::BAD_REQUEST, e.to_string()),
+        PixelsRefused::Pixels(e @ PixelError::Undecodable(_)) => plain(StatusCode::NOT_ACCEPTABLE, e.to_string()),
+        PixelsRefused::Pixels(e @ PixelError::Unreadable(_)) => {
+            tracing::error!(error = %e, "a stored instance cannot be read");
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "the stored instance cannot be read")
+        }
+    }
+}
+
+/// How to render, from PS3.18 §8.3.5's query parameters (`window=center,width`,
+/// `viewport=width,height`, `quality`), the Accept header (JPEG unless only PNG is
+/// accepted) and the frame (from 1); or why the request is malformed.
+pub(super) fn rendering(p: &[(String, String)], accept: &str, frame: u32) -> Result<Rendering, String> {
+    let pair = |name: &str| -> Result<Option<(f64, f64)>, String> {
+        let Some((_, v)) = p.iter().find(|(k, _)| k == name) else { return Ok(None) };
+        let mut it = v.split(',').map(|x| x.trim().parse::<f64>());
+        match (it.next(), it.next()) {
+            (Some(Ok(a)), Some(Ok(b))) if a.is_finite() && b.is_finite() => Ok(Some((a, b))),
+            _ => Err(format!("{name} must be two numbers separated by a comma, not '{v}'")),
+        }
+    };
+    let window = pair("window")?;
+    if window.is_some_and(|(_, w)| w < 1.0) {
+        return Err("window: the width must be at least 1".into());
+    }
+    let viewport = match pair("viewport")? {
+        Some((w, h)) if w >= 1.0 && h >= 1.0 && w <= 8192.0 && h <= 8192.0 => Some((w as u32, h as u32)),
+        Some(_) => return Err("viewport: width and height must be between 1 and 8192".into()),
+        None => None,
+    };
+    let quality = match p.iter().find(|(k, _)| k == "quality") {
+        Some((_, q)) => match q.parse::<u8>() {
+            Ok(q) if (1..=100).contains(&q) => q,
+            _ => return Err(format!("quality must be a whole number from 1 to 100, not '{q}'")),
+        },
+        None => 90,
+    };
+    let accept = accept.to_ascii_lowercase();
+    let format =
+        if accept.is_empty() || accept.contains("image/jpeg") || accept.contains("*/*") || accept.contains("image/*") {
+            Format::Jpeg
+        } else if accept.contains("image/png") {
+            Format::Png
+        } else {
+            return Err(format!("rendered images are image/jpeg or image/png, not {accept}"));
+        };
+    Ok(Rendering { frame, window, viewport, format, quality })
+}
+
+/// A frame rendered for `caller` (DICOMweb and the viewer share it).
+pub(super) async fn rendered_for(
+    state: &AppState,
+    caller: &lianyi_security::Caller,
+    t: &Target,
+    query: Option<String>,
+    headers: &HeaderMap,
+) -> Response {
+    let frame = match t.frames.as_deref().map(frame_numbers) {
+        None => 1,
+        Some(Ok(list)) if list.len() == 1 => list[0],
+        Some(Ok(_)) => return plain(StatusCode::BAD_REQUEST, "a rendered frame names one frame"),
+        Some(Err(why)) => return plain(StatusCode::BAD_REQUEST, why),
+    };
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let how = match rendering(&params(query), accept, frame) {
+        Ok(r) => r,
+        Err(why) if why.starts_with("rendered images") => return plain(StatusCode::NOT_ACCEPTABLE, why),
+        Err(why) => return plain(StatusCode::BAD_REQUEST, why),
+    };
+    let media = how.format.media_type();
+    match state.imaging.rendered(caller, t.instance(), how).await {
+        Ok(Some(image)) => {
+            ([(header::CONTENT_TYPE, media), (header::CACHE_CONTROL, "private, max-age=300")], image).into_response()
+        }
+        Ok(None) => plain(StatusCode::NOT_FOUND, "no such instance that your grants reach"),
+        Err(e) => pixels_failed(e),
+    }
+}
+
+/// `1,3,5` → the frame numbers, each from 1.
+fn frame_numbers(list: &str) -> Result<Vec<u32>, String> {
+    let numbers: Result<Vec<u32>, _> = list.split(',').map(|n| n.trim().parse::<u32>()).collect();
+    match numbers {
+        Ok(n) if !n.is_empty() && n.len() <= 1000 && n.iter().all(|&f| f >= 1) => Ok(n),
+        _ => Err(format!("frames must be a comma-separated list of frame numbers from 1, not '{list}'")),
+    }
+}
+
+async fn rendered(
+    State(s): State<AppState>,
+    RemoteCaller(c): RemoteCaller,
+    Path(t): Path<Target>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    rendered_for(&s, &c, &t, q, &headers).await
+}
+
+/// Frames as native samples, one `application/octet-stream` part each (PS3.18 §8.7.4).
+async fn frames(
+    State(s): State<AppState>,
+    RemoteCaller(c): RemoteCaller,
+    Path(t): Path<Target>,
+    headers: HeaderMap,
+) -> Response {
+    let numbers = match frame_numbers(t.frames.as_deref().unwrap_or_default()) {
+        Ok(n) => n,
+        Err(why) => return plain(StatusCode::BAD_REQUEST, why),
+    };
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
+    if !(accept.is_empty() || accept.contains("application/octet-stream") || accept.contains("*/*")) {
+        return plain(
+            StatusCode::NOT_ACCEPTABLE,
+            format!("frames are given as multipart/related; type=\"application/octet-stream\", not {accept}"),
+        );
+    }
+    match s.imaging.frames(&c, t.instance(), numbers).await {
+        Ok(Some(frames)) => multipart("application/octet-stream", &frames),
+        Ok(None) => plain(StatusCode::NOT_FOUND, "no such instance that your grants reach"),
+        Err(e) => pixels_failed(e),
+    }
 }
 
 fn plain(status: StatusCode, why: impl Into<String>) -> Response {
@@ -63,7 +203,7 @@ fn failed(e: ImagingError) -> Response {
     }
 }
 
-fn params(raw: Option<String>) -> Vec<(String, String)> {
+pub(super) fn params(raw: Option<String>) -> Vec<(String, String)> {
     form_urlencoded::parse(raw.unwrap_or_default().as_bytes()).into_owned().collect()
 }
 
@@ -174,22 +314,30 @@ async fn files(State(state): State<AppState>, RemoteCaller(c): RemoteCaller, Pat
         Ok(r) => r,
         Err(r) => return r,
     };
-    let boundary = format!("lianyi-{}", uuid::Uuid::new_v4().simple());
-    let mut body = Vec::new();
+    let mut files = Vec::with_capacity(rows.len());
     for r in &rows {
-        let file = match tokio::fs::read(state.imaging.folder().join(&r.file)).await {
-            Ok(f) => f,
+        match tokio::fs::read(state.imaging.folder().join(&r.file)).await {
+            Ok(f) => files.push(f),
             Err(e) => {
                 tracing::error!(error = %e.kind(), "an indexed instance's file is missing");
                 return plain(StatusCode::INTERNAL_SERVER_ERROR, "an instance's file could not be read");
             }
-        };
-        body.extend_from_slice(format!("--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").as_bytes());
-        body.extend_from_slice(&file);
+        }
+    }
+    multipart("application/dicom", &files)
+}
+
+/// Parts of one media type in a `multipart/related` response.
+fn multipart(media: &str, parts: &[Vec<u8>]) -> Response {
+    let boundary = format!("lianyi-{}", uuid::Uuid::new_v4().simple());
+    let mut body = Vec::with_capacity(parts.iter().map(|p| p.len() + 100).sum());
+    for p in parts {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Type: {media}\r\n\r\n").as_bytes());
+        body.extend_from_slice(p);
         body.extend_from_slice(b"\r\n");
     }
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    let ctype = format!("multipart/related; type=\"application/dicom\"; boundary={boundary}");
+    let ctype = format!("multipart/related; type=\"{media}\"; boundary={boundary}");
     ([(header::CONTENT_TYPE, ctype)], Body::from(body)).into_response()
 }
 

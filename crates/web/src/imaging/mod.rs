@@ -1,6 +1,21 @@
-//! Imaging (影像): the DICOM node's edge and DICOMweb.
+//! Imaging (影像): the DICOM node's edge, DICOMweb, the viewer and the registrar's
+//! reconciliation list.
 
 mod dicomweb;
 pub mod node;
+mod reconcile;
+mod viewer;
 
-pub(crate) use dicomweb::router;
+use crate::ui::shell::{NavLink, Place};
+
+pub(crate) fn router() -> axum::Router<crate::AppState> {
+    dicomweb::router().merge(viewer::router()).merge(reconcile::router())
+}
+
+/// The imaging pages in the navigation (the viewer opens from the record).
+pub(crate) const NAV: &[NavLink] = &[NavLink {
+    href: "/imaging/reconcile",
+    text: "nav-reconcile",
+    place: Place::Bar,
+    shown: reconcile::may_reconcile,
+}];
