@@ -78,6 +78,7 @@ mod billing;
 mod cmdb;
 mod desk;
 mod dicom;
+mod dicom_query;
 mod kb;
 mod mllp;
 mod monitor;

@@ -91,6 +91,17 @@ impl Refusal {
 /// and read as the Explicit VR Little Endian it holds (see [`crate::lengths`]). The one
 /// way data sets, identifiers and command sets from a peer are read.
 pub fn decode(bytes: &[u8], ts: &str, cs: SpecificCharacterSet) -> Result<InMemDicomObject, String> {
+    decode_until(bytes, ts, cs, false).map(|(o, _)| o)
+}
+
+/// [`decode`]; with `header_only`, the data set's own Pixel Data element is left unread
+/// (the index needs its length, not its hundreds of kilobytes copied).
+fn decode_until(
+    bytes: &[u8],
+    ts: &str,
+    cs: SpecificCharacterSet,
+    header_only: bool,
+) -> Result<(InMemDicomObject, Option<crate::lengths::PixelData>), String> {
     let syntax = TransferSyntaxRegistry
         .get(ts)
         .filter(|t| !t.is_unsupported())
@@ -104,9 +115,15 @@ pub fn decode(bytes: &[u8], ts: &str, cs: SpecificCharacterSet) -> Result<InMemD
             (&inflated[..], explicit, crate::lengths::Encoding::ExplicitLittle)
         }
     };
-    crate::lengths::check(bytes, enc, None).map_err(|why| format!("truncated or malformed data set: {why}"))?;
-    InMemDicomObject::read_dataset_with_ts_cs(bytes, syntax, cs)
-        .map_err(|e| format!("data set cannot be read (truncated or malformed): {e}"))
+    let pixels =
+        crate::lengths::walk(bytes, enc, None).map_err(|why| format!("truncated or malformed data set: {why}"))?;
+    let read = match pixels {
+        Some(p) if header_only => &bytes[..p.offset],
+        _ => bytes,
+    };
+    let o = InMemDicomObject::read_dataset_with_ts_cs(read, syntax, cs)
+        .map_err(|e| format!("data set cannot be read (truncated or malformed): {e}"))?;
+    Ok((o, pixels))
 }
 
 /// Reads a received data set (`bytes` in transfer syntax `ts`). `default_charset` is
@@ -114,7 +131,7 @@ pub fn decode(bytes: &[u8], ts: &str, cs: SpecificCharacterSet) -> Result<InMemD
 /// modalities write GB18030 without saying so).
 pub fn read(bytes: &[u8], ts: &str, default_charset: Option<&str>) -> Result<Instance, Refusal> {
     let cs = default_charset.and_then(SpecificCharacterSet::from_code).unwrap_or_default();
-    let mut o = decode(bytes, ts, cs).map_err(|reason| Refusal { status: 0xC000, reason })?;
+    let (mut o, pixels) = decode_until(bytes, ts, cs, true).map_err(|reason| Refusal { status: 0xC000, reason })?;
     let mut i = Instance {
         sop_class: text(&o, tags::SOP_CLASS_UID),
         sop_instance: text(&o, tags::SOP_INSTANCE_UID),
@@ -154,23 +171,21 @@ pub fn read(bytes: &[u8], ts: &str, default_charset: Option<&str>) -> Result<Ins
             return Err(Refusal::mismatch(format!("{name} is not a valid UID")));
         }
     }
-    check_pixel_length(&o)?;
+    check_pixel_length(&o, pixels)?;
     // Keep the header, not the bulk data.
     let bulky: Vec<Tag> = o
         .iter()
         .filter(|e| {
-            e.header().tag == tags::PIXEL_DATA
-                || e.value().primitive().is_some_and(|p| {
-                    matches!(
-                        e.vr(),
-                        dicom_core::VR::OB
-                            | dicom_core::VR::OW
-                            | dicom_core::VR::OF
-                            | dicom_core::VR::OD
-                            | dicom_core::VR::UN
-                    ) && p.calculate_byte_len() > INLINE_BINARY_MAX
-                })
-                || (e.header().tag == tags::PIXEL_DATA)
+            e.value().primitive().is_some_and(|p| {
+                matches!(
+                    e.vr(),
+                    dicom_core::VR::OB
+                        | dicom_core::VR::OW
+                        | dicom_core::VR::OF
+                        | dicom_core::VR::OD
+                        | dicom_core::VR::UN
+                ) && p.calculate_byte_len() > INLINE_BINARY_MAX
+            }) || e.header().tag == tags::PIXEL_DATA
         })
         .map(|e| e.header().tag)
         .collect();
@@ -184,9 +199,9 @@ pub fn read(bytes: &[u8], ts: &str, default_charset: Option<&str>) -> Result<Ins
 
 /// Native (uncompressed) pixel data must hold every frame the header describes: a
 /// shorter value is an instance cut short on its way, refused rather than kept broken.
-fn check_pixel_length(o: &InMemDicomObject) -> Result<(), Refusal> {
-    let Some(pixels) = o.get(tags::PIXEL_DATA) else { return Ok(()) };
-    let Some(have) = pixels.value().primitive().map(|p| p.calculate_byte_len() as u64) else {
+fn check_pixel_length(o: &InMemDicomObject, pixels: Option<crate::lengths::PixelData>) -> Result<(), Refusal> {
+    let Some(pixels) = pixels else { return Ok(()) };
+    let Some(have) = pixels.length.map(u64::from) else {
         return Ok(()); // encapsulated: the fragments carry their own lengths
     };
     let dim = |tag| int(o, tag).filter(|v| *v > 0).map(|v| v as u64);

@@ -68,6 +68,19 @@ fn long_header(vr: &[u8]) -> bool {
 /// Checks every element header of `bytes`; with `only_group`, stops at the first
 /// element of another group (a file meta group followed by a data set).
 pub fn check(bytes: &[u8], enc: Encoding, only_group: Option<u16>) -> Result<(), String> {
+    walk(bytes, enc, only_group).map(|_| ())
+}
+
+/// Where the data set's own Pixel Data (7FE0,0010) element starts (not one inside a
+/// sequence, such as an icon's), and its declared length (`None`: encapsulated).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PixelData {
+    pub offset: usize,
+    pub length: Option<u32>,
+}
+
+/// [`check`], also finding the top-level Pixel Data element.
+pub fn walk(bytes: &[u8], enc: Encoding, only_group: Option<u16>) -> Result<Option<PixelData>, String> {
     let dict = dicom_dictionary_std::StandardDataDictionary;
     let u16_at = |p: usize| -> u16 {
         let b = [bytes[p], bytes[p + 1]];
@@ -80,13 +93,20 @@ pub fn check(bytes: &[u8], enc: Encoding, only_group: Option<u16>) -> Result<(),
     let mut pos = 0usize;
     // Inside encapsulated pixel data, items are fragments of bytes, not elements.
     let mut in_fragments = false;
+    // The sequences and items the walk is inside: where each ends (`usize::MAX`: at
+    // its delimiter).
+    let mut open: Vec<usize> = Vec::new();
+    let mut pixel_data = None;
     while pos < bytes.len() {
+        while open.last().is_some_and(|&end| end != usize::MAX && pos >= end) {
+            open.pop();
+        }
         if bytes.len() - pos < 8 {
-            return Ok(()); // a short tail is the reader's to refuse
+            return Ok(pixel_data); // a short tail is the reader's to refuse
         }
         let group = u16_at(pos);
         if only_group.is_some_and(|g| g != group) {
-            return Ok(());
+            return Ok(pixel_data);
         }
         let element = u16_at(pos + 2);
         let tag = Tag(group, element);
@@ -101,10 +121,15 @@ pub fn check(bytes: &[u8], enc: Encoding, only_group: Option<u16>) -> Result<(),
                 }
                 if in_fragments {
                     pos += len as usize;
+                } else {
+                    open.push(pos + len as usize);
                 }
-            }
-            if element == 0xE0DD {
+            } else if element == 0xE000 && !in_fragments {
+                open.push(usize::MAX);
+            } else if element == 0xE0DD && in_fragments {
                 in_fragments = false;
+            } else if element == 0xE00D || element == 0xE0DD {
+                open.pop();
             }
             continue; // step into sequence items; delimiters have no value
         }
@@ -121,7 +146,7 @@ pub fn check(bytes: &[u8], enc: Encoding, only_group: Option<u16>) -> Result<(),
                 }
                 if long_header(vr) {
                     if bytes.len() - pos < 12 {
-                        return Ok(());
+                        return Ok(pixel_data);
                     }
                     (u32_at(pos + 8, enc == Encoding::ExplicitBig), 12, vr == b"SQ")
                 } else {
@@ -129,9 +154,15 @@ pub fn check(bytes: &[u8], enc: Encoding, only_group: Option<u16>) -> Result<(),
                 }
             }
         };
+        if tag == Tag(0x7FE0, 0x0010) && open.is_empty() && pixel_data.is_none() {
+            pixel_data = Some(PixelData { offset: pos, length: (len != UNDEFINED).then_some(len) });
+        }
         pos += header;
         if len == UNDEFINED {
             in_fragments = !sequence;
+            if sequence {
+                open.push(usize::MAX);
+            }
             continue; // its items follow inline
         }
         let left = bytes.len() - pos;
@@ -140,11 +171,13 @@ pub fn check(bytes: &[u8], enc: Encoding, only_group: Option<u16>) -> Result<(),
                 "element ({group:04X},{element:04X}) declares {len} bytes where {left} remain (truncated or malformed)"
             ));
         }
-        if !sequence {
+        if sequence {
+            open.push(pos + len as usize);
+        } else {
             pos += len as usize;
         }
     }
-    Ok(())
+    Ok(pixel_data)
 }
 
 #[cfg(test)]
@@ -192,6 +225,31 @@ mod tests {
         // A fragment longer than what is left is still refused.
         b[24] = 200;
         assert!(check(&b, Encoding::ExplicitLittle, None).is_err());
+    }
+
+    #[test]
+    fn the_data_sets_own_pixel_data_is_found_not_an_icons() {
+        // (0088,0200) IconImageSequence SQ of 24: an item of 16 holding (7FE0,0010) OW
+        // of 4 bytes (an icon's pixels); then (0028,0010) US; then the data set's own
+        // (7FE0,0010) OW of 8.
+        let mut b = vec![0x88, 0x00, 0x00, 0x02, b'S', b'Q', 0, 0, 24, 0, 0, 0];
+        b.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 16, 0, 0, 0]);
+        b.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0, 4, 0, 0, 0, 1, 2, 3, 4]);
+        b.extend_from_slice(&[0x28, 0x00, 0x10, 0x00, b'U', b'S', 2, 0, 8, 0]);
+        let own = b.len();
+        b.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let found = walk(&b, Encoding::ExplicitLittle, None).unwrap();
+        assert_eq!(found, Some(PixelData { offset: own, length: Some(8) }));
+        // The same with undefined lengths and delimiters; and encapsulated pixel data.
+        let mut u = vec![0x88, 0x00, 0x00, 0x02, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF];
+        u.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        u.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0, 4, 0, 0, 0, 1, 2, 3, 4]);
+        u.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0, 0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        let own = u.len();
+        u.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        u.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0, 0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        assert_eq!(walk(&u, Encoding::ExplicitLittle, None).unwrap(), Some(PixelData { offset: own, length: None }));
+        assert_eq!(walk(&u[..own], Encoding::ExplicitLittle, None).unwrap(), None);
     }
 
     #[test]
