@@ -7,6 +7,7 @@ import hmac
 import http.server
 import json
 import os
+import pathlib
 import socket
 import ssl
 import subprocess
@@ -84,6 +85,53 @@ def test_mllp_over_tls(tmp_path):
                 assert b"MSA|" not in read_frame(raw)
             except (ConnectionResetError, socket.timeout):
                 pass
+    finally:
+        s.stop()
+
+
+def test_dicom_over_tls(tmp_path):
+    """`--dicom-tls`: DCMTK's echoscu and storescu over TLS (anonymous client, the
+    server's certificate checked against the file), and a plain association refused."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    cert, key = make_cert(tmp_path)
+    s = Server()
+    creds = json.loads(s.cli("client", "add", "tls-dicom", "--scope", "system/*.cruds", "--campus", "campus-east"))
+    s.start("--tls-cert", str(cert), "--tls-key", str(key), "--dicom-listen", "127.0.0.1:0", "--dicom-tls")
+    try:
+        line = s.proc.stdout.readline()
+        assert line.startswith("DICOM over TLS is listening on"), line
+        host, port = line.split()[6].rsplit(":", 1)
+        token = requests.post(s.base + "/oauth/token", verify=str(cert), data={
+            "grant_type": "client_credentials", "client_id": creds["client_id"],
+            "client_secret": creds["client_secret"]}).json()["access_token"]
+        org = {"resourceType": "Organization", "id": "campus-east", "name": "东院区", "alias": ["East Campus"]}
+        r = requests.put(s.base + "/fhir/Organization/campus-east", json=org, verify=str(cert),
+                         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"})
+        assert r.ok, r.text
+        s.cli("ae", "put", "TLS-CT", "--campus", "campus-east", "--host", "127.0.0.1")
+        tls = ["+tla", "+cf", str(cert)]
+        deadline = time.time() + 30
+        while True:  # the running node reads the AE table every few seconds
+            echo = subprocess.run(["echoscu", *tls, "-aet", "TLS-CT", "-aec", "LIANYI", host, port],
+                                  capture_output=True, text=True, timeout=30)
+            if echo.returncode == 0 or time.time() > deadline:
+                break
+            time.sleep(0.5)
+        assert echo.returncode == 0, echo.stderr
+        ct = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+        path = tmp_path / "ct.dcm"
+        ct.save_as(path)
+        store = subprocess.run(["storescu", *tls, "-aet", "TLS-CT", "-aec", "LIANYI", host, port, str(path)],
+                               capture_output=True, text=True, timeout=30)
+        assert store.returncode == 0 and "Store Failed" not in store.stderr, store.stderr
+        kept = list(pathlib.Path(s.data_dir, "imaging").rglob("*.dcm"))
+        assert [p.name for p in kept] == [f"{ct.SOPInstanceUID}.dcm"], kept
+        # A plain association on the TLS port is not accepted.
+        plain = subprocess.run(["echoscu", "-to", "5", "-aet", "TLS-CT", "-aec", "LIANYI", host, port],
+                               capture_output=True, text=True, timeout=30)
+        assert plain.returncode != 0
     finally:
         s.stop()
 

@@ -110,7 +110,11 @@ fn orthanc(dir: &Path, dicom: u16, http: u16) -> Killed {
 
 pub async fn run(args: Vec<String>) {
     let number = |flag: &str, default: usize| -> usize {
-        args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
     };
     let (n, instances) = (number("--files", 1000), number("--instances", 100_000));
     let mut report = serde_json::Map::new();

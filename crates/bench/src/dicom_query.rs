@@ -10,8 +10,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lianyi_store::imaging::NewInstance;
 use lianyi_store::RowScope;
+use lianyi_store::imaging::NewInstance;
 use serde_json::{Map, Value, json};
 
 const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
@@ -22,7 +22,14 @@ fn put(m: &mut Map<String, Value>, tag: &str, vr: &str, v: Value) {
 }
 
 /// The DICOM JSON a CT slice's header gives (about 2 KB, as kept at ingest).
-fn instance_json(study: &str, series: &str, sop: &str, n: i64, patient: (&str, &str), date: &str) -> Map<String, Value> {
+fn instance_json(
+    study: &str,
+    series: &str,
+    sop: &str,
+    n: i64,
+    patient: (&str, &str),
+    date: &str,
+) -> Map<String, Value> {
     let mut m = Map::new();
     put(&mut m, "00080005", "CS", json!("ISO_IR 192"));
     put(&mut m, "00080008", "CS", json!("ORIGINAL\\PRIMARY\\AXIAL"));
@@ -99,14 +106,14 @@ async fn east_patients(base: &str, dir: &std::path::Path) -> (String, Vec<(Strin
     let db = format!("sqlite://{}", dir.join("lianyi.db").display());
     let out = Command::new(&lianyi)
         .args(["client", "add", "bench-imaging", "--scope", "system/*.cruds", "--campus", "campus-east", "--data-dir"])
-        .arg(&dir)
+        .arg(dir)
         .args(["--database", &db])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let creds: Value = serde_json::from_slice(&out.stdout).unwrap();
     let bearer =
-        crate::bearer(&base, creds["client_id"].as_str().unwrap(), creds["client_secret"].as_str().unwrap()).await;
+        crate::bearer(base, creds["client_id"].as_str().unwrap(), creds["client_secret"].as_str().unwrap()).await;
     let client = crate::http_client();
     // The East Campus's patients and their MRNs.
     let page: Value = client
@@ -144,7 +151,8 @@ pub async fn run(instances: usize) -> Value {
     let images = store.images(RowScope::unrestricted());
     let big_study = format!("{ROOT}.0");
     let big_series = format!("{big_study}.1");
-    let mut layout: Vec<(String, String, i64)> = (1..=1000).map(|n| (big_study.clone(), big_series.clone(), n)).collect();
+    let mut layout: Vec<(String, String, i64)> =
+        (1..=1000).map(|n| (big_study.clone(), big_series.clone(), n)).collect();
     let mut k = 1;
     while layout.len() < instances {
         for s in 1..=2 {
@@ -186,7 +194,13 @@ pub async fn run(instances: usize) -> Value {
             bytes: 525_000,
             source_ae: "DEMO-CT".into(),
             received_at: now + i as i64,
-            study_json: subset(&m, &["00080005", "00080020", "00080030", "00080050", "00081030", "00100010", "00100020", "00100030", "00100040", "0020000D"]),
+            study_json: subset(
+                &m,
+                &[
+                    "00080005", "00080020", "00080030", "00080050", "00081030", "00100010", "00100020", "00100030",
+                    "00100040", "0020000D",
+                ],
+            ),
             series_json: subset(&m, &["00080005", "00080060", "0008103E", "0020000E", "00200011"]),
             instance_json: Value::Object(m).to_string(),
         };
@@ -254,7 +268,8 @@ pub async fn run(instances: usize) -> Value {
     let mut times = Vec::new();
     let mut size = 0;
     for _ in 0..100 {
-        let (ms, bytes) = timed(&client, &bearer, &format!("{d}/studies/{big_study}/series/{big_series}/metadata")).await;
+        let (ms, bytes) =
+            timed(&client, &bearer, &format!("{d}/studies/{big_study}/series/{big_series}/metadata")).await;
         times.push(ms);
         size = bytes;
     }

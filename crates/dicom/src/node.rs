@@ -23,6 +23,7 @@ use dicom_ul::pdu::{
     AbortRQServiceProviderReason, AbortRQSource, AssociationRJServiceUserReason, PDataValue, PDataValueType,
     PresentationContextResultReason, RequestorRoles, UserIdentity,
 };
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
 use serde_json::{Map, Value};
@@ -43,6 +44,9 @@ pub struct NodeConfig {
     pub max_instance_bytes: usize,
     /// An association idle this long is aborted.
     pub idle: Duration,
+    /// DICOM over TLS (PS3.15 Annex B): every association starts with this TLS
+    /// handshake; `None`: plain TCP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for NodeConfig {
@@ -52,6 +56,7 @@ impl Default for NodeConfig {
             max_pdu: 131_072,
             max_instance_bytes: 1 << 30,
             idle: Duration::from_secs(120),
+            tls: None,
         }
     }
 }
@@ -230,10 +235,27 @@ async fn associate<P: Provider>(
     for ts in sop::TRANSFER_SYNTAXES {
         options = options.with_transfer_syntax(*ts);
     }
-    let mut assoc = match options.establish_async(socket).await {
-        Ok(a) => a,
-        Err(e) => return Err(crate::DicomError::Association(e.to_string())),
-    };
+    let refused = |e: dicom_ul::association::Error| crate::DicomError::Association(e.to_string());
+    match &config.tls {
+        Some(tls) => {
+            let assoc = options.tls_config(tls.clone()).establish_tls_async(socket).await.map_err(refused)?;
+            converse(assoc, address, config, provider, &admitted).await
+        }
+        None => {
+            let assoc = options.establish_async(socket).await.map_err(refused)?;
+            converse(assoc, address, config, provider, &admitted).await
+        }
+    }
+}
+
+/// The association's messages until it ends, over TCP or TLS.
+async fn converse<P: Provider, S: AsyncRead + AsyncWrite + Unpin + Send>(
+    mut assoc: AsyncServerAssociation<S>,
+    address: SocketAddr,
+    config: &NodeConfig,
+    provider: Arc<P>,
+    admitted: &Mutex<Option<P::Known>>,
+) -> Result<(), crate::DicomError> {
     let known = admitted.lock().ok().and_then(|mut k| k.take());
     let Some(known) = known else {
         let _ = assoc.abort().await;
@@ -262,7 +284,10 @@ struct Session<'a, P: Provider> {
 }
 
 impl<P: Provider> Session<'_, P> {
-    async fn run(mut self, assoc: &mut AsyncServerAssociation<TcpStream>) -> Result<(), crate::DicomError> {
+    async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
+        mut self,
+        assoc: &mut AsyncServerAssociation<S>,
+    ) -> Result<(), crate::DicomError> {
         loop {
             let pdu = assoc.receive().await.map_err(|e| crate::DicomError::Association(e.to_string()))?;
             match pdu {
@@ -341,9 +366,9 @@ impl<P: Provider> Session<'_, P> {
         Ok(None)
     }
 
-    async fn answer(
+    async fn answer<S: AsyncRead + AsyncWrite + Unpin + Send>(
         &mut self,
-        assoc: &mut AsyncServerAssociation<TcpStream>,
+        assoc: &mut AsyncServerAssociation<S>,
         pending: Pending,
         command: Command,
     ) -> Result<(), crate::DicomError> {
@@ -404,9 +429,9 @@ impl<P: Provider> Session<'_, P> {
 
     /// A C-FIND: one pending response (0xFF00) with its identifier per match, then the
     /// final one; a query that cannot be read or answered gets one failure that says why.
-    async fn find(
+    async fn find<S: AsyncRead + AsyncWrite + Unpin + Send>(
         &mut self,
-        assoc: &mut AsyncServerAssociation<TcpStream>,
+        assoc: &mut AsyncServerAssociation<S>,
         context: &dicom_ul::pdu::PresentationContextNegotiated,
         command: &Command,
         pending: Pending,
@@ -461,9 +486,9 @@ impl<P: Provider> Session<'_, P> {
     /// A C-MOVE (to a known AE, on a new association) or C-GET (back on this one): a
     /// C-STORE sub-operation per instance, a pending response with the counts after
     /// each, then the final one (0xB000 when some failed).
-    async fn retrieve(
+    async fn retrieve<S: AsyncRead + AsyncWrite + Unpin + Send>(
         &mut self,
-        assoc: &mut AsyncServerAssociation<TcpStream>,
+        assoc: &mut AsyncServerAssociation<S>,
         context: &dicom_ul::pdu::PresentationContextNegotiated,
         command: &Command,
         pending: Pending,
@@ -627,7 +652,7 @@ impl<P: Provider> Session<'_, P> {
 }
 
 /// Sends a command and its data set, the data set in fragments the peer accepts.
-async fn send_message<A: AsyncAssociation<TcpStream> + Send>(
+async fn send_message<S: AsyncRead + AsyncWrite + Unpin + Send, A: AsyncAssociation<S> + Send>(
     assoc: &mut A,
     context: u8,
     command: Vec<u8>,
@@ -686,7 +711,7 @@ fn accepted_context(contexts: &[dicom_ul::pdu::PresentationContextNegotiated], i
 }
 
 /// One C-STORE sub-operation: the file's data set as kept, then the peer's status.
-async fn store_to<A: AsyncAssociation<TcpStream> + Send>(
+async fn store_to<S: AsyncRead + AsyncWrite + Unpin + Send, A: AsyncAssociation<S> + Send>(
     assoc: &mut A,
     context: Option<u8>,
     message_id: u16,

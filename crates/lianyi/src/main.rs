@@ -86,6 +86,10 @@ enum Command {
         /// The DICOM node's AE title (callers must call it; default LIANYI).
         #[arg(long, env = "LIANYI_DICOM_AE_TITLE")]
         dicom_ae_title: Option<String>,
+        /// DICOM over TLS on the node's port, with the HTTPS certificate (--tls-cert/--tls-key
+        /// or the config's tls_cert/tls_key).
+        #[arg(long)]
+        dicom_tls: bool,
         /// A PostgreSQL hot standby of the database that serves searches and reads
         /// (the config's read_database_url).
         #[arg(long, env = "LIANYI_READ_DATABASE_URL", hide_env_values = true)]
@@ -661,7 +665,12 @@ async fn start_mllp(
     Ok(local)
 }
 
-async fn start_dicom(app: &App, addr: &str, ae_title: &str) -> Result<SocketAddr, CliError> {
+async fn start_dicom(
+    app: &App,
+    addr: &str,
+    ae_title: &str,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<SocketAddr, CliError> {
     if !lianyi_imaging::aes::valid_ae_title(ae_title) {
         return Err(CliError::Usage(format!(
             "DICOM AE title {ae_title:?}: 1 to 16 printable ASCII characters, no backslash"
@@ -669,7 +678,7 @@ async fn start_dicom(app: &App, addr: &str, ae_title: &str) -> Result<SocketAddr
     }
     let (listener, local) = bind(addr).await?;
     app.note_listener("DICOM", local);
-    let config = lianyi_dicom::node::NodeConfig { ae_title: ae_title.trim().to_string(), ..Default::default() };
+    let config = lianyi_dicom::node::NodeConfig { ae_title: ae_title.trim().to_string(), tls, ..Default::default() };
     tokio::spawn(lianyi_web::serve_dicom(listener, app.state().imaging.clone(), config));
     Ok(local)
 }
@@ -786,6 +795,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             mllp_tls,
             dicom_listen,
             dicom_ae_title,
+            dicom_tls,
             read_database,
             failover_databases,
             data,
@@ -847,8 +857,18 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             if let Some(dicom) = dicom_listen.or_else(|| file.dicom_listen.clone()) {
                 let ae_title =
                     dicom_ae_title.or_else(|| file.dicom_ae_title.clone()).unwrap_or_else(|| "LIANYI".into());
-                let dicom_addr = start_dicom(&app, &dicom, &ae_title).await?;
-                println!("DICOM is listening on {dicom_addr} as AE title {ae_title}");
+                let tls = match (&app.state().config.tls, dicom_tls) {
+                    (_, false) => None,
+                    (Some(files), true) => Some(lianyi_web::tls_server_config(files).await?),
+                    (None, true) => {
+                        return Err(CliError::Usage(
+                            "--dicom-tls needs a certificate: --tls-cert and --tls-key".into(),
+                        ));
+                    }
+                };
+                let kind = if tls.is_some() { "DICOM over TLS" } else { "DICOM" };
+                let dicom_addr = start_dicom(&app, &dicom, &ae_title, tls).await?;
+                println!("{kind} is listening on {dicom_addr} as AE title {ae_title}");
             }
             if let Some(schedule) = backup_schedule(&file, &loc)? {
                 tracing::info!(schedule = schedule.cron.text(), dir = %schedule.keeping.dir.display(), "backups scheduled");
@@ -1773,7 +1793,7 @@ async fn demo_command(
         ..Default::default()
     };
     app.state().imaging.put_ae(&demo_caller, &demo_ct).await.map_err(|e| CliError::Usage(e.to_string()))?;
-    let dicom_addr = start_dicom(&app, dicom_listen, "LIANYI").await?;
+    let dicom_addr = start_dicom(&app, dicom_listen, "LIANYI", None).await?;
     let patients: Vec<serde_json::Value> =
         directory.iter().filter(|r| r.resource["resourceType"] == "Patient").map(|r| r.resource.clone()).collect();
     let study = demo_imaging::load(
