@@ -118,6 +118,8 @@ impl Imaging {
         self.fhir.operations().dicom_aes().put(&ae).await?;
         self.reload_aes().await?;
         tracing::info!(ae = %ae.ae_title, campus = %ae.campus, by = caller.actor(), "DICOM AE saved");
+        let at = ae.host.as_deref().map(|h| format!(" from {h}")).unwrap_or_default();
+        self.audit_ae(caller, "dicom-ae-put", format!("{} at {}{at}", ae.ae_title, ae.campus)).await?;
         Ok(ae)
     }
 
@@ -128,7 +130,21 @@ impl Imaging {
         }
         let removed = self.fhir.operations().dicom_aes().remove(ae_title).await?;
         self.reload_aes().await?;
+        if removed {
+            self.audit_ae(caller, "dicom-ae-remove", ae_title.to_string()).await?;
+        }
         Ok(removed)
+    }
+
+    /// A change of the AE table in the audit chain.
+    async fn audit_ae(&self, caller: &Caller, action: &str, detail: String) -> Result<(), ImagingError> {
+        let mut e = caller.entry(self.fhir.now_ms(), action, "success");
+        e.detail = Some(detail);
+        self.fhir
+            .audit_log()
+            .record(vec![e])
+            .await
+            .map_err(|e| ImagingError::Service(lianyi_services::ServiceError::Audit(e)))
     }
 
     /// What the index holds (counts only, for monitoring and the IT pages).

@@ -714,4 +714,45 @@ async fn chromium_reads_a_study_in_the_viewer_and_reports_beside_it() {
     let (mut w, _) = crate::pages::logged_in(&app, &clock, "doctor.w", "doctor", "campus-west", None).await;
     let (status, _, _) = w.get("/imaging/reconcile").await;
     assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "doctors do not file studies");
+    let (status, _, _) = w.get("/imaging/aes").await;
+    assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "nor keep the AE table");
+
+    // The AE table page: an IT engineer adds a modality (a bad port named by field and
+    // rule first), the running node admits it at once, the change is audited, and it
+    // is removed again.
+    let (mut it, csrf) = crate::pages::logged_in(&app, &clock, "it.v", "it-engineer", "campus-east", None).await;
+    let (status, _, html) = it.get("/imaging/aes").await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert!(html.contains("id=\"ae-empty\"") && html.contains("href=\"/imaging/aes\""), "{html}");
+    let form = |port: &'static str| {
+        [
+            ("csrf", csrf.clone()),
+            ("ae_title", "MR-EAST-2".into()),
+            ("campus", "campus-east".into()),
+            ("host", "10.1.2.3".into()),
+            ("port", port.into()),
+            ("description", "东院区 MR 2".into()),
+            ("charset", "GB18030".into()),
+        ]
+    };
+    let bad = form("99999");
+    let (status, _, html) =
+        it.post("/imaging/aes", &bad.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>()).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert!(html.contains("端口（用于 C-MOVE）: 应为 1 至 65535 的 TCP 端口"), "{html}");
+    assert!(app.imaging.aes().is_empty(), "nothing saved");
+    let good = form("104");
+    let (status, location, _) =
+        it.post("/imaging/aes", &good.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>()).await;
+    assert_eq!((status, location.as_str()), (reqwest::StatusCode::SEE_OTHER, "/imaging/aes?done=MR-EAST-2"));
+    let (_, _, html) = it.get("/imaging/aes?done=MR-EAST-2").await;
+    assert!(html.contains("data-ae=\"MR-EAST-2\"") && html.contains("10.1.2.3"), "{html}");
+    let ip = "10.1.2.3".parse().unwrap();
+    assert!(app.imaging.admit("LIANYI", "MR-EAST-2", "LIANYI", ip).is_ok(), "admitted at once");
+    let auditor = app.client_with("system/AuditEvent.rs", "*", None).await;
+    let events = auditor.get(app.url("/fhir/AuditEvent?_count=200")).send().await.unwrap().text().await.unwrap();
+    assert!(events.contains("dicom-ae-put") && events.contains("MR-EAST-2 at campus-east from 10.1.2.3"), "{events}");
+    let (status, _, _) = it.post("/imaging/aes/MR-EAST-2/remove", &[("csrf", &csrf)]).await;
+    assert_eq!(status, reqwest::StatusCode::SEE_OTHER);
+    assert!(app.imaging.aes().is_empty());
 }
