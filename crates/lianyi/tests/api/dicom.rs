@@ -540,6 +540,27 @@ async fn dcmtk_stores_into_the_record_and_bad_input_is_refused_by_name() {
     }
 }
 
+/// Stores (SOP instance UID, data set) pairs as Part 10 files by STOW-RS.
+async fn stow(app: &TestApp, client: &reqwest::Client, data_sets: &[(String, Vec<u8>)]) {
+    let boundary = "lianyi-test";
+    let mut body = Vec::new();
+    for (sop, data_set) in data_sets {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").as_bytes());
+        body.extend(lianyi_dicom::instance::file_header(CT, sop, "1.2.840.10008.1.2.1", "TEST").unwrap());
+        body.extend_from_slice(data_set);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let r = client
+        .post(app.url("/dicomweb/studies"))
+        .header("content-type", format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK, "{}", r.text().await.unwrap());
+}
+
 /// The viewer in a real Chromium, in Chinese then English: an East radiologist opens a
 /// study stored by STOW-RS from the patient's page, scrolls to the next slice, picks
 /// the lung window and zooms, and signs the report in the form beside the images; the
@@ -573,25 +594,11 @@ async fn chromium_reads_a_study_in_the_viewer_and_reports_beside_it() {
     }
     // Three slices and a second series of one, stored by STOW-RS at the East Campus.
     let study = "1.2.826.0.1.3680043.2.1125.77";
-    let boundary = "viewer-walk";
-    let mut body = Vec::new();
-    for (series, n) in [(1, 1), (1, 2), (1, 3), (2, 1)] {
+    let slices = [(1, 1), (1, 2), (1, 3), (2, 1)].map(|(series, n)| {
         let sop = format!("{study}.{series}.{n}");
-        let mut file = lianyi_dicom::instance::file_header(CT, &sop, "1.2.840.10008.1.2.1", "TEST").unwrap();
-        file.extend(slice(study, &format!("{study}.{series}"), &sop, "E4000004", "LY00000077", n, 256));
-        body.extend_from_slice(format!("--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").as_bytes());
-        body.extend(file);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    let r = east
-        .post(app.url("/dicomweb/studies"))
-        .header("content-type", format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), reqwest::StatusCode::OK, "{}", r.text().await.unwrap());
+        (sop.clone(), slice(study, &format!("{study}.{series}"), &sop, "E4000004", "LY00000077", n, 256))
+    });
+    stow(&app, &east, &slices).await;
     let system = Caller::task(SystemTask::Operator("test setup".into()));
     for (name, role) in [("radiologist.v", "radiologist"), ("doctor.v", "doctor")] {
         let user = NewUser {
@@ -674,20 +681,8 @@ async fn chromium_reads_a_study_in_the_viewer_and_reports_beside_it() {
     // A study whose PatientID is no East MRN waits on the registrar's list; the
     // registrar finds the patient and files it under them.
     let stray = "1.2.826.0.1.3680043.2.1125.78";
-    let mut file =
-        lianyi_dicom::instance::file_header(CT, &format!("{stray}.1.1"), "1.2.840.10008.1.2.1", "TEST").unwrap();
-    file.extend(slice(stray, &format!("{stray}.1"), &format!("{stray}.1.1"), "OUTSIDE-9", "", 1, 8));
-    let mut body = format!("--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").into_bytes();
-    body.extend(file);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let r = east
-        .post(app.url("/dicomweb/studies"))
-        .header("content-type", format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let sop = format!("{stray}.1.1");
+    stow(&app, &east, &[(sop.clone(), slice(stray, &format!("{stray}.1"), &sop, "OUTSIDE-9", "", 1, 8))]).await;
     let (mut b, csrf) = crate::pages::logged_in(&app, &clock, "registrar.v", "registrar", "campus-east", None).await;
     let (status, _, html) = b.get("/imaging/reconcile").await;
     assert_eq!(status, reqwest::StatusCode::OK);

@@ -187,10 +187,7 @@ pub(super) async fn imaging_studies(state: &AppState, caller: &Caller, patient: 
         Ok(list) => list
             .into_iter()
             .map(|s| StudyRow {
-                date: match (s.study_date.get(..4), s.study_date.get(4..6), s.study_date.get(6..8)) {
-                    (Some(y), Some(m), Some(d)) => format!("{y}-{m}-{d}"),
-                    _ => s.study_date.clone(),
-                },
+                date: lianyi_fhir::datetime::from_dtm(&s.study_date, "").unwrap_or_else(|| s.study_date.clone()),
                 text: format!(
                     "{} {} ({} {})",
                     s.modalities.replace('\\', "/"),

@@ -15,6 +15,7 @@ use lianyi_security::{Caller, Perm};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::viewer::dicom_date;
 use crate::AppState;
 use crate::ui::i18n::Tr;
 use crate::ui::render::{forbidden, form_value, page, see_other};
@@ -81,13 +82,6 @@ fn first(json: &Value, tag: &str) -> Value {
     json[tag]["Value"][0].clone()
 }
 
-fn date(d: &str) -> String {
-    match (d.get(..4), d.get(4..6), d.get(6..8)) {
-        (Some(y), Some(m), Some(day)) if d.len() == 8 => format!("{y}-{m}-{day}"),
-        _ => d.to_string(),
-    }
-}
-
 fn waiting_of(s: lianyi_store::imaging::Study) -> Waiting {
     let json: Value = serde_json::from_str(&s.json).unwrap_or_default();
     let name = first(&json, "00100010");
@@ -111,9 +105,9 @@ fn waiting_of(s: lianyi_store::imaging::Study) -> Waiting {
         source_ae: s.source_ae,
         patient_id: s.patient_key,
         name,
-        birth_date: date(first(&json, "00100030").as_str().unwrap_or_default()),
+        birth_date: dicom_date(first(&json, "00100030").as_str().unwrap_or_default()),
         sex: first(&json, "00100040").as_str().unwrap_or_default().to_string(),
-        study_date: date(&s.study_date),
+        study_date: dicom_date(&s.study_date),
         what: format!("{} {}", s.modalities.replace('\\', "/"), s.description),
         instances: s.instance_count,
         uid: s.study_uid,

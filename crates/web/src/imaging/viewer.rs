@@ -72,11 +72,9 @@ struct ViewerPage<'a> {
     may_report: bool,
 }
 
-fn dicom_date(d: &str) -> String {
-    match (d.get(..4), d.get(4..6), d.get(6..8)) {
-        (Some(y), Some(m), Some(day)) if d.len() == 8 => format!("{y}-{m}-{day}"),
-        _ => d.to_string(),
-    }
+/// A DICOM DA (`YYYYMMDD`) as `YYYY-MM-DD`, else as it is.
+pub(super) fn dicom_date(d: &str) -> String {
+    lianyi_fhir::datetime::from_dtm(d, "").unwrap_or_else(|| d.to_string())
 }
 
 async fn viewer(
