@@ -85,6 +85,10 @@ fn summary(name: &str, times: &mut [f64]) -> Value {
     json!({"query": name, "p50_ms": p50, "p95_ms": p95, "max_ms": max, "requests": times.len()})
 }
 
+async fn get_json(client: &reqwest::Client, bearer: &str, url: &str) -> Value {
+    client.get(url).header("authorization", bearer).send().await.unwrap().json().await.unwrap()
+}
+
 async fn timed(client: &reqwest::Client, bearer: &str, url: &str) -> (f64, usize) {
     let t = Instant::now();
     let r = client.get(url).header("authorization", bearer).send().await.unwrap();
@@ -114,17 +118,8 @@ async fn east_patients(base: &str, dir: &std::path::Path) -> (String, Vec<(Strin
     let creds: Value = serde_json::from_slice(&out.stdout).unwrap();
     let bearer =
         crate::bearer(base, creds["client_id"].as_str().unwrap(), creds["client_secret"].as_str().unwrap()).await;
-    let client = crate::http_client();
     // The East Campus's patients and their MRNs.
-    let page: Value = client
-        .get(format!("{base}/fhir/Patient?_count=500"))
-        .header("authorization", &bearer)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = get_json(&crate::http_client(), &bearer, &format!("{base}/fhir/Patient?_count=500")).await;
     let patients: Vec<(String, String)> = page["entry"]
         .as_array()
         .unwrap()
@@ -216,15 +211,7 @@ pub async fn run(instances: usize) -> Value {
     // association); timing starts once it is done.
     let settle = Instant::now();
     loop {
-        let b: Value = client
-            .get(format!("{base}/fhir/ImagingStudy?_summary=count"))
-            .header("authorization", &bearer)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let b = get_json(&client, &bearer, &format!("{base}/fhir/ImagingStudy?_summary=count")).await;
         if b["total"].as_u64().unwrap_or(0) as usize >= studies {
             break;
         }

@@ -171,12 +171,15 @@ impl Imaging {
         instance: Option<&str>,
     ) -> Result<Option<Vec<InstanceRow>>, ImagingError> {
         let Some((_, images, s)) = self.study_read(caller, study).await? else { return Ok(None) };
-        let rows: Vec<InstanceRow> = images
-            .instances(&s, series)
-            .await?
-            .into_iter()
-            .filter(|i| instance.is_none_or(|u| i.sop_uid == u))
-            .collect();
+        let rows: Vec<InstanceRow> = match instance {
+            Some(sop) => images
+                .instance(&s, sop)
+                .await?
+                .into_iter()
+                .filter(|i| series.is_none_or(|se| i.series_uid == se))
+                .collect(),
+            None => images.instances(&s, series).await?,
+        };
         Ok(Some(rows))
     }
 

@@ -490,6 +490,20 @@ impl Images {
         .await?;
         rows.iter().map(instance_from).collect()
     }
+
+    /// One instance of a study read through these limits (WADO-RS of one instance, a
+    /// rendered frame: one row, not the series').
+    pub async fn instance(&self, study: &Study, sop_uid: &str) -> Result<Option<InstanceRow>> {
+        let row = sqlx::query(
+            "SELECT sop_uid, series_uid, study_uid, sop_class, transfer_syntax, instance_number, frames, file, bytes, \
+             received_at, json FROM imaging_instances WHERE study_uid = $1 AND sop_uid = $2",
+        )
+        .bind(study.study_uid.clone())
+        .bind(sop_uid.to_string())
+        .fetch_optional(&self.store.read_pool())
+        .await?;
+        row.as_ref().map(instance_from).transpose()
+    }
 }
 
 /// The imaging folder's size as the index counts it (for monitoring and backups).
