@@ -5,7 +5,8 @@
 //! server writes on, or `pg_dump -Fc` of an exported snapshot — sealed with the backup
 //! key ([`lianyi_security::sealed`]) together with the data key file and a manifest:
 //! every table's row count and content hash, read from the same snapshot
-//! ([`lianyi_store::backup`]), and the audit chain's head. It is written under a
+//! ([`lianyi_store::backup`]), and the audit chain's head, and with the imaging
+//! folder's instance files that copy's index names ([`images`]). It is written under a
 //! `.partial` name and renamed only once whole and on disk, so a killed backup never
 //! looks like one. Verifying restores into a scratch database, checks every manifest
 //! entry and the audit chain; restoring goes only into an empty target.
@@ -22,6 +23,8 @@ use lianyi_store::audit::ChainStatus;
 use lianyi_store::backup::TableSum;
 use lianyi_store::{Backend, Store, StoreError};
 use serde_json::{Value, json};
+
+pub mod images;
 
 /// What a backup's file name ends with.
 pub const SUFFIX: &str = ".lyb";
@@ -51,6 +54,8 @@ pub struct Setup {
     pub hash: ChainAlg,
     /// PostgreSQL's client programs (`pg_dump`, `pg_restore`).
     pub pg_bin: PathBuf,
+    /// The imaging folder (DICOM instance files).
+    pub imaging_dir: PathBuf,
 }
 
 /// Creates `path` (which must not exist), readable by its owner only.
@@ -121,6 +126,7 @@ pub struct Made {
     pub bytes: u64,
     pub tables: usize,
     pub rows: i64,
+    pub images: images::Packed,
 }
 
 /// Makes a backup in `dir` while the server runs.
@@ -161,7 +167,7 @@ async fn sealed_into(setup: &Setup, dir: &Path, now_ms: i64, partial: &Path, don
     let file = create_private(partial)?;
     let mut sealed = SealedWriter::new(BufWriter::new(file), &setup.backup_key, header)?;
     sealed.part("keys", &keys[..], |_| {})?;
-    let (sums, head, sealed) = match backend {
+    let (sums, head, files, sealed) = match backend {
         Backend::Sqlite => {
             let scratch = tempfile::Builder::new().prefix(".lianyi-backup-").tempdir_in(dir)?;
             let copy = scratch.path().join("lianyi.db");
@@ -171,6 +177,7 @@ async fn sealed_into(setup: &Setup, dir: &Path, now_ms: i64, partial: &Path, don
             let snap = Store::connect(&format!("sqlite://{}", copy.display())).await?;
             let sums = sums_with_progress(&snap, setup.hash).await?;
             let head = snap.audit_head().await?;
+            let files = snap.instance_files().await?;
             snap.close().await;
             let size = std::fs::metadata(&copy)?.len();
             let b = bar(Some(size), "sealing");
@@ -189,7 +196,7 @@ async fn sealed_into(setup: &Setup, dir: &Path, now_ms: i64, partial: &Path, don
             })
             .await
             .map_err(|e| BackupError::Refused(e.to_string()))??;
-            (sums, head, sealed)
+            (sums, head, files, sealed)
         }
         Backend::Postgres => {
             let mut snap = store.snapshot().await?;
@@ -216,18 +223,19 @@ async fn sealed_into(setup: &Setup, dir: &Path, now_ms: i64, partial: &Path, don
             let hasher = setup.hash;
             let sums = snap.sums(&hasher, &|t| tracing::debug!(table = t, "hashing")).await;
             let head = snap.audit_head().await;
+            let files = snap.instance_files().await;
             let sealed = dumping.await.map_err(|e| BackupError::Refused(e.to_string()))??;
             snap.finish().await?;
             store.close().await;
-            (sums?, head?, sealed)
+            (sums?, head?, files?, sealed)
         }
     };
+    let (packed, mut sealed) = pack_images(setup, files, sealed).await?;
     let manifest = json!({
         "format": 1, "createdAt": lianyi_fhir::datetime::format_instant(now_ms), "backend": backend.name(),
         "schemaVersion": schema, "hash": setup.hash_name(), "tables": sums_json(&sums),
-        "auditHead": {"seq": head.0, "hash": head.1},
+        "auditHead": {"seq": head.0, "hash": head.1}, "images": packed.manifest(),
     });
-    let mut sealed = sealed;
     let text = serde_json::to_vec_pretty(&manifest).map_err(|e| BackupError::Manifest(e.to_string()))?;
     sealed.part("manifest", &text[..], |_| {})?;
     let out = sealed.finish()?;
@@ -240,7 +248,43 @@ async fn sealed_into(setup: &Setup, dir: &Path, now_ms: i64, partial: &Path, don
     }
     let rows: i64 = sums.iter().map(|s| s.rows).sum();
     eprintln!("{} tables, {rows} rows, audit chain head {} ({})", sums.len(), head.0, &head.1[..head.1.len().min(16)]);
-    Ok(Made { bytes: std::fs::metadata(done)?.len(), path: done.to_path_buf(), tables: sums.len(), rows })
+    eprintln!("{} instance files, {:.1} MB", packed.files, packed.bytes as f64 / 1e6);
+    if !packed.missing.is_empty() {
+        eprintln!(
+            "WARNING {} indexed instance files are missing from {}",
+            packed.missing.len(),
+            setup.imaging_dir.display()
+        );
+    }
+    Ok(Made {
+        bytes: std::fs::metadata(done)?.len(),
+        path: done.to_path_buf(),
+        tables: sums.len(),
+        rows,
+        images: packed,
+    })
+}
+
+/// Seals the instance files `files` names (the snapshot's index) as the images part.
+async fn pack_images<W: Write + Send + 'static>(
+    setup: &Setup,
+    files: Vec<lianyi_store::backup::InstanceFile>,
+    mut sealed: SealedWriter<W>,
+) -> Result<(images::Packed, SealedWriter<W>), BackupError> {
+    let total: i64 = files.iter().map(|f| f.bytes).sum();
+    let root = setup.imaging_dir.clone();
+    tokio::task::spawn_blocking(move || -> Result<_, BackupError> {
+        let b = bar(Some(total.max(0) as u64), "instance files");
+        let mut packer = images::Packer::new(&root, files);
+        {
+            let counted = Counted { inner: &mut packer, read: 0, progress: |n| b.set_position(n) };
+            sealed.part(images::PART, zstd::stream::read::Encoder::new(counted, 1)?, |_| {})?;
+        }
+        b.finish_and_clear();
+        Ok((packer.packed().clone(), sealed))
+    })
+    .await
+    .map_err(|e| BackupError::Refused(e.to_string()))?
 }
 
 /// Where backups go and how many stay.
@@ -314,6 +358,8 @@ pub async fn run_recorded(
             run.bytes = Some(made.bytes as i64);
             run.tables = Some(made.tables as i64);
             run.row_count = Some(made.rows);
+            run.image_files = Some(made.images.files as i64);
+            run.image_bytes = Some(made.images.bytes as i64);
             run.offsite = offsite.as_ref().map(|p| p.display().to_string());
         }
         Err(e) => {
@@ -365,6 +411,7 @@ pub struct Schedule {
     pub cipher: CipherAlg,
     pub hash: ChainAlg,
     pub pg_bin: PathBuf,
+    pub imaging_dir: PathBuf,
     pub keeping: Keeping,
 }
 
@@ -415,6 +462,7 @@ impl Schedule {
             backup_key,
             hash: self.hash,
             pg_bin: self.pg_bin.clone(),
+            imaging_dir: self.imaging_dir.clone(),
         };
         Ok(run_recorded(&setup, &self.keeping, kind, actor, at).await?.0)
     }
@@ -472,6 +520,8 @@ pub struct Opened {
     pub manifest: Value,
     pub keys: Vec<u8>,
     pub backend: String,
+    /// Instance files restored, and their bytes.
+    pub images: (u64, u64),
 }
 
 /// Where a backup's database goes.
@@ -492,9 +542,17 @@ impl Target {
     }
 }
 
-/// Decrypts `file` and restores its database into `target`; returns the manifest and
-/// the data key file. Every frame is authenticated on the way.
-pub async fn unseal_into(setup: &Setup, file: &Path, target: &Target) -> Result<Opened, BackupError> {
+/// Decrypts `file` and restores its database into `target` and its instance files
+/// under `images_to` (absent or empty); returns the manifest and the data key file.
+/// Every frame is authenticated on the way.
+pub async fn unseal_into(setup: &Setup, file: &Path, target: &Target, images_to: &Path) -> Result<Opened, BackupError> {
+    if !images::empty_or_absent(images_to)? {
+        return Err(BackupError::Refused(format!(
+            "{} holds files: a restore writes instance files only into an empty folder",
+            images_to.display()
+        )));
+    }
+    let images_root = images_to.to_path_buf();
     let input = BufReader::new(std::fs::File::open(file)?);
     let (mut reader, header) = SealedReader::open(input, &setup.backup_key)?;
     let backend = header["backend"].as_str().unwrap_or_default().to_string();
@@ -523,8 +581,17 @@ pub async fn unseal_into(setup: &Setup, file: &Path, target: &Target) -> Result<
     let opened = tokio::task::spawn_blocking(move || -> Result<Opened, BackupError> {
         let mut manifest = None;
         let mut keys = Vec::new();
+        let mut restored = (0, 0);
         while let Some(part) = reader.next_part()? {
             match part.as_str() {
+                images::PART => {
+                    let b = bar(None, "instance files");
+                    restored = images::unpack_into(&images_root, |w| {
+                        reader.read_part(w, |n| b.set_position(n))?;
+                        Ok(())
+                    })?;
+                    b.finish_and_clear();
+                }
                 "manifest" => {
                     let mut text = Vec::new();
                     reader.read_part(&mut text, |_| {})?;
@@ -593,19 +660,22 @@ pub async fn unseal_into(setup: &Setup, file: &Path, target: &Target) -> Result<
             }
         }
         let manifest = manifest.ok_or_else(|| BackupError::Manifest("the backup has no manifest".into()))?;
-        Ok(Opened { manifest, keys, backend })
+        Ok(Opened { manifest, keys, backend, images: restored })
     })
     .await
     .map_err(|e| BackupError::Refused(e.to_string()))?;
-    match (opened, written) {
-        (Ok(o), _) => Ok(o),
-        (Err(e), Some(file)) => {
-            // Nothing half-written stays behind.
+    if opened.is_err() {
+        // Nothing half-written stays behind (the folder was empty or absent).
+        if let Some(file) = written {
             let _ = std::fs::remove_file(file);
-            Err(e)
         }
-        (Err(e), None) => Err(e),
+        if let Ok(entries) = std::fs::read_dir(images_to) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+            }
+        }
     }
+    opened
 }
 
 /// The result of checking a restored database against its manifest.
@@ -616,10 +686,18 @@ pub struct Checked {
     pub mismatches: Vec<(String, String)>,
     pub chain: ChainStatus,
     pub head_matches: bool,
+    pub images: images::ImagesChecked,
 }
 
-/// Checks the database at `url` against `manifest` and verifies its audit chain.
-pub async fn check(hash: ChainAlg, url: &str, manifest: &Value) -> Result<Checked, BackupError> {
+/// Checks the database at `url` and the instance files under `images_dir` against
+/// `manifest` (the files against the database's index too; `None`: a database copy,
+/// whose imaging folder stays where it is) and verifies the audit chain.
+pub async fn check(
+    hash: ChainAlg,
+    url: &str,
+    images_dir: Option<&Path>,
+    manifest: &Value,
+) -> Result<Checked, BackupError> {
     let store = Store::connect(url).await?;
     let alg = manifest["hash"].as_str().and_then(ChainAlg::parse).unwrap_or(hash);
     let sums = sums_with_progress(&store, alg).await?;
@@ -655,8 +733,21 @@ pub async fn check(hash: ChainAlg, url: &str, manifest: &Value) -> Result<Checke
     let head_matches = manifest["auditHead"]["seq"].as_i64() == Some(head.0)
         && manifest["auditHead"]["hash"].as_str() == Some(head.1.as_str());
     let chain = store.verify_audit(&hash).await?;
+    let index = match images_dir {
+        Some(_) => store.instance_files().await?,
+        None => Vec::new(),
+    };
     store.close().await;
-    Ok(Checked { tables: sums.len(), rows: sums.iter().map(|s| s.rows).sum(), mismatches, chain, head_matches })
+    let images = match images_dir {
+        Some(root) => {
+            let (root, manifest) = (root.to_path_buf(), manifest.clone());
+            tokio::task::spawn_blocking(move || images::check(&root, &index, &manifest))
+                .await
+                .map_err(|e| BackupError::Refused(e.to_string()))?
+        }
+        None => images::ImagesChecked::default(),
+    };
+    Ok(Checked { tables: sums.len(), rows: sums.iter().map(|s| s.rows).sum(), mismatches, chain, head_matches, images })
 }
 
 /// Prints a check's outcome; whether it passed.
@@ -672,7 +763,23 @@ pub fn report(c: &Checked, out: &mut impl Write) -> std::io::Result<bool> {
     if !c.head_matches {
         writeln!(out, "MISMATCH the audit chain's head differs from the manifest's")?;
     }
-    Ok(c.mismatches.is_empty() && c.head_matches && matches!(c.chain, ChainStatus::Intact { .. }))
+    let i = &c.images;
+    writeln!(out, "{} instance files, {} bytes checked against the index and the manifest", i.files, i.bytes)?;
+    for (file, what) in &i.mismatches {
+        writeln!(out, "MISMATCH instance file {file}: {what}")?;
+    }
+    if !i.missing_at_backup.is_empty() {
+        writeln!(
+            out,
+            "NOTE {} indexed instance files were already missing when the backup was made (first: {})",
+            i.missing_at_backup.len(),
+            i.missing_at_backup[0]
+        )?;
+    }
+    Ok(c.mismatches.is_empty()
+        && i.mismatches.is_empty()
+        && c.head_matches
+        && matches!(c.chain, ChainStatus::Intact { .. }))
 }
 
 /// A scratch PostgreSQL database on the server of `url`, dropped when done.
@@ -728,9 +835,10 @@ pub async fn verify(setup: &Setup, file: &Path) -> Result<bool, BackupError> {
             ));
         }
         let scratch = ScratchPg::create(&setup.database_url).await?;
+        let images = tempfile::tempdir()?;
         let outcome = async {
-            let opened = unseal_into(setup, file, &Target::Postgres(scratch.url.clone())).await?;
-            let c = check(setup.hash, &scratch.url, &opened.manifest).await?;
+            let opened = unseal_into(setup, file, &Target::Postgres(scratch.url.clone()), images.path()).await?;
+            let c = check(setup.hash, &scratch.url, Some(images.path()), &opened.manifest).await?;
             Ok::<_, BackupError>(report(&c, &mut out)?)
         }
         .await;
@@ -739,8 +847,9 @@ pub async fn verify(setup: &Setup, file: &Path) -> Result<bool, BackupError> {
     } else {
         let dir = tempfile::tempdir()?;
         let db = dir.path().join("lianyi.db");
-        let opened = unseal_into(setup, file, &Target::SqliteFile(db.clone())).await?;
-        let c = check(setup.hash, &format!("sqlite://{}", db.display()), &opened.manifest).await?;
+        let images = dir.path().join("imaging");
+        let opened = unseal_into(setup, file, &Target::SqliteFile(db.clone()), &images).await?;
+        let c = check(setup.hash, &format!("sqlite://{}", db.display()), Some(&images), &opened.manifest).await?;
         report(&c, &mut out)?
     };
     Ok(passed)
@@ -748,7 +857,8 @@ pub async fn verify(setup: &Setup, file: &Path) -> Result<bool, BackupError> {
 
 /// Restores a backup into an empty target: a data dir (SQLite: its `lianyi.db` and
 /// `keys` must not exist) or an empty PostgreSQL database (with the keys written to
-/// `keys_to`, which must not exist). Prints what it restored; returns whether the
+/// `keys_to`, which must not exist), and its instance files into the setup's imaging
+/// folder (which must be empty or absent). Prints what it restored; returns whether the
 /// restored content matches the manifest.
 pub async fn restore(setup: &Setup, file: &Path, target: Target, keys_to: &Path) -> Result<bool, BackupError> {
     if keys_to.exists() {
@@ -783,7 +893,7 @@ pub async fn restore(setup: &Setup, file: &Path, target: Target, keys_to: &Path)
             url.clone()
         }
     };
-    let opened = match unseal_into(setup, file, &target).await {
+    let opened = match unseal_into(setup, file, &target, &setup.imaging_dir).await {
         Ok(o) => o,
         Err(
             e @ (BackupError::Sealed(SealError::Damaged { .. } | SealError::Incomplete(_)) | BackupError::Tool { .. }),
@@ -795,7 +905,7 @@ pub async fn restore(setup: &Setup, file: &Path, target: Target, keys_to: &Path)
         Err(e) => return Err(e),
     };
     write_private(keys_to, &opened.keys)?;
-    let c = check(setup.hash, &url, &opened.manifest).await?;
+    let c = check(setup.hash, &url, Some(&setup.imaging_dir), &opened.manifest).await?;
     let mut out = std::io::stdout();
     writeln!(
         out,
@@ -809,6 +919,13 @@ pub async fn restore(setup: &Setup, file: &Path, target: Target, keys_to: &Path)
         }
     )?;
     writeln!(out, "data keys written to {}", keys_to.display())?;
+    writeln!(
+        out,
+        "{} instance files ({:.1} MB) restored into {}",
+        opened.images.0,
+        opened.images.1 as f64 / 1e6,
+        setup.imaging_dir.display()
+    )?;
     report(&c, &mut out).map_err(BackupError::from)
 }
 
@@ -847,10 +964,10 @@ pub async fn drill(setup: &Setup, keeping: &Keeping, actor: &str, now_ms: i64) -
     };
     let outcome = async {
         let started = std::time::Instant::now();
-        let opened = unseal_into(setup, &file, &target).await?;
+        let opened = unseal_into(setup, &file, &target, &scratch_dir.path().join("imaging")).await?;
         let restore_took = started.elapsed();
         let started = std::time::Instant::now();
-        let checked = check(setup.hash, &url, &opened.manifest).await?;
+        let checked = check(setup.hash, &url, Some(&scratch_dir.path().join("imaging")), &opened.manifest).await?;
         let compare_took = started.elapsed();
         let passed = report(&checked, &mut std::io::stdout())?;
         Ok::<_, BackupError>((restore_took, compare_took, passed))
@@ -912,6 +1029,7 @@ mod tests {
             backup_key: BackupKey::generate(CipherAlg::Sm4Gcm).unwrap(),
             hash: ChainAlg::Sm3,
             pg_bin: "/nonexistent".into(),
+            imaging_dir: dir.path().join("imaging"),
         };
         let keeping = Keeping { dir: dir.path().join("backups"), offsite: Some(dir.path().join("nas")), keep: 2 };
         let day = 86_400_000;

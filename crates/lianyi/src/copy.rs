@@ -92,7 +92,7 @@ pub async fn copy(from: &str, to: &str, hash: ChainAlg) -> Result<Done, BackupEr
     });
     source.close().await;
     target.close().await;
-    let checked = check(hash, to, &manifest).await?;
+    let checked = check(hash, to, None, &manifest).await?;
     let mut out = std::io::stdout();
     let passed = report(&checked, &mut out)?;
     if !passed {

@@ -599,6 +599,7 @@ fn backup_setup(data: DataArgs, create_key: bool) -> Result<(backup::Setup, Data
         backup_key,
         hash: file.audit_hash()?,
         pg_bin: file.pg_bin(),
+        imaging_dir: loc.data_dir.join("imaging"),
     };
     Ok((setup, loc, file))
 }
@@ -1059,6 +1060,7 @@ fn backup_schedule(file: &FileConfig, loc: &DataLocation) -> Result<Option<backu
         cipher: file.cipher()?,
         hash: file.audit_hash()?,
         pg_bin: file.pg_bin(),
+        imaging_dir: loc.data_dir.join("imaging"),
         keeping: keeping(file, loc, None)?,
     }))
 }
@@ -1815,6 +1817,7 @@ async fn demo_command(
         cipher: app.state().config.cipher,
         hash: app.state().config.audit_hash,
         pg_bin: PathBuf::new(),
+        imaging_dir: dir.join("imaging"),
         keeping: backup::Keeping { dir: dir.join("backups"), offsite: None, keep: 7 },
     };
     let first_backup = schedule.now("demo").await?;

@@ -27,6 +27,19 @@ pub struct TableSum {
     pub hash: String,
 }
 
+/// An instance file the imaging index names: its path under the imaging folder and
+/// its size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceFile {
+    pub file: String,
+    pub bytes: i64,
+}
+
+async fn instance_files_on(conn: &mut AnyConnection) -> Result<Vec<InstanceFile>> {
+    let rows = sqlx::query("SELECT file, bytes FROM imaging_instances ORDER BY file").fetch_all(&mut *conn).await?;
+    rows.iter().map(|r| Ok(InstanceFile { file: r.try_get(0)?, bytes: r.try_get(1)? })).collect()
+}
+
 /// How a column's values are read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -88,6 +101,11 @@ impl Snapshot {
         crate::audit::head_on(&mut self.tx).await
     }
 
+    /// The instance files the snapshot's imaging index names.
+    pub async fn instance_files(&mut self) -> Result<Vec<InstanceFile>> {
+        instance_files_on(&mut self.tx).await
+    }
+
     /// Ends the transaction (the snapshot may no longer be imported after this).
     pub async fn finish(self) -> Result<()> {
         self.tx.commit().await?;
@@ -132,6 +150,13 @@ impl Store {
         let sums = sums_on(&mut tx, self.backend, hasher, progress).await?;
         tx.commit().await?;
         Ok(sums)
+    }
+
+    /// The instance files the imaging index names (a backup packs them; a restore's
+    /// check finds each one).
+    pub async fn instance_files(&self) -> Result<Vec<InstanceFile>> {
+        let mut conn = self.read_pool().acquire().await?;
+        instance_files_on(&mut conn).await
     }
 
     /// The names of the tables in the database (an empty database has none).
@@ -185,13 +210,16 @@ pub struct BackupRun {
     pub bytes: Option<i64>,
     pub tables: Option<i64>,
     pub row_count: Option<i64>,
+    /// The imaging folder's instance files it packed, and their bytes.
+    pub image_files: Option<i64>,
+    pub image_bytes: Option<i64>,
     /// Where its off-site copy went.
     pub offsite: Option<String>,
     pub error: Option<String>,
 }
 
-const RUN_COLUMNS: &str =
-    "id, kind, actor, started_at, finished_at, status, file, bytes, tables, row_count, offsite, error";
+const RUN_COLUMNS: &str = "id, kind, actor, started_at, finished_at, status, file, bytes, tables, row_count, offsite, error, \
+     image_files, image_bytes";
 
 fn run_of(r: &AnyRow) -> Result<BackupRun> {
     Ok(BackupRun {
@@ -207,6 +235,8 @@ fn run_of(r: &AnyRow) -> Result<BackupRun> {
         row_count: r.try_get(9)?,
         offsite: r.try_get(10)?,
         error: r.try_get(11)?,
+        image_files: r.try_get(12)?,
+        image_bytes: r.try_get(13)?,
     })
 }
 
@@ -228,7 +258,7 @@ impl Store {
     pub async fn backup_finished(&self, run: &BackupRun) -> Result<()> {
         sqlx::query(
             "UPDATE backup_runs SET finished_at = $1, status = $2, file = $3, bytes = $4, tables = $5, \
-             row_count = $6, offsite = $7, error = $8 WHERE id = $9",
+             row_count = $6, offsite = $7, error = $8, image_files = $9, image_bytes = $10 WHERE id = $11",
         )
         .bind(run.finished_at)
         .bind(&run.status)
@@ -238,6 +268,8 @@ impl Store {
         .bind(run.row_count)
         .bind(&run.offsite)
         .bind(&run.error)
+        .bind(run.image_files)
+        .bind(run.image_bytes)
         .bind(run.id)
         .execute(&self.write_pool())
         .await?;

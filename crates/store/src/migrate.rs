@@ -234,6 +234,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0037_imaging.sql"),
         postgres: include_str!("../migrations/postgres/0037_imaging.sql"),
     },
+    Migration {
+        version: 38,
+        name: "backup_images",
+        sqlite: include_str!("../migrations/sqlite/0038_backup_images.sql"),
+        postgres: include_str!("../migrations/postgres/0038_backup_images.sql"),
+    },
 ];
 
 /// The schema version this build's migrations end at.

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::process::{cli_client, mllp_exchange, msa, serve, serve_with_mllp};
+use crate::process::{cli_client, cli_client_with, mllp_exchange, msa, serve, serve_with_mllp};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lianyi");
 
@@ -78,6 +78,34 @@ async fn a_backup_made_while_writes_go_on_verifies_restores_into_an_empty_target
     for id in before.iter().take(5) {
         assert_eq!(client.get(format!("{base}/fhir/Patient/{id}")).send().await.unwrap().status(), StatusCode::OK);
     }
+    // Three CT instances in the imaging folder (STOW-RS by an East Campus client).
+    let east = cli_client_with(&data_dir, &url, "east-pacs", "system/*.cruds", Some("campus-east"));
+    let (east_id, east_secret) = east.split_once(':').unwrap();
+    let pacs = crate::helpers::authorized(&base, east_id, east_secret).await;
+    let r = pacs
+        .post(format!("{base}/fhir/Patient"))
+        .header("content-type", "application/fhir+json")
+        .body(
+            json!({"resourceType": "Patient", "name": [{"family": "Imaged"}],
+                   "identifier": [{"system": "urn:lianyi:sid:mrn:campus-east", "value": "E-BACKUP-1"}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+    let (study, series) = ("1.2.826.0.1.3680043.10.1001.1", "1.2.826.0.1.3680043.10.1001.1.1");
+    let instances: Vec<(String, Vec<u8>)> = (1..=3)
+        .map(|n| {
+            let sop = format!("{series}.{n}");
+            let data_set = crate::dicom::slice(study, series, &sop, "E-BACKUP-1", "ACC-BK-1", n, 16);
+            (sop, data_set)
+        })
+        .collect();
+    crate::dicom::stow_at(&pacs, &format!("{base}/dicomweb/studies"), &instances).await;
+    let stored = |root: &Path, sop: &str| root.join("imaging").join(study).join(series).join(format!("{sop}.dcm"));
+    let originals: Vec<Vec<u8>> =
+        instances.iter().map(|(sop, _)| std::fs::read(stored(&data_dir, sop)).unwrap()).collect();
 
     // Writes go on while the backup runs.
     let stop = Arc::new(AtomicBool::new(false));
@@ -115,6 +143,7 @@ async fn a_backup_made_while_writes_go_on_verifies_restores_into_an_empty_target
     let said = text(&out);
     assert!(out.status.success(), "{said}");
     assert!(said.contains("backup verified") && said.contains("audit chain intact"), "{said}");
+    assert!(said.contains("3 instance files"), "the imaging folder's files against the index: {said}");
     assert!(!said.contains("MISMATCH"), "{said}");
     child.kill().unwrap();
     child.wait().unwrap();
@@ -127,10 +156,23 @@ async fn a_backup_made_while_writes_go_on_verifies_restores_into_an_empty_target
         std::fs::remove_file(url2.trim_start_matches("sqlite://")).ok();
     }
     let restore = |env: &[(&str, &str)]| lianyi(&["restore", file.to_str().unwrap()], &data2, &url2, env);
+    // Not over instance files already in the target's imaging folder.
+    std::fs::create_dir_all(data2.join("imaging")).unwrap();
+    std::fs::write(data2.join("imaging").join("stray.dcm"), b"DICM").unwrap();
+    let out = restore(&[("LIANYI_BACKUP_KEY", key.trim())]);
+    assert!(!out.status.success() && text(&out).contains("only into an empty folder"), "{}", text(&out));
+    if let Some(f) = url2.strip_prefix("sqlite://") {
+        assert!(!Path::new(f).exists(), "nothing written");
+    }
+    std::fs::remove_dir_all(data2.join("imaging")).unwrap();
     let out = restore(&[("LIANYI_BACKUP_KEY", key.trim())]);
     let said = text(&out);
     assert!(out.status.success(), "{said}");
     assert!(said.contains("restored a ") && said.contains("audit chain intact"), "{said}");
+    assert!(said.contains("3 instance files") && !said.contains("MISMATCH"), "{said}");
+    for ((sop, _), original) in instances.iter().zip(&originals) {
+        assert_eq!(&std::fs::read(stored(&data2, sop)).unwrap(), original, "{sop} restored byte for byte");
+    }
     let out = lianyi(&["audit", "verify"], &data2, &url2, &[]);
     assert!(out.status.success() && text(&out).contains("audit chain intact"), "{}", text(&out));
     // What was acknowledged before the backup began is there, readable with the
@@ -144,6 +186,18 @@ async fn a_backup_made_while_writes_go_on_verifies_restores_into_an_empty_target
     let b: Value =
         client2.get(format!("{base2}/fhir/Patient?family=Zhang")).send().await.unwrap().json().await.unwrap();
     assert!(b["total"].as_i64().unwrap_or(0) >= 1, "the HL7 admission's patient: {b}");
+    // The restored installation serves the restored instance files.
+    let pacs2 = crate::helpers::authorized(&base2, east_id, east_secret).await;
+    let (sop, _) = &instances[1];
+    let r = pacs2
+        .get(format!("{base2}/dicomweb/studies/{study}/series/{series}/instances/{sop}"))
+        .header("accept", "multipart/related; type=\"application/dicom\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body = r.bytes().await.unwrap();
+    assert!(body.windows(originals[1].len()).any(|w| w == &originals[1][..]), "the instance as stored");
     restored.kill().unwrap();
     restored.wait().unwrap();
     // Never over an existing installation.

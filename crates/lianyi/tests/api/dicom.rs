@@ -28,7 +28,15 @@ fn data_set(study: &str, series: &str, sop: &str, patient_id: &str, accession: &
 }
 
 /// An instance's data set with a `size`×`size` CT slice.
-fn slice(study: &str, series: &str, sop: &str, patient_id: &str, accession: &str, number: i64, size: u16) -> Vec<u8> {
+pub(crate) fn slice(
+    study: &str,
+    series: &str,
+    sop: &str,
+    patient_id: &str,
+    accession: &str,
+    number: i64,
+    size: u16,
+) -> Vec<u8> {
     let o = InMemDicomObject::from_element_iter([
         DataElement::new(tags::SPECIFIC_CHARACTER_SET, VR::CS, PrimitiveValue::from("GB18030")),
         DataElement::new(tags::SOP_CLASS_UID, VR::UI, PrimitiveValue::from(CT)),
@@ -542,6 +550,11 @@ async fn dcmtk_stores_into_the_record_and_bad_input_is_refused_by_name() {
 
 /// Stores (SOP instance UID, data set) pairs as Part 10 files by STOW-RS.
 async fn stow(app: &TestApp, client: &reqwest::Client, data_sets: &[(String, Vec<u8>)]) {
+    stow_at(client, &app.url("/dicomweb/studies"), data_sets).await
+}
+
+/// Stores `data_sets` (SOP instance UID, data set) by STOW-RS at `url`.
+pub(crate) async fn stow_at(client: &reqwest::Client, url: &str, data_sets: &[(String, Vec<u8>)]) {
     let boundary = "lianyi-test";
     let mut body = Vec::new();
     for (sop, data_set) in data_sets {
@@ -552,7 +565,7 @@ async fn stow(app: &TestApp, client: &reqwest::Client, data_sets: &[(String, Vec
     }
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     let r = client
-        .post(app.url("/dicomweb/studies"))
+        .post(url)
         .header("content-type", format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"))
         .body(body)
         .send()

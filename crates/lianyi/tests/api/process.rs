@@ -581,7 +581,13 @@ pub(crate) fn cli_client_scoped(data_dir: &Path, database_url: &str, name: &str,
     (id.to_string(), secret.to_string())
 }
 
-fn cli_client_with(data_dir: &Path, database_url: &str, name: &str, scope: &str, campus: Option<&str>) -> String {
+pub(crate) fn cli_client_with(
+    data_dir: &Path,
+    database_url: &str,
+    name: &str,
+    scope: &str,
+    campus: Option<&str>,
+) -> String {
     let mut cmd = Command::new(BIN);
     cmd.args(["client", "add", name, "--scope", scope, "--data-dir"]).arg(data_dir).args(["--database", database_url]);
     if let Some(c) = campus {

@@ -87,7 +87,16 @@ async fn backups_page(State(state): State<AppState>, s: Signed) -> Response {
             size: r.bytes.map(|b| format!("{:.1} MB", b as f64 / 1e6)).unwrap_or_default(),
             contents: match (r.tables, r.row_count) {
                 (Some(tables), Some(rows)) => {
-                    t.get("bk-contents").replace("{t}", &tables.to_string()).replace("{r}", &rows.to_string())
+                    let mut c =
+                        t.get("bk-contents").replace("{t}", &tables.to_string()).replace("{r}", &rows.to_string());
+                    if let (Some(files), Some(bytes)) = (r.image_files, r.image_bytes) {
+                        c.push_str(
+                            &t.get("bk-images")
+                                .replace("{n}", &files.to_string())
+                                .replace("{mb}", &format!("{:.1}", bytes as f64 / 1e6)),
+                        );
+                    }
+                    c
                 }
                 _ => String::new(),
             },
