@@ -272,11 +272,15 @@ impl Scheduling {
         if let Some(p) = rb["practitioner"]["reference"].as_str() {
             actors.push(json!({"reference": p}));
         }
-        let schedule = json!({"resourceType": "Schedule", "active": true,
+        let mut schedule = json!({"resourceType": "Schedule", "active": true,
             "identifier": [{"system": "urn:lianyi:sid:schedule", "value": role}],
             "actor": actors,
             "comment": rb["organization"]["reference"].as_str().unwrap_or_default(),
             "extension": sessions.iter().map(Session::extension).collect::<Vec<_>>()});
+        if sessions.is_empty() {
+            // No weekly sessions: the roster's clinic sessions make its Slots.
+            schedule.as_object_mut().map(|o| o.remove("extension"));
+        }
         let w = self
             .fhir
             .update_where(caller, rtype("Schedule")?, &format!("identifier=urn:lianyi:sid:schedule|{role}"), schedule)
@@ -299,6 +303,12 @@ impl Scheduling {
         let s = self.read(caller, "Schedule", schedule).await?;
         let sessions = sessions_of(&body(&s)?);
         let times = slot_times(&sessions, from, days.min(62));
+        self.make_slots(caller, schedule, &times).await
+    }
+
+    /// Makes free Slots of `schedule` at `times` (start, end); Slots that already exist
+    /// are kept. Returns how many were made.
+    async fn make_slots(&self, caller: &Caller, schedule: &str, times: &[(i64, i64)]) -> Result<usize, ScheduleError> {
         let entries: Vec<Value> = times
             .iter()
             .map(|(a, b)| {
@@ -320,6 +330,74 @@ impl Scheduling {
             es.iter().filter(|e| e["response"]["status"].as_str().is_some_and(|s| s.starts_with("201"))).count()
         });
         Ok(made)
+    }
+
+    /// The Schedule of a doctor's role; one is made (active, with no weekly sessions)
+    /// when the role has none, for the roster's clinic sessions to fill.
+    pub async fn schedule_of_role(&self, caller: &Caller, role: &str) -> Result<String, ScheduleError> {
+        let found =
+            self.search(caller, "Schedule", &[("identifier", format!("urn:lianyi:sid:schedule|{role}"))]).await?;
+        match found.first() {
+            Some(s) => Ok(s.id.clone()),
+            None => self.set_template(caller, role, &[]).await,
+        }
+    }
+
+    /// Makes the Slots of one clinic session of a doctor's role (a roster's clinic
+    /// shift) from `start` to `end` (instants), `slot_minutes` each; Slots that already
+    /// exist are kept. Returns how many were made.
+    pub async fn session_slots(
+        &self,
+        caller: &Caller,
+        role: &str,
+        start: i64,
+        end: i64,
+        slot_minutes: u32,
+    ) -> Result<usize, ScheduleError> {
+        if !(5..=240).contains(&slot_minutes) {
+            return Err(invalid("slot_minutes", "slot-length", "5 to 240 minutes"));
+        }
+        let schedule = self.schedule_of_role(caller, role).await?;
+        let step = i64::from(slot_minutes) * 60_000;
+        let times: Vec<(i64, i64)> =
+            (0..).map(|i| start + i * step).take_while(|t| t + step <= end).map(|t| (t, t + step)).collect();
+        self.make_slots(caller, &schedule, &times).await
+    }
+
+    /// Withdraws the Slots of a doctor's role from `start` to `end` (a clinic session
+    /// taken off the roster): `Ok(n)` when all were free and are gone, `Err(n)` (and
+    /// nothing changed) when `n` of them are booked.
+    pub async fn withdraw_session_slots(
+        &self,
+        caller: &Caller,
+        role: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<Result<usize, usize>, ScheduleError> {
+        let found =
+            self.search(caller, "Schedule", &[("identifier", format!("urn:lianyi:sid:schedule|{role}"))]).await?;
+        let Some(schedule) = found.first() else { return Ok(Ok(0)) };
+        let slots = self
+            .search(
+                caller,
+                "Slot",
+                &[
+                    ("schedule", format!("Schedule/{}", schedule.id)),
+                    ("start", format!("ge{}", local_instant(start))),
+                    ("start", format!("lt{}", local_instant(end))),
+                    ("_count", "500".into()),
+                ],
+            )
+            .await?;
+        let booked = slots.iter().filter(|s| body(s).map(|b| b["status"] != "free").unwrap_or(true)).count();
+        if booked > 0 {
+            return Ok(Err(booked));
+        }
+        let permit = self.fhir.permit::<lianyi_security::permit::Delete>(caller, rtype("Slot")?).await?;
+        for s in &slots {
+            self.fhir.delete(&permit, &s.id, Some(s.version)).await?;
+        }
+        Ok(Ok(slots.len()))
     }
 
     /// A search with its `_include`d resources, parsed.

@@ -9,6 +9,7 @@ mod copy;
 mod demo_billing;
 mod demo_imaging;
 mod demo_ops;
+mod demo_rosters;
 
 /// mimalloc: glibc's malloc took a third of the server's CPU under many small,
 /// short-lived allocations across threads (measured: BENCHMARKS.md, MLLP ingest).
@@ -1807,6 +1808,8 @@ async fn demo_command(
     )
     .await?;
     app.register_platform().await?;
+    let campuses: Vec<&str> = demo::CAMPUSES.iter().map(|c| c.0).collect();
+    let rostered = demo_rosters::load(&app.state().rosters, &campuses, app.state().fhir.now_ms()).await?;
     let probes = demo_ops::monitoring(&app.state().monitor, &demo_caller, addr, mllp_addr).await?;
     // A first backup now, and the nightly schedule.
     let schedule = backup::Schedule {
@@ -1832,6 +1835,10 @@ async fn demo_command(
         started.elapsed().as_millis()
     );
     println!("  Outpatient schedules: {} doctors, {slots} free slots over the next 14 days.", doctor_roles.len());
+    println!(
+        "  Rosters: shift types at each campus; East internal medicine rostered for this month and the next ({} shifts, {} clinic Slots from its Saturday sessions).",
+        rostered.shifts, rostered.slots
+    );
     println!("  Price lists: {priced} items priced at each of the 3 campuses (registration, drugs, tests, services).");
     println!(
         "  Pharmacy: a central store and an outpatient pharmacy per campus, {} batches received ({} near expiry, {} drugs below their reorder level), {} transfer in transit.",
@@ -1904,6 +1911,9 @@ async fn demo_command(
     }
     println!();
     println!("  Price lists   http://{addr}/billing/prices (kept by managers, read by cashiers)");
+    println!(
+        "  Rosters       http://{addr}/manage/rosters (head.east keeps East internal medicine's; manager sets shift types at /manage/shift-types)"
+    );
     println!("  Cashier       http://{addr}/billing/cashier?patient=ID (from a patient's page)");
     println!("  Pharmacy      http://{addr}/pharmacy (dispensing) and http://{addr}/pharmacy/stock (stock by batch)");
     println!(

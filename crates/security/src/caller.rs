@@ -283,6 +283,9 @@ pub enum SystemTask {
     /// Monitoring: recording probe results, opening and resolving the incidents its
     /// alerts raise.
     Monitoring,
+    /// Rosters: the Slots of a clinic session a person (`by`, the actor name) put on
+    /// or took off a department's roster.
+    Roster { by: String },
     /// An operator at the command line (`cli:<os user>`), a benchmark or a test set-up,
     /// named by who runs it.
     Operator(String),
@@ -304,6 +307,7 @@ impl SystemTask {
             SystemTask::Empi { what, by } => format!("empi ({what} by {by})"),
             SystemTask::Operations => "lianyi operations".into(),
             SystemTask::Monitoring => "lianyi monitoring".into(),
+            SystemTask::Roster { by } => format!("roster (by {by})"),
             SystemTask::Operator(name) => name.clone(),
         }
     }
@@ -366,6 +370,7 @@ impl Caller {
                 Capability::ViewReports,
                 Capability::OperateIt,
                 Capability::ManageIt,
+                Capability::ManageRosters,
             ],
         }
     }

@@ -31,6 +31,9 @@ pub enum Capability {
     /// Lead IT operations: SLA targets and calendars, the priority matrix, change
     /// approval boards, the team's statistics (信息科主管).
     ManageIt,
+    /// Keep rosters (排班): shift types and rules of a campus (managers), a
+    /// department's monthly roster (its head, or a manager of its campus).
+    ManageRosters,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,8 +175,8 @@ impl Role {
     pub fn capabilities(self) -> &'static [Capability] {
         match self {
             Role::Doctor | Role::Nurse => &[Capability::BreakTheGlass],
-            Role::DepartmentHead => &[Capability::BreakTheGlass, Capability::ViewReports],
-            Role::Manager => &[Capability::ViewReports, Capability::ManagePrices],
+            Role::DepartmentHead => &[Capability::BreakTheGlass, Capability::ViewReports, Capability::ManageRosters],
+            Role::Manager => &[Capability::ViewReports, Capability::ManagePrices, Capability::ManageRosters],
             Role::Administrator => &[Capability::AdministerUsers, Capability::ManageIntegration],
             Role::ItEngineer => &[Capability::ManageIntegration, Capability::OperateIt],
             Role::ItManager => &[Capability::ManageIntegration, Capability::OperateIt, Capability::ManageIt],

@@ -27,9 +27,11 @@ pub struct StaffAccount {
 }
 
 /// prac-001 is an internal-medicine doctor at the East Campus, prac-002 a surgeon at
-/// the West Campus, prac-019 an internal-medicine nurse at the East Campus.
-pub const STAFF_ACCOUNTS: [StaffAccount; 3] = [
+/// the West Campus, prac-004 the head of East internal medicine, prac-019 an
+/// internal-medicine nurse at the East Campus.
+pub const STAFF_ACCOUNTS: [StaffAccount; 4] = [
     StaffAccount { position: 0, user: "doctor.east", surname: ("李", "Li"), given: ("明", "Ming") },
+    StaffAccount { position: 3, user: "head.east", surname: ("张", "Zhang"), given: ("华", "Hua") },
     StaffAccount { position: 1, user: "doctor.west", surname: ("陈", "Chen"), given: ("静", "Jing") },
     StaffAccount { position: 18, user: "nurse.east", surname: ("赵", "Zhao"), given: ("娜", "Na") },
 ];

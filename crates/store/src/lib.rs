@@ -32,6 +32,7 @@ pub mod pharmacy;
 pub mod prices;
 pub mod problems;
 mod read;
+pub mod rosters;
 mod scope;
 mod search;
 mod sql;

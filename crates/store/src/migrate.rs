@@ -240,6 +240,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0038_backup_images.sql"),
         postgres: include_str!("../migrations/postgres/0038_backup_images.sql"),
     },
+    Migration {
+        version: 39,
+        name: "rosters",
+        sqlite: include_str!("../migrations/sqlite/0039_rosters.sql"),
+        postgres: include_str!("../migrations/postgres/0039_rosters.sql"),
+    },
 ];
 
 /// The schema version this build's migrations end at.

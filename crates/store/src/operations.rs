@@ -66,6 +66,11 @@ impl Operations {
         crate::imaging::DicomAes(self.0.clone())
     }
 
+    /// The rosters' shift types, rules and shifts: see [`crate::rosters`].
+    pub fn rosters(&self) -> crate::rosters::Rosters {
+        crate::rosters::Rosters(self.0.clone())
+    }
+
     /// The pharmacy's stock and queue: see [`crate::pharmacy`].
     pub fn pharmacy(&self) -> crate::pharmacy::Pharmacy {
         crate::pharmacy::Pharmacy(self.0.clone())

@@ -22,6 +22,7 @@ mod fhir;
 mod health;
 mod imaging;
 mod integration;
+mod manage;
 mod ops;
 mod pharmacy;
 mod routes;
@@ -186,6 +187,8 @@ pub struct AppState {
     pub results: lianyi_clinical::results::Results,
     /// Imaging: the DICOM node's AE table, instances and studies.
     pub imaging: lianyi_imaging::Imaging,
+    /// Rosters (排班): shift types, rules and each department's month.
+    pub rosters: lianyi_manage::rosters::Rosters,
     /// Each area's pages in the navigation, in order ([`routes::NAV`]).
     nav: &'static [&'static [ui::shell::NavLink]],
 }
@@ -305,6 +308,7 @@ impl App {
         let results = lianyi_clinical::results::Results::new(fhir.clone());
         let imaging = lianyi_imaging::Imaging::new(fhir.clone(), config.imaging_dir.clone())
             .map_err(|e| AppError::Imaging(e.to_string()))?;
+        let rosters = lianyi_manage::rosters::Rosters::new(fhir.clone());
         let critical = lianyi_clinical::critical::CriticalValues::new(
             fhir.clone(),
             config.critical_escalation_minutes.max(1) * 60_000,
@@ -343,6 +347,7 @@ impl App {
                 record,
                 results,
                 imaging,
+                rosters,
                 nav: routes::NAV,
             },
         })

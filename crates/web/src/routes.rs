@@ -5,12 +5,21 @@ use axum::Router;
 
 use crate::ui::shell::NavLink;
 use crate::{
-    AppState, account, accounts, audit, billing, clinic, fhir, health, imaging, integration, ops, pharmacy, ui,
+    AppState, account, accounts, audit, billing, clinic, fhir, health, imaging, integration, manage, ops, pharmacy, ui,
 };
 
 /// The navigation, area by area, in the order the bar shows it.
-pub(crate) const NAV: &[&[NavLink]] =
-    &[clinic::NAV, imaging::NAV, billing::NAV, pharmacy::NAV, ops::NAV, audit::NAV, integration::NAV, accounts::NAV];
+pub(crate) const NAV: &[&[NavLink]] = &[
+    clinic::NAV,
+    imaging::NAV,
+    billing::NAV,
+    pharmacy::NAV,
+    manage::NAV,
+    ops::NAV,
+    audit::NAV,
+    integration::NAV,
+    accounts::NAV,
+];
 
 pub(crate) fn router(state: AppState) -> Router {
     let hsts = state.config.tls.is_some();
@@ -25,6 +34,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(integration::router())
         .merge(imaging::router())
+        .merge(manage::router())
         .merge(health::router())
         .merge(ui::shell::router())
         .merge(ui::assets::router())

@@ -29,5 +29,6 @@ mod process;
 mod registration;
 mod rest;
 mod results;
+mod rosters;
 mod search;
 mod standby;

@@ -62,6 +62,7 @@ const AREAS: &[(&str, &str, &str)] = &[
     ("billing", include_str!("../../locales/billing/zh-CN.txt"), include_str!("../../locales/billing/en.txt")),
     ("ops", include_str!("../../locales/ops/zh-CN.txt"), include_str!("../../locales/ops/en.txt")),
     ("imaging", include_str!("../../locales/imaging/zh-CN.txt"), include_str!("../../locales/imaging/en.txt")),
+    ("manage", include_str!("../../locales/manage/zh-CN.txt"), include_str!("../../locales/manage/en.txt")),
 ];
 
 fn entries(text: &'static str) -> impl Iterator<Item = (&'static str, &'static str)> {

@@ -1,0 +1,368 @@
+//! Rosters over the pages: a campus manager sets the shift types and rest rule; a
+//! department head builds next month's roster — a day shift too soon after a night is
+//! refused with the rule named, a clinic session makes the doctor's Slots, a person
+//! already on shift in another department cannot be put in two places at once, a
+//! clinic session with a booked Slot is not taken off; each change audited. Two
+//! rosterings of one person at once: exactly one stands (both backends).
+
+use lianyi_clinical::scheduling::Scheduling;
+use lianyi_manage::rosters::{RosterError, Rosters};
+use lianyi_security::{Caller, ManualClock};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app_clocked};
+use crate::pages::{between, csrf, logged_in};
+
+/// Monday 23 November 2026, 08:30 in Beijing.
+const MONDAY_0830: i64 = 1_795_393_800_000;
+
+/// Puts `role` on `shift` on `day` from the roster page of `department`.
+async fn assign(
+    b: &mut crate::pages::Browser,
+    token: &str,
+    department: &str,
+    role: &str,
+    day: &str,
+    shift: &str,
+) -> (StatusCode, String, String) {
+    let form = [
+        ("csrf", token),
+        ("department", department),
+        ("month", "2026-12"),
+        ("role", role),
+        ("day", day),
+        ("shift", shift),
+    ];
+    b.post("/manage/rosters/assign", &form).await
+}
+
+async fn put(client: &reqwest::Client, app: &TestApp, v: Value) {
+    let url = app.url(&format!("/fhir/{}/{}", v["resourceType"].as_str().unwrap(), v["id"].as_str().unwrap()));
+    let r = client.put(url).header("content-type", "application/fhir+json").body(v.to_string()).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+}
+
+/// East: internal medicine (its head Zhou, doctors Li and Wang) and the emergency
+/// department (Wang works there too); West: its own internal medicine.
+async fn directory(app: &TestApp) {
+    let east = app.client_with("system/*.cruds", "campus-east", None).await;
+    let west = app.client_with("system/*.cruds", "campus-west", None).await;
+    put(
+        &east,
+        app,
+        json!({"resourceType": "Organization", "id": "campus-east", "name": "东院区", "alias": ["East Campus"]}),
+    )
+    .await;
+    put(
+        &west,
+        app,
+        json!({"resourceType": "Organization", "id": "campus-west", "name": "西院区", "alias": ["West Campus"]}),
+    )
+    .await;
+    for (id, zh, en, campus, client) in [
+        ("east-im", "内科", "Internal Medicine", "campus-east", &east),
+        ("east-er", "急诊科", "Emergency", "campus-east", &east),
+        ("west-im", "西院内科", "West Internal Medicine", "campus-west", &west),
+    ] {
+        put(
+            client,
+            app,
+            json!({"resourceType": "Organization", "id": id, "name": zh, "alias": [en],
+                                "partOf": {"reference": format!("Organization/{campus}")}}),
+        )
+        .await;
+    }
+    for (id, text, user) in [("dr-zhou", "周主任", Some("head.im")), ("dr-li", "李明", None), ("dr-wang", "王芳", None)]
+    {
+        let mut p = json!({"resourceType": "Practitioner", "id": id, "name": [{"text": text}]});
+        if let Some(u) = user {
+            p["identifier"] = json!([{"system": lianyi_clinical::orders::USER_SYSTEM, "value": u}]);
+        }
+        put(&east, app, p).await;
+    }
+    for (id, who, dept, client) in [
+        ("role-zhou-im", "dr-zhou", "east-im", &east),
+        ("role-li-im", "dr-li", "east-im", &east),
+        ("role-wang-im", "dr-wang", "east-im", &east),
+        ("role-wang-er", "dr-wang", "east-er", &east),
+        ("role-wang-west", "dr-wang", "west-im", &west),
+    ] {
+        put(
+            client,
+            app,
+            json!({"resourceType": "PractitionerRole", "id": id, "active": true,
+                                "practitioner": {"reference": format!("Practitioner/{who}")},
+                                "organization": {"reference": format!("Organization/{dept}")}}),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_department_head_builds_next_months_roster_within_the_campus_rules() {
+    let clock = ManualClock::new(MONDAY_0830);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    directory(&app).await;
+
+    // The campus's shift types and rest rule, by its manager.
+    let (mut manager, token) = logged_in(&app, &clock, "mgr.east", "manager", "campus-east", None).await;
+    let (status, _, page) = manager.get("/manage/shift-types?campus=campus-east").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"types-empty\""), "{page}");
+    for (code, zh, en, kind, start, end, slot) in [
+        ("D", "白班", "Day", "day", "08:00", "17:30", ""),
+        ("N", "夜班", "Night", "night", "17:30", "08:00", ""),
+        ("C", "上午门诊", "Morning clinic", "clinic", "08:00", "11:30", "30"),
+    ] {
+        let form = [
+            ("csrf", token.as_str()),
+            ("campus", "campus-east"),
+            ("code", code),
+            ("name_zh", zh),
+            ("name_en", en),
+            ("kind", kind),
+            ("start", start),
+            ("end", end),
+            ("slot_minutes", slot),
+        ];
+        let (_, loc, _) = manager.post("/manage/shift-types", &form).await;
+        assert_eq!(loc, format!("/manage/shift-types?campus=campus-east&done={code}"));
+    }
+    // A clinic session without a Slot length: refused, naming the field.
+    let bad = [
+        ("csrf", token.as_str()),
+        ("campus", "campus-east"),
+        ("code", "A"),
+        ("name_zh", "下午门诊"),
+        ("name_en", "Afternoon clinic"),
+        ("kind", "clinic"),
+        ("start", "14:00"),
+        ("end", "17:00"),
+        ("slot_minutes", ""),
+    ];
+    let (status, _, page) = manager.post("/manage/shift-types", &bad).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("号源时长（分钟）: 门诊号源时长为 5 至 240 分钟"), "{page}");
+    let (_, loc, _) = manager
+        .post(
+            "/manage/shift-types/rest",
+            &[("csrf", &token), ("campus", "campus-east"), ("rest_after_night_hours", "12")],
+        )
+        .await;
+    assert_eq!(loc, "/manage/shift-types?campus=campus-east&done=rest");
+    let (_, _, page) = manager.get("/manage/shift-types?campus=campus-east").await;
+    assert!(page.contains("data-code=\"C\"") && !page.contains("data-code=\"A\""), "{page}");
+
+    // The head of internal medicine opens next month.
+    let (mut head, token) = logged_in(&app, &clock, "head.im", "department-head", "campus-east", None).await;
+    let (status, _, _) = head.get("/manage/shift-types").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "shift types are the managers'");
+    let (status, _, page) = head.get("/manage/rosters?department=east-im&month=2026-12").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("data-role=\"role-wang-im\"") && page.contains("王芳"), "{page}");
+    assert!(page.contains("data-day=\"2026-12-31\"") && page.contains("至少休息 12 小时"), "{page}");
+    let (_, loc, _) = assign(&mut head, &token, "east-im", "role-wang-im", "2026-12-07", "N").await;
+    assert_eq!(loc, "/manage/rosters?department=east-im&month=2026-12&done=0");
+    // The next morning's day shift: no rest after the night.
+    let (status, _, page) = assign(&mut head, &token, "east-im", "role-wang-im", "2026-12-08", "D").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("休息不足：距 2026-12-07 的 N 班结束只有 0 小时 0 分，本院区要求至少 12 小时"), "{page}");
+    let grid = between(&page, "id=\"roster-grid\"", "</table>");
+    assert_eq!(grid.matches("data-shift=").count(), 1, "nothing saved: {grid}");
+    // A clinic session two days later makes Wang's Slots (08:00–11:30, 30 minutes each).
+    let (_, loc, page) = assign(&mut head, &token, "east-im", "role-wang-im", "2026-12-09", "C").await;
+    assert_eq!(
+        loc,
+        "/manage/rosters?department=east-im&month=2026-12&done=7",
+        "{}",
+        between(&page, "<main", "</main>")
+    );
+    let (_, _, page) = head.get(&loc).await;
+    assert!(page.contains("已按门诊时段生成 7 个号源"), "{page}");
+    let slots = |app: &TestApp| {
+        let c = app.client.clone();
+        let url = app
+            .url("/fhir/Slot?start=ge2026-12-09T00:00:00%2B08:00&start=lt2026-12-10T00:00:00%2B08:00&_total=accurate");
+        async move { c.get(url).send().await.unwrap().json::<Value>().await.unwrap()["total"].as_i64().unwrap() }
+    };
+    assert_eq!(slots(&app).await, 7);
+    // Another department's roster is not this head's.
+    let (status, _, _) = assign(&mut head, &token, "east-im", "role-wang-er", "2026-12-10", "D").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // The manager puts Wang on the emergency department's day shift during that
+    // clinic session: one person, two places.
+    let (_, _, home) = manager.get("/").await;
+    let (status, _, page) = assign(&mut manager, &csrf(&home), "east-er", "role-wang-er", "2026-12-09", "D").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("时间冲突：此人在 2026-12-09 已排 内科 的 C 班"), "{page}");
+
+    // A patient books one of the session's Slots: the session stays on the roster.
+    let system = Caller::task(lianyi_security::SystemTask::Operator("test".into()));
+    put(&app.client, &app, json!({"resourceType": "Patient", "id": "p1", "name": [{"text": "张三"}]})).await;
+    let scheduling = Scheduling::new(app.fhir.clone());
+    let schedule = scheduling.schedule_of_role(&system, "role-wang-im").await.unwrap();
+    let free = scheduling.free_slots(&system, &[schedule], "2026-12-09").await.unwrap();
+    assert_eq!(free.len(), 7);
+    scheduling.book(&system, &free[0].id, "p1").await.unwrap();
+    let (_, _, page) = head.get("/manage/rosters?department=east-im&month=2026-12").await;
+    let clinic = between(&page, "class=\"shift shift-clinic\"", "</span>");
+    let id = between(clinic, "data-shift=\"", "\"").to_string();
+    let removal = [("csrf", token.as_str()), ("department", "east-im"), ("month", "2026-12")];
+    let (status, _, page) = head.post(&format!("/manage/rosters/{id}/remove"), &removal).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("该门诊时段已有 1 个号源被预约"), "{page}");
+    assert_eq!(slots(&app).await, 7, "nothing withdrawn");
+    // The night shift goes.
+    let night = between(&page, "class=\"shift shift-night\"", "</span>");
+    let id = between(night, "data-shift=\"", "\"").to_string();
+    let (_, loc, _) = head.post(&format!("/manage/rosters/{id}/remove"), &removal).await;
+    assert_eq!(loc, "/manage/rosters?department=east-im&month=2026-12");
+    let (_, _, page) = head.get(&loc).await;
+    assert!(!page.contains("shift-night"), "{page}");
+
+    // Every change is in the audit chain, as its author's.
+    let query =
+        lianyi_store::audit::AuditQuery { action: Some("roster-assign".into()), limit: 10, ..Default::default() };
+    let assigned = app.store.audit_records(&query).await.unwrap();
+    assert_eq!(assigned.len(), 2, "the night and the clinic session");
+    assert!(assigned.iter().all(|r| r.entry.actor == "user:head.im"));
+    let query =
+        lianyi_store::audit::AuditQuery { action: Some("roster-shift-type".into()), limit: 10, ..Default::default() };
+    assert_eq!(app.store.audit_records(&query).await.unwrap().len(), 3);
+
+    // In English, the same month reads in English.
+    let mut english = crate::pages::Browser::new(&app.base, "en");
+    english.cookies = head.cookies.clone();
+    let (_, _, page) = english.get("/manage/rosters?department=east-im&month=2026-12").await;
+    assert!(page.contains("Department roster") && page.contains("Internal Medicine"), "{page}");
+}
+
+#[tokio::test]
+async fn two_rosterings_of_one_person_at_once_leave_exactly_one() {
+    let clock = ManualClock::new(MONDAY_0830);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    directory(&app).await;
+    let system = Caller::task(lianyi_security::SystemTask::Operator("test".into()));
+    let rosters = Rosters::new(app.fhir.clone());
+    for (code, kind, start, end) in [("D", "day", "08:00", "17:30"), ("E", "day", "12:00", "20:00")] {
+        let form = lianyi_manage::rosters::ShiftTypeForm {
+            campus: "campus-east".into(),
+            code: code.into(),
+            name_zh: "班".into(),
+            name_en: "Shift".into(),
+            kind: kind.into(),
+            start: start.into(),
+            end: end.into(),
+            slot_minutes: String::new(),
+        };
+        rosters.put_type(&system, &form).await.unwrap();
+    }
+    // Wang in two departments at overlapping hours, rostered at the same moment.
+    for round in 0..5 {
+        let day = format!("2026-12-{:02}", 10 + round);
+        let (a, b) = tokio::join!(
+            rosters.assign(&system, "role-wang-im", &day, "D"),
+            rosters.assign(&system, "role-wang-er", &day, "E"),
+        );
+        let refused = [&a, &b].iter().filter(|r| matches!(r, Err(RosterError::Conflicts(_)))).count();
+        assert_eq!((a.is_ok() as u8 + b.is_ok() as u8, refused), (1, 1), "{day}: {a:?} {b:?}");
+    }
+    let month = rosters.month(&system, "east-im", "2026-12").await.unwrap();
+    let er = rosters.month(&system, "east-er", "2026-12").await.unwrap();
+    assert_eq!(month.shifts.len() + er.shifts.len(), 5);
+}
+
+/// Sets a form field's value the way a picker would (date inputs read their typed
+/// text in the browser's locale).
+async fn set(d: &crate::browser::Driver, id: &str, value: &str) {
+    let script = "document.getElementById(arguments[0]).value = arguments[1]; return true;";
+    d.cmd(reqwest::Method::POST, "/execute/sync", json!({"script": script, "args": [id, value]})).await;
+}
+
+/// The walk in a real Chromium, in Chinese then English: the head of internal
+/// medicine opens next month's roster, puts Wang on a night, is refused the next
+/// morning's day shift with the rest rule named, puts the day shift a day later, then
+/// a clinic session whose Slots appear for booking.
+#[tokio::test]
+async fn chromium_a_department_head_builds_next_months_roster() {
+    let clock = ManualClock::new(MONDAY_0830);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    directory(&app).await;
+    let system = Caller::task(lianyi_security::SystemTask::Operator("test".into()));
+    let rosters = Rosters::new(app.fhir.clone());
+    for (code, zh, en, kind, start, end, slot) in [
+        ("D", "白班", "Day", "day", "08:00", "17:30", ""),
+        ("N", "夜班", "Night", "night", "17:30", "08:00", ""),
+        ("C", "上午门诊", "Morning clinic", "clinic", "08:00", "11:30", "30"),
+    ] {
+        let form = lianyi_manage::rosters::ShiftTypeForm {
+            campus: "campus-east".into(),
+            code: code.into(),
+            name_zh: zh.into(),
+            name_en: en.into(),
+            kind: kind.into(),
+            start: start.into(),
+            end: end.into(),
+            slot_minutes: slot.into(),
+        };
+        rosters.put_type(&system, &form).await.unwrap();
+    }
+    let head = lianyi_security::users::NewUser {
+        username: "head.im".into(),
+        display_name: "周主任".into(),
+        password: "initial-Pass-2026".into(),
+        grants: vec![("department-head".into(), "campus-east".into())],
+        patient: None,
+        must_change_password: false,
+    };
+    app.users.add_user(&system, head).await.unwrap();
+
+    let d = crate::browser::Driver::start().await;
+    d.log_in(&app.base, "head.im", "initial-Pass-2026", &clock).await;
+    for (lang, night, day, next_day, clinic, refused) in [
+        ("zh", "2026-12-07", "2026-12-08", "2026-12-09", "2026-12-10", "休息不足"),
+        ("en", "2026-12-14", "2026-12-15", "2026-12-16", "2026-12-17", "Too little rest"),
+    ] {
+        d.goto(&app.url("/")).await;
+        d.open_menu().await;
+        d.click("a[href='/manage/rosters']").await;
+        d.wait_url("/manage/rosters").await;
+        d.click("#roster-next").await;
+        d.wait_url("month=2026-12").await;
+        d.check(true).await;
+        let put = |day: &'static str, shift: &'static str| {
+            let d = &d;
+            async move {
+                set(d, "roster-role", "role-wang-im").await;
+                set(d, "roster-day", day).await;
+                set(d, "roster-shift", shift).await;
+                d.click("#roster-submit").await;
+            }
+        };
+        put(night, "N").await;
+        d.find("#roster-done").await;
+        put(day, "D").await;
+        assert!(d.text("#roster-errors").await.contains(refused));
+        d.check(true).await;
+        d.screenshot("manage", &format!("roster-conflict-{lang}")).await;
+        put(next_day, "D").await;
+        d.find("#roster-done").await;
+        put(clinic, "C").await;
+        assert!(d.text("#roster-done").await.contains('7'), "seven Slots from the session");
+        d.check(true).await;
+        d.screenshot("manage", &format!("roster-{lang}")).await;
+        if lang == "zh" {
+            d.click("#lang-switch").await;
+            d.wait_text("Department roster", 5).await;
+        }
+    }
+    drop(d);
+    // The sessions' Slots are offered for booking.
+    let scheduling = Scheduling::new(app.fhir.clone());
+    let schedule = scheduling.schedule_of_role(&system, "role-wang-im").await.unwrap();
+    for day in ["2026-12-10", "2026-12-17"] {
+        assert_eq!(scheduling.free_slots(&system, std::slice::from_ref(&schedule), day).await.unwrap().len(), 7);
+    }
+}

@@ -1,0 +1,233 @@
+//! The rosters' tables (staff data, not health data): each campus's shift types and
+//! roster rules, and who works which shift on which day in which department. A shift
+//! is added in one transaction with the read of the person's other shifts around it,
+//! so two department heads rostering the same person at once take turns and the
+//! second sees the first's shift.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::{Backend, Result, Store};
+
+/// One shift type of a campus.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShiftType {
+    pub campus: String,
+    pub code: String,
+    pub name_zh: String,
+    pub name_en: String,
+    /// `day`, `night`, `on-call` or `clinic`.
+    pub kind: String,
+    /// Minutes after midnight; an end not after the start is the next day.
+    pub start_minute: i64,
+    pub end_minute: i64,
+    /// A clinic session's Slot length.
+    pub slot_minutes: Option<i64>,
+}
+
+/// One shift on the roster.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RosterShift {
+    pub id: i64,
+    /// The Practitioner (the person, whichever department).
+    pub practitioner: String,
+    /// The PractitionerRole it is worked under (the department's).
+    pub role: String,
+    pub department: String,
+    pub campus: String,
+    /// `YYYY-MM-DD` (Beijing).
+    pub day: String,
+    /// The shift type's code.
+    pub shift: String,
+    pub kind: String,
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub created_at: i64,
+    pub created_by: String,
+}
+
+const SHIFT_COLUMNS: &str =
+    "id, practitioner, role, department, campus, day, shift, kind, starts_at, ends_at, created_at, created_by";
+
+fn shift_of(r: &AnyRow) -> Result<RosterShift> {
+    Ok(RosterShift {
+        id: r.try_get(0)?,
+        practitioner: r.try_get(1)?,
+        role: r.try_get(2)?,
+        department: r.try_get(3)?,
+        campus: r.try_get(4)?,
+        day: r.try_get(5)?,
+        shift: r.try_get(6)?,
+        kind: r.try_get(7)?,
+        starts_at: r.try_get(8)?,
+        ends_at: r.try_get(9)?,
+        created_at: r.try_get(10)?,
+        created_by: r.try_get(11)?,
+    })
+}
+
+fn type_of(r: &AnyRow) -> Result<ShiftType> {
+    Ok(ShiftType {
+        campus: r.try_get(0)?,
+        code: r.try_get(1)?,
+        name_zh: r.try_get(2)?,
+        name_en: r.try_get(3)?,
+        kind: r.try_get(4)?,
+        start_minute: r.try_get(5)?,
+        end_minute: r.try_get(6)?,
+        slot_minutes: r.try_get(7)?,
+    })
+}
+
+/// See the module documentation.
+#[derive(Clone, Debug)]
+pub struct Rosters(pub(crate) Store);
+
+impl Rosters {
+    async fn begin(&self) -> Result<Transaction<'static, Any>> {
+        Ok(self.0.write_pool().begin_with(self.0.backend.begin_write()).await?)
+    }
+
+    /// Adds a shift type or changes it.
+    pub async fn put_type(&self, t: &ShiftType) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO roster_shift_types (campus, code, name_zh, name_en, kind, start_minute, end_minute, \
+             slot_minutes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (campus, code) DO UPDATE SET \
+             name_zh = excluded.name_zh, name_en = excluded.name_en, kind = excluded.kind, \
+             start_minute = excluded.start_minute, end_minute = excluded.end_minute, \
+             slot_minutes = excluded.slot_minutes",
+        )
+        .bind(t.campus.clone())
+        .bind(t.code.clone())
+        .bind(t.name_zh.clone())
+        .bind(t.name_en.clone())
+        .bind(t.kind.clone())
+        .bind(t.start_minute)
+        .bind(t.end_minute)
+        .bind(t.slot_minutes)
+        .execute(&self.0.write_pool())
+        .await?;
+        Ok(())
+    }
+
+    /// A campus's shift types, by start.
+    pub async fn types(&self, campus: &str) -> Result<Vec<ShiftType>> {
+        let rows = sqlx::query(
+            "SELECT campus, code, name_zh, name_en, kind, start_minute, end_minute, slot_minutes \
+             FROM roster_shift_types WHERE campus = $1 ORDER BY start_minute, code",
+        )
+        .bind(campus.to_string())
+        .fetch_all(&self.0.read_pool())
+        .await?;
+        rows.iter().map(type_of).collect()
+    }
+
+    /// A campus's rest after a night or on-call shift, in hours, when it set one.
+    pub async fn rest_hours(&self, campus: &str) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT rest_after_night_hours FROM roster_rules WHERE campus = $1")
+            .bind(campus.to_string())
+            .fetch_optional(&self.0.read_pool())
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
+        })
+    }
+
+    /// Sets a campus's rest after a night or on-call shift.
+    pub async fn set_rest_hours(&self, campus: &str, hours: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO roster_rules (campus, rest_after_night_hours) VALUES ($1, $2) \
+             ON CONFLICT (campus) DO UPDATE SET rest_after_night_hours = excluded.rest_after_night_hours",
+        )
+        .bind(campus.to_string())
+        .bind(hours)
+        .execute(&self.0.write_pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Adds `shift` unless `check`, given the person's shifts from `from` to `to`
+    /// (instants, any department), refuses it; the read and the insert are one
+    /// transaction. Returns the new shift's id, or `check`'s refusal.
+    pub async fn add_checked<E>(
+        &self,
+        shift: &RosterShift,
+        from: i64,
+        to: i64,
+        check: impl FnOnce(&[RosterShift]) -> std::result::Result<(), E>,
+    ) -> Result<std::result::Result<i64, E>> {
+        let mut tx = self.begin().await?;
+        if self.0.backend == Backend::Postgres {
+            // One person's shifts are added one at a time (SQLite has one writer).
+            sqlx::query("SELECT pg_advisory_xact_lock(7360, hashtext($1))")
+                .bind(shift.practitioner.clone())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SHIFT_COLUMNS} FROM roster_shifts WHERE practitioner = $1 AND starts_at < $2 AND ends_at > $3 \
+             ORDER BY starts_at"
+        )))
+        .bind(shift.practitioner.clone())
+        .bind(to)
+        .bind(from)
+        .fetch_all(&mut *tx)
+        .await?;
+        let others = rows.iter().map(shift_of).collect::<Result<Vec<_>>>()?;
+        if let Err(e) = check(&others) {
+            tx.rollback().await?;
+            return Ok(Err(e));
+        }
+        let row = sqlx::query(
+            "INSERT INTO roster_shifts (practitioner, role, department, campus, day, shift, kind, starts_at, \
+             ends_at, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+        )
+        .bind(shift.practitioner.clone())
+        .bind(shift.role.clone())
+        .bind(shift.department.clone())
+        .bind(shift.campus.clone())
+        .bind(shift.day.clone())
+        .bind(shift.shift.clone())
+        .bind(shift.kind.clone())
+        .bind(shift.starts_at)
+        .bind(shift.ends_at)
+        .bind(shift.created_at)
+        .bind(shift.created_by.clone())
+        .fetch_one(&mut *tx)
+        .await?;
+        let id: i64 = row.try_get(0)?;
+        tx.commit().await?;
+        Ok(Ok(id))
+    }
+
+    /// One shift.
+    pub async fn shift(&self, id: i64) -> Result<Option<RosterShift>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {SHIFT_COLUMNS} FROM roster_shifts WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(&self.0.read_pool())
+            .await?;
+        row.as_ref().map(shift_of).transpose()
+    }
+
+    /// Removes a shift; whether it was there.
+    pub async fn remove(&self, id: i64) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM roster_shifts WHERE id = $1").bind(id).execute(&self.0.write_pool()).await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// A department's shifts from day `from` to day `to` (`YYYY-MM-DD`, both included),
+    /// by day and start.
+    pub async fn department(&self, department: &str, from: &str, to: &str) -> Result<Vec<RosterShift>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SHIFT_COLUMNS} FROM roster_shifts WHERE department = $1 AND day >= $2 AND day <= $3 \
+             ORDER BY day, starts_at, id"
+        )))
+        .bind(department.to_string())
+        .bind(from.to_string())
+        .bind(to.to_string())
+        .fetch_all(&self.0.read_pool())
+        .await?;
+        rows.iter().map(shift_of).collect()
+    }
+}
