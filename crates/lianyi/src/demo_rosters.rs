@@ -1,7 +1,8 @@
 //! The demo's rosters: each campus's shift types and rest rule (the South Campus asks
 //! a full day off after a night), and East internal medicine's roster for this month
 //! and the next — day shifts, nights, on-call, and afternoon clinic sessions on
-//! Saturdays that make their Slots — kept by its head (`head.east`).
+//! Saturdays that make their Slots — kept by its head (`head.east`), and the clock
+//! machine's punches of the shifts already worked.
 
 use lianyi_clinical::scheduling::{local_date, local_midnight};
 use lianyi_manage::rosters::{Rosters, ShiftTypeForm};
@@ -24,6 +25,7 @@ const TYPES: [(&str, &str, &str, &str, &str, &str, &str); 5] = [
 pub(crate) struct Rostered {
     pub shifts: usize,
     pub slots: usize,
+    pub punches: usize,
 }
 
 /// Shift types for every campus, and East internal medicine's roster from the first
@@ -76,5 +78,34 @@ pub(crate) async fn load(rosters: &Rosters, campuses: &[&str], now: i64) -> Resu
             }
         }
     }
-    Ok(Rostered { shifts, slots })
+    // The clock machine's records of the shifts already worked this month: mostly on
+    // time, now and then late, a forgotten clock-out, an absence.
+    let mut csv = String::from("工号,打卡时间\n");
+    let worked = rosters.month(&system, "campus-east-im", month).await.map_err(failed)?.shifts;
+    let mut punches = 0;
+    for (i, s) in worked.iter().enumerate().filter(|(_, s)| s.ends_at < now) {
+        let Some(n) = s.practitioner.strip_prefix("prac-").and_then(|n| n.parse::<usize>().ok()) else { continue };
+        let no = format!("LY{:05}", 10_000 + n - 1);
+        if i % 13 == 5 {
+            continue;
+        }
+        let arrival = s.starts_at + if i % 7 == 3 { 12 } else { -((i % 9) as i64) } * 60_000;
+        csv.push_str(&format!(
+            "{no},{}\n",
+            &lianyi_clinical::scheduling::local_instant(arrival)[..16].replace('T', " ")
+        ));
+        punches += 1;
+        if i % 11 != 4 {
+            let leaving = s.ends_at + ((i % 6) as i64) * 60_000;
+            csv.push_str(&format!(
+                "{no},{}\n",
+                &lianyi_clinical::scheduling::local_instant(leaving)[..16].replace('T', " ")
+            ));
+            punches += 1;
+        }
+    }
+    if punches > 0 {
+        rosters.import_attendance(&system, "campus-east", &csv, "demo clock machine").await.map_err(failed)?;
+    }
+    Ok(Rostered { shifts, slots, punches })
 }

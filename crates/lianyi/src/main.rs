@@ -1836,8 +1836,8 @@ async fn demo_command(
     );
     println!("  Outpatient schedules: {} doctors, {slots} free slots over the next 14 days.", doctor_roles.len());
     println!(
-        "  Rosters: shift types at each campus; East internal medicine rostered for this month and the next ({} shifts, {} clinic Slots from its Saturday sessions).",
-        rostered.shifts, rostered.slots
+        "  Rosters: shift types at each campus; East internal medicine rostered for this month and the next ({} shifts, {} clinic Slots from its Saturday sessions, {} clock punches so far).",
+        rostered.shifts, rostered.slots, rostered.punches
     );
     println!("  Price lists: {priced} items priced at each of the 3 campuses (registration, drugs, tests, services).");
     println!(
@@ -1912,7 +1912,7 @@ async fn demo_command(
     println!();
     println!("  Price lists   http://{addr}/billing/prices (kept by managers, read by cashiers)");
     println!(
-        "  Rosters       http://{addr}/manage/rosters (head.east keeps East internal medicine's; manager sets shift types at /manage/shift-types)"
+        "  Rosters       http://{addr}/manage/rosters (head.east keeps East internal medicine's; manager sets shift types at /manage/shift-types and imports clock records at /manage/attendance)"
     );
     println!("  Cashier       http://{addr}/billing/cashier?patient=ID (from a patient's page)");
     println!("  Pharmacy      http://{addr}/pharmacy (dispensing) and http://{addr}/pharmacy/stock (stock by batch)");

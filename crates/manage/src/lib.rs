@@ -5,5 +5,6 @@
 //! doctors' clinic sessions on the roster making their outpatient Slots.
 #![forbid(unsafe_code)]
 
+pub mod attendance;
 pub mod roster;
 pub mod rosters;

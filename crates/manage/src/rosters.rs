@@ -75,7 +75,7 @@ pub fn describe(c: &Conflict) -> String {
     }
 }
 
-fn invalid(field: &'static str, rule: &'static str, detail: impl Into<String>) -> RosterError {
+pub(crate) fn invalid(field: &'static str, rule: &'static str, detail: impl Into<String>) -> RosterError {
     RosterError::Invalid(vec![FieldError { field, rule, detail: detail.into() }])
 }
 
@@ -201,8 +201,8 @@ pub struct Placement {
 /// The rosters service.
 #[derive(Clone, Debug)]
 pub struct Rosters {
-    fhir: FhirService,
-    scheduling: Scheduling,
+    pub(crate) fhir: FhirService,
+    pub(crate) scheduling: Scheduling,
 }
 
 fn reference_id<'a>(v: &'a Value, prefix: &str) -> Option<&'a str> {
@@ -214,13 +214,13 @@ impl Rosters {
         Rosters { scheduling: Scheduling::new(fhir.clone()), fhir }
     }
 
-    async fn audit(&self, caller: &Caller, action: &str, detail: String) -> Result<(), RosterError> {
+    pub(crate) async fn audit(&self, caller: &Caller, action: &str, detail: String) -> Result<(), RosterError> {
         let mut e = caller.entry(self.fhir.now_ms(), action, "success");
         e.detail = Some(detail);
         self.fhir.audit_log().record(vec![e]).await.map_err(|e| RosterError::Audit(e.to_string()))
     }
 
-    fn may_read(caller: &Caller, campus: &str) -> Result<(), RosterError> {
+    pub(crate) fn may_read(caller: &Caller, campus: &str) -> Result<(), RosterError> {
         let staff = caller.is_authenticated() && caller.access().patient().is_none();
         if staff && caller.access().all_campuses().contains(campus) {
             Ok(())
@@ -230,7 +230,7 @@ impl Rosters {
     }
 
     /// Managers (and the platform) keep a campus's shift types and rules.
-    fn may_keep_campus(caller: &Caller, campus: &str) -> Result<(), RosterError> {
+    pub(crate) fn may_keep_campus(caller: &Caller, campus: &str) -> Result<(), RosterError> {
         let head = caller.role() == Some("department-head");
         if caller.can(Capability::ManageRosters) && !head && caller.access().all_campuses().contains(campus) {
             Ok(())
@@ -302,7 +302,7 @@ impl Rosters {
     }
 
     /// The campus a department (Organization) is part of.
-    async fn campus_of(&self, caller: &Caller, department: &str) -> Result<String, RosterError> {
+    pub(crate) async fn campus_of(&self, caller: &Caller, department: &str) -> Result<String, RosterError> {
         let org = self.read(caller, "Organization", department).await?;
         reference_id(&org["partOf"], "Organization/")
             .map(str::to_string)

@@ -8,7 +8,7 @@
 pub mod changes;
 pub mod cmdb;
 pub mod cron;
-pub mod csv;
+pub use lianyi_services::csv;
 pub mod desk;
 pub mod hooks;
 pub mod kb;

@@ -11,6 +11,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod audit_event;
+pub mod csv;
 pub mod demo;
 pub mod fhir;
 pub mod follow;

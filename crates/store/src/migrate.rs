@@ -246,6 +246,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0039_rosters.sql"),
         postgres: include_str!("../migrations/postgres/0039_rosters.sql"),
     },
+    Migration {
+        version: 40,
+        name: "attendance",
+        sqlite: include_str!("../migrations/sqlite/0040_attendance.sql"),
+        postgres: include_str!("../migrations/postgres/0040_attendance.sql"),
+    },
 ];
 
 /// The schema version this build's migrations end at.

@@ -216,6 +216,41 @@ impl Rosters {
         Ok(r.rows_affected() > 0)
     }
 
+    /// Records clock-machine punches (practitioner, instant) from `source`, in one
+    /// transaction; a punch already recorded is kept once. Returns how many were new.
+    pub async fn add_punches(&self, punches: &[(String, i64)], source: &str, at: i64, by: &str) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let mut added = 0;
+        for (practitioner, when) in punches {
+            let r = sqlx::query(
+                "INSERT INTO roster_punches (practitioner, at, source, imported_at, imported_by) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (practitioner, at) DO NOTHING",
+            )
+            .bind(practitioner.clone())
+            .bind(*when)
+            .bind(source.to_string())
+            .bind(at)
+            .bind(by.to_string())
+            .execute(&mut *tx)
+            .await?;
+            added += r.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    /// The punches of `practitioner` from `from` to `to` (instants), in order.
+    pub async fn punches(&self, practitioner: &str, from: i64, to: i64) -> Result<Vec<i64>> {
+        let rows =
+            sqlx::query("SELECT at FROM roster_punches WHERE practitioner = $1 AND at >= $2 AND at < $3 ORDER BY at")
+                .bind(practitioner.to_string())
+                .bind(from)
+                .bind(to)
+                .fetch_all(&self.0.read_pool())
+                .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
     /// A department's shifts from day `from` to day `to` (`YYYY-MM-DD`, both included),
     /// by day and start.
     pub async fn department(&self, department: &str, from: &str, to: &str) -> Result<Vec<RosterShift>> {

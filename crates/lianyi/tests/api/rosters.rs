@@ -73,11 +73,18 @@ async fn directory(app: &TestApp) {
         )
         .await;
     }
-    for (id, text, user) in [("dr-zhou", "周主任", Some("head.im")), ("dr-li", "李明", None), ("dr-wang", "王芳", None)]
-    {
-        let mut p = json!({"resourceType": "Practitioner", "id": id, "name": [{"text": text}]});
+    for (id, text, no, user) in [
+        ("dr-zhou", "周主任", "LY001", Some("head.im")),
+        ("dr-li", "李明", "LY002", None),
+        ("dr-wang", "王芳", "LY003", None),
+    ] {
+        let mut p = json!({"resourceType": "Practitioner", "id": id, "name": [{"text": text}],
+                           "identifier": [{"system": "urn:lianyi:sid:staff-no", "value": no}]});
         if let Some(u) = user {
-            p["identifier"] = json!([{"system": lianyi_clinical::orders::USER_SYSTEM, "value": u}]);
+            p["identifier"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"system": lianyi_clinical::orders::USER_SYSTEM, "value": u}));
         }
         put(&east, app, p).await;
     }
@@ -365,4 +372,80 @@ async fn chromium_a_department_head_builds_next_months_roster() {
     for day in ["2026-12-10", "2026-12-17"] {
         assert_eq!(scheduling.free_slots(&system, std::slice::from_ref(&schedule), day).await.unwrap().len(), 7);
     }
+}
+
+/// A clock machine's file against the roster: a bad row refuses the file whole, naming
+/// the line; the punches then read as on time, late, one clock only or absent.
+#[tokio::test]
+async fn clock_machine_punches_are_read_against_the_roster() {
+    let clock = ManualClock::new(MONDAY_0830);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    directory(&app).await;
+    let system = Caller::task(lianyi_security::SystemTask::Operator("test".into()));
+    let rosters = Rosters::new(app.fhir.clone());
+    let form = lianyi_manage::rosters::ShiftTypeForm {
+        campus: "campus-east".into(),
+        code: "D".into(),
+        name_zh: "白班".into(),
+        name_en: "Day".into(),
+        kind: "day".into(),
+        start: "08:00".into(),
+        end: "17:30".into(),
+        slot_minutes: String::new(),
+    };
+    rosters.put_type(&system, &form).await.unwrap();
+    // Today is Monday the 23rd: three shifts of last week, and one still to come.
+    for (role, day) in [
+        ("role-li-im", "2026-11-16"),
+        ("role-wang-im", "2026-11-16"),
+        ("role-li-im", "2026-11-17"),
+        ("role-wang-im", "2026-11-18"),
+        ("role-li-im", "2026-11-24"),
+    ] {
+        rosters.assign(&system, role, day, "D").await.unwrap();
+    }
+    let (mut manager, token) = logged_in(&app, &clock, "mgr.att", "manager", "campus-east", None).await;
+    let import = |csv: &str| {
+        vec![
+            ("csrf".to_string(), token.clone()),
+            ("campus".to_string(), "campus-east".to_string()),
+            ("department".to_string(), "east-im".to_string()),
+            ("month".to_string(), "2026-11".to_string()),
+            ("csv".to_string(), csv.to_string()),
+        ]
+    };
+    let bad = import("工号,打卡时间\nLY002,2026-11-16 07:55\nLY999,2026-11-16 08:01\nLY003,yesterday\n");
+    let bad: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (status, _, page) = manager.post("/manage/attendance", &bad).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("第 3 行：没有此工号的员工（LY999）"), "{page}");
+    assert!(page.contains("第 4 行：打卡时间须为“年-月-日 时:分”（yesterday）"), "{page}");
+    let good = import(
+        "工号,打卡时间\nLY002,2026-11-16 07:55\nLY002,2026-11-16 17:40\nLY003,2026-11-16 08:25\nLY003,2026-11-16 17:31\nLY002,2026-11-17 07:59\n",
+    );
+    let good: Vec<(&str, &str)> = good.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (_, loc, _) = manager.post("/manage/attendance", &good).await;
+    assert_eq!(loc, "/manage/attendance?department=east-im&month=2026-11&done=5");
+    let (_, loc, _) = manager.post("/manage/attendance", &good).await;
+    assert!(loc.ends_with("&done=0"), "the same file twice adds nothing: {loc}");
+    let (_, _, page) = manager.get("/manage/attendance?department=east-im&month=2026-11").await;
+    let table = between(&page, "id=\"att-table\"", "</table>");
+    let rows: Vec<&str> = table.split("<tr class=").skip(1).collect();
+    assert_eq!(rows.len(), 5, "{table}");
+    let row = |day: &str, who: &str| rows.iter().find(|r| r.contains(day) && r.contains(who)).copied().unwrap();
+    assert!(row("2026-11-16", "李明").contains("正常"));
+    assert!(row("2026-11-16", "王芳").contains("迟到 25 分钟"));
+    assert!(row("2026-11-17", "李明").contains("缺下班卡"));
+    assert!(row("2026-11-18", "王芳").contains("缺勤"));
+    assert!(row("2026-11-24", "李明").contains("未到"));
+    let query =
+        lianyi_store::audit::AuditQuery { action: Some("attendance-import".into()), limit: 10, ..Default::default() };
+    assert_eq!(app.store.audit_records(&query).await.unwrap().len(), 2);
+    // A department head reads the page, and imports nothing.
+    let (mut head, head_token) = logged_in(&app, &clock, "head.im", "department-head", "campus-east", None).await;
+    let (status, _, page) = head.get("/manage/attendance?department=east-im&month=2026-11").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!page.contains("id=\"att-form\""));
+    let form = [("csrf", head_token.as_str()), ("campus", "campus-east"), ("csv", "LY002,2026-11-18 08:00")];
+    assert_eq!(head.post("/manage/attendance", &form).await.0, StatusCode::FORBIDDEN);
 }

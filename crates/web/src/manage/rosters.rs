@@ -42,11 +42,11 @@ pub(super) fn may_keep_types(c: &Caller) -> bool {
     c.can(Capability::ManageRosters) && c.role() != Some("department-head")
 }
 
-fn csrf_ok(s: &Signed, form: &[(String, String)]) -> bool {
+pub(super) fn csrf_ok(s: &Signed, form: &[(String, String)]) -> bool {
     lianyi_security::secrets::constant_time_eq(&s.info.csrf, &form_value(form, "csrf"))
 }
 
-fn urlencode(v: &str) -> String {
+pub(super) fn urlencode(v: &str) -> String {
     form_urlencoded::byte_serialize(v.as_bytes()).collect()
 }
 
@@ -107,19 +107,38 @@ struct Draft {
     shift: String,
 }
 
+/// The department and month a page shows: the one asked for when the caller may see
+/// it, else the first the caller keeps, else the first listed (empty when none); the
+/// month asked for when it is one, else this month.
+pub(super) fn chosen(
+    state: &AppState,
+    departments: &[Department],
+    department: Option<String>,
+    month: Option<String>,
+) -> (String, String) {
+    let department = department
+        .filter(|d| departments.iter().any(|x| &x.id == d))
+        .or_else(|| departments.iter().find(|d| d.may_keep).or(departments.first()).map(|d| d.id.clone()))
+        .unwrap_or_default();
+    let month = month
+        .filter(|m| m.len() == 7 && lianyi_clinical::scheduling::local_midnight(&format!("{m}-01")).is_some())
+        .unwrap_or_else(|| month_of(state.fhir.now_ms()));
+    (department, month)
+}
+
 fn month_of(ms: i64) -> String {
     lianyi_clinical::scheduling::local_date(ms)[..7].to_string()
 }
 
 /// The month before or after `month` (`YYYY-MM`).
-fn step(month: &str, forward: bool) -> String {
+pub(super) fn step(month: &str, forward: bool) -> String {
     let (y, m) = month.split_once('-').unwrap_or(("2000", "01"));
     let (y, m): (i32, i32) = (y.parse().unwrap_or(2000), m.parse().unwrap_or(1));
     let n = y * 12 + (m - 1) + if forward { 1 } else { -1 };
     format!("{:04}-{:02}", n.div_euclid(12), n.rem_euclid(12) + 1)
 }
 
-fn pick(t: Tr, names: &lianyi_clinical::names::Names) -> String {
+pub(super) fn pick(t: Tr, names: &lianyi_clinical::names::Names) -> String {
     t.pick(&names.zh, &names.en).clone()
 }
 
@@ -195,13 +214,8 @@ async fn render_month(
             Vec::new()
         }
     };
-    // The caller's own department first, else the first listed.
-    let department = department
-        .filter(|d| departments.iter().any(|x| &x.id == d))
-        .or_else(|| departments.iter().find(|d| d.may_keep).or(departments.first()).map(|d| d.id.clone()));
-    let month = month
-        .filter(|m| m.len() == 7 && lianyi_clinical::scheduling::local_midnight(&format!("{m}-01")).is_some())
-        .unwrap_or_else(|| month_of(state.fhir.now_ms()));
+    let (department, month) = chosen(state, &departments, department, month);
+    let department = Some(department).filter(|d| !d.is_empty());
     let mut errors = errors;
     let mut grid: Option<Month> = None;
     if let Some(d) = &department {
