@@ -733,13 +733,9 @@ pub async fn check(
     let head_matches = manifest["auditHead"]["seq"].as_i64() == Some(head.0)
         && manifest["auditHead"]["hash"].as_str() == Some(head.1.as_str());
     let chain = store.verify_audit(&hash).await?;
-    let index = match images_dir {
-        Some(_) => store.instance_files().await?,
-        None => Vec::new(),
-    };
-    store.close().await;
     let images = match images_dir {
         Some(root) => {
+            let index = store.instance_files().await?;
             let (root, manifest) = (root.to_path_buf(), manifest.clone());
             tokio::task::spawn_blocking(move || images::check(&root, &index, &manifest))
                 .await
@@ -747,6 +743,7 @@ pub async fn check(
         }
         None => images::ImagesChecked::default(),
     };
+    store.close().await;
     Ok(Checked { tables: sums.len(), rows: sums.iter().map(|s| s.rows).sum(), mismatches, chain, head_matches, images })
 }
 

@@ -8,7 +8,7 @@ use lianyi_security::Caller;
 use lianyi_services::identifiers::STAFF_ID_SYSTEM;
 use lianyi_store::rosters::RosterShift;
 
-use crate::rosters::{FieldError, RosterError, Rosters};
+use crate::rosters::{FieldError, Month, RosterError, Rosters};
 
 const MINUTE_MS: i64 = 60_000;
 /// Minutes of grace before a late arrival or an early departure counts.
@@ -68,7 +68,7 @@ pub struct Worked {
 }
 
 fn row_error(line: usize, rule: &'static str, detail: String) -> FieldError {
-    FieldError { field: "csv", rule, detail: format!("{line}: {detail}") }
+    FieldError { field: "csv", code: rule, detail: format!("{line}: {detail}") }
 }
 
 /// `YYYY-MM-DD HH:MM[:SS]` (or with `/` or `T`), Beijing time, as an instant.
@@ -157,19 +157,44 @@ impl Rosters {
         Ok(page.resources.first().map(|r| r.id.clone()))
     }
 
-    /// A department's rostered shifts of `month` with how each was worked.
-    pub async fn attendance(&self, caller: &Caller, department: &str, month: &str) -> Result<Vec<Worked>, RosterError> {
+    /// A department's month (its people and shifts) with how each shift was worked.
+    pub async fn attendance(
+        &self,
+        caller: &Caller,
+        department: &str,
+        month: &str,
+    ) -> Result<(Month, Vec<Worked>), RosterError> {
         let m = self.month(caller, department, month).await?;
         let now = self.fhir.now_ms();
         let rosters = self.fhir.operations().rosters();
-        let mut out = Vec::new();
-        for shift in m.shifts {
-            let punches =
-                rosters.punches(&shift.practitioner, shift.starts_at - BEFORE_MS, shift.ends_at + AFTER_MS).await?;
-            let standing = standing(shift.starts_at, shift.ends_at, &punches, now);
-            out.push(Worked { shift, punches, standing });
+        // Each person's punches of the month once, not each shift's.
+        let (Some(from), Some(to)) =
+            (m.shifts.iter().map(|s| s.starts_at).min(), m.shifts.iter().map(|s| s.ends_at).max())
+        else {
+            return Ok((m, Vec::new()));
+        };
+        let mut people: Vec<(&str, Vec<i64>)> = Vec::new();
+        for s in &m.shifts {
+            if !people.iter().any(|(p, _)| *p == s.practitioner) {
+                let punches = rosters.punches(&s.practitioner, from - BEFORE_MS, to + AFTER_MS).await?;
+                people.push((&s.practitioner, punches));
+            }
         }
-        Ok(out)
+        let worked = m
+            .shifts
+            .iter()
+            .map(|shift| {
+                let all = people.iter().find(|(p, _)| *p == shift.practitioner).map_or(&[][..], |(_, v)| &v[..]);
+                let punches: Vec<i64> = all
+                    .iter()
+                    .copied()
+                    .filter(|p| *p >= shift.starts_at - BEFORE_MS && *p <= shift.ends_at + AFTER_MS)
+                    .collect();
+                let standing = standing(shift.starts_at, shift.ends_at, &punches, now);
+                Worked { shift: shift.clone(), punches, standing }
+            })
+            .collect();
+        Ok((m, worked))
     }
 }
 

@@ -20,14 +20,8 @@ use crate::roster::{Conflict, Placed, Rules, ShiftKind, conflicts, minutes};
 
 const DAY_MS: i64 = 86_400_000;
 
-/// A broken rule, naming the field.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: &'static str,
-    /// A short code of the rule, for pages to word.
-    pub rule: &'static str,
-    pub detail: String,
-}
+/// A broken rule, naming the field (the clinical forms' kind: `code` names the rule).
+pub use lianyi_clinical::registry::FieldError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RosterError {
@@ -76,7 +70,7 @@ pub fn describe(c: &Conflict) -> String {
 }
 
 pub(crate) fn invalid(field: &'static str, rule: &'static str, detail: impl Into<String>) -> RosterError {
-    RosterError::Invalid(vec![FieldError { field, rule, detail: detail.into() }])
+    RosterError::Invalid(vec![FieldError { field, code: rule, detail: detail.into() }])
 }
 
 /// A shift type as a form gives it.
@@ -100,7 +94,7 @@ impl ShiftTypeForm {
         let mut errors = Vec::new();
         let mut rule = |ok: bool, field: &'static str, rule: &'static str, detail: &str| {
             if !ok {
-                errors.push(FieldError { field, rule, detail: detail.to_string() });
+                errors.push(FieldError { field, code: rule, detail: detail.to_string() });
             }
         };
         let code = self.code.trim();

@@ -101,12 +101,9 @@ async fn render(
     let mut errors = errors;
     let mut rows = Vec::new();
     if !department.is_empty() {
-        let names = match state.rosters.month(caller, &department, &month).await {
-            Ok(m) => m.members.into_iter().map(|p| (p.role, pick(t, &p.names))).collect::<Vec<_>>(),
-            Err(_) => Vec::new(),
-        };
         match state.rosters.attendance(caller, &department, &month).await {
-            Ok(worked) => {
+            Ok((m, worked)) => {
+                let names: Vec<(String, String)> = m.members.into_iter().map(|p| (p.role, pick(t, &p.names))).collect();
                 for w in worked {
                     let (standing, class) = worded(t, w.standing);
                     rows.push(Row {
@@ -188,7 +185,7 @@ async fn import(
                     let (line, what) = f.detail.split_once(": ").unwrap_or(("", f.detail.as_str()));
                     t.get("att-row-error")
                         .replace("{line}", line)
-                        .replace("{rule}", t.get(&format!("att-rule-{}", f.rule)))
+                        .replace("{rule}", t.get(&format!("att-rule-{}", f.code)))
                         .replace("{value}", what)
                 })
                 .collect();

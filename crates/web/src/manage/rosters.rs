@@ -160,7 +160,7 @@ fn name_of(t: Tr, departments: &[Department], id: &str) -> String {
 /// A broken rule or a conflict, worded.
 fn worded(t: Tr, e: &RosterError, departments: &[Department]) -> Vec<String> {
     let field = |f: &FieldError| {
-        format!("{}: {}", t.get(&format!("roster-field-{}", f.field)), t.get(&format!("roster-rule-{}", f.rule)))
+        format!("{}: {}", t.get(&format!("roster-field-{}", f.field)), t.get(&format!("roster-rule-{}", f.code)))
     };
     match e {
         RosterError::Invalid(fs) => fs.iter().map(field).collect(),
@@ -201,7 +201,7 @@ async fn render_month(
     department: Option<String>,
     month: Option<String>,
     draft: Draft,
-    errors: Vec<String>,
+    refusal: Option<RosterError>,
     done: Option<String>,
 ) -> Response {
     let t = s.t;
@@ -216,7 +216,8 @@ async fn render_month(
     };
     let (department, month) = chosen(state, &departments, department, month);
     let department = Some(department).filter(|d| !d.is_empty());
-    let mut errors = errors;
+    // A refusal is worded with the departments' names, read once for the page.
+    let mut errors = refusal.map(|e| worded(t, &e, &departments)).unwrap_or_default();
     let mut grid: Option<Month> = None;
     if let Some(d) = &department {
         match state.rosters.month(caller, d, &month).await {
@@ -314,7 +315,7 @@ async fn month_page(State(state): State<AppState>, s: Signed, Query(q): Query<Mo
     if !may_open(&s.info.caller) {
         return forbidden(s.t);
     }
-    render_month(&state, &s, q.department, q.month, Draft::default(), Vec::new(), q.done).await
+    render_month(&state, &s, q.department, q.month, Draft::default(), None, q.done).await
 }
 
 /// Puts a person on a shift (`csrf`, `department`, `month`, `role`, `day`, `shift`).
@@ -337,11 +338,7 @@ async fn assign(
             p.slots
         )),
         Err(RosterError::Forbidden(_)) => forbidden(s.t),
-        Err(e) => {
-            let departments = state.rosters.departments(&s.info.caller).await.unwrap_or_default();
-            let errors = worded(s.t, &e, &departments);
-            render_month(&state, &s, Some(department), Some(month), draft, errors, None).await
-        }
+        Err(e) => render_month(&state, &s, Some(department), Some(month), draft, Some(e), None).await,
     }
 }
 
@@ -361,11 +358,7 @@ async fn remove(
             see_other(&format!("/manage/rosters?department={}&month={}", urlencode(&department), urlencode(&month)))
         }
         Err(RosterError::Forbidden(_)) => forbidden(s.t),
-        Err(e) => {
-            let departments = state.rosters.departments(&s.info.caller).await.unwrap_or_default();
-            let errors = worded(s.t, &e, &departments);
-            render_month(&state, &s, Some(department), Some(month), Draft::default(), errors, None).await
-        }
+        Err(e) => render_month(&state, &s, Some(department), Some(month), Draft::default(), Some(e), None).await,
     }
 }
 
