@@ -31,6 +31,10 @@ pub const PRICE_ITEM_SYSTEM: &str = "urn:lianyi:price-item";
 pub const AMOUNT_URL: &str = "urn:lianyi:fhir:amount-fen";
 pub const UNIT_PRICE_URL: &str = "urn:lianyi:fhir:unit-price-fen";
 pub const CATEGORY_URL: &str = "urn:lianyi:fhir:charge-category";
+/// A high-value consumable's unique code (UDI) on its charge.
+pub const UDI_SYSTEM: &str = "urn:lianyi:sid:udi";
+/// The materials catalogue's codes.
+pub const MATERIAL_SYSTEM: &str = "urn:lianyi:material";
 const CURSOR: &str = "billing-charges";
 
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +121,10 @@ impl Charger {
         let mut cursor = None;
         let mut pause = lianyi_services::follow::Pause::new("billing");
         loop {
-            let round = self.scan(&mut cursor).await;
+            let round = match self.scan(&mut cursor).await {
+                Ok(n) => self.charge_used_units().await.map(|m| n + m),
+                Err(e) => Err(e),
+            };
             if let Err(e) = &round
                 && !pause.paused()
             {
@@ -330,6 +337,59 @@ impl Charger {
             }
         };
         Ok(org.and_then(|o| o.strip_prefix("Organization/").map(str::to_string)))
+    }
+
+    /// Charges the high-value units used on patients and not charged yet, each at
+    /// the price of its campus's list when it was used (kind `material`, the item's
+    /// code); a unit has at most one charge (found by its identifier before one is
+    /// made). Returns how many were charged.
+    pub async fn charge_used_units(&self) -> Result<usize, ChargeError> {
+        let materials = self.fhir.operations().materials();
+        let mut charged = 0;
+        for unit in materials.uncharged(100).await? {
+            if let Some(id) = self.charge_unit(&unit).await? {
+                materials.set_charge(&unit.udi, &id).await?;
+                charged += 1;
+            }
+        }
+        Ok(charged)
+    }
+
+    async fn charge_unit(&self, u: &lianyi_store::materials::Unit) -> Result<Option<String>, ChargeError> {
+        let key = format!("material-unit/{}", u.udi);
+        let wide = Caller::task(SystemTask::Billing);
+        let existing =
+            search(&self.fhir, &wide, "ChargeItem", &[("identifier", format!("{CHARGE_SYSTEM}|{key}"))]).await?;
+        if let Some(c) = existing.first() {
+            return Ok(Some(c.id.clone()));
+        }
+        let (Some(patient), Some(at)) = (u.patient.as_deref(), u.used_at) else { return Ok(None) };
+        let task = Self::task(Some(&u.campus));
+        let Some((item, unit_price)) = self.prices.price_of(&task, &u.campus, "material", &u.item, at).await? else {
+            tracing::debug!(item = %u.item, "no price for a high-value item: not charged");
+            return Ok(None);
+        };
+        let charge = json!({"resourceType": "ChargeItem", "status": "billable",
+            "identifier": [{"system": CHARGE_SYSTEM, "value": key}, {"system": UDI_SYSTEM, "value": u.udi}],
+            "code": {"coding": [{"system": PRICE_ITEM_SYSTEM, "code": item.code, "display": item.name_en}], "text": item.name_zh},
+            "subject": {"reference": format!("Patient/{patient}")},
+            "occurrenceDateTime": lianyi_clinical::scheduling::local_instant(at),
+            "quantity": {"value": 1, "unit": item.unit},
+            "costCenter": {"reference": format!("Organization/{}", u.location)},
+            "productCodeableConcept": {"coding": [{"system": MATERIAL_SYSTEM, "code": u.item}]},
+            "extension": [{"url": AMOUNT_URL, "valueInteger": unit_price.0},
+                          {"url": UNIT_PRICE_URL, "valueInteger": unit_price.0},
+                          {"url": CATEGORY_URL, "valueCode": item.category}]});
+        let response = self
+            .fhir
+            .process_bundle(
+                &task,
+                json!({"resourceType": "Bundle", "type": "transaction",
+                       "entry": [{"resource": charge, "request": {"method": "POST", "url": "ChargeItem"}}]}),
+                true,
+            )
+            .await?;
+        Ok(response["entry"][0]["response"]["location"].as_str().and_then(|l| l.split('/').nth(1)).map(str::to_string))
     }
 
     /// A patient's charges not yet paid (billable), as `caller` may read them, oldest

@@ -27,8 +27,9 @@ pub const CATEGORIES: [&str; 10] = [
 ];
 
 /// What an item prices: a registration (its `reference` the clinic type, `general` or
-/// `expert`), a drug of the catalogue, an order of the catalogue, or a service.
-pub const KINDS: [&str; 4] = ["registration", "drug", "order", "service"];
+/// `expert`), a drug of the catalogue, an order of the catalogue, a service, or a
+/// high-value consumable of the materials catalogue (charged per unit used).
+pub const KINDS: [&str; 5] = ["registration", "drug", "order", "service", "material"];
 
 /// A broken rule of the price list, naming the field.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,7 +102,7 @@ impl ItemForm {
             "1 to 32 letters, digits, '-', '_' or '.'",
         );
         rule(CATEGORIES.contains(&self.category.as_str()), "category", "choice", "one of the charge categories");
-        rule(KINDS.contains(&self.kind.as_str()), "kind", "choice", "registration, drug, order or service");
+        rule(KINDS.contains(&self.kind.as_str()), "kind", "choice", "registration, drug, order, service or material");
         let sized = |s: &str, max: usize| !s.trim().is_empty() && s.trim().chars().count() <= max;
         rule(sized(&self.name_zh, 100), "name_zh", "required", "1 to 100 characters");
         rule(sized(&self.name_en, 100), "name_en", "required", "1 to 100 characters");

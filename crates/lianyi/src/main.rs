@@ -7,7 +7,10 @@ mod collector;
 mod config;
 mod copy;
 mod demo_billing;
+mod demo_equipment;
 mod demo_imaging;
+mod demo_materials;
+mod demo_notices;
 mod demo_ops;
 mod demo_rosters;
 
@@ -1467,6 +1470,8 @@ const DEMO_USERS: &[(&str, &str, &str, &str, Option<&str>)] = &[
     ("cashier.east", "收费员 马丽", "cashier", "campus-east", None),
     ("stock.east", "药库 钱进", "stock-keeper", "campus-east", None),
     ("stock.west", "药库 冯涛", "stock-keeper", "campus-west", None),
+    ("materials.east", "物资科 刘洋", "materials-keeper", "campus-east", None),
+    ("equipment.east", "设备科 邓伟", "equipment-engineer", "campus-east", None),
     ("manager", "院长办公室 高华", "manager", "*", None),
     ("it.engineer", "信息科 罗刚", "it-engineer", "*", None),
     ("it.manager", "信息科主任 许可", "it-manager", "*", None),
@@ -1531,6 +1536,12 @@ async fn demo_prices(
         let name_en = format!("{} {}", d.en, d.strength);
         let form = item(&format!("D-{}", d.code), "western-drug", "drug", d.code, &name_zh, &name_en, unit);
         items.push((form, spread(d.code, 15, 480)));
+    }
+    for (code, zh, en, unit, kind, _, price) in demo_materials::ITEMS {
+        if kind == "high-value" {
+            let form = item(&format!("M-{code}"), "material", "material", code, zh, en, unit);
+            items.push((form, u64::try_from(price).unwrap_or(0)));
+        }
     }
     for o in lianyi_clinical::orders::catalogue() {
         let (category, low, high) = if o.category == "imaging" { ("exam", 6_000, 48_000) } else { ("lab", 500, 6_000) };
@@ -1810,6 +1821,12 @@ async fn demo_command(
     app.register_platform().await?;
     let campuses: Vec<&str> = demo::CAMPUSES.iter().map(|c| c.0).collect();
     let rostered = demo_rosters::load(&app.state().rosters, &campuses, app.state().fhir.now_ms()).await?;
+    let materials =
+        demo_materials::load(&app.state().materials, &campuses, app.state().fhir.now_ms(), "pat-0001").await?;
+    let equipment_clock = ManualClock::new(app.state().fhir.now_ms());
+    let equipment = lianyi_manage::assets::Equipment::new(app.state().fhir.with_clock(equipment_clock.clone()));
+    let registered = demo_equipment::load(&equipment, &equipment_clock, &campuses).await?;
+    let published = demo_notices::load(&app.state().notices).await?;
     let probes = demo_ops::monitoring(&app.state().monitor, &demo_caller, addr, mllp_addr).await?;
     // A first backup now, and the nightly schedule.
     let schedule = backup::Schedule {
@@ -1839,7 +1856,22 @@ async fn demo_command(
         "  Rosters: shift types at each campus; East internal medicine rostered for this month and the next ({} shifts, {} clinic Slots from its Saturday sessions, {} clock punches so far).",
         rostered.shifts, rostered.slots, rostered.punches
     );
-    println!("  Price lists: {priced} items priced at each of the 3 campuses (registration, drugs, tests, services).");
+    println!(
+        "  Materials: {} items in the catalogue, {} batches in the 3 campus warehouses (East's first gauze lot near expiry, South short of masks); East internal medicine: {} requisitions (one issued, one waiting) and a coronary stent used on pat-0001 and charged.",
+        demo_materials::ITEMS.len(),
+        materials.batches,
+        materials.requisitions
+    );
+    println!(
+        "  Equipment: {} assets registered and accepted at the 3 campuses (maintenance due, East's ultrasound calibrated again within 20 days); East internal medicine: {} repairs (one done, one just reported) and an old monitor waiting for the manager to approve its scrapping.",
+        registered.assets, registered.repairs
+    );
+    println!(
+        "  Announcements: {published} published (a group policy, an upgrade notice to East Campus, news for the nurses), with read receipts."
+    );
+    println!(
+        "  Price lists: {priced} items priced at each of the 3 campuses (registration, drugs, tests, services, high-value consumables)."
+    );
     println!(
         "  Pharmacy: a central store and an outpatient pharmacy per campus, {} batches received ({} near expiry, {} drugs below their reorder level), {} transfer in transit.",
         stocked.batches, stocked.near_expiry, stocked.low, stocked.in_transit
@@ -1911,6 +1943,13 @@ async fn demo_command(
     }
     println!();
     println!("  Price lists   http://{addr}/billing/prices (kept by managers, read by cashiers)");
+    println!("  Announcements http://{addr}/manage/notices (the manager publishes and sees who read each)");
+    println!(
+        "  Equipment     http://{addr}/manage/equipment and repairs http://{addr}/manage/repairs (equipment.east takes and finishes repairs; nurse.east reports faults; the manager approves scrapping)"
+    );
+    println!(
+        "  Materials     http://{addr}/manage/materials (materials.east keeps East Campus's warehouse and issues requisitions; nurse.east requests for East internal medicine at /manage/requisitions)"
+    );
     println!(
         "  Rosters       http://{addr}/manage/rosters (head.east keeps East internal medicine's; manager sets shift types at /manage/shift-types and imports clock records at /manage/attendance)"
     );

@@ -2,9 +2,18 @@
 //! while each campus keeps its own rules. Rosters (排班) first: each campus's shift
 //! types and rest rule, each department's monthly roster kept by its head, checked so
 //! no one is in two places at once or back on duty too soon after a night, and the
-//! doctors' clinic sessions on the roster making their outpatient Slots.
+//! doctors' clinic sessions on the roster making their outpatient Slots; materials (物资):
+//! each campus's warehouse and departments' stock, requisitions approved and issued,
+//! and the high-value units used on a patient, charged through billing; medical
+//! equipment (设备): the register, acceptance, maintenance and metrology reminders,
+//! repairs with their response times, and scrapping approved by a manager;
+//! announcements (通知公告) to an audience, with read receipts.
 #![forbid(unsafe_code)]
 
+pub mod announcements;
+pub mod assets;
 pub mod attendance;
+pub mod equipment;
+pub mod materials;
 pub mod roster;
 pub mod rosters;

@@ -371,6 +371,12 @@ impl Caller {
                 Capability::OperateIt,
                 Capability::ManageIt,
                 Capability::ManageRosters,
+                Capability::KeepMaterials,
+                Capability::RequestMaterials,
+                Capability::KeepEquipment,
+                Capability::ApproveScrapping,
+                Capability::ReportRepairs,
+                Capability::Publish,
             ],
         }
     }

@@ -34,6 +34,24 @@ pub enum Capability {
     /// Keep rosters (排班): shift types and rules of a campus (managers), a
     /// department's monthly roster (its head, or a manager of its campus).
     ManageRosters,
+    /// Keep the materials (物资管理): the catalogue, each campus warehouse's receiving,
+    /// stocktakes and reorder levels, and the departments' requisitions, approved and
+    /// issued.
+    KeepMaterials,
+    /// Request materials for one's own department, count its stock, and record the
+    /// high-value consumables used on a patient (科室申领).
+    RequestMaterials,
+    /// Keep a campus's medical equipment (设备科): the register, acceptance,
+    /// maintenance and metrology, repairs, and asking for scrapping.
+    KeepEquipment,
+    /// Approve or refuse the scrapping of equipment (报废审批).
+    ApproveScrapping,
+    /// Report a fault of one's own department's equipment (报修).
+    ReportRepairs,
+    /// Publish announcements, news and policies: managers to the group (when they
+    /// serve every campus), a campus, a department or a role; department heads to
+    /// their own department (通知公告).
+    Publish,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +64,12 @@ pub enum Role {
     Pharmacist,
     /// Keeps the pharmacy's stock (药库管理员): receiving, transfers, stocktakes.
     StockKeeper,
+    /// Keeps the materials warehouse (物资管理员): the catalogue, receiving, the
+    /// departments' requisitions.
+    MaterialsKeeper,
+    /// Keeps the medical equipment (设备科工程师): the register, acceptance,
+    /// maintenance, metrology and repairs.
+    EquipmentEngineer,
     LabTechnician,
     Radiologist,
     Cashier,
@@ -69,13 +93,15 @@ const DIRECTORY_READ: &str = "user/Organization.rs user/Location.rs user/Practit
      user/Medication.rs user/Schedule.rs user/Slot.rs user/Device.rs";
 
 impl Role {
-    pub const ALL: [Role; 15] = [
+    pub const ALL: [Role; 17] = [
         Role::Registrar,
         Role::Doctor,
         Role::DepartmentHead,
         Role::Nurse,
         Role::Pharmacist,
         Role::StockKeeper,
+        Role::MaterialsKeeper,
+        Role::EquipmentEngineer,
         Role::LabTechnician,
         Role::Radiologist,
         Role::Cashier,
@@ -95,6 +121,8 @@ impl Role {
             Role::Nurse => "nurse",
             Role::Pharmacist => "pharmacist",
             Role::StockKeeper => "stock-keeper",
+            Role::MaterialsKeeper => "materials-keeper",
+            Role::EquipmentEngineer => "equipment-engineer",
             Role::LabTechnician => "lab-technician",
             Role::Radiologist => "radiologist",
             Role::Cashier => "cashier",
@@ -138,6 +166,8 @@ impl Role {
             }
             Role::Cashier => "user/ChargeItem.cru user/Invoice.cru user/Account.cru",
             Role::StockKeeper
+            | Role::MaterialsKeeper
+            | Role::EquipmentEngineer
             | Role::Manager
             | Role::ItEngineer
             | Role::ItManager
@@ -160,7 +190,7 @@ impl Role {
                 format!("{CLINICAL_READ} {DIRECTORY_READ}")
             }
             // The drug catalogue and the directory; no patient's record.
-            Role::StockKeeper => DIRECTORY_READ.to_string(),
+            Role::StockKeeper | Role::MaterialsKeeper | Role::EquipmentEngineer => DIRECTORY_READ.to_string(),
             Role::ItEngineer | Role::ItManager => {
                 "user/Device.rs user/Subscription.rs user/Organization.rs user/Location.rs".to_string()
             }
@@ -174,14 +204,32 @@ impl Role {
 
     pub fn capabilities(self) -> &'static [Capability] {
         match self {
-            Role::Doctor | Role::Nurse => &[Capability::BreakTheGlass],
-            Role::DepartmentHead => &[Capability::BreakTheGlass, Capability::ViewReports, Capability::ManageRosters],
-            Role::Manager => &[Capability::ViewReports, Capability::ManagePrices, Capability::ManageRosters],
+            Role::Doctor | Role::Nurse => {
+                &[Capability::BreakTheGlass, Capability::RequestMaterials, Capability::ReportRepairs]
+            }
+            Role::DepartmentHead => &[
+                Capability::BreakTheGlass,
+                Capability::ViewReports,
+                Capability::ManageRosters,
+                Capability::RequestMaterials,
+                Capability::ReportRepairs,
+                Capability::Publish,
+            ],
+            Role::LabTechnician | Role::Radiologist => &[Capability::ReportRepairs],
+            Role::Manager => &[
+                Capability::ViewReports,
+                Capability::ManagePrices,
+                Capability::ManageRosters,
+                Capability::ApproveScrapping,
+                Capability::Publish,
+            ],
             Role::Administrator => &[Capability::AdministerUsers, Capability::ManageIntegration],
             Role::ItEngineer => &[Capability::ManageIntegration, Capability::OperateIt],
             Role::ItManager => &[Capability::ManageIntegration, Capability::OperateIt, Capability::ManageIt],
             Role::PrivacyOfficer => &[Capability::ReviewAudit],
             Role::StockKeeper => &[Capability::KeepStock],
+            Role::MaterialsKeeper => &[Capability::KeepMaterials],
+            Role::EquipmentEngineer => &[Capability::KeepEquipment],
             _ => &[],
         }
     }
@@ -207,6 +255,10 @@ mod tests {
         assert!(Role::Registrar.scopes().allows("Patient", Perm::Create));
         assert!(!Role::StockKeeper.scopes().allows("Patient", Perm::Read), "stock keepers read no record");
         assert!(Role::StockKeeper.capabilities().contains(&Capability::KeepStock));
+        assert!(!Role::MaterialsKeeper.scopes().allows("Patient", Perm::Read), "the warehouse reads no record");
+        assert!(!Role::MaterialsKeeper.capabilities().contains(&Capability::RequestMaterials));
+        assert!(!Role::EquipmentEngineer.scopes().allows("Patient", Perm::Read), "engineers read no record");
+        assert!(!Role::EquipmentEngineer.capabilities().contains(&Capability::ApproveScrapping));
         assert!(!Role::Doctor.scopes().allows("Patient", Perm::Delete), "nobody deletes patients through a role");
     }
 }

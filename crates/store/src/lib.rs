@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod announcements;
 pub mod audit;
 pub mod backup;
 pub mod break_glass;
@@ -17,10 +18,12 @@ pub mod cmdb;
 pub mod copy;
 mod counters;
 pub mod desk;
+pub mod equipment;
 mod failover;
 pub mod faults;
 pub mod imaging;
 pub mod kb;
+pub mod materials;
 pub mod messages;
 mod migrate;
 pub mod monitor;

@@ -252,6 +252,24 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0040_attendance.sql"),
         postgres: include_str!("../migrations/postgres/0040_attendance.sql"),
     },
+    Migration {
+        version: 41,
+        name: "materials",
+        sqlite: include_str!("../migrations/sqlite/0041_materials.sql"),
+        postgres: include_str!("../migrations/postgres/0041_materials.sql"),
+    },
+    Migration {
+        version: 42,
+        name: "equipment",
+        sqlite: include_str!("../migrations/sqlite/0042_equipment.sql"),
+        postgres: include_str!("../migrations/postgres/0042_equipment.sql"),
+    },
+    Migration {
+        version: 43,
+        name: "announcements",
+        sqlite: include_str!("../migrations/sqlite/0043_announcements.sql"),
+        postgres: include_str!("../migrations/postgres/0043_announcements.sql"),
+    },
 ];
 
 /// The schema version this build's migrations end at.

@@ -71,6 +71,22 @@ impl Operations {
         crate::rosters::Rosters(self.0.clone())
     }
 
+    /// Announcements and their read receipts: see [`crate::announcements`].
+    pub fn announcements(&self) -> crate::announcements::Announcements {
+        crate::announcements::Announcements(self.0.clone())
+    }
+
+    /// The equipment register, its events and repairs: see [`crate::equipment`].
+    pub fn equipment(&self) -> crate::equipment::Equipment {
+        crate::equipment::Equipment(self.0.clone())
+    }
+
+    /// The materials' catalogue, stock, requisitions and high-value units: see
+    /// [`crate::materials`].
+    pub fn materials(&self) -> crate::materials::Materials {
+        crate::materials::Materials(self.0.clone())
+    }
+
     /// The pharmacy's stock and queue: see [`crate::pharmacy`].
     pub fn pharmacy(&self) -> crate::pharmacy::Pharmacy {
         crate::pharmacy::Pharmacy(self.0.clone())

@@ -189,6 +189,12 @@ pub struct AppState {
     pub imaging: lianyi_imaging::Imaging,
     /// Rosters (排班): shift types, rules and each department's month.
     pub rosters: lianyi_manage::rosters::Rosters,
+    /// Materials (物资): catalogue, stock, requisitions, high-value units.
+    pub materials: lianyi_manage::materials::Materials,
+    /// Medical equipment (设备): register, lifecycle, repairs.
+    pub equipment: lianyi_manage::assets::Equipment,
+    /// Announcements with their audience and read receipts.
+    pub notices: lianyi_manage::announcements::Notices,
     /// Each area's pages in the navigation, in order ([`routes::NAV`]).
     nav: &'static [&'static [ui::shell::NavLink]],
 }
@@ -309,6 +315,9 @@ impl App {
         let imaging = lianyi_imaging::Imaging::new(fhir.clone(), config.imaging_dir.clone())
             .map_err(|e| AppError::Imaging(e.to_string()))?;
         let rosters = lianyi_manage::rosters::Rosters::new(fhir.clone());
+        let materials = lianyi_manage::materials::Materials::new(fhir.clone());
+        let equipment = lianyi_manage::assets::Equipment::new(fhir.clone());
+        let notices = lianyi_manage::announcements::Notices::new(fhir.clone());
         let critical = lianyi_clinical::critical::CriticalValues::new(
             fhir.clone(),
             config.critical_escalation_minutes.max(1) * 60_000,
@@ -348,6 +357,9 @@ impl App {
                 results,
                 imaging,
                 rosters,
+                materials,
+                equipment,
+                notices,
                 nav: routes::NAV,
             },
         })

@@ -349,14 +349,15 @@ async fn chromium_a_department_head_builds_next_months_roster() {
             }
         };
         put(night, "N").await;
-        d.find("#roster-done").await;
+        d.wait_url("done=0").await;
         put(day, "D").await;
         assert!(d.text("#roster-errors").await.contains(refused));
         d.check(true).await;
         d.screenshot("manage", &format!("roster-conflict-{lang}")).await;
         put(next_day, "D").await;
-        d.find("#roster-done").await;
+        d.wait_url("done=0").await;
         put(clinic, "C").await;
+        d.wait_url("done=7").await;
         assert!(d.text("#roster-done").await.contains('7'), "seven Slots from the session");
         d.check(true).await;
         d.screenshot("manage", &format!("roster-{lang}")).await;

@@ -1,18 +1,42 @@
-//! Management (管理): rosters first — each department's monthly roster, and each
-//! campus's shift types and rest rule.
+//! Management (管理): rosters — each department's monthly roster, each campus's shift
+//! types and rest rule, attendance — and materials (物资): stock, requisitions and
+//! the catalogue — equipment (设备): the register and repairs — and announcements.
 
 mod attendance;
+mod equipment;
+mod materials;
+mod notices;
 mod rosters;
 
 use crate::ui::shell::{NavLink, Place};
 
 pub(crate) fn router() -> axum::Router<crate::AppState> {
-    rosters::router().merge(attendance::router())
+    rosters::router()
+        .merge(attendance::router())
+        .merge(materials::router())
+        .merge(equipment::router())
+        .merge(notices::router())
 }
 
 /// The management pages in the navigation.
 pub(crate) const NAV: &[NavLink] = &[
+    NavLink { href: "/manage/notices", text: "nav-notices", place: Place::Bar, shown: notices::may_read },
     NavLink { href: "/manage/rosters", text: "nav-rosters", place: Place::Bar, shown: rosters::may_open },
     NavLink { href: "/manage/attendance", text: "nav-attendance", place: Place::Bar, shown: rosters::may_keep_types },
     NavLink { href: "/manage/shift-types", text: "nav-shift-types", place: Place::Bar, shown: rosters::may_keep_types },
+    NavLink { href: "/manage/materials", text: "nav-materials", place: Place::Bar, shown: materials::may_requisition },
+    NavLink {
+        href: "/manage/requisitions",
+        text: "nav-requisitions",
+        place: Place::Bar,
+        shown: materials::may_requisition,
+    },
+    NavLink {
+        href: "/manage/materials/items",
+        text: "nav-material-items",
+        place: Place::Bar,
+        shown: materials::may_keep,
+    },
+    NavLink { href: "/manage/equipment", text: "nav-equipment", place: Place::Bar, shown: equipment::may_see_register },
+    NavLink { href: "/manage/repairs", text: "nav-repairs", place: Place::Bar, shown: equipment::may_repairs },
 ];
