@@ -13,6 +13,7 @@ mod demo_materials;
 mod demo_notices;
 mod demo_ops;
 mod demo_rosters;
+mod demo_staff;
 
 /// mimalloc: glibc's malloc took a third of the server's CPU under many small,
 /// short-lived allocations across threads (measured: BENCHMARKS.md, MLLP ingest).
@@ -1472,6 +1473,7 @@ const DEMO_USERS: &[(&str, &str, &str, &str, Option<&str>)] = &[
     ("stock.west", "药库 冯涛", "stock-keeper", "campus-west", None),
     ("materials.east", "物资科 刘洋", "materials-keeper", "campus-east", None),
     ("equipment.east", "设备科 邓伟", "equipment-engineer", "campus-east", None),
+    ("hr", "人事处 韩梅", "human-resources", "*", None),
     ("manager", "院长办公室 高华", "manager", "*", None),
     ("it.engineer", "信息科 罗刚", "it-engineer", "*", None),
     ("it.manager", "信息科主任 许可", "it-manager", "*", None),
@@ -1827,6 +1829,7 @@ async fn demo_command(
     let equipment = lianyi_manage::assets::Equipment::new(app.state().fhir.with_clock(equipment_clock.clone()));
     let registered = demo_equipment::load(&equipment, &equipment_clock, &campuses).await?;
     let published = demo_notices::load(&app.state().notices).await?;
+    let licences = demo_staff::load(&app.state().staff, app.state().fhir.now_ms()).await?;
     let probes = demo_ops::monitoring(&app.state().monitor, &demo_caller, addr, mllp_addr).await?;
     // A first backup now, and the nightly schedule.
     let schedule = backup::Schedule {
@@ -1865,6 +1868,9 @@ async fn demo_command(
     println!(
         "  Equipment: {} assets registered and accepted at the 3 campuses (maintenance due, East's ultrasound calibrated again within 20 days); East internal medicine: {} repairs (one done, one just reported) and an old monitor waiting for the manager to approve its scrapping.",
         registered.assets, registered.repairs
+    );
+    println!(
+        "  Staff: the department tree of the 3 campuses; {licences} licences (one expiring this month, one lapsed) for the reminders."
     );
     println!(
         "  Announcements: {published} published (a group policy, an upgrade notice to East Campus, news for the nurses), with read receipts."
@@ -1943,6 +1949,7 @@ async fn demo_command(
     }
     println!();
     println!("  Price lists   http://{addr}/billing/prices (kept by managers, read by cashiers)");
+    println!("  Staff         http://{addr}/manage/staff (hr keeps titles, practising campuses and licences)");
     println!("  Announcements http://{addr}/manage/notices (the manager publishes and sees who read each)");
     println!(
         "  Equipment     http://{addr}/manage/equipment and repairs http://{addr}/manage/repairs (equipment.east takes and finishes repairs; nurse.east reports faults; the manager approves scrapping)"

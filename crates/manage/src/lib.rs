@@ -7,7 +7,8 @@
 //! and the high-value units used on a patient, charged through billing; medical
 //! equipment (设备): the register, acceptance, maintenance and metrology reminders,
 //! repairs with their response times, and scrapping approved by a manager;
-//! announcements (通知公告) to an audience, with read receipts.
+//! announcements (通知公告) to an audience, with read receipts; staff (人事): the
+//! department tree, titles, practising campuses and licences with expiry reminders.
 #![forbid(unsafe_code)]
 
 pub mod announcements;
@@ -17,3 +18,4 @@ pub mod equipment;
 pub mod materials;
 pub mod roster;
 pub mod rosters;
+pub mod staff;

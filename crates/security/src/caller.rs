@@ -377,6 +377,7 @@ impl Caller {
                 Capability::ApproveScrapping,
                 Capability::ReportRepairs,
                 Capability::Publish,
+                Capability::KeepStaff,
             ],
         }
     }

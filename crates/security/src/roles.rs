@@ -52,6 +52,9 @@ pub enum Capability {
     /// serve every campus), a campus, a department or a role; department heads to
     /// their own department (通知公告).
     Publish,
+    /// Keep staff records (人事): titles, practising campuses, licences and their
+    /// expiry reminders.
+    KeepStaff,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +73,8 @@ pub enum Role {
     /// Keeps the medical equipment (设备科工程师): the register, acceptance,
     /// maintenance, metrology and repairs.
     EquipmentEngineer,
+    /// Keeps staff records (人事专员): titles, licences, practising campuses.
+    HumanResources,
     LabTechnician,
     Radiologist,
     Cashier,
@@ -93,7 +98,7 @@ const DIRECTORY_READ: &str = "user/Organization.rs user/Location.rs user/Practit
      user/Medication.rs user/Schedule.rs user/Slot.rs user/Device.rs";
 
 impl Role {
-    pub const ALL: [Role; 17] = [
+    pub const ALL: [Role; 18] = [
         Role::Registrar,
         Role::Doctor,
         Role::DepartmentHead,
@@ -102,6 +107,7 @@ impl Role {
         Role::StockKeeper,
         Role::MaterialsKeeper,
         Role::EquipmentEngineer,
+        Role::HumanResources,
         Role::LabTechnician,
         Role::Radiologist,
         Role::Cashier,
@@ -123,6 +129,7 @@ impl Role {
             Role::StockKeeper => "stock-keeper",
             Role::MaterialsKeeper => "materials-keeper",
             Role::EquipmentEngineer => "equipment-engineer",
+            Role::HumanResources => "human-resources",
             Role::LabTechnician => "lab-technician",
             Role::Radiologist => "radiologist",
             Role::Cashier => "cashier",
@@ -165,6 +172,8 @@ impl Role {
                 "user/ImagingStudy.cru user/DiagnosticReport.cru user/Observation.cru user/ServiceRequest.u"
             }
             Role::Cashier => "user/ChargeItem.cru user/Invoice.cru user/Account.cru",
+            // A title set by HR is written to the person's Practitioner.
+            Role::HumanResources => "user/Practitioner.cru user/PractitionerRole.cru",
             Role::StockKeeper
             | Role::MaterialsKeeper
             | Role::EquipmentEngineer
@@ -190,7 +199,9 @@ impl Role {
                 format!("{CLINICAL_READ} {DIRECTORY_READ}")
             }
             // The drug catalogue and the directory; no patient's record.
-            Role::StockKeeper | Role::MaterialsKeeper | Role::EquipmentEngineer => DIRECTORY_READ.to_string(),
+            Role::StockKeeper | Role::MaterialsKeeper | Role::EquipmentEngineer | Role::HumanResources => {
+                DIRECTORY_READ.to_string()
+            }
             Role::ItEngineer | Role::ItManager => {
                 "user/Device.rs user/Subscription.rs user/Organization.rs user/Location.rs".to_string()
             }
@@ -230,6 +241,7 @@ impl Role {
             Role::StockKeeper => &[Capability::KeepStock],
             Role::MaterialsKeeper => &[Capability::KeepMaterials],
             Role::EquipmentEngineer => &[Capability::KeepEquipment],
+            Role::HumanResources => &[Capability::KeepStaff],
             _ => &[],
         }
     }
@@ -259,6 +271,8 @@ mod tests {
         assert!(!Role::MaterialsKeeper.capabilities().contains(&Capability::RequestMaterials));
         assert!(!Role::EquipmentEngineer.scopes().allows("Patient", Perm::Read), "engineers read no record");
         assert!(!Role::EquipmentEngineer.capabilities().contains(&Capability::ApproveScrapping));
+        assert!(!Role::HumanResources.scopes().allows("Patient", Perm::Read), "HR reads no record");
+        assert!(Role::HumanResources.scopes().allows("Practitioner", Perm::Update));
         assert!(!Role::Doctor.scopes().allows("Patient", Perm::Delete), "nobody deletes patients through a role");
     }
 }

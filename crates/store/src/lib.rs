@@ -39,6 +39,7 @@ pub mod rosters;
 mod scope;
 mod search;
 mod sql;
+pub mod staff;
 pub mod standby;
 #[cfg(feature = "testing")]
 pub mod testing;

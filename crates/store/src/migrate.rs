@@ -270,6 +270,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0043_announcements.sql"),
         postgres: include_str!("../migrations/postgres/0043_announcements.sql"),
     },
+    Migration {
+        version: 44,
+        name: "staff",
+        sqlite: include_str!("../migrations/sqlite/0044_staff.sql"),
+        postgres: include_str!("../migrations/postgres/0044_staff.sql"),
+    },
 ];
 
 /// The schema version this build's migrations end at.

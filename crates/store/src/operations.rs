@@ -71,6 +71,11 @@ impl Operations {
         crate::rosters::Rosters(self.0.clone())
     }
 
+    /// Staff records and licences: see [`crate::staff`].
+    pub fn staff(&self) -> crate::staff::Staff {
+        crate::staff::Staff(self.0.clone())
+    }
+
     /// Announcements and their read receipts: see [`crate::announcements`].
     pub fn announcements(&self) -> crate::announcements::Announcements {
         crate::announcements::Announcements(self.0.clone())

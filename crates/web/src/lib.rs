@@ -195,6 +195,8 @@ pub struct AppState {
     pub equipment: lianyi_manage::assets::Equipment,
     /// Announcements with their audience and read receipts.
     pub notices: lianyi_manage::announcements::Notices,
+    /// Staff (人事): department tree, titles, licences.
+    pub staff: lianyi_manage::staff::StaffService,
     /// Each area's pages in the navigation, in order ([`routes::NAV`]).
     nav: &'static [&'static [ui::shell::NavLink]],
 }
@@ -318,6 +320,7 @@ impl App {
         let materials = lianyi_manage::materials::Materials::new(fhir.clone());
         let equipment = lianyi_manage::assets::Equipment::new(fhir.clone());
         let notices = lianyi_manage::announcements::Notices::new(fhir.clone());
+        let staff = lianyi_manage::staff::StaffService::new(fhir.clone());
         let critical = lianyi_clinical::critical::CriticalValues::new(
             fhir.clone(),
             config.critical_escalation_minutes.max(1) * 60_000,
@@ -360,6 +363,7 @@ impl App {
                 materials,
                 equipment,
                 notices,
+                staff,
                 nav: routes::NAV,
             },
         })

@@ -212,7 +212,8 @@ async fn a_broken_ultrasound_is_reported_repaired_and_its_times_recorded() {
     assert_eq!(pm_of(&register, id), None, "scrapped");
     clock.set(MONDAY_0900 + 93 * DAY);
     assert_eq!(pm_of(&equipment.register_of(&system, "campus-east").await.unwrap(), us2), Some(Due::Overdue(3)));
-    let (mut fresh, fresh_token) = logged_in(&app, &clock, "eng2.east", "equipment-engineer", "campus-east", None).await;
+    let (mut fresh, fresh_token) =
+        logged_in(&app, &clock, "eng2.east", "equipment-engineer", "campus-east", None).await;
     let (_, _, page) = fresh.get("/manage/equipment?campus=campus-east").await;
     assert!(page.contains("id=\"eq-reminders\""));
     post(&mut fresh, &format!("/manage/equipment/{us2}/pm"), &fresh_token, &[]).await;

@@ -34,4 +34,5 @@ mod rest;
 mod results;
 mod rosters;
 mod search;
+mod staff;
 mod standby;

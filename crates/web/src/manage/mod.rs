@@ -1,12 +1,14 @@
 //! Management (管理): rosters — each department's monthly roster, each campus's shift
 //! types and rest rule, attendance — and materials (物资): stock, requisitions and
-//! the catalogue — equipment (设备): the register and repairs — and announcements.
+//! the catalogue — equipment (设备): the register and repairs — announcements, and
+//! staff (人事).
 
 mod attendance;
 mod equipment;
 mod materials;
 mod notices;
 mod rosters;
+mod staff;
 
 use crate::ui::shell::{NavLink, Place};
 
@@ -16,12 +18,14 @@ pub(crate) fn router() -> axum::Router<crate::AppState> {
         .merge(materials::router())
         .merge(equipment::router())
         .merge(notices::router())
+        .merge(staff::router())
 }
 
 /// The management pages in the navigation.
 pub(crate) const NAV: &[NavLink] = &[
     NavLink { href: "/manage/notices", text: "nav-notices", place: Place::Bar, shown: notices::may_read },
     NavLink { href: "/manage/rosters", text: "nav-rosters", place: Place::Bar, shown: rosters::may_open },
+    NavLink { href: "/manage/staff", text: "nav-staff", place: Place::Bar, shown: staff::may_keep },
     NavLink { href: "/manage/attendance", text: "nav-attendance", place: Place::Bar, shown: rosters::may_keep_types },
     NavLink { href: "/manage/shift-types", text: "nav-shift-types", place: Place::Bar, shown: rosters::may_keep_types },
     NavLink { href: "/manage/materials", text: "nav-materials", place: Place::Bar, shown: materials::may_requisition },
