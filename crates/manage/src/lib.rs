@@ -16,6 +16,7 @@ pub mod assets;
 pub mod attendance;
 pub mod equipment;
 pub mod materials;
+pub mod performance;
 pub mod roster;
 pub mod rosters;
 pub mod staff;
