@@ -207,9 +207,8 @@ impl Notices {
             ..Default::default()
         };
         let id = self.fhir.operations().announcements().publish(&a).await?;
-        let mut e = caller.entry(self.fhir.now_ms(), "announcement-publish", "success");
-        e.detail = Some(format!("announcement {id} to {audience}"));
-        self.fhir.audit_log().record(vec![e]).await.map_err(|e| NoticeError::Audit(e.to_string()))?;
+        let detail = format!("announcement {id} to {audience}");
+        crate::common::audit(&self.fhir, caller, "announcement-publish", detail).await.map_err(NoticeError::Audit)?;
         Ok(id)
     }
 

@@ -128,9 +128,7 @@ impl Equipment {
     }
 
     async fn audit(&self, caller: &Caller, action: &str, detail: String) -> Result<(), EquipmentError> {
-        let mut e = caller.entry(self.fhir.now_ms(), action, "success");
-        e.detail = Some(detail);
-        self.fhir.audit_log().record(vec![e]).await.map_err(|e| EquipmentError::Audit(e.to_string()))
+        crate::common::audit(&self.fhir, caller, action, detail).await.map_err(EquipmentError::Audit)
     }
 
     fn done(&self, caller: &Caller, note: Option<String>) -> Done {
@@ -143,8 +141,7 @@ impl Equipment {
     }
 
     fn may_read(caller: &Caller, campus: &str) -> Result<(), EquipmentError> {
-        let staff = caller.is_authenticated() && caller.access().patient().is_none();
-        if staff && caller.access().all_campuses().contains(campus) {
+        if crate::common::staff_at(caller, campus) {
             Ok(())
         } else {
             Err(EquipmentError::Forbidden("a campus's equipment is read by its staff"))

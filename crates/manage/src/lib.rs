@@ -14,6 +14,7 @@
 pub mod announcements;
 pub mod assets;
 pub mod attendance;
+mod common;
 pub mod equipment;
 pub mod materials;
 pub mod performance;

@@ -236,9 +236,7 @@ impl Materials {
     }
 
     async fn audit(&self, caller: &Caller, action: &str, detail: String) -> Result<(), MaterialsError> {
-        let mut e = caller.entry(self.fhir.now_ms(), action, "success");
-        e.detail = Some(detail);
-        self.fhir.audit_log().record(vec![e]).await.map_err(|e| MaterialsError::Audit(e.to_string()))
+        crate::common::audit(&self.fhir, caller, action, detail).await.map_err(MaterialsError::Audit)
     }
 
     fn stamp(&self, caller: &Caller, reference: Option<String>, reason: Option<String>) -> Stamp {
@@ -251,8 +249,7 @@ impl Materials {
     }
 
     fn may_read(caller: &Caller, campus: &str) -> Result<(), MaterialsError> {
-        let staff = caller.is_authenticated() && caller.access().patient().is_none();
-        if staff && caller.access().all_campuses().contains(campus) {
+        if crate::common::staff_at(caller, campus) {
             Ok(())
         } else {
             Err(MaterialsError::Forbidden("a campus's materials are read by its staff"))

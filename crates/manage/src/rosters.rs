@@ -209,14 +209,11 @@ impl Rosters {
     }
 
     pub(crate) async fn audit(&self, caller: &Caller, action: &str, detail: String) -> Result<(), RosterError> {
-        let mut e = caller.entry(self.fhir.now_ms(), action, "success");
-        e.detail = Some(detail);
-        self.fhir.audit_log().record(vec![e]).await.map_err(|e| RosterError::Audit(e.to_string()))
+        crate::common::audit(&self.fhir, caller, action, detail).await.map_err(RosterError::Audit)
     }
 
     pub(crate) fn may_read(caller: &Caller, campus: &str) -> Result<(), RosterError> {
-        let staff = caller.is_authenticated() && caller.access().patient().is_none();
-        if staff && caller.access().all_campuses().contains(campus) {
+        if crate::common::staff_at(caller, campus) {
             Ok(())
         } else {
             Err(RosterError::Forbidden("a campus's rosters are read by its staff"))

@@ -210,9 +210,7 @@ impl StaffService {
     }
 
     async fn audit(&self, caller: &Caller, action: &str, detail: String) -> Result<(), StaffError> {
-        let mut e = caller.entry(self.fhir.now_ms(), action, "success");
-        e.detail = Some(detail);
-        self.fhir.audit_log().record(vec![e]).await.map_err(|e| StaffError::Audit(e.to_string()))
+        crate::common::audit(&self.fhir, caller, action, detail).await.map_err(StaffError::Audit)
     }
 
     async fn search(

@@ -303,6 +303,42 @@ impl Driver {
         secret
     }
 
+    /// Sets a form field's value the way a picker would (date, month and select
+    /// inputs read typed text in the browser's locale).
+    pub(crate) async fn set_value(&self, css: &str, value: &str) {
+        let script = "document.querySelector(arguments[0]).value = arguments[1]; return true;";
+        self.cmd(reqwest::Method::POST, "/execute/sync", json!({"script": script, "args": [css, value]})).await;
+    }
+
+    /// Logs in `user` (made by [`crate::helpers::account`]) for a walk: enrolling its
+    /// authenticator the first time (the secret kept in `secrets`), with that secret
+    /// after; the clock moves on 31 s first, so a code is never used twice.
+    pub(crate) async fn walk_log_in(
+        &self,
+        site: &str,
+        user: &str,
+        secrets: &mut Vec<(String, Vec<u8>)>,
+        clock: &ManualClock,
+    ) {
+        clock.advance(31_000);
+        match secrets.iter().find(|(u, _)| u == user) {
+            Some((_, secret)) => self.log_in_again(site, user, "initial-Pass-2026", secret, clock).await,
+            None => {
+                let secret = self.log_in(site, user, "initial-Pass-2026", clock).await;
+                secrets.push((user.to_string(), secret));
+            }
+        }
+    }
+
+    /// Switches the page to English when `lang` is `en` and it is not yet, waiting for
+    /// `heading` to show.
+    pub(crate) async fn in_language(&self, lang: &str, heading: &str) {
+        if lang == "en" && self.text("#lang-switch").await.contains("English") {
+            self.click("#lang-switch").await;
+            self.wait_text(heading, 5).await;
+        }
+    }
+
     /// Logs in an account enrolled before, with the code of its authenticator's
     /// `secret` (a code is accepted once: the clock must have moved on 30 s since).
     pub(crate) async fn log_in_again(

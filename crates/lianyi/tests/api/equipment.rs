@@ -10,21 +10,15 @@ use lianyi_manage::assets::{AssetForm, Equipment};
 use lianyi_manage::equipment::Due;
 use lianyi_security::{Caller, ManualClock};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{TestApp, spawn_app_clocked};
+use crate::helpers::{TestApp, put_resource as put, spawn_app_clocked};
 use crate::pages::{between, logged_in};
 
 /// Monday 7 December 2026, 09:00 in Beijing.
 const MONDAY_0900: i64 = 1_796_605_200_000;
 const MINUTE: i64 = 60_000;
 const DAY: i64 = 86_400_000;
-
-async fn put(client: &reqwest::Client, app: &TestApp, v: Value) {
-    let url = app.url(&format!("/fhir/{}/{}", v["resourceType"].as_str().unwrap(), v["id"].as_str().unwrap()));
-    let r = client.put(url).header("content-type", "application/fhir+json").body(v.to_string()).send().await.unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-}
 
 /// East Campus, its ultrasound department and a sonographer of it (user `sono.east`).
 async fn directory(app: &TestApp) {
@@ -255,37 +249,19 @@ async fn chromium_a_department_reports_a_broken_ultrasound_and_the_engineer_repa
     let id = equipment.register(&system, &form).await.unwrap();
     equipment.accept(&system, id, "").await.unwrap();
     for (name, role) in [("sono.east", "doctor"), ("eng.east", "equipment-engineer")] {
-        let user = lianyi_security::users::NewUser {
-            username: name.into(),
-            display_name: name.into(),
-            password: "initial-Pass-2026".into(),
-            grants: vec![(role.into(), "campus-east".into())],
-            patient: None,
-            must_change_password: false,
-        };
-        app.users.add_user(&system, user).await.unwrap();
+        crate::helpers::account(&app, name, role, "campus-east").await;
     }
     let d = crate::browser::Driver::start().await;
-    let mut secrets: Vec<Vec<u8>> = Vec::new();
-    for (round, (lang, fault, response)) in
+    let mut secrets = Vec::new();
+    for (lang, fault, response) in
         [("zh", "探头无图像", "响应时间 0 小时 7 分钟"), ("en", "No image from the probe", "response time 0 h 7 min")]
-            .into_iter()
-            .enumerate()
     {
-        for (n, user) in ["sono.east", "eng.east"].into_iter().enumerate() {
-            clock.advance(31_000);
-            if round == 0 {
-                secrets.push(d.log_in(&app.base, user, "initial-Pass-2026", &clock).await);
-            } else {
-                d.log_in_again(&app.base, user, "initial-Pass-2026", &secrets[n], &clock).await;
-            }
+        for user in ["sono.east", "eng.east"] {
+            d.walk_log_in(&app.base, user, &mut secrets, &clock).await;
             d.open_menu().await;
             d.click("a[href='/manage/repairs']").await;
             d.wait_url("/manage/repairs").await;
-            if lang == "en" && d.text("#lang-switch").await.contains("English") {
-                d.click("#lang-switch").await;
-                d.wait_text("Equipment repairs", 5).await;
-            }
+            d.in_language(lang, "Equipment repairs").await;
             d.check(true).await;
             if user == "sono.east" {
                 d.fill("#rep-fault", fault).await;

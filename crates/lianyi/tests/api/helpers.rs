@@ -262,3 +262,28 @@ pub async fn outcome(r: Response) -> (String, String, String) {
         i["diagnostics"].as_str().unwrap_or_default().to_string(),
     )
 }
+
+/// PUTs a resource (its type and id from the body) with `client`; the write must
+/// succeed.
+pub async fn put_resource(client: &Client, app: &TestApp, v: Value) {
+    let url = app.url(&format!("/fhir/{}/{}", v["resourceType"].as_str().unwrap(), v["id"].as_str().unwrap()));
+    let r = client.put(url).header("content-type", "application/fhir+json").body(v.to_string()).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+}
+
+/// Adds an account with one role at `campus` (or `*`) and the walks' first password,
+/// which it need not change.
+pub async fn account(app: &TestApp, name: &str, role: &str, campus: &str) {
+    let user = lianyi_security::users::NewUser {
+        username: name.into(),
+        display_name: name.into(),
+        password: "initial-Pass-2026".into(),
+        grants: vec![(role.into(), campus.into())],
+        patient: None,
+        must_change_password: false,
+    };
+    app.users
+        .add_user(&lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("test".into())), user)
+        .await
+        .unwrap();
+}

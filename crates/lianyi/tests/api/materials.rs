@@ -11,19 +11,13 @@ use lianyi_manage::materials::{Materials, MaterialsError, ReceiptForm, RequestFo
 use lianyi_security::{Caller, ManualClock};
 use lianyi_store::materials::WAREHOUSE;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{TestApp, spawn_app_clocked};
+use crate::helpers::{TestApp, put_resource as put, spawn_app_clocked};
 use crate::pages::logged_in;
 
 /// Monday 7 December 2026, 09:00 in Beijing.
 const MONDAY_0900: i64 = 1_796_605_200_000;
-
-async fn put(client: &reqwest::Client, app: &TestApp, v: Value) {
-    let url = app.url(&format!("/fhir/{}/{}", v["resourceType"].as_str().unwrap(), v["id"].as_str().unwrap()));
-    let r = client.put(url).header("content-type", "application/fhir+json").body(v.to_string()).send().await.unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-}
 
 /// East Campus with its internal medicine ward, a nurse of the ward (user `nurse.im`),
 /// a patient, and the price of a coronary stent.
@@ -388,12 +382,6 @@ async fn two_issues_of_the_last_boxes_at_once_leave_exactly_one() {
     assert!(matches!(e, MaterialsError::Invalid(ref f) if f[0].field == "counted"), "{e}");
 }
 
-/// Sets a form field's value the way a picker would.
-async fn set(d: &crate::browser::Driver, css: &str, value: &str) {
-    let script = "document.querySelector(arguments[0]).value = arguments[1]; return true;";
-    d.cmd(reqwest::Method::POST, "/execute/sync", json!({"script": script, "args": [css, value]})).await;
-}
-
 /// The walk in a real Chromium, in Chinese then English: the ward's nurse asks for
 /// more gauze than the warehouse holds and is told so, then asks for what it holds;
 /// the materials keeper approves and issues; the stock page shows it in the ward.
@@ -404,50 +392,30 @@ async fn chromium_a_ward_requests_materials_and_the_warehouse_issues_them() {
     directory(&app).await;
     let (mut keeper, token) = logged_in(&app, &clock, "keeper.east", "materials-keeper", "campus-east", None).await;
     stock_up(&mut keeper, &token).await;
-    let system = Caller::task(lianyi_security::SystemTask::Operator("test".into()));
     for (name, role) in [("nurse.im", "nurse"), ("keeper.walk", "materials-keeper")] {
-        let user = lianyi_security::users::NewUser {
-            username: name.into(),
-            display_name: name.into(),
-            password: "initial-Pass-2026".into(),
-            grants: vec![(role.into(), "campus-east".into())],
-            patient: None,
-            must_change_password: false,
-        };
-        app.users.add_user(&system, user).await.unwrap();
+        crate::helpers::account(&app, name, role, "campus-east").await;
     }
     let d = crate::browser::Driver::start().await;
-    let mut secrets: Vec<Vec<u8>> = Vec::new();
-    for (round, (lang, too_many, issued, ward_gauze)) in
+    let mut secrets = Vec::new();
+    for (lang, too_many, issued, ward_gauze) in
         [("zh", "库房仅有", "已发放", "20 包"), ("en", "the warehouse holds only", "was issued", "30 包")]
-            .into_iter()
-            .enumerate()
     {
-        for (n, user) in ["nurse.im", "keeper.walk"].into_iter().enumerate() {
-            clock.advance(31_000);
-            if round == 0 {
-                let secret = d.log_in(&app.base, user, "initial-Pass-2026", &clock).await;
-                secrets.push(secret);
-            } else {
-                d.log_in_again(&app.base, user, "initial-Pass-2026", &secrets[n], &clock).await;
-            }
+        for user in ["nurse.im", "keeper.walk"] {
+            d.walk_log_in(&app.base, user, &mut secrets, &clock).await;
             d.open_menu().await;
             d.click("a[href='/manage/requisitions']").await;
             d.wait_url("/manage/requisitions").await;
-            if lang == "en" && d.text("#lang-switch").await.contains("English") {
-                d.click("#lang-switch").await;
-                d.wait_text("Materials requisitions", 5).await;
-            }
+            d.in_language(lang, "Materials requisitions").await;
             d.check(true).await;
             if user == "nurse.im" {
-                set(&d, "#req-item-0", "GAUZE").await;
+                d.set_value("#req-item-0", "GAUZE").await;
                 d.fill("#req-quantity-0", "500").await;
                 d.click("#req-submit").await;
                 d.find("#req-errors").await;
                 assert!(d.text("#req-errors").await.contains(too_many));
                 d.check(true).await;
                 d.screenshot("manage", &format!("requisition-refused-{lang}")).await;
-                set(&d, "#req-item-0", "GAUZE").await;
+                d.set_value("#req-item-0", "GAUZE").await;
                 d.fill("#req-quantity-0", "20").await;
                 d.click("#req-submit").await;
                 d.wait_url("done=requested").await;

@@ -5,21 +5,15 @@
 //! campus's accounts. A department head publishes only to their own department. A
 //! Chromium walk in both languages.
 
-use lianyi_security::{Caller, ManualClock};
+use lianyi_security::ManualClock;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{TestApp, spawn_app_clocked};
+use crate::helpers::{TestApp, put_resource as put, spawn_app_clocked};
 use crate::pages::{between, logged_in};
 
 /// Monday 7 December 2026, 09:00 in Beijing.
 const MONDAY_0900: i64 = 1_796_605_200_000;
-
-async fn put(client: &reqwest::Client, app: &TestApp, v: Value) {
-    let url = app.url(&format!("/fhir/{}/{}", v["resourceType"].as_str().unwrap(), v["id"].as_str().unwrap()));
-    let r = client.put(url).header("content-type", "application/fhir+json").body(v.to_string()).send().await.unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-}
 
 async fn directory(app: &TestApp) {
     for (campus, zh, en) in [("campus-east", "东院区", "East Campus"), ("campus-west", "西院区", "West Campus")] {
@@ -102,7 +96,6 @@ async fn an_announcement_to_one_campus_is_read_there_and_its_receipts_counted() 
     assert!(between(&page, "id=\"notice-readers\"", "</table>").contains("user:nurse.e"));
 
     // A department head publishes to their own department only.
-    let system = Caller::task(lianyi_security::SystemTask::Operator("test".into()));
     let east_client = app.client_with("system/*.cruds", "campus-east", None).await;
     put(
         &east_client,
@@ -119,7 +112,6 @@ async fn an_announcement_to_one_campus_is_read_there_and_its_receipts_counted() 
                "organization": {"reference": "Organization/campus-east-im"}}),
     )
     .await;
-    let _ = system;
     let (mut head, head_token) = logged_in(&app, &clock, "head.e", "department-head", "campus-east", None).await;
     let (_, _, page) =
         post(&mut head, "/manage/notices", &head_token, &notice("campus", "campus-east", "科室会议")).await;
@@ -140,12 +132,6 @@ async fn an_announcement_to_one_campus_is_read_there_and_its_receipts_counted() 
     assert_eq!(app.store.audit_records(&query).await.unwrap().len(), 2);
 }
 
-/// Sets a form field's value the way a picker would.
-async fn set(d: &crate::browser::Driver, css: &str, value: &str) {
-    let script = "document.querySelector(arguments[0]).value = arguments[1]; return true;";
-    d.cmd(reqwest::Method::POST, "/execute/sync", json!({"script": script, "args": [css, value]})).await;
-}
-
 /// The walk in a real Chromium, in Chinese then English: the manager publishes to East
 /// Campus (first forgetting the audience), the East nurse reads it, and the manager's
 /// read receipt counts her.
@@ -154,42 +140,21 @@ async fn chromium_an_announcement_to_one_campus_is_read_and_counted() {
     let clock = ManualClock::new(MONDAY_0900);
     let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
     directory(&app).await;
-    let system = Caller::task(lianyi_security::SystemTask::Operator("test".into()));
     for (name, role, campus) in [("mgr", "manager", "*"), ("nurse.e", "nurse", "campus-east")] {
-        let user = lianyi_security::users::NewUser {
-            username: name.into(),
-            display_name: name.into(),
-            password: "initial-Pass-2026".into(),
-            grants: vec![(role.into(), campus.into())],
-            patient: None,
-            must_change_password: false,
-        };
-        app.users.add_user(&system, user).await.unwrap();
+        crate::helpers::account(&app, name, role, campus).await;
     }
     let d = crate::browser::Driver::start().await;
-    let mut secrets: Vec<Vec<u8>> = Vec::new();
-    for (round, (lang, title, missing, counted)) in [
+    let mut secrets = Vec::new();
+    for (lang, title, missing, counted) in [
         ("zh", "东院区系统升级通知", "发送对象: 必填", "已读 1 / 2 人"),
         ("en", "East Campus upgrade", "For: required", "Read by 1 of 2"),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    ] {
         for (n, user) in ["mgr", "nurse.e", "mgr"].into_iter().enumerate() {
-            clock.advance(31_000);
-            let k = if user == "mgr" { 0 } else { 1 };
-            if round == 0 && n < 2 {
-                secrets.push(d.log_in(&app.base, user, "initial-Pass-2026", &clock).await);
-            } else {
-                d.log_in_again(&app.base, user, "initial-Pass-2026", &secrets[k], &clock).await;
-            }
+            d.walk_log_in(&app.base, user, &mut secrets, &clock).await;
             d.open_menu().await;
             d.click("a[href='/manage/notices']").await;
             d.wait_url("/manage/notices").await;
-            if lang == "en" && d.text("#lang-switch").await.contains("English") {
-                d.click("#lang-switch").await;
-                d.wait_text("Announcements", 5).await;
-            }
+            d.in_language(lang, "Announcements").await;
             d.check(true).await;
             match n {
                 0 => {
@@ -198,8 +163,8 @@ async fn chromium_an_announcement_to_one_campus_is_read_and_counted() {
                     d.click("#notice-submit").await;
                     assert!(d.text("#notice-errors").await.contains(missing));
                     d.check(true).await;
-                    set(&d, "#notice-audience", "campus").await;
-                    set(&d, "#notice-campus", "campus-east").await;
+                    d.set_value("#notice-audience", "campus").await;
+                    d.set_value("#notice-campus", "campus-east").await;
                     d.click("#notice-submit").await;
                     d.wait_url("done=published").await;
                 }

@@ -11,7 +11,7 @@ use lianyi_security::{Caller, ManualClock};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app_clocked};
+use crate::helpers::{TestApp, put_resource as put, spawn_app_clocked};
 use crate::pages::{between, csrf, logged_in};
 
 /// Monday 23 November 2026, 08:30 in Beijing.
@@ -35,12 +35,6 @@ async fn assign(
         ("shift", shift),
     ];
     b.post("/manage/rosters/assign", &form).await
-}
-
-async fn put(client: &reqwest::Client, app: &TestApp, v: Value) {
-    let url = app.url(&format!("/fhir/{}/{}", v["resourceType"].as_str().unwrap(), v["id"].as_str().unwrap()));
-    let r = client.put(url).header("content-type", "application/fhir+json").body(v.to_string()).send().await.unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
 }
 
 /// East: internal medicine (its head Zhou, doctors Li and Wang) and the emergency
@@ -281,13 +275,6 @@ async fn two_rosterings_of_one_person_at_once_leave_exactly_one() {
     assert_eq!(month.shifts.len() + er.shifts.len(), 5);
 }
 
-/// Sets a form field's value the way a picker would (date inputs read their typed
-/// text in the browser's locale).
-async fn set(d: &crate::browser::Driver, id: &str, value: &str) {
-    let script = "document.getElementById(arguments[0]).value = arguments[1]; return true;";
-    d.cmd(reqwest::Method::POST, "/execute/sync", json!({"script": script, "args": [id, value]})).await;
-}
-
 /// The walk in a real Chromium, in Chinese then English: the head of internal
 /// medicine opens next month's roster, puts Wang on a night, is refused the next
 /// morning's day shift with the rest rule named, puts the day shift a day later, then
@@ -342,9 +329,9 @@ async fn chromium_a_department_head_builds_next_months_roster() {
         let put = |day: &'static str, shift: &'static str| {
             let d = &d;
             async move {
-                set(d, "roster-role", "role-wang-im").await;
-                set(d, "roster-day", day).await;
-                set(d, "roster-shift", shift).await;
+                d.set_value("#roster-role", "role-wang-im").await;
+                d.set_value("#roster-day", day).await;
+                d.set_value("#roster-shift", shift).await;
                 d.click("#roster-submit").await;
             }
         };

@@ -8,18 +8,12 @@ use lianyi_security::ManualClock;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app_clocked};
+use crate::helpers::{put_resource as put, spawn_app_clocked};
 use crate::pages::{between, logged_in};
 
 /// Monday 7 December 2026, 09:00 in Beijing.
 const MONDAY_0900: i64 = 1_796_605_200_000;
 const DAY: i64 = 86_400_000;
-
-async fn put(client: &reqwest::Client, app: &TestApp, v: Value) {
-    let url = app.url(&format!("/fhir/{}/{}", v["resourceType"].as_str().unwrap(), v["id"].as_str().unwrap()));
-    let r = client.put(url).header("content-type", "application/fhir+json").body(v.to_string()).send().await.unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-}
 
 async fn post(
     b: &mut crate::pages::Browser,

@@ -21,7 +21,7 @@ use crate::ui::render::{forbidden, form_value, local_time, not_found, page, see_
 use crate::ui::session::Signed;
 use crate::ui::shell::{Shell, shell};
 
-use super::rosters::{csrf_ok, may_open, pick, urlencode};
+use super::rosters::{campus_choice, csrf_ok, may_open, pick, urlencode};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -79,17 +79,8 @@ async fn campuses(
     departments: &[lianyi_manage::rosters::Department],
     chosen: Option<String>,
 ) -> (Vec<(String, String)>, String) {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for d in departments {
-        if !out.iter().any(|(id, _)| *id == d.campus) {
-            out.push((d.campus.clone(), crate::ui::shell::campus_name(state, &d.campus, t).await));
-        }
-    }
-    let campus = chosen
-        .filter(|c| out.iter().any(|(id, _)| id == c))
-        .or_else(|| out.first().map(|(id, _)| id.clone()))
-        .unwrap_or_default();
-    (out, campus)
+    let departments: Vec<&lianyi_manage::rosters::Department> = departments.iter().collect();
+    campus_choice(state, t, &departments, chosen, None).await
 }
 
 fn department_name(t: Tr, departments: &[lianyi_manage::rosters::Department], id: &str) -> String {

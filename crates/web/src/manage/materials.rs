@@ -21,7 +21,7 @@ use crate::ui::render::{forbidden, form_value, local_time, page, see_other};
 use crate::ui::session::Signed;
 use crate::ui::shell::{Shell, shell};
 
-use super::rosters::{csrf_ok, may_open, pick, urlencode};
+use super::rosters::{campus_choice, csrf_ok, may_open, pick, urlencode};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -81,25 +81,11 @@ fn field(t: Tr, f: &FieldError) -> String {
 }
 
 /// The campuses whose materials the caller reads (from the departments it sees),
-/// with their names, and the one chosen.
+/// its own department's first.
 async fn campuses(state: &AppState, t: Tr, wards: &[Ward], chosen: Option<String>) -> (Vec<(String, String)>, String) {
-    let mut ids: Vec<String> = Vec::new();
-    for w in wards {
-        if !ids.contains(&w.department.campus) {
-            ids.push(w.department.campus.clone());
-        }
-    }
-    let mut out = Vec::new();
-    for id in ids {
-        out.push((id.clone(), crate::ui::shell::campus_name(state, &id, t).await));
-    }
+    let departments: Vec<&lianyi_manage::rosters::Department> = wards.iter().map(|w| &w.department).collect();
     let own = wards.iter().find(|w| w.own).map(|w| w.department.campus.clone());
-    let campus = chosen
-        .filter(|c| out.iter().any(|(id, _)| id == c))
-        .or(own)
-        .or_else(|| out.first().map(|(id, _)| id.clone()))
-        .unwrap_or_default();
-    (out, campus)
+    campus_choice(state, t, &departments, chosen, own).await
 }
 
 fn item_name(t: Tr, items: &[Item], code: &str) -> String {

@@ -19,7 +19,7 @@ use crate::ui::render::{forbidden, form_value, local_time, not_found, page, see_
 use crate::ui::session::Signed;
 use crate::ui::shell::{Shell, shell};
 
-use super::rosters::{csrf_ok, may_open, pick};
+use super::rosters::{campus_choice, csrf_ok, may_open, pick};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/manage/notices", get(list).post(publish)).route("/manage/notices/{id}", get(open))
@@ -140,12 +140,8 @@ async fn render_list(
         });
     }
     let unread = rows.iter().filter(|r| !r.read && !r.own).count();
-    let mut campuses: Vec<(String, String)> = Vec::new();
-    for d in &departments {
-        if !campuses.iter().any(|(c, _)| *c == d.campus) {
-            campuses.push((d.campus.clone(), crate::ui::shell::campus_name(state, &d.campus, t).await));
-        }
-    }
+    let all: Vec<&lianyi_manage::rosters::Department> = departments.iter().collect();
+    let (campuses, _) = campus_choice(state, t, &all, None, None).await;
     let own = state.equipment.own_departments(caller).await.unwrap_or_default();
     let head = caller.role() == Some("department-head");
     let departments = departments

@@ -131,6 +131,29 @@ fn month_of(ms: i64) -> String {
 }
 
 /// The month before or after `month` (`YYYY-MM`).
+/// The campuses of `departments` (in their order) with their names, and the one
+/// shown: `chosen` when it is among them, else `prefer`, else the first.
+pub(super) async fn campus_choice(
+    state: &AppState,
+    t: Tr,
+    departments: &[&Department],
+    chosen: Option<String>,
+    prefer: Option<String>,
+) -> (Vec<(String, String)>, String) {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for d in departments {
+        if !out.iter().any(|(id, _)| *id == d.campus) {
+            out.push((d.campus.clone(), crate::ui::shell::campus_name(state, &d.campus, t).await));
+        }
+    }
+    let campus = chosen
+        .filter(|c| out.iter().any(|(id, _)| id == c))
+        .or(prefer)
+        .or_else(|| out.first().map(|(id, _)| id.clone()))
+        .unwrap_or_default();
+    (out, campus)
+}
+
 pub(super) fn step(month: &str, forward: bool) -> String {
     let (y, m) = month.split_once('-').unwrap_or(("2000", "01"));
     let (y, m): (i32, i32) = (y.parse().unwrap_or(2000), m.parse().unwrap_or(1));

@@ -1,0 +1,18 @@
+//! What the management services share: the audit record of a change, and who reads a
+//! campus's management data (its staff; never a patient).
+
+use lianyi_security::Caller;
+use lianyi_services::FhirService;
+
+/// Records `action` by `caller` (a success, with `detail`) in the audit chain; the
+/// error in words when it could not be written.
+pub(crate) async fn audit(fhir: &FhirService, caller: &Caller, action: &str, detail: String) -> Result<(), String> {
+    let mut e = caller.entry(fhir.now_ms(), action, "success");
+    e.detail = Some(detail);
+    fhir.audit_log().record(vec![e]).await.map_err(|e| e.to_string())
+}
+
+/// A signed-in member of staff of `campus`.
+pub(crate) fn staff_at(caller: &Caller, campus: &str) -> bool {
+    caller.is_authenticated() && caller.access().patient().is_none() && caller.access().all_campuses().contains(campus)
+}
