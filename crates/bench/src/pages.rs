@@ -181,8 +181,11 @@ pub async fn run(raw: Vec<String>) {
         .await;
     assert!(loc.contains("done=booked"), "booking failed: {loc} (the demo schedules run Monday to Friday)");
     let (_, _, page) = registrar.get("/patients/pat-0001").await;
+    // The booked appointment: the one with a check-in form (the demo's history gives
+    // the patient past appointments too).
     let appointment =
-        between(between(&page, "id=\"appointments\"", "</table>"), "data-appointment=\"", "\"").to_string();
+        between(between(&page, "id=\"appointments\"", "</table>"), "action=\"/appointments/", "/check-in\"")
+            .to_string();
     registrar.post(&format!("/appointments/{appointment}/check-in"), &[("csrf", &csrf), ("patient", "pat-0001")]).await;
 
     // The doctor calls the patient: the encounter page.
@@ -190,8 +193,23 @@ pub async fn run(raw: Vec<String>) {
     let (_, encounter, _) = doctor.post("/queue/call", &[("csrf", &dcsrf), ("dept", "campus-east-im")]).await;
     assert!(encounter.starts_with("/encounters/"), "call-next failed: {encounter}");
 
+    // The management pages (issue 20): the department head's roster of East internal
+    // medicine this month (the demo rosters two months of it), and each keeper's page.
+    let (mut head, _) = Session::log_in(&base, "head.east", DEMO_PASSWORD).await;
+    let (mut materials, _) = Session::log_in(&base, "materials.east", DEMO_PASSWORD).await;
+    let (mut engineer, _) = Session::log_in(&base, "equipment.east", DEMO_PASSWORD).await;
+    let (mut hr, _) = Session::log_in(&base, "hr", DEMO_PASSWORD).await;
+    let month = &today[..7];
+
     let mut results = Vec::new();
     for (who, path) in [
+        ("head", format!("/manage/rosters?department=campus-east-im&month={month}")),
+        ("materials", "/manage/materials?campus=campus-east".to_string()),
+        ("materials", "/manage/requisitions?campus=campus-east".to_string()),
+        ("engineer", "/manage/equipment?campus=campus-east".to_string()),
+        ("engineer", "/manage/repairs?campus=campus-east".to_string()),
+        ("head", "/manage/notices".to_string()),
+        ("hr", "/manage/staff?department=campus-east-im".to_string()),
         ("registrar", "/".to_string()),
         ("doctor", "/".to_string()),
         ("registrar", "/registration".to_string()),
@@ -200,9 +218,17 @@ pub async fn run(raw: Vec<String>) {
         ("doctor", encounter.clone()),
         ("doctor", format!("{encounter}/print/summary")),
     ] {
-        let s = if who == "registrar" { &mut registrar } else { &mut doctor };
+        let s = match who {
+            "registrar" => &mut registrar,
+            "head" => &mut head,
+            "materials" => &mut materials,
+            "engineer" => &mut engineer,
+            "hr" => &mut hr,
+            _ => &mut doctor,
+        };
         let (p50, p95, p99) = measure(s, &path, n).await;
-        let name = path.split('?').next().unwrap_or_default().split('/').take(2).collect::<Vec<_>>().join("/");
+        let keep = if path.starts_with("/manage/") { 3 } else { 2 };
+        let name = path.split('?').next().unwrap_or_default().split('/').take(keep).collect::<Vec<_>>().join("/");
         let name = if name == "/" {
             format!("/ ({who})")
         } else if path.ends_with("/print/summary") {
@@ -210,7 +236,7 @@ pub async fn run(raw: Vec<String>) {
         } else {
             name
         };
-        println!("  {name:<16} p50 {p50:>6.2} ms   p95 {p95:>6.2} ms   p99 {p99:>6.2} ms");
+        println!("  {name:<20} p50 {p50:>6.2} ms   p95 {p95:>6.2} ms   p99 {p99:>6.2} ms");
         results.push(json!({"page": name, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}));
     }
     let report = json!({"requests_per_page": n, "pages": results});
