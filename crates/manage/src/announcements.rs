@@ -214,7 +214,7 @@ impl Notices {
 
     /// The departments the caller's Practitioner holds a role in; none for those who
     /// read no directory of people (IT staff) or have no Practitioner.
-    async fn own_departments(&self, caller: &Caller) -> Vec<String> {
+    pub async fn own_departments(&self, caller: &Caller) -> Vec<String> {
         self.scheduling.own_departments(caller).await.unwrap_or_default()
     }
 

@@ -150,7 +150,7 @@ impl Equipment {
 
     /// An equipment engineer of the campus.
     pub fn may_keep(caller: &Caller, campus: &str) -> Result<(), EquipmentError> {
-        if caller.can(Capability::KeepEquipment) && caller.access().all_campuses().contains(campus) {
+        if crate::common::holds_at(caller, Capability::KeepEquipment, campus) {
             Ok(())
         } else {
             Err(EquipmentError::Forbidden("a campus's equipment is kept by its equipment engineers"))
@@ -248,8 +248,7 @@ impl Equipment {
         let asset = self.asset_of(id).await?;
         match step {
             Step::ApproveScrap | Step::RejectScrap => {
-                if !caller.can(Capability::ApproveScrapping) || !caller.access().all_campuses().contains(&asset.campus)
-                {
+                if !crate::common::holds_at(caller, Capability::ApproveScrapping, &asset.campus) {
                     return Err(EquipmentError::Forbidden("scrapping is approved by the campus's managers"));
                 }
             }
@@ -359,8 +358,7 @@ impl Equipment {
         if Self::may_keep(caller, &asset.campus).is_ok() {
             return Ok(());
         }
-        if caller.can(Capability::ReportRepairs)
-            && caller.access().all_campuses().contains(&asset.campus)
+        if crate::common::holds_at(caller, Capability::ReportRepairs, &asset.campus)
             && self.scheduling.own_departments(caller).await?.contains(&asset.department)
         {
             return Ok(());

@@ -12,6 +12,11 @@ pub(crate) async fn audit(fhir: &FhirService, caller: &Caller, action: &str, det
     fhir.audit_log().record(vec![e]).await.map_err(|e| e.to_string())
 }
 
+/// `caller` holds capability `c` at `campus`.
+pub(crate) fn holds_at(caller: &Caller, c: lianyi_security::roles::Capability, campus: &str) -> bool {
+    caller.can(c) && caller.access().all_campuses().contains(campus)
+}
+
 /// A signed-in member of staff of `campus`.
 pub(crate) fn staff_at(caller: &Caller, campus: &str) -> bool {
     caller.is_authenticated() && caller.access().patient().is_none() && caller.access().all_campuses().contains(campus)

@@ -258,7 +258,7 @@ impl Materials {
 
     /// A materials keeper of the campus.
     pub fn may_keep(caller: &Caller, campus: &str) -> Result<(), MaterialsError> {
-        if caller.can(Capability::KeepMaterials) && caller.access().all_campuses().contains(campus) {
+        if crate::common::holds_at(caller, Capability::KeepMaterials, campus) {
             Ok(())
         } else {
             Err(MaterialsError::Forbidden("a campus's warehouse is kept by its materials keepers"))
@@ -270,8 +270,7 @@ impl Materials {
         if Self::may_keep(caller, campus).is_ok() {
             return Ok(());
         }
-        if caller.can(Capability::RequestMaterials)
-            && caller.access().all_campuses().contains(campus)
+        if crate::common::holds_at(caller, Capability::RequestMaterials, campus)
             && self.scheduling.own_departments(caller).await?.iter().any(|d| d == department)
         {
             return Ok(());
@@ -393,6 +392,13 @@ impl Materials {
     /// item with its batches (expired and near-expiry flagged), the low-stock list,
     /// and the latest moves.
     pub async fn stock(&self, caller: &Caller, campus: &str) -> Result<Stock, MaterialsError> {
+        let mut stock = self.holdings(caller, campus).await?;
+        stock.moves = self.fhir.operations().materials().moves(campus, None, 30).await?;
+        Ok(stock)
+    }
+
+    /// [`Materials::stock`] without the moves (what a requisition checks against).
+    pub async fn holdings(&self, caller: &Caller, campus: &str) -> Result<Stock, MaterialsError> {
         Self::may_read(caller, campus)?;
         let ops = self.fhir.operations().materials();
         let items = ops.items().await?;
@@ -437,8 +443,7 @@ impl Materials {
             }
         }
         low.sort_by(|a, b| a.item.code.cmp(&b.item.code));
-        let moves = ops.moves(campus, None, 30).await?;
-        Ok(Stock { campus: campus.to_string(), places, low, moves, today })
+        Ok(Stock { campus: campus.to_string(), places, low, moves: Vec::new(), today })
     }
 
     /// The departments of the campuses the caller reads, each marked when it is the
@@ -464,7 +469,7 @@ impl Materials {
         let department = form.department.trim();
         let campus = self.rosters.campus_of(caller, department).await?;
         self.may_work_for(caller, department, &campus).await?;
-        let stock = self.stock(caller, &campus).await?;
+        let stock = self.holdings(caller, &campus).await?;
         let items = self.fhir.operations().materials().items().await?;
         let mut r = Rules::default();
         let mut lines: Vec<Line> = Vec::new();

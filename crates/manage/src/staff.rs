@@ -368,8 +368,15 @@ impl StaffService {
             ..Default::default()
         });
         let today = self.today();
-        let licences =
-            store.licences(id).await?.into_iter().map(|l| (licence_due(&l, &today), l)).map(|(d, l)| (l, d)).collect();
+        let licences = store
+            .licences(id)
+            .await?
+            .into_iter()
+            .map(|l| {
+                let d = licence_due(&l, &today);
+                (l, d)
+            })
+            .collect();
         Ok(PersonView { practitioner: id.to_string(), names: lianyi_clinical::names::of(&p), roles, record, licences })
     }
 

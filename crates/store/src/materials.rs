@@ -457,10 +457,12 @@ impl Materials {
         if let (Some(first), Some(last)) = (out.last().map(|r| r.id), out.first().map(|r| r.id)) {
             let lines = sqlx::query(
                 "SELECT requisition, item, requested, approved, issued FROM material_requisition_lines \
-                 WHERE requisition >= $1 AND requisition <= $2 ORDER BY requisition, item",
+                 WHERE requisition >= $1 AND requisition <= $2 AND requisition IN \
+                 (SELECT id FROM material_requisitions WHERE campus = $3) ORDER BY requisition, item",
             )
             .bind(first)
             .bind(last)
+            .bind(campus.to_string())
             .fetch_all(&self.0.read_pool())
             .await?;
             for l in &lines {

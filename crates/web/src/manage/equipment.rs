@@ -21,7 +21,7 @@ use crate::ui::render::{forbidden, form_value, local_time, not_found, page, see_
 use crate::ui::session::Signed;
 use crate::ui::shell::{Shell, shell};
 
-use super::rosters::{campus_choice, csrf_ok, may_open, pick, urlencode};
+use super::rosters::{campus_choice, csrf_ok, done_text, may_open, pick, urlencode};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -193,13 +193,7 @@ async fn render_register(
             categories: CATEGORIES.iter().map(|c| (*c, t.get(&format!("eq-category-{c}")).to_string())).collect(),
             form,
             errors,
-            done: done.map(|d| {
-                t.get(&format!(
-                    "eq-done-{}",
-                    if d.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') { d.as_str() } else { "saved" }
-                ))
-                .to_string()
-            }),
+            done: done.map(|d| done_text(t, "eq-done-", &d)),
             today: state.equipment.today(),
         }
         .render(),
@@ -340,13 +334,7 @@ async fn render_asset(state: &AppState, s: &Signed, id: i64, errors: Vec<String>
             facts,
             events,
             errors,
-            done: done.map(|d| {
-                t.get(&format!(
-                    "eq-done-{}",
-                    if d.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') { d.as_str() } else { "saved" }
-                ))
-                .to_string()
-            }),
+            done: done.map(|d| done_text(t, "eq-done-", &d)),
         }
         .render(),
     )
@@ -483,11 +471,7 @@ async fn render_repairs(
             reportable,
             may_keep: may_keep_here,
             errors,
-            done: done.map(|d| {
-                let (what, id) = d.rsplit_once('-').unwrap_or((d.as_str(), ""));
-                let what = if what.bytes().all(|b| b.is_ascii_lowercase()) { what } else { "saved" };
-                t.get(&format!("eq-done-{what}")).replace("{id}", id)
-            }),
+            done: done.map(|d| done_text(t, "eq-done-", &d)),
         }
         .render(),
     )

@@ -21,7 +21,7 @@ use crate::ui::render::{forbidden, form_value, local_time, page, see_other};
 use crate::ui::session::Signed;
 use crate::ui::shell::{Shell, shell};
 
-use super::rosters::{campus_choice, csrf_ok, may_open, pick, urlencode};
+use super::rosters::{campus_choice, csrf_ok, done_text, may_open, pick, urlencode};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -100,13 +100,6 @@ fn place_name(t: Tr, wards: &[Ward], location: &str) -> String {
         .iter()
         .find(|w| w.department.id == location)
         .map_or_else(|| location.to_string(), |w| pick(t, &w.department.names))
-}
-
-/// What a change did, from the `done` of the address (`received`, `issued-12`).
-fn done_text(t: Tr, done: &str) -> String {
-    let (what, id) = done.rsplit_once('-').filter(|(_, n)| n.parse::<i64>().is_ok()).unwrap_or((done, ""));
-    let what = if what.bytes().all(|b| b.is_ascii_lowercase()) { what } else { "saved" };
-    t.get(&format!("mat-done-{what}")).replace("{id}", id)
 }
 
 /// A move's reference in the page's words: the requisition or the patient it was for,
@@ -313,7 +306,7 @@ async fn render_stock(
             may_use,
             items: options,
             errors,
-            done: done.map(|d| done_text(t, &d)),
+            done: done.map(|d| done_text(t, "mat-done-", &d)),
             today,
         }
         .render(),
@@ -554,7 +547,7 @@ async fn render_requisitions(
     let wards = state.materials.wards(caller).await.unwrap_or_default();
     let (campus_list, campus) = campuses(state, t, &wards, campus).await;
     let catalogue = state.materials.items(caller).await.unwrap_or_default();
-    let stock = state.materials.stock(caller, &campus).await.ok();
+    let stock = state.materials.holdings(caller, &campus).await.ok();
     let usable = |code: &str| {
         stock
             .as_ref()
@@ -627,7 +620,7 @@ async fn render_requisitions(
             lines,
             note: sent.note,
             errors,
-            done: done.map(|d| done_text(t, &d)),
+            done: done.map(|d| done_text(t, "mat-done-", &d)),
         }
         .render(),
     )

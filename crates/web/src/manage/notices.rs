@@ -142,7 +142,7 @@ async fn render_list(
     let unread = rows.iter().filter(|r| !r.read && !r.own).count();
     let all: Vec<&lianyi_manage::rosters::Department> = departments.iter().collect();
     let (campuses, _) = campus_choice(state, t, &all, None, None).await;
-    let own = state.equipment.own_departments(caller).await.unwrap_or_default();
+    let own = state.notices.own_departments(caller).await;
     let head = caller.role() == Some("department-head");
     let departments = departments
         .iter()

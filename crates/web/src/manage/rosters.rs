@@ -131,6 +131,15 @@ fn month_of(ms: i64) -> String {
 }
 
 /// The month before or after `month` (`YYYY-MM`).
+/// What a change did, in the page's words: the `done` of the address (`received`,
+/// `scrap-approve`, `issued-12`) under the area's locale prefix (`mat-done-`), the
+/// number filling `{id}`; anything else reads as saved.
+pub(super) fn done_text(t: Tr, prefix: &str, done: &str) -> String {
+    let (what, id) = done.rsplit_once('-').filter(|(_, n)| n.parse::<i64>().is_ok()).unwrap_or((done, ""));
+    let what = if what.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') { what } else { "saved" };
+    t.get(&format!("{prefix}{what}")).replace("{id}", id)
+}
+
 /// The campuses of `departments` (in their order) with their names, and the one
 /// shown: `chosen` when it is among them, else `prefer`, else the first.
 pub(super) async fn campus_choice(
