@@ -76,6 +76,7 @@ fn args() -> Args {
 
 mod billing;
 mod cmdb;
+mod dashboards;
 mod desk;
 mod dicom;
 mod dicom_query;
@@ -495,6 +496,7 @@ async fn main() {
         Some("backup") => return resilience::backup(rest()).await,
         Some("standby") => return resilience::standby(rest()).await,
         Some("billing") => return billing::run(rest()).await,
+        Some("dashboards") => return dashboards::run(rest()).await,
         Some("dicom") => return dicom::run(rest()).await,
         _ => {}
     }

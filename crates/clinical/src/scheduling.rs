@@ -779,13 +779,20 @@ impl Scheduling {
         Ok(out)
     }
 
-    /// Calls the next waiting patient of a department: the Encounter is in progress.
+    /// Calls the next waiting patient of a department: the Encounter is in progress,
+    /// its wait since check-in kept in its status history.
     /// `None` when nobody is waiting.
     pub async fn call_next(&self, caller: &Caller, dept: &str) -> Result<Option<QueueEntry>, ScheduleError> {
         for mut next in self.queue(caller, dept).await?.into_iter().filter(|e| e.status == "arrived") {
             let e = self.read(caller, "Encounter", &next.encounter).await?;
             let mut eb = body(&e)?;
             eb["status"] = json!("in-progress");
+            // The wait from check-in to the call, for the dashboards.
+            let waited = json!({"status": "arrived", "period": {"start": eb["period"]["start"].clone(),
+                "end": local_instant(self.fhir.now_ms())}});
+            let mut history = eb["statusHistory"].as_array().cloned().unwrap_or_default();
+            history.push(waited);
+            eb["statusHistory"] = Value::Array(history);
             let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [put(eb, &e)]});
             match self.fhir.process_bundle(caller, bundle, true).await {
                 Ok(_) => {

@@ -2,8 +2,10 @@
 //! and past days of outpatient visits replayed through the real services on a clock
 //! set in the past — registrations, prescriptions and laboratory requests charged by
 //! the billing watcher's own code, paid at the cashier, dispensed by the pharmacist,
-//! now and then a refund — so the revenue reports, the stock cards and the pharmacy's
-//! queue show a hospital's month (or year, for the benchmarks).
+//! now and then a refund, with each visit's wait for the doctor, a booked patient who
+//! did not come every other day and a critical value every third — so the revenue
+//! reports, the stock cards, the pharmacy's queue and the dashboards show a hospital's
+//! month (or year, for the benchmarks).
 
 use std::sync::Arc;
 
@@ -232,6 +234,8 @@ pub(crate) async fn replay(
                                        {"actor": {"reference": format!("PractitionerRole/{role}")}, "status": "accepted"}]}),
                     Some(campus.to_string()),
                 ));
+                // Called 5 to 40 minutes after check-in (the dashboards' waiting time).
+                let called = at + (5 + ((d as usize * 7 + v * 11 + c * 3) % 36) as i64) * 60_000;
                 batch.push((
                     json!({"resourceType": "Encounter", "id": format!("he-{key}"), "status": "finished",
                        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB", "display": "ambulatory"},
@@ -239,9 +243,42 @@ pub(crate) async fn replay(
                        "participant": [{"individual": {"reference": format!("Practitioner/{practitioner}")}}],
                        "appointment": [{"reference": format!("Appointment/ha-{key}")}],
                        "serviceProvider": {"reference": format!("Organization/{department}")},
-                       "period": {"start": time(at), "end": time(at + 20 * 60_000)}}),
+                       "statusHistory": [{"status": "arrived", "period": {"start": time(at), "end": time(called)}}],
+                       "period": {"start": time(at), "end": time(called + 15 * 60_000)}}),
                     Some(campus.to_string()),
                 ));
+                // Every third day a critical result of the first visit, acknowledged
+                // within 3 to 14 minutes.
+                if v == 0 && (d as usize + c).is_multiple_of(3) {
+                    let raised = at + 60 * 60_000;
+                    let acknowledged = raised + (3 + ((d as usize + c) % 12) as i64) * 60_000;
+                    batch.push((
+                        json!({"resourceType": "Task", "id": format!("ht-{key}"), "status": "completed", "intent": "order",
+                           "priority": "stat",
+                           "code": {"coding": [{"system": "urn:lianyi:task", "code": "critical-value"}], "text": "危急值 / critical value"},
+                           "description": "血钾 6.8 mmol/L / Potassium 6.8 mmol/L",
+                           "for": {"reference": format!("Patient/{patient}")},
+                           "encounter": {"reference": format!("Encounter/he-{key}")},
+                           "owner": {"reference": format!("Practitioner/{practitioner}")},
+                           "authoredOn": time(raised),
+                           "executionPeriod": {"start": time(raised), "end": time(acknowledged)},
+                           "businessStatus": {"text": "acknowledged"}}),
+                        Some(campus.to_string()),
+                    ));
+                }
+                // Every other day one booked patient does not come.
+                if v == 0 && (d as usize + c).is_multiple_of(2) {
+                    let missed = morning + 3 * 3_600_000;
+                    let absent = patients[c][(d as usize * 11 + c + 5) % patients[c].len()].clone();
+                    batch.push((
+                        json!({"resourceType": "Appointment", "id": format!("hn-{key}"), "status": "noshow",
+                           "start": time(missed), "end": time(missed + 15 * 60_000), "created": &time(missed)[..10],
+                           "participant": [{"actor": {"reference": format!("Patient/{absent}")}, "status": "accepted"},
+                                           {"actor": {"reference": format!("Practitioner/{practitioner}")}, "status": "accepted"},
+                                           {"actor": {"reference": format!("PractitionerRole/{role}")}, "status": "accepted"}]}),
+                        Some(campus.to_string()),
+                    ));
+                }
                 batch.push((
                     json!({"resourceType": "MedicationRequest", "id": format!("hm-{key}"), "status": "active", "intent": "order",
                        "medicationCodeableConcept": {"coding": [{"system": lianyi_clinical::prescribing::DRUG_SYSTEM, "code": drug.code, "display": drug.en}],

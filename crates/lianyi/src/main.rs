@@ -1949,6 +1949,9 @@ async fn demo_command(
     }
     println!();
     println!("  Price lists   http://{addr}/billing/prices (kept by managers, read by cashiers)");
+    println!(
+        "  Dashboards    http://{addr}/manage/dashboard (the manager: every campus, drilled down to department and day)"
+    );
     println!("  Staff         http://{addr}/manage/staff (hr keeps titles, practising campuses and licences)");
     println!("  Announcements http://{addr}/manage/notices (the manager publishes and sees who read each)");
     println!(

@@ -8,15 +8,19 @@
 //! equipment (设备): the register, acceptance, maintenance and metrology reminders,
 //! repairs with their response times, and scrapping approved by a manager;
 //! announcements (通知公告) to an audience, with read receipts; staff (人事): the
-//! department tree, titles, practising campuses and licences with expiry reminders.
+//! department tree, titles, practising campuses and licences with expiry reminders;
+//! dashboards (决策支持) for the group and each campus, from daily figures kept current
+//! as records arrive.
 #![forbid(unsafe_code)]
 
 pub mod announcements;
 pub mod assets;
 pub mod attendance;
 mod common;
+pub mod dashboards;
 pub mod equipment;
 pub mod materials;
+pub mod measures;
 pub mod performance;
 pub mod roster;
 pub mod rosters;

@@ -286,6 +286,8 @@ pub enum SystemTask {
     /// Rosters: the Slots of a clinic session a person (`by`, the actor name) put on
     /// or took off a department's roster.
     Roster { by: String },
+    /// The dashboards: reading each changed record to keep the daily figures current.
+    Dashboards,
     /// An operator at the command line (`cli:<os user>`), a benchmark or a test set-up,
     /// named by who runs it.
     Operator(String),
@@ -308,6 +310,7 @@ impl SystemTask {
             SystemTask::Operations => "lianyi operations".into(),
             SystemTask::Monitoring => "lianyi monitoring".into(),
             SystemTask::Roster { by } => format!("roster (by {by})"),
+            SystemTask::Dashboards => "lianyi dashboards".into(),
             SystemTask::Operator(name) => name.clone(),
         }
     }

@@ -276,6 +276,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0044_staff.sql"),
         postgres: include_str!("../migrations/postgres/0044_staff.sql"),
     },
+    Migration {
+        version: 45,
+        name: "figures",
+        sqlite: include_str!("../migrations/sqlite/0045_figures.sql"),
+        postgres: include_str!("../migrations/postgres/0045_figures.sql"),
+    },
 ];
 
 /// The schema version this build's migrations end at.

@@ -76,6 +76,11 @@ impl Operations {
         crate::staff::Staff(self.0.clone())
     }
 
+    /// The dashboards' daily figures: see [`crate::figures`].
+    pub fn figures(&self) -> crate::figures::Figures {
+        crate::figures::Figures(self.0.clone())
+    }
+
     /// Announcements and their read receipts: see [`crate::announcements`].
     pub fn announcements(&self) -> crate::announcements::Announcements {
         crate::announcements::Announcements(self.0.clone())
@@ -150,6 +155,15 @@ impl Operations {
         campuses: Option<&[String]>,
     ) -> Result<Vec<crate::payments::Revenue>> {
         self.0.revenue(by, from, to, campuses).await
+    }
+
+    /// What the payments of these FHIR Invoices paid, line by line: see
+    /// [`crate::payments`].
+    pub async fn invoice_lines(
+        &self,
+        invoices: &[String],
+    ) -> Result<Vec<(String, String, crate::payments::PaymentLine)>> {
+        self.0.invoice_lines(invoices).await
     }
 
     pub async fn invoice_numbers(&self, campus: &str) -> Result<Vec<i64>> {

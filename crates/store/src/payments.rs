@@ -201,6 +201,30 @@ impl Store {
         Ok(row.try_get(0)?)
     }
 
+    /// The lines the payments of these FHIR Invoices (by id) paid or refunded:
+    /// (invoice id, campus, line).
+    pub(crate) async fn invoice_lines(&self, invoices: &[String]) -> Result<Vec<(String, String, PaymentLine)>> {
+        let mut out = Vec::new();
+        for chunk in invoices.chunks(500) {
+            let mut sql = Sql::new(
+                "SELECT p.invoice_id, l.campus, l.charge, l.category, l.department, l.amount_fen, l.day \
+                 FROM payments p JOIN payment_lines l ON l.campus = p.campus AND l.invoice_no = p.invoice_no WHERE ",
+            );
+            sql.push_in("p.invoice_id", chunk);
+            for r in sql.query(self.backend).fetch_all(&self.read_pool()).await? {
+                let line = PaymentLine {
+                    charge: r.try_get(2)?,
+                    category: r.try_get(3)?,
+                    department: r.try_get(4)?,
+                    amount_fen: r.try_get(5)?,
+                    day: r.try_get(6)?,
+                };
+                out.push((r.try_get(0)?, r.try_get(1)?, line));
+            }
+        }
+        Ok(out)
+    }
+
     /// One payment by its campus and invoice number.
     pub(crate) async fn payment(&self, campus: &str, invoice_no: i64) -> Result<Option<NewPayment>> {
         let row = sqlx::query("SELECT * FROM payments WHERE campus = $1 AND invoice_no = $2")

@@ -197,6 +197,8 @@ pub struct AppState {
     pub notices: lianyi_manage::announcements::Notices,
     /// Staff (人事): department tree, titles, licences.
     pub staff: lianyi_manage::staff::StaffService,
+    /// The group's and campuses' dashboards, from daily figures.
+    pub dashboards: lianyi_manage::dashboards::Dashboards,
     /// Each area's pages in the navigation, in order ([`routes::NAV`]).
     nav: &'static [&'static [ui::shell::NavLink]],
 }
@@ -321,6 +323,7 @@ impl App {
         let equipment = lianyi_manage::assets::Equipment::new(fhir.clone());
         let notices = lianyi_manage::announcements::Notices::new(fhir.clone());
         let staff = lianyi_manage::staff::StaffService::new(fhir.clone());
+        let dashboards = lianyi_manage::dashboards::Dashboards::new(fhir.clone());
         let critical = lianyi_clinical::critical::CriticalValues::new(
             fhir.clone(),
             config.critical_escalation_minutes.max(1) * 60_000,
@@ -364,6 +367,7 @@ impl App {
                 equipment,
                 notices,
                 staff,
+                dashboards,
                 nav: routes::NAV,
             },
         })
@@ -438,6 +442,8 @@ impl App {
         let watcher = tokio::spawn(self.state.critical.clone().run());
         // Orders are charged while the server runs; its cursor survives restarts.
         let charger = tokio::spawn(self.state.charges.clone().run());
+        // The dashboards' daily figures follow the records; their cursor survives restarts.
+        let figures = tokio::spawn(self.state.dashboards.clone().run());
         // SLA warnings and escalations, and the desk's mail, while the server runs.
         let sla = tokio::spawn(ops::notices::watch_sla(self.state.clone(), std::time::Duration::from_secs(60)));
         // The central server's probes, checked for due ones every second.
@@ -481,6 +487,7 @@ impl App {
         registrar.abort();
         watcher.abort();
         charger.abort();
+        figures.abort();
         sla.abort();
         prober.abort();
         poster.abort();

@@ -10,6 +10,7 @@ mod billing;
 mod browser;
 mod bundles;
 mod copy;
+mod dashboards;
 mod dicom;
 mod disk_full;
 mod encryption;

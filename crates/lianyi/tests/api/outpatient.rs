@@ -149,6 +149,12 @@ async fn book_check_in_queue_and_call_next() {
     assert!(page.contains("<span id=\"visit-campus\">东院区</span>"), "the banner names the campus");
     // The workspace: an ICD-10 diagnosis found by its Chinese name, an allergy.
     let encounter = loc.trim_start_matches("/encounters/").to_string();
+    // The call keeps the wait since check-in (for the dashboards).
+    let called: Value =
+        east.get(app.url(&format!("/fhir/Encounter/{encounter}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(called["statusHistory"][0]["status"], "arrived", "{called}");
+    assert_eq!(called["statusHistory"][0]["period"]["start"], called["period"]["start"]);
+    assert!(called["statusHistory"][0]["period"]["end"].is_string());
     assert!(page.contains("未记录过敏史"), "{page}");
     let (_, _, page) = doctor.get(&format!("{loc}?icd=%E9%AB%98%E8%A1%80%E5%8E%8B")).await;
     let results = between(&page, "id=\"icd-results\"", "</table>");

@@ -213,7 +213,7 @@ async fn paging_total_and_last_updated() {
 async fn data_survives_reconnect_and_migrate_is_idempotent() {
     let (url, _dir) = fresh_database().await;
     let store = Store::connect(&url).await.unwrap();
-    assert_eq!(store.migrate().await.unwrap(), 44);
+    assert_eq!(store.migrate().await.unwrap(), 45);
     store.write(vec![op(WriteKind::Create, patient("keep", "Ma", "Li", "1999"))], T0).await.unwrap();
     store.close().await;
     let store = Store::connect(&url).await.unwrap();
@@ -662,4 +662,80 @@ async fn a_backup_manifest_changes_in_exactly_the_tables_whose_rows_change() {
     assert_eq!(changed(&b, &c), ["audit_log"]);
     assert_eq!(rows(&c, "audit_log"), Some(4));
     assert_eq!(store.audit_head().await.unwrap().0, 4);
+}
+
+#[tokio::test]
+async fn daily_figures_replace_a_source_and_sum_by_campus_department_and_day() {
+    use lianyi_store::figures::{Figure, Scope, Sum, SumBy};
+    let (store, _dir) = store().await;
+    let figures = store.operations().figures();
+    let f = |campus: &str, dept: &str, measure: &str, day: &str, total: i64| Figure {
+        campus: campus.into(),
+        department: dept.into(),
+        measure: measure.into(),
+        day: day.into(),
+        total,
+        n: 1,
+    };
+    figures
+        .replace(&[
+            (
+                "Encounter/1".into(),
+                vec![f("east", "im", "visits", "2026-12-01", 1), f("east", "im", "wait", "2026-12-01", 30)],
+            ),
+            (
+                "Encounter/2".into(),
+                vec![f("east", "surg", "visits", "2026-12-02", 1), f("east", "surg", "wait", "2026-12-02", 10)],
+            ),
+            ("Encounter/3".into(), vec![f("west", "im", "visits", "2026-12-02", 1)]),
+        ])
+        .await
+        .unwrap();
+    // Counted again (a batch read twice): replaced, not added.
+    figures
+        .replace(&[(
+            "Encounter/1".into(),
+            vec![f("east", "im", "visits", "2026-12-01", 1), f("east", "im", "wait", "2026-12-01", 30)],
+        )])
+        .await
+        .unwrap();
+    let sum = |key: &str, measure: &str, total: i64, n: i64| Sum { key: key.into(), measure: measure.into(), total, n };
+    let week = Scope { from: "2026-12-01", to: "2026-12-07", ..Scope::default() };
+    assert_eq!(
+        figures.sums(&week, SumBy::Campus).await.unwrap(),
+        [sum("east", "visits", 2, 2), sum("east", "wait", 40, 2), sum("west", "visits", 1, 1)]
+    );
+    let east = Scope { campus: Some("east"), ..week.clone() };
+    assert_eq!(
+        figures.sums(&east, SumBy::Department).await.unwrap(),
+        [sum("im", "visits", 1, 1), sum("im", "wait", 30, 1), sum("surg", "visits", 1, 1), sum("surg", "wait", 10, 1)]
+    );
+    let im = Scope { department: Some("im"), ..east.clone() };
+    assert_eq!(
+        figures.sums(&im, SumBy::Day).await.unwrap(),
+        [sum("2026-12-01", "visits", 1, 1), sum("2026-12-01", "wait", 30, 1)]
+    );
+    // A record that changes day and department moves; one that no longer counts goes.
+    figures
+        .replace(&[
+            ("Encounter/2".into(), vec![f("east", "im", "visits", "2026-12-03", 1)]),
+            ("Encounter/3".into(), Vec::new()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        figures.sums(&week, SumBy::Day).await.unwrap(),
+        [
+            sum("2026-12-01", "visits", 1, 1),
+            sum("2026-12-01", "wait", 30, 1),
+            sum("2026-12-02", "visits", 0, 0),
+            sum("2026-12-02", "wait", 0, 0),
+            sum("2026-12-03", "visits", 1, 1)
+        ]
+    );
+    let only = [String::from("west")];
+    let west = Scope { campuses: Some(&only), ..week.clone() };
+    assert_eq!(figures.sums(&west, SumBy::Campus).await.unwrap(), [sum("west", "visits", 0, 0)]);
+    assert_eq!(figures.of_source("Encounter/3").await.unwrap(), []);
+    assert_eq!(figures.of_source("Encounter/2").await.unwrap(), [f("east", "im", "visits", "2026-12-03", 1)]);
 }

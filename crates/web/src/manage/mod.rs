@@ -1,9 +1,10 @@
 //! Management (管理): rosters — each department's monthly roster, each campus's shift
 //! types and rest rule, attendance — and materials (物资): stock, requisitions and
 //! the catalogue — equipment (设备): the register and repairs — announcements, and
-//! staff (人事).
+//! staff (人事), and the dashboards (决策支持).
 
 mod attendance;
+mod dashboards;
 mod equipment;
 mod materials;
 mod notices;
@@ -19,10 +20,12 @@ pub(crate) fn router() -> axum::Router<crate::AppState> {
         .merge(equipment::router())
         .merge(notices::router())
         .merge(staff::router())
+        .merge(dashboards::router())
 }
 
 /// The management pages in the navigation.
 pub(crate) const NAV: &[NavLink] = &[
+    NavLink { href: "/manage/dashboard", text: "nav-dashboard", place: Place::Bar, shown: dashboards::may_view },
     NavLink { href: "/manage/notices", text: "nav-notices", place: Place::Bar, shown: notices::may_read },
     NavLink { href: "/manage/rosters", text: "nav-rosters", place: Place::Bar, shown: rosters::may_open },
     NavLink { href: "/manage/staff", text: "nav-staff", place: Place::Bar, shown: staff::may_keep },

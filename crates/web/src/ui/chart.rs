@@ -149,6 +149,60 @@ pub(crate) fn line(title: &str, points: &[Point], from: i64, to: i64, gap: i64) 
     svg
 }
 
+/// One bar: its label, its value and, when it drills down, where to.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Bar {
+    pub label: String,
+    pub value: f64,
+    /// The value as the page writes it (`12.5%`, `¥1,200.00`).
+    pub shown: String,
+    pub href: Option<String>,
+}
+
+const BAR_H: f64 = 22.0;
+const BAR_LABEL: f64 = 150.0;
+const BAR_VALUE: f64 = 90.0;
+
+/// Horizontal bars, one per line, each a link where it drills down; the longest bar
+/// spans the width. `title` names the chart for assistive technology.
+pub(crate) fn bars(title: &str, bars: &[Bar]) -> String {
+    let h = (bars.len().max(1) as f64) * BAR_H + 4.0;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        "<svg class=\"chart bars\" viewBox=\"0 0 {W} {h}\" role=\"{role}\" aria-label=\"{t}\"><title>{t}</title>",
+        t = escape(title),
+        // Bars that are links are controls: a group of them, not one picture.
+        role = if bars.iter().any(|b| b.href.is_some()) { "group" } else { "img" }
+    );
+    let peak = bars.iter().map(|b| b.value).fold(0.0f64, f64::max);
+    let span = W - BAR_LABEL - BAR_VALUE;
+    for (i, b) in bars.iter().enumerate() {
+        let y = 2.0 + i as f64 * BAR_H;
+        let width = if peak > 0.0 { (b.value.max(0.0) / peak * span).max(1.0) } else { 1.0 };
+        if let Some(href) = &b.href {
+            let _ = write!(svg, "<a href=\"{}\">", escape(href));
+        }
+        let _ = write!(
+            svg,
+            "<text class=\"axis\" x=\"{x:.1}\" y=\"{ty:.1}\" text-anchor=\"end\">{label}</text>\
+             <rect class=\"hbar\" x=\"{BAR_LABEL}\" y=\"{y:.1}\" width=\"{width:.1}\" height=\"{bh:.1}\"/>\
+             <text class=\"axis\" x=\"{vx:.1}\" y=\"{ty:.1}\">{shown}</text>",
+            x = BAR_LABEL - 6.0,
+            ty = y + BAR_H * 0.65,
+            label = escape(&b.label),
+            bh = BAR_H - 6.0,
+            vx = BAR_LABEL + width + 4.0,
+            shown = escape(&b.shown),
+        );
+        if b.href.is_some() {
+            svg.push_str("</a>");
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
