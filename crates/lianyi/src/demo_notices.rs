@@ -1,5 +1,5 @@
 //! The demo's announcements (通知公告): a group policy, a notice to East Campus about a
-//! system upgrade, and news for the nurses of every campus.
+//! system upgrade, and news for the nurses of every campus; and patient feedback.
 
 use lianyi_manage::announcements::{NoticeForm, Notices};
 use lianyi_security::{Caller, SystemTask};
@@ -50,4 +50,34 @@ pub(crate) async fn load(notices: &Notices) -> Result<usize, CliError> {
         notices.publish(&system, &form).await.map_err(|e| CliError::Usage(format!("demo announcements: {e}")))?;
     }
     Ok(NOTICES.len())
+}
+
+/// The demo's patient feedback at East Campus: a complaint its department head owns
+/// and answered, another still open, and a suggestion; returns how many.
+pub(crate) async fn feedback(feedback: &lianyi_manage::feedback::Feedbacks) -> Result<usize, CliError> {
+    use lianyi_manage::feedback::FeedbackForm;
+    let system = Caller::task(SystemTask::Demo);
+    let failed = |e: lianyi_manage::feedback::FeedbackError| CliError::Usage(format!("demo feedback: {e}"));
+    let items = [
+        ("complaint", "desk", "campus-east-im", "pat-0001", "候诊时间过长", "上午挂号后等候近两小时，无人说明原因。"),
+        ("complaint", "phone", "campus-east-im", "", "检查结果通知不及时", "患者家属来电：血常规结果隔天才收到通知。"),
+        ("suggestion", "letter", "", "", "建议增加自助缴费机", "门诊大厅缴费排队较长，建议每层增设自助缴费机。"),
+    ];
+    let mut ids = Vec::new();
+    for (kind, channel, department, patient, subject, body) in items {
+        let form = FeedbackForm {
+            campus: "campus-east".into(),
+            department: department.into(),
+            kind: kind.into(),
+            channel: channel.into(),
+            patient: patient.into(),
+            subject: subject.into(),
+            body: body.into(),
+        };
+        ids.push(feedback.record(&system, &form).await.map_err(failed)?);
+    }
+    feedback.assign(&system, ids[0], "head.east").await.map_err(failed)?;
+    feedback.answer(&system, ids[0], "已向患者致歉；门诊已在候诊区增设叫号进度提示。").await.map_err(failed)?;
+    feedback.assign(&system, ids[1], "head.east").await.map_err(failed)?;
+    Ok(ids.len())
 }

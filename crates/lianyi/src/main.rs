@@ -1829,6 +1829,7 @@ async fn demo_command(
     let equipment = lianyi_manage::assets::Equipment::new(app.state().fhir.with_clock(equipment_clock.clone()));
     let registered = demo_equipment::load(&equipment, &equipment_clock, &campuses).await?;
     let published = demo_notices::load(&app.state().notices).await?;
+    let complaints = demo_notices::feedback(&app.state().feedback).await?;
     let licences = demo_staff::load(&app.state().staff, app.state().fhir.now_ms()).await?;
     let probes = demo_ops::monitoring(&app.state().monitor, &demo_caller, addr, mllp_addr).await?;
     // A first backup now, and the nightly schedule.
@@ -1874,6 +1875,9 @@ async fn demo_command(
     );
     println!(
         "  Announcements: {published} published (a group policy, an upgrade notice to East Campus, news for the nurses), with read receipts."
+    );
+    println!(
+        "  Feedback: {complaints} pieces at East Campus (a complaint answered by head.east, one open, a suggestion)."
     );
     println!(
         "  Price lists: {priced} items priced at each of the 3 campuses (registration, drugs, tests, services, high-value consumables)."
@@ -1953,6 +1957,7 @@ async fn demo_command(
         "  Dashboards    http://{addr}/manage/dashboard (the manager: every campus, drilled down to department and day)"
     );
     println!("  Staff         http://{addr}/manage/staff (hr keeps titles, practising campuses and licences)");
+    println!("  Feedback      http://{addr}/manage/feedback (complaints with owner, deadline and answer)");
     println!("  Announcements http://{addr}/manage/notices (the manager publishes and sees who read each)");
     println!(
         "  Equipment     http://{addr}/manage/equipment and repairs http://{addr}/manage/repairs (equipment.east takes and finishes repairs; nurse.east reports faults; the manager approves scrapping)"

@@ -10,7 +10,8 @@
 //! announcements (通知公告) to an audience, with read receipts; staff (人事): the
 //! department tree, titles, practising campuses and licences with expiry reminders;
 //! dashboards (决策支持) for the group and each campus, from daily figures kept current
-//! as records arrive.
+//! as records arrive; patients' feedback and complaints with an owner, a deadline and
+//! the answer.
 #![forbid(unsafe_code)]
 
 pub mod announcements;
@@ -19,6 +20,7 @@ pub mod attendance;
 mod common;
 pub mod dashboards;
 pub mod equipment;
+pub mod feedback;
 pub mod materials;
 pub mod measures;
 pub mod performance;

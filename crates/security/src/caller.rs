@@ -381,6 +381,7 @@ impl Caller {
                 Capability::ReportRepairs,
                 Capability::Publish,
                 Capability::KeepStaff,
+                Capability::HandleFeedback,
             ],
         }
     }

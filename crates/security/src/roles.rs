@@ -55,6 +55,9 @@ pub enum Capability {
     /// Keep staff records (人事): titles, practising campuses, licences and their
     /// expiry reminders.
     KeepStaff,
+    /// Handle patients' feedback and complaints (患者意见与投诉): name the owner who
+    /// answers each, answer it, follow the deadlines.
+    HandleFeedback,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,6 +228,7 @@ impl Role {
                 Capability::RequestMaterials,
                 Capability::ReportRepairs,
                 Capability::Publish,
+                Capability::HandleFeedback,
             ],
             Role::LabTechnician | Role::Radiologist => &[Capability::ReportRepairs],
             Role::Manager => &[
@@ -233,6 +237,7 @@ impl Role {
                 Capability::ManageRosters,
                 Capability::ApproveScrapping,
                 Capability::Publish,
+                Capability::HandleFeedback,
             ],
             Role::Administrator => &[Capability::AdministerUsers, Capability::ManageIntegration],
             Role::ItEngineer => &[Capability::ManageIntegration, Capability::OperateIt],

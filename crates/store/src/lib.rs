@@ -21,6 +21,7 @@ pub mod desk;
 pub mod equipment;
 mod failover;
 pub mod faults;
+pub mod feedback;
 pub mod figures;
 pub mod imaging;
 pub mod kb;

@@ -282,6 +282,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0045_figures.sql"),
         postgres: include_str!("../migrations/postgres/0045_figures.sql"),
     },
+    Migration {
+        version: 46,
+        name: "feedback",
+        sqlite: include_str!("../migrations/sqlite/0046_feedback.sql"),
+        postgres: include_str!("../migrations/postgres/0046_feedback.sql"),
+    },
 ];
 
 /// The schema version this build's migrations end at.

@@ -76,6 +76,11 @@ impl Operations {
         crate::staff::Staff(self.0.clone())
     }
 
+    /// Patients' feedback and complaints: see [`crate::feedback`].
+    pub fn feedback(&self) -> crate::feedback::FeedbackTable {
+        crate::feedback::FeedbackTable(self.0.clone())
+    }
+
     /// The dashboards' daily figures: see [`crate::figures`].
     pub fn figures(&self) -> crate::figures::Figures {
         crate::figures::Figures(self.0.clone())

@@ -199,6 +199,8 @@ pub struct AppState {
     pub staff: lianyi_manage::staff::StaffService,
     /// The group's and campuses' dashboards, from daily figures.
     pub dashboards: lianyi_manage::dashboards::Dashboards,
+    /// Patients' feedback and complaints.
+    pub feedback: lianyi_manage::feedback::Feedbacks,
     /// Each area's pages in the navigation, in order ([`routes::NAV`]).
     nav: &'static [&'static [ui::shell::NavLink]],
 }
@@ -324,6 +326,7 @@ impl App {
         let notices = lianyi_manage::announcements::Notices::new(fhir.clone());
         let staff = lianyi_manage::staff::StaffService::new(fhir.clone());
         let dashboards = lianyi_manage::dashboards::Dashboards::new(fhir.clone());
+        let feedback = lianyi_manage::feedback::Feedbacks::new(fhir.clone());
         let critical = lianyi_clinical::critical::CriticalValues::new(
             fhir.clone(),
             config.critical_escalation_minutes.max(1) * 60_000,
@@ -368,6 +371,7 @@ impl App {
                 notices,
                 staff,
                 dashboards,
+                feedback,
                 nav: routes::NAV,
             },
         })

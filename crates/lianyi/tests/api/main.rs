@@ -17,6 +17,7 @@ mod encryption;
 mod equipment;
 mod every_page;
 mod export;
+mod feedback;
 mod helpers;
 mod hl7;
 mod kb;

@@ -1,11 +1,12 @@
 //! Management (管理): rosters — each department's monthly roster, each campus's shift
 //! types and rest rule, attendance — and materials (物资): stock, requisitions and
 //! the catalogue — equipment (设备): the register and repairs — announcements, and
-//! staff (人事), and the dashboards (决策支持).
+//! staff (人事), the dashboards (决策支持), and patients' feedback and complaints.
 
 mod attendance;
 mod dashboards;
 mod equipment;
+mod feedback;
 mod materials;
 mod notices;
 mod rosters;
@@ -21,12 +22,14 @@ pub(crate) fn router() -> axum::Router<crate::AppState> {
         .merge(notices::router())
         .merge(staff::router())
         .merge(dashboards::router())
+        .merge(feedback::router())
 }
 
 /// The management pages in the navigation.
 pub(crate) const NAV: &[NavLink] = &[
     NavLink { href: "/manage/dashboard", text: "nav-dashboard", place: Place::Bar, shown: dashboards::may_view },
     NavLink { href: "/manage/notices", text: "nav-notices", place: Place::Bar, shown: notices::may_read },
+    NavLink { href: "/manage/feedback", text: "nav-feedback", place: Place::Bar, shown: feedback::may_follow },
     NavLink { href: "/manage/rosters", text: "nav-rosters", place: Place::Bar, shown: rosters::may_open },
     NavLink { href: "/manage/staff", text: "nav-staff", place: Place::Bar, shown: staff::may_keep },
     NavLink { href: "/manage/attendance", text: "nav-attendance", place: Place::Bar, shown: rosters::may_keep_types },
