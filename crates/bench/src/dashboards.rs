@@ -1,7 +1,7 @@
 //! `lianyi-bench dashboards`: the management dashboards on a demo with a year of
 //! activity at three campuses. Starts `lianyi demo --history-days N` (the real
-//! binary), waits until the dashboards' follower has counted the replayed year (the
-//! group's visits over the year stop changing), then renders, one request at a time:
+//! binary), waits until the dashboards' follower has counted the replayed year (its
+//! lag on `/metrics` is 0), then renders, one request at a time:
 //! the group over the year, one campus over the year, one department over the year,
 //! the group over the last 30 days, and the group's CSV over the year.
 //!
@@ -52,22 +52,26 @@ pub async fn run(raw: Vec<String>) {
     let (from, to) = (beijing_day(o.days - 1), beijing_day(0));
     let year = format!("from={from}&to={to}");
 
-    // The follower counts the replayed year after the server starts: wait until the
-    // group's visits over the period stop changing.
+    // The follower counts the replayed year after the server starts: wait until it
+    // has read every event (the server's own gauge), then read the year's visits.
     let t = Instant::now();
-    let mut last = String::new();
-    let visits = loop {
-        let (status, _, page) = manager.get(&format!("/manage/dashboard?{year}")).await;
-        assert_eq!(status, 200);
-        let total = between(between(&page, "id=\"dash-total\"", "</div></div>"), "<strong>", "</strong>").to_string();
-        if total == last && total != "0" {
-            break total;
+    let probe = crate::http_client();
+    loop {
+        let metrics = probe.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+        let lag = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("lianyi_dashboard_lag_events "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        if lag == Some(0.0) {
+            break;
         }
-        last = total;
         assert!(t.elapsed() < Duration::from_secs(1800), "the dashboards did not catch up");
-        tokio::time::sleep(Duration::from_secs(3)).await;
-    };
-    let catch_up = t.elapsed().as_secs_f64() - 3.0;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (status, _, page) = manager.get(&format!("/manage/dashboard?{year}")).await;
+    assert_eq!(status, 200);
+    let visits = between(between(&page, "id=\"dash-total\"", "</div></div>"), "<strong>", "</strong>").to_string();
+    let catch_up = t.elapsed().as_secs_f64();
     println!(
         "Dashboards on the demo (SQLite) with {} days at three campuses: {visits} visits counted; demo ready in {demo_secs:.0} s, \
          figures current {catch_up:.0} s after it started serving; {} requests per page, one at a time",

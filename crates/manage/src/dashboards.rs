@@ -8,8 +8,9 @@
 //! outbox (as the dashboards' system task) reads each changed record and replaces what
 //! it counts for (see [`crate::measures`]), so a dashboard over a year reads one row
 //! per campus, measure and day instead of the records. Unlike the other watchers it
-//! starts at the beginning of the outbox, so the figures hold what happened before it
-//! first ran (as far as the outbox keeps it).
+//! starts at the beginning of the outbox (its cursor is made at 0 by the migration
+//! that made the figures, so the outbox's retention keeps every event until it is
+//! read): the figures hold what happened before the server first ran it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -287,6 +288,13 @@ impl Dashboards {
             }
         }
         Ok(out)
+    }
+
+    /// How many outbox events the figures are behind (0: current).
+    pub async fn lag(&self) -> Result<i64, DashboardError> {
+        let ops = self.fhir.operations();
+        let head = ops.outbox_head().await?;
+        Ok((head - ops.cursor(CURSOR).await?.unwrap_or(0)).max(0))
     }
 
     /// Follows the outbox for ever (started with the server).

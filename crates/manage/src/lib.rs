@@ -27,3 +27,4 @@ pub mod performance;
 pub mod roster;
 pub mod rosters;
 pub mod staff;
+pub mod swaps;

@@ -231,7 +231,12 @@ impl Rosters {
     }
 
     /// A department's head, or a manager of its campus, keeps its roster.
-    async fn may_keep_department(&self, caller: &Caller, department: &str, campus: &str) -> Result<(), RosterError> {
+    pub(crate) async fn may_keep_department(
+        &self,
+        caller: &Caller,
+        department: &str,
+        campus: &str,
+    ) -> Result<(), RosterError> {
         if !caller.can(Capability::ManageRosters) || !caller.access().all_campuses().contains(campus) {
             return Err(RosterError::Forbidden("a department's roster is kept by its head or the campus's managers"));
         }
@@ -502,7 +507,7 @@ impl Rosters {
     }
 }
 
-fn placed_of(s: &RosterShift) -> Placed {
+pub(crate) fn placed_of(s: &RosterShift) -> Placed {
     // The stored instants are the truth (a shift type changed later keeps the shift).
     let day = local_midnight(&s.day).unwrap_or(s.starts_at);
     let start = u32::try_from((s.starts_at - day) / 60_000).unwrap_or(0);

@@ -288,6 +288,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0046_feedback.sql"),
         postgres: include_str!("../migrations/postgres/0046_feedback.sql"),
     },
+    Migration {
+        version: 47,
+        name: "roster swaps",
+        sqlite: include_str!("../migrations/sqlite/0047_roster_swaps.sql"),
+        postgres: include_str!("../migrations/postgres/0047_roster_swaps.sql"),
+    },
 ];
 
 /// The schema version this build's migrations end at.

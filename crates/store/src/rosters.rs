@@ -7,7 +7,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use crate::{Backend, Result, Store};
+use crate::{Backend, Result, Store, StoreError};
 
 /// One shift type of a campus.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -264,5 +264,231 @@ impl Rosters {
         .fetch_all(&self.0.read_pool())
         .await?;
         rows.iter().map(shift_of).collect()
+    }
+}
+
+/// A swap request (换班): shift `shift_a` (the requester's) for `shift_b` (a
+/// colleague's).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Swap {
+    pub id: i64,
+    pub department: String,
+    pub campus: String,
+    pub shift_a: i64,
+    pub shift_b: i64,
+    pub requested_by: String,
+    pub requested_at: i64,
+    pub reason: Option<String>,
+    /// `requested`, `approved` or `refused`.
+    pub status: String,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    pub note: Option<String>,
+}
+
+const SWAP_COLUMNS: &str = "id, department, campus, shift_a, shift_b, requested_by, requested_at, reason, status, \
+                            decided_by, decided_at, note";
+
+fn swap_of(r: &AnyRow) -> Result<Swap> {
+    Ok(Swap {
+        id: r.try_get(0)?,
+        department: r.try_get(1)?,
+        campus: r.try_get(2)?,
+        shift_a: r.try_get(3)?,
+        shift_b: r.try_get(4)?,
+        requested_by: r.try_get(5)?,
+        requested_at: r.try_get(6)?,
+        reason: r.try_get(7)?,
+        status: r.try_get(8)?,
+        decided_by: r.try_get(9)?,
+        decided_at: r.try_get(10)?,
+        note: r.try_get(11)?,
+    })
+}
+
+/// What an approval checks: each shift, and the other shifts of the person taking it
+/// around it (any department; the two shifts themselves left out).
+#[derive(Clone, Debug)]
+pub struct SwapCheck {
+    pub a: RosterShift,
+    pub b: RosterShift,
+    /// The shifts of `b`'s person around `a` (they take `a`).
+    pub around_a: Vec<RosterShift>,
+    /// The shifts of `a`'s person around `b` (they take `b`).
+    pub around_b: Vec<RosterShift>,
+}
+
+impl Rosters {
+    /// A person's shifts (any department) overlapping `from`..`to` (instants).
+    pub async fn person_shifts(&self, practitioner: &str, from: i64, to: i64) -> Result<Vec<RosterShift>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SHIFT_COLUMNS} FROM roster_shifts WHERE practitioner = $1 AND starts_at < $2 AND ends_at > $3 \
+             ORDER BY starts_at"
+        )))
+        .bind(practitioner.to_string())
+        .bind(to)
+        .bind(from)
+        .fetch_all(&self.0.read_pool())
+        .await?;
+        rows.iter().map(shift_of).collect()
+    }
+
+    /// Records a swap request; refused when either shift is in a request still
+    /// waiting (one request at a time per shift).
+    pub async fn request_swap(&self, s: &Swap) -> Result<i64> {
+        let mut tx = self.begin().await?;
+        let waiting = sqlx::query(
+            "SELECT COUNT(*) FROM roster_swaps WHERE status = 'requested' AND \
+             (shift_a IN ($1, $2) OR shift_b IN ($1, $2))",
+        )
+        .bind(s.shift_a)
+        .bind(s.shift_b)
+        .fetch_one(&mut *tx)
+        .await?;
+        if waiting.try_get::<i64, _>(0)? > 0 {
+            tx.rollback().await?;
+            return Err(StoreError::Refused("shift_a: a swap of this shift is waiting for approval".into()));
+        }
+        let row = sqlx::query(
+            "INSERT INTO roster_swaps (department, campus, shift_a, shift_b, requested_by, requested_at, reason, \
+             status) VALUES ($1, $2, $3, $4, $5, $6, $7, 'requested') RETURNING id",
+        )
+        .bind(s.department.clone())
+        .bind(s.campus.clone())
+        .bind(s.shift_a)
+        .bind(s.shift_b)
+        .bind(s.requested_by.clone())
+        .bind(s.requested_at)
+        .bind(s.reason.clone())
+        .fetch_one(&mut *tx)
+        .await?;
+        let id = row.try_get(0)?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn swap(&self, id: i64) -> Result<Option<Swap>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {SWAP_COLUMNS} FROM roster_swaps WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(&self.0.read_pool())
+            .await?;
+        row.as_ref().map(swap_of).transpose()
+    }
+
+    /// A department's swap requests, those waiting first, then the latest decided.
+    pub async fn swaps(&self, department: &str, limit: i64) -> Result<Vec<Swap>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SWAP_COLUMNS} FROM roster_swaps WHERE department = $1 \
+             ORDER BY CASE WHEN status = 'requested' THEN 0 ELSE 1 END, id DESC LIMIT $2"
+        )))
+        .bind(department.to_string())
+        .bind(limit)
+        .fetch_all(&self.0.read_pool())
+        .await?;
+        rows.iter().map(swap_of).collect()
+    }
+
+    /// Refuses a waiting request; false when it was decided already.
+    pub async fn refuse_swap(&self, id: i64, by: &str, at: i64, note: Option<&str>) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE roster_swaps SET status = 'refused', decided_by = $1, decided_at = $2, note = $3 \
+             WHERE id = $4 AND status = 'requested'",
+        )
+        .bind(by.to_string())
+        .bind(at)
+        .bind(note.map(str::to_string))
+        .bind(id)
+        .execute(&self.0.write_pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Approves a waiting request: in one transaction, reads both shifts and the
+    /// shifts of each person taking one within `reach` ms around it, lets `check`
+    /// refuse, then gives each shift to the other person (their PractitionerRole in the
+    /// department) and marks the request approved. A request decided already, or a
+    /// shift gone or given to someone else since, is refused by name.
+    pub async fn approve_swap_checked<E>(
+        &self,
+        id: i64,
+        by: &str,
+        at: i64,
+        note: Option<&str>,
+        reach: i64,
+        check: impl FnOnce(&SwapCheck) -> std::result::Result<(), E>,
+    ) -> Result<std::result::Result<(), E>> {
+        let mut tx = self.begin().await?;
+        let refused = |m: &str| StoreError::Refused(m.to_string());
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {SWAP_COLUMNS} FROM roster_swaps WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let swap = row.as_ref().map(swap_of).transpose()?.ok_or_else(|| refused("swap: no such request"))?;
+        if swap.status != "requested" {
+            return Err(refused("swap: this request was decided already"));
+        }
+        let mut shifts = Vec::new();
+        for shift in [swap.shift_a, swap.shift_b] {
+            let row =
+                sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {SHIFT_COLUMNS} FROM roster_shifts WHERE id = $1")))
+                    .bind(shift)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            shifts.push(
+                row.as_ref()
+                    .map(shift_of)
+                    .transpose()?
+                    .ok_or_else(|| refused("swap: a shift of it was taken off the roster"))?,
+            );
+        }
+        let (a, b) = (shifts.remove(0), shifts.remove(0));
+        if self.0.backend == Backend::Postgres {
+            // The two people's shifts change one at a time (SQLite has one writer).
+            let mut people = [a.practitioner.clone(), b.practitioner.clone()];
+            people.sort();
+            for p in people {
+                sqlx::query("SELECT pg_advisory_xact_lock(7360, hashtext($1))").bind(p).execute(&mut *tx).await?;
+            }
+        }
+        let mut around = Vec::new();
+        for (person, shift) in [(&b.practitioner, &a), (&a.practitioner, &b)] {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {SHIFT_COLUMNS} FROM roster_shifts WHERE practitioner = $1 AND starts_at < $2 AND ends_at > $3 \
+                 AND id NOT IN ($4, $5) ORDER BY starts_at"
+            )))
+            .bind(person.clone())
+            .bind(shift.ends_at + reach)
+            .bind(shift.starts_at - reach)
+            .bind(a.id)
+            .bind(b.id)
+            .fetch_all(&mut *tx)
+            .await?;
+            around.push(rows.iter().map(shift_of).collect::<Result<Vec<_>>>()?);
+        }
+        let checked = SwapCheck { around_b: around.remove(1), around_a: around.remove(0), a, b };
+        if let Err(e) = check(&checked) {
+            tx.rollback().await?;
+            return Ok(Err(e));
+        }
+        let SwapCheck { a, b, .. } = checked;
+        for (shift, to) in [(&a, &b), (&b, &a)] {
+            sqlx::query("UPDATE roster_shifts SET practitioner = $1, role = $2 WHERE id = $3")
+                .bind(to.practitioner.clone())
+                .bind(to.role.clone())
+                .bind(shift.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "UPDATE roster_swaps SET status = 'approved', decided_by = $1, decided_at = $2, note = $3 WHERE id = $4",
+        )
+        .bind(by.to_string())
+        .bind(at)
+        .bind(note.map(str::to_string))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(()))
     }
 }

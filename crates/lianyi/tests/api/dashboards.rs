@@ -185,7 +185,12 @@ async fn dashboards_follow_the_records_and_drill_down() {
     let ops = app.fhir.operations();
     let scope = Scope { from: "2026-12-01", to: "2026-12-07", ..Scope::default() };
     let before = ops.figures().sums(&scope, SumBy::Department).await.unwrap();
-    ops.set_cursor("dashboards", 0).await.unwrap();
+    lianyi_store::testing::raw_execute(
+        &app.database_url,
+        "UPDATE counters SET value = 0 WHERE name = 'cursor:dashboards'",
+    )
+    .await;
+    assert_eq!(ops.cursor("dashboards").await.unwrap(), Some(0));
     lianyi_manage::dashboards::Dashboards::new(app.fhir.clone()).catch_up().await.unwrap();
     assert_eq!(ops.figures().sums(&scope, SumBy::Department).await.unwrap(), before);
     assert_eq!(ops.figures().of_source("Encounter/e3").await.unwrap(), [], "an admission is not a visit");

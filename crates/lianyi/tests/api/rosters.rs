@@ -3,7 +3,8 @@
 //! refused with the rule named, a clinic session makes the doctor's Slots, a person
 //! already on shift in another department cannot be put in two places at once, a
 //! clinic session with a booked Slot is not taken off; each change audited. Two
-//! rosterings of one person at once: exactly one stands (both backends).
+//! rosterings of one person at once: exactly one stands (both backends). A swap
+//! request checked when asked and again when approved by the head.
 
 use lianyi_clinical::scheduling::Scheduling;
 use lianyi_manage::rosters::{RosterError, Rosters};
@@ -436,4 +437,146 @@ async fn clock_machine_punches_are_read_against_the_roster() {
     assert!(!page.contains("id=\"att-form\""));
     let form = [("csrf", head_token.as_str()), ("campus", "campus-east"), ("csv", "LY002,2026-11-18 08:00")];
     assert_eq!(head.post("/manage/attendance", &form).await.0, StatusCode::FORBIDDEN);
+}
+
+fn swap_form(token: &str, mine: &str, theirs: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("csrf", token.to_string()),
+        ("department", "east-im".to_string()),
+        ("month", "2026-12".to_string()),
+        ("mine", mine.to_string()),
+        ("theirs", theirs.to_string()),
+        ("reason", "家中有事".to_string()),
+    ]
+}
+
+fn pairs<'a>(form: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    form.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// Swap requests (换班): Dr Li asks from the roster page to exchange his day shift
+/// with Dr Wang's — one that would leave him no rest after a night is refused naming
+/// the rule, a clinic session and a second request of a waiting shift too; the head
+/// approves a good one, but not while Wang is on shift elsewhere that day (the
+/// approval is checked again), then does once that shift is off; a refused request
+/// changes nothing. Each step audited.
+#[tokio::test]
+async fn a_shift_swap_is_requested_checked_and_approved_by_the_head() {
+    let clock = ManualClock::new(MONDAY_0830);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    directory(&app).await;
+    let east = app.client_with("system/*.cruds", "campus-east", None).await;
+    put(
+        &east,
+        &app,
+        json!({"resourceType": "Practitioner", "id": "dr-li", "name": [{"text": "李明"}],
+               "identifier": [{"system": lianyi_clinical::orders::USER_SYSTEM, "value": "dr.li"}]}),
+    )
+    .await;
+    let rosters = Rosters::new(app.fhir.clone());
+    let system = Caller::task(lianyi_security::SystemTask::Operator("test".into()));
+    for (code, kind, start, end, slot) in [
+        ("D", "day", "08:00", "17:30", ""),
+        ("N", "night", "17:30", "08:00", ""),
+        ("C", "clinic", "08:00", "11:30", "30"),
+    ] {
+        let form = lianyi_manage::rosters::ShiftTypeForm {
+            campus: "campus-east".into(),
+            code: code.into(),
+            name_zh: code.into(),
+            name_en: code.into(),
+            kind: kind.into(),
+            start: start.into(),
+            end: end.into(),
+            slot_minutes: slot.into(),
+        };
+        rosters.put_type(&system, &form).await.unwrap();
+    }
+    rosters.set_rest(&system, "campus-east", "24").await.unwrap();
+    let mut ids = std::collections::HashMap::new();
+    for (key, role, day, shift) in [
+        ("li-02", "role-li-im", "2026-12-02", "D"),
+        ("li-03", "role-li-im", "2026-12-03", "D"),
+        ("li-04", "role-li-im", "2026-12-04", "D"),
+        ("li-07", "role-li-im", "2026-12-07", "C"),
+        ("wang-02", "role-wang-im", "2026-12-02", "N"),
+        ("wang-05", "role-wang-im", "2026-12-05", "D"),
+        ("wang-08", "role-wang-im", "2026-12-08", "D"),
+        ("li-09", "role-li-im", "2026-12-09", "D"),
+        ("wang-10", "role-wang-im", "2026-12-10", "D"),
+    ] {
+        ids.insert(key, rosters.assign(&system, role, day, shift).await.unwrap().id);
+    }
+    let id = |k: &str| ids[k].to_string();
+    let (mut li, token) = logged_in(&app, &clock, "dr.li", "doctor", "campus-east", None).await;
+    let page_of = "/manage/rosters?department=east-im&month=2026-12";
+    let (_, _, page) = li.get(page_of).await;
+    let offered = between(&page, "id=\"roster-swap-mine\"", "</select>");
+    assert!(
+        offered.contains(&format!("value=\"{}\"", id("li-04")))
+            && !offered.contains(&format!("value=\"{}\"", id("li-07"))),
+        "{offered}"
+    );
+    // Li's day on the 2nd for Wang's night on the 2nd: the night ends at 08:00 on the
+    // 3rd, where Li's day starts — no rest. Refused naming the rule; nothing recorded.
+    let f = swap_form(&token, &id("li-02"), &id("wang-02"));
+    let (status, _, page) = li.post("/manage/rosters/swaps", &pairs(&f)).await;
+    assert_eq!(status, StatusCode::OK);
+    let errors = between(&page, "id=\"roster-errors\"", "</div>");
+    assert!(errors.contains("2026-12-03") && errors.contains("24"), "{errors}");
+    assert!(app.fhir.operations().rosters().swaps("east-im", 10).await.unwrap().is_empty());
+    // A clinic session is not swapped.
+    let f = swap_form(&token, &id("li-07"), &id("wang-08"));
+    let (_, _, page) = li.post("/manage/rosters/swaps", &pairs(&f)).await;
+    assert!(between(&page, "id=\"roster-errors\"", "</div>").contains("门诊班次已有患者预约"), "{page}");
+
+    // Li's day on the 4th for Wang's on the 5th: requested.
+    let f = swap_form(&token, &id("li-04"), &id("wang-05"));
+    let (_, loc, _) = li.post("/manage/rosters/swaps", &pairs(&f)).await;
+    assert_eq!(loc, format!("{page_of}&swap=requested"));
+    // Asked again while it waits: refused.
+    let f = swap_form(&token, &id("li-04"), &id("wang-08"));
+    let (_, _, page) = li.post("/manage/rosters/swaps", &pairs(&f)).await;
+    assert!(between(&page, "id=\"roster-errors\"", "</div>").contains("待审批的换班申请"), "{page}");
+    let (_, _, page) = li.get(page_of).await;
+    assert!(!page.contains("class=\"swap-approve\""), "Li does not decide");
+
+    // Meanwhile Wang is put on a day in emergency on the 4th: taking Li's day on the
+    // 4th would put him in two places, so the approval is refused; once that day is
+    // off, approved.
+    let night = rosters.assign(&system, "role-wang-er", "2026-12-04", "D").await.unwrap().id;
+    let swap = app.fhir.operations().rosters().swaps("east-im", 10).await.unwrap()[0].id;
+    let (mut head, head_token) = logged_in(&app, &clock, "head.im", "department-head", "campus-east", None).await;
+    let decide = [("csrf", head_token.as_str()), ("department", "east-im"), ("month", "2026-12")];
+    let (_, _, page) = head.get(page_of).await;
+    assert!(between(&page, "id=\"roster-swaps\"", "</table>").contains("待审批"), "{page}");
+    let (status, _, page) = head.post(&format!("/manage/rosters/swaps/{swap}/approve"), &decide).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(between(&page, "id=\"roster-errors\"", "</div>").contains("急诊科"), "{page}");
+    let ops = app.fhir.operations();
+    assert_eq!(ops.rosters().shift(ids["li-04"]).await.unwrap().unwrap().practitioner, "dr-li", "nothing changed");
+    rosters.remove(&system, night).await.unwrap();
+    let (_, loc, _) = head.post(&format!("/manage/rosters/swaps/{swap}/approve"), &decide).await;
+    assert!(loc.ends_with("&swap=approved"), "{loc}");
+    let moved = ops.rosters().shift(ids["li-04"]).await.unwrap().unwrap();
+    assert_eq!((moved.practitioner.as_str(), moved.role.as_str()), ("dr-wang", "role-wang-im"));
+    assert_eq!(ops.rosters().shift(ids["wang-05"]).await.unwrap().unwrap().practitioner, "dr-li");
+    // Decided already: a second approval is refused.
+    let (_, _, page) = head.post(&format!("/manage/rosters/swaps/{swap}/approve"), &decide).await;
+    assert!(page.contains("id=\"roster-errors\""));
+
+    // A refused request changes nothing.
+    let f = swap_form(&token, &id("li-09"), &id("wang-10"));
+    li.post("/manage/rosters/swaps", &pairs(&f)).await;
+    let waiting = ops.rosters().swaps("east-im", 10).await.unwrap();
+    let second = waiting.iter().find(|s| s.status == "requested").unwrap().id;
+    let (_, loc, _) = head.post(&format!("/manage/rosters/swaps/{second}/refuse"), &decide).await;
+    assert!(loc.ends_with("&swap=refused"), "{loc}");
+    assert_eq!(ops.rosters().shift(ids["li-09"]).await.unwrap().unwrap().practitioner, "dr-li");
+    let query = lianyi_store::audit::AuditQuery { limit: 50, ..Default::default() };
+    let actions: Vec<String> =
+        app.store.audit_records(&query).await.unwrap().into_iter().map(|r| r.entry.action).collect();
+    for a in ["roster-swap-request", "roster-swap-approve", "roster-swap-refuse"] {
+        assert!(actions.iter().any(|x| x == a), "{a} audited");
+    }
 }

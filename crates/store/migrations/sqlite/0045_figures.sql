@@ -26,3 +26,6 @@ CREATE TABLE figure_sources (
 CREATE INDEX figure_sources_by_source ON figure_sources (source);
 -- A payment found by its FHIR Invoice (the dashboards' follower reads a paid invoice's lines).
 CREATE INDEX payments_by_invoice ON payments (invoice_id);
+-- The follower's cursor exists from the start (at the outbox's beginning), so the
+-- outbox's retention keeps every event until the follower has read it.
+INSERT INTO counters (name, value) VALUES ('cursor:dashboards', 0);

@@ -128,6 +128,11 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         }
         Err(e) => tracing::warn!(error = %e, "imaging totals unavailable"),
     }
+    // The dashboards' daily figures: how far behind the records they are.
+    match state.dashboards.lag().await {
+        Ok(lag) => metrics::gauge!("lianyi_dashboard_lag_events").set(lag as f64),
+        Err(e) => tracing::warn!(error = %e, "dashboard lag unavailable"),
+    }
     if let Ok(fs) = rustix::fs::statvfs(state.imaging.folder()) {
         metrics::gauge!("lianyi_imaging_disk_free_bytes").set((fs.f_bavail * fs.f_frsize) as f64);
     }

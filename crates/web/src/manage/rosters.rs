@@ -28,6 +28,8 @@ pub(super) fn router() -> Router<AppState> {
         .route("/manage/rosters", get(month_page))
         .route("/manage/rosters/assign", post(assign))
         .route("/manage/rosters/{id}/remove", post(remove))
+        .route("/manage/rosters/swaps", post(request_swap))
+        .route("/manage/rosters/swaps/{id}/{decision}", post(decide_swap))
         .route("/manage/shift-types", get(types_page).post(save_type))
         .route("/manage/shift-types/rest", post(save_rest))
 }
@@ -55,6 +57,19 @@ struct MonthQuery {
     department: Option<String>,
     month: Option<String>,
     done: Option<String>,
+    /// What a swap request's step did: `requested`, `approved` or `refused`.
+    swap: Option<String>,
+}
+
+/// A swap request as the roster page lists it.
+struct SwapRow {
+    id: i64,
+    mine: String,
+    theirs: String,
+    by: String,
+    reason: String,
+    state: String,
+    waiting: bool,
 }
 
 /// One cell's shift.
@@ -98,6 +113,12 @@ struct RostersPage<'a> {
     errors: Vec<String>,
     done: Option<String>,
     rest_hours: u32,
+    swaps: Vec<SwapRow>,
+    /// The caller's coming shifts they may offer, and the colleagues' they may ask
+    /// for: (shift id, label).
+    own_shifts: Vec<(i64, String)>,
+    their_shifts: Vec<(i64, String)>,
+    swap_done: Option<String>,
 }
 
 #[derive(Default)]
@@ -227,6 +248,7 @@ fn worded(t: Tr, e: &RosterError, departments: &[Department]) -> Vec<String> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn render_month(
     state: &AppState,
     s: &Signed,
@@ -235,6 +257,7 @@ async fn render_month(
     draft: Draft,
     refusal: Option<RosterError>,
     done: Option<String>,
+    swap_done: Option<String>,
 ) -> Response {
     let t = s.t;
     let caller = &s.info.caller;
@@ -260,6 +283,7 @@ async fn render_month(
     let may_keep = department.as_ref().is_some_and(|d| departments.iter().any(|x| &x.id == d && x.may_keep));
     let (mut days, mut lines, mut types, mut campus, mut rest_hours) =
         (Vec::new(), Vec::new(), Vec::new(), String::new(), 0);
+    let (mut swaps, mut own_shifts, mut their_shifts) = (Vec::new(), Vec::new(), Vec::new());
     if let Some(m) = &grid {
         days = m
             .days
@@ -317,6 +341,36 @@ async fn render_month(
             .collect();
         campus = campus_name(state, &m.campus, t).await;
         rest_hours = state.rosters.rules(&m.campus).await.map(|r| r.rest_after_night_hours).unwrap_or(0);
+        // Swaps: each shift labelled with its day, shift and person.
+        let person =
+            |role: &str| m.members.iter().find(|p| p.role == role).map(|p| pick(t, &p.names)).unwrap_or_default();
+        let label =
+            |x: &lianyi_store::rosters::RosterShift| format!("{} {} {}", x.day, type_name(&x.shift), person(&x.role));
+        let mine = state.rosters.own_coming_shifts(caller, &m.shifts).await;
+        let today = lianyi_clinical::scheduling::local_date(state.fhir.now_ms());
+        for x in &m.shifts {
+            if mine.contains(&x.id) {
+                own_shifts.push((x.id, label(x)));
+            } else if !mine.is_empty() && x.day >= today && x.kind != "clinic" {
+                their_shifts.push((x.id, label(x)));
+            }
+        }
+        if let Ok(list) = state.rosters.swaps(caller, &m.department).await {
+            let shown =
+                |x: &Option<lianyi_store::rosters::RosterShift>| x.as_ref().map(label).unwrap_or_else(|| "—".into());
+            swaps = list
+                .into_iter()
+                .map(|v| SwapRow {
+                    id: v.swap.id,
+                    mine: shown(&v.a),
+                    theirs: shown(&v.b),
+                    by: v.swap.requested_by.clone(),
+                    reason: v.swap.reason.clone().unwrap_or_default(),
+                    state: t.get(&format!("roster-swap-{}", v.swap.status)).to_string(),
+                    waiting: v.swap.status == "requested",
+                })
+                .collect();
+        }
     }
     let options = departments.iter().map(|d| (d.id.clone(), pick(t, &d.names))).collect();
     let shell = shell(state, &s.info, t, &s.headers).await;
@@ -338,6 +392,16 @@ async fn render_month(
             errors,
             done,
             rest_hours,
+            swaps,
+            own_shifts,
+            their_shifts,
+            swap_done: swap_done.map(|d| {
+                t.get(&format!(
+                    "roster-swap-done-{}",
+                    if ["requested", "approved", "refused"].contains(&d.as_str()) { d.as_str() } else { "requested" }
+                ))
+                .to_string()
+            }),
         }
         .render(),
     )
@@ -347,7 +411,7 @@ async fn month_page(State(state): State<AppState>, s: Signed, Query(q): Query<Mo
     if !may_open(&s.info.caller) {
         return forbidden(s.t);
     }
-    render_month(&state, &s, q.department, q.month, Draft::default(), None, q.done).await
+    render_month(&state, &s, q.department, q.month, Draft::default(), None, q.done, q.swap).await
 }
 
 /// Puts a person on a shift (`csrf`, `department`, `month`, `role`, `day`, `shift`).
@@ -370,7 +434,7 @@ async fn assign(
             p.slots
         )),
         Err(RosterError::Forbidden(_)) => forbidden(s.t),
-        Err(e) => render_month(&state, &s, Some(department), Some(month), draft, Some(e), None).await,
+        Err(e) => render_month(&state, &s, Some(department), Some(month), draft, Some(e), None, None).await,
     }
 }
 
@@ -390,7 +454,7 @@ async fn remove(
             see_other(&format!("/manage/rosters?department={}&month={}", urlencode(&department), urlencode(&month)))
         }
         Err(RosterError::Forbidden(_)) => forbidden(s.t),
-        Err(e) => render_month(&state, &s, Some(department), Some(month), Draft::default(), Some(e), None).await,
+        Err(e) => render_month(&state, &s, Some(department), Some(month), Draft::default(), Some(e), None, None).await,
     }
 }
 
@@ -523,6 +587,53 @@ async fn save_rest(
             let errors = worded(s.t, &e, &[]);
             render_types(&state, &s, Some(campus), None, errors, None).await
         }
+    }
+}
+
+/// Asks to swap one's shift with a colleague's (`csrf`, `department`, `month`, `mine`,
+/// `theirs`, `reason`).
+async fn request_swap(
+    State(state): State<AppState>,
+    s: Signed,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> Response {
+    if !may_open(&s.info.caller) || !csrf_ok(&s, &form) {
+        return forbidden(s.t);
+    }
+    let (department, month) = (form_value(&form, "department"), form_value(&form, "month"));
+    let id = |k: &str| form_value(&form, k).parse::<i64>().unwrap_or(0);
+    match state.rosters.request_swap(&s.info.caller, id("mine"), id("theirs"), &form_value(&form, "reason")).await {
+        Ok(_) => see_other(&format!(
+            "/manage/rosters?department={}&month={}&swap=requested",
+            urlencode(&department),
+            urlencode(&month)
+        )),
+        Err(RosterError::Forbidden(_)) => forbidden(s.t),
+        Err(e) => render_month(&state, &s, Some(department), Some(month), Draft::default(), Some(e), None, None).await,
+    }
+}
+
+/// Approves or refuses a swap request (`csrf`, `department`, `month`, `note`).
+async fn decide_swap(
+    State(state): State<AppState>,
+    s: Signed,
+    Path((id, decision)): Path<(i64, String)>,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> Response {
+    if !may_open(&s.info.caller) || !csrf_ok(&s, &form) || !["approve", "refuse"].contains(&decision.as_str()) {
+        return forbidden(s.t);
+    }
+    let (department, month) = (form_value(&form, "department"), form_value(&form, "month"));
+    let approve = decision == "approve";
+    match state.rosters.decide_swap(&s.info.caller, id, approve, &form_value(&form, "note")).await {
+        Ok(()) => see_other(&format!(
+            "/manage/rosters?department={}&month={}&swap={}",
+            urlencode(&department),
+            urlencode(&month),
+            if approve { "approved" } else { "refused" }
+        )),
+        Err(RosterError::Forbidden(_)) => forbidden(s.t),
+        Err(e) => render_month(&state, &s, Some(department), Some(month), Draft::default(), Some(e), None, None).await,
     }
 }
 
