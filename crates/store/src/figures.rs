@@ -77,6 +77,12 @@ impl Figures {
         }
         let backend = self.0.backend;
         let mut tx = self.begin().await?;
+        if backend == crate::Backend::Postgres {
+            // Two servers on one database follow the same events: their replacements
+            // take turns, so each reads the contribution the other committed (SQLite
+            // has one writer).
+            sqlx::query("SELECT pg_advisory_xact_lock(7361)").execute(&mut *tx).await?;
+        }
         let mut delta: BTreeMap<Key, (i64, i64)> = BTreeMap::new();
         let mut add = |f: &Figure, sign: i64| {
             for dept in [f.department.as_str(), ALL] {

@@ -741,4 +741,16 @@ async fn daily_figures_replace_a_source_and_sum_by_campus_department_and_day() {
     assert_eq!(figures.sums(&west, SumBy::Campus).await.unwrap(), [sum("west", "visits", 0, 0)]);
     assert_eq!(figures.of_source("Encounter/3").await.unwrap(), []);
     assert_eq!(figures.of_source("Encounter/2").await.unwrap(), [f("east", "im", "visits", "2026-12-03", 1)]);
+    // Two servers counting the same record at once: it counts once.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let figures = figures.clone();
+        let one = vec![("Encounter/9".to_string(), vec![f("south", "er", "visits", "2026-12-04", 1)])];
+        tasks.push(tokio::spawn(async move { figures.replace(&one).await.unwrap() }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let south = Scope { campus: Some("south"), ..week.clone() };
+    assert_eq!(figures.sums(&south, SumBy::Campus).await.unwrap(), [sum("south", "visits", 1, 1)]);
 }
