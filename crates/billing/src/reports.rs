@@ -59,24 +59,10 @@ impl Reports {
         if !Self::may_view(caller) {
             return Err(ReportError::Forbidden("revenue is reported to managers"));
         }
-        let mut errors = Vec::new();
-        let start = lianyi_clinical::scheduling::local_midnight(from);
-        let end = lianyi_clinical::scheduling::local_midnight(to);
-        if start.is_none() {
-            errors.push(FieldError { field: "from", rule: "format", detail: "a date as YYYY-MM-DD".into() });
-        }
-        if end.is_none() {
-            errors.push(FieldError { field: "to", rule: "format", detail: "a date as YYYY-MM-DD".into() });
-        }
-        if let (Some(s), Some(e)) = (start, end)
-            && (e < s || (e - s) / 86_400_000 >= MAX_DAYS)
-        {
-            errors.push(FieldError {
-                field: "to",
-                rule: "period",
-                detail: format!("on or after the first day, at most {MAX_DAYS} days"),
-            });
-        }
+        let errors: Vec<FieldError> = lianyi_clinical::scheduling::period_errors(from, to, MAX_DAYS)
+            .into_iter()
+            .map(|(field, rule, detail)| FieldError { field, rule, detail })
+            .collect();
         if !errors.is_empty() {
             return Err(ReportError::Invalid(errors));
         }

@@ -141,6 +141,25 @@ pub fn local_midnight(date: &str) -> Option<i64> {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS+08:00` of an epoch-ms instant.
+/// What is wrong with a period of whole days from `from` to `to` (`YYYY-MM-DD`, both
+/// included, Beijing) of at most `max_days`: (field, rule, detail) each, none when it
+/// is good.
+pub fn period_errors(from: &str, to: &str, max_days: i64) -> Vec<(&'static str, &'static str, String)> {
+    let mut out = Vec::new();
+    let (start, end) = (local_midnight(from), local_midnight(to));
+    for (field, day) in [("from", start), ("to", end)] {
+        if day.is_none() {
+            out.push((field, "format", "a date as YYYY-MM-DD".to_string()));
+        }
+    }
+    if let (Some(s), Some(e)) = (start, end)
+        && (e < s || (e - s) / DAY_MS >= max_days)
+    {
+        out.push(("to", "period", format!("on or after the first day, at most {max_days} days")));
+    }
+    out
+}
+
 pub fn local_instant(ms: i64) -> String {
     format!("{}+08:00", &format_instant(ms + OFFSET_MS)[..19])
 }
@@ -707,14 +726,10 @@ impl Scheduling {
     /// PractitionerRoles of the Practitioner that carries the user's name as an
     /// identifier (`urn:lianyi:sid:user|<username>`). Empty for a user without one.
     pub async fn own_departments(&self, caller: &Caller) -> Result<Vec<String>, ScheduleError> {
-        let Some(user) = crate::orders::username(caller) else { return Ok(Vec::new()) };
-        let people = self
-            .search(caller, "Practitioner", &[("identifier", format!("{}|{user}", crate::orders::USER_SYSTEM))])
-            .await?;
         let mut out = Vec::new();
-        for p in people {
+        for p in self.own_practitioners(caller).await? {
             let roles =
-                self.search(caller, "PractitionerRole", &[("practitioner", format!("Practitioner/{}", p.id))]).await?;
+                self.search(caller, "PractitionerRole", &[("practitioner", format!("Practitioner/{p}"))]).await?;
             for r in roles {
                 let b: Value = serde_json::from_str(&r.body).unwrap_or_default();
                 if b["active"] != false
@@ -727,6 +742,16 @@ impl Scheduling {
             }
         }
         Ok(out)
+    }
+
+    /// The ids of the Practitioners that carry the user's name as an identifier
+    /// (`urn:lianyi:sid:user|<username>`); none for a user without one.
+    pub async fn own_practitioners(&self, caller: &Caller) -> Result<Vec<String>, ScheduleError> {
+        let Some(user) = crate::orders::username(caller) else { return Ok(Vec::new()) };
+        let people = self
+            .search(caller, "Practitioner", &[("identifier", format!("{}|{user}", crate::orders::USER_SYSTEM))])
+            .await?;
+        Ok(people.into_iter().map(|p| p.id).collect())
     }
 
     /// Today's booked and checked-in appointments the caller may see (a registrar's

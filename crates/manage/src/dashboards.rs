@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lianyi_clinical::names::Names;
-use lianyi_clinical::scheduling::{local_date, local_midnight};
+use lianyi_clinical::scheduling::local_date;
 use lianyi_fhir::ResourceType;
 use lianyi_security::roles::Capability;
 use lianyi_security::{Caller, Campuses, SystemTask};
@@ -37,7 +37,6 @@ const CURSOR: &str = "dashboards";
 const BATCH: usize = 500;
 /// The longest period one dashboard covers.
 pub const MAX_DAYS: i64 = 366;
-const DAY_MS: i64 = 86_400_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DashboardError {
@@ -110,14 +109,15 @@ impl Kpis {
         *slot += s.total;
     }
 
-    /// Past days' bookings (booked and shown of days before today).
-    fn add_past(&mut self, s: &Sum) {
+    /// Past days' bookings: booked and shown of days before today, counted with
+    /// `sign` 1, or taken back with -1 for days from today on.
+    fn add_past(&mut self, s: &Sum, sign: i64) {
         match s.measure.as_str() {
             measures::BOOKED => {
-                self.booked_past += s.total;
-                self.no_show += s.total;
+                self.booked_past += sign * s.total;
+                self.no_show += sign * s.total;
             }
-            measures::SHOWN => self.no_show -= s.total,
+            measures::SHOWN => self.no_show -= sign * s.total,
             _ => {}
         }
     }
@@ -189,20 +189,10 @@ impl Dashboards {
         if !Self::may_view(caller) {
             return Err(DashboardError::Forbidden("the dashboards are shown to managers and department heads"));
         }
-        let mut errors = Vec::new();
-        let (start, end) = (local_midnight(&q.from), local_midnight(&q.to));
-        if start.is_none() {
-            errors.push(FieldError { field: "from", code: "format", detail: "a date as YYYY-MM-DD".into() });
-        }
-        if end.is_none() {
-            errors.push(FieldError { field: "to", code: "format", detail: "a date as YYYY-MM-DD".into() });
-        }
-        if let (Some(s), Some(e)) = (start, end)
-            && (e < s || (e - s) / DAY_MS >= MAX_DAYS)
-        {
-            let detail = format!("on or after the first day, at most {MAX_DAYS} days");
-            errors.push(FieldError { field: "to", code: "period", detail });
-        }
+        let mut errors: Vec<FieldError> = lianyi_clinical::scheduling::period_errors(&q.from, &q.to, MAX_DAYS)
+            .into_iter()
+            .map(|(field, code, detail)| FieldError { field, code, detail })
+            .collect();
         if q.department.is_some() && q.campus.is_none() {
             errors.push(FieldError {
                 field: "campus",
@@ -223,8 +213,9 @@ impl Dashboards {
             return Err(DashboardError::Forbidden("that campus is not one of yours"));
         }
         let today = local_date(self.fhir.now_ms());
-        let yesterday = local_date(local_midnight(&today).unwrap_or_default() - DAY_MS);
-        let past_to = if q.to.as_str() < today.as_str() { q.to.clone() } else { yesterday };
+        // Bookings from today on are not missed yet: the past is the period less those
+        // days (read apart only for the lines by campus or department, a day or few).
+        let later_from = if q.from > today { q.from.clone() } else { today.clone() };
         let scope = Scope {
             from: &q.from,
             to: &q.to,
@@ -232,18 +223,21 @@ impl Dashboards {
             campus: q.campus.as_deref(),
             department: q.department.as_deref(),
         };
-        let past = Scope { to: &past_to, ..scope.clone() };
+        let later = Scope { from: &later_from, ..scope.clone() };
         let figures = self.fhir.operations().figures();
         let by = match (&q.campus, &q.department) {
             (None, _) => SumBy::Campus,
             (Some(_), None) => SumBy::Department,
             (Some(_), Some(_)) => SumBy::Day,
         };
-        let days = lines(figures.sums(&scope, SumBy::Day).await?, figures.sums(&past, SumBy::Day).await?);
+        let day_sums = figures.sums(&scope, SumBy::Day).await?;
+        let days_later: Vec<Sum> = day_sums.iter().filter(|s| s.key >= later_from).cloned().collect();
+        let days = lines(day_sums, &days_later);
         let mut level = if by == SumBy::Day {
             days.clone()
         } else {
-            lines(figures.sums(&scope, by).await?, figures.sums(&past, by).await?)
+            let later = if q.to >= today { figures.sums(&later, by).await? } else { Vec::new() };
+            lines(figures.sums(&scope, by).await?, &later)
         };
         if by == SumBy::Campus
             && let Some(mine) = &campuses
@@ -382,14 +376,12 @@ impl Dashboards {
                 by_type.entry(t).or_default().push(id);
             }
         }
-        let mut found: Vec<(String, String)> = missing.iter().map(|r| (r.clone(), String::new())).collect();
+        // Each missing reference is known afterwards, as `""` when it names none.
+        let mut found: HashMap<String, String> = missing.iter().map(|r| (r.clone(), String::new())).collect();
         for (t, ids) in by_type {
             for r in self.read_all(&task, t, &ids).await? {
                 let dept = serde_json::from_str(&r.body).ok().and_then(|b| measures::department_given(t, &b));
-                let key = format!("{t}/{}", r.id);
-                if let Some(slot) = found.iter_mut().find(|(k, _)| *k == key) {
-                    slot.1 = dept.unwrap_or_default();
-                }
+                found.insert(format!("{t}/{}", r.id), dept.unwrap_or_default());
             }
         }
         {
@@ -398,16 +390,15 @@ impl Dashboards {
                 known.clear();
             }
             known.extend(found);
-        }
-        let known = self.departments.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        for (rtype, r, body) in &records {
-            let source = format!("{rtype}/{}", r.id);
-            let Some(campus) = r.campus.as_deref() else {
-                changes.push((source, Vec::new()));
-                continue;
-            };
-            let dept = measures::department_lookup(rtype, body).and_then(|k| known.get(&k).cloned());
-            changes.push((source, measures::figures_of(rtype, campus, body, dept.as_deref())));
+            for (rtype, r, body) in &records {
+                let source = format!("{rtype}/{}", r.id);
+                let Some(campus) = r.campus.as_deref() else {
+                    changes.push((source, Vec::new()));
+                    continue;
+                };
+                let dept = measures::department_lookup(rtype, body).and_then(|k| known.get(&k).cloned());
+                changes.push((source, measures::figures_of(rtype, campus, body, dept.as_deref())));
+            }
         }
         self.fhir.operations().figures().replace(&changes).await?;
         Ok(())
@@ -433,14 +424,19 @@ impl Dashboards {
     }
 }
 
-/// Lines from the sums of a period and of its past days.
-fn lines(sums: Vec<Sum>, past: Vec<Sum>) -> Vec<Line> {
+/// Lines from the sums of a period and of its days from today on (whose bookings are
+/// not missed yet).
+fn lines(sums: Vec<Sum>, later: &[Sum]) -> Vec<Line> {
     let mut by: BTreeMap<String, Kpis> = BTreeMap::new();
     for s in &sums {
-        by.entry(s.key.clone()).or_default().add(s);
+        let k = by.entry(s.key.clone()).or_default();
+        k.add(s);
+        k.add_past(s, 1);
     }
-    for s in &past {
-        by.entry(s.key.clone()).or_default().add_past(s);
+    for s in later {
+        if let Some(k) = by.get_mut(&s.key) {
+            k.add_past(s, -1);
+        }
     }
     by.into_iter().map(|(key, kpis)| Line { key, names: Names::default(), kpis }).collect()
 }
@@ -482,7 +478,7 @@ mod tests {
                 s("east", measures::REVENUE, 100_000, 30),
                 s("east", measures::DRUGS, 33_333, 12),
             ],
-            vec![s("east", measures::BOOKED, 8, 8), s("east", measures::SHOWN, 6, 6)],
+            &[s("east", measures::BOOKED, 2, 2), s("east", measures::SHOWN, 1, 1)],
         );
         let k = &got[0].kpis;
         assert_eq!((k.booked, k.shown, k.no_show, k.booked_past), (10, 7, 2, 8), "today's bookings are not no-shows");

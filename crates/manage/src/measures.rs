@@ -29,9 +29,6 @@ pub const TESTS: &str = "tests";
 /// Prescriptions written (the doctors' workload with the visits).
 pub const PRESCRIPTIONS: &str = "prescriptions";
 
-/// Every measure, in the dashboard's order.
-pub const ALL: [&str; 10] = [VISITS, BOOKED, SHOWN, WAIT, REVENUE, DRUGS, CRITICAL, STUDIES, TESTS, PRESCRIPTIONS];
-
 /// The resource types whose records count.
 pub const TYPES: [&str; 7] =
     ["Encounter", "Appointment", "Task", "ImagingStudy", "DiagnosticReport", "MedicationRequest", "Invoice"];

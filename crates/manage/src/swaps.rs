@@ -6,14 +6,12 @@
 //! people's rosters (no one in two places, the rest after a night) — or refuses.
 //! Requests, approvals and refusals are audited.
 
-use lianyi_clinical::orders::{USER_SYSTEM, username};
 use lianyi_clinical::scheduling::local_date;
-use lianyi_fhir::ResourceType;
 use lianyi_security::Caller;
 use lianyi_store::StoreError;
 use lianyi_store::rosters::{RosterShift, Swap, SwapCheck};
 
-use crate::roster::{Conflict, ShiftKind, conflicts};
+use crate::roster::{Conflict, Rules, ShiftKind, conflicts};
 use crate::rosters::{FieldError, RosterError, Rosters, invalid, placed_of};
 
 const DAY_MS: i64 = 86_400_000;
@@ -38,23 +36,21 @@ fn refused(e: StoreError) -> RosterError {
     }
 }
 
+/// The conflicts of each shift given to the other person, beside that person's other
+/// shifts around it (the same check when asked and when approved).
+fn swap_conflicts(c: &SwapCheck, rules: Rules) -> Result<(), Vec<Conflict>> {
+    let mut found = Vec::new();
+    for (shift, around) in [(&c.a, &c.around_a), (&c.b, &c.around_b)] {
+        let others: Vec<_> = around.iter().map(placed_of).collect();
+        found.extend(conflicts(&placed_of(shift), &others, rules));
+    }
+    if found.is_empty() { Ok(()) } else { Err(found) }
+}
+
 impl Rosters {
     /// The Practitioner carrying the caller's username as an identifier.
     async fn own_practitioner(&self, caller: &Caller) -> Result<Option<String>, RosterError> {
-        let Some(user) = username(caller) else { return Ok(None) };
-        let Some(rt) = ResourceType::parse("Practitioner") else { return Ok(None) };
-        let params = vec![("identifier".to_string(), format!("{USER_SYSTEM}|{user}"))];
-        let req =
-            lianyi_fhir::search::parse_search(rt, &params).map_err(|i| invalid("mine", "search", i.diagnostics))?;
-        let page = self.fhir.search(&self.fhir.permit(caller, rt).await?, &req).await?;
-        Ok(page.resources.first().map(|r| r.id.clone()))
-    }
-
-    /// The conflicts of giving `shift` to the person whose other shifts are `around`.
-    async fn swap_conflicts(&self, shift: &RosterShift, around: &[RosterShift]) -> Result<Vec<Conflict>, RosterError> {
-        let rules = self.rules(&shift.campus).await?;
-        let others: Vec<_> = around.iter().map(placed_of).collect();
-        Ok(conflicts(&placed_of(shift), &others, rules))
+        Ok(self.scheduling.own_practitioners(caller).await?.into_iter().next())
     }
 
     /// Asks to exchange the caller's shift `mine` with a colleague's shift `theirs`.
@@ -90,20 +86,20 @@ impl Rosters {
             return Err(RosterError::Invalid(errors));
         }
         // Checked now, so a request that cannot be approved is not made.
-        let reach = i64::from(self.rules(&a.campus).await?.rest_after_night_hours) * 3_600_000 + DAY_MS;
-        let mut found = Vec::new();
+        let rules = self.rules(&a.campus).await?;
+        let reach = i64::from(rules.rest_after_night_hours) * 3_600_000 + DAY_MS;
+        let mut around = Vec::new();
         for (shift, person) in [(&a, &b.practitioner), (&b, &a.practitioner)] {
-            let around: Vec<RosterShift> = rosters
+            let others: Vec<RosterShift> = rosters
                 .person_shifts(person, shift.starts_at - reach, shift.ends_at + reach)
                 .await?
                 .into_iter()
                 .filter(|s| s.id != a.id && s.id != b.id)
                 .collect();
-            found.extend(self.swap_conflicts(shift, &around).await?);
+            around.push(others);
         }
-        if !found.is_empty() {
-            return Err(RosterError::Conflicts(found));
-        }
+        let check = SwapCheck { around_b: around.remove(1), around_a: around.remove(0), a: a.clone(), b: b.clone() };
+        swap_conflicts(&check, rules).map_err(RosterError::Conflicts)?;
         let swap = Swap {
             department: a.department.clone(),
             campus: a.campus.clone(),
@@ -136,14 +132,7 @@ impl Rosters {
         let rules = self.rules(&swap.campus).await?;
         let reach = i64::from(rules.rest_after_night_hours) * 3_600_000 + DAY_MS;
         let checked = rosters
-            .approve_swap_checked(id, caller.actor(), now, note, reach, |c: &SwapCheck| {
-                let mut found = Vec::new();
-                for (shift, around) in [(&c.a, &c.around_a), (&c.b, &c.around_b)] {
-                    let others: Vec<_> = around.iter().map(placed_of).collect();
-                    found.extend(conflicts(&placed_of(shift), &others, rules));
-                }
-                if found.is_empty() { Ok(()) } else { Err(found) }
-            })
+            .approve_swap_checked(id, caller.actor(), now, note, reach, |c: &SwapCheck| swap_conflicts(c, rules))
             .await
             .map_err(refused)?;
         checked.map_err(RosterError::Conflicts)?;
@@ -169,14 +158,18 @@ impl Rosters {
         Ok(out)
     }
 
-    /// The caller's own coming shifts in a department (what they may offer to swap).
-    pub async fn own_coming_shifts(&self, caller: &Caller, shifts: &[RosterShift]) -> Vec<i64> {
+    /// What the caller may offer in a swap (their own coming shifts, not clinic
+    /// sessions) and ask for (the colleagues' like them), among a department's `shifts`;
+    /// nothing to ask for when they have nothing to offer.
+    pub async fn swap_choices(&self, caller: &Caller, shifts: &[RosterShift]) -> (Vec<i64>, Vec<i64>) {
         let today = local_date(self.fhir.now_ms());
         let me = self.own_practitioner(caller).await.ok().flatten();
-        shifts
-            .iter()
-            .filter(|s| Some(&s.practitioner) == me.as_ref() && s.day >= today && s.kind != ShiftKind::Clinic.code())
-            .map(|s| s.id)
-            .collect()
+        let coming = shifts.iter().filter(|s| s.day >= today && s.kind != ShiftKind::Clinic.code());
+        let (mine, theirs): (Vec<&RosterShift>, Vec<&RosterShift>) =
+            coming.partition(|s| Some(&s.practitioner) == me.as_ref());
+        if mine.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        (mine.iter().map(|s| s.id).collect(), theirs.iter().map(|s| s.id).collect())
     }
 }

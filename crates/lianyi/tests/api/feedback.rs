@@ -8,7 +8,7 @@ use lianyi_security::ManualClock;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{put_resource as put, spawn_app_clocked};
+use crate::helpers::{pairs, put_resource as put, spawn_app_clocked};
 use crate::pages::{between, logged_in};
 
 /// Monday 7 December 2026, 09:00 in Beijing.
@@ -25,10 +25,6 @@ fn complaint(campus: &str, subject: &str) -> Vec<(&'static str, String)> {
         ("subject", subject.into()),
         ("body", "候诊两个小时无人解释，态度生硬。".into()),
     ]
-}
-
-fn pairs<'a>(form: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    form.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
 #[tokio::test]

@@ -287,3 +287,8 @@ pub async fn account(app: &TestApp, name: &str, role: &str, campus: &str) {
         .await
         .unwrap();
 }
+
+/// A form kept as owned values, as `(name, value)` pairs to post.
+pub fn pairs<'a>(form: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    form.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}

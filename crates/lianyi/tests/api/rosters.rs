@@ -12,7 +12,7 @@ use lianyi_security::{Caller, ManualClock};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, put_resource as put, spawn_app_clocked};
+use crate::helpers::{TestApp, pairs, put_resource as put, spawn_app_clocked};
 use crate::pages::{between, csrf, logged_in};
 
 /// Monday 23 November 2026, 08:30 in Beijing.
@@ -448,10 +448,6 @@ fn swap_form(token: &str, mine: &str, theirs: &str) -> Vec<(&'static str, String
         ("theirs", theirs.to_string()),
         ("reason", "家中有事".to_string()),
     ]
-}
-
-fn pairs<'a>(form: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    form.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
 /// Swap requests (换班): Dr Li asks from the roster page to exchange his day shift

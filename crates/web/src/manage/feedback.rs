@@ -24,8 +24,7 @@ pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/manage/feedback", get(list).post(record))
         .route("/manage/feedback/{id}", get(one))
-        .route("/manage/feedback/{id}/owner", post(assign))
-        .route("/manage/feedback/{id}/answer", post(answer))
+        .route("/manage/feedback/{id}/{step}", post(step))
 }
 
 pub(super) fn may_follow(c: &Caller) -> bool {
@@ -264,33 +263,24 @@ async fn one(State(state): State<AppState>, s: Signed, Path(id): Path<i64>, Quer
     render_one(&state, &s, id, Vec::new(), q.done).await
 }
 
-async fn assign(
+/// Names the owner (`owner`) or answers (`reply`): step `owner` or `answer`.
+async fn step(
     State(state): State<AppState>,
     s: Signed,
-    Path(id): Path<i64>,
+    Path((id, step)): Path<(i64, String)>,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> Response {
     if !may_follow(&s.info.caller) || !csrf_ok(&s, &form) {
         return forbidden(s.t);
     }
-    match state.feedback.assign(&s.info.caller, id, &form_value(&form, "owner")).await {
-        Ok(()) => see_other(&format!("/manage/feedback/{id}?done=assigned")),
-        Err(FeedbackError::Forbidden(_)) => forbidden(s.t),
-        Err(e) => render_one(&state, &s, id, worded(s.t, &e), None).await,
-    }
-}
-
-async fn answer(
-    State(state): State<AppState>,
-    s: Signed,
-    Path(id): Path<i64>,
-    axum::Form(form): axum::Form<Vec<(String, String)>>,
-) -> Response {
-    if !may_follow(&s.info.caller) || !csrf_ok(&s, &form) {
-        return forbidden(s.t);
-    }
-    match state.feedback.answer(&s.info.caller, id, &form_value(&form, "reply")).await {
-        Ok(()) => see_other(&format!("/manage/feedback/{id}?done=answered")),
+    let caller = &s.info.caller;
+    let (done, result) = match step.as_str() {
+        "owner" => ("assigned", state.feedback.assign(caller, id, &form_value(&form, "owner")).await),
+        "answer" => ("answered", state.feedback.answer(caller, id, &form_value(&form, "reply")).await),
+        _ => return not_found(s.t),
+    };
+    match result {
+        Ok(()) => see_other(&format!("/manage/feedback/{id}?done={done}")),
         Err(FeedbackError::Forbidden(_)) => forbidden(s.t),
         Err(e) => render_one(&state, &s, id, worded(s.t, &e), None).await,
     }

@@ -61,6 +61,13 @@ struct MonthQuery {
     swap: Option<String>,
 }
 
+impl MonthQuery {
+    /// The page of `department`'s `month`, after a refused change.
+    fn of(department: String, month: String) -> MonthQuery {
+        MonthQuery { department: Some(department), month: Some(month), ..MonthQuery::default() }
+    }
+}
+
 /// A swap request as the roster page lists it.
 struct SwapRow {
     id: i64,
@@ -248,17 +255,14 @@ fn worded(t: Tr, e: &RosterError, departments: &[Department]) -> Vec<String> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn render_month(
     state: &AppState,
     s: &Signed,
-    department: Option<String>,
-    month: Option<String>,
+    shown: MonthQuery,
     draft: Draft,
     refusal: Option<RosterError>,
-    done: Option<String>,
-    swap_done: Option<String>,
 ) -> Response {
+    let MonthQuery { department, month, done, swap: swap_done } = shown;
     let t = s.t;
     let caller = &s.info.caller;
     let departments = match state.rosters.departments(caller).await {
@@ -346,12 +350,11 @@ async fn render_month(
             |role: &str| m.members.iter().find(|p| p.role == role).map(|p| pick(t, &p.names)).unwrap_or_default();
         let label =
             |x: &lianyi_store::rosters::RosterShift| format!("{} {} {}", x.day, type_name(&x.shift), person(&x.role));
-        let mine = state.rosters.own_coming_shifts(caller, &m.shifts).await;
-        let today = lianyi_clinical::scheduling::local_date(state.fhir.now_ms());
+        let (mine, theirs) = state.rosters.swap_choices(caller, &m.shifts).await;
         for x in &m.shifts {
             if mine.contains(&x.id) {
                 own_shifts.push((x.id, label(x)));
-            } else if !mine.is_empty() && x.day >= today && x.kind != "clinic" {
+            } else if theirs.contains(&x.id) {
                 their_shifts.push((x.id, label(x)));
             }
         }
@@ -411,7 +414,7 @@ async fn month_page(State(state): State<AppState>, s: Signed, Query(q): Query<Mo
     if !may_open(&s.info.caller) {
         return forbidden(s.t);
     }
-    render_month(&state, &s, q.department, q.month, Draft::default(), None, q.done, q.swap).await
+    render_month(&state, &s, q, Draft::default(), None).await
 }
 
 /// Puts a person on a shift (`csrf`, `department`, `month`, `role`, `day`, `shift`).
@@ -434,7 +437,7 @@ async fn assign(
             p.slots
         )),
         Err(RosterError::Forbidden(_)) => forbidden(s.t),
-        Err(e) => render_month(&state, &s, Some(department), Some(month), draft, Some(e), None, None).await,
+        Err(e) => render_month(&state, &s, MonthQuery::of(department, month), draft, Some(e)).await,
     }
 }
 
@@ -454,7 +457,7 @@ async fn remove(
             see_other(&format!("/manage/rosters?department={}&month={}", urlencode(&department), urlencode(&month)))
         }
         Err(RosterError::Forbidden(_)) => forbidden(s.t),
-        Err(e) => render_month(&state, &s, Some(department), Some(month), Draft::default(), Some(e), None, None).await,
+        Err(e) => render_month(&state, &s, MonthQuery::of(department, month), Draft::default(), Some(e)).await,
     }
 }
 
@@ -609,7 +612,7 @@ async fn request_swap(
             urlencode(&month)
         )),
         Err(RosterError::Forbidden(_)) => forbidden(s.t),
-        Err(e) => render_month(&state, &s, Some(department), Some(month), Draft::default(), Some(e), None, None).await,
+        Err(e) => render_month(&state, &s, MonthQuery::of(department, month), Draft::default(), Some(e)).await,
     }
 }
 
@@ -633,7 +636,7 @@ async fn decide_swap(
             if approve { "approved" } else { "refused" }
         )),
         Err(RosterError::Forbidden(_)) => forbidden(s.t),
-        Err(e) => render_month(&state, &s, Some(department), Some(month), Draft::default(), Some(e), None, None).await,
+        Err(e) => render_month(&state, &s, MonthQuery::of(department, month), Draft::default(), Some(e)).await,
     }
 }
 
