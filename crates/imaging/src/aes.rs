@@ -147,6 +147,25 @@ impl Imaging {
             .map_err(|e| ImagingError::Service(lianyi_services::ServiceError::Audit(e)))
     }
 
+    /// How many studies each imaging device (AE title) of `campus` sent in
+    /// `[from, to)` (milliseconds): the equipment's use, for its keepers and the
+    /// campus's managers (counts only).
+    pub async fn studies_by_ae(
+        &self,
+        caller: &Caller,
+        campus: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(String, i64)>, ImagingError> {
+        let reads = caller.can(Capability::KeepEquipment) || caller.can(Capability::ViewReports);
+        if !reads || !caller.access().all_campuses().contains(campus) {
+            return Err(ImagingError::Forbidden(
+                "the devices' use is read by the campus's equipment keepers and managers".into(),
+            ));
+        }
+        Ok(self.fhir.operations().dicom_aes().studies_by_ae(campus, from, to).await?)
+    }
+
     /// What the index holds (counts only, for monitoring and the IT pages).
     pub async fn totals(&self) -> Result<ImagingTotals, ImagingError> {
         Ok(self.fhir.operations().dicom_aes().totals().await?)

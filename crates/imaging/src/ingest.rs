@@ -35,8 +35,10 @@ impl Sender {
     /// `caller` storing over DICOMweb at its home campus (`None` when it has none).
     pub fn web(caller: &Caller) -> Option<Sender> {
         let campus = caller.access().home_campus()?.as_str().to_string();
+        // A caller acting for a modality (an in-process sender) stores under its title.
+        let ae_title = caller.actor().strip_prefix("dicom:").filter(|t| crate::aes::valid_ae_title(t));
         let ae = Ae {
-            ae_title: "DICOMWEB".into(),
+            ae_title: ae_title.unwrap_or("DICOMWEB").into(),
             campus,
             host: None,
             port: None,

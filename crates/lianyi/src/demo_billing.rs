@@ -297,6 +297,7 @@ pub(crate) async fn replay(
                            "code": {"coding": [{"system": "urn:lianyi:order", "code": o.code}], "text": o.zh},
                            "subject": {"reference": format!("Patient/{patient}")},
                            "encounter": {"reference": format!("Encounter/he-{key}")},
+                           "requester": {"reference": format!("Practitioner/{practitioner}")},
                            "authoredOn": time(at + 12 * 60_000)}),
                         Some(campus.to_string()),
                     ));

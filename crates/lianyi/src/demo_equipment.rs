@@ -35,12 +35,16 @@ pub(crate) struct Registered {
     pub repairs: usize,
 }
 
-/// Registers and accepts each campus's equipment (with `calibrate_in` days to East's
-/// ultrasound calibration), and East internal medicine's repairs and scrapping.
+/// Registers and accepts each campus's equipment (East's ultrasound due for
+/// calibration within the month), East internal medicine's repairs and scrapping, and
+/// two CT scanners in radiology: East's is the demo's imaging device (`modality`, its
+/// studies counted as its use), West's is networked (the CMDB's `CT-W-01`, its
+/// monitoring shown).
 pub(crate) async fn load(
     equipment: &Equipment,
     clock: &lianyi_security::ManualClock,
     campuses: &[&str],
+    modality: &str,
 ) -> Result<Registered, CliError> {
     let failed = |e: lianyi_manage::assets::EquipmentError| CliError::Usage(format!("demo equipment: {e}"));
     let system = Caller::task(SystemTask::Demo);
@@ -70,6 +74,29 @@ pub(crate) async fn load(
             let id = equipment.register(&system, &form).await.map_err(failed)?;
             ids.push((campus.to_string(), suffix, id));
         }
+        let (ae_title, ci) = match *campus {
+            "campus-east" => (modality, ""),
+            "campus-west" => ("", "CT-W-01"),
+            _ => continue,
+        };
+        let form = AssetForm {
+            department: format!("{campus}-rad"),
+            tag: format!("{tag}-CT-01"),
+            name_zh: "64排螺旋CT".into(),
+            name_en: "64-slice CT scanner".into(),
+            category: "imaging".into(),
+            model: "uCT 760".into(),
+            maker: "联影".into(),
+            cost: "8600000".into(),
+            purchased_on: today.clone(),
+            pm_days: "90".into(),
+            calibration_days: "365".into(),
+            ae_title: ae_title.into(),
+            ci: ci.into(),
+            ..Default::default()
+        };
+        let id = equipment.register(&system, &form).await.map_err(failed)?;
+        ids.push((campus.to_string(), "CT-01", id));
     }
     let id_of = |campus: &str, suffix: &str| ids.iter().find(|(c, s, _)| c == campus && *s == suffix).map(|x| x.2);
     let east = campuses.first().copied().unwrap_or("campus-east");

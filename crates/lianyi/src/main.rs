@@ -1827,7 +1827,7 @@ async fn demo_command(
         demo_materials::load(&app.state().materials, &campuses, app.state().fhir.now_ms(), "pat-0001").await?;
     let equipment_clock = ManualClock::new(app.state().fhir.now_ms());
     let equipment = lianyi_manage::assets::Equipment::new(app.state().fhir.with_clock(equipment_clock.clone()));
-    let registered = demo_equipment::load(&equipment, &equipment_clock, &campuses).await?;
+    let registered = demo_equipment::load(&equipment, &equipment_clock, &campuses, DEMO_MODALITY).await?;
     let published = demo_notices::load(&app.state().notices).await?;
     let complaints = demo_notices::feedback(&app.state().feedback).await?;
     let licences = demo_staff::load(&app.state().staff, app.state().fhir.now_ms()).await?;
@@ -1955,6 +1955,9 @@ async fn demo_command(
     println!("  Price lists   http://{addr}/billing/prices (kept by managers, read by cashiers)");
     println!(
         "  Dashboards    http://{addr}/manage/dashboard (the manager: every campus, drilled down to department and day)"
+    );
+    println!(
+        "  Performance   http://{addr}/manage/performance (the manager: each department's month scored by the campus's formula, CSV)"
     );
     println!("  Staff         http://{addr}/manage/staff (hr keeps titles, practising campuses and licences)");
     println!("  Feedback      http://{addr}/manage/feedback (complaints with owner, deadline and answer)");

@@ -152,9 +152,24 @@ pub fn minutes(from: i64, to: Option<i64>) -> Option<i64> {
     to.map(|t| (t - from).max(0) / 60_000)
 }
 
+/// What one use of a device cost: its purchase cost over its uses in a period, in
+/// fen rounded half up (`None` without a use) — the benefit view's measure, to weigh
+/// a purchase against how much the device is used.
+pub fn cost_per_use(cost_fen: i64, uses: i64) -> Option<i64> {
+    (uses > 0).then(|| (cost_fen.saturating_mul(2) / uses + 1) / 2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_device_used_more_costs_less_per_use() {
+        assert_eq!(cost_per_use(120_000_000, 0), None);
+        assert_eq!(cost_per_use(120_000_000, 4_000), Some(30_000));
+        assert_eq!(cost_per_use(100, 3), Some(33));
+        assert_eq!(cost_per_use(101, 2), Some(51), "half a fen rounds up");
+    }
 
     #[test]
     fn the_lifecycle_allows_each_step_only_where_it_follows() {

@@ -11,7 +11,7 @@
 //! department tree, titles, practising campuses and licences with expiry reminders;
 //! dashboards (决策支持) for the group and each campus, from daily figures kept current
 //! as records arrive; patients' feedback and complaints with an owner, a deadline and
-//! the answer.
+//! the answer; the monthly performance sheets (绩效) scored by each campus's formula.
 #![forbid(unsafe_code)]
 
 pub mod announcements;
@@ -26,5 +26,6 @@ pub mod measures;
 pub mod performance;
 pub mod roster;
 pub mod rosters;
+pub mod sheets;
 pub mod staff;
 pub mod swaps;

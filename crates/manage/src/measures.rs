@@ -1,9 +1,11 @@
 //! What a record counts for on the dashboards (pure): an outpatient visit, the wait
 //! from check-in to call, a booked appointment and whether the patient came, a
 //! critical value's minutes to acknowledgement, an imaging study, a laboratory report,
-//! a prescription, and a payment's revenue and drug share. Each figure has its Beijing
-//! day, campus and department.
+//! a prescription, a laboratory or imaging request, a report, and a payment's revenue
+//! and drug share. Each figure has its Beijing day, campus and department, and the
+//! person the record names (for the performance sheets).
 
+use lianyi_clinical::orders::USER_SYSTEM;
 use lianyi_clinical::scheduling::local_date;
 use lianyi_store::figures::Figure;
 use serde_json::Value;
@@ -28,10 +30,35 @@ pub const STUDIES: &str = "studies";
 pub const TESTS: &str = "tests";
 /// Prescriptions written (the doctors' workload with the visits).
 pub const PRESCRIPTIONS: &str = "prescriptions";
+/// Laboratory and imaging requests placed.
+pub const REQUESTS: &str = "requests";
+/// Reports issued (laboratory and imaging).
+pub const RESULTS: &str = "results";
 
 /// The resource types whose records count.
-pub const TYPES: [&str; 7] =
-    ["Encounter", "Appointment", "Task", "ImagingStudy", "DiagnosticReport", "MedicationRequest", "Invoice"];
+pub const TYPES: [&str; 8] = [
+    "Encounter",
+    "Appointment",
+    "Task",
+    "ImagingStudy",
+    "DiagnosticReport",
+    "MedicationRequest",
+    "ServiceRequest",
+    "Invoice",
+];
+
+/// Who a reference names as a person: the reference itself (`Practitioner/7`,
+/// `PractitionerRole/3`), else the account its identifier or display gives
+/// (`user:dr.wang`); `""` for none.
+pub fn person_of(r: &Value) -> String {
+    if let Some(reference) = r["reference"].as_str().filter(|s| s.contains('/')) {
+        return reference.to_string();
+    }
+    if let Some(user) = r["identifier"]["value"].as_str().filter(|_| r["identifier"]["system"] == USER_SYSTEM) {
+        return format!("user:{user}");
+    }
+    r["display"].as_str().filter(|d| d.starts_with("user:")).unwrap_or_default().to_string()
+}
 
 /// A reference whose department is wanted (a PractitionerRole's organization, an
 /// Encounter's service provider).
@@ -40,7 +67,7 @@ pub fn department_lookup(rtype: &str, body: &Value) -> Option<String> {
         "Appointment" => body["participant"].as_array()?.iter().find_map(|p| {
             p["actor"]["reference"].as_str().filter(|r| r.starts_with("PractitionerRole/")).map(str::to_string)
         }),
-        "Task" | "MedicationRequest" => body["encounter"]["reference"].as_str().map(str::to_string),
+        "Task" | "MedicationRequest" | "ServiceRequest" => body["encounter"]["reference"].as_str().map(str::to_string),
         _ => None,
     };
     reference.filter(|r| r.split_once('/').is_some_and(|(_, id)| !id.is_empty()))
@@ -67,7 +94,9 @@ pub fn figures_of(rtype: &str, campus: &str, body: &Value, department: Option<&s
         day,
         total,
         n: 1,
+        person: String::new(),
     };
+    let by = |person: &Value, f: Figure| Figure { person: person_of(person), ..f };
     let looked_up = department.unwrap_or_default();
     let mut out = Vec::new();
     match rtype {
@@ -81,7 +110,8 @@ pub fn figures_of(rtype: &str, campus: &str, body: &Value, department: Option<&s
             let dept = body["serviceProvider"]["reference"].as_str().unwrap_or_default();
             let dept = dept.strip_prefix("Organization/").unwrap_or_default();
             let day = local_date(start);
-            out.push(figure(VISITS, day.clone(), dept, 1));
+            let doctor = body["participant"].as_array().and_then(|ps| ps.first()).map(|p| &p["individual"]);
+            out.push(by(doctor.unwrap_or(&Value::Null), figure(VISITS, day.clone(), dept, 1)));
             let waited = body["statusHistory"].as_array().into_iter().flatten().find_map(|h| {
                 let p = &h["period"];
                 (h["status"] == "arrived").then_some(())?;
@@ -108,7 +138,7 @@ pub fn figures_of(rtype: &str, campus: &str, body: &Value, department: Option<&s
             let authored = body["authoredOn"].as_str().and_then(instant_ms);
             let done = body["executionPeriod"]["end"].as_str().and_then(instant_ms);
             if let (true, Some(a), Some(d)) = (critical && status == "completed", authored, done) {
-                out.push(figure(CRITICAL, local_date(a), looked_up, (d - a).max(0) / 60_000));
+                out.push(by(&body["owner"], figure(CRITICAL, local_date(a), looked_up, (d - a).max(0) / 60_000)));
             }
         }
         "ImagingStudy" => {
@@ -123,14 +153,25 @@ pub fn figures_of(rtype: &str, campus: &str, body: &Value, department: Option<&s
                 .flatten()
                 .any(|c| c["coding"].as_array().into_iter().flatten().any(|x| x["code"] == "LAB"));
             let at = body["issued"].as_str().or(body["effectiveDateTime"].as_str()).and_then(instant_ms);
-            if let (true, true, Some(at)) = (lab, matches!(status, "final" | "amended" | "corrected"), at) {
-                out.push(figure(TESTS, local_date(at), "", 1));
+            let issued = matches!(status, "final" | "amended" | "corrected");
+            if let (true, Some(at)) = (issued, at) {
+                if lab {
+                    out.push(figure(TESTS, local_date(at), "", 1));
+                }
+                let performer = body["performer"].as_array().and_then(|ps| ps.first()).unwrap_or(&Value::Null);
+                out.push(by(performer, figure(RESULTS, local_date(at), "", 1)));
             }
         }
         "MedicationRequest" => {
             let at = body["authoredOn"].as_str().and_then(instant_ms);
             if let (true, Some(at)) = (matches!(status, "active" | "completed"), at) {
-                out.push(figure(PRESCRIPTIONS, local_date(at), looked_up, 1));
+                out.push(by(&body["requester"], figure(PRESCRIPTIONS, local_date(at), looked_up, 1)));
+            }
+        }
+        "ServiceRequest" => {
+            let at = body["authoredOn"].as_str().and_then(instant_ms);
+            if let (true, Some(at)) = (matches!(status, "active" | "completed"), at) {
+                out.push(by(&body["requester"], figure(REQUESTS, local_date(at), looked_up, 1)));
             }
         }
         _ => {}
@@ -172,6 +213,7 @@ pub fn payment_figures(lines: &[Paid]) -> Vec<Figure> {
                     day: l.day.clone(),
                     total: l.amount_fen,
                     n: 1,
+                    person: String::new(),
                 }),
             }
         }

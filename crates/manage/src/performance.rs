@@ -24,7 +24,7 @@ pub enum Indicator {
     Requests,
     /// Reports issued (laboratory, imaging).
     Results,
-    /// Minutes from a critical value to its acknowledgement (median): lower is better.
+    /// Minutes from a critical value to its acknowledgement (average): lower is better.
     CriticalResponse,
 }
 

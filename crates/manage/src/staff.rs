@@ -177,6 +177,9 @@ pub struct Person {
     pub title: Option<String>,
     /// The worst state of their licences.
     pub licences: Option<Due>,
+    /// How records name them: `Practitioner/…`, this role's `PractitionerRole/…`, and
+    /// `user:…` for each account their Practitioner carries.
+    pub keys: Vec<String>,
 }
 
 /// One person with everything HR keeps.
@@ -188,6 +191,17 @@ pub struct PersonView {
     pub roles: Vec<(String, String)>,
     pub record: StaffRecord,
     pub licences: Vec<(Licence, Option<Due>)>,
+}
+
+/// The ways records name a person (see [`Person::keys`]).
+fn person_keys(practitioner: &str, role: &str, person: &Value) -> Vec<String> {
+    let mut keys = vec![format!("Practitioner/{practitioner}"), format!("PractitionerRole/{role}")];
+    for i in person["identifier"].as_array().into_iter().flatten() {
+        if let (true, Some(v)) = (i["system"] == lianyi_clinical::orders::USER_SYSTEM, i["value"].as_str()) {
+            keys.push(format!("user:{v}"));
+        }
+    }
+    keys
 }
 
 /// The staff service.
@@ -313,7 +327,7 @@ impl StaffService {
         let today = self.today();
         let store = self.fhir.operations().staff();
         let mut out = Vec::new();
-        for (_, r) in found.iter().filter(|(_, r)| r["resourceType"] == "PractitionerRole") {
+        for (role_id, r) in found.iter().filter(|(_, r)| r["resourceType"] == "PractitionerRole") {
             let Some(p) = r["practitioner"]["reference"].as_str().and_then(|p| p.strip_prefix("Practitioner/")) else {
                 continue;
             };
@@ -332,6 +346,7 @@ impl StaffService {
                 role: r["code"][0]["text"].as_str().unwrap_or_default().to_string(),
                 title: lianyi_clinical::names::title_of(person).map(str::to_string),
                 licences: worst,
+                keys: person_keys(p, role_id, person),
             });
         }
         out.sort_by(|a, b| a.names.en.cmp(&b.names.en));

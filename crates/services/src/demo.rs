@@ -44,12 +44,13 @@ pub const CAMPUSES: [(&str, &str, &str, &str, &str); 3] = [
 ];
 
 /// Department code, Chinese name, English name, has a ward.
-const DEPARTMENTS: [(&str, &str, &str, bool); 5] = [
+const DEPARTMENTS: [(&str, &str, &str, bool); 6] = [
     ("im", "内科", "Internal Medicine", true),
     ("sur", "外科", "Surgery", true),
     ("ped", "儿科", "Pediatrics", true),
     ("lab", "检验科", "Laboratory", false),
     ("pha", "药剂科", "Pharmacy", false),
+    ("rad", "放射科", "Radiology", false),
 ];
 
 /// Surname in Hanzi and pinyin.
@@ -633,7 +634,7 @@ mod tests {
         assert_eq!(patients, PATIENTS);
         let count = |t: &str| a.iter().filter(|r| r.resource["resourceType"] == t).count();
         assert_eq!(count("Practitioner"), PRACTITIONERS);
-        assert_eq!(count("Organization"), 1 + 3 + 15);
+        assert_eq!(count("Organization"), 1 + 3 + 18);
         assert!(count("Observation") > 1000, "{}", count("Observation"));
         assert!(count("MedicationRequest") > 200);
         let campuses: HashSet<&str> = a.iter().map(|r| r.campus.as_str()).collect();

@@ -2,7 +2,8 @@
 //! department and measure, a total and how many records made it. A record (its
 //! source, `Encounter/12`) contributes figures; a newer version of it replaces its
 //! contribution, so following the outbox again is harmless. Department [`ALL`] holds
-//! each campus's total.
+//! each campus's total. A figure that names its person (the doctor of a visit, who
+//! signed a prescription) is also kept per person, for the performance sheets.
 
 use std::collections::BTreeMap;
 
@@ -16,7 +17,7 @@ use crate::{Result, Store};
 pub const ALL: &str = "*";
 
 /// One figure a record contributes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Figure {
     pub campus: String,
     /// The department (an Organization id; `""` when the record names none).
@@ -28,6 +29,9 @@ pub struct Figure {
     pub total: i64,
     /// How many records made the total (for averages).
     pub n: i64,
+    /// Who the record names as its person (`Practitioner/7`, `PractitionerRole/3`,
+    /// `user:dr.wang`; `""` for none).
+    pub person: String,
 }
 
 /// A summed figure: its key (a campus, a department or a day, as asked) and measure.
@@ -84,6 +88,7 @@ impl Figures {
             sqlx::query("SELECT pg_advisory_xact_lock(7361)").execute(&mut *tx).await?;
         }
         let mut delta: BTreeMap<Key, (i64, i64)> = BTreeMap::new();
+        let mut people: BTreeMap<Key, (i64, i64)> = BTreeMap::new();
         let mut add = |f: &Figure, sign: i64| {
             for dept in [f.department.as_str(), ALL] {
                 let key = (f.campus.clone(), dept.to_string(), f.measure.clone(), f.day.clone());
@@ -91,10 +96,17 @@ impl Figures {
                 d.0 += sign * f.total;
                 d.1 += sign * f.n;
             }
+            if !f.person.is_empty() {
+                let key = (f.campus.clone(), f.person.clone(), f.measure.clone(), f.day.clone());
+                let d = people.entry(key).or_default();
+                d.0 += sign * f.total;
+                d.1 += sign * f.n;
+            }
         };
         let sources: Vec<&str> = changes.iter().map(|(s, _)| s.as_str()).collect();
         for chunk in sources.chunks(500) {
-            let mut sql = Sql::new("SELECT campus, department, measure, day, total, n FROM figure_sources WHERE ");
+            let mut sql =
+                Sql::new("SELECT campus, department, measure, day, total, n, person FROM figure_sources WHERE ");
             sql.push_in("source", chunk);
             for r in sql.query(backend).fetch_all(&mut *tx).await? {
                 add(&figure(&r)?, -1);
@@ -115,34 +127,37 @@ impl Figures {
                     Arg::Text(f.day.clone()),
                     Arg::Int(f.total),
                     Arg::Int(f.n),
+                    Arg::Text(f.person.clone()),
                 ]);
             }
         }
-        let cols = ["source", "campus", "department", "measure", "day", "total", "n"];
-        for sql in multi_insert("figure_sources", &cols, rows, 7_000) {
+        let cols = ["source", "campus", "department", "measure", "day", "total", "n", "person"];
+        for sql in multi_insert("figure_sources", &cols, rows, 8_000) {
             sql.query(backend).execute(&mut *tx).await?;
         }
-        let rows: Vec<Vec<Arg>> = delta
-            .into_iter()
-            .filter(|(_, d)| *d != (0, 0))
-            .map(|((campus, department, measure, day), (total, n))| {
-                vec![
-                    Arg::Text(campus),
-                    Arg::Text(department),
-                    Arg::Text(measure),
-                    Arg::Text(day),
-                    Arg::Int(total),
-                    Arg::Int(n),
-                ]
-            })
-            .collect();
-        let cols = ["campus", "department", "measure", "day", "total", "n"];
-        for mut sql in multi_insert("daily_figures", &cols, rows, 6_000) {
-            sql.push(
-                " ON CONFLICT (campus, department, measure, day) DO UPDATE SET \
-                 total = daily_figures.total + excluded.total, n = daily_figures.n + excluded.n",
-            );
-            sql.query(backend).execute(&mut *tx).await?;
+        for (table, key, delta) in [("daily_figures", "department", delta), ("person_figures", "person", people)] {
+            let rows: Vec<Vec<Arg>> = delta
+                .into_iter()
+                .filter(|(_, d)| *d != (0, 0))
+                .map(|((campus, k, measure, day), (total, n))| {
+                    vec![
+                        Arg::Text(campus),
+                        Arg::Text(k),
+                        Arg::Text(measure),
+                        Arg::Text(day),
+                        Arg::Int(total),
+                        Arg::Int(n),
+                    ]
+                })
+                .collect();
+            let cols = ["campus", key, "measure", "day", "total", "n"];
+            for mut sql in multi_insert(table, &cols, rows, 6_000) {
+                sql.push(&format!(
+                    " ON CONFLICT (campus, {key}, measure, day) DO UPDATE SET \
+                     total = {table}.total + excluded.total, n = {table}.n + excluded.n"
+                ));
+                sql.query(backend).execute(&mut *tx).await?;
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -187,10 +202,27 @@ impl Figures {
             .collect()
     }
 
+    /// The figures of a campus's people over a period (both days included), summed by
+    /// person and measure.
+    pub async fn person_sums(&self, campus: &str, from: &str, to: &str) -> Result<Vec<Sum>> {
+        let rows = sqlx::query(
+            "SELECT person, measure, CAST(SUM(total) AS BIGINT), CAST(SUM(n) AS BIGINT) FROM person_figures \
+             WHERE campus = $1 AND day >= $2 AND day <= $3 GROUP BY person, measure ORDER BY person, measure",
+        )
+        .bind(campus.to_string())
+        .bind(from.to_string())
+        .bind(to.to_string())
+        .fetch_all(&self.0.read_pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok(Sum { key: r.try_get(0)?, measure: r.try_get(1)?, total: r.try_get(2)?, n: r.try_get(3)? }))
+            .collect()
+    }
+
     /// The contribution of one source (for checking what a record counts for).
     pub async fn of_source(&self, source: &str) -> Result<Vec<Figure>> {
         let rows = sqlx::query(
-            "SELECT campus, department, measure, day, total, n FROM figure_sources WHERE source = $1 \
+            "SELECT campus, department, measure, day, total, n, person FROM figure_sources WHERE source = $1 \
              ORDER BY measure, day",
         )
         .bind(source.to_string())
@@ -208,5 +240,6 @@ fn figure(r: &AnyRow) -> Result<Figure> {
         day: r.try_get(3)?,
         total: r.try_get(4)?,
         n: r.try_get(5)?,
+        person: r.try_get(6)?,
     })
 }

@@ -516,6 +516,21 @@ pub struct ImagingTotals {
 }
 
 impl DicomAes {
+    /// How many studies each AE title of `campus` sent in `[from, to)` (milliseconds;
+    /// counts only, for the equipment's use), by title.
+    pub async fn studies_by_ae(&self, campus: &str, from: i64, to: i64) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT source_ae, count(*) FROM imaging_studies WHERE campus = $1 AND received_at >= $2 \
+             AND received_at < $3 GROUP BY source_ae ORDER BY source_ae",
+        )
+        .bind(campus.to_string())
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.0.read_pool())
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
     /// How much the index holds (no health data: counts only).
     pub async fn totals(&self) -> Result<ImagingTotals> {
         let r = sqlx::query(

@@ -33,6 +33,7 @@ pub mod notices;
 mod operations;
 pub mod outbox;
 pub mod payments;
+pub mod performance;
 pub mod pharmacy;
 pub mod prices;
 pub mod problems;

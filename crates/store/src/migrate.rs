@@ -294,6 +294,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0047_roster_swaps.sql"),
         postgres: include_str!("../migrations/postgres/0047_roster_swaps.sql"),
     },
+    Migration {
+        version: 48,
+        name: "performance",
+        sqlite: include_str!("../migrations/sqlite/0048_performance.sql"),
+        postgres: include_str!("../migrations/postgres/0048_performance.sql"),
+    },
 ];
 
 /// The schema version this build's migrations end at.

@@ -675,22 +675,27 @@ impl Monitor {
 }
 
 async fn insert_rule(tx: &mut sqlx::Transaction<'static, sqlx::Any>, probe: i64, r: &Rule) -> Result<i64> {
-    Ok(sqlx::query(
+    let q = sqlx::query(
         "INSERT INTO ops_rules (probe, metric, op, threshold, clear, for_ms, severity, created_at, created_by) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
     )
     .bind(probe)
     .bind(&r.metric)
     .bind(&r.op)
-    .bind(r.threshold)
-    .bind(r.clear)
-    .bind(r.for_ms)
-    .bind(&r.severity)
-    .bind(r.created_at)
-    .bind(&r.created_by)
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get(0)?)
+    .bind(r.threshold);
+    // See `NULL_DOUBLE`: a float8 NULL, so the connection's prepared statement takes
+    // the next rule's number.
+    let q = match r.clear {
+        Some(c) => q.bind(c),
+        None => q.bind(crate::sql::NULL_DOUBLE),
+    };
+    Ok(q.bind(r.for_ms)
+        .bind(&r.severity)
+        .bind(r.created_at)
+        .bind(&r.created_by)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)?)
 }
 
 async fn update_alert(tx: &mut sqlx::Transaction<'static, sqlx::Any>, a: &Alert) -> Result<()> {

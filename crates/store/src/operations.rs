@@ -81,6 +81,11 @@ impl Operations {
         crate::feedback::FeedbackTable(self.0.clone())
     }
 
+    /// The campuses' performance formulas: see [`crate::performance`].
+    pub fn formulas(&self) -> crate::performance::Formulas {
+        crate::performance::Formulas(self.0.clone())
+    }
+
     /// The dashboards' daily figures: see [`crate::figures`].
     pub fn figures(&self) -> crate::figures::Figures {
         crate::figures::Figures(self.0.clone())

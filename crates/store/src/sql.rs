@@ -89,12 +89,21 @@ impl Sql {
                 Arg::Int(i) => q.bind(*i),
                 Arg::Float(f) => q.bind(*f),
                 Arg::OptInt(i) => q.bind(*i),
-                Arg::OptFloat(f) => q.bind(*f),
+                Arg::OptFloat(Some(f)) => q.bind(*f),
+                Arg::OptFloat(None) => q.bind(NULL_DOUBLE),
             };
         }
         q
     }
 }
+
+/// A NULL for a DOUBLE PRECISION parameter. sqlx 0.9's Any driver sends a `None`
+/// `f64` to PostgreSQL as a `real` (float4) NULL, and a `None` `f32` as a float8 one
+/// (the two are swapped in `AnyArguments::convert_into`); a statement prepared on a
+/// connection with the float4 NULL then refuses the next non-NULL `f64` on that
+/// connection ("incorrect binary data format"). Binding this instead keeps the
+/// parameter float8 on both backends.
+pub(crate) const NULL_DOUBLE: Option<f32> = None;
 
 /// Rewrites `$n` markers to `?` and returns the argument index for each `?`.
 fn positional(text: &str) -> (String, Vec<usize>) {

@@ -199,6 +199,8 @@ pub struct AppState {
     pub staff: lianyi_manage::staff::StaffService,
     /// The group's and campuses' dashboards, from daily figures.
     pub dashboards: lianyi_manage::dashboards::Dashboards,
+    /// The monthly performance sheets, scored by each campus's formula.
+    pub sheets: lianyi_manage::sheets::Sheets,
     /// Patients' feedback and complaints.
     pub feedback: lianyi_manage::feedback::Feedbacks,
     /// Each area's pages in the navigation, in order ([`routes::NAV`]).
@@ -326,6 +328,7 @@ impl App {
         let notices = lianyi_manage::announcements::Notices::new(fhir.clone());
         let staff = lianyi_manage::staff::StaffService::new(fhir.clone());
         let dashboards = lianyi_manage::dashboards::Dashboards::new(fhir.clone());
+        let sheets = lianyi_manage::sheets::Sheets::new(fhir.clone());
         let feedback = lianyi_manage::feedback::Feedbacks::new(fhir.clone());
         let critical = lianyi_clinical::critical::CriticalValues::new(
             fhir.clone(),
@@ -371,6 +374,7 @@ impl App {
                 notices,
                 staff,
                 dashboards,
+                sheets,
                 feedback,
                 nav: routes::NAV,
             },

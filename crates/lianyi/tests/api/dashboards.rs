@@ -147,6 +147,12 @@ async fn dashboards_follow_the_records_and_drill_down() {
     group_visits(&app, 3).await;
     let (mut manager, _) = logged_in(&app, &clock, "mgr", "manager", "*", None).await;
     let week = "from=2026-12-01&to=2026-12-07";
+    // East's HIS, watched by monitoring (no fault this month).
+    let ops = app.client_with("lianyi:ops", "*", None).await;
+    let his = json!({"code": "HIS-E", "name": "东院区 HIS", "class": "business-system", "campus": "campus-east",
+                     "supportGroup": "system", "attributes": {"availability": "99.9"}});
+    let r = ops.post(app.url("/api/ops/cis")).json(&his).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
 
     // The group: both campuses. Columns: visits, appointments, no-show rate, wait,
     // revenue, drug share, critical response, studies, tests, prescriptions.
@@ -160,6 +166,11 @@ async fn dashboards_follow_the_records_and_drill_down() {
         "href=\"/manage/dashboard?from=2026-12-01&amp;to=2026-12-07&amp;measure=visits&amp;campus=campus-east\""
     ));
     assert!(between(&page, "id=\"dash-total\"", "</div></div>").contains("<strong>3</strong>"));
+    // IT availability this month: each campus's least available system (the
+    // platform itself serves both; no fault this month).
+    let it = between(&page, "id=\"dash-it\"", "</table>");
+    assert!(it.contains("<tr><td>东院区</td><td>") && it.contains("<tr><td>西院区</td><td>"), "{it}");
+    assert!(!it.contains("due-bad") && it.matches("<td class=\"num\">100%</td>").count() == 2, "{it}");
 
     // East Campus: its departments.
     let (_, _, page) = manager.get(&format!("/manage/dashboard?{week}&campus=campus-east")).await;
@@ -167,6 +178,8 @@ async fn dashboards_follow_the_records_and_drill_down() {
     assert_eq!(row(&page, "dash-lines", "东院内科"), ["1", "3", "50.0%", "30", "0.00", "—", "6", "0", "0", "1"]);
     assert_eq!(row(&page, "dash-lines", "东院外科")[..4], ["1", "0", "—", "10"]);
     assert!(!page.contains("西院内科"));
+    let it = between(&page, "id=\"dash-it\"", "</table>");
+    assert!(it.contains("<td>东院区 HIS</td><td class=\"num\">100%</td><td class=\"num\">99.9%</td>"), "{it}");
     // A department: its days; a day: that day's departments.
     let (_, _, page) = manager.get(&format!("/manage/dashboard?{week}&campus=campus-east&department=east-im")).await;
     assert!(between(&page, "id=\"dash-crumbs\"", "</nav>").contains("东院内科"));

@@ -23,7 +23,14 @@ use crate::helpers::{TestApp, spawn_app};
 const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
 
 /// An instance's data set (Explicit VR Little Endian), GB18030 names, an 8×8 slice.
-fn data_set(study: &str, series: &str, sop: &str, patient_id: &str, accession: &str, number: i64) -> Vec<u8> {
+pub(crate) fn data_set(
+    study: &str,
+    series: &str,
+    sop: &str,
+    patient_id: &str,
+    accession: &str,
+    number: i64,
+) -> Vec<u8> {
     slice(study, series, sop, patient_id, accession, number, 8)
 }
 
@@ -101,7 +108,7 @@ pub(crate) fn phantom(size: u16, number: i64) -> Vec<u8> {
     out
 }
 
-fn write_file(dir: &Path, name: &str, sop: &str, body: &[u8]) {
+pub(crate) fn write_file(dir: &Path, name: &str, sop: &str, body: &[u8]) {
     let mut file = lianyi_dicom::instance::file_header(CT, sop, "1.2.840.10008.1.2.1", "TEST").unwrap();
     file.extend_from_slice(body);
     std::fs::write(dir.join(name), file).unwrap();

@@ -226,6 +226,98 @@ async fn a_broken_ultrasound_is_reported_repaired_and_its_times_recorded() {
     }
 }
 
+/// The ultrasound as an imaging device and a networked one: DCMTK's `storescu` sends
+/// two studies under its AE title, and its CMDB item's probe finds its port closed.
+/// The register shows its use (studies in 30 and 365 days), its cost per study over
+/// the year and its monitoring (down); so does its page. A nurse's register shows
+/// none of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_register_shows_a_devices_use_its_cost_per_study_and_its_monitoring() {
+    use std::process::Command;
+
+    let app = crate::helpers::spawn_app().await;
+    // The app keeps real time (the probes run); the login's code is computed at it.
+    let clock = ManualClock::new(lianyi_security::Clock::now_ms(&lianyi_security::SystemClock::default()));
+    directory(&app).await;
+    let system = Caller::task(lianyi_security::SystemTask::Operator("test setup".into()));
+    let draft = lianyi_imaging::aes::AeDraft {
+        ae_title: "US-EAST".into(),
+        campus: "campus-east".into(),
+        host: "127.0.0.1".into(),
+        ..Default::default()
+    };
+    app.imaging.put_ae(&system, &draft).await.unwrap();
+    let ops = app.client_with("lianyi:ops", "*", None).await;
+    let ci = json!({"code": "US-E1-NET", "name": "东院超声网络接口", "class": "medical-device", "campus": "campus-east",
+                    "supportGroup": "system"});
+    let r = ops.post(app.url("/api/ops/cis")).json(&ci).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+    let probe = json!({"ci": "US-E1-NET", "kind": "tcp", "target": crate::monitor::closed_port(), "interval": 1,
+                       "timeout": 500});
+    let r = ops.post(app.url("/api/ops/probes")).json(&probe).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+    let equipment = Equipment::new(app.fhir.clone());
+    let form = AssetForm {
+        department: "east-us".into(),
+        tag: "US-01".into(),
+        name_zh: "彩色多普勒超声诊断仪".into(),
+        name_en: "Colour Doppler ultrasound".into(),
+        category: "ultrasound".into(),
+        cost: "1280000.00".into(),
+        purchased_on: "2026-11-20".into(),
+        ci: "US-E1-NET".into(),
+        ae_title: "US-EAST".into(),
+        ..Default::default()
+    };
+    let id = equipment.register(&system, &form).await.unwrap();
+    equipment.accept(&system, id, "").await.unwrap();
+
+    // Two studies from the ultrasound.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(lianyi_web::serve_dicom(listener, app.imaging.clone(), lianyi_dicom::node::NodeConfig::default()));
+    let dir = tempfile::tempdir().unwrap();
+    for n in 1..=2 {
+        let study = format!("1.2.826.0.1.3680043.2.1125.77{n}");
+        let sop = format!("{study}.1.1");
+        let body = crate::dicom::data_set(&study, &format!("{study}.1"), &sop, "E1000001", "", 1);
+        crate::dicom::write_file(dir.path(), &format!("us{n}.dcm"), &sop, &body);
+    }
+    let store = Command::new("storescu")
+        .args(["-aet", "US-EAST", "-aec", "LIANYI", "+sd", &addr.ip().to_string(), &addr.port().to_string()])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(store.status.success(), "{}", String::from_utf8_lossy(&store.stderr));
+
+    let (mut engineer, _) = logged_in(&app, &clock, "eng.use", "equipment-engineer", "campus-east", None).await;
+    let mut cells = Vec::new();
+    for _ in 0..100 {
+        let (_, _, page) = engineer.get("/manage/equipment?campus=campus-east").await;
+        let table = between(&page, "id=\"eq-use\"", "</table>");
+        let row = between(table, "data-tag=\"US-01\">", "</tr>");
+        cells = row
+            .split("<td")
+            .skip(3)
+            .map(|c| c.split('>').nth(1).unwrap_or_default().split('<').next().unwrap_or_default().to_string())
+            .collect();
+        if cells.last().is_some_and(|c| c == "故障") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // AE title, 30 days, 365 days, cost, cost per study over the year, monitoring.
+    assert_eq!(cells, ["US-EAST", "2", "2", "1280000.00", "640000.00", "故障"]);
+    let (_, _, page) = engineer.get(&format!("/manage/equipment/{id}")).await;
+    assert!(page.contains("640000.00") && page.contains("故障"), "{page}");
+    // A nurse sees the register (to report faults), not the devices' use.
+    let (mut nurse, _) = logged_in(&app, &clock, "nurse.use", "nurse", "campus-east", None).await;
+    let (status, _, page) = nurse.get("/manage/equipment?campus=campus-east").await;
+    if status == StatusCode::OK {
+        assert!(!page.contains("id=\"eq-use\""), "{page}");
+    }
+}
+
 /// The walk in a real Chromium, in Chinese then English: the sonographer reports the
 /// ultrasound broken; the equipment engineer takes the repair and finishes it; the
 /// response time shows.

@@ -52,11 +52,24 @@ pub async fn spawn_app_mailing(
 }
 
 /// A test app whose configuration `adjust` changes first.
+/// The server's warnings and errors go to the test's captured output, so a failing
+/// test shows why the server answered 500.
+fn log_errors() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+            .with_test_writer()
+            .try_init();
+    });
+}
+
 pub async fn spawn_app_adjusted(
     max_body_bytes: usize,
     clock: Option<std::sync::Arc<lianyi_security::ManualClock>>,
     adjust: impl FnOnce(&mut AppConfig),
 ) -> TestApp {
+    log_errors();
     let (url, dir) = fresh_database().await;
     let keys = if dir.is_none() { Some(tempfile::tempdir().unwrap()) } else { None };
     let keys_dir = dir.clone().unwrap_or_else(|| keys.as_ref().map(|k| k.path().to_path_buf()).unwrap_or_default());

@@ -29,6 +29,7 @@ mod ops_browser;
 mod outbound;
 mod outpatient;
 mod pages;
+mod performance;
 mod pharmacy;
 mod process;
 mod registration;

@@ -208,7 +208,7 @@ async fn a_collector_sends_its_campus_results_once_however_often_it_retries() {
 }
 
 /// A port on this machine where nothing listens.
-fn closed_port() -> String {
+pub(crate) fn closed_port() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().to_string()
 }

@@ -213,7 +213,7 @@ async fn paging_total_and_last_updated() {
 async fn data_survives_reconnect_and_migrate_is_idempotent() {
     let (url, _dir) = fresh_database().await;
     let store = Store::connect(&url).await.unwrap();
-    assert_eq!(store.migrate().await.unwrap(), 47);
+    assert_eq!(store.migrate().await.unwrap(), 48);
     store.write(vec![op(WriteKind::Create, patient("keep", "Ma", "Li", "1999"))], T0).await.unwrap();
     store.close().await;
     let store = Store::connect(&url).await.unwrap();
@@ -679,12 +679,17 @@ async fn daily_figures_replace_a_source_and_sum_by_campus_department_and_day() {
         day: day.into(),
         total,
         n: 1,
+        person: String::new(),
     };
+    let by = |person: &str, f: Figure| Figure { person: person.into(), ..f };
     figures
         .replace(&[
             (
                 "Encounter/1".into(),
-                vec![f("east", "im", "visits", "2026-12-01", 1), f("east", "im", "wait", "2026-12-01", 30)],
+                vec![
+                    by("Practitioner/wang", f("east", "im", "visits", "2026-12-01", 1)),
+                    f("east", "im", "wait", "2026-12-01", 30),
+                ],
             ),
             (
                 "Encounter/2".into(),
@@ -698,7 +703,17 @@ async fn daily_figures_replace_a_source_and_sum_by_campus_department_and_day() {
     figures
         .replace(&[(
             "Encounter/1".into(),
-            vec![f("east", "im", "visits", "2026-12-01", 1), f("east", "im", "wait", "2026-12-01", 30)],
+            vec![
+                by("Practitioner/wang", f("east", "im", "visits", "2026-12-01", 1)),
+                f("east", "im", "wait", "2026-12-01", 30),
+            ],
+        )])
+        .await
+        .unwrap();
+    figures
+        .replace(&[(
+            "MedicationRequest/4".into(),
+            vec![by("user:dr.wang", f("east", "im", "prescriptions", "2026-12-01", 1))],
         )])
         .await
         .unwrap();
@@ -706,17 +721,32 @@ async fn daily_figures_replace_a_source_and_sum_by_campus_department_and_day() {
     let week = Scope { from: "2026-12-01", to: "2026-12-07", ..Scope::default() };
     assert_eq!(
         figures.sums(&week, SumBy::Campus).await.unwrap(),
-        [sum("east", "visits", 2, 2), sum("east", "wait", 40, 2), sum("west", "visits", 1, 1)]
+        [
+            sum("east", "prescriptions", 1, 1),
+            sum("east", "visits", 2, 2),
+            sum("east", "wait", 40, 2),
+            sum("west", "visits", 1, 1)
+        ]
+    );
+    assert_eq!(
+        figures.person_sums("east", "2026-12-01", "2026-12-07").await.unwrap(),
+        [sum("Practitioner/wang", "visits", 1, 1), sum("user:dr.wang", "prescriptions", 1, 1)]
     );
     let east = Scope { campus: Some("east"), ..week.clone() };
     assert_eq!(
         figures.sums(&east, SumBy::Department).await.unwrap(),
-        [sum("im", "visits", 1, 1), sum("im", "wait", 30, 1), sum("surg", "visits", 1, 1), sum("surg", "wait", 10, 1)]
+        [
+            sum("im", "prescriptions", 1, 1),
+            sum("im", "visits", 1, 1),
+            sum("im", "wait", 30, 1),
+            sum("surg", "visits", 1, 1),
+            sum("surg", "wait", 10, 1)
+        ]
     );
     let im = Scope { department: Some("im"), ..east.clone() };
     assert_eq!(
         figures.sums(&im, SumBy::Day).await.unwrap(),
-        [sum("2026-12-01", "visits", 1, 1), sum("2026-12-01", "wait", 30, 1)]
+        [sum("2026-12-01", "prescriptions", 1, 1), sum("2026-12-01", "visits", 1, 1), sum("2026-12-01", "wait", 30, 1)]
     );
     // A record that changes day and department moves; one that no longer counts goes.
     figures
@@ -729,6 +759,7 @@ async fn daily_figures_replace_a_source_and_sum_by_campus_department_and_day() {
     assert_eq!(
         figures.sums(&week, SumBy::Day).await.unwrap(),
         [
+            sum("2026-12-01", "prescriptions", 1, 1),
             sum("2026-12-01", "visits", 1, 1),
             sum("2026-12-01", "wait", 30, 1),
             sum("2026-12-02", "visits", 0, 0),
@@ -741,6 +772,42 @@ async fn daily_figures_replace_a_source_and_sum_by_campus_department_and_day() {
     assert_eq!(figures.sums(&west, SumBy::Campus).await.unwrap(), [sum("west", "visits", 0, 0)]);
     assert_eq!(figures.of_source("Encounter/3").await.unwrap(), []);
     assert_eq!(figures.of_source("Encounter/2").await.unwrap(), [f("east", "im", "visits", "2026-12-03", 1)]);
+    // A visit given to another doctor moves from one person to the other.
+    figures
+        .replace(&[(
+            "Encounter/1".into(),
+            vec![
+                by("Practitioner/li", f("east", "im", "visits", "2026-12-01", 1)),
+                f("east", "im", "wait", "2026-12-01", 30),
+            ],
+        )])
+        .await
+        .unwrap();
+    assert_eq!(
+        figures.person_sums("east", "2026-12-01", "2026-12-07").await.unwrap(),
+        [
+            sum("Practitioner/li", "visits", 1, 1),
+            sum("Practitioner/wang", "visits", 0, 0),
+            sum("user:dr.wang", "prescriptions", 1, 1)
+        ]
+    );
+    // The campus's formula is set and replaced.
+    use lianyi_store::performance::FormulaRow;
+    let formulas = store.operations().formulas();
+    assert_eq!(formulas.get("east").await.unwrap(), None);
+    let row = FormulaRow {
+        campus: "east".into(),
+        method: "relative".into(),
+        cap_percent: 120,
+        weights: "visits:60,prescriptions:40".into(),
+        targets: String::new(),
+        updated_at: 1,
+        updated_by: "user:boss".into(),
+    };
+    formulas.set(&row).await.unwrap();
+    let row = FormulaRow { method: "target".into(), targets: "visits:300,prescriptions:200".into(), ..row };
+    formulas.set(&row).await.unwrap();
+    assert_eq!(formulas.get("east").await.unwrap(), Some(row));
     // Two servers counting the same record at once: it counts once.
     let mut tasks = Vec::new();
     for _ in 0..8 {
@@ -753,4 +820,32 @@ async fn daily_figures_replace_a_source_and_sum_by_campus_department_and_day() {
     }
     let south = Scope { campus: Some("south"), ..week.clone() };
     assert_eq!(figures.sums(&south, SumBy::Campus).await.unwrap(), [sum("south", "visits", 1, 1)]);
+}
+
+/// Twenty coded Observations, then twenty measured ones: the composite index's number
+/// is NULL on every connection of the pool before it is a float (on PostgreSQL, a
+/// float4 NULL would make the connection's prepared statement refuse the float8).
+#[tokio::test]
+async fn coded_then_measured_observations_on_every_connection() {
+    let (store, _dir) = store().await;
+    for n in 0..40i64 {
+        let mut obs = json!({"resourceType": "Observation", "id": format!("alt{n}"), "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]}});
+        if n < 20 {
+            obs["valueCodeableConcept"] =
+                json!({"coding": [{"system": "http://snomed.info/sct", "code": "260385009"}]});
+        } else {
+            obs["valueQuantity"] = json!({"value": 5.5 + n as f64, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"});
+        }
+        store.write(vec![op(WriteKind::Create, obs)], T0 + n).await.unwrap();
+    }
+    let measured = ids(&store, "Observation", &[("code-value-quantity", "http://loinc.org|2345-7$gt5")]).await;
+    assert_eq!(measured.len(), 20);
+    let coded = ids(
+        &store,
+        "Observation",
+        &[("code-value-concept", "http://loinc.org|2345-7$http://snomed.info/sct|260385009")],
+    )
+    .await;
+    assert_eq!(coded.len(), 20);
 }

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::ui::chart::{Bar, Point, bars, line};
 use crate::ui::i18n::Tr;
-use crate::ui::render::{csv, forbidden, page, see_other};
+use crate::ui::render::{csv, forbidden, milli_percent, page, see_other};
 use crate::ui::session::Signed;
 use crate::ui::shell::{Shell, campus_name, shell};
 
@@ -151,6 +151,55 @@ struct Row {
     cells: Vec<String>,
 }
 
+/// One line of the IT availability: a campus (its least available system) or a
+/// system, its availability this month, its target and its outages.
+struct ItRow {
+    label: String,
+    system: String,
+    percent: String,
+    target: String,
+    outages: usize,
+    missed: bool,
+}
+
+/// The IT availability of the dashboard's campuses (the group: each campus's least
+/// available business system or clinical service; a campus: each of its systems) in
+/// the month of the period's end, from monitoring; nothing for a department or when
+/// the caller may not read it.
+async fn it_rows(state: &AppState, t: Tr, caller: &Caller, d: &Dashboard) -> (String, Vec<ItRow>) {
+    let q = &d.query;
+    let month = q.to.get(..7).unwrap_or_default().to_string();
+    if q.department.is_some() || month.len() != 7 {
+        return (month, Vec::new());
+    }
+    let now = state.fhir.now_ms();
+    let row = |label: String, a: &lianyi_ops::monitor::Availability| ItRow {
+        label,
+        system: a.ci.name.clone(),
+        percent: format!("{}%", milli_percent(a.milli_percent())),
+        target: a.target.clone().map(|x| format!("{x}%")).unwrap_or_default(),
+        outages: a.outages,
+        missed: a.missed(),
+    };
+    let mut out = Vec::new();
+    match &q.campus {
+        Some(c) => {
+            for a in state.monitor.availability(caller, Some(c), &month, now).await.unwrap_or_default() {
+                out.push(row(a.ci.name.clone(), &a));
+            }
+        }
+        None => {
+            for l in &d.lines {
+                let list = state.monitor.availability(caller, Some(&l.key), &month, now).await.unwrap_or_default();
+                if let Some(worst) = list.iter().min_by_key(|a| a.milli_percent()) {
+                    out.push(row(campus_name(state, &l.key, t).await, worst));
+                }
+            }
+        }
+    }
+    (month, out)
+}
+
 #[derive(Template)]
 #[template(path = "manage/dashboard.html")]
 struct DashboardPage<'a> {
@@ -173,6 +222,9 @@ struct DashboardPage<'a> {
     rows: Vec<Row>,
     days: Vec<Row>,
     csv_href: String,
+    /// The IT availability's month and lines.
+    it_month: String,
+    it: Vec<ItRow>,
     /// Presets: (label, link).
     periods: Vec<(String, String)>,
     errors: Vec<String>,
@@ -272,6 +324,7 @@ async fn dashboard_page(State(state): State<AppState>, s: Signed, Query(p): Quer
     };
     let periods =
         vec![period(1, "dash-today"), period(7, "dash-7-days"), period(30, "dash-30-days"), period(365, "dash-year")];
+    let (it_month, it) = it_rows(&state, t, caller, &d).await;
     page(
         DashboardPage {
             t,
@@ -291,6 +344,8 @@ async fn dashboard_page(State(state): State<AppState>, s: Signed, Query(p): Quer
             rows,
             days,
             csv_href: href(&q, measure, true),
+            it_month,
+            it,
             periods,
             errors,
         }

@@ -9,10 +9,12 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::{get, post};
+use lianyi_billing::money::Fen;
 use lianyi_manage::assets::{AssetForm, AssetView, CATEGORIES, Equipment, EquipmentError, FieldError};
-use lianyi_manage::equipment::Due;
+use lianyi_manage::equipment::{Due, cost_per_use};
 use lianyi_security::Caller;
 use lianyi_security::roles::Capability;
+use lianyi_store::equipment::Asset;
 use serde::Deserialize;
 
 use crate::AppState;
@@ -117,6 +119,69 @@ struct AssetRow {
     repair_open: bool,
 }
 
+/// An imaging or networked device's use and standing.
+struct UseRow {
+    id: i64,
+    tag: String,
+    name: String,
+    ae_title: String,
+    month: String,
+    year: String,
+    cost: String,
+    per_study: String,
+    /// (words, state code) of its monitoring; empty when not networked.
+    network: (String, String),
+}
+
+/// The use of the campus's imaging devices (studies in the last 30 and 365 days, their
+/// cost per study over the year) and the monitoring standing of its networked ones,
+/// when the caller reads them (else nothing).
+async fn uses(state: &AppState, t: Tr, caller: &Caller, campus: &str, assets: &[&Asset]) -> Vec<UseRow> {
+    let assets: Vec<&&Asset> =
+        assets.iter().filter(|a| a.state != "scrapped" && (a.ae_title.is_some() || a.ci.is_some())).collect();
+    if assets.is_empty() {
+        return Vec::new();
+    }
+    let now = state.fhir.now_ms();
+    let counts = |from: i64| async move {
+        let found = state.imaging.studies_by_ae(caller, campus, from, now + 1).await.ok()?;
+        Some(found.into_iter().collect::<std::collections::HashMap<String, i64>>())
+    };
+    let (Some(month), Some(year)) = (counts(now - 30 * DAY_MS).await, counts(now - 365 * DAY_MS).await) else {
+        return Vec::new();
+    };
+    let codes: Vec<String> = assets.iter().filter_map(|a| a.ci.clone()).collect();
+    let standing = state.monitor.devices(caller, &codes).await.unwrap_or_default();
+    assets
+        .into_iter()
+        .map(|a| {
+            let ae = a.ae_title.clone().unwrap_or_default();
+            let (m, y) = (month.get(&ae).copied().unwrap_or(0), year.get(&ae).copied().unwrap_or(0));
+            let network = match (a.ci.as_ref(), a.ci.as_ref().and_then(|c| standing.get(c))) {
+                (Some(_), Some(s)) => (t.get(&format!("eq-net-{}", s.as_str())).to_string(), s.as_str().to_string()),
+                (Some(_), None) => (t.get("eq-net-unknown").to_string(), "unknown".to_string()),
+                (None, _) => (String::new(), String::new()),
+            };
+            UseRow {
+                id: a.id,
+                tag: a.tag.clone(),
+                name: t.pick(&a.name_zh, &a.name_en).clone(),
+                month: if ae.is_empty() { "—".into() } else { m.to_string() },
+                year: if ae.is_empty() { "—".into() } else { y.to_string() },
+                cost: Fen(a.cost_fen).to_string(),
+                per_study: cost_per_use(a.cost_fen, y)
+                    .filter(|_| !ae.is_empty())
+                    .map(|f| Fen(f).to_string())
+                    .unwrap_or_else(|| "—".into()),
+                ae_title: ae,
+                network,
+            }
+        })
+        .collect()
+}
+
+const DAY_MS: i64 = 86_400_000;
+
 #[derive(Template)]
 #[template(path = "manage/equipment.html")]
 struct RegisterPage<'a> {
@@ -125,6 +190,7 @@ struct RegisterPage<'a> {
     campuses: Vec<(String, String)>,
     campus: String,
     rows: Vec<AssetRow>,
+    uses: Vec<UseRow>,
     /// Assets due or overdue for maintenance or calibration.
     reminders: usize,
     may_keep: bool,
@@ -151,8 +217,11 @@ async fn render_register(
     let mut errors = errors;
     let mut rows = Vec::new();
     let mut reminders = 0;
+    let mut use_rows = Vec::new();
     match state.equipment.register_of(caller, &campus).await {
         Ok(list) => {
+            let assets: Vec<&Asset> = list.iter().map(|v| &v.asset).collect();
+            use_rows = uses(state, t, caller, &campus, &assets).await;
             for AssetView { asset, pm, calibration, open_repair } in list {
                 if matches!(pm, Some(Due::Overdue(_) | Due::Soon(_)))
                     || matches!(calibration, Some(Due::Overdue(_) | Due::Soon(_)))
@@ -188,6 +257,7 @@ async fn render_register(
             may_keep: Equipment::may_keep(caller, &campus).is_ok(),
             campus,
             rows,
+            uses: use_rows,
             reminders,
             departments: options,
             categories: CATEGORIES.iter().map(|c| (*c, t.get(&format!("eq-category-{c}")).to_string())).collect(),
@@ -303,6 +373,16 @@ async fn render_asset(state: &AppState, s: &Signed, id: i64, errors: Vec<String>
     }
     if let Some(ae) = &asset.ae_title {
         facts.push((t.get("eq-field-ae_title").to_string(), ae.clone()));
+    }
+    if let Some(u) = uses(state, t, caller, &asset.campus, &[&asset]).await.pop() {
+        if !u.ae_title.is_empty() {
+            facts.push((t.get("eq-use-month").to_string(), u.month));
+            facts.push((t.get("eq-use-year").to_string(), u.year));
+            facts.push((t.get("eq-use-per-study").to_string(), u.per_study));
+        }
+        if !u.network.0.is_empty() {
+            facts.push((t.get("eq-net").to_string(), u.network.0));
+        }
     }
     let events = events
         .into_iter()

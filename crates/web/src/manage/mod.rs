@@ -1,7 +1,8 @@
 //! Management (管理): rosters — each department's monthly roster, each campus's shift
 //! types and rest rule, attendance — and materials (物资): stock, requisitions and
 //! the catalogue — equipment (设备): the register and repairs — announcements, and
-//! staff (人事), the dashboards (决策支持), and patients' feedback and complaints.
+//! staff (人事), the dashboards (决策支持), patients' feedback and complaints, and the
+//! monthly performance sheets (绩效).
 
 mod attendance;
 mod dashboards;
@@ -9,6 +10,7 @@ mod equipment;
 mod feedback;
 mod materials;
 mod notices;
+mod performance;
 mod rosters;
 mod staff;
 
@@ -23,11 +25,13 @@ pub(crate) fn router() -> axum::Router<crate::AppState> {
         .merge(staff::router())
         .merge(dashboards::router())
         .merge(feedback::router())
+        .merge(performance::router())
 }
 
 /// The management pages in the navigation.
 pub(crate) const NAV: &[NavLink] = &[
     NavLink { href: "/manage/dashboard", text: "nav-dashboard", place: Place::Bar, shown: dashboards::may_view },
+    NavLink { href: "/manage/performance", text: "nav-performance", place: Place::Bar, shown: performance::may_read },
     NavLink { href: "/manage/notices", text: "nav-notices", place: Place::Bar, shown: notices::may_read },
     NavLink { href: "/manage/feedback", text: "nav-feedback", place: Place::Bar, shown: feedback::may_follow },
     NavLink { href: "/manage/rosters", text: "nav-rosters", place: Place::Bar, shown: rosters::may_open },

@@ -268,7 +268,7 @@ async fn availability(
             "month": month,
             "systems": list.iter().map(|a| json!({
                 "ci": a.ci.code, "name": a.ci.name, "class": a.ci.class, "campus": a.ci.campus,
-                "target": a.target, "availability": super::wall::percent(a.milli_percent()),
+                "target": a.target, "availability": crate::ui::render::milli_percent(a.milli_percent()),
                 "downSeconds": a.down_ms / 1_000, "outages": a.outages, "missed": a.missed(),
             })).collect::<Vec<_>>(),
         }))

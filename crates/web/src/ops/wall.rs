@@ -18,7 +18,7 @@ use super::desk::may_work;
 use super::{campus_choices, failed};
 use crate::AppState;
 use crate::ui::i18n::Tr;
-use crate::ui::render::{forbidden, local_time, page};
+use crate::ui::render::{forbidden, local_time, milli_percent, page};
 use crate::ui::session::Signed;
 use crate::ui::shell::{Shell, shell};
 
@@ -169,12 +169,6 @@ struct AvailabilityPage<'a> {
     errors: Vec<(String, String)>,
 }
 
-/// Thousandths of a percent as `99.95`.
-pub(super) fn percent(milli: i64) -> String {
-    let (whole, frac) = (milli / 1_000, milli % 1_000);
-    if frac == 0 { whole.to_string() } else { format!("{whole}.{frac:03}").trim_end_matches('0').to_string() }
-}
-
 fn month_after(month: &str, step: i64) -> Option<String> {
     let (from, to) = lianyi_ops::monitor::month_span(month)?;
     Some(lianyi_ops::monitor::month_of(if step < 0 { from - 1 } else { to }))
@@ -222,7 +216,7 @@ async fn availability_page(State(state): State<AppState>, s: Signed, Query(q): Q
                 name: a.ci.name.clone(),
                 code: a.ci.code.clone(),
                 target: a.target.as_deref().map(|p| format!("{p} %")).unwrap_or_default(),
-                percent: format!("{} %", percent(a.milli_percent())),
+                percent: format!("{} %", milli_percent(a.milli_percent())),
                 down: t
                     .get("mon-av-duration")
                     .replace("{h}", &(minutes / 60).to_string())

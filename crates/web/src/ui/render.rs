@@ -137,6 +137,12 @@ pub(crate) fn form_values(form: &[(String, String)], name: &str) -> Vec<String> 
     form.iter().filter(|(n, _)| n == name).map(|(_, v)| v.clone()).collect()
 }
 
+/// Thousandths of a percent as a percentage without trailing zeros (`99.95`, `100`).
+pub(crate) fn milli_percent(milli: i64) -> String {
+    let (whole, frac) = (milli / 1_000, milli % 1_000);
+    if frac == 0 { whole.to_string() } else { format!("{whole}.{frac:03}").trim_end_matches('0').to_string() }
+}
+
 /// `YYYY-MM-DD HH:MM` in Beijing time, for tables.
 pub(crate) fn local_time(ms: i64) -> String {
     let s = lianyi_fhir::datetime::format_instant(ms + 8 * 3_600_000);
