@@ -1959,6 +1959,9 @@ async fn demo_command(
     println!(
         "  Performance   http://{addr}/manage/performance (the manager: each department's month scored by the campus's formula, CSV)"
     );
+    println!(
+        "  Messages      http://{addr}/manage/messages (any member of staff: to a person or a department, arriving live on open pages)"
+    );
     println!("  Staff         http://{addr}/manage/staff (hr keeps titles, practising campuses and licences)");
     println!("  Feedback      http://{addr}/manage/feedback (complaints with owner, deadline and answer)");
     println!("  Announcements http://{addr}/manage/notices (the manager publishes and sees who read each)");

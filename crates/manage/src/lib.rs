@@ -11,7 +11,8 @@
 //! department tree, titles, practising campuses and licences with expiry reminders;
 //! dashboards (决策支持) for the group and each campus, from daily figures kept current
 //! as records arrive; patients' feedback and complaints with an owner, a deadline and
-//! the answer; the monthly performance sheets (绩效) scored by each campus's formula.
+//! the answer; the monthly performance sheets (绩效) scored by each campus's formula;
+//! messages between staff, to a person or a department, arriving on open pages.
 #![forbid(unsafe_code)]
 
 pub mod announcements;
@@ -23,6 +24,7 @@ pub mod equipment;
 pub mod feedback;
 pub mod materials;
 pub mod measures;
+pub mod messages;
 pub mod performance;
 pub mod roster;
 pub mod rosters;

@@ -43,6 +43,7 @@ mod scope;
 mod search;
 mod sql;
 pub mod staff;
+pub mod staff_messages;
 pub mod standby;
 #[cfg(feature = "testing")]
 pub mod testing;

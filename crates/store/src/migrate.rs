@@ -300,6 +300,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0048_performance.sql"),
         postgres: include_str!("../migrations/postgres/0048_performance.sql"),
     },
+    Migration {
+        version: 49,
+        name: "staff messages",
+        sqlite: include_str!("../migrations/sqlite/0049_staff_messages.sql"),
+        postgres: include_str!("../migrations/postgres/0049_staff_messages.sql"),
+    },
 ];
 
 /// The schema version this build's migrations end at.

@@ -81,6 +81,11 @@ impl Operations {
         crate::feedback::FeedbackTable(self.0.clone())
     }
 
+    /// Messages between staff: see [`crate::staff_messages`].
+    pub fn staff_messages(&self) -> crate::staff_messages::StaffMessages {
+        crate::staff_messages::StaffMessages(self.0.clone())
+    }
+
     /// The campuses' performance formulas: see [`crate::performance`].
     pub fn formulas(&self) -> crate::performance::Formulas {
         crate::performance::Formulas(self.0.clone())

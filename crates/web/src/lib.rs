@@ -201,6 +201,8 @@ pub struct AppState {
     pub dashboards: lianyi_manage::dashboards::Dashboards,
     /// The monthly performance sheets, scored by each campus's formula.
     pub sheets: lianyi_manage::sheets::Sheets,
+    /// Messages between staff, and their live feed.
+    pub messages: lianyi_manage::messages::Messages,
     /// Patients' feedback and complaints.
     pub feedback: lianyi_manage::feedback::Feedbacks,
     /// Each area's pages in the navigation, in order ([`routes::NAV`]).
@@ -329,6 +331,7 @@ impl App {
         let staff = lianyi_manage::staff::StaffService::new(fhir.clone());
         let dashboards = lianyi_manage::dashboards::Dashboards::new(fhir.clone());
         let sheets = lianyi_manage::sheets::Sheets::new(fhir.clone());
+        let messages = lianyi_manage::messages::Messages::new(fhir.clone());
         let feedback = lianyi_manage::feedback::Feedbacks::new(fhir.clone());
         let critical = lianyi_clinical::critical::CriticalValues::new(
             fhir.clone(),
@@ -375,6 +378,7 @@ impl App {
                 staff,
                 dashboards,
                 sheets,
+                messages,
                 feedback,
                 nav: routes::NAV,
             },

@@ -22,6 +22,7 @@ mod helpers;
 mod hl7;
 mod kb;
 mod materials;
+mod messages;
 mod monitor;
 mod notices;
 mod ops;

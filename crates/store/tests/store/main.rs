@@ -213,7 +213,7 @@ async fn paging_total_and_last_updated() {
 async fn data_survives_reconnect_and_migrate_is_idempotent() {
     let (url, _dir) = fresh_database().await;
     let store = Store::connect(&url).await.unwrap();
-    assert_eq!(store.migrate().await.unwrap(), 48);
+    assert_eq!(store.migrate().await.unwrap(), 49);
     store.write(vec![op(WriteKind::Create, patient("keep", "Ma", "Li", "1999"))], T0).await.unwrap();
     store.close().await;
     let store = Store::connect(&url).await.unwrap();
@@ -848,4 +848,45 @@ async fn coded_then_measured_observations_on_every_connection() {
     )
     .await;
     assert_eq!(coded.len(), 20);
+}
+
+/// Messages between staff: a mailbox holds what came to its people and departments
+/// and what it sent; the place of a reader never moves back.
+#[tokio::test]
+async fn staff_messages_reach_their_mailboxes_and_the_place_never_moves_back() {
+    use lianyi_store::staff_messages::{Mailbox, StaffMessage};
+    let (store, _dir) = store().await;
+    let messages = store.operations().staff_messages();
+    let m = |sender: &str, person: Option<&str>, dept: Option<&str>, body: &str| StaffMessage {
+        sender: sender.into(),
+        sender_name: sender.into(),
+        to_practitioner: person.map(str::to_string),
+        to_department: dept.map(str::to_string),
+        body: body.into(),
+        sent_at: T0,
+        ..StaffMessage::default()
+    };
+    let a = messages.send(&m("user:li", Some("wang"), None, "a")).await.unwrap();
+    let b = messages.send(&m("user:li", None, Some("west-sur"), "b")).await.unwrap();
+    let c = messages.send(&m("user:wang", Some("li"), None, "c")).await.unwrap();
+    let wang = Mailbox {
+        sender: "user:wang".into(),
+        practitioners: vec!["wang".into()],
+        departments: vec!["west-sur".into()],
+    };
+    let bodies = |list: Vec<StaffMessage>| list.into_iter().map(|m| m.body).collect::<Vec<_>>();
+    assert_eq!(bodies(messages.list(&wang, 0, 10).await.unwrap()), ["c", "b", "a"]);
+    assert_eq!(bodies(messages.list(&wang, a, 10).await.unwrap()), ["c", "b"]);
+    let zhao = Mailbox {
+        sender: "user:zhao".into(),
+        practitioners: vec!["zhao".into()],
+        departments: vec!["west-sur".into()],
+    };
+    assert_eq!(bodies(messages.list(&zhao, 0, 10).await.unwrap()), ["b"]);
+    let nobody = Mailbox { sender: "user:nobody".into(), ..Mailbox::default() };
+    assert!(messages.list(&nobody, 0, 10).await.unwrap().is_empty());
+    assert_eq!(messages.seen("wang").await.unwrap(), 0);
+    messages.mark_seen("wang", c).await.unwrap();
+    messages.mark_seen("wang", b).await.unwrap();
+    assert_eq!(messages.seen("wang").await.unwrap(), c, "never back");
 }

@@ -2,13 +2,14 @@
 //! types and rest rule, attendance — and materials (物资): stock, requisitions and
 //! the catalogue — equipment (设备): the register and repairs — announcements, and
 //! staff (人事), the dashboards (决策支持), patients' feedback and complaints, and the
-//! monthly performance sheets (绩效).
+//! monthly performance sheets (绩效), and messages between staff arriving live.
 
 mod attendance;
 mod dashboards;
 mod equipment;
 mod feedback;
 mod materials;
+mod messages;
 mod notices;
 mod performance;
 mod rosters;
@@ -26,11 +27,13 @@ pub(crate) fn router() -> axum::Router<crate::AppState> {
         .merge(dashboards::router())
         .merge(feedback::router())
         .merge(performance::router())
+        .merge(messages::router())
 }
 
 /// The management pages in the navigation.
 pub(crate) const NAV: &[NavLink] = &[
     NavLink { href: "/manage/dashboard", text: "nav-dashboard", place: Place::Bar, shown: dashboards::may_view },
+    NavLink { href: "/manage/messages", text: "nav-messages", place: Place::Bar, shown: messages::may_use },
     NavLink { href: "/manage/performance", text: "nav-performance", place: Place::Bar, shown: performance::may_read },
     NavLink { href: "/manage/notices", text: "nav-notices", place: Place::Bar, shown: notices::may_read },
     NavLink { href: "/manage/feedback", text: "nav-feedback", place: Place::Bar, shown: feedback::may_follow },
