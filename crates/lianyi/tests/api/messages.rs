@@ -183,8 +183,10 @@ async fn staff_write_to_a_person_and_a_department_and_open_pages_hear_at_once() 
 }
 
 /// The walk in a real Chromium, in Chinese then English: the nurse has her mailbox
-/// open; a doctor at the other campus writes to her department; the message, its
-/// notice and the unread count appear on her page without reloading it.
+/// open, and the home page in a second tab; a doctor at the other campus writes to
+/// her department; the message, its notice and the unread count appear on her
+/// mailbox without reloading it, and the count on the other tab too (one tab holds the
+/// feed and tells the other).
 #[tokio::test]
 async fn chromium_a_message_to_a_department_appears_on_an_open_page() {
     let clock = ManualClock::new(MONDAY_0900);
@@ -205,6 +207,12 @@ async fn chromium_a_message_to_a_department_appears_on_an_open_page() {
         d.in_language(lang, heading).await;
         d.find("#msg-list").await;
         d.check(true).await;
+        let mailbox = d.cmd(reqwest::Method::GET, "/window", json!({})).await;
+        let home = d.cmd(reqwest::Method::POST, "/window/new", json!({"type": "tab"})).await;
+        d.cmd(reqwest::Method::POST, "/window", json!({"handle": home["handle"]})).await;
+        d.goto(&format!("{}/", app.base)).await;
+        d.find("#msg-badge").await;
+        d.cmd(reqwest::Method::POST, "/window", json!({"handle": mailbox})).await;
         let (status, _, _) = send(&mut li, &li_token, "", "west-sur", body).await;
         assert_eq!(status, StatusCode::SEE_OTHER);
         d.wait_text(body, 15).await;
@@ -213,6 +221,11 @@ async fn chromium_a_message_to_a_department_appears_on_an_open_page() {
         assert_eq!(d.text("#msg-badge").await.trim(), "1");
         d.check(true).await;
         d.screenshot("manage", &format!("message-live-{lang}")).await;
+        d.cmd(reqwest::Method::POST, "/window", json!({"handle": home["handle"]})).await;
+        d.wait_text(body, 15).await;
+        assert_eq!(d.text("#msg-badge").await.trim(), "1", "the other tab heard it too");
+        d.cmd(reqwest::Method::DELETE, "/window", json!({})).await;
+        d.cmd(reqwest::Method::POST, "/window", json!({"handle": mailbox})).await;
         d.log_out().await;
     }
 }
