@@ -183,6 +183,8 @@ async fn dashboards_follow_the_records_and_drill_down() {
     // A department: its days; a day: that day's departments.
     let (_, _, page) = manager.get(&format!("/manage/dashboard?{week}&campus=campus-east&department=east-im")).await;
     assert!(between(&page, "id=\"dash-crumbs\"", "</nav>").contains("东院内科"));
+    // Each person's workload: the department's performance sheet for the month.
+    assert!(page.contains("href=\"/manage/performance?campus=campus-east&#38;department=east-im&#38;month=2026-12\""));
     assert_eq!(row(&page, "dash-days", "2026-12-05")[..4], ["1", "2", "50.0%", "30"]);
     let (_, _, page) = manager.get("/manage/dashboard?from=2026-12-07&to=2026-12-07&campus=campus-east").await;
     assert_eq!(row(&page, "dash-lines", "东院外科")[0], "1");

@@ -222,6 +222,9 @@ struct DashboardPage<'a> {
     rows: Vec<Row>,
     days: Vec<Row>,
     csv_href: String,
+    /// A department's performance sheet for the month of the period's end (each
+    /// person's workload), when the caller reads it.
+    sheet_href: Option<String>,
     /// The IT availability's month and lines.
     it_month: String,
     it: Vec<ItRow>,
@@ -325,6 +328,15 @@ async fn dashboard_page(State(state): State<AppState>, s: Signed, Query(p): Quer
     let periods =
         vec![period(1, "dash-today"), period(7, "dash-7-days"), period(30, "dash-30-days"), period(365, "dash-year")];
     let (it_month, it) = it_rows(&state, t, caller, &d).await;
+    let sheet_href = match (&q.campus, &q.department) {
+        (Some(c), Some(dept)) if lianyi_manage::sheets::Sheets::may_read(caller) => Some(format!(
+            "/manage/performance?campus={}&department={}&month={}",
+            urlencode(c),
+            urlencode(dept),
+            urlencode(q.to.get(..7).unwrap_or_default())
+        )),
+        _ => None,
+    };
     page(
         DashboardPage {
             t,
@@ -344,6 +356,7 @@ async fn dashboard_page(State(state): State<AppState>, s: Signed, Query(p): Quer
             rows,
             days,
             csv_href: href(&q, measure, true),
+            sheet_href,
             it_month,
             it,
             periods,
