@@ -53,18 +53,45 @@ pub(crate) async fn load(notices: &Notices) -> Result<usize, CliError> {
 }
 
 /// The demo's patient feedback at East Campus: a complaint its department head owns
-/// and answered, another still open, and a suggestion; returns how many.
+/// and answered, another still open, a suggestion, and praise of the internal
+/// medicine doctor `doctor.east` (Practitioner `prac-001`: his satisfaction on the
+/// performance sheet); returns how many.
 pub(crate) async fn feedback(feedback: &lianyi_manage::feedback::Feedbacks) -> Result<usize, CliError> {
     use lianyi_manage::feedback::FeedbackForm;
     let system = Caller::task(SystemTask::Demo);
     let failed = |e: lianyi_manage::feedback::FeedbackError| CliError::Usage(format!("demo feedback: {e}"));
     let items = [
-        ("complaint", "desk", "campus-east-im", "pat-0001", "候诊时间过长", "上午挂号后等候近两小时，无人说明原因。"),
-        ("complaint", "phone", "campus-east-im", "", "检查结果通知不及时", "患者家属来电：血常规结果隔天才收到通知。"),
-        ("suggestion", "letter", "", "", "建议增加自助缴费机", "门诊大厅缴费排队较长，建议每层增设自助缴费机。"),
+        (
+            "complaint",
+            "desk",
+            "campus-east-im",
+            "pat-0001",
+            "候诊时间过长",
+            "上午挂号后等候近两小时，无人说明原因。",
+            "",
+        ),
+        (
+            "complaint",
+            "phone",
+            "campus-east-im",
+            "",
+            "检查结果通知不及时",
+            "患者家属来电：血常规结果隔天才收到通知。",
+            "",
+        ),
+        ("suggestion", "letter", "", "", "建议增加自助缴费机", "门诊大厅缴费排队较长，建议每层增设自助缴费机。", ""),
+        (
+            "praise",
+            "letter",
+            "campus-east-im",
+            "",
+            "感谢李明医生",
+            "李医生问诊耐心，把病情和用药讲得很清楚。",
+            "prac-001",
+        ),
     ];
     let mut ids = Vec::new();
-    for (kind, channel, department, patient, subject, body) in items {
+    for (kind, channel, department, patient, subject, body, practitioner) in items {
         let form = FeedbackForm {
             campus: "campus-east".into(),
             department: department.into(),
@@ -73,6 +100,7 @@ pub(crate) async fn feedback(feedback: &lianyi_manage::feedback::Feedbacks) -> R
             patient: patient.into(),
             subject: subject.into(),
             body: body.into(),
+            practitioner: practitioner.into(),
         };
         ids.push(feedback.record(&system, &form).await.map_err(failed)?);
     }

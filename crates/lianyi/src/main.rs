@@ -1877,7 +1877,7 @@ async fn demo_command(
         "  Announcements: {published} published (a group policy, an upgrade notice to East Campus, news for the nurses), with read receipts."
     );
     println!(
-        "  Feedback: {complaints} pieces at East Campus (a complaint answered by head.east, one open, a suggestion)."
+        "  Feedback: {complaints} pieces at East Campus (a complaint answered by head.east, one open, a suggestion, praise of doctor.east)."
     );
     println!(
         "  Price lists: {priced} items priced at each of the 3 campuses (registration, drugs, tests, services, high-value consumables)."

@@ -6,6 +6,7 @@
 //! answers, and the owner (or they) write the answer, once. Open feedback past its day
 //! is overdue. Every record, assignment and answer is audited.
 
+use lianyi_clinical::names::Names;
 use lianyi_clinical::scheduling::local_date;
 use lianyi_fhir::ResourceType;
 use lianyi_security::roles::Capability;
@@ -72,6 +73,8 @@ pub struct FeedbackForm {
     pub patient: String,
     pub subject: String,
     pub body: String,
+    /// The member of staff it is about (a Practitioner id), or empty.
+    pub practitioner: String,
 }
 
 /// Feedback as the pages show it.
@@ -84,6 +87,8 @@ pub struct FeedbackView {
     pub may_assign: bool,
     /// The caller may answer it.
     pub may_answer: bool,
+    /// The names of the member of staff it is about (read for one piece only).
+    pub about: Option<Names>,
 }
 
 /// The feedback service.
@@ -126,6 +131,7 @@ impl Feedbacks {
             may_assign: open && handles,
             may_answer: open && (handles || owner),
             feedback: f,
+            about: None,
         }
     }
 
@@ -160,7 +166,12 @@ impl Feedbacks {
             rule(at.as_deref() == Some(campus), "department", "scope", "a department of that campus");
         }
         if !patient.is_empty() {
-            rule(self.patient_exists(caller, patient).await?, "patient", "not-found", "a patient on record");
+            rule(self.exists(caller, "Patient", patient).await?, "patient", "not-found", "a patient on record");
+        }
+        let practitioner = form.practitioner.trim();
+        if !practitioner.is_empty() {
+            let found = self.exists(caller, "Practitioner", practitioner).await?;
+            rule(found, "practitioner", "unknown", "a member of staff in the directory");
         }
         if !errors.is_empty() {
             return Err(FeedbackError::Invalid(errors));
@@ -178,6 +189,7 @@ impl Feedbacks {
             received_at: self.fhir.now_ms(),
             received_by: caller.actor().to_string(),
             due_on: add_days(&today, days).unwrap_or(today),
+            practitioner: Some(practitioner.to_string()).filter(|p| !p.is_empty()),
             ..Feedback::default()
         };
         let id = self.fhir.operations().feedback().record(&f).await?;
@@ -186,9 +198,9 @@ impl Feedbacks {
         Ok(id)
     }
 
-    /// Whether `caller` finds the Patient (its read is audited as any other).
-    async fn patient_exists(&self, caller: &Caller, id: &str) -> Result<bool, FeedbackError> {
-        let Some(rt) = ResourceType::parse("Patient") else { return Ok(false) };
+    /// Whether `caller` finds the resource (a Patient's read is audited as any other).
+    async fn exists(&self, caller: &Caller, rtype: &str, id: &str) -> Result<bool, FeedbackError> {
+        let Some(rt) = ResourceType::parse(rtype) else { return Ok(false) };
         let reader = match self.fhir.reader(caller, rt).await {
             Ok(r) => r,
             Err(ServiceError::Forbidden(_)) => return Ok(false),
@@ -234,7 +246,21 @@ impl Feedbacks {
         if !Self::may_record(caller) || !follows {
             return Err(FeedbackError::Forbidden("this feedback is followed by its campus's managers"));
         }
-        Ok(self.view(caller, f))
+        let about = match &f.practitioner {
+            Some(p) => self.names(caller, p).await?,
+            None => None,
+        };
+        Ok(FeedbackView { about, ..self.view(caller, f) })
+    }
+
+    /// A Practitioner's names, if `caller` reads it.
+    async fn names(&self, caller: &Caller, id: &str) -> Result<Option<Names>, FeedbackError> {
+        let Some(rt) = ResourceType::parse("Practitioner") else { return Ok(None) };
+        match self.fhir.reader(caller, rt).await?.read(id).await {
+            Ok(r) => Ok(serde_json::from_str(&r.body).ok().map(|v| lianyi_clinical::names::of(&v))),
+            Err(ServiceError::NotFound { .. } | ServiceError::Gone { .. } | ServiceError::Forbidden(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Names the owner who answers (a username).

@@ -19,6 +19,8 @@ use lianyi_store::staff_messages::{Mailbox, StaffMessage};
 use serde_json::Value;
 use tokio::sync::watch;
 
+use crate::staff::StaffService;
+
 pub use lianyi_clinical::registry::FieldError;
 
 /// The sealed body's associated data.
@@ -87,13 +89,19 @@ pub struct MessageView {
 pub struct Messages {
     fhir: FhirService,
     scheduling: Scheduling,
+    staff: StaffService,
     /// The newest message sent through this server.
     latest: Arc<watch::Sender<i64>>,
 }
 
 impl Messages {
     pub fn new(fhir: FhirService) -> Messages {
-        Messages { scheduling: Scheduling::new(fhir.clone()), fhir, latest: Arc::new(watch::channel(0).0) }
+        Messages {
+            scheduling: Scheduling::new(fhir.clone()),
+            staff: StaffService::new(fhir.clone()),
+            fhir,
+            latest: Arc::new(watch::channel(0).0),
+        }
     }
 
     /// Signed-in staff with an account (not patients, not API clients).
@@ -140,45 +148,14 @@ impl Messages {
         }))
     }
 
-    /// Whom the caller may write to: every department of the group (id, names, campus)
-    /// and every person (Practitioner id, names), at most 500 of each, by name.
+    /// Whom the caller may write to (see [`StaffService::directory`]).
     #[allow(clippy::type_complexity)]
     pub async fn directory(
         &self,
         caller: &Caller,
     ) -> Result<(Vec<(String, Names, String)>, Vec<(String, Names)>), MessageError> {
         Self::allowed(caller)?;
-        let mut departments = Vec::new();
-        for (id, v) in self.search(caller, "Organization", &[("type", "dept"), ("_count", "500")]).await? {
-            let campus = v["partOf"]["reference"].as_str().and_then(|r| r.strip_prefix("Organization/"));
-            departments.push((
-                id,
-                lianyi_services::fhir::organization_names(&v),
-                campus.unwrap_or_default().to_string(),
-            ));
-        }
-        departments.sort_by(|a, b| a.2.cmp(&b.2).then(a.1.zh.cmp(&b.1.zh)));
-        let mut people: Vec<(String, Names)> = self
-            .search(caller, "Practitioner", &[("_count", "500")])
-            .await?
-            .into_iter()
-            .map(|(id, v)| (id, lianyi_clinical::names::of(&v)))
-            .collect();
-        people.sort_by(|a, b| a.1.zh.cmp(&b.1.zh));
-        Ok((departments, people))
-    }
-
-    async fn search(
-        &self,
-        caller: &Caller,
-        t: &str,
-        params: &[(&str, &str)],
-    ) -> Result<Vec<(String, Value)>, MessageError> {
-        let rt = ResourceType::parse(t).ok_or_else(|| invalid("to", "unknown", t.to_string()))?;
-        let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let req = lianyi_fhir::search::parse_search(rt, &params).map_err(|i| invalid("to", "search", i.diagnostics))?;
-        let page = self.fhir.search(&self.fhir.permit(caller, rt).await?, &req).await?;
-        Ok(page.resources.iter().filter_map(|r| Some((r.id.clone(), serde_json::from_str(&r.body).ok()?))).collect())
+        self.staff.directory(caller).await.map_err(|e| MessageError::Directory(e.to_string()))
     }
 
     /// Sends a message; returns its id.

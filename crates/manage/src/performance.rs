@@ -26,15 +26,19 @@ pub enum Indicator {
     Results,
     /// Minutes from a critical value to its acknowledgement (average): lower is better.
     CriticalResponse,
+    /// Patient satisfaction: praise among the praise and complaints naming the person,
+    /// in permille.
+    Satisfaction,
 }
 
 impl Indicator {
-    pub const ALL: [Indicator; 5] = [
+    pub const ALL: [Indicator; 6] = [
         Indicator::Visits,
         Indicator::Prescriptions,
         Indicator::Requests,
         Indicator::Results,
         Indicator::CriticalResponse,
+        Indicator::Satisfaction,
     ];
 
     pub fn code(self) -> &'static str {
@@ -44,6 +48,7 @@ impl Indicator {
             Indicator::Requests => "requests",
             Indicator::Results => "results",
             Indicator::CriticalResponse => "critical-response",
+            Indicator::Satisfaction => "satisfaction",
         }
     }
 

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use lianyi_clinical::names::Names;
-use lianyi_clinical::scheduling::local_date;
+use lianyi_clinical::scheduling::{local_date, local_midnight};
 use lianyi_security::Caller;
 use lianyi_security::roles::Capability;
 use lianyi_services::FhirService;
@@ -62,15 +62,29 @@ fn invalid(field: &'static str, code: &'static str, detail: impl Into<String>) -
     FieldError { field, code, detail: detail.into() }
 }
 
-/// The measure an indicator is counted by.
-fn measure(i: Indicator) -> &'static str {
+/// The measure an indicator is counted by (none: satisfaction, from the feedback).
+fn measure(i: Indicator) -> Option<&'static str> {
     match i {
-        Indicator::Visits => measures::VISITS,
-        Indicator::Prescriptions => measures::PRESCRIPTIONS,
-        Indicator::Requests => measures::REQUESTS,
-        Indicator::Results => measures::RESULTS,
-        Indicator::CriticalResponse => measures::CRITICAL,
+        Indicator::Visits => Some(measures::VISITS),
+        Indicator::Prescriptions => Some(measures::PRESCRIPTIONS),
+        Indicator::Requests => Some(measures::REQUESTS),
+        Indicator::Results => Some(measures::RESULTS),
+        Indicator::CriticalResponse => Some(measures::CRITICAL),
+        Indicator::Satisfaction => None,
     }
+}
+
+/// Praise among praise and complaints, in permille rounded half up (`None` without
+/// either).
+pub fn satisfaction(praise: i64, complaints: i64) -> Option<u64> {
+    let all = praise + complaints;
+    (all > 0).then(|| u64::try_from((praise * 2_000 / all + 1) / 2).unwrap_or(0))
+}
+
+/// The month after `YYYY-MM`.
+fn next_month(month: &str) -> Option<String> {
+    let (y, m) = (month.get(..4)?.parse::<i32>().ok()?, month.get(5..7)?.parse::<u32>().ok()?);
+    Some(if m >= 12 { format!("{:04}-01", y + 1) } else { format!("{y:04}-{:02}", m + 1) })
 }
 
 /// The formula of a campus whose managers have not set one: workload first, the
@@ -198,11 +212,13 @@ fn field_name(prefix: &str, i: Indicator) -> &'static str {
         ("weight", Indicator::Requests) => "weight.requests",
         ("weight", Indicator::Results) => "weight.results",
         ("weight", Indicator::CriticalResponse) => "weight.critical-response",
+        ("weight", Indicator::Satisfaction) => "weight.satisfaction",
         (_, Indicator::Visits) => "target.visits",
         (_, Indicator::Prescriptions) => "target.prescriptions",
         (_, Indicator::Requests) => "target.requests",
         (_, Indicator::Results) => "target.results",
         (_, Indicator::CriticalResponse) => "target.critical-response",
+        (_, Indicator::Satisfaction) => "target.satisfaction",
     }
 }
 
@@ -360,6 +376,18 @@ impl Sheets {
             .figures()
             .person_sums(campus, &format!("{month}-01"), &format!("{month}-31"))
             .await?;
+        // Praise and complaints naming each person this month.
+        let start = local_midnight(&format!("{month}-01")).unwrap_or_default();
+        let end = next_month(month).and_then(|m| local_midnight(&format!("{m}-01"))).unwrap_or(start);
+        let mut feedback: HashMap<String, (i64, i64)> = HashMap::new();
+        for (person, kind, n) in self.fhir.operations().feedback().by_person(campus, start, end).await? {
+            let e = feedback.entry(person).or_default();
+            match kind.as_str() {
+                "praise" => e.0 += n,
+                "complaint" => e.1 += n,
+                _ => {}
+            }
+        }
         let mut by_key: HashMap<&str, Vec<&lianyi_store::figures::Sum>> = HashMap::new();
         for s in &sums {
             by_key.entry(s.key.as_str()).or_default().push(s);
@@ -370,11 +398,15 @@ impl Sheets {
                 let values = Indicator::ALL
                     .into_iter()
                     .map(|i| {
+                        let Some(measure) = measure(i) else {
+                            let (praise, complaints) = feedback.get(&p.practitioner).copied().unwrap_or_default();
+                            return (i, satisfaction(praise, complaints));
+                        };
                         let (total, n) = p
                             .keys
                             .iter()
                             .flat_map(|k| by_key.get(k.as_str()).into_iter().flatten())
-                            .filter(|s| s.measure == measure(i))
+                            .filter(|s| s.measure == measure)
                             .fold((0i64, 0i64), |(t, n), s| (t + s.total, n + s.n));
                         let v = if i.lower_is_better() {
                             // The average minutes over the critical values answered.
@@ -481,5 +513,15 @@ mod tests {
         );
         assert_eq!(fields(form("best", "", &[], &[]).check().unwrap_err()), [("method", "choice")]);
         assert!(default_formula().check().is_empty());
+    }
+
+    #[test]
+    fn satisfaction_is_praise_among_praise_and_complaints() {
+        assert_eq!(satisfaction(3, 1), Some(750));
+        assert_eq!(satisfaction(1, 2), Some(333));
+        assert_eq!(satisfaction(2, 1), Some(667), "rounded half up");
+        assert_eq!(satisfaction(0, 0), None);
+        assert_eq!(next_month("2026-12").as_deref(), Some("2027-01"));
+        assert_eq!(next_month("2026-02").as_deref(), Some("2026-03"));
     }
 }

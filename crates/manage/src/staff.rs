@@ -247,6 +247,35 @@ impl StaffService {
             .collect())
     }
 
+    /// The group's directory for choosing someone: every department (id, names,
+    /// campus) and every person (Practitioner id, names) the caller reads, at most 500
+    /// of each, by campus and name.
+    #[allow(clippy::type_complexity)]
+    pub async fn directory(
+        &self,
+        caller: &Caller,
+    ) -> Result<(Vec<(String, Names, String)>, Vec<(String, Names)>), StaffError> {
+        let mut departments = Vec::new();
+        for (id, v) in self.search(caller, "Organization", &[("type", "dept".into()), ("_count", "500".into())]).await?
+        {
+            let campus = v["partOf"]["reference"].as_str().and_then(|r| r.strip_prefix("Organization/"));
+            departments.push((
+                id,
+                lianyi_services::fhir::organization_names(&v),
+                campus.unwrap_or_default().to_string(),
+            ));
+        }
+        departments.sort_by(|a, b| a.2.cmp(&b.2).then(a.1.zh.cmp(&b.1.zh)));
+        let mut people: Vec<(String, Names)> = self
+            .search(caller, "Practitioner", &[("_count", "500".into())])
+            .await?
+            .into_iter()
+            .map(|(id, v)| (id, lianyi_clinical::names::of(&v)))
+            .collect();
+        people.sort_by(|a, b| a.1.zh.cmp(&b.1.zh));
+        Ok((departments, people))
+    }
+
     /// How many resources match (`_summary=count`).
     async fn count(&self, caller: &Caller, t: &str, params: &[(&str, String)]) -> Result<usize, StaffError> {
         let rt = ResourceType::parse(t).ok_or_else(|| StaffError::NotFound(t.to_string()))?;

@@ -34,10 +34,12 @@ pub struct Feedback {
     pub reply: Option<String>,
     pub replied_at: Option<i64>,
     pub replied_by: Option<String>,
+    /// The member of staff it is about (a Practitioner id), if any.
+    pub practitioner: Option<String>,
 }
 
 const COLUMNS: &str = "id, campus, department, kind, channel, patient, subject, body, received_at, received_by, owner, \
-                       due_on, status, reply, replied_at, replied_by";
+                       due_on, status, reply, replied_at, replied_by, practitioner";
 
 fn of(r: &AnyRow) -> Result<Feedback> {
     Ok(Feedback {
@@ -57,6 +59,7 @@ fn of(r: &AnyRow) -> Result<Feedback> {
         reply: r.try_get(13)?,
         replied_at: r.try_get(14)?,
         replied_by: r.try_get(15)?,
+        practitioner: r.try_get(16)?,
     })
 }
 
@@ -69,7 +72,8 @@ impl FeedbackTable {
     pub async fn record(&self, f: &Feedback) -> Result<i64> {
         let row = sqlx::query(
             "INSERT INTO feedback (campus, department, kind, channel, patient, subject, body, received_at, received_by, \
-             owner, due_on, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'open') RETURNING id",
+             owner, due_on, status, practitioner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'open', $12) \
+             RETURNING id",
         )
         .bind(f.campus.clone())
         .bind(f.department.clone())
@@ -82,9 +86,25 @@ impl FeedbackTable {
         .bind(f.received_by.clone())
         .bind(f.owner.clone())
         .bind(f.due_on.clone())
+        .bind(f.practitioner.clone())
         .fetch_one(&self.0.write_pool())
         .await?;
         Ok(row.try_get(0)?)
+    }
+
+    /// How much feedback of each kind named each member of staff at `campus` in
+    /// `[from, to)` (milliseconds): (Practitioner id, kind, count).
+    pub async fn by_person(&self, campus: &str, from: i64, to: i64) -> Result<Vec<(String, String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT practitioner, kind, count(*) FROM feedback WHERE campus = $1 AND practitioner IS NOT NULL \
+             AND received_at >= $2 AND received_at < $3 GROUP BY practitioner, kind ORDER BY practitioner, kind",
+        )
+        .bind(campus.to_string())
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.0.read_pool())
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
     }
 
     pub async fn get(&self, id: i64) -> Result<Option<Feedback>> {

@@ -306,6 +306,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0049_staff_messages.sql"),
         postgres: include_str!("../migrations/postgres/0049_staff_messages.sql"),
     },
+    Migration {
+        version: 50,
+        name: "feedback about a person",
+        sqlite: include_str!("../migrations/sqlite/0050_feedback_person.sql"),
+        postgres: include_str!("../migrations/postgres/0050_feedback_person.sql"),
+    },
 ];
 
 /// The schema version this build's migrations end at.

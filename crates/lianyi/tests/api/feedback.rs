@@ -46,6 +46,7 @@ async fn a_complaint_is_recorded_owned_answered_once_and_deadlines_followed() {
     )
     .await;
     put(&east, &app, json!({"resourceType": "Patient", "id": "fb-p1", "name": [{"text": "投诉人甲"}]})).await;
+    put(&east, &app, json!({"resourceType": "Practitioner", "id": "fb-dr", "name": [{"text": "周医生"}]})).await;
     let (mut desk, token) = logged_in(&app, &clock, "reg.fb", "registrar", "campus-east", None).await;
     let form = |fields: Vec<(&'static str, String)>| {
         let mut all = vec![("csrf", token.clone())];
@@ -53,20 +54,28 @@ async fn a_complaint_is_recorded_owned_answered_once_and_deadlines_followed() {
         all
     };
     // No subject, a campus not the registrar's, a patient not on record: each named.
+    // A member of staff not in the directory: named too.
     let mut bad = complaint("campus-west", "");
     bad[4] = ("patient", "nobody".into());
+    bad.push(("practitioner", "nobody".into()));
     let (status, _, page) = desk.post("/manage/feedback", &pairs(&form(bad))).await;
     assert_eq!(status, StatusCode::OK);
     let errors = between(&page, "id=\"fb-errors\"", "</div>");
-    for named in ["主题: 必填", "院区: 超出您所在的范围", "患者编号: 查无此患者"] {
+    for named in
+        ["主题: 必填", "院区: 超出您所在的范围", "患者编号: 查无此患者", "涉及的医务人员（选填）: 人员通讯录中没有此人"]
+    {
         assert!(errors.contains(named), "{named}: {errors}");
     }
     assert!(app.fhir.operations().feedback().list(None, false, 10).await.unwrap().is_empty(), "nothing recorded");
 
-    let (_, loc, _) = desk.post("/manage/feedback", &pairs(&form(complaint("campus-east", "候诊时间过长")))).await;
+    // The complaint is about Dr Zhou.
+    let mut about = complaint("campus-east", "候诊时间过长");
+    about.push(("practitioner", "fb-dr".into()));
+    let (_, loc, _) = desk.post("/manage/feedback", &pairs(&form(about))).await;
     let id: i64 = between(&format!("{loc}?"), "/manage/feedback/", "?").parse().unwrap();
     let (_, _, page) = desk.get(&loc).await;
     assert!(page.contains("2026-12-12") && page.contains("待答复"), "due in five days: {page}");
+    assert!(page.contains("<dd id=\"fb-about\">周医生</dd>"), "{page}");
     // A suggestion, due in ten days.
     let mut s = complaint("campus-east", "增加自助机");
     s[0] = ("kind", "suggestion".into());

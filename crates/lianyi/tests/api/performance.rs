@@ -214,6 +214,42 @@ async fn a_department_month_is_scored_by_its_campus_formula_and_exported() {
     assert_eq!(row(&page, "li"), ["3", "120.00%", "1", "50.00%", "92.00%"]);
     assert_eq!(row(&page, "wang"), ["1", "50.00%", "2", "100.00%", "70.00%"]);
 
+    // Patient satisfaction: praise of Li, a complaint about Wang (a suggestion does
+    // not count); weighed half and half with the visits, against the best.
+    let feedbacks = lianyi_manage::feedback::Feedbacks::new(app.fhir.clone());
+    let desk = lianyi_security::Caller::task(lianyi_security::SystemTask::Operator("test desk".into()));
+    for (kind, who) in [("praise", "li"), ("complaint", "wang"), ("suggestion", "wang")] {
+        let form = lianyi_manage::feedback::FeedbackForm {
+            campus: "campus-east".into(),
+            kind: kind.into(),
+            channel: "letter".into(),
+            subject: "来信".into(),
+            body: "来信内容".into(),
+            practitioner: who.into(),
+            ..Default::default()
+        };
+        feedbacks.record(&desk, &form).await.unwrap();
+    }
+    let (_, _, form) = manager.get("/manage/performance/formula?campus=campus-east").await;
+    let token = csrf(&form);
+    let halves = [
+        ("csrf", token.as_str()),
+        ("campus", "campus-east"),
+        ("method", "relative"),
+        ("weight.visits", "50"),
+        ("weight.satisfaction", "50"),
+    ];
+    let (status, _, _) = manager.post("/manage/performance/formula", &halves).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, page) = manager.get(sheet).await;
+    assert_eq!(row(&page, "li"), ["3", "100.00%", "100.0%", "100.00%", "100.00%"], "{page}");
+    // Wang: 0.5×33.33 + 0.5×0 = 16.67 %; Zhao, with no feedback, on the visits alone.
+    assert_eq!(row(&page, "wang"), ["1", "33.33%", "0.0%", "0.00%", "16.67%"]);
+    assert_eq!(row(&page, "zhao"), ["0", "0.00%", "—", "—", "0.00%"]);
+    // Back to the targets, for the rest.
+    let (status, _, _) = manager.post("/manage/performance/formula", &fields).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+
     // The CSV: the same lines.
     let r = manager
         .http

@@ -83,6 +83,8 @@ struct ListPage<'a> {
     channels: Vec<(&'static str, String)>,
     campuses: Vec<(String, String)>,
     departments: Vec<(String, String)>,
+    /// (Practitioner id, name): whom the feedback may be about.
+    people: Vec<(String, String)>,
     form: FeedbackForm,
     errors: Vec<String>,
     done: Option<String>,
@@ -123,6 +125,8 @@ async fn render_list(
     let all: Vec<&lianyi_manage::rosters::Department> = departments.iter().collect();
     let (campuses, _) = campus_choice(state, t, &all, None, None).await;
     let departments = departments.iter().map(|d| (d.id.clone(), pick(t, &d.names))).collect();
+    let (_, people) = state.staff.directory(caller).await.unwrap_or_default();
+    let people = people.into_iter().map(|(id, n)| (id, pick(t, &n))).collect();
     let shell = shell(state, &s.info, t, &s.headers).await;
     page(
         ListPage {
@@ -135,6 +139,7 @@ async fn render_list(
             channels: CHANNELS.iter().map(|k| (*k, t.get(&format!("fb-channel-{k}")).to_string())).collect(),
             campuses,
             departments,
+            people,
             form,
             errors,
             done: done.map(|d| done_text(t, "fb-done-", &d)),
@@ -168,6 +173,7 @@ async fn record(
         patient: v("patient"),
         subject: v("subject"),
         body: v("body"),
+        practitioner: v("practitioner"),
     };
     match state.feedback.record(&s.info.caller, &f).await {
         Ok(id) => see_other(&format!("/manage/feedback/{id}?done=recorded")),
@@ -192,6 +198,8 @@ struct OnePage<'a> {
     campus: String,
     department: String,
     patient: String,
+    /// The member of staff it is about.
+    about: String,
     received: String,
     by: String,
     due: String,
@@ -237,6 +245,7 @@ async fn render_one(state: &AppState, s: &Signed, id: i64, errors: Vec<String>, 
             campus: campus_name(state, &f.campus, t).await,
             department,
             patient: f.patient.clone().unwrap_or_default(),
+            about: v.about.as_ref().map(|n| pick(t, n)).unwrap_or_default(),
             received: local_time(f.received_at),
             by: f.received_by.clone(),
             due: f.due_on.clone(),

@@ -144,6 +144,7 @@ fn cells(t: Tr, sheet: &Sheet, r: &lianyi_manage::sheets::SheetRow) -> Vec<Strin
         let part = r.scored.parts.iter().find(|(j, _)| j == i).and_then(|(_, v)| *v);
         out.push(match figure {
             Some(v) if i.lower_is_better() => t.get("perf-minutes").replace("{n}", &v.to_string()),
+            Some(v) if *i == Indicator::Satisfaction => format!("{}.{}%", v / 10, v % 10),
             Some(v) => v.to_string(),
             None => "—".into(),
         });
