@@ -39,7 +39,7 @@ pub(crate) struct Registered {
 /// calibration within the month), East internal medicine's repairs and scrapping, and
 /// two CT scanners in radiology: East's is the demo's imaging device (`modality`, its
 /// studies counted as its use), West's is networked (the CMDB's `CT-W-01`, its
-/// monitoring shown).
+/// monitoring shown); East's chemistry analyser is `CHEM-E1` in its results.
 pub(crate) async fn load(
     equipment: &Equipment,
     clock: &lianyi_security::ManualClock,
@@ -57,6 +57,8 @@ pub(crate) async fn load(
     for campus in campuses {
         let tag = campus.trim_start_matches("campus-").to_uppercase();
         for [dept, suffix, zh, en, category, model, maker, cost, calibration] in ASSETS {
+            // East's chemistry analyser is named in its results (the demo's sample ORU).
+            let equipment_id = if *campus == "campus-east" && suffix == "CHEM-01" { "CHEM-E1" } else { "" };
             let form = AssetForm {
                 department: format!("{campus}-{dept}"),
                 tag: format!("{tag}-{suffix}"),
@@ -69,6 +71,7 @@ pub(crate) async fn load(
                 purchased_on: today.clone(),
                 pm_days: "90".into(),
                 calibration_days: calibration.into(),
+                equipment_id: equipment_id.into(),
                 ..Default::default()
             };
             let id = equipment.register(&system, &form).await.map_err(failed)?;

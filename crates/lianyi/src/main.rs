@@ -1614,7 +1614,7 @@ fn demo_oru(data: &[demo::DemoResource]) -> Option<(String, String)> {
             "MSH|^~\\&|LIS|EAST|LIANYI|GROUP|{ts}||ORU^R01^ORU_R01|DEMO-{ts}|P|2.5.1||||||UNICODE UTF-8\n\
          PID|1||{mrn}^^^EAST^MR||{family}^{given}||{birth}|{sex}\n\
          OBR|1||DEMO-LAB-{ts}|2823-3^Potassium^LN|||{ts}||||||||||||||{ts}|||F\n\
-         OBX|1|NM|2823-3^Potassium [Moles/volume] in Serum or Plasma^LN||4.1|mmol/L^mmol/L^UCUM|3.5-5.3|N|||F|||{ts}\n\
+         OBX|1|NM|2823-3^Potassium [Moles/volume] in Serum or Plasma^LN||4.1|mmol/L^mmol/L^UCUM|3.5-5.3|N|||F|||{ts}||||CHEM-E1\n\
 "
         ),
         id.to_string(),

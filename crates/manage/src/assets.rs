@@ -43,6 +43,8 @@ pub enum EquipmentError {
     Schedule(#[from] lianyi_clinical::scheduling::ScheduleError),
     #[error("the audit record could not be written: {0}")]
     Audit(String),
+    #[error(transparent)]
+    Service(#[from] lianyi_services::ServiceError),
 }
 
 impl From<StoreError> for EquipmentError {
@@ -88,6 +90,8 @@ pub struct AssetForm {
     pub purchased_on: String,
     pub ci: String,
     pub ae_title: String,
+    /// An analyser's identity in its results (HL7 OBX-18).
+    pub equipment_id: String,
     /// Days between preventive maintenances (empty: none planned).
     pub pm_days: String,
     /// Days between calibrations (empty: not a measuring device).
@@ -157,6 +161,49 @@ impl Equipment {
         }
     }
 
+    /// How many results each analyser (its OBX-18 identity) of `campus` made in
+    /// `[from, to)` (milliseconds): its use, for the campus's equipment keepers and
+    /// managers. Counted by the platform (counts only: no result is read).
+    pub async fn tests_by_device(
+        &self,
+        caller: &Caller,
+        campus: &str,
+        devices: &[String],
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(String, i64)>, EquipmentError> {
+        let reads = caller.can(Capability::KeepEquipment) || caller.can(Capability::ViewReports);
+        if !reads || !caller.access().all_campuses().contains(campus) {
+            return Err(EquipmentError::Forbidden(
+                "the devices' use is read by the campus's equipment keepers and managers",
+            ));
+        }
+        let counter = Caller::task(lianyi_security::SystemTask::Dashboards);
+        let rt =
+            lianyi_fhir::ResourceType::parse("Observation").ok_or_else(|| EquipmentError::NotFound("type".into()))?;
+        let permit = self.fhir.permit(&counter, rt).await?;
+        let instant = lianyi_clinical::scheduling::local_instant;
+        let mut out = Vec::new();
+        for d in devices {
+            let params = vec![
+                ("device:identifier".to_string(), d.clone()),
+                ("date".to_string(), format!("ge{}", instant(from))),
+                ("date".to_string(), format!("lt{}", instant(to))),
+                ("_summary".to_string(), "count".to_string()),
+            ];
+            let req = lianyi_fhir::search::parse_search(rt, &params).map_err(|i| {
+                EquipmentError::Invalid(vec![FieldError {
+                    field: "equipment_id",
+                    code: "search",
+                    detail: i.diagnostics,
+                }])
+            })?;
+            let page = self.fhir.search(&permit, &req).await?;
+            out.push((d.clone(), page.total.unwrap_or(0)));
+        }
+        Ok(out)
+    }
+
     async fn asset_of(&self, id: i64) -> Result<Asset, EquipmentError> {
         self.fhir
             .operations()
@@ -217,6 +264,13 @@ impl Equipment {
         rule(calibration_days.is_ok(), "calibration_days", "range", "whole days, 1 to 3650, or empty");
         let ae = form.ae_title.trim();
         rule(ae.len() <= 16 && ae.bytes().all(|b| b.is_ascii_graphic()), "ae_title", "ae-title", "up to 16 characters");
+        let equipment_id = form.equipment_id.trim();
+        rule(
+            equipment_id.chars().count() <= 64 && !equipment_id.contains(['|', '^', '~', '\\', '&']),
+            "equipment_id",
+            "equipment-id",
+            "up to 64 characters, without HL7's separators",
+        );
         if !errors.is_empty() {
             return Err(EquipmentError::Invalid(errors));
         }
@@ -235,6 +289,7 @@ impl Equipment {
             state: State::Purchased.code().to_string(),
             ci: optional(&form.ci),
             ae_title: optional(ae),
+            equipment_id: optional(equipment_id),
             pm_days: pm_days.ok().flatten(),
             calibration_days: calibration_days.ok().flatten(),
             ..Default::default()

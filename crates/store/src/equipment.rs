@@ -33,6 +33,8 @@ pub struct Asset {
     pub ci: Option<String>,
     /// The DICOM AE title of an imaging device.
     pub ae_title: Option<String>,
+    /// An analyser's identity in its results (HL7 OBX-18).
+    pub equipment_id: Option<String>,
     pub pm_days: Option<i64>,
     pub pm_due: Option<String>,
     pub calibration_days: Option<i64>,
@@ -76,7 +78,8 @@ fn refused(what: impl Into<String>) -> StoreError {
 }
 
 const ASSET_COLUMNS: &str = "id, tag, campus, department, name_zh, name_en, category, model, maker, serial, \
-     cost_fen, purchased_on, state, ci, ae_title, pm_days, pm_due, calibration_days, calibration_due, changed_at";
+     cost_fen, purchased_on, state, ci, ae_title, pm_days, pm_due, calibration_days, calibration_due, changed_at, \
+     equipment_id";
 
 fn asset_of(r: &AnyRow) -> Result<Asset> {
     Ok(Asset {
@@ -100,6 +103,7 @@ fn asset_of(r: &AnyRow) -> Result<Asset> {
         calibration_days: r.try_get(17)?,
         calibration_due: r.try_get(18)?,
         changed_at: r.try_get(19)?,
+        equipment_id: r.try_get(20)?,
     })
 }
 
@@ -184,8 +188,8 @@ impl Equipment {
         let row = sqlx::query(
             "INSERT INTO equipment_assets (tag, campus, department, name_zh, name_en, category, model, maker, serial, \
              cost_fen, purchased_on, state, ci, ae_title, pm_days, pm_due, calibration_days, calibration_due, \
-             changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
-             ON CONFLICT (tag) DO NOTHING RETURNING id",
+             changed_at, equipment_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+             $17, $18, $19, $20) ON CONFLICT (tag) DO NOTHING RETURNING id",
         )
         .bind(a.tag.clone())
         .bind(a.campus.clone())
@@ -206,6 +210,7 @@ impl Equipment {
         .bind(a.calibration_days)
         .bind(a.calibration_due.clone())
         .bind(done.at)
+        .bind(a.equipment_id.clone())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {

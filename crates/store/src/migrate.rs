@@ -312,6 +312,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0050_feedback_person.sql"),
         postgres: include_str!("../migrations/postgres/0050_feedback_person.sql"),
     },
+    Migration {
+        version: 51,
+        name: "equipment results id",
+        sqlite: include_str!("../migrations/sqlite/0051_equipment_results_id.sql"),
+        postgres: include_str!("../migrations/postgres/0051_equipment_results_id.sql"),
+    },
 ];
 
 /// The schema version this build's migrations end at.

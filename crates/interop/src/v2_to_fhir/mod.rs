@@ -660,6 +660,8 @@ mod tests {
         assert_eq!(k["referenceRange"][0]["high"]["value"], 5.3);
         assert_eq!(k["interpretation"][0]["coding"][0]["code"], "HH");
         assert_eq!(k["effectiveDateTime"], "2026-11-22T09:00:00+08:00");
+        assert_eq!(k["device"], json!({"identifier": {"value": "CHEM-E1"}, "display": "CHEM-E1"}), "OBX-18");
+        assert!(entries[2]["resource"].get("device").is_none());
         assert_eq!(k["subject"]["reference"], entries[0]["fullUrl"]);
         assert_eq!(entries[1]["request"]["url"], "Observation?identifier=urn:lianyi:sid:order:lis|LAB0001-1");
         assert_eq!(entries[2]["resource"]["note"][0]["text"], "Critical value & phoned to ward");

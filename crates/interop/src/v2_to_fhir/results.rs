@@ -253,6 +253,12 @@ pub(super) fn map_oru(m: &Message, ch: &Channel) -> Result<Mapped, MapError> {
                 if !flags.is_empty() {
                     obs["interpretation"] = Value::Array(flags);
                 }
+                // OBX-18: the analyser (equipment instance) that made the result — its use,
+                // counted for the equipment register.
+                let equipment = seg.first(18);
+                if !equipment.is_empty() {
+                    obs["device"] = json!({"identifier": {"value": equipment}, "display": equipment});
+                }
                 let when = [seg.first(14), report["effectiveDateTime"].as_str().unwrap_or_default().to_string()]
                     .into_iter()
                     .find(|s| !s.is_empty());

@@ -271,6 +271,35 @@ async fn the_register_shows_a_devices_use_its_cost_per_study_and_its_monitoring(
     };
     let id = equipment.register(&system, &form).await.unwrap();
     equipment.accept(&system, id, "").await.unwrap();
+    // A chemistry analyser, named CHEM-T1 in its results (OBX-18), with one result
+    // today and one last year.
+    let analyser = AssetForm {
+        tag: "CHEM-01".into(),
+        name_zh: "全自动生化分析仪".into(),
+        name_en: "Chemistry analyser".into(),
+        category: "analyser".into(),
+        cost: "1650000".into(),
+        ci: String::new(),
+        ae_title: String::new(),
+        equipment_id: "CHEM-T1".into(),
+        ..form.clone()
+    };
+    let chem = equipment.register(&system, &analyser).await.unwrap();
+    equipment.accept(&system, chem, "").await.unwrap();
+    let east = app.client_with("system/*.cruds", "campus-east", None).await;
+    let now = lianyi_security::Clock::now_ms(&lianyi_security::SystemClock::default());
+    for (n, at) in [(1, now - 60_000), (2, now - 400 * DAY)] {
+        put(
+            &east,
+            &app,
+            json!({"resourceType": "Observation", "id": format!("chem-{n}"), "status": "final",
+                   "code": {"coding": [{"system": "http://loinc.org", "code": "2823-3"}]},
+                   "effectiveDateTime": lianyi_clinical::scheduling::local_instant(at),
+                   "valueQuantity": {"value": 4.1, "unit": "mmol/L"},
+                   "device": {"identifier": {"value": "CHEM-T1"}, "display": "CHEM-T1"}}),
+        )
+        .await;
+    }
 
     // Two studies from the ultrasound.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -308,6 +337,16 @@ async fn the_register_shows_a_devices_use_its_cost_per_study_and_its_monitoring(
     }
     // AE title, 30 days, 365 days, cost, cost per study over the year, monitoring.
     assert_eq!(cells, ["US-EAST", "2", "2", "1280000.00", "640000.00", "故障"]);
+    // The analyser: its one result of the year (not networked).
+    let (_, _, page) = engineer.get("/manage/equipment?campus=campus-east").await;
+    let row = between(between(&page, "id=\"eq-use\"", "</table>"), "data-tag=\"CHEM-01\">", "</tr>");
+    for cell in [
+        "<td>CHEM-T1</td>",
+        "<td class=\"num\">1</td><td class=\"num\">1</td>",
+        "1650000.00</td><td class=\"num\">1650000.00",
+    ] {
+        assert!(row.contains(cell), "{cell}: {row}");
+    }
     let (_, _, page) = engineer.get(&format!("/manage/equipment/{id}")).await;
     assert!(page.contains("640000.00") && page.contains("故障"), "{page}");
     // A nurse sees the register (to report faults), not the devices' use.

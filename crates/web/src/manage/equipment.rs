@@ -133,19 +133,32 @@ struct UseRow {
     network: (String, String),
 }
 
-/// The use of the campus's imaging devices (studies in the last 30 and 365 days, their
-/// cost per study over the year) and the monitoring standing of its networked ones,
-/// when the caller reads them (else nothing).
+/// The use of the campus's imaging devices and analysers (studies their AE titles sent,
+/// results their OBX-18 identity made, in the last 30 and 365 days; their cost per use
+/// over the year) and the monitoring standing of its networked ones, when the caller
+/// reads them (else nothing).
 async fn uses(state: &AppState, t: Tr, caller: &Caller, campus: &str, assets: &[&Asset]) -> Vec<UseRow> {
-    let assets: Vec<&&Asset> =
-        assets.iter().filter(|a| a.state != "scrapped" && (a.ae_title.is_some() || a.ci.is_some())).collect();
+    let assets: Vec<&&Asset> = assets
+        .iter()
+        .filter(|a| a.state != "scrapped" && (a.ae_title.is_some() || a.equipment_id.is_some() || a.ci.is_some()))
+        .collect();
     if assets.is_empty() {
         return Vec::new();
     }
     let now = state.fhir.now_ms();
-    let counts = |from: i64| async move {
-        let found = state.imaging.studies_by_ae(caller, campus, from, now + 1).await.ok()?;
-        Some(found.into_iter().collect::<std::collections::HashMap<String, i64>>())
+    let analysers: Vec<String> = assets.iter().filter_map(|a| a.equipment_id.clone()).collect();
+    // (AE title or analyser identity) → uses since `from`.
+    let counts = |from: i64| {
+        let analysers = analysers.clone();
+        async move {
+            let mut found: std::collections::HashMap<String, i64> =
+                state.imaging.studies_by_ae(caller, campus, from, now + 1).await.ok()?.into_iter().collect();
+            if !analysers.is_empty() {
+                let tests = state.equipment.tests_by_device(caller, campus, &analysers, from, now + 1).await.ok()?;
+                found.extend(tests.into_iter().map(|(d, n)| (format!("obx:{d}"), n)));
+            }
+            Some(found)
+        }
     };
     let (Some(month), Some(year)) = (counts(now - 30 * DAY_MS).await, counts(now - 365 * DAY_MS).await) else {
         return Vec::new();
@@ -155,8 +168,12 @@ async fn uses(state: &AppState, t: Tr, caller: &Caller, campus: &str, assets: &[
     assets
         .into_iter()
         .map(|a| {
-            let ae = a.ae_title.clone().unwrap_or_default();
-            let (m, y) = (month.get(&ae).copied().unwrap_or(0), year.get(&ae).copied().unwrap_or(0));
+            let (identity, key) = match (&a.ae_title, &a.equipment_id) {
+                (Some(ae), _) => (ae.clone(), ae.clone()),
+                (None, Some(id)) => (id.clone(), format!("obx:{id}")),
+                (None, None) => (String::new(), String::new()),
+            };
+            let (m, y) = (month.get(&key).copied().unwrap_or(0), year.get(&key).copied().unwrap_or(0));
             let network = match (a.ci.as_ref(), a.ci.as_ref().and_then(|c| standing.get(c))) {
                 (Some(_), Some(s)) => (t.get(&format!("eq-net-{}", s.as_str())).to_string(), s.as_str().to_string()),
                 (Some(_), None) => (t.get("eq-net-unknown").to_string(), "unknown".to_string()),
@@ -166,14 +183,14 @@ async fn uses(state: &AppState, t: Tr, caller: &Caller, campus: &str, assets: &[
                 id: a.id,
                 tag: a.tag.clone(),
                 name: t.pick(&a.name_zh, &a.name_en).clone(),
-                month: if ae.is_empty() { "—".into() } else { m.to_string() },
-                year: if ae.is_empty() { "—".into() } else { y.to_string() },
+                month: if identity.is_empty() { "—".into() } else { m.to_string() },
+                year: if identity.is_empty() { "—".into() } else { y.to_string() },
                 cost: Fen(a.cost_fen).to_string(),
                 per_study: cost_per_use(a.cost_fen, y)
-                    .filter(|_| !ae.is_empty())
+                    .filter(|_| !identity.is_empty())
                     .map(|f| Fen(f).to_string())
                     .unwrap_or_else(|| "—".into()),
-                ae_title: ae,
+                ae_title: identity,
                 network,
             }
         })
@@ -299,6 +316,7 @@ async fn register(
         purchased_on: v("purchased_on"),
         ci: v("ci"),
         ae_title: v("ae_title"),
+        equipment_id: v("equipment_id"),
         pm_days: v("pm_days"),
         calibration_days: v("calibration_days"),
     };
@@ -373,6 +391,9 @@ async fn render_asset(state: &AppState, s: &Signed, id: i64, errors: Vec<String>
     }
     if let Some(ae) = &asset.ae_title {
         facts.push((t.get("eq-field-ae_title").to_string(), ae.clone()));
+    }
+    if let Some(id) = &asset.equipment_id {
+        facts.push((t.get("eq-field-equipment_id").to_string(), id.clone()));
     }
     if let Some(u) = uses(state, t, caller, &asset.campus, &[&asset]).await.pop() {
         if !u.ae_title.is_empty() {
