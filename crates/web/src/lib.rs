@@ -203,6 +203,9 @@ pub struct AppState {
     pub sheets: lianyi_manage::sheets::Sheets,
     /// Messages between staff, and their live feed.
     pub messages: lianyi_manage::messages::Messages,
+    /// Cancelled when the server starts to stop: long-lived responses (the live
+    /// feeds) end, so the graceful shutdown does not wait for them.
+    pub closing: tokio_util::sync::CancellationToken,
     /// Patients' feedback and complaints.
     pub feedback: lianyi_manage::feedback::Feedbacks,
     /// Each area's pages in the navigation, in order ([`routes::NAV`]).
@@ -379,6 +382,7 @@ impl App {
                 dashboards,
                 sheets,
                 messages,
+                closing: tokio_util::sync::CancellationToken::new(),
                 feedback,
                 nav: routes::NAV,
             },
@@ -478,6 +482,11 @@ impl App {
         .await;
         self.watch_backups().await;
         let service = self.router().into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let closing = self.state.closing.clone();
+        let shutdown = async move {
+            shutdown.await;
+            closing.cancel();
+        };
         match self.state.config.tls.clone() {
             None => axum::serve(listener, service).with_graceful_shutdown(shutdown).await?,
             Some(files) => {

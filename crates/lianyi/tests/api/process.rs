@@ -752,3 +752,42 @@ async fn a_collector_killed_and_a_server_stopped_lose_no_result_and_count_none_t
 fn lianyi_now() -> i64 {
     lianyi_security::Clock::now_ms(&lianyi_security::SystemClock::default())
 }
+
+/// A server told to stop (SIGTERM) ends the live feeds its open pages listen to
+/// (`/manage/messages/stream`, held up to 5 minutes otherwise), so its graceful
+/// shutdown does not wait for them.
+#[tokio::test]
+async fn a_stopping_server_ends_the_open_pages_live_feeds() {
+    let (url, dir) = lianyi_store::testing::fresh_database().await;
+    let work = tempfile::tempdir().unwrap();
+    let data_dir = dir.clone().unwrap_or_else(|| work.path().to_path_buf());
+    let out = Command::new(BIN)
+        .args(["user", "add", "dr.feed", "--name", "动态医生", "--role", "doctor@campus-east"])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["--database", &url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let initial = text.split("initial password: ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let (mut child, base) = serve(&data_dir, &url);
+    let (b, _) = cli_user_signed_in(&base, "dr.feed", &initial).await;
+    let mut feed =
+        b.http.get(format!("{base}/manage/messages/stream")).header("cookie", b.cookie_header()).send().await.unwrap();
+    let first = feed.chunk().await.unwrap().expect("the unread count");
+    assert!(String::from_utf8_lossy(&first).contains("event: unread"));
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    // The feed ends (no more chunks) and the server exits: nothing holds it for the
+    // feed's five minutes.
+    while let Some(_keep_alive) = feed.chunk().await.unwrap_or(None) {}
+    let mut exited = None;
+    for _ in 0..600 {
+        exited = child.try_wait().unwrap();
+        if exited.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(exited.is_some_and(|s| s.success()), "the server stopped: {exited:?}");
+}

@@ -220,9 +220,10 @@ async fn stream(State(state): State<AppState>, s: Signed, Query(q): Query<Feed>)
     let mut wake = messages.subscribe();
     wake.borrow_and_update();
     let until = tokio::time::Instant::now() + FEED_OPEN;
+    let closing = state.closing.clone();
     let state = (Some(first), Vec::<Event>::new(), start, wake);
     let feed = futures_util::stream::unfold(state, move |(first, mut queued, mut after, mut wake)| {
-        let (messages, caller, mailbox) = (messages.clone(), caller.clone(), mailbox.clone());
+        let (messages, caller, mailbox, closing) = (messages.clone(), caller.clone(), mailbox.clone(), closing.clone());
         async move {
             if let Some(e) = first {
                 return Some((Ok::<Event, Infallible>(e), (None, queued, after, wake)));
@@ -231,12 +232,15 @@ async fn stream(State(state): State<AppState>, s: Signed, Query(q): Query<Feed>)
                 if let Some(e) = queued.pop() {
                     return Some((Ok(e), (None, queued, after, wake)));
                 }
-                if tokio::time::Instant::now() >= until {
+                if tokio::time::Instant::now() >= until || closing.is_cancelled() {
                     return None;
                 }
                 // A message sent through this server wakes the feed at once; another
-                // server's is found on the next look.
-                let _ = tokio::time::timeout(FEED_LOOK, wake.changed()).await;
+                // server's is found on the next look; a stopping server ends it.
+                tokio::select! {
+                    _ = tokio::time::timeout(FEED_LOOK, wake.changed()) => {}
+                    () = closing.cancelled() => return None,
+                }
                 if let Ok((found, unread)) = messages.since(&caller, &mailbox, after).await {
                     if let Some(last) = found.last() {
                         after = last.id;
