@@ -255,11 +255,9 @@ impl Feedbacks {
 
     /// A Practitioner's names, if `caller` reads it.
     async fn names(&self, caller: &Caller, id: &str) -> Result<Option<Names>, FeedbackError> {
-        let Some(rt) = ResourceType::parse("Practitioner") else { return Ok(None) };
-        match self.fhir.reader(caller, rt).await?.read(id).await {
-            Ok(r) => Ok(serde_json::from_str(&r.body).ok().map(|v| lianyi_clinical::names::of(&v))),
-            Err(ServiceError::NotFound { .. } | ServiceError::Gone { .. } | ServiceError::Forbidden(_)) => Ok(None),
-            Err(e) => Err(e.into()),
+        match crate::common::names_of(&self.fhir, caller, "Practitioner", id).await {
+            Err(ServiceError::Forbidden(_)) => Ok(None),
+            found => Ok(found?),
         }
     }
 

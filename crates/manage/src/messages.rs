@@ -11,12 +11,10 @@ use std::sync::Arc;
 
 use lianyi_clinical::names::Names;
 use lianyi_clinical::scheduling::Scheduling;
-use lianyi_fhir::ResourceType;
 use lianyi_security::Caller;
 use lianyi_services::{FhirService, ServiceError};
 use lianyi_store::StoreError;
 use lianyi_store::staff_messages::{Mailbox, StaffMessage};
-use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::staff::StaffService;
@@ -134,18 +132,7 @@ impl Messages {
 
     /// A directory resource's names, if `caller` may read it.
     async fn names(&self, caller: &Caller, rtype: &str, id: &str) -> Result<Option<Names>, MessageError> {
-        let Some(rt) = ResourceType::parse(rtype) else { return Ok(None) };
-        let found = match self.fhir.reader(caller, rt).await?.read(id).await {
-            Ok(r) => r,
-            Err(ServiceError::NotFound { .. } | ServiceError::Gone { .. }) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let v: Value = serde_json::from_str(&found.body).unwrap_or_default();
-        Ok(Some(if rtype == "Organization" {
-            lianyi_services::fhir::organization_names(&v)
-        } else {
-            lianyi_clinical::names::of(&v)
-        }))
+        Ok(crate::common::names_of(&self.fhir, caller, rtype, id).await?)
     }
 
     /// Whom the caller may write to (see [`StaffService::directory`]).
@@ -279,12 +266,16 @@ impl Messages {
         Ok((views, unread))
     }
 
-    /// How many messages to the caller are unread (at most [`SHOWN`]).
-    pub async fn unread(&self, caller: &Caller) -> Result<usize, MessageError> {
+    /// How many messages to the caller's `mailbox` (see [`Messages::feed`]) are
+    /// unread (at most [`SHOWN`]).
+    pub async fn unread(&self, caller: &Caller, mailbox: &Mailbox) -> Result<usize, MessageError> {
         let user = Self::allowed(caller)?;
-        let store = self.fhir.operations().staff_messages();
-        let seen = store.seen(user).await?;
-        let list = store.list(&self.mailbox(caller).await?, seen, SHOWN).await?;
+        let seen = self.fhir.operations().staff_messages().seen(user).await?;
+        self.unread_after(caller, mailbox, seen).await
+    }
+
+    async fn unread_after(&self, caller: &Caller, mailbox: &Mailbox, seen: i64) -> Result<usize, MessageError> {
+        let list = self.fhir.operations().staff_messages().list(mailbox, seen, SHOWN).await?;
         Ok(list.iter().filter(|m| m.sender != caller.actor()).count())
     }
 
@@ -306,7 +297,7 @@ impl Messages {
         let user = Self::allowed(caller)?;
         let store = self.fhir.operations().staff_messages();
         let seen = store.seen(user).await?;
-        let unread = store.list(mailbox, seen, SHOWN).await?.iter().filter(|m| m.sender != caller.actor()).count();
+        let unread = self.unread_after(caller, mailbox, seen).await?;
         let mut list: Vec<StaffMessage> =
             store.list(mailbox, after, SHOWN).await?.into_iter().filter(|m| m.sender != caller.actor()).collect();
         list.reverse();
@@ -314,9 +305,9 @@ impl Messages {
     }
 
     /// The newest message in the caller's mailbox (0: none).
-    pub async fn newest(&self, caller: &Caller) -> Result<i64, MessageError> {
+    pub async fn newest(&self, caller: &Caller, mailbox: &Mailbox) -> Result<i64, MessageError> {
         Self::allowed(caller)?;
-        let list = self.fhir.operations().staff_messages().list(&self.mailbox(caller).await?, 0, 1).await?;
+        let list = self.fhir.operations().staff_messages().list(mailbox, 0, 1).await?;
         Ok(list.first().map_or(0, |m| m.id))
     }
 

@@ -348,12 +348,11 @@ impl Sheets {
         if !valid_month {
             return Err(SheetError::Invalid(vec![invalid("month", "format", "a month as YYYY-MM")]));
         }
-        if Self::head(caller) && !self.own_departments(caller).await?.iter().any(|d| d == department) {
+        let readable = self.departments(caller).await?;
+        if Self::head(caller) && !readable.iter().any(|d| d.id == department) {
             return Err(SheetError::Forbidden("a department head reads the sheets of their own department"));
         }
-        let department_names = self
-            .departments(caller)
-            .await?
+        let department_names = readable
             .into_iter()
             .find(|d| d.id == department && d.campus == campus)
             .map(|d| d.names)
@@ -455,13 +454,10 @@ impl Sheets {
         if !Self::may_read(caller) {
             return Ok(Vec::new());
         }
-        let own = if Self::head(caller) { Some(self.own_departments(caller).await?) } else { None };
         let all = self.rosters.departments(caller).await.map_err(|e| SheetError::Departments(e.to_string()))?;
-        Ok(all.into_iter().filter(|d| own.as_ref().is_none_or(|o| o.contains(&d.id))).collect())
-    }
-
-    async fn own_departments(&self, caller: &Caller) -> Result<Vec<String>, SheetError> {
-        self.rosters.scheduling.own_departments(caller).await.map_err(|e| SheetError::Departments(e.to_string()))
+        // A head's own departments are those whose roster they keep (the rosters looked
+        // them up once).
+        Ok(all.into_iter().filter(|d| !Self::head(caller) || d.may_keep).collect())
     }
 
     /// This month (`YYYY-MM`, Beijing).

@@ -213,9 +213,9 @@ async fn stream(State(state): State<AppState>, s: Signed, Query(q): Query<Feed>)
     };
     let start = match q.after {
         Some(a) => a,
-        None => messages.newest(&caller).await.unwrap_or(0),
+        None => messages.newest(&caller, &mailbox).await.unwrap_or(0),
     };
-    let unread = messages.unread(&caller).await.unwrap_or(0);
+    let unread = messages.unread(&caller, &mailbox).await.unwrap_or(0);
     let first = Event::default().event("unread").data(unread.to_string());
     let mut wake = messages.subscribe();
     wake.borrow_and_update();
