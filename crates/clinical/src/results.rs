@@ -222,6 +222,8 @@ pub struct ReportLine {
     /// The test's name: the catalogue's Chinese and English names of a known LOINC
     /// code, else the result's own title in both.
     pub names: crate::names::Names,
+    /// The LOINC code (empty when the result has none): its trend.
+    pub loinc: String,
     pub value: String,
     pub unit: String,
     /// `low–high`, empty without a reference range.
@@ -520,6 +522,7 @@ impl Results {
             };
             lines.push(ReportLine {
                 names,
+                loinc: loinc.to_string(),
                 value: value_text(&o),
                 unit: o["valueQuantity"]["unit"].as_str().unwrap_or_default().to_string(),
                 range: if range.is_object() {

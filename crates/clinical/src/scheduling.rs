@@ -232,9 +232,41 @@ pub struct DayAppointment {
     pub doctor: Names,
 }
 
+/// The rules of booking by patients themselves (the portal, a patient-bound token):
+/// how far ahead, how close to the start, and how many missed appointments close
+/// online booking. The desk books within the same one-slot-one-patient rule, and
+/// may make exceptions to these (a walk-in, a patient who missed appointments).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BookingRules {
+    /// A slot may be booked up to this many days ahead (the day itself counts as 0).
+    pub window_days: u32,
+    /// Online booking of a slot closes this many minutes before it starts.
+    pub cutoff_minutes: u32,
+    /// An appointment may be cancelled or moved online until this many minutes
+    /// before it starts.
+    pub cancel_cutoff_minutes: u32,
+    /// This many missed appointments (booked, never checked in) …
+    pub no_show_limit: u32,
+    /// … within this many days close online booking (the desk still books).
+    pub no_show_days: u32,
+}
+
+impl Default for BookingRules {
+    fn default() -> Self {
+        BookingRules {
+            window_days: 14,
+            cutoff_minutes: 30,
+            cancel_cutoff_minutes: 120,
+            no_show_limit: 3,
+            no_show_days: 90,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Scheduling {
     fhir: FhirService,
+    rules: BookingRules,
 }
 
 fn body(r: &StoredResource) -> Result<Value, ScheduleError> {
@@ -252,7 +284,95 @@ fn created_id(response: &Value, entry: usize) -> Option<String> {
 
 impl Scheduling {
     pub fn new(fhir: FhirService) -> Scheduling {
-        Scheduling { fhir }
+        Scheduling { fhir, rules: BookingRules::default() }
+    }
+
+    /// Patients' own bookings follow these rules.
+    pub fn with_rules(mut self, rules: BookingRules) -> Scheduling {
+        self.rules = rules;
+        self
+    }
+
+    pub fn rules(&self) -> BookingRules {
+        self.rules
+    }
+
+    /// How many appointments the patient missed (booked and never checked in, their
+    /// start passed; or marked no-show) within the rules' days.
+    pub async fn no_shows(&self, caller: &Caller, patient: &str) -> Result<usize, ScheduleError> {
+        let now = self.fhir.now_ms();
+        let since = now - i64::from(self.rules.no_show_days) * DAY_MS;
+        let rows = self
+            .search(
+                caller,
+                "Appointment",
+                &[
+                    ("patient", format!("Patient/{patient}")),
+                    ("status", "booked,noshow".into()),
+                    ("date", format!("ge{}", local_instant(since))),
+                    ("date", format!("lt{}", local_instant(now))),
+                    ("_count", "200".into()),
+                ],
+            )
+            .await?;
+        Ok(rows.len())
+    }
+
+    /// The self-service rules for booking a slot starting at `start` (ms): within the
+    /// window, not past its cut-off, and the patient under the no-show limit.
+    async fn self_service_booking(&self, caller: &Caller, patient: &str, start: i64) -> Result<(), ScheduleError> {
+        let now = self.fhir.now_ms();
+        let r = self.rules;
+        if start <= now {
+            return Err(invalid("slot", "past", "this slot has already started"));
+        }
+        let today = local_midnight(&local_date(now)).unwrap_or(now);
+        if start >= today + (i64::from(r.window_days) + 1) * DAY_MS {
+            return Err(invalid(
+                "slot",
+                "beyond-window",
+                format!("slots can be booked at most {} days ahead", r.window_days),
+            ));
+        }
+        if start - now <= i64::from(r.cutoff_minutes) * 60_000 {
+            return Err(invalid(
+                "slot",
+                "cut-off",
+                format!("online booking closes {} minutes before the start; please ask at the desk", r.cutoff_minutes),
+            ));
+        }
+        let missed = self.no_shows(caller, patient).await?;
+        if r.no_show_limit > 0 && missed >= r.no_show_limit as usize {
+            return Err(invalid(
+                "patient",
+                "no-show-limit",
+                format!(
+                    "{missed} missed appointments in {} days: online booking is closed; please book at the desk",
+                    r.no_show_days
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The self-service rule for cancelling or moving an appointment starting at
+    /// `start` (a patient-bound caller; the desk is not held to it).
+    pub fn check_change(&self, caller: &Caller, start: &str) -> Result<(), ScheduleError> {
+        if caller.access().patient().is_none() {
+            return Ok(());
+        }
+        let Some(start) = lianyi_fhir::datetime::parse_range(start).map(|r| r.low) else { return Ok(()) };
+        if start - self.fhir.now_ms() <= i64::from(self.rules.cancel_cutoff_minutes) * 60_000 {
+            return Err(invalid(
+                "appointment",
+                "cut-off",
+                format!(
+                    "an appointment can be cancelled or moved online until {} minutes before it; please ask at the desk",
+                    self.rules.cancel_cutoff_minutes
+                ),
+            ));
+        }
+        Ok(())
     }
 
     pub fn today(&self) -> String {
@@ -556,9 +676,20 @@ impl Scheduling {
         if sb["status"] != "free" {
             return Err(ScheduleError::Taken);
         }
+        if caller.access().patient().is_some() {
+            let start = sb["start"].as_str().and_then(lianyi_fhir::datetime::parse_range).map(|r| r.low);
+            self.self_service_booking(caller, patient, start.unwrap_or_default()).await?;
+        }
         let sched_ref = sb["schedule"]["reference"].as_str().unwrap_or_default().to_string();
         let sched_id = sched_ref.strip_prefix("Schedule/").unwrap_or_default();
-        let sched = body(&self.read(caller, "Schedule", sched_id).await?)?;
+        // A Schedule is in the patient compartment (its actor may be a patient), so a
+        // patient booking for themselves does not reach a doctor's: the platform reads
+        // it for them (directory data, audited as the portal's).
+        let sched = if caller.access().patient().is_some() {
+            body(&self.read(&Caller::task(lianyi_security::SystemTask::Portal), "Schedule", sched_id).await?)?
+        } else {
+            body(&self.read(caller, "Schedule", sched_id).await?)?
+        };
         let mut participants =
             vec![json!({"actor": {"reference": format!("Patient/{patient}")}, "status": "accepted"})];
         for a in sched["actor"].as_array().cloned().unwrap_or_default() {
@@ -589,6 +720,7 @@ impl Scheduling {
         if ab["status"] != "booked" {
             return Err(invalid("appointment", "not-booked", "only a booked appointment can be cancelled"));
         }
+        self.check_change(caller, ab["start"].as_str().unwrap_or_default())?;
         ab["status"] = json!("cancelled");
         if !reason.trim().is_empty() {
             ab["cancelationReason"] = json!({"text": reason.trim()});
@@ -609,6 +741,12 @@ impl Scheduling {
     /// Moves a booked Appointment to another free Slot (the old one is freed).
     pub async fn reschedule(&self, caller: &Caller, appointment: &str, slot: &str) -> Result<String, ScheduleError> {
         let a = body(&self.read(caller, "Appointment", appointment).await?)?;
+        if caller.access().patient().is_some() {
+            if a["status"] != "booked" {
+                return Err(invalid("appointment", "not-booked", "only a booked appointment can be moved"));
+            }
+            self.check_change(caller, a["start"].as_str().unwrap_or_default())?;
+        }
         let patient = a["participant"]
             .as_array()
             .and_then(|ps| {
@@ -800,6 +938,16 @@ impl Scheduling {
                 }
             })
             .collect();
+        // A patient of another campus who booked here (on the portal) is named from
+        // the patient index, as the desk finds them group-wide (audited as its read).
+        let wide = caller.group_wide();
+        for a in out.iter_mut().filter(|a| a.patient_name.is_empty() && !a.patient.is_empty()) {
+            if let Ok(p) = self.read(&wide, "Patient", &a.patient).await
+                && let Ok(p) = body(&p)
+            {
+                a.patient_name = crate::registry::person_of(&p).name;
+            }
+        }
         out.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.id.cmp(&b.id)));
         Ok(out)
     }

@@ -59,11 +59,42 @@ impl fmt::Debug for Secret {
 /// near_expiry_days = 90
 /// mllp_ack = "applied"
 ///
+/// [booking]                 # patients' own bookings (the portal); these are the defaults
+/// window_days = 14          # how far ahead
+/// cutoff_minutes = 30       # online booking closes this long before the start
+/// cancel_cutoff_minutes = 120
+/// no_show_limit = 3         # missed appointments within no_show_days that close
+/// no_show_days = 90         # online booking (0: no limit)
+///
 /// [mllp_profile]            # how the MLLP sender fills PID-3
 /// mrn_type = "PI"           # the identifier type of the MRN (default: MR, else the first)
 /// mrn_authority = "EAST"    # and/or its assigning authority
 /// campuses = { EAST = "campus-east", WEST = "campus-west" }   # authority → campus
 /// ```
+/// `[booking]`: each rule, else its default.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BookingFile {
+    pub window_days: Option<u32>,
+    pub cutoff_minutes: Option<u32>,
+    pub cancel_cutoff_minutes: Option<u32>,
+    pub no_show_limit: Option<u32>,
+    pub no_show_days: Option<u32>,
+}
+
+impl BookingFile {
+    pub fn rules(&self) -> lianyi_clinical::scheduling::BookingRules {
+        let d = lianyi_clinical::scheduling::BookingRules::default();
+        lianyi_clinical::scheduling::BookingRules {
+            window_days: self.window_days.unwrap_or(d.window_days).clamp(0, 180),
+            cutoff_minutes: self.cutoff_minutes.unwrap_or(d.cutoff_minutes),
+            cancel_cutoff_minutes: self.cancel_cutoff_minutes.unwrap_or(d.cancel_cutoff_minutes),
+            no_show_limit: self.no_show_limit.unwrap_or(d.no_show_limit),
+            no_show_days: self.no_show_days.unwrap_or(d.no_show_days),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
@@ -122,6 +153,8 @@ pub struct FileConfig {
     pub critical_escalation_minutes: Option<i64>,
     /// Days before its expiry from which the pharmacy flags a batch (default 90).
     pub near_expiry_days: Option<i64>,
+    /// The rules of patients' own bookings on the portal.
+    pub booking: Option<BookingFile>,
     /// The SMTP server the service desk mails its notifications through, as a URL:
     /// `smtp://host:25`, `smtp://user:password@host:587?tls=required`, `smtps://host`
     /// (none: notifications stay in the shell's inbox).

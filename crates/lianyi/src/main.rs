@@ -756,6 +756,7 @@ fn app_config(loc: &DataLocation, file: &FileConfig) -> Result<AppConfig, CliErr
         backup_schedule: file.backup_schedule()?.map(|c| c.text().to_string()),
         critical_escalation_minutes: file.critical_escalation_minutes.unwrap_or(10),
         near_expiry_days: file.near_expiry_days.unwrap_or(lianyi_billing::stock::NEAR_EXPIRY_DAYS),
+        booking: file.booking.clone().unwrap_or_default().rules(),
         mail: match (file.smtp_url.clone(), file.mail_from.clone()) {
             (Some(url), from) => Some(lianyi_web::MailConfig {
                 url: url.expose().to_string(),
@@ -1621,6 +1622,35 @@ fn demo_oru(data: &[demo::DemoResource]) -> Option<(String, String)> {
     ))
 }
 
+/// A question from pat-0001 to doctor.east (prac-001) about their latest visit at
+/// East Campus, waiting in the doctor's inbox of patients' questions. Returns whether
+/// there was a visit to ask about.
+async fn demo_question(service: &FhirService) -> Result<bool, CliError> {
+    use lianyi_fhir::ResourceType;
+    let demo = Caller::task(SystemTask::Demo);
+    let rt = ResourceType::parse("Encounter").ok_or_else(|| CliError::Usage("no Encounter type".into()))?;
+    let params = [
+        ("patient".to_string(), "Patient/pat-0001".to_string()),
+        ("_sort".to_string(), "-date".to_string()),
+        ("_count".to_string(), "1".to_string()),
+    ];
+    let req = lianyi_fhir::search::parse_search(rt, &params).map_err(|e| CliError::Usage(e.diagnostics))?;
+    let found = service.search(&service.permit(&demo, rt).await?, &req).await?;
+    let Some(visit) = found.resources.first() else { return Ok(false) };
+    let campus = lianyi_security::CampusId::parse(visit.campus.as_deref().unwrap_or(DEMO_MLLP_CAMPUS))
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let at = lianyi_clinical::scheduling::local_instant(service.now_ms() - 3 * 3_600_000);
+    let question = serde_json::json!({"resourceType": "Communication", "status": "in-progress",
+        "category": [{"coding": [{"system": "urn:lianyi:communication-category", "code": "patient-question"}]}],
+        "subject": {"reference": "Patient/pat-0001"}, "encounter": {"reference": format!("Encounter/{}", visit.id)},
+        "sender": {"reference": "Patient/pat-0001"}, "recipient": [{"reference": "Practitioner/prac-001"}],
+        "sent": at, "payload": [{"contentString": "医生您好，药吃了三天，咳嗽好些了，还需要继续吃吗？"}]});
+    let writer = Caller::task_at(SystemTask::Demo, campus);
+    let rt = ResourceType::parse("Communication").ok_or_else(|| CliError::Usage("no Communication type".into()))?;
+    service.create(&service.permit(&writer, rt).await?, question).await?;
+    Ok(true)
+}
+
 /// Templates for every demo doctor (mornings 08:00–12:00 and afternoons 14:00–17:00
 /// in 15-minute slots Monday to Friday, weekend clinics on Saturday and Sunday
 /// mornings) and their slots for the next 14 days from today; returns how many
@@ -1781,6 +1811,7 @@ async fn demo_command(
             backup_schedule: Some(DEMO_BACKUPS.into()),
             critical_escalation_minutes: 10,
             near_expiry_days: lianyi_billing::stock::NEAR_EXPIRY_DAYS,
+            booking: Default::default(),
             mail: None,
             read_database: None,
             failover_databases: Vec::new(),
@@ -1831,6 +1862,26 @@ async fn demo_command(
     let published = demo_notices::load(&app.state().notices).await?;
     let complaints = demo_notices::feedback(&app.state().feedback).await?;
     let licences = demo_staff::load(&app.state().staff, app.state().fhir.now_ms()).await?;
+    // A patient without a portal account, and the code their registration slip carries.
+    let desk = Caller::task_at(
+        SystemTask::Demo,
+        lianyi_security::CampusId::parse(DEMO_MLLP_CAMPUS).map_err(|e| CliError::Usage(e.to_string()))?,
+    );
+    let east_mrn = lianyi_services::identifiers::mrn_system(DEMO_MLLP_CAMPUS);
+    let slip_patient = patients
+        .iter()
+        .filter(|p| p["id"] != "pat-0001")
+        .find(|p| p["identifier"].as_array().is_some_and(|ids| ids.iter().any(|i| i["system"] == east_mrn.as_str())))
+        .ok_or_else(|| CliError::Usage("the demo has no second patient at East Campus".into()))?;
+    let slip_id = slip_patient["id"].as_str().unwrap_or_default().to_string();
+    let slip = app
+        .state()
+        .portal_accounts
+        .issue(&desk, &slip_id)
+        .await
+        .map_err(|e| CliError::Usage(format!("demo portal code: {e}")))?;
+    let slip_person = lianyi_clinical::registry::person_of(slip_patient);
+    let asked = demo_question(&app.state().fhir).await?;
     let probes = demo_ops::monitoring(&app.state().monitor, &demo_caller, addr, mllp_addr).await?;
     // A first backup now, and the nightly schedule.
     let schedule = backup::Schedule {
@@ -1998,8 +2049,23 @@ async fn demo_command(
         first_backup.path.display(),
         dir.join("backup.key").display()
     );
+    println!(
+        "  Patient portal http://{addr}/portal (made for phones; Chinese, English by the switch): patient.0001 logs in with the demo password (a second factor is optional for patients)."
+    );
+    println!(
+        "                {slip_id} ({}) opens an account at http://{addr}/portal/activate with the code {} from the registration slip, resident ID {} and phone {}.",
+        slip_person.name,
+        slip.code,
+        slip_person.resident_id.as_deref().unwrap_or("-"),
+        slip_person.phone.as_deref().unwrap_or("-")
+    );
+    if asked {
+        println!(
+            "                pat-0001 asked doctor.east a question about their last visit: http://{addr}/portal/inbox (doctor.east), http://{addr}/portal/messages (patient.0001)."
+        );
+    }
     println!("  Web login: http://{addr}/login   password for every demo account: {DEMO_PASSWORD}");
-    println!("  (each account enrols an authenticator app at its first login: scan the QR code)");
+    println!("  (each staff account enrols an authenticator app at its first login: scan the QR code)");
     for (username, name, role, campus, _) in DEMO_USERS {
         println!("    {username:<18} {role:<16} {campus:<13} {name}");
     }

@@ -288,6 +288,9 @@ pub enum SystemTask {
     Roster { by: String },
     /// The dashboards: reading each changed record to keep the daily figures current.
     Dashboards,
+    /// The patient portal: opening a patient's account with the code from their
+    /// registration slip, and how far their queue has moved (counts only).
+    Portal,
     /// An operator at the command line (`cli:<os user>`), a benchmark or a test set-up,
     /// named by who runs it.
     Operator(String),
@@ -311,6 +314,7 @@ impl SystemTask {
             SystemTask::Monitoring => "lianyi monitoring".into(),
             SystemTask::Roster { by } => format!("roster (by {by})"),
             SystemTask::Dashboards => "lianyi dashboards".into(),
+            SystemTask::Portal => "lianyi portal".into(),
             SystemTask::Operator(name) => name.clone(),
         }
     }
@@ -452,6 +456,32 @@ impl Caller {
             care.access.open_patients.push(patient.to_string());
         }
         Some(care)
+    }
+
+    /// A patient-bound caller (a portal account, or a proxy acting for the patient)
+    /// doing the patient's own business at `campus`: booking, cancelling and moving
+    /// their appointments (Appointments in their own compartment, written as that
+    /// campus's, and the Slot each takes or frees, wherever it is kept), and asking
+    /// the care team (a Communication, with a photo as a DocumentReference). Given by
+    /// the portal's services only, after their rules; the account's own grants (what
+    /// its token reaches through the API) stay read-only.
+    pub fn self_service(&self, campus: &CampusId) -> Option<Caller> {
+        self.access.patient.as_ref()?;
+        let mut booking = self.clone();
+        let grants = booking.access.grants.get_or_insert_with(Vec::new);
+        // First, so that the Appointment belongs to the doctor's campus; the Slot is
+        // taken wherever it is kept.
+        grants.insert(
+            0,
+            Grant {
+                scopes: ScopeSet::parse("patient/Appointment.cru patient/Communication.c patient/DocumentReference.c")
+                    .unwrap_or_default(),
+                campuses: Campuses::Only(vec![campus.clone()]),
+            },
+        );
+        grants
+            .insert(1, Grant { scopes: ScopeSet::parse("user/Slot.ru").unwrap_or_default(), campuses: Campuses::All });
+        Some(booking)
     }
 
     /// The caller writing as `campus` only (the grants that cover it, limited to it):

@@ -293,6 +293,94 @@ impl UserService {
         }
     }
 
+    /// Opens a patient's portal account (role `patient` at every campus, bound to
+    /// `patient`) and spends the activation code (its hash) in the same transaction.
+    /// `by` is the portal's activation task. `Exists` when the name is taken,
+    /// `InvalidCode` when the code was spent meanwhile.
+    pub async fn add_patient_account(
+        &self,
+        by: &Caller,
+        username: &str,
+        display_name: &str,
+        new_password: &str,
+        patient: &str,
+        code_hash: &str,
+    ) -> Result<UserRecord> {
+        self.administer(by, "user-add").await?;
+        if !valid_name(username) {
+            return Err(UserError::Name);
+        }
+        password::check_policy(username, new_password)?;
+        let now = self.clock.now_ms();
+        let user = UserRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            username: username.to_string(),
+            display_name: display_name.to_string(),
+            password_hash: password::hash(new_password)?,
+            must_change_password: false,
+            totp_secret: None,
+            totp_enabled: false,
+            totp_last_step: 0,
+            failed_attempts: 0,
+            locked_until: 0,
+            disabled: false,
+            patient: Some(patient.to_string()),
+            language: None,
+            created_at: now,
+            password_changed_at: now,
+            last_login_at: None,
+        };
+        let grants = [RoleGrant { role: Role::Patient.code().into(), campus: "*".into() }];
+        match self.store.insert_user_spending(&user, &grants, code_hash, now).await {
+            Ok(true) => {
+                self.log(by, "user-add", "success", Some(format!("user {username} roles patient@* (portal)"))).await?;
+                Ok(user)
+            }
+            Ok(false) => Err(UserError::InvalidCode),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The accounts bound to a patient.
+    pub async fn patient_accounts(&self, patient: &str) -> Result<Vec<UserRecord>> {
+        Ok(self.store.users_of_patient(patient).await?)
+    }
+
+    /// An account by its id.
+    pub async fn account_by_id(&self, id: &str) -> Result<Option<UserRecord>> {
+        Ok(self.store.user_by_id(id).await?)
+    }
+
+    /// A patient's portal account by its login name (`None` for staff accounts and
+    /// disabled ones).
+    pub async fn patient_account_named(&self, username: &str) -> Result<Option<UserRecord>> {
+        Ok(self.store.user_by_name(username).await?.filter(|u| u.patient.is_some() && !u.disabled))
+    }
+
+    /// The caller of a signed-in portal account acting for `patient`: themselves, or
+    /// a patient they are a live proxy for (a parent for a child, a carer). A proxy's
+    /// caller is the account's own (their name in every audit record) in the role
+    /// `proxy`, bound to the other patient's compartment. The proxy is read at every
+    /// request, so a revoked one ends at once. `Forbidden` (audited) otherwise.
+    pub async fn acting_for(&self, info: &SessionInfo, patient: &str) -> Result<Caller> {
+        let own = info.caller.access().patient().map(str::to_string);
+        if own.as_deref() == Some(patient) {
+            return Ok(info.caller.clone());
+        }
+        if own.is_none() || self.store.operations().portal().active_proxy(&info.user.id, patient).await?.is_none() {
+            let mut e = info.caller.entry(self.clock.now_ms(), "proxy-act", "denied");
+            e.patient = Some(patient.to_string());
+            e.detail = Some("no live proxy".into());
+            self.audit.record(vec![e]).await?;
+            return Err(UserError::Forbidden);
+        }
+        let mut caller = info.caller.clone();
+        caller.role = Some("proxy".into());
+        caller.access.patient = Some(patient.to_string());
+        caller.access.open_patients = Vec::new();
+        Ok(caller)
+    }
+
     /// The role grants of a user.
     pub async fn grants(&self, user_id: &str) -> Result<Vec<RoleGrant>> {
         Ok(self.store.user_grants(user_id).await?)
@@ -382,9 +470,14 @@ impl UserService {
         self.log(admin, "mfa-reset", "success", Some(format!("user {username}"))).await
     }
 
+    /// Where a login goes after the password. Staff must enrol a second factor; a
+    /// patient's portal account may (an optional second factor), and once enrolled
+    /// it is asked for at every login.
     fn next_stage(user: &UserRecord) -> Stage {
         if user.must_change_password {
             Stage::PasswordChange
+        } else if !user.totp_enabled && user.patient.is_some() {
+            Stage::Active
         } else if !user.totp_enabled {
             Stage::MfaEnrol
         } else {

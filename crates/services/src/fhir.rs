@@ -717,7 +717,12 @@ impl FhirService {
         }
         let c = self.check_update(rtype, id, resource)?;
         let campus = if existing.is_some() { None } else { self.campus_for(caller) };
-        let op = self.op(c, id.to_string(), WriteKind::Update { if_match }, campus)?;
+        let mut op = self.op(c, id.to_string(), WriteKind::Update { if_match }, campus)?;
+        if existing.is_some() {
+            // An update keeps the record's owner (not the configured default campus:
+            // that is for new records only).
+            op.campus = None;
+        }
         Self::own_compartment(caller, &op)?;
         Ok(op)
     }

@@ -35,6 +35,7 @@ pub mod outbox;
 pub mod payments;
 pub mod performance;
 pub mod pharmacy;
+pub mod portal;
 pub mod prices;
 pub mod problems;
 mod read;

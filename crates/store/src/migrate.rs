@@ -318,6 +318,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0051_equipment_results_id.sql"),
         postgres: include_str!("../migrations/postgres/0051_equipment_results_id.sql"),
     },
+    Migration {
+        version: 52,
+        name: "portal activations",
+        sqlite: include_str!("../migrations/sqlite/0052_portal.sql"),
+        postgres: include_str!("../migrations/postgres/0052_portal.sql"),
+    },
 ];
 
 /// The schema version this build's migrations end at.

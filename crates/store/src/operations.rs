@@ -81,6 +81,11 @@ impl Operations {
         crate::feedback::FeedbackTable(self.0.clone())
     }
 
+    /// The patient portal's activation codes: see [`crate::portal`].
+    pub fn portal(&self) -> crate::portal::Portal {
+        crate::portal::Portal(self.0.clone())
+    }
+
     /// Messages between staff: see [`crate::staff_messages`].
     pub fn staff_messages(&self) -> crate::staff_messages::StaffMessages {
         crate::staff_messages::StaffMessages(self.0.clone())

@@ -91,44 +91,45 @@ fn session_from_row(r: &AnyRow) -> Result<SessionRecord> {
 impl Store {
     pub async fn insert_user(&self, u: &UserRecord, grants: &[RoleGrant]) -> Result<()> {
         let mut tx = self.write_pool().begin_with(self.backend.begin_write()).await?;
-        let res = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-        )))
-        .bind(u.id.clone())
-        .bind(u.username.clone())
-        .bind(u.display_name.clone())
-        .bind(u.password_hash.clone())
-        .bind(i64::from(u.must_change_password))
-        .bind(u.totp_secret.clone())
-        .bind(i64::from(u.totp_enabled))
-        .bind(u.totp_last_step)
-        .bind(u.failed_attempts)
-        .bind(u.locked_until)
-        .bind(i64::from(u.disabled))
-        .bind(u.patient.clone())
-        .bind(u.language.clone())
-        .bind(u.created_at)
-        .bind(u.password_changed_at)
-        .bind(u.last_login_at)
-        .execute(&mut *tx)
-        .await;
-        match res {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(StoreError::AlreadyExists { resource_type: "user".into(), id: u.username.clone() });
-            }
-            Err(e) => return Err(e.into()),
-        }
-        for g in grants {
-            sqlx::query("INSERT INTO user_roles (user_id, role, campus) VALUES ($1, $2, $3)")
-                .bind(u.id.clone())
-                .bind(g.role.clone())
-                .bind(g.campus.clone())
-                .execute(&mut *tx)
-                .await?;
-        }
+        insert_user_in(&mut tx, u, grants).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Makes a patient's portal account and spends the activation code (by its hash)
+    /// that opened it, in one transaction: `Ok(false)`, and nothing written, when the
+    /// code was spent meanwhile.
+    pub async fn insert_user_spending(
+        &self,
+        u: &UserRecord,
+        grants: &[RoleGrant],
+        code_hash: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let mut tx = self.write_pool().begin_with(self.backend.begin_write()).await?;
+        let spent = sqlx::query(
+            "UPDATE portal_activations SET used_at = $1, username = $2 WHERE code_hash = $3 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(u.username.clone())
+        .bind(code_hash.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if spent.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_user_in(&mut tx, u, grants).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The accounts bound to a patient (their portal account).
+    pub async fn users_of_patient(&self, patient: &str) -> Result<Vec<UserRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE patient = $1")))
+            .bind(patient.to_string())
+            .fetch_all(&self.read_pool())
+            .await?;
+        rows.iter().map(user_from_row).collect()
     }
 
     pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>> {
@@ -291,4 +292,44 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+async fn insert_user_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, u: &UserRecord, grants: &[RoleGrant]) -> Result<()> {
+    let res = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        )))
+        .bind(u.id.clone())
+        .bind(u.username.clone())
+        .bind(u.display_name.clone())
+        .bind(u.password_hash.clone())
+        .bind(i64::from(u.must_change_password))
+        .bind(u.totp_secret.clone())
+        .bind(i64::from(u.totp_enabled))
+        .bind(u.totp_last_step)
+        .bind(u.failed_attempts)
+        .bind(u.locked_until)
+        .bind(i64::from(u.disabled))
+        .bind(u.patient.clone())
+        .bind(u.language.clone())
+        .bind(u.created_at)
+        .bind(u.password_changed_at)
+        .bind(u.last_login_at)
+        .execute(&mut **tx)
+        .await;
+    match res {
+        Ok(_) => {}
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return Err(StoreError::AlreadyExists { resource_type: "user".into(), id: u.username.clone() });
+        }
+        Err(e) => return Err(e.into()),
+    }
+    for g in grants {
+        sqlx::query("INSERT INTO user_roles (user_id, role, campus) VALUES ($1, $2, $3)")
+            .bind(u.id.clone())
+            .bind(g.role.clone())
+            .bind(g.campus.clone())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }

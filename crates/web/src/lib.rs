@@ -25,6 +25,7 @@ mod integration;
 mod manage;
 mod ops;
 mod pharmacy;
+mod portal;
 mod routes;
 mod ui;
 
@@ -87,6 +88,8 @@ pub struct AppConfig {
     pub critical_escalation_minutes: i64,
     /// Days before expiry from which the pharmacy flags a batch.
     pub near_expiry_days: i64,
+    /// The rules of patients' own bookings (the portal).
+    pub booking: lianyi_clinical::scheduling::BookingRules,
     /// The SMTP server the service desk's notifications are mailed through (none: the
     /// inbox in the shell only).
     pub mail: Option<MailConfig>,
@@ -208,6 +211,16 @@ pub struct AppState {
     pub closing: tokio_util::sync::CancellationToken,
     /// Patients' feedback and complaints.
     pub feedback: lianyi_manage::feedback::Feedbacks,
+    /// Patient portal accounts: the slip's activation code.
+    pub portal_accounts: lianyi_portal::accounts::Accounts,
+    /// Booking from the portal, across campuses.
+    pub booking: lianyi_portal::booking::Booking,
+    /// The patient's own record on the portal.
+    pub my_record: lianyi_portal::record::MyRecord,
+    /// Patients' questions to their care team, and the answers.
+    pub care: lianyi_portal::messages::CareMessages,
+    /// Guided triage from the portal.
+    pub triage: lianyi_portal::triage::Triage,
     /// Each area's pages in the navigation, in order ([`routes::NAV`]).
     nav: &'static [&'static [ui::shell::NavLink]],
 }
@@ -319,7 +332,12 @@ impl App {
                     config.backup_schedule.as_deref().and_then(|s| lianyi_ops::cron::Cron::parse(s).ok()).as_ref(),
                 );
         let checker = lianyi_monitor::check::Checker::new().map_err(|e| AppError::Monitor(e.to_string()))?;
-        let scheduling = lianyi_clinical::scheduling::Scheduling::new(fhir.clone());
+        let scheduling = lianyi_clinical::scheduling::Scheduling::new(fhir.clone()).with_rules(config.booking);
+        let portal_accounts = lianyi_portal::accounts::Accounts::new(fhir.clone(), users.clone());
+        let booking = lianyi_portal::booking::Booking::new(fhir.clone(), scheduling.clone());
+        let my_record = lianyi_portal::record::MyRecord::new(fhir.clone());
+        let care = lianyi_portal::messages::CareMessages::new(fhir.clone(), scheduling.clone());
+        let triage = lianyi_portal::triage::Triage::new(booking.clone());
         let workspace = lianyi_clinical::encounter::Workspace::new(fhir.clone());
         let prescribing = lianyi_clinical::prescribing::Prescribing::new(fhir.clone());
         let ordering = lianyi_clinical::orders::Ordering::new(fhir.clone());
@@ -384,6 +402,11 @@ impl App {
                 messages,
                 closing: tokio_util::sync::CancellationToken::new(),
                 feedback,
+                portal_accounts,
+                booking,
+                my_record,
+                care,
+                triage,
                 nav: routes::NAV,
             },
         })

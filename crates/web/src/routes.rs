@@ -5,7 +5,8 @@ use axum::Router;
 
 use crate::ui::shell::NavLink;
 use crate::{
-    AppState, account, accounts, audit, billing, clinic, fhir, health, imaging, integration, manage, ops, pharmacy, ui,
+    AppState, account, accounts, audit, billing, clinic, fhir, health, imaging, integration, manage, ops, pharmacy,
+    portal, ui,
 };
 
 /// The navigation, area by area, in the order the bar shows it.
@@ -15,6 +16,7 @@ pub(crate) const NAV: &[&[NavLink]] = &[
     billing::NAV,
     pharmacy::NAV,
     manage::NAV,
+    portal::NAV,
     ops::NAV,
     audit::NAV,
     integration::NAV,
@@ -35,6 +37,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(integration::router())
         .merge(imaging::router())
         .merge(manage::router())
+        .merge(portal::router())
         .merge(health::router())
         .merge(ui::shell::router())
         .merge(ui::assets::router())

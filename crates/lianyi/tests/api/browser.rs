@@ -38,7 +38,7 @@ impl Driver {
     }
 
     /// A browser whose page area is `width` × `height` CSS pixels.
-    async fn start_sized(width: u32, height: u32) -> Driver {
+    pub(crate) async fn start_sized(width: u32, height: u32) -> Driver {
         assert!(
             std::path::Path::new("/usr/bin/chromedriver").exists(),
             "chromedriver is missing: scripts/test installs Debian's chromium and chromium-driver"
@@ -109,9 +109,14 @@ impl Driver {
         self.cmd(reqwest::Method::POST, &format!("/element/{id}/value"), json!({"text": text})).await;
     }
 
+    /// Clicks an element, scrolled to the middle of the window first (as a person
+    /// would: not under a page's fixed header or tab bar).
     pub(crate) async fn click(&self, css: &str) {
         let id = self.find(css).await;
-        self.cmd(reqwest::Method::POST, &format!("/element/{id}/click"), json!({})).await;
+        let script = "arguments[0].scrollIntoView({block: 'center', inline: 'center'}); return true;";
+        self.cmd(reqwest::Method::POST, "/execute/sync", json!({"script": script, "args": [{ELEMENT: id}]})).await;
+        let v = self.cmd(reqwest::Method::POST, &format!("/element/{id}/click"), json!({})).await;
+        assert!(v.get("error").is_none(), "clicking {css}: {v}");
     }
 
     pub(crate) async fn text(&self, css: &str) -> String {
@@ -139,6 +144,26 @@ impl Driver {
         self.find("footer.foot").await;
         if signed_in {
             self.find("#logout").await;
+        }
+        let (page, window) = self.widths().await;
+        if page > window {
+            let script = "return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).slice(0, 8).map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right));";
+            let wide = self.cmd(reqwest::Method::POST, "/execute/sync", json!({"script": script, "args": []})).await;
+            panic!("{url} is {page} px wide in a {window} px window: {wide}");
+        }
+        let violations = self.axe().await;
+        assert!(violations.is_empty(), "axe-core on {url}:\n{}", violations.join("\n"));
+    }
+
+    /// What the portal walk asserts on every page: the portal's own header (with its
+    /// log-out and tab bar when signed in), nothing wider than the phone's window,
+    /// and no serious or critical accessibility violation.
+    pub(crate) async fn check_portal(&self, signed_in: bool) {
+        let url = self.url().await;
+        self.find("header.p-bar").await;
+        if signed_in {
+            self.find("#portal-logout").await;
+            self.find("nav.p-tabs").await;
         }
         let (page, window) = self.widths().await;
         if page > window {

@@ -42,6 +42,12 @@ const ACCOUNTS: &[&str] = &[
 
 /// Where every walk starts: each area's pages, with demo data in the paths.
 const START: &[&str] = &[
+    "/portal",
+    "/portal/book",
+    "/portal/visits",
+    "/portal/reports",
+    "/portal/me",
+    "/portal/desk/pat-0001",
     "/",
     "/patients",
     "/patients?q=wang",
@@ -210,6 +216,11 @@ async fn sign_in(base: &str, user: &str) -> Browser {
     let mut b = Browser::new(base, "zh-CN");
     let (_, _, html) = b.get("/login").await;
     let (_, to, _) = b.post("/login", &[("csrf", &csrf(&html)), ("username", user), ("password", PASSWORD)]).await;
+    if user.starts_with("patient.") {
+        // A patient's account needs no authenticator.
+        assert_eq!(to, "/", "{user}");
+        return b;
+    }
     assert_eq!(to, "/login/enrol", "{user}");
     let (_, _, html) = b.get("/login/enrol").await;
     let secret = totp::base32_decode(between(&html, "id=\"totp-secret\">", "<")).unwrap();
@@ -303,7 +314,13 @@ fn problems(url: &str, status: StatusCode, html: &str) -> Vec<String> {
     if ![StatusCode::OK, StatusCode::FORBIDDEN, StatusCode::NOT_FOUND].contains(&status) {
         out.push(format!("{url}: status {status}"));
     }
-    if !html.contains("id=\"logout\"") || !html.contains("class=\"foot\"") {
+    let portal = html.contains("<body class=\"portal\">");
+    if portal {
+        // The patient portal's own frame: log-out in the header, the tab bar.
+        if !html.contains("id=\"portal-logout\"") || !html.contains("class=\"p-tabs\"") {
+            out.push(format!("{url}: not drawn in the portal's frame (header with log-out, tabs)"));
+        }
+    } else if !html.contains("id=\"logout\"") || !html.contains("class=\"foot\"") {
         out.push(format!("{url}: not drawn in the shell (header with log-out, footer)"));
     }
     let main = html.split_once("<main").map(|(_, m)| m.split("</main>").next().unwrap_or_default()).unwrap_or("");

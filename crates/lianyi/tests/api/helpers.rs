@@ -93,6 +93,7 @@ pub async fn spawn_app_adjusted(
         backup_schedule: None,
         critical_escalation_minutes: 10,
         near_expiry_days: 90,
+        booking: Default::default(),
         mail: None,
         read_database: None,
         failover_databases: Vec::new(),

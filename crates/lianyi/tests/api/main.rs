@@ -32,6 +32,7 @@ mod outpatient;
 mod pages;
 mod performance;
 mod pharmacy;
+mod portal;
 mod process;
 mod registration;
 mod rest;

@@ -275,16 +275,23 @@ pub(crate) async fn logged_in(
     b.post("/login", &[("csrf", &csrf(&html)), ("username", name), ("password", "initial-Pass-2026")]).await;
     let (_, _, html) = b.get("/login/password").await;
     let t = csrf(&html);
-    b.post(
-        "/login/password",
-        &[
-            ("csrf", &t),
-            ("current", "initial-Pass-2026"),
-            ("new", "a brand new passphrase"),
-            ("confirm", "a brand new passphrase"),
-        ],
-    )
-    .await;
+    let (_, next, _) = b
+        .post(
+            "/login/password",
+            &[
+                ("csrf", &t),
+                ("current", "initial-Pass-2026"),
+                ("new", "a brand new passphrase"),
+                ("confirm", "a brand new passphrase"),
+            ],
+        )
+        .await;
+    if patient.is_some() {
+        // A patient's account needs no authenticator: straight to the portal.
+        assert_eq!(next, "/");
+        let (_, _, home) = b.get("/portal").await;
+        return (b, csrf(&home));
+    }
     let (_, _, html) = b.get("/login/enrol").await;
     let secret = totp::base32_decode(between(&html, "id=\"totp-secret\">", "<")).unwrap();
     let (_, loc, _) =

@@ -285,6 +285,10 @@ struct HomePage<'a> {
 }
 
 async fn home(State(state): State<AppState>, Signed { info, t, headers }: Signed) -> Response {
+    // Patients have their own pages.
+    if info.caller.access().patient().is_some() {
+        return see_other("/portal");
+    }
     let shell = shell(&state, &info, t, &headers).await;
     let mut grants = Vec::new();
     match state.users.grants(&info.user.id).await {

@@ -63,6 +63,7 @@ const AREAS: &[(&str, &str, &str)] = &[
     ("ops", include_str!("../../locales/ops/zh-CN.txt"), include_str!("../../locales/ops/en.txt")),
     ("imaging", include_str!("../../locales/imaging/zh-CN.txt"), include_str!("../../locales/imaging/en.txt")),
     ("manage", include_str!("../../locales/manage/zh-CN.txt"), include_str!("../../locales/manage/en.txt")),
+    ("portal", include_str!("../../locales/portal/zh-CN.txt"), include_str!("../../locales/portal/en.txt")),
 ];
 
 fn entries(text: &'static str) -> impl Iterator<Item = (&'static str, &'static str)> {

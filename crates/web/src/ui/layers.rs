@@ -165,7 +165,8 @@ impl RateLimiter {
 }
 
 pub async fn rate_limit(State(limiter): State<std::sync::Arc<RateLimiter>>, req: Request, next: Next) -> Response {
-    let limited = req.method() == axum::http::Method::POST && matches!(req.uri().path(), "/login" | "/oauth/token");
+    let limited = req.method() == axum::http::Method::POST
+        && matches!(req.uri().path(), "/login" | "/oauth/token" | "/portal/login" | "/portal/activate");
     if limited
         && let Some(ip) = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
         && let Err(wait) = limiter.take(ip)

@@ -1,0 +1,837 @@
+//! The patient portal over HTTP, one server: the desk prints the slip's code, the
+//! patient opens their account (bad input named, wrong identity counted, nothing
+//! half-made), logs in, finds a doctor of another campus by name, books under the
+//! desk's rules (the window, the cut-off; refusals named, nothing written), the other
+//! campus's registrar sees the booking on their day list, the patient moves and
+//! cancels, sees their queue on the day, reads their report with each flag said in
+//! plain words — and reaches nobody else's report or appointment by changing an id.
+
+use lianyi_clinical::scheduling::{Scheduling, Session};
+use lianyi_security::{Caller, ManualClock, SystemTask};
+use lianyi_services::identifiers::{RESIDENT_ID_SYSTEM, ResidentId, mrn_system};
+use lianyi_store::audit::AuditQuery;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app_clocked};
+use crate::pages::{Browser, between, csrf, logged_in};
+
+/// Monday 23 November 2026, 08:30 in Beijing.
+const MONDAY_0830: i64 = 1_795_393_800_000;
+const PHONE: &str = "13800138000";
+
+async fn put(app: &TestApp, client: &reqwest::Client, v: Value) {
+    let url = app.url(&format!("/fhir/{}/{}", v["resourceType"].as_str().unwrap(), v["id"].as_str().unwrap()));
+    let r = client.put(url).header("content-type", "application/fhir+json").body(v.to_string()).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+}
+
+fn resident_id(seq: u32) -> String {
+    ResidentId::build(110_101, "19800101", seq).unwrap().as_str().to_string()
+}
+
+/// Two campuses, a department and a doctor at each, two patients of East, and three
+/// weeks of slots.
+async fn group(app: &TestApp) {
+    let east = app.client_with("system/*.cruds", "campus-east", None).await;
+    let west = app.client_with("system/*.cruds", "campus-west", None).await;
+    put(
+        app,
+        &east,
+        json!({"resourceType": "Organization", "id": "campus-east", "name": "东院区", "alias": ["East Campus"]}),
+    )
+    .await;
+    put(
+        app,
+        &west,
+        json!({"resourceType": "Organization", "id": "campus-west", "name": "西院区", "alias": ["West Campus"]}),
+    )
+    .await;
+    put(
+        app,
+        &east,
+        json!({"resourceType": "Organization", "id": "east-im", "name": "内科", "alias": ["Internal Medicine"],
+        "partOf": {"reference": "Organization/campus-east"}}),
+    )
+    .await;
+    put(
+        app,
+        &west,
+        json!({"resourceType": "Organization", "id": "west-sur", "name": "外科", "alias": ["Surgery"],
+        "partOf": {"reference": "Organization/campus-west"}}),
+    )
+    .await;
+    let title = |code: &str, zh: &str, en: &str| json!([{"code": {"coding": [{"system": "urn:lianyi:professional-title", "code": code, "display": en}], "text": zh}}]);
+    put(app, &east, json!({"resourceType": "Practitioner", "id": "dr-li", "qualification": title("associate-chief", "副主任医师", "Associate chief physician"),
+        "name": [{"text": "李明"}, {"text": "Li Ming", "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/iso21090-EN-representation", "valueCode": "ABC"}]}]})).await;
+    put(app, &west, json!({"resourceType": "Practitioner", "id": "dr-chen", "qualification": title("chief", "主任医师", "Chief physician"),
+        "identifier": [{"system": "urn:lianyi:sid:user", "value": "chen.west"}],
+        "name": [{"text": "陈静"}, {"text": "Chen Jing", "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/iso21090-EN-representation", "valueCode": "ABC"}]}]})).await;
+    put(
+        app,
+        &east,
+        json!({"resourceType": "PractitionerRole", "id": "role-li", "active": true,
+        "practitioner": {"reference": "Practitioner/dr-li"}, "organization": {"reference": "Organization/east-im"}}),
+    )
+    .await;
+    put(app, &west, json!({"resourceType": "PractitionerRole", "id": "role-chen", "active": true,
+        "practitioner": {"reference": "Practitioner/dr-chen"}, "organization": {"reference": "Organization/west-sur"},
+        "specialty": [{"coding": [{"system": "urn:lianyi:specialty", "code": "ortho", "display": "Orthopaedics"}], "text": "骨科"}]})).await;
+    for (id, name, seq, phone) in [("pa", "王芳", 124, PHONE), ("pb", "赵强", 456, "13900139000")] {
+        put(app, &east, json!({"resourceType": "Patient", "id": id, "name": [{"text": name}], "gender": "female", "birthDate": "1980-01-01",
+            "identifier": [{"system": RESIDENT_ID_SYSTEM, "value": resident_id(seq)},
+                           {"system": mrn_system("campus-east"), "value": format!("E-{id}")}],
+            "telecom": [{"system": "phone", "value": phone}]})).await;
+    }
+    let scheduling = Scheduling::new(app.fhir.clone());
+    let system = Caller::task(SystemTask::Operator("test setup".into()));
+    for (role, start) in [("role-li", "09:00"), ("role-chen", "10:00")] {
+        let sessions: Vec<Session> = (1..=7)
+            .map(|weekday| Session { weekday, start: start.into(), end: "12:00".into(), slot_minutes: 30 })
+            .collect();
+        let schedule = scheduling.set_template(&system, role, &sessions).await.unwrap();
+        scheduling.generate_slots(&system, &schedule, "2026-11-23", 21).await.unwrap();
+    }
+}
+
+/// A report of one potassium result for a patient.
+async fn potassium(app: &TestApp, patient: &str, value: f64, flag: &str) -> String {
+    let east = app.client_with("system/*.cruds", "campus-east", None).await;
+    let obs = format!("obs-{patient}");
+    put(app, &east, json!({"resourceType": "Observation", "id": obs, "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2823-3", "display": "Potassium"}]},
+        "subject": {"reference": format!("Patient/{patient}")}, "effectiveDateTime": "2026-11-20T09:00:00+08:00",
+        "valueQuantity": {"value": value, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"},
+        "referenceRange": [{"low": {"value": 3.5}, "high": {"value": 5.3}}],
+        "interpretation": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "code": flag}]}]})).await;
+    let id = format!("rep-{patient}");
+    put(
+        app,
+        &east,
+        json!({"resourceType": "DiagnosticReport", "id": id, "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "24320-4", "display": "电解质 Electrolytes"}]},
+        "subject": {"reference": format!("Patient/{patient}")}, "effectiveDateTime": "2026-11-20T09:00:00+08:00",
+        "result": [{"reference": format!("Observation/{obs}")}]}),
+    )
+    .await;
+    id
+}
+
+fn slot_of(page: &str, date: &str, time: &str) -> String {
+    let day = between(page, &format!("data-date=\"{date}\""), "</section>");
+    between(day, "data-slot=\"", &format!("\" aria-label=\"{date} {time}\"")).rsplit('"').next().unwrap().to_string()
+}
+
+/// Sends the activation form (a fresh page's token first).
+async fn activate(
+    b: &mut Browser,
+    code: &str,
+    id: &str,
+    tel: &str,
+    name: &str,
+    pw: &str,
+) -> (StatusCode, String, String) {
+    let (_, _, page) = b.get("/portal/activate").await;
+    let token = csrf(&page);
+    let form = [
+        ("csrf", token.as_str()),
+        ("code", code),
+        ("resident_id", id),
+        ("phone", tel),
+        ("username", name),
+        ("password", pw),
+        ("confirm", pw),
+    ];
+    b.post("/portal/activate", &form).await
+}
+
+/// Posts a multipart form (with a photo) as the browser would.
+async fn multipart(
+    b: &mut Browser,
+    path: &str,
+    fields: &[(&str, &str)],
+    photo: Option<(&str, &str, Vec<u8>)>,
+) -> (StatusCode, String, String) {
+    let boundary = "lianyi-test-boundary-7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    for (k, v) in fields {
+        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").as_bytes());
+    }
+    if let Some((name, kind, data)) = photo {
+        body.extend(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"{name}\"\r\nContent-Type: {kind}\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend(data);
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").as_bytes());
+    let r = b
+        .http
+        .post(format!("{}{path}", b.base()))
+        .header("cookie", b.cookie_header())
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let location = r.headers().get("location").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    (status, location, r.text().await.unwrap())
+}
+
+/// Another patient's ids, as a curious patient would try them.
+struct Theirs {
+    patient: String,
+    report: String,
+    appointment: String,
+    visit: String,
+    photo: String,
+}
+
+/// Every portal route that takes an id, tried with another patient's: each must
+/// answer "not found" (or name the field, for a form), and change nothing. Returns
+/// what went wrong.
+async fn id_swaps(b: &mut Browser, token: &str, theirs: &Theirs) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for path in [
+        format!("/portal/reports/{}", theirs.report),
+        format!("/portal/photos/{}", theirs.photo),
+        format!("/portal/for/{}", theirs.patient),
+        format!("/portal/book/doctor/role-li?move={}", theirs.appointment),
+    ] {
+        let (status, _, page) = b.get(&path).await;
+        let ok = status == StatusCode::NOT_FOUND || (path.contains("move=") && status == StatusCode::OK);
+        if !ok || page.contains(&theirs.report) || page.contains("赵强") {
+            wrong.push(format!("GET {path}: {status}"));
+        }
+    }
+    for (path, form) in [
+        (format!("/portal/visits/{}/cancel", theirs.appointment), vec![("csrf", token.to_string())]),
+        (format!("/portal/me/proxies/{}/revoke", "px-theirs"), vec![("csrf", token.to_string())]),
+        (
+            "/portal/book".to_string(),
+            vec![
+                ("csrf", token.to_string()),
+                ("slot", "x".into()),
+                ("role", "role-li".into()),
+                ("move", theirs.appointment.clone()),
+            ],
+        ),
+    ] {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, _, _) = b.post(&path, &form).await;
+        if status != StatusCode::NOT_FOUND {
+            wrong.push(format!("POST {path}: {status}"));
+        }
+    }
+    let (status, _, page) =
+        multipart(b, "/portal/messages", &[("csrf", token), ("visit", &theirs.visit), ("text", "whose visit?")], None)
+            .await;
+    if status != StatusCode::UNPROCESSABLE_ENTITY || !page.contains("data-field=\"visit\"") {
+        wrong.push(format!("POST /portal/messages about their visit: {status}"));
+    }
+    wrong
+}
+
+async fn audited(app: &TestApp, action: &str, outcome: &str) -> usize {
+    let q = AuditQuery { action: Some(action.into()), limit: 500, ..Default::default() };
+    app.store.audit_records(&q).await.unwrap().iter().filter(|r| r.entry.outcome == outcome).count()
+}
+
+#[tokio::test]
+async fn a_patient_opens_an_account_books_another_campus_and_reads_only_their_own_record() {
+    let clock = ManualClock::new(MONDAY_0830);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    group(&app).await;
+
+    // The desk prints the code; a nurse may not.
+    let (mut desk, _) = logged_in(&app, &clock, "reg.portal", "registrar", "campus-east", None).await;
+    let (status, _, page) = desk.get("/portal/desk/pa").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let (_, _, slip) = desk.post("/portal/desk/pa", &[("csrf", &csrf(&page))]).await;
+    let code = between(&slip, "id=\"activation-code\">", "<").to_string();
+    assert_eq!(code.len(), 9, "{slip}");
+    assert!(slip.contains("E-pa"), "the slip names the MRN: {slip}");
+    let (mut nurse, _) = logged_in(&app, &clock, "nurse.portal", "nurse", "campus-east", None).await;
+    assert_eq!(nurse.get("/portal/desk/pa").await.0, StatusCode::FORBIDDEN);
+
+    // Opening the account: every broken rule named, nothing made.
+    let mut phone = Browser::new(&app.base, "zh-CN");
+    let (_, loc, _) = phone.get("/portal").await;
+    assert_eq!(loc, "/portal/login");
+    let (status, _, page) = activate(&mut phone, "BAD", "1234", "", "wang fang", "short").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    for (field, text) in [
+        ("code", "激活码为 8 位"),
+        ("resident_id", "18 位身份证号"),
+        ("phone", "登记时留的手机号"),
+        ("username", "登录名只能用"),
+        ("password", ""),
+    ] {
+        assert!(page.contains(&format!("data-field=\"{field}\"")) && page.contains(text), "{field}: {page}");
+    }
+    let pa_id = resident_id(124);
+    let (status, _, page) = activate(&mut phone, &code, &pa_id, "13800138001", "wangfang", "a long passphrase 1").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("身份证号或手机号与登记信息不符"), "{page}");
+    assert!(app.users.patient_accounts("pa").await.unwrap().is_empty(), "nothing made");
+    let (_, loc, _) =
+        activate(&mut phone, &code.to_lowercase(), &pa_id, PHONE, "wangfang", "a long passphrase 1").await;
+    assert_eq!(loc, "/portal/login?m=activated");
+    let (status, _, page) = activate(&mut phone, &code, &pa_id, PHONE, "wangfang2", "a long passphrase 1").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("此激活码已开通过账号"), "spent once: {page}");
+    assert_eq!(app.users.patient_accounts("pa").await.unwrap().len(), 1);
+    assert_eq!(audited(&app, "portal-activate", "failure").await, 3);
+    assert_eq!(audited(&app, "portal-activate", "success").await, 1);
+    assert_eq!(audited(&app, "portal-code-issue", "success").await, 1);
+
+    // Logging in: no authenticator needed for a patient's account.
+    let (_, _, page) = phone.get("/portal/login").await;
+    assert!(page.contains("账号已开通") || page.contains("患者登录"), "{page}");
+    let (_, loc, _) = phone
+        .post("/portal/login", &[("csrf", &csrf(&page)), ("username", "wangfang"), ("password", "a long passphrase 1")])
+        .await;
+    assert_eq!(loc, "/portal");
+    let (status, _, home) = phone.get("/portal").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(home.contains("王芳") && home.contains("id=\"no-visits\""), "{home}");
+    let token = csrf(&home);
+    // The staff home sends a patient to the portal; staff pages are closed to them.
+    assert_eq!(phone.get("/").await.1, "/portal");
+    assert_eq!(phone.get("/registration").await.0, StatusCode::FORBIDDEN);
+
+    // Finding a doctor of the other campus, by name and by department.
+    let (_, _, page) = phone.get("/portal/book").await;
+    for text in ["东院区", "西院区", "内科", "外科", "data-department=\"west-sur\""] {
+        assert!(page.contains(text), "{text}: {page}");
+    }
+    let (_, _, page) = phone.get("/portal/book?q=陈").await;
+    assert!(page.contains("陈静") && page.contains("主任医师") && page.contains("骨科"), "{page}");
+    let (_, _, page) = phone.get("/portal/book/dept/west-sur").await;
+    assert!(page.contains("data-role=\"role-chen\"") && page.contains("主任医师"), "{page}");
+    let (_, _, page) = phone.get("/portal/book/doctor/role-chen").await;
+    assert!(page.contains("data-date=\"2026-11-23\"") && page.contains("data-date=\"2026-12-07\""), "{page}");
+    assert!(!page.contains("data-date=\"2026-12-08\""), "14 days ahead at most: {page}");
+    let ten = slot_of(&page, "2026-11-23", "10:00");
+    let half_past_ten = slot_of(&page, "2026-11-23", "10:30");
+
+    // Booking: the slot at West today.
+    let (_, loc, page) =
+        phone.post("/portal/book", &[("csrf", &token), ("slot", &ten), ("role", "role-chen"), ("move", "")]).await;
+    assert_eq!(loc, "/portal/visits?done=booked", "{}", between(&page, "<main", "</main>"));
+    let (_, _, visits) = phone.get(&loc).await;
+    assert!(visits.contains("预约成功") && visits.contains("西院区") && visits.contains("陈静"), "{visits}");
+    let booked = between(&visits, "data-appointment=\"", "\"").to_string();
+
+    // West's registrar sees the booking on the day list, with the patient's name.
+    let (mut west, _) = logged_in(&app, &clock, "reg.west", "registrar", "campus-west", None).await;
+    let (_, _, home) = west.get("/").await;
+    assert!(home.contains("10:00 王芳") && home.contains("/patients/pa"), "{home}");
+
+    // The desk's rules, each refusal named, nothing written.
+    let scheduling = Scheduling::new(app.fhir.clone());
+    let system = Caller::task(SystemTask::Operator("test".into()));
+    let chen = scheduling.schedule_of_role(&system, "role-chen").await.unwrap();
+    let li = scheduling.schedule_of_role(&system, "role-li").await.unwrap();
+    let far = scheduling.free_slots(&system, std::slice::from_ref(&chen), "2026-12-10").await.unwrap();
+    let soon = scheduling.free_slots(&system, std::slice::from_ref(&li), "2026-11-23").await.unwrap();
+    assert_eq!(soon[0].start, "2026-11-23T09:00:00+08:00");
+    for (slot, text) in [(&far[0].id, "超出可预约的天数范围"), (&soon[0].id, "已停止网上预约"), (&ten, "刚被别人约走")]
+    {
+        let (status, _, page) =
+            phone.post("/portal/book", &[("csrf", &token), ("slot", slot), ("role", "role-chen"), ("move", "")]).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+        assert!(page.contains("data-field=\"slot\"") && page.contains(text), "{text}: {page}");
+    }
+    let (_, _, visits) = phone.get("/portal/visits").await;
+    assert_eq!(visits.matches("class=\"p-visit\"").count(), 1, "nothing written: {visits}");
+
+    // Today's 10:00 is too close to move or cancel online (two hours before).
+    let (status, _, page) = phone.post(&format!("/portal/visits/{booked}/cancel"), &[("csrf", &token)]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("data-field=\"appointment\"") && page.contains("不能在网上取消或改约"), "{page}");
+
+    // Tomorrow at West, moved to East at 11:00, then cancelled.
+    let (_, _, page) = phone.get("/portal/book/doctor/role-chen").await;
+    let tomorrow = slot_of(&page, "2026-11-24", "10:00");
+    phone.post("/portal/book", &[("csrf", &token), ("slot", &tomorrow), ("role", "role-chen"), ("move", "")]).await;
+    let (_, _, visits) = phone.get("/portal/visits").await;
+    let appointment_at = |visits: &str, when: &str| {
+        let i = visits.find(&format!("<strong>{when}</strong>")).unwrap_or_else(|| panic!("{when}: {visits}"));
+        visits[..i].rsplit("data-appointment=\"").next().unwrap().split('"').next().unwrap().to_string()
+    };
+    let later = appointment_at(&visits, "2026-11-24 10:00");
+    assert!(visits.contains(&format!("href=\"/portal/book/doctor/role-chen?move={later}\"")), "{visits}");
+    let (_, _, page) = phone.get(&format!("/portal/book/doctor/role-li?move={later}")).await;
+    assert!(page.contains("id=\"moving\""), "{page}");
+    let eleven = slot_of(&page, "2026-11-24", "11:00");
+    let (_, loc, page) =
+        phone.post("/portal/book", &[("csrf", &token), ("slot", &eleven), ("role", "role-li"), ("move", &later)]).await;
+    assert_eq!(loc, "/portal/visits?done=moved", "{}", between(&page, "<main", "</main>"));
+    let (_, _, visits) = phone.get(&loc).await;
+    assert!(visits.contains("改约成功") && visits.contains("东院区") && visits.contains("已取消"), "{visits}");
+    let east_id = appointment_at(&visits, "2026-11-24 11:00");
+    let (_, loc, _) = phone.post(&format!("/portal/visits/{east_id}/cancel"), &[("csrf", &token)]).await;
+    assert_eq!(loc, "/portal/visits?done=cancelled");
+
+    // Someone else's appointment, by changing the id: not found, and untouched.
+    let their_appointment = scheduling.book(&system, &half_past_ten, "pb").await.unwrap();
+    let theirs = their_appointment.clone();
+    let (status, _, _) = phone.post(&format!("/portal/visits/{theirs}/cancel"), &[("csrf", &token)]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = phone
+        .post("/portal/book", &[("csrf", &token), ("slot", &eleven), ("role", "role-li"), ("move", &theirs)])
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let a = app.fhir.reader(&system, lianyi_fhir::ResourceType::parse("Appointment").unwrap()).await.unwrap();
+    assert!(a.read(&theirs).await.unwrap().body.contains("\"booked\""), "untouched");
+
+    // The queue on the day: pb checked in first, then pa; pa sees one before them.
+    scheduling.check_in(&system, &theirs).await.unwrap();
+    clock.advance(60_000);
+    let (_, _, page) = west.get("/patients/pa").await;
+    let (_, loc, _) =
+        west.post(&format!("/appointments/{booked}/check-in"), &[("csrf", &csrf(&page)), ("patient", "pa")]).await;
+    assert!(loc.contains("checked-in"), "{loc}");
+    let (_, _, visits) = phone.get("/portal/visits").await;
+    assert!(visits.contains("您的排队号：2") && visits.contains("前面还有 1 人"), "{visits}");
+
+    // A question to the doctor of the West visit, with a photo; bad input named.
+    let (_, _, page) = phone.get("/portal/messages").await;
+    let visit = between(&page, "<option value=\"", "\"").to_string();
+    let jpeg = |n: usize| [&[0xFF_u8, 0xD8, 0xFF, 0xE0][..], &vec![7_u8; n][..]].concat();
+    let (status, _, page) = multipart(
+        &mut phone,
+        "/portal/messages",
+        &[("csrf", &token), ("visit", "nobody's"), ("text", "")],
+        Some(("x.gif", "image/jpeg", b"GIF89a\x01\x00".to_vec())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    for (field, text) in
+        [("text", "请填写内容"), ("attachment", "只能上传 JPEG 或 PNG"), ("visit", "请选择您的一次就诊")]
+    {
+        assert!(page.contains(&format!("data-field=\"{field}\"")) && page.contains(text), "{field}: {page}");
+    }
+    let (status, _, page) = multipart(
+        &mut phone,
+        "/portal/messages",
+        &[("csrf", &token), ("visit", &visit), ("text", "伤口有点红肿")],
+        Some(("big.jpg", "image/jpeg", jpeg(2_100_000))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("照片太大"), "{page}");
+    let question = "术后伤口有点红肿，需要复诊吗？";
+    let (_, loc, _) = multipart(
+        &mut phone,
+        "/portal/messages",
+        &[("csrf", &token), ("visit", &visit), ("text", question)],
+        Some(("wound.jpg", "image/jpeg", jpeg(5_000))),
+    )
+    .await;
+    assert_eq!(loc, "/portal/messages?sent=1");
+    let (_, _, page) = phone.get(&loc).await;
+    assert_eq!(page.matches("class=\"p-thread\"").count(), 1, "the refused ones left nothing: {page}");
+    assert!(page.contains(question) && page.contains("等待医生回复"), "{page}");
+    let photo = between(&page, "src=\"/portal/photos/", "\"").to_string();
+    let r = phone
+        .http
+        .get(app.url(&format!("/portal/photos/{photo}")))
+        .header("cookie", phone.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "image/jpeg");
+    assert_eq!(r.bytes().await.unwrap().len(), 5_004);
+
+    // The doctor answers from the staff inbox; the response time is kept.
+    let (mut chen, _) = logged_in(&app, &clock, "chen.west", "doctor", "campus-west", None).await;
+    let (_, _, inbox) = chen.get("/portal/inbox").await;
+    assert!(inbox.contains(question) && inbox.contains("王芳") && inbox.contains("已等待"), "{inbox}");
+    let asked = between(&inbox, "<tr data-question=\"", "\"").to_string();
+    clock.advance(10 * 60_000);
+    let form = [("csrf", csrf(&inbox)), ("text", "请明天上午来外科门诊复查。".to_string())];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, loc, _) = chen.post(&format!("/portal/inbox/{asked}/answer"), &form).await;
+    assert_eq!(loc, "/portal/inbox");
+    let (_, _, inbox) = chen.get("/portal/inbox").await;
+    // Answered, the question still belongs to the visit's campus.
+    let q = app.store.read("Communication", &asked).await.unwrap().unwrap();
+    assert_eq!(q.campus.as_deref(), Some("campus-west"));
+    assert!(inbox.contains("10 分钟 内回复"), "{inbox}");
+    let (status, _, page) = chen.post(&format!("/portal/inbox/{asked}/answer"), &form).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("已经回复过"), "once: {page}");
+    let (_, _, page) = phone.get("/portal/messages").await;
+    assert!(page.contains("请明天上午来外科门诊复查") && page.contains("陈静"), "{page}");
+    // Another doctor's inbox does not hold it.
+    let (mut doctor, token_d) = logged_in(&app, &clock, "dr.west", "doctor", "campus-west", None).await;
+    let (_, _, other) = doctor.get("/portal/inbox").await;
+    assert!(!other.contains(question), "{other}");
+
+    let east = app.client_with("system/*.cruds", "campus-east", None).await;
+    // The report: each value with its flag in plain words; someone else's is not found.
+    let mine = potassium(&app, "pa", 6.1, "H").await;
+    let theirs = potassium(&app, "pb", 3.0, "L").await;
+    let (_, _, page) = phone.get("/portal/reports").await;
+    assert!(page.contains(&format!("data-report=\"{mine}\"")) && !page.contains(&theirs), "{page}");
+    let (status, _, page) = phone.get(&format!("/portal/reports/{mine}")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    for text in ["血钾", "6.1", "data-flag=\"H\"", "偏高：高于参考范围", "参考范围 3.5–5.3", "id=\"range-note\""]
+    {
+        assert!(page.contains(text), "{text}: {page}");
+    }
+    assert_eq!(phone.get(&format!("/portal/reports/{theirs}")).await.0, StatusCode::NOT_FOUND);
+    let their_visit = {
+        let rt = lianyi_fhir::ResourceType::parse("Encounter").unwrap();
+        let req = lianyi_fhir::search::parse_search(rt, &[("patient".into(), "Patient/pb".into())]).unwrap();
+        let permit = app.fhir.permit(&system, rt).await.unwrap();
+        app.fhir.search(&permit, &req).await.unwrap().resources[0].id.clone()
+    };
+    put(
+        &app,
+        &east,
+        json!({"resourceType": "DocumentReference", "id": "doc-pb", "status": "current",
+        "subject": {"reference": "Patient/pb"},
+        "content": [{"attachment": {"contentType": "image/png", "data": "iVBORw0KGgo="}}]}),
+    )
+    .await;
+    let others = Theirs {
+        patient: "pb".into(),
+        report: theirs.clone(),
+        appointment: their_appointment.clone(),
+        visit: their_visit,
+        photo: "doc-pb".into(),
+    };
+    let (_, _, page) = phone.get("/portal/trend/2823-3").await;
+    assert!(page.contains("<svg") && page.contains("6.1"), "{page}");
+
+    // In English.
+    phone.get("/lang/en").await;
+    let (_, _, page) = phone.get(&format!("/portal/reports/{mine}")).await;
+    assert!(page.contains("High: above the reference range") && page.contains("lang=\"en\""), "{page}");
+
+    // Who read my record: the desk's reads, and a West doctor's break-the-glass with
+    // its reason.
+    let reason = "胸痛急诊，需要查看既往检验结果";
+    doctor.post("/break-glass", &[("csrf", &token_d), ("patient", "pa"), ("reason", reason)]).await;
+    doctor.get("/patients/pa").await;
+    phone.get("/lang/zh-CN").await;
+    let (_, _, me) = phone.get("/portal/me").await;
+    for text in
+        ["谁查看了我的病历", "挂号员 · 东院区", "您本人", &format!("理由：{reason}"), "医生 · 西院区", "开通账号"]
+    {
+        assert!(me.contains(text), "{text}: {}", between(&me, "id=\"access-log\"", "</section>"));
+    }
+
+    // A parent acts for their child: the desk records it on the consent it saw.
+    put(
+        &app,
+        &east,
+        json!({"resourceType": "Patient", "id": "pc", "name": [{"text": "王小明"}], "gender": "male",
+        "birthDate": "2020-05-01", "identifier": [{"system": mrn_system("campus-east"), "value": "E-pc"}]}),
+    )
+    .await;
+    let (_, _, page) = desk.get("/portal/desk/pc").await;
+    let token_desk = csrf(&page);
+    for (name, consent, field) in [("nobody", "出示户口本", "username"), ("wangfang", "", "consent")] {
+        let form = [("csrf", token_desk.as_str()), ("username", name), ("relation", "parent"), ("consent", consent)];
+        let (status, _, page) = desk.post("/portal/desk/pc/proxies", &form).await;
+        assert!(page.contains(&format!("data-field=\"{field}\"")), "{status} {field}: {page}");
+    }
+    let form = [
+        ("csrf", token_desk.as_str()),
+        ("username", "wangfang"),
+        ("relation", "parent"),
+        ("consent", "出示户口本，母亲"),
+    ];
+    let (_, loc, _) = desk.post("/portal/desk/pc/proxies", &form).await;
+    assert_eq!(loc, "/portal/desk/pc");
+    let (_, _, page) = desk.get("/portal/desk/pc").await;
+    let proxy = between(&page, "data-proxy=\"", "\"").to_string();
+
+    let (_, _, home) = phone.get("/portal").await;
+    assert!(home.contains("data-for=\"pc\"") && home.contains("王小明"), "{home}");
+    let (_, loc, _) = phone.get("/portal/for/pc").await;
+    assert_eq!(loc, "/portal");
+    let (_, _, home) = phone.get("/portal").await;
+    assert!(home.contains("正在为 王小明 办理"), "{home}");
+    let (_, _, page) = phone.get("/portal/book/doctor/role-li").await;
+    let for_child = slot_of(&page, "2026-11-24", "09:30");
+    let (_, loc, _) =
+        phone.post("/portal/book", &[("csrf", &token), ("slot", &for_child), ("role", "role-li"), ("move", "")]).await;
+    assert_eq!(loc, "/portal/visits?done=booked");
+    let (_, _, visits) = phone.get("/portal/visits").await;
+    let child_visit = between(&visits, "data-appointment=\"", "\"").to_string();
+    let a = app.fhir.reader(&system, lianyi_fhir::ResourceType::parse("Appointment").unwrap()).await.unwrap();
+    assert!(a.read(&child_visit).await.unwrap().body.contains("Patient/pc"), "booked for the child");
+    let q = AuditQuery {
+        actor: Some("user:wangfang".into()),
+        patient: Some("pc".into()),
+        limit: 100,
+        ..Default::default()
+    };
+    let by_proxy = app.store.audit_records(&q).await.unwrap();
+    assert!(
+        by_proxy.iter().any(|r| r.entry.action == "create" && r.entry.role.as_deref() == Some("proxy")),
+        "the proxy's booking is audited as theirs: {by_proxy:?}"
+    );
+    // As the child's proxy, and as themselves: nobody else's data by any id, in the
+    // portal or through the FHIR API with a patient's token.
+    let wrong = id_swaps(&mut phone, &token, &others).await;
+    assert!(wrong.is_empty(), "as a proxy: {wrong:?}");
+
+    let patients_token = app.client_with("patient/*.rs", "*", Some("pa")).await;
+    for (t, id) in [
+        ("Patient", "pb"),
+        ("DiagnosticReport", others.report.as_str()),
+        ("Appointment", others.appointment.as_str()),
+        ("Encounter", others.visit.as_str()),
+        ("DocumentReference", others.photo.as_str()),
+        ("Observation", "obs-pb"),
+    ] {
+        let r = patients_token.get(app.url(&format!("/fhir/{t}/{id}"))).send().await.unwrap();
+        assert!([StatusCode::FORBIDDEN, StatusCode::NOT_FOUND].contains(&r.status()), "{t}/{id}: {}", r.status());
+    }
+    let r = patients_token.get(app.url("/fhir/Observation?patient=Patient/pb")).send().await.unwrap();
+    let bundle: Value = r.json().await.unwrap();
+    assert!(bundle["entry"].as_array().is_none_or(|e| e.is_empty()), "{bundle}");
+    let r = patients_token.get(app.url("/fhir/Patient/pb/$everything")).send().await.unwrap();
+    assert!([StatusCode::FORBIDDEN, StatusCode::NOT_FOUND].contains(&r.status()), "$everything: {}", r.status());
+
+    // The desk withdraws it: the next request is the parent's own pages again.
+    desk.post(&format!("/portal/desk/pc/proxies/{proxy}/revoke"), &[("csrf", &token_desk)]).await;
+    let (_, loc, _) = phone.get("/portal/visits").await;
+    assert_eq!(loc, "/portal/for/me?ended=1");
+    let (_, loc, _) = phone.get(&loc).await;
+    let (_, _, home) = phone.get(&loc).await;
+    assert!(home.contains("代办授权已结束") && !home.contains("正在为"), "{home}");
+    assert!(audited(&app, "proxy-act", "denied").await >= 2, "the revoked request and the id swap");
+    let wrong = id_swaps(&mut phone, &token, &others).await;
+    assert!(wrong.is_empty(), "as themselves: {wrong:?}");
+
+    // Guided triage: a danger sign sends to the emergency department first; the rest
+    // is matched to the departments that take bookings; the sources and disclaimer show.
+    let (_, _, page) = phone.get("/portal/triage").await;
+    assert!(page.contains("id=\"disclaimer\"") && page.contains("value=\"chest-pain\""), "{page}");
+    let (status, _, page) = phone.post("/portal/triage", &[("csrf", &token)]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("data-field=\"symptoms\"") && page.contains("请至少选择一个症状"), "{page}");
+    let (_, _, page) =
+        phone.post("/portal/triage", &[("csrf", &token), ("symptom", "cough"), ("symptom", "chest-pain")]).await;
+    let advice = between(&page, "id=\"advice\"", "</section>");
+    assert!(advice.contains("id=\"emergency\"") && advice.contains("拨打 120"), "{advice}");
+    let first = between(advice, "data-kind=\"", "\"");
+    assert_eq!(first, "ed");
+    assert!(advice.contains("data-kind=\"resp\"") && advice.contains("本院暂无此科室的网上号源"), "{advice}");
+    assert!(advice.contains("data-department=\"east-im\""), "internal medicine is bookable: {advice}");
+    assert!(advice.contains("欧洲心脏病学会 2020"), "the sources: {advice}");
+
+    // A code left a week and a day expires.
+    let (_, _, page) = desk.get("/portal/desk/pb").await;
+    let (_, _, slip) = desk.post("/portal/desk/pb", &[("csrf", &csrf(&page))]).await;
+    let old = between(&slip, "id=\"activation-code\">", "<").to_string();
+    clock.advance(8 * 86_400_000);
+    let mut late = Browser::new(&app.base, "zh-CN");
+    let (status, _, page) =
+        activate(&mut late, &old, &resident_id(456), "13900139000", "zhaoqiang", "a long passphrase 2").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("data-field=\"code\"") && page.contains("激活码已过期"), "{page}");
+    assert!(app.users.patient_accounts("pb").await.unwrap().is_empty());
+
+    // A fresh code stops after five wrong identities, whatever comes after.
+    let (mut desk, _) = logged_in(&app, &clock, "reg.portal2", "registrar", "campus-east", None).await;
+    let (_, _, page) = desk.get("/portal/desk/pb").await;
+    let (_, _, slip) = desk.post("/portal/desk/pb", &[("csrf", &csrf(&page))]).await;
+    let fresh = between(&slip, "id=\"activation-code\">", "<").to_string();
+    for _ in 0..5 {
+        activate(&mut late, &fresh, &resident_id(456), "13900139999", "zhaoqiang", "a long passphrase 2").await;
+    }
+    let (_, _, page) =
+        activate(&mut late, &fresh, &resident_id(456), "13900139000", "zhaoqiang", "a long passphrase 2").await;
+    assert!(page.contains("错误次数过多"), "{page}");
+    assert!(app.users.patient_accounts("pb").await.unwrap().is_empty());
+
+    // Guessing is slowed down per address too (on top of each code's and account's limits).
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        let code = format!("ABCD{:04}", 2222 + i);
+        let form = [("csrf", "x"), ("code", code.as_str()), ("resident_id", "x"), ("phone", "1")];
+        statuses.push(late.post("/portal/activate", &form).await.0);
+    }
+    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    let (status, _, _) =
+        late.post("/portal/login", &[("csrf", "x"), ("username", "wangfang"), ("password", "guess")]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// The acceptance walk in a real Chromium at a phone's size (390 × 844), in Chinese
+/// then English, one patient each: open the account with the slip's code, book at
+/// the other campus (whose registrar sees it), read the report with its flags after
+/// the visit, ask the doctor with a photo (who answers from the staff inbox), see who
+/// read the record, and, as a parent, book for their child.
+#[tokio::test]
+async fn chromium_a_patient_on_a_phone_books_reads_asks_and_books_for_their_child() {
+    let clock = ManualClock::new(MONDAY_0830);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    group(&app).await;
+    let east = app.client_with("system/*.cruds", "campus-east", None).await;
+    let (mut desk, _) = logged_in(&app, &clock, "reg.walk", "registrar", "campus-east", None).await;
+    let (mut west, _) = logged_in(&app, &clock, "reg.walk.west", "registrar", "campus-west", None).await;
+    let (mut chen, _) = logged_in(&app, &clock, "chen.west", "doctor", "campus-west", None).await;
+    // localhost, so Chromium keeps the Secure __Host- cookies over plain http.
+    let site = app.base.replace("127.0.0.1", "localhost");
+    let photo = std::env::temp_dir().join(format!("lianyi-portal-walk-{}.png", std::process::id()));
+    std::fs::write(&photo, b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89").unwrap();
+    let d = crate::browser::Driver::start_sized(390, 844).await;
+    for (lang, patient, child, seq, phone_no, time, flag_text, asked, answered) in [
+        ("zh", "pz", "cz", 202, "13600136000", "10:00", "偏高：高于参考范围", "伤口还疼，需要换药吗？", "明天来换药。"),
+        (
+            "en",
+            "pe",
+            "ce",
+            204,
+            "13700137000",
+            "10:30",
+            "High: above the reference range",
+            "Does the wound need a new dressing?",
+            "Come tomorrow for a new dressing.",
+        ),
+    ] {
+        let name = if lang == "zh" { "孙丽" } else { "周红" };
+        put(&app, &east, json!({"resourceType": "Patient", "id": patient, "name": [{"text": name}], "gender": "female", "birthDate": "1980-01-01",
+            "identifier": [{"system": RESIDENT_ID_SYSTEM, "value": resident_id(seq)}, {"system": mrn_system("campus-east"), "value": format!("E-{patient}")}],
+            "telecom": [{"system": "phone", "value": phone_no}]})).await;
+        put(&app, &east, json!({"resourceType": "Patient", "id": child, "name": [{"text": format!("{name}的孩子")}], "gender": "male",
+            "birthDate": "2021-03-01", "identifier": [{"system": mrn_system("campus-east"), "value": format!("E-{child}")}]})).await;
+        let (_, _, page) = desk.get(&format!("/portal/desk/{patient}")).await;
+        let (_, _, slip) = desk.post(&format!("/portal/desk/{patient}"), &[("csrf", &csrf(&page))]).await;
+        let code = between(&slip, "id=\"activation-code\">", "<").to_string();
+
+        // Opening the account on the phone.
+        d.goto(&format!("{site}/portal/login")).await;
+        if lang == "en" {
+            d.click("#lang-switch").await;
+            d.wait_text("Patient login", 5).await;
+        }
+        d.check_portal(false).await;
+        d.click("#to-activate").await;
+        d.wait_url("/portal/activate").await;
+        d.check_portal(false).await;
+        let username = format!("walk-{patient}");
+        d.type_into("#code", &code).await;
+        d.type_into("#resident_id", &resident_id(seq)).await;
+        d.type_into("#phone", phone_no).await;
+        d.type_into("#username", &username).await;
+        d.type_into("#password", "a walking passphrase").await;
+        d.type_into("#confirm", "a walking passphrase").await;
+        d.click("#activate").await;
+        d.wait_url("/portal/login?m=activated").await;
+        d.type_into("#username", &username).await;
+        d.type_into("#password", "a walking passphrase").await;
+        d.click("#login").await;
+        d.find("#go-book").await;
+        d.check_portal(true).await;
+        d.screenshot("portal", &format!("home-{lang}")).await;
+
+        // Booking at West, the other campus.
+        d.click("#go-book").await;
+        d.wait_url("/portal/book").await;
+        d.check_portal(true).await;
+        d.click("a[data-department='west-sur']").await;
+        d.wait_url("/portal/book/dept/west-sur").await;
+        d.check_portal(true).await;
+        d.click("a[data-role='role-chen']").await;
+        d.wait_url("/portal/book/doctor/role-chen").await;
+        d.check_portal(true).await;
+        d.screenshot("portal", &format!("slots-{lang}")).await;
+        d.click(&format!("button[aria-label='2026-11-23 {time}']")).await;
+        d.wait_url("/portal/visits?done=booked").await;
+        d.check_portal(true).await;
+        let visits = d.body().await;
+        assert!(visits.contains(if lang == "zh" { "西院区" } else { "West Campus" }), "{visits}");
+        let (_, _, home) = west.get("/").await;
+        assert!(home.contains(&format!("{time} {name}")), "West's desk sees it: {home}");
+
+        // The visit, and the report after it.
+        let appointment = {
+            let system = Caller::task(SystemTask::Operator("test".into()));
+            let rt = lianyi_fhir::ResourceType::parse("Appointment").unwrap();
+            let params =
+                [("patient".to_string(), format!("Patient/{patient}")), ("status".to_string(), "booked".to_string())];
+            let req = lianyi_fhir::search::parse_search(rt, &params).unwrap();
+            let permit = app.fhir.permit(&system, rt).await.unwrap();
+            app.fhir.search(&permit, &req).await.unwrap().resources[0].id.clone()
+        };
+        let (_, _, page) = west.get(&format!("/patients/{patient}")).await;
+        let (_, loc, _) = west
+            .post(&format!("/appointments/{appointment}/check-in"), &[("csrf", &csrf(&page)), ("patient", patient)])
+            .await;
+        assert!(loc.contains("checked-in"), "{loc}");
+        let report = potassium(&app, patient, 6.1, "H").await;
+        d.click("#tab-reports").await;
+        d.wait_url("/portal/reports").await;
+        d.check_portal(true).await;
+        d.click(&format!("a[data-report='{report}']")).await;
+        d.wait_url(&format!("/portal/reports/{report}")).await;
+        d.check_portal(true).await;
+        assert!(d.body().await.contains(flag_text));
+        d.screenshot("portal", &format!("report-{lang}")).await;
+
+        // A question with a photo; the doctor answers from the staff inbox.
+        d.click("#tab-messages").await;
+        d.wait_url("/portal/messages").await;
+        d.check_portal(true).await;
+        d.type_into("#text", asked).await;
+        d.type_into("#photo", photo.to_str().unwrap()).await;
+        d.click("#send-question").await;
+        d.wait_text(if lang == "zh" { "问题已发送给医生" } else { "Your question has gone" }, 10).await;
+        d.check_portal(true).await;
+        let (_, _, inbox) = chen.get("/portal/inbox").await;
+        let question = between(&inbox, "<tr data-question=\"", "\"").to_string();
+        assert!(inbox.contains(asked), "{inbox}");
+        chen.post(&format!("/portal/inbox/{question}/answer"), &[("csrf", &csrf(&inbox)), ("text", answered)]).await;
+        d.goto(&format!("{site}/portal/messages")).await;
+        d.wait_text(answered, 5).await;
+        d.check_portal(true).await;
+        d.screenshot("portal", &format!("messages-{lang}")).await;
+
+        // Who read the record.
+        d.click("#tab-me").await;
+        d.wait_url("/portal/me").await;
+        d.check_portal(true).await;
+        let me = d.text("#access-log").await;
+        assert!(me.contains(if lang == "zh" { "挂号员 · 西院区" } else { "Registrar · West Campus" }), "{me}");
+
+        // The desk records the parent for the child; the parent books for the child.
+        let (_, _, page) = desk.get(&format!("/portal/desk/{child}")).await;
+        let form = [
+            ("csrf", csrf(&page)),
+            ("username", username.clone()),
+            ("relation", "parent".into()),
+            ("consent", "出示出生证明".into()),
+        ];
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        desk.post(&format!("/portal/desk/{child}/proxies"), &form).await;
+        d.click("#tab-home").await;
+        d.wait_url("/portal").await;
+        d.click(&format!("a[data-for='{child}']")).await;
+        d.find("#acting-for").await;
+        d.check_portal(true).await;
+        d.goto(&format!("{site}/portal/book/doctor/role-li")).await;
+        d.check_portal(true).await;
+        let child_time = if lang == "zh" { "09:00" } else { "09:30" };
+        d.click(&format!("button[aria-label='2026-11-24 {child_time}']")).await;
+        d.wait_url("/portal/visits?done=booked").await;
+        assert!(d.text("#acting-for").await.contains(&format!("{name}的孩子")));
+        d.screenshot("portal", &format!("proxy-{lang}")).await;
+        d.click("#portal-logout").await;
+        d.wait_url("/portal/login").await;
+    }
+    let _ = std::fs::remove_file(&photo);
+    d.cmd(reqwest::Method::DELETE, "", json!({})).await;
+}

@@ -1,0 +1,117 @@
+//! The patient's own record: their reports (`/portal/reports`), one report with each
+//! value's flag and reference range said in plain words (`/portal/reports/{id}`),
+//! and a test's trend (`/portal/trend/{loinc}`). Anyone else's report is "not found".
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::get;
+use lianyi_clinical::results::ReportView;
+use lianyi_portal::record::{Trend, explain, range_note};
+
+use super::{Frame, Patient, failure};
+use crate::AppState;
+use crate::ui::i18n::Tr;
+use crate::ui::render::page;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/portal/reports", get(reports))
+        .route("/portal/reports/{id}", get(report))
+        .route("/portal/trend/{loinc}", get(trend))
+}
+
+#[derive(Template)]
+#[template(path = "portal/reports.html")]
+struct ReportsPage<'a> {
+    t: Tr,
+    frame: &'a Frame,
+    reports: Vec<ReportView>,
+}
+
+async fn reports(State(state): State<AppState>, p: Patient) -> Response {
+    let t = p.t;
+    match state.my_record.reports(p.caller()).await {
+        Ok(reports) => page(ReportsPage { t, frame: &Frame::named(&state, &p, "reports").await, reports }.render()),
+        Err(e) => failure(t, &e),
+    }
+}
+
+/// One line of a report as the patient reads it.
+struct Line {
+    name: String,
+    loinc: String,
+    value: String,
+    unit: String,
+    range: String,
+    flag: String,
+    /// `bad` (critical), `warn` (outside the range) or empty.
+    tone: &'static str,
+    meaning: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal/report.html")]
+struct ReportPage<'a> {
+    t: Tr,
+    frame: &'a Frame,
+    report: ReportView,
+    department: String,
+    lines: Vec<Line>,
+    range_note: String,
+}
+
+async fn report(State(state): State<AppState>, p: Patient, Path(id): Path<String>) -> Response {
+    let t = p.t;
+    let report = match state.my_record.report(p.caller(), &id).await {
+        Ok(r) => r,
+        Err(e) => return failure(t, &e),
+    };
+    let lines = report
+        .lines
+        .iter()
+        .map(|l| {
+            let meaning = explain(&l.flag);
+            Line {
+                name: t.pick(l.names.zh.clone(), l.names.en.clone()),
+                loinc: l.loinc.clone(),
+                value: l.value.clone(),
+                unit: l.unit.clone(),
+                range: l.range.clone(),
+                flag: l.flag.clone(),
+                tone: match l.flag.as_str() {
+                    "HH" | "LL" => "bad",
+                    "H" | "L" | "A" => "warn",
+                    _ => "",
+                },
+                meaning: t.pick(meaning.zh, meaning.en),
+            }
+        })
+        .collect();
+    let department = t.pick(report.department.zh.clone(), report.department.en.clone());
+    let note = range_note();
+    let frame = Frame::named(&state, &p, "reports").await;
+    page(ReportPage { t, frame: &frame, report, department, lines, range_note: t.pick(note.zh, note.en) }.render())
+}
+
+#[derive(Template)]
+#[template(path = "portal/trend.html")]
+struct TrendPage<'a> {
+    t: Tr,
+    frame: &'a Frame,
+    name: String,
+    trend: Trend,
+}
+
+async fn trend(State(state): State<AppState>, p: Patient, Path(loinc): Path<String>) -> Response {
+    let t = p.t;
+    let title = t.get("portal-trend");
+    match state.my_record.trend(p.caller(), &loinc, title).await {
+        Ok(trend) => {
+            let name = t.pick(trend.names.zh.clone(), trend.names.en.clone());
+            page(TrendPage { t, frame: &Frame::named(&state, &p, "reports").await, name, trend }.render())
+        }
+        Err(e) => failure(t, &e),
+    }
+}
