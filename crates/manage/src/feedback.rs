@@ -91,6 +91,23 @@ pub struct FeedbackView {
     pub about: Option<Names>,
 }
 
+/// A patient's satisfaction with one of their visits, from the portal.
+#[derive(Clone, Debug, Default)]
+pub struct Survey {
+    /// The visit's campus and department, its doctor (a Practitioner id), and the
+    /// visit (an Encounter id), as the portal read them from the patient's record.
+    pub campus: String,
+    pub department: Option<String>,
+    pub practitioner: Option<String>,
+    pub encounter: String,
+    /// 1 (very unhappy) to 5 (very happy).
+    pub rating: u8,
+    pub comment: String,
+}
+
+/// The longest comment on a survey, in characters.
+pub const SURVEY_COMMENT_CHARS: usize = 1_000;
+
 /// The feedback service.
 #[derive(Clone, Debug)]
 pub struct Feedbacks {
@@ -137,6 +154,74 @@ impl Feedbacks {
 
     /// Records feedback; every broken rule is named by its field, and nothing is
     /// written. Returns its id.
+    /// A patient's survey of one of their visits (the portal checks the visit is
+    /// theirs and finished): 4 or 5 stars is praise, 1 or 2 a complaint (with what
+    /// went wrong, due an answer like any complaint), 3 a suggestion; about the
+    /// visit's doctor, so it counts in their patient satisfaction. One per visit;
+    /// audited.
+    pub async fn survey(&self, caller: &Caller, s: &Survey) -> Result<i64, FeedbackError> {
+        let Some(patient) = caller.access().patient().map(str::to_string) else {
+            return Err(FeedbackError::Forbidden("a survey is a patient's own"));
+        };
+        let mut errors = Vec::new();
+        if !(1..=5).contains(&s.rating) {
+            errors.push(FieldError { field: "rating", code: "range", detail: "1 to 5 stars".into() });
+        }
+        let comment = s.comment.trim();
+        if comment.chars().count() > SURVEY_COMMENT_CHARS {
+            errors.push(FieldError {
+                field: "comment",
+                code: "too-long",
+                detail: format!("at most {SURVEY_COMMENT_CHARS} characters"),
+            });
+        } else if (1..=2).contains(&s.rating) && comment.is_empty() {
+            errors.push(FieldError { field: "comment", code: "required", detail: "say what went wrong".into() });
+        }
+        if !errors.is_empty() {
+            return Err(FeedbackError::Invalid(errors));
+        }
+        let kind = match s.rating {
+            4 | 5 => "praise",
+            1 | 2 => "complaint",
+            _ => "suggestion",
+        };
+        let today = local_date(self.fhir.now_ms());
+        let days = if kind == "complaint" { COMPLAINT_DAYS } else { OTHER_DAYS };
+        let f = Feedback {
+            campus: s.campus.clone(),
+            department: s.department.clone(),
+            kind: kind.to_string(),
+            channel: "portal".into(),
+            patient: Some(patient),
+            subject: format!("就诊满意度评价：{} 星（{} stars）", s.rating, s.rating),
+            body: if comment.is_empty() {
+                "（患者未留言 / no comment）".to_string()
+            } else {
+                comment.to_string()
+            },
+            received_at: self.fhir.now_ms(),
+            received_by: caller.actor().to_string(),
+            due_on: add_days(&today, days).unwrap_or(today),
+            practitioner: s.practitioner.clone(),
+            encounter: Some(s.encounter.clone()),
+            ..Feedback::default()
+        };
+        let id = match self.fhir.operations().feedback().record(&f).await {
+            Ok(id) => id,
+            Err(StoreError::AlreadyExists { .. }) => {
+                return Err(FeedbackError::Invalid(vec![FieldError {
+                    field: "visit",
+                    code: "surveyed",
+                    detail: "this visit has been rated".into(),
+                }]));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let detail = format!("feedback {id} ({kind}): survey of visit {}, {} stars", s.encounter, s.rating);
+        crate::common::audit(&self.fhir, caller, "feedback-record", detail).await.map_err(FeedbackError::Audit)?;
+        Ok(id)
+    }
+
     pub async fn record(&self, caller: &Caller, form: &FeedbackForm) -> Result<i64, FeedbackError> {
         if !Self::may_record(caller) {
             return Err(FeedbackError::Forbidden("feedback is recorded by staff"));

@@ -13,6 +13,7 @@ pub mod booking;
 mod common;
 pub mod messages;
 pub mod record;
+pub mod survey;
 pub mod triage;
 
 pub use lianyi_clinical::names::Names;

@@ -7,8 +7,9 @@ use lianyi_clinical::results::{Point, ReportView, Results, analyte, trend_svg};
 use lianyi_security::Caller;
 use lianyi_services::FhirService;
 
-use crate::common::patient_of;
+use crate::common::{patient_of, ref_id, search};
 use crate::{Names, PortalError};
+use serde_json::Value;
 
 /// What a flag means, for a patient.
 pub fn explain(flag: &str) -> Names {
@@ -45,6 +46,75 @@ pub struct Trend {
     pub points: Vec<Point>,
     /// An SVG document (empty without points).
     pub svg: String,
+}
+
+/// A visit on the patient's summary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VisitLine {
+    /// The Encounter id.
+    pub id: String,
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    pub department: Names,
+    pub doctor: Names,
+    pub status: String,
+    /// The diagnoses recorded for it.
+    pub diagnoses: Vec<String>,
+}
+
+/// A prescription on the patient's summary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrescriptionLine {
+    pub date: String,
+    pub drug: String,
+    pub dosage: String,
+    pub status: String,
+    /// When it was handed over, if it was.
+    pub dispensed: Option<String>,
+}
+
+/// A bill on the patient's summary: its invoice number, date, amount (fen) and state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BillLine {
+    pub number: String,
+    pub date: String,
+    pub fen: i64,
+    pub status: String,
+}
+
+/// The patient's record in short: visits with their diagnoses, allergies,
+/// prescriptions (dispensed or not), bills.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Summary {
+    pub name: String,
+    pub birth_date: String,
+    pub visits: Vec<VisitLine>,
+    /// (substance, reaction, criticality).
+    pub allergies: Vec<(String, String, String)>,
+    pub prescriptions: Vec<PrescriptionLine>,
+    pub bills: Vec<BillLine>,
+}
+
+fn concept_text(c: &Value) -> String {
+    c["text"]
+        .as_str()
+        .or_else(|| c["coding"][0]["display"].as_str())
+        .or_else(|| c["coding"][0]["code"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn day(v: &Value) -> String {
+    v.as_str().and_then(|s| s.get(..10)).unwrap_or_default().to_string()
+}
+
+/// The amount an invoice carries (exact fen).
+fn invoice_fen(v: &Value) -> i64 {
+    v["extension"]
+        .as_array()
+        .and_then(|xs| xs.iter().find(|x| x["url"] == "urn:lianyi:fhir:amount-fen"))
+        .and_then(|x| x["valueInteger"].as_i64())
+        .unwrap_or_default()
 }
 
 /// One access to the patient's record, as the patient sees it.
@@ -87,6 +157,134 @@ impl MyRecord {
         let patient = patient_of(caller)?;
         let (_, p) = crate::common::read(&self.fhir, caller, "Patient", patient).await?.ok_or(PortalError::NotFound)?;
         Ok(lianyi_clinical::registry::person_of(&p).name)
+    }
+
+    /// The patient's record in short (see [`Summary`]), as the patient reads it.
+    pub async fn summary(&self, caller: &Caller) -> Result<Summary, PortalError> {
+        let patient = patient_of(caller)?.to_string();
+        let fhir = &self.fhir;
+        let of = |t: &str| format!("Patient/{t}");
+        let (_, p) = crate::common::read(fhir, caller, "Patient", &patient).await?.ok_or(PortalError::NotFound)?;
+        let (visits, people) = search(
+            fhir,
+            caller,
+            "Encounter",
+            &[
+                ("patient", of(&patient)),
+                ("_sort", "-date".into()),
+                ("_include", "Encounter:practitioner".into()),
+                ("_include", "Encounter:service-provider".into()),
+                ("_count", "20".into()),
+            ],
+        )
+        .await?;
+        let (conditions, _) =
+            search(fhir, caller, "Condition", &[("patient", of(&patient)), ("_count", "200".into())]).await?;
+        let (allergies, _) =
+            search(fhir, caller, "AllergyIntolerance", &[("patient", of(&patient)), ("_count", "50".into())]).await?;
+        let (requests, _) = search(
+            fhir,
+            caller,
+            "MedicationRequest",
+            &[("patient", of(&patient)), ("_sort", "-authoredon".into()), ("_count", "50".into())],
+        )
+        .await?;
+        let (dispenses, _) =
+            search(fhir, caller, "MedicationDispense", &[("patient", of(&patient)), ("_count", "200".into())]).await?;
+        let (invoices, _) = search(
+            fhir,
+            caller,
+            "Invoice",
+            &[("patient", of(&patient)), ("_sort", "-date".into()), ("_count", "50".into())],
+        )
+        .await?;
+        let person = lianyi_clinical::registry::person_of(&p);
+        let find = |t: &str, id: Option<&str>| {
+            id.and_then(|id| people.iter().find(|x| x["resourceType"] == t && x["id"] == id))
+        };
+        Ok(Summary {
+            name: person.name,
+            birth_date: person.birth_date.unwrap_or_default(),
+            visits: visits
+                .iter()
+                .map(|(r, e)| {
+                    let mine = format!("Encounter/{}", r.id);
+                    VisitLine {
+                        id: r.id.clone(),
+                        date: day(&e["period"]["start"]),
+                        department: find("Organization", ref_id(&e["serviceProvider"], "Organization"))
+                            .map(lianyi_services::fhir::organization_names)
+                            .unwrap_or_default(),
+                        doctor: e["participant"]
+                            .as_array()
+                            .and_then(|ps| ps.iter().find_map(|p| ref_id(&p["individual"], "Practitioner")))
+                            .and_then(|id| find("Practitioner", Some(id)))
+                            .map(lianyi_clinical::names::of_practitioner)
+                            .unwrap_or_default(),
+                        status: e["status"].as_str().unwrap_or_default().to_string(),
+                        diagnoses: conditions
+                            .iter()
+                            .filter(|(_, c)| c["encounter"]["reference"] == mine.as_str())
+                            .map(|(_, c)| concept_text(&c["code"]))
+                            .collect(),
+                    }
+                })
+                .collect(),
+            allergies: allergies
+                .iter()
+                .map(|(_, a)| {
+                    (
+                        concept_text(&a["code"]),
+                        a["reaction"][0]["manifestation"]
+                            .as_array()
+                            .map(|m| m.iter().map(concept_text).collect::<Vec<_>>().join("、"))
+                            .unwrap_or_default(),
+                        a["criticality"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect(),
+            prescriptions: requests
+                .iter()
+                .map(|(r, m)| {
+                    let mine = format!("MedicationRequest/{}", r.id);
+                    let handed = dispenses.iter().find(|(_, d)| {
+                        d["authorizingPrescription"]
+                            .as_array()
+                            .is_some_and(|a| a.iter().any(|x| x["reference"] == mine.as_str()))
+                    });
+                    PrescriptionLine {
+                        date: day(&m["authoredOn"]),
+                        drug: concept_text(&m["medicationCodeableConcept"]),
+                        dosage: m["dosageInstruction"][0]["text"].as_str().unwrap_or_default().to_string(),
+                        status: m["status"].as_str().unwrap_or_default().to_string(),
+                        dispensed: handed.map(|(_, d)| day(&d["whenHandedOver"])),
+                    }
+                })
+                .collect(),
+            bills: invoices
+                .iter()
+                .map(|(_, i)| BillLine {
+                    number: i["identifier"][0]["value"].as_str().unwrap_or_default().to_string(),
+                    date: day(&i["date"]),
+                    fen: invoice_fen(i),
+                    status: i["status"].as_str().unwrap_or_default().to_string(),
+                })
+                .collect(),
+        })
+    }
+
+    /// The patient's whole record as a FHIR searchset Bundle (`$everything`), for
+    /// download: what the patient may read, audited as theirs.
+    pub async fn everything(&self, caller: &Caller) -> Result<Value, PortalError> {
+        let patient = patient_of(caller)?;
+        let (total, rows) = self.fhir.everything(caller, patient, None, None, 10_000, 0).await?;
+        let entries: Vec<Value> = rows
+            .iter()
+            .filter_map(|r| serde_json::from_str::<Value>(&r.body).ok())
+            .map(|resource| serde_json::json!({"resource": resource, "search": {"mode": "match"}}))
+            .collect();
+        Ok(serde_json::json!({"resourceType": "Bundle", "type": "searchset", "total": total,
+            "timestamp": lianyi_fhir::datetime::format_instant(self.fhir.now_ms()), "entry": entries}))
     }
 
     /// Every access to the patient's record, newest first: who (by role and campus,

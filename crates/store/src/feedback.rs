@@ -36,10 +36,12 @@ pub struct Feedback {
     pub replied_by: Option<String>,
     /// The member of staff it is about (a Practitioner id), if any.
     pub practitioner: Option<String>,
+    /// The visit a patient's survey is about (an Encounter id): one survey per visit.
+    pub encounter: Option<String>,
 }
 
 const COLUMNS: &str = "id, campus, department, kind, channel, patient, subject, body, received_at, received_by, owner, \
-                       due_on, status, reply, replied_at, replied_by, practitioner";
+                       due_on, status, reply, replied_at, replied_by, practitioner, encounter";
 
 fn of(r: &AnyRow) -> Result<Feedback> {
     Ok(Feedback {
@@ -60,6 +62,7 @@ fn of(r: &AnyRow) -> Result<Feedback> {
         replied_at: r.try_get(14)?,
         replied_by: r.try_get(15)?,
         practitioner: r.try_get(16)?,
+        encounter: r.try_get(17)?,
     })
 }
 
@@ -68,12 +71,13 @@ fn of(r: &AnyRow) -> Result<Feedback> {
 pub struct FeedbackTable(pub(crate) Store);
 
 impl FeedbackTable {
-    /// Records feedback (open); returns its id.
+    /// Records feedback (open); returns its id. A second survey of the same visit is
+    /// `AlreadyExists`.
     pub async fn record(&self, f: &Feedback) -> Result<i64> {
         let row = sqlx::query(
             "INSERT INTO feedback (campus, department, kind, channel, patient, subject, body, received_at, received_by, \
-             owner, due_on, status, practitioner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'open', $12) \
-             RETURNING id",
+             owner, due_on, status, practitioner, encounter) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'open', $12, $13) RETURNING id",
         )
         .bind(f.campus.clone())
         .bind(f.department.clone())
@@ -87,9 +91,17 @@ impl FeedbackTable {
         .bind(f.owner.clone())
         .bind(f.due_on.clone())
         .bind(f.practitioner.clone())
+        .bind(f.encounter.clone())
         .fetch_one(&self.0.write_pool())
-        .await?;
-        Ok(row.try_get(0)?)
+        .await;
+        match row {
+            Ok(row) => Ok(row.try_get(0)?),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(crate::StoreError::AlreadyExists {
+                resource_type: "feedback".into(),
+                id: f.encounter.clone().unwrap_or_default(),
+            }),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// How much feedback of each kind named each member of staff at `campus` in

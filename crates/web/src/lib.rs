@@ -221,6 +221,8 @@ pub struct AppState {
     pub care: lianyi_portal::messages::CareMessages,
     /// Guided triage from the portal.
     pub triage: lianyi_portal::triage::Triage,
+    /// Patients' satisfaction surveys of their visits.
+    pub surveys: lianyi_portal::survey::Surveys,
     /// Each area's pages in the navigation, in order ([`routes::NAV`]).
     nav: &'static [&'static [ui::shell::NavLink]],
 }
@@ -338,6 +340,7 @@ impl App {
         let my_record = lianyi_portal::record::MyRecord::new(fhir.clone());
         let care = lianyi_portal::messages::CareMessages::new(fhir.clone(), scheduling.clone());
         let triage = lianyi_portal::triage::Triage::new(booking.clone());
+        let surveys = lianyi_portal::survey::Surveys::new(fhir.clone());
         let workspace = lianyi_clinical::encounter::Workspace::new(fhir.clone());
         let prescribing = lianyi_clinical::prescribing::Prescribing::new(fhir.clone());
         let ordering = lianyi_clinical::orders::Ordering::new(fhir.clone());
@@ -407,6 +410,7 @@ impl App {
                 my_record,
                 care,
                 triage,
+                surveys,
                 nav: routes::NAV,
             },
         })

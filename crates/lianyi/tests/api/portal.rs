@@ -90,7 +90,7 @@ async fn group(app: &TestApp) {
             .map(|weekday| Session { weekday, start: start.into(), end: "12:00".into(), slot_minutes: 30 })
             .collect();
         let schedule = scheduling.set_template(&system, role, &sessions).await.unwrap();
-        scheduling.generate_slots(&system, &schedule, "2026-11-23", 21).await.unwrap();
+        scheduling.generate_slots(&system, &schedule, "2026-11-22", 22).await.unwrap();
     }
 }
 
@@ -200,6 +200,7 @@ async fn id_swaps(b: &mut Browser, token: &str, theirs: &Theirs) -> Vec<String> 
         format!("/portal/photos/{}", theirs.photo),
         format!("/portal/for/{}", theirs.patient),
         format!("/portal/book/doctor/role-li?move={}", theirs.appointment),
+        format!("/portal/survey/{}", theirs.visit),
     ] {
         let (status, _, page) = b.get(&path).await;
         let ok = status == StatusCode::NOT_FOUND || (path.contains("move=") && status == StatusCode::OK);
@@ -339,8 +340,13 @@ async fn a_patient_opens_an_account_books_another_campus_and_reads_only_their_ow
     let far = scheduling.free_slots(&system, std::slice::from_ref(&chen), "2026-12-10").await.unwrap();
     let soon = scheduling.free_slots(&system, std::slice::from_ref(&li), "2026-11-23").await.unwrap();
     assert_eq!(soon[0].start, "2026-11-23T09:00:00+08:00");
-    for (slot, text) in [(&far[0].id, "超出可预约的天数范围"), (&soon[0].id, "已停止网上预约"), (&ten, "刚被别人约走")]
-    {
+    let yesterday = scheduling.free_slots(&system, std::slice::from_ref(&li), "2026-11-22").await.unwrap();
+    for (slot, text) in [
+        (&far[0].id, "超出可预约的天数范围"),
+        (&soon[0].id, "已停止网上预约"),
+        (&yesterday[0].id, "该号源已过时间"),
+        (&ten, "刚被别人约走"),
+    ] {
         let (status, _, page) =
             phone.post("/portal/book", &[("csrf", &token), ("slot", slot), ("role", "role-chen"), ("move", "")]).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
@@ -472,6 +478,50 @@ async fn a_patient_opens_an_account_books_another_campus_and_reads_only_their_ow
     let (mut doctor, token_d) = logged_in(&app, &clock, "dr.west", "doctor", "campus-west", None).await;
     let (_, _, other) = doctor.get("/portal/inbox").await;
     assert!(!other.contains(question), "{other}");
+
+    // After the visit: the summary of the record, the survey (once, a low rating
+    // needs its reason), which becomes praise of the doctor for the performance sheet.
+    for _ in 0..2 {
+        scheduling.call_next(&system, "west-sur").await.unwrap();
+    }
+    scheduling.finish(&system, &visit).await.unwrap();
+    let (_, _, record) = phone.get("/portal/record").await;
+    for text in ["外科", "陈静", &format!("data-visit=\"{visit}\""), "id=\"download-record\""] {
+        assert!(record.contains(text), "{text}: {record}");
+    }
+    let (status, _, page) =
+        phone.post(&format!("/portal/survey/{visit}"), &[("csrf", &token), ("rating", "1"), ("comment", "")]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("data-field=\"comment\"") && page.contains("不满意时请写明原因"), "{page}");
+    let (status, _, page) = phone
+        .post(&format!("/portal/survey/{visit}"), &[("csrf", &token), ("rating", "5"), ("comment", "陈医生很耐心")])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("感谢您的评价"), "{page}");
+    let (status, _, page) =
+        phone.post(&format!("/portal/survey/{visit}"), &[("csrf", &token), ("rating", "4"), ("comment", "")]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("这次就诊已经评价过了"), "once: {page}");
+    let month = app
+        .store
+        .operations()
+        .feedback()
+        .by_person("campus-west", MONDAY_0830 - 86_400_000, MONDAY_0830 + 86_400_000)
+        .await
+        .unwrap();
+    assert_eq!(month, vec![("dr-chen".to_string(), "praise".to_string(), 1)], "the doctor's satisfaction counts it");
+    let r = phone
+        .http
+        .get(app.url("/portal/record/download"))
+        .header("cookie", phone.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/fhir+json"));
+    let bundle: Value = r.json().await.unwrap();
+    let entries = bundle["entry"].as_array().unwrap();
+    assert!(entries.iter().any(|e| e["resource"]["resourceType"] == "Patient" && e["resource"]["id"] == "pa"));
+    assert!(entries.iter().all(|e| !e["resource"].to_string().contains("Patient/pb")), "nobody else's");
 
     let east = app.client_with("system/*.cruds", "campus-east", None).await;
     // The report: each value with its flag in plain words; someone else's is not found.

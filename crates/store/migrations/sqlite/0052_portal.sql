@@ -30,3 +30,6 @@ CREATE TABLE portal_proxies (
 );
 CREATE INDEX portal_proxies_user ON portal_proxies (user_id, patient);
 CREATE INDEX portal_proxies_patient ON portal_proxies (patient);
+-- The visit a patient's satisfaction survey is about: one survey per visit.
+ALTER TABLE feedback ADD COLUMN encounter TEXT;
+CREATE UNIQUE INDEX feedback_by_encounter ON feedback (encounter) WHERE encounter IS NOT NULL;

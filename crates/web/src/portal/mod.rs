@@ -11,6 +11,7 @@ mod desk;
 mod family;
 mod messages;
 mod record;
+mod survey;
 mod triage;
 
 use axum::Router;
@@ -47,6 +48,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(family::router())
         .merge(messages::router())
         .merge(triage::router())
+        .merge(survey::router())
         .route("/portal/static/portal.css", get(css))
 }
 

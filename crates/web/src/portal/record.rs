@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::get;
 use lianyi_clinical::results::ReportView;
-use lianyi_portal::record::{Trend, explain, range_note};
+use lianyi_portal::record::{Summary, Trend, explain, range_note};
 
 use super::{Frame, Patient, failure};
 use crate::AppState;
@@ -20,6 +20,62 @@ pub(super) fn router() -> Router<AppState> {
         .route("/portal/reports", get(reports))
         .route("/portal/reports/{id}", get(report))
         .route("/portal/trend/{loinc}", get(trend))
+        .route("/portal/record", get(summary))
+        .route("/portal/record/print", get(printable))
+        .route("/portal/record/download", get(download))
+}
+
+#[derive(Template)]
+#[template(path = "portal/record.html")]
+struct SummaryPage<'a> {
+    t: Tr,
+    frame: &'a Frame,
+    s: Summary,
+    printable: bool,
+    printed_at: String,
+}
+
+impl SummaryPage<'_> {
+    fn yuan(&self, fen: &i64) -> String {
+        format!("{}.{:02}", fen / 100, (fen % 100).abs())
+    }
+}
+
+async fn summary_page(state: &AppState, p: &Patient, printable: bool) -> Response {
+    let t = p.t;
+    match state.my_record.summary(p.caller()).await {
+        Ok(s) => {
+            let frame = Frame::named(state, p, "reports").await;
+            let printed_at = crate::ui::render::local_time(state.fhir.now_ms());
+            page(SummaryPage { t, frame: &frame, s, printable, printed_at }.render())
+        }
+        Err(e) => failure(t, &e),
+    }
+}
+
+async fn summary(State(state): State<AppState>, p: Patient) -> Response {
+    summary_page(&state, &p, false).await
+}
+
+async fn printable(State(state): State<AppState>, p: Patient) -> Response {
+    summary_page(&state, &p, true).await
+}
+
+/// The patient's whole record as FHIR JSON (`$everything`), as a download.
+async fn download(State(state): State<AppState>, p: Patient) -> Response {
+    use axum::http::{HeaderValue, header};
+    use axum::response::IntoResponse;
+    match state.my_record.everything(p.caller()).await {
+        Ok(bundle) => {
+            let mut r = bundle.to_string().into_response();
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+json; charset=utf-8"));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"my-record.json\""));
+            r
+        }
+        Err(e) => failure(p.t, &e),
+    }
 }
 
 #[derive(Template)]
