@@ -22,6 +22,8 @@ use crate::rosters::Rosters;
 
 /// Kinds of feedback.
 pub const KINDS: [&str; 3] = ["complaint", "suggestion", "praise"];
+/// A patient's question about an access to their record, for the privacy officer.
+pub const PRIVACY: &str = "privacy";
 /// How it came.
 pub const CHANNELS: [&str; 3] = ["desk", "phone", "letter"];
 /// Days to answer a complaint.
@@ -125,13 +127,63 @@ impl Feedbacks {
         caller.is_authenticated() && caller.access().patient().is_none()
     }
 
-    /// Managers and department heads handle feedback.
+    /// Managers and department heads handle feedback; the privacy officer handles a
+    /// patient's question about an access to their record.
     pub fn may_handle(caller: &Caller) -> bool {
-        Self::may_record(caller) && caller.can(Capability::HandleFeedback)
+        Self::may_record(caller) && (caller.can(Capability::HandleFeedback) || caller.can(Capability::ReviewAudit))
     }
 
     fn handles(caller: &Caller, f: &Feedback) -> bool {
-        Self::may_handle(caller) && caller.access().all_campuses().contains(&f.campus)
+        let role = if f.kind == PRIVACY { Capability::ReviewAudit } else { Capability::HandleFeedback };
+        Self::may_record(caller) && caller.can(role) && caller.access().all_campuses().contains(&f.campus)
+    }
+
+    /// A patient's question about one access to their record (an audit record, given
+    /// as the page showed it), for the privacy officer: due an answer like a
+    /// complaint; audited. `campus` is the campus of the access (else the patient's).
+    pub async fn privacy_question(
+        &self,
+        caller: &Caller,
+        campus: &str,
+        access: &str,
+        question: &str,
+    ) -> Result<i64, FeedbackError> {
+        let Some(patient) = caller.access().patient().map(str::to_string) else {
+            return Err(FeedbackError::Forbidden("a question about one's record is the patient's own"));
+        };
+        let question = question.trim();
+        if question.chars().count() < 2 || question.chars().count() > SURVEY_COMMENT_CHARS {
+            return Err(invalid("question", "required", format!("2 to {SURVEY_COMMENT_CHARS} characters")));
+        }
+        let today = local_date(self.fhir.now_ms());
+        let f = Feedback {
+            campus: campus.to_string(),
+            kind: PRIVACY.into(),
+            channel: "portal".into(),
+            patient: Some(patient),
+            subject: format!(
+                "患者对病历访问的疑问 / a question about an access: {}",
+                access.chars().take(60).collect::<String>()
+            ),
+            body: question.to_string(),
+            received_at: self.fhir.now_ms(),
+            received_by: caller.actor().to_string(),
+            due_on: add_days(&today, COMPLAINT_DAYS).unwrap_or(today),
+            ..Feedback::default()
+        };
+        let id = self.fhir.operations().feedback().record(&f).await?;
+        crate::common::audit(&self.fhir, caller, "feedback-record", format!("feedback {id} (privacy) at {campus}"))
+            .await
+            .map_err(FeedbackError::Audit)?;
+        Ok(id)
+    }
+
+    /// The caller's own questions about accesses to their record, with the answers.
+    pub async fn my_privacy_questions(&self, caller: &Caller) -> Result<Vec<Feedback>, FeedbackError> {
+        let Some(patient) = caller.access().patient() else {
+            return Err(FeedbackError::Forbidden("a patient's own questions"));
+        };
+        Ok(self.fhir.operations().feedback().of_patient(patient, PRIVACY, 50).await?)
     }
 
     fn username(caller: &Caller) -> &str {
@@ -152,8 +204,6 @@ impl Feedbacks {
         }
     }
 
-    /// Records feedback; every broken rule is named by its field, and nothing is
-    /// written. Returns its id.
     /// A patient's survey of one of their visits (the portal checks the visit is
     /// theirs and finished): 4 or 5 stars is praise, 1 or 2 a complaint (with what
     /// went wrong, due an answer like any complaint), 3 a suggestion; about the
@@ -222,6 +272,8 @@ impl Feedbacks {
         Ok(id)
     }
 
+    /// Records feedback; every broken rule is named by its field, and nothing is
+    /// written. Returns its id.
     pub async fn record(&self, caller: &Caller, form: &FeedbackForm) -> Result<i64, FeedbackError> {
         if !Self::may_record(caller) {
             return Err(FeedbackError::Forbidden("feedback is recorded by staff"));

@@ -145,11 +145,66 @@ pub struct AccessView {
 pub struct MyRecord {
     fhir: FhirService,
     results: Results,
+    feedback: lianyi_manage::feedback::Feedbacks,
+}
+
+/// A patient's question about an access, with its answer when there is one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrivacyQuestion {
+    pub asked_at: i64,
+    pub subject: String,
+    pub question: String,
+    pub answer: Option<String>,
 }
 
 impl MyRecord {
     pub fn new(fhir: FhirService) -> MyRecord {
-        MyRecord { results: Results::new(fhir.clone()), fhir }
+        MyRecord {
+            results: Results::new(fhir.clone()),
+            feedback: lianyi_manage::feedback::Feedbacks::new(fhir.clone()),
+            fhir,
+        }
+    }
+
+    /// Asks the privacy officer about one access to the patient's record (its audit
+    /// record's number, from the patient's own log); `NotFound` for any other.
+    pub async fn ask_about_access(&self, caller: &Caller, seq: i64, question: &str) -> Result<i64, PortalError> {
+        use lianyi_manage::feedback::FeedbackError;
+        let access = self.accesses(caller).await?.into_iter().find(|a| a.seq == seq).ok_or(PortalError::NotFound)?;
+        let campus = if access.campus.is_empty() {
+            let patient = patient_of(caller)?;
+            let (r, _) =
+                crate::common::read(&self.fhir, caller, "Patient", patient).await?.ok_or(PortalError::NotFound)?;
+            r.campus.unwrap_or_default()
+        } else {
+            access.campus.clone()
+        };
+        let who = if access.kind == "user" { access.roles.clone() } else { access.system.clone() };
+        let what = format!(
+            "#{seq} {} {who}@{} {} {}",
+            lianyi_fhir::datetime::format_instant(access.at),
+            access.campus,
+            access.action,
+            access.resource_type
+        );
+        match self.feedback.privacy_question(caller, &campus, &what, question).await {
+            Ok(id) => Ok(id),
+            Err(FeedbackError::Invalid(e)) => Err(PortalError::Invalid(e)),
+            Err(FeedbackError::Forbidden(why)) => Err(PortalError::Forbidden(why.into())),
+            Err(FeedbackError::Service(e)) => Err(e.into()),
+            Err(FeedbackError::Store(e)) => Err(e.into()),
+            Err(e) => Err(PortalError::Users(e.to_string())),
+        }
+    }
+
+    /// The patient's questions about accesses, newest first, with the answers.
+    pub async fn privacy_questions(&self, caller: &Caller) -> Result<Vec<PrivacyQuestion>, PortalError> {
+        patient_of(caller)?;
+        let list = self.feedback.my_privacy_questions(caller).await.map_err(|e| PortalError::Users(e.to_string()))?;
+        Ok(list
+            .into_iter()
+            .map(|f| PrivacyQuestion { asked_at: f.received_at, subject: f.subject, question: f.body, answer: f.reply })
+            .collect())
     }
 
     /// The patient's name as their record holds it.

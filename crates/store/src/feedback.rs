@@ -144,6 +144,20 @@ impl FeedbackTable {
         rows.iter().map(of).collect()
     }
 
+    /// A patient's own feedback of one kind given on the portal, newest first.
+    pub async fn of_patient(&self, patient: &str, kind: &str, limit: i64) -> Result<Vec<Feedback>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM feedback WHERE patient = $1 AND kind = $2 AND channel = 'portal' \
+             ORDER BY id DESC LIMIT $3"
+        )))
+        .bind(patient.to_string())
+        .bind(kind.to_string())
+        .bind(limit)
+        .fetch_all(&self.0.read_pool())
+        .await?;
+        rows.iter().map(of).collect()
+    }
+
     /// Names the owner of open feedback; false when it is answered or gone.
     pub async fn assign(&self, id: i64, owner: &str) -> Result<bool> {
         let done = sqlx::query("UPDATE feedback SET owner = $1 WHERE id = $2 AND status = 'open'")

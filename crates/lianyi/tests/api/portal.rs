@@ -211,6 +211,7 @@ async fn id_swaps(b: &mut Browser, token: &str, theirs: &Theirs) -> Vec<String> 
     for (path, form) in [
         (format!("/portal/visits/{}/cancel", theirs.appointment), vec![("csrf", token.to_string())]),
         (format!("/portal/me/proxies/{}/revoke", "px-theirs"), vec![("csrf", token.to_string())]),
+        ("/portal/me/access/1/ask".to_string(), vec![("csrf", token.to_string()), ("question", "whose?".into())]),
         (
             "/portal/book".to_string(),
             vec![
@@ -577,6 +578,31 @@ async fn a_patient_opens_an_account_books_another_campus_and_reads_only_their_ow
     {
         assert!(me.contains(text), "{text}: {}", between(&me, "id=\"access-log\"", "</section>"));
     }
+
+    // A question about the break-the-glass goes to the privacy officer, who answers.
+    let glass = between(between(&me, "p-access p-glass", "</li>"), "data-access=\"", "\"").to_string();
+    let (status, _, page) =
+        phone.post(&format!("/portal/me/access/{glass}/ask"), &[("csrf", &token), ("question", "")]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("data-field=\"question\""), "{page}");
+    let doubt = "我没有去过西院区，为什么西院区的医生查看了我的病历？";
+    let (_, loc, _) =
+        phone.post(&format!("/portal/me/access/{glass}/ask"), &[("csrf", &token), ("question", doubt)]).await;
+    assert_eq!(loc, "/portal/me?done=asked");
+    let (mut officer, officer_token) = logged_in(&app, &clock, "privacy.p", "privacy-officer", "*", None).await;
+    let (_, _, list) = officer.get("/manage/feedback").await;
+    assert!(list.contains("隐私疑问"), "{list}");
+    let feedback = between(&list, "href=\"/manage/feedback/", "\"").to_string();
+    let (_, _, one) = officer.get(&format!("/manage/feedback/{feedback}")).await;
+    assert!(one.contains(doubt) && one.contains(&format!("#{glass}")), "{one}");
+    officer
+        .post(
+            &format!("/manage/feedback/{feedback}/answer"),
+            &[("csrf", &officer_token), ("reply", "该医生在急诊抢救时依规紧急授权查看，已核实。")],
+        )
+        .await;
+    let (_, _, me) = phone.get("/portal/me").await;
+    assert!(me.contains(doubt) && me.contains("已核实"), "{me}");
 
     // A parent acts for their child: the desk records it on the consent it saw.
     put(

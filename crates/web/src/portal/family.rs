@@ -26,6 +26,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/portal/me", get(me))
         .route("/portal/me/proxies", post(grant))
         .route("/portal/me/proxies/{id}/revoke", post(revoke))
+        .route("/portal/me/access/{seq}/ask", post(ask_about))
 }
 
 /// One of the people an account may act for: (patient id, name, relation key,
@@ -85,6 +86,8 @@ async fn switch(
 
 /// One access as the page lists it.
 struct AccessRow {
+    seq: i64,
+    own: bool,
     when: String,
     who: String,
     what: String,
@@ -112,7 +115,15 @@ fn access_row(t: Tr, a: &AccessView, campuses: &std::collections::HashMap<String
     let kind = t.named("audit-act", &a.action);
     let what =
         if a.resource_type.is_empty() { kind } else { format!("{kind} · {}", t.named("rtype", &a.resource_type)) };
-    AccessRow { when: local_time(a.at), who, what, reason: a.reason.clone(), refused: a.outcome != "success" }
+    AccessRow {
+        seq: a.seq,
+        own: a.own,
+        when: local_time(a.at),
+        who,
+        what,
+        reason: a.reason.clone(),
+        refused: a.outcome != "success",
+    }
 }
 
 #[derive(Template)]
@@ -128,6 +139,8 @@ struct MePage<'a> {
     relations: &'static [&'static str],
     problems: Vec<Problem>,
     done: Option<&'static str>,
+    /// (asked at, question, answer).
+    questions: Vec<(String, String, Option<String>)>,
 }
 
 #[derive(Deserialize, Default)]
@@ -157,6 +170,10 @@ async fn me_page(state: &AppState, p: &Patient, problems: Vec<Problem>, done: Op
     } else {
         Vec::new()
     };
+    let questions = match state.my_record.privacy_questions(p.caller()).await {
+        Ok(list) => list.into_iter().map(|q| (local_time(q.asked_at), q.question, q.answer)).collect(),
+        Err(e) => return failure(t, &e),
+    };
     let frame = Frame::named(state, p, "me").await;
     let family = family(state, p).await;
     let bad = !problems.is_empty();
@@ -171,6 +188,7 @@ async fn me_page(state: &AppState, p: &Patient, problems: Vec<Problem>, done: Op
             relations: &RELATIONS,
             problems,
             done,
+            questions,
         }
         .render(),
     );
@@ -184,6 +202,7 @@ async fn me(State(state): State<AppState>, p: Patient, Query(d): Query<Done>) ->
     let done = match d.done.as_deref() {
         Some("granted") => Some("portal-proxy-granted"),
         Some("revoked") => Some("portal-proxy-revoked"),
+        Some("asked") => Some("portal-access-asked"),
         _ => None,
     };
     me_page(&state, &p, Vec::new(), done).await
@@ -217,6 +236,24 @@ async fn revoke(
     }
     match state.portal_accounts.revoke_proxy(p.caller(), &p.info.user.id, &id).await {
         Ok(()) => see_other("/portal/me?done=revoked"),
+        Err(PortalError::Invalid(errors)) => me_page(&state, &p, problems(t, &errors), None).await,
+        Err(e) => failure(t, &e),
+    }
+}
+
+/// A question to the privacy officer about one access to the record.
+async fn ask_about(
+    State(state): State<AppState>,
+    p: Patient,
+    Path(seq): Path<i64>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let t = p.t;
+    if !p.csrf_ok(&form_value(&form, "csrf")) {
+        return crate::ui::render::forbidden(t);
+    }
+    match state.my_record.ask_about_access(p.caller(), seq, &form_value(&form, "question")).await {
+        Ok(_) => see_other("/portal/me?done=asked"),
         Err(PortalError::Invalid(errors)) => me_page(&state, &p, problems(t, &errors), None).await,
         Err(e) => failure(t, &e),
     }
