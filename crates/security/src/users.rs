@@ -628,7 +628,7 @@ impl UserService {
     /// otpauth URI to show as a QR code and as text to type.
     pub async fn begin_enrolment(&self, token: &str, client_addr: Option<String>) -> Result<(String, String)> {
         let info = self.session(token, client_addr).await?;
-        if info.stage != Stage::MfaEnrol {
+        if info.stage != Stage::MfaEnrol && !Self::may_enrol_optionally(&info) {
             return Err(UserError::WrongStage);
         }
         let mut user = info.user;
@@ -649,7 +649,8 @@ impl UserService {
     /// Confirms enrolment with a first code from the authenticator.
     pub async fn confirm_enrolment(&self, token: &str, code: &str, client_addr: Option<String>) -> Result<Stage> {
         let info = self.session(token, client_addr).await?;
-        if info.stage != Stage::MfaEnrol {
+        let optional = Self::may_enrol_optionally(&info);
+        if info.stage != Stage::MfaEnrol && !optional {
             return Err(UserError::WrongStage);
         }
         let mut user = info.user;
@@ -663,7 +664,9 @@ impl UserService {
                 self.store.update_user(&user).await?;
                 self.set_stage(token, Stage::Active).await?;
                 self.log(&info.caller, "mfa-enrol", "success", None).await?;
-                self.log(&info.caller, "login", "success", Some("second factor enrolled".into())).await?;
+                if !optional {
+                    self.log(&info.caller, "login", "success", Some("second factor enrolled".into())).await?;
+                }
                 Ok(Stage::Active)
             }
             _ => Err(self.fail(&mut user, &info.caller, "mfa-enrol").await?),
@@ -697,6 +700,17 @@ impl UserService {
             }
             None => Err(self.fail(&mut user, &info.caller, "mfa").await?),
         }
+    }
+
+    /// A patient signed in without a second factor may enrol one (it is optional
+    /// for patients; once enrolled, every login asks for it).
+    fn may_enrol_optionally(info: &SessionInfo) -> bool {
+        info.stage == Stage::Active && info.user.patient.is_some() && !info.user.totp_enabled
+    }
+
+    /// Whether the account of a live session has a second factor.
+    pub fn has_second_factor(info: &SessionInfo) -> bool {
+        info.user.totp_enabled
     }
 
     /// Keeps the page language the user of a live session chose (`zh-CN` or `en`), so

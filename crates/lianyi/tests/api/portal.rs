@@ -7,7 +7,7 @@
 //! plain words — and reaches nobody else's report or appointment by changing an id.
 
 use lianyi_clinical::scheduling::{Scheduling, Session};
-use lianyi_security::{Caller, ManualClock, SystemTask};
+use lianyi_security::{Caller, Clock, ManualClock, SystemTask};
 use lianyi_services::identifiers::{RESIDENT_ID_SYSTEM, ResidentId, mrn_system};
 use lianyi_store::audit::AuditQuery;
 use reqwest::StatusCode;
@@ -300,6 +300,26 @@ async fn a_patient_opens_an_account_books_another_campus_and_reads_only_their_ow
     let (status, _, home) = phone.get("/portal").await;
     assert_eq!(status, StatusCode::OK);
     assert!(home.contains("王芳") && home.contains("id=\"no-visits\""), "{home}");
+    let token = csrf(&home);
+    // An optional second factor: enrolled from the account page, asked at every login
+    // after.
+    let (_, _, page) = phone.get("/portal/me/mfa").await;
+    let secret = lianyi_security::totp::base32_decode(between(&page, "id=\"totp-secret\">", "<")).unwrap();
+    let code = lianyi_security::totp::code_at(&secret, clock.now_ms());
+    let (_, loc, _) = phone.post("/portal/me/mfa", &[("csrf", &token), ("code", &code)]).await;
+    assert_eq!(loc, "/portal/me?done=mfa");
+    phone.post("/portal/logout", &[("csrf", &token)]).await;
+    let (_, _, page) = phone.get("/portal/login").await;
+    let form = [("csrf", csrf(&page)), ("username", "wangfang".into()), ("password", "a long passphrase 1".into())];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, loc, _) = phone.post("/portal/login", &form).await;
+    assert_eq!(loc, "/portal/login/mfa");
+    clock.advance(31_000);
+    let (_, _, page) = phone.get("/portal/login/mfa").await;
+    let code = lianyi_security::totp::code_at(&secret, clock.now_ms());
+    let (_, loc, _) = phone.post("/portal/login/mfa", &[("csrf", &csrf(&page)), ("code", &code)]).await;
+    assert_eq!(loc, "/portal");
+    let (_, _, home) = phone.get("/portal").await;
     let token = csrf(&home);
     // The staff home sends a patient to the portal; staff pages are closed to them.
     assert_eq!(phone.get("/").await.1, "/portal");

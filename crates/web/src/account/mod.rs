@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::ui::auth::ClientAddr;
 use crate::ui::i18n::{Lang, Tr};
-use crate::ui::render::{page, referer_path, see_other};
+use crate::ui::render::{page, qr_svg, referer_path, see_other};
 use crate::ui::session::{
     LANG_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE, Signed, at_stage, clear_session_cookie, cookie, lang,
     session_cookie, session_of, set_cookie, stage_path,
@@ -170,14 +170,6 @@ struct EnrolPage<'a> {
     csrf: &'a str,
     qr_svg: &'a str,
     secret: &'a str,
-}
-
-/// The otpauth URI as an SVG QR code (server-side, no script).
-fn qr_svg(uri: &str) -> String {
-    match qrcode::QrCode::new(uri.as_bytes()) {
-        Ok(code) => code.render::<qrcode::render::svg::Color>().min_dimensions(200, 200).quiet_zone(true).build(),
-        Err(_) => String::new(),
-    }
 }
 
 async fn enrol_page(state: &AppState, headers: &HeaderMap, addr: Option<String>, message: Option<&str>) -> Response {

@@ -27,6 +27,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/portal/me/proxies", post(grant))
         .route("/portal/me/proxies/{id}/revoke", post(revoke))
         .route("/portal/me/access/{seq}/ask", post(ask_about))
+        .route("/portal/me/mfa", get(mfa_form).post(mfa_submit))
 }
 
 /// One of the people an account may act for: (patient id, name, relation key,
@@ -136,6 +137,8 @@ struct MePage<'a> {
     /// The patient's own proxies (empty while acting for someone else).
     proxies: Vec<ProxyView>,
     acting: bool,
+    /// The account has a second factor.
+    second_factor: bool,
     relations: &'static [&'static str],
     problems: Vec<Problem>,
     done: Option<&'static str>,
@@ -185,6 +188,7 @@ async fn me_page(state: &AppState, p: &Patient, problems: Vec<Problem>, done: Op
             accesses,
             proxies,
             acting: p.acting.is_some(),
+            second_factor: lianyi_security::users::UserService::has_second_factor(&p.info),
             relations: &RELATIONS,
             problems,
             done,
@@ -203,6 +207,7 @@ async fn me(State(state): State<AppState>, p: Patient, Query(d): Query<Done>) ->
         Some("granted") => Some("portal-proxy-granted"),
         Some("revoked") => Some("portal-proxy-revoked"),
         Some("asked") => Some("portal-access-asked"),
+        Some("mfa") => Some("portal-mfa-on"),
         _ => None,
     };
     me_page(&state, &p, Vec::new(), done).await
@@ -256,5 +261,66 @@ async fn ask_about(
         Ok(_) => see_other("/portal/me?done=asked"),
         Err(PortalError::Invalid(errors)) => me_page(&state, &p, problems(t, &errors), None).await,
         Err(e) => failure(t, &e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "portal/mfa_enrol.html")]
+struct MfaEnrolPage<'a> {
+    t: Tr,
+    frame: &'a Frame,
+    qr_svg: String,
+    secret: String,
+    message: Option<&'static str>,
+}
+
+async fn mfa_page(
+    state: &AppState,
+    p: &Patient,
+    headers: &axum::http::HeaderMap,
+    message: Option<&'static str>,
+) -> Response {
+    let t = p.t;
+    if p.acting.is_some() || lianyi_security::users::UserService::has_second_factor(&p.info) {
+        return see_other("/portal/me");
+    }
+    let Some(token) = crate::ui::session::cookie(headers, crate::ui::session::SESSION_COOKIE) else {
+        return see_other("/portal/login");
+    };
+    match state.users.begin_enrolment(token, p.caller().client_addr().map(str::to_string)).await {
+        Ok((uri, secret)) => {
+            let frame = Frame::named(state, p, "me").await;
+            let qr_svg = crate::ui::render::qr_svg(&uri);
+            page(MfaEnrolPage { t, frame: &frame, qr_svg, secret, message }.render())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "optional enrolment failed");
+            crate::ui::render::server_error(Some(t))
+        }
+    }
+}
+
+async fn mfa_form(State(state): State<AppState>, p: Patient, headers: axum::http::HeaderMap) -> Response {
+    mfa_page(&state, &p, &headers, None).await
+}
+
+async fn mfa_submit(
+    State(state): State<AppState>,
+    p: Patient,
+    headers: axum::http::HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let t = p.t;
+    if !p.csrf_ok(&form_value(&form, "csrf")) {
+        return crate::ui::render::forbidden(t);
+    }
+    let Some(token) = crate::ui::session::cookie(&headers, crate::ui::session::SESSION_COOKIE) else {
+        return see_other("/portal/login");
+    };
+    let addr = p.caller().client_addr().map(str::to_string);
+    match state.users.confirm_enrolment(token, &form_value(&form, "code"), addr).await {
+        Ok(_) => see_other("/portal/me?done=mfa"),
+        Err(lianyi_security::users::UserError::Locked { .. }) => see_other("/portal/login"),
+        Err(_) => mfa_page(&state, &p, &headers, Some("mfa-failed")).await,
     }
 }

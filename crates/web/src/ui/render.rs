@@ -143,6 +143,15 @@ pub(crate) fn milli_percent(milli: i64) -> String {
     if frac == 0 { whole.to_string() } else { format!("{whole}.{frac:03}").trim_end_matches('0').to_string() }
 }
 
+/// An otpauth URI as an SVG QR code (server-side, no script), for enrolling an
+/// authenticator.
+pub(crate) fn qr_svg(uri: &str) -> String {
+    match qrcode::QrCode::new(uri.as_bytes()) {
+        Ok(code) => code.render::<qrcode::render::svg::Color>().min_dimensions(200, 200).quiet_zone(true).build(),
+        Err(_) => String::new(),
+    }
+}
+
 /// `YYYY-MM-DD HH:MM` in Beijing time, for tables.
 pub(crate) fn local_time(ms: i64) -> String {
     let s = lianyi_fhir::datetime::format_instant(ms + 8 * 3_600_000);
