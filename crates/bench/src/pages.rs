@@ -3,7 +3,8 @@
 //! demo registrar and doctor through the login pages (password, then the
 //! authenticator enrolment with a code computed from the page's key), books and
 //! checks in a demo patient and calls them, then requests the registration, queue,
-//! encounter and patient pages N times each, one at a time, and reports p50/p95/p99.
+//! encounter and patient pages N times each, one at a time, and reports p50/p95/p99;
+//! then the patient portal's pages as the demo patient, and the doctor's inbox.
 //! The times are measured by the client over loopback, so they include HTTP (an
 //! upper bound of the server's own time).
 
@@ -104,6 +105,19 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Signs a patient in on the portal (a password; patients enrol no authenticator
+    /// unless they choose to).
+    pub(crate) async fn log_in_portal(base: &str, user: &str, password: &str) -> Session {
+        let mut s = Session::new(base);
+        let (_, _, page) = s.get("/portal/login").await;
+        let csrf = between(&page, "name=\"csrf\" value=\"", "\"").to_string();
+        let (_, loc, _) = s.post("/portal/login", &[("csrf", &csrf), ("username", user), ("password", password)]).await;
+        assert_eq!(loc, "/portal", "{user}: portal login failed");
+        s
+    }
+}
+
 pub(crate) async fn measure(s: &mut Session, path: &str, n: usize) -> (f64, f64, f64) {
     // Warm-up: templates, statement caches.
     for _ in 0..5 {
@@ -200,6 +214,11 @@ pub async fn run(raw: Vec<String>) {
     let (mut engineer, _) = Session::log_in(&base, "equipment.east", DEMO_PASSWORD).await;
     let (mut hr, _) = Session::log_in(&base, "hr", DEMO_PASSWORD).await;
     let month = &today[..7];
+    // The patient portal (issue 21): the demo patient on their phone's pages, and the
+    // doctor's inbox of patients' questions.
+    let mut patient = Session::log_in_portal(&base, "patient.0001", DEMO_PASSWORD).await;
+    let (_, _, page) = patient.get("/portal/book/dept/campus-east-im").await;
+    let role = between(&page, "data-role=\"", "\"").to_string();
 
     let mut results = Vec::new();
     for (who, path) in [
@@ -217,6 +236,16 @@ pub async fn run(raw: Vec<String>) {
         ("doctor", "/queue?dept=campus-east-im".to_string()),
         ("doctor", encounter.clone()),
         ("doctor", format!("{encounter}/print/summary")),
+        ("patient", "/portal".to_string()),
+        ("patient", "/portal/book".to_string()),
+        ("patient", format!("/portal/book/doctor/{role}")),
+        ("patient", "/portal/visits".to_string()),
+        ("patient", "/portal/reports".to_string()),
+        ("patient", "/portal/record".to_string()),
+        ("patient", "/portal/messages".to_string()),
+        ("patient", "/portal/me".to_string()),
+        ("patient", "/portal/triage".to_string()),
+        ("doctor", "/portal/inbox".to_string()),
     ] {
         let s = match who {
             "registrar" => &mut registrar,
@@ -224,15 +253,18 @@ pub async fn run(raw: Vec<String>) {
             "materials" => &mut materials,
             "engineer" => &mut engineer,
             "hr" => &mut hr,
+            "patient" => &mut patient,
             _ => &mut doctor,
         };
         let (p50, p95, p99) = measure(s, &path, n).await;
-        let keep = if path.starts_with("/manage/") { 3 } else { 2 };
+        let keep = if path.starts_with("/manage/") || path.starts_with("/portal/") { 3 } else { 2 };
         let name = path.split('?').next().unwrap_or_default().split('/').take(keep).collect::<Vec<_>>().join("/");
         let name = if name == "/" {
             format!("/ ({who})")
         } else if path.ends_with("/print/summary") {
             "/encounters/{id}/print/summary".to_string()
+        } else if path.starts_with("/portal/book/doctor/") {
+            "/portal/book/doctor/{role}".to_string()
         } else {
             name
         };
