@@ -130,11 +130,25 @@ pub struct Booking {
     fhir: FhirService,
     scheduling: Scheduling,
     registry: lianyi_clinical::registry::Registry,
+    /// The departments that take appointments, and when they were read.
+    directory: std::sync::Arc<std::sync::Mutex<Option<Kept>>>,
 }
+
+/// The directory of departments, and when it was read (ms).
+type Kept = (i64, Vec<Department>);
+
+/// How long the directory of departments is kept: it changes rarely (a new doctor's
+/// schedule shows within this), and every patient's booking page starts from it.
+const DIRECTORY_MS: i64 = 60_000;
 
 impl Booking {
     pub fn new(fhir: FhirService, scheduling: Scheduling) -> Booking {
-        Booking { registry: lianyi_clinical::registry::Registry::new(fhir.clone()), fhir, scheduling }
+        Booking {
+            registry: lianyi_clinical::registry::Registry::new(fhir.clone()),
+            fhir,
+            scheduling,
+            directory: Default::default(),
+        }
     }
 
     pub fn rules(&self) -> BookingRules {
@@ -168,6 +182,24 @@ impl Booking {
     /// and name.
     pub async fn departments(&self, caller: &Caller) -> Result<Vec<Department>, PortalError> {
         patient_of(caller)?;
+        let now = self.fhir.now_ms();
+        if let Ok(kept) = self.directory.lock()
+            && let Some((at, list)) = kept.as_ref()
+            && (0..DIRECTORY_MS).contains(&(now - at))
+        {
+            return Ok(list.clone());
+        }
+        let list = self.directory_now().await?;
+        if let Ok(mut kept) = self.directory.lock() {
+            *kept = Some((now, list.clone()));
+        }
+        Ok(list)
+    }
+
+    /// The departments that take appointments, read now (directory data, by the
+    /// platform: the same for every patient).
+    async fn directory_now(&self) -> Result<Vec<Department>, PortalError> {
+        let platform = directory();
         let (schedules, _) =
             search(&self.fhir, &directory(), "Schedule", &[("active", "true".into()), ("_count", "1000".into())])
                 .await?;
@@ -180,7 +212,7 @@ impl Booking {
         let ids: Vec<String> = doctors.keys().cloned().collect();
         let mut campuses = HashMap::new();
         let mut out = Vec::new();
-        for org in self.organizations(caller, &ids).await? {
+        for org in self.organizations(&platform, &ids).await? {
             let (Some(id), Some(campus)) = (org["id"].as_str(), ref_id(&org["partOf"], "Organization")) else {
                 continue;
             };
