@@ -95,7 +95,8 @@ fn ms_of(v: &Value) -> Option<i64> {
     lianyi_fhir::datetime::parse_range(v.as_str()?).map(|r| r.low)
 }
 
-pub(crate) fn extension_i64(v: &Value, url: &str) -> i64 {
+/// The value of a resource's integer extension `url` (0 when it has none).
+pub fn extension_i64(v: &Value, url: &str) -> i64 {
     v["extension"]
         .as_array()
         .and_then(|xs| xs.iter().find(|x| x["url"] == url))

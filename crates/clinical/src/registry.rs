@@ -354,6 +354,17 @@ pub fn record_open(caller: &Caller, patient: &str, owner: Option<&str>, mrns: &[
     caller.open_record(patient, &campuses)
 }
 
+/// The name of a patient the caller's campus scope does not reach (a patient of
+/// another campus who booked or wrote here), from the group's patient index as the
+/// desk finds them: read group-wide, audited as the caller's read. `None` when it
+/// cannot be read.
+pub async fn name_in_index(fhir: &FhirService, caller: &Caller, patient: &str) -> Option<String> {
+    let rt = ResourceType::parse("Patient")?;
+    let stored = fhir.reader(&caller.group_wide(), rt).await.ok()?.read(patient).await.ok()?;
+    let p: Value = serde_json::from_str(&stored.body).ok()?;
+    Some(person_of(&p).name)
+}
+
 /// Every campus MRN a Patient carries.
 pub fn mrns_of(p: &Value) -> Vec<Mrn> {
     p["identifier"].as_array().map(|ids| ids.iter().filter_map(Mrn::of_identifier).collect()).unwrap_or_default()

@@ -940,13 +940,8 @@ impl Scheduling {
             .collect();
         // A patient of another campus who booked here (on the portal) is named from
         // the patient index, as the desk finds them group-wide (audited as its read).
-        let wide = caller.group_wide();
         for a in out.iter_mut().filter(|a| a.patient_name.is_empty() && !a.patient.is_empty()) {
-            if let Ok(p) = self.read(&wide, "Patient", &a.patient).await
-                && let Ok(p) = body(&p)
-            {
-                a.patient_name = crate::registry::person_of(&p).name;
-            }
+            a.patient_name = crate::registry::name_in_index(&self.fhir, caller, &a.patient).await.unwrap_or_default();
         }
         out.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.id.cmp(&b.id)));
         Ok(out)

@@ -435,16 +435,16 @@ impl Booking {
     }
 
     /// The caller's own appointment (its campus); `NotFound` for anyone else's.
-    async fn own_appointment(&self, caller: &Caller, appointment: &str) -> Result<CampusId, PortalError> {
-        let (r, _) = read(&self.fhir, caller, "Appointment", appointment).await?.ok_or(PortalError::NotFound)?;
+    async fn own_appointment(&self, caller: &Caller, appointment: &str) -> Result<(CampusId, Value), PortalError> {
+        let (r, a) = read(&self.fhir, caller, "Appointment", appointment).await?.ok_or(PortalError::NotFound)?;
         let campus = r.campus.as_deref().unwrap_or_default();
-        CampusId::parse(campus).map_err(|_| PortalError::NotFound)
+        Ok((CampusId::parse(campus).map_err(|_| PortalError::NotFound)?, a))
     }
 
     /// Cancels one of the caller's appointments, before the cut-off.
     pub async fn cancel(&self, caller: &Caller, appointment: &str) -> Result<(), PortalError> {
         patient_of(caller)?;
-        let campus = self.own_appointment(caller, appointment).await?;
+        let (campus, _) = self.own_appointment(caller, appointment).await?;
         let booking = Self::booking_caller(caller, &campus)?;
         Ok(self.scheduling.cancel(&booking, appointment, "cancelled by the patient online").await?)
     }
@@ -454,8 +454,7 @@ impl Booking {
     /// be, the old appointment stands.
     pub async fn reschedule(&self, caller: &Caller, appointment: &str, slot: &str) -> Result<String, PortalError> {
         let patient = patient_of(caller)?.to_string();
-        let old_campus = self.own_appointment(caller, appointment).await?;
-        let (_, a) = read(&self.fhir, caller, "Appointment", appointment).await?.ok_or(PortalError::NotFound)?;
+        let (old_campus, a) = self.own_appointment(caller, appointment).await?;
         if a["status"] != "booked" {
             return Err(invalid("appointment", "not-booked", "only a booked appointment can be moved"));
         }

@@ -266,14 +266,9 @@ impl CareMessages {
             .ok_or_else(|| invalid("text", "not-sent", "the question was not kept"))
     }
 
-    /// Threads from Communications (questions and the answers to them).
-    async fn threads_of(
-        &self,
-        caller: &Caller,
-        questions: Vec<(String, Value)>,
-        answers: &[Value],
-        names: &[Value],
-    ) -> Vec<Thread> {
+    /// Threads from Communications (questions and the answers to them), with the
+    /// people, departments, patients and visits they name (`names`, found with them).
+    fn threads_of(questions: Vec<(String, Value)>, answers: &[Value], names: &[Value]) -> Vec<Thread> {
         let name_of = |reference: &str| {
             let (t, id) = reference.split_once('/').unwrap_or_default();
             names
@@ -289,15 +284,11 @@ impl CareMessages {
             });
             let to = q["recipient"][0]["reference"].as_str().unwrap_or_default();
             let patient = ref_id(&q["subject"], "Patient").unwrap_or_default().to_string();
-            let visit_date = match ref_id(&q["encounter"], "Encounter") {
-                Some(e) => read(&self.fhir, caller, "Encounter", e)
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|(_, v)| v["period"]["start"].as_str().and_then(|s| s.get(..10)).map(str::to_string))
-                    .unwrap_or_default(),
-                None => String::new(),
-            };
+            let visit_date = ref_id(&q["encounter"], "Encounter")
+                .and_then(|e| names.iter().find(|x| x["resourceType"] == "Encounter" && x["id"] == e))
+                .and_then(|v| v["period"]["start"].as_str().and_then(|s| s.get(..10)))
+                .unwrap_or_default()
+                .to_string();
             out.push(Thread {
                 id,
                 patient_name: names
@@ -333,6 +324,7 @@ impl CareMessages {
                 ("category", format!("{CATEGORY}|{QUESTION},{CATEGORY}|{ANSWER}")),
                 ("_include", "Communication:recipient".into()),
                 ("_include", "Communication:sender".into()),
+                ("_include", "Communication:encounter".into()),
                 ("_sort", "-sent".into()),
                 ("_count", "200".into()),
             ],
@@ -341,7 +333,7 @@ impl CareMessages {
         let is = |c: &Value, kind: &str| c["category"][0]["coding"][0]["code"] == kind;
         let answers: Vec<Value> = found.iter().filter(|(_, c)| is(c, ANSWER)).map(|(_, c)| c.clone()).collect();
         let questions = found.into_iter().filter(|(_, c)| is(c, QUESTION)).map(|(r, c)| (r.id, c)).collect();
-        Ok(self.threads_of(caller, questions, &answers, &included).await)
+        Ok(Self::threads_of(questions, &answers, &included))
     }
 
     /// The care team's inbox: the questions to the caller (their Practitioner) or to
@@ -365,6 +357,7 @@ impl CareMessages {
                 ("category", format!("{CATEGORY}|{QUESTION}")),
                 ("_include", "Communication:recipient".into()),
                 ("_include", "Communication:subject".into()),
+                ("_include", "Communication:encounter".into()),
                 ("_sort", "-sent".into()),
                 ("_count", "200".into()),
             ],
@@ -397,14 +390,12 @@ impl CareMessages {
         let mut names = included;
         names.extend(answerers);
         let questions = found.into_iter().map(|(r, c)| (r.id, c)).collect();
-        let mut out = self.threads_of(caller, questions, &answers, &names).await;
+        let mut out = Self::threads_of(questions, &answers, &names);
         // A patient of another campus who asked is named from the patient index, as the
         // desk finds them group-wide (audited as the caller's read).
-        let wide = caller.group_wide();
         for t in out.iter_mut().filter(|t| t.patient_name.is_empty()) {
-            if let Ok(Some((_, p))) = read(&self.fhir, &wide, "Patient", &t.patient).await {
-                t.patient_name = lianyi_clinical::registry::person_of(&p).name;
-            }
+            t.patient_name =
+                lianyi_clinical::registry::name_in_index(&self.fhir, caller, &t.patient).await.unwrap_or_default();
         }
         out.sort_by_key(|t| (t.answer.is_some(), if t.answer.is_some() { -t.asked_at } else { t.asked_at }));
         Ok(out)

@@ -108,15 +108,6 @@ fn day(v: &Value) -> String {
     v.as_str().and_then(|s| s.get(..10)).unwrap_or_default().to_string()
 }
 
-/// The amount an invoice carries (exact fen).
-fn invoice_fen(v: &Value) -> i64 {
-    v["extension"]
-        .as_array()
-        .and_then(|xs| xs.iter().find(|x| x["url"] == "urn:lianyi:fhir:amount-fen"))
-        .and_then(|x| x["valueInteger"].as_i64())
-        .unwrap_or_default()
-}
-
 /// One access to the patient's record, as the patient sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccessView {
@@ -321,7 +312,7 @@ impl MyRecord {
                 .map(|(_, i)| BillLine {
                     number: i["identifier"][0]["value"].as_str().unwrap_or_default().to_string(),
                     date: day(&i["date"]),
-                    fen: invoice_fen(i),
+                    fen: lianyi_billing::charges::extension_i64(i, lianyi_billing::charges::AMOUNT_URL),
                     status: i["status"].as_str().unwrap_or_default().to_string(),
                 })
                 .collect(),
@@ -382,18 +373,13 @@ impl MyRecord {
     /// One of the patient's reports with its results; `NotFound` for anyone else's.
     pub async fn report(&self, caller: &Caller, id: &str) -> Result<ReportView, PortalError> {
         let patient = patient_of(caller)?;
-        match self.results.report(caller, id).await {
-            Ok(r) if r.patient == patient => Ok(r),
-            Ok(_) => Err(PortalError::NotFound),
-            Err(e) => match PortalError::from(e) {
-                PortalError::Service(
-                    lianyi_services::ServiceError::NotFound { .. }
-                    | lianyi_services::ServiceError::Gone { .. }
-                    | lianyi_services::ServiceError::Forbidden(_),
-                ) => Err(PortalError::NotFound),
-                other => Err(other),
-            },
+        // Another patient's report is refused by the compartment check (the pages say
+        // "not found" for that, as for a missing one).
+        let r = self.results.report(caller, id).await?;
+        if r.patient != patient {
+            return Err(PortalError::NotFound);
         }
+        Ok(r)
     }
 
     /// The patient's results of one test (LOINC), oldest first, with the chart.

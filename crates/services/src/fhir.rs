@@ -495,7 +495,9 @@ impl FhirService {
     }
 
     /// The write of a checked resource: index rows from the plaintext (protected values
-    /// as blind indexes), then the protected fields encrypted.
+    /// as blind indexes), then the protected fields encrypted. `campus` is the owner to
+    /// set (`None` keeps the current owner of an existing record); creates pass
+    /// [`FhirService::campus_for`], which holds the configured default.
     fn op(&self, c: Checked, id: String, kind: WriteKind, campus: Option<String>) -> Result<WriteOp> {
         let t = c.rtype.as_str();
         let mut index = extract_index(t, &c.resource);
@@ -509,7 +511,7 @@ impl FhirService {
             id,
             kind,
             resource: Some(resource),
-            campus: campus.or_else(|| self.default_campus.clone()),
+            campus,
         })
     }
 
@@ -717,12 +719,7 @@ impl FhirService {
         }
         let c = self.check_update(rtype, id, resource)?;
         let campus = if existing.is_some() { None } else { self.campus_for(caller) };
-        let mut op = self.op(c, id.to_string(), WriteKind::Update { if_match }, campus)?;
-        if existing.is_some() {
-            // An update keeps the record's owner (not the configured default campus:
-            // that is for new records only).
-            op.campus = None;
-        }
+        let op = self.op(c, id.to_string(), WriteKind::Update { if_match }, campus)?;
         Self::own_compartment(caller, &op)?;
         Ok(op)
     }
@@ -1100,7 +1097,13 @@ impl FhirService {
                 continue;
             }
             match self.check(rtype, resource) {
-                Ok(c) => match self.op(c, id, WriteKind::Update { if_match: None }, campus) {
+                // A loaded record without a campus belongs to the configured default.
+                Ok(c) => match self.op(
+                    c,
+                    id,
+                    WriteKind::Update { if_match: None },
+                    campus.or_else(|| self.default_campus.clone()),
+                ) {
                     Ok(op) => ops.push(op),
                     Err(e) => errors.push((n, e.to_string())),
                 },

@@ -10,7 +10,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, post};
-use lianyi_security::secrets::random_hex;
 use lianyi_security::users::{Stage, UserError};
 use serde::Deserialize;
 
@@ -19,8 +18,8 @@ use crate::ui::auth::ClientAddr;
 use crate::ui::i18n::{Lang, Tr};
 use crate::ui::render::{page, qr_svg, referer_path, see_other};
 use crate::ui::session::{
-    LANG_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE, Signed, at_stage, clear_session_cookie, cookie, lang,
-    session_cookie, session_of, set_cookie, stage_path,
+    LANG_COOKIE, SESSION_COOKIE, Signed, at_stage, clear_session_cookie, cookie, lang, login_csrf_ok, session_cookie,
+    session_of, set_cookie, stage_path, with_login_csrf,
 };
 use crate::ui::shell::{Place, Shell, campus_name, nav_links, shell};
 
@@ -52,10 +51,7 @@ struct LoginQuery {
 }
 
 fn login_page(t: Tr, message: Option<&str>, username: &str) -> Response {
-    let csrf = random_hex(16).unwrap_or_default();
-    let mut resp = page(LoginPage { t, message, csrf: &csrf, username }.render());
-    set_cookie(&mut resp, format!("{LOGIN_CSRF_COOKIE}={csrf}; Path=/; HttpOnly; Secure; SameSite=Strict"));
-    resp
+    with_login_csrf(|csrf| LoginPage { t, message, csrf, username }.render())
 }
 
 async fn login_form(headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {
@@ -82,8 +78,7 @@ async fn login_submit(
     Form(f): Form<LoginForm>,
 ) -> Response {
     let t = Tr::new(lang(&headers));
-    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
-    if expected.is_empty() || !lianyi_security::secrets::constant_time_eq(expected, &f.csrf) {
+    if !login_csrf_ok(&headers, &f.csrf) {
         return login_page(t, Some("login-error"), &f.username);
     }
     match state.users.login(f.username.trim(), &f.password, addr).await {

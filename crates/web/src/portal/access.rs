@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use lianyi_portal::PortalError;
 use lianyi_portal::accounts::ActivationForm;
-use lianyi_security::secrets::{constant_time_eq, random_hex};
+use lianyi_security::secrets::constant_time_eq;
 use lianyi_security::users::{Stage, UserError};
 use serde::Deserialize;
 
@@ -21,7 +21,9 @@ use crate::AppState;
 use crate::ui::auth::ClientAddr;
 use crate::ui::i18n::Tr;
 use crate::ui::render::{form_value, page, see_other};
-use crate::ui::session::{LOGIN_CSRF_COOKIE, clear_session_cookie, cookie, session_cookie, session_of, set_cookie};
+use crate::ui::session::{
+    clear_session_cookie, login_csrf_ok, session_cookie, session_of, set_cookie, with_login_csrf,
+};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -45,21 +47,8 @@ struct LoginQuery {
     m: Option<String>,
 }
 
-/// A page before login, with a fresh CSRF token in its cookie.
-fn with_login_csrf(render: impl FnOnce(&str) -> Result<String, askama::Error>) -> Response {
-    let csrf = random_hex(16).unwrap_or_default();
-    let mut resp = page(render(&csrf));
-    set_cookie(&mut resp, format!("{LOGIN_CSRF_COOKIE}={csrf}; Path=/; HttpOnly; Secure; SameSite=Strict"));
-    resp
-}
-
 fn login_page(t: Tr, message: Option<&str>, username: &str) -> Response {
     with_login_csrf(|csrf| LoginPage { t, message, csrf, username }.render())
-}
-
-fn login_csrf_ok(headers: &HeaderMap, given: &str) -> bool {
-    let expected = cookie(headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
-    !expected.is_empty() && constant_time_eq(expected, given)
 }
 
 async fn login_form(headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {

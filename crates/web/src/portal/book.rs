@@ -13,7 +13,7 @@ use lianyi_portal::PortalError;
 use lianyi_portal::booking::{Day, Department, Doctor, MyAppointment};
 use serde::Deserialize;
 
-use super::{Frame, Patient, Problem, failure, problems};
+use super::{Frame, Patient, Problem, failure, form_page, problems};
 use crate::AppState;
 use crate::ui::i18n::Tr;
 use crate::ui::render::{form_value, page, see_other};
@@ -153,12 +153,9 @@ async fn doctor_page(state: &AppState, p: &Patient, role: &str, moving: &str, pr
         Err(e) => return failure(t, &e),
     };
     let rules = state.booking.rules();
-    let status =
-        if problems.is_empty() { axum::http::StatusCode::OK } else { axum::http::StatusCode::UNPROCESSABLE_ENTITY };
+    let bad = !problems.is_empty();
     let frame = Frame::named(state, p, "book").await;
-    let mut r = page(DoctorPage { t, frame: &frame, doctor, days, moving, problems, rules }.render());
-    *r.status_mut() = status;
-    r
+    form_page(DoctorPage { t, frame: &frame, doctor, days, moving, problems, rules }.render(), bad)
 }
 
 async fn doctor(
@@ -217,11 +214,7 @@ async fn visits_page(state: &AppState, p: &Patient, done: Option<&'static str>, 
     };
     let frame = Frame::named(state, p, "visits").await;
     let bad = !problems.is_empty();
-    let mut r = page(VisitsPage { t, frame: &frame, visits, done, problems }.render());
-    if bad {
-        *r.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
-    }
-    r
+    form_page(VisitsPage { t, frame: &frame, visits, done, problems }.render(), bad)
 }
 
 async fn visits(State(state): State<AppState>, p: Patient, Query(d): Query<Done>) -> Response {

@@ -14,7 +14,7 @@ use lianyi_portal::accounts::{ProxyView, RELATIONS};
 use lianyi_portal::record::AccessView;
 use serde::Deserialize;
 
-use super::{FOR_COOKIE, Frame, Patient, Problem, failure, problems};
+use super::{FOR_COOKIE, Frame, Patient, Problem, failure, form_page, problems};
 use crate::AppState;
 use crate::ui::i18n::Tr;
 use crate::ui::render::{form_value, local_time, page, see_other};
@@ -180,7 +180,7 @@ async fn me_page(state: &AppState, p: &Patient, problems: Vec<Problem>, done: Op
     let frame = Frame::named(state, p, "me").await;
     let family = family(state, p).await;
     let bad = !problems.is_empty();
-    let mut r = page(
+    form_page(
         MePage {
             t,
             frame: &frame,
@@ -195,11 +195,8 @@ async fn me_page(state: &AppState, p: &Patient, problems: Vec<Problem>, done: Op
             questions,
         }
         .render(),
-    );
-    if bad {
-        *r.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
-    }
-    r
+        bad,
+    )
 }
 
 async fn me(State(state): State<AppState>, p: Patient, Query(d): Query<Done>) -> Response {

@@ -12,10 +12,10 @@ use axum::{Form, Router};
 use lianyi_portal::PortalError;
 use lianyi_portal::messages::{Attachment, MAX_ATTACHMENT, MAX_CHARS, Question, Thread, Visit, may_answer};
 
-use super::{Frame, Patient, Problem, failure, problems};
+use super::{Frame, Patient, Problem, failure, form_page, problems};
 use crate::AppState;
 use crate::ui::i18n::Tr;
-use crate::ui::render::{form_value, local_time, not_found, page, see_other};
+use crate::ui::render::{form_value, local_time, not_found, see_other};
 use crate::ui::session::Signed;
 use crate::ui::shell::{Shell, shell};
 
@@ -113,7 +113,7 @@ async fn threads_page(state: &AppState, p: &Patient, problems: Vec<Problem>, tex
     let frame = Frame::named(state, p, "messages").await;
     let bad = !problems.is_empty();
     let threads = rows(t, threads, state.fhir.now_ms());
-    let mut r = page(
+    form_page(
         ThreadsPage {
             t,
             frame: &frame,
@@ -126,11 +126,8 @@ async fn threads_page(state: &AppState, p: &Patient, problems: Vec<Problem>, tex
             max_mb: MAX_ATTACHMENT / (1024 * 1024),
         }
         .render(),
-    );
-    if bad {
-        *r.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
-    }
-    r
+        bad,
+    )
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -237,11 +234,7 @@ async fn inbox_page(state: &AppState, s: &Signed, problems: Vec<Problem>) -> Res
     let shell = shell(state, &s.info, t, &s.headers).await;
     let bad = !problems.is_empty();
     let threads = rows(t, threads, state.fhir.now_ms());
-    let mut r = page(InboxPage { t, shell: &shell, threads, problems, max_chars: MAX_CHARS }.render());
-    if bad {
-        *r.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
-    }
-    r
+    form_page(InboxPage { t, shell: &shell, threads, problems, max_chars: MAX_CHARS }.render(), bad)
 }
 
 async fn inbox(State(state): State<AppState>, s: Signed) -> Response {

@@ -169,6 +169,15 @@ pub(super) fn problems(t: Tr, errors: &[FieldError]) -> Vec<Problem> {
         .collect()
 }
 
+/// A rendered page; 422 when it shows a form's refusal (`refused`).
+pub(super) fn form_page(html: Result<String, askama::Error>, refused: bool) -> Response {
+    let mut r = crate::ui::render::page(html);
+    if refused {
+        *r.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    r
+}
+
 /// The page of a portal error that is not a form's: not found (also for anyone
 /// else's record: a patient learns nothing of other ids), or a server error.
 pub(super) fn failure(t: Tr, e: &PortalError) -> Response {

@@ -37,7 +37,7 @@ struct SummaryPage<'a> {
 
 impl SummaryPage<'_> {
     fn yuan(&self, fen: &i64) -> String {
-        format!("{}.{:02}", fen / 100, (fen % 100).abs())
+        lianyi_billing::money::Fen(*fen).to_string()
     }
 }
 

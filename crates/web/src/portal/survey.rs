@@ -10,10 +10,10 @@ use axum::{Form, Router};
 use lianyi_portal::PortalError;
 use lianyi_portal::survey::Rateable;
 
-use super::{Frame, Patient, Problem, failure, problems};
+use super::{Frame, Patient, Problem, failure, form_page, problems};
 use crate::AppState;
 use crate::ui::i18n::Tr;
-use crate::ui::render::{form_value, page};
+use crate::ui::render::form_value;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/portal/survey/{encounter}", get(form).post(rate))
@@ -67,11 +67,7 @@ async fn render_page(
 ) -> Response {
     let frame = Frame::named(state, p, "reports").await;
     let bad = !problems.is_empty();
-    let mut r = page(SurveyPage { t: p.t, frame: &frame, visit, encounter, rating, comment, problems, done }.render());
-    if bad {
-        *r.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
-    }
-    r
+    form_page(SurveyPage { t: p.t, frame: &frame, visit, encounter, rating, comment, problems, done }.render(), bad)
 }
 
 async fn form(State(state): State<AppState>, p: Patient, Path(encounter): Path<String>) -> Response {

@@ -10,10 +10,10 @@ use axum::{Form, Router};
 use lianyi_portal::PortalError;
 use lianyi_portal::triage::{Advice, PARTS, disclaimer, symptoms};
 
-use super::{Frame, Patient, Problem, failure, problems};
+use super::{Frame, Patient, Problem, failure, form_page, problems};
 use crate::AppState;
 use crate::ui::i18n::Tr;
-use crate::ui::render::{form_value, form_values, page};
+use crate::ui::render::{form_value, form_values};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/portal/triage", get(form).post(advise))
@@ -68,14 +68,11 @@ async fn render(
     let frame = Frame::named(state, p, "book").await;
     let d = disclaimer();
     let bad = !problems.is_empty();
-    let mut r = page(
+    form_page(
         TriagePage { t, frame: &frame, parts: parts(t), chosen, advice, problems, disclaimer: t.pick(d.zh, d.en) }
             .render(),
-    );
-    if bad {
-        *r.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
-    }
-    r
+        bad,
+    )
 }
 
 async fn form(State(state): State<AppState>, p: Patient) -> Response {

@@ -43,6 +43,21 @@ pub(crate) fn set_cookie(resp: &mut Response, value: String) {
     }
 }
 
+/// A page shown before login (the login and account-opening forms), with a fresh
+/// CSRF token handed to `render` and set in its cookie.
+pub(crate) fn with_login_csrf(render: impl FnOnce(&str) -> Result<String, askama::Error>) -> Response {
+    let csrf = lianyi_security::secrets::random_hex(16).unwrap_or_default();
+    let mut resp = crate::ui::render::page(render(&csrf));
+    set_cookie(&mut resp, format!("{LOGIN_CSRF_COOKIE}={csrf}; Path=/; HttpOnly; Secure; SameSite=Strict"));
+    resp
+}
+
+/// Whether a form sent before login carries the token of its page's cookie.
+pub(crate) fn login_csrf_ok(headers: &HeaderMap, given: &str) -> bool {
+    let expected = cookie(headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    !expected.is_empty() && lianyi_security::secrets::constant_time_eq(expected, given)
+}
+
 pub(crate) fn session_cookie(token: &str) -> String {
     format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Strict")
 }
