@@ -60,6 +60,8 @@ fn main() {
             backup_schedule: None,
             critical_escalation_minutes: 10,
             near_expiry_days: 90,
+            portal_mail_from: None,
+            sms_gateway: None,
             booking: Default::default(),
             mail: None,
             read_database: None,

@@ -274,6 +274,8 @@ async fn serve(database: String, dir: PathBuf, cred_file: PathBuf) {
         backup_schedule: None,
         critical_escalation_minutes: 10,
         near_expiry_days: 90,
+        portal_mail_from: None,
+        sms_gateway: None,
         booking: Default::default(),
         mail: None,
         read_database,

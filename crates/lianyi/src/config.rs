@@ -71,6 +71,36 @@ impl fmt::Debug for Secret {
 /// mrn_authority = "EAST"    # and/or its assigning authority
 /// campuses = { EAST = "campus-east", WEST = "campus-west" }   # authority → campus
 /// ```
+/// `[sms_gateway]`: the provider's HTTP request, with `{phone}` and `{text}` filled in
+/// (see [`lianyi_portal::courier::SmsGateway`]).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsGatewayFile {
+    /// `https://sms.example.cn/send` (may hold `{phone}` and `{text}`).
+    pub url: String,
+    /// `POST` (default) or `GET`.
+    pub method: Option<String>,
+    /// `{"mobile":"{phone}","content":"{text}"}`.
+    pub body: Option<String>,
+    /// Default `application/json`.
+    pub content_type: Option<String>,
+    /// The provider's credentials, `{ Authorization = "Bearer …" }`.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, Secret>,
+}
+
+impl SmsGatewayFile {
+    pub fn gateway(&self) -> lianyi_portal::courier::SmsGateway {
+        lianyi_portal::courier::SmsGateway {
+            url: self.url.clone(),
+            method: self.method.clone().unwrap_or_default(),
+            body: self.body.clone(),
+            content_type: self.content_type.clone().unwrap_or_default(),
+            headers: self.headers.iter().map(|(k, v)| (k.clone(), v.expose().to_string())).collect(),
+        }
+    }
+}
+
 /// `[booking]`: each rule, else its default.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -161,6 +191,12 @@ pub struct FileConfig {
     pub smtp_url: Option<Secret>,
     /// The desk's sender address (default `Lianyi IT desk <itdesk@localhost>`).
     pub mail_from: Option<String>,
+    /// The sender of patients' mail (their portal codes) through `smtp_url` (default
+    /// `联医患者服务 <portal@localhost>`).
+    pub portal_mail_from: Option<String>,
+    /// `[sms_gateway]`: the HTTP request that sends an SMS (patients' portal codes);
+    /// none: no SMS is offered.
+    pub sms_gateway: Option<SmsGatewayFile>,
     /// When the MLLP listener sends AA for an ORU^R01: "applied" (default: once its
     /// data is written) or "journaled" (once the checked message is committed to the
     /// message log; its data is written moments later, in order, after a restart too).
@@ -380,6 +416,23 @@ mod tests {
         assert!(!format!("{s:?}").contains("hunter2"));
         assert_eq!(mask_password(s.expose()), "postgres://u:***@h/db");
         assert_eq!(mask_password("sqlite://data/lianyi.db"), "sqlite://data/lianyi.db");
+    }
+
+    #[test]
+    fn the_sms_gateway_reads_from_the_file_and_its_credentials_do_not_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        let text = "[sms_gateway]\nurl = \"https://sms.example.cn/send\"\nbody = '{\"m\":\"{phone}\",\"c\":\"{text}\"}'\n\
+                    headers = { Authorization = \"Bearer s3cret\" }\n";
+        std::fs::write(&p, text).unwrap();
+        let f = FileConfig::load(Some(&p)).unwrap();
+        assert!(!format!("{f:?}").contains("s3cret"));
+        let g = f.sms_gateway.unwrap().gateway();
+        assert_eq!(g.url, "https://sms.example.cn/send");
+        assert_eq!(g.body.as_deref(), Some(r#"{"m":"{phone}","c":"{text}"}"#));
+        assert_eq!(g.headers, vec![("Authorization".to_string(), "Bearer s3cret".to_string())]);
+        std::fs::write(&p, "[sms_gateway]\nurl = \"https://x\"\ntoken = \"t\"\n").unwrap();
+        assert!(FileConfig::load(Some(&p)).unwrap_err().to_string().contains("token"));
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub const MAX_TRIES: i64 = 5;
 /// The characters of a code: no 0/O or 1/I to confuse.
 const ALPHABET: &[u8; 32] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
 const CODE_LEN: usize = 8;
-const DAY_MS: i64 = 86_400_000;
+pub(crate) const DAY_MS: i64 = 86_400_000;
 
 /// What the desk prints.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,8 +105,9 @@ pub struct ProxyView {
 /// See the module documentation.
 #[derive(Clone, Debug)]
 pub struct Accounts {
-    fhir: FhirService,
-    users: UserService,
+    pub(crate) fhir: FhirService,
+    pub(crate) users: UserService,
+    pub(crate) courier: crate::courier::Courier,
 }
 
 /// Who may print a code: staff who register patients.
@@ -115,8 +116,13 @@ pub fn may_issue(caller: &Caller) -> bool {
 }
 
 impl Accounts {
-    pub fn new(fhir: FhirService, users: UserService) -> Accounts {
-        Accounts { fhir, users }
+    pub fn new(fhir: FhirService, users: UserService, courier: crate::courier::Courier) -> Accounts {
+        Accounts { fhir, users, courier }
+    }
+
+    /// The channels codes can be sent by (none: the desk prints them only).
+    pub fn channels(&self) -> Vec<crate::courier::Channel> {
+        self.courier.channels()
     }
 
     /// Whether the patient has an account and their newest code, for the desk.
@@ -137,6 +143,33 @@ impl Accounts {
             return Err(PortalError::Forbidden("the desk prints portal codes".into()));
         }
         let (_, p) = read(&self.fhir, caller, "Patient", patient).await?.ok_or(PortalError::NotFound)?;
+        let campus = caller
+            .campus()
+            .or_else(|| caller.access().home_campus())
+            .map(|c| c.as_str().to_string())
+            .unwrap_or_default();
+        let (code, a) = self.new_activation(caller, patient, &campus, CODE_DAYS * DAY_MS).await?;
+        audit(&self.fhir, caller, "portal-code-issue", "success", Some(patient), format!("campus {campus}")).await?;
+        let mrn = lianyi_clinical::registry::mrns_of(&p).into_iter().find(|m: &Mrn| m.campus == campus.as_str());
+        Ok(Slip {
+            code,
+            patient: patient.to_string(),
+            name: person_of(&p).name,
+            mrn: mrn.map(|m| m.number),
+            campus,
+            expires_at: a.expires_at,
+        })
+    }
+
+    /// Keeps a new code for a patient without an account, good for `valid_ms`; the
+    /// code as printed (`ABCD-EFGH`) and its row.
+    pub(crate) async fn new_activation(
+        &self,
+        caller: &Caller,
+        patient: &str,
+        campus: &str,
+        valid_ms: i64,
+    ) -> Result<(String, Activation), PortalError> {
         let accounts = self.users.patient_accounts(patient).await.map_err(|e| PortalError::Users(e.to_string()))?;
         if let Some(u) = accounts.iter().find(|u| !u.disabled) {
             return Err(invalid(
@@ -145,33 +178,19 @@ impl Accounts {
                 format!("the patient already has a portal account ({})", u.username),
             ));
         }
-        let campus = caller
-            .campus()
-            .or_else(|| caller.access().home_campus())
-            .map(|c| c.as_str().to_string())
-            .unwrap_or_default();
         let code = new_code()?;
         let now = self.fhir.now_ms();
         let a = Activation {
             code_hash: code_hash(&code),
             patient: patient.to_string(),
-            campus: campus.clone(),
+            campus: campus.to_string(),
             issued_by: caller.actor().to_string(),
             issued_at: now,
-            expires_at: now + CODE_DAYS * DAY_MS,
+            expires_at: now + valid_ms,
             ..Default::default()
         };
         self.fhir.operations().portal().issue(&a).await?;
-        audit(&self.fhir, caller, "portal-code-issue", "success", Some(patient), format!("campus {campus}")).await?;
-        let mrn = lianyi_clinical::registry::mrns_of(&p).into_iter().find(|m: &Mrn| m.campus == campus.as_str());
-        Ok(Slip {
-            code: format_code(&code),
-            patient: patient.to_string(),
-            name: person_of(&p).name,
-            mrn: mrn.map(|m| m.number),
-            campus,
-            expires_at: a.expires_at,
-        })
+        Ok((format_code(&code), a))
     }
 
     /// Opens the patient's account; returns its login name. Every field that breaks

@@ -11,8 +11,10 @@
 pub mod accounts;
 pub mod booking;
 mod common;
+pub mod courier;
 pub mod messages;
 pub mod record;
+pub mod signup;
 pub mod survey;
 pub mod triage;
 
@@ -38,6 +40,12 @@ pub enum PortalError {
     Users(String),
     #[error("the audit record could not be written: {0}")]
     Audit(String),
+    /// The code could not be sent (the mail server or SMS gateway refused it); no
+    /// code is left behind.
+    #[error("the code could not be sent: {0}")]
+    Delivery(#[from] courier::CourierError),
+    #[error("the field cipher: {0}")]
+    Cipher(String),
 }
 
 pub(crate) fn invalid(field: &'static str, code: &'static str, detail: impl Into<String>) -> PortalError {

@@ -127,8 +127,38 @@ pub struct AccessView {
     /// The reason given, for break-the-glass.
     pub reason: Option<String>,
     pub outcome: String,
-    /// The audit record's number (to ask about it).
+    /// The audit record's number (to ask about it; the newest of a group).
     pub seq: i64,
+    /// How many accesses this line stands for: the same reader doing the same on the
+    /// same day, one after another, are one line from `first_at` to `at`.
+    pub count: i64,
+    pub first_at: i64,
+}
+
+/// Milliseconds of Beijing's offset from UTC (China keeps one time zone, no DST).
+const BEIJING_MS: i64 = 8 * 3_600_000;
+
+/// Folds runs of the same access (same reader, kind, campus, action, type and
+/// outcome, on the same Beijing day; never a break-the-glass) into one line each.
+fn grouped(rows: Vec<AccessView>) -> Vec<AccessView> {
+    let mut out: Vec<AccessView> = Vec::new();
+    for a in rows {
+        if let Some(last) = out.last_mut() {
+            let same = last.reason.is_none()
+                && a.reason.is_none()
+                && (last.own, &last.kind, &last.roles, &last.campus, &last.system)
+                    == (a.own, &a.kind, &a.roles, &a.campus, &a.system)
+                && (&last.action, &last.resource_type, &last.outcome) == (&a.action, &a.resource_type, &a.outcome)
+                && (last.first_at + BEIJING_MS).div_euclid(86_400_000) == (a.at + BEIJING_MS).div_euclid(86_400_000);
+            if same {
+                last.count += 1;
+                last.first_at = a.at;
+                continue;
+            }
+        }
+        out.push(a);
+    }
+    out
 }
 
 /// See the module documentation.
@@ -334,34 +364,38 @@ impl MyRecord {
     }
 
     /// Every access to the patient's record, newest first: who (by role and campus,
-    /// or the platform's job), when, what kind, break-the-glass with its reason.
+    /// or the platform's job), when, what kind, break-the-glass with its reason; runs
+    /// of the same access on one day as one line with their count.
     pub async fn accesses(&self, caller: &Caller) -> Result<Vec<AccessView>, PortalError> {
         patient_of(caller)?;
         let me = caller.actor().to_string();
         let rows = self.fhir.my_access_log(caller).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let e = r.entry;
-                let reason = (e.action == "break-glass")
-                    .then(|| e.detail.as_deref().and_then(|d| d.strip_prefix("reason: ")))
-                    .flatten()
-                    .map(|d| d.rsplit_once("; until").map_or(d, |(reason, _)| reason).to_string());
-                AccessView {
-                    at: e.recorded_at,
-                    own: e.actor == me,
-                    system: if e.actor_kind == "user" { String::new() } else { e.actor.clone() },
-                    kind: e.actor_kind,
-                    roles: e.role.unwrap_or_default(),
-                    campus: e.campus.unwrap_or_default(),
-                    action: e.action,
-                    resource_type: e.resource_type.unwrap_or_default(),
-                    reason,
-                    outcome: e.outcome,
-                    seq: r.seq,
-                }
-            })
-            .collect())
+        Ok(grouped(
+            rows.into_iter()
+                .map(|r| {
+                    let e = r.entry;
+                    let reason = (e.action == "break-glass")
+                        .then(|| e.detail.as_deref().and_then(|d| d.strip_prefix("reason: ")))
+                        .flatten()
+                        .map(|d| d.rsplit_once("; until").map_or(d, |(reason, _)| reason).to_string());
+                    AccessView {
+                        at: e.recorded_at,
+                        own: e.actor == me,
+                        system: if e.actor_kind == "user" { String::new() } else { e.actor.clone() },
+                        kind: e.actor_kind,
+                        roles: e.role.unwrap_or_default(),
+                        campus: e.campus.unwrap_or_default(),
+                        action: e.action,
+                        resource_type: e.resource_type.unwrap_or_default(),
+                        reason,
+                        outcome: e.outcome,
+                        seq: r.seq,
+                        count: 1,
+                        first_at: e.recorded_at,
+                    }
+                })
+                .collect(),
+        ))
     }
 
     /// The patient's reports, newest first.
@@ -395,6 +429,52 @@ impl MyRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn access(at: i64, roles: &str, action: &str, reason: Option<&str>) -> AccessView {
+        AccessView {
+            at,
+            own: false,
+            kind: "user".into(),
+            roles: roles.into(),
+            campus: "campus-east".into(),
+            system: String::new(),
+            action: action.into(),
+            resource_type: "Patient".into(),
+            reason: reason.map(str::to_string),
+            outcome: "success".into(),
+            seq: at,
+            count: 1,
+            first_at: at,
+        }
+    }
+
+    #[test]
+    fn runs_of_the_same_access_on_one_beijing_day_are_one_line() {
+        const H: i64 = 3_600_000;
+        // 2026-11-23 00:00 in Beijing is 2026-11-22 16:00 UTC.
+        let midnight = 1_795_363_200_000;
+        let rows = vec![
+            access(midnight + 3 * H, "doctor", "read", None),
+            access(midnight + 2 * H, "doctor", "read", None),
+            access(midnight + H, "doctor", "read", None),
+            access(midnight + H / 2, "doctor", "read", Some("emergency")),
+            access(midnight - H, "doctor", "read", None),
+            access(midnight - 2 * H, "nurse", "read", None),
+        ];
+        let g = grouped(rows);
+        let lines: Vec<(i64, i64, i64)> = g.iter().map(|a| (a.first_at, a.at, a.count)).collect();
+        assert_eq!(
+            lines,
+            vec![
+                (midnight + H, midnight + 3 * H, 3),
+                (midnight + H / 2, midnight + H / 2, 1),
+                (midnight - H, midnight - H, 1),
+                (midnight - 2 * H, midnight - 2 * H, 1),
+            ],
+            "a break-the-glass stands alone; the day before is another line; another role another line"
+        );
+        assert_eq!(g[0].seq, midnight + 3 * H, "asked about by the newest");
+    }
 
     #[test]
     fn every_flag_is_said_in_both_languages() {

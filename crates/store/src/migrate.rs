@@ -324,6 +324,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0052_portal.sql"),
         postgres: include_str!("../migrations/postgres/0052_portal.sql"),
     },
+    Migration {
+        version: 53,
+        name: "portal sign-ups",
+        sqlite: include_str!("../migrations/sqlite/0053_portal_signups.sql"),
+        postgres: include_str!("../migrations/postgres/0053_portal_signups.sql"),
+    },
 ];
 
 /// The schema version this build's migrations end at.

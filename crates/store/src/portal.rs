@@ -92,6 +92,24 @@ impl Portal {
         row.as_ref().map(of).transpose()
     }
 
+    /// Withdraws an unspent code (it could not be sent).
+    pub async fn withdraw(&self, code_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM portal_activations WHERE code_hash = $1 AND used_at IS NULL")
+            .bind(code_hash.to_string())
+            .execute(&self.0.write_pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Withdraws a patient's unspent codes.
+    pub async fn withdraw_of(&self, patient: &str) -> Result<()> {
+        sqlx::query("DELETE FROM portal_activations WHERE patient = $1 AND used_at IS NULL")
+            .bind(patient.to_string())
+            .execute(&self.0.write_pool())
+            .await?;
+        Ok(())
+    }
+
     /// Counts a wrong try; returns the count.
     pub async fn wrong_try(&self, code_hash: &str) -> Result<i64> {
         let row = sqlx::query(
@@ -203,6 +221,97 @@ impl Portal {
         .bind(now)
         .bind(by.to_string())
         .bind(id.to_string())
+        .execute(&self.0.write_pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+/// An online sign-up waiting for the desk (or decided by it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Signup {
+    pub id: String,
+    /// What the person typed, sealed by the field cipher.
+    pub details: String,
+    pub made_at: i64,
+    /// `waiting`, `sent` (a code went to the contact given) or `declined`.
+    pub status: String,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    /// The record the desk matched it to.
+    pub patient: Option<String>,
+    /// The desk's reason when declined.
+    pub note: Option<String>,
+}
+
+const SIGNUP_COLUMNS: &str = "id, details, made_at, status, decided_by, decided_at, patient, note";
+
+fn signup_of(r: &AnyRow) -> Result<Signup> {
+    Ok(Signup {
+        id: r.try_get(0)?,
+        details: r.try_get(1)?,
+        made_at: r.try_get(2)?,
+        status: r.try_get(3)?,
+        decided_by: r.try_get(4)?,
+        decided_at: r.try_get(5)?,
+        patient: r.try_get(6)?,
+        note: r.try_get(7)?,
+    })
+}
+
+impl Portal {
+    /// Keeps a sign-up that waits for the desk.
+    pub async fn add_signup(&self, s: &Signup) -> Result<()> {
+        sqlx::query("INSERT INTO portal_signups (id, details, made_at, status) VALUES ($1, $2, $3, 'waiting')")
+            .bind(s.id.clone())
+            .bind(s.details.clone())
+            .bind(s.made_at)
+            .execute(&self.0.write_pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Sign-ups still waiting, oldest first.
+    pub async fn waiting_signups(&self, limit: i64) -> Result<Vec<Signup>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SIGNUP_COLUMNS} FROM portal_signups WHERE status = 'waiting' ORDER BY made_at, id LIMIT $1"
+        )))
+        .bind(limit)
+        .fetch_all(&self.0.write_pool())
+        .await?;
+        rows.iter().map(signup_of).collect()
+    }
+
+    pub async fn signup(&self, id: &str) -> Result<Option<Signup>> {
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {SIGNUP_COLUMNS} FROM portal_signups WHERE id = $1")))
+                .bind(id.to_string())
+                .fetch_optional(&self.0.write_pool())
+                .await?;
+        row.as_ref().map(signup_of).transpose()
+    }
+
+    /// Records the desk's decision on a waiting sign-up; false when it was no longer
+    /// waiting (decided by someone else meanwhile).
+    pub async fn decide_signup(
+        &self,
+        id: &str,
+        status: &str,
+        by: &str,
+        at: i64,
+        patient: Option<&str>,
+        note: Option<&str>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE portal_signups SET status = $2, decided_by = $3, decided_at = $4, patient = $5, note = $6 \
+             WHERE id = $1 AND status = 'waiting'",
+        )
+        .bind(id.to_string())
+        .bind(status.to_string())
+        .bind(by.to_string())
+        .bind(at)
+        .bind(patient.map(str::to_string))
+        .bind(note.map(str::to_string))
         .execute(&self.0.write_pool())
         .await?;
         Ok(done.rows_affected() == 1)

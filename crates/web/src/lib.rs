@@ -93,6 +93,10 @@ pub struct AppConfig {
     /// The SMTP server the service desk's notifications are mailed through (none: the
     /// inbox in the shell only).
     pub mail: Option<MailConfig>,
+    /// The sender of patients' mail (their portal codes), through `mail`'s server.
+    pub portal_mail_from: Option<String>,
+    /// The SMS gateway patients' codes are sent through (none: no SMS is offered).
+    pub sms_gateway: Option<lianyi_portal::courier::SmsGateway>,
     /// A PostgreSQL hot standby that serves reads (see [`lianyi_store::standby`]).
     pub read_database: Option<ReadDatabase>,
     /// PostgreSQL standbys that take the primary's place once promoted, tried in
@@ -224,7 +228,7 @@ pub struct AppState {
     /// Patients' satisfaction surveys of their visits.
     pub surveys: lianyi_portal::survey::Surveys,
     /// Each area's pages in the navigation, in order ([`routes::NAV`]).
-    nav: &'static [&'static [ui::shell::NavLink]],
+    nav: Arc<Vec<&'static [ui::shell::NavLink]>>,
 }
 
 /// A built application: database connected and migrated, ready to serve.
@@ -248,6 +252,8 @@ pub enum AppError {
     Desk(String),
     #[error("monitoring: {0}")]
     Monitor(String),
+    #[error("the portal's mail or SMS: {0}")]
+    Courier(String),
 }
 
 /// The field cipher for a key file.
@@ -335,7 +341,16 @@ impl App {
                 );
         let checker = lianyi_monitor::check::Checker::new().map_err(|e| AppError::Monitor(e.to_string()))?;
         let scheduling = lianyi_clinical::scheduling::Scheduling::new(fhir.clone()).with_rules(config.booking);
-        let portal_accounts = lianyi_portal::accounts::Accounts::new(fhir.clone(), users.clone());
+        let courier = lianyi_portal::courier::Courier::new(
+            config.mail.as_ref().map(|m| lianyi_portal::courier::MailChannel {
+                url: m.url.clone(),
+                from: config.portal_mail_from.clone().unwrap_or_else(|| "联医患者服务 <portal@localhost>".into()),
+            }),
+            config.sms_gateway.clone(),
+        )
+        .map_err(AppError::Courier)?;
+        let portal_accounts = lianyi_portal::accounts::Accounts::new(fhir.clone(), users.clone(), courier);
+        let portal_channels_empty = portal_accounts.channels().is_empty();
         let booking = lianyi_portal::booking::Booking::new(fhir.clone(), scheduling.clone());
         let my_record = lianyi_portal::record::MyRecord::new(fhir.clone());
         let care = lianyi_portal::messages::CareMessages::new(fhir.clone(), scheduling.clone());
@@ -411,7 +426,7 @@ impl App {
                 care,
                 triage,
                 surveys,
-                nav: routes::NAV,
+                nav: Arc::new(routes::nav(!portal_channels_empty)),
             },
         })
     }

@@ -23,6 +23,17 @@ pub(crate) const NAV: &[&[NavLink]] = &[
     accounts::NAV,
 ];
 
+/// The navigation of this installation: [`NAV`], and the desk's list of online
+/// sign-ups where a code can be sent (an SMS gateway or mail server is configured).
+pub(crate) fn nav(portal_signups: bool) -> Vec<&'static [NavLink]> {
+    let mut nav = NAV.to_vec();
+    if portal_signups {
+        let at = nav.iter().position(|area| std::ptr::eq(*area, portal::NAV)).map_or(nav.len(), |i| i + 1);
+        nav.insert(at, portal::SIGNUP_NAV);
+    }
+    nav
+}
+
 pub(crate) fn router(state: AppState) -> Router {
     let hsts = state.config.tls.is_some();
     let router = Router::new()

@@ -93,6 +93,8 @@ pub async fn spawn_app_adjusted(
         backup_schedule: None,
         critical_escalation_minutes: 10,
         near_expiry_days: 90,
+        portal_mail_from: None,
+        sms_gateway: None,
         booking: Default::default(),
         mail: None,
         read_database: None,
@@ -305,4 +307,143 @@ pub async fn account(app: &TestApp, name: &str, role: &str, campus: &str) {
 /// A form kept as owned values, as `(name, value)` pairs to post.
 pub fn pairs<'a>(form: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     form.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// A real SMTP server (aiosmtpd from the test venv) writing what it receives into a
+/// Maildir; killed on drop.
+pub(crate) struct SmtpSink {
+    child: std::process::Child,
+    pub(crate) port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl SmtpSink {
+    pub(crate) fn start() -> SmtpSink {
+        let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+        assert!(python.exists(), "{} is missing: ./scripts/test creates the test venv", python.display());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new(python)
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(dir.path().join("maildir"))
+            .spawn()
+            .expect("aiosmtpd");
+        // Dropped (and so killed and waited for) if it never listens.
+        let sink = SmtpSink { child, port, dir };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return sink;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("aiosmtpd did not listen on {port}");
+    }
+
+    /// The messages received: (to, subject, body), decoded.
+    pub(crate) fn messages(&self) -> Vec<(String, String, String)> {
+        use base64::Engine;
+        let b64 = |s: &str| {
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(s.trim()).unwrap_or_default())
+                .unwrap_or_default()
+        };
+        let mut out = Vec::new();
+        let new = self.dir.path().join("maildir/new");
+        for entry in std::fs::read_dir(&new).into_iter().flatten().flatten() {
+            let raw = std::fs::read_to_string(entry.path()).unwrap().replace("\r\n", "\n");
+            let (head, body) = raw.split_once("\n\n").unwrap_or((&raw, ""));
+            // Unfold the headers, then decode RFC 2047 words.
+            let head = head.replace("\n ", " ").replace("\n\t", " ");
+            let header = |name: &str| {
+                head.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                    .unwrap_or_default()
+                    .split(' ')
+                    .map(|w| match w.strip_prefix("=?utf-8?b?").and_then(|w| w.strip_suffix("?=")) {
+                        Some(encoded) => b64(encoded),
+                        None => format!("{w} "),
+                    })
+                    .collect::<String>()
+            };
+            out.push((
+                header("To").trim().to_string(),
+                header("Subject").trim().to_string(),
+                b64(&body.replace('\n', "")),
+            ));
+        }
+        out.sort();
+        out
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A local HTTP receiver standing in for the hospital's SMS gateway: keeps each
+/// request (its request line, headers and body) and answers 200, or 503 while down.
+pub(crate) struct SmsReceiver {
+    pub(crate) port: u16,
+    pub(crate) requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    pub(crate) down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SmsReceiver {
+    pub(crate) async fn start() -> SmsReceiver {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (kept, is_down) = (requests.clone(), down.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let mut raw = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Read the head, then as much body as Content-Length says.
+                while let Ok(n) = sock.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    raw.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&raw).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                            })
+                            .and_then(|v| v.parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if body.len() >= len {
+                            break;
+                        }
+                    }
+                }
+                kept.lock().unwrap().push(String::from_utf8_lossy(&raw).to_string());
+                let answer = if is_down.load(std::sync::atomic::Ordering::SeqCst) {
+                    "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                } else {
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\nconnection: close\r\n\r\n{\"code\":0}\n"
+                };
+                let _ = sock.write_all(answer.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            }
+        });
+        SmsReceiver { port, requests, down, task }
+    }
+
+    /// The requests received so far.
+    pub(crate) fn received(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for SmsReceiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

@@ -891,82 +891,9 @@ async fn the_statistics_count_faults_recurrence_sla_and_each_engineers_work_and_
     );
 }
 
-/// A real SMTP server (aiosmtpd from the test venv) writing what it receives into a
-/// Maildir; killed on drop.
-struct SmtpSink {
-    child: std::process::Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl SmtpSink {
-    fn start() -> SmtpSink {
-        let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-        assert!(python.exists(), "{} is missing: ./scripts/test creates the test venv", python.display());
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = tempfile::tempdir().unwrap();
-        let child = std::process::Command::new(python)
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(dir.path().join("maildir"))
-            .spawn()
-            .expect("aiosmtpd");
-        // Dropped (and so killed and waited for) if it never listens.
-        let sink = SmtpSink { child, port, dir };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return sink;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        panic!("aiosmtpd did not listen on {port}");
-    }
-
-    /// The messages received: (to, subject, body), decoded.
-    fn messages(&self) -> Vec<(String, String, String)> {
-        use base64::Engine;
-        let b64 = |s: &str| {
-            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(s.trim()).unwrap_or_default())
-                .unwrap_or_default()
-        };
-        let mut out = Vec::new();
-        let new = self.dir.path().join("maildir/new");
-        for entry in std::fs::read_dir(&new).into_iter().flatten().flatten() {
-            let raw = std::fs::read_to_string(entry.path()).unwrap().replace("\r\n", "\n");
-            let (head, body) = raw.split_once("\n\n").unwrap_or((&raw, ""));
-            // Unfold the headers, then decode RFC 2047 words.
-            let head = head.replace("\n ", " ").replace("\n\t", " ");
-            let header = |name: &str| {
-                head.lines()
-                    .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-                    .unwrap_or_default()
-                    .split(' ')
-                    .map(|w| match w.strip_prefix("=?utf-8?b?").and_then(|w| w.strip_suffix("?=")) {
-                        Some(encoded) => b64(encoded),
-                        None => format!("{w} "),
-                    })
-                    .collect::<String>()
-            };
-            out.push((
-                header("To").trim().to_string(),
-                header("Subject").trim().to_string(),
-                b64(&body.replace('\n', "")),
-            ));
-        }
-        out.sort();
-        out
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn the_desk_notifies_in_the_shell_and_by_real_smtp_and_escalates_a_breach_to_the_group_lead() {
-    let sink = SmtpSink::start();
+    let sink = crate::helpers::SmtpSink::start();
     // Friday 2027-01-15, 16:00 in Beijing.
     let clock: Arc<ManualClock> = ManualClock::new(1_800_000_000_000);
     let mail = lianyi_web::MailConfig {

@@ -258,6 +258,12 @@ async fn a_patient_opens_an_account_books_another_campus_and_reads_only_their_ow
     assert!(slip.contains("E-pa"), "the slip names the MRN: {slip}");
     let (mut nurse, _) = logged_in(&app, &clock, "nurse.portal", "nurse", "campus-east", None).await;
     assert_eq!(nurse.get("/portal/desk/pa").await.0, StatusCode::FORBIDDEN);
+    // No SMS gateway or mail server here: nothing is offered that cannot be sent.
+    assert!(!page.contains("id=\"send-sms\"") && !page.contains("id=\"send-email\""), "{page}");
+    let mut stranger = Browser::new(&app.base, "zh-CN");
+    assert_eq!(stranger.get("/portal/signup").await.0, StatusCode::NOT_FOUND);
+    assert!(!stranger.get("/portal/activate").await.2.contains("/portal/signup"));
+    assert!(!desk.get("/").await.2.contains("/portal/signups"), "no sign-ups to handle");
 
     // Opening the account: every broken rule named, nothing made.
     let mut phone = Browser::new(&app.base, "zh-CN");
@@ -770,6 +776,217 @@ async fn a_patient_opens_an_account_books_another_campus_and_reads_only_their_ow
 /// the other campus (whose registrar sees it), read the report with its flags after
 /// the visit, ask the doctor with a photo (who answers from the staff inbox), see who
 /// read the record, and, as a parent, book for their child.
+/// The code in a message: `ABCD-EFGH`.
+fn code_in(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    (0..chars.len().saturating_sub(8))
+        .map(|i| chars[i..i + 9].iter().collect::<String>())
+        .find(|w| {
+            w.as_bytes()[4] == b'-'
+                && w.chars().filter(|c| *c != '-').all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        })
+        .unwrap_or_else(|| panic!("no code in {text}"))
+}
+
+async fn sign_up(b: &mut Browser, fields: &[(&str, &str)]) -> (StatusCode, String) {
+    let (_, _, page) = b.get("/portal/signup").await;
+    let token = csrf(&page);
+    let mut form = vec![("csrf", token.as_str())];
+    form.extend_from_slice(fields);
+    let (status, _, page) = b.post("/portal/signup", &form).await;
+    (status, page)
+}
+
+/// Online sign-up with the SMS gateway (a local receiver) and the mail server (a real
+/// SMTP sink, aiosmtpd) configured: a certain match gets its code by SMS at once and
+/// opens the account; a mail address the record does not hold waits for the desk,
+/// which picks the record and the code goes by mail; an unknown person is declined
+/// with a reason; a gateway that refuses leaves no code behind; the desk sends a
+/// patient's code to their record's phone. Bad input is named, and nothing is sent.
+#[tokio::test]
+async fn a_patient_signs_up_online_and_codes_go_by_sms_and_by_real_smtp() {
+    let sink = crate::helpers::SmtpSink::start();
+    let sms = crate::helpers::SmsReceiver::start().await;
+    let clock = ManualClock::new(MONDAY_0830);
+    let (smtp_port, sms_port) = (sink.port, sms.port);
+    let app = crate::helpers::spawn_app_adjusted(1 << 20, Some(clock.clone()), move |c| {
+        c.mail = Some(lianyi_web::MailConfig {
+            url: format!("smtp://127.0.0.1:{smtp_port}"),
+            from: "desk <itdesk@hospital.test>".into(),
+        });
+        c.portal_mail_from = Some("联医患者服务 <portal@hospital.test>".into());
+        c.sms_gateway = Some(lianyi_portal::courier::SmsGateway {
+            url: format!("http://127.0.0.1:{sms_port}/sms/send"),
+            method: "POST".into(),
+            body: Some(r#"{"mobile":"{phone}","content":"{text}"}"#.into()),
+            content_type: "application/json".into(),
+            headers: vec![("X-Api-Key".into(), "test-key".into())],
+        });
+    })
+    .await;
+    group(&app).await;
+    let east = app.client_with("system/*.cruds", "campus-east", None).await;
+    put(&app, &east, json!({"resourceType": "Patient", "id": "pc", "name": [{"text": "孙丽"}], "gender": "female", "birthDate": "1980-01-01",
+        "identifier": [{"system": RESIDENT_ID_SYSTEM, "value": resident_id(322)}, {"system": mrn_system("campus-east"), "value": "E-pc"}],
+        "telecom": [{"system": "phone", "value": "13700137000"}, {"system": "email", "value": "sun@example.test"}]})).await;
+
+    let mut phone = Browser::new(&app.base, "zh-CN");
+    let (_, _, page) = phone.get("/portal/activate").await;
+    assert!(page.contains("id=\"to-signup\""), "offered once a channel is configured: {page}");
+    let (status, _, page) = phone.get("/portal/signup").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"channel-sms\"") && page.contains("id=\"channel-email\""), "{page}");
+
+    // Bad input: each rule named, nothing sent or kept.
+    let (status, page) = sign_up(
+        &mut phone,
+        &[("name", ""), ("resident_id", "123"), ("phone", "12"), ("email", "x@"), ("channel", "fax")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    for field in ["name", "resident_id", "phone", "email", "channel"] {
+        assert!(page.contains(&format!("data-field=\"{field}\"")), "{field}: {page}");
+    }
+    let pa_id = resident_id(124);
+    let (status, page) =
+        sign_up(&mut phone, &[("name", "王芳"), ("resident_id", &pa_id), ("phone", PHONE), ("channel", "email")]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("选择邮件发送时请填写邮箱地址"), "{page}");
+    assert!(sms.received().is_empty() && sink.messages().is_empty());
+
+    // A certain match: the code goes by SMS, through the configured request, at once.
+    let (status, page) = sign_up(
+        &mut phone,
+        &[("name", "王 芳"), ("resident_id", &pa_id), ("phone", "138-0013-8000"), ("channel", "sms")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("138****8000"), "{page}");
+    let got = sms.received();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].starts_with("POST /sms/send "), "{}", got[0]);
+    assert!(got[0].to_ascii_lowercase().contains("x-api-key: test-key"), "{}", got[0]);
+    let body: Value = serde_json::from_str(got[0].split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(body["mobile"], PHONE);
+    let text = body["content"].as_str().unwrap();
+    assert!(text.contains("30 分钟"), "{text}");
+    let (_, loc, _) = activate(&mut phone, &code_in(text), &pa_id, PHONE, "wangfang", "a long passphrase 1").await;
+    assert_eq!(loc, "/portal/login?m=activated");
+    // Again for the same record: the account exists, and nothing is sent.
+    let (status, page) =
+        sign_up(&mut phone, &[("name", "王芳"), ("resident_id", &pa_id), ("phone", PHONE), ("channel", "sms")]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("该患者已有患者服务账号"), "{page}");
+    assert_eq!(sms.received().len(), 1);
+
+    // A mail address the record does not hold: it waits for the desk, and the person
+    // learns nothing of the record.
+    let pb_id = resident_id(456);
+    let mut other = Browser::new(&app.base, "en");
+    let (status, page) = sign_up(
+        &mut other,
+        &[
+            ("name", "赵强"),
+            ("resident_id", &pb_id),
+            ("phone", "13900139000"),
+            ("email", "Zhao@Example.test"),
+            ("channel", "email"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"signup-waiting\""), "{page}");
+    // An unknown person waits too.
+    let (status, page) = sign_up(
+        &mut other,
+        &[("name", "钱多"), ("resident_id", &resident_id(789)), ("phone", "13600136000"), ("channel", "sms")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"signup-waiting\""), "{page}");
+    assert!(sink.messages().is_empty() && sms.received().len() == 1, "nothing sent for the waiting");
+
+    // The desk: the waiting sign-ups with the index's candidates; a nurse may not.
+    let (mut desk, _) = logged_in(&app, &clock, "reg.signup", "registrar", "campus-east", None).await;
+    let (_, _, home) = desk.get("/").await;
+    assert!(home.contains("href=\"/portal/signups\""), "the desk's home links the sign-ups");
+    let (status, _, list) = desk.get("/portal/signups").await;
+    assert_eq!(status, StatusCode::OK);
+    let card = |name: &str| {
+        let c = list.split("data-signup=\"").find(|c| c.contains(name)).unwrap_or_else(|| panic!("{name}: {list}"));
+        (c.split('"').next().unwrap().to_string(), c.split("</article>").next().unwrap().to_string())
+    };
+    let (zhao, zhao_card) = card("赵强");
+    assert!(zhao_card.contains("value=\"pb\""), "pb is a candidate: {zhao_card}");
+    let (qian, qian_card) = card("钱多");
+    assert!(qian_card.contains("索引中没有相似档案") && !qian_card.contains("name=\"patient\""), "{qian_card}");
+    let (mut nurse, _) = logged_in(&app, &clock, "nurse.signup", "nurse", "campus-east", None).await;
+    assert_eq!(nurse.get("/portal/signups").await.0, StatusCode::FORBIDDEN);
+    // No record picked: named.
+    let (status, _, page) = desk.post(&format!("/portal/signups/{zhao}/send"), &[("csrf", &csrf(&list))]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("请选择与申请人一致的档案"), "{page}");
+    let (status, _, page) =
+        desk.post(&format!("/portal/signups/{zhao}/send"), &[("csrf", &csrf(&list)), ("patient", "pb")]).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("z***@example.test") && !page.contains(&format!("data-signup=\"{zhao}\"")), "{page}");
+    let mail = sink.messages();
+    assert_eq!(mail.len(), 1);
+    assert!(mail[0].0.contains("zhao@example.test") && mail[0].1.contains("联医患者服务开通码"), "{mail:?}");
+    assert!(mail[0].2.contains("7 天"), "{mail:?}");
+    let (_, loc, _) =
+        activate(&mut other, &code_in(&mail[0].2), &pb_id, "13900139000", "zhaoqiang", "a long passphrase 2").await;
+    assert_eq!(loc, "/portal/login?m=activated");
+    // Declining needs a reason.
+    let (status, _, page) = desk.post(&format!("/portal/signups/{qian}/decline"), &[("csrf", &csrf(&list))]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("data-field=\"note\""), "{page}");
+    let (_, loc, _) = desk
+        .post(&format!("/portal/signups/{qian}/decline"), &[("csrf", &csrf(&list)), ("note", "电话核实不是本院患者")])
+        .await;
+    assert_eq!(loc, "/portal/signups");
+    let (_, _, list) = desk.get("/portal/signups").await;
+    assert!(list.contains("id=\"no-signups\""), "{list}");
+
+    // The desk sends pc's code to the phone the record holds.
+    let (_, _, page) = desk.get("/portal/desk/pc").await;
+    assert!(page.contains("id=\"send-sms\"") && page.contains("id=\"send-email\""), "{page}");
+    let (status, _, page) = desk.post("/portal/desk/pc/send", &[("csrf", &csrf(&page)), ("channel", "sms")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("137****7000"), "{page}");
+    let got = sms.received();
+    assert_eq!(got.len(), 2);
+    assert!(got[1].contains("13700137000"), "{}", got[1]);
+
+    // The gateway refuses: the patient is told, and no code is left behind.
+    sms.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let pc_id = resident_id(322);
+    let (status, page) =
+        sign_up(&mut phone, &[("name", "孙丽"), ("resident_id", &pc_id), ("phone", "13700137000"), ("channel", "sms")])
+            .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(page.contains("开通码未能发出"), "{page}");
+    assert!(app.fhir.operations().portal().latest_of("pc").await.unwrap().is_none(), "no code left behind");
+    // By mail, which the record holds: a certain match, sent at once.
+    let (status, page) = sign_up(
+        &mut phone,
+        &[
+            ("name", "孙丽"),
+            ("resident_id", &pc_id),
+            ("phone", "13700137000"),
+            ("email", "sun@example.test"),
+            ("channel", "email"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("s***@example.test"), "{page}");
+    assert_eq!(sink.messages().len(), 2);
+    assert_eq!(audited(&app, "portal-signup", "success").await, 4);
+    assert_eq!(audited(&app, "portal-signup", "failure").await, 1);
+    assert_eq!(audited(&app, "portal-signup-match", "success").await, 2);
+}
+
 #[tokio::test]
 async fn chromium_a_patient_on_a_phone_books_reads_asks_and_books_for_their_child() {
     let clock = ManualClock::new(MONDAY_0830);
@@ -868,6 +1085,18 @@ async fn chromium_a_patient_on_a_phone_books_reads_asks_and_books_for_their_chil
             .post(&format!("/appointments/{appointment}/check-in"), &[("csrf", &csrf(&page)), ("patient", patient)])
             .await;
         assert!(loc.contains("checked-in"), "{loc}");
+        if lang == "zh" {
+            // The queue line keeps itself current: the doctor calls, the page (not
+            // reloaded) says so within its 20-second refresh.
+            d.click("#tab-visits").await;
+            d.wait_url("/portal/visits").await;
+            d.wait_text("前面还有 0 人", 5).await;
+            let system = Caller::task(SystemTask::Operator("test".into()));
+            let called = Scheduling::new(app.fhir.clone()).call_next(&system, "west-sur").await.unwrap();
+            assert!(called.is_some());
+            d.wait_text("请到诊室就诊（排队号 1）", 30).await;
+            d.check_portal(true).await;
+        }
         let report = potassium(&app, patient, 6.1, "H").await;
         d.click("#tab-reports").await;
         d.wait_url("/portal/reports").await;

@@ -152,6 +152,8 @@ struct ActivatePage<'a> {
     csrf: &'a str,
     form: &'a ActivationForm,
     problems: Vec<Problem>,
+    /// Whether online sign-up is offered (a code can be sent).
+    signup: bool,
 }
 
 impl ActivatePage<'_> {
@@ -165,10 +167,11 @@ struct ActivateQuery {
     code: Option<String>,
 }
 
-async fn activate_form(headers: HeaderMap, Query(q): Query<ActivateQuery>) -> Response {
+async fn activate_form(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<ActivateQuery>) -> Response {
     let t = portal_lang(&headers);
     let form = ActivationForm { code: q.code.unwrap_or_default(), ..Default::default() };
-    with_login_csrf(|csrf| ActivatePage { t, csrf, form: &form, problems: Vec::new() }.render())
+    let signup = !state.portal_accounts.channels().is_empty();
+    with_login_csrf(|csrf| ActivatePage { t, csrf, form: &form, problems: Vec::new(), signup }.render())
 }
 
 async fn activate_submit(
@@ -202,7 +205,8 @@ async fn activate_submit(
             f.password.clear();
             f.confirm.clear();
             let problems = problems(t, &errors);
-            let mut r = with_login_csrf(|csrf| ActivatePage { t, csrf, form: &f, problems }.render());
+            let signup = !state.portal_accounts.channels().is_empty();
+            let mut r = with_login_csrf(|csrf| ActivatePage { t, csrf, form: &f, problems, signup }.render());
             *r.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
             r
         }

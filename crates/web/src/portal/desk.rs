@@ -38,6 +38,9 @@ struct DeskPage<'a> {
     problems: Vec<Problem>,
     proxies: Vec<ProxyView>,
     relations: &'static [&'static str],
+    /// The ways a code can be sent (`sms`, `email`), and where one just went.
+    channels: Vec<&'static str>,
+    sent_to: Option<String>,
 }
 
 fn failed(t: Tr, e: &PortalError) -> Response {
@@ -48,6 +51,17 @@ fn failed(t: Tr, e: &PortalError) -> Response {
 }
 
 async fn render(state: &AppState, s: &Signed, patient: &str, slip: Option<Slip>, problems: Vec<Problem>) -> Response {
+    render_sent(state, s, patient, slip, problems, None).await
+}
+
+async fn render_sent(
+    state: &AppState,
+    s: &Signed,
+    patient: &str,
+    slip: Option<Slip>,
+    problems: Vec<Problem>,
+    sent_to: Option<String>,
+) -> Response {
     let t = s.t;
     let standing = match state.portal_accounts.standing(s.caller(), patient).await {
         Ok(x) => x,
@@ -75,6 +89,8 @@ async fn render(state: &AppState, s: &Signed, patient: &str, slip: Option<Slip>,
             problems,
             proxies,
             relations: &RELATIONS,
+            channels: state.portal_accounts.channels().into_iter().map(lianyi_portal::courier::Channel::code).collect(),
+            sent_to,
         }
         .render(),
     )
@@ -139,6 +155,49 @@ async fn revoke_proxy(
         Ok(()) => crate::ui::render::see_other(&format!("/portal/desk/{patient}")),
         Err(PortalError::Invalid(errors)) => render(&state, &s, &patient, None, problems(s.t, &errors)).await,
         Err(PortalError::NotFound) => not_found(s.t),
+        Err(e) => failed(s.t, &e),
+    }
+}
+
+/// Sends the patient's code to the phone or mail their record holds.
+pub(super) async fn send_code(
+    State(state): State<AppState>,
+    s: Signed,
+    Path(patient): Path<String>,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> Response {
+    if !s.csrf_ok(&form_value(&form, "csrf")) || !may_issue(s.caller()) {
+        return s.forbidden();
+    }
+    let Some(channel) = lianyi_portal::courier::Channel::parse(&form_value(&form, "channel")) else {
+        return render(
+            &state,
+            &s,
+            &patient,
+            None,
+            problems(
+                s.t,
+                &[lianyi_portal::FieldError { field: "channel", code: "channel", detail: "sms or email".into() }],
+            ),
+        )
+        .await;
+    };
+    // The patient's language is not known: the portal's own, Chinese.
+    let zh = Tr::new(crate::ui::i18n::Lang::ZhCn);
+    let valid = zh.fmt("portal-days", &lianyi_portal::accounts::CODE_DAYS.to_string());
+    match state.portal_accounts.send_code(s.caller(), &patient, channel, &super::signup::letter(zh, &valid)).await {
+        Ok(to) => render_sent(&state, &s, &patient, None, Vec::new(), Some(to)).await,
+        Err(PortalError::Invalid(errors)) => render(&state, &s, &patient, None, problems(s.t, &errors)).await,
+        Err(PortalError::NotFound) => not_found(s.t),
+        Err(PortalError::Delivery(e)) => {
+            tracing::warn!(error = %e, "a portal code was not sent");
+            let p = Problem {
+                field: "channel",
+                label: s.t.get("pf-channel").into(),
+                text: s.t.get("portal-not-sent").into(),
+            };
+            render(&state, &s, &patient, None, vec![p]).await
+        }
         Err(e) => failed(s.t, &e),
     }
 }

@@ -119,7 +119,14 @@ fn access_row(t: Tr, a: &AccessView, campuses: &std::collections::HashMap<String
     AccessRow {
         seq: a.seq,
         own: a.own,
-        when: local_time(a.at),
+        when: if a.count > 1 {
+            let (first, last) = (local_time(a.first_at), local_time(a.at));
+            // The same day: the second time without its date.
+            let last = last.rsplit_once(' ').map_or(last.clone(), |(_, time)| time.to_string());
+            format!("{first}–{last} · {}", t.fmt("portal-access-times", &a.count.to_string()))
+        } else {
+            local_time(a.at)
+        },
         who,
         what,
         reason: a.reason.clone(),

@@ -11,6 +11,7 @@ mod desk;
 mod family;
 mod messages;
 mod record;
+mod signup;
 mod survey;
 mod triage;
 
@@ -39,6 +40,11 @@ pub(crate) const NAV: &[NavLink] = &[NavLink {
     shown: lianyi_portal::messages::may_answer,
 }];
 
+/// The desk's list of online sign-ups, on the registrar's home: only where a code can
+/// be sent (see [`crate::routes::nav`]).
+pub(crate) const SIGNUP_NAV: &[NavLink] =
+    &[NavLink { href: "/portal/signups", text: "nav-portal-signups", place: Place::Home, shown: signup::may_handle }];
+
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .merge(access::router())
@@ -49,7 +55,9 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(messages::router())
         .merge(triage::router())
         .merge(survey::router())
+        .merge(signup::router())
         .route("/portal/static/portal.css", get(css))
+        .route("/portal/static/queue.js", get(queue_js))
 }
 
 /// The portal's language: the switch's choice, else Chinese (the browser's language
@@ -194,6 +202,13 @@ pub(super) fn failure(t: Tr, e: &PortalError) -> Response {
             server_error(Some(t))
         }
     }
+}
+
+async fn queue_js() -> Response {
+    let mut r = include_str!("../../static/portal-queue.js").into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    r
 }
 
 async fn css() -> Response {

@@ -166,7 +166,10 @@ impl RateLimiter {
 
 pub async fn rate_limit(State(limiter): State<std::sync::Arc<RateLimiter>>, req: Request, next: Next) -> Response {
     let limited = req.method() == axum::http::Method::POST
-        && matches!(req.uri().path(), "/login" | "/oauth/token" | "/portal/login" | "/portal/activate");
+        && matches!(
+            req.uri().path(),
+            "/login" | "/oauth/token" | "/portal/login" | "/portal/activate" | "/portal/signup"
+        );
     if limited
         && let Some(ip) = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
         && let Err(wait) = limiter.take(ip)
