@@ -330,6 +330,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0053_portal_signups.sql"),
         postgres: include_str!("../migrations/postgres/0053_portal_signups.sql"),
     },
+    Migration {
+        version: 54,
+        name: "audit by patient and number",
+        sqlite: include_str!("../migrations/sqlite/0054_audit_by_patient_seq.sql"),
+        postgres: include_str!("../migrations/postgres/0054_audit_by_patient_seq.sql"),
+    },
 ];
 
 /// The schema version this build's migrations end at.

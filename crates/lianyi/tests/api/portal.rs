@@ -188,6 +188,8 @@ struct Theirs {
     appointment: String,
     visit: String,
     photo: String,
+    /// Their imaging study: (study, series, instance) UIDs.
+    study: (String, String, String),
 }
 
 /// Every portal route that takes an id, tried with another patient's: each must
@@ -201,6 +203,8 @@ async fn id_swaps(b: &mut Browser, token: &str, theirs: &Theirs) -> Vec<String> 
         format!("/portal/for/{}", theirs.patient),
         format!("/portal/book/doctor/role-li?move={}", theirs.appointment),
         format!("/portal/survey/{}", theirs.visit),
+        format!("/portal/images/{}", theirs.study.0),
+        format!("/portal/images/{}/series/{}/instances/{}/frames/1", theirs.study.0, theirs.study.1, theirs.study.2),
     ] {
         let (status, _, page) = b.get(&path).await;
         let ok = status == StatusCode::NOT_FOUND || (path.contains("move=") && status == StatusCode::OK);
@@ -563,6 +567,28 @@ async fn a_patient_opens_an_account_books_another_campus_and_reads_only_their_ow
         assert!(page.contains(text), "{text}: {page}");
     }
     assert_eq!(phone.get(&format!("/portal/reports/{theirs}")).await.0, StatusCode::NOT_FOUND);
+    // Images: a CT slice each for pa and pb, stored by STOW-RS at East; pa sees theirs
+    // from the reports page, drawn for a phone.
+    let ct = |who: &str| {
+        let study = format!("1.2.826.0.1.3680043.2.1125.9{}", if who == "pa" { 1 } else { 2 });
+        let (series, sop) = (format!("{study}.1"), format!("{study}.1.1"));
+        let data = crate::dicom::slice(&study, &series, &sop, &format!("E-{who}"), &format!("ACC-{who}"), 1, 64);
+        ((study, series, sop.clone()), (sop, data))
+    };
+    let (my_study, my_slice) = ct("pa");
+    let (their_study, their_slice) = ct("pb");
+    crate::dicom::stow_at(&east, &app.url("/dicomweb/studies"), &[my_slice, their_slice]).await;
+    let (_, _, page) = phone.get("/portal/reports").await;
+    assert!(page.contains(&format!("data-study=\"{}\"", my_study.0)), "{page}");
+    assert!(!page.contains(&their_study.0), "only their own studies: {page}");
+    let (status, _, page) = phone.get(&format!("/portal/images/{}", my_study.0)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let src = format!("/portal/images/{}/series/{}/instances/{}/frames/1", my_study.0, my_study.1, my_study.2);
+    assert!(page.contains(&format!("src=\"{src}\"")) && page.contains("胸部CT平扫"), "{page}");
+    let r = phone.http.get(app.url(&src)).header("cookie", phone.cookie_header()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "image/jpeg");
+    assert!(r.bytes().await.unwrap().starts_with(&[0xFF, 0xD8]), "a JPEG");
     let their_visit = {
         let rt = lianyi_fhir::ResourceType::parse("Encounter").unwrap();
         let req = lianyi_fhir::search::parse_search(rt, &[("patient".into(), "Patient/pb".into())]).unwrap();
@@ -583,6 +609,7 @@ async fn a_patient_opens_an_account_books_another_campus_and_reads_only_their_ow
         appointment: their_appointment.clone(),
         visit: their_visit,
         photo: "doc-pb".into(),
+        study: their_study,
     };
     let (_, _, page) = phone.get("/portal/trend/2823-3").await;
     assert!(page.contains("<svg") && page.contains("6.1"), "{page}");

@@ -9,6 +9,7 @@ mod access;
 mod book;
 mod desk;
 mod family;
+mod images;
 mod messages;
 mod record;
 mod signup;
@@ -56,6 +57,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(triage::router())
         .merge(survey::router())
         .merge(signup::router())
+        .merge(images::router())
         .route("/portal/static/portal.css", get(css))
         .route("/portal/static/queue.js", get(queue_js))
 }

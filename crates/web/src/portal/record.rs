@@ -84,14 +84,25 @@ struct ReportsPage<'a> {
     t: Tr,
     frame: &'a Frame,
     reports: Vec<ReportView>,
+    /// The patient's imaging studies, newest first.
+    studies: Vec<super::images::StudyLine>,
 }
 
 async fn reports(State(state): State<AppState>, p: Patient) -> Response {
     let t = p.t;
-    match state.my_record.reports(p.caller()).await {
-        Ok(reports) => page(ReportsPage { t, frame: &Frame::named(&state, &p, "reports").await, reports }.render()),
-        Err(e) => failure(t, &e),
-    }
+    let reports = match state.my_record.reports(p.caller()).await {
+        Ok(reports) => reports,
+        Err(e) => return failure(t, &e),
+    };
+    let patient = p.caller().access().patient().unwrap_or_default().to_string();
+    let studies = match state.imaging.studies_of(p.caller(), &patient).await {
+        Ok(list) => list.iter().map(super::images::line).collect(),
+        Err(e) => {
+            tracing::error!(error = %e, "listing a patient's imaging studies");
+            return crate::ui::render::server_error(Some(t));
+        }
+    };
+    page(ReportsPage { t, frame: &Frame::named(&state, &p, "reports").await, reports, studies }.render())
 }
 
 /// One line of a report as the patient reads it.
