@@ -219,6 +219,10 @@ pub async fn run(raw: Vec<String>) {
     let mut patient = Session::log_in_portal(&base, "patient.0001", DEMO_PASSWORD).await;
     let (_, _, page) = patient.get("/portal/book/dept/campus-east-im").await;
     let role = between(&page, "data-role=\"", "\"").to_string();
+    // The demo's head CT belongs to the first East patient, the demo patient.
+    let (_, _, page) = patient.get("/portal/reports").await;
+    assert!(page.contains("data-study=\""), "the demo patient has a study: {page}");
+    let study = between(&page, "data-study=\"", "\"").to_string();
 
     let mut results = Vec::new();
     for (who, path) in [
@@ -241,6 +245,7 @@ pub async fn run(raw: Vec<String>) {
         ("patient", format!("/portal/book/doctor/{role}")),
         ("patient", "/portal/visits".to_string()),
         ("patient", "/portal/reports".to_string()),
+        ("patient", format!("/portal/images/{study}")),
         ("patient", "/portal/record".to_string()),
         ("patient", "/portal/messages".to_string()),
         ("patient", "/portal/me".to_string()),
@@ -265,6 +270,8 @@ pub async fn run(raw: Vec<String>) {
             "/encounters/{id}/print/summary".to_string()
         } else if path.starts_with("/portal/book/doctor/") {
             "/portal/book/doctor/{role}".to_string()
+        } else if path.starts_with("/portal/images/") {
+            "/portal/images/{study}".to_string()
         } else {
             name
         };

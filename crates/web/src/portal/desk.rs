@@ -190,13 +190,9 @@ pub(super) async fn send_code(
         Err(PortalError::Invalid(errors)) => render(&state, &s, &patient, None, problems(s.t, &errors)).await,
         Err(PortalError::NotFound) => not_found(s.t),
         Err(PortalError::Delivery(e)) => {
-            tracing::warn!(error = %e, "a portal code was not sent");
-            let p = Problem {
-                field: "channel",
-                label: s.t.get("pf-channel").into(),
-                text: s.t.get("portal-not-sent").into(),
-            };
-            render(&state, &s, &patient, None, vec![p]).await
+            let mut r = render(&state, &s, &patient, None, super::signup::not_sent(s.t, &e)).await;
+            *r.status_mut() = axum::http::StatusCode::BAD_GATEWAY;
+            r
         }
         Err(e) => failed(s.t, &e),
     }

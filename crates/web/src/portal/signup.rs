@@ -46,6 +46,13 @@ pub(super) fn letter(t: Tr, valid: &str) -> Letter {
     Letter { subject: t.get("portal-code-subject").to_string(), body }
 }
 
+/// The refusal shown when the gateway or mail server did not take a code (the
+/// reason is logged, not shown: it may name the provider's answer).
+pub(super) fn not_sent(t: Tr, e: &lianyi_portal::courier::CourierError) -> Vec<Problem> {
+    tracing::warn!(error = %e, "a portal code was not sent");
+    vec![Problem { field: "channel", label: t.get("pf-channel").into(), text: t.get("portal-not-sent").into() }]
+}
+
 #[derive(Template)]
 #[template(path = "portal/signup.html")]
 struct SignupPage<'a> {
@@ -126,12 +133,7 @@ async fn signup_submit(
         }
         Ok(SignedUp::Waiting) => page(DonePage { t, sent_to: None, minutes: SENT_CODE_MINUTES }.render()),
         Err(PortalError::Invalid(errors)) => again(StatusCode::UNPROCESSABLE_ENTITY, problems(t, &errors)),
-        Err(PortalError::Delivery(e)) => {
-            tracing::warn!(error = %e, "a sign-up's code was not sent");
-            let p =
-                Problem { field: "channel", label: t.get("pf-channel").into(), text: t.get("portal-not-sent").into() };
-            again(StatusCode::BAD_GATEWAY, vec![p])
-        }
+        Err(PortalError::Delivery(e)) => again(StatusCode::BAD_GATEWAY, not_sent(t, &e)),
         Err(e) => super::failure(t, &e),
     }
 }
@@ -211,11 +213,7 @@ async fn send(
             r
         }
         Err(PortalError::Delivery(e)) => {
-            tracing::warn!(error = %e, "a sign-up's code was not sent");
-            let t = s.t;
-            let p =
-                Problem { field: "channel", label: t.get("pf-channel").into(), text: t.get("portal-not-sent").into() };
-            let mut r = render_waiting(&state, &s, vec![p], None).await;
+            let mut r = render_waiting(&state, &s, not_sent(s.t, &e), None).await;
             *r.status_mut() = StatusCode::BAD_GATEWAY;
             r
         }
