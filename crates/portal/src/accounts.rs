@@ -148,7 +148,7 @@ impl Accounts {
             .or_else(|| caller.access().home_campus())
             .map(|c| c.as_str().to_string())
             .unwrap_or_default();
-        let (code, a) = self.new_activation(caller, patient, &campus, CODE_DAYS * DAY_MS).await?;
+        let (code, a) = self.new_activation(caller, patient, &campus, CODE_DAYS * DAY_MS, true).await?;
         audit(&self.fhir, caller, "portal-code-issue", "success", Some(patient), format!("campus {campus}")).await?;
         let mrn = lianyi_clinical::registry::mrns_of(&p).into_iter().find(|m: &Mrn| m.campus == campus.as_str());
         Ok(Slip {
@@ -161,14 +161,16 @@ impl Accounts {
         })
     }
 
-    /// Keeps a new code for a patient without an account, good for `valid_ms`; the
-    /// code as printed (`ABCD-EFGH`) and its row.
+    /// Keeps a new code for a patient without an account, good for `valid_ms` (with
+    /// `replace`, their unspent codes are withdrawn at once); the code as printed
+    /// (`ABCD-EFGH`) and its row.
     pub(crate) async fn new_activation(
         &self,
         caller: &Caller,
         patient: &str,
         campus: &str,
         valid_ms: i64,
+        replace: bool,
     ) -> Result<(String, Activation), PortalError> {
         let accounts = self.users.patient_accounts(patient).await.map_err(|e| PortalError::Users(e.to_string()))?;
         if let Some(u) = accounts.iter().find(|u| !u.disabled) {
@@ -189,7 +191,11 @@ impl Accounts {
             expires_at: now + valid_ms,
             ..Default::default()
         };
-        self.fhir.operations().portal().issue(&a).await?;
+        if replace {
+            self.fhir.operations().portal().issue(&a).await?;
+        } else {
+            self.fhir.operations().portal().add_code(&a).await?;
+        }
         Ok((format_code(&code), a))
     }
 

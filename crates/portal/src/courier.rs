@@ -164,8 +164,15 @@ impl Courier {
                     .header(ContentTransferEncoding::Base64)
                     .body(text.to_string()),
             )
-            .map_err(|e| CourierError::Mail(e.to_string()))?;
-        mail.transport.send(message).await.map(|_| ()).map_err(|e| CourierError::Mail(e.to_string()))
+            .map_err(|_| CourierError::Address)?;
+        // Only the server's reply code: its text often repeats the address.
+        mail.transport.send(message).await.map(|_| ()).map_err(|e| {
+            CourierError::Mail(match e.status() {
+                Some(code) => format!("SMTP {code}"),
+                None if e.is_timeout() => "timed out".into(),
+                None => "not reached or refused the connection".into(),
+            })
+        })
     }
 
     async fn send_sms(&self, phone: &str, text: &str) -> Result<(), CourierError> {

@@ -112,6 +112,8 @@ fn day(v: &Value) -> String {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccessView {
     pub at: i64,
+    /// Who (the audit's actor): only to tell readers apart, never shown.
+    pub reader: String,
     /// The account's own doing (the patient, or their proxy).
     pub own: bool,
     /// `user`, `client`, `system`.
@@ -144,10 +146,9 @@ fn grouped(rows: Vec<AccessView>) -> Vec<AccessView> {
     let mut out: Vec<AccessView> = Vec::new();
     for a in rows {
         if let Some(last) = out.last_mut() {
-            let same = last.reason.is_none()
-                && a.reason.is_none()
-                && (last.own, &last.kind, &last.roles, &last.campus, &last.system)
-                    == (a.own, &a.kind, &a.roles, &a.campus, &a.system)
+            let same = a.action != "break-glass"
+                && (&last.reader, last.own, &last.kind, &last.roles, &last.campus, &last.system)
+                    == (&a.reader, a.own, &a.kind, &a.roles, &a.campus, &a.system)
                 && (&last.action, &last.resource_type, &last.outcome) == (&a.action, &a.resource_type, &a.outcome)
                 && (last.first_at + BEIJING_MS).div_euclid(86_400_000) == (a.at + BEIJING_MS).div_euclid(86_400_000);
             if same {
@@ -380,6 +381,7 @@ impl MyRecord {
                         .map(|d| d.rsplit_once("; until").map_or(d, |(reason, _)| reason).to_string());
                     AccessView {
                         at: e.recorded_at,
+                        reader: e.actor.clone(),
                         own: e.actor == me,
                         system: if e.actor_kind == "user" { String::new() } else { e.actor.clone() },
                         kind: e.actor_kind,
@@ -433,6 +435,7 @@ mod tests {
     fn access(at: i64, roles: &str, action: &str, reason: Option<&str>) -> AccessView {
         AccessView {
             at,
+            reader: format!("{roles}.1"),
             own: false,
             kind: "user".into(),
             roles: roles.into(),
@@ -453,11 +456,14 @@ mod tests {
         const H: i64 = 3_600_000;
         // 2026-11-23 00:00 in Beijing is 2026-11-22 16:00 UTC.
         let midnight = 1_795_363_200_000;
+        let another_doctor =
+            AccessView { reader: "doctor.2".into(), ..access(midnight + 4 * H, "doctor", "read", None) };
         let rows = vec![
+            another_doctor,
             access(midnight + 3 * H, "doctor", "read", None),
             access(midnight + 2 * H, "doctor", "read", None),
             access(midnight + H, "doctor", "read", None),
-            access(midnight + H / 2, "doctor", "read", Some("emergency")),
+            access(midnight + H / 2, "doctor", "break-glass", Some("emergency")),
             access(midnight - H, "doctor", "read", None),
             access(midnight - 2 * H, "nurse", "read", None),
         ];
@@ -466,14 +472,15 @@ mod tests {
         assert_eq!(
             lines,
             vec![
+                (midnight + 4 * H, midnight + 4 * H, 1),
                 (midnight + H, midnight + 3 * H, 3),
                 (midnight + H / 2, midnight + H / 2, 1),
                 (midnight - H, midnight - H, 1),
                 (midnight - 2 * H, midnight - 2 * H, 1),
             ],
-            "a break-the-glass stands alone; the day before is another line; another role another line"
+            "another doctor, a break-the-glass, the day before and another role are lines of their own"
         );
-        assert_eq!(g[0].seq, midnight + 3 * H, "asked about by the newest");
+        assert_eq!(g[1].seq, midnight + 3 * H, "asked about by the newest");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! only that the desk will contact them, never whether a record was found. Without a
 //! configured channel there is no online sign-up.
 
-use lianyi_clinical::matching::{Person, normalize_phone};
+use lianyi_clinical::matching::{Person, Reason, normalize_phone};
 use lianyi_clinical::registry::{Candidate, Registry, person_of};
 use lianyi_security::{Caller, SystemTask};
 use lianyi_services::identifiers::ResidentId;
@@ -40,15 +40,6 @@ pub struct SignupForm {
 pub struct Letter {
     pub subject: String,
     pub body: String,
-}
-
-/// What became of a sign-up.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SignedUp {
-    /// A code went to this (masked) contact.
-    CodeSent { channel: Channel, to: String },
-    /// It waits for the desk.
-    Waiting,
 }
 
 /// A waiting sign-up as the desk sees it, with the records that may be the person.
@@ -111,21 +102,26 @@ fn same_name(a: &str, b: &str) -> bool {
 }
 
 impl Accounts {
-    /// See the module documentation. Every field that breaks a rule is named; every
-    /// sign-up is audited (`portal-signup`), with the record when one was certain.
+    /// See the module documentation. Every field that breaks a rule is named; past
+    /// the form, the answer is the same whatever was found (a code sent, the desk to
+    /// check, an account already there), so the page tells no one whether a person is
+    /// a patient here. A code that could not be sent leaves the sign-up with the desk.
+    /// Every sign-up is audited (`portal-signup`), with the record when one was certain.
     pub async fn sign_up(
         &self,
         form: &SignupForm,
         letter: &Letter,
         client_addr: Option<String>,
-    ) -> Result<SignedUp, PortalError> {
+    ) -> Result<(), PortalError> {
         let who = Caller::anonymous(client_addr);
         let d = self.check_signup(form)?;
         let channel = Channel::parse(&d.channel).unwrap_or(Channel::Sms);
         let portal = Caller::task(SystemTask::Portal);
         let registry = Registry::new(self.fhir.clone());
         let candidates = registry.candidates(&portal, &d.person()).await.map_err(registry_error)?;
-        let same_id: Vec<&Candidate> = candidates.iter().filter(|c| c.score.score == 100).collect();
+        // Certain: the same resident ID (not a high score from the rest), one record.
+        let same_id: Vec<&Candidate> =
+            candidates.iter().filter(|c| c.score.reasons.contains(&Reason::SameResidentId)).collect();
         if let [c] = same_id.as_slice()
             && same_name(&c.name, &d.name)
             && let Some((_, p)) = read(&self.fhir, &portal, "Patient", &c.id).await?
@@ -140,31 +136,20 @@ impl Accounts {
                     .map(|m| m.campus.as_str().to_string())
                     .unwrap_or_default();
                 let valid = SENT_CODE_MINUTES * 60_000;
-                let (code, a) = self.new_activation(&who, &c.id, &campus, valid).await?;
-                let body = letter.body.replace("{code}", &code);
-                if let Err(e) = self.courier.send(channel, d.contact(channel), &letter.subject, &body).await {
-                    self.fhir.operations().portal().withdraw(&a.code_hash).await?;
-                    audit(
-                        &self.fhir,
-                        &who,
-                        "portal-signup",
-                        "failure",
-                        Some(&c.id),
-                        format!("{} not sent", channel.code()),
-                    )
-                    .await?;
-                    return Err(e.into());
+                let sent = self.send_new_code(&who, &c.id, &campus, valid, channel, d.contact(channel), letter).await;
+                let (outcome, detail) = match &sent {
+                    Ok(()) => ("success", format!("code sent by {}", channel.code())),
+                    Err(PortalError::Invalid(_)) => ("failure", "the record already has an account".to_string()),
+                    Err(PortalError::Delivery(_)) => ("failure", format!("{} not sent; to the desk", channel.code())),
+                    Err(_) => ("failure", "error".to_string()),
+                };
+                audit(&self.fhir, &who, "portal-signup", outcome, Some(&c.id), detail).await?;
+                match sent {
+                    Ok(()) | Err(PortalError::Invalid(_)) => return Ok(()),
+                    // Not sent: the desk takes it from here.
+                    Err(PortalError::Delivery(e)) => tracing::warn!(error = %e, "a sign-up's code was not sent"),
+                    Err(e) => return Err(e),
                 }
-                audit(
-                    &self.fhir,
-                    &who,
-                    "portal-signup",
-                    "success",
-                    Some(&c.id),
-                    format!("code sent by {}", channel.code()),
-                )
-                .await?;
-                return Ok(SignedUp::CodeSent { channel, to: masked(channel, d.contact(channel)) });
             }
         }
         let sealed = self.seal(&d)?;
@@ -173,7 +158,32 @@ impl Accounts {
         let s = Signup { id: id.clone(), details: sealed, made_at: self.fhir.now_ms(), ..Default::default() };
         self.fhir.operations().portal().add_signup(&s).await?;
         audit(&self.fhir, &who, "portal-signup", "success", None, format!("{id} waits for the desk")).await?;
-        Ok(SignedUp::Waiting)
+        Ok(())
+    }
+
+    /// Keeps a new code beside the patient's others and sends it; only once it was
+    /// taken are the older ones withdrawn (a printed slip survives a failed send, and a
+    /// stranger's sign-up cannot take it away without the code reaching the patient).
+    #[allow(clippy::too_many_arguments)]
+    async fn send_new_code(
+        &self,
+        caller: &Caller,
+        patient: &str,
+        campus: &str,
+        valid_ms: i64,
+        channel: Channel,
+        to: &str,
+        letter: &Letter,
+    ) -> Result<(), PortalError> {
+        let (code, a) = self.new_activation(caller, patient, campus, valid_ms, false).await?;
+        let body = letter.body.replace("{code}", &code);
+        let store = self.fhir.operations().portal();
+        if let Err(e) = self.courier.send(channel, to, &letter.subject, &body).await {
+            store.withdraw(&a.code_hash).await?;
+            return Err(e.into());
+        }
+        store.withdraw_others(patient, &a.code_hash).await?;
+        Ok(())
     }
 
     fn check_signup(&self, form: &SignupForm) -> Result<Details, PortalError> {
@@ -289,15 +299,14 @@ impl Accounts {
             .or_else(|| caller.access().home_campus())
             .map(|c| c.as_str().to_string())
             .unwrap_or_default();
-        let (code, a) = self.new_activation(caller, patient, &campus, crate::accounts::CODE_DAYS * DAY_MS).await?;
-        let body = letter.body.replace("{code}", &code);
-        if let Err(e) = self.courier.send(channel, d.contact(channel), &letter.subject, &body).await {
-            store.withdraw(&a.code_hash).await?;
-            return Err(e.into());
-        }
+        // Claimed first: two clerks (or a send and a decline) cannot both act on it.
         if !store.decide_signup(id, "sent", caller.actor(), self.fhir.now_ms(), Some(patient), None).await? {
-            store.withdraw(&a.code_hash).await?;
             return Err(PortalError::NotFound);
+        }
+        let valid = crate::accounts::CODE_DAYS * DAY_MS;
+        if let Err(e) = self.send_new_code(caller, patient, &campus, valid, channel, d.contact(channel), letter).await {
+            store.reopen_signup(id).await?;
+            return Err(e);
         }
         audit(
             &self.fhir,
@@ -332,12 +341,12 @@ impl Accounts {
             Channel::Email => mail_of(&p),
         }
         .ok_or_else(|| invalid("channel", "no-contact", "the record holds no such contact; print the slip instead"))?;
-        let slip = self.issue(caller, patient).await?;
-        let body = letter.body.replace("{code}", &slip.code);
-        if let Err(e) = self.courier.send(channel, &to, &letter.subject, &body).await {
-            self.fhir.operations().portal().withdraw_of(patient).await?;
-            return Err(e.into());
-        }
+        let campus = caller
+            .campus()
+            .or_else(|| caller.access().home_campus())
+            .map(|c| c.as_str().to_string())
+            .unwrap_or_default();
+        self.send_new_code(caller, patient, &campus, crate::accounts::CODE_DAYS * DAY_MS, channel, &to, letter).await?;
         audit(&self.fhir, caller, "portal-code-send", "success", Some(patient), format!("by {}", channel.code()))
             .await?;
         Ok(masked(channel, &to))

@@ -101,10 +101,29 @@ impl Portal {
         Ok(())
     }
 
-    /// Withdraws a patient's unspent codes.
-    pub async fn withdraw_of(&self, patient: &str) -> Result<()> {
-        sqlx::query("DELETE FROM portal_activations WHERE patient = $1 AND used_at IS NULL")
+    /// Keeps a new code beside the patient's others (a code being sent: the older
+    /// ones are withdrawn only once it was taken, by [`Portal::withdraw_others`]).
+    pub async fn add_code(&self, a: &Activation) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO portal_activations (code_hash, patient, campus, issued_by, issued_at, expires_at, attempts) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0)",
+        )
+        .bind(a.code_hash.clone())
+        .bind(a.patient.clone())
+        .bind(a.campus.clone())
+        .bind(a.issued_by.clone())
+        .bind(a.issued_at)
+        .bind(a.expires_at)
+        .execute(&self.0.write_pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Withdraws a patient's unspent codes but one.
+    pub async fn withdraw_others(&self, patient: &str, keep_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM portal_activations WHERE patient = $1 AND used_at IS NULL AND code_hash <> $2")
             .bind(patient.to_string())
+            .bind(keep_hash.to_string())
             .execute(&self.0.write_pool())
             .await?;
         Ok(())
@@ -289,6 +308,18 @@ impl Portal {
                 .fetch_optional(&self.0.write_pool())
                 .await?;
         row.as_ref().map(signup_of).transpose()
+    }
+
+    /// Puts a sign-up back in the desk's list (its code could not be sent).
+    pub async fn reopen_signup(&self, id: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE portal_signups SET status = 'waiting', decided_by = NULL, decided_at = NULL, patient = NULL \
+             WHERE id = $1 AND status = 'sent'",
+        )
+        .bind(id.to_string())
+        .execute(&self.0.write_pool())
+        .await?;
+        Ok(())
     }
 
     /// Records the desk's decision on a waiting sign-up; false when it was no longer

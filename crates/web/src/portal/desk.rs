@@ -187,7 +187,13 @@ pub(super) async fn send_code(
     let valid = zh.fmt("portal-days", &lianyi_portal::accounts::CODE_DAYS.to_string());
     match state.portal_accounts.send_code(s.caller(), &patient, channel, &super::signup::letter(zh, &valid)).await {
         Ok(to) => render_sent(&state, &s, &patient, None, Vec::new(), Some(to)).await,
-        Err(PortalError::Invalid(errors)) => render(&state, &s, &patient, None, problems(s.t, &errors)).await,
+        Err(PortalError::Invalid(errors)) => {
+            let mut r = render(&state, &s, &patient, None, problems(s.t, &errors)).await;
+            if r.status() == axum::http::StatusCode::OK {
+                *r.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+            }
+            r
+        }
         Err(PortalError::NotFound) => not_found(s.t),
         Err(PortalError::Delivery(e)) => {
             let mut r = render(&state, &s, &patient, None, super::signup::not_sent(s.t, &e)).await;

@@ -15,7 +15,7 @@ use axum::{Form, Router};
 use lianyi_clinical::registry::Candidate;
 use lianyi_portal::PortalError;
 use lianyi_portal::courier::Channel;
-use lianyi_portal::signup::{Letter, SENT_CODE_MINUTES, SignedUp, SignupForm, WaitingSignup};
+use lianyi_portal::signup::{Letter, SENT_CODE_MINUTES, SignupForm, WaitingSignup};
 use lianyi_security::Caller;
 
 use super::{Problem, portal_lang, problems};
@@ -73,8 +73,6 @@ impl SignupPage<'_> {
 #[template(path = "portal/signup_done.html")]
 struct DonePage {
     t: Tr,
-    /// The masked contact a code went to; none: waiting for the desk.
-    sent_to: Option<String>,
     minutes: i64,
 }
 
@@ -128,12 +126,10 @@ async fn signup_submit(
         r
     };
     match outcome {
-        Ok(SignedUp::CodeSent { to, .. }) => {
-            page(DonePage { t, sent_to: Some(to), minutes: SENT_CODE_MINUTES }.render())
-        }
-        Ok(SignedUp::Waiting) => page(DonePage { t, sent_to: None, minutes: SENT_CODE_MINUTES }.render()),
+        // The same page whatever was found: it tells no one whether a person is a
+        // patient here.
+        Ok(()) => page(DonePage { t, minutes: SENT_CODE_MINUTES }.render()),
         Err(PortalError::Invalid(errors)) => again(StatusCode::UNPROCESSABLE_ENTITY, problems(t, &errors)),
-        Err(PortalError::Delivery(e)) => again(StatusCode::BAD_GATEWAY, not_sent(t, &e)),
         Err(e) => super::failure(t, &e),
     }
 }
