@@ -22,6 +22,9 @@ use crate::{FieldError, PortalError, invalid};
 
 /// Minutes a code sent to an online sign-up is good for.
 pub const SENT_CODE_MINUTES: i64 = 30;
+/// Minutes after a sign-up's code within which no other is sent to the same record
+/// (the per-address limit does not stop many addresses flooding one phone).
+pub const RESEND_MINUTES: i64 = 5;
 const AAD: &str = "portal_signups.details";
 
 /// What a person types to sign up online.
@@ -130,6 +133,17 @@ impl Accounts {
                 Channel::Sms => person_of(&p).phone.map(|x| normalize_phone(&x)),
                 Channel::Email => mail_of(&p).map(|m| m.trim().to_lowercase()),
             };
+            let store = self.fhir.operations().portal();
+            let just_sent = store.latest_of(&c.id).await?.is_some_and(|a| {
+                a.issued_by == who.actor()
+                    && a.used_at.is_none()
+                    && a.issued_at > self.fhir.now_ms() - RESEND_MINUTES * 60_000
+            });
+            if just_sent {
+                let detail = format!("a code was sent less than {RESEND_MINUTES} minutes ago; none sent");
+                audit(&self.fhir, &who, "portal-signup", "failure", Some(&c.id), detail).await?;
+                return Ok(());
+            }
             if on_record.as_deref() == Some(d.contact(channel)) {
                 let campus = lianyi_clinical::registry::mrns_of(&p)
                     .first()

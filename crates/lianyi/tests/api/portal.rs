@@ -1020,8 +1020,23 @@ async fn a_patient_signs_up_online_and_codes_go_by_sms_and_by_real_smtp() {
     assert!(mail.iter().any(|m| m.0.contains("sun@example.test") && m.2.contains("30 分钟")), "{mail:?}");
     let latest = app.fhir.operations().portal().latest_of("pc").await.unwrap().unwrap();
     assert_ne!(latest.code_hash, desks_code.code_hash, "once sent, the new code replaces the older");
+    // At once again: nothing more is sent to that record for a while (the same page).
+    let (status, page) = sign_up(
+        &mut other,
+        &[
+            ("name", "孙丽"),
+            ("resident_id", &pc_id),
+            ("phone", "13700137000"),
+            ("email", "sun@example.test"),
+            ("channel", "email"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(between(&page, "<main", "</main>"), between(&done, "<main", "</main>"), "the same page");
+    assert_eq!(sink.messages().len(), 2, "no second code within {} minutes", lianyi_portal::signup::RESEND_MINUTES);
     assert_eq!(audited(&app, "portal-signup", "success").await, 5);
-    assert_eq!(audited(&app, "portal-signup", "failure").await, 2);
+    assert_eq!(audited(&app, "portal-signup", "failure").await, 3);
     assert_eq!(audited(&app, "portal-signup-match", "success").await, 2);
 }
 
