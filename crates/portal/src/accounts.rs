@@ -2,7 +2,7 @@
 //! (or at the desk later); the patient opens their account with it, their resident
 //! ID and their phone, as the record holds them, and chooses a login name and a
 //! password. A code lives [`CODE_DAYS`] days, opens one account, and is refused after
-//! [`MAX_TRIES`] wrong tries; only its hash is kept. Every try, right or wrong, is
+//! [`MAX_TRIES`] wrong tries; only its keyed hash is kept. Every try, right or wrong, is
 //! audited; the web edge also limits tries per address.
 
 use lianyi_clinical::matching::normalize_phone;
@@ -86,7 +86,9 @@ fn new_code() -> Result<String, PortalError> {
         .collect())
 }
 
-fn code_hash(code: &str) -> String {
+/// A code as kept before codes were keyed (plain SHA-256): still looked up, so slips
+/// printed before an upgrade open their accounts for the days they have left.
+fn legacy_code_hash(code: &str) -> String {
     lianyi_security::secrets::secret_hash(&format!("portal-activation:{code}"))
 }
 
@@ -118,6 +120,12 @@ pub fn may_issue(caller: &Caller) -> bool {
 impl Accounts {
     pub fn new(fhir: FhirService, users: UserService, courier: crate::courier::Courier) -> Accounts {
         Accounts { fhir, users, courier }
+    }
+
+    /// A code as kept: keyed with the installation's blind-index key (HMAC-SHA-256), so
+    /// a copy of the database alone cannot try the 40-bit codes offline.
+    fn code_hash(&self, code: &str) -> String {
+        self.fhir.protector().cipher().blind_index(&format!("portal-activation:{code}"))
     }
 
     /// The channels codes can be sent by (none: the desk prints them only).
@@ -183,7 +191,7 @@ impl Accounts {
         let code = new_code()?;
         let now = self.fhir.now_ms();
         let a = Activation {
-            code_hash: code_hash(&code),
+            code_hash: self.code_hash(&code),
             patient: patient.to_string(),
             campus: campus.to_string(),
             issued_by: caller.actor().to_string(),
@@ -237,10 +245,15 @@ impl Accounts {
         if !errors.is_empty() {
             return self.refuse(&who, None, "bad form", errors).await;
         }
-        let hash = code_hash(&code);
         let store = self.fhir.operations().portal();
         let now = self.fhir.now_ms();
-        let Some(a) = store.activation(&hash).await? else {
+        let mut hash = self.code_hash(&code);
+        let mut found = store.activation(&hash).await?;
+        if found.is_none() {
+            hash = legacy_code_hash(&code);
+            found = store.activation(&hash).await?;
+        }
+        let Some(a) = found else {
             let e =
                 FieldError { field: "code", code: "unknown", detail: "this code is not known; check the slip".into() };
             return self.refuse(&who, None, "unknown code", vec![e]).await;

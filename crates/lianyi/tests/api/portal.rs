@@ -1035,6 +1035,23 @@ async fn a_patient_signs_up_online_and_codes_go_by_sms_and_by_real_smtp() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(between(&page, "<main", "</main>"), between(&done, "<main", "</main>"), "the same page");
     assert_eq!(sink.messages().len(), 2, "no second code within {} minutes", lianyi_portal::signup::RESEND_MINUTES);
+    // A slip printed before codes were keyed (its plain SHA-256 kept) still opens.
+    put(&app, &east, json!({"resourceType": "Patient", "id": "pe", "name": [{"text": "周静"}], "gender": "female", "birthDate": "1980-01-01",
+        "identifier": [{"system": RESIDENT_ID_SYSTEM, "value": resident_id(544)}], "telecom": [{"system": "phone", "value": "13500135000"}]})).await;
+    let legacy = lianyi_store::portal::Activation {
+        code_hash: lianyi_security::secrets::secret_hash("portal-activation:ABCDEFGH"),
+        patient: "pe".into(),
+        campus: "campus-east".into(),
+        issued_by: "reg.before".into(),
+        issued_at: MONDAY_0830,
+        expires_at: MONDAY_0830 + 86_400_000,
+        ..Default::default()
+    };
+    app.fhir.operations().portal().issue(&legacy).await.unwrap();
+    let mut old_slip = Browser::new(&app.base, "zh-CN");
+    let (_, loc, _) =
+        activate(&mut old_slip, "ABCD-EFGH", &resident_id(544), "13500135000", "zhoujing", "a long passphrase 3").await;
+    assert_eq!(loc, "/portal/login?m=activated");
     assert_eq!(audited(&app, "portal-signup", "success").await, 5);
     assert_eq!(audited(&app, "portal-signup", "failure").await, 3);
     assert_eq!(audited(&app, "portal-signup-match", "success").await, 2);
