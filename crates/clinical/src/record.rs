@@ -120,7 +120,8 @@ fn plain(div: &str) -> String {
     inner.replace("<br/>", "\n").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&amp;", "&")
 }
 
-fn code_text(c: &Value) -> String {
+/// A CodeableConcept as text: its text, else its first coding's display, else code.
+pub fn code_text(c: &Value) -> String {
     c["text"]
         .as_str()
         .or_else(|| c["coding"][0]["display"].as_str())

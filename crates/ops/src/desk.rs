@@ -895,11 +895,7 @@ impl Desk {
             return Err(DeskError::Forbidden("notifications are the staff's"));
         }
         let email = email.trim();
-        let valid = email.len() <= 200
-            && !email.contains(char::is_whitespace)
-            && email
-                .split_once('@')
-                .is_some_and(|(user, host)| !user.is_empty() && host.contains('.') && !host.contains('@'));
+        let valid = email.len() <= 200 && lianyi_services::identifiers::plausible_email(email);
         if !email.is_empty() && !valid {
             return Err(invalid("email", "email", "an address like name@hospital.cn"));
         }

@@ -112,6 +112,11 @@ pub struct Accounts {
     pub(crate) courier: crate::courier::Courier,
 }
 
+/// The campus a desk caller issues codes for: the one they act at, else their home.
+pub(crate) fn desk_campus(caller: &Caller) -> String {
+    caller.campus().or_else(|| caller.access().home_campus()).map(|c| c.as_str().to_string()).unwrap_or_default()
+}
+
 /// Who may print a code: staff who register patients.
 pub fn may_issue(caller: &Caller) -> bool {
     caller.access().patient().is_none() && caller.access().allows("Patient", Perm::Create)
@@ -151,12 +156,9 @@ impl Accounts {
             return Err(PortalError::Forbidden("the desk prints portal codes".into()));
         }
         let (_, p) = read(&self.fhir, caller, "Patient", patient).await?.ok_or(PortalError::NotFound)?;
-        let campus = caller
-            .campus()
-            .or_else(|| caller.access().home_campus())
-            .map(|c| c.as_str().to_string())
-            .unwrap_or_default();
-        let (code, a) = self.new_activation(caller, patient, &campus, CODE_DAYS * DAY_MS, true).await?;
+        let campus = desk_campus(caller);
+        let (code, a) = self.new_activation(caller, patient, &campus, CODE_DAYS * DAY_MS).await?;
+        self.fhir.operations().portal().issue(&a).await?;
         audit(&self.fhir, caller, "portal-code-issue", "success", Some(patient), format!("campus {campus}")).await?;
         let mrn = lianyi_clinical::registry::mrns_of(&p).into_iter().find(|m: &Mrn| m.campus == campus.as_str());
         Ok(Slip {
@@ -169,16 +171,15 @@ impl Accounts {
         })
     }
 
-    /// Keeps a new code for a patient without an account, good for `valid_ms` (with
-    /// `replace`, their unspent codes are withdrawn at once); the code as printed
-    /// (`ABCD-EFGH`) and its row.
+    /// A new code for a patient without an account, good for `valid_ms`: the code as
+    /// printed (`ABCD-EFGH`) and its row, for the caller to keep (replacing the
+    /// patient's others at once, or beside them while it is sent).
     pub(crate) async fn new_activation(
         &self,
         caller: &Caller,
         patient: &str,
         campus: &str,
         valid_ms: i64,
-        replace: bool,
     ) -> Result<(String, Activation), PortalError> {
         let accounts = self.users.patient_accounts(patient).await.map_err(|e| PortalError::Users(e.to_string()))?;
         if let Some(u) = accounts.iter().find(|u| !u.disabled) {
@@ -199,11 +200,6 @@ impl Accounts {
             expires_at: now + valid_ms,
             ..Default::default()
         };
-        if replace {
-            self.fhir.operations().portal().issue(&a).await?;
-        } else {
-            self.fhir.operations().portal().add_code(&a).await?;
-        }
         Ok((format_code(&code), a))
     }
 

@@ -3,6 +3,7 @@
 //! as the patient (their compartment; another patient's report is not found), and
 //! audited as theirs.
 
+use lianyi_clinical::record::code_text;
 use lianyi_clinical::results::{Point, ReportView, Results, analyte, trend_svg};
 use lianyi_security::Caller;
 use lianyi_services::FhirService;
@@ -93,15 +94,6 @@ pub struct Summary {
     pub allergies: Vec<(String, String, String)>,
     pub prescriptions: Vec<PrescriptionLine>,
     pub bills: Vec<BillLine>,
-}
-
-fn concept_text(c: &Value) -> String {
-    c["text"]
-        .as_str()
-        .or_else(|| c["coding"][0]["display"].as_str())
-        .or_else(|| c["coding"][0]["code"].as_str())
-        .unwrap_or_default()
-        .to_string()
 }
 
 fn day(v: &Value) -> String {
@@ -302,7 +294,7 @@ impl MyRecord {
                         diagnoses: conditions
                             .iter()
                             .filter(|(_, c)| c["encounter"]["reference"] == mine.as_str())
-                            .map(|(_, c)| concept_text(&c["code"]))
+                            .map(|(_, c)| code_text(&c["code"]))
                             .collect(),
                     }
                 })
@@ -311,10 +303,10 @@ impl MyRecord {
                 .iter()
                 .map(|(_, a)| {
                     (
-                        concept_text(&a["code"]),
+                        code_text(&a["code"]),
                         a["reaction"][0]["manifestation"]
                             .as_array()
-                            .map(|m| m.iter().map(concept_text).collect::<Vec<_>>().join("、"))
+                            .map(|m| m.iter().map(code_text).collect::<Vec<_>>().join("、"))
                             .unwrap_or_default(),
                         a["criticality"].as_str().unwrap_or_default().to_string(),
                     )
@@ -331,7 +323,7 @@ impl MyRecord {
                     });
                     PrescriptionLine {
                         date: day(&m["authoredOn"]),
-                        drug: concept_text(&m["medicationCodeableConcept"]),
+                        drug: code_text(&m["medicationCodeableConcept"]),
                         dosage: m["dosageInstruction"][0]["text"].as_str().unwrap_or_default().to_string(),
                         status: m["status"].as_str().unwrap_or_default().to_string(),
                         dispensed: handed.map(|(_, d)| day(&d["whenHandedOver"])),

@@ -15,7 +15,7 @@ use lianyi_services::identifiers::ResidentId;
 use lianyi_store::portal::Signup;
 use serde_json::{Value, json};
 
-use crate::accounts::{Accounts, DAY_MS, may_issue};
+use crate::accounts::{Accounts, DAY_MS, desk_campus, may_issue};
 use crate::common::{audit, read};
 use crate::courier::{Channel, mask_email, mask_phone};
 use crate::{FieldError, PortalError, invalid};
@@ -121,7 +121,7 @@ impl Accounts {
         let channel = Channel::parse(&d.channel).unwrap_or(Channel::Sms);
         let portal = Caller::task(SystemTask::Portal);
         let registry = Registry::new(self.fhir.clone());
-        let candidates = registry.candidates(&portal, &d.person()).await.map_err(registry_error)?;
+        let candidates = registry.candidates(&portal, &d.person()).await?;
         // Certain: the same resident ID (not a high score from the rest), one record.
         let same_id: Vec<&Candidate> =
             candidates.iter().filter(|c| c.score.reasons.contains(&Reason::SameResidentId)).collect();
@@ -189,9 +189,10 @@ impl Accounts {
         to: &str,
         letter: &Letter,
     ) -> Result<(), PortalError> {
-        let (code, a) = self.new_activation(caller, patient, campus, valid_ms, false).await?;
-        let body = letter.body.replace("{code}", &code);
+        let (code, a) = self.new_activation(caller, patient, campus, valid_ms).await?;
         let store = self.fhir.operations().portal();
+        store.add_code(&a).await?;
+        let body = letter.body.replace("{code}", &code);
         if let Err(e) = self.courier.send(channel, to, &letter.subject, &body).await {
             store.withdraw(&a.code_hash).await?;
             return Err(e.into());
@@ -218,10 +219,7 @@ impl Accounts {
             err("phone", "format", "your mobile phone number");
         }
         let email = form.email.trim().to_lowercase();
-        let email_ok = email.is_empty()
-            || (email.len() <= 254
-                && email.split_once('@').is_some_and(|(u, d)| !u.is_empty() && d.contains('.') && !d.contains('@')));
-        if !email_ok {
+        if !email.is_empty() && !lianyi_services::identifiers::plausible_email(&email) {
             err("email", "format", "a mail address such as name@example.com");
         }
         match Channel::parse(&form.channel) {
@@ -270,7 +268,7 @@ impl Accounts {
         let mut out = Vec::new();
         for s in self.fhir.operations().portal().waiting_signups(100).await? {
             let d = self.unseal(&s.details)?;
-            let mut candidates = registry.candidates(caller, &d.person()).await.map_err(registry_error)?;
+            let mut candidates = registry.candidates(caller, &d.person()).await?;
             candidates.retain(|c| c.score.score >= lianyi_clinical::matching::POSSIBLE);
             out.push(WaitingSignup {
                 id: s.id,
@@ -308,11 +306,7 @@ impl Accounts {
         let channel = Channel::parse(&d.channel).filter(|c| self.courier.offers(*c)).ok_or_else(|| {
             invalid("channel", "channel", "the way the person chose is no longer configured; print a slip instead")
         })?;
-        let campus = caller
-            .campus()
-            .or_else(|| caller.access().home_campus())
-            .map(|c| c.as_str().to_string())
-            .unwrap_or_default();
+        let campus = desk_campus(caller);
         // Claimed first: two clerks (or a send and a decline) cannot both act on it.
         if !store.decide_signup(id, "sent", caller.actor(), self.fhir.now_ms(), Some(patient), None).await? {
             return Err(PortalError::NotFound);
@@ -355,11 +349,7 @@ impl Accounts {
             Channel::Email => mail_of(&p),
         }
         .ok_or_else(|| invalid("channel", "no-contact", "the record holds no such contact; print the slip instead"))?;
-        let campus = caller
-            .campus()
-            .or_else(|| caller.access().home_campus())
-            .map(|c| c.as_str().to_string())
-            .unwrap_or_default();
+        let campus = desk_campus(caller);
         self.send_new_code(caller, patient, &campus, crate::accounts::CODE_DAYS * DAY_MS, channel, &to, letter).await?;
         audit(&self.fhir, caller, "portal-code-send", "success", Some(patient), format!("by {}", channel.code()))
             .await?;
@@ -381,15 +371,5 @@ impl Accounts {
             return Err(PortalError::NotFound);
         }
         audit(&self.fhir, caller, "portal-signup-match", "success", None, format!("{id}: declined")).await
-    }
-}
-
-fn registry_error(e: lianyi_clinical::registry::RegistryError) -> PortalError {
-    use lianyi_clinical::registry::RegistryError as R;
-    match e {
-        R::Service(s) => PortalError::Service(s),
-        R::Store(s) => PortalError::Store(s),
-        R::Forbidden(f) => PortalError::Forbidden(f),
-        R::Invalid(v) => PortalError::Invalid(v),
     }
 }

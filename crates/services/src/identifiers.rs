@@ -16,6 +16,14 @@ pub const USER_SYSTEM: &str = "urn:lianyi:sid:user";
 pub const MRN_SYSTEM_PREFIX: &str = "urn:lianyi:sid:mrn:";
 
 /// The MRN system of one campus.
+/// Whether a mail address is plausible: a user part, one `@`, a dotted host, no
+/// spaces, at most 254 characters (what a form can check without sending).
+pub fn plausible_email(s: &str) -> bool {
+    s.len() <= 254
+        && !s.contains(char::is_whitespace)
+        && s.split_once('@').is_some_and(|(user, host)| !user.is_empty() && host.contains('.') && !host.contains('@'))
+}
+
 pub fn mrn_system(campus: &str) -> String {
     format!("{MRN_SYSTEM_PREFIX}{campus}")
 }

@@ -46,6 +46,22 @@ fn of(r: &AnyRow) -> Result<Activation> {
 #[derive(Clone, Debug)]
 pub struct Portal(pub(crate) Store);
 
+async fn insert_code<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(e: E, a: &Activation) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO portal_activations (code_hash, patient, campus, issued_by, issued_at, expires_at, attempts) \
+         VALUES ($1, $2, $3, $4, $5, $6, 0)",
+    )
+    .bind(a.code_hash.clone())
+    .bind(a.patient.clone())
+    .bind(a.campus.clone())
+    .bind(a.issued_by.clone())
+    .bind(a.issued_at)
+    .bind(a.expires_at)
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
 impl Portal {
     /// Keeps a new code; the patient's unspent codes are withdrawn in the same
     /// transaction.
@@ -55,18 +71,7 @@ impl Portal {
             .bind(a.patient.clone())
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO portal_activations (code_hash, patient, campus, issued_by, issued_at, expires_at, attempts) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0)",
-        )
-        .bind(a.code_hash.clone())
-        .bind(a.patient.clone())
-        .bind(a.campus.clone())
-        .bind(a.issued_by.clone())
-        .bind(a.issued_at)
-        .bind(a.expires_at)
-        .execute(&mut *tx)
-        .await?;
+        insert_code(&mut *tx, a).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -104,19 +109,7 @@ impl Portal {
     /// Keeps a new code beside the patient's others (a code being sent: the older
     /// ones are withdrawn only once it was taken, by [`Portal::withdraw_others`]).
     pub async fn add_code(&self, a: &Activation) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO portal_activations (code_hash, patient, campus, issued_by, issued_at, expires_at, attempts) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0)",
-        )
-        .bind(a.code_hash.clone())
-        .bind(a.patient.clone())
-        .bind(a.campus.clone())
-        .bind(a.issued_by.clone())
-        .bind(a.issued_at)
-        .bind(a.expires_at)
-        .execute(&self.0.write_pool())
-        .await?;
-        Ok(())
+        insert_code(&self.0.write_pool(), a).await
     }
 
     /// Withdraws a patient's unspent codes but one.

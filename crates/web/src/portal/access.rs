@@ -170,7 +170,7 @@ struct ActivateQuery {
 async fn activate_form(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<ActivateQuery>) -> Response {
     let t = portal_lang(&headers);
     let form = ActivationForm { code: q.code.unwrap_or_default(), ..Default::default() };
-    let signup = !state.portal_accounts.channels().is_empty();
+    let signup = !super::signup::channel_codes(&state).is_empty();
     with_login_csrf(|csrf| ActivatePage { t, csrf, form: &form, problems: Vec::new(), signup }.render())
 }
 
@@ -193,11 +193,7 @@ async fn activate_submit(
     let outcome = if login_csrf_ok(&headers, &v("csrf")) {
         state.portal_accounts.activate(&f, addr).await
     } else {
-        Err(PortalError::Invalid(vec![lianyi_portal::FieldError {
-            field: "form",
-            code: "expired",
-            detail: "the form expired; try again".into(),
-        }]))
+        Err(super::expired_form())
     };
     match outcome {
         Ok(_) => see_other("/portal/login?m=activated"),
@@ -205,7 +201,7 @@ async fn activate_submit(
             f.password.clear();
             f.confirm.clear();
             let problems = problems(t, &errors);
-            let signup = !state.portal_accounts.channels().is_empty();
+            let signup = !super::signup::channel_codes(&state).is_empty();
             let mut r = with_login_csrf(|csrf| ActivatePage { t, csrf, form: &f, problems, signup }.render());
             *r.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
             r

@@ -89,7 +89,7 @@ async fn render_sent(
             problems,
             proxies,
             relations: &RELATIONS,
-            channels: state.portal_accounts.channels().into_iter().map(lianyi_portal::courier::Channel::code).collect(),
+            channels: super::signup::channel_codes(state),
             sent_to,
         }
         .render(),
@@ -182,10 +182,7 @@ pub(super) async fn send_code(
         )
         .await;
     };
-    // The patient's language is not known: the portal's own, Chinese.
-    let zh = Tr::new(crate::ui::i18n::Lang::ZhCn);
-    let valid = zh.fmt("portal-days", &lianyi_portal::accounts::CODE_DAYS.to_string());
-    match state.portal_accounts.send_code(s.caller(), &patient, channel, &super::signup::letter(zh, &valid)).await {
+    match state.portal_accounts.send_code(s.caller(), &patient, channel, &super::signup::desk_letter()).await {
         Ok(to) => render_sent(&state, &s, &patient, None, Vec::new(), Some(to)).await,
         Err(PortalError::Invalid(errors)) => {
             let mut r = render(&state, &s, &patient, None, problems(s.t, &errors)).await;

@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use lianyi_dicom::pixels::Rendering;
-use lianyi_store::imaging::Study;
+use lianyi_store::imaging::{InstanceRow, Study};
 
 use super::{Frame, Patient};
 use crate::AppState;
@@ -83,17 +83,18 @@ async fn study(State(state): State<AppState>, p: Patient, Path(uid): Path<String
         .iter()
         .filter(|(_, rows)| rows.iter().any(|r| r.frames > 0))
         .map(|(se, rows)| {
-            let frames: Vec<(String, String)> = rows
-                .iter()
-                .flat_map(|r| {
-                    (1..=r.frames.max(0))
-                        .map(move |f| format!("{base}/series/{}/instances/{}/frames/{f}", r.series_uid, r.sop_uid))
-                })
-                .enumerate()
-                .map(|(i, url)| (url, (i + 1).to_string()))
-                .collect();
+            // Every frame as (instance, frame number); only the sampled ones get a URL.
+            let frames: Vec<(&InstanceRow, i64)> =
+                rows.iter().flat_map(|r| (1..=r.frames.max(0)).map(move |f| (r, f))).collect();
             let total = frames.len();
-            let picked = sample(total, PER_SERIES).into_iter().map(|i| frames[i].clone()).collect();
+            let picked = sample(total, PER_SERIES)
+                .into_iter()
+                .map(|i| {
+                    let (r, f) = frames[i];
+                    let url = format!("{base}/series/{}/instances/{}/frames/{f}", r.series_uid, r.sop_uid);
+                    (url, (i + 1).to_string())
+                })
+                .collect();
             let number = se.series_number.map(|n| format!("{n} · ")).unwrap_or_default();
             let what = if se.description.is_empty() { se.modality.clone() } else { se.description.clone() };
             SeriesView { title: format!("{number}{what}"), images: picked, total }

@@ -179,6 +179,15 @@ pub(super) fn problems(t: Tr, errors: &[FieldError]) -> Vec<Problem> {
         .collect()
 }
 
+/// The refusal of a sign-in form whose login token expired (or was not sent).
+pub(super) fn expired_form() -> PortalError {
+    PortalError::Invalid(vec![FieldError {
+        field: "form",
+        code: "expired",
+        detail: "the form expired; try again".into(),
+    }])
+}
+
 /// A rendered page; 422 when it shows a form's refusal (`refused`).
 pub(super) fn form_page(html: Result<String, askama::Error>, refused: bool) -> Response {
     let mut r = crate::ui::render::page(html);

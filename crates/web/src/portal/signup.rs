@@ -41,7 +41,7 @@ pub(crate) fn may_handle(caller: &Caller) -> bool {
 }
 
 /// The message a code goes out in, in `t`'s language, saying how long it is `valid`.
-pub(super) fn letter(t: Tr, valid: &str) -> Letter {
+fn letter(t: Tr, valid: &str) -> Letter {
     let body = t.get("portal-code-text").replace("{1}", valid).replace("{0}", "{code}");
     Letter { subject: t.get("portal-code-subject").to_string(), body }
 }
@@ -51,6 +51,13 @@ pub(super) fn letter(t: Tr, valid: &str) -> Letter {
 pub(super) fn not_sent(t: Tr, e: &lianyi_portal::courier::CourierError) -> Vec<Problem> {
     tracing::warn!(error = %e, "a portal code was not sent");
     vec![Problem { field: "channel", label: t.get("pf-channel").into(), text: t.get("portal-not-sent").into() }]
+}
+
+/// The message of a code the desk sends (good for the slip's days), in the portal's
+/// own language, Chinese: the patient's is not known.
+pub(super) fn desk_letter() -> Letter {
+    let zh = Tr::new(Lang::ZhCn);
+    letter(zh, &zh.fmt("portal-days", &lianyi_portal::accounts::CODE_DAYS.to_string()))
 }
 
 #[derive(Template)]
@@ -76,7 +83,8 @@ struct DonePage {
     minutes: i64,
 }
 
-fn channel_codes(state: &AppState) -> Vec<&'static str> {
+/// The ways a code can be sent here (`sms`, `email`); none: no online sign-up.
+pub(super) fn channel_codes(state: &AppState) -> Vec<&'static str> {
     state.portal_accounts.channels().into_iter().map(Channel::code).collect()
 }
 
@@ -113,11 +121,7 @@ async fn signup_submit(
         let valid = t.fmt("portal-minutes", &SENT_CODE_MINUTES.to_string());
         state.portal_accounts.sign_up(&f, &letter(t, &valid), addr).await
     } else {
-        Err(PortalError::Invalid(vec![lianyi_portal::FieldError {
-            field: "form",
-            code: "expired",
-            detail: "the form expired; try again".into(),
-        }]))
+        Err(super::expired_form())
     };
     let again = |status: StatusCode, problems: Vec<Problem>| {
         let mut r =
@@ -175,8 +179,17 @@ async fn render_waiting(state: &AppState, s: &Signed, problems: Vec<Problem>, se
         })
         .collect();
     let shell = shell(state, &s.info, t, &s.headers).await;
-    let configured = !state.portal_accounts.channels().is_empty();
+    let configured = !channel_codes(state).is_empty();
     page(WaitingPage { t, shell: &shell, configured, rows, problems, sent_to }.render())
+}
+
+/// The list again with what the desk's action broke, under `status`.
+async fn refused(state: &AppState, s: &Signed, status: StatusCode, problems: Vec<Problem>) -> Response {
+    let mut r = render_waiting(state, s, problems, None).await;
+    if r.status() == StatusCode::OK {
+        *r.status_mut() = status;
+    }
+    r
 }
 
 async fn waiting(State(state): State<AppState>, s: Signed) -> Response {
@@ -195,24 +208,12 @@ async fn send(
     if !s.csrf_ok(&form_value(&form, "csrf")) || !may_handle(s.caller()) {
         return s.forbidden();
     }
-    let zh = Tr::new(Lang::ZhCn);
-    let valid = zh.fmt("portal-days", &lianyi_portal::accounts::CODE_DAYS.to_string());
-    match state
-        .portal_accounts
-        .send_signup_code(s.caller(), &id, &form_value(&form, "patient"), &letter(zh, &valid))
-        .await
-    {
+    match state.portal_accounts.send_signup_code(s.caller(), &id, &form_value(&form, "patient"), &desk_letter()).await {
         Ok(to) => render_waiting(&state, &s, Vec::new(), Some(to)).await,
         Err(PortalError::Invalid(errors)) => {
-            let mut r = render_waiting(&state, &s, problems(s.t, &errors), None).await;
-            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-            r
+            refused(&state, &s, StatusCode::UNPROCESSABLE_ENTITY, problems(s.t, &errors)).await
         }
-        Err(PortalError::Delivery(e)) => {
-            let mut r = render_waiting(&state, &s, not_sent(s.t, &e), None).await;
-            *r.status_mut() = StatusCode::BAD_GATEWAY;
-            r
-        }
+        Err(PortalError::Delivery(e)) => refused(&state, &s, StatusCode::BAD_GATEWAY, not_sent(s.t, &e)).await,
         Err(e) => super::failure(s.t, &e),
     }
 }
@@ -229,9 +230,7 @@ async fn decline(
     match state.portal_accounts.decline_signup(s.caller(), &id, &form_value(&form, "note")).await {
         Ok(()) => see_other("/portal/signups"),
         Err(PortalError::Invalid(errors)) => {
-            let mut r = render_waiting(&state, &s, problems(s.t, &errors), None).await;
-            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-            r
+            refused(&state, &s, StatusCode::UNPROCESSABLE_ENTITY, problems(s.t, &errors)).await
         }
         Err(e) => super::failure(s.t, &e),
     }
