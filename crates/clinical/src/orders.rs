@@ -127,9 +127,11 @@ impl Ordering {
             &[("encounter", format!("Encounter/{encounter}")), ("_sort", "_lastUpdated".into())],
         )
         .await?;
+        // Only orders of the catalogue (an admission order, 住院证, is the ward's).
         Ok(rows
             .into_iter()
             .map(|(_, s)| s)
+            .filter(|s| order_code_of(s).is_some())
             .map(|s| Requested {
                 id: s["id"].as_str().unwrap_or_default().to_string(),
                 placer: s["identifier"]

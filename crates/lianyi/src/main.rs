@@ -14,6 +14,7 @@ mod demo_notices;
 mod demo_ops;
 mod demo_rosters;
 mod demo_staff;
+mod demo_wards;
 
 /// mimalloc: glibc's malloc took a third of the server's CPU under many small,
 /// short-lived allocations across threads (measured: BENCHMARKS.md, MLLP ingest).
@@ -1738,6 +1739,12 @@ async fn demo_command(
         .filter(|r| matches!(r.resource["resourceType"].as_str(), Some("Patient" | "PractitionerRole")))
         .map(|r| demo::DemoResource { campus: r.campus.clone(), resource: r.resource.clone() })
         .collect();
+    // The clinic visits the demo's wards admit patients from.
+    let visits: Vec<demo::DemoResource> = data
+        .iter()
+        .filter(|r| r.resource["resourceType"] == "Encounter" && r.resource["class"]["code"] == "AMB")
+        .map(|r| demo::DemoResource { campus: r.campus.clone(), resource: r.resource.clone() })
+        .collect();
     let mut batch = Vec::with_capacity(2000);
     for r in data {
         batch.push((r.resource, Some(r.campus)));
@@ -1866,6 +1873,7 @@ async fn demo_command(
     let published = demo_notices::load(&app.state().notices).await?;
     let complaints = demo_notices::feedback(&app.state().feedback).await?;
     let licences = demo_staff::load(&app.state().staff, app.state().fhir.now_ms()).await?;
+    let wards = demo_wards::load(&app.state().inpatient, &visits).await?;
     // A patient without a portal account, and the code their registration slip carries.
     let desk = Caller::task_at(
         SystemTask::Demo,
@@ -1924,6 +1932,13 @@ async fn demo_command(
     println!(
         "  Equipment: {} assets registered and accepted at the 3 campuses (maintenance due, East's ultrasound calibrated again within 20 days); East internal medicine: {} repairs (one done, one just reported) and an old monitor waiting for the manager to approve its scrapping.",
         registered.assets, registered.repairs
+    );
+    println!(
+        "  Wards: {} beds in 9 wards; {} patients admitted from their clinic visits at the 3 campuses' internal medicine and surgery wards ({} on the way to East internal medicine, {} admission order waiting at the admission office, a bed closed).",
+        9 * demo::BEDS_PER_WARD,
+        wards.admitted,
+        wards.arriving,
+        wards.waiting
     );
     println!(
         "  Staff: the department tree of the 3 campuses; {licences} licences (one expiring this month, one lapsed) for the reminders."
@@ -2028,6 +2043,9 @@ async fn demo_command(
     );
     println!(
         "  Rosters       http://{addr}/manage/rosters (head.east keeps East internal medicine's; manager sets shift types at /manage/shift-types and imports clock records at /manage/attendance)"
+    );
+    println!(
+        "  Wards         http://{addr}/ward (bed boards; nurse.east receives patients on East internal medicine) and http://{addr}/ward/admissions (registrar.east admits onto a free bed); doctors order admission from a visit"
     );
     println!("  Cashier       http://{addr}/billing/cashier?patient=ID (from a patient's page)");
     println!("  Pharmacy      http://{addr}/pharmacy (dispensing) and http://{addr}/pharmacy/stock (stock by batch)");

@@ -386,6 +386,8 @@ impl Caller {
                 Capability::Publish,
                 Capability::KeepStaff,
                 Capability::HandleFeedback,
+                Capability::AdmitPatients,
+                Capability::KeepWard,
             ],
         }
     }
@@ -482,6 +484,22 @@ impl Caller {
         grants
             .insert(1, Grant { scopes: ScopeSet::parse("user/Slot.ru").unwrap_or_default(), campuses: Campuses::All });
         Some(booking)
+    }
+
+    /// The caller keeping beds at `campus`: reading and updating the bed Locations
+    /// (their state) and the admission orders (ServiceRequests) it admits. Given by
+    /// the inpatient service only, after its rules (the admission office admitting a
+    /// patient, a ward nurse receiving or moving one); the caller's own grants (what
+    /// its token reaches through the API) stay as they are.
+    pub fn keeping_beds(&self, campus: &CampusId) -> Caller {
+        let mut ward = self.clone();
+        if let Some(grants) = ward.access.grants.as_mut() {
+            grants.push(Grant {
+                scopes: ScopeSet::parse("user/Location.rus user/ServiceRequest.rus").unwrap_or_default(),
+                campuses: Campuses::Only(vec![campus.clone()]),
+            });
+        }
+        ward
     }
 
     /// The caller writing as `campus` only (the grants that cover it, limited to it):

@@ -58,6 +58,12 @@ pub enum Capability {
     /// Handle patients' feedback and complaints (患者意见与投诉): name the owner who
     /// answers each, answer it, follow the deadlines.
     HandleFeedback,
+    /// Admit patients (住院处): register a stay from a doctor's admission order and
+    /// assign its ward and bed.
+    AdmitPatients,
+    /// Work on a ward (病区护士): receive admitted patients onto their beds, keep the
+    /// beds' state (cleaned, closed), move patients between beds.
+    KeepWard,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -218,9 +224,14 @@ impl Role {
 
     pub fn capabilities(self) -> &'static [Capability] {
         match self {
-            Role::Doctor | Role::Nurse => {
-                &[Capability::BreakTheGlass, Capability::RequestMaterials, Capability::ReportRepairs]
-            }
+            Role::Doctor => &[Capability::BreakTheGlass, Capability::RequestMaterials, Capability::ReportRepairs],
+            Role::Nurse => &[
+                Capability::BreakTheGlass,
+                Capability::RequestMaterials,
+                Capability::ReportRepairs,
+                Capability::KeepWard,
+            ],
+            Role::Registrar => &[Capability::AdmitPatients],
             Role::DepartmentHead => &[
                 Capability::BreakTheGlass,
                 Capability::ViewReports,

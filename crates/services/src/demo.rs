@@ -43,6 +43,9 @@ pub const CAMPUSES: [(&str, &str, &str, &str, &str); 3] = [
     ("campus-south", "南院区", "South Campus", "丰台区", "100071"),
 ];
 
+/// Beds of each demo ward (`bed-{campus}-{department}-{nn}`, named 1床 …).
+pub const BEDS_PER_WARD: usize = 20;
+
 /// Department code, Chinese name, English name, has a ward.
 const DEPARTMENTS: [(&str, &str, &str, bool); 6] = [
     ("im", "内科", "Internal Medicine", true),
@@ -290,6 +293,16 @@ pub fn generate() -> Vec<DemoResource> {
                            "managingOrganization": {"reference": format!("Organization/{cid}-{code}")},
                            "partOf": {"reference": format!("Location/loc-{cid}")}}),
                 );
+                for b in 1..=BEDS_PER_WARD {
+                    push(
+                        cid,
+                        json!({"resourceType": "Location", "id": format!("bed-{cid}-{code}-{b:02}"), "status": "active", "mode": "instance",
+                               "name": format!("{b}床"), "alias": [format!("Bed {b}")],
+                               "physicalType": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/location-physical-type", "code": "bd"}]},
+                               "operationalStatus": {"system": "http://terminology.hl7.org/CodeSystem/v2-0116", "code": "U", "display": "Unoccupied"},
+                               "partOf": {"reference": format!("Location/ward-{cid}-{code}")}}),
+                    );
+                }
             }
         }
     }

@@ -28,6 +28,7 @@ mod pharmacy;
 mod portal;
 mod routes;
 mod ui;
+mod ward;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -200,6 +201,8 @@ pub struct AppState {
     pub materials: lianyi_manage::materials::Materials,
     /// Medical equipment (设备): register, lifecycle, repairs.
     pub equipment: lianyi_manage::assets::Equipment,
+    /// Inpatient care (住院): admission, the bed boards.
+    pub inpatient: lianyi_inpatient::stays::Inpatient,
     /// Announcements with their audience and read receipts.
     pub notices: lianyi_manage::announcements::Notices,
     /// Staff (人事): department tree, titles, licences.
@@ -366,6 +369,7 @@ impl App {
         let rosters = lianyi_manage::rosters::Rosters::new(fhir.clone());
         let materials = lianyi_manage::materials::Materials::new(fhir.clone());
         let equipment = lianyi_manage::assets::Equipment::new(fhir.clone());
+        let inpatient = lianyi_inpatient::stays::Inpatient::new(fhir.clone());
         let notices = lianyi_manage::announcements::Notices::new(fhir.clone());
         let staff = lianyi_manage::staff::StaffService::new(fhir.clone());
         let dashboards = lianyi_manage::dashboards::Dashboards::new(fhir.clone());
@@ -413,6 +417,7 @@ impl App {
                 rosters,
                 materials,
                 equipment,
+                inpatient,
                 notices,
                 staff,
                 dashboards,

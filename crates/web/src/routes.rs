@@ -6,12 +6,13 @@ use axum::Router;
 use crate::ui::shell::NavLink;
 use crate::{
     AppState, account, accounts, audit, billing, clinic, fhir, health, imaging, integration, manage, ops, pharmacy,
-    portal, ui,
+    portal, ui, ward,
 };
 
 /// The navigation, area by area, in the order the bar shows it.
 pub(crate) const NAV: &[&[NavLink]] = &[
     clinic::NAV,
+    ward::NAV,
     imaging::NAV,
     billing::NAV,
     pharmacy::NAV,
@@ -48,6 +49,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(integration::router())
         .merge(imaging::router())
         .merge(manage::router())
+        .merge(ward::router())
         .merge(portal::router())
         .merge(health::router())
         .merge(ui::shell::router())

@@ -54,6 +54,8 @@ const START: &[&str] = &[
     "/patients?q=E1",
     "/patients/pat-0001",
     "/registration",
+    "/ward",
+    "/ward/admissions",
     "/scheduling",
     "/scheduling?dept=campus-east-im",
     "/queue",

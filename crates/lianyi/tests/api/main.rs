@@ -20,6 +20,7 @@ mod export;
 mod feedback;
 mod helpers;
 mod hl7;
+mod inpatient;
 mod kb;
 mod materials;
 mod messages;

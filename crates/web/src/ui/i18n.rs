@@ -64,6 +64,7 @@ const AREAS: &[(&str, &str, &str)] = &[
     ("imaging", include_str!("../../locales/imaging/zh-CN.txt"), include_str!("../../locales/imaging/en.txt")),
     ("manage", include_str!("../../locales/manage/zh-CN.txt"), include_str!("../../locales/manage/en.txt")),
     ("portal", include_str!("../../locales/portal/zh-CN.txt"), include_str!("../../locales/portal/en.txt")),
+    ("ward", include_str!("../../locales/ward/zh-CN.txt"), include_str!("../../locales/ward/en.txt")),
 ];
 
 fn entries(text: &'static str) -> impl Iterator<Item = (&'static str, &'static str)> {

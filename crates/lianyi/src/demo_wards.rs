@@ -1,0 +1,100 @@
+//! The demo's wards: 20 beds in each of the nine wards; at each campus's internal
+//! medicine and surgery wards, patients seen in clinic are admitted the way the
+//! hospital admits them — their doctor's admission order (住院证), the admission
+//! office registering the stay on a bed, the ward receiving them. At East internal
+//! medicine one patient is on the way to the ward, one more order waits at the
+//! admission office, and a bed is closed.
+
+use std::collections::HashSet;
+
+use lianyi_inpatient::beds::BedStep;
+use lianyi_inpatient::stays::{Inpatient, OrderForm};
+use lianyi_security::{Caller, SystemTask};
+use lianyi_services::demo::DemoResource;
+
+use crate::CliError;
+
+/// Admitting diagnoses, in turn.
+const REASONS: [&str; 6] = [
+    "社区获得性肺炎",
+    "2型糖尿病血糖控制不佳",
+    "急性阑尾炎",
+    "胆囊结石伴急性胆囊炎",
+    "高血压3级",
+    "慢性阻塞性肺疾病急性加重",
+];
+
+/// What the demo admitted.
+pub(crate) struct Wards {
+    pub admitted: usize,
+    /// Admitted, not yet received on the ward.
+    pub arriving: usize,
+    /// Orders waiting at the admission office.
+    pub waiting: usize,
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> CliError {
+    CliError::Usage(format!("demo wards ({what}): {e}"))
+}
+
+pub(crate) async fn load(inpatient: &Inpatient, directory: &[DemoResource]) -> Result<Wards, CliError> {
+    let mut used = HashSet::new();
+    let mut out = Wards { admitted: 0, arriving: 0, waiting: 0 };
+    let mut reason = REASONS.iter().cycle();
+    for (cid, ..) in lianyi_services::demo::CAMPUSES {
+        // What the demo writes at a campus belongs to it.
+        let campus = lianyi_security::CampusId::parse(cid).map_err(|e| failed("campus", e))?;
+        let caller = Caller::task_at(SystemTask::Demo, campus);
+        for dept in ["im", "sur"] {
+            let east_im = cid == "campus-east" && dept == "im";
+            let (stays, extra) = if east_im { (8, 1) } else { (4, 0) };
+            // Outpatient visits at this department, one per patient.
+            let provider = format!("Organization/{cid}-{dept}");
+            let visits: Vec<(String, String)> = directory
+                .iter()
+                .map(|r| &r.resource)
+                .filter(|e| e["resourceType"] == "Encounter" && e["class"]["code"] == "AMB")
+                .filter(|e| e["serviceProvider"]["reference"] == provider.as_str())
+                .filter_map(|e| {
+                    let patient = e["subject"]["reference"].as_str()?.to_string();
+                    Some((e["id"].as_str()?.to_string(), patient))
+                })
+                .collect();
+            let mut n = 0;
+            for (visit, patient) in visits {
+                if n == stays + extra {
+                    break;
+                }
+                if !used.insert(patient) {
+                    continue;
+                }
+                let form = OrderForm {
+                    ward: format!("ward-{cid}-{dept}"),
+                    nursing: if n % 3 == 0 { "1" } else { "2" }.into(),
+                    reason: reason.next().copied().unwrap_or_default().into(),
+                    note: String::new(),
+                };
+                let order =
+                    inpatient.order_admission(&caller, &visit, &form, "").await.map_err(|e| failed("order", e))?;
+                n += 1;
+                if n > stays {
+                    out.waiting += 1;
+                    continue;
+                }
+                let bed = format!("bed-{cid}-{dept}-{n:02}");
+                let admitted = inpatient.admit(&caller, &order, &bed).await.map_err(|e| failed("admit", e))?;
+                out.admitted += 1;
+                if east_im && n == stays {
+                    out.arriving += 1;
+                } else {
+                    inpatient.receive(&caller, &admitted.stay).await.map_err(|e| failed("receive", e))?;
+                }
+            }
+            if east_im {
+                let last = format!("bed-{cid}-{dept}-{:02}", lianyi_services::demo::BEDS_PER_WARD);
+                inpatient.bed_step(&caller, &last, BedStep::Close).await.map_err(|e| failed("close", e))?;
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,281 @@
+//! Inpatient care over the pages: a doctor orders admission from an outpatient visit
+//! (bad fields, an inpatient visit, another campus's ward and a second order named),
+//! the admission office admits onto a free bed — a bed held for another patient, or
+//! occupied, is refused naming the rule, with nothing written — the ward's nurse
+//! receives the patient, and the bed board shows the bed, the patient, the day of the
+//! stay, the nursing level and the allergy; two admissions racing for one bed: one
+//! wins. Another campus's nurse does not see the ward.
+
+use lianyi_inpatient::stays::Inpatient;
+use lianyi_security::{Caller, ManualClock, SystemTask};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, put_resource as put, spawn_app_clocked};
+use crate::pages::{Browser, between, logged_in};
+
+/// Monday 7 December 2026, 23:45 in Beijing (the stay's second day starts soon).
+const MONDAY_2345: i64 = 1_796_658_300_000;
+const MINUTE: i64 = 60_000;
+
+const PHYSICAL: &str = "http://terminology.hl7.org/CodeSystem/location-physical-type";
+
+fn ward(id: &str, name: &str, dept: &str) -> Value {
+    json!({"resourceType": "Location", "id": id, "status": "active", "name": name, "alias": [format!("{name} ward")],
+           "physicalType": {"coding": [{"system": PHYSICAL, "code": "wa"}]},
+           "managingOrganization": {"reference": format!("Organization/{dept}")}})
+}
+
+fn bed(id: &str, n: usize, ward: &str) -> Value {
+    json!({"resourceType": "Location", "id": id, "status": "active", "name": format!("{n}床"), "alias": [format!("Bed {n}")],
+           "physicalType": {"coding": [{"system": PHYSICAL, "code": "bd"}]},
+           "partOf": {"reference": format!("Location/{ward}")}})
+}
+
+fn patient(id: &str, name: &str, campus: &str, mrn: &str) -> Value {
+    json!({"resourceType": "Patient", "id": id, "active": true, "gender": "female", "birthDate": "1960-03-01",
+           "name": [{"text": name}],
+           "identifier": [{"system": lianyi_services::identifiers::mrn_system(campus), "value": mrn}]})
+}
+
+fn visit(id: &str, patient: &str, class: &str, dept: &str) -> Value {
+    json!({"resourceType": "Encounter", "id": id, "status": "in-progress",
+           "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": class},
+           "subject": {"reference": format!("Patient/{patient}")},
+           "serviceProvider": {"reference": format!("Organization/{dept}")},
+           "period": {"start": "2026-12-07T08:30:00+08:00"}})
+}
+
+/// East and West campuses, each an internal-medicine department with a ward (East:
+/// three beds and a fourth bed in West's), four East patients seen in clinic today
+/// (one allergic to penicillin), and one inpatient visit.
+async fn hospital(app: &TestApp) {
+    let east = app.client_with("system/*.cruds", "campus-east", None).await;
+    let west = app.client_with("system/*.cruds", "campus-west", None).await;
+    for (client, campus, zh, en) in [(&east, "campus-east", "东院区", "East"), (&west, "campus-west", "西院区", "West")]
+    {
+        put(client, app, json!({"resourceType": "Organization", "id": campus, "name": zh, "alias": [en]})).await;
+        put(
+            client,
+            app,
+            json!({"resourceType": "Organization", "id": format!("{campus}-im"), "name": "内科", "alias": ["Internal medicine"],
+                   "type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/organization-type", "code": "dept"}]}],
+                   "partOf": {"reference": format!("Organization/{campus}")}}),
+        )
+        .await;
+    }
+    put(&east, app, ward("ward-east-im", "内科病区", "campus-east-im")).await;
+    put(&west, app, ward("ward-west-im", "西内科病区", "campus-west-im")).await;
+    for n in 1..=3 {
+        put(&east, app, bed(&format!("bed-e-{n}"), n, "ward-east-im")).await;
+    }
+    put(&west, app, bed("bed-w-1", 1, "ward-west-im")).await;
+    for (i, name) in ["林秀英", "黄建国", "郑美玲", "何志强"].iter().enumerate() {
+        let id = format!("pat-{}", i + 1);
+        put(&east, app, patient(&id, name, "campus-east", &format!("E{:07}", i + 1))).await;
+        put(&east, app, visit(&format!("enc-{}", i + 1), &id, "AMB", "campus-east-im")).await;
+    }
+    put(&east, app, visit("enc-imp", "pat-4", "IMP", "campus-east-im")).await;
+    put(
+        &east,
+        app,
+        json!({"resourceType": "AllergyIntolerance", "id": "allergy-1",
+               "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]},
+               "criticality": "high", "code": {"text": "青霉素"}, "patient": {"reference": "Patient/pat-1"}}),
+    )
+    .await;
+}
+
+async fn post(b: &mut Browser, path: &str, token: &str, fields: &[(&str, &str)]) -> (StatusCode, String, String) {
+    let mut form: Vec<(&str, &str)> = vec![("csrf", token)];
+    form.extend_from_slice(fields);
+    b.post(path, &form).await
+}
+
+fn order_form<'a>(encounter: &'a str, ward: &'a str, nursing: &'a str, reason: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![("encounter", encounter), ("ward", ward), ("nursing", nursing), ("reason", reason), ("note", "")]
+}
+
+/// The FHIR resources of `rtype` matching `query`, read as a platform task.
+async fn search(app: &TestApp, query: &str) -> Vec<Value> {
+    let client = app.client_with("system/*.rs", "*", None).await;
+    let r = client.get(app.url(&format!("/fhir/{query}"))).send().await.unwrap();
+    let bundle: Value = r.json().await.unwrap();
+    bundle["entry"].as_array().cloned().unwrap_or_default().into_iter().map(|e| e["resource"].clone()).collect()
+}
+
+/// The id of the waiting admission order of `patient`.
+async fn order_of(app: &TestApp, patient: &str) -> String {
+    let found = search(
+        app,
+        &format!("ServiceRequest?patient=Patient/{patient}&code=http://snomed.info/sct|32485007&status=active"),
+    )
+    .await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    found[0]["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_patient_is_admitted_from_clinic_onto_a_free_bed_and_received_on_the_ward() {
+    let clock = ManualClock::new(MONDAY_2345);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    hospital(&app).await;
+    let (mut doctor, dt) = logged_in(&app, &clock, "dr.east", "doctor", "campus-east", None).await;
+    let (mut desk, kt) = logged_in(&app, &clock, "adm.east", "registrar", "campus-east", None).await;
+    let (mut nurse, nt) = logged_in(&app, &clock, "nurse.east", "nurse", "campus-east", None).await;
+    let (mut west_nurse, _) = logged_in(&app, &clock, "nurse.west", "nurse", "campus-west", None).await;
+    let (mut cashier, _) = logged_in(&app, &clock, "cash.east", "cashier", "campus-east", None).await;
+
+    // The visit page links the admission order; its form offers the campus's wards only.
+    let (_, _, page) = doctor.get("/encounters/enc-1").await;
+    assert!(page.contains("/ward/order?encounter=enc-1"), "the visit links the admission order");
+    let (status, _, page) = doctor.get("/ward/order?encounter=enc-1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("value=\"ward-east-im\"") && !page.contains("value=\"ward-west-im\""), "{page}");
+
+    // Bad fields are named; nothing is ordered.
+    let (status, _, page) = post(&mut doctor, "/ward/order", &dt, &order_form("enc-1", "ward-east-im", "9", "x")).await;
+    assert_eq!(status, StatusCode::OK);
+    let errors = between(&page, "id=\"ward-errors\"", "</div>");
+    assert!(errors.contains("护理级别") && errors.contains("入院诊断"), "{errors}");
+    let (_, _, page) = post(&mut doctor, "/ward/order", &dt, &order_form("enc-imp", "ward-east-im", "2", "肺炎")).await;
+    assert!(page.contains("住院证须从门诊或急诊就诊开具"), "an inpatient visit is not where admission is ordered");
+    let (_, _, page) = post(&mut doctor, "/ward/order", &dt, &order_form("enc-1", "ward-west-im", "2", "肺炎")).await;
+    assert!(page.contains("病区: 请选择本院区的病区"), "another campus's ward is not offered: {page}");
+    assert!(search(&app, "ServiceRequest?patient=Patient/pat-1").await.is_empty(), "nothing was written");
+    // Nurses do not order admissions.
+    let (status, _, _) = post(&mut nurse, "/ward/order", &nt, &order_form("enc-1", "ward-east-im", "2", "肺炎")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let (status, loc, _) =
+        post(&mut doctor, "/ward/order", &dt, &order_form("enc-1", "ward-east-im", "1", "社区获得性肺炎")).await;
+    assert_eq!((status, loc.as_str()), (StatusCode::SEE_OTHER, "/ward/order?encounter=enc-1&done=ordered"));
+    let (_, _, page) = post(&mut doctor, "/ward/order", &dt, &order_form("enc-1", "ward-east-im", "1", "肺炎")).await;
+    assert!(page.contains("该患者已有待办理的住院证"), "one waiting order per patient");
+    for enc in ["enc-2", "enc-3"] {
+        let (status, _, _) =
+            post(&mut doctor, "/ward/order", &dt, &order_form(enc, "ward-east-im", "2", "糖尿病")).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+    }
+    let (a, b, c) = (order_of(&app, "pat-1").await, order_of(&app, "pat-2").await, order_of(&app, "pat-3").await);
+    // The admission order is the ward's: the visit's list of tests does not show it.
+    let (_, _, page) = doctor.get("/encounters/enc-1").await;
+    assert!(page.contains("id=\"no-orders\""), "no catalogue order on the visit");
+
+    // The admission office sees the orders, the ordered ward's first free bed chosen.
+    let (status, _, page) = desk.get("/ward/admissions").await;
+    assert_eq!(status, StatusCode::OK);
+    let card = between(&page, &format!("id=\"order-{a}\""), "</article>");
+    assert!(card.contains("林秀英") && card.contains("一级护理") && card.contains("社区获得性肺炎"), "{card}");
+    assert!(card.contains("<option value=\"bed-e-1\" selected>1床</option>"), "{card}");
+    assert!(!card.contains("bed-w-1"), "only the campus's beds");
+    let (status, _, _) = cashier.get("/ward/admissions").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = cashier.get("/ward").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let (status, loc, _) =
+        post(&mut desk, &format!("/ward/admissions/{a}"), &kt, &[("campus", "campus-east"), ("bed", "bed-e-1")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(loc, "/ward/admissions?campus=campus-east&done=admitted&number=ZY0000001");
+    let (_, _, page) = desk.get(&loc).await;
+    assert!(page.contains("住院号 ZY0000001"), "{page}");
+    // The bed is held: another patient cannot have it, and nothing is written.
+    let (status, _, page) =
+        post(&mut desk, &format!("/ward/admissions/{b}"), &kt, &[("campus", "campus-east"), ("bed", "bed-e-1")]).await;
+    assert_eq!(status, StatusCode::OK);
+    let errors = between(&page, "id=\"ward-errors\"", "</div>");
+    assert!(errors.contains("床位: 该床位已为其他患者预留（规则：须为空床）"), "{errors}");
+    assert!(page.contains(&format!("id=\"order-{b}\"")), "the order still waits");
+    assert!(search(&app, "Encounter?patient=Patient/pat-2&class=IMP").await.is_empty(), "no stay was written");
+    // An order admitted is not admitted twice.
+    let (_, _, page) =
+        post(&mut desk, &format!("/ward/admissions/{a}"), &kt, &[("campus", "campus-east"), ("bed", "bed-e-2")]).await;
+    assert!(page.contains("该住院证已办理或已取消"), "{page}");
+    // Not a bed: named.
+    let (_, _, page) =
+        post(&mut desk, &format!("/ward/admissions/{b}"), &kt, &[("campus", "campus-east"), ("bed", "ward-east-im")])
+            .await;
+    assert!(page.contains("请选择本院区病区的床位"), "{page}");
+
+    // The stay as FHIR: an inpatient Encounter with its number, on the ward and bed.
+    let stays = search(&app, "Encounter?patient=Patient/pat-1&class=IMP").await;
+    assert_eq!(stays.len(), 1);
+    let stay = &stays[0];
+    assert_eq!(stay["status"], "arrived");
+    assert_eq!(stay["identifier"][0]["system"], "urn:lianyi:sid:inpatient:campus-east");
+    assert_eq!(stay["basedOn"][0]["reference"], format!("ServiceRequest/{a}"));
+    assert_eq!(stay["location"][1]["location"]["reference"], "Location/bed-e-1");
+    assert_eq!(stay["location"][1]["status"], "reserved");
+    assert_eq!(stay["hospitalization"]["admitSource"]["coding"][0]["code"], "outp");
+    let order = &search(&app, &format!("ServiceRequest?_id={a}")).await[0];
+    assert_eq!(order["status"], "completed");
+    let stay_id = stay["id"].as_str().unwrap().to_string();
+
+    // The board: the bed held for the patient on the way, with the allergy.
+    let (status, _, page) = nurse.get("/ward?ward=ward-east-im").await;
+    assert_eq!(status, StatusCode::OK);
+    let card = between(&page, "id=\"bed-bed-e-1\"", "</li>");
+    assert!(
+        card.contains("data-state=\"reserved\"") && card.contains("林秀英") && card.contains("ZY0000001"),
+        "{card}"
+    );
+    assert!(card.contains("一级护理") && card.contains("过敏：青霉素") && card.contains("入科接收"), "{card}");
+    assert!(between(&page, "id=\"bed-bed-e-2\"", "</li>").contains("data-state=\"free\""));
+    // The other campus's nurse sees their own ward only.
+    let (_, _, page) = west_nurse.get("/ward?ward=ward-east-im").await;
+    assert!(!page.contains("林秀英") && page.contains("bed-bed-w-1"), "{page}");
+    // The desk reads the board but does not receive patients.
+    let (status, _, page) = desk.get("/ward?ward=ward-east-im").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("林秀英") && !page.contains("入科接收"));
+    let (status, _, _) =
+        post(&mut desk, &format!("/ward/stays/{stay_id}/receive"), &kt, &[("ward", "ward-east-im")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let (status, loc, _) =
+        post(&mut nurse, &format!("/ward/stays/{stay_id}/receive"), &nt, &[("ward", "ward-east-im")]).await;
+    assert_eq!((status, loc.as_str()), (StatusCode::SEE_OTHER, "/ward?ward=ward-east-im&done=received"));
+    let (_, _, page) = nurse.get("/ward?ward=ward-east-im").await;
+    let card = between(&page, "id=\"bed-bed-e-1\"", "</li>");
+    assert!(card.contains("data-state=\"occupied\"") && card.contains("第1天") && !card.contains("入科接收"), "{card}");
+    let (_, _, page) =
+        post(&mut nurse, &format!("/ward/stays/{stay_id}/receive"), &nt, &[("ward", "ward-east-im")]).await;
+    assert!(page.contains("患者已入科，或已离开"), "received once");
+    let bed1 = &search(&app, "Location?_id=bed-e-1").await[0];
+    assert_eq!(bed1["operationalStatus"]["code"], "O");
+    // Occupied: refused, naming the rule.
+    let (_, _, page) =
+        post(&mut desk, &format!("/ward/admissions/{b}"), &kt, &[("campus", "campus-east"), ("bed", "bed-e-1")]).await;
+    assert!(page.contains("该床位已有患者（规则：须为空床）"), "{page}");
+    // Past Beijing midnight the stay is on its day 2 (sessions stay alive: a page
+    // every ten minutes).
+    clock.advance(10 * MINUTE);
+    nurse.get("/ward?ward=ward-east-im").await;
+    desk.get("/ward/admissions").await;
+    clock.advance(10 * MINUTE);
+    let (_, _, page) = nurse.get("/ward?ward=ward-east-im").await;
+    assert!(between(&page, "id=\"bed-bed-e-1\"", "</li>").contains("第2天"));
+
+    // Beds of their own: closed, reopened; a step that does not apply is named.
+    let (_, loc, _) = post(&mut nurse, "/ward/beds/bed-e-3/close", &nt, &[("ward", "ward-east-im")]).await;
+    assert_eq!(loc, "/ward?ward=ward-east-im&done=close");
+    let (_, _, page) = nurse.get("/ward?ward=ward-east-im").await;
+    assert!(between(&page, "id=\"bed-bed-e-3\"", "</li>").contains("data-state=\"closed\""));
+    let (_, _, page) =
+        post(&mut desk, &format!("/ward/admissions/{b}"), &kt, &[("campus", "campus-east"), ("bed", "bed-e-3")]).await;
+    assert!(page.contains("该床位已关闭"), "{page}");
+    post(&mut nurse, "/ward/beds/bed-e-3/reopen", &nt, &[("ward", "ward-east-im")]).await;
+    let (_, _, page) = post(&mut nurse, "/ward/beds/bed-e-2/cleaned", &nt, &[("ward", "ward-east-im")]).await;
+    assert!(page.contains("该床位为空床，不适用此操作"), "{page}");
+
+    // Two admissions racing for one bed: one wins, the other is told the bed is taken.
+    let inpatient = Inpatient::new(app.fhir.clone());
+    let system = Caller::task(SystemTask::Operator("test".into()));
+    let (x, y) = tokio::join!(inpatient.admit(&system, &b, "bed-e-2"), inpatient.admit(&system, &c, "bed-e-2"));
+    assert!(x.is_ok() != y.is_ok(), "exactly one wins: {x:?} {y:?}");
+    let lost = x.err().or(y.err()).unwrap();
+    assert!(lost.to_string().starts_with("bed: "), "{lost}");
+    let held: Vec<Value> = search(&app, "Encounter?location=Location/bed-e-2&status=arrived").await;
+    assert_eq!(held.len(), 1, "one stay holds the bed");
+}

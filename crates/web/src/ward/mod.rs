@@ -1,0 +1,41 @@
+//! The wards (住院): the bed board of each ward (`/ward`), where nurses receive
+//! admitted patients and keep the beds; the admission office's waiting orders
+//! (`/ward/admissions`), admitted onto a free bed; and a doctor's admission order
+//! from a visit (`/ward/order?encounter=…`).
+
+mod admission;
+mod board;
+
+use lianyi_inpatient::stays::{Inpatient, InpatientError};
+
+use crate::ui::i18n::Tr;
+use crate::ui::shell::{NavLink, Place};
+
+pub(crate) fn router() -> axum::Router<crate::AppState> {
+    board::router().merge(admission::router())
+}
+
+/// The ward pages in the navigation.
+pub(crate) const NAV: &[NavLink] = &[
+    NavLink { href: "/ward", text: "nav-ward", place: Place::Bar, shown: Inpatient::may_see_boards },
+    NavLink { href: "/ward/admissions", text: "nav-admissions", place: Place::Bar, shown: Inpatient::may_admit },
+];
+
+/// The lines of an error, each naming the field and the rule in the page's language.
+fn worded(t: Tr, e: &InpatientError) -> Vec<String> {
+    match e {
+        InpatientError::Invalid(fs) => fs
+            .iter()
+            .map(|f| {
+                let rule = t.try_get(&format!("ward-rule-{}", f.code)).map_or_else(|| f.detail.clone(), str::to_string);
+                format!("{}: {rule}", t.named("ward-field", f.field))
+            })
+            .collect(),
+        InpatientError::NotFound(_) => vec![t.get("ward-not-found").to_string()],
+        InpatientError::Forbidden(_) => vec![t.get("ward-forbidden").to_string()],
+        other => {
+            tracing::error!(error = %other, "inpatient");
+            vec![t.get("ward-failed").to_string()]
+        }
+    }
+}
