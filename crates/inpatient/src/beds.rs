@@ -17,6 +17,8 @@ pub fn stay_system(campus: &str) -> String {
 }
 /// SNOMED CT "Hospital admission": the code of an admission order (住院证).
 pub const ADMISSION_CODE: &str = "32485007";
+/// SNOMED CT "Patient transfer": the code of a transfer order (转科、转院区).
+pub const TRANSFER_CODE: &str = "107724000";
 pub const SNOMED: &str = "http://snomed.info/sct";
 
 const DAY_MS: i64 = 86_400_000;
@@ -169,6 +171,32 @@ pub fn day_of_stay(admitted_ms: i64, now_ms: i64) -> i64 {
     (day(now_ms) - day(admitted_ms)).max(0) + 1
 }
 
+/// A stay's current entry of `physical_type` (`wa` ward, `bd` bed): its Location id
+/// and the entry's status (`planned`/`reserved` on the way, `active` there).
+pub fn current(stay: &Value, physical_type: &str) -> Option<(String, String)> {
+    stay["location"].as_array()?.iter().find_map(|l| {
+        let status = l["status"].as_str().unwrap_or("active");
+        if status == "completed" || l["physicalType"]["coding"][0]["code"] != physical_type {
+            return None;
+        }
+        let id = l["location"]["reference"].as_str()?.strip_prefix("Location/")?;
+        Some((id.to_string(), status.to_string()))
+    })
+}
+
+/// Whether a stay is on its way to its bed (admitted or transferred, not yet received
+/// on the ward).
+pub fn arriving(stay: &Value) -> bool {
+    current(stay, "bd").is_some_and(|(_, status)| status == "reserved")
+}
+
+/// A stay's `location` entry: a ward or bed, its status.
+pub fn location_entry(id: &str, display: &str, physical_type: &str, status: &str) -> Value {
+    json!({"location": {"reference": format!("Location/{id}"), "display": display},
+           "status": status,
+           "physicalType": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/location-physical-type", "code": physical_type}]}})
+}
+
 /// The current entries of a stay's `location`: those not completed (the ward and bed
 /// it is on or on its way to).
 pub fn current_locations(stay: &Value) -> Vec<&str> {
@@ -241,5 +269,13 @@ mod tests {
             {"location": {"reference": "Location/ward-b"}, "status": "active"},
             {"location": {"reference": "Location/bed-b-1"}, "status": "reserved"}]});
         assert_eq!(current_locations(&stay), vec!["ward-b", "bed-b-1"]);
+        let stay = json!({"location": [
+            location_entry("ward-a", "A", "wa", "completed"),
+            location_entry("bed-a-3", "3", "bd", "completed"),
+            location_entry("ward-b", "B", "wa", "planned"),
+            location_entry("bed-b-1", "1", "bd", "reserved")]});
+        assert_eq!(current(&stay, "bd"), Some(("bed-b-1".into(), "reserved".into())));
+        assert_eq!(current(&stay, "wa"), Some(("ward-b".into(), "planned".into())));
+        assert!(arriving(&stay));
     }
 }

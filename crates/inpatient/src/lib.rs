@@ -12,3 +12,4 @@
 
 pub mod beds;
 pub mod stays;
+pub mod transfers;

@@ -30,7 +30,8 @@ use lianyi_store::StoredResource;
 use serde_json::{Value, json};
 
 use crate::beds::{
-    ADMISSION_CODE, BedState, BedStep, NursingLevel, SNOMED, current_locations, day_of_stay, next, stay_system,
+    ADMISSION_CODE, BedState, BedStep, NursingLevel, SNOMED, TRANSFER_CODE, arriving, current, current_locations,
+    day_of_stay, location_entry, next, stay_system,
 };
 
 const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
@@ -82,19 +83,19 @@ impl From<lianyi_store::StoreError> for InpatientError {
     }
 }
 
-fn invalid(field: &'static str, code: &'static str, detail: impl Into<String>) -> InpatientError {
+pub(crate) fn invalid(field: &'static str, code: &'static str, detail: impl Into<String>) -> InpatientError {
     InpatientError::Invalid(vec![FieldError { field, code, detail: detail.into() }])
 }
 
-fn rtype(name: &str) -> ResourceType {
+pub(crate) fn rtype(name: &str) -> ResourceType {
     ResourceType::parse(name).unwrap_or_else(|| unreachable!("{name} is a supported type"))
 }
 
-fn reference_id<'a>(v: &'a Value, prefix: &str) -> Option<&'a str> {
+pub(crate) fn reference_id<'a>(v: &'a Value, prefix: &str) -> Option<&'a str> {
     v["reference"].as_str()?.strip_prefix(prefix)?.strip_prefix('/')
 }
 
-fn editable(r: &StoredResource) -> Result<Value, InpatientError> {
+pub(crate) fn editable(r: &StoredResource) -> Result<Value, InpatientError> {
     let mut v: Value = serde_json::from_str(&r.body).map_err(|e| invalid("stored", "stored", e.to_string()))?;
     if let Some(o) = v.as_object_mut() {
         o.remove("meta");
@@ -103,7 +104,7 @@ fn editable(r: &StoredResource) -> Result<Value, InpatientError> {
 }
 
 /// A transaction entry writing `v` over `r`, only if `r` is still the current version.
-fn put(v: Value, r: &StoredResource) -> Value {
+pub(crate) fn put(v: Value, r: &StoredResource) -> Value {
     json!({"resource": v, "request": {"method": "PUT", "url": format!("{}/{}", r.resource_type, r.id),
                                       "ifMatch": format!("W/\"{}\"", r.version)}})
 }
@@ -222,9 +223,9 @@ pub struct Admitted {
 
 #[derive(Clone, Debug)]
 pub struct Inpatient {
-    fhir: FhirService,
-    registry: Registry,
-    record: Record,
+    pub(crate) fhir: FhirService,
+    pub(crate) registry: Registry,
+    pub(crate) record: Record,
 }
 
 impl Inpatient {
@@ -259,14 +260,19 @@ impl Inpatient {
             && (clinical || Self::may_keep_ward(caller) || Self::may_admit(caller))
     }
 
-    async fn search(&self, caller: &Caller, t: &str, params: &[(&str, String)]) -> Result<Vec<Value>, InpatientError> {
+    pub(crate) async fn search(
+        &self,
+        caller: &Caller,
+        t: &str,
+        params: &[(&str, String)],
+    ) -> Result<Vec<Value>, InpatientError> {
         let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         let req = parse_search(rtype(t), &params).map_err(|i| invalid("search", "search", i.diagnostics))?;
         let page = self.fhir.search(&self.fhir.permit(caller, req.resource_type).await?, &req).await?;
         Ok(page.resources.iter().filter_map(|r| serde_json::from_str(&r.body).ok()).collect())
     }
 
-    async fn read(&self, caller: &Caller, t: &str, id: &str) -> Result<StoredResource, InpatientError> {
+    pub(crate) async fn read(&self, caller: &Caller, t: &str, id: &str) -> Result<StoredResource, InpatientError> {
         Ok(self.fhir.reader(caller, rtype(t)).await?.read(id).await?)
     }
 
@@ -334,7 +340,7 @@ impl Inpatient {
     /// Patients by id, read from the group's index as `caller` (audited as their
     /// reads), kept only where the record is open to them: it belongs to, or holds an
     /// MRN at, one of their campuses (every admitted patient holds one at the ward's).
-    async fn patients(
+    pub(crate) async fn patients(
         &self,
         caller: &Caller,
         ids: &[&str],
@@ -489,7 +495,7 @@ impl Inpatient {
     }
 
     /// The patient's stay in hospital now (admitted or on a ward), if any.
-    async fn open_stay(&self, care: &Caller, patient: &str) -> Result<Option<Value>, InpatientError> {
+    pub(crate) async fn open_stay(&self, care: &Caller, patient: &str) -> Result<Option<Value>, InpatientError> {
         let stays = self
             .search(
                 care,
@@ -541,7 +547,7 @@ impl Inpatient {
     }
 
     /// The admission office of `campus`: `caller` at that campus, keeping its beds.
-    fn desk(&self, caller: &Caller, campus: &str) -> Result<Caller, InpatientError> {
+    pub(crate) fn desk(&self, caller: &Caller, campus: &str) -> Result<Caller, InpatientError> {
         if !Self::may_admit(caller) {
             return Err(InpatientError::Forbidden("admitting patients is not among your roles".into()));
         }
@@ -553,7 +559,7 @@ impl Inpatient {
     }
 
     /// The ward of `campus` keeping its beds: `caller` (a ward nurse) there.
-    fn ward_caller(&self, caller: &Caller, campus: &str) -> Result<Caller, InpatientError> {
+    pub(crate) fn ward_caller(&self, caller: &Caller, campus: &str) -> Result<Caller, InpatientError> {
         if !Self::may_keep_ward(caller) {
             return Err(InpatientError::Forbidden("working on a ward is not among your roles".into()));
         }
@@ -587,7 +593,9 @@ impl Inpatient {
             .to_string();
         let ward = self.ward(caller, &ward_id).await?;
         let desk = self.desk(caller, &ward.campus)?;
-        let order_stored = match self.read(&desk, "ServiceRequest", order).await {
+        // A transfer order (转科、转院区) to this campus may come from another campus:
+        // read group-wide, it is this campus's business only when it is a transfer here.
+        let order_stored = match self.read(&desk.group_wide(), "ServiceRequest", order).await {
             Ok(o) => o,
             Err(InpatientError::NotFound(_) | InpatientError::Forbidden(_)) => {
                 return Err(invalid("order", "order", "an admission order waiting at this campus"));
@@ -595,6 +603,9 @@ impl Inpatient {
             Err(e) => return Err(e),
         };
         let mut order_v = editable(&order_stored)?;
+        if order_v["code"]["coding"][0]["code"] == TRANSFER_CODE {
+            return self.transfer_in(caller, &desk, (order_stored, order_v), (bed_stored, bed_v), &ward).await;
+        }
         if order_v["code"]["coding"][0]["code"] != ADMISSION_CODE
             || order_stored.campus.as_deref() != Some(&ward.campus)
         {
@@ -643,9 +654,8 @@ impl Inpatient {
             "hospitalization": {"admitSource": {"coding": [{"system": ADMIT_SOURCE,
                 "code": if source.as_deref() == Some("EMER") { "emd" } else { "outp" }}]}},
             "serviceProvider": {"reference": format!("Organization/{}", ward.department)},
-            "location": [
-                {"location": {"reference": format!("Location/{}", ward.id), "display": ward.names.zh}, "status": "planned"},
-                {"location": {"reference": format!("Location/{}", bed_stored.id), "display": bed_v["name"].clone()}, "status": "reserved"}]});
+            "location": [location_entry(&ward.id, &ward.names.zh, "wa", "planned"),
+                         location_entry(&bed_stored.id, bed_v["name"].as_str().unwrap_or_default(), "bd", "reserved")]});
         if let Some(level) = NursingLevel::of(&order_v) {
             stay["extension"] = json!([level.extension()]);
         }
@@ -678,7 +688,7 @@ impl Inpatient {
 
     /// What changed meanwhile when a step's transaction met newer versions: the bed
     /// (taken by someone else), or else the order or stay.
-    async fn conflict(&self, caller: &Caller, bed: &str) -> InpatientError {
+    pub(crate) async fn conflict(&self, caller: &Caller, bed: &str) -> InpatientError {
         match self.read(caller, "Location", bed).await.ok().and_then(|b| serde_json::from_str::<Value>(&b.body).ok()) {
             Some(b) if BedState::of(&b) != BedState::Free => bed_taken(BedState::of(&b)),
             _ => invalid(
@@ -689,34 +699,45 @@ impl Inpatient {
         }
     }
 
-    /// The ward receives an admitted patient onto the bed held for them (入科): the
-    /// stay is in progress there, the bed occupied.
+    /// A stay as `caller` may work on it: the Encounter (read from the group's records
+    /// as the caller, audited), and the caller with the patient's record open — the
+    /// patient holds an MRN at one of their campuses, as every patient on a ward does at
+    /// the ward's (a stay keeps the campus that admitted it when it moves to another).
+    pub(crate) async fn stay_for(
+        &self,
+        caller: &Caller,
+        stay: &str,
+    ) -> Result<(StoredResource, Value, Caller), InpatientError> {
+        let stored = match self.read(&caller.group_wide(), "Encounter", stay).await {
+            Ok(s) => s,
+            Err(InpatientError::NotFound(_)) => return Err(invalid("stay", "stay", "an inpatient stay")),
+            Err(e) => return Err(e),
+        };
+        let v = editable(&stored)?;
+        let patient = reference_id(&v["subject"], "Patient").filter(|_| v["class"]["code"] == "IMP");
+        let Some(patient) = patient else { return Err(invalid("stay", "stay", "an inpatient stay")) };
+        let care = self.record.care_caller(caller, patient).await?;
+        Ok((stored, v, care))
+    }
+
+    /// The ward receives a patient onto the bed held for them (入科): admitted, or
+    /// transferred from another ward; the stay is in progress there, the bed occupied.
     pub async fn receive(&self, caller: &Caller, stay: &str) -> Result<(), InpatientError> {
         if !Self::may_keep_ward(caller) {
             return Err(InpatientError::Forbidden("working on a ward is not among your roles".into()));
         }
-        let stored = self.read(caller, "Encounter", stay).await?;
-        let mut v = editable(&stored)?;
-        if v["class"]["code"] != "IMP" {
-            return Err(invalid("stay", "stay", "an inpatient stay"));
-        }
-        if v["status"] != "arrived" {
+        let (stored, mut v, care) = self.stay_for(caller, stay).await?;
+        let Some((bed_id, "reserved")) = current(&v, "bd").as_ref().map(|(b, s)| (b.clone(), s.as_str())) else {
+            return Err(invalid("stay", "received", "the patient was received on the ward already, or has left"));
+        };
+        if !matches!(v["status"].as_str(), Some("arrived" | "in-progress")) {
             return Err(invalid("stay", "received", "the patient was received on the ward already, or has left"));
         }
-        let campus = stored.campus.clone().unwrap_or_default();
-        let ward_caller = self.ward_caller(caller, &campus)?;
-        let current: Vec<String> = current_locations(&v).into_iter().map(str::to_string).collect();
-        let mut bed = None;
-        for id in &current {
-            let l = self.read(&ward_caller, "Location", id).await?;
-            let lv = editable(&l)?;
-            if lv["physicalType"]["coding"][0]["code"] == "bd" {
-                bed = Some((l, lv));
-            }
-        }
-        let Some((bed_stored, mut bed_v)) = bed else {
-            return Err(invalid("bed", "bed", "the stay has no bed held: give it one first"));
-        };
+        let bed_stored = self.read(caller, "Location", &bed_id).await?;
+        let mut bed_v = editable(&bed_stored)?;
+        let ward = reference_id(&bed_v["partOf"], "Location").unwrap_or_default().to_string();
+        let ward = self.ward(caller, &ward).await?;
+        let ward_caller = self.ward_caller(&care, &ward.campus)?;
         let state = BedState::of(&bed_v);
         let Some(occupied) = next(state, BedStep::Occupy) else {
             return Err(bed_taken(state));
@@ -724,7 +745,7 @@ impl Inpatient {
         let now = local_instant(self.fhir.now_ms());
         v["status"] = json!("in-progress");
         if let Some(ls) = v["location"].as_array_mut() {
-            for l in ls.iter_mut().filter(|l| l["status"] != "completed") {
+            for l in ls.iter_mut().filter(|l| matches!(l["status"].as_str(), Some("planned" | "reserved"))) {
                 l["status"] = json!("active");
                 l["period"] = json!({"start": now});
             }
@@ -789,9 +810,11 @@ impl Inpatient {
             return Err(InpatientError::Forbidden(format!("the stays at {} are not among your campuses", ward.campus)));
         };
         let beds = self.beds(&reader, &ward.id).await?;
+        // Whoever is on this ward is the ward's business, whichever campus admitted
+        // them (a stay keeps its campus when moved): the search is limited to the ward.
         let stays = self
             .search(
-                &reader,
+                &reader.group_wide(),
                 "Encounter",
                 &[
                     ("location", format!("Location/{}", ward.id)),
@@ -854,7 +877,7 @@ impl Inpatient {
                 patient: line.clone(),
                 day: instant_ms(&s["period"]["start"]).map_or(1, |start| day_of_stay(start, now)),
                 nursing: NursingLevel::of(s),
-                arriving: s["status"] == "arrived",
+                arriving: arriving(s),
                 reason: s["reasonCode"][0]["text"].as_str().unwrap_or_default().to_string(),
                 alerts: alerts.get(patient).cloned().unwrap_or_default(),
             };
@@ -869,7 +892,7 @@ impl Inpatient {
 
 /// Whether a transaction failed because a resource it wrote on was changed meanwhile
 /// (a version it was written on is no longer current).
-fn changed(e: &ServiceError) -> bool {
+pub(crate) fn changed(e: &ServiceError) -> bool {
     match e {
         ServiceError::VersionConflict { .. } => true,
         ServiceError::Invalid(o) => o.issues.iter().any(|i| i.code == lianyi_fhir::IssueType::Conflict),
@@ -877,7 +900,7 @@ fn changed(e: &ServiceError) -> bool {
     }
 }
 
-fn bed_taken(state: BedState) -> InpatientError {
+pub(crate) fn bed_taken(state: BedState) -> InpatientError {
     let (code, detail) = match state {
         BedState::Occupied => ("bed-occupied", "the bed is occupied (rule: a free bed)"),
         BedState::Reserved => ("bed-reserved", "the bed is held for another patient (rule: a free bed)"),
@@ -901,7 +924,7 @@ fn ward_of(l: &Value, campus_of: &HashMap<String, String>) -> Option<Ward> {
     })
 }
 
-fn patient_line(id: &str, p: &Value) -> PatientLine {
+pub(crate) fn patient_line(id: &str, p: &Value) -> PatientLine {
     let person = person_of(p);
     let pinyin = pinyin_of(p);
     PatientLine {
@@ -925,7 +948,7 @@ pub fn stay_number(stay: &Value) -> String {
 }
 
 /// `YYYY-MM-DD HH:MM` of a FHIR dateTime.
-fn minute(s: &str) -> String {
+pub(crate) fn minute(s: &str) -> String {
     match (s.get(..10), s.get(11..16)) {
         (Some(d), Some(t)) => format!("{d} {t}"),
         _ => s.to_string(),

@@ -47,7 +47,7 @@ fn visit(id: &str, patient: &str, class: &str, dept: &str) -> Value {
 }
 
 /// East and West campuses, each an internal-medicine department with a ward (East:
-/// three beds and a fourth bed in West's), four East patients seen in clinic today
+/// three beds, West's two), four East patients seen in clinic today
 /// (one allergic to penicillin), and one inpatient visit.
 async fn hospital(app: &TestApp) {
     let east = app.client_with("system/*.cruds", "campus-east", None).await;
@@ -70,6 +70,7 @@ async fn hospital(app: &TestApp) {
         put(&east, app, bed(&format!("bed-e-{n}"), n, "ward-east-im")).await;
     }
     put(&west, app, bed("bed-w-1", 1, "ward-west-im")).await;
+    put(&west, app, bed("bed-w-2", 2, "ward-west-im")).await;
     for (i, name) in ["林秀英", "黄建国", "郑美玲", "何志强"].iter().enumerate() {
         let id = format!("pat-{}", i + 1);
         put(&east, app, patient(&id, name, "campus-east", &format!("E{:07}", i + 1))).await;
@@ -250,10 +251,12 @@ async fn a_patient_is_admitted_from_clinic_onto_a_free_bed_and_received_on_the_w
     assert!(page.contains("该床位已有患者（规则：须为空床）"), "{page}");
     // Past Beijing midnight the stay is on its day 2 (sessions stay alive: a page
     // every ten minutes).
-    clock.advance(10 * MINUTE);
-    nurse.get("/ward?ward=ward-east-im").await;
-    desk.get("/ward/admissions").await;
-    clock.advance(10 * MINUTE);
+    for _ in 0..2 {
+        clock.advance(10 * MINUTE);
+        for b in [&mut nurse, &mut desk, &mut doctor, &mut west_nurse] {
+            b.get("/ward").await;
+        }
+    }
     let (_, _, page) = nurse.get("/ward?ward=ward-east-im").await;
     assert!(between(&page, "id=\"bed-bed-e-1\"", "</li>").contains("第2天"));
 
@@ -278,4 +281,109 @@ async fn a_patient_is_admitted_from_clinic_onto_a_free_bed_and_received_on_the_w
     assert!(lost.to_string().starts_with("bed: "), "{lost}");
     let held: Vec<Value> = search(&app, "Encounter?location=Location/bed-e-2&status=arrived").await;
     assert_eq!(held.len(), 1, "one stay holds the bed");
+
+    // A transfer to West Campus's ward keeps the one stay.
+    let (mut west_desk, wt) = logged_in(&app, &clock, "adm.west", "registrar", "campus-west", None).await;
+    let (_, _, page) = doctor.get("/ward?ward=ward-east-im").await;
+    let card = between(&page, "id=\"bed-bed-e-1\"", "</li>");
+    assert!(card.contains(&format!("/ward/transfer?stay={stay_id}&amp;from=ward-east-im")), "{card}");
+    let (status, _, page) = doctor.get(&format!("/ward/transfer?stay={stay_id}&from=ward-east-im")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("value=\"ward-west-im\""), "every campus's wards are offered");
+    let transfer = |ward: &'static str| {
+        vec![
+            ("stay", stay_id.clone()),
+            ("from", "ward-east-im".to_string()),
+            ("ward", ward.to_string()),
+            ("reason", "转西院区呼吸专科".to_string()),
+            ("note", String::new()),
+        ]
+    };
+    let form = transfer("ward-east-im");
+    let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, _, page) = post(&mut doctor, "/ward/transfer", &dt, &fields).await;
+    assert!(page.contains("须为患者所在病区以外的病区"), "{page}");
+    let form = transfer("ward-west-im");
+    let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, loc, _) = post(&mut doctor, "/ward/transfer", &dt, &fields).await;
+    assert_eq!((status, loc.as_str()), (StatusCode::SEE_OTHER, "/ward?ward=ward-east-im&done=transfer-ordered"));
+    let (_, _, page) = post(&mut doctor, "/ward/transfer", &dt, &fields).await;
+    assert!(page.contains("该住院已有待办理的转科医嘱"), "one waiting transfer per stay");
+    let moving =
+        search(&app, &format!("ServiceRequest?encounter=Encounter/{stay_id}&code=http://snomed.info/sct|107724000"))
+            .await;
+    let moving = moving[0]["id"].as_str().unwrap().to_string();
+    // West's admission office sees it; East's does not.
+    let (_, _, page) = desk.get("/ward/admissions").await;
+    assert!(page.contains("id=\"transfers-none\""), "East's office has no transfer to give a bed");
+    let (_, _, page) = west_desk.get("/ward/admissions").await;
+    let card = between(&page, &format!("id=\"order-{moving}\""), "</article>");
+    assert!(card.contains("林秀英") && card.contains("ZY0000001") && card.contains("内科病区 → 西内科病区"), "{card}");
+    assert!(card.contains("<option value=\"bed-w-1\" selected>"), "{card}");
+    let (status, _, _) = post(
+        &mut west_desk,
+        &format!("/ward/admissions/{moving}"),
+        &wt,
+        &[("campus", "campus-west"), ("bed", "bed-w-1")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    // The patient is registered at West; the one stay moved, East's bed is to be cleaned.
+    let p1 = &search(&app, "Patient?_id=pat-1").await[0];
+    let west_mrn = lianyi_services::identifiers::mrn_system("campus-west");
+    assert!(p1["identifier"].as_array().unwrap().iter().any(|i| i["system"] == west_mrn.as_str()), "{p1}");
+    assert_eq!(search(&app, "Encounter?patient=Patient/pat-1&class=IMP").await.len(), 1, "one stay");
+    let stay = &search(&app, &format!("Encounter?_id={stay_id}")).await[0];
+    let places: Vec<(&str, &str)> = stay["location"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["location"]["reference"].as_str().unwrap(), l["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        places,
+        vec![
+            ("Location/ward-east-im", "completed"),
+            ("Location/bed-e-1", "completed"),
+            ("Location/ward-west-im", "planned"),
+            ("Location/bed-w-1", "reserved")
+        ]
+    );
+    assert_eq!(stay["serviceProvider"]["reference"], "Organization/campus-west-im");
+    let (_, _, page) = nurse.get("/ward?ward=ward-east-im").await;
+    let card = between(&page, "id=\"bed-bed-e-1\"", "</li>");
+    assert!(card.contains("data-state=\"cleaning\"") && !card.contains("林秀英"), "{card}");
+    let (_, loc, _) = post(&mut nurse, "/ward/beds/bed-e-1/cleaned", &nt, &[("ward", "ward-east-im")]).await;
+    assert_eq!(loc, "/ward?ward=ward-east-im&done=cleaned");
+    // West's nurse receives the patient, and moves them to the next bed (转床).
+    let (_, _, page) = west_nurse.get("/ward?ward=ward-west-im").await;
+    let card = between(&page, "id=\"bed-bed-w-1\"", "</li>");
+    assert!(card.contains("data-state=\"reserved\"") && card.contains("林秀英") && card.contains("入科接收"), "{card}");
+    let wn = crate::pages::csrf(&page);
+    let (status, _, _) =
+        post(&mut west_nurse, &format!("/ward/stays/{stay_id}/receive"), &wn, &[("ward", "ward-west-im")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, page) = post(
+        &mut west_nurse,
+        &format!("/ward/stays/{stay_id}/bed"),
+        &wn,
+        &[("ward", "ward-west-im"), ("bed", "bed-e-3")],
+    )
+    .await;
+    assert!(page.contains("须为同病区的其他空床"), "{page}");
+    let (_, loc, _) = post(
+        &mut west_nurse,
+        &format!("/ward/stays/{stay_id}/bed"),
+        &wn,
+        &[("ward", "ward-west-im"), ("bed", "bed-w-2")],
+    )
+    .await;
+    assert_eq!(loc, "/ward?ward=ward-west-im&done=moved");
+    let (_, _, page) = west_nurse.get("/ward?ward=ward-west-im").await;
+    assert!(between(&page, "id=\"bed-bed-w-1\"", "</li>").contains("data-state=\"cleaning\""));
+    let card = between(&page, "id=\"bed-bed-w-2\"", "</li>");
+    assert!(
+        card.contains("data-state=\"occupied\"") && card.contains("林秀英") && card.contains("过敏：青霉素"),
+        "{card}"
+    );
 }

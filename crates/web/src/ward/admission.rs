@@ -24,6 +24,7 @@ use super::worded;
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/ward/order", get(order_page).post(order))
+        .route("/ward/transfer", get(transfer_page).post(transfer))
         .route("/ward/admissions", get(admissions_page))
         .route("/ward/admissions/{order}", post(admit))
 }
@@ -110,6 +111,88 @@ async fn order(
 }
 
 // ---------------------------------------------------------------------------------
+// The doctor's transfer order.
+
+#[derive(Deserialize, Default)]
+struct TransferQuery {
+    stay: Option<String>,
+    /// The ward the patient is on (where the page returns).
+    from: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "ward/transfer.html")]
+struct TransferPage<'a> {
+    t: Tr,
+    shell: &'a Shell,
+    stay: String,
+    from: String,
+    /// (campus words, [(ward id, ward words)]).
+    wards: Vec<(String, Vec<(String, String)>)>,
+    form: OrderForm,
+    errors: Vec<String>,
+}
+
+async fn render_transfer(
+    state: &AppState,
+    s: &Signed,
+    (stay, from): (String, String),
+    form: OrderForm,
+    errors: Vec<String>,
+) -> Response {
+    let t = s.t;
+    let mut errors = errors;
+    let mut wards: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    match state.inpatient.all_wards(&s.info.caller).await {
+        Ok(list) => {
+            for w in list {
+                let campus =
+                    state.fhir.campus_names(&w.campus).await.map_or_else(|| w.campus.clone(), |n| t.pick(n.zh, n.en));
+                let entry = (w.id.clone(), t.pick(&w.names.zh, &w.names.en).clone());
+                match wards.iter_mut().find(|(c, _)| *c == campus) {
+                    Some((_, ws)) => ws.push(entry),
+                    None => wards.push((campus, vec![entry])),
+                }
+            }
+        }
+        Err(e) => errors.extend(worded(t, &e)),
+    }
+    let shell = shell(state, &s.info, t, &s.headers).await;
+    page(TransferPage { t, shell: &shell, stay, from, wards, form, errors }.render())
+}
+
+async fn transfer_page(State(state): State<AppState>, s: Signed, Query(q): Query<TransferQuery>) -> Response {
+    if !Inpatient::may_order(&s.info.caller) {
+        return forbidden(s.t);
+    }
+    let Some(stay) = q.stay.filter(|e| !e.is_empty()) else {
+        return crate::ui::render::not_found(s.t);
+    };
+    render_transfer(&state, &s, (stay, q.from.unwrap_or_default()), OrderForm::default(), Vec::new()).await
+}
+
+async fn transfer(
+    State(state): State<AppState>,
+    s: Signed,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> Response {
+    if !Inpatient::may_order(&s.info.caller) || !s.csrf_ok(&form_value(&form, "csrf")) {
+        return forbidden(s.t);
+    }
+    let v = |k: &str| form_value(&form, k);
+    let stay = v("stay");
+    let f = OrderForm { ward: v("ward"), nursing: String::new(), reason: v("reason"), note: v("note") };
+    match state.inpatient.order_transfer(&s.info.caller, &stay, &f, &s.info.user.display_name).await {
+        Ok(_) => see_other(&format!("/ward?ward={}&done=transfer-ordered", urlencode(&v("from")))),
+        Err(InpatientError::Forbidden(_)) => forbidden(s.t),
+        Err(e) => {
+            let errors = worded(s.t, &e);
+            render_transfer(&state, &s, (stay, v("from")), f, errors).await
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
 // The admission office.
 
 #[derive(Deserialize, Default)]
@@ -127,6 +210,22 @@ struct FreeBeds {
     ward: String,
     name: String,
     beds: Vec<(String, String)>,
+}
+
+/// The campus's free beds, ward by ward, the ordered ward first with its first free
+/// bed chosen.
+fn bed_choices(free: &[FreeBeds], ordered: &str) -> Vec<(String, Vec<BedChoice>)> {
+    let mut first = true;
+    let mut groups: Vec<&FreeBeds> = free.iter().collect();
+    groups.sort_by_key(|f| f.ward != ordered);
+    groups
+        .into_iter()
+        .map(|f| {
+            let list =
+                f.beds.iter().map(|(id, words)| (id.clone(), words.clone(), std::mem::take(&mut first))).collect();
+            (f.name.clone(), list)
+        })
+        .collect()
 }
 
 struct OrderRow {
@@ -151,6 +250,7 @@ struct DeskPage<'a> {
     campuses: Vec<(String, String)>,
     campus: String,
     rows: Vec<OrderRow>,
+    transfers: Vec<OrderRow>,
     errors: Vec<String>,
     done: Option<String>,
 }
@@ -179,6 +279,7 @@ async fn render_desk(
         .or_else(|| campuses.first().map(|(id, _)| id.clone()))
         .unwrap_or_default();
     let mut rows = Vec::new();
+    let mut transfers = Vec::new();
     if !campus.is_empty() {
         // The campus's free beds, ward by ward.
         let mut free: Vec<FreeBeds> = Vec::new();
@@ -195,21 +296,7 @@ async fn render_desk(
             Ok(orders) => {
                 for o in orders {
                     let ward = free.iter().find(|f| f.ward == o.ward).map_or(o.ward.clone(), |f| f.name.clone());
-                    let mut first = true;
-                    // The ordered ward first, its first free bed chosen.
-                    let mut groups: Vec<&FreeBeds> = free.iter().collect();
-                    groups.sort_by_key(|f| f.ward != o.ward);
-                    let beds = groups
-                        .into_iter()
-                        .map(|f| {
-                            let list = f
-                                .beds
-                                .iter()
-                                .map(|(id, words)| (id.clone(), words.clone(), std::mem::take(&mut first)))
-                                .collect();
-                            (f.name.clone(), list)
-                        })
-                        .collect();
+                    let beds = bed_choices(&free, &o.ward);
                     rows.push(OrderRow {
                         id: o.id,
                         patient: t.pick(o.patient.names.zh, o.patient.names.en),
@@ -227,9 +314,40 @@ async fn render_desk(
             Err(InpatientError::Forbidden(_)) => return forbidden(t),
             Err(e) => errors.extend(worded(t, &e)),
         }
+        let ward_words = |id: &str| -> String {
+            free.iter().find(|f| f.ward == id).map_or_else(|| id.to_string(), |f| f.name.clone())
+        };
+        match state.inpatient.transfer_orders(caller, &campus).await {
+            Ok(orders) => {
+                let all = if orders.is_empty() {
+                    Vec::new()
+                } else {
+                    state.inpatient.all_wards(caller).await.unwrap_or_default()
+                };
+                for o in orders {
+                    let from = all
+                        .iter()
+                        .find(|w| w.id == o.from_ward)
+                        .map_or_else(|| o.from_ward.clone(), |w| t.pick(&w.names.zh, &w.names.en).clone());
+                    transfers.push(OrderRow {
+                        id: o.id,
+                        patient: t.pick(o.patient.names.zh, o.patient.names.en),
+                        gender: t.named("gender", &o.patient.gender),
+                        ward: format!("{from} → {}", ward_words(&o.ward)),
+                        nursing: o.number,
+                        reason: o.reason,
+                        note: String::new(),
+                        requester: o.requester,
+                        ordered_at: o.ordered_at,
+                        beds: bed_choices(&free, &o.ward),
+                    });
+                }
+            }
+            Err(e) => errors.extend(worded(t, &e)),
+        }
     }
     let shell = shell(state, &s.info, t, &s.headers).await;
-    page(DeskPage { t, shell: &shell, campuses, campus, rows, errors, done }.render())
+    page(DeskPage { t, shell: &shell, campuses, campus, rows, transfers, errors, done }.render())
 }
 
 async fn admissions_page(State(state): State<AppState>, s: Signed, Query(q): Query<DeskQuery>) -> Response {

@@ -24,6 +24,7 @@ pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/ward", get(board_page))
         .route("/ward/stays/{id}/receive", post(receive))
+        .route("/ward/stays/{id}/bed", post(move_bed))
         .route("/ward/beds/{id}/{step}", post(bed_step))
 }
 
@@ -71,6 +72,10 @@ struct BoardPage<'a> {
     /// (state words, count) of each state.
     counts: Vec<(String, &'static str, usize)>,
     may_keep: bool,
+    /// Doctors order transfers from the board.
+    may_order: bool,
+    /// (id, words) of the ward's free beds, for moving a patient (转床).
+    free: Vec<(String, String)>,
     errors: Vec<String>,
     done: Option<String>,
 }
@@ -182,7 +187,7 @@ async fn render(
     let chosen = ward.filter(|w| wards.iter().any(|x| x.id == *w)).or_else(|| wards.first().map(|w| w.id.clone()));
     let now = state.inpatient.now_ms();
     let may_keep = Inpatient::may_keep_ward(caller);
-    let (mut beds, mut counts, mut ward_name) = (Vec::new(), Vec::new(), String::new());
+    let (mut beds, mut counts, mut ward_name, mut free) = (Vec::new(), Vec::new(), String::new(), Vec::new());
     if let Some(id) = &chosen {
         match state.inpatient.board(caller, id).await {
             Ok(board) => {
@@ -192,6 +197,12 @@ async fn render(
                     .map(|st| (t.named("ward-bed", st.code()), st.code(), board.count(*st)))
                     .collect();
                 beds = rows(t, &board, now, may_keep);
+                free = board
+                    .beds
+                    .iter()
+                    .filter(|b| b.bed.state == BedState::Free)
+                    .map(|b| (b.bed.id.clone(), t.pick(&b.bed.names.zh, &b.bed.names.en).clone()))
+                    .collect();
             }
             Err(InpatientError::Forbidden(_)) => return forbidden(t),
             Err(e) => errors.extend(worded(t, &e)),
@@ -208,6 +219,8 @@ async fn render(
             beds,
             counts,
             may_keep,
+            may_order: Inpatient::may_order(caller),
+            free,
             errors,
             done: done.and_then(|d| t.try_get(&format!("ward-done-{d}"))).map(str::to_string),
         }
@@ -260,6 +273,26 @@ async fn bed_step(
     let ward = form_value(&form, "ward");
     match state.inpatient.bed_step(&s.info.caller, &id, step).await {
         Ok(_) => see_other(&format!("/ward?ward={}&done={}", urlencode(&ward), step_code(step))),
+        Err(InpatientError::Forbidden(_)) => forbidden(s.t),
+        Err(e) => {
+            let errors = worded(s.t, &e);
+            render(&state, &s, Some(ward), errors, None).await
+        }
+    }
+}
+
+async fn move_bed(
+    State(state): State<AppState>,
+    s: Signed,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> Response {
+    if !Inpatient::may_keep_ward(&s.info.caller) || !s.csrf_ok(&form_value(&form, "csrf")) {
+        return forbidden(s.t);
+    }
+    let ward = form_value(&form, "ward");
+    match state.inpatient.move_bed(&s.info.caller, &id, &form_value(&form, "bed")).await {
+        Ok(()) => see_other(&format!("/ward?ward={}&done=moved", urlencode(&ward))),
         Err(InpatientError::Forbidden(_)) => forbidden(s.t),
         Err(e) => {
             let errors = worded(s.t, &e);
