@@ -1,14 +1,18 @@
 //! Outbound HL7 v2: committed FHIR changes rendered as v2.5.1 messages for feeds to
 //! systems that only speak v2 (an ADT feed to a lab system, results to an external
-//! EMR). Patient → ADT^A04 (registered) or ADT^A08 (updated); Observation → ORU^R01
-//! with one OBR and one OBX. Other types have no v2 rendering and are not queued on
-//! HL7 channels (a channel's criteria may only name these types).
+//! EMR). Patient → ADT^A04 (registered) or ADT^A08 (updated); Encounter → the ADT
+//! event of what changed: an inpatient stay admitted (A01), moved to another ward or
+//! bed (A02), discharged (A03) or otherwise updated (A08), an outpatient visit
+//! registered (A04) or updated (A08), with PV1 (class, ward and bed, the prior place
+//! of a transfer, the department, the visit number, admission and discharge times);
+//! Observation → ORU^R01 with one OBR and one OBX. Other types have no v2 rendering
+//! and are not queued on HL7 channels (a channel's criteria may only name these types).
 
 use lianyi_hl7::{Message, Segment, Separators};
 use serde_json::Value;
 
 /// Types an HL7 v2 channel can carry.
-pub const RENDERED_TYPES: &[&str] = &["Patient", "Observation"];
+pub const RENDERED_TYPES: &[&str] = &["Patient", "Encounter", "Observation"];
 
 /// Who the messages come from and go to (MSH-3/4/5/6).
 #[derive(Clone, Debug)]
@@ -129,18 +133,99 @@ fn coded(seg: &mut Segment, field: usize, concept: Option<&Value>) {
     seg.set(field, 1, 1, 1, code).set(field, 1, 2, 1, display).set(field, 1, 3, 1, &system);
 }
 
+/// The ward and bed (Location ids) a stay is on or on its way to (its `location`
+/// entries not completed, by their physical type; without one, the first entry not
+/// completed counts as the ward).
+fn place(encounter: &Value) -> (String, String) {
+    let mut ward = String::new();
+    let mut bed = String::new();
+    for l in encounter.get("location").and_then(Value::as_array).into_iter().flatten() {
+        if str_at(l, &["status"]) == "completed" {
+            continue;
+        }
+        let id = str_at(l, &["location", "reference"]).trim_start_matches("Location/").to_string();
+        match l.pointer("/physicalType/coding/0/code").and_then(Value::as_str) {
+            Some("bd") => bed = id,
+            _ if ward.is_empty() => ward = id,
+            _ => {}
+        }
+    }
+    (ward, bed)
+}
+
+/// The ADT event of an Encounter change: `previous` is the version before an update.
+fn encounter_event(e: &Value, method: &str, previous: Option<&Value>) -> &'static str {
+    let inpatient = str_at(e, &["class", "code"]) == "IMP";
+    if method == "POST" {
+        return if inpatient { "A01" } else { "A04" };
+    }
+    let Some(before) = previous else { return "A08" };
+    if inpatient && str_at(e, &["status"]) == "finished" && str_at(before, &["status"]) != "finished" {
+        return "A03";
+    }
+    if inpatient && place(e) != place(before) && !place(before).0.is_empty() {
+        return "A02";
+    }
+    "A08"
+}
+
+/// PV1 of an Encounter: the class, the ward and bed (PV1-3), the prior place of a
+/// transfer (PV1-6), the department (PV1-10), the visit number (PV1-19), the discharge
+/// disposition (PV1-36) and the admission and discharge times (PV1-44/45).
+fn pv1(seg: &mut Segment, e: &Value, prior: Option<&Value>) {
+    let class = match str_at(e, &["class", "code"]) {
+        "IMP" => "I",
+        "EMER" => "E",
+        "PRENC" => "P",
+        _ => "O",
+    };
+    seg.set_text(1, "1").set_text(2, class);
+    let (ward, bed) = place(e);
+    seg.set(3, 1, 1, 1, &ward).set(3, 1, 3, 1, &bed);
+    if let Some(before) = prior {
+        let (ward, bed) = place(before);
+        seg.set(6, 1, 1, 1, &ward).set(6, 1, 3, 1, &bed);
+    }
+    seg.set_text(10, str_at(e, &["serviceProvider", "reference"]).trim_start_matches("Organization/"));
+    let visit = e
+        .get("identifier")
+        .and_then(Value::as_array)
+        .and_then(|ids| ids.iter().find(|i| !str_at(i, &["value"]).is_empty()))
+        .map(|i| (str_at(i, &["value"]), str_at(i, &["system"])))
+        .unwrap_or((str_at(e, &["id"]), ""));
+    seg.set(19, 1, 1, 1, visit.0).set(19, 1, 4, 1, visit.1);
+    let disposition = e.pointer("/hospitalization/dischargeDisposition/coding/0/code").and_then(Value::as_str);
+    seg.set_text(36, disposition.unwrap_or_default());
+    seg.set_text(44, &dtm(str_at(e, &["period", "start"]))).set_text(45, &dtm(str_at(e, &["period", "end"])));
+}
+
 /// Renders one change. `method` is the outbox method (`POST`, `PUT`); `patient` is the
-/// subject of an Observation. `None` when the type or change has no v2 rendering.
+/// subject of an Observation or Encounter; `previous` the version an Encounter update
+/// replaced (it tells a transfer or discharge from other updates). `None` when the
+/// type or change has no v2 rendering.
 pub fn render(
     resource: &Value,
     method: &str,
     patient: Option<&Value>,
+    previous: Option<&Value>,
     header: &Header,
-    control_id: &str,
-    now: &str,
+    (control_id, now): (&str, &str),
 ) -> Option<Message> {
     let mut m = Message::new(Separators::default());
     match resource.get("resourceType").and_then(Value::as_str)? {
+        "Encounter" => {
+            let patient = patient?;
+            let event = encounter_event(resource, method, previous);
+            let structure = match event {
+                "A02" => "ADT_A02",
+                "A03" => "ADT_A03",
+                _ => "ADT_A01",
+            };
+            msh(&mut m, header, now, "ADT", event, structure, control_id);
+            m.push("EVN").set_text(1, event).set_text(2, now);
+            pid(m.push("PID"), patient);
+            pv1(m.push("PV1"), resource, previous.filter(|_| event == "A02"));
+        }
         "Patient" => {
             let trigger = if method == "POST" { "A04" } else { "A08" };
             msh(&mut m, header, now, "ADT", trigger, "ADT_A01", control_id);
@@ -224,7 +309,7 @@ mod tests {
             "identifier": [{"system": "urn:lianyi:sid:mrn:north", "value": "MRN|7"}],
             "name": [{"family": "王", "given": ["小明"]}], "gender": "male", "birthDate": "1980-02-03",
             "telecom": [{"system": "phone", "value": "13800000000"}]});
-        let m = render(&p, "POST", None, &header(), "O42", "20261122120000+0800").unwrap();
+        let m = render(&p, "POST", None, None, &header(), ("O42", "20261122120000+0800")).unwrap();
         let text = m.encode();
         assert!(text.starts_with("MSH|^~\\&|LIANYI|north|LIS|LAB|20261122120000+0800||ADT^A04^ADT_A01|O42|P|2.5.1"));
         let parsed = Message::parse(&text).unwrap();
@@ -236,7 +321,7 @@ mod tests {
         assert_eq!(pid.first(7), "19800203");
         assert_eq!(pid.first(8), "M");
         assert_eq!(pid.first(13), "13800000000");
-        let update = render(&p, "PUT", None, &header(), "O43", "x").unwrap();
+        let update = render(&p, "PUT", None, None, &header(), ("O43", "x")).unwrap();
         assert_eq!(update.trigger(), "A08");
     }
 
@@ -250,7 +335,7 @@ mod tests {
             "valueQuantity": {"value": 6.8, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"},
             "referenceRange": [{"low": {"value": 3.5}, "high": {"value": 5.3}}],
             "interpretation": [{"coding": [{"code": "HH"}]}]});
-        let m = render(&o, "POST", Some(&p), &header(), "O44", "x").unwrap();
+        let m = render(&o, "POST", Some(&p), None, &header(), ("O44", "x")).unwrap();
         let parsed = Message::parse(&m.encode()).unwrap();
         assert_eq!(parsed.message_code(), "ORU");
         let obx = parsed.segment("OBX").unwrap();
@@ -261,7 +346,101 @@ mod tests {
         assert_eq!(obx.first(7), "3.5-5.3");
         assert_eq!(obx.first(8), "HH");
         assert_eq!(obx.first(14), "20261122083000+0800");
-        assert!(render(&o, "POST", None, &header(), "O45", "x").is_none(), "an Observation needs its patient");
-        assert!(render(&json!({"resourceType": "Encounter"}), "POST", Some(&p), &header(), "O46", "x").is_none());
+        assert!(render(&o, "POST", None, None, &header(), ("O45", "x")).is_none(), "an Observation needs its patient");
+        assert!(render(&json!({"resourceType": "Encounter"}), "POST", None, None, &header(), ("O46", "x")).is_none());
+    }
+
+    fn stay(places: &[(&str, &str, &str)], status: &str) -> Value {
+        let location: Vec<Value> = places
+            .iter()
+            .map(|(id, kind, st)| {
+                json!({"location": {"reference": format!("Location/{id}")}, "status": st,
+                "physicalType": {"coding": [{"code": kind}]}})
+            })
+            .collect();
+        json!({"resourceType": "Encounter", "id": "s1", "status": status,
+            "identifier": [{"system": "urn:lianyi:sid:inpatient:campus-east", "value": "ZY0000007"}],
+            "class": {"code": "IMP"}, "subject": {"reference": "Patient/p1"},
+            "serviceProvider": {"reference": "Organization/campus-east-im"},
+            "period": {"start": "2026-12-07T09:30:00+08:00"}, "location": location})
+    }
+
+    #[test]
+    fn a_stay_becomes_a01_a02_a03_and_comes_back_in_through_the_inbound_mapping() {
+        let p = json!({"resourceType": "Patient", "id": "p1",
+            "identifier": [{"system": "urn:lianyi:sid:mrn:campus-east", "value": "E0000042"}],
+            "name": [{"family": "林", "given": ["秀英"]}], "gender": "female", "birthDate": "1960-03-01"});
+        let admitted = stay(&[("ward-east-im", "wa", "planned"), ("bed-e-1", "bd", "reserved")], "arrived");
+        let a01 = render(&admitted, "POST", Some(&p), None, &header(), ("O50", "20261207093000+0800")).unwrap();
+        assert_eq!((a01.message_code().as_str(), a01.trigger().as_str()), ("ADT", "A01"));
+        let parsed = Message::parse(&a01.encode()).unwrap();
+        let pv1 = parsed.segment("PV1").unwrap();
+        assert_eq!(pv1.first(2), "I");
+        assert_eq!((pv1.component(3, 1).as_str(), pv1.component(3, 3).as_str()), ("ward-east-im", "bed-e-1"));
+        assert_eq!(pv1.first(10), "campus-east-im");
+        assert_eq!(pv1.component(19, 1), "ZY0000007");
+        assert_eq!(pv1.first(44), "20261207093000+0800");
+        // Received on the ward (same places): an update, A08.
+        let received = stay(&[("ward-east-im", "wa", "active"), ("bed-e-1", "bd", "active")], "in-progress");
+        let a08 = render(&received, "PUT", Some(&p), Some(&admitted), &header(), ("O51", "x")).unwrap();
+        assert_eq!(a08.trigger(), "A08");
+        // Moved to another campus's ward: A02 with where the patient was (PV1-6).
+        let moved = stay(
+            &[
+                ("ward-east-im", "wa", "completed"),
+                ("bed-e-1", "bd", "completed"),
+                ("ward-west-im", "wa", "planned"),
+                ("bed-w-1", "bd", "reserved"),
+            ],
+            "in-progress",
+        );
+        let a02 = render(&moved, "PUT", Some(&p), Some(&received), &header(), ("O52", "x")).unwrap();
+        assert_eq!(a02.trigger(), "A02");
+        let parsed = Message::parse(&a02.encode()).unwrap();
+        assert!(parsed.encode().contains("MSH|^~\\&|LIANYI|north|LIS|LAB|x||ADT^A02^ADT_A02|O52"));
+        let pv1 = parsed.segment("PV1").unwrap();
+        assert_eq!((pv1.component(3, 1).as_str(), pv1.component(3, 3).as_str()), ("ward-west-im", "bed-w-1"));
+        assert_eq!((pv1.component(6, 1).as_str(), pv1.component(6, 3).as_str()), ("ward-east-im", "bed-e-1"));
+        // Discharged: A03 with the discharge time.
+        let mut left = moved.clone();
+        left["status"] = json!("finished");
+        left["period"]["end"] = json!("2026-12-12T10:00:00+08:00");
+        left["hospitalization"] = json!({"dischargeDisposition": {"coding": [{"code": "home"}]}});
+        let a03 = render(&left, "PUT", Some(&p), Some(&moved), &header(), ("O53", "20261212100000+0800")).unwrap();
+        assert_eq!(a03.trigger(), "A03");
+        let text = a03.encode();
+        let pv1 = Message::parse(&text).unwrap().segment("PV1").unwrap().clone();
+        assert_eq!((pv1.first(36).as_str(), pv1.first(45).as_str()), ("home", "20261212100000+0800"));
+        // A receiving system's view: Lianyi's own inbound mapping reads the stay back.
+        let ch = crate::v2_to_fhir::Channel {
+            mrn_system: "urn:lianyi:sid:mrn:campus-east".into(),
+            visit_system: "urn:lianyi:sid:visit:peer".into(),
+            order_system: "urn:o".into(),
+            appointment_system: "urn:a".into(),
+            utc_offset: "+08:00".into(),
+            profile: Default::default(),
+            now_ms: 1_796_605_200_000,
+        };
+        for (m, status) in [(a01.encode(), "in-progress"), (text, "finished")] {
+            let mapped = crate::v2_to_fhir::map_message(&Message::parse(&m).unwrap(), &ch).unwrap();
+            let enc = mapped.bundle["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| &e["resource"])
+                .find(|r| r["resourceType"] == "Encounter")
+                .unwrap()
+                .clone();
+            assert_eq!(enc["class"]["code"], "IMP");
+            assert_eq!(enc["identifier"][0]["value"], "ZY0000007");
+            assert_eq!(enc["status"], status);
+            assert_eq!(enc["period"]["start"], "2026-12-07T09:30:00+08:00");
+        }
+        // An outpatient visit is registered (A04).
+        let visit = json!({"resourceType": "Encounter", "id": "v1", "status": "in-progress", "class": {"code": "AMB"},
+            "subject": {"reference": "Patient/p1"}});
+        let a04 = render(&visit, "POST", Some(&p), None, &header(), ("O54", "x")).unwrap();
+        assert_eq!(a04.trigger(), "A04");
+        assert_eq!(Message::parse(&a04.encode()).unwrap().segment("PV1").unwrap().first(2), "O");
     }
 }

@@ -815,7 +815,15 @@ impl Outbound {
                 let control_id = format!("LY{}", e.seq);
                 let now = lianyi_fhir::datetime::format_instant(self.fhir.now_ms());
                 let now: String = now.chars().filter(char::is_ascii_digit).take(14).collect();
-                let Some(m) = render(res, &e.method, patient.as_ref(), &header, &control_id, &now) else {
+                // An Encounter update is told apart (transfer, discharge) by the version
+                // it replaced.
+                let previous = if e.resource_type == "Encounter" && e.method != "POST" && e.version > 1 {
+                    self.clear_body(ch, &e.resource_type, &e.id, Some(e.version - 1)).await?
+                } else {
+                    None
+                };
+                let Some(m) = render(res, &e.method, patient.as_ref(), previous.as_ref(), &header, (&control_id, &now))
+                else {
                     return Ok(None);
                 };
                 (format!("{}^{}", m.message_code(), m.trigger()), control_id, m.encode())

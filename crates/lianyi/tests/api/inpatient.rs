@@ -120,6 +120,23 @@ async fn order_of(app: &TestApp, patient: &str) -> String {
 async fn a_patient_is_admitted_from_clinic_onto_a_free_bed_and_received_on_the_ward() {
     let clock = ManualClock::new(MONDAY_2345);
     let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    // An ADT feed to a system that subscribes to the stays (MLLP).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let feed = lianyi_interop::ChannelSpec {
+        id: "adt-feed".into(),
+        name: "NIS".into(),
+        kind: "mllp".into(),
+        endpoint: listener.local_addr().unwrap().to_string(),
+        criteria: "Encounter".into(),
+        campus: None,
+        headers: None,
+        max_attempts: 5,
+        backoff_ms: 50,
+        max_backoff_ms: 200,
+    };
+    let operator = Caller::task(SystemTask::Operator("test".into()));
+    lianyi_interop::Outbound::new(app.fhir.clone(), "campus-east").add_channel(&operator, feed).await.unwrap();
+    let adt = crate::outbound::mllp_receiver(listener, "never refused");
     hospital(&app).await;
     let (mut doctor, dt) = logged_in(&app, &clock, "dr.east", "doctor", "campus-east", None).await;
     let (mut desk, kt) = logged_in(&app, &clock, "adm.east", "registrar", "campus-east", None).await;
@@ -386,4 +403,28 @@ async fn a_patient_is_admitted_from_clinic_onto_a_free_bed_and_received_on_the_w
         card.contains("data-state=\"occupied\"") && card.contains("林秀英") && card.contains("过敏：青霉素"),
         "{card}"
     );
+
+    // The subscribing system got the stay's ADT events in order: admitted (A01),
+    // received (A08), transferred to West (A02, PV1-6 where from), received there
+    // (A08), moved to the next bed (A02).
+    let events = |log: &[String]| -> Vec<(String, String, String)> {
+        log.iter()
+            .map(|t| lianyi_hl7::Message::parse(t).unwrap())
+            .filter(|m| m.segment("PV1").is_some_and(|p| p.component(19, 1) == "ZY0000001"))
+            .map(|m| {
+                let pv1 = m.segment("PV1").unwrap();
+                (m.trigger(), pv1.component(3, 3), pv1.component(6, 3))
+            })
+            .collect()
+    };
+    crate::outbound::wait_for("five ADT events of the stay", 20, || events(&adt.lock().unwrap()).len() >= 5).await;
+    let got = events(&adt.lock().unwrap());
+    let want = [
+        ("A01", "bed-e-1", ""),
+        ("A08", "bed-e-1", ""),
+        ("A02", "bed-w-1", "bed-e-1"),
+        ("A08", "bed-w-1", ""),
+        ("A02", "bed-w-2", "bed-w-1"),
+    ];
+    assert_eq!(got, want.map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).to_vec());
 }

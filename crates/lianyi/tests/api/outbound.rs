@@ -125,7 +125,7 @@ async fn as_integration(
         .unwrap()
 }
 
-async fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+pub(crate) async fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
     let until = Instant::now() + Duration::from_secs(secs);
     while !done() {
         assert!(Instant::now() < until, "timed out waiting for {what}");
@@ -445,7 +445,7 @@ async fn unsupported_subscription_channel_is_set_to_error_with_the_reason() {
 
 /// An MLLP receiver that answers AA, or AE for messages containing `refuse`, and
 /// records the messages.
-fn mllp_receiver(listener: TcpListener, refuse: &'static str) -> Arc<Mutex<Vec<String>>> {
+pub(crate) fn mllp_receiver(listener: TcpListener, refuse: &'static str) -> Arc<Mutex<Vec<String>>> {
     let log: Arc<Mutex<Vec<String>>> = Arc::default();
     let seen = log.clone();
     tokio::spawn(async move {
@@ -504,8 +504,8 @@ async fn hl7_feed_sends_adt_and_oru_over_mllp_and_an_ae_is_a_dead_letter() {
         max_backoff_ms: 200,
     };
     // Bad input is refused with the field and the rule.
-    let err = outbound.add_channel(&it, spec("mllp", "Encounter")).await.unwrap_err().to_string();
-    assert!(err.starts_with("criteria: Encounter has no HL7 v2 rendering"), "{err}");
+    let err = outbound.add_channel(&it, spec("mllp", "Procedure")).await.unwrap_err().to_string();
+    assert!(err.starts_with("criteria: Procedure has no HL7 v2 rendering"), "{err}");
     let err = outbound.add_channel(&it, spec("fax", "Patient")).await.unwrap_err().to_string();
     assert!(err.starts_with("kind: 'fax' is not a channel kind"), "{err}");
     let (ch, secret) = outbound.add_channel(&it, spec("mllp", "Patient,Observation")).await.unwrap();
