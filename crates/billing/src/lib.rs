@@ -6,6 +6,7 @@
 pub mod cashier;
 pub mod charges;
 pub mod coverage;
+pub mod deposits;
 pub mod dispensing;
 pub mod money;
 pub mod prices;

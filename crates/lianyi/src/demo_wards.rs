@@ -1,7 +1,8 @@
 //! The demo's wards: 20 beds in each of the nine wards; at each campus's internal
 //! medicine and surgery wards, patients seen in clinic are admitted the way the
 //! hospital admits them — their doctor's admission order (住院证), the admission
-//! office registering the stay on a bed, the ward receiving them. At East internal
+//! office registering the stay on a bed and taking its deposit (预交金), the ward
+//! receiving them. At East internal
 //! medicine one patient is on the way to the ward, one more order waits at the
 //! admission office, and a bed is closed.
 
@@ -37,7 +38,11 @@ fn failed(what: &str, e: impl std::fmt::Display) -> CliError {
     CliError::Usage(format!("demo wards ({what}): {e}"))
 }
 
-pub(crate) async fn load(inpatient: &Inpatient, directory: &[DemoResource]) -> Result<Wards, CliError> {
+pub(crate) async fn load(
+    inpatient: &Inpatient,
+    deposits: &lianyi_billing::deposits::Deposits,
+    directory: &[DemoResource],
+) -> Result<Wards, CliError> {
     let mut used = HashSet::new();
     let mut out = Wards { admitted: 0, arriving: 0, waiting: 0 };
     let mut reason = REASONS.iter().cycle();
@@ -84,6 +89,14 @@ pub(crate) async fn load(inpatient: &Inpatient, directory: &[DemoResource]) -> R
                 let bed = format!("bed-{cid}-{dept}-{n:02}");
                 let admitted = inpatient.admit(&caller, &order, &bed).await.map_err(|e| failed("admit", e))?;
                 out.admitted += 1;
+                let deposit = lianyi_billing::deposits::DepositForm {
+                    campus: cid.to_string(),
+                    stay: admitted.stay.clone(),
+                    amount: if n % 2 == 0 { "5000" } else { "3000" }.into(),
+                    method: "cash".into(),
+                    reference: String::new(),
+                };
+                deposits.take(&caller, &deposit).await.map_err(|e| failed("deposit", e))?;
                 if east_im && n == stays {
                     out.arriving += 1;
                 } else {

@@ -1873,7 +1873,7 @@ async fn demo_command(
     let published = demo_notices::load(&app.state().notices).await?;
     let complaints = demo_notices::feedback(&app.state().feedback).await?;
     let licences = demo_staff::load(&app.state().staff, app.state().fhir.now_ms()).await?;
-    let wards = demo_wards::load(&app.state().inpatient, &visits).await?;
+    let wards = demo_wards::load(&app.state().inpatient, &app.state().deposits, &visits).await?;
     // A patient without a portal account, and the code their registration slip carries.
     let desk = Caller::task_at(
         SystemTask::Demo,
@@ -1934,7 +1934,7 @@ async fn demo_command(
         registered.assets, registered.repairs
     );
     println!(
-        "  Wards: {} beds in 9 wards; {} patients admitted from their clinic visits at the 3 campuses' internal medicine and surgery wards ({} on the way to East internal medicine, {} admission order waiting at the admission office, a bed closed).",
+        "  Wards: {} beds in 9 wards; {} patients admitted from their clinic visits at the 3 campuses' internal medicine and surgery wards, each with a deposit ({} on the way to East internal medicine, {} admission order waiting at the admission office, a bed closed).",
         9 * demo::BEDS_PER_WARD,
         wards.admitted,
         wards.arriving,

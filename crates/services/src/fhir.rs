@@ -201,6 +201,13 @@ impl FhirService {
         &self.audit
     }
 
+    /// Writes `side` rows that are not FHIR resources (a stay's deposit …) with their
+    /// `audit` records in one database transaction: durable together or not at all.
+    pub async fn write_side(&self, audit: Vec<AuditEntry>, side: &[lianyi_store::messages::SideWrite]) -> Result<()> {
+        self.store.write_audited_with(Vec::new(), self.clock.now_ms(), &audit, Some(self.audit.hasher()), side).await?;
+        Ok(())
+    }
+
     fn entry(&self, caller: &Caller, action: &str, outcome: &str, rtype: &str, id: Option<&str>) -> AuditEntry {
         let mut e = caller.entry(self.clock.now_ms(), action, outcome);
         e.resource_type = Some(rtype.to_string());

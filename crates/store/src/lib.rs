@@ -17,6 +17,7 @@ pub mod clients;
 pub mod cmdb;
 pub mod copy;
 mod counters;
+pub mod deposits;
 pub mod desk;
 pub mod equipment;
 mod failover;

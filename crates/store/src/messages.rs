@@ -76,6 +76,10 @@ pub enum SideWrite {
     /// A payment at the cashier (its invoice number taken by another payment meanwhile:
     /// the whole transaction fails with [`crate::StoreError::AlreadyExists`]).
     Payment(crate::payments::NewPayment),
+    /// An amount of a stay's deposit (refused below a zero balance:
+    /// [`crate::StoreError::Refused`]; a receipt number taken:
+    /// [`crate::StoreError::AlreadyExists`]).
+    Deposit(crate::deposits::NewDeposit),
     /// A change of a batch's stock (refused below zero: [`crate::StoreError::Refused`]).
     Stock(crate::pharmacy::StockMove),
     /// A change of the pharmacist's queue (refused from an unexpected state).

@@ -336,6 +336,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0054_audit_by_patient_seq.sql"),
         postgres: include_str!("../migrations/postgres/0054_audit_by_patient_seq.sql"),
     },
+    Migration {
+        version: 55,
+        name: "deposits of inpatient stays",
+        sqlite: include_str!("../migrations/sqlite/0055_deposits.sql"),
+        postgres: include_str!("../migrations/postgres/0055_deposits.sql"),
+    },
 ];
 
 /// The schema version this build's migrations end at.

@@ -117,6 +117,11 @@ impl Operations {
         crate::materials::Materials(self.0.clone())
     }
 
+    /// Deposits of inpatient stays: see [`crate::deposits`].
+    pub fn deposits(&self) -> crate::deposits::Deposits {
+        crate::deposits::Deposits(self.0.clone())
+    }
+
     /// The pharmacy's stock and queue: see [`crate::pharmacy`].
     pub fn pharmacy(&self) -> crate::pharmacy::Pharmacy {
         crate::pharmacy::Pharmacy(self.0.clone())

@@ -428,6 +428,9 @@ impl Store {
                 crate::messages::SideWrite::Stock(m) => {
                     crate::pharmacy::apply_move(&mut tx, m).await?;
                 }
+                crate::messages::SideWrite::Deposit(d) => {
+                    crate::deposits::apply(&mut tx, d).await?;
+                }
                 crate::messages::SideWrite::Queue(c) => {
                     crate::pharmacy::apply_queue(&mut tx, c).await?;
                 }

@@ -147,6 +147,8 @@ pub struct AppState {
     pub charges: lianyi_billing::charges::Charger,
     /// Payments and invoices.
     pub cashier: lianyi_billing::cashier::Cashier,
+    /// Deposits (预交金) of inpatient stays.
+    pub deposits: lianyi_billing::deposits::Deposits,
     /// The pharmacy's stores and stock.
     pub stock: lianyi_billing::stock::StockRoom,
     /// The pharmacist's queue and dispensing.
@@ -327,6 +329,7 @@ impl App {
         let prices = lianyi_billing::prices::PriceBook::new(fhir.clone());
         let charges = lianyi_billing::charges::Charger::new(fhir.clone());
         let cashier = lianyi_billing::cashier::Cashier::new(fhir.clone());
+        let deposits = lianyi_billing::deposits::Deposits::new(fhir.clone());
         let stock = lianyi_billing::stock::StockRoom::new(fhir.clone()).with_near_expiry_days(config.near_expiry_days);
         let dispensary = lianyi_billing::dispensing::Dispensary::new(fhir.clone());
         let cmdb = lianyi_ops::cmdb::Cmdb::new(fhir.clone());
@@ -390,6 +393,7 @@ impl App {
                 prices,
                 charges,
                 cashier,
+                deposits,
                 stock,
                 dispensary,
                 cmdb,

@@ -213,7 +213,7 @@ async fn paging_total_and_last_updated() {
 async fn data_survives_reconnect_and_migrate_is_idempotent() {
     let (url, _dir) = fresh_database().await;
     let store = Store::connect(&url).await.unwrap();
-    assert_eq!(store.migrate().await.unwrap(), 54);
+    assert_eq!(store.migrate().await.unwrap(), 55);
     store.write(vec![op(WriteKind::Create, patient("keep", "Ma", "Li", "1999"))], T0).await.unwrap();
     store.close().await;
     let store = Store::connect(&url).await.unwrap();
@@ -889,4 +889,45 @@ async fn staff_messages_reach_their_mailboxes_and_the_place_never_moves_back() {
     messages.mark_seen("wang", c).await.unwrap();
     messages.mark_seen("wang", b).await.unwrap();
     assert_eq!(messages.seen("wang").await.unwrap(), c, "never back");
+}
+
+#[tokio::test]
+async fn a_deposit_balance_never_goes_below_zero_and_receipts_have_no_gaps() {
+    use lianyi_store::StoreError;
+    use lianyi_store::deposits::NewDeposit;
+    use lianyi_store::messages::SideWrite;
+    let (store, _dir) = store().await;
+    let deposits = store.operations().deposits();
+    let amount = |no: i64, kind: &str, fen: i64| NewDeposit {
+        campus: "campus-east".into(),
+        receipt_no: no,
+        stay: "stay-1".into(),
+        patient: "p1".into(),
+        kind: kind.into(),
+        amount_fen: fen,
+        method: "cash".into(),
+        reference: None,
+        cashier: "user:adm".into(),
+        at: 1,
+        note: None,
+    };
+    let write = |d: NewDeposit| {
+        let store = store.clone();
+        async move { store.write_audited_with(Vec::new(), 1, &[], None, &[SideWrite::Deposit(d)]).await }
+    };
+    write(amount(1, "deposit", 300_000)).await.unwrap();
+    // A number out of turn (a gap, or one taken) fails, writing nothing.
+    assert!(matches!(write(amount(3, "deposit", 100)).await, Err(StoreError::AlreadyExists { .. })));
+    assert!(matches!(write(amount(1, "deposit", 100)).await, Err(StoreError::AlreadyExists { .. })));
+    // More than the balance back: refused, and the balance stands.
+    match write(amount(2, "refund", -300_001)).await {
+        Err(StoreError::Refused(msg)) => assert!(msg.starts_with("amount: "), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    write(amount(2, "refund", -300_000)).await.unwrap();
+    assert_eq!(deposits.balances(&["stay-1"]).await.unwrap()["stay-1"], 0);
+    let rows = deposits.of_stay("stay-1").await.unwrap();
+    assert_eq!(rows.iter().map(|d| d.entry.receipt_no).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(deposits.last_receipt_no("campus-east").await.unwrap(), 2);
+    assert_eq!(deposits.last_receipt_no("campus-west").await.unwrap(), 0);
 }

@@ -32,9 +32,12 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/billing/coverage", get(coverage::coverage_page).post(coverage::record))
         .route("/billing/reports", get(reports::report_page))
         .route("/billing/reports.csv", get(reports::report_csv))
+        .route("/billing/deposits/{stay}", get(deposits::account_page).post(deposits::take))
+        .route("/billing/deposits/receipt/{campus}/{no}", get(deposits::receipt_page))
 }
 
 mod coverage;
+mod deposits;
 mod reports;
 
 fn may_see_reports(c: &Caller) -> bool {

@@ -200,6 +200,8 @@ struct DeskQuery {
     campus: Option<String>,
     done: Option<String>,
     number: Option<String>,
+    /// The stay just admitted (its deposits are taken next).
+    stay: Option<String>,
 }
 
 /// A bed offered: (id, words, preselected).
@@ -253,6 +255,8 @@ struct DeskPage<'a> {
     transfers: Vec<OrderRow>,
     errors: Vec<String>,
     done: Option<String>,
+    /// The stay just admitted, when the caller takes its deposit.
+    deposit_for: Option<String>,
 }
 
 async fn render_desk(
@@ -260,7 +264,7 @@ async fn render_desk(
     s: &Signed,
     campus: Option<String>,
     errors: Vec<String>,
-    done: Option<String>,
+    (done, deposit_for): (Option<String>, Option<String>),
 ) -> Response {
     let t = s.t;
     let caller = &s.info.caller;
@@ -347,7 +351,8 @@ async fn render_desk(
         }
     }
     let shell = shell(state, &s.info, t, &s.headers).await;
-    page(DeskPage { t, shell: &shell, campuses, campus, rows, transfers, errors, done }.render())
+    let deposit_for = deposit_for.filter(|_| lianyi_billing::deposits::Deposits::may_take(caller));
+    page(DeskPage { t, shell: &shell, campuses, campus, rows, transfers, errors, done, deposit_for }.render())
 }
 
 async fn admissions_page(State(state): State<AppState>, s: Signed, Query(q): Query<DeskQuery>) -> Response {
@@ -360,7 +365,8 @@ async fn admissions_page(State(state): State<AppState>, s: Signed, Query(q): Que
         }
         _ => None,
     };
-    render_desk(&state, &s, q.campus, Vec::new(), done).await
+    let stay = q.stay.filter(|st| st.len() <= 64 && st.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    render_desk(&state, &s, q.campus, Vec::new(), (done, stay)).await
 }
 
 async fn admit(
@@ -375,14 +381,15 @@ async fn admit(
     let campus = form_value(&form, "campus");
     match state.inpatient.admit(&s.info.caller, &order, &form_value(&form, "bed")).await {
         Ok(a) => see_other(&format!(
-            "/ward/admissions?campus={}&done=admitted&number={}",
+            "/ward/admissions?campus={}&done=admitted&number={}&stay={}",
             urlencode(&campus),
-            urlencode(&a.number)
+            urlencode(&a.number),
+            urlencode(&a.stay)
         )),
         Err(InpatientError::Forbidden(_)) => forbidden(s.t),
         Err(e) => {
             let errors = worded(s.t, &e);
-            render_desk(&state, &s, Some(campus), errors, None).await
+            render_desk(&state, &s, Some(campus), errors, (None, None)).await
         }
     }
 }

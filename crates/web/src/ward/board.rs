@@ -45,6 +45,8 @@ struct StayRow {
     nursing_code: String,
     reason: String,
     arriving: bool,
+    /// The deposit balance (yuan), when the caller reads deposits.
+    deposit: Option<String>,
     /// (text, high) of each alert.
     alerts: Vec<(String, bool)>,
 }
@@ -103,7 +105,13 @@ fn age(birth: &str, now_ms: i64) -> String {
     lianyi_clinical::registry::age(birth, &today).map(|a| a.to_string()).unwrap_or_default()
 }
 
-fn rows(t: Tr, board: &Board, now_ms: i64, may_keep: bool) -> Vec<BedRow> {
+fn rows(
+    t: Tr,
+    board: &Board,
+    now_ms: i64,
+    may_keep: bool,
+    balances: &std::collections::HashMap<String, lianyi_billing::money::Fen>,
+) -> Vec<BedRow> {
     board
         .beds
         .iter()
@@ -138,6 +146,7 @@ fn rows(t: Tr, board: &Board, now_ms: i64, may_keep: bool) -> Vec<BedRow> {
                     nursing_code: s.nursing.map(|n| n.code().to_string()).unwrap_or_default(),
                     reason: s.reason.clone(),
                     arriving: s.arriving,
+                    deposit: balances.get(&s.id).map(ToString::to_string),
                     alerts: s
                         .alerts
                         .iter()
@@ -196,7 +205,10 @@ async fn render(
                     .iter()
                     .map(|st| (t.named("ward-bed", st.code()), st.code(), board.count(*st)))
                     .collect();
-                beds = rows(t, &board, now, may_keep);
+                let stays: Vec<&str> =
+                    board.beds.iter().filter_map(|b| b.stay.as_ref()).map(|s| s.id.as_str()).collect();
+                let balances = state.deposits.balances(caller, &stays).await.unwrap_or_default();
+                beds = rows(t, &board, now, may_keep, &balances);
                 free = board
                     .beds
                     .iter()
