@@ -159,6 +159,9 @@ impl Charger {
             return Ok(false); // a later version follows in the outbox
         }
         let order: Value = serde_json::from_str(&stored.body).map_err(|x| ChargeError::Data(x.to_string()))?;
+        if inpatient_order(&order) {
+            return Ok(false); // charged to the stay as carried out, not at the cashier
+        }
         let status = order["status"].as_str().unwrap_or_default();
         let (wanted, cancelled) = match e.resource_type.as_str() {
             "MedicationRequest" => (status == "active", matches!(status, "cancelled" | "stopped" | "entered-in-error")),
@@ -437,4 +440,12 @@ pub fn line_of(id: &str, c: &Value) -> ChargeLine {
         encounter: c["context"]["reference"].as_str().and_then(|e| e.strip_prefix("Encounter/")).map(str::to_string),
         status: c["status"].as_str().unwrap_or_default().to_string(),
     }
+}
+
+/// A ward's order (医嘱, category `inpatient`): charged to the stay as it is carried
+/// out, not to the cashier when it is signed.
+fn inpatient_order(order: &Value) -> bool {
+    order["category"].as_array().is_some_and(|cs| {
+        cs.iter().any(|c| c["coding"].as_array().is_some_and(|cd| cd.iter().any(|x| x["code"] == "inpatient")))
+    })
 }

@@ -136,10 +136,29 @@ pub enum Frequency {
     Qid,
     /// Once at night.
     Qn,
+    /// Every 6, 8 or 12 hours (ward orders).
+    Q6h,
+    Q8h,
+    Q12h,
+    /// Once, at once (a one-time ward order, 临时医嘱).
+    St,
 }
 
 impl Frequency {
+    /// The frequencies of outpatient prescriptions.
     pub const ALL: [Frequency; 5] = [Frequency::Qd, Frequency::Bid, Frequency::Tid, Frequency::Qid, Frequency::Qn];
+    /// Every frequency, the ward's included.
+    pub const EVERY: [Frequency; 9] = [
+        Frequency::Qd,
+        Frequency::Bid,
+        Frequency::Tid,
+        Frequency::Qid,
+        Frequency::Qn,
+        Frequency::Q6h,
+        Frequency::Q8h,
+        Frequency::Q12h,
+        Frequency::St,
+    ];
 
     pub fn code(self) -> &'static str {
         match self {
@@ -148,19 +167,23 @@ impl Frequency {
             Frequency::Tid => "tid",
             Frequency::Qid => "qid",
             Frequency::Qn => "qn",
+            Frequency::Q6h => "q6h",
+            Frequency::Q8h => "q8h",
+            Frequency::Q12h => "q12h",
+            Frequency::St => "st",
         }
     }
 
     pub fn parse(s: &str) -> Option<Frequency> {
-        Frequency::ALL.into_iter().find(|f| f.code() == s)
+        Frequency::EVERY.into_iter().find(|f| f.code() == s)
     }
 
     pub fn per_day(self) -> u32 {
         match self {
-            Frequency::Qd | Frequency::Qn => 1,
-            Frequency::Bid => 2,
-            Frequency::Tid => 3,
-            Frequency::Qid => 4,
+            Frequency::Qd | Frequency::Qn | Frequency::St => 1,
+            Frequency::Bid | Frequency::Q12h => 2,
+            Frequency::Tid | Frequency::Q8h => 3,
+            Frequency::Qid | Frequency::Q6h => 4,
         }
     }
 }

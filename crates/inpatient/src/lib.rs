@@ -11,5 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod beds;
+pub mod orders;
+pub mod schedule;
 pub mod stays;
 pub mod transfers;

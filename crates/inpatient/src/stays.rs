@@ -793,6 +793,19 @@ impl Inpatient {
         }
     }
 
+    /// One stay as its ward's board shows it: the card, the ward, the bed's names.
+    pub async fn stay_card(&self, caller: &Caller, stay: &str) -> Result<(StayCard, Ward, Names), InpatientError> {
+        let (_, v, _) = self.stay_for(caller, stay).await?;
+        let (Some((ward, _)), Some((bed, _))) = (current(&v, "wa"), current(&v, "bd")) else {
+            return Err(invalid("stay", "not-on-ward", "the stay is on no ward"));
+        };
+        let board = self.board(caller, &ward).await?;
+        let found =
+            board.beds.iter().find(|b| b.bed.id == bed).and_then(|b| Some((b.stay.clone()?, b.bed.names.clone())));
+        let (card, names) = found.ok_or_else(|| invalid("stay", "not-on-ward", "the stay is on no ward"))?;
+        Ok((card, board.ward, names))
+    }
+
     // -----------------------------------------------------------------------------
     // The bed board.
 

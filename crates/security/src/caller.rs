@@ -502,6 +502,20 @@ impl Caller {
         ward
     }
 
+    /// The caller verifying a ward's orders at `campus` (核对): reading and updating
+    /// the stays' MedicationRequests and ServiceRequests to record who verified them.
+    /// Given by the inpatient service only, to ward nurses, after its rules.
+    pub fn checking_orders(&self, campus: &CampusId) -> Caller {
+        let mut ward = self.clone();
+        if let Some(grants) = ward.access.grants.as_mut() {
+            grants.push(Grant {
+                scopes: ScopeSet::parse("user/MedicationRequest.rus user/ServiceRequest.rus").unwrap_or_default(),
+                campuses: Campuses::Only(vec![campus.clone()]),
+            });
+        }
+        ward
+    }
+
     /// The caller writing as `campus` only (the grants that cover it, limited to it):
     /// a record registered here belongs to this campus. `None` when no grant covers it.
     pub fn at_campus(&self, campus: &CampusId) -> Option<Caller> {

@@ -488,3 +488,134 @@ async fn a_patient_is_admitted_from_clinic_onto_a_free_bed_and_received_on_the_w
     ];
     assert_eq!(got, want.map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).to_vec());
 }
+
+#[tokio::test]
+async fn ward_orders_are_checked_signed_verified_by_a_nurse_stopped_and_printed() {
+    let clock = ManualClock::new(MONDAY_2345 - 14 * 60 * MINUTE);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    hospital(&app).await;
+    let east = app.client_with("system/*.cruds", "campus-east", None).await;
+    put(
+        &east,
+        &app,
+        json!({"resourceType": "AllergyIntolerance", "id": "allergy-2",
+               "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]},
+               "criticality": "high", "code": {"text": "头孢类"}, "patient": {"reference": "Patient/pat-2"}}),
+    )
+    .await;
+    // pat-2 admitted and received on East internal medicine (through the service).
+    let inpatient = Inpatient::new(app.fhir.clone());
+    let operator =
+        Caller::task_at(SystemTask::Operator("test".into()), lianyi_security::CampusId::parse("campus-east").unwrap());
+    let form = lianyi_inpatient::stays::OrderForm {
+        ward: "ward-east-im".into(),
+        nursing: "2".into(),
+        reason: "肺部感染".into(),
+        note: String::new(),
+    };
+    let order = inpatient.order_admission(&operator, "enc-2", &form, "").await.unwrap();
+    let stay = inpatient.admit(&operator, &order, "bed-e-2").await.unwrap().stay;
+    let (mut doctor, dt) = logged_in(&app, &clock, "dr.east", "doctor", "campus-east", None).await;
+    let (mut nurse, nt) = logged_in(&app, &clock, "nurse.east", "nurse", "campus-east", None).await;
+    let page_of = format!("/ward/stays/{stay}");
+    // Not on the ward yet: nothing is verified before the ward receives the patient.
+    let med = |drug: &'static str, dose: &'static str, reason: &'static str| {
+        vec![
+            ("kind", "medication"),
+            ("term", "long"),
+            ("drug", drug),
+            ("dose", dose),
+            ("route", "ivgtt"),
+            ("frequency", "qd"),
+            ("text", ""),
+            ("override_reason", reason),
+        ]
+    };
+    let (status, _, page) = doctor.get(&page_of).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("黄建国") && page.contains("id=\"order-form\""), "{page}");
+    // Bad fields are named; nothing is written.
+    let (_, _, page) = post(
+        &mut doctor,
+        &page_of,
+        &dt,
+        &[("kind", "medication"), ("term", "long"), ("drug", ""), ("dose", "x"), ("route", "po"), ("frequency", "qd")],
+    )
+    .await;
+    let errors = between(&page, "id=\"ward-errors\"", "</div>");
+    assert!(errors.contains("药品") && errors.contains("单次剂量"), "{errors}");
+    // A cephalosporin for a patient allergic to cephalosporins: blocked without a reason.
+    let (status, _, page) = post(&mut doctor, &page_of, &dt, &med("CTRX1G", "2", "")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("id=\"findings\"") && page.contains("头孢") && page.contains("id=\"override-reason\""),
+        "{page}"
+    );
+    assert!(inpatient.orders(&operator, &stay).await.unwrap().is_empty(), "nothing was written");
+    // A dose above the limit is blocked too.
+    let (_, _, page) = post(&mut doctor, &page_of, &dt, &med("LEVO500I", "1000", "")).await;
+    assert!(page.contains("剂量超出范围"), "{page}");
+    // With the reason: signed, the finding kept as a DetectedIssue.
+    let (status, loc, _) = post(&mut doctor, &page_of, &dt, &med("CTRX1G", "2", "皮试阴性，病原学提示敏感")).await;
+    assert_eq!((status, loc.as_str()), (StatusCode::SEE_OTHER, format!("/ward/stays/{stay}?done=signed").as_str()));
+    let nursing = [("kind", "nursing"), ("term", "long"), ("frequency", "qd"), ("text", "二级护理")];
+    assert_eq!(post(&mut doctor, &page_of, &dt, &nursing).await.0, StatusCode::SEE_OTHER);
+    let lab = [("kind", "lab"), ("term", "once"), ("frequency", "st"), ("text", "血常规")];
+    assert_eq!(post(&mut doctor, &page_of, &dt, &lab).await.0, StatusCode::SEE_OTHER);
+    let st_long = [
+        ("kind", "medication"),
+        ("term", "long"),
+        ("drug", "LEVO500I"),
+        ("dose", "500"),
+        ("route", "ivgtt"),
+        ("frequency", "st"),
+    ];
+    let (_, _, page) = post(&mut doctor, &page_of, &dt, &st_long).await;
+    assert!(page.contains("“立即”仅用于临时医嘱"), "{page}");
+    let orders = inpatient.orders(&operator, &stay).await.unwrap();
+    assert_eq!(orders.len(), 3);
+    let ctrx = orders.iter().find(|o| o.drug.as_deref() == Some("CTRX1G")).unwrap().reference.clone();
+    let care = orders.iter().find(|o| o.what == "二级护理").unwrap().reference.clone();
+    let v = &search(&app, &ctrx.replace('/', "?_id=")).await[0];
+    assert_eq!(v["category"][0]["coding"][0]["code"], "inpatient");
+    assert_eq!(v["courseOfTherapyType"]["coding"][0]["code"], "continuous");
+    assert_eq!(v["dosageInstruction"][0]["timing"]["code"]["text"], "qd");
+    assert_eq!(search(&app, "DetectedIssue?patient=Patient/pat-2").await.len(), 1, "the accepted finding is kept");
+    // Roles: the nurse does not sign, the doctor does not verify.
+    assert_eq!(post(&mut nurse, &page_of, &nt, &nursing).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        post(&mut doctor, &format!("{page_of}/orders/verify"), &dt, &[("order", &ctrx)]).await.0,
+        StatusCode::FORBIDDEN
+    );
+    // Not received yet: the nurse verifies nothing; received: verified once.
+    let (_, _, page) = post(&mut nurse, &format!("{page_of}/orders/verify"), &nt, &[("order", &ctrx)]).await;
+    assert!(page.contains("患者不在病区"), "{page}");
+    inpatient.receive(&Caller::task(SystemTask::Operator("test".into())), &stay).await.unwrap();
+    let (_, loc, _) = post(&mut nurse, &format!("{page_of}/orders/verify"), &nt, &[("order", &ctrx)]).await;
+    assert_eq!(loc, format!("/ward/stays/{stay}?done=verified"));
+    let (_, _, page) = post(&mut nurse, &format!("{page_of}/orders/verify"), &nt, &[("order", &ctrx)]).await;
+    assert!(page.contains("该医嘱已核对"), "{page}");
+    let orders = inpatient.orders(&operator, &stay).await.unwrap();
+    let o = orders.iter().find(|o| o.reference == ctrx).unwrap();
+    assert!(o.in_force() && o.verified.as_ref().unwrap().0 == "user:nurse.east", "{o:?}");
+    // The doctor stops the nursing order; a stopped order is not verified.
+    let (_, loc, _) = post(&mut doctor, &format!("{page_of}/orders/stop"), &dt, &[("order", &care)]).await;
+    assert_eq!(loc, format!("/ward/stays/{stay}?done=stopped"));
+    let (_, _, page) = post(&mut nurse, &format!("{page_of}/orders/verify"), &nt, &[("order", &care)]).await;
+    assert!(page.contains("该医嘱已停止或取消"), "{page}");
+    // Another stay's order is not this stay's.
+    let (_, _, page) =
+        post(&mut nurse, &format!("{page_of}/orders/verify"), &nt, &[("order", "MedicationRequest/nope")]).await;
+    assert!(page.contains("医嘱"), "{page}");
+    // The order sheets print as hospitals print them.
+    let (status, _, page) = nurse.get(&format!("{page_of}/orders/print")).await;
+    assert_eq!(status, StatusCode::OK);
+    let long = between(&page, "id=\"sheet-long-term\"", "</article>");
+    assert!(
+        long.contains("长期医嘱单") && long.contains("注射用头孢曲松钠") && long.contains("user:nurse.east"),
+        "{long}"
+    );
+    assert!(long.contains("二级护理") && long.contains("dr.east 显示名"), "{long}");
+    let once = between(&page, "id=\"sheet-one-time\"", "</article>");
+    assert!(once.contains("临时医嘱单") && once.contains("血常规"), "{once}");
+}

@@ -423,7 +423,7 @@ async fn prescribe(
     let order = Order {
         drug: f.drug.clone(),
         dose: f.dose.trim().parse().unwrap_or(f64::NAN),
-        frequency: Frequency::parse(&f.frequency).unwrap_or(Frequency::Qd),
+        frequency: Frequency::parse(&f.frequency).filter(|x| Frequency::ALL.contains(x)).unwrap_or(Frequency::Qd),
         days: f.days.trim().parse().unwrap_or(0),
     };
     let show = |findings: &[lianyi_clinical::prescribing::Finding], reason_missing: bool| Review {

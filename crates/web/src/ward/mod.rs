@@ -5,6 +5,7 @@
 
 mod admission;
 mod board;
+mod orders;
 
 use lianyi_inpatient::stays::{Inpatient, InpatientError};
 
@@ -12,7 +13,7 @@ use crate::ui::i18n::Tr;
 use crate::ui::shell::{NavLink, Place};
 
 pub(crate) fn router() -> axum::Router<crate::AppState> {
-    board::router().merge(admission::router())
+    board::router().merge(admission::router()).merge(orders::router())
 }
 
 /// The ward pages in the navigation.
