@@ -10,6 +10,7 @@
 //! version: two admissions never get one bed.
 #![forbid(unsafe_code)]
 
+pub mod administration;
 pub mod beds;
 pub mod orders;
 pub mod schedule;

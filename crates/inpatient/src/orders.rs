@@ -420,18 +420,18 @@ impl Inpatient {
         order: &str,
     ) -> Result<(StoredResource, Value, Caller, Value), InpatientError> {
         let (_, stay_v, care) = self.stay_for(caller, stay).await?;
-        let (t, id) = order.split_once('/').ok_or_else(|| invalid("order", "order", "an order of the stay"))?;
+        let (t, id) = order.split_once('/').ok_or_else(|| invalid("order", "stay-order", "an order of the stay"))?;
         if !matches!(t, "MedicationRequest" | "ServiceRequest") {
-            return Err(invalid("order", "order", "an order of the stay"));
+            return Err(invalid("order", "stay-order", "an order of the stay"));
         }
         let stored = match self.read(&care, t, id).await {
             Ok(s) => s,
-            Err(InpatientError::NotFound(_)) => return Err(invalid("order", "order", "an order of the stay")),
+            Err(InpatientError::NotFound(_)) => return Err(invalid("order", "stay-order", "an order of the stay")),
             Err(e) => return Err(e),
         };
         let v = editable(&stored)?;
         if v["encounter"]["reference"].as_str() != Some(&format!("Encounter/{stay}")) || ward_order(t, &v).is_none() {
-            return Err(invalid("order", "order", "an order of the stay"));
+            return Err(invalid("order", "stay-order", "an order of the stay"));
         }
         let Some((ward, _)) = current(&stay_v, "wa") else {
             return Err(invalid("stay", "not-on-ward", "the stay is on no ward"));

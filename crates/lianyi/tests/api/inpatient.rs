@@ -607,6 +607,99 @@ async fn ward_orders_are_checked_signed_verified_by_a_nurse_stopped_and_printed(
     let (_, _, page) =
         post(&mut nurse, &format!("{page_of}/orders/verify"), &nt, &[("order", "MedicationRequest/nope")]).await;
     assert!(page.contains("医嘱"), "{page}");
+    // The round: a one-time dose due now, scanned at the bedside.
+    let st = [
+        ("kind", "medication"),
+        ("term", "once"),
+        ("drug", "LEVO500I"),
+        ("dose", "500"),
+        ("route", "ivgtt"),
+        ("frequency", "st"),
+    ];
+    assert_eq!(post(&mut doctor, &page_of, &dt, &st).await.0, StatusCode::SEE_OTHER, "a duplicate is a warning only");
+    let levo = inpatient
+        .orders(&operator, &stay)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|o| o.drug.as_deref() == Some("LEVO500I"))
+        .unwrap()
+        .reference;
+    post(&mut nurse, &format!("{page_of}/orders/verify"), &nt, &[("order", &levo)]).await;
+    let (status, _, page) = nurse.get("/ward/tasks?ward=ward-east-im&date=2026-12-07").await;
+    assert_eq!(status, StatusCode::OK);
+    let row = between(&page, &format!("data-order=\"{levo}\""), "</tr>");
+    assert!(row.contains("09:45") && row.contains("待执行") && row.contains("黄建国"), "{row}");
+    let due = between(row, "name=\"due\" value=\"", "\"").to_string();
+    let give = |wristband: &'static str,
+                drug: &'static str,
+                outcome: &'static str,
+                reason: &'static str,
+                order: String,
+                due: String| {
+        vec![
+            ("ward", "ward-east-im".to_string()),
+            ("date", "2026-12-07".to_string()),
+            ("stay", stay.clone()),
+            ("order", order),
+            ("due", due),
+            ("patient_code", wristband.to_string()),
+            ("drug_code", drug.to_string()),
+            ("outcome", outcome.to_string()),
+            ("reason", reason.to_string()),
+        ]
+    };
+    let wrong_patient = give("ZY0000099", "LEVO500I", "given", "", levo.clone(), due.clone());
+    let form: Vec<(&str, &str)> = wrong_patient.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, _, page) = post(&mut nurse, "/ward/tasks", &nt, &form).await;
+    assert!(
+        between(&page, "id=\"ward-errors\"", "</div>").contains("腕带: 不是该患者的腕带"),
+        "a wrong patient is refused"
+    );
+    let wrong_drug = give("ZY0000001", "CTRX1G", "given", "", levo.clone(), due.clone());
+    let form: Vec<(&str, &str)> = wrong_drug.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, _, page) = post(&mut nurse, "/ward/tasks", &nt, &form).await;
+    assert!(page.contains("不是该医嘱的药品"), "{page}");
+    assert!(search(&app, "MedicationAdministration?patient=Patient/pat-2").await.is_empty(), "nothing was recorded");
+    let right = give("E0000002", "LEVO500I", "given", "", levo.clone(), due.clone());
+    let form: Vec<(&str, &str)> = right.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, loc, _) = post(&mut nurse, "/ward/tasks", &nt, &form).await;
+    assert_eq!(
+        (status, loc.as_str()),
+        (StatusCode::SEE_OTHER, "/ward/tasks?ward=ward-east-im&date=2026-12-07&done=dose-given")
+    );
+    let (_, _, page) = post(&mut nurse, "/ward/tasks", &nt, &form).await;
+    assert!(page.contains("该次给药已记录"), "a dose is recorded once");
+    let given = search(&app, "MedicationAdministration?patient=Patient/pat-2").await;
+    assert_eq!(given.len(), 1);
+    assert_eq!(
+        (given[0]["status"].as_str(), given[0]["request"]["reference"].as_str()),
+        (Some("completed"), Some(levo.as_str()))
+    );
+    let (_, _, page) = nurse.get("/ward/tasks?ward=ward-east-im&date=2026-12-07").await;
+    assert!(between(&page, &format!("data-order=\"{levo}\""), "</tr>").contains("已给药"));
+    // Tomorrow's 08:00 dose of the long-term order: refused needs the reason.
+    let (_, _, page) = nurse.get("/ward/tasks?ward=ward-east-im&date=2026-12-08").await;
+    let row = between(&page, &format!("data-order=\"{ctrx}\""), "</tr>");
+    assert!(row.contains("08:00"), "{row}");
+    let due8 = between(row, "name=\"due\" value=\"", "\"").to_string();
+    let refused = give("ZY0000001", "", "refused", "", ctrx.clone(), due8.clone());
+    let form: Vec<(&str, &str)> = refused.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, _, page) = post(&mut nurse, "/ward/tasks", &nt, &form).await;
+    assert!(page.contains("原因") || page.contains("why the dose"), "{page}");
+    let refused = give("ZY0000001", "", "refused", "患者诉恶心，拒绝输液", ctrx.clone(), due8.clone());
+    let form: Vec<(&str, &str)> = refused.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(post(&mut nurse, "/ward/tasks", &nt, &form).await.0, StatusCode::SEE_OTHER);
+    let (_, _, page) = nurse.get("/ward/tasks?ward=ward-east-im&date=2026-12-08").await;
+    assert!(between(&page, &format!("data-order=\"{ctrx}\""), "</tr>").contains("患者拒绝"));
+    // A stopped order is not given.
+    post(&mut doctor, &format!("{page_of}/orders/stop"), &dt, &[("order", &ctrx)]).await;
+    let dec9 = (due8.parse::<i64>().unwrap() + 86_400_000).to_string();
+    let late = give("ZY0000001", "CTRX1G", "given", "", ctrx.clone(), dec9);
+    let form: Vec<(&str, &str)> = late.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, _, page) = post(&mut nurse, "/ward/tasks", &nt, &form).await;
+    assert!(page.contains("该医嘱已停止或取消"), "{page}");
+
     // The order sheets print as hospitals print them.
     let (status, _, page) = nurse.get(&format!("{page_of}/orders/print")).await;
     assert_eq!(status, StatusCode::OK);

@@ -6,6 +6,7 @@
 mod admission;
 mod board;
 mod orders;
+mod tasks;
 
 use lianyi_inpatient::stays::{Inpatient, InpatientError};
 
@@ -13,12 +14,13 @@ use crate::ui::i18n::Tr;
 use crate::ui::shell::{NavLink, Place};
 
 pub(crate) fn router() -> axum::Router<crate::AppState> {
-    board::router().merge(admission::router()).merge(orders::router())
+    board::router().merge(admission::router()).merge(orders::router()).merge(tasks::router())
 }
 
 /// The ward pages in the navigation.
 pub(crate) const NAV: &[NavLink] = &[
     NavLink { href: "/ward", text: "nav-ward", place: Place::Bar, shown: Inpatient::may_see_boards },
+    NavLink { href: "/ward/tasks", text: "nav-ward-tasks", place: Place::Bar, shown: Inpatient::may_keep_ward },
     NavLink { href: "/ward/admissions", text: "nav-admissions", place: Place::Bar, shown: Inpatient::may_admit },
 ];
 
