@@ -101,7 +101,7 @@ pub struct Event {
 }
 
 /// XHTML narrative of plain text (escaped, line breaks kept).
-fn narrative(text: &str) -> String {
+pub fn narrative(text: &str) -> String {
     let escaped = text
         .trim()
         .replace('&', "&amp;")
@@ -114,7 +114,7 @@ fn narrative(text: &str) -> String {
 }
 
 /// The plain text of a narrative [`narrative`] wrote.
-fn plain(div: &str) -> String {
+pub fn plain(div: &str) -> String {
     let inner = div.split_once('>').map_or(div, |(_, rest)| rest);
     let inner = inner.strip_suffix("</div>").unwrap_or(inner);
     inner.replace("<br/>", "\n").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&amp;", "&")

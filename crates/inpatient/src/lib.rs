@@ -12,6 +12,7 @@
 
 pub mod administration;
 pub mod beds;
+pub mod discharge;
 pub mod orders;
 pub mod schedule;
 pub mod stays;

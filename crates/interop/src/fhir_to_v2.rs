@@ -139,13 +139,18 @@ fn coded(seg: &mut Segment, field: usize, concept: Option<&Value>) {
 fn place(encounter: &Value) -> (String, String) {
     let mut ward = String::new();
     let mut bed = String::new();
-    for l in encounter.get("location").and_then(Value::as_array).into_iter().flatten() {
-        if str_at(l, &["status"]) == "completed" {
+    // A finished stay: the last place it was.
+    let left = str_at(encounter, &["status"]) == "finished";
+    let entries: Vec<&Value> = encounter.get("location").and_then(Value::as_array).into_iter().flatten().collect();
+    let entries: Vec<&Value> = if left { entries.into_iter().rev().collect() } else { entries };
+    for l in entries {
+        if str_at(l, &["status"]) == "completed" && !left {
             continue;
         }
         let id = str_at(l, &["location", "reference"]).trim_start_matches("Location/").to_string();
         match l.pointer("/physicalType/coding/0/code").and_then(Value::as_str) {
-            Some("bd") => bed = id,
+            Some("bd") if bed.is_empty() => bed = id,
+            Some("bd") => {}
             _ if ward.is_empty() => ward = id,
             _ => {}
         }
@@ -411,6 +416,11 @@ mod tests {
         let text = a03.encode();
         let pv1 = Message::parse(&text).unwrap().segment("PV1").unwrap().clone();
         assert_eq!((pv1.first(36).as_str(), pv1.first(45).as_str()), ("home", "20261212100000+0800"));
+        assert_eq!(
+            (pv1.component(3, 1).as_str(), pv1.component(3, 3).as_str()),
+            ("ward-west-im", "bed-w-1"),
+            "where the patient left from"
+        );
         // A receiving system's view: Lianyi's own inbound mapping reads the stay back.
         let ch = crate::v2_to_fhir::Channel {
             mrn_system: "urn:lianyi:sid:mrn:campus-east".into(),

@@ -464,9 +464,28 @@ async fn a_patient_is_admitted_from_clinic_onto_a_free_bed_and_received_on_the_w
         "{card}"
     );
 
+    // West's doctor discharges the patient: the stay ends, the bed is to be cleaned.
+    let (mut west_doctor, wdt) = logged_in(&app, &clock, "dr.west", "doctor", "campus-west", None).await;
+    let summary = [
+        ("course", "抗感染治疗7天，体温正常，复查胸片好转"),
+        ("diagnosis", "社区获得性肺炎"),
+        ("condition", "一般情况好，无发热"),
+        ("advice", "口服抗生素3天，1周后门诊复查"),
+        ("disposition", "home"),
+    ];
+    let (status, loc, _) = post(&mut west_doctor, &format!("/ward/stays/{stay_id}/discharge"), &wdt, &summary).await;
+    assert_eq!((status, loc), (StatusCode::SEE_OTHER, format!("/ward/stays/{stay_id}/summary")));
+    let stay = &search(&app, &format!("Encounter?_id={stay_id}")).await[0];
+    assert_eq!(stay["status"], "finished");
+    let (_, _, page) = west_nurse.get("/ward?ward=ward-west-im").await;
+    assert!(
+        between(&page, "id=\"bed-bed-w-2\"", "</li>").contains("data-state=\"cleaning\""),
+        "the bed turns to cleaning"
+    );
+
     // The subscribing system got the stay's ADT events in order: admitted (A01),
     // received (A08), transferred to West (A02, PV1-6 where from), received there
-    // (A08), moved to the next bed (A02).
+    // (A08), moved to the next bed (A02), discharged from it (A03).
     let events = |log: &[String]| -> Vec<(String, String, String)> {
         log.iter()
             .map(|t| lianyi_hl7::Message::parse(t).unwrap())
@@ -477,7 +496,7 @@ async fn a_patient_is_admitted_from_clinic_onto_a_free_bed_and_received_on_the_w
             })
             .collect()
     };
-    crate::outbound::wait_for("five ADT events of the stay", 20, || events(&adt.lock().unwrap()).len() >= 5).await;
+    crate::outbound::wait_for("six ADT events of the stay", 20, || events(&adt.lock().unwrap()).len() >= 6).await;
     let got = events(&adt.lock().unwrap());
     let want = [
         ("A01", "bed-e-1", ""),
@@ -485,6 +504,7 @@ async fn a_patient_is_admitted_from_clinic_onto_a_free_bed_and_received_on_the_w
         ("A02", "bed-w-1", "bed-e-1"),
         ("A08", "bed-w-1", ""),
         ("A02", "bed-w-2", "bed-w-1"),
+        ("A03", "bed-w-2", ""),
     ];
     assert_eq!(got, want.map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).to_vec());
 }
@@ -711,4 +731,44 @@ async fn ward_orders_are_checked_signed_verified_by_a_nurse_stopped_and_printed(
     assert!(long.contains("二级护理") && long.contains("dr.east 显示名"), "{long}");
     let once = between(&page, "id=\"sheet-one-time\"", "</article>");
     assert!(once.contains("临时医嘱单") && once.contains("血常规"), "{once}");
+
+    // Discharge: refused while an order waits for its check, and without the summary.
+    let discharge = format!("{page_of}/discharge");
+    let summary = [
+        ("course", "抗感染治疗"),
+        ("diagnosis", "肺部感染"),
+        ("condition", "好转"),
+        ("advice", "门诊随访"),
+        ("disposition", "home"),
+    ];
+    let (_, _, page) = post(&mut doctor, &discharge, &dt, &summary).await;
+    let errors = between(&page, "id=\"ward-errors\"", "</div>");
+    assert!(errors.contains("医嘱: 有医嘱尚待护士核对"), "{errors}");
+    let lab_order =
+        inpatient.orders(&operator, &stay).await.unwrap().into_iter().find(|o| o.what == "血常规").unwrap().reference;
+    post(&mut nurse, &format!("{page_of}/orders/verify"), &nt, &[("order", &lab_order)]).await;
+    let (_, _, page) =
+        post(&mut doctor, &discharge, &dt, &[("course", ""), ("diagnosis", "x"), ("disposition", "moon")]).await;
+    let errors = between(&page, "id=\"ward-errors\"", "</div>");
+    for f in ["诊疗经过", "出院诊断", "出院情况", "出院医嘱", "出院去向"] {
+        assert!(errors.contains(f), "{f}: {errors}");
+    }
+    assert_eq!(post(&mut nurse, &discharge, &nt, &summary).await.0, StatusCode::FORBIDDEN, "nurses do not discharge");
+    let (status, loc, _) = post(&mut doctor, &discharge, &dt, &summary).await;
+    assert_eq!((status, loc), (StatusCode::SEE_OTHER, format!("{page_of}/summary")));
+    let (_, _, page) = nurse.get(&format!("{page_of}/summary")).await;
+    assert!(page.contains("出院小结") && page.contains("肺部感染") && page.contains("门诊随访"), "{page}");
+    let done = &search(&app, &format!("Encounter?_id={stay}")).await[0];
+    assert_eq!(
+        (done["status"].as_str(), done["hospitalization"]["dischargeDisposition"]["coding"][0]["code"].as_str()),
+        (Some("finished"), Some("home"))
+    );
+    assert_eq!(search(&app, "Composition?patient=Patient/pat-2&type=http://loinc.org|18842-5").await.len(), 1);
+    let (_, _, page) = nurse.get("/ward?ward=ward-east-im").await;
+    let card = between(&page, "id=\"bed-bed-e-2\"", "</li>");
+    assert!(card.contains("data-state=\"cleaning\"") && !card.contains("黄建国"), "{card}");
+    // Discharged once: the stay is no longer on a ward (its page is gone with it).
+    let (status, _, _) = post(&mut doctor, &discharge, &dt, &summary).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "discharged once");
+    assert_eq!(search(&app, "Composition?patient=Patient/pat-2&type=http://loinc.org|18842-5").await.len(), 1);
 }

@@ -10,6 +10,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use lianyi_clinical::prescribing::{Finding, Frequency, catalogue};
+use lianyi_inpatient::discharge::{DISPOSITIONS, DischargeForm};
 use lianyi_inpatient::orders::{Kind, OrderForm, ROUTES, Signed, WardOrder};
 use lianyi_inpatient::stays::{Inpatient, InpatientError, StayCard};
 
@@ -28,6 +29,8 @@ pub(super) fn router() -> Router<AppState> {
         .route("/ward/stays/{id}/orders/verify", post(verify))
         .route("/ward/stays/{id}/orders/stop", post(stop))
         .route("/ward/stays/{id}/orders/print", get(print_page))
+        .route("/ward/stays/{id}/discharge", post(discharge))
+        .route("/ward/stays/{id}/summary", get(summary_page))
 }
 
 /// The long-term or the one-time orders.
@@ -123,13 +126,15 @@ struct StayPage<'a> {
     findings: Vec<(String, bool)>,
     errors: Vec<String>,
     done: Option<String>,
+    discharge: DischargeForm,
+    dispositions: Vec<(&'static str, String)>,
 }
 
 async fn render(
     state: &AppState,
     s: &Session,
     stay: &str,
-    form: OrderForm,
+    (form, discharge): (OrderForm, DischargeForm),
     (findings, errors, done): (Vec<Finding>, Vec<String>, Option<String>),
 ) -> Response {
     let t = s.t;
@@ -175,6 +180,8 @@ async fn render(
             findings: findings.iter().map(|f| (t.pick(&f.zh, &f.en).clone(), f.blocking)).collect(),
             errors,
             done: done.and_then(|d| t.try_get(&format!("ward-done-{d}"))).map(str::to_string),
+            discharge,
+            dispositions: DISPOSITIONS.iter().map(|d| (*d, t.named("ward-disposition", d))).collect(),
         }
         .render(),
     )
@@ -196,7 +203,7 @@ async fn stay_page(
         frequency: "qd".into(),
         ..OrderForm::default()
     };
-    render(&state, &s, &id, form, (Vec::new(), Vec::new(), q.get("done").cloned())).await
+    render(&state, &s, &id, (form, home()), (Vec::new(), Vec::new(), q.get("done").cloned())).await
 }
 
 async fn sign(
@@ -223,12 +230,12 @@ async fn sign(
         Ok(Signed::Done { .. }) => see_other(&format!("/ward/stays/{}?done=signed", urlencode(&id))),
         Ok(Signed::Blocked(findings)) => {
             let errors = vec![s.t.get("ward-blocked").to_string()];
-            render(&state, &s, &id, f, (findings, errors, None)).await
+            render(&state, &s, &id, (f, home()), (findings, errors, None)).await
         }
         Err(InpatientError::Forbidden(_)) => forbidden(s.t),
         Err(e) => {
             let errors = worded(s.t, &e);
-            render(&state, &s, &id, f, (Vec::new(), errors, None)).await
+            render(&state, &s, &id, (f, home()), (Vec::new(), errors, None)).await
         }
     }
 }
@@ -251,7 +258,7 @@ async fn step(state: AppState, s: Session, id: String, form: Vec<(String, String
         Err(InpatientError::Forbidden(_)) => forbidden(s.t),
         Err(e) => {
             let errors = worded(s.t, &e);
-            render(&state, &s, &id, OrderForm::default(), (Vec::new(), errors, None)).await
+            render(&state, &s, &id, (OrderForm::default(), home()), (Vec::new(), errors, None)).await
         }
     }
 }
@@ -307,6 +314,81 @@ async fn print_page(State(state): State<AppState>, s: Session, Path(id): Path<St
             number: card.number.clone(),
             bed: format!("{} · {}", t.pick(&ward.names.zh, &ward.names.en), t.pick(&bed.zh, &bed.en)),
             sections: sections(t, &orders, false, false, true),
+        }
+        .render(),
+    )
+}
+
+fn home() -> DischargeForm {
+    DischargeForm { disposition: "home".into(), ..DischargeForm::default() }
+}
+
+async fn discharge(
+    State(state): State<AppState>,
+    s: Session,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> Response {
+    if !Inpatient::may_order(&s.info.caller) || !s.csrf_ok(&form_value(&form, "csrf")) {
+        return forbidden(s.t);
+    }
+    let v = |k: &str| form_value(&form, k);
+    let f = DischargeForm {
+        course: v("course"),
+        diagnosis: v("diagnosis"),
+        condition: v("condition"),
+        advice: v("advice"),
+        disposition: v("disposition"),
+    };
+    match state.inpatient.discharge(&s.info.caller, &id, &f, &s.info.user.display_name).await {
+        Ok(_) => see_other(&format!("/ward/stays/{}/summary", urlencode(&id))),
+        Err(InpatientError::Forbidden(_)) => forbidden(s.t),
+        Err(e) => {
+            let errors = worded(s.t, &e);
+            let order = OrderForm { kind: "medication".into(), term: "long".into(), ..OrderForm::default() };
+            render(&state, &s, &id, (order, f), (Vec::new(), errors, None)).await
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "ward/summary.html")]
+struct SummaryPage<'a> {
+    t: Tr,
+    shell: &'a Shell,
+    stay: String,
+    date: String,
+    author: String,
+    sections: Vec<(String, String)>,
+}
+
+async fn summary_page(State(state): State<AppState>, s: Session, Path(id): Path<String>) -> Response {
+    let (t, caller) = (s.t, &s.info.caller);
+    if !Inpatient::may_see_boards(caller) {
+        return forbidden(t);
+    }
+    let found = match state.inpatient.discharge_summary(caller, &id).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return not_found(t),
+        Err(InpatientError::Forbidden(_)) => return forbidden(t),
+        Err(_) => return not_found(t),
+    };
+    let shell = shell(&state, &s.info, t, &s.headers).await;
+    let (date, author, sections) = found;
+    page(
+        SummaryPage {
+            t,
+            shell: &shell,
+            stay: id,
+            date: date.get(..16).unwrap_or(&date).replace('T', " "),
+            author,
+            sections: sections
+                .into_iter()
+                .map(|(title, text)| {
+                    let (zh, en) = title.split_once(" / ").unwrap_or((title.as_str(), title.as_str()));
+                    (t.pick(zh, en).to_string(), text)
+                })
+                .collect(),
         }
         .render(),
     )
