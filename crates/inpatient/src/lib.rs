@@ -17,3 +17,4 @@ pub mod orders;
 pub mod schedule;
 pub mod stays;
 pub mod transfers;
+pub mod vitals;

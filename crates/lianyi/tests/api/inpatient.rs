@@ -732,6 +732,35 @@ async fn ward_orders_are_checked_signed_verified_by_a_nurse_stopped_and_printed(
     let once = between(&page, "id=\"sheet-one-time\"", "</article>");
     assert!(once.contains("临时医嘱单") && once.contains("血常规"), "{once}");
 
+    // Vital signs, checked, charted on the temperature chart.
+    let vitals = format!("{page_of}/vitals");
+    let (_, _, page) =
+        post(&mut nurse, &vitals, &nt, &[("temperature", "50"), ("pulse", "96"), ("systolic", "130")]).await;
+    let errors = between(&page, "id=\"ward-errors\"", "</div>");
+    assert!(errors.contains("体温（℃）: 超出合理范围") && errors.contains("舒张压"), "{errors}");
+    assert!(
+        search(&app, "Observation?patient=Patient/pat-2&category=vital-signs").await.is_empty(),
+        "nothing was charted"
+    );
+    let (status, loc, _) = post(
+        &mut nurse,
+        &vitals,
+        &nt,
+        &[("temperature", "38.6"), ("pulse", "96"), ("respiration", "20"), ("systolic", "130"), ("diastolic", "85")],
+    )
+    .await;
+    assert_eq!((status, loc), (StatusCode::SEE_OTHER, format!("{page_of}/chart?done=vitals")));
+    assert_eq!(search(&app, "Observation?patient=Patient/pat-2&category=vital-signs").await.len(), 4);
+    let (status, _, page) = doctor.get(&format!("{page_of}/chart")).await;
+    assert_eq!(status, StatusCode::OK);
+    let chart = between(&page, "id=\"temperature-chart\">", "</svg>");
+    // 09:45 falls in the 10 o'clock column of the first day (x = 64 + 2.5 × 14); 38.6 °C
+    // is 17 rows of 7 below 42 (y = 44 + 119), 96 /min level with 37.8 °C.
+    assert!(chart.contains("<path class=\"mark temp\" d=\"M96 160 L102 166"), "{chart}");
+    assert!(chart.contains("<circle class=\"mark pulse\" cx=\"99\" cy=\"191\""), "{chart}");
+    assert!(chart.contains(">20</text>"), "respiration under its column");
+    assert!(page.contains("130/85"), "the readings' table");
+
     // Discharge: refused while an order waits for its check, and without the summary.
     let discharge = format!("{page_of}/discharge");
     let summary = [

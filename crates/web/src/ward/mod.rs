@@ -5,6 +5,7 @@
 
 mod admission;
 mod board;
+mod chart;
 mod orders;
 mod tasks;
 
@@ -14,7 +15,7 @@ use crate::ui::i18n::Tr;
 use crate::ui::shell::{NavLink, Place};
 
 pub(crate) fn router() -> axum::Router<crate::AppState> {
-    board::router().merge(admission::router()).merge(orders::router()).merge(tasks::router())
+    board::router().merge(admission::router()).merge(orders::router()).merge(tasks::router()).merge(chart::router())
 }
 
 /// The ward pages in the navigation.
