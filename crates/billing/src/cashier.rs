@@ -118,6 +118,8 @@ struct With<'a> {
     extensions: Vec<Value>,
     queue: Vec<QueueChange>,
     seen: &'a [Seen],
+    /// Amounts of a stay's deposit the invoice uses or pays back (numbered in turn).
+    deposits: Vec<lianyi_store::deposits::NewDeposit>,
 }
 
 /// Wakes the next number's write when this one is dropped (done, failed or abandoned).
@@ -238,7 +240,13 @@ impl Cashier {
             .map(QueueChange::Add)
             .collect();
         let no = self
-            .commit_invoice(caller, charges, "billed", payment, With { extensions: Vec::new(), queue, seen })
+            .commit_invoice(
+                caller,
+                charges,
+                "billed",
+                payment,
+                With { extensions: Vec::new(), queue, seen, deposits: Vec::new() },
+            )
             .await?;
         Ok(Paid { campus: form.campus.clone(), invoice_no: no, amount, change: Fen(tendered.0 - amount.0) })
     }
@@ -255,7 +263,7 @@ impl Cashier {
         mut payment: NewPayment,
         with: With<'_>,
     ) -> Result<i64, PayError> {
-        let With { extensions, queue, seen } = with;
+        let With { extensions, queue, seen, deposits } = with;
         let date = lianyi_clinical::scheduling::local_instant(payment.paid_at);
         let campus = payment.campus.clone();
         // Charge by charge, for the revenue reports; a refund's lines count negative.
@@ -327,6 +335,12 @@ impl Cashier {
                     other => other.clone(),
                 })
             }));
+            // The deposit's receipts follow the campus's last one.
+            let mut receipt = if deposits.is_empty() { 0 } else { ops.deposits().last_receipt_no(&campus).await? };
+            for d in &deposits {
+                receipt += 1;
+                side.push(SideWrite::Deposit(lianyi_store::deposits::NewDeposit { receipt_no: receipt, ..d.clone() }));
+            }
             let result = self.fhir.process_bundle_seen(caller, bundle, true, &side, seen).await;
             if result.is_err() {
                 // Nothing committed under this number: read the last one afresh.
@@ -334,7 +348,11 @@ impl Cashier {
             }
             match result {
                 Ok(_) => return Ok(no),
-                Err(ServiceError::Conflict { resource_type, .. }) if resource_type == "payment" => continue,
+                Err(ServiceError::Conflict { resource_type, .. })
+                    if resource_type == "payment" || resource_type == "deposit" =>
+                {
+                    continue;
+                }
                 Err(ServiceError::Store(lianyi_store::StoreError::Refused(msg))) => {
                     return Err(PayError::Invalid(vec![crate::stock::refused_field(&msg)]));
                 }
@@ -448,7 +466,13 @@ impl Cashier {
             json!({"url": REFUND_OF_URL, "valueReference": {"reference": format!("Invoice/{}", original.invoice_id)}}),
         ];
         let no = self
-            .commit_invoice(caller, &charges, "aborted", payment, With { extensions: refers, queue, seen: &[] })
+            .commit_invoice(
+                caller,
+                &charges,
+                "aborted",
+                payment,
+                With { extensions: refers, queue, seen: &[], deposits: Vec::new() },
+            )
             .await?;
         let mut e = caller.entry(self.fhir.now_ms(), "refund", "success");
         e.resource_type = Some("Invoice".into());
@@ -466,6 +490,45 @@ impl Cashier {
             return Err(PayError::Invalid(vec![invalid("day", "settled", "today is settled: no more payments")]));
         }
         Ok(())
+    }
+
+    /// Settles a stay's charges under one invoice: paid from the deposit (`deposits`,
+    /// the amounts the deposit gives and pays back) and, for what it does not cover,
+    /// by `method` (`due` of `total`); returns the invoice number.
+    pub(crate) async fn settle_charges(
+        &self,
+        caller: &Caller,
+        (campus, patient): (&str, &str),
+        charges: &[(lianyi_store::StoredResource, Value)],
+        (method, total, due): (String, Fen, Fen),
+        deposits: Vec<lianyi_store::deposits::NewDeposit>,
+        reference: &str,
+    ) -> Result<i64, PayError> {
+        self.open_day(caller, campus).await?;
+        let payment = NewPayment {
+            campus: campus.to_string(),
+            invoice_no: 0,
+            invoice_id: String::new(),
+            patient: patient.to_string(),
+            method,
+            amount_fen: total.0,
+            tendered_fen: total.0,
+            reference: Some(reference.trim().to_string()).filter(|r| !r.is_empty() && due.0 > 0),
+            cashier: caller.actor().to_string(),
+            paid_at: self.fhir.now_ms(),
+            refund_of: None,
+            reason: None,
+            lines: Vec::new(),
+        };
+        let paid_from_deposit = json!({"url": "urn:lianyi:fhir:paid-from-deposit", "valueInteger": total.0 - due.0});
+        self.commit_invoice(
+            caller,
+            charges,
+            "billed",
+            payment,
+            With { extensions: vec![paid_from_deposit], queue: Vec::new(), seen: &[], deposits },
+        )
+        .await
     }
 
     /// A cashier's day at a campus (`YYYY-MM-DD`, Beijing time): totals by payment

@@ -121,7 +121,7 @@ impl Deposits {
     /// A stay as `caller` may read it (the patient's record open to them: it belongs
     /// to, or holds an MRN at, one of their campuses): (its Encounter, the patient, their
     /// name).
-    async fn stay(&self, caller: &Caller, stay: &str) -> Result<(Value, String, String), DepositError> {
+    pub(crate) async fn stay(&self, caller: &Caller, stay: &str) -> Result<(Value, String, String), DepositError> {
         let rt = ResourceType::parse("Encounter").ok_or_else(|| invalid("stay", "stay", "a stay in hospital"))?;
         let stored = self.fhir.reader(&caller.group_wide(), rt).await?.read(stay).await?;
         let v: Value = serde_json::from_str(&stored.body).map_err(|_| invalid("stay", "stay", "a stay in hospital"))?;
@@ -258,5 +258,134 @@ impl Deposits {
             return Err(DepositError::Forbidden("deposits are not among your roles".into()));
         }
         Ok(self.fhir.operations().deposits().receipt(campus, no).await?)
+    }
+}
+
+/// What a final settlement (出院结算) did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settled {
+    /// The invoice of the stay's charges, when there were any.
+    pub invoice_no: Option<i64>,
+    pub total: Fen,
+    /// Paid from the deposit.
+    pub from_deposit: Fen,
+    /// The deposit's balance paid back.
+    pub refund: Fen,
+    /// Paid by the patient beyond the deposit.
+    pub paid: Fen,
+}
+
+impl Deposits {
+    /// The final settlement of a discharged stay (出院结算): its billable charges paid
+    /// from the deposit under one invoice, what the deposit does not cover paid by the
+    /// patient (`method`, with the cash handed over or the transaction reference), and
+    /// the balance left paid back in cash — one transaction; the receipts numbered.
+    pub async fn settle(
+        &self,
+        caller: &Caller,
+        cashier: &crate::cashier::Cashier,
+        form: &DepositForm,
+    ) -> Result<Settled, DepositError> {
+        if !Self::may_take(caller) || !caller.access().all_campuses().contains(&form.campus) {
+            return Err(DepositError::Forbidden(
+                "settlements are made by the campus's cashiers and admission office".into(),
+            ));
+        }
+        let (stay, patient, _) = self.stay(caller, &form.stay).await?;
+        if stay["status"] != "finished" {
+            return Err(invalid("stay", "not-discharged", "a discharged stay (the doctor discharges it first)"));
+        }
+        let rt = ResourceType::parse("ChargeItem").ok_or_else(|| invalid("stay", "stay", "a stay"))?;
+        let params = vec![
+            ("context".to_string(), format!("Encounter/{}", form.stay)),
+            ("_count".to_string(), "1000".to_string()),
+        ];
+        let req =
+            lianyi_fhir::search::parse_search(rt, &params).map_err(|i| invalid("stay", "search", i.diagnostics))?;
+        let page = self.fhir.search(&self.fhir.permit(caller, rt).await?, &req).await?;
+        let charges: Vec<(lianyi_store::StoredResource, Value)> = page
+            .resources
+            .into_iter()
+            .filter(|r| r.campus.as_deref() == Some(form.campus.as_str()))
+            .filter_map(|r| {
+                let v: Value = serde_json::from_str(&r.body).ok()?;
+                (v["status"] == "billable").then_some((r, v))
+            })
+            .collect();
+        let total =
+            Fen(charges.iter().map(|(_, v)| crate::charges::extension_i64(v, crate::charges::AMOUNT_URL)).sum());
+        let balance = Fen(self
+            .fhir
+            .operations()
+            .deposits()
+            .balances(&[form.stay.as_str()])
+            .await?
+            .get(&form.stay)
+            .copied()
+            .unwrap_or(0));
+        if total.0 == 0 && balance.0 == 0 {
+            return Err(invalid("stay", "settled", "nothing to settle: no charge and no deposit left"));
+        }
+        let from_deposit = Fen(total.0.min(balance.0));
+        let refund = Fen(balance.0 - from_deposit.0);
+        let due = Fen(total.0 - from_deposit.0);
+        let now = self.fhir.now_ms();
+        let row = |kind: &str, amount: i64, method: &str| NewDeposit {
+            campus: form.campus.clone(),
+            receipt_no: 0,
+            stay: form.stay.clone(),
+            patient: patient.clone(),
+            kind: kind.into(),
+            amount_fen: amount,
+            method: method.into(),
+            reference: None,
+            cashier: caller.actor().to_string(),
+            at: now,
+            note: None,
+        };
+        let mut rows = Vec::new();
+        if from_deposit.0 > 0 {
+            rows.push(row("settlement", -from_deposit.0, "deposit"));
+        }
+        if refund.0 > 0 {
+            rows.push(row("refund", -refund.0, "cash"));
+        }
+        if charges.is_empty() {
+            // Only the deposit back: its receipt and audit record.
+            let deposits = self.fhir.operations().deposits();
+            for _ in 0..20 {
+                let mut entry = row("refund", -refund.0, "cash");
+                entry.receipt_no = deposits.last_receipt_no(&form.campus).await? + 1;
+                let mut audit = caller.entry(now, "settlement", "success");
+                audit.resource_type = Some("Encounter".into());
+                audit.resource_id = Some(form.stay.clone());
+                audit.patient = Some(patient.clone());
+                audit.detail = Some(format!("no charges; deposit {refund} yuan paid back"));
+                match self.fhir.write_side(vec![audit], &[SideWrite::Deposit(entry)]).await {
+                    Ok(()) => return Ok(Settled { invoice_no: None, total, from_deposit, refund, paid: Fen(0) }),
+                    Err(ServiceError::Conflict { resource_type, .. }) if resource_type == "deposit" => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            return Err(invalid(
+                "stay",
+                "busy",
+                "every receipt number was taken meanwhile: nothing was written; try again",
+            ));
+        }
+        let method = if due.0 > 0 { form.method.clone() } else { "deposit".to_string() };
+        if due.0 > 0 && !METHODS.contains(&method.as_str()) {
+            return Err(invalid("method", "choice", format!("{due} yuan is due beyond the deposit: how is it paid")));
+        }
+        let invoice_no = cashier
+            .settle_charges(caller, (&form.campus, &patient), &charges, (method, total, due), rows, &form.reference)
+            .await
+            .map_err(|e| match e {
+                crate::cashier::PayError::Invalid(f) => DepositError::Invalid(f),
+                crate::cashier::PayError::Forbidden(w) => DepositError::Forbidden(w),
+                crate::cashier::PayError::Service(s) => s.into(),
+                other => invalid("stay", "changed", other.to_string()),
+            })?;
+        Ok(Settled { invoice_no: Some(invoice_no), total, from_deposit, refund, paid: due })
     }
 }

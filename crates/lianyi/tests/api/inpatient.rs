@@ -464,6 +464,10 @@ async fn a_patient_is_admitted_from_clinic_onto_a_free_bed_and_received_on_the_w
         "{card}"
     );
 
+    // Settlement waits for the discharge.
+    let settle = format!("/billing/deposits/{stay_id}/settle");
+    let (_, _, page) = post(&mut desk, &settle, &kt, &[("campus", "campus-east"), ("method", "cash")]).await;
+    assert!(page.contains("尚未出院"), "{page}");
     // West's doctor discharges the patient: the stay ends, the bed is to be cleaned.
     let (mut west_doctor, wdt) = logged_in(&app, &clock, "dr.west", "doctor", "campus-west", None).await;
     let summary = [
@@ -482,6 +486,19 @@ async fn a_patient_is_admitted_from_clinic_onto_a_free_bed_and_received_on_the_w
         between(&page, "id=\"bed-bed-w-2\"", "</li>").contains("data-state=\"cleaning\""),
         "the bed turns to cleaning"
     );
+    // The final settlement: no charges on the stay, so the deposit's whole balance
+    // goes back, under the next receipt; settled once.
+    let (status, loc, page) = post(&mut desk, &settle, &kt, &[("campus", "campus-east"), ("method", "cash")]).await;
+    assert_eq!(
+        (status, loc.as_str()),
+        (StatusCode::SEE_OTHER, format!("/billing/deposits/{stay_id}?done=settled&refund=5300.50&paid=0.00").as_str()),
+        "{page}"
+    );
+    let (_, _, page) = desk.get(&loc).await;
+    assert!(page.contains("退还预交金 ¥5300.50") && page.contains("id=\"dep-balance\">¥0.00"), "{page}");
+    assert!(page.contains("退还 · 现金") && page.contains(">00000005</a>"), "the refund's receipt: {page}");
+    let (_, _, page) = post(&mut desk, &settle, &kt, &[("campus", "campus-east"), ("method", "cash")]).await;
+    assert!(page.contains("无需结算"), "settled once: {page}");
 
     // The subscribing system got the stay's ADT events in order: admitted (A01),
     // received (A08), transferred to West (A02, PV1-6 where from), received there
@@ -796,6 +813,70 @@ async fn ward_orders_are_checked_signed_verified_by_a_nurse_stopped_and_printed(
     let (_, _, page) = nurse.get("/ward?ward=ward-east-im").await;
     let card = between(&page, "id=\"bed-bed-e-2\"", "</li>");
     assert!(card.contains("data-state=\"cleaning\"") && !card.contains("黄建国"), "{card}");
+    // Settled against the deposit under one invoice: 1,200 yuan of charges from a
+    // 3,000 yuan deposit, 1,800 back.
+    put(
+        &east,
+        &app,
+        json!({"resourceType": "ChargeItem", "id": "bed-days", "status": "billable",
+               "code": {"text": "床位费"}, "subject": {"reference": "Patient/pat-2"},
+               "context": {"reference": format!("Encounter/{stay}")},
+               "extension": [{"url": lianyi_billing::charges::AMOUNT_URL, "valueInteger": 120_000},
+                             {"url": lianyi_billing::charges::CATEGORY_URL, "valueCode": "bed"}]}),
+    )
+    .await;
+    let billing = lianyi_billing::deposits::Deposits::new(app.fhir.clone());
+    let cashier = lianyi_billing::cashier::Cashier::new(app.fhir.clone());
+    let desk =
+        Caller::task_at(SystemTask::Operator("test".into()), lianyi_security::CampusId::parse("campus-east").unwrap());
+    let form = lianyi_billing::deposits::DepositForm {
+        campus: "campus-east".into(),
+        stay: stay.clone(),
+        amount: "3000".into(),
+        method: "cash".into(),
+        reference: String::new(),
+    };
+    let refused = billing.take(&desk, &form).await.unwrap_err().to_string();
+    assert!(
+        refused.contains("not discharged") || refused.contains("discharged"),
+        "no deposit after discharge: {refused}"
+    );
+    app.fhir.operations().deposits().balances(&[stay.as_str()]).await.unwrap();
+    let entry = lianyi_store::deposits::NewDeposit {
+        campus: "campus-east".into(),
+        receipt_no: 1,
+        stay: stay.clone(),
+        patient: "pat-2".into(),
+        kind: "deposit".into(),
+        amount_fen: 300_000,
+        method: "cash".into(),
+        reference: None,
+        cashier: "user:adm.east".into(),
+        at: MONDAY_2345,
+        note: None,
+    };
+    app.fhir.write_side(Vec::new(), &[lianyi_store::messages::SideWrite::Deposit(entry)]).await.unwrap();
+    let settled = billing.settle(&desk, &cashier, &form).await.unwrap();
+    assert_eq!(settled.invoice_no, Some(1));
+    assert_eq!(
+        (settled.total.0, settled.from_deposit.0, settled.refund.0, settled.paid.0),
+        (120_000, 120_000, 180_000, 0)
+    );
+    let charge = &search(&app, "ChargeItem?_id=bed-days").await[0];
+    assert_eq!(charge["status"], "billed");
+    assert_eq!(app.fhir.operations().deposits().balances(&[stay.as_str()]).await.unwrap()[&stay], 0);
+    let kinds: Vec<String> = app
+        .fhir
+        .operations()
+        .deposits()
+        .of_stay(&stay)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| format!("{}:{}", d.entry.kind, d.entry.amount_fen))
+        .collect();
+    assert_eq!(kinds, ["deposit:300000", "settlement:-120000", "refund:-180000"]);
+
     // Discharged once: the stay is no longer on a ward (its page is gone with it).
     let (status, _, _) = post(&mut doctor, &discharge, &dt, &summary).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "discharged once");

@@ -39,6 +39,7 @@ struct Row {
     campus: String,
     no: i64,
     at: String,
+    kind: String,
     method: String,
     amount: String,
     cashier: String,
@@ -56,13 +57,22 @@ struct AccountPage<'a> {
     balance: String,
     rows: Vec<Row>,
     may_take: bool,
+    /// A discharged stay with something to settle.
+    may_settle: bool,
+    done: Option<String>,
     campus: String,
     methods: Vec<(&'static str, String)>,
     form: DepositForm,
     errors: Vec<String>,
 }
 
-async fn render(state: &AppState, s: &Signed, stay: &str, form: DepositForm, errors: Vec<String>) -> Response {
+async fn render(
+    state: &AppState,
+    s: &Signed,
+    stay: &str,
+    form: DepositForm,
+    (errors, done): (Vec<String>, Option<String>),
+) -> Response {
     let t = s.t;
     let caller = &s.info.caller;
     let account = match state.deposits.account(caller, stay).await {
@@ -93,12 +103,15 @@ async fn render(state: &AppState, s: &Signed, stay: &str, form: DepositForm, err
                     campus: d.entry.campus,
                     no: d.entry.receipt_no,
                     at: local_time(d.entry.at),
+                    kind: t.named("dep-kind", &d.entry.kind),
                     method: t.named("pay-method", &d.entry.method),
                     amount: Fen(d.entry.amount_fen).to_string(),
                     cashier: d.entry.cashier,
                 })
                 .collect(),
             may_take: Deposits::may_take(caller) && account.in_hospital && !campus.is_empty(),
+            may_settle: Deposits::may_take(caller) && !account.in_hospital && !campus.is_empty(),
+            done,
             campus,
             methods: METHODS.iter().map(|m| (*m, t.named("pay-method", m))).collect(),
             form,
@@ -108,11 +121,52 @@ async fn render(state: &AppState, s: &Signed, stay: &str, form: DepositForm, err
     )
 }
 
-pub(super) async fn account_page(State(state): State<AppState>, s: Signed, Path(stay): Path<String>) -> Response {
+pub(super) async fn account_page(
+    State(state): State<AppState>,
+    s: Signed,
+    Path(stay): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
     if !Deposits::may_read(&s.info.caller) {
         return forbidden(s.t);
     }
-    render(&state, &s, &stay, DepositForm { method: "cash".into(), ..DepositForm::default() }, Vec::new()).await
+    let t = s.t;
+    let done = match (q.get("done").map(String::as_str), q.get("refund"), q.get("paid")) {
+        (Some("settled"), Some(refund), Some(paid)) if refund.len() < 16 && paid.len() < 16 => {
+            Some(t.get("dep-settled").replace("{refund}", refund).replace("{paid}", paid))
+        }
+        _ => None,
+    };
+    render(&state, &s, &stay, DepositForm { method: "cash".into(), ..DepositForm::default() }, (Vec::new(), done)).await
+}
+
+pub(super) async fn settle(
+    State(state): State<AppState>,
+    s: Signed,
+    Path(stay): Path<String>,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> Response {
+    if !Deposits::may_take(&s.info.caller) || !s.csrf_ok(&form_value(&form, "csrf")) {
+        return forbidden(s.t);
+    }
+    let v = |k: &str| form_value(&form, k);
+    let f = DepositForm {
+        campus: v("campus"),
+        stay: stay.clone(),
+        amount: String::new(),
+        method: v("method"),
+        reference: v("reference"),
+    };
+    match state.deposits.settle(&s.info.caller, &state.cashier, &f).await {
+        Ok(done) => {
+            see_other(&format!("/billing/deposits/{stay}?done=settled&refund={}&paid={}", done.refund, done.paid))
+        }
+        Err(DepositError::Forbidden(_)) => forbidden(s.t),
+        Err(e) => {
+            let errors = worded(s.t, &e);
+            render(&state, &s, &stay, f, (errors, None)).await
+        }
+    }
 }
 
 pub(super) async fn take(
@@ -137,7 +191,7 @@ pub(super) async fn take(
         Err(DepositError::Forbidden(_)) => forbidden(s.t),
         Err(e) => {
             let errors = worded(s.t, &e);
-            render(&state, &s, &stay, f, errors).await
+            render(&state, &s, &stay, f, (errors, None)).await
         }
     }
 }

@@ -34,6 +34,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/billing/reports.csv", get(reports::report_csv))
         .route("/billing/deposits/{stay}", get(deposits::account_page).post(deposits::take))
         .route("/billing/deposits/receipt/{campus}/{no}", get(deposits::receipt_page))
+        .route("/billing/deposits/{stay}/settle", axum::routing::post(deposits::settle))
 }
 
 mod coverage;
