@@ -237,6 +237,11 @@ impl Inpatient {
         self.fhir.now_ms()
     }
 
+    /// The FHIR service it works through.
+    pub fn fhir(&self) -> lianyi_services::FhirService {
+        self.fhir.clone()
+    }
+
     /// Who may order admissions: callers who write ServiceRequests at a campus.
     pub fn may_order(caller: &Caller) -> bool {
         caller.access().patient().is_none() && caller.access().allows("ServiceRequest", Perm::Create)

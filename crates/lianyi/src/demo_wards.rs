@@ -2,9 +2,11 @@
 //! medicine and surgery wards, patients seen in clinic are admitted the way the
 //! hospital admits them — their doctor's admission order (住院证), the admission
 //! office registering the stay on a bed and taking its deposit (预交金), the ward
-//! receiving them. At East internal
-//! medicine one patient is on the way to the ward, one more order waits at the
-//! admission office, and a bed is closed.
+//! receiving them. Each patient on a ward has a nursing order, a long-term infusion and
+//! a one-time test, verified by the ward, and the morning's vital signs on the chart;
+//! one is discharged with a summary and settled. At East internal medicine one
+//! patient is on the way to the ward, one more order waits at the admission office,
+//! and a bed is closed.
 
 use std::collections::HashSet;
 
@@ -32,6 +34,8 @@ pub(crate) struct Wards {
     pub arriving: usize,
     /// Orders waiting at the admission office.
     pub waiting: usize,
+    /// Discharged and settled.
+    pub discharged: usize,
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> CliError {
@@ -44,7 +48,7 @@ pub(crate) async fn load(
     directory: &[DemoResource],
 ) -> Result<Wards, CliError> {
     let mut used = HashSet::new();
-    let mut out = Wards { admitted: 0, arriving: 0, waiting: 0 };
+    let mut out = Wards { admitted: 0, arriving: 0, waiting: 0, discharged: 0 };
     let mut reason = REASONS.iter().cycle();
     for (cid, ..) in lianyi_services::demo::CAMPUSES {
         // What the demo writes at a campus belongs to it.
@@ -65,7 +69,7 @@ pub(crate) async fn load(
                     Some((e["id"].as_str()?.to_string(), patient))
                 })
                 .collect();
-            let mut n = 0;
+            let mut n: usize = 0;
             for (visit, patient) in visits {
                 if n == stays + extra {
                     break;
@@ -75,7 +79,7 @@ pub(crate) async fn load(
                 }
                 let form = OrderForm {
                     ward: format!("ward-{cid}-{dept}"),
-                    nursing: if n % 3 == 0 { "1" } else { "2" }.into(),
+                    nursing: if n.is_multiple_of(3) { "1" } else { "2" }.into(),
                     reason: reason.next().copied().unwrap_or_default().into(),
                     note: String::new(),
                 };
@@ -92,7 +96,7 @@ pub(crate) async fn load(
                 let deposit = lianyi_billing::deposits::DepositForm {
                     campus: cid.to_string(),
                     stay: admitted.stay.clone(),
-                    amount: if n % 2 == 0 { "5000" } else { "3000" }.into(),
+                    amount: if n.is_multiple_of(2) { "5000" } else { "3000" }.into(),
                     method: "cash".into(),
                     reference: String::new(),
                 };
@@ -101,6 +105,11 @@ pub(crate) async fn load(
                     out.arriving += 1;
                 } else {
                     inpatient.receive(&caller, &admitted.stay).await.map_err(|e| failed("receive", e))?;
+                    on_the_ward(inpatient, &caller, &admitted.stay, n).await?;
+                    if dept == "sur" && n == 1 {
+                        leave(inpatient, deposits, &caller, cid, &admitted.stay).await?;
+                        out.discharged += 1;
+                    }
                 }
             }
             if east_im {
@@ -110,4 +119,75 @@ pub(crate) async fn load(
         }
     }
     Ok(out)
+}
+
+/// A patient's first orders on the ward, verified, and the morning's readings.
+async fn on_the_ward(inpatient: &Inpatient, caller: &Caller, stay: &str, n: usize) -> Result<(), CliError> {
+    use lianyi_inpatient::orders::OrderForm as Ward;
+    let orders = [
+        Ward {
+            kind: "nursing".into(),
+            term: "long".into(),
+            frequency: "qd".into(),
+            text: "二级护理".into(),
+            ..Ward::default()
+        },
+        Ward {
+            kind: "medication".into(),
+            term: "long".into(),
+            drug: if n.is_multiple_of(2) { "LEVO500I" } else { "CTRX1G" }.into(),
+            dose: if n.is_multiple_of(2) { "500" } else { "2" }.into(),
+            route: "ivgtt".into(),
+            frequency: "qd".into(),
+            ..Ward::default()
+        },
+        Ward {
+            kind: "lab".into(),
+            term: "once".into(),
+            frequency: "st".into(),
+            text: "血常规".into(),
+            ..Ward::default()
+        },
+    ];
+    for o in &orders {
+        let signed = inpatient.sign_order(caller, stay, o, "").await.map_err(|e| failed("order", e))?;
+        if let lianyi_inpatient::orders::Signed::Done { order, .. } = signed {
+            inpatient.verify_order(caller, stay, &order).await.map_err(|e| failed("verify", e))?;
+        }
+    }
+    let vitals = lianyi_inpatient::vitals::VitalsForm {
+        temperature: format!("{:.1}", 36.5 + (n % 4) as f64 * 0.6),
+        pulse: (72 + n * 4).to_string(),
+        respiration: "18".into(),
+        systolic: "126".into(),
+        diastolic: "80".into(),
+    };
+    inpatient.record_vitals(caller, stay, &vitals).await.map_err(|e| failed("vitals", e))
+}
+
+/// Discharges a stay with its summary and settles it.
+async fn leave(
+    inpatient: &Inpatient,
+    deposits: &lianyi_billing::deposits::Deposits,
+    caller: &Caller,
+    campus: &str,
+    stay: &str,
+) -> Result<(), CliError> {
+    let summary = lianyi_inpatient::discharge::DischargeForm {
+        course: "入院后完善检查，予抗感染及对症治疗，症状缓解。".into(),
+        diagnosis: "急性阑尾炎".into(),
+        condition: "一般情况好，切口愈合良好".into(),
+        advice: "注意休息，1周后门诊复查".into(),
+        disposition: "home".into(),
+    };
+    inpatient.discharge(caller, stay, &summary, "").await.map_err(|e| failed("discharge", e))?;
+    let cashier = lianyi_billing::cashier::Cashier::new(inpatient.fhir());
+    let form = lianyi_billing::deposits::DepositForm {
+        campus: campus.to_string(),
+        stay: stay.to_string(),
+        method: "cash".into(),
+        ..Default::default()
+    };
+    deposits.settle(caller, &cashier, &form).await.map_err(|e| failed("settle", e))?;
+    Ok(())
 }

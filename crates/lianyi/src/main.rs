@@ -1934,11 +1934,12 @@ async fn demo_command(
         registered.assets, registered.repairs
     );
     println!(
-        "  Wards: {} beds in 9 wards; {} patients admitted from their clinic visits at the 3 campuses' internal medicine and surgery wards, each with a deposit ({} on the way to East internal medicine, {} admission order waiting at the admission office, a bed closed).",
+        "  Wards: {} beds in 9 wards; {} patients admitted from their clinic visits at the 3 campuses' internal medicine and surgery wards, each with a deposit, their orders verified and the morning's vital signs charted ({} on the way to East internal medicine, {} admission order waiting at the admission office, {} discharged and settled, a bed closed).",
         9 * demo::BEDS_PER_WARD,
         wards.admitted,
         wards.arriving,
-        wards.waiting
+        wards.waiting,
+        wards.discharged
     );
     println!(
         "  Staff: the department tree of the 3 campuses; {licences} licences (one expiring this month, one lapsed) for the reminders."
@@ -2045,7 +2046,7 @@ async fn demo_command(
         "  Rosters       http://{addr}/manage/rosters (head.east keeps East internal medicine's; manager sets shift types at /manage/shift-types and imports clock records at /manage/attendance)"
     );
     println!(
-        "  Wards         http://{addr}/ward (bed boards; nurse.east receives patients on East internal medicine) and http://{addr}/ward/admissions (registrar.east admits onto a free bed); doctors order admission from a visit"
+        "  Wards         http://{addr}/ward (bed boards; nurse.east receives patients on East internal medicine, verifies orders, records doses at /ward/tasks and vital signs on each stay's temperature chart) and http://{addr}/ward/admissions (registrar.east admits onto a free bed, takes deposits, settles discharged stays); doctor.east orders admission from a visit, and ward orders and discharge from a stay's page"
     );
     println!("  Cashier       http://{addr}/billing/cashier?patient=ID (from a patient's page)");
     println!("  Pharmacy      http://{addr}/pharmacy (dispensing) and http://{addr}/pharmacy/stock (stock by batch)");

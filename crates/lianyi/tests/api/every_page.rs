@@ -56,6 +56,7 @@ const START: &[&str] = &[
     "/registration",
     "/ward",
     "/ward/admissions",
+    "/ward/tasks",
     "/scheduling",
     "/scheduling?dept=campus-east-im",
     "/queue",
