@@ -306,12 +306,20 @@ impl Deposits {
         let charges: Vec<(lianyi_store::StoredResource, Value)> = page
             .resources
             .into_iter()
-            .filter(|r| r.campus.as_deref() == Some(form.campus.as_str()))
             .filter_map(|r| {
                 let v: Value = serde_json::from_str(&r.body).ok()?;
                 (v["status"] == "billable").then_some((r, v))
             })
             .collect();
+        // The whole stay is settled at once: charges another campus holds are billed
+        // there first (its invoice numbers), or the balance would go back too early.
+        if let Some((r, _)) = charges.iter().find(|(r, _)| r.campus.as_deref() != Some(form.campus.as_str())) {
+            return Err(invalid(
+                "stay",
+                "other-campus",
+                format!("the stay has charges at {} to settle there first", r.campus.as_deref().unwrap_or("-")),
+            ));
+        }
         let total =
             Fen(charges.iter().map(|(_, v)| crate::charges::extension_i64(v, crate::charges::AMOUNT_URL)).sum());
         let balance = Fen(self

@@ -21,6 +21,9 @@ use crate::stays::{Inpatient, InpatientError, invalid, reference_id, stay_number
 
 /// The identifier system of a dose's record: `{order id}/{due ms}`.
 pub const DOSE_SYSTEM: &str = "urn:lianyi:dose";
+/// The last dose recorded of an order (`{order id}/{due ms}`), written with each dose
+/// so that two records of one dose cannot both commit.
+pub const LAST_DOSE_URL: &str = "urn:lianyi:last-dose";
 /// A dose given more than this after its due time is late.
 pub const LATE_MS: i64 = 30 * 60_000;
 const DAY_MS: i64 = 86_400_000;
@@ -210,6 +213,12 @@ impl Inpatient {
         else {
             return Err(invalid("order", "stay-order", "a medication order of the stay"));
         };
+        let key = format!("{id}/{}", form.due_ms);
+        let existing =
+            self.search(&care, "MedicationAdministration", &[("identifier", format!("{DOSE_SYSTEM}|{key}"))]).await?;
+        if !existing.is_empty() {
+            return Err(invalid("due", "recorded", "this dose was recorded already"));
+        }
         if o.stopped.is_some() || o.status != "active" {
             return Err(invalid("order", "stopped", "the order was stopped"));
         }
@@ -223,6 +232,14 @@ impl Inpatient {
             return Err(invalid("due", "due", "a due time of the order"));
         }
         let mut errors = Vec::new();
+        // A dose is not given ahead of its round (a future one may be held or refused).
+        if form.outcome == "given" && form.due_ms > self.fhir.now_ms() + LATE_MS {
+            errors.push(lianyi_clinical::registry::FieldError {
+                field: "due",
+                code: "early",
+                detail: "not yet due: a dose is given at its round".into(),
+            });
+        }
         // The wristband: the stay number, or one of the patient's MRNs.
         let patient = reference_id(&stay_v["subject"], "Patient").unwrap_or_default().to_string();
         let p = self.read(&care, "Patient", &patient).await?;
@@ -260,12 +277,6 @@ impl Inpatient {
         if !errors.is_empty() {
             return Err(InpatientError::Invalid(errors));
         }
-        let key = format!("{id}/{}", form.due_ms);
-        let existing =
-            self.search(&care, "MedicationAdministration", &[("identifier", format!("{DOSE_SYSTEM}|{key}"))]).await?;
-        if !existing.is_empty() {
-            return Err(invalid("due", "recorded", "this dose was recorded already"));
-        }
         let now = self.fhir.now_ms();
         let mut ma = json!({"resourceType": "MedicationAdministration",
             "identifier": [{"system": DOSE_SYSTEM, "value": key}],
@@ -282,14 +293,34 @@ impl Inpatient {
         if given != "given" {
             ma["statusReason"] = json!([{"coding": [{"system": "urn:lianyi:dose-not-given", "code": given}], "text": form.reason.trim()}]);
         }
-        let here = lianyi_security::CampusId::parse(&ward.campus)
-            .ok()
-            .and_then(|c| care.at_campus(&c))
-            .ok_or_else(|| InpatientError::Forbidden("giving medications here is not among your roles".into()))?;
+        if !Self::nurse_at(caller, &ward.campus) {
+            return Err(InpatientError::Forbidden("giving medications here is not among your roles".into()));
+        }
+        let campus = lianyi_security::CampusId::parse(&ward.campus).map_err(|_| invalid("ward", "ward", "a ward"))?;
+        let here = care
+            .at_campus(&campus)
+            .ok_or_else(|| InpatientError::Forbidden("giving medications here is not among your roles".into()))?
+            .checking_orders(&campus);
+        // Written on the order's version read: two nurses recording the same dose at
+        // once, one of them is refused. A one-time order is done with its dose.
+        let mut order_v = crate::stays::editable(&stored)?;
+        if f == Frequency::St {
+            order_v["status"] = json!("completed");
+        }
+        let mut ext: Vec<Value> = order_v["extension"].as_array().cloned().unwrap_or_default();
+        ext.retain(|x| x["url"] != LAST_DOSE_URL);
+        ext.push(json!({"url": LAST_DOSE_URL, "valueString": key}));
+        order_v["extension"] = json!(ext);
         let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
-            {"resource": ma, "request": {"method": "POST", "url": "MedicationAdministration", "ifNoneExist": format!("identifier={DOSE_SYSTEM}|{key}")}}]});
-        let done = self.fhir.process_bundle(&here, bundle, true).await?;
-        Ok(done["entry"][0]["response"]["location"].as_str().unwrap_or_default().to_string())
+            {"resource": ma, "request": {"method": "POST", "url": "MedicationAdministration", "ifNoneExist": format!("identifier={DOSE_SYSTEM}|{key}")}},
+            crate::stays::put(order_v, &stored)]});
+        match self.fhir.process_bundle(&here, bundle, true).await {
+            Ok(done) => Ok(done["entry"][0]["response"]["location"].as_str().unwrap_or_default().to_string()),
+            Err(e) if crate::stays::changed(&e) => {
+                Err(invalid("due", "recorded", "the order changed meanwhile (another dose recorded): look again"))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use lianyi_security::Caller;
 use lianyi_services::identifiers::USER_SYSTEM;
 use serde_json::{Value, json};
 
-use crate::beds::{BedState, BedStep, arriving, current, next};
+use crate::beds::{BedState, BedStep, SNOMED, TRANSFER_CODE, arriving, current, next};
 use crate::orders::STOPPED_URL;
 use crate::stays::{Inpatient, InpatientError, bed_taken, changed, editable, invalid, put, reference_id};
 use crate::transfers::leave_current;
@@ -133,16 +133,40 @@ impl Inpatient {
             put(v.clone(), &stored),
             put(bed_v, &bed_stored),
         ];
-        // Long-term orders in force end with the stay.
-        for o in orders.iter().filter(|o| o.long_term && o.status == "active" && o.stopped.is_none()) {
+        // Every order still active ends with the stay: long-term ones stopped (so they
+        // are no one's current medication), one-time ones completed.
+        for o in orders.iter().filter(|o| o.status == "active" && o.stopped.is_none()) {
             let (t, id) = o.reference.split_once('/').unwrap_or_default();
             let r = self.read(&care, t, id).await?;
             let mut ov: Value = editable(&r)?;
-            let mut ext = ov["extension"].as_array().cloned().unwrap_or_default();
-            ext.push(json!({"url": STOPPED_URL, "extension": [{"url": "by", "valueString": by}, {"url": "at", "valueDateTime": at}]}));
-            ov["extension"] = json!(ext);
-            ov["status"] = json!(if t == "MedicationRequest" { "stopped" } else { "completed" });
+            if o.long_term {
+                let mut ext = ov["extension"].as_array().cloned().unwrap_or_default();
+                ext.push(json!({"url": STOPPED_URL, "extension": [{"url": "by", "valueString": by}, {"url": "at", "valueDateTime": at}]}));
+                ov["extension"] = json!(ext);
+                ov["status"] = json!(if t == "MedicationRequest" { "stopped" } else { "revoked" });
+            } else {
+                ov["status"] = json!("completed");
+            }
             entries.push(put(ov, &r));
+        }
+        // A transfer still waiting for a bed goes with the stay.
+        let waiting = self
+            .search(
+                &care.group_wide(),
+                "ServiceRequest",
+                &[
+                    ("encounter", format!("Encounter/{stay}")),
+                    ("code", format!("{SNOMED}|{TRANSFER_CODE}")),
+                    ("status", "active".into()),
+                ],
+            )
+            .await?;
+        for w in waiting {
+            let id = w["id"].as_str().unwrap_or_default().to_string();
+            let r = self.read(&care.group_wide(), "ServiceRequest", &id).await?;
+            let mut rv: Value = editable(&r)?;
+            rv["status"] = json!("revoked");
+            entries.push(put(rv, &r));
         }
         let campus = lianyi_security::CampusId::parse(&ward.campus).map_err(|_| invalid("ward", "ward", "a ward"))?;
         let writer = care

@@ -264,6 +264,10 @@ impl Inpatient {
                     errors.push(field("frequency", "frequency-st", "st is for a one-time order"));
                     None
                 }
+                Some(f) if !long_term && f != Frequency::St && kind == Some(Kind::Medication) => {
+                    errors.push(field("frequency", "frequency-once", "a one-time order is given once: st"));
+                    None
+                }
                 Some(f) => Some(f),
                 None => {
                     errors.push(field("frequency", "frequency", "qd, bid, tid, qid, q6h, q8h, q12h, qn or st"));
@@ -374,7 +378,8 @@ impl Inpatient {
                 if !errors.is_empty() {
                     return Err(InpatientError::Invalid(errors));
                 }
-                let f = frequency.unwrap_or(if long_term { Frequency::Qd } else { Frequency::St });
+                // A one-time order is carried out once.
+                let f = if long_term { frequency.unwrap_or(Frequency::Qd) } else { Frequency::St };
                 let sr = json!({"resourceType": "ServiceRequest", "status": "active", "intent": "order",
                     "category": [{"coding": [{"system": INPATIENT_CATEGORY, "code": "inpatient"}, {"system": KIND_SYSTEM, "code": k.code()}]}],
                     "code": {"text": note},
@@ -418,7 +423,7 @@ impl Inpatient {
         caller: &Caller,
         stay: &str,
         order: &str,
-    ) -> Result<(StoredResource, Value, Caller, Value), InpatientError> {
+    ) -> Result<(StoredResource, Value, Caller, Value, String), InpatientError> {
         let (_, stay_v, care) = self.stay_for(caller, stay).await?;
         let (t, id) = order.split_once('/').ok_or_else(|| invalid("order", "stay-order", "an order of the stay"))?;
         if !matches!(t, "MedicationRequest" | "ServiceRequest") {
@@ -437,11 +442,14 @@ impl Inpatient {
             return Err(invalid("stay", "not-on-ward", "the stay is on no ward"));
         };
         let ward = self.ward(&care, &ward).await?;
-        Ok((stored, v, self.verifier(&care, &ward.campus)?, stay_v))
+        Ok((stored, v, care, stay_v, ward.campus))
     }
 
     fn verifier(&self, care: &Caller, campus: &str) -> Result<Caller, InpatientError> {
         let id = lianyi_security::CampusId::parse(campus).map_err(|_| invalid("campus", "campus", "a campus"))?;
+        if !Self::nurse_at(care, campus) {
+            return Err(InpatientError::Forbidden(format!("the wards of {campus} are not among your campuses")));
+        }
         let here = care
             .at_campus(&id)
             .ok_or_else(|| InpatientError::Forbidden(format!("the wards of {campus} are not among your campuses")))?;
@@ -453,7 +461,8 @@ impl Inpatient {
         if !Self::may_keep_ward(caller) {
             return Err(InpatientError::Forbidden("verifying orders is not among your roles".into()));
         }
-        let (stored, mut v, writer, stay_v) = self.order_of(caller, stay, order).await?;
+        let (stored, mut v, care, stay_v, campus) = self.order_of(caller, stay, order).await?;
+        let writer = self.verifier(&care, &campus)?;
         if arriving(&stay_v) {
             return Err(invalid("stay", "not-on-ward", "the patient is not on the ward yet (receive them first)"));
         }
@@ -480,14 +489,11 @@ impl Inpatient {
         if !Self::may_order(caller) {
             return Err(InpatientError::Forbidden("stopping orders is not among your roles".into()));
         }
-        let (stored, mut v, _, stay_v) = self.order_of(caller, stay, order).await?;
+        let (stored, mut v, care, _, campus) = self.order_of(caller, stay, order).await?;
         if v["status"] != "active" || mark(&v, STOPPED_URL).is_some() {
             return Err(invalid("order", "stopped", "the order was stopped or cancelled"));
         }
-        let (_, _, care) = self.stay_for(caller, stay).await?;
-        let ward = current(&stay_v, "wa").map(|(w, _)| w).unwrap_or_default();
-        let ward = self.ward(&care, &ward).await?;
-        let here = lianyi_security::CampusId::parse(&ward.campus)
+        let here = lianyi_security::CampusId::parse(&campus)
             .ok()
             .and_then(|c| care.at_campus(&c))
             .ok_or_else(|| InpatientError::Forbidden("stopping orders here is not among your roles".into()))?;
@@ -495,7 +501,7 @@ impl Inpatient {
         let mut ext = v["extension"].as_array().cloned().unwrap_or_default();
         ext.push(marked(&by, self.fhir.now_ms(), STOPPED_URL));
         v["extension"] = json!(ext);
-        v["status"] = json!(if stored.resource_type == "MedicationRequest" { "stopped" } else { "completed" });
+        v["status"] = json!(if stored.resource_type == "MedicationRequest" { "stopped" } else { "revoked" });
         self.write_order(&here, v, &stored).await
     }
 

@@ -557,6 +557,11 @@ impl Inpatient {
             return Err(InpatientError::Forbidden("admitting patients is not among your roles".into()));
         }
         let id = CampusId::parse(campus).map_err(|_| invalid("campus", "campus", "a campus"))?;
+        // The admitting role itself must cover the campus (registering stays there),
+        // not any other role the user holds there.
+        if !caller.access().campuses_for("Encounter", Perm::Create).contains(campus) {
+            return Err(InpatientError::Forbidden(format!("admitting at {campus} is not among your roles")));
+        }
         let here = caller
             .at_campus(&id)
             .ok_or_else(|| InpatientError::Forbidden(format!("admitting at {campus} is not among your roles")))?;
@@ -569,10 +574,20 @@ impl Inpatient {
             return Err(InpatientError::Forbidden("working on a ward is not among your roles".into()));
         }
         let id = CampusId::parse(campus).map_err(|_| invalid("campus", "campus", "a campus"))?;
+        if !Self::nurse_at(caller, campus) {
+            return Err(InpatientError::Forbidden(format!("the wards of {campus} are not among your campuses")));
+        }
         let here = caller
             .at_campus(&id)
             .ok_or_else(|| InpatientError::Forbidden(format!("the wards of {campus} are not among your campuses")))?;
         Ok(here.keeping_beds(&id))
+    }
+
+    /// Whether `caller`'s nursing role covers `campus` (giving medications there), not
+    /// only some other role they hold there.
+    pub(crate) fn nurse_at(caller: &Caller, campus: &str) -> bool {
+        Self::may_keep_ward(caller)
+            && caller.access().campuses_for("MedicationAdministration", Perm::Create).contains(campus)
     }
 
     // -----------------------------------------------------------------------------
@@ -627,15 +642,16 @@ impl Inpatient {
             .ok_or_else(|| invalid("order", "stored", "the order names no patient"))?
             .to_string();
         let campus_id = CampusId::parse(&ward.campus).map_err(|_| invalid("ward", "ward", "a ward of a campus"))?;
-        self.registry.register_here(caller, &patient, &campus_id).await?;
-        let care = self.record.care_caller(caller, &patient).await.unwrap_or_else(|_| caller.clone());
-        if let Some(open) = self.open_stay(&care, &patient).await? {
+        // In hospital anywhere in the group already? Checked before anything is written.
+        if let Some(open) = self.open_stay(&caller.group_wide(), &patient).await? {
             return Err(invalid(
                 "patient",
                 "in-hospital",
                 format!("the patient is in hospital already (stay {})", stay_number(&open)),
             ));
         }
+        self.registry.register_here(caller, &patient, &campus_id).await?;
+        let care = self.record.care_caller(caller, &patient).await.unwrap_or_else(|_| caller.clone());
         // Where the patient came from: the visit's class.
         let source =
             match self.read(&care, "Encounter", reference_id(&order_v["encounter"], "Encounter").unwrap_or("")).await {

@@ -607,6 +607,16 @@ async fn ward_orders_are_checked_signed_verified_by_a_nurse_stopped_and_printed(
         ("route", "ivgtt"),
         ("frequency", "st"),
     ];
+    let once_daily = [
+        ("kind", "medication"),
+        ("term", "once"),
+        ("drug", "LEVO500I"),
+        ("dose", "500"),
+        ("route", "ivgtt"),
+        ("frequency", "qd"),
+    ];
+    let (_, _, page) = post(&mut doctor, &page_of, &dt, &once_daily).await;
+    assert!(page.contains("临时医嘱只执行一次"), "a one-time order is given once: {page}");
     let (_, _, page) = post(&mut doctor, &page_of, &dt, &st_long).await;
     assert!(page.contains("“立即”仅用于临时医嘱"), "{page}");
     let orders = inpatient.orders(&operator, &stay).await.unwrap();
@@ -636,8 +646,8 @@ async fn ward_orders_are_checked_signed_verified_by_a_nurse_stopped_and_printed(
     let o = orders.iter().find(|o| o.reference == ctrx).unwrap();
     assert!(o.in_force() && o.verified.as_ref().unwrap().0 == "user:nurse.east", "{o:?}");
     // The doctor stops the nursing order; a stopped order is not verified.
-    let (_, loc, _) = post(&mut doctor, &format!("{page_of}/orders/stop"), &dt, &[("order", &care)]).await;
-    assert_eq!(loc, format!("/ward/stays/{stay}?done=stopped"));
+    let (_, loc, page) = post(&mut doctor, &format!("{page_of}/orders/stop"), &dt, &[("order", &care)]).await;
+    assert_eq!(loc, format!("/ward/stays/{stay}?done=stopped"), "{page}");
     let (_, _, page) = post(&mut nurse, &format!("{page_of}/orders/verify"), &nt, &[("order", &care)]).await;
     assert!(page.contains("该医嘱已停止或取消"), "{page}");
     // Another stay's order is not this stay's.
