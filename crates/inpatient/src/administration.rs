@@ -316,7 +316,7 @@ impl Inpatient {
             crate::stays::put(order_v, &stored)]});
         match self.fhir.process_bundle(&here, bundle, true).await {
             Ok(done) => Ok(done["entry"][0]["response"]["location"].as_str().unwrap_or_default().to_string()),
-            Err(e) if crate::stays::changed(&e) => {
+            Err(e) if e.is_conflict() => {
                 Err(invalid("due", "recorded", "the order changed meanwhile (another dose recorded): look again"))
             }
             Err(e) => Err(e.into()),

@@ -7,12 +7,11 @@
 use lianyi_clinical::record::narrative;
 use lianyi_clinical::scheduling::local_instant;
 use lianyi_security::Caller;
-use lianyi_services::identifiers::USER_SYSTEM;
 use serde_json::{Value, json};
 
 use crate::beds::{BedState, BedStep, SNOMED, TRANSFER_CODE, arriving, current, next};
 use crate::orders::STOPPED_URL;
-use crate::stays::{Inpatient, InpatientError, bed_taken, changed, editable, invalid, put, reference_id};
+use crate::stays::{Inpatient, InpatientError, bed_taken, editable, invalid, put, reference_id};
 use crate::transfers::leave_current;
 
 const LOINC: &str = "http://loinc.org";
@@ -100,10 +99,7 @@ impl Inpatient {
         let now = self.fhir.now_ms();
         let at = local_instant(now);
         let by = if doctor_name.is_empty() { caller.actor().to_string() } else { doctor_name.to_string() };
-        let mut author = json!({"display": by});
-        if let Some(user) = caller.actor().strip_prefix("user:") {
-            author["identifier"] = json!({"system": USER_SYSTEM, "value": user});
-        }
+        let author = crate::stays::requester(caller, &by);
         let section = |title: &str, code: &str, text: &str| {
             json!({"title": title, "code": {"coding": [{"system": LOINC, "code": code}]},
                    "text": {"status": "generated", "div": narrative(text)}})
@@ -194,7 +190,7 @@ impl Inpatient {
                 self.fhir.audit_log().record(vec![e]).await.map_err(lianyi_services::ServiceError::from)?;
                 Ok(id.to_string())
             }
-            Err(e) if changed(&e) => Err(invalid(
+            Err(e) if e.is_conflict() => Err(invalid(
                 "stay",
                 "changed",
                 "the stay, its bed or an order changed meanwhile: nothing was written; look again",

@@ -13,12 +13,11 @@ use lianyi_clinical::prescribing::{
 };
 use lianyi_clinical::scheduling::local_instant;
 use lianyi_security::Caller;
-use lianyi_services::identifiers::USER_SYSTEM;
 use lianyi_store::StoredResource;
 use serde_json::{Value, json};
 
 use crate::beds::{ADMISSION_CODE, SNOMED, TRANSFER_CODE, arriving, current};
-use crate::stays::{Inpatient, InpatientError, changed, editable, invalid, put};
+use crate::stays::{Inpatient, InpatientError, editable, invalid, put};
 
 /// The category marking an order as a ward's (billing charges it as carried out).
 pub const MR_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/medicationrequest-category";
@@ -276,10 +275,7 @@ impl Inpatient {
             },
         };
         let now = self.fhir.now_ms();
-        let requester = match caller.actor().strip_prefix("user:") {
-            Some(user) => json!({"identifier": {"system": USER_SYSTEM, "value": user}, "display": doctor_name}),
-            None => json!({"display": caller.actor()}),
-        };
+        let requester = crate::stays::requester(caller, doctor_name);
         let term_code = if long_term { "continuous" } else { "acute" };
         let mut entries = Vec::new();
         let mut findings = Vec::new();
@@ -509,7 +505,7 @@ impl Inpatient {
         let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [put(v, stored)]});
         match self.fhir.process_bundle(writer, bundle, true).await {
             Ok(_) => Ok(()),
-            Err(e) if changed(&e) => {
+            Err(e) if e.is_conflict() => {
                 Err(invalid("order", "changed", "the order was changed meanwhile: nothing was written; look again"))
             }
             Err(e) => Err(e.into()),

@@ -474,22 +474,14 @@ impl Inpatient {
         if !waiting.is_empty() {
             return Err(invalid("patient", "ordered", "an admission order for the patient is waiting already"));
         }
-        let mut request = json!({"resourceType": "ServiceRequest", "status": "active", "intent": "order",
-            "category": [{"coding": [{"system": SNOMED, "code": "305056002", "display": "Admission procedure"}]}],
-            "code": {"coding": [{"system": SNOMED, "code": ADMISSION_CODE, "display": "Hospital admission"}], "text": "住院"},
-            "subject": {"reference": format!("Patient/{patient}")},
-            "encounter": {"reference": format!("Encounter/{encounter}")},
-            "authoredOn": local_instant(self.fhir.now_ms()),
-            "locationReference": [{"reference": format!("Location/{}", ward.id), "display": ward.names.zh}],
-            "reasonCode": [{"text": reason}],
-            "extension": [nursing.extension()]});
-        if let Some(user) = caller.actor().strip_prefix("user:") {
-            request["requester"] =
-                json!({"identifier": {"system": USER_SYSTEM, "value": user}, "display": requester_name});
-        }
-        if !form.note.trim().is_empty() {
-            request["note"] = json!([{"text": form.note.trim()}]);
-        }
+        let mut request = office_order(
+            (ADMISSION_CODE, "Hospital admission", "住院"),
+            (&patient, encounter),
+            &ward,
+            (reason, form.note.trim()),
+            (self.fhir.now_ms(), lianyi_clinical::orders::username(caller).map(|_| requester(caller, requester_name))),
+        );
+        request["extension"] = json!([nursing.extension()]);
         // The order belongs to the visit's campus (a doctor may work at several).
         let here = CampusId::parse(&campus)
             .ok()
@@ -702,7 +694,7 @@ impl Inpatient {
                     .to_string();
                 Ok(Admitted { stay, number, ward: ward.id, bed: bed_stored.id })
             }
-            Err(e) if changed(&e) => Err(self.conflict(caller, &bed_stored.id).await),
+            Err(e) if e.is_conflict() => Err(self.conflict(caller, &bed_stored.id).await),
             Err(e) => Err(e.into()),
         }
     }
@@ -776,7 +768,7 @@ impl Inpatient {
                             "entry": [put(v, &stored), put(bed_v, &bed_stored)]});
         match self.fhir.process_bundle(&ward_caller, bundle, true).await {
             Ok(_) => Ok(()),
-            Err(e) if changed(&e) => Err(invalid(
+            Err(e) if e.is_conflict() => Err(invalid(
                 "stay",
                 "changed",
                 "the stay or its bed was changed meanwhile: nothing was written; look again",
@@ -807,7 +799,7 @@ impl Inpatient {
         let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [put(v, &stored)]});
         match self.fhir.process_bundle(&ward_caller, bundle, true).await {
             Ok(_) => Ok(to),
-            Err(e) if changed(&e) => {
+            Err(e) if e.is_conflict() => {
                 Err(invalid("bed", "changed", "the bed was changed meanwhile: nothing was written; look again"))
             }
             Err(e) => Err(e.into()),
@@ -820,29 +812,34 @@ impl Inpatient {
         let (Some((ward, _)), Some((bed, _))) = (current(&v, "wa"), current(&v, "bd")) else {
             return Err(invalid("stay", "not-on-ward", "the stay is on no ward"));
         };
-        let board = self.board(caller, &ward).await?;
-        let found =
-            board.beds.iter().find(|b| b.bed.id == bed).and_then(|b| Some((b.stay.clone()?, b.bed.names.clone())));
-        let (card, names) = found.ok_or_else(|| invalid("stay", "not-on-ward", "the stay is on no ward"))?;
-        Ok((card, board.ward, names))
+        let (ward, reader) = self.board_reader(caller, &ward).await?;
+        let bed_v: Value = serde_json::from_str(&self.read(&reader, "Location", &bed).await?.body)
+            .map_err(|e| invalid("bed", "stored", e.to_string()))?;
+        let mut cards = self.cards(&reader, &ward.id, std::slice::from_ref(&v)).await?;
+        let card = cards.remove(&bed).ok_or_else(|| invalid("stay", "not-on-ward", "the stay is on no ward"))?;
+        Ok((card, ward, lianyi_services::fhir::organization_names(&bed_v)))
     }
 
     // -----------------------------------------------------------------------------
     // The bed board.
 
-    /// A ward's bed board: every bed with its stay (the patient, day of the stay,
-    /// nursing level, alerts).
-    pub async fn board(&self, caller: &Caller, ward: &str) -> Result<Board, InpatientError> {
+    /// A ward and who reads its board: staff of its campus who open bed boards.
+    async fn board_reader(&self, caller: &Caller, ward: &str) -> Result<(Ward, Caller), InpatientError> {
         if !Self::may_see_boards(caller) {
             return Err(InpatientError::Forbidden("bed boards are not among your roles".into()));
         }
         let ward = self.ward(caller, ward).await?;
         // The admission office reads the stays (Encounters) of its campus's wards.
-        let reader = if caller.access().sees("Encounter", Perm::Search, Some(&ward.campus)) {
-            caller.clone()
-        } else {
+        if !caller.access().sees("Encounter", Perm::Search, Some(&ward.campus)) {
             return Err(InpatientError::Forbidden(format!("the stays at {} are not among your campuses", ward.campus)));
-        };
+        }
+        Ok((ward, caller.clone()))
+    }
+
+    /// A ward's bed board: every bed with its stay (the patient, day of the stay,
+    /// nursing level, alerts).
+    pub async fn board(&self, caller: &Caller, ward: &str) -> Result<Board, InpatientError> {
+        let (ward, reader) = self.board_reader(caller, ward).await?;
         let beds = self.beds(&reader, &ward.id).await?;
         // Whoever is on this ward is the ward's business, whichever campus admitted
         // them (a stay keeps its campus when moved): the search is limited to the ward.
@@ -858,11 +855,24 @@ impl Inpatient {
                 ],
             )
             .await?;
+        let mut on_bed = self.cards(&reader, &ward.id, &stays).await?;
+        let beds = beds.into_iter().map(|b| BoardBed { stay: on_bed.remove(&b.id), bed: b }).collect();
+        Ok(Board { ward, beds })
+    }
+
+    /// The cards of `stays` on `ward`, by the bed each is on or held for: their
+    /// patients (open to `reader`) and alerts read once for all.
+    async fn cards(
+        &self,
+        reader: &Caller,
+        ward: &str,
+        stays: &[Value],
+    ) -> Result<HashMap<String, StayCard>, InpatientError> {
         let ids: Vec<&str> = stays.iter().filter_map(|s| reference_id(&s["subject"], "Patient")).collect();
-        let patients = self.patients(&reader, &ids).await?;
+        let patients = self.patients(reader, &ids).await?;
         let mut alerts: HashMap<String, Vec<Alert>> = HashMap::new();
         if !patients.is_empty() {
-            let care = Self::caring(&reader, &patients);
+            let care = Self::caring(reader, &patients);
             let mut list: Vec<String> = patients.keys().map(|p| format!("Patient/{p}")).collect();
             list.sort();
             let list = list.join(",");
@@ -898,11 +908,11 @@ impl Inpatient {
         }
         let now = self.fhir.now_ms();
         let mut on_bed: HashMap<String, StayCard> = HashMap::new();
-        for s in &stays {
+        for s in stays {
             let Some(patient) = reference_id(&s["subject"], "Patient") else { continue };
             let Some((line, _)) = patients.get(patient) else { continue };
             let current = current_locations(s);
-            if !current.contains(&ward.id.as_str()) {
+            if !current.contains(&ward) {
                 continue;
             }
             let card = StayCard {
@@ -915,22 +925,11 @@ impl Inpatient {
                 reason: s["reasonCode"][0]["text"].as_str().unwrap_or_default().to_string(),
                 alerts: alerts.get(patient).cloned().unwrap_or_default(),
             };
-            for bed in current.iter().filter(|l| **l != ward.id) {
+            for bed in current.iter().filter(|l| **l != ward) {
                 on_bed.insert((*bed).to_string(), card.clone());
             }
         }
-        let beds = beds.into_iter().map(|b| BoardBed { stay: on_bed.remove(&b.id), bed: b }).collect();
-        Ok(Board { ward, beds })
-    }
-}
-
-/// Whether a transaction failed because a resource it wrote on was changed meanwhile
-/// (a version it was written on is no longer current).
-pub(crate) fn changed(e: &ServiceError) -> bool {
-    match e {
-        ServiceError::VersionConflict { .. } => true,
-        ServiceError::Invalid(o) => o.issues.iter().any(|i| i.code == lianyi_fhir::IssueType::Conflict),
-        _ => false,
+        Ok(on_bed)
     }
 }
 
@@ -967,6 +966,40 @@ pub(crate) fn patient_line(id: &str, p: &Value) -> PatientLine {
         gender: person.gender.unwrap_or_default(),
         birth_date: person.birth_date.unwrap_or_default(),
     }
+}
+
+/// Who signed an order: the user (by their username) with their display name.
+pub(crate) fn requester(caller: &Caller, name: &str) -> Value {
+    match lianyi_clinical::orders::username(caller) {
+        Some(user) => json!({"identifier": {"system": USER_SYSTEM, "value": user}, "display": name}),
+        None => json!({"display": caller.actor()}),
+    }
+}
+
+/// An order for the admission office — an admission (住院证) or a transfer (转科) —
+/// asking for `ward`: its ServiceRequest.
+pub(crate) fn office_order(
+    (code, display, text): (&str, &str, &str),
+    (patient, encounter): (&str, &str),
+    ward: &Ward,
+    (reason, note): (&str, &str),
+    (at, requester): (i64, Option<Value>),
+) -> Value {
+    let mut request = json!({"resourceType": "ServiceRequest", "status": "active", "intent": "order",
+        "category": [{"coding": [{"system": SNOMED, "code": "305056002", "display": "Admission procedure"}]}],
+        "code": {"coding": [{"system": SNOMED, "code": code, "display": display}], "text": text},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "encounter": {"reference": format!("Encounter/{encounter}")},
+        "authoredOn": local_instant(at),
+        "locationReference": [{"reference": format!("Location/{}", ward.id), "display": ward.names.zh}],
+        "reasonCode": [{"text": reason}]});
+    if let Some(r) = requester {
+        request["requester"] = r;
+    }
+    if !note.is_empty() {
+        request["note"] = json!([{"text": note}]);
+    }
+    request
 }
 
 /// A stay's number (住院号).

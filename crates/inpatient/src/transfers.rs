@@ -8,14 +8,13 @@
 use lianyi_clinical::scheduling::local_instant;
 use lianyi_security::Caller;
 use lianyi_security::scope::Perm;
-use lianyi_services::identifiers::USER_SYSTEM;
 use lianyi_store::StoredResource;
 use serde_json::{Value, json};
 
 use crate::beds::{BedState, BedStep, SNOMED, TRANSFER_CODE, arriving, current, location_entry, next};
 use crate::stays::{
-    Admitted, Inpatient, InpatientError, OrderForm, PatientLine, Ward, bed_taken, changed, editable, invalid, minute,
-    put, reference_id, stay_number,
+    Admitted, Inpatient, InpatientError, OrderForm, PatientLine, Ward, bed_taken, editable, invalid, minute,
+    office_order, put, reference_id, requester, stay_number,
 };
 
 /// A transfer order waiting for the target campus's admission office.
@@ -100,22 +99,14 @@ impl Inpatient {
         if !waiting.is_empty() {
             return Err(invalid("stay", "transfer-waiting", "a transfer order for this stay is waiting already"));
         }
-        let mut request = json!({"resourceType": "ServiceRequest", "status": "active", "intent": "order",
-            "category": [{"coding": [{"system": SNOMED, "code": "305056002", "display": "Admission procedure"}]}],
-            "code": {"coding": [{"system": SNOMED, "code": TRANSFER_CODE, "display": "Patient transfer"}], "text": "转科"},
-            "subject": {"reference": format!("Patient/{patient}")},
-            "encounter": {"reference": format!("Encounter/{stay}")},
-            "authoredOn": local_instant(self.fhir.now_ms()),
-            "locationReference": [{"reference": format!("Location/{}", ward.id), "display": ward.names.zh}],
-            "performer": [{"reference": format!("Organization/{}", ward.department)}],
-            "reasonCode": [{"text": reason}]});
-        if let Some(user) = caller.actor().strip_prefix("user:") {
-            request["requester"] =
-                json!({"identifier": {"system": USER_SYSTEM, "value": user}, "display": requester_name});
-        }
-        if !form.note.trim().is_empty() {
-            request["note"] = json!([{"text": form.note.trim()}]);
-        }
+        let mut request = office_order(
+            (TRANSFER_CODE, "Patient transfer", "转科"),
+            (&patient, stay),
+            &ward,
+            (reason, form.note.trim()),
+            (self.fhir.now_ms(), lianyi_clinical::orders::username(caller).map(|_| requester(caller, requester_name))),
+        );
+        request["performer"] = json!([{"reference": format!("Organization/{}", ward.department)}]);
         // The order belongs to the campus of the ward the patient is on.
         let here = self.ward(&care, &from).await?;
         let here = lianyi_security::CampusId::parse(&here.campus)
@@ -277,7 +268,7 @@ impl Inpatient {
         let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
         match self.fhir.process_bundle(&writer, bundle, true).await {
             Ok(_) => Ok(Admitted { stay: stay_id, number, ward: ward.id.clone(), bed: bed_stored.id }),
-            Err(e) if changed(&e) => Err(self.conflict(caller, &bed_stored.id).await),
+            Err(e) if e.is_conflict() => Err(self.conflict(caller, &bed_stored.id).await),
             Err(e) => Err(e.into()),
         }
     }
@@ -334,7 +325,7 @@ impl Inpatient {
                             "entry": [put(v, &stored), put(old_v, &old), put(target_v, &target)]});
         match self.fhir.process_bundle(&writer, bundle, true).await {
             Ok(_) => Ok(()),
-            Err(e) if changed(&e) => Err(self.conflict(caller, &target.id).await),
+            Err(e) if e.is_conflict() => Err(self.conflict(caller, &target.id).await),
             Err(e) => Err(e.into()),
         }
     }

@@ -492,28 +492,26 @@ impl Caller {
     /// patient, a ward nurse receiving or moving one); the caller's own grants (what
     /// its token reaches through the API) stay as they are.
     pub fn keeping_beds(&self, campus: &CampusId) -> Caller {
-        let mut ward = self.clone();
-        if let Some(grants) = ward.access.grants.as_mut() {
-            grants.push(Grant {
-                scopes: ScopeSet::parse("user/Location.rus user/ServiceRequest.rus").unwrap_or_default(),
-                campuses: Campuses::Only(vec![campus.clone()]),
-            });
-        }
-        ward
+        self.granted_at("user/Location.rus user/ServiceRequest.rus", campus)
     }
 
     /// The caller verifying a ward's orders at `campus` (核对): reading and updating
     /// the stays' MedicationRequests and ServiceRequests to record who verified them.
     /// Given by the inpatient service only, to ward nurses, after its rules.
     pub fn checking_orders(&self, campus: &CampusId) -> Caller {
-        let mut ward = self.clone();
-        if let Some(grants) = ward.access.grants.as_mut() {
+        self.granted_at("user/MedicationRequest.rus user/ServiceRequest.rus", campus)
+    }
+
+    /// This caller with `scopes` added at `campus` (an unrestricted caller unchanged).
+    fn granted_at(&self, scopes: &str, campus: &CampusId) -> Caller {
+        let mut more = self.clone();
+        if let Some(grants) = more.access.grants.as_mut() {
             grants.push(Grant {
-                scopes: ScopeSet::parse("user/MedicationRequest.rus user/ServiceRequest.rus").unwrap_or_default(),
+                scopes: ScopeSet::parse(scopes).unwrap_or_default(),
                 campuses: Campuses::Only(vec![campus.clone()]),
             });
         }
-        ward
+        more
     }
 
     /// The caller writing as `campus` only (the grants that cover it, limited to it):

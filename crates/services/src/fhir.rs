@@ -62,6 +62,16 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
+    /// Whether a write was refused because a resource it was written on changed since it
+    /// was read (If-Match on a version no longer current, alone or in a transaction).
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            ServiceError::VersionConflict { .. } => true,
+            ServiceError::Invalid(o) => o.issues.iter().any(|i| i.code == lianyi_fhir::IssueType::Conflict),
+            _ => false,
+        }
+    }
+
     /// The audit outcome word for this error.
     fn outcome(&self) -> &'static str {
         match self {

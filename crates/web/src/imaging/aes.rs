@@ -163,6 +163,4 @@ async fn remove(
     }
 }
 
-fn urlencode(v: &str) -> String {
-    form_urlencoded::byte_serialize(v.as_bytes()).collect()
-}
+use crate::ui::render::urlencode;

@@ -48,9 +48,7 @@ pub(super) fn csrf_ok(s: &Signed, form: &[(String, String)]) -> bool {
     lianyi_security::secrets::constant_time_eq(&s.info.csrf, &form_value(form, "csrf"))
 }
 
-pub(super) fn urlencode(v: &str) -> String {
-    form_urlencoded::byte_serialize(v.as_bytes()).collect()
-}
+pub(super) use crate::ui::render::urlencode;
 
 #[derive(Deserialize, Default)]
 struct MonthQuery {

@@ -126,6 +126,11 @@ pub(crate) fn csv(t: Tr, filename: &str, header: &[&str], rows: impl IntoIterato
     resp
 }
 
+/// `v` percent-encoded for a query string.
+pub(crate) fn urlencode(v: &str) -> String {
+    form_urlencoded::byte_serialize(v.as_bytes()).collect()
+}
+
 /// The value of form field `name` ("" when absent), of a form read as pairs (fields
 /// that repeat — ticked charges, order lines — are read with [`form_values`]).
 pub(crate) fn form_value(form: &[(String, String)], name: &str) -> String {

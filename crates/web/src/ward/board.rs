@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::ui::i18n::Tr;
-use crate::ui::render::{forbidden, form_value, page, see_other};
+use crate::ui::render::{forbidden, form_value, page, see_other, urlencode};
 use crate::ui::session::Signed;
 use crate::ui::shell::{Shell, shell};
 
@@ -311,8 +311,4 @@ async fn move_bed(
             render(&state, &s, Some(ward), errors, None).await
         }
     }
-}
-
-pub(super) fn urlencode(v: &str) -> String {
-    form_urlencoded::byte_serialize(v.as_bytes()).collect()
 }

@@ -19,12 +19,12 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::ui::i18n::Tr;
-use crate::ui::render::{forbidden, form_value, local_time, not_found, page, see_other};
+use crate::ui::render::{forbidden, form_value, local_time, not_found, see_other};
 use crate::ui::session::Signed;
 use crate::ui::shell::{Shell, shell};
 
-use super::board::urlencode;
 use super::worded;
+use crate::ui::render::urlencode;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/ward/stays/{id}/chart", get(chart_page)).route("/ward/stays/{id}/vitals", post(record))
@@ -176,39 +176,39 @@ async fn render(state: &AppState, s: &Signed, stay: &str, q: Shown, form: Vitals
     let page = q.page.unwrap_or(last).clamp(0, last);
     let number = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
     let shell = shell(state, &s.info, t, &s.headers).await;
-    page_of(ChartPage {
-        t,
-        shell: &shell,
-        stay: stay.to_string(),
-        name: t.pick(&card.patient.names.zh, &card.patient.names.en).clone(),
-        number: card.number.clone(),
-        chart: svg(t, admitted, &readings, page),
-        page,
-        pages: last + 1,
-        rows: readings
-            .iter()
-            .rev()
-            .take(20)
-            .map(|r| {
-                (
-                    local_time(r.at),
-                    number(r.temperature),
-                    number(r.pulse),
-                    number(r.respiration),
-                    r.pressure.map(|(a, b)| format!("{a}/{b}")).unwrap_or_default(),
-                    r.by.clone(),
-                )
-            })
-            .collect(),
-        may_record: Inpatient::may_keep_ward(caller),
-        form,
-        errors,
-        done: q.done.and_then(|d| t.try_get(&format!("ward-done-{d}"))).map(str::to_string),
-    })
-}
-
-fn page_of(p: ChartPage<'_>) -> Response {
-    page(p.render())
+    // `page` is the week shown here: the renderer by its path.
+    crate::ui::render::page(
+        ChartPage {
+            t,
+            shell: &shell,
+            stay: stay.to_string(),
+            name: t.pick(&card.patient.names.zh, &card.patient.names.en).clone(),
+            number: card.number.clone(),
+            chart: svg(t, admitted, &readings, page),
+            page,
+            pages: last + 1,
+            rows: readings
+                .iter()
+                .rev()
+                .take(20)
+                .map(|r| {
+                    (
+                        local_time(r.at),
+                        number(r.temperature),
+                        number(r.pulse),
+                        number(r.respiration),
+                        r.pressure.map(|(a, b)| format!("{a}/{b}")).unwrap_or_default(),
+                        r.by.clone(),
+                    )
+                })
+                .collect(),
+            may_record: Inpatient::may_keep_ward(caller),
+            form,
+            errors,
+            done: q.done.and_then(|d| t.try_get(&format!("ward-done-{d}"))).map(str::to_string),
+        }
+        .render(),
+    )
 }
 
 async fn chart_page(

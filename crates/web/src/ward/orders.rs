@@ -20,8 +20,8 @@ use crate::ui::render::{forbidden, form_value, local_time, not_found, page, see_
 use crate::ui::session::Signed as Session;
 use crate::ui::shell::{Shell, shell};
 
-use super::board::urlencode;
 use super::worded;
+use crate::ui::render::urlencode;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()

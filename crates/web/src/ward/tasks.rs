@@ -17,8 +17,8 @@ use crate::ui::render::{forbidden, form_value, local_time, page, see_other};
 use crate::ui::session::Signed;
 use crate::ui::shell::{Shell, shell};
 
-use super::board::urlencode;
 use super::worded;
+use crate::ui::render::urlencode;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/ward/tasks", get(tasks_page).post(record))
