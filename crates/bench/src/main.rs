@@ -85,6 +85,7 @@ mod mllp;
 mod monitor;
 mod pages;
 mod resilience;
+mod wards;
 
 /// Deterministic pseudo-random numbers (SplitMix64).
 struct Rng(u64);
@@ -499,6 +500,7 @@ async fn main() {
         Some("backup") => return resilience::backup(rest()).await,
         Some("standby") => return resilience::standby(rest()).await,
         Some("billing") => return billing::run(rest()).await,
+        Some("wards") => return wards::run(rest()).await,
         Some("dashboards") => return dashboards::run(rest()).await,
         Some("dicom") => return dicom::run(rest()).await,
         _ => {}

@@ -68,6 +68,52 @@ pub struct ChargeLine {
     pub status: String,
 }
 
+/// A charge to post: what its ChargeItem says.
+#[derive(Clone, Debug)]
+pub struct NewCharge<'a> {
+    /// What it charges for, its identifier's value (an order `MedicationRequest/…`,
+    /// a unit `material-unit/…`, a stay's day `stay/…/bed/2026-12-07` …): at most one
+    /// charge each.
+    pub key: &'a str,
+    pub item: &'a lianyi_store::prices::PriceItem,
+    pub unit_price: Fen,
+    pub quantity: i64,
+    /// `Patient/…`.
+    pub patient: &'a str,
+    pub at: i64,
+    /// `Encounter/…`, the visit or stay.
+    pub encounter: Option<&'a str>,
+    /// The department it counts for (an Organization id).
+    pub cost_center: Option<&'a str>,
+    /// The product charged: (system, code) — a drug, a material.
+    pub product: Option<(&'a str, &'a str)>,
+}
+
+/// The billable ChargeItem of `c`: its amount exact (unit price times quantity, in fen).
+pub fn charge_body(c: &NewCharge) -> Value {
+    let amount = c.unit_price.0.saturating_mul(c.quantity);
+    let item = c.item;
+    let mut charge = json!({"resourceType": "ChargeItem", "status": "billable",
+        "identifier": [{"system": CHARGE_SYSTEM, "value": c.key}],
+        "code": {"coding": [{"system": PRICE_ITEM_SYSTEM, "code": item.code, "display": item.name_en}], "text": item.name_zh},
+        "subject": {"reference": c.patient},
+        "occurrenceDateTime": lianyi_clinical::scheduling::local_instant(c.at),
+        "quantity": {"value": c.quantity, "unit": item.unit},
+        "extension": [{"url": AMOUNT_URL, "valueInteger": amount},
+                      {"url": UNIT_PRICE_URL, "valueInteger": c.unit_price.0},
+                      {"url": CATEGORY_URL, "valueCode": item.category}]});
+    if let Some(e) = c.encounter {
+        charge["context"] = json!({"reference": e});
+    }
+    if let Some(d) = c.cost_center {
+        charge["costCenter"] = json!({"reference": format!("Organization/{d}")});
+    }
+    if let Some((system, code)) = c.product {
+        charge["productCodeableConcept"] = json!({"coding": [{"system": system, "code": code}]});
+    }
+    charge
+}
+
 /// See the module documentation.
 #[derive(Clone, Debug)]
 pub struct Charger {
@@ -265,28 +311,20 @@ impl Charger {
         let Some((item, unit_price)) = self.prices.price_of(&task, campus, kind, &reference, at).await? else {
             return Ok(None);
         };
-        let amount = unit_price.0.saturating_mul(quantity);
-        let mut charge = json!({"resourceType": "ChargeItem", "status": "billable",
-            "identifier": [{"system": CHARGE_SYSTEM, "value": key}],
-            "code": {"coding": [{"system": PRICE_ITEM_SYSTEM, "code": item.code, "display": item.name_en}], "text": item.name_zh},
-            "subject": {"reference": patient},
-            "occurrenceDateTime": lianyi_clinical::scheduling::local_instant(at),
-            "quantity": {"value": quantity, "unit": item.unit},
-            "service": [{"reference": key}],
-            "extension": [{"url": AMOUNT_URL, "valueInteger": amount},
-                          {"url": UNIT_PRICE_URL, "valueInteger": unit_price.0},
-                          {"url": CATEGORY_URL, "valueCode": item.category}]});
-        if let Some(e) = encounter {
-            charge["context"] = json!({"reference": e});
-        }
-        if let Some(d) = self.department(&task, t, order, encounter).await? {
-            charge["costCenter"] = json!({"reference": format!("Organization/{d}")});
-        }
-        if kind == "drug" {
+        let department = self.department(&task, t, order, encounter).await?;
+        let mut charge = charge_body(&NewCharge {
+            key,
+            item: &item,
+            unit_price,
+            quantity,
+            patient,
+            at,
+            encounter,
+            cost_center: department.as_deref(),
             // The drug itself, so the paid prescription reaches the pharmacist's queue.
-            charge["productCodeableConcept"] =
-                json!({"coding": [{"system": lianyi_clinical::prescribing::DRUG_SYSTEM, "code": reference}]});
-        }
+            product: (kind == "drug").then_some((lianyi_clinical::prescribing::DRUG_SYSTEM, reference.as_str())),
+        });
+        charge["service"] = json!([{"reference": key}]);
         Ok(Some(charge))
     }
 
@@ -373,17 +411,19 @@ impl Charger {
             tracing::debug!(item = %u.item, "no price for a high-value item: not charged");
             return Ok(None);
         };
-        let charge = json!({"resourceType": "ChargeItem", "status": "billable",
-            "identifier": [{"system": CHARGE_SYSTEM, "value": key}, {"system": UDI_SYSTEM, "value": u.udi}],
-            "code": {"coding": [{"system": PRICE_ITEM_SYSTEM, "code": item.code, "display": item.name_en}], "text": item.name_zh},
-            "subject": {"reference": format!("Patient/{patient}")},
-            "occurrenceDateTime": lianyi_clinical::scheduling::local_instant(at),
-            "quantity": {"value": 1, "unit": item.unit},
-            "costCenter": {"reference": format!("Organization/{}", u.location)},
-            "productCodeableConcept": {"coding": [{"system": MATERIAL_SYSTEM, "code": u.item}]},
-            "extension": [{"url": AMOUNT_URL, "valueInteger": unit_price.0},
-                          {"url": UNIT_PRICE_URL, "valueInteger": unit_price.0},
-                          {"url": CATEGORY_URL, "valueCode": item.category}]});
+        let patient = format!("Patient/{patient}");
+        let mut charge = charge_body(&NewCharge {
+            key: &key,
+            item: &item,
+            unit_price,
+            quantity: 1,
+            patient: &patient,
+            at,
+            encounter: None,
+            cost_center: Some(&u.location),
+            product: Some((MATERIAL_SYSTEM, &u.item)),
+        });
+        charge["identifier"] = json!([{"system": CHARGE_SYSTEM, "value": key}, {"system": UDI_SYSTEM, "value": u.udi}]);
         let response = self
             .fhir
             .process_bundle(

@@ -133,7 +133,11 @@ impl Dispensary {
         a.allows("MedicationDispense", Perm::Create) && a.all_campuses().contains(campus)
     }
 
-    fn check(caller: &Caller, campus: &str) -> Result<(), DispenseError> {
+    pub(crate) fn fhir(&self) -> &FhirService {
+        &self.fhir
+    }
+
+    pub(crate) fn check(caller: &Caller, campus: &str) -> Result<(), DispenseError> {
         if Self::may_dispense(caller, campus) {
             Ok(())
         } else {

@@ -11,4 +11,5 @@ pub mod dispensing;
 pub mod money;
 pub mod prices;
 pub mod reports;
+pub mod rounds;
 pub mod stock;

@@ -13,7 +13,7 @@ use lianyi_store::prices::{PriceItem, PriceRow, PricedItem};
 use crate::money::Fen;
 
 /// Charge categories, as a Chinese outpatient receipt groups them.
-pub const CATEGORIES: [&str; 10] = [
+pub const CATEGORIES: [&str; 12] = [
     "registration", // 挂号费
     "western-drug", // 西药费
     "patent-drug",  // 中成药费
@@ -23,6 +23,8 @@ pub const CATEGORIES: [&str; 10] = [
     "treatment",    // 治疗费
     "material",     // 材料费
     "consultation", // 诊查费
+    "bed",          // 床位费 (inpatient)
+    "nursing",      // 护理费 (inpatient)
     "other",        // 其他
 ];
 

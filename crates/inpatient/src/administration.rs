@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::beds::current;
 use crate::orders::{Kind, WardOrder, ward_order};
-use crate::schedule::{Rounds, due_times, local_midnight};
+use crate::schedule::{due_times, local_midnight};
 use crate::stays::{Inpatient, InpatientError, invalid, reference_id, stay_number};
 
 /// The identifier system of a dose's record: `{order id}/{due ms}`.
@@ -154,7 +154,7 @@ impl Inpatient {
                 ),
             );
         }
-        let rounds = Rounds::default();
+        let rounds = self.rules(&board.ward.campus).await?.rounds;
         let now = self.fhir.now_ms();
         let mut out = Vec::new();
         for v in &orders {
@@ -227,7 +227,8 @@ impl Inpatient {
         }
         let f =
             Frequency::parse(&o.frequency).ok_or_else(|| invalid("order", "stay-order", "an order with a schedule"))?;
-        let due_days = due_times(&Rounds::default(), f, o.start_ms, None, form.due_ms, form.due_ms + 1);
+        let due_days =
+            due_times(&self.rules(&ward.campus).await?.rounds, f, o.start_ms, None, form.due_ms, form.due_ms + 1);
         if due_days.is_empty() {
             return Err(invalid("due", "due", "a due time of the order"));
         }
@@ -269,8 +270,8 @@ impl Inpatient {
             });
         } else if given != "given" && form.reason.trim().chars().count() < 2 {
             errors.push(lianyi_clinical::registry::FieldError {
-                field: "reason",
-                code: "reason",
+                field: "dose_reason",
+                code: "dose-reason",
                 detail: "why the dose was not given (2 to 200 characters)".into(),
             });
         }

@@ -188,6 +188,11 @@ impl Inpatient {
                 e.patient = Some(patient);
                 e.detail = Some(format!("discharged ({})", form.disposition));
                 self.fhir.audit_log().record(vec![e]).await.map_err(lianyi_services::ServiceError::from)?;
+                // Its last doses charged now, for the settlement (the nightly run
+                // catches up whatever fails here).
+                if let Err(e) = self.post_stay(stay, now + 1).await {
+                    tracing::warn!(error = %e, "charges of a discharged stay not posted yet");
+                }
                 Ok(id.to_string())
             }
             Err(e) if e.is_conflict() => Err(invalid(

@@ -12,8 +12,11 @@
 
 pub mod administration;
 pub mod beds;
+pub mod charging;
 pub mod discharge;
 pub mod orders;
+pub mod round;
+pub mod rules;
 pub mod schedule;
 pub mod stays;
 pub mod transfers;

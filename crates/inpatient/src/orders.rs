@@ -27,6 +27,9 @@ const COURSE: &str = "http://terminology.hl7.org/CodeSystem/medicationrequest-co
 pub const VERIFIED_URL: &str = "urn:lianyi:order-verified";
 /// Who stopped an order, and when.
 pub const STOPPED_URL: &str = "urn:lianyi:order-stopped";
+/// The first nurse's check of an order, where the campus asks for a second nurse's
+/// (双人核对): the order is verified only by a different nurse after it.
+pub const CHECKED_URL: &str = "urn:lianyi:order-checked";
 const KIND_SYSTEM: &str = "urn:lianyi:order-kind";
 
 /// The routes a ward gives drugs by: (code, Chinese, English, SNOMED CT).
@@ -118,6 +121,8 @@ pub struct WardOrder {
     pub start_ms: i64,
     pub doctor: String,
     pub verified: Option<(String, i64)>,
+    /// The first nurse's check, where a second nurse verifies.
+    pub checked: Option<(String, i64)>,
     pub stopped: Option<(String, i64)>,
     /// `active`, `stopped`, `completed` …
     pub status: String,
@@ -180,7 +185,7 @@ pub fn ward_order(rtype: &str, v: &Value) -> Option<WardOrder> {
             .map(|q| {
                 format!(
                     "{} {}",
-                    q.get("value").map(|v| v.to_string()).unwrap_or_default(),
+                    q.get("value").and_then(Value::as_f64).map(|v| v.to_string()).unwrap_or_default(),
                     q.get("unit").and_then(Value::as_str).unwrap_or("")
                 )
             })
@@ -192,6 +197,7 @@ pub fn ward_order(rtype: &str, v: &Value) -> Option<WardOrder> {
         start_ms: ms(&v["authoredOn"]).unwrap_or_default(),
         doctor: v["requester"]["display"].as_str().unwrap_or_default().to_string(),
         verified: mark(v, VERIFIED_URL),
+        checked: mark(v, CHECKED_URL),
         stopped: mark(v, STOPPED_URL),
         status: v["status"].as_str().unwrap_or_default().to_string(),
     })
@@ -452,7 +458,9 @@ impl Inpatient {
         Ok(here.checking_orders(&id))
     }
 
-    /// A ward nurse verifies (核对) a signed order: from now on it is carried out.
+    /// A ward nurse verifies (核对) a signed order: from now on it is carried out. Where
+    /// the campus asks for a second nurse's check, the first nurse's verification is
+    /// recorded as a check and a different nurse verifies after it.
     pub async fn verify_order(&self, caller: &Caller, stay: &str, order: &str) -> Result<(), InpatientError> {
         if !Self::may_keep_ward(caller) {
             return Err(InpatientError::Forbidden("verifying orders is not among your roles".into()));
@@ -468,8 +476,20 @@ impl Inpatient {
         if mark(&v, VERIFIED_URL).is_some() {
             return Err(invalid("order", "verified", "the order was verified already"));
         }
+        let url = match mark(&v, CHECKED_URL) {
+            _ if !self.rules(&campus).await?.second_check => VERIFIED_URL,
+            None => CHECKED_URL,
+            Some((first, _)) if first == caller.actor() => {
+                return Err(invalid(
+                    "order",
+                    "second-nurse",
+                    "checked by you already: a second nurse verifies it (the campus's rule)",
+                ));
+            }
+            Some(_) => VERIFIED_URL,
+        };
         let mut ext = v["extension"].as_array().cloned().unwrap_or_default();
-        ext.push(marked(caller.actor(), self.fhir.now_ms(), VERIFIED_URL));
+        ext.push(marked(caller.actor(), self.fhir.now_ms(), url));
         v["extension"] = json!(ext);
         self.write_order(&writer, v, &stored).await
     }

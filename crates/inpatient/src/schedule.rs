@@ -63,6 +63,17 @@ impl Rounds {
         }
     }
 
+    /// Every frequency's rounds as [`Rounds::parse`] reads them.
+    pub fn text(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        for f in Frequency::EVERY.iter().filter(|f| **f != Frequency::St) {
+            let times: Vec<String> = self.of(*f).iter().map(|m| format!("{:02}:{:02}", m / 60, m % 60)).collect();
+            let _ = write!(out, "{}{}={}", if out.is_empty() { "" } else { ";" }, f.code(), times.join(","));
+        }
+        out
+    }
+
     /// Reads `qd=08:00;bid=08:00,16:00;…` (a campus's setting); every frequency not
     /// named keeps its default. The error names the part and the rule.
     pub fn parse(text: &str) -> Result<Rounds, String> {
@@ -199,5 +210,9 @@ mod tests {
         assert!(Rounds::parse("st=08:00").unwrap_err().contains("unknown frequency"));
         let due = due_times(&r, Frequency::Qd, DEC7, None, DEC7, DEC7 + DAY_MS);
         assert_eq!(due.iter().map(|d| beijing(*d)).collect::<Vec<_>>(), ["2026-12-07T09:00"]);
+        // Stored as text and read back unchanged.
+        assert!(r.text().starts_with("qd=09:00;bid=09:00,17:00;tid=08:00,12:00,16:00;"), "{}", r.text());
+        assert_eq!(Rounds::parse(&r.text()).unwrap(), r);
+        assert_eq!(Rounds::parse(&Rounds::default().text()).unwrap(), Rounds::default());
     }
 }

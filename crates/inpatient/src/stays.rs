@@ -52,6 +52,8 @@ pub enum InpatientError {
     Service(ServiceError),
     #[error(transparent)]
     Registry(RegistryError),
+    #[error(transparent)]
+    Price(#[from] lianyi_billing::prices::PriceError),
 }
 
 impl From<ServiceError> for InpatientError {
@@ -226,11 +228,17 @@ pub struct Inpatient {
     pub(crate) fhir: FhirService,
     pub(crate) registry: Registry,
     pub(crate) record: Record,
+    pub(crate) posting: crate::charging::Turn,
 }
 
 impl Inpatient {
     pub fn new(fhir: FhirService) -> Inpatient {
-        Inpatient { registry: Registry::new(fhir.clone()), record: Record::new(fhir.clone()), fhir }
+        Inpatient {
+            registry: Registry::new(fhir.clone()),
+            record: Record::new(fhir.clone()),
+            posting: Default::default(),
+            fhir,
+        }
     }
 
     pub fn now_ms(&self) -> i64 {

@@ -82,9 +82,11 @@ pub(crate) async fn stock_at_start(stock: &StockRoom, caller: &Caller, days: i64
     let drugs = lianyi_clinical::prescribing::catalogue();
     let mut batches = 0;
     for (c, campus) in CAMPUSES.into_iter().enumerate() {
-        for (code, kind, zh, en) in
-            [("central", "central", "药库", "Central store"), ("op", "outpatient", "门诊药房", "Outpatient pharmacy")]
-        {
+        for (code, kind, zh, en) in [
+            ("central", "central", "药库", "Central store"),
+            ("op", "outpatient", "门诊药房", "Outpatient pharmacy"),
+            ("ip", "inpatient", "住院药房", "Inpatient pharmacy"),
+        ] {
             let store = StockStore {
                 campus: campus.into(),
                 code: code.into(),

@@ -6,7 +6,8 @@
 //! a one-time test, verified by the ward, and the morning's vital signs on the chart;
 //! one is discharged with a summary and settled. At East internal medicine one
 //! patient is on the way to the ward, one more order waits at the admission office,
-//! and a bed is closed.
+//! and a bed is closed. East's wards send tomorrow's round to the inpatient pharmacy;
+//! West's wards work by their own rules (a 09:00 round, a second nurse's check).
 
 use std::collections::HashSet;
 
@@ -36,6 +37,8 @@ pub(crate) struct Wards {
     pub waiting: usize,
     /// Discharged and settled.
     pub discharged: usize,
+    /// Lines of tomorrow's rounds waiting at East's inpatient pharmacy.
+    pub round_lines: usize,
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> CliError {
@@ -48,7 +51,7 @@ pub(crate) async fn load(
     directory: &[DemoResource],
 ) -> Result<Wards, CliError> {
     let mut used = HashSet::new();
-    let mut out = Wards { admitted: 0, arriving: 0, waiting: 0, discharged: 0 };
+    let mut out = Wards { admitted: 0, arriving: 0, waiting: 0, discharged: 0, round_lines: 0 };
     let mut reason = REASONS.iter().cycle();
     for (cid, ..) in lianyi_services::demo::CAMPUSES {
         // What the demo writes at a campus belongs to it.
@@ -118,6 +121,26 @@ pub(crate) async fn load(
             }
         }
     }
+    // East's wards send tomorrow's round to the inpatient pharmacy (病区摆药).
+    let east = Caller::task_at(
+        SystemTask::Demo,
+        lianyi_security::CampusId::parse("campus-east").map_err(|e| failed("campus", e))?,
+    );
+    let tomorrow = inpatient.now_ms() + 86_400_000;
+    for dept in ["im", "sur"] {
+        out.round_lines += inpatient
+            .send_round(&east, &format!("ward-campus-east-{dept}"), tomorrow)
+            .await
+            .map_err(|e| failed("round", e))?;
+    }
+    // West's wards work by their own rules (set after the demo's orders were verified):
+    // the once-daily round at 09:00, and a second nurse checks every new order.
+    let west = Caller::task_at(
+        SystemTask::Demo,
+        lianyi_security::CampusId::parse("campus-west").map_err(|e| failed("campus", e))?,
+    );
+    let rules = lianyi_inpatient::rules::RulesForm { rounds: "qd=09:00".into(), second_check: true };
+    inpatient.set_rules(&west, "campus-west", &rules).await.map_err(|e| failed("rules", e))?;
     Ok(out)
 }
 

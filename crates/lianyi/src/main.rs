@@ -1535,9 +1535,23 @@ async fn demo_prices(
         (item("S-INJ", "treatment", "service", "injection", "肌内注射", "Intramuscular injection", "次"), 500),
         (item("S-IVD", "treatment", "service", "infusion", "静脉输液", "Intravenous infusion", "次"), 1_500),
         (item("S-DRS", "treatment", "service", "dressing", "换药", "Wound dressing", "次"), 2_000),
+        // A stay's days (charged after each midnight; see lianyi_inpatient::charging).
+        (item("BED-STD", "bed", "service", "bed-day", "普通病房床位费", "Ward bed (per day)", "日"), 4_500),
+        (
+            item("NURS-S", "nursing", "service", "nursing-special", "特级护理", "Special nursing (per day)", "日"),
+            12_000,
+        ),
+        (item("NURS-1", "nursing", "service", "nursing-1", "一级护理", "First-level nursing (per day)", "日"), 3_200),
+        (item("NURS-2", "nursing", "service", "nursing-2", "二级护理", "Second-level nursing (per day)", "日"), 1_900),
+        (item("NURS-3", "nursing", "service", "nursing-3", "三级护理", "Third-level nursing (per day)", "日"), 1_000),
     ];
     for d in lianyi_clinical::prescribing::catalogue() {
-        let unit = if d.form == "capsule" { "粒" } else { "片" };
+        let unit = match d.form {
+            "capsule" => "粒",
+            "vial" => "支",
+            "bag" => "袋",
+            _ => "片",
+        };
         let name_zh = format!("{} {}", d.zh, d.strength);
         let name_en = format!("{} {}", d.en, d.strength);
         let form = item(&format!("D-{}", d.code), "western-drug", "drug", d.code, &name_zh, &name_en, unit);
@@ -1934,12 +1948,13 @@ async fn demo_command(
         registered.assets, registered.repairs
     );
     println!(
-        "  Wards: {} beds in 9 wards; {} patients admitted from their clinic visits at the 3 campuses' internal medicine and surgery wards, each with a deposit, their orders verified and the morning's vital signs charted ({} on the way to East internal medicine, {} admission order waiting at the admission office, {} discharged and settled, a bed closed).",
+        "  Wards: {} beds in 9 wards; {} patients admitted from their clinic visits at the 3 campuses' internal medicine and surgery wards, each with a deposit, their orders verified and the morning's vital signs charted ({} on the way to East internal medicine, {} admission order waiting at the admission office, {} discharged and settled, a bed closed); East's wards sent tomorrow's round to the inpatient pharmacy ({} lines); West's wards give the once-daily round at 09:00 and ask a second nurse to check each new order; bed and nursing days are charged after each midnight.",
         9 * demo::BEDS_PER_WARD,
         wards.admitted,
         wards.arriving,
         wards.waiting,
-        wards.discharged
+        wards.discharged,
+        wards.round_lines
     );
     println!(
         "  Staff: the department tree of the 3 campuses; {licences} licences (one expiring this month, one lapsed) for the reminders."
@@ -2046,7 +2061,7 @@ async fn demo_command(
         "  Rosters       http://{addr}/manage/rosters (head.east keeps East internal medicine's; manager sets shift types at /manage/shift-types and imports clock records at /manage/attendance)"
     );
     println!(
-        "  Wards         http://{addr}/ward (bed boards; nurse.east receives patients on East internal medicine, verifies orders, records doses at /ward/tasks and vital signs on each stay's temperature chart) and http://{addr}/ward/admissions (registrar.east admits onto a free bed, takes deposits, settles discharged stays); doctor.east orders admission from a visit, and ward orders and discharge from a stay's page"
+        "  Wards         http://{addr}/ward (bed boards; nurse.east receives patients on East internal medicine, verifies orders, records doses and sends the day's round at /ward/tasks, and vital signs on each stay's temperature chart; pharmacist.east dispenses the rounds at /pharmacy/rounds; manager sets each campus's ward rules at /ward/rules) and http://{addr}/ward/admissions (registrar.east admits onto a free bed, takes deposits, settles discharged stays); doctor.east orders admission from a visit, and ward orders and discharge from a stay's page"
     );
     println!("  Cashier       http://{addr}/billing/cashier?patient=ID (from a patient's page)");
     println!("  Pharmacy      http://{addr}/pharmacy (dispensing) and http://{addr}/pharmacy/stock (stock by batch)");

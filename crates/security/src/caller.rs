@@ -388,6 +388,7 @@ impl Caller {
                 Capability::HandleFeedback,
                 Capability::AdmitPatients,
                 Capability::KeepWard,
+                Capability::SetWardRules,
             ],
         }
     }
@@ -500,6 +501,13 @@ impl Caller {
     /// Given by the inpatient service only, to ward nurses, after its rules.
     pub fn checking_orders(&self, campus: &CampusId) -> Caller {
         self.granted_at("user/MedicationRequest.rus user/ServiceRequest.rus", campus)
+    }
+
+    /// The caller sending a ward's medication round to the inpatient pharmacy at
+    /// `campus` (病区摆药): writing and reading the round's MedicationDispenses in
+    /// preparation. Given by the inpatient service only, to ward nurses.
+    pub fn sending_rounds(&self, campus: &CampusId) -> Caller {
+        self.granted_at("user/MedicationDispense.crs", campus)
     }
 
     /// This caller with `scopes` added at `campus` (an unrestricted caller unchanged).

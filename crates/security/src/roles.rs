@@ -64,6 +64,9 @@ pub enum Capability {
     /// Work on a ward (病区护士): receive admitted patients onto their beds, keep the
     /// beds' state (cleaned, closed), move patients between beds.
     KeepWard,
+    /// Set how a campus's wards work (病区规则): the medication round times and whether
+    /// orders need a second nurse's check (managers of the campus).
+    SetWardRules,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -249,6 +252,7 @@ impl Role {
                 Capability::ApproveScrapping,
                 Capability::Publish,
                 Capability::HandleFeedback,
+                Capability::SetWardRules,
             ],
             Role::Administrator => &[Capability::AdministerUsers, Capability::ManageIntegration],
             Role::ItEngineer => &[Capability::ManageIntegration, Capability::OperateIt],

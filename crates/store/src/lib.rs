@@ -50,6 +50,7 @@ pub mod standby;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod users;
+pub mod ward_rules;
 mod write;
 
 use std::str::FromStr;

@@ -80,6 +80,8 @@ pub enum SideWrite {
     /// [`crate::StoreError::Refused`]; a receipt number taken:
     /// [`crate::StoreError::AlreadyExists`]).
     Deposit(crate::deposits::NewDeposit),
+    /// A campus's ward rules, replacing those it had.
+    WardRules(crate::ward_rules::WardRules),
     /// A change of a batch's stock (refused below zero: [`crate::StoreError::Refused`]).
     Stock(crate::pharmacy::StockMove),
     /// A change of the pharmacist's queue (refused from an unexpected state).

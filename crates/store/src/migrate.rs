@@ -342,6 +342,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0055_deposits.sql"),
         postgres: include_str!("../migrations/postgres/0055_deposits.sql"),
     },
+    Migration {
+        version: 56,
+        name: "ward rules of each campus",
+        sqlite: include_str!("../migrations/sqlite/0056_ward_rules.sql"),
+        postgres: include_str!("../migrations/postgres/0056_ward_rules.sql"),
+    },
 ];
 
 /// The schema version this build's migrations end at.

@@ -122,6 +122,11 @@ impl Operations {
         crate::deposits::Deposits(self.0.clone())
     }
 
+    /// How each campus's wards work: see [`crate::ward_rules`].
+    pub fn ward_rules(&self) -> crate::ward_rules::WardRulesTable {
+        crate::ward_rules::WardRulesTable(self.0.clone())
+    }
+
     /// The pharmacy's stock and queue: see [`crate::pharmacy`].
     pub fn pharmacy(&self) -> crate::pharmacy::Pharmacy {
         crate::pharmacy::Pharmacy(self.0.clone())

@@ -431,6 +431,9 @@ impl Store {
                 crate::messages::SideWrite::Deposit(d) => {
                     crate::deposits::apply(&mut tx, d).await?;
                 }
+                crate::messages::SideWrite::WardRules(w) => {
+                    crate::ward_rules::apply(&mut tx, w).await?;
+                }
                 crate::messages::SideWrite::Queue(c) => {
                     crate::pharmacy::apply_queue(&mut tx, c).await?;
                 }

@@ -521,6 +521,8 @@ impl App {
         let poster = tokio::spawn(ops::notices::send_hooks(self.state.clone()));
         // ImagingStudy resources follow the imaging index.
         let settler = tokio::spawn(self.state.imaging.clone().run_settler());
+        // Inpatient stays' daily charges, after each Beijing midnight (and now).
+        let postings = tokio::spawn(self.state.inpatient.clone().run_postings());
         if let Ok(addr) = listener.local_addr() {
             self.note_listener(if self.state.config.tls.is_some() { "HTTPS" } else { "HTTP" }, addr);
         }
@@ -564,6 +566,7 @@ impl App {
         prober.abort();
         poster.abort();
         settler.abort();
+        postings.abort();
         if let Some(m) = mailer {
             m.abort();
         }

@@ -49,7 +49,7 @@ fn visit(id: &str, patient: &str, class: &str, dept: &str) -> Value {
 /// East and West campuses, each an internal-medicine department with a ward (East:
 /// three beds, West's two), four East patients seen in clinic today
 /// (one allergic to penicillin), and one inpatient visit.
-async fn hospital(app: &TestApp) {
+pub(crate) async fn hospital(app: &TestApp) {
     let east = app.client_with("system/*.cruds", "campus-east", None).await;
     let west = app.client_with("system/*.cruds", "campus-west", None).await;
     for (client, campus, zh, en) in [(&east, "campus-east", "东院区", "East"), (&west, "campus-west", "西院区", "West")]
@@ -887,4 +887,219 @@ async fn ward_orders_are_checked_signed_verified_by_a_nurse_stopped_and_printed(
     let (status, _, _) = post(&mut doctor, &discharge, &dt, &summary).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "discharged once");
     assert_eq!(search(&app, "Composition?patient=Patient/pat-2&type=http://loinc.org|18842-5").await.len(), 1);
+}
+
+/// A campus's ward rules (its round times, a second nurse's check) set by its manager
+/// and followed by its wards; a stay's days and doses charged after midnight at the
+/// campus's prices — posted twice, charged once.
+#[tokio::test]
+async fn ward_rules_are_the_campus_s_and_daily_charges_are_posted_once() {
+    let clock = ManualClock::new(MONDAY_2345 - 14 * 60 * MINUTE);
+    let app = spawn_app_clocked(1 << 20, Some(clock.clone())).await;
+    hospital(&app).await;
+    let operator =
+        Caller::task_at(SystemTask::Operator("test".into()), lianyi_security::CampusId::parse("campus-east").unwrap());
+    // East's price list: a bed day, second-level nursing, the levofloxacin bag.
+    let prices = lianyi_billing::prices::PriceBook::new(app.fhir.clone());
+    for (code, category, kind, reference, unit, yuan) in [
+        ("BED-STD", "bed", "service", "bed-day", "日", "45.00"),
+        ("NURS-2", "nursing", "service", "nursing-2", "日", "19.00"),
+        ("D-LEVO500I", "western-drug", "drug", "LEVO500I", "袋", "38.50"),
+    ] {
+        let form = lianyi_billing::prices::ItemForm {
+            campus: "campus-east".into(),
+            code: code.into(),
+            category: category.into(),
+            kind: kind.into(),
+            reference: reference.into(),
+            name_zh: code.into(),
+            name_en: code.into(),
+            unit: unit.into(),
+            ..Default::default()
+        };
+        prices.put_item(&operator, &form).await.unwrap();
+        prices.set_price(&operator, "campus-east", code, yuan, "2026-12-07").await.unwrap();
+    }
+
+    // The manager sets East's rules; the round times are checked, naming the rule.
+    let (mut manager, mt) = logged_in(&app, &clock, "mgr.east", "manager", "campus-east", None).await;
+    let (status, _, page) = manager.get("/ward/rules").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("name=\"round_qd\" value=\"08:00\"")
+            && !page.contains("second_check\" id=\"second-check\" checked")
+    );
+    let (_, _, page) =
+        post(&mut manager, "/ward/rules", &mt, &[("campus", "campus-east"), ("round_bid", "08:00")]).await;
+    let errors = between(&page, "id=\"ward-errors\"", "</div>");
+    assert!(errors.contains("给药时间: 各频次的给药时间") && errors.contains("bid=08:00: 2 a day"), "{errors}");
+    let (_, _, page) =
+        post(&mut manager, "/ward/rules", &mt, &[("campus", "campus-east"), ("round_qd", "25:00")]).await;
+    assert!(page.contains("00:00 and 23:59"), "{page}");
+    let inpatient = Inpatient::new(app.fhir.clone());
+    assert_eq!(inpatient.rules("campus-east").await.unwrap(), Default::default(), "nothing was saved");
+    let (status, loc, _) = post(
+        &mut manager,
+        "/ward/rules",
+        &mt,
+        &[("campus", "campus-east"), ("round_qd", "09:00"), ("second_check", "on")],
+    )
+    .await;
+    assert_eq!((status, loc.as_str()), (StatusCode::SEE_OTHER, "/ward/rules?campus=campus-east&done=1"));
+    let east = inpatient.rules("campus-east").await.unwrap();
+    assert_eq!((east.rounds.qd.clone(), east.rounds.bid.clone(), east.second_check), (vec![540], vec![480, 960], true));
+    assert!(!inpatient.rules("campus-west").await.unwrap().second_check, "West keeps its own");
+    let (mut nurse, nt) = logged_in(&app, &clock, "nurse.east", "nurse", "campus-east", None).await;
+    assert_eq!(nurse.get("/ward/rules").await.0, StatusCode::FORBIDDEN, "set by the campus's managers");
+    assert_eq!(
+        post(&mut nurse, "/ward/rules", &nt, &[("campus", "campus-east"), ("round_qd", "07:00")]).await.0,
+        StatusCode::FORBIDDEN
+    );
+
+    // pat-2 admitted on Monday, a long-term levofloxacin qd signed.
+    let form = lianyi_inpatient::stays::OrderForm {
+        ward: "ward-east-im".into(),
+        nursing: "2".into(),
+        reason: "肺部感染".into(),
+        note: String::new(),
+    };
+    let order = inpatient.order_admission(&operator, "enc-2", &form, "").await.unwrap();
+    let stay = inpatient.admit(&operator, &order, "bed-e-2").await.unwrap().stay;
+    inpatient.receive(&operator, &stay).await.unwrap();
+    let (mut doctor, dt) = logged_in(&app, &clock, "dr.east", "doctor", "campus-east", None).await;
+    let page_of = format!("/ward/stays/{stay}");
+    let levo = [
+        ("kind", "medication"),
+        ("term", "long"),
+        ("drug", "LEVO500I"),
+        ("dose", "500"),
+        ("route", "ivgtt"),
+        ("frequency", "qd"),
+    ];
+    assert_eq!(post(&mut doctor, &page_of, &dt, &levo).await.0, StatusCode::SEE_OTHER);
+    let levo = inpatient.orders(&operator, &stay).await.unwrap()[0].reference.clone();
+    // Two nurses: the first one's check is not enough, nor is it twice.
+    let verify = format!("{page_of}/orders/verify");
+    let (_, loc, _) = post(&mut nurse, &verify, &nt, &[("order", &levo)]).await;
+    assert_eq!(loc, format!("/ward/stays/{stay}?done=verified"));
+    let o = inpatient.orders(&operator, &stay).await.unwrap().remove(0);
+    assert!(!o.in_force() && o.checked.is_some(), "{o:?}");
+    let (_, _, page) = nurse.get(&page_of).await;
+    assert!(page.contains("已初核，待第二名护士核对"), "{page}");
+    let (_, _, page) = post(&mut nurse, &verify, &nt, &[("order", &levo)]).await;
+    assert!(page.contains("须由另一名护士核对（本院区规则）"), "{page}");
+    let (mut second, st) = logged_in(&app, &clock, "nurse2.east", "nurse", "campus-east", None).await;
+    let (_, loc, _) = post(&mut second, &verify, &st, &[("order", &levo)]).await;
+    assert_eq!(loc, format!("/ward/stays/{stay}?done=verified"));
+    let o = inpatient.orders(&operator, &stay).await.unwrap().remove(0);
+    assert!(o.in_force() && o.verified.as_ref().unwrap().0 == "user:nurse2.east", "{o:?}");
+    // East's qd round is 09:00.
+    let (_, _, page) = second.get("/ward/tasks?ward=ward-east-im&date=2026-12-08").await;
+    let row = between(&page, &format!("data-order=\"{levo}\""), "</tr>");
+    assert!(row.contains("09:00"), "{row}");
+    let due = between(row, "name=\"due\" value=\"", "\"").parse::<i64>().unwrap();
+
+    // Tuesday's round sent to the inpatient pharmacy (病区摆药), once.
+    let round = [("ward", "ward-east-im"), ("date", "2026-12-08")];
+    let (status, loc, _) = post(&mut second, "/ward/round", &st, &round).await;
+    assert_eq!(
+        (status, loc.as_str()),
+        (StatusCode::SEE_OTHER, "/ward/tasks?ward=ward-east-im&date=2026-12-08&done=round")
+    );
+    let (_, _, page) = post(&mut second, "/ward/round", &st, &round).await;
+    assert!(page.contains("当日已无待发送的给药"), "sent once: {page}");
+    let (_, _, page) = second.get("/ward/tasks?ward=ward-east-im&date=2026-12-08").await;
+    let lines = between(&page, "id=\"round-lines\"", "</table>");
+    assert!(lines.contains("1 袋") && lines.contains("待药房发药"), "{lines}");
+    // The pharmacist dispenses it: no inpatient pharmacy, then too little stock — named,
+    // nothing dispensed — then from the batch received.
+    let (mut pharmacist, pt) = logged_in(&app, &clock, "ph.east", "pharmacist", "campus-east", None).await;
+    let (status, _, page) = pharmacist.get("/pharmacy/rounds").await;
+    assert_eq!(status, StatusCode::OK);
+    let card = between(&page, "id=\"round-ward-east-im\"", "</article>");
+    assert!(card.contains("内科病区") && card.contains("左氧氟沙星") && card.contains("1 袋"), "{card}");
+    let dispense = [("ward", "ward-east-im")];
+    let (_, _, page) = post(&mut pharmacist, "/pharmacy/rounds", &pt, &dispense).await;
+    assert!(page.contains("本院区没有住院药房"), "{page}");
+    let stock = lianyi_billing::stock::StockRoom::new(app.fhir.clone());
+    let ip = lianyi_store::pharmacy::StockStore {
+        campus: "campus-east".into(),
+        code: "ip".into(),
+        kind: "inpatient".into(),
+        name_zh: "住院药房".into(),
+        name_en: "Inpatient pharmacy".into(),
+    };
+    stock.put_store(&operator, &ip).await.unwrap();
+    let (_, _, page) = post(&mut pharmacist, "/pharmacy/rounds", &pt, &dispense).await;
+    let errors = between(&page, "id=\"round-errors\"", "</div>");
+    assert!(errors.contains("库存不足") && errors.contains("左氧氟沙星氯化钠注射液 500 mg −1"), "{errors}");
+    let line =
+        lianyi_billing::stock::OrderLineForm { drug: "LEVO500I".into(), quantity: "5".into(), price: "20.00".into() };
+    let no = stock.create_order(&operator, "campus-east", "ip", "国药控股", &[line]).await.unwrap();
+    let lot = lianyi_billing::stock::ReceiveForm {
+        drug: "LEVO500I".into(),
+        lot: "L2612".into(),
+        expiry: "2028-06-30".into(),
+        quantity: "5".into(),
+    };
+    stock.receive(&operator, "campus-east", no, &[lot]).await.unwrap();
+    let (status, loc, _) = post(&mut pharmacist, "/pharmacy/rounds", &pt, &dispense).await;
+    assert_eq!((status, loc.as_str()), (StatusCode::SEE_OTHER, "/pharmacy/rounds?done=1"));
+    let batches = app.fhir.operations().pharmacy().batches("campus-east", "ip", Some("LEVO500I"), true).await.unwrap();
+    assert_eq!(batches[0].quantity, 4);
+    let (_, _, page) = second.get("/ward/tasks?ward=ward-east-im&date=2026-12-08").await;
+    assert!(between(&page, "id=\"round-lines\"", "</table>").contains("已发药"));
+
+    // Tuesday 09:05: the dose given.
+    clock.set(due + 5 * MINUTE);
+    let dose = lianyi_inpatient::administration::DoseForm {
+        stay: stay.clone(),
+        order: levo.clone(),
+        due_ms: due,
+        patient_code: "E0000002".into(),
+        drug_code: "LEVO500I".into(),
+        outcome: "given".into(),
+        reason: String::new(),
+    };
+    inpatient.record_dose(&operator, &dose).await.unwrap();
+    // Before Tuesday's midnight only Monday is a whole day; after it, Tuesday too —
+    // each day and dose charged once however often the posting runs.
+    let posted = inpatient.post_charges(app.fhir.now_ms()).await.unwrap();
+    assert_eq!((posted.charges, posted.unpriced.len()), (3, 0), "{posted:?}");
+    clock.set(MONDAY_2345 + 15 * MINUTE + 86_400_000 + 10 * MINUTE);
+    let posted = inpatient.post_charges(app.fhir.now_ms()).await.unwrap();
+    assert_eq!(posted.charges, 2, "Tuesday's bed and nursing");
+    let again = inpatient.post_charges(app.fhir.now_ms()).await.unwrap();
+    // (The other stay is an inpatient visit on no ward: nothing to charge.)
+    assert_eq!((again.stays, again.charges), (2, 0), "posted twice, charged once");
+    let charges = search(&app, &format!("ChargeItem?context=Encounter/{stay}&_count=100")).await;
+    let mut lines: Vec<String> = charges
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} {}",
+                c["identifier"][0]["value"].as_str().unwrap().replace(&stay, "S"),
+                c["code"]["coding"][0]["code"].as_str().unwrap(),
+                lianyi_billing::charges::extension_i64(c, lianyi_billing::charges::AMOUNT_URL)
+            )
+        })
+        .collect();
+    lines.sort();
+    let ma =
+        search(&app, "MedicationAdministration?patient=Patient/pat-2").await[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        lines,
+        [
+            format!("MedicationAdministration/{ma} D-LEVO500I 3850"),
+            "stay/S/bed/2026-12-07 BED-STD 4500".to_string(),
+            "stay/S/bed/2026-12-08 BED-STD 4500".to_string(),
+            "stay/S/nursing/2026-12-07 NURS-2 1900".to_string(),
+            "stay/S/nursing/2026-12-08 NURS-2 1900".to_string(),
+        ]
+    );
+    assert!(
+        charges
+            .iter()
+            .all(|c| c["status"] == "billable" && c["costCenter"]["reference"] == "Organization/campus-east-im")
+    );
 }

@@ -42,3 +42,4 @@ mod rosters;
 mod search;
 mod staff;
 mod standby;
+mod ward_walk;

@@ -213,7 +213,7 @@ async fn paging_total_and_last_updated() {
 async fn data_survives_reconnect_and_migrate_is_idempotent() {
     let (url, _dir) = fresh_database().await;
     let store = Store::connect(&url).await.unwrap();
-    assert_eq!(store.migrate().await.unwrap(), 55);
+    assert_eq!(store.migrate().await.unwrap(), 56);
     store.write(vec![op(WriteKind::Create, patient("keep", "Ma", "Li", "1999"))], T0).await.unwrap();
     store.close().await;
     let store = Store::connect(&url).await.unwrap();

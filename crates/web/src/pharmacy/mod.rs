@@ -4,6 +4,8 @@
 //! receiving (入库), transfers (调拨), stocktakes (盘点) and reorder levels. The rules
 //! live in [`lianyi_billing::stock`] and [`lianyi_billing::dispensing`].
 
+mod rounds;
+
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -36,6 +38,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/pharmacy/transfers", get(transfers_page))
         .route("/pharmacy/transfers/{id}", post(receive_transfer))
         .route("/pharmacy/count", get(count_page).post(post_count))
+        .merge(rounds::router())
 }
 
 fn may_dispense(c: &Caller) -> bool {
@@ -55,6 +58,7 @@ fn may_keep(c: &Caller) -> bool {
 
 pub(crate) const NAV: &[NavLink] = &[
     NavLink { href: "/pharmacy", text: "nav-dispensing", place: Place::Bar, shown: may_dispense },
+    NavLink { href: "/pharmacy/rounds", text: "nav-rounds", place: Place::Bar, shown: may_dispense },
     NavLink { href: "/pharmacy/stock", text: "nav-stock", place: Place::Bar, shown: may_view_stock },
     NavLink { href: "/pharmacy/orders", text: "nav-purchase-orders", place: Place::Bar, shown: may_keep },
     NavLink { href: "/pharmacy/transfers", text: "nav-transfers", place: Place::Bar, shown: may_keep },

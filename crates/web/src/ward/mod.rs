@@ -7,6 +7,7 @@ mod admission;
 mod board;
 mod chart;
 mod orders;
+mod rules;
 mod tasks;
 
 use lianyi_inpatient::stays::{Inpatient, InpatientError};
@@ -15,7 +16,12 @@ use crate::ui::i18n::Tr;
 use crate::ui::shell::{NavLink, Place};
 
 pub(crate) fn router() -> axum::Router<crate::AppState> {
-    board::router().merge(admission::router()).merge(orders::router()).merge(tasks::router()).merge(chart::router())
+    board::router()
+        .merge(admission::router())
+        .merge(orders::router())
+        .merge(tasks::router())
+        .merge(chart::router())
+        .merge(rules::router())
 }
 
 /// The ward pages in the navigation.
@@ -23,6 +29,7 @@ pub(crate) const NAV: &[NavLink] = &[
     NavLink { href: "/ward", text: "nav-ward", place: Place::Bar, shown: Inpatient::may_see_boards },
     NavLink { href: "/ward/tasks", text: "nav-ward-tasks", place: Place::Bar, shown: Inpatient::may_keep_ward },
     NavLink { href: "/ward/admissions", text: "nav-admissions", place: Place::Bar, shown: Inpatient::may_admit },
+    NavLink { href: "/ward/rules", text: "nav-ward-rules", place: Place::Home, shown: rules::may_set_some },
 ];
 
 /// The lines of an error, each naming the field and the rule in the page's language.
@@ -31,7 +38,12 @@ fn worded(t: Tr, e: &InpatientError) -> Vec<String> {
         InpatientError::Invalid(fs) => fs
             .iter()
             .map(|f| {
-                let rule = t.try_get(&format!("ward-rule-{}", f.code)).map_or_else(|| f.detail.clone(), str::to_string);
+                let rule = match t.try_get(&format!("ward-rule-{}", f.code)) {
+                    // Round times: the rule, and which frequency broke it.
+                    Some(rule) if f.code == "rounds" => format!("{rule} ({})", f.detail),
+                    Some(rule) => rule.to_string(),
+                    None => f.detail.clone(),
+                };
                 format!("{}: {rule}", t.named("ward-field", f.field))
             })
             .collect(),

@@ -92,13 +92,24 @@ fn order_rows(t: Tr, orders: &[WardOrder], long_term: bool, may_keep: bool, may_
                     format!("{detail} · {}", o.note)
                 },
                 doctor: o.doctor.clone(),
-                verified: o.verified.as_ref().map(|(by, at)| format!("{by} {}", local_time(*at))).unwrap_or_default(),
+                // The first nurse's check, where the campus asks for a second nurse's.
+                verified: [&o.checked, &o.verified]
+                    .into_iter()
+                    .flatten()
+                    .map(|(by, at)| format!("{by} {}", local_time(*at)))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
                 stopped: o.stopped.as_ref().map(|(by, at)| format!("{by} {}", local_time(*at))).unwrap_or_default(),
                 may_verify: may_keep && active && o.verified.is_none(),
                 may_stop: may_order && active && o.long_term,
                 status: t.named(
                     "ward-order-status",
-                    if active { if o.verified.is_some() { "in-force" } else { "unverified" } } else { "stopped" },
+                    match (active, &o.verified, &o.checked) {
+                        (false, _, _) => "stopped",
+                        (true, Some(_), _) => "in-force",
+                        (true, None, Some(_)) => "checked",
+                        (true, None, None) => "unverified",
+                    },
                 ),
             }
         })

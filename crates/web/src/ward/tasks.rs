@@ -21,7 +21,9 @@ use super::worded;
 use crate::ui::render::urlencode;
 
 pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/ward/tasks", get(tasks_page).post(record))
+    Router::new()
+        .route("/ward/tasks", get(tasks_page).post(record))
+        .route("/ward/round", axum::routing::post(send_round))
 }
 
 #[derive(Deserialize, Default)]
@@ -55,6 +57,8 @@ struct TasksPage<'a> {
     date: String,
     rows: Vec<Row>,
     may_record: bool,
+    /// The day's round as sent to the pharmacy: (drug, units, waiting or dispensed).
+    round: Vec<(String, String, String)>,
     errors: Vec<String>,
     done: Option<String>,
 }
@@ -72,6 +76,24 @@ async fn render(state: &AppState, s: &Signed, q: Shown, errors: Vec<String>) -> 
         .unwrap_or_else(|| lianyi_clinical::scheduling::local_date(now));
     let day_ms = lianyi_clinical::scheduling::local_midnight(&date).unwrap_or(now);
     let mut rows = Vec::new();
+    let mut round = Vec::new();
+    if let Some(w) = &ward
+        && Inpatient::may_keep_ward(caller)
+    {
+        match state.inpatient.round(caller, w, day_ms).await {
+            Ok(lines) => {
+                round = lines
+                    .into_iter()
+                    .map(|l| {
+                        let state = if l.status == "completed" { "dispensed" } else { "waiting" };
+                        (l.what, format!("{} {}", l.units, t.named("ward-unit", &l.unit)), t.named("ward-round", state))
+                    })
+                    .collect();
+            }
+            Err(InpatientError::Forbidden(_)) => {}
+            Err(e) => errors.extend(worded(t, &e)),
+        }
+    }
     if let Some(w) = &ward {
         match state.inpatient.doses(caller, w, day_ms).await {
             Ok(doses) => {
@@ -112,6 +134,7 @@ async fn render(state: &AppState, s: &Signed, q: Shown, errors: Vec<String>) -> 
             date,
             rows,
             may_record: Inpatient::may_keep_ward(caller),
+            round,
             errors,
             done: q.done.and_then(|d| t.try_get(&format!("ward-done-{d}"))).map(str::to_string),
         }
@@ -158,6 +181,30 @@ async fn record(
             urlencode(&date),
             f.outcome
         )),
+        Err(InpatientError::Forbidden(_)) => forbidden(s.t),
+        Err(e) => {
+            let errors = worded(s.t, &e);
+            render(&state, &s, Shown { ward: Some(ward), date: Some(date), done: None }, errors).await
+        }
+    }
+}
+
+/// Sends the day's round to the inpatient pharmacy (病区摆药).
+async fn send_round(
+    State(state): State<AppState>,
+    s: Signed,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> Response {
+    if !Inpatient::may_keep_ward(&s.info.caller) || !s.csrf_ok(&form_value(&form, "csrf")) {
+        return forbidden(s.t);
+    }
+    let (ward, date) = (form_value(&form, "ward"), form_value(&form, "date"));
+    let Some(day_ms) = lianyi_clinical::scheduling::local_midnight(&date) else {
+        let errors = vec![format!("{}: {}", s.t.get("ward-field-date"), s.t.get("ward-rule-date"))];
+        return render(&state, &s, Shown { ward: Some(ward), date: None, done: None }, errors).await;
+    };
+    match state.inpatient.send_round(&s.info.caller, &ward, day_ms).await {
+        Ok(_) => see_other(&format!("/ward/tasks?ward={}&date={}&done=round", urlencode(&ward), urlencode(&date))),
         Err(InpatientError::Forbidden(_)) => forbidden(s.t),
         Err(e) => {
             let errors = worded(s.t, &e);
