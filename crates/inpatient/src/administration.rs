@@ -104,36 +104,45 @@ impl Inpatient {
         if !Self::may_keep_ward(caller) && !Self::may_order(caller) {
             return Err(InpatientError::Forbidden("the ward's task lists are not among your roles".into()));
         }
-        let board = self.board(caller, ward).await?;
+        // The ward's stays first: the board, the orders, the records and the rules are
+        // then read at once (each read waits for its audit record; together they
+        // share the writes).
+        let (ward_v, reader) = self.board_reader(caller, ward).await?;
+        let campus = ward_v.campus.clone();
+        let stay_rows = self.ward_stays(&reader, &ward_v.id).await?;
+        let mut care = caller.group_wide();
+        for s in &stay_rows {
+            if let Some(p) = reference_id(&s["subject"], "Patient")
+                && let Some(open) = care.open_record(p, &[campus.as_str()])
+            {
+                care = open;
+            }
+        }
+        let list: Vec<String> =
+            stay_rows.iter().filter_map(|s| Some(format!("Encounter/{}", s["id"].as_str()?))).collect();
+        if list.is_empty() {
+            return Ok(Vec::new());
+        }
+        let from = local_midnight(day_ms);
+        let to = from + DAY_MS;
+        let order_params = [("encounter", list.join(",")), ("_count", "1000".into())];
+        let given_params = [
+            ("context", list.join(",")),
+            ("effective-time", format!("ge{}", local_instant(from - DAY_MS))),
+            ("_count", "1000".into()),
+        ];
+        let (board, orders, given, rules) = tokio::join!(
+            self.board_of(&reader, ward_v, &stay_rows),
+            self.search(&care, "MedicationRequest", &order_params),
+            self.search(&care, "MedicationAdministration", &given_params),
+            self.rules(&campus),
+        );
+        let (board, orders, given, rules) = (board?, orders?, given?, rules?);
         let stays: Vec<(&str, &crate::stays::StayCard)> =
             board.beds.iter().filter_map(|b| Some((b.bed.id.as_str(), b.stay.as_ref()?))).collect();
         if stays.is_empty() {
             return Ok(Vec::new());
         }
-        // Orders and records of every stay on the ward: one search each.
-        let mut care = caller.group_wide();
-        for (_, s) in &stays {
-            if let Some(open) = care.open_record(&s.patient.id, &[board.ward.campus.as_str()]) {
-                care = open;
-            }
-        }
-        let list: Vec<String> = stays.iter().map(|(_, s)| format!("Encounter/{}", s.id)).collect();
-        let from = local_midnight(day_ms);
-        let to = from + DAY_MS;
-        let orders = self
-            .search(&care, "MedicationRequest", &[("encounter", list.join(",")), ("_count", "1000".into())])
-            .await?;
-        let given = self
-            .search(
-                &care,
-                "MedicationAdministration",
-                &[
-                    ("context", list.join(",")),
-                    ("effective-time", format!("ge{}", local_instant(from - DAY_MS))),
-                    ("_count", "1000".into()),
-                ],
-            )
-            .await?;
         let mut records: HashMap<String, (String, String, i64, String)> = HashMap::new();
         for a in &given {
             let Some(key) = a["identifier"]
@@ -154,7 +163,7 @@ impl Inpatient {
                 ),
             );
         }
-        let rounds = self.rules(&board.ward.campus).await?.rounds;
+        let rounds = rules.rounds;
         let now = self.fhir.now_ms();
         let mut out = Vec::new();
         for v in &orders {

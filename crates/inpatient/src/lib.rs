@@ -14,6 +14,7 @@ pub mod administration;
 pub mod beds;
 pub mod charging;
 pub mod discharge;
+pub mod nursing;
 pub mod orders;
 pub mod round;
 pub mod rules;

@@ -832,7 +832,7 @@ impl Inpatient {
     // The bed board.
 
     /// A ward and who reads its board: staff of its campus who open bed boards.
-    async fn board_reader(&self, caller: &Caller, ward: &str) -> Result<(Ward, Caller), InpatientError> {
+    pub(crate) async fn board_reader(&self, caller: &Caller, ward: &str) -> Result<(Ward, Caller), InpatientError> {
         if !Self::may_see_boards(caller) {
             return Err(InpatientError::Forbidden("bed boards are not among your roles".into()));
         }
@@ -848,22 +848,32 @@ impl Inpatient {
     /// nursing level, alerts).
     pub async fn board(&self, caller: &Caller, ward: &str) -> Result<Board, InpatientError> {
         let (ward, reader) = self.board_reader(caller, ward).await?;
-        let beds = self.beds(&reader, &ward.id).await?;
-        // Whoever is on this ward is the ward's business, whichever campus admitted
-        // them (a stay keeps its campus when moved): the search is limited to the ward.
-        let stays = self
-            .search(
-                &reader.group_wide(),
-                "Encounter",
-                &[
-                    ("location", format!("Location/{}", ward.id)),
-                    ("class", format!("{ACT_CODE}|IMP")),
-                    ("status", "arrived,in-progress".into()),
-                    ("_count", "1000".into()),
-                ],
-            )
-            .await?;
-        let mut on_bed = self.cards(&reader, &ward.id, &stays).await?;
+        let stays = self.ward_stays(&reader, &ward.id).await?;
+        self.board_of(&reader, ward, &stays).await
+    }
+
+    /// The stays on `ward` or on their way to it. Whoever is on a ward is the ward's
+    /// business, whichever campus admitted them (a stay keeps its campus when moved):
+    /// the search is limited to the ward.
+    pub(crate) async fn ward_stays(&self, reader: &Caller, ward: &str) -> Result<Vec<Value>, InpatientError> {
+        self.search(
+            &reader.group_wide(),
+            "Encounter",
+            &[
+                ("location", format!("Location/{ward}")),
+                ("class", format!("{ACT_CODE}|IMP")),
+                ("status", "arrived,in-progress".into()),
+                ("_count", "1000".into()),
+            ],
+        )
+        .await
+    }
+
+    /// The board of `ward` with its `stays`: the beds and the cards read at once (each
+    /// read waits for its audit record; together they share the writes).
+    pub(crate) async fn board_of(&self, reader: &Caller, ward: Ward, stays: &[Value]) -> Result<Board, InpatientError> {
+        let (beds, on_bed) = tokio::join!(self.beds(reader, &ward.id), self.cards(reader, &ward.id, stays));
+        let (beds, mut on_bed) = (beds?, on_bed?);
         let beds = beds.into_iter().map(|b| BoardBed { stay: on_bed.remove(&b.id), bed: b }).collect();
         Ok(Board { ward, beds })
     }
@@ -884,15 +894,25 @@ impl Inpatient {
             let mut list: Vec<String> = patients.keys().map(|p| format!("Patient/{p}")).collect();
             list.sort();
             let list = list.join(",");
-            if care.access().allows("AllergyIntolerance", Perm::Search) {
-                for a in self
-                    .search(
-                        &care,
-                        "AllergyIntolerance",
-                        &[("patient", list.clone()), ("clinical-status", "active".into()), ("_count", "1000".into())],
-                    )
-                    .await?
-                {
+            let allergies = async {
+                if care.access().allows("AllergyIntolerance", Perm::Search) {
+                    let params =
+                        [("patient", list.clone()), ("clinical-status", "active".into()), ("_count", "1000".into())];
+                    self.search(&care, "AllergyIntolerance", &params).await
+                } else {
+                    Ok(Vec::new())
+                }
+            };
+            let flags = async {
+                if care.access().allows("Flag", Perm::Search) {
+                    self.search(&care, "Flag", &[("patient", list.clone()), ("_count", "1000".into())]).await
+                } else {
+                    Ok(Vec::new())
+                }
+            };
+            let (allergies, flags) = tokio::join!(allergies, flags);
+            {
+                for a in allergies? {
                     let Some(p) = reference_id(&a["patient"], "Patient") else { continue };
                     let substance = a["code"]["text"].as_str().or_else(|| a["code"]["coding"][0]["display"].as_str());
                     alerts.entry(p.to_string()).or_default().push(Alert::Allergy {
@@ -901,13 +921,8 @@ impl Inpatient {
                     });
                 }
             }
-            if care.access().allows("Flag", Perm::Search) {
-                for f in self
-                    .search(&care, "Flag", &[("patient", list), ("_count", "1000".into())])
-                    .await?
-                    .into_iter()
-                    .filter(|f| f["status"] == "active")
-                {
+            {
+                for f in flags?.into_iter().filter(|f| f["status"] == "active") {
                     let Some(p) = reference_id(&f["subject"], "Patient") else { continue };
                     let text = f["code"]["text"].as_str().or_else(|| f["code"]["coding"][0]["display"].as_str());
                     alerts.entry(p.to_string()).or_default().push(Alert::Flag(text.unwrap_or_default().to_string()));

@@ -1102,4 +1102,61 @@ async fn ward_rules_are_the_campus_s_and_daily_charges_are_posted_once() {
             .iter()
             .all(|c| c["status"] == "billable" && c["costCenter"]["reference"] == "Organization/campus-east-im")
     );
+
+    // Nursing: a high fall risk flags the patient on the board; a scale with an item
+    // left out is refused naming it; notes, intake and output; the handover list; a
+    // lower risk later ends the flag.
+    let (mut night, nk) = logged_in(&app, &clock, "nurse3.east", "nurse", "campus-east", None).await;
+    let nursing = format!("{page_of}/nursing");
+    let assess = format!("{page_of}/assess");
+    let morse = |history: &'static str, aid: &'static str, iv: &'static str| {
+        vec![
+            ("scale", "morse"),
+            ("history", history),
+            ("secondary", "15"),
+            ("aid", aid),
+            ("iv", iv),
+            ("gait", "10"),
+            ("mental", "0"),
+        ]
+    };
+    let (status, loc, _) = post(&mut night, &assess, &nk, &morse("25", "15", "20")).await;
+    assert_eq!((status, loc), (StatusCode::SEE_OTHER, format!("{nursing}?done=assessed")));
+    let (_, _, page) = night.get("/ward?ward=ward-east-im").await;
+    assert!(between(&page, "id=\"bed-bed-e-2\"", "</li>").contains("跌倒高风险"), "{page}");
+    let braden = [
+        ("scale", "braden"),
+        ("sensory", "2"),
+        ("moisture", "2"),
+        ("activity", "1"),
+        ("mobility", "2"),
+        ("nutrition", "3"),
+    ];
+    let (_, _, page) = post(&mut night, &assess, &nk, &braden).await;
+    let errors = between(&page, "id=\"ward-errors\"", "</div>");
+    assert!(errors.contains("请为量表的每一项评分") && errors.contains("摩擦力和剪切力"), "{errors}");
+    for (kind, text, ml) in
+        [("note", "夜间睡眠可，诉轻度咳嗽", ""), ("intake", "口服", "500"), ("output", "尿量", "300")]
+    {
+        let (status, _, _) = post(&mut night, &nursing, &nk, &[("kind", kind), ("text", text), ("ml", ml)]).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{kind}");
+    }
+    let (_, _, page) = post(&mut night, &nursing, &nk, &[("kind", "output"), ("text", "引流"), ("ml", "0.5")]).await;
+    assert!(page.contains("毫升: 须为1至20000的整数毫升"), "{page}");
+    let (_, _, page) = night.get(&nursing).await;
+    assert!(between(&page, "id=\"io-today\"", "</p>").contains("入量 500 mL · 出量 300 mL · 平衡 200 mL"), "{page}");
+    assert!(between(&page, "id=\"assessments\"", "</table>").contains("85"), "{page}");
+    let (status, _, page) = night.get("/ward/handover?ward=ward-east-im").await;
+    assert_eq!(status, StatusCode::OK);
+    let row = between(&page, &format!("data-stay=\"{stay}\""), "</tr>");
+    assert!(row.contains("跌倒高风险") && row.contains("夜间睡眠可") && row.contains("500 / 300 / 200 mL"), "{row}");
+    // The infusion stopped, walking without aid, no fall before: moderate (25), the
+    // flag ends.
+    post(&mut night, &assess, &nk, &morse("0", "0", "0")).await;
+    let (_, _, page) = night.get("/ward?ward=ward-east-im").await;
+    assert!(!between(&page, "id=\"bed-bed-e-2\"", "</li>").contains("跌倒高风险"), "{page}");
+    assert_eq!(
+        search(&app, "Flag?patient=Patient/pat-2").await.iter().filter(|f| f["status"] == "inactive").count(),
+        1
+    );
 }

@@ -931,3 +931,24 @@ async fn a_deposit_balance_never_goes_below_zero_and_receipts_have_no_gaps() {
     assert_eq!(deposits.last_receipt_no("campus-east").await.unwrap(), 2);
     assert_eq!(deposits.last_receipt_no("campus-west").await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_campus_s_ward_rules_are_replaced_whole() {
+    use lianyi_store::messages::SideWrite;
+    use lianyi_store::ward_rules::WardRules;
+    let (store, _dir) = store().await;
+    let table = store.operations().ward_rules();
+    assert_eq!(table.get("campus-west").await.unwrap(), None, "the defaults: no row");
+    let rules = |rounds: &str, second_check: bool, at: i64| WardRules {
+        campus: "campus-west".into(),
+        rounds: rounds.into(),
+        second_check,
+        updated_by: "user:mgr".into(),
+        updated_at: at,
+    };
+    for r in [rules("qd=09:00", true, 1), rules("qd=07:30;bid=07:30,15:30", false, 2)] {
+        store.write_audited_with(Vec::new(), r.updated_at, &[], None, &[SideWrite::WardRules(r)]).await.unwrap();
+    }
+    assert_eq!(table.get("campus-west").await.unwrap(), Some(rules("qd=07:30;bid=07:30,15:30", false, 2)));
+    assert_eq!(table.get("campus-east").await.unwrap(), None);
+}

@@ -6,6 +6,7 @@
 mod admission;
 mod board;
 mod chart;
+mod nursing;
 mod orders;
 mod rules;
 mod tasks;
@@ -22,12 +23,14 @@ pub(crate) fn router() -> axum::Router<crate::AppState> {
         .merge(tasks::router())
         .merge(chart::router())
         .merge(rules::router())
+        .merge(nursing::router())
 }
 
 /// The ward pages in the navigation.
 pub(crate) const NAV: &[NavLink] = &[
     NavLink { href: "/ward", text: "nav-ward", place: Place::Bar, shown: Inpatient::may_see_boards },
     NavLink { href: "/ward/tasks", text: "nav-ward-tasks", place: Place::Bar, shown: Inpatient::may_keep_ward },
+    NavLink { href: "/ward/handover", text: "nav-ward-handover", place: Place::Bar, shown: Inpatient::may_keep_ward },
     NavLink { href: "/ward/admissions", text: "nav-admissions", place: Place::Bar, shown: Inpatient::may_admit },
     NavLink { href: "/ward/rules", text: "nav-ward-rules", place: Place::Home, shown: rules::may_set_some },
 ];
@@ -41,6 +44,12 @@ fn worded(t: Tr, e: &InpatientError) -> Vec<String> {
                 let rule = match t.try_get(&format!("ward-rule-{}", f.code)) {
                     // Round times: the rule, and which frequency broke it.
                     Some(rule) if f.code == "rounds" => format!("{rule} ({})", f.detail),
+                    // A scale's items left out: the rule, and which.
+                    Some(rule) if f.code == "item" => {
+                        let items: Vec<&str> =
+                            f.detail.split(',').map(|i| t.try_get(&format!("ward-item-{i}")).unwrap_or(i)).collect();
+                        format!("{rule} ({})", items.join(", "))
+                    }
                     Some(rule) => rule.to_string(),
                     None => f.detail.clone(),
                 };
