@@ -19,6 +19,7 @@ pub mod orders;
 pub mod round;
 pub mod rules;
 pub mod schedule;
+pub mod specimens;
 pub mod stays;
 pub mod transfers;
 pub mod vitals;

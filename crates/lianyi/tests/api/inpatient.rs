@@ -803,6 +803,36 @@ async fn ward_orders_are_checked_signed_verified_by_a_nurse_stopped_and_printed(
     let lab_order =
         inpatient.orders(&operator, &stay).await.unwrap().into_iter().find(|o| o.what == "血常规").unwrap().reference;
     post(&mut nurse, &format!("{page_of}/orders/verify"), &nt, &[("order", &lab_order)]).await;
+    // The nurse collects its specimen at the bedside: a wrong wristband refused, then
+    // the tube labelled with the campus's next number; once only.
+    let (status, _, page) = nurse.get("/ward/specimens?ward=ward-east-im").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(between(&page, &format!("data-order=\"{lab_order}\""), "</tr>").contains("血常规"), "{page}");
+    let collect = |code: &'static str| {
+        vec![
+            ("ward", "ward-east-im"),
+            ("stay", stay.as_str()),
+            ("order", lab_order.as_str()),
+            ("specimen", "venous-blood"),
+            ("patient_code", code),
+        ]
+    };
+    let (_, _, page) = post(&mut nurse, "/ward/specimens", &nt, &collect("ZY0000099")).await;
+    assert!(page.contains("腕带: 不是该患者的腕带"), "{page}");
+    assert!(search(&app, "Specimen?patient=Patient/pat-2").await.is_empty(), "nothing was written");
+    let (status, loc, _) = post(&mut nurse, "/ward/specimens", &nt, &collect("ZY0000001")).await;
+    assert_eq!(
+        (status, loc.as_str()),
+        (StatusCode::SEE_OTHER, "/ward/specimens?ward=ward-east-im&number=S20261207000001")
+    );
+    let (_, _, page) = post(&mut nurse, "/ward/specimens", &nt, &collect("ZY0000001")).await;
+    assert!(page.contains("检验医嘱: 已采集过"), "{page}");
+    let specimens = search(&app, "Specimen?patient=Patient/pat-2").await;
+    assert_eq!(specimens.len(), 1);
+    assert_eq!(
+        (specimens[0]["request"][0]["reference"].as_str(), specimens[0]["type"]["coding"][0]["code"].as_str()),
+        (Some(lab_order.as_str()), Some("122555007"))
+    );
     let (_, _, page) =
         post(&mut doctor, &discharge, &dt, &[("course", ""), ("diagnosis", "x"), ("disposition", "moon")]).await;
     let errors = between(&page, "id=\"ward-errors\"", "</div>");

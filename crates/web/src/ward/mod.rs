@@ -9,6 +9,7 @@ mod chart;
 mod nursing;
 mod orders;
 mod rules;
+mod specimens;
 mod tasks;
 
 use lianyi_inpatient::stays::{Inpatient, InpatientError};
@@ -24,6 +25,7 @@ pub(crate) fn router() -> axum::Router<crate::AppState> {
         .merge(chart::router())
         .merge(rules::router())
         .merge(nursing::router())
+        .merge(specimens::router())
 }
 
 /// The ward pages in the navigation.
@@ -31,6 +33,12 @@ pub(crate) const NAV: &[NavLink] = &[
     NavLink { href: "/ward", text: "nav-ward", place: Place::Bar, shown: Inpatient::may_see_boards },
     NavLink { href: "/ward/tasks", text: "nav-ward-tasks", place: Place::Bar, shown: Inpatient::may_keep_ward },
     NavLink { href: "/ward/handover", text: "nav-ward-handover", place: Place::Bar, shown: Inpatient::may_keep_ward },
+    NavLink {
+        href: "/ward/specimens",
+        text: "nav-ward-specimens",
+        place: Place::Home,
+        shown: Inpatient::may_keep_ward,
+    },
     NavLink { href: "/ward/admissions", text: "nav-admissions", place: Place::Bar, shown: Inpatient::may_admit },
     NavLink { href: "/ward/rules", text: "nav-ward-rules", place: Place::Home, shown: rules::may_set_some },
 ];
