@@ -11,13 +11,12 @@ use std::collections::HashMap;
 use lianyi_clinical::prescribing::Frequency;
 use lianyi_clinical::scheduling::local_instant;
 use lianyi_security::Caller;
-use lianyi_services::identifiers::Mrn;
 use serde_json::{Value, json};
 
 use crate::beds::current;
 use crate::orders::{Kind, WardOrder, ward_order};
 use crate::schedule::{due_times, local_midnight};
-use crate::stays::{Inpatient, InpatientError, invalid, reference_id, stay_number};
+use crate::stays::{Inpatient, InpatientError, invalid, reference_id};
 
 /// The identifier system of a dose's record: `{order id}/{due ms}`.
 pub const DOSE_SYSTEM: &str = "urn:lianyi:dose";
@@ -252,17 +251,7 @@ impl Inpatient {
         }
         // The wristband: the stay number, or one of the patient's MRNs.
         let patient = reference_id(&stay_v["subject"], "Patient").unwrap_or_default().to_string();
-        let p = self.read(&care, "Patient", &patient).await?;
-        let p: Value = serde_json::from_str(&p.body).map_err(|e| invalid("patient", "stored", e.to_string()))?;
-        let scanned = form.patient_code.trim();
-        let mrns: Vec<Mrn> = lianyi_clinical::registry::mrns_of(&p);
-        if scanned.is_empty() || !(scanned == stay_number(&stay_v) || mrns.iter().any(|m| m.number == scanned)) {
-            errors.push(lianyi_clinical::registry::FieldError {
-                field: "patient_code",
-                code: "wrong-patient",
-                detail: "not this patient's wristband (the stay number or an MRN of the patient)".into(),
-            });
-        }
+        errors.extend(self.check_wristband(&care, &stay_v, &form.patient_code).await?);
         let given = form.outcome.as_str();
         if given == "given" && o.drug.as_deref() != Some(form.drug_code.trim()) {
             errors.push(lianyi_clinical::registry::FieldError {

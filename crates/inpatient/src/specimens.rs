@@ -6,12 +6,11 @@
 
 use lianyi_clinical::scheduling::{local_date, local_instant};
 use lianyi_security::{Caller, CampusId};
-use lianyi_services::identifiers::Mrn;
 use serde_json::{Value, json};
 
 use crate::beds::current;
 use crate::orders::{Kind, ward_order};
-use crate::stays::{Inpatient, InpatientError, editable, invalid, put, reference_id, stay_number};
+use crate::stays::{Inpatient, InpatientError, editable, invalid, put, reference_id};
 
 /// The specimen numbers' identifier system (per campus).
 pub const SPECIMEN_SYSTEM: &str = "urn:lianyi:sid:specimen";
@@ -59,7 +58,9 @@ impl Inpatient {
         };
         let stored = match self.read(&care, "ServiceRequest", id).await {
             Ok(s) => s,
-            Err(InpatientError::NotFound(_)) => return Err(invalid("lab_order", "stay-order", "a lab order of the stay")),
+            Err(InpatientError::NotFound(_)) => {
+                return Err(invalid("lab_order", "stay-order", "a lab order of the stay"));
+            }
             Err(e) => return Err(e),
         };
         let mut v = editable(&stored)?;
@@ -73,24 +74,12 @@ impl Inpatient {
         if !o.in_force() {
             return Err(invalid("lab_order", "unverified", "an order in force (verified, not stopped)"));
         }
-        let mut errors = Vec::new();
         let Some(t) = TYPES.iter().find(|t| t.0 == kind.trim()) else {
             return Err(invalid("specimen", "specimen", "the specimen's type"));
         };
         let patient = reference_id(&stay_v["subject"], "Patient").unwrap_or_default().to_string();
-        let p = self.read(&care, "Patient", &patient).await?;
-        let p: Value = serde_json::from_str(&p.body).map_err(|e| invalid("patient", "stored", e.to_string()))?;
-        let scanned = patient_code.trim();
-        let mrns: Vec<Mrn> = lianyi_clinical::registry::mrns_of(&p);
-        if scanned.is_empty() || !(scanned == stay_number(&stay_v) || mrns.iter().any(|m| m.number == scanned)) {
-            errors.push(lianyi_clinical::registry::FieldError {
-                field: "patient_code",
-                code: "wrong-patient",
-                detail: "not this patient's wristband (the stay number or an MRN of the patient)".into(),
-            });
-        }
-        if !errors.is_empty() {
-            return Err(InpatientError::Invalid(errors));
+        if let Some(wrong) = self.check_wristband(&care, &stay_v, patient_code).await? {
+            return Err(InpatientError::Invalid(vec![wrong]));
         }
         if !Self::nurse_at(caller, &ward.campus) {
             return Err(InpatientError::Forbidden("collecting specimens here is not among your roles".into()));

@@ -991,6 +991,29 @@ pub(crate) fn patient_line(id: &str, p: &Value) -> PatientLine {
     }
 }
 
+impl Inpatient {
+    /// Whether `scanned` is the wristband of `stay`'s patient: the stay number, or one
+    /// of the patient's MRNs (the error names the field and the rule).
+    pub(crate) async fn check_wristband(
+        &self,
+        care: &Caller,
+        stay: &Value,
+        scanned: &str,
+    ) -> Result<Option<FieldError>, InpatientError> {
+        let patient = reference_id(&stay["subject"], "Patient").unwrap_or_default();
+        let p = self.read(care, "Patient", patient).await?;
+        let p: Value = serde_json::from_str(&p.body).map_err(|e| invalid("patient", "stored", e.to_string()))?;
+        let scanned = scanned.trim();
+        let ok =
+            !scanned.is_empty() && (scanned == stay_number(stay) || mrns_of(&p).iter().any(|m| m.number == scanned));
+        Ok((!ok).then(|| FieldError {
+            field: "patient_code",
+            code: "wrong-patient",
+            detail: "not this patient's wristband (the stay number or an MRN of the patient)".into(),
+        }))
+    }
+}
+
 /// Who signed an order: the user (by their username) with their display name.
 pub(crate) fn requester(caller: &Caller, name: &str) -> Value {
     match lianyi_clinical::orders::username(caller) {

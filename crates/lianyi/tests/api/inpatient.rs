@@ -87,6 +87,31 @@ pub(crate) async fn hospital(app: &TestApp) {
     .await;
 }
 
+/// East's inpatient pharmacy (store `ip`), and when `bags` is given a batch of that many
+/// levofloxacin bags received into it.
+pub(crate) async fn inpatient_pharmacy(app: &TestApp, operator: &Caller, bags: Option<&str>) {
+    let stock = lianyi_billing::stock::StockRoom::new(app.fhir.clone());
+    let ip = lianyi_store::pharmacy::StockStore {
+        campus: "campus-east".into(),
+        code: "ip".into(),
+        kind: "inpatient".into(),
+        name_zh: "住院药房".into(),
+        name_en: "Inpatient pharmacy".into(),
+    };
+    stock.put_store(operator, &ip).await.unwrap();
+    let Some(bags) = bags else { return };
+    let line =
+        lianyi_billing::stock::OrderLineForm { drug: "LEVO500I".into(), quantity: bags.into(), price: "20.00".into() };
+    let no = stock.create_order(operator, "campus-east", "ip", "国药控股", &[line]).await.unwrap();
+    let lot = lianyi_billing::stock::ReceiveForm {
+        drug: "LEVO500I".into(),
+        lot: "L2612".into(),
+        expiry: "2028-06-30".into(),
+        quantity: bags.into(),
+    };
+    stock.receive(operator, "campus-east", no, &[lot]).await.unwrap();
+}
+
 async fn post(b: &mut Browser, path: &str, token: &str, fields: &[(&str, &str)]) -> (StatusCode, String, String) {
     let mut form: Vec<(&str, &str)> = vec![("csrf", token)];
     form.extend_from_slice(fields);
@@ -1051,28 +1076,11 @@ async fn ward_rules_are_the_campus_s_and_daily_charges_are_posted_once() {
     let dispense = [("ward", "ward-east-im")];
     let (_, _, page) = post(&mut pharmacist, "/pharmacy/rounds", &pt, &dispense).await;
     assert!(page.contains("本院区没有住院药房"), "{page}");
-    let stock = lianyi_billing::stock::StockRoom::new(app.fhir.clone());
-    let ip = lianyi_store::pharmacy::StockStore {
-        campus: "campus-east".into(),
-        code: "ip".into(),
-        kind: "inpatient".into(),
-        name_zh: "住院药房".into(),
-        name_en: "Inpatient pharmacy".into(),
-    };
-    stock.put_store(&operator, &ip).await.unwrap();
+    inpatient_pharmacy(&app, &operator, None).await;
     let (_, _, page) = post(&mut pharmacist, "/pharmacy/rounds", &pt, &dispense).await;
     let errors = between(&page, "id=\"round-errors\"", "</div>");
     assert!(errors.contains("库存不足") && errors.contains("左氧氟沙星氯化钠注射液 500 mg −1"), "{errors}");
-    let line =
-        lianyi_billing::stock::OrderLineForm { drug: "LEVO500I".into(), quantity: "5".into(), price: "20.00".into() };
-    let no = stock.create_order(&operator, "campus-east", "ip", "国药控股", &[line]).await.unwrap();
-    let lot = lianyi_billing::stock::ReceiveForm {
-        drug: "LEVO500I".into(),
-        lot: "L2612".into(),
-        expiry: "2028-06-30".into(),
-        quantity: "5".into(),
-    };
-    stock.receive(&operator, "campus-east", no, &[lot]).await.unwrap();
+    inpatient_pharmacy(&app, &operator, Some("5")).await;
     let (status, loc, _) = post(&mut pharmacist, "/pharmacy/rounds", &pt, &dispense).await;
     assert_eq!((status, loc.as_str()), (StatusCode::SEE_OTHER, "/pharmacy/rounds?done=1"));
     let batches = app.fhir.operations().pharmacy().batches("campus-east", "ip", Some("LEVO500I"), true).await.unwrap();

@@ -120,25 +120,7 @@ async fn ward_stay(lang: &str, x: &Expect) {
     };
     prices.put_item(&east, &item).await.unwrap();
     prices.set_price(&east, "campus-east", "D-LEVO500I", "38.50", "2026-12-07").await.unwrap();
-    let stock = lianyi_billing::stock::StockRoom::new(app.fhir.clone());
-    let ip = lianyi_store::pharmacy::StockStore {
-        campus: "campus-east".into(),
-        code: "ip".into(),
-        kind: "inpatient".into(),
-        name_zh: "住院药房".into(),
-        name_en: "Inpatient pharmacy".into(),
-    };
-    stock.put_store(&east, &ip).await.unwrap();
-    let line =
-        lianyi_billing::stock::OrderLineForm { drug: "LEVO500I".into(), quantity: "20".into(), price: "20.00".into() };
-    let no = stock.create_order(&east, "campus-east", "ip", "国药控股", &[line]).await.unwrap();
-    let lot = lianyi_billing::stock::ReceiveForm {
-        drug: "LEVO500I".into(),
-        lot: "WARD01".into(),
-        expiry: "2028-06-30".into(),
-        quantity: "20".into(),
-    };
-    stock.receive(&east, "campus-east", no, &[lot]).await.unwrap();
+    crate::inpatient::inpatient_pharmacy(&app, &east, Some("20")).await;
 
     let shots = format!("ward-{lang}");
     let site = app.base.replace("127.0.0.1", "localhost");
