@@ -540,10 +540,18 @@ async fn hl7_feed_sends_adt_and_oru_over_mllp_and_an_ae_is_a_dead_letter() {
     assert_eq!((obx.first(5).as_str(), obx.component(6, 1).as_str(), obx.first(8).as_str()), ("6.1", "mmol/L", "H"));
     assert_eq!(oru.segment("OBR").unwrap().component(3, 1), obs);
 
-    // The log shows both delivered with the receiver's ACK.
+    // The log shows both delivered with the receiver's ACK (the receiver logs a message
+    // before the platform has read its ACK and marked it: give it the moment).
     let filter =
         lianyi_store::messages::MessageFilter { channel: Some(ch.id.clone()), limit: 10, ..Default::default() };
-    let msgs = outbound.messages(&it, &filter).await.unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    let msgs = loop {
+        let msgs = outbound.messages(&it, &filter).await.unwrap();
+        if msgs.iter().all(|m| m.status == "delivered") || Instant::now() > until {
+            break msgs;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(msgs.iter().map(|m| m.status.as_str()).collect::<Vec<_>>(), ["delivered", "delivered"]);
     let (_, payload, ack) = outbound.message(&it, msgs[0].id).await.unwrap();
     assert!(payload.starts_with("MSH|^~\\&|LIANYI|campus-east|LIS||"), "{payload}");
