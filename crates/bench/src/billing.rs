@@ -11,7 +11,6 @@
 //!
 //! Times are measured by the client over loopback (HTTP included).
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -85,7 +84,6 @@ pub async fn run(raw: Vec<String>) {
     let t = Instant::now();
     let days = o.days.to_string();
     let (_demo, base, dir) = start_demo("billing", &["--history-days", &days], Duration::from_secs(1800)).await;
-    let lianyi = std::env::current_exe().unwrap().with_file_name("lianyi");
     let probe = crate::http_client();
     let demo_secs = t.elapsed().as_secs_f64();
     println!(
@@ -94,17 +92,7 @@ pub async fn run(raw: Vec<String>) {
     );
 
     // An East Campus client, registered through the CLI against the running demo's database.
-    let db = format!("sqlite://{}", dir.join("lianyi.db").display());
-    let out = Command::new(&lianyi)
-        .args(["client", "add", "bench-east", "--scope", "system/*.cruds", "--campus", "campus-east", "--data-dir"])
-        .arg(&dir)
-        .args(["--database", &db])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let creds: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let bearer =
-        crate::bearer(&base, creds["client_id"].as_str().unwrap(), creds["client_secret"].as_str().unwrap()).await;
+    let bearer = crate::pages::client_bearer(&base, &dir, "bench-east", "campus-east").await;
 
     // Patients with one prescription each (a catalogue drug in stock, 1 or 2 units).
     let drugs = ["AMOX500", "IBU200", "PARA500", "METF500", "AMLO5", "OMEP20", "LORA10", "ATOR20"];

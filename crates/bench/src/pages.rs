@@ -167,6 +167,22 @@ pub(crate) async fn start_demo(name: &str, args: &[&str], wait: Duration) -> (De
     (demo, base, dir)
 }
 
+/// An API client `name` with `system/*.cruds` at `campus`, registered through the CLI
+/// against the running demo's database in `dir` (as an operator would): its bearer token.
+pub(crate) async fn client_bearer(base: &str, dir: &std::path::Path, name: &str, campus: &str) -> String {
+    let lianyi = std::env::current_exe().unwrap().with_file_name("lianyi");
+    let db = format!("sqlite://{}", dir.join("lianyi.db").display());
+    let out = Command::new(&lianyi)
+        .args(["client", "add", name, "--scope", "system/*.cruds", "--campus", campus, "--data-dir"])
+        .arg(dir)
+        .args(["--database", &db])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let creds: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    crate::bearer(base, creds["client_id"].as_str().unwrap(), creds["client_secret"].as_str().unwrap()).await
+}
+
 pub async fn run(raw: Vec<String>) {
     let mut n = 200usize;
     let mut out = "bench-pages.json".to_string();

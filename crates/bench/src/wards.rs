@@ -9,7 +9,6 @@
 //! board and today's task list N times each, one at a time, and a stay's page.
 //! Times are measured by the client over loopback (HTTP included).
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lianyi_inpatient::beds::{BedState, NursingLevel, location_entry, stay_system};
@@ -79,23 +78,10 @@ pub async fn run(raw: Vec<String>) {
         }
     }
     let (_demo, base, dir) = start_demo("wards", &[], Duration::from_secs(180)).await;
-    let lianyi = std::env::current_exe().unwrap().with_file_name("lianyi");
-    let db = format!("sqlite://{}", dir.join("lianyi.db").display());
     let http = crate::http_client();
     let mut bearers = Vec::new();
     for campus in CAMPUSES {
-        let out = Command::new(&lianyi)
-            .args(["client", "add", &format!("bench-{campus}"), "--scope", "system/*.cruds", "--campus", campus])
-            .arg("--data-dir")
-            .arg(&dir)
-            .args(["--database", &db])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let creds: Value = serde_json::from_slice(&out.stdout).unwrap();
-        bearers.push(
-            crate::bearer(&base, creds["client_id"].as_str().unwrap(), creds["client_secret"].as_str().unwrap()).await,
-        );
+        bearers.push(crate::pages::client_bearer(&base, &dir, &format!("bench-{campus}"), campus).await);
     }
     let mut before = 0;
     for b in &bearers {

@@ -48,10 +48,14 @@ impl Inpatient {
     /// The lines of `ward`'s round of the day of `day_ms` as sent: waiting or dispensed.
     pub async fn round(&self, caller: &Caller, ward: &str, day_ms: i64) -> Result<Vec<RoundLine>, InpatientError> {
         let (writer, ward) = self.round_writer(caller, ward).await?;
-        let date = local_date(day_ms);
+        self.round_lines(&writer, &ward, &local_date(day_ms)).await
+    }
+
+    /// The lines of `ward`'s round of `date` (`YYYY-MM-DD`), read as `writer`.
+    async fn round_lines(&self, writer: &Caller, ward: &str, date: &str) -> Result<Vec<RoundLine>, InpatientError> {
         let rows = self
             .search(
-                &writer,
+                writer,
                 "MedicationDispense",
                 &[("destination", format!("Location/{ward}")), ("_count", "1000".into())],
             )
@@ -69,7 +73,7 @@ impl Inpatient {
     pub async fn send_round(&self, caller: &Caller, ward: &str, day_ms: i64) -> Result<usize, InpatientError> {
         let (writer, ward) = self.round_writer(caller, ward).await?;
         let date = local_date(day_ms);
-        let sent: Vec<String> = self.round(caller, &ward, day_ms).await?.into_iter().map(|l| l.order).collect();
+        let sent: Vec<String> = self.round_lines(&writer, &ward, &date).await?.into_iter().map(|l| l.order).collect();
         let mut by_order: Vec<ToSend> = Vec::new();
         for d in self.doses(caller, &ward, day_ms).await? {
             if !matches!(d.state, DoseState::Due | DoseState::Overdue) {

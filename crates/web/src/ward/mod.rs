@@ -72,3 +72,21 @@ fn worded(t: Tr, e: &InpatientError) -> Vec<String> {
         }
     }
 }
+
+/// The wards `caller` works on, as a page's choice — (id, name in the page's language) —
+/// and the one shown: `asked` if it is one of them, else the first.
+async fn ward_choice(
+    state: &crate::AppState,
+    caller: &lianyi_security::Caller,
+    t: Tr,
+    asked: Option<String>,
+) -> (Vec<(String, String)>, Option<String>) {
+    let wards = state.inpatient.wards(caller).await.unwrap_or_default();
+    let ward = asked.filter(|w| wards.iter().any(|x| x.id == *w)).or_else(|| wards.first().map(|w| w.id.clone()));
+    (wards.iter().map(|w| (w.id.clone(), t.pick(&w.names.zh, &w.names.en).clone())).collect(), ward)
+}
+
+/// A bed's number as the ward's lists show it (the Location id's last part).
+fn bed_number(id: &str) -> String {
+    id.rsplit('-').next().unwrap_or(id).trim_start_matches('0').to_string()
+}

@@ -219,8 +219,7 @@ async fn handover_page(State(state): State<AppState>, s: Signed, Query(q): Query
     if !Inpatient::may_keep_ward(caller) {
         return forbidden(t);
     }
-    let wards = state.inpatient.wards(caller).await.unwrap_or_default();
-    let ward = q.ward.filter(|w| wards.iter().any(|x| x.id == *w)).or_else(|| wards.first().map(|w| w.id.clone()));
+    let (wards, ward) = super::ward_choice(&state, caller, t, q.ward).await;
     let mut errors = Vec::new();
     let mut lines = Vec::new();
     if let Some(w) = &ward {
@@ -239,7 +238,7 @@ async fn handover_page(State(state): State<AppState>, s: Signed, Query(q): Query
                         )
                     });
                     lines.push(Line {
-                        bed: h.bed.rsplit('-').next().unwrap_or(&h.bed).trim_start_matches('0').to_string(),
+                        bed: super::bed_number(&h.bed),
                         stay: h.card.id.clone(),
                         patient: t.pick(&h.card.patient.names.zh, &h.card.patient.names.en).clone(),
                         number: h.card.number.clone(),
@@ -290,7 +289,7 @@ async fn handover_page(State(state): State<AppState>, s: Signed, Query(q): Query
         HandoverPage {
             t,
             shell: &shell,
-            wards: wards.iter().map(|w| (w.id.clone(), t.pick(&w.names.zh, &w.names.en).clone())).collect(),
+            wards,
             ward: ward.unwrap_or_default(),
             when: local_time(state.inpatient.now_ms()),
             lines,

@@ -53,8 +53,7 @@ struct SpecimensPage<'a> {
 async fn render(state: &AppState, s: &Signed, q: Shown, errors: Vec<String>) -> Response {
     let (t, caller) = (s.t, &s.info.caller);
     let mut errors = errors;
-    let wards = state.inpatient.wards(caller).await.unwrap_or_default();
-    let ward = q.ward.filter(|w| wards.iter().any(|x| x.id == *w)).or_else(|| wards.first().map(|w| w.id.clone()));
+    let (wards, ward) = super::ward_choice(state, caller, t, q.ward).await;
     let mut rows = Vec::new();
     if let Some(w) = &ward {
         match state.inpatient.to_collect(caller, w).await {
@@ -64,7 +63,7 @@ async fn render(state: &AppState, s: &Signed, q: Shown, errors: Vec<String>) -> 
                     .map(|(stay, order, what, patient, bed)| Row {
                         stay,
                         order,
-                        bed: bed.rsplit('-').next().unwrap_or(&bed).trim_start_matches('0').to_string(),
+                        bed: super::bed_number(&bed),
                         patient: t.pick(&patient.names.zh, &patient.names.en).clone(),
                         what,
                     })
@@ -79,7 +78,7 @@ async fn render(state: &AppState, s: &Signed, q: Shown, errors: Vec<String>) -> 
         SpecimensPage {
             t,
             shell: &shell,
-            wards: wards.iter().map(|w| (w.id.clone(), t.pick(&w.names.zh, &w.names.en).clone())).collect(),
+            wards,
             ward: ward.unwrap_or_default(),
             rows,
             types: TYPES.iter().map(|(code, _, zh, en)| (*code, t.pick(zh, en).to_string())).collect(),

@@ -67,8 +67,7 @@ async fn render(state: &AppState, s: &Signed, q: Shown, errors: Vec<String>) -> 
     let t = s.t;
     let caller = &s.info.caller;
     let mut errors = errors;
-    let wards = state.inpatient.wards(caller).await.unwrap_or_default();
-    let ward = q.ward.filter(|w| wards.iter().any(|x| x.id == *w)).or_else(|| wards.first().map(|w| w.id.clone()));
+    let (wards, ward) = super::ward_choice(state, caller, t, q.ward).await;
     let now = state.inpatient.now_ms();
     let date = q
         .date
@@ -103,7 +102,7 @@ async fn render(state: &AppState, s: &Signed, q: Shown, errors: Vec<String>) -> 
                         time: local_time(d.due_ms).get(11..16).unwrap_or_default().to_string(),
                         due_ms: d.due_ms,
                         stay: d.stay,
-                        bed: board_bed(&d.bed),
+                        bed: super::bed_number(&d.bed),
                         patient: t.pick(&d.patient.names.zh, &d.patient.names.en).clone(),
                         what: format!(
                             "{} {} {} {}",
@@ -129,7 +128,7 @@ async fn render(state: &AppState, s: &Signed, q: Shown, errors: Vec<String>) -> 
         TasksPage {
             t,
             shell: &shell,
-            wards: wards.iter().map(|w| (w.id.clone(), t.pick(&w.names.zh, &w.names.en).clone())).collect(),
+            wards,
             ward: ward.unwrap_or_default(),
             date,
             rows,
@@ -140,11 +139,6 @@ async fn render(state: &AppState, s: &Signed, q: Shown, errors: Vec<String>) -> 
         }
         .render(),
     )
-}
-
-/// The bed's number as the list shows it (the Location id's last part).
-fn board_bed(id: &str) -> String {
-    id.rsplit('-').next().unwrap_or(id).trim_start_matches('0').to_string()
 }
 
 async fn tasks_page(State(state): State<AppState>, s: Signed, Query(q): Query<Shown>) -> Response {
